@@ -1,0 +1,476 @@
+"""Hand-computed cases for mistnet.metrics (SPEC §5, A24-A27, A30)."""
+
+import math
+
+import pytest
+import torch
+
+from mistnet.metrics import (
+    APMeter,
+    DetectionMeter,
+    ReconstructionMeter,
+    _box_iou,
+    any_match,
+    ap_at_thresholds,
+    greedy_assign,
+    greedy_match,
+    label_histogram,
+    match_detections,
+    multiset_overlap,
+    official_eval_accuracy,
+    rmse,
+    svhn_ap,
+    valid_mask,
+)
+
+
+def t(x, dtype=torch.float32):
+    return torch.tensor(x, dtype=dtype)
+
+
+def lab(x):
+    return torch.tensor(x, dtype=torch.long)
+
+
+# ------------------------------------------------------------------------------------------ IoU
+
+
+def test_box_iou_values(dtype):
+    a = t([[10.0, 10, 20, 20]], dtype)
+    b = t(
+        [
+            [10.0, 10, 20, 20],  # identical -> 1
+            [10.0, 5, 20, 10],  # inside, half the area -> 0.5 exactly
+            [12.0, 10, 20, 20],  # shifted 2 px: 360 / 440
+            [40.0, 10, 20, 20],  # disjoint -> 0
+            [30.0, 10, 20, 20],  # touching edge -> 0
+        ],
+        dtype,
+    )
+    iou = _box_iou(a, b)
+    assert iou.shape == (1, 5)
+    expected = t([[1.0, 0.5, 360 / 440, 0.0, 0.0]], dtype)
+    torch.testing.assert_close(iou, expected)
+    # keypoints (x, y, side) are squares
+    torch.testing.assert_close(_box_iou(a[:, :3], b), iou)
+
+
+def test_box_iou_zero_area_is_zero():
+    iou = _box_iou(t([[0.0, 0, 0, 0]]), t([[0.0, 0, 0, 0]]))
+    assert iou.item() == 0.0
+
+
+def test_box_iou_bad_shape():
+    with pytest.raises(ValueError, match="last dim"):
+        _box_iou(torch.zeros(2, 5), torch.zeros(2, 4))
+
+
+# ------------------------------------------------------------------------------------ matching
+
+
+def test_greedy_two_detections_on_one_gt_count_once():
+    iou = t([[0.9, 0.8]])  # 1 GT, 2 detections both above 0.5
+    assert greedy_match(iou).tolist() == [True]
+    assert greedy_assign(iou).tolist() == [0]
+    # a second GT whose only good detection was taken is left unmatched
+    iou = t([[0.9, 0.1], [0.8, 0.2]])
+    assert greedy_assign(iou).tolist() == [0, -1]
+
+
+def test_greedy_is_in_gt_order_not_optimal():
+    # GT 0 takes detection 0 (0.6) although GT 1 needs it more; Hungarian would match both.
+    iou = t([[0.6, 0.55], [0.9, 0.0]])
+    assert greedy_assign(iou).tolist() == [0, -1]
+    iou = t([[0.6, 0.7], [0.9, 0.0]])
+    assert greedy_assign(iou).tolist() == [1, 0]
+
+
+def test_greedy_threshold_is_strict():
+    iou = t([[0.5, 0.3]], torch.float64)
+    assert greedy_match(iou, threshold=0.5).tolist() == [False]
+    assert greedy_match(iou, threshold=0.4999).tolist() == [True]
+
+
+def test_greedy_eligibility_and_nan():
+    iou = t([[0.9, 0.7], [float("nan"), 0.8]])
+    eligible = torch.tensor([[False, True], [True, True]])
+    # GT0 may only use det1; GT1's det0 is NaN -> ineligible, det1 taken -> unmatched
+    assert greedy_assign(iou, eligible).tolist() == [1, -1]
+
+
+def test_greedy_empty_and_batched():
+    assert greedy_assign(torch.zeros(2, 3, 0)).tolist() == [[-1] * 3] * 2
+    assert greedy_assign(torch.zeros(2, 0, 3)).shape == (2, 0)
+    iou = torch.rand(4, 5, 6, generator=torch.Generator().manual_seed(0))
+    batched = greedy_assign(iou)
+    for b in range(4):
+        assert torch.equal(batched[b], greedy_assign(iou[b]))
+
+
+def test_greedy_matches_bruteforce_reference():
+    g = torch.Generator().manual_seed(1)
+    iou = torch.rand(20, 6, 5, generator=g)
+    out = greedy_assign(iou, threshold=0.3)
+    for b in range(20):
+        used, ref = set(), []
+        for n in range(6):
+            cand = [(iou[b, n, m].item(), -m) for m in range(5) if m not in used]
+            best, negm = max(cand, default=(0.0, 1))
+            if best > 0.3:
+                used.add(-negm)
+                ref.append(-negm)
+            else:
+                ref.append(-1)
+        assert out[b].tolist() == ref
+
+
+def test_greedy_bad_args():
+    with pytest.raises(ValueError, match="iou"):
+        greedy_assign(torch.zeros(3))
+    with pytest.raises(ValueError, match="eligible"):
+        greedy_assign(torch.zeros(2, 3), torch.ones(3, 2, dtype=torch.bool))
+
+
+def test_valid_mask_and_histogram():
+    labels = lab([[0, 0, 3, -1], [9, 2, 2, 2]])
+    assert valid_mask(labels).tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert valid_mask(labels, lab([2, 3])).tolist() == [[1, 1, 0, 0], [1, 1, 1, 0]]
+    h = label_histogram(labels, 10)
+    assert h[0].tolist() == [2, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert h[1].tolist() == [0, 0, 3, 0, 0, 0, 0, 0, 0, 1]
+    with pytest.raises(ValueError, match="num_classes"):
+        label_histogram(labels, 5)
+    with pytest.raises(ValueError, match="count"):
+        valid_mask(labels, lab([1, 2, 3]))
+
+
+def test_multiset_overlap_repeated_classes():
+    gt = lab([[1, 1, 1, 4], [0, 0, 3, -1]])
+    det = lab([[1, 4, 4, 4], [3, 3, 3, -1]])
+    assert multiset_overlap(det, gt, 10).tolist() == [2, 1]
+
+
+# ----------------------------------------------------------------------------- detection meter
+
+# Image 1: three GT in a row, three detections.
+#   GT  A(10,10) cls 1, B(40,10) cls 1, C(70,10) cls 0
+#   det d0(10,10) cls 1 [IoU 1 with A], d1(12,10) cls 1 [IoU 360/440 with A, 0 with B],
+#       d2(70,10) cls 5 [IoU 1 with C, wrong class]
+#   agnostic 1-1: A-d0, C-d2 -> 2; any: A, C -> 2; class-aware: A-d0 -> 1;
+#   multiset {1,1,0} vs {1,1,5} -> 2; ap50 = 1/3, ap50_agnostic = 2/3.
+# Image 2: two close GT of class 3 sharing one detection (L=2 != K=1).
+#   GT P(20,20), Q(24,20); det e(22,20) cls 3 with IoU 360/440 to both.
+#   agnostic 1-1: 1 (P); any: 2; class-aware: 1; multiset: 1; ap50 = 1/1, agnostic 1/1.
+IMG1 = dict(
+    gt=[[10.0, 10, 20, 20], [40, 10, 20, 20], [70, 10, 20, 20]],
+    gl=[1, 1, 0],
+    det=[[10.0, 10, 20], [12, 10, 20], [70, 10, 20]],
+    dl=[1, 1, 5],
+)
+IMG2 = dict(gt=[[20.0, 20, 20, 20], [24, 20, 20, 20]], gl=[3, 3], det=[[22.0, 20, 20]], dl=[3])
+EXPECTED = {
+    "det_iou50": 3 / 5,
+    "det_any50": 4 / 5,
+    "classif": 3 / 5,
+    "both": 2 / 5,
+    "ap50": (1 / 3 + 1) / 2,
+    "ap50_agnostic": (2 / 3 + 1) / 2,
+    "n_images": 2,
+    "n_instances": 5,
+    "n_detections": 4,
+}
+
+
+def _single(img):
+    return (
+        t([img["det"]]),
+        lab([img["dl"]]),
+        t([img["gt"]]),
+        lab([img["gl"]]),
+    )
+
+
+def _padded_batch():
+    det = t([IMG1["det"], IMG2["det"] + [[0.0, 0, 0], [0.0, 0, 0]]])
+    dl = lab([IMG1["dl"], IMG2["dl"] + [-1, -1]])
+    gt = t([IMG1["gt"], IMG2["gt"] + [[0.0, 0, 0, 0]]])
+    gl = lab([IMG1["gl"], IMG2["gl"] + [-1]])
+    return det, dl, gt, gl
+
+
+def _assert_metrics(out, expected):
+    assert out.keys() >= expected.keys()
+    for k, v in expected.items():
+        assert out[k] == pytest.approx(v, abs=1e-12), k
+
+
+def test_detection_meter_padded_batch():
+    det, dl, gt, gl = _padded_batch()
+    m = DetectionMeter(num_classes=10)
+    m.update(det, dl, gt, gl, gt_count=lab([3, 2]))
+    _assert_metrics(m.compute(), EXPECTED)
+
+
+def test_detection_meter_batched_equals_per_image():
+    m = DetectionMeter()
+    for img in (IMG1, IMG2):
+        m.update(*_single(img))
+    _assert_metrics(m.compute(), EXPECTED)
+
+
+def test_detection_meter_counts_override_labels():
+    # Padding expressed only through counts: the extra detection sits exactly on Q with the right
+    # class and the extra GT is a real-looking box, both must be ignored.
+    det, dl, gt, gl = _padded_batch()
+    det[1, 1] = t([24.0, 20, 20])
+    dl[1, 1:] = 3
+    gt[1, 2] = t([90.0, 90, 20, 20])
+    gl[1, 2] = 7
+    m = DetectionMeter()
+    m.update(det, dl, gt, gl, gt_count=lab([3, 2]), det_count=lab([3, 1]))
+    _assert_metrics(m.compute(), EXPECTED)
+    # without counts the extra detection matches Q and the extra GT is a miss
+    m2 = DetectionMeter()
+    m2.update(det, dl, gt, gl)
+    out = m2.compute()
+    assert out["n_instances"] == 6
+    assert out["both"] == pytest.approx(3 / 6)
+
+
+def test_detection_meter_class_zero_counts_in_classif():
+    gt = t([[[10.0, 10, 20, 20], [40, 10, 20, 20], [70, 10, 20, 20]]])
+    det = gt[..., :3].clone()
+    m = DetectionMeter()
+    m.update(det, lab([[3, 3, 3]]), gt, lab([[0, 0, 3]]))
+    out = m.compute()
+    assert out["classif"] == pytest.approx(1 / 3)
+    assert out["both"] == pytest.approx(1 / 3)
+    assert out["det_iou50"] == 1.0
+    # perfect labels, class 0 included
+    m.reset()
+    m.update(det, lab([[0, 3, 0]]), gt, lab([[0, 3, 0]]))
+    assert m.compute()["classif"] == 1.0
+
+
+def test_detection_meter_k_larger_than_l():
+    # Table 3: AP divides by K_image, "both" by #GT.
+    gt = t([[[10.0, 10, 20, 20]]])
+    det = t([[[10.0, 10, 20], [50, 50, 20]]])
+    m = DetectionMeter()
+    m.update(det, lab([[2, 2]]), gt, lab([[2]]))
+    out = m.compute()
+    assert out["both"] == 1.0
+    assert out["ap50"] == 0.5
+    assert out["classif"] == 1.0
+
+
+def test_detection_meter_iou_exactly_half_not_matched():
+    # det square 20 at (10,10); GT rectangle 20 x 10 inside it -> IoU = 200/400 = 0.5 exactly.
+    gt = t([[[10.0, 5, 20, 10]]])
+    det = t([[[10.0, 10, 20]]])
+    m = DetectionMeter()
+    m.update(det, lab([[4]]), gt, lab([[4]]))
+    out = m.compute()
+    assert out["det_iou50"] == 0.0
+    assert out["det_any50"] == 0.0
+    assert out["both"] == 0.0
+    assert out["classif"] == 1.0
+
+
+def test_detection_meter_float_offset_box_near_half():
+    # Two 20 x 20 squares offset by 20/3: IoU = 0.5 up to rounding; whichever side of 0.5 the
+    # float64 value lands on, the metric must agree with the strict rule applied to it.
+    gt = t([[[10.0, 10, 20, 20]]], torch.float64)
+    det = t([[[10.0 + 20 / 3, 10, 20]]], torch.float64)
+    iou = _box_iou(gt[0], det[0]).item()
+    assert iou == pytest.approx(0.5, abs=1e-12)
+    out = DetectionMeter()
+    out.update(det, lab([[1]]), gt, lab([[1]]))
+    assert out.compute()["both"] == float(iou > 0.5)
+
+
+def test_detection_meter_empty_and_nan():
+    m = DetectionMeter()
+    out = m.compute()
+    assert math.isnan(out["both"]) and out["n_images"] == 0
+    # image with neither detections nor GT is left out of ap50
+    m.update(torch.zeros(1, 2, 3), lab([[-1, -1]]), torch.zeros(1, 2, 4), lab([[-1, -1]]))
+    m.update(*_single(IMG2))
+    out = m.compute()
+    assert out["ap50"] == 1.0 and out["n_images"] == 2
+
+
+def test_detection_meter_bad_shapes():
+    m = DetectionMeter()
+    with pytest.raises(ValueError, match="det_boxes"):
+        m.update(torch.zeros(1, 2, 5), lab([[1, 1]]), torch.zeros(1, 2, 4), lab([[1, 1]]))
+    with pytest.raises(ValueError, match="gt_labels"):
+        m.update(torch.zeros(1, 2, 3), lab([[1, 1]]), torch.zeros(1, 2, 4), lab([[1]]))
+
+
+def test_match_detections_and_any_match():
+    det, dl, gt, gl = _padded_batch()
+    both = match_detections(det, dl, gt, gl)
+    assert both.tolist() == [[True, False, False], [True, False, False]]
+    agn = match_detections(det, dl, gt, gl, class_aware=False)
+    assert agn.tolist() == [[True, False, True], [True, False, False]]
+    anym = any_match(det, dl, gt, gl)
+    assert anym.tolist() == [[True, False, True], [True, True, False]]
+
+
+def test_detection_meter_device_and_dtype(device, dtype):
+    det, dl, gt, gl = _padded_batch()
+    m = DetectionMeter()
+    m.update(det.to(device, dtype), dl.to(device), gt.to(device, dtype), gl.to(device))
+    _assert_metrics(m.compute(), EXPECTED)
+
+
+# ---------------------------------------------------------------------------------- SVHN AP
+
+# Image 1: GT rectangles; det0 square 28 vs 24x30 rect: 672/832 = 0.8077 (matches up to .8);
+#          det1 square 36 vs 20x40 rect: 720/1376 = 0.5233 (matches at .5 only).
+# Image 2: right labels, boxes far away: AP_0 = 1, all others 0.
+SVHN_GT = [[[50.0, 30, 24, 30], [100, 30, 20, 40]], [[50.0, 30, 24, 30], [100, 30, 20, 40]]]
+SVHN_GL = [[1, 7], [1, 7]]
+SVHN_DET = [[[50.0, 30, 28], [100, 30, 36]], [[200.0, 30, 40], [150, 30, 40]]]
+SVHN_DL = [[1, 7], [7, 1]]
+
+
+def test_svhn_ap_hand_computed():
+    out = svhn_ap(t(SVHN_DET), lab(SVHN_DL), t(SVHN_GT), lab(SVHN_GL))
+    expected = {"ap00": 1.0, "ap50": 0.5, "ap60": 0.25, "ap70": 0.25, "ap80": 0.25, "ap90": 0.0}
+    _assert_metrics(out, expected)
+    assert out["n_images"] == 2
+
+
+def test_svhn_ap_zero_ignores_boxes_and_uses_multisets():
+    frac, inc = ap_at_thresholds(
+        t(SVHN_DET), lab([[1, 1], [7, 3]]), t(SVHN_GT), lab(SVHN_GL), thresholds=[0.0, 0.5]
+    )
+    assert inc.tolist() == [True, True]
+    # image 1: labels {1,1} vs {1,7} -> 1/2; det0 (cls 1) matches at .5, det1 (cls 1) cannot.
+    # image 2: {7,3} vs {1,7} -> 1/2 regardless of location; nothing matches at .5.
+    assert frac.tolist() == [[0.5, 0.5], [0.5, 0.0]]
+
+
+def test_svhn_ap_iou_half_strict():
+    # square 40 vs 20 x 40 rectangle, same centre: IoU = 800/1600 = 0.5 exactly -> not matched.
+    frac, _ = ap_at_thresholds(
+        t([[[100.0, 30, 40]]]), lab([[7]]), t([[[100.0, 30, 20, 40]]]), lab([[7]]), [0.0, 0.5]
+    )
+    assert frac.tolist() == [[1.0, 0.0]]
+
+
+def test_ap_meter_accumulates_like_one_batch():
+    m = APMeter()
+    for b in range(2):
+        m.update(
+            t(SVHN_DET[b : b + 1]),
+            lab(SVHN_DL[b : b + 1]),
+            t(SVHN_GT[b : b + 1]),
+            lab(SVHN_GL[b : b + 1]),
+        )
+    assert m.compute() == svhn_ap(t(SVHN_DET), lab(SVHN_DL), t(SVHN_GT), lab(SVHN_GL))
+
+
+# ------------------------------------------------------------------------------------- RMSE
+
+
+def test_rmse_values():
+    pred = torch.zeros(2, 1, 2, 2)
+    target = torch.zeros(2, 1, 2, 2)
+    target[0] = 1.0  # per-pixel error 1 -> RMSE 1
+    target[1, 0, 0, 0] = 1.0  # one of four pixels -> sqrt(1/4) = 0.5
+    assert rmse(pred, target, reduction="none").tolist() == [1.0, 0.5]
+    assert rmse(pred, target).item() == pytest.approx(0.75)
+    assert rmse(pred, target, reduction="pooled").item() == pytest.approx(math.sqrt(5 / 8))
+
+
+def test_rmse_clip_and_signed():
+    target = torch.ones(1, 1, 1, 2)
+    pred = t([[[[2.0, 1.0]]]])  # unclipped error 1 on one of two pixels; clipped 0
+    assert rmse(pred, target).item() == pytest.approx(math.sqrt(0.5))
+    assert rmse(pred, target, clip=True).item() == 0.0
+    # signed: -1 vs 1 is a full-range error -> RMSE 1 after dividing by 2
+    s_pred = t([[[[-1.0, 1.0]]]])
+    assert rmse(s_pred, target, signed=True).item() == pytest.approx(math.sqrt(0.5))
+    # signed clip keeps [-1, 1]: 3 -> 1, error 0; unclipped (3 - 1)/2 = 1
+    s_pred = t([[[[3.0, 1.0]]]])
+    assert rmse(s_pred, target, signed=True).item() == pytest.approx(math.sqrt(0.5))
+    assert rmse(s_pred, target, signed=True, clip=True).item() == 0.0
+
+
+def test_rmse_bad_args():
+    with pytest.raises(ValueError, match="pred"):
+        rmse(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
+    with pytest.raises(ValueError, match="reduction"):
+        rmse(torch.zeros(1, 2), torch.zeros(1, 2), reduction="sum")
+
+
+def test_reconstruction_meter_accumulates():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(5, 1, 4, 4, generator=g) * 1.4 - 0.2
+    target = torch.rand(5, 1, 4, 4, generator=g)
+    m = ReconstructionMeter()
+    m.update(pred[:2], target[:2])
+    m.update(pred[2:], target[2:])
+    out = m.compute()
+    assert out["n_images"] == 5
+    assert out["rmse"] == pytest.approx(rmse(pred, target).item())
+    assert out["rmse_clipped"] == pytest.approx(rmse(pred, target, clip=True).item())
+    assert out["rmse_pooled"] == pytest.approx(rmse(pred, target, reduction="pooled").item())
+    assert out["rmse_clipped"] < out["rmse"]
+    assert math.isnan(ReconstructionMeter().compute()["rmse"])
+
+
+# ----------------------------------------------------------------------- official metric
+
+
+def test_official_acc_class_drops_class_zero():
+    gt = t([[[10.0, 10, 20, 20], [40, 10, 20, 20], [70, 10, 20, 20]]])
+    det = gt.clone()
+    off = official_eval_accuracy(det, gt, lab([[3, 3, 3]]), lab([[0, 0, 3]]))
+    assert off["acc_class"] == 1.0  # [C]'s bug: the two missing zeros are not counted
+    ours = DetectionMeter()
+    ours.update(det, lab([[3, 3, 3]]), gt, lab([[0, 0, 3]]))
+    assert ours.compute()["classif"] == pytest.approx(1 / 3)
+
+
+def test_official_two_detections_on_one_gt_and_counts():
+    # 1 GT, 2 detections on it: [C] divides by B*K_det = 2 (assumes #GT = #det).
+    gt = t([[[10.0, 10, 20, 20], [60, 60, 20, 20]]])
+    det = t([[[10.0, 10, 20, 20], [12, 10, 20, 20]]])
+    off = official_eval_accuracy(det, gt, lab([[1, 1]]), lab([[1, 2]]))
+    assert off["num_objects"] == 2 and off["num_detections"] == 2
+    assert off["acc_det"] == 0.5  # GT0 hit, GT1 not
+    assert off["tp_iou"] == 1  # one-to-one
+    assert off["tp_center"] == 1
+    assert off["precision_iou"] == 0.5 and off["recall_iou"] == 0.5 and off["f1_iou"] == 0.5
+    # non-exclusive acc_det counts a GT once even with two detections on it
+    ours = DetectionMeter()
+    ours.update(det, lab([[1, 1]]), gt, lab([[1, 2]]))
+    out = ours.compute()
+    assert out["det_any50"] == 0.5 and out["both"] == 0.5
+
+
+def test_official_greedy_uses_ge_but_acc_det_uses_gt():
+    # IoU exactly 0.5: [C]'s tp_iou counts it (>=), its acc_det does not (>), ours does not.
+    gt = t([[[10.0, 5, 20, 10]]])
+    det = t([[[10.0, 10, 20, 20]]])
+    off = official_eval_accuracy(det, gt, lab([[4]]), lab([[4]]))
+    assert off["tp_iou"] == 1
+    assert off["acc_det"] == 0.0
+    assert match_detections(det, lab([[4]]), gt, lab([[4]])).tolist() == [[False]]
+
+
+def test_official_centre_distance_and_background():
+    # det centre 9 px right of a 20 px GT: inside (dist 0.9); 11 px: outside (1.1).
+    gt = t([[[10.0, 10, 20, 20], [60, 10, 20, 20]]])
+    det = t([[[19.0, 10, 20, 20], [71, 10, 20, 20]]])
+    off = official_eval_accuracy(det, gt, lab([[2, 2]]), lab([[2, 2]]))
+    assert off["tp_center"] == 1
+    assert off["tp_iou"] == 0  # IoU 220/580 and 180/620
+    # background_class: label-0 entries are not counted as objects or detections
+    off = official_eval_accuracy(det, gt, lab([[0, 2]]), lab([[0, 2]]), background_class=True)
+    assert off["num_objects"] == 1 and off["num_detections"] == 1
+    assert off["tp_center"] == 0
