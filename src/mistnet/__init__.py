@@ -1,0 +1,3 @@
+"""mistnet: Multiple Instance Spatial Transformers (MIST) in PyTorch."""
+
+__version__ = "0.1.0"

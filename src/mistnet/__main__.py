@@ -1,0 +1,3 @@
+from mistnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Box conventions and IoU.
+
+Convention: pixel centres sit at integer coordinates, x before y. A keypoint ``(x, y, side)`` is the
+square box ``[x - side/2, x + side/2] x [y - side/2, y + side/2]``. A centre/size box is
+``(cx, cy, w, h)``; corner boxes are ``(x0, y0, x1, y1)``. Boxes are continuous: a 20-px box
+centred on pixel 10 spans ``[0, 20]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check_boxes(boxes: object, name: str) -> Tensor:
+    if not isinstance(boxes, Tensor) or boxes.ndim < 1 or boxes.shape[-1] not in (3, 4):
+        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(
+            f"{name} must have shape (..., 3) as (x, y, side) or (..., 4) as (cx, cy, w, h), "
+            f"got {shape}"
+        )
+    return boxes
+
+
+def keypoints_to_boxes(keypoints: Tensor) -> Tensor:
+    """``(..., 3)`` keypoints ``(x, y, side)`` to ``(..., 4)`` centre/size boxes ``(x, y, side, side)``.
+
+    Centre/size boxes (last dimension 4) pass through unchanged.
+
+    Example:
+        >>> keypoints_to_boxes(torch.tensor([[10.0, 12.0, 20.0]]))
+        tensor([[10., 12., 20., 20.]])
+    """
+    kp = _check_boxes(keypoints, "keypoints")
+    if kp.shape[-1] == 4:
+        return kp
+    return torch.cat([kp[..., :2], kp[..., 2:3], kp[..., 2:3]], dim=-1)
+
+
+def boxes_to_xyxy(boxes: Tensor) -> Tensor:
+    """Centre/size boxes ``(..., 4)`` (or keypoints ``(..., 3)``) to corners ``(..., 4)``."""
+    b = keypoints_to_boxes(boxes)
+    half = b[..., 2:] / 2
+    return torch.cat([b[..., :2] - half, b[..., :2] + half], dim=-1)
+
+
+def xyxy_to_boxes(corners: Tensor) -> Tensor:
+    """Corner boxes ``(..., 4)`` ``(x0, y0, x1, y1)`` to centre/size boxes ``(cx, cy, w, h)``."""
+    if not isinstance(corners, Tensor) or corners.shape[-1] != 4:
+        raise ValueError("corners must have shape (..., 4) as (x0, y0, x1, y1)")
+    return torch.cat(
+        [(corners[..., :2] + corners[..., 2:]) / 2, corners[..., 2:] - corners[..., :2]], -1
+    )
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise intersection over union of two sets of boxes.
+
+    Args:
+        a: ``(..., N, 3)`` keypoints ``(x, y, side)`` or ``(..., N, 4)`` boxes ``(cx, cy, w, h)``.
+        b: ``(..., M, 3)`` or ``(..., M, 4)``, same leading dimensions as ``a`` (broadcastable).
+
+    Returns:
+        ``(..., N, M)`` IoU in [0, 1]; 0 where both boxes are empty.
+
+    Example:
+        >>> box_iou(torch.tensor([[0.0, 0.0, 20.0]]), torch.tensor([[10.0, 0.0, 20.0]]))
+        tensor([[0.3333]])
+    """
+    ca = boxes_to_xyxy(_check_boxes(a, "a"))
+    cb = boxes_to_xyxy(_check_boxes(b, "b"))
+    if ca.ndim < 2 or cb.ndim < 2:
+        raise ValueError("a and b must have shape (..., N, 3|4) and (..., M, 3|4)")
+    lt = torch.maximum(ca[..., :, None, :2], cb[..., None, :, :2])  # (..., N, M, 2)
+    rb = torch.minimum(ca[..., :, None, 2:], cb[..., None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (ca[..., 2:] - ca[..., :2]).clamp(min=0).prod(-1)
+    area_b = (cb[..., 2:] - cb[..., :2]).clamp(min=0).prod(-1)
+    union = area_a[..., :, None] + area_b[..., None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)

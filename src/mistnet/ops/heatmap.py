@@ -1,0 +1,66 @@
+"""The heatmap generator G: the ideal heatmap that E_K maps back to given keypoints (SPEC §1.3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mistnet.ops._checks import check_keypoints, check_sides
+
+
+@torch.no_grad()
+def render_heatmap(
+    keypoints: Tensor,
+    sides: Tensor | list[float] | tuple[float, ...],
+    height: int,
+    width: int,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """G: a zero heatmap with unit mass at each keypoint, its scale split over two levels.
+
+    The position is rounded half up, ``(floor(x + 0.5), floor(y + 0.5))``, and clamped into the
+    image. With one scale the pixel gets 1. With S > 1 the side is clamped to
+    ``[sigma_1, sigma_S]`` and split linearly between the two nearest levels
+    (``1 - alpha`` and ``alpha``) so that the first moment over scales equals the side. Keypoints
+    that fall on the same pixel are combined by maximum. The result is detached.
+
+    Args:
+        keypoints: ``(B, K, 3)`` as ``(x, y, side)``, finite.
+        sides: the S box sides ``sigma_s``, strictly increasing.
+        height: H of the heatmap.
+        width: W of the heatmap.
+        mask: optional ``(B, K)`` bool; keypoints where it is False are not drawn.
+
+    Returns:
+        ``(B, S, H, W)`` target, dtype and device of ``keypoints``.
+
+    Example:
+        >>> render_heatmap(torch.tensor([[[1.4, 0.5, 20.0]]]), [20.0], 2, 3)
+        tensor([[[[0., 0., 0.],
+                  [0., 1., 0.]]]])
+    """
+    kp = check_keypoints(keypoints)
+    B, K, _ = kp.shape
+    sigma = check_sides(sides, kp.device, kp.dtype)
+    S = sigma.numel()
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be positive, got {height}x{width}")
+    u = torch.floor(kp[..., 0] + 0.5).clamp(0, width - 1).long()
+    v = torch.floor(kp[..., 1] + 0.5).clamp(0, height - 1).long()
+    pix = v * width + u  # (B, K)
+    ones = torch.ones_like(kp[..., 0])
+    if mask is not None:
+        if mask.shape != (B, K):
+            raise ValueError(f"mask must have shape (B, K)=({B}, {K}), got {tuple(mask.shape)}")
+        ones = ones * mask.to(kp.dtype)
+    if S == 1:
+        index, value = pix, ones
+    else:
+        s = torch.minimum(torch.maximum(kp[..., 2], sigma[0]), sigma[-1])
+        i = (torch.searchsorted(sigma, s.contiguous(), right=True) - 1).clamp(0, S - 2)
+        alpha = (s - sigma[i]) / (sigma[i + 1] - sigma[i])
+        index = torch.cat([i * height * width + pix, (i + 1) * height * width + pix], 1)
+        value = torch.cat([(1 - alpha) * ones, alpha * ones], 1)  # (B, 2K)
+    out = torch.zeros(B, S * height * width, device=kp.device, dtype=kp.dtype)
+    out.scatter_reduce_(1, index, value, reduce="amax", include_self=True)
+    return out.view(B, S, height, width)

@@ -1,0 +1,92 @@
+"""Non-maximum suppression and the top-K keypoint extractor E_K (SPEC §1.2)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mistnet.ops._checks import check_sides, check_tensor, check_window
+from mistnet.ops.softmax import scale_pool
+
+
+def nms(h: Tensor, window: int = 5) -> Tensor:
+    """Keep the local maxima of each channel; everything else becomes ``-inf``.
+
+    A pixel survives if it equals the maximum of the ``window x window`` box centred on it, so
+    plateaus (ties) survive. Pixels outside the image never win.
+
+    Args:
+        h: ``(B, C, H, W)`` heatmap.
+        window: odd window side in pixels (5 in the official code).
+
+    Returns:
+        ``(B, C, H, W)`` with suppressed values set to ``-inf``.
+
+    Example:
+        >>> h = torch.tensor([[[[0.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.9]]]])
+        >>> nms(h, 3)  # the flat zero at index 4 is a (tied) local maximum
+        tensor([[[[  -inf, 1.0000,   -inf,   -inf, 0.0000,   -inf, 0.9000]]]])
+    """
+    h = check_tensor(h, "h", 4, "(B, C, H, W)")
+    check_window(window, "window")
+    local_max = F.max_pool2d(h, window, stride=1, padding=window // 2)
+    return torch.where(h >= local_max, h, torch.full_like(h, float("-inf")))
+
+
+@torch.no_grad()
+def topk_keypoints(
+    h: Tensor, k: int, sides: Tensor | list[float] | tuple[float, ...], nms_window: int = 5
+) -> tuple[Tensor, Tensor]:
+    """E_K: the K strongest local maxima of the scale-pooled heatmap, with their box sides.
+
+    Scales are pooled with :func:`scale_pool`, maxima found with :func:`nms`, and the K highest
+    taken. Positions are integer pixels ``x = i mod W``, ``y = i div W``. The side is the
+    normalised first moment over scales at the chosen pixel,
+    ``s = sum_s h_s sigma_s / sum_s h_s`` (exactly ``sigma_1`` when S = 1; the mean side where all
+    scales are zero), so that ``topk_keypoints(render_heatmap(x)) == x`` (SPEC A2). If fewer than K
+    local maxima exist, the remaining slots take the highest non-maximal pixels, after all maxima.
+
+    Args:
+        h: ``(B, S, H, W)`` responses after :func:`local_spatial_softmax`.
+        k: number of keypoints, ``1 <= k <= H * W``.
+        sides: the S box sides ``sigma_s`` in pixels, strictly increasing.
+        nms_window: odd NMS window in pixels.
+
+    Returns:
+        ``keypoints`` ``(B, K, 3)`` as ``(x, y, side)`` and ``scores`` ``(B, K)`` (pooled heatmap
+        values), maxima in decreasing score order first. Both detached.
+
+    Example:
+        >>> h = torch.zeros(1, 1, 20, 20); h[0, 0, 3, 7] = 1.0; h[0, 0, 12, 2] = 0.5
+        >>> kp, score = topk_keypoints(h, 2, [20.0])
+        >>> kp[0].tolist()
+        [[7.0, 3.0, 20.0], [2.0, 12.0, 20.0]]
+    """
+    h = check_tensor(h, "h", 4, "(B, S, H, W)")
+    B, S, H, W = h.shape
+    sigma = check_sides(sides, h.device, h.dtype)
+    if sigma.numel() != S:
+        raise ValueError(f"sides has {sigma.numel()} entries but h has S={S} scale channels")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= H * W:
+        raise ValueError(f"k must be an integer in [1, H*W={H * W}], got {k!r}")
+    pooled = scale_pool(h).flatten(1)  # (B, H*W)
+    keep = torch.isfinite(nms(scale_pool(h), nms_window).flatten(1))
+    # Rank every maximum above every non-maximum, each group by value.
+    lo = pooled.amin(1, keepdim=True)
+    hi = pooled.amax(1, keepdim=True)
+    key = torch.where(keep, pooled, pooled - (hi - lo + 1))
+    _, idx = key.topk(k, dim=1)  # (B, K)
+    scores = pooled.gather(1, idx)
+    x = (idx % W).to(h.dtype)
+    y = torch.div(idx, W, rounding_mode="floor").to(h.dtype)
+    if S == 1:
+        side = sigma.expand(B, k)
+    else:
+        resp = h.flatten(2).gather(2, idx[:, None, :].expand(B, S, k))  # (B, S, K)
+        mass = resp.sum(1)
+        moment = (resp * sigma[None, :, None]).sum(1)
+        side = torch.where(
+            mass > 0, moment / mass.clamp(min=torch.finfo(h.dtype).tiny), sigma.mean()
+        )
+    return torch.stack([x, y, side], dim=-1), scores

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from mistnet.ops import render_heatmap
+
+
+def test_single_scale_rounds_half_up_and_clamps():
+    kp = torch.tensor([[[1.5, 0.49, 20.0], [-3.0, 2.0, 20.0], [9.0, 99.0, 20.0]]])
+    T = render_heatmap(kp, [20.0], 4, 5)
+    assert T.shape == (1, 1, 4, 5)
+    expected = torch.zeros(4, 5)
+    expected[0, 2] = 1  # x 1.5 rounds up to 2, y 0.49 to 0
+    expected[2, 0] = 1  # clamped left
+    expected[3, 4] = 1  # clamped to the bottom-right corner
+    torch.testing.assert_close(T[0, 0], expected)
+
+
+def test_two_scale_split_has_the_right_first_moment():
+    sides = [10.0, 20.0, 40.0]
+    kp = torch.tensor([[[3.0, 3.0, 25.0], [0.0, 0.0, 5.0], [6.0, 6.0, 50.0]]])
+    T = render_heatmap(kp, sides, 8, 8)
+    torch.testing.assert_close(T[0, :, 3, 3], torch.tensor([0.0, 0.75, 0.25]))
+    torch.testing.assert_close(T[0, :, 0, 0], torch.tensor([1.0, 0.0, 0.0]))  # clamped to sigma_1
+    torch.testing.assert_close(T[0, :, 6, 6], torch.tensor([0.0, 0.0, 1.0]))  # clamped to sigma_S
+    assert T.sum().item() == pytest.approx(3.0)
+
+
+def test_collisions_combine_by_max_and_mask_skips():
+    kp = torch.tensor([[[2.0, 2.0, 20.0], [2.2, 1.9, 20.0], [5.0, 5.0, 20.0]]])
+    T = render_heatmap(kp, [20.0], 8, 8, mask=torch.tensor([[True, True, False]]))
+    assert T.sum().item() == 1.0 and T[0, 0, 2, 2] == 1.0
+
+
+def test_detached_even_from_grad_inputs():
+    kp = torch.tensor([[[2.0, 2.0, 20.0]]], requires_grad=True)
+    assert not render_heatmap(kp, [20.0], 4, 4).requires_grad
+
+
+@pytest.mark.parametrize(
+    "kp, match",
+    [
+        (torch.zeros(3, 3), "keypoints must have shape"),
+        (torch.zeros(1, 2, 2), "keypoints must have shape"),
+        (torch.tensor([[[float("nan"), 0.0, 20.0]]]), "NaN"),
+        (torch.tensor([[[1.0, 1.0, 0.0]]]), "side"),
+    ],
+)
+def test_errors(kp, match):
+    with pytest.raises(ValueError, match=match):
+        render_heatmap(kp, [20.0], 4, 4)

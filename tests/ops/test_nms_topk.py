@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mistnet.ops import local_spatial_softmax, nms, render_heatmap, topk_keypoints
+
+
+def test_nms_keeps_maxima_and_ties():
+    h = torch.zeros(1, 1, 9, 9)
+    h[0, 0, 2, 2] = 1.0
+    h[0, 0, 2, 3] = 1.0  # a tie next to it: both survive
+    h[0, 0, 6, 6] = 0.5
+    h[0, 0, 6, 7] = 0.4  # suppressed by its neighbour
+    out = nms(h, 5)
+    assert out[0, 0, 2, 2] == 1.0 and out[0, 0, 2, 3] == 1.0
+    assert out[0, 0, 6, 6] == 0.5
+    assert out[0, 0, 6, 7] == -math.inf
+    assert out[0, 0, 4, 4] == -math.inf  # zero next to the 1.0 peak
+
+
+def test_topk_finds_separated_peaks_highest_first():
+    h = torch.zeros(1, 1, 30, 40)
+    peaks = [(5, 3, 0.9), (20, 25, 0.8), (35, 10, 0.7)]  # (x, y, value)
+    for x, y, val in peaks:
+        h[0, 0, y, x] = val
+    kp, score = topk_keypoints(h, 3, [20.0])
+    assert kp[0].tolist() == [[x, y, 20.0] for x, y, _ in peaks]
+    torch.testing.assert_close(score[0], torch.tensor([0.9, 0.8, 0.7]), atol=1e-5, rtol=0)
+
+
+def test_batched_equals_per_sample():
+    torch.manual_seed(0)
+    h = local_spatial_softmax(torch.randn(4, 1, 24, 24))
+    kp, score = topk_keypoints(h, 6, [20.0])
+    for b in range(4):
+        kb, sb = topk_keypoints(h[b : b + 1], 6, [20.0])
+        torch.testing.assert_close(kp[b : b + 1], kb)
+        torch.testing.assert_close(score[b : b + 1], sb)
+
+
+def test_constant_heatmap_gives_distinct_pixels_with_equal_scores():
+    kp, score = topk_keypoints(torch.full((2, 1, 10, 10), 0.3), 5, [20.0])
+    assert torch.all(score == score[0, 0])
+    for b in range(2):
+        assert len({(x, y) for x, y, _ in kp[b].tolist()}) == 5
+    assert kp[..., :2].min() >= 0 and kp[..., :2].max() <= 9
+
+
+def test_k_larger_than_number_of_maxima_fills_with_best_non_maxima():
+    ramp = torch.arange(12.0)
+    h = (0.001 * (ramp[None, :] + ramp[:, None]))[None, None].clone()  # one maximum, at (11, 11)
+    h[0, 0, 5, 5] = 1.0
+    h[0, 0, 5, 6] = 0.7  # next to the peak: not a maximum, but the best non-maximum
+    kp, score = topk_keypoints(h, 4, [20.0])
+    assert kp[0, :3, :2].tolist() == [[5.0, 5.0], [11.0, 11.0], [6.0, 5.0]]
+    assert kp[0, 3, :2].tolist() in ([10.0, 11.0], [11.0, 10.0])
+    torch.testing.assert_close(score[0, :3], torch.tensor([1.0, 0.022, 0.7]))
+
+
+def test_output_is_detached_and_typed():
+    h = torch.rand(1, 1, 8, 8, requires_grad=True)
+    kp, score = topk_keypoints(h, 2, [20.0])
+    assert not kp.requires_grad and not score.requires_grad
+    assert kp.dtype == h.dtype
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(h=torch.rand(1, 1, 4, 4), k=17, sides=[20.0]), "k must be"),
+        (dict(h=torch.rand(1, 1, 4, 4), k=0, sides=[20.0]), "k must be"),
+        (dict(h=torch.rand(1, 2, 4, 4), k=1, sides=[20.0]), "sides has 1"),
+        (dict(h=torch.rand(1, 2, 4, 4), k=1, sides=[20.0, 10.0]), "increasing"),
+        (dict(h=torch.rand(4, 4), k=1, sides=[20.0]), "h must have shape"),
+        (dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], nms_window=4), "nms_window|window"),
+    ],
+)
+def test_topk_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        topk_keypoints(**kwargs)
+
+
+def _distinct_positions(draw, k, H, W):
+    cells = draw(
+        st.lists(
+            st.tuples(st.integers(0, W - 1), st.integers(0, H - 1)),
+            min_size=k,
+            max_size=k,
+            unique=True,
+        )
+    )
+    return cells
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), k=st.integers(1, 6))
+def test_topk_of_render_is_identity_single_scale(data, k):
+    H, W = 24, 30
+    cells = _distinct_positions(data.draw, k, H, W)
+    jitter = data.draw(st.lists(st.floats(-0.49, 0.49), min_size=2 * k, max_size=2 * k))
+    kp = torch.tensor(
+        [[[x + jitter[2 * i], y + jitter[2 * i + 1], 20.0] for i, (x, y) in enumerate(cells)]],
+        dtype=torch.float64,
+    )
+    out, _ = topk_keypoints(render_heatmap(kp, [20.0], H, W), k, [20.0])
+    expected = torch.cat([torch.floor(kp[..., :2] + 0.5), kp[..., 2:]], -1)
+    # E_K returns the K points in score order; all scores tie, so compare as sets.
+    assert sorted(map(tuple, out[0].tolist())) == sorted(map(tuple, expected[0].tolist()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), k=st.integers(1, 5))
+def test_topk_of_render_is_identity_three_scales(data, k):
+    H, W = 40, 40
+    sides = [20.0, 20.0 * 2**0.5, 40.0]
+    # Scales give unequal pooled values, so keep points outside each other's NMS window.
+    xs = data.draw(st.lists(st.integers(0, 7), min_size=k, max_size=k, unique=True))
+    ys = data.draw(st.lists(st.integers(0, 7), min_size=k, max_size=k))
+    s = data.draw(st.lists(st.floats(20.0, 40.0), min_size=k, max_size=k))
+    kp = torch.tensor(
+        [[[5.0 * x + 2, 5.0 * y + 2, si] for x, y, si in zip(xs, ys, s, strict=True)]],
+        dtype=torch.float64,
+    )
+    out, _ = topk_keypoints(render_heatmap(kp, sides, H, W), k, sides)
+    got = {(x, y): side for x, y, side in out[0].tolist()}
+    for x, y, side in kp[0].tolist():
+        assert got[(x, y)] == pytest.approx(side, rel=1e-4)

@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from mistnet.ops import extract_patches, paste_patches
+
+
+def test_grid_convention_on_linear_ramps():
+    H, W, P = 40, 50, 9
+    xs = torch.arange(W, dtype=torch.float64).expand(H, W)
+    ys = torch.arange(H, dtype=torch.float64)[:, None].expand(H, W)
+    img = torch.stack([xs, ys])[None]  # (1, 2, H, W): channel 0 = x, channel 1 = y
+    kp = torch.tensor([[[20.3, 17.6, 12.5], [30.0, 10.0, 8.0]]], dtype=torch.float64)
+    p = extract_patches(img, kp, P)
+    assert p.shape == (1, 2, 2, P, P)
+    t = torch.arange(P, dtype=torch.float64) / (P - 1) - 0.5
+    for k in range(2):
+        cx, cy, s = kp[0, k].tolist()
+        torch.testing.assert_close(p[0, k, 0], (cx + t * s).expand(P, P))
+        torch.testing.assert_close(p[0, k, 1], (cy + t * s)[:, None].expand(P, P))
+
+
+def test_outside_the_image_is_zero():
+    img = torch.ones(1, 1, 10, 10)
+    p = extract_patches(img, torch.tensor([[[-20.0, 5.0, 4.0]]]), 5)
+    assert p.abs().max() == 0
+
+
+def test_batched_equals_per_sample():
+    torch.manual_seed(0)
+    img = torch.rand(3, 2, 20, 24)
+    kp = torch.rand(3, 4, 3) * torch.tensor([24.0, 20.0, 8.0]) + torch.tensor([0, 0, 4.0])
+    p = extract_patches(img, kp, 8)
+    back = paste_patches(p, kp, 20, 24)
+    for b in range(3):
+        torch.testing.assert_close(p[b : b + 1], extract_patches(img[b : b + 1], kp[b : b + 1], 8))
+        torch.testing.assert_close(
+            back[b : b + 1], paste_patches(p[b : b + 1], kp[b : b + 1], 20, 24)
+        )
+
+
+def test_gradcheck_extract_wrt_images_and_keypoints():
+    torch.manual_seed(0)
+    img = torch.rand(2, 2, 9, 11, dtype=torch.float64, requires_grad=True)
+    kp = torch.tensor(
+        [[[4.31, 3.73, 5.13], [6.27, 5.41, 3.37]], [[2.63, 6.17, 4.43], [8.11, 2.29, 6.31]]],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
+    assert torch.autograd.gradcheck(lambda i, k: extract_patches(i, k, 5), (img, kp))
+
+
+def test_gradcheck_paste_wrt_patches_and_keypoints():
+    torch.manual_seed(1)
+    patches = torch.rand(2, 2, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    kp = torch.tensor(
+        [[[4.31, 3.73, 5.13], [6.27, 5.41, 3.37]], [[2.63, 6.17, 4.43], [8.11, 2.29, 6.31]]],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
+    assert torch.autograd.gradcheck(lambda p, k: paste_patches(p, k, 9, 11), (patches, kp))
+
+
+def test_round_trip_on_smooth_image_and_zero_outside():
+    H = W = 64
+    yy, xx = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    img = (torch.sin(xx / 9.0) * torch.cos(yy / 7.0) * 0.5 + 0.5)[None, None]
+    kp = torch.tensor([[[30.0, 28.0, 20.0]]], dtype=torch.float64)
+    back = paste_patches(extract_patches(img, kp, 32), kp, H, W)
+    inside = (
+        slice(19, 38),
+        slice(21, 40),
+    )  # rows y 19..37, cols x 21..39: inside [20, 40] x [18, 38]
+    rel = (back[0, 0][inside] - img[0, 0][inside]).abs() / img[0, 0][inside].abs().clamp(min=1e-3)
+    assert rel.max() < 0.02
+    outside = torch.ones(H, W, dtype=torch.bool)
+    outside[18:39, 20:41] = False
+    assert back[0, 0][outside].abs().max() == 0
+
+
+def test_overlapping_patches_add():
+    patches = torch.ones(1, 2, 1, 4, 4)
+    kp = torch.tensor([[[5.0, 5.0, 6.0], [6.0, 5.0, 6.0]]])
+    out = paste_patches(patches, kp, 12, 12)
+    assert out[0, 0, 5, 5] == 2.0 and out[0, 0, 5, 0] == 0.0
+    single = paste_patches(patches[:, :1], kp[:, :1], 12, 12) + paste_patches(
+        patches[:, 1:], kp[:, 1:], 12, 12
+    )
+    torch.testing.assert_close(out, single)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: extract_patches(torch.rand(1, 8, 8), torch.rand(1, 1, 3) + 1), "images"),
+        (lambda: extract_patches(torch.rand(2, 1, 8, 8), torch.rand(1, 1, 3) + 1), "batch size"),
+        (lambda: extract_patches(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 2)), "keypoints"),
+        (
+            lambda: extract_patches(
+                torch.rand(1, 1, 8, 8), torch.tensor([[[1.0, float("inf"), 2.0]]])
+            ),
+            "NaN",
+        ),
+        (lambda: paste_patches(torch.rand(1, 2, 1, 4, 4), torch.rand(1, 3, 3) + 1, 8, 8), "K=3"),
+        (lambda: paste_patches(torch.rand(1, 2, 1, 4, 5), torch.rand(1, 2, 3) + 1, 8, 8), "square"),
+        (lambda: paste_patches(torch.rand(1, 2, 4, 4), torch.rand(1, 2, 3) + 1, 8, 8), "patches"),
+    ],
+)
+def test_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from mistnet.ops import local_spatial_softmax, scale_pool
+
+
+def reference_local_softmax(h, window, strength, eps):
+    """Direct double loop over pixels, the window shifted inside the image at borders."""
+    B, S, H, W = h.shape
+    out = torch.empty_like(h)
+    half = window // 2
+    for b in range(B):
+        for s in range(S):
+            e = torch.exp(strength * (h[b, s] - h[b, s].max()))
+            for r in range(H):
+                r0 = min(max(r - half, 0), H - window)
+                for c in range(W):
+                    c0 = min(max(c - half, 0), W - window)
+                    denom = e[r0 : r0 + window, c0 : c0 + window].sum()
+                    out[b, s, r, c] = e[r, c] / (denom + eps)
+    return out
+
+
+@pytest.mark.parametrize("window", [15, 5])
+def test_matches_double_loop_reference_including_borders(window):
+    torch.manual_seed(0)
+    h = torch.randn(2, 2, 20, 20, dtype=torch.float64) * 0.3
+    ours = local_spatial_softmax(h, window=window, strength=10.0, eps=1e-6)
+    ref = reference_local_softmax(h, window, 10.0, 1e-6)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_output_range_and_peak_sharpening():
+    torch.manual_seed(1)
+    h = torch.rand(1, 1, 30, 30)
+    h[0, 0, 12, 17] = h.max() + 1.0  # at least 1 logit above its whole window
+    p = local_spatial_softmax(h)
+    assert p.min() >= 0 and p.max() < 1
+    assert p[0, 0, 12, 17] >= 0.95
+
+
+def test_window_always_contains_pixel_so_constant_map_is_uniform():
+    p = local_spatial_softmax(torch.zeros(1, 1, 20, 20), window=15, eps=0.0)
+    torch.testing.assert_close(p, torch.full_like(p, 1 / 225))
+
+
+def test_global_max_subtraction_is_only_for_stability():
+    h = torch.randn(1, 1, 20, 20, dtype=torch.float64)
+    torch.testing.assert_close(
+        local_spatial_softmax(h, eps=0.0), local_spatial_softmax(h + 100.0, eps=0.0)
+    )
+
+
+def test_gradient_flows():
+    h = torch.randn(1, 1, 16, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: local_spatial_softmax(x, window=5, strength=2.0), h)
+
+
+def test_scale_pool_formula_and_single_scale():
+    h = torch.tensor([[[[0.2]], [[0.6]]]], dtype=torch.float64)  # (1, 2, 1, 1)
+    expected = (0.04 + 0.36) / (0.8 + 2e-6)
+    assert scale_pool(h).item() == pytest.approx(expected)
+    one = torch.rand(1, 1, 5, 5, dtype=torch.float64) + 0.1
+    torch.testing.assert_close(scale_pool(one), one, rtol=1e-5, atol=0)
+    assert scale_pool(torch.rand(3, 4, 6, 7)).shape == (3, 1, 6, 7)
+
+
+@pytest.mark.parametrize(
+    "fn, bad, match",
+    [
+        (local_spatial_softmax, torch.zeros(4, 4), "logits"),
+        (local_spatial_softmax, torch.zeros(1, 1, 4, 4, dtype=torch.long), "logits"),
+        (scale_pool, torch.zeros(1, 4, 4), "h"),
+        (scale_pool, "not a tensor", "h"),
+    ],
+)
+def test_bad_input_raises(fn, bad, match):
+    with pytest.raises(ValueError, match=match):
+        fn(bad)
