@@ -1,0 +1,24 @@
+"""Networks: heatmap network H_η, patch task networks T_τ and the SPEC §4 baselines."""
+
+from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints, spatial_soft_argmax
+from mistnet.models.heatmap import HeatmapBody, HeatmapNet
+from mistnet.models.patch import (
+    PatchAutoencoder,
+    PatchClassifier,
+    PatchDecoder,
+    PatchEncoder,
+    PreNormResBlock,
+)
+
+__all__ = [
+    "ChannelWiseHeatmap",
+    "HeatmapBody",
+    "HeatmapNet",
+    "PatchAutoencoder",
+    "PatchClassifier",
+    "PatchDecoder",
+    "PatchEncoder",
+    "PreNormResBlock",
+    "grid_keypoints",
+    "spatial_soft_argmax",
+]

@@ -1,0 +1,154 @@
+"""Baselines of SPEC §4 that share MIST's networks: the fixed grid and the channel-wise detector.
+
+* Grid (Table 1): :func:`grid_keypoints` tiles the image with ``rows × cols`` square cells; the
+  same patch auto-encoder as MIST is applied to each cell and only τ is trained.
+* Channel-wise (Tables 1 and 2): :class:`ChannelWiseHeatmap` is the MIST heatmap body with a
+  K-channel head; each channel's soft-argmax (:func:`spatial_soft_argmax`) gives one keypoint, so
+  the whole pipeline is trained end to end by back-propagation (SPEC §7 A35).
+
+Keypoint convention (SPEC §0): ``(x, y, side)``, x before y, pixel centres at integer
+coordinates, ``side`` = full side of the square box in pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mistnet.models.heatmap import HeatmapBody
+
+__all__ = ["ChannelWiseHeatmap", "grid_keypoints", "spatial_soft_argmax"]
+
+
+def spatial_soft_argmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    r"""Differentiable expected pixel position of each channel of a logit map.
+
+    Per channel, p(u) = softmax over all H·W pixels of ``logits / temperature`` and the result is
+    Σ_u p(u)·u with u = (x, y) = (column, row), i.e. pixel centres at integer coordinates and x
+    before y. There is no local window and no NMS; a flat map gives the image centre
+    ((W − 1)/2, (H − 1)/2).
+
+    Args:
+        logits: ``(B, K, H, W)`` raw scores.
+        temperature: softmax temperature (> 0); 1 in the channel-wise baseline.
+
+    Returns:
+        ``(B, K, 2)`` positions (x, y) in pixels, same dtype and device as ``logits``.
+
+    Example:
+        >>> logits = torch.full((1, 1, 3, 4), -1e4)
+        >>> logits[0, 0, 2, 1] = 0.0
+        >>> spatial_soft_argmax(logits)
+        tensor([[[1., 2.]]])
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must have shape (B, K, H, W), got {tuple(logits.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    B, K, H, W = logits.shape
+    probs = torch.softmax(logits.reshape(B, K, H * W) / temperature, dim=-1)
+    probs = probs.reshape(B, K, H, W)
+    xs = torch.arange(W, device=logits.device, dtype=logits.dtype)
+    ys = torch.arange(H, device=logits.device, dtype=logits.dtype)
+    x = (probs.sum(dim=2) * xs).sum(dim=-1)  # (B, K): marginal over rows, then E[x]
+    y = (probs.sum(dim=3) * ys).sum(dim=-1)  # (B, K)
+    return torch.stack((x, y), dim=-1)  # (B, K, 2)
+
+
+def grid_keypoints(
+    height: int,
+    width: int,
+    rows: int = 3,
+    cols: int = 3,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    r"""Keypoints of a regular grid of square cells that tile the image exactly.
+
+    The image covers [−0.5, W − 0.5] × [−0.5, H − 0.5]; cell (i, j) (row i, column j) has centre
+    (−0.5 + (j + 0.5)·W/cols, −0.5 + (i + 0.5)·H/rows) and side W/cols. Cells are listed in
+    row-major order. Keypoint boxes are square, so the cells must be square: H/rows = W/cols.
+
+    Args:
+        height, width: image size H, W in pixels.
+        rows, cols: grid size (3×3 in the paper).
+        device, dtype: of the returned tensor (default: torch defaults).
+
+    Returns:
+        ``(1, rows·cols, 3)`` keypoints (x, y, side); expand over the batch as needed.
+
+    Example:
+        >>> grid_keypoints(80, 80)[0, :2]
+        tensor([[12.8333, 12.8333, 26.6667],
+                [39.5000, 12.8333, 26.6667]])
+    """
+    for name, value in (("height", height), ("width", width), ("rows", rows), ("cols", cols)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if height * cols != width * rows:
+        raise ValueError(
+            f"grid cells must be square (height/rows == width/cols), got height={height}, "
+            f"width={width}, rows={rows}, cols={cols}"
+        )
+    side = width / cols
+    xs = -0.5 + (torch.arange(cols, device=device, dtype=torch.float64) + 0.5) * side
+    ys = -0.5 + (torch.arange(rows, device=device, dtype=torch.float64) + 0.5) * side
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # (rows, cols) each
+    sides = torch.full_like(gx, side)
+    keypoints = torch.stack((gx, gy, sides), dim=-1).reshape(1, rows * cols, 3)
+    return keypoints.to(dtype=dtype or torch.get_default_dtype())
+
+
+class ChannelWiseHeatmap(nn.Module):
+    r"""Channel-wise keypoint detector: K-channel heatmap body + per-channel soft-argmax.
+
+    The body is :class:`~mistnet.models.heatmap.HeatmapBody` with ``out_channels = k``; channel k's
+    soft-argmax (temperature 1, softmax over all pixels) gives keypoint k's position, and every
+    keypoint gets the fixed box ``side``. Positions are differentiable w.r.t. the weights, so the
+    baseline trains end to end through the patch sampler (SPEC §4.2, §7 A35).
+
+    Args:
+        in_channels: image channels C.
+        k: number of keypoints K (one output channel each).
+        width, depth: body sizes, as for MIST's heatmap network.
+        side: fixed box side in pixels.
+        temperature: soft-argmax temperature.
+
+    Shape:
+        - Input: ``(B, C, H, W)``.
+        - Output: ``(B, K, 3)`` keypoints (x, y, side).
+
+    Example:
+        >>> net = ChannelWiseHeatmap(in_channels=1, k=9)
+        >>> net(torch.rand(2, 1, 80, 80)).shape
+        torch.Size([2, 9, 3])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        k: int = 9,
+        width: int = 32,
+        depth: int = 4,
+        side: float = 20.0,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not side > 0:
+            raise ValueError(f"side must be > 0, got {side}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.k = k
+        self.side = float(side)
+        self.temperature = float(temperature)
+        self.body = HeatmapBody(in_channels, width=width, depth=depth, out_channels=k)
+
+    def logits(self, images: Tensor) -> Tensor:
+        """Raw per-keypoint score maps ``(B, K, H, W)``."""
+        return self.body(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        xy = spatial_soft_argmax(self.logits(images), self.temperature)  # (B, K, 2)
+        side = xy.new_full((*xy.shape[:2], 1), self.side)  # (B, K, 1)
+        return torch.cat((xy, side), dim=-1)  # (B, K, 3)

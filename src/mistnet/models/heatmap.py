@@ -1,0 +1,193 @@
+"""Multi-scale heatmap network H_η (SPEC §1.1).
+
+``HeatmapBody`` is the fully convolutional body of the official code's MNIST detector (reflection
+padding, input BatchNorm, 1×1 stem, residual blocks of *valid* 3×3 convolutions, linear 1×1 head)
+with one deliberate change (SPEC §7 A5): the two convolutions of a block have separate GroupNorm
+modules instead of one shared by accident. ``HeatmapNet`` runs that body, with the same weights,
+on an image pyramid and returns one logit map per scale at full resolution.
+
+Both return raw logits. The local spatial softmax, the scale pooling and the top-K extraction live
+in :mod:`mistnet.ops`; keeping them out of the network keeps it a plain regressor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["HeatmapBody", "HeatmapNet"]
+
+
+def _check_images(images: Tensor, in_channels: int, name: str = "images") -> None:
+    if images.dim() != 4:
+        raise ValueError(
+            f"{name} must have shape (B, {in_channels}, H, W), got {tuple(images.shape)}"
+        )
+    if images.shape[1] != in_channels:
+        raise ValueError(
+            f"{name} must have {in_channels} channels, shape (B, {in_channels}, H, W), "
+            f"got {tuple(images.shape)}"
+        )
+
+
+class _ValidResBlock(nn.Module):
+    """Residual block of two unpadded 3×3 convolutions; shrinks H and W by 4.
+
+    conv → GN → ReLU → conv → GN → add the skip centre-cropped by 2 px per side → ReLU.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, kernel_size=3)
+        self.norm1 = nn.GroupNorm(1, width)
+        self.conv2 = nn.Conv2d(width, width, kernel_size=3)
+        self.norm2 = nn.GroupNorm(1, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        return F.relu(y + x[:, :, 2:-2, 2:-2])
+
+
+class HeatmapBody(nn.Module):
+    r"""Fully convolutional keypoint-score network without absolute-position information.
+
+    Layers: reflection pad by ``2 * depth`` → BatchNorm2d(``in_channels``) → 1×1 conv to ``width``
+    → ``depth`` residual blocks of valid 3×3 convolutions with GroupNorm(1, ``width``) after each
+    convolution → 1×1 conv to ``out_channels`` (linear logits). Each block shrinks the map by 4 px,
+    which the padding exactly compensates, so the output has the input's H×W. The receptive field
+    is ``4 * depth + 1`` pixels (17 for the default depth).
+
+    Because the only padding is the reflection at the input and all convolutions are valid, the
+    network cannot see absolute position: translating the input translates the output, except
+    within ``2 * depth`` pixels of the border where the reflected content differs.
+
+    Args:
+        in_channels: image channels C.
+        width: channels of the residual blocks.
+        depth: number of residual blocks.
+        out_channels: channels of the output logit map (1 for MIST, K for the channel-wise
+            baseline).
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)`` with H, W > ``2 * depth`` (reflection padding limit).
+        - Output: ``(B, out_channels, H, W)`` raw logits.
+
+    Example:
+        >>> body = HeatmapBody(in_channels=1)
+        >>> body(torch.rand(2, 1, 80, 80)).shape
+        torch.Size([2, 1, 80, 80])
+    """
+
+    def __init__(
+        self, in_channels: int, width: int = 32, depth: int = 4, out_channels: int = 1
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("width", width),
+            ("depth", depth),
+            ("out_channels", out_channels),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.pad = 2 * depth
+        self.padding = nn.ReflectionPad2d(self.pad)
+        self.input_norm = nn.BatchNorm2d(in_channels)
+        self.stem = nn.Conv2d(in_channels, width, kernel_size=1)
+        self.blocks = nn.Sequential(*[_ValidResBlock(width) for _ in range(depth)])
+        self.head = nn.Conv2d(width, out_channels, kernel_size=1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images, self.in_channels)
+        _, _, H, W = images.shape
+        if min(H, W) <= self.pad:
+            raise ValueError(
+                f"images must be larger than the reflection padding {self.pad} px, "
+                f"got H×W = {H}×{W}"
+            )
+        x = self.input_norm(self.padding(images))  # (B, C, H + 2·pad, W + 2·pad)
+        x = self.blocks(self.stem(x))  # (B, width, H, W)
+        return self.head(x)
+
+
+class HeatmapNet(nn.Module):
+    r"""Multi-scale heatmap network: one shared :class:`HeatmapBody` run on an image pyramid.
+
+    For each factor f_s the image is downsampled with area interpolation to
+    ``(round(f_s·H), round(f_s·W))``, the shared body produces a 1-channel logit map, and that
+    map is upsampled bilinearly back to H×W. Convention: ``align_corners=False`` for both
+    resampling steps, so a low-resolution pixel covers the same image area in both directions and
+    pixel centres stay at integer full-resolution coordinates. Sharing the weights across scales
+    keeps the network from favouring a scale (SPEC §1.1).
+
+    Scale level s has box side σ_s = base_side / f_s (see :meth:`sides`). Factors must be strictly
+    decreasing so that sides are strictly increasing (σ_1 < … < σ_S), as the top-K scale moment
+    and the heatmap generator expect.
+
+    Args:
+        in_channels: image channels C.
+        factors: pyramid factors f_s in (0, 1], strictly decreasing. ``(1.0,)`` for MNIST and
+            Gabor, ``(0.5,)`` for SVHN, ``(1.0, 2**-0.5, 0.5)`` for the multi-scale tests.
+        width: channels of the body's residual blocks.
+        depth: number of residual blocks in the body.
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)``; each downsampled side must exceed ``2 * depth``.
+        - Output: ``(B, S, H, W)`` raw logits, S = ``len(factors)``.
+
+    Example:
+        >>> net = HeatmapNet(in_channels=1, factors=(1.0, 0.5))
+        >>> net(torch.rand(2, 1, 80, 80)).shape
+        torch.Size([2, 2, 80, 80])
+        >>> net.sides()
+        (20.0, 40.0)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        factors: Sequence[float] = (1.0,),
+        width: int = 32,
+        depth: int = 4,
+    ) -> None:
+        super().__init__()
+        factors = tuple(float(f) for f in factors)
+        if not factors:
+            raise ValueError("factors must contain at least one scale factor, got ()")
+        if any(not 0.0 < f <= 1.0 for f in factors):
+            raise ValueError(f"factors must lie in (0, 1], got {factors}")
+        if any(a <= b for a, b in zip(factors, factors[1:], strict=False)):
+            raise ValueError(f"factors must be strictly decreasing, got {factors}")
+        self.factors = factors
+        self.in_channels = in_channels
+        self.body = HeatmapBody(in_channels, width=width, depth=depth, out_channels=1)
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.factors)
+
+    def sides(self, base_side: float = 20.0) -> tuple[float, ...]:
+        """Box side σ_s = base_side / f_s in full-resolution pixels for each level (increasing)."""
+        return tuple(base_side / f for f in self.factors)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images, self.in_channels)
+        _, _, H, W = images.shape
+        maps = []
+        for f in self.factors:  # S is a handful of pyramid levels, each of a different size
+            if f == 1.0:
+                x = images
+            else:
+                size = (max(1, round(f * H)), max(1, round(f * W)))
+                x = F.interpolate(images, size=size, mode="area")  # (B, C, h_s, w_s)
+            logits = self.body(x)  # (B, 1, h_s, w_s)
+            if logits.shape[-2:] != (H, W):
+                logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+            maps.append(logits)
+        return torch.cat(maps, dim=1)  # (B, S, H, W)

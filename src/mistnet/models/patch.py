@@ -1,0 +1,311 @@
+"""Patch task networks T_τ: auto-encoder (SPEC §1.6) and classifier (SPEC §1.7).
+
+Both share :class:`PatchEncoder`: ``levels`` resolution levels, each a 1×1 projection to
+``base_width · 2^ℓ`` channels, ``blocks`` pre-norm residual blocks and a 2×2 max-pool, then a
+bottleneck of ``blocks`` more residual blocks. With the paper sizes (32×32 patches, 5 levels, base
+width 8) the final map is 1×1×128 and the latent is a 128-vector. :class:`PatchDecoder` mirrors
+the levels with 2×2 stride-2 transposed convolutions and has no skip connections, which would let
+the auto-encoder copy its input (SPEC §7 A8).
+
+Every network here accepts patches as ``(N, C, P, P)`` or, for convenience, as the sampler's
+``(B, K, C, P, P)``; the leading dimensions are restored on the output. Classifier outputs are raw
+logits (no softmax).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "PatchAutoencoder",
+    "PatchClassifier",
+    "PatchDecoder",
+    "PatchEncoder",
+    "PreNormResBlock",
+]
+
+_OUTPUTS = ("sigmoid", "signed")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _check_patch_size(patch_size: int, levels: int) -> None:
+    if patch_size % (2**levels) != 0:
+        raise ValueError(
+            f"patch_size must be divisible by 2**levels = {2**levels}, "
+            f"got patch_size={patch_size}, levels={levels}"
+        )
+
+
+def _flatten_patches(patches: Tensor, in_channels: int, patch_size: int) -> Tensor:
+    """Validate ``(N, C, P, P)`` or ``(B, K, C, P, P)`` patches and return them as 4-D."""
+    expected = f"(N, {in_channels}, {patch_size}, {patch_size}) or (B, K, {in_channels}, ...)"
+    if patches.dim() not in (4, 5):
+        raise ValueError(f"patches must have shape {expected}, got {tuple(patches.shape)}")
+    if patches.shape[-3] != in_channels:
+        raise ValueError(
+            f"patches must have {in_channels} channels, shape {expected}, "
+            f"got {tuple(patches.shape)}"
+        )
+    if patches.shape[-2:] != (patch_size, patch_size):
+        raise ValueError(
+            f"patches must be {patch_size}×{patch_size}, shape {expected}, "
+            f"got {tuple(patches.shape)}"
+        )
+    return patches.reshape(-1, *patches.shape[-3:])  # (N, C, P, P), N = B·K for 5-D input
+
+
+class PreNormResBlock(nn.Module):
+    """ResNet v1 block with layer norm before each conv (SPEC §1.6, App. C of the paper).
+
+    LN → conv3×3 → ReLU → LN → conv3×3 → add input → ReLU. LN is GroupNorm with one group
+    (normalises over C×H×W, per-channel affine); the two norms are separate modules. Padding 1
+    keeps H×W.
+
+    Shape:
+        - Input / output: ``(N, channels, H, W)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, channels)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm2 = nn.GroupNorm(1, channels)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.conv1(self.norm1(x)))
+        y = self.conv2(self.norm2(y))
+        return F.relu(y + x)
+
+
+class PatchEncoder(nn.Module):
+    r"""Convolutional patch encoder shared by the auto-encoder and the classifier.
+
+    Level ℓ = 0 .. ``levels``−1 runs at resolution P/2^ℓ with c_ℓ = ``base_width``·2^ℓ channels:
+    1×1 projection conv → ``blocks`` × :class:`PreNormResBlock` → 2×2 max-pool. A bottleneck of
+    ``blocks`` residual blocks at the last width follows, and the final map is flattened.
+
+    Args:
+        in_channels: patch channels C.
+        patch_size: patch side P; must be divisible by ``2**levels``.
+        base_width: channels of the first level.
+        levels: number of down-sampling levels.
+        blocks: residual blocks per level and in the bottleneck.
+
+    Attributes:
+        latent_dim: c_last · (P / 2^levels)², e.g. 128 for the paper sizes.
+        out_channels, out_size: shape of the bottleneck map before flattening.
+
+    Shape:
+        - Input: ``(N, in_channels, P, P)``.
+        - Output: ``(N, latent_dim)``.
+
+    Example:
+        >>> enc = PatchEncoder(in_channels=1)
+        >>> enc(torch.rand(3, 1, 32, 32)).shape
+        torch.Size([3, 128])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        patch_size: int = 32,
+        base_width: int = 8,
+        levels: int = 5,
+        blocks: int = 3,
+    ) -> None:
+        super().__init__()
+        _check_positive(
+            in_channels=in_channels,
+            patch_size=patch_size,
+            base_width=base_width,
+            levels=levels,
+            blocks=blocks,
+        )
+        _check_patch_size(patch_size, levels)
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        stages: list[nn.Module] = []
+        channels = in_channels
+        for level in range(levels):
+            width = base_width * 2**level
+            stages.append(nn.Conv2d(channels, width, kernel_size=1))
+            stages.extend(PreNormResBlock(width) for _ in range(blocks))
+            stages.append(nn.MaxPool2d(2))
+            channels = width
+        stages.extend(PreNormResBlock(channels) for _ in range(blocks))
+        self.stages = nn.Sequential(*stages)
+        self.out_channels = channels
+        self.out_size = patch_size // 2**levels
+        self.latent_dim = channels * self.out_size**2
+
+    def forward(self, patches: Tensor) -> Tensor:
+        if patches.dim() != 4:
+            raise ValueError(
+                f"patches must have shape (N, {self.in_channels}, {self.patch_size}, "
+                f"{self.patch_size}), got {tuple(patches.shape)}"
+            )
+        x = _flatten_patches(patches, self.in_channels, self.patch_size)
+        return self.stages(x).flatten(1)  # (N, latent_dim)
+
+
+class PatchDecoder(nn.Module):
+    r"""Mirror of :class:`PatchEncoder`: latent vector → patch, without skip connections.
+
+    The latent is reshaped to the encoder's bottleneck map ``(N, c_last, r, r)``,
+    r = P / 2^levels. Decoder level j = 0 .. ``levels``−1 (coarse to fine) is a 2×2 stride-2
+    transposed conv to c = ``base_width``·2^(levels−1−j) channels followed by ``blocks``
+    :class:`PreNormResBlock`; for the paper sizes that gives 128 channels at 2×2, then 64, 32, 16
+    and 8 at 32×32. A final 1×1 conv maps to ``out_channels`` and the output activation is applied.
+
+    Args:
+        out_channels: patch channels C.
+        patch_size: patch side P; must be divisible by ``2**levels``.
+        base_width: channels of the finest level (the encoder's first level).
+        levels: number of up-sampling levels.
+        blocks: residual blocks per level.
+        output: ``"sigmoid"`` for intensities in [0, 1], or ``"signed"`` for 2·sigmoid − 1 in
+            [−1, 1] (signed Gabor patches, SPEC §7 A28).
+
+    Shape:
+        - Input: ``(N, latent_dim)`` with latent_dim = base_width·2^(levels−1)·r².
+        - Output: ``(N, out_channels, P, P)``.
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        patch_size: int = 32,
+        base_width: int = 8,
+        levels: int = 5,
+        blocks: int = 3,
+        output: str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        _check_positive(
+            out_channels=out_channels,
+            patch_size=patch_size,
+            base_width=base_width,
+            levels=levels,
+            blocks=blocks,
+        )
+        _check_patch_size(patch_size, levels)
+        if output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
+        self.output = output
+        self.in_channels = base_width * 2 ** (levels - 1)
+        self.in_size = patch_size // 2**levels
+        self.latent_dim = self.in_channels * self.in_size**2
+        stages: list[nn.Module] = []
+        channels = self.in_channels
+        for level in reversed(range(levels)):
+            width = base_width * 2**level
+            stages.append(nn.ConvTranspose2d(channels, width, kernel_size=2, stride=2))
+            stages.extend(PreNormResBlock(width) for _ in range(blocks))
+            channels = width
+        stages.append(nn.Conv2d(channels, out_channels, kernel_size=1))
+        self.stages = nn.Sequential(*stages)
+
+    def forward(self, latent: Tensor) -> Tensor:
+        if latent.dim() != 2 or latent.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"latent must have shape (N, {self.latent_dim}), got {tuple(latent.shape)}"
+            )
+        N = latent.shape[0]
+        x = latent.reshape(N, self.in_channels, self.in_size, self.in_size)  # (N, c_last, r, r)
+        z = self.stages(x)  # (N, C, P, P)
+        if self.output == "signed":
+            return 2.0 * torch.sigmoid(z) - 1.0
+        return torch.sigmoid(z)
+
+
+class PatchAutoencoder(nn.Module):
+    r"""Patch auto-encoder AE_τ for the reconstruction task (SPEC §1.6).
+
+    Args:
+        in_channels: patch channels C (input and output).
+        patch_size: patch side P; must be divisible by ``2**levels``.
+        base_width: channels of the first encoder level; doubles per level.
+        levels: down/up-sampling levels.
+        blocks: residual blocks per level (and in the encoder bottleneck).
+        output: ``"sigmoid"`` (default, [0, 1]) or ``"signed"`` (2·sigmoid − 1, [−1, 1]).
+
+    Shape:
+        - Input: ``(N, C, P, P)`` or ``(B, K, C, P, P)``.
+        - Output: reconstructions of the same shape.
+
+    Example:
+        >>> ae = PatchAutoencoder(in_channels=1, levels=3, blocks=1)
+        >>> ae(torch.rand(2, 9, 1, 32, 32)).shape
+        torch.Size([2, 9, 1, 32, 32])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        patch_size: int = 32,
+        base_width: int = 8,
+        levels: int = 5,
+        blocks: int = 3,
+        output: str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.encoder = PatchEncoder(in_channels, patch_size, base_width, levels, blocks)
+        self.decoder = PatchDecoder(in_channels, patch_size, base_width, levels, blocks, output)
+
+    def forward(self, patches: Tensor) -> Tensor:
+        x = _flatten_patches(patches, self.in_channels, self.patch_size)  # (N, C, P, P)
+        recon = self.decoder(self.encoder(x))  # (N, C, P, P)
+        return recon.reshape(patches.shape)  # (N, C, P, P) or (B, K, C, P, P)
+
+
+class PatchClassifier(nn.Module):
+    r"""Patch classifier T_τ: :class:`PatchEncoder` + Linear(latent_dim, num_classes) (SPEC §1.7).
+
+    Returns raw logits; apply ``softmax(dim=-1)`` (or use :mod:`mistnet.losses`) for p_k.
+
+    Args:
+        in_channels: patch channels C.
+        num_classes: number of classes (10 digits).
+        patch_size, base_width, levels, blocks: encoder sizes, see :class:`PatchEncoder`.
+
+    Shape:
+        - Input: ``(N, C, P, P)`` or ``(B, K, C, P, P)``.
+        - Output: ``(N, num_classes)`` or ``(B, K, num_classes)`` logits.
+
+    Example:
+        >>> clf = PatchClassifier(in_channels=3)
+        >>> clf(torch.rand(2, 9, 3, 32, 32)).shape
+        torch.Size([2, 9, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int = 10,
+        patch_size: int = 32,
+        base_width: int = 8,
+        levels: int = 5,
+        blocks: int = 3,
+    ) -> None:
+        super().__init__()
+        _check_positive(num_classes=num_classes)
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.num_classes = num_classes
+        self.encoder = PatchEncoder(in_channels, patch_size, base_width, levels, blocks)
+        self.head = nn.Linear(self.encoder.latent_dim, num_classes)
+
+    def forward(self, patches: Tensor) -> Tensor:
+        x = _flatten_patches(patches, self.in_channels, self.patch_size)  # (N, C, P, P)
+        logits = self.head(self.encoder(x))  # (N, num_classes)
+        return logits.reshape(*patches.shape[:-3], self.num_classes)  # (N | B, K, classes)

@@ -1,0 +1,123 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mistnet.models import HeatmapBody, HeatmapNet
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_body_keeps_size_and_channels(in_channels):
+    body = HeatmapBody(in_channels)
+    out = body(torch.rand(2, in_channels, 80, 80))
+    assert out.shape == (2, 1, 80, 80)
+    assert HeatmapBody(in_channels, out_channels=5)(torch.rand(1, in_channels, 30, 41)).shape == (
+        1,
+        5,
+        30,
+        41,
+    )
+
+
+def test_body_parameter_count_is_official_plus_separate_norms():
+    # [C] measured 74,407 with one GroupNorm shared per block; separate norms add 4 blocks × 64.
+    assert n_params(HeatmapBody(3)) == 74_407 + 4 * 64
+    # One input channel: BN 2 params instead of 6, stem 64 instead of 128.
+    assert n_params(HeatmapBody(1)) == 74_407 + 4 * 64 - 4 - 64
+
+
+def test_body_norms_are_separate_modules():
+    block = HeatmapBody(1).blocks[0]
+    assert block.norm1 is not block.norm2
+    assert block.norm1.weight.data_ptr() != block.norm2.weight.data_ptr()
+
+
+def test_body_is_translation_equivariant():
+    torch.manual_seed(0)
+    body = HeatmapBody(1).eval()
+    image = torch.zeros(1, 1, 48, 48)
+    image[..., 18:30, 16:28] = torch.rand(12, 12)  # content ≥ 16 px from every border
+    dy, dx = 3, -4
+    shifted = torch.roll(image, shifts=(dy, dx), dims=(2, 3))
+    with torch.no_grad():
+        out, out_shifted = body(image), body(shifted)
+    expected = torch.roll(out, shifts=(dy, dx), dims=(2, 3))
+    interior = (slice(None), slice(None), slice(8, -8), slice(8, -8))
+    torch.testing.assert_close(out_shifted[interior], expected[interior], atol=1e-5, rtol=1e-5)
+    # The map is not constant, so the check above is not vacuous.
+    assert out[interior].std() > 1e-3
+
+
+def test_body_batched_equals_per_sample_in_eval():
+    torch.manual_seed(0)
+    body = HeatmapBody(3).eval()
+    images = torch.rand(3, 3, 24, 24)
+    with torch.no_grad():
+        batched = body(images)
+        single = torch.cat([body(images[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+
+
+def test_body_errors_name_the_argument():
+    body = HeatmapBody(3)
+    with pytest.raises(ValueError, match="images"):
+        body(torch.rand(3, 20, 20))
+    with pytest.raises(ValueError, match="3 channels"):
+        body(torch.rand(1, 1, 20, 20))
+    with pytest.raises(ValueError, match="padding"):
+        body(torch.rand(1, 3, 8, 20))
+    with pytest.raises(ValueError, match="depth"):
+        HeatmapBody(3, depth=0)
+
+
+def test_net_multiscale_shape_and_sides():
+    net = HeatmapNet(1, factors=(1.0, 2**-0.5, 0.5))
+    out = net(torch.rand(2, 1, 80, 80))
+    assert out.shape == (2, 3, 80, 80)
+    assert net.factors == (1.0, 2**-0.5, 0.5)
+    assert net.num_scales == 3
+    torch.testing.assert_close(torch.tensor(net.sides()), torch.tensor([20.0, 20 * 2**0.5, 40.0]))
+    assert net.sides(10.0) == pytest.approx((10.0, 10 * 2**0.5, 20.0))
+
+
+def test_net_shares_weights_across_scales():
+    assert n_params(HeatmapNet(1, factors=(1.0, 0.5))) == n_params(HeatmapBody(1))
+
+
+def test_net_scales_match_single_scale_nets_and_body():
+    torch.manual_seed(0)
+    multi = HeatmapNet(1, factors=(1.0, 0.5)).eval()
+    half = HeatmapNet(1, factors=(0.5,)).eval()
+    half.load_state_dict(multi.state_dict())
+    images = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        out = multi(images)
+        torch.testing.assert_close(out[:, :1], multi.body(images))
+        torch.testing.assert_close(out[:, 1:], half(images))
+        low = multi.body(F.avg_pool2d(images, 2))  # area downsampling by 2 = 2×2 mean
+        expected = F.interpolate(low, size=(40, 40), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out[:, 1:], expected)
+
+
+def test_net_gradients_reach_every_parameter():
+    net = HeatmapNet(1, factors=(1.0, 0.5), width=8, depth=2)
+    net(torch.rand(2, 1, 24, 24)).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_net_errors():
+    with pytest.raises(ValueError, match="factors"):
+        HeatmapNet(1, factors=())
+    with pytest.raises(ValueError, match="factors"):
+        HeatmapNet(1, factors=(1.5,))
+    with pytest.raises(ValueError, match="factors"):
+        HeatmapNet(1, factors=(0.5, 1.0))
+    net = HeatmapNet(3)
+    with pytest.raises(ValueError, match="images"):
+        net(torch.rand(1, 1, 3, 20, 20))
+    with pytest.raises(ValueError, match="3 channels"):
+        net(torch.rand(1, 1, 20, 20))

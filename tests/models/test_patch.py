@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from mistnet.models import PatchAutoencoder, PatchClassifier, PatchDecoder, PatchEncoder
+
+SMALL = {"base_width": 8, "levels": 3, "blocks": 1}  # 32 channels at 4×4 → latent 512
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_paper_encoder_size():
+    enc = PatchEncoder(3)
+    assert enc.latent_dim == 128
+    assert (enc.out_channels, enc.out_size) == (128, 1)
+    # 3 blocks of 18c²+6c params at c = 8..128, a 128-wide bottleneck, 1×1 projections: ≈ 2.1 M.
+    blocks = sum(3 * (18 * c * c + 6 * c) for c in (8, 16, 32, 64, 128, 128))
+    projections = sum(i * o + o for i, o in ((3, 8), (8, 16), (16, 32), (32, 64), (64, 128)))
+    assert n_params(enc) == blocks + projections == 2_081_152
+
+
+def test_paper_sizes_shapes():
+    torch.manual_seed(0)
+    patches = torch.rand(2, 1, 32, 32)
+    assert PatchEncoder(1)(patches).shape == (2, 128)
+    assert PatchAutoencoder(1)(patches).shape == (2, 1, 32, 32)
+    assert PatchClassifier(3)(torch.rand(1, 2, 3, 32, 32)).shape == (1, 2, 10)
+
+
+def test_small_preset_shapes():
+    enc = PatchEncoder(1, **SMALL)
+    assert enc.latent_dim == 32 * 4 * 4
+    assert enc(torch.rand(5, 1, 32, 32)).shape == (5, 512)
+    ae = PatchAutoencoder(1, **SMALL)
+    assert ae(torch.rand(2, 9, 1, 32, 32)).shape == (2, 9, 1, 32, 32)
+    clf = PatchClassifier(3, num_classes=4, patch_size=16, base_width=4, levels=2, blocks=1)
+    assert clf.encoder.latent_dim == 8 * 4 * 4
+    assert clf(torch.rand(3, 3, 16, 16)).shape == (3, 4)
+
+
+def test_five_dim_input_equals_flattened():
+    torch.manual_seed(0)
+    ae = PatchAutoencoder(1, **SMALL)
+    clf = PatchClassifier(1, **SMALL)
+    patches = torch.rand(2, 3, 1, 32, 32)
+    flat = patches.reshape(6, 1, 32, 32)
+    torch.testing.assert_close(ae(patches).reshape(6, 1, 32, 32), ae(flat))
+    torch.testing.assert_close(clf(patches).reshape(6, 10), clf(flat))
+
+
+def test_batched_equals_per_patch():
+    # Layer norm is per sample, so patches do not interact even in train mode.
+    torch.manual_seed(0)
+    clf = PatchClassifier(1, **SMALL)
+    patches = torch.rand(3, 1, 32, 32)
+    single = torch.cat([clf(patches[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(clf(patches), single, atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_returns_logits_not_probabilities():
+    torch.manual_seed(0)
+    logits = PatchClassifier(1, **SMALL)(torch.rand(4, 1, 32, 32))
+    assert (logits < 0).any()
+    assert not torch.allclose(logits.sum(-1), torch.ones(4))
+
+
+@pytest.mark.parametrize(("output", "low", "high"), [("sigmoid", 0.0, 1.0), ("signed", -1.0, 1.0)])
+def test_decoder_output_range(output, low, high):
+    torch.manual_seed(0)
+    dec = PatchDecoder(1, output=output, **SMALL)
+    with torch.no_grad():  # saturate the output so both ends of the range are reached
+        dec.stages[-1].weight.mul_(200.0)
+    out = dec(torch.randn(8, dec.latent_dim))
+    assert out.shape == (8, 1, 32, 32)
+    assert out.min() >= low and out.max() <= high
+    assert out.min() < low + 0.1 and out.max() > high - 0.1
+
+
+def test_autoencoder_gradient_reaches_patches():
+    ae = PatchAutoencoder(1, **SMALL)
+    patches = torch.rand(2, 1, 32, 32, requires_grad=True)
+    ae(patches).square().sum().backward()
+    assert torch.isfinite(patches.grad).all() and patches.grad.abs().sum() > 0
+
+
+def test_residual_blocks_use_separate_pre_norms():
+    block = PatchEncoder(1, **SMALL).stages[1]
+    assert block.norm1 is not block.norm2
+    assert isinstance(block.norm1, torch.nn.GroupNorm) and block.norm1.num_groups == 1
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="patch_size"):
+        PatchEncoder(1, patch_size=20, levels=3)
+    with pytest.raises(ValueError, match="patch_size"):
+        PatchAutoencoder(1, patch_size=48, levels=5)
+    with pytest.raises(ValueError, match="output"):
+        PatchAutoencoder(1, output="relu", **SMALL)
+    with pytest.raises(ValueError, match="levels"):
+        PatchEncoder(1, levels=0)
+    ae = PatchAutoencoder(3, **SMALL)
+    with pytest.raises(ValueError, match="patches"):
+        ae(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="3 channels"):
+        ae(torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="32×32"):
+        ae(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="patches"):
+        PatchEncoder(3, **SMALL)(torch.rand(1, 2, 3, 32, 32))
+    with pytest.raises(ValueError, match="latent"):
+        ae.decoder(torch.rand(2, 7))
