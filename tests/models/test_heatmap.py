@@ -1,7 +1,10 @@
+import doctest
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+import mistnet.models.heatmap
 from mistnet.models import HeatmapBody, HeatmapNet
 
 
@@ -121,3 +124,8 @@ def test_net_errors():
         net(torch.rand(1, 1, 3, 20, 20))
     with pytest.raises(ValueError, match="3 channels"):
         net(torch.rand(1, 1, 20, 20))
+
+
+def test_docstring_examples():
+    result = doctest.testmod(mistnet.models.heatmap, extraglobs={"torch": torch}, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,253 @@
+"""Losses of SPEC §1.9: reconstruction (eq. 8), multi-instance classification (eq. 9), a set
+classification loss, and the heatmap loss (eq. 7) with its optional per-image task weight.
+
+Every loss takes ``reduction="mean"`` (a scalar: the batch mean of the per-image losses) or
+``reduction="none"`` (the per-image losses, shape ``(B,)``), so the engine can both optimise and
+log per-image values. Labels follow the data convention: ``(B, L)`` int64 class ids padded with
+−1 where an image has fewer than L instances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+__all__ = [
+    "heatmap_loss",
+    "multi_instance_loss",
+    "reconstruction_loss",
+    "set_classification_loss",
+    "task_weight",
+]
+
+_REDUCTIONS = ("mean", "none")
+
+
+def _reduce(per_image: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_image.mean()
+    return per_image
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_logits_labels(logits: Tensor, labels: Tensor) -> None:
+    if logits.dim() != 3:
+        raise ValueError(f"logits must have shape (B, K, C), got {tuple(logits.shape)}")
+    if labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"labels must have shape (B, L) with B = {logits.shape[0]}, got {tuple(labels.shape)}"
+        )
+    if labels.dtype != torch.int64:
+        raise ValueError(f"labels must be an int64 tensor, got {labels.dtype}")
+    C = logits.shape[2]
+    count = (labels >= 0).sum(dim=1)  # (B,)
+    # One host sync for both checks; both are data errors that would otherwise pass silently.
+    if bool((count == 0).any() | (labels >= C).any()):
+        if bool((labels >= C).any()):
+            raise ValueError(
+                f"labels must lie in [0, {C}) or be -1 padding, got {labels.max().item()}"
+            )
+        empty = torch.nonzero(count == 0).flatten().tolist()
+        raise ValueError(f"labels: every image needs at least one label; images {empty} have none")
+
+
+def reconstruction_loss(images: Tensor, reconstruction: Tensor, reduction: str = "mean") -> Tensor:
+    r"""Eq. 8: squared error summed over pixels and channels per image, then the batch mean.
+
+    L(I) = ‖I − Î‖²₂ with Î = Σ_k S⁻¹(AE(S(I, x_k)), x_k) the composed reconstruction.
+
+    Args:
+        images: ``(B, C, H, W)`` targets.
+        reconstruction: ``(B, C, H, W)`` reconstructions (gradients flow into it).
+        reduction: ``"mean"`` → scalar batch mean; ``"none"`` → ``(B,)`` per-image sums.
+
+    Example:
+        >>> reconstruction_loss(torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2))
+        tensor(4.)
+    """
+    _check_reduction(reduction)
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if reconstruction.shape != images.shape:
+        raise ValueError(
+            f"reconstruction must have the shape of images {tuple(images.shape)}, "
+            f"got {tuple(reconstruction.shape)}"
+        )
+    per_image = (images - reconstruction).pow(2).sum(dim=(1, 2, 3))  # (B,)
+    return _reduce(per_image, reduction)
+
+
+def multi_instance_loss(
+    logits: Tensor,
+    labels: Tensor,
+    reduction: str = "mean",
+    patch_mask: Tensor | None = None,
+    scale: float = 1.0,
+) -> Tensor:
+    r"""Eq. 9: squared distance between the label histogram and the mean patch prediction.
+
+    Per image, with p_k = softmax(logits_k) and y_l the one-hot label of instance l:
+
+        L = scale · ‖ (1/L)·Σ_l y_l − (1/K)·Σ_k p_k ‖²₂
+
+    Labels are a multiset (repeats allowed) and L need not equal K. ``scale=1`` is the paper's
+    eq. 9; the official code has ``scale=0.5``. Both vectors lie on the probability simplex, so
+    0 ≤ L ≤ 2·scale, the maximum reached when predictions and labels are one-hot on different
+    classes. The loss is invariant to the order of patches and of labels.
+
+    Args:
+        logits: ``(B, K, C)`` raw patch class scores.
+        labels: ``(B, L)`` int64 class ids in [0, C), padded with −1. Every image needs ≥ 1 label.
+        reduction: ``"mean"`` → scalar batch mean; ``"none"`` → ``(B,)``.
+        patch_mask: optional ``(B, K)`` bool, True for patches that count (per-image K); every
+            image needs ≥ 1 patch. ``None`` uses all K.
+        scale: constant factor (1 = paper, 0.5 = official code).
+
+    Example:
+        >>> logits = torch.tensor([[[20.0, 0.0], [0.0, 20.0]]])
+        >>> multi_instance_loss(logits, torch.tensor([[1, 0]])) < 1e-6
+        tensor(True)
+    """
+    _check_reduction(reduction)
+    _check_logits_labels(logits, labels)
+    B, K, C = logits.shape
+    valid = labels >= 0  # (B, L)
+    onehot = F.one_hot(labels.clamp(min=0), C).to(logits.dtype)  # (B, L, C)
+    onehot = onehot * valid.unsqueeze(-1)
+    target = onehot.sum(dim=1) / valid.sum(dim=1, keepdim=True).to(logits.dtype)  # (B, C)
+
+    probs = torch.softmax(logits, dim=-1)  # (B, K, C)
+    if patch_mask is None:
+        prediction = probs.mean(dim=1)  # (B, C)
+    else:
+        if patch_mask.shape != (B, K) or patch_mask.dtype != torch.bool:
+            raise ValueError(
+                f"patch_mask must be a bool tensor of shape (B, K) = {(B, K)}, "
+                f"got {patch_mask.dtype} {tuple(patch_mask.shape)}"
+            )
+        n_patches = patch_mask.sum(dim=1, keepdim=True)  # (B, 1)
+        if bool((n_patches == 0).any()):
+            raise ValueError("patch_mask: every image needs at least one patch")
+        weights = patch_mask.to(logits.dtype).unsqueeze(-1)  # (B, K, 1)
+        prediction = (probs * weights).sum(dim=1) / n_patches.to(logits.dtype)  # (B, C)
+
+    per_image = scale * (target - prediction).pow(2).sum(dim=-1)  # (B,)
+    return _reduce(per_image, reduction)
+
+
+def set_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    r"""Cross-entropy of patches against labels under the best one-to-one assignment.
+
+    Per image, the cost of giving patch k label l is −log p_k(y_l). The assignment minimising
+    the total cost (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``) is computed on
+    the detached costs; the loss is the mean cost of the matched pairs and is differentiable
+    w.r.t. ``logits`` (the assignment itself is piecewise constant). It is invariant to the order
+    of patches and of labels.
+
+    Unequal counts: with K > L only L patches are matched and the other K − L patches contribute
+    nothing (they are free to detect anything); with K < L only K labels are matched. The
+    normaliser is the number of matched pairs min(K, L_b).
+
+    The assignment runs per image on the CPU with numpy, which costs a device-to-host copy of the
+    ``(B, K, L)`` cost matrix and a Python loop over the batch; fine for MIST's B ≤ 64, K, L ≤ 10.
+
+    Args:
+        logits: ``(B, K, C)`` raw patch class scores.
+        labels: ``(B, L)`` int64 class ids in [0, C), padded with −1. Every image needs ≥ 1 label.
+        reduction: ``"mean"`` → scalar batch mean; ``"none"`` → ``(B,)``.
+
+    Example:
+        >>> logits = torch.tensor([[[0.0, 9.0], [9.0, 0.0]]])
+        >>> round(set_classification_loss(logits, torch.tensor([[0, 1]])).item(), 4)
+        0.0001
+    """
+    _check_reduction(reduction)
+    _check_logits_labels(logits, labels)
+    B, K, C = logits.shape
+    L = labels.shape[1]
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, K, C)
+    index = labels.clamp(min=0).unsqueeze(1).expand(B, K, L)  # (B, K, L)
+    cost = -log_probs.gather(2, index)  # (B, K, L): cost[b, k, l] = −log p_k(y_l)
+
+    cost_np = cost.detach().cpu().numpy()
+    valid_np = (labels >= 0).cpu().numpy()
+    batch_idx, patch_idx, label_idx = [], [], []
+    for b in range(B):  # Hungarian matching has no batched form; B is small
+        columns = np.flatnonzero(valid_np[b])
+        rows, cols = linear_sum_assignment(cost_np[b][:, columns])
+        batch_idx.append(np.full(len(rows), b))
+        patch_idx.append(rows)
+        label_idx.append(columns[cols])
+    device = logits.device
+    batch_t = torch.from_numpy(np.concatenate(batch_idx)).to(device)  # (M,) matched pairs
+    patch_t = torch.from_numpy(np.concatenate(patch_idx)).to(device)
+    label_t = torch.from_numpy(np.concatenate(label_idx)).to(device)
+
+    matched = cost[batch_t, patch_t, label_t]  # (M,)
+    total = logits.new_zeros(B).index_add(0, batch_t, matched)  # (B,)
+    pairs = torch.bincount(batch_t, minlength=B).to(logits.dtype)  # (B,) = min(K, L_b)
+    return _reduce(total / pairs, reduction)
+
+
+def heatmap_loss(
+    heatmaps: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Eq. 7: squared error between the heatmaps and the ideal (detached) target heatmaps.
+
+    Per image, the mean over S×H×W of (H_η(I) − G({x_k}))², multiplied by the optional
+    per-image weight w_b (detached; see :func:`task_weight`), then the batch mean. Gradients flow
+    only into ``heatmaps``.
+
+    Args:
+        heatmaps: ``(B, S, H, W)`` post-spatial-softmax multi-scale heatmaps h.
+        target: ``(B, S, H, W)`` target heatmaps G({x_k}); detached here.
+        weight: optional ``(B,)`` per-image weights; detached here. ``None`` = all ones.
+        reduction: ``"mean"`` → scalar batch mean; ``"none"`` → ``(B,)``.
+
+    Example:
+        >>> heatmap_loss(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.tensor([0.5]))
+        tensor(0.5000)
+    """
+    _check_reduction(reduction)
+    if heatmaps.dim() != 4:
+        raise ValueError(f"heatmaps must have shape (B, S, H, W), got {tuple(heatmaps.shape)}")
+    if target.shape != heatmaps.shape:
+        raise ValueError(
+            f"target must have the shape of heatmaps {tuple(heatmaps.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    per_image = (heatmaps - target.detach()).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    if weight is not None:
+        if weight.shape != per_image.shape:
+            raise ValueError(
+                f"weight must have shape (B,) = {tuple(per_image.shape)}, got {tuple(weight.shape)}"
+            )
+        per_image = per_image * weight.detach()
+    return _reduce(per_image, reduction)
+
+
+def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
+    r"""Per-image heatmap-loss weight w_b = exp(−β·L_task,b), detached (SPEC §1.9.3, §7 A13).
+
+    Images whose patches already explain the task well (low loss) weigh more when the heatmap
+    network regresses to their keypoints. Meant for eq. 9 losses in [0, 2]; with eq. 8's
+    per-image sums it would be ~0 everywhere.
+
+    Args:
+        per_image_task_loss: ``(B,)`` per-image task losses.
+        beta: sharpness β (5 in the official code).
+
+    Returns:
+        ``(B,)`` weights in (0, 1] for non-negative losses, without gradient.
+    """
+    return torch.exp(-beta * per_image_task_loss.detach())

@@ -1,0 +1,235 @@
+import doctest
+import itertools
+
+import pytest
+import torch
+
+import mistnet.losses
+from mistnet.losses import (
+    heatmap_loss,
+    multi_instance_loss,
+    reconstruction_loss,
+    set_classification_loss,
+    task_weight,
+)
+
+
+def confident_logits(classes: list[int], num_classes: int = 10, margin: float = 50.0):
+    return torch.nn.functional.one_hot(torch.tensor(classes), num_classes).float() * margin
+
+
+def test_docstring_examples():
+    result = doctest.testmod(mistnet.losses, extraglobs={"torch": torch}, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# --- reconstruction (eq. 8) ---------------------------------------------------------------------
+
+
+def test_reconstruction_loss_hand_value():
+    images = torch.zeros(2, 2, 2, 3)
+    recon = torch.zeros(2, 2, 2, 3)
+    recon[0, 0, 0, 0] = 0.5  # 0.25
+    recon[0, 1, 1, 2] = -1.0  # 1.0
+    recon[1] = 0.1  # 12 pixels × 0.01 = 0.12
+    per_image = reconstruction_loss(images, recon, reduction="none")
+    torch.testing.assert_close(per_image, torch.tensor([1.25, 0.12]))
+    torch.testing.assert_close(reconstruction_loss(images, recon), torch.tensor(0.685))
+
+
+def test_reconstruction_loss_errors():
+    with pytest.raises(ValueError, match="reconstruction"):
+        reconstruction_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="images"):
+        reconstruction_loss(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="reduction"):
+        reconstruction_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), reduction="sum")
+
+
+# --- multi-instance classification (eq. 9) ------------------------------------------------------
+
+
+def test_multi_instance_loss_is_zero_for_perfect_predictions():
+    labels = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5]])
+    logits = confident_logits(labels[0].tolist()).unsqueeze(0)
+    assert multi_instance_loss(logits, labels).item() < 1e-12
+
+
+def test_multi_instance_loss_is_order_invariant():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 10)
+    labels = torch.randint(0, 10, (3, 5))
+    reference = multi_instance_loss(logits, labels, reduction="none")
+    permuted = multi_instance_loss(
+        logits[:, torch.randperm(6)], labels[:, torch.randperm(5)], reduction="none"
+    )
+    torch.testing.assert_close(permuted, reference)
+
+
+def test_multi_instance_loss_maximum():
+    # One-hot predictions and labels on different classes: ‖e_i − e_j‖² = 2 (1 with [C]'s ½).
+    logits = confident_logits([0, 0]).unsqueeze(0)
+    labels = torch.tensor([[7, 7]])
+    torch.testing.assert_close(multi_instance_loss(logits, labels), torch.tensor(2.0))
+    torch.testing.assert_close(multi_instance_loss(logits, labels, scale=0.5), torch.tensor(1.0))
+    torch.manual_seed(0)
+    random = multi_instance_loss(
+        torch.randn(64, 4, 10) * 10, torch.randint(0, 10, (64, 3)), reduction="none"
+    )
+    assert (random >= 0).all() and (random <= 2).all()
+
+
+def test_multi_instance_loss_hand_value_with_repeats_and_l_ne_k():
+    # Labels {0, 0, 1} → histogram (2/3, 1/3, 0); K = 2 patches with p = (.6, .2, .2), (.2, .2, .6)
+    # → mean (.4, .2, .4).
+    probs = torch.tensor([[[0.6, 0.2, 0.2], [0.2, 0.2, 0.6]]])
+    labels = torch.tensor([[0, 1, 0]])
+    expected = (2 / 3 - 0.4) ** 2 + (1 / 3 - 0.2) ** 2 + 0.4**2
+    torch.testing.assert_close(multi_instance_loss(probs.log(), labels), torch.tensor(expected))
+
+
+def test_multi_instance_loss_padding_equals_per_image():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5)
+    labels = torch.tensor([[1, 2, -1, -1], [0, 0, 4, 3]])
+    batched = multi_instance_loss(logits, labels, reduction="none")
+    first = multi_instance_loss(logits[:1], labels[:1, :2])
+    second = multi_instance_loss(logits[1:], labels[1:])
+    torch.testing.assert_close(batched, torch.stack((first, second)))
+    torch.testing.assert_close(multi_instance_loss(logits, labels), batched.mean())
+
+
+def test_multi_instance_loss_patch_mask_equals_dropping_patches():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5)
+    labels = torch.tensor([[1, 2], [0, 3]])
+    mask = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    masked = multi_instance_loss(logits, labels, patch_mask=mask, reduction="none")
+    first = multi_instance_loss(logits[:1, [0, 2, 3]], labels[:1])
+    second = multi_instance_loss(logits[1:], labels[1:])
+    torch.testing.assert_close(masked, torch.stack((first, second)))
+
+
+def test_multi_instance_loss_gradient_is_finite():
+    logits = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[1, 1, -1], [0, 2, 3]])
+    assert torch.autograd.gradcheck(lambda z: multi_instance_loss(z, labels), (logits,))
+
+
+def test_multi_instance_loss_errors():
+    logits = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError, match="at least one label"):
+        multi_instance_loss(logits, torch.tensor([[1, -1], [-1, -1]]))
+    with pytest.raises(ValueError, match="labels"):
+        multi_instance_loss(logits, torch.tensor([[1, 4], [0, 0]]))
+    with pytest.raises(ValueError, match="labels"):
+        multi_instance_loss(logits, torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="int64"):
+        multi_instance_loss(logits, torch.tensor([[1], [2]], dtype=torch.int32))
+    with pytest.raises(ValueError, match="logits"):
+        multi_instance_loss(torch.zeros(3, 4), torch.tensor([[1], [2], [0]]))
+    with pytest.raises(ValueError, match="patch_mask"):
+        multi_instance_loss(logits, torch.tensor([[1], [2]]), patch_mask=torch.ones(2, 2).bool())
+    with pytest.raises(ValueError, match="patch_mask"):
+        empty = torch.tensor([[True, True, True], [False, False, False]])
+        multi_instance_loss(logits, torch.tensor([[1], [2]]), patch_mask=empty)
+
+
+# --- set classification loss ----------------------------------------------------------------------
+
+
+def brute_force_set_loss(logits: torch.Tensor, labels: list[int]) -> float:
+    """Min over one-to-one assignments of the mean −log p, by enumerating permutations."""
+    nll = -torch.log_softmax(logits.double(), dim=-1)  # (K, C)
+    K, L = nll.shape[0], len(labels)
+    m = min(K, L)
+    best = float("inf")
+    for patches in itertools.permutations(range(K), m):
+        for chosen in itertools.permutations(range(L), m):
+            cost = sum(nll[k, labels[l]].item() for k, l in zip(patches, chosen, strict=True))
+            best = min(best, cost / m)
+    return best
+
+
+@pytest.mark.parametrize(("K", "L"), [(3, 3), (4, 2), (2, 4), (3, 1)])
+def test_set_loss_matches_brute_force(K, L):
+    torch.manual_seed(K * 10 + L)
+    logits = torch.randn(3, K, 5, dtype=torch.float64) * 3
+    labels = torch.randint(0, 5, (3, L))
+    labels[0, 0] = labels[0, -1]  # a repeated class
+    labels[1, 1:] = -1  # one image with a single label
+    per_image = set_classification_loss(logits, labels, reduction="none")
+    for b in range(3):
+        valid = [int(y) for y in labels[b] if y >= 0]
+        assert per_image[b].item() == pytest.approx(brute_force_set_loss(logits[b], valid))
+    torch.testing.assert_close(set_classification_loss(logits, labels), per_image.mean())
+
+
+def test_set_loss_is_order_invariant_and_small_for_perfect_predictions():
+    labels = torch.tensor([[2, 7, 7, 0]])
+    logits = confident_logits([7, 0, 2, 7], margin=20.0).unsqueeze(0)
+    assert set_classification_loss(logits, labels).item() < 1e-6
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 10)
+    labels = torch.randint(0, 10, (2, 4))
+    reference = set_classification_loss(logits, labels, reduction="none")
+    permuted = set_classification_loss(
+        logits[:, torch.randperm(4)], labels[:, torch.randperm(4)], reduction="none"
+    )
+    torch.testing.assert_close(permuted, reference)
+
+
+def test_set_loss_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[1, 1, -1], [0, 2, 3]])
+    assert torch.autograd.gradcheck(lambda z: set_classification_loss(z, labels), (logits,))
+    # K > L: the unmatched patch gets no gradient.
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 5.0], [0.0, 0.0]]], requires_grad=True)
+    set_classification_loss(logits, torch.tensor([[1, 0]])).backward()
+    assert torch.isfinite(logits.grad).all()
+    assert (logits.grad[0, 2] == 0).all() and (logits.grad[0, :2] != 0).any()
+
+
+def test_set_loss_errors():
+    with pytest.raises(ValueError, match="at least one label"):
+        set_classification_loss(torch.zeros(1, 2, 3), torch.tensor([[-1, -1]]))
+    with pytest.raises(ValueError, match="reduction"):
+        set_classification_loss(torch.zeros(1, 2, 3), torch.tensor([[0]]), reduction="sum")
+
+
+# --- heatmap loss (eq. 7) ---------------------------------------------------------------------
+
+
+def test_heatmap_loss_hand_value_with_weights():
+    heatmaps = torch.zeros(2, 2, 2, 2, requires_grad=True)
+    target = torch.zeros(2, 2, 2, 2)
+    target[0, 0, 0, 0] = 1.0  # image 0: 1/8
+    target[1] = 0.5  # image 1: 0.25
+    weight = torch.tensor([0.5, 2.0], requires_grad=True)
+    per_image = heatmap_loss(heatmaps, target, weight, reduction="none")
+    torch.testing.assert_close(per_image, torch.tensor([0.0625, 0.5]))
+    loss = heatmap_loss(heatmaps, target, weight)
+    torch.testing.assert_close(loss, torch.tensor(0.28125))
+    torch.testing.assert_close(heatmap_loss(heatmaps, target), torch.tensor(0.1875))
+    loss.backward()
+    assert weight.grad is None  # weights are detached
+    # d/dh of 0.5·mean_b(w_b·mean((h − t)²)) at h = 0 for the target pixel: 0.5·0.5·2·(−1)/8.
+    assert heatmaps.grad[0, 0, 0, 0].item() == pytest.approx(-0.0625)
+
+
+def test_heatmap_loss_errors():
+    with pytest.raises(ValueError, match="target"):
+        heatmap_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 2, 4, 4))
+    with pytest.raises(ValueError, match="heatmaps"):
+        heatmap_loss(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="weight"):
+        heatmap_loss(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), torch.ones(3))
+
+
+def test_task_weight():
+    losses = torch.tensor([0.0, 0.1, 1.0], requires_grad=True)
+    weight = task_weight(losses)
+    torch.testing.assert_close(weight, torch.exp(torch.tensor([0.0, -0.5, -5.0])))
+    assert not weight.requires_grad
+    torch.testing.assert_close(task_weight(losses, beta=1.0), torch.exp(-losses.detach()))
