@@ -176,7 +176,7 @@ def set_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "me
     index = labels.clamp(min=0).unsqueeze(1).expand(B, K, L)  # (B, K, L)
     cost = -log_probs.gather(2, index)  # (B, K, L): cost[b, k, l] = −log p_k(y_l)
 
-    cost_np = cost.detach().cpu().numpy()
+    cost_np = cost.detach().float().cpu().numpy()  # numpy has no bfloat16
     valid_np = (labels >= 0).cpu().numpy()
     batch_idx, patch_idx, label_idx = [], [], []
     for b in range(B):  # Hungarian matching has no batched form; B is small
