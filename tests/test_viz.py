@@ -1,0 +1,261 @@
+"""Checks on the figures written by mistnet.viz: valid PNGs, sizes, colours where boxes are."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mistnet.viz import (
+    GT_COLOR,
+    PRED_COLOR,
+    annotate_image,
+    draw_scenes_grid,
+    mist_figure,
+    plot_curves,
+    to_rgb,
+)
+
+
+def read_png(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        im.verify()
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def count_color(rgb, color, tol=40):
+    diff = np.abs(rgb.astype(int) - np.asarray(color)[None, None, :]).max(axis=-1)
+    return int((diff <= tol).sum())
+
+
+def no_temp_files(directory):
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ------------------------------------------------------------------------------------ to_rgb
+
+
+def test_to_rgb_gray_rgb_uint8():
+    gray = torch.tensor([[[0.0, 0.5, 1.0]]])  # (1, 1, 3)
+    out = to_rgb(gray)
+    assert out.shape == (1, 3, 3) and out.dtype == np.uint8
+    assert out[0].tolist() == [[0, 0, 0], [128, 128, 128], [255, 255, 255]]
+    rgb = torch.zeros(3, 2, 2)
+    rgb[1] = 1.0
+    assert to_rgb(rgb)[0, 0].tolist() == [0, 255, 0]
+    u8 = np.full((2, 3, 3), 7, dtype=np.uint8)
+    assert np.array_equal(to_rgb(u8), u8)
+    assert to_rgb(np.zeros((4, 5))).shape == (4, 5, 3)
+
+
+def test_to_rgb_signed_and_clipping():
+    x = torch.tensor([[[-1.0, -0.5, 0.0, 0.5, 1.0, 3.0, -3.0]]])
+    assert to_rgb(x, signed=True)[0, :, 0].tolist() == [0, 64, 128, 191, 255, 255, 0]
+    # unsigned: negatives clip to 0
+    assert to_rgb(x)[0, :, 0].tolist() == [0, 0, 0, 128, 255, 255, 0]
+
+
+def test_to_rgb_bad_shape():
+    with pytest.raises(ValueError, match="image"):
+        to_rgb(torch.zeros(2, 4, 4))
+    with pytest.raises(ValueError, match="image"):
+        to_rgb(np.zeros((4, 4, 2), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------- annotate_image
+
+
+def test_annotate_image_box_pixels(tmp_path):
+    img = np.zeros((60, 80, 3), dtype=np.uint8)
+    out = tmp_path / "a.png"
+    # box [30, 50] x [20, 40]: outline on columns 30 and 50, rows 20 and 40
+    annotate_image(img, torch.tensor([[40.0, 30, 20, 20]]), torch.tensor([3]), [0.9], out)
+    px = read_png(out)
+    assert px.shape == (60, 80, 3)
+    assert tuple(px[30, 50]) == PRED_COLOR  # right edge (row 30, col 50)
+    assert tuple(px[30, 30]) == PRED_COLOR  # left edge
+    assert tuple(px[40, 40]) == PRED_COLOR  # bottom edge
+    assert tuple(px[30, 40]) == (0, 0, 0)  # inside
+    assert tuple(px[30, 51]) == (0, 0, 0)  # just outside
+    assert tuple(px[41, 40]) == (0, 0, 0)
+    # label text is drawn above the box in the box colour (anti-aliased: red-dominant pixels)
+    top = px[:20].astype(int)
+    assert int(((top[..., 0] > 100) & (top[..., 0] > 3 * top[..., 1])).sum()) > 5
+    assert no_temp_files(tmp_path)
+
+
+def test_annotate_image_keypoints_color_scale_padding(tmp_path):
+    img = torch.zeros(1, 40, 50)  # float gray
+    out = tmp_path / "b.png"
+    boxes = torch.tensor([[20.0, 20, 10], [5.0, 5, 4]])  # keypoints (x, y, side)
+    annotate_image(img, boxes, torch.tensor([1, -1]), None, out, color=(0, 0, 255), scale=3)
+    px = read_png(out)
+    assert px.shape == (120, 150, 3)
+    # left edge x = 15 -> 3 * 15.5 - 0.5 = 46; rows 46 .. 3 * 25.5 - 0.5 = 76
+    assert tuple(px[60, 46]) == (0, 0, 255)
+    assert tuple(px[60, 76]) == (0, 0, 255)
+    assert tuple(px[60, 45]) == (0, 0, 0)
+    # the padded box (label -1) is not drawn
+    assert count_color(px[:30, :30], (0, 0, 255), tol=0) == 0
+
+
+def test_annotate_image_signed_background(tmp_path):
+    img = torch.full((1, 10, 12), -1.0)
+    img[0, 2, 3] = 1.0
+    img[0, 5, 5] = 0.0
+    out = tmp_path / "s.png"
+    annotate_image(img, None, None, None, out, signed=True)
+    px = read_png(out)
+    assert px.shape == (10, 12, 3)
+    assert px[0, 0].tolist() == [0, 0, 0]
+    assert px[2, 3].tolist() == [255, 255, 255]
+    assert px[5, 5].tolist() == [128, 128, 128]
+
+
+def test_annotate_image_overwrites_and_bad_scale(tmp_path):
+    out = tmp_path / "sub" / "dir" / "o.png"
+    annotate_image(np.zeros((8, 8, 3), np.uint8), None, None, None, out)
+    annotate_image(np.full((8, 8, 3), 200, np.uint8), None, None, None, out)
+    assert read_png(out)[0, 0].tolist() == [200, 200, 200]
+    with pytest.raises(ValueError, match="scale"):
+        annotate_image(np.zeros((8, 8, 3), np.uint8), None, None, None, out, scale=0)
+
+
+# -------------------------------------------------------------------------- draw_scenes_grid
+
+
+def _scene_batch(n=3, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.zeros(n, 1, 80, 80)
+    xy = torch.rand(n, k, 2, generator=g) * 50 + 15
+    for b in range(n):
+        for j in range(k):
+            x, y = xy[b, j].round().long().tolist()
+            imgs[b, 0, y - 6 : y + 6, x - 3 : x + 3] = 1.0
+    boxes = torch.cat([xy, torch.full((n, k, 2), 20.0)], dim=-1)
+    labels = torch.randint(0, 10, (n, k), generator=g)
+    return imgs, boxes, labels
+
+
+def test_draw_scenes_grid_colours(tmp_path):
+    imgs, boxes, labels = _scene_batch()
+    gt_only = tmp_path / "gt.png"
+    draw_scenes_grid(imgs, boxes, labels, gt_only)
+    px = read_png(gt_only)
+    assert count_color(px, GT_COLOR) > 50
+    assert count_color(px, PRED_COLOR) == 0
+    both = tmp_path / "both.png"
+    pred = boxes[..., :3] + 2.0
+    draw_scenes_grid(imgs, boxes, labels, both, pred, labels, torch.rand(3, 4), ncols=2)
+    px2 = read_png(both)
+    assert count_color(px2, PRED_COLOR) > 50
+    # 2 columns x 2 rows instead of 3 x 1: taller than wide
+    assert px2.shape[0] > px2.shape[1]
+    assert no_temp_files(tmp_path)
+
+
+def test_draw_scenes_grid_variable_counts_and_signed(tmp_path):
+    imgs = [torch.rand(1, 30, 40) * 2 - 1, torch.rand(1, 30, 40) * 2 - 1]
+    boxes = [torch.tensor([[10.0, 10, 8, 8]]), torch.zeros(0, 4)]
+    labels = [torch.tensor([2]), torch.zeros(0, dtype=torch.long)]
+    out = tmp_path / "v.png"
+    draw_scenes_grid(imgs, boxes, labels, out, signed=True, titles=["a", "b"])
+    assert read_png(out).ndim == 3
+    # padded labels (-1) are skipped: no GT colour at all
+    out2 = tmp_path / "p.png"
+    draw_scenes_grid(
+        torch.zeros(1, 3, 30, 40), torch.tensor([[[10.0, 10, 8, 8]]]), torch.tensor([[-1]]), out2
+    )
+    assert count_color(read_png(out2), GT_COLOR) == 0
+
+
+def test_draw_scenes_grid_bad_args(tmp_path):
+    imgs, boxes, labels = _scene_batch()
+    with pytest.raises(ValueError, match="boxes"):
+        draw_scenes_grid(imgs, boxes[:2], labels, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="ncols"):
+        draw_scenes_grid(imgs, boxes, labels, tmp_path / "x.png", ncols=0)
+
+
+# ------------------------------------------------------------------------------- mist_figure
+
+
+def test_mist_figure_autoencoder_and_classifier(tmp_path):
+    imgs, boxes, labels = _scene_batch(n=2, k=9)
+    heat = torch.rand(2, 80, 80)
+    patches = torch.rand(2, 9, 1, 32, 32)
+    ae = tmp_path / "ae.png"
+    mist_figure(
+        imgs,
+        heat,
+        boxes[..., :3],
+        None,
+        patches,
+        ae,
+        recon_patches=patches * 0.5,
+        reconstructions=imgs * 0.9,
+        gt_boxes=boxes,
+    )
+    cls = tmp_path / "cls.png"
+    mist_figure(imgs, heat, boxes, labels, patches, cls)
+    px_ae, px_cls = read_png(ae), read_png(cls)
+    # 6 panels per row vs 4, same number of rows
+    assert px_ae.shape[1] / px_cls.shape[1] == pytest.approx(6 / 4, rel=0.02)
+    assert count_color(px_ae, GT_COLOR) > 50
+    assert count_color(px_cls, PRED_COLOR) > 50
+    assert no_temp_files(tmp_path)
+
+
+def test_mist_figure_single_image_signed_multiscale(tmp_path):
+    img = torch.rand(1, 60, 240) * 2 - 1  # Gabor-like signed, SVHN-like aspect
+    heat = torch.rand(3, 30, 120)  # (S, H', W') at half resolution
+    out = tmp_path / "one.png"
+    mist_figure(
+        img,
+        heat,
+        torch.tensor([[40.0, 30, 40], [100, 30, 40]]),
+        torch.tensor([1, 7]),
+        torch.rand(2, 1, 32, 32) * 2 - 1,
+        out,
+        signed=True,
+    )
+    px = read_png(out)
+    assert px.shape[1] > px.shape[0]
+
+
+def test_mist_figure_bad_shapes(tmp_path):
+    with pytest.raises(ValueError, match="heatmaps"):
+        mist_figure(
+            torch.rand(2, 1, 8, 8),
+            torch.rand(3, 8, 8),
+            torch.zeros(2, 1, 3),
+            None,
+            torch.rand(2, 1, 1, 4, 4),
+            tmp_path / "x.png",
+        )
+
+
+# ------------------------------------------------------------------------------- plot_curves
+
+
+def test_plot_curves(tmp_path):
+    hist = {
+        "loss/task": [(i, 1.0 / (i + 1)) for i in range(50)],
+        "loss/eta": [(i, math.nan if i == 3 else math.exp(-i / 10)) for i in range(50)],
+        "val/both": [(10 * i, i / 10) for i in range(5)],
+        "empty": [],
+    }
+    out = tmp_path / "c.png"
+    plot_curves(hist, out, ncols=2, logy=["loss/task"])
+    px = read_png(out)
+    # 2 x 2 grid of 3.6 x 2.6 inch panels at 100 dpi
+    assert px.shape[:2] == (520, 720)
+    one = tmp_path / "one.png"
+    plot_curves({"loss": [(0, 1.0), (1, 0.5)]}, one, logy=True)
+    assert read_png(one).shape[:2] == (260, 360)
+    with pytest.raises(ValueError, match="history"):
+        plot_curves({}, out)
+    assert no_temp_files(tmp_path)
