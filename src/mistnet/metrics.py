@@ -40,6 +40,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mistnet.ops.boxes import box_iou, keypoints_to_boxes
+
 __all__ = [
     "SVHN_THRESHOLDS",
     "APMeter",
@@ -64,43 +66,6 @@ SVHN_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 # --------------------------------------------------------------------------------------------
 # Boxes
-
-
-def _as_cxcywh(boxes: Tensor, name: str) -> Tensor:
-    """Return ``(..., 4)`` centre/size boxes from ``(..., 3)`` keypoints or ``(..., 4)`` boxes."""
-    if boxes.shape[-1] == 3:
-        return torch.cat([boxes, boxes[..., 2:3]], dim=-1)
-    if boxes.shape[-1] == 4:
-        return boxes
-    raise ValueError(
-        f"{name}: expected last dim 3 (x, y, side) or 4 (cx, cy, w, h), got {tuple(boxes.shape)}"
-    )
-
-
-def _box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Pairwise IoU of centre/size boxes.
-
-    Private stand-in for ``mistnet.ops.box_iou`` with the same contract.
-
-    Args:
-        a: ``(..., N, 3|4)`` boxes.
-        b: ``(..., M, 3|4)`` boxes (same leading dims as ``a``, or broadcastable).
-
-    Returns:
-        ``(..., N, M)`` IoU in [0, 1]; pairs with zero union give 0.
-    """
-    a = _as_cxcywh(a, "a")
-    b = _as_cxcywh(b, "b")
-    a_lo = (a[..., :2] - a[..., 2:] / 2).unsqueeze(-2)  # (..., N, 1, 2)
-    a_hi = (a[..., :2] + a[..., 2:] / 2).unsqueeze(-2)
-    b_lo = (b[..., :2] - b[..., 2:] / 2).unsqueeze(-3)  # (..., 1, M, 2)
-    b_hi = (b[..., :2] + b[..., 2:] / 2).unsqueeze(-3)
-    inter = (torch.minimum(a_hi, b_hi) - torch.maximum(a_lo, b_lo)).clamp(min=0).prod(-1)
-    area_a = (a[..., 2] * a[..., 3]).unsqueeze(-1)  # (..., N, 1)
-    area_b = (b[..., 2] * b[..., 3]).unsqueeze(-2)  # (..., 1, M)
-    union = area_a + area_b - inter
-    iou = inter / union
-    return torch.where(union > 0, iou, torch.zeros_like(iou))
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +237,7 @@ def _check_batch(det_boxes, det_labels, gt_boxes, gt_labels):
 
 def _pair_iou(det_boxes: Tensor, gt_boxes: Tensor) -> Tensor:
     """``(B, N_gt, K)`` IoU, computed in float64 so thresholds are not blurred by rounding."""
-    return _box_iou(gt_boxes.double(), det_boxes.double())
+    return box_iou(gt_boxes.double(), det_boxes.double())
 
 
 def match_detections(
@@ -733,11 +698,11 @@ def official_eval_accuracy(
         ``precision_center``, ``recall_center``, ``f1_center``.
     """
     _check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
-    det = _as_cxcywh(det_boxes, "det_boxes").double()
-    gt = _as_cxcywh(gt_boxes, "gt_boxes").double()
+    det = keypoints_to_boxes(det_boxes).double()
+    gt = keypoints_to_boxes(gt_boxes).double()
     B, K, _ = det.shape
     min_iou = 0.5
-    iou = _box_iou(gt, det)  # (B, L, K); [C] stores the transpose
+    iou = box_iou(gt, det)  # (B, L, K); [C] stores the transpose
     if background_class:
         keep = (gt_labels != 0).unsqueeze(2) & (det_labels != 0).unsqueeze(1)
         iou = iou * keep
