@@ -2,6 +2,7 @@
 
 from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints, spatial_soft_argmax
 from mistnet.models.heatmap import HeatmapBody, HeatmapNet
+from mistnet.models.mist import MIST, MISTOutput
 from mistnet.models.patch import (
     PatchAutoencoder,
     PatchClassifier,
@@ -14,6 +15,8 @@ __all__ = [
     "ChannelWiseHeatmap",
     "HeatmapBody",
     "HeatmapNet",
+    "MIST",
+    "MISTOutput",
     "PatchAutoencoder",
     "PatchClassifier",
     "PatchDecoder",

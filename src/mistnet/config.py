@@ -1,0 +1,223 @@
+"""One typed configuration for a run: presets are TOML files, overrides are ``section.key=value``.
+
+A :class:`Config` has three sections. ``model`` fixes the networks and the detector, ``data`` where
+scenes come from, ``train`` the optimisation (Algorithm 1 and its variants). The presets shipped
+with the package live in ``mistnet/configs/*.toml`` (the repository's ``configs/`` points there);
+``--preset`` also takes a path to a TOML file. Unknown keys and ill-typed values are rejected, and
+the resolved config is written beside every run so that a checkpoint can be rebuilt from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from mistnet.errors import MistError
+
+
+@dataclass
+class ModelConfig:
+    """Networks and detector (SPEC §1). Defaults are the paper's MNIST classification sizes."""
+
+    task: Literal["classify", "reconstruct"] = "classify"
+    in_channels: int = 1
+    num_classes: int = 10
+    k: int = 9
+    base_side: float = 20.0  # box side at pyramid factor 1, in pixels
+    factors: tuple[float, ...] = (1.0,)  # pyramid factors f_s; sides are base_side / f_s
+    heatmap_width: int = 32
+    heatmap_depth: int = 4
+    patch_size: int = 32
+    patch_base_width: int = 8
+    patch_levels: int = 5
+    patch_blocks: int = 3
+    output: Literal["sigmoid", "signed"] = "sigmoid"  # auto-encoder output (signed for Gabor)
+    softmax_window: int = 15
+    softmax_strength: float = 10.0
+    nms_window: int = 5
+
+
+@dataclass
+class DataConfig:
+    """Where scenes come from: a generator by name (on the fly) or a dataset directory."""
+
+    name: str = "mnist-hard"  # generator name, used when ``path`` is empty
+    path: str = ""  # a dataset directory written by ``mist data make`` / ``import-official``
+    digits: str = "embedded"  # "embedded" or a directory with the MNIST IDX files
+    seed: int = 0
+    n_train: int = 50_000  # on-the-fly scenes per epoch (generators only)
+    n_val: int = 500
+    n_test: int = 500
+    workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation: Algorithm 1 (``method = "mist"``) and the SPEC §4 baselines."""
+
+    method: Literal["mist", "supervised", "channelwise", "grid"] = "mist"
+    batch_size: int = 32
+    steps: int = 15_000
+    lr_task: float = 1e-4
+    lr_heatmap: float = 1e-4
+    # Lifted steps (SPEC §2.3). x_loss / task_loss: "eq9" (paper), "set" (Hungarian CE), "recon".
+    task_loss: Literal["eq9", "set", "recon"] = "eq9"
+    x_loss: Literal["eq9", "set", "recon"] = "eq9"
+    lr_k: float = 1e4  # SGD step on the batch-mean loss
+    k_iter: int = 2
+    lam: float = 0.0  # proximal weight lambda
+    stage_order: Literal["paper", "code"] = "paper"
+    weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
+    x_noise: float = 0.0  # std (px) of exploration noise added to the slack keypoints
+    target_sigma: float = 0.0  # 0: single-pixel G (paper); > 0: Gaussian bumps of this std (px)
+    max_step_px: float = 0.0  # > 0 clips each x-step displacement to this many pixels
+    # Bookkeeping.
+    seed: int = 0
+    log_every: int = 25
+    val_every: int = 500
+    ckpt_every: int = 250
+    val_batches: int = 0  # 0: the whole validation split
+    select_metric: str = ""  # "" picks the task's default ("both" or "rmse")
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a field annotation, converting only lossless cases."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise MistError(f"{key} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        (item, _) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            raise MistError(f"{key} must be a list, got {value!r}")
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation {annotation}")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise MistError(f"{key} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MistError(f"{key} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MistError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise MistError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from nested dicts, rejecting unknown sections and keys."""
+    cfg = Config()
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise MistError(f"config section {section!r} must be a table")
+        for key, value in values.items():
+            _set(cfg, section, key, value)
+    return cfg
+
+
+def _set(cfg: Config, section: str, key: str, value: Any) -> None:
+    target = getattr(cfg, section)
+    types_ = _field_types(type(target))
+    if key not in types_:
+        raise MistError(f"unknown config key {section}.{key}; known: {sorted(types_)}")
+    setattr(target, key, _coerce(value, types_[key], f"{section}.{key}"))
+
+
+def _parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings (TOML values: ``3e-4``, ``true``, ``[1.0, 0.5]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise MistError(f"override {item!r} must look like section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2:
+            raise MistError(f"override key {dotted!r} must be section.key, e.g. train.lr_k")
+        section, key = parts
+        if section not in SECTIONS:
+            raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
+        _set(cfg, section, key, _parse_value(text.strip()))
+    return cfg
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with the package."""
+    root = resources.files("mistnet") / "configs"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name_or_path: str) -> Config:
+    """Load a shipped preset by name, or any TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise MistError(f"preset file {path} does not exist")
+        text = path.read_text()
+    else:
+        res = resources.files("mistnet") / "configs" / f"{name_or_path}.toml"
+        if not res.is_file():
+            raise MistError(f"unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
+        text = res.read_text()
+    try:
+        return from_dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise MistError(f"preset {name_or_path}: invalid TOML: {exc}") from exc
+
+
+def load_json(path: str | Path) -> Config:
+    """Read a resolved config written by :meth:`Config.to_json`."""
+    try:
+        return from_dict(json.loads(Path(path).read_text()))
+    except json.JSONDecodeError as exc:
+        raise MistError(f"{path}: not a valid config file ({exc})") from exc
+
+
+def resolve(preset: str, overrides: list[str] | None = None) -> Config:
+    return apply_overrides(load_preset(preset), overrides or [])

@@ -1,0 +1,57 @@
+"""``build_model``: the only place that turns a :class:`~mistnet.config.ModelConfig` into modules."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mistnet.config import ModelConfig
+from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints
+from mistnet.models.heatmap import HeatmapNet
+from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST
+from mistnet.models.patch import PatchAutoencoder, PatchClassifier
+
+
+def build_task_net(cfg: ModelConfig) -> nn.Module:
+    """The patch network T_tau shared across patches: classifier or auto-encoder."""
+    sizes = dict(
+        patch_size=cfg.patch_size,
+        base_width=cfg.patch_base_width,
+        levels=cfg.patch_levels,
+        blocks=cfg.patch_blocks,
+    )
+    if cfg.task == "classify":
+        return PatchClassifier(cfg.in_channels, cfg.num_classes, **sizes)
+    return PatchAutoencoder(cfg.in_channels, output=cfg.output, **sizes)
+
+
+def build_model(
+    cfg: ModelConfig, method: str = "mist", image_size: tuple[int, int] = (80, 80)
+) -> MIST:
+    """Build the model a training ``method`` needs.
+
+    ``mist`` and ``supervised`` share the MIST architecture; ``channelwise`` swaps the heatmap
+    network for a K-channel soft-argmax detector; ``grid`` uses a fixed 3 x 3 tiling of an image of
+    ``image_size`` (H, W).
+    """
+    task_net = build_task_net(cfg)
+    common = dict(
+        patch_size=cfg.patch_size,
+        softmax_window=cfg.softmax_window,
+        softmax_strength=cfg.softmax_strength,
+        nms_window=cfg.nms_window,
+    )
+    if method in ("mist", "supervised"):
+        heat = HeatmapNet(cfg.in_channels, cfg.factors, cfg.heatmap_width, cfg.heatmap_depth)
+        sides = heat.sides(cfg.base_side)
+        return MIST(heat, task_net, task=cfg.task, k=cfg.k, sides=sides, **common)
+    if method == "channelwise":
+        heat = ChannelWiseHeatmap(
+            cfg.in_channels, cfg.k, cfg.heatmap_width, cfg.heatmap_depth, side=cfg.base_side
+        )
+        return ChannelWiseMIST(
+            heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
+        )
+    if method == "grid":
+        grid = grid_keypoints(*image_size, rows=3, cols=3)
+        return GridMIST(task_net, grid, task=cfg.task, sides=(float(grid[0, 0, 2]),), **common)
+    raise ValueError(f"unknown method {method!r}; expected mist, supervised, channelwise or grid")

@@ -1,0 +1,158 @@
+"""The MIST module: heatmap network, E_K, patch sampler and a shared task network composed.
+
+Test-time path (SPEC §2.3): ``h = H(I)`` → local spatial softmax → E_K → S → T. Training does not
+call :meth:`MIST.forward` end to end (top-K has no gradient); :mod:`mistnet.engine` uses the parts
+(:meth:`MIST.heatmaps`, :meth:`MIST.detect`, :meth:`MIST.run_task`) in Algorithm 1's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mistnet.ops import extract_patches, local_spatial_softmax, paste_patches, topk_keypoints
+
+
+@dataclass
+class MISTOutput:
+    """What :class:`MIST` returns. Shapes use B images, K patches, S scales, P patch side.
+
+    Attributes:
+        logits: ``(B, S, H, W)`` raw heatmap scores (``(B, K, H, W)`` for the channel-wise
+            baseline, ``None`` for the grid baseline).
+        heatmaps: ``(B, S, H, W)`` after the local spatial softmax (per-channel softmax over all
+            pixels for the channel-wise baseline, ``None`` for the grid baseline).
+        keypoints: ``(B, K, 3)`` detections ``(x, y, side)``, detached, highest score first.
+        scores: ``(B, K)`` pooled heatmap value at each detection.
+        patches: ``(B, K, C, P, P)`` extracted patches.
+        task: ``(B, K, classes)`` class logits (classification) or ``(B, K, C, P, P)`` decoded
+            patches (reconstruction).
+        reconstruction: ``(B, C, H, W)`` sum of the pasted decoded patches, or ``None``.
+    """
+
+    logits: Tensor | None
+    heatmaps: Tensor | None
+    keypoints: Tensor
+    scores: Tensor
+    patches: Tensor
+    task: Tensor
+    reconstruction: Tensor | None = None
+
+
+class MIST(nn.Module):
+    """Multiple Instance Spatial Transformer.
+
+    Args:
+        heatmap_net: maps ``(B, C, H, W)`` images to ``(B, S, H, W)`` logits (e.g.
+            :class:`~mistnet.models.HeatmapNet`).
+        task_net: shared across patches; ``(B, K, C, P, P)`` → class logits ``(B, K, classes)``
+            or decoded patches ``(B, K, C, P, P)``.
+        task: ``"classify"`` or ``"reconstruct"``.
+        k: default number of patches K.
+        sides: the S box sides in pixels, increasing.
+        patch_size: P.
+        softmax_window, softmax_strength: local spatial softmax (15, 10 in the paper / code).
+        nms_window: NMS window of E_K (5).
+    """
+
+    def __init__(
+        self,
+        heatmap_net: nn.Module,
+        task_net: nn.Module,
+        task: str = "classify",
+        k: int = 9,
+        sides: tuple[float, ...] = (20.0,),
+        patch_size: int = 32,
+        softmax_window: int = 15,
+        softmax_strength: float = 10.0,
+        nms_window: int = 5,
+    ) -> None:
+        super().__init__()
+        if task not in ("classify", "reconstruct"):
+            raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.heatmap_net = heatmap_net
+        self.task_net = task_net
+        self.task = task
+        self.k = k
+        self.sides = tuple(float(s) for s in sides)
+        self.patch_size = patch_size
+        self.softmax_window = softmax_window
+        self.softmax_strength = softmax_strength
+        self.nms_window = nms_window
+
+    def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw logits and spatial-softmax heatmaps, both ``(B, S, H, W)``."""
+        logits = self.heatmap_net(images)
+        h = local_spatial_softmax(logits, self.softmax_window, self.softmax_strength)
+        return logits, h
+
+    def detect(self, heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+        """E_K on ``(B, S, H, W)`` heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``."""
+        return topk_keypoints(heatmaps.detach(), k or self.k, self.sides, self.nms_window)
+
+    def run_task(self, images: Tensor, keypoints: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """S then T at given keypoints: ``(patches, task output, reconstruction or None)``."""
+        patches = extract_patches(images, keypoints, self.patch_size)  # (B, K, C, P, P)
+        out = self.task_net(patches)
+        recon = None
+        if self.task == "reconstruct":
+            _, _, H, W = images.shape
+            recon = paste_patches(out, keypoints, H, W)  # (B, C, H, W)
+        return patches, out, recon
+
+    def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
+        """Detect K instances in ``images`` ``(B, C, H, W)`` and run the task network on them."""
+        logits, h = self.heatmaps(images)
+        keypoints, scores = self.detect(h, k)
+        patches, out, recon = self.run_task(images, keypoints)
+        return MISTOutput(logits, h, keypoints, scores, patches, out, recon)
+
+    @torch.no_grad()
+    def predict_labels(self, task_output: Tensor) -> Tensor:
+        """Class ids ``(B, K)`` from classification logits ``(B, K, classes)``."""
+        return task_output.argmax(-1)
+
+
+class ChannelWiseMIST(MIST):
+    """The channel-wise baseline (SPEC §4.2): K heatmap channels, soft-argmax, end to end.
+
+    ``heatmap_net`` is a :class:`~mistnet.models.ChannelWiseHeatmap`; its keypoints are
+    differentiable, so the baseline trains by plain backpropagation through S (and S^-1).
+    """
+
+    def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.heatmap_net.logits(images)  # (B, K, H, W)
+        probs = torch.softmax(logits.flatten(2) / self.heatmap_net.temperature, -1)
+        return logits, probs.view_as(logits)
+
+    def keypoints(self, images: Tensor) -> Tensor:
+        """Differentiable ``(B, K, 3)`` keypoints from the channel-wise soft-argmax."""
+        return self.heatmap_net(images)
+
+    def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
+        logits, h = self.heatmaps(images)
+        keypoints = self.keypoints(images)
+        scores = h.flatten(2).amax(-1)  # (B, K)
+        patches, out, recon = self.run_task(images, keypoints)
+        return MISTOutput(logits, h, keypoints, scores, patches, out, recon)
+
+
+class GridMIST(MIST):
+    """The grid baseline (SPEC §4.1): the same task network on a fixed 3 x 3 tiling."""
+
+    def __init__(self, task_net: nn.Module, grid: Tensor, task: str = "reconstruct", **kwargs):
+        super().__init__(nn.Identity(), task_net, task=task, k=grid.shape[1], **kwargs)
+        self.register_buffer("grid", grid, persistent=False)  # (1, K, 3)
+
+    def keypoints(self, images: Tensor) -> Tensor:
+        return self.grid.to(images.dtype).expand(images.shape[0], -1, -1)
+
+    def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
+        keypoints = self.keypoints(images)
+        scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)
+        patches, out, recon = self.run_task(images, keypoints)
+        return MISTOutput(None, None, keypoints, scores, patches, out, recon)

@@ -1,0 +1,317 @@
+"""A training run on disk: data plumbing, the step loop, validation, checkpoints and resume.
+
+A run directory holds ``config.json`` (the resolved config), ``last.safetensors`` (written every
+``ckpt_every`` steps and at the end), ``best.safetensors`` (best validation metric),
+``log.jsonl`` (one JSON line per logged step and per validation) and ``summary.json``.
+The batch at step ``t`` is a pure function of ``(seed, t)`` and so is the exploration noise, so
+``--resume`` after any interruption, SIGKILL included, continues with exactly the losses an
+uninterrupted run would have produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mistnet.checkpoint import Checkpoint, save_checkpoint
+from mistnet.config import Config, load_json
+from mistnet.engine import Batch, NonFiniteLoss, Trainer, evaluate
+from mistnet.errors import MistError
+from mistnet.models.build import build_model
+from mistnet.models.mist import MIST
+
+MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
+
+
+def select_metric(cfg: Config) -> str:
+    if cfg.train.select_metric:
+        return cfg.train.select_metric
+    return "rmse" if cfg.model.task == "reconstruct" else "both"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MistError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def open_split(cfg: Config, split: str) -> Dataset:
+    """The dataset of one split: a directory when ``data.path`` is set, else a generator."""
+    from mistnet.data import open_dataset
+
+    d = cfg.data
+    sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
+    return open_dataset(d.path or d.name, split, size=sizes[split], seed=d.seed, digits=d.digits)
+
+
+class StepSampler(Sampler[int]):
+    """Indices for steps ``start, start + 1, ...``: epoch ``e`` is a permutation seeded by ``e``.
+
+    The index of sample ``j`` of step ``t`` depends only on ``(seed, t, j)``, which is what
+    makes resumption exact.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, steps: int) -> None:
+        if n < batch_size:
+            raise MistError(
+                f"the training split has {n} scenes, fewer than one batch ({batch_size})"
+            )
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start, self.steps = start_step, steps
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start) * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        per_epoch = self.n // self.batch_size
+        epoch, perm = -1, None
+        for t in range(self.start, self.steps):
+            e, pos = divmod(t, per_epoch)
+            if e != epoch:
+                epoch = e
+                perm = np.random.default_rng([self.seed, e]).permutation(self.n)
+            yield from perm[pos * self.batch_size : (pos + 1) * self.batch_size].tolist()
+
+
+def loader(
+    dataset: Dataset, batch_size: int, workers: int, sampler: Sampler | None = None
+) -> DataLoader:
+    from mistnet.data import collate_scenes
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_scenes,
+        drop_last=sampler is not None,
+        persistent_workers=False,
+    )
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+class Run:
+    """Paths of a run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.last = self.path / "last.safetensors"
+        self.best = self.path / "best.safetensors"
+        self.log = self.path / "log.jsonl"
+        self.summary = self.path / "summary.json"
+
+    def require(self) -> None:
+        if not self.path.is_dir():
+            raise MistError(f"run directory {self.path} does not exist")
+        if not self.config.is_file():
+            raise MistError(f"{self.path} is not a mistnet run (no config.json)")
+
+    def load(
+        self, which: str = "best", device: torch.device | str = "cpu"
+    ) -> tuple[Config, MIST, Checkpoint]:
+        """Rebuild the model of this run from its config and a checkpoint (``best`` or ``last``)."""
+        self.require()
+        cfg = load_json(self.config)
+        path = self.best if which == "best" and self.best.is_file() else self.last
+        ckpt = Checkpoint(path, device=device)
+        torch.manual_seed(0)
+        model = build_model(
+            cfg.model, cfg.train.method, tuple(ckpt.extra.get("image_size", (80, 80)))
+        )
+        ckpt.load_model(model)
+        return cfg, model.to(device).eval(), ckpt
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint we resume from)."""
+    if not path.is_file():
+        return
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line and json.loads(line).get("step", 0) <= step
+    ]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(path / "tb"))
+
+
+def train(
+    cfg: Config,
+    out: str | Path,
+    device: str = "cpu",
+    resume: bool = False,
+    max_minutes: float = 0.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg`` into the run directory ``out`` and return the summary.
+
+    Raises:
+        MistError: bad data or config, a non-resumable directory, or a non-finite loss (after
+            keeping the last good checkpoint).
+    """
+    from tqdm.auto import tqdm
+
+    run = Run(out)
+    dev = resolve_device(device)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    if resume:
+        run.require()
+        saved = load_json(run.config)
+        if saved.to_dict() != cfg.to_dict():
+            cfg = saved  # resume always continues the run as it was configured
+    elif run.last.exists():
+        raise MistError(f"{run.path} already holds a run; use --resume or another --out")
+    run.path.mkdir(parents=True, exist_ok=True)
+    tmp = run.config.with_suffix(".json.tmp")
+    tmp.write_text(cfg.to_json())
+    os.replace(tmp, run.config)
+
+    train_set, val_set = open_split(cfg, "train"), open_split(cfg, "val")
+    image_size = (int(train_set.height), int(train_set.width))
+    if train_set.channels != cfg.model.in_channels:
+        raise MistError(
+            f"the data has {train_set.channels} channels but model.in_channels = {cfg.model.in_channels}"
+        )
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, cfg.train.method, image_size).to(dev)
+    trainer = Trainer(model, cfg.train)
+    metric, maximise = select_metric(cfg), MAXIMISE.get(select_metric(cfg), True)
+    state = {
+        "step": 0,
+        "best": None,
+        "best_step": None,
+        "image_size": list(image_size),
+        "wall": 0.0,
+    }
+    if resume and run.last.is_file():
+        ckpt = Checkpoint(run.last, device=dev)
+        ckpt.load_model(model)
+        for name, opt in trainer.optimizers.items():
+            ckpt.load_optimizer(name, opt)
+        state.update(ckpt.extra)
+        state["step"] = ckpt.step
+        _truncate_log(run.log, ckpt.step)
+    elif not resume:
+        run.log.unlink(missing_ok=True)
+    start = state["step"]
+    steps = cfg.train.steps
+    writer = _tensorboard(run.path)
+
+    def snapshot(path: Path) -> None:
+        save_checkpoint(
+            path, model, trainer.optimizers, config=cfg.to_dict(), step=state["step"], extra=state
+        )
+
+    def validate() -> dict[str, float]:
+        val = evaluate(
+            model,
+            loader(val_set, cfg.train.batch_size, 0),
+            device=dev,
+            signed=cfg.model.output == "signed",
+            max_batches=cfg.train.val_batches,
+        )
+        value = val.get(metric, math.nan)
+        better = state["best"] is None or (
+            value > state["best"] if maximise else value < state["best"]
+        )
+        if better and math.isfinite(value):
+            state["best"], state["best_step"] = value, state["step"]
+            snapshot(run.best)
+        _append_log(run.log, {"step": state["step"], "split": "val", **val})
+        if writer:
+            for key, v in val.items():
+                writer.add_scalar(f"val/{key}", v, state["step"])
+        return val
+
+    sampler = StepSampler(len(train_set), cfg.train.batch_size, cfg.data.seed, start, steps)
+    batches = loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler)
+    t0 = time.monotonic() - state["wall"]
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else math.inf
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    stopped = "steps"
+    model.train()
+    try:
+        for raw in batches:
+            stats = trainer.step(Batch.from_dict(raw, dev), state["step"])
+            state["step"] += 1
+            step = state["step"]
+            state["wall"] = time.monotonic() - t0
+            if step % cfg.train.log_every == 0 or step == steps:
+                _append_log(
+                    run.log, {"step": step, "split": "train", "wall": state["wall"], **stats}
+                )
+                bar.set_postfix(
+                    {k: f"{v:.4g}" for k, v in stats.items() if k in ("task", "heatmap", "border")}
+                )
+                if writer:
+                    for key, v in stats.items():
+                        writer.add_scalar(f"train/{key}", v, step)
+            bar.update(1)
+            if step % cfg.train.val_every == 0 or step == steps:
+                val = validate()
+                bar.write(
+                    f"step {step}: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in val.items() if k in MAXIMISE)
+                )
+            if step % cfg.train.ckpt_every == 0:
+                snapshot(run.last)
+            if time.monotonic() > deadline:
+                stopped = "max_minutes"
+                break
+    except NonFiniteLoss as exc:
+        bar.close()
+        raise MistError(f"{exc} (last good checkpoint: {run.last})") from exc
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+    if state["step"] % cfg.train.val_every != 0 and state["step"] != steps:
+        validate()
+    snapshot(run.last)
+    if not run.best.exists():
+        snapshot(run.best)
+    summary = {
+        "steps": state["step"],
+        "stopped": stopped,
+        "wall_s": round(state["wall"], 1),
+        "select_metric": metric,
+        "best": state["best"],
+        "best_step": state["best_step"],
+        "images_per_s": round(
+            (state["step"] - start) * cfg.train.batch_size / max(1e-9, time.monotonic() - t0 - 0), 2
+        ),
+        "device": str(dev),
+    }
+    run.summary.write_text(json.dumps(summary, indent=2))
+    return summary
