@@ -1,0 +1,206 @@
+import dataclasses
+import json
+
+import pytest
+
+from mistnet import config
+from mistnet.config import (
+    Config,
+    apply_overrides,
+    from_dict,
+    load_json,
+    load_preset,
+    preset_names,
+    resolve,
+)
+from mistnet.errors import MistError
+from mistnet.models.build import build_model
+
+SHIPPED = {
+    "mnist-hard-classify",
+    "mnist-easy-recon",
+    "mnist-hard-recon",
+    "gabor-recon",
+    "svhn-classify",
+    "mnist-hard-supervised",
+    "mnist-hard-channelwise",
+    "mnist-easy-grid",
+    "tiny-cpu",
+}
+
+
+# -- rejection of unknown names and ill-typed values -------------------------------------------
+
+
+def test_unknown_section_rejected():
+    with pytest.raises(MistError, match="unknown config section 'optim'"):
+        from_dict({"optim": {"lr": 1.0}})
+    with pytest.raises(MistError, match="unknown config section"):
+        apply_overrides(Config(), ["optim.lr=1"])
+
+
+def test_unknown_key_rejected():
+    with pytest.raises(MistError, match=r"unknown config key model\.depth"):
+        from_dict({"model": {"depth": 3}})
+    with pytest.raises(MistError, match=r"unknown config key train\.learning_rate"):
+        apply_overrides(Config(), ["train.learning_rate=1e-3"])
+
+
+def test_section_must_be_a_table():
+    with pytest.raises(MistError, match="must be a table"):
+        from_dict({"model": 3})
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.steps=abc", r"train\.steps must be an integer, got 'abc'"),
+        ("train.steps=1.5", r"train\.steps must be an integer"),
+        ("train.steps=true", r"train\.steps must be an integer"),  # bool is not an int here
+        ("train.lr_k=fast", r"train\.lr_k must be a number"),
+        ("train.method=adam", r"train\.method must be one of \['mist', 'supervised'"),
+        ("model.task=segment", r"model\.task must be one of"),
+        ("model.factors=0.5", r"model\.factors must be a list"),
+        ('model.factors=[1.0, "half"]', r"model\.factors\[1\] must be a number"),
+        ("data.name=3", r"data\.name must be a string"),
+    ],
+)
+def test_ill_typed_override_rejected(override, message):
+    cfg = Config()
+    with pytest.raises(MistError, match=message):
+        apply_overrides(cfg, [override])
+
+
+@pytest.mark.parametrize("override", ["train.lr_k", "lr_k=3", "a.b.c=1", "=1"])
+def test_malformed_override_rejected(override):
+    with pytest.raises(MistError):
+        apply_overrides(Config(), [override])
+
+
+def test_bool_fields_accept_only_bools():
+    # No shipped field is a bool yet; the coercion rule still has to hold for future ones.
+    assert config._coerce(True, bool, "x.flag") is True
+    with pytest.raises(MistError, match="must be true or false"):
+        config._coerce(1, bool, "x.flag")
+    with pytest.raises(MistError, match="must be true or false"):
+        config._coerce("yes", bool, "x.flag")
+
+
+# -- override parsing ---------------------------------------------------------------------------
+
+
+def test_override_values_are_parsed_as_toml():
+    cfg = apply_overrides(
+        Config(),
+        [
+            "train.lr_k=3e-4",
+            "train.lam=1",  # an int is a lossless float
+            "train.steps=120",
+            "model.factors=[1, 0.5]",
+            "data.name=mnist-easy",  # a bare word falls back to a string
+            'data.path="/tmp/a b/c=d"',  # quoted: spaces and "=" survive
+            "train.stage_order = code",  # spaces around "=" are fine
+        ],
+    )
+    assert cfg.train.lr_k == 3e-4 and isinstance(cfg.train.lr_k, float)
+    assert cfg.train.lam == 1.0 and isinstance(cfg.train.lam, float)
+    assert cfg.train.steps == 120 and isinstance(cfg.train.steps, int)
+    assert cfg.model.factors == (1.0, 0.5)
+    assert all(isinstance(f, float) for f in cfg.model.factors)
+    assert cfg.data.name == "mnist-easy"
+    assert cfg.data.path == "/tmp/a b/c=d"
+    assert cfg.train.stage_order == "code"
+    assert config._parse_value("true") is True
+    assert config._parse_value("[true, false]") == [True, False]
+
+
+def test_later_override_wins():
+    cfg = apply_overrides(Config(), ["train.k_iter=3", "train.k_iter=5"])
+    assert cfg.train.k_iter == 5
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+
+def test_shipped_presets_listed():
+    assert SHIPPED <= set(preset_names())
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_preset_loads_and_builds(name):
+    cfg = load_preset(name)
+    assert isinstance(cfg, Config)
+    size = (60, 240) if cfg.model.in_channels == 3 else (80, 80)
+    model = build_model(cfg.model, cfg.train.method, size)
+    assert model.k == cfg.model.k
+
+
+def test_every_preset_says_what_it_reproduces():
+    from importlib import resources
+
+    for name in SHIPPED:
+        text = (resources.files("mistnet") / "configs" / f"{name}.toml").read_text()
+        assert text.startswith("# Reproduces"), name
+
+
+def test_paper_preset_follows_spec_defaults():
+    cfg = load_preset("mnist-hard-classify")
+    m, t = cfg.model, cfg.train
+    assert (m.k, m.base_side, m.factors, m.patch_size) == (9, 20.0, (1.0,), 32)
+    assert (m.heatmap_width, m.heatmap_depth, m.patch_levels, m.patch_blocks) == (32, 4, 5, 3)
+    assert (t.batch_size, t.lr_task, t.lr_heatmap, t.lr_k, t.k_iter) == (32, 1e-4, 1e-4, 1e4, 2)
+    assert (t.task_loss, t.weight_beta, t.lam, t.stage_order) == ("eq9", 5.0, 0.0, "paper")
+    assert t.steps * t.batch_size == 10 * 50_000
+    recon = load_preset("mnist-hard-recon")
+    assert (recon.model.task, recon.train.weight_beta, recon.train.lr_k) == ("reconstruct", 0, 3.2)
+    gabor = load_preset("gabor-recon")
+    assert (gabor.model.k, gabor.model.output, gabor.data.name) == (20, "signed", "gabor")
+    svhn = load_preset("svhn-classify")
+    assert (svhn.model.in_channels, svhn.model.k, svhn.model.factors) == (3, 2, (0.5,))
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(MistError, match="unknown preset 'mnist-medium'.*tiny-cpu"):
+        load_preset("mnist-medium")
+
+
+def test_preset_from_a_toml_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[model]\nk = 4\n[train]\nmethod = "grid"\n')
+    cfg = resolve(str(path), ["train.steps=7"])
+    assert (cfg.model.k, cfg.train.method, cfg.train.steps) == (4, "grid", 7)
+    with pytest.raises(MistError, match="does not exist"):
+        load_preset(str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\nk = 4\n")
+    with pytest.raises(MistError, match="invalid TOML"):
+        load_preset(str(bad))
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[model]\nkk = 4\n")
+    with pytest.raises(MistError, match=r"unknown config key model\.kk"):
+        load_preset(str(typo))
+
+
+# -- round trip ---------------------------------------------------------------------------------
+
+
+def test_json_round_trip(tmp_path):
+    cfg = resolve(
+        "svhn-classify",
+        ["model.factors=[1.0, 0.7, 0.5]", "data.path=/x/y", "train.stage_order=code"],
+    )
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json())
+    back = load_json(path)
+    assert back == cfg
+    assert json.loads(back.to_json()) == dataclasses.asdict(cfg) | {
+        "model": dataclasses.asdict(cfg.model) | {"factors": [1.0, 0.7, 0.5]}
+    }
+    assert back.model.factors == (1.0, 0.7, 0.5)
+
+
+def test_load_json_rejects_garbage(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    with pytest.raises(MistError, match="not a valid config file"):
+        load_json(path)
