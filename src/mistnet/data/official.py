@@ -1,0 +1,182 @@
+"""The official MIST code's dataset layout (``ubc-vision/mist`` ``datasets/mnist.py``, SPEC §3.2).
+
+For each mode in ``train``, ``valid``, ``test`` the root holds:
+
+- ``<mode>.txt``: one image path per line, relative to the root;
+- ``<mode>_labels.txt``: one line per image, K comma-separated integer labels;
+- ``<mode>_keypoints.npy``: float ``(N, K, 3)`` of ``(x, y, r)`` with ``r`` the *half* box side;
+- the images: 3-channel PNGs (we write ``images/<mode>/<i>.png``).
+
+Export needs square boxes, the same count in every image and uint8 images (the official loader
+reads 8-bit images and assumes K labels per row). Import accepts any subset of the modes; grey
+images (all three channels equal) become one channel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mistnet.data.store import atomic_directory, load_split, read_manifest, write_dataset
+from mistnet.errors import DataError
+
+OFFICIAL_MODES: dict[str, str] = {"train": "train", "val": "valid", "test": "test"}
+
+
+def export_official(
+    directory: str | os.PathLike, out: str | os.PathLike, progress: bool = True
+) -> Path:
+    """Convert a dataset in our format to the official layout (atomically).
+
+    Args:
+        directory: dataset directory in our format.
+        out: new directory for the official layout.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        DataError: float images, non-square boxes or a variable count per image.
+    """
+    from PIL import Image
+
+    src = Path(directory)
+    meta = read_manifest(src)
+    splits = [s for s in OFFICIAL_MODES if s in meta.get("splits", {})]
+    if not splits:
+        raise DataError(f"{src / 'manifest.json'}: dataset has no splits")
+    loaded = {s: load_split(src, s)[0] for s in splits}
+    for split, a in loaded.items():
+        where = src / f"{split}.npz"
+        if a["images"].dtype != np.uint8:
+            raise DataError(f"{where}: the official layout holds 8-bit PNGs; images are float")
+        if a["counts"].size and (a["counts"] != a["counts"][0]).any():
+            raise DataError(f"{where}: the official layout needs the same count in every image")
+        n = int(a["counts"][0]) if a["counts"].size else 0
+        if not np.allclose(a["boxes"][:, :n, 2], a["boxes"][:, :n, 3]):
+            raise DataError(f"{where}: the official layout needs square boxes (w == h)")
+    with atomic_directory(out) as tmp:
+        for split, a in loaded.items():
+            mode = OFFICIAL_MODES[split]
+            n_img = a["images"].shape[0]
+            k = int(a["counts"][0]) if n_img else 0
+            (tmp / "images" / mode).mkdir(parents=True)
+            rel = [f"images/{mode}/{i:06d}.png" for i in range(n_img)]
+            for i in tqdm(
+                range(n_img), desc=f"export {mode}", disable=not progress or n_img < 2000
+            ):
+                img = a["images"][i]  # (C, H, W)
+                rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
+                Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0))).save(tmp / rel[i])
+            (tmp / f"{mode}.txt").write_text("".join(r + "\n" for r in rel))
+            labels = a["labels"][:, :k]
+            (tmp / f"{mode}_labels.txt").write_text(
+                "".join(",".join(str(int(v)) for v in row) + "\n" for row in labels)
+            )
+            boxes = a["boxes"][:, :k].astype(np.float64)
+            kp = np.concatenate([boxes[..., :2], boxes[..., 2:3] / 2.0], axis=-1)  # (N, K, 3)
+            np.save(tmp / f"{mode}_keypoints.npy", kp)
+    return Path(out)
+
+
+def read_official(
+    root: str | os.PathLike, progress: bool = True
+) -> dict[str, dict[str, np.ndarray]]:
+    """Read whichever modes of an official-layout directory exist.
+
+    Returns:
+        ``{split: arrays}`` (split names ``train``/``val``/``test``) in the format of
+        :func:`mistnet.data.store.validate_arrays`.
+
+    Raises:
+        DataError: naming the file for missing/inconsistent lists, keypoints or images.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory")
+    modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").is_file()}
+    if not modes:
+        raise DataError(f"{root}: no train.txt, valid.txt or test.txt (not an official layout)")
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for split, mode in modes.items():
+        list_path = root / f"{mode}.txt"
+        names = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
+        lab_path = root / f"{mode}_labels.txt"
+        kp_path = root / f"{mode}_keypoints.npy"
+        for p in (lab_path, kp_path):
+            if not p.is_file():
+                raise DataError(f"{p}: missing (needed with {list_path.name})")
+        try:
+            rows = [
+                [int(v) for v in ln.split(",") if v.strip()]
+                for ln in lab_path.read_text().splitlines()
+                if ln.strip()
+            ]
+        except ValueError as exc:
+            raise DataError(
+                f"{lab_path}: labels must be comma-separated integers ({exc})"
+            ) from None
+        try:
+            kp = np.load(kp_path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{kp_path}: corrupt keypoints file ({exc})") from None
+        n = len(names)
+        if len(rows) != n:
+            raise DataError(
+                f"{lab_path}: {len(rows)} label rows for {n} images in {list_path.name}"
+            )
+        if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 3:
+            raise DataError(f"{kp_path}: expected ({n}, K, 3) keypoints, got {kp.shape}")
+        K = kp.shape[1]
+        if any(len(r) != K for r in rows):
+            raise DataError(f"{lab_path}: every row must hold {K} labels (keypoints have K={K})")
+        images = None
+        for i, name in enumerate(
+            tqdm(names, desc=f"import {mode}", disable=not progress or n < 2000)
+        ):
+            p = root / name
+            try:
+                with Image.open(p) as im:
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{p}: cannot read image ({exc})") from None
+            if images is None:
+                images = np.zeros((n, 3, *arr.shape[:2]), dtype=np.uint8)
+            elif arr.shape[:2] != images.shape[2:]:
+                raise DataError(f"{p}: size {arr.shape[:2]} differs from {images.shape[2:]}")
+            images[i] = arr.transpose(2, 0, 1)
+        if images is None:
+            images = np.zeros((0, 3, 80, 80), dtype=np.uint8)
+        kp = kp.astype(np.float32)
+        boxes = np.concatenate([kp[..., :2], 2 * kp[..., 2:3], 2 * kp[..., 2:3]], axis=-1)
+        out[split] = {
+            "images": images,
+            "boxes": np.ascontiguousarray(boxes, dtype=np.float32),
+            "labels": np.asarray(rows, dtype=np.int64).reshape(n, K),
+            "counts": np.full(n, K, dtype=np.int64),
+        }
+    grey = all(
+        (a["images"][:, 0] == a["images"][:, 1]).all()
+        and (a["images"][:, 0] == a["images"][:, 2]).all()
+        for a in out.values()
+    )
+    if grey:
+        for a in out.values():
+            a["images"] = np.ascontiguousarray(a["images"][:, :1])
+    return out
+
+
+def import_official(root: str | os.PathLike, out: str | os.PathLike, progress: bool = True) -> Path:
+    """Convert an official-layout directory into our format (atomically)."""
+    splits = read_official(root, progress)
+    return write_dataset(
+        out,
+        Path(root).resolve().name,
+        splits,
+        manifest={"generator": "official-import", "source": str(Path(root).resolve())},
+    )

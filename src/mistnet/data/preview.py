@@ -1,0 +1,88 @@
+"""A picture of scenes with their ground-truth boxes and labels (``mist data show``)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+
+def save_scene_grid(
+    dataset: Dataset, out: str | os.PathLike, n: int = 16, title: str | None = None
+) -> Path:
+    """Draw the first ``n`` items of a scene dataset in a grid, with boxes and labels, as a PNG.
+
+    Args:
+        dataset: items as :class:`mistnet.data.scenes.SceneDataset` yields them.
+        out: PNG path (written via a temporary name, then renamed).
+        n: number of scenes (clipped to the dataset size).
+        title: figure title.
+
+    Returns:
+        The PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patches as mpatches
+    import matplotlib.pyplot as plt
+
+    n = max(1, min(int(n), len(dataset)))
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    item0 = dataset[0]
+    _, H, W = item0["image"].shape
+    panel_h = 1.8 * min(1.0, 3.6 * H / W)  # inches; wide SVHN panels stay readable
+    panel_w = panel_h * W / H
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_w, rows * panel_h), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k >= n:
+            continue
+        item = dataset[k]
+        img = item["image"].numpy()
+        if img.shape[0] == 1:
+            im = img[0]
+            signed = im.min() < 0
+            ax.imshow(
+                im,
+                cmap="RdBu_r" if signed else "gray",
+                vmin=-1 if signed else 0,
+                vmax=1,
+                interpolation="nearest",
+            )
+        else:
+            ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1), interpolation="nearest")
+        for (cx, cy, w, h), lab in zip(
+            item["boxes"].tolist(), item["labels"].tolist(), strict=True
+        ):
+            ax.add_patch(
+                mpatches.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=0.8, ec="lime")
+            )
+            ax.text(
+                cx - w / 2 + 0.5,
+                cy - h / 2 + 0.5,
+                str(lab),
+                color="yellow",
+                fontsize=6,
+                va="top",
+                ha="left",
+            )
+        ax.set_xlim(-0.5, W - 0.5)
+        ax.set_ylim(H - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=150)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return out

@@ -1,0 +1,556 @@
+"""Scene generators for MNIST-easy, MNIST-hard (and its Table 3 variants) and Gabor noise.
+
+Every scene is a pure function of ``(index, split, seed)``: its random numbers come from
+``np.random.default_rng(np.random.SeedSequence([seed, split_id, index]))``. A generator is
+therefore both an on-the-fly :class:`torch.utils.data.Dataset` (:class:`SceneDataset`, safe with
+any number of DataLoader workers) and something that can be written to disk
+(:func:`make_scenes`, ``mist data make``).
+
+Conventions (CONVENTIONS.md, SPEC §0, §3): canvas 80×80, one channel; pixel centres at integers,
+x before y; boxes are ``(cx, cy, w, h)`` with ``w = h = 20`` centred on the digit centre (or the
+Gabor impulse). A 28×28 digit frame centred at integer ``(cx, cy)`` covers columns
+``cx-14 .. cx+13`` and rows ``cy-14 .. cy+13``, so frame pixel (14, 14), where MNIST puts the
+centre of mass, lands on the box centre. Digits are combined by a pixel-wise max and cropped at
+the canvas edges. MNIST scenes are uint8 (mapped to [0, 1] by the Dataset); Gabor scenes are
+signed float32.
+
+Poisson-disk layouts (MNIST-hard) come from ``scipy.stats.qmc.PoissonDisk`` (Bridson, radius
+14 px in [10, 70]^2, 30 candidates). One scipy call costs ~4 ms, far too slow to feed training, so
+by default each generator draws from a lazily filled *layout bank* of ``layout_bank`` Bridson
+samples per (seed, split); bank entry ``j`` is itself a pure function of ``(seed, split, j)``.
+A scene picks a bank entry, one of the 8 symmetries of the square (which preserve the region and
+all distances) and a uniformly random subset of the drawn count, so 1024 entries give millions of
+distinct layouts. ``layout_bank=0`` runs scipy for every scene instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mistnet.data.digits import DigitPools, canonical_split, load_digits
+from mistnet.data.gabor import (
+    GABOR_A,
+    GABOR_AMPLITUDE,
+    GABOR_F0,
+    GABOR_OMEGA,
+    gabor_stencil,
+    render_gabor,
+)
+from mistnet.errors import DataError
+
+SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+DEFAULT_SIZES: dict[str, int] = {"train": 50_000, "val": 5_000, "test": 10_000}
+_BANK_TAG = 7_777_777  # distinguishes bank seeds [seed, split, tag, j] from scene seeds
+FRAME = 28
+FRAME_HALF = 14
+BOX_SIDE = 20.0
+
+
+@dataclass
+class Scene:
+    """One generated scene.
+
+    Attributes:
+        image: ``(C, H, W)`` uint8 (MNIST) or float32 (Gabor).
+        boxes: float32 ``(N, 4)`` as ``(cx, cy, w, h)``.
+        labels: int64 ``(N,)``.
+        sources: int64 ``(N,)`` index of each digit in the split's pool (-1 for Gabor kernels).
+    """
+
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The random generator of scene ``index`` of ``split`` under ``seed`` (pure function)."""
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), SPLIT_IDS[canonical_split(split)], int(index)])
+    )
+
+
+def square_boxes(centres: np.ndarray, side: float = BOX_SIDE) -> np.ndarray:
+    """``(N, 2)`` centres ``(x, y)`` -> float32 ``(N, 4)`` boxes ``(cx, cy, side, side)``."""
+    centres = np.asarray(centres, dtype=np.float32).reshape(-1, 2)
+    sides = np.full_like(centres, side)
+    return np.concatenate([centres, sides], axis=1)
+
+
+def paste_digits(canvas: np.ndarray, digits: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Paste 28×28 digit frames by pixel-wise max, cropping at the edges (in place).
+
+    Args:
+        canvas: ``(H, W)`` array (uint8), modified in place.
+        digits: ``(N, 28, 28)`` frames.
+        centres: int ``(N, 2)`` frame centres ``(x, y)``; the frame covers
+            ``x-14 .. x+13`` by ``y-14 .. y+13``.
+
+    Returns:
+        ``canvas``.
+    """
+    H, W = canvas.shape
+    for digit, (x, y) in zip(digits, np.asarray(centres, dtype=np.int64), strict=True):
+        x0, y0 = x - FRAME_HALF, y - FRAME_HALF
+        cx0, cy0 = max(x0, 0), max(y0, 0)
+        cx1, cy1 = min(x0 + FRAME, W), min(y0 + FRAME, H)
+        if cx0 >= cx1 or cy0 >= cy1:
+            continue
+        region = canvas[cy0:cy1, cx0:cx1]
+        np.maximum(region, digit[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0], out=region)
+    return canvas
+
+
+class SceneGenerator:
+    """Base class: a named, parameterised, deterministic scene generator.
+
+    Subclasses set ``name``, ``channels``, ``height``, ``width``, ``max_count``, ``dtype`` and
+    implement :meth:`generate`.
+    """
+
+    name: str
+    channels: int = 1
+    height: int = 80
+    width: int = 80
+    max_count: int
+    dtype: type = np.uint8
+    digits: str | None = None
+
+    def generate(self, split: str, index: int, seed: int = 0) -> Scene:  # pragma: no cover
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """JSON-serialisable parameters (written to the dataset manifest)."""
+        return {}
+
+
+def _round_half_up(p: np.ndarray) -> np.ndarray:
+    return np.floor(p + 0.5).astype(np.int64)
+
+
+class _DigitSceneGenerator(SceneGenerator):
+    def __init__(self, digits: str | DigitPools = "embedded") -> None:
+        self.pools = digits if isinstance(digits, DigitPools) else load_digits(digits)
+        self.digits = self.pools.source
+        self._by_class: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for split in SPLIT_IDS:
+            images, labels = self.pools.split(split)
+            order = np.argsort(labels, kind="stable")
+            counts = np.bincount(labels, minlength=10)[:10]
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            self._by_class[split] = (order, starts, counts)
+
+    def _pick(self, split: str, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Random pool index of the given class for each label: int64 ``(N,)``."""
+        order, starts, counts = self._by_class[split]
+        c = counts[labels]
+        if np.any(c == 0):
+            missing = sorted(set(labels[c == 0].tolist()))
+            raise DataError(
+                f"{self.digits}: the {split} digit pool has no digit of class {missing}"
+            )
+        return order[starts[labels] + (rng.random(labels.shape[0]) * c).astype(np.int64)]
+
+    def _compose(self, split: str, centres: np.ndarray, labels: np.ndarray, rng) -> Scene:
+        sources = self._pick(split, labels, rng)
+        images, _ = self.pools.split(split)
+        canvas = np.zeros((self.height, self.width), dtype=np.uint8)
+        paste_digits(canvas, images[sources], centres)
+        return Scene(
+            image=canvas[None],
+            boxes=square_boxes(centres),
+            labels=labels.astype(np.int64),
+            sources=sources.astype(np.int64),
+        )
+
+
+class MnistEasy(_DigitSceneGenerator):
+    """MNIST-easy (SPEC §3.1): digits 1..9 in row-major order on a perturbed 3×3 grid.
+
+    Cell ``(r, c)`` has nominal centre ``(-0.5 + (c + 0.5) 80/3, -0.5 + (r + 0.5) 80/3)``; each
+    centre is moved by independent ``N(0, (80/3/8)^2)`` offsets per axis (not clipped) and
+    rounded half up to an integer pixel.
+    """
+
+    name = "mnist-easy"
+    max_count = 9
+
+    def __init__(self, digits: str | DigitPools = "embedded", jitter: float = 1 / 8) -> None:
+        super().__init__(digits)
+        self.jitter = float(jitter)
+        cell = self.width / 3
+        grid = -0.5 + (np.arange(3) + 0.5) * cell
+        gx, gy = np.meshgrid(grid, grid)  # row-major: row r = y index
+        self._nominal = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (9, 2)
+        self._std = cell * self.jitter
+        self._labels = np.arange(1, 10, dtype=np.int64)
+
+    def generate(self, split: str, index: int, seed: int = 0) -> Scene:
+        split = canonical_split(split)
+        rng = scene_rng(seed, split, index)
+        centres = _round_half_up(self._nominal + rng.normal(0.0, self._std, size=(9, 2)))
+        return self._compose(split, centres, self._labels, rng)
+
+    def params(self) -> dict:
+        return {"jitter": self.jitter, "grid": 3, "canvas": [self.height, self.width]}
+
+
+class MnistHard(_DigitSceneGenerator):
+    """MNIST-hard (SPEC §3.2, §3.3): digits at Poisson-disk positions with random identities.
+
+    The count of a scene is uniform over ``counts``; positions are a uniformly random subset of a
+    Bridson sample (``radius`` px minimum distance in ``[low, high]^2``), rounded half up; labels
+    are i.i.d. uniform over 0..9 (repeats allowed).
+
+    Args:
+        digits: ``"embedded"``, an IDX directory, or loaded :class:`DigitPools`.
+        counts: allowed digit counts per image, e.g. ``(9,)`` or ``range(3, 10)``.
+        radius: minimum distance between digit centres (px).
+        region: ``(low, high)`` of the square that holds the centres.
+        layout_bank: number of cached Bridson samples per (seed, split); 0 = fresh per scene.
+    """
+
+    name = "mnist-hard"
+
+    def __init__(
+        self,
+        digits: str | DigitPools = "embedded",
+        counts: Sequence[int] = (9,),
+        radius: float = 14.0,
+        region: tuple[float, float] = (10.0, 70.0),
+        layout_bank: int = 1024,
+        name: str | None = None,
+    ) -> None:
+        counts = sorted({int(c) for c in counts})
+        if not counts or counts[0] < 1:
+            raise DataError(f"digit counts must be positive integers, got {counts}")
+        if radius <= 0 or region[1] <= region[0]:
+            raise DataError(f"impossible layout: radius {radius}, region {region}")
+        if layout_bank < 0:
+            raise ValueError(f"layout_bank must be >= 0, got {layout_bank}")
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.max_count = int(counts[-1])
+        self.radius = float(radius)
+        self.region = (float(region[0]), float(region[1]))
+        self.layout_bank = int(layout_bank)
+        if name is not None:
+            self.name = name
+        self._bank: dict[tuple[int, int, int], np.ndarray] = {}
+        self._check_feasible()
+        super().__init__(digits)
+
+    def _bridson(self, rng: np.random.Generator) -> np.ndarray:
+        from scipy.stats import qmc
+
+        low, high = self.region
+        engine = qmc.PoissonDisk(
+            2,
+            radius=self.radius,
+            ncandidates=30,
+            rng=rng,
+            l_bounds=[low, low],
+            u_bounds=[high, high],
+        )
+        return engine.fill_space()
+
+    def _check_feasible(self) -> None:
+        # Bridson on the default setting gives 10-16 points; only larger counts need a check.
+        side = self.region[1] - self.region[0]
+        if self.max_count <= 9 and self.radius <= 14 and side >= 60:
+            return
+        rng = np.random.default_rng(0)
+        best = max(len(self._bridson(rng)) for _ in range(32))
+        if best < self.max_count:
+            raise DataError(
+                f"impossible layout: {self.max_count} digits do not fit at minimum distance "
+                f"{self.radius:g} px in [{self.region[0]:g}, {self.region[1]:g}]^2 "
+                f"(Poisson-disk samples hold at most ~{best})"
+            )
+
+    def _bank_entry(self, seed: int, split_id: int, j: int) -> np.ndarray:
+        key = (seed, split_id, j)
+        pts = self._bank.get(key)
+        if pts is None:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, split_id, _BANK_TAG, j]))
+            pts = self._bridson(rng)
+            self._bank[key] = pts
+        return pts
+
+    def layout(self, count: int, rng: np.random.Generator, seed: int, split: str) -> np.ndarray:
+        """Draw ``count`` integer centres ``(count, 2)`` with pairwise distance >= radius - 1."""
+        centre = 0.5 * (self.region[0] + self.region[1])
+        for _ in range(200):
+            if self.layout_bank:
+                j = int(rng.integers(self.layout_bank))
+                pts = self._bank_entry(int(seed), SPLIT_IDS[split], j)
+            else:
+                pts = self._bridson(rng)
+            if len(pts) < count:
+                continue  # redraw (SPEC §3.2)
+            pts = pts[rng.choice(len(pts), size=count, replace=False)]
+            if self.layout_bank:
+                sym = int(rng.integers(8))
+                d = pts - centre
+                if sym & 1:
+                    d = d[:, ::-1]
+                d = d * np.array([1 - 2 * ((sym >> 1) & 1), 1 - 2 * ((sym >> 2) & 1)])
+                pts = d + centre
+            return _round_half_up(pts)
+        raise DataError(
+            f"could not place {count} digits at minimum distance {self.radius:g} px in 200 draws"
+        )
+
+    def generate(self, split: str, index: int, seed: int = 0) -> Scene:
+        split = canonical_split(split)
+        rng = scene_rng(seed, split, index)
+        count = int(self.counts[rng.integers(self.counts.size)])
+        centres = self.layout(count, rng, seed, split)
+        labels = rng.integers(0, 10, size=count).astype(np.int64)
+        return self._compose(split, centres, labels, rng)
+
+    def params(self) -> dict:
+        return {
+            "counts": self.counts.tolist(),
+            "radius": self.radius,
+            "region": list(self.region),
+            "layout_bank": self.layout_bank,
+            "canvas": [self.height, self.width],
+        }
+
+
+class GaborNoise(SceneGenerator):
+    """Gabor noise textures (SPEC §3.4, A28): ``count`` unit-weight kernels at Poisson impulses.
+
+    Impulses are i.i.d. uniform in ``[low, high]^2`` (a Poisson process conditioned on its
+    count), rounded half up. Images are signed float32 ``(1, 80, 80)``; boxes are 20×20 at the
+    impulses; labels are 0.
+    """
+
+    name = "gabor"
+    dtype = np.float32
+
+    def __init__(
+        self,
+        count: int = 20,
+        region: tuple[float, float] = (10.0, 70.0),
+        a: float = GABOR_A,
+        f0: float = GABOR_F0,
+        amplitude: float = GABOR_AMPLITUDE,
+        omega: float = GABOR_OMEGA,
+    ) -> None:
+        if count < 1:
+            raise DataError(f"gabor impulse count must be >= 1, got {count}")
+        self.max_count = int(count)
+        self.region = (float(region[0]), float(region[1]))
+        self.kernel = {"a": a, "f0": f0, "amplitude": amplitude, "omega": omega}
+        self.stencil = gabor_stencil(**self.kernel)
+
+    def generate(self, split: str, index: int, seed: int = 0) -> Scene:
+        split = canonical_split(split)
+        rng = scene_rng(seed, split, index)
+        pts = rng.uniform(self.region[0], self.region[1], size=(self.max_count, 2))
+        centres = _round_half_up(pts)
+        image = render_gabor(centres, self.height, self.width, self.stencil)
+        return Scene(
+            image=image[None],
+            boxes=square_boxes(centres),
+            labels=np.zeros(self.max_count, dtype=np.int64),
+            sources=np.full(self.max_count, -1, dtype=np.int64),
+        )
+
+    def params(self) -> dict:
+        return {
+            "count": self.max_count,
+            "region": list(self.region),
+            "kernel": {k: float(v) for k, v in self.kernel.items()},
+            "canvas": [self.height, self.width],
+        }
+
+
+GENERATORS: dict[str, Callable[..., SceneGenerator]] = {
+    "mnist-easy": lambda digits="embedded", **kw: MnistEasy(digits, **kw),
+    "mnist-hard": lambda digits="embedded", **kw: MnistHard(digits, counts=(9,), **kw),
+    "mnist-hard-6to9": lambda digits="embedded", **kw: MnistHard(
+        digits, counts=range(6, 10), name="mnist-hard-6to9", **kw
+    ),
+    "mnist-hard-3to9": lambda digits="embedded", **kw: MnistHard(
+        digits, counts=range(3, 10), name="mnist-hard-3to9", **kw
+    ),
+    "gabor": lambda digits=None, **kw: GaborNoise(**kw),
+}
+_HARD_PATTERN = re.compile(r"^mnist-hard-(\d+)(?:to(\d+))?$")
+
+
+def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) -> SceneGenerator:
+    """Build a generator by name.
+
+    Names: those in :data:`GENERATORS`, plus ``mnist-hard-<k>`` (exactly k digits) and
+    ``mnist-hard-<a>to<b>`` (uniform count in a..b).
+
+    Raises:
+        DataError: unknown name or impossible parameters.
+    """
+    if name in GENERATORS:
+        return GENERATORS[name](digits=digits, **kwargs)
+    m = _HARD_PATTERN.match(name)
+    if m:
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if hi < lo:
+            raise DataError(f"scene generator {name!r}: empty count range {lo}..{hi}")
+        return MnistHard(digits, counts=range(lo, hi + 1), name=name, **kwargs)
+    known = ", ".join([*GENERATORS, "mnist-hard-<a>to<b>"])
+    raise DataError(f"unknown scene generator {name!r} (known: {known})")
+
+
+def make_scenes(
+    generator: SceneGenerator, split: str, indices: Sequence[int] | np.ndarray, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Generate many scenes at once as stacked, padded arrays.
+
+    Args:
+        generator: a :class:`SceneGenerator`.
+        split: ``train``, ``val`` or ``test``.
+        indices: scene indices ``(N,)``.
+        seed: dataset seed.
+
+    Returns:
+        dict with ``images`` ``(N, C, H, W)`` (generator dtype), ``boxes`` float32 ``(N, M, 4)``
+        (padding 0), ``labels`` int64 ``(N, M)`` (padding -1), ``counts`` int64 ``(N,)``, with
+        ``M = generator.max_count``.
+    """
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    out = empty_arrays(generator, indices.size)
+    for n, i in enumerate(indices):
+        s = generator.generate(split, int(i), seed)
+        out["images"][n] = s.image
+        out["boxes"][n, : s.count] = s.boxes
+        out["labels"][n, : s.count] = s.labels
+        out["counts"][n] = s.count
+    return out
+
+
+def empty_arrays(generator: SceneGenerator, n: int) -> dict[str, np.ndarray]:
+    """Zero/padding-filled arrays for ``n`` scenes of ``generator`` (see :func:`make_scenes`)."""
+    M = generator.max_count
+    return {
+        "images": np.zeros(
+            (n, generator.channels, generator.height, generator.width), dtype=generator.dtype
+        ),
+        "boxes": np.zeros((n, M, 4), dtype=np.float32),
+        "labels": np.full((n, M), -1, dtype=np.int64),
+        "counts": np.zeros(n, dtype=np.int64),
+    }
+
+
+def to_item(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
+    """Arrays of one scene -> the Dataset item dict (uint8 images are scaled to [0, 1])."""
+    if image.dtype == np.uint8:
+        img = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+    else:
+        img = torch.from_numpy(np.array(image, dtype=np.float32))
+    return {
+        "image": img,
+        "boxes": torch.from_numpy(np.array(boxes, dtype=np.float32)).reshape(-1, 4),
+        "labels": torch.from_numpy(np.array(labels, dtype=np.int64)).reshape(-1),
+        "count": torch.tensor(int(len(labels)), dtype=torch.int64),
+    }
+
+
+class SceneDataset(Dataset):
+    """On-the-fly scenes: item ``i`` is scene ``i`` of ``split`` under ``seed``.
+
+    Args:
+        name: generator name (see :func:`build_generator`) or a :class:`SceneGenerator`.
+        split: ``train``, ``val`` (``valid``) or ``test``.
+        size: number of scenes (default: 50k / 5k / 10k per SPEC §3.2).
+        seed: dataset seed.
+        digits: digit source for MNIST scenes (``"embedded"`` or an IDX directory).
+        **kwargs: generator parameters (e.g. ``layout_bank``).
+
+    Item:
+        dict with ``image`` float32 ``(C, H, W)`` ([0, 1] for MNIST, signed for Gabor),
+        ``boxes`` float32 ``(N, 4)`` ``(cx, cy, w, h)``, ``labels`` int64 ``(N,)``, ``count``
+        int64 scalar.
+
+    Example:
+        >>> ds = SceneDataset("mnist-hard", "train", size=10)
+        >>> ds[0]["image"].shape, ds[0]["boxes"].shape
+        (torch.Size([1, 80, 80]), torch.Size([9, 4]))
+    """
+
+    def __init__(
+        self,
+        name: str | SceneGenerator,
+        split: str,
+        size: int | None = None,
+        seed: int = 0,
+        digits: str | DigitPools = "embedded",
+        **kwargs,
+    ) -> None:
+        self.generator = (
+            name if isinstance(name, SceneGenerator) else build_generator(name, digits, **kwargs)
+        )
+        self.split = canonical_split(split)
+        self.size = DEFAULT_SIZES[self.split] if size is None else int(size)
+        if self.size < 0:
+            raise ValueError(f"size must be >= 0, got {self.size}")
+        self.seed = int(seed)
+        self.name = self.generator.name
+        self.channels = self.generator.channels
+        self.height = self.generator.height
+        self.width = self.generator.width
+        self.max_count = self.generator.max_count
+
+    def __len__(self) -> int:
+        return self.size
+
+    def scene(self, index: int) -> Scene:
+        """The raw :class:`Scene` (numpy, with pool indices) of item ``index``."""
+        if not -self.size <= index < self.size:
+            raise IndexError(f"scene index {index} out of range for size {self.size}")
+        return self.generator.generate(self.split, index % self.size, self.seed)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.scene(int(index))
+        return to_item(s.image, s.boxes, s.labels)
+
+
+def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack scene items into a batch, padding to the largest count in the batch.
+
+    Args:
+        items: list of B items with ``image`` ``(C, H, W)``, ``boxes`` ``(N_b, 4)``,
+            ``labels`` ``(N_b,)``, ``count`` scalar.
+
+    Returns:
+        ``{"image": (B, C, H, W) float32, "boxes": (B, N, 4) float32 (padding 0),
+        "labels": (B, N) int64 (padding -1), "count": (B,) int64}`` with ``N = max N_b``.
+    """
+    if not items:
+        raise ValueError("collate_scenes needs at least one item")
+    B = len(items)
+    counts = torch.stack([torch.as_tensor(it["count"], dtype=torch.int64) for it in items])
+    N = int(counts.max()) if B else 0
+    boxes = torch.zeros(B, N, 4, dtype=torch.float32)
+    labels = torch.full((B, N), -1, dtype=torch.int64)
+    for b, it in enumerate(items):
+        n = int(it["count"])
+        boxes[b, :n] = it["boxes"][:n]
+        labels[b, :n] = it["labels"][:n]
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "boxes": boxes,
+        "labels": labels,
+        "count": counts,
+    }
