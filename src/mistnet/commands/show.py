@@ -1,0 +1,81 @@
+"""``mist show``: the paper's Fig. 3 / Fig. 5 panels for a few scenes of a split.
+
+One row per scene: input (ground-truth boxes in green), heatmap, detections with their labels,
+the extracted patches and, for an auto-encoder, the decoded patches and the reconstruction.
+
+Example::
+
+    mist show runs/classify --data mnist-hard --split test --n 4 --out fig5.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from mistnet.commands.eval import SPLITS, check_data, open_data
+from mistnet.commands.train import add_device_argument, check_device
+from mistnet.errors import MistError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "show",
+        help="draw input, heatmap, detections and patches for a few scenes",
+        description=__doc__.split("Example::", 1)[0].split("\n\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:" + __doc__.split("Example::", 1)[1],
+    )
+    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
+    p.add_argument(
+        "--data",
+        metavar="DIR|NAME",
+        help="dataset directory or generator name (default: the run's own data)",
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
+    p.add_argument("--n", type=int, default=4, metavar="N", help="number of scenes (default 4)")
+    p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
+    p.add_argument("--out", required=True, metavar="FIG.png", help="output PNG")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mistnet.data import collate_scenes
+    from mistnet.runner import Run, resolve_device
+    from mistnet.viz import mist_figure
+
+    if args.n < 1:
+        raise MistError(f"--n must be at least 1, got {args.n}")
+    if args.k < 0:
+        raise MistError(f"--k must be positive, got {args.k}")
+    device = resolve_device(check_device(args.device))
+    cfg, model, ckpt = Run(args.run).load("best", device=device)
+    source, dataset = open_data(cfg, args.data, args.split)
+    check_data(cfg, dataset, tuple(ckpt.extra.get("image_size", (80, 80))), source)
+    n = min(args.n, len(dataset))
+    if n == 0:
+        raise MistError(f"{source}: the {args.split} split is empty")
+    batch = collate_scenes([dataset[i] for i in range(n)])
+    images = batch["image"].to(device)
+    with torch.inference_mode():
+        out = model(images, args.k or None)
+    B, _, H, W = images.shape
+    heat = out.heatmaps if out.heatmaps is not None else images.new_zeros(B, 1, H, W)
+    classify = cfg.model.task == "classify"
+    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(B)]
+    mist_figure(
+        images.cpu(),
+        heat.cpu(),
+        out.keypoints.cpu(),
+        out.task.argmax(-1).cpu() if classify else None,
+        out.patches.cpu(),
+        args.out,
+        recon_patches=None if classify else out.task.cpu(),
+        reconstructions=None if out.reconstruction is None else out.reconstruction.cpu(),
+        gt_boxes=gt,
+        signed=cfg.model.output == "signed",
+    )
+    print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
+    return 0
