@@ -286,7 +286,7 @@ def _pad_labels(labels: Tensor, k: int) -> Tensor:
 def check_finite(loss: Tensor, what: str) -> None:
     if not bool(torch.isfinite(loss)):
         raise NonFiniteLoss(
-            f"{what} became {float(loss)}; stopping (the last good checkpoint is kept)"
+            f"{what} became {float(loss.detach())}; stopping (the last good checkpoint is kept)"
         )
 
 

@@ -1,0 +1,200 @@
+"""The lifted trainer (Algorithm 1), its baselines, evaluation, and the run loop's failure path.
+
+Most tests use a fixed synthetic batch (rings whose radius and brightness encode the label) so
+that they do not depend on the scene generators and so that "the loss falls" means memorising a
+repeated batch, which is reliable within a few dozen steps.
+"""
+
+import math
+
+import pytest
+import torch
+
+from mistnet import runner
+from mistnet.config import apply_overrides, load_preset
+from mistnet.engine import Batch, NonFiniteLoss, Trainer, evaluate, gt_keypoints
+from mistnet.errors import MistError
+from mistnet.models.build import build_model
+
+H = 40
+
+
+def scene_batch(B: int = 4, seed: int = 0) -> Batch:
+    """B images (1, 40, 40) with 3 rings each near fixed places; radius/brightness = label."""
+    g = torch.Generator().manual_seed(seed)
+    n = 3
+    centres = torch.tensor([[10.0, 10.0], [29.0, 12.0], [18.0, 29.0]])
+    xy = centres + torch.randint(-2, 3, (B, n, 2), generator=g).float()  # (B, n, 2)
+    labels = torch.randint(0, 10, (B, n), generator=g)  # (B, n)
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(H), indexing="ij")  # (H, W)
+    d = ((xx - xy[..., 0, None, None]) ** 2 + (yy - xy[..., 1, None, None]) ** 2).sqrt()
+    radius = (2 + labels % 4).float()[..., None, None]  # (B, n, 1, 1)
+    rings = ((d - radius).abs() < 1.2).float() * (0.4 + 0.06 * labels)[..., None, None]
+    images = rings.amax(1, keepdim=True)  # (B, 1, H, W)
+    boxes = torch.cat([xy, torch.full((B, n, 2), 20.0)], -1)  # (B, n, 4)
+    return Batch(images, boxes, labels, torch.full((B,), n))
+
+
+def make_trainer(*overrides: str) -> Trainer:
+    cfg = apply_overrides(
+        load_preset("tiny-cpu"),
+        ["model.k=3", "train.lr_task=1e-3", "train.lr_heatmap=1e-3", *overrides],
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.train.method, (H, H))
+    return Trainer(model, cfg.train)
+
+
+def falls(values: list[float]) -> bool:
+    first, last = sum(values[:5]) / 5, sum(values[-5:]) / 5
+    return last < 0.9 * first
+
+
+def test_mist_step_task_loss_falls_on_a_repeated_batch():
+    tr = make_trainer("train.lr_k=300")
+    batch = scene_batch()
+    logs = [tr.step(batch, s) for s in range(30)]
+    assert {"task", "heatmap", "move_mean", "move_median", "moved_1px", "border"} <= set(logs[0])
+    assert all(math.isfinite(v) for log in logs for v in log.values())
+    assert falls([log["task"] for log in logs])
+
+
+def test_code_stage_order_runs_and_learns():
+    tr = make_trainer("train.lr_k=300", "train.stage_order=code")
+    batch = scene_batch()
+    assert falls([tr.step(batch, s)["task"] for s in range(30)])
+
+
+def test_x_step_moves_keypoints_a_little_and_leaves_no_gradients():
+    tr = make_trainer("train.lr_k=100")
+    model, batch = tr.model, scene_batch()
+    _, h = model.heatmaps(batch.images)
+    x0, _ = model.detect(h)
+    x = tr.x_step(batch, x0)
+    moved = (x - x0)[..., :2].norm(dim=-1)  # (B, K)
+    assert 0 < float(moved.median()) < 3
+    assert torch.equal(x[..., 2], x0[..., 2])  # one scale: the side is fixed
+    assert not x.requires_grad
+    for p in model.parameters():
+        assert p.grad is None
+
+
+def test_x_step_proximal_term_and_step_clip_shrink_the_move():
+    batch = scene_batch()
+
+    def move(*overrides):
+        tr = make_trainer("train.lr_k=3e3", *overrides)
+        _, h = tr.model.heatmaps(batch.images)
+        x0, _ = tr.model.detect(h)
+        return (tr.x_step(batch, x0) - x0)[..., :2].norm(dim=-1)
+
+    free = move()
+    clipped = move("train.max_step_px=0.5")
+    assert float(clipped.max()) <= 2 * 0.5 + 1e-5  # k_iter = 2 steps of at most 0.5 px
+    assert float(free.max()) > 1.0
+    # lr_k * 2 * lam < 1 keeps the proximal pull a contraction.
+    assert float(move("train.lam=1e-4").mean()) < float(free.mean())
+
+
+def test_tau_step_updates_only_the_task_network():
+    tr = make_trainer()
+    model, batch = tr.model, scene_batch()
+    heat_before = [p.detach().clone() for p in model.heatmap_net.parameters()]
+    task_before = [p.detach().clone() for p in model.task_net.parameters()]
+    x, _ = gt_keypoints(batch, 20.0, 3)
+    tr.tau_step(batch, x)
+    heat_after, task_after = model.heatmap_net.parameters(), model.task_net.parameters()
+    assert all(torch.equal(a, p) for a, p in zip(heat_before, heat_after, strict=True))
+    assert any(not torch.equal(a, p) for a, p in zip(task_before, task_after, strict=True))
+
+
+def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
+    tr = make_trainer()
+    model, batch = tr.model, scene_batch()
+    x, _ = gt_keypoints(batch, 20.0, 3)
+    losses = []
+    for _ in range(30):
+        _, h = model.heatmaps(batch.images)
+        losses.append(float(tr.eta_step(h, x, None)))
+    assert falls(losses)
+    for p in model.task_net.parameters():
+        assert p.grad is None
+
+
+def test_eta_step_weights_images():
+    tr = make_trainer()
+    batch = scene_batch()
+    x, _ = gt_keypoints(batch, 20.0, 3)
+    _, h = tr.model.heatmaps(batch.images)
+    full = float(tr.eta_step(h.detach().requires_grad_(), x, torch.ones(4)))
+    half = float(tr.eta_step(h.detach().requires_grad_(), x, torch.full((4,), 0.5)))
+    assert half == pytest.approx(full / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "method, task",
+    [("supervised", "classify"), ("channelwise", "classify"), ("grid", "reconstruct")],
+)
+def test_baseline_step_loss_falls_on_a_repeated_batch(method, task):
+    tr = make_trainer(f"train.method={method}", f"model.task={task}")
+    batch = scene_batch()
+    logs = [tr.step(batch, s) for s in range(30)]
+    assert falls([log["task"] for log in logs])
+    if method == "supervised":
+        assert falls([log["heatmap"] for log in logs])
+
+
+def test_reconstruction_mist_step_learns():
+    tr = make_trainer("model.task=reconstruct", "train.lr_k=3.2", "train.weight_beta=0")
+    batch = scene_batch()
+    assert falls([tr.step(batch, s)["task"] for s in range(30)])
+
+
+def test_non_finite_loss_stops_the_step():
+    tr = make_trainer()
+    with torch.no_grad():
+        next(tr.model.task_net.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match="task loss became nan"):
+        tr.step(scene_batch(), 0)
+
+
+def test_evaluate_restores_training_mode_and_counts_detections():
+    tr = make_trainer()
+    b = scene_batch()
+    raw = {"image": b.images, "boxes": b.boxes, "labels": b.labels, "count": b.count}
+    tr.model.train()
+    metrics = evaluate(tr.model, [raw, raw])
+    assert tr.model.training
+    assert {"det_iou50", "classif", "both", "ap50"} <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("det_iou50", "classif", "both"))
+
+
+# -- the run loop ---------------------------------------------------------------------------------
+
+
+def tiny_run_config(*overrides: str):
+    return apply_overrides(
+        load_preset("tiny-cpu"),
+        ["data.n_train=32", "data.n_val=8", "train.val_batches=1", *overrides],
+    )
+
+
+def test_runner_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path, monkeypatch):
+    cfg = tiny_run_config("train.steps=20", "train.ckpt_every=5", "train.val_every=100")
+
+    class PoisonedTrainer(runner.Trainer):
+        def step(self, batch, step):
+            if step == 7:  # after the checkpoint of step 5
+                with torch.no_grad():
+                    next(self.model.task_net.parameters()).fill_(float("nan"))
+            return super().step(batch, step)
+
+    monkeypatch.setattr(runner, "Trainer", PoisonedTrainer)
+    with pytest.raises(MistError, match="became nan.*last good checkpoint"):
+        runner.train(cfg, tmp_path / "run", progress=False)
+    run = runner.Run(tmp_path / "run")
+    monkeypatch.undo()
+    _, model, ckpt = run.load("last")
+    assert ckpt.step == 5
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not run.summary.exists()
