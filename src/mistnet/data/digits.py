@@ -169,14 +169,15 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     path = Path(path)
     raw = _open_maybe_gz(path)
     header = 4 + 4 * ndim
+    if len(raw) >= 4:
+        (magic,) = struct.unpack(">i", raw[:4])
+        if magic != _IDX_MAGIC[ndim]:
+            raise DataError(
+                f"{path}: wrong IDX magic number {magic} (expected {_IDX_MAGIC[ndim]} for "
+                f"{'labels' if ndim == 1 else 'images'})"
+            )
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs {header})")
-    (magic,) = struct.unpack(">i", raw[:4])
-    if magic != _IDX_MAGIC[ndim]:
-        raise DataError(
-            f"{path}: wrong IDX magic number {magic} (expected {_IDX_MAGIC[ndim]} for "
-            f"{'labels' if ndim == 1 else 'images'})"
-        )
     shape = struct.unpack(">" + "i" * ndim, raw[4:header])
     n = int(np.prod(shape))
     if len(raw) - header != n:

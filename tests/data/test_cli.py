@@ -1,0 +1,185 @@
+"""``mist data`` commands: happy paths and error paths (exit 2, one line, no partial output)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mistnet.cli import main
+from mistnet.data.digits import write_idx
+from mistnet.data.store import SceneFolder
+
+
+def _run(capsys, *argv):
+    code = main(["data", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _assert_user_error(capsys, tmp_path, *argv, match):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert match in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing (half-)written
+
+
+def test_make_show_export_import(capsys, tmp_path):
+    out = tmp_path / "hard"
+    code, stdout, _ = _run(
+        capsys,
+        "make",
+        "mnist-hard-6to9",
+        "--out",
+        out,
+        "--n-train",
+        7,
+        "--n-val",
+        2,
+        "--n-test",
+        5,
+        "--seed",
+        3,
+        "--layout-bank",
+        16,
+    )
+    assert code == 0 and "scenes/s" in stdout
+    ds = SceneFolder(out, "train")
+    assert len(ds) == 7 and ds.manifest["seed"] == 3 and ds.manifest["digits"] == "embedded"
+    assert ds.manifest["params"]["counts"] == [6, 7, 8, 9]
+    code, _, _ = _run(capsys, "show", out, "--split", "test", "--n", 4, "--out", tmp_path / "g.png")
+    assert code == 0 and (tmp_path / "g.png").stat().st_size > 1000
+    code, _, _ = _run(
+        capsys,
+        "make",
+        "mnist-hard",
+        "--out",
+        tmp_path / "fixed",
+        "--n-train",
+        3,
+        "--n-val",
+        0,
+        "--n-test",
+        2,
+        "--layout-bank",
+        16,
+    )
+    assert code == 0
+    assert _run(capsys, "export-official", tmp_path / "fixed", tmp_path / "off")[0] == 0
+    assert _run(capsys, "import-official", tmp_path / "off", tmp_path / "back")[0] == 0
+    a, b = SceneFolder(tmp_path / "fixed", "test"), SceneFolder(tmp_path / "back", "test")
+    np.testing.assert_array_equal(a.arrays["images"], b.arrays["images"])
+
+
+def test_make_with_idx_digits(capsys, tmp_path):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        write_idx(
+            d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        )
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    code, _, err = _run(
+        capsys,
+        "make",
+        "mnist-easy",
+        "--out",
+        tmp_path / "e",
+        "--digits",
+        d,
+        "--n-train",
+        2,
+        "--n-val",
+        2,
+        "--n-test",
+        2,
+    )
+    assert code == 0, err
+    assert SceneFolder(tmp_path / "e", "val").manifest["digits"] == str(d.resolve())
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (("make", "mnist-medium", "--out", "{tmp}/x"), "unknown scene generator 'mnist-medium'"),
+        (("make", "mnist-hard-30", "--out", "{tmp}/x", "--n-train", 1), "impossible layout"),
+        (("make", "mnist-hard", "--out", "{tmp}/x", "--n-val", -1), "--n-val must be >= 0"),
+        (
+            ("make", "mnist-hard", "--out", "{tmp}/x", "--digits", "{tmp}/nodigits"),
+            "nodigits: not a directory",
+        ),
+        (("make", "svhn", "--out", "{tmp}/x"), "svhn needs --svhn"),
+        (("make", "svhn", "--out", "{tmp}/x", "--svhn", "{tmp}/nosvhn"), "missing SVHN folder"),
+        (("show", "{tmp}/nodata", "--out", "{tmp}/g.png"), "no such dataset directory"),
+        (("show", "mnist-hard", "--split", "dev", "--out", "{tmp}/g.png"), "split must be one of"),
+        (("export-official", "{tmp}/nodata", "{tmp}/x"), "no such dataset directory"),
+        (("import-official", "{tmp}", "{tmp}/x"), "not an official layout"),
+        (("download", "cifar", "{tmp}/x"), "unknown download 'cifar'"),
+    ],
+)
+def test_error_paths(capsys, tmp_path, argv, match):
+    argv = [a.format(tmp=tmp_path) if isinstance(a, str) else a for a in argv]
+    _assert_user_error(capsys, tmp_path, *argv, match=match)
+
+
+def test_corrupt_inputs_and_existing_output(capsys, tmp_path):
+    assert (
+        _run(
+            capsys,
+            "make",
+            "mnist-easy",
+            "--out",
+            tmp_path / "e",
+            "--n-train",
+            1,
+            "--n-val",
+            1,
+            "--n-test",
+            1,
+        )[0]
+        == 0
+    )
+    _assert_user_error(
+        capsys, tmp_path, "make", "gabor", "--out", tmp_path / "e", match="already exists"
+    )
+    (tmp_path / "e" / "test.npz").write_bytes(b"PK\x03\x04garbage")
+    _assert_user_error(
+        capsys,
+        tmp_path,
+        "show",
+        tmp_path / "e",
+        "--out",
+        tmp_path / "g.png",
+        match="test.npz: corrupt or truncated",
+    )
+    _assert_user_error(
+        capsys,
+        tmp_path,
+        "export-official",
+        tmp_path / "e",
+        tmp_path / "off",
+        match="test.npz: corrupt or truncated",
+    )
+    d = tmp_path / "badmnist"
+    d.mkdir()
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (d / name).write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 8)
+    _assert_user_error(
+        capsys,
+        tmp_path,
+        "make",
+        "mnist-hard",
+        "--out",
+        tmp_path / "x",
+        "--digits",
+        d,
+        match="train-images-idx3-ubyte: wrong IDX magic",
+    )

@@ -1,0 +1,136 @@
+"""Digit pools: embedded split, IDX reading and its error paths."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from mistnet.data.digits import load_digits, read_idx, write_idx
+from mistnet.errors import DataError
+
+
+def _row_set(images: np.ndarray) -> set[bytes]:
+    return {im.tobytes() for im in images}
+
+
+def test_embedded_pools_sizes_stratified_disjoint():
+    pools = load_digits("embedded")
+    sizes = {"train": 4000, "val": 500, "test": 500}
+    for split, n in sizes.items():
+        images, labels = pools.split(split)
+        assert images.shape == (n, 28, 28) and images.dtype == np.uint8
+        assert labels.shape == (n,) and labels.dtype == np.int64
+        np.testing.assert_array_equal(np.bincount(labels, minlength=10), np.full(10, n // 10))
+        assert images.max() > 200  # real digits, not empty frames
+    train, val, test = (_row_set(pools.split(s)[0]) for s in ("train", "val", "test"))
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert pools.split("valid")[0] is pools.val[0]
+    assert load_digits("embedded") is pools  # cached, split once
+
+
+def _write_mnist(d, n_train=12, n_test=5, gz=False):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    tr = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
+    te = rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8)
+    write_idx(d / f"train-images-idx3-ubyte{suffix}", tr)
+    write_idx(d / f"train-labels-idx1-ubyte{suffix}", np.arange(n_train) % 10)
+    write_idx(d / f"t10k-images-idx3-ubyte{suffix}", te)
+    write_idx(d / f"t10k-labels-idx1-ubyte{suffix}", np.arange(n_test) % 10)
+    return tr, te
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_directory_splits(tmp_path, gz):
+    tr, te = _write_mnist(tmp_path, gz=gz)
+    pools = load_digits(tmp_path)
+    # 5/6 cut: 10 of 12 -> train (as 50,000 of 60,000), the rest -> val, t10k -> test
+    np.testing.assert_array_equal(pools.train[0], tr[:10])
+    np.testing.assert_array_equal(pools.val[0], tr[10:])
+    np.testing.assert_array_equal(pools.test[0], te)
+    np.testing.assert_array_equal(pools.train[1], np.arange(10) % 10)
+    assert pools.val[1].dtype == np.int64
+
+
+def test_idx_wrong_magic_names_file(tmp_path):
+    _write_mnist(tmp_path)
+    bad = tmp_path / "train-labels-idx1-ubyte"
+    write_idx(bad, np.zeros((12, 28, 28), np.uint8))  # image magic in a label file
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.*magic"):
+        load_digits(tmp_path)
+
+
+def test_idx_truncated_names_file(tmp_path):
+    _write_mnist(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-7])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.*truncated"):
+        load_digits(tmp_path)
+    path.write_bytes(path.read_bytes()[:6])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path, 3)
+
+
+def test_idx_truncated_gzip(tmp_path):
+    _write_mnist(tmp_path, gz=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+        load_digits(tmp_path)
+
+
+def test_idx_missing_file_and_dir(tmp_path):
+    _write_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        load_digits(tmp_path)
+    with pytest.raises(DataError, match="not a directory"):
+        load_digits(tmp_path / "nope")
+
+
+def test_idx_label_count_mismatch(tmp_path):
+    _write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*4 labels for 5 images"):
+        load_digits(tmp_path)
+
+
+def test_read_idx_values(tmp_path):
+    a = np.arange(2 * 28 * 28, dtype=np.uint32).reshape(2, 28, 28).astype(np.uint8)
+    p = tmp_path / "x.gz"
+    write_idx(p, a)
+    with gzip.open(p) as f:
+        assert f.read(4) == b"\x00\x00\x08\x03"
+    np.testing.assert_array_equal(read_idx(p, 3), a)
+
+
+def test_download_verifies_checksums(tmp_path, monkeypatch):
+    import hashlib
+
+    from mistnet.data import digits
+
+    payload = {name: name.encode() * 3 for name in digits.MNIST_MD5}
+    monkeypatch.setattr(
+        digits, "MNIST_MD5", {n: hashlib.md5(p).hexdigest() for n, p in payload.items()}
+    )
+    calls = []
+
+    def fake_fetch(url, dest, progress):
+        calls.append(url)
+        name = url.rsplit("/", 1)[1]
+        dest.write_bytes(payload[name] if "good" in url else b"corrupted")
+
+    monkeypatch.setattr(digits, "_fetch", fake_fetch)
+    monkeypatch.setattr(digits, "MNIST_URLS", ("https://bad/", "https://good/"))
+    digits.download_mnist(tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(payload)
+    assert len(calls) == 8  # each file: bad mirror rejected by checksum, good one kept
+    digits.download_mnist(tmp_path, progress=False)
+    assert len(calls) == 8  # verified files are not fetched again
+    monkeypatch.setattr(digits, "MNIST_URLS", ("https://bad/",))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: download failed.*md5"):
+        digits.download_mnist(tmp_path, progress=False)
+    assert not list(tmp_path.glob("*.part"))

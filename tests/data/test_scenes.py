@@ -1,0 +1,220 @@
+"""Scene generators: determinism, pools, Poisson distance, boxes vs ink, counts, Gabor sums."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mistnet.data.digits import load_digits
+from mistnet.data.gabor import gabor_kernel
+from mistnet.data.scenes import (
+    GENERATORS,
+    SceneDataset,
+    build_generator,
+    collate_scenes,
+    make_scenes,
+    paste_digits,
+)
+from mistnet.errors import DataError
+
+BANK = 32  # small layout bank keeps tests fast; the default path is covered separately
+
+
+@pytest.fixture(scope="module")
+def hard():
+    return build_generator("mnist-hard", layout_bank=BANK)
+
+
+def test_registry_names():
+    assert {"mnist-easy", "mnist-hard", "mnist-hard-6to9", "mnist-hard-3to9", "gabor"} <= set(
+        GENERATORS
+    )
+    assert build_generator("mnist-hard-4to5").counts.tolist() == [4, 5]
+    with pytest.raises(DataError, match="unknown scene generator 'nope'"):
+        build_generator("nope")
+    with pytest.raises(DataError, match="impossible layout: 40 digits"):
+        build_generator("mnist-hard-40")
+
+
+@pytest.mark.parametrize("name", ["mnist-easy", "mnist-hard", "mnist-hard-3to9", "gabor"])
+def test_deterministic_and_seed_dependent(name):
+    kw = {"layout_bank": BANK} if name.startswith("mnist-hard") else {}
+    a = make_scenes(build_generator(name, **kw), "train", range(6), seed=3)
+    b = make_scenes(build_generator(name, **kw), "train", [5, 4, 3, 2, 1, 0], seed=3)
+    c = make_scenes(build_generator(name, **kw), "train", range(6), seed=4)
+    d = make_scenes(build_generator(name, **kw), "test", range(6), seed=3)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k][::-1])  # pure function of the index
+    assert not np.array_equal(a["images"], c["images"])
+    assert not np.array_equal(a["boxes"], c["boxes"])
+    assert not np.array_equal(a["images"], d["images"])
+
+
+def test_pure_function_independent_of_bank_state():
+    g1 = build_generator("mnist-hard", layout_bank=BANK)
+    g2 = build_generator("mnist-hard", layout_bank=BANK)
+    make_scenes(g1, "train", range(50, 80), seed=0)  # fill g1's bank in another order
+    a = make_scenes(g1, "train", range(10), seed=0)
+    b = make_scenes(g2, "train", range(10), seed=0)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_digits_come_from_the_split_pool(hard):
+    pools = load_digits()
+    for split in ("train", "val", "test"):
+        images, labels = pools.split(split)
+        for i in range(5):
+            s = hard.generate(split, i, seed=0)
+            assert s.sources.max() < len(images)
+            np.testing.assert_array_equal(labels[s.sources], s.labels)
+            # the image is exactly the max-composite of these pool digits at the box centres
+            canvas = np.zeros((80, 80), np.uint8)
+            paste_digits(canvas, images[s.sources], s.boxes[:, :2].astype(np.int64))
+            np.testing.assert_array_equal(canvas, s.image[0])
+
+
+def _min_pairwise(c: np.ndarray) -> float:
+    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
+    return d[~np.eye(len(c), dtype=bool)].min()
+
+
+@pytest.mark.parametrize("bank", [BANK, 0])
+def test_poisson_minimum_distance_and_region(bank):
+    g = build_generator("mnist-hard", layout_bank=bank)
+    n = 150 if bank else 40
+    a = make_scenes(g, "train", range(n), seed=1)
+    centres = a["boxes"][..., :2]
+    assert np.all(centres >= 10) and np.all(centres <= 70)
+    assert np.all(centres == np.round(centres))
+    # Bridson guarantees >= 14 before rounding; rounding moves each point by <= sqrt(0.5)
+    dmin = min(_min_pairwise(c) for c in centres)
+    assert dmin >= 14 - np.sqrt(2) - 1e-6
+    assert dmin < 16  # points are packed, not spread on a coarse grid
+
+
+def _ink_com(digit: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    canvas = np.zeros((80, 80), np.uint8)
+    paste_digits(canvas, digit[None], centre[None])
+    ys, xs = np.mgrid[:80, :80]
+    w = canvas.astype(np.float64)
+    return np.array([(w * xs).sum(), (w * ys).sum()]) / w.sum()
+
+
+@pytest.mark.parametrize("name", ["mnist-hard", "mnist-easy"])
+def test_boxes_hold_their_digit_ink(name):
+    g = build_generator(name, **({"layout_bank": BANK} if name == "mnist-hard" else {}))
+    images = load_digits().test[0]
+    checked = 0
+    for i in range(40):
+        s = g.generate("test", i, seed=0)
+        assert np.all(s.boxes[:, 2:] == 20)
+        for src, box in zip(s.sources, s.boxes, strict=True):
+            c = box[:2].astype(np.int64)
+            if np.any(c < 10) or np.any(c > 69):
+                continue  # (easy) unclipped jitter can crop real ink; 4 px margins are empty
+            com = _ink_com(images[src], c)
+            assert np.all(np.abs(com - box[:2]) <= 2.0), (i, com, box)
+            checked += 1
+    assert checked > 200
+
+
+def test_mnist_easy_layout():
+    g = build_generator("mnist-easy")
+    a = make_scenes(g, "val", range(200), seed=0)
+    np.testing.assert_array_equal(a["labels"], np.tile(np.arange(1, 10), (200, 1)))
+    grid = -0.5 + (np.arange(3) + 0.5) * 80 / 3
+    nominal = np.stack(np.meshgrid(grid, grid), -1).reshape(9, 2)
+    offsets = a["boxes"][..., :2] - nominal  # (200, 9, 2)
+    std = offsets.std()
+    assert abs(std - 80 / 3 / 8) < 0.4  # 1/8 of the cell, plus rounding noise
+    assert abs(offsets.mean()) < 0.3
+
+
+@pytest.mark.parametrize(
+    "name, allowed",
+    [
+        ("mnist-hard", {9}),
+        ("mnist-hard-6to9", {6, 7, 8, 9}),
+        ("mnist-hard-3to9", set(range(3, 10))),
+    ],
+)
+def test_counts_per_table3_set(name, allowed):
+    g = build_generator(name, layout_bank=BANK)
+    n = 70 * len(allowed)
+    a = make_scenes(g, "train", range(n), seed=0)
+    counts = a["counts"]
+    assert set(counts.tolist()) == allowed
+    assert g.max_count == 9 and a["labels"].shape == (n, 9)
+    hist = np.bincount(counts)[sorted(allowed)]
+    assert hist.min() > 0.5 * n / len(allowed)  # roughly uniform
+    for row, c in zip(a["labels"], counts, strict=True):
+        assert np.all(row[:c] >= 0) and np.all(row[c:] == -1)
+    assert np.all(a["boxes"][np.arange(9)[None] >= counts[:, None]] == 0)
+
+
+def test_hard_labels_uniform_with_repeats(hard):
+    a = make_scenes(hard, "train", range(300), seed=0)
+    hist = np.bincount(a["labels"].ravel(), minlength=10)
+    assert hist.min() > 0.7 * hist.mean()
+    assert any(len(set(r.tolist())) < 9 for r in a["labels"])  # repeats occur
+
+
+def test_gabor_equals_sum_of_kernels():
+    g = build_generator("gabor")
+    ys, xs = np.mgrid[:80, :80].astype(np.float64)
+    for i in range(3):
+        s = g.generate("train", i, seed=0)
+        assert s.image.dtype == np.float32 and s.image.shape == (1, 80, 80)
+        assert s.boxes.shape == (20, 4) and np.all(s.labels == 0)
+        ref = sum(gabor_kernel(xs - x, ys - y) for x, y in s.boxes[:, :2])
+        np.testing.assert_allclose(s.image[0], ref, atol=1e-5)
+        assert s.image.min() < -0.1  # signed
+    k = gabor_kernel(np.array([0.0, 10.0, 10.5, 3.0]), np.array([0.0, 0.0, 0.0, 3.0]))
+    assert k[0] == 0.5 and k[2] == 0.0
+    assert k[1] == pytest.approx(0.5 * np.exp(-np.pi) * np.cos(2 * np.pi * np.cos(np.pi / 4)))
+    assert k[3] == pytest.approx(0.5 * np.exp(-np.pi * 0.18) * np.cos(2 * np.pi * 0.6 / np.sqrt(2)))
+
+
+def test_dataset_items_and_collate():
+    ds = SceneDataset("mnist-hard-3to9", "valid", size=8, seed=2, layout_bank=BANK)
+    assert (ds.channels, ds.height, ds.width, ds.max_count, ds.name) == (
+        1,
+        80,
+        80,
+        9,
+        "mnist-hard-3to9",
+    )
+    assert len(ds) == 8
+    item = ds[1]
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (1, 80, 80)
+    assert 0 <= item["image"].min() and item["image"].max() <= 1
+    n = int(item["count"])
+    assert item["boxes"].shape == (n, 4) and item["labels"].shape == (n,)
+    assert item["count"].dtype == torch.int64 and item["count"].ndim == 0
+    batch = collate_scenes([ds[i] for i in range(4)])
+    N = int(batch["count"].max())
+    assert batch["image"].shape == (4, 1, 80, 80)
+    assert batch["boxes"].shape == (4, N, 4) and batch["labels"].shape == (4, N)
+    for b in range(4):
+        c = int(batch["count"][b])
+        assert torch.equal(batch["boxes"][b, :c], ds[b]["boxes"])
+        assert torch.all(batch["labels"][b, c:] == -1) and torch.all(batch["boxes"][b, c:] == 0)
+    with pytest.raises(IndexError):
+        ds[8]
+
+
+def test_dataloader_workers_match_sequential():
+    ds = SceneDataset("mnist-hard", "train", size=12, seed=5, layout_bank=BANK)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_scenes)
+    batches = list(loader)
+    seq = collate_scenes([ds[i] for i in range(12)])
+    assert torch.equal(torch.cat([b["image"] for b in batches]), seq["image"])
+    assert torch.equal(torch.cat([b["boxes"] for b in batches]), seq["boxes"])
+
+
+def test_default_bank_path():
+    ds = SceneDataset("mnist-hard", "test", size=3)
+    assert ds.generator.layout_bank == 1024 and ds[2]["boxes"].shape == (9, 4)

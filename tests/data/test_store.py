@@ -1,0 +1,167 @@
+"""Our on-disk format (atomic writes, validation) and the official MIST layout round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mistnet.data.official import export_official, import_official, read_official
+from mistnet.data.scenes import SceneDataset, build_generator, make_scenes
+from mistnet.data.store import (
+    SceneFolder,
+    atomic_directory,
+    load_split,
+    open_dataset,
+    write_dataset,
+)
+from mistnet.errors import DataError
+
+
+def _splits(name="mnist-hard-3to9", sizes=(6, 3, 4), seed=0):
+    kw = {"layout_bank": 16} if name.startswith("mnist-hard") else {}
+    g = build_generator(name, **kw)
+    out = {
+        s: make_scenes(g, s, range(n), seed)
+        for s, n in zip(("train", "val", "test"), sizes, strict=True)
+    }
+    return g, out
+
+
+def test_write_read_round_trip(tmp_path):
+    g, splits = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, splits, {"generator": g.name, "seed": 0})
+    assert sorted(p.name for p in d.iterdir()) == [
+        "manifest.json",
+        "test.npz",
+        "train.npz",
+        "val.npz",
+    ]
+    meta = json.loads((d / "manifest.json").read_text())
+    assert meta["splits"] == {"train": 6, "val": 3, "test": 4}
+    assert (meta["channels"], meta["height"], meta["width"], meta["max_count"]) == (1, 80, 80, 9)
+    for split, arrays in splits.items():
+        got, _ = load_split(d, split)
+        for k in arrays:
+            np.testing.assert_array_equal(got[k], arrays[k])
+            assert got[k].dtype == arrays[k].dtype
+    ds = SceneFolder(d, "val")
+    ref = SceneDataset(g, "val", size=3)
+    assert (ds.channels, ds.height, ds.width, ds.max_count, ds.name) == (1, 80, 80, 9, g.name)
+    assert ds.manifest["generator"] == g.name and len(ds) == 3
+    for i in range(3):
+        a, b = ds[i], ref[i]
+        assert set(a) == set(b)
+        for k in a:
+            assert torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype
+    assert isinstance(open_dataset(d, "test"), SceneFolder)
+    assert isinstance(open_dataset("gabor", "test", size=2), SceneDataset)
+
+
+def test_gabor_float_round_trip(tmp_path):
+    g, splits = _splits("gabor", (2, 1, 2))
+    d = write_dataset(tmp_path / "g", g.name, splits)
+    ds = SceneFolder(d, "test")
+    assert ds[0]["image"].dtype == torch.float32
+    torch.testing.assert_close(ds[1]["image"], SceneDataset("gabor", "test", size=2)[1]["image"])
+
+
+def test_existing_target_refused_and_atomic_failure(tmp_path):
+    g, splits = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, splits)
+    with pytest.raises(DataError, match="already exists"):
+        write_dataset(d, g.name, splits)
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "new") as tmp:
+            (tmp / "train.npz").write_bytes(b"partial")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no partial dir, no temp dir
+    bad = dict(splits["train"], labels=splits["train"]["labels"][:, :3])
+    with pytest.raises(DataError, match="labels must be"):
+        write_dataset(tmp_path / "bad", g.name, {"train": bad})
+    assert not (tmp_path / "bad").exists()
+
+
+def test_corrupt_and_missing_files_name_the_file(tmp_path):
+    g, splits = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, splits)
+    raw = (d / "train.npz").read_bytes()
+    (d / "train.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match=r"train\.npz: corrupt or truncated"):
+        SceneFolder(d, "train")
+    np.savez(d / "val.npz", images=np.zeros((3, 80, 80), np.uint8))
+    with pytest.raises(DataError, match=r"val\.npz: missing arrays"):
+        SceneFolder(d, "val")
+    (d / "test.npz").unlink()
+    with pytest.raises(DataError, match=r"test\.npz: split 'test' not in this dataset"):
+        SceneFolder(d, "test")
+    (d / "manifest.json").write_text("{not json")
+    with pytest.raises(DataError, match="manifest.json: corrupt manifest"):
+        SceneFolder(d, "train")
+    with pytest.raises(DataError, match="no such dataset directory"):
+        SceneFolder(tmp_path / "missing", "train")
+    with pytest.raises(DataError, match="no such dataset directory"):
+        open_dataset(str(tmp_path / "missing"), "train")
+
+
+def test_official_round_trip(tmp_path):
+    g, splits = _splits("mnist-hard", (5, 2, 3))
+    d = write_dataset(tmp_path / "ds", g.name, splits)
+    off = export_official(d, tmp_path / "official")
+    lines = (off / "valid.txt").read_text().splitlines()
+    assert len(lines) == 2 and (off / lines[0]).is_file()
+    kp = np.load(off / "test_keypoints.npy")
+    assert kp.shape == (3, 9, 3) and np.all(kp[..., 2] == 10.0)  # half side
+    np.testing.assert_array_equal(kp[..., :2], splits["test"]["boxes"][..., :2])
+    rows = (off / "test_labels.txt").read_text().splitlines()
+    assert rows[0] == ",".join(str(v) for v in splits["test"]["labels"][0])
+    from PIL import Image
+
+    with Image.open(off / lines[0]) as im:
+        assert im.mode == "RGB" and im.size == (80, 80)
+    back = import_official(off, tmp_path / "back")
+    for split, arrays in splits.items():
+        got, meta = load_split(back, split)
+        for k in arrays:
+            np.testing.assert_array_equal(got[k], arrays[k])
+    assert meta["generator"] == "official-import"
+
+
+def test_official_partial_layout_and_rgb(tmp_path):
+    g, splits = _splits("mnist-hard", (0, 0, 2))
+    splits["test"]["images"] = np.repeat(splits["test"]["images"], 3, axis=1)
+    splits["test"]["images"][:, 0] //= 2  # a real colour image
+    d = write_dataset(tmp_path / "ds", g.name, {"test": splits["test"]})
+    off = export_official(d, tmp_path / "official")
+    assert not (off / "train.txt").exists()
+    got = read_official(off, progress=False)
+    assert list(got) == ["test"]
+    np.testing.assert_array_equal(got["test"]["images"], splits["test"]["images"])
+    ds = SceneFolder(import_official(off, tmp_path / "back"), "test")
+    assert ds.channels == 3 and len(ds) == 2
+
+
+def test_official_errors(tmp_path):
+    g, splits = _splits("gabor", (1, 1, 1))
+    d = write_dataset(tmp_path / "gabor", g.name, splits)
+    with pytest.raises(DataError, match="8-bit PNGs"):
+        export_official(d, tmp_path / "off")
+    g, splits = _splits("mnist-hard-3to9", (8, 0, 0))
+    d = write_dataset(tmp_path / "var", g.name, {"train": splits["train"]})
+    with pytest.raises(DataError, match="same count"):
+        export_official(d, tmp_path / "off")
+    assert not (tmp_path / "off").exists()
+    g, splits = _splits("mnist-hard", (2, 0, 0))
+    off = export_official(
+        write_dataset(tmp_path / "h", g.name, {"train": splits["train"]}), tmp_path / "off"
+    )
+    (off / "train_labels.txt").write_text("1,2\n")
+    with pytest.raises(DataError, match="train_labels.txt: 1 label rows for 2 images"):
+        read_official(off)
+    (off / "train_keypoints.npy").unlink()
+    with pytest.raises(DataError, match="train_keypoints.npy: missing"):
+        read_official(off)
+    with pytest.raises(DataError, match="not an official layout"):
+        read_official(tmp_path / "h")
