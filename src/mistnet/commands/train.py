@@ -116,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.preset:
             raise MistError("--preset NAME is required (see mist train --list-presets)")
         cfg = config.resolve(args.preset, overrides)
+    if not cfg.data.path and cfg.data.name == "svhn":
+        raise MistError(
+            "SVHN is read from a dataset directory: add --data DIR "
+            "(make one with mist data make svhn --svhn SVHN_ROOT --out DIR)"
+        )
     summary = runner.train(
         cfg,
         args.out,
