@@ -456,14 +456,16 @@ def empty_arrays(generator: SceneGenerator, n: int) -> dict[str, np.ndarray]:
 def to_item(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
     """Arrays of one scene -> the Dataset item dict (uint8 images are scaled to [0, 1])."""
     if image.dtype == np.uint8:
-        img = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+        img = image.astype(np.float32)
+        img /= np.float32(255.0)
     else:
-        img = torch.from_numpy(np.array(image, dtype=np.float32))
+        img = np.array(image, dtype=np.float32)
+    n = labels.shape[0]
     return {
-        "image": img,
-        "boxes": torch.from_numpy(np.array(boxes, dtype=np.float32)).reshape(-1, 4),
-        "labels": torch.from_numpy(np.array(labels, dtype=np.int64)).reshape(-1),
-        "count": torch.tensor(int(len(labels)), dtype=torch.int64),
+        "image": torch.from_numpy(img),
+        "boxes": torch.from_numpy(np.array(boxes, dtype=np.float32).reshape(n, 4)),
+        "labels": torch.from_numpy(np.array(labels, dtype=np.int64).reshape(n)),
+        "count": torch.from_numpy(np.array(n, dtype=np.int64)),
     }
 
 
