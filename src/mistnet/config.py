@@ -75,6 +75,9 @@ class TrainConfig:
     lam: float = 0.0  # proximal weight lambda
     stage_order: Literal["paper", "code"] = "paper"
     weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
+    # "image": weight each image's heatmap loss by exp(-beta L_b) (official code);
+    # "instance": draw each keypoint of G with mass exp(-beta c_k), c_k its matched set-loss cost.
+    weighting: Literal["image", "instance"] = "image"
     x_noise: float = 0.0  # std (px) of exploration noise added to the slack keypoints
     target_sigma: float = 0.0  # 0: single-pixel G (paper); > 0: Gaussian bumps of this std (px)
     max_step_px: float = 0.0  # > 0 clips each x-step displacement to this many pixels

@@ -31,6 +31,7 @@ from mistnet.losses import (
     multi_instance_loss,
     reconstruction_loss,
     set_classification_loss,
+    set_patch_costs,
     task_weight,
 )
 from mistnet.metrics import DetectionMeter, ReconstructionMeter
@@ -205,17 +206,25 @@ class Trainer:
         if cfg.stage_order == "paper":
             task_losses = self.tau_step(batch, x0)
             x = self.x_step(batch, x0)
-            if cfg.weight_beta > 0:
+        else:
+            x = self.x_step(batch, x0)
+            task_losses = self.tau_step(batch, x)
+        weight, values = None, None
+        if cfg.weight_beta > 0 and cfg.weighting == "instance":
+            with torch.no_grad():
+                _, logits, _ = model.run_task(batch.images, x)
+                costs, matched = set_patch_costs(logits, batch.labels)
+            values = torch.exp(-cfg.weight_beta * costs) * matched
+        elif cfg.weight_beta > 0:
+            if cfg.stage_order == "paper":
                 with torch.no_grad():
                     final = per_image_task_loss(
                         self.task_loss, model, batch.images, batch.labels, x
                     )
-        else:
-            x = self.x_step(batch, x0)
-            task_losses = self.tau_step(batch, x)
-            final = task_losses
-        weight = task_weight(final, cfg.weight_beta) if cfg.weight_beta > 0 else None
-        heat = self.eta_step(h, x, weight)
+            else:
+                final = task_losses
+            weight = task_weight(final, cfg.weight_beta)
+        heat = self.eta_step(h, x, weight, values=values)
         moved = (x - x0)[..., :2].norm(dim=-1)
         H, W = batch.images.shape[-2:]
         margin = 8.0

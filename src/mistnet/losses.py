@@ -142,21 +142,52 @@ def multi_instance_loss(
     return _reduce(per_image, reduction)
 
 
-def set_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
-    r"""Cross-entropy of patches against labels under the best one-to-one assignment.
+def set_patch_costs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Per-patch cross-entropy under the best one-to-one patch/label assignment.
 
     Per image, the cost of giving patch k label l is −log p_k(y_l). The assignment minimising
     the total cost (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``) is computed on
-    the detached costs; the loss is the mean cost of the matched pairs and is differentiable
-    w.r.t. ``logits`` (the assignment itself is piecewise constant). It is invariant to the order
-    of patches and of labels.
-
-    Unequal counts: with K > L only L patches are matched and the other K − L patches contribute
-    nothing (they are free to detect anything); with K < L only K labels are matched. The
-    normaliser is the number of matched pairs min(K, L_b).
+    the detached costs; the returned costs are differentiable w.r.t. ``logits`` (the assignment
+    itself is piecewise constant). With K > L only L patches are matched; with K < L only K
+    labels are.
 
     The assignment runs per image on the CPU with numpy, which costs a device-to-host copy of the
     ``(B, K, L)`` cost matrix and a Python loop over the batch; fine for MIST's B ≤ 64, K, L ≤ 10.
+
+    Args:
+        logits: ``(B, K, C)`` raw patch class scores.
+        labels: ``(B, L)`` int64 class ids in [0, C), padded with −1. Every image needs ≥ 1 label.
+
+    Returns:
+        ``costs`` ``(B, K)`` (0 for unmatched patches) and ``matched`` ``(B, K)`` bool.
+    """
+    _check_logits_labels(logits, labels)
+    B, K, C = logits.shape
+    L = labels.shape[1]
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, K, C)
+    index = labels.clamp(min=0).unsqueeze(1).expand(B, K, L)  # (B, K, L)
+    cost = -log_probs.gather(2, index)  # (B, K, L): cost[b, k, l] = −log p_k(y_l)
+
+    cost_np = cost.detach().float().cpu().numpy()  # numpy has no bfloat16
+    valid_np = (labels >= 0).cpu().numpy()
+    label_of = np.full((B, K), -1, dtype=np.int64)  # matched label column per patch
+    for b in range(B):  # Hungarian matching has no batched form; B is small
+        columns = np.flatnonzero(valid_np[b])
+        rows, cols = linear_sum_assignment(cost_np[b][:, columns])
+        label_of[b, rows] = columns[cols]
+    label_t = torch.from_numpy(label_of).to(logits.device)  # (B, K)
+    matched = label_t >= 0
+    costs = cost.gather(2, label_t.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, K)
+    return costs * matched, matched
+
+
+def set_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    r"""Cross-entropy of patches against labels under the best one-to-one assignment.
+
+    The mean of :func:`set_patch_costs` over the matched pairs of each image. It is invariant to
+    the order of patches and of labels. Unequal counts: with K > L the K − L unmatched patches
+    contribute nothing (they are free to detect anything); with K < L only K labels are matched.
+    The normaliser is the number of matched pairs min(K, L_b).
 
     Args:
         logits: ``(B, K, C)`` raw patch class scores.
@@ -169,31 +200,9 @@ def set_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "me
         0.0001
     """
     _check_reduction(reduction)
-    _check_logits_labels(logits, labels)
-    B, K, C = logits.shape
-    L = labels.shape[1]
-    log_probs = torch.log_softmax(logits, dim=-1)  # (B, K, C)
-    index = labels.clamp(min=0).unsqueeze(1).expand(B, K, L)  # (B, K, L)
-    cost = -log_probs.gather(2, index)  # (B, K, L): cost[b, k, l] = −log p_k(y_l)
-
-    cost_np = cost.detach().float().cpu().numpy()  # numpy has no bfloat16
-    valid_np = (labels >= 0).cpu().numpy()
-    batch_idx, patch_idx, label_idx = [], [], []
-    for b in range(B):  # Hungarian matching has no batched form; B is small
-        columns = np.flatnonzero(valid_np[b])
-        rows, cols = linear_sum_assignment(cost_np[b][:, columns])
-        batch_idx.append(np.full(len(rows), b))
-        patch_idx.append(rows)
-        label_idx.append(columns[cols])
-    device = logits.device
-    batch_t = torch.from_numpy(np.concatenate(batch_idx)).to(device)  # (M,) matched pairs
-    patch_t = torch.from_numpy(np.concatenate(patch_idx)).to(device)
-    label_t = torch.from_numpy(np.concatenate(label_idx)).to(device)
-
-    matched = cost[batch_t, patch_t, label_t]  # (M,)
-    total = logits.new_zeros(B).index_add(0, batch_t, matched)  # (B,)
-    pairs = torch.bincount(batch_t, minlength=B).to(logits.dtype)  # (B,) = min(K, L_b)
-    return _reduce(total / pairs, reduction)
+    costs, matched = set_patch_costs(logits, labels)
+    per_image = costs.sum(1) / matched.sum(1).to(costs.dtype)  # (B,)
+    return _reduce(per_image, reduction)
 
 
 def heatmap_loss(
