@@ -316,13 +316,14 @@ def test_resume_after_sigkill_continues_exactly(tmp_path):
     run = tmp_path / "interrupted"
     argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]
     argv += ["--device", "cpu", "--no-progress"] + [a for o in overrides for a in ("--set", o)]
-    proc = subprocess.Popen(
-        argv, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(argv, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 120
         while not (run / "last.safetensors").exists():
-            assert proc.poll() is None, "training ended before its first checkpoint"
+            if proc.poll() is not None:
+                pytest.fail(f"training ended before its first checkpoint: {stderr.read_text()}")
             assert time.monotonic() < deadline
             time.sleep(0.01)
         time.sleep(0.2)  # let it log a few steps past the checkpoint
