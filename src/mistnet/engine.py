@@ -168,11 +168,19 @@ class Trainer:
         return x
 
     def eta_step(
-        self, h: Tensor, x: Tensor, weight: Tensor | None, mask: Tensor | None = None
+        self,
+        h: Tensor,
+        x: Tensor,
+        weight: Tensor | None,
+        mask: Tensor | None = None,
+        values: Tensor | None = None,
     ) -> Tensor:
-        """One Adam step regressing the heatmaps ``h`` onto ``G(x)``; returns the loss."""
+        """One Adam step regressing the heatmaps ``h`` onto ``G(x)``; returns the loss.
+
+        ``weight`` ``(B,)`` weights images; ``values`` ``(B, K)`` sets each keypoint's mass in G.
+        """
         _, _, H, W = h.shape
-        target = render_heatmap(x, self.model.sides, H, W, mask=mask)
+        target = render_heatmap(x, self.model.sides, H, W, mask=mask, values=values)
         if self.cfg.target_sigma > 0:
             target = gaussian_targets(target, self.cfg.target_sigma)
         loss = heatmap_loss(h, target, weight)
