@@ -198,3 +198,26 @@ def test_runner_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path, mo
     assert ckpt.step == 5
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert not run.summary.exists()
+
+
+def test_warm_start_copies_only_the_heatmap_network(tmp_path):
+    from mistnet.checkpoint import save_checkpoint
+    from mistnet.config import load_preset
+    from mistnet.models.build import build_model
+    from mistnet.runner import warm_start
+
+    cfg = load_preset("tiny-cpu")
+    torch.manual_seed(1)
+    source = build_model(cfg.model)
+    save_checkpoint(tmp_path / "src.safetensors", source, config=cfg.to_dict(), step=3)
+    torch.manual_seed(2)
+    target = build_model(cfg.model)
+    task_before = {k: v.clone() for k, v in target.task_net.state_dict().items()}
+    warm_start(target, str(tmp_path / "src.safetensors"), "heatmap")
+    for k, v in target.heatmap_net.state_dict().items():
+        assert torch.equal(v, source.heatmap_net.state_dict()[k])
+    for k, v in target.task_net.state_dict().items():
+        assert torch.equal(v, task_before[k])
+    cfg.model.heatmap_width = 4
+    with pytest.raises(MistError, match="do not fit"):
+        warm_start(build_model(cfg.model), str(tmp_path / "src.safetensors"), "heatmap")

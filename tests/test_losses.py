@@ -1,5 +1,6 @@
 import doctest
 import itertools
+import math
 
 import pytest
 import torch
@@ -233,3 +234,19 @@ def test_task_weight():
     torch.testing.assert_close(weight, torch.exp(torch.tensor([0.0, -0.5, -5.0])))
     assert not weight.requires_grad
     torch.testing.assert_close(task_weight(losses, beta=1.0), torch.exp(-losses.detach()))
+
+
+def test_heatmap_nll_hand_value_and_minimiser():
+    from mistnet.losses import heatmap_nll_loss
+
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1, 2] = 1.0
+    h = torch.full((1, 1, 4, 4), 0.25)
+    assert heatmap_nll_loss(h, target, eps=0.0).item() == pytest.approx(-math.log(0.25))
+    peaked = h.clone()
+    peaked[0, 0, 1, 2] = 0.9
+    assert heatmap_nll_loss(peaked, target) < heatmap_nll_loss(h, target)
+    w = torch.tensor([0.5])
+    assert heatmap_nll_loss(h, target, w, eps=0.0).item() == pytest.approx(-0.5 * math.log(0.25))
+    with pytest.raises(ValueError, match="heatmaps and target"):
+        heatmap_nll_loss(h, target[0])

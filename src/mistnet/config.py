@@ -79,8 +79,13 @@ class TrainConfig:
     # "instance": draw each keypoint of G with mass exp(-beta c_k), c_k its matched set-loss cost.
     weighting: Literal["image", "instance"] = "image"
     x_noise: float = 0.0  # std (px) of exploration noise added to the slack keypoints
+    heatmap_loss: Literal["l2", "nll"] = "l2"  # eq. 7 (paper) or the local-softmax NLL
     target_sigma: float = 0.0  # 0: single-pixel G (paper); > 0: Gaussian bumps of this std (px)
     max_step_px: float = 0.0  # > 0 clips each x-step displacement to this many pixels
+    # Warm start: copy these parts ("heatmap", "task" or "all") from a checkpoint file or run
+    # directory before training (e.g. the heatmap network of a reconstruction run).
+    init_from: str = ""
+    init_parts: Literal["heatmap", "task", "all"] = "heatmap"
     # Bookkeeping.
     seed: int = 0
     log_every: int = 25

@@ -28,6 +28,7 @@ from mistnet.config import TrainConfig
 from mistnet.errors import MistError
 from mistnet.losses import (
     heatmap_loss,
+    heatmap_nll_loss,
     multi_instance_loss,
     reconstruction_loss,
     set_classification_loss,
@@ -183,7 +184,10 @@ class Trainer:
         target = render_heatmap(x, self.model.sides, H, W, mask=mask, values=values)
         if self.cfg.target_sigma > 0:
             target = gaussian_targets(target, self.cfg.target_sigma)
-        loss = heatmap_loss(h, target, weight)
+        if self.cfg.heatmap_loss == "nll":
+            loss = heatmap_nll_loss(h, target, weight)
+        else:
+            loss = heatmap_loss(h, target, weight)
         check_finite(loss, "heatmap loss")
         self.opt_heat.zero_grad(set_to_none=True)
         loss.backward()

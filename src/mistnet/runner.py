@@ -140,6 +140,21 @@ class Run:
         return cfg, model.to(device).eval(), ckpt
 
 
+def warm_start(model: MIST, source: str, parts: str, device: torch.device | str = "cpu") -> None:
+    """Copy the ``parts`` of ``model`` ("heatmap", "task" or "all") from a checkpoint or run."""
+    path = Path(source)
+    if path.is_dir():
+        run = Run(path)
+        path = run.best if run.best.is_file() else run.last
+    ckpt = Checkpoint(path, device=device)
+    prefix = {"heatmap": "heatmap_net.", "task": "task_net.", "all": ""}[parts]
+    state = {k[6:]: v for k, v in ckpt.tensors.items() if k.startswith("model." + prefix)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        raise MistError(f"{path}: its {parts} weights do not fit this model (different sizes?)")
+    model.load_state_dict(state, strict=False)
+
+
 def _append_log(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
@@ -205,6 +220,8 @@ def train(
         )
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.train.method, image_size).to(dev)
+    if cfg.train.init_from and not (resume and run.last.is_file()):
+        warm_start(model, cfg.train.init_from, cfg.train.init_parts, dev)
     trainer = Trainer(model, cfg.train)
     metric, maximise = select_metric(cfg), MAXIMISE.get(select_metric(cfg), True)
     state = {
