@@ -1,0 +1,75 @@
+"""Time one lifted training step and its parts, and report ratios measured in the same run.
+
+Usage: python benchmarks/step_speed.py [--preset mnist-hard-cpu] [--threads 1] [--repeats 5]
+
+Prints the median wall time of a full Trainer step, of the heatmap network's forward+backward,
+the tau-step and the x-step, as ratios to the full step, and the speed-up of channels_last
+memory format on the heatmap network. Record results with the machine in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from mistnet.config import load_preset
+from mistnet.engine import Batch, Trainer
+from mistnet.models.build import build_model
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="mnist-hard-cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = load_preset(args.preset)
+    model = build_model(cfg.model)
+    trainer = Trainer(model, cfg.train)
+    B, K = cfg.train.batch_size, cfg.model.k
+    raw = {
+        "image": torch.rand(B, cfg.model.in_channels, 80, 80),
+        "boxes": torch.rand(B, K, 4) * 60 + 10,
+        "labels": torch.randint(0, cfg.model.num_classes, (B, K)),
+        "count": torch.full((B,), K),
+    }
+    batch = Batch.from_dict(raw, "cpu")
+    x0, _ = model.detect(model.heatmaps(batch.images)[1])
+
+    def heat(net, images):
+        return lambda: net(images).sum().backward()
+
+    step = median_time(lambda: trainer.step(batch, 0), args.repeats)
+    parts = {
+        "heatmap fwd+bwd": median_time(heat(model.heatmap_net, batch.images), args.repeats),
+        "tau-step": median_time(lambda: trainer.tau_step(batch, x0), args.repeats),
+        "x-step": median_time(lambda: trainer.x_step(batch, x0), args.repeats),
+    }
+    print(f"preset {args.preset}, batch {B}, threads {args.threads}")
+    print(f"full step: {step * 1000:.0f} ms ({B / step:.0f} images/s)")
+    for name, t in parts.items():
+        print(f"  {name:16s} {t * 1000:6.0f} ms  = {t / step:.2f} x step")
+    cl_net = model.heatmap_net.to(memory_format=torch.channels_last)
+    cl_images = batch.images.contiguous(memory_format=torch.channels_last)
+    cl = median_time(heat(cl_net, cl_images), args.repeats)
+    print(f"heatmap channels_last speed-up: {parts['heatmap fwd+bwd'] / cl:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
