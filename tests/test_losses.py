@@ -248,5 +248,5 @@ def test_heatmap_nll_hand_value_and_minimiser():
     assert heatmap_nll_loss(peaked, target) < heatmap_nll_loss(h, target)
     w = torch.tensor([0.5])
     assert heatmap_nll_loss(h, target, w, eps=0.0).item() == pytest.approx(-0.5 * math.log(0.25))
-    with pytest.raises(ValueError, match="heatmaps and target"):
-        heatmap_nll_loss(h, target[0])
+    with pytest.raises(ValueError, match="heatmaps must have shape"):
+        heatmap_nll_loss(h[0], target[0])

@@ -227,6 +227,12 @@ def heatmap_loss(
         >>> heatmap_loss(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.tensor([0.5]))
         tensor(0.5000)
     """
+    _check_heatmap_pair(heatmaps, target, reduction)
+    per_image = (heatmaps - target.detach()).pow(2).mean(dim=(1, 2, 3))  # (B,)
+    return _weighted(per_image, weight, reduction)
+
+
+def _check_heatmap_pair(heatmaps: Tensor, target: Tensor, reduction: str) -> None:
     _check_reduction(reduction)
     if heatmaps.dim() != 4:
         raise ValueError(f"heatmaps must have shape (B, S, H, W), got {tuple(heatmaps.shape)}")
@@ -235,7 +241,10 @@ def heatmap_loss(
             f"target must have the shape of heatmaps {tuple(heatmaps.shape)}, "
             f"got {tuple(target.shape)}"
         )
-    per_image = (heatmaps - target.detach()).pow(2).mean(dim=(1, 2, 3))  # (B,)
+
+
+def _weighted(per_image: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
+    """Multiply per-image losses by a detached ``(B,)`` weight, then reduce."""
     if weight is not None:
         if weight.shape != per_image.shape:
             raise ValueError(
@@ -266,18 +275,11 @@ def heatmap_nll_loss(
         weight: optional ``(B,)`` per-image weight (detached).
         reduction: ``"mean"`` or ``"none"``.
     """
-    _check_reduction(reduction)
-    if heatmaps.shape != target.shape or heatmaps.ndim != 4:
-        raise ValueError(
-            f"heatmaps and target must both be (B, S, H, W), got {tuple(heatmaps.shape)} "
-            f"and {tuple(target.shape)}"
-        )
+    _check_heatmap_pair(heatmaps, target, reduction)
     t = target.detach()
     mass = t.sum(dim=(1, 2, 3)).clamp(min=eps)  # (B,)
     per_image = -(t * torch.log(heatmaps + eps)).sum(dim=(1, 2, 3)) / mass
-    if weight is not None:
-        per_image = per_image * weight.detach()
-    return _reduce(per_image, reduction)
+    return _weighted(per_image, weight, reduction)
 
 
 def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
