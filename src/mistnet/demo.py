@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mistnet.errors import MistError
@@ -33,9 +34,7 @@ def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> P
         parts = []
         for start in tqdm(range(0, n, chunk), desc=f"scenes/{split}", leave=False):
             parts.append(make_scenes(generator, split, range(start, min(n, start + chunk)), seed))
-        splits[split] = {
-            k: __import__("numpy").concatenate([p[k] for p in parts]) for k in parts[0]
-        }
+        splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     manifest = {"generator": "mnist-hard", "seed": seed, "digits": "embedded"}
     return write_dataset(out, "mnist-hard", splits, manifest, overwrite=True)
 
