@@ -111,11 +111,6 @@ class MIST(nn.Module):
         patches, out, recon = self.run_task(images, keypoints)
         return MISTOutput(logits, h, keypoints, scores, patches, out, recon)
 
-    @torch.no_grad()
-    def predict_labels(self, task_output: Tensor) -> Tensor:
-        """Class ids ``(B, K)`` from classification logits ``(B, K, classes)``."""
-        return task_output.argmax(-1)
-
 
 class ChannelWiseMIST(MIST):
     """The channel-wise baseline (SPEC §4.2): K heatmap channels, soft-argmax, end to end.

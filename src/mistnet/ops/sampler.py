@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_finite, check_keypoints, check_tensor
+from mistnet.ops._checks import check_keypoints, check_tensor
 
 
 def _unit_grid(size: int, like: Tensor) -> Tensor:
@@ -102,8 +102,3 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     )  # (B*K, C, H, W)
     inside = (grid.abs() <= 1).all(-1)[:, None].to(placed.dtype)  # (B*K, 1, H, W)
     return (placed * inside).view(B, K, C, height, width).sum(1)
-
-
-def check_images_finite(images: Tensor) -> None:
-    """Raise ``ValueError`` if an image batch holds NaN or infinity."""
-    check_finite(images, "images")
