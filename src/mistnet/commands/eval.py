@@ -23,6 +23,17 @@ from mistnet.errors import MistError
 SPLITS = ("train", "val", "test")
 
 
+def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
+    """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data."""
+    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
+    p.add_argument(
+        "--data",
+        metavar="DIR|NAME",
+        help="dataset directory or generator name (default: the run's own data)",
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval",
@@ -31,13 +42,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
-    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
-    p.add_argument(
-        "--data",
-        metavar="DIR|NAME",
-        help="dataset directory or generator name (default: the run's own data)",
-    )
-    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
+    add_run_data_arguments(p)
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument(
         "--per-image-k",

@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from mistnet.commands.eval import SPLITS, check_data, open_data
+from mistnet.commands.eval import add_run_data_arguments, check_data, open_data
 from mistnet.commands.train import add_device_argument, check_device
 from mistnet.errors import MistError
 
@@ -27,13 +27,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:" + __doc__.split("Example::", 1)[1],
     )
-    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
-    p.add_argument(
-        "--data",
-        metavar="DIR|NAME",
-        help="dataset directory or generator name (default: the run's own data)",
-    )
-    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
+    add_run_data_arguments(p)
     p.add_argument("--n", type=int, default=4, metavar="N", help="number of scenes (default 4)")
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument("--out", required=True, metavar="FIG.png", help="output PNG")
