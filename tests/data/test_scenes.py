@@ -218,3 +218,33 @@ def test_dataloader_workers_match_sequential():
 def test_default_bank_path():
     ds = SceneDataset("mnist-hard", "test", size=3)
     assert ds.generator.layout_bank == 1024 and ds[2]["boxes"].shape == (9, 4)
+
+
+@pytest.mark.parametrize(
+    "name, x_range", [("mnist-hard-left", (10, 45)), ("mnist-hard-right", (35, 70))]
+)
+def test_uneven_layouts_stay_in_their_band(name, x_range):
+    g = build_generator(name, layout_bank=BANK)
+    a = make_scenes(g, "train", range(120), seed=1)
+    assert np.all(a["counts"] == 9)
+    centres = a["boxes"][..., :2]
+    x, y = centres[..., 0], centres[..., 1]
+    assert x.min() >= x_range[0] and x.max() <= x_range[1]  # the flips keep the band
+    assert y.min() >= 10 and y.max() <= 70
+    # both halves of the band are used (flips about the band's centre, not the canvas's)
+    mid = sum(x_range) / 2
+    assert 0.3 < (x < mid).mean() < 0.7
+    dmin = min(_min_pairwise(c) for c in centres)
+    assert dmin >= 12 - np.sqrt(2) - 1e-6
+    # no ink outside the band's digit frames: the far side of the canvas stays black
+    far = slice(60, 80) if name.endswith("left") else slice(0, 21)
+    assert a["images"][..., far].max() == 0
+    again = make_scenes(build_generator(name, layout_bank=BANK), "train", range(120), seed=1)
+    np.testing.assert_array_equal(a["images"], again["images"])
+
+
+def test_rectangular_region_feasibility_is_checked():
+    from mistnet.data.scenes import MnistHard
+
+    with pytest.raises(DataError, match=r"in \[10, 30\] x \[10, 70\]"):
+        MnistHard(counts=(9,), radius=14.0, region=((10.0, 30.0), (10.0, 70.0)))

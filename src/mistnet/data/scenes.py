@@ -216,8 +216,12 @@ class MnistHard(_DigitSceneGenerator):
         digits: ``"embedded"``, an IDX directory, or loaded :class:`DigitPools`.
         counts: allowed digit counts per image, e.g. ``(9,)`` or ``range(3, 10)``.
         radius: minimum distance between digit centres (px).
-        region: ``(low, high)`` of the square that holds the centres.
+        region: ``(low, high)`` of the square that holds the centres, or
+            ``((x_low, x_high), (y_low, y_high))`` for a rectangle (uneven layouts, App. E).
         layout_bank: number of cached Bridson samples per (seed, split); 0 = fresh per scene.
+
+    Bank layouts are varied by the symmetries of the region about its centre: the 8 of the
+    square, or the 4 flips of a rectangle (a transpose would move the centres out of it).
     """
 
     name = "mnist-hard"
@@ -227,21 +231,33 @@ class MnistHard(_DigitSceneGenerator):
         digits: str | DigitPools = "embedded",
         counts: Sequence[int] = (9,),
         radius: float = 14.0,
-        region: tuple[float, float] = (10.0, 70.0),
+        region: tuple[float, float] | tuple[tuple[float, float], tuple[float, float]] = (
+            10.0,
+            70.0,
+        ),
         layout_bank: int = 1024,
         name: str | None = None,
     ) -> None:
         counts = sorted({int(c) for c in counts})
         if not counts or counts[0] < 1:
             raise DataError(f"digit counts must be positive integers, got {counts}")
-        if radius <= 0 or region[1] <= region[0]:
+        if np.ndim(region[0]) == 0:
+            self.region = (float(region[0]), float(region[1]))
+            self._low = np.full(2, self.region[0])
+            self._high = np.full(2, self.region[1])
+        else:
+            (x0, x1), (y0, y1) = region
+            self.region = ((float(x0), float(x1)), (float(y0), float(y1)))
+            self._low, self._high = np.array([x0, y0], float), np.array([x1, y1], float)
+        if radius <= 0 or np.any(self._high <= self._low):
             raise DataError(f"impossible layout: radius {radius}, region {region}")
         if layout_bank < 0:
             raise ValueError(f"layout_bank must be >= 0, got {layout_bank}")
         self.counts = np.asarray(counts, dtype=np.int64)
         self.max_count = int(counts[-1])
         self.radius = float(radius)
-        self.region = (float(region[0]), float(region[1]))
+        side = self._high - self._low
+        self._square = bool(side[0] == side[1])
         self.layout_bank = int(layout_bank)
         if name is not None:
             self.name = name
@@ -252,28 +268,33 @@ class MnistHard(_DigitSceneGenerator):
     def _bridson(self, rng: np.random.Generator) -> np.ndarray:
         from scipy.stats import qmc
 
-        low, high = self.region
         engine = qmc.PoissonDisk(
             2,
             radius=self.radius,
             ncandidates=30,
             rng=rng,
-            l_bounds=[low, low],
-            u_bounds=[high, high],
+            l_bounds=self._low.tolist(),
+            u_bounds=self._high.tolist(),
         )
         return engine.fill_space()
 
     def _check_feasible(self) -> None:
         # Bridson on the default setting gives 10-16 points; only larger counts need a check.
-        side = self.region[1] - self.region[0]
-        if self.max_count <= 9 and self.radius <= 14 and side >= 60:
+        side = self._high - self._low
+        if self.max_count <= 9 and self.radius <= 14 and side.min() >= 60:
             return
         rng = np.random.default_rng(0)
         best = max(len(self._bridson(rng)) for _ in range(32))
         if best < self.max_count:
+            (x0, y0), (x1, y1) = self._low, self._high
+            where = (
+                f"[{x0:g}, {x1:g}]^2"
+                if self._square and x0 == y0
+                else f"[{x0:g}, {x1:g}] x [{y0:g}, {y1:g}]"
+            )
             raise DataError(
                 f"impossible layout: {self.max_count} digits do not fit at minimum distance "
-                f"{self.radius:g} px in [{self.region[0]:g}, {self.region[1]:g}]^2 "
+                f"{self.radius:g} px in {where} "
                 f"(Poisson-disk samples hold at most ~{best})"
             )
 
@@ -288,7 +309,7 @@ class MnistHard(_DigitSceneGenerator):
 
     def layout(self, count: int, rng: np.random.Generator, seed: int, split: str) -> np.ndarray:
         """Draw ``count`` integer centres ``(count, 2)`` with pairwise distance >= radius - 1."""
-        centre = 0.5 * (self.region[0] + self.region[1])
+        centre = 0.5 * (self._low + self._high)
         for _ in range(200):
             if self.layout_bank:
                 j = int(rng.integers(self.layout_bank))
@@ -301,7 +322,7 @@ class MnistHard(_DigitSceneGenerator):
             if self.layout_bank:
                 sym = int(rng.integers(8))
                 d = pts - centre
-                if sym & 1:
+                if sym & 1 and self._square:
                     d = d[:, ::-1]
                 d = d * np.array([1 - 2 * ((sym >> 1) & 1), 1 - 2 * ((sym >> 2) & 1)])
                 pts = d + centre
@@ -322,7 +343,9 @@ class MnistHard(_DigitSceneGenerator):
         return {
             "counts": self.counts.tolist(),
             "radius": self.radius,
-            "region": list(self.region),
+            "region": [list(r) for r in self.region]
+            if isinstance(self.region[0], tuple)
+            else list(self.region),
             "layout_bank": self.layout_bank,
             "canvas": [self.height, self.width],
         }
@@ -377,6 +400,17 @@ class GaborNoise(SceneGenerator):
         }
 
 
+# Uneven layouts (App. E, Fig. 8): the 9 digits of MNIST-hard packed into a vertical band of the
+# canvas, the left one (centres at x in [10, 45]) or its mirror image (x in [35, 70]). Nine
+# digits fit such a band only at a smaller minimum distance (12 px instead of 14). Trained on one
+# band and tested on the other (or on the even layout), they show that the fully convolutional
+# detector cannot learn absolute positions.
+UNEVEN_RADIUS = 12.0
+UNEVEN_REGIONS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "mnist-hard-left": ((10.0, 45.0), (10.0, 70.0)),
+    "mnist-hard-right": ((35.0, 70.0), (10.0, 70.0)),
+}
+
 GENERATORS: dict[str, Callable[..., SceneGenerator]] = {
     "mnist-easy": lambda digits="embedded", **kw: MnistEasy(digits, **kw),
     "mnist-hard": lambda digits="embedded", **kw: MnistHard(digits, counts=(9,), **kw),
@@ -385,6 +419,22 @@ GENERATORS: dict[str, Callable[..., SceneGenerator]] = {
     ),
     "mnist-hard-3to9": lambda digits="embedded", **kw: MnistHard(
         digits, counts=range(3, 10), name="mnist-hard-3to9", **kw
+    ),
+    "mnist-hard-left": lambda digits="embedded", **kw: MnistHard(
+        digits,
+        counts=(9,),
+        radius=UNEVEN_RADIUS,
+        region=UNEVEN_REGIONS["mnist-hard-left"],
+        name="mnist-hard-left",
+        **kw,
+    ),
+    "mnist-hard-right": lambda digits="embedded", **kw: MnistHard(
+        digits,
+        counts=(9,),
+        radius=UNEVEN_RADIUS,
+        region=UNEVEN_REGIONS["mnist-hard-right"],
+        name="mnist-hard-right",
+        **kw,
     ),
     "gabor": lambda digits=None, **kw: GaborNoise(**kw),
 }
