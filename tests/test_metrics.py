@@ -465,3 +465,58 @@ def test_official_centre_distance_and_background():
     off = official_eval_accuracy(det, gt, lab([[0, 2]]), lab([[0, 2]]), background_class=True)
     assert off["num_objects"] == 1 and off["num_detections"] == 1
     assert off["tp_center"] == 0
+
+
+# ------------------------------------------------------------------- repeated classes, L != K
+
+
+def test_detection_meter_repeated_class_matched_one_to_one():
+    # Three GT "6"s in a row (Fig. 5: repeated classes), four detections all labelled 6:
+    # two on the first GT, one on the third, one far away. Class-aware one-to-one matching gives
+    # GT0 <- d0, GT1 nothing (d1 overlaps GT0 only), GT2 <- d2: both = 2/3. The multiset
+    # {6,6,6} vs {6,6,6,6} is fully covered: classif = 1. AP divides by K = 4 detections.
+    gt = t([[[10.0, 10, 20, 20], [40, 10, 20, 20], [70, 10, 20, 20]]])
+    det = t([[[10.0, 10, 20], [11, 10, 20], [70, 10, 20], [40, 70, 20]]])
+    m = DetectionMeter()
+    m.update(det, lab([[6, 6, 6, 6]]), gt, lab([[6, 6, 6]]))
+    out = m.compute()
+    assert out["both"] == pytest.approx(2 / 3) and out["det_iou50"] == pytest.approx(2 / 3)
+    assert out["det_any50"] == pytest.approx(2 / 3)
+    assert out["classif"] == 1.0
+    assert out["ap50"] == pytest.approx(2 / 4)
+
+
+def test_detection_meter_per_image_k_fewer_detections_than_gt():
+    # Table 3 with L > K: 3 GT, 2 valid detections (a third is padding via det_count).
+    gt = t([[[10.0, 10, 20, 20], [40, 10, 20, 20], [70, 10, 20, 20]]])
+    det = t([[[10.0, 10, 20], [40, 10, 20], [70, 10, 20]]])
+    m = DetectionMeter()
+    m.update(det, lab([[1, 2, 3]]), gt, lab([[1, 2, 3]]), det_count=lab([2]))
+    out = m.compute()
+    assert out["both"] == pytest.approx(2 / 3)  # per GT
+    assert out["ap50"] == 1.0  # per detection: both valid detections are right
+    assert out["classif"] == pytest.approx(2 / 3)
+    assert out["n_detections"] == 2
+
+
+# ------------------------------------------------------------------------ point matching (Gabor)
+
+
+def test_match_points_one_to_one_inclusive_radius():
+    from mistnet.metrics import match_points
+
+    # GT impulses at x = 10, 12, 30 (y = 5); detections at 11 (near both 10 and 12) and 33.
+    gt = t([[[10.0, 5, 20, 20], [12, 5, 20, 20], [30, 5, 20, 20]]])
+    det = t([[[11.0, 5, 20], [33, 5, 20]]])
+    # one detection cannot serve two impulses; 33 - 30 = 3 px exactly counts (inclusive)
+    assert match_points(det, gt, 3.0).tolist() == [[True, False, True]]
+    assert match_points(det, gt, 2.99).tolist() == [[True, False, False]]
+    # diagonal distance sqrt(2^2 + 2^2) = 2.83 <= 3
+    assert match_points(t([[[12.0, 7, 20]]]), t([[[10.0, 5, 20, 20]]]), 3.0).tolist() == [[True]]
+    # padding through counts, batched equals per image
+    det2 = t([[[11.0, 5, 20], [33, 5, 20]], [[30.0, 5, 20], [0, 0, 0]]])
+    gt2 = t([[[10.0, 5, 20, 20], [30, 5, 20, 20]], [[30.0, 5, 20, 20], [31, 5, 20, 20]]])
+    out = match_points(det2, gt2, 3.0, gt_count=lab([2, 1]), det_count=lab([2, 1]))
+    assert out.tolist() == [[True, True], [True, False]]
+    with pytest.raises(ValueError, match="det_points"):
+        match_points(t([[1.0, 2.0]]), gt, 3.0)

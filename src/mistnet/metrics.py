@@ -53,6 +53,7 @@ __all__ = [
     "greedy_match",
     "label_histogram",
     "match_detections",
+    "match_points",
     "multiset_overlap",
     "official_eval_accuracy",
     "rmse",
@@ -298,6 +299,57 @@ def any_match(
     det_valid = valid_mask(det_labels, det_count)
     iou = _pair_iou(det_boxes, gt_boxes).masked_fill(~det_valid.unsqueeze(1), 0.0)
     return ((iou > threshold).any(dim=2)) & gt_valid
+
+
+def match_points(
+    det_points: Tensor,
+    gt_points: Tensor,
+    radius: float,
+    *,
+    gt_count: Tensor | None = None,
+    det_count: Tensor | None = None,
+) -> Tensor:
+    """One-to-one matching of detected to ground-truth positions within a radius (Gabor, Fig. 4).
+
+    The greedy rule of :func:`greedy_assign` on negated distances: ground-truth points in index
+    order each take the nearest still unmatched detection, a match when the distance is at most
+    ``radius`` (inclusive). Only ``(x, y)`` are used; a side or box size in the last dimension is
+    ignored.
+
+    Args:
+        det_points: ``(B, K, D)`` detections with ``D >= 2`` (keypoints ``(x, y, side)``).
+        gt_points: ``(B, N, D)`` ground truth with ``D >= 2`` (boxes ``(cx, cy, w, h)``).
+        radius: largest matching distance in pixels.
+        gt_count: optional ``(B,)`` valid ground-truth count (the first ``gt_count[b]``).
+        det_count: optional ``(B,)`` valid detection count.
+
+    Returns:
+        ``(B, N)`` bool: ground-truth point matched (False for padding).
+
+    Example:
+        >>> det = torch.tensor([[[10.0, 10.0, 20.0], [13.0, 10.0, 20.0]]])
+        >>> gt = torch.tensor([[[11.0, 10.0, 20.0, 20.0], [16.0, 10.0, 20.0, 20.0]]])
+        >>> match_points(det, gt, 3.0)
+        tensor([[True, True]])
+    """
+    if det_points.ndim != 3 or det_points.shape[-1] < 2:
+        raise ValueError(f"det_points: expected shape (B, K, >=2), got {tuple(det_points.shape)}")
+    if gt_points.ndim != 3 or gt_points.shape[-1] < 2:
+        raise ValueError(f"gt_points: expected shape (B, N, >=2), got {tuple(gt_points.shape)}")
+    if det_points.shape[0] != gt_points.shape[0]:
+        raise ValueError(
+            f"det_points and gt_points: batch sizes differ "
+            f"({det_points.shape[0]} vs {gt_points.shape[0]})"
+        )
+    B, N, _ = gt_points.shape
+    K = det_points.shape[1]
+    ones = gt_points.new_zeros(B, N, dtype=torch.long)
+    gt_valid = valid_mask(ones, gt_count)
+    det_valid = valid_mask(det_points.new_zeros(B, K, dtype=torch.long), det_count)
+    dist = torch.cdist(gt_points[..., :2].double(), det_points[..., :2].double())  # (B, N, K)
+    eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)
+    # -d > -(r + tol)  <=>  d <= r, up to float rounding of integer-pixel distances
+    return greedy_match(-dist, eligible, -(float(radius) + 1e-9)) & gt_valid
 
 
 def _per_image_fraction(matches: Tensor, k_image: Tensor, n_gt: Tensor) -> tuple[Tensor, Tensor]:
