@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument(
         "name",
         help="mnist-easy, mnist-hard, mnist-hard-6to9, mnist-hard-3to9, "
-        "mnist-hard-<a>to<b>, gabor or svhn",
+        "mnist-hard-<a>to<b>, mnist-hard-left, mnist-hard-right, gabor or svhn",
     )
     make.add_argument("--out", required=True, help="new output directory")
     make.add_argument("--n-train", type=int, default=50_000)

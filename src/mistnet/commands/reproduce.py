@@ -1,0 +1,82 @@
+"""``mist reproduce``: train and evaluate what a table of the paper needs; write paper vs ours.
+
+Examples::
+
+    mist reproduce table1 --budget smoke --out repro-smoke          # seconds: every path runs
+    mist reproduce table2 --budget cpu --out repro --device cpu     # about 20 min on 2 cores
+    mist reproduce all --budget full --out repro-full --device cuda --seeds 3 --svhn ~/svhn
+
+Interrupted? Run the same command again: runs with an eval.json are skipped, an interrupted
+run is resumed from its last checkpoint (with the minutes it has left), and the tables are
+rewritten. Writes OUT/<table>.md, OUT/results.json, OUT/<table>/<row>/seed<s>/ (run
+directories with eval.json), OUT/figures/ and OUT/data/ (or --data-root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from mistnet.commands.train import add_device_argument
+
+TABLE_CHOICES = "table1, gabor, table2, table3, table4 or all"
+
+
+def register(subparsers) -> None:
+    from mistnet.reproduce.plan import BUDGETS
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="reproduce the paper's tables (train, evaluate, write paper vs ours)",
+        description="Train and evaluate every run a table of the paper needs (through mist "
+        "train's runner and mist eval's metrics), then write OUT/<table>.md with the paper's "
+        "numbers beside ours, OUT/results.json and figures. Re-running the same command "
+        "continues an interrupted reproduction: finished runs (with eval.json) are skipped.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="budgets:\n  "
+        + "\n  ".join(f"{b.name}: {b.description}" for b in BUDGETS.values())
+        + "\n\nexamples:"
+        + __doc__.split("Examples::", 1)[1],
+    )
+    p.add_argument("table", metavar="TABLE", help=TABLE_CHOICES)
+    p.add_argument(
+        "--budget", required=True, metavar="BUDGET", help="smoke, cpu or full (see below)"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_device_argument(p)
+    p.add_argument(
+        "--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 (default 1); mean ± std"
+    )
+    p.add_argument(
+        "--svhn",
+        metavar="DIR",
+        help="SVHN format-1 root with train/ and test/ (digitStruct.mat + PNGs); without it "
+        "Table 4 says 'not run'",
+    )
+    p.add_argument("--data-root", metavar="DIR", help="where datasets go (default OUT/data)")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mistnet.reproduce import reproduce
+
+    command = shlex.join(["mist", "reproduce", *sys.argv[2:]]) if _from_shell() else None
+    reproduce(
+        args.table,
+        args.budget,
+        args.out,
+        device=args.device,
+        seeds=args.seeds,
+        svhn=args.svhn,
+        data_root=args.data_root,
+        command=command,
+        figures=not args.no_figures,
+    )
+    return 0
+
+
+def _from_shell() -> bool:
+    """Whether ``sys.argv`` is this very ``mist reproduce`` invocation (not a library call)."""
+    return len(sys.argv) > 1 and sys.argv[1] == "reproduce"

@@ -1,0 +1,231 @@
+"""``mist reproduce``: train and evaluate what each of the paper's tables needs, and write the
+paper's numbers beside ours.
+
+Entry point: :func:`reproduce`. The pieces:
+
+- :mod:`~mistnet.reproduce.paper`: the paper's numbers (Tables 1–4), transcribed once;
+- :mod:`~mistnet.reproduce.plan`: the budgets (``smoke``, ``cpu``, ``full``) as data and the
+  experiments (rows) of each table as presets plus overrides;
+- :mod:`~mistnet.reproduce.data`: datasets made once per (data key, budget, seed) and shared;
+- :mod:`~mistnet.reproduce.runs`: one run: :func:`mistnet.runner.train` (resumed when
+  interrupted), then :func:`mistnet.engine.evaluate` of the best checkpoint, into ``eval.json``;
+- :mod:`~mistnet.reproduce.report`: ``results.json`` and ``<table>.md``;
+- :mod:`~mistnet.reproduce.figures`: the paper's figures from the seed-0 runs.
+
+Output layout::
+
+    OUT/reproduce.json                      the budget this directory belongs to
+    OUT/results.json                        every table reproduced so far (machine-readable)
+    OUT/<table>.md                          paper vs ours, commands, figures
+    OUT/<table>/<row>/seed<s>/              run directory (mist train / eval / show work on it)
+    OUT/<table>/<row>/seed<s>/eval.json     written last: the run is finished
+    OUT/figures/*.png
+    OUT/data/<budget>/...                   datasets (or --data-root)
+
+Running the same command again skips every run with an ``eval.json``, resumes an interrupted
+one and redraws the tables, so an interrupted reproduction simply continues.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mistnet.errors import MistError
+from mistnet.reproduce.paper import PAPER
+from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
+from mistnet.reproduce.plan import get_tables as _get_tables
+
+MARKER = "reproduce.json"
+NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise MistError(
+            f"{option} {path}: not a writable directory ({exc.strerror or exc})"
+        ) from None
+
+
+def _check_out(out: Path, budget: Budget) -> None:
+    """Create ``out`` if needed, check it is writable and belongs to ``budget``."""
+    _check_writable(out, "--out")
+    marker = out / MARKER
+    if marker.is_file():
+        try:
+            old = json.loads(marker.read_text()).get("budget")
+        except (json.JSONDecodeError, AttributeError):
+            old = None
+        if old is not None and old != budget.name:
+            raise MistError(
+                f"{out} holds a reproduction with --budget {old}; use another --out for {budget.name}"
+            )
+    marker.write_text(json.dumps({"format": "mistnet-reproduce", "budget": budget.name}) + "\n")
+
+
+def default_command(
+    table: str,
+    budget: str,
+    out: Path,
+    seeds: int,
+    device: str,
+    svhn: str | Path | None,
+    data_root: str | Path | None,
+) -> str:
+    argv = ["mist", "reproduce", table, "--budget", budget, "--out", str(out)]
+    argv += ["--seeds", str(seeds), "--device", device]
+    if svhn is not None:
+        argv += ["--svhn", str(svhn)]
+    if data_root is not None:
+        argv += ["--data-root", str(data_root)]
+    return shlex.join(argv)
+
+
+def _data_keys(table: Table) -> list[str]:
+    keys: list[str] = []
+    for row in table.runs():
+        for ev in row.all_evals():
+            if ev.data not in keys:
+                keys.append(ev.data)
+    return keys
+
+
+def reproduce_table(
+    table: Table,
+    budget: Budget,
+    out: Path,
+    *,
+    device: str,
+    seeds: list[int],
+    svhn: Path | None,
+    data_root: Path,
+    command: str,
+    figures: bool = True,
+    log: Callable[[str], None] = _log,
+) -> dict[str, Any]:
+    """Reproduce one table into ``out``; returns its ``results.json`` entry."""
+    from mistnet.reproduce import report
+    from mistnet.reproduce.data import prepare
+    from mistnet.reproduce.runs import make_spec, run_spec
+
+    t0 = time.monotonic()
+    not_run = NO_SVHN if any(r.data == "svhn" for r in table.runs()) and svhn is None else None
+    records: dict[tuple[str, int], dict] = {}
+    specs = {}
+    if not_run is None:
+        data = {s: {k: prepare(k, budget, s, data_root, svhn, log) for k in _data_keys(table)}
+                for s in seeds}  # fmt: skip
+        for row in table.runs():
+            for seed in seeds:
+                spec = make_spec(table.name, row, seed, budget, out, data[seed])
+                records[(row.key, seed)], _ = run_spec(spec, device, budget, log)
+                if seed == seeds[0]:
+                    specs[row.key] = spec
+    else:
+        log(f"[{table.name}] not run: {not_run}")
+    drawn: list[tuple[str, str]] = []
+    if figures and specs:
+        from mistnet.reproduce.figures import table_figures
+
+        log(f"[{table.name}] figures -> {out / 'figures'}")
+        drawn = table_figures(table.name, specs, out, budget.figure_scenes, device)
+    elif specs:
+        drawn = report.previous_figures(out, table.name)  # --no-figures keeps the drawn ones
+    rows = report.table_rows(table, records, seeds, not_run)
+    wall = sum(r["wall_s"]["total"] for r in records.values())
+    entry = report.table_entry(
+        table,
+        rows,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        command=command,
+        wall_s=wall,
+        figures=drawn,
+    )
+    report.update_results(out, budget, table.name, entry)
+    path = report.write_markdown(out, table.name, entry)
+    log(f"[{table.name}] wrote {path} ({time.monotonic() - t0:.0f} s in this invocation)")
+    return entry
+
+
+def reproduce(
+    table: str,
+    budget: str,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    seeds: int = 1,
+    svhn: str | Path | None = None,
+    data_root: str | Path | None = None,
+    command: str | None = None,
+    figures: bool = True,
+    log: Callable[[str], None] = _log,
+) -> dict[str, Any]:
+    """Reproduce ``table`` (a table name or ``all``) under ``budget`` into ``out``.
+
+    Args:
+        table: ``table1``, ``gabor``, ``table2``, ``table3``, ``table4`` or ``all``.
+        budget: ``smoke``, ``cpu`` or ``full`` (see :data:`~mistnet.reproduce.plan.BUDGETS`).
+        out: output directory (created; re-using it continues an earlier reproduction).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        seeds: number of seeds (0 .. seeds-1), each with its own data and runs.
+        svhn: SVHN format-1 root (``train/`` and ``test/``); without it Table 4 is not run.
+        data_root: where datasets go (default ``out/data``).
+        command: the command line recorded in TABLE.md (default: rebuilt from the arguments).
+        figures: draw the figures.
+        log: progress messages.
+
+    Returns:
+        The ``results.json`` document.
+
+    Raises:
+        MistError: unknown table or budget, bad seeds or device, an unusable ``out``, ``svhn``
+            or data root, or any user error of the runs themselves.
+    """
+    from mistnet.commands.train import check_device
+    from mistnet.reproduce.data import svhn_usable
+    from mistnet.runner import resolve_device
+
+    tables = _get_tables(table)
+    plan = get_budget(budget)
+    if seeds < 1:
+        raise MistError(f"--seeds must be at least 1, got {seeds}")
+    dev = str(resolve_device(check_device(device)))
+    out = Path(out)
+    svhn_path = svhn_usable(svhn) if svhn is not None else None
+    _check_out(out, plan)
+    root = Path(data_root) if data_root is not None else out / "data"
+    _check_writable(root, "--data-root")
+    if command is None:
+        command = default_command(table, budget, out, seeds, device, svhn, data_root)
+    for t in tables:
+        reproduce_table(
+            t,
+            plan,
+            out,
+            device=dev,
+            seeds=list(range(seeds)),
+            svhn=svhn_path,
+            data_root=root,
+            command=command,
+            figures=figures,
+            log=log,
+        )
+    return json.loads((out / "results.json").read_text())
+
+
+__all__ = ["BUDGETS", "PAPER", "TABLES", "TABLE_NAMES", "reproduce", "reproduce_table"]

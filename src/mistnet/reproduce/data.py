@@ -1,0 +1,172 @@
+"""Datasets of a reproduction, made once per (data key, budget, seed) and shared by every row.
+
+Layout under the data root (``--data-root``, default ``OUT/data``)::
+
+    <budget>/<generator>-seed<s>/                    a generator's scenes (our format)
+    <budget>/mnist-hard-seed<s>-official-layout/     those scenes in the official MIST layout
+    <budget>/mnist-hard-seed<s>-official-import/     ... read back into our format
+    <budget>/svhn-seed<s>/                           SVHN format 1 under the paper's protocol
+
+Every directory is written atomically (:func:`mistnet.data.store.write_dataset`), so an
+interrupted reproduction never leaves half a dataset; an existing one is reused after checking
+that it was made for the same sizes, seed and source.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mistnet.errors import MistError
+from mistnet.reproduce.plan import Budget
+
+OFFICIAL = "mnist-hard-official"
+
+
+def data_dir(root: Path, budget: Budget, key: str, seed: int) -> Path:
+    """Where the dataset ``key`` of ``budget`` and ``seed`` lives (for ``OFFICIAL``, the import)."""
+    if key == OFFICIAL:
+        return root / budget.name / f"mnist-hard-seed{seed}-official-import"
+    return root / budget.name / f"{key}-seed{seed}"
+
+
+def _manifest(path: Path) -> dict | None:
+    from mistnet.data.store import read_manifest
+
+    return read_manifest(path) if (path / "manifest.json").is_file() else None
+
+
+def _check_reuse(path: Path, meta: dict, want: dict) -> None:
+    for key, value in want.items():
+        if meta.get(key) != value:
+            raise MistError(
+                f"{path} was made with {key} = {meta.get(key)!r}, not {value!r}; "
+                "remove it or choose another --data-root"
+            )
+
+
+def prepare(
+    key: str,
+    budget: Budget,
+    seed: int,
+    root: Path,
+    svhn: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Make (or reuse) the dataset ``key`` for ``budget`` and ``seed``; return its directory.
+
+    Raises:
+        MistError: an existing directory made differently, or SVHN asked for without ``svhn``.
+        DataError: corrupt SVHN input.
+    """
+    if key == "svhn":
+        if svhn is None:
+            raise MistError("SVHN data needs --svhn DIR")
+        return _svhn(budget, seed, root, svhn, log)
+    if key == OFFICIAL:
+        return _official(budget, seed, root, log)
+    return _generated(key, budget, seed, root, log)
+
+
+def _generated(key: str, budget: Budget, seed: int, root: Path, log) -> Path:
+    from mistnet.data import build_generator, make_scenes, write_dataset
+
+    path = data_dir(root, budget, key, seed)
+    sizes = budget.split_sizes(key)
+    meta = _manifest(path)
+    if meta is not None:
+        _check_reuse(path, meta, {"generator": key, "seed": seed, "splits": sizes})
+        return path
+    log(f"data: {key} seed {seed}, " + "/".join(str(n) for n in sizes.values()) + f" -> {path}")
+    generator = build_generator(key)
+    splits = {s: make_scenes(generator, s, np.arange(n), seed) for s, n in sizes.items()}
+    manifest = {
+        "generator": key,
+        "params": generator.params(),
+        "seed": seed,
+        "digits": generator.digits,
+        "budget": budget.name,
+    }
+    return write_dataset(path, key, splits, manifest)
+
+
+def _official(budget: Budget, seed: int, root: Path, log) -> Path:
+    from mistnet.data.official import export_official, import_official
+
+    source = _generated("mnist-hard", budget, seed, root, log)
+    layout = root / budget.name / f"mnist-hard-seed{seed}-official-layout"
+    path = data_dir(root, budget, OFFICIAL, seed)
+    if _manifest(path) is not None:
+        return path
+    progress = sys.stderr.isatty()
+    if not (layout / "train.txt").is_file():
+        log(f"data: {source.name} -> official MIST layout {layout}")
+        export_official(source, layout, progress=progress)
+    log(f"data: official layout {layout.name} -> our format {path}")
+    return import_official(layout, path, progress=progress)
+
+
+def _svhn(budget: Budget, seed: int, root: Path, svhn: Path, log) -> Path:
+    from mistnet.data.store import write_dataset
+    from mistnet.data.svhn import load_svhn
+
+    path = data_dir(root, budget, "svhn", seed)
+    source = str(Path(svhn).resolve())
+    meta = _manifest(path)
+    if meta is not None:
+        _check_reuse(path, meta, {"generator": "svhn", "seed": seed, "source": source})
+        return path
+    log(f"data: SVHN from {svhn} (seed {seed} validation hold-out) -> {path}")
+    data = load_svhn(svhn, seed=seed, progress=sys.stderr.isatty())
+    names = {split: arrays.pop("names") for split, arrays in data.items()}
+    if any(len(n) == 0 for n in names.values()):
+        empty = [s for s, n in names.items() if not n]
+        raise MistError(f"{svhn}: no 2-digit SVHN images left in the {'/'.join(empty)} split")
+    manifest = {
+        "generator": "svhn",
+        "seed": seed,
+        "source": source,
+        "budget": budget.name,
+        "file_names": names,
+    }
+    return write_dataset(path, "svhn", data, manifest)
+
+
+def roundtrip_identical(a: Path, b: Path) -> bool:
+    """Whether two datasets in our format hold the same arrays in every split."""
+    from mistnet.data.store import load_split, read_manifest
+
+    splits = sorted(read_manifest(a).get("splits", {}))
+    if splits != sorted(read_manifest(b).get("splits", {})):
+        return False
+    for split in splits:
+        x, _ = load_split(a, split)
+        y, _ = load_split(b, split)
+        if any(not np.array_equal(x[k], y[k]) for k in x):
+            return False
+    return True
+
+
+def svhn_usable(svhn: str | Path) -> Path:
+    """Check ``--svhn DIR`` before any work starts; return it as a path.
+
+    Raises:
+        MistError: the directory, its ``train/`` or ``test/`` folder or a ``digitStruct.mat``
+            is missing.
+    """
+    root = Path(svhn)
+    if not root.is_dir():
+        raise MistError(f"--svhn {svhn}: no such directory")
+    for sub in ("train", "test"):
+        if not (root / sub / "digitStruct.mat").is_file():
+            raise MistError(
+                f"--svhn {svhn}: no {sub}/digitStruct.mat (expected SVHN format 1: "
+                "train/ and test/ with digitStruct.mat and the PNGs)"
+            )
+    return root
+
+
+__all__ = ["OFFICIAL", "data_dir", "prepare", "roundtrip_identical", "svhn_usable"]

@@ -1,0 +1,284 @@
+"""``results.json`` and ``<table>.md``: the paper's numbers beside ours.
+
+``results.json`` (machine-readable, one entry per table, merged across invocations)::
+
+    {"format": "mistnet-reproduce", "version": 1, "budget": "cpu",
+     "tables": {"table1": {"title", "command", "budget", "seeds", "device", "wall_s",
+                           "written", "figures": [...],
+                           "rows": [{"key", "label", "status", "paper": {metric: value},
+                                     "ours": {metric: {"mean", "std", "values"}},
+                                     "runs", "steps", "device", "wall_s", "commands"}]}}}
+
+``status`` is ``run``, ``paper only`` (an external baseline we do not run) or ``not run: ...``.
+Values are fractions (not percent) and RMSE as computed; ``std`` is the sample standard
+deviation over seeds (``null`` for one seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mistnet.reproduce.paper import PAPER
+from mistnet.reproduce.plan import Budget, PaperOnly, Table
+
+FORMAT = "mistnet-reproduce"
+
+METRIC_NAMES = {
+    "rmse": "RMSE",
+    "impulses_found": "impulses found (≤ 3 px)",
+    "impulses_found_image_maxima": "reference: found by the image's own top-K maxima",
+    "det_iou50": "IoU 50%",
+    "classif": "Classif.",
+    "both": "Both",
+    "ap50": "AP IoU=.50",
+    "ap00": "AP IoU=.00",
+    "ap60": "AP IoU=.60",
+    "ap70": "AP IoU=.70",
+    "ap80": "AP IoU=.80",
+    "ap90": "AP IoU=.90",
+}
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None, "values": values}
+    mean = sum(finite) / len(finite)
+    std = None
+    if len(finite) > 1:
+        std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    return {"mean": mean, "std": std, "values": values}
+
+
+def table_rows(
+    table: Table, records: dict[tuple[str, int], dict], seeds: list[int], not_run: str | None
+) -> list[dict[str, Any]]:
+    """One results entry per (row, evaluation), in the table's order.
+
+    Args:
+        records: ``eval.json`` records by ``(row key, seed)``.
+        not_run: the reason the table's runs were skipped (e.g. no SVHN), or ``None``.
+    """
+    paper = PAPER.get(table.name, {})
+    out: list[dict[str, Any]] = []
+    for row in table.rows:
+        base = {"key": row.key, "label": row.label, "paper": paper.get(row.key, {}), "ours": {}}
+        if isinstance(row, PaperOnly):
+            out.append({**base, "status": "paper only"})
+            continue
+        if not_run is not None:
+            out.append({**base, "status": f"not run: {not_run}"})
+            continue
+        recs = [records[(row.key, s)] for s in seeds]
+        for ev in row.all_evals():
+            chosen = [r if ev.name == "test" else r["evals"][ev.name] for r in recs]
+            values = [{**c["metrics"], **c.get("extra", {})} for c in chosen]
+            entry = {
+                **base,
+                "key": row.key if ev.name == "test" else f"{row.key}/{ev.name}",
+                "label": row.label if ev.name == "test" else ev.label,
+                "paper": base["paper"] if ev.name == "test" else {},
+                "status": "run",
+                "ours": {m: _stats([v.get(m) for v in values]) for m in table.metrics},
+                "all_metrics": values,
+                "data": chosen[0]["data"],
+                "runs": [r["run"] for r in recs],
+                "steps": [r["train"]["steps"] for r in recs],
+                "best_steps": [r["train"].get("best_step") for r in recs],
+                "device": sorted({r["device"] for r in recs}),
+                "wall_s": round(sum(r["wall_s"]["total"] for r in recs), 1),
+                "commands": {f"seed{s}": r["commands"] for s, r in zip(seeds, recs, strict=True)},
+            }
+            if "official_roundtrip_identical" in recs[0]:
+                entry["official_roundtrip_identical"] = all(
+                    r["official_roundtrip_identical"] for r in recs
+                )
+            out.append(entry)
+    return out
+
+
+def table_entry(
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    budget: Budget,
+    seeds: list[int],
+    device: str,
+    command: str,
+    wall_s: float,
+    figures: list[tuple[str, str]],
+) -> dict[str, Any]:
+    return {
+        "title": table.title,
+        "source": table.source,
+        "command": command,
+        "budget": budget.name,
+        "budget_description": budget.description,
+        "minutes_per_run": budget.run_minutes(table.name),
+        "seeds": seeds,
+        "device": device,
+        "wall_s": round(wall_s, 1),
+        "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "figures": [{"path": p, "caption": c} for p, c in figures],
+        "metrics": list(table.metrics),
+        "rows": rows,
+        "notes": list(table.notes),
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def previous_figures(out: Path, name: str) -> list[tuple[str, str]]:
+    """The figures an earlier invocation listed for table ``name`` that still exist."""
+    path = out / "results.json"
+    try:
+        old = json.loads(path.read_text())["tables"][name]["figures"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return []
+    return [(f["path"], f["caption"]) for f in old if (out / f["path"]).is_file()]
+
+
+def update_results(out: Path, budget: Budget, name: str, entry: dict[str, Any]) -> dict:
+    """Merge one table's entry into ``out/results.json`` and return the whole document."""
+    path = out / "results.json"
+    doc: dict[str, Any] = {"format": FORMAT, "version": 1, "budget": budget.name, "tables": {}}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+            if old.get("format") == FORMAT:
+                doc["tables"] = old.get("tables", {})
+        except json.JSONDecodeError:
+            pass
+    doc["tables"][name] = entry
+    _write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+# -- markdown ---------------------------------------------------------------------------------
+
+
+def _fmt(metric: str, value: float | None, paper: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    if metric == "rmse":
+        return f"{value:.3f}" if paper else f"{value:.4f}"
+    return f"{100 * value:.1f}%"
+
+
+def _fmt_stats(metric: str, stats: dict[str, Any]) -> str:
+    mean, std = stats.get("mean"), stats.get("std")
+    if mean is None:
+        return "–"
+    if std is None:
+        return _fmt(metric, mean)
+    if metric == "rmse":
+        return f"{mean:.4f} ± {std:.4f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}%"
+
+
+def _fmt_wall(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def render_markdown(entry: dict[str, Any]) -> str:
+    """The ``<table>.md`` of one table entry of ``results.json``."""
+    seeds = entry["seeds"]
+    n = len(seeds)
+    minutes = entry["minutes_per_run"]
+    limit = f"; at most {minutes:g} min of training per run" if minutes else ""
+    lines = [
+        f"# {entry['title']}",
+        "",
+        f"Reproduced with `{entry['command']}`.",
+        "",
+        f"- **budget**: {entry['budget']} ({entry['budget_description']}{limit})",
+        f"- **seeds**: {', '.join(map(str, seeds))}"
+        + (f" (ours: mean ± sample std over {n} seeds)" if n > 1 else ""),
+        f"- **device**: {entry['device']}",
+        f"- **wall time** of the table's runs: {_fmt_wall(entry['wall_s'])} "
+        "(training and evaluation, summed over rows and seeds)",
+        f"- **written**: {entry['written']}",
+        f"- **paper**: {entry['source']}",
+        "",
+        "| experiment | metric | paper | ours | seeds | steps | device | wall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in entry["rows"]:
+        first = True
+        for metric in entry["metrics"]:
+            paper = row["paper"].get(metric)
+            if row["status"] == "paper only":
+                ours = "from the paper (not run)"
+            elif row["status"] != "run":
+                ours = row["status"]
+            else:
+                ours = _fmt_stats(metric, row["ours"][metric])
+            if paper is None and row["status"] != "run":
+                continue  # a metric the paper lacks for a row we did not run
+            cells = [
+                row["label"] if first else "",
+                METRIC_NAMES.get(metric, metric),
+                _fmt(metric, paper, paper=True) if paper is not None else "–",
+                ours,
+            ]
+            if first and row["status"] == "run" and "/" in row["key"]:
+                cells += ["", "same run as above", "", ""]  # another test set of that run
+            elif first and row["status"] == "run":
+                steps = sorted(set(row["steps"]))
+                cells += [
+                    str(len(row["runs"])),
+                    "/".join(map(str, steps)),
+                    ", ".join(row["device"]),
+                    _fmt_wall(row["wall_s"]),
+                ]
+            else:
+                cells += ["", "", "", ""]
+            lines.append("| " + " | ".join(cells) + " |")
+            first = False
+    lines += ["", "Paper numbers are transcribed in `mistnet/reproduce/paper.py`; ours come from "]
+    lines[-1] += "each run's `eval.json` (the best validation checkpoint on the test split)."
+    if entry["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in entry["notes"]]
+    roundtrip = [r for r in entry["rows"] if "official_roundtrip_identical" in r]
+    for r in roundtrip:
+        same = "identical to" if r["official_roundtrip_identical"] else "DIFFERENT from"
+        lines.append(f"- The imported official-layout data is {same} the source data.")
+    runs = [r for r in entry["rows"] if r["status"] == "run" and "/" not in r["key"]]
+    if runs:
+        lines += ["", "## Runs and equivalent commands", ""]
+        for r in runs:
+            lines.append(f"**{r['label']}** (data `{r['data']}`)")
+            lines.append("")
+            for (seed, cmds), run in zip(r["commands"].items(), r["runs"], strict=True):
+                lines += [f"{seed}, run directory `{run}`:", "", "```", *cmds, "```", ""]
+    if entry["figures"]:
+        lines += ["## Figures", ""]
+        lines += [f"- [{f['path']}]({f['path']}): {f['caption']}" for f in entry["figures"]]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_markdown(out: Path, name: str, entry: dict[str, Any]) -> Path:
+    path = out / f"{name}.md"
+    _write_atomic(path, render_markdown(entry))
+    return path
+
+
+__all__ = [
+    "FORMAT",
+    "METRIC_NAMES",
+    "previous_figures",
+    "render_markdown",
+    "table_entry",
+    "table_rows",
+    "update_results",
+    "write_markdown",
+]

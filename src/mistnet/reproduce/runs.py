@@ -1,0 +1,270 @@
+"""One run of a reproduction: its config, training (or resuming) and evaluation.
+
+A run lives in ``OUT/<table>/<row>/seed<s>/``: a run directory of :func:`mistnet.runner.train`
+plus ``eval.json``, written last. ``eval.json`` holds the record ``mist eval`` writes for the
+test split (same keys, same numbers) and, besides, the extra metrics, the other evaluations of
+the row, the training summary, wall times and the equivalent ``mist`` commands. A run with
+``eval.json`` is finished and never retrained; one with ``last.safetensors`` but no
+``summary.json`` was interrupted and is resumed with the minutes it has left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mistnet.config import Config, resolve
+from mistnet.reproduce.plan import Budget, Row
+
+#: Distance (px) within which a detection counts as finding a Gabor impulse.
+IMPULSE_RADIUS = 3.0
+
+
+@dataclass
+class RunSpec:
+    """Everything needed to train and evaluate one (row, seed)."""
+
+    table: str
+    row: Row
+    seed: int
+    run_dir: Path
+    preset: str
+    overrides: list[str]
+    minutes: float
+    data: dict[str, Path]  # evaluation name -> dataset directory (its test split)
+
+    @property
+    def eval_file(self) -> Path:
+        return self.run_dir / "eval.json"
+
+    def config(self) -> Config:
+        return resolve(self.preset, self.overrides)
+
+    def commands(self, device: str) -> list[str]:
+        """The ``mist train`` / ``mist eval`` command lines equivalent to this run."""
+        train = ["mist", "train", "--preset", self.preset, "--out", str(self.run_dir)]
+        train += ["--device", device]
+        if self.minutes > 0:
+            train += ["--max-minutes", f"{self.minutes:g}"]
+        for item in self.overrides:
+            train += ["--set", item]
+        lines = [shlex.join(train)]
+        for ev in self.row.all_evals():
+            cmd = ["mist", "eval", str(self.run_dir), "--data", str(self.data[ev.name])]
+            if self.row.per_image_k:
+                cmd.append("--per-image-k")
+            cmd += ["--json", str(self.run_dir / f"eval-{ev.name}.json"), "--device", device]
+            lines.append(shlex.join(cmd))
+        return lines
+
+
+def make_spec(
+    table: str,
+    row: Row,
+    seed: int,
+    budget: Budget,
+    out: Path,
+    data: dict[str, Path],
+) -> RunSpec:
+    """The run of ``row`` under ``budget`` with ``seed``, training on ``data[row.data]``."""
+    overrides = [
+        *budget.overrides_for(row.kind),
+        *row.overrides,
+        f"data.path={json.dumps(str(data[row.data]))}",
+        f"data.seed={seed}",
+        f"train.seed={seed}",
+    ]
+    return RunSpec(
+        table=table,
+        row=row,
+        seed=seed,
+        run_dir=out / table / row.key / f"seed{seed}",
+        preset=budget.presets.get(row.kind, row.preset),
+        overrides=overrides,
+        minutes=budget.run_minutes(table),
+        data={ev.name: data[ev.data] for ev in row.all_evals()},
+    )
+
+
+def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """Train the run, resuming an interrupted one with its remaining minutes."""
+    from mistnet.checkpoint import Checkpoint
+    from mistnet.runner import Run, train
+
+    run = Run(spec.run_dir)
+    progress = sys.stderr.isatty()
+    if run.summary.is_file() and run.last.is_file():
+        log("  training finished earlier; evaluating")
+        return json.loads(run.summary.read_text())
+    if run.last.is_file():
+        done = float(Checkpoint(run.last).extra.get("wall", 0.0)) / 60
+        left = max(spec.minutes - done, 1e-3) if spec.minutes > 0 else 0.0
+        log(f"  resuming the interrupted run ({done:.1f} min done)")
+        return train(
+            spec.config(), run.path, device=device, resume=True, max_minutes=left, progress=progress
+        )
+    return train(
+        spec.config(), run.path, device=device, max_minutes=spec.minutes, progress=progress
+    )
+
+
+@torch.inference_mode()
+def extra_metrics(
+    model, dataset, extra: str, batch_size: int, device: torch.device | str
+) -> dict[str, float]:
+    """Metrics :func:`mistnet.engine.evaluate` does not give, from one more pass in eval mode.
+
+    ``svhn_ap``: Table 4's AP at IoU .0, .5, ..., .9 (:class:`mistnet.metrics.APMeter`, K = the
+    model's). ``impulses``: the fraction of Gabor impulses with a detection within
+    :data:`IMPULSE_RADIUS` px, one-to-one (:func:`mistnet.metrics.match_points`), and, as a
+    reference that needs no learning, the same fraction for the K highest local maxima of the
+    texture itself (E_K on the image's positive part): a kernel peaks at its impulse, so bright
+    maxima already find many impulses where kernels do not overlap.
+    """
+    from mistnet.engine import Batch
+    from mistnet.metrics import APMeter, match_points
+    from mistnet.ops import topk_keypoints
+    from mistnet.runner import loader
+
+    if not extra:
+        return {}
+    was_training = model.training
+    model.eval()
+    ap = APMeter(num_classes=getattr(model.task_net, "num_classes", 10))
+    found, found_ref, total = 0, 0, 0
+    try:
+        for raw in loader(dataset, batch_size, 0):
+            batch = Batch.from_dict(raw, device)
+            out = model(batch.images)
+            if extra == "svhn_ap":
+                ap.update(
+                    out.keypoints, out.task.argmax(-1), batch.boxes, batch.labels, batch.count
+                )
+            elif extra == "impulses":
+                hit = match_points(out.keypoints, batch.boxes, IMPULSE_RADIUS, gt_count=batch.count)
+                ref_kp, _ = topk_keypoints(
+                    batch.images.clamp(min=0), model.k, model.sides[:1], model.nms_window
+                )
+                ref = match_points(ref_kp, batch.boxes, IMPULSE_RADIUS, gt_count=batch.count)
+                found += int(hit.sum())
+                found_ref += int(ref.sum())
+                total += int(batch.count.sum())
+            else:
+                raise ValueError(f"unknown extra metric {extra!r}")
+    finally:
+        model.train(was_training)
+    if extra == "svhn_ap":
+        return {k: v for k, v in ap.compute().items() if k != "n_images"}
+    if not total:
+        return {"impulses_found": float("nan"), "impulses_found_image_maxima": float("nan")}
+    return {"impulses_found": found / total, "impulses_found_image_maxima": found_ref / total}
+
+
+def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
+    """Evaluate the run's best checkpoint on the test split of each of its evaluations.
+
+    Returns:
+        ``{name: record}``; each record has the keys ``mist eval`` writes (``run``,
+        ``checkpoint``, ``step``, ``data``, ``split``, ``images``, ``k``, ``metrics``) plus
+        ``extra`` (see :func:`extra_metrics`).
+    """
+    from mistnet.commands.eval import check_data
+    from mistnet.data import open_dataset
+    from mistnet.engine import evaluate
+    from mistnet.runner import Run, loader
+
+    cfg, model, ckpt = Run(spec.run_dir).load("best", device=device)
+    image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
+    signed = cfg.model.output == "signed"
+    records = {}
+    for ev in spec.row.all_evals():
+        path = spec.data[ev.name]
+        dataset = open_dataset(path, "test")
+        check_data(cfg, dataset, image_size, str(path))
+        # Exactly what `mist eval RUN --data PATH [--per-image-k]` computes.
+        metrics = evaluate(
+            model,
+            loader(dataset, cfg.train.batch_size, 0),
+            device=device,
+            k=model.k,
+            per_image_k=spec.row.per_image_k,
+            signed=signed,
+        )
+        extra = extra_metrics(model, dataset, spec.row.extra, cfg.train.batch_size, device)
+        records[ev.name] = {
+            "run": str(spec.run_dir),
+            "checkpoint": ckpt.path.name,
+            "step": ckpt.step,
+            "data": str(path),
+            "split": "test",
+            "images": len(dataset),
+            "k": "per-image" if spec.row.per_image_k else model.k,
+            "metrics": metrics,
+            "extra": extra,
+        }
+    return records
+
+
+def run_spec(
+    spec: RunSpec, device: str, budget: Budget, log: Callable[[str], None]
+) -> tuple[dict[str, Any], bool]:
+    """Train (unless finished) and evaluate one run; returns ``(eval.json record, ran)``."""
+    name = f"[{spec.table}] {spec.row.key} seed {spec.seed}"
+    if spec.eval_file.is_file():
+        try:
+            record = json.loads(spec.eval_file.read_text())
+        except json.JSONDecodeError:
+            record = None
+        if record is not None:
+            log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
+            return record, False
+    limit = f", at most {spec.minutes:g} min" if spec.minutes > 0 else ""
+    log(f"{name}: training {spec.preset} ({budget.name} budget{limit}) -> {spec.run_dir}")
+    t0 = time.monotonic()
+    summary = train_spec(spec, device, log)
+    train_s = time.monotonic() - t0
+    t1 = time.monotonic()
+    evals = evaluate_spec(spec, device)
+    eval_s = time.monotonic() - t1
+    record = dict(evals["test"])
+    record.update(
+        evals={k: v for k, v in evals.items() if k != "test"},
+        table=spec.table,
+        row=spec.row.key,
+        seed=spec.seed,
+        budget=budget.name,
+        preset=spec.preset,
+        overrides=spec.overrides,
+        train=summary,
+        device=summary.get("device", device),
+        wall_s={
+            "train": round(float(summary.get("wall_s", train_s)), 1),
+            "eval": round(eval_s, 1),
+            "total": round(float(summary.get("wall_s", train_s)) + eval_s, 1),
+        },
+        commands=spec.commands(device),
+    )
+    if spec.row.data == "mnist-hard-official":
+        from mistnet.reproduce.data import roundtrip_identical
+
+        source = spec.data["test"].parent / f"mnist-hard-seed{spec.seed}"
+        record["official_roundtrip_identical"] = roundtrip_identical(source, spec.data["test"])
+    tmp = spec.eval_file.with_name(".eval.json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, spec.eval_file)
+    shown = {k: v for k, v in {**record["metrics"], **record["extra"]}.items() if _is_rate(k)}
+    log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    return record, True
+
+
+def _is_rate(key: str) -> bool:
+    return key in ("rmse", "det_iou50", "classif", "both", "ap50", "impulses_found", "ap00")

@@ -1,0 +1,349 @@
+"""``mist reproduce``: every table end to end on the smoke budget (one shared output directory),
+the paper's numbers beside ours, results equal to ``mist eval``, skipping finished runs, resuming
+interrupted ones, Table 4 without SVHN, and the error paths."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mistnet import cli
+from mistnet.reproduce import TABLE_NAMES, TABLES
+from mistnet.reproduce.paper import PAPER
+from mistnet.reproduce.plan import BUDGETS, PaperOnly
+
+HERE = Path(__file__).resolve().parent
+
+
+def _write_digit_struct():
+    """The ``digitStruct.mat`` writer of tests/data/test_svhn.py (h5py, MATLAB v7.3 layout)."""
+    spec = importlib.util.spec_from_file_location("_svhn_test_helpers", HERE / "data/test_svhn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # skips the caller when h5py is missing
+    return module.write_digit_struct
+
+
+def make_svhn(root: Path) -> Path:
+    """A tiny SVHN format-1 tree: 40 two-digit train pictures, 6 test pictures (5 kept)."""
+    from PIL import Image
+
+    write = _write_digit_struct()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 6)):
+        d = root / split
+        d.mkdir(parents=True)
+        pictures = []
+        for i in range(n):
+            name = f"{i + 1}.png"
+            Image.fromarray(rng.integers(0, 256, (50, 100, 3), dtype=np.uint8)).save(d / name)
+            tall = 20 if (split == "test" and i == 5) else 30  # 20 px -> 24 px: filtered out
+            boxes = [
+                dict(left=10 + i % 7, top=8, width=20, height=tall, label=1 + i % 10),
+                dict(left=50, top=6, width=22, height=34, label=1 + (3 * i) % 10),
+            ]
+            pictures.append((name, boxes))
+        write(d / "digitStruct.mat", pictures)
+    return root
+
+
+def mist(capsys, *argv) -> tuple[int, str, str]:
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    rc, _, err = result
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """``mist reproduce all --budget smoke`` once, with the SVHN fixture; shared by the tests."""
+    base = tmp_path_factory.mktemp("reproduce")
+    svhn = make_svhn(base / "svhn")
+    out = base / "out"
+    argv = ["reproduce", "all", "--budget", "smoke", "--out", str(out), "--device", "cpu"]
+    argv += ["--svhn", str(svhn)]
+    assert cli.main(argv) == 0
+    return {"out": out, "svhn": svhn, "argv": argv}
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_every_table_runs_and_has_its_files(smoke):
+    out = smoke["out"]
+    doc = _results(out)
+    assert doc["format"] == "mistnet-reproduce" and doc["budget"] == "smoke"
+    assert set(doc["tables"]) == set(TABLE_NAMES)
+    for name in TABLE_NAMES:
+        assert (out / f"{name}.md").is_file()
+        entry = doc["tables"][name]
+        assert entry["budget"] == "smoke" and entry["seeds"] == [0] and entry["device"] == "cpu"
+        for row in TABLES[name].runs():
+            run = out / name / row.key / "seed0"
+            for f in ("eval.json", "config.json", "best.safetensors", "log.jsonl"):
+                assert (run / f).is_file(), run / f
+        assert entry["figures"], name
+        for fig in entry["figures"]:
+            assert (out / fig["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # data made once per (generator, budget, seed) and shared: Table 1, 2 and 3 use one mnist-hard
+    hard = {
+        json.loads((out / "table1/mnist-hard-mist/seed0/eval.json").read_text())["data"],
+        json.loads((out / "table2/mist/seed0/eval.json").read_text())["data"],
+        json.loads((out / "table3/k9/seed0/eval.json").read_text())["data"],
+    }
+    assert hard == {str(out / "data/smoke/mnist-hard-seed0")}
+
+
+def test_results_hold_the_paper_numbers_and_valid_ours(smoke):
+    doc = _results(smoke["out"])
+    for name, table in doc["tables"].items():
+        for row in table["rows"]:
+            key = row["key"].split("/")[0]
+            if "/" not in row["key"]:
+                assert row["paper"] == PAPER.get(name, {}).get(key, {}), row["key"]
+            if row["status"] != "run":
+                continue
+            assert row["steps"] == [4]
+            for metric, stats in row["ours"].items():
+                v = stats["mean"]
+                assert v is not None and math.isfinite(v), (name, row["key"], metric)
+                assert stats["values"] == [v] and stats["std"] is None
+                if metric == "rmse":
+                    assert 0.0 <= v < 2.0
+                else:
+                    assert 0.0 <= v <= 1.0, (name, row["key"], metric, v)
+            m = row["all_metrics"][0]
+            if "both" in m:
+                assert m["both"] <= min(m["det_iou50"], m["classif"]) + 1e-9
+    t2 = {r["key"]: r for r in doc["tables"]["table2"]["rows"]}
+    assert t2["official-layout"]["official_roundtrip_identical"] is True
+    # same data (round trip exact), same seed, CPU: the official-layout run is the MIST run
+    assert t2["official-layout"]["ours"] == t2["mist"]["ours"]
+    assert {"uneven", "uneven/right", "uneven/even"} <= set(t2)
+    t1 = {r["key"]: r for r in doc["tables"]["table1"]["rows"]}
+    assert t1["mnist-hard-air"]["status"] == "paper only"
+    assert t1["mnist-hard-air"]["paper"] == {"rmse": 0.154}
+
+
+def test_markdown_shows_paper_and_ours(smoke):
+    out = smoke["out"]
+    doc = _results(out)
+    md1 = (out / "table1.md").read_text()
+    assert "mist reproduce all --budget smoke" in md1 and "**budget**: smoke" in md1
+    for paper in ("0.038", "0.039", "0.042", "0.100", "0.169", "0.053", "0.062", "0.128"):
+        assert f"| {paper} |" in md1
+    assert md1.count("from the paper (not run)") == 4
+    ours = doc["tables"]["table1"]["rows"][0]["ours"]["rmse"]["mean"]
+    assert f"| 0.038 | {ours:.4f} |" in md1
+    md2 = (out / "table2.md").read_text()
+    for cell in ("| 97.8% |", "| 25.4% |", "| 99.6% |", "| 98.8% |", "| 24.8% |"):
+        assert cell in md2
+    assert "uneven layout" in md2 and "official MIST layout" in md2
+    mist = doc["tables"]["table2"]["rows"][0]["ours"]
+    assert f"| 97.8% | {100 * mist['det_iou50']['mean']:.1f}% |" in md2
+    md3 = (out / "table3.md").read_text()
+    for cell in ("| 92.2% |", "| 90.1% |", "| 90.8% |"):
+        assert cell in md3
+    md4 = (out / "table4.md").read_text()
+    for cell in ("| 82.6% |", "| 4.2% |", "| 65.6% |", "| 11.0% |"):
+        assert cell in md4
+    assert "not run" not in md4
+    mdg = (out / "gabor.md").read_text()
+    assert "| 0.095 |" in mdg and "impulses found" in mdg
+    # the command line and wall time of every run are there
+    assert re.search(
+        r"\| MNIST easy · MIST \| RMSE \| 0\.038 \| [0-9.]+ \| 1 \| 4 \| cpu \| \d+ s \|", md1
+    )
+    assert "mist train --preset mnist-hard-cpu" in md2 and "--per-image-k" in md3
+
+
+def test_results_equal_mist_eval(smoke, capsys, tmp_path):
+    out = smoke["out"]
+    rows = {(t, r["key"]): r for t, e in _results(out)["tables"].items() for r in e["rows"]}
+    for table, key, metric in (("table3", "k6to9", "ap50"), ("table1", "mnist-easy-grid", "rmse")):
+        run = out / table / key / "seed0"
+        record = json.loads((run / "eval.json").read_text())
+        argv = ["eval", run, "--data", record["data"], "--json", tmp_path / "e.json"]
+        argv += ["--device", "cpu"] + (["--per-image-k"] if record["k"] == "per-image" else [])
+        rc, _, err = mist(capsys, *argv)
+        assert rc == 0, err
+        again = json.loads((tmp_path / "e.json").read_text())
+        assert again["metrics"] == record["metrics"]
+        assert again["step"] == record["step"] and again["k"] == record["k"]
+        assert rows[(table, key)]["ours"][metric]["mean"] == again["metrics"][metric]
+
+
+def test_extra_metrics_table4_and_gabor(smoke):
+    out = smoke["out"]
+    record = json.loads((out / "table4/mist/seed0/eval.json").read_text())
+    assert set(record["extra"]) == {"ap00", "ap50", "ap60", "ap70", "ap80", "ap90"}
+    assert record["extra"]["ap50"] == pytest.approx(record["metrics"]["ap50"])  # two meters agree
+    assert record["images"] == 5  # the SVHN test filter dropped the short-box picture
+    aps = [record["extra"][k] for k in ("ap50", "ap60", "ap70", "ap80", "ap90")]
+    assert all(a >= b for a, b in zip(aps, aps[1:], strict=False))  # stricter IoU, fewer matches
+    gabor = json.loads((out / "gabor/gabor-mist/seed0/eval.json").read_text())
+    for key in ("impulses_found", "impulses_found_image_maxima"):
+        assert 0.0 <= gabor["extra"][key] <= 1.0
+
+
+def test_rerun_skips_finished_runs(smoke, capsys):
+    out = smoke["out"]
+    ckpts = sorted(out.glob("*/*/seed0/last.safetensors"))
+    assert len(ckpts) == sum(len(TABLES[t].runs()) for t in TABLE_NAMES)
+    before = {p: p.stat().st_mtime_ns for p in ckpts}
+    evals = {p: p.read_text() for p in out.glob("*/*/seed0/eval.json")}
+    rc, stdout, err = mist(capsys, *smoke["argv"], "--no-figures")
+    assert rc == 0, err
+    assert stdout.count("skipped") == len(ckpts)
+    assert "training" not in stdout and "data:" not in stdout
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == before
+    assert {p: p.read_text() for p in evals} == evals
+
+
+def test_interrupted_run_is_resumed(smoke, capsys):
+    """A run directory without eval.json continues from last.safetensors to the same steps."""
+    out = smoke["out"]
+    run = out / "table3" / "k9" / "seed0"
+    (run / "eval.json").unlink()
+    (run / "summary.json").unlink()  # as if killed during training, after its last checkpoint
+    rc, stdout, err = mist(
+        capsys, "reproduce", "table3", "--budget", "smoke", "--out", out, "--device", "cpu",
+        "--no-figures",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "resuming the interrupted run" in stdout
+    assert stdout.count("skipped") == len(TABLES["table3"].runs()) - 1
+    record = json.loads((run / "eval.json").read_text())
+    assert record["train"]["steps"] == 4
+
+
+def test_table4_without_svhn_says_not_run(tmp_path, capsys):
+    rc, stdout, err = mist(
+        capsys, "reproduce", "table4", "--budget", "smoke", "--out", tmp_path, "--device", "cpu"
+    )
+    assert rc == 0, err
+    md = (tmp_path / "table4.md").read_text()
+    assert md.count("not run: SVHN not available") == 2 * 6  # two columns, six thresholds
+    assert "| 76.5% |" in md  # the paper's numbers are still shown
+    rows = _results(tmp_path)["tables"]["table4"]["rows"]
+    assert all(r["status"].startswith("not run: SVHN not available") for r in rows)
+    assert not (tmp_path / "table4").exists()
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    base = ["--budget", "smoke", "--device", "cpu"]
+    assert_user_error(
+        mist(capsys, "reproduce", "table9", *base, "--out", tmp_path / "a"),
+        "unknown table 'table9'",
+    )
+    assert_user_error(
+        mist(capsys, "reproduce", "table1", "--budget", "huge", "--out", tmp_path / "a"),
+        "unknown budget 'huge'",
+    )
+    assert_user_error(
+        mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--seeds", "0"),
+        "--seeds must be at least 1",
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_user_error(
+        mist(capsys, "reproduce", "table1", *base, "--out", blocker / "sub"), "not a writable"
+    )
+    assert_user_error(
+        mist(
+            capsys,
+            "reproduce",
+            "table4",
+            *base,
+            "--out",
+            tmp_path / "b",
+            "--svhn",
+            tmp_path / "none",
+        ),
+        "--svhn",
+        "no such directory",
+    )
+    (tmp_path / "half" / "train").mkdir(parents=True)
+    assert_user_error(
+        mist(
+            capsys,
+            "reproduce",
+            "table4",
+            *base,
+            "--out",
+            tmp_path / "b",
+            "--svhn",
+            tmp_path / "half",
+        ),
+        "train/digitStruct.mat",
+    )
+    corrupt = tmp_path / "corrupt"
+    for sub in ("train", "test"):
+        (corrupt / sub).mkdir(parents=True)
+        (corrupt / sub / "digitStruct.mat").write_bytes(b"not hdf5")
+    assert_user_error(
+        mist(capsys, "reproduce", "table4", *base, "--out", tmp_path / "b", "--svhn", corrupt),
+        "digitStruct.mat",
+    )
+
+
+def test_out_dir_of_another_budget_is_refused(smoke, capsys):
+    assert_user_error(
+        mist(capsys, "reproduce", "table1", "--budget", "cpu", "--out", smoke["out"]),
+        "--budget smoke",
+    )
+
+
+def test_budgets_and_tables_are_consistent():
+    # every run's data and paper key exist; PaperOnly rows have a paper number
+    for name, table in TABLES.items():
+        for row in table.rows:
+            if isinstance(row, PaperOnly):
+                assert set(PAPER[name][row.key]) == set(table.metrics)
+        assert TABLES[name].metrics
+    for budget in BUDGETS.values():
+        assert set(budget.split_sizes("mnist-hard")) == {"train", "val", "test"}
+    cpu = BUDGETS["cpu"]
+    for name, table in TABLES.items():  # ~20 minutes of training per table on 2 cores
+        assert len(table.runs()) * cpu.run_minutes(name) <= 18.0, name
+    assert BUDGETS["full"].presets == {} and BUDGETS["full"].run_minutes("table2") == 0
+
+
+def test_every_run_config_resolves_under_every_budget(tmp_path):
+    """No budget/row combination has an unknown key; cpu classification runs mnist-hard-cpu."""
+    from mistnet.reproduce.runs import make_spec
+
+    for budget in BUDGETS.values():
+        for name, table in TABLES.items():
+            for row in table.runs():
+                data = {ev.data: tmp_path / ev.data for ev in row.all_evals()}
+                spec = make_spec(name, row, 1, budget, tmp_path, data)
+                cfg = spec.config()
+                assert cfg.data.path == str(tmp_path / row.data)
+                assert cfg.train.seed == 1 and cfg.data.seed == 1
+                assert spec.run_dir == tmp_path / name / row.key / "seed1"
+                if budget.name == "full":
+                    assert spec.preset == row.preset and spec.minutes == 0
+                elif row.kind == "classify":
+                    assert spec.preset == "mnist-hard-cpu"
+                if row.data == "svhn":
+                    assert (cfg.model.in_channels, cfg.model.k, cfg.model.factors) == (3, 2, (0.5,))
+                if name == "table3":
+                    assert cfg.model.k == {"k9": 9, "k6to9": 7, "k3to9": 6}[row.key]
+                method = next((o.split("=")[1] for o in row.overrides if "method" in o), "mist")
+                assert cfg.train.method == method
