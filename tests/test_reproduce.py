@@ -259,6 +259,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--seeds", "0"),
         "--seeds must be at least 1",
     )
+    assert_user_error(
+        mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--threads", "-1"),
+        "--threads must be 0 or more",
+    )
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert_user_error(
@@ -320,6 +324,7 @@ def test_budgets_and_tables_are_consistent():
         assert set(budget.split_sizes("mnist-hard")) == {"train", "val", "test"}
     cpu = BUDGETS["cpu"]
     for name, table in TABLES.items():  # ~20 minutes of training per table on 2 cores
+        assert sum(r.time_share for r in table.runs()) == pytest.approx(len(table.runs()))
         assert len(table.runs()) * cpu.run_minutes(name) <= 18.0, name
     assert BUDGETS["full"].presets == {} and BUDGETS["full"].run_minutes("table2") == 0
 
@@ -347,3 +352,9 @@ def test_every_run_config_resolves_under_every_budget(tmp_path):
                     assert cfg.model.k == {"k9": 9, "k6to9": 7, "k3to9": 6}[row.key]
                 method = next((o.split("=")[1] for o in row.overrides if "method" in o), "mist")
                 assert cfg.train.method == method
+                one = make_spec(name, row, 1, budget, tmp_path, data, threads=1).config()
+                assert one.train.threads == 1
+                assert {**one.to_dict()["train"], "threads": 0} == {
+                    **cfg.to_dict()["train"],
+                    "threads": 0,
+                }

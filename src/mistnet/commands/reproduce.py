@@ -55,6 +55,14 @@ def register(subparsers) -> None:
         "Table 4 says 'not run'",
     )
     p.add_argument("--data-root", metavar="DIR", help="where datasets go (default OUT/data)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch threads per run instead of the budget's (cpu: 2); use 1 when other jobs "
+        "share the cores: 2 threads on a busy 2-core machine run many times slower",
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.set_defaults(func=run)
 
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         command=command,
         figures=not args.no_figures,
+        threads=args.threads,
     )
     return 0
 

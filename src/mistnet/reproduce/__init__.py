@@ -84,9 +84,12 @@ def default_command(
     device: str,
     svhn: str | Path | None,
     data_root: str | Path | None,
+    threads: int = 0,
 ) -> str:
     argv = ["mist", "reproduce", table, "--budget", budget, "--out", str(out)]
     argv += ["--seeds", str(seeds), "--device", device]
+    if threads:
+        argv += ["--threads", str(threads)]
     if svhn is not None:
         argv += ["--svhn", str(svhn)]
     if data_root is not None:
@@ -114,6 +117,7 @@ def reproduce_table(
     data_root: Path,
     command: str,
     figures: bool = True,
+    threads: int = 0,
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Reproduce one table into ``out``; returns its ``results.json`` entry."""
@@ -130,7 +134,7 @@ def reproduce_table(
                 for s in seeds}  # fmt: skip
         for row in table.runs():
             for seed in seeds:
-                spec = make_spec(table.name, row, seed, budget, out, data[seed])
+                spec = make_spec(table.name, row, seed, budget, out, data[seed], threads)
                 records[(row.key, seed)], _ = run_spec(spec, device, budget, log)
                 if seed == seeds[0]:
                     specs[row.key] = spec
@@ -173,6 +177,7 @@ def reproduce(
     data_root: str | Path | None = None,
     command: str | None = None,
     figures: bool = True,
+    threads: int = 0,
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Reproduce ``table`` (a table name or ``all``) under ``budget`` into ``out``.
@@ -187,6 +192,7 @@ def reproduce(
         data_root: where datasets go (default ``out/data``).
         command: the command line recorded in TABLE.md (default: rebuilt from the arguments).
         figures: draw the figures.
+        threads: torch threads per run, replacing the budget's ``train.threads`` (0: keep it).
         log: progress messages.
 
     Returns:
@@ -204,6 +210,8 @@ def reproduce(
     plan = get_budget(budget)
     if seeds < 1:
         raise MistError(f"--seeds must be at least 1, got {seeds}")
+    if threads < 0:
+        raise MistError(f"--threads must be 0 or more, got {threads}")
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
     svhn_path = svhn_usable(svhn) if svhn is not None else None
@@ -211,7 +219,7 @@ def reproduce(
     root = Path(data_root) if data_root is not None else out / "data"
     _check_writable(root, "--data-root")
     if command is None:
-        command = default_command(table, budget, out, seeds, device, svhn, data_root)
+        command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
     for t in tables:
         reproduce_table(
             t,
@@ -223,6 +231,7 @@ def reproduce(
             data_root=root,
             command=command,
             figures=figures,
+            threads=threads,
             log=log,
         )
     return json.loads((out / "results.json").read_text())

@@ -120,6 +120,9 @@ def table_entry(
         "budget": budget.name,
         "budget_description": budget.description,
         "minutes_per_run": budget.run_minutes(table.name),
+        "minutes_per_row": {
+            r.key: budget.run_minutes(table.name) * r.time_share for r in table.runs()
+        },
         "seeds": seeds,
         "device": device,
         "wall_s": round(wall_s, 1),
@@ -194,7 +197,12 @@ def render_markdown(entry: dict[str, Any]) -> str:
     seeds = entry["seeds"]
     n = len(seeds)
     minutes = entry["minutes_per_run"]
-    limit = f"; at most {minutes:g} min of training per run" if minutes else ""
+    shares = sorted(set(entry.get("minutes_per_row", {}).values()))
+    limit = ""
+    if minutes and len(shares) > 1:
+        limit = f"; at most {shares[0]:g}–{shares[-1]:g} min of training per run"
+    elif minutes:
+        limit = f"; at most {minutes:g} min of training per run"
     lines = [
         f"# {entry['title']}",
         "",

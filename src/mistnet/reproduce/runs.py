@@ -74,8 +74,12 @@ def make_spec(
     budget: Budget,
     out: Path,
     data: dict[str, Path],
+    threads: int = 0,
 ) -> RunSpec:
-    """The run of ``row`` under ``budget`` with ``seed``, training on ``data[row.data]``."""
+    """The run of ``row`` under ``budget`` with ``seed``, training on ``data[row.data]``.
+
+    ``threads > 0`` replaces the budget's ``train.threads`` (speed only).
+    """
     overrides = [
         *budget.overrides_for(row.kind),
         *row.overrides,
@@ -83,6 +87,9 @@ def make_spec(
         f"data.seed={seed}",
         f"train.seed={seed}",
     ]
+    if threads > 0:
+        overrides = [o for o in overrides if not o.startswith("train.threads=")]
+        overrides.append(f"train.threads={threads}")
     return RunSpec(
         table=table,
         row=row,
@@ -90,7 +97,7 @@ def make_spec(
         run_dir=out / table / row.key / f"seed{seed}",
         preset=budget.presets.get(row.kind, row.preset),
         overrides=overrides,
-        minutes=budget.run_minutes(table),
+        minutes=budget.run_minutes(table) * row.time_share,
         data={ev.name: data[ev.data] for ev in row.all_evals()},
     )
 
