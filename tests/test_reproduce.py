@@ -84,6 +84,7 @@ def _results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_table_runs_and_has_its_files(smoke):
     out = smoke["out"]
     doc = _results(out)
@@ -109,6 +110,7 @@ def test_every_table_runs_and_has_its_files(smoke):
     assert hard == {str(out / "data/smoke/mnist-hard-seed0")}
 
 
+@pytest.mark.slow
 def test_results_hold_the_paper_numbers_and_valid_ours(smoke):
     doc = _results(smoke["out"])
     for name, table in doc["tables"].items():
@@ -140,6 +142,7 @@ def test_results_hold_the_paper_numbers_and_valid_ours(smoke):
     assert t1["mnist-hard-air"]["paper"] == {"rmse": 0.154}
 
 
+@pytest.mark.slow
 def test_markdown_shows_paper_and_ours(smoke):
     out = smoke["out"]
     doc = _results(out)
@@ -172,6 +175,7 @@ def test_markdown_shows_paper_and_ours(smoke):
     assert "mist train --preset mnist-hard-cpu" in md2 and "--per-image-k" in md3
 
 
+@pytest.mark.slow
 def test_results_equal_mist_eval(smoke, capsys, tmp_path):
     out = smoke["out"]
     rows = {(t, r["key"]): r for t, e in _results(out)["tables"].items() for r in e["rows"]}
@@ -188,6 +192,7 @@ def test_results_equal_mist_eval(smoke, capsys, tmp_path):
         assert rows[(table, key)]["ours"][metric]["mean"] == again["metrics"][metric]
 
 
+@pytest.mark.slow
 def test_extra_metrics_table4_and_gabor(smoke):
     out = smoke["out"]
     record = json.loads((out / "table4/mist/seed0/eval.json").read_text())
@@ -201,6 +206,7 @@ def test_extra_metrics_table4_and_gabor(smoke):
         assert 0.0 <= gabor["extra"][key] <= 1.0
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs(smoke, capsys):
     out = smoke["out"]
     ckpts = sorted(out.glob("*/*/seed0/last.safetensors"))
@@ -215,6 +221,7 @@ def test_rerun_skips_finished_runs(smoke, capsys):
     assert {p: p.read_text() for p in evals} == evals
 
 
+@pytest.mark.slow
 def test_interrupted_run_is_resumed(smoke, capsys):
     """A run directory without eval.json continues from last.safetensors to the same steps."""
     out = smoke["out"]
@@ -306,6 +313,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_out_dir_of_another_budget_is_refused(smoke, capsys):
     assert_user_error(
         mist(capsys, "reproduce", "table1", "--budget", "cpu", "--out", smoke["out"]),
@@ -358,3 +366,14 @@ def test_every_run_config_resolves_under_every_budget(tmp_path):
                     **cfg.to_dict()["train"],
                     "threads": 0,
                 }
+
+
+def test_help_says_a_rerun_continues(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "mist reproduce" in text and "--budget" in text and "--svhn" in text
+    assert "continues an interrupted reproduction" in text and "skipped" in text
+    for budget in BUDGETS:
+        assert f"{budget}:" in text

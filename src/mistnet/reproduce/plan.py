@@ -311,7 +311,7 @@ TABLES: dict[str, Table] = {
             "matches per instance (SPEC §5.2, A25). K = 9.",
             "Official layout: the MNIST-hard data of the MIST row written in the official code's "
             "layout (PNGs, labels, half-side keypoints) with `mist data export-official`, read "
-            "back with `import-official`, and trained on; the round trip is exact.",
+            "back with `import-official`, and trained on.",
             "Uneven layout (App. E, Fig. 8): the 9 digits of every training scene sit in the "
             "left band x in [10, 45] (minimum distance 12 px). Tested on that band, on its "
             "mirror image (x in [35, 70], never seen with digits) and on the even layout: the "
