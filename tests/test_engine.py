@@ -96,6 +96,21 @@ def test_x_step_proximal_term_and_step_clip_shrink_the_move():
     assert float(move("train.lam=1e-4").mean()) < float(free.mean())
 
 
+def test_x_step_centring_prior_pulls_keypoints_onto_the_rings():
+    """With ``x_centre`` the x-step moves keypoints toward the nearest ring's centre of mass."""
+    batch = scene_batch()
+    tr = make_trainer("train.lr_k=30", "train.x_centre=1", "train.k_iter=20", "train.max_step_px=1")
+    _, h = tr.model.heatmaps(batch.images)
+    x0, _ = tr.model.detect(h)
+    # Start 3 px right of each ring centre, so the patch holds the ring and only it.
+    start = torch.cat([batch.boxes[..., :2] + torch.tensor([3.0, 0.0]), x0[..., 2:]], -1)
+    x = tr.x_step(batch, start)
+    before = (start - batch.boxes[..., :3])[..., :2].norm(dim=-1)
+    after = (x - batch.boxes[..., :3])[..., :2].norm(dim=-1)
+    assert float(before.mean()) == pytest.approx(3.0)
+    assert float(after.mean()) < 1.0
+
+
 def test_tau_step_updates_only_the_task_network():
     tr = make_trainer()
     model, batch = tr.model, scene_batch()

@@ -7,6 +7,7 @@ import torch
 
 import mistnet.losses
 from mistnet.losses import (
+    centring_loss,
     heatmap_loss,
     multi_instance_loss,
     reconstruction_loss,
@@ -250,3 +251,59 @@ def test_heatmap_nll_hand_value_and_minimiser():
     assert heatmap_nll_loss(h, target, w, eps=0.0).item() == pytest.approx(-0.5 * math.log(0.25))
     with pytest.raises(ValueError, match="heatmaps must have shape"):
         heatmap_nll_loss(h[0], target[0])
+
+
+# --- the x-step centring prior (not in the paper) -----------------------------------------------
+
+
+def _blob_image(cx: float, cy: float, size: int = 48, sigma: float = 3.0) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+    return torch.exp(-d2 / (2 * sigma**2)).view(1, 1, size, size).double()
+
+
+def test_centring_loss_is_zero_on_a_symmetric_blob_and_grows_with_the_offset():
+    from mistnet.ops import extract_patches
+
+    image = _blob_image(24.0, 24.0)
+    values = []
+    for dx in (0.0, 1.0, 2.0, 4.0):
+        kp = torch.tensor([[[24.0 + dx, 24.0, 20.0]]], dtype=torch.float64)
+        values.append(float(centring_loss(extract_patches(image, kp, 21), kp[..., 2])))
+    assert values[0] < 1e-12
+    assert values[0] < values[1] < values[2] < values[3]
+
+
+def test_centring_loss_gradient_descent_finds_the_blob_centre():
+    """Through the sampler the prior behaves as mean shift: SGD on the keypoint finds the blob."""
+    from mistnet.ops import extract_patches
+
+    image = _blob_image(20.3, 26.6)
+    kp = torch.tensor([[[24.0, 23.0, 20.0]]], dtype=torch.float64)
+    for _ in range(60):
+        kp = kp.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(
+            centring_loss(extract_patches(image, kp, 21), kp[..., 2]).sum(), kp
+        )
+        kp = (kp - 0.3 * grad).detach()
+    error = (kp[0, 0, :2] - torch.tensor([20.3, 26.6], dtype=torch.float64)).norm()
+    assert float(error) < 0.2
+
+
+def test_centring_loss_uses_magnitude_for_signed_images():
+    p = torch.zeros(1, 1, 1, 5, 5)
+    p[..., 2, 0] = -1.0  # negative mass at the left edge counts like positive mass
+    assert torch.allclose(centring_loss(p, torch.tensor([[8.0]])), torch.tensor([16.0]))
+
+
+@pytest.mark.parametrize(
+    "patches, sides",
+    [
+        (torch.zeros(1, 1, 5, 5), torch.ones(1, 1)),  # missing the K axis
+        (torch.zeros(1, 1, 1, 5, 4), torch.ones(1, 1)),  # not square
+        (torch.zeros(1, 2, 1, 5, 5), torch.ones(1, 3)),  # sides do not match K
+    ],
+)
+def test_centring_loss_rejects_bad_shapes(patches, sides):
+    with pytest.raises(ValueError, match="must have shape"):
+        centring_loss(patches, sides)

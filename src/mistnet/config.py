@@ -73,6 +73,9 @@ class TrainConfig:
     lr_k: float = 1e4  # SGD step on the batch-mean loss
     k_iter: int = 2
     lam: float = 0.0  # proximal weight lambda
+    # Weight of an x-step prior that instances are centred on their mass (not in the paper;
+    # losses.centring_loss). 0 = the paper's x-step.
+    x_centre: float = 0.0
     stage_order: Literal["paper", "code"] = "paper"
     weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
     # "image": weight each image's heatmap loss by exp(-beta L_b) (official code);

@@ -27,6 +27,7 @@ from torch import Tensor
 from mistnet.config import TrainConfig
 from mistnet.errors import MistError
 from mistnet.losses import (
+    centring_loss,
     heatmap_loss,
     heatmap_nll_loss,
     multi_instance_loss,
@@ -67,7 +68,20 @@ def per_image_task_loss(
     name: str, model: MIST, images: Tensor, labels: Tensor, keypoints: Tensor
 ) -> Tensor:
     """Run S and T at ``keypoints`` and return the per-image task loss ``(B,)``."""
-    _, out, recon = model.run_task(images, keypoints)
+    return task_loss_and_patches(name, model, images, labels, keypoints)[0]
+
+
+def task_loss_and_patches(
+    name: str, model: MIST, images: Tensor, labels: Tensor, keypoints: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The per-image task loss ``(B,)`` at ``keypoints`` and the patches ``(B, K, C, P, P)``."""
+    patches, out, recon = model.run_task(images, keypoints)
+    return _task_loss(name, model, images, labels, out, recon), patches
+
+
+def _task_loss(
+    name: str, model: MIST, images: Tensor, labels: Tensor, out: Tensor, recon: Tensor | None
+) -> Tensor:
     if name == "recon":
         if recon is None:
             raise MistError("task loss 'recon' needs model.task = 'reconstruct'")
@@ -152,8 +166,12 @@ class Trainer:
         x = x0.detach()
         for _ in range(cfg.k_iter):
             x = x.detach().requires_grad_(True)
-            losses = per_image_task_loss(self.x_loss, model, batch.images, batch.labels, x)
+            losses, patches = task_loss_and_patches(
+                self.x_loss, model, batch.images, batch.labels, x
+            )
             objective = losses.mean()
+            if cfg.x_centre > 0:
+                objective = objective + cfg.x_centre * centring_loss(patches, x[..., 2]).mean()
             if cfg.lam > 0:
                 objective = objective + cfg.lam * (x - x0).pow(2).sum((1, 2)).mean()
             (grad,) = torch.autograd.grad(objective, x)

@@ -282,6 +282,44 @@ def heatmap_nll_loss(
     return _weighted(per_image, weight, reduction)
 
 
+def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.25) -> Tensor:
+    r"""Squared distance (px²) between each patch's centre and its weighted centre of mass.
+
+    Not in the paper: an optional prior for the x-step (``train.x_centre``) that an instance is
+    centred on its mass, as MNIST digits (centred by centre of mass in their frame) and Gabor
+    kernels are. The mass of a sample is ``|patch|`` summed over channels times a Gaussian window
+    of std ``sigma`` (in units of the side) around the patch centre, which keeps neighbours' ink
+    from dominating. Gradients reach the keypoints through the sampler, as in mean shift.
+
+    Args:
+        patches: ``(B, K, C, P, P)`` patches from :func:`mistnet.ops.extract_patches`.
+        sides: ``(B, K)`` box sides in image pixels.
+        sigma: window std as a fraction of the side.
+
+    Returns:
+        ``(B,)`` the mean over K of the squared offsets, in pixels².
+
+    Example:
+        >>> p = torch.zeros(1, 1, 1, 5, 5); p[..., 2, 4] = 1.0  # all mass at the right edge
+        >>> centring_loss(p, torch.tensor([[8.0]]))  # 4 px off centre
+        tensor([16.])
+    """
+    if patches.dim() != 5 or patches.shape[-1] != patches.shape[-2]:
+        raise ValueError(f"patches must have shape (B, K, C, P, P), got {tuple(patches.shape)}")
+    if sides.shape != patches.shape[:2]:
+        raise ValueError(
+            f"sides must have shape (B, K) = {tuple(patches.shape[:2])}, got {tuple(sides.shape)}"
+        )
+    P = patches.shape[-1]
+    u = torch.linspace(-0.5, 0.5, P, device=patches.device, dtype=patches.dtype)  # (P,)
+    window = torch.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))  # (P, P)
+    mass = patches.abs().sum(2) * window  # (B, K, P, P)
+    total = mass.sum((-2, -1)).clamp(min=1e-6)  # (B, K)
+    cx = (mass * u[None, :]).sum((-2, -1)) / total  # (B, K), x runs along the last axis
+    cy = (mass * u[:, None]).sum((-2, -1)) / total
+    return ((cx**2 + cy**2) * sides**2).mean(1)
+
+
 def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
     r"""Per-image heatmap-loss weight w_b = exp(−β·L_task,b), detached (SPEC §1.9.3, §7 A13).
 
