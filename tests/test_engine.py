@@ -5,6 +5,7 @@ that they do not depend on the scene generators and so that "the loss falls" mea
 repeated batch, which is reliable within a few dozen steps.
 """
 
+import json
 import math
 
 import pytest
@@ -236,3 +237,32 @@ def test_warm_start_copies_only_the_heatmap_network(tmp_path):
     cfg.model.heatmap_width = 4
     with pytest.raises(MistError, match="do not fit"):
         warm_start(build_model(cfg.model), str(tmp_path / "src.safetensors"), "heatmap")
+
+
+def test_resume_before_the_first_checkpoint_restarts_with_a_clean_log(tmp_path):
+    """A run killed before its first checkpoint restarts at step 0 without the old log lines."""
+    cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=100")
+    run = runner.Run(tmp_path / "run")
+    runner.train(cfg, run.path, progress=False)
+    run.last.unlink()  # as if killed before any checkpoint was written
+    old = run.log.read_text().splitlines()
+    summary = runner.train(cfg, run.path, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines()]
+    assert summary["steps"] == 4
+    assert len(old) > 0 and steps == sorted(steps)  # one pass 1..4, no stale duplicates
+    assert steps.count(1) == 1
+
+
+def test_cosine_schedule_sets_both_learning_rates_from_the_step():
+    tr = make_trainer(
+        "train.lr_schedule=cosine", "train.steps=100", "train.lr_final=0.1", "train.lr_k=300"
+    )
+    batch = scene_batch()
+    tr.step(batch, 0)
+    assert tr.opt_task.param_groups[0]["lr"] == pytest.approx(1e-3)
+    tr.step(batch, 50)
+    assert tr.opt_task.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.55)
+    assert tr.opt_heat.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.55)
+    tr.step(batch, 100)
+    assert tr.opt_heat.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert make_trainer().lr_factor(10_000) == 1.0  # constant by default

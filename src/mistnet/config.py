@@ -67,6 +67,11 @@ class TrainConfig:
     steps: int = 15_000
     lr_task: float = 1e-4
     lr_heatmap: float = 1e-4
+    # "constant" (paper) or "cosine": both learning rates follow a half cosine from their value
+    # at step 0 down to lr_final times it at ``steps`` (a pure function of the step, so resume
+    # stays exact).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_final: float = 0.05
     # Lifted steps (SPEC §2.3). x_loss / task_loss: "eq9" (paper), "set" (Hungarian CE), "recon".
     task_loss: Literal["eq9", "set", "recon"] = "eq9"
     x_loss: Literal["eq9", "set", "recon"] = "eq9"

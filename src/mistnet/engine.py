@@ -214,8 +214,21 @@ class Trainer:
 
     # -- one step per method -------------------------------------------------------------------
 
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier of ``step`` under ``cfg.lr_schedule``."""
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        t = min(1.0, step / max(1, cfg.steps))
+        return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
     def step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One optimisation step on ``batch``; ``step`` seeds the exploration noise."""
+        """One optimisation step on ``batch``; ``step`` sets the learning rates and the noise."""
+        factor = self.lr_factor(step)
+        base = {"all": self.cfg.lr_task, "task": self.cfg.lr_task, "heatmap": self.cfg.lr_heatmap}
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = base[name] * factor
         if self.method == "mist":
             return self._mist_step(batch, step)
         if self.method == "supervised":

@@ -239,7 +239,7 @@ def train(
         state.update(ckpt.extra)
         state["step"] = ckpt.step
         _truncate_log(run.log, ckpt.step)
-    elif not resume:
+    else:  # a fresh start (also a resume killed before its first checkpoint): no stale lines
         run.log.unlink(missing_ok=True)
     start = state["step"]
     steps = cfg.train.steps
@@ -274,6 +274,7 @@ def train(
     sampler = StepSampler(len(train_set), cfg.train.batch_size, cfg.data.seed, start, steps)
     batches = loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler)
     t0 = time.monotonic() - state["wall"]
+    t_session = time.monotonic()
     deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else math.inf
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
     stopped = "steps"
@@ -326,7 +327,10 @@ def train(
         "best": state["best"],
         "best_step": state["best_step"],
         "images_per_s": round(
-            (state["step"] - start) * cfg.train.batch_size / max(1e-9, time.monotonic() - t0 - 0), 2
+            (state["step"] - start)
+            * cfg.train.batch_size
+            / max(1e-9, time.monotonic() - t_session),
+            2,
         ),
         "device": str(dev),
     }

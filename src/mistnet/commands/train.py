@@ -56,7 +56,11 @@ def register(subparsers) -> None:
         help="override a config value (TOML syntax: 3e-4, true, [1.0, 0.5]); repeatable",
     )
     p.add_argument(
-        "--max-minutes", type=float, default=0.0, metavar="M", help="stop after M minutes"
+        "--max-minutes",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="stop after M minutes of this invocation (with --resume: M more minutes)",
     )
     add_device_argument(p)
     p.add_argument(
