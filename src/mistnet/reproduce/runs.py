@@ -80,8 +80,11 @@ def make_spec(
 
     ``threads > 0`` replaces the budget's ``train.threads`` (speed only).
     """
+    minutes = budget.run_minutes(table) * row.time_share
+    steps = budget.run_steps(row.kind, minutes)
     overrides = [
         *budget.overrides_for(row.kind),
+        *([f"train.steps={steps}"] if steps else []),
         *row.overrides,
         f"data.path={json.dumps(str(data[row.data]))}",
         f"data.seed={seed}",
@@ -97,7 +100,7 @@ def make_spec(
         run_dir=out / table / row.key / f"seed{seed}",
         preset=budget.presets.get(row.kind, row.preset),
         overrides=overrides,
-        minutes=budget.run_minutes(table) * row.time_share,
+        minutes=minutes,
         data={ev.name: data[ev.data] for ev in row.all_evals()},
     )
 
