@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -377,3 +378,33 @@ def test_help_says_a_rerun_continues(capsys):
     assert "continues an interrupted reproduction" in text and "skipped" in text
     for budget in BUDGETS:
         assert f"{budget}:" in text
+
+
+def test_unreadable_svhn_stops_all_before_any_training(tmp_path, capsys, monkeypatch):
+    """h5py opens both digitStruct.mat files up front: `all` fails before Table 1 trains."""
+    base = ["reproduce", "all", "--budget", "smoke", "--device", "cpu"]
+    corrupt = tmp_path / "corrupt"
+    for sub in ("train", "test"):
+        (corrupt / sub).mkdir(parents=True)
+    (corrupt / "train" / "digitStruct.mat").write_bytes(b"not hdf5")
+    (corrupt / "test" / "digitStruct.mat").write_bytes(b"not hdf5")
+    out = tmp_path / "out"
+    assert_user_error(
+        mist(capsys, *base, "--out", out, "--svhn", corrupt),
+        f"{corrupt / 'train' / 'digitStruct.mat'}: not a readable SVHN digitStruct.mat",
+    )
+    assert not (out / "table1").exists() and not (out / "data").exists()
+    # HDF5 but no digitStruct group (only the test file is wrong)
+    svhn = make_svhn(tmp_path / "svhn")
+    import h5py
+
+    (svhn / "test" / "digitStruct.mat").unlink()
+    h5py.File(svhn / "test" / "digitStruct.mat", "w").close()
+    assert_user_error(
+        mist(capsys, *base, "--out", out, "--svhn", svhn),
+        f"{svhn / 'test' / 'digitStruct.mat'}: not a readable SVHN digitStruct.mat",
+    )
+    assert not (out / "table1").exists()
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py -> ImportError
+    assert_user_error(mist(capsys, *base, "--out", out, "--svhn", svhn), "needs h5py")
+    assert not (out / "table1").exists()

@@ -153,9 +153,14 @@ def roundtrip_identical(a: Path, b: Path) -> bool:
 def svhn_usable(svhn: str | Path) -> Path:
     """Check ``--svhn DIR`` before any work starts; return it as a path.
 
+    Opens both ``digitStruct.mat`` files with h5py (cheap: only their index), so that a missing
+    h5py or a corrupt file stops the reproduction before the first run, not at Table 4 after
+    every other table of ``all``.
+
     Raises:
         MistError: the directory, its ``train/`` or ``test/`` folder or a ``digitStruct.mat``
-            is missing.
+            is missing, h5py is not installed, or a ``digitStruct.mat`` is not a readable SVHN
+            index (not HDF5 / MATLAB v7.3, or without ``digitStruct/name`` and ``bbox``).
     """
     root = Path(svhn)
     if not root.is_dir():
@@ -166,6 +171,26 @@ def svhn_usable(svhn: str | Path) -> Path:
                 f"--svhn {svhn}: no {sub}/digitStruct.mat (expected SVHN format 1: "
                 "train/ and test/ with digitStruct.mat and the PNGs)"
             )
+    try:
+        import h5py
+    except ImportError:
+        raise MistError("--svhn: reading SVHN needs h5py (pip install 'mistnet[svhn]')") from None
+    for sub in ("train", "test"):
+        path = root / sub / "digitStruct.mat"
+        try:
+            with h5py.File(path, "r") as f:
+                names, boxes = f["digitStruct/name"], f["digitStruct/bbox"]
+                if names.size != boxes.size or names.size == 0:
+                    raise MistError(
+                        f"--svhn: {path}: {names.size} names but {boxes.size} bbox entries"
+                    )
+        except MistError:
+            raise
+        except Exception as exc:  # h5py raises OSError, KeyError, TypeError, ...
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise MistError(
+                f"--svhn: {path}: not a readable SVHN digitStruct.mat ({reason})"
+            ) from None
     return root
 
 
