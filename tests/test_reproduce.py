@@ -408,3 +408,32 @@ def test_unreadable_svhn_stops_all_before_any_training(tmp_path, capsys, monkeyp
     monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py -> ImportError
     assert_user_error(mist(capsys, *base, "--out", out, "--svhn", svhn), "needs h5py")
     assert not (out / "table1").exists()
+
+
+def test_stats_count_the_finite_seeds():
+    """Mean and sample std (n - 1) over finite seeds; the markdown says how many of them."""
+    from mistnet.reproduce.report import _fmt_stats, _stats
+
+    nan = float("nan")
+    one = _stats([0.5])
+    assert (one["mean"], one["std"], one["n"], one["values"]) == (0.5, None, 1, [0.5])
+    assert _fmt_stats("ap50", one) == "50.0%"
+    two = _stats([0.2, 0.4])
+    assert two["mean"] == pytest.approx(0.3) and two["n"] == 2
+    assert two["std"] == pytest.approx(math.sqrt(0.02))  # ((.1)^2 + (.1)^2) / (2 - 1)
+    assert _fmt_stats("ap50", two) == "30.0 ± 14.1%"
+    three = _stats([0.1, 0.2, 0.6])
+    assert three["mean"] == pytest.approx(0.3) and three["n"] == 3
+    assert three["std"] == pytest.approx(math.sqrt(0.07))  # (.04 + .01 + .09) / (3 - 1)
+    assert _fmt_stats("rmse", three) == "0.3000 ± 0.2646"
+    failed = _stats([0.2, nan, 0.4])  # the diverged seed leaves the mean, and the table says so
+    assert failed["mean"] == pytest.approx(0.3) and failed["std"] == pytest.approx(math.sqrt(0.02))
+    assert failed["n"] == 2 and failed["values"] == [0.2, None, 0.4]
+    assert _fmt_stats("ap50", failed) == "30.0 ± 14.1% (n=2 of 3)"
+    lone = _stats([nan, 0.25, None])
+    assert (lone["mean"], lone["std"], lone["n"]) == (0.25, None, 1)
+    assert _fmt_stats("rmse", lone) == "0.2500 (n=1 of 3)"
+    none = _stats([nan])
+    assert (none["mean"], none["std"], none["n"]) == (None, None, 0)
+    assert _fmt_stats("ap50", none) == "– (n=0 of 1)"
+    json.dumps(failed, allow_nan=False)  # results.json stays strict JSON
