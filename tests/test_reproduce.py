@@ -437,3 +437,27 @@ def test_stats_count_the_finite_seeds():
     assert (none["mean"], none["std"], none["n"]) == (None, None, 0)
     assert _fmt_stats("ap50", none) == "– (n=0 of 1)"
     json.dumps(failed, allow_nan=False)  # results.json stays strict JSON
+
+
+@pytest.mark.slow
+def test_failing_figures_keep_the_table(smoke, capsys, monkeypatch):
+    """The table is written before the figures; a figure error is a one-line warning."""
+    import mistnet.reproduce.figures as figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts\nat all")
+
+    out = smoke["out"]
+    listed = _results(out)["tables"]["gabor"]["figures"]
+    (out / "gabor.md").unlink()
+    monkeypatch.setattr(figures, "table_figures", broken)
+    rc, stdout, err = mist(
+        capsys, "reproduce", "gabor", "--budget", "smoke", "--out", out, "--device", "cpu"
+    )
+    assert rc == 0, err
+    warnings = [line for line in stdout.splitlines() if "warning" in line]
+    assert warnings == ["[gabor] warning: figures not drawn (RuntimeError: no fonts at all)"]
+    md = (out / "gabor.md").read_text()
+    assert "| 0.095 |" in md
+    assert _results(out)["tables"]["gabor"]["figures"] == listed  # the earlier ones still exist
+    assert all(f["path"] in md for f in listed)

@@ -10,7 +10,8 @@ Entry point: :func:`reproduce`. The pieces:
 - :mod:`~mistnet.reproduce.runs`: one run: :func:`mistnet.runner.train` (resumed when
   interrupted), then :func:`mistnet.engine.evaluate` of the best checkpoint, into ``eval.json``;
 - :mod:`~mistnet.reproduce.report`: ``results.json`` and ``<table>.md``;
-- :mod:`~mistnet.reproduce.figures`: the paper's figures from the seed-0 runs.
+- :mod:`~mistnet.reproduce.figures`: the paper's figures from the seed-0 runs, drawn after
+  ``results.json`` and ``<table>.md`` are written (a figure that fails is a warning).
 
 Output layout::
 
@@ -140,28 +141,38 @@ def reproduce_table(
                     specs[row.key] = spec
     else:
         log(f"[{table.name}] not run: {not_run}")
-    drawn: list[tuple[str, str]] = []
+    rows = report.table_rows(table, records, seeds, not_run)
+    wall = sum(r["wall_s"]["total"] for r in records.values())
+
+    def write(figs: list[tuple[str, str]]) -> tuple[dict[str, Any], Path]:
+        entry = report.table_entry(
+            table,
+            rows,
+            budget=budget,
+            seeds=seeds,
+            device=device,
+            command=command,
+            wall_s=wall,
+            figures=figs,
+        )
+        report.update_results(out, budget, table.name, entry)
+        return entry, report.write_markdown(out, table.name, entry)
+
+    # The table first, figures after: a figure that fails must not cost the numbers.
+    drawn = report.previous_figures(out, table.name) if specs else []
+    entry, path = write(drawn)
     if figures and specs:
         from mistnet.reproduce.figures import table_figures
 
         log(f"[{table.name}] figures -> {out / 'figures'}")
-        drawn = table_figures(table.name, specs, out, budget.figure_scenes, device)
-    elif specs:
-        drawn = report.previous_figures(out, table.name)  # --no-figures keeps the drawn ones
-    rows = report.table_rows(table, records, seeds, not_run)
-    wall = sum(r["wall_s"]["total"] for r in records.values())
-    entry = report.table_entry(
-        table,
-        rows,
-        budget=budget,
-        seeds=seeds,
-        device=device,
-        command=command,
-        wall_s=wall,
-        figures=drawn,
-    )
-    report.update_results(out, budget, table.name, entry)
-    path = report.write_markdown(out, table.name, entry)
+        try:
+            new = table_figures(table.name, specs, out, budget.figure_scenes, device)
+        except Exception as exc:  # matplotlib, a font, a full disk: the table stands without it
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            log(f"[{table.name}] warning: figures not drawn ({type(exc).__name__}: {reason})")
+        else:
+            if new != drawn:
+                entry, path = write(new)
     log(f"[{table.name}] wrote {path} ({time.monotonic() - t0:.0f} s in this invocation)")
     return entry
 
