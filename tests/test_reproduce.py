@@ -461,3 +461,25 @@ def test_failing_figures_keep_the_table(smoke, capsys, monkeypatch):
     assert "| 0.095 |" in md
     assert _results(out)["tables"]["gabor"]["figures"] == listed  # the earlier ones still exist
     assert all(f["path"] in md for f in listed)
+
+
+def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
+    """OUT/.lock is flock-ed for the whole invocation; a second one stops with one line."""
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["reproduce", "table4", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    with (out / ".lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another process's reproduction
+        held.write("4242\n")
+        held.flush()
+        assert_user_error(
+            mist(capsys, *argv), f"another mist reproduce is writing to {out} (pid 4242)"
+        )
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing touched
+    rc, _, err = mist(capsys, *argv)  # released: runs, and releases it in turn
+    assert rc == 0, err
+    assert (out / "table4.md").is_file()
+    with (out / ".lock").open("a+") as again:
+        fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if still held

@@ -16,6 +16,7 @@ Entry point: :func:`reproduce`. The pieces:
 Output layout::
 
     OUT/reproduce.json                      the budget this directory belongs to
+    OUT/.lock                               flock held by the running mist reproduce
     OUT/results.json                        every table reproduced so far (machine-readable)
     OUT/<table>.md                          paper vs ours, commands, figures
     OUT/<table>/<row>/seed<s>/              run directory (mist train / eval / show work on it)
@@ -30,9 +31,11 @@ one and redraws the tables, so an interrupted reproduction simply continues.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, 
 from mistnet.reproduce.plan import get_tables as _get_tables
 
 MARKER = "reproduce.json"
+LOCK = ".lock"
 NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
 
 
@@ -59,6 +63,42 @@ def _check_writable(path: Path, option: str) -> None:
         raise MistError(
             f"{option} {path}: not a writable directory ({exc.strerror or exc})"
         ) from None
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``out/.lock`` for the whole invocation.
+
+    Two reproductions writing to one directory would remove datasets the other reads and lose
+    each other's ``results.json`` entries. The lock is the kernel's: it goes with the process,
+    so a killed reproduction never leaves a stale lock behind.
+
+    Raises:
+        MistError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    f = (out / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise MistError(
+                f"another mist reproduce is writing to {out} (pid {pid}); wait for it to finish "
+                "or use another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
 
 
 def _check_out(out: Path, budget: Budget) -> None:
@@ -211,7 +251,8 @@ def reproduce(
 
     Raises:
         MistError: unknown table or budget, bad seeds or device, an unusable ``out``, ``svhn``
-            or data root, or any user error of the runs themselves.
+            or data root, another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
+            any user error of the runs themselves.
     """
     from mistnet.commands.train import check_device
     from mistnet.reproduce.data import svhn_usable
@@ -228,26 +269,28 @@ def reproduce(
     needs_svhn = any(r.data == "svhn" for t in tables for r in t.runs())
     # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4.
     svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
-    _check_out(out, plan)
-    root = Path(data_root) if data_root is not None else out / "data"
-    _check_writable(root, "--data-root")
-    if command is None:
-        command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
-    for t in tables:
-        reproduce_table(
-            t,
-            plan,
-            out,
-            device=dev,
-            seeds=list(range(seeds)),
-            svhn=svhn_path,
-            data_root=root,
-            command=command,
-            figures=figures,
-            threads=threads,
-            log=log,
-        )
-    return json.loads((out / "results.json").read_text())
+    _check_writable(out, "--out")
+    with _locked(out):
+        _check_out(out, plan)
+        root = Path(data_root) if data_root is not None else out / "data"
+        _check_writable(root, "--data-root")
+        if command is None:
+            command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
+        for t in tables:
+            reproduce_table(
+                t,
+                plan,
+                out,
+                device=dev,
+                seeds=list(range(seeds)),
+                svhn=svhn_path,
+                data_root=root,
+                command=command,
+                figures=figures,
+                threads=threads,
+                log=log,
+            )
+        return json.loads((out / "results.json").read_text())
 
 
 __all__ = ["BUDGETS", "PAPER", "TABLES", "TABLE_NAMES", "reproduce", "reproduce_table"]
