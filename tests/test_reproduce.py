@@ -483,3 +483,70 @@ def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
     assert (out / "table4.md").is_file()
     with (out / ".lock").open("a+") as again:
         fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if still held
+
+
+def _smoke_with(monkeypatch, **changes):
+    """Make the smoke budget a different plan (as after an edit of plan.py) for this test."""
+    import dataclasses
+
+    monkeypatch.setitem(BUDGETS, "smoke", dataclasses.replace(BUDGETS["smoke"], **changes))
+
+
+@pytest.mark.slow
+def test_runs_of_another_plan_are_refused_not_reused(smoke, capsys, monkeypatch):
+    """A finished or interrupted run made under other steps/minutes stops the rerun at once."""
+    out = smoke["out"]
+    argv = ["reproduce", "table3", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    argv += ["--no-figures"]
+    run = out / "table3" / "k9" / "seed0"
+    record = json.loads((run / "eval.json").read_text())
+    assert record["fingerprint"] == json.loads((run / "fingerprint.json").read_text())
+    assert record["fingerprint"]["minutes"] == 0.5 and record["fingerprint"]["preset"]
+    assert "threads" not in record["fingerprint"]["config"]["train"]
+    evals = {p: p.read_bytes() for p in out.glob("table3/*/seed0/eval.json")}
+    # threads only change speed: a rerun with other threads reuses every run
+    rc, stdout, err = mist(capsys, *argv, "--threads", "2")
+    assert rc == 0, err
+    assert stdout.count("skipped") == 3 and "training" not in stdout
+    # other steps: the finished runs are refused before anything is made or trained
+    steps = ("train.steps=5",)
+    _smoke_with(monkeypatch, overrides={"*": BUDGETS["smoke"].overrides["*"] + steps})
+    assert_user_error(
+        mist(capsys, *argv),
+        f"{run} was made under another plan",
+        "config.train.steps 4 -> 5",
+        "use a fresh --out, or delete that run directory",
+    )
+    # an interrupted run (no eval.json) is checked against its fingerprint.json: other minutes
+    monkeypatch.undo()
+    _smoke_with(monkeypatch, minutes={"*": 0.75})
+    kept = run / "eval.json.kept"
+    (run / "eval.json").rename(kept)
+    try:
+        assert_user_error(mist(capsys, *argv), f"{run} was made", "minutes 0.5 -> 0.75")
+        # a finished run from before fingerprints: its config.json is compared
+        monkeypatch.undo()
+        _smoke_with(monkeypatch, overrides={"*": BUDGETS["smoke"].overrides["*"] + steps})
+        (run / "fingerprint.json").rename(run / "fingerprint.json.kept")
+        legacy = {k: v for k, v in record.items() if k != "fingerprint"}
+        (run / "eval.json").write_text(json.dumps(legacy))
+        assert_user_error(mist(capsys, *argv), f"{run} was made", "config.train.steps 4 -> 5")
+        # ... but under the same plan it is reused, even if its config.json predates a key
+        monkeypatch.undo()
+        config = (run / "config.json").read_text()
+        old_config = json.loads(config)
+        del old_config["train"]["init_from"]  # as if added to Config later (default: "")
+        (run / "config.json").write_text(json.dumps(old_config))
+        rc, stdout, err = mist(capsys, *argv)
+        (run / "config.json").write_text(config)
+        assert rc == 0, err
+        assert stdout.count("skipped") == 3
+    finally:
+        kept.replace(run / "eval.json")
+        if (run / "fingerprint.json.kept").exists():
+            (run / "fingerprint.json.kept").rename(run / "fingerprint.json")
+    assert {p: p.read_bytes() for p in evals} == evals  # nothing retrained or rewritten
+    monkeypatch.undo()
+    rc, stdout, err = mist(capsys, *argv)  # the same plan again: reused
+    assert rc == 0, err
+    assert stdout.count("skipped") == 3

@@ -25,7 +25,10 @@ Output layout::
     OUT/data/<budget>/...                   datasets (or --data-root)
 
 Running the same command again skips every run with an ``eval.json``, resumes an interrupted
-one and redraws the tables, so an interrupted reproduction simply continues.
+one and redraws the tables, so an interrupted reproduction simply continues. Each run records
+its fingerprint (preset, resolved config without ``train.threads``, minutes); a run directory
+made under another plan (other overrides, minutes, steps or preset) stops the invocation before
+anything trains: use a fresh ``--out`` or delete that run directory.
 """
 
 from __future__ import annotations
@@ -147,6 +150,40 @@ def _data_keys(table: Table) -> list[str]:
     return keys
 
 
+def _not_run(table: Table, svhn: Path | None) -> str | None:
+    """Why the runs of ``table`` cannot be made (``None``: they can)."""
+    return NO_SVHN if any(r.data == "svhn" for r in table.runs()) and svhn is None else None
+
+
+def check_plan(
+    tables: list[Table],
+    budget: Budget,
+    out: Path,
+    seeds: list[int],
+    svhn: Path | None,
+    data_root: Path,
+    threads: int = 0,
+) -> None:
+    """Check every run directory the invocation will reuse against the current plan, before
+    any data is made or any run trains (:func:`~mistnet.reproduce.runs.check_fingerprint`).
+
+    Raises:
+        MistError: a run directory made under another plan (naming it).
+    """
+    from mistnet.reproduce.data import data_dir
+    from mistnet.reproduce.runs import check_fingerprint, make_spec
+
+    for table in tables:
+        if _not_run(table, svhn) is not None:
+            continue
+        for row in table.runs():
+            for seed in seeds:
+                data = {
+                    ev.data: data_dir(data_root, budget, ev.data, seed) for ev in row.all_evals()
+                }
+                check_fingerprint(make_spec(table.name, row, seed, budget, out, data, threads))
+
+
 def reproduce_table(
     table: Table,
     budget: Budget,
@@ -167,7 +204,7 @@ def reproduce_table(
     from mistnet.reproduce.runs import make_spec, run_spec
 
     t0 = time.monotonic()
-    not_run = NO_SVHN if any(r.data == "svhn" for r in table.runs()) and svhn is None else None
+    not_run = _not_run(table, svhn)
     records: dict[tuple[str, int], dict] = {}
     specs = {}
     if not_run is None:
@@ -276,6 +313,7 @@ def reproduce(
         _check_writable(root, "--data-root")
         if command is None:
             command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
+        check_plan(tables, plan, out, list(range(seeds)), svhn_path, root, threads)
         for t in tables:
             reproduce_table(
                 t,
