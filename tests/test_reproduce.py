@@ -550,3 +550,21 @@ def test_runs_of_another_plan_are_refused_not_reused(smoke, capsys, monkeypatch)
     rc, stdout, err = mist(capsys, *argv)  # the same plan again: reused
     assert rc == 0, err
     assert stdout.count("skipped") == 3
+
+
+@pytest.mark.slow
+def test_table3_evaluates_with_the_per_image_k(smoke):
+    """K = each image's ground-truth count: as many detections as instances, fewer than 9 each."""
+    doc = _results(smoke["out"])
+    rows = {r["key"]: r for r in doc["tables"]["table3"]["rows"]}
+    for key, train_k in (("k6to9", 7), ("k3to9", 6), ("k9", 9)):
+        record = json.loads((smoke["out"] / "table3" / key / "seed0" / "eval.json").read_text())
+        m = record["metrics"]
+        assert record["k"] == "per-image" and rows[key]["all_metrics"][0] == m
+        assert m["n_images"] == record["images"] == 32
+        assert m["n_detections"] == m["n_instances"], key
+        if key == "k9":
+            assert m["n_instances"] == 9 * m["n_images"]
+        else:  # variable counts: a fixed K (train K or 9) would give K * n_images detections
+            assert m["n_instances"] < 9 * m["n_images"]
+            assert m["n_detections"] != train_k * m["n_images"]
