@@ -568,3 +568,34 @@ def test_table3_evaluates_with_the_per_image_k(smoke):
         else:  # variable counts: a fixed K (train K or 9) would give K * n_images detections
             assert m["n_instances"] < 9 * m["n_images"]
             assert m["n_detections"] != train_k * m["n_images"]
+
+
+@pytest.mark.slow
+def test_evaluation_only_data_has_only_a_test_split(smoke):
+    from mistnet.data.store import read_manifest
+
+    right = smoke["out"] / "data" / "smoke" / "mnist-hard-right-seed0"
+    assert read_manifest(right)["splits"] == {"test": 32}
+    assert sorted(p.name for p in right.glob("*.npz")) == ["test.npz"]
+    trained = read_manifest(smoke["out"] / "data" / "smoke" / "mnist-hard-left-seed0")
+    assert trained["splits"] == {"train": 64, "val": 16, "test": 32}
+
+
+def test_test_only_data_gains_its_other_splits_when_trained_on(tmp_path):
+    """A test-only data set asked for with all splits is completed; its test split is kept."""
+    from mistnet.data.store import load_split, read_manifest
+    from mistnet.reproduce.data import prepare
+
+    budget, logged = BUDGETS["smoke"], []
+    path = prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
+    assert read_manifest(path)["splits"] == {"test": 32} and "test split only" in logged[0]
+    test, _ = load_split(path, "test")
+    assert prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
+    assert len(logged) == 1  # reused
+    assert prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append) == path
+    assert len(logged) == 2 and read_manifest(path)["splits"] == budget.split_sizes("x")
+    again, _ = load_split(path, "test")
+    assert all(np.array_equal(test[k], again[k]) for k in test)
+    prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
+    prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append)
+    assert len(logged) == 2  # the full one serves both

@@ -141,12 +141,13 @@ def default_command(
     return shlex.join(argv)
 
 
-def _data_keys(table: Table) -> list[str]:
-    keys: list[str] = []
+def _data_keys(table: Table) -> dict[str, bool]:
+    """The data keys of ``table``'s runs -> whether only their test split is needed (a data
+    set that no run of the table trains on, e.g. ``mnist-hard-right``)."""
+    keys: dict[str, bool] = {}
     for row in table.runs():
         for ev in row.all_evals():
-            if ev.data not in keys:
-                keys.append(ev.data)
+            keys[ev.data] = keys.get(ev.data, True) and ev.data != row.data
     return keys
 
 
@@ -208,7 +209,9 @@ def reproduce_table(
     records: dict[tuple[str, int], dict] = {}
     specs = {}
     if not_run is None:
-        data = {s: {k: prepare(k, budget, s, data_root, svhn, log) for k in _data_keys(table)}
+        keys = _data_keys(table)
+        data = {s: {k: prepare(k, budget, s, data_root, svhn, log, test_only=only)
+                    for k, only in keys.items()}
                 for s in seeds}  # fmt: skip
         for row in table.runs():
             for seed in seeds:
