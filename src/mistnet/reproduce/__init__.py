@@ -59,7 +59,7 @@ def _log(message: str) -> None:
 def _check_writable(path: Path, option: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # unique: may run before the lock
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
