@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -377,3 +378,224 @@ def test_help_says_a_rerun_continues(capsys):
     assert "continues an interrupted reproduction" in text and "skipped" in text
     for budget in BUDGETS:
         assert f"{budget}:" in text
+
+
+def test_unreadable_svhn_stops_all_before_any_training(tmp_path, capsys, monkeypatch):
+    """h5py opens both digitStruct.mat files up front: `all` fails before Table 1 trains."""
+    base = ["reproduce", "all", "--budget", "smoke", "--device", "cpu"]
+    corrupt = tmp_path / "corrupt"
+    for sub in ("train", "test"):
+        (corrupt / sub).mkdir(parents=True)
+    (corrupt / "train" / "digitStruct.mat").write_bytes(b"not hdf5")
+    (corrupt / "test" / "digitStruct.mat").write_bytes(b"not hdf5")
+    out = tmp_path / "out"
+    assert_user_error(
+        mist(capsys, *base, "--out", out, "--svhn", corrupt),
+        f"{corrupt / 'train' / 'digitStruct.mat'}: not a readable SVHN digitStruct.mat",
+    )
+    assert not (out / "table1").exists() and not (out / "data").exists()
+    # HDF5 but no digitStruct group (only the test file is wrong)
+    svhn = make_svhn(tmp_path / "svhn")
+    import h5py
+
+    (svhn / "test" / "digitStruct.mat").unlink()
+    h5py.File(svhn / "test" / "digitStruct.mat", "w").close()
+    assert_user_error(
+        mist(capsys, *base, "--out", out, "--svhn", svhn),
+        f"{svhn / 'test' / 'digitStruct.mat'}: not a readable SVHN digitStruct.mat",
+    )
+    assert not (out / "table1").exists()
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py -> ImportError
+    assert_user_error(mist(capsys, *base, "--out", out, "--svhn", svhn), "needs h5py")
+    assert not (out / "table1").exists()
+
+
+def test_stats_count_the_finite_seeds():
+    """Mean and sample std (n - 1) over finite seeds; the markdown says how many of them."""
+    from mistnet.reproduce.report import _fmt_stats, _stats
+
+    nan = float("nan")
+    one = _stats([0.5])
+    assert (one["mean"], one["std"], one["n"], one["values"]) == (0.5, None, 1, [0.5])
+    assert _fmt_stats("ap50", one) == "50.0%"
+    two = _stats([0.2, 0.4])
+    assert two["mean"] == pytest.approx(0.3) and two["n"] == 2
+    assert two["std"] == pytest.approx(math.sqrt(0.02))  # ((.1)^2 + (.1)^2) / (2 - 1)
+    assert _fmt_stats("ap50", two) == "30.0 ± 14.1%"
+    three = _stats([0.1, 0.2, 0.6])
+    assert three["mean"] == pytest.approx(0.3) and three["n"] == 3
+    assert three["std"] == pytest.approx(math.sqrt(0.07))  # (.04 + .01 + .09) / (3 - 1)
+    assert _fmt_stats("rmse", three) == "0.3000 ± 0.2646"
+    failed = _stats([0.2, nan, 0.4])  # the diverged seed leaves the mean, and the table says so
+    assert failed["mean"] == pytest.approx(0.3) and failed["std"] == pytest.approx(math.sqrt(0.02))
+    assert failed["n"] == 2 and failed["values"] == [0.2, None, 0.4]
+    assert _fmt_stats("ap50", failed) == "30.0 ± 14.1% (n=2 of 3)"
+    lone = _stats([nan, 0.25, None])
+    assert (lone["mean"], lone["std"], lone["n"]) == (0.25, None, 1)
+    assert _fmt_stats("rmse", lone) == "0.2500 (n=1 of 3)"
+    none = _stats([nan])
+    assert (none["mean"], none["std"], none["n"]) == (None, None, 0)
+    assert _fmt_stats("ap50", none) == "– (n=0 of 1)"
+    json.dumps(failed, allow_nan=False)  # results.json stays strict JSON
+
+
+@pytest.mark.slow
+def test_failing_figures_keep_the_table(smoke, capsys, monkeypatch):
+    """The table is written before the figures; a figure error is a one-line warning."""
+    import mistnet.reproduce.figures as figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts\nat all")
+
+    out = smoke["out"]
+    listed = _results(out)["tables"]["gabor"]["figures"]
+    (out / "gabor.md").unlink()
+    monkeypatch.setattr(figures, "table_figures", broken)
+    rc, stdout, err = mist(
+        capsys, "reproduce", "gabor", "--budget", "smoke", "--out", out, "--device", "cpu"
+    )
+    assert rc == 0, err
+    warnings = [line for line in stdout.splitlines() if "warning" in line]
+    assert warnings == ["[gabor] warning: figures not drawn (RuntimeError: no fonts at all)"]
+    md = (out / "gabor.md").read_text()
+    assert "| 0.095 |" in md
+    assert _results(out)["tables"]["gabor"]["figures"] == listed  # the earlier ones still exist
+    assert all(f["path"] in md for f in listed)
+
+
+def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
+    """OUT/.lock is flock-ed for the whole invocation; a second one stops with one line."""
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["reproduce", "table4", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    with (out / ".lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another process's reproduction
+        held.write("4242\n")
+        held.flush()
+        assert_user_error(
+            mist(capsys, *argv), f"another mist reproduce is writing to {out} (pid 4242)"
+        )
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing touched
+    rc, _, err = mist(capsys, *argv)  # released: runs, and releases it in turn
+    assert rc == 0, err
+    assert (out / "table4.md").is_file()
+    with (out / ".lock").open("a+") as again:
+        fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if still held
+
+
+def _smoke_with(monkeypatch, **changes):
+    """Make the smoke budget a different plan (as after an edit of plan.py) for this test."""
+    import dataclasses
+
+    monkeypatch.setitem(BUDGETS, "smoke", dataclasses.replace(BUDGETS["smoke"], **changes))
+
+
+@pytest.mark.slow
+def test_runs_of_another_plan_are_refused_not_reused(smoke, capsys, monkeypatch):
+    """A finished or interrupted run made under other steps/minutes stops the rerun at once."""
+    out = smoke["out"]
+    argv = ["reproduce", "table3", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    argv += ["--no-figures"]
+    run = out / "table3" / "k9" / "seed0"
+    record = json.loads((run / "eval.json").read_text())
+    assert record["fingerprint"] == json.loads((run / "fingerprint.json").read_text())
+    assert record["fingerprint"]["minutes"] == 0.5 and record["fingerprint"]["preset"]
+    assert "threads" not in record["fingerprint"]["config"]["train"]
+    evals = {p: p.read_bytes() for p in out.glob("table3/*/seed0/eval.json")}
+    # threads only change speed: a rerun with other threads reuses every run
+    rc, stdout, err = mist(capsys, *argv, "--threads", "2")
+    assert rc == 0, err
+    assert stdout.count("skipped") == 3 and "training" not in stdout
+    # other steps: the finished runs are refused before anything is made or trained
+    steps = ("train.steps=5",)
+    _smoke_with(monkeypatch, overrides={"*": BUDGETS["smoke"].overrides["*"] + steps})
+    assert_user_error(
+        mist(capsys, *argv),
+        f"{run} was made under another plan",
+        "config.train.steps 4 -> 5",
+        "use a fresh --out, or delete that run directory",
+    )
+    # an interrupted run (no eval.json) is checked against its fingerprint.json: other minutes
+    monkeypatch.undo()
+    _smoke_with(monkeypatch, minutes={"*": 0.75})
+    kept = run / "eval.json.kept"
+    (run / "eval.json").rename(kept)
+    try:
+        assert_user_error(mist(capsys, *argv), f"{run} was made", "minutes 0.5 -> 0.75")
+        # a finished run from before fingerprints: its config.json is compared
+        monkeypatch.undo()
+        _smoke_with(monkeypatch, overrides={"*": BUDGETS["smoke"].overrides["*"] + steps})
+        (run / "fingerprint.json").rename(run / "fingerprint.json.kept")
+        legacy = {k: v for k, v in record.items() if k != "fingerprint"}
+        (run / "eval.json").write_text(json.dumps(legacy))
+        assert_user_error(mist(capsys, *argv), f"{run} was made", "config.train.steps 4 -> 5")
+        # ... but under the same plan it is reused, even if its config.json predates a key
+        monkeypatch.undo()
+        config = (run / "config.json").read_text()
+        old_config = json.loads(config)
+        del old_config["train"]["init_from"]  # as if added to Config later (default: "")
+        (run / "config.json").write_text(json.dumps(old_config))
+        rc, stdout, err = mist(capsys, *argv)
+        (run / "config.json").write_text(config)
+        assert rc == 0, err
+        assert stdout.count("skipped") == 3
+    finally:
+        kept.replace(run / "eval.json")
+        if (run / "fingerprint.json.kept").exists():
+            (run / "fingerprint.json.kept").rename(run / "fingerprint.json")
+    assert {p: p.read_bytes() for p in evals} == evals  # nothing retrained or rewritten
+    monkeypatch.undo()
+    rc, stdout, err = mist(capsys, *argv)  # the same plan again: reused
+    assert rc == 0, err
+    assert stdout.count("skipped") == 3
+
+
+@pytest.mark.slow
+def test_table3_evaluates_with_the_per_image_k(smoke):
+    """K = each image's ground-truth count: as many detections as instances, fewer than 9 each."""
+    doc = _results(smoke["out"])
+    rows = {r["key"]: r for r in doc["tables"]["table3"]["rows"]}
+    for key, train_k in (("k6to9", 7), ("k3to9", 6), ("k9", 9)):
+        record = json.loads((smoke["out"] / "table3" / key / "seed0" / "eval.json").read_text())
+        m = record["metrics"]
+        assert record["k"] == "per-image" and rows[key]["all_metrics"][0] == m
+        assert m["n_images"] == record["images"] == 32
+        assert m["n_detections"] == m["n_instances"], key
+        if key == "k9":
+            assert m["n_instances"] == 9 * m["n_images"]
+        else:  # variable counts: a fixed K (train K or 9) would give K * n_images detections
+            assert m["n_instances"] < 9 * m["n_images"]
+            assert m["n_detections"] != train_k * m["n_images"]
+
+
+@pytest.mark.slow
+def test_evaluation_only_data_has_only_a_test_split(smoke):
+    from mistnet.data.store import read_manifest
+
+    right = smoke["out"] / "data" / "smoke" / "mnist-hard-right-seed0"
+    assert read_manifest(right)["splits"] == {"test": 32}
+    assert sorted(p.name for p in right.glob("*.npz")) == ["test.npz"]
+    trained = read_manifest(smoke["out"] / "data" / "smoke" / "mnist-hard-left-seed0")
+    assert trained["splits"] == {"train": 64, "val": 16, "test": 32}
+
+
+def test_test_only_data_gains_its_other_splits_when_trained_on(tmp_path):
+    """A test-only data set asked for with all splits is completed; its test split is kept."""
+    from mistnet.data.store import load_split, read_manifest
+    from mistnet.reproduce.data import prepare
+
+    budget, logged = BUDGETS["smoke"], []
+    path = prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
+    assert read_manifest(path)["splits"] == {"test": 32} and "test split only" in logged[0]
+    test, _ = load_split(path, "test")
+    assert prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
+    assert len(logged) == 1  # reused
+    assert prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append) == path
+    assert len(logged) == 2 and read_manifest(path)["splits"] == budget.split_sizes("x")
+    again, _ = load_split(path, "test")
+    assert all(np.array_equal(test[k], again[k]) for k in test)
+    prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
+    prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append)
+    assert len(logged) == 2  # the full one serves both

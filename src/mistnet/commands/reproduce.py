@@ -8,7 +8,9 @@ Examples::
 
 Interrupted? Run the same command again: runs with an eval.json are skipped, an interrupted
 run is resumed from its last checkpoint (with the minutes it has left), and the tables are
-rewritten. Writes OUT/<table>.md, OUT/results.json, OUT/<table>/<row>/seed<s>/ (run
+rewritten. A run directory made under another plan (other steps, minutes, overrides or preset;
+--threads does not count) is refused, never reused: use a fresh --out. One mist reproduce at a
+time per --out (OUT/.lock). Writes OUT/<table>.md, OUT/results.json, OUT/<table>/<row>/seed<s>/ (run
 directories with eval.json), OUT/figures/ and OUT/data/ (or --data-root).
 """
 
@@ -32,7 +34,8 @@ def register(subparsers) -> None:
         description="Train and evaluate every run a table of the paper needs (through mist "
         "train's runner and mist eval's metrics), then write OUT/<table>.md with the paper's "
         "numbers beside ours, OUT/results.json and figures. Re-running the same command "
-        "continues an interrupted reproduction: finished runs (with eval.json) are skipped.",
+        "continues an interrupted reproduction: finished runs (with eval.json) are skipped; "
+        "runs made under another plan are refused (use a fresh --out).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="budgets:\n  "
         + "\n  ".join(f"{b.name}: {b.description}" for b in BUDGETS.values())

@@ -10,11 +10,13 @@ Entry point: :func:`reproduce`. The pieces:
 - :mod:`~mistnet.reproduce.runs`: one run: :func:`mistnet.runner.train` (resumed when
   interrupted), then :func:`mistnet.engine.evaluate` of the best checkpoint, into ``eval.json``;
 - :mod:`~mistnet.reproduce.report`: ``results.json`` and ``<table>.md``;
-- :mod:`~mistnet.reproduce.figures`: the paper's figures from the seed-0 runs.
+- :mod:`~mistnet.reproduce.figures`: the paper's figures from the seed-0 runs, drawn after
+  ``results.json`` and ``<table>.md`` are written (a figure that fails is a warning).
 
 Output layout::
 
     OUT/reproduce.json                      the budget this directory belongs to
+    OUT/.lock                               flock held by the running mist reproduce
     OUT/results.json                        every table reproduced so far (machine-readable)
     OUT/<table>.md                          paper vs ours, commands, figures
     OUT/<table>/<row>/seed<s>/              run directory (mist train / eval / show work on it)
@@ -23,15 +25,20 @@ Output layout::
     OUT/data/<budget>/...                   datasets (or --data-root)
 
 Running the same command again skips every run with an ``eval.json``, resumes an interrupted
-one and redraws the tables, so an interrupted reproduction simply continues.
+one and redraws the tables, so an interrupted reproduction simply continues. Each run records
+its fingerprint (preset, resolved config without ``train.threads``, minutes); a run directory
+made under another plan (other overrides, minutes, steps or preset) stops the invocation before
+anything trains: use a fresh ``--out`` or delete that run directory.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, 
 from mistnet.reproduce.plan import get_tables as _get_tables
 
 MARKER = "reproduce.json"
+LOCK = ".lock"
 NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
 
 
@@ -51,13 +59,49 @@ def _log(message: str) -> None:
 def _check_writable(path: Path, option: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # unique: may run before the lock
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
         raise MistError(
             f"{option} {path}: not a writable directory ({exc.strerror or exc})"
         ) from None
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``out/.lock`` for the whole invocation.
+
+    Two reproductions writing to one directory would remove datasets the other reads and lose
+    each other's ``results.json`` entries. The lock is the kernel's: it goes with the process,
+    so a killed reproduction never leaves a stale lock behind.
+
+    Raises:
+        MistError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    f = (out / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise MistError(
+                f"another mist reproduce is writing to {out} (pid {pid}); wait for it to finish "
+                "or use another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
 
 
 def _check_out(out: Path, budget: Budget) -> None:
@@ -97,13 +141,48 @@ def default_command(
     return shlex.join(argv)
 
 
-def _data_keys(table: Table) -> list[str]:
-    keys: list[str] = []
+def _data_keys(table: Table) -> dict[str, bool]:
+    """The data keys of ``table``'s runs -> whether only their test split is needed (a data
+    set that no run of the table trains on, e.g. ``mnist-hard-right``)."""
+    keys: dict[str, bool] = {}
     for row in table.runs():
         for ev in row.all_evals():
-            if ev.data not in keys:
-                keys.append(ev.data)
+            keys[ev.data] = keys.get(ev.data, True) and ev.data != row.data
     return keys
+
+
+def _not_run(table: Table, svhn: Path | None) -> str | None:
+    """Why the runs of ``table`` cannot be made (``None``: they can)."""
+    return NO_SVHN if any(r.data == "svhn" for r in table.runs()) and svhn is None else None
+
+
+def check_plan(
+    tables: list[Table],
+    budget: Budget,
+    out: Path,
+    seeds: list[int],
+    svhn: Path | None,
+    data_root: Path,
+    threads: int = 0,
+) -> None:
+    """Check every run directory the invocation will reuse against the current plan, before
+    any data is made or any run trains (:func:`~mistnet.reproduce.runs.check_fingerprint`).
+
+    Raises:
+        MistError: a run directory made under another plan (naming it).
+    """
+    from mistnet.reproduce.data import data_dir
+    from mistnet.reproduce.runs import check_fingerprint, make_spec
+
+    for table in tables:
+        if _not_run(table, svhn) is not None:
+            continue
+        for row in table.runs():
+            for seed in seeds:
+                data = {
+                    ev.data: data_dir(data_root, budget, ev.data, seed) for ev in row.all_evals()
+                }
+                check_fingerprint(make_spec(table.name, row, seed, budget, out, data, threads))
 
 
 def reproduce_table(
@@ -126,11 +205,13 @@ def reproduce_table(
     from mistnet.reproduce.runs import make_spec, run_spec
 
     t0 = time.monotonic()
-    not_run = NO_SVHN if any(r.data == "svhn" for r in table.runs()) and svhn is None else None
+    not_run = _not_run(table, svhn)
     records: dict[tuple[str, int], dict] = {}
     specs = {}
     if not_run is None:
-        data = {s: {k: prepare(k, budget, s, data_root, svhn, log) for k in _data_keys(table)}
+        keys = _data_keys(table)
+        data = {s: {k: prepare(k, budget, s, data_root, svhn, log, test_only=only)
+                    for k, only in keys.items()}
                 for s in seeds}  # fmt: skip
         for row in table.runs():
             for seed in seeds:
@@ -140,28 +221,38 @@ def reproduce_table(
                     specs[row.key] = spec
     else:
         log(f"[{table.name}] not run: {not_run}")
-    drawn: list[tuple[str, str]] = []
+    rows = report.table_rows(table, records, seeds, not_run)
+    wall = sum(r["wall_s"]["total"] for r in records.values())
+
+    def write(figs: list[tuple[str, str]]) -> tuple[dict[str, Any], Path]:
+        entry = report.table_entry(
+            table,
+            rows,
+            budget=budget,
+            seeds=seeds,
+            device=device,
+            command=command,
+            wall_s=wall,
+            figures=figs,
+        )
+        report.update_results(out, budget, table.name, entry)
+        return entry, report.write_markdown(out, table.name, entry)
+
+    # The table first, figures after: a figure that fails must not cost the numbers.
+    drawn = report.previous_figures(out, table.name) if specs else []
+    entry, path = write(drawn)
     if figures and specs:
         from mistnet.reproduce.figures import table_figures
 
         log(f"[{table.name}] figures -> {out / 'figures'}")
-        drawn = table_figures(table.name, specs, out, budget.figure_scenes, device)
-    elif specs:
-        drawn = report.previous_figures(out, table.name)  # --no-figures keeps the drawn ones
-    rows = report.table_rows(table, records, seeds, not_run)
-    wall = sum(r["wall_s"]["total"] for r in records.values())
-    entry = report.table_entry(
-        table,
-        rows,
-        budget=budget,
-        seeds=seeds,
-        device=device,
-        command=command,
-        wall_s=wall,
-        figures=drawn,
-    )
-    report.update_results(out, budget, table.name, entry)
-    path = report.write_markdown(out, table.name, entry)
+        try:
+            new = table_figures(table.name, specs, out, budget.figure_scenes, device)
+        except Exception as exc:  # matplotlib, a font, a full disk: the table stands without it
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            log(f"[{table.name}] warning: figures not drawn ({type(exc).__name__}: {reason})")
+        else:
+            if new != drawn:
+                entry, path = write(new)
     log(f"[{table.name}] wrote {path} ({time.monotonic() - t0:.0f} s in this invocation)")
     return entry
 
@@ -200,7 +291,8 @@ def reproduce(
 
     Raises:
         MistError: unknown table or budget, bad seeds or device, an unusable ``out``, ``svhn``
-            or data root, or any user error of the runs themselves.
+            or data root, another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
+            any user error of the runs themselves.
     """
     from mistnet.commands.train import check_device
     from mistnet.reproduce.data import svhn_usable
@@ -214,27 +306,32 @@ def reproduce(
         raise MistError(f"--threads must be 0 or more, got {threads}")
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
-    svhn_path = svhn_usable(svhn) if svhn is not None else None
-    _check_out(out, plan)
-    root = Path(data_root) if data_root is not None else out / "data"
-    _check_writable(root, "--data-root")
-    if command is None:
-        command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
-    for t in tables:
-        reproduce_table(
-            t,
-            plan,
-            out,
-            device=dev,
-            seeds=list(range(seeds)),
-            svhn=svhn_path,
-            data_root=root,
-            command=command,
-            figures=figures,
-            threads=threads,
-            log=log,
-        )
-    return json.loads((out / "results.json").read_text())
+    needs_svhn = any(r.data == "svhn" for t in tables for r in t.runs())
+    # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4.
+    svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
+    _check_writable(out, "--out")
+    with _locked(out):
+        _check_out(out, plan)
+        root = Path(data_root) if data_root is not None else out / "data"
+        _check_writable(root, "--data-root")
+        if command is None:
+            command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
+        check_plan(tables, plan, out, list(range(seeds)), svhn_path, root, threads)
+        for t in tables:
+            reproduce_table(
+                t,
+                plan,
+                out,
+                device=dev,
+                seeds=list(range(seeds)),
+                svhn=svhn_path,
+                data_root=root,
+                command=command,
+                figures=figures,
+                threads=threads,
+                log=log,
+            )
+        return json.loads((out / "results.json").read_text())
 
 
 __all__ = ["BUDGETS", "PAPER", "TABLES", "TABLE_NAMES", "reproduce", "reproduce_table"]

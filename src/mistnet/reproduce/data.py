@@ -55,8 +55,13 @@ def prepare(
     root: Path,
     svhn: Path | None = None,
     log: Callable[[str], None] = print,
+    test_only: bool = False,
 ) -> Path:
     """Make (or reuse) the dataset ``key`` for ``budget`` and ``seed``; return its directory.
+
+    ``test_only``: the dataset is only evaluated on (e.g. ``mnist-hard-right``), so a generated
+    one gets only its test split. A later request for all splits (a run training on it) adds
+    the others; the test split comes out the same (scenes are seeded per split and index).
 
     Raises:
         MistError: an existing directory made differently, or SVHN asked for without ``svhn``.
@@ -68,19 +73,30 @@ def prepare(
         return _svhn(budget, seed, root, svhn, log)
     if key == OFFICIAL:
         return _official(budget, seed, root, log)
-    return _generated(key, budget, seed, root, log)
+    return _generated(key, budget, seed, root, log, test_only)
 
 
-def _generated(key: str, budget: Budget, seed: int, root: Path, log) -> Path:
+def _generated(
+    key: str, budget: Budget, seed: int, root: Path, log, test_only: bool = False
+) -> Path:
     from mistnet.data import build_generator, make_scenes, write_dataset
 
     path = data_dir(root, budget, key, seed)
-    sizes = budget.split_sizes(key)
+    full = budget.split_sizes(key)
+    sizes = {"test": full["test"]} if test_only else full
     meta = _manifest(path)
+    replace = False
     if meta is not None:
-        _check_reuse(path, meta, {"generator": key, "seed": seed, "splits": sizes})
-        return path
-    log(f"data: {key} seed {seed}, " + "/".join(str(n) for n in sizes.values()) + f" -> {path}")
+        have = meta.get("splits", {})
+        if not set(have) <= set(full) or any(have[s] != full[s] for s in have):
+            have = full  # made with other sizes: the error names them
+        _check_reuse(path, meta, {"generator": key, "seed": seed, "splits": have})
+        if all(s in have for s in sizes):
+            return path
+        replace = True  # an evaluation-only dataset that a run now trains on: add the splits
+    only = " (test split only: evaluation data)" if set(sizes) == {"test"} else ""
+    counts = "/".join(str(n) for n in sizes.values())
+    log(f"data: {key} seed {seed}, {counts}{only} -> {path}")
     generator = build_generator(key)
     splits = {s: make_scenes(generator, s, np.arange(n), seed) for s, n in sizes.items()}
     manifest = {
@@ -90,7 +106,7 @@ def _generated(key: str, budget: Budget, seed: int, root: Path, log) -> Path:
         "digits": generator.digits,
         "budget": budget.name,
     }
-    return write_dataset(path, key, splits, manifest)
+    return write_dataset(path, key, splits, manifest, overwrite=replace)
 
 
 def _official(budget: Budget, seed: int, root: Path, log) -> Path:
@@ -153,9 +169,14 @@ def roundtrip_identical(a: Path, b: Path) -> bool:
 def svhn_usable(svhn: str | Path) -> Path:
     """Check ``--svhn DIR`` before any work starts; return it as a path.
 
+    Opens both ``digitStruct.mat`` files with h5py (cheap: only their index), so that a missing
+    h5py or a corrupt file stops the reproduction before the first run, not at Table 4 after
+    every other table of ``all``.
+
     Raises:
         MistError: the directory, its ``train/`` or ``test/`` folder or a ``digitStruct.mat``
-            is missing.
+            is missing, h5py is not installed, or a ``digitStruct.mat`` is not a readable SVHN
+            index (not HDF5 / MATLAB v7.3, or without ``digitStruct/name`` and ``bbox``).
     """
     root = Path(svhn)
     if not root.is_dir():
@@ -166,6 +187,26 @@ def svhn_usable(svhn: str | Path) -> Path:
                 f"--svhn {svhn}: no {sub}/digitStruct.mat (expected SVHN format 1: "
                 "train/ and test/ with digitStruct.mat and the PNGs)"
             )
+    try:
+        import h5py
+    except ImportError:
+        raise MistError("--svhn: reading SVHN needs h5py (pip install 'mistnet[svhn]')") from None
+    for sub in ("train", "test"):
+        path = root / sub / "digitStruct.mat"
+        try:
+            with h5py.File(path, "r") as f:
+                names, boxes = f["digitStruct/name"], f["digitStruct/bbox"]
+                if names.size != boxes.size or names.size == 0:
+                    raise MistError(
+                        f"--svhn: {path}: {names.size} names but {boxes.size} bbox entries"
+                    )
+        except MistError:
+            raise
+        except Exception as exc:  # h5py raises OSError, KeyError, TypeError, ...
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise MistError(
+                f"--svhn: {path}: not a readable SVHN digitStruct.mat ({reason})"
+            ) from None
     return root
 
 

@@ -6,12 +6,14 @@
      "tables": {"table1": {"title", "command", "budget", "seeds", "device", "wall_s",
                            "written", "figures": [...],
                            "rows": [{"key", "label", "status", "paper": {metric: value},
-                                     "ours": {metric: {"mean", "std", "values"}},
+                                     "ours": {metric: {"mean", "std", "n", "values"}},
                                      "runs", "steps", "device", "wall_s", "commands"}]}}}
 
 ``status`` is ``run``, ``paper only`` (an external baseline we do not run) or ``not run: ...``.
 Values are fractions (not percent) and RMSE as computed; ``std`` is the sample standard
-deviation over seeds (``null`` for one seed).
+deviation over seeds (``null`` for one seed). ``ours`` also holds ``n``, the number of seeds
+with a finite value: mean and std are over those only (a diverged seed gives NaN), and the
+markdown then says "(n=2 of 3)".
 """
 
 from __future__ import annotations
@@ -44,15 +46,21 @@ METRIC_NAMES = {
 }
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
+def _stats(values: list[float | None]) -> dict[str, Any]:
+    """Mean and sample std (n - 1) over the finite ``values``, and how many they were.
+
+    A seed whose metric is missing or not finite (a diverged run) is left out of the mean (and
+    is ``null`` in ``values``), and ``n`` (finite seeds) says so: the table shows "(n=2 of 3)"
+    whenever ``n < len(values)``.
+    """
+    values = [v if v is not None and math.isfinite(v) else None for v in values]  # JSON null
+    finite = [v for v in values if v is not None]
+    n = len(finite)
     if not finite:
-        return {"mean": None, "std": None, "values": values}
-    mean = sum(finite) / len(finite)
-    std = None
-    if len(finite) > 1:
-        std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-    return {"mean": mean, "std": std, "values": values}
+        return {"mean": None, "std": None, "n": 0, "values": values}
+    mean = sum(finite) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n, "values": values}
 
 
 def table_rows(
@@ -179,13 +187,16 @@ def _fmt(metric: str, value: float | None, paper: bool = False) -> str:
 
 def _fmt_stats(metric: str, stats: dict[str, Any]) -> str:
     mean, std = stats.get("mean"), stats.get("std")
+    total = len(stats.get("values", []))
+    n = stats.get("n", total)
+    dropped = f" (n={n} of {total})" if n < total else ""
     if mean is None:
-        return "–"
+        return "–" + dropped
     if std is None:
-        return _fmt(metric, mean)
+        return _fmt(metric, mean) + dropped
     if metric == "rmse":
-        return f"{mean:.4f} ± {std:.4f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}%"
+        return f"{mean:.4f} ± {std:.4f}" + dropped
+    return f"{100 * mean:.1f} ± {100 * std:.1f}%" + dropped
 
 
 def _fmt_wall(seconds: float) -> str:

@@ -6,6 +6,12 @@ test split (same keys, same numbers) and, besides, the extra metrics, the other 
 the row, the training summary, wall times and the equivalent ``mist`` commands. A run with
 ``eval.json`` is finished and never retrained; one with ``last.safetensors`` but no
 ``summary.json`` was interrupted and is resumed with the minutes it has left.
+
+Reuse is only safe for the same run: every run records its *fingerprint* (the preset, the
+resolved config without ``train.threads``, which only changes speed, and its minutes) in
+``fingerprint.json`` before training and in ``eval.json``. Before a run is skipped, resumed or
+evaluated, the fingerprint of the current plan is compared with the recorded one
+(:func:`check_fingerprint`); a run made under another plan is an error, never silently reused.
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ from typing import Any
 import torch
 
 from mistnet.config import Config, resolve
+from mistnet.errors import MistError
 from mistnet.reproduce.plan import Budget, Row
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
+
+#: The run's fingerprint in its directory, written before training starts.
+FINGERPRINT = "fingerprint.json"
 
 
 @dataclass
@@ -46,8 +56,20 @@ class RunSpec:
     def eval_file(self) -> Path:
         return self.run_dir / "eval.json"
 
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.run_dir / FINGERPRINT
+
     def config(self) -> Config:
         return resolve(self.preset, self.overrides)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes this run this run: preset, resolved config (no threads), minutes."""
+        return {
+            "preset": self.preset,
+            "config": _comparable(self.config().to_dict()),
+            "minutes": self.minutes,
+        }
 
     def commands(self, device: str) -> list[str]:
         """The ``mist train`` / ``mist eval`` command lines equivalent to this run."""
@@ -103,6 +125,94 @@ def make_spec(
         minutes=minutes,
         data={ev.name: data[ev.data] for ev in row.all_evals()},
     )
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A config dict as JSON has it, without ``train.threads`` and with an absolute data path.
+
+    Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
+    defaults, as :func:`mistnet.config.load_json` gives them to the run.
+    """
+    cfg = json.loads(json.dumps(cfg))
+    defaults = json.loads(json.dumps(Config().to_dict()))
+    cfg = {**defaults, **cfg}
+    for section, values in defaults.items():
+        if isinstance(values, dict) and isinstance(cfg[section], dict):
+            cfg[section] = {**values, **cfg[section]}
+    cfg.get("train", {}).pop("threads", None)
+    data = cfg.get("data", {})
+    if data.get("path"):
+        data["path"] = str(Path(data["path"]).resolve())
+    return cfg
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def recorded_fingerprint(spec: RunSpec) -> dict[str, Any] | None:
+    """The fingerprint the run directory was made under, or ``None`` for a new run.
+
+    From ``eval.json``, else ``fingerprint.json``; a run directory from before fingerprints
+    gives what it has: its ``config.json`` (and the preset ``eval.json`` recorded).
+    """
+    record = None
+    if spec.eval_file.is_file():
+        try:
+            record = json.loads(spec.eval_file.read_text())
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("fingerprint"), dict):
+            return record["fingerprint"]
+    for path in (spec.fingerprint_file, spec.run_dir / "config.json"):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if path.name == FINGERPRINT:
+            return doc
+        legacy = {"config": _comparable(doc)}
+        if isinstance(record, dict) and "preset" in record:
+            legacy["preset"] = record["preset"]
+        return legacy
+    return None
+
+
+def check_fingerprint(spec: RunSpec) -> None:
+    """Refuse to reuse a run directory made under another plan.
+
+    Raises:
+        MistError: (one line) the run directory, what differs, and what to do.
+    """
+    have = recorded_fingerprint(spec)
+    if have is None:
+        return
+    want = spec.fingerprint()
+    parts = [k for k in want if k in have]  # a run from before fingerprints has only its config
+    old, new = _flat({k: have[k] for k in parts}), _flat({k: want[k] for k in parts})
+    diffs = [
+        f"{key} {json.dumps(old.get(key))} -> {json.dumps(new.get(key))}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    if diffs:
+        shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+        raise MistError(
+            f"{spec.run_dir} was made under another plan than this one ({shown}); use a fresh "
+            "--out, or delete that run directory to retrain it"
+        )
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[str, Any]:
@@ -227,8 +337,14 @@ def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
 def run_spec(
     spec: RunSpec, device: str, budget: Budget, log: Callable[[str], None]
 ) -> tuple[dict[str, Any], bool]:
-    """Train (unless finished) and evaluate one run; returns ``(eval.json record, ran)``."""
+    """Train (unless finished) and evaluate one run; returns ``(eval.json record, ran)``.
+
+    Raises:
+        MistError: the run directory was made under another plan (:func:`check_fingerprint`),
+            or any user error of training and evaluation.
+    """
     name = f"[{spec.table}] {spec.row.key} seed {spec.seed}"
+    check_fingerprint(spec)
     if spec.eval_file.is_file():
         try:
             record = json.loads(spec.eval_file.read_text())
@@ -237,6 +353,8 @@ def run_spec(
         if record is not None:
             log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
             return record, False
+    fingerprint = spec.fingerprint()
+    _write_json(spec.fingerprint_file, fingerprint)
     limit = f", at most {spec.minutes:g} min" if spec.minutes > 0 else ""
     log(f"{name}: training {spec.preset} ({budget.name} budget{limit}) -> {spec.run_dir}")
     t0 = time.monotonic()
@@ -262,15 +380,14 @@ def run_spec(
             "total": round(float(summary.get("wall_s", train_s)) + eval_s, 1),
         },
         commands=spec.commands(device),
+        fingerprint=fingerprint,
     )
     if spec.row.data == "mnist-hard-official":
         from mistnet.reproduce.data import roundtrip_identical
 
         source = spec.data["test"].parent / f"mnist-hard-seed{spec.seed}"
         record["official_roundtrip_identical"] = roundtrip_identical(source, spec.data["test"])
-    tmp = spec.eval_file.with_name(".eval.json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, spec.eval_file)
+    _write_json(spec.eval_file, record)
     shown = {k: v for k, v in {**record["metrics"], **record["extra"]}.items() if _is_rate(k)}
     log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return record, True
