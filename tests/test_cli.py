@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_user_error, mist
 from PIL import Image
 
 from mistnet import cli, runner
@@ -20,22 +21,6 @@ from mistnet.config import apply_overrides, load_preset
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["data.n_train=32", "data.n_val=8", "data.n_test=8", "train.val_batches=1"]
-
-
-def mist(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    rc, _, err = result
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def subprocess_env() -> dict[str, str]:

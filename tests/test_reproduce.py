@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error, mist
 
 from mistnet import cli
 from mistnet.reproduce import TABLE_NAMES, TABLES
@@ -51,22 +52,6 @@ def make_svhn(root: Path) -> Path:
             pictures.append((name, boxes))
         write(d / "digitStruct.mat", pictures)
     return root
-
-
-def mist(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    rc, _, err = result
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
