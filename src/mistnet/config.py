@@ -81,6 +81,7 @@ class TrainConfig:
     # Weight of an x-step prior that instances are centred on their mass (not in the paper;
     # losses.centring_loss). 0 = the paper's x-step.
     x_centre: float = 0.0
+    centre_sigma: float = 0.4  # the prior's Gaussian window, std as a fraction of the box side
     stage_order: Literal["paper", "code"] = "paper"
     weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
     # "image": weight each image's heatmap loss by exp(-beta L_b) (official code);

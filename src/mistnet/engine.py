@@ -171,7 +171,8 @@ class Trainer:
             )
             objective = losses.mean()
             if cfg.x_centre > 0:
-                objective = objective + cfg.x_centre * centring_loss(patches, x[..., 2]).mean()
+                prior = centring_loss(patches, x[..., 2], cfg.centre_sigma)
+                objective = objective + cfg.x_centre * prior.mean()
             if cfg.lam > 0:
                 objective = objective + cfg.lam * (x - x0).pow(2).sum((1, 2)).mean()
             (grad,) = torch.autograd.grad(objective, x)

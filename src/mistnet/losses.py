@@ -282,7 +282,7 @@ def heatmap_nll_loss(
     return _weighted(per_image, weight, reduction)
 
 
-def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.25) -> Tensor:
+def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
     r"""Squared distance (px²) between each patch's centre and its weighted centre of mass.
 
     Not in the paper: an optional prior for the x-step (``train.x_centre``) that an instance is
