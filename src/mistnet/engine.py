@@ -76,22 +76,16 @@ def task_loss_and_patches(
 ) -> tuple[Tensor, Tensor]:
     """The per-image task loss ``(B,)`` at ``keypoints`` and the patches ``(B, K, C, P, P)``."""
     patches, out, recon = model.run_task(images, keypoints)
-    return _task_loss(name, model, images, labels, out, recon), patches
-
-
-def _task_loss(
-    name: str, model: MIST, images: Tensor, labels: Tensor, out: Tensor, recon: Tensor | None
-) -> Tensor:
     if name == "recon":
         if recon is None:
             raise MistError("task loss 'recon' needs model.task = 'reconstruct'")
-        return reconstruction_loss(images, recon, reduction="none")
+        return reconstruction_loss(images, recon, reduction="none"), patches
     if model.task != "classify":
         raise MistError(f"task loss {name!r} needs model.task = 'classify'")
     if name == "eq9":
-        return multi_instance_loss(out, labels, reduction="none")
+        return multi_instance_loss(out, labels, reduction="none"), patches
     if name == "set":
-        return set_classification_loss(out, labels, reduction="none")
+        return set_classification_loss(out, labels, reduction="none"), patches
     raise MistError(f"unknown task loss {name!r}")
 
 

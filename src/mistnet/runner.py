@@ -275,7 +275,7 @@ def train(
     batches = loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler)
     t0 = time.monotonic() - state["wall"]
     t_session = time.monotonic()
-    deadline = time.monotonic() + 60 * max_minutes if max_minutes > 0 else math.inf
+    deadline = t_session + 60 * max_minutes if max_minutes > 0 else math.inf
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
     stopped = "steps"
     model.train()
