@@ -129,3 +129,21 @@ def test_net_errors():
 def test_docstring_examples():
     result = doctest.testmod(mistnet.models.heatmap, extraglobs={"torch": torch}, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_channels_last_body_matches_contiguous_body():
+    torch.manual_seed(0)
+    fast = HeatmapNet(1, width=8, depth=2)
+    plain = HeatmapNet(1, width=8, depth=2, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    assert fast.body.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.body.stem.weight.is_contiguous()
+    images = torch.rand(2, 1, 30, 36)
+    out_fast, out_plain = fast(images), plain(images)
+    assert out_fast.is_contiguous()
+    torch.testing.assert_close(out_fast, out_plain, atol=1e-5, rtol=1e-5)
+    (out_fast * images).sum().backward()
+    (out_plain * images).sum().backward()
+    g_fast = fast.body.blocks[0].conv1.weight.grad
+    g_plain = plain.body.blocks[0].conv1.weight.grad
+    assert float((g_fast - g_plain).norm() / g_plain.norm()) < 1e-5  # float summation order only

@@ -71,6 +71,10 @@ class HeatmapBody(nn.Module):
         depth: number of residual blocks.
         out_channels: channels of the output logit map (1 for MIST, K for the channel-wise
             baseline).
+        channels_last: keep the weights and activations in the ``channels_last`` memory format.
+            The result is the same up to float rounding; the convolutions and their backward run
+            1.5x faster on CPU (``benchmarks/step_speed.py``). The output is returned in the
+            usual contiguous format either way.
 
     Shape:
         - Input: ``(B, in_channels, H, W)`` with H, W > ``2 * depth`` (reflection padding limit).
@@ -83,7 +87,12 @@ class HeatmapBody(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, width: int = 32, depth: int = 4, out_channels: int = 1
+        self,
+        in_channels: int,
+        width: int = 32,
+        depth: int = 4,
+        out_channels: int = 1,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -102,6 +111,8 @@ class HeatmapBody(nn.Module):
         self.stem = nn.Conv2d(in_channels, width, kernel_size=1)
         self.blocks = nn.Sequential(*[_ValidResBlock(width) for _ in range(depth)])
         self.head = nn.Conv2d(width, out_channels, kernel_size=1)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images, self.in_channels)
@@ -111,9 +122,10 @@ class HeatmapBody(nn.Module):
                 f"images must be larger than the reflection padding {self.pad} px, "
                 f"got H×W = {H}×{W}"
             )
-        x = self.input_norm(self.padding(images))  # (B, C, H + 2·pad, W + 2·pad)
+        x = self.padding(images).contiguous(memory_format=self.memory_format)
+        x = self.input_norm(x)  # (B, C, H + 2·pad, W + 2·pad)
         x = self.blocks(self.stem(x))  # (B, width, H, W)
-        return self.head(x)
+        return self.head(x).contiguous()
 
 
 class HeatmapNet(nn.Module):
@@ -136,6 +148,8 @@ class HeatmapNet(nn.Module):
             Gabor, ``(0.5,)`` for SVHN, ``(1.0, 2**-0.5, 0.5)`` for the multi-scale tests.
         width: channels of the body's residual blocks.
         depth: number of residual blocks in the body.
+        channels_last: run the body in the ``channels_last`` memory format (see
+            :class:`HeatmapBody`).
 
     Shape:
         - Input: ``(B, in_channels, H, W)``; each downsampled side must exceed ``2 * depth``.
@@ -155,6 +169,7 @@ class HeatmapNet(nn.Module):
         factors: Sequence[float] = (1.0,),
         width: int = 32,
         depth: int = 4,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         factors = tuple(float(f) for f in factors)
@@ -166,7 +181,9 @@ class HeatmapNet(nn.Module):
             raise ValueError(f"factors must be strictly decreasing, got {factors}")
         self.factors = factors
         self.in_channels = in_channels
-        self.body = HeatmapBody(in_channels, width=width, depth=depth, out_channels=1)
+        self.body = HeatmapBody(
+            in_channels, width=width, depth=depth, out_channels=1, channels_last=channels_last
+        )
 
     @property
     def num_scales(self) -> int:
