@@ -97,10 +97,22 @@ def test_x_step_proximal_term_and_step_clip_shrink_the_move():
     assert float(move("train.lam=1e-4").mean()) < float(free.mean())
 
 
-def test_x_step_centring_prior_pulls_keypoints_onto_the_rings():
+@pytest.mark.parametrize(
+    "mode, lr_k, sigma",
+    # The mixture prior's gradient is 2 (x - c) / (B K): lr_k < B K / 2 = 6 keeps it a contraction.
+    [("patch", 30.0, 0.4), ("mixture", 3.0, 0.25)],
+)
+def test_x_step_centring_prior_pulls_keypoints_onto_the_rings(mode, lr_k, sigma):
     """With ``x_centre`` the x-step moves keypoints toward the nearest ring's centre of mass."""
     batch = scene_batch()
-    tr = make_trainer("train.lr_k=30", "train.x_centre=1", "train.k_iter=20", "train.max_step_px=1")
+    tr = make_trainer(
+        f"train.lr_k={lr_k}",
+        "train.x_centre=1",
+        "train.k_iter=20",
+        "train.max_step_px=1",
+        f"train.centre_mode={mode}",
+        f"train.centre_sigma={sigma}",
+    )
     _, h = tr.model.heatmaps(batch.images)
     x0, _ = tr.model.detect(h)
     # Start 3 px right of each ring centre, so the patch holds the ring and only it.

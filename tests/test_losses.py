@@ -9,6 +9,7 @@ import mistnet.losses
 from mistnet.losses import (
     centring_loss,
     heatmap_loss,
+    mixture_centring_loss,
     multi_instance_loss,
     reconstruction_loss,
     set_classification_loss,
@@ -307,3 +308,34 @@ def test_centring_loss_uses_magnitude_for_signed_images():
 def test_centring_loss_rejects_bad_shapes(patches, sides):
     with pytest.raises(ValueError, match="must have shape"):
         centring_loss(patches, sides)
+
+
+def _two_blobs(gap: float, size: int = 64) -> torch.Tensor:
+    """Two equal blobs on the row y = 32, at x = 20 and x = 20 + gap."""
+    return _blob_image(20.0, 32.0, size) + _blob_image(20.0 + gap, 32.0, size)
+
+
+def test_mixture_centring_descent_splits_a_pair_and_claims_unexplained_ink():
+    """Gradient steps on the mixture prior take two keypoints started 3 px off toward each
+    other onto their blobs, and a keypoint 12 px from an unclaimed blob onto it."""
+    image = _two_blobs(14.0) + _blob_image(20.0, 8.0, 64)
+    kp = torch.tensor(
+        [[[23.0, 32.0, 20.0], [31.0, 32.0, 20.0], [20.0, 20.0, 20.0]]], dtype=torch.float64
+    )
+    for _ in range(30):
+        kp = kp.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(mixture_centring_loss(image, kp, 0.25).sum(), kp)
+        kp = kp - 1.5 * grad  # the gradient of mean_k |x - c|^2 is 2 (x - c) / K, K = 3
+    target = torch.tensor([[20.0, 32.0], [34.0, 32.0], [20.0, 8.0]], dtype=torch.float64)
+    assert (kp[0, :, :2] - target).norm(dim=-1).max() < 0.5  # from 3 and 12 px off
+    assert torch.equal(kp[..., 2], torch.full((1, 3), 20.0, dtype=torch.float64))
+
+
+def test_mixture_centring_keeps_a_keypoint_without_ink_and_rejects_bad_shapes():
+    kp = torch.tensor([[[10.0, 12.0, 20.0]]])
+    loss = mixture_centring_loss(torch.zeros(1, 1, 30, 30), kp)
+    assert torch.equal(loss, torch.zeros(1))
+    with pytest.raises(ValueError, match="images must have shape"):
+        mixture_centring_loss(torch.zeros(30, 30), kp)
+    with pytest.raises(ValueError, match="keypoints must have shape"):
+        mixture_centring_loss(torch.zeros(2, 1, 30, 30), kp)

@@ -82,6 +82,10 @@ class TrainConfig:
     # losses.centring_loss). 0 = the paper's x-step.
     x_centre: float = 0.0
     centre_sigma: float = 0.4  # the prior's Gaussian window, std as a fraction of the box side
+    # "patch": each keypoint's windowed centre of mass in its own patch (losses.centring_loss);
+    # "mixture": ink shared among the K keypoints by their windows, as in EM for a Gaussian
+    # mixture, so a neighbour's ink pulls less (losses.mixture_centring_loss).
+    centre_mode: Literal["patch", "mixture"] = "patch"
     stage_order: Literal["paper", "code"] = "paper"
     weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
     # "image": weight each image's heatmap loss by exp(-beta L_b) (official code);

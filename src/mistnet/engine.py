@@ -30,6 +30,7 @@ from mistnet.losses import (
     centring_loss,
     heatmap_loss,
     heatmap_nll_loss,
+    mixture_centring_loss,
     multi_instance_loss,
     reconstruction_loss,
     set_classification_loss,
@@ -165,7 +166,10 @@ class Trainer:
             )
             objective = losses.mean()
             if cfg.x_centre > 0:
-                prior = centring_loss(patches, x[..., 2], cfg.centre_sigma)
+                if cfg.centre_mode == "mixture":
+                    prior = mixture_centring_loss(batch.images, x, cfg.centre_sigma)
+                else:
+                    prior = centring_loss(patches, x[..., 2], cfg.centre_sigma)
                 objective = objective + cfg.x_centre * prior.mean()
             if cfg.lam > 0:
                 objective = objective + cfg.lam * (x - x0).pow(2).sum((1, 2)).mean()
