@@ -4,7 +4,8 @@ Usage: python benchmarks/step_speed.py [--preset mnist-hard-cpu] [--threads 1] [
 
 Prints the median wall time of a full Trainer step, of the heatmap network's forward+backward,
 the tau-step and the x-step, as ratios to the full step, and the speed-up of the channels_last
-memory format (the default) over the contiguous one on the heatmap network. Record results with the machine in RESULTS.md.
+memory format (the default) over the contiguous one on the heatmap network. Record results with
+the machine in RESULTS.md.
 """
 
 from __future__ import annotations

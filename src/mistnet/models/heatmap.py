@@ -72,8 +72,8 @@ class HeatmapBody(nn.Module):
         out_channels: channels of the output logit map (1 for MIST, K for the channel-wise
             baseline).
         channels_last: keep the weights and activations in the ``channels_last`` memory format.
-            The result is the same up to float rounding; the convolutions and their backward run
-            1.5x faster on CPU (``benchmarks/step_speed.py``). The output is returned in the
+            The result is the same up to float rounding; the convolutions and their backward ran
+            1.3-1.5x faster on 2 CPU cores (``benchmarks/step_speed.py``). The output is returned in the
             usual contiguous format either way.
 
     Shape:
