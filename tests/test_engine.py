@@ -278,3 +278,53 @@ def test_cosine_schedule_sets_both_learning_rates_from_the_step():
     tr.step(batch, 100)
     assert tr.opt_heat.param_groups[0]["lr"] == pytest.approx(1e-4)
     assert make_trainer().lr_factor(10_000) == 1.0  # constant by default
+
+
+def test_moving_average_follows_the_weights_with_the_configured_decay():
+    d = 0.8
+    tr = make_trainer(f"train.ema_decay={d}", "train.lr_k=300")
+    batch = scene_batch()
+    seen = []
+    for s in range(3):
+        tr.step(batch, s)
+        seen.append({k: v.detach().clone() for k, v in tr.model.named_parameters()})
+    avg = dict(tr.inference_model.named_parameters())
+    for k, v in avg.items():  # the first step copies, later steps blend with weight 1 - d
+        want = (seen[0][k] * d + (1 - d) * seen[1][k]) * d + (1 - d) * seen[2][k]
+        torch.testing.assert_close(v, want)
+    assert not torch.equal(avg["task_net.head.weight"], seen[2]["task_net.head.weight"])
+    assert make_trainer().inference_model is not None
+    assert make_trainer().averaged is None
+    with pytest.raises(MistError, match="ema_decay"):
+        make_trainer("train.ema_decay=1.0")
+
+
+def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
+    cfg = tiny_run_config(
+        "train.steps=6", "train.ckpt_every=3", "train.val_every=3", "train.ema_decay=0.5"
+    )
+    straight = runner.Run(tmp_path / "straight")
+    runner.train(cfg, straight.path, progress=False)
+    _, model, ckpt = straight.load("last")
+    assert ckpt.has_average
+    averaged = ckpt.model_state(average=True)
+    raw = ckpt.model_state()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw)
+    for k, v in model.state_dict().items():  # commands get the averaged weights
+        assert torch.equal(v, averaged[k])
+
+    resumed_cfg = tiny_run_config(
+        "train.steps=3", "train.ckpt_every=3", "train.val_every=3", "train.ema_decay=0.5"
+    )
+    interrupted = runner.Run(tmp_path / "interrupted")
+    runner.train(resumed_cfg, interrupted.path, progress=False)
+    saved = json.loads(interrupted.config.read_text())
+    saved["train"]["steps"] = 6  # resume continues as configured: extend the schedule on disk
+    interrupted.config.write_text(json.dumps(saved))
+    runner.train(cfg, interrupted.path, resume=True, progress=False)
+    from mistnet.checkpoint import Checkpoint
+
+    resumed = Checkpoint(interrupted.last)
+    for k, v in Checkpoint(straight.last).tensors.items():
+        if k.startswith(("model.", "average.")):
+            torch.testing.assert_close(resumed.tensors[k], v, msg=k)

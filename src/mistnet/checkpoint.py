@@ -1,6 +1,8 @@
 """Checkpoints: one safetensors file per snapshot, written atomically, never pickled.
 
-The file holds the model weights (``model.*``), every optimiser's tensor state
+The file holds the model weights (``model.*``), their moving average when the run keeps one
+(``average.*``: the ``state_dict`` of a :class:`torch.optim.swa_utils.AveragedModel`, whose
+``average.module.*`` are the inference weights), every optimiser's tensor state
 (``optim.<name>.<param index>.<key>``) and, in the safetensors metadata, JSON for the resolved
 config, the optimisers' hyperparameters and scalar state, the step and the training history. A
 snapshot is written to a temporary file in the same directory and renamed over the old one, so a
@@ -37,6 +39,10 @@ def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict, dic
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+def _flat(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -45,6 +51,7 @@ def save_checkpoint(
     config: dict[str, Any],
     step: int,
     extra: dict[str, Any] | None = None,
+    averaged: nn.Module | None = None,
 ) -> None:
     """Write ``model`` (and optimisers) to ``path`` atomically.
 
@@ -55,9 +62,12 @@ def save_checkpoint(
         config: the resolved config as a dict.
         step: the number of completed training steps.
         extra: any JSON-serialisable record (history, best metric, ...).
+        averaged: an ``AveragedModel`` of ``model``; stored under ``average.``.
     """
     path = Path(path)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = _flat("model.", model)
+    if averaged is not None:
+        tensors.update(_flat("average.", averaged))
     optim_meta = {}
     for name, opt in (optimizers or {}).items():
         t, meta = _optimizer_tensors(name, opt)
@@ -108,12 +118,32 @@ class Checkpoint:
         except (KeyError, ValueError) as exc:
             raise MistError(f"checkpoint {self.path} has damaged metadata ({exc})") from exc
 
-    def load_model(self, model: nn.Module) -> None:
-        state = {k[6:]: v for k, v in self.tensors.items() if k.startswith("model.")}
+    @property
+    def has_average(self) -> bool:
+        """Whether the run kept a moving average of the weights (``train.ema_decay > 0``)."""
+        return any(k.startswith("average.") for k in self.tensors)
+
+    def model_state(self, average: bool = False) -> dict[str, torch.Tensor]:
+        """The model's ``state_dict``: the moving average if ``average`` and one was kept."""
+        prefix = "average.module." if average and self.has_average else "model."
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    def load_model(self, model: nn.Module, average: bool = False) -> None:
+        """Load the raw weights into ``model`` (``average=True``: the moving average if kept)."""
+        self._load(model, self.model_state(average), "this model")
+
+    def load_average(self, averaged: nn.Module) -> None:
+        """Restore an ``AveragedModel`` (weights and update count) for resumption."""
+        if not self.has_average:
+            raise MistError(f"checkpoint {self.path} holds no moving average of the weights")
+        state = {k[8:]: v for k, v in self.tensors.items() if k.startswith("average.")}
+        self._load(averaged, state, "the moving average")
+
+    def _load(self, module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
         try:
-            model.load_state_dict(state)
+            module.load_state_dict(state)
         except RuntimeError as exc:
-            raise MistError(f"checkpoint {self.path} does not fit this model: {exc}") from exc
+            raise MistError(f"checkpoint {self.path} does not fit {what}: {exc}") from exc
 
     def load_optimizer(self, name: str, opt: torch.optim.Optimizer) -> None:
         if name not in self.optimizers:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mistnet.config import TrainConfig
 from mistnet.errors import MistError
@@ -136,6 +137,13 @@ class Trainer:
             if self.method in ("mist", "supervised"):
                 self.opt_heat = torch.optim.Adam(model.heatmap_net.parameters(), lr=cfg.lr_heatmap)
                 self.optimizers["heatmap"] = self.opt_heat
+        if not 0.0 <= cfg.ema_decay < 1.0:
+            raise MistError(f"train.ema_decay must be in [0, 1), got {cfg.ema_decay}")
+        self.averaged: AveragedModel | None = None
+        if cfg.ema_decay > 0:
+            self.averaged = AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+            )
         default = "recon" if model.task == "reconstruct" else "eq9"
         self.task_loss = cfg.task_loss if model.task == "classify" else default
         self.x_loss = cfg.x_loss if model.task == "classify" else default
@@ -221,6 +229,11 @@ class Trainer:
         t = min(1.0, step / max(1, cfg.steps))
         return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
+    @property
+    def inference_model(self) -> nn.Module:
+        """The weights to evaluate: the moving average when ``ema_decay > 0``, else the model."""
+        return self.model if self.averaged is None else self.averaged.module
+
     def step(self, batch: Batch, step: int) -> dict[str, float]:
         """One optimisation step on ``batch``; ``step`` sets the learning rates and the noise."""
         factor = self.lr_factor(step)
@@ -229,12 +242,16 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = base[name] * factor
         if self.method == "mist":
-            return self._mist_step(batch, step)
-        if self.method == "supervised":
-            return self._supervised_step(batch)
-        if self.method == "channelwise":
-            return self._channelwise_step(batch)
-        return self._grid_step(batch)
+            stats = self._mist_step(batch, step)
+        elif self.method == "supervised":
+            stats = self._supervised_step(batch)
+        elif self.method == "channelwise":
+            stats = self._channelwise_step(batch)
+        else:
+            stats = self._grid_step(batch)
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
+        return stats
 
     def _mist_step(self, batch: Batch, step: int) -> dict[str, float]:
         cfg, model = self.cfg, self.model

@@ -127,7 +127,10 @@ class Run:
     def load(
         self, which: str = "best", device: torch.device | str = "cpu"
     ) -> tuple[Config, MIST, Checkpoint]:
-        """Rebuild the model of this run from its config and a checkpoint (``best`` or ``last``)."""
+        """Rebuild the model of this run from its config and a checkpoint (``best`` or ``last``).
+
+        The weights are the moving average when the run kept one (``train.ema_decay > 0``).
+        """
         self.require()
         cfg = load_json(self.config)
         path = self.best if which == "best" and self.best.is_file() else self.last
@@ -136,19 +139,22 @@ class Run:
         model = build_model(
             cfg.model, cfg.train.method, tuple(ckpt.extra.get("image_size", (80, 80)))
         )
-        ckpt.load_model(model)
+        ckpt.load_model(model, average=True)
         return cfg, model.to(device).eval(), ckpt
 
 
 def warm_start(model: MIST, source: str, parts: str, device: torch.device | str = "cpu") -> None:
-    """Copy the ``parts`` of ``model`` ("heatmap", "task" or "all") from a checkpoint or run."""
+    """Copy the ``parts`` of ``model`` ("heatmap", "task" or "all") from a checkpoint or run.
+
+    The source's moving-average weights are taken when it kept them.
+    """
     path = Path(source)
     if path.is_dir():
         run = Run(path)
         path = run.best if run.best.is_file() else run.last
     ckpt = Checkpoint(path, device=device)
     prefix = {"heatmap": "heatmap_net.", "task": "task_net.", "all": ""}[parts]
-    state = {k[6:]: v for k, v in ckpt.tensors.items() if k.startswith("model." + prefix)}
+    state = {k: v for k, v in ckpt.model_state(average=True).items() if k.startswith(prefix)}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
         raise MistError(f"{path}: its {parts} weights do not fit this model (different sizes?)")
@@ -236,6 +242,8 @@ def train(
         ckpt.load_model(model)
         for name, opt in trainer.optimizers.items():
             ckpt.load_optimizer(name, opt)
+        if trainer.averaged is not None:
+            ckpt.load_average(trainer.averaged)
         state.update(ckpt.extra)
         state["step"] = ckpt.step
         _truncate_log(run.log, ckpt.step)
@@ -247,12 +255,18 @@ def train(
 
     def snapshot(path: Path) -> None:
         save_checkpoint(
-            path, model, trainer.optimizers, config=cfg.to_dict(), step=state["step"], extra=state
+            path,
+            model,
+            trainer.optimizers,
+            config=cfg.to_dict(),
+            step=state["step"],
+            extra=state,
+            averaged=trainer.averaged,
         )
 
     def validate() -> dict[str, float]:
         val = evaluate(
-            model,
+            trainer.inference_model,
             loader(val_set, cfg.train.batch_size, 0),
             device=dev,
             signed=cfg.model.output == "signed",
