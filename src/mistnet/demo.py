@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="demo", help="output directory (default demo)")
     parser.add_argument("--preset", default="mnist-hard-cpu")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time cap")
+    parser.add_argument("--minutes", type=float, default=12.0, help="training time cap")
     parser.add_argument("--n-train", type=int, default=20_000)
     parser.add_argument("--n-val", type=int, default=300)
     parser.add_argument("--n-test", type=int, default=500)
