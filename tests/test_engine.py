@@ -13,7 +13,7 @@ import torch
 
 from mistnet import runner
 from mistnet.config import apply_overrides, load_preset
-from mistnet.engine import Batch, NonFiniteLoss, Trainer, evaluate, gt_keypoints
+from mistnet.engine import Batch, NonFiniteLoss, Trainer, evaluate, gt_keypoints, warmed_up_ema
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
 
@@ -289,10 +289,16 @@ def test_moving_average_follows_the_weights_with_the_configured_decay():
         tr.step(batch, s)
         seen.append({k: v.detach().clone() for k, v in tr.model.named_parameters()})
     avg = dict(tr.inference_model.named_parameters())
-    for k, v in avg.items():  # the first step copies, later steps blend with weight 1 - d
-        want = (seen[0][k] * d + (1 - d) * seen[1][k]) * d + (1 - d) * seen[2][k]
+    d1, d2 = 2 / 11, 3 / 12  # the warm-up decays (1 + n) / (10 + n), below d for n = 1, 2
+    for k, v in avg.items():  # the first step copies, later steps blend with weight 1 - decay
+        want = (seen[0][k] * d1 + (1 - d1) * seen[1][k]) * d2 + (1 - d2) * seen[2][k]
         torch.testing.assert_close(v, want)
     assert not torch.equal(avg["task_net.head.weight"], seen[2]["task_net.head.weight"])
+    late = warmed_up_ema(d)  # from n = 10 / (1 - d) - 1 = 49 on, the configured decay
+    avg, cur = [torch.zeros(3), torch.zeros(1, dtype=torch.long)], [torch.ones(3), torch.ones(1)]
+    late(avg, [cur[0], cur[1].long() * 7], torch.tensor(500))
+    torch.testing.assert_close(avg[0], torch.full((3,), 1 - d))
+    assert avg[1].item() == 7  # integer buffers are copied
     assert make_trainer().inference_model is not None
     assert make_trainer().averaged is None
     with pytest.raises(MistError, match="ema_decay"):

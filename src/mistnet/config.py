@@ -73,8 +73,9 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_final: float = 0.05
     # > 0 keeps an exponential moving average of the weights with this decay per step (Polyak
-    # averaging, torch.optim.swa_utils.AveragedModel); validation, the best checkpoint's
-    # inference weights and every command use the average. 0 (paper) uses the raw weights.
+    # averaging, torch.optim.swa_utils.AveragedModel; the decay warms up as (1 + n) / (10 + n),
+    # engine.warmed_up_ema); validation, the best checkpoint's inference weights and every
+    # command use the average. 0 (paper) uses the raw weights.
     ema_decay: float = 0.0
     # Lifted steps (SPEC §2.3). x_loss / task_loss: "eq9" (paper), "set" (Hungarian CE), "recon".
     task_loss: Literal["eq9", "set", "recon"] = "eq9"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from mistnet.config import TrainConfig
 from mistnet.errors import MistError
@@ -116,6 +116,28 @@ def gt_keypoints(batch: Batch, side: float, k: int) -> tuple[Tensor, Tensor]:
     return kp, labels >= 0
 
 
+def warmed_up_ema(decay: float):
+    """An ``AveragedModel`` update: an exponential moving average with a decay that warms up.
+
+    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``), so an early average follows the model
+    instead of dragging in the random initialisation; from ``n ≈ 10 / (1 - decay)`` on it is the
+    plain average with ``decay``. Integer buffers (BatchNorm's batch count) are copied.
+    """
+
+    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+        steps = float(n)
+        weight = 1.0 - min(decay, (1.0 + steps) / (10.0 + steps))
+        with torch.no_grad():
+            for avg, cur in zip(averaged, current, strict=True):
+                if avg.is_floating_point():
+                    avg.lerp_(cur, weight)
+                else:
+                    avg.copy_(cur)
+
+    return update
+
+
 class Trainer:
     """Optimisers and one training step for every method (see the module docstring).
 
@@ -142,7 +164,7 @@ class Trainer:
         self.averaged: AveragedModel | None = None
         if cfg.ema_decay > 0:
             self.averaged = AveragedModel(
-                model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+                model, multi_avg_fn=warmed_up_ema(cfg.ema_decay), use_buffers=True
             )
         default = "recon" if model.task == "reconstruct" else "eq9"
         self.task_loss = cfg.task_loss if model.task == "classify" else default
