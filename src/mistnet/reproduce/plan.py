@@ -112,9 +112,10 @@ BUDGETS: dict[str, Budget] = {
         name="cpu",
         description="small networks for 2 CPU cores (classification: preset mnist-hard-cpu, "
         "whose recipe departs from the paper's: Hungarian set loss instead of eq. 9, a "
-        "centre-of-mass prior in the x-step (off for SVHN), the local-softmax NLL heatmap loss; "
-        "auto-encoders: its network sizes), 20k/300/500 scenes (Gabor 8k "
-        "train; SVHN: its own splits), each table about 20 minutes",
+        "centre-of-mass prior (mixture form) in the x-step (off for SVHN), the local-softmax NLL "
+        "heatmap loss, an 11x11 NMS window, a moving average of the weights; auto-encoders: its "
+        "network sizes), 20k/300/500 scenes (Gabor 8k train; SVHN: its own splits), each table "
+        "about 20 minutes",
         sizes={
             "*": {"train": 20_000, "val": 300, "test": 500},
             "gabor": {"train": 8_000, "val": 300, "test": 500},  # float32 scenes: 4x the bytes
