@@ -28,6 +28,7 @@ from mistnet.config import resolve
 from mistnet.data import open_dataset
 from mistnet.demo import build_data
 from mistnet.engine import warmed_up_ema
+from mistnet.models.mist import MIST
 
 METRICS = ("det_iou50", "classif", "both")
 
@@ -51,15 +52,16 @@ def main() -> None:
     base = [f"data.path={json.dumps(str(data))}", "train.ema_decay=0"]
     cfg = resolve(args.preset, [*base, *args.overrides])
     averages: dict[str, AveragedModel] = {}
+    raw: list[MIST] = []  # the run's model, once the runner has built it
 
     class AveragingTrainer(engine.Trainer):
         def __init__(self, model, train_cfg):
             super().__init__(model, train_cfg)
+            raw.append(model)
             for d in args.decays:
                 averages[f"ema {d:g}"] = AveragedModel(
                     model, multi_avg_fn=warmed_up_ema(d), use_buffers=True
                 )
-            self.models = {"raw": model, **{k: a.module for k, a in averages.items()}}
 
         def step(self, batch, step):
             stats = super().step(batch, step)
@@ -67,7 +69,6 @@ def main() -> None:
                 a.update_parameters(self.model)
             return stats
 
-    trainers: list[AveragingTrainer] = []
     evaluate = runner.evaluate
 
     def evaluate_all(model, batches, **kwargs):
@@ -81,16 +82,13 @@ def main() -> None:
         print("val both:", ", ".join(f"{k} {v:.3f}" for k, v in record.items()), flush=True)
         return result
 
-    def make_trainer(model, train_cfg):
-        trainers.append(AveragingTrainer(model, train_cfg))
-        return trainers[-1]
-
-    runner.evaluate, runner.Trainer = evaluate_all, make_trainer
+    runner.evaluate, runner.Trainer = evaluate_all, AveragingTrainer
     summary = runner.train(cfg, out / "run", max_minutes=args.minutes, progress=False)
     print("steps", summary["steps"], "images/s", summary["images_per_s"])
     test = runner.loader(open_dataset(str(data), "test"), 32, 0)
     final = {}
-    for name, model in trainers[-1].models.items():
+    models = {"raw": raw[-1], **{k: a.module for k, a in averages.items()}}
+    for name, model in models.items():
         result = evaluate(model, test)
         final[name] = {m: result[m] for m in METRICS}
         print(f"test {name:>10}: " + "  ".join(f"{m} {final[name][m]:.3f}" for m in METRICS))

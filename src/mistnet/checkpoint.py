@@ -125,8 +125,7 @@ class Checkpoint:
 
     def model_state(self, average: bool = False) -> dict[str, torch.Tensor]:
         """The model's ``state_dict``: the moving average if ``average`` and one was kept."""
-        prefix = "average.module." if average and self.has_average else "model."
-        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        return self._section("average.module." if average and self.has_average else "model.")
 
     def load_model(self, model: nn.Module, average: bool = False) -> None:
         """Load the raw weights into ``model`` (``average=True``: the moving average if kept)."""
@@ -136,8 +135,11 @@ class Checkpoint:
         """Restore an ``AveragedModel`` (weights and update count) for resumption."""
         if not self.has_average:
             raise MistError(f"checkpoint {self.path} holds no moving average of the weights")
-        state = {k[8:]: v for k, v in self.tensors.items() if k.startswith("average.")}
-        self._load(averaged, state, "the moving average")
+        self._load(averaged, self._section("average."), "the moving average")
+
+    def _section(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix``, with the prefix removed from their names."""
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
     def _load(self, module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
         try:

@@ -72,9 +72,10 @@ class HeatmapBody(nn.Module):
         out_channels: channels of the output logit map (1 for MIST, K for the channel-wise
             baseline).
         channels_last: keep the weights and activations in the ``channels_last`` memory format.
-            The result is the same up to float rounding; the convolutions and their backward ran
-            1.3-1.5x faster on 2 CPU cores (``benchmarks/step_speed.py``). The output is returned in the
-            usual contiguous format either way.
+            The result is the same up to float rounding; at the CPU presets' width 8 the
+            convolutions and their backward ran 1.3-1.5x faster on 2 CPU cores, at the paper's
+            width 32 no measurably faster (``benchmarks/step_speed.py``). The output is returned
+            in the usual contiguous format either way.
 
     Shape:
         - Input: ``(B, in_channels, H, W)`` with H, W > ``2 * depth`` (reflection padding limit).
