@@ -2,7 +2,7 @@
 
 Trains a preset once (the demo's by default, on a ``make demo``-style dataset) and keeps, beside
 the run's own weights, one ``AveragedModel`` per ``--decays`` value (with the library's warm-up,
-:func:`mistnet.engine.warmed_up_ema`). Every validation point
+:func:`mistnet.runner.warmed_up_ema`). Every validation point
 evaluates all of them on the same scenes, and the end of the run evaluates them on the test
 split, so the differences come from the averaging alone and not from run-to-run noise. The run
 itself should have ``train.ema_decay=0`` (the default override below) so that the raw weights
@@ -23,12 +23,13 @@ from pathlib import Path
 
 from torch.optim.swa_utils import AveragedModel
 
-from mistnet import engine, runner
+from mistnet import runner
 from mistnet.config import resolve
 from mistnet.data import open_dataset
 from mistnet.demo import build_data
-from mistnet.engine import warmed_up_ema
 from mistnet.models.mist import MIST
+from mistnet.runner import warmed_up_ema
+from mistnet.trainer import Trainer, build_trainer
 
 METRICS = ("det_iou50", "classif", "both")
 
@@ -54,20 +55,21 @@ def main() -> None:
     averages: dict[str, AveragedModel] = {}
     raw: list[MIST] = []  # the run's model, once the runner has built it
 
-    class AveragingTrainer(engine.Trainer):
-        def __init__(self, model, train_cfg):
-            super().__init__(model, train_cfg)
-            raw.append(model)
-            for d in args.decays:
-                averages[f"ema {d:g}"] = AveragedModel(
-                    model, multi_avg_fn=warmed_up_ema(d), use_buffers=True
-                )
+    def averaging_trainer(model, train_cfg) -> Trainer:
+        trainer = build_trainer(model, train_cfg)
+        raw.append(model)
+        for d in args.decays:
+            averages[f"ema {d:g}"] = AveragedModel(
+                model, multi_avg_fn=warmed_up_ema(d), use_buffers=True
+            )
 
-        def step(self, batch, step):
-            stats = super().step(batch, step)
+        def step(batch):
+            result = trainer.step(batch)
             for a in averages.values():
-                a.update_parameters(self.model)
-            return stats
+                a.update_parameters(model)
+            return result
+
+        return Trainer(model, trainer.optimizers, step)
 
     evaluate = runner.evaluate
 
@@ -82,7 +84,7 @@ def main() -> None:
         print("val both:", ", ".join(f"{k} {v:.3f}" for k, v in record.items()), flush=True)
         return result
 
-    runner.evaluate, runner.Trainer = evaluate_all, AveragingTrainer
+    runner.evaluate, runner.build_trainer = evaluate_all, averaging_trainer
     summary = runner.train(cfg, out / "run", max_minutes=args.minutes, progress=False)
     print("steps", summary["steps"], "images/s", summary["images_per_s"])
     test = runner.loader(open_dataset(str(data), "test"), 32, 0)

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/step_speed.py [--preset mnist-hard-cpu] [--threads 1] [--repeats 5]
 
-Prints the median wall time of a full Trainer step, of the heatmap network's forward+backward,
+Prints the median wall time of a full training step, of the heatmap network's forward+backward,
 the tau-step and the x-step, as ratios to the full step, and the speed-up of the channels_last
 memory format (the default) over the contiguous one on the heatmap network. Record results with
 the machine in RESULTS.md.
@@ -16,10 +16,12 @@ import time
 
 import torch
 
+from mistnet import engine
 from mistnet.config import load_preset
-from mistnet.engine import Batch, Trainer
+from mistnet.engine import Batch
 from mistnet.models.build import build_model
 from mistnet.models.heatmap import HeatmapNet
+from mistnet.trainer import build_trainer, task_loss, x_step_schedule
 
 
 def median_time(fn, repeats: int) -> float:
@@ -43,7 +45,9 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = load_preset(args.preset)
     model = build_model(cfg.model)
-    trainer = Trainer(model, cfg.train)
+    trainer = build_trainer(model, cfg.train)
+    loss = task_loss(model.task, cfg.train.class_loss)
+    xs = x_step_schedule(cfg.train)
     B, K = cfg.train.batch_size, cfg.model.k
     raw = {
         "image": torch.rand(B, cfg.model.in_channels, 80, 80),
@@ -57,11 +61,14 @@ def main() -> None:
     def heat(net, images):
         return lambda: net(images).sum().backward()
 
-    step = median_time(lambda: trainer.step(batch, 0), args.repeats)
+    opt_task = trainer.optimizers["task"]
+    step = median_time(lambda: trainer.step(batch), args.repeats)
     parts = {
         "heatmap fwd+bwd": median_time(heat(model.heatmap_net, batch.images), args.repeats),
-        "tau-step": median_time(lambda: trainer.tau_step(batch, x0), args.repeats),
-        "x-step": median_time(lambda: trainer.x_step(batch, x0), args.repeats),
+        "tau-step": median_time(
+            lambda: engine.tau_step(model, opt_task, loss, batch, x0), args.repeats
+        ),
+        "x-step": median_time(lambda: engine.x_step(model, loss, xs, batch, x0), args.repeats),
     }
     print(f"preset {args.preset}, batch {B}, threads {args.threads}")
     print(f"full step: {step * 1000:.0f} ms ({B / step:.0f} images/s)")

@@ -99,7 +99,7 @@ def test_override_values_are_parsed_as_toml():
             "model.factors=[1, 0.5]",
             "data.name=mnist-easy",  # a bare word falls back to a string
             'data.path="/tmp/a b/c=d"',  # quoted: spaces and "=" survive
-            "train.stage_order = code",  # spaces around "=" are fine
+            "train.centre_mode = mixture",  # spaces around "=" are fine
         ],
     )
     assert cfg.train.lr_k == 3e-4 and isinstance(cfg.train.lr_k, float)
@@ -109,7 +109,7 @@ def test_override_values_are_parsed_as_toml():
     assert all(isinstance(f, float) for f in cfg.model.factors)
     assert cfg.data.name == "mnist-easy"
     assert cfg.data.path == "/tmp/a b/c=d"
-    assert cfg.train.stage_order == "code"
+    assert cfg.train.centre_mode == "mixture"
     assert config._parse_value("true") is True
     assert config._parse_value("[true, false]") == [True, False]
 
@@ -130,8 +130,7 @@ def test_shipped_presets_listed():
 def test_every_shipped_preset_loads_and_builds(name):
     cfg = load_preset(name)
     assert isinstance(cfg, Config)
-    size = (60, 240) if cfg.model.in_channels == 3 else (80, 80)
-    model = build_model(cfg.model, cfg.train.method, size)
+    model = build_model(cfg.model, cfg.train.method)
     assert model.k == cfg.model.k
 
 
@@ -149,7 +148,7 @@ def test_paper_preset_follows_spec_defaults():
     assert (m.k, m.base_side, m.factors, m.patch_size) == (9, 20.0, (1.0,), 32)
     assert (m.heatmap_width, m.heatmap_depth, m.patch_levels, m.patch_blocks) == (32, 4, 5, 3)
     assert (t.batch_size, t.lr_task, t.lr_heatmap, t.lr_k, t.k_iter) == (32, 1e-4, 1e-4, 1e4, 2)
-    assert (t.task_loss, t.weight_beta, t.lam, t.stage_order) == ("eq9", 5.0, 0.0, "paper")
+    assert (t.class_loss, t.weight_beta, t.lam, t.x_centre) == ("eq9", 5.0, 0.0, 0.0)
     assert t.steps * t.batch_size == 10 * 50_000
     recon = load_preset("mnist-hard-recon")
     assert (recon.model.task, recon.train.weight_beta, recon.train.lr_k) == ("reconstruct", 0, 3.2)
@@ -187,14 +186,14 @@ def test_preset_from_a_toml_path(tmp_path):
 def test_json_round_trip(tmp_path):
     cfg = resolve(
         "svhn-classify",
-        ["model.factors=[1.0, 0.7, 0.5]", "data.path=/x/y", "train.stage_order=code"],
+        ["model.factors=[1.0, 0.7, 0.5]", "data.path=/x/y", "train.centre_mode=mixture"],
     )
     path = tmp_path / "config.json"
     path.write_text(cfg.to_json())
     back = load_json(path)
     assert back == cfg
     assert json.loads(back.to_json()) == dataclasses.asdict(cfg) | {
-        "model": dataclasses.asdict(cfg.model) | {"factors": [1.0, 0.7, 0.5]}
+        "model": dataclasses.asdict(cfg.model) | {"factors": [1.0, 0.7, 0.5], "image_size": []}
     }
     assert back.model.factors == (1.0, 0.7, 0.5)
 
@@ -203,4 +202,81 @@ def test_load_json_rejects_garbage(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json")
     with pytest.raises(MistError, match="not a valid config file"):
+        load_json(path)
+
+
+# -- ranges and older run configs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.log_every=0", r"train.log_every must be >= 1, got 0"),
+        ("train.ckpt_every=0", r"train.ckpt_every must be >= 1, got 0"),
+        ("train.steps=-1", r"train.steps must be >= 0, got -1"),
+        ("train.batch_size=0", r"train.batch_size must be >= 1, got 0"),
+        ("model.k=0", r"model.k must be >= 1, got 0"),
+        ("model.num_classes=0", r"model.num_classes must be >= 1"),
+        ("model.patch_size=0", r"model.patch_size must be >= 1"),
+        ("model.patch_size=20", r"model.patch_size must be divisible by 2\*\*patch_levels = 32"),
+        ("model.base_side=-20", r"model.base_side must be > 0"),
+        ("model.factors=[]", r"model.factors must be a non-empty, strictly decreasing"),
+        ("model.factors=[0.5, 1.0]", r"model.factors must be a non-empty, strictly decreasing"),
+        ("model.nms_window=4", r"model.nms_window must be an odd integer >= 1, got 4"),
+        ("train.lr_task=nan", r"train.lr_task must be a number > 0, got nan"),
+        ("train.lr_heatmap=-1e-3", r"train.lr_heatmap must be a number > 0"),
+        ("train.lr_k=-1", r"train.lr_k must be a number >= 0"),
+        ("train.ema_decay=1", r"train.ema_decay must be in \[0, 1\), got 1.0"),
+        ("train.select_metric=rmse", r"train.select_metric must be one of \['both'.*'classify'"),
+        ("train.select_metric=bothh", r"train.select_metric must be one of \['', 'both'"),
+        ("data.n_val=-3", r"data.n_val must be >= 0"),
+    ],
+)
+def test_out_of_range_values_are_refused_with_the_key(override, message):
+    with pytest.raises(MistError, match=message):
+        resolve("mnist-hard-classify", [override])
+
+
+def test_reconstruction_selects_on_rmse_only():
+    assert resolve("mnist-hard-recon", ["train.select_metric=rmse"]).train.select_metric == "rmse"
+    with pytest.raises(MistError, match=r"one of \['rmse'\] for model.task = 'reconstruct'"):
+        resolve("mnist-hard-recon", ["train.select_metric=both"])
+
+
+def old_run_config(**train) -> dict:
+    """A run's config.json as versions before the training-core reshaping wrote it."""
+    data = json.loads(load_preset("mnist-hard-cpu").to_json())
+    del data["model"]["image_size"]
+    data["train"].pop("class_loss")
+    data["train"].update(
+        task_loss="set", x_loss="set", x_noise=0.0, target_sigma=0.0, weighting="image",
+        lr_schedule="constant", lr_final=0.05, stage_order="paper", threads=2,
+    )  # fmt: skip
+    data["train"].update(train)
+    return data
+
+
+def test_a_run_config_of_an_older_version_loads_with_the_same_behaviour(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old_run_config()))
+    assert load_json(path) == load_preset("mnist-hard-cpu")
+    recon = json.loads(load_preset("mnist-hard-recon").to_json())
+    recon["train"].update(task_loss="recon", x_loss="recon")
+    path.write_text(json.dumps(recon))
+    assert load_json(path) == load_preset("mnist-hard-recon")
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ({"x_noise": 1.5}, r"train.x_noise was removed.*other than 0.0"),
+        ({"lr_schedule": "cosine"}, r"train.lr_schedule was removed"),
+        ({"stage_order": "code"}, r"train.stage_order was removed"),
+        ({"x_loss": "eq9"}, r"different task and x-step losses"),
+    ],
+)
+def test_an_older_run_config_that_used_a_removed_option_is_refused(tmp_path, train, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old_run_config(**train)))
+    with pytest.raises(MistError, match=message):
         load_json(path)

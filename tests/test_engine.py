@@ -1,4 +1,5 @@
-"""The lifted trainer (Algorithm 1), its baselines, evaluation, and the run loop's failure path.
+"""The training steps of Algorithm 1 and its baselines, the trainer factory, evaluation, and the
+run loop's moving average, diagnostics and failure path.
 
 Most tests use a fixed synthetic batch (rings whose radius and brightness encode the label) so
 that they do not depend on the scene generators and so that "the loss falls" means memorising a
@@ -11,11 +12,22 @@ import math
 import pytest
 import torch
 
-from mistnet import runner
+from mistnet import engine, runner
+from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
-from mistnet.engine import Batch, NonFiniteLoss, Trainer, evaluate, gt_keypoints, warmed_up_ema
+from mistnet.engine import (
+    Batch,
+    NonFiniteLoss,
+    StepResult,
+    XObjective,
+    XStep,
+    evaluate,
+    gt_keypoints,
+)
 from mistnet.errors import MistError
+from mistnet.losses import heatmap_loss
 from mistnet.models.build import build_model
+from mistnet.trainer import Trainer, build_trainer, task_loss, x_step_schedule
 
 H = 40
 
@@ -36,14 +48,29 @@ def scene_batch(B: int = 4, seed: int = 0) -> Batch:
     return Batch(images, boxes, labels, torch.full((B,), n))
 
 
-def make_trainer(*overrides: str) -> Trainer:
-    cfg = apply_overrides(
+def tiny_config(*overrides: str):
+    return apply_overrides(
         load_preset("tiny-cpu"),
         ["model.k=3", "train.lr_task=1e-3", "train.lr_heatmap=1e-3", *overrides],
     )
+
+
+def make_trainer(*overrides: str) -> Trainer:
+    cfg = tiny_config(*overrides)
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.train.method, (H, H))
-    return Trainer(model, cfg.train)
+    return build_trainer(build_model(cfg.model, cfg.train.method), cfg.train)
+
+
+def x_step(tr: Trainer, batch: Batch, x0: torch.Tensor, *overrides: str) -> torch.Tensor:
+    """The x-step of a trainer built with ``overrides``."""
+    cfg = tiny_config(*overrides)
+    loss = task_loss(tr.model.task, cfg.train.class_loss)
+    return engine.x_step(tr.model, loss, x_step_schedule(cfg.train), batch, x0)
+
+
+def detections(tr: Trainer, batch: Batch) -> torch.Tensor:
+    _, h = tr.model.heatmaps(batch.images)
+    return tr.model.detect(h)[0]
 
 
 def falls(values: list[float]) -> bool:
@@ -54,40 +81,34 @@ def falls(values: list[float]) -> bool:
 def test_mist_step_task_loss_falls_on_a_repeated_batch():
     tr = make_trainer("train.lr_k=300")
     batch = scene_batch()
-    logs = [tr.step(batch, s) for s in range(30)]
-    assert {"task", "heatmap", "move_mean", "move_median", "moved_1px", "border"} <= set(logs[0])
-    assert all(math.isfinite(v) for log in logs for v in log.values())
-    assert falls([log["task"] for log in logs])
-
-
-def test_code_stage_order_runs_and_learns():
-    tr = make_trainer("train.lr_k=300", "train.stage_order=code")
-    batch = scene_batch()
-    assert falls([tr.step(batch, s)["task"] for s in range(30)])
+    results = [tr.step(batch) for _ in range(30)]
+    assert all(r.x is not None and r.x.shape == (4, 3, 3) for r in results)
+    stats = [runner.step_stats(r, H, H) for r in results]
+    assert set(stats[0]) == {"task", "heatmap", "move_mean", "move_median", "moved_1px", "border"}
+    assert all(math.isfinite(v) for log in stats for v in log.values())
+    assert falls([log["task"] for log in stats])
 
 
 def test_x_step_moves_keypoints_a_little_and_leaves_no_gradients():
-    tr = make_trainer("train.lr_k=100")
-    model, batch = tr.model, scene_batch()
-    _, h = model.heatmaps(batch.images)
-    x0, _ = model.detect(h)
-    x = tr.x_step(batch, x0)
+    tr = make_trainer()
+    batch = scene_batch()
+    x0 = detections(tr, batch)
+    x = x_step(tr, batch, x0, "train.lr_k=100")
     moved = (x - x0)[..., :2].norm(dim=-1)  # (B, K)
     assert 0 < float(moved.median()) < 3
     assert torch.equal(x[..., 2], x0[..., 2])  # one scale: the side is fixed
     assert not x.requires_grad
-    for p in model.parameters():
+    for p in tr.model.parameters():
         assert p.grad is None
 
 
 def test_x_step_proximal_term_and_step_clip_shrink_the_move():
+    tr = make_trainer()
     batch = scene_batch()
+    x0 = detections(tr, batch)
 
     def move(*overrides):
-        tr = make_trainer("train.lr_k=3e3", *overrides)
-        _, h = tr.model.heatmaps(batch.images)
-        x0, _ = tr.model.detect(h)
-        return (tr.x_step(batch, x0) - x0)[..., :2].norm(dim=-1)
+        return (x_step(tr, batch, x0, "train.lr_k=3e3", *overrides) - x0)[..., :2].norm(dim=-1)
 
     free = move()
     clipped = move("train.max_step_px=0.5")
@@ -95,6 +116,33 @@ def test_x_step_proximal_term_and_step_clip_shrink_the_move():
     assert float(free.max()) > 1.0
     # lr_k * 2 * lam < 1 keeps the proximal pull a contraction.
     assert float(move("train.lam=1e-4").mean()) < float(free.mean())
+
+
+def test_x_objective_adds_weighted_priors_and_the_proximal_term():
+    """Hand-computed: task mean 2, prior mean 3 weighted 0.5, proximal 0.1 * mean ||x - x0||^2."""
+    x0 = torch.zeros(2, 2, 3)
+    x = x0.clone()
+    x[0, 0, :2] = torch.tensor([3.0, 4.0])  # squared move 25 in image 0, 0 in image 1
+    prior = lambda images, x, out: torch.full((2, 2), 3.0)  # noqa: E731
+    losses = torch.tensor([1.0, 3.0])
+    full = XObjective({"centre": prior}, {"centre": 0.5}, proximal=0.1)
+    assert float(full(losses, None, x, x0, None)) == pytest.approx(2 + 0.5 * 3 + 0.1 * 12.5)
+    off = XObjective({"centre": prior}, {"centre": 0.0})  # weight 0: the prior is not computed
+    assert float(off(losses, None, x, x0, None)) == pytest.approx(2.0)
+
+
+def test_x_step_clip_bounds_every_iteration():
+    """A constant-gradient objective: each of 3 iterations moves exactly min(lr * |g|, max_px)."""
+    tr = make_trainer()
+    batch = scene_batch()
+    x0 = detections(tr, batch)
+    pull = {"right": lambda images, x, out: -x[..., 0]}  # gradient -1 / (B K) along x
+    zero = lambda out, batch: out.task.sum((1, 2)) * 0  # noqa: E731
+    B, K = x0.shape[:2]
+    step = XStep(XObjective(pull, {"right": 1.0}), lr=2.0 * B * K, iters=3, max_px=1.5)
+    x = engine.x_step(tr.model, zero, step, batch, x0)
+    torch.testing.assert_close(x[..., 0] - x0[..., 0], torch.full((B, K), 4.5))
+    torch.testing.assert_close(x[..., 1:], x0[..., 1:])
 
 
 @pytest.mark.parametrize(
@@ -105,7 +153,14 @@ def test_x_step_proximal_term_and_step_clip_shrink_the_move():
 def test_x_step_centring_prior_pulls_keypoints_onto_the_rings(mode, lr_k, sigma):
     """With ``x_centre`` the x-step moves keypoints toward the nearest ring's centre of mass."""
     batch = scene_batch()
-    tr = make_trainer(
+    tr = make_trainer()
+    x0 = detections(tr, batch)
+    # Start 3 px right of each ring centre, so the patch holds the ring and only it.
+    start = torch.cat([batch.boxes[..., :2] + torch.tensor([3.0, 0.0]), x0[..., 2:]], -1)
+    x = x_step(
+        tr,
+        batch,
+        start,
         f"train.lr_k={lr_k}",
         "train.x_centre=1",
         "train.k_iter=20",
@@ -113,11 +168,6 @@ def test_x_step_centring_prior_pulls_keypoints_onto_the_rings(mode, lr_k, sigma)
         f"train.centre_mode={mode}",
         f"train.centre_sigma={sigma}",
     )
-    _, h = tr.model.heatmaps(batch.images)
-    x0, _ = tr.model.detect(h)
-    # Start 3 px right of each ring centre, so the patch holds the ring and only it.
-    start = torch.cat([batch.boxes[..., :2] + torch.tensor([3.0, 0.0]), x0[..., 2:]], -1)
-    x = tr.x_step(batch, start)
     before = (start - batch.boxes[..., :3])[..., :2].norm(dim=-1)
     after = (x - batch.boxes[..., :3])[..., :2].norm(dim=-1)
     assert float(before.mean()) == pytest.approx(3.0)
@@ -130,10 +180,15 @@ def test_tau_step_updates_only_the_task_network():
     heat_before = [p.detach().clone() for p in model.heatmap_net.parameters()]
     task_before = [p.detach().clone() for p in model.task_net.parameters()]
     x, _ = gt_keypoints(batch, 20.0, 3)
-    tr.tau_step(batch, x)
+    losses = engine.tau_step(model, tr.optimizers["task"], task_loss("classify"), batch, x)
+    assert losses.shape == (4,) and not losses.requires_grad
     heat_after, task_after = model.heatmap_net.parameters(), model.task_net.parameters()
     assert all(torch.equal(a, p) for a, p in zip(heat_before, heat_after, strict=True))
     assert any(not torch.equal(a, p) for a, p in zip(task_before, task_after, strict=True))
+
+
+def eta(tr: Trainer, h, x, weight=None):
+    return engine.eta_step(tr.model, tr.optimizers["heatmap"], heatmap_loss, h, x, weight)
 
 
 def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
@@ -143,7 +198,7 @@ def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
     losses = []
     for _ in range(30):
         _, h = model.heatmaps(batch.images)
-        losses.append(float(tr.eta_step(h, x, None)))
+        losses.append(float(eta(tr, h, x)))
     assert falls(losses)
     for p in model.task_net.parameters():
         assert p.grad is None
@@ -154,8 +209,8 @@ def test_eta_step_weights_images():
     batch = scene_batch()
     x, _ = gt_keypoints(batch, 20.0, 3)
     _, h = tr.model.heatmaps(batch.images)
-    full = float(tr.eta_step(h.detach().requires_grad_(), x, torch.ones(4)))
-    half = float(tr.eta_step(h.detach().requires_grad_(), x, torch.full((4,), 0.5)))
+    full = float(eta(tr, h.detach().requires_grad_(), x, torch.ones(4)))
+    half = float(eta(tr, h.detach().requires_grad_(), x, torch.full((4,), 0.5)))
     assert half == pytest.approx(full / 2, rel=1e-5)
 
 
@@ -166,16 +221,19 @@ def test_eta_step_weights_images():
 def test_baseline_step_loss_falls_on_a_repeated_batch(method, task):
     tr = make_trainer(f"train.method={method}", f"model.task={task}")
     batch = scene_batch()
-    logs = [tr.step(batch, s) for s in range(30)]
-    assert falls([log["task"] for log in logs])
+    results = [tr.step(batch) for _ in range(30)]
+    assert falls([float(r.task) for r in results])
+    assert all(r.x is None for r in results)  # no slack keypoints outside the lifted step
     if method == "supervised":
-        assert falls([log["heatmap"] for log in logs])
+        assert falls([float(r.heatmap) for r in results])
+    else:
+        assert all(r.heatmap is None for r in results)
 
 
 def test_reconstruction_mist_step_learns():
     tr = make_trainer("model.task=reconstruct", "train.lr_k=3.2", "train.weight_beta=0")
     batch = scene_batch()
-    assert falls([tr.step(batch, s)["task"] for s in range(30)])
+    assert falls([float(tr.step(batch).task) for _ in range(30)])
 
 
 def test_non_finite_loss_stops_the_step():
@@ -183,18 +241,42 @@ def test_non_finite_loss_stops_the_step():
     with torch.no_grad():
         next(tr.model.task_net.parameters()).fill_(float("nan"))
     with pytest.raises(NonFiniteLoss, match="task loss became nan"):
-        tr.step(scene_batch(), 0)
+        tr.step(scene_batch())
 
 
-def test_evaluate_restores_training_mode_and_counts_detections():
+def test_evaluate_restores_training_mode_and_counts_detections(monkeypatch):
+    """Two of three detections per image on the ground truth, one far off: det_iou50 = 2/3."""
     tr = make_trainer()
     b = scene_batch()
     raw = {"image": b.images, "boxes": b.boxes, "labels": b.labels, "count": b.count}
+    kp = torch.cat([b.boxes[..., :2], torch.full((4, 3, 1), 20.0)], -1)
+    kp[:, 2, :2] = torch.tensor([-100.0, -100.0])  # no overlap with any box
+    monkeypatch.setattr(tr.model, "detect", lambda h, k=None: (kp, torch.ones(4, 3)))
     tr.model.train()
     metrics = evaluate(tr.model, [raw, raw])
     assert tr.model.training
-    assert {"det_iou50", "classif", "both", "ap50"} <= set(metrics)
-    assert all(0.0 <= metrics[k] <= 1.0 for k in ("det_iou50", "classif", "both"))
+    assert metrics["n_images"] == 8 and metrics["n_instances"] == 24
+    assert metrics["n_detections"] == 24
+    assert metrics["det_iou50"] == pytest.approx(2 / 3)
+    assert metrics["both"] <= metrics["det_iou50"]
+
+
+def test_step_stats_measure_the_x_move_and_the_border_share():
+    x0 = torch.tensor([[[2.0, 20.0, 20.0], [20.0, 20.0, 20.0], [20.0, 35.0, 20.0], [9, 9, 20]]])
+    x = x0.clone()
+    x[0, 1, :2] += torch.tensor([3.0, 4.0])  # moves 5 px; the others stay
+    result = StepResult(torch.tensor(1.5), torch.tensor(0.25), x0, x)
+    stats = runner.step_stats(result, 40, 40)
+    # x0[0] is 2 px from the left edge, x0[2] 4 px from the bottom (y = 35 > 40 - 1 - 8).
+    assert stats == {
+        "task": 1.5,
+        "heatmap": 0.25,
+        "move_mean": 1.25,
+        "move_median": 0.0,
+        "moved_1px": 0.25,
+        "border": 0.5,
+    }
+    assert runner.step_stats(StepResult(torch.tensor(2.0)), 40, 40) == {"task": 2.0}
 
 
 # -- the run loop ---------------------------------------------------------------------------------
@@ -210,14 +292,20 @@ def tiny_run_config(*overrides: str):
 def test_runner_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path, monkeypatch):
     cfg = tiny_run_config("train.steps=20", "train.ckpt_every=5", "train.val_every=100")
 
-    class PoisonedTrainer(runner.Trainer):
-        def step(self, batch, step):
-            if step == 7:  # after the checkpoint of step 5
-                with torch.no_grad():
-                    next(self.model.task_net.parameters()).fill_(float("nan"))
-            return super().step(batch, step)
+    def poisoned(model, train_cfg):
+        trainer = build_trainer(model, train_cfg)
+        calls = []
 
-    monkeypatch.setattr(runner, "Trainer", PoisonedTrainer)
+        def step(batch):
+            calls.append(1)
+            if len(calls) == 8:  # step 8, after the checkpoint of step 5
+                with torch.no_grad():
+                    next(model.task_net.parameters()).fill_(float("nan"))
+            return trainer.step(batch)
+
+        return Trainer(model, trainer.optimizers, step)
+
+    monkeypatch.setattr(runner, "build_trainer", poisoned)
     with pytest.raises(MistError, match="became nan.*last good checkpoint"):
         runner.train(cfg, tmp_path / "run", progress=False)
     run = runner.Run(tmp_path / "run")
@@ -229,9 +317,6 @@ def test_runner_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path, mo
 
 
 def test_warm_start_copies_only_the_heatmap_network(tmp_path):
-    from mistnet.checkpoint import save_checkpoint
-    from mistnet.config import load_preset
-    from mistnet.models.build import build_model
     from mistnet.runner import warm_start
 
     cfg = load_preset("tiny-cpu")
@@ -265,43 +350,29 @@ def test_resume_before_the_first_checkpoint_restarts_with_a_clean_log(tmp_path):
     assert steps.count(1) == 1
 
 
-def test_cosine_schedule_sets_both_learning_rates_from_the_step():
-    tr = make_trainer(
-        "train.lr_schedule=cosine", "train.steps=100", "train.lr_final=0.1", "train.lr_k=300"
-    )
-    batch = scene_batch()
-    tr.step(batch, 0)
-    assert tr.opt_task.param_groups[0]["lr"] == pytest.approx(1e-3)
-    tr.step(batch, 50)
-    assert tr.opt_task.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.55)
-    assert tr.opt_heat.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.55)
-    tr.step(batch, 100)
-    assert tr.opt_heat.param_groups[0]["lr"] == pytest.approx(1e-4)
-    assert make_trainer().lr_factor(10_000) == 1.0  # constant by default
-
-
 def test_moving_average_follows_the_weights_with_the_configured_decay():
     d = 0.8
-    tr = make_trainer(f"train.ema_decay={d}", "train.lr_k=300")
+    tr = make_trainer("train.lr_k=300")
+    averaged = runner.moving_average(tr.model, d)
     batch = scene_batch()
     seen = []
-    for s in range(3):
-        tr.step(batch, s)
+    for _ in range(3):
+        tr.step(batch)
+        averaged.update_parameters(tr.model)
         seen.append({k: v.detach().clone() for k, v in tr.model.named_parameters()})
-    avg = dict(tr.inference_model.named_parameters())
+    avg = dict(averaged.module.named_parameters())
     d1, d2 = 2 / 11, 3 / 12  # the warm-up decays (1 + n) / (10 + n), below d for n = 1, 2
     for k, v in avg.items():  # the first step copies, later steps blend with weight 1 - decay
         want = (seen[0][k] * d1 + (1 - d1) * seen[1][k]) * d2 + (1 - d2) * seen[2][k]
         torch.testing.assert_close(v, want)
     assert not torch.equal(avg["task_net.head.weight"], seen[2]["task_net.head.weight"])
-    late = warmed_up_ema(d)  # from n = 10 / (1 - d) - 1 = 49 on, the configured decay
+    late = runner.warmed_up_ema(d)  # from n = 10 / (1 - d) - 1 = 49 on, the configured decay
     avg, cur = [torch.zeros(3), torch.zeros(1, dtype=torch.long)], [torch.ones(3), torch.ones(1)]
     late(avg, [cur[0], cur[1].long() * 7], torch.tensor(500))
     torch.testing.assert_close(avg[0], torch.full((3,), 1 - d))
     assert avg[1].item() == 7  # integer buffers are copied
-    assert make_trainer().inference_model is not None
-    assert make_trainer().averaged is None
-    with pytest.raises(MistError, match="ema_decay"):
+    assert runner.moving_average(tr.model, 0.0) is None
+    with pytest.raises(MistError, match=r"train.ema_decay must be in \[0, 1\), got 1.0"):
         make_trainer("train.ema_decay=1.0")
 
 
@@ -328,8 +399,6 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
     saved["train"]["steps"] = 6  # resume continues as configured: extend the schedule on disk
     interrupted.config.write_text(json.dumps(saved))
     runner.train(cfg, interrupted.path, resume=True, progress=False)
-    from mistnet.checkpoint import Checkpoint
-
     resumed = Checkpoint(interrupted.last)
     for k, v in Checkpoint(straight.last).tensors.items():
         if k.startswith(("model.", "average.")):

@@ -22,12 +22,12 @@ from mistnet.runner import train
 GOLDEN = Path(__file__).parent / "golden" / "mnist-hard-cpu-100.json"
 STEPS = 100
 # Validation is not part of the recording (it would only add time); two threads as the demo.
+THREADS = 2
 OVERRIDES = [
     f"train.steps={STEPS}",
     "train.log_every=1",
     "train.val_every=100000",
     "train.ckpt_every=100000",
-    "train.threads=2",
     "data.n_val=8",
 ]
 
@@ -35,7 +35,7 @@ OVERRIDES = [
 def record_steps(out: Path) -> list[dict]:
     threads = torch.get_num_threads()
     try:
-        train(resolve("mnist-hard-cpu", OVERRIDES), out, progress=False)
+        train(resolve("mnist-hard-cpu", OVERRIDES), out, progress=False, threads=THREADS)
     finally:
         torch.set_num_threads(threads)
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -42,6 +43,9 @@ class ModelConfig:
     softmax_window: int = 15
     softmax_strength: float = 10.0
     nms_window: int = 5
+    # (H, W) of the training images, written by ``mist train`` from the data (empty before).
+    # The networks are fully convolutional; the size is kept for the commands' data checks.
+    image_size: tuple[int, ...] = ()
 
 
 @dataclass
@@ -60,26 +64,27 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation: Algorithm 1 (``method = "mist"``) and the SPEC §4 baselines."""
+    """Optimisation: Algorithm 1 (``method = "mist"``) and the SPEC §4 baselines.
+
+    :func:`mistnet.trainer.build_trainer` reads the optimisation keys; the run loop
+    (:func:`mistnet.runner.train`) reads the bookkeeping ones.
+    """
 
     method: Literal["mist", "supervised", "channelwise", "grid"] = "mist"
     batch_size: int = 32
     steps: int = 15_000
     lr_task: float = 1e-4
     lr_heatmap: float = 1e-4
-    # "constant" (paper) or "cosine": both learning rates follow a half cosine from their value
-    # at step 0 down to lr_final times it at ``steps`` (a pure function of the step, so resume
-    # stays exact).
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    lr_final: float = 0.05
     # > 0 keeps an exponential moving average of the weights with this decay per step (Polyak
     # averaging, torch.optim.swa_utils.AveragedModel; the decay warms up as (1 + n) / (10 + n),
-    # engine.warmed_up_ema); validation, the best checkpoint's inference weights and every
+    # runner.warmed_up_ema); validation, the best checkpoint's inference weights and every
     # command use the average. 0 (paper) uses the raw weights.
     ema_decay: float = 0.0
-    # Lifted steps (SPEC §2.3). x_loss / task_loss: "eq9" (paper), "set" (Hungarian CE), "recon".
-    task_loss: Literal["eq9", "set", "recon"] = "eq9"
-    x_loss: Literal["eq9", "set", "recon"] = "eq9"
+    # The multi-instance classification loss of the tau- and x-steps (and of the channel-wise
+    # baseline): "eq9" (paper) or "set" (Hungarian-matched cross-entropy). Reconstruction always
+    # uses eq. 8 and the supervised baseline per-patch cross-entropy, so neither reads it.
+    class_loss: Literal["eq9", "set"] = "eq9"
+    # Lifted steps (SPEC §2.3).
     lr_k: float = 1e4  # SGD step on the batch-mean loss
     k_iter: int = 2
     lam: float = 0.0  # proximal weight lambda
@@ -91,15 +96,9 @@ class TrainConfig:
     # "mixture": ink shared among the K keypoints by their windows, as in EM for a Gaussian
     # mixture, so a neighbour's ink pulls less (losses.mixture_centring_loss).
     centre_mode: Literal["patch", "mixture"] = "patch"
-    stage_order: Literal["paper", "code"] = "paper"
-    weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
-    # "image": weight each image's heatmap loss by exp(-beta L_b) (official code);
-    # "instance": draw each keypoint of G with mass exp(-beta c_k), c_k its matched set-loss cost.
-    weighting: Literal["image", "instance"] = "image"
-    x_noise: float = 0.0  # std (px) of exploration noise added to the slack keypoints
-    heatmap_loss: Literal["l2", "nll"] = "l2"  # eq. 7 (paper) or the local-softmax NLL
-    target_sigma: float = 0.0  # 0: single-pixel G (paper); > 0: Gaussian bumps of this std (px)
     max_step_px: float = 0.0  # > 0 clips each x-step displacement to this many pixels
+    weight_beta: float = 5.0  # per-image heatmap-loss weight exp(-beta L); 0 switches it off
+    heatmap_loss: Literal["l2", "nll"] = "l2"  # eq. 7 (paper) or the local-softmax NLL
     # Warm start: copy these parts ("heatmap", "task" or "all") from a checkpoint file or run
     # directory before training (e.g. the heatmap network of a reconstruction run).
     init_from: str = ""
@@ -110,8 +109,9 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 250
     val_batches: int = 0  # 0: the whole validation split
-    select_metric: str = ""  # "" picks the task's default ("both" or "rmse")
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # The validation metric that picks best.safetensors; "" picks the task's default ("both"
+    # for classification, "rmse" for reconstruction).
+    select_metric: Literal["", "both", "det_iou50", "classif", "ap50", "rmse"] = ""
 
 
 @dataclass
@@ -169,7 +169,7 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    """Build a :class:`Config` from nested dicts, rejecting unknown sections and keys."""
+    """Build a :class:`Config` from nested dicts, rejecting unknown keys and out-of-range values."""
     cfg = Config()
     for section, values in data.items():
         if section not in SECTIONS:
@@ -178,7 +178,104 @@ def from_dict(data: dict[str, Any]) -> Config:
             raise MistError(f"config section {section!r} must be a table")
         for key, value in values.items():
             _set(cfg, section, key, value)
+    return validate(cfg)
+
+
+def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise MistError(f"{key} must be {allowed}, got {value!r}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check the ranges and the cross-section rules that types alone cannot express.
+
+    Returns ``cfg``; raises :class:`MistError` naming the first offending key.
+    """
+    m, d, t = cfg.model, cfg.data, cfg.train
+    for key in ("in_channels", "num_classes", "k", "heatmap_width", "heatmap_depth"):
+        _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
+    for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):
+        _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
+    _require(
+        m.patch_size % 2**m.patch_levels == 0,
+        "model.patch_size",
+        f"divisible by 2**patch_levels = {2**m.patch_levels}",
+        m.patch_size,
+    )
+    _require(math.isfinite(m.base_side) and m.base_side > 0, "model.base_side", "> 0", m.base_side)
+    f = m.factors
+    _require(
+        len(f) >= 1
+        and all(0 < x <= 1 for x in f)
+        and all(a > b for a, b in zip(f, f[1:], strict=False)),
+        "model.factors",
+        "a non-empty, strictly decreasing list of numbers in (0, 1]",
+        list(f),
+    )
+    for key in ("softmax_window", "nms_window"):
+        value = getattr(m, key)
+        _require(value >= 1 and value % 2 == 1, f"model.{key}", "an odd integer >= 1", value)
+    _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
+    _require(
+        m.image_size == () or (len(m.image_size) == 2 and min(m.image_size) >= 1),
+        "model.image_size",
+        "[] or [H, W] with H, W >= 1",
+        list(m.image_size),
+    )
+    for key in ("n_train", "n_val", "n_test", "workers", "seed"):
+        _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
+    for key in ("batch_size", "log_every", "val_every", "ckpt_every"):
+        _require(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
+    for key in ("steps", "k_iter", "val_batches", "seed"):
+        _require(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))
+    for key in ("lr_task", "lr_heatmap"):
+        value = getattr(t, key)
+        _require(math.isfinite(value) and value > 0, f"train.{key}", "a number > 0", value)
+    for key in ("lr_k", "lam", "x_centre", "max_step_px", "weight_beta"):
+        value = getattr(t, key)
+        _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
+    _require(t.centre_sigma > 0, "train.centre_sigma", "> 0", t.centre_sigma)
+    _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
+    if t.select_metric:
+        allowed = ("rmse",) if m.task == "reconstruct" else ("both", "det_iou50", "classif", "ap50")
+        _require(
+            t.select_metric in allowed,
+            "train.select_metric",
+            f"one of {list(allowed)} for model.task = {m.task!r}",
+            t.select_metric,
+        )
     return cfg
+
+
+# Keys that older versions wrote into a run's config.json, with the values under which dropping
+# them keeps the run's behaviour (abandoned probes and merged keys, benchmarks/RESULTS.md).
+_RETIRED = {
+    "x_noise": 0.0,
+    "target_sigma": 0.0,
+    "weighting": "image",
+    "lr_schedule": "constant",
+    "stage_order": "paper",
+}
+
+
+def _upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Rewrite a run config written by an older version into the current keys."""
+    train = dict(data.get("train", {}))
+    for key, neutral in _RETIRED.items():
+        if key in train and train.pop(key) != neutral:
+            raise MistError(
+                f"{source}: train.{key} was removed from mistnet; this run used a value other "
+                f"than {neutral!r} and cannot be rebuilt"
+            )
+    train.pop("lr_final", None)  # only read by the cosine schedule, retired above
+    train.pop("threads", None)  # a run-time option now (mist train --threads)
+    if "task_loss" in train or "x_loss" in train:
+        loss = train.pop("task_loss", "eq9")
+        if train.pop("x_loss", loss) != loss:
+            raise MistError(f"{source}: different task and x-step losses are no longer supported")
+        if loss != "recon":
+            train["class_loss"] = loss
+    return {**data, "train": train} if "train" in data else data
 
 
 def _set(cfg: Config, section: str, key: str, value: Any) -> None:
@@ -210,7 +307,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
         _set(cfg, section, key, _parse_value(text.strip()))
-    return cfg
+    return validate(cfg)
 
 
 def preset_names() -> list[str]:
@@ -238,11 +335,14 @@ def load_preset(name_or_path: str) -> Config:
 
 
 def load_json(path: str | Path) -> Config:
-    """Read a resolved config written by :meth:`Config.to_json`."""
+    """Read a resolved config written by :meth:`Config.to_json` (by this or an older version)."""
     try:
-        return from_dict(json.loads(Path(path).read_text()))
+        data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise MistError(f"{path}: not a valid config file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MistError(f"{path}: not a valid config file (not a JSON object)")
+    return from_dict(_upgrade(data, str(path)))
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:

@@ -1,46 +1,42 @@
-"""Training and evaluation loops: the lifted step of Algorithm 1 and the SPEC §4 variants.
+"""Training steps and evaluation: the lifted step of Algorithm 1, its SPEC §4 variants, evaluate.
 
-One :class:`Trainer` step per batch. For ``method="mist"`` (SPEC §2.3):
+Every step is a plain function of explicit arguments (the model, its optimisers, the losses as
+callables); :func:`mistnet.trainer.build_trainer` is what reads a config and binds them. For
+MIST (SPEC §2.3), :func:`lifted_step`:
 
 1. ``h = H_eta(I)`` with graph; E_K on ``h.detach()`` gives the slack keypoints ``x0``.
-2. tau-step: one Adam step on the task loss at the (detached) slack keypoints.
-3. x-step: ``k_iter`` plain SGD steps on the keypoints alone (gradients w.r.t. ``x`` only,
-   nothing accumulates in tau), optionally with the proximal term ``lam * ||x - x0||^2``.
-4. eta-step: one Adam step on ``||G(x) - h||^2``, per image weighted by ``exp(-beta L_b)``.
+2. tau-step: one optimiser step on the task loss at the (detached) slack keypoints.
+3. x-step: ``iters`` plain SGD steps on the keypoints alone (gradients w.r.t. ``x`` only, nothing
+   accumulates in tau) on the task loss plus weighted priors (:class:`XObjective`).
+4. eta-step: one optimiser step on the heatmap loss against ``G(x)``, per image weighted by
+   ``exp(-beta L_b)`` at the final keypoints.
 
-``stage_order="code"`` runs the x-step before the tau-step, as the official code does.
-``method="supervised"`` replaces the slack keypoints by the ground truth (no x-step);
-``"channelwise"`` trains end to end through the soft-argmax; ``"grid"`` trains tau only.
-Evaluation runs in ``eval()`` mode under ``torch.inference_mode()``.
+:func:`supervised_step` replaces the slack keypoints by the ground truth (no x-step);
+:func:`end_to_end_step` trains the channel-wise and grid baselines by plain backpropagation.
+:func:`evaluate` runs in ``eval()`` mode under ``torch.inference_mode()``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
+from torch import Tensor
 
-from mistnet.config import TrainConfig
 from mistnet.errors import MistError
-from mistnet.losses import (
-    centring_loss,
-    heatmap_loss,
-    heatmap_nll_loss,
-    mixture_centring_loss,
-    multi_instance_loss,
-    reconstruction_loss,
-    set_classification_loss,
-    set_patch_costs,
-    task_weight,
-)
+from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import DetectionMeter, ReconstructionMeter
-from mistnet.models.mist import MIST
+from mistnet.models.mist import MIST, TaskOutput
 from mistnet.ops import render_heatmap
+
+# (task output, batch) -> per-image task loss (B,)
+TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]
+# (heatmaps (B, S, H, W), target G(x) (B, S, H, W), image weights (B,) or None) -> scalar
+HeatmapLoss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+# (images, keypoints (B, K, 3), task output) -> per-keypoint or per-image prior values
+Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]
 
 
 class NonFiniteLoss(MistError):
@@ -66,311 +62,47 @@ class Batch:
         )
 
 
-def per_image_task_loss(
-    name: str, model: MIST, images: Tensor, labels: Tensor, keypoints: Tensor
-) -> Tensor:
-    """Run S and T at ``keypoints`` and return the per-image task loss ``(B,)``."""
-    return task_loss_and_patches(name, model, images, labels, keypoints)[0]
+@dataclass
+class StepResult:
+    """What one training step reports: detached losses and, for the lifted step, keypoints."""
+
+    task: Tensor  # () batch-mean task loss
+    heatmap: Tensor | None = None  # () heatmap loss, None where no heatmap is trained
+    x0: Tensor | None = None  # (B, K, 3) the detections the x-step started from
+    x: Tensor | None = None  # (B, K, 3) the optimised slack keypoints
 
 
-def task_loss_and_patches(
-    name: str, model: MIST, images: Tensor, labels: Tensor, keypoints: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The per-image task loss ``(B,)`` at ``keypoints`` and the patches ``(B, K, C, P, P)``."""
-    patches, out, recon = model.run_task(images, keypoints)
-    if name == "recon":
-        if recon is None:
-            raise MistError("task loss 'recon' needs model.task = 'reconstruct'")
-        return reconstruction_loss(images, recon, reduction="none"), patches
-    if model.task != "classify":
-        raise MistError(f"task loss {name!r} needs model.task = 'classify'")
-    if name == "eq9":
-        return multi_instance_loss(out, labels, reduction="none"), patches
-    if name == "set":
-        return set_classification_loss(out, labels, reduction="none"), patches
-    raise MistError(f"unknown task loss {name!r}")
+@dataclass(frozen=True)
+class XObjective:
+    """What the x-step descends: the batch-mean task loss plus weighted priors.
 
-
-def gaussian_targets(target: Tensor, sigma: float) -> Tensor:
-    """Replace each unit spike of a ``(B, S, H, W)`` target by a Gaussian bump of peak 1."""
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=target.device, dtype=target.dtype)
-    g = torch.exp(-(t**2) / (2 * sigma**2))  # separable, peak 1
-    B, S, H, W = target.shape
-    x = target.reshape(B * S, 1, H, W)
-    x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, radius))
-    x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(radius, 0))
-    return x.clamp(max=1.0).view(B, S, H, W)
-
-
-def gt_keypoints(batch: Batch, side: float, k: int) -> tuple[Tensor, Tensor]:
-    """Ground-truth centres as keypoints ``(B, k, 3)`` with a fixed side, and their mask."""
-    B, N, _ = batch.boxes.shape
-    if N < k:
-        pad = batch.boxes.new_zeros(B, k - N, 4)
-        boxes = torch.cat([batch.boxes, pad], 1)
-        labels = torch.cat([batch.labels, batch.labels.new_full((B, k - N), -1)], 1)
-    else:
-        boxes, labels = batch.boxes[:, :k], batch.labels[:, :k]
-    kp = torch.cat([boxes[..., :2], torch.full_like(boxes[..., :1], side)], -1)
-    return kp, labels >= 0
-
-
-def warmed_up_ema(decay: float):
-    """An ``AveragedModel`` update: an exponential moving average with a decay that warms up.
-
-    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's
-    ``ExponentialMovingAverage`` with ``num_updates``), so an early average follows the model
-    instead of dragging in the random initialisation; from ``n ≈ 10 / (1 - decay)`` on it is the
-    plain average with ``decay``. Integer buffers (BatchNorm's batch count) are copied.
+    As DETR's ``weight_dict``: ``priors`` names each term and ``weights`` scales it; a term with
+    weight 0 is not computed. ``proximal`` is the paper's ``lam * ||x - x0||^2`` (per image,
+    summed over keypoints and coordinates).
     """
 
-    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor) -> None:
-        steps = float(n)
-        weight = 1.0 - min(decay, (1.0 + steps) / (10.0 + steps))
-        with torch.no_grad():
-            for avg, cur in zip(averaged, current, strict=True):
-                if avg.is_floating_point():
-                    avg.lerp_(cur, weight)
-                else:
-                    avg.copy_(cur)
+    priors: dict[str, Prior] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    proximal: float = 0.0
 
-    return update
-
-
-class Trainer:
-    """Optimisers and one training step for every method (see the module docstring).
-
-    Args:
-        model: a :class:`~mistnet.models.MIST` (or baseline subclass).
-        cfg: the ``train`` section of the config.
-    """
-
-    def __init__(self, model: MIST, cfg: TrainConfig) -> None:
-        self.model = model
-        self.cfg = cfg
-        self.method = cfg.method
-        if self.method == "channelwise":
-            self.opt_all = torch.optim.Adam(model.parameters(), lr=cfg.lr_task)
-            self.optimizers = {"all": self.opt_all}
-        else:
-            self.opt_task = torch.optim.Adam(model.task_net.parameters(), lr=cfg.lr_task)
-            self.optimizers = {"task": self.opt_task}
-            if self.method in ("mist", "supervised"):
-                self.opt_heat = torch.optim.Adam(model.heatmap_net.parameters(), lr=cfg.lr_heatmap)
-                self.optimizers["heatmap"] = self.opt_heat
-        if not 0.0 <= cfg.ema_decay < 1.0:
-            raise MistError(f"train.ema_decay must be in [0, 1), got {cfg.ema_decay}")
-        self.averaged: AveragedModel | None = None
-        if cfg.ema_decay > 0:
-            self.averaged = AveragedModel(
-                model, multi_avg_fn=warmed_up_ema(cfg.ema_decay), use_buffers=True
-            )
-        default = "recon" if model.task == "reconstruct" else "eq9"
-        self.task_loss = cfg.task_loss if model.task == "classify" else default
-        self.x_loss = cfg.x_loss if model.task == "classify" else default
-
-    # -- the pieces of Algorithm 1 ------------------------------------------------------------
-
-    def tau_step(self, batch: Batch, keypoints: Tensor) -> Tensor:
-        """One Adam step on the task network at fixed keypoints; returns per-image losses."""
-        losses = per_image_task_loss(
-            self.task_loss, self.model, batch.images, batch.labels, keypoints.detach()
-        )
-        loss = losses.mean()
-        check_finite(loss, "task loss")
-        self.opt_task.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_task.step()
-        return losses.detach()
-
-    def x_step(self, batch: Batch, x0: Tensor) -> Tensor:
-        """``k_iter`` SGD steps on the slack keypoints alone; returns the optimised ``(B, K, 3)``."""
-        cfg, model = self.cfg, self.model
-        sides = model.sides
-        x = x0.detach()
-        for _ in range(cfg.k_iter):
-            x = x.detach().requires_grad_(True)
-            losses, patches = task_loss_and_patches(
-                self.x_loss, model, batch.images, batch.labels, x
-            )
-            objective = losses.mean()
-            if cfg.x_centre > 0:
-                if cfg.centre_mode == "mixture":
-                    prior = mixture_centring_loss(batch.images, x, cfg.centre_sigma)
-                else:
-                    prior = centring_loss(patches, x[..., 2], cfg.centre_sigma)
-                objective = objective + cfg.x_centre * prior.mean()
-            if cfg.lam > 0:
-                objective = objective + cfg.lam * (x - x0).pow(2).sum((1, 2)).mean()
-            (grad,) = torch.autograd.grad(objective, x)
-            step = cfg.lr_k * grad
-            if len(sides) == 1:
-                step = torch.cat([step[..., :2], torch.zeros_like(step[..., 2:])], -1)
-            if cfg.max_step_px > 0:
-                norm = step[..., :2].norm(dim=-1, keepdim=True).clamp(min=1e-12)
-                step = step * (cfg.max_step_px / norm).clamp(max=1.0)
-            x = (x - step).detach()
-            if len(sides) > 1:
-                x[..., 2].clamp_(sides[0], sides[-1])
-        return x
-
-    def eta_step(
-        self,
-        h: Tensor,
-        x: Tensor,
-        weight: Tensor | None,
-        mask: Tensor | None = None,
-        values: Tensor | None = None,
-    ) -> Tensor:
-        """One Adam step regressing the heatmaps ``h`` onto ``G(x)``; returns the loss.
-
-        ``weight`` ``(B,)`` weights images; ``values`` ``(B, K)`` sets each keypoint's mass in G.
-        """
-        _, _, H, W = h.shape
-        target = render_heatmap(x, self.model.sides, H, W, mask=mask, values=values)
-        if self.cfg.target_sigma > 0:
-            target = gaussian_targets(target, self.cfg.target_sigma)
-        if self.cfg.heatmap_loss == "nll":
-            loss = heatmap_nll_loss(h, target, weight)
-        else:
-            loss = heatmap_loss(h, target, weight)
-        check_finite(loss, "heatmap loss")
-        self.opt_heat.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_heat.step()
-        return loss.detach()
-
-    # -- one step per method -------------------------------------------------------------------
-
-    def lr_factor(self, step: int) -> float:
-        """The learning-rate multiplier of ``step`` under ``cfg.lr_schedule``."""
-        cfg = self.cfg
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        t = min(1.0, step / max(1, cfg.steps))
-        return cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    @property
-    def inference_model(self) -> nn.Module:
-        """The weights to evaluate: the moving average when ``ema_decay > 0``, else the model."""
-        return self.model if self.averaged is None else self.averaged.module
-
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One optimisation step on ``batch``; ``step`` sets the learning rates and the noise."""
-        factor = self.lr_factor(step)
-        base = {"all": self.cfg.lr_task, "task": self.cfg.lr_task, "heatmap": self.cfg.lr_heatmap}
-        for name, opt in self.optimizers.items():
-            for group in opt.param_groups:
-                group["lr"] = base[name] * factor
-        if self.method == "mist":
-            stats = self._mist_step(batch, step)
-        elif self.method == "supervised":
-            stats = self._supervised_step(batch)
-        elif self.method == "channelwise":
-            stats = self._channelwise_step(batch)
-        else:
-            stats = self._grid_step(batch)
-        if self.averaged is not None:
-            self.averaged.update_parameters(self.model)
-        return stats
-
-    def _mist_step(self, batch: Batch, step: int) -> dict[str, float]:
-        cfg, model = self.cfg, self.model
-        _, h = model.heatmaps(batch.images)
-        x0, _ = model.detect(h)
-        if cfg.x_noise > 0:
-            gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + step)
-            noise = torch.randn(x0.shape, generator=gen).to(x0) * cfg.x_noise
-            noise[..., 2] = 0
-            x0 = x0 + noise
-        if cfg.stage_order == "paper":
-            task_losses = self.tau_step(batch, x0)
-            x = self.x_step(batch, x0)
-        else:
-            x = self.x_step(batch, x0)
-            task_losses = self.tau_step(batch, x)
-        weight, values = None, None
-        if cfg.weight_beta > 0 and cfg.weighting == "instance":
-            with torch.no_grad():
-                _, logits, _ = model.run_task(batch.images, x)
-                costs, matched = set_patch_costs(logits, batch.labels)
-            values = torch.exp(-cfg.weight_beta * costs) * matched
-        elif cfg.weight_beta > 0:
-            if cfg.stage_order == "paper":
-                with torch.no_grad():
-                    final = per_image_task_loss(
-                        self.task_loss, model, batch.images, batch.labels, x
-                    )
-            else:
-                final = task_losses
-            weight = task_weight(final, cfg.weight_beta)
-        heat = self.eta_step(h, x, weight, values=values)
-        moved = (x - x0)[..., :2].norm(dim=-1)
-        H, W = batch.images.shape[-2:]
-        margin = 8.0
-        border = (
-            (x0[..., 0] < margin)
-            | (x0[..., 0] > W - 1 - margin)
-            | (x0[..., 1] < margin)
-            | (x0[..., 1] > H - 1 - margin)
-        )
-        return {
-            "task": float(task_losses.mean()),
-            "heatmap": float(heat),
-            "move_mean": float(moved.mean()),
-            "move_median": float(moved.median()),
-            "moved_1px": float((moved > 1).float().mean()),
-            "border": float(border.float().mean()),
-        }
-
-    def _supervised_step(self, batch: Batch) -> dict[str, float]:
-        model = self.model
-        _, h = model.heatmaps(batch.images)
-        x, mask = gt_keypoints(batch, model.sides[0], model.k)
-        if model.task == "classify":
-            _, logits, _ = model.run_task(batch.images, x)
-            # The correspondence patch <-> label is known here, so plain per-patch cross-entropy.
-            target = _pad_labels(batch.labels, model.k).flatten()  # (B*K,)
-            loss = F.cross_entropy(logits.flatten(0, 1), target, ignore_index=-1)
-        else:
-            _, _, recon = model.run_task(batch.images, x)
-            loss = reconstruction_loss(batch.images, recon)
-        check_finite(loss, "task loss")
-        self.opt_task.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_task.step()
-        heat = self.eta_step(h, x, None, mask=mask)
-        return {"task": float(loss.detach()), "heatmap": float(heat)}
-
-    def _end_to_end_loss(self, batch: Batch) -> Tensor:
-        out = self.model(batch.images)
-        if self.model.task == "reconstruct":
-            return reconstruction_loss(batch.images, out.reconstruction)
-        return multi_instance_loss(out.task, batch.labels)
-
-    def _channelwise_step(self, batch: Batch) -> dict[str, float]:
-        loss = self._end_to_end_loss(batch)
-        check_finite(loss, "task loss")
-        self.opt_all.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_all.step()
-        return {"task": float(loss.detach())}
-
-    def _grid_step(self, batch: Batch) -> dict[str, float]:
-        loss = self._end_to_end_loss(batch)
-        check_finite(loss, "task loss")
-        self.opt_task.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_task.step()
-        return {"task": float(loss.detach())}
+    def __call__(self, task_losses: Tensor, images: Tensor, x: Tensor, x0: Tensor, out) -> Tensor:
+        objective = task_losses.mean()
+        for name, prior in self.priors.items():
+            if self.weights.get(name, 0.0) > 0:
+                objective = objective + self.weights[name] * prior(images, x, out).mean()
+        if self.proximal > 0:
+            objective = objective + self.proximal * (x - x0).pow(2).sum((1, 2)).mean()
+        return objective
 
 
-def _pad_labels(labels: Tensor, k: int) -> Tensor:
-    B, N = labels.shape
-    if N >= k:
-        return labels[:, :k]
-    return torch.cat([labels, labels.new_full((B, k - N), -1)], 1)
+@dataclass(frozen=True)
+class XStep:
+    """The x-step's schedule: ``iters`` SGD steps of size ``lr``, each clipped to ``max_px``."""
+
+    objective: XObjective
+    lr: float
+    iters: int
+    max_px: float = 0.0  # 0: no clip
 
 
 def check_finite(loss: Tensor, what: str) -> None:
@@ -378,6 +110,138 @@ def check_finite(loss: Tensor, what: str) -> None:
         raise NonFiniteLoss(
             f"{what} became {float(loss.detach())}; stopping (the last good checkpoint is kept)"
         )
+
+
+def _descend(optimizer: torch.optim.Optimizer, loss: Tensor, what: str) -> None:
+    check_finite(loss, what)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def tau_step(
+    model: MIST, optimizer: torch.optim.Optimizer, task_loss: TaskLoss, batch: Batch, x: Tensor
+) -> Tensor:
+    """One step of the task network at fixed keypoints ``x``; returns per-image losses ``(B,)``."""
+    losses = task_loss(model.run_task(batch.images, x.detach()), batch)
+    _descend(optimizer, losses.mean(), "task loss")
+    return losses.detach()
+
+
+def x_step(model: MIST, task_loss: TaskLoss, step: XStep, batch: Batch, x0: Tensor) -> Tensor:
+    """Optimise the slack keypoints alone from ``x0`` ``(B, K, 3)``; returns the new ``(B, K, 3)``."""
+    sides = model.sides
+    x = x0.detach()
+    for _ in range(step.iters):
+        x = x.detach().requires_grad_(True)
+        out = model.run_task(batch.images, x)
+        objective = step.objective(task_loss(out, batch), batch.images, x, x0, out)
+        (grad,) = torch.autograd.grad(objective, x)
+        move = step.lr * grad
+        if len(sides) == 1:  # one scale: the side is fixed
+            move = torch.cat([move[..., :2], torch.zeros_like(move[..., 2:])], -1)
+        if step.max_px > 0:
+            norm = move[..., :2].norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            move = move * (step.max_px / norm).clamp(max=1.0)
+        x = (x - move).detach()
+        if len(sides) > 1:
+            x[..., 2].clamp_(sides[0], sides[-1])
+    return x
+
+
+def eta_step(
+    model: MIST,
+    optimizer: torch.optim.Optimizer,
+    heatmap_loss: HeatmapLoss,
+    h: Tensor,
+    x: Tensor,
+    weight: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """One step regressing the heatmaps ``h`` ``(B, S, H, W)`` onto ``G(x)``; returns the loss.
+
+    ``weight`` ``(B,)`` weights images; ``mask`` ``(B, K)`` leaves keypoints out of G.
+    """
+    _, _, H, W = h.shape
+    target = render_heatmap(x, model.sides, H, W, mask=mask)
+    loss = heatmap_loss(h, target, weight)
+    _descend(optimizer, loss, "heatmap loss")
+    return loss.detach()
+
+
+def lifted_step(
+    model: MIST,
+    opt_task: torch.optim.Optimizer,
+    opt_heat: torch.optim.Optimizer,
+    task_loss: TaskLoss,
+    heatmap_loss: HeatmapLoss,
+    xs: XStep,
+    weight_beta: float,
+    batch: Batch,
+) -> StepResult:
+    """Algorithm 1 on one batch (see the module docstring)."""
+    _, h = model.heatmaps(batch.images)
+    x0, _ = model.detect(h)
+    task_losses = tau_step(model, opt_task, task_loss, batch, x0)
+    x = x_step(model, task_loss, xs, batch, x0)
+    weight = None
+    if weight_beta > 0:
+        with torch.no_grad():
+            final = task_loss(model.run_task(batch.images, x), batch)
+        weight = task_weight(final, weight_beta)
+    heat = eta_step(model, opt_heat, heatmap_loss, h, x, weight)
+    return StepResult(task_losses.mean(), heat, x0, x)
+
+
+def gt_keypoints(batch: Batch, side: float, k: int) -> tuple[Tensor, Tensor]:
+    """Ground-truth centres as keypoints ``(B, k, 3)`` with a fixed side, and their mask."""
+    labels = pad_labels(batch.labels, k)
+    B, N, _ = batch.boxes.shape
+    boxes = batch.boxes[:, :k]
+    if N < k:
+        boxes = torch.cat([boxes, batch.boxes.new_zeros(B, k - N, 4)], 1)
+    kp = torch.cat([boxes[..., :2], torch.full_like(boxes[..., :1], side)], -1)
+    return kp, labels >= 0
+
+
+def pad_labels(labels: Tensor, k: int) -> Tensor:
+    """``(B, N)`` labels cut or padded with -1 to ``(B, k)``."""
+    B, N = labels.shape
+    if N >= k:
+        return labels[:, :k]
+    return torch.cat([labels, labels.new_full((B, k - N), -1)], 1)
+
+
+def supervised_step(
+    model: MIST,
+    opt_task: torch.optim.Optimizer,
+    opt_heat: torch.optim.Optimizer,
+    heatmap_loss: HeatmapLoss,
+    batch: Batch,
+) -> StepResult:
+    """The supervised upper bound: the ground-truth centres take the place of the x-step."""
+    _, h = model.heatmaps(batch.images)
+    x, mask = gt_keypoints(batch, model.sides[0], model.k)
+    out = model.run_task(batch.images, x)
+    if model.task == "classify":
+        # The correspondence patch <-> label is known here, so plain per-patch cross-entropy.
+        target = pad_labels(batch.labels, model.k).flatten()  # (B*K,)
+        loss = F.cross_entropy(out.task.flatten(0, 1), target, ignore_index=-1)
+    else:
+        loss = reconstruction_loss(batch.images, out.reconstruction)
+    _descend(opt_task, loss, "task loss")
+    heat = eta_step(model, opt_heat, heatmap_loss, h, x, None, mask=mask)
+    return StepResult(loss.detach(), heat)
+
+
+def end_to_end_step(
+    model: MIST, optimizer: torch.optim.Optimizer, task_loss: TaskLoss, batch: Batch
+) -> StepResult:
+    """The channel-wise and grid baselines: backpropagation through the whole model."""
+    out = model(batch.images)
+    loss = task_loss(TaskOutput(out.patches, out.task, out.reconstruction), batch).mean()
+    _descend(optimizer, loss, "task loss")
+    return StepResult(loss.detach())
 
 
 @torch.inference_mode()

@@ -20,14 +20,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, load_json
-from mistnet.engine import Batch, NonFiniteLoss, Trainer, evaluate
+from mistnet.engine import Batch, NonFiniteLoss, StepResult, evaluate
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
+from mistnet.trainer import build_trainer
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -135,10 +138,10 @@ class Run:
         cfg = load_json(self.config)
         path = self.best if which == "best" and self.best.is_file() else self.last
         ckpt = Checkpoint(path, device=device)
+        if not cfg.model.image_size and "image_size" in ckpt.extra:  # a run of an older version
+            cfg.model.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
         torch.manual_seed(0)
-        model = build_model(
-            cfg.model, cfg.train.method, tuple(ckpt.extra.get("image_size", (80, 80)))
-        )
+        model = build_model(cfg.model, cfg.train.method)
         ckpt.load_model(model, average=True)
         return cfg, model.to(device).eval(), ckpt
 
@@ -186,6 +189,65 @@ def _tensorboard(path: Path):
     return SummaryWriter(str(path / "tb"))
 
 
+def warmed_up_ema(decay: float):
+    """An ``AveragedModel`` update: an exponential moving average with a decay that warms up.
+
+    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``), so an early average follows the model
+    instead of dragging in the random initialisation; from ``n ≈ 10 / (1 - decay)`` on it is the
+    plain average with ``decay``. Integer buffers (BatchNorm's batch count) are copied.
+    """
+
+    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+        steps = float(n)
+        weight = 1.0 - min(decay, (1.0 + steps) / (10.0 + steps))
+        with torch.no_grad():
+            for avg, cur in zip(averaged, current, strict=True):
+                if avg.is_floating_point():
+                    avg.lerp_(cur, weight)
+                else:
+                    avg.copy_(cur)
+
+    return update
+
+
+def moving_average(model: MIST, decay: float) -> AveragedModel | None:
+    """The moving average of ``model``'s weights that ``train.ema_decay`` asks for, or None."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=warmed_up_ema(decay), use_buffers=True)
+
+
+# A keypoint this close to the image edge counts as "on the border" in the training log: the
+# lifted loop's failure mode is keypoints collapsing onto the border (RESULTS.md), and 8 px is
+# where a 20 px box starts to hang over the edge by a fifth of its side.
+BORDER_PX = 8.0
+
+
+def step_stats(result: StepResult, height: int, width: int) -> dict[str, float]:
+    """The logged floats of one step: its losses and, for the lifted step, how x moved."""
+    stats = {"task": float(result.task)}
+    if result.heatmap is not None:
+        stats["heatmap"] = float(result.heatmap)
+    if result.x is None or result.x0 is None:
+        return stats
+    x0 = result.x0
+    moved = (result.x - x0)[..., :2].norm(dim=-1)  # (B, K)
+    border = (
+        (x0[..., 0] < BORDER_PX)
+        | (x0[..., 0] > width - 1 - BORDER_PX)
+        | (x0[..., 1] < BORDER_PX)
+        | (x0[..., 1] > height - 1 - BORDER_PX)
+    )
+    stats.update(
+        move_mean=float(moved.mean()),
+        move_median=float(moved.median()),
+        moved_1px=float((moved > 1).float().mean()),
+        border=float(border.float().mean()),
+    )
+    return stats
+
+
 def train(
     cfg: Config,
     out: str | Path,
@@ -193,8 +255,11 @@ def train(
     resume: bool = False,
     max_minutes: float = 0.0,
     progress: bool = True,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Train ``cfg`` into the run directory ``out`` and return the summary.
+
+    ``threads > 0`` sets torch's intra-op threads for the run (0 keeps torch's default).
 
     Raises:
         MistError: bad data or config, a non-resumable directory, or a non-finite loss (after
@@ -204,8 +269,8 @@ def train(
 
     run = Run(out)
     dev = resolve_device(device)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+    if threads > 0:
+        torch.set_num_threads(threads)
     if resume:
         run.require()
         saved = load_json(run.config)
@@ -213,38 +278,35 @@ def train(
             cfg = saved  # resume always continues the run as it was configured
     elif run.last.exists():
         raise MistError(f"{run.path} already holds a run; use --resume or another --out")
-    run.path.mkdir(parents=True, exist_ok=True)
-    tmp = run.config.with_suffix(".json.tmp")
-    tmp.write_text(cfg.to_json())
-    os.replace(tmp, run.config)
-
     train_set, val_set = open_split(cfg, "train"), open_split(cfg, "val")
     image_size = (int(train_set.height), int(train_set.width))
     if train_set.channels != cfg.model.in_channels:
         raise MistError(
             f"the data has {train_set.channels} channels but model.in_channels = {cfg.model.in_channels}"
         )
+    cfg.model.image_size = image_size
+    run.path.mkdir(parents=True, exist_ok=True)
+    tmp = run.config.with_suffix(".json.tmp")
+    tmp.write_text(cfg.to_json())
+    os.replace(tmp, run.config)
+
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, cfg.train.method, image_size).to(dev)
+    model = build_model(cfg.model, cfg.train.method).to(dev)
     if cfg.train.init_from and not (resume and run.last.is_file()):
         warm_start(model, cfg.train.init_from, cfg.train.init_parts, dev)
-    trainer = Trainer(model, cfg.train)
+    trainer = build_trainer(model, cfg.train)
+    averaged = moving_average(model, cfg.train.ema_decay)
+    inference_model = model if averaged is None else averaged.module
     metric, maximise = select_metric(cfg), MAXIMISE.get(select_metric(cfg), True)
-    state = {
-        "step": 0,
-        "best": None,
-        "best_step": None,
-        "image_size": list(image_size),
-        "wall": 0.0,
-    }
+    state = {"step": 0, "best": None, "best_step": None, "wall": 0.0}
     if resume and run.last.is_file():
         ckpt = Checkpoint(run.last, device=dev)
         ckpt.load_model(model)
         for name, opt in trainer.optimizers.items():
             ckpt.load_optimizer(name, opt)
-        if trainer.averaged is not None:
-            ckpt.load_average(trainer.averaged)
-        state.update(ckpt.extra)
+        if averaged is not None:
+            ckpt.load_average(averaged)
+        state.update({key: ckpt.extra[key] for key in state if key in ckpt.extra})
         state["step"] = ckpt.step
         _truncate_log(run.log, ckpt.step)
     else:  # a fresh start (also a resume killed before its first checkpoint): no stale lines
@@ -261,12 +323,12 @@ def train(
             config=cfg.to_dict(),
             step=state["step"],
             extra=state,
-            averaged=trainer.averaged,
+            averaged=averaged,
         )
 
     def validate() -> dict[str, float]:
         val = evaluate(
-            trainer.inference_model,
+            inference_model,
             loader(val_set, cfg.train.batch_size, 0),
             device=dev,
             signed=cfg.model.output == "signed",
@@ -295,11 +357,14 @@ def train(
     model.train()
     try:
         for raw in batches:
-            stats = trainer.step(Batch.from_dict(raw, dev), state["step"])
+            result = trainer.step(Batch.from_dict(raw, dev))
+            if averaged is not None:
+                averaged.update_parameters(model)
             state["step"] += 1
             step = state["step"]
             state["wall"] = time.monotonic() - t0
             if step % cfg.train.log_every == 0 or step == steps:
+                stats = step_stats(result, *image_size)
                 _append_log(
                     run.log, {"step": step, "split": "train", "wall": state["wall"], **stats}
                 )

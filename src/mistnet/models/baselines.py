@@ -148,7 +148,11 @@ class ChannelWiseHeatmap(nn.Module):
         """Raw per-keypoint score maps ``(B, K, H, W)``."""
         return self.body(images)
 
-    def forward(self, images: Tensor) -> Tensor:
-        xy = spatial_soft_argmax(self.logits(images), self.temperature)  # (B, K, 2)
+    def keypoints(self, logits: Tensor) -> Tensor:
+        """``(B, K, 3)`` keypoints from the score maps ``(B, K, H, W)`` of :meth:`logits`."""
+        xy = spatial_soft_argmax(logits, self.temperature)  # (B, K, 2)
         side = xy.new_full((*xy.shape[:2], 1), self.side)  # (B, K, 1)
         return torch.cat((xy, side), dim=-1)  # (B, K, 3)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.keypoints(self.logits(images))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from mistnet.config import ModelConfig
-from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints
+from mistnet.models.baselines import ChannelWiseHeatmap
 from mistnet.models.heatmap import HeatmapNet
 from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST
 from mistnet.models.patch import PatchAutoencoder, PatchClassifier
@@ -24,14 +24,11 @@ def build_task_net(cfg: ModelConfig) -> nn.Module:
     return PatchAutoencoder(cfg.in_channels, output=cfg.output, **sizes)
 
 
-def build_model(
-    cfg: ModelConfig, method: str = "mist", image_size: tuple[int, int] = (80, 80)
-) -> MIST:
+def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
     """Build the model a training ``method`` needs.
 
     ``mist`` and ``supervised`` share the MIST architecture; ``channelwise`` swaps the heatmap
-    network for a K-channel soft-argmax detector; ``grid`` uses a fixed 3 x 3 tiling of an image of
-    ``image_size`` (H, W).
+    network for a K-channel soft-argmax detector; ``grid`` tiles each image with 3 x 3 cells.
     """
     task_net = build_task_net(cfg)
     common = dict(
@@ -52,6 +49,5 @@ def build_model(
             heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
         )
     if method == "grid":
-        grid = grid_keypoints(*image_size, rows=3, cols=3)
-        return GridMIST(task_net, grid, task=cfg.task, sides=(float(grid[0, 0, 2]),), **common)
+        return GridMIST(task_net, rows=3, cols=3, task=cfg.task, **common)
     raise ValueError(f"unknown method {method!r}; expected mist, supervised, channelwise or grid")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mistnet.models.baselines import grid_keypoints
 from mistnet.ops import extract_patches, local_spatial_softmax, paste_patches, topk_keypoints
 
 
@@ -20,7 +21,7 @@ class MISTOutput:
     """What :class:`MIST` returns. Shapes use B images, K patches, S scales, P patch side.
 
     Attributes:
-        logits: ``(B, S, H, W)`` raw heatmap scores (``(B, K, H, W)`` for the channel-wise
+        heatmap_logits: ``(B, S, H, W)`` raw heatmap scores (``(B, K, H, W)`` for the channel-wise
             baseline, ``None`` for the grid baseline).
         heatmaps: ``(B, S, H, W)`` after the local spatial softmax (per-channel softmax over all
             pixels for the channel-wise baseline, ``None`` for the grid baseline).
@@ -32,10 +33,26 @@ class MISTOutput:
         reconstruction: ``(B, C, H, W)`` sum of the pasted decoded patches, or ``None``.
     """
 
-    logits: Tensor | None
+    heatmap_logits: Tensor | None
     heatmaps: Tensor | None
     keypoints: Tensor
     scores: Tensor
+    patches: Tensor
+    task: Tensor
+    reconstruction: Tensor | None = None
+
+
+@dataclass
+class TaskOutput:
+    """What :meth:`MIST.run_task` returns at given keypoints.
+
+    Attributes:
+        patches: ``(B, K, C, P, P)`` extracted patches (S).
+        task: ``(B, K, classes)`` class logits or ``(B, K, C, P, P)`` decoded patches (T).
+        reconstruction: ``(B, C, H, W)`` sum of the pasted decoded patches (S^-1), or ``None``
+            for classification.
+    """
+
     patches: Tensor
     task: Tensor
     reconstruction: Tensor | None = None
@@ -94,22 +111,27 @@ class MIST(nn.Module):
         """E_K on ``(B, S, H, W)`` heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``."""
         return topk_keypoints(heatmaps.detach(), k or self.k, self.sides, self.nms_window)
 
-    def run_task(self, images: Tensor, keypoints: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """S then T at given keypoints: ``(patches, task output, reconstruction or None)``."""
+    def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
+        """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
         patches = extract_patches(images, keypoints, self.patch_size)  # (B, K, C, P, P)
         out = self.task_net(patches)
         recon = None
         if self.task == "reconstruct":
             _, _, H, W = images.shape
             recon = paste_patches(out, keypoints, H, W)  # (B, C, H, W)
-        return patches, out, recon
+        return TaskOutput(patches, out, recon)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """Detect K instances in ``images`` ``(B, C, H, W)`` and run the task network on them."""
         logits, h = self.heatmaps(images)
         keypoints, scores = self.detect(h, k)
-        patches, out, recon = self.run_task(images, keypoints)
-        return MISTOutput(logits, h, keypoints, scores, patches, out, recon)
+        return _output(logits, h, keypoints, scores, self.run_task(images, keypoints))
+
+
+def _output(
+    logits: Tensor | None, h: Tensor | None, keypoints: Tensor, scores: Tensor, t: TaskOutput
+) -> MISTOutput:
+    return MISTOutput(logits, h, keypoints, scores, t.patches, t.task, t.reconstruction)
 
 
 class ChannelWiseMIST(MIST):
@@ -124,30 +146,38 @@ class ChannelWiseMIST(MIST):
         probs = torch.softmax(logits.flatten(2) / self.heatmap_net.temperature, -1)
         return logits, probs.view_as(logits)
 
-    def keypoints(self, images: Tensor) -> Tensor:
-        """Differentiable ``(B, K, 3)`` keypoints from the channel-wise soft-argmax."""
-        return self.heatmap_net(images)
-
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         logits, h = self.heatmaps(images)
-        keypoints = self.keypoints(images)
+        keypoints = self.heatmap_net.keypoints(logits)  # (B, K, 3), differentiable
         scores = h.flatten(2).amax(-1)  # (B, K)
-        patches, out, recon = self.run_task(images, keypoints)
-        return MISTOutput(logits, h, keypoints, scores, patches, out, recon)
+        return _output(logits, h, keypoints, scores, self.run_task(images, keypoints))
 
 
 class GridMIST(MIST):
-    """The grid baseline (SPEC §4.1): the same task network on a fixed 3 x 3 tiling."""
+    """The grid baseline (SPEC §4.1): the same task network on a fixed ``rows x cols`` tiling.
 
-    def __init__(self, task_net: nn.Module, grid: Tensor, task: str = "reconstruct", **kwargs):
-        super().__init__(nn.Identity(), task_net, task=task, k=grid.shape[1], **kwargs)
-        self.register_buffer("grid", grid, persistent=False)  # (1, K, 3)
+    The tiling is computed from each input's size (:func:`~mistnet.models.grid_keypoints`), so
+    the baseline tiles any image with square cells. It has no heatmap: :meth:`heatmaps` and
+    :meth:`detect` raise.
+    """
+
+    def __init__(self, task_net: nn.Module, rows: int = 3, cols: int = 3, **kwargs) -> None:
+        super().__init__(nn.Identity(), task_net, k=rows * cols, **kwargs)
+        self.rows, self.cols = rows, cols
+
+    def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        raise TypeError("the grid baseline has no heatmap network")
+
+    def detect(self, heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+        raise TypeError("the grid baseline has no detector: its keypoints are a fixed tiling")
 
     def keypoints(self, images: Tensor) -> Tensor:
-        return self.grid.to(images.dtype).expand(images.shape[0], -1, -1)
+        """The tiling of ``images`` ``(B, C, H, W)`` as keypoints ``(B, rows·cols, 3)``."""
+        B, _, H, W = images.shape
+        grid = grid_keypoints(H, W, self.rows, self.cols, device=images.device, dtype=images.dtype)
+        return grid.expand(B, -1, -1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         keypoints = self.keypoints(images)
         scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)
-        patches, out, recon = self.run_task(images, keypoints)
-        return MISTOutput(None, None, keypoints, scores, patches, out, recon)
+        return _output(None, None, keypoints, scores, self.run_task(images, keypoints))

@@ -15,7 +15,6 @@ def render_heatmap(
     height: int,
     width: int,
     mask: Tensor | None = None,
-    values: Tensor | None = None,
 ) -> Tensor:
     """G: a zero heatmap with unit mass at each keypoint, its scale split over two levels.
 
@@ -31,8 +30,6 @@ def render_heatmap(
         height: H of the heatmap.
         width: W of the heatmap.
         mask: optional ``(B, K)`` bool; keypoints where it is False are not drawn.
-        values: optional ``(B, K)`` mass per keypoint in [0, 1] instead of 1 (e.g. a per-instance
-            confidence); it scales both scale entries of a split.
 
     Returns:
         ``(B, S, H, W)`` target, dtype and device of ``keypoints``.
@@ -56,10 +53,6 @@ def render_heatmap(
         if mask.shape != (B, K):
             raise ValueError(f"mask must have shape (B, K)=({B}, {K}), got {tuple(mask.shape)}")
         ones = ones * mask.to(kp.dtype)
-    if values is not None:
-        if values.shape != (B, K):
-            raise ValueError(f"values must have shape (B, K)=({B}, {K}), got {tuple(values.shape)}")
-        ones = ones * values.to(kp.dtype)
     if S == 1:
         index, value = pix, ones
     else:

@@ -1,0 +1,101 @@
+"""``build_trainer``: the one reader of the train config's optimisation keys.
+
+It builds the optimisers a method needs, turns loss names into callables once, composes the
+x-step objective (task loss, centring prior, proximal term) and binds them to the step function
+of :mod:`mistnet.engine`. The run loop (:mod:`mistnet.runner`) then calls ``trainer.step(batch)``
+and owns everything around it: batches, the moving average, diagnostics, validation, checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from mistnet.config import TrainConfig
+from mistnet.engine import (
+    Batch,
+    HeatmapLoss,
+    StepResult,
+    TaskLoss,
+    XObjective,
+    XStep,
+    end_to_end_step,
+    lifted_step,
+    supervised_step,
+)
+from mistnet.losses import (
+    centring_loss,
+    heatmap_loss,
+    heatmap_nll_loss,
+    mixture_centring_loss,
+    multi_instance_loss,
+    reconstruction_loss,
+    set_classification_loss,
+)
+from mistnet.models.mist import MIST, TaskOutput
+
+
+@dataclass
+class Trainer:
+    """A model, its optimisers by checkpoint name, and the bound step ``Batch -> StepResult``."""
+
+    model: MIST
+    optimizers: dict[str, torch.optim.Optimizer]
+    step: Callable[[Batch], StepResult]
+
+
+def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
+    """The per-image task loss ``(TaskOutput, Batch) -> (B,)`` for ``task``.
+
+    Reconstruction is eq. 8; classification is eq. 9 (``"eq9"``) or the set loss (``"set"``).
+    """
+    if task == "reconstruct":
+        return lambda out, batch: reconstruction_loss(batch.images, out.reconstruction, "none")
+    classify = {"eq9": multi_instance_loss, "set": set_classification_loss}[class_loss]
+    return lambda out, batch: classify(out.task, batch.labels, reduction="none")
+
+
+HEATMAP_LOSSES: dict[str, HeatmapLoss] = {"l2": heatmap_loss, "nll": heatmap_nll_loss}
+
+
+def _patch_prior(sigma: float, images, x, out: TaskOutput):
+    return centring_loss(out.patches, x[..., 2], sigma)
+
+
+def _mixture_prior(sigma: float, images, x, out: TaskOutput):
+    return mixture_centring_loss(images, x, sigma)
+
+
+def x_step_schedule(cfg: TrainConfig) -> XStep:
+    """The x-step of ``cfg``: its objective's terms and weights, step size, iterations, clip."""
+    prior = {"patch": _patch_prior, "mixture": _mixture_prior}[cfg.centre_mode]
+    objective = XObjective(
+        priors={"centre": partial(prior, cfg.centre_sigma)},
+        weights={"centre": cfg.x_centre},
+        proximal=cfg.lam,
+    )
+    return XStep(objective, lr=cfg.lr_k, iters=cfg.k_iter, max_px=cfg.max_step_px)
+
+
+def build_trainer(model: MIST, cfg: TrainConfig) -> Trainer:
+    """Optimisers (Adam) and the step function of ``cfg.method`` for ``model``."""
+    adam = torch.optim.Adam
+    loss = task_loss(model.task, cfg.class_loss)
+    if cfg.method in ("channelwise", "grid"):
+        # The channel-wise detector learns with the task network; the grid has nothing to learn.
+        params = model.parameters() if cfg.method == "channelwise" else model.task_net.parameters()
+        name = "all" if cfg.method == "channelwise" else "task"
+        opt = adam(params, lr=cfg.lr_task)
+        return Trainer(model, {name: opt}, partial(end_to_end_step, model, opt, loss))
+    opt_task = adam(model.task_net.parameters(), lr=cfg.lr_task)
+    opt_heat = adam(model.heatmap_net.parameters(), lr=cfg.lr_heatmap)
+    optimizers = {"task": opt_task, "heatmap": opt_heat}
+    heat = HEATMAP_LOSSES[cfg.heatmap_loss]
+    if cfg.method == "supervised":
+        return Trainer(model, optimizers, partial(supervised_step, model, opt_task, opt_heat, heat))
+    xs = x_step_schedule(cfg)
+    step = partial(lifted_step, model, opt_task, opt_heat, loss, heat, xs, cfg.weight_beta)
+    return Trainer(model, optimizers, step)
