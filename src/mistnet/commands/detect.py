@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mistnet.commands.train import add_device_argument, check_device
+from mistnet.commands._args import add_device_argument
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from mistnet.models.mist import GridMIST
-    from mistnet.runner import Run, resolve_device
+    from mistnet.runner import Run
     from mistnet.viz import annotate_image, to_rgb
 
     device = resolve_device(check_device(args.device))

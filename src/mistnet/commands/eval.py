@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mistnet.commands.train import add_device_argument, check_device
+from mistnet.commands._args import add_device_argument
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 
 SPLITS = ("train", "val", "test")
@@ -114,7 +115,7 @@ def check_data(cfg, dataset, image_size: tuple[int, int], source: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mistnet.engine import evaluate
-    from mistnet.runner import Run, loader, resolve_device
+    from mistnet.runner import Run, loader
 
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")

@@ -20,7 +20,7 @@ import argparse
 import shlex
 import sys
 
-from mistnet.commands.train import add_device_argument
+from mistnet.commands._args import add_device_argument
 
 TABLE_CHOICES = "table1, gabor, table2, table3, table4 or all"
 

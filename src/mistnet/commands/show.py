@@ -14,8 +14,9 @@ import argparse
 
 import torch
 
+from mistnet.commands._args import add_device_argument
 from mistnet.commands.eval import add_run_data_arguments, check_data, open_data
-from mistnet.commands.train import add_device_argument, check_device
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 
 
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mistnet.data import collate_scenes
-    from mistnet.runner import Run, resolve_device
+    from mistnet.runner import Run
     from mistnet.viz import mist_figure
 
     if args.n < 1:

@@ -15,23 +15,9 @@ import argparse
 import json
 import sys
 
+from mistnet.commands._args import add_device_argument
+from mistnet.device import check_device
 from mistnet.errors import MistError
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """The one ``--device`` option shared by every command that runs a model."""
-    parser.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help="cpu, cuda, cuda:N or auto (CUDA when available; default auto)",
-    )
-
-
-def check_device(name: str) -> str:
-    if name in ("cpu", "auto", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
-        return name
-    raise MistError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
 
 
 def register(subparsers) -> None:

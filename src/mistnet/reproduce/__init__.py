@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
@@ -294,9 +295,7 @@ def reproduce(
             or data root, another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
             any user error of the runs themselves.
     """
-    from mistnet.commands.train import check_device
     from mistnet.reproduce.data import svhn_usable
-    from mistnet.runner import resolve_device
 
     tables = _get_tables(table)
     plan = get_budget(budget)
