@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mistnet.data.digits import SPLITS
+
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """The one ``--device`` option shared by every command that runs a model."""
@@ -13,3 +15,14 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="cpu, cuda, cuda:N or auto (CUDA when available; default auto)",
     )
+
+
+def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
+    """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data."""
+    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
+    p.add_argument(
+        "--data",
+        metavar="DIR|NAME",
+        help="dataset directory or generator name (default: the run's own data)",
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")

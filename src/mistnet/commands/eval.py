@@ -15,24 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mistnet.commands._args import add_device_argument
+from mistnet.commands._args import add_device_argument, add_run_data_arguments
+from mistnet.data.runs import check_data, open_data
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-
-SPLITS = ("train", "val", "test")
-
-
-def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
-    """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data."""
-    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
-    p.add_argument(
-        "--data",
-        metavar="DIR|NAME",
-        help="dataset directory or generator name (default: the run's own data)",
-    )
-    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
 
 
 def register(subparsers) -> None:
@@ -54,63 +40,6 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="OUT", help="metrics file (default RUN/eval-<split>.json)")
     add_device_argument(p)
     p.set_defaults(func=run)
-
-
-def open_data(cfg, data: str | None, split: str):
-    """The ``split`` of ``data`` (a directory or generator name; default the run's own data).
-
-    A generator is sampled with the run's data seed and split size, so ``mist eval`` on the
-    run's generator sees the same scenes the run's own validation / test would.
-    """
-    from mistnet.data import open_dataset
-
-    d = cfg.data
-    source = data or d.path or d.name
-    path = Path(source)
-    looks_like_path = os.sep in source or source.startswith(".") or path.exists()
-    if looks_like_path and not path.is_dir():
-        raise MistError(f"data directory {source} does not exist")
-    sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
-    dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
-    return source, dataset
-
-
-def data_is_signed(dataset) -> bool:
-    """Whether a dataset holds signed (Gabor) images rather than [0, 1] ones."""
-    signed = getattr(dataset, "signed", None)
-    if signed is not None:
-        return bool(signed)
-    arrays = getattr(dataset, "arrays", None)  # a dataset directory (SceneFolder)
-    if isinstance(arrays, dict) and "images" in arrays:
-        return np.dtype(arrays["images"].dtype).kind == "f"
-    generator = getattr(dataset, "generator", None)
-    if generator is not None and getattr(generator, "dtype", None) is not None:
-        return np.dtype(generator.dtype).kind == "f"
-    return str(getattr(dataset, "name", "")).startswith("gabor")
-
-
-def check_data(cfg, dataset, image_size: tuple[int, int], source: str) -> None:
-    """Reject data the run cannot be evaluated on, with a one-line reason."""
-    m = cfg.model
-    channels = int(dataset.channels)
-    if channels != m.in_channels:
-        raise MistError(
-            f"{source} has {channels}-channel images but the run's model takes {m.in_channels}"
-        )
-    signed = data_is_signed(dataset)
-    if signed and m.task == "classify":
-        raise MistError(f"{source} holds Gabor textures without class labels; the run classifies")
-    if m.task == "reconstruct" and signed != (m.output == "signed"):
-        kind = "signed (Gabor)" if signed else "[0, 1]"
-        raise MistError(
-            f"{source} holds {kind} images but the run's auto-encoder has {m.output} output"
-        )
-    size = (int(dataset.height), int(dataset.width))
-    if cfg.train.method == "grid" and size != tuple(image_size):
-        raise MistError(
-            f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
-            f"{image_size[0]}x{image_size[1]}"
-        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from mistnet.commands._args import add_device_argument
-from mistnet.commands.eval import add_run_data_arguments, check_data, open_data
+from mistnet.commands._args import add_device_argument, add_run_data_arguments
+from mistnet.data.runs import check_data, open_data
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 

@@ -126,6 +126,11 @@ class SceneGenerator:
     dtype: type = np.uint8
     digits: str | None = None
 
+    @property
+    def signed(self) -> bool:
+        """Whether the images are signed floats (Gabor) rather than uint8 mapped to [0, 1]."""
+        return np.dtype(self.dtype).kind == "f"
+
     def generate(self, split: str, index: int, seed: int = 0) -> Scene:  # pragma: no cover
         raise NotImplementedError
 
@@ -563,6 +568,11 @@ class SceneDataset(Dataset):
         self.height = self.generator.height
         self.width = self.generator.width
         self.max_count = self.generator.max_count
+
+    @property
+    def signed(self) -> bool:
+        """Whether the images are signed (Gabor) rather than in [0, 1]."""
+        return self.generator.signed
 
     def __len__(self) -> int:
         return self.size

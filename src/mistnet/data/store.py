@@ -224,7 +224,7 @@ class SceneFolder(Dataset):
 
     Attributes:
         manifest: the manifest dict. ``name``, ``channels``, ``height``, ``width``,
-            ``max_count`` as for scene datasets.
+            ``max_count`` and ``signed`` as for scene datasets.
         arrays: the validated numpy arrays (see :func:`validate_arrays`).
     """
 
@@ -235,6 +235,11 @@ class SceneFolder(Dataset):
         _, self.channels, self.height, self.width = self.arrays["images"].shape
         self.max_count = int(self.arrays["boxes"].shape[1])
         self.name = str(self.manifest.get("name", self.directory.name))
+
+    @property
+    def signed(self) -> bool:
+        """Whether the images are stored as signed floats (Gabor) rather than uint8 in [0, 255]."""
+        return self.arrays["images"].dtype.kind == "f"
 
     def __len__(self) -> int:
         return int(self.arrays["images"].shape[0])

@@ -297,8 +297,8 @@ def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
         ``checkpoint``, ``step``, ``data``, ``split``, ``images``, ``k``, ``metrics``) plus
         ``extra`` (see :func:`extra_metrics`).
     """
-    from mistnet.commands.eval import check_data
     from mistnet.data import open_dataset
+    from mistnet.data.runs import check_data
     from mistnet.engine import evaluate
     from mistnet.runner import Run, loader
 
