@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -99,8 +99,6 @@ class Checkpoint:
         if not self.path.is_file():
             raise MistError(f"checkpoint {self.path} does not exist")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(self.path), framework="pt") as f:
                 meta = f.metadata() or {}
             self.tensors = load_file(str(self.path), device=str(device))

@@ -18,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from mistnet.config import resolve
+from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
+from mistnet.engine import evaluate
 from mistnet.errors import MistError
+from mistnet.runner import Run, loader, train
+from mistnet.viz import mist_figure
 
 
 def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> Path:
-    from tqdm.auto import tqdm
-
-    from mistnet.data import build_generator, make_scenes, write_dataset
-
     generator = build_generator("mnist-hard")
     splits = {}
     chunk = 500
@@ -53,12 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-
-    from mistnet.config import resolve
-    from mistnet.data import open_dataset
-    from mistnet.engine import evaluate
-    from mistnet.runner import Run, loader, train
-    from mistnet.viz import mist_figure
 
     out = Path(args.out)
     t0 = time.monotonic()

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 __all__ = [
     "GT_COLOR",
@@ -460,7 +461,6 @@ def annotate_image(
         scale: integer nearest-neighbour upscaling before drawing (1 = native size); box
             coordinates follow (``x' = scale * (x + 0.5) - 0.5``).
     """
-    from PIL import Image, ImageDraw
 
     if int(scale) != scale or scale < 1:
         raise ValueError(f"scale: expected a positive integer, got {scale}")

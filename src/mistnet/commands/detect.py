@@ -22,10 +22,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mistnet.commands._args import add_device_argument
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.models.baselines import grid_keypoints
+from mistnet.models.heatmap import HeatmapBody
+from mistnet.models.mist import GridMIST
+from mistnet.runner import Run
+from mistnet.viz import annotate_image, to_rgb
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
 ANNOTATION_SIDE = 320
@@ -57,7 +63,6 @@ def read_image(path: str | os.PathLike, channels: int) -> torch.Tensor:
     Raises:
         MistError: the file is missing or not a readable image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
@@ -87,7 +92,6 @@ def read_image(path: str | os.PathLike, channels: int) -> torch.Tensor:
 
 def min_image_side(model) -> int:
     """Smallest image side the model's heatmap network accepts (its reflection padding)."""
-    from mistnet.models.heatmap import HeatmapBody
 
     bodies = [m for m in model.modules() if isinstance(m, HeatmapBody)]
     if not bodies:
@@ -118,8 +122,6 @@ def _dumps(record: dict[str, Any]) -> str:
 
 def detect_one(model, image: torch.Tensor, k: int):
     """Run ``model`` on one ``(C, H, W)`` image; returns its :class:`~mistnet.models.MISTOutput`."""
-    from mistnet.models.baselines import grid_keypoints
-    from mistnet.models.mist import GridMIST
 
     _, H, W = image.shape
     if isinstance(model, GridMIST):
@@ -130,12 +132,6 @@ def detect_one(model, image: torch.Tensor, k: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from mistnet.models.mist import GridMIST
-    from mistnet.runner import Run
-    from mistnet.viz import annotate_image, to_rgb
-
     device = resolve_device(check_device(args.device))
     cfg, model, _ = Run(args.run).load("best", device=device)
     if args.k < 0:

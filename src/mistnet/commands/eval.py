@@ -18,7 +18,9 @@ from typing import Any
 from mistnet.commands._args import add_device_argument, add_run_data_arguments
 from mistnet.data.runs import check_data, open_data
 from mistnet.device import check_device, resolve_device
+from mistnet.engine import evaluate
 from mistnet.errors import MistError
+from mistnet.runner import Run, loader
 
 
 def register(subparsers) -> None:
@@ -43,9 +45,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mistnet.engine import evaluate
-    from mistnet.runner import Run, loader
-
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")
     if args.k and args.per_image_k:

@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from mistnet.errors import DataError
 
@@ -314,8 +315,6 @@ def download_mnist(directory: str | os.PathLike, progress: bool = True) -> Path:
 
 
 def _fetch(url: str, dest: Path, progress: bool) -> None:
-    from tqdm import tqdm
-
     with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
         total = int(resp.headers.get("Content-Length") or 0) or None
         with tqdm(

@@ -271,6 +271,7 @@ class MnistHard(_DigitSceneGenerator):
         super().__init__(digits)
 
     def _bridson(self, rng: np.random.Generator) -> np.ndarray:
+        # scipy.stats takes about 2 s to import; only MNIST-hard layouts need it, not `mist --help`.
         from scipy.stats import qmc
 
         engine = qmc.PoissonDisk(

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mistnet.data.digits import SPLITS, canonical_split
-from mistnet.data.scenes import to_item
+from mistnet.data.scenes import SceneDataset, to_item
 from mistnet.errors import DataError
 
 FORMAT = "mistnet-scenes"
@@ -271,7 +271,6 @@ def open_dataset(
     Raises:
         DataError: neither an existing dataset directory nor a known generator name.
     """
-    from mistnet.data.scenes import SceneDataset
 
     path = Path(dir_or_name)
     if path.is_dir():

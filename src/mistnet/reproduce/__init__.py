@@ -42,11 +42,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None
+
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.reproduce import report
+from mistnet.reproduce.data import data_dir, prepare, svhn_usable
+from mistnet.reproduce.figures import table_figures
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
 from mistnet.reproduce.plan import get_tables as _get_tables
+from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
 
 MARKER = "reproduce.json"
 LOCK = ".lock"
@@ -80,9 +89,7 @@ def _locked(out: Path) -> Iterator[None]:
     Raises:
         MistError: another process holds the lock.
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
+    if fcntl is None:
         yield
         return
     f = (out / LOCK).open("a+")
@@ -172,8 +179,6 @@ def check_plan(
     Raises:
         MistError: a run directory made under another plan (naming it).
     """
-    from mistnet.reproduce.data import data_dir
-    from mistnet.reproduce.runs import check_fingerprint, make_spec
 
     for table in tables:
         if _not_run(table, svhn) is not None:
@@ -201,9 +206,6 @@ def reproduce_table(
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Reproduce one table into ``out``; returns its ``results.json`` entry."""
-    from mistnet.reproduce import report
-    from mistnet.reproduce.data import prepare
-    from mistnet.reproduce.runs import make_spec, run_spec
 
     t0 = time.monotonic()
     not_run = _not_run(table, svhn)
@@ -243,8 +245,6 @@ def reproduce_table(
     drawn = report.previous_figures(out, table.name) if specs else []
     entry, path = write(drawn)
     if figures and specs:
-        from mistnet.reproduce.figures import table_figures
-
         log(f"[{table.name}] figures -> {out / 'figures'}")
         try:
             new = table_figures(table.name, specs, out, budget.figure_scenes, device)
@@ -295,7 +295,6 @@ def reproduce(
             or data root, another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
             any user error of the runs themselves.
     """
-    from mistnet.reproduce.data import svhn_usable
 
     tables = _get_tables(table)
     plan = get_budget(budget)

@@ -28,9 +28,17 @@ from typing import Any
 
 import torch
 
+from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, resolve
+from mistnet.data import open_dataset
+from mistnet.data.runs import check_data
+from mistnet.engine import Batch, evaluate
 from mistnet.errors import MistError
+from mistnet.metrics import APMeter, match_points
+from mistnet.ops import topk_keypoints
+from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
+from mistnet.runner import Run, loader, train
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
@@ -217,8 +225,6 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Train the run, resuming an interrupted one with its remaining minutes."""
-    from mistnet.checkpoint import Checkpoint
-    from mistnet.runner import Run, train
 
     run = Run(spec.run_dir)
     progress = sys.stderr.isatty()
@@ -250,10 +256,6 @@ def extra_metrics(
     texture itself (E_K on the image's positive part): a kernel peaks at its impulse, so bright
     maxima already find many impulses where kernels do not overlap.
     """
-    from mistnet.engine import Batch
-    from mistnet.metrics import APMeter, match_points
-    from mistnet.ops import topk_keypoints
-    from mistnet.runner import loader
 
     if not extra:
         return {}
@@ -297,10 +299,6 @@ def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
         ``checkpoint``, ``step``, ``data``, ``split``, ``images``, ``k``, ``metrics``) plus
         ``extra`` (see :func:`extra_metrics`).
     """
-    from mistnet.data import open_dataset
-    from mistnet.data.runs import check_data
-    from mistnet.engine import evaluate
-    from mistnet.runner import Run, loader
 
     cfg, model, ckpt = Run(spec.run_dir).load("best", device=device)
     image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
@@ -383,8 +381,6 @@ def run_spec(
         fingerprint=fingerprint,
     )
     if spec.row.data == "mnist-hard-official":
-        from mistnet.reproduce.data import roundtrip_identical
-
         source = spec.data["test"].parent / f"mnist-hard-seed{spec.seed}"
         record["official_roundtrip_identical"] = roundtrip_identical(source, spec.data["test"])
     _write_json(spec.eval_file, record)
