@@ -12,8 +12,6 @@ crash leaves either the old or the new file, never half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mistnet.errors import MistError
+from mistnet.io import atomic_write
 
 FORMAT = "mistnet-checkpoint/1"
 
@@ -80,15 +79,7 @@ def save_checkpoint(
         "optimizers": json.dumps(optim_meta),
         "extra": json.dumps(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 class Checkpoint:

@@ -24,6 +24,7 @@ from mistnet.config import resolve
 from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
 from mistnet.engine import evaluate
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_json
 from mistnet.runner import Run, loader, train
 from mistnet.viz import mist_figure
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": summary,
             "wall_s": round(time.monotonic() - t0, 1),
         }
-        (out / "metrics.json").write_text(json.dumps(record, indent=2))
+        atomic_write_json(out / "metrics.json", record)
         print(f"[4/4] figure -> {out / 'figure.png'}", flush=True)
         batch = next(iter(loader(test, 4, 0)))
         with torch.inference_mode():

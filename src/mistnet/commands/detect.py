@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mistnet.commands._args import add_device_argument
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_text
 from mistnet.models.baselines import grid_keypoints
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST
@@ -177,9 +178,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.model.task == "classify":
             labels = pred.task[0].argmax(-1).cpu()
             record["labels"] = [int(v) for v in labels]
-        tmp = out / f".{stem}.json.tmp"
-        tmp.write_text(_dumps(record))
-        os.replace(tmp, out / f"{stem}.json")
+        atomic_write_text(out / f"{stem}.json", _dumps(record))
         scale = max(1, ANNOTATION_SIDE // max(H, W))
         annotate_image(x.cpu(), kp, labels, scores, out / f"{stem}.png", signed=signed, scale=scale)
         if pred.reconstruction is not None:

@@ -10,8 +10,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from mistnet.data.runs import check_data, open_data
 from mistnet.device import check_device, resolve_device
 from mistnet.engine import evaluate
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_json
 from mistnet.runner import Run, loader
 
 
@@ -77,10 +76,7 @@ def run(args: argparse.Namespace) -> int:
         "metrics": metrics,
     }
     out = Path(args.json) if args.json else run_dir.path / f"eval-{args.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, record)
     print(
         f"{run_dir.path} ({ckpt.path.name}, step {ckpt.step}) on {source} [{args.split}], "
         f"{len(dataset)} images, K = {record['k']}"

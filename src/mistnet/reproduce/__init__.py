@@ -49,6 +49,7 @@ except ImportError:  # not POSIX: no lock
 
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_text
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -125,7 +126,9 @@ def _check_out(out: Path, budget: Budget) -> None:
             raise MistError(
                 f"{out} holds a reproduction with --budget {old}; use another --out for {budget.name}"
             )
-    marker.write_text(json.dumps({"format": "mistnet-reproduce", "budget": budget.name}) + "\n")
+    atomic_write_text(
+        marker, json.dumps({"format": "mistnet-reproduce", "budget": budget.name}) + "\n"
+    )
 
 
 def default_command(

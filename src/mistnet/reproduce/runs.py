@@ -17,7 +17,6 @@ evaluated, the fingerprint of the current plan is compared with the recorded one
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -34,6 +33,7 @@ from mistnet.data import open_dataset
 from mistnet.data.runs import check_data
 from mistnet.engine import Batch, evaluate
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_json
 from mistnet.metrics import APMeter, match_points
 from mistnet.ops import topk_keypoints
 from mistnet.reproduce.data import roundtrip_identical
@@ -216,13 +216,6 @@ def check_fingerprint(spec: RunSpec) -> None:
         )
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Train the run, resuming an interrupted one with its remaining minutes."""
 
@@ -352,7 +345,7 @@ def run_spec(
             log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
             return record, False
     fingerprint = spec.fingerprint()
-    _write_json(spec.fingerprint_file, fingerprint)
+    atomic_write_json(spec.fingerprint_file, fingerprint)
     limit = f", at most {spec.minutes:g} min" if spec.minutes > 0 else ""
     log(f"{name}: training {spec.preset} ({budget.name} budget{limit}) -> {spec.run_dir}")
     t0 = time.monotonic()
@@ -383,7 +376,7 @@ def run_spec(
     if spec.row.data == "mnist-hard-official":
         source = spec.data["test"].parent / f"mnist-hard-seed{spec.seed}"
         record["official_roundtrip_identical"] = roundtrip_identical(source, spec.data["test"])
-    _write_json(spec.eval_file, record)
+    atomic_write_json(spec.eval_file, record)
     shown = {k: v for k, v in {**record["metrics"], **record["extra"]}.items() if _is_rate(k)}
     log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return record, True
