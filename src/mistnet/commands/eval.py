@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from mistnet.commands._args import add_device_argument, add_run_data_arguments
-from mistnet.data.runs import check_data, open_data
 from mistnet.device import check_device, resolve_device
-from mistnet.engine import evaluate
-from mistnet.errors import MistError
+from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
-from mistnet.runner import Run, loader
 
 
 def register(subparsers) -> None:
@@ -44,44 +40,23 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.k < 0:
-        raise MistError(f"--k must be positive, got {args.k}")
-    if args.k and args.per_image_k:
-        raise MistError("--k and --per-image-k exclude each other")
     device = resolve_device(check_device(args.device))
-    run_dir = Run(args.run)
-    cfg, model, ckpt = run_dir.load("best", device=device)
-    image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
-    source, dataset = open_data(cfg, args.data, args.split)
-    check_data(cfg, dataset, image_size, source)
-    if len(dataset) == 0:
-        raise MistError(f"{source}: the {args.split} split is empty")
-    k = args.k or model.k
-    metrics = evaluate(
-        model,
-        loader(dataset, args.batch_size or cfg.train.batch_size, 0),
-        device=device,
-        k=k,
+    result = evaluate_run(
+        args.run,
+        args.data,
+        args.split,
+        k=args.k,
         per_image_k=args.per_image_k,
-        signed=cfg.model.output == "signed",
+        batch_size=args.batch_size,
+        device=device,
     )
-    record: dict[str, Any] = {
-        "run": str(run_dir.path),
-        "checkpoint": ckpt.path.name,
-        "step": ckpt.step,
-        "data": source,
-        "split": args.split,
-        "images": len(dataset),
-        "k": "per-image" if args.per_image_k else k,
-        "metrics": metrics,
-    }
-    out = Path(args.json) if args.json else run_dir.path / f"eval-{args.split}.json"
-    atomic_write_json(out, record)
+    out = Path(args.json) if args.json else Path(result.run) / f"eval-{args.split}.json"
+    atomic_write_json(out, result.to_dict())
     print(
-        f"{run_dir.path} ({ckpt.path.name}, step {ckpt.step}) on {source} [{args.split}], "
-        f"{len(dataset)} images, K = {record['k']}"
+        f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
+        f"[{result.split}], {result.images} images, K = {result.k}"
     )
-    for name, value in metrics.items():
+    for name, value in result.metrics.items():
         shown = f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
         print(f"  {name:16s} {shown}")
     print(f"wrote {out}")

@@ -30,9 +30,9 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, resolve
 from mistnet.data import open_dataset
-from mistnet.data.runs import check_data
-from mistnet.engine import Batch, evaluate
+from mistnet.engine import Batch
 from mistnet.errors import MistError
+from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
 from mistnet.metrics import APMeter, match_points
 from mistnet.ops import topk_keypoints
@@ -288,40 +288,22 @@ def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
     """Evaluate the run's best checkpoint on the test split of each of its evaluations.
 
     Returns:
-        ``{name: record}``; each record has the keys ``mist eval`` writes (``run``,
-        ``checkpoint``, ``step``, ``data``, ``split``, ``images``, ``k``, ``metrics``) plus
-        ``extra`` (see :func:`extra_metrics`).
+        ``{name: record}``; each record is what ``mist eval RUN --data PATH [--per-image-k]``
+        writes (:class:`~mistnet.evaluation.Evaluation`) plus ``extra`` (see
+        :func:`extra_metrics`).
     """
-
-    cfg, model, ckpt = Run(spec.run_dir).load("best", device=device)
-    image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
-    signed = cfg.model.output == "signed"
     records = {}
     for ev in spec.row.all_evals():
-        path = spec.data[ev.name]
-        dataset = open_dataset(path, "test")
-        check_data(cfg, dataset, image_size, str(path))
-        # Exactly what `mist eval RUN --data PATH [--per-image-k]` computes.
-        metrics = evaluate(
-            model,
-            loader(dataset, cfg.train.batch_size, 0),
-            device=device,
-            k=model.k,
-            per_image_k=spec.row.per_image_k,
-            signed=signed,
+        path = str(spec.data[ev.name])
+        result = evaluate_run(
+            spec.run_dir, path, "test", per_image_k=spec.row.per_image_k, device=device
         )
-        extra = extra_metrics(model, dataset, spec.row.extra, cfg.train.batch_size, device)
-        records[ev.name] = {
-            "run": str(spec.run_dir),
-            "checkpoint": ckpt.path.name,
-            "step": ckpt.step,
-            "data": str(path),
-            "split": "test",
-            "images": len(dataset),
-            "k": "per-image" if spec.row.per_image_k else model.k,
-            "metrics": metrics,
-            "extra": extra,
-        }
+        extra = {}
+        if spec.row.extra:
+            cfg, model, _ = Run(spec.run_dir).load("best", device=device)
+            dataset = open_dataset(path, "test")
+            extra = extra_metrics(model, dataset, spec.row.extra, cfg.train.batch_size, device)
+        records[ev.name] = {**result.to_dict(), "extra": extra}
     return records
 
 
