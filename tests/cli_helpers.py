@@ -1,6 +1,14 @@
 """Helpers shared by the command-line tests: run ``mist`` in-process and check a user error."""
 
+import os
+from pathlib import Path
+
 from mistnet import cli
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+#: Overrides that make a tiny-cpu run small enough for a test.
+TINY = ["data.n_train=32", "data.n_val=8", "data.n_test=8", "train.val_batches=1"]
 
 
 def mist(capsys, *argv) -> tuple[int, str, str]:
@@ -19,3 +27,10 @@ def assert_user_error(result, *fragments: str) -> None:
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for ``python -m mistnet`` in a subprocess: this checkout's sources first."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return env

@@ -427,7 +427,7 @@ def test_stats_count_the_finite_seeds():
 @pytest.mark.slow
 def test_failing_figures_keep_the_table(smoke, capsys, monkeypatch):
     """The table is written before the figures; a figure error is a one-line warning."""
-    import mistnet.reproduce.figures as figures
+    import mistnet.reproduce
 
     def broken(*args, **kwargs):
         raise RuntimeError("no fonts\nat all")
@@ -435,7 +435,8 @@ def test_failing_figures_keep_the_table(smoke, capsys, monkeypatch):
     out = smoke["out"]
     listed = _results(out)["tables"]["gabor"]["figures"]
     (out / "gabor.md").unlink()
-    monkeypatch.setattr(figures, "table_figures", broken)
+    # reproduce_table looks the name up in its own module
+    monkeypatch.setattr(mistnet.reproduce, "table_figures", broken)
     rc, stdout, err = mist(
         capsys, "reproduce", "gabor", "--budget", "smoke", "--out", out, "--device", "cpu"
     )

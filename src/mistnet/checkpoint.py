@@ -12,17 +12,16 @@ crash leaves either the old or the new file, never half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mistnet.errors import MistError
+from mistnet.io import atomic_write
 
 FORMAT = "mistnet-checkpoint/1"
 
@@ -80,15 +79,7 @@ def save_checkpoint(
         "optimizers": json.dumps(optim_meta),
         "extra": json.dumps(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 class Checkpoint:
@@ -99,8 +90,6 @@ class Checkpoint:
         if not self.path.is_file():
             raise MistError(f"checkpoint {self.path} does not exist")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(self.path), framework="pt") as f:
                 meta = f.metadata() or {}
             self.tensors = load_file(str(self.path), device=str(device))

@@ -18,15 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from mistnet.config import resolve
+from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
 from mistnet.errors import MistError
+from mistnet.evaluation import evaluate_run
+from mistnet.io import atomic_write_json
+from mistnet.runner import Run, loader, train
+from mistnet.viz import mist_figure
 
 
 def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> Path:
-    from tqdm.auto import tqdm
-
-    from mistnet.data import build_generator, make_scenes, write_dataset
-
     generator = build_generator("mnist-hard")
     splits = {}
     chunk = 500
@@ -54,12 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
 
-    from mistnet.config import resolve
-    from mistnet.data import open_dataset
-    from mistnet.engine import evaluate
-    from mistnet.runner import Run, loader, train
-    from mistnet.viz import mist_figure
-
     out = Path(args.out)
     t0 = time.monotonic()
     try:
@@ -79,21 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split",
             flush=True,
         )
-        cfg, model, _ = Run(run_dir).load("best", device=args.device)
-        test = open_dataset(data_dir, "test")
-        metrics = evaluate(model, loader(test, 50, 0), device=args.device)
+        result = evaluate_run(run_dir, str(data_dir), "test", batch_size=50, device=args.device)
+        metrics = result.metrics
         record = {
-            "run": str(run_dir),
-            "data": str(data_dir),
-            "split": "test",
-            "k": cfg.model.k,
-            "metrics": metrics,
+            **result.to_dict(),
             "train": summary,
             "wall_s": round(time.monotonic() - t0, 1),
         }
-        (out / "metrics.json").write_text(json.dumps(record, indent=2))
+        atomic_write_json(out / "metrics.json", record)
         print(f"[4/4] figure -> {out / 'figure.png'}", flush=True)
-        batch = next(iter(loader(test, 4, 0)))
+        _, model, _ = Run(run_dir).load("best", device=args.device)
+        batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
         with torch.inference_mode():
             res = model(batch["image"].to(args.device))
         mist_figure(

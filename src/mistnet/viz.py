@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
+
+from mistnet.io import atomic_write
 
 __all__ = [
     "GT_COLOR",
@@ -123,21 +124,6 @@ def _labels(x: Any, m: int) -> np.ndarray:
     return a
 
 
-def _save_atomic(out_path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then move the file onto ``out_path``."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name created by the writer (not mkstemp) keeps the usual umask permissions.
-    tmp = str(out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _new_figure(width_in: float, height_in: float, dpi: int):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -148,7 +134,7 @@ def _new_figure(width_in: float, height_in: float, dpi: int):
 
 
 def _save_figure(fig, out_path, dpi: int) -> None:
-    _save_atomic(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def _rgb01(color: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -460,7 +446,6 @@ def annotate_image(
         scale: integer nearest-neighbour upscaling before drawing (1 = native size); box
             coordinates follow (``x' = scale * (x + 0.5) - 0.5``).
     """
-    from PIL import Image, ImageDraw
 
     if int(scale) != scale or scale < 1:
         raise ValueError(f"scale: expected a positive integer, got {scale}")
@@ -492,4 +477,4 @@ def annotate_image(
             ty = y0 - th - 2 if y0 - th - 2 >= 0 else y0 + 2  # above the box, else inside
             tx = min(max(x0, 0), max(W - (tx1 - tx0), 0))
             draw.text((tx, ty - ty0), text, fill=color)
-    _save_atomic(out_path, lambda tmp: im.save(tmp, format="PNG"))
+    atomic_write(out_path, lambda tmp: im.save(tmp, format="PNG"))

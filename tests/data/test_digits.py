@@ -133,4 +133,7 @@ def test_download_verifies_checksums(tmp_path, monkeypatch):
     (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: download failed.*md5"):
         digits.download_mnist(tmp_path, progress=False)
-    assert not list(tmp_path.glob("*.part"))
+    # The rejected download left no temporary file and no target behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        n for n in payload if n != "t10k-images-idx3-ubyte.gz"
+    )

@@ -22,7 +22,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from mistnet.data.digits import download_mnist
+from mistnet.data.official import export_official, import_official
+from mistnet.data.preview import save_scene_grid
+from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
+from mistnet.data.store import _check_target, open_dataset, write_dataset
+from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
 
 CHUNK = 1000
@@ -102,8 +109,6 @@ def _progress() -> bool:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from mistnet.data.store import _check_target, write_dataset
-
     sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
     for split, n in sizes.items():
         if n < 0:
@@ -113,9 +118,6 @@ def cmd_make(args: argparse.Namespace) -> int:
         return _make_svhn(args)
     if args.svhn is not None:
         raise DataError("--svhn only applies to 'mist data make svhn'")
-    from tqdm import tqdm
-
-    from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
 
     gen = build_generator(args.name, args.digits, **_generator_kwargs(args))
     total = sum(sizes.values())
@@ -159,9 +161,6 @@ def _generator_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _make_svhn(args: argparse.Namespace) -> int:
-    from mistnet.data.store import write_dataset
-    from mistnet.data.svhn import load_svhn
-
     if args.svhn is None:
         raise DataError("svhn needs --svhn DIR (the SVHN format-1 root with train/ and test/)")
     data = load_svhn(args.svhn, seed=args.seed, progress=_progress())
@@ -188,9 +187,6 @@ def _make_svhn(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from mistnet.data.preview import save_scene_grid
-    from mistnet.data.store import open_dataset
-
     if args.n < 1:
         raise DataError(f"--n must be >= 1, got {args.n}")
     try:
@@ -205,24 +201,18 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_official(args: argparse.Namespace) -> int:
-    from mistnet.data.official import export_official
-
     export_official(args.dir, args.out, progress=_progress())
     print(f"wrote {args.out} (official MIST layout)")
     return 0
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    from mistnet.data.official import import_official
-
     import_official(args.dir, args.out, progress=_progress())
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from mistnet.data.digits import download_mnist
-
     if args.name != "mnist":
         raise DataError(f"unknown download {args.name!r} (known: mnist)")
     d = download_mnist(args.dir, progress=_progress())

@@ -22,9 +22,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mistnet.commands.train import add_device_argument, check_device
+from mistnet.commands._args import add_device_argument
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_text
+from mistnet.models.baselines import grid_keypoints
+from mistnet.models.heatmap import HeatmapBody
+from mistnet.models.mist import MIST, GridMIST, MISTOutput
+from mistnet.runner import Run
+from mistnet.viz import annotate_image, to_rgb
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
 ANNOTATION_SIDE = 320
@@ -56,7 +64,6 @@ def read_image(path: str | os.PathLike, channels: int) -> torch.Tensor:
     Raises:
         MistError: the file is missing or not a readable image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
@@ -86,7 +93,6 @@ def read_image(path: str | os.PathLike, channels: int) -> torch.Tensor:
 
 def min_image_side(model) -> int:
     """Smallest image side the model's heatmap network accepts (its reflection padding)."""
-    from mistnet.models.heatmap import HeatmapBody
 
     bodies = [m for m in model.modules() if isinstance(m, HeatmapBody)]
     if not bodies:
@@ -115,26 +121,25 @@ def _dumps(record: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def detect_one(model, image: torch.Tensor, k: int):
-    """Run ``model`` on one ``(C, H, W)`` image; returns its :class:`~mistnet.models.MISTOutput`."""
-    from mistnet.models.baselines import grid_keypoints
-    from mistnet.models.mist import GridMIST
+def detect_one(model: MIST, image: torch.Tensor, k: int) -> MISTOutput:
+    """Run ``model`` on one ``(C, H, W)`` image; returns its :class:`~mistnet.models.MISTOutput`.
 
+    The grid baseline tiles whatever image it is given with the same 3 x 3 layout: its cells
+    are computed here for the image's size, leaving the model's own grid (its training size)
+    untouched.
+    """
     _, H, W = image.shape
-    if isinstance(model, GridMIST):
-        # The grid baseline tiles whatever image it is given with the same 3 x 3 layout.
-        model.grid = grid_keypoints(H, W, rows=3, cols=3).to(image)
+    images = image[None]  # (1, C, H, W)
     with torch.inference_mode():
-        return model(image[None], k)
+        if not isinstance(model, GridMIST):
+            return model(images, k)
+        keypoints = grid_keypoints(H, W, rows=3, cols=3, device=image.device, dtype=image.dtype)
+        scores = torch.ones(keypoints.shape[:2], device=image.device, dtype=image.dtype)
+        patches, out, recon = model.run_task(images, keypoints)
+        return MISTOutput(None, None, keypoints, scores, patches, out, recon)
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from mistnet.models.mist import GridMIST
-    from mistnet.runner import Run, resolve_device
-    from mistnet.viz import annotate_image, to_rgb
-
     device = resolve_device(check_device(args.device))
     cfg, model, _ = Run(args.run).load("best", device=device)
     if args.k < 0:
@@ -180,9 +185,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.model.task == "classify":
             labels = pred.task[0].argmax(-1).cpu()
             record["labels"] = [int(v) for v in labels]
-        tmp = out / f".{stem}.json.tmp"
-        tmp.write_text(_dumps(record))
-        os.replace(tmp, out / f"{stem}.json")
+        atomic_write_text(out / f"{stem}.json", _dumps(record))
         scale = max(1, ANNOTATION_SIDE // max(H, W))
         annotate_image(x.cpu(), kp, labels, scores, out / f"{stem}.png", signed=signed, scale=scale)
         if pred.reconstruction is not None:

@@ -20,14 +20,14 @@ import argparse
 import shlex
 import sys
 
-from mistnet.commands.train import add_device_argument
+from mistnet.commands._args import add_device_argument
+from mistnet.reproduce import reproduce
+from mistnet.reproduce.plan import BUDGETS
 
 TABLE_CHOICES = "table1, gabor, table2, table3, table4 or all"
 
 
 def register(subparsers) -> None:
-    from mistnet.reproduce.plan import BUDGETS
-
     p = subparsers.add_parser(
         "reproduce",
         help="reproduce the paper's tables (train, evaluate, write paper vs ours)",
@@ -71,8 +71,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mistnet.reproduce import reproduce
-
     command = shlex.join(["mist", "reproduce", *sys.argv[2:]]) if _from_shell() else None
     reproduce(
         args.table,

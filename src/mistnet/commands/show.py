@@ -14,9 +14,13 @@ import argparse
 
 import torch
 
-from mistnet.commands.eval import add_run_data_arguments, check_data, open_data
-from mistnet.commands.train import add_device_argument, check_device
+from mistnet.commands._args import add_device_argument, add_run_data_arguments
+from mistnet.data import collate_scenes
+from mistnet.data.runs import check_data, open_data
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.runner import Run
+from mistnet.viz import mist_figure
 
 
 def register(subparsers) -> None:
@@ -36,10 +40,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mistnet.data import collate_scenes
-    from mistnet.runner import Run, resolve_device
-    from mistnet.viz import mist_figure
-
     if args.n < 1:
         raise MistError(f"--n must be at least 1, got {args.n}")
     if args.k < 0:

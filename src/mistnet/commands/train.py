@@ -15,23 +15,10 @@ import argparse
 import json
 import sys
 
+from mistnet import config, runner
+from mistnet.commands._args import add_device_argument
+from mistnet.device import check_device
 from mistnet.errors import MistError
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """The one ``--device`` option shared by every command that runs a model."""
-    parser.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help="cpu, cuda, cuda:N or auto (CUDA when available; default auto)",
-    )
-
-
-def check_device(name: str) -> str:
-    if name in ("cpu", "auto", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
-        return name
-    raise MistError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
 
 
 def register(subparsers) -> None:
@@ -71,10 +58,8 @@ def register(subparsers) -> None:
 
 
 def list_presets() -> None:
-    from mistnet.config import load_preset, preset_names
-
-    for name in preset_names():
-        cfg = load_preset(name)
+    for name in config.preset_names():
+        cfg = config.load_preset(name)
         m, t = cfg.model, cfg.train
         print(f"{name:24s} {m.task:11s} {t.method:11s} data={cfg.data.name} K={m.k}")
 
@@ -89,8 +74,6 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mistnet import config, runner
-
     if args.list_presets:
         list_presets()
         return 0

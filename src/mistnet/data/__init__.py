@@ -9,9 +9,12 @@ Main entry points:
 - :func:`mistnet.data.store.write_dataset`, :class:`SceneFolder`, :func:`open_dataset`
 - :func:`mistnet.data.official.export_official` / :func:`import_official`
 - :func:`mistnet.data.svhn.load_svhn` (needs h5py)
+- :func:`mistnet.data.runs.open_data` / :func:`check_data`: a trained run's data, and whether the
+  run fits it
 """
 
 from mistnet.data.digits import DigitPools, load_digits
+from mistnet.data.runs import check_data, open_data
 from mistnet.data.scenes import (
     GENERATORS,
     Scene,
@@ -31,10 +34,12 @@ __all__ = [
     "SceneFolder",
     "SceneGenerator",
     "build_generator",
+    "check_data",
     "collate_scenes",
     "load_digits",
     "load_split",
     "make_scenes",
+    "open_data",
     "open_dataset",
     "write_dataset",
 ]

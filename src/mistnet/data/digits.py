@@ -23,12 +23,14 @@ import os
 import struct
 import urllib.request
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from mistnet.errors import DataError
+from mistnet.io import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_ALIASES: dict[str, str] = {
@@ -295,27 +297,25 @@ def download_mnist(directory: str | os.PathLike, progress: bool = True) -> Path:
             continue
         errors = []
         for base in MNIST_URLS:
-            tmp = d / (name + ".part")
             try:
-                _fetch(base + name, tmp, progress)
-                got = _md5(tmp)
-                if got != md5:
-                    errors.append(f"{base}: md5 {got} != {md5}")
-                    tmp.unlink()
-                    continue
-                os.replace(tmp, target)
+                atomic_write(target, partial(_fetch_checked, base + name, md5, progress))
                 break
-            except OSError as exc:
+            except (OSError, DataError) as exc:
                 errors.append(f"{base}: {exc}")
-                tmp.unlink(missing_ok=True)
         else:
             raise DataError(f"{target}: download failed ({'; '.join(errors)})")
     return d
 
 
-def _fetch(url: str, dest: Path, progress: bool) -> None:
-    from tqdm import tqdm
+def _fetch_checked(url: str, md5: str, progress: bool, dest: Path) -> None:
+    """Download ``url`` into ``dest``; a file whose md5 differs from ``md5`` is an error."""
+    _fetch(url, dest, progress)
+    got = _md5(dest)
+    if got != md5:
+        raise DataError(f"md5 {got} != {md5}")
 
+
+def _fetch(url: str, dest: Path, progress: bool) -> None:
     with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
         total = int(resp.headers.get("Content-Length") or 0) or None
         with tqdm(

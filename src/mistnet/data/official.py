@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from mistnet.data.store import atomic_directory, load_split, read_manifest, write_dataset
@@ -41,7 +42,6 @@ def export_official(
     Raises:
         DataError: float images, non-square boxes or a variable count per image.
     """
-    from PIL import Image
 
     src = Path(directory)
     meta = read_manifest(src)
@@ -94,7 +94,6 @@ def read_official(
     Raises:
         DataError: naming the file for missing/inconsistent lists, keypoints or images.
     """
-    from PIL import Image
 
     root = Path(root)
     if not root.is_dir():

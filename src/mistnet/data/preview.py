@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from mistnet.io import atomic_write
+
 
 def save_scene_grid(
     dataset: Dataset, out: str | os.PathLike, n: int = 16, title: str | None = None
@@ -78,11 +80,8 @@ def save_scene_grid(
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=150)
-        os.replace(tmp, out)
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=150))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return out

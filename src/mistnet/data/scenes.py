@@ -126,6 +126,11 @@ class SceneGenerator:
     dtype: type = np.uint8
     digits: str | None = None
 
+    @property
+    def signed(self) -> bool:
+        """Whether the images are signed floats (Gabor) rather than uint8 mapped to [0, 1]."""
+        return np.dtype(self.dtype).kind == "f"
+
     def generate(self, split: str, index: int, seed: int = 0) -> Scene:  # pragma: no cover
         raise NotImplementedError
 
@@ -266,6 +271,7 @@ class MnistHard(_DigitSceneGenerator):
         super().__init__(digits)
 
     def _bridson(self, rng: np.random.Generator) -> np.ndarray:
+        # scipy.stats takes about 2 s to import; only MNIST-hard layouts need it, not `mist --help`.
         from scipy.stats import qmc
 
         engine = qmc.PoissonDisk(
@@ -563,6 +569,11 @@ class SceneDataset(Dataset):
         self.height = self.generator.height
         self.width = self.generator.width
         self.max_count = self.generator.max_count
+
+    @property
+    def signed(self) -> bool:
+        """Whether the images are signed (Gabor) rather than in [0, 1]."""
+        return self.generator.signed
 
     def __len__(self) -> int:
         return self.size

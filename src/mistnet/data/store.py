@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mistnet.data.digits import SPLITS, canonical_split
-from mistnet.data.scenes import to_item
+from mistnet.data.scenes import SceneDataset, to_item
 from mistnet.errors import DataError
 
 FORMAT = "mistnet-scenes"
@@ -224,7 +224,7 @@ class SceneFolder(Dataset):
 
     Attributes:
         manifest: the manifest dict. ``name``, ``channels``, ``height``, ``width``,
-            ``max_count`` as for scene datasets.
+            ``max_count`` and ``signed`` as for scene datasets.
         arrays: the validated numpy arrays (see :func:`validate_arrays`).
     """
 
@@ -235,6 +235,11 @@ class SceneFolder(Dataset):
         _, self.channels, self.height, self.width = self.arrays["images"].shape
         self.max_count = int(self.arrays["boxes"].shape[1])
         self.name = str(self.manifest.get("name", self.directory.name))
+
+    @property
+    def signed(self) -> bool:
+        """Whether the images are stored as signed floats (Gabor) rather than uint8 in [0, 255]."""
+        return self.arrays["images"].dtype.kind == "f"
 
     def __len__(self) -> int:
         return int(self.arrays["images"].shape[0])
@@ -266,7 +271,6 @@ def open_dataset(
     Raises:
         DataError: neither an existing dataset directory nor a known generator name.
     """
-    from mistnet.data.scenes import SceneDataset
 
     path = Path(dir_or_name)
     if path.is_dir():

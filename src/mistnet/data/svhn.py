@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from mistnet.errors import DataError
@@ -120,7 +121,6 @@ def load_svhn_split(
         ``images`` uint8 ``(N, 3, 60, 240)``, ``boxes`` float32 ``(N, 2, 4)``, ``labels`` int64
         ``(N, 2)``, ``counts`` int64 ``(N,)`` (all 2), ``names`` the kept file names (list).
     """
-    from PIL import Image
 
     d = Path(directory)
     records = [

@@ -42,10 +42,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None
+
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
+from mistnet.io import atomic_write_text
+from mistnet.reproduce import report
+from mistnet.reproduce.data import data_dir, prepare, svhn_usable
+from mistnet.reproduce.figures import table_figures
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
 from mistnet.reproduce.plan import get_tables as _get_tables
+from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
 
 MARKER = "reproduce.json"
 LOCK = ".lock"
@@ -79,9 +90,7 @@ def _locked(out: Path) -> Iterator[None]:
     Raises:
         MistError: another process holds the lock.
     """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
+    if fcntl is None:
         yield
         return
     f = (out / LOCK).open("a+")
@@ -117,7 +126,9 @@ def _check_out(out: Path, budget: Budget) -> None:
             raise MistError(
                 f"{out} holds a reproduction with --budget {old}; use another --out for {budget.name}"
             )
-    marker.write_text(json.dumps({"format": "mistnet-reproduce", "budget": budget.name}) + "\n")
+    atomic_write_text(
+        marker, json.dumps({"format": "mistnet-reproduce", "budget": budget.name}) + "\n"
+    )
 
 
 def default_command(
@@ -171,8 +182,6 @@ def check_plan(
     Raises:
         MistError: a run directory made under another plan (naming it).
     """
-    from mistnet.reproduce.data import data_dir
-    from mistnet.reproduce.runs import check_fingerprint, make_spec
 
     for table in tables:
         if _not_run(table, svhn) is not None:
@@ -200,9 +209,6 @@ def reproduce_table(
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Reproduce one table into ``out``; returns its ``results.json`` entry."""
-    from mistnet.reproduce import report
-    from mistnet.reproduce.data import prepare
-    from mistnet.reproduce.runs import make_spec, run_spec
 
     t0 = time.monotonic()
     not_run = _not_run(table, svhn)
@@ -242,8 +248,6 @@ def reproduce_table(
     drawn = report.previous_figures(out, table.name) if specs else []
     entry, path = write(drawn)
     if figures and specs:
-        from mistnet.reproduce.figures import table_figures
-
         log(f"[{table.name}] figures -> {out / 'figures'}")
         try:
             new = table_figures(table.name, specs, out, budget.figure_scenes, device)
@@ -294,9 +298,6 @@ def reproduce(
             or data root, another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
             any user error of the runs themselves.
     """
-    from mistnet.commands.train import check_device
-    from mistnet.reproduce.data import svhn_usable
-    from mistnet.runner import resolve_device
 
     tables = _get_tables(table)
     plan = get_budget(budget)

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mistnet.data import build_generator, make_scenes, write_dataset
+from mistnet.data.official import export_official, import_official
+from mistnet.data.store import load_split, read_manifest
+from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
 from mistnet.reproduce.plan import Budget
 
@@ -34,8 +38,6 @@ def data_dir(root: Path, budget: Budget, key: str, seed: int) -> Path:
 
 
 def _manifest(path: Path) -> dict | None:
-    from mistnet.data.store import read_manifest
-
     return read_manifest(path) if (path / "manifest.json").is_file() else None
 
 
@@ -79,8 +81,6 @@ def prepare(
 def _generated(
     key: str, budget: Budget, seed: int, root: Path, log, test_only: bool = False
 ) -> Path:
-    from mistnet.data import build_generator, make_scenes, write_dataset
-
     path = data_dir(root, budget, key, seed)
     full = budget.split_sizes(key)
     sizes = {"test": full["test"]} if test_only else full
@@ -110,8 +110,6 @@ def _generated(
 
 
 def _official(budget: Budget, seed: int, root: Path, log) -> Path:
-    from mistnet.data.official import export_official, import_official
-
     source = _generated("mnist-hard", budget, seed, root, log)
     layout = root / budget.name / f"mnist-hard-seed{seed}-official-layout"
     path = data_dir(root, budget, OFFICIAL, seed)
@@ -126,9 +124,6 @@ def _official(budget: Budget, seed: int, root: Path, log) -> Path:
 
 
 def _svhn(budget: Budget, seed: int, root: Path, svhn: Path, log) -> Path:
-    from mistnet.data.store import write_dataset
-    from mistnet.data.svhn import load_svhn
-
     path = data_dir(root, budget, "svhn", seed)
     source = str(Path(svhn).resolve())
     meta = _manifest(path)
@@ -153,7 +148,6 @@ def _svhn(budget: Budget, seed: int, root: Path, svhn: Path, log) -> Path:
 
 def roundtrip_identical(a: Path, b: Path) -> bool:
     """Whether two datasets in our format hold the same arrays in every split."""
-    from mistnet.data.store import load_split, read_manifest
 
     splits = sorted(read_manifest(a).get("splits", {}))
     if splits != sorted(read_manifest(b).get("splits", {})):

@@ -19,19 +19,21 @@ from pathlib import Path
 
 import torch
 
+from mistnet.data import collate_scenes, open_dataset
+from mistnet.data.gabor import gabor_stencil
+from mistnet.metrics import greedy_assign, valid_mask
+from mistnet.models.build import build_model
 from mistnet.reproduce.runs import IMPULSE_RADIUS, RunSpec
+from mistnet.runner import Run
+from mistnet.viz import draw_scenes_grid, mist_figure, plot_curves
 
 
 def _scenes(path: Path, n: int) -> dict[str, torch.Tensor]:
-    from mistnet.data import collate_scenes, open_dataset
-
     dataset = open_dataset(path, "test")
     return collate_scenes([dataset[i] for i in range(min(n, len(dataset)))])
 
 
 def _load(spec: RunSpec, which: str, device: str):
-    from mistnet.runner import Run
-
     return Run(spec.run_dir).load(which, device=device)
 
 
@@ -60,8 +62,6 @@ def _history(spec: RunSpec, label: str, keys: tuple[str, ...]) -> dict[str, list
 
 
 def _mist_panels(spec: RunSpec, out: Path, n: int, device: str, per_image_k: bool = False):
-    from mistnet.viz import mist_figure
-
     cfg, model, _ = _load(spec, "best", device)
     batch = _scenes(spec.data["test"], n)
     images = batch["image"].to(device)
@@ -90,8 +90,6 @@ def _mist_panels(spec: RunSpec, out: Path, n: int, device: str, per_image_k: boo
 
 
 def _curves(specs: list[tuple[str, RunSpec]], keys: tuple[str, ...], out: Path) -> bool:
-    from mistnet.viz import plot_curves
-
     history: dict[str, list] = {}
     for label, spec in specs:
         history.update(_history(spec, label, keys))
@@ -102,8 +100,6 @@ def _curves(specs: list[tuple[str, RunSpec]], keys: tuple[str, ...], out: Path) 
 
 
 def _recon_comparison(specs: dict[str, RunSpec], out: Path, n: int, device: str) -> None:
-    from mistnet.viz import draw_scenes_grid
-
     batch = _scenes(next(iter(specs.values())).data["test"], n)
     images = batch["image"].to(device)
     recons = {}
@@ -122,8 +118,6 @@ def _recon_comparison(specs: dict[str, RunSpec], out: Path, n: int, device: str)
 
 def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
     """Fig. 7c: the heatmap of ``n`` test scenes at step 0, the best and the last checkpoint."""
-    from mistnet.models.build import build_model
-    from mistnet.viz import draw_scenes_grid
 
     cfg, best, ckpt_best = _load(spec, "best", device)
     _, last, ckpt_last = _load(spec, "last", device)
@@ -152,10 +146,6 @@ def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
 
 
 def _gabor(spec: RunSpec, fig_dir: Path, n: int, device: str) -> list[tuple[str, str]]:
-    from mistnet.data.gabor import gabor_stencil
-    from mistnet.metrics import greedy_assign, valid_mask
-    from mistnet.viz import draw_scenes_grid
-
     figs = []
     path = fig_dir / "gabor-fig3-panels.png"
     model, batch, res = _mist_panels(spec, path, n, device)
@@ -201,8 +191,6 @@ def _gabor(spec: RunSpec, fig_dir: Path, n: int, device: str) -> list[tuple[str,
 
 
 def _uneven(spec: RunSpec, out: Path, n: int, device: str) -> None:
-    from mistnet.viz import draw_scenes_grid
-
     _, model, _ = _load(spec, "best", device)
     images, gt, gl, det, dl, titles = [], [], [], [], [], []
     names = {"test": "left band (trained)", "right": "right band (unseen)", "even": "even layout"}

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from mistnet.io import atomic_write_json, atomic_write_text
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
 
@@ -142,12 +142,6 @@ def table_entry(
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def previous_figures(out: Path, name: str) -> list[tuple[str, str]]:
     """The figures an earlier invocation listed for table ``name`` that still exist."""
     path = out / "results.json"
@@ -170,7 +164,7 @@ def update_results(out: Path, budget: Budget, name: str, entry: dict[str, Any]) 
         except json.JSONDecodeError:
             pass
     doc["tables"][name] = entry
-    _write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    atomic_write_json(path, doc)
     return doc
 
 
@@ -287,7 +281,7 @@ def render_markdown(entry: dict[str, Any]) -> str:
 
 def write_markdown(out: Path, name: str, entry: dict[str, Any]) -> Path:
     path = out / f"{name}.md"
-    _write_atomic(path, render_markdown(entry))
+    atomic_write_text(path, render_markdown(entry))
     return path
 
 

@@ -17,7 +17,6 @@ evaluated, the fingerprint of the current plan is compared with the recorded one
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -28,9 +27,18 @@ from typing import Any
 
 import torch
 
+from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, resolve
+from mistnet.data import open_dataset
+from mistnet.engine import Batch
 from mistnet.errors import MistError
+from mistnet.evaluation import evaluate_run
+from mistnet.io import atomic_write_json
+from mistnet.metrics import APMeter, match_points
+from mistnet.ops import topk_keypoints
+from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
+from mistnet.runner import Run, loader, train
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
@@ -208,17 +216,8 @@ def check_fingerprint(spec: RunSpec) -> None:
         )
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[str, Any]:
     """Train the run, resuming an interrupted one with its remaining minutes."""
-    from mistnet.checkpoint import Checkpoint
-    from mistnet.runner import Run, train
 
     run = Run(spec.run_dir)
     progress = sys.stderr.isatty()
@@ -250,10 +249,6 @@ def extra_metrics(
     texture itself (E_K on the image's positive part): a kernel peaks at its impulse, so bright
     maxima already find many impulses where kernels do not overlap.
     """
-    from mistnet.engine import Batch
-    from mistnet.metrics import APMeter, match_points
-    from mistnet.ops import topk_keypoints
-    from mistnet.runner import loader
 
     if not extra:
         return {}
@@ -293,44 +288,22 @@ def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
     """Evaluate the run's best checkpoint on the test split of each of its evaluations.
 
     Returns:
-        ``{name: record}``; each record has the keys ``mist eval`` writes (``run``,
-        ``checkpoint``, ``step``, ``data``, ``split``, ``images``, ``k``, ``metrics``) plus
-        ``extra`` (see :func:`extra_metrics`).
+        ``{name: record}``; each record is what ``mist eval RUN --data PATH [--per-image-k]``
+        writes (:class:`~mistnet.evaluation.Evaluation`) plus ``extra`` (see
+        :func:`extra_metrics`).
     """
-    from mistnet.commands.eval import check_data
-    from mistnet.data import open_dataset
-    from mistnet.engine import evaluate
-    from mistnet.runner import Run, loader
-
-    cfg, model, ckpt = Run(spec.run_dir).load("best", device=device)
-    image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
-    signed = cfg.model.output == "signed"
     records = {}
     for ev in spec.row.all_evals():
-        path = spec.data[ev.name]
-        dataset = open_dataset(path, "test")
-        check_data(cfg, dataset, image_size, str(path))
-        # Exactly what `mist eval RUN --data PATH [--per-image-k]` computes.
-        metrics = evaluate(
-            model,
-            loader(dataset, cfg.train.batch_size, 0),
-            device=device,
-            k=model.k,
-            per_image_k=spec.row.per_image_k,
-            signed=signed,
+        path = str(spec.data[ev.name])
+        result = evaluate_run(
+            spec.run_dir, path, "test", per_image_k=spec.row.per_image_k, device=device
         )
-        extra = extra_metrics(model, dataset, spec.row.extra, cfg.train.batch_size, device)
-        records[ev.name] = {
-            "run": str(spec.run_dir),
-            "checkpoint": ckpt.path.name,
-            "step": ckpt.step,
-            "data": str(path),
-            "split": "test",
-            "images": len(dataset),
-            "k": "per-image" if spec.row.per_image_k else model.k,
-            "metrics": metrics,
-            "extra": extra,
-        }
+        extra = {}
+        if spec.row.extra:
+            cfg, model, _ = Run(spec.run_dir).load("best", device=device)
+            dataset = open_dataset(path, "test")
+            extra = extra_metrics(model, dataset, spec.row.extra, cfg.train.batch_size, device)
+        records[ev.name] = {**result.to_dict(), "extra": extra}
     return records
 
 
@@ -354,7 +327,7 @@ def run_spec(
             log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
             return record, False
     fingerprint = spec.fingerprint()
-    _write_json(spec.fingerprint_file, fingerprint)
+    atomic_write_json(spec.fingerprint_file, fingerprint)
     limit = f", at most {spec.minutes:g} min" if spec.minutes > 0 else ""
     log(f"{name}: training {spec.preset} ({budget.name} budget{limit}) -> {spec.run_dir}")
     t0 = time.monotonic()
@@ -383,11 +356,9 @@ def run_spec(
         fingerprint=fingerprint,
     )
     if spec.row.data == "mnist-hard-official":
-        from mistnet.reproduce.data import roundtrip_identical
-
         source = spec.data["test"].parent / f"mnist-hard-seed{spec.seed}"
         record["official_roundtrip_identical"] = roundtrip_identical(source, spec.data["test"])
-    _write_json(spec.eval_file, record)
+    atomic_write_json(spec.eval_file, record)
     shown = {k: v for k, v in {**record["metrics"], **record["extra"]}.items() if _is_rate(k)}
     log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return record, True

@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error, mist
 
-from mistnet.cli import main
 from mistnet.data.digits import write_idx
 from mistnet.data.store import SceneFolder
 
 
-def _run(capsys, *argv):
-    code = main(["data", *map(str, argv)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _assert_user_error(capsys, tmp_path, *argv, match):
+    """A one-line user error of ``mist data *argv`` that leaves nothing (half-)written."""
     before = sorted(p.name for p in tmp_path.iterdir())
-    code, _, err = _run(capsys, *argv)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert match in lines[0], lines[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing (half-)written
+    assert_user_error(mist(capsys, "data", *argv), match)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_make_show_export_import(capsys, tmp_path):
     out = tmp_path / "hard"
-    code, stdout, _ = _run(
+    code, stdout, _ = mist(
         capsys,
+        "data",
         "make",
         "mnist-hard-6to9",
         "--out",
@@ -49,10 +41,13 @@ def test_make_show_export_import(capsys, tmp_path):
     ds = SceneFolder(out, "train")
     assert len(ds) == 7 and ds.manifest["seed"] == 3 and ds.manifest["digits"] == "embedded"
     assert ds.manifest["params"]["counts"] == [6, 7, 8, 9]
-    code, _, _ = _run(capsys, "show", out, "--split", "test", "--n", 4, "--out", tmp_path / "g.png")
+    code, _, _ = mist(
+        capsys, "data", "show", out, "--split", "test", "--n", 4, "--out", tmp_path / "g.png"
+    )
     assert code == 0 and (tmp_path / "g.png").stat().st_size > 1000
-    code, _, _ = _run(
+    code, _, _ = mist(
         capsys,
+        "data",
         "make",
         "mnist-hard",
         "--out",
@@ -67,8 +62,8 @@ def test_make_show_export_import(capsys, tmp_path):
         16,
     )
     assert code == 0
-    assert _run(capsys, "export-official", tmp_path / "fixed", tmp_path / "off")[0] == 0
-    assert _run(capsys, "import-official", tmp_path / "off", tmp_path / "back")[0] == 0
+    assert mist(capsys, "data", "export-official", tmp_path / "fixed", tmp_path / "off")[0] == 0
+    assert mist(capsys, "data", "import-official", tmp_path / "off", tmp_path / "back")[0] == 0
     a, b = SceneFolder(tmp_path / "fixed", "test"), SceneFolder(tmp_path / "back", "test")
     np.testing.assert_array_equal(a.arrays["images"], b.arrays["images"])
 
@@ -82,8 +77,9 @@ def test_make_with_idx_digits(capsys, tmp_path):
             d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         )
         write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    code, _, err = _run(
+    code, _, err = mist(
         capsys,
+        "data",
         "make",
         "mnist-easy",
         "--out",
@@ -127,8 +123,9 @@ def test_error_paths(capsys, tmp_path, argv, match):
 
 def test_corrupt_inputs_and_existing_output(capsys, tmp_path):
     assert (
-        _run(
+        mist(
             capsys,
+            "data",
             "make",
             "mnist-easy",
             "--out",

@@ -1,0 +1,28 @@
+"""Arguments shared by several ``mist`` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from mistnet.data.digits import SPLITS
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """The one ``--device`` option shared by every command that runs a model."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:N or auto (CUDA when available; default auto)",
+    )
+
+
+def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
+    """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data."""
+    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
+    p.add_argument(
+        "--data",
+        metavar="DIR|NAME",
+        help="dataset directory or generator name (default: the run's own data)",
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")

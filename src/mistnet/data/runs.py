@@ -1,0 +1,70 @@
+"""The data of a trained run: a split opened as the run saw it, and whether the run fits it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from mistnet.config import Config
+from mistnet.data.store import open_dataset
+from mistnet.errors import MistError
+
+
+def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
+    """The ``split`` of ``data`` (a directory or generator name; default the run's own data).
+
+    A generator is sampled with the run's data seed and split size, so ``mist eval`` on the
+    run's generator sees the same scenes the run's own validation / test would.
+
+    Returns:
+        ``(source, dataset)``: the directory or name the data came from, and the split.
+
+    Raises:
+        MistError: ``data`` looks like a path but is no directory.
+        DataError: neither a dataset directory nor a generator name.
+    """
+    d = cfg.data
+    source = data or d.path or d.name
+    path = Path(source)
+    looks_like_path = os.sep in source or source.startswith(".") or path.exists()
+    if looks_like_path and not path.is_dir():
+        raise MistError(f"data directory {source} does not exist")
+    sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
+    dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
+    return source, dataset
+
+
+def check_data(cfg: Config, dataset: Dataset, image_size: tuple[int, int], source: str) -> None:
+    """Reject data the run cannot be evaluated on, with a one-line reason.
+
+    Args:
+        cfg: the run's config.
+        dataset: a :class:`~mistnet.data.SceneFolder` or :class:`~mistnet.data.SceneDataset`.
+        image_size: ``(H, W)`` the run was trained on (a grid baseline only fits that size).
+        source: how the user named the data, for the message.
+
+    Raises:
+        MistError: other channels, signed data for a classifier, the auto-encoder's output
+            range does not match, or another image size for the grid baseline.
+    """
+    m = cfg.model
+    channels = int(dataset.channels)
+    if channels != m.in_channels:
+        raise MistError(
+            f"{source} has {channels}-channel images but the run's model takes {m.in_channels}"
+        )
+    if dataset.signed and m.task == "classify":
+        raise MistError(f"{source} holds Gabor textures without class labels; the run classifies")
+    if m.task == "reconstruct" and dataset.signed != (m.output == "signed"):
+        kind = "signed (Gabor)" if dataset.signed else "[0, 1]"
+        raise MistError(
+            f"{source} holds {kind} images but the run's auto-encoder has {m.output} output"
+        )
+    size = (int(dataset.height), int(dataset.width))
+    if cfg.train.method == "grid" and size != tuple(image_size):
+        raise MistError(
+            f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
+            f"{image_size[0]}x{image_size[1]}"
+        )

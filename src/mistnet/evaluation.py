@@ -1,0 +1,106 @@
+"""Evaluation of a trained run: best checkpoint, a checked data split, SPEC §5 metrics, a record.
+
+``mist eval``, ``make demo`` and ``mist reproduce`` all evaluate through :func:`evaluate_run`,
+so the numbers each of them writes for the same run and split are the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mistnet.data.runs import check_data, open_data
+from mistnet.engine import evaluate
+from mistnet.errors import MistError
+from mistnet.runner import Run, loader
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The metrics of one run's checkpoint on one split, and what they were computed on.
+
+    Attributes:
+        run: the run directory.
+        checkpoint: file name of the checkpoint evaluated (``best.safetensors`` when it exists).
+        step: training steps of that checkpoint.
+        data: the dataset directory or generator name.
+        split: ``train``, ``val`` or ``test``.
+        images: number of scenes evaluated.
+        k: detections per image, or ``"per-image"`` (each scene's ground-truth count).
+        metrics: :func:`mistnet.engine.evaluate`'s metrics.
+    """
+
+    run: str
+    checkpoint: str
+    step: int
+    data: str
+    split: str
+    images: int
+    k: int | str
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record ``mist eval`` writes (these keys, in this order)."""
+        return dataclasses.asdict(self)
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    *,
+    k: int = 0,
+    per_image_k: bool = False,
+    batch_size: int = 0,
+    device: torch.device | str = "cpu",
+) -> Evaluation:
+    """Evaluate the best checkpoint of ``run`` on ``split`` of ``data``.
+
+    Args:
+        run: a run directory written by :func:`mistnet.runner.train`.
+        data: dataset directory or generator name (default: the run's own data, see
+            :func:`mistnet.data.runs.open_data`).
+        split: ``train``, ``val`` or ``test``.
+        k: detections per image (0: the model's K).
+        per_image_k: detect each scene's ground-truth count instead (Table 3).
+        batch_size: evaluation batch size (0: the run's training batch size).
+        device: where the model runs.
+
+    Raises:
+        MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
+            split, or a negative ``k`` / ``k`` together with ``per_image_k``.
+    """
+    if k < 0:
+        raise MistError(f"--k must be positive, got {k}")
+    if k and per_image_k:
+        raise MistError("--k and --per-image-k exclude each other")
+    run_dir = Run(run)
+    cfg, model, ckpt = run_dir.load("best", device=device)
+    image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
+    source, dataset = open_data(cfg, data, split)
+    check_data(cfg, dataset, image_size, source)
+    if len(dataset) == 0:
+        raise MistError(f"{source}: the {split} split is empty")
+    k = k or model.k
+    metrics = evaluate(
+        model,
+        loader(dataset, batch_size or cfg.train.batch_size, 0),
+        device=device,
+        k=k,
+        per_image_k=per_image_k,
+        signed=cfg.model.output == "signed",
+    )
+    return Evaluation(
+        run=str(run_dir.path),
+        checkpoint=ckpt.path.name,
+        step=ckpt.step,
+        data=source,
+        split=split,
+        images=len(dataset),
+        k="per-image" if per_image_k else k,
+        metrics=metrics,
+    )

@@ -1,0 +1,142 @@
+"""``mist train``: presets, overrides, its error paths, exact resume after SIGKILL."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import TINY, assert_user_error, mist, subprocess_env
+from PIL import Image
+
+from mistnet import runner
+from mistnet.checkpoint import Checkpoint
+from mistnet.config import apply_overrides, load_preset
+from mistnet.data import build_generator, make_scenes, write_dataset
+
+
+def test_list_presets(capsys):
+    rc, out, _ = mist(capsys, "train", "--list-presets")
+    assert rc == 0
+    for name in ("mnist-hard-classify", "gabor-recon", "svhn-classify", "tiny-cpu"):
+        assert name in out
+
+
+def test_unknown_preset(capsys, tmp_path):
+    assert_user_error(
+        mist(capsys, "train", "--preset", "mnist-medium", "--out", tmp_path / "r"),
+        "unknown preset 'mnist-medium'",
+    )
+    assert not (tmp_path / "r").exists()
+    assert_user_error(
+        mist(capsys, "train", "--preset", "svhn-classify", "--out", tmp_path / "r"), "--data DIR"
+    )
+
+
+def test_bad_set_key_and_value(capsys, tmp_path):
+    out = tmp_path / "r"
+    base = ["train", "--preset", "tiny-cpu", "--out", out]
+    assert_user_error(mist(capsys, *base, "--set", "train.lr=1"), "unknown config key train.lr")
+    assert_user_error(mist(capsys, *base, "--set", "train.steps=abc"), "must be an integer")
+    assert_user_error(mist(capsys, *base, "--set", "steps=3"), "section.key")
+    assert_user_error(mist(capsys, *base, "--device", "tpu"), "--device")
+    assert not out.exists()
+
+
+def test_missing_preset_or_out(capsys, tmp_path):
+    assert_user_error(mist(capsys, "train", "--preset", "tiny-cpu"), "--out")
+    assert_user_error(mist(capsys, "train", "--out", tmp_path / "r"), "--preset")
+
+
+def test_out_already_holding_a_run(capsys, tiny_run):
+    before = (tiny_run / "last.safetensors").read_bytes()
+    assert_user_error(
+        mist(capsys, "train", "--preset", "tiny-cpu", "--out", tiny_run, "--no-progress"),
+        "already holds a run",
+        "--resume",
+    )
+    assert (tiny_run / "last.safetensors").read_bytes() == before
+
+
+def _records(log: Path) -> list[dict]:
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "wall"}
+        for line in log.read_text().splitlines()
+    ]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_exactly(tmp_path):
+    overrides = [
+        *TINY,
+        "train.steps=60",
+        "train.ckpt_every=10",
+        "train.log_every=1",
+        "train.val_every=30",
+        "train.threads=1",
+    ]
+    reference = tmp_path / "reference"
+    runner.train(apply_overrides(load_preset("tiny-cpu"), overrides), reference, progress=False)
+
+    run = tmp_path / "interrupted"
+    argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]
+    argv += ["--device", "cpu", "--no-progress"] + [a for o in overrides for a in ("--set", o)]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(argv, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.safetensors").exists():
+            if proc.poll() is not None:
+                pytest.fail(f"training ended before its first checkpoint: {stderr.read_text()}")
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)  # let it log a few steps past the checkpoint
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert not (run / "summary.json").exists(), "killed too late: the run had finished"
+    resumed_from = Checkpoint(run / "last.safetensors").step
+    assert 10 <= resumed_from < 60
+
+    resume = subprocess.run(
+        argv + ["--resume"], env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert resume.returncode == 0, resume.stderr
+    assert json.loads((run / "summary.json").read_text())["steps"] == 60
+    got, want = _records(run / "log.jsonl"), _records(reference / "log.jsonl")
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    assert got == want  # bit-identical losses and metrics, before and after the resume point
+    assert any(r["step"] > resumed_from and r["split"] == "train" for r in got)
+
+
+def test_train_from_a_dataset_directory_then_reconstruct_commands(capsys, tmp_path):
+
+    gen = build_generator("mnist-easy")
+    splits = {s: make_scenes(gen, s, range(n)) for s, n in (("train", 16), ("val", 8), ("test", 4))}
+    data = write_dataset(tmp_path / "easy", "mnist-easy", splits)
+    run = tmp_path / "recon"
+    sets = ["model.task=reconstruct", "train.steps=4", "train.val_every=4", "train.lr_k=3.2"]
+    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--data", data, "--no-progress"]
+    rc, out, err = mist(capsys, *argv, *[a for s in sets for a in ("--set", s)])
+    assert rc == 0, err
+    assert json.loads(out[out.index("{") :])["steps"] == 4
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == str(data)
+
+    rc, out, err = mist(capsys, "eval", run, "--json", tmp_path / "m.json")
+    assert rc == 0, err
+    record = json.loads((tmp_path / "m.json").read_text())
+    assert record["data"] == str(data) and record["images"] == 4
+    assert record["metrics"]["rmse"] > 0
+    rc, _, err = mist(capsys, "show", run, "--n", "2", "--out", tmp_path / "fig.png")
+    assert rc == 0, err
+    Image.fromarray(np.zeros((30, 50), np.uint8), "L").save(tmp_path / "blank.png")
+    rc, _, err = mist(capsys, "detect", run, tmp_path / "blank.png", "--out", tmp_path / "d")
+    assert rc == 0, err
+    record = json.loads((tmp_path / "d" / "blank.json").read_text())
+    assert "labels" not in record and len(record["boxes"]) == 9
+    with Image.open(tmp_path / "d" / "blank-recon.png") as im:
+        assert im.size == (50 * 6, 30 * 6)

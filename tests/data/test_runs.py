@@ -1,0 +1,52 @@
+"""A run's data: the explicit ``signed`` of every dataset, opening the run's split, fit checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from mistnet.config import apply_overrides, load_preset
+from mistnet.data import SceneDataset, SceneFolder, build_generator, make_scenes, write_dataset
+from mistnet.data.runs import check_data, open_data
+from mistnet.errors import DataError, MistError
+
+
+@pytest.mark.parametrize(
+    "name, signed",
+    [("mnist-easy", False), ("mnist-hard", False), ("mnist-hard-3to9", False), ("gabor", True)],
+)
+def test_signed_is_the_same_for_generator_dataset_and_folder(tmp_path, name, signed):
+    generator = build_generator(name)
+    assert generator.signed is signed
+    assert SceneDataset(generator, "test", size=1).signed is signed
+    d = write_dataset(tmp_path / name, name, {"test": make_scenes(generator, "test", range(2))})
+    assert SceneFolder(d, "test").signed is signed
+
+
+def test_open_data_defaults_to_the_runs_generator_with_its_seed_and_size():
+    cfg = apply_overrides(load_preset("tiny-cpu"), ["data.n_test=3", "data.seed=5"])
+    source, dataset = open_data(cfg, None, "test")
+    assert source == cfg.data.name and len(dataset) == 3 and dataset.seed == 5
+    source, dataset = open_data(cfg, "gabor", "val")
+    assert source == "gabor" and len(dataset) == cfg.data.n_val
+
+
+def test_open_data_refuses_a_missing_directory(tmp_path):
+    cfg = load_preset("tiny-cpu")
+    with pytest.raises(MistError, match="does not exist"):
+        open_data(cfg, str(tmp_path / "missing"), "test")
+    with pytest.raises(DataError):
+        open_data(cfg, "mnist-medium", "test")
+
+
+def test_check_data_reasons():
+    classify = load_preset("tiny-cpu")
+    gabor = SceneDataset("gabor", "test", size=1)
+    with pytest.raises(MistError, match="without class labels"):
+        check_data(classify, gabor, (80, 80), "gabor")
+    recon = apply_overrides(classify, ["model.task=reconstruct"])
+    with pytest.raises(MistError, match=r"signed \(Gabor\) images .* sigmoid output"):
+        check_data(recon, gabor, (80, 80), "gabor")
+    check_data(recon, SceneDataset("mnist-hard", "test", size=1), (80, 80), "mnist-hard")
+    grid = apply_overrides(classify, ["train.method=grid"])
+    with pytest.raises(MistError, match="80x80 images but this grid baseline was trained on 60x60"):
+        check_data(grid, SceneDataset("mnist-hard", "test", size=1), (60, 60), "mnist-hard")
