@@ -15,7 +15,7 @@ from mistnet.models.build import build_model
 def tiny(overrides=()):
     cfg = apply_overrides(load_preset("tiny-cpu"), list(overrides))
     torch.manual_seed(0)
-    return cfg, build_model(cfg.model, cfg.train.method, (32, 32))
+    return cfg, build_model(cfg.model, cfg.train.method)
 
 
 def trained(seed=0):
@@ -26,7 +26,7 @@ def trained(seed=0):
     for _ in range(2):
         images = torch.rand(2, 1, 32, 32, generator=g)
         kp = torch.tensor([[[10.0, 12.0, 20.0], [20.0, 15.0, 20.0]]]).expand(2, -1, -1)
-        _, logits, _ = model.run_task(images, kp)
+        logits = model.run_task(images, kp).task
         loss = logits.logsumexp(-1).mean() + model.heatmap_net(images).pow(2).mean()
         opt.zero_grad()
         loss.backward()

@@ -15,7 +15,7 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
         "--set", "model.heatmap_width=8", "--set", "model.heatmap_depth=2",
         "--set", "model.patch_base_width=4", "--set", "train.steps=6",
         "--set", "train.val_every=3", "--set", "train.ckpt_every=3",
-        "--set", "train.batch_size=8", "--set", "train.threads=1",
+        "--set", "train.batch_size=8", "--threads", "1",
     ]  # fmt: skip
     args = ["--out", str(out), "--n-train", "64", "--n-val", "16", "--n-test", "24"]
     assert demo([*args, "--minutes", "1", *tiny]) == 0

@@ -17,16 +17,15 @@ from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
 from mistnet.engine import (
     Batch,
-    NonFiniteLoss,
     StepResult,
     XObjective,
     XStep,
     evaluate,
-    gt_keypoints,
 )
-from mistnet.errors import MistError
+from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.losses import heatmap_loss
 from mistnet.models.build import build_model
+from mistnet.ops import boxes_to_keypoints
 from mistnet.trainer import Trainer, build_trainer, task_loss, x_step_schedule
 
 H = 40
@@ -179,7 +178,7 @@ def test_tau_step_updates_only_the_task_network():
     model, batch = tr.model, scene_batch()
     heat_before = [p.detach().clone() for p in model.heatmap_net.parameters()]
     task_before = [p.detach().clone() for p in model.task_net.parameters()]
-    x, _ = gt_keypoints(batch, 20.0, 3)
+    x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
     losses = engine.tau_step(model, tr.optimizers["task"], task_loss("classify"), batch, x)
     assert losses.shape == (4,) and not losses.requires_grad
     heat_after, task_after = model.heatmap_net.parameters(), model.task_net.parameters()
@@ -194,7 +193,7 @@ def eta(tr: Trainer, h, x, weight=None):
 def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
     tr = make_trainer()
     model, batch = tr.model, scene_batch()
-    x, _ = gt_keypoints(batch, 20.0, 3)
+    x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
     losses = []
     for _ in range(30):
         _, h = model.heatmaps(batch.images)
@@ -207,7 +206,7 @@ def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
 def test_eta_step_weights_images():
     tr = make_trainer()
     batch = scene_batch()
-    x, _ = gt_keypoints(batch, 20.0, 3)
+    x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
     _, h = tr.model.heatmaps(batch.images)
     full = float(eta(tr, h.detach().requires_grad_(), x, torch.ones(4)))
     half = float(eta(tr, h.detach().requires_grad_(), x, torch.full((4,), 0.5)))

@@ -1,11 +1,9 @@
-import doctest
 import itertools
 import math
 
 import pytest
 import torch
 
-import mistnet.losses
 from mistnet.losses import (
     centring_loss,
     heatmap_loss,
@@ -19,11 +17,6 @@ from mistnet.losses import (
 
 def confident_logits(classes: list[int], num_classes: int = 10, margin: float = 50.0):
     return torch.nn.functional.one_hot(torch.tensor(classes), num_classes).float() * margin
-
-
-def test_docstring_examples():
-    result = doctest.testmod(mistnet.losses, extraglobs={"torch": torch}, verbose=False)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # --- reconstruction (eq. 8) ---------------------------------------------------------------------

@@ -346,12 +346,10 @@ def test_every_run_config_resolves_under_every_budget(tmp_path):
                     assert cfg.model.k == {"k9": 9, "k6to9": 7, "k3to9": 6}[row.key]
                 method = next((o.split("=")[1] for o in row.overrides if "method" in o), "mist")
                 assert cfg.train.method == method
-                one = make_spec(name, row, 1, budget, tmp_path, data, threads=1).config()
-                assert one.train.threads == 1
-                assert {**one.to_dict()["train"], "threads": 0} == {
-                    **cfg.to_dict()["train"],
-                    "threads": 0,
-                }
+                one = make_spec(name, row, 1, budget, tmp_path, data, threads=1)
+                assert one.threads == 1 and spec.threads == budget.threads
+                assert "--threads 1" in one.commands("cpu")[0]
+                assert one.config() == cfg  # threads change speed, not the run
 
 
 def test_help_says_a_rerun_continues(capsys):

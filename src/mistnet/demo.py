@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="demo", help="output directory (default demo)")
     parser.add_argument("--preset", default="mnist-hard-cpu")
     parser.add_argument("--minutes", type=float, default=12.0, help="training time cap")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--n-train", type=int, default=20_000)
     parser.add_argument("--n-val", type=int, default=300)
     parser.add_argument("--n-test", type=int, default=500)
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             f"[2/4] training preset {args.preset} for at most {args.minutes:g} min -> {run_dir}",
             flush=True,
         )
-        summary = train(cfg, run_dir, device=args.device, max_minutes=args.minutes)
+        summary = train(
+            cfg, run_dir, device=args.device, max_minutes=args.minutes, threads=args.threads
+        )
         print(
             f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split",
             flush=True,

@@ -1,19 +1,14 @@
 """Training steps and evaluation: the lifted step of Algorithm 1, its SPEC §4 variants, evaluate.
 
-Every step is a plain function of explicit arguments (the model, its optimisers, the losses as
-callables); :func:`mistnet.trainer.build_trainer` is what reads a config and binds them. For
-MIST (SPEC §2.3), :func:`lifted_step`:
-
-1. ``h = H_eta(I)`` with graph; E_K on ``h.detach()`` gives the slack keypoints ``x0``.
-2. tau-step: one optimiser step on the task loss at the (detached) slack keypoints.
-3. x-step: ``iters`` plain SGD steps on the keypoints alone (gradients w.r.t. ``x`` only, nothing
-   accumulates in tau) on the task loss plus weighted priors (:class:`XObjective`).
-4. eta-step: one optimiser step on the heatmap loss against ``G(x)``, per image weighted by
-   ``exp(-beta L_b)`` at the final keypoints.
-
-:func:`supervised_step` replaces the slack keypoints by the ground truth (no x-step);
-:func:`end_to_end_step` trains the channel-wise and grid baselines by plain backpropagation.
-:func:`evaluate` runs in ``eval()`` mode under ``torch.inference_mode()``.
+Each step is a plain function of explicit arguments (model, optimisers, losses as callables);
+:func:`mistnet.trainer.build_trainer` reads a config and binds them. :func:`lifted_step` (SPEC
+§2.3): ``h = H_eta(I)`` with graph and E_K on ``h.detach()`` give the slack keypoints ``x0``; the
+tau-step takes one optimiser step on the task loss at ``x0``; the x-step takes plain SGD steps on
+the keypoints alone (nothing accumulates in tau) on :class:`XObjective`; the eta-step regresses
+``h`` onto ``G(x)``, each image weighted by ``exp(-beta L_b)`` at the final keypoints.
+:func:`supervised_step` puts the ground truth in place of the x-step; :func:`end_to_end_step`
+trains the channel-wise and grid baselines by backpropagation. :func:`evaluate` runs in eval mode
+under ``torch.inference_mode()``.
 """
 
 from __future__ import annotations
@@ -24,23 +19,18 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.optim import Optimizer
 
-from mistnet.errors import MistError
+from mistnet.errors import NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import DetectionMeter, ReconstructionMeter
 from mistnet.models.mist import MIST, TaskOutput
-from mistnet.ops import render_heatmap
+from mistnet.ops import boxes_to_keypoints, render_heatmap
 
-# (task output, batch) -> per-image task loss (B,)
-TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]
-# (heatmaps (B, S, H, W), target G(x) (B, S, H, W), image weights (B,) or None) -> scalar
+TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
+# (heatmaps (B, S, H, W), target G(x), image weights (B,) or None) -> scalar
 HeatmapLoss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
-# (images, keypoints (B, K, 3), task output) -> per-keypoint or per-image prior values
-Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]
-
-
-class NonFiniteLoss(MistError):
-    """A loss became NaN or infinite; training stops and the last good checkpoint is kept."""
+Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]  # (images, x, out) -> (B, K) or (B,)
 
 
 @dataclass
@@ -54,12 +44,8 @@ class Batch:
 
     @classmethod
     def from_dict(cls, batch: dict[str, Tensor], device: torch.device | str) -> Batch:
-        return cls(
-            images=batch["image"].to(device, non_blocking=True),
-            boxes=batch["boxes"].to(device, non_blocking=True),
-            labels=batch["labels"].to(device, non_blocking=True),
-            count=batch["count"].to(device, non_blocking=True),
-        )
+        keys = ("image", "boxes", "labels", "count")
+        return cls(*(batch[key].to(device, non_blocking=True) for key in keys))
 
 
 @dataclass
@@ -76,9 +62,8 @@ class StepResult:
 class XObjective:
     """What the x-step descends: the batch-mean task loss plus weighted priors.
 
-    As DETR's ``weight_dict``: ``priors`` names each term and ``weights`` scales it; a term with
-    weight 0 is not computed. ``proximal`` is the paper's ``lam * ||x - x0||^2`` (per image,
-    summed over keypoints and coordinates).
+    As DETR's ``weight_dict``: ``priors`` names each term and ``weights`` scales it (weight 0:
+    not computed). ``proximal`` weighs the paper's ``||x - x0||^2`` per image.
     """
 
     priors: dict[str, Prior] = field(default_factory=dict)
@@ -112,7 +97,7 @@ def check_finite(loss: Tensor, what: str) -> None:
         )
 
 
-def _descend(optimizer: torch.optim.Optimizer, loss: Tensor, what: str) -> None:
+def _descend(optimizer: Optimizer, loss: Tensor, what: str) -> None:
     check_finite(loss, what)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -120,7 +105,7 @@ def _descend(optimizer: torch.optim.Optimizer, loss: Tensor, what: str) -> None:
 
 
 def tau_step(
-    model: MIST, optimizer: torch.optim.Optimizer, task_loss: TaskLoss, batch: Batch, x: Tensor
+    model: MIST, optimizer: Optimizer, task_loss: TaskLoss, batch: Batch, x: Tensor
 ) -> Tensor:
     """One step of the task network at fixed keypoints ``x``; returns per-image losses ``(B,)``."""
     losses = task_loss(model.run_task(batch.images, x.detach()), batch)
@@ -151,7 +136,7 @@ def x_step(model: MIST, task_loss: TaskLoss, step: XStep, batch: Batch, x0: Tens
 
 def eta_step(
     model: MIST,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     heatmap_loss: HeatmapLoss,
     h: Tensor,
     x: Tensor,
@@ -171,8 +156,8 @@ def eta_step(
 
 def lifted_step(
     model: MIST,
-    opt_task: torch.optim.Optimizer,
-    opt_heat: torch.optim.Optimizer,
+    opt_task: Optimizer,
+    opt_heat: Optimizer,
     task_loss: TaskLoss,
     heatmap_loss: HeatmapLoss,
     xs: XStep,
@@ -193,49 +178,29 @@ def lifted_step(
     return StepResult(task_losses.mean(), heat, x0, x)
 
 
-def gt_keypoints(batch: Batch, side: float, k: int) -> tuple[Tensor, Tensor]:
-    """Ground-truth centres as keypoints ``(B, k, 3)`` with a fixed side, and their mask."""
-    labels = pad_labels(batch.labels, k)
-    B, N, _ = batch.boxes.shape
-    boxes = batch.boxes[:, :k]
-    if N < k:
-        boxes = torch.cat([boxes, batch.boxes.new_zeros(B, k - N, 4)], 1)
-    kp = torch.cat([boxes[..., :2], torch.full_like(boxes[..., :1], side)], -1)
-    return kp, labels >= 0
-
-
-def pad_labels(labels: Tensor, k: int) -> Tensor:
-    """``(B, N)`` labels cut or padded with -1 to ``(B, k)``."""
-    B, N = labels.shape
-    if N >= k:
-        return labels[:, :k]
-    return torch.cat([labels, labels.new_full((B, k - N), -1)], 1)
-
-
 def supervised_step(
     model: MIST,
-    opt_task: torch.optim.Optimizer,
-    opt_heat: torch.optim.Optimizer,
+    opt_task: Optimizer,
+    opt_heat: Optimizer,
     heatmap_loss: HeatmapLoss,
     batch: Batch,
 ) -> StepResult:
     """The supervised upper bound: the ground-truth centres take the place of the x-step."""
     _, h = model.heatmaps(batch.images)
-    x, mask = gt_keypoints(batch, model.sides[0], model.k)
+    x, labels = boxes_to_keypoints(batch.boxes, batch.labels, model.sides[0], model.k)
     out = model.run_task(batch.images, x)
     if model.task == "classify":
         # The correspondence patch <-> label is known here, so plain per-patch cross-entropy.
-        target = pad_labels(batch.labels, model.k).flatten()  # (B*K,)
-        loss = F.cross_entropy(out.task.flatten(0, 1), target, ignore_index=-1)
+        loss = F.cross_entropy(out.task.flatten(0, 1), labels.flatten(), ignore_index=-1)
     else:
         loss = reconstruction_loss(batch.images, out.reconstruction)
     _descend(opt_task, loss, "task loss")
-    heat = eta_step(model, opt_heat, heatmap_loss, h, x, None, mask=mask)
+    heat = eta_step(model, opt_heat, heatmap_loss, h, x, None, mask=labels >= 0)
     return StepResult(loss.detach(), heat)
 
 
 def end_to_end_step(
-    model: MIST, optimizer: torch.optim.Optimizer, task_loss: TaskLoss, batch: Batch
+    model: MIST, optimizer: Optimizer, task_loss: TaskLoss, batch: Batch
 ) -> StepResult:
     """The channel-wise and grid baselines: backpropagation through the whole model."""
     out = model(batch.images)

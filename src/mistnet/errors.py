@@ -12,3 +12,7 @@ class MistError(Exception):
 
 class DataError(MistError, ValueError):
     """Missing, corrupt or inconsistent data on disk."""
+
+
+class NonFiniteLoss(MistError):
+    """A training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""

@@ -80,9 +80,8 @@ def evaluate_run(
         raise MistError("--k and --per-image-k exclude each other")
     run_dir = Run(run)
     cfg, model, ckpt = run_dir.load("best", device=device)
-    image_size = tuple(ckpt.extra.get("image_size", (80, 80)))
     source, dataset = open_data(cfg, data, split)
-    check_data(cfg, dataset, image_size, source)
+    check_data(cfg, dataset, source)
     if len(dataset) == 0:
         raise MistError(f"{source}: the {split} split is empty")
     k = k or model.k

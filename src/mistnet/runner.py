@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +25,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, load_json
-from mistnet.engine import Batch, NonFiniteLoss, StepResult, evaluate
-from mistnet.errors import MistError
+from mistnet.device import resolve_device
+from mistnet.engine import Batch, StepResult, evaluate
+from mistnet.errors import MistError, NonFiniteLoss
+from mistnet.io import atomic_write_text
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.trainer import build_trainer
@@ -39,14 +40,6 @@ def select_metric(cfg: Config) -> str:
     if cfg.train.select_metric:
         return cfg.train.select_metric
     return "rmse" if cfg.model.task == "reconstruct" else "both"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MistError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -178,7 +171,7 @@ def _truncate_log(path: Path, step: int) -> None:
         for line in path.read_text().splitlines()
         if line and json.loads(line).get("step", 0) <= step
     ]
-    path.write_text("".join(line + "\n" for line in keep))
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _tensorboard(path: Path):
@@ -286,9 +279,7 @@ def train(
         )
     cfg.model.image_size = image_size
     run.path.mkdir(parents=True, exist_ok=True)
-    tmp = run.config.with_suffix(".json.tmp")
-    tmp.write_text(cfg.to_json())
-    os.replace(tmp, run.config)
+    atomic_write_text(run.config, cfg.to_json())
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.train.method).to(dev)
@@ -413,5 +404,5 @@ def train(
         ),
         "device": str(dev),
     }
-    run.summary.write_text(json.dumps(summary, indent=2))
+    atomic_write_text(run.summary, json.dumps(summary, indent=2))
     return summary

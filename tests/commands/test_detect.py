@@ -111,19 +111,16 @@ def test_read_image_conversions(tmp_path):
     assert x3.shape == (3, 2, 2) and torch.equal(x3[0], x3[2])
 
 
-def test_detect_one_leaves_the_grid_baseline_untouched():
+def test_detect_one_tiles_each_image_by_its_own_size_with_the_grid_baseline():
     cfg = apply_overrides(load_preset("tiny-cpu"), ["model.task=reconstruct", "train.method=grid"])
     torch.manual_seed(0)
-    model = build_model(cfg.model, "grid", (80, 80)).eval()
-    trained_grid = model.grid.clone()
-    small = torch.rand(1, 60, 60)
-    pred = detect_one(model, small, model.k)
-    assert torch.equal(model.grid, trained_grid)
+    model = build_model(cfg.model, "grid").eval()
+    pred = detect_one(model, torch.rand(1, 60, 60), model.k)
     assert torch.equal(pred.keypoints, grid_keypoints(60, 60))  # 20 px cells for 60 px
     assert pred.reconstruction.shape == (1, 1, 60, 60)
-    # On the training size it is exactly the model's own forward pass.
-    image = torch.rand(1, 80, 80)
+    image = torch.rand(1, 80, 80)  # the model keeps no size: the next image gets its own cells
     got = detect_one(model, image, model.k)
+    assert torch.equal(got.keypoints, grid_keypoints(80, 80))
     with torch.inference_mode():
         want = model(image[None])
     for name in ("keypoints", "scores", "patches", "task", "reconstruction"):

@@ -76,14 +76,15 @@ def test_resume_after_sigkill_continues_exactly(tmp_path):
         "train.ckpt_every=10",
         "train.log_every=1",
         "train.val_every=30",
-        "train.threads=1",
     ]
     reference = tmp_path / "reference"
-    runner.train(apply_overrides(load_preset("tiny-cpu"), overrides), reference, progress=False)
+    cfg = apply_overrides(load_preset("tiny-cpu"), overrides)
+    runner.train(cfg, reference, progress=False, threads=1)
 
     run = tmp_path / "interrupted"
     argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]
-    argv += ["--device", "cpu", "--no-progress"] + [a for o in overrides for a in ("--set", o)]
+    argv += ["--device", "cpu", "--no-progress", "--threads", "1"]
+    argv += [a for o in overrides for a in ("--set", o)]
     stderr = tmp_path / "stderr.txt"
     with stderr.open("w") as err:
         proc = subprocess.Popen(argv, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=err)

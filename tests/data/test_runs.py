@@ -42,11 +42,11 @@ def test_check_data_reasons():
     classify = load_preset("tiny-cpu")
     gabor = SceneDataset("gabor", "test", size=1)
     with pytest.raises(MistError, match="without class labels"):
-        check_data(classify, gabor, (80, 80), "gabor")
+        check_data(classify, gabor, "gabor")
     recon = apply_overrides(classify, ["model.task=reconstruct"])
     with pytest.raises(MistError, match=r"signed \(Gabor\) images .* sigmoid output"):
-        check_data(recon, gabor, (80, 80), "gabor")
-    check_data(recon, SceneDataset("mnist-hard", "test", size=1), (80, 80), "mnist-hard")
-    grid = apply_overrides(classify, ["train.method=grid"])
+        check_data(recon, gabor, "gabor")
+    check_data(recon, SceneDataset("mnist-hard", "test", size=1), "mnist-hard")
+    grid = apply_overrides(classify, ["train.method=grid", "model.image_size=[60, 60]"])
     with pytest.raises(MistError, match="80x80 images but this grid baseline was trained on 60x60"):
-        check_data(grid, SceneDataset("mnist-hard", "test", size=1), (60, 60), "mnist-hard")
+        check_data(grid, SceneDataset("mnist-hard", "test", size=1), "mnist-hard")

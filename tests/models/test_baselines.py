@@ -1,9 +1,6 @@
-import doctest
-
 import pytest
 import torch
 
-import mistnet.models.baselines
 from mistnet.models import ChannelWiseHeatmap, grid_keypoints, spatial_soft_argmax
 
 
@@ -100,8 +97,3 @@ def test_grid_keypoints_errors():
         grid_keypoints(80, 60)
     with pytest.raises(ValueError, match="rows"):
         grid_keypoints(80, 80, rows=0)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(mistnet.models.baselines, extraglobs={"torch": torch}, verbose=False)
-    assert result.attempted > 0 and result.failed == 0

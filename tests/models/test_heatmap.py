@@ -1,15 +1,9 @@
-import doctest
-
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import n_params
 
-import mistnet.models.heatmap
 from mistnet.models import HeatmapBody, HeatmapNet
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
@@ -124,11 +118,6 @@ def test_net_errors():
         net(torch.rand(1, 1, 3, 20, 20))
     with pytest.raises(ValueError, match="3 channels"):
         net(torch.rand(1, 1, 20, 20))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(mistnet.models.heatmap, extraglobs={"torch": torch}, verbose=False)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_channels_last_body_matches_contiguous_body():

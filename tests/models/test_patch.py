@@ -1,16 +1,10 @@
-import doctest
-
 import pytest
 import torch
+from helpers import n_params
 
-import mistnet.models.patch
 from mistnet.models import PatchAutoencoder, PatchClassifier, PatchDecoder, PatchEncoder
 
 SMALL = {"base_width": 8, "levels": 3, "blocks": 1}  # 32 channels at 4×4 → latent 512
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_paper_encoder_size():
@@ -113,8 +107,3 @@ def test_errors_name_the_argument():
         PatchEncoder(3, **SMALL)(torch.rand(1, 2, 3, 32, 32))
     with pytest.raises(ValueError, match="latent"):
         ae.decoder(torch.rand(2, 7))
-
-
-def test_docstring_examples():
-    result = doctest.testmod(mistnet.models.patch, extraglobs={"torch": torch}, verbose=False)
-    assert result.attempted > 0 and result.failed == 0

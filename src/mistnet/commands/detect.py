@@ -28,7 +28,6 @@ from mistnet.commands._args import add_device_argument
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text
-from mistnet.models.baselines import grid_keypoints
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import MIST, GridMIST, MISTOutput
 from mistnet.runner import Run
@@ -124,19 +123,10 @@ def _dumps(record: dict[str, Any]) -> str:
 def detect_one(model: MIST, image: torch.Tensor, k: int) -> MISTOutput:
     """Run ``model`` on one ``(C, H, W)`` image; returns its :class:`~mistnet.models.MISTOutput`.
 
-    The grid baseline tiles whatever image it is given with the same 3 x 3 layout: its cells
-    are computed here for the image's size, leaving the model's own grid (its training size)
-    untouched.
+    The grid baseline tiles whatever image it is given with the same 3 x 3 layout.
     """
-    _, H, W = image.shape
-    images = image[None]  # (1, C, H, W)
     with torch.inference_mode():
-        if not isinstance(model, GridMIST):
-            return model(images, k)
-        keypoints = grid_keypoints(H, W, rows=3, cols=3, device=image.device, dtype=image.dtype)
-        scores = torch.ones(keypoints.shape[:2], device=image.device, dtype=image.dtype)
-        patches, out, recon = model.run_task(images, keypoints)
-        return MISTOutput(None, None, keypoints, scores, patches, out, recon)
+        return model(image[None], k)  # (1, C, H, W)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")
     device = resolve_device(check_device(args.device))
-    cfg, model, ckpt = Run(args.run).load("best", device=device)
+    cfg, model, _ = Run(args.run).load("best", device=device)
     source, dataset = open_data(cfg, args.data, args.split)
-    check_data(cfg, dataset, tuple(ckpt.extra.get("image_size", (80, 80))), source)
+    check_data(cfg, dataset, source)
     n = min(args.n, len(dataset))
     if n == 0:
         raise MistError(f"{source}: the {args.split} split is empty")

@@ -53,6 +53,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from last.safetensors"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice); speed only, not part of the run",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -80,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise MistError("--out RUN is required")
     device = check_device(args.device)
+    if args.threads < 0:
+        raise MistError(f"--threads must be 0 or more, got {args.threads}")
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.path={json.dumps(args.data)}")
@@ -92,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 asked = config.resolve(args.preset, overrides)
             else:
                 asked = config.apply_overrides(config.load_json(run_dir.config), overrides)
+            asked.model.image_size = saved.model.image_size  # written by training, not asked
             diff = _differences(asked.to_dict(), saved.to_dict())
             if diff:
                 print(
@@ -115,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         max_minutes=args.max_minutes,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     print(json.dumps({"run": str(args.out), **summary}, indent=2))
     return 0

@@ -36,13 +36,13 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     return source, dataset
 
 
-def check_data(cfg: Config, dataset: Dataset, image_size: tuple[int, int], source: str) -> None:
+def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
     """Reject data the run cannot be evaluated on, with a one-line reason.
 
     Args:
-        cfg: the run's config.
+        cfg: the run's config; ``model.image_size`` is the size it was trained on (a grid
+            baseline only fits that size).
         dataset: a :class:`~mistnet.data.SceneFolder` or :class:`~mistnet.data.SceneDataset`.
-        image_size: ``(H, W)`` the run was trained on (a grid baseline only fits that size).
         source: how the user named the data, for the message.
 
     Raises:
@@ -63,8 +63,9 @@ def check_data(cfg: Config, dataset: Dataset, image_size: tuple[int, int], sourc
             f"{source} holds {kind} images but the run's auto-encoder has {m.output} output"
         )
     size = (int(dataset.height), int(dataset.width))
-    if cfg.train.method == "grid" and size != tuple(image_size):
+    trained = tuple(m.image_size)
+    if cfg.train.method == "grid" and trained and size != trained:
         raise MistError(
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
-            f"{image_size[0]}x{image_size[1]}"
+            f"{trained[0]}x{trained[1]}"
         )

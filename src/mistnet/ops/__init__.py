@@ -5,7 +5,13 @@ Conventions (SPEC §0): pixel centres at integer coordinates, x before y; a keyp
 keypoints ``(B, K, 3)``. No op loops over the batch or over K in Python.
 """
 
-from mistnet.ops.boxes import box_iou, boxes_to_xyxy, keypoints_to_boxes, xyxy_to_boxes
+from mistnet.ops.boxes import (
+    box_iou,
+    boxes_to_keypoints,
+    boxes_to_xyxy,
+    keypoints_to_boxes,
+    xyxy_to_boxes,
+)
 from mistnet.ops.heatmap import render_heatmap
 from mistnet.ops.nms import nms, topk_keypoints
 from mistnet.ops.sampler import extract_patches, paste_patches
@@ -13,6 +19,7 @@ from mistnet.ops.softmax import local_spatial_softmax, scale_pool
 
 __all__ = [
     "box_iou",
+    "boxes_to_keypoints",
     "boxes_to_xyxy",
     "extract_patches",
     "keypoints_to_boxes",

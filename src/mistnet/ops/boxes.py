@@ -9,6 +9,7 @@ centred on pixel 10 spans ``[0, 20]``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -20,6 +21,30 @@ def _check_boxes(boxes: object, name: str) -> Tensor:
             f"got {shape}"
         )
     return boxes
+
+
+def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tuple[Tensor, Tensor]:
+    """The first ``k`` ground-truth boxes as keypoints of a fixed ``side``, with their labels.
+
+    Args:
+        boxes: ``(B, N, 4)`` centre/size boxes, padded.
+        labels: ``(B, N)`` int64 class ids, -1 = padding.
+        side: the keypoints' box side.
+        k: how many keypoints per image; with ``N < k`` the extra ones sit at ``(0, 0)``.
+
+    Returns:
+        ``(B, k, 3)`` keypoints ``(cx, cy, side)`` and ``(B, k)`` labels padded with -1 (a
+        label < 0 marks a keypoint that is not an instance).
+
+    Example:
+        >>> kp, lab = boxes_to_keypoints(torch.tensor([[[5.0, 6.0, 28, 28]]]), torch.tensor([[3]]), 20, 2)
+        >>> kp.tolist(), lab.tolist()
+        ([[[5.0, 6.0, 20.0], [0.0, 0.0, 20.0]]], [[3, -1]])
+    """
+    pad = max(0, k - boxes.shape[1])
+    centres = F.pad(boxes[:, :k, :2], (0, 0, 0, pad))  # (B, k, 2)
+    keypoints = torch.cat([centres, torch.full_like(centres[..., :1], side)], -1)
+    return keypoints, F.pad(labels[:, :k], (0, pad), value=-1)
 
 
 def keypoints_to_boxes(keypoints: Tensor) -> Tensor:

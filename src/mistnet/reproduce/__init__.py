@@ -26,7 +26,7 @@ Output layout::
 
 Running the same command again skips every run with an ``eval.json``, resumes an interrupted
 one and redraws the tables, so an interrupted reproduction simply continues. Each run records
-its fingerprint (preset, resolved config without ``train.threads``, minutes); a run directory
+its fingerprint (preset, resolved config, minutes; not the threads); a run directory
 made under another plan (other overrides, minutes, steps or preset) stops the invocation before
 anything trains: use a fresh ``--out`` or delete that run directory.
 """
@@ -287,7 +287,7 @@ def reproduce(
         data_root: where datasets go (default ``out/data``).
         command: the command line recorded in TABLE.md (default: rebuilt from the arguments).
         figures: draw the figures.
-        threads: torch threads per run, replacing the budget's ``train.threads`` (0: keep it).
+        threads: torch threads per run, replacing the budget's (0: keep it).
         log: progress messages.
 
     Returns:

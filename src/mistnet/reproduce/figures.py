@@ -123,8 +123,7 @@ def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
     _, last, ckpt_last = _load(spec, "last", device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)  # as runner.train does before building the model
-        size = tuple(ckpt_best.extra.get("image_size", (80, 80)))
-        init = build_model(cfg.model, cfg.train.method, size).to(device).eval()
+        init = build_model(cfg.model, cfg.train.method).to(device).eval()
     batch = _scenes(spec.data["test"], n)
     images = batch["image"].to(device)
     stages = [

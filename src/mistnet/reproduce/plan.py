@@ -36,8 +36,9 @@ class Budget:
             row's own overrides.
         figure_scenes: test scenes drawn per figure.
         steps_per_minute: by row kind, the step rate that sets ``train.steps`` of a run from
-            its minutes, so that a learning-rate schedule ends with the run; the minutes stay a
-            cap. Kinds without a rate keep their preset's steps.
+            its minutes, so that a run's step count does not depend on machine load; the
+            minutes stay a cap. Kinds without a rate keep their preset's steps.
+        threads: torch threads per run (0: torch's default); speed only.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Budget:
     overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
     figure_scenes: int = 4
     steps_per_minute: dict[str, float] = field(default_factory=dict)
+    threads: int = 0
 
     def run_steps(self, kind: str, minutes: float) -> int:
         """``train.steps`` for a run of ``kind`` given ``minutes`` (0 = keep the preset's)."""
@@ -79,7 +81,6 @@ _SMOKE_TRAIN = (
     "train.log_every=1",
     "train.val_every=2",
     "train.ckpt_every=2",
-    "train.threads=1",
 )
 # Two CPU cores: the auto-encoders get the small networks of the mnist-hard-cpu preset (which
 # the classification rows use as a whole) and its learning rates, a step cap, and frequent
@@ -95,7 +96,7 @@ _CPU_RECON = (
     "train.lr_heatmap=1e-3",
     "train.steps=4000",
 )
-_CPU_ALL = ("train.val_every=100", "train.ckpt_every=100", "train.threads=2")
+_CPU_ALL = ("train.val_every=100", "train.ckpt_every=100")
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(
@@ -107,6 +108,7 @@ BUDGETS: dict[str, Budget] = {
         presets={"classify": "mnist-hard-cpu"},
         overrides={"*": _SMOKE_NETS + _SMOKE_TRAIN},
         figure_scenes=2,
+        threads=1,
     ),
     "cpu": Budget(
         name="cpu",
@@ -126,10 +128,10 @@ BUDGETS: dict[str, Budget] = {
         overrides={"*": _CPU_ALL, "reconstruct": _CPU_RECON},
         figure_scenes=4,
         # A step count rather than the clock ends each classification run (so that a result does
-        # not depend on machine load, and a schedule set with train.lr_schedule ends with the
-        # run): 80 steps a minute is what one thread of a busy 2-core machine does (two idle
-        # threads: about 150); the minutes stay a cap.
+        # not depend on machine load): 80 steps a minute is what one thread of a busy 2-core
+        # machine does (two idle threads: about 150); the minutes stay a cap.
         steps_per_minute={"classify": 80.0},
+        threads=2,
     ),
     "full": Budget(
         name="full",

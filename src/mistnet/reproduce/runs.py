@@ -8,7 +8,7 @@ the row, the training summary, wall times and the equivalent ``mist`` commands. 
 ``summary.json`` was interrupted and is resumed with the minutes it has left.
 
 Reuse is only safe for the same run: every run records its *fingerprint* (the preset, the
-resolved config without ``train.threads``, which only changes speed, and its minutes) in
+resolved config, and its minutes; not its threads, which only change speed) in
 ``fingerprint.json`` before training and in ``eval.json``. Before a run is skipped, resumed or
 evaluated, the fingerprint of the current plan is compared with the recorded one
 (:func:`check_fingerprint`); a run made under another plan is an error, never silently reused.
@@ -59,6 +59,7 @@ class RunSpec:
     overrides: list[str]
     minutes: float
     data: dict[str, Path]  # evaluation name -> dataset directory (its test split)
+    threads: int = 0  # torch threads (0: torch's default); speed only, not in the fingerprint
 
     @property
     def eval_file(self) -> Path:
@@ -72,7 +73,7 @@ class RunSpec:
         return resolve(self.preset, self.overrides)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What makes this run this run: preset, resolved config (no threads), minutes."""
+        """What makes this run this run: preset, resolved config, minutes."""
         return {
             "preset": self.preset,
             "config": _comparable(self.config().to_dict()),
@@ -85,6 +86,8 @@ class RunSpec:
         train += ["--device", device]
         if self.minutes > 0:
             train += ["--max-minutes", f"{self.minutes:g}"]
+        if self.threads > 0:
+            train += ["--threads", str(self.threads)]
         for item in self.overrides:
             train += ["--set", item]
         lines = [shlex.join(train)]
@@ -108,7 +111,7 @@ def make_spec(
 ) -> RunSpec:
     """The run of ``row`` under ``budget`` with ``seed``, training on ``data[row.data]``.
 
-    ``threads > 0`` replaces the budget's ``train.threads`` (speed only).
+    ``threads > 0`` replaces the budget's threads (speed only).
     """
     minutes = budget.run_minutes(table) * row.time_share
     steps = budget.run_steps(row.kind, minutes)
@@ -120,9 +123,6 @@ def make_spec(
         f"data.seed={seed}",
         f"train.seed={seed}",
     ]
-    if threads > 0:
-        overrides = [o for o in overrides if not o.startswith("train.threads=")]
-        overrides.append(f"train.threads={threads}")
     return RunSpec(
         table=table,
         row=row,
@@ -132,11 +132,13 @@ def make_spec(
         overrides=overrides,
         minutes=minutes,
         data={ev.name: data[ev.data] for ev in row.all_evals()},
+        threads=threads or budget.threads,
     )
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A config dict as JSON has it, without ``train.threads`` and with an absolute data path.
+    """A config dict as JSON has it, with an absolute data path and without the image size
+    (written into a run's config by training, from the data the plan names).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
     defaults, as :func:`mistnet.config.load_json` gives them to the run.
@@ -147,7 +149,7 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     for section, values in defaults.items():
         if isinstance(values, dict) and isinstance(cfg[section], dict):
             cfg[section] = {**values, **cfg[section]}
-    cfg.get("train", {}).pop("threads", None)
+    cfg.get("model", {}).pop("image_size", None)
     data = cfg.get("data", {})
     if data.get("path"):
         data["path"] = str(Path(data["path"]).resolve())
@@ -229,10 +231,21 @@ def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[s
         left = max(spec.minutes - done, 1e-3) if spec.minutes > 0 else 0.0
         log(f"  resuming the interrupted run ({done:.1f} min done)")
         return train(
-            spec.config(), run.path, device=device, resume=True, max_minutes=left, progress=progress
+            spec.config(),
+            run.path,
+            device=device,
+            resume=True,
+            max_minutes=left,
+            progress=progress,
+            threads=spec.threads,
         )
     return train(
-        spec.config(), run.path, device=device, max_minutes=spec.minutes, progress=progress
+        spec.config(),
+        run.path,
+        device=device,
+        max_minutes=spec.minutes,
+        progress=progress,
+        threads=spec.threads,
     )
 
 
