@@ -193,7 +193,8 @@ def test_json_round_trip(tmp_path):
     back = load_json(path)
     assert back == cfg
     assert json.loads(back.to_json()) == dataclasses.asdict(cfg) | {
-        "model": dataclasses.asdict(cfg.model) | {"factors": [1.0, 0.7, 0.5], "image_size": []}
+        "model": dataclasses.asdict(cfg.model)
+        | {"factors": [1.0, 0.7, 0.5], "image_size": [], "heatmap_dilations": []}
     }
     assert back.model.factors == (1.0, 0.7, 0.5)
 

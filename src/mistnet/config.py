@@ -35,6 +35,9 @@ class ModelConfig:
     factors: tuple[float, ...] = (1.0,)  # pyramid factors f_s; sides are base_side / f_s
     heatmap_width: int = 32
     heatmap_depth: int = 4
+    # [] (paper): valid 3x3 blocks, receptive field 4 depth + 1. Else one dilation per block
+    # (models.heatmap._DilatedResBlock): the same cost, receptive field 1 + sum(2 d + 2).
+    heatmap_dilations: tuple[int, ...] = ()
     patch_size: int = 32
     patch_base_width: int = 8
     patch_levels: int = 5
@@ -211,6 +214,13 @@ def validate(cfg: Config) -> Config:
         "model.factors",
         "a non-empty, strictly decreasing list of numbers in (0, 1]",
         list(f),
+    )
+    _require(
+        m.heatmap_dilations == ()
+        or (len(m.heatmap_dilations) == m.heatmap_depth and min(m.heatmap_dilations) >= 1),
+        "model.heatmap_dilations",
+        f"[] or heatmap_depth = {m.heatmap_depth} integers >= 1",
+        list(m.heatmap_dilations),
     )
     for key in ("softmax_window", "nms_window"):
         value = getattr(m, key)

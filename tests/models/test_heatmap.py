@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from helpers import n_params
 
 from mistnet.models import HeatmapBody, HeatmapNet
+from mistnet.models.heatmap import receptive_field
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
@@ -136,3 +137,47 @@ def test_channels_last_body_matches_contiguous_body():
     g_fast = fast.body.blocks[0].conv1.weight.grad
     g_plain = plain.body.blocks[0].conv1.weight.grad
     assert float((g_fast - g_plain).norm() / g_plain.norm()) < 1e-5  # float summation order only
+
+
+# -- the dilated body (model.heatmap_dilations) ----------------------------------------------
+
+
+def test_dilated_body_keeps_size_and_widens_the_receptive_field():
+    body = HeatmapBody(1, width=8, depth=4, dilations=(1, 2, 4, 8))
+    assert body(torch.rand(2, 1, 80, 80)).shape == (2, 1, 80, 80)
+    assert body(torch.rand(1, 1, 17, 23)).shape == (1, 1, 17, 23)  # no input padding needed
+    assert (body.receptive_field, HeatmapBody(1, depth=4).receptive_field) == (39, 17)
+    assert receptive_field(2, (3, 1)) == 1 + 8 + 4
+    # the same parameters as the plain body: dilation changes where a kernel looks, not its size
+    assert n_params(body) == n_params(HeatmapBody(1, width=8, depth=4))
+
+
+def test_dilated_body_is_translation_equivariant():
+    torch.manual_seed(0)
+    body = HeatmapBody(1, width=8, depth=4, dilations=(1, 2, 4, 8)).eval()
+    image = torch.zeros(1, 1, 80, 80)
+    image[..., 34:46, 33:45] = torch.rand(12, 12)  # >= 30 px from every border
+    dy, dx = 3, -4
+    shifted = torch.roll(image, shifts=(dy, dx), dims=(2, 3))
+    with torch.no_grad():
+        out, out_shifted = body(image), body(shifted)
+    expected = torch.roll(out, shifts=(dy, dx), dims=(2, 3))
+    interior = (slice(None), slice(None), slice(8, -8), slice(8, -8))
+    torch.testing.assert_close(out_shifted[interior], expected[interior], atol=1e-5, rtol=1e-5)
+    assert out[interior].std() > 1e-3
+
+
+def test_dilated_body_gradcheck():
+    torch.manual_seed(0)
+    body = HeatmapBody(1, width=2, depth=2, dilations=(1, 2), channels_last=False).double()
+    images = torch.rand(1, 1, 9, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(body, (images,), eps=1e-6, atol=1e-4)
+
+
+def test_dilated_body_errors():
+    with pytest.raises(ValueError, match=r"dilations must be 4 integers >= 1"):
+        HeatmapBody(1, depth=4, dilations=(1, 2))
+    with pytest.raises(ValueError, match=r"dilations must be 2 integers >= 1"):
+        HeatmapBody(1, depth=2, dilations=(0, 1))
+    with pytest.raises(ValueError, match="larger than the reflection padding 8 px"):
+        HeatmapBody(1, depth=2, dilations=(1, 8))(torch.rand(1, 1, 8, 30))

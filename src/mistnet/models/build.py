@@ -38,7 +38,13 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
         nms_window=cfg.nms_window,
     )
     if method in ("mist", "supervised"):
-        heat = HeatmapNet(cfg.in_channels, cfg.factors, cfg.heatmap_width, cfg.heatmap_depth)
+        heat = HeatmapNet(
+            cfg.in_channels,
+            cfg.factors,
+            cfg.heatmap_width,
+            cfg.heatmap_depth,
+            dilations=cfg.heatmap_dilations,
+        )
         sides = heat.sides(cfg.base_side)
         return MIST(heat, task_net, task=cfg.task, k=cfg.k, sides=sides, **common)
     if method == "channelwise":

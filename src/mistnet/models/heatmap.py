@@ -52,6 +52,40 @@ class _ValidResBlock(nn.Module):
         return F.relu(y + x[:, :, 2:-2, 2:-2])
 
 
+class _DilatedResBlock(nn.Module):
+    """Residual block that keeps H and W: a 3×3 convolution dilated by ``dilation``, then a plain
+    3×3 one, each reflection-padded (no zeros, so no border signal) and followed by GroupNorm.
+
+    conv(dilation d) → GN → ReLU → conv → GN → add the input → ReLU; receptive field 2d + 3.
+    The undilated second convolution fills the holes the dilated one leaves (no gridding).
+    """
+
+    def __init__(self, width: int, dilation: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            width, width, 3, padding=dilation, dilation=dilation, padding_mode="reflect"
+        )
+        self.norm1 = nn.GroupNorm(1, width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect")
+        self.norm2 = nn.GroupNorm(1, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(y)) + x)
+
+
+def receptive_field(depth: int, dilations: Sequence[int] = ()) -> int:
+    """Receptive field in pixels of a :class:`HeatmapBody` (``4·depth + 1`` without dilations).
+
+    Example:
+        >>> receptive_field(4), receptive_field(4, (1, 2, 4, 8))
+        (17, 39)
+    """
+    if not dilations:
+        return 4 * depth + 1
+    return 1 + sum(2 * d + 2 for d in dilations)
+
+
 class HeatmapBody(nn.Module):
     r"""Fully convolutional keypoint-score network without absolute-position information.
 
@@ -61,9 +95,14 @@ class HeatmapBody(nn.Module):
     which the padding exactly compensates, so the output has the input's H×W. The receptive field
     is ``4 * depth + 1`` pixels (17 for the default depth).
 
-    Because the only padding is the reflection at the input and all convolutions are valid, the
-    network cannot see absolute position: translating the input translates the output, except
-    within ``2 * depth`` pixels of the border where the reflected content differs.
+    With ``dilations`` (one per block, not in the paper) the blocks are dilated instead
+    (:class:`_DilatedResBlock`, reflection padding inside each convolution): the same cost per
+    block, a receptive field of ``1 + sum(2 d + 2)`` pixels (39 for ``(1, 2, 4, 8)``, 17 for
+    the plain body), see :func:`receptive_field`.
+
+    Because the only padding is by reflection and no convolution pads with zeros, the network
+    cannot see absolute position: translating the input translates the output, except within
+    half the receptive field of the border where the reflected content differs.
 
     Args:
         in_channels: image channels C.
@@ -94,8 +133,14 @@ class HeatmapBody(nn.Module):
         depth: int = 4,
         out_channels: int = 1,
         channels_last: bool = True,
+        dilations: Sequence[int] = (),
     ) -> None:
         super().__init__()
+        dilations = tuple(int(d) for d in dilations)
+        if dilations and (len(dilations) != depth or min(dilations) < 1):
+            raise ValueError(
+                f"dilations must be {depth} integers >= 1 (one per block), got {dilations}"
+            )
         for name, value in (
             ("in_channels", in_channels),
             ("width", width),
@@ -106,11 +151,16 @@ class HeatmapBody(nn.Module):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.pad = 2 * depth
+        self.pad = 0 if dilations else 2 * depth
         self.padding = nn.ReflectionPad2d(self.pad)
         self.input_norm = nn.BatchNorm2d(in_channels)
         self.stem = nn.Conv2d(in_channels, width, kernel_size=1)
-        self.blocks = nn.Sequential(*[_ValidResBlock(width) for _ in range(depth)])
+        if dilations:
+            blocks = [_DilatedResBlock(width, d) for d in dilations]
+        else:
+            blocks = [_ValidResBlock(width) for _ in range(depth)]
+        self.blocks = nn.Sequential(*blocks)
+        self.receptive_field = receptive_field(depth, dilations)
         self.head = nn.Conv2d(width, out_channels, kernel_size=1)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
@@ -118,10 +168,10 @@ class HeatmapBody(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images, self.in_channels)
         _, _, H, W = images.shape
-        if min(H, W) <= self.pad:
+        pad = max(self.pad, *(b.conv1.dilation[0] for b in self.blocks if hasattr(b, "conv1")))
+        if min(H, W) <= pad:
             raise ValueError(
-                f"images must be larger than the reflection padding {self.pad} px, "
-                f"got H×W = {H}×{W}"
+                f"images must be larger than the reflection padding {pad} px, got H×W = {H}×{W}"
             )
         x = self.padding(images).contiguous(memory_format=self.memory_format)
         x = self.input_norm(x)  # (B, C, H + 2·pad, W + 2·pad)
@@ -151,6 +201,7 @@ class HeatmapNet(nn.Module):
         depth: number of residual blocks in the body.
         channels_last: run the body in the ``channels_last`` memory format (see
             :class:`HeatmapBody`).
+        dilations: the body's per-block dilations (empty: the paper's valid blocks).
 
     Shape:
         - Input: ``(B, in_channels, H, W)``; each downsampled side must exceed ``2 * depth``.
@@ -171,6 +222,7 @@ class HeatmapNet(nn.Module):
         width: int = 32,
         depth: int = 4,
         channels_last: bool = True,
+        dilations: Sequence[int] = (),
     ) -> None:
         super().__init__()
         factors = tuple(float(f) for f in factors)
@@ -183,7 +235,12 @@ class HeatmapNet(nn.Module):
         self.factors = factors
         self.in_channels = in_channels
         self.body = HeatmapBody(
-            in_channels, width=width, depth=depth, out_channels=1, channels_last=channels_last
+            in_channels,
+            width=width,
+            depth=depth,
+            out_channels=1,
+            channels_last=channels_last,
+            dilations=dilations,
         )
 
     @property
