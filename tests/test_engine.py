@@ -260,6 +260,26 @@ def test_evaluate_restores_training_mode_and_counts_detections(monkeypatch):
     assert metrics["both"] <= metrics["det_iou50"]
 
 
+def test_evaluate_scores_the_keypoints_of_a_reconstruction_model(monkeypatch):
+    """Reconstruction reports RMSE and, with boxes in the data, class-agnostic detection."""
+    tr = make_trainer("model.task=reconstruct")
+    b = scene_batch()
+    raw = {"image": b.images, "boxes": b.boxes, "labels": b.labels, "count": b.count}
+    kp = torch.cat([b.boxes[..., :2], torch.full((4, 3, 1), 20.0)], -1)
+    kp[:, 0, :2] += 9.0  # IoU of 20 px boxes 9 px apart on both axes: 121 / 679 < .5
+    monkeypatch.setattr(tr.model, "detect", lambda h, k=None: (kp, torch.ones(4, 3)))
+    metrics = evaluate(tr.model, [raw])
+    assert metrics["det_iou50"] == pytest.approx(2 / 3)
+    assert metrics["det_any50"] == pytest.approx(2 / 3)
+    assert 0 < metrics["rmse"] < 1 and "classif" not in metrics
+    no_boxes = {
+        **raw,
+        "count": torch.zeros(4, dtype=torch.long),
+        "labels": -torch.ones(4, 3).long(),
+    }
+    assert "det_iou50" not in evaluate(tr.model, [no_boxes])
+
+
 def test_step_stats_measure_the_x_move_and_the_border_share():
     x0 = torch.tensor([[[2.0, 20.0, 20.0], [20.0, 20.0, 20.0], [20.0, 35.0, 20.0], [9, 9, 20]]])
     x = x0.clone()

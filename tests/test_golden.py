@@ -2,8 +2,9 @@
 
 CPU training is deterministic at a fixed thread count, so any change to the training core that
 claims to keep behaviour (a reshaping, a clean-up) must reproduce every logged float exactly.
-The recording in ``tests/golden/mnist-hard-cpu-100.json`` was made with the code of 0286302
-(before the training core was reshaped); regenerate it only for a change that is meant to alter
+The recording in ``tests/golden/mnist-hard-cpu-100.json`` was first made with the code of 0286302
+(before the training core was reshaped, which reproduced it exactly) and remade once when the
+preset took dilated heatmap blocks; regenerate it only for a change that is meant to alter
 training, and say so in the commit::
 
     python tests/test_golden.py --write

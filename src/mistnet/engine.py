@@ -28,7 +28,7 @@ from mistnet.models.mist import MIST, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
 
 TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
-# (heatmaps (B, S, H, W), target G(x), image weights (B,) or None) -> scalar
+# (heatmaps, target G(x), both (B, S, H, W); image weights (B,) or None) -> scalar
 HeatmapLoss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]  # (images, x, out) -> (B, K) or (B,)
 
@@ -90,15 +90,12 @@ class XStep:
     max_px: float = 0.0  # 0: no clip
 
 
-def check_finite(loss: Tensor, what: str) -> None:
+def _descend(optimizer: Optimizer, loss: Tensor, what: str) -> None:
+    """One optimiser step on ``loss``; a NaN or infinite loss raises :class:`NonFiniteLoss`."""
     if not bool(torch.isfinite(loss)):
         raise NonFiniteLoss(
             f"{what} became {float(loss.detach())}; stopping (the last good checkpoint is kept)"
         )
-
-
-def _descend(optimizer: Optimizer, loss: Tensor, what: str) -> None:
-    check_finite(loss, what)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -115,8 +112,7 @@ def tau_step(
 
 def x_step(model: MIST, task_loss: TaskLoss, step: XStep, batch: Batch, x0: Tensor) -> Tensor:
     """Optimise the slack keypoints alone from ``x0`` ``(B, K, 3)``; returns the new ``(B, K, 3)``."""
-    sides = model.sides
-    x = x0.detach()
+    sides, x = model.sides, x0.detach()
     for _ in range(step.iters):
         x = x.detach().requires_grad_(True)
         out = model.run_task(batch.images, x)
@@ -222,7 +218,8 @@ def evaluate(
     """SPEC §5 metrics of ``model`` over ``batches``, in eval mode.
 
     Classification gives ``det_iou50``, ``det_any50``, ``classif``, ``both``, ``ap50`` (and the
-    class-agnostic ``ap50_agnostic``); reconstruction gives ``rmse`` and its variants.
+    class-agnostic ``ap50_agnostic``); reconstruction gives ``rmse`` and its variants and, when
+    the data has boxes, the class-agnostic ``det_iou50`` / ``det_any50`` of its keypoints.
     ``per_image_k`` detects ``count[b]`` instances per image (Table 3) instead of ``k``.
     """
     was_training = model.training
@@ -236,12 +233,17 @@ def evaluate(
             batch = Batch.from_dict(raw, device)
             kk = int(batch.count.max()) if per_image_k else (k or model.k)
             out = model(batch.images, kk)
+            det_count = batch.count if per_image_k else None
             if model.task == "classify":
-                labels = out.task.argmax(-1)
-                det_count = batch.count if per_image_k else None
-                det.update(out.keypoints, labels, batch.boxes, batch.labels, batch.count, det_count)
-            else:
+                labels, gt_labels = out.task.argmax(-1), batch.labels
+            else:  # detection alone: every instance and every keypoint is of one class
                 rec.update(out.reconstruction, batch.images)
+                labels, gt_labels = out.keypoints[..., 0].long() * 0, batch.labels.clamp(max=0)
+            det.update(out.keypoints, labels, batch.boxes, gt_labels, batch.count, det_count)
     finally:
         model.train(was_training)
-    return det.compute() if model.task == "classify" else rec.compute()
+    found = det.compute()
+    if model.task == "classify":
+        return found
+    located = {k: found[k] for k in ("det_iou50", "det_any50")} if found["n_instances"] else {}
+    return {**rec.compute(), **located}

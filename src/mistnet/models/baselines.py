@@ -12,6 +12,8 @@ coordinates, ``side`` = full side of the square box in pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -111,7 +113,7 @@ class ChannelWiseHeatmap(nn.Module):
     Args:
         in_channels: image channels C.
         k: number of keypoints K (one output channel each).
-        width, depth: body sizes, as for MIST's heatmap network.
+        width, depth, dilations: body sizes, as for MIST's heatmap network.
         side: fixed box side in pixels.
         temperature: soft-argmax temperature.
 
@@ -133,6 +135,7 @@ class ChannelWiseHeatmap(nn.Module):
         depth: int = 4,
         side: float = 20.0,
         temperature: float = 1.0,
+        dilations: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if not side > 0:
@@ -142,7 +145,9 @@ class ChannelWiseHeatmap(nn.Module):
         self.k = k
         self.side = float(side)
         self.temperature = float(temperature)
-        self.body = HeatmapBody(in_channels, width=width, depth=depth, out_channels=k)
+        self.body = HeatmapBody(
+            in_channels, width=width, depth=depth, out_channels=k, dilations=dilations
+        )
 
     def logits(self, images: Tensor) -> Tensor:
         """Raw per-keypoint score maps ``(B, K, H, W)``."""

@@ -49,7 +49,12 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
         return MIST(heat, task_net, task=cfg.task, k=cfg.k, sides=sides, **common)
     if method == "channelwise":
         heat = ChannelWiseHeatmap(
-            cfg.in_channels, cfg.k, cfg.heatmap_width, cfg.heatmap_depth, side=cfg.base_side
+            cfg.in_channels,
+            cfg.k,
+            cfg.heatmap_width,
+            cfg.heatmap_depth,
+            side=cfg.base_side,
+            dilations=cfg.heatmap_dilations,
         )
         return ChannelWiseMIST(
             heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
