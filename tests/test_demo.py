@@ -13,6 +13,7 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
     out = tmp_path / "demo"
     tiny = [
         "--set", "model.heatmap_width=8", "--set", "model.heatmap_depth=2",
+        "--set", "model.heatmap_dilations=[1, 2]",
         "--set", "model.patch_base_width=4", "--set", "train.steps=6",
         "--set", "train.val_every=3", "--set", "train.ckpt_every=3",
         "--set", "train.batch_size=8", "--threads", "1",

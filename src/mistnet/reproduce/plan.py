@@ -70,6 +70,7 @@ class Budget:
 _SMOKE_NETS = (
     "model.heatmap_width=8",
     "model.heatmap_depth=2",
+    "model.heatmap_dilations=[1, 2]",
     "model.patch_size=16",
     "model.patch_base_width=4",
     "model.patch_levels=2",
