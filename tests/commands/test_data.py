@@ -77,21 +77,9 @@ def test_make_with_idx_digits(capsys, tmp_path):
             d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         )
         write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    sizes = ("--n-train", 2, "--n-val", 2, "--n-test", 2)
     code, _, err = mist(
-        capsys,
-        "data",
-        "make",
-        "mnist-easy",
-        "--out",
-        tmp_path / "e",
-        "--digits",
-        d,
-        "--n-train",
-        2,
-        "--n-val",
-        2,
-        "--n-test",
-        2,
+        capsys, "data", "make", "mnist-easy", "--out", tmp_path / "e", "--digits", d, *sizes
     )
     assert code == 0, err
     assert SceneFolder(tmp_path / "e", "val").manifest["digits"] == str(d.resolve())
@@ -122,23 +110,8 @@ def test_error_paths(capsys, tmp_path, argv, match):
 
 
 def test_corrupt_inputs_and_existing_output(capsys, tmp_path):
-    assert (
-        mist(
-            capsys,
-            "data",
-            "make",
-            "mnist-easy",
-            "--out",
-            tmp_path / "e",
-            "--n-train",
-            1,
-            "--n-val",
-            1,
-            "--n-test",
-            1,
-        )[0]
-        == 0
-    )
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    assert mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / "e", *sizes)[0] == 0
     _assert_user_error(
         capsys, tmp_path, "make", "gabor", "--out", tmp_path / "e", match="already exists"
     )

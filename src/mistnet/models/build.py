@@ -37,25 +37,13 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
         softmax_strength=cfg.softmax_strength,
         nms_window=cfg.nms_window,
     )
+    body = dict(width=cfg.heatmap_width, depth=cfg.heatmap_depth, dilations=cfg.heatmap_dilations)
     if method in ("mist", "supervised"):
-        heat = HeatmapNet(
-            cfg.in_channels,
-            cfg.factors,
-            cfg.heatmap_width,
-            cfg.heatmap_depth,
-            dilations=cfg.heatmap_dilations,
-        )
+        heat = HeatmapNet(cfg.in_channels, cfg.factors, **body)
         sides = heat.sides(cfg.base_side)
         return MIST(heat, task_net, task=cfg.task, k=cfg.k, sides=sides, **common)
     if method == "channelwise":
-        heat = ChannelWiseHeatmap(
-            cfg.in_channels,
-            cfg.k,
-            cfg.heatmap_width,
-            cfg.heatmap_depth,
-            side=cfg.base_side,
-            dilations=cfg.heatmap_dilations,
-        )
+        heat = ChannelWiseHeatmap(cfg.in_channels, cfg.k, side=cfg.base_side, **body)
         return ChannelWiseMIST(
             heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
         )
