@@ -422,3 +422,42 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
     for k, v in Checkpoint(straight.last).tensors.items():
         if k.startswith(("model.", "average.")):
             torch.testing.assert_close(resumed.tensors[k], v, msg=k)
+
+
+def test_a_second_train_into_a_locked_run_directory_stops_with_one_line(tmp_path):
+    from mistnet.io import exclusive_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with exclusive_lock(run, "mist train"):  # as if another process were training there
+        with pytest.raises(MistError, match=r"another mist train is writing to .*run \(pid \d+\)"):
+            runner.train(tiny_run_config("train.steps=2"), run, progress=False)
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written or removed
+    summary = runner.train(tiny_run_config("train.steps=2"), run, progress=False)  # now free
+    assert summary["steps"] == 2
+
+
+def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path):
+    cfg = tiny_run_config("model.in_channels=3")  # the data has one channel
+    with pytest.raises(MistError, match="1 channels but model.in_channels = 3"):
+        runner.train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_drops_a_torn_last_log_line_and_refuses_a_damaged_one(tmp_path):
+    cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=2")
+    run = runner.Run(tmp_path / "run")
+    runner.train(cfg, run.path, progress=False)
+    lines = run.log.read_text().splitlines()
+    run.log.write_text("\n".join(lines) + '\n{"step": 5, "split": "tr')  # killed mid-write
+    saved = json.loads(run.config.read_text())
+    saved["train"]["steps"] = 6
+    run.config.write_text(json.dumps(saved))
+    assert runner.train(cfg, run.path, resume=True, progress=False)["steps"] == 6
+    steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6
+    run.log.write_text("not json\n" + run.log.read_text())
+    saved["train"]["steps"] = 8
+    run.config.write_text(json.dumps(saved))
+    with pytest.raises(MistError, match=r"log.jsonl: line 1 is not JSON"):
+        runner.train(cfg, run.path, resume=True, progress=False)

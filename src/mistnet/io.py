@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or an error leaves the old file or the new one, never half of one.
+"""Atomic file writes (a crash or an error leaves the old file or the new one, never half of one)
+and an exclusive lock on a directory.
 
 Every writer puts its bytes into a fresh temporary file beside the target (same directory, so
 same file system: the final ``os.replace`` is atomic) and renames it over the target only when
@@ -12,9 +13,54 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from mistnet.errors import MistError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock
+    fcntl = None
+
+LOCK = ".lock"
+
+
+@contextmanager
+def exclusive_lock(directory: str | os.PathLike, command: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory/.lock`` while the block runs.
+
+    Two processes writing one run or reproduction directory would interleave their logs and
+    overwrite each other's checkpoints or results. The lock is the kernel's: it goes with the
+    process, so a killed one never leaves a stale lock behind. The file holds the holder's pid.
+
+    Raises:
+        MistError: another process holds the lock (``command`` names what it runs).
+    """
+    if fcntl is None:
+        yield
+        return
+    path = Path(directory)
+    f = (path / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise MistError(
+                f"another {command} is writing to {path} (pid {pid}); wait for it to finish or "
+                "use another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
 
 
 def temporary_sibling(path: str | os.PathLike) -> Path:

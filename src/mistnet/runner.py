@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from mistnet.config import Config, load_json
 from mistnet.device import resolve_device
 from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
-from mistnet.io import atomic_write_text
+from mistnet.io import atomic_write_text, exclusive_lock
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.trainer import build_trainer
@@ -163,14 +164,24 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint we resume from)."""
+    """Drop log lines past ``step`` (written after the checkpoint we resume from).
+
+    A last line cut short by a kill mid-write is dropped too; a broken line before it means the
+    log was damaged otherwise, and is an error.
+    """
     if not path.is_file():
         return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if line and json.loads(line).get("step", 0) <= step
-    ]
+    lines = [line for line in path.read_text().splitlines() if line]
+    keep = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise MistError(f"{path}: line {i + 1} is not JSON; the log is damaged") from None
+        if record.get("step", 0) <= step:
+            keep.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
@@ -254,18 +265,42 @@ def train(
 
     ``threads > 0`` sets torch's intra-op threads for the run (0 keeps torch's default).
 
+    An exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A
+    fresh run that fails before its first checkpoint removes the directory it created.
+
     Raises:
-        MistError: bad data or config, a non-resumable directory, or a non-finite loss (after
-            keeping the last good checkpoint).
+        MistError: bad data or config, a non-resumable directory, another process training into
+            ``out``, or a non-finite loss (after keeping the last good checkpoint).
     """
+    run = Run(out)
+    if resume:
+        run.require()
+    fresh = not run.path.exists()
+    run.path.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(run.path, "mist train"):
+        try:
+            return _train(cfg, run, device, resume, max_minutes, progress, threads)
+        except BaseException:
+            if fresh and not run.last.exists():  # nothing worth keeping: leave no directory
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+
+
+def _train(
+    cfg: Config,
+    run: Run,
+    device: str,
+    resume: bool,
+    max_minutes: float,
+    progress: bool,
+    threads: int,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    run = Run(out)
     dev = resolve_device(device)
     if threads > 0:
         torch.set_num_threads(threads)
     if resume:
-        run.require()
         saved = load_json(run.config)
         if saved.to_dict() != cfg.to_dict():
             cfg = saved  # resume always continues the run as it was configured
@@ -278,7 +313,6 @@ def train(
             f"the data has {train_set.channels} channels but model.in_channels = {cfg.model.in_channels}"
         )
     cfg.model.image_size = image_size
-    run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config, cfg.to_json())
 
     torch.manual_seed(cfg.train.seed)

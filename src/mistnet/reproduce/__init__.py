@@ -37,19 +37,13 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: no lock
-    fcntl = None
-
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text
+from mistnet.io import atomic_write_text, exclusive_lock
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -59,7 +53,6 @@ from mistnet.reproduce.plan import get_tables as _get_tables
 from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
 
 MARKER = "reproduce.json"
-LOCK = ".lock"
 NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
 
 
@@ -77,40 +70,6 @@ def _check_writable(path: Path, option: str) -> None:
         raise MistError(
             f"{option} {path}: not a writable directory ({exc.strerror or exc})"
         ) from None
-
-
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``out/.lock`` for the whole invocation.
-
-    Two reproductions writing to one directory would remove datasets the other reads and lose
-    each other's ``results.json`` entries. The lock is the kernel's: it goes with the process,
-    so a killed reproduction never leaves a stale lock behind.
-
-    Raises:
-        MistError: another process holds the lock.
-    """
-    if fcntl is None:
-        yield
-        return
-    f = (out / LOCK).open("a+")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            raise MistError(
-                f"another mist reproduce is writing to {out} (pid {pid}); wait for it to finish "
-                "or use another --out"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        yield
-    finally:
-        f.close()  # releases the lock
 
 
 def _check_out(out: Path, budget: Budget) -> None:
@@ -311,7 +270,7 @@ def reproduce(
     # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4.
     svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
     _check_writable(out, "--out")
-    with _locked(out):
+    with exclusive_lock(out, "mist reproduce"):
         _check_out(out, plan)
         root = Path(data_root) if data_root is not None else out / "data"
         _check_writable(root, "--data-root")
