@@ -2,10 +2,10 @@
 
 A run directory holds ``config.json`` (the resolved config), ``last.safetensors`` (written every
 ``ckpt_every`` steps and at the end), ``best.safetensors`` (best validation metric),
-``log.jsonl`` (one JSON line per logged step and per validation) and ``summary.json``.
-The batch at step ``t`` is a pure function of ``(seed, t)`` and so is the exploration noise, so
-``--resume`` after any interruption, SIGKILL included, continues with exactly the losses an
-uninterrupted run would have produced.
+``log.jsonl`` (one JSON line per logged step and per validation), ``summary.json`` and
+``.lock`` (held while a process trains into it). The batch at step ``t`` is a pure function of
+``(seed, t)``, so ``--resume`` after any interruption, SIGKILL included, continues with exactly
+the losses an uninterrupted run would have produced.
 """
 
 from __future__ import annotations
