@@ -223,8 +223,8 @@ def moving_average(model: MIST, decay: float) -> AveragedModel | None:
 
 
 # A keypoint this close to the image edge counts as "on the border" in the training log: the
-# lifted loop's failure mode is keypoints collapsing onto the border (RESULTS.md), and 8 px is
-# where a 20 px box starts to hang over the edge by a fifth of its side.
+# lifted loop's failure mode is keypoints collapsing onto the border (RESULTS.md), and a 20 px
+# box centred closer than 8 px to the edge hangs at least 2 px over it.
 BORDER_PX = 8.0
 
 
