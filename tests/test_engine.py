@@ -68,7 +68,7 @@ def x_step(tr: Trainer, batch: Batch, x0: torch.Tensor, *overrides: str) -> torc
 
 
 def detections(tr: Trainer, batch: Batch) -> torch.Tensor:
-    _, h = tr.model.heatmaps(batch.images)
+    _, h = tr.model.log_heatmaps(batch.images)
     return tr.model.detect(h)[0]
 
 
@@ -196,7 +196,7 @@ def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
     x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
     losses = []
     for _ in range(30):
-        _, h = model.heatmaps(batch.images)
+        _, h = model.log_heatmaps(batch.images)
         losses.append(float(eta(tr, h, x)))
     assert falls(losses)
     for p in model.task_net.parameters():
@@ -207,7 +207,7 @@ def test_eta_step_weights_images():
     tr = make_trainer()
     batch = scene_batch()
     x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
-    _, h = tr.model.heatmaps(batch.images)
+    _, h = tr.model.log_heatmaps(batch.images)
     full = float(eta(tr, h.detach().requires_grad_(), x, torch.ones(4)))
     half = float(eta(tr, h.detach().requires_grad_(), x, torch.full((4,), 0.5)))
     assert half == pytest.approx(full / 2, rel=1e-5)

@@ -2,7 +2,7 @@
 
 Each step is a plain function of explicit arguments (model, optimisers, losses as callables);
 :func:`mistnet.trainer.build_trainer` reads a config and binds them. :func:`lifted_step` (SPEC
-§2.3): ``h = H_eta(I)`` with graph and E_K on ``h.detach()`` give the slack keypoints ``x0``; the
+§2.3): ``h = H_eta(I)`` (kept as ``log h``) with graph and E_K on it give the slack keypoints ``x0``; the
 tau-step takes one optimiser step on the task loss at ``x0``; the x-step takes plain SGD steps on
 the keypoints alone (nothing accumulates in tau) on :class:`XObjective`; the eta-step regresses
 ``h`` onto ``G(x)``, each image weighted by ``exp(-beta L_b)`` at the final keypoints.
@@ -28,7 +28,7 @@ from mistnet.models.mist import MIST, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
 
 TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
-# (heatmaps, target G(x), both (B, S, H, W); image weights (B,) or None) -> scalar
+# (log-heatmaps, target G(x), both (B, S, H, W); image weights (B,) or None) -> scalar
 HeatmapLoss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]  # (images, x, out) -> (B, K) or (B,)
 
@@ -134,18 +134,18 @@ def eta_step(
     model: MIST,
     optimizer: Optimizer,
     heatmap_loss: HeatmapLoss,
-    h: Tensor,
+    log_h: Tensor,
     x: Tensor,
     weight: Tensor | None = None,
     mask: Tensor | None = None,
 ) -> Tensor:
-    """One step regressing the heatmaps ``h`` ``(B, S, H, W)`` onto ``G(x)``; returns the loss.
+    """One step regressing the log-heatmaps ``log_h`` ``(B, S, H, W)`` onto ``G(x)``; the loss.
 
     ``weight`` ``(B,)`` weights images; ``mask`` ``(B, K)`` leaves keypoints out of G.
     """
-    _, _, H, W = h.shape
+    _, _, H, W = log_h.shape
     target = render_heatmap(x, model.sides, H, W, mask=mask)
-    loss = heatmap_loss(h, target, weight)
+    loss = heatmap_loss(log_h, target, weight)
     _descend(optimizer, loss, "heatmap loss")
     return loss.detach()
 
@@ -161,8 +161,8 @@ def lifted_step(
     batch: Batch,
 ) -> StepResult:
     """Algorithm 1 on one batch (see the module docstring)."""
-    _, h = model.heatmaps(batch.images)
-    x0, _ = model.detect(h)
+    _, log_h = model.log_heatmaps(batch.images)
+    x0, _ = model.detect(log_h)
     task_losses = tau_step(model, opt_task, task_loss, batch, x0)
     x = x_step(model, task_loss, xs, batch, x0)
     weight = None
@@ -170,7 +170,7 @@ def lifted_step(
         with torch.no_grad():
             final = task_loss(model.run_task(batch.images, x), batch)
         weight = task_weight(final, weight_beta)
-    heat = eta_step(model, opt_heat, heatmap_loss, h, x, weight)
+    heat = eta_step(model, opt_heat, heatmap_loss, log_h, x, weight)
     return StepResult(task_losses.mean(), heat, x0, x)
 
 
@@ -182,7 +182,7 @@ def supervised_step(
     batch: Batch,
 ) -> StepResult:
     """The supervised upper bound: the ground-truth centres take the place of the x-step."""
-    _, h = model.heatmaps(batch.images)
+    _, log_h = model.log_heatmaps(batch.images)
     x, labels = boxes_to_keypoints(batch.boxes, batch.labels, model.sides[0], model.k)
     out = model.run_task(batch.images, x)
     if model.task == "classify":
@@ -191,7 +191,7 @@ def supervised_step(
     else:
         loss = reconstruction_loss(batch.images, out.reconstruction)
     _descend(opt_task, loss, "task loss")
-    heat = eta_step(model, opt_heat, heatmap_loss, h, x, None, mask=labels >= 0)
+    heat = eta_step(model, opt_heat, heatmap_loss, log_h, x, None, mask=labels >= 0)
     return StepResult(loss.detach(), heat)
 
 
