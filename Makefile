@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mistnet.demo --out demo
+	$(BIN)/mist demo --out demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -7,13 +7,13 @@ import argparse
 from mistnet.data.digits import SPLITS
 
 
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """The one ``--device`` option shared by every command that runs a model."""
     parser.add_argument(
         "--device",
-        default="auto",
+        default=default,
         metavar="DEVICE",
-        help="cpu, cuda, cuda:N or auto (CUDA when available; default auto)",
+        help=f"cpu, cuda, cuda:N or auto (CUDA when available; default {default})",
     )
 
 
