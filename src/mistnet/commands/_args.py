@@ -17,6 +17,18 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") 
     )
 
 
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable): the config overrides of a preset."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (TOML syntax: 3e-4, true, [1.0, 0.5]); repeatable",
+    )
+
+
 def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
     """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data."""
     p.add_argument("run", metavar="RUN", help="run directory written by mist train")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from mistnet.commands._args import add_device_argument
+from mistnet.commands._args import add_device_argument, add_set_argument
 from mistnet.demo import PRESETS, run_demo
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -51,14 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--n-test", type=int, default=500, metavar="N")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     add_device_argument(p, default="cpu")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value of the preset; repeatable",
-    )
+    add_set_argument(p)
     p.set_defaults(func=run)
 
 
