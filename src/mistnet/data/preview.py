@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
 
 
@@ -26,8 +27,7 @@ def save_scene_grid(
     Returns:
         The PNG path.
     """
-    import matplotlib
-
+    matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.patches as mpatches
     import matplotlib.pyplot as plt
