@@ -49,6 +49,9 @@ class ModelConfig:
     # (H, W) of the training images, written by ``mist train`` from the data (empty before).
     # The networks are fully convolutional; the size is kept for the commands' data checks.
     image_size: tuple[int, ...] = ()
+    # The class names of the training data (index i names class i), written by ``mist train``
+    # from a dataset that names them (``mist data import-images --labels``); empty otherwise.
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -231,6 +234,13 @@ def validate(cfg: Config) -> Config:
         "model.image_size",
         "[] or [H, W] with H, W >= 1",
         list(m.image_size),
+    )
+    _require(
+        m.class_names == ()
+        or (len(m.class_names) == m.num_classes and len(set(m.class_names)) == m.num_classes),
+        "model.class_names",
+        f"[] or num_classes = {m.num_classes} distinct names",
+        list(m.class_names),
     )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))

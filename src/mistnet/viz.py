@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from mistnet.data.store import label_name
 from mistnet.io import atomic_write
 
 __all__ = [
@@ -141,7 +142,7 @@ def _rgb01(color: tuple[int, int, int]) -> tuple[float, float, float]:
     return (color[0] / 255, color[1] / 255, color[2] / 255)
 
 
-def _draw_boxes_mpl(ax, boxes, labels, scores, color, text: bool = True) -> None:
+def _draw_boxes_mpl(ax, boxes, labels, scores, color, text: bool = True, names=()) -> None:
     from matplotlib.patches import Rectangle
 
     c = _rgb01(color)
@@ -153,7 +154,7 @@ def _draw_boxes_mpl(ax, boxes, labels, scores, color, text: bool = True) -> None
         )
         parts = []
         if labels[i] >= 0:
-            parts.append(str(int(labels[i])))
+            parts.append(label_name(int(labels[i]), names))
         if scores is not None:
             parts.append(f"{float(scores[i]):.2f}")
         if text and parts:
@@ -275,6 +276,7 @@ def mist_figure(
     reconstructions: Any = None,
     gt_boxes: Any = None,
     signed: bool = False,
+    class_names: Sequence[str] = (),
     dpi: int = 100,
 ) -> None:
     """The paper's Fig. 3 / Fig. 5 panels, one row per image.
@@ -295,6 +297,7 @@ def mist_figure(
         reconstructions: optional ``(B, C, H, W)`` reconstructed images.
         gt_boxes: optional ``(B, N, 4)`` ground-truth boxes (drawn on the input).
         signed: images and patches are signed (Gabor).
+        class_names: names of the classes (index ``i`` names label ``i``); default numbers.
         dpi: output resolution.
     """
     ims = _np(images)
@@ -361,7 +364,7 @@ def mist_figure(
 
         a = next(ax)
         _show(a, rgb, "detections" if first else None)
-        _draw_boxes_mpl(a, d, _labels(dls[b], len(d)), None, PRED_COLOR)
+        _draw_boxes_mpl(a, d, _labels(dls[b], len(d)), None, PRED_COLOR, names=class_names)
 
         a = next(ax)
         _show(a, _montage(_np(pts[b]), signed), "patches" if first else None)
@@ -429,6 +432,7 @@ def annotate_image(
     color: tuple[int, int, int] = PRED_COLOR,
     signed: bool = False,
     scale: int = 1,
+    class_names: Sequence[str] = (),
 ) -> None:
     """Draw boxes and "label score" text on an image at its native size (for ``mist detect``).
 
@@ -445,6 +449,7 @@ def annotate_image(
         signed: float image is signed.
         scale: integer nearest-neighbour upscaling before drawing (1 = native size); box
             coordinates follow (``x' = scale * (x + 0.5) - 0.5``).
+        class_names: the label of class ``i`` is written ``class_names[i]`` (default: ``i``).
     """
 
     if int(scale) != scale or scale < 1:
@@ -467,7 +472,7 @@ def annotate_image(
         x0, x1 = math.floor(cx - w / 2 + 0.5), math.floor(cx + w / 2 + 0.5)
         y0, y1 = math.floor(cy - h / 2 + 0.5), math.floor(cy + h / 2 + 0.5)
         draw.rectangle([x0, y0, x1, y1], outline=color, width=1)
-        parts = [str(int(lab[i]))] if lab[i] >= 0 else []
+        parts = [label_name(int(lab[i]), class_names)] if lab[i] >= 0 else []
         if sc is not None:
             parts.append(f"{float(sc[i]):.2f}")
         if parts:

@@ -17,6 +17,7 @@ import torch
 from mistnet.commands._args import add_device_argument, add_run_data_arguments
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
+from mistnet.data.store import annotations_of
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.runner import Run
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     B, _, H, W = images.shape
     heat = out.heatmaps if out.heatmaps is not None else images.new_zeros(B, 1, H, W)
     classify = cfg.model.task == "classify"
-    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(B)]
+    boxed = "boxes" in annotations_of(dataset)
+    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(B)] if boxed else None
     mist_figure(
         images.cpu(),
         heat.cpu(),
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         reconstructions=None if out.reconstruction is None else out.reconstruction.cpu(),
         gt_boxes=gt,
         signed=cfg.model.output == "signed",
+        class_names=cfg.model.class_names,
     )
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0
