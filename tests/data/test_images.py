@@ -161,7 +161,9 @@ def test_boxes_without_classes_carry_boxes_only(tmp_path):
     centres = squares(tmp_path / "src", n=3)
     rows = ["filename,x,y,side,score"] + [f"{r},{x},{y},8,0.9" for r, (x, y) in centres.items()]
     (tmp_path / "det.csv").write_text("\n".join(rows))
-    meta = import_images(tmp_path / "src", tmp_path / "d", boxes=tmp_path / "det.csv", val=0, test=0)
+    meta = import_images(
+        tmp_path / "src", tmp_path / "d", boxes=tmp_path / "det.csv", val=0, test=0
+    )
     assert meta["annotations"] == ["boxes"] and meta["classes"] == []
     assert SceneFolder(tmp_path / "d", "train")[0]["labels"].tolist() == [0]
 
