@@ -183,7 +183,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         if not isinstance(values, dict):
             raise MistError(f"config section {section!r} must be a table")
         for key, value in values.items():
-            _set(cfg, section, key, value)
+            set_value(cfg, section, key, value)
     return validate(cfg)
 
 
@@ -298,7 +298,8 @@ def _upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     return {**data, "train": train} if "train" in data else data
 
 
-def _set(cfg: Config, section: str, key: str, value: Any) -> None:
+def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
+    """Set ``section.key`` of ``cfg`` to ``value``, type-checked (ranges: :func:`validate`)."""
     target = getattr(cfg, section)
     types_ = _field_types(type(target))
     if key not in types_:
@@ -326,7 +327,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
-        _set(cfg, section, key, _parse_value(text.strip()))
+        set_value(cfg, section, key, _parse_value(text.strip()))
     return validate(cfg)
 
 

@@ -100,7 +100,10 @@ def adopt_data(cfg: Config, train_set: Dataset) -> None:
             f"(add --set model.num_classes={len(names)})"
         )
     m.image_size = (int(train_set.height), int(train_set.width))
-    m.class_names = names if m.task == "classify" else ()
+    if m.task != "classify":
+        m.class_names = ()
+    elif names:
+        m.class_names = names
 
 
 def expected_last_step(steps: int, step: int, start: int, elapsed: float, left: float) -> int:

@@ -1,6 +1,7 @@
 """Issue 13 end to end: a folder of PNGs imported with and without labels, trained, evaluated
 (only what the data measures), shown and detected (CSV and COCO outputs)."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -110,6 +111,24 @@ def test_label_only_images_train_and_evaluate_by_class_name(capsys, folder):
     rc, _, err = mist(capsys, "show", run, "--n", "2", "--out", root / "show.png")
     assert rc == 0, err
 
+    shots = [root / "images" / name for name in list(truth)[:2]]
+    det = root / "det"
+    rc, _, err = mist(capsys, "detect", run, *shots, "--out", det, "--device", "cpu")
+    assert rc == 0, err
+    record = json.loads((det / "img00.json").read_text())
+    assert record["classes"] == [CLASSES[i] for i in record["labels"]] and record["k"] == 3
+    with (det / "detections.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {row["class"] for row in rows} <= set(CLASSES)
+    assert [row["class"] for row in rows[:3]] == record["classes"]
+    images = json.loads((det / "coco_images.json").read_text())
+    assert images["categories"] == [{"id": 1, "name": "bar"}, {"id": 2, "name": "dot"}]
+    results = json.loads((det / "coco_results.json").read_text())
+    assert [r["category_id"] for r in results[:3]] == [i + 1 for i in record["labels"]]
+    coco = pytest.importorskip("pycocotools.coco")
+    dt = coco.COCO(str(det / "coco_images.json")).loadRes(str(det / "coco_results.json"))
+    assert {a["category_id"] for a in dt.loadAnns(dt.getAnnIds())} <= {1, 2}
+
 
 def test_unlabelled_images_train_an_auto_encoder_selected_by_rmse(capsys, folder):
     root, _ = folder
@@ -131,3 +150,29 @@ def test_unlabelled_images_train_an_auto_encoder_selected_by_rmse(capsys, folder
     record = json.loads((root / "plain.json").read_text())
     assert set(record["metrics"]) == {"rmse", "rmse_clipped", "rmse_pooled", "n_images"}
     assert set(record["not_measured"]) == {"det_iou50", "det_any50"}
+
+
+def test_boxes_for_evaluation_make_detection_metrics_measurable(capsys, folder):
+    root, truth = folder
+    rows = ["filename,cx,cy,w,h,class"] + [
+        f"{name},{cx},{cy},8,8,{c}" for name, objs in truth.items() for c, cx, cy in objs
+    ]
+    (root / "boxes.csv").write_text("\n".join(rows) + "\n")
+    data, run = root / "boxed", root / "run-boxed"
+    rc, out, err = mist(
+        capsys, "data", "import-images", root / "images", "--out", data,
+        "--boxes", root / "boxes.csv", "--val", "0.2", "--test", "0.2",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "boxes and labels; classes: bar, dot" in out
+    rc, out, err = mist(
+        capsys, "train", *TRAIN, "--data", data, "--out", run, "--set", "model.num_classes=2"
+    )
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["select_metric"] == "both" and summary["not_measured"] == {}
+    rc, out, err = mist(capsys, "eval", run, "--json", root / "boxed.json")
+    assert rc == 0, err
+    record = json.loads((root / "boxed.json").read_text())
+    assert {"det_iou50", "both", "classif", "ap50"} <= set(record["metrics"])
+    assert record["not_measured"] == {} and "not measured" not in out

@@ -8,11 +8,9 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mistnet.config import Config
+from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import annotations_of, classes_of, open_dataset
 from mistnet.errors import MistError
-
-#: ``data.name`` of a run trained from Python on datasets in memory (:func:`mistnet.fit`).
-IN_MEMORY = "in-memory"
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
