@@ -480,3 +480,12 @@ def test_expected_last_step_follows_the_deadline_or_the_steps():
     assert runner.expected_last_step(25, 10, 0, 5.0, 10.0) == 25  # the steps end it first
     assert runner.expected_last_step(1000, 10, 0, 5.0, -1.0) == 11  # past the deadline: this step
     assert runner.expected_last_step(1000, 110, 100, 5.0, 10.0) == 130  # this session's rate
+
+
+def test_train_without_progress_prints_nothing(tmp_path, capfd):
+    cfg = tiny_run_config("train.steps=4", "train.val_every=2", "train.log_every=1")
+    summary = runner.train(cfg, tmp_path / "run", progress=False)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    vals = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 4 and sum(r["split"] == "val" for r in vals) == 2

@@ -184,6 +184,25 @@ class Run:
         self.log = self.path / "log.jsonl"
         self.summary = self.path / "summary.json"
 
+    def records(self) -> list[dict[str, Any]]:
+        """The lines of ``log.jsonl`` (a last line cut short by a kill is left out).
+
+        Raises:
+            MistError: not a run, no log, or a damaged line before the last.
+        """
+        self.require()
+        if not self.log.is_file():
+            raise MistError(f"{self.path} has no log.jsonl yet")
+        lines = [line for line in self.log.read_text().splitlines() if line.strip()]
+        out = []
+        for i, line in enumerate(lines):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise MistError(f"{self.log}: line {i + 1} is not JSON") from None
+        return out
+
     def require(self) -> None:
         if not self.path.is_dir():
             raise MistError(f"run directory {self.path} does not exist")

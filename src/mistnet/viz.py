@@ -32,7 +32,9 @@ __all__ = [
     "annotate_image",
     "draw_scenes_grid",
     "mist_figure",
+    "log_curves",
     "plot_curves",
+    "plot_runs",
     "to_rgb",
 ]
 
@@ -420,6 +422,95 @@ def plot_curves(
         ax.grid(alpha=0.3)
     fig.tight_layout()
     _save_figure(fig, out_path, dpi)
+
+
+#: Keys of a run's log lines that are bookkeeping, not curves.
+_NOT_CURVES = {"step", "split", "wall", "n_images", "n_instances", "n_detections"}
+
+
+def log_curves(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, float, float]]]:
+    """A run's ``log.jsonl`` lines as curves ``{"train/task": [(step, minutes, value)], ...}``.
+
+    Training lines give ``train/<loss>``, validation lines ``val/<metric>``; a validation takes
+    the wall time of the training line logged at its step or the last one before it (NaN when
+    none was).
+
+    Example:
+        >>> log_curves([{"step": 5, "split": "train", "wall": 60.0, "task": 2.0},
+        ...             {"step": 5, "split": "val", "both": 0.5}])
+        {'train/task': [(5, 1.0, 2.0)], 'val/both': [(5, 1.0, 0.5)]}
+    """
+    curves: dict[str, list[tuple[int, float, float]]] = {}
+    minutes = math.nan
+    for r in sorted(records, key=lambda r: (r.get("step", 0), r.get("split") != "train")):
+        if r.get("split") == "train" and "wall" in r:
+            minutes = float(r["wall"]) / 60
+        for key, value in r.items():
+            if key not in _NOT_CURVES and isinstance(value, int | float):
+                curves.setdefault(f"{r.get('split')}/{key}", []).append(
+                    (int(r["step"]), minutes, float(value))
+                )
+    return curves
+
+
+def plot_runs(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    out_path: str | os.PathLike,
+    *,
+    keys: Sequence[str] = (),
+    minutes: bool = False,
+    ncols: int = 3,
+    dpi: int = 100,
+) -> list[str]:
+    """Losses and validation metrics of several runs, one panel per curve, one line per run.
+
+    Args:
+        runs: ``{label: log records}`` (see :func:`log_curves`).
+        out_path: PNG path.
+        keys: the curves to draw (``"train/task"``, ``"train/border"``, ``"val/both"``;
+            default: the training losses ``train/task`` and ``train/heatmap`` and every
+            validation metric but the per-class ``val/classif/<name>``).
+        minutes: training minutes on the x axis instead of steps.
+
+    Returns:
+        The keys drawn.
+
+    Raises:
+        ValueError: no run has any of the curves.
+    """
+    curves = {label: log_curves(records) for label, records in runs.items()}
+    found = {k for c in curves.values() for k in c}
+    if not keys:
+        losses = [k for k in ("train/task", "train/heatmap") if k in found]
+        keys = losses + sorted(k for k in found if k.startswith("val/") and k.count("/") == 1)
+    keys = [k for k in keys if k in found]
+    if not keys:
+        raise ValueError("the runs have none of the curves asked for")
+    ncols = max(1, min(ncols, len(keys)))
+    nrows = math.ceil(len(keys) / ncols)
+    fig = _new_figure(3.6 * ncols, 2.6 * nrows, dpi)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(keys):
+            ax.axis("off")
+            continue
+        key = keys[i]
+        for label, c in curves.items():
+            pts = np.asarray([(m if minutes else s, v) for s, m, v in c.get(key, [])]).reshape(
+                -1, 2
+            )
+            pts = pts[np.isfinite(pts).all(axis=1)]
+            marker = "o" if key.startswith("val/") or len(pts) < 30 else ""
+            ax.plot(pts[:, 0], pts[:, 1], marker=marker, linewidth=1.0, markersize=3, label=label)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("training minutes" if minutes else "step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if len(runs) > 1:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, out_path, dpi)
+    return list(keys)
 
 
 def annotate_image(
