@@ -240,3 +240,14 @@ def test_alpha_is_composited_over_black_and_16_bit_is_scaled(tmp_path):
     assert a[0, :4].mul(255).round().unique().tolist() == [200.0]
     assert a[0, 4:].unique().tolist() == [0.0]
     assert b.unique().tolist() == [1.0]
+
+
+def test_the_official_layout_refuses_a_dataset_without_boxes(capsys, tmp_path):
+    squares(tmp_path / "src", n=4)
+    import_images(tmp_path / "src", tmp_path / "d", val=0, test=0)
+    assert_user_error(
+        mist(capsys, "data", "export-official", tmp_path / "d", tmp_path / "o"),
+        "needs boxes and labels",
+        "no boxes and no labels",
+    )
+    assert not (tmp_path / "o").exists()

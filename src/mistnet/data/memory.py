@@ -34,7 +34,7 @@ def _image(x: Any, where: str) -> torch.Tensor:
     if hasattr(x, "getbands"):  # a PIL image
         x = np.asarray(x.convert("L" if len(x.getbands()) == 1 else "RGB"))
         x = x if x.ndim == 2 else x.transpose(2, 0, 1)
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
     if t.ndim == 2:
         t = t[None]
     if t.ndim != 3 or t.shape[0] not in (1, 3):
