@@ -401,27 +401,35 @@ def plot_curves(
     keys = list(history)
     if not keys:
         raise ValueError("history: expected at least one key")
-    ncols = max(1, min(ncols, len(keys)))
-    nrows = math.ceil(len(keys) / ncols)
-    fig = _new_figure(3.6 * ncols, 2.6 * nrows, dpi)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i >= len(keys):
-            ax.axis("off")
-            continue
-        key = keys[i]
+    fig, axes = _panel_grid(len(keys), ncols, dpi)
+    for key, ax in zip(keys, axes, strict=True):
         pts = np.asarray(list(history[key]), dtype=np.float64).reshape(-1, 2)
         pts = pts[np.isfinite(pts).all(axis=1)]
         ax.plot(pts[:, 0], pts[:, 1], linewidth=1.0)
         want_log = logy is True or (not isinstance(logy, bool) and key in logy)
         if want_log and len(pts) and (pts[:, 1] > 0).all():
             ax.set_yscale("log")
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _style_panel(ax, key, "step")
     fig.tight_layout()
     _save_figure(fig, out_path, dpi)
+
+
+def _panel_grid(n: int, ncols: int, dpi: int):
+    """A figure of ``n`` curve panels in up to ``ncols`` columns: ``(figure, the n axes)``."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = _new_figure(3.6 * ncols, 2.6 * nrows, dpi)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
+
+
+def _style_panel(ax, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
 
 
 #: Keys of a run's log lines that are bookkeeping, not curves.
@@ -486,15 +494,8 @@ def plot_runs(
     keys = [k for k in keys if k in found]
     if not keys:
         raise ValueError("the runs have none of the curves asked for")
-    ncols = max(1, min(ncols, len(keys)))
-    nrows = math.ceil(len(keys) / ncols)
-    fig = _new_figure(3.6 * ncols, 2.6 * nrows, dpi)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i >= len(keys):
-            ax.axis("off")
-            continue
-        key = keys[i]
+    fig, axes = _panel_grid(len(keys), ncols, dpi)
+    for key, ax in zip(keys, axes, strict=True):
         for label, c in curves.items():
             pts = np.asarray([(m if minutes else s, v) for s, m, v in c.get(key, [])]).reshape(
                 -1, 2
@@ -502,12 +503,9 @@ def plot_runs(
             pts = pts[np.isfinite(pts).all(axis=1)]
             marker = "o" if key.startswith("val/") or len(pts) < 30 else ""
             ax.plot(pts[:, 0], pts[:, 1], marker=marker, linewidth=1.0, markersize=3, label=label)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("training minutes" if minutes else "step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _style_panel(ax, key, "training minutes" if minutes else "step")
     if len(runs) > 1:
-        axes.flat[0].legend(fontsize=7)
+        axes[0].legend(fontsize=7)
     fig.tight_layout()
     _save_figure(fig, out_path, dpi)
     return list(keys)

@@ -63,14 +63,20 @@ TRAIN = [
 ]
 
 
+def import_folder(capsys, root: Path, out: Path, *options) -> str:
+    """``mist data import-images`` of the folder with 20 % validation and test; its stdout."""
+    rc, stdout, err = mist(
+        capsys, "data", "import-images", root / "images", "--out", out, *options,
+        "--val", "0.2", "--test", "0.2",
+    )  # fmt: skip
+    assert rc == 0, err
+    return stdout
+
+
 def test_label_only_images_train_and_evaluate_by_class_name(capsys, folder):
     root, truth = folder
     data, run = root / "labelled", root / "run-labelled"
-    rc, out, err = mist(
-        capsys, "data", "import-images", root / "images", "--out", data,
-        "--labels", root / "labels.csv", "--val", "0.2", "--test", "0.2",
-    )  # fmt: skip
-    assert rc == 0, err
+    out = import_folder(capsys, root, data, "--labels", root / "labels.csv")
     assert "labels; classes: bar, dot" in out
     # the preset's 10 classes do not fit a dataset that names 2
     assert_user_error(
@@ -159,11 +165,7 @@ def test_boxes_for_evaluation_make_detection_metrics_measurable(capsys, folder):
     ]
     (root / "boxes.csv").write_text("\n".join(rows) + "\n")
     data, run = root / "boxed", root / "run-boxed"
-    rc, out, err = mist(
-        capsys, "data", "import-images", root / "images", "--out", data,
-        "--boxes", root / "boxes.csv", "--val", "0.2", "--test", "0.2",
-    )  # fmt: skip
-    assert rc == 0, err
+    out = import_folder(capsys, root, data, "--boxes", root / "boxes.csv")
     assert "boxes and labels; classes: bar, dot" in out
     rc, out, err = mist(
         capsys, "train", *TRAIN, "--data", data, "--out", run, "--set", "model.num_classes=2"
