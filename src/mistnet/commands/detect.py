@@ -3,8 +3,8 @@
 Any PNG/JPEG (or other format Pillow reads) of any size and mode works: the image is converted to
 the model's channel count (gray for 1 channel, RGB for 3; transparent pixels over black, 16-bit
 gray scaled by 65535) and to floats in [0, 1]. The heatmap network is fully convolutional, so
-no resizing is done; box coordinates are in the file's pixels. For every IMAGE, DIR/<stem>.json
-holds the K boxes as (x, y, side), their scores and (for a classifier) labels, and DIR/<stem>.png
+no resizing is done (but see --side); box coordinates are in the file's pixels. For every
+IMAGE, DIR/<stem>.json holds the K boxes as (x, y, side), their scores and (for a classifier) labels, and DIR/<stem>.png
 the image with the boxes drawn, upscaled so that small images stay readable; labels are
 written by class name when the run names its classes. For the whole call, DIR/detections.csv has
 one row per box (image, x, y, side, score, class) and DIR/coco_results.json the COCO results
