@@ -461,3 +461,31 @@ def test_resume_drops_a_torn_last_log_line_and_refuses_a_damaged_one(tmp_path):
     run.config.write_text(json.dumps(saved))
     with pytest.raises(MistError, match=r"log.jsonl: line 1 is not JSON"):
         runner.train(cfg, run.path, resume=True, progress=False)
+
+
+def test_select_metric_follows_what_the_data_measures():
+    cfg = tiny_run_config()
+    assert runner.select_metric(cfg) == "both"
+    assert runner.select_metric(cfg, frozenset({"labels"})) == "classif"
+    recon = tiny_run_config("model.task=reconstruct")
+    assert runner.select_metric(recon, frozenset()) == "rmse"
+    cfg.train.select_metric = "det_iou50"
+    with pytest.raises(MistError, match="det_iou50.*the data has no boxes"):
+        runner.select_metric(cfg, frozenset({"labels"}))
+
+
+def test_expected_last_step_follows_the_deadline_or_the_steps():
+    assert runner.expected_last_step(1000, 10, 0, 5.0, math.inf) == 1000
+    assert runner.expected_last_step(1000, 10, 0, 5.0, 10.0) == 30  # 2 steps/s, 10 s left
+    assert runner.expected_last_step(25, 10, 0, 5.0, 10.0) == 25  # the steps end it first
+    assert runner.expected_last_step(1000, 10, 0, 5.0, -1.0) == 11  # past the deadline: this step
+    assert runner.expected_last_step(1000, 110, 100, 5.0, 10.0) == 130  # this session's rate
+
+
+def test_train_without_progress_prints_nothing(tmp_path, capfd):
+    cfg = tiny_run_config("train.steps=4", "train.val_every=2", "train.log_every=1")
+    summary = runner.train(cfg, tmp_path / "run", progress=False)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    vals = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 4 and sum(r["split"] == "val" for r in vals) == 2

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "detect",
     "show",
+    "plot",
     "reproduce",
 )
 

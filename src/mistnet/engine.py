@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 
 from mistnet.errors import NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
-from mistnet.metrics import DetectionMeter, ReconstructionMeter
+from mistnet.metrics import SceneMeter
 from mistnet.models.mist import MIST, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
 
@@ -214,18 +214,19 @@ def evaluate(
     per_image_k: bool = False,
     signed: bool = False,
     max_batches: int = 0,
+    annotations: frozenset[str] = frozenset({"boxes", "labels"}),
+    class_names: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """SPEC §5 metrics of ``model`` over ``batches``, in eval mode.
+    """SPEC §5 metrics of ``model`` over ``batches``, in eval mode (:class:`SceneMeter`).
 
-    Classification gives ``det_iou50``, ``det_any50``, ``classif``, ``both``, ``ap50`` (and the
-    class-agnostic ``ap50_agnostic``); reconstruction gives ``rmse`` and its variants and, when
-    the data has boxes, the class-agnostic ``det_iou50`` / ``det_any50`` of its keypoints.
-    ``per_image_k`` detects ``count[b]`` instances per image (Table 3) instead of ``k``.
+    Metrics that need ground truth the data lacks (``annotations``) are left out, never 0;
+    ``class_names`` adds each class's ``classif/<name>``. ``per_image_k`` detects ``count[b]``
+    instances per image (Table 3) instead of ``k``.
     """
     was_training = model.training
     model.eval()
-    det = DetectionMeter(num_classes=getattr(model.task_net, "num_classes", 10))
-    rec = ReconstructionMeter(signed=signed)
+    classes = getattr(model.task_net, "num_classes", 10)
+    meter = SceneMeter(model.task, classes, annotations, signed)
     try:
         for i, raw in enumerate(batches):
             if max_batches and i >= max_batches:
@@ -233,17 +234,17 @@ def evaluate(
             batch = Batch.from_dict(raw, device)
             kk = int(batch.count.max()) if per_image_k else (k or model.k)
             out = model(batch.images, kk)
-            det_count = batch.count if per_image_k else None
-            if model.task == "classify":
-                labels, gt_labels = out.task.argmax(-1), batch.labels
-            else:  # detection alone: every instance and every keypoint is of one class
-                rec.update(out.reconstruction, batch.images)
-                labels, gt_labels = out.keypoints[..., 0].long() * 0, batch.labels.clamp(max=0)
-            det.update(out.keypoints, labels, batch.boxes, gt_labels, batch.count, det_count)
+            labels = out.task.argmax(-1) if model.task == "classify" else None
+            meter.update(
+                out.keypoints,
+                labels,
+                batch.boxes,
+                batch.labels,
+                batch.count,
+                batch.count if per_image_k else None,
+                out.reconstruction,
+                batch.images,
+            )
     finally:
         model.train(was_training)
-    found = det.compute()
-    if model.task == "classify":
-        return found
-    located = {k: found[k] for k in ("det_iou50", "det_any50")} if found["n_instances"] else {}
-    return {**rec.compute(), **located}
+    return meter.compute(class_names)

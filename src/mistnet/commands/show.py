@@ -17,6 +17,7 @@ import torch
 from mistnet.commands._args import add_device_argument, add_run_data_arguments
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
+from mistnet.data.store import annotations_of
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.runner import Run
@@ -55,7 +56,15 @@ def run(args: argparse.Namespace) -> int:
     images = batch["image"].to(device)
     with torch.inference_mode():
         out = model(images, args.k or None)
-    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)]
-    output_figure(images, out, args.out, gt_boxes=gt, signed=cfg.model.output == "signed")
+    boxed = "boxes" in annotations_of(dataset)
+    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)] if boxed else None
+    output_figure(
+        images,
+        out,
+        args.out,
+        gt_boxes=gt,
+        signed=cfg.model.output == "signed",
+        class_names=cfg.model.class_names,
+    )
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0

@@ -8,7 +8,8 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mistnet.config import Config
-from mistnet.data.store import open_dataset
+from mistnet.data.memory import IN_MEMORY
+from mistnet.data.store import annotations_of, classes_of, open_dataset
 from mistnet.errors import MistError
 
 
@@ -27,6 +28,8 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     """
     d = cfg.data
     source = data or d.path or d.name
+    if source == IN_MEMORY:
+        raise MistError("this run was trained on data in memory (mistnet.fit); pass --data DIR")
     path = Path(source)
     looks_like_path = os.sep in source or source.startswith(".") or path.exists()
     if looks_like_path and not path.is_dir():
@@ -47,7 +50,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
 
     Raises:
         MistError: other channels, signed data for a classifier, the auto-encoder's output
-            range does not match, or another image size for the grid baseline.
+            range does not match, another image size for the grid baseline, a classifier on
+            data without labels, or class names other than the run's.
     """
     m = cfg.model
     channels = int(dataset.channels)
@@ -68,4 +72,12 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         raise MistError(
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
             f"{trained[0]}x{trained[1]}"
+        )
+    if m.task == "classify" and "labels" not in annotations_of(dataset):
+        raise MistError(f"{source} has no labels; there is nothing to measure a classifier by")
+    names = classes_of(dataset)
+    if m.task == "classify" and names and m.class_names and names != tuple(m.class_names):
+        raise MistError(
+            f"{source} names the classes {', '.join(names)}; the run was trained on "
+            + ", ".join(m.class_names)
         )
