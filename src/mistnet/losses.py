@@ -9,6 +9,8 @@ log per-image values. Labels follow the data convention: ``(B, L)`` int64 class 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -259,27 +261,38 @@ def heatmap_nll_loss(
     target: Tensor,
     weight: Tensor | None = None,
     reduction: str = "mean",
+    eps: float = 1e-6,
 ) -> Tensor:
     r"""Negative log-likelihood of the target keypoints under the local spatial softmax.
 
-    Per image, ``-sum_u T(u) log h(u) / sum_u T(u)``: the spatial-softmax output ``h`` is a
+    Per image, ``-sum_u T(u) log(h(u) + eps) / sum_u T(u)``: the spatial-softmax output ``h`` is a
     distribution over each 15 x 15 window, and this is its cross-entropy against G's unit spikes.
     It has the same minimiser as eq. 7 (a peak of 1 at each keypoint) but its gradient does not
     vanish while ``h`` is still flat, so the heatmap network learns several times faster on a CPU
-    budget (benchmarks/RESULTS.md). Not in the paper; eq. 7 stays the default. It takes
-    ``log h`` (:func:`mistnet.ops.local_spatial_log_softmax`), so a window whose responses
-    underflow still gets its gradient.
+    budget (benchmarks/RESULTS.md). Not in the paper; eq. 7 stays the default.
+
+    It takes ``log h`` (:func:`mistnet.ops.local_spatial_log_softmax`) and computes
+    ``log(h + eps)`` as ``logaddexp(log h, log eps)``, so nothing underflows. ``eps`` bounds each
+    target's loss by ``-log eps`` and lets a target whose window lies far below the image's
+    highest logit (``h << eps``) fade out of the gradient; without it (``eps = 0``) such a target
+    pulls at full strength however far below it lies, which slowed learning and, at the
+    auto-encoder's step sizes, made the heatmap loss diverge (benchmarks/RESULTS.md, seventh
+    round).
 
     Args:
         log_heatmaps: ``(B, S, H, W)`` log spatial-softmax responses.
         target: ``(B, S, H, W)`` detached target from :func:`mistnet.ops.render_heatmap`.
         weight: optional ``(B,)`` per-image weight (detached).
         reduction: ``"mean"`` or ``"none"``.
+        eps: added to ``h`` inside the log (0: the exact log-likelihood).
     """
     _check_heatmap_pair(log_heatmaps, target, reduction)
     t = target.detach()
     mass = t.sum(dim=(1, 2, 3)).clamp(min=torch.finfo(t.dtype).eps)  # (B,)
-    per_image = -(t * log_heatmaps).sum(dim=(1, 2, 3)) / mass
+    log_h = log_heatmaps
+    if eps > 0:
+        log_h = torch.logaddexp(log_h, torch.full_like(log_h, math.log(eps)))
+    per_image = -(t * log_h).sum(dim=(1, 2, 3)) / mass
     return _weighted(per_image, weight, reduction)
 
 
