@@ -31,6 +31,7 @@ from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
 from mistnet.data.store import _check_target, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
+from mistnet.validate import DEFAULT_MAX_PIXELS
 
 CHUNK = 1000
 
@@ -91,6 +92,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import-official", help="read an official MIST layout into our format")
     imp.add_argument("dir")
     imp.add_argument("out")
+    imp.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",
+    )
     imp.set_defaults(func=cmd_import_official)
 
     dl = sub.add_parser("download", help="download a dataset's files (needs internet)")
@@ -207,7 +215,9 @@ def cmd_export_official(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    import_official(args.dir, args.out, progress=_progress())
+    if args.max_pixels < 1:
+        raise DataError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    import_official(args.dir, args.out, progress=_progress(), max_pixels=args.max_pixels)
     print(f"wrote {args.out}")
     return 0
 
