@@ -8,7 +8,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mistnet.config import Config
-from mistnet.data.store import open_dataset
+from mistnet.data.store import counted_instances, open_dataset
 from mistnet.errors import MistError
 
 
@@ -46,8 +46,9 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         source: how the user named the data, for the message.
 
     Raises:
-        MistError: other channels, signed data for a classifier, the auto-encoder's output
-            range does not match, or another image size for the grid baseline.
+        MistError: other channels, signed data for a classifier, class ids the classifier does
+            not have (or no instances at all), the auto-encoder's output range does not match,
+            or another image size for the grid baseline.
     """
     m = cfg.model
     channels = int(dataset.channels)
@@ -57,6 +58,16 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         )
     if dataset.signed and m.task == "classify":
         raise MistError(f"{source} holds Gabor textures without class labels; the run classifies")
+    arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
+    if m.task == "classify" and arrays is not None:
+        labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
+        if labels.size == 0:
+            raise MistError(f"{source} holds no instances to classify")
+        if labels.max() >= m.num_classes:
+            raise MistError(
+                f"{source} has class ids up to {labels.max()} but the run's classifier has "
+                f"{m.num_classes} classes (0..{m.num_classes - 1})"
+            )
     if m.task == "reconstruct" and dataset.signed != (m.output == "signed"):
         kind = "signed (Gabor)" if dataset.signed else "[0, 1]"
         raise MistError(
