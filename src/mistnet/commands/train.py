@@ -19,6 +19,7 @@ from mistnet import config, runner
 from mistnet.commands._args import add_device_argument
 from mistnet.device import check_device
 from mistnet.errors import MistError
+from mistnet.io import json_text
 
 
 def register(subparsers) -> None:
@@ -127,5 +128,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         threads=args.threads,
     )
-    print(json.dumps({"run": str(args.out), **summary}, indent=2))
+    print(json_text({"run": str(args.out), **summary}))
     return 0
