@@ -34,3 +34,12 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (hidden ones included) by relative path, with its content."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<not a regular file>"
+        for p in sorted(Path(root).rglob("*"))
+        if not p.is_dir()
+    }
