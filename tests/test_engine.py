@@ -518,9 +518,14 @@ def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, m
 
     monkeypatch.setattr(runner, "build_trainer", diverging)
     with pytest.raises(MistError) as info:
-        runner.train(tiny_run_config("train.steps=5"), tmp_path / "run", progress=False)
+        runner.train(tiny_run_config("train.steps=5"), tmp_path / "new" / "run", progress=False)
     assert str(info.value) == "task loss became nan (no checkpoint had been written yet)"
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "new").exists()  # nor the parent made for it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    with pytest.raises(MistError, match="no checkpoint had been written yet"):
+        runner.train(tiny_run_config("train.steps=5"), tmp_path / "mine", progress=False)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # config.json gone
 
 
 def test_training_data_is_checked_before_anything_is_written(tmp_path):

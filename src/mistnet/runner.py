@@ -138,6 +138,8 @@ class Run:
         """
         self.require()
         cfg = load_json(self.config)
+        if not self.best.is_file() and not self.last.is_file():
+            raise MistError(f"{self.path} holds no checkpoint yet (no best or last.safetensors)")
         path = self.best if which == "best" and self.best.is_file() else self.last
         ckpt = Checkpoint(path, device=device)
         if not cfg.model.image_size and "image_size" in ckpt.extra:  # a run of an older version
@@ -306,7 +308,8 @@ def train(
     ``threads > 0`` sets torch's intra-op threads for the run (0 keeps torch's default).
 
     An exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A
-    fresh run that fails before its first checkpoint removes the directory it created.
+    fresh run that fails before its first checkpoint removes the directory it created, or the
+    files it wrote into a directory that existed.
 
     Raises:
         MistError: bad data or config, a non-resumable directory, another process training into
@@ -316,13 +319,23 @@ def train(
     if resume:
         run.require()
     created = make_parents(run.path)
+    before = set() if created else {p.name for p in run.path.iterdir()}
     with exclusive_lock(run.path, "mist train"):
         try:
             return _train(cfg, run, device, resume, max_minutes, progress, threads)
         except BaseException:
-            if created and not run.last.exists():  # nothing worth keeping: leave no directory
-                shutil.rmtree(run.path, ignore_errors=True)
-                remove_empty(created[1:])
+            if not run.last.exists():  # nothing worth keeping: leave what was there before
+                if created:
+                    shutil.rmtree(run.path, ignore_errors=True)
+                    remove_empty(created[1:])
+                elif not resume:
+                    for entry in run.path.iterdir():
+                        if entry.name in before:
+                            continue
+                        if entry.is_dir():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
             raise
 
 

@@ -122,7 +122,7 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             (Pillow's own limit, about 179 MP, stands above it).
 
     Returns:
-        The decoded image (``load()`` done; the file is closed).
+        The decoded image (``load()`` done).
 
     Raises:
         DataError: not a regular file, not an image, truncated, or too large.
@@ -140,15 +140,16 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
-    with im:
-        W, H = im.size
-        if W * H > max_pixels:
-            raise DataError(f"{path}: {W}x{H} = {W * H:,} pixels, more than {limit}")
-        try:
-            im.load()
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable image ({exc})") from None
-        return im
+    W, H = im.size
+    if W * H > max_pixels:
+        im.close()
+        raise DataError(f"{path}: {W}x{H} = {W * H:,} pixels, more than {limit}")
+    try:
+        im.load()  # closes the file of a single-frame image
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        im.close()
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    return im
 
 
 def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:

@@ -198,7 +198,14 @@ def import_over_max_pixels(tmp_path, run):
     return argv, ["80x80 = 6,400 pixels, more than the limit of 100"]
 
 
-# -- run directories (mist train --resume) ------------------------------------------------------
+# -- run directories ----------------------------------------------------------------------------
+
+
+@case
+def eval_a_run_without_checkpoints(tmp_path, run):
+    (run / "best.safetensors").unlink()
+    (run / "last.safetensors").unlink()
+    return ["eval", run], ["holds no checkpoint yet"]
 
 
 @case
