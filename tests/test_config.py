@@ -194,7 +194,7 @@ def test_json_round_trip(tmp_path):
     assert back == cfg
     assert json.loads(back.to_json()) == dataclasses.asdict(cfg) | {
         "model": dataclasses.asdict(cfg.model)
-        | {"factors": [1.0, 0.7, 0.5], "image_size": [], "heatmap_dilations": []}
+        | {"factors": [1.0, 0.7, 0.5], "image_size": [], "heatmap_dilations": [], "class_names": []}
     }
     assert back.model.factors == (1.0, 0.7, 0.5)
 

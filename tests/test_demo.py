@@ -1,25 +1,28 @@
-"""The `make demo` job end to end, on a tiny budget: data, run, metrics, figure, and the run
-directory is usable by `mist eval` with the same numbers."""
+"""``mist demo`` end to end, on a tiny budget: data, run, metrics, figure, and the run directory
+is usable by ``mist eval`` with the same numbers; the auto-encoder task; no figure without
+matplotlib; bad options."""
 
 import json
 
 import pytest
+from cli_helpers import assert_user_error, hide_matplotlib, mist
 
-from mistnet.cli import main as mist
-from mistnet.demo import main as demo
+from mistnet.cli import main as mist_main
+
+# Tiny networks and six steps: checks the job, learns nothing.
+TINY = [
+    "--set", "model.heatmap_width=8", "--set", "model.heatmap_depth=2",
+    "--set", "model.heatmap_dilations=[1, 2]",
+    "--set", "model.patch_base_width=4", "--set", "train.steps=6",
+    "--set", "train.val_every=3", "--set", "train.ckpt_every=3",
+    "--set", "train.batch_size=8", "--threads", "1", "--minutes", "1",
+]  # fmt: skip
+SIZES = ["--n-train", "64", "--n-val", "16", "--n-test", "24"]
 
 
 def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
     out = tmp_path / "demo"
-    tiny = [
-        "--set", "model.heatmap_width=8", "--set", "model.heatmap_depth=2",
-        "--set", "model.heatmap_dilations=[1, 2]",
-        "--set", "model.patch_base_width=4", "--set", "train.steps=6",
-        "--set", "train.val_every=3", "--set", "train.ckpt_every=3",
-        "--set", "train.batch_size=8", "--threads", "1",
-    ]  # fmt: skip
-    args = ["--out", str(out), "--n-train", "64", "--n-val", "16", "--n-test", "24"]
-    assert demo([*args, "--minutes", "1", *tiny]) == 0
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
     record = json.loads((out / "metrics.json").read_text())
     metrics = record["metrics"]
     assert metrics["n_images"] == 24 and metrics["n_instances"] == 24 * 9
@@ -32,9 +35,12 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
     )
     assert (record["split"], record["images"], record["k"]) == ("test", 24, 9)
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "run" / "config.json").read_text())["model"]["task"] == "classify"
 
     eval_json = tmp_path / "eval.json"
-    rc = mist(["eval", str(out / "run"), "--data", str(out / "data"), "--json", str(eval_json)])
+    rc = mist_main(
+        ["eval", str(out / "run"), "--data", str(out / "data"), "--json", str(eval_json)]
+    )
     assert rc == 0
     again = json.loads(eval_json.read_text())
     # mist eval (batch 8) gives the numbers the demo (batch 50) wrote: the counts and rates
@@ -47,3 +53,38 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
     assert {k: v for k, v in again.items() if k != "metrics"} == {
         k: v for k, v in record.items() if k not in ("metrics", "train", "wall_s")
     }
+
+
+def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(
+    capsys, monkeypatch, tmp_path
+):
+    hide_matplotlib(monkeypatch)
+    out = tmp_path / "demo"
+    rc, stdout, _ = mist(capsys, "demo", "--out", out, "--task", "reconstruct", *SIZES, *TINY)
+    assert rc == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "run" / "config.json").read_text())["model"]["task"] == "reconstruct"
+    assert 0 < record["metrics"]["rmse"] < 1 and record["train"]["steps"] == 6
+    assert not (out / "figure.png").exists()
+    notes = [line for line in stdout.splitlines() if "no figure.png" in line]
+    assert notes == [
+        "note: no figure.png: drawing figures needs matplotlib (pip install 'mistnet[figures]')"
+    ]
+    assert '"rmse"' in stdout  # the metrics are printed
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--minutes", "0"], "--minutes must be positive"),
+        (["--n-test", "0"], "--n-test must be at least 1"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--device", "tpu"], "--device must be"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--set", "train.nope=1"], "train.nope"),
+    ],
+)
+def test_demo_bad_options_are_one_line_errors_before_any_work(capsys, tmp_path, argv, match):
+    out = tmp_path / "demo"
+    assert_user_error(mist(capsys, "demo", "--out", out, *argv), match)
+    assert not (out / "data").exists()

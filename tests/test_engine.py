@@ -70,7 +70,7 @@ def x_step(tr: Trainer, batch: Batch, x0: torch.Tensor, *overrides: str) -> torc
 
 
 def detections(tr: Trainer, batch: Batch) -> torch.Tensor:
-    _, h = tr.model.heatmaps(batch.images)
+    _, h = tr.model.log_heatmaps(batch.images)
     return tr.model.detect(h)[0]
 
 
@@ -198,7 +198,7 @@ def test_eta_step_lowers_the_heatmap_loss_on_a_repeated_batch():
     x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
     losses = []
     for _ in range(30):
-        _, h = model.heatmaps(batch.images)
+        _, h = model.log_heatmaps(batch.images)
         losses.append(float(eta(tr, h, x)))
     assert falls(losses)
     for p in model.task_net.parameters():
@@ -209,7 +209,7 @@ def test_eta_step_weights_images():
     tr = make_trainer()
     batch = scene_batch()
     x, _ = boxes_to_keypoints(batch.boxes, batch.labels, 20.0, 3)
-    _, h = tr.model.heatmaps(batch.images)
+    _, h = tr.model.log_heatmaps(batch.images)
     full = float(eta(tr, h.detach().requires_grad_(), x, torch.ones(4)))
     half = float(eta(tr, h.detach().requires_grad_(), x, torch.full((4,), 0.5)))
     assert half == pytest.approx(full / 2, rel=1e-5)
@@ -441,7 +441,7 @@ def test_a_second_train_into_a_locked_run_directory_stops_with_one_line(tmp_path
 
 def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path):
     cfg = tiny_run_config("model.in_channels=3")  # the data has one channel
-    with pytest.raises(MistError, match="1-channel images but the run.s model takes 3"):
+    with pytest.raises(MistError, match="1 channels but model.in_channels = 3"):
         runner.train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -463,6 +463,34 @@ def test_resume_drops_a_torn_last_log_line_and_refuses_a_damaged_one(tmp_path):
     run.config.write_text(json.dumps(saved))
     with pytest.raises(MistError, match=r"log.jsonl: line 1 is not JSON"):
         runner.train(cfg, run.path, resume=True, progress=False)
+
+
+def test_select_metric_follows_what_the_data_measures():
+    cfg = tiny_run_config()
+    assert runner.select_metric(cfg) == "both"
+    assert runner.select_metric(cfg, frozenset({"labels"})) == "classif"
+    recon = tiny_run_config("model.task=reconstruct")
+    assert runner.select_metric(recon, frozenset()) == "rmse"
+    cfg.train.select_metric = "det_iou50"
+    with pytest.raises(MistError, match="det_iou50.*the data has no boxes"):
+        runner.select_metric(cfg, frozenset({"labels"}))
+
+
+def test_expected_last_step_follows_the_deadline_or_the_steps():
+    assert runner.expected_last_step(1000, 10, 0, 5.0, math.inf) == 1000
+    assert runner.expected_last_step(1000, 10, 0, 5.0, 10.0) == 30  # 2 steps/s, 10 s left
+    assert runner.expected_last_step(25, 10, 0, 5.0, 10.0) == 25  # the steps end it first
+    assert runner.expected_last_step(1000, 10, 0, 5.0, -1.0) == 11  # past the deadline: this step
+    assert runner.expected_last_step(1000, 110, 100, 5.0, 10.0) == 130  # this session's rate
+
+
+def test_train_without_progress_prints_nothing(tmp_path, capfd):
+    cfg = tiny_run_config("train.steps=4", "train.val_every=2", "train.log_every=1")
+    summary = runner.train(cfg, tmp_path / "run", progress=False)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    vals = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 4 and sum(r["split"] == "val" for r in vals) == 2
 
 
 def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_path):

@@ -236,13 +236,19 @@ def test_heatmap_nll_hand_value_and_minimiser():
 
     target = torch.zeros(1, 1, 4, 4)
     target[0, 0, 1, 2] = 1.0
-    h = torch.full((1, 1, 4, 4), 0.25)
-    assert heatmap_nll_loss(h, target, eps=0.0).item() == pytest.approx(-math.log(0.25))
+    h = torch.full((1, 1, 4, 4), 0.25).log()
+    assert heatmap_nll_loss(h, target).item() == pytest.approx(-math.log(0.25))
     peaked = h.clone()
-    peaked[0, 0, 1, 2] = 0.9
+    peaked[0, 0, 1, 2] = math.log(0.9)
     assert heatmap_nll_loss(peaked, target) < heatmap_nll_loss(h, target)
     w = torch.tensor([0.5])
-    assert heatmap_nll_loss(h, target, w, eps=0.0).item() == pytest.approx(-0.5 * math.log(0.25))
+    assert heatmap_nll_loss(h, target, w).item() == pytest.approx(-0.5 * math.log(0.25))
+    # a response far below float's range keeps its loss and its gradient
+    deep = torch.full((1, 1, 4, 4), -300.0, requires_grad=True)
+    loss = heatmap_nll_loss(deep, target)
+    loss.backward()
+    assert loss.item() == pytest.approx(300.0)
+    assert deep.grad[0, 0, 1, 2].item() == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="heatmaps must have shape"):
         heatmap_nll_loss(h[0], target[0])
 

@@ -520,3 +520,64 @@ def test_match_points_one_to_one_inclusive_radius():
     assert out.tolist() == [[True, True], [True, False]]
     with pytest.raises(ValueError, match="det_points"):
         match_points(t([[1.0, 2.0]]), gt, 3.0)
+
+
+# ------------------------------------------------------------- partial ground truth (issue 13)
+
+
+def test_unmeasured_names_what_each_kind_of_data_lacks():
+    from mistnet.metrics import unmeasured
+
+    assert unmeasured("classify", {"boxes", "labels"}) == {}
+    assert set(unmeasured("classify", {"labels"})) == {
+        "det_iou50",
+        "det_any50",
+        "ap50_agnostic",
+        "both",
+        "ap50",
+    }
+    assert unmeasured("classify", set())["classif"] == "the data has no labels"
+    assert unmeasured("classify", set())["both"] == "the data has no boxes and no labels"
+    assert unmeasured("reconstruct", {"labels"}) == {
+        "det_iou50": "the data has no boxes",
+        "det_any50": "the data has no boxes",
+    }
+    assert unmeasured("reconstruct", {"boxes"}) == {}
+
+
+def test_scene_meter_leaves_out_box_metrics_and_counts_classes_by_name():
+    """Labels only: image 0 has {0, 1} and predicts {0, 0}; image 1 has {1} and predicts {1, 2}."""
+    from mistnet.metrics import SceneMeter
+
+    kp = torch.zeros(2, 2, 3)  # nowhere near the (zero) boxes' meaning: must not be read
+    pred = lab([[0, 0], [1, 2]])
+    gt = lab([[0, 1], [1, -1]])
+    count = lab([2, 1])
+    meter = SceneMeter("classify", 3, annotations={"labels"})
+    meter.update(kp, pred, torch.zeros(2, 2, 4), gt, count)
+    out = meter.compute(("cat", "dog", "fish"))
+    assert out["classif"] == pytest.approx(2 / 3)
+    assert out["classif/cat"] == 1.0 and out["classif/dog"] == 0.5
+    assert "classif/fish" not in out  # no ground-truth fish
+    assert not {"det_iou50", "both", "ap50", "det_any50", "ap50_agnostic"} & set(out)
+    assert out["n_instances"] == 3
+    full = SceneMeter("classify", 3)
+    boxes = t([[[10.0, 10, 20, 20], [40, 40, 20, 20]], [[10, 10, 20, 20], [0, 0, 1, 1]]])
+    full.update(boxes[..., :3], pred, boxes, gt, count)
+    both = full.compute()
+    assert both["det_iou50"] == 1.0 and both["both"] == pytest.approx(2 / 3)
+
+
+def test_scene_meter_reconstruction_reports_detection_only_with_boxes():
+    from mistnet.metrics import SceneMeter
+
+    images = torch.rand(1, 1, 40, 40)
+    box = t([[[10.0, 10, 20, 20]]])
+    for annotations, located in (({"boxes"}, True), ({"labels"}, False), (set(), False)):
+        meter = SceneMeter("reconstruct", annotations=annotations)
+        meter.update(box[..., :3], None, box, lab([[3]]), lab([1]), None, images * 0, images)
+        out = meter.compute()
+        assert out["rmse"] == pytest.approx(float(images.pow(2).mean().sqrt()))
+        assert ("det_iou50" in out) is located
+        if located:
+            assert out["det_iou50"] == 1.0

@@ -1,18 +1,23 @@
 """Checks on the figures written by mistnet.viz: valid PNGs, sizes, colours where boxes are."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_user_error, hide_matplotlib, mist
 from PIL import Image
 
+from mistnet.errors import MistError
+from mistnet.models import MISTOutput
 from mistnet.viz import (
     GT_COLOR,
     PRED_COLOR,
     annotate_image,
     draw_scenes_grid,
     mist_figure,
+    output_figure,
     plot_curves,
     to_rgb,
 )
@@ -236,6 +241,49 @@ def test_mist_figure_bad_shapes(tmp_path):
             torch.rand(2, 1, 1, 4, 4),
             tmp_path / "x.png",
         )
+
+
+def _output(imgs, k, task, reconstruction=None):
+    B = imgs.shape[0]
+    heat = torch.rand(B, 1, 80, 80)
+    kp = torch.rand(B, k, 3) * 60 + 10
+    return MISTOutput(
+        heat, heat, kp, torch.rand(B, k), torch.rand(B, k, 1, 16, 16), task, reconstruction
+    )
+
+
+def test_output_figure_draws_what_mist_figure_draws_for_each_task(tmp_path):
+    torch.manual_seed(0)
+    imgs, boxes, _ = _scene_batch(n=2, k=9)
+    logits = torch.randn(2, 9, 10)
+    cls = _output(imgs, 9, logits)
+    counts = torch.tensor([9, 4])
+    output_figure(imgs, cls, tmp_path / "a.png", gt_boxes=boxes, counts=counts)
+    labels = logits.argmax(-1)
+    labels[1, 4:] = -1  # past the second image's 4 instances: not drawn
+    mist_figure(imgs, cls.heatmaps, cls.keypoints, labels, cls.patches, tmp_path / "b.png",
+                gt_boxes=boxes)  # fmt: skip
+    assert read_png(tmp_path / "a.png").tolist() == read_png(tmp_path / "b.png").tolist()
+
+    decoded = torch.rand(2, 9, 1, 16, 16)
+    ae = _output(imgs, 9, decoded, reconstruction=imgs * 0.5)
+    output_figure(imgs, ae, tmp_path / "c.png")
+    mist_figure(imgs, ae.heatmaps, ae.keypoints, None, ae.patches, tmp_path / "d.png",
+                recon_patches=decoded, reconstructions=imgs * 0.5)  # fmt: skip
+    assert read_png(tmp_path / "c.png").tolist() == read_png(tmp_path / "d.png").tolist()
+
+
+def test_without_matplotlib_figures_name_the_extra(capsys, monkeypatch, tmp_path):
+    hide_matplotlib(monkeypatch)
+    message = "drawing figures needs matplotlib (pip install 'mistnet[figures]')"
+    imgs, boxes, labels = _scene_batch(n=1, k=9)
+    with pytest.raises(MistError, match=re.escape(message)):
+        draw_scenes_grid(imgs, boxes, labels, tmp_path / "g.png")
+    args = ["data", "show", "mnist-hard", "--n", 2, "--out", tmp_path / "s.png"]
+    assert_user_error(mist(capsys, *args), message)
+    assert list(tmp_path.iterdir()) == []
+    annotate_image(imgs[0], boxes[0], labels[0], None, tmp_path / "a.png")  # PIL only: works
+    assert read_png(tmp_path / "a.png").shape == (80, 80, 3)
 
 
 # ------------------------------------------------------------------------------- plot_curves

@@ -17,7 +17,16 @@ from mistnet import __version__
 from mistnet.errors import MistError
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "train", "eval", "detect", "show", "reproduce")
+COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "data",
+    "train",
+    "eval",
+    "detect",
+    "show",
+    "plot",
+    "reproduce",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

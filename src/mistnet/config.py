@@ -50,6 +50,9 @@ class ModelConfig:
     # (H, W) of the training images, written by ``mist train`` from the data (empty before).
     # The networks are fully convolutional; the size is kept for the commands' data checks.
     image_size: tuple[int, ...] = ()
+    # The class names of the training data (index i names class i), written by ``mist train``
+    # from a dataset that names them (``mist data import-images --labels``); empty otherwise.
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -183,7 +186,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         if not isinstance(values, dict):
             raise MistError(f"config section {section!r} must be a table")
         for key, value in values.items():
-            _set(cfg, section, key, value)
+            set_value(cfg, section, key, value)
     return validate(cfg)
 
 
@@ -234,6 +237,13 @@ def validate(cfg: Config) -> Config:
         "model.image_size",
         "[] or [H, W] with H, W >= 1",
         list(m.image_size),
+    )
+    _require(
+        m.class_names == ()
+        or (len(m.class_names) == m.num_classes and len(set(m.class_names)) == m.num_classes),
+        "model.class_names",
+        f"[] or num_classes = {m.num_classes} distinct names",
+        list(m.class_names),
     )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
@@ -291,7 +301,8 @@ def _upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     return {**data, "train": train} if "train" in data else data
 
 
-def _set(cfg: Config, section: str, key: str, value: Any) -> None:
+def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
+    """Set ``section.key`` of ``cfg`` to ``value``, type-checked (ranges: :func:`validate`)."""
     target = getattr(cfg, section)
     types_ = _field_types(type(target))
     if key not in types_:
@@ -319,7 +330,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
-        _set(cfg, section, key, _parse_value(text.strip()))
+        set_value(cfg, section, key, _parse_value(text.strip()))
     return validate(cfg)
 
 

@@ -1,20 +1,22 @@
-"""``make demo``: MIST learns to find and classify digits with no location labels, on a CPU.
+"""``mist demo`` (and ``make demo``): MIST learns to find digits with no location labels, on a CPU.
 
-Steps: write an MNIST-hard dataset from the embedded digits (``demo/data``), train MIST
-classification with the ``mnist-hard-cpu`` preset into ``demo/run``, evaluate the best
-checkpoint on the test split (``demo/metrics.json``), and draw the paper's Fig. 5-style picture
-(``demo/figure.png``). The run directory works with ``mist eval``, ``mist detect`` and
-``mist show``. Run ``python -m mistnet.demo --help`` for the knobs.
+Steps: write an MNIST-hard dataset from the embedded digits (``OUT/data``), train MIST into
+``OUT/run`` with the task's preset — multi-instance classification (``mnist-hard-cpu``: the
+image-level multiset of labels is the only supervision) or the auto-encoder
+(``mnist-hard-recon-cpu``: no labels at all) — evaluate the best checkpoint on the test split
+(``OUT/metrics.json``) and draw the paper's Fig. 5 (or Fig. 3) panels (``OUT/figure.png``; needs
+the ``figures`` extra). The run directory works with ``mist eval``, ``mist detect`` and
+``mist show``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,11 +24,14 @@ from tqdm.auto import tqdm
 
 from mistnet.config import resolve
 from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
-from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
+from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json
 from mistnet.runner import Run, loader, train
-from mistnet.viz import mist_figure
+from mistnet.viz import output_figure
+
+#: The preset of each demo task.
+PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-hard-recon-cpu"}
 
 
 def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> Path:
@@ -42,76 +47,74 @@ def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> P
     return write_dataset(out, "mnist-hard", splits, manifest, overwrite=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mistnet.demo", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--out", default="demo", help="output directory (default demo)")
-    parser.add_argument("--preset", default="mnist-hard-cpu")
-    parser.add_argument("--minutes", type=float, default=12.0, help="training time cap")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--n-train", type=int, default=20_000)
-    parser.add_argument("--n-val", type=int, default=300)
-    parser.add_argument("--n-test", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args(argv)
+def _print(message: str) -> None:
+    print(message, flush=True)
 
-    out = Path(args.out)
+
+def run_demo(
+    out: str | Path,
+    *,
+    task: str = "classify",
+    preset: str | None = None,
+    minutes: float = 12.0,
+    threads: int = 2,
+    n_train: int = 20_000,
+    n_val: int = 300,
+    n_test: int = 500,
+    seed: int = 0,
+    device: str = "cpu",
+    overrides: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Make the data, train, evaluate and draw into ``out``; return the ``metrics.json`` record.
+
+    Args:
+        out: output directory (``data/`` and ``run/`` in it are replaced).
+        task: ``classify`` or ``reconstruct``; selects the preset of :data:`PRESETS`.
+        preset: another preset name or TOML file instead.
+        minutes: training time cap.
+        threads: torch CPU threads.
+        n_train, n_val, n_test: scenes per split.
+        seed: data seed.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        overrides: ``section.key=value`` config overrides.
+        log: progress messages (default: printed to stdout, flushed).
+
+    Raises:
+        MistError: an unknown task or preset, a bad override, or any user error of the run.
+    """
+    if task not in PRESETS:
+        raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
+    preset = preset or PRESETS[task]
+    log = log or _print
+    out = Path(out)
     t0 = time.monotonic()
-    try:
-        data_dir = out / "data"
-        print(f"[1/4] MNIST-hard scenes from the embedded digits -> {data_dir}", flush=True)
-        build_data(data_dir, args.n_train, args.n_val, args.n_test, args.seed)
-        run_dir = out / "run"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        cfg = resolve(args.preset, [f"data.path={json.dumps(str(data_dir))}", *args.overrides])
-        print(
-            f"[2/4] training preset {args.preset} for at most {args.minutes:g} min -> {run_dir}",
-            flush=True,
-        )
-        summary = train(
-            cfg, run_dir, device=args.device, max_minutes=args.minutes, threads=args.threads
-        )
-        print(
-            f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split",
-            flush=True,
-        )
-        result = evaluate_run(run_dir, str(data_dir), "test", batch_size=50, device=args.device)
-        metrics = result.metrics
-        record = {
-            **result.to_dict(),
-            "train": summary,
-            "wall_s": round(time.monotonic() - t0, 1),
-        }
-        atomic_write_json(out / "metrics.json", record)
-        print(f"[4/4] figure -> {out / 'figure.png'}", flush=True)
-        _, model, _ = Run(run_dir).load("best", device=args.device)
-        batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
-        with torch.inference_mode():
-            res = model(batch["image"].to(args.device))
-        mist_figure(
-            batch["image"],
-            res.heatmaps.cpu(),
-            res.keypoints.cpu(),
-            res.task.argmax(-1).cpu(),
-            res.patches.cpu(),
-            out / "figure.png",
-            gt_boxes=batch["boxes"],
-        )
-    except MistError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        json.dumps(
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, indent=2
-        )
+    data_dir, run_dir = out / "data", out / "run"
+    cfg = resolve(preset, [f"data.path={json.dumps(str(data_dir))}", *overrides])
+    no_figure = matplotlib_missing()
+    if no_figure:
+        log(f"note: no figure.png: {no_figure}")
+    log(f"[1/4] MNIST-hard scenes from the embedded digits -> {data_dir}")
+    build_data(data_dir, n_train, n_val, n_test, seed)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    log(
+        f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} min -> {run_dir}"
     )
-    print(f"demo finished in {time.monotonic() - t0:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+    log(f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split")
+    result = evaluate_run(run_dir, str(data_dir), "test", batch_size=50, device=device)
+    record = {**result.to_dict(), "train": summary, "wall_s": round(time.monotonic() - t0, 1)}
+    atomic_write_json(out / "metrics.json", record)
+    if not no_figure:
+        log(f"[4/4] figure -> {out / 'figure.png'}")
+        _, model, _ = Run(run_dir).load("best", device=device)
+        batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
+        images = batch["image"].to(device)
+        with torch.inference_mode():
+            output = model(images)
+        output_figure(images, output, out / "figure.png", gt_boxes=batch["boxes"])
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
+    log(json.dumps(metrics, indent=2))
+    log(f"demo finished in {time.monotonic() - t0:.0f} s")
+    return record

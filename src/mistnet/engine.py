@@ -2,7 +2,7 @@
 
 Each step is a plain function of explicit arguments (model, optimisers, losses as callables);
 :func:`mistnet.trainer.build_trainer` reads a config and binds them. :func:`lifted_step` (SPEC
-§2.3): ``h = H_eta(I)`` with graph and E_K on ``h.detach()`` give the slack keypoints ``x0``; the
+§2.3): ``h = H_eta(I)`` (kept as ``log h``) with graph and E_K on it give the slack keypoints ``x0``; the
 tau-step takes one optimiser step on the task loss at ``x0``; the x-step takes plain SGD steps on
 the keypoints alone (nothing accumulates in tau) on :class:`XObjective`; the eta-step regresses
 ``h`` onto ``G(x)``, each image weighted by ``exp(-beta L_b)`` at the final keypoints.
@@ -23,12 +23,12 @@ from torch.optim import Optimizer
 
 from mistnet.errors import NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
-from mistnet.metrics import DetectionMeter, ReconstructionMeter
+from mistnet.metrics import SceneMeter
 from mistnet.models.mist import MIST, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
 
 TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
-# (heatmaps, target G(x), both (B, S, H, W); image weights (B,) or None) -> scalar
+# (log-heatmaps, target G(x), both (B, S, H, W); image weights (B,) or None) -> scalar
 HeatmapLoss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]  # (images, x, out) -> (B, K) or (B,)
 
@@ -134,18 +134,18 @@ def eta_step(
     model: MIST,
     optimizer: Optimizer,
     heatmap_loss: HeatmapLoss,
-    h: Tensor,
+    log_h: Tensor,
     x: Tensor,
     weight: Tensor | None = None,
     mask: Tensor | None = None,
 ) -> Tensor:
-    """One step regressing the heatmaps ``h`` ``(B, S, H, W)`` onto ``G(x)``; returns the loss.
+    """One step regressing the log-heatmaps ``log_h`` ``(B, S, H, W)`` onto ``G(x)``; the loss.
 
     ``weight`` ``(B,)`` weights images; ``mask`` ``(B, K)`` leaves keypoints out of G.
     """
-    _, _, H, W = h.shape
+    _, _, H, W = log_h.shape
     target = render_heatmap(x, model.sides, H, W, mask=mask)
-    loss = heatmap_loss(h, target, weight)
+    loss = heatmap_loss(log_h, target, weight)
     _descend(optimizer, loss, "heatmap loss")
     return loss.detach()
 
@@ -161,8 +161,8 @@ def lifted_step(
     batch: Batch,
 ) -> StepResult:
     """Algorithm 1 on one batch (see the module docstring)."""
-    _, h = model.heatmaps(batch.images)
-    x0, _ = model.detect(h)
+    _, log_h = model.log_heatmaps(batch.images)
+    x0, _ = model.detect(log_h)
     task_losses = tau_step(model, opt_task, task_loss, batch, x0)
     x = x_step(model, task_loss, xs, batch, x0)
     weight = None
@@ -170,7 +170,7 @@ def lifted_step(
         with torch.no_grad():
             final = task_loss(model.run_task(batch.images, x), batch)
         weight = task_weight(final, weight_beta)
-    heat = eta_step(model, opt_heat, heatmap_loss, h, x, weight)
+    heat = eta_step(model, opt_heat, heatmap_loss, log_h, x, weight)
     return StepResult(task_losses.mean(), heat, x0, x)
 
 
@@ -182,7 +182,7 @@ def supervised_step(
     batch: Batch,
 ) -> StepResult:
     """The supervised upper bound: the ground-truth centres take the place of the x-step."""
-    _, h = model.heatmaps(batch.images)
+    _, log_h = model.log_heatmaps(batch.images)
     x, labels = boxes_to_keypoints(batch.boxes, batch.labels, model.sides[0], model.k)
     out = model.run_task(batch.images, x)
     if model.task == "classify":
@@ -191,7 +191,7 @@ def supervised_step(
     else:
         loss = reconstruction_loss(batch.images, out.reconstruction)
     _descend(opt_task, loss, "task loss")
-    heat = eta_step(model, opt_heat, heatmap_loss, h, x, None, mask=labels >= 0)
+    heat = eta_step(model, opt_heat, heatmap_loss, log_h, x, None, mask=labels >= 0)
     return StepResult(loss.detach(), heat)
 
 
@@ -214,18 +214,19 @@ def evaluate(
     per_image_k: bool = False,
     signed: bool = False,
     max_batches: int = 0,
+    annotations: frozenset[str] = frozenset({"boxes", "labels"}),
+    class_names: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """SPEC §5 metrics of ``model`` over ``batches``, in eval mode.
+    """SPEC §5 metrics of ``model`` over ``batches``, in eval mode (:class:`SceneMeter`).
 
-    Classification gives ``det_iou50``, ``det_any50``, ``classif``, ``both``, ``ap50`` (and the
-    class-agnostic ``ap50_agnostic``); reconstruction gives ``rmse`` and its variants and, when
-    the data has boxes, the class-agnostic ``det_iou50`` / ``det_any50`` of its keypoints.
-    ``per_image_k`` detects ``count[b]`` instances per image (Table 3) instead of ``k``.
+    Metrics that need ground truth the data lacks (``annotations``) are left out, never 0;
+    ``class_names`` adds each class's ``classif/<name>``. ``per_image_k`` detects ``count[b]``
+    instances per image (Table 3) instead of ``k``.
     """
     was_training = model.training
     model.eval()
-    det = DetectionMeter(num_classes=getattr(model.task_net, "num_classes", 10))
-    rec = ReconstructionMeter(signed=signed)
+    classes = getattr(model.task_net, "num_classes", 10)
+    meter = SceneMeter(model.task, classes, annotations, signed)
     try:
         for i, raw in enumerate(batches):
             if max_batches and i >= max_batches:
@@ -233,17 +234,17 @@ def evaluate(
             batch = Batch.from_dict(raw, device)
             kk = int(batch.count.max()) if per_image_k else (k or model.k)
             out = model(batch.images, kk)
-            det_count = batch.count if per_image_k else None
-            if model.task == "classify":
-                labels, gt_labels = out.task.argmax(-1), batch.labels
-            else:  # detection alone: every instance and every keypoint is of one class
-                rec.update(out.reconstruction, batch.images)
-                labels, gt_labels = out.keypoints[..., 0].long() * 0, batch.labels.clamp(max=0)
-            det.update(out.keypoints, labels, batch.boxes, gt_labels, batch.count, det_count)
+            labels = out.task.argmax(-1) if model.task == "classify" else None
+            meter.update(
+                out.keypoints,
+                labels,
+                batch.boxes,
+                batch.labels,
+                batch.count,
+                batch.count if per_image_k else None,
+                out.reconstruction,
+                batch.images,
+            )
     finally:
         model.train(was_training)
-    found = det.compute()
-    if model.task == "classify":
-        return found
-    located = {k: found[k] for k in ("det_iou50", "det_any50")} if found["n_instances"] else {}
-    return {**rec.compute(), **located}
+    return meter.compute(class_names)

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 
 from mistnet.data.runs import check_data, open_data
+from mistnet.data.store import annotations_of
 from mistnet.engine import evaluate
 from mistnet.errors import MistError
+from mistnet.metrics import unmeasured
 from mistnet.runner import Run, loader
 
 
@@ -32,7 +34,10 @@ class Evaluation:
         split: ``train``, ``val`` or ``test``.
         images: number of scenes evaluated.
         k: detections per image, or ``"per-image"`` (each scene's ground-truth count).
-        metrics: :func:`mistnet.engine.evaluate`'s metrics.
+        metrics: :func:`mistnet.engine.evaluate`'s metrics (with ``classif/<name>`` per class
+            when the run names its classes).
+        not_measured: the metrics the data's ground truth cannot give, each with the reason
+            (:func:`mistnet.metrics.unmeasured`).
     """
 
     run: str
@@ -43,6 +48,7 @@ class Evaluation:
     images: int
     k: int | str
     metrics: dict[str, float]
+    not_measured: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record ``mist eval`` writes (these keys, in this order)."""
@@ -87,6 +93,7 @@ def evaluate_run(
         raise MistError(f"{source}: the {split} split is empty")
     check_data(cfg, dataset, source)
     k = k or model.k
+    annotations = annotations_of(dataset)
     metrics = evaluate(
         model,
         loader(dataset, batch_size or cfg.train.batch_size, 0),
@@ -94,6 +101,8 @@ def evaluate_run(
         k=k,
         per_image_k=per_image_k,
         signed=cfg.model.output == "signed",
+        annotations=annotations,
+        class_names=tuple(cfg.model.class_names),
     )
     broken = [name for name, value in metrics.items() if not math.isfinite(value)]
     if broken:
@@ -110,4 +119,5 @@ def evaluate_run(
         images=len(dataset),
         k="per-image" if per_image_k else k,
         metrics=metrics,
+        not_measured=unmeasured(cfg.model.task, annotations),
     )

@@ -255,30 +255,31 @@ def _weighted(per_image: Tensor, weight: Tensor | None, reduction: str) -> Tenso
 
 
 def heatmap_nll_loss(
-    heatmaps: Tensor,
+    log_heatmaps: Tensor,
     target: Tensor,
     weight: Tensor | None = None,
     reduction: str = "mean",
-    eps: float = 1e-6,
 ) -> Tensor:
     r"""Negative log-likelihood of the target keypoints under the local spatial softmax.
 
-    Per image, ``-sum_u T(u) log(h(u) + eps) / sum_u T(u)``: the spatial-softmax output ``h`` is a
+    Per image, ``-sum_u T(u) log h(u) / sum_u T(u)``: the spatial-softmax output ``h`` is a
     distribution over each 15 x 15 window, and this is its cross-entropy against G's unit spikes.
     It has the same minimiser as eq. 7 (a peak of 1 at each keypoint) but its gradient does not
     vanish while ``h`` is still flat, so the heatmap network learns several times faster on a CPU
-    budget (benchmarks/RESULTS.md). Not in the paper; eq. 7 stays the default.
+    budget (benchmarks/RESULTS.md). Not in the paper; eq. 7 stays the default. It takes
+    ``log h`` (:func:`mistnet.ops.local_spatial_log_softmax`), so a window whose responses
+    underflow still gets its gradient.
 
     Args:
-        heatmaps: ``(B, S, H, W)`` spatial-softmax responses.
+        log_heatmaps: ``(B, S, H, W)`` log spatial-softmax responses.
         target: ``(B, S, H, W)`` detached target from :func:`mistnet.ops.render_heatmap`.
         weight: optional ``(B,)`` per-image weight (detached).
         reduction: ``"mean"`` or ``"none"``.
     """
-    _check_heatmap_pair(heatmaps, target, reduction)
+    _check_heatmap_pair(log_heatmaps, target, reduction)
     t = target.detach()
-    mass = t.sum(dim=(1, 2, 3)).clamp(min=eps)  # (B,)
-    per_image = -(t * torch.log(heatmaps + eps)).sum(dim=(1, 2, 3)) / mass
+    mass = t.sum(dim=(1, 2, 3)).clamp(min=torch.finfo(t.dtype).eps)  # (B,)
+    per_image = -(t * log_heatmaps).sum(dim=(1, 2, 3)) / mass
     return _weighted(per_image, weight, reduction)
 
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, load_json
 from mistnet.data.runs import check_data
+from mistnet.data.store import ANNOTATIONS, annotations_of, classes_of
 from mistnet.device import resolve_device
 from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
@@ -38,6 +39,7 @@ from mistnet.io import (
     remove_empty,
     remove_stale_temporaries,
 )
+from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.trainer import build_trainer
@@ -45,10 +47,26 @@ from mistnet.trainer import build_trainer
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
 
-def select_metric(cfg: Config) -> str:
-    if cfg.train.select_metric:
-        return cfg.train.select_metric
-    return "rmse" if cfg.model.task == "reconstruct" else "both"
+def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str:
+    """The validation metric that picks ``best.safetensors``: ``train.select_metric``, else what
+    the data can measure (``rmse`` for reconstruction; ``both`` with boxes and labels, else
+    ``classif``).
+
+    Raises:
+        MistError: ``train.select_metric`` needs ground truth the data lacks.
+    """
+    chosen = cfg.train.select_metric
+    skipped = unmeasured(cfg.model.task, annotations)
+    if chosen in skipped:
+        raise MistError(
+            f"train.select_metric = {chosen!r} cannot be measured: {skipped[chosen]} "
+            "(leave it empty to pick what the data measures)"
+        )
+    if chosen:
+        return chosen
+    if cfg.model.task == "reconstruct":
+        return "rmse"
+    return "both" if "both" not in skipped else "classif"
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -61,6 +79,57 @@ def open_split(cfg: Config, split: str) -> Dataset:
     d = cfg.data
     sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
     return open_dataset(d.path or d.name, split, size=sizes[split], seed=d.seed, digits=d.digits)
+
+
+def adopt_data(cfg: Config, train_set: Dataset) -> None:
+    """Check that ``cfg`` can train on ``train_set``; write its image size and class names.
+
+    Raises:
+        MistError: other channels, a class count that differs from ``model.num_classes``, a
+            classifier on data without labels, or the supervised baseline without boxes.
+    """
+    m = cfg.model
+    if train_set.channels != m.in_channels:
+        raise MistError(
+            f"the data has {train_set.channels} channels but model.in_channels = {m.in_channels}"
+        )
+    found = annotations_of(train_set)
+    if m.task == "classify" and "labels" not in found:
+        raise MistError(
+            "the training data has no labels; a classifier needs them "
+            "(train an auto-encoder: --set model.task=reconstruct)"
+        )
+    if cfg.train.method == "supervised" and "boxes" not in found:
+        raise MistError("train.method = supervised trains on boxes, which the data lacks")
+    names = classes_of(train_set)
+    if names and m.task == "classify" and len(names) != m.num_classes:
+        raise MistError(
+            f"the data names {len(names)} classes but model.num_classes = {m.num_classes} "
+            f"(add --set model.num_classes={len(names)})"
+        )
+    m.image_size = (int(train_set.height), int(train_set.width))
+    if m.task != "classify":
+        m.class_names = ()
+    elif names:
+        m.class_names = names
+
+
+def expected_last_step(steps: int, step: int, start: int, elapsed: float, left: float) -> int:
+    """The step a run will stop at: ``steps``, or where its deadline falls at the rate so far.
+
+    Args:
+        steps: ``train.steps``.
+        step: steps done; ``start``: the step this session started from.
+        elapsed: seconds this session has trained; ``left``: seconds to the deadline (inf: none).
+
+    Example:
+        >>> expected_last_step(1000, 110, 100, 20.0, 60.0)  # 0.5 steps/s, one more minute
+        140
+    """
+    if not math.isfinite(left) or step <= start or elapsed <= 0:
+        return steps
+    rate = (step - start) / elapsed
+    return min(steps, step + max(1, math.ceil(rate * max(left, 0.0))))
 
 
 class StepSampler(Sampler[int]):
@@ -122,6 +191,25 @@ class Run:
         self.best = self.path / "best.safetensors"
         self.log = self.path / "log.jsonl"
         self.summary = self.path / "summary.json"
+
+    def records(self) -> list[dict[str, Any]]:
+        """The lines of ``log.jsonl`` (a last line cut short by a kill is left out).
+
+        Raises:
+            MistError: not a run, no log, or a damaged line before the last.
+        """
+        self.require()
+        if not self.log.is_file():
+            raise MistError(f"{self.path} has no log.jsonl yet")
+        lines = [line for line in self.log.read_text().splitlines() if line.strip()]
+        out = []
+        for i, line in enumerate(lines):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise MistError(f"{self.log}: line {i + 1} is not JSON") from None
+        return out
 
     def require(self) -> None:
         if not self.path.is_dir():
@@ -302,10 +390,15 @@ def train(
     max_minutes: float = 0.0,
     progress: bool = True,
     threads: int = 0,
+    data: tuple[Dataset, Dataset | None] | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` into the run directory ``out`` and return the summary.
 
     ``threads > 0`` sets torch's intra-op threads for the run (0 keeps torch's default).
+    ``data`` gives the ``(train, val)`` datasets in memory (items as
+    :class:`~mistnet.data.SceneDataset` yields them; ``val`` None: no validation, the best
+    checkpoint is the last) instead of the splits ``cfg.data`` names; a resume needs them again.
+    With ``progress`` off nothing is printed.
 
     An exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A
     fresh run that fails before its first checkpoint removes the directory it created, or the
@@ -322,7 +415,7 @@ def train(
     before = set() if created else {p.name for p in run.path.iterdir()}
     with exclusive_lock(run.path, "mist train"):
         try:
-            return _train(cfg, run, device, resume, max_minutes, progress, threads)
+            return _train(cfg, run, device, resume, max_minutes, progress, threads, data)
         except BaseException:
             if not run.last.exists():  # nothing worth keeping: leave what was there before
                 if created:
@@ -347,6 +440,7 @@ def _train(
     max_minutes: float,
     progress: bool,
     threads: int,
+    data: tuple[Dataset, Dataset | None] | None,
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
@@ -360,14 +454,17 @@ def _train(
     elif run.last.exists():
         raise MistError(f"{run.path} already holds a run; use --resume or another --out")
     remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
-    train_set, val_set = open_split(cfg, "train"), open_split(cfg, "val")
+    train_set, val_set = data or (open_split(cfg, "train"), open_split(cfg, "val"))
+    adopt_data(cfg, train_set)
     source = cfg.data.path or cfg.data.name
-    if len(val_set) == 0:
+    if val_set is not None and len(val_set) == 0:
         raise MistError(f"{source}: the val split is empty; training validates on it")
     for split, dataset in (("train", train_set), ("val", val_set)):
-        check_data(cfg, dataset, f"{source} [{split}]")
-    image_size = (int(train_set.height), int(train_set.width))
-    cfg.model.image_size = image_size
+        if dataset is not None:  # class ids, signedness, the val split's classes and size
+            check_data(cfg, dataset, f"{source} [{split}]")
+    image_size = cfg.model.image_size
+    annotations = annotations_of(train_set if val_set is None else val_set)
+    metric = select_metric(cfg, annotations)
     atomic_write_text(run.config, cfg.to_json())
 
     torch.manual_seed(cfg.train.seed)
@@ -377,7 +474,7 @@ def _train(
     trainer = build_trainer(model, cfg.train)
     averaged = moving_average(model, cfg.train.ema_decay)
     inference_model = model if averaged is None else averaged.module
-    metric, maximise = select_metric(cfg), MAXIMISE.get(select_metric(cfg), True)
+    maximise = MAXIMISE.get(metric, True)
     state = {"step": 0, "best": None, "best_step": None, "wall": 0.0}
     if resume and run.last.is_file():
         ckpt = Checkpoint(run.last, device=dev)
@@ -413,12 +510,15 @@ def _train(
             last_written["step"] = state["step"]
 
     def validate() -> dict[str, float]:
+        if val_set is None:
+            return {}
         val = evaluate(
             inference_model,
             loader(val_set, cfg.train.batch_size, 0),
             device=dev,
             signed=cfg.model.output == "signed",
             max_batches=cfg.train.val_batches,
+            annotations=annotations,
         )
         value = val.get(metric, math.nan)
         better = state["best"] is None or (
@@ -460,13 +560,16 @@ def _train(
                 if writer:
                     for key, v in stats.items():
                         writer.add_scalar(f"train/{key}", v, step)
+            now = time.monotonic()
+            bar.total = expected_last_step(steps, step, start, now - t_session, deadline - now)
             bar.update(1)
             if step % cfg.train.val_every == 0 or step == steps:
                 val = validate()
-                bar.write(
-                    f"step {step}: "
-                    + ", ".join(f"{k} {v:.4f}" for k, v in val.items() if k in MAXIMISE)
-                )
+                if progress and val:
+                    bar.write(
+                        f"step {step}: "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in val.items() if k in MAXIMISE)
+                    )
             if step % cfg.train.ckpt_every == 0:
                 snapshot(run.last)
             if time.monotonic() > deadline:
@@ -492,7 +595,8 @@ def _train(
         "steps": state["step"],
         "stopped": stopped,
         "wall_s": round(state["wall"], 1),
-        "select_metric": metric,
+        "select_metric": metric if val_set is not None else "none (no validation data)",
+        "not_measured": unmeasured(cfg.model.task, annotations),
         "best": state["best"],
         "best_step": state["best_step"],
         "images_per_s": round(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+from torch import Tensor
 
 from mistnet.config import TrainConfig
 from mistnet.engine import (
@@ -58,7 +59,12 @@ def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
     return lambda out, batch: classify(out.task, batch.labels, reduction="none")
 
 
-HEATMAP_LOSSES: dict[str, HeatmapLoss] = {"l2": heatmap_loss, "nll": heatmap_nll_loss}
+def _eq7(log_heatmaps: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    return heatmap_loss(log_heatmaps.exp(), target, weight)
+
+
+# Both take the log-heatmaps the engine keeps (MIST.log_heatmaps).
+HEATMAP_LOSSES: dict[str, HeatmapLoss] = {"l2": _eq7, "nll": heatmap_nll_loss}
 
 
 def _patch_prior(sigma: float, images, x, out: TaskOutput):

@@ -113,13 +113,18 @@ def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path
     return path
 
 
-def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    hint: str = "crop or downscale it, or raise --max-pixels",
+) -> Image.Image:
     """Open and decode an image file, checking its size from the header first.
 
     Args:
         path: a file Pillow reads (PNG, JPEG, TIFF, ...).
         max_pixels: refuse an image whose header declares more than this many pixels
             (Pillow's own limit, about 179 MP, stands above it).
+        hint: what the message for a too large image suggests.
 
     Returns:
         The decoded image (``load()`` done).
@@ -128,7 +133,7 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         DataError: not a regular file, not an image, truncated, or too large.
     """
     path = regular_file(path)
-    limit = f"the limit of {max_pixels:,} pixels (--max-pixels); crop or downscale it"
+    limit = f"the limit of {max_pixels:,} pixels (--max-pixels); {hint}"
     try:
         with warnings.catch_warnings():
             # Pillow warns between its two limits; the cap below is the check that counts.

@@ -1,9 +1,11 @@
 """Figures: scene grids, the paper's MIST panels (Fig. 3/5), training curves, annotated images.
 
 Every function writes one PNG atomically (a temporary file in the target directory, then
-``os.replace``) and returns nothing. matplotlib is imported lazily and used only through its
-object-oriented API (``matplotlib.figure.Figure`` with the Agg canvas): no pyplot state, no global
-backend switch, never a window. :func:`annotate_image` uses PIL only and keeps the native size.
+``os.replace``) and returns nothing. matplotlib (the ``figures`` extra; without it a figure
+raises ``MistError`` naming ``pip install 'mistnet[figures]'``) is imported lazily and used only
+through its object-oriented API (``matplotlib.figure.Figure`` with the Agg canvas): no pyplot
+state, no global backend switch, never a window. :func:`annotate_image` uses PIL only and keeps
+the native size.
 
 Conventions (SPEC §0): images are ``(C, H, W)`` floats in [0, 1] (C = 1 gray or 3 RGB), or signed
 floats in [-1, 1] when ``signed=True`` (Gabor; shown through ``(x + 1) / 2``); ``(H, W, 3)``
@@ -23,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from mistnet.data.store import label_name
+from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
 
 __all__ = [
@@ -31,7 +35,10 @@ __all__ = [
     "annotate_image",
     "draw_scenes_grid",
     "mist_figure",
+    "output_figure",
+    "log_curves",
     "plot_curves",
+    "plot_runs",
     "to_rgb",
 ]
 
@@ -125,6 +132,7 @@ def _labels(x: Any, m: int) -> np.ndarray:
 
 
 def _new_figure(width_in: float, height_in: float, dpi: int):
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -141,7 +149,7 @@ def _rgb01(color: tuple[int, int, int]) -> tuple[float, float, float]:
     return (color[0] / 255, color[1] / 255, color[2] / 255)
 
 
-def _draw_boxes_mpl(ax, boxes, labels, scores, color, text: bool = True) -> None:
+def _draw_boxes_mpl(ax, boxes, labels, scores, color, text: bool = True, names=()) -> None:
     from matplotlib.patches import Rectangle
 
     c = _rgb01(color)
@@ -153,7 +161,7 @@ def _draw_boxes_mpl(ax, boxes, labels, scores, color, text: bool = True) -> None
         )
         parts = []
         if labels[i] >= 0:
-            parts.append(str(int(labels[i])))
+            parts.append(label_name(int(labels[i]), names))
         if scores is not None:
             parts.append(f"{float(scores[i]):.2f}")
         if text and parts:
@@ -275,6 +283,7 @@ def mist_figure(
     reconstructions: Any = None,
     gt_boxes: Any = None,
     signed: bool = False,
+    class_names: Sequence[str] = (),
     dpi: int = 100,
 ) -> None:
     """The paper's Fig. 3 / Fig. 5 panels, one row per image.
@@ -295,6 +304,7 @@ def mist_figure(
         reconstructions: optional ``(B, C, H, W)`` reconstructed images.
         gt_boxes: optional ``(B, N, 4)`` ground-truth boxes (drawn on the input).
         signed: images and patches are signed (Gabor).
+        class_names: names of the classes (index ``i`` names label ``i``); default numbers.
         dpi: output resolution.
     """
     ims = _np(images)
@@ -361,7 +371,7 @@ def mist_figure(
 
         a = next(ax)
         _show(a, rgb, "detections" if first else None)
-        _draw_boxes_mpl(a, d, _labels(dls[b], len(d)), None, PRED_COLOR)
+        _draw_boxes_mpl(a, d, _labels(dls[b], len(d)), None, PRED_COLOR, names=class_names)
 
         a = next(ax)
         _show(a, _montage(_np(pts[b]), signed), "patches" if first else None)
@@ -373,6 +383,52 @@ def mist_figure(
             _show(a, to_rgb(recs[b], signed), "reconstruction" if first else None)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.1)
     _save_figure(fig, out_path, dpi)
+
+
+def output_figure(
+    images: torch.Tensor,
+    output: Any,
+    out_path: str | os.PathLike,
+    *,
+    gt_boxes: Any = None,
+    counts: torch.Tensor | None = None,
+    signed: bool = False,
+    class_names: Sequence[str] = (),
+) -> None:
+    """:func:`mist_figure` of a model's named output on ``images``.
+
+    Args:
+        images: ``(B, C, H, W)`` the model's input.
+        output: its :class:`~mistnet.models.MISTOutput`; one with ``reconstruction is None`` is
+            drawn as a classifier (predicted classes), otherwise as an auto-encoder (decoded
+            patches and reconstruction). A grid model without heatmaps gets a blank one.
+        out_path: PNG path.
+        gt_boxes: optional ground-truth boxes per image, drawn on the input.
+        counts: optional ``(B,)`` instance counts: the predicted labels of detections past an
+            image's count are not drawn (K set to the largest count of the batch).
+        signed: images and patches are signed (Gabor).
+        class_names: names of the classes, drawn instead of their indices (default numbers).
+    """
+    B, _, H, W = images.shape
+    heat = output.heatmaps if output.heatmaps is not None else images.new_zeros(B, 1, H, W)
+    classify = output.reconstruction is None
+    labels = output.task.argmax(-1).cpu() if classify else None
+    if counts is not None and labels is not None:
+        keep = torch.arange(labels.shape[1])[None] < counts.cpu()[:, None]
+        labels = labels.masked_fill(~keep, -1)  # -1: not drawn
+    mist_figure(
+        images.cpu(),
+        heat.cpu(),
+        output.keypoints.cpu(),
+        labels,
+        output.patches.cpu(),
+        out_path,
+        recon_patches=None if classify else output.task.cpu(),
+        reconstructions=None if classify else output.reconstruction.cpu(),
+        gt_boxes=gt_boxes,
+        signed=signed,
+        class_names=class_names,
+    )
 
 
 def plot_curves(
@@ -396,27 +452,114 @@ def plot_curves(
     keys = list(history)
     if not keys:
         raise ValueError("history: expected at least one key")
-    ncols = max(1, min(ncols, len(keys)))
-    nrows = math.ceil(len(keys) / ncols)
-    fig = _new_figure(3.6 * ncols, 2.6 * nrows, dpi)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i >= len(keys):
-            ax.axis("off")
-            continue
-        key = keys[i]
+    fig, axes = _panel_grid(len(keys), ncols, dpi)
+    for key, ax in zip(keys, axes, strict=True):
         pts = np.asarray(list(history[key]), dtype=np.float64).reshape(-1, 2)
         pts = pts[np.isfinite(pts).all(axis=1)]
         ax.plot(pts[:, 0], pts[:, 1], linewidth=1.0)
         want_log = logy is True or (not isinstance(logy, bool) and key in logy)
         if want_log and len(pts) and (pts[:, 1] > 0).all():
             ax.set_yscale("log")
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _style_panel(ax, key, "step")
     fig.tight_layout()
     _save_figure(fig, out_path, dpi)
+
+
+def _panel_grid(n: int, ncols: int, dpi: int):
+    """A figure of ``n`` curve panels in up to ``ncols`` columns: ``(figure, the n axes)``."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = _new_figure(3.6 * ncols, 2.6 * nrows, dpi)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
+
+
+def _style_panel(ax, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+#: Keys of a run's log lines that are bookkeeping, not curves.
+_NOT_CURVES = {"step", "split", "wall", "n_images", "n_instances", "n_detections"}
+
+
+def log_curves(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, float, float]]]:
+    """A run's ``log.jsonl`` lines as curves ``{"train/task": [(step, minutes, value)], ...}``.
+
+    Training lines give ``train/<loss>``, validation lines ``val/<metric>``; a validation takes
+    the wall time of the training line logged at its step or the last one before it (NaN when
+    none was).
+
+    Example:
+        >>> log_curves([{"step": 5, "split": "train", "wall": 60.0, "task": 2.0},
+        ...             {"step": 5, "split": "val", "both": 0.5}])
+        {'train/task': [(5, 1.0, 2.0)], 'val/both': [(5, 1.0, 0.5)]}
+    """
+    curves: dict[str, list[tuple[int, float, float]]] = {}
+    minutes = math.nan
+    for r in sorted(records, key=lambda r: (r.get("step", 0), r.get("split") != "train")):
+        if r.get("split") == "train" and "wall" in r:
+            minutes = float(r["wall"]) / 60
+        for key, value in r.items():
+            if key not in _NOT_CURVES and isinstance(value, int | float):
+                curves.setdefault(f"{r.get('split')}/{key}", []).append(
+                    (int(r["step"]), minutes, float(value))
+                )
+    return curves
+
+
+def plot_runs(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    out_path: str | os.PathLike,
+    *,
+    keys: Sequence[str] = (),
+    minutes: bool = False,
+    ncols: int = 3,
+    dpi: int = 100,
+) -> list[str]:
+    """Losses and validation metrics of several runs, one panel per curve, one line per run.
+
+    Args:
+        runs: ``{label: log records}`` (see :func:`log_curves`).
+        out_path: PNG path.
+        keys: the curves to draw (``"train/task"``, ``"train/border"``, ``"val/both"``;
+            default: the training losses ``train/task`` and ``train/heatmap`` and every
+            validation metric but the per-class ``val/classif/<name>``).
+        minutes: training minutes on the x axis instead of steps.
+
+    Returns:
+        The keys drawn.
+
+    Raises:
+        ValueError: no run has any of the curves.
+    """
+    curves = {label: log_curves(records) for label, records in runs.items()}
+    found = {k for c in curves.values() for k in c}
+    if not keys:
+        losses = [k for k in ("train/task", "train/heatmap") if k in found]
+        keys = losses + sorted(k for k in found if k.startswith("val/") and k.count("/") == 1)
+    keys = [k for k in keys if k in found]
+    if not keys:
+        raise ValueError("the runs have none of the curves asked for")
+    fig, axes = _panel_grid(len(keys), ncols, dpi)
+    for key, ax in zip(keys, axes, strict=True):
+        for label, c in curves.items():
+            pts = np.asarray([(m if minutes else s, v) for s, m, v in c.get(key, [])]).reshape(
+                -1, 2
+            )
+            pts = pts[np.isfinite(pts).all(axis=1)]
+            marker = "o" if key.startswith("val/") or len(pts) < 30 else ""
+            ax.plot(pts[:, 0], pts[:, 1], marker=marker, linewidth=1.0, markersize=3, label=label)
+        _style_panel(ax, key, "training minutes" if minutes else "step")
+    if len(runs) > 1:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, out_path, dpi)
+    return list(keys)
 
 
 def annotate_image(
@@ -429,6 +572,7 @@ def annotate_image(
     color: tuple[int, int, int] = PRED_COLOR,
     signed: bool = False,
     scale: int = 1,
+    class_names: Sequence[str] = (),
 ) -> None:
     """Draw boxes and "label score" text on an image at its native size (for ``mist detect``).
 
@@ -445,6 +589,7 @@ def annotate_image(
         signed: float image is signed.
         scale: integer nearest-neighbour upscaling before drawing (1 = native size); box
             coordinates follow (``x' = scale * (x + 0.5) - 0.5``).
+        class_names: the label of class ``i`` is written ``class_names[i]`` (default: ``i``).
     """
 
     if int(scale) != scale or scale < 1:
@@ -467,7 +612,7 @@ def annotate_image(
         x0, x1 = math.floor(cx - w / 2 + 0.5), math.floor(cx + w / 2 + 0.5)
         y0, y1 = math.floor(cy - h / 2 + 0.5), math.floor(cy + h / 2 + 0.5)
         draw.rectangle([x0, y0, x1, y1], outline=color, width=1)
-        parts = [str(int(lab[i]))] if lab[i] >= 0 else []
+        parts = [label_name(int(lab[i]), class_names)] if lab[i] >= 0 else []
         if sc is not None:
             parts.append(f"{float(sc[i]):.2f}")
         if parts:

@@ -249,17 +249,17 @@ def test_a_detect_that_fails_part_way_leaves_its_output_directory_as_it_was(
     assert mist(capsys, "detect", tiny_run, image(tmp_path, "a.png"), "--out", out)[0] == 0
     (out / "mine.txt").write_text("kept")
     before = files_under(tmp_path)
-    real, calls = detect.detect_one, []
+    real, calls = detect.detect_image, []
 
-    def nan_on_the_second(model, x, k):
+    def nan_on_the_second(*args):
         calls.append(1)
-        pred = real(model, x, k)
+        pred = real(*args)
         if len(calls) == 2:
             with torch.inference_mode():
                 pred.scores.fill_(float("nan"))
         return pred
 
-    monkeypatch.setattr(detect, "detect_one", nan_on_the_second)
+    monkeypatch.setattr(detect, "detect_image", nan_on_the_second)
     b = image(tmp_path, "b.png")
     before["b.png"] = b.read_bytes()
     result = mist(capsys, "detect", tiny_run, tmp_path / "a.png", b, "--out", out)

@@ -9,8 +9,9 @@ import torch
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
-from mistnet.commands.detect import ANNOTATION_SIDE, detect_one, read_image
+from mistnet.commands.detect import ANNOTATION_SIDE, read_image
 from mistnet.config import apply_overrides, load_preset
+from mistnet.detection import detect_image
 from mistnet.models.baselines import grid_keypoints
 from mistnet.models.build import build_model
 
@@ -111,17 +112,90 @@ def test_read_image_conversions(tmp_path):
     assert x3.shape == (3, 2, 2) and torch.equal(x3[0], x3[2])
 
 
-def test_detect_one_tiles_each_image_by_its_own_size_with_the_grid_baseline():
+def test_detect_image_tiles_each_image_by_its_own_size_with_the_grid_baseline():
     cfg = apply_overrides(load_preset("tiny-cpu"), ["model.task=reconstruct", "train.method=grid"])
     torch.manual_seed(0)
     model = build_model(cfg.model, "grid").eval()
-    pred = detect_one(model, torch.rand(1, 60, 60), model.k)
-    assert torch.equal(pred.keypoints, grid_keypoints(60, 60))  # 20 px cells for 60 px
-    assert pred.reconstruction.shape == (1, 1, 60, 60)
+    pred = detect_image(model, torch.rand(1, 60, 60), model.k)
+    assert torch.equal(pred.keypoints, grid_keypoints(60, 60)[0])  # 20 px cells for 60 px
+    assert pred.reconstruction.shape == (1, 60, 60)
     image = torch.rand(1, 80, 80)  # the model keeps no size: the next image gets its own cells
-    got = detect_one(model, image, model.k)
-    assert torch.equal(got.keypoints, grid_keypoints(80, 80))
+    got = detect_image(model, image, model.k)
+    assert torch.equal(got.keypoints, grid_keypoints(80, 80)[0])
     with torch.inference_mode():
         want = model(image[None])
-    for name in ("keypoints", "scores", "patches", "task", "reconstruction"):
-        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert torch.equal(got.scores, want.scores[0])
+    assert torch.equal(got.reconstruction, want.reconstruction[0])
+
+
+def test_detect_writes_one_csv_and_coco_results_for_the_call(capsys, tiny_run, tmp_path):
+    import csv
+
+    sizes = odd_images(tmp_path)
+    names = ["gray.png", "photo.jpg"]
+    out = tmp_path / "det"
+    rc, _, err = mist(capsys, "detect", tiny_run, *[tmp_path / n for n in names], "--out", out)
+    assert rc == 0, err
+    records = [json.loads((out / f"{Path(n).stem}.json").read_text()) for n in names]
+    with (out / "detections.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["image", "x", "y", "side", "score", "class"]
+    assert len(rows) == 18
+    for r in records:
+        mine = [row for row in rows if row["image"] == r["image"]]
+        assert [[float(row[c]) for c in ("x", "y", "side")] for row in mine] == r["boxes"]
+        assert [float(row["score"]) for row in mine] == r["scores"]
+        assert [row["class"] for row in mine] == [str(v) for v in r["labels"]]
+    images = json.loads((out / "coco_images.json").read_text())
+    results = json.loads((out / "coco_results.json").read_text())
+    assert [im["file_name"] for im in images["images"]] == [str(tmp_path / n) for n in names]
+    assert [(im["width"], im["height"]) for im in images["images"]] == [sizes[n] for n in names]
+    assert [c["id"] for c in images["categories"]] == list(range(1, 11))
+    first = results[0]
+    x, y, side = records[0]["boxes"][0]
+    assert first["image_id"] == 1 and first["category_id"] == records[0]["labels"][0] + 1
+    assert first["bbox"] == pytest.approx([x - side / 2 + 0.5, y - side / 2 + 0.5, side, side])
+    coco = pytest.importorskip("pycocotools.coco")
+    gt = coco.COCO(str(out / "coco_images.json"))
+    dt = gt.loadRes(str(out / "coco_results.json"))
+    assert len(dt.getAnnIds(imgIds=[2])) == 9
+    assert dt.loadAnns(dt.getAnnIds(imgIds=[1]))[0]["area"] == pytest.approx(side * side)
+
+
+def test_detect_min_score_and_format(capsys, tiny_run, tmp_path):
+    odd_images(tmp_path)
+    image = tmp_path / "gray.png"
+    rc, _, err = mist(capsys, "detect", tiny_run, image, "--out", tmp_path / "all")
+    assert rc == 0, err
+    scores = json.loads((tmp_path / "all" / "gray.json").read_text())["scores"]
+    cut = (scores[2] + scores[3]) / 2
+    out = tmp_path / "cut"
+    rc, _, err = mist(
+        capsys, "detect", tiny_run, image, "--out", out, "--min-score", cut, "--format", "csv"
+    )
+    assert rc == 0, err
+    lines = (out / "detections.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3 and all(float(line.split(",")[4]) >= cut for line in lines[1:])
+    assert not (out / "gray.json").exists() and not (out / "coco_results.json").exists()
+    assert (out / "gray.png").is_file()
+
+
+def test_detect_side_and_tile_options(capsys, tiny_run, tmp_path):
+    big = tmp_path / "big.png"
+    Image.fromarray((np.random.default_rng(0).random((150, 230)) * 255).astype(np.uint8)).save(big)
+    out = tmp_path / "d"
+    rc, _, err = mist(capsys, "detect", tiny_run, big, "--out", out, "--tile", "--side", "10")
+    assert rc == 0, err
+    record = json.loads((out / "big.json").read_text())
+    assert record["scale"] == 2.0 and record["tile"] == [80, 80]
+    # the image doubles to 300 x 460: windows of 80 overlapping by 20 -> 5 x 8
+    assert record["windows"] == 40
+    boxes = np.array(record["boxes"])
+    assert (boxes[:, 2] == 10.0).all() and len(boxes) > 9
+    assert (boxes[:, 0] < 230).all() and (boxes[:, 1] < 150).all()
+    assert_user_error(mist(capsys, "detect", tiny_run, big, "--out", out, "--side", "-3"), "--side")
+    assert_user_error(
+        mist(capsys, "detect", tiny_run, big, "--out", out, "--side", "4000"),
+        "big.png",
+        "too small",
+    )

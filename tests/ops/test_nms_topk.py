@@ -5,7 +5,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mistnet.ops import local_spatial_softmax, nms, render_heatmap, topk_keypoints
+from mistnet.ops import (
+    local_spatial_log_softmax,
+    local_spatial_softmax,
+    nms,
+    render_heatmap,
+    topk_keypoints,
+)
 
 
 def test_nms_keeps_maxima_and_ties():
@@ -128,3 +134,27 @@ def test_topk_of_render_is_identity_three_scales(data, k):
     got = {(x, y): side for x, y, side in out[0].tolist()}
     for x, y, side in kp[0].tolist():
         assert got[(x, y)] == pytest.approx(side, rel=1e-4)
+
+
+def test_log_topk_equals_topk_where_nothing_underflows():
+    torch.manual_seed(4)
+    logits = torch.randn(3, 1, 24, 24) * 0.3
+    kp, score = topk_keypoints(local_spatial_softmax(logits), 5, [20.0])
+    kp_log, score_log = topk_keypoints(local_spatial_log_softmax(logits), 5, [20.0], log=True)
+    torch.testing.assert_close(kp_log, kp)
+    torch.testing.assert_close(score_log, score)
+
+
+def test_log_topk_finds_a_peak_far_below_the_highest_one():
+    # A background at -31, a peak at +1 and one at -30: exp underflows everywhere but at the
+    # first peak, so the direct heatmap is a plateau of zeros and E_K's second pick is the first
+    # pixel of that plateau (the top border). In the log domain the second peak still ranks
+    # above the background (by its level: eps, relative to the image's highest logit, sets it).
+    h = torch.full((1, 1, 20, 40), -31.0)
+    h[..., 10, 30] = -30.0
+    h[..., 10, 5] = 1.0
+    direct, _ = topk_keypoints(local_spatial_softmax(h), 2, [20.0])
+    assert direct[0, 1, :2].tolist() != [30.0, 10.0]
+    kp, score = topk_keypoints(local_spatial_log_softmax(h), 2, [20.0], log=True)
+    assert kp[0, :, :2].tolist() == [[5.0, 10.0], [30.0, 10.0]]
+    assert score[0, 0] > 0.9

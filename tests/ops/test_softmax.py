@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from mistnet.ops import local_spatial_softmax, scale_pool
+from mistnet.ops import local_spatial_log_softmax, local_spatial_softmax, log_scale_pool, scale_pool
 
 
 def reference_local_softmax(h, window, strength, eps):
@@ -77,3 +79,45 @@ def test_scale_pool_formula_and_single_scale():
 def test_bad_input_raises(fn, bad, match):
     with pytest.raises(ValueError, match=match):
         fn(bad)
+
+
+@pytest.mark.parametrize("window", [15, 5])
+def test_log_softmax_is_the_log_of_the_reference(window):
+    torch.manual_seed(2)
+    h = torch.randn(2, 2, 20, 17, dtype=torch.float64) * 0.3
+    ours = local_spatial_log_softmax(h, window=window, strength=10.0, eps=1e-6)
+    ref = reference_local_softmax(h, window, 10.0, 1e-6).log()
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_log_softmax_keeps_windows_that_underflow_in_float32():
+    # Two peaks 1 logit above their windows; the right one sits 30 logits below the left one.
+    h = torch.zeros(1, 1, 20, 40)
+    h[..., :, 20:] -= 31.0
+    h[..., 10, 30] = -30.0
+    h[..., 10, 5] = 1.0
+    direct = torch.exp(10 * (h - h.max()))  # the official code's numerator
+    assert direct[..., :, 20:].max() == 0  # underflow: the right half is exactly 0
+    lp = local_spatial_log_softmax(h)
+    assert torch.isfinite(lp).all()
+    right = lp[0, 0, :, 20:]
+    assert right.argmax() == 10 * 20 + 10  # its peak still ranks first in its half
+    # without eps the softmax is per-window shift-invariant: the right peak is sharp
+    lp0 = local_spatial_log_softmax(h, eps=0.0)
+    # (float32 keeps about |a| * 6e-8 of a log-value whose shift a is -310: rel 1e-4)
+    assert lp0[0, 0, 10, 30].exp() == pytest.approx(1 / (1 + 224 * math.exp(-10)), rel=1e-4)
+
+
+def test_log_softmax_gradient():
+    h = torch.randn(1, 1, 12, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x: local_spatial_log_softmax(x, window=5, strength=2.0), h
+    )
+
+
+def test_log_scale_pool_is_the_log_of_scale_pool():
+    torch.manual_seed(3)
+    log_h = torch.randn(2, 3, 5, 5, dtype=torch.float64) - 2
+    torch.testing.assert_close(log_scale_pool(log_h), scale_pool(log_h.exp()).log())
+    deep = log_h - 500.0  # every scale underflows in float64's exp
+    assert torch.isfinite(log_scale_pool(deep)).all()

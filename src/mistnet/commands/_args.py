@@ -7,13 +7,25 @@ import argparse
 from mistnet.data.digits import SPLITS
 
 
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """The one ``--device`` option shared by every command that runs a model."""
     parser.add_argument(
         "--device",
-        default="auto",
+        default=default,
         metavar="DEVICE",
-        help="cpu, cuda, cuda:N or auto (CUDA when available; default auto)",
+        help=f"cpu, cuda, cuda:N or auto (CUDA when available; default {default})",
+    )
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable): the config overrides of a preset."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (TOML syntax: 3e-4, true, [1.0, 0.5]); repeatable",
     )
 
 

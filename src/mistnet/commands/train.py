@@ -16,7 +16,7 @@ import json
 import sys
 
 from mistnet import config, runner
-from mistnet.commands._args import add_device_argument
+from mistnet.commands._args import add_device_argument, add_set_argument
 from mistnet.device import check_device
 from mistnet.errors import MistError
 from mistnet.io import json_text
@@ -35,14 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--list-presets", action="store_true", help="list the shipped presets and exit")
     p.add_argument("--out", metavar="RUN", help="run directory to create (or resume)")
     p.add_argument("--data", metavar="DIR", help="dataset directory (sets data.path)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config value (TOML syntax: 3e-4, true, [1.0, 0.5]); repeatable",
-    )
+    add_set_argument(p)
     p.add_argument(
         "--max-minutes",
         type=float,

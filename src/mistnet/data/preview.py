@@ -1,4 +1,8 @@
-"""A picture of scenes with their ground-truth boxes and labels (``mist data show``)."""
+"""A picture of scenes with their ground-truth boxes and labels (``mist data show``).
+
+Only the ground truth a dataset has is drawn: boxes when it has boxes, labels (by class name
+when it names its classes) as box captions or, without boxes, as the panel's title.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from mistnet.data.store import annotations_of, classes_of, label_name
+from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
 
 
@@ -26,12 +32,12 @@ def save_scene_grid(
     Returns:
         The PNG path.
     """
-    import matplotlib
-
+    matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.patches as mpatches
     import matplotlib.pyplot as plt
 
+    annotations, classes = annotations_of(dataset), classes_of(dataset)
     n = max(1, min(int(n), len(dataset)))
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
@@ -58,21 +64,25 @@ def save_scene_grid(
             )
         else:
             ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1), interpolation="nearest")
-        for (cx, cy, w, h), lab in zip(
-            item["boxes"].tolist(), item["labels"].tolist(), strict=True
-        ):
+        names = [label_name(lab, classes) for lab in item["labels"].tolist()]
+        if "boxes" not in annotations:  # image-level labels: a caption, no made-up boxes
+            if "labels" in annotations:
+                ax.set_title(" ".join(names) or "(none)", fontsize=6)
+            names = []
+        for (cx, cy, w, h), name in zip(item["boxes"].tolist(), names, strict=False):
             ax.add_patch(
                 mpatches.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=0.8, ec="lime")
             )
-            ax.text(
-                cx - w / 2 + 0.5,
-                cy - h / 2 + 0.5,
-                str(lab),
-                color="yellow",
-                fontsize=6,
-                va="top",
-                ha="left",
-            )
+            if "labels" in annotations:
+                ax.text(
+                    cx - w / 2 + 0.5,
+                    cy - h / 2 + 0.5,
+                    name,
+                    color="yellow",
+                    fontsize=6,
+                    va="top",
+                    ha="left",
+                )
         ax.set_xlim(-0.5, W - 0.5)
         ax.set_ylim(H - 0.5, -0.5)
     if title:

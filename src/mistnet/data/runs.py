@@ -8,7 +8,8 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mistnet.config import Config
-from mistnet.data.store import counted_instances, open_dataset
+from mistnet.data.memory import IN_MEMORY
+from mistnet.data.store import annotations_of, classes_of, counted_instances, open_dataset
 from mistnet.errors import MistError
 
 
@@ -27,6 +28,8 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     """
     d = cfg.data
     source = data or d.path or d.name
+    if source == IN_MEMORY:
+        raise MistError("this run was trained on data in memory (mistnet.fit); pass --data DIR")
     path = Path(source)
     looks_like_path = os.sep in source or source.startswith(".") or path.exists()
     if looks_like_path and not path.is_dir():
@@ -46,9 +49,10 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         source: how the user named the data, for the message.
 
     Raises:
-        MistError: other channels, signed data for a classifier, class ids the classifier does
-            not have (or no instances at all), the auto-encoder's output range does not match,
-            or another image size for the grid baseline.
+        MistError: other channels, signed data for a classifier, the auto-encoder's output
+            range does not match, another image size for the grid baseline, a classifier on
+            data without labels or with class ids it does not have (or no instances at all),
+            or class names other than the run's.
     """
     m = cfg.model
     channels = int(dataset.channels)
@@ -58,16 +62,6 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         )
     if dataset.signed and m.task == "classify":
         raise MistError(f"{source} holds Gabor textures without class labels; the run classifies")
-    arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
-    if m.task == "classify" and arrays is not None:
-        labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
-        if labels.size == 0:
-            raise MistError(f"{source} holds no instances to classify")
-        if labels.max() >= m.num_classes:
-            raise MistError(
-                f"{source} has class ids up to {labels.max()} but the run's classifier has "
-                f"{m.num_classes} classes (0..{m.num_classes - 1})"
-            )
     if m.task == "reconstruct" and dataset.signed != (m.output == "signed"):
         kind = "signed (Gabor)" if dataset.signed else "[0, 1]"
         raise MistError(
@@ -79,4 +73,22 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         raise MistError(
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
             f"{trained[0]}x{trained[1]}"
+        )
+    if m.task == "classify" and "labels" not in annotations_of(dataset):
+        raise MistError(f"{source} has no labels; there is nothing to measure a classifier by")
+    arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
+    if m.task == "classify" and arrays is not None:
+        labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
+        if labels.size == 0:
+            raise MistError(f"{source} holds no instances to classify")
+        if labels.max() >= m.num_classes:
+            raise MistError(
+                f"{source} has class ids up to {labels.max()} but the run's classifier has "
+                f"{m.num_classes} classes (0..{m.num_classes - 1})"
+            )
+    names = classes_of(dataset)
+    if m.task == "classify" and names and m.class_names and names != tuple(m.class_names):
+        raise MistError(
+            f"{source} names the classes {', '.join(names)}; the run was trained on "
+            + ", ".join(m.class_names)
         )

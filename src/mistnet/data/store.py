@@ -9,6 +9,12 @@ Layout of a dataset directory::
     val.npz            labels (N, M) int64 (padding -1), counts (N,) int64
     test.npz
 
+Optional manifest entries: ``"annotations"``, the ground truth the items carry, a subset of
+``["boxes", "labels"]`` (absent: both). Without ``"boxes"`` the box arrays are zeros and no metric
+reads them; without ``"labels"`` every instance has label 0 (a box file without classes) or
+there are no instances at all (``M = 0``, images only). ``"classes"``: the class names, index
+``i`` naming label ``i`` (``mist data import-images --labels``).
+
 Files are plain ``.npz`` (no pickle; read with ``allow_pickle=False``). A dataset is written
 into a temporary sibling directory and renamed into place at the end, so an interrupted or
 failed write never leaves a half-written dataset. Any split may be absent.
@@ -37,6 +43,51 @@ FORMAT = "mistnet-scenes"
 VERSION = 1
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
+#: The ground truth a dataset can carry; a dataset's ``annotations`` is a subset.
+ANNOTATIONS: frozenset[str] = frozenset({"boxes", "labels"})
+
+
+def annotations_of(dataset: Dataset) -> frozenset[str]:
+    """Which ground truth (``"boxes"``, ``"labels"``) the items of ``dataset`` carry.
+
+    Datasets without an ``annotations`` attribute (the scene generators) carry both.
+    """
+    return frozenset(getattr(dataset, "annotations", ANNOTATIONS))
+
+
+def classes_of(dataset: Dataset) -> tuple[str, ...]:
+    """The class names of ``dataset`` (index ``i`` names label ``i``), or ``()`` for none."""
+    return tuple(getattr(dataset, "classes", ()))
+
+
+def label_name(label: int, classes: tuple[str, ...] | list[str]) -> str:
+    """The name of class ``label``, or its number when the classes have no names.
+
+    Example:
+        >>> label_name(1, ("cat", "dog")), label_name(3, ())
+        ('dog', '3')
+    """
+    return classes[label] if 0 <= label < len(classes) else str(label)
+
+
+def manifest_annotations(meta: dict, where: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The ``annotations`` and ``classes`` entries of a manifest, checked.
+
+    Raises:
+        DataError: not a subset of ``["boxes", "labels"]``, or class names that are not
+            distinct non-empty strings.
+    """
+    found = meta.get("annotations", sorted(ANNOTATIONS))
+    if not isinstance(found, list) or not set(found) <= ANNOTATIONS:
+        raise DataError(f"{where}: annotations must be a subset of {sorted(ANNOTATIONS)}")
+    names = meta.get("classes", [])
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) != len(names)
+    ):
+        raise DataError(f"{where}: classes must be a list of distinct non-empty names")
+    return frozenset(found), tuple(names)
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
@@ -256,6 +307,8 @@ class SceneFolder(Dataset):
     Attributes:
         manifest: the manifest dict. ``name``, ``channels``, ``height``, ``width``,
             ``max_count`` and ``signed`` as for scene datasets.
+        annotations: the ground truth the items carry (see :func:`annotations_of`).
+        classes: the class names, or ``()``.
         arrays: the validated numpy arrays (see :func:`validate_arrays`).
     """
 
@@ -266,6 +319,8 @@ class SceneFolder(Dataset):
         _, self.channels, self.height, self.width = self.arrays["images"].shape
         self.max_count = int(self.arrays["boxes"].shape[1])
         self.name = str(self.manifest.get("name", self.directory.name))
+        where = str(self.directory / MANIFEST)
+        self.annotations, self.classes = manifest_annotations(self.manifest, where)
 
     @property
     def signed(self) -> bool:
@@ -312,11 +367,16 @@ def open_dataset(
 
 
 __all__ = [
+    "ANNOTATIONS",
     "SPLITS",
     "SceneFolder",
+    "annotations_of",
     "atomic_directory",
+    "classes_of",
     "counted_instances",
+    "label_name",
     "load_split",
+    "manifest_annotations",
     "open_dataset",
     "read_manifest",
     "validate_arrays",

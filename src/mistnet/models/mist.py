@@ -2,7 +2,7 @@
 
 Test-time path (SPEC §2.3): ``h = H(I)`` → local spatial softmax → E_K → S → T. Training does not
 call :meth:`MIST.forward` end to end (top-K has no gradient); :mod:`mistnet.engine` uses the parts
-(:meth:`MIST.heatmaps`, :meth:`MIST.detect`, :meth:`MIST.run_task`) in Algorithm 1's order.
+(:meth:`MIST.log_heatmaps`, :meth:`MIST.detect`, :meth:`MIST.run_task`) in Algorithm 1's order.
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from mistnet.models.baselines import grid_keypoints
-from mistnet.ops import extract_patches, local_spatial_softmax, paste_patches, topk_keypoints
+from mistnet.ops import (
+    extract_patches,
+    local_spatial_log_softmax,
+    paste_patches,
+    topk_keypoints,
+)
 
 
 @dataclass
@@ -101,15 +106,22 @@ class MIST(nn.Module):
         self.softmax_strength = softmax_strength
         self.nms_window = nms_window
 
-    def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Raw logits and spatial-softmax heatmaps, both ``(B, S, H, W)``."""
-        logits = self.heatmap_net(images)
-        h = local_spatial_softmax(logits, self.softmax_window, self.softmax_strength)
-        return logits, h
+    def log_heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw logits and the log of the spatial-softmax heatmaps, both ``(B, S, H, W)``.
 
-    def detect(self, heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
-        """E_K on ``(B, S, H, W)`` heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``."""
-        return topk_keypoints(heatmaps.detach(), k or self.k, self.sides, self.nms_window)
+        The heatmaps are kept in the log domain for E_K and the heatmap loss: a window far below
+        the image's highest logit would otherwise underflow to exactly 0 (see
+        :func:`~mistnet.ops.local_spatial_log_softmax`).
+        """
+        logits = self.heatmap_net(images)
+        log_h = local_spatial_log_softmax(logits, self.softmax_window, self.softmax_strength)
+        return logits, log_h
+
+    def detect(self, log_heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+        """E_K on ``(B, S, H, W)`` log-heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``."""
+        return topk_keypoints(
+            log_heatmaps.detach(), k or self.k, self.sides, self.nms_window, log=True
+        )
 
     def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
         """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
@@ -123,9 +135,9 @@ class MIST(nn.Module):
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """Detect K instances in ``images`` ``(B, C, H, W)`` and run the task network on them."""
-        logits, h = self.heatmaps(images)
-        keypoints, scores = self.detect(h, k)
-        return _output(logits, h, keypoints, scores, self.run_task(images, keypoints))
+        logits, log_h = self.log_heatmaps(images)
+        keypoints, scores = self.detect(log_h, k)
+        return _output(logits, log_h.exp(), keypoints, scores, self.run_task(images, keypoints))
 
 
 def _output(
@@ -157,7 +169,7 @@ class GridMIST(MIST):
     """The grid baseline (SPEC §4.1): the same task network on a fixed ``rows x cols`` tiling.
 
     The tiling is computed from each input's size (:func:`~mistnet.models.grid_keypoints`), so
-    the baseline tiles any image with square cells. It has no heatmap: :meth:`heatmaps` and
+    the baseline tiles any image with square cells. It has no heatmap: :meth:`log_heatmaps` and
     :meth:`detect` raise.
     """
 
@@ -165,10 +177,10 @@ class GridMIST(MIST):
         super().__init__(nn.Identity(), task_net, k=rows * cols, **kwargs)
         self.rows, self.cols = rows, cols
 
-    def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def log_heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("the grid baseline has no heatmap network")
 
-    def detect(self, heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+    def detect(self, log_heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
         raise TypeError("the grid baseline has no detector: its keypoints are a fixed tiling")
 
     def keypoints(self, images: Tensor) -> Tensor:

@@ -15,7 +15,12 @@ from mistnet.ops.boxes import (
 from mistnet.ops.heatmap import render_heatmap
 from mistnet.ops.nms import nms, topk_keypoints
 from mistnet.ops.sampler import extract_patches, paste_patches
-from mistnet.ops.softmax import local_spatial_softmax, scale_pool
+from mistnet.ops.softmax import (
+    local_spatial_log_softmax,
+    local_spatial_softmax,
+    log_scale_pool,
+    scale_pool,
+)
 
 __all__ = [
     "box_iou",
@@ -23,7 +28,9 @@ __all__ = [
     "boxes_to_xyxy",
     "extract_patches",
     "keypoints_to_boxes",
+    "local_spatial_log_softmax",
     "local_spatial_softmax",
+    "log_scale_pool",
     "nms",
     "paste_patches",
     "render_heatmap",

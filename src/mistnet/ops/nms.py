@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mistnet.ops._checks import check_sides, check_tensor, check_window
-from mistnet.ops.softmax import scale_pool
+from mistnet.ops.softmax import log_scale_pool, scale_pool
 
 
 def nms(h: Tensor, window: int = 5) -> Tensor:
@@ -36,7 +36,11 @@ def nms(h: Tensor, window: int = 5) -> Tensor:
 
 @torch.no_grad()
 def topk_keypoints(
-    h: Tensor, k: int, sides: Tensor | list[float] | tuple[float, ...], nms_window: int = 5
+    h: Tensor,
+    k: int,
+    sides: Tensor | list[float] | tuple[float, ...],
+    nms_window: int = 5,
+    log: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """E_K: the K strongest local maxima of the scale-pooled heatmap, with their box sides.
 
@@ -52,6 +56,9 @@ def topk_keypoints(
         k: number of keypoints, ``1 <= k <= H * W``.
         sides: the S box sides ``sigma_s`` in pixels, strictly increasing.
         nms_window: odd NMS window in pixels.
+        log: ``h`` holds log-responses (:func:`local_spatial_log_softmax`); maxima are ranked
+            by their log values, so windows whose responses underflow in float keep their
+            order, and the scores are returned as responses (``exp``).
 
     Returns:
         ``keypoints`` ``(B, K, 3)`` as ``(x, y, side)`` and ``scores`` ``(B, K)`` (pooled heatmap
@@ -70,20 +77,25 @@ def topk_keypoints(
         raise ValueError(f"sides has {sigma.numel()} entries but h has S={S} scale channels")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= H * W:
         raise ValueError(f"k must be an integer in [1, H*W={H * W}], got {k!r}")
-    pooled = scale_pool(h).flatten(1)  # (B, H*W)
-    keep = torch.isfinite(nms(scale_pool(h), nms_window).flatten(1))
+    pooled = log_scale_pool(h) if log else scale_pool(h)  # (B, 1, H, W)
+    keep = torch.isfinite(nms(pooled, nms_window).flatten(1))
+    pooled = pooled.flatten(1)  # (B, H*W)
     # Rank every maximum above every non-maximum, each group by value.
     lo = pooled.amin(1, keepdim=True)
     hi = pooled.amax(1, keepdim=True)
     key = torch.where(keep, pooled, pooled - (hi - lo + 1))
     _, idx = key.topk(k, dim=1)  # (B, K)
     scores = pooled.gather(1, idx)
+    if log:
+        scores = scores.exp()
     x = (idx % W).to(h.dtype)
     y = torch.div(idx, W, rounding_mode="floor").to(h.dtype)
     if S == 1:
         side = sigma.expand(B, k)
     else:
         resp = h.flatten(2).gather(2, idx[:, None, :].expand(B, S, k))  # (B, S, K)
+        if log:  # the moment's weights, normalised over scales without underflow
+            resp = torch.softmax(resp, dim=1)
         mass = resp.sum(1)
         moment = (resp * sigma[None, :, None]).sum(1)
         side = torch.where(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -9,18 +11,62 @@ from torch import Tensor
 from mistnet.ops._checks import check_tensor
 
 
-def _window_sum(x: Tensor, window: int) -> Tensor:
-    """Sum of ``x`` over a ``window x window`` box around each pixel, the box shifted inside the map.
+def _window_logsumexp(a: Tensor, window: int) -> Tensor:
+    """Log of the sum of ``exp(a)`` over a ``window x window`` box around each pixel.
 
-    ``x`` is ``(B, S, H, W)``. The sum is computed in valid mode and replicate-padded, which is the
-    same as moving a border pixel's window inward until it fits (SPEC §1.1). A map smaller than the
-    window uses the whole extent along that axis.
+    ``a`` is ``(B, S, H, W)``. The box is shifted inside the map near borders (SPEC §1.1): the sum
+    is taken in valid mode and replicate-padded, which is the same as moving a border pixel's
+    window inward until it fits. A map smaller than the window uses the whole extent along that
+    axis. The box is separable, so this is two exact 1-D log-sum-exps (rows, then columns), each
+    stabilised by its own window's maximum: no value underflows however far apart the logits are.
     """
-    _, _, H, W = x.shape
-    wh, ww = min(window, H), min(window, W)
-    sums = F.avg_pool2d(x, (wh, ww), stride=1) * (wh * ww)  # (B, S, H - wh + 1, W - ww + 1)
-    pad = ((ww - 1) // 2, ww - 1 - (ww - 1) // 2, (wh - 1) // 2, wh - 1 - (wh - 1) // 2)
-    return F.pad(sums, pad, mode="replicate") if any(pad) else sums
+    for dim in (3, 2):
+        n = a.shape[dim]
+        w = min(window, n)
+        a = torch.logsumexp(a.unfold(dim, w, 1), dim=-1)  # (.., n - w + 1, ..) along dim
+        lo = (w - 1) // 2
+        pad = (lo, w - 1 - lo, 0, 0) if dim == 3 else (0, 0, lo, w - 1 - lo)
+        if any(pad):
+            a = F.pad(a, pad, mode="replicate")
+    return a
+
+
+def local_spatial_log_softmax(
+    logits: Tensor, window: int = 15, strength: float = 10.0, eps: float = 1e-6
+) -> Tensor:
+    """The logarithm of :func:`local_spatial_softmax`, computed without underflow.
+
+    ``log p(u) = a(u) - log(sum_{v in window(u)} exp a(v) + eps)`` with
+    ``a = strength * (h - max h)``, the max taken over each image's channel (detached). The value
+    is the official code's heatmap, exactly; only the arithmetic differs: in float32 the direct
+    form gives exactly 0 wherever a whole window lies more than ~9 logits (90 / strength) below
+    the image's highest one, and E_K then ranks such ties by pixel index (the top border), while
+    this form keeps every window's order and its gradient.
+
+    Args:
+        logits: ``(B, S, H, W)`` raw heatmap scores, one channel per scale.
+        window: odd side of the square window in pixels (15 in the paper).
+        strength: inverse temperature ``beta`` (10 in the official code).
+        eps: added to the denominator (relative to the image's highest logit, as in the code).
+
+    Returns:
+        ``(B, S, H, W)`` log-responses, all ``< 0``, same dtype and device as ``logits``.
+
+    Example:
+        >>> h = torch.zeros(1, 1, 20, 20); h[0, 0, 5, 5] = 1.0; h[0, 0, 15, 15] = -30.0
+        >>> lp = local_spatial_log_softmax(h)
+        >>> round(float(lp[0, 0, 5, 5].exp()), 3), float(lp[0, 0, 15, 15]) > -400
+        (0.99, True)
+    """
+    h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    peak = h.detach().amax(dim=(2, 3), keepdim=True)
+    a = strength * (h - peak)
+    denom = _window_logsumexp(a, window)
+    if eps > 0:
+        denom = torch.logaddexp(denom, torch.full_like(denom, math.log(eps)))
+    return a - denom
 
 
 def local_spatial_softmax(
@@ -29,9 +75,11 @@ def local_spatial_softmax(
     """Sharpen each heatmap channel with a softmax over a local window.
 
     ``p(u) = e(u) / (sum_{v in window(u)} e(v) + eps)`` with ``e = exp(strength * (h - max h))``,
-    the max taken over each image's channel for numerical stability only. The ``window x window``
-    box is centred on ``u`` and shifted to lie inside the image near borders, so it always holds
-    ``u`` and outputs lie in ``[0, 1)``. This is the official code's exact behaviour.
+    the max taken over each image's channel. The ``window x window`` box is centred on ``u`` and
+    shifted to lie inside the image near borders, so it always holds ``u`` and outputs lie in
+    ``[0, 1)``. This is the official code's function; it is computed as the exponential of
+    :func:`local_spatial_log_softmax`, so windows far below the image's highest logit come out
+    as small positive numbers (or float underflow) rather than the official code's 0 / eps.
 
     Args:
         logits: ``(B, S, H, W)`` raw heatmap scores, one channel per scale.
@@ -47,12 +95,7 @@ def local_spatial_softmax(
         >>> round(float(local_spatial_softmax(h)[0, 0, 5, 5]), 3)  # 1 / (1 + 224 e^-10)
         0.99
     """
-    h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
-    if not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
-    peak = h.detach().amax(dim=(2, 3), keepdim=True)
-    e = torch.exp(strength * (h - peak))
-    return e / (_window_sum(e, window) + eps)
+    return local_spatial_log_softmax(logits, window, strength, eps).exp()
 
 
 def scale_pool(h: Tensor, eps: float = 1e-6) -> Tensor:
@@ -71,3 +114,25 @@ def scale_pool(h: Tensor, eps: float = 1e-6) -> Tensor:
     h = check_tensor(h, "h", 4, "(B, S, H, W)")
     S = h.shape[1]
     return (h * h).sum(1, keepdim=True) / (h.sum(1, keepdim=True) + S * eps)
+
+
+def log_scale_pool(log_h: Tensor, eps: float = 1e-6) -> Tensor:
+    """:func:`scale_pool` of ``exp(log_h)``, in the log domain (for :func:`local_spatial_log_softmax`).
+
+    ``log(sum_s h_s^2) - log(sum_s h_s + S eps)`` with ``h = exp(log_h)``, computed without
+    underflow. With one scale it equals ``log_h - log(1 + eps / h)``, a monotone map of ``log_h``.
+
+    Args:
+        log_h: ``(B, S, H, W)`` log-responses.
+        eps: added per scale to the denominator.
+
+    Returns:
+        ``(B, 1, H, W)``.
+    """
+    log_h = check_tensor(log_h, "log_h", 4, "(B, S, H, W)")
+    S = log_h.shape[1]
+    num = torch.logsumexp(2 * log_h, dim=1, keepdim=True)
+    den = torch.logsumexp(log_h, dim=1, keepdim=True)
+    if eps > 0:
+        den = torch.logaddexp(den, torch.full_like(den, math.log(S * eps)))
+    return num - den

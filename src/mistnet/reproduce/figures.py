@@ -25,7 +25,7 @@ from mistnet.metrics import greedy_assign, valid_mask
 from mistnet.models.build import build_model
 from mistnet.reproduce.runs import IMPULSE_RADIUS, RunSpec
 from mistnet.runner import Run
-from mistnet.viz import draw_scenes_grid, mist_figure, plot_curves
+from mistnet.viz import draw_scenes_grid, output_figure, plot_curves
 
 
 def _scenes(path: Path, n: int) -> dict[str, torch.Tensor]:
@@ -67,23 +67,12 @@ def _mist_panels(spec: RunSpec, out: Path, n: int, device: str, per_image_k: boo
     images = batch["image"].to(device)
     count = batch["count"]
     res = _forward(model, images, int(count.max()) if per_image_k else None)
-    classify = cfg.model.task == "classify"
-    labels = res.task.argmax(-1).cpu() if classify else None
-    if per_image_k and labels is not None:
-        keep = torch.arange(labels.shape[1])[None] < count[:, None]
-        labels = labels.masked_fill(~keep, -1)  # -1: not drawn
-    B = images.shape[0]
-    heat = res.heatmaps if res.heatmaps is not None else images.new_zeros(B, 1, *images.shape[2:])
-    mist_figure(
-        images.cpu(),
-        heat.cpu(),
-        res.keypoints.cpu(),
-        labels,
-        res.patches.cpu(),
+    output_figure(
+        images,
+        res,
         out,
-        recon_patches=None if classify else res.task.cpu(),
-        reconstructions=None if res.reconstruction is None else res.reconstruction.cpu(),
-        gt_boxes=[batch["boxes"][b, : int(count[b])] for b in range(B)],
+        gt_boxes=[batch["boxes"][b, : int(count[b])] for b in range(images.shape[0])],
+        counts=count if per_image_k else None,
         signed=cfg.model.output == "signed",
     )
     return model, batch, res

@@ -1,0 +1,155 @@
+"""``mist detect``'s options beyond K (``--min-score``, ``--side``, ``--tile``) and its files for
+the whole call: ``detections.csv``, ``coco_results.json`` and ``coco_images.json``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mistnet.config import Config
+from mistnet.errors import MistError
+from mistnet.io import atomic_write_text
+from mistnet.models.mist import MIST, GridMIST
+
+CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How each image is run: resized by ``factor`` (``--side``), in ``tile`` windows or whole."""
+
+    side: float = 0.0
+    factor: float = 1.0
+    tile: tuple[int, int] | None = None
+    min_score: float | None = None
+
+    def record(self, windows: int) -> dict[str, Any]:
+        """The entries these options add to an image's JSON record."""
+        out: dict[str, Any] = {}
+        if self.side:
+            out.update(side=self.side, scale=round(self.factor, 6))
+        if self.tile:
+            out.update(tile=list(self.tile), windows=windows)
+        if self.min_score is not None:
+            out["min_score"] = self.min_score
+        return out
+
+
+def validate_options(
+    args: argparse.Namespace, cfg: Config, model: MIST, images: list[Tensor], smallest: int
+) -> DetectOptions:
+    """Check ``--min-score``, ``--side`` and ``--tile`` against the run and every image.
+
+    Raises:
+        MistError: a non-finite score, a side <= 0, tiles for the grid baseline or a run without
+            its training size, or an image that ``--side`` makes too small for the model.
+    """
+    if args.min_score is not None and not math.isfinite(args.min_score):
+        raise MistError(f"--min-score must be a number, got {args.min_score}")
+    if args.side < 0 or not math.isfinite(args.side):
+        raise MistError(f"--side must be a positive number of pixels, got {args.side}")
+    factor = cfg.model.base_side / args.side if args.side else 1.0
+    tile = None
+    if args.tile:
+        if isinstance(model, GridMIST):
+            raise MistError("the grid baseline has no detector to run in tiles; drop --tile")
+        if not cfg.model.image_size:
+            raise MistError(f"{args.run} does not record its training image size; drop --tile")
+        tile = tuple(int(v) for v in cfg.model.image_size)
+    for path, image in zip(args.images, images, strict=True):
+        _, H, W = image.shape
+        h, w = max(1, round(H * factor)), max(1, round(W * factor))
+        if min(h, w) < smallest or (tile is None and h * w < (args.k or model.k)):
+            raise MistError(
+                f"{path}: {W}x{H} becomes {w}x{h} with --side {args.side:g}, too small for the "
+                f"model (at least {smallest}x{smallest} pixels)"
+            )
+    return DetectOptions(args.side, factor, tile, args.min_score)
+
+
+def display(image: Tensor, signed: bool) -> np.ndarray:
+    """``(C, H, W)`` float -> ``(H, W, 3)`` uint8 for drawing, without float64 copies."""
+    x = (image + 1) / 2 if signed else image
+    u8 = (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8)  # floor(x * 255 + 0.5), as viz.to_rgb
+    return u8.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
+
+
+class DetectionTable:
+    """The detections of every image of one call, written as CSV and as COCO results.
+
+    Args:
+        classify: the run classifies (else every box is one class, ``object``).
+        names: the run's class names (index ``i`` names class ``i``), or ``()``.
+    """
+
+    def __init__(self, classify: bool, names: tuple[str, ...]) -> None:
+        self.classify, self.names = classify, names
+        self.images: list[dict[str, Any]] = []
+        self.rows: list[tuple] = []
+        self.results: list[dict[str, Any]] = []
+
+    def class_name(self, label: int | None) -> str:
+        if label is None:
+            return ""
+        return self.names[label] if label < len(self.names) else str(label)
+
+    def add(
+        self, image: str, width: int, height: int, kp: Tensor, scores: Tensor, labels: Tensor | None
+    ) -> None:
+        """One image's ``(N, 3)`` keypoints, ``(N,)`` scores and ``(N,)`` labels (or None)."""
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": image, "width": width, "height": height})
+        for n, ((x, y, side), score) in enumerate(zip(kp.tolist(), scores.tolist(), strict=True)):
+            label = None if labels is None else int(labels[n])
+            self.rows.append(
+                (
+                    image,
+                    round(x, 3),
+                    round(y, 3),
+                    round(side, 3),
+                    round(score, 6),
+                    self.class_name(label),
+                )
+            )
+            # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
+            corner = [round(x - side / 2 + 0.5, 3), round(y - side / 2 + 0.5, 3)]
+            self.results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": (label or 0) + 1,
+                    "bbox": [*corner, round(side, 3), round(side, 3)],
+                    "score": round(score, 6),
+                }
+            )
+
+    def categories(self) -> list[dict[str, Any]]:
+        if not self.classify:
+            return [{"id": 1, "name": "object"}]
+        count = max(
+            len(self.names), 1 + max((r["category_id"] - 1 for r in self.results), default=0)
+        )
+        return [{"id": i + 1, "name": self.class_name(i)} for i in range(count)]
+
+    def write(self, out: Path, formats: set[str]) -> None:
+        """``detections.csv`` (``csv``) and ``coco_results.json`` + ``coco_images.json``
+        (``coco``) in ``out``."""
+        if "csv" in formats:
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(self.rows)
+            atomic_write_text(out / "detections.csv", text.getvalue())
+        if "coco" in formats:
+            images = {"images": self.images, "categories": self.categories(), "annotations": []}
+            atomic_write_text(out / "coco_images.json", json.dumps(images, indent=1) + "\n")
+            atomic_write_text(out / "coco_results.json", json.dumps(self.results) + "\n")

@@ -1,0 +1,62 @@
+"""``mist plot``: training losses and validation metrics of one or more runs, on one figure.
+
+Each curve of the runs' ``log.jsonl`` gets a panel (``train/task``, ``train/heatmap``,
+``val/both``, ...), each run a line in it.
+
+Examples::
+
+    mist plot runs/photos --out curves.png
+    mist plot runs/a runs/b --key val/both --key train/task --minutes --out ab.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mistnet.errors import MistError
+from mistnet.runner import Run
+from mistnet.viz import plot_runs
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plot",
+        help="draw the losses and validation metrics of runs",
+        description=__doc__.split("Examples::", 1)[0].split("\n\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:" + __doc__.split("Examples::", 1)[1],
+    )
+    p.add_argument("runs", metavar="RUN", nargs="+", help="run directories")
+    p.add_argument("--out", default="curves.png", metavar="FILE.png", help="default curves.png")
+    p.add_argument(
+        "--key", action="append", default=[], metavar="KEY", help="a curve to draw (repeatable)"
+    )
+    p.add_argument("--minutes", action="store_true", help="training minutes on the x axis")
+    p.set_defaults(func=run)
+
+
+def _labels(paths: list[str]) -> list[str]:
+    """Each run's directory name, with its parent where two share a name, then a number."""
+    names = [Path(p).name or str(p) for p in paths]
+    labels = [
+        f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n
+        for p, n in zip(paths, names, strict=True)
+    ]
+    return [
+        f"{lab} ({labels[:i].count(lab) + 1})" if labels.count(lab) > 1 else lab
+        for i, lab in enumerate(labels)
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    runs = {
+        label: Run(path).records()
+        for label, path in zip(_labels(args.runs), args.runs, strict=True)
+    }
+    try:
+        keys = plot_runs(runs, args.out, keys=args.key, minutes=args.minutes)
+    except ValueError as exc:
+        raise MistError(f"{exc} ({', '.join(args.key) or 'any'})") from None
+    print(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
+    return 0

@@ -1,0 +1,480 @@
+"""A folder of one's own images -> a dataset in our format (``mist data import-images``).
+
+The folder is searched recursively for PNG, JPEG and TIFF files (sorted by their path relative
+to the folder, which is how every other file names them). Each image becomes uint8 ``(C, H, W)``:
+one channel when every image is grey (grey modes, or colour modes whose channels are all equal),
+else three (``channels`` forces either); transparency is composited over black and 16-bit images
+are scaled to 8 bits. One size for all: the images' own when they agree, ``size`` (a resize,
+aspect ratio not kept) or ``crop`` (``per_image`` seeded random crops of each image). The split
+of the images into train / val / test is a seeded permutation of the source images, so the crops
+of one image stay in one split.
+
+Ground truth is optional:
+
+- ``labels``: a CSV ``filename,labels`` (header optional) whose second field is a
+  space-separated multiset of class names (``cat cat dog``; empty: no instance). Every image
+  needs a row. The classes are the names sorted (numerically when all are integers), and the
+  manifest keeps them (``"classes"``); the dataset then has labels but no boxes.
+- ``boxes``: where the instances are, for evaluation. A CSV with a header naming ``filename`` (or
+  ``image``), the centre and size ``cx,cy,w,h`` (or ``x,y,side``, the columns of
+  ``mist detect``'s CSV) in pixels, pixel centres at integer coordinates, and optionally
+  ``class`` (or ``label``); or COCO annotations (``.json``: ``images``, ``annotations`` with
+  ``bbox = [x, y, w, h]`` from the top-left corner of the top-left pixel, ``categories``). An
+  image without a row has no instance. Boxes follow the resize or crop (a box is kept in a crop
+  when its centre is inside). Boxes with classes give labels too; ``labels`` and ``boxes``
+  together are refused (which label is which box would be unknown).
+
+Without either the dataset holds images only, for an auto-encoder (``annotations = []``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mistnet.data.store import write_dataset
+from mistnet.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[Path]:
+    """The image files under ``src`` (recursive), sorted by relative path.
+
+    Hidden files and the files in ``ignore`` (a labels or boxes file kept in the folder) are
+    passed over.
+
+    Raises:
+        DataError: ``src`` is no directory, holds a file of another format, or no image.
+    """
+    root = Path(src)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory")
+    skip = {p.resolve() for p in ignore}
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.resolve() in skip:
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(
+                f"{path}: unknown image format {path.suffix or '(no extension)'!r} "
+                f"(import-images reads {', '.join(IMAGE_SUFFIXES)}; move other files out)"
+            )
+        found.append(path)
+    if not found:
+        raise DataError(f"{root}: no PNG, JPEG or TIFF images in this folder")
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """One image file as an ``(H, W, C)`` uint8 array, ``C = 1`` for grey modes, else 3.
+
+    Raises:
+        DataError: the file is not a readable image.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
+            a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
+        return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)[..., None]
+    grey = im.mode in _GREY_MODES
+    if im.mode == "P" or "A" in im.getbands():
+        rgba = im.convert("RGBA")  # transparency (alpha or a palette entry) over black
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    a = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+    return a[..., None] if a.ndim == 2 else a
+
+
+def is_grey(a: np.ndarray) -> bool:
+    """Whether an ``(H, W, C)`` image is grey: one channel, or all channels equal."""
+    return a.shape[2] == 1 or bool((a == a[..., :1]).all())
+
+
+def to_channels(a: np.ndarray, channels: int) -> np.ndarray:
+    """``(H, W, 1|3)`` uint8 -> ``(H, W, channels)``: grey repeated, or colour to luma (ITU 601)."""
+    if a.shape[2] == channels:
+        return a
+    if channels == 3:
+        return np.repeat(a, 3, axis=2)
+    if is_grey(a):
+        return a[..., :1]
+    return np.asarray(Image.fromarray(a).convert("L"))[..., None]
+
+
+# -- ground truth ----------------------------------------------------------------------------
+
+
+@dataclass
+class Truth:
+    """The ground truth of one image (or crop): ``n`` instances.
+
+    ``boxes`` ``(n, 4)`` (cx, cy, w, h), or None when only labels are known; ``names`` the ``n``
+    class names (``""`` for a box without a class).
+    """
+
+    boxes: np.ndarray | None
+    names: list[str]
+
+
+def _resolver(root: Path, images: list[Path], where: str):
+    """A function from a file name in an annotation file to the relative path of its image.
+
+    A name is the path relative to the folder (``/`` separators), or a bare file name when
+    that names one image only.
+    """
+    rel = {p.relative_to(root).as_posix(): p.relative_to(root).as_posix() for p in images}
+    bare: dict[str, list[str]] = {}
+    for r in rel:
+        bare.setdefault(r.rsplit("/", 1)[-1], []).append(r)
+
+    def resolve(name: str, line: str) -> str:
+        name = name.strip().replace("\\", "/").removeprefix("./")
+        if name in rel:
+            return name
+        hits = bare.get(name, [])
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise DataError(f"{where} {line}: {name!r} matches {', '.join(hits)}; give the path")
+        raise DataError(f"{where} {line}: no image {name!r} under {root}")
+
+    return resolve
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    try:
+        with path.open(newline="") as f:
+            return [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict[str, Truth]:
+    """``filename,labels`` rows -> ``{relative path: Truth(None, names)}``, one per image.
+
+    Raises:
+        DataError: not a CSV, a row without two fields, a file named twice or not under
+            ``root``, or an image without a row.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: unknown labels format (a CSV file filename,labels)")
+    resolve = _resolver(root, images, str(path))
+    rows = _csv_rows(path)
+    if rows and [c.strip().lower() for c in rows[0]] == ["filename", "labels"]:
+        rows = rows[1:]
+    truth: dict[str, Truth] = {}
+    for i, row in enumerate(rows, 1):
+        if len(row) != 2:
+            raise DataError(f"{path} row {i}: expected filename,labels, got {len(row)} fields")
+        rel = resolve(row[0], f"row {i}")
+        if rel in truth:
+            raise DataError(f"{path} row {i}: {rel} has a row already")
+        truth[rel] = Truth(None, row[1].split())
+    for p in images:
+        rel = p.relative_to(root).as_posix()
+        if rel not in truth:
+            raise DataError(f"{path}: no row for {rel} (an empty labels field means no object)")
+    return truth
+
+
+def _column(header: list[str], *names: str) -> int | None:
+    for name in names:
+        if name in header:
+            return header.index(name)
+    return None
+
+
+def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]:
+    rows = _csv_rows(path)
+    if not rows:
+        raise DataError(f"{path}: empty boxes file")
+    header = [c.strip().lower() for c in rows[0]]
+    file_col = _column(header, "filename", "image")
+    centre = [_column(header, n) for n in ("cx", "cy", "w", "h")]
+    side = [_column(header, n) for n in ("x", "y", "side")]
+    class_col = _column(header, "class", "label")
+    if file_col is None or (None in centre and None in side):
+        raise DataError(
+            f"{path}: the header must name filename (or image) and cx,cy,w,h (or x,y,side)"
+        )
+    cols = centre if None not in centre else [*side, side[2]]
+    truth: dict[str, Truth] = {}
+    for i, row in enumerate(rows[1:], 2):
+        try:
+            values = [float(row[c]) for c in cols]
+            rel = resolve(row[file_col], f"line {i}")
+            name = row[class_col].strip() if class_col is not None else ""
+        except (ValueError, IndexError):
+            raise DataError(f"{path} line {i}: expected numbers in {', '.join(header)}") from None
+        if not all(np.isfinite(values)) or values[2] <= 0 or values[3] <= 0:
+            raise DataError(f"{path} line {i}: a box needs finite numbers and a positive size")
+        entry = truth.setdefault(rel, Truth(np.zeros((0, 4), np.float32), []))
+        entry.boxes = np.concatenate([entry.boxes, np.float32([values])])
+        entry.names.append(name)
+    if class_col is None:
+        return truth, None
+    names = sorted({n for t in truth.values() for n in t.names}, key=_class_key)
+    if "" in names:
+        raise DataError(f"{path}: a row has an empty class; name every box's class or none")
+    return truth, names
+
+
+def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
+    try:
+        coco = json.loads(path.read_text())
+        files = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
+        cats = sorted((int(c["id"]), str(c["name"])) for c in coco["categories"])
+        anns = [
+            (int(a["image_id"]), [float(v) for v in a["bbox"]], int(a["category_id"]))
+            for a in coco["annotations"]
+        ]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON file ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{path}: not COCO annotations (images, annotations with bbox, categories): {exc!r}"
+        ) from None
+    by_id = dict(cats)
+    rel_of = {iid: resolve(name, f"image {iid}") for iid, name in files.items()}
+    truth = {rel: Truth(np.zeros((0, 4), np.float32), []) for rel in rel_of.values()}
+    for n, (iid, bbox, cid) in enumerate(anns):
+        if iid not in rel_of or cid not in by_id:
+            raise DataError(f"{path}: annotation {n} names an unknown image or category")
+        x, y, w, h = bbox if len(bbox) == 4 else (np.nan,) * 4
+        if not np.isfinite([x, y, w, h]).all() or w <= 0 or h <= 0:
+            raise DataError(f"{path}: annotation {n} has no valid bbox [x, y, w, h]")
+        # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
+        box = np.float32([[x + w / 2 - 0.5, y + h / 2 - 0.5, w, h]])
+        entry = truth[rel_of[iid]]
+        entry.boxes = np.concatenate([entry.boxes, box])
+        entry.names.append(by_id[cid])
+    return truth, [name for _, name in cats]
+
+
+def read_boxes(
+    path: str | os.PathLike, root: Path, images: list[Path]
+) -> tuple[dict[str, Truth], list[str] | None]:
+    """A CSV or COCO box file -> ``({relative path: Truth}, class names or None)``.
+
+    Raises:
+        DataError: another format, a malformed row or annotation, or a file not under ``root``.
+    """
+    path = Path(path)
+    resolve = _resolver(root, images, str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _boxes_csv(path, resolve)
+    if suffix == ".json":
+        return _boxes_coco(path, resolve)
+    raise DataError(f"{path}: unknown boxes format {suffix!r} (a .csv file or COCO .json)")
+
+
+def _class_key(name: str):
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    H, W = size
+    im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
+    out = np.asarray(im.resize((W, H), Image.Resampling.BILINEAR))
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _scale_boxes(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Boxes under a resize by ``(sx, sy)``, with pixel centres at integer coordinates."""
+    cx, cy, w, h = boxes.T
+    return np.stack([(cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, w * sx, h * sy], 1)
+
+
+@dataclass
+class _Item:
+    source: int  # index of the image file it comes from
+    image: np.ndarray  # (H, W, C) uint8
+    truth: Truth
+    origin: tuple[int, int] = (0, 0)  # (x0, y0) of a crop in its file
+
+
+def _crops(
+    a: np.ndarray,
+    t: Truth,
+    crop: tuple[int, int],
+    n: int,
+    rng: np.random.Generator,
+    source: int,
+    where: Path,
+) -> list[_Item]:
+    """``n`` random ``crop``-sized crops of ``a``; a box stays when its centre is inside."""
+    H, W = crop
+    h, w = a.shape[:2]
+    if h < H or w < W:
+        raise DataError(f"{where}: {w}x{h} is smaller than the {W}x{H} crop")
+    out = []
+    for _ in range(n):
+        y0, x0 = int(rng.integers(0, h - H + 1)), int(rng.integers(0, w - W + 1))
+        cx, cy = t.boxes[:, 0], t.boxes[:, 1]
+        inside = (cx >= x0 - 0.5) & (cx < x0 + W - 0.5) & (cy >= y0 - 0.5) & (cy < y0 + H - 0.5)
+        boxes = t.boxes[inside] - np.float32([x0, y0, 0, 0])
+        names = [name for name, keep in zip(t.names, inside, strict=True) if keep]
+        out.append(_Item(source, a[y0 : y0 + H, x0 : x0 + W], Truth(boxes, names), (x0, y0)))
+    return out
+
+
+def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
+    for name, f in (("--val", val), ("--test", test)):
+        if not 0 <= f < 1:
+            raise DataError(f"{name} must be a fraction in [0, 1), got {f}")
+    n_val = max(1, round(val * n)) if val > 0 else 0
+    n_test = max(1, round(test * n)) if test > 0 else 0
+    if n - n_val - n_test < 1:
+        raise DataError(f"{n} images leave none for training with --val {val} and --test {test}")
+    return n - n_val - n_test, n_val, n_test
+
+
+def import_images(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    labels: str | os.PathLike | None = None,
+    boxes: str | os.PathLike | None = None,
+    size: tuple[int, int] | None = None,
+    crop: tuple[int, int] | None = None,
+    per_image: int = 1,
+    channels: int | None = None,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+) -> dict:
+    """Import the images under ``src`` into a new dataset directory ``out`` (atomically).
+
+    Args:
+        src: folder searched recursively for PNG/JPEG/TIFF files.
+        out: new dataset directory (see :mod:`mistnet.data.store`).
+        labels: CSV of image-level class multisets (see the module docstring).
+        boxes: CSV or COCO box file (see the module docstring).
+        size: ``(H, W)`` to resize every image to.
+        crop: ``(H, W)`` of ``per_image`` seeded random crops per image (instead of ``size``).
+        channels: 1 or 3 to force grey or colour; None: detect.
+        val, test: fractions of the images for the validation and test splits.
+        seed: seeds the split and the crops.
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        DataError: for every problem with the inputs, naming the file.
+    """
+    root = Path(src)
+    if labels is not None and boxes is not None:
+        raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
+    if size is not None and crop is not None:
+        raise DataError("give --size or --crop, not both")
+    if crop is not None and labels is not None:
+        raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
+    if per_image < 1 or (per_image > 1 and crop is None):
+        raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
+    for name, hw in (("--size", size), ("--crop", crop)):
+        if hw is not None and min(hw) < 1:
+            raise DataError(f"{name} needs H, W >= 1, got {hw}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
+    names: list[str] | None = None
+    truth: dict[str, Truth] = {}
+    if labels is not None:
+        truth = read_labels(labels, root, files)
+        names = sorted({n for t in truth.values() for n in t.names}, key=_class_key)
+    elif boxes is not None:
+        truth, names = read_boxes(boxes, root, files)
+    rels = [p.relative_to(root).as_posix() for p in files]
+    pixels = [read_image(p) for p in files]
+    C = channels or (1 if all(is_grey(a) for a in pixels) else 3)
+    shapes = {a.shape[:2] for a in pixels}
+    if size is None and crop is None and len(shapes) > 1:
+        (h1, w1), (h2, w2) = sorted(shapes)[:2]
+        raise DataError(
+            f"{root}: images differ in size ({w1}x{h1}, {w2}x{h2}, ...); "
+            "pass --size H W or --crop H W"
+        )
+    H, W = size or crop or pixels[0].shape[:2]
+    items: list[_Item] = []
+    for i, (rel, a) in enumerate(zip(rels, pixels, strict=True)):
+        t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
+        a = to_channels(a, C)
+        if crop is not None:
+            items += _crops(a, t, crop, per_image, np.random.default_rng([seed, i]), i, root / rel)
+        elif size is not None:
+            h, w = a.shape[:2]
+            bx = None if t.boxes is None else _scale_boxes(t.boxes, W / w, H / h)
+            items.append(_Item(i, _resize(a, size), Truth(bx, t.names)))
+        else:
+            items.append(_Item(i, a, t))
+
+    sizes = _split_sizes(len(files), val, test)
+    order = np.random.default_rng(seed).permutation(len(files))
+    split_of = {}
+    for split, lo, hi in (("train", 0, sizes[0]), ("val", sizes[0], sizes[0] + sizes[1])):
+        split_of.update(dict.fromkeys(order[lo:hi].tolist(), split))
+    index = {n: j for j, n in enumerate(names or [])}
+    M = max(len(it.truth.names) for it in items)
+    splits, file_names, origins = {}, {}, {}
+    for split, n in zip(("train", "val", "test"), sizes, strict=True):
+        chosen = [it for it in items if split_of.get(it.source, "test") == split]
+        if not n:
+            continue
+        N = len(chosen)
+        arrays = {
+            "images": np.stack([it.image.transpose(2, 0, 1) for it in chosen]),
+            "boxes": np.zeros((N, M, 4), np.float32),
+            "labels": np.full((N, M), -1, np.int64),
+            "counts": np.array([len(it.truth.names) for it in chosen], np.int64),
+        }
+        for j, it in enumerate(chosen):
+            n_obj = len(it.truth.names)
+            if it.truth.boxes is not None:
+                arrays["boxes"][j, :n_obj] = it.truth.boxes
+            arrays["labels"][j, :n_obj] = [index.get(k, 0) for k in it.truth.names]
+        splits[split] = arrays
+        file_names[split] = [rels[it.source] for it in chosen]
+        origins[split] = [list(it.origin) for it in chosen]
+    annotations = (["boxes"] if boxes is not None else []) + (["labels"] if names else [])
+    manifest = {
+        "generator": "images",
+        "source": str(root),
+        "seed": seed,
+        "annotations": annotations,
+        "classes": names or [],
+        "params": {
+            "size": list(size) if size else None,
+            "crop": list(crop) if crop else None,
+            "per_image": per_image,
+            "val": val,
+            "test": test,
+            "labels": str(labels) if labels else None,
+            "boxes": str(boxes) if boxes else None,
+        },
+        "file_names": file_names,
+    }
+    if crop is not None:
+        manifest["crop_origins"] = origins  # (x0, y0) of each crop in its file
+    write_dataset(out, root.name or "images", splits, manifest)
+    return {**manifest, "channels": C, "height": H, "width": W}

@@ -1,0 +1,140 @@
+"""Any map-style torch Dataset of images, seen as scenes (what :func:`mistnet.fit` trains on).
+
+An item may be
+
+- an image: a ``(C, H, W)`` or ``(H, W)`` tensor or array (floats in [0, 1], or uint8 in
+  [0, 255]) or a PIL image, alone or in a 1-tuple (``TensorDataset``): no ground truth (an
+  auto-encoder's data);
+- ``(image, labels)``: ``labels`` one class index or a sequence / 1-D tensor of them, the
+  multiset of the instances in the image (a torchvision classification dataset gives one);
+- a dict in our item format (``image``, optional ``labels``, ``boxes`` ``(N, 4)`` as
+  ``(cx, cy, w, h)``).
+
+The first item fixes the image size, the channels and which ground truth the items carry; an
+item that differs stops training with one line. A ``classes`` attribute of the dataset (a list of
+names, as torchvision datasets have) names the classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mistnet.errors import MistError
+
+#: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
+IN_MEMORY = "in-memory"
+
+
+def _image(x: Any, where: str) -> torch.Tensor:
+    if hasattr(x, "getbands"):  # a PIL image
+        x = np.asarray(x.convert("L" if len(x.getbands()) == 1 else "RGB"))
+        x = x if x.ndim == 2 else x.transpose(2, 0, 1)
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim != 3 or t.shape[0] not in (1, 3):
+        raise MistError(
+            f"{where}: expected a (C, H, W) image with C = 1 or 3, got {tuple(t.shape)}"
+        )
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    return t.float()
+
+
+def _labels(y: Any, where: str) -> torch.Tensor:
+    t = torch.as_tensor(y)
+    if t.ndim == 0:
+        t = t[None]
+    if t.ndim != 1 or t.is_floating_point() or (t.numel() and int(t.min()) < 0):
+        raise MistError(f"{where}: labels must be class indices >= 0, got {y!r}")
+    return t.long()
+
+
+class SceneItems(Dataset):
+    """``dataset``'s items in the :class:`~mistnet.data.SceneDataset` item format.
+
+    Attributes:
+        channels, height, width: of the first image.
+        annotations: ``{"labels"}`` for ``(image, labels)`` items, ``{"boxes", "labels"}`` for
+            dicts with boxes, ``set()`` for bare images.
+        classes: ``dataset.classes`` when it is a list of names, else ``()``.
+
+    Example:
+        >>> items = SceneItems([(torch.rand(1, 8, 8), [2, 2]), (torch.rand(1, 8, 8), 1)])
+        >>> items[0]["labels"].tolist(), int(items[1]["count"]), sorted(items.annotations)
+        ([2, 2], 1, ['labels'])
+    """
+
+    name = IN_MEMORY
+    signed = False
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise MistError("the dataset is empty")
+        first = dataset[0]
+        self.annotations = self._kind(first)
+        image = self[0]["image"]
+        self.channels, self.height, self.width = (int(v) for v in image.shape)
+        names = getattr(dataset, "classes", ())
+        ok = isinstance(names, Sequence) and all(isinstance(n, str) for n in names)
+        self.classes = tuple(names) if ok and "labels" in self.annotations else ()
+
+    @staticmethod
+    def _unwrap(item: Any) -> Any:
+        """A 1-tuple (a ``TensorDataset`` of images) is its image."""
+        return item[0] if isinstance(item, tuple | list) and len(item) == 1 else item
+
+    @classmethod
+    def _kind(cls, item: Any) -> frozenset[str]:
+        item = cls._unwrap(item)
+        if isinstance(item, dict):
+            return frozenset({"labels", *(["boxes"] if "boxes" in item else [])})
+        if isinstance(item, tuple | list) and len(item) == 2:
+            return frozenset({"labels"})
+        return frozenset()
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        raw = self._unwrap(self.dataset[index])
+        where = f"item {index}"
+        if self._kind(raw) != self.annotations:
+            raise MistError(f"{where} carries other ground truth than item 0")
+        if isinstance(raw, dict):
+            image, labels = _image(raw["image"], where), _labels(raw.get("labels", []), where)
+            boxes = torch.as_tensor(raw.get("boxes", torch.zeros(len(labels), 4))).float()
+            if boxes.shape != (len(labels), 4):
+                raise MistError(
+                    f"{where}: boxes must be ({len(labels)}, 4), got {tuple(boxes.shape)}"
+                )
+        elif "labels" in self.annotations:
+            image, labels = _image(raw[0], where), _labels(raw[1], where)
+            boxes = torch.zeros(len(labels), 4)
+        else:
+            image, labels, boxes = (
+                _image(raw, where),
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0, 4),
+            )
+        if hasattr(self, "height") and tuple(image.shape) != (
+            self.channels,
+            self.height,
+            self.width,
+        ):
+            raise MistError(
+                f"{where} is {tuple(image.shape)}, item 0 ({self.channels}, {self.height}, "
+                f"{self.width}); every image needs one size"
+            )
+        return {
+            "image": image,
+            "boxes": boxes,
+            "labels": labels,
+            "count": torch.tensor(len(labels)),
+        }

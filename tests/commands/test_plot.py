@@ -1,0 +1,45 @@
+"""``mist plot``: losses and validation metrics of several runs on one figure."""
+
+import json
+
+from cli_helpers import assert_user_error, mist
+from PIL import Image
+
+from mistnet.runner import Run
+from mistnet.viz import log_curves
+
+
+def test_plot_draws_losses_and_validation_metrics_of_runs(capsys, tiny_run, tmp_path):
+    out = tmp_path / "curves.png"
+    rc, stdout, err = mist(capsys, "plot", tiny_run, tiny_run, "--out", out)
+    assert rc == 0, err
+    assert "train/task, train/heatmap, val/ap50, val/ap50_agnostic, val/both" in stdout
+    assert "of 2 run(s)" in stdout
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 600
+    rc, stdout, err = mist(
+        capsys, "plot", tiny_run, "--key", "val/both", "--minutes", "--out", tmp_path / "b.png"
+    )
+    assert rc == 0 and "wrote" in stdout and ": val/both of 1 run(s)" in stdout
+    assert_user_error(
+        mist(capsys, "plot", tiny_run, "--key", "val/nope", "--out", tmp_path / "c.png"),
+        "none of the curves",
+    )
+    assert_user_error(mist(capsys, "plot", tmp_path / "missing"), "does not exist")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_log_curves_read_back_what_the_run_logged(tiny_run, tmp_path):
+    records = Run(tiny_run).records()
+    curves = log_curves(records)
+    train = [r for r in records if r["split"] == "train"]
+    assert [s for s, _, _ in curves["train/task"]] == [r["step"] for r in train] == [5, 10]
+    assert [v for _, _, v in curves["train/task"]] == [r["task"] for r in train]
+    (val,) = [r for r in records if r["split"] == "val"]
+    assert curves["val/both"] == [(10, train[-1]["wall"] / 60, val["both"])]
+    torn = tmp_path / "run"
+    torn.mkdir()
+    (torn / "config.json").write_text((tiny_run / "config.json").read_text())
+    lines = (tiny_run / "log.jsonl").read_text()
+    (torn / "log.jsonl").write_text(lines + '{"step": 11, "spl')  # a kill mid-write
+    assert Run(torn).records() == [json.loads(line) for line in lines.splitlines()]

@@ -1,0 +1,103 @@
+"""mistnet.fit / mistnet.load and the in-memory dataset adapter (data.memory.SceneItems)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
+
+import mistnet
+from mistnet.data.memory import SceneItems
+from mistnet.errors import MistError
+
+
+def test_scene_items_read_images_labels_and_scene_dicts():
+    grey = SceneItems([np.full((6, 7), 255, np.uint8)] * 2)
+    assert (grey.channels, grey.height, grey.width) == (1, 6, 7) and grey.annotations == set()
+    assert float(grey[0]["image"].max()) == 1.0 and int(grey[1]["count"]) == 0
+    rgb = SceneItems([(Image.new("RGB", (5, 4), (255, 0, 0)), 3)])
+    assert rgb.channels == 3 and rgb[0]["labels"].tolist() == [3]
+    assert rgb[0]["image"][:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    boxed = SceneItems(
+        [{"image": torch.zeros(1, 8, 8), "labels": [1], "boxes": [[4.0, 4.0, 2.0, 2.0]]}]
+    )
+    assert boxed.annotations == {"boxes", "labels"} and boxed[0]["boxes"].shape == (1, 4)
+
+
+class Named(torch.utils.data.Dataset):
+    classes = ["a", "b"]
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_scene_items_refuse_what_they_cannot_use():
+    assert SceneItems(Named([(torch.zeros(1, 4, 4), [0, 1])])).classes == ("a", "b")
+    with pytest.raises(MistError, match="empty"):
+        SceneItems([])
+    with pytest.raises(MistError, match="C = 1 or 3"):
+        SceneItems([torch.zeros(2, 4, 4)])
+    mixed = SceneItems([torch.zeros(1, 4, 4), torch.zeros(1, 5, 4)])
+    with pytest.raises(MistError, match="item 1 is .* one size"):
+        mixed[1]
+    with pytest.raises(MistError, match="other ground truth"):
+        SceneItems([(torch.zeros(1, 4, 4), 1), torch.zeros(1, 4, 4)])[1]
+    with pytest.raises(MistError, match="class indices"):
+        SceneItems([(torch.zeros(1, 4, 4), [-1])])
+
+
+def squares(n: int, seed: int) -> list:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        image = torch.zeros(1, 40, 40)
+        x, y = (int(v) for v in torch.randint(4, 30, (2,), generator=g))
+        image[0, y : y + 6, x : x + 6] = 1.0
+        out.append((image, [int(x > 17)]))
+    return out
+
+
+def test_fit_writes_a_run_from_a_dataloader_and_trains_on_from_a_loaded_model(tmp_path):
+    train = DataLoader(Named(squares(12, 0)), batch_size=3)
+    model = mistnet.fit(
+        "tiny-cpu", train, Named(squares(4, 1)), out=tmp_path / "a", steps=3, k=1, num_classes=2,
+        train_seed=5, val_every=3,
+    )  # fmt: skip
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["train"]["batch_size"] == 3 and cfg["train"]["seed"] == 5
+    assert cfg["data"]["name"] == "in-memory" and cfg["model"]["class_names"] == ["a", "b"]
+    assert model.config.model.k == 1 and not model.training
+    again = mistnet.load(tmp_path / "a")
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    more = mistnet.fit(
+        model, train, out=tmp_path / "b", steps=1, lr_task=1e-9, lr_heatmap=1e-9, train_seed=99
+    )
+    cfg_b = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfg_b["train"]["init_from"] == str(tmp_path / "a")
+    assert cfg_b["train"]["init_parts"] == "all"
+    pairs = zip(model.parameters(), more.parameters(), strict=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)  # lr 1e-9: the loaded weights
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["select_metric"].startswith("none")
+
+
+def test_fit_refuses_unknown_and_ambiguous_keys_and_foreign_models(tmp_path):
+    data = TensorDataset(torch.rand(8, 1, 32, 32))
+    with pytest.raises(MistError, match="seed is in data and train"):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", seed=1)
+    with pytest.raises(MistError, match="unknown config key 'nope'"):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", nope=1)
+    with pytest.raises(MistError, match="model.k must be an integer"):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", k="three")
+    with pytest.raises(TypeError, match="mistnet.load"):
+        mistnet.fit(torch.nn.Linear(1, 1), data, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

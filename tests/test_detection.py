@@ -1,0 +1,90 @@
+"""mistnet.detection: rescaling for another object size, windows with cores, merging across them.
+
+The semantic tests use a MIST whose heatmap network is the identity: E_K then finds the bright
+pixels of the image, so where detections must land is known by construction.
+"""
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from mistnet.detection import _cores, detect_image, merge_detections, window_starts
+from mistnet.models.mist import MIST
+from mistnet.models.patch import PatchClassifier
+
+
+def peak_model(k: int = 4, side: float = 20.0) -> MIST:
+    torch.manual_seed(0)
+    task = PatchClassifier(1, 3, patch_size=8, base_width=4, levels=1, blocks=1)
+    return MIST(nn.Identity(), task, k=k, sides=(side,), patch_size=8, nms_window=5).eval()
+
+
+def dots(H: int, W: int, points: list[tuple[int, int]], radius: int = 0) -> torch.Tensor:
+    """Peaks of 1 at ``points``, falling off linearly to 0 at ``radius + 1`` pixels."""
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    image = torch.zeros(1, H, W)
+    for x, y in points:
+        d = ((xx - x) ** 2 + (yy - y) ** 2).float().sqrt()
+        image[0] = torch.maximum(image[0], (1 - d / (radius + 1)).clamp(min=0))
+    return image
+
+
+@pytest.mark.parametrize("length", [1, 79, 80, 81, 200, 333])
+def test_window_cores_partition_the_image_and_keep_a_margin(length):
+    window, overlap = 80, 20
+    starts = window_starts(length, window, overlap)
+    cores = _cores(starts, min(window, length))
+    assert starts[0] == 0 and starts[-1] + min(window, length) == length
+    for pos in range(length):
+        owners = [i for i, (lo, hi) in enumerate(cores) if lo <= pos < hi]
+        assert len(owners) == 1
+        start = starts[owners[0]]
+        assert start <= pos < start + window
+        inner = pos - start >= overlap / 2 or start == 0
+        outer = start + window - pos >= overlap / 2 or start + window >= length
+        assert inner and outer
+
+
+def test_merge_keeps_the_best_of_overlapping_boxes_only():
+    random.seed(0)
+    kp = torch.tensor([[10.0, 10, 20], [13, 11, 20], [31, 10, 20], [200, 200, 20], [205, 200, 4]])
+    scores = torch.tensor([0.2, 0.9, 0.5, 0.3, 0.8])
+    # 13 vs 10: IoU 17*19 / (800 - 323) > .5, dropped; 31 vs 13: IoU 2*19 / .. < .5, kept;
+    # the small box inside the big one: IoU 16 / 400 < .5, both kept
+    assert merge_detections(kp, scores).tolist() == [1, 4, 2, 3]
+    assert merge_detections(kp[:0], scores[:0]).tolist() == []
+
+
+def test_side_rescales_so_that_other_object_sizes_map_back():
+    model = peak_model(k=2)
+    image = dots(80, 100, [(37, 21), (70, 60)], radius=3)  # two cones
+    plain = detect_image(model, image, 2)
+    assert sorted(plain.keypoints[:, :2].tolist()) == [[37.0, 21.0], [70.0, 60.0]]
+    half = detect_image(model, image, 2, scale=0.5)  # objects of 40 px seen as the model's 20
+    assert half.keypoints[:, 2].tolist() == [40.0, 40.0]
+    # 37 -> (37 + 0.5) / 2 - 0.5 = 18.25 in the half image, found at 18 -> back at 36.5; 70 at 70.5
+    assert sorted(half.keypoints[:, :2].tolist()) == [[36.5, 20.5], [70.5, 60.5]]
+
+
+def test_tiles_find_every_object_once_in_bounded_batches(monkeypatch):
+    model = peak_model(k=3)
+    points = [(5, 5), (77, 40), (78, 41 + 30), (150, 150), (299, 10), (130, 199), (60, 119)]
+    image = dots(200, 300, points)
+    batches = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x, k=None: batches.append(len(x)) or forward(x, k))
+    found = detect_image(model, image, 3, tile=(80, 80), batch=4)
+    rows, cols = window_starts(200, 80, 20), window_starts(300, 80, 20)
+    assert found.windows == len(rows) * len(cols) == sum(batches)
+    assert max(batches) <= 4
+    bright = found.keypoints[found.scores > 0.5]
+    assert sorted(map(tuple, bright[:, :2].tolist())) == sorted(
+        (float(x), float(y)) for x, y in points
+    )
+    whole = detect_image(model, image, len(points))
+    assert sorted(map(tuple, whole.keypoints[:, :2].tolist())) == sorted(
+        map(tuple, bright[:, :2].tolist())
+    )
+    assert found.logits.shape == (len(found.keypoints), 3)
