@@ -198,6 +198,31 @@ def import_over_max_pixels(tmp_path, run):
     return argv, ["80x80 = 6,400 pixels, more than the limit of 100"]
 
 
+@case
+def import_images_over_max_pixels(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return [*argv, "--max-pixels", "1000"], ["a.png: 48x48 = 2,304 pixels, more than"]
+
+
+@case
+def import_images_nan_pixels(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(tmp_path / "photos" / "a.tif")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["a.tif: pixels holds 64 NaN or infinite values"]
+
+
+@case
+def import_images_labels_from_a_fifo(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")
+    os.mkfifo(tmp_path / "labels.csv")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return [*argv, "--labels", tmp_path / "labels.csv"], ["labels.csv: a FIFO"]
+
+
 # -- run directories ----------------------------------------------------------------------------
 
 
