@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mistnet.commands import images
+from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
 from mistnet.data.digits import download_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
@@ -33,7 +34,6 @@ from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
 from mistnet.data.store import _check_target, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
-from mistnet.validate import DEFAULT_MAX_PIXELS
 
 CHUNK = 1000
 
@@ -94,13 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import-official", help="read an official MIST layout into our format")
     imp.add_argument("dir")
     imp.add_argument("out")
-    imp.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",
-    )
+    add_max_pixels_argument(imp)
     imp.set_defaults(func=cmd_import_official)
 
     images.register(sub)
@@ -219,9 +213,7 @@ def cmd_export_official(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    if args.max_pixels < 1:
-        raise DataError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-    import_official(args.dir, args.out, progress=_progress(), max_pixels=args.max_pixels)
+    import_official(args.dir, args.out, progress=_progress(), max_pixels=checked_max_pixels(args))
     print(f"wrote {args.out}")
     return 0
 

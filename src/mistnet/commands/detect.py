@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mistnet.commands._args import add_device_argument
+from mistnet.commands._args import add_device_argument, add_max_pixels_argument, checked_max_pixels
 from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
 from mistnet.detection import detect_image
 from mistnet.device import check_device, resolve_device
@@ -78,13 +78,7 @@ def register(subparsers) -> None:
         default=None,
         help="outputs to write (repeatable; default all: json, csv, coco)",
     )
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",
-    )
+    add_max_pixels_argument(p)
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -162,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
     cfg, model, _ = Run(args.run).load("best", device=device)
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")
-    if args.max_pixels < 1:
-        raise MistError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     k = args.k or model.k
     if isinstance(model, GridMIST) and args.k and args.k != model.k:
         raise MistError(f"the grid baseline always uses its {model.k} cells; drop --k")
@@ -171,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     smallest = min_image_side(model)
     stems = _stems(args.images)
     # Read every image first, so a bad file stops the command before anything is written.
-    images = [read_image(path, channels, args.max_pixels) for path in args.images]
+    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
         if min(H, W) < smallest:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
 from mistnet.data.images import __doc__ as FORMAT_DOC
 from mistnet.data.images import import_images
-from mistnet.errors import DataError
-from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,19 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", type=float, default=0.1, metavar="F", help="validation fraction")
     p.add_argument("--test", type=float, default=0.1, metavar="F", help="test fraction")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the split and crops")
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",
-    )
+    add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_pixels < 1:
-        raise DataError(f"--max-pixels must be >= 1, got {args.max_pixels}")
     meta = import_images(
         args.src,
         args.out,
@@ -67,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         val=args.val,
         test=args.test,
         seed=args.seed,
-        max_pixels=args.max_pixels,
+        max_pixels=checked_max_pixels(args),
     )
     splits = ", ".join(f"{s} {len(names)}" for s, names in meta["file_names"].items())
     what = " and ".join(meta["annotations"]) or "no annotations (images only)"
