@@ -42,3 +42,12 @@ def hide_matplotlib(monkeypatch) -> None:
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (hidden ones included) by relative path, with its content."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<not a regular file>"
+        for p in sorted(Path(root).rglob("*"))
+        if not p.is_dir()
+    }

@@ -1,8 +1,12 @@
 import json
 import os
+import re
+import struct
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from mistnet import checkpoint as ckpt_mod
@@ -136,3 +140,81 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors"]
     assert path.read_bytes() == before
     assert Checkpoint(path).step == 2
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A checkpoint's bytes and what it holds."""
+    cfg, model, opt = trained()
+    path = tmp_path_factory.mktemp("ckpt") / "last.safetensors"
+    save_checkpoint(path, model, {"all": opt}, config=cfg.to_dict(), step=2, extra={"best": 0.5})
+    c = Checkpoint(path)
+    return path.read_bytes(), c.tensors, (c.step, c.config, c.optimizers, c.extra)
+
+
+def _header_end(raw: bytes) -> int:
+    return 8 + struct.unpack("<Q", raw[:8])[0]
+
+
+def test_a_changed_tensor_byte_is_refused_by_the_checksum(tmp_path, saved):
+    raw, _, _ = saved
+    buf = bytearray(raw)
+    buf[_header_end(raw) + 40] ^= 0x01  # one bit of one weight: still a finite float
+    (tmp_path / "best.safetensors").write_bytes(bytes(buf))
+    with pytest.raises(MistError, match=r"best.safetensors is corrupt: its bytes do not match"):
+        Checkpoint(tmp_path / "best.safetensors")
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_random_corruption_of_a_checkpoint_is_refused_or_harmless(tmp_path, saved, data):
+    """A flipped byte anywhere (header, metadata, tensors) or a cut: one-line MistError, or the
+    very same content (a flip that only made the file look like an older one without digest)."""
+    raw, tensors, meta = saved
+    buf = bytearray(raw)
+    region = data.draw(st.sampled_from(["header", "tensors", "truncate"]))
+    lo, hi = (0, _header_end(raw)) if region == "header" else (_header_end(raw), len(raw))
+    at = data.draw(st.integers(lo, hi - 1))
+    if region == "truncate":
+        del buf[at:]
+    else:
+        buf[at] ^= data.draw(st.integers(1, 255))
+    path = tmp_path / "last.safetensors"
+    path.write_bytes(bytes(buf))
+    try:
+        c = Checkpoint(path)
+    except MistError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return
+    assert (c.step, c.config, c.optimizers, c.extra) == meta
+    assert c.tensors.keys() == tensors.keys()
+    assert all(torch.equal(c.tensors[k], v) for k, v in tensors.items())
+
+
+def test_non_finite_weights_and_a_negative_step_are_refused(tmp_path):
+    cfg, model, _ = trained()
+    with torch.no_grad():
+        next(model.task_net.parameters())[0] = float("nan")
+    save_checkpoint(tmp_path / "nan.safetensors", model, config=cfg.to_dict(), step=1)
+    with pytest.raises(MistError, match=r"nan.safetensors: model\.task_net\.\S+ holds 1 NaN"):
+        Checkpoint(tmp_path / "nan.safetensors")
+    _, model, _ = trained()
+    save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=-5)
+    with pytest.raises(MistError, match=r"neg.safetensors has damaged metadata \(step -5\)"):
+        Checkpoint(tmp_path / "neg.safetensors")
+
+
+def test_a_checkpoint_of_another_width_is_refused_in_one_short_line(tmp_path):
+    cfg, model, _ = trained()
+    save_checkpoint(tmp_path / "last.safetensors", model, config=cfg.to_dict(), step=1)
+    _, wider = tiny(["model.heatmap_width=12"])
+    with pytest.raises(MistError) as info:
+        Checkpoint(tmp_path / "last.safetensors").load_model(wider)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert re.search(
+        r"does not fit this model: \d+ tensors of other shapes \(first heatmap_net", message
+    )
+    assert "another config" in message

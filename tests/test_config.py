@@ -224,7 +224,7 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.factors=[]", r"model.factors must be a non-empty, strictly decreasing"),
         ("model.factors=[0.5, 1.0]", r"model.factors must be a non-empty, strictly decreasing"),
         ("model.nms_window=4", r"model.nms_window must be an odd integer >= 1, got 4"),
-        ("train.lr_task=nan", r"train.lr_task must be a number > 0, got nan"),
+        ("train.lr_task=nan", r"train.lr_task must be a finite number, got nan"),
         ("train.lr_heatmap=-1e-3", r"train.lr_heatmap must be a number > 0"),
         ("train.lr_k=-1", r"train.lr_k must be a number >= 0"),
         ("train.ema_decay=1", r"train.ema_decay must be in \[0, 1\), got 1.0"),

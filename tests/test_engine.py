@@ -8,7 +8,9 @@ repeated batch, which is reliable within a few dozen steps.
 
 import json
 import math
+import subprocess
 
+import numpy as np
 import pytest
 import torch
 
@@ -489,3 +491,86 @@ def test_train_without_progress_prints_nothing(tmp_path, capfd):
     assert (out, err) == ("", "")
     vals = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert summary["steps"] == 4 and sum(r["split"] == "val" for r in vals) == 2
+
+
+def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_path):
+    cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=2")
+    run = runner.Run(tmp_path / "run")
+    runner.train(cfg, run.path, progress=False)
+    log = run.log.read_text()
+    c = Checkpoint(run.last)
+    model = build_model(cfg.model)
+    model.load_state_dict(c.model_state())
+
+    def last_at(step):
+        save_checkpoint(run.last, model, config=cfg.to_dict(), step=step, extra=c.extra)
+
+    last_at(9)  # past train.steps = 4
+    with pytest.raises(MistError, match=r"last.safetensors: step 9 is past train.steps = 4"):
+        runner.train(cfg, run.path, resume=True, progress=False)
+    assert run.log.read_text() == log  # untouched
+    run.log.write_text(log.splitlines()[0] + "\n")  # a log of one step: not this checkpoint's
+    last_at(3)
+    with pytest.raises(MistError, match=r"log.jsonl has no line for step 3 but .* is at step 3"):
+        runner.train(cfg, run.path, resume=True, progress=False)
+    assert run.log.read_text() == log.splitlines()[0] + "\n"
+    run.log.write_text("[1, 2]\n" + log)
+    with pytest.raises(MistError, match=r"log.jsonl: line 1 is not a log record"):
+        runner.train(cfg, run.path, resume=True, progress=False)
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
+    cfg = tiny_run_config("train.steps=2")
+    run = runner.Run(tmp_path / "run")
+    runner.train(cfg, run.path, progress=False)
+    proc = subprocess.Popen(["true"])  # a pid that no longer runs
+    proc.wait()
+    stale = run.path / f".last.safetensors.{proc.pid}.0123abcd.tmp.safetensors"
+    stale.write_bytes(b"half a checkpoint")
+    saved = json.loads(run.config.read_text())
+    saved["train"]["steps"] = 3
+    run.config.write_text(json.dumps(saved))
+    assert runner.train(cfg, run.path, resume=True, progress=False)["steps"] == 3
+    assert not stale.exists()
+    assert not [p.name for p in run.path.iterdir() if ".tmp" in p.name]
+
+
+def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, monkeypatch):
+    def diverging(model, train_cfg):
+        trainer = build_trainer(model, train_cfg)
+
+        def step(batch):
+            raise NonFiniteLoss("task loss became nan")
+
+        return Trainer(model, trainer.optimizers, step)
+
+    monkeypatch.setattr(runner, "build_trainer", diverging)
+    with pytest.raises(MistError) as info:
+        runner.train(tiny_run_config("train.steps=5"), tmp_path / "new" / "run", progress=False)
+    assert str(info.value) == "task loss became nan (no checkpoint had been written yet)"
+    assert not (tmp_path / "new").exists()  # nor the parent made for it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    with pytest.raises(MistError, match="no checkpoint had been written yet"):
+        runner.train(tiny_run_config("train.steps=5"), tmp_path / "mine", progress=False)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # config.json gone
+
+
+def test_training_data_is_checked_before_anything_is_written(tmp_path):
+    from mistnet.data import write_dataset
+
+    def arrays(n, label=3):
+        return {
+            "images": np.zeros((n, 1, 40, 40), np.uint8),
+            "boxes": np.tile(np.float32([20, 20, 10, 10]), (n, 1, 1)),
+            "labels": np.full((n, 1), label, np.int64),
+            "counts": np.ones(n, np.int64),
+        }
+
+    empty_val = write_dataset(tmp_path / "ev", "t", {"train": arrays(32), "val": arrays(0)})
+    with pytest.raises(MistError, match=r"ev: the val split is empty"):
+        runner.train(tiny_run_config(f"data.path='{empty_val}'"), tmp_path / "r1", progress=False)
+    wide = write_dataset(tmp_path / "l99", "t", {"train": arrays(32, 99), "val": arrays(8)})
+    with pytest.raises(MistError, match=r"class ids up to 99 but the run's classifier has 10"):
+        runner.train(tiny_run_config(f"data.path='{wide}'"), tmp_path / "r2", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "l99"]

@@ -1,7 +1,10 @@
-"""Atomic writes: the target holds the old or the new content, and no temporary file is left."""
+"""Atomic writes: the target holds the old or the new content, and no temporary file is left;
+strict JSON; stale temporaries of killed writers; staged output directories."""
 
+import errno
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -10,6 +13,9 @@ from mistnet.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    json_text,
+    remove_stale_temporaries,
+    staged_directory,
     temporary_sibling,
 )
 
@@ -59,3 +65,84 @@ def test_temporary_names_are_hidden_siblings_unique_per_call_and_keep_the_suffix
     a, b = temporary_sibling(target), temporary_sibling(target)
     assert a != b and a.parent == b.parent == tmp_path
     assert a.name.startswith(f".fig.png.{os.getpid()}.") and a.suffix == ".png"
+
+
+def test_json_text_is_strict_with_undefined_numbers_as_null():
+    doc = {"det": float("nan"), "rows": [(1, float("inf")), {"x": -float("inf")}], "ok": 0.5}
+    text = json_text(doc)
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {
+        "det": None,
+        "rows": [[1, None], {"x": None}],
+        "ok": 0.5,
+    }
+    assert "NaN" not in text and "Infinity" not in text
+    assert json_text({"b": 1, "a": 2}, indent=None, sort_keys=True) == '{"a": 2, "b": 1}'
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    dead, alive = dead_pid(), os.getppid()
+    stale = tmp_path / f".last.safetensors.{dead}.0123abcd.tmp.safetensors"
+    stale_dir = tmp_path / f".data.{dead}.89abcdef.tmp"
+    live = tmp_path / f".last.safetensors.{alive}.0123abcd.tmp.safetensors"
+    other = tmp_path / f".log.jsonl.{dead}.0123abcd.tmp.jsonl"
+    for path in (stale, live, other):
+        path.write_bytes(b"half")
+    stale_dir.mkdir()
+    (stale_dir / "train.npz").write_bytes(b"half")
+    kept = {"last.safetensors", ".lock", ".last.safetensors.tmp"}  # no writer pid: not ours
+    for name in kept:
+        (tmp_path / name).write_text("")
+    assert remove_stale_temporaries(tmp_path, "last.safetensors") == [stale]
+    assert other.exists() and live.exists()
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale_dir, other])
+    assert {p.name for p in tmp_path.iterdir()} == kept | {live.name}
+    # the next atomic write of a target clears that target's stale temporaries first
+    stale.write_bytes(b"half")
+    atomic_write_text(tmp_path / "last.safetensors", "new")
+    assert not stale.exists() and live.exists()
+
+
+def test_an_os_error_names_the_target_and_leaves_no_directory_behind(tmp_path):
+    target = tmp_path / "new" / "deeper" / "eval.json"
+
+    def disk_full(tmp):
+        tmp.write_text("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as info:
+        atomic_write(target, disk_full)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(target))
+    assert os.listdir(tmp_path) == []  # the directories made for it are gone too
+
+
+def test_a_staged_directory_changes_its_target_only_on_success(tmp_path):
+    out = tmp_path / "det"
+    with pytest.raises(Boom):
+        with staged_directory(out) as stage:
+            (stage / "a.json").write_text("1")
+            raise Boom
+    assert os.listdir(tmp_path) == []  # not created
+    out.mkdir()
+    (out / "a.json").write_text("old")
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt):
+        with staged_directory(out) as stage:
+            (stage / "a.json").write_text("new")
+            raise KeyboardInterrupt
+    assert (out / "a.json").read_text() == "old" and os.listdir(tmp_path) == ["det"]
+    with staged_directory(out) as stage:
+        (stage / "a.json").write_text("new")
+        (stage / "b.png").write_bytes(b"png")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        "a.json": b"new",
+        "b.png": b"png",
+        "keep.txt": b"mine",
+    }
+    assert os.listdir(tmp_path) == ["det"]

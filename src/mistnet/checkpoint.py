@@ -7,10 +7,17 @@ The file holds the model weights (``model.*``), their moving average when the ru
 config, the optimisers' hyperparameters and scalar state, the step and the training history. A
 snapshot is written to a temporary file in the same directory and renamed over the old one, so a
 crash leaves either the old or the new file, never half of one.
+
+The metadata also holds a SHA-256 digest of every tensor's name, dtype, shape and bytes and of
+the other metadata, checked at load: a byte changed anywhere in the file (a bad disk, a broken
+copy) is refused with one line naming the file instead of giving wrong weights (an older
+checkpoint without the digest still loads). Loaded tensors must be finite, and a checkpoint that
+does not fit the model (another width or depth) is refused with a short message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,9 +28,24 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mistnet.errors import MistError
-from mistnet.io import atomic_write
+from mistnet.io import atomic_write, json_text
+from mistnet.validate import require_finite
 
 FORMAT = "mistnet-checkpoint/1"
+DIGEST = "digest"  # metadata key of the checksum
+
+
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """``sha256:<hex>`` over the metadata (but the digest) and every tensor, in name order."""
+    h = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != DIGEST:
+            h.update(f"{key}={metadata[key]}\0".encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return f"sha256:{h.hexdigest()}"
 
 
 def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -75,11 +97,19 @@ def save_checkpoint(
     metadata = {
         "format": FORMAT,
         "step": str(step),
-        "config": json.dumps(config),
-        "optimizers": json.dumps(optim_meta),
-        "extra": json.dumps(extra or {}),
+        "config": json_text(config, indent=None),
+        "optimizers": json_text(optim_meta, indent=None),
+        "extra": json_text(extra or {}, indent=None),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    metadata[DIGEST] = _digest(tensors, metadata)
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # an I/O error (full disk, size limit) inside the writer
+            raise MistError(f"{path}: cannot write the checkpoint ({exc})") from None
+
+    atomic_write(path, write)
 
 
 class Checkpoint:
@@ -99,13 +129,24 @@ class Checkpoint:
             raise MistError(
                 f"{self.path} is not a mistnet checkpoint (format {meta.get('format')!r})"
             )
+        if DIGEST in meta and meta[DIGEST] != _digest(self.tensors, meta):
+            raise MistError(
+                f"checkpoint {self.path} is corrupt: its bytes do not match the checksum it "
+                "was written with"
+            )
         try:
             self.step = int(meta["step"])
             self.config = json.loads(meta["config"])
             self.optimizers = json.loads(meta["optimizers"])
             self.extra = json.loads(meta["extra"])
         except (KeyError, ValueError) as exc:
-            raise MistError(f"checkpoint {self.path} has damaged metadata ({exc})") from exc
+            raise MistError(f"checkpoint {self.path} has damaged metadata ({exc})") from None
+        if self.step < 0 or not all(
+            isinstance(v, dict) for v in (self.config, self.optimizers, self.extra)
+        ):
+            raise MistError(f"checkpoint {self.path} has damaged metadata (step {self.step})")
+        for name, tensor in self.tensors.items():
+            require_finite(tensor, f"checkpoint {self.path}: {name}")
 
     @property
     def has_average(self) -> bool:
@@ -131,10 +172,30 @@ class Checkpoint:
         return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
     def _load(self, module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+        own = module.state_dict()
+        shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if shapes or missing or unexpected:
+            found = []
+            if shapes:
+                k = shapes[0]
+                found.append(
+                    f"{len(shapes)} tensors of other shapes (first {k}: "
+                    f"{list(state[k].shape)} here, {list(own[k].shape)} in {what})"
+                )
+            for n, keys in (("missing", missing), ("unexpected", unexpected)):
+                if keys:
+                    found.append(f"{len(keys)} {n} (first {keys[0]})")
+            raise MistError(
+                f"checkpoint {self.path} does not fit {what}: {'; '.join(found)}; was it made "
+                "with another config (model width, depth, K or task)?"
+            )
         try:
             module.load_state_dict(state)
         except RuntimeError as exc:
-            raise MistError(f"checkpoint {self.path} does not fit {what}: {exc}") from exc
+            first = str(exc).strip().splitlines()[0]
+            raise MistError(f"checkpoint {self.path} does not fit {what}: {first}") from None
 
     def load_optimizer(self, name: str, opt: torch.optim.Optimizer) -> None:
         if name not in self.optimizers:
@@ -146,7 +207,12 @@ class Checkpoint:
             if key.startswith(prefix):
                 idx, field = key[len(prefix) :].split(".", 1)
                 state.setdefault(int(idx), {})[field] = value
-        for key, value in meta["scalars"].items():
-            idx, field = key.split(".", 1)
-            state.setdefault(int(idx), {})[field] = value
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        try:
+            for key, value in meta["scalars"].items():
+                idx, field = key.split(".", 1)
+                state.setdefault(int(idx), {})[field] = value
+            opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise MistError(
+                f"checkpoint {self.path}: the state of optimiser {name!r} does not fit ({exc})"
+            ) from None

@@ -2,7 +2,9 @@
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func=handler`` on it. Handlers return an exit status. User errors (:class:`MistError`, and
-missing files) are printed as one line on stderr with exit status 2, never as a traceback.
+what the operating system refuses: a missing file, a read-only directory, a full disk, a file
+size limit, too little memory) are printed as one line on stderr with exit status 2, never as a
+traceback.
 """
 
 from __future__ import annotations
@@ -40,6 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError``: ``<path>: <reason>`` (``[Errno 28] ...: 'x'`` is not).
+
+    Example:
+        >>> import errno
+        >>> os_error_message(OSError(errno.ENOSPC, "No space left on device", "runs/a.json"))
+        'runs/a.json: No space left on device'
+    """
+    reason = exc.strerror or str(exc).strip() or type(exc).__name__
+    line = reason if exc.filename is None else f"{exc.filename}: {reason}"
+    return line.splitlines()[0]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's CPU allocator failing, or a device running out (``torch.OutOfMemoryError``)."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError)
+        and (type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc))
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,8 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         return int(args.func(args) or 0)
-    except (MistError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+    except MistError as exc:
         print(f"mist {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mist {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mist {args.command}: interrupted", file=sys.stderr)

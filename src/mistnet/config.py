@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mistnet.errors import MistError
+from mistnet.io import json_text
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        return json_text(self.to_dict())
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -162,6 +163,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise MistError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):  # NaN would pass every range check; JSON has no inf
+            raise MistError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

@@ -26,7 +26,7 @@ from mistnet.config import resolve
 from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json
+from mistnet.io import atomic_write_json, json_text
 from mistnet.runner import Run, loader, train
 from mistnet.viz import output_figure
 
@@ -115,6 +115,6 @@ def run_demo(
             output = model(images)
         output_figure(images, output, out / "figure.png", gt_boxes=batch["boxes"])
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
-    log(json.dumps(metrics, indent=2))
+    log(json_text(metrics))
     log(f"demo finished in {time.monotonic() - t0:.0f} s")
     return record

@@ -7,6 +7,7 @@ so the numbers each of them writes for the same run and split are the same numbe
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def evaluate_run(
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
-            split, or a negative ``k`` / ``k`` together with ``per_image_k``.
+            split, a negative ``k`` / ``k`` together with ``per_image_k``, or a metric that is
+            not finite (the model's outputs were not).
     """
     if k < 0:
         raise MistError(f"--k must be positive, got {k}")
@@ -87,9 +89,9 @@ def evaluate_run(
     run_dir = Run(run)
     cfg, model, ckpt = run_dir.load("best", device=device)
     source, dataset = open_data(cfg, data, split)
-    check_data(cfg, dataset, source)
     if len(dataset) == 0:
         raise MistError(f"{source}: the {split} split is empty")
+    check_data(cfg, dataset, source)
     k = k or model.k
     annotations = annotations_of(dataset)
     metrics = evaluate(
@@ -102,6 +104,12 @@ def evaluate_run(
         annotations=annotations,
         class_names=tuple(cfg.model.class_names),
     )
+    broken = [name for name, value in metrics.items() if not math.isfinite(value)]
+    if broken:
+        raise MistError(
+            f"{ckpt.path} on {source} [{split}]: {', '.join(broken)} not finite; the model's "
+            "outputs are NaN or infinite on this data"
+        )
     return Evaluation(
         run=str(run_dir.path),
         checkpoint=ckpt.path.name,

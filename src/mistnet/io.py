@@ -1,17 +1,28 @@
-"""Atomic file writes (a crash or an error leaves the old file or the new one, never half of one)
-and an exclusive lock on a directory.
+"""Atomic file writes (a crash or an error leaves the old file or the new one, never half of one),
+strict JSON, and an exclusive lock on a directory.
 
 Every writer puts its bytes into a fresh temporary file beside the target (same directory, so
 same file system: the final ``os.replace`` is atomic) and renames it over the target only when
 writing succeeded. The temporary name holds the process id and a random part, so two processes
-writing the same target never share one. No ``fsync``: the point is that readers and a re-run
-never see a partial file after an error or a kill, not durability across a power cut.
+writing the same target never share one, and a temporary file whose writer was killed (its
+process is gone) is recognised and removed by the next write of the same target. A failed write
+also removes the parent directories it created, and reports an ``OSError`` (a full disk, a file
+size limit, a read-only directory) under the target's name, not the temporary one's. No
+``fsync``: the point is that readers and a re-run never see a partial file after an error or a
+kill, not durability across a power cut.
+
+Every JSON file and line mistnet writes goes through :func:`json_text`: strict JSON, where a
+NaN or infinite float (an undefined metric, such as a detection rate over no instances) is
+``null``, never the bare ``NaN`` that strict parsers reject.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +74,98 @@ def exclusive_lock(directory: str | os.PathLike, command: str) -> Iterator[None]
         f.close()  # releases the lock
 
 
+def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """``doc`` as strict JSON (``allow_nan=False``), NaN and infinite floats written as ``null``.
+
+    Example:
+        >>> json_text({"det": float("nan"), "n": [1, 2.5, float("inf")]}, indent=None)
+        '{"det": null, "n": [1, 2.5, null]}'
+    """
+    return json.dumps(_finite_or_none(doc), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+# ``.<target name>.<pid>.<8 hex>.tmp<target suffix>``, see temporary_sibling.
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or no pid this system could have
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Remove the temporary files and directories in ``directory`` whose writer is gone.
+
+    A writer killed mid-write (SIGKILL, a power cut) leaves its temporary sibling behind; its
+    name says which process made it, and a name whose process no longer runs is stale.
+
+    Args:
+        directory: where to look.
+        target: only the temporaries of this file name (default: of every target).
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    directory = Path(directory)
+    try:
+        entries = list(directory.iterdir())
+    except OSError:  # no directory yet, or unreadable: nothing to clean
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or (target is not None and match["target"] != target):
+            continue
+        if _writer_alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def make_parents(directory: Path) -> list[Path]:
+    """``directory.mkdir(parents=True, exist_ok=True)``; returns the directories it created.
+
+    The list runs from the deepest directory up, ready for :func:`remove_empty`.
+    """
+    missing = []
+    d = directory
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove each of ``directories`` (deepest first) that is empty; keep any that is not."""
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def temporary_sibling(path: str | os.PathLike) -> Path:
     """A fresh hidden name next to ``path`` that keeps its suffix (image writers read it).
 
@@ -79,19 +182,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """Call ``write(tmp)`` to create a temporary file, then move it onto ``path``.
 
     The parent directory is created. On any exception (KeyboardInterrupt included) the
-    temporary file is removed, ``path`` keeps its old content and the exception propagates.
+    temporary file and the directories created for it are removed, ``path`` keeps its old
+    content and the exception propagates; an ``OSError`` about the temporary file (a full disk,
+    a file size limit) is raised again under ``path``'s name. Stale temporary files of ``path``
+    left by killed writers are removed first.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = make_parents(path.parent)
+    remove_stale_temporaries(path.parent, path.name)
     tmp = temporary_sibling(path)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        remove_empty(created)
+        if exc.filename in (None, str(tmp)):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
+        remove_empty(created)
         raise
     return path
 
@@ -107,5 +221,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, doc: Any) -> Path:
-    """Write ``doc`` as ``json.dumps(doc, indent=2)`` plus a newline, atomically."""
-    return atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    """Write ``doc`` as :func:`json_text` (indent 2) plus a newline, atomically."""
+    return atomic_write_text(path, json_text(doc) + "\n")
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``target``; on success move its files into ``target``.
+
+    For commands that write several files into a directory that may already exist (``mist
+    detect --out``): a failure part-way (a bad image, no memory, an interrupt) removes the
+    temporary directory and leaves ``target`` as it was, not created if it did not exist. On
+    success ``target`` is created if needed and each file replaces its namesake there.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise MistError(f"{target}: exists and is not a directory")
+    created = make_parents(target.parent)
+    remove_stale_temporaries(target.parent, target.name)
+    tmp = temporary_sibling(target)
+    try:
+        tmp.mkdir()
+        yield tmp
+        target.mkdir(exist_ok=True)
+        for entry in sorted(tmp.iterdir()):
+            os.replace(entry, target / entry.name)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(created)
+        raise

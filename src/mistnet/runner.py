@@ -26,11 +26,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, load_json
+from mistnet.data.runs import check_data
 from mistnet.data.store import ANNOTATIONS, annotations_of, classes_of
 from mistnet.device import resolve_device
 from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
-from mistnet.io import atomic_write_text, exclusive_lock
+from mistnet.io import (
+    atomic_write_text,
+    exclusive_lock,
+    json_text,
+    make_parents,
+    remove_empty,
+    remove_stale_temporaries,
+)
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
@@ -218,6 +226,8 @@ class Run:
         """
         self.require()
         cfg = load_json(self.config)
+        if not self.best.is_file() and not self.last.is_file():
+            raise MistError(f"{self.path} holds no checkpoint yet (no best or last.safetensors)")
         path = self.best if which == "best" and self.best.is_file() else self.last
         ckpt = Checkpoint(path, device=device)
         if not cfg.model.image_size and "image_size" in ckpt.extra:  # a run of an older version
@@ -248,19 +258,22 @@ def warm_start(model: MIST, source: str, parts: str, device: torch.device | str 
 
 def _append_log(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record, indent=None) + "\n")
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint we resume from).
+def _read_log(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(line, record)`` pairs of ``log.jsonl`` (none when it does not exist).
 
-    A last line cut short by a kill mid-write is dropped too; a broken line before it means the
-    log was damaged otherwise, and is an error.
+    A last line cut short by a kill mid-write is dropped; a broken line before it means the log
+    was damaged otherwise, and is an error.
     """
     if not path.is_file():
-        return
-    lines = [line for line in path.read_text().splitlines() if line]
-    keep = []
+        return []
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except UnicodeDecodeError:
+        raise MistError(f"{path}: not UTF-8 text; the log is damaged") from None
+    records = []
     for i, line in enumerate(lines):
         try:
             record = json.loads(line)
@@ -268,9 +281,38 @@ def _truncate_log(path: Path, step: int) -> None:
             if i == len(lines) - 1:
                 break
             raise MistError(f"{path}: line {i + 1} is not JSON; the log is damaged") from None
-        if record.get("step", 0) <= step:
-            keep.append(line)
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
+            raise MistError(f"{path}: line {i + 1} is not a log record; the log is damaged")
+        records.append((line, record))
+    return records
+
+
+def _check_resume(ckpt: Checkpoint, cfg: Config, log: list[tuple[str, dict[str, Any]]]) -> None:
+    """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
+
+    The train line of every ``log_every``-th step is appended before the checkpoint of that step
+    is written, so the log of the run a checkpoint belongs to holds the line of the last such
+    step at or before the checkpoint's (a missing log is no contradiction: nothing to keep).
+    """
+    t = cfg.train
+    if ckpt.step > t.steps:
+        raise MistError(
+            f"{ckpt.path}: step {ckpt.step} is past train.steps = {t.steps}; "
+            "the checkpoint does not belong to this run"
+        )
+    logged = {r["step"] for _, r in log if r.get("split") == "train"}
+    expected = ckpt.step // t.log_every * t.log_every
+    if log and expected > 0 and expected not in logged:
+        raise MistError(
+            f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "
+            "the log and the checkpoint are of different runs"
+        )
+
+
+def _truncate_log(path: Path, log: list[tuple[str, dict[str, Any]]], step: int) -> None:
+    """Rewrite ``log.jsonl`` without the lines past ``step`` (written after the checkpoint)."""
+    if path.is_file():
+        atomic_write_text(path, "".join(line + "\n" for line, r in log if r.get("step", 0) <= step))
 
 
 def _tensorboard(path: Path):
@@ -359,7 +401,8 @@ def train(
     With ``progress`` off nothing is printed.
 
     An exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A
-    fresh run that fails before its first checkpoint removes the directory it created.
+    fresh run that fails before its first checkpoint removes the directory it created, or the
+    files it wrote into a directory that existed.
 
     Raises:
         MistError: bad data or config, a non-resumable directory, another process training into
@@ -368,14 +411,24 @@ def train(
     run = Run(out)
     if resume:
         run.require()
-    fresh = not run.path.exists()
-    run.path.mkdir(parents=True, exist_ok=True)
+    created = make_parents(run.path)
+    before = set() if created else {p.name for p in run.path.iterdir()}
     with exclusive_lock(run.path, "mist train"):
         try:
             return _train(cfg, run, device, resume, max_minutes, progress, threads, data)
         except BaseException:
-            if fresh and not run.last.exists():  # nothing worth keeping: leave no directory
-                shutil.rmtree(run.path, ignore_errors=True)
+            if not run.last.exists():  # nothing worth keeping: leave what was there before
+                if created:
+                    shutil.rmtree(run.path, ignore_errors=True)
+                    remove_empty(created[1:])
+                elif not resume:
+                    for entry in run.path.iterdir():
+                        if entry.name in before:
+                            continue
+                        if entry.is_dir():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
             raise
 
 
@@ -400,8 +453,15 @@ def _train(
             cfg = saved  # resume always continues the run as it was configured
     elif run.last.exists():
         raise MistError(f"{run.path} already holds a run; use --resume or another --out")
+    remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
     train_set, val_set = data or (open_split(cfg, "train"), open_split(cfg, "val"))
     adopt_data(cfg, train_set)
+    source = cfg.data.path or cfg.data.name
+    if val_set is not None and len(val_set) == 0:
+        raise MistError(f"{source}: the val split is empty; training validates on it")
+    for split, dataset in (("train", train_set), ("val", val_set)):
+        if dataset is not None:  # class ids, signedness, the val split's classes and size
+            check_data(cfg, dataset, f"{source} [{split}]")
     image_size = cfg.model.image_size
     annotations = annotations_of(train_set if val_set is None else val_set)
     metric = select_metric(cfg, annotations)
@@ -418,6 +478,8 @@ def _train(
     state = {"step": 0, "best": None, "best_step": None, "wall": 0.0}
     if resume and run.last.is_file():
         ckpt = Checkpoint(run.last, device=dev)
+        log = _read_log(run.log)
+        _check_resume(ckpt, cfg, log)
         ckpt.load_model(model)
         for name, opt in trainer.optimizers.items():
             ckpt.load_optimizer(name, opt)
@@ -425,12 +487,14 @@ def _train(
             ckpt.load_average(averaged)
         state.update({key: ckpt.extra[key] for key in state if key in ckpt.extra})
         state["step"] = ckpt.step
-        _truncate_log(run.log, ckpt.step)
+        _truncate_log(run.log, log, ckpt.step)
     else:  # a fresh start (also a resume killed before its first checkpoint): no stale lines
         run.log.unlink(missing_ok=True)
     start = state["step"]
     steps = cfg.train.steps
     writer = _tensorboard(run.path)
+
+    last_written = {"step": start if resume and run.last.is_file() else None}
 
     def snapshot(path: Path) -> None:
         save_checkpoint(
@@ -442,6 +506,8 @@ def _train(
             extra=state,
             averaged=averaged,
         )
+        if path == run.last:
+            last_written["step"] = state["step"]
 
     def validate() -> dict[str, float]:
         if val_set is None:
@@ -511,7 +577,11 @@ def _train(
                 break
     except NonFiniteLoss as exc:
         bar.close()
-        raise MistError(f"{exc} (last good checkpoint: {run.last})") from exc
+        if last_written["step"] is not None:
+            kept = f"last good checkpoint: {run.last}, step {last_written['step']}"
+        else:
+            kept = "no checkpoint had been written yet"
+        raise MistError(f"{exc} ({kept})") from exc
     finally:
         bar.close()
         if writer:
@@ -537,5 +607,5 @@ def _train(
         ),
         "device": str(dev),
     }
-    atomic_write_text(run.summary, json.dumps(summary, indent=2))
+    atomic_write_text(run.summary, json_text(summary))
     return summary

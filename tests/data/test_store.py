@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mistnet.data.official import export_official, import_official, read_official
 from mistnet.data.scenes import SceneDataset, build_generator, make_scenes
@@ -165,3 +170,129 @@ def test_official_errors(tmp_path):
         read_official(off)
     with pytest.raises(DataError, match="not an official layout"):
         read_official(tmp_path / "h")
+
+
+def _rewrite(d, split, **arrays):
+    """Replace some arrays of ``d/<split>.npz`` (written uncompressed, as a user tool might)."""
+    with np.load(d / f"{split}.npz") as z:
+        content = {k: z[k] for k in z.files}
+    np.savez(d / f"{split}.npz", **{**content, **arrays})
+
+
+def _with(d, split, key, change):
+    with np.load(d / f"{split}.npz") as z:
+        a = z[key].copy()
+    change(a)
+    return {key: a}
+
+
+@pytest.mark.parametrize(
+    "key, index, value, message",
+    [
+        ("images", (0, 0, 5, 5), np.nan, "images holds 1 NaN or infinite values"),
+        ("boxes", (1, 0, 0), np.inf, "boxes holds 1 NaN or infinite values"),
+        ("labels", (0, 0), -3, "labels of counted instances must be class ids >= 0"),
+        ("boxes", (0, 0, 2), -20.0, "boxes of counted instances must have width and height >= 0"),
+    ],
+    ids=["nan-image", "inf-box", "negative-label", "negative-side"],
+)
+def test_bad_values_in_a_split_are_refused_at_load(tmp_path, key, index, value, message):
+    g, splits = _splits("gabor", (0, 0, 2))  # float images: NaN is representable
+    d = write_dataset(tmp_path / "ds", g.name, {"test": splits["test"]})
+    _rewrite(d, "test", **_with(d, "test", key, lambda a: a.__setitem__(index, value)))
+    with pytest.raises(DataError, match=rf"test\.npz: {message}"):
+        SceneFolder(d, "test")
+
+
+def test_a_negative_label_in_the_padding_is_fine_but_not_in_a_counted_slot(tmp_path):
+    g, splits = _splits("mnist-hard-3to9", (0, 0, 4))
+    d = write_dataset(tmp_path / "ds", g.name, {"test": splits["test"]})
+    counts = splits["test"]["counts"]
+    assert (counts < splits["test"]["labels"].shape[1]).any()  # some scenes have padding
+    assert len(SceneFolder(d, "test")) == 4  # the padding slots hold -1 already
+    i = int(np.argmin(counts))
+    _rewrite(d, "test", **_with(d, "test", "labels", lambda a: a.__setitem__((i, 0), -1)))
+    with pytest.raises(DataError, match="labels of counted instances"):
+        SceneFolder(d, "test")
+
+
+@pytest.mark.parametrize(
+    "splits, message",
+    [
+        (["train", "test"], "got a list"),
+        ({"train": "6"}, "got 'train': '6'"),
+        ({"train": -1}, "got 'train': -1"),
+        ({"valid": 3}, "got 'valid': 3"),
+        ({"train": True}, "got 'train': True"),
+    ],
+)
+def test_the_manifest_splits_must_map_split_names_to_counts(tmp_path, splits, message):
+    g, arrays = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, arrays)
+    meta = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**meta, "splits": splits}))
+    with pytest.raises(DataError, match=rf"manifest.json: 'splits' must map .*{message}"):
+        SceneFolder(d, "train")
+
+
+def test_string_arrays_a_fifo_and_a_non_utf8_manifest_give_one_line(tmp_path):
+    g, arrays = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, arrays)
+    _rewrite(d, "train", labels=arrays["train"]["labels"].astype(str))
+    with pytest.raises(DataError, match=r"train.npz: labels must be .* int64, got .* <U"):
+        SceneFolder(d, "train")
+    (d / "val.npz").unlink()
+    os.mkfifo(d / "val.npz")
+    with pytest.raises(DataError, match="val.npz: a FIFO, not a regular file"):
+        SceneFolder(d, "val")
+    (d / "manifest.json").write_bytes(b'{"format": "mistnet-scenes", "name": "\xff"}')
+    with pytest.raises(DataError, match="manifest.json: not UTF-8 text"):
+        SceneFolder(d, "test")
+
+
+def test_a_stale_temporary_directory_of_a_killed_writer_is_removed(tmp_path):
+    g, arrays = _splits()
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    stale = tmp_path / f".ds.{proc.pid}.0123abcd.tmp"
+    stale.mkdir()
+    (stale / "train.npz").write_bytes(b"half")
+    write_dataset(tmp_path / "ds", g.name, arrays)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+@pytest.fixture(scope="module")
+def small_split(tmp_path_factory):
+    g, arrays = _splits("mnist-hard-3to9", (0, 0, 3))
+    d = write_dataset(tmp_path_factory.mktemp("corrupt") / "ds", g.name, {"test": arrays["test"]})
+    return d, (d / "test.npz").read_bytes(), arrays["test"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_random_corruption_of_a_split_file_is_refused_or_harmless(small_split, data, tmp_path):
+    """Flipped, zeroed or cut bytes anywhere in an npz: a DataError naming the file, or (when only
+    zip bookkeeping such as a timestamp was hit) exactly the arrays that were written."""
+    d, raw, want = small_split
+    work = tmp_path / "ds"
+    shutil.copytree(d, work, dirs_exist_ok=True)
+    buf = bytearray(raw)
+    kind = data.draw(st.sampled_from(["flip", "zero-run", "truncate"]))
+    at = data.draw(st.integers(0, len(buf) - 1))
+    if kind == "flip":
+        buf[at] ^= data.draw(st.integers(1, 255))
+    elif kind == "zero-run":
+        end = min(len(buf), at + data.draw(st.integers(1, 64)))
+        buf[at:end] = bytes(end - at)
+    else:
+        del buf[at:]
+    (work / "test.npz").write_bytes(bytes(buf))
+    try:
+        got = SceneFolder(work, "test").arrays
+    except DataError as exc:
+        assert "test.npz" in str(exc) and "\n" not in str(exc)
+        return
+    for key, value in want.items():
+        np.testing.assert_array_equal(got[key], value)

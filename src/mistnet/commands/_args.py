@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from mistnet.data.digits import SPLITS
+from mistnet.errors import MistError
+from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
 def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -15,6 +17,24 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") 
         metavar="DEVICE",
         help=f"cpu, cuda, cuda:N or auto (CUDA when available; default {default})",
     )
+
+
+def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels``: the pixel cap of every command that reads image files."""
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",
+    )
+
+
+def checked_max_pixels(args: argparse.Namespace) -> int:
+    """``args.max_pixels``, checked."""
+    if args.max_pixels < 1:
+        raise MistError(f"--max-pixels must be >= 1, got {args.max_pixels}")
+    return args.max_pixels
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mistnet.commands import images
+from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
 from mistnet.data.digits import download_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
@@ -93,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp = sub.add_parser("import-official", help="read an official MIST layout into our format")
     imp.add_argument("dir")
     imp.add_argument("out")
+    add_max_pixels_argument(imp)
     imp.set_defaults(func=cmd_import_official)
 
     images.register(sub)
@@ -211,7 +213,7 @@ def cmd_export_official(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    import_official(args.dir, args.out, progress=_progress())
+    import_official(args.dir, args.out, progress=_progress(), max_pixels=checked_max_pixels(args))
     print(f"wrote {args.out}")
     return 0
 

@@ -18,6 +18,9 @@ pixels take the model's box side (model.base_side), and maps the boxes back. --t
 image in windows of the training size that overlap by the box side and merges their detections
 (non-maximum suppression across windows) in bounded memory; --k is then per window.
 
+An image whose header declares more than --max-pixels pixels is refused before it is decoded.
+Every image is read and detected before DIR changes: a failure leaves DIR as it was.
+
 Example::
 
     mist detect runs/classify scene.png photos/*.jpg --out detections/ --k 5
@@ -34,17 +37,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from mistnet.commands._args import add_device_argument
+from mistnet.commands._args import add_device_argument, add_max_pixels_argument, checked_max_pixels
 from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
 from mistnet.detection import detect_image
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text
+from mistnet.io import atomic_write_text, json_text, staged_directory
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST
 from mistnet.runner import Run
+from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 from mistnet.viz import annotate_image, to_rgb
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
@@ -74,31 +78,31 @@ def register(subparsers) -> None:
         default=None,
         help="outputs to write (repeatable; default all: json, csv, coco)",
     )
+    add_max_pixels_argument(p)
     add_device_argument(p)
     p.set_defaults(func=run)
 
 
-def read_image(path: str | os.PathLike, channels: int) -> torch.Tensor:
+def read_image(
+    path: str | os.PathLike, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
     """Read an image file as a ``(channels, H, W)`` float32 tensor in [0, 1].
 
     Args:
         path: any file Pillow can read.
         channels: 1 (gray) or 3 (RGB).
+        max_pixels: refuse an image whose header declares more pixels.
 
     Raises:
-        MistError: the file is missing or not a readable image.
+        DataError: the file is missing, not a regular file, not a readable image, too large,
+            or (a float image) holds NaN or infinite values.
     """
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except FileNotFoundError as exc:
-        raise MistError(f"{path}: no such file") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MistError(f"{path}: not a readable image ({exc})") from exc
+    hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
+    im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
+        require_finite(a, f"{path}: pixels")
         if im.mode != "F":  # 16-bit gray (32-bit "I" is how older Pillow opens it)
             a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
         a = np.clip(a, 0.0, 1.0)[None]  # (1, H, W)
@@ -140,8 +144,10 @@ def _stems(paths: list[str]) -> list[str]:
 
 
 def _dumps(record: dict[str, Any]) -> str:
-    """JSON with one top-level key per line (a box list stays on one line)."""
-    lines = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items()]
+    """Strict JSON with one top-level key per line (a box list stays on one line)."""
+    lines = [
+        f"  {json.dumps(key)}: {json_text(value, indent=None)}" for key, value in record.items()
+    ]
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
@@ -157,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     smallest = min_image_side(model)
     stems = _stems(args.images)
     # Read every image first, so a bad file stops the command before anything is written.
-    images = [read_image(path, channels) for path in args.images]
+    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
         if min(H, W) < smallest:
@@ -173,49 +179,57 @@ def run(args: argparse.Namespace) -> int:
     names = tuple(cfg.model.class_names)
     formats = set(args.format or FORMATS)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    done = []
     table = DetectionTable(cfg.model.task == "classify", names)
-    for path, stem, image in zip(args.images, stems, images, strict=True):
-        _, H, W = image.shape
-        x = image.to(device)
-        if signed:
-            x = 2 * x - 1  # the Gabor auto-encoder works on signed images
-        pred = detect_image(model, x, k, how.factor, how.tile)
-        kp, scores = pred.keypoints.cpu(), pred.scores.cpu()  # (N, 3), (N,)
-        labels = None if pred.logits is None else pred.logits.argmax(-1).cpu()
-        if args.min_score is not None:
-            keep = scores >= args.min_score
-            kp, scores, labels = kp[keep], scores[keep], None if labels is None else labels[keep]
-        record: dict[str, Any] = {
-            "image": str(path),
-            "width": W,
-            "height": H,
-            "k": int(kp.shape[0]),
-            "boxes": [[round(float(v), 3) for v in row] for row in kp],
-            "scores": [round(float(s), 6) for s in scores],
-        }
-        if labels is not None:
-            record["labels"] = [int(v) for v in labels]
-            if names:
-                record["classes"] = [names[int(v)] for v in labels]
-        record.update(how.record(pred.windows))
-        if "json" in formats:
-            atomic_write_text(out / f"{stem}.json", _dumps(record))
-        table.add(str(path), W, H, kp, scores, labels)
-        scale = max(1, ANNOTATION_SIDE // max(H, W))
-        annotate_image(
-            display(x.cpu(), signed),
-            kp,
-            labels,
-            scores,
-            out / f"{stem}.png",
-            scale=scale,
-            class_names=names,
-        )
-        if pred.reconstruction is not None:
-            rgb = to_rgb(pred.reconstruction.cpu(), signed)
-            rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-            Image.fromarray(rgb).save(out / f"{stem}-recon.png")
-        print(f"{path}: {W}x{H}, {record['k']} boxes -> {out / stem}.json, {out / stem}.png")
-    table.write(out, formats)
+    with staged_directory(out) as staging:  # out changes only once every image is done
+        for path, stem, image in zip(args.images, stems, images, strict=True):
+            _, H, W = image.shape
+            x = image.to(device)
+            if signed:
+                x = 2 * x - 1  # the Gabor auto-encoder works on signed images
+            pred = detect_image(model, x, k, how.factor, how.tile)
+            kp, scores = pred.keypoints.cpu(), pred.scores.cpu()  # (N, 3), (N,)
+            require_finite(
+                torch.cat([kp.flatten(), scores]), f"{path}: the model's boxes and scores"
+            )
+            labels = None if pred.logits is None else pred.logits.argmax(-1).cpu()
+            if args.min_score is not None:
+                keep = scores >= args.min_score
+                kp, scores = kp[keep], scores[keep]
+                labels = None if labels is None else labels[keep]
+            record: dict[str, Any] = {
+                "image": str(path),
+                "width": W,
+                "height": H,
+                "k": int(kp.shape[0]),
+                "boxes": [[round(float(v), 3) for v in row] for row in kp],
+                "scores": [round(float(s), 6) for s in scores],
+            }
+            if labels is not None:
+                record["labels"] = [int(v) for v in labels]
+                if names:
+                    record["classes"] = [names[int(v)] for v in labels]
+            record.update(how.record(pred.windows))
+            if "json" in formats:
+                atomic_write_text(staging / f"{stem}.json", _dumps(record))
+            table.add(str(path), W, H, kp, scores, labels)
+            scale = max(1, ANNOTATION_SIDE // max(H, W))
+            annotate_image(
+                display(x.cpu(), signed),
+                kp,
+                labels,
+                scores,
+                staging / f"{stem}.png",
+                scale=scale,
+                class_names=names,
+            )
+            if pred.reconstruction is not None:
+                rgb = to_rgb(pred.reconstruction.cpu(), signed)
+                rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+                Image.fromarray(rgb).save(staging / f"{stem}-recon.png")
+            done.append(
+                f"{path}: {W}x{H}, {record['k']} boxes -> {out / stem}.json, {out / stem}.png"
+            )
+        table.write(staging, formats)
+    print("\n".join(done))
     return 0

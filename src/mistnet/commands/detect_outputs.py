@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from mistnet.config import Config
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text
+from mistnet.io import atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
 
 CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
@@ -151,5 +150,7 @@ class DetectionTable:
             atomic_write_text(out / "detections.csv", text.getvalue())
         if "coco" in formats:
             images = {"images": self.images, "categories": self.categories(), "annotations": []}
-            atomic_write_text(out / "coco_images.json", json.dumps(images, indent=1) + "\n")
-            atomic_write_text(out / "coco_results.json", json.dumps(self.results) + "\n")
+            atomic_write_text(out / "coco_images.json", json_text(images, indent=1) + "\n")
+            atomic_write_text(
+                out / "coco_results.json", json_text(self.results, indent=None) + "\n"
+            )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
 from mistnet.data.images import __doc__ as FORMAT_DOC
 from mistnet.data.images import import_images
 
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", type=float, default=0.1, metavar="F", help="validation fraction")
     p.add_argument("--test", type=float, default=0.1, metavar="F", help="test fraction")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the split and crops")
+    add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         val=args.val,
         test=args.test,
         seed=args.seed,
+        max_pixels=checked_max_pixels(args),
     )
     splits = ", ".join(f"{s} {len(names)}" for s, names in meta["file_names"].items())
     what = " and ".join(meta["annotations"]) or "no annotations (images only)"

@@ -19,6 +19,7 @@ from mistnet import config, runner
 from mistnet.commands._args import add_device_argument, add_set_argument
 from mistnet.device import check_device
 from mistnet.errors import MistError
+from mistnet.io import json_text
 
 
 def register(subparsers) -> None:
@@ -120,5 +121,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         threads=args.threads,
     )
-    print(json.dumps({"run": str(args.out), **summary}, indent=2))
+    print(json_text({"run": str(args.out), **summary}))
     return 0

@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from mistnet.data.store import write_dataset
 from mistnet.errors import DataError
+from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, regular_file, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
@@ -76,20 +77,17 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One image file as an ``(H, W, C)`` uint8 array, ``C = 1`` for grey modes, else 3.
 
     Raises:
-        DataError: the file is not a readable image.
+        DataError: the file is not a readable image, has more than ``max_pixels`` pixels
+            (checked from its header) or (a float image) NaN or infinite values.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    im = ImageOps.exif_transpose(open_image(path, max_pixels))
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         a = np.asarray(im, dtype=np.float64)
+        require_finite(a, f"{path}: pixels")
         if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
             a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
         return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)[..., None]
@@ -159,7 +157,7 @@ def _resolver(root: Path, images: list[Path], where: str):
 
 def _csv_rows(path: Path) -> list[list[str]]:
     try:
-        with path.open(newline="") as f:
+        with regular_file(path).open(newline="") as f:
             return [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
@@ -238,7 +236,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
 
 def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
     try:
-        coco = json.loads(path.read_text())
+        coco = json.loads(regular_file(path).read_text())
         files = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
         cats = sorted((int(c["id"]), str(c["name"])) for c in coco["categories"])
         anns = [
@@ -363,6 +361,7 @@ def import_images(
     val: float = 0.1,
     test: float = 0.1,
     seed: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
     """Import the images under ``src`` into a new dataset directory ``out`` (atomically).
 
@@ -376,6 +375,7 @@ def import_images(
         channels: 1 or 3 to force grey or colour; None: detect.
         val, test: fractions of the images for the validation and test splits.
         seed: seeds the split and the crops.
+        max_pixels: refuse an image of more pixels (checked from its header).
 
     Returns:
         The manifest written.
@@ -406,7 +406,7 @@ def import_images(
     elif boxes is not None:
         truth, names = read_boxes(boxes, root, files)
     rels = [p.relative_to(root).as_posix() for p in files]
-    pixels = [read_image(p) for p in files]
+    pixels = [read_image(p, max_pixels) for p in files]
     C = channels or (1 if all(is_grey(a) for a in pixels) else 3)
     shapes = {a.shape[:2] for a in pixels}
     if size is None and crop is None and len(shapes) > 1:

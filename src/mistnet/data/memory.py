@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mistnet.errors import MistError
+from mistnet.validate import require_finite
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
 IN_MEMORY = "in-memory"
@@ -43,6 +44,7 @@ def _image(x: Any, where: str) -> torch.Tensor:
         )
     if t.dtype == torch.uint8:
         return t.float() / 255.0
+    require_finite(t, f"{where}: image")
     return t.float()
 
 

@@ -9,7 +9,10 @@ For each mode in ``train``, ``valid``, ``test`` the root holds:
 
 Export needs square boxes, the same count in every image and uint8 images (the official loader
 reads 8-bit images and assumes K labels per row). Import accepts any subset of the modes; grey
-images (all three channels equal) become one channel.
+images (all three channels equal) become one channel, 16-bit grey PNGs are scaled to 8 bits.
+Import reads only regular files inside the root: a list naming an absolute path, a ``..`` path
+or a symlink out of the root is refused (:mod:`mistnet.validate`), and so is an image whose
+header declares more than ``max_pixels`` pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from tqdm import tqdm
 
 from mistnet.data.store import atomic_directory, load_split, read_manifest, write_dataset
 from mistnet.errors import DataError
+from mistnet.validate import (
+    DEFAULT_MAX_PIXELS,
+    inside,
+    open_image,
+    read_text,
+    regular_file,
+    require_finite,
+)
 
 OFFICIAL_MODES: dict[str, str] = {"train": "train", "val": "valid", "test": "test"}
 
@@ -90,47 +101,42 @@ def export_official(
 
 
 def read_official(
-    root: str | os.PathLike, progress: bool = True
+    root: str | os.PathLike, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> dict[str, dict[str, np.ndarray]]:
     """Read whichever modes of an official-layout directory exist.
+
+    Args:
+        root: the layout's root directory.
+        max_pixels: refuse an image of more pixels (checked from its header).
 
     Returns:
         ``{split: arrays}`` (split names ``train``/``val``/``test``) in the format of
         :func:`mistnet.data.store.validate_arrays`.
 
     Raises:
-        DataError: naming the file for missing/inconsistent lists, keypoints or images.
+        DataError: naming the file for missing/inconsistent lists, keypoints or images, a path
+            that leaves ``root``, a file that is not a regular file, or a too large image.
     """
 
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
-    modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").is_file()}
+    modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").exists()}
     if not modes:
         raise DataError(f"{root}: no train.txt, valid.txt or test.txt (not an official layout)")
     out: dict[str, dict[str, np.ndarray]] = {}
     for split, mode in modes.items():
-        list_path = root / f"{mode}.txt"
-        names = [ln.strip() for ln in list_path.read_text().splitlines() if ln.strip()]
-        lab_path = root / f"{mode}_labels.txt"
-        kp_path = root / f"{mode}_keypoints.npy"
+        # The layout's own files are held inside the root too (a symlink out is refused).
+        list_path, lab_path, kp_path = (
+            inside(root, f"{mode}{end}", root) for end in (".txt", "_labels.txt", "_keypoints.npy")
+        )
+        names = [ln.strip() for ln in read_text(list_path).splitlines() if ln.strip()]
+        paths = [inside(root, name, list_path) for name in names]
         for p in (lab_path, kp_path):
-            if not p.is_file():
+            if not p.exists():
                 raise DataError(f"{p}: missing (needed with {list_path.name})")
-        try:
-            rows = [
-                [int(v) for v in ln.split(",") if v.strip()]
-                for ln in lab_path.read_text().splitlines()
-                if ln.strip()
-            ]
-        except ValueError as exc:
-            raise DataError(
-                f"{lab_path}: labels must be comma-separated integers ({exc})"
-            ) from None
-        try:
-            kp = np.load(kp_path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{kp_path}: corrupt keypoints file ({exc})") from None
+        rows = _read_labels(lab_path)
+        kp = _read_keypoints(regular_file(kp_path))
         n = len(names)
         if len(rows) != n:
             raise DataError(
@@ -141,16 +147,11 @@ def read_official(
         K = kp.shape[1]
         if any(len(r) != K for r in rows):
             raise DataError(f"{lab_path}: every row must hold {K} labels (keypoints have K={K})")
+        if (kp[..., 2] <= 0).any():
+            raise DataError(f"{kp_path}: every radius (the third value) must be > 0")
         images = None
-        for i, name in enumerate(
-            tqdm(names, desc=f"import {mode}", disable=not progress or n < 2000)
-        ):
-            p = root / name
-            try:
-                with Image.open(p) as im:
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            except (OSError, ValueError) as exc:
-                raise DataError(f"{p}: cannot read image ({exc})") from None
+        for i, p in enumerate(tqdm(paths, desc=f"import {mode}", disable=not progress or n < 2000)):
+            arr = _rgb8(open_image(p, max_pixels))
             if images is None:
                 images = np.zeros((n, 3, *arr.shape[:2]), dtype=np.uint8)
             elif arr.shape[:2] != images.shape[2:]:
@@ -177,9 +178,50 @@ def read_official(
     return out
 
 
-def import_official(root: str | os.PathLike, out: str | os.PathLike, progress: bool = True) -> Path:
+def _read_labels(path: Path) -> list[list[int]]:
+    """The rows of a ``<mode>_labels.txt``: comma-separated class ids >= 0."""
+    text = read_text(path)
+    try:
+        rows = [
+            [int(v) for v in ln.split(",") if v.strip()] for ln in text.splitlines() if ln.strip()
+        ]
+    except ValueError as exc:
+        raise DataError(f"{path}: labels must be comma-separated integers ({exc})") from None
+    if any(v < 0 for row in rows for v in row):
+        raise DataError(f"{path}: labels must be class ids >= 0")
+    return rows
+
+
+def _read_keypoints(path: Path) -> np.ndarray:
+    """A ``<mode>_keypoints.npy``: finite numbers, never unpickled."""
+    try:
+        kp = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: corrupt keypoints file ({exc})") from None
+    if not isinstance(kp, np.ndarray) or kp.dtype.kind not in "fiu":
+        kind = getattr(kp, "dtype", type(kp).__name__)
+        raise DataError(f"{path}: keypoints must be numbers, got {kind}")
+    require_finite(kp, f"{path}: keypoints")
+    return kp
+
+
+def _rgb8(im: Image.Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 of a decoded image; 16-bit grey is scaled (65535 -> 255), not clipped."""
+    if im.mode.startswith("I;16"):
+        a = np.asarray(im, dtype=np.uint32)  # (H, W) in 0..65535
+        grey = ((a * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def import_official(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Path:
     """Convert an official-layout directory into our format (atomically)."""
-    splits = read_official(root, progress)
+    splits = read_official(root, progress, max_pixels)
     return write_dataset(
         out,
         Path(root).resolve().name,

@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from mistnet.config import Config
 from mistnet.data.memory import IN_MEMORY
-from mistnet.data.store import annotations_of, classes_of, open_dataset
+from mistnet.data.store import annotations_of, classes_of, counted_instances, open_dataset
 from mistnet.errors import MistError
 
 
@@ -51,7 +51,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
     Raises:
         MistError: other channels, signed data for a classifier, the auto-encoder's output
             range does not match, another image size for the grid baseline, a classifier on
-            data without labels, or class names other than the run's.
+            data without labels or with class ids it does not have (or no instances at all),
+            or class names other than the run's.
     """
     m = cfg.model
     channels = int(dataset.channels)
@@ -75,6 +76,16 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
         )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(f"{source} has no labels; there is nothing to measure a classifier by")
+    arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
+    if m.task == "classify" and arrays is not None:
+        labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
+        if labels.size == 0:
+            raise MistError(f"{source} holds no instances to classify")
+        if labels.max() >= m.num_classes:
+            raise MistError(
+                f"{source} has class ids up to {labels.max()} but the run's classifier has "
+                f"{m.num_classes} classes (0..{m.num_classes - 1})"
+            )
     names = classes_of(dataset)
     if m.task == "classify" and names and m.class_names and names != tuple(m.class_names):
         raise MistError(

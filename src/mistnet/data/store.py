@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ from torch.utils.data import Dataset
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.data.scenes import SceneDataset, to_item
 from mistnet.errors import DataError
+from mistnet.io import json_text, remove_stale_temporaries, temporary_sibling
+from mistnet.validate import read_text, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
@@ -89,14 +91,19 @@ def manifest_annotations(meta: dict, where: str) -> tuple[frozenset[str], tuple[
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
-    """Check the shapes, dtypes and padding of one split's arrays.
+    """Check the shapes, dtypes, values and padding of one split's arrays.
+
+    Float images and every box are finite; the instances each scene counts have class ids
+    >= 0 (a negative one would be dropped from the metrics as padding) and boxes whose width
+    and height are not negative. Whether the labels fit a model's classes is a run's check
+    (:func:`mistnet.data.runs.check_data`).
 
     Args:
         arrays: ``images (N,C,H,W)``, ``boxes (N,M,4)``, ``labels (N,M)``, ``counts (N,)``.
         where: file name used in the error message.
 
     Raises:
-        DataError: naming ``where`` for any inconsistency.
+        DataError: naming ``where`` and the array for any inconsistency.
     """
     missing = [k for k in ARRAY_KEYS if k not in arrays]
     if missing:
@@ -116,6 +123,18 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
         raise DataError(f"{where}: counts must be ({N},) int64, got {ct.shape} {ct.dtype}")
     if N and (ct.min() < 0 or ct.max() > M):
         raise DataError(f"{where}: counts outside 0..{M}")
+    require_finite(im, f"{where}: images")
+    require_finite(bx, f"{where}: boxes")
+    counted = counted_instances(ct, M)
+    if (lb[counted] < 0).any():
+        raise DataError(f"{where}: labels of counted instances must be class ids >= 0")
+    if (bx[counted][:, 2:] < 0).any():
+        raise DataError(f"{where}: boxes of counted instances must have width and height >= 0")
+
+
+def counted_instances(counts: np.ndarray, max_count: int) -> np.ndarray:
+    """``(N, M)`` bool: which of the ``M`` slots of each scene hold an instance (index < count)."""
+    return np.arange(max_count)[None, :] < counts[:, None]
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None:
@@ -172,7 +191,7 @@ def write_dataset(
     with atomic_directory(out, overwrite) as tmp:
         for split, arrays in splits.items():
             _save_npz(tmp / f"{canonical_split(split)}.npz", arrays, compress)
-        (tmp / MANIFEST).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (tmp / MANIFEST).write_text(json_text(meta, sort_keys=True) + "\n")
     return out
 
 
@@ -197,12 +216,17 @@ class atomic_directory:  # noqa: N801 - used as a context manager like a functio
         _check_target(self.target, self.overwrite)
         parent = self.target.parent
         parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=parent))
+        remove_stale_temporaries(parent, self.target.name)  # left by a killed writer
+        self.tmp = temporary_sibling(self.target)
+        self.tmp.mkdir()
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and str(exc.filename or self.tmp).startswith(str(self.tmp)):
+                # A full disk or a size limit while writing: name the target, not the temporary.
+                raise OSError(exc.errno, exc.strerror or str(exc), str(self.target)) from exc
             return False
         if self.target.exists():
             if self.target.is_dir():
@@ -223,14 +247,21 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     path = d / MANIFEST
     if not d.is_dir():
         raise DataError(f"{d}: no such dataset directory")
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
         raise DataError(f"{path}: corrupt manifest ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} manifest")
+    splits = meta.get("splits", {})
+    allowed = f"'splits' must map {', '.join(SPLITS)} to scene counts >= 0"
+    if not isinstance(splits, dict):
+        raise DataError(f"{path}: {allowed}, got a {type(splits).__name__}")
+    for split, n in splits.items():
+        if split not in SPLITS or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise DataError(f"{path}: {allowed}, got {split!r}: {n!r}")
     return meta
 
 
@@ -247,13 +278,13 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
     meta = read_manifest(d)
     split = canonical_split(split)
     path = d / f"{split}.npz"
-    if not path.is_file():
+    if not path.exists():
         have = ", ".join(sorted(meta.get("splits", {}))) or "none"
         raise DataError(f"{path}: split {split!r} not in this dataset (have: {have})")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(regular_file(path), allow_pickle=False) as z:
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
         raise DataError(
             f"{path}: corrupt or truncated split file ({type(exc).__name__}: {exc})"
         ) from None
@@ -342,6 +373,7 @@ __all__ = [
     "annotations_of",
     "atomic_directory",
     "classes_of",
+    "counted_instances",
     "label_name",
     "load_split",
     "manifest_annotations",

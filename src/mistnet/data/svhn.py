@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mistnet.errors import DataError
+from mistnet.validate import inside, open_image
 
 SVHN_HEIGHT = 60
 SVHN_WIDTH = 240
@@ -128,14 +129,11 @@ def load_svhn_split(
     ]
     images, boxes, labels, names = [], [], [], []
     for r in tqdm(records, desc=f"load {d.name}", disable=not progress or len(records) < 2000):
-        p = d / r.name
-        try:
-            with Image.open(p) as im:
-                W0, H0 = im.size
-                resized = im.convert("RGB").resize((SVHN_WIDTH, SVHN_HEIGHT), Image.BILINEAR)
-                arr = np.asarray(resized, dtype=np.uint8)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{p}: cannot read SVHN image ({exc})") from None
+        p = inside(d, r.name, d / "digitStruct.mat")
+        with open_image(p) as im:  # a regular file of at most DEFAULT_MAX_PIXELS, decoded
+            W0, H0 = im.size
+            resized = im.convert("RGB").resize((SVHN_WIDTH, SVHN_HEIGHT), Image.BILINEAR)
+            arr = np.asarray(resized, dtype=np.uint8)
         sx, sy = SVHN_WIDTH / W0, SVHN_HEIGHT / H0
         b = np.stack(
             [

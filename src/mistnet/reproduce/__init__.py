@@ -43,7 +43,7 @@ from typing import Any
 
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text, exclusive_lock
+from mistnet.io import atomic_write_json, exclusive_lock
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -85,9 +85,7 @@ def _check_out(out: Path, budget: Budget) -> None:
             raise MistError(
                 f"{out} holds a reproduction with --budget {old}; use another --out for {budget.name}"
             )
-    atomic_write_text(
-        marker, json.dumps({"format": "mistnet-reproduce", "budget": budget.name}) + "\n"
-    )
+    atomic_write_json(marker, {"format": "mistnet-reproduce", "budget": budget.name})
 
 
 def default_command(

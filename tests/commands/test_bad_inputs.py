@@ -1,0 +1,317 @@
+"""One case per kind of bad input, through the ``mist`` command line: exit status 2, one stderr
+line that names the problem, and no file written, changed or removed (TESTING.md lists them)."""
+
+import errno
+import json
+import os
+import resource
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import assert_user_error, files_under, mist
+from helpers import png_size_bomb
+from PIL import Image
+
+from mistnet.commands import detect
+from mistnet.data.official import export_official
+from mistnet.data.scenes import build_generator, make_scenes
+from mistnet.data.store import write_dataset
+
+CASES = {}
+
+
+def case(make):
+    """Register ``make(tmp_path, run) -> (argv, fragments of the one stderr line)``."""
+    CASES[make.__name__] = make
+    return make
+
+
+def image(tmp_path, name="ok.png"):
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / name)
+    return tmp_path / name
+
+
+def dataset(tmp_path, n_test=3, compress=False):
+    g = build_generator("mnist-hard", layout_bank=16)
+    scenes = {"test": make_scenes(g, "test", range(n_test), 0)}
+    return write_dataset(tmp_path / "ds", g.name, scenes, compress=compress)
+
+
+def rewrite_test_split(d, key, change):
+    with np.load(d / "test.npz") as z:
+        arrays = {k: z[k].copy() for k in z.files}
+    arrays[key] = change(arrays[key])
+    np.savez(d / "test.npz", **arrays)
+    return d
+
+
+def set_label(value):
+    def change(labels):
+        labels[0, 0] = value
+        return labels
+
+    return change
+
+
+# -- images (mist detect) -----------------------------------------------------------------------
+
+
+@case
+def detect_size_bomb(tmp_path, run):
+    png_size_bomb(tmp_path / "bomb.png", 60000, 60000)
+    return ["detect", run, tmp_path / "bomb.png", "--out", tmp_path / "d"], ["bomb.png", "Pillow"]
+
+
+@case
+def detect_over_max_pixels(tmp_path, run):
+    argv = ["detect", run, image(tmp_path), "--out", tmp_path / "d", "--max-pixels", "2000"]
+    return argv, ["ok.png: 48x48 = 2,304 pixels", "--max-pixels"]
+
+
+@case
+def detect_nan_pixels(tmp_path, run):
+    Image.fromarray(np.full((48, 48), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
+    return ["detect", run, tmp_path / "nan.tiff", "--out", tmp_path / "d"], ["nan.tiff", "NaN"]
+
+
+@case
+def detect_fifo(tmp_path, run):
+    os.mkfifo(tmp_path / "pipe.png")
+    argv = ["detect", run, image(tmp_path), tmp_path / "pipe.png", "--out", tmp_path / "d"]
+    return argv, ["pipe.png: a FIFO, not a regular file"]
+
+
+@case
+def detect_max_pixels_zero(tmp_path, run):
+    argv = ["detect", run, image(tmp_path), "--out", tmp_path / "d", "--max-pixels", "0"]
+    return argv, ["--max-pixels must be >= 1"]
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def corrupt_best(run):
+    raw = bytearray((run / "best.safetensors").read_bytes())
+    start = 8 + struct.unpack("<Q", raw[:8])[0]
+    raw[start + 100 : start + 400] = b"\xff" * 300  # the header stays intact
+    (run / "best.safetensors").write_bytes(bytes(raw))
+
+
+@case
+def eval_corrupt_weights(tmp_path, run):
+    corrupt_best(run)
+    return ["eval", run, "--data", "mnist-hard"], ["best.safetensors is corrupt"]
+
+
+@case
+def detect_corrupt_weights(tmp_path, run):
+    corrupt_best(run)
+    argv = ["detect", run, image(tmp_path), "--out", tmp_path / "d"]
+    return argv, ["best.safetensors is corrupt"]
+
+
+@case
+def eval_checkpoint_of_another_width(tmp_path, run):
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["model"]["heatmap_width"] *= 2
+    (run / "config.json").write_text(json.dumps(cfg))
+    return ["eval", run, "--data", "mnist-hard"], ["does not fit this model", "another config"]
+
+
+# -- datasets (mist eval --data) ------------------------------------------------------------------
+
+
+@case
+def eval_byte_corrupted_npz(tmp_path, run):
+    d = dataset(tmp_path, compress=True)
+    raw = bytearray((d / "test.npz").read_bytes())
+    raw[200:264] = bytes(64)  # inside the deflate stream of images.npy: a zlib.error
+    (d / "test.npz").write_bytes(bytes(raw))
+    return ["eval", run, "--data", d], ["test.npz: corrupt or truncated", "error"]
+
+
+@case
+def eval_splits_as_a_list(tmp_path, run):
+    d = dataset(tmp_path)
+    meta = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**meta, "splits": ["test"]}))
+    return ["eval", run, "--data", d], ["manifest.json: 'splits' must map", "got a list"]
+
+
+@case
+def eval_label_out_of_range(tmp_path, run):
+    d = rewrite_test_split(dataset(tmp_path), "labels", set_label(99))
+    return ["eval", run, "--data", d], ["class ids up to 99", "has 10 classes"]
+
+
+@case
+def eval_negative_label(tmp_path, run):
+    d = rewrite_test_split(dataset(tmp_path), "labels", set_label(-4))
+    return ["eval", run, "--data", d], ["test.npz: labels of counted instances"]
+
+
+@case
+def eval_string_labels(tmp_path, run):
+    d = rewrite_test_split(dataset(tmp_path), "labels", lambda a: a.astype(str))
+    return ["eval", run, "--data", d], ["test.npz: labels must be", "int64"]
+
+
+@case
+def eval_nan_boxes(tmp_path, run):
+    d = rewrite_test_split(dataset(tmp_path), "boxes", lambda a: a * np.float32("nan"))
+    return ["eval", run, "--data", d], ["test.npz: boxes holds", "NaN"]
+
+
+@case
+def eval_empty_split(tmp_path, run):
+    return ["eval", run, "--data", dataset(tmp_path, n_test=0)], ["the test split is empty"]
+
+
+# -- the official layout (mist data import-official) --------------------------------------------
+
+
+def official(tmp_path):
+    return export_official(dataset(tmp_path), tmp_path / "off")
+
+
+@case
+def import_path_outside_the_root(tmp_path, run):
+    off = official(tmp_path)
+    (off / "test.txt").write_text("../ds/manifest.json\n" * 3)
+    argv = ["data", "import-official", off, tmp_path / "imported"]
+    return argv, ["test.txt: '../ds/manifest.json' leaves the dataset root"]
+
+
+@case
+def import_non_utf8_list(tmp_path, run):
+    off = official(tmp_path)
+    (off / "test.txt").write_bytes(b"images/test/\xff.png\n")
+    return ["data", "import-official", off, tmp_path / "imported"], ["test.txt: not UTF-8"]
+
+
+@case
+def import_over_max_pixels(tmp_path, run):
+    argv = ["data", "import-official", official(tmp_path), tmp_path / "i", "--max-pixels", "100"]
+    return argv, ["80x80 = 6,400 pixels, more than the limit of 100"]
+
+
+@case
+def import_images_over_max_pixels(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return [*argv, "--max-pixels", "1000"], ["a.png: 48x48 = 2,304 pixels, more than"]
+
+
+@case
+def import_images_nan_pixels(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(tmp_path / "photos" / "a.tif")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["a.tif: pixels holds 64 NaN or infinite values"]
+
+
+@case
+def import_images_labels_from_a_fifo(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")
+    os.mkfifo(tmp_path / "labels.csv")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return [*argv, "--labels", tmp_path / "labels.csv"], ["labels.csv: a FIFO"]
+
+
+# -- run directories ----------------------------------------------------------------------------
+
+
+@case
+def eval_a_run_without_checkpoints(tmp_path, run):
+    (run / "best.safetensors").unlink()
+    (run / "last.safetensors").unlink()
+    return ["eval", run], ["holds no checkpoint yet"]
+
+
+@case
+def resume_from_a_negative_step(tmp_path, run):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(run / "last.safetensors"), "pt") as f:
+        meta = {**f.metadata(), "step": "-5"}
+    meta.pop("digest")  # as an older checkpoint without one
+    save_file(load_file(run / "last.safetensors"), str(run / "last.safetensors"), metadata=meta)
+    return ["train", "--out", run, "--resume"], ["damaged metadata (step -5)"]
+
+
+# -- the operating system refuses -----------------------------------------------------------------
+
+
+@case
+def eval_into_an_unwritable_directory(tmp_path, run):
+    if os.geteuid() == 0:  # root writes anywhere but into /sys
+        return ["eval", run, "--data", "mnist-hard", "--json", "/sys/mist-x/e.json"], ["mist-x"]
+    (tmp_path / "ro").mkdir(mode=0o555)
+    argv = ["eval", run, "--data", "mnist-hard", "--json", tmp_path / "ro" / "e.json"]
+    return argv, ["e.json", "Permission denied"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_gives_one_line_and_leaves_every_file_as_it_was(capsys, tmp_path, tiny_run, name):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    argv, fragments = CASES[name](tmp_path, run)
+    before = files_under(tmp_path)
+    assert_user_error(mist(capsys, *argv), *fragments)
+    assert files_under(tmp_path) == before
+
+
+def test_a_detect_that_fails_part_way_leaves_its_output_directory_as_it_was(
+    capsys, tiny_run, tmp_path, monkeypatch
+):
+    out = tmp_path / "d"
+    assert mist(capsys, "detect", tiny_run, image(tmp_path, "a.png"), "--out", out)[0] == 0
+    (out / "mine.txt").write_text("kept")
+    before = files_under(tmp_path)
+    real, calls = detect.detect_image, []
+
+    def nan_on_the_second(*args):
+        calls.append(1)
+        pred = real(*args)
+        if len(calls) == 2:
+            with torch.inference_mode():
+                pred.scores.fill_(float("nan"))
+        return pred
+
+    monkeypatch.setattr(detect, "detect_image", nan_on_the_second)
+    b = image(tmp_path, "b.png")
+    before["b.png"] = b.read_bytes()
+    result = mist(capsys, "detect", tiny_run, tmp_path / "a.png", b, "--out", out)
+    assert_user_error(result, "b.png: the model's boxes and scores holds 9 NaN")
+    assert files_under(tmp_path) == before  # a.json was not rewritten, b.json not written
+
+
+def test_a_file_size_limit_gives_one_line_and_no_dataset(capsys, tmp_path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, hard))  # EFBIG past 10 kB
+    sizes = ("--n-train", 16, "--n-val", 1, "--n-test", 1)
+    try:
+        result = mist(capsys, "data", "make", "mnist-hard", "--out", tmp_path / "x", *sizes)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert_user_error(result, f"{tmp_path / 'x'}: File too large")
+    assert files_under(tmp_path) == {}
+
+
+def test_a_full_disk_gives_one_line_naming_the_file_and_writes_nothing(
+    capsys, tmp_path, tiny_run, monkeypatch
+):
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", full)
+    out = tmp_path / "new" / "e.json"
+    result = mist(capsys, "eval", tiny_run, "--data", "mnist-hard", "--json", out)
+    assert_user_error(result, f"{out}: No space left on device")
+    assert files_under(tmp_path) == {} and not (tmp_path / "new").exists()

@@ -1,0 +1,134 @@
+"""Importing the official layout reads only regular files inside its root, checks its numbers and
+images, and scales 16-bit grey PNGs instead of clipping them."""
+
+import os
+
+import numpy as np
+import pytest
+from helpers import png16, png_size_bomb
+from PIL import Image
+
+from mistnet.data.official import export_official, read_official
+from mistnet.data.scenes import build_generator, make_scenes
+from mistnet.data.store import write_dataset
+from mistnet.errors import DataError
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """An official layout of two 80 x 80 train scenes; ``tmp_path / "secret.png"`` lies outside."""
+    g = build_generator("mnist-hard", layout_bank=16)
+    d = write_dataset(tmp_path / "ds", g.name, {"train": make_scenes(g, "train", range(2), 0)})
+    Image.fromarray(np.full((80, 80, 3), 7, np.uint8)).save(tmp_path / "secret.png")
+    return export_official(d, tmp_path / "off")
+
+
+def first_image(off):
+    return off / (off / "train.txt").read_text().splitlines()[0]
+
+
+def list_first(off, name: str) -> None:
+    lines = (off / "train.txt").read_text().splitlines()
+    (off / "train.txt").write_text("\n".join([name, *lines[1:]]) + "\n")
+
+
+def absolute(off):
+    list_first(off, str(off.parent / "secret.png"))
+
+
+def dotdot(off):
+    list_first(off, "../secret.png")
+
+
+def symlink_out(off):
+    first_image(off).unlink()
+    first_image(off).symlink_to(off.parent / "secret.png")
+
+
+def list_is_a_symlink_out(off):
+    (off.parent / "list.txt").write_text((off / "train.txt").read_text())
+    (off / "train.txt").unlink()
+    (off / "train.txt").symlink_to(off.parent / "list.txt")
+
+
+def fifo_image(off):
+    first_image(off).unlink()
+    os.mkfifo(first_image(off))
+
+
+def fifo_keypoints(off):
+    (off / "train_keypoints.npy").unlink()
+    os.mkfifo(off / "train_keypoints.npy")
+
+
+def latin1_labels(off):
+    (off / "train_labels.txt").write_bytes("1,2\xe9\n".encode("latin-1") * 2)
+
+
+def latin1_list(off):
+    (off / "train.txt").write_bytes(b"images/train/\xe9.png\n" + (off / "train.txt").read_bytes())
+
+
+def string_keypoints(off):
+    np.save(off / "train_keypoints.npy", np.full((2, 9, 3), "a"))
+
+
+def nan_keypoint(off):
+    kp = np.load(off / "train_keypoints.npy")
+    kp[1, 3, 0] = np.nan
+    np.save(off / "train_keypoints.npy", kp)
+
+
+def zero_radius(off):
+    kp = np.load(off / "train_keypoints.npy")
+    kp[0, 0, 2] = 0
+    np.save(off / "train_keypoints.npy", kp)
+
+
+def negative_label(off):
+    (off / "train_labels.txt").write_text("-1,2,3,4,5,6,7,8,9\n" * 2)
+
+
+def size_bomb(off):
+    png_size_bomb(first_image(off), 60000, 60000)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (absolute, r"train.txt: '/.*secret.png' is an absolute path"),
+        (dotdot, r"train.txt: '\.\./secret.png' leaves the dataset root"),
+        (symlink_out, r"train.txt: 'images/train/000000.png' is a link to .*secret.png, outside"),
+        (list_is_a_symlink_out, r"'train.txt' is a link to .*list.txt, outside the dataset root"),
+        (fifo_image, r"000000.png: a FIFO, not a regular file"),
+        (fifo_keypoints, r"train_keypoints.npy: a FIFO, not a regular file"),
+        (latin1_labels, r"train_labels.txt: not UTF-8 text \(byte 3 is 0xe9\)$"),
+        (latin1_list, r"train.txt: not UTF-8 text"),
+        (string_keypoints, r"train_keypoints.npy: keypoints must be numbers, got <U1"),
+        (nan_keypoint, r"train_keypoints.npy: keypoints holds 1 NaN or infinite values"),
+        (zero_radius, r"train_keypoints.npy: every radius .* must be > 0"),
+        (negative_label, r"train_labels.txt: labels must be class ids >= 0"),
+        (size_bomb, r"000000.png: more than [\d,]+ pixels \(Pillow's limit\)"),
+    ],
+)
+def test_a_bad_layout_is_refused_naming_the_file(layout, damage, message):
+    damage(layout)
+    with pytest.raises(DataError, match=message):
+        read_official(layout, progress=False)
+
+
+def test_the_pixel_cap_applies_to_imported_images(layout):
+    assert read_official(layout, progress=False, max_pixels=6400)["train"]["images"].shape[0] == 2
+    with pytest.raises(DataError, match="80x80 = 6,400 pixels, more than the limit of 6,399"):
+        read_official(layout, progress=False, max_pixels=6399)
+
+
+def test_16_bit_grey_images_are_scaled_not_clipped(layout):
+    grey = np.zeros((80, 80), np.uint16)
+    grey[0, :4] = [65535, 32768, 1000, 257]
+    for line in (layout / "train.txt").read_text().splitlines():
+        png16(layout / line, grey)
+    assert Image.open(first_image(layout)).mode == "I;16"
+    images = read_official(layout, progress=False)["train"]["images"]
+    assert images.shape == (2, 1, 80, 80)  # grey: one channel
+    assert images[0, 0, 0, :5].tolist() == [255, 128, 4, 1, 0]  # v / 257, rounded

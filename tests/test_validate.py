@@ -1,0 +1,98 @@
+"""The boundary checks: contained paths, regular files, UTF-8 text, image size caps, finiteness."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from helpers import png_size_bomb
+from PIL import Image
+
+from mistnet.errors import DataError
+from mistnet.validate import inside, open_image, read_text, regular_file, require_finite
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "root" / "images").mkdir(parents=True)
+    (tmp_path / "root" / "images" / "0.png").write_bytes(b"x")
+    (tmp_path / "outside.png").write_bytes(b"secret")
+    (tmp_path / "root" / "images" / "out.png").symlink_to(tmp_path / "outside.png")
+    (tmp_path / "root" / "images" / "in.png").symlink_to(tmp_path / "root" / "images" / "0.png")
+    return tmp_path / "root"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("/etc/passwd", "is an absolute path"),
+        ("../outside.png", r"leaves the dataset root .* \('\.\.'\)"),
+        ("images/../../outside.png", r"leaves the dataset root"),
+        ("images/out.png", "is a link to .*outside.png, outside the dataset root"),
+        ("images/\0.png", "holds a NUL byte"),
+    ],
+)
+def test_a_listed_path_must_stay_inside_the_root(root, name, message):
+    with pytest.raises(DataError, match=f"train.txt: .*{message}"):
+        inside(root, name, root / "train.txt")
+
+
+def test_paths_and_links_within_the_root_are_kept(root):
+    assert inside(root, "images/0.png", "l") == root / "images" / "0.png"
+    assert inside(root, "images/in.png", "l") == root / "images" / "in.png"  # link inside
+
+
+def test_only_regular_files_are_opened(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(DataError, match="fifo: a FIFO, not a regular file"):
+        regular_file(tmp_path / "fifo")
+    with pytest.raises(DataError, match="a directory, not a regular file"):
+        regular_file(tmp_path)
+    with pytest.raises(DataError, match="missing: no such file"):
+        read_text(tmp_path / "missing")
+    with pytest.raises(DataError, match="a FIFO"):  # returns at once instead of blocking
+        open_image(tmp_path / "fifo")
+
+
+def test_text_must_be_utf8(tmp_path):
+    (tmp_path / "ok.txt").write_text("é,1\n", encoding="utf-8")
+    assert read_text(tmp_path / "ok.txt") == "é,1\n"
+    (tmp_path / "latin.txt").write_bytes("1,2\n3,\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.txt: not UTF-8 text \(byte 6 is 0xe9\)"):
+        read_text(tmp_path / "latin.txt")
+
+
+def test_an_image_is_sized_from_its_header_before_it_is_decoded(tmp_path):
+    png_size_bomb(tmp_path / "bomb.png", 60000, 60000)  # 3.6 GP: beyond Pillow's own limit
+    with pytest.raises(DataError, match=r"bomb.png: more than [\d,]+ pixels \(Pillow's limit\)"):
+        open_image(tmp_path / "bomb.png")
+    png_size_bomb(tmp_path / "wide.png", 5000, 3000)  # 15 MP: below Pillow's limit
+    with pytest.raises(
+        DataError, match=r"5000x3000 = 15,000,000 pixels, more than the limit of 10,"
+    ):
+        open_image(tmp_path / "wide.png", max_pixels=10_000_000)
+    Image.fromarray(np.full((30, 40), 9, np.uint8)).save(tmp_path / "ok.png")
+    im = open_image(tmp_path / "ok.png", max_pixels=1200)  # exactly at the cap is fine
+    assert im.size == (40, 30) and np.asarray(im)[0, 0] == 9
+    with pytest.raises(DataError, match="1,200 pixels, more than the limit of 1,199"):
+        open_image(tmp_path / "ok.png", max_pixels=1199)
+    raw = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="cut.png: not a readable image"):
+        open_image(tmp_path / "cut.png")
+
+
+@pytest.mark.parametrize("make", [np.array, torch.tensor], ids=["numpy", "torch"])
+def test_non_finite_values_are_counted_and_named(make):
+    require_finite(make([[1.0, 2.0]]), "x")
+    require_finite(make([[1, 2]]), "x")  # integers are always finite
+    require_finite(np.zeros((0, 3, 4), np.float32), "empty")
+    with pytest.raises(DataError, match=r"^w holds 2 NaN or infinite values \(of 4\)$"):
+        require_finite(make([[1.0, float("nan")], [float("-inf"), 0.0]]), "w")
+
+
+def test_finiteness_is_checked_in_every_chunk_of_a_large_array():
+    images = np.zeros((3000, 1, 2, 2), np.float32)
+    images[2999, 0, 1, 1] = np.inf  # in the last chunk of 1024 scenes
+    with pytest.raises(DataError, match="holds 1 NaN"):
+        require_finite(images, "images")
