@@ -13,13 +13,17 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
 - :func:`open_image`: an image whose header declares at most ``max_pixels`` pixels, decoded
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor.
+- :data:`NUMPY_READ_ERRORS`: what reading corrupt numpy files raises.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import tokenize
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,19 @@ from mistnet.errors import DataError
 #: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
 #: needs several GB of memory.
 DEFAULT_MAX_PIXELS = 40_000_000
+
+#: What numpy raises on corrupt ``.npy`` / ``.npz`` bytes: besides I/O and format errors, a
+#: damaged array header reaches Python's parser (``SyntaxError``, ``tokenize.TokenError``).
+NUMPY_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    SyntaxError,
+    tokenize.TokenError,
+)
 
 # Pillow's own decompression-bomb check refuses images above twice this many pixels.
 _PILLOW_LIMIT = 2 * (Image.MAX_IMAGE_PIXELS or 0)

@@ -296,3 +296,19 @@ def test_random_corruption_of_a_split_file_is_refused_or_harmless(small_split, d
         return
     for key, value in want.items():
         np.testing.assert_array_equal(got[key], value)
+
+
+@pytest.mark.parametrize("garbage", [b"ord\n'(", b'ord"\n)'])
+def test_a_damaged_array_header_is_a_data_error(small_split, tmp_path, garbage):
+    # Found by the corruption test above: numpy hands a damaged .npy header to Python's parser,
+    # which raises SyntaxError or tokenize.TokenError rather than ValueError. An uncompressed
+    # copy of the split puts the header's bytes where they can be damaged by hand.
+    d, _, arrays = small_split
+    work = tmp_path / "ds"
+    shutil.copytree(d, work, dirs_exist_ok=True)
+    np.savez(work / "test.npz", **arrays)
+    raw = (work / "test.npz").read_bytes()
+    assert b"order'" in raw
+    (work / "test.npz").write_bytes(raw.replace(b"order'", garbage, 1))
+    with pytest.raises(DataError, match=r"test\.npz: corrupt or truncated split file"):
+        SceneFolder(work, "test")

@@ -28,6 +28,7 @@ from mistnet.data.store import atomic_directory, load_split, read_manifest, writ
 from mistnet.errors import DataError
 from mistnet.validate import (
     DEFAULT_MAX_PIXELS,
+    NUMPY_READ_ERRORS,
     inside,
     open_image,
     read_text,
@@ -196,7 +197,7 @@ def _read_keypoints(path: Path) -> np.ndarray:
     """A ``<mode>_keypoints.npy``: finite numbers, never unpickled."""
     try:
         kp = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except NUMPY_READ_ERRORS as exc:
         raise DataError(f"{path}: corrupt keypoints file ({exc})") from None
     if not isinstance(kp, np.ndarray) or kp.dtype.kind not in "fiu":
         kind = getattr(kp, "dtype", type(kp).__name__)

@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +35,7 @@ from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.data.scenes import SceneDataset, to_item
 from mistnet.errors import DataError
 from mistnet.io import json_text, remove_stale_temporaries, temporary_sibling
-from mistnet.validate import read_text, regular_file, require_finite
+from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
@@ -284,7 +282,7 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
     try:
         with np.load(regular_file(path), allow_pickle=False) as z:
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
+    except NUMPY_READ_ERRORS as exc:
         raise DataError(
             f"{path}: corrupt or truncated split file ({type(exc).__name__}: {exc})"
         ) from None
