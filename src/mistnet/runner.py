@@ -492,7 +492,7 @@ def _train(
         )
 
     def validate() -> dict[str, float]:
-        # Rank 0 alone validates (on the whole validation set); the others wait at the next
+        # Rank 0 alone validates (train.val_batches batches); the others wait at the next
         # step's all-reduce.
         if val_set is None or not world.main:
             return {}
