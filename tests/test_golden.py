@@ -9,13 +9,14 @@ skips and says how to record one. Any change to the training core that claims to
 
 Recordings live in ``tests/golden/mnist-hard-cpu-100.json``, one per machine kind. They were
 remade on purpose when the preset took dilated heatmap blocks (c3574ac) and when the heatmap
-went to the log domain; regenerate them only for a change that is meant to alter training, and
+went to the log domain (875e007, 91644e0); regenerate them only for a change that is meant to alter training, and
 say so in the commit::
 
     python tests/test_golden.py --write     # adds or replaces this machine's recording
 """
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -40,7 +41,11 @@ OVERRIDES = [
 
 
 def machine() -> str:
-    """What decides CPU kernels' rounding: architecture, CPU model, torch's vector unit, torch."""
+    """What decides CPU kernels' rounding: architecture, CPU model, torch's vector unit, torch.
+
+    ``OMP_NUM_THREADS`` set in the environment changes the kernels' thread pools even though the
+    run asks for two threads, so it is part of the key when set (the recordings have it unset).
+    """
     model = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -50,7 +55,9 @@ def machine() -> str:
     except OSError:
         pass
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{platform.machine()} | {model} | {capability} | torch {torch.__version__}"
+    key = f"{platform.machine()} | {model} | {capability} | torch {torch.__version__}"
+    omp = os.environ.get("OMP_NUM_THREADS")
+    return f"{key} | OMP_NUM_THREADS={omp}" if omp is not None else key
 
 
 def recordings() -> dict[str, list[dict]]:

@@ -6,6 +6,9 @@ A run directory holds ``config.json`` (the resolved config), ``last.safetensors`
 ``.lock`` (held while a process trains into it). The batch at step ``t`` is a pure function of
 ``(seed, t)``, so ``--resume`` after any interruption, SIGKILL included, continues with exactly
 the losses an uninterrupted run would have produced.
+
+Under torchrun (:mod:`mistnet.distributed`) every rank runs this loop on its shard of each batch;
+rank 0 alone writes the run directory, validates and prints.
 """
 
 from __future__ import annotations
@@ -24,11 +27,23 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mistnet.acceleration import accelerate
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, load_json
 from mistnet.data.runs import check_data
 from mistnet.data.store import ANNOTATIONS, annotations_of, classes_of
 from mistnet.device import resolve_device
+from mistnet.distributed import (
+    World,
+    any_rank,
+    average_gradients,
+    broadcast_model,
+    check_in_sync,
+    gather_result,
+    global_batch_norms,
+    process_group,
+    shard_config,
+)
 from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.io import (
@@ -136,19 +151,31 @@ class StepSampler(Sampler[int]):
     """Indices for steps ``start, start + 1, ...``: epoch ``e`` is a permutation seeded by ``e``.
 
     The index of sample ``j`` of step ``t`` depends only on ``(seed, t, j)``, which is what
-    makes resumption exact.
+    makes resumption exact. With ``world`` of N processes, rank ``r`` takes the ``r``-th of N
+    equal consecutive slices of every batch (``batch_size`` is the whole batch).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, steps: int) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        steps: int,
+        world: World | None = None,
+    ) -> None:
+        world = world or World()
         if n < batch_size:
             raise MistError(
                 f"the training split has {n} scenes, fewer than one batch ({batch_size})"
             )
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start, self.steps = start_step, steps
+        self.shard = batch_size // world.size
+        self.offset = world.rank * self.shard
 
     def __len__(self) -> int:
-        return max(0, self.steps - self.start) * self.batch_size
+        return max(0, self.steps - self.start) * self.shard
 
     def __iter__(self) -> Iterator[int]:
         per_epoch = self.n // self.batch_size
@@ -158,7 +185,8 @@ class StepSampler(Sampler[int]):
             if e != epoch:
                 epoch = e
                 perm = np.random.default_rng([self.seed, e]).permutation(self.n)
-            yield from perm[pos * self.batch_size : (pos + 1) * self.batch_size].tolist()
+            first = pos * self.batch_size + self.offset
+            yield from perm[first : first + self.shard].tolist()
 
 
 def loader(
@@ -391,10 +419,15 @@ def train(
     progress: bool = True,
     threads: int = 0,
     data: tuple[Dataset, Dataset | None] | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into the run directory ``out`` and return the summary.
 
     ``threads > 0`` sets torch's intra-op threads for the run (0 keeps torch's default).
+    ``precision`` (``"fp32"`` or ``"bf16"``) and ``compile`` are speed options
+    (:mod:`mistnet.acceleration`), not part of the run. Started by torchrun, this process trains
+    its shard of every batch with the others (:mod:`mistnet.distributed`); only rank 0 writes.
     ``data`` gives the ``(train, val)`` datasets in memory (items as
     :class:`~mistnet.data.SceneDataset` yields them; ``val`` None: no validation, the best
     checkpoint is the last) instead of the splits ``cfg.data`` names; a resume needs them again.
@@ -411,25 +444,29 @@ def train(
     run = Run(out)
     if resume:
         run.require()
-    created = make_parents(run.path)
-    before = set() if created else {p.name for p in run.path.iterdir()}
-    with exclusive_lock(run.path, "mist train"):
-        try:
-            return _train(cfg, run, device, resume, max_minutes, progress, threads, data)
-        except BaseException:
-            if not run.last.exists():  # nothing worth keeping: leave what was there before
-                if created:
-                    shutil.rmtree(run.path, ignore_errors=True)
-                    remove_empty(created[1:])
-                elif not resume:
-                    for entry in run.path.iterdir():
-                        if entry.name in before:
-                            continue
-                        if entry.is_dir():
-                            shutil.rmtree(entry, ignore_errors=True)
-                        else:
-                            entry.unlink(missing_ok=True)
-            raise
+    speed = {"threads": threads, "precision": precision, "compile": compile}
+    with process_group(device) as (world, device):
+        if not world.main:  # reads the run directory, never writes it
+            return _train(cfg, run, device, resume, max_minutes, False, data, speed, world)
+        created = make_parents(run.path)
+        before = set() if created else {p.name for p in run.path.iterdir()}
+        with exclusive_lock(run.path, "mist train"):
+            try:
+                return _train(cfg, run, device, resume, max_minutes, progress, data, speed, world)
+            except BaseException:
+                if not run.last.exists():  # nothing worth keeping: leave what was there before
+                    if created:
+                        shutil.rmtree(run.path, ignore_errors=True)
+                        remove_empty(created[1:])
+                    elif not resume:
+                        for entry in run.path.iterdir():
+                            if entry.name in before:
+                                continue
+                            if entry.is_dir():
+                                shutil.rmtree(entry, ignore_errors=True)
+                            else:
+                                entry.unlink(missing_ok=True)
+                raise
 
 
 def _train(
@@ -439,14 +476,15 @@ def _train(
     resume: bool,
     max_minutes: float,
     progress: bool,
-    threads: int,
     data: tuple[Dataset, Dataset | None] | None,
+    speed: dict[str, Any],
+    world: World,
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if speed["threads"] > 0:
+        torch.set_num_threads(speed["threads"])
     if resume:
         saved = load_json(run.config)
         if saved.to_dict() != cfg.to_dict():
@@ -465,14 +503,21 @@ def _train(
     image_size = cfg.model.image_size
     annotations = annotations_of(train_set if val_set is None else val_set)
     metric = select_metric(cfg, annotations)
-    atomic_write_text(run.config, cfg.to_json())
+    if world.main:
+        atomic_write_text(run.config, cfg.to_json())
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.train.method).to(dev)
     if cfg.train.init_from and not (resume and run.last.is_file()):
         warm_start(model, cfg.train.init_from, cfg.train.init_parts, dev)
-    trainer = build_trainer(model, cfg.train)
+    if world.size > 1:
+        global_batch_norms(model)
+        broadcast_model(model)
+    trainer = build_trainer(model, shard_config(cfg.train, world))
+    for opt in trainer.optimizers.values():
+        average_gradients(opt, world)
     averaged = moving_average(model, cfg.train.ema_decay)
+    accelerate([model.heatmap_net, model.task_net], dev, speed["precision"], speed["compile"])
     inference_model = model if averaged is None else averaged.module
     maximise = MAXIMISE.get(metric, True)
     state = {"step": 0, "best": None, "best_step": None, "wall": 0.0}
@@ -487,16 +532,19 @@ def _train(
             ckpt.load_average(averaged)
         state.update({key: ckpt.extra[key] for key in state if key in ckpt.extra})
         state["step"] = ckpt.step
-        _truncate_log(run.log, log, ckpt.step)
-    else:  # a fresh start (also a resume killed before its first checkpoint): no stale lines
+        if world.main:
+            _truncate_log(run.log, log, ckpt.step)
+    elif world.main:  # a fresh start (also a resume killed before its first checkpoint)
         run.log.unlink(missing_ok=True)
     start = state["step"]
     steps = cfg.train.steps
-    writer = _tensorboard(run.path)
+    writer = _tensorboard(run.path) if world.main else None
 
     last_written = {"step": start if resume and run.last.is_file() else None}
 
     def snapshot(path: Path) -> None:
+        if not world.main:
+            return
         save_checkpoint(
             path,
             model,
@@ -510,7 +558,9 @@ def _train(
             last_written["step"] = state["step"]
 
     def validate() -> dict[str, float]:
-        if val_set is None:
+        # Rank 0 alone validates (train.val_batches batches); the others wait at the next
+        # step's all-reduce.
+        if val_set is None or not world.main:
             return {}
         val = evaluate(
             inference_model,
@@ -533,8 +583,8 @@ def _train(
                 writer.add_scalar(f"val/{key}", v, state["step"])
         return val
 
-    sampler = StepSampler(len(train_set), cfg.train.batch_size, cfg.data.seed, start, steps)
-    batches = loader(train_set, cfg.train.batch_size, cfg.data.workers, sampler)
+    sampler = StepSampler(len(train_set), cfg.train.batch_size, cfg.data.seed, start, steps, world)
+    batches = loader(train_set, sampler.shard, cfg.data.workers, sampler)
     t0 = time.monotonic() - state["wall"]
     t_session = time.monotonic()
     deadline = t_session + 60 * max_minutes if max_minutes > 0 else math.inf
@@ -550,7 +600,8 @@ def _train(
             step = state["step"]
             state["wall"] = time.monotonic() - t0
             if step % cfg.train.log_every == 0 or step == steps:
-                stats = step_stats(result, *image_size)
+                stats = step_stats(gather_result(result, world), *image_size)
+            if world.main and (step % cfg.train.log_every == 0 or step == steps):
                 _append_log(
                     run.log, {"step": step, "split": "train", "wall": state["wall"], **stats}
                 )
@@ -572,7 +623,7 @@ def _train(
                     )
             if step % cfg.train.ckpt_every == 0:
                 snapshot(run.last)
-            if time.monotonic() > deadline:
+            if math.isfinite(deadline) and any_rank(time.monotonic() > deadline, dev):
                 stopped = "max_minutes"
                 break
     except NonFiniteLoss as exc:
@@ -589,8 +640,9 @@ def _train(
     if state["step"] % cfg.train.val_every != 0 and state["step"] != steps:
         validate()
     snapshot(run.last)
-    if not run.best.exists():
+    if world.main and not run.best.exists():
         snapshot(run.best)
+    check_in_sync([model] if averaged is None else [model, averaged], dev)
     summary = {
         "steps": state["step"],
         "stopped": stopped,
@@ -607,5 +659,8 @@ def _train(
         ),
         "device": str(dev),
     }
-    atomic_write_text(run.summary, json_text(summary))
+    if world.size > 1:
+        summary["processes"] = world.size
+    if world.main:
+        atomic_write_text(run.summary, json_text(summary))
     return summary

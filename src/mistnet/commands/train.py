@@ -7,6 +7,8 @@ Examples::
     mist train --preset tiny-cpu --out runs/tiny --set train.steps=100 --set train.lr_k=3e3
     mist train --preset runs/classify/config.json --out runs/again   # any TOML file also works
     mist train --out runs/classify --resume                          # continue after a crash
+    mist train --preset mnist-hard-classify --out runs/c --device cuda --precision bf16 --compile
+    torchrun --standalone --nproc-per-node 2 -m mistnet train --preset tiny-cpu --out runs/ddp
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import json
 import sys
 
 from mistnet import config, runner
+from mistnet.acceleration import PRECISIONS
 from mistnet.commands._args import add_device_argument, add_set_argument
 from mistnet.device import check_device
+from mistnet.distributed import World
 from mistnet.errors import MistError
 from mistnet.io import json_text
 
@@ -53,6 +57,18 @@ def register(subparsers) -> None:
         default=0,
         metavar="N",
         help="torch CPU threads (default: torch's choice); speed only, not part of the run",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="bf16: the networks' forward passes under bfloat16 autocast, losses in float32 "
+        "(default fp32); speed only, not part of the run",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the heatmap and task networks; speed only, not part of the run",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -120,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         progress=not args.no_progress,
         threads=args.threads,
+        precision=args.precision,
+        compile=args.compile,
     )
-    print(json_text({"run": str(args.out), **summary}))
+    if World.from_env().main:  # under torchrun, one summary
+        print(json_text({"run": str(args.out), **summary}))
     return 0

@@ -1,0 +1,227 @@
+"""Data-parallel training over torchrun's processes: N ranks × B/N images reproduce one process at B.
+
+``torchrun --nproc-per-node N -m mistnet train ...`` starts N processes with ``RANK`` and
+``WORLD_SIZE`` set; :func:`process_group` joins them (gloo on the CPU, NCCL on CUDA, one GPU per
+rank by ``LOCAL_RANK``). Why not ``DistributedDataParallel``: the lifted step runs the task network
+three ways per step (the tau-step's backward, the x-step's ``autograd.grad`` with respect to the
+keypoints alone, a no-grad pass for the heatmap weights), and DDP's reducer expects every forward in
+training mode to end in a parameter backward. Instead each optimiser averages its parameters'
+gradients over the ranks just before it steps (:func:`average_gradients`), so the tau- and eta-steps
+are all-reduced and the x-step, whose slack keypoints are per sample, communicates nothing. Every
+rank then takes the same Adam step from the same gradients, so the weights, the BatchNorm buffers
+and the moving average (``train.ema_decay``) stay identical without being sent; :func:`check_in_sync`
+verifies it at the end of a run. Checkpoints hold the plain model (no ``module.`` prefixes), so a
+run resumes with any N, 1 included.
+
+Exactness: every loss is a batch mean of per-image terms (per-image weights included), so the mean
+of the ranks' gradients is the gradient of the full batch; the x-step objective is a batch mean
+too, so on B/N images its gradient per keypoint is N times larger, and :func:`shard_config` divides
+its step size ``lr_k`` by N. The heatmap network's input BatchNorm normalises with batch statistics,
+which :class:`GlobalBatchNorm2d` computes over all ranks (torch's ``SyncBatchNorm`` needs a GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mistnet.config import TrainConfig
+from mistnet.device import resolve_device
+from mistnet.engine import StepResult
+from mistnet.errors import MistError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes: ``rank`` of ``size``."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0, the one process that writes the run directory and prints."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> World:
+        """The world torchrun describes in ``RANK`` and ``WORLD_SIZE`` (one process without)."""
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[tuple[World, str]]:
+    """Join torchrun's process group for the block; yields the world and this rank's device.
+
+    With one process nothing is joined and ``device`` is kept. With several, CUDA means the GPU
+    ``LOCAL_RANK`` and the NCCL backend; the CPU means gloo. A group initialised by the caller is
+    used as it is and left open.
+    """
+    world = World.from_env()
+    if world.size == 1:
+        yield world, device
+        return
+    dev = resolve_device(device)
+    backend = "gloo"
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group(backend, device_id=dev if backend == "nccl" else None)
+    try:
+        yield world, str(dev)
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def shard_config(cfg: TrainConfig, world: World) -> TrainConfig:
+    """The train config one rank steps with: ``batch_size / N`` images, x-step size ``lr_k / N``.
+
+    Raises:
+        MistError: ``train.batch_size`` is not a multiple of the number of processes.
+    """
+    if cfg.batch_size % world.size:
+        raise MistError(
+            f"train.batch_size = {cfg.batch_size} does not split over {world.size} processes "
+            "(choose a multiple of --nproc-per-node)"
+        )
+    return dataclasses.replace(
+        cfg, batch_size=cfg.batch_size // world.size, lr_k=cfg.lr_k / world.size
+    )
+
+
+def average_gradients(optimizer: torch.optim.Optimizer, world: World) -> None:
+    """Make ``optimizer`` average its gradients over the ranks (one all-reduce) before each step.
+
+    Parameters without a gradient are left out; the step's graph is the same on every rank, so
+    they are the same parameters everywhere.
+    """
+    if world.size == 1:
+        return
+
+    def hook(opt: torch.optim.Optimizer, args, kwargs) -> None:
+        grads = [
+            p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None
+        ]
+        flat = torch.cat([g.reshape(-1) for g in grads])  # one message per step
+        dist.all_reduce(flat)
+        flat /= world.size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    optimizer.register_step_pre_hook(hook)
+
+
+def broadcast_model(model: nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers (a safeguard: the seed makes them equal)."""
+    if dist.is_initialized():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, 0)
+
+
+def gather_result(result: StepResult, world: World) -> StepResult:
+    """The :class:`StepResult` of the whole batch: losses averaged, keypoints in batch order."""
+    if world.size == 1:
+        return result
+    losses = torch.stack([result.task, torch.zeros_like(result.task)])
+    if result.heatmap is not None:
+        losses[1] = result.heatmap
+    dist.all_reduce(losses)
+    losses /= world.size
+
+    def cat(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        parts = [torch.empty_like(t) for _ in range(world.size)]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+    heat = None if result.heatmap is None else losses[1]
+    return StepResult(losses[0], heat, cat(result.x0), cat(result.x))
+
+
+def any_rank(flag: bool, device: torch.device | str) -> bool:
+    """True on every rank when ``flag`` is true on one (the ranks agree to stop together)."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def check_in_sync(modules: list[nn.Module], device: torch.device | str) -> None:
+    """Raise when the ranks' weights or buffers differ (compared by float64 sums per tensor).
+
+    Raises:
+        MistError: the ranks diverged.
+    """
+    if not dist.is_initialized():
+        return
+    sums = torch.stack(
+        [t.detach().double().sum() for m in modules for t in [*m.parameters(), *m.buffers()]]
+    ).to(device)
+    low, high = sums.clone(), sums.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise MistError("the training processes' weights diverged (a bug: please report it)")
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the whole batch over all ranks.
+
+    One process, or eval mode: exactly ``nn.BatchNorm2d``. Several: the per-channel sums, sums
+    of squares and counts are all-reduced (in float64), the input is normalised with the global
+    mean and biased variance and the running buffers move as ``nn.BatchNorm2d`` moves them. The
+    statistics carry no gradient, which is exact where the input needs none: in mistnet the
+    heatmap network's input normalisation, which sees the images.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        if x.requires_grad:
+            raise ValueError("GlobalBatchNorm2d gives no gradient to its input; it got one")
+        C = x.shape[1]
+        with torch.no_grad():
+            n = x.numel() // C
+            stats = torch.cat([x.sum((0, 2, 3)), x.pow(2).sum((0, 2, 3)), x.new_tensor([n])])
+            stats = stats.double()
+            dist.all_reduce(stats)
+            count = stats[-1]
+            mean = stats[:C] / count
+            var = (stats[C : 2 * C] / count - mean**2).clamp(min=0)
+            if self.track_running_stats:
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1 / self.num_batches_tracked
+                self.running_mean.lerp_(mean.to(x.dtype), m)
+                self.running_var.lerp_((var * count / (count - 1)).to(x.dtype), m)
+        return F.batch_norm(
+            x, mean.to(x.dtype), var.to(x.dtype), self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
+def global_batch_norms(module: nn.Module) -> None:
+    """Turn every ``nn.BatchNorm2d`` of ``module`` into :class:`GlobalBatchNorm2d` (same state)."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            bn = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine).to(
+                next(child.buffers()).device
+            )
+            bn.load_state_dict(child.state_dict())
+            setattr(module, name, bn)
+        else:
+            global_batch_norms(child)
