@@ -46,6 +46,10 @@ class ModelConfig:
     output: Literal["sigmoid", "signed"] = "sigmoid"  # auto-encoder output (signed for Gabor)
     softmax_window: int = 15
     softmax_strength: float = 10.0
+    # eps of the local softmax's denominator, relative to the image's highest logit: the official
+    # code's 1e-6 suppresses windows far below the strongest one; 0 gives the exact per-window
+    # softmax (benchmarks/RESULTS.md, seventh round).
+    softmax_eps: float = 1e-6
     nms_window: int = 5
     # (H, W) of the training images, written by ``mist train`` from the data (empty before).
     # The networks are fully convolutional; the size is kept for the commands' data checks.
@@ -232,6 +236,7 @@ def validate(cfg: Config) -> Config:
         value = getattr(m, key)
         _require(value >= 1 and value % 2 == 1, f"model.{key}", "an odd integer >= 1", value)
     _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
+    _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
     _require(
         m.image_size == () or (len(m.image_size) == 2 and min(m.image_size) >= 1),
         "model.image_size",

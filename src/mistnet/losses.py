@@ -261,7 +261,7 @@ def heatmap_nll_loss(
     target: Tensor,
     weight: Tensor | None = None,
     reduction: str = "mean",
-    eps: float = 1e-6,
+    eps: float = 0.0,
 ) -> Tensor:
     r"""Negative log-likelihood of the target keypoints under the local spatial softmax.
 
@@ -271,20 +271,21 @@ def heatmap_nll_loss(
     vanish while ``h`` is still flat, so the heatmap network learns several times faster on a CPU
     budget (benchmarks/RESULTS.md). Not in the paper; eq. 7 stays the default.
 
-    It takes ``log h`` (:func:`mistnet.ops.local_spatial_log_softmax`) and computes
-    ``log(h + eps)`` as ``logaddexp(log h, log eps)``, so nothing underflows. ``eps`` bounds each
-    target's loss by ``-log eps`` and lets a target whose window lies far below the image's
-    highest logit (``h << eps``) fade out of the gradient; without it (``eps = 0``) such a target
-    pulls at full strength however far below it lies, which slowed learning and, at the
-    auto-encoder's step sizes, made the heatmap loss diverge (benchmarks/RESULTS.md, seventh
-    round).
+    It takes ``log h`` (:func:`mistnet.ops.local_spatial_log_softmax`), so nothing underflows;
+    ``eps > 0`` computes ``-log(h + eps)`` as ``-logaddexp(log h, log eps)``, which bounds each
+    target's loss by ``-log eps`` and lets a target with ``h << eps`` fade out of the gradient.
+    With the official softmax (its eps relative to the image's highest logit) the exact form
+    pulls a window far below the strongest one at full strength however far below it lies, and
+    the saturating form lets it fade until the loop collapses; with the exact per-window softmax
+    (``model.softmax_eps = 0``, the cpu presets) neither happens, since ``h`` then depends only
+    on the target's own window (benchmarks/RESULTS.md, seventh round).
 
     Args:
         log_heatmaps: ``(B, S, H, W)`` log spatial-softmax responses.
         target: ``(B, S, H, W)`` detached target from :func:`mistnet.ops.render_heatmap`.
         weight: optional ``(B,)`` per-image weight (detached).
         reduction: ``"mean"`` or ``"none"``.
-        eps: added to ``h`` inside the log (0: the exact log-likelihood).
+        eps: added to ``h`` inside the log (0, the default: the exact log-likelihood).
     """
     _check_heatmap_pair(log_heatmaps, target, reduction)
     t = target.detach()

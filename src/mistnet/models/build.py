@@ -35,6 +35,7 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
         patch_size=cfg.patch_size,
         softmax_window=cfg.softmax_window,
         softmax_strength=cfg.softmax_strength,
+        softmax_eps=cfg.softmax_eps,
         nms_window=cfg.nms_window,
     )
     body = dict(width=cfg.heatmap_width, depth=cfg.heatmap_depth, dilations=cfg.heatmap_dilations)

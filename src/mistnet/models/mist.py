@@ -75,7 +75,8 @@ class MIST(nn.Module):
         k: default number of patches K.
         sides: the S box sides in pixels, increasing.
         patch_size: P.
-        softmax_window, softmax_strength: local spatial softmax (15, 10 in the paper / code).
+        softmax_window, softmax_strength, softmax_eps: local spatial softmax (15, 10, 1e-6 in the
+            official code; ``softmax_eps = 0`` is the exact per-window softmax).
         nms_window: NMS window of E_K (5).
     """
 
@@ -89,6 +90,7 @@ class MIST(nn.Module):
         patch_size: int = 32,
         softmax_window: int = 15,
         softmax_strength: float = 10.0,
+        softmax_eps: float = 1e-6,
         nms_window: int = 5,
     ) -> None:
         super().__init__()
@@ -104,6 +106,7 @@ class MIST(nn.Module):
         self.patch_size = patch_size
         self.softmax_window = softmax_window
         self.softmax_strength = softmax_strength
+        self.softmax_eps = softmax_eps
         self.nms_window = nms_window
 
     def log_heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -114,7 +117,9 @@ class MIST(nn.Module):
         :func:`~mistnet.ops.local_spatial_log_softmax`).
         """
         logits = self.heatmap_net(images)
-        log_h = local_spatial_log_softmax(logits, self.softmax_window, self.softmax_strength)
+        log_h = local_spatial_log_softmax(
+            logits, self.softmax_window, self.softmax_strength, self.softmax_eps
+        )
         return logits, log_h
 
     def detect(self, log_heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
