@@ -16,7 +16,6 @@ say so in the commit::
 """
 
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -41,11 +40,7 @@ OVERRIDES = [
 
 
 def machine() -> str:
-    """What decides CPU kernels' rounding: architecture, CPU model, torch's vector unit, torch.
-
-    ``OMP_NUM_THREADS`` set in the environment changes the kernels' thread pools even though the
-    run asks for two threads, so it is part of the key when set (the recordings have it unset).
-    """
+    """What decides CPU kernels' rounding: architecture, CPU model, torch's vector unit, torch."""
     model = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -55,9 +50,7 @@ def machine() -> str:
     except OSError:
         pass
     capability = torch.backends.cpu.get_cpu_capability()
-    key = f"{platform.machine()} | {model} | {capability} | torch {torch.__version__}"
-    omp = os.environ.get("OMP_NUM_THREADS")
-    return f"{key} | OMP_NUM_THREADS={omp}" if omp is not None else key
+    return f"{platform.machine()} | {model} | {capability} | torch {torch.__version__}"
 
 
 def recordings() -> dict[str, list[dict]]:
