@@ -41,6 +41,7 @@ from PIL import Image, ImageOps
 
 from mistnet.commands._args import add_device_argument, add_max_pixels_argument, checked_max_pixels
 from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
+from mistnet.data.images import float_pixels, over_black
 from mistnet.detection import detect_image
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -100,20 +101,13 @@ def read_image(
 
     hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
     im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        require_finite(a, f"{path}: pixels")
-        if im.mode != "F":  # 16-bit gray (32-bit "I" is how older Pillow opens it)
-            a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
-        a = np.clip(a, 0.0, 1.0)[None]  # (1, H, W)
+    deep = float_pixels(im, path)
+    if deep is not None:
+        a = deep[None]  # (1, H, W)
         if channels == 3:
             a = np.repeat(a, 3, axis=0)
         return torch.from_numpy(a.astype(np.float32))
-    if im.mode == "P" or "A" in im.getbands() or im.mode == "PA":
-        rgba = im.convert("RGBA")  # transparency (alpha or a palette entry) over black
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        im = Image.alpha_composite(black, rgba).convert("RGB")
-    im = im.convert("L" if channels == 1 else "RGB")
+    im = over_black(im).convert("L" if channels == 1 else "RGB")
     a = np.asarray(im, dtype=np.float32) / 255.0
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
     return torch.from_numpy(np.ascontiguousarray(a))

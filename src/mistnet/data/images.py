@@ -77,6 +77,32 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
+    """``(H, W)`` float64 in [0, 1] of a 16-bit or float image; ``None`` for 8-bit modes.
+
+    16-bit grey is scaled (65535 -> 1), not clipped; a float image must be finite and is
+    clipped to [0, 1].
+
+    Raises:
+        DataError: a float image with NaN or infinite values.
+    """
+    if not (im.mode in ("I", "F") or im.mode.startswith("I;16")):
+        return None
+    a = np.asarray(im, dtype=np.float64)
+    require_finite(a, f"{path}: pixels")
+    if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
+        a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
+    return np.clip(a, 0.0, 1.0)
+
+
+def over_black(im: Image.Image) -> Image.Image:
+    """A palette or alpha image composited over black (RGBA); any other image unchanged."""
+    if im.mode == "P" or "A" in im.getbands():
+        rgba = im.convert("RGBA")  # transparency (alpha or a palette entry) over black
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return im
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One image file as an ``(H, W, C)`` uint8 array, ``C = 1`` for grey modes, else 3.
 
@@ -85,17 +111,11 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             (checked from its header) or (a float image) NaN or infinite values.
     """
     im = ImageOps.exif_transpose(open_image(path, max_pixels))
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        a = np.asarray(im, dtype=np.float64)
-        require_finite(a, f"{path}: pixels")
-        if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
-            a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
-        return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)[..., None]
+    deep = float_pixels(im, path)
+    if deep is not None:
+        return np.round(deep * 255.0).astype(np.uint8)[..., None]
     grey = im.mode in _GREY_MODES
-    if im.mode == "P" or "A" in im.getbands():
-        rgba = im.convert("RGBA")  # transparency (alpha or a palette entry) over black
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    a = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.uint8)
+    a = np.asarray(over_black(im).convert("L" if grey else "RGB"), dtype=np.uint8)
     return a[..., None] if a.ndim == 2 else a
 
 
