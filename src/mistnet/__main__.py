@@ -1,3 +1,3 @@
-from mistnet.cli import main
+from mistnet.cli import run
 
-raise SystemExit(main())
+run()
