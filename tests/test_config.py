@@ -219,7 +219,7 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.k=0", r"model.k must be >= 1, got 0"),
         ("model.num_classes=0", r"model.num_classes must be >= 1"),
         ("model.patch_size=0", r"model.patch_size must be >= 1"),
-        ("model.patch_size=20", r"model.patch_size must be divisible by 2\*\*patch_levels = 32"),
+        ("model.patch_size=1", r"model.patch_size must be >= 2, got 1"),
         ("model.base_side=-20", r"model.base_side must be > 0"),
         ("model.factors=[]", r"model.factors must be a non-empty, strictly decreasing"),
         ("model.factors=[0.5, 1.0]", r"model.factors must be a non-empty, strictly decreasing"),

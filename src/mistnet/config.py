@@ -209,12 +209,7 @@ def validate(cfg: Config) -> Config:
         _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
     for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):
         _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
-    _require(
-        m.patch_size % 2**m.patch_levels == 0,
-        "model.patch_size",
-        f"divisible by 2**patch_levels = {2**m.patch_levels}",
-        m.patch_size,
-    )
+    _require(m.patch_size >= 2, "model.patch_size", ">= 2", m.patch_size)
     _require(math.isfinite(m.base_side) and m.base_side > 0, "model.base_side", "> 0", m.base_side)
     f = m.factors
     _require(

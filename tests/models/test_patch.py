@@ -87,11 +87,27 @@ def test_residual_blocks_use_separate_pre_norms():
     assert isinstance(block.norm1, torch.nn.GroupNorm) and block.norm1.num_groups == 1
 
 
+def test_odd_patch_is_zero_padded_inside_and_cropped_back():
+    # P = 23 with 2 levels runs at 24: the same weights on the explicitly zero-padded patch give
+    # the same latent, and the decoder's 24 x 24 output is cropped to the patch.
+    torch.manual_seed(0)
+    odd = PatchAutoencoder(1, patch_size=23, base_width=4, levels=2, blocks=1)
+    even = PatchAutoencoder(1, patch_size=24, base_width=4, levels=2, blocks=1)
+    even.load_state_dict(odd.state_dict())
+    x = torch.rand(2, 3, 1, 23, 23)
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))
+    flat, flat_padded = x.reshape(6, 1, 23, 23), padded.reshape(6, 1, 24, 24)
+    torch.testing.assert_close(odd.encoder(flat), even.encoder(flat_padded))
+    assert odd.encoder.latent_dim == 8 * 6 * 6
+    out = odd(x)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, even(padded)[..., :23, :23])
+    assert PatchEncoder(1, patch_size=20, levels=3).out_size == 3  # 20 -> 24 -> 3
+
+
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="patch_size"):
-        PatchEncoder(1, patch_size=20, levels=3)
-    with pytest.raises(ValueError, match="patch_size"):
-        PatchAutoencoder(1, patch_size=48, levels=5)
+        PatchEncoder(1, patch_size=0, levels=3)
     with pytest.raises(ValueError, match="output"):
         PatchAutoencoder(1, output="relu", **SMALL)
     with pytest.raises(ValueError, match="levels"):

@@ -35,12 +35,20 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def _check_patch_size(patch_size: int, levels: int) -> None:
-    if patch_size % (2**levels) != 0:
-        raise ValueError(
-            f"patch_size must be divisible by 2**levels = {2**levels}, "
-            f"got patch_size={patch_size}, levels={levels}"
-        )
+def _padded_size(patch_size: int, levels: int) -> int:
+    """The side the networks run at: ``patch_size`` rounded up to a multiple of ``2**levels``.
+
+    A patch whose side is not a multiple is zero-padded at its right and bottom edges before the
+    encoder (what a box leaving the image reads anyway) and the decoder's output is cropped back.
+    Odd sides matter: ``P = side + 1`` samples a box exactly on the pixel grid (S and S^-1 then
+    resample nothing; benchmarks/recon_bound.py), which needs an odd P for an even box side.
+
+    Example:
+        >>> _padded_size(23, 2), _padded_size(32, 5)
+        (24, 32)
+    """
+    step = 2**levels
+    return -(-patch_size // step) * step
 
 
 def _flatten_patches(patches: Tensor, in_channels: int, patch_size: int) -> Tensor:
@@ -94,13 +102,13 @@ class PatchEncoder(nn.Module):
 
     Args:
         in_channels: patch channels C.
-        patch_size: patch side P; must be divisible by ``2**levels``.
+        patch_size: patch side P; zero-padded to a multiple of ``2**levels`` inside.
         base_width: channels of the first level.
         levels: number of down-sampling levels.
         blocks: residual blocks per level and in the bottleneck.
 
     Attributes:
-        latent_dim: c_last · (P / 2^levels)², e.g. 128 for the paper sizes.
+        latent_dim: c_last · ⌈P / 2^levels⌉², e.g. 128 for the paper sizes.
         out_channels, out_size: shape of the bottleneck map before flattening.
 
     Shape:
@@ -129,9 +137,9 @@ class PatchEncoder(nn.Module):
             levels=levels,
             blocks=blocks,
         )
-        _check_patch_size(patch_size, levels)
         self.in_channels = in_channels
         self.patch_size = patch_size
+        self.pad = _padded_size(patch_size, levels) - patch_size
         stages: list[nn.Module] = []
         channels = in_channels
         for level in range(levels):
@@ -143,7 +151,7 @@ class PatchEncoder(nn.Module):
         stages.extend(PreNormResBlock(channels) for _ in range(blocks))
         self.stages = nn.Sequential(*stages)
         self.out_channels = channels
-        self.out_size = patch_size // 2**levels
+        self.out_size = (patch_size + self.pad) // 2**levels
         self.latent_dim = channels * self.out_size**2
 
     def forward(self, patches: Tensor) -> Tensor:
@@ -153,6 +161,8 @@ class PatchEncoder(nn.Module):
                 f"{self.patch_size}), got {tuple(patches.shape)}"
             )
         x = _flatten_patches(patches, self.in_channels, self.patch_size)
+        if self.pad:
+            x = F.pad(x, (0, self.pad, 0, self.pad))
         return self.stages(x).flatten(1)  # (N, latent_dim)
 
 
@@ -160,14 +170,14 @@ class PatchDecoder(nn.Module):
     r"""Mirror of :class:`PatchEncoder`: latent vector → patch, without skip connections.
 
     The latent is reshaped to the encoder's bottleneck map ``(N, c_last, r, r)``,
-    r = P / 2^levels. Decoder level j = 0 .. ``levels``−1 (coarse to fine) is a 2×2 stride-2
+    r = ⌈P / 2^levels⌉. Decoder level j = 0 .. ``levels``−1 (coarse to fine) is a 2×2 stride-2
     transposed conv to c = ``base_width``·2^(levels−1−j) channels followed by ``blocks``
     :class:`PreNormResBlock`; for the paper sizes that gives 128 channels at 2×2, then 64, 32, 16
     and 8 at 32×32. A final 1×1 conv maps to ``out_channels`` and the output activation is applied.
 
     Args:
         out_channels: patch channels C.
-        patch_size: patch side P; must be divisible by ``2**levels``.
+        patch_size: patch side P; the output is decoded at the encoder's padded side and cropped.
         base_width: channels of the finest level (the encoder's first level).
         levels: number of up-sampling levels.
         blocks: residual blocks per level.
@@ -196,12 +206,12 @@ class PatchDecoder(nn.Module):
             levels=levels,
             blocks=blocks,
         )
-        _check_patch_size(patch_size, levels)
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
         self.output = output
         self.in_channels = base_width * 2 ** (levels - 1)
-        self.in_size = patch_size // 2**levels
+        self.patch_size = patch_size
+        self.in_size = _padded_size(patch_size, levels) // 2**levels
         self.latent_dim = self.in_channels * self.in_size**2
         stages: list[nn.Module] = []
         channels = self.in_channels
@@ -220,7 +230,7 @@ class PatchDecoder(nn.Module):
             )
         N = latent.shape[0]
         x = latent.reshape(N, self.in_channels, self.in_size, self.in_size)  # (N, c_last, r, r)
-        z = self.stages(x)  # (N, C, P, P)
+        z = self.stages(x)[..., : self.patch_size, : self.patch_size]  # (N, C, P, P)
         if self.output == "signed":
             return 2.0 * torch.sigmoid(z) - 1.0
         return torch.sigmoid(z)
@@ -231,7 +241,7 @@ class PatchAutoencoder(nn.Module):
 
     Args:
         in_channels: patch channels C (input and output).
-        patch_size: patch side P; must be divisible by ``2**levels``.
+        patch_size: patch side P (any; see :class:`PatchEncoder`).
         base_width: channels of the first encoder level; doubles per level.
         levels: down/up-sampling levels.
         blocks: residual blocks per level (and in the encoder bottleneck).
