@@ -57,7 +57,9 @@ def main() -> None:
     N, _, H, W = image.shape
     print(f"{args.data}: {N} test scenes, {H}x{W}")
     print(f"zero image: RMSE {_rmse(torch.zeros_like(image), image):.4f}")
-    print(f"per-image mean: RMSE {_rmse(image.mean((2, 3), keepdim=True).expand_as(image), image):.4f}")
+    print(
+        f"per-image mean: RMSE {_rmse(image.mean((2, 3), keepdim=True).expand_as(image), image):.4f}"
+    )
     print("\n| box side | patch | oracle (each digit alone) | window copy (whole scene) |")
     print("|---|---|---|---|")
     for side in args.sides:
