@@ -2,6 +2,7 @@
 process at the same global batch, only rank 0 writes, and the run resumes in one process."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -15,8 +16,9 @@ from mistnet.distributed import GlobalBatchNorm2d, World, shard_config
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text
 
-# 20 steps of tiny-cpu at its batch of 8 (4 images per rank), every step logged.
-SETTINGS = ["train.steps=20", "train.log_every=1", "train.val_batches=1", "data.n_val=8"]
+# 20 steps of tiny-cpu at its batch of 8 (4 images per rank), every step logged; validation
+# at step 20 on 2 batches of 8 scenes (sharded: one batch per rank).
+SETTINGS = ["train.steps=20", "train.log_every=1", "data.n_val=16"]
 # From the same weights the sharded step is exact (the x-step on two halves at lr_k / 2 gives
 # bitwise the keypoints of the whole batch). Float rounding differs with the shard's batch size
 # (convolution blocking, sums over 4 images instead of 8): measured over 20 steps, task losses
@@ -95,6 +97,14 @@ def test_two_gloo_processes_match_one_and_resume_in_one(tmp_path):
     reference, ours = _losses(one), _losses(two)
     _assert_close(ours, reference, range(1, 21))
 
+    # Sharded validation saw the whole split (rank 0 alone would count 8 scenes) and agrees
+    # with one process's: the same ground truth counts, metrics at near-identical weights.
+    (val_two,) = [r for r in runner.Run(two).records() if r["split"] == "val"]
+    (val_one,) = [r for r in runner.Run(one).records() if r["split"] == "val" and r["step"] == 20]
+    assert val_two["n_images"] == 16 and val_two["n_instances"] == val_one["n_instances"]
+    for key in ("det_iou50", "classif", "both"):
+        assert val_two[key] == pytest.approx(val_one[key], abs=0.02), key
+
     # Resume the 2-process run in one process for 4 more steps.
     saved = load_json(two / "config.json")
     saved.train.steps = 24
@@ -103,3 +113,39 @@ def test_two_gloo_processes_match_one_and_resume_in_one(tmp_path):
     assert summary["steps"] == 24 and "processes" not in summary
     resumed = _losses(two)
     _assert_close(resumed, reference, range(21, 25))
+
+
+def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
+    """Two torchrun agents, one process each, meeting through the c10d rendezvous as two
+    machines would (here both on 127.0.0.1): one run of 2 processes, written once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agents = []
+    for node in (0, 1):
+        (tmp_path / f"node{node}").mkdir()
+        launch = ["--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1"]
+        launch += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+        argv = ["train", "--preset", "tiny-cpu", "--out", "run", "--no-progress", "--threads", "1"]
+        argv += ["--set", "train.steps=6", "--set", "data.n_val=16"]
+        agents.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "mistnet", *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**subprocess_env(), "OMP_NUM_THREADS": "1"},
+                cwd=tmp_path / f"node{node}",
+            )
+        )
+    outputs = [agent.communicate(timeout=180) for agent in agents]
+    for agent, (_, err) in zip(agents, outputs, strict=True):
+        assert agent.returncode == 0, err[-3000:]
+    written = [node for node in (0, 1) if (tmp_path / f"node{node}" / "run").exists()]
+    assert len(written) == 1  # global rank 0's machine, whichever the rendezvous chose
+    (out,) = [o for o, _ in outputs if o.strip()]
+    summary = json.loads(out)
+    assert summary["processes"] == 2 and summary["steps"] == 6
+    run_dir = tmp_path / f"node{written[0]}" / "run"
+    (val,) = [r for r in runner.Run(run_dir).records() if r["split"] == "val"]
+    assert val["n_images"] == 16  # validation sharded over both machines' processes

@@ -581,3 +581,30 @@ def test_scene_meter_reconstruction_reports_detection_only_with_boxes():
         assert ("det_iou50" in out) is located
         if located:
             assert out["det_iou50"] == 1.0
+
+
+@pytest.mark.parametrize("task", ["classify", "reconstruct"])
+def test_scene_meters_of_disjoint_batches_add_up_to_the_whole(task):
+    """Sharded validation adds the ranks' sums: two meters' sums, loaded into a third, give the
+    metrics of one meter that saw both batches (classes and RMSE included)."""
+    from mistnet.metrics import SceneMeter
+
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(2):
+        centres = torch.randint(10, 70, (3, 4, 2), generator=g).float()
+        gt = torch.cat([centres, torch.full((3, 4, 2), 20.0)], -1)
+        det = torch.cat([centres + torch.randn(3, 4, 2, generator=g) * 4, gt[..., 2:3]], -1)
+        images = torch.rand(3, 1, 80, 80, generator=g)
+        preds = torch.randint(0, 3, (3, 4), generator=g) if task == "classify" else None
+        truth = torch.randint(0, 3, (3, 4), generator=g)
+        batches.append((det, preds, gt, truth, lab([4, 3, 2]), None, images * 0.5, images))
+    whole, parts = SceneMeter(task, 3), [SceneMeter(task, 3), SceneMeter(task, 3)]
+    for batch, part in zip(batches, parts, strict=True):
+        whole.update(*batch)
+        part.update(*batch)
+    merged = SceneMeter(task, 3)
+    merged.load_sums(parts[0].sums() + parts[1].sums())
+    names = ("a", "b", "c")
+    assert merged.compute(names) == pytest.approx(whole.compute(names))
+    assert merged.compute(names) != pytest.approx(parts[0].compute(names))  # halves differ

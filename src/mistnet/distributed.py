@@ -162,6 +162,20 @@ def any_rank(flag: bool, device: torch.device | str) -> bool:
     return bool(t.item())
 
 
+def sum_over_ranks(values: Tensor) -> Tensor:
+    """``values`` summed over the ranks (every rank gets the sum); unchanged in one process.
+
+    Sharded validation: each rank scores every N-th validation batch and the meters' sums
+    (:meth:`mistnet.metrics.SceneMeter.sums`, counts and float64 sums) add up to one process's.
+    """
+    if not dist.is_initialized():
+        return values
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = values.to(device, copy=True)
+    dist.all_reduce(total)
+    return total.to(values.device)
+
+
 def check_in_sync(modules: list[nn.Module], device: torch.device | str) -> None:
     """Raise when the ranks' weights or buffers differ (compared by float64 sums per tensor).
 

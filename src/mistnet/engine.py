@@ -7,8 +7,7 @@ tau-step takes one optimiser step on the task loss at ``x0``; the x-step takes p
 the keypoints alone (nothing accumulates in tau) on :class:`XObjective`; the eta-step regresses
 ``h`` onto ``G(x)``, each image weighted by ``exp(-beta L_b)`` at the final keypoints.
 :func:`supervised_step` puts the ground truth in place of the x-step; :func:`end_to_end_step`
-trains the channel-wise and grid baselines by backpropagation. :func:`evaluate` runs in eval mode
-under ``torch.inference_mode()``.
+trains the channel-wise and grid baselines by backpropagation; :func:`evaluate` scores a model.
 """
 
 from __future__ import annotations
@@ -216,12 +215,14 @@ def evaluate(
     max_batches: int = 0,
     annotations: frozenset[str] = frozenset({"boxes", "labels"}),
     class_names: tuple[str, ...] = (),
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """SPEC §5 metrics of ``model`` over ``batches``, in eval mode (:class:`SceneMeter`).
 
     Metrics that need ground truth the data lacks (``annotations``) are left out, never 0;
     ``class_names`` adds each class's ``classif/<name>``. ``per_image_k`` detects ``count[b]``
-    instances per image (Table 3) instead of ``k``.
+    instances per image (Table 3) instead of ``k``. ``reduce`` maps the meter's sums to those
+    of every process (sharded validation: :func:`mistnet.distributed.sum_over_ranks`).
     """
     was_training = model.training
     model.eval()
@@ -235,16 +236,11 @@ def evaluate(
             kk = int(batch.count.max()) if per_image_k else (k or model.k)
             out = model(batch.images, kk)
             labels = out.task.argmax(-1) if model.task == "classify" else None
-            meter.update(
-                out.keypoints,
-                labels,
-                batch.boxes,
-                batch.labels,
-                batch.count,
-                batch.count if per_image_k else None,
-                out.reconstruction,
-                batch.images,
-            )
+            truth = (batch.boxes, batch.labels, batch.count)
+            det_count = batch.count if per_image_k else None
+            meter.update(out.keypoints, labels, *truth, det_count, out.reconstruction, batch.images)
     finally:
         model.train(was_training)
+    if reduce is not None:
+        meter.load_sums(reduce(meter.sums()))
     return meter.compute(class_names)

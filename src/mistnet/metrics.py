@@ -405,6 +405,14 @@ class DetectionMeter:
         """Forget everything accumulated."""
         self._s: dict[str, float] = dict.fromkeys(self._SUMS, 0.0)
 
+    def sums(self) -> Tensor:
+        """What is accumulated, as float64 ``(10,)``: meters of disjoint batches add up."""
+        return torch.tensor([self._s[k] for k in self._SUMS], dtype=torch.float64)
+
+    def load_sums(self, sums: Tensor) -> None:
+        """Replace what is accumulated by ``sums`` (e.g. the sum of several meters' :meth:`sums`)."""
+        self._s = dict(zip(self._SUMS, sums.tolist(), strict=True))
+
     @torch.no_grad()
     def update(
         self,
@@ -695,6 +703,16 @@ class ReconstructionMeter:
         self._n_pix = 0
         self._n_img = 0
 
+    def sums(self) -> Tensor:
+        """What is accumulated, as float64 ``(5,)``: meters of disjoint batches add up."""
+        values = [self._rmse_sum, self._rmse_clip_sum, self._sse, self._n_pix, self._n_img]
+        return torch.tensor(values, dtype=torch.float64)
+
+    def load_sums(self, sums: Tensor) -> None:
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
+        self._rmse_sum, self._rmse_clip_sum, self._sse, n_pix, n_img = sums.tolist()
+        self._n_pix, self._n_img = round(n_pix), round(n_img)
+
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Add one batch: ``pred`` and ``target`` ``(B, C, H, W)``."""
@@ -829,6 +847,19 @@ class SceneMeter:
             h_gt = label_histogram(gt_labels, C, valid_mask(gt_labels, gt_count))
             self._hits += torch.minimum(h_det, h_gt).sum(0).cpu()
             self._instances += h_gt.sum(0).cpu()
+
+    def sums(self) -> Tensor:
+        """Everything accumulated, as one float64 vector: the meters of disjoint batches add up
+        to the meter of all of them (how sharded validation reduces over processes)."""
+        parts = [self.detection.sums(), self.reconstruction.sums(), self._hits, self._instances]
+        return torch.cat([p.double() for p in parts])
+
+    def load_sums(self, sums: Tensor) -> None:
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
+        d, r, hits, instances = sums.cpu().split([10, 5, self.num_classes, self.num_classes])
+        self.detection.load_sums(d)
+        self.reconstruction.load_sums(r)
+        self._hits, self._instances = hits.round().long(), instances.round().long()
 
     def compute(self, class_names: Sequence[str] = ()) -> dict[str, float]:
         """The measurable metrics so far, and the counts.

@@ -13,6 +13,7 @@ rank 0 alone writes the run directory, validates and prints.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -43,6 +44,7 @@ from mistnet.distributed import (
     global_batch_norms,
     process_group,
     shard_config,
+    sum_over_ranks,
 )
 from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
@@ -558,18 +560,23 @@ def _train(
             last_written["step"] = state["step"]
 
     def validate() -> dict[str, float]:
-        # Rank 0 alone validates (train.val_batches batches); the others wait at the next
-        # step's all-reduce.
-        if val_set is None or not world.main:
+        # Sharded: rank r scores batches r, r + N, ... of the first train.val_batches (0: all)
+        # and the meters' sums are added over the ranks, so every rank gets the whole split's
+        # metrics (the same as one process's, up to float summation order).
+        if val_set is None:
             return {}
+        batches = loader(val_set, cfg.train.batch_size, 0)
+        stop = cfg.train.val_batches or None
         val = evaluate(
             inference_model,
-            loader(val_set, cfg.train.batch_size, 0),
+            itertools.islice(batches, world.rank, stop, world.size),
             device=dev,
             signed=cfg.model.output == "signed",
-            max_batches=cfg.train.val_batches,
             annotations=annotations,
+            reduce=sum_over_ranks if world.size > 1 else None,
         )
+        if not world.main:
+            return val
         value = val.get(metric, math.nan)
         better = state["best"] is None or (
             value > state["best"] if maximise else value < state["best"]
