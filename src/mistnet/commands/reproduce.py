@@ -3,7 +3,7 @@
 Examples::
 
     mist reproduce table1 --budget smoke --out repro-smoke          # seconds: every path runs
-    mist reproduce table2 --budget cpu --out repro --device cpu     # about 20 min on 2 cores
+    mist reproduce table2 --budget cpu --out repro --device cpu     # at most 2 h on 2 cores
     mist reproduce all --budget full --out repro-full --device cuda --seeds 3 --svhn ~/svhn
 
 Interrupted? Run the same command again: runs with an eval.json are skipped, an interrupted
