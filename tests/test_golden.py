@@ -9,12 +9,14 @@ skips and says how to record one. Any change to the training core that claims to
 
 Recordings live in ``tests/golden/mnist-hard-cpu-100.json``, one per machine kind. They were
 remade on purpose when the preset took dilated heatmap blocks (c3574ac) and when the heatmap
-went to the log domain (875e007, 91644e0); regenerate them only for a change that is meant to alter training, and
+went to the log domain (875e007, 91644e0), and once more when the key took the CPU's family,
+model, stepping and flags (the earlier key matched another host; the code was unchanged); regenerate them only for a change that is meant to alter training, and
 say so in the commit::
 
     python tests/test_golden.py --write     # adds or replaces this machine's recording
 """
 
+import hashlib
 import json
 import platform
 import sys
@@ -40,17 +42,26 @@ OVERRIDES = [
 
 
 def machine() -> str:
-    """What decides CPU kernels' rounding: architecture, CPU model, torch's vector unit, torch."""
-    model = platform.processor() or "unknown"
+    """What decides CPU kernels' rounding: architecture, CPU model (name, family, model number,
+    stepping) and the instruction-set flags the OS reports (hashed), torch's vector unit, torch.
+
+    The name alone was not enough: two VMs both called "AMD EPYC" with torch's AVX512 path
+    differed in the heatmap loss's last bit from step 11 on.
+    """
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # the first processor
+        for line in first.splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            fields[key] = value
     except OSError:
         pass
+    fields.setdefault("model name", platform.processor() or "unknown")
+    flags = hashlib.sha256(fields.get("flags", "").encode()).hexdigest()[:8]
+    cpu = f"{fields['model name']} (family {fields.get('cpu family', '?')} model "
+    cpu += f"{fields.get('model', '?')} stepping {fields.get('stepping', '?')}, flags {flags})"
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"{platform.machine()} | {model} | {capability} | torch {torch.__version__}"
+    return f"{platform.machine()} | {cpu} | {capability} | torch {torch.__version__}"
 
 
 def recordings() -> dict[str, list[dict]]:
