@@ -223,6 +223,12 @@ def import_images_labels_from_a_fifo(tmp_path, run):
     return [*argv, "--labels", tmp_path / "labels.csv"], ["labels.csv: a FIFO"]
 
 
+@case
+def train_on_a_missing_data_directory(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", "nodata"]
+    return argv, ["--data nodata: no such dataset directory"]
+
+
 # -- run directories ----------------------------------------------------------------------------
 
 

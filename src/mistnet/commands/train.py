@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mistnet import config, runner
 from mistnet.acceleration import PRECISIONS
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise MistError(f"--threads must be 0 or more, got {args.threads}")
     overrides = list(args.overrides)
     if args.data:
+        if not Path(args.data).is_dir():
+            raise MistError(f"--data {args.data}: no such dataset directory")
         overrides.append(f"data.path={json.dumps(args.data)}")
     run_dir = runner.Run(args.out)
     if args.resume:
