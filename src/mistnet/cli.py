@@ -16,6 +16,7 @@ import sys
 from typing import NoReturn
 
 from mistnet import __version__
+from mistnet.distributed import World
 from mistnet.errors import MistError
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
@@ -98,7 +99,7 @@ def run() -> NoReturn:
     20 two-process runs on a loaded machine), which would fail a run whose files are all written.
     """
     code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if World.from_env().size > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -212,7 +212,6 @@ def evaluate(
     k: int | None = None,
     per_image_k: bool = False,
     signed: bool = False,
-    max_batches: int = 0,
     annotations: frozenset[str] = frozenset({"boxes", "labels"}),
     class_names: tuple[str, ...] = (),
     reduce: Callable[[Tensor], Tensor] | None = None,
@@ -229,9 +228,7 @@ def evaluate(
     classes = getattr(model.task_net, "num_classes", 10)
     meter = SceneMeter(model.task, classes, annotations, signed)
     try:
-        for i, raw in enumerate(batches):
-            if max_batches and i >= max_batches:
-                break
+        for raw in batches:
             batch = Batch.from_dict(raw, device)
             kk = int(batch.count.max()) if per_image_k else (k or model.k)
             out = model(batch.images, kk)

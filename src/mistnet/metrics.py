@@ -856,7 +856,8 @@ class SceneMeter:
 
     def load_sums(self, sums: Tensor) -> None:
         """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
-        d, r, hits, instances = sums.cpu().split([10, 5, self.num_classes, self.num_classes])
+        sizes = [len(self.detection.sums()), len(self.reconstruction.sums())]
+        d, r, hits, instances = sums.cpu().split([*sizes, self.num_classes, self.num_classes])
         self.detection.load_sums(d)
         self.reconstruction.load_sums(r)
         self._hits, self._instances = hits.round().long(), instances.round().long()

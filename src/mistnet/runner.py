@@ -573,7 +573,7 @@ def _train(
             device=dev,
             signed=cfg.model.output == "signed",
             annotations=annotations,
-            reduce=sum_over_ranks if world.size > 1 else None,
+            reduce=sum_over_ranks,
         )
         if not world.main:
             return val
