@@ -15,3 +15,10 @@ def dtype(request):
 @pytest.fixture
 def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _private_data_cache(monkeypatch, tmp_path_factory):
+    """Point the data cache (``--digits mnist``) at a folder of the test's own, not made yet, so
+    no test reads or fills the user's ``~/.cache/mistnet``."""
+    monkeypatch.setenv("MISTNET_DATA", str(tmp_path_factory.mktemp("data-cache") / "mistnet"))

@@ -1,5 +1,6 @@
 """Small helpers shared by test modules (tests/ is on pytest's pythonpath)."""
 
+import hashlib
 import struct
 import zlib
 from pathlib import Path
@@ -40,3 +41,42 @@ def png16(path: Path, grey: np.ndarray) -> None:
     path.write_bytes(
         _png(w, h, 16, b"".join(b"\x00" + row.astype(">u2").tobytes() for row in grey))
     )
+
+
+def small_mnist(
+    folder: Path, n_train: int = 12, n_test: int = 6, gzipped: tuple[str, ...] = ()
+) -> dict[str, bytes]:
+    """Write the four MNIST IDX files into ``folder`` with few random digits (labels cycle
+    through 0..9), those named in ``gzipped`` as ``.gz``; return each file's decompressed
+    content by its plain name."""
+    from mistnet.data.digits import write_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
+    }
+    content = {}
+    for stem, array in arrays.items():
+        write_idx(folder / stem, array)
+        content[stem] = (folder / stem).read_bytes()
+        if stem in gzipped:
+            (folder / stem).unlink()
+            write_idx(folder / f"{stem}.gz", array)
+    return content
+
+
+def md5s(content: dict[str, bytes]) -> dict[str, str]:
+    """The MD5 of each file's content (to stand in for the canonical MNIST table)."""
+    return {stem: hashlib.md5(raw).hexdigest() for stem, raw in content.items()}
+
+
+def fill_small_mnist_cache(folder: Path, n_train: int = 60, n_test: int = 20) -> None:
+    """Put a small MNIST (every class in every split) into the data cache, as
+    ``mist data download mnist --from`` would."""
+    from mistnet.data.mnist import install_mnist
+
+    install_mnist(folder, md5=md5s(small_mnist(folder, n_train, n_test)))

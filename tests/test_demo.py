@@ -6,8 +6,10 @@ import json
 
 import pytest
 from cli_helpers import assert_user_error, hide_matplotlib, mist
+from helpers import fill_small_mnist_cache
 
 from mistnet.cli import main as mist_main
+from mistnet.data.mnist import mnist_cache
 
 # Tiny networks and six steps: checks the job, learns nothing.
 TINY = [
@@ -20,10 +22,12 @@ TINY = [
 SIZES = ["--n-train", "64", "--n-val", "16", "--n-test", "24"]
 
 
-def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
+def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path, capsys):
     out = tmp_path / "demo"
     assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
     record = json.loads((out / "metrics.json").read_text())
+    assert record["digits"] == {"source": "embedded", "train": 4000, "val": 500, "test": 500}
+    assert "digits: the embedded digits" in capsys.readouterr().out
     metrics = record["metrics"]
     assert metrics["n_images"] == 24 and metrics["n_instances"] == 24 * 9
     assert metrics["both"] <= min(metrics["det_iou50"], metrics["classif"])
@@ -51,8 +55,20 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path):
         k: v for k, v in record["metrics"].items() if k not in ap
     }
     assert {k: v for k, v in again.items() if k != "metrics"} == {
-        k: v for k, v in record.items() if k not in ("metrics", "train", "wall_s")
+        k: v for k, v in record.items() if k not in ("metrics", "digits", "train", "wall_s")
     }
+
+
+def test_demo_on_full_mnist_takes_the_cache_and_says_so(tmp_path, capsys):
+    fill_small_mnist_cache(tmp_path / "mnist")
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", out, "--digits", "mnist", *SIZES, *TINY, "--set", "train.steps=2"]
+    rc, printed, err = mist(capsys, *argv)
+    assert rc == 0, err
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["digits"] == {"source": "mnist", "train": 50, "val": 10, "test": 20}
+    assert f"digits: full MNIST from the data cache ({mnist_cache()})" in printed
+    assert json.loads((out / "data" / "manifest.json").read_text())["digits"] == "mnist"
 
 
 def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import assert_user_error, mist
+from helpers import fill_small_mnist_cache
 
 from mistnet import cli
 from mistnet.reproduce import TABLE_NAMES, TABLES
@@ -80,6 +81,8 @@ def test_every_table_runs_and_has_its_files(smoke):
         assert (out / f"{name}.md").is_file()
         entry = doc["tables"][name]
         assert entry["budget"] == "smoke" and entry["seeds"] == [0] and entry["device"] == "cpu"
+        assert entry["digits"] == {"source": "embedded", "train": 4000, "val": 500, "test": 500}
+        assert "- **digits**: embedded (4,000 / 500 / 500 train" in (out / f"{name}.md").read_text()
         for row in TABLES[name].runs():
             run = out / name / row.key / "seed0"
             for f in ("eval.json", "config.json", "best.safetensors", "log.jsonl"):
@@ -587,3 +590,32 @@ def test_test_only_data_gains_its_other_splits_when_trained_on(tmp_path):
     prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append, test_only=True)
     prepare("mnist-hard-right", budget, 0, tmp_path, log=logged.append)
     assert len(logged) == 2  # the full one serves both
+
+
+def test_full_mnist_data_has_its_own_folder_and_records_its_digits(tmp_path):
+    from mistnet.data.store import read_manifest
+    from mistnet.reproduce.data import OFFICIAL, data_dir, prepare
+
+    fill_small_mnist_cache(tmp_path / "mnist")
+    budget = BUDGETS["smoke"]
+    root = tmp_path / "data"
+    assert data_dir(root, budget, OFFICIAL, 0, "mnist").parent == root / "smoke-mnist"
+    assert data_dir(root, budget, "gabor", 0, "mnist") == data_dir(root, budget, "gabor", 0)
+    path = prepare("mnist-hard", budget, 0, root, log=lambda _: None, digits="mnist")
+    assert path == root / "smoke-mnist" / "mnist-hard-seed0"
+    assert read_manifest(path)["digits"] == "mnist"
+    embedded = prepare("mnist-hard", budget, 0, root, log=lambda _: None)
+    assert embedded == root / "smoke" / "mnist-hard-seed0"
+    assert read_manifest(embedded)["digits"] == "embedded"
+
+
+def test_an_out_of_other_digits_is_refused_before_any_work(tmp_path, capsys):
+    fill_small_mnist_cache(tmp_path / "mnist")
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = out / "reproduce.json"
+    marker.write_text('{"format": "mistnet-reproduce", "budget": "smoke"}')  # before --digits
+    argv = ["reproduce", "table2", "--budget", "smoke", "--out", out, "--digits", "mnist"]
+    assert_user_error(mist(capsys, *argv), "--digits embedded; use another --out", "mnist")
+    assert not {"data", "results.json", "table2"} & {p.name for p in out.iterdir()}
+    assert marker.read_text() == '{"format": "mistnet-reproduce", "budget": "smoke"}'

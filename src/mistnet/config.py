@@ -65,7 +65,7 @@ class DataConfig:
 
     name: str = "mnist-hard"  # generator name, used when ``path`` is empty
     path: str = ""  # a dataset directory written by ``mist data make`` / ``import-official``
-    digits: str = "embedded"  # "embedded" or a directory with the MNIST IDX files
+    digits: str = "embedded"  # "embedded", "mnist" (the data cache) or a directory of IDX files
     seed: int = 0
     n_train: int = 50_000  # on-the-fly scenes per epoch (generators only)
     n_val: int = 500

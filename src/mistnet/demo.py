@@ -1,6 +1,7 @@
 """``mist demo`` (and ``make demo``): MIST learns to find digits with no location labels, on a CPU.
 
-Steps: write an MNIST-hard dataset from the embedded digits (``OUT/data``), train MIST into
+Steps: write an MNIST-hard dataset (``OUT/data``) from the embedded digits or, with
+``digits="mnist"``, from full MNIST in the data cache, train MIST into
 ``OUT/run`` with the task's preset — multi-instance classification (``mnist-hard-cpu``: the
 image-level multiset of labels is the only supervision) or the auto-encoder
 (``mnist-hard-recon-cpu``: no labels at all) — evaluate the best checkpoint on the test split
@@ -23,7 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from mistnet.config import resolve
-from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
+from mistnet.data import (
+    DigitPools,
+    build_generator,
+    load_digits,
+    make_scenes,
+    open_dataset,
+    write_dataset,
+)
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, json_text
@@ -34,8 +42,10 @@ from mistnet.viz import output_figure
 PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-hard-recon-cpu"}
 
 
-def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> Path:
-    generator = build_generator("mnist-hard")
+def build_data(
+    out: Path, n_train: int, n_val: int, n_test: int, seed: int, digits: DigitPools
+) -> Path:
+    generator = build_generator("mnist-hard", digits)
     splits = {}
     chunk = 500
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
@@ -43,7 +53,7 @@ def build_data(out: Path, n_train: int, n_val: int, n_test: int, seed: int) -> P
         for start in tqdm(range(0, n, chunk), desc=f"scenes/{split}", leave=False):
             parts.append(make_scenes(generator, split, range(start, min(n, start + chunk)), seed))
         splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    manifest = {"generator": "mnist-hard", "seed": seed, "digits": "embedded"}
+    manifest = {"generator": "mnist-hard", "seed": seed, "digits": generator.digits}
     return write_dataset(out, "mnist-hard", splits, manifest, overwrite=True)
 
 
@@ -62,6 +72,7 @@ def run_demo(
     n_val: int = 300,
     n_test: int = 500,
     seed: int = 0,
+    digits: str = "embedded",
     device: str = "cpu",
     overrides: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
@@ -76,12 +87,15 @@ def run_demo(
         threads: torch CPU threads.
         n_train, n_val, n_test: scenes per split.
         seed: data seed.
+        digits: ``embedded``, ``mnist`` (full MNIST in the data cache) or a directory of MNIST
+            IDX files (see :func:`mistnet.data.load_digits`).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         overrides: ``section.key=value`` config overrides.
         log: progress messages (default: printed to stdout, flushed).
 
     Raises:
-        MistError: an unknown task or preset, a bad override, or any user error of the run.
+        MistError: an unknown task or preset, a bad override, digits not found (an empty data
+            cache for ``mnist``), or any user error of the run.
     """
     if task not in PRESETS:
         raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
@@ -91,11 +105,12 @@ def run_demo(
     t0 = time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
     cfg = resolve(preset, [f"data.path={json.dumps(str(data_dir))}", *overrides])
+    pools = load_digits(digits)
     no_figure = matplotlib_missing()
     if no_figure:
         log(f"note: no figure.png: {no_figure}")
-    log(f"[1/4] MNIST-hard scenes from the embedded digits -> {data_dir}")
-    build_data(data_dir, n_train, n_val, n_test, seed)
+    log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
+    build_data(data_dir, n_train, n_val, n_test, seed, pools)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     log(
@@ -104,7 +119,12 @@ def run_demo(
     summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
     log(f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split")
     result = evaluate_run(run_dir, str(data_dir), "test", batch_size=50, device=device)
-    record = {**result.to_dict(), "train": summary, "wall_s": round(time.monotonic() - t0, 1)}
+    record = {
+        **result.to_dict(),
+        "digits": pools.record(),
+        "train": summary,
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
     atomic_write_json(out / "metrics.json", record)
     if not no_figure:
         log(f"[4/4] figure -> {out / 'figure.png'}")
@@ -116,5 +136,6 @@ def run_demo(
         output_figure(images, output, out / "figure.png", gt_boxes=batch["boxes"])
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
+    log(f"digits: {pools.describe()}")
     log(f"demo finished in {time.monotonic() - t0:.0f} s")
     return record

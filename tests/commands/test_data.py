@@ -101,7 +101,6 @@ def test_make_with_idx_digits(capsys, tmp_path):
         (("show", "mnist-hard", "--split", "dev", "--out", "{tmp}/g.png"), "split must be one of"),
         (("export-official", "{tmp}/nodata", "{tmp}/x"), "no such dataset directory"),
         (("import-official", "{tmp}", "{tmp}/x"), "not an official layout"),
-        (("download", "cifar", "{tmp}/x"), "unknown download 'cifar'"),
     ],
 )
 def test_error_paths(capsys, tmp_path, argv, match):

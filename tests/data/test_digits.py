@@ -136,36 +136,3 @@ def test_read_idx_values(tmp_path):
     with gzip.open(p) as f:
         assert f.read(4) == b"\x00\x00\x08\x03"
     np.testing.assert_array_equal(read_idx(p, 3), a)
-
-
-def test_download_verifies_checksums(tmp_path, monkeypatch):
-    import hashlib
-
-    from mistnet.data import digits
-
-    payload = {name: name.encode() * 3 for name in digits.MNIST_MD5}
-    monkeypatch.setattr(
-        digits, "MNIST_MD5", {n: hashlib.md5(p).hexdigest() for n, p in payload.items()}
-    )
-    calls = []
-
-    def fake_fetch(url, dest, progress):
-        calls.append(url)
-        name = url.rsplit("/", 1)[1]
-        dest.write_bytes(payload[name] if "good" in url else b"corrupted")
-
-    monkeypatch.setattr(digits, "_fetch", fake_fetch)
-    monkeypatch.setattr(digits, "MNIST_URLS", ("https://bad/", "https://good/"))
-    digits.download_mnist(tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(payload)
-    assert len(calls) == 8  # each file: bad mirror rejected by checksum, good one kept
-    digits.download_mnist(tmp_path, progress=False)
-    assert len(calls) == 8  # verified files are not fetched again
-    monkeypatch.setattr(digits, "MNIST_URLS", ("https://bad/",))
-    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: download failed.*md5"):
-        digits.download_mnist(tmp_path, progress=False)
-    # The rejected download left no temporary file and no target behind.
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        n for n in payload if n != "t10k-images-idx3-ubyte.gz"
-    )

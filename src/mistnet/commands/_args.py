@@ -37,6 +37,19 @@ def checked_max_pixels(args: argparse.Namespace) -> int:
     return args.max_pixels
 
 
+def add_digits_argument(parser: argparse.ArgumentParser, directories: bool = True) -> None:
+    """``--digits``: where MNIST scenes take their digits from (``directories``: a folder too)."""
+    folder = ", or a directory of MNIST IDX files" if directories else ""
+    parser.add_argument(
+        "--digits",
+        default="embedded",
+        choices=None if directories else ("embedded", "mnist"),
+        metavar="SRC",
+        help="embedded (the 5,000 MNIST digits shipped with mistnet; default), mnist (full MNIST "
+        f"from the data cache, filled by mist data download mnist){folder}",
+    )
+
+
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
     """``--set SECTION.KEY=VALUE`` (repeatable): the config overrides of a preset."""
     parser.add_argument(

@@ -8,7 +8,7 @@ Sub-commands::
     mist data export-official DIR OUT
     mist data import-official DIR OUT
     mist data import-images SRC --out DIR [--labels FILE.csv | --boxes FILE] [--size H W | ...]
-    mist data download mnist DIR
+    mist data download mnist [--from DIR]
 
 User errors (unknown names, missing or corrupt inputs, impossible parameters) raise
 :class:`mistnet.errors.DataError`, which ``mist`` prints on one line with exit status 2. Datasets
@@ -26,8 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from mistnet.commands import images
-from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
-from mistnet.data.digits import download_mnist
+from mistnet.commands._args import (
+    add_digits_argument,
+    add_max_pixels_argument,
+    checked_max_pixels,
+)
+from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
 from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
@@ -61,11 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--n-val", type=int, default=5_000)
     make.add_argument("--n-test", type=int, default=10_000)
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument(
-        "--digits",
-        default="embedded",
-        help="'embedded' (5k MNIST digits shipped with mistnet) or a directory of MNIST IDX files",
-    )
+    add_digits_argument(make)
     make.add_argument(
         "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"
     )
@@ -99,9 +99,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     images.register(sub)
 
-    dl = sub.add_parser("download", help="download a dataset's files (needs internet)")
+    dl = sub.add_parser(
+        "download",
+        help="put full MNIST into the data cache (for --digits mnist)",
+        description="Download the four MNIST IDX files (the only use of the network in "
+        "mistnet), or take them from a local folder with --from, into the data cache "
+        "($MISTNET_DATA, default ~/.cache/mistnet). Each file's decompressed content is "
+        "checked against the canonical MD5.",
+    )
     dl.add_argument("name", help="mnist")
-    dl.add_argument("dir")
+    dl.add_argument(
+        "--from",
+        dest="source",
+        metavar="DIR",
+        help="a folder holding the four MNIST IDX files (plain or .gz) instead of the internet",
+    )
     dl.set_defaults(func=cmd_download)
 
 
@@ -221,6 +233,9 @@ def cmd_import_official(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     if args.name != "mnist":
         raise DataError(f"unknown download {args.name!r} (known: mnist)")
-    d = download_mnist(args.dir, progress=_progress())
-    print(f"MNIST IDX files verified in {d}; use --digits {d}")
+    if args.source is None:
+        cache = download_mnist(progress=_progress())
+    else:
+        cache = install_mnist(args.source)
+    print(f"MNIST verified in the data cache {cache}; use --digits mnist")
     return 0

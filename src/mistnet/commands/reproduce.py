@@ -5,6 +5,7 @@ Examples::
     mist reproduce table1 --budget smoke --out repro-smoke          # seconds: every path runs
     mist reproduce table2 --budget cpu --out repro --device cpu     # at most 2 h on 2 cores
     mist reproduce all --budget full --out repro-full --device cuda --seeds 3 --svhn ~/svhn
+    mist reproduce table2 --budget cpu --out repro-mnist --digits mnist   # full MNIST
 
 Interrupted? Run the same command again: runs with an eval.json are skipped, an interrupted
 run is resumed from its last checkpoint (with the minutes it has left), and the tables are
@@ -20,7 +21,7 @@ import argparse
 import shlex
 import sys
 
-from mistnet.commands._args import add_device_argument
+from mistnet.commands._args import add_device_argument, add_digits_argument
 from mistnet.reproduce import reproduce
 from mistnet.reproduce.plan import BUDGETS
 
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
         "Table 4 says 'not run'",
     )
     p.add_argument("--data-root", metavar="DIR", help="where datasets go (default OUT/data)")
+    add_digits_argument(p, directories=False)
     p.add_argument(
         "--threads",
         type=int,
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         command=command,
         figures=not args.no_figures,
         threads=args.threads,
+        digits=args.digits,
     )
     return 0
 

@@ -3,7 +3,8 @@ our on-disk format and the official MIST layout.
 
 Main entry points:
 
-- :func:`mistnet.data.digits.load_digits` -> :class:`DigitPools` (embedded 5k digits or IDX files)
+- :func:`mistnet.data.digits.load_digits` -> :class:`DigitPools` (embedded 5k digits, full MNIST
+  in the data cache or IDX files)
 - :class:`mistnet.data.scenes.SceneDataset`, :data:`GENERATORS`, :func:`make_scenes`,
   :func:`collate_scenes`
 - :func:`mistnet.data.store.write_dataset`, :class:`SceneFolder`, :func:`open_dataset`

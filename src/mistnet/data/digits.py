@@ -14,26 +14,27 @@ Sources:
 - a directory holding the four standard IDX files (plain or ``.gz``). MNIST-train indices
   0–49,999 form the train pool, 50,000–59,999 the validation pool and t10k the test pool (for
   smaller IDX files the cut is at 5/6 of the training file).
+- ``"mnist"``: those files in the data cache, put there by ``mist data download mnist``
+  (:mod:`mistnet.data.mnist`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
-import hashlib
 import os
 import struct
-import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from mistnet.data.mnist import IDX_FILES, cached_mnist, find_idx, mnist_cache, open_idx
 from mistnet.errors import DataError
-from mistnet.io import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_ALIASES: dict[str, str] = {
@@ -48,23 +49,6 @@ EMBEDDED_FILE = "mnist_5k.npz"  # package data of mistnet.data
 EMBEDDED_SPLIT_SEED = 20200101
 EMBEDDED_PER_CLASS = {"train": 400, "val": 50, "test": 50}
 
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-MNIST_URLS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
-# MD5 of the standard gzipped files (the checksums torchvision and the MNIST mirrors publish).
-MNIST_MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
 _IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number of unsigned-byte IDX files
 
 
@@ -87,7 +71,8 @@ class DigitPools:
     Attributes:
         train, val, test: ``(images, labels)`` with images uint8 ``(N, 28, 28)`` and labels int64
             ``(N,)`` in 0..9.
-        source: ``"embedded"`` or the resolved directory of the IDX files.
+        source: ``"embedded"``, ``"mnist"`` (the data cache) or the resolved directory of the
+            IDX files.
     """
 
     train: tuple[np.ndarray, np.ndarray]
@@ -98,6 +83,21 @@ class DigitPools:
     def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(images (N,28,28) uint8, labels (N,) int64)`` of one split (aliases allowed)."""
         return getattr(self, canonical_split(split))
+
+    def record(self) -> dict[str, str | int]:
+        """Which digits these are, for the JSON a command writes: the source and split sizes."""
+        return {"source": self.source, **{s: len(self.split(s)[1]) for s in SPLITS}}
+
+    def describe(self) -> str:
+        """Which digits these are, in words, for the line a command prints."""
+        if self.source == "embedded":
+            what = "the embedded digits (5,000 MNIST digits shipped with mistnet)"
+        elif self.source == "mnist":
+            what = f"full MNIST from the data cache ({mnist_cache()})"
+        else:
+            what = f"the MNIST IDX files in {self.source}"
+        sizes = " / ".join(f"{len(self.split(s)[1]):,}" for s in SPLITS)
+        return f"{what}: {sizes} train / val / test digits"
 
 
 @lru_cache(maxsize=2)
@@ -134,13 +134,11 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _open_maybe_gz(path: Path) -> bytes:
+def _read_maybe_gz(path: Path) -> bytes:
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError) as exc:
+        with open_idx(path) as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
@@ -158,7 +156,7 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
         DataError: naming the file for a wrong magic number, a truncated or overlong file.
     """
     path = Path(path)
-    raw = _open_maybe_gz(path)
+    raw = _read_maybe_gz(path)
     header = 4 + 4 * ndim
     if len(raw) >= 4:
         (magic,) = struct.unpack(">i", raw[:4])
@@ -197,13 +195,6 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
         path.write_bytes(raw)
 
 
-def _find_idx(directory: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
-        if (directory / name).is_file():
-            return directory / name
-    raise DataError(f"{directory / stem}: missing MNIST file (plain or .gz)")
-
-
 @lru_cache(maxsize=4)
 def _load_idx_dir(directory: str) -> DigitPools:
     d = Path(directory)
@@ -211,7 +202,7 @@ def _load_idx_dir(directory: str) -> DigitPools:
         raise DataError(f"{d}: not a directory with MNIST IDX files")
     arrays = {}
     for key, stem in IDX_FILES.items():
-        arrays[key] = (_find_idx(d, stem), 3 if key.endswith("images") else 1)
+        arrays[key] = (find_idx(d, stem), 3 if key.endswith("images") else 1)
     data = {k: read_idx(p, nd) for k, (p, nd) in arrays.items()}
     for part in ("train", "test"):
         img, lab = data[f"{part}_images"], data[f"{part}_labels"]
@@ -238,7 +229,8 @@ def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
     """Load the digit pools (cached per process).
 
     Args:
-        source: ``"embedded"`` for the 5,000 digits shipped in this package, or a directory with
+        source: ``"embedded"`` for the 5,000 digits shipped in this package, ``"mnist"`` for
+            full MNIST in the data cache (``mist data download mnist``), or a directory with
             ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
             ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``.
 
@@ -246,7 +238,7 @@ def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
         DigitPools with disjoint ``train``/``val``/``test`` pools.
 
     Raises:
-        DataError: missing or corrupt files, naming the file.
+        DataError: missing or corrupt files, naming the file; an empty cache for ``"mnist"``.
 
     Example:
         >>> pools = load_digits()
@@ -255,61 +247,6 @@ def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
     """
     if str(source) == "embedded":
         return _load_embedded()
+    if str(source) == "mnist":
+        return dataclasses.replace(_load_idx_dir(str(cached_mnist().resolve())), source="mnist")
     return _load_idx_dir(str(Path(source).resolve()))
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download_mnist(directory: str | os.PathLike, progress: bool = True) -> Path:
-    """Download the four standard MNIST files into ``directory`` and verify their MD5 checksums.
-
-    Files already present with the right checksum are kept. Each file is written under a
-    temporary name and renamed only once its checksum matches.
-
-    Returns:
-        The directory, ready for :func:`load_digits`.
-
-    Raises:
-        DataError: when no mirror could provide a file with the right checksum.
-    """
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    for name, md5 in MNIST_MD5.items():
-        target = d / name
-        if target.is_file() and _md5(target) == md5:
-            continue
-        errors = []
-        for base in MNIST_URLS:
-            try:
-                atomic_write(target, partial(_fetch_checked, base + name, md5, progress))
-                break
-            except (OSError, DataError) as exc:
-                errors.append(f"{base}: {exc}")
-        else:
-            raise DataError(f"{target}: download failed ({'; '.join(errors)})")
-    return d
-
-
-def _fetch_checked(url: str, md5: str, progress: bool, dest: Path) -> None:
-    """Download ``url`` into ``dest``; a file whose md5 differs from ``md5`` is an error."""
-    _fetch(url, dest, progress)
-    got = _md5(dest)
-    if got != md5:
-        raise DataError(f"md5 {got} != {md5}")
-
-
-def _fetch(url: str, dest: Path, progress: bool) -> None:
-    with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-        ) as bar:
-            for block in iter(lambda: resp.read(1 << 16), b""):
-                out.write(block)
-                bar.update(len(block))

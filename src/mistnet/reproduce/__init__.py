@@ -23,6 +23,7 @@ Output layout::
     OUT/<table>/<row>/seed<s>/eval.json     written last: the run is finished
     OUT/figures/*.png
     OUT/data/<budget>/...                   datasets (or --data-root)
+    OUT/data/<budget>-mnist/...             MNIST datasets made from full MNIST (--digits mnist)
 
 Running the same command again skips every run with an ``eval.json``, resumes an interrupted
 one and redraws the tables, so an interrupted reproduction simply continues. Each run records
@@ -41,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_json, exclusive_lock
@@ -72,20 +74,25 @@ def _check_writable(path: Path, option: str) -> None:
         ) from None
 
 
-def _check_out(out: Path, budget: Budget) -> None:
-    """Create ``out`` if needed, check it is writable and belongs to ``budget``."""
+def _check_out(out: Path, budget: Budget, digits: str = "embedded") -> None:
+    """Create ``out`` if needed, check it is writable and belongs to ``budget`` and ``digits``
+    (a marker without digits predates the choice: embedded)."""
     _check_writable(out, "--out")
     marker = out / MARKER
+    want = {"budget": budget.name, "digits": digits}
     if marker.is_file():
         try:
-            old = json.loads(marker.read_text()).get("budget")
+            old = json.loads(marker.read_text())
+            old = {"budget": old.get("budget"), "digits": old.get("digits", "embedded")}
         except (json.JSONDecodeError, AttributeError):
-            old = None
-        if old is not None and old != budget.name:
-            raise MistError(
-                f"{out} holds a reproduction with --budget {old}; use another --out for {budget.name}"
-            )
-    atomic_write_json(marker, {"format": "mistnet-reproduce", "budget": budget.name})
+            old = {}
+        for option, value in old.items():
+            if value is not None and value != want[option]:
+                raise MistError(
+                    f"{out} holds a reproduction with --{option} {value}; use another --out "
+                    f"for --{option} {want[option]}"
+                )
+    atomic_write_json(marker, {"format": "mistnet-reproduce", **want})
 
 
 def default_command(
@@ -97,9 +104,12 @@ def default_command(
     svhn: str | Path | None,
     data_root: str | Path | None,
     threads: int = 0,
+    digits: str = "embedded",
 ) -> str:
     argv = ["mist", "reproduce", table, "--budget", budget, "--out", str(out)]
     argv += ["--seeds", str(seeds), "--device", device]
+    if digits != "embedded":
+        argv += ["--digits", digits]
     if threads:
         argv += ["--threads", str(threads)]
     if svhn is not None:
@@ -132,6 +142,7 @@ def check_plan(
     svhn: Path | None,
     data_root: Path,
     threads: int = 0,
+    digits: str = "embedded",
 ) -> None:
     """Check every run directory the invocation will reuse against the current plan, before
     any data is made or any run trains (:func:`~mistnet.reproduce.runs.check_fingerprint`).
@@ -146,7 +157,8 @@ def check_plan(
         for row in table.runs():
             for seed in seeds:
                 data = {
-                    ev.data: data_dir(data_root, budget, ev.data, seed) for ev in row.all_evals()
+                    ev.data: data_dir(data_root, budget, ev.data, seed, digits)
+                    for ev in row.all_evals()
                 }
                 check_fingerprint(make_spec(table.name, row, seed, budget, out, data, threads))
 
@@ -163,17 +175,23 @@ def reproduce_table(
     command: str,
     figures: bool = True,
     threads: int = 0,
+    digits: DigitPools | None = None,
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
-    """Reproduce one table into ``out``; returns its ``results.json`` entry."""
+    """Reproduce one table into ``out``; returns its ``results.json`` entry.
+
+    ``digits``: the digits of its MNIST scenes (default: the embedded ones).
+    """
 
     t0 = time.monotonic()
+    digits = digits or load_digits()
     not_run = _not_run(table, svhn)
     records: dict[tuple[str, int], dict] = {}
     specs = {}
     if not_run is None:
         keys = _data_keys(table)
-        data = {s: {k: prepare(k, budget, s, data_root, svhn, log, test_only=only)
+        data = {s: {k: prepare(k, budget, s, data_root, svhn, log, test_only=only,
+                               digits=digits.source)
                     for k, only in keys.items()}
                 for s in seeds}  # fmt: skip
         for row in table.runs():
@@ -197,6 +215,7 @@ def reproduce_table(
             command=command,
             wall_s=wall,
             figures=figs,
+            digits=digits.record(),
         )
         report.update_results(out, budget, table.name, entry)
         return entry, report.write_markdown(out, table.name, entry)
@@ -230,6 +249,7 @@ def reproduce(
     command: str | None = None,
     figures: bool = True,
     threads: int = 0,
+    digits: str = "embedded",
     log: Callable[[str], None] = _log,
 ) -> dict[str, Any]:
     """Reproduce ``table`` (a table name or ``all``) under ``budget`` into ``out``.
@@ -245,6 +265,8 @@ def reproduce(
         command: the command line recorded in TABLE.md (default: rebuilt from the arguments).
         figures: draw the figures.
         threads: torch threads per run, replacing the budget's (0: keep it).
+        digits: the digits of the MNIST scenes: ``embedded`` (shipped with mistnet) or
+            ``mnist`` (full MNIST in the data cache, ``mist data download mnist``).
         log: progress messages.
 
     Returns:
@@ -252,7 +274,7 @@ def reproduce(
 
     Raises:
         MistError: unknown table or budget, bad seeds or device, an unusable ``out``, ``svhn``
-            or data root, another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
+            or data root, other digits than ``embedded`` or ``mnist`` (or an empty cache), another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
             any user error of the runs themselves.
     """
 
@@ -262,6 +284,9 @@ def reproduce(
         raise MistError(f"--seeds must be at least 1, got {seeds}")
     if threads < 0:
         raise MistError(f"--threads must be 0 or more, got {threads}")
+    if digits not in ("embedded", "mnist"):
+        raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
+    pools = load_digits(digits)
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
     needs_svhn = any(r.data == "svhn" for t in tables for r in t.runs())
@@ -269,12 +294,15 @@ def reproduce(
     svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
     _check_writable(out, "--out")
     with exclusive_lock(out, "mist reproduce"):
-        _check_out(out, plan)
+        _check_out(out, plan, digits)
         root = Path(data_root) if data_root is not None else out / "data"
         _check_writable(root, "--data-root")
         if command is None:
-            command = default_command(table, budget, out, seeds, device, svhn, data_root, threads)
-        check_plan(tables, plan, out, list(range(seeds)), svhn_path, root, threads)
+            command = default_command(
+                table, budget, out, seeds, device, svhn, data_root, threads, digits
+            )
+        check_plan(tables, plan, out, list(range(seeds)), svhn_path, root, threads, digits)
+        log(f"digits: {pools.describe()}")
         for t in tables:
             reproduce_table(
                 t,
@@ -287,6 +315,7 @@ def reproduce(
                 command=command,
                 figures=figures,
                 threads=threads,
+                digits=pools,
                 log=log,
             )
         return json.loads((out / "results.json").read_text())

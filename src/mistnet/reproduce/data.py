@@ -6,6 +6,8 @@ Layout under the data root (``--data-root``, default ``OUT/data``)::
     <budget>/mnist-hard-seed<s>-official-layout/     those scenes in the official MIST layout
     <budget>/mnist-hard-seed<s>-official-import/     ... read back into our format
     <budget>/svhn-seed<s>/                           SVHN format 1 under the paper's protocol
+    <budget>-mnist/mnist-...                         the MNIST scenes above from full MNIST
+                                                     (``--digits mnist``)
 
 Every directory is written atomically (:func:`mistnet.data.store.write_dataset`), so an
 interrupted reproduction never leaves half a dataset; an existing one is reused after checking
@@ -30,11 +32,18 @@ from mistnet.reproduce.plan import Budget
 OFFICIAL = "mnist-hard-official"
 
 
-def data_dir(root: Path, budget: Budget, key: str, seed: int) -> Path:
-    """Where the dataset ``key`` of ``budget`` and ``seed`` lives (for ``OFFICIAL``, the import)."""
+def data_dir(root: Path, budget: Budget, key: str, seed: int, digits: str = "embedded") -> Path:
+    """Where the dataset ``key`` of ``budget`` and ``seed`` lives (for ``OFFICIAL``, the import).
+
+    ``digits``: ``embedded`` or ``mnist``; the MNIST datasets of each have their own folder,
+    so a reproduction on full MNIST never reuses (or is refused) those of one on the embedded
+    digits. Gabor and SVHN datasets have no digits to choose: they are shared.
+    """
+    own = digits != "embedded" and key.startswith("mnist")
+    base = root / (f"{budget.name}-{digits}" if own else budget.name)
     if key == OFFICIAL:
-        return root / budget.name / f"mnist-hard-seed{seed}-official-import"
-    return root / budget.name / f"{key}-seed{seed}"
+        return base / f"mnist-hard-seed{seed}-official-import"
+    return base / f"{key}-seed{seed}"
 
 
 def _manifest(path: Path) -> dict | None:
@@ -58,8 +67,11 @@ def prepare(
     svhn: Path | None = None,
     log: Callable[[str], None] = print,
     test_only: bool = False,
+    digits: str = "embedded",
 ) -> Path:
     """Make (or reuse) the dataset ``key`` for ``budget`` and ``seed``; return its directory.
+
+    ``digits``: where MNIST scenes take their digits (``embedded`` or ``mnist``, the cache).
 
     ``test_only``: the dataset is only evaluated on (e.g. ``mnist-hard-right``), so a generated
     one gets only its test split. A later request for all splits (a run training on it) adds
@@ -74,30 +86,37 @@ def prepare(
             raise MistError("SVHN data needs --svhn DIR")
         return _svhn(budget, seed, root, svhn, log)
     if key == OFFICIAL:
-        return _official(budget, seed, root, log)
-    return _generated(key, budget, seed, root, log, test_only)
+        return _official(budget, seed, root, log, digits)
+    return _generated(key, budget, seed, root, log, test_only, digits)
 
 
 def _generated(
-    key: str, budget: Budget, seed: int, root: Path, log, test_only: bool = False
+    key: str,
+    budget: Budget,
+    seed: int,
+    root: Path,
+    log,
+    test_only: bool = False,
+    digits: str = "embedded",
 ) -> Path:
-    path = data_dir(root, budget, key, seed)
+    path = data_dir(root, budget, key, seed, digits)
     full = budget.split_sizes(key)
     sizes = {"test": full["test"]} if test_only else full
+    generator = build_generator(key, digits)
     meta = _manifest(path)
     replace = False
     if meta is not None:
         have = meta.get("splits", {})
         if not set(have) <= set(full) or any(have[s] != full[s] for s in have):
             have = full  # made with other sizes: the error names them
-        _check_reuse(path, meta, {"generator": key, "seed": seed, "splits": have})
+        want = {"generator": key, "seed": seed, "splits": have, "digits": generator.digits}
+        _check_reuse(path, meta, want)
         if all(s in have for s in sizes):
             return path
         replace = True  # an evaluation-only dataset that a run now trains on: add the splits
     only = " (test split only: evaluation data)" if set(sizes) == {"test"} else ""
     counts = "/".join(str(n) for n in sizes.values())
     log(f"data: {key} seed {seed}, {counts}{only} -> {path}")
-    generator = build_generator(key)
     splits = {s: make_scenes(generator, s, np.arange(n), seed) for s, n in sizes.items()}
     manifest = {
         "generator": key,
@@ -109,10 +128,10 @@ def _generated(
     return write_dataset(path, key, splits, manifest, overwrite=replace)
 
 
-def _official(budget: Budget, seed: int, root: Path, log) -> Path:
-    source = _generated("mnist-hard", budget, seed, root, log)
-    layout = root / budget.name / f"mnist-hard-seed{seed}-official-layout"
-    path = data_dir(root, budget, OFFICIAL, seed)
+def _official(budget: Budget, seed: int, root: Path, log, digits: str) -> Path:
+    source = _generated("mnist-hard", budget, seed, root, log, digits=digits)
+    path = data_dir(root, budget, OFFICIAL, seed, digits)
+    layout = path.parent / f"mnist-hard-seed{seed}-official-layout"
     if _manifest(path) is not None:
         return path
     progress = sys.stderr.isatty()

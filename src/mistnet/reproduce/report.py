@@ -120,6 +120,7 @@ def table_entry(
     command: str,
     wall_s: float,
     figures: list[tuple[str, str]],
+    digits: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "title": table.title,
@@ -133,6 +134,7 @@ def table_entry(
         },
         "seeds": seeds,
         "device": device,
+        "digits": digits,
         "wall_s": round(wall_s, 1),
         "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "figures": [{"path": p, "caption": c} for p, c in figures],
@@ -197,6 +199,14 @@ def _fmt_wall(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _digits_line(digits: dict[str, Any] | None) -> list[str]:
+    """The digits line of a table (none for an entry written before digits were recorded)."""
+    if digits is None:
+        return []
+    sizes = " / ".join(f"{digits[s]:,}" for s in ("train", "val", "test"))
+    return [f"- **digits**: {digits['source']} ({sizes} train / val / test digits)"]
+
+
 def render_markdown(entry: dict[str, Any]) -> str:
     """The ``<table>.md`` of one table entry of ``results.json``."""
     seeds = entry["seeds"]
@@ -217,6 +227,7 @@ def render_markdown(entry: dict[str, Any]) -> str:
         f"- **seeds**: {', '.join(map(str, seeds))}"
         + (f" (ours: mean ± sample std over {n} seeds)" if n > 1 else ""),
         f"- **device**: {entry['device']}",
+        *_digits_line(entry.get("digits")),
         f"- **wall time** of the table's runs: {_fmt_wall(entry['wall_s'])} "
         "(training and evaluation, summed over rows and seeds)",
         f"- **written**: {entry['written']}",

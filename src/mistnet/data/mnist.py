@@ -1,0 +1,257 @@
+"""Full MNIST in the data cache: ``mist data download mnist`` and ``--digits mnist``.
+
+The data cache is ``$MISTNET_DATA`` (default ``~/.cache/mistnet``); full MNIST lives in its
+``mnist/`` folder as the four IDX files, decompressed. They get there only by an explicit
+command: downloaded from a mirror (:func:`download_mnist`, the one use of the network in
+mistnet) or taken from a local folder (:func:`install_mnist`, for machines offline). Either
+way each file is checked against the MD5 of the canonical *decompressed* content
+(:data:`MNIST_MD5`), so a re-compressed copy passes and a damaged one is refused. The four files
+are written into a temporary sibling of ``mnist/`` that is renamed into place in one step: the
+cache holds all of MNIST or none of it, and a failure (no network, a damaged file, an
+interrupt) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import shutil
+import urllib.request
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from mistnet.errors import DataError
+from mistnet.io import make_parents, remove_empty, remove_stale_temporaries, temporary_sibling
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+#: MD5 of each MNIST file's decompressed content, the one table every check reads (the gzip
+#: bytes differ between mirrors and re-compressed copies; the content does not).
+MNIST_MD5: dict[str, str] = {
+    IDX_FILES["train_images"]: "6bbc9ace898e44ae57da46a324031adb",
+    IDX_FILES["train_labels"]: "a25bea736e30d166cdddb491f175f624",
+    IDX_FILES["test_images"]: "2646ac647ad5339dbf082846283269ea",
+    IDX_FILES["test_labels"]: "27ae3e4e09519cfbb04c329615203637",
+}
+MNIST_URLS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+HOW_TO_FILL = (
+    "fill it with `mist data download mnist` (needs internet) or "
+    "`mist data download mnist --from DIR` (a folder holding the four MNIST IDX files)"
+)
+_GZIP_MAGIC = b"\x1f\x8b"
+_BLOCK = 1 << 20
+
+
+def data_cache() -> Path:
+    """The data cache: ``$MISTNET_DATA``, or ``~/.cache/mistnet`` when it is unset or empty."""
+    root = os.environ.get("MISTNET_DATA")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "mistnet"
+
+
+def mnist_cache() -> Path:
+    """The folder of full MNIST in the data cache (it may not exist)."""
+    return data_cache() / "mnist"
+
+
+def cached_mnist() -> Path:
+    """The cache folder of full MNIST, holding the four IDX files.
+
+    Raises:
+        DataError: the cache holds no MNIST (one line saying how to fill it).
+    """
+    cache = mnist_cache()
+    if not all((cache / stem).is_file() for stem in MNIST_MD5):
+        raise DataError(f"--digits mnist: the data cache {cache} holds no MNIST; {HOW_TO_FILL}")
+    return cache
+
+
+def find_idx(directory: Path, stem: str) -> Path:
+    """The file of ``stem`` in ``directory`` under any of its usual names, plain or ``.gz``.
+
+    Raises:
+        DataError: none of the names is a file.
+    """
+    dotted = stem.replace("-idx", ".idx")  # the spelling of some re-distributions
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(f"{directory / stem}: missing MNIST file (plain or .gz)")
+
+
+def open_idx(path: Path) -> BinaryIO:
+    """Open an IDX file for reading, decompressing it when it is gzipped (by content, not name)."""
+    f = path.open("rb")
+    if f.read(2) == _GZIP_MAGIC:
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def _copy_checked(source: Path, dest: Path, md5: str, name: str) -> None:
+    """Write the decompressed content of ``source`` to ``dest``; refuse it unless its MD5 is
+    ``md5``. ``name`` is how errors call the source (its path, or the URL it came from)."""
+    digest = hashlib.md5()
+    try:
+        with open_idx(source) as f, dest.open("wb") as out:
+            for block in iter(lambda: f.read(_BLOCK), b""):
+                digest.update(block)
+                out.write(block)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{name}: damaged gzip file ({exc})") from None
+    if digest.hexdigest() != md5:
+        raise DataError(
+            f"{name}: not the canonical MNIST {dest.name} (MD5 of its content "
+            f"{digest.hexdigest()}, expected {md5})"
+        )
+
+
+def _holds_mnist(cache: Path, md5: Mapping[str, str]) -> bool:
+    """Whether ``cache`` holds every file of ``md5`` with its content."""
+    for stem, want in md5.items():
+        path = cache / stem
+        if not path.is_file():
+            return False
+        with path.open("rb") as f:
+            if hashlib.file_digest(f, "md5").hexdigest() != want:
+                return False
+    return True
+
+
+def _fill_cache(
+    cache: Path | None, md5: Mapping[str, str], put: Callable[[str, Path], None]
+) -> Path:
+    """Fill ``cache`` (default :func:`mnist_cache`) with the files of ``md5``, one
+    ``put(stem, dest)`` each, unless it already holds them; return it.
+
+    The files go into a temporary sibling of ``cache`` that is renamed onto it at the end. On any
+    failure (an interrupt included) the temporary folder and the parents made for it are
+    removed. An existing ``cache`` (one that failed the check) is renamed aside first and
+    removed after: a kill in between leaves no cache, never half of one, and the next run
+    removes the leftovers (:func:`~mistnet.io.remove_stale_temporaries`).
+    """
+    cache = mnist_cache() if cache is None else cache
+    if _holds_mnist(cache, md5):
+        return cache
+    created = make_parents(cache.parent)
+    remove_stale_temporaries(cache.parent, cache.name)
+    tmp = temporary_sibling(cache)
+    try:
+        tmp.mkdir()
+        for stem in md5:
+            put(stem, tmp / stem)
+        if cache.exists() or cache.is_symlink():
+            old = temporary_sibling(cache)
+            os.rename(cache, old)
+            os.rename(tmp, cache)
+            _remove(old)
+        else:
+            os.rename(tmp, cache)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(created)
+        raise
+    return cache
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def install_mnist(
+    source: str | os.PathLike, cache: Path | None = None, md5: Mapping[str, str] | None = None
+) -> Path:
+    """Copy the four MNIST files from the folder ``source`` into the cache, checked.
+
+    Args:
+        source: a folder with ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+            ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each plain or gzipped,
+            under its usual names (:func:`find_idx`).
+        cache: the MNIST cache folder (default :func:`mnist_cache`).
+        md5: the expected MD5 of each file's decompressed content (default :data:`MNIST_MD5`;
+            tests pass the digests of the small files they write).
+
+    Returns:
+        The cache folder. A cache already holding the right files is left as it is.
+
+    Raises:
+        DataError: ``source`` is not a folder, a file is missing, damaged or not MNIST (one
+            line naming the file); the cache is then as it was.
+    """
+    folder = Path(source)
+    md5 = MNIST_MD5 if md5 is None else md5
+    if not folder.is_dir():
+        raise DataError(f"--from {source}: not a directory")
+    files = {stem: find_idx(folder, stem) for stem in md5}
+
+    def put(stem: str, dest: Path) -> None:
+        _copy_checked(files[stem], dest, md5[stem], str(files[stem]))
+
+    return _fill_cache(cache, md5, put)
+
+
+def download_mnist(
+    cache: Path | None = None, progress: bool = True, md5: Mapping[str, str] | None = None
+) -> Path:
+    """Download the four MNIST files into the cache, checked (see :func:`install_mnist`).
+
+    Each file is tried from every mirror of :data:`MNIST_URLS` in turn.
+
+    Returns:
+        The cache folder. A cache already holding the right files is not downloaded again.
+
+    Raises:
+        DataError: no mirror gave a file with the right content (no network, say), in one line;
+            nothing is left behind.
+    """
+    md5 = MNIST_MD5 if md5 is None else md5
+    return _fill_cache(cache, md5, lambda stem, dest: _download(dest, md5[stem], progress))
+
+
+def _download(dest: Path, md5: str, progress: bool) -> None:
+    """Download ``dest``'s name from the first mirror that gives the content of ``md5``."""
+    errors = []
+    archive = dest.with_name(dest.name + ".gz")
+    for base in MNIST_URLS:
+        url = f"{base}{archive.name}"
+        try:
+            _fetch(url, archive, progress)
+            _copy_checked(archive, dest, md5, url)
+            return
+        except DataError as exc:
+            errors.append(str(exc))
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            errors.append(f"{url}: {' '.join(str(exc).split()) or type(exc).__name__}")
+        finally:
+            archive.unlink(missing_ok=True)
+    raise DataError(
+        f"cannot download MNIST ({'; '.join(errors)}); offline, use "
+        "`mist data download mnist --from DIR`"
+    )
+
+
+def _fetch(url: str, dest: Path, progress: bool) -> None:
+    with urllib.request.urlopen(url, timeout=60) as resp, dest.open("wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+        ) as bar:
+            for block in iter(lambda: resp.read(1 << 16), b""):
+                out.write(block)
+                bar.update(len(block))

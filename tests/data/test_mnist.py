@@ -1,0 +1,211 @@
+"""Full MNIST in the data cache: ``mist data download mnist [--from DIR]`` and ``--digits mnist``.
+
+The checks run on small IDX files each test writes, with their own MD5s passed in place of the
+canonical ones; the tests on the real set read ``../shared/data/mnist`` (beside the repository)
+and skip without it. Nothing here uses the network: the no-network case downloads from a port
+on this machine that nothing listens on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from cli_helpers import assert_user_error, files_under, mist
+from helpers import md5s, small_mnist
+
+from mistnet.data import load_digits, mnist
+from mistnet.data.mnist import MNIST_MD5, data_cache, download_mnist, install_mnist, mnist_cache
+from mistnet.data.store import SceneFolder
+from mistnet.errors import DataError
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
+needs_shared_mnist = pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason=f"full MNIST not found at {SHARED_MNIST}"
+)
+
+
+def test_from_a_folder_of_plain_and_gzipped_files_fills_the_cache_that_digits_mnist_reads(
+    tmp_path,
+):
+    content = small_mnist(
+        tmp_path / "src", gzipped=("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    )
+    cache = install_mnist(tmp_path / "src", md5=md5s(content))
+    assert cache == data_cache() / "mnist" == mnist_cache()
+    # The cache holds the decompressed files, nothing else (no temporary left beside it).
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == content
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["mnist"]
+    pools = load_digits("mnist")
+    assert pools.source == "mnist"
+    assert [len(pools.split(s)[1]) for s in ("train", "val", "test")] == [10, 2, 6]
+    assert pools.record() == {"source": "mnist", "train": 10, "val": 2, "test": 6}
+    assert str(cache) in pools.describe() and "10 / 2 / 6" in pools.describe()
+
+
+def test_a_recompressed_copy_passes_the_check_of_the_content(tmp_path):
+    content = small_mnist(tmp_path / "src")
+    stem = "train-images-idx3-ubyte"
+    recompressed = gzip.compress(content[stem], compresslevel=1, mtime=12345)
+    assert recompressed != gzip.compress(content[stem])  # other bytes, same content
+    (tmp_path / "src" / stem).unlink()
+    # A usual re-distribution spelling, and gzip recognised by content, not by the name.
+    (tmp_path / "src" / "train-images.idx3-ubyte").write_bytes(recompressed)
+    cache = install_mnist(tmp_path / "src", md5=md5s(content))
+    assert (cache / stem).read_bytes() == content[stem]
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "cut gzip"])
+def test_a_damaged_file_is_refused_naming_it_and_nothing_is_left(tmp_path, damage):
+    content = small_mnist(tmp_path / "src", gzipped=("t10k-images-idx3-ubyte",))
+    bad = tmp_path / "src" / "t10k-images-idx3-ubyte.gz"
+    if damage == "flipped byte":
+        raw = bytearray(content["t10k-images-idx3-ubyte"])
+        raw[100] ^= 0xFF
+        bad.write_bytes(gzip.compress(bytes(raw)))
+        match = "t10k-images-idx3-ubyte.gz: not the canonical MNIST t10k-images-idx3-ubyte"
+    else:
+        bad.write_bytes(bad.read_bytes()[:-30])
+        match = "t10k-images-idx3-ubyte.gz: damaged gzip file"
+    before = files_under(tmp_path)
+    with pytest.raises(DataError, match=match):
+        install_mnist(tmp_path / "src", md5=md5s(content))
+    assert files_under(tmp_path) == before
+    assert not data_cache().exists()  # not even the cache folder itself: made here, removed
+
+
+def test_the_command_fills_the_cache_and_refuses_a_damaged_copy_in_one_line(
+    capsys, tmp_path, monkeypatch
+):
+    content = small_mnist(tmp_path / "src", gzipped=tuple(MNIST_MD5))
+    monkeypatch.setattr(mnist, "MNIST_MD5", md5s(content))
+    (tmp_path / "src" / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(content["train-labels-idx1-ubyte"][:-1] + b"\x09")
+    )
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, "train-labels-idx1-ubyte.gz", "not the canonical MNIST")
+    assert files_under(tmp_path) == before and not data_cache().exists()
+
+    (tmp_path / "src" / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(content["train-labels-idx1-ubyte"])
+    )
+    rc, out, err = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert rc == 0, err
+    assert f"MNIST verified in the data cache {mnist_cache()}; use --digits mnist" in out
+    assert {p.name: p.read_bytes() for p in mnist_cache().iterdir()} == content
+
+
+def test_a_cache_that_holds_mnist_is_kept_and_a_damaged_one_replaced(tmp_path):
+    content = small_mnist(tmp_path / "src")
+    md5 = md5s(content)
+    cache = install_mnist(tmp_path / "src", md5=md5)
+    inode = cache.stat().st_ino
+    assert install_mnist(tmp_path / "src", md5=md5) == cache
+    assert cache.stat().st_ino == inode  # verified, left as it was
+    (cache / "t10k-labels-idx1-ubyte").write_bytes(b"damaged")
+    install_mnist(tmp_path / "src", md5=md5)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == content
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["mnist"]
+
+
+def test_from_a_folder_that_is_missing_or_incomplete_is_one_line(capsys, tmp_path):
+    small_mnist(tmp_path / "src")
+    (tmp_path / "src" / "t10k-labels-idx1-ubyte").unlink()
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, "t10k-labels-idx1-ubyte: missing MNIST file")
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "none")
+    assert_user_error(result, "--from", "none: not a directory")
+    assert_user_error(mist(capsys, "data", "download", "cifar"), "unknown download 'cifar'")
+    assert files_under(tmp_path) == before and not data_cache().exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_download_without_network_is_one_line_and_leaves_no_folder(capsys, tmp_path, monkeypatch):
+    # The cache's parents do not exist yet: a failed download must not leave them either.
+    monkeypatch.setenv("MISTNET_DATA", str(tmp_path / "home" / ".cache" / "mistnet"))
+    monkeypatch.setattr(mnist, "MNIST_URLS", (f"http://127.0.0.1:{_closed_port()}/",))
+    result = mist(capsys, "data", "download", "mnist")
+    assert_user_error(result, "cannot download MNIST", "train-images-idx3-ubyte.gz", "--from DIR")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_tries_the_next_mirror_and_checks_the_content(tmp_path, monkeypatch):
+    content = small_mnist(tmp_path / "src")
+    fetched = []
+
+    def fetch(url, dest, progress):
+        fetched.append(url)
+        stem = url.rsplit("/", 1)[1].removesuffix(".gz")
+        dest.write_bytes(gzip.compress(content[stem] if "good" in url else b"corrupted"))
+
+    monkeypatch.setattr(mnist, "_fetch", fetch)
+    monkeypatch.setattr(mnist, "MNIST_URLS", ("https://bad/", "https://good/"))
+    cache = download_mnist(progress=False, md5=md5s(content))
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == content
+    assert len(fetched) == 8  # each file: the bad mirror refused by its MD5, the good one kept
+    download_mnist(progress=False, md5=md5s(content))
+    assert len(fetched) == 8  # a cache that holds the files is not downloaded again
+
+    monkeypatch.setattr(mnist, "MNIST_URLS", ("https://bad/",))
+    with pytest.raises(DataError, match="https://bad/train-images-idx3-ubyte.gz: not the canon"):
+        download_mnist(cache=tmp_path / "other", progress=False, md5=md5s(content))
+    assert not (tmp_path / "other").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("data", "make", "mnist-easy", "--out", "{tmp}/scenes", "--digits", "mnist"),
+        ("demo", "--out", "{tmp}/demo", "--digits", "mnist", "--minutes", "1"),
+        ("reproduce", "table2", "--budget", "smoke", "--out", "{tmp}/r", "--digits", "mnist"),
+    ],
+    ids=["data make", "demo", "reproduce"],
+)
+def test_digits_mnist_with_an_empty_cache_says_how_to_fill_it(capsys, tmp_path, argv):
+    result = mist(capsys, *(a.format(tmp=tmp_path) for a in argv))
+    assert_user_error(
+        result,
+        f"the data cache {mnist_cache()} holds no MNIST",
+        "mist data download mnist",
+        "--from DIR",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reproduce_takes_only_embedded_or_mnist_digits(capsys, tmp_path):
+    argv = ("reproduce", "table2", "--budget", "smoke", "--out", tmp_path, "--digits", "x")
+    with pytest.raises(SystemExit) as exit_:
+        mist(capsys, *argv)
+    assert exit_.value.code == 2 and "invalid choice: 'x'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_shared_mnist
+def test_the_real_mnist_passes_the_canonical_md5s_and_makes_scenes(capsys, tmp_path):
+    before = {p.name: os.stat(p).st_mtime_ns for p in SHARED_MNIST.iterdir()}
+    rc, _, err = mist(capsys, "data", "download", "mnist", "--from", SHARED_MNIST)
+    assert rc == 0, err
+    assert {p.name: os.stat(p).st_mtime_ns for p in SHARED_MNIST.iterdir()} == before
+    for stem, md5 in MNIST_MD5.items():
+        assert hashlib.md5((mnist_cache() / stem).read_bytes()).hexdigest() == md5
+    pools = load_digits("mnist")
+    assert [len(pools.split(s)[1]) for s in ("train", "val", "test")] == [50_000, 10_000, 10_000]
+    sizes = ("--n-train", 2, "--n-val", 2, "--n-test", 2)
+    out = tmp_path / "scenes"
+    rc, _, err = mist(
+        capsys, "data", "make", "mnist-hard", "--out", out, "--digits", "mnist", *sizes
+    )
+    assert rc == 0, err
+    assert SceneFolder(out, "test").manifest["digits"] == "mnist"
