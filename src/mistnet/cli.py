@@ -4,7 +4,8 @@ Each command module exposes ``register(subparsers)``, which adds its parser and 
 ``func=handler`` on it. Handlers return an exit status. User errors (:class:`MistError`, and
 what the operating system refuses: a missing file, a read-only directory, a full disk, a file
 size limit, too little memory) are printed as one line on stderr with exit status 2, never as a
-traceback.
+traceback. Any other exception is a bug: one line says so and names the file in the temporary
+directory that holds the traceback, with exit status 1.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
+import traceback
 from typing import NoReturn
 
 from mistnet import __version__
@@ -66,6 +69,27 @@ def _out_of_memory(exc: BaseException) -> bool:
     )
 
 
+def internal_error(command: str, exc: BaseException) -> int:
+    """Report a bug in one line; the traceback goes to a file in the temporary directory.
+
+    Returns:
+        Exit status 1.
+    """
+    summary = f"{type(exc).__name__}: {str(exc).strip()}".splitlines()[0]
+    try:
+        fd, path = tempfile.mkstemp(prefix="mist-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            traceback.print_exception(exc, file=f)
+        where = f"the traceback is in {path}"
+    except OSError as write_error:
+        where = f"the traceback could not be written ({os_error_message(write_error)})"
+    print(
+        f"mist {command}: internal error, please report it ({summary}); {where}",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -80,14 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"mist {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
-    except (MemoryError, RuntimeError) as exc:
-        if not _out_of_memory(exc):
-            raise
-        print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"mist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            return internal_error(args.command, exc)
+        print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
+        return 2
 
 
 def run() -> NoReturn:

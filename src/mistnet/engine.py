@@ -89,12 +89,16 @@ class XStep:
     max_px: float = 0.0  # 0: no clip
 
 
+def _require_finite(values: Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteLoss` when ``values`` hold a NaN or an infinity (divergence)."""
+    if not bool(torch.isfinite(values).all()):
+        bad = values.detach()[~torch.isfinite(values.detach())][0]
+        raise NonFiniteLoss(f"the {what} became {float(bad)}")
+
+
 def _descend(optimizer: Optimizer, loss: Tensor, what: str) -> None:
     """One optimiser step on ``loss``; a NaN or infinite loss raises :class:`NonFiniteLoss`."""
-    if not bool(torch.isfinite(loss)):
-        raise NonFiniteLoss(
-            f"{what} became {float(loss.detach())}; stopping (the last good checkpoint is kept)"
-        )
+    _require_finite(loss, what)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -161,9 +165,12 @@ def lifted_step(
 ) -> StepResult:
     """Algorithm 1 on one batch (see the module docstring)."""
     _, log_h = model.log_heatmaps(batch.images)
+    # Diverged weights give NaN heatmaps, and NaN keypoints fail deep inside the sampler.
+    _require_finite(log_h, "heatmaps")
     x0, _ = model.detect(log_h)
     task_losses = tau_step(model, opt_task, task_loss, batch, x0)
     x = x_step(model, task_loss, xs, batch, x0)
+    _require_finite(x, "keypoints")
     weight = None
     if weight_beta > 0:
         with torch.no_grad():

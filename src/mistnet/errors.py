@@ -14,5 +14,12 @@ class DataError(MistError, ValueError):
     """Missing, corrupt or inconsistent data on disk."""
 
 
+class ArgumentError(MistError, ValueError):
+    """A number or name given to a command or to the Python API that is out of range."""
+
+
 class NonFiniteLoss(MistError):
-    """A training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+    """A training loss or the keypoints became NaN or infinite: training diverged.
+
+    The run stops and keeps its last good checkpoint.
+    """
