@@ -16,11 +16,12 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 from typing import NoReturn
 
 from mistnet import __version__
 from mistnet.distributed import World
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -96,6 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0 if args.command is None else 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        return _call(args)
+
+
+def _warning_printer(command: str):
+    """``warnings.showwarning`` printing a :class:`MistWarning` as one ``mist`` line."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, MistWarning):
+            print(f"mist {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Run ``args.func``; a user error, a bug or an interrupt ends as one line (see the top)."""
     try:
         return int(args.func(args) or 0)
     except MistError as exc:

@@ -128,6 +128,7 @@ def x_step(model: MIST, task_loss: TaskLoss, step: XStep, batch: Batch, x0: Tens
             norm = move[..., :2].norm(dim=-1, keepdim=True).clamp(min=1e-12)
             move = move * (step.max_px / norm).clamp(max=1.0)
         x = (x - move).detach()
+        _require_finite(x, "keypoints")  # a diverged task network's gradient
         if len(sides) > 1:
             x[..., 2].clamp_(sides[0], sides[-1])
     return x
@@ -165,12 +166,11 @@ def lifted_step(
 ) -> StepResult:
     """Algorithm 1 on one batch (see the module docstring)."""
     _, log_h = model.log_heatmaps(batch.images)
-    # Diverged weights give NaN heatmaps, and NaN keypoints fail deep inside the sampler.
+    # Diverged weights give NaN heatmaps, whose NaN keypoints would fail inside the sampler.
     _require_finite(log_h, "heatmaps")
     x0, _ = model.detect(log_h)
     task_losses = tau_step(model, opt_task, task_loss, batch, x0)
     x = x_step(model, task_loss, xs, batch, x0)
-    _require_finite(x, "keypoints")
     weight = None
     if weight_beta > 0:
         with torch.no_grad():

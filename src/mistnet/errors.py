@@ -11,7 +11,7 @@ class MistError(Exception):
 
 
 class DataError(MistError, ValueError):
-    """Missing, corrupt or inconsistent data on disk."""
+    """Missing, corrupt or inconsistent data, on disk or handed over in memory."""
 
 
 class ArgumentError(MistError, ValueError):
@@ -23,3 +23,7 @@ class NonFiniteLoss(MistError):
 
     The run stops and keeps its last good checkpoint.
     """
+
+
+class MistWarning(UserWarning):
+    """Something a user should know that did not stop the command (``mist`` prints one line)."""

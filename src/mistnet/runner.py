@@ -103,7 +103,8 @@ def adopt_data(cfg: Config, train_set: Dataset) -> None:
 
     Raises:
         MistError: other channels, a class count that differs from ``model.num_classes``, a
-            classifier on data without labels, or the supervised baseline without boxes.
+            classifier on data without labels or on images without one, or the supervised
+            baseline without boxes.
     """
     m = cfg.model
     if train_set.channels != m.in_channels:
@@ -116,6 +117,15 @@ def adopt_data(cfg: Config, train_set: Dataset) -> None:
             "the training data has no labels; a classifier needs them "
             "(train an auto-encoder: --set model.task=reconstruct)"
         )
+    counts = getattr(train_set, "arrays", {}).get("counts")
+    if m.task == "classify" and cfg.train.method != "supervised" and counts is not None:
+        empty = int((counts == 0).sum())
+        if empty:  # eq. 9 and the set loss compare each image's labels with its K patches
+            raise MistError(
+                f"{empty} of the {len(counts)} training images have no label (an empty labels "
+                "field); a classifier needs at least one per image: leave them out, or train an "
+                "auto-encoder (--set model.task=reconstruct)"
+            )
     if cfg.train.method == "supervised" and "boxes" not in found:
         raise MistError("train.method = supervised trains on boxes, which the data lacks")
     names = classes_of(train_set)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 
+from mistnet import validate
 from mistnet.commands._args import add_device_argument, add_set_argument
 from mistnet.demo import PRESETS, run_demo
 from mistnet.device import check_device, resolve_device
-from mistnet import validate
 from mistnet.errors import MistError
 
 
