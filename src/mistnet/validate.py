@@ -96,7 +96,7 @@ _OTHER_BOMS = (
 
 
 def decode_text(data: bytes, where: str | os.PathLike) -> str:
-    """``data`` decoded as UTF-8, without the byte-order mark some editors write first.
+    r"""``data`` decoded as UTF-8, without the byte-order mark some editors write first.
 
     Raises:
         DataError: UTF-16 or UTF-32 (named from their byte-order mark), or other bytes that are
