@@ -101,3 +101,49 @@ def test_fit_refuses_unknown_and_ambiguous_keys_and_foreign_models(tmp_path):
     with pytest.raises(TypeError, match="mistnet.load"):
         mistnet.fit(torch.nn.Linear(1, 1), data, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def image_item(**change):
+    return {
+        "image": torch.rand(1, 32, 32),
+        "labels": [0],
+        "boxes": [[8.0, 8.0, 6.0, 6.0]],
+        **change,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "error", "message"),
+    [
+        ([torch.randint(0, 256, (1, 32, 32))], {}, ValueError, "item 0: a int64 image; give uint8"),
+        ([torch.rand(1, 32, 32) * 255], {}, ValueError, "item 0: image values in .* \\[0, 1\\]"),
+        ([image_item(boxes=[[np.nan, 8.0, 6.0, 6.0]])], {}, ValueError, "boxes holds 1 NaN"),
+        ([torch.rand(5, 32, 32)], {}, ValueError, "item 0: expected a .C, H, W. image"),
+        ([], {}, ValueError, "the dataset is empty"),
+        ([image_item(image=None)], {}, ValueError, "item 0: expected an image as numbers"),
+        ([{"labels": [0]}], {}, ValueError, "item 0: a dict item needs an 'image' key"),
+        (None, {}, TypeError, "train_data must be a Dataset"),
+        ([torch.rand(1, 32, 32)], {"minutes": "5"}, TypeError, "minutes must be a number"),
+        ([torch.rand(1, 32, 32)], {"minutes": float("nan")}, ValueError, "minutes must be a fin"),
+        ([torch.rand(1, 32, 32)], {"device": "gpu"}, ValueError, "device must be cpu, cuda"),
+    ],
+)
+def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", steps=1, **kwargs)
+    assert not (tmp_path / "r").exists()
+
+
+def test_load_refuses_an_unknown_checkpoint_name_and_a_damaged_config(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes(b"\xff\xfe{\x00}\x00")
+    with pytest.raises(ValueError, match="which must be 'best' or 'last', got 'bset'"):
+        mistnet.load(run, which="bset")
+    with pytest.raises(ValueError, match="device must be"):
+        mistnet.load(run, device="gpu")
+    with pytest.raises(MistError, match="config.json: UTF-16 text"):
+        mistnet.load(run)
+    (run / "best.safetensors").write_bytes(b"")
+    with pytest.raises(MistError, match="best.safetensors is a file; give the run directory"):
+        mistnet.load(run / "best.safetensors")

@@ -168,7 +168,7 @@ def test_preset_from_a_toml_path(tmp_path):
     path.write_text('[model]\nk = 4\n[train]\nmethod = "grid"\n')
     cfg = resolve(str(path), ["train.steps=7"])
     assert (cfg.model.k, cfg.train.method, cfg.train.steps) == (4, "grid", 7)
-    with pytest.raises(MistError, match="does not exist"):
+    with pytest.raises(MistError, match="no such file"):
         load_preset(str(tmp_path / "missing.toml"))
     bad = tmp_path / "bad.toml"
     bad.write_text("[model\nk = 4\n")
@@ -202,7 +202,7 @@ def test_json_round_trip(tmp_path):
 def test_load_json_rejects_garbage(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json")
-    with pytest.raises(MistError, match="not a valid config file"):
+    with pytest.raises(MistError, match="config.json: not valid JSON"):
         load_json(path)
 
 

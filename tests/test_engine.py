@@ -461,7 +461,7 @@ def test_resume_drops_a_torn_last_log_line_and_refuses_a_damaged_one(tmp_path):
     run.log.write_text("not json\n" + run.log.read_text())
     saved["train"]["steps"] = 8
     run.config.write_text(json.dumps(saved))
-    with pytest.raises(MistError, match=r"log.jsonl: line 1 is not JSON"):
+    with pytest.raises(MistError, match=r"log.jsonl line 1: not valid JSON"):
         runner.train(cfg, run.path, resume=True, progress=False)
 
 
@@ -515,7 +515,7 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
         runner.train(cfg, run.path, resume=True, progress=False)
     assert run.log.read_text() == log.splitlines()[0] + "\n"
     run.log.write_text("[1, 2]\n" + log)
-    with pytest.raises(MistError, match=r"log.jsonl: line 1 is not a log record"):
+    with pytest.raises(MistError, match=r"log.jsonl line 1: not a log record"):
         runner.train(cfg, run.path, resume=True, progress=False)
 
 
@@ -547,7 +547,10 @@ def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, m
     monkeypatch.setattr(runner, "build_trainer", diverging)
     with pytest.raises(MistError) as info:
         runner.train(tiny_run_config("train.steps=5"), tmp_path / "new" / "run", progress=False)
-    assert str(info.value) == "task loss became nan (no checkpoint had been written yet)"
+    assert str(info.value) == (
+        "training diverged at step 1 (task loss became nan); lower the learning rate "
+        "(no checkpoint had been written yet)"
+    )
     assert not (tmp_path / "new").exists()  # nor the parent made for it
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("kept")

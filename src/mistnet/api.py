@@ -22,8 +22,10 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from mistnet import config as config_module
+from mistnet import validate
 from mistnet.config import SECTIONS, Config, set_value
 from mistnet.data.memory import IN_MEMORY, SceneItems
+from mistnet.device import check_device
 from mistnet.errors import MistError
 from mistnet.models.mist import MIST
 from mistnet.runner import Run, train
@@ -35,7 +37,13 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`: class
     names in ``config.model.class_names``) and ``.run`` (the directory), and can be passed to
     :func:`fit` to train on from its weights.
+
+    Raises:
+        ValueError: ``which`` is neither ``best`` nor ``last``, or ``device`` is no device name.
+        MistError: not a run directory, no checkpoint, or a damaged ``config.json`` or
+            checkpoint (one line naming the file).
     """
+    check_device(device, "device")
     cfg, model, _ = Run(run).load(which, device=device)
     model.config, model.run = cfg, Path(run)
     return model
@@ -100,10 +108,20 @@ def fit(
         The trained model (best checkpoint), as :func:`load` returns it.
 
     Raises:
+        ValueError: data that cannot be trained on (:class:`~mistnet.errors.DataError`: an empty
+            dataset, an image of another shape, an integer image other than uint8, floats
+            outside [0, 1], NaN boxes, a dict item without ``"image"``), or an argument out of
+            range (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
+            ``device``); both are checked on the first item before training starts.
         MistError: unknown or ill-typed overrides, data the config cannot train on, an ``out``
             that already holds a run.
-        TypeError: ``model_or_preset`` is a module that :func:`load` did not return.
+        TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
+            ``train_data``, ``minutes`` or ``device`` of the wrong type.
     """
+    if train_data is None:
+        raise TypeError("train_data must be a Dataset or a DataLoader, got None")
+    max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
+    check_device(device, "device")
     if isinstance(model_or_preset, str | os.PathLike):
         cfg = config_module.load_preset(str(model_or_preset))
     elif isinstance(model_or_preset, Config):
@@ -128,7 +146,7 @@ def fit(
         cfg,
         out,
         device=device,
-        max_minutes=minutes or 0.0,
+        max_minutes=max_minutes,
         progress=progress,
         threads=threads,
         data=(train_set, val_set),

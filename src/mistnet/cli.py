@@ -4,7 +4,8 @@ Each command module exposes ``register(subparsers)``, which adds its parser and 
 ``func=handler`` on it. Handlers return an exit status. User errors (:class:`MistError`, and
 what the operating system refuses: a missing file, a read-only directory, a full disk, a file
 size limit, too little memory) are printed as one line on stderr with exit status 2, never as a
-traceback.
+traceback. Any other exception is a bug: one line says so and names the file in the temporary
+directory that holds the traceback, with exit status 1.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
+import traceback
+import warnings
 from typing import NoReturn
 
 from mistnet import __version__
 from mistnet.distributed import World
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -66,12 +70,53 @@ def _out_of_memory(exc: BaseException) -> bool:
     )
 
 
+def internal_error(command: str, exc: BaseException) -> int:
+    """Report a bug in one line; the traceback goes to a file in the temporary directory.
+
+    Returns:
+        Exit status 1.
+    """
+    summary = f"{type(exc).__name__}: {str(exc).strip()}".splitlines()[0]
+    try:
+        fd, path = tempfile.mkstemp(prefix="mist-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            traceback.print_exception(exc, file=f)
+        where = f"the traceback is in {path}"
+    except OSError as write_error:
+        where = f"the traceback could not be written ({os_error_message(write_error)})"
+    print(
+        f"mist {command}: internal error, please report it ({summary}); {where}",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 0 if args.command is None else 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        return _call(args)
+
+
+def _warning_printer(command: str):
+    """``warnings.showwarning`` printing a :class:`MistWarning` as one ``mist`` line."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, MistWarning):
+            print(f"mist {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Run ``args.func``; a user error, a bug or an interrupt ends as one line (see the top)."""
     try:
         return int(args.func(args) or 0)
     except MistError as exc:
@@ -80,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"mist {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
-    except (MemoryError, RuntimeError) as exc:
-        if not _out_of_memory(exc):
-            raise
-        print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"mist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            return internal_error(args.command, exc)
+        print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
+        return 2
 
 
 def run() -> NoReturn:

@@ -10,7 +10,6 @@ the resolved config is written beside every run so that a checkpoint can be rebu
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tomllib
 import types
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 from mistnet.errors import MistError
 from mistnet.io import json_text
+from mistnet.validate import read_json, read_text
 
 
 @dataclass
@@ -283,6 +283,8 @@ _RETIRED = {
 
 def _upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Rewrite a run config written by an older version into the current keys."""
+    if not isinstance(data.get("train", {}), dict):
+        return data  # from_dict refuses it
     train = dict(data.get("train", {}))
     for key, neutral in _RETIRED.items():
         if key in train and train.pop(key) != neutral:
@@ -341,32 +343,51 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name_or_path: str) -> Config:
-    """Load a shipped preset by name, or any TOML file by path."""
+    """Load a shipped preset by name, any TOML file by path, or a run's ``config.json``.
+
+    Raises:
+        MistError: an unknown name, a missing file, a file that is not UTF-8 or not valid
+            TOML / JSON, or a config that does not validate; one line naming the file.
+    """
     path = Path(name_or_path)
+    if path.suffix == ".json":
+        return load_json(path)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise MistError(f"preset file {path} does not exist")
-        text = path.read_text()
+        text, where = read_text(path), str(path)
     else:
         res = resources.files("mistnet") / "configs" / f"{name_or_path}.toml"
         if not res.is_file():
             raise MistError(f"unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
-        text = res.read_text()
+        text, where = res.read_text(encoding="utf-8"), f"preset {name_or_path}"
     try:
-        return from_dict(tomllib.loads(text))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MistError(f"preset {name_or_path}: invalid TOML: {exc}") from exc
+        raise MistError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise MistError(f"{where}: invalid TOML: nested too deeply") from None
+    return _from_file(data, where)
+
+
+def _from_file(data: dict[str, Any], where: str) -> Config:
+    """:func:`from_dict` of a file's content, its messages prefixed with the file."""
+    try:
+        return from_dict(_upgrade(data, where))
+    except MistError as exc:
+        message = str(exc)
+        raise MistError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
 def load_json(path: str | Path) -> Config:
-    """Read a resolved config written by :meth:`Config.to_json` (by this or an older version)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise MistError(f"{path}: not a valid config file ({exc})") from exc
+    """Read a resolved config written by :meth:`Config.to_json` (by this or an older version).
+
+    Raises:
+        MistError: not a regular UTF-8 file of strict JSON, not an object, or not a valid
+            config; one line naming the file.
+    """
+    data = read_json(path)
     if not isinstance(data, dict):
         raise MistError(f"{path}: not a valid config file (not a JSON object)")
-    return from_dict(_upgrade(data, str(path)))
+    return _from_file(data, str(path))
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:

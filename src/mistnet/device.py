@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import torch
 
-from mistnet.errors import MistError
+from mistnet.errors import ArgumentError, MistError
 
 
-def check_device(name: str) -> str:
+def check_device(name: str, option: str = "--device") -> str:
     """``name`` itself when it is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
 
+    Args:
+        option: how the caller names the value, for the message (``device`` in Python).
+
     Raises:
-        MistError: any other name (checked before anything is trained or loaded).
+        TypeError: not a string.
+        ArgumentError: any other name (checked before anything is trained or loaded).
     """
-    if name in ("cpu", "auto", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+    if not isinstance(name, str):
+        raise TypeError(f"{option} must be a string, got {name!r}")
+    index = name.removeprefix("cuda:")
+    if name in ("cpu", "auto", "cuda") or (index != name and index.isascii() and index.isdigit()):
         return name
-    raise MistError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    raise ArgumentError(f"{option} must be cpu, cuda, cuda:N or auto, got {name!r}")
 
 
 def resolve_device(name: str) -> torch.device:

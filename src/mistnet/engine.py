@@ -89,12 +89,16 @@ class XStep:
     max_px: float = 0.0  # 0: no clip
 
 
+def _require_finite(values: Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteLoss` when ``values`` hold a NaN or an infinity (divergence)."""
+    if not bool(torch.isfinite(values).all()):
+        bad = values.detach()[~torch.isfinite(values.detach())][0]
+        raise NonFiniteLoss(f"the {what} became {float(bad)}")
+
+
 def _descend(optimizer: Optimizer, loss: Tensor, what: str) -> None:
     """One optimiser step on ``loss``; a NaN or infinite loss raises :class:`NonFiniteLoss`."""
-    if not bool(torch.isfinite(loss)):
-        raise NonFiniteLoss(
-            f"{what} became {float(loss.detach())}; stopping (the last good checkpoint is kept)"
-        )
+    _require_finite(loss, what)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -124,6 +128,7 @@ def x_step(model: MIST, task_loss: TaskLoss, step: XStep, batch: Batch, x0: Tens
             norm = move[..., :2].norm(dim=-1, keepdim=True).clamp(min=1e-12)
             move = move * (step.max_px / norm).clamp(max=1.0)
         x = (x - move).detach()
+        _require_finite(x, "keypoints")  # a diverged task network's gradient
         if len(sides) > 1:
             x[..., 2].clamp_(sides[0], sides[-1])
     return x
@@ -161,6 +166,8 @@ def lifted_step(
 ) -> StepResult:
     """Algorithm 1 on one batch (see the module docstring)."""
     _, log_h = model.log_heatmaps(batch.images)
+    # Diverged weights give NaN heatmaps, whose NaN keypoints would fail inside the sampler.
+    _require_finite(log_h, "heatmaps")
     x0, _ = model.detect(log_h)
     task_losses = tau_step(model, opt_task, task_loss, batch, x0)
     x = x_step(model, task_loss, xs, batch, x0)

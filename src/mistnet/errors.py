@@ -11,8 +11,19 @@ class MistError(Exception):
 
 
 class DataError(MistError, ValueError):
-    """Missing, corrupt or inconsistent data on disk."""
+    """Missing, corrupt or inconsistent data, on disk or handed over in memory."""
+
+
+class ArgumentError(MistError, ValueError):
+    """A number or name given to a command or to the Python API that is out of range."""
 
 
 class NonFiniteLoss(MistError):
-    """A training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+    """A training loss or the keypoints became NaN or infinite: training diverged.
+
+    The run stops and keeps its last good checkpoint.
+    """
+
+
+class MistWarning(UserWarning):
+    """Something a user should know that did not stop the command (``mist`` prints one line)."""

@@ -14,7 +14,6 @@ rank 0 alone writes the run directory, validates and prints.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import shutil
 import time
@@ -47,7 +46,7 @@ from mistnet.distributed import (
     sum_over_ranks,
 )
 from mistnet.engine import Batch, StepResult, evaluate
-from mistnet.errors import MistError, NonFiniteLoss
+from mistnet.errors import ArgumentError, MistError, NonFiniteLoss
 from mistnet.io import (
     atomic_write_text,
     exclusive_lock,
@@ -59,6 +58,7 @@ from mistnet.io import (
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
+from mistnet.runlog import LogRecord, read_log
 from mistnet.trainer import build_trainer
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
@@ -103,7 +103,8 @@ def adopt_data(cfg: Config, train_set: Dataset) -> None:
 
     Raises:
         MistError: other channels, a class count that differs from ``model.num_classes``, a
-            classifier on data without labels, or the supervised baseline without boxes.
+            classifier on data without labels or on images without one, or the supervised
+            baseline without boxes.
     """
     m = cfg.model
     if train_set.channels != m.in_channels:
@@ -116,6 +117,15 @@ def adopt_data(cfg: Config, train_set: Dataset) -> None:
             "the training data has no labels; a classifier needs them "
             "(train an auto-encoder: --set model.task=reconstruct)"
         )
+    counts = getattr(train_set, "arrays", {}).get("counts")
+    if m.task == "classify" and cfg.train.method != "supervised" and counts is not None:
+        empty = int((counts == 0).sum())
+        if empty:  # eq. 9 and the set loss compare each image's labels with its K patches
+            raise MistError(
+                f"{empty} of the {len(counts)} training images have no label (an empty labels "
+                "field); a classifier needs at least one per image: leave them out, or train an "
+                "auto-encoder (--set model.task=reconstruct)"
+            )
     if cfg.train.method == "supervised" and "boxes" not in found:
         raise MistError("train.method = supervised trains on boxes, which the data lacks")
     names = classes_of(train_set)
@@ -223,25 +233,23 @@ class Run:
         self.summary = self.path / "summary.json"
 
     def records(self) -> list[dict[str, Any]]:
-        """The lines of ``log.jsonl`` (a last line cut short by a kill is left out).
+        """The lines of ``log.jsonl`` as dicts (a last line cut short by a kill is left out).
 
         Raises:
-            MistError: not a run, no log, or a damaged line before the last.
+            MistError: not a run, no log or an empty one, or a damaged line (see
+                :func:`mistnet.runlog.read_log`).
         """
         self.require()
         if not self.log.is_file():
             raise MistError(f"{self.path} has no log.jsonl yet")
-        lines = [line for line in self.log.read_text().splitlines() if line.strip()]
-        out = []
-        for i, line in enumerate(lines):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i < len(lines) - 1:
-                    raise MistError(f"{self.log}: line {i + 1} is not JSON") from None
-        return out
+        records = read_log(self.log)
+        if not records:
+            raise MistError(f"{self.log}: empty; the run has not logged a step yet")
+        return [r.as_dict() for r in records]
 
     def require(self) -> None:
+        if self.path.is_file():
+            raise MistError(f"{self.path} is a file; give the run directory ({self.path.parent})")
         if not self.path.is_dir():
             raise MistError(f"run directory {self.path} does not exist")
         if not self.config.is_file():
@@ -254,6 +262,8 @@ class Run:
 
         The weights are the moving average when the run kept one (``train.ema_decay > 0``).
         """
+        if which not in ("best", "last"):
+            raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
         self.require()
         cfg = load_json(self.config)
         if not self.best.is_file() and not self.last.is_file():
@@ -291,33 +301,12 @@ def _append_log(path: Path, record: dict[str, Any]) -> None:
         f.write(json_text(record, indent=None) + "\n")
 
 
-def _read_log(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The ``(line, record)`` pairs of ``log.jsonl`` (none when it does not exist).
-
-    A last line cut short by a kill mid-write is dropped; a broken line before it means the log
-    was damaged otherwise, and is an error.
-    """
-    if not path.is_file():
-        return []
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
-    except UnicodeDecodeError:
-        raise MistError(f"{path}: not UTF-8 text; the log is damaged") from None
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
-            raise MistError(f"{path}: line {i + 1} is not JSON; the log is damaged") from None
-        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
-            raise MistError(f"{path}: line {i + 1} is not a log record; the log is damaged")
-        records.append((line, record))
-    return records
+def _read_log(path: Path) -> list[LogRecord]:
+    """The records of ``log.jsonl`` (none when it does not exist); see :func:`read_log`."""
+    return read_log(path) if path.exists() else []
 
 
-def _check_resume(ckpt: Checkpoint, cfg: Config, log: list[tuple[str, dict[str, Any]]]) -> None:
+def _check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
     """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
 
     The train line of every ``log_every``-th step is appended before the checkpoint of that step
@@ -330,7 +319,7 @@ def _check_resume(ckpt: Checkpoint, cfg: Config, log: list[tuple[str, dict[str, 
             f"{ckpt.path}: step {ckpt.step} is past train.steps = {t.steps}; "
             "the checkpoint does not belong to this run"
         )
-    logged = {r["step"] for _, r in log if r.get("split") == "train"}
+    logged = {r.step for r in log if r.split == "train"}
     expected = ckpt.step // t.log_every * t.log_every
     if log and expected > 0 and expected not in logged:
         raise MistError(
@@ -339,10 +328,10 @@ def _check_resume(ckpt: Checkpoint, cfg: Config, log: list[tuple[str, dict[str, 
         )
 
 
-def _truncate_log(path: Path, log: list[tuple[str, dict[str, Any]]], step: int) -> None:
+def _truncate_log(path: Path, log: list[LogRecord], step: int) -> None:
     """Rewrite ``log.jsonl`` without the lines past ``step`` (written after the checkpoint)."""
     if path.is_file():
-        atomic_write_text(path, "".join(line + "\n" for line, r in log if r.get("step", 0) <= step))
+        atomic_write_text(path, "".join(r.line + "\n" for r in log if r.step <= step))
 
 
 def _tensorboard(path: Path):
@@ -639,7 +628,10 @@ def _train(
             kept = f"last good checkpoint: {run.last}, step {last_written['step']}"
         else:
             kept = "no checkpoint had been written yet"
-        raise MistError(f"{exc} ({kept})") from exc
+        raise MistError(
+            f"training diverged at step {state['step'] + 1} ({exc}); lower the learning rate "
+            f"({kept})"
+        ) from exc
     finally:
         bar.close()
         if writer:

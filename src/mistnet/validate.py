@@ -9,7 +9,11 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   path, no ``..``, no symlink that points out of the root).
 - :func:`regular_file`: only regular files are opened (a FIFO would block the reader for
   ever, a device would stream without end).
-- :func:`read_text`: a UTF-8 text file.
+- :func:`read_text`: a UTF-8 text file (a UTF-8 byte-order mark is accepted, UTF-16 and
+  UTF-32 are refused by name); :func:`read_json` / :func:`parse_json`: strict JSON (no
+  ``NaN`` or ``Infinity``, no nesting deep enough to exhaust Python's stack).
+- :func:`seed`, :func:`minutes`: the numbers a user gives on the command line or to
+  :func:`mistnet.fit` (raising :class:`~mistnet.errors.ArgumentError`).
 - :func:`open_image`: an image whose header declares at most ``max_pixels`` pixels, decoded
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor.
@@ -18,6 +22,9 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import os
 import stat
 import tokenize
@@ -30,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mistnet.errors import DataError
+from mistnet.errors import ArgumentError, DataError
 
 #: Default pixel cap for images read by ``mist detect`` and the importers (``--max-pixels``):
 #: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
@@ -79,21 +86,128 @@ def regular_file(path: str | os.PathLike) -> Path:
     return path
 
 
+# Byte-order marks of the encodings a text file is most often saved in by mistake.
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def decode_text(data: bytes, where: str | os.PathLike) -> str:
+    r"""``data`` decoded as UTF-8, without the byte-order mark some editors write first.
+
+    Raises:
+        DataError: UTF-16 or UTF-32 (named from their byte-order mark), or other bytes that are
+            not UTF-8 (with the offset of the first).
+
+    Example:
+        >>> decode_text(b"\xef\xbb\xbfcat", "labels.csv")
+        'cat'
+        >>> decode_text(b"\xff\xfec\x00", "labels.csv")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: labels.csv: UTF-16 text (from its byte-order mark); save it as UTF-8
+    """
+    for bom, name in _OTHER_BOMS:
+        if data.startswith(bom):
+            raise DataError(f"{where}: {name} text (from its byte-order mark); save it as UTF-8")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{where}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+            "save it as UTF-8"
+        ) from None
+
+
 def read_text(path: str | os.PathLike) -> str:
-    """The content of the regular file ``path`` decoded as UTF-8.
+    """The content of the regular file ``path`` decoded as UTF-8 (see :func:`decode_text`).
 
     Raises:
         DataError: not a regular file, unreadable, or not UTF-8 (with the byte offset).
     """
     path = regular_file(path)
     try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})"
-        ) from None
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_text(data, path)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str, where: str | os.PathLike) -> object:
+    """``text`` as strict JSON: ``NaN``, ``Infinity`` and deep nesting are refused.
+
+    Raises:
+        DataError: ``"<where>: not valid JSON (...)"``.
+
+    Example:
+        >>> parse_json('{"id": Infinity}', "a.json")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: a.json: not valid JSON (Infinity is not a JSON number)
+    """
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except ValueError as exc:
+        raise DataError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def read_json(path: str | os.PathLike) -> object:
+    """The regular UTF-8 file ``path`` as strict JSON (:func:`read_text`, :func:`parse_json`)."""
+    return parse_json(read_text(path), path)
+
+
+def _real_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ArgumentError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def seed(value: object, name: str = "seed") -> int:
+    """``value`` if it is an integer seed in [0, 2**63).
+
+    Raises:
+        TypeError: not an integer.
+        ArgumentError: negative or too large (numpy and torch refuse it deep inside).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= value < 2**63:
+        raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {value}")
+    return int(value)
+
+
+def minutes(value: object, name: str = "minutes") -> float:
+    """``value`` if it is a finite number of minutes > 0.
+
+    Raises:
+        TypeError: not a number.
+        ArgumentError: NaN, infinite, zero or negative (none of them is a time cap).
+
+    Example:
+        >>> minutes(float("nan"), "--minutes")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.ArgumentError: --minutes must be a finite number, got nan
+    """
+    value = _real_number(value, name)
+    if value <= 0:
+        raise ArgumentError(f"{name} must be a number of minutes > 0, got {value:g}")
+    return value
 
 
 def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path:

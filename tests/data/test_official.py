@@ -102,7 +102,7 @@ def size_bomb(off):
         (list_is_a_symlink_out, r"'train.txt' is a link to .*list.txt, outside the dataset root"),
         (fifo_image, r"000000.png: a FIFO, not a regular file"),
         (fifo_keypoints, r"train_keypoints.npy: a FIFO, not a regular file"),
-        (latin1_labels, r"train_labels.txt: not UTF-8 text \(byte 3 is 0xe9\)$"),
+        (latin1_labels, r"train_labels.txt: not UTF-8 text \(byte 3 is 0xe9\); save it as UTF-8$"),
         (latin1_list, r"train.txt: not UTF-8 text"),
         (string_keypoints, r"train_keypoints.npy: keypoints must be numbers, got <U1"),
         (nan_keypoint, r"train_keypoints.npy: keypoints holds 1 NaN or infinite values"),

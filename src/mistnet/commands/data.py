@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mistnet import validate
 from mistnet.commands import images
 from mistnet.commands._args import (
     add_digits_argument,
@@ -131,6 +132,7 @@ def cmd_make(args: argparse.Namespace) -> int:
     for split, n in sizes.items():
         if n < 0:
             raise DataError(f"--n-{split} must be >= 0, got {n}")
+    validate.seed(args.seed, "--seed")
     _check_target(Path(args.out), args.overwrite)
     if args.name == "svhn":
         return _make_svhn(args)
@@ -207,6 +209,7 @@ def _make_svhn(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise DataError(f"--n must be >= 1, got {args.n}")
+    validate.seed(args.seed, "--seed")
     try:
         ds = open_dataset(args.dir, args.split, size=max(args.n, 1), seed=args.seed)
     except ValueError as exc:  # unknown split name

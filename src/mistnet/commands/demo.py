@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 
+from mistnet import validate
 from mistnet.commands._args import add_device_argument, add_digits_argument, add_set_argument
 from mistnet.demo import PRESETS, run_demo
 from mistnet.device import check_device, resolve_device
@@ -59,8 +60,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.minutes <= 0:
-        raise MistError(f"--minutes must be positive, got {args.minutes:g}")
+    minutes = validate.minutes(args.minutes, "--minutes")
+    seed = validate.seed(args.seed, "--seed")
     if args.threads < 1:
         raise MistError(f"--threads must be at least 1, got {args.threads}")
     for name in ("n_train", "n_val", "n_test"):
@@ -71,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         task=args.task,
         preset=args.preset,
-        minutes=args.minutes,
+        minutes=minutes,
         threads=args.threads,
         n_train=args.n_train,
         n_val=args.n_val,
         n_test=args.n_test,
-        seed=args.seed,
+        seed=seed,
         digits=args.digits,
         device=str(resolve_device(check_device(args.device))),
         overrides=args.overrides,

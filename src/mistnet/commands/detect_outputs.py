@@ -51,7 +51,8 @@ def validate_options(
 
     Raises:
         MistError: a non-finite score, a side <= 0, tiles for the grid baseline or a run without
-            its training size, or an image that ``--side`` makes too small for the model.
+            its training size, or an image that ``--side`` makes too small for the model or
+            larger than ``--max-pixels``.
     """
     if args.min_score is not None and not math.isfinite(args.min_score):
         raise MistError(f"--min-score must be a number, got {args.min_score}")
@@ -68,6 +69,11 @@ def validate_options(
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
         h, w = max(1, round(H * factor)), max(1, round(W * factor))
+        if h * w > args.max_pixels:  # a tiny --side scales the image up, maybe beyond memory
+            raise MistError(
+                f"{path}: {W}x{H} becomes {w}x{h} = {h * w:,} pixels with --side {args.side:g}, "
+                f"more than --max-pixels {args.max_pixels:,}; give the objects' size in pixels"
+            )
         if min(h, w) < smallest or (tile is None and h * w < (args.k or model.k)):
             raise MistError(
                 f"{path}: {W}x{H} becomes {w}x{h} with --side {args.side:g}, too small for the "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from mistnet import validate
 from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
 from mistnet.data.images import __doc__ as FORMAT_DOC
 from mistnet.data.images import import_images
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         channels=1 if args.grey else 3 if args.rgb else None,
         val=args.val,
         test=args.test,
-        seed=args.seed,
+        seed=validate.seed(args.seed, "--seed"),
         max_pixels=checked_max_pixels(args),
     )
     splits = ", ".join(f"{s} {len(names)}" for s, names in meta["file_names"].items())

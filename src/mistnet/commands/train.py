@@ -25,6 +25,7 @@ from mistnet.device import check_device
 from mistnet.distributed import World
 from mistnet.errors import MistError
 from mistnet.io import json_text
+from mistnet.validate import minutes
 
 
 def register(subparsers) -> None:
@@ -36,7 +37,11 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
-    p.add_argument("--preset", metavar="NAME|FILE", help="a shipped preset or a .toml file")
+    p.add_argument(
+        "--preset",
+        metavar="NAME|FILE",
+        help="a shipped preset, a .toml file or a run's config.json",
+    )
     p.add_argument("--list-presets", action="store_true", help="list the shipped presets and exit")
     p.add_argument("--out", metavar="RUN", help="run directory to create (or resume)")
     p.add_argument("--data", metavar="DIR", help="dataset directory (sets data.path)")
@@ -44,9 +49,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--max-minutes",
         type=float,
-        default=0.0,
         metavar="M",
-        help="stop after M minutes of this invocation (with --resume: M more minutes)",
+        help="stop after M minutes of this invocation (with --resume: M more minutes; "
+        "default: no cap)",
     )
     add_device_argument(p)
     p.add_argument(
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise MistError("--out RUN is required")
     device = check_device(args.device)
+    max_minutes = 0.0 if args.max_minutes is None else minutes(args.max_minutes, "--max-minutes")
     if args.threads < 0:
         raise MistError(f"--threads must be 0 or more, got {args.threads}")
     overrides = list(args.overrides)
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         device=device,
         resume=args.resume,
-        max_minutes=args.max_minutes,
+        max_minutes=max_minutes,
         progress=not args.no_progress,
         threads=args.threads,
         precision=args.precision,

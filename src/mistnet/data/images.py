@@ -30,17 +30,25 @@ Without either the dataset holds images only, for an auto-encoder (``annotations
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from mistnet import validate
 from mistnet.data.store import write_dataset
-from mistnet.errors import DataError
-from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, regular_file, require_finite
+from mistnet.errors import DataError, MistWarning
+from mistnet.validate import (
+    DEFAULT_MAX_PIXELS,
+    open_image,
+    read_json,
+    read_text,
+    require_finite,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
@@ -176,11 +184,12 @@ def _resolver(root: Path, images: list[Path], where: str):
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
+    text = read_text(path)
     try:
-        with regular_file(path).open(newline="") as f:
-            return [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    return [row for row in rows if any(cell.strip() for cell in row)]
 
 
 def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict[str, Truth]:
@@ -235,14 +244,19 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     cols = centre if None not in centre else [*side, side[2]]
     truth: dict[str, Truth] = {}
     for i, row in enumerate(rows[1:], 2):
+        if max(file_col, *cols, class_col or 0) >= len(row):
+            raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
+        rel = resolve(row[file_col], f"line {i}")
         try:
             values = [float(row[c]) for c in cols]
-            rel = resolve(row[file_col], f"line {i}")
-            name = row[class_col].strip() if class_col is not None else ""
-        except (ValueError, IndexError):
-            raise DataError(f"{path} line {i}: expected numbers in {', '.join(header)}") from None
+        except ValueError:
+            raise DataError(
+                f"{path} line {i}: expected numbers in {', '.join(header[c] for c in cols)}, "
+                f"got {', '.join(row[c] for c in cols)}"
+            ) from None
         if not all(np.isfinite(values)) or values[2] <= 0 or values[3] <= 0:
             raise DataError(f"{path} line {i}: a box needs finite numbers and a positive size")
+        name = row[class_col].strip() if class_col is not None else ""
         entry = truth.setdefault(rel, Truth(np.zeros((0, 4), np.float32), []))
         entry.boxes = np.concatenate([entry.boxes, np.float32([values])])
         entry.names.append(name)
@@ -254,36 +268,125 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     return truth, names
 
 
+def _coco_list(doc: dict, key: str, path: Path) -> list[dict]:
+    items = doc.get(key)
+    if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
+        raise DataError(f"{path}: {key!r} must be a list of objects (COCO annotations)")
+    return items
+
+
+def _coco_field(item: dict, key: str, kind: type, where: str):
+    """``item[key]`` if it is a ``kind`` (an ``int`` id or a non-empty ``str``)."""
+    value = item.get(key)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise DataError(f"{where}.{key}: expected an integer, got {value!r}")
+    if kind is str and (not isinstance(value, str) or not value.strip()):
+        raise DataError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _coco_bbox(item: dict, where: str) -> list[float]:
+    bbox = item.get("bbox")
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+    ):
+        raise DataError(f"{where}.bbox: expected [x, y, w, h], got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+        raise DataError(f"{where}.bbox: expected finite numbers, w and h > 0, got {bbox!r}")
+    return [x, y, w, h]
+
+
+def _unique(pairs: list[tuple], what: str, path: Path) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise DataError(f"{path}: {what} {key!r} appears twice")
+        out[key] = value
+    return out
+
+
 def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
-    try:
-        coco = json.loads(regular_file(path).read_text())
-        files = {int(im["id"]): str(im["file_name"]) for im in coco["images"]}
-        cats = sorted((int(c["id"]), str(c["name"])) for c in coco["categories"])
-        anns = [
-            (int(a["image_id"]), [float(v) for v in a["bbox"]], int(a["category_id"]))
-            for a in coco["annotations"]
-        ]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON file ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(
-            f"{path}: not COCO annotations (images, annotations with bbox, categories): {exc!r}"
-        ) from None
-    by_id = dict(cats)
+    """COCO annotations: ids integers and unique, class names non-empty and unique."""
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: not COCO annotations (an object with images, annotations, ...)")
+    images = _coco_list(doc, "images", path)
+    files = _unique(
+        [
+            (
+                _coco_field(im, "id", int, f"images[{n}]"),
+                _coco_field(im, "file_name", str, f"images[{n}]"),
+            )
+            for n, im in enumerate(images)
+        ],
+        "image id",
+        path,
+    )
+    categories = _coco_list(doc, "categories", path)
+    by_id = _unique(
+        [
+            (
+                _coco_field(c, "id", int, f"categories[{n}]"),
+                _coco_field(c, "name", str, f"categories[{n}]").strip(),
+            )
+            for n, c in enumerate(categories)
+        ],
+        "category id",
+        path,
+    )
+    _unique([(name, cid) for cid, name in by_id.items()], "category name", path)
     rel_of = {iid: resolve(name, f"image {iid}") for iid, name in files.items()}
     truth = {rel: Truth(np.zeros((0, 4), np.float32), []) for rel in rel_of.values()}
-    for n, (iid, bbox, cid) in enumerate(anns):
-        if iid not in rel_of or cid not in by_id:
-            raise DataError(f"{path}: annotation {n} names an unknown image or category")
-        x, y, w, h = bbox if len(bbox) == 4 else (np.nan,) * 4
-        if not np.isfinite([x, y, w, h]).all() or w <= 0 or h <= 0:
-            raise DataError(f"{path}: annotation {n} has no valid bbox [x, y, w, h]")
+    for n, a in enumerate(_coco_list(doc, "annotations", path)):
+        where = f"{path}: annotations[{n}]"
+        iid, cid = _coco_field(a, "image_id", int, where), _coco_field(a, "category_id", int, where)
+        if iid not in rel_of:
+            raise DataError(f"{where}.image_id: no image {iid} in 'images'")
+        if cid not in by_id:
+            raise DataError(f"{where}.category_id: no category {cid} in 'categories'")
+        x, y, w, h = _coco_bbox(a, where)
         # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
         box = np.float32([[x + w / 2 - 0.5, y + h / 2 - 0.5, w, h]])
         entry = truth[rel_of[iid]]
         entry.boxes = np.concatenate([entry.boxes, box])
         entry.names.append(by_id[cid])
-    return truth, [name for _, name in cats]
+    return truth, [by_id[cid] for cid in sorted(by_id)]
+
+
+def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
+    """Clip the boxes of ``t`` to its ``width`` x ``height`` image, with a warning.
+
+    The image spans ``[-0.5, width - 0.5]`` (pixel centres at integers); a box that reaches past
+    it by more than a thousandth of a pixel is cut to it.
+
+    Raises:
+        DataError: a box wholly outside the image (a wrong file name or coordinate system).
+    """
+    if t.boxes is None or not len(t.boxes):
+        return
+    cx, cy, w, h = t.boxes.T.astype(np.float64)
+    lo, hi = np.stack([cx - w / 2, cy - h / 2], 1), np.stack([cx + w / 2, cy + h / 2], 1)
+    edge = np.float64([width - 0.5, height - 0.5])
+    outside = (hi <= -0.5).any(1) | (lo >= edge).any(1)
+    if outside.any():
+        j = int(np.argmax(outside))
+        raise DataError(
+            f"{where}: the box at cx, cy, w, h = {cx[j]:g}, {cy[j]:g}, {w[j]:g}, {h[j]:g} lies "
+            f"outside the {width}x{height} image"
+        )
+    past = (lo < -0.5 - 1e-3).any(1) | (hi > edge + 1e-3).any(1)
+    if past.any():
+        warnings.warn(
+            f"{where}: {int(past.sum())} box(es) reach past the {width}x{height} image; "
+            "clipped to it",
+            MistWarning,
+            stacklevel=2,
+        )
+        lo, hi = np.maximum(lo, -0.5), np.minimum(hi, edge)
+        t.boxes = np.concatenate([(lo + hi) / 2, hi - lo], 1).astype(np.float32)
 
 
 def read_boxes(
@@ -305,7 +408,7 @@ def read_boxes(
 
 
 def _class_key(name: str):
-    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
+    return (0, int(name), "") if name.lstrip("-").isdecimal() else (1, 0, name)
 
 
 # -- import -------------------------------------------------------------------------------------
@@ -415,6 +518,7 @@ def import_images(
     for name, hw in (("--size", size), ("--crop", crop)):
         if hw is not None and min(hw) < 1:
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
+    seed = validate.seed(seed, "seed")
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
@@ -427,6 +531,9 @@ def import_images(
         truth, names = read_boxes(boxes, root, files)
     rels = [p.relative_to(root).as_posix() for p in files]
     pixels = [read_image(p, max_pixels) for p in files]
+    for rel, a in zip(rels, pixels, strict=True):
+        if rel in truth:
+            fit_boxes(truth[rel], a.shape[1], a.shape[0], f"{boxes} ({rel})")
     C = channels or (1 if all(is_grey(a) for a in pixels) else 3)
     shapes = {a.shape[:2] for a in pixels}
     if size is None and crop is None and len(shapes) > 1:

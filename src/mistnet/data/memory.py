@@ -24,37 +24,69 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mistnet.errors import MistError
+from mistnet.errors import DataError
 from mistnet.validate import require_finite
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
 IN_MEMORY = "in-memory"
 
 
+def _numbers(x: Any, what: str, where: str) -> np.ndarray:
+    """``x`` as a numeric numpy array (a copy), or one line saying what it is instead."""
+    try:
+        a = np.array(x)
+    except (TypeError, ValueError):  # ragged nested lists
+        a = None
+    if a is None or a.dtype.kind not in "biuf":
+        raise DataError(f"{where}: expected {what} as numbers, got {type(x).__name__}")
+    return a
+
+
 def _image(x: Any, where: str) -> torch.Tensor:
     if hasattr(x, "getbands"):  # a PIL image
         x = np.asarray(x.convert("L" if len(x.getbands()) == 1 else "RGB"))
         x = x if x.ndim == 2 else x.transpose(2, 0, 1)
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x))
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(_numbers(x, "an image", where))
     if t.ndim == 2:
         t = t[None]
     if t.ndim != 3 or t.shape[0] not in (1, 3):
-        raise MistError(
+        raise DataError(
             f"{where}: expected a (C, H, W) image with C = 1 or 3, got {tuple(t.shape)}"
         )
     if t.dtype == torch.uint8:
         return t.float() / 255.0
+    if not t.is_floating_point():
+        raise DataError(
+            f"{where}: a {str(t.dtype).removeprefix('torch.')} image; give uint8 (0..255) or "
+            "floats in [0, 1]"
+        )
     require_finite(t, f"{where}: image")
+    if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
+        raise DataError(
+            f"{where}: image values in [{float(t.min()):g}, {float(t.max()):g}]; float images "
+            "must lie in [0, 1] (divide 0..255 values by 255, or give uint8)"
+        )
     return t.float()
 
 
 def _labels(y: Any, where: str) -> torch.Tensor:
-    t = torch.as_tensor(y)
+    t = y if isinstance(y, torch.Tensor) else torch.from_numpy(_numbers(y, "labels", where))
     if t.ndim == 0:
         t = t[None]
     if t.ndim != 1 or t.is_floating_point() or (t.numel() and int(t.min()) < 0):
-        raise MistError(f"{where}: labels must be class indices >= 0, got {y!r}")
+        raise DataError(f"{where}: labels must be class indices >= 0, got {y!r}")
     return t.long()
+
+
+def _boxes(b: Any, n: int, where: str) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(b, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(f"{where}: boxes must be numbers, got {type(b).__name__}") from None
+    if t.shape != (n, 4):
+        raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(t.shape)}")
+    require_finite(t, f"{where}: boxes")
+    return t
 
 
 class SceneItems(Dataset):
@@ -76,9 +108,13 @@ class SceneItems(Dataset):
     signed = False
 
     def __init__(self, dataset: Dataset) -> None:
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(
+                f"expected a map-style Dataset (len and indexing), got {type(dataset).__name__}"
+            )
         self.dataset = dataset
         if len(dataset) == 0:  # type: ignore[arg-type]
-            raise MistError("the dataset is empty")
+            raise DataError("the dataset is empty")
         first = dataset[0]
         self.annotations = self._kind(first)
         image = self[0]["image"]
@@ -108,14 +144,12 @@ class SceneItems(Dataset):
         raw = self._unwrap(self.dataset[index])
         where = f"item {index}"
         if self._kind(raw) != self.annotations:
-            raise MistError(f"{where} carries other ground truth than item 0")
+            raise DataError(f"{where} carries other ground truth than item 0")
         if isinstance(raw, dict):
+            if "image" not in raw:
+                raise DataError(f"{where}: a dict item needs an 'image' key, has {sorted(raw)}")
             image, labels = _image(raw["image"], where), _labels(raw.get("labels", []), where)
-            boxes = torch.as_tensor(raw.get("boxes", torch.zeros(len(labels), 4))).float()
-            if boxes.shape != (len(labels), 4):
-                raise MistError(
-                    f"{where}: boxes must be ({len(labels)}, 4), got {tuple(boxes.shape)}"
-                )
+            boxes = _boxes(raw.get("boxes", torch.zeros(len(labels), 4)), len(labels), where)
         elif "labels" in self.annotations:
             image, labels = _image(raw[0], where), _labels(raw[1], where)
             boxes = torch.zeros(len(labels), 4)
@@ -130,7 +164,7 @@ class SceneItems(Dataset):
             self.height,
             self.width,
         ):
-            raise MistError(
+            raise DataError(
                 f"{where} is {tuple(image.shape)}, item 0 ({self.channels}, {self.height}, "
                 f"{self.width}); every image needs one size"
             )

@@ -87,8 +87,13 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
                 f"{m.num_classes} classes (0..{m.num_classes - 1})"
             )
     names = classes_of(dataset)
-    if m.task == "classify" and names and m.class_names and names != tuple(m.class_names):
+    # A run without class names knows its classes by number: data whose class i is named
+    # other than "i" would be scored against the wrong ids.
+    trained_names = tuple(m.class_names) or tuple(str(i) for i in range(len(names)))
+    if m.task == "classify" and names and names != trained_names:
+        trained_on = (
+            ", ".join(m.class_names) if m.class_names else "classes without names (0, 1, ...)"
+        )
         raise MistError(
-            f"{source} names the classes {', '.join(names)}; the run was trained on "
-            + ", ".join(m.class_names)
+            f"{source} names the classes {', '.join(names)}; the run was trained on {trained_on}"
         )

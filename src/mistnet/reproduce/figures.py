@@ -14,7 +14,6 @@ Every figure is a PNG under ``OUT/figures/``; the functions return ``(relative p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from mistnet.data.gabor import gabor_stencil
 from mistnet.metrics import greedy_assign, valid_mask
 from mistnet.models.build import build_model
 from mistnet.reproduce.runs import IMPULSE_RADIUS, RunSpec
+from mistnet.runlog import read_log
 from mistnet.runner import Run
 from mistnet.viz import draw_scenes_grid, output_figure, plot_curves
 
@@ -48,10 +48,7 @@ def _history(spec: RunSpec, label: str, keys: tuple[str, ...]) -> dict[str, list
     log = spec.run_dir / "log.jsonl"
     if not log.is_file():
         return history
-    for line in log.read_text().splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
+    for rec in (r.as_dict() for r in read_log(log)):
         split = rec.get("split")
         for key in keys:
             name, _, want = key.partition("@")

@@ -1,0 +1,110 @@
+"""A run's ``log.jsonl``, read back into typed records: the one reader of every log line.
+
+The training loop appends one JSON object per line: ``{"step": 25, "split": "train", "wall":
+91.2, "task": 403.1, ...}`` for a logged step, ``{"step": 250, "split": "val", "both": 0.8,
+...}`` for a validation (a NaN metric is written as ``null``). ``--resume`` reads the log to
+check it against the checkpoint and ``mist plot`` to draw it; both go through :func:`read_log`,
+which refuses a damaged log with one line naming the file, the line, the key and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mistnet.errors import DataError
+from mistnet.validate import parse_json, read_text
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of ``log.jsonl``.
+
+    Attributes:
+        step: the training step (>= 0) the line was logged at.
+        split: ``"train"`` (losses) or ``"val"`` (metrics).
+        wall: seconds of training up to ``step`` (train lines), else None.
+        values: every other key: a loss or a metric, None where the line holds ``null``.
+        line: the line as written, for rewriting the log on resume.
+    """
+
+    step: int
+    split: str
+    wall: float | None
+    values: dict[str, float | None]
+    line: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The line's JSON object."""
+        wall = {} if self.wall is None else {"wall": self.wall}
+        return {"step": self.step, "split": self.split, **wall, **self.values}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_record(line: str, where: str) -> LogRecord:
+    """One log line as a :class:`LogRecord`.
+
+    Raises:
+        DataError: ``"<where>: ..."`` for a line that is not JSON, not an object, without a
+            ``step`` >= 0 or a ``split`` string, or with a value that is not a number.
+
+    Example:
+        >>> parse_record('{"step": 5, "split": "train", "wall": 6.0, "task": null}', "log").values
+        {'task': None}
+        >>> parse_record('{"step": 5, "split": "train", "wall": "6"}', "log.jsonl line 2")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: log.jsonl line 2: 'wall' must be a number, got '6'
+    """
+    return _record(parse_json(line, where), line, where)
+
+
+def _record(record: Any, line: str, where: str) -> LogRecord:
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: not a log record (a JSON object), got {type(record).__name__}")
+    for key in ("step", "split"):
+        if key not in record:
+            raise DataError(f"{where}: no {key!r} key")
+    step, split, wall = record.pop("step"), record.pop("split"), record.pop("wall", None)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise DataError(f"{where}: 'step' must be an integer >= 0, got {step!r}")
+    if not isinstance(split, str):
+        raise DataError(f"{where}: 'split' must be a string, got {split!r}")
+    if wall is not None and not (_number(wall) and math.isfinite(wall) and wall >= 0):
+        raise DataError(f"{where}: 'wall' must be a number, got {wall!r}")
+    for key, value in record.items():
+        if value is not None and not _number(value):
+            raise DataError(f"{where}: {key!r} must be a number or null, got {value!r}")
+    values = {k: None if v is None else float(v) for k, v in record.items()}
+    return LogRecord(step, split, None if wall is None else float(wall), values, line)
+
+
+def read_log(path: str | os.PathLike) -> list[LogRecord]:
+    """The records of the log file ``path``, in file order.
+
+    A last line that is not JSON (cut short by a kill mid-write) is dropped; any other damage
+    is an error.
+
+    Raises:
+        DataError: the file is not a regular UTF-8 file, or a line is damaged (see
+            :func:`parse_record`).
+    """
+    path = Path(path)
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        where = f"{path} line {i + 1}"
+        try:
+            parsed = parse_json(line, where)
+        except DataError:
+            if i == len(lines) - 1:
+                break
+            raise
+        records.append(_record(parsed, line, where))
+    return records

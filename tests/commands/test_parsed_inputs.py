@@ -1,0 +1,311 @@
+"""Inputs parsed once at the boundary: one case per bad COCO file, CSV, config, log or number,
+through the ``mist`` command line: exit status 2, one stderr line naming the file (or option),
+the field and the value, and no file written, changed or removed (TESTING.md lists them)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from cli_helpers import assert_user_error, files_under, mist
+from PIL import Image
+
+from mistnet.commands import plot
+from mistnet.data.images import import_images
+
+CASES = {}
+
+
+def case(make):
+    """Register ``make(tmp_path, run) -> (argv, fragments of the one stderr line)``."""
+    CASES[make.__name__] = make
+    return make
+
+
+def photos(tmp_path, n=1, size=48):
+    """A folder of ``n`` grey ``size`` x ``size`` PNGs ``0.png``, ``1.png``, ..."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(n):
+        a = np.random.default_rng(i).integers(0, 256, (size, size), dtype=np.uint8)
+        Image.fromarray(a).save(folder / f"{i}.png")
+    return folder
+
+
+def coco(tmp_path, images=None, annotations=None, categories=None, text=None):
+    """An import-images argv with a COCO file of these lists (or of ``text``)."""
+    src = photos(tmp_path)
+    doc = {
+        "images": images if images is not None else [{"id": 1, "file_name": "0.png"}],
+        "annotations": annotations
+        if annotations is not None
+        else [{"image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10]}],
+        "categories": categories if categories is not None else [{"id": 1, "name": "cat"}],
+    }
+    path = tmp_path / "boxes.json"
+    path.write_bytes(text if text is not None else json.dumps(doc).encode())
+    return ["data", "import-images", src, "--out", tmp_path / "ds", "--boxes", path]
+
+
+# -- COCO annotations and box CSVs (mist data import-images) --------------------------------
+
+
+@case
+def coco_box_outside_the_image(tmp_path, run):
+    argv = coco(tmp_path, annotations=[{"image_id": 1, "category_id": 1, "bbox": [-500, 0, 9, 9]}])
+    return argv, ["boxes.json (0.png)", "cx, cy, w, h = -496", "outside the 48x48 image"]
+
+
+@case
+def coco_bbox_a_string(tmp_path, run):
+    argv = coco(tmp_path, annotations=[{"image_id": 1, "category_id": 1, "bbox": "1234"}])
+    return argv, ["boxes.json: annotations[0].bbox", "'1234'"]
+
+
+@case
+def coco_duplicate_image_ids(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png"}, {"id": 1, "file_name": "0.png"}]
+    return coco(tmp_path, images=ims), ["boxes.json: image id 1 appears twice"]
+
+
+@case
+def coco_duplicate_category_names(tmp_path, run):
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]
+    return coco(tmp_path, categories=cats), ["boxes.json: category name 'cat' appears twice"]
+
+
+@case
+def coco_empty_category_name(tmp_path, run):
+    cats = [{"id": 1, "name": " "}]
+    return coco(tmp_path, categories=cats), ["categories[0].name", "non-empty string, got ' '"]
+
+
+@case
+def coco_infinite_image_id(tmp_path, run):
+    text = b'{"images": [{"id": Infinity, "file_name": "0.png"}]}'
+    return coco(tmp_path, text=text), ["boxes.json: not valid JSON", "Infinity"]
+
+
+@case
+def coco_nested_too_deeply(tmp_path, run):
+    return coco(tmp_path, text=b"[" * 100_000), ["boxes.json: not valid JSON (nested too deeply)"]
+
+
+@case
+def coco_in_utf16(tmp_path, run):
+    text = json.dumps({"images": []}).encode("utf-16")
+    return coco(tmp_path, text=text), ["boxes.json: UTF-16 text", "save it as UTF-8"]
+
+
+@case
+def boxes_csv_naming_a_missing_image(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\nnope.png,1,2,3,4\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], ["boxes.csv line 2: no image 'nope.png'"]
+
+
+@case
+def boxes_csv_with_a_word_for_a_number(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\n0.png,1,two,3,4\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], ["line 2: expected numbers", "1, two, 3, 4"]
+
+
+# -- numbers on the command line ------------------------------------------------------------
+
+
+@case
+def import_images_negative_seed(tmp_path, run):
+    argv = ["data", "import-images", photos(tmp_path), "--out", tmp_path / "ds", "--seed", "-1"]
+    return argv, ["--seed must be an integer in [0, 2**63), got -1"]
+
+
+@case
+def data_make_negative_seed(tmp_path, run):
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "ds", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1", "--seed", "-1"], ["--seed must be", "-1"]
+
+
+@case
+def demo_negative_seed(tmp_path, run):
+    return ["demo", "--out", tmp_path / "demo", "--seed", "-1"], ["--seed must be", "got -1"]
+
+
+@case
+def demo_minutes_nan(tmp_path, run):
+    return ["demo", "--out", tmp_path / "demo", "--minutes", "nan"], ["--minutes", "got nan"]
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "0"])
+def test_max_minutes_must_be_a_positive_time(capsys, tmp_path, value):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--max-minutes", value]
+    assert_user_error(mist(capsys, *argv), "--max-minutes must be", value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@case
+def train_a_huge_config_seed(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--set", "data.seed=-1"]
+    return argv, ["data.seed must be >= 0, got -1"]
+
+
+# -- config files, run files and logs -------------------------------------------------------
+
+
+@case
+def train_on_a_non_utf8_toml(tmp_path, run):
+    (tmp_path / "mine.toml").write_bytes(b"[model]\nk = 4  # caf\xe9\n")
+    argv = ["train", "--preset", tmp_path / "mine.toml", "--out", tmp_path / "r"]
+    return argv, ["mine.toml: not UTF-8 text (byte 20 is 0xe9)"]
+
+
+@case
+def train_on_a_toml_with_a_wrong_section(tmp_path, run):
+    (tmp_path / "mine.toml").write_text("model = 3\n")
+    argv = ["train", "--preset", tmp_path / "mine.toml", "--out", tmp_path / "r"]
+    return argv, ["mine.toml: config section 'model' must be a table"]
+
+
+@case
+def eval_a_run_whose_config_is_not_utf8(tmp_path, run):
+    (run / "config.json").write_bytes((run / "config.json").read_bytes() + b"\xff")
+    return ["eval", run], ["config.json: not UTF-8 text"]
+
+
+@case
+def detect_with_a_config_of_nan(tmp_path, run):
+    (run / "config.json").write_text('{"train": {"lr_task": NaN}}')
+    image = photos(tmp_path) / "0.png"
+    argv = ["detect", run, image, "--out", tmp_path / "d"]
+    return argv, ["config.json: not valid JSON (NaN is not a JSON number)"]
+
+
+@case
+def detect_given_a_checkpoint_file(tmp_path, run):
+    image = photos(tmp_path) / "0.png"
+    argv = ["detect", run / "best.safetensors", image, "--out", tmp_path / "d"]
+    return argv, ["best.safetensors is a file; give the run directory"]
+
+
+@case
+def detect_side_far_too_small(tmp_path, run):
+    image = photos(tmp_path) / "0.png"
+    argv = ["detect", run, image, "--side", "0.001", "--out", tmp_path / "d"]
+    return argv, ["0.png: 48x48 becomes", "--side 0.001", "more than --max-pixels"]
+
+
+def log_case(name, content, *fragments):
+    def make(tmp_path, run):
+        (run / "log.jsonl").write_bytes(content)
+        return ["plot", run, "--out", tmp_path / "c.png"], ["log.jsonl", *fragments]
+
+    make.__name__ = name
+    case(make)
+
+
+TRAIN = b'{"step": 5, "split": "train", "wall": 1.0, "task": 2.0}\n'
+log_case("plot_a_log_cut_in_the_middle", b'{"step": 1, "spl\n' + TRAIN, "line 1: not valid JSON")
+log_case("plot_a_log_line_that_is_a_list", b"[1, 2]\n" + TRAIN, "line 1: not a log record", "list")
+log_case("plot_a_wall_that_is_a_string", TRAIN + b'{"step": 6, "split": "train", "wall": "x"}\n')
+log_case("plot_a_line_without_a_step", b'{"split": "train", "task": 1.0}\n', "no 'step' key")
+log_case("plot_a_loss_that_is_text", b'{"step": 1, "split": "train", "task": "1"}\n', "'task'")
+log_case("plot_an_empty_log", b"", "empty; the run has not logged a step yet")
+log_case("plot_a_non_utf8_log", TRAIN + b"\xfe\n", "not UTF-8 text")
+
+
+# -- what a run fits ------------------------------------------------------------------------
+
+
+def labelled_dataset(tmp_path, labels):
+    """An imported dataset of 8 48x48 grey images labelled ``labels[i]`` (a CSV field)."""
+    src = photos(tmp_path, n=len(labels))
+    rows = "".join(f"{i}.png,{names}\n" for i, names in enumerate(labels))
+    (tmp_path / "labels.csv").write_text("filename,labels\n" + rows)
+    import_images(src, tmp_path / "ds", labels=tmp_path / "labels.csv", val=0.25, test=0.25)
+    return tmp_path / "ds"
+
+
+@case
+def train_a_classifier_on_images_without_labels(tmp_path, run):
+    ds = labelled_dataset(tmp_path, ["a b", "", "a", "", "b", "a", "b", "a"])
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]
+    overrides = ["--set", "model.num_classes=2", "--set", "train.batch_size=2"]
+    return [*argv, *overrides], ["of the 4 training images have no label (an empty labels"]
+
+
+@case
+def eval_an_unnamed_run_on_named_classes(tmp_path, run):
+    ds = labelled_dataset(tmp_path, ["cat", "dog"] * 4)
+    return ["eval", run, "--data", ds], ["names the classes cat, dog", "classes without names"]
+
+
+@case
+def train_diverging_at_a_learning_rate_of_1e6(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--no-progress"]
+    sets = ["train.lr_task=1e6", "train.lr_heatmap=1e6", "train.steps=5", "data.n_train=16"]
+    return [*argv, *(a for s in sets for a in ("--set", s))], [
+        "training diverged at step 1",
+        "lower the learning rate",
+    ]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_is_one_line_naming_it_and_changes_no_file(capsys, tmp_path, tiny_run, name):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    argv, fragments = CASES[name](tmp_path, run)
+    before = files_under(tmp_path)
+    assert_user_error(mist(capsys, *argv), *fragments)
+    assert files_under(tmp_path) == before
+
+
+# -- accepted -------------------------------------------------------------------------------
+
+
+def test_a_byte_order_mark_and_unusual_class_names_are_accepted(capsys, tmp_path):
+    src = photos(tmp_path, n=3)
+    (tmp_path / "labels.csv").write_bytes(
+        "\ufefffilename,labels\n0.png,²\n1.png,x ²\n2.png,\n".encode()
+    )
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    rc, out, err = mist(capsys, *argv, "--labels", tmp_path / "labels.csv")
+    assert rc == 0, err
+    assert "classes: x, ²" in out or "classes: ², x" in out
+
+
+def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
+    argv = coco(tmp_path, annotations=[{"image_id": 1, "category_id": 1, "bbox": [40, 0, 20, 8]}])
+    path = tmp_path / "boxes.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a BOM, as some editors save
+    rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
+    assert rc == 0, err
+    assert err.strip() == (
+        f"mist data: warning: {path} (0.png): 1 box(es) reach past the 48x48 image; clipped to it"
+    )
+    with np.load(tmp_path / "ds" / "train.npz") as z:
+        assert z["boxes"][0, 0].tolist() == [43.5, 3.5, 8.0, 8.0]  # x from 39.5 to 47.5
+
+
+def test_a_run_config_json_is_a_preset(capsys, tmp_path, tiny_run):
+    argv = ["train", "--preset", tiny_run / "config.json", "--out", tmp_path / "again"]
+    rc, _, err = mist(capsys, *argv, "--set", "train.steps=1", "--no-progress")
+    assert rc == 0, err
+    saved = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert saved["model"] == json.loads((tiny_run / "config.json").read_text())["model"]
+
+
+def test_a_bug_is_one_line_naming_the_file_that_holds_its_traceback(capsys, tmp_path, monkeypatch):
+    def broken(path):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(plot, "Run", broken)
+    rc, _, err = mist(capsys, "plot", "x")
+    assert rc == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith("mist plot: internal error, please report it (ZeroDivisionError")
+    (written,) = tmp_path.glob("mist-traceback-*.txt")
+    assert line.endswith(f"the traceback is in {written}")
+    assert "Traceback" in written.read_text() and "broken" in written.read_text()
