@@ -4,7 +4,8 @@ Each command module exposes ``register(subparsers)``, which adds its parser and 
 ``func=handler`` on it. Handlers return an exit status. User errors (:class:`MistError`, and
 what the operating system refuses: a missing file, a read-only directory, a full disk, a file
 size limit, too little memory) are printed as one line on stderr with exit status 2, never as a
-traceback.
+traceback. SIGTERM and SIGHUP unwind like Ctrl-C (exit status 128 + the signal), so a command
+stopped by one removes its temporary files and half-made outputs as on any error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import NoReturn
 from mistnet import __version__
 from mistnet.distributed import World
 from mistnet.errors import MistError
+from mistnet.io import Terminated, signals_as_exceptions
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
+            return int(args.func(args) or 0)
     except MistError as exc:
         print(f"mist {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"mist {args.command}: stopped by {exc}", file=sys.stderr)
+        return 128 + exc.signum
 
 
 def run() -> NoReturn:

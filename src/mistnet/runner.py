@@ -50,9 +50,11 @@ from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.io import (
     atomic_write_text,
+    claim_output,
+    create_directory,
     exclusive_lock,
     json_text,
-    make_parents,
+    mark,
     remove_empty,
     remove_stale_temporaries,
 )
@@ -240,6 +242,31 @@ class Run:
                 if i < len(lines) - 1:
                     raise MistError(f"{self.log}: line {i + 1} is not JSON") from None
         return out
+
+    def is_legacy(self) -> bool:
+        """Whether this is a run written before output directories were marked: its
+        ``config.json`` is a run config and it holds a checkpoint."""
+        if not (self.last.is_file() or self.best.is_file()):
+            return False
+        try:
+            load_json(self.config)
+        except (MistError, OSError, ValueError):
+            return False
+        return True
+
+    def claim(self) -> list[Path]:
+        """Make this run directory for writing, or accept one ``mist train`` made earlier.
+
+        Returns:
+            The directories created (none when the run existed; a legacy run gets its marker).
+
+        Raises:
+            MistError: ``path`` exists and is not a run (see :func:`mistnet.io.claim_output`).
+        """
+        if claim_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy()):
+            mark(self.path, "run")
+            return []
+        return create_directory(self.path, "run")
 
     def require(self) -> None:
         if not self.path.is_dir():
@@ -435,9 +462,10 @@ def train(
     checkpoint is the last) instead of the splits ``cfg.data`` names; a resume needs them again.
     With ``progress`` off nothing is printed.
 
-    An exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A
-    fresh run that fails before its first checkpoint removes the directory it created, or the
-    files it wrote into a directory that existed.
+    ``out`` must be new, empty, or a run that ``train`` made earlier (:meth:`Run.claim`). An
+    exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A fresh
+    run that fails (or, under the CLI, is stopped by a signal) before its first checkpoint
+    removes the directory it created, or the files it wrote into a run that existed.
 
     Raises:
         MistError: bad data or config, a non-resumable directory, another process training into
@@ -450,7 +478,7 @@ def train(
     with process_group(device) as (world, device):
         if not world.main:  # reads the run directory, never writes it
             return _train(cfg, run, device, resume, max_minutes, False, data, speed, world)
-        created = make_parents(run.path)
+        created = run.claim()
         before = set() if created else {p.name for p in run.path.iterdir()}
         with exclusive_lock(run.path, "mist train"):
             try:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from mistnet.data.store import write_dataset
+from mistnet.data.store import claim_dataset, write_dataset
 from mistnet.errors import DataError
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, regular_file, require_finite
 
@@ -50,19 +50,28 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     """The image files under ``src`` (recursive), sorted by relative path.
 
     Hidden files and the files in ``ignore`` (a labels or boxes file kept in the folder) are
-    passed over.
+    passed over. A symbolic link is followed only to a file inside ``src``.
 
     Raises:
-        DataError: ``src`` is no directory, holds a file of another format, or no image.
+        DataError: ``src`` is no directory, holds a file of another format, a symbolic link
+            to a file outside it, or no image.
     """
     root = Path(src)
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
+    real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if not path.resolve().is_relative_to(real_root):
+            raise DataError(
+                f"{path}: a symbolic link to {path.resolve()}, outside {root}; import-images "
+                "reads only files inside the folder (copy the file in, or remove the link)"
+            )
+        if not path.is_file():
             continue
         if path.resolve() in skip:
             continue
@@ -153,10 +162,12 @@ class Truth:
 def _resolver(root: Path, images: list[Path], where: str):
     """A function from a file name in an annotation file to the relative path of its image.
 
-    A name is the path relative to the folder (``/`` separators), or a bare file name when
-    that names one image only.
+    A name is the path relative to the folder (``/`` separators), a path from the working
+    directory to an image in the folder (as ``mist detect`` writes them), or a bare file name
+    when that names one image only.
     """
     rel = {p.relative_to(root).as_posix(): p.relative_to(root).as_posix() for p in images}
+    real_root = root.resolve()
     bare: dict[str, list[str]] = {}
     for r in rel:
         bare.setdefault(r.rsplit("/", 1)[-1], []).append(r)
@@ -165,6 +176,9 @@ def _resolver(root: Path, images: list[Path], where: str):
         name = name.strip().replace("\\", "/").removeprefix("./")
         if name in rel:
             return name
+        real = Path(name).resolve()
+        if real.is_relative_to(real_root) and real.relative_to(real_root).as_posix() in rel:
+            return real.relative_to(real_root).as_posix()
         hits = bare.get(name, [])
         if len(hits) == 1:
             return hits[0]
@@ -249,6 +263,8 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     if class_col is None:
         return truth, None
     names = sorted({n for t in truth.values() for n in t.names}, key=_class_key)
+    if names == [""]:  # a class column left empty (mist detect of an auto-encoder): no classes
+        return truth, None
     if "" in names:
         raise DataError(f"{path}: a row has an empty class; name every box's class or none")
     return truth, names
@@ -404,6 +420,9 @@ def import_images(
         DataError: for every problem with the inputs, naming the file.
     """
     root = Path(src)
+    if root.is_dir() and Path(out).resolve().is_relative_to(root.resolve()):
+        raise DataError(f"{out}: is inside {root}; write the dataset outside the image folder")
+    claim_dataset(out)  # before the images are read: a taken --out is refused at once
     if labels is not None and boxes is not None:
         raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
     if size is not None and crop is not None:
