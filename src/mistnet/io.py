@@ -370,7 +370,11 @@ def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
 
 @contextmanager
 def new_directory(
-    target: str | os.PathLike, kind: str, replace: bool = False, merge: bool = False
+    target: str | os.PathLike,
+    kind: str,
+    replace: bool = False,
+    merge: bool = False,
+    legacy: Callable[[Path], bool] | None = None,
 ) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``target``; on success it becomes ``target``.
 
@@ -378,7 +382,8 @@ def new_directory(
     The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
     in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
     ``replace`` (the new directory takes its place, the old one is removed) or ``merge`` (each
-    file replaces its namesake in ``target``, every name checked first). On any exception
+    file replaces its namesake in ``target``, every name checked first), and only when it is
+    still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On any exception
     (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary directory and the
     parents made for it are removed and ``target`` is as it was.
     """
@@ -390,9 +395,10 @@ def new_directory(
         tmp.mkdir()
         mark(tmp, kind)
         yield tmp
-        if merge and output_kind(target) == kind:
+        ours = output_kind(target) == kind or (legacy is not None and legacy(target))
+        if merge and ours:
             _merge(tmp, target)
-        elif replace and output_kind(target) == kind:
+        elif replace and ours:
             _swap(tmp, target)
         else:
             rename_new(tmp, target)

@@ -274,3 +274,13 @@ def test_a_demo_directory_is_reused_only_with_a_dataset_and_a_run_in_it(tmp_path
     with pytest.raises(MistError, match="is a mistnet detections directory"):
         claim_demo(tmp_path / "other")
     assert (out / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_a_dataset_of_an_earlier_version(capsys, tmp_path):
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "ds", "--n-train", "2"]
+    argv += ["--n-val", "1", "--n-test", "1"]
+    assert mist(capsys, *argv)[0] == 0
+    (tmp_path / "ds" / MARKER).unlink()  # written before datasets were marked
+    assert mist(capsys, *argv, "--seed", "3", "--overwrite")[0] == 0
+    assert store.read_manifest(tmp_path / "ds")["seed"] == 3 and output_kind(tmp_path / "ds")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

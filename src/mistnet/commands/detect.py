@@ -170,6 +170,25 @@ def _check_out(out: Path, images: list[str]) -> bool:
     return existing
 
 
+def _read_images(
+    args: argparse.Namespace, channels: int, model, k: int, smallest: int
+) -> list[torch.Tensor]:
+    """Every ``IMAGE`` as a ``(C, H, W)`` tensor, once each is checked to fit the model."""
+    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
+    for path, image in zip(args.images, images, strict=True):
+        _, H, W = image.shape
+        if min(H, W) < smallest:
+            raise MistError(
+                f"{path}: {W}x{H} is too small; the heatmap network needs at least "
+                f"{smallest}x{smallest} pixels"
+            )
+        if isinstance(model, GridMIST) and H != W:
+            raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
+        if H * W < k:
+            raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
+    return images
+
+
 def _dumps(record: dict[str, Any]) -> str:
     """Strict JSON with one top-level key per line (a box list stays on one line)."""
     lines = [
@@ -193,18 +212,7 @@ def run(args: argparse.Namespace) -> int:
     existing = _check_out(out, args.images)
     stems = _stems(args.images, formats)
     # Read every image first, so a bad file stops the command before anything is written.
-    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
-    for path, image in zip(args.images, images, strict=True):
-        _, H, W = image.shape
-        if min(H, W) < smallest:
-            raise MistError(
-                f"{path}: {W}x{H} is too small; the heatmap network needs at least "
-                f"{smallest}x{smallest} pixels"
-            )
-        if isinstance(model, GridMIST) and H != W:
-            raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
-        if H * W < k:
-            raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
+    images = _read_images(args, channels, model, k, smallest)
     how = validate_options(args, cfg, model, images, smallest)
     names = tuple(cfg.model.class_names)
     done = []

@@ -384,6 +384,40 @@ def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
+def _check_arguments(
+    root: Path,
+    out: str | os.PathLike,
+    labels: str | os.PathLike | None,
+    boxes: str | os.PathLike | None,
+    size: tuple[int, int] | None,
+    crop: tuple[int, int] | None,
+    per_image: int,
+    channels: int | None,
+) -> None:
+    """Refuse what :func:`import_images` is asked before any image is read.
+
+    Raises:
+        DataError: options that do not go together, out of range, or an ``out`` that is
+            inside ``root`` or taken (:func:`~mistnet.data.store.claim_dataset`).
+    """
+    if labels is not None and boxes is not None:
+        raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
+    if size is not None and crop is not None:
+        raise DataError("give --size or --crop, not both")
+    if crop is not None and labels is not None:
+        raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
+    if per_image < 1 or (per_image > 1 and crop is None):
+        raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
+    for name, hw in (("--size", size), ("--crop", crop)):
+        if hw is not None and min(hw) < 1:
+            raise DataError(f"{name} needs H, W >= 1, got {hw}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    if root.is_dir() and Path(out).resolve().is_relative_to(root.resolve()):
+        raise DataError(f"{out}: is inside {root}; write the dataset outside the image folder")
+    claim_dataset(out)  # before the images are read: a taken --out is refused at once
+
+
 def import_images(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -420,22 +454,7 @@ def import_images(
         DataError: for every problem with the inputs, naming the file.
     """
     root = Path(src)
-    if root.is_dir() and Path(out).resolve().is_relative_to(root.resolve()):
-        raise DataError(f"{out}: is inside {root}; write the dataset outside the image folder")
-    claim_dataset(out)  # before the images are read: a taken --out is refused at once
-    if labels is not None and boxes is not None:
-        raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
-    if size is not None and crop is not None:
-        raise DataError("give --size or --crop, not both")
-    if crop is not None and labels is not None:
-        raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
-    if per_image < 1 or (per_image > 1 and crop is None):
-        raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
-    for name, hw in (("--size", size), ("--crop", crop)):
-        if hw is not None and min(hw) < 1:
-            raise DataError(f"{name} needs H, W >= 1, got {hw}")
-    if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
+    _check_arguments(root, out, labels, boxes, size, crop, per_image, channels)
     files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
     names: list[str] | None = None
     truth: dict[str, Truth] = {}

@@ -224,7 +224,7 @@ def dataset_directory(
     ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.io.new_directory`.
     """
     claim_dataset(out, overwrite)
-    return new_directory(out, "dataset", replace=overwrite)
+    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
