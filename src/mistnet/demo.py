@@ -27,7 +27,7 @@ from mistnet.data import build_generator, make_scenes, open_dataset, write_datas
 from mistnet.data.store import claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json, claim_output, create_directory, json_text, remove_empty
+from mistnet.io import atomic_write_json, claim_output, json_text, open_output, remove_empty
 from mistnet.runner import Run, loader, train
 from mistnet.viz import output_figure
 
@@ -59,8 +59,9 @@ def claim_demo(out: Path) -> list[Path]:
         MistError: ``out`` exists and is not a demo's, or holds a ``data/`` or ``run/`` that
             mistnet did not write.
     """
-    if not claim_output(out, "demo", "mist demo"):
-        return create_directory(out, "demo")
+    created = open_output(out, "demo", "mist demo")
+    if created:
+        return created
     claim_dataset(out / "data", overwrite=True)
     run = Run(out / "run")
     if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):

@@ -239,7 +239,7 @@ def atomic_write_json(path: str | os.PathLike, doc: Any) -> Path:
 #: The file that says a directory is mistnet's own output, and of which kind.
 MARKER = ".mistnet"
 #: The kinds of output directory mistnet makes (what a marker file may hold).
-KINDS = ("run", "dataset", "detections", "demo", "official")
+KINDS = ("run", "dataset", "detections", "demo", "official", "reproduce")
 
 
 def output_kind(directory: str | os.PathLike) -> str | None:
@@ -366,6 +366,29 @@ def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
         remove_empty(created)
         raise
     return [path, *created]
+
+
+def open_output(
+    path: str | os.PathLike,
+    kind: str,
+    command: str,
+    legacy: Callable[[Path], bool] | None = None,
+) -> list[Path]:
+    """Create the output directory ``path`` of ``kind``, or accept one made earlier.
+
+    For outputs that are written in place over a long time (a run, a reproduction) rather than
+    renamed into place at the end. An output of an earlier version (``legacy``) gets its marker.
+
+    Returns:
+        The directories created (see :func:`create_directory`); none when ``path`` existed.
+
+    Raises:
+        MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
+    """
+    if claim_output(path, kind, command, legacy):
+        mark(path, kind)
+        return []
+    return create_directory(path, kind)
 
 
 @contextmanager

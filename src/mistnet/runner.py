@@ -50,11 +50,9 @@ from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.io import (
     atomic_write_text,
-    claim_output,
-    create_directory,
     exclusive_lock,
     json_text,
-    mark,
+    open_output,
     remove_empty,
     remove_stale_temporaries,
 )
@@ -263,10 +261,7 @@ class Run:
         Raises:
             MistError: ``path`` exists and is not a run (see :func:`mistnet.io.claim_output`).
         """
-        if claim_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy()):
-            mark(self.path, "run")
-            return []
-        return create_directory(self.path, "run")
+        return open_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy())
 
     def require(self) -> None:
         if not self.path.is_dir():

@@ -104,6 +104,13 @@ def import_images_into_its_own_folder(tmp_path, run):
     return argv, ["ds: is inside", "outside the image folder"]
 
 
+@case
+def reproduce_into_a_folder_of_the_users(tmp_path, run):
+    image(tmp_path / "photos" / "x.png")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "photos"]
+    return argv, ["photos: exists and was not made by mist reproduce"]
+
+
 # -- escape --------------------------------------------------------------------------------------
 
 
