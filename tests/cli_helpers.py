@@ -1,6 +1,7 @@
 """Helpers shared by the command-line tests: run ``mist`` in-process and check a user error."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,3 +52,28 @@ def files_under(root: Path) -> dict[str, bytes]:
         for p in sorted(Path(root).rglob("*"))
         if not p.is_dir()
     }
+
+
+def entries_under(root: Path) -> dict[str, bytes | str]:
+    """Every entry below ``root``: a file's bytes, a link's target, or ``<dir>``."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(Path(root).rglob("*")):
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            out[key] = f"-> {os.readlink(p)}"
+        elif p.is_dir():
+            out[key] = "<dir>"
+        else:
+            out[key] = p.read_bytes()
+    return out
+
+
+def check_refused(capsys, tmp_path: Path, tiny_run: Path, make, snapshot=files_under) -> None:
+    """Run the case ``make(tmp_path, run) -> (argv, fragments)`` on a copy of ``tiny_run``: a
+    one-line user error naming every fragment, and ``snapshot(tmp_path)`` as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    argv, fragments = make(tmp_path, run)
+    before = snapshot(tmp_path)
+    assert_user_error(mist(capsys, *argv), *fragments)
+    assert snapshot(tmp_path) == before

@@ -427,14 +427,14 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
 
 
 def test_a_second_train_into_a_locked_run_directory_stops_with_one_line(tmp_path):
-    from mistnet.io import exclusive_lock
+    from mistnet.io import create_directory, exclusive_lock
 
     run = tmp_path / "run"
-    run.mkdir()
+    create_directory(run, "run")  # made by a train that is still running
     with exclusive_lock(run, "mist train"):  # as if another process were training there
         with pytest.raises(MistError, match=r"another mist train is writing to .*run \(pid \d+\)"):
             runner.train(tiny_run_config("train.steps=2"), run, progress=False)
-    assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written or removed
+    assert sorted(p.name for p in run.iterdir()) == [".lock", ".mistnet"]  # nothing written
     summary = runner.train(tiny_run_config("train.steps=2"), run, progress=False)  # now free
     assert summary["steps"] == 2
 
@@ -536,6 +536,8 @@ def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
 
 
 def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, monkeypatch):
+    from mistnet.io import create_directory
+
     def diverging(model, train_cfg):
         trainer = build_trainer(model, train_cfg)
 
@@ -552,11 +554,11 @@ def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, m
         "(no checkpoint had been written yet)"
     )
     assert not (tmp_path / "new").exists()  # nor the parent made for it
-    (tmp_path / "mine").mkdir()
+    create_directory(tmp_path / "mine", "run")  # a run made earlier, killed before a checkpoint
     (tmp_path / "mine" / "notes.txt").write_text("kept")
     with pytest.raises(MistError, match="no checkpoint had been written yet"):
         runner.train(tiny_run_config("train.steps=5"), tmp_path / "mine", progress=False)
-    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # config.json gone
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == [".mistnet", "notes.txt"]
 
 
 def test_training_data_is_checked_before_anything_is_written(tmp_path):

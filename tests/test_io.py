@@ -1,5 +1,5 @@
 """Atomic writes: the target holds the old or the new content, and no temporary file is left;
-strict JSON; stale temporaries of killed writers; staged output directories."""
+strict JSON; stale temporaries of killed writers; output directories created, never adopted."""
 
 import errno
 import json
@@ -8,14 +8,21 @@ import subprocess
 
 import pytest
 
+from mistnet.errors import MistError
 from mistnet.io import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    claim_output,
+    create_directory,
     json_text,
+    mark,
+    new_directory,
+    output_kind,
     remove_stale_temporaries,
-    staged_directory,
+    rename_new,
+    signals_as_exceptions,
     temporary_sibling,
 )
 
@@ -122,27 +129,80 @@ def test_an_os_error_names_the_target_and_leaves_no_directory_behind(tmp_path):
     assert os.listdir(tmp_path) == []  # the directories made for it are gone too
 
 
-def test_a_staged_directory_changes_its_target_only_on_success(tmp_path):
+def test_a_new_directory_appears_only_on_success_and_merges_only_into_its_own_kind(tmp_path):
     out = tmp_path / "det"
     with pytest.raises(Boom):
-        with staged_directory(out) as stage:
+        with new_directory(out, "detections") as stage:
             (stage / "a.json").write_text("1")
             raise Boom
     assert os.listdir(tmp_path) == []  # not created
-    out.mkdir()
-    (out / "a.json").write_text("old")
+    with new_directory(out, "detections") as stage:
+        (stage / "a.json").write_text("old")
+    assert output_kind(out) == "detections"
     (out / "keep.txt").write_text("mine")
     with pytest.raises(KeyboardInterrupt):
-        with staged_directory(out) as stage:
+        with new_directory(out, "detections", merge=True) as stage:
             (stage / "a.json").write_text("new")
             raise KeyboardInterrupt
     assert (out / "a.json").read_text() == "old" and os.listdir(tmp_path) == ["det"]
-    with staged_directory(out) as stage:
+    with new_directory(out, "detections", merge=True) as stage:
         (stage / "a.json").write_text("new")
         (stage / "b.png").write_bytes(b"png")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        ".mistnet": b"detections\n",
         "a.json": b"new",
         "b.png": b"png",
         "keep.txt": b"mine",
     }
-    assert os.listdir(tmp_path) == ["det"]
+    (out / "c.csv").mkdir()  # a name the new files would take is no file: nothing moves
+    with pytest.raises(MistError, match="c.csv: is not a file mistnet wrote"):
+        with new_directory(out, "detections", merge=True) as stage:
+            (stage / "a.json").write_text("newer")
+            (stage / "c.csv").write_text("x")
+    assert (out / "a.json").read_text() == "new" and os.listdir(tmp_path) == ["det"]
+
+
+def test_claim_output_accepts_only_new_empty_or_own_directories(tmp_path):
+    assert claim_output(tmp_path / "new", "run", "mist train") is False
+    (tmp_path / "empty").mkdir()
+    assert claim_output(tmp_path / "empty", "run", "mist train") is False
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    with pytest.raises(MistError, match="mine: exists and was not made by mist train"):
+        claim_output(mine, "run", "mist train")
+    assert claim_output(mine, "run", "mist train", legacy=lambda p: True) is True
+    mark(mine, "dataset")
+    with pytest.raises(MistError, match="is a mistnet dataset directory, not mist train's"):
+        claim_output(mine, "run", "mist train")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MistError, match="is not a directory"):
+        claim_output(tmp_path / "file", "run", "mist train")
+    (tmp_path / "link").symlink_to(tmp_path / "new")
+    with pytest.raises(MistError, match="symbolic link"):
+        claim_output(tmp_path / "link", "run", "mist train")
+
+
+def test_rename_new_never_replaces_what_another_process_made(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "b" / "theirs").write_text("x")
+    with pytest.raises(MistError, match="created by another process"):
+        rename_new(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "b" / "theirs").read_text() == "x" and (tmp_path / "a").is_dir()
+    rename_new(tmp_path / "a", tmp_path / "c")  # onto an empty directory
+    rename_new(tmp_path / "c", tmp_path / "d")  # onto nothing
+    assert sorted(os.listdir(tmp_path)) == ["b", "d"]
+    assert create_directory(tmp_path / "e" / "f", "run") == [tmp_path / "e" / "f", tmp_path / "e"]
+    assert output_kind(tmp_path / "e" / "f") == "run"
+
+
+def test_sigterm_unwinds_as_an_exception_and_the_handler_is_restored(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(BaseException, match="SIGTERM"):
+        with signals_as_exceptions(), new_directory(tmp_path / "out", "dataset"):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -5,7 +5,9 @@ Each command module exposes ``register(subparsers)``, which adds its parser and 
 what the operating system refuses: a missing file, a read-only directory, a full disk, a file
 size limit, too little memory) are printed as one line on stderr with exit status 2, never as a
 traceback. Any other exception is a bug: one line says so and names the file in the temporary
-directory that holds the traceback, with exit status 1.
+directory that holds the traceback, with exit status 1. SIGTERM and SIGHUP unwind like Ctrl-C
+(exit status 128 + the signal), so a command stopped by one removes its temporary files and
+half-made outputs as on any error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import NoReturn
 from mistnet import __version__
 from mistnet.distributed import World
 from mistnet.errors import MistError, MistWarning
+from mistnet.io import Terminated, signals_as_exceptions
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -118,7 +121,8 @@ def _warning_printer(command: str):
 def _call(args: argparse.Namespace) -> int:
     """Run ``args.func``; a user error, a bug or an interrupt ends as one line (see the top)."""
     try:
-        return int(args.func(args) or 0)
+        with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
+            return int(args.func(args) or 0)
     except MistError as exc:
         print(f"mist {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -133,6 +137,9 @@ def _call(args: argparse.Namespace) -> int:
             return internal_error(args.command, exc)
         print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        print(f"mist {args.command}: stopped by {exc}", file=sys.stderr)
+        return 128 + exc.signum
 
 
 def run() -> NoReturn:

@@ -32,9 +32,10 @@ from mistnet.data import (
     open_dataset,
     write_dataset,
 )
+from mistnet.data.store import claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json, json_text
+from mistnet.io import atomic_write_json, claim_output, json_text, open_output, remove_empty
 from mistnet.runner import Run, loader, train
 from mistnet.viz import output_figure
 
@@ -55,6 +56,27 @@ def build_data(
         splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     manifest = {"generator": "mnist-hard", "seed": seed, "digits": generator.digits}
     return write_dataset(out, "mnist-hard", splits, manifest, overwrite=True)
+
+
+def claim_demo(out: Path) -> list[Path]:
+    """Create the demo directory ``out``, or accept one an earlier ``mist demo`` made (its
+    ``data/`` and ``run/`` are then replaced, once each is checked to be a dataset and a run).
+
+    Returns:
+        The directories created (none when ``out`` was an earlier demo's).
+
+    Raises:
+        MistError: ``out`` exists and is not a demo's, or holds a ``data/`` or ``run/`` that
+            mistnet did not write.
+    """
+    created = open_output(out, "demo", "mist demo")
+    if created:
+        return created
+    claim_dataset(out / "data", overwrite=True)
+    run = Run(out / "run")
+    if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
+        shutil.rmtree(run.path)
+    return []
 
 
 def _print(message: str) -> None:
@@ -80,7 +102,8 @@ def run_demo(
     """Make the data, train, evaluate and draw into ``out``; return the ``metrics.json`` record.
 
     Args:
-        out: output directory (``data/`` and ``run/`` in it are replaced).
+        out: a new output directory, or one an earlier demo made (its ``data/`` and ``run/``
+            are replaced); see :func:`claim_demo`.
         task: ``classify`` or ``reconstruct``; selects the preset of :data:`PRESETS`.
         preset: another preset name or TOML file instead.
         minutes: training time cap.
@@ -109,14 +132,20 @@ def run_demo(
     no_figure = matplotlib_missing()
     if no_figure:
         log(f"note: no figure.png: {no_figure}")
-    log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
-    build_data(data_dir, n_train, n_val, n_test, seed, pools)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    log(
-        f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} min -> {run_dir}"
-    )
-    summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+    created = claim_demo(out)
+    try:
+        log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
+        build_data(data_dir, n_train, n_val, n_test, seed, pools)
+        log(
+            f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} min "
+            f"-> {run_dir}"
+        )
+        summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+    except BaseException:
+        if created and not Run(run_dir).last.exists():  # nothing worth keeping
+            shutil.rmtree(out, ignore_errors=True)
+            remove_empty(created[1:])
+        raise
     log(f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split")
     result = evaluate_run(run_dir, str(data_dir), "test", batch_size=50, device=device)
     record = {

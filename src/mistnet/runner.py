@@ -51,7 +51,7 @@ from mistnet.io import (
     atomic_write_text,
     exclusive_lock,
     json_text,
-    make_parents,
+    open_output,
     remove_empty,
     remove_stale_temporaries,
 )
@@ -247,6 +247,28 @@ class Run:
             raise MistError(f"{self.log}: empty; the run has not logged a step yet")
         return [r.as_dict() for r in records]
 
+    def is_legacy(self) -> bool:
+        """Whether this is a run written before output directories were marked: its
+        ``config.json`` is a run config and it holds a checkpoint."""
+        if not (self.last.is_file() or self.best.is_file()):
+            return False
+        try:
+            load_json(self.config)
+        except (MistError, OSError, ValueError):
+            return False
+        return True
+
+    def claim(self) -> list[Path]:
+        """Make this run directory for writing, or accept one ``mist train`` made earlier.
+
+        Returns:
+            The directories created (none when the run existed; a legacy run gets its marker).
+
+        Raises:
+            MistError: ``path`` exists and is not a run (see :func:`mistnet.io.claim_output`).
+        """
+        return open_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy())
+
     def require(self) -> None:
         if self.path.is_file():
             raise MistError(f"{self.path} is a file; give the run directory ({self.path.parent})")
@@ -424,9 +446,10 @@ def train(
     checkpoint is the last) instead of the splits ``cfg.data`` names; a resume needs them again.
     With ``progress`` off nothing is printed.
 
-    An exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A
-    fresh run that fails before its first checkpoint removes the directory it created, or the
-    files it wrote into a directory that existed.
+    ``out`` must be new, empty, or a run that ``train`` made earlier (:meth:`Run.claim`). An
+    exclusive lock on ``out/.lock`` stops a second ``train`` into the same directory. A fresh
+    run that fails (or, under the CLI, is stopped by a signal) before its first checkpoint
+    removes the directory it created, or the files it wrote into a run that existed.
 
     Raises:
         MistError: bad data or config, a non-resumable directory, another process training into
@@ -439,7 +462,7 @@ def train(
     with process_group(device) as (world, device):
         if not world.main:  # reads the run directory, never writes it
             return _train(cfg, run, device, resume, max_minutes, False, data, speed, world)
-        created = make_parents(run.path)
+        created = run.claim()
         before = set() if created else {p.name for p in run.path.iterdir()}
         with exclusive_lock(run.path, "mist train"):
             try:

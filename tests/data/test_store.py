@@ -17,7 +17,7 @@ from mistnet.data.official import export_official, import_official, read_officia
 from mistnet.data.scenes import SceneDataset, build_generator, make_scenes
 from mistnet.data.store import (
     SceneFolder,
-    atomic_directory,
+    dataset_directory,
     load_split,
     open_dataset,
     write_dataset,
@@ -39,6 +39,7 @@ def test_write_read_round_trip(tmp_path):
     g, splits = _splits()
     d = write_dataset(tmp_path / "ds", g.name, splits, {"generator": g.name, "seed": 0})
     assert sorted(p.name for p in d.iterdir()) == [
+        ".mistnet",
         "manifest.json",
         "test.npz",
         "train.npz",
@@ -79,7 +80,7 @@ def test_existing_target_refused_and_atomic_failure(tmp_path):
     with pytest.raises(DataError, match="already exists"):
         write_dataset(d, g.name, splits)
     with pytest.raises(RuntimeError):
-        with atomic_directory(tmp_path / "new") as tmp:
+        with dataset_directory(tmp_path / "new") as tmp:
             (tmp / "train.npz").write_bytes(b"partial")
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no partial dir, no temp dir

@@ -71,3 +71,15 @@ def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
         help="dataset directory or generator name (default: the run's own data)",
     )
     p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
+
+
+def checked_png(path: str) -> str:
+    """``--out`` of a command that draws a figure: a PNG file name, so that a figure never
+    lands in a file named for another format (``notes.txt``, ``results.json``).
+
+    Raises:
+        MistError: the name does not end in ``.png``.
+    """
+    if not path.lower().endswith(".png"):
+        raise MistError(f"--out {path}: the figure is a PNG image; give a file name ending in .png")
+    return path

@@ -36,7 +36,7 @@ from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
 from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
-from mistnet.data.store import _check_target, open_dataset, write_dataset
+from mistnet.data.store import claim_dataset, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
 
@@ -133,7 +133,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         if n < 0:
             raise DataError(f"--n-{split} must be >= 0, got {n}")
     validate.seed(args.seed, "--seed")
-    _check_target(Path(args.out), args.overwrite)
+    claim_dataset(args.out, args.overwrite)
     if args.name == "svhn":
         return _make_svhn(args)
     if args.svhn is not None:

@@ -19,7 +19,10 @@ image in windows of the training size that overlap by the box side and merges th
 (non-maximum suppression across windows) in bounded memory; --k is then per window.
 
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
-Every image is read and detected before DIR changes: a failure leaves DIR as it was.
+Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
+new or a directory an earlier mist detect wrote (its files of the same names are replaced), and
+holds none of the input images; two images whose files would share a name (a/x.png and
+b/x.png, or coco_results.png) are refused.
 
 Example::
 
@@ -45,7 +48,7 @@ from mistnet.data.images import float_pixels, over_black
 from mistnet.detection import detect_image
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text, json_text, staged_directory
+from mistnet.io import atomic_write_text, claim_output, json_text, new_directory
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST
 from mistnet.runner import Run
@@ -127,14 +130,63 @@ def min_image_side(model) -> int:
     return n
 
 
-def _stems(paths: list[str]) -> list[str]:
+def _stems(paths: list[str], formats: set[str]) -> list[str]:
+    """The stem each image's files are named after, once no two files would share a name.
+
+    Raises:
+        MistError: two images would write one file (``a/x.png`` and ``b/x.png``; ``x.png``
+            and ``x-recon.png``), or an image's file would be a file of the whole call
+            (``coco_results.png``).
+    """
     stems = [Path(p).stem for p in paths]
-    seen: dict[str, str] = {}
+    taken = {name: "this call's table" for name in DetectionTable.names(formats)}
     for path, stem in zip(paths, stems, strict=True):
-        if stem in seen:
-            raise MistError(f"{seen[stem]} and {path} would both write {stem}.json; rename one")
-        seen[stem] = path
+        for name in _image_files(stem, formats):
+            if name in taken:
+                raise MistError(
+                    f"{path}: its output {name} would overwrite {taken[name]}'s; rename the image"
+                )
+            taken[name] = str(path)
     return stems
+
+
+def _image_files(stem: str, formats: set[str]) -> list[str]:
+    """The files written for one image (the reconstruction only by an auto-encoder)."""
+    return [f"{stem}.json"] * ("json" in formats) + [f"{stem}.png", f"{stem}-recon.png"]
+
+
+def _check_out(out: Path, images: list[str]) -> bool:
+    """Refuse an ``--out`` that is not new or detect's own, or that holds an input image.
+
+    Returns:
+        Whether ``out`` is the directory of an earlier ``mist detect``.
+    """
+    existing = claim_output(out, "detections", "mist detect")
+    if existing:
+        home = out.resolve()
+        for path in images:
+            if Path(path).resolve().is_relative_to(home):
+                raise MistError(f"{out} holds the input image {path}; choose another --out")
+    return existing
+
+
+def _read_images(
+    args: argparse.Namespace, channels: int, model, k: int, smallest: int
+) -> list[torch.Tensor]:
+    """Every ``IMAGE`` as a ``(C, H, W)`` tensor, once each is checked to fit the model."""
+    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
+    for path, image in zip(args.images, images, strict=True):
+        _, H, W = image.shape
+        if min(H, W) < smallest:
+            raise MistError(
+                f"{path}: {W}x{H} is too small; the heatmap network needs at least "
+                f"{smallest}x{smallest} pixels"
+            )
+        if isinstance(model, GridMIST) and H != W:
+            raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
+        if H * W < k:
+            raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
+    return images
 
 
 def _dumps(record: dict[str, Any]) -> str:
@@ -155,27 +207,18 @@ def run(args: argparse.Namespace) -> int:
         raise MistError(f"the grid baseline always uses its {model.k} cells; drop --k")
     channels, signed = cfg.model.in_channels, cfg.model.output == "signed"
     smallest = min_image_side(model)
-    stems = _stems(args.images)
-    # Read every image first, so a bad file stops the command before anything is written.
-    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
-    for path, image in zip(args.images, images, strict=True):
-        _, H, W = image.shape
-        if min(H, W) < smallest:
-            raise MistError(
-                f"{path}: {W}x{H} is too small; the heatmap network needs at least "
-                f"{smallest}x{smallest} pixels"
-            )
-        if isinstance(model, GridMIST) and H != W:
-            raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
-        if H * W < k:
-            raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
-    how = validate_options(args, cfg, model, images, smallest)
-    names = tuple(cfg.model.class_names)
     formats = set(args.format or FORMATS)
     out = Path(args.out)
+    existing = _check_out(out, args.images)
+    stems = _stems(args.images, formats)
+    # Read every image first, so a bad file stops the command before anything is written.
+    images = _read_images(args, channels, model, k, smallest)
+    how = validate_options(args, cfg, model, images, smallest)
+    names = tuple(cfg.model.class_names)
     done = []
     table = DetectionTable(cfg.model.task == "classify", names)
-    with staged_directory(out) as staging:  # out changes only once every image is done
+    # out changes only once every image is done
+    with new_directory(out, "detections", merge=existing) as staging:
         for path, stem, image in zip(args.images, stems, images, strict=True):
             _, H, W = image.shape
             x = image.to(device)

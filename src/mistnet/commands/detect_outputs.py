@@ -145,6 +145,14 @@ class DetectionTable:
         )
         return [{"id": i + 1, "name": self.class_name(i)} for i in range(count)]
 
+    @staticmethod
+    def names(formats: set[str]) -> list[str]:
+        """The files :meth:`write` writes for ``formats``."""
+        return ["detections.csv"] * ("csv" in formats) + [
+            "coco_images.json",
+            "coco_results.json",
+        ] * ("coco" in formats)
+
     def write(self, out: Path, formats: set[str]) -> None:
         """``detections.csv`` (``csv``) and ``coco_results.json`` + ``coco_images.json``
         (``coco``) in ``out``."""

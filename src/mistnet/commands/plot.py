@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mistnet.commands._args import checked_png
 from mistnet.errors import MistError
 from mistnet.runner import Run
 from mistnet.viz import plot_runs
@@ -50,6 +51,7 @@ def _labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    checked_png(args.out)
     runs = {
         label: Run(path).records()
         for label, path in zip(_labels(args.runs), args.runs, strict=True)

@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from mistnet.commands._args import add_device_argument, add_run_data_arguments
+from mistnet.commands._args import add_device_argument, add_run_data_arguments, checked_png
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
@@ -41,6 +41,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    checked_png(args.out)
     if args.n < 1:
         raise MistError(f"--n must be at least 1, got {args.n}")
     if args.k < 0:

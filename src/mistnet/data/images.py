@@ -40,13 +40,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from mistnet import validate
-from mistnet.data.store import write_dataset
+from mistnet.data.store import claim_dataset, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.validate import (
     DEFAULT_MAX_PIXELS,
     open_image,
     read_json,
     read_text,
+    regular_file,
     require_finite,
 )
 
@@ -58,19 +59,28 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     """The image files under ``src`` (recursive), sorted by relative path.
 
     Hidden files and the files in ``ignore`` (a labels or boxes file kept in the folder) are
-    passed over.
+    passed over. A symbolic link is followed only to a file inside ``src``.
 
     Raises:
-        DataError: ``src`` is no directory, holds a file of another format, or no image.
+        DataError: ``src`` is no directory, holds a file of another format, a symbolic link
+            to a file outside it, or no image.
     """
     root = Path(src)
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
+    real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if not path.resolve().is_relative_to(real_root):
+            raise DataError(
+                f"{path}: a symbolic link to {path.resolve()}, outside {root}; import-images "
+                "reads only files inside the folder (copy the file in, or remove the link)"
+            )
+        if not path.is_file():
             continue
         if path.resolve() in skip:
             continue
@@ -161,10 +171,12 @@ class Truth:
 def _resolver(root: Path, images: list[Path], where: str):
     """A function from a file name in an annotation file to the relative path of its image.
 
-    A name is the path relative to the folder (``/`` separators), or a bare file name when
-    that names one image only.
+    A name is the path relative to the folder (``/`` separators), a path from the working
+    directory to an image in the folder (as ``mist detect`` writes them), or a bare file name
+    when that names one image only.
     """
     rel = {p.relative_to(root).as_posix(): p.relative_to(root).as_posix() for p in images}
+    real_root = root.resolve()
     bare: dict[str, list[str]] = {}
     for r in rel:
         bare.setdefault(r.rsplit("/", 1)[-1], []).append(r)
@@ -173,6 +185,9 @@ def _resolver(root: Path, images: list[Path], where: str):
         name = name.strip().replace("\\", "/").removeprefix("./")
         if name in rel:
             return name
+        real = Path(name).resolve()
+        if real.is_relative_to(real_root) and real.relative_to(real_root).as_posix() in rel:
+            return real.relative_to(real_root).as_posix()
         hits = bare.get(name, [])
         if len(hits) == 1:
             return hits[0]
@@ -263,6 +278,8 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     if class_col is None:
         return truth, None
     names = sorted({n for t in truth.values() for n in t.names}, key=_class_key)
+    if names == [""]:  # a class column left empty (mist detect of an auto-encoder): no classes
+        return truth, None
     if "" in names:
         raise DataError(f"{path}: a row has an empty class; name every box's class or none")
     return truth, names
@@ -471,6 +488,40 @@ def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
+def _check_arguments(
+    root: Path,
+    out: str | os.PathLike,
+    labels: str | os.PathLike | None,
+    boxes: str | os.PathLike | None,
+    size: tuple[int, int] | None,
+    crop: tuple[int, int] | None,
+    per_image: int,
+    channels: int | None,
+) -> None:
+    """Refuse what :func:`import_images` is asked before any image is read.
+
+    Raises:
+        DataError: options that do not go together, out of range, or an ``out`` that is
+            inside ``root`` or taken (:func:`~mistnet.data.store.claim_dataset`).
+    """
+    if labels is not None and boxes is not None:
+        raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
+    if size is not None and crop is not None:
+        raise DataError("give --size or --crop, not both")
+    if crop is not None and labels is not None:
+        raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
+    if per_image < 1 or (per_image > 1 and crop is None):
+        raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
+    for name, hw in (("--size", size), ("--crop", crop)):
+        if hw is not None and min(hw) < 1:
+            raise DataError(f"{name} needs H, W >= 1, got {hw}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    if root.is_dir() and Path(out).resolve().is_relative_to(root.resolve()):
+        raise DataError(f"{out}: is inside {root}; write the dataset outside the image folder")
+    claim_dataset(out)  # before the images are read: a taken --out is refused at once
+
+
 def import_images(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -507,20 +558,8 @@ def import_images(
         DataError: for every problem with the inputs, naming the file.
     """
     root = Path(src)
-    if labels is not None and boxes is not None:
-        raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
-    if size is not None and crop is not None:
-        raise DataError("give --size or --crop, not both")
-    if crop is not None and labels is not None:
-        raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
-    if per_image < 1 or (per_image > 1 and crop is None):
-        raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
-    for name, hw in (("--size", size), ("--crop", crop)):
-        if hw is not None and min(hw) < 1:
-            raise DataError(f"{name} needs H, W >= 1, got {hw}")
+    _check_arguments(root, out, labels, boxes, size, crop, per_image, channels)
     seed = validate.seed(seed, "seed")
-    if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
     files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
     names: list[str] | None = None
     truth: dict[str, Truth] = {}

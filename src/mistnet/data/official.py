@@ -24,8 +24,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mistnet.data.store import atomic_directory, load_split, read_manifest, write_dataset
+from mistnet.data.store import load_split, read_manifest, write_dataset
 from mistnet.errors import DataError
+from mistnet.io import claim_output, new_directory
 from mistnet.validate import (
     DEFAULT_MAX_PIXELS,
     NUMPY_READ_ERRORS,
@@ -77,7 +78,9 @@ def export_official(
         n = int(a["counts"][0]) if a["counts"].size else 0
         if not np.allclose(a["boxes"][:, :n, 2], a["boxes"][:, :n, 3]):
             raise DataError(f"{where}: the official layout needs square boxes (w == h)")
-    with atomic_directory(out) as tmp:
+    if claim_output(out, "official", "mist data export-official"):
+        raise DataError(f"{out}: already exists (remove it or choose another output)")
+    with new_directory(out, "official") as tmp:
         for split, a in loaded.items():
             mode = OFFICIAL_MODES[split]
             n_img = a["images"].shape[0]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.data.scenes import SceneDataset, to_item
 from mistnet.errors import DataError
-from mistnet.io import json_text, remove_stale_temporaries, temporary_sibling
+from mistnet.io import claim_output, json_text, new_directory
 from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
@@ -152,21 +152,22 @@ def write_dataset(
     """Write a dataset atomically (temporary directory, then rename).
 
     Args:
-        out_dir: target directory; must not exist (or be empty) unless ``overwrite``.
+        out_dir: target directory; must not exist (or be empty), or with ``overwrite`` be a
+            dataset mistnet wrote (anything else is never replaced).
         name: dataset name (e.g. the generator name).
         splits: ``{split: arrays}`` with the arrays of :func:`validate_arrays`.
         manifest: extra manifest entries (generator, params, seed, digits, ...).
         compress: write ``np.savez_compressed`` (MNIST scenes shrink ~5×).
-        overwrite: replace an existing directory.
+        overwrite: replace an existing dataset.
 
     Returns:
         The dataset directory.
 
     Raises:
-        DataError: target exists, or inconsistent arrays.
+        MistError: the target exists and is not a dataset to overwrite, or inconsistent arrays.
     """
     out = Path(out_dir)
-    _check_target(out, overwrite)
+    claim_dataset(out, overwrite)
     first = None
     for split, arrays in splits.items():
         validate_arrays(arrays, f"{out / canonical_split(split)}.npz")
@@ -186,53 +187,44 @@ def write_dataset(
         name=name,
         splits={canonical_split(s): int(a["images"].shape[0]) for s, a in splits.items()},
     )
-    with atomic_directory(out, overwrite) as tmp:
+    with dataset_directory(out, overwrite) as tmp:
         for split, arrays in splits.items():
             _save_npz(tmp / f"{canonical_split(split)}.npz", arrays, compress)
         (tmp / MANIFEST).write_text(json_text(meta, sort_keys=True) + "\n")
     return out
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        if not out.is_dir() or any(out.iterdir()):
-            raise DataError(f"{out}: already exists (remove it or choose another output)")
-
-
-class atomic_directory:  # noqa: N801 - used as a context manager like a function
-    """Context manager yielding a temporary sibling directory renamed to ``target`` on success.
-
-    On an exception (including KeyboardInterrupt) the temporary directory is removed and
-    ``target`` is left untouched.
-    """
-
-    def __init__(self, target: str | os.PathLike, overwrite: bool = False) -> None:
-        self.target = Path(target)
-        self.overwrite = overwrite
-
-    def __enter__(self) -> Path:
-        _check_target(self.target, self.overwrite)
-        parent = self.target.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(parent, self.target.name)  # left by a killed writer
-        self.tmp = temporary_sibling(self.target)
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            if isinstance(exc, OSError) and str(exc.filename or self.tmp).startswith(str(self.tmp)):
-                # A full disk or a size limit while writing: name the target, not the temporary.
-                raise OSError(exc.errno, exc.strerror or str(exc), str(self.target)) from exc
-            return False
-        if self.target.exists():
-            if self.target.is_dir():
-                shutil.rmtree(self.target)
-            else:
-                self.target.unlink()
-        os.replace(self.tmp, self.target)
+def is_dataset(directory: Path) -> bool:
+    """Whether ``directory`` holds a manifest of this format (a dataset of any version)."""
+    try:
+        meta = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def claim_dataset(out: str | os.PathLike, overwrite: bool = False) -> bool:
+    """Check that a dataset may be written to ``out``: a new directory, or (with
+    ``overwrite``) a dataset that mistnet wrote; returns whether one is replaced.
+
+    Raises:
+        MistError: anything else at ``out`` (see :func:`mistnet.io.claim_output`).
+    """
+    existing = claim_output(out, "dataset", "mist data", legacy=is_dataset)
+    if existing and not overwrite:
+        raise DataError(f"{out}: already exists (remove it, choose another output or overwrite)")
+    return existing
+
+
+def dataset_directory(
+    out: str | os.PathLike, overwrite: bool = False
+) -> AbstractContextManager[Path]:
+    """A temporary directory that becomes the dataset ``out`` on success, never half-written.
+
+    ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.io.new_directory`.
+    """
+    claim_dataset(out, overwrite)
+    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
@@ -369,7 +361,7 @@ __all__ = [
     "SPLITS",
     "SceneFolder",
     "annotations_of",
-    "atomic_directory",
+    "dataset_directory",
     "classes_of",
     "counted_instances",
     "label_name",

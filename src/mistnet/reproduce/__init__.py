@@ -45,7 +45,7 @@ from typing import Any
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_json, exclusive_lock
+from mistnet.io import atomic_write_json, exclusive_lock, open_output
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -72,6 +72,16 @@ def _check_writable(path: Path, option: str) -> None:
         raise MistError(
             f"{option} {path}: not a writable directory ({exc.strerror or exc})"
         ) from None
+
+
+def _claim_out(out: Path) -> None:
+    """Create ``out``, or accept a reproduction's (``reproduce.json``: of an earlier version)."""
+    try:
+        open_output(
+            out, "reproduce", "mist reproduce", legacy=lambda path: (path / MARKER).is_file()
+        )
+    except OSError as exc:
+        raise MistError(f"--out {out}: not a writable directory ({exc.strerror or exc})") from None
 
 
 def _check_out(out: Path, budget: Budget, digits: str = "embedded") -> None:
@@ -292,7 +302,7 @@ def reproduce(
     needs_svhn = any(r.data == "svhn" for t in tables for r in t.runs())
     # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4.
     svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
-    _check_writable(out, "--out")
+    _claim_out(out)
     with exclusive_lock(out, "mist reproduce"):
         _check_out(out, plan, digits)
         root = Path(data_root) if data_root is not None else out / "data"

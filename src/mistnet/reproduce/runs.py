@@ -340,6 +340,7 @@ def run_spec(
             log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
             return record, False
     fingerprint = spec.fingerprint()
+    Run(spec.run_dir).claim()  # a run directory of mist train's, which the fingerprint joins
     atomic_write_json(spec.fingerprint_file, fingerprint)
     limit = f", at most {spec.minutes:g} min" if spec.minutes > 0 else ""
     log(f"{name}: training {spec.preset} ({budget.name} budget{limit}) -> {spec.run_dir}")

@@ -1,0 +1,293 @@
+"""What a command may write: an output is created, never adopted. One case per way a command
+could write into, move or delete what it did not make; each expects exit status 2, one stderr
+line naming the problem, every file, directory and link under the test's directory as it was,
+and nothing left behind (TESTING.md, "What a command may write")."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from cli_helpers import (
+    TINY,
+    assert_user_error,
+    check_refused,
+    entries_under,
+    files_under,
+    mist,
+    subprocess_env,
+)
+from PIL import Image
+
+from mistnet.data import store
+from mistnet.io import MARKER, output_kind
+
+CASES = {}
+
+
+def case(make):
+    """Register ``make(tmp_path, run) -> (argv, fragments of the one stderr line)``."""
+    CASES[make.__name__] = make
+    return make
+
+
+def image(path, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 48), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def detections(capsys, run, tmp_path):
+    """A directory written by mist detect."""
+    out = tmp_path / "d"
+    assert mist(capsys, "detect", run, image(tmp_path / "in" / "a.png"), "--out", out)[0] == 0
+    return out
+
+
+# -- data loss ---------------------------------------------------------------------------------
+
+
+@case
+def detect_into_the_folder_of_its_images(tmp_path, run):
+    photo = image(tmp_path / "photos" / "x.png")
+    argv = ["detect", run, photo, "--out", tmp_path / "photos"]
+    return argv, ["photos: exists and was not made by mist detect"]
+
+
+@case
+def detect_an_image_named_config_into_a_run(tmp_path, run):
+    argv = ["detect", run, image(tmp_path / "config.png"), "--out", run]
+    return argv, ["run: is a mistnet run directory, not mist detect's output"]
+
+
+@case
+def demo_into_a_folder_holding_data_and_run(tmp_path, run):
+    image(tmp_path / "mine" / "data" / "photo.png")
+    (tmp_path / "mine" / "run").mkdir()
+    (tmp_path / "mine" / "run" / "notes.txt").write_text("mine")
+    return ["demo", "--out", tmp_path / "mine"], ["mine: exists and was not made by mist demo"]
+
+
+@case
+def train_into_a_folder_with_a_config_and_a_log(tmp_path, run):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text('{"mine": 1}\n')
+    (tmp_path / "x" / "log.jsonl").write_text('{"step": 1}\n')
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "x"]
+    return argv, ["x: exists and was not made by mist train"]
+
+
+@case
+def resume_a_folder_that_is_no_run(tmp_path, run):
+    (tmp_path / "x").mkdir()
+    shutil.copy(run / "config.json", tmp_path / "x" / "config.json")  # but no checkpoint
+    argv = ["train", "--out", tmp_path / "x", "--resume"]
+    return argv, ["x: exists and was not made by mist train"]
+
+
+@case
+def make_data_overwriting_a_folder_that_is_no_dataset(tmp_path, run):
+    image(tmp_path / "photos" / "x.png")
+    argv = ["data", "make", "mnist-hard", "--out", tmp_path / "photos", "--overwrite"]
+    return argv, ["photos: exists and was not made by mist data"]
+
+
+@case
+def import_images_into_its_own_folder(tmp_path, run):
+    image(tmp_path / "photos" / "x.png")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "photos" / "ds"]
+    return argv, ["ds: is inside", "outside the image folder"]
+
+
+@case
+def reproduce_into_a_folder_of_the_users(tmp_path, run):
+    image(tmp_path / "photos" / "x.png")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "photos"]
+    return argv, ["photos: exists and was not made by mist reproduce"]
+
+
+# -- escape --------------------------------------------------------------------------------------
+
+
+@case
+def import_images_through_a_link_out_of_the_folder(tmp_path, run):
+    image(tmp_path / "photos" / "x.png")
+    image(tmp_path / "private" / "secret.png", seed=1)
+    (tmp_path / "photos" / "y.png").symlink_to(tmp_path / "private" / "secret.png")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "ds"]
+    return argv, ["photos/y.png: a symbolic link to", "secret.png, outside"]
+
+
+# -- partial output --------------------------------------------------------------------------
+
+
+@case
+def import_images_into_a_symbolic_link(tmp_path, run):
+    image(tmp_path / "photos" / "x.png")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "ds").symlink_to(tmp_path / "elsewhere")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "ds"]
+    return argv, ["ds: is a symbolic link"]
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+@case
+def detect_two_images_of_one_name(tmp_path, run):
+    a, b = image(tmp_path / "a" / "x.png"), image(tmp_path / "b" / "x.png", seed=1)
+    return ["detect", run, a, b, "--out", tmp_path / "d"], ["b/x.png: its output x.json", "a/x.png"]
+
+
+@case
+def detect_an_image_named_like_the_coco_results(tmp_path, run):
+    argv = ["detect", run, image(tmp_path / "coco_results.png"), "--out", tmp_path / "d"]
+    return argv, ["coco_results.png: its output coco_results.json would overwrite"]
+
+
+@case
+def detect_an_image_and_its_reconstruction_name(tmp_path, run):
+    a, b = image(tmp_path / "x.png"), image(tmp_path / "x-recon.png", seed=1)
+    return ["detect", run, a, b, "--out", tmp_path / "d"], ["x-recon.png: its output x-recon.png"]
+
+
+@case
+def plot_into_a_text_file(tmp_path, run):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    argv = ["plot", run, "--out", tmp_path / "notes.txt"]
+    return argv, ["notes.txt", "ending in .png"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_command_never_writes_what_it_did_not_create(capsys, tmp_path, tiny_run, name):
+    check_refused(capsys, tmp_path, tiny_run, CASES[name], snapshot=entries_under)
+
+
+def test_detect_refuses_an_own_directory_that_holds_its_input_or_a_folder_in_a_names_place(
+    capsys, tmp_path, tiny_run
+):
+    out = detections(capsys, tiny_run, tmp_path)
+    before = entries_under(tmp_path)
+    assert_user_error(
+        mist(capsys, "detect", tiny_run, out / "a.png", "--out", out),
+        "holds the input image",
+    )
+    assert entries_under(tmp_path) == before
+    (out / "detections.csv").unlink()
+    (out / "detections.csv").mkdir()  # the user's folder, where the table goes
+    (out / "detections.csv" / "mine.txt").write_text("mine")
+    before = entries_under(tmp_path)
+    result = mist(capsys, "detect", tiny_run, image(tmp_path / "in" / "b.png"), "--out", out)
+    assert_user_error(result, "detections.csv: is not a file mistnet wrote")
+    before["in/b.png"] = (tmp_path / "in" / "b.png").read_bytes()
+    assert entries_under(tmp_path) == before  # not one file moved
+
+
+def test_two_imports_into_one_out_one_wins_and_the_other_leaves_it_intact(
+    capsys, tmp_path, monkeypatch
+):
+    for n in range(3):
+        image(tmp_path / "photos" / f"{n}.png", seed=n)
+    out = tmp_path / "ds"
+    argv = ["data", "import-images", tmp_path / "photos", "--out", out, "--val", "0"]
+    real_save, winner = store._save_npz, {}
+
+    def the_other_finishes_first(path, arrays, compress):
+        if not winner:  # the first import is writing: a second one runs to its end meanwhile
+            winner["rc"] = None
+            winner["rc"] = mist(capsys, *argv, "--seed", "1")[0]
+            winner["files"] = files_under(out)
+        real_save(path, arrays, compress)
+
+    monkeypatch.setattr(store, "_save_npz", the_other_finishes_first)
+    result = mist(capsys, *argv)
+    assert winner["rc"] == 0 and json.loads(winner["files"]["manifest.json"])["seed"] == 1
+    assert_user_error(result, "ds: was created by another process meanwhile")
+    assert files_under(out) == winner["files"]  # the winner's dataset, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "photos"]  # no temporary left
+
+
+def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]
+    argv += ["--device", "cpu", "--no-progress", "--threads", "1"]
+    never = ["train.steps=100000", "train.ckpt_every=100000", "train.val_every=100000"]
+    argv += [a for o in [*TINY, *never, "train.log_every=1"] for a in ("--set", o)]
+    proc = subprocess.Popen(argv, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "log.jsonl").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines() == ["mist train: stopped by SIGTERM"]
+    assert list(tmp_path.iterdir()) == []  # no .lock, config.json, log.jsonl nor directory
+
+
+def test_a_run_of_an_earlier_version_resumes_and_gets_its_marker(capsys, tmp_path, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / MARKER).unlink()  # written before runs were marked
+    rc, _, err = mist(capsys, "train", "--out", run, "--resume", "--no-progress")
+    assert rc == 0, err
+    assert output_kind(run) == "run"
+
+
+def test_the_csv_of_detect_reads_back_as_the_boxes_of_import_images(
+    capsys, tmp_path, tiny_run, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # detect's CSV names the images as given: src/a.png
+    for n in range(2):
+        image(tmp_path / "src" / f"{n}.png", seed=n)
+    assert mist(capsys, "detect", tiny_run, "src/0.png", "src/1.png", "--out", "d")[0] == 0
+    rows = (tmp_path / "d" / "detections.csv").read_text().splitlines()[1:]
+    argv = ["data", "import-images", "src", "--out", "ds", "--boxes", "d/detections.csv"]
+    rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
+    assert rc == 0, err
+    arrays, meta = store.load_split(tmp_path / "ds", "train")
+    got = []
+    for name, boxes, count in zip(
+        meta["file_names"]["train"], arrays["boxes"], arrays["counts"], strict=True
+    ):
+        got += [(f"src/{name}", *(round(float(v), 3) for v in b[:3])) for b in boxes[:count]]
+    want = [(r.split(",")[0], *(float(v) for v in r.split(",")[1:4])) for r in rows]
+    assert sorted(got) == sorted(want)
+
+
+def test_a_demo_directory_is_reused_only_with_a_dataset_and_a_run_in_it(tmp_path, tiny_run):
+    from mistnet.demo import claim_demo
+    from mistnet.errors import MistError
+    from mistnet.io import create_directory
+
+    out = tmp_path / "demo"
+    assert claim_demo(out) == [out] and output_kind(out) == "demo"
+    shutil.copytree(tiny_run, out / "run")
+    assert claim_demo(out) == [] and not (out / "run").exists()  # the demo's run: replaced
+    (out / "run").mkdir()
+    (out / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(MistError, match="run: exists and was not made by mist demo"):
+        claim_demo(out)
+    create_directory(tmp_path / "other", "detections")
+    with pytest.raises(MistError, match="is a mistnet detections directory"):
+        claim_demo(tmp_path / "other")
+    assert (out / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_a_dataset_of_an_earlier_version(capsys, tmp_path):
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "ds", "--n-train", "2"]
+    argv += ["--n-val", "1", "--n-test", "1"]
+    assert mist(capsys, *argv)[0] == 0
+    (tmp_path / "ds" / MARKER).unlink()  # written before datasets were marked
+    assert mist(capsys, *argv, "--seed", "3", "--overwrite")[0] == 0
+    assert store.read_manifest(tmp_path / "ds")["seed"] == 3 and output_kind(tmp_path / "ds")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
