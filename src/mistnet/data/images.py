@@ -47,7 +47,6 @@ from mistnet.validate import (
     open_image,
     read_json,
     read_text,
-    regular_file,
     require_finite,
 )
 
