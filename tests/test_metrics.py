@@ -82,6 +82,15 @@ def test_greedy_threshold_is_strict():
     assert greedy_match(iou, threshold=0.4999).tolist() == [True]
 
 
+def test_greedy_inclusive_matches_at_the_threshold_and_stays_one_to_one():
+    # The official code's rule (>=): an IoU of exactly the threshold matches; the detection it
+    # takes is then gone for the next ground truth, as with the strict rule.
+    iou = t([[0.5, 0.3], [0.5, 0.5]], torch.float64)
+    assert greedy_assign(iou, threshold=0.5).tolist() == [-1, -1]
+    assert greedy_assign(iou, threshold=0.5, inclusive=True).tolist() == [0, 1]
+    assert greedy_match(iou, threshold=0.5, inclusive=True).tolist() == [True, True]
+
+
 def test_greedy_eligibility_and_nan():
     iou = t([[0.9, 0.7], [float("nan"), 0.8]])
     eligible = torch.tensor([[False, True], [True, True]])
