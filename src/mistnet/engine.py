@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from mistnet.errors import NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import SceneMeter
-from mistnet.models.mist import MIST, TaskOutput
+from mistnet.models.mist import MIST, PatchModel, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
 
 TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
@@ -195,7 +195,7 @@ def supervised_step(
 
 
 def end_to_end_step(
-    model: MIST, optimizer: Optimizer, task_loss: TaskLoss, batch: Batch
+    model: PatchModel, optimizer: Optimizer, task_loss: TaskLoss, batch: Batch
 ) -> StepResult:
     """The channel-wise and grid baselines: backpropagation through the whole model."""
     out = model(batch.images)
@@ -206,7 +206,7 @@ def end_to_end_step(
 
 @torch.inference_mode()
 def evaluate(
-    model: MIST,
+    model: PatchModel,
     batches: Iterable[dict[str, Tensor]],
     device: torch.device | str = "cpu",
     k: int | None = None,

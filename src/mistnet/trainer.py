@@ -36,14 +36,14 @@ from mistnet.losses import (
     reconstruction_loss,
     set_classification_loss,
 )
-from mistnet.models.mist import MIST, TaskOutput
+from mistnet.models.mist import PatchModel, TaskOutput
 
 
 @dataclass
 class Trainer:
     """A model, its optimisers by checkpoint name, and the bound step ``Batch -> StepResult``."""
 
-    model: MIST
+    model: PatchModel
     optimizers: dict[str, torch.optim.Optimizer]
     step: Callable[[Batch], StepResult]
 
@@ -86,7 +86,7 @@ def x_step_schedule(cfg: TrainConfig) -> XStep:
     return XStep(objective, lr=cfg.lr_k, iters=cfg.k_iter, max_px=cfg.max_step_px)
 
 
-def build_trainer(model: MIST, cfg: TrainConfig) -> Trainer:
+def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:
     """Optimisers (Adam) and the step function of ``cfg.method`` for ``model``."""
     adam = torch.optim.Adam
     loss = task_loss(model.task, cfg.class_loss)
