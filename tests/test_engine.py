@@ -282,6 +282,45 @@ def test_evaluate_scores_the_keypoints_of_a_reconstruction_model(monkeypatch):
     assert "det_iou50" not in evaluate(tr.model, [no_boxes])
 
 
+class _Recorder:
+    """An extra meter that keeps what evaluate feeds it."""
+
+    def __init__(self):
+        self.seen = []
+
+    def update(self, out, batch):
+        self.seen.append((out.keypoints.clone(), out.task.clone(), batch.images.clone()))
+
+    def sums(self):
+        return torch.tensor([float(len(self.seen))], dtype=torch.float64)
+
+    def load_sums(self, sums):
+        self.reduced = sums
+
+    def compute(self):
+        return {"batches": len(self.seen)}
+
+
+def test_evaluate_feeds_extra_meters_the_batches_and_outputs_it_scores():
+    tr = make_trainer()
+    batches = [scene_batch(seed=s) for s in (1, 2)]
+    raws = [
+        {"image": b.images, "boxes": b.boxes, "labels": b.labels, "count": b.count} for b in batches
+    ]
+    recorder = _Recorder()
+    triple = lambda t: 3 * t  # noqa: E731
+    with_meter = evaluate(tr.model, raws, meters=[recorder], reduce=triple)
+    assert with_meter == evaluate(tr.model, raws, reduce=triple)  # the extra meter changes nothing
+    tr.model.eval()
+    with torch.inference_mode():
+        expected = [tr.model(b.images) for b in batches]
+    assert len(recorder.seen) == 2
+    for (kp, task, images), out, b in zip(recorder.seen, expected, batches, strict=True):
+        assert torch.equal(kp, out.keypoints) and torch.equal(task, out.task)
+        assert torch.equal(images, b.images)
+    assert recorder.reduced.tolist() == [6.0]  # its sums go through the same reduction
+
+
 def test_step_stats_measure_the_x_move_and_the_border_share():
     x0 = torch.tensor([[[2.0, 20.0, 20.0], [20.0, 20.0, 20.0], [20.0, 35.0, 20.0], [9, 9, 20]]])
     x = x0.clone()

@@ -373,6 +373,23 @@ def test_ap_meter_accumulates_like_one_batch():
     assert m.compute() == svhn_ap(t(SVHN_DET), lab(SVHN_DL), t(SVHN_GT), lab(SVHN_GL))
 
 
+def test_ap_meters_of_disjoint_batches_add_up():
+    """Sharded evaluation adds the meters' sums; the sum is the meter of both batches."""
+    parts = []
+    for b in range(2):
+        m = APMeter()
+        m.update(
+            *(
+                f(x[b : b + 1])
+                for f, x in ((t, SVHN_DET), (lab, SVHN_DL), (t, SVHN_GT), (lab, SVHN_GL))
+            )
+        )
+        parts.append(m.sums())
+    total = APMeter()
+    total.load_sums(parts[0] + parts[1])
+    assert total.compute() == svhn_ap(t(SVHN_DET), lab(SVHN_DL), t(SVHN_GT), lab(SVHN_GL))
+
+
 # ------------------------------------------------------------------------------------- RMSE
 
 

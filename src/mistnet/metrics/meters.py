@@ -249,6 +249,15 @@ class APMeter:
         self._sum = torch.zeros(len(self.thresholds), dtype=torch.float64)
         self._n = 0
 
+    def sums(self) -> Tensor:
+        """What is accumulated, as float64 ``(T + 1,)``: meters of disjoint batches add up."""
+        return torch.cat([self._sum, torch.tensor([self._n], dtype=torch.float64)])
+
+    def load_sums(self, sums: Tensor) -> None:
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
+        self._sum, n = sums[:-1].double().cpu().clone(), sums[-1]
+        self._n = round(float(n))
+
     @torch.no_grad()
     def update(
         self,
