@@ -59,20 +59,41 @@ def official_eval_accuracy(
     acc_det = float((iou.amax(dim=2) > min_iou).sum()) / num_objects if K else 0.0
 
     same = gt_labels.unsqueeze(2) == det_labels.unsqueeze(1)  # (B, L, K)
-    iou_aware = iou * same
-    # Chebyshev centre distance normalised by the ground-truth half size; <= 1: centre inside.
+    dist = _centre_distance(det, gt, same, gt_labels if background_class else None)
+    # [C] matches IoU with ">= 0.5" (not the ">" of acc_det) and centres with dist <= 1.
+    tp_iou = int(greedy_match(iou * same, None, min_iou, inclusive=True).sum())
+    tp_center = int(greedy_match(-dist, None, -1.0, inclusive=True).sum())
+
+    dt_h = label_histogram(det_labels, num_classes)[:, 1:]
+    gt_h = label_histogram(gt_labels, num_classes)[:, 1:]
+    acc_class = 1.0 - float((gt_h - dt_h).clamp(min=0).sum()) / num_objects
+    return {
+        "acc_det": acc_det,
+        "acc_class": acc_class,
+        "tp_iou": tp_iou,
+        "tp_center": tp_center,
+        "num_objects": num_objects,
+        "num_detections": num_detections,
+        **_rates(tp_iou, tp_center, num_objects, num_detections),
+    }
+
+
+def _centre_distance(det: Tensor, gt: Tensor, same: Tensor, gt_labels: Tensor | None) -> Tensor:
+    """``(B, L, K)`` Chebyshev distance of each detection's centre from each ground truth's,
+    in units of the ground truth's half size (<= 1: the centre is inside the box); 2 for pairs
+    of other classes, for non-finite distances and, when ``gt_labels`` is given (background
+    class), for background ground truth."""
     delta = (det[:, None, :, :2] - gt[:, :, None, :2]).abs()  # (B, L, K, 2)
     dist = (delta / (gt[:, :, None, 2:] / 2)).amax(dim=-1)
     dist = torch.where(torch.isfinite(dist), dist, torch.full_like(dist, 2.0))
     bad = ~same
-    if background_class:
+    if gt_labels is not None:
         bad = bad | (gt_labels == 0).unsqueeze(2)
-    dist = dist.masked_fill(bad, 2.0)
+    return dist.masked_fill(bad, 2.0)
 
-    # [C] matches IoU with ">= 0.5" (not the ">" of acc_det) and centres with dist <= 1.
-    tp_iou = int(greedy_match(iou_aware, None, min_iou, inclusive=True).sum())
-    tp_center = int(greedy_match(-dist, None, -1.0, inclusive=True).sum())
 
+def _rates(tp_iou: int, tp_center: int, num_objects: int, num_detections: int) -> dict:
+    """[C]'s precision, recall and F1 of the IoU and centre matches, with its guards."""
     precision_iou = tp_iou / num_detections if num_detections else 0.0
     precision_center = tp_center / num_detections if num_detections else 0.0
     recall_iou = tp_iou / num_objects if num_objects else math.nan
@@ -86,18 +107,7 @@ def official_eval_accuracy(
     f1_center = (
         0.0 if (recall_center == 0 and precision_iou == 0) else f1(precision_center, recall_center)
     )
-
-    dt_h = label_histogram(det_labels, num_classes)[:, 1:]
-    gt_h = label_histogram(gt_labels, num_classes)[:, 1:]
-    acc_class = 1.0 - float((gt_h - dt_h).clamp(min=0).sum()) / num_objects
-
     return {
-        "acc_det": acc_det,
-        "acc_class": acc_class,
-        "tp_iou": tp_iou,
-        "tp_center": tp_center,
-        "num_objects": num_objects,
-        "num_detections": num_detections,
         "precision_iou": precision_iou,
         "recall_iou": recall_iou,
         "f1_iou": f1_iou,
