@@ -80,10 +80,10 @@ def x_step_schedule(cfg: TrainConfig) -> XStep:
     prior = {"patch": _patch_prior, "mixture": _mixture_prior}[cfg.centre_mode]
     objective = XObjective(
         priors={"centre": partial(prior, cfg.centre_sigma)},
-        weights={"centre": cfg.x_centre},
-        proximal=cfg.lam,
+        weights={"centre": cfg.centre_weight},
+        proximal=cfg.proximal_weight,
     )
-    return XStep(objective, lr=cfg.lr_k, iters=cfg.k_iter, max_px=cfg.max_step_px)
+    return XStep(objective, lr=cfg.lr_keypoints, iters=cfg.keypoint_iters, max_px=cfg.max_step_px)
 
 
 def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:

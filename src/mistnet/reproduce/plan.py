@@ -248,7 +248,7 @@ _SVHN = (
     "model.k=2",
     "model.factors=[0.5]",
     "train.select_metric=ap50",
-    "train.x_centre=0",
+    "train.centre_weight=0",
 )
 _UNEVEN = "MIST · uneven layout: trained on the left band, tested on the"
 

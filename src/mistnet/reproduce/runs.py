@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import Config, load_json, resolve
+from mistnet.config import Config, load_json, resolve, upgrade
 from mistnet.engine import Batch, Meter
 from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
@@ -141,9 +141,10 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     (written into a run's config by training, from the data the plan names).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
-    defaults, as :func:`mistnet.config.load_json` gives them to the run.
+    defaults, and older keys their current names, as :func:`mistnet.config.load_json` gives
+    them to the run.
     """
-    cfg = json.loads(json.dumps(cfg))
+    cfg = upgrade(json.loads(json.dumps(cfg)), "the recorded fingerprint")
     defaults = json.loads(json.dumps(Config().to_dict()))
     cfg = {**defaults, **cfg}
     for section, values in defaults.items():
