@@ -548,7 +548,7 @@ def test_match_points_one_to_one_inclusive_radius():
         match_points(t([[1.0, 2.0]]), gt, 3.0)
 
 
-# ------------------------------------------------------------- partial ground truth (issue 13)
+# ------------------------------------------------------------------------ partial ground truth
 
 
 def test_unmeasured_names_what_each_kind_of_data_lacks():

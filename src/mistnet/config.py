@@ -48,7 +48,7 @@ class ModelConfig:
     softmax_strength: float = 10.0
     # eps of the local softmax's denominator, relative to the image's highest logit: the official
     # code's 1e-6 suppresses windows far below the strongest one; 0 gives the exact per-window
-    # softmax (benchmarks/RESULTS.md, seventh round).
+    # softmax (benchmarks/RESULTS.md, "the late collapse was float underflow in E_K").
     softmax_eps: float = 1e-6
     nms_window: int = 5
     # (H, W) of the training images, written by ``mist train`` from the data (empty before).
@@ -272,7 +272,7 @@ def validate(cfg: Config) -> Config:
 
 
 # Keys that older versions wrote into a run's config.json, with the values under which dropping
-# them keeps the run's behaviour (abandoned probes and merged keys, benchmarks/RESULTS.md).
+# them keeps the run's behaviour (options that were removed or merged into others).
 _RETIRED = {
     "x_noise": 0.0,
     "target_sigma": 0.0,

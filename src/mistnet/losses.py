@@ -278,7 +278,8 @@ def heatmap_nll_loss(
     pulls a window far below the strongest one at full strength however far below it lies, and
     the saturating form lets it fade until the loop collapses; with the exact per-window softmax
     (``model.softmax_eps = 0``, the cpu presets) neither happens, since ``h`` then depends only
-    on the target's own window (benchmarks/RESULTS.md, seventh round).
+    on the target's own window (benchmarks/RESULTS.md, "the late collapse was float underflow in
+    E_K").
 
     Args:
         log_heatmaps: ``(B, S, H, W)`` log spatial-softmax responses.
