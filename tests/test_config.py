@@ -57,7 +57,7 @@ def test_section_must_be_a_table():
         ("train.steps=abc", r"train\.steps must be an integer, got 'abc'"),
         ("train.steps=1.5", r"train\.steps must be an integer"),
         ("train.steps=true", r"train\.steps must be an integer"),  # bool is not an int here
-        ("train.lr_k=fast", r"train\.lr_k must be a number"),
+        ("train.lr_keypoints=fast", r"train\.lr_keypoints must be a number"),
         ("train.method=adam", r"train\.method must be one of \['mist', 'supervised'"),
         ("model.task=segment", r"model\.task must be one of"),
         ("model.factors=0.5", r"model\.factors must be a list"),
@@ -71,7 +71,7 @@ def test_ill_typed_override_rejected(override, message):
         apply_overrides(cfg, [override])
 
 
-@pytest.mark.parametrize("override", ["train.lr_k", "lr_k=3", "a.b.c=1", "=1"])
+@pytest.mark.parametrize("override", ["train.lr_keypoints", "lr_keypoints=3", "a.b.c=1", "=1"])
 def test_malformed_override_rejected(override):
     with pytest.raises(MistError):
         apply_overrides(Config(), [override])
@@ -93,8 +93,8 @@ def test_override_values_are_parsed_as_toml():
     cfg = apply_overrides(
         Config(),
         [
-            "train.lr_k=3e-4",
-            "train.lam=1",  # an int is a lossless float
+            "train.lr_keypoints=3e-4",
+            "train.proximal_weight=1",  # an int is a lossless float
             "train.steps=120",
             "model.factors=[1, 0.5]",
             "data.name=mnist-easy",  # a bare word falls back to a string
@@ -102,8 +102,8 @@ def test_override_values_are_parsed_as_toml():
             "train.centre_mode = mixture",  # spaces around "=" are fine
         ],
     )
-    assert cfg.train.lr_k == 3e-4 and isinstance(cfg.train.lr_k, float)
-    assert cfg.train.lam == 1.0 and isinstance(cfg.train.lam, float)
+    assert cfg.train.lr_keypoints == 3e-4 and isinstance(cfg.train.lr_keypoints, float)
+    assert cfg.train.proximal_weight == 1.0 and isinstance(cfg.train.proximal_weight, float)
     assert cfg.train.steps == 120 and isinstance(cfg.train.steps, int)
     assert cfg.model.factors == (1.0, 0.5)
     assert all(isinstance(f, float) for f in cfg.model.factors)
@@ -115,8 +115,8 @@ def test_override_values_are_parsed_as_toml():
 
 
 def test_later_override_wins():
-    cfg = apply_overrides(Config(), ["train.k_iter=3", "train.k_iter=5"])
-    assert cfg.train.k_iter == 5
+    cfg = apply_overrides(Config(), ["train.keypoint_iters=3", "train.keypoint_iters=5"])
+    assert cfg.train.keypoint_iters == 5
 
 
 # -- presets ------------------------------------------------------------------------------------
@@ -147,11 +147,26 @@ def test_paper_preset_follows_spec_defaults():
     m, t = cfg.model, cfg.train
     assert (m.k, m.base_side, m.factors, m.patch_size) == (9, 20.0, (1.0,), 32)
     assert (m.heatmap_width, m.heatmap_depth, m.patch_levels, m.patch_blocks) == (32, 4, 5, 3)
-    assert (t.batch_size, t.lr_task, t.lr_heatmap, t.lr_k, t.k_iter) == (32, 1e-4, 1e-4, 1e4, 2)
-    assert (t.class_loss, t.weight_beta, t.lam, t.x_centre) == ("eq9", 5.0, 0.0, 0.0)
+    assert (t.batch_size, t.lr_task, t.lr_heatmap, t.lr_keypoints, t.keypoint_iters) == (
+        32,
+        1e-4,
+        1e-4,
+        1e4,
+        2,
+    )
+    assert (t.class_loss, t.weight_beta, t.proximal_weight, t.centre_weight) == (
+        "eq9",
+        5.0,
+        0.0,
+        0.0,
+    )
     assert t.steps * t.batch_size == 10 * 50_000
     recon = load_preset("mnist-hard-recon")
-    assert (recon.model.task, recon.train.weight_beta, recon.train.lr_k) == ("reconstruct", 0, 3.2)
+    assert (recon.model.task, recon.train.weight_beta, recon.train.lr_keypoints) == (
+        "reconstruct",
+        0,
+        3.2,
+    )
     gabor = load_preset("gabor-recon")
     assert (gabor.model.k, gabor.model.output, gabor.data.name) == (20, "signed", "gabor")
     svhn = load_preset("svhn-classify")
@@ -226,7 +241,7 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.nms_window=4", r"model.nms_window must be an odd integer >= 1, got 4"),
         ("train.lr_task=nan", r"train.lr_task must be a finite number, got nan"),
         ("train.lr_heatmap=-1e-3", r"train.lr_heatmap must be a number > 0"),
-        ("train.lr_k=-1", r"train.lr_k must be a number >= 0"),
+        ("train.lr_keypoints=-1", r"train.lr_keypoints must be a number >= 0"),
         ("train.ema_decay=1", r"train.ema_decay must be in \[0, 1\), got 1.0"),
         ("train.select_metric=rmse", r"train.select_metric must be one of \['both'.*'classify'"),
         ("train.select_metric=bothh", r"train.select_metric must be one of \['', 'both'"),
@@ -255,6 +270,52 @@ def old_run_config(**train) -> dict:
     )  # fmt: skip
     data["train"].update(train)
     return data
+
+
+#: The train keys' names before they were renamed (old: new).
+OLD_NAMES = {
+    "lr_k": "lr_keypoints",
+    "k_iter": "keypoint_iters",
+    "lam": "proximal_weight",
+    "x_centre": "centre_weight",
+}
+
+
+def with_old_names(section: dict) -> dict:
+    new_to_old = {new: old for old, new in OLD_NAMES.items()}
+    return {new_to_old.get(k, k): v for k, v in section.items()}
+
+
+def test_a_run_config_with_the_old_key_names_loads_to_the_same_config(tmp_path):
+    cfg = load_preset("mnist-hard-cpu")  # sets all four keys, none to its default
+    assert (cfg.train.lr_keypoints, cfg.train.keypoint_iters, cfg.train.centre_weight) != (
+        Config().train.lr_keypoints,
+        Config().train.keypoint_iters,
+        Config().train.centre_weight,
+    )
+    data = json.loads(cfg.to_json())
+    data["train"] = with_old_names({**data["train"], "proximal_weight": 0.25})
+    assert set(OLD_NAMES) <= set(data["train"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    expected = apply_overrides(load_preset("mnist-hard-cpu"), ["train.proximal_weight=0.25"])
+    assert load_json(path) == expected
+
+
+def test_a_toml_preset_with_the_old_key_names_loads_to_the_same_config(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[train]\nlr_k = 300.0\nk_iter = 5\nlam = 0.5\nx_centre = 2.0\n")
+    new = "[train]\nlr_keypoints = 300.0\nkeypoint_iters = 5\nproximal_weight = 0.5\ncentre_weight = 2.0\n"
+    (tmp_path / "new.toml").write_text(new)
+    assert load_preset(str(path)) == load_preset(str(tmp_path / "new.toml"))
+    path.write_text("[train]\nlr_k = 300.0\nlr_keypoints = 300.0\n")
+    with pytest.raises(MistError, match=r"train.lr_k is the old name of train.lr_keypoints"):
+        load_preset(str(path))
+
+
+def test_an_override_with_an_old_key_name_names_the_new_one():
+    with pytest.raises(MistError, match=r"^config key train.k_iter is now train.keypoint_iters$"):
+        resolve("tiny-cpu", ["train.k_iter=3"])
 
 
 def test_a_run_config_of_an_older_version_loads_with_the_same_behaviour(tmp_path):

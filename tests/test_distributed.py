@@ -19,11 +19,11 @@ from mistnet.io import atomic_write_text
 # 20 steps of tiny-cpu at its batch of 8 (4 images per rank), every step logged; validation
 # at step 20 on 2 batches of 8 scenes (sharded: one batch per rank).
 SETTINGS = ["train.steps=20", "train.log_every=1", "data.n_val=16"]
-# From the same weights the sharded step is exact (the x-step on two halves at lr_k / 2 gives
+# From the same weights the sharded step is exact (the x-step on two halves at lr_keypoints / 2 gives
 # bitwise the keypoints of the whole batch). Float rounding differs with the shard's batch size
 # (convolution blocking, sums over 4 images instead of 8): measured over 20 steps, task losses
 # agree to 1.4e-7 relative and the weights to 6e-6, but the heatmap loss, taken at keypoints
-# that the x-step moved by lr_k = 1e4 times a gradient and that E_K picks discretely, to 2.6e-3.
+# that the x-step moved by lr_keypoints = 1e4 times a gradient and that E_K picks discretely, to 2.6e-3.
 RTOL = (1e-4, 2e-2)  # (task, heatmap), with room for other CPUs
 
 
@@ -56,7 +56,7 @@ def test_sampler_shards_partition_each_batch():
 def test_shard_config_splits_batch_and_x_step():
     cfg = load_preset("tiny-cpu").train
     shard = shard_config(cfg, World(1, 4))
-    assert (shard.batch_size, shard.lr_k) == (cfg.batch_size // 4, cfg.lr_k / 4)
+    assert (shard.batch_size, shard.lr_keypoints) == (cfg.batch_size // 4, cfg.lr_keypoints / 4)
     with pytest.raises(MistError, match="does not split over 3 processes"):
         shard_config(cfg, World(0, 3))
 

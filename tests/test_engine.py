@@ -80,7 +80,7 @@ def falls(values: list[float]) -> bool:
 
 
 def test_mist_step_task_loss_falls_on_a_repeated_batch():
-    tr = make_trainer("train.lr_k=300")
+    tr = make_trainer("train.lr_keypoints=300")
     batch = scene_batch()
     results = [tr.step(batch) for _ in range(30)]
     assert all(r.x is not None and r.x.shape == (4, 3, 3) for r in results)
@@ -94,7 +94,7 @@ def test_x_step_moves_keypoints_a_little_and_leaves_no_gradients():
     tr = make_trainer()
     batch = scene_batch()
     x0 = detections(tr, batch)
-    x = x_step(tr, batch, x0, "train.lr_k=100")
+    x = x_step(tr, batch, x0, "train.lr_keypoints=100")
     moved = (x - x0)[..., :2].norm(dim=-1)  # (B, K)
     assert 0 < float(moved.median()) < 3
     assert torch.equal(x[..., 2], x0[..., 2])  # one scale: the side is fixed
@@ -109,14 +109,16 @@ def test_x_step_proximal_term_and_step_clip_shrink_the_move():
     x0 = detections(tr, batch)
 
     def move(*overrides):
-        return (x_step(tr, batch, x0, "train.lr_k=3e3", *overrides) - x0)[..., :2].norm(dim=-1)
+        return (x_step(tr, batch, x0, "train.lr_keypoints=3e3", *overrides) - x0)[..., :2].norm(
+            dim=-1
+        )
 
     free = move()
     clipped = move("train.max_step_px=0.5")
-    assert float(clipped.max()) <= 2 * 0.5 + 1e-5  # k_iter = 2 steps of at most 0.5 px
+    assert float(clipped.max()) <= 2 * 0.5 + 1e-5  # keypoint_iters = 2 steps of at most 0.5 px
     assert float(free.max()) > 1.0
-    # lr_k * 2 * lam < 1 keeps the proximal pull a contraction.
-    assert float(move("train.lam=1e-4").mean()) < float(free.mean())
+    # lr_keypoints * 2 * proximal_weight < 1 keeps the proximal pull a contraction.
+    assert float(move("train.proximal_weight=1e-4").mean()) < float(free.mean())
 
 
 def test_x_objective_adds_weighted_priors_and_the_proximal_term():
@@ -147,12 +149,12 @@ def test_x_step_clip_bounds_every_iteration():
 
 
 @pytest.mark.parametrize(
-    "mode, lr_k, sigma",
-    # The mixture prior's gradient is 2 (x - c) / (B K): lr_k < B K / 2 = 6 keeps it a contraction.
+    "mode, lr_keypoints, sigma",
+    # The mixture prior's gradient is 2 (x - c) / (B K): lr_keypoints < B K / 2 = 6 keeps it a contraction.
     [("patch", 30.0, 0.4), ("mixture", 3.0, 0.25)],
 )
-def test_x_step_centring_prior_pulls_keypoints_onto_the_rings(mode, lr_k, sigma):
-    """With ``x_centre`` the x-step moves keypoints toward the nearest ring's centre of mass."""
+def test_x_step_centring_prior_pulls_keypoints_onto_the_rings(mode, lr_keypoints, sigma):
+    """With ``centre_weight`` the x-step moves keypoints toward the nearest ring's centre of mass."""
     batch = scene_batch()
     tr = make_trainer()
     x0 = detections(tr, batch)
@@ -162,9 +164,9 @@ def test_x_step_centring_prior_pulls_keypoints_onto_the_rings(mode, lr_k, sigma)
         tr,
         batch,
         start,
-        f"train.lr_k={lr_k}",
-        "train.x_centre=1",
-        "train.k_iter=20",
+        f"train.lr_keypoints={lr_keypoints}",
+        "train.centre_weight=1",
+        "train.keypoint_iters=20",
         "train.max_step_px=1",
         f"train.centre_mode={mode}",
         f"train.centre_sigma={sigma}",
@@ -232,7 +234,7 @@ def test_baseline_step_loss_falls_on_a_repeated_batch(method, task):
 
 
 def test_reconstruction_mist_step_learns():
-    tr = make_trainer("model.task=reconstruct", "train.lr_k=3.2", "train.weight_beta=0")
+    tr = make_trainer("model.task=reconstruct", "train.lr_keypoints=3.2", "train.weight_beta=0")
     batch = scene_batch()
     assert falls([float(tr.step(batch).task) for _ in range(30)])
 
@@ -280,6 +282,45 @@ def test_evaluate_scores_the_keypoints_of_a_reconstruction_model(monkeypatch):
         "labels": -torch.ones(4, 3).long(),
     }
     assert "det_iou50" not in evaluate(tr.model, [no_boxes])
+
+
+class _Recorder:
+    """An extra meter that keeps what evaluate feeds it."""
+
+    def __init__(self):
+        self.seen = []
+
+    def update(self, out, batch):
+        self.seen.append((out.keypoints.clone(), out.task.clone(), batch.images.clone()))
+
+    def sums(self):
+        return torch.tensor([float(len(self.seen))], dtype=torch.float64)
+
+    def load_sums(self, sums):
+        self.reduced = sums
+
+    def compute(self):
+        return {"batches": len(self.seen)}
+
+
+def test_evaluate_feeds_extra_meters_the_batches_and_outputs_it_scores():
+    tr = make_trainer()
+    batches = [scene_batch(seed=s) for s in (1, 2)]
+    raws = [
+        {"image": b.images, "boxes": b.boxes, "labels": b.labels, "count": b.count} for b in batches
+    ]
+    recorder = _Recorder()
+    triple = lambda t: 3 * t  # noqa: E731
+    with_meter = evaluate(tr.model, raws, meters=[recorder], reduce=triple)
+    assert with_meter == evaluate(tr.model, raws, reduce=triple)  # the extra meter changes nothing
+    tr.model.eval()
+    with torch.inference_mode():
+        expected = [tr.model(b.images) for b in batches]
+    assert len(recorder.seen) == 2
+    for (kp, task, images), out, b in zip(recorder.seen, expected, batches, strict=True):
+        assert torch.equal(kp, out.keypoints) and torch.equal(task, out.task)
+        assert torch.equal(images, b.images)
+    assert recorder.reduced.tolist() == [6.0]  # its sums go through the same reduction
 
 
 def test_step_stats_measure_the_x_move_and_the_border_share():
@@ -373,7 +414,7 @@ def test_resume_before_the_first_checkpoint_restarts_with_a_clean_log(tmp_path):
 
 def test_moving_average_follows_the_weights_with_the_configured_decay():
     d = 0.8
-    tr = make_trainer("train.lr_k=300")
+    tr = make_trainer("train.lr_keypoints=300")
     averaged = runner.moving_average(tr.model, d)
     batch = scene_batch()
     seen = []

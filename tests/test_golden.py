@@ -7,11 +7,9 @@ last bits from the first step on. A recording therefore names the machine it was
 skips and says how to record one. Any change to the training core that claims to keep behaviour
 (a reshaping, a clean-up) must reproduce every logged float exactly where a recording applies.
 
-Recordings live in ``tests/golden/mnist-hard-cpu-100.json``, one per machine kind. They were
-remade on purpose when the preset took dilated heatmap blocks (c3574ac) and when the heatmap
-went to the log domain (875e007, 91644e0), and once more when the key took the CPU's family,
-model, stepping and flags (the earlier key matched another host; the code was unchanged); regenerate them only for a change that is meant to alter training, and
-say so in the commit::
+Recordings live in ``tests/golden/mnist-hard-cpu-100.json``, one per machine kind (when and why
+they were remade: CHANGELOG.md). Regenerate them only for a change that is meant to alter
+training, and say so in the commit and the changelog::
 
     python tests/test_golden.py --write     # adds or replaces this machine's recording
 """

@@ -82,6 +82,15 @@ def test_greedy_threshold_is_strict():
     assert greedy_match(iou, threshold=0.4999).tolist() == [True]
 
 
+def test_greedy_inclusive_matches_at_the_threshold_and_stays_one_to_one():
+    # The official code's rule (>=): an IoU of exactly the threshold matches; the detection it
+    # takes is then gone for the next ground truth, as with the strict rule.
+    iou = t([[0.5, 0.3], [0.5, 0.5]], torch.float64)
+    assert greedy_assign(iou, threshold=0.5).tolist() == [-1, -1]
+    assert greedy_assign(iou, threshold=0.5, inclusive=True).tolist() == [0, 1]
+    assert greedy_match(iou, threshold=0.5, inclusive=True).tolist() == [True, True]
+
+
 def test_greedy_eligibility_and_nan():
     iou = t([[0.9, 0.7], [float("nan"), 0.8]])
     eligible = torch.tensor([[False, True], [True, True]])
@@ -364,6 +373,23 @@ def test_ap_meter_accumulates_like_one_batch():
     assert m.compute() == svhn_ap(t(SVHN_DET), lab(SVHN_DL), t(SVHN_GT), lab(SVHN_GL))
 
 
+def test_ap_meters_of_disjoint_batches_add_up():
+    """Sharded evaluation adds the meters' sums; the sum is the meter of both batches."""
+    parts = []
+    for b in range(2):
+        m = APMeter()
+        m.update(
+            *(
+                f(x[b : b + 1])
+                for f, x in ((t, SVHN_DET), (lab, SVHN_DL), (t, SVHN_GT), (lab, SVHN_GL))
+            )
+        )
+        parts.append(m.sums())
+    total = APMeter()
+    total.load_sums(parts[0] + parts[1])
+    assert total.compute() == svhn_ap(t(SVHN_DET), lab(SVHN_DL), t(SVHN_GT), lab(SVHN_GL))
+
+
 # ------------------------------------------------------------------------------------- RMSE
 
 
@@ -522,7 +548,7 @@ def test_match_points_one_to_one_inclusive_radius():
         match_points(t([[1.0, 2.0]]), gt, 3.0)
 
 
-# ------------------------------------------------------------- partial ground truth (issue 13)
+# ------------------------------------------------------------------------ partial ground truth
 
 
 def test_unmeasured_names_what_each_kind_of_data_lacks():

@@ -619,3 +619,60 @@ def test_an_out_of_other_digits_is_refused_before_any_work(tmp_path, capsys):
     assert_user_error(mist(capsys, *argv), "--digits embedded; use another --out", "mnist")
     assert not {"data", "results.json", "table2"} & {p.name for p in out.iterdir()}
     assert marker.read_text() == '{"format": "mistnet-reproduce", "budget": "smoke"}'
+def _extra_by_a_second_pass(model, batches, extra):
+    """The extra metrics as a separate evaluation loop computed them, for comparison."""
+    import torch
+
+    from mistnet.engine import Batch
+    from mistnet.metrics import APMeter, match_points
+    from mistnet.ops import topk_keypoints
+    from mistnet.reproduce.runs import IMPULSE_RADIUS
+
+    ap, found, found_ref, total = APMeter(num_classes=10), 0, 0, 0
+    model.eval()
+    with torch.inference_mode():
+        for raw in batches:
+            b = Batch.from_dict(raw, "cpu")
+            out = model(b.images)
+            if extra == "svhn_ap":
+                ap.update(out.keypoints, out.task.argmax(-1), b.boxes, b.labels, b.count)
+                continue
+            found += int(
+                match_points(out.keypoints, b.boxes, IMPULSE_RADIUS, gt_count=b.count).sum()
+            )
+            ref, _ = topk_keypoints(
+                b.images.clamp(min=0), model.k, model.sides[:1], model.nms_window
+            )
+            found_ref += int(match_points(ref, b.boxes, IMPULSE_RADIUS, gt_count=b.count).sum())
+            total += int(b.count.sum())
+    if extra == "svhn_ap":
+        return {k: v for k, v in ap.compute().items() if k != "n_images"}
+    return {"impulses_found": found / total, "impulses_found_image_maxima": found_ref / total}
+
+
+@pytest.mark.parametrize(
+    "extra, preset, data",
+    [("svhn_ap", "tiny-cpu", "mnist-hard"), ("impulses", "gabor-recon", "gabor")],
+)
+def test_extra_meters_give_the_numbers_of_a_second_pass(extra, preset, data):
+    """The extra metrics, fed by engine.evaluate in its own pass, equal those of a separate loop
+    over the same batches (the numbers a reproduction writes in eval.json's "extra")."""
+    import torch
+
+    from mistnet.config import resolve
+    from mistnet.data import SceneDataset
+    from mistnet.engine import evaluate
+    from mistnet.models.build import build_model
+    from mistnet.reproduce.runs import extra_meters
+    from mistnet.runner import loader
+
+    cfg = resolve(preset, ["model.heatmap_width=4", "model.patch_base_width=4"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.train.method)
+    batches = list(loader(SceneDataset(data, "test", size=6), 3, 0))
+    meters = extra_meters(extra, cfg)
+    evaluate(model, batches, signed=data == "gabor", meters=meters)
+    assert meters[0].compute() == _extra_by_a_second_pass(model, batches, extra)
+    assert extra_meters("", cfg) == []
+    with pytest.raises(ValueError, match="unknown extra metric 'nope'"):
+        extra_meters("nope", cfg)

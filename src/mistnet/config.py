@@ -48,7 +48,7 @@ class ModelConfig:
     softmax_strength: float = 10.0
     # eps of the local softmax's denominator, relative to the image's highest logit: the official
     # code's 1e-6 suppresses windows far below the strongest one; 0 gives the exact per-window
-    # softmax (benchmarks/RESULTS.md, seventh round).
+    # softmax (benchmarks/RESULTS.md, "the late collapse was float underflow in E_K").
     softmax_eps: float = 1e-6
     nms_window: int = 5
     # (H, W) of the training images, written by ``mist train`` from the data (empty before).
@@ -95,13 +95,14 @@ class TrainConfig:
     # baseline): "eq9" (paper) or "set" (Hungarian-matched cross-entropy). Reconstruction always
     # uses eq. 8 and the supervised baseline per-patch cross-entropy, so neither reads it.
     class_loss: Literal["eq9", "set"] = "eq9"
-    # Lifted steps (SPEC §2.3).
-    lr_k: float = 1e4  # SGD step on the batch-mean loss
-    k_iter: int = 2
-    lam: float = 0.0  # proximal weight lambda
+    # The x-step of Algorithm 1 (line 4, SPEC §2.3): plain SGD on the keypoints {x_k} alone.
+    lr_keypoints: float = 1e4  # its step size, on the batch-mean loss
+    keypoint_iters: int = 2  # its SGD steps per batch
+    # lambda of eq. 6: weight of the proximal term ||{x_k} - E_K(H(I))||^2 in the x-step.
+    proximal_weight: float = 0.0
     # Weight of an x-step prior that instances are centred on their mass (not in the paper;
     # losses.centring_loss). 0 = the paper's x-step.
-    x_centre: float = 0.0
+    centre_weight: float = 0.0
     centre_sigma: float = 0.4  # the prior's Gaussian window, std as a fraction of the box side
     # "patch": each keypoint's windowed centre of mass in its own patch (losses.centring_loss);
     # "mixture": ink shared among the K keypoints by their windows, as in EM for a Gaussian
@@ -249,12 +250,12 @@ def validate(cfg: Config) -> Config:
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
     for key in ("batch_size", "log_every", "val_every", "ckpt_every"):
         _require(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
-    for key in ("steps", "k_iter", "val_batches", "seed"):
+    for key in ("steps", "keypoint_iters", "val_batches", "seed"):
         _require(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))
     for key in ("lr_task", "lr_heatmap"):
         value = getattr(t, key)
         _require(math.isfinite(value) and value > 0, f"train.{key}", "a number > 0", value)
-    for key in ("lr_k", "lam", "x_centre", "max_step_px", "weight_beta"):
+    for key in ("lr_keypoints", "proximal_weight", "centre_weight", "max_step_px", "weight_beta"):
         value = getattr(t, key)
         _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
     _require(t.centre_sigma > 0, "train.centre_sigma", "> 0", t.centre_sigma)
@@ -271,7 +272,7 @@ def validate(cfg: Config) -> Config:
 
 
 # Keys that older versions wrote into a run's config.json, with the values under which dropping
-# them keeps the run's behaviour (abandoned probes and merged keys, benchmarks/RESULTS.md).
+# them keeps the run's behaviour (options that were removed or merged into others).
 _RETIRED = {
     "x_noise": 0.0,
     "target_sigma": 0.0,
@@ -281,11 +282,28 @@ _RETIRED = {
 }
 
 
-def _upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Rewrite a run config written by an older version into the current keys."""
+# Keys renamed to say what they are (old name: new name): "k" is the instance count of model.k,
+# so the x-step's keypoint keys say "keypoints"; lambda and the centring weight say what they
+# weigh.
+_RENAMED = {
+    "lr_k": "lr_keypoints",
+    "k_iter": "keypoint_iters",
+    "lam": "proximal_weight",
+    "x_centre": "centre_weight",
+}
+
+
+def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Rewrite a config written by an older version (a run's ``config.json``, a TOML preset)
+    into the current keys; ``source`` names it in errors."""
     if not isinstance(data.get("train", {}), dict):
         return data  # from_dict refuses it
     train = dict(data.get("train", {}))
+    for old, new in _RENAMED.items():
+        if old in train:
+            if new in train:
+                raise MistError(f"{source}: train.{old} is the old name of train.{new}; give one")
+            train[new] = train.pop(old)
     for key, neutral in _RETIRED.items():
         if key in train and train.pop(key) != neutral:
             raise MistError(
@@ -308,6 +326,8 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     target = getattr(cfg, section)
     types_ = _field_types(type(target))
     if key not in types_:
+        if section == "train" and key in _RENAMED:
+            raise MistError(f"config key train.{key} is now train.{_RENAMED[key]}")
         raise MistError(f"unknown config key {section}.{key}; known: {sorted(types_)}")
     setattr(target, key, _coerce(value, types_[key], f"{section}.{key}"))
 
@@ -328,7 +348,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         dotted, text = item.split("=", 1)
         parts = dotted.strip().split(".")
         if len(parts) != 2:
-            raise MistError(f"override key {dotted!r} must be section.key, e.g. train.lr_k")
+            raise MistError(f"override key {dotted!r} must be section.key, e.g. train.lr_keypoints")
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
@@ -371,7 +391,7 @@ def load_preset(name_or_path: str) -> Config:
 def _from_file(data: dict[str, Any], where: str) -> Config:
     """:func:`from_dict` of a file's content, its messages prefixed with the file."""
     try:
-        return from_dict(_upgrade(data, where))
+        return from_dict(upgrade(data, where))
     except MistError as exc:
         message = str(exc)
         raise MistError(message if message.startswith(where) else f"{where}: {message}") from None

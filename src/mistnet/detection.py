@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.models.mist import MIST
+from mistnet.models.mist import PatchModel
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _square_iou(a: list[float], b: list[float]) -> float:
 
 @torch.inference_mode()
 def detect_image(
-    model: MIST,
+    model: PatchModel,
     image: Tensor,
     k: int,
     scale: float = 1.0,
@@ -136,7 +136,7 @@ def detect_image(
     """Detect in one ``(C, H, W)`` image (on the model's device), optionally rescaled or tiled.
 
     Args:
-        model: a MIST model in eval mode.
+        model: a MIST model (or a baseline) in eval mode.
         image: the image, as the model takes it.
         k: detections per image, or per window with ``tile``.
         scale: resize factor applied before detection (1: none).
@@ -165,7 +165,7 @@ def detect_image(
 
 
 def _tiled(
-    model: MIST, x: Tensor, k: int, tile: tuple[int, int], batch: int
+    model: PatchModel, x: Tensor, k: int, tile: tuple[int, int], batch: int
 ) -> tuple[Tensor, Tensor, Tensor | None, int]:
     _, H, W = x.shape
     th, tw = min(tile[0], H), min(tile[1], W)

@@ -16,8 +16,9 @@ run resumes with any N, 1 included.
 Exactness: every loss is a batch mean of per-image terms (per-image weights included), so the mean
 of the ranks' gradients is the gradient of the full batch; the x-step objective is a batch mean
 too, so on B/N images its gradient per keypoint is N times larger, and :func:`shard_config` divides
-its step size ``lr_k`` by N. The heatmap network's input BatchNorm normalises with batch statistics,
-which :class:`GlobalBatchNorm2d` computes over all ranks (torch's ``SyncBatchNorm`` needs a GPU).
+its step size ``lr_keypoints`` by N. The heatmap network's input BatchNorm normalises with batch
+statistics, which :class:`GlobalBatchNorm2d` computes over all ranks (torch's ``SyncBatchNorm``
+needs a GPU).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def process_group(device: str) -> Iterator[tuple[World, str]]:
 
 
 def shard_config(cfg: TrainConfig, world: World) -> TrainConfig:
-    """The train config one rank steps with: ``batch_size / N`` images, x-step size ``lr_k / N``.
+    """The train config one rank steps with: ``batch_size / N`` images, x-step size
+    ``lr_keypoints / N``.
 
     Raises:
         MistError: ``train.batch_size`` is not a multiple of the number of processes.
@@ -97,7 +99,7 @@ def shard_config(cfg: TrainConfig, world: World) -> TrainConfig:
             "(choose a multiple of --nproc-per-node)"
         )
     return dataclasses.replace(
-        cfg, batch_size=cfg.batch_size // world.size, lr_k=cfg.lr_k / world.size
+        cfg, batch_size=cfg.batch_size // world.size, lr_keypoints=cfg.lr_keypoints / world.size
     )
 
 

@@ -12,8 +12,9 @@ trains the channel-wise and grid baselines by backpropagation; :func:`evaluate` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from torch.optim import Optimizer
 from mistnet.errors import NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import SceneMeter
-from mistnet.models.mist import MIST, TaskOutput
+from mistnet.models.mist import MIST, MISTOutput, PatchModel, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
 
 TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
@@ -202,7 +203,7 @@ def supervised_step(
 
 
 def end_to_end_step(
-    model: MIST, optimizer: Optimizer, task_loss: TaskLoss, batch: Batch
+    model: PatchModel, optimizer: Optimizer, task_loss: TaskLoss, batch: Batch
 ) -> StepResult:
     """The channel-wise and grid baselines: backpropagation through the whole model."""
     out = model(batch.images)
@@ -211,9 +212,25 @@ def end_to_end_step(
     return StepResult(loss.detach())
 
 
+class Meter(Protocol):
+    """A meter :func:`evaluate` feeds besides its own: each batch and the model's output on it.
+
+    ``sums`` / ``load_sums`` as :class:`~mistnet.metrics.SceneMeter`'s: the meters of disjoint
+    batches add up (sharded evaluation reduces them); ``compute`` gives the metrics.
+    """
+
+    def update(self, out: MISTOutput, batch: Batch) -> None: ...
+
+    def sums(self) -> Tensor: ...
+
+    def load_sums(self, sums: Tensor) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
 @torch.inference_mode()
 def evaluate(
-    model: MIST,
+    model: PatchModel,
     batches: Iterable[dict[str, Tensor]],
     device: torch.device | str = "cpu",
     k: int | None = None,
@@ -222,6 +239,7 @@ def evaluate(
     annotations: frozenset[str] = frozenset({"boxes", "labels"}),
     class_names: tuple[str, ...] = (),
     reduce: Callable[[Tensor], Tensor] | None = None,
+    meters: Sequence[Meter] = (),
 ) -> dict[str, float]:
     """SPEC §5 metrics of ``model`` over ``batches``, in eval mode (:class:`SceneMeter`).
 
@@ -229,6 +247,7 @@ def evaluate(
     ``class_names`` adds each class's ``classif/<name>``. ``per_image_k`` detects ``count[b]``
     instances per image (Table 3) instead of ``k``. ``reduce`` maps the meter's sums to those
     of every process (sharded validation: :func:`mistnet.distributed.sum_over_ranks`).
+    ``meters`` see the same batches and outputs; their metrics are theirs to compute.
     """
     was_training = model.training
     model.eval()
@@ -243,8 +262,11 @@ def evaluate(
             truth = (batch.boxes, batch.labels, batch.count)
             det_count = batch.count if per_image_k else None
             meter.update(out.keypoints, labels, *truth, det_count, out.reconstruction, batch.images)
+            for extra in meters:
+                extra.update(out, batch)
     finally:
         model.train(was_training)
     if reduce is not None:
-        meter.load_sums(reduce(meter.sums()))
+        for m in (meter, *meters):
+            m.load_sums(reduce(m.sums()))
     return meter.compute(class_names)

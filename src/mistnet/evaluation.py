@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
-from mistnet.engine import evaluate
+from mistnet.engine import Meter, evaluate
 from mistnet.errors import MistError
 from mistnet.metrics import unmeasured
 from mistnet.runner import Run, loader
@@ -64,6 +65,7 @@ def evaluate_run(
     per_image_k: bool = False,
     batch_size: int = 0,
     device: torch.device | str = "cpu",
+    meters: Sequence[Meter] = (),
 ) -> Evaluation:
     """Evaluate the best checkpoint of ``run`` on ``split`` of ``data``.
 
@@ -76,6 +78,8 @@ def evaluate_run(
         per_image_k: detect each scene's ground-truth count instead (Table 3).
         batch_size: evaluation batch size (0: the run's training batch size).
         device: where the model runs.
+        meters: more meters fed in the same pass (:class:`mistnet.engine.Meter`); the caller
+            reads their metrics.
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
@@ -103,6 +107,7 @@ def evaluate_run(
         signed=cfg.model.output == "signed",
         annotations=annotations,
         class_names=tuple(cfg.model.class_names),
+        meters=meters,
     )
     broken = [name for name, value in metrics.items() if not math.isfinite(value)]
     if broken:

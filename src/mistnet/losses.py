@@ -278,7 +278,8 @@ def heatmap_nll_loss(
     pulls a window far below the strongest one at full strength however far below it lies, and
     the saturating form lets it fade until the loop collapses; with the exact per-window softmax
     (``model.softmax_eps = 0``, the cpu presets) neither happens, since ``h`` then depends only
-    on the target's own window (benchmarks/RESULTS.md, seventh round).
+    on the target's own window (benchmarks/RESULTS.md, "the late collapse was float underflow in
+    E_K").
 
     Args:
         log_heatmaps: ``(B, S, H, W)`` log spatial-softmax responses.
@@ -300,7 +301,7 @@ def heatmap_nll_loss(
 def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
     r"""Squared distance (px²) between each patch's centre and its weighted centre of mass.
 
-    Not in the paper: an optional prior for the x-step (``train.x_centre``) that an instance is
+    Not in the paper: an optional prior for the x-step (``train.centre_weight``) that an instance is
     centred on its mass, as MNIST digits (centred by centre of mass in their frame) and Gabor
     kernels are. The mass of a sample is ``|patch|`` summed over channels times a Gaussian window
     of std ``sigma`` (in units of the side) around the patch centre, which keeps neighbours' ink

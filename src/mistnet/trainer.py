@@ -36,14 +36,14 @@ from mistnet.losses import (
     reconstruction_loss,
     set_classification_loss,
 )
-from mistnet.models.mist import MIST, TaskOutput
+from mistnet.models.mist import PatchModel, TaskOutput
 
 
 @dataclass
 class Trainer:
     """A model, its optimisers by checkpoint name, and the bound step ``Batch -> StepResult``."""
 
-    model: MIST
+    model: PatchModel
     optimizers: dict[str, torch.optim.Optimizer]
     step: Callable[[Batch], StepResult]
 
@@ -80,13 +80,13 @@ def x_step_schedule(cfg: TrainConfig) -> XStep:
     prior = {"patch": _patch_prior, "mixture": _mixture_prior}[cfg.centre_mode]
     objective = XObjective(
         priors={"centre": partial(prior, cfg.centre_sigma)},
-        weights={"centre": cfg.x_centre},
-        proximal=cfg.lam,
+        weights={"centre": cfg.centre_weight},
+        proximal=cfg.proximal_weight,
     )
-    return XStep(objective, lr=cfg.lr_k, iters=cfg.k_iter, max_px=cfg.max_step_px)
+    return XStep(objective, lr=cfg.lr_keypoints, iters=cfg.keypoint_iters, max_px=cfg.max_step_px)
 
 
-def build_trainer(model: MIST, cfg: TrainConfig) -> Trainer:
+def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:
     """Optimisers (Adam) and the step function of ``cfg.method`` for ``model``."""
     adam = torch.optim.Adam
     loss = task_loss(model.task, cfg.class_loss)

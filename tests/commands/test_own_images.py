@@ -1,4 +1,4 @@
-"""Issue 13 end to end: a folder of PNGs imported with and without labels, trained, evaluated
+"""One's own images end to end: a folder of PNGs imported with and without labels, trained, evaluated
 (only what the data measures), shown and detected (CSV and COCO outputs)."""
 
 import csv

@@ -120,7 +120,12 @@ def test_train_from_a_dataset_directory_then_reconstruct_commands(capsys, tmp_pa
     splits = {s: make_scenes(gen, s, range(n)) for s, n in (("train", 16), ("val", 8), ("test", 4))}
     data = write_dataset(tmp_path / "easy", "mnist-easy", splits)
     run = tmp_path / "recon"
-    sets = ["model.task=reconstruct", "train.steps=4", "train.val_every=4", "train.lr_k=3.2"]
+    sets = [
+        "model.task=reconstruct",
+        "train.steps=4",
+        "train.val_every=4",
+        "train.lr_keypoints=3.2",
+    ]
     argv = ["train", "--preset", "tiny-cpu", "--out", run, "--data", data, "--no-progress"]
     rc, out, err = mist(capsys, *argv, *[a for s in sets for a in ("--set", s)])
     assert rc == 0, err

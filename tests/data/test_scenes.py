@@ -7,16 +7,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mistnet.data.dataset import SceneDataset, collate_scenes
 from mistnet.data.digits import load_digits
 from mistnet.data.gabor import gabor_kernel
-from mistnet.data.scenes import (
-    GENERATORS,
-    SceneDataset,
-    build_generator,
-    collate_scenes,
-    make_scenes,
-    paste_digits,
-)
+from mistnet.data.scenes import GENERATORS, build_generator, make_scenes, paste_digits
 from mistnet.errors import DataError
 
 BANK = 32  # small layout bank keeps tests fast; the default path is covered separately

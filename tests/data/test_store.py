@@ -13,8 +13,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mistnet.data.dataset import SceneDataset
 from mistnet.data.official import export_official, import_official, read_official
-from mistnet.data.scenes import SceneDataset, build_generator, make_scenes
+from mistnet.data.scenes import build_generator, make_scenes
 from mistnet.data.store import (
     SceneFolder,
     dataset_directory,

@@ -97,3 +97,20 @@ def test_grid_keypoints_errors():
         grid_keypoints(80, 60)
     with pytest.raises(ValueError, match="rows"):
         grid_keypoints(80, 80, rows=0)
+
+
+def test_the_grid_baseline_is_a_patch_model_without_a_detector():
+    from mistnet.config import ModelConfig
+    from mistnet.models import MIST, GridMIST, PatchModel
+    from mistnet.models.build import build_model
+
+    cfg = ModelConfig(patch_size=8, patch_base_width=4, patch_levels=1, patch_blocks=1)
+    model = build_model(cfg, "grid")
+    assert isinstance(model, GridMIST) and isinstance(model, PatchModel)
+    assert not isinstance(model, MIST)
+    assert not hasattr(model, "log_heatmaps") and not hasattr(model, "detect")
+    assert all(name.startswith("task_net.") for name in model.state_dict())
+    out = model(torch.rand(2, 1, 60, 60))
+    assert out.heatmaps is None and out.heatmap_logits is None
+    assert torch.equal(out.keypoints, grid_keypoints(60, 60).expand(2, -1, -1))
+    assert out.task.shape[:2] == (2, 9)

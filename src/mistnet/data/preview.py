@@ -24,7 +24,7 @@ def save_scene_grid(
     """Draw the first ``n`` items of a scene dataset in a grid, with boxes and labels, as a PNG.
 
     Args:
-        dataset: items as :class:`mistnet.data.scenes.SceneDataset` yields them.
+        dataset: items as :class:`mistnet.data.dataset.SceneDataset` yields them.
         out: PNG path (written via a temporary name, then renamed).
         n: number of scenes (clipped to the dataset size).
         title: figure title.

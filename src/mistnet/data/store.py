@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
-from mistnet.data.scenes import SceneDataset, to_item
 from mistnet.errors import DataError
 from mistnet.io import claim_output, json_text, new_directory
 from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite

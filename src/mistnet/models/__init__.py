@@ -2,7 +2,7 @@
 
 from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints, spatial_soft_argmax
 from mistnet.models.heatmap import HeatmapBody, HeatmapNet
-from mistnet.models.mist import MIST, MISTOutput
+from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST, MISTOutput, PatchModel
 from mistnet.models.patch import (
     PatchAutoencoder,
     PatchClassifier,
@@ -16,7 +16,10 @@ __all__ = [
     "HeatmapBody",
     "HeatmapNet",
     "MIST",
+    "ChannelWiseMIST",
+    "GridMIST",
     "MISTOutput",
+    "PatchModel",
     "PatchAutoencoder",
     "PatchClassifier",
     "PatchDecoder",

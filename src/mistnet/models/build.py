@@ -7,7 +7,7 @@ from torch import nn
 from mistnet.config import ModelConfig
 from mistnet.models.baselines import ChannelWiseHeatmap
 from mistnet.models.heatmap import HeatmapNet
-from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST
+from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST, PatchModel
 from mistnet.models.patch import PatchAutoencoder, PatchClassifier
 
 
@@ -24,7 +24,7 @@ def build_task_net(cfg: ModelConfig) -> nn.Module:
     return PatchAutoencoder(cfg.in_channels, output=cfg.output, **sizes)
 
 
-def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
+def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     """Build the model a training ``method`` needs.
 
     ``mist`` and ``supervised`` share the MIST architecture; ``channelwise`` swaps the heatmap
@@ -49,5 +49,5 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> MIST:
             heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
         )
     if method == "grid":
-        return GridMIST(task_net, rows=3, cols=3, task=cfg.task, **common)
+        return GridMIST(task_net, rows=3, cols=3, task=cfg.task, patch_size=cfg.patch_size)
     raise ValueError(f"unknown method {method!r}; expected mist, supervised, channelwise or grid")

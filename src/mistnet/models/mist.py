@@ -63,18 +63,63 @@ class TaskOutput:
     reconstruction: Tensor | None = None
 
 
-class MIST(nn.Module):
-    """Multiple Instance Spatial Transformer.
+class PatchModel(nn.Module):
+    """What MIST and its baselines share: K patches of an image (S), one task network applied to
+    each (T) and, for reconstruction, the decoded patches pasted back (S^-1).
+
+    Subclasses say where the K patches are in :meth:`forward`: :class:`MIST` by E_K on its
+    heatmaps, :class:`ChannelWiseMIST` by soft-argmax, :class:`GridMIST` by a fixed tiling.
 
     Args:
-        heatmap_net: maps ``(B, C, H, W)`` images to ``(B, S, H, W)`` logits (e.g.
-            :class:`~mistnet.models.HeatmapNet`).
+        heatmap_net: the network that finds the instances (``nn.Identity`` for a fixed tiling);
+            it and ``task_net`` are the two parts the trainer optimises and warm-starts apart.
         task_net: shared across patches; ``(B, K, C, P, P)`` → class logits ``(B, K, classes)``
             or decoded patches ``(B, K, C, P, P)``.
         task: ``"classify"`` or ``"reconstruct"``.
         k: default number of patches K.
         sides: the S box sides in pixels, increasing.
         patch_size: P.
+    """
+
+    def __init__(
+        self,
+        heatmap_net: nn.Module,
+        task_net: nn.Module,
+        task: str = "classify",
+        k: int = 9,
+        sides: tuple[float, ...] = (20.0,),
+        patch_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if task not in ("classify", "reconstruct"):
+            raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.heatmap_net = heatmap_net
+        self.task_net = task_net
+        self.task = task
+        self.k = k
+        self.sides = tuple(float(s) for s in sides)
+        self.patch_size = patch_size
+
+    def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
+        """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
+        patches = extract_patches(images, keypoints, self.patch_size)  # (B, K, C, P, P)
+        out = self.task_net(patches)
+        recon = None
+        if self.task == "reconstruct":
+            _, _, H, W = images.shape
+            recon = paste_patches(out, keypoints, H, W)  # (B, C, H, W)
+        return TaskOutput(patches, out, recon)
+
+
+class MIST(PatchModel):
+    """Multiple Instance Spatial Transformer.
+
+    Args:
+        heatmap_net: maps ``(B, C, H, W)`` images to ``(B, S, H, W)`` logits (e.g.
+            :class:`~mistnet.models.HeatmapNet`).
+        task_net, task, k, sides, patch_size: as :class:`PatchModel`.
         softmax_window, softmax_strength, softmax_eps: local spatial softmax (15, 10, 1e-6 in the
             official code; ``softmax_eps = 0`` is the exact per-window softmax).
         nms_window: NMS window of E_K (5).
@@ -93,17 +138,7 @@ class MIST(nn.Module):
         softmax_eps: float = 1e-6,
         nms_window: int = 5,
     ) -> None:
-        super().__init__()
-        if task not in ("classify", "reconstruct"):
-            raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.heatmap_net = heatmap_net
-        self.task_net = task_net
-        self.task = task
-        self.k = k
-        self.sides = tuple(float(s) for s in sides)
-        self.patch_size = patch_size
+        super().__init__(heatmap_net, task_net, task, k, sides, patch_size)
         self.softmax_window = softmax_window
         self.softmax_strength = softmax_strength
         self.softmax_eps = softmax_eps
@@ -127,16 +162,6 @@ class MIST(nn.Module):
         return topk_keypoints(
             log_heatmaps.detach(), k or self.k, self.sides, self.nms_window, log=True
         )
-
-    def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
-        """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
-        patches = extract_patches(images, keypoints, self.patch_size)  # (B, K, C, P, P)
-        out = self.task_net(patches)
-        recon = None
-        if self.task == "reconstruct":
-            _, _, H, W = images.shape
-            recon = paste_patches(out, keypoints, H, W)  # (B, C, H, W)
-        return TaskOutput(patches, out, recon)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """Detect K instances in ``images`` ``(B, C, H, W)`` and run the task network on them."""
@@ -170,23 +195,29 @@ class ChannelWiseMIST(MIST):
         return _output(logits, h, keypoints, scores, self.run_task(images, keypoints))
 
 
-class GridMIST(MIST):
+class GridMIST(PatchModel):
     """The grid baseline (SPEC §4.1): the same task network on a fixed ``rows x cols`` tiling.
 
     The tiling is computed from each input's size (:func:`~mistnet.models.grid_keypoints`), so
-    the baseline tiles any image with square cells. It has no heatmap: :meth:`log_heatmaps` and
-    :meth:`detect` raise.
+    the baseline tiles any image with square cells. It has no heatmap and no detector: its
+    ``heatmap_net`` is empty, and its outputs carry no heatmaps.
+
+    Args:
+        task_net, task, sides, patch_size: as :class:`PatchModel`; K is ``rows * cols``.
+        rows, cols: the tiling.
     """
 
-    def __init__(self, task_net: nn.Module, rows: int = 3, cols: int = 3, **kwargs) -> None:
-        super().__init__(nn.Identity(), task_net, k=rows * cols, **kwargs)
+    def __init__(
+        self,
+        task_net: nn.Module,
+        rows: int = 3,
+        cols: int = 3,
+        task: str = "classify",
+        sides: tuple[float, ...] = (20.0,),
+        patch_size: int = 32,
+    ) -> None:
+        super().__init__(nn.Identity(), task_net, task, rows * cols, sides, patch_size)
         self.rows, self.cols = rows, cols
-
-    def log_heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        raise TypeError("the grid baseline has no heatmap network")
-
-    def detect(self, log_heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
-        raise TypeError("the grid baseline has no detector: its keypoints are a fixed tiling")
 
     def keypoints(self, images: Tensor) -> Tensor:
         """The tiling of ``images`` ``(B, C, H, W)`` as keypoints ``(B, rows·cols, 3)``."""
@@ -195,6 +226,7 @@ class GridMIST(MIST):
         return grid.expand(B, -1, -1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
+        """The task network on every cell of the tiling (``k`` is ignored: K is fixed)."""
         keypoints = self.keypoints(images)
         scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)
         return _output(None, None, keypoints, scores, self.run_task(images, keypoints))

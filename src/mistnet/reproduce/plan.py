@@ -126,7 +126,8 @@ BUDGETS: dict[str, Budget] = {
         },
         # Tables 1, gabor and 4: runs x minutes (+ data, evaluation, figures) stays under ~20
         # minutes. Tables 2 and 3: 20 minutes per run, each table under 2 hours; the demo's
-        # validation flattens from ~2,000 steps (RESULTS.md, seventh round and eighth round).
+        # validation flattens from ~2,000 steps (RESULTS.md: "the late collapse" and "the long
+        # horizon").
         minutes={"table1": 2.75, "gabor": 15.0, "table2": 20.0, "table3": 20.0, "table4": 7.0},
         presets={"classify": "mnist-hard-cpu"},
         overrides={"*": _CPU_ALL, "reconstruct": _CPU_RECON},
@@ -248,7 +249,7 @@ _SVHN = (
     "model.k=2",
     "model.factors=[0.5]",
     "train.select_metric=ap50",
-    "train.x_centre=0",
+    "train.centre_weight=0",
 )
 _UNEVEN = "MIST · uneven layout: trained on the left band, tested on the"
 

@@ -28,17 +28,17 @@ from typing import Any
 import torch
 
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import Config, resolve
-from mistnet.data import open_dataset
-from mistnet.engine import Batch
+from mistnet.config import Config, load_json, resolve, upgrade
+from mistnet.engine import Batch, Meter
 from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
 from mistnet.metrics import APMeter, match_points
+from mistnet.models import MISTOutput
 from mistnet.ops import topk_keypoints
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
-from mistnet.runner import Run, loader, train
+from mistnet.runner import Run, train
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
@@ -141,9 +141,10 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     (written into a run's config by training, from the data the plan names).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
-    defaults, as :func:`mistnet.config.load_json` gives them to the run.
+    defaults, and older keys their current names, as :func:`mistnet.config.load_json` gives
+    them to the run.
     """
-    cfg = json.loads(json.dumps(cfg))
+    cfg = upgrade(json.loads(json.dumps(cfg)), "the recorded fingerprint")
     defaults = json.loads(json.dumps(Config().to_dict()))
     cfg = {**defaults, **cfg}
     for section, values in defaults.items():
@@ -249,52 +250,80 @@ def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[s
     )
 
 
-@torch.inference_mode()
-def extra_metrics(
-    model, dataset, extra: str, batch_size: int, device: torch.device | str
-) -> dict[str, float]:
-    """Metrics :func:`mistnet.engine.evaluate` does not give, from one more pass in eval mode.
+class SvhnAP:
+    """Table 4's AP at IoU .0, .5, ..., .9 of the model's K detections (an evaluate meter,
+    :class:`mistnet.engine.Meter`, over :class:`mistnet.metrics.APMeter`)."""
 
-    ``svhn_ap``: Table 4's AP at IoU .0, .5, ..., .9 (:class:`mistnet.metrics.APMeter`, K = the
-    model's). ``impulses``: the fraction of Gabor impulses with a detection within
-    :data:`IMPULSE_RADIUS` px, one-to-one (:func:`mistnet.metrics.match_points`), and, as a
-    reference that needs no learning, the same fraction for the K highest local maxima of the
-    texture itself (E_K on the image's positive part): a kernel peaks at its impulse, so bright
-    maxima already find many impulses where kernels do not overlap.
+    def __init__(self, num_classes: int) -> None:
+        self.ap = APMeter(num_classes=num_classes)
+
+    def update(self, out: MISTOutput, batch: Batch) -> None:
+        labels = out.task.argmax(-1)
+        self.ap.update(out.keypoints, labels, batch.boxes, batch.labels, batch.count)
+
+    def sums(self) -> torch.Tensor:
+        return self.ap.sums()
+
+    def load_sums(self, sums: torch.Tensor) -> None:
+        self.ap.load_sums(sums)
+
+    def compute(self) -> dict[str, float]:
+        return {k: v for k, v in self.ap.compute().items() if k != "n_images"}
+
+
+class ImpulsesFound:
+    """The fraction of Gabor impulses with a detection within :data:`IMPULSE_RADIUS` px, one to
+    one (:func:`mistnet.metrics.match_points`); an evaluate meter (:class:`mistnet.engine.Meter`).
+
+    As a reference that needs no learning, the same fraction for the K highest local maxima of
+    the texture itself (E_K on the image's positive part, K as many as the model detects): a
+    kernel peaks at its impulse, so bright maxima already find many impulses where kernels do
+    not overlap.
+
+    Args:
+        nms_window: E_K's NMS window for the reference (the model's).
+        side: the reference boxes' side; matching compares centres only.
     """
 
+    def __init__(self, nms_window: int, side: float) -> None:
+        self.nms_window, self.side = nms_window, side
+        self.found, self.found_ref, self.total = 0, 0, 0
+
+    def update(self, out: MISTOutput, batch: Batch) -> None:
+        K = out.keypoints.shape[1]
+        hit = match_points(out.keypoints, batch.boxes, IMPULSE_RADIUS, gt_count=batch.count)
+        maxima = batch.images.clamp(min=0)  # (B, 1, H, W): one scale, the image itself
+        ref_kp, _ = topk_keypoints(maxima, K, (self.side,), self.nms_window)
+        ref = match_points(ref_kp, batch.boxes, IMPULSE_RADIUS, gt_count=batch.count)
+        self.found += int(hit.sum())
+        self.found_ref += int(ref.sum())
+        self.total += int(batch.count.sum())
+
+    def sums(self) -> torch.Tensor:
+        return torch.tensor([self.found, self.found_ref, self.total], dtype=torch.float64)
+
+    def load_sums(self, sums: torch.Tensor) -> None:
+        self.found, self.found_ref, self.total = (round(v) for v in sums.tolist())
+
+    def compute(self) -> dict[str, float]:
+        if not self.total:
+            return {"impulses_found": float("nan"), "impulses_found_image_maxima": float("nan")}
+        return {
+            "impulses_found": self.found / self.total,
+            "impulses_found_image_maxima": self.found_ref / self.total,
+        }
+
+
+def extra_meters(extra: str, cfg: Config) -> list[Meter]:
+    """The meters of a row's extra metrics (``svhn_ap`` or ``impulses``; none for ``""``),
+    for the run of ``cfg``; :func:`evaluate_spec` feeds them in its evaluation's pass."""
     if not extra:
-        return {}
-    was_training = model.training
-    model.eval()
-    ap = APMeter(num_classes=getattr(model.task_net, "num_classes", 10))
-    found, found_ref, total = 0, 0, 0
-    try:
-        for raw in loader(dataset, batch_size, 0):
-            batch = Batch.from_dict(raw, device)
-            out = model(batch.images)
-            if extra == "svhn_ap":
-                ap.update(
-                    out.keypoints, out.task.argmax(-1), batch.boxes, batch.labels, batch.count
-                )
-            elif extra == "impulses":
-                hit = match_points(out.keypoints, batch.boxes, IMPULSE_RADIUS, gt_count=batch.count)
-                ref_kp, _ = topk_keypoints(
-                    batch.images.clamp(min=0), model.k, model.sides[:1], model.nms_window
-                )
-                ref = match_points(ref_kp, batch.boxes, IMPULSE_RADIUS, gt_count=batch.count)
-                found += int(hit.sum())
-                found_ref += int(ref.sum())
-                total += int(batch.count.sum())
-            else:
-                raise ValueError(f"unknown extra metric {extra!r}")
-    finally:
-        model.train(was_training)
+        return []
     if extra == "svhn_ap":
-        return {k: v for k, v in ap.compute().items() if k != "n_images"}
-    if not total:
-        return {"impulses_found": float("nan"), "impulses_found_image_maxima": float("nan")}
-    return {"impulses_found": found / total, "impulses_found_image_maxima": found_ref / total}
+        return [SvhnAP(cfg.model.num_classes)]
+    if extra == "impulses":
+        return [ImpulsesFound(cfg.model.nms_window, cfg.model.base_side)]
+    raise ValueError(f"unknown extra metric {extra!r}")
 
 
 def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
@@ -303,19 +332,21 @@ def evaluate_spec(spec: RunSpec, device: str) -> dict[str, Any]:
     Returns:
         ``{name: record}``; each record is what ``mist eval RUN --data PATH [--per-image-k]``
         writes (:class:`~mistnet.evaluation.Evaluation`) plus ``extra`` (see
-        :func:`extra_metrics`).
+        :func:`extra_meters`).
     """
+    cfg = load_json(spec.run_dir / "config.json")
     records = {}
     for ev in spec.row.all_evals():
-        path = str(spec.data[ev.name])
+        meters = extra_meters(spec.row.extra, cfg)
         result = evaluate_run(
-            spec.run_dir, path, "test", per_image_k=spec.row.per_image_k, device=device
+            spec.run_dir,
+            str(spec.data[ev.name]),
+            "test",
+            per_image_k=spec.row.per_image_k,
+            device=device,
+            meters=meters,
         )
-        extra = {}
-        if spec.row.extra:
-            cfg, model, _ = Run(spec.run_dir).load("best", device=device)
-            dataset = open_dataset(path, "test")
-            extra = extra_metrics(model, dataset, spec.row.extra, cfg.train.batch_size, device)
+        extra = {k: v for m in meters for k, v in m.compute().items()}
         records[ev.name] = {**result.to_dict(), "extra": extra}
     return records
 

@@ -1,0 +1,125 @@
+"""Scenes as PyTorch data: the item of one scene, the on-the-fly Dataset, the padded batch.
+
+The generators (:mod:`mistnet.data.scenes`) make numpy scenes; this module turns them into what
+training and evaluation read: an item dict per scene (:func:`to_item`, shared with the on-disk
+format of :mod:`mistnet.data.store`), :class:`SceneDataset` and :func:`collate_scenes`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mistnet.data.digits import DigitPools, canonical_split
+from mistnet.data.scenes import DEFAULT_SIZES, Scene, SceneGenerator, build_generator
+
+
+def to_item(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
+    """Arrays of one scene -> the Dataset item dict (uint8 images are scaled to [0, 1])."""
+    if image.dtype == np.uint8:
+        img = image.astype(np.float32)
+        img /= np.float32(255.0)
+    else:
+        img = np.array(image, dtype=np.float32)
+    n = labels.shape[0]
+    return {
+        "image": torch.from_numpy(img),
+        "boxes": torch.from_numpy(np.array(boxes, dtype=np.float32).reshape(n, 4)),
+        "labels": torch.from_numpy(np.array(labels, dtype=np.int64).reshape(n)),
+        "count": torch.from_numpy(np.array(n, dtype=np.int64)),
+    }
+
+
+class SceneDataset(Dataset):
+    """On-the-fly scenes: item ``i`` is scene ``i`` of ``split`` under ``seed``.
+
+    Args:
+        name: generator name (see :func:`build_generator`) or a :class:`SceneGenerator`.
+        split: ``train``, ``val`` (``valid``) or ``test``.
+        size: number of scenes (default: 50k / 5k / 10k per SPEC §3.2).
+        seed: dataset seed.
+        digits: digit source for MNIST scenes (``"embedded"`` or an IDX directory).
+        **kwargs: generator parameters (e.g. ``layout_bank``).
+
+    Item:
+        dict with ``image`` float32 ``(C, H, W)`` ([0, 1] for MNIST, signed for Gabor),
+        ``boxes`` float32 ``(N, 4)`` ``(cx, cy, w, h)``, ``labels`` int64 ``(N,)``, ``count``
+        int64 scalar.
+
+    Example:
+        >>> ds = SceneDataset("mnist-hard", "train", size=10)
+        >>> ds[0]["image"].shape, ds[0]["boxes"].shape
+        (torch.Size([1, 80, 80]), torch.Size([9, 4]))
+    """
+
+    def __init__(
+        self,
+        name: str | SceneGenerator,
+        split: str,
+        size: int | None = None,
+        seed: int = 0,
+        digits: str | DigitPools = "embedded",
+        **kwargs,
+    ) -> None:
+        self.generator = (
+            name if isinstance(name, SceneGenerator) else build_generator(name, digits, **kwargs)
+        )
+        self.split = canonical_split(split)
+        self.size = DEFAULT_SIZES[self.split] if size is None else int(size)
+        if self.size < 0:
+            raise ValueError(f"size must be >= 0, got {self.size}")
+        self.seed = int(seed)
+        self.name = self.generator.name
+        self.channels = self.generator.channels
+        self.height = self.generator.height
+        self.width = self.generator.width
+        self.max_count = self.generator.max_count
+
+    @property
+    def signed(self) -> bool:
+        """Whether the images are signed (Gabor) rather than in [0, 1]."""
+        return self.generator.signed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def scene(self, index: int) -> Scene:
+        """The raw :class:`Scene` (numpy, with pool indices) of item ``index``."""
+        if not -self.size <= index < self.size:
+            raise IndexError(f"scene index {index} out of range for size {self.size}")
+        return self.generator.generate(self.split, index % self.size, self.seed)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s = self.scene(int(index))
+        return to_item(s.image, s.boxes, s.labels)
+
+
+def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack scene items into a batch, padding to the largest count in the batch.
+
+    Args:
+        items: list of B items with ``image`` ``(C, H, W)``, ``boxes`` ``(N_b, 4)``,
+            ``labels`` ``(N_b,)``, ``count`` scalar.
+
+    Returns:
+        ``{"image": (B, C, H, W) float32, "boxes": (B, N, 4) float32 (padding 0),
+        "labels": (B, N) int64 (padding -1), "count": (B,) int64}`` with ``N = max N_b``.
+    """
+    if not items:
+        raise ValueError("collate_scenes needs at least one item")
+    B = len(items)
+    counts = torch.stack([torch.as_tensor(it["count"], dtype=torch.int64) for it in items])
+    N = int(counts.max()) if B else 0
+    boxes = torch.zeros(B, N, 4, dtype=torch.float32)
+    labels = torch.full((B, N), -1, dtype=torch.int64)
+    for b, it in enumerate(items):
+        n = int(it["count"])
+        boxes[b, :n] = it["boxes"][:n]
+        labels[b, :n] = it["labels"][:n]
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "boxes": boxes,
+        "labels": labels,
+        "count": counts,
+    }

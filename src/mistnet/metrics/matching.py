@@ -1,0 +1,316 @@
+"""Matching detections to ground truth (SPEC A26), and the validity of padded entries.
+
+Conventions (SPEC §0): boxes are centre/size ``(cx, cy, w, h)`` in image pixels, last dim 4; a
+keypoint ``(x, y, side)`` (last dim 3) is the square box ``(x, y, side, side)``. Labels are int64
+class ids ``0..num_classes-1``; variable-count batches pad labels with ``-1`` and may carry
+``count`` ``(B,)``: an entry is valid when its label is ``>= 0`` *and* its index is below the
+count (when a count is given). Matching is greedy over ground truth in index order: each
+ground-truth instance takes the eligible, still unmatched detection with the highest IoU; it is a
+match when that IoU is strictly greater than the threshold, and the detection is then removed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mistnet.ops.boxes import box_iou
+
+
+def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
+    """Which entries of a padded label tensor are real.
+
+    Args:
+        labels: ``(B, N)`` int labels, ``-1`` for padding.
+        count: optional ``(B,)`` number of valid leading entries per row.
+
+    Returns:
+        ``(B, N)`` bool: ``labels >= 0`` and (if ``count`` is given) ``index < count``.
+    """
+    if labels.ndim != 2:
+        raise ValueError(f"labels: expected shape (B, N), got {tuple(labels.shape)}")
+    valid = labels >= 0
+    if count is not None:
+        count = torch.as_tensor(count, device=labels.device)
+        if count.shape != labels.shape[:1]:
+            raise ValueError(
+                f"count: expected shape ({labels.shape[0]},), got {tuple(count.shape)}"
+            )
+        idx = torch.arange(labels.shape[1], device=labels.device)
+        valid = valid & (idx.unsqueeze(0) < count.unsqueeze(1))
+    return valid
+
+
+def label_histogram(labels: Tensor, num_classes: int, valid: Tensor | None = None) -> Tensor:
+    """Per-row class counts.
+
+    Args:
+        labels: ``(B, N)`` int labels; entries that are not ``valid`` (default: ``labels < 0``)
+            are ignored.
+        num_classes: C.
+        valid: optional ``(B, N)`` bool mask.
+
+    Returns:
+        ``(B, C)`` int64 counts.
+
+    Example:
+        >>> label_histogram(torch.tensor([[0, 0, 3, -1]]), 4)
+        tensor([[2, 0, 0, 1]])
+    """
+    if valid is None:
+        valid = labels >= 0
+    bad = valid & (labels >= num_classes)
+    if bool(bad.any()):
+        raise ValueError(f"labels: values must be < num_classes={num_classes}")
+    onehot = torch.nn.functional.one_hot(labels.clamp(min=0).long(), num_classes)  # (B, N, C)
+    return (onehot * valid.unsqueeze(-1)).sum(dim=1)
+
+
+def multiset_overlap(
+    det_labels: Tensor,
+    gt_labels: Tensor,
+    num_classes: int,
+    det_valid: Tensor | None = None,
+    gt_valid: Tensor | None = None,
+) -> Tensor:
+    """Size of the intersection of the predicted and ground-truth label multisets, per image.
+
+    ``sum_c min(n_pred(c), n_gt(c))``; equals ``#GT - sum_c max(0, n_gt(c) - n_pred(c))``.
+
+    Args:
+        det_labels: ``(B, K)`` predicted labels (``-1`` = padding).
+        gt_labels: ``(B, N)`` ground-truth labels (``-1`` = padding).
+        num_classes: C (all classes count, class 0 included).
+        det_valid: optional ``(B, K)`` bool mask.
+        gt_valid: optional ``(B, N)`` bool mask.
+
+    Returns:
+        ``(B,)`` int64.
+    """
+    h_det = label_histogram(det_labels, num_classes, det_valid)
+    h_gt = label_histogram(gt_labels, num_classes, gt_valid)
+    return torch.minimum(h_det, h_gt).sum(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Matching
+
+
+def greedy_assign(
+    iou: Tensor,
+    eligible: Tensor | None = None,
+    threshold: float = 0.5,
+    *,
+    inclusive: bool = False,
+) -> Tensor:
+    """Greedy one-to-one assignment of detections to ground truth (SPEC A26).
+
+    Ground-truth rows are visited in index order. Each takes the eligible, still unmatched
+    detection with the highest IoU (ties: lowest detection index); it is a match when that IoU is
+    strictly greater than ``threshold`` (at least ``threshold`` when ``inclusive``), and the
+    detection is then no longer available. NaN IoUs are never eligible. Leading dimensions are
+    independent problems (batched). Any score where higher is better works in place of the IoU
+    (:func:`match_points` passes negated distances).
+
+    Args:
+        iou: ``(..., N, M)`` IoU between N ground-truth and M detected boxes.
+        eligible: optional ``(..., N, M)`` bool; False pairs can never match (other class,
+            padding).
+        threshold: a pair matches only if its IoU is ``> threshold``.
+        inclusive: match at ``>= threshold`` instead (the official code's rule, kept for
+            :func:`~mistnet.metrics.official_eval_accuracy`).
+
+    Returns:
+        ``(..., N)`` int64: the matched detection index per ground-truth row, ``-1`` if none.
+
+    Example:
+        >>> greedy_assign(torch.tensor([[0.9, 0.8], [0.95, 0.1]]))
+        tensor([ 0, -1])
+    """
+    if iou.ndim < 2:
+        raise ValueError(f"iou: expected shape (..., N, M), got {tuple(iou.shape)}")
+    *lead, N, M = iou.shape
+    ok = ~torch.isnan(iou)
+    if eligible is not None:
+        if eligible.shape != iou.shape:
+            raise ValueError(
+                f"eligible: expected shape {tuple(iou.shape)}, got {tuple(eligible.shape)}"
+            )
+        ok = ok & eligible.bool()
+    Bf = math.prod(lead)
+    neg_inf = torch.tensor(float("-inf"), dtype=iou.dtype, device=iou.device)
+    score = torch.where(ok, iou, neg_inf).reshape(Bf, N, M)
+    assign = torch.full((Bf, N), -1, dtype=torch.long, device=iou.device)
+    if M == 0 or N == 0:
+        return assign.reshape(*lead, N)
+    used = torch.zeros(Bf, M, dtype=torch.bool, device=iou.device)
+    cols = torch.arange(M, device=iou.device)
+    # Sequential over ground truth by definition of the greedy rule; vectorised over the batch.
+    for n in range(N):
+        s = score[:, n].masked_fill(used, float("-inf"))  # (B', M)
+        best, idx = s.max(dim=-1)
+        hit = best >= threshold if inclusive else best > threshold
+        assign[:, n] = torch.where(hit, idx, torch.full_like(idx, -1))
+        used = used | ((cols.unsqueeze(0) == idx.unsqueeze(1)) & hit.unsqueeze(1))
+    return assign.reshape(*lead, N)
+
+
+def greedy_match(
+    iou: Tensor,
+    eligible: Tensor | None = None,
+    threshold: float = 0.5,
+    *,
+    inclusive: bool = False,
+) -> Tensor:
+    """Which ground-truth instances are matched by :func:`greedy_assign`.
+
+    Args:
+        iou: ``(..., N_gt, N_det)`` IoU.
+        eligible: optional ``(..., N_gt, N_det)`` bool mask of pairs allowed to match.
+        threshold: IoU threshold, strict unless ``inclusive``.
+        inclusive: match at ``>= threshold``.
+
+    Returns:
+        ``(..., N_gt)`` bool.
+    """
+    return greedy_assign(iou, eligible, threshold, inclusive=inclusive) >= 0
+
+
+def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> None:
+    """Raise ValueError unless the four tensors form one padded detection batch."""
+    if det_boxes.ndim != 3 or det_boxes.shape[-1] not in (3, 4):
+        raise ValueError(f"det_boxes: expected shape (B, K, 3|4), got {tuple(det_boxes.shape)}")
+    if gt_boxes.ndim != 3 or gt_boxes.shape[-1] not in (3, 4):
+        raise ValueError(f"gt_boxes: expected shape (B, N, 3|4), got {tuple(gt_boxes.shape)}")
+    if det_labels.shape != det_boxes.shape[:2]:
+        raise ValueError(
+            f"det_labels: expected shape {tuple(det_boxes.shape[:2])}, "
+            f"got {tuple(det_labels.shape)}"
+        )
+    if gt_labels.shape != gt_boxes.shape[:2]:
+        raise ValueError(
+            f"gt_labels: expected shape {tuple(gt_boxes.shape[:2])}, got {tuple(gt_labels.shape)}"
+        )
+    if det_boxes.shape[0] != gt_boxes.shape[0]:
+        raise ValueError(
+            "det_boxes and gt_boxes: batch sizes differ "
+            f"({det_boxes.shape[0]} vs {gt_boxes.shape[0]})"
+        )
+
+
+def pair_iou(det_boxes: Tensor, gt_boxes: Tensor) -> Tensor:
+    """``(B, N_gt, K)`` IoU, computed in float64 so thresholds are not blurred by rounding."""
+    return box_iou(gt_boxes.double(), det_boxes.double())
+
+
+def match_detections(
+    det_boxes: Tensor,
+    det_labels: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    *,
+    gt_count: Tensor | None = None,
+    det_count: Tensor | None = None,
+    threshold: float = 0.5,
+    class_aware: bool = True,
+) -> Tensor:
+    """Padding-aware batched greedy one-to-one matching.
+
+    Args:
+        det_boxes: ``(B, K, 3)`` keypoints ``(x, y, side)`` or ``(B, K, 4)`` boxes.
+        det_labels: ``(B, K)`` predicted labels, ``-1`` = padding (ignored if not class-aware,
+            except as padding).
+        gt_boxes: ``(B, N, 4)`` (or 3) ground-truth boxes.
+        gt_labels: ``(B, N)`` ground-truth labels, ``-1`` = padding.
+        gt_count: optional ``(B,)`` valid ground-truth count.
+        det_count: optional ``(B,)`` valid detection count (the first ``det_count[b]``).
+        threshold: strict IoU threshold.
+        class_aware: only same-label pairs are eligible.
+
+    Returns:
+        ``(B, N)`` bool: ground-truth instance matched (always False for padding).
+    """
+    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    gt_valid = valid_mask(gt_labels, gt_count)
+    det_valid = valid_mask(det_labels, det_count)
+    eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)  # (B, N, K)
+    if class_aware:
+        eligible = eligible & (gt_labels.unsqueeze(2) == det_labels.unsqueeze(1))
+    return greedy_match(pair_iou(det_boxes, gt_boxes), eligible, threshold)
+
+
+def any_match(
+    det_boxes: Tensor,
+    det_labels: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    *,
+    gt_count: Tensor | None = None,
+    det_count: Tensor | None = None,
+    threshold: float = 0.5,
+) -> Tensor:
+    """[C]'s non-exclusive, class-agnostic detection test: any valid detection with IoU > t.
+
+    Args: as :func:`match_detections`.
+
+    Returns:
+        ``(B, N)`` bool (False for padding).
+    """
+    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    gt_valid = valid_mask(gt_labels, gt_count)
+    det_valid = valid_mask(det_labels, det_count)
+    iou = pair_iou(det_boxes, gt_boxes).masked_fill(~det_valid.unsqueeze(1), 0.0)
+    return ((iou > threshold).any(dim=2)) & gt_valid
+
+
+def match_points(
+    det_points: Tensor,
+    gt_points: Tensor,
+    radius: float,
+    *,
+    gt_count: Tensor | None = None,
+    det_count: Tensor | None = None,
+) -> Tensor:
+    """One-to-one matching of detected to ground-truth positions within a radius (Gabor, Fig. 4).
+
+    The greedy rule of :func:`greedy_assign` on negated distances: ground-truth points in index
+    order each take the nearest still unmatched detection, a match when the distance is at most
+    ``radius`` (inclusive). Only ``(x, y)`` are used; a side or box size in the last dimension is
+    ignored.
+
+    Args:
+        det_points: ``(B, K, D)`` detections with ``D >= 2`` (keypoints ``(x, y, side)``).
+        gt_points: ``(B, N, D)`` ground truth with ``D >= 2`` (boxes ``(cx, cy, w, h)``).
+        radius: largest matching distance in pixels.
+        gt_count: optional ``(B,)`` valid ground-truth count (the first ``gt_count[b]``).
+        det_count: optional ``(B,)`` valid detection count.
+
+    Returns:
+        ``(B, N)`` bool: ground-truth point matched (False for padding).
+
+    Example:
+        >>> det = torch.tensor([[[10.0, 10.0, 20.0], [13.0, 10.0, 20.0]]])
+        >>> gt = torch.tensor([[[11.0, 10.0, 20.0, 20.0], [16.0, 10.0, 20.0, 20.0]]])
+        >>> match_points(det, gt, 3.0)
+        tensor([[True, True]])
+    """
+    if det_points.ndim != 3 or det_points.shape[-1] < 2:
+        raise ValueError(f"det_points: expected shape (B, K, >=2), got {tuple(det_points.shape)}")
+    if gt_points.ndim != 3 or gt_points.shape[-1] < 2:
+        raise ValueError(f"gt_points: expected shape (B, N, >=2), got {tuple(gt_points.shape)}")
+    if det_points.shape[0] != gt_points.shape[0]:
+        raise ValueError(
+            f"det_points and gt_points: batch sizes differ "
+            f"({det_points.shape[0]} vs {gt_points.shape[0]})"
+        )
+    B, N, _ = gt_points.shape
+    K = det_points.shape[1]
+    ones = gt_points.new_zeros(B, N, dtype=torch.long)
+    gt_valid = valid_mask(ones, gt_count)
+    det_valid = valid_mask(det_points.new_zeros(B, K, dtype=torch.long), det_count)
+    dist = torch.cdist(gt_points[..., :2].double(), det_points[..., :2].double())  # (B, N, K)
+    eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)
+    # -d > -(r + tol)  <=>  d <= r, up to float rounding of integer-pixel distances
+    return greedy_match(-dist, eligible, -(float(radius) + 1e-9)) & gt_valid

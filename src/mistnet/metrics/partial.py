@@ -1,0 +1,157 @@
+"""A task's metrics on data whose ground truth may be partial.
+
+A dataset says which ground truth it carries (``boxes``, ``labels``). A metric that needs what
+the data lacks is left out (:func:`unmeasured` names it with the reason), never reported as 0:
+:class:`SceneMeter` is what :func:`mistnet.engine.evaluate` feeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from mistnet.metrics.matching import label_histogram, valid_mask
+from mistnet.metrics.meters import DetectionMeter, ReconstructionMeter
+
+#: The ground truth each detection metric needs: ``boxes`` (where the instances are) and/or
+#: ``labels`` (what they are).
+NEEDS: dict[str, frozenset[str]] = {
+    "det_iou50": frozenset({"boxes"}),
+    "det_any50": frozenset({"boxes"}),
+    "ap50_agnostic": frozenset({"boxes"}),
+    "classif": frozenset({"labels"}),
+    "both": frozenset({"boxes", "labels"}),
+    "ap50": frozenset({"boxes", "labels"}),
+}
+_COUNTS = ("n_images", "n_instances", "n_detections")
+
+
+def unmeasured(task: str, annotations: frozenset[str] | set[str]) -> dict[str, str]:
+    """The metrics of ``task`` that data carrying only ``annotations`` cannot give, with why.
+
+    Args:
+        task: ``"classify"`` or ``"reconstruct"`` (which measures ``rmse`` always and the
+            class-agnostic ``det_iou50`` / ``det_any50`` of its keypoints when there are boxes).
+        annotations: a subset of ``{"boxes", "labels"}``.
+
+    Returns:
+        ``{metric: reason}``, e.g. ``{"both": "the data has no boxes", ...}``.
+
+    Example:
+        >>> sorted(unmeasured("classify", {"labels"}))
+        ['ap50', 'ap50_agnostic', 'both', 'det_any50', 'det_iou50']
+    """
+    names = NEEDS if task == "classify" else ("det_iou50", "det_any50")
+    out = {}
+    for name in names:
+        missing = sorted(NEEDS[name] - set(annotations))
+        if missing:
+            out[name] = "the data has no " + " and no ".join(missing)
+    return out
+
+
+class SceneMeter:
+    """The SPEC §5 metrics of a MIST task over scenes, leaving out what the data cannot measure.
+
+    Classification gives ``det_iou50``, ``det_any50``, ``classif``, ``both``, ``ap50``,
+    ``ap50_agnostic`` (:class:`DetectionMeter`); reconstruction gives ``rmse`` and its variants
+    (:class:`ReconstructionMeter`) and, when the data has boxes and instances, the class-agnostic
+    ``det_iou50`` / ``det_any50`` of its keypoints. A metric whose ground truth the data lacks
+    (:func:`unmeasured`) is absent from :meth:`compute`, never reported as 0.
+
+    Args:
+        task: ``"classify"`` or ``"reconstruct"``.
+        num_classes: C of the classifier.
+        annotations: the ground truth the data carries, a subset of ``{"boxes", "labels"}``.
+        signed: signed (Gabor) images for the RMSE.
+
+    Example:
+        >>> m = SceneMeter("classify", annotations={"labels"})
+        >>> m.update(torch.zeros(1, 2, 3), torch.tensor([[3, 5]]), torch.zeros(1, 1, 4),
+        ...          torch.tensor([[3]]), torch.tensor([1]))
+        >>> {k: v for k, v in m.compute().items() if not k.startswith("n_")}
+        {'classif': 1.0}
+    """
+
+    def __init__(
+        self,
+        task: str,
+        num_classes: int = 10,
+        annotations: frozenset[str] | set[str] = frozenset({"boxes", "labels"}),
+        signed: bool = False,
+    ) -> None:
+        self.task = task
+        self.annotations = frozenset(annotations)
+        self.detection = DetectionMeter(num_classes)
+        self.reconstruction = ReconstructionMeter(signed)
+        self.num_classes = num_classes
+        self._hits = torch.zeros(num_classes, dtype=torch.int64)  # per-class multiset overlap
+        self._instances = torch.zeros(num_classes, dtype=torch.int64)
+
+    @torch.no_grad()
+    def update(
+        self,
+        keypoints: Tensor,
+        det_labels: Tensor | None,
+        gt_boxes: Tensor,
+        gt_labels: Tensor,
+        gt_count: Tensor,
+        det_count: Tensor | None = None,
+        reconstruction: Tensor | None = None,
+        images: Tensor | None = None,
+    ) -> None:
+        """Add one batch.
+
+        Args:
+            keypoints: ``(B, K, 3)`` detections.
+            det_labels: ``(B, K)`` predicted classes (classification), or ``None``.
+            gt_boxes, gt_labels, gt_count: the padded ground truth (``(B, N, 4)``, ``(B, N)``,
+                ``(B,)``); boxes are not read when the data has none.
+            det_count: optional ``(B,)`` detections that count per image (Table 3).
+            reconstruction, images: ``(B, C, H, W)`` for a reconstruction task.
+        """
+        if self.task != "classify":  # detection alone: every instance and keypoint is one class
+            self.reconstruction.update(reconstruction, images)
+            det_labels, gt_labels = keypoints[..., 0].long() * 0, gt_labels.clamp(max=0)
+        self.detection.update(keypoints, det_labels, gt_boxes, gt_labels, gt_count, det_count)
+        if self.task == "classify" and "labels" in self.annotations:
+            C = self.num_classes
+            h_det = label_histogram(det_labels, C, valid_mask(det_labels, det_count))  # (B, C)
+            h_gt = label_histogram(gt_labels, C, valid_mask(gt_labels, gt_count))
+            self._hits += torch.minimum(h_det, h_gt).sum(0).cpu()
+            self._instances += h_gt.sum(0).cpu()
+
+    def sums(self) -> Tensor:
+        """Everything accumulated, as one float64 vector: the meters of disjoint batches add up
+        to the meter of all of them (how sharded validation reduces over processes)."""
+        parts = [self.detection.sums(), self.reconstruction.sums(), self._hits, self._instances]
+        return torch.cat([p.double() for p in parts])
+
+    def load_sums(self, sums: Tensor) -> None:
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
+        sizes = [len(self.detection.sums()), len(self.reconstruction.sums())]
+        d, r, hits, instances = sums.cpu().split([*sizes, self.num_classes, self.num_classes])
+        self.detection.load_sums(d)
+        self.reconstruction.load_sums(r)
+        self._hits, self._instances = hits.round().long(), instances.round().long()
+
+    def compute(self, class_names: Sequence[str] = ()) -> dict[str, float]:
+        """The measurable metrics so far, and the counts.
+
+        Args:
+            class_names: when given (index ``i`` names class ``i``), also ``classif/<name>``:
+                the multiset recall of each class that has ground-truth instances.
+        """
+        found = self.detection.compute()
+        skipped = unmeasured(self.task, self.annotations)
+        if self.task != "classify":
+            located = found["n_instances"] and "boxes" in self.annotations
+            extra = {k: found[k] for k in ("det_iou50", "det_any50")} if located else {}
+            return {**self.reconstruction.compute(), **extra}
+        out = {k: v for k, v in found.items() if k not in skipped and k not in _COUNTS}
+        for i, name in enumerate(class_names):
+            if "labels" in self.annotations and int(self._instances[i]):
+                out[f"classif/{name}"] = int(self._hits[i]) / int(self._instances[i])
+        return {**out, **{k: found[k] for k in _COUNTS}}

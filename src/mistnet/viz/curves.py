@@ -1,0 +1,143 @@
+"""Training curves: a run's log as curves, and panels of losses and metrics (``mist plot``)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mistnet.viz.canvas import new_figure, save_figure
+
+
+def plot_curves(
+    history: Mapping[str, Sequence[tuple[float, float]]],
+    out_path: str | os.PathLike,
+    *,
+    ncols: int = 3,
+    logy: bool | Sequence[str] = False,
+    dpi: int = 100,
+) -> None:
+    """Loss / metric curves (Fig. 7 style), one subplot per key.
+
+    Args:
+        history: ``{name: [(step, value), ...]}``; non-finite values are skipped.
+        out_path: PNG path.
+        ncols: subplot columns.
+        logy: log-scale y for all keys (True) or for the named keys; keys with non-positive
+            values stay linear.
+        dpi: output resolution.
+    """
+    keys = list(history)
+    if not keys:
+        raise ValueError("history: expected at least one key")
+    fig, axes = _panel_grid(len(keys), ncols, dpi)
+    for key, ax in zip(keys, axes, strict=True):
+        pts = np.asarray(list(history[key]), dtype=np.float64).reshape(-1, 2)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        ax.plot(pts[:, 0], pts[:, 1], linewidth=1.0)
+        want_log = logy is True or (not isinstance(logy, bool) and key in logy)
+        if want_log and len(pts) and (pts[:, 1] > 0).all():
+            ax.set_yscale("log")
+        _style_panel(ax, key, "step")
+    fig.tight_layout()
+    save_figure(fig, out_path, dpi)
+
+
+def _panel_grid(n: int, ncols: int, dpi: int):
+    """A figure of ``n`` curve panels in up to ``ncols`` columns: ``(figure, the n axes)``."""
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = new_figure(3.6 * ncols, 2.6 * nrows, dpi)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
+
+
+def _style_panel(ax, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+#: Keys of a run's log lines that are bookkeeping, not curves.
+_NOT_CURVES = {"step", "split", "wall", "n_images", "n_instances", "n_detections"}
+
+
+def log_curves(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, float, float]]]:
+    """A run's ``log.jsonl`` lines as curves ``{"train/task": [(step, minutes, value)], ...}``.
+
+    Training lines give ``train/<loss>``, validation lines ``val/<metric>``; a validation takes
+    the wall time of the training line logged at its step or the last one before it (NaN when
+    none was).
+
+    Example:
+        >>> log_curves([{"step": 5, "split": "train", "wall": 60.0, "task": 2.0},
+        ...             {"step": 5, "split": "val", "both": 0.5}])
+        {'train/task': [(5, 1.0, 2.0)], 'val/both': [(5, 1.0, 0.5)]}
+    """
+    curves: dict[str, list[tuple[int, float, float]]] = {}
+    minutes = math.nan
+    for r in sorted(records, key=lambda r: (r.get("step", 0), r.get("split") != "train")):
+        if r.get("split") == "train" and "wall" in r:
+            minutes = float(r["wall"]) / 60
+        for key, value in r.items():
+            if key not in _NOT_CURVES and isinstance(value, int | float):
+                curves.setdefault(f"{r.get('split')}/{key}", []).append(
+                    (int(r["step"]), minutes, float(value))
+                )
+    return curves
+
+
+def plot_runs(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    out_path: str | os.PathLike,
+    *,
+    keys: Sequence[str] = (),
+    minutes: bool = False,
+    ncols: int = 3,
+    dpi: int = 100,
+) -> list[str]:
+    """Losses and validation metrics of several runs, one panel per curve, one line per run.
+
+    Args:
+        runs: ``{label: log records}`` (see :func:`log_curves`).
+        out_path: PNG path.
+        keys: the curves to draw (``"train/task"``, ``"train/border"``, ``"val/both"``;
+            default: the training losses ``train/task`` and ``train/heatmap`` and every
+            validation metric but the per-class ``val/classif/<name>``).
+        minutes: training minutes on the x axis instead of steps.
+
+    Returns:
+        The keys drawn.
+
+    Raises:
+        ValueError: no run has any of the curves.
+    """
+    curves = {label: log_curves(records) for label, records in runs.items()}
+    found = {k for c in curves.values() for k in c}
+    if not keys:
+        losses = [k for k in ("train/task", "train/heatmap") if k in found]
+        keys = losses + sorted(k for k in found if k.startswith("val/") and k.count("/") == 1)
+    keys = [k for k in keys if k in found]
+    if not keys:
+        raise ValueError("the runs have none of the curves asked for")
+    fig, axes = _panel_grid(len(keys), ncols, dpi)
+    for key, ax in zip(keys, axes, strict=True):
+        for label, c in curves.items():
+            pts = np.asarray([(m if minutes else s, v) for s, m, v in c.get(key, [])]).reshape(
+                -1, 2
+            )
+            pts = pts[np.isfinite(pts).all(axis=1)]
+            marker = "o" if key.startswith("val/") or len(pts) < 30 else ""
+            ax.plot(pts[:, 0], pts[:, 1], marker=marker, linewidth=1.0, markersize=3, label=label)
+        _style_panel(ax, key, "training minutes" if minutes else "step")
+    if len(runs) > 1:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out_path, dpi)
+    return list(keys)
