@@ -619,6 +619,8 @@ def test_an_out_of_other_digits_is_refused_before_any_work(tmp_path, capsys):
     assert_user_error(mist(capsys, *argv), "--digits embedded; use another --out", "mnist")
     assert not {"data", "results.json", "table2"} & {p.name for p in out.iterdir()}
     assert marker.read_text() == '{"format": "mistnet-reproduce", "budget": "smoke"}'
+
+
 def _extra_by_a_second_pass(model, batches, extra):
     """The extra metrics as a separate evaluation loop computed them, for comparison."""
     import torch
