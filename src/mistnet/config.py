@@ -78,7 +78,7 @@ class TrainConfig:
     """Optimisation: Algorithm 1 (``method = "mist"``) and the SPEC §4 baselines.
 
     :func:`mistnet.trainer.build_trainer` reads the optimisation keys; the run loop
-    (:func:`mistnet.runner.train`) reads the bookkeeping ones.
+    (:func:`mistnet.loop.train`) reads the bookkeeping ones.
     """
 
     method: Literal["mist", "supervised", "channelwise", "grid"] = "mist"
@@ -88,7 +88,7 @@ class TrainConfig:
     lr_heatmap: float = 1e-4
     # > 0 keeps an exponential moving average of the weights with this decay per step (Polyak
     # averaging, torch.optim.swa_utils.AveragedModel; the decay warms up as (1 + n) / (10 + n),
-    # runner.warmed_up_ema); validation, the best checkpoint's inference weights and every
+    # trainer.warmed_up_ema); validation, the best checkpoint's inference weights and every
     # command use the average. 0 (paper) uses the raw weights.
     ema_decay: float = 0.0
     # The multi-instance classification loss of the tau- and x-steps (and of the channel-wise

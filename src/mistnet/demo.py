@@ -24,10 +24,12 @@ from tqdm.auto import tqdm
 
 from mistnet.config import resolve
 from mistnet.data import build_generator, make_scenes, open_dataset, write_dataset
+from mistnet.data.sampling import loader
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, json_text
-from mistnet.runner import Run, loader, train
+from mistnet.loop import train
+from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
 #: The preset of each demo task.

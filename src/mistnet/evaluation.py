@@ -15,11 +15,12 @@ from typing import Any
 import torch
 
 from mistnet.data.runs import check_data, open_data
+from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
 from mistnet.engine import evaluate
 from mistnet.errors import MistError
 from mistnet.metrics import unmeasured
-from mistnet.runner import Run, loader
+from mistnet.rundir import Run
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def evaluate_run(
     """Evaluate the best checkpoint of ``run`` on ``split`` of ``data``.
 
     Args:
-        run: a run directory written by :func:`mistnet.runner.train`.
+        run: a run directory written by :func:`mistnet.loop.train`.
         data: dataset directory or generator name (default: the run's own data, see
             :func:`mistnet.data.runs.open_data`).
         split: ``train``, ``val`` or ``test``.

@@ -48,7 +48,7 @@ from mistnet.errors import MistError
 from mistnet.io import atomic_write_text, json_text, staged_directory
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 from mistnet.viz import annotate_image, to_rgb
 

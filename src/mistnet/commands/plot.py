@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from mistnet.errors import MistError
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.viz import plot_runs
 
 

@@ -20,7 +20,7 @@ from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
 

@@ -14,7 +14,8 @@ from mistnet.errors import MistError
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
-    """The ``split`` of ``data`` (a directory or generator name; default the run's own data).
+    """The ``split`` of ``data`` (a directory or generator name; default the run's own data:
+    ``data.path``, else the generator ``data.name``).
 
     A generator is sampled with the run's data seed and split size, so ``mist eval`` on the
     run's generator sees the same scenes the run's own validation / test would.
@@ -39,21 +40,26 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     return source, dataset
 
 
-def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
-    """Reject data the run cannot be evaluated on, with a one-line reason.
+def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = False) -> None:
+    """Reject data the run cannot be trained or evaluated on, with a one-line reason.
 
     Args:
         cfg: the run's config; ``model.image_size`` is the size it was trained on (a grid
             baseline only fits that size).
         dataset: a :class:`~mistnet.data.SceneFolder` or :class:`~mistnet.data.SceneDataset`.
         source: how the user named the data, for the message.
+        training: ``dataset`` is the split a run trains on, which must also carry boxes for
+            the supervised baseline and, when it names its classes, ``model.num_classes``.
 
     Raises:
         MistError: other channels, signed data for a classifier, the auto-encoder's output
             range does not match, another image size for the grid baseline, a classifier on
             data without labels or with class ids it does not have (or no instances at all),
-            or class names other than the run's.
+            class names other than the run's, or (``training``) the supervised baseline
+            without boxes or another class count.
     """
+    if training:
+        _check_training_data(cfg, dataset, source)
     m = cfg.model
     channels = int(dataset.channels)
     if channels != m.in_channels:
@@ -75,7 +81,10 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
             f"{trained[0]}x{trained[1]}"
         )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
-        raise MistError(f"{source} has no labels; there is nothing to measure a classifier by")
+        raise MistError(
+            f"{source} has no labels; a classifier needs them "
+            "(an auto-encoder does not: model.task=reconstruct)"
+        )
     arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
     if m.task == "classify" and arrays is not None:
         labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
@@ -92,3 +101,39 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
             f"{source} names the classes {', '.join(names)}; the run was trained on "
             + ", ".join(m.class_names)
         )
+
+
+def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
+    m = cfg.model
+    if cfg.train.method == "supervised" and "boxes" not in annotations_of(dataset):
+        raise MistError(f"{source}: train.method = supervised trains on boxes, which it lacks")
+    names = classes_of(dataset)
+    if names and m.task == "classify" and len(names) != m.num_classes:
+        raise MistError(
+            f"{source} names {len(names)} classes but model.num_classes = {m.num_classes} "
+            f"(add --set model.num_classes={len(names)})"
+        )
+
+
+def adopt_data(cfg: Config, train: Dataset, val: Dataset | None) -> frozenset[str]:
+    """Check that ``cfg`` can train on ``train`` and validate on ``val`` (:func:`check_data`);
+    write the training data's image size and class names into ``cfg``; return the ground truth
+    that validation can measure (that of ``val``, else of ``train``).
+
+    Raises:
+        MistError: an empty ``val``, or what :func:`check_data` refuses.
+    """
+    source = cfg.data.path or cfg.data.name
+    if val is not None and len(val) == 0:
+        raise MistError(f"{source}: the val split is empty; training validates on it")
+    m = cfg.model
+    m.image_size = (int(train.height), int(train.width))
+    names = classes_of(train)
+    if m.task != "classify":
+        m.class_names = ()
+    elif names:
+        m.class_names = names
+    check_data(cfg, train, f"{source} [train]", training=True)
+    if val is not None:
+        check_data(cfg, val, f"{source} [val]")
+    return annotations_of(train if val is None else val)

@@ -1,6 +1,6 @@
 """One run of a reproduction: its config, training (or resuming) and evaluation.
 
-A run lives in ``OUT/<table>/<row>/seed<s>/``: a run directory of :func:`mistnet.runner.train`
+A run lives in ``OUT/<table>/<row>/seed<s>/``: a run directory of :func:`mistnet.loop.train`
 plus ``eval.json``, written last. ``eval.json`` holds the record ``mist eval`` writes for the
 test split (same keys, same numbers) and, besides, the extra metrics, the other evaluations of
 the row, the training summary, wall times and the equivalent ``mist`` commands. A run with
@@ -30,15 +30,17 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, resolve
 from mistnet.data import open_dataset
+from mistnet.data.sampling import loader
 from mistnet.engine import Batch
 from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
+from mistnet.loop import train
 from mistnet.metrics import APMeter, match_points
 from mistnet.ops import topk_keypoints
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
-from mistnet.runner import Run, loader, train
+from mistnet.rundir import Run
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
