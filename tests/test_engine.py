@@ -568,3 +568,22 @@ def test_training_data_is_checked_before_anything_is_written(tmp_path):
     with pytest.raises(MistError, match=r"class ids up to 99 but the run's classifier has 10"):
         loop.train(tiny_run_config(f"data.path='{wide}'"), tmp_path / "r2", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "l99"]
+
+
+def test_a_run_directory_written_the_old_way_loads_resumes_and_evaluates(tmp_path):
+    """Runs written before the record had its own section kept it in ``model``."""
+    from mistnet.evaluation import evaluate_run
+
+    cfg = tiny_run_config("train.steps=2", "train.ckpt_every=2")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    old = json.loads(run.config.read_text())
+    old["model"].update(old.pop("record"))
+    old["train"]["steps"] = 4
+    run.config.write_text(json.dumps(old))
+    loaded, _, _ = run.load("last")
+    assert loaded.record.image_size == (80, 80)
+    assert loop.train(cfg, run.path, resume=True, progress=False)["steps"] == 4
+    saved = json.loads(run.config.read_text())
+    assert saved["record"]["image_size"] == [80, 80] and "image_size" not in saved["model"]
+    assert math.isfinite(evaluate_run(run.path, split="val").metrics["both"])

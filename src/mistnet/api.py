@@ -34,7 +34,7 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     """The model of a run directory (``best`` or ``last`` checkpoint), in eval mode.
 
     The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`: class
-    names in ``config.model.class_names``) and ``.run`` (the directory), and can be passed to
+    names in ``config.record.class_names``) and ``.run`` (the directory), and can be passed to
     :func:`fit` to train on from its weights.
     """
     cfg, model, _ = Run(run).load(which, device=device)

@@ -51,12 +51,6 @@ class ModelConfig:
     # softmax (benchmarks/RESULTS.md, seventh round).
     softmax_eps: float = 1e-6
     nms_window: int = 5
-    # (H, W) of the training images, written by ``mist train`` from the data (empty before).
-    # The networks are fully convolutional; the size is kept for the commands' data checks.
-    image_size: tuple[int, ...] = ()
-    # The class names of the training data (index i names class i), written by ``mist train``
-    # from a dataset that names them (``mist data import-images --labels``); empty otherwise.
-    class_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -126,10 +120,29 @@ class TrainConfig:
 
 
 @dataclass
+class RunRecord:
+    """What training took from the data, not asked for by a preset or ``--set``.
+
+    ``mist train`` writes it (:func:`mistnet.data.runs.adopt_data`) into the run's
+    ``config.json`` under ``record``; the commands check other data against it.
+    """
+
+    # (H, W) of the training images. The networks are fully convolutional; the size is kept
+    # for the commands' data checks (the grid baseline fits only it) and ``mist detect --tile``.
+    image_size: tuple[int, ...] = ()
+    # The class names of the training data (index i names class i), from a dataset that names
+    # them (``mist data import-images --labels``); empty otherwise.
+    class_names: tuple[str, ...] = ()
+
+
+@dataclass
 class Config:
+    """The run as asked (``model``, ``data``, ``train``) and what training recorded of it."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    record: RunRecord = field(default_factory=RunRecord)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -232,18 +245,19 @@ def validate(cfg: Config) -> Config:
         _require(value >= 1 and value % 2 == 1, f"model.{key}", "an odd integer >= 1", value)
     _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
     _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
+    r = cfg.record
     _require(
-        m.image_size == () or (len(m.image_size) == 2 and min(m.image_size) >= 1),
-        "model.image_size",
+        r.image_size == () or (len(r.image_size) == 2 and min(r.image_size) >= 1),
+        "record.image_size",
         "[] or [H, W] with H, W >= 1",
-        list(m.image_size),
+        list(r.image_size),
     )
     _require(
-        m.class_names == ()
-        or (len(m.class_names) == m.num_classes and len(set(m.class_names)) == m.num_classes),
-        "model.class_names",
+        r.class_names == ()
+        or (len(r.class_names) == m.num_classes and len(set(r.class_names)) == m.num_classes),
+        "record.class_names",
         f"[] or num_classes = {m.num_classes} distinct names",
-        list(m.class_names),
+        list(r.class_names),
     )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
@@ -283,6 +297,11 @@ _RETIRED = {
 
 def _upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Rewrite a run config written by an older version into the current keys."""
+    model = data.get("model")
+    if isinstance(model, dict) and "record" not in data:  # the record was in the model section
+        model = dict(model)
+        record = {key: model.pop(key) for key in ("image_size", "class_names") if key in model}
+        data = {**data, "model": model, "record": record}
     train = dict(data.get("train", {}))
     for key, neutral in _RETIRED.items():
         if key in train and train.pop(key) != neutral:
@@ -366,7 +385,14 @@ def load_json(path: str | Path) -> Config:
         raise MistError(f"{path}: not a valid config file ({exc})") from exc
     if not isinstance(data, dict):
         raise MistError(f"{path}: not a valid config file (not a JSON object)")
-    return from_dict(_upgrade(data, str(path)))
+    data = _upgrade(data, str(path))
+    record = data.pop("record", {})
+    cfg = from_dict(data)
+    if not isinstance(record, dict):
+        raise MistError(f"{path}: config section 'record' must be a table")
+    for key, value in record.items():
+        set_value(cfg, "record", key, value)
+    return validate(cfg)
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:

@@ -103,7 +103,7 @@ def evaluate_run(
         per_image_k=per_image_k,
         signed=cfg.model.output == "signed",
         annotations=annotations,
-        class_names=tuple(cfg.model.class_names),
+        class_names=tuple(cfg.record.class_names),
     )
     broken = [name for name, value in metrics.items() if not math.isfinite(value)]
     if broken:

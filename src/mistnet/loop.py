@@ -135,7 +135,6 @@ class Session:
         self.trainer = self._build_trainer()
         self.step, self.best, self.best_step, self.wall = 0, None, None, 0.0
         self.last_written: int | None = None  # the step of the newest last.safetensors
-        self.writer = run.tensorboard() if world.main else None
         if self.resumed:
             ckpt = run.restore(self.trainer, cfg, self.dev, truncate_log=world.main)
             self.step = self.last_written = ckpt.step
@@ -143,6 +142,7 @@ class Session:
             self.wall = ckpt.extra.get("wall", 0.0)
         elif world.main:  # a fresh start (also a resume killed before its first checkpoint)
             run.log.unlink(missing_ok=True)
+        self.writer = run.tensorboard() if world.main else None
 
     def _split(self, split: str) -> Dataset:
         return open_data(self.cfg, None, split)[1]
@@ -200,7 +200,7 @@ class Session:
         if self.callbacks.on_step:
             self.callbacks.on_step(self.trainer, result)
         if step % t.log_every == 0 or step == t.steps:
-            stats = distributed.gather_result(result, self.world).stats(*self.cfg.model.image_size)
+            stats = distributed.gather_result(result, self.world).stats(*self.cfg.record.image_size)
             if self.world.main:
                 self._record("train", {"wall": self.wall, **stats}, self.callbacks.on_log)
         self.progress.advance(step, stats if self.world.main else None)

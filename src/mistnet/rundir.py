@@ -30,8 +30,6 @@ from mistnet.models.mist import MIST
 from mistnet.trainer import Trainer
 
 LogLine = tuple[str, dict[str, Any]]  # a line of log.jsonl as written, and its record
-# Config keys that training writes from the data (data.runs.adopt_data), never asked for.
-_FROM_DATA = {("model", "image_size"), ("model", "class_names")}
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -136,7 +134,7 @@ class Run:
             f"{section}.{key}: {b[section][key]!r} -> {value!r}"
             for section, values in a.items()
             for key, value in values.items()
-            if b[section][key] != value and (section, key) not in _FROM_DATA
+            if b[section][key] != value and section != "record"
         ]
         return saved, diff
 
@@ -196,8 +194,8 @@ class Run:
             raise MistError(f"{self.path} holds no checkpoint yet (no best or last.safetensors)")
         path = self.best if which == "best" and self.best.is_file() else self.last
         ckpt = Checkpoint(path, device=device)
-        if not cfg.model.image_size and "image_size" in ckpt.extra:  # a run of an older version
-            cfg.model.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
+        if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
+            cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
         torch.manual_seed(0)
         model = build_model(cfg.model, cfg.train.method)
         ckpt.load_model(model, average=True)

@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         if H * W < k:
             raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
     how = validate_options(args, cfg, model, images, smallest)
-    names = tuple(cfg.model.class_names)
+    names = tuple(cfg.record.class_names)
     formats = set(args.format or FORMATS)
     out = Path(args.out)
     done = []

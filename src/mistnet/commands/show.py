@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         gt_boxes=gt,
         signed=cfg.model.output == "signed",
-        class_names=cfg.model.class_names,
+        class_names=cfg.record.class_names,
     )
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0

@@ -44,7 +44,7 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
     """Reject data the run cannot be trained or evaluated on, with a one-line reason.
 
     Args:
-        cfg: the run's config; ``model.image_size`` is the size it was trained on (a grid
+        cfg: the run's config; ``record.image_size`` is the size it was trained on (a grid
             baseline only fits that size).
         dataset: a :class:`~mistnet.data.SceneFolder` or :class:`~mistnet.data.SceneDataset`.
         source: how the user named the data, for the message.
@@ -74,7 +74,7 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{source} holds {kind} images but the run's auto-encoder has {m.output} output"
         )
     size = (int(dataset.height), int(dataset.width))
-    trained = tuple(m.image_size)
+    trained = tuple(cfg.record.image_size)
     if cfg.train.method == "grid" and trained and size != trained:
         raise MistError(
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
@@ -96,10 +96,11 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
                 f"{m.num_classes} classes (0..{m.num_classes - 1})"
             )
     names = classes_of(dataset)
-    if m.task == "classify" and names and m.class_names and names != tuple(m.class_names):
+    trained_names = tuple(cfg.record.class_names)
+    if m.task == "classify" and names and trained_names and names != trained_names:
         raise MistError(
             f"{source} names the classes {', '.join(names)}; the run was trained on "
-            + ", ".join(m.class_names)
+            + ", ".join(trained_names)
         )
 
 
@@ -117,7 +118,7 @@ def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
 
 def adopt_data(cfg: Config, train: Dataset, val: Dataset | None) -> frozenset[str]:
     """Check that ``cfg`` can train on ``train`` and validate on ``val`` (:func:`check_data`);
-    write the training data's image size and class names into ``cfg``; return the ground truth
+    record the training data's image size and class names in ``cfg.record``; return the ground truth
     that validation can measure (that of ``val``, else of ``train``).
 
     Raises:
@@ -126,13 +127,13 @@ def adopt_data(cfg: Config, train: Dataset, val: Dataset | None) -> frozenset[st
     source = cfg.data.path or cfg.data.name
     if val is not None and len(val) == 0:
         raise MistError(f"{source}: the val split is empty; training validates on it")
-    m = cfg.model
-    m.image_size = (int(train.height), int(train.width))
+    record = cfg.record
+    record.image_size = (int(train.height), int(train.width))
     names = classes_of(train)
-    if m.task != "classify":
-        m.class_names = ()
+    if cfg.model.task != "classify":
+        record.class_names = ()
     elif names:
-        m.class_names = names
+        record.class_names = names
     check_data(cfg, train, f"{source} [train]", training=True)
     if val is not None:
         check_data(cfg, val, f"{source} [val]")

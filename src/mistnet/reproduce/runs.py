@@ -139,8 +139,8 @@ def make_spec(
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A config dict as JSON has it, with an absolute data path and without the image size
-    (written into a run's config by training, from the data the plan names).
+    """A config dict as JSON has it, with an absolute data path and without what training
+    recorded from the data the plan names (``record``; older runs kept it in ``model``).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
     defaults, as :func:`mistnet.config.load_json` gives them to the run.
@@ -151,7 +151,9 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     for section, values in defaults.items():
         if isinstance(values, dict) and isinstance(cfg[section], dict):
             cfg[section] = {**values, **cfg[section]}
-    cfg.get("model", {}).pop("image_size", None)
+    cfg.pop("record", None)
+    for key in ("image_size", "class_names"):
+        cfg.get("model", {}).pop(key, None)
     data = cfg.get("data", {})
     if data.get("path"):
         data["path"] = str(Path(data["path"]).resolve())
