@@ -2,7 +2,7 @@
 
 Trains a preset once (the demo's by default, on a ``make demo``-style dataset) and keeps, beside
 the run's own weights, one ``AveragedModel`` per ``--decays`` value (with the library's warm-up,
-:func:`mistnet.runner.warmed_up_ema`). Every validation point
+:func:`mistnet.trainer.warmed_up_ema`). Every validation point
 evaluates all of them on the same scenes, and the end of the run evaluates them on the test
 split, so the differences come from the averaging alone and not from run-to-run noise. The run
 itself should have ``train.ema_decay=0`` (the default override below) so that the raw weights
@@ -21,15 +21,13 @@ import json
 import shutil
 from pathlib import Path
 
-from torch.optim.swa_utils import AveragedModel
-
-from mistnet import runner
 from mistnet.config import resolve
 from mistnet.data import open_dataset
+from mistnet.data.sampling import loader
 from mistnet.demo import build_data
-from mistnet.models.mist import MIST
-from mistnet.runner import warmed_up_ema
-from mistnet.trainer import Trainer, build_trainer
+from mistnet.engine import evaluate
+from mistnet.loop import Callbacks, train
+from mistnet.trainer import ModelEma
 
 METRICS = ("det_iou50", "classif", "both")
 
@@ -52,42 +50,30 @@ def main() -> None:
     (out / "averages.jsonl").unlink(missing_ok=True)
     base = [f"data.path={json.dumps(str(data))}", "train.ema_decay=0"]
     cfg = resolve(args.preset, [*base, *args.overrides])
-    averages: dict[str, AveragedModel] = {}
-    raw: list[MIST] = []  # the run's model, once the runner has built it
+    averages: dict[str, ModelEma] = {}
+    raw = []  # the run's model, once the loop has built it
+    val = list(loader(open_dataset(str(data), "val"), cfg.train.batch_size, 0))
+    if cfg.train.val_batches:
+        val = val[: cfg.train.val_batches]
 
-    def averaging_trainer(model, train_cfg) -> Trainer:
-        trainer = build_trainer(model, train_cfg)
-        raw.append(model)
-        for d in args.decays:
-            averages[f"ema {d:g}"] = AveragedModel(
-                model, multi_avg_fn=warmed_up_ema(d), use_buffers=True
-            )
+    def average(trainer, result) -> None:
+        if not raw:  # an average's first update copies the weights: no step is missed
+            raw.append(trainer.model)
+            averages.update({f"ema {d:g}": ModelEma(trainer.model, d) for d in args.decays})
+        for a in averages.values():
+            a.update(trainer.model)
 
-        def step(batch):
-            result = trainer.step(batch)
-            for a in averages.values():
-                a.update_parameters(model)
-            return result
-
-        return Trainer(model, trainer.optimizers, step)
-
-    evaluate = runner.evaluate
-
-    def evaluate_all(model, batches, **kwargs):
-        result = evaluate(model, batches, **kwargs)
-        record = {"raw": result["both"]}
-        record.update(
-            {k: evaluate(a.module, batches, **kwargs)["both"] for k, a in averages.items()}
-        )
+    def evaluate_all(step: int, metrics: dict[str, float]) -> None:
+        record = {"raw": metrics["both"]}
+        record.update({k: evaluate(a.module, val)["both"] for k, a in averages.items()})
         with (out / "averages.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         print("val both:", ", ".join(f"{k} {v:.3f}" for k, v in record.items()), flush=True)
-        return result
 
-    runner.evaluate, runner.build_trainer = evaluate_all, averaging_trainer
-    summary = runner.train(cfg, out / "run", max_minutes=args.minutes, progress=False)
+    hooks = Callbacks(on_step=average, on_validate=evaluate_all)
+    summary = train(cfg, out / "run", max_minutes=args.minutes, progress=False, callbacks=hooks)
     print("steps", summary["steps"], "images/s", summary["images_per_s"])
-    test = runner.loader(open_dataset(str(data), "test"), 32, 0)
+    test = loader(open_dataset(str(data), "test"), 32, 0)
     final = {}
     models = {"raw": raw[-1], **{k: a.module for k, a in averages.items()}}
     for name, model in models.items():

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 from mistnet.config import resolve
 from mistnet.data import open_dataset
+from mistnet.data.sampling import StepSampler, loader
 from mistnet.engine import Batch
 from mistnet.models.build import build_task_net
 from mistnet.ops import boxes_to_keypoints, extract_patches
-from mistnet.runner import StepSampler, loader
 
 
 def gt_patches(batch: Batch, side: float, k: int, patch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@
     python benchmarks/curves.py RUN [RUN ...] [--metric both --metric det_iou50] [--out curves.png]
         [--label NAME ...]
 
-Reads each run directory's ``log.jsonl`` (``mistnet.runner.Run.records``); a validation gets the
+Reads each run directory's ``log.jsonl`` (``mistnet.rundir.Run.records``); a validation gets the
 wall time of the training line logged at its step or the last one before it
 (``mistnet.viz.log_curves``). Prints one Markdown table per metric (rows: runs) for RESULTS.md and
 draws one panel per metric against training minutes (``mistnet.viz.plot_runs``, as
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.viz import log_curves, plot_runs
 
 

@@ -6,9 +6,10 @@ step's task losses to 6 digits.)"""
 import pytest
 import torch
 
-from mistnet import runner
 from mistnet.acceleration import accelerate
 from mistnet.config import load_preset
+from mistnet.data.runs import adopt_data, open_data
+from mistnet.data.sampling import loader
 from mistnet.engine import Batch
 from mistnet.models.build import build_model
 from mistnet.trainer import build_trainer
@@ -16,15 +17,15 @@ from mistnet.trainer import build_trainer
 
 def _steps(precision: str, n: int = 2):
     cfg = load_preset("tiny-cpu")
-    train_set = runner.open_split(cfg, "train")
-    runner.adopt_data(cfg, train_set)
+    _, train_set = open_data(cfg, None, "train")
+    adopt_data(cfg, train_set, None)
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.train.method)
     keys = list(model.state_dict())
     trainer = build_trainer(model, cfg.train)
     accelerate([model.heatmap_net, model.task_net], torch.device("cpu"), precision)
     assert list(model.state_dict()) == keys
-    batches = list(runner.loader(train_set, cfg.train.batch_size, 0))[:n]
+    batches = list(loader(train_set, cfg.train.batch_size, 0))[:n]
     return model, [trainer.step(Batch.from_dict(raw, "cpu")) for raw in batches]
 
 

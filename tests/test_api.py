@@ -73,7 +73,7 @@ def test_fit_writes_a_run_from_a_dataloader_and_trains_on_from_a_loaded_model(tm
     )  # fmt: skip
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     assert cfg["train"]["batch_size"] == 3 and cfg["train"]["seed"] == 5
-    assert cfg["data"]["name"] == "in-memory" and cfg["model"]["class_names"] == ["a", "b"]
+    assert cfg["data"]["name"] == "in-memory" and cfg["record"]["class_names"] == ["a", "b"]
     assert model.config.model.k == 1 and not model.training
     again = mistnet.load(tmp_path / "a")
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):

@@ -209,7 +209,8 @@ def test_json_round_trip(tmp_path):
     assert back == cfg
     assert json.loads(back.to_json()) == dataclasses.asdict(cfg) | {
         "model": dataclasses.asdict(cfg.model)
-        | {"factors": [1.0, 0.7, 0.5], "image_size": [], "heatmap_dilations": [], "class_names": []}
+        | {"factors": [1.0, 0.7, 0.5], "heatmap_dilations": []},
+        "record": {"image_size": [], "class_names": []},
     }
     assert back.model.factors == (1.0, 0.7, 0.5)
 
@@ -262,7 +263,8 @@ def test_reconstruction_selects_on_rmse_only():
 def old_run_config(**train) -> dict:
     """A run's config.json as versions before the training-core reshaping wrote it."""
     data = json.loads(load_preset("mnist-hard-cpu").to_json())
-    del data["model"]["image_size"]
+    del data["record"]
+    data["model"]["class_names"] = []
     data["train"].pop("class_loss")
     data["train"].update(
         task_loss="set", x_loss="set", x_noise=0.0, target_sigma=0.0, weighting="image",
@@ -326,6 +328,25 @@ def test_a_run_config_of_an_older_version_loads_with_the_same_behaviour(tmp_path
     recon["train"].update(task_loss="recon", x_loss="recon")
     path.write_text(json.dumps(recon))
     assert load_json(path) == load_preset("mnist-hard-recon")
+
+
+def test_an_older_run_config_keeps_what_training_recorded_in_its_record(tmp_path):
+    data = old_run_config()
+    data["model"].update(image_size=[40, 48], class_names=list("abcdefghij"))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    cfg = load_json(path)
+    assert cfg.record.image_size == (40, 48) and cfg.record.class_names == tuple("abcdefghij")
+    assert "image_size" not in cfg.to_dict()["model"]
+
+
+def test_the_record_is_not_set_by_a_preset_or_an_override(tmp_path):
+    with pytest.raises(MistError, match=r"unknown config section 'record'"):
+        resolve("tiny-cpu", ["record.image_size=[40, 40]"])
+    preset = tmp_path / "p.toml"
+    preset.write_text("[record]\nimage_size = [40, 40]\n")
+    with pytest.raises(MistError, match=r"unknown config section 'record'"):
+        load_preset(str(preset))
 
 
 @pytest.mark.parametrize(

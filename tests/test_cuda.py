@@ -10,11 +10,14 @@ import pytest
 import torch
 from cli_helpers import subprocess_env
 
-from mistnet import runner
+from mistnet import loop
 from mistnet.acceleration import accelerate
 from mistnet.config import apply_overrides, load_preset
+from mistnet.data.runs import adopt_data, open_data
+from mistnet.data.sampling import loader
 from mistnet.engine import Batch
 from mistnet.models.build import build_model
+from mistnet.rundir import Run
 from mistnet.trainer import build_trainer
 
 pytestmark = [
@@ -27,13 +30,13 @@ SMALL = ["train.steps=6", "train.log_every=1", "train.val_batches=1", "data.n_va
 
 def _first_step(device: str, precision: str = "fp32", compile: bool = False):
     cfg = load_preset("tiny-cpu")
-    train_set = runner.open_split(cfg, "train")
-    runner.adopt_data(cfg, train_set)
+    _, train_set = open_data(cfg, None, "train")
+    adopt_data(cfg, train_set, None)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.train.method).to(device)
     trainer = build_trainer(model, cfg.train)
     accelerate([model.heatmap_net, model.task_net], torch.device(device), precision, compile)
-    raw = next(iter(runner.loader(train_set, cfg.train.batch_size, 0)))
+    raw = next(iter(loader(train_set, cfg.train.batch_size, 0)))
     result = trainer.step(Batch.from_dict(raw, device))
     return float(result.task), float(result.heatmap)
 
@@ -49,11 +52,9 @@ def test_first_step_on_cuda_matches_the_cpu():
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_few_cuda_steps_stay_finite(tmp_path, precision):
     cfg = apply_overrides(load_preset("tiny-cpu"), SMALL)
-    summary = runner.train(
-        cfg, tmp_path / "run", device="cuda", progress=False, precision=precision
-    )
+    summary = loop.train(cfg, tmp_path / "run", device="cuda", progress=False, precision=precision)
     assert summary["steps"] == 6 and summary["device"].startswith("cuda")
-    records = runner.Run(tmp_path / "run").records()
+    records = Run(tmp_path / "run").records()
     losses = [r[k] for r in records if r["split"] == "train" for k in ("task", "heatmap")]
     assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
 
@@ -74,9 +75,9 @@ def test_two_gpus_under_torchrun_match_one(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["processes"] == 2
     cfg = apply_overrides(load_preset("tiny-cpu"), SMALL)
-    runner.train(cfg, tmp_path / "one", device="cuda", progress=False)
+    loop.train(cfg, tmp_path / "one", device="cuda", progress=False)
     one, two = (
-        [r["task"] for r in runner.Run(tmp_path / d).records() if r["split"] == "train"]
+        [r["task"] for r in Run(tmp_path / d).records() if r["split"] == "train"]
         for d in ("one", "two")
     )
     assert two == pytest.approx(one, rel=1e-3)

@@ -10,11 +10,13 @@ import pytest
 import torch
 from cli_helpers import subprocess_env
 
-from mistnet import runner
+from mistnet import loop
 from mistnet.config import apply_overrides, load_json, load_preset
+from mistnet.data.sampling import StepSampler
 from mistnet.distributed import GlobalBatchNorm2d, World, shard_config
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text
+from mistnet.rundir import Run
 
 # 20 steps of tiny-cpu at its batch of 8 (4 images per rank), every step logged; validation
 # at step 20 on 2 batches of 8 scenes (sharded: one batch per rank).
@@ -37,16 +39,14 @@ def _assert_close(ours, reference, steps):
 
 def _losses(run_dir, split="train"):
     return {
-        r["step"]: (r["task"], r["heatmap"])
-        for r in runner.Run(run_dir).records()
-        if r["split"] == split
+        r["step"]: (r["task"], r["heatmap"]) for r in Run(run_dir).records() if r["split"] == split
     }
 
 
 def test_sampler_shards_partition_each_batch():
-    one = list(runner.StepSampler(20, 8, seed=3, start_step=1, steps=4))
+    one = list(StepSampler(20, 8, seed=3, start_step=1, steps=4))
     shards = [
-        list(runner.StepSampler(20, 8, seed=3, start_step=1, steps=4, world=World(r, 2)))
+        list(StepSampler(20, 8, seed=3, start_step=1, steps=4, rank=r, world_size=2))
         for r in range(2)
     ]
     for t in range(3):
@@ -90,17 +90,17 @@ def test_two_gloo_processes_match_one_and_resume_in_one(tmp_path):
 
     # Only rank 0 wrote: one log line per step (not two), nothing outside the run directory.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]
-    assert len(_losses(two)) == 20 and len(runner.Run(two).records()) == 21
+    assert len(_losses(two)) == 20 and len(Run(two).records()) == 21
 
     cfg = apply_overrides(load_preset("tiny-cpu"), [*SETTINGS[1:], "train.steps=24"])
-    runner.train(cfg, one, progress=False, threads=1)
+    loop.train(cfg, one, progress=False, threads=1)
     reference, ours = _losses(one), _losses(two)
     _assert_close(ours, reference, range(1, 21))
 
     # Sharded validation saw the whole split (rank 0 alone would count 8 scenes) and agrees
     # with one process's: the same ground truth counts, metrics at near-identical weights.
-    (val_two,) = [r for r in runner.Run(two).records() if r["split"] == "val"]
-    (val_one,) = [r for r in runner.Run(one).records() if r["split"] == "val" and r["step"] == 20]
+    (val_two,) = [r for r in Run(two).records() if r["split"] == "val"]
+    (val_one,) = [r for r in Run(one).records() if r["split"] == "val" and r["step"] == 20]
     assert val_two["n_images"] == 16 and val_two["n_instances"] == val_one["n_instances"]
     for key in ("det_iou50", "classif", "both"):
         assert val_two[key] == pytest.approx(val_one[key], abs=0.02), key
@@ -109,7 +109,7 @@ def test_two_gloo_processes_match_one_and_resume_in_one(tmp_path):
     saved = load_json(two / "config.json")
     saved.train.steps = 24
     atomic_write_text(two / "config.json", saved.to_json())
-    summary = runner.train(cfg, two, resume=True, progress=False, threads=1)
+    summary = loop.train(cfg, two, resume=True, progress=False, threads=1)
     assert summary["steps"] == 24 and "processes" not in summary
     resumed = _losses(two)
     _assert_close(resumed, reference, range(21, 25))
@@ -147,5 +147,5 @@ def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
     summary = json.loads(out)
     assert summary["processes"] == 2 and summary["steps"] == 6
     run_dir = tmp_path / f"node{written[0]}" / "run"
-    (val,) = [r for r in runner.Run(run_dir).records() if r["split"] == "val"]
+    (val,) = [r for r in Run(run_dir).records() if r["split"] == "val"]
     assert val["n_images"] == 16  # validation sharded over both machines' processes

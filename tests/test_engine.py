@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from mistnet import engine, runner
+from mistnet import engine, loop
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
 from mistnet.engine import (
@@ -28,7 +28,16 @@ from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.losses import heatmap_loss
 from mistnet.models.build import build_model
 from mistnet.ops import boxes_to_keypoints
-from mistnet.trainer import Trainer, build_trainer, task_loss, x_step_schedule
+from mistnet.progress import expected_last_step
+from mistnet.rundir import Run, select_metric, warm_start
+from mistnet.trainer import (
+    ModelEma,
+    Trainer,
+    build_trainer,
+    task_loss,
+    warmed_up_ema,
+    x_step_schedule,
+)
 
 H = 40
 
@@ -84,7 +93,7 @@ def test_mist_step_task_loss_falls_on_a_repeated_batch():
     batch = scene_batch()
     results = [tr.step(batch) for _ in range(30)]
     assert all(r.x is not None and r.x.shape == (4, 3, 3) for r in results)
-    stats = [runner.step_stats(r, H, H) for r in results]
+    stats = [r.stats(H, H) for r in results]
     assert set(stats[0]) == {"task", "heatmap", "move_mean", "move_median", "moved_1px", "border"}
     assert all(math.isfinite(v) for log in stats for v in log.values())
     assert falls([log["task"] for log in stats])
@@ -328,7 +337,7 @@ def test_step_stats_measure_the_x_move_and_the_border_share():
     x = x0.clone()
     x[0, 1, :2] += torch.tensor([3.0, 4.0])  # moves 5 px; the others stay
     result = StepResult(torch.tensor(1.5), torch.tensor(0.25), x0, x)
-    stats = runner.step_stats(result, 40, 40)
+    stats = result.stats(40, 40)
     # x0[0] is 2 px from the left edge, x0[2] 4 px from the bottom (y = 35 > 40 - 1 - 8).
     assert stats == {
         "task": 1.5,
@@ -338,7 +347,7 @@ def test_step_stats_measure_the_x_move_and_the_border_share():
         "moved_1px": 0.25,
         "border": 0.5,
     }
-    assert runner.step_stats(StepResult(torch.tensor(2.0)), 40, 40) == {"task": 2.0}
+    assert StepResult(torch.tensor(2.0)).stats(40, 40) == {"task": 2.0}
 
 
 # -- the run loop ---------------------------------------------------------------------------------
@@ -351,27 +360,19 @@ def tiny_run_config(*overrides: str):
     )
 
 
-def test_runner_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path, monkeypatch):
+def test_the_loop_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path):
     cfg = tiny_run_config("train.steps=20", "train.ckpt_every=5", "train.val_every=100")
 
-    def poisoned(model, train_cfg):
-        trainer = build_trainer(model, train_cfg)
-        calls = []
+    def poison(trainer, result):
+        if len(seen) == 7:  # after step 7 (checkpoint at 5): step 8 meets NaN weights
+            with torch.no_grad():
+                next(trainer.model.task_net.parameters()).fill_(float("nan"))
+        seen.append(result)
 
-        def step(batch):
-            calls.append(1)
-            if len(calls) == 8:  # step 8, after the checkpoint of step 5
-                with torch.no_grad():
-                    next(model.task_net.parameters()).fill_(float("nan"))
-            return trainer.step(batch)
-
-        return Trainer(model, trainer.optimizers, step)
-
-    monkeypatch.setattr(runner, "build_trainer", poisoned)
+    seen = []
     with pytest.raises(MistError, match="became nan.*last good checkpoint"):
-        runner.train(cfg, tmp_path / "run", progress=False)
-    run = runner.Run(tmp_path / "run")
-    monkeypatch.undo()
+        loop.train(cfg, tmp_path / "run", progress=False, callbacks=loop.Callbacks(on_step=poison))
+    run = Run(tmp_path / "run")
     _, model, ckpt = run.load("last")
     assert ckpt.step == 5
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -379,8 +380,6 @@ def test_runner_keeps_the_last_good_checkpoint_on_a_non_finite_loss(tmp_path, mo
 
 
 def test_warm_start_copies_only_the_heatmap_network(tmp_path):
-    from mistnet.runner import warm_start
-
     cfg = load_preset("tiny-cpu")
     torch.manual_seed(1)
     source = build_model(cfg.model)
@@ -401,11 +400,11 @@ def test_warm_start_copies_only_the_heatmap_network(tmp_path):
 def test_resume_before_the_first_checkpoint_restarts_with_a_clean_log(tmp_path):
     """A run killed before its first checkpoint restarts at step 0 without the old log lines."""
     cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=100")
-    run = runner.Run(tmp_path / "run")
-    runner.train(cfg, run.path, progress=False)
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
     run.last.unlink()  # as if killed before any checkpoint was written
     old = run.log.read_text().splitlines()
-    summary = runner.train(cfg, run.path, resume=True, progress=False)
+    summary = loop.train(cfg, run.path, resume=True, progress=False)
     steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines()]
     assert summary["steps"] == 4
     assert len(old) > 0 and steps == sorted(steps)  # one pass 1..4, no stale duplicates
@@ -415,12 +414,12 @@ def test_resume_before_the_first_checkpoint_restarts_with_a_clean_log(tmp_path):
 def test_moving_average_follows_the_weights_with_the_configured_decay():
     d = 0.8
     tr = make_trainer("train.lr_keypoints=300")
-    averaged = runner.moving_average(tr.model, d)
+    averaged = ModelEma(tr.model, d)
     batch = scene_batch()
     seen = []
     for _ in range(3):
         tr.step(batch)
-        averaged.update_parameters(tr.model)
+        averaged.update(tr.model)
         seen.append({k: v.detach().clone() for k, v in tr.model.named_parameters()})
     avg = dict(averaged.module.named_parameters())
     d1, d2 = 2 / 11, 3 / 12  # the warm-up decays (1 + n) / (10 + n), below d for n = 1, 2
@@ -428,12 +427,12 @@ def test_moving_average_follows_the_weights_with_the_configured_decay():
         want = (seen[0][k] * d1 + (1 - d1) * seen[1][k]) * d2 + (1 - d2) * seen[2][k]
         torch.testing.assert_close(v, want)
     assert not torch.equal(avg["task_net.head.weight"], seen[2]["task_net.head.weight"])
-    late = runner.warmed_up_ema(d)  # from n = 10 / (1 - d) - 1 = 49 on, the configured decay
+    late = warmed_up_ema(d)  # from n = 10 / (1 - d) - 1 = 49 on, the configured decay
     avg, cur = [torch.zeros(3), torch.zeros(1, dtype=torch.long)], [torch.ones(3), torch.ones(1)]
     late(avg, [cur[0], cur[1].long() * 7], torch.tensor(500))
     torch.testing.assert_close(avg[0], torch.full((3,), 1 - d))
     assert avg[1].item() == 7  # integer buffers are copied
-    assert runner.moving_average(tr.model, 0.0) is None
+    assert make_trainer().average is None and make_trainer("train.ema_decay=0.5").average
     with pytest.raises(MistError, match=r"train.ema_decay must be in \[0, 1\), got 1.0"):
         make_trainer("train.ema_decay=1.0")
 
@@ -442,8 +441,8 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
     cfg = tiny_run_config(
         "train.steps=6", "train.ckpt_every=3", "train.val_every=3", "train.ema_decay=0.5"
     )
-    straight = runner.Run(tmp_path / "straight")
-    runner.train(cfg, straight.path, progress=False)
+    straight = Run(tmp_path / "straight")
+    loop.train(cfg, straight.path, progress=False)
     _, model, ckpt = straight.load("last")
     assert ckpt.has_average
     averaged = ckpt.model_state(average=True)
@@ -455,12 +454,12 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
     resumed_cfg = tiny_run_config(
         "train.steps=3", "train.ckpt_every=3", "train.val_every=3", "train.ema_decay=0.5"
     )
-    interrupted = runner.Run(tmp_path / "interrupted")
-    runner.train(resumed_cfg, interrupted.path, progress=False)
+    interrupted = Run(tmp_path / "interrupted")
+    loop.train(resumed_cfg, interrupted.path, progress=False)
     saved = json.loads(interrupted.config.read_text())
     saved["train"]["steps"] = 6  # resume continues as configured: extend the schedule on disk
     interrupted.config.write_text(json.dumps(saved))
-    runner.train(cfg, interrupted.path, resume=True, progress=False)
+    loop.train(cfg, interrupted.path, resume=True, progress=False)
     resumed = Checkpoint(interrupted.last)
     for k, v in Checkpoint(straight.last).tensors.items():
         if k.startswith(("model.", "average.")):
@@ -474,60 +473,60 @@ def test_a_second_train_into_a_locked_run_directory_stops_with_one_line(tmp_path
     create_directory(run, "run")  # made by a train that is still running
     with exclusive_lock(run, "mist train"):  # as if another process were training there
         with pytest.raises(MistError, match=r"another mist train is writing to .*run \(pid \d+\)"):
-            runner.train(tiny_run_config("train.steps=2"), run, progress=False)
+            loop.train(tiny_run_config("train.steps=2"), run, progress=False)
     assert sorted(p.name for p in run.iterdir()) == [".lock", ".mistnet"]  # nothing written
-    summary = runner.train(tiny_run_config("train.steps=2"), run, progress=False)  # now free
+    summary = loop.train(tiny_run_config("train.steps=2"), run, progress=False)  # now free
     assert summary["steps"] == 2
 
 
 def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path):
     cfg = tiny_run_config("model.in_channels=3")  # the data has one channel
-    with pytest.raises(MistError, match="1 channels but model.in_channels = 3"):
-        runner.train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(MistError, match="has 1-channel images but the run's model takes 3"):
+        loop.train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
 def test_resume_drops_a_torn_last_log_line_and_refuses_a_damaged_one(tmp_path):
     cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=2")
-    run = runner.Run(tmp_path / "run")
-    runner.train(cfg, run.path, progress=False)
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
     lines = run.log.read_text().splitlines()
     run.log.write_text("\n".join(lines) + '\n{"step": 5, "split": "tr')  # killed mid-write
     saved = json.loads(run.config.read_text())
     saved["train"]["steps"] = 6
     run.config.write_text(json.dumps(saved))
-    assert runner.train(cfg, run.path, resume=True, progress=False)["steps"] == 6
+    assert loop.train(cfg, run.path, resume=True, progress=False)["steps"] == 6
     steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 6
     run.log.write_text("not json\n" + run.log.read_text())
     saved["train"]["steps"] = 8
     run.config.write_text(json.dumps(saved))
     with pytest.raises(MistError, match=r"log.jsonl line 1: not valid JSON"):
-        runner.train(cfg, run.path, resume=True, progress=False)
+        loop.train(cfg, run.path, resume=True, progress=False)
 
 
 def test_select_metric_follows_what_the_data_measures():
     cfg = tiny_run_config()
-    assert runner.select_metric(cfg) == "both"
-    assert runner.select_metric(cfg, frozenset({"labels"})) == "classif"
+    assert select_metric(cfg) == "both"
+    assert select_metric(cfg, frozenset({"labels"})) == "classif"
     recon = tiny_run_config("model.task=reconstruct")
-    assert runner.select_metric(recon, frozenset()) == "rmse"
+    assert select_metric(recon, frozenset()) == "rmse"
     cfg.train.select_metric = "det_iou50"
     with pytest.raises(MistError, match="det_iou50.*the data has no boxes"):
-        runner.select_metric(cfg, frozenset({"labels"}))
+        select_metric(cfg, frozenset({"labels"}))
 
 
 def test_expected_last_step_follows_the_deadline_or_the_steps():
-    assert runner.expected_last_step(1000, 10, 0, 5.0, math.inf) == 1000
-    assert runner.expected_last_step(1000, 10, 0, 5.0, 10.0) == 30  # 2 steps/s, 10 s left
-    assert runner.expected_last_step(25, 10, 0, 5.0, 10.0) == 25  # the steps end it first
-    assert runner.expected_last_step(1000, 10, 0, 5.0, -1.0) == 11  # past the deadline: this step
-    assert runner.expected_last_step(1000, 110, 100, 5.0, 10.0) == 130  # this session's rate
+    assert expected_last_step(1000, 10, 0, 5.0, math.inf) == 1000
+    assert expected_last_step(1000, 10, 0, 5.0, 10.0) == 30  # 2 steps/s, 10 s left
+    assert expected_last_step(25, 10, 0, 5.0, 10.0) == 25  # the steps end it first
+    assert expected_last_step(1000, 10, 0, 5.0, -1.0) == 11  # past the deadline: this step
+    assert expected_last_step(1000, 110, 100, 5.0, 10.0) == 130  # this session's rate
 
 
 def test_train_without_progress_prints_nothing(tmp_path, capfd):
     cfg = tiny_run_config("train.steps=4", "train.val_every=2", "train.log_every=1")
-    summary = runner.train(cfg, tmp_path / "run", progress=False)
+    summary = loop.train(cfg, tmp_path / "run", progress=False)
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     vals = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -536,8 +535,8 @@ def test_train_without_progress_prints_nothing(tmp_path, capfd):
 
 def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_path):
     cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=2")
-    run = runner.Run(tmp_path / "run")
-    runner.train(cfg, run.path, progress=False)
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
     log = run.log.read_text()
     c = Checkpoint(run.last)
     model = build_model(cfg.model)
@@ -548,22 +547,22 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
 
     last_at(9)  # past train.steps = 4
     with pytest.raises(MistError, match=r"last.safetensors: step 9 is past train.steps = 4"):
-        runner.train(cfg, run.path, resume=True, progress=False)
+        loop.train(cfg, run.path, resume=True, progress=False)
     assert run.log.read_text() == log  # untouched
     run.log.write_text(log.splitlines()[0] + "\n")  # a log of one step: not this checkpoint's
     last_at(3)
     with pytest.raises(MistError, match=r"log.jsonl has no line for step 3 but .* is at step 3"):
-        runner.train(cfg, run.path, resume=True, progress=False)
+        loop.train(cfg, run.path, resume=True, progress=False)
     assert run.log.read_text() == log.splitlines()[0] + "\n"
     run.log.write_text("[1, 2]\n" + log)
     with pytest.raises(MistError, match=r"log.jsonl line 1: not a log record"):
-        runner.train(cfg, run.path, resume=True, progress=False)
+        loop.train(cfg, run.path, resume=True, progress=False)
 
 
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
     cfg = tiny_run_config("train.steps=2")
-    run = runner.Run(tmp_path / "run")
-    runner.train(cfg, run.path, progress=False)
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
     proc = subprocess.Popen(["true"])  # a pid that no longer runs
     proc.wait()
     stale = run.path / f".last.safetensors.{proc.pid}.0123abcd.tmp.safetensors"
@@ -571,25 +570,20 @@ def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
     saved = json.loads(run.config.read_text())
     saved["train"]["steps"] = 3
     run.config.write_text(json.dumps(saved))
-    assert runner.train(cfg, run.path, resume=True, progress=False)["steps"] == 3
+    assert loop.train(cfg, run.path, resume=True, progress=False)["steps"] == 3
     assert not stale.exists()
     assert not [p.name for p in run.path.iterdir() if ".tmp" in p.name]
 
 
-def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, monkeypatch):
+def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path):
     from mistnet.io import create_directory
 
-    def diverging(model, train_cfg):
-        trainer = build_trainer(model, train_cfg)
+    def diverging(trainer, result):
+        raise NonFiniteLoss("task loss became nan")
 
-        def step(batch):
-            raise NonFiniteLoss("task loss became nan")
-
-        return Trainer(model, trainer.optimizers, step)
-
-    monkeypatch.setattr(runner, "build_trainer", diverging)
+    diverge = loop.Callbacks(on_step=diverging)
     with pytest.raises(MistError) as info:
-        runner.train(tiny_run_config("train.steps=5"), tmp_path / "new" / "run", progress=False)
+        loop.train(tiny_run_config("train.steps=5"), tmp_path / "new" / "run", callbacks=diverge)
     assert str(info.value) == (
         "training diverged at step 1 (task loss became nan); lower the learning rate "
         "(no checkpoint had been written yet)"
@@ -598,7 +592,7 @@ def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path, m
     create_directory(tmp_path / "mine", "run")  # a run made earlier, killed before a checkpoint
     (tmp_path / "mine" / "notes.txt").write_text("kept")
     with pytest.raises(MistError, match="no checkpoint had been written yet"):
-        runner.train(tiny_run_config("train.steps=5"), tmp_path / "mine", progress=False)
+        loop.train(tiny_run_config("train.steps=5"), tmp_path / "mine", callbacks=diverge)
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == [".mistnet", "notes.txt"]
 
 
@@ -615,8 +609,27 @@ def test_training_data_is_checked_before_anything_is_written(tmp_path):
 
     empty_val = write_dataset(tmp_path / "ev", "t", {"train": arrays(32), "val": arrays(0)})
     with pytest.raises(MistError, match=r"ev: the val split is empty"):
-        runner.train(tiny_run_config(f"data.path='{empty_val}'"), tmp_path / "r1", progress=False)
+        loop.train(tiny_run_config(f"data.path='{empty_val}'"), tmp_path / "r1", progress=False)
     wide = write_dataset(tmp_path / "l99", "t", {"train": arrays(32, 99), "val": arrays(8)})
     with pytest.raises(MistError, match=r"class ids up to 99 but the run's classifier has 10"):
-        runner.train(tiny_run_config(f"data.path='{wide}'"), tmp_path / "r2", progress=False)
+        loop.train(tiny_run_config(f"data.path='{wide}'"), tmp_path / "r2", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "l99"]
+
+
+def test_a_run_directory_written_the_old_way_loads_resumes_and_evaluates(tmp_path):
+    """Runs written before the record had its own section kept it in ``model``."""
+    from mistnet.evaluation import evaluate_run
+
+    cfg = tiny_run_config("train.steps=2", "train.ckpt_every=2")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    old = json.loads(run.config.read_text())
+    old["model"].update(old.pop("record"))
+    old["train"]["steps"] = 4
+    run.config.write_text(json.dumps(old))
+    loaded, _, _ = run.load("last")
+    assert loaded.record.image_size == (80, 80)
+    assert loop.train(cfg, run.path, resume=True, progress=False)["steps"] == 4
+    saved = json.loads(run.config.read_text())
+    assert saved["record"]["image_size"] == [80, 80] and "image_size" not in saved["model"]
+    assert math.isfinite(evaluate_run(run.path, split="val").metrics["both"])

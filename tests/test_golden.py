@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from mistnet.config import resolve
-from mistnet.runner import train
+from mistnet.loop import train
 
 GOLDEN = Path(__file__).parent / "golden" / "mnist-hard-cpu-100.json"
 STEPS = 100

@@ -98,7 +98,7 @@ def test_the_walkthrough_runs_as_written(capsys, tmp_path, monkeypatch):
     manifest = json.loads(Path("data/photos/manifest.json").read_text())
     assert manifest["classes"] == ["bar", "disc", "square"] and manifest["channels"] == 3
     config = json.loads(Path("runs/photos/config.json").read_text())
-    assert config["model"]["class_names"] == ["bar", "disc", "square"]
+    assert config["record"]["class_names"] == ["bar", "disc", "square"]
     rows = Path("found/detections.csv").read_text().splitlines()
     assert rows[0] == "image,x,y,side,score,class"
     assert {row.split(",")[-1] for row in rows[1:]} <= {"bar", "disc", "square"}

@@ -663,10 +663,10 @@ def test_extra_meters_give_the_numbers_of_a_second_pass(extra, preset, data):
 
     from mistnet.config import resolve
     from mistnet.data import SceneDataset
+    from mistnet.data.sampling import loader
     from mistnet.engine import evaluate
     from mistnet.models.build import build_model
     from mistnet.reproduce.runs import extra_meters
-    from mistnet.runner import loader
 
     cfg = resolve(preset, ["model.heatmap_width=4", "model.patch_base_width=4"])
     torch.manual_seed(0)

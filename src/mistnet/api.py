@@ -1,6 +1,6 @@
 """Training from Python: :func:`fit` a model on datasets in memory, :func:`load` a run back.
 
-:func:`fit` runs the same loop as ``mist train`` (:func:`mistnet.runner.train`) and writes the
+:func:`fit` runs the same loop as ``mist train`` (:func:`mistnet.loop.train`) and writes the
 same run directory — ``config.json``, safetensors checkpoints, ``log.jsonl``, ``summary.json`` —
 so ``mist detect``, ``mist eval --data DIR`` and ``mist show --data DIR`` accept it.
 
@@ -27,15 +27,16 @@ from mistnet.config import SECTIONS, Config, set_value
 from mistnet.data.memory import IN_MEMORY, SceneItems
 from mistnet.device import check_device
 from mistnet.errors import MistError
+from mistnet.loop import train
 from mistnet.models.mist import MIST
-from mistnet.runner import Run, train
+from mistnet.rundir import Run
 
 
 def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MIST:
     """The model of a run directory (``best`` or ``last`` checkpoint), in eval mode.
 
     The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`: class
-    names in ``config.model.class_names``) and ``.run`` (the directory), and can be passed to
+    names in ``config.record.class_names``) and ``.run`` (the directory), and can be passed to
     :func:`fit` to train on from its weights.
 
     Raises:

@@ -51,12 +51,6 @@ class ModelConfig:
     # softmax (benchmarks/RESULTS.md, "the late collapse was float underflow in E_K").
     softmax_eps: float = 1e-6
     nms_window: int = 5
-    # (H, W) of the training images, written by ``mist train`` from the data (empty before).
-    # The networks are fully convolutional; the size is kept for the commands' data checks.
-    image_size: tuple[int, ...] = ()
-    # The class names of the training data (index i names class i), written by ``mist train``
-    # from a dataset that names them (``mist data import-images --labels``); empty otherwise.
-    class_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,7 +72,7 @@ class TrainConfig:
     """Optimisation: Algorithm 1 (``method = "mist"``) and the SPEC §4 baselines.
 
     :func:`mistnet.trainer.build_trainer` reads the optimisation keys; the run loop
-    (:func:`mistnet.runner.train`) reads the bookkeeping ones.
+    (:func:`mistnet.loop.train`) reads the bookkeeping ones.
     """
 
     method: Literal["mist", "supervised", "channelwise", "grid"] = "mist"
@@ -88,7 +82,7 @@ class TrainConfig:
     lr_heatmap: float = 1e-4
     # > 0 keeps an exponential moving average of the weights with this decay per step (Polyak
     # averaging, torch.optim.swa_utils.AveragedModel; the decay warms up as (1 + n) / (10 + n),
-    # runner.warmed_up_ema); validation, the best checkpoint's inference weights and every
+    # trainer.warmed_up_ema); validation, the best checkpoint's inference weights and every
     # command use the average. 0 (paper) uses the raw weights.
     ema_decay: float = 0.0
     # The multi-instance classification loss of the tau- and x-steps (and of the channel-wise
@@ -127,10 +121,29 @@ class TrainConfig:
 
 
 @dataclass
+class RunRecord:
+    """What training took from the data, not asked for by a preset or ``--set``.
+
+    ``mist train`` writes it (:func:`mistnet.data.runs.adopt_data`) into the run's
+    ``config.json`` under ``record``; the commands check other data against it.
+    """
+
+    # (H, W) of the training images. The networks are fully convolutional; the size is kept
+    # for the commands' data checks (the grid baseline fits only it) and ``mist detect --tile``.
+    image_size: tuple[int, ...] = ()
+    # The class names of the training data (index i names class i), from a dataset that names
+    # them (``mist data import-images --labels``); empty otherwise.
+    class_names: tuple[str, ...] = ()
+
+
+@dataclass
 class Config:
+    """The run as asked (``model``, ``data``, ``train``) and what training recorded of it."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    record: RunRecord = field(default_factory=RunRecord)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -233,18 +246,19 @@ def validate(cfg: Config) -> Config:
         _require(value >= 1 and value % 2 == 1, f"model.{key}", "an odd integer >= 1", value)
     _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
     _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
+    r = cfg.record
     _require(
-        m.image_size == () or (len(m.image_size) == 2 and min(m.image_size) >= 1),
-        "model.image_size",
+        r.image_size == () or (len(r.image_size) == 2 and min(r.image_size) >= 1),
+        "record.image_size",
         "[] or [H, W] with H, W >= 1",
-        list(m.image_size),
+        list(r.image_size),
     )
     _require(
-        m.class_names == ()
-        or (len(m.class_names) == m.num_classes and len(set(m.class_names)) == m.num_classes),
-        "model.class_names",
+        r.class_names == ()
+        or (len(r.class_names) == m.num_classes and len(set(r.class_names)) == m.num_classes),
+        "record.class_names",
         f"[] or num_classes = {m.num_classes} distinct names",
-        list(m.class_names),
+        list(r.class_names),
     )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
@@ -292,12 +306,20 @@ _RENAMED = {
     "x_centre": "centre_weight",
 }
 
+# What training records from the data; older versions kept it in the model section.
+_RECORDED = ("image_size", "class_names")
+
 
 def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Rewrite a config written by an older version (a run's ``config.json``, a TOML preset)
     into the current keys; ``source`` names it in errors."""
     if not isinstance(data.get("train", {}), dict):
         return data  # from_dict refuses it
+    model = data.get("model")
+    if isinstance(model, dict) and "record" not in data and any(k in model for k in _RECORDED):
+        record = {key: model[key] for key in _RECORDED if key in model}
+        model = {key: value for key, value in model.items() if key not in _RECORDED}
+        data = {**data, "model": model, "record": record}
     train = dict(data.get("train", {}))
     for old, new in _RENAMED.items():
         if old in train:
@@ -388,10 +410,21 @@ def load_preset(name_or_path: str) -> Config:
     return _from_file(data, where)
 
 
-def _from_file(data: dict[str, Any], where: str) -> Config:
-    """:func:`from_dict` of a file's content, its messages prefixed with the file."""
+def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Config:
+    """:func:`from_dict` of a file's content, its messages prefixed with the file.
+
+    ``recorded``: a run's ``config.json``, whose ``record`` section training wrote; a preset
+    has none (it is not asked for).
+    """
     try:
-        return from_dict(upgrade(data, where))
+        data = upgrade(data, where)
+        record = data.get("record", {}) if recorded else {}
+        if not isinstance(record, dict):
+            raise MistError("config section 'record' must be a table")
+        cfg = from_dict({k: v for k, v in data.items() if not (recorded and k == "record")})
+        for key, value in record.items():
+            set_value(cfg, "record", key, value)
+        return validate(cfg)
     except MistError as exc:
         message = str(exc)
         raise MistError(message if message.startswith(where) else f"{where}: {message}") from None
@@ -407,7 +440,7 @@ def load_json(path: str | Path) -> Config:
     data = read_json(path)
     if not isinstance(data, dict):
         raise MistError(f"{path}: not a valid config file (not a JSON object)")
-    return _from_file(data, str(path))
+    return _from_file(data, str(path), recorded=True)
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:

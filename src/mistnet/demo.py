@@ -32,11 +32,13 @@ from mistnet.data import (
     open_dataset,
     write_dataset,
 )
+from mistnet.data.sampling import loader
 from mistnet.data.store import claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, claim_output, json_text, open_output, remove_empty
-from mistnet.runner import Run, loader, train
+from mistnet.loop import train
+from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
 #: The preset of each demo task.

@@ -32,6 +32,11 @@ TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,
 HeatmapLoss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 Prior = Callable[[Tensor, Tensor, TaskOutput], Tensor]  # (images, x, out) -> (B, K) or (B,)
 
+# A keypoint this close to the image edge counts as "on the border" in the training log: the
+# lifted loop's failure mode is keypoints collapsing onto the border (RESULTS.md), and a 20 px
+# box centred closer than 8 px to the edge hangs at least 2 px over it.
+BORDER_PX = 8.0
+
 
 @dataclass
 class Batch:
@@ -56,6 +61,30 @@ class StepResult:
     heatmap: Tensor | None = None  # () heatmap loss, None where no heatmap is trained
     x0: Tensor | None = None  # (B, K, 3) the detections the x-step started from
     x: Tensor | None = None  # (B, K, 3) the optimised slack keypoints
+
+    def stats(self, height: int, width: int) -> dict[str, float]:
+        """The logged floats: the losses and, for the lifted step, how x moved from ``x0`` and
+        the share of ``x0`` within :data:`BORDER_PX` of the edge of ``height`` x ``width``."""
+        stats = {"task": float(self.task)}
+        if self.heatmap is not None:
+            stats["heatmap"] = float(self.heatmap)
+        if self.x is None or self.x0 is None:
+            return stats
+        x0 = self.x0
+        moved = (self.x - x0)[..., :2].norm(dim=-1)  # (B, K)
+        border = (
+            (x0[..., 0] < BORDER_PX)
+            | (x0[..., 0] > width - 1 - BORDER_PX)
+            | (x0[..., 1] < BORDER_PX)
+            | (x0[..., 1] > height - 1 - BORDER_PX)
+        )
+        stats.update(
+            move_mean=float(moved.mean()),
+            move_median=float(moved.median()),
+            moved_1px=float((moved > 1).float().mean()),
+            border=float(border.float().mean()),
+        )
+        return stats
 
 
 @dataclass(frozen=True)

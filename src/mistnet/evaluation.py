@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from mistnet.data.runs import check_data, open_data
+from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
 from mistnet.engine import Meter, evaluate
 from mistnet.errors import MistError
 from mistnet.metrics import unmeasured
-from mistnet.runner import Run, loader
+from mistnet.rundir import Run
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def evaluate_run(
     """Evaluate the best checkpoint of ``run`` on ``split`` of ``data``.
 
     Args:
-        run: a run directory written by :func:`mistnet.runner.train`.
+        run: a run directory written by :func:`mistnet.loop.train`.
         data: dataset directory or generator name (default: the run's own data, see
             :func:`mistnet.data.runs.open_data`).
         split: ``train``, ``val`` or ``test``.
@@ -106,7 +107,7 @@ def evaluate_run(
         per_image_k=per_image_k,
         signed=cfg.model.output == "signed",
         annotations=annotations,
-        class_names=tuple(cfg.model.class_names),
+        class_names=tuple(cfg.record.class_names),
         meters=meters,
     )
     broken = [name for name, value in metrics.items() if not math.isfinite(value)]

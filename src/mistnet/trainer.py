@@ -2,8 +2,10 @@
 
 It builds the optimisers a method needs, turns loss names into callables once, composes the
 x-step objective (task loss, centring prior, proximal term) and binds them to the step function
-of :mod:`mistnet.engine`. The run loop (:mod:`mistnet.runner`) then calls ``trainer.step(batch)``
-and owns everything around it: batches, the moving average, diagnostics, validation, checkpoints.
+of :mod:`mistnet.engine`, and keeps the moving average of the weights (:class:`ModelEma`) that
+``train.ema_decay`` asks for. The training loop (:mod:`mistnet.loop`) calls
+``trainer.train_step(batch)`` and owns everything around it: batches, diagnostics, validation,
+checkpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import partial
 
 import torch
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 
 from mistnet.config import TrainConfig
 from mistnet.engine import (
@@ -39,13 +42,64 @@ from mistnet.losses import (
 from mistnet.models.mist import PatchModel, TaskOutput
 
 
+def warmed_up_ema(decay: float):
+    """An ``AveragedModel`` update: an exponential moving average with a decay that warms up.
+
+    After ``n`` updates the decay is ``min(decay, (1 + n) / (10 + n))`` (as TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``), so an early average follows the model
+    instead of dragging in the random initialisation; from ``n ≈ 10 / (1 - decay)`` on it is the
+    plain average with ``decay``. Integer buffers (BatchNorm's batch count) are copied.
+    """
+
+    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+        steps = float(n)
+        weight = 1.0 - min(decay, (1.0 + steps) / (10.0 + steps))
+        with torch.no_grad():
+            for avg, cur in zip(averaged, current, strict=True):
+                if avg.is_floating_point():
+                    avg.lerp_(cur, weight)
+                else:
+                    avg.copy_(cur)
+
+    return update
+
+
+class ModelEma(AveragedModel):
+    """The moving average of a model's weights and buffers (:func:`warmed_up_ema`), as timm's
+    ``ModelEma``: ``update(model)`` after each step, ``module`` is the averaged model.
+
+    Its ``state_dict`` is ``AveragedModel``'s (``module.*``, ``n_averaged``), which checkpoints
+    store under ``average.``.
+    """
+
+    def __init__(self, model: PatchModel, decay: float) -> None:
+        super().__init__(model, multi_avg_fn=warmed_up_ema(decay), use_buffers=True)
+
+    def update(self, model: PatchModel) -> None:
+        self.update_parameters(model)
+
+
 @dataclass
 class Trainer:
-    """A model, its optimisers by checkpoint name, and the bound step ``Batch -> StepResult``."""
+    """A model, its optimisers by checkpoint name, the bound step ``Batch -> StepResult``, and
+    the moving average of the weights (None: the run keeps none)."""
 
     model: PatchModel
     optimizers: dict[str, torch.optim.Optimizer]
     step: Callable[[Batch], StepResult]
+    average: ModelEma | None = None
+
+    def train_step(self, batch: Batch) -> StepResult:
+        """One training step, then the moving average's update."""
+        result = self.step(batch)
+        if self.average is not None:
+            self.average.update(self.model)
+        return result
+
+    @property
+    def inference_model(self) -> PatchModel:
+        """What validates and is loaded for inference: the moving average when kept."""
+        return self.model if self.average is None else self.average.module
 
 
 def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
@@ -87,7 +141,15 @@ def x_step_schedule(cfg: TrainConfig) -> XStep:
 
 
 def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:
-    """Optimisers (Adam) and the step function of ``cfg.method`` for ``model``."""
+    """Optimisers (Adam), the step function of ``cfg.method`` and the moving average for
+    ``model``."""
+    trainer = _bind_step(model, cfg)
+    if cfg.ema_decay > 0:
+        trainer.average = ModelEma(model, cfg.ema_decay)
+    return trainer
+
+
+def _bind_step(model: PatchModel, cfg: TrainConfig) -> Trainer:
     adam = torch.optim.Adam
     loss = task_loss(model.task, cfg.class_loss)
     if cfg.method in ("channelwise", "grid"):

@@ -5,10 +5,12 @@ import json
 import numpy as np
 from cli_helpers import assert_user_error, mist
 
-from mistnet import runner
 from mistnet.data import write_dataset
+from mistnet.data.runs import open_data
+from mistnet.data.sampling import loader
 from mistnet.engine import evaluate
 from mistnet.evaluation import evaluate_run
+from mistnet.rundir import Run
 
 
 def test_eval_with_missing_data_directory(capsys, tiny_run, tmp_path):
@@ -46,8 +48,8 @@ def test_eval_writes_metrics_json(capsys, tiny_run, tmp_path):
     )
     assert "both" in stdout
     # The same scenes evaluated in-process give exactly the same numbers ...
-    cfg, model, _ = runner.Run(tiny_run).load("best")
-    ref = evaluate(model, runner.loader(runner.open_split(cfg, "test"), 8, 0))
+    cfg, model, _ = Run(tiny_run).load("best")
+    ref = evaluate(model, loader(open_data(cfg, None, "test")[1], 8, 0))
     assert record["metrics"] == ref
     # ... and so does the library call behind mist eval, as a record with the same keys.
     again = evaluate_run(tiny_run, "mnist-hard", "test")

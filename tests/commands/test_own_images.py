@@ -99,7 +99,7 @@ def test_label_only_images_train_and_evaluate_by_class_name(capsys, folder):
         "ap50_agnostic",
     }
     config = json.loads((run / "config.json").read_text())
-    assert config["model"]["class_names"] == list(CLASSES)
+    assert config["record"]["class_names"] == list(CLASSES)
     vals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     vals = [v for v in vals if v["split"] == "val"]
     assert len(vals) == 2 and all("classif" in v and "both" not in v for v in vals)

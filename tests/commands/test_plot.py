@@ -5,7 +5,7 @@ import json
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.viz import log_curves
 
 

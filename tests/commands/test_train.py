@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import TINY, assert_user_error, mist, subprocess_env
 from PIL import Image
 
-from mistnet import runner
+from mistnet import loop
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import apply_overrides, load_preset
 from mistnet.data import build_generator, make_scenes, write_dataset
@@ -79,7 +79,7 @@ def test_resume_after_sigkill_continues_exactly(tmp_path):
     ]
     reference = tmp_path / "reference"
     cfg = apply_overrides(load_preset("tiny-cpu"), overrides)
-    runner.train(cfg, reference, progress=False, threads=1)
+    loop.train(cfg, reference, progress=False, threads=1)
 
     run = tmp_path / "interrupted"
     argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]

@@ -47,6 +47,7 @@ def test_check_data_reasons():
     with pytest.raises(MistError, match=r"signed \(Gabor\) images .* sigmoid output"):
         check_data(recon, gabor, "gabor")
     check_data(recon, SceneDataset("mnist-hard", "test", size=1), "mnist-hard")
-    grid = apply_overrides(classify, ["train.method=grid", "model.image_size=[60, 60]"])
+    grid = apply_overrides(classify, ["train.method=grid"])
+    grid.record.image_size = (60, 60)
     with pytest.raises(MistError, match="80x80 images but this grid baseline was trained on 60x60"):
         check_data(grid, SceneDataset("mnist-hard", "test", size=1), "mnist-hard")

@@ -51,7 +51,7 @@ from mistnet.errors import MistError
 from mistnet.io import atomic_write_text, claim_output, json_text, new_directory
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 from mistnet.viz import annotate_image, to_rgb
 
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     # Read every image first, so a bad file stops the command before anything is written.
     images = _read_images(args, channels, model, k, smallest)
     how = validate_options(args, cfg, model, images, smallest)
-    names = tuple(cfg.model.class_names)
+    names = tuple(cfg.record.class_names)
     done = []
     table = DetectionTable(cfg.model.task == "classify", names)
     # out changes only once every image is done

@@ -63,9 +63,9 @@ def validate_options(
     if args.tile:
         if isinstance(model, GridMIST):
             raise MistError("the grid baseline has no detector to run in tiles; drop --tile")
-        if not cfg.model.image_size:
+        if not cfg.record.image_size:
             raise MistError(f"{args.run} does not record its training image size; drop --tile")
-        tile = tuple(int(v) for v in cfg.model.image_size)
+        tile = tuple(int(v) for v in cfg.record.image_size)
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
         h, w = max(1, round(H * factor)), max(1, round(W * factor))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mistnet.commands._args import checked_png
 from mistnet.errors import MistError
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.viz import plot_runs
 
 

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         "reproduce",
         help="reproduce the paper's tables (train, evaluate, write paper vs ours)",
         description="Train and evaluate every run a table of the paper needs (through mist "
-        "train's runner and mist eval's metrics), then write OUT/<table>.md with the paper's "
+        "train's training loop and mist eval's metrics), then write OUT/<table>.md with the paper's "
         "numbers beside ours, OUT/results.json and figures. Re-running the same command "
         "continues an interrupted reproduction: finished runs (with eval.json) are skipped; "
         "runs made under another plan are refused (use a fresh --out).",

@@ -20,7 +20,7 @@ from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.runner import Run
+from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         gt_boxes=gt,
         signed=cfg.model.output == "signed",
-        class_names=cfg.model.class_names,
+        class_names=cfg.record.class_names,
     )
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0

@@ -4,7 +4,7 @@ Examples::
 
     mist train --list-presets
     mist train --preset mnist-hard-classify --out runs/classify --device auto
-    mist train --preset tiny-cpu --out runs/tiny --set train.steps=100 --set train.lr_k=3e3
+    mist train --preset tiny-cpu --out runs/tiny --set train.steps=100 --set train.lr_keypoints=3e3
     mist train --preset runs/classify/config.json --out runs/again   # any TOML file also works
     mist train --out runs/classify --resume                          # continue after a crash
     mist train --preset mnist-hard-classify --out runs/c --device cuda --precision bf16 --compile
@@ -18,13 +18,15 @@ import json
 import sys
 from pathlib import Path
 
-from mistnet import config, runner
+from mistnet import config
 from mistnet.acceleration import PRECISIONS
 from mistnet.commands._args import add_device_argument, add_set_argument
 from mistnet.device import check_device
 from mistnet.distributed import World
 from mistnet.errors import MistError
 from mistnet.io import json_text
+from mistnet.loop import train
+from mistnet.rundir import Run
 from mistnet.validate import minutes
 
 
@@ -87,15 +89,6 @@ def list_presets() -> None:
         print(f"{name:24s} {m.task:11s} {t.method:11s} data={cfg.data.name} K={m.k}")
 
 
-def _differences(a: dict, b: dict) -> list[str]:
-    return [
-        f"{section}.{key}: {b[section][key]!r} -> {value!r}"
-        for section, values in a.items()
-        for key, value in values.items()
-        if b[section][key] != value
-    ]
-
-
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         list_presets()
@@ -111,23 +104,19 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.data).is_dir():
             raise MistError(f"--data {args.data}: no such dataset directory")
         overrides.append(f"data.path={json.dumps(args.data)}")
-    run_dir = runner.Run(args.out)
     if args.resume:
-        run_dir.require()
-        cfg = saved = config.load_json(run_dir.config)
-        if args.preset or overrides:
-            if args.preset:
-                asked = config.resolve(args.preset, overrides)
-            else:
-                asked = config.apply_overrides(config.load_json(run_dir.config), overrides)
-            asked.model.image_size = saved.model.image_size  # written by training, not asked
-            diff = _differences(asked.to_dict(), saved.to_dict())
-            if diff:
-                print(
-                    "mist train: note: --resume continues the run as saved; ignoring "
-                    + "; ".join(diff),
-                    file=sys.stderr,
-                )
+        run_dir = Run(args.out)
+        if args.preset:
+            asked = config.resolve(args.preset, overrides)
+        else:
+            asked = config.apply_overrides(run_dir.resume_config()[0], overrides)
+        cfg, ignored = run_dir.resume_config(asked)
+        if ignored:
+            print(
+                "mist train: note: --resume continues the run as saved; ignoring "
+                + "; ".join(ignored),
+                file=sys.stderr,
+            )
     else:
         if not args.preset:
             raise MistError("--preset NAME is required (see mist train --list-presets)")
@@ -137,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             "SVHN is read from a dataset directory: add --data DIR "
             "(make one with mist data make svhn --svhn SVHN_ROOT --out DIR)"
         )
-    summary = runner.train(
+    summary = train(
         cfg,
         args.out,
         device=device,

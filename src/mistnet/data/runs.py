@@ -14,7 +14,8 @@ from mistnet.errors import MistError
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
-    """The ``split`` of ``data`` (a directory or generator name; default the run's own data).
+    """The ``split`` of ``data`` (a directory or generator name; default the run's own data:
+    ``data.path``, else the generator ``data.name``).
 
     A generator is sampled with the run's data seed and split size, so ``mist eval`` on the
     run's generator sees the same scenes the run's own validation / test would.
@@ -39,21 +40,27 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     return source, dataset
 
 
-def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
-    """Reject data the run cannot be evaluated on, with a one-line reason.
+def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = False) -> None:
+    """Reject data the run cannot be trained or evaluated on, with a one-line reason.
 
     Args:
-        cfg: the run's config; ``model.image_size`` is the size it was trained on (a grid
+        cfg: the run's config; ``record.image_size`` is the size it was trained on (a grid
             baseline only fits that size).
         dataset: a :class:`~mistnet.data.SceneFolder` or :class:`~mistnet.data.SceneDataset`.
         source: how the user named the data, for the message.
+        training: ``dataset`` is the split a run trains on, which must also carry boxes for
+            the supervised baseline, when it names its classes, ``model.num_classes`` of them,
+            and for a classifier a label on every image.
 
     Raises:
         MistError: other channels, signed data for a classifier, the auto-encoder's output
             range does not match, another image size for the grid baseline, a classifier on
             data without labels or with class ids it does not have (or no instances at all),
-            or class names other than the run's.
+            class names other than the run's, or (``training``) the supervised baseline
+            without boxes, another class count, or an image without a label.
     """
+    if training:
+        _check_training_data(cfg, dataset, source)
     m = cfg.model
     channels = int(dataset.channels)
     if channels != m.in_channels:
@@ -68,14 +75,17 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
             f"{source} holds {kind} images but the run's auto-encoder has {m.output} output"
         )
     size = (int(dataset.height), int(dataset.width))
-    trained = tuple(m.image_size)
+    trained = tuple(cfg.record.image_size)
     if cfg.train.method == "grid" and trained and size != trained:
         raise MistError(
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
             f"{trained[0]}x{trained[1]}"
         )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
-        raise MistError(f"{source} has no labels; there is nothing to measure a classifier by")
+        raise MistError(
+            f"{source} has no labels; a classifier needs them "
+            "(an auto-encoder does not: model.task=reconstruct)"
+        )
     arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
     if m.task == "classify" and arrays is not None:
         labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
@@ -89,11 +99,56 @@ def check_data(cfg: Config, dataset: Dataset, source: str) -> None:
     names = classes_of(dataset)
     # A run without class names knows its classes by number: data whose class i is named
     # other than "i" would be scored against the wrong ids.
-    trained_names = tuple(m.class_names) or tuple(str(i) for i in range(len(names)))
+    recorded = tuple(cfg.record.class_names)
+    trained_names = recorded or tuple(str(i) for i in range(len(names)))
     if m.task == "classify" and names and names != trained_names:
-        trained_on = (
-            ", ".join(m.class_names) if m.class_names else "classes without names (0, 1, ...)"
-        )
+        trained_on = ", ".join(recorded) if recorded else "classes without names (0, 1, ...)"
         raise MistError(
             f"{source} names the classes {', '.join(names)}; the run was trained on {trained_on}"
         )
+
+
+def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
+    m, found = cfg.model, annotations_of(dataset)
+    if cfg.train.method == "supervised" and "boxes" not in found:
+        raise MistError(f"{source}: train.method = supervised trains on boxes, which it lacks")
+    names = classes_of(dataset)
+    if names and m.task == "classify" and len(names) != m.num_classes:
+        raise MistError(
+            f"{source} names {len(names)} classes but model.num_classes = {m.num_classes} "
+            f"(add --set model.num_classes={len(names)})"
+        )
+    counts = (getattr(dataset, "arrays", None) or {}).get("counts")  # a directory's
+    if m.task != "classify" or cfg.train.method == "supervised" or "labels" not in found:
+        return
+    empty = 0 if counts is None else int((counts == 0).sum())
+    if empty:  # eq. 9 and the set loss compare each image's labels with its K patches
+        raise MistError(
+            f"{source}: {empty} of the {len(counts)} training images have no label (an empty "
+            "labels field); a classifier needs at least one per image: leave them out, or "
+            "train an auto-encoder (--set model.task=reconstruct)"
+        )
+
+
+def adopt_data(cfg: Config, train: Dataset, val: Dataset | None) -> frozenset[str]:
+    """Check that ``cfg`` can train on ``train`` and validate on ``val`` (:func:`check_data`);
+    record the training data's image size and class names in ``cfg.record``; return the ground truth
+    that validation can measure (that of ``val``, else of ``train``).
+
+    Raises:
+        MistError: an empty ``val``, or what :func:`check_data` refuses.
+    """
+    source = cfg.data.path or cfg.data.name
+    if val is not None and len(val) == 0:
+        raise MistError(f"{source}: the val split is empty; training validates on it")
+    record = cfg.record
+    record.image_size = (int(train.height), int(train.width))
+    names = classes_of(train)
+    if cfg.model.task != "classify":
+        record.class_names = ()
+    elif names:
+        record.class_names = names
+    check_data(cfg, train, f"{source} [train]", training=True)
+    if val is not None:
+        check_data(cfg, val, f"{source} [val]")
+    return annotations_of(train if val is None else val)

@@ -7,7 +7,7 @@ Entry point: :func:`reproduce`. The pieces:
 - :mod:`~mistnet.reproduce.plan`: the budgets (``smoke``, ``cpu``, ``full``) as data and the
   experiments (rows) of each table as presets plus overrides;
 - :mod:`~mistnet.reproduce.data`: datasets made once per (data key, budget, seed) and shared;
-- :mod:`~mistnet.reproduce.runs`: one run: :func:`mistnet.runner.train` (resumed when
+- :mod:`~mistnet.reproduce.runs`: one run: :func:`mistnet.loop.train` (resumed when
   interrupted), then :func:`mistnet.engine.evaluate` of the best checkpoint, into ``eval.json``;
 - :mod:`~mistnet.reproduce.report`: ``results.json`` and ``<table>.md``;
 - :mod:`~mistnet.reproduce.figures`: the paper's figures from the seed-0 runs, drawn after

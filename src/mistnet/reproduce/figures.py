@@ -23,8 +23,8 @@ from mistnet.data.gabor import gabor_stencil
 from mistnet.metrics import greedy_assign, valid_mask
 from mistnet.models.build import build_model
 from mistnet.reproduce.runs import IMPULSE_RADIUS, RunSpec
+from mistnet.rundir import Run
 from mistnet.runlog import read_log
-from mistnet.runner import Run
 from mistnet.viz import draw_scenes_grid, output_figure, plot_curves
 
 
@@ -108,7 +108,7 @@ def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
     cfg, best, ckpt_best = _load(spec, "best", device)
     _, last, ckpt_last = _load(spec, "last", device)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)  # as runner.train does before building the model
+        torch.manual_seed(cfg.train.seed)  # as loop.train does before building the model
         init = build_model(cfg.model, cfg.train.method).to(device).eval()
     batch = _scenes(spec.data["test"], n)
     images = batch["image"].to(device)

@@ -1,6 +1,6 @@
 """One run of a reproduction: its config, training (or resuming) and evaluation.
 
-A run lives in ``OUT/<table>/<row>/seed<s>/``: a run directory of :func:`mistnet.runner.train`
+A run lives in ``OUT/<table>/<row>/seed<s>/``: a run directory of :func:`mistnet.loop.train`
 plus ``eval.json``, written last. ``eval.json`` holds the record ``mist eval`` writes for the
 test split (same keys, same numbers) and, besides, the extra metrics, the other evaluations of
 the row, the training summary, wall times and the equivalent ``mist`` commands. A run with
@@ -33,12 +33,13 @@ from mistnet.engine import Batch, Meter
 from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
+from mistnet.loop import train
 from mistnet.metrics import APMeter, match_points
 from mistnet.models import MISTOutput
 from mistnet.ops import topk_keypoints
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
-from mistnet.runner import Run, train
+from mistnet.rundir import Run
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
@@ -137,8 +138,9 @@ def make_spec(
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A config dict as JSON has it, with an absolute data path and without the image size
-    (written into a run's config by training, from the data the plan names).
+    """A config dict as JSON has it, with an absolute data path and without what training
+    recorded from the data the plan names (``record``; older runs kept it in ``model``, which
+    :func:`mistnet.config.upgrade` moves).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
     defaults, and older keys their current names, as :func:`mistnet.config.load_json` gives
@@ -150,7 +152,7 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     for section, values in defaults.items():
         if isinstance(values, dict) and isinstance(cfg[section], dict):
             cfg[section] = {**values, **cfg[section]}
-    cfg.get("model", {}).pop("image_size", None)
+    cfg.pop("record", None)
     data = cfg.get("data", {})
     if data.get("path"):
         data["path"] = str(Path(data["path"]).resolve())

@@ -1,0 +1,71 @@
+"""The progress of a training session: its deadline (``--max-minutes``) and its progress bar."""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+def expected_last_step(steps: int, step: int, start: int, elapsed: float, left: float) -> int:
+    """The step a run will stop at: ``steps``, or where its deadline falls at the rate so far.
+
+    Args:
+        steps: ``train.steps``.
+        step: steps done; ``start``: the step this session started from.
+        elapsed: seconds this session has trained; ``left``: seconds to the deadline (inf: none).
+
+    Example:
+        >>> expected_last_step(1000, 110, 100, 20.0, 60.0)  # 0.5 steps/s, one more minute
+        140
+    """
+    if not math.isfinite(left) or step <= start or elapsed <= 0:
+        return steps
+    rate = (step - start) / elapsed
+    return min(steps, step + max(1, math.ceil(rate * max(left, 0.0))))
+
+
+class Progress:
+    """Steps ``start + 1 .. steps`` of one session: a tqdm bar (``show`` off: nothing printed)
+    whose total follows the deadline ``max_minutes`` from now (0: none)."""
+
+    def __init__(self, start: int, steps: int, max_minutes: float, show: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.start, self.steps, self.show = start, steps, show
+        self.began = time.monotonic()
+        self.deadline = self.began + 60 * max_minutes if max_minutes > 0 else math.inf
+        self.bar = tqdm(
+            total=steps, initial=start, disable=not show, desc="train", dynamic_ncols=True
+        )
+
+    @property
+    def seconds(self) -> float:
+        """Seconds since the session began."""
+        return time.monotonic() - self.began
+
+    @property
+    def timed(self) -> bool:
+        """Whether the session has a deadline."""
+        return math.isfinite(self.deadline)
+
+    def late(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.monotonic() > self.deadline
+
+    def advance(self, step: int, stats: dict[str, float] | None) -> None:
+        """Count ``step`` done; show the losses of ``stats`` (None: not logged this step)."""
+        if stats is not None:
+            shown = ("task", "heatmap", "border")
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items() if k in shown})
+        now = time.monotonic()
+        left = self.deadline - now
+        self.bar.total = expected_last_step(self.steps, step, self.start, now - self.began, left)
+        self.bar.update(1)
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        """A line of validation metrics under the bar."""
+        if self.show and metrics:
+            self.bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,264 @@
+"""A run directory on disk: its files, its log, its checkpoints, and whether it can resume.
+
+A run directory holds ``config.json`` (the resolved config), ``last.safetensors`` (written every
+``ckpt_every`` steps and at the end), ``best.safetensors`` (best validation metric),
+``log.jsonl`` (one JSON line per logged step and per validation), ``summary.json`` and
+``.lock`` (held while a process trains into it). The training loop (:mod:`mistnet.loop`)
+writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, ``detect``,
+:func:`mistnet.load`, ``mist reproduce``) imports this module and never the loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mistnet.checkpoint import Checkpoint
+from mistnet.config import Config, load_json
+from mistnet.data.store import ANNOTATIONS
+from mistnet.errors import ArgumentError, MistError
+from mistnet.io import atomic_write_text, exclusive_lock, json_text, open_output, remove_empty
+from mistnet.metrics import unmeasured
+from mistnet.models.build import build_model
+from mistnet.models.mist import MIST
+from mistnet.runlog import LogRecord, read_log
+from mistnet.trainer import Trainer
+
+MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
+
+
+def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str:
+    """The validation metric that picks ``best.safetensors``: ``train.select_metric``, else what
+    the data can measure (``rmse`` for reconstruction; ``both`` with boxes and labels, else
+    ``classif``).
+
+    Raises:
+        MistError: ``train.select_metric`` needs ground truth the data lacks.
+    """
+    chosen = cfg.train.select_metric
+    skipped = unmeasured(cfg.model.task, annotations)
+    if chosen in skipped:
+        raise MistError(
+            f"train.select_metric = {chosen!r} cannot be measured: {skipped[chosen]} "
+            "(leave it empty to pick what the data measures)"
+        )
+    if chosen:
+        return chosen
+    if cfg.model.task == "reconstruct":
+        return "rmse"
+    return "both" if "both" not in skipped else "classif"
+
+
+class Run:
+    """Paths of a run directory, and the reading and writing of its log."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.last = self.path / "last.safetensors"
+        self.best = self.path / "best.safetensors"
+        self.log = self.path / "log.jsonl"
+        self.summary = self.path / "summary.json"
+
+    def require(self) -> None:
+        if self.path.is_file():
+            raise MistError(f"{self.path} is a file; give the run directory ({self.path.parent})")
+        if not self.path.is_dir():
+            raise MistError(f"run directory {self.path} does not exist")
+        if not self.config.is_file():
+            raise MistError(f"{self.path} is not a mistnet run (no config.json)")
+
+    def records(self) -> list[dict[str, Any]]:
+        """The lines of ``log.jsonl`` as dicts (a last line cut short by a kill is left out).
+
+        Raises:
+            MistError: not a run, no log or an empty one, or a damaged line (see
+                :func:`mistnet.runlog.read_log`).
+        """
+        self.require()
+        if not self.log.is_file():
+            raise MistError(f"{self.path} has no log.jsonl yet")
+        records = read_log(self.log)
+        if not records:
+            raise MistError(f"{self.log}: empty; the run has not logged a step yet")
+        return [r.as_dict() for r in records]
+
+    def read_log(self) -> list[LogRecord]:
+        """The records of ``log.jsonl`` (none when it does not exist); see
+        :func:`mistnet.runlog.read_log`."""
+        return read_log(self.log) if self.log.exists() else []
+
+    def is_legacy(self) -> bool:
+        """Whether this is a run written before output directories were marked: its
+        ``config.json`` is a run config and it holds a checkpoint."""
+        if not (self.last.is_file() or self.best.is_file()):
+            return False
+        try:
+            load_json(self.config)
+        except (MistError, OSError, ValueError):
+            return False
+        return True
+
+    def claim(self) -> list[Path]:
+        """Make this run directory for writing, or accept one ``mist train`` made earlier.
+
+        Returns:
+            The directories created (none when the run existed; a legacy run gets its marker).
+
+        Raises:
+            MistError: ``path`` exists and is not a run (see :func:`mistnet.io.claim_output`).
+        """
+        return open_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy())
+
+    def append_log(self, record: dict[str, Any]) -> None:
+        with self.log.open("a") as f:
+            f.write(json_text(record, indent=None) + "\n")
+
+    def truncate_log(self, log: list[LogRecord], step: int) -> None:
+        """Rewrite ``log.jsonl`` without the lines past ``step`` (written after the checkpoint)."""
+        if self.log.is_file():
+            atomic_write_text(self.log, "".join(r.line + "\n" for r in log if r.step <= step))
+
+    def resume_config(self, asked: Config | None = None) -> tuple[Config, list[str]]:
+        """The config a resumed run continues with (its own, as saved), and what of ``asked``
+        it ignores (``section.key: saved -> asked`` lines; none when ``asked`` is None).
+        """
+        self.require()
+        saved = load_json(self.config)
+        if asked is None:
+            return saved, []
+        a, b = asked.to_dict(), saved.to_dict()
+        diff = [
+            f"{section}.{key}: {b[section][key]!r} -> {value!r}"
+            for section, values in a.items()
+            for key, value in values.items()
+            if b[section][key] != value and section != "record"
+        ]
+        return saved, diff
+
+    def restore(
+        self, trainer: Trainer, cfg: Config, device: torch.device, truncate_log: bool
+    ) -> Checkpoint:
+        """Load ``last.safetensors`` into ``trainer`` (weights, optimisers, the moving average)
+        once :func:`check_resume` accepts it; ``truncate_log``: drop the log's later lines."""
+        ckpt, log = Checkpoint(self.last, device=device), self.read_log()
+        check_resume(ckpt, cfg, log)
+        ckpt.load_model(trainer.model)
+        for name, opt in trainer.optimizers.items():
+            ckpt.load_optimizer(name, opt)
+        if trainer.average is not None:
+            ckpt.load_average(trainer.average)
+        if truncate_log:
+            self.truncate_log(log, ckpt.step)
+        return ckpt
+
+    @contextmanager
+    def writing(self, resume: bool) -> Iterator[None]:
+        """Hold ``.lock`` while training into the directory, made or accepted by :meth:`claim`.
+
+        A fresh run that fails (or, under the CLI, is stopped by a signal:
+        :func:`mistnet.io.signals_as_exceptions`) before its first checkpoint removes the
+        directory it created, or the files it wrote into a run that existed.
+
+        Raises:
+            MistError: ``path`` is not a run (:meth:`claim`), or another process holds the lock.
+        """
+        created = self.claim()
+        before = set() if created else {p.name for p in self.path.iterdir()}
+        with exclusive_lock(self.path, "mist train"):
+            try:
+                yield
+            except BaseException:
+                if not self.last.exists():  # nothing worth keeping: leave what was there before
+                    _remove_new(self.path, created, before, resume)
+                raise
+
+    def tensorboard(self):
+        """A TensorBoard writer into ``tb/``, or None without the optional package."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.path / "tb"))
+
+    def load(
+        self, which: str = "best", device: torch.device | str = "cpu"
+    ) -> tuple[Config, MIST, Checkpoint]:
+        """Rebuild the model of this run from its config and a checkpoint (``best`` or ``last``).
+
+        The weights are the moving average when the run kept one (``train.ema_decay > 0``).
+        """
+        if which not in ("best", "last"):
+            raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
+        self.require()
+        cfg = load_json(self.config)
+        if not self.best.is_file() and not self.last.is_file():
+            raise MistError(f"{self.path} holds no checkpoint yet (no best or last.safetensors)")
+        path = self.best if which == "best" and self.best.is_file() else self.last
+        ckpt = Checkpoint(path, device=device)
+        if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
+            cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
+        torch.manual_seed(0)
+        model = build_model(cfg.model, cfg.train.method)
+        ckpt.load_model(model, average=True)
+        return cfg, model.to(device).eval(), ckpt
+
+
+def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
+    """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
+
+    The train line of every ``log_every``-th step is appended before the checkpoint of that step
+    is written, so the log of the run a checkpoint belongs to holds the line of the last such
+    step at or before the checkpoint's (a missing log is no contradiction: nothing to keep).
+    """
+    t = cfg.train
+    if ckpt.step > t.steps:
+        raise MistError(
+            f"{ckpt.path}: step {ckpt.step} is past train.steps = {t.steps}; "
+            "the checkpoint does not belong to this run"
+        )
+    logged = {r.step for r in log if r.split == "train"}
+    expected = ckpt.step // t.log_every * t.log_every
+    if log and expected > 0 and expected not in logged:
+        raise MistError(
+            f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "
+            "the log and the checkpoint are of different runs"
+        )
+
+
+def warm_start(model: MIST, source: str, parts: str, device: torch.device | str = "cpu") -> None:
+    """Copy the ``parts`` of ``model`` ("heatmap", "task" or "all") from a checkpoint or run.
+
+    The source's moving-average weights are taken when it kept them.
+    """
+    path = Path(source)
+    if path.is_dir():
+        run = Run(path)
+        path = run.best if run.best.is_file() else run.last
+    ckpt = Checkpoint(path, device=device)
+    prefix = {"heatmap": "heatmap_net.", "task": "task_net.", "all": ""}[parts]
+    state = {k: v for k, v in ckpt.model_state(average=True).items() if k.startswith(prefix)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        raise MistError(f"{path}: its {parts} weights do not fit this model (different sizes?)")
+    model.load_state_dict(state, strict=False)
+
+
+def _remove_new(path: Path, created: list[Path], before: set[str], resume: bool) -> None:
+    """Remove what a failed fresh run wrote: the directories it created, else its new files."""
+    if created:
+        shutil.rmtree(path, ignore_errors=True)
+        remove_empty(created[1:])
+    elif not resume:
+        for entry in path.iterdir():
+            if entry.name in before:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
