@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mistnet.config import Config, load_json, load_preset
-from mistnet.data.images import read_boxes, read_labels
+from mistnet.data.annotations import read_boxes, read_labels
 from mistnet.errors import MistError
 from mistnet.runlog import LogRecord, read_log
 

@@ -1,0 +1,314 @@
+"""The ground truth of one's own images: a labels CSV, a boxes CSV or COCO annotations, read
+into a :class:`Truth` per image (the formats: :mod:`mistnet.data.images`).
+
+Every reader refuses malformed input with one :class:`~mistnet.errors.DataError` line naming the
+file, the row or annotation, and the value; boxes reaching past their image are clipped with a
+warning (:func:`fit_boxes`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mistnet.errors import DataError, MistWarning
+from mistnet.validate import read_json, read_text
+
+
+@dataclass
+class Truth:
+    """The ground truth of one image (or crop): ``n`` instances.
+
+    ``boxes`` ``(n, 4)`` (cx, cy, w, h), or None when only labels are known; ``names`` the ``n``
+    class names (``""`` for a box without a class).
+    """
+
+    boxes: np.ndarray | None
+    names: list[str]
+
+
+def _resolver(root: Path, images: list[Path], where: str):
+    """A function from a file name in an annotation file to the relative path of its image.
+
+    A name is the path relative to the folder (``/`` separators), a path from the working
+    directory to an image in the folder (as ``mist detect`` writes them), or a bare file name
+    when that names one image only.
+    """
+    rel = {p.relative_to(root).as_posix(): p.relative_to(root).as_posix() for p in images}
+    real_root = root.resolve()
+    bare: dict[str, list[str]] = {}
+    for r in rel:
+        bare.setdefault(r.rsplit("/", 1)[-1], []).append(r)
+
+    def resolve(name: str, line: str) -> str:
+        name = name.strip().replace("\\", "/").removeprefix("./")
+        if name in rel:
+            return name
+        real = Path(name).resolve()
+        if real.is_relative_to(real_root) and real.relative_to(real_root).as_posix() in rel:
+            return real.relative_to(real_root).as_posix()
+        hits = bare.get(name, [])
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise DataError(f"{where} {line}: {name!r} matches {', '.join(hits)}; give the path")
+        raise DataError(f"{where} {line}: no image {name!r} under {root}")
+
+    return resolve
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    text = read_text(path)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    return [row for row in rows if any(cell.strip() for cell in row)]
+
+
+def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict[str, Truth]:
+    """``filename,labels`` rows -> ``{relative path: Truth(None, names)}``, one per image.
+
+    Raises:
+        DataError: not a CSV, a row without two fields, a file named twice or not under
+            ``root``, or an image without a row.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: unknown labels format (a CSV file filename,labels)")
+    resolve = _resolver(root, images, str(path))
+    rows = _csv_rows(path)
+    if rows and [c.strip().lower() for c in rows[0]] == ["filename", "labels"]:
+        rows = rows[1:]
+    truth: dict[str, Truth] = {}
+    for i, row in enumerate(rows, 1):
+        if len(row) != 2:
+            raise DataError(f"{path} row {i}: expected filename,labels, got {len(row)} fields")
+        rel = resolve(row[0], f"row {i}")
+        if rel in truth:
+            raise DataError(f"{path} row {i}: {rel} has a row already")
+        truth[rel] = Truth(None, row[1].split())
+    for p in images:
+        rel = p.relative_to(root).as_posix()
+        if rel not in truth:
+            raise DataError(f"{path}: no row for {rel} (an empty labels field means no object)")
+    return truth
+
+
+def _column(header: list[str], *names: str) -> int | None:
+    for name in names:
+        if name in header:
+            return header.index(name)
+    return None
+
+
+def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]:
+    rows = _csv_rows(path)
+    if not rows:
+        raise DataError(f"{path}: empty boxes file")
+    header = [c.strip().lower() for c in rows[0]]
+    file_col = _column(header, "filename", "image")
+    centre = [_column(header, n) for n in ("cx", "cy", "w", "h")]
+    side = [_column(header, n) for n in ("x", "y", "side")]
+    class_col = _column(header, "class", "label")
+    if file_col is None or (None in centre and None in side):
+        raise DataError(
+            f"{path}: the header must name filename (or image) and cx,cy,w,h (or x,y,side)"
+        )
+    cols = centre if None not in centre else [*side, side[2]]
+    truth: dict[str, Truth] = {}
+    for i, row in enumerate(rows[1:], 2):
+        if max(file_col, *cols, class_col or 0) >= len(row):
+            raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
+        rel = resolve(row[file_col], f"line {i}")
+        try:
+            values = [float(row[c]) for c in cols]
+        except ValueError:
+            raise DataError(
+                f"{path} line {i}: expected numbers in {', '.join(header[c] for c in cols)}, "
+                f"got {', '.join(row[c] for c in cols)}"
+            ) from None
+        if not all(np.isfinite(values)) or values[2] <= 0 or values[3] <= 0:
+            raise DataError(f"{path} line {i}: a box needs finite numbers and a positive size")
+        name = row[class_col].strip() if class_col is not None else ""
+        entry = truth.setdefault(rel, Truth(np.zeros((0, 4), np.float32), []))
+        entry.boxes = np.concatenate([entry.boxes, np.float32([values])])
+        entry.names.append(name)
+    if class_col is None:
+        return truth, None
+    names = sorted({n for t in truth.values() for n in t.names}, key=class_key)
+    if names == [""]:  # a class column left empty (mist detect of an auto-encoder): no classes
+        return truth, None
+    if "" in names:
+        raise DataError(f"{path}: a row has an empty class; name every box's class or none")
+    return truth, names
+
+
+def _coco_list(doc: dict, key: str, path: Path) -> list[dict]:
+    items = doc.get(key)
+    if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
+        raise DataError(f"{path}: {key!r} must be a list of objects (COCO annotations)")
+    return items
+
+
+def _coco_field(item: dict, key: str, kind: type, where: str):
+    """``item[key]`` if it is a ``kind`` (an ``int`` id or a non-empty ``str``)."""
+    value = item.get(key)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise DataError(f"{where}.{key}: expected an integer, got {value!r}")
+    if kind is str and (not isinstance(value, str) or not value.strip()):
+        raise DataError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _coco_bbox(item: dict, where: str) -> list[float]:
+    bbox = item.get("bbox")
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+    ):
+        raise DataError(f"{where}.bbox: expected [x, y, w, h], got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+        raise DataError(f"{where}.bbox: expected finite numbers, w and h > 0, got {bbox!r}")
+    return [x, y, w, h]
+
+
+def _unique(pairs: list[tuple], what: str, path: Path) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise DataError(f"{path}: {what} {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
+    """COCO annotations: ids integers and unique, class names non-empty and unique."""
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: not COCO annotations (an object with images, annotations, ...)")
+    images = _coco_list(doc, "images", path)
+    files = _unique(
+        [
+            (
+                _coco_field(im, "id", int, f"images[{n}]"),
+                _coco_field(im, "file_name", str, f"images[{n}]"),
+            )
+            for n, im in enumerate(images)
+        ],
+        "image id",
+        path,
+    )
+    categories = _coco_list(doc, "categories", path)
+    by_id = _unique(
+        [
+            (
+                _coco_field(c, "id", int, f"categories[{n}]"),
+                _coco_field(c, "name", str, f"categories[{n}]").strip(),
+            )
+            for n, c in enumerate(categories)
+        ],
+        "category id",
+        path,
+    )
+    _unique([(name, cid) for cid, name in by_id.items()], "category name", path)
+    rel_of = {iid: resolve(name, f"image {iid}") for iid, name in files.items()}
+    truth = {rel: Truth(np.zeros((0, 4), np.float32), []) for rel in rel_of.values()}
+    for n, a in enumerate(_coco_list(doc, "annotations", path)):
+        where = f"{path}: annotations[{n}]"
+        iid, cid = _coco_field(a, "image_id", int, where), _coco_field(a, "category_id", int, where)
+        if iid not in rel_of:
+            raise DataError(f"{where}.image_id: no image {iid} in 'images'")
+        if cid not in by_id:
+            raise DataError(f"{where}.category_id: no category {cid} in 'categories'")
+        x, y, w, h = _coco_bbox(a, where)
+        # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
+        box = np.float32([[x + w / 2 - 0.5, y + h / 2 - 0.5, w, h]])
+        entry = truth[rel_of[iid]]
+        entry.boxes = np.concatenate([entry.boxes, box])
+        entry.names.append(by_id[cid])
+    return truth, [by_id[cid] for cid in sorted(by_id)]
+
+
+def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
+    """Clip the boxes of ``t`` to its ``width`` x ``height`` image, with a warning.
+
+    The image spans ``[-0.5, width - 0.5]`` (pixel centres at integers); a box that reaches past
+    it by more than a thousandth of a pixel is cut to it.
+
+    Raises:
+        DataError: a box wholly outside the image (a wrong file name or coordinate system).
+    """
+    if t.boxes is None or not len(t.boxes):
+        return
+    cx, cy, w, h = t.boxes.T.astype(np.float64)
+    lo, hi = np.stack([cx - w / 2, cy - h / 2], 1), np.stack([cx + w / 2, cy + h / 2], 1)
+    edge = np.float64([width - 0.5, height - 0.5])
+    outside = (hi <= -0.5).any(1) | (lo >= edge).any(1)
+    if outside.any():
+        j = int(np.argmax(outside))
+        raise DataError(
+            f"{where}: the box at cx, cy, w, h = {cx[j]:g}, {cy[j]:g}, {w[j]:g}, {h[j]:g} lies "
+            f"outside the {width}x{height} image"
+        )
+    past = (lo < -0.5 - 1e-3).any(1) | (hi > edge + 1e-3).any(1)
+    if past.any():
+        warnings.warn(
+            f"{where}: {int(past.sum())} box(es) reach past the {width}x{height} image; "
+            "clipped to it",
+            MistWarning,
+            stacklevel=2,
+        )
+        lo, hi = np.maximum(lo, -0.5), np.minimum(hi, edge)
+        t.boxes = np.concatenate([(lo + hi) / 2, hi - lo], 1).astype(np.float32)
+
+
+def read_boxes(
+    path: str | os.PathLike, root: Path, images: list[Path]
+) -> tuple[dict[str, Truth], list[str] | None]:
+    """A CSV or COCO box file -> ``({relative path: Truth}, class names or None)``.
+
+    Raises:
+        DataError: another format, a malformed row or annotation, or a file not under ``root``.
+    """
+    path = Path(path)
+    resolve = _resolver(root, images, str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _boxes_csv(path, resolve)
+    if suffix == ".json":
+        return _boxes_coco(path, resolve)
+    raise DataError(f"{path}: unknown boxes format {suffix!r} (a .csv file or COCO .json)")
+
+
+def class_key(name: str):
+    """Sort key of class names: numerically when a name is an integer, else by the text."""
+    return (0, int(name), "") if name.lstrip("-").isdecimal() else (1, 0, name)
+
+
+def read_truth(
+    root: Path,
+    images: list[Path],
+    labels: str | os.PathLike | None,
+    boxes: str | os.PathLike | None,
+) -> tuple[dict[str, Truth], list[str] | None]:
+    """The ground truth of ``images`` by relative path, from ``labels`` or ``boxes`` (at most
+    one), and the class names (sorted by :func:`class_key` for labels; None: none named).
+
+    Raises:
+        DataError: see :func:`read_labels` and :func:`read_boxes`.
+    """
+    if labels is not None:
+        truth = read_labels(labels, root, images)
+        return truth, sorted({n for t in truth.values() for n in t.names}, key=class_key)
+    if boxes is not None:
+        return read_boxes(boxes, root, images)
+    return {}, None
