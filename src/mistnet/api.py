@@ -72,6 +72,19 @@ def _as_dataset(data: Dataset | DataLoader | None) -> Dataset | None:
     return SceneItems(data)
 
 
+def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
+    """A copy of the config ``fit`` starts from; a model's also warm-starts from its run."""
+    if isinstance(model_or_preset, str | os.PathLike):
+        return config_module.load_preset(str(model_or_preset))
+    if isinstance(model_or_preset, Config):
+        return copy.deepcopy(model_or_preset)
+    if isinstance(getattr(model_or_preset, "config", None), Config):
+        cfg = copy.deepcopy(model_or_preset.config)
+        cfg.train.init_from, cfg.train.init_parts = str(model_or_preset.run), "all"
+        return cfg
+    raise TypeError("fit takes a preset name, a Config or a model returned by mistnet.load")
+
+
 def fit(
     model_or_preset: str | Config | MIST,
     train_data: Dataset | DataLoader,
@@ -123,15 +136,7 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
-    if isinstance(model_or_preset, str | os.PathLike):
-        cfg = config_module.load_preset(str(model_or_preset))
-    elif isinstance(model_or_preset, Config):
-        cfg = copy.deepcopy(model_or_preset)
-    elif isinstance(getattr(model_or_preset, "config", None), Config):
-        cfg = copy.deepcopy(model_or_preset.config)
-        cfg.train.init_from, cfg.train.init_parts = str(model_or_preset.run), "all"
-    else:
-        raise TypeError("fit takes a preset name, a Config or a model returned by mistnet.load")
+    cfg = _config_of(model_or_preset)
     train_set, val_set = _as_dataset(train_data), _as_dataset(val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
         overrides["batch_size"] = train_data.batch_size

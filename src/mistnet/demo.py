@@ -85,6 +85,16 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def draw_figure(run_dir: Path, data_dir: Path, path: Path, device: str) -> None:
+    """The best checkpoint's detections on the first four test scenes, drawn into ``path``."""
+    _, model, _ = Run(run_dir).load("best", device=device)
+    batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
+    images = batch["image"].to(device)
+    with torch.inference_mode():
+        output = model(images)
+    output_figure(images, output, path, gt_boxes=batch["boxes"])
+
+
 def run_demo(
     out: str | Path,
     *,
@@ -159,12 +169,7 @@ def run_demo(
     atomic_write_json(out / "metrics.json", record)
     if not no_figure:
         log(f"[4/4] figure -> {out / 'figure.png'}")
-        _, model, _ = Run(run_dir).load("best", device=device)
-        batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
-        images = batch["image"].to(device)
-        with torch.inference_mode():
-            output = model(images)
-        output_figure(images, output, out / "figure.png", gt_boxes=batch["boxes"])
+        draw_figure(run_dir, data_dir, out / "figure.png", device)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
     log(f"digits: {pools.describe()}")

@@ -247,6 +247,15 @@ def reproduce_table(
     return entry
 
 
+def _check_counts(seeds: int, threads: int, digits: str) -> None:
+    if seeds < 1:
+        raise MistError(f"--seeds must be at least 1, got {seeds}")
+    if threads < 0:
+        raise MistError(f"--threads must be 0 or more, got {threads}")
+    if digits not in ("embedded", "mnist"):
+        raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
+
+
 def reproduce(
     table: str,
     budget: str,
@@ -284,18 +293,13 @@ def reproduce(
 
     Raises:
         MistError: unknown table or budget, bad seeds or device, an unusable ``out``, ``svhn``
-            or data root, other digits than ``embedded`` or ``mnist`` (or an empty cache), another ``mist reproduce`` writing to ``out`` (``out/.lock``), or
-            any user error of the runs themselves.
+            or data root, other digits than ``embedded`` or ``mnist`` (or an empty cache),
+            another ``mist reproduce`` writing to ``out`` (``out/.lock``), or any user error
+            of the runs themselves.
     """
-
     tables = _get_tables(table)
     plan = get_budget(budget)
-    if seeds < 1:
-        raise MistError(f"--seeds must be at least 1, got {seeds}")
-    if threads < 0:
-        raise MistError(f"--threads must be 0 or more, got {threads}")
-    if digits not in ("embedded", "mnist"):
-        raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
+    _check_counts(seeds, threads, digits)
     pools = load_digits(digits)
     dev = str(resolve_device(check_device(device)))
     out = Path(out)

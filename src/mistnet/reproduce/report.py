@@ -207,6 +207,43 @@ def _digits_line(digits: dict[str, Any] | None) -> list[str]:
     return [f"- **digits**: {digits['source']} ({sizes} train / val / test digits)"]
 
 
+def _row_lines(row: dict[str, Any], metrics: list[str]) -> list[str]:
+    """The table lines of one row of a table entry: one per metric, the run's facts on the
+    first."""
+    lines, first = [], True
+    for metric in metrics:
+        paper = row["paper"].get(metric)
+        if row["status"] == "paper only":
+            ours = "from the paper (not run)"
+        elif row["status"] != "run":
+            ours = row["status"]
+        else:
+            ours = _fmt_stats(metric, row["ours"][metric])
+        if paper is None and row["status"] != "run":
+            continue  # a metric the paper lacks for a row we did not run
+        cells = [
+            row["label"] if first else "",
+            METRIC_NAMES.get(metric, metric),
+            _fmt(metric, paper, paper=True) if paper is not None else "–",
+            ours,
+        ]
+        if first and row["status"] == "run" and "/" in row["key"]:
+            cells += ["", "same run as above", "", ""]  # another test set of that run
+        elif first and row["status"] == "run":
+            steps = sorted(set(row["steps"]))
+            cells += [
+                str(len(row["runs"])),
+                "/".join(map(str, steps)),
+                ", ".join(row["device"]),
+                _fmt_wall(row["wall_s"]),
+            ]
+        else:
+            cells += ["", "", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+        first = False
+    return lines
+
+
 def render_markdown(entry: dict[str, Any]) -> str:
     """The ``<table>.md`` of one table entry of ``results.json``."""
     seeds = entry["seeds"]
@@ -237,37 +274,7 @@ def render_markdown(entry: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in entry["rows"]:
-        first = True
-        for metric in entry["metrics"]:
-            paper = row["paper"].get(metric)
-            if row["status"] == "paper only":
-                ours = "from the paper (not run)"
-            elif row["status"] != "run":
-                ours = row["status"]
-            else:
-                ours = _fmt_stats(metric, row["ours"][metric])
-            if paper is None and row["status"] != "run":
-                continue  # a metric the paper lacks for a row we did not run
-            cells = [
-                row["label"] if first else "",
-                METRIC_NAMES.get(metric, metric),
-                _fmt(metric, paper, paper=True) if paper is not None else "–",
-                ours,
-            ]
-            if first and row["status"] == "run" and "/" in row["key"]:
-                cells += ["", "same run as above", "", ""]  # another test set of that run
-            elif first and row["status"] == "run":
-                steps = sorted(set(row["steps"]))
-                cells += [
-                    str(len(row["runs"])),
-                    "/".join(map(str, steps)),
-                    ", ".join(row["device"]),
-                    _fmt_wall(row["wall_s"]),
-                ]
-            else:
-                cells += ["", "", "", ""]
-            lines.append("| " + " | ".join(cells) + " |")
-            first = False
+        lines += _row_lines(row, entry["metrics"])
     lines += ["", "Paper numbers are transcribed in `mistnet/reproduce/paper.py`; ours come from "]
     lines[-1] += "each run's `eval.json` (the best validation checkpoint on the test split)."
     if entry["notes"]:
