@@ -2,8 +2,10 @@
 
 A run directory holds ``config.json`` (the resolved config), ``last.safetensors`` (written every
 ``ckpt_every`` steps and at the end), ``best.safetensors`` (best validation metric),
-``log.jsonl`` (one JSON line per logged step and per validation), ``summary.json`` and
-``.lock`` (held while a process trains into it). The training loop (:mod:`mistnet.loop`)
+``log.jsonl`` (one JSON line per logged step and per validation, read back by
+:func:`mistnet.runlog.read_log`), ``summary.json``, ``.lock`` (held while a process trains into
+it) and the ``.mistnet`` marker that names it a run (:func:`mistnet.io.claim_output`: training
+writes only into a directory it made). The training loop (:mod:`mistnet.loop`)
 writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, ``detect``,
 :func:`mistnet.load`, ``mist reproduce``) imports this module and never the loop.
 """
