@@ -1,6 +1,7 @@
 """Helpers shared by the command-line tests: run ``mist`` in-process and check a user error."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,3 +52,17 @@ def files_under(root: Path) -> dict[str, bytes]:
         for p in sorted(Path(root).rglob("*"))
         if not p.is_dir()
     }
+
+
+def assert_refused_and_unchanged(capsys, tmp_path: Path, tiny_run: Path, make) -> None:
+    """Run the case ``make(tmp_path, run) -> (argv, fragments)`` on a copy of ``tiny_run``.
+
+    ``mist *argv`` must be a user error whose line holds every fragment, and every file under
+    ``tmp_path`` (the run's copy included) must be as it was, none added or removed.
+    """
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    argv, fragments = make(tmp_path, run)
+    before = files_under(tmp_path)
+    assert_user_error(mist(capsys, *argv), *fragments)
+    assert files_under(tmp_path) == before

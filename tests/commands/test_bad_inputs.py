@@ -5,13 +5,12 @@ import errno
 import json
 import os
 import resource
-import shutil
 import struct
 
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_user_error, files_under, mist
+from cli_helpers import assert_refused_and_unchanged, assert_user_error, files_under, mist
 from helpers import png_size_bomb
 from PIL import Image
 
@@ -265,12 +264,7 @@ def eval_into_an_unwritable_directory(tmp_path, run):
 
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_gives_one_line_and_leaves_every_file_as_it_was(capsys, tmp_path, tiny_run, name):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    argv, fragments = CASES[name](tmp_path, run)
-    before = files_under(tmp_path)
-    assert_user_error(mist(capsys, *argv), *fragments)
-    assert files_under(tmp_path) == before
+    assert_refused_and_unchanged(capsys, tmp_path, tiny_run, CASES[name])
 
 
 def test_a_detect_that_fails_part_way_leaves_its_output_directory_as_it_was(
