@@ -3,11 +3,10 @@ through the ``mist`` command line: exit status 2, one stderr line naming the fil
 the field and the value, and no file written, changed or removed (TESTING.md lists them)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from cli_helpers import assert_user_error, files_under, mist
+from cli_helpers import assert_user_error, check_refused, mist
 from PIL import Image
 
 from mistnet.commands import plot
@@ -253,12 +252,7 @@ def train_diverging_at_a_learning_rate_of_1e6(tmp_path, run):
 
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_is_one_line_naming_it_and_changes_no_file(capsys, tmp_path, tiny_run, name):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    argv, fragments = CASES[name](tmp_path, run)
-    before = files_under(tmp_path)
-    assert_user_error(mist(capsys, *argv), *fragments)
-    assert files_under(tmp_path) == before
+    check_refused(capsys, tmp_path, tiny_run, CASES[name])
 
 
 # -- accepted -------------------------------------------------------------------------------
