@@ -386,7 +386,8 @@ def open_output(
         MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
     """
     if claim_output(path, kind, command, legacy):
-        mark(path, kind)
+        if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
+            mark(path, kind)
         return []
     return create_directory(path, kind)
 
