@@ -1,4 +1,4 @@
-"""Hand-computed cases for mistnet.metrics (SPEC §5, A24-A27, A30)."""
+"""Hand-computed cases for mistnet.metrics (docs/design.md, Metrics)."""
 
 import math
 

@@ -26,7 +26,7 @@ from mistnet.validate import read_json, read_text
 
 @dataclass
 class ModelConfig:
-    """Networks and detector (SPEC §1). Defaults are the paper's MNIST classification sizes."""
+    """Networks and detector (docs/design.md). Defaults: the paper's MNIST classification sizes."""
 
     task: Literal["classify", "reconstruct"] = "classify"
     in_channels: int = 1
@@ -69,7 +69,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation: Algorithm 1 (``method = "mist"``) and the SPEC §4 baselines.
+    """Optimisation: Algorithm 1 (``method = "mist"``) and its baselines (docs/design.md, Training).
 
     :func:`mistnet.trainer.build_trainer` reads the optimisation keys; the run loop
     (:func:`mistnet.loop.train`) reads the bookkeeping ones.
@@ -89,7 +89,7 @@ class TrainConfig:
     # baseline): "eq9" (paper) or "set" (Hungarian-matched cross-entropy). Reconstruction always
     # uses eq. 8 and the supervised baseline per-patch cross-entropy, so neither reads it.
     class_loss: Literal["eq9", "set"] = "eq9"
-    # The x-step of Algorithm 1 (line 4, SPEC §2.3): plain SGD on the keypoints {x_k} alone.
+    # The x-step of Algorithm 1 (line 4; docs/design.md, Training): plain SGD on the keypoints.
     lr_keypoints: float = 1e4  # its step size, on the batch-mean loss
     keypoint_iters: int = 2  # its SGD steps per batch
     # lambda of eq. 6: weight of the proximal term ||{x_k} - E_K(H(I))||^2 in the x-step.

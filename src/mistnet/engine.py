@@ -1,13 +1,14 @@
-"""Training steps and evaluation: the lifted step of Algorithm 1, its SPEC §4 variants, evaluate.
+"""Training steps and evaluation: the lifted step of Algorithm 1, the baselines, evaluate.
 
 Each step is a plain function of explicit arguments (model, optimisers, losses as callables);
-:func:`mistnet.trainer.build_trainer` reads a config and binds them. :func:`lifted_step` (SPEC
-§2.3): ``h = H_eta(I)`` (kept as ``log h``) with graph and E_K on it give the slack keypoints ``x0``; the
-tau-step takes one optimiser step on the task loss at ``x0``; the x-step takes plain SGD steps on
-the keypoints alone (nothing accumulates in tau) on :class:`XObjective`; the eta-step regresses
-``h`` onto ``G(x)``, each image weighted by ``exp(-beta L_b)`` at the final keypoints.
-:func:`supervised_step` puts the ground truth in place of the x-step; :func:`end_to_end_step`
-trains the channel-wise and grid baselines by backpropagation; :func:`evaluate` scores a model.
+:func:`mistnet.trainer.build_trainer` reads a config and binds them. :func:`lifted_step`
+(docs/design.md, Training): ``h = H_eta(I)`` (kept as ``log h``) with graph and E_K on it give the
+slack keypoints ``x0``; the tau-step takes one optimiser step on the task loss at ``x0``; the x-step
+takes plain SGD steps on the keypoints alone (nothing accumulates in tau) on :class:`XObjective`;
+the eta-step regresses ``h`` onto ``G(x)``, each image weighted by ``exp(-beta L_b)`` at the final
+keypoints. :func:`supervised_step` puts the ground truth in place of the x-step;
+:func:`end_to_end_step` trains the channel-wise and grid baselines by backpropagation;
+:func:`evaluate` scores a model.
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ def evaluate(
     reduce: Callable[[Tensor], Tensor] | None = None,
     meters: Sequence[Meter] = (),
 ) -> dict[str, float]:
-    """SPEC §5 metrics of ``model`` over ``batches``, in eval mode (:class:`SceneMeter`).
+    """The metrics of ``model`` over ``batches``, in eval mode (:class:`SceneMeter`).
 
     Metrics that need ground truth the data lacks (``annotations``) are left out, never 0;
     ``class_names`` adds each class's ``classif/<name>``. ``per_image_k`` detects ``count[b]``

@@ -1,4 +1,4 @@
-"""Evaluation of a trained run: best checkpoint, a checked data split, SPEC §5 metrics, a record.
+"""Evaluation of a trained run: best checkpoint, a checked data split, its metrics, a record.
 
 ``mist eval``, ``make demo`` and ``mist reproduce`` all evaluate through :func:`evaluate_run`,
 so the numbers each of them writes for the same run and split are the same numbers.

@@ -1,5 +1,5 @@
-"""Losses of SPEC §1.9: reconstruction (eq. 8), multi-instance classification (eq. 9), a set
-classification loss, and the heatmap loss (eq. 7) with its optional per-image task weight.
+"""Losses (docs/design.md, The pipeline): reconstruction (eq. 8), multi-instance classification (eq.
+9), a set classification loss, and the heatmap loss (eq. 7) with its optional per-image task weight.
 
 Every loss takes ``reduction="mean"`` (a scalar: the batch mean of the per-image losses) or
 ``reduction="none"`` (the per-image losses, shape ``(B,)``), so the engine can both optimise and
@@ -391,7 +391,7 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
 
 
 def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
-    r"""Per-image heatmap-loss weight w_b = exp(−β·L_task,b), detached (SPEC §1.9.3, §7 A13).
+    r"""Per-image heatmap-loss weight w_b = exp(−β·L_task,b), detached (docs/design.md).
 
     Images whose patches already explain the task well (low loss) weigh more when the heatmap
     network regresses to their keypoints. Meant for eq. 9 losses in [0, 2]; with eq. 8's

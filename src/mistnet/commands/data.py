@@ -1,4 +1,4 @@
-"""``mist data``: make, show, convert and download the datasets of SPEC §3.
+"""``mist data``: make, show, convert and download the datasets of the paper.
 
 Sub-commands::
 

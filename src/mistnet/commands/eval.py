@@ -1,4 +1,4 @@
-"""``mist eval``: SPEC §5 metrics of a run's best checkpoint on a dataset split.
+"""``mist eval``: the metrics (docs/design.md) of a run's best checkpoint on a dataset split.
 
 Examples::
 
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval",
         help="evaluate a trained run on a dataset split",
-        description="Evaluate RUN's best checkpoint (SPEC §5 metrics) and write them as JSON.",
+        description="Evaluate RUN's best checkpoint on a split and write its metrics as JSON.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )

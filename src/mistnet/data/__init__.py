@@ -1,5 +1,5 @@
-"""Datasets of the MIST paper (SPEC §3): digit pools, scene generators, Gabor noise, SVHN,
-our on-disk format and the official MIST layout.
+"""Datasets of the MIST paper (docs/design.md, Data): digit pools, scene generators, Gabor noise,
+SVHN, our on-disk format and the official MIST layout.
 
 Main entry points:
 

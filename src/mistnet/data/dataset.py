@@ -37,7 +37,7 @@ class SceneDataset(Dataset):
     Args:
         name: generator name (see :func:`build_generator`) or a :class:`SceneGenerator`.
         split: ``train``, ``val`` (``valid``) or ``test``.
-        size: number of scenes (default: 50k / 5k / 10k per SPEC §3.2).
+        size: number of scenes (default: 50k / 5k / 10k as in the paper).
         seed: dataset seed.
         digits: digit source for MNIST scenes (``"embedded"`` or an IDX directory).
         **kwargs: generator parameters (e.g. ``layout_bank``).

@@ -1,4 +1,4 @@
-"""MNIST digit pools: the embedded 5,000-digit set and full MNIST from IDX files (SPEC §3.7).
+"""MNIST digit pools: the embedded 5,000-digit set and full MNIST from IDX files (docs/design.md).
 
 A :class:`DigitPools` holds three disjoint pools of 28×28 uint8 digits, one per split. Scene
 generators draw every digit of a split's scenes from that split's pool only, so test scenes never

@@ -1,4 +1,4 @@
-"""Gabor noise kernels (Lagae et al. 2009) for the procedural-texture dataset (SPEC §3.4, A28).
+"""Gabor noise kernels (Lagae et al. 2009) for the Gabor texture dataset (docs/design.md, Data).
 
 The kernel is ``g(x, y) = A exp(-pi a^2 (x^2 + y^2)) cos(2 pi F0 (x cos w0 + y sin w0))``, truncated
 to zero outside the disc of radius ``1/a``. A texture is ``n(p) = sum_i g(p - p_i)`` over impulse

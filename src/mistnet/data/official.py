@@ -1,4 +1,4 @@
-"""The official MIST code's dataset layout (``ubc-vision/mist`` ``datasets/mnist.py``, SPEC §3.2).
+"""The official MIST code's dataset layout (``ubc-vision/mist`` ``datasets/mnist.py``).
 
 For each mode in ``train``, ``valid``, ``test`` the root holds:
 

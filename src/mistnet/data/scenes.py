@@ -6,13 +6,13 @@ therefore both an on-the-fly :class:`torch.utils.data.Dataset`
 (:class:`mistnet.data.dataset.SceneDataset`, safe with any number of DataLoader workers) and
 something that can be written to disk (:func:`make_scenes`, ``mist data make``).
 
-Conventions (CONVENTIONS.md, SPEC §0, §3): canvas 80×80, one channel; pixel centres at integers,
-x before y; boxes are ``(cx, cy, w, h)`` with ``w = h = 20`` centred on the digit centre (or the
-Gabor impulse). A 28×28 digit frame centred at integer ``(cx, cy)`` covers columns
-``cx-14 .. cx+13`` and rows ``cy-14 .. cy+13``, so frame pixel (14, 14), where MNIST puts the
-centre of mass, lands on the box centre. Digits are combined by a pixel-wise max and cropped at
-the canvas edges. MNIST scenes are uint8 (mapped to [0, 1] by the Dataset); Gabor scenes are
-signed float32.
+Conventions (docs/design.md, Conventions and Data): canvas 80×80, one channel; pixel centres at
+integers, x before y; boxes are ``(cx, cy, w, h)`` with ``w = h = 20`` centred on the digit centre
+(or the Gabor impulse). A 28×28 digit frame centred at integer ``(cx, cy)`` covers
+columns ``cx-14 .. cx+13`` and rows ``cy-14 .. cy+13``, so frame pixel (14, 14), where MNIST
+puts the centre of mass, lands on the box centre. Digits are combined by a pixel-wise max and
+cropped at the canvas edges. MNIST scenes are uint8 (mapped to [0, 1] by the Dataset); Gabor
+scenes are signed float32.
 
 Poisson-disk layouts (MNIST-hard) come from ``scipy.stats.qmc.PoissonDisk`` (Bridson, radius
 14 px in [10, 70]^2, 30 candidates). One scipy call costs ~4 ms, far too slow to feed training, so
@@ -178,7 +178,7 @@ class _DigitSceneGenerator(SceneGenerator):
 
 
 class MnistEasy(_DigitSceneGenerator):
-    """MNIST-easy (SPEC §3.1): digits 1..9 in row-major order on a perturbed 3×3 grid.
+    """MNIST-easy (docs/design.md, Data): digits 1..9 in row-major order on a perturbed 3×3 grid.
 
     Cell ``(r, c)`` has nominal centre ``(-0.5 + (c + 0.5) 80/3, -0.5 + (r + 0.5) 80/3)``; each
     centre is moved by independent ``N(0, (80/3/8)^2)`` offsets per axis (not clipped) and
@@ -209,7 +209,7 @@ class MnistEasy(_DigitSceneGenerator):
 
 
 class MnistHard(_DigitSceneGenerator):
-    """MNIST-hard (SPEC §3.2, §3.3): digits at Poisson-disk positions with random identities.
+    """MNIST-hard (docs/design.md, Data): digits at Poisson-disk positions with random identities.
 
     The count of a scene is uniform over ``counts``; positions are a uniformly random subset of a
     Bridson sample (``radius`` px minimum distance in ``[low, high]^2``), rounded half up; labels
@@ -321,7 +321,7 @@ class MnistHard(_DigitSceneGenerator):
             else:
                 pts = self._bridson(rng)
             if len(pts) < count:
-                continue  # redraw (SPEC §3.2)
+                continue  # redraw (docs/design.md, Data)
             pts = pts[rng.choice(len(pts), size=count, replace=False)]
             if self.layout_bank:
                 sym = int(rng.integers(8))
@@ -356,7 +356,7 @@ class MnistHard(_DigitSceneGenerator):
 
 
 class GaborNoise(SceneGenerator):
-    """Gabor noise textures (SPEC §3.4, A28): ``count`` unit-weight kernels at Poisson impulses.
+    """Gabor noise textures (docs/design.md): ``count`` unit-weight kernels at Poisson impulses.
 
     Impulses are i.i.d. uniform in ``[low, high]^2`` (a Poisson process conditioned on its
     count), rounded half up. Images are signed float32 ``(1, 80, 80)``; boxes are 20×20 at the

@@ -1,4 +1,4 @@
-"""SVHN format 1 (``digitStruct.mat`` + PNGs) with the paper's protocol (SPEC §3.6, A29).
+"""SVHN format 1 (``digitStruct.mat`` + PNGs) with the paper's protocol (docs/design.md, Data).
 
 Protocol:
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §5), by job.
+"""Evaluation metrics (docs/design.md, Metrics), by job.
 
 - :mod:`~mistnet.metrics.matching`: which entries of a padded batch are real, label multisets,
   greedy one-to-one matching of detections (or points) to ground truth.

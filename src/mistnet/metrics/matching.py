@@ -1,12 +1,12 @@
-"""Matching detections to ground truth (SPEC A26), and the validity of padded entries.
+"""Matching detections to ground truth (docs/design.md), and the validity of padded entries.
 
-Conventions (SPEC §0): boxes are centre/size ``(cx, cy, w, h)`` in image pixels, last dim 4; a
-keypoint ``(x, y, side)`` (last dim 3) is the square box ``(x, y, side, side)``. Labels are int64
+Conventions (docs/design.md): boxes are centre/size ``(cx, cy, w, h)`` in image pixels, last dim 4;
+a keypoint ``(x, y, side)`` (last dim 3) is the square box ``(x, y, side, side)``. Labels are int64
 class ids ``0..num_classes-1``; variable-count batches pad labels with ``-1`` and may carry
-``count`` ``(B,)``: an entry is valid when its label is ``>= 0`` *and* its index is below the
-count (when a count is given). Matching is greedy over ground truth in index order: each
-ground-truth instance takes the eligible, still unmatched detection with the highest IoU; it is a
-match when that IoU is strictly greater than the threshold, and the detection is then removed.
+``count`` ``(B,)``: an entry is valid when its label is ``>= 0`` *and* its index is below the count
+(when a count is given). Matching is greedy over ground truth in index order: each ground-truth
+instance takes the eligible, still unmatched detection with the highest IoU; it is a match when that
+IoU is strictly greater than the threshold, and the detection is then removed.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def greedy_assign(
     *,
     inclusive: bool = False,
 ) -> Tensor:
-    """Greedy one-to-one assignment of detections to ground truth (SPEC A26).
+    """Greedy one-to-one assignment of detections to ground truth (docs/design.md, Metrics).
 
     Ground-truth rows are visited in index order. Each takes the eligible, still unmatched
     detection with the highest IoU (ties: lowest detection index); it is a match when that IoU is

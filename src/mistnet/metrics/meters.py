@@ -1,6 +1,6 @@
-"""Meters: detection and classification rates, AP at IoU thresholds, RMSE (SPEC §5).
+"""Meters: detection and classification rates, AP at IoU thresholds, RMSE (docs/design.md, Metrics).
 
-Metric definitions (SPEC A24, A25, A27, A30), with the conventions of
+Metric definitions (docs/design.md, Metrics), with the conventions of
 :mod:`mistnet.metrics.matching`:
 
 - ``det_iou50``: class-agnostic one-to-one matches / #GT.
@@ -49,7 +49,7 @@ def _per_image_fraction(matches: Tensor, k_image: Tensor, n_gt: Tensor) -> tuple
 
 
 class DetectionMeter:
-    """Accumulates SPEC §5.2 / §5.3 detection and classification metrics over batches.
+    """Accumulates the detection and classification metrics over batches.
 
     Args:
         num_classes: number of classes C (class 0 is a real class).
@@ -185,7 +185,7 @@ def ap_at_thresholds(
     gt_count: Tensor | None = None,
     det_count: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Per-image matched fraction at several IoU thresholds (SPEC §5.4, A30).
+    """Per-image matched fraction at several IoU thresholds (docs/design.md, Metrics).
 
     For ``t > 0``: class-aware greedy one-to-one matches with IoU > t, divided by the image's
     number of valid detections K_image. For ``t <= 0``: the label multiset overlap / K_image,
@@ -336,7 +336,7 @@ def rmse(
     clip: bool = False,
     reduction: str = "mean",
 ) -> Tensor:
-    """Root mean square reconstruction error (SPEC §5.1, A27).
+    """Root mean square reconstruction error (docs/design.md, Metrics).
 
     Args:
         pred: ``(B, C, H, W)`` reconstruction (any ``(B, ...)`` shape works).

@@ -1,4 +1,4 @@
-"""The official code's ``eval_accuracy`` (SPEC §5.5), quirks included, for comparison only.
+"""The official code's ``eval_accuracy``, quirks included, for comparison only.
 
 The tests compare it with :mod:`mistnet.metrics.meters` to show where [C]'s numbers differ from
 the paper's definitions; never report these numbers as ours.
@@ -23,7 +23,7 @@ def official_eval_accuracy(
     num_classes: int = 10,
     background_class: bool = False,
 ) -> dict[str, float]:
-    """Re-implementation of [C]'s ``eval_accuracy`` (SPEC §5.5), quirks included.
+    """Re-implementation of [C]'s ``eval_accuracy`` (docs/design.md, Metrics), quirks included.
 
     Do not report these numbers as ours: ``acc_class`` drops class 0, counts assume
     #GT = #det = B·K_det when ``background_class`` is False, greedy IoU matching uses ``>=``

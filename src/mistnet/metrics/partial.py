@@ -53,7 +53,7 @@ def unmeasured(task: str, annotations: frozenset[str] | set[str]) -> dict[str, s
 
 
 class SceneMeter:
-    """The SPEC §5 metrics of a MIST task over scenes, leaving out what the data cannot measure.
+    """The metrics of a MIST task over scenes, leaving out what the data cannot measure.
 
     Classification gives ``det_iou50``, ``det_any50``, ``classif``, ``both``, ``ap50``,
     ``ap50_agnostic`` (:class:`DetectionMeter`); reconstruction gives ``rmse`` and its variants

@@ -1,4 +1,4 @@
-"""Networks: heatmap network H_η, patch task networks T_τ and the SPEC §4 baselines."""
+"""Networks: heatmap network H_η, patch task networks T_τ and the baselines."""
 
 from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints, spatial_soft_argmax
 from mistnet.models.heatmap import HeatmapBody, HeatmapNet

@@ -1,12 +1,12 @@
-"""Baselines of SPEC §4 that share MIST's networks: the fixed grid and the channel-wise detector.
+"""Baselines that share MIST's networks: the fixed grid and the channel-wise detector.
 
 * Grid (Table 1): :func:`grid_keypoints` tiles the image with ``rows × cols`` square cells; the
   same patch auto-encoder as MIST is applied to each cell and only τ is trained.
 * Channel-wise (Tables 1 and 2): :class:`ChannelWiseHeatmap` is the MIST heatmap body with a
   K-channel head; each channel's soft-argmax (:func:`spatial_soft_argmax`) gives one keypoint, so
-  the whole pipeline is trained end to end by back-propagation (SPEC §7 A35).
+  the whole pipeline is trained end to end by back-propagation (docs/design.md, Training).
 
-Keypoint convention (SPEC §0): ``(x, y, side)``, x before y, pixel centres at integer
+Keypoint convention (docs/design.md): ``(x, y, side)``, x before y, pixel centres at integer
 coordinates, ``side`` = full side of the square box in pixels.
 """
 
@@ -108,7 +108,7 @@ class ChannelWiseHeatmap(nn.Module):
     The body is :class:`~mistnet.models.heatmap.HeatmapBody` with ``out_channels = k``; channel k's
     soft-argmax (temperature 1, softmax over all pixels) gives keypoint k's position, and every
     keypoint gets the fixed box ``side``. Positions are differentiable w.r.t. the weights, so the
-    baseline trains end to end through the patch sampler (SPEC §4.2, §7 A35).
+    baseline trains end to end through the patch sampler (docs/design.md, Training).
 
     Args:
         in_channels: image channels C.

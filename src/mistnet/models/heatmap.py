@@ -1,10 +1,11 @@
-"""Multi-scale heatmap network H_η (SPEC §1.1).
+"""Multi-scale heatmap network H_η (docs/design.md, The pipeline).
 
 ``HeatmapBody`` is the fully convolutional body of the official code's MNIST detector (reflection
 padding, input BatchNorm, 1×1 stem, residual blocks of *valid* 3×3 convolutions, linear 1×1 head)
-with one deliberate change (SPEC §7 A5): the two convolutions of a block have separate GroupNorm
-modules instead of one shared by accident. ``HeatmapNet`` runs that body, with the same weights,
-on an image pyramid and returns one logit map per scale at full resolution.
+with one deliberate change (docs/design.md, Where the paper is silent): the two convolutions of a
+block have separate GroupNorm modules instead of one shared by accident. ``HeatmapNet`` runs that
+body, with the same weights, on an image pyramid and returns one logit map per scale at full
+resolution.
 
 Both return raw logits. The local spatial softmax, the scale pooling and the top-K extraction live
 in :mod:`mistnet.ops`; keeping them out of the network keeps it a plain regressor.
@@ -187,7 +188,7 @@ class HeatmapNet(nn.Module):
     map is upsampled bilinearly back to H×W. Convention: ``align_corners=False`` for both
     resampling steps, so a low-resolution pixel covers the same image area in both directions and
     pixel centres stay at integer full-resolution coordinates. Sharing the weights across scales
-    keeps the network from favouring a scale (SPEC §1.1).
+    keeps the network from favouring a scale (docs/design.md, The pipeline).
 
     Scale level s has box side σ_s = base_side / f_s (see :meth:`sides`). Factors must be strictly
     decreasing so that sides are strictly increasing (σ_1 < … < σ_S), as the top-K scale moment

@@ -1,8 +1,9 @@
 """The MIST module: heatmap network, E_K, patch sampler and a shared task network composed.
 
-Test-time path (SPEC §2.3): ``h = H(I)`` → local spatial softmax → E_K → S → T. Training does not
-call :meth:`MIST.forward` end to end (top-K has no gradient); :mod:`mistnet.engine` uses the parts
-(:meth:`MIST.log_heatmaps`, :meth:`MIST.detect`, :meth:`MIST.run_task`) in Algorithm 1's order.
+Test-time path (docs/design.md, The pipeline): ``h = H(I)`` → local spatial softmax → E_K → S → T.
+Training does not call :meth:`MIST.forward` end to end (top-K has no gradient);
+:mod:`mistnet.engine` uses the parts (:meth:`MIST.log_heatmaps`, :meth:`MIST.detect`,
+:meth:`MIST.run_task`) in Algorithm 1's order.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def _output(
 
 
 class ChannelWiseMIST(MIST):
-    """The channel-wise baseline (SPEC §4.2): K heatmap channels, soft-argmax, end to end.
+    """The channel-wise baseline (docs/design.md): K heatmap channels, soft-argmax, end to end.
 
     ``heatmap_net`` is a :class:`~mistnet.models.ChannelWiseHeatmap`; its keypoints are
     differentiable, so the baseline trains by plain backpropagation through S (and S^-1).
@@ -196,7 +197,7 @@ class ChannelWiseMIST(MIST):
 
 
 class GridMIST(PatchModel):
-    """The grid baseline (SPEC §4.1): the same task network on a fixed ``rows x cols`` tiling.
+    """The grid baseline (docs/design.md): the same task network on a fixed ``rows x cols`` tiling.
 
     The tiling is computed from each input's size (:func:`~mistnet.models.grid_keypoints`), so
     the baseline tiles any image with square cells. It has no heatmap and no detector: its

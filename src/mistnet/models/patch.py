@@ -1,11 +1,11 @@
-"""Patch task networks T_τ: auto-encoder (SPEC §1.6) and classifier (SPEC §1.7).
+"""Patch task networks T_τ: auto-encoder and classifier (docs/design.md, The pipeline).
 
 Both share :class:`PatchEncoder`: ``levels`` resolution levels, each a 1×1 projection to
 ``base_width · 2^ℓ`` channels, ``blocks`` pre-norm residual blocks and a 2×2 max-pool, then a
 bottleneck of ``blocks`` more residual blocks. With the paper sizes (32×32 patches, 5 levels, base
 width 8) the final map is 1×1×128 and the latent is a 128-vector. :class:`PatchDecoder` mirrors
 the levels with 2×2 stride-2 transposed convolutions and has no skip connections, which would let
-the auto-encoder copy its input (SPEC §7 A8).
+the auto-encoder copy its input (docs/design.md, Where the paper is silent).
 
 Every network here accepts patches as ``(N, C, P, P)`` or, for convenience, as the sampler's
 ``(B, K, C, P, P)``; the leading dimensions are restored on the output. Classifier outputs are raw
@@ -70,7 +70,7 @@ def _flatten_patches(patches: Tensor, in_channels: int, patch_size: int) -> Tens
 
 
 class PreNormResBlock(nn.Module):
-    """ResNet v1 block with layer norm before each conv (SPEC §1.6, App. C of the paper).
+    """ResNet v1 block with layer norm before each conv (App. C of the paper).
 
     LN → conv3×3 → ReLU → LN → conv3×3 → add input → ReLU. LN is GroupNorm with one group
     (normalises over C×H×W, per-channel affine); the two norms are separate modules. Padding 1
@@ -182,7 +182,7 @@ class PatchDecoder(nn.Module):
         levels: number of up-sampling levels.
         blocks: residual blocks per level.
         output: ``"sigmoid"`` for intensities in [0, 1], or ``"signed"`` for 2·sigmoid − 1 in
-            [−1, 1] (signed Gabor patches, SPEC §7 A28).
+            [−1, 1] (signed Gabor patches; docs/design.md, Data).
 
     Shape:
         - Input: ``(N, latent_dim)`` with latent_dim = base_width·2^(levels−1)·r².
@@ -237,7 +237,7 @@ class PatchDecoder(nn.Module):
 
 
 class PatchAutoencoder(nn.Module):
-    r"""Patch auto-encoder AE_τ for the reconstruction task (SPEC §1.6).
+    r"""Patch auto-encoder AE_τ for the reconstruction task (docs/design.md, The pipeline).
 
     Args:
         in_channels: patch channels C (input and output).
@@ -279,7 +279,7 @@ class PatchAutoencoder(nn.Module):
 
 
 class PatchClassifier(nn.Module):
-    r"""Patch classifier T_τ: :class:`PatchEncoder` + Linear(latent_dim, num_classes) (SPEC §1.7).
+    r"""Patch classifier T_τ: :class:`PatchEncoder` + Linear(latent_dim, num_classes).
 
     Returns raw logits; apply ``softmax(dim=-1)`` (or use :mod:`mistnet.losses`) for p_k.
 

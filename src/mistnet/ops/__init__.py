@@ -1,6 +1,6 @@
 """Geometric operators of MIST.
 
-Conventions (SPEC §0): pixel centres at integer coordinates, x before y; a keypoint is
+Conventions (docs/design.md): pixel centres at integer coordinates, x before y; a keypoint is
 ``(x, y, side)`` with ``side`` the full side of the square box; images are ``(B, C, H, W)`` and
 keypoints ``(B, K, 3)``. No op loops over the batch or over K in Python.
 """

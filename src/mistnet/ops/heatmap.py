@@ -1,4 +1,4 @@
-"""The heatmap generator G: the ideal heatmap that E_K maps back to given keypoints (SPEC §1.3)."""
+"""The heatmap generator G: the ideal heatmap that E_K maps back to keypoints (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Non-maximum suppression and the top-K keypoint extractor E_K (SPEC §1.2)."""
+"""Non-maximum suppression and the top-K keypoint extractor E_K (docs/design.md, The pipeline)."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def topk_keypoints(
     taken. Positions are integer pixels ``x = i mod W``, ``y = i div W``. The side is the
     normalised first moment over scales at the chosen pixel,
     ``s = sum_s h_s sigma_s / sum_s h_s`` (exactly ``sigma_1`` when S = 1; the mean side where all
-    scales are zero), so that ``topk_keypoints(render_heatmap(x)) == x`` (SPEC A2). If fewer than K
-    local maxima exist, the remaining slots take the highest non-maximal pixels, after all maxima.
+    scales are zero), so that ``topk_keypoints(render_heatmap(x)) == x`` (docs/design.md, Departures
+    from the paper). If fewer than K local maxima exist, the remaining slots take the highest
+    non-maximal pixels, after all maxima.
 
     Args:
         h: ``(B, S, H, W)`` responses after :func:`local_spatial_softmax`.

@@ -1,4 +1,4 @@
-"""The patch sampler S and its inverse S^-1 (SPEC §1.4, §1.5).
+"""The patch sampler S and its inverse S^-1 (docs/design.md, The pipeline).
 
 Both use one ``grid_sample`` call for the whole batch (bilinear, ``align_corners=True``, zero
 padding). A box ``(x, y, side)`` is sampled on a ``P x P`` grid whose samples span the closed

@@ -1,4 +1,4 @@
-"""Local spatial softmax and softmax pooling over scale (SPEC §1.1)."""
+"""Local spatial softmax and softmax pooling over scale (docs/design.md, The pipeline)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from mistnet.ops._checks import check_tensor
 def _window_logsumexp(a: Tensor, window: int) -> Tensor:
     """Log of the sum of ``exp(a)`` over a ``window x window`` box around each pixel.
 
-    ``a`` is ``(B, S, H, W)``. The box is shifted inside the map near borders (SPEC §1.1): the sum
-    is taken in valid mode and replicate-padded, which is the same as moving a border pixel's
-    window inward until it fits. A map smaller than the window uses the whole extent along that
-    axis. The box is separable, so this is two exact 1-D log-sum-exps (rows, then columns), each
-    stabilised by its own window's maximum: no value underflows however far apart the logits are.
+    ``a`` is ``(B, S, H, W)``. The box is shifted inside the map near borders (docs/design.md, The
+    pipeline): the sum is taken in valid mode and replicate-padded, which is the same as moving a
+    border pixel's window inward until it fits. A map smaller than the window uses the whole extent
+    along that axis. The box is separable, so this is two exact 1-D log-sum-exps (rows, then
+    columns), each stabilised by its own window's maximum: no value underflows however far apart the
+    logits are.
     """
     for dim in (3, 2):
         n = a.shape[dim]
@@ -99,7 +100,7 @@ def local_spatial_softmax(
 
 
 def scale_pool(h: Tensor, eps: float = 1e-6) -> Tensor:
-    """Softmax pooling over scale without exponentiation (SPEC §1.1).
+    """Softmax pooling over scale without exponentiation (docs/design.md, The pipeline).
 
     ``h'(u) = sum_s h_s(u)^2 / sum_s (h_s(u) + eps)``: each scale votes with its own response, so
     the pooled map is a response-weighted average. With one scale it is ``h^2 / (h + eps) ~= h``.

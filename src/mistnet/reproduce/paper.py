@@ -1,11 +1,10 @@
 """The numbers the paper reports, transcribed once, for the tables ``mist reproduce`` writes.
 
-Source: the ICLR 2020 submission "MIST: Multiple Instance Spatial Transformers"
-(``/work/shared/paper/mist_iclr2020.txt``, the text extracted from the PDF; SPEC §6 has the same
-tables). Tables 1–3 sit side by side on page 7, Table 4 on page 8. Percentages are stored as
-fractions (97.8% -> 0.978) so they compare directly with :func:`mistnet.engine.evaluate`'s
-output; RMSE is stored as printed. Keys: table -> experiment -> metric -> value, where the
-metric names are those of :mod:`mistnet.metrics`.
+Source: the ICLR 2020 submission "MIST: Multiple Instance Spatial Transformers" (arXiv:1811.10725 is
+the later version), read from the text of its PDF. Tables 1–3 sit side by side on page 7, Table 4 on
+page 8. Percentages are stored as fractions (97.8% -> 0.978) so they compare directly with
+:func:`mistnet.engine.evaluate`'s output; RMSE is stored as printed. Keys: table -> experiment ->
+metric -> value, where the metric names are those of :mod:`mistnet.metrics`.
 """
 
 from __future__ import annotations

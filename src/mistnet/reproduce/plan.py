@@ -141,7 +141,7 @@ BUDGETS: dict[str, Budget] = {
     ),
     "full": Budget(
         name="full",
-        description="the paper presets and schedules (SPEC §2.4), 50k/5k/10k scenes; for a GPU",
+        description="the paper presets and schedules, 50k/5k/10k scenes; for a GPU",
         sizes={"*": {"train": 50_000, "val": 5_000, "test": 10_000}},
         minutes={"*": 0.0},
         figure_scenes=4,
@@ -263,11 +263,11 @@ TABLES: dict[str, Table] = {
         notes=(
             "MIST is the auto-encoder of eq. 8 trained by Algorithm 1; Grid applies the same "
             "auto-encoder to a fixed 3 x 3 tiling; Ch.-wise replaces the heatmap by K soft-argmax "
-            "channels trained end to end (SPEC §4).",
+            "channels trained end to end.",
             "Esl16 (AIR) and Zha18 are external TensorFlow baselines that we do not run "
-            "(SPEC A33); their rows show the paper's numbers only.",
-            "RMSE: per-image RMSE of the unclipped reconstruction, averaged over the test split "
-            "(SPEC §5.1). The Gabor row of Table 1 is in gabor.md.",
+            "here; their rows show the paper's numbers only.",
+            "RMSE: per-image RMSE of the unclipped reconstruction, averaged over the test split. "
+            "The Gabor row of Table 1 is in gabor.md.",
         ),
     ),
     "gabor": Table(
@@ -286,8 +286,7 @@ TABLES: dict[str, Table] = {
             ),
         ),
         notes=(
-            "RMSE of the signed texture divided by 2 (the RMSE after mapping [-1, 1] to [0, 1], "
-            "SPEC §3.4).",
+            "RMSE of the signed texture divided by 2 (the RMSE after mapping [-1, 1] to [0, 1]).",
             "Impulses found: fraction of the 20 Gabor impulses per image with a detection within "
             "3 px, one detection per impulse (greedy, nearest first). The paper gives no number, "
             "only Fig. 4.",
@@ -341,7 +340,7 @@ TABLES: dict[str, Table] = {
         notes=(
             "IoU 50%: class-agnostic one-to-one matches with IoU > 0.5 per instance; Classif.: "
             "bag-level label-multiset accuracy (class 0 counted); Both: class-aware one-to-one "
-            "matches per instance (SPEC §5.2, A25). K = 9.",
+            "matches per instance. K = 9.",
             "Official layout: the MNIST-hard data of the MIST row written in the official code's "
             "layout (PNGs, labels, half-side keypoints) with `mist data export-official`, read "
             "back with `import-official`, and trained on.",
@@ -387,10 +386,10 @@ TABLES: dict[str, Table] = {
         ),
         notes=(
             "Rows: the instances per training image (uniform over the set) and the fixed K used "
-            "in training (SPEC A23: 9, 7, 6). Test scenes have the same count distribution and "
+            "in training (9, 7, 6). Test scenes have the same count distribution and "
             "each is evaluated with K = its ground-truth count.",
             "AP IoU=.50: mean over test images of the class-aware one-to-one matches (IoU > "
-            "0.5) divided by K of the image (SPEC §5.3, A24).",
+            "0.5) divided by K of the image.",
         ),
     ),
     "table4": Table(
@@ -413,7 +412,7 @@ TABLES: dict[str, Table] = {
         notes=(
             "AP IoU=.X: mean over the filtered 2-digit test images of the class-aware one-to-one "
             "matches with IoU > X divided by K = 2; at IoU=.00 the label-multiset overlap / 2, "
-            "boxes ignored (SPEC §5.4, A30). Boxes: 40 px squares against the SVHN rectangles.",
+            "boxes ignored. Boxes: 40 px squares against the SVHN rectangles.",
         ),
     ),
 }

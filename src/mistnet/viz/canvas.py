@@ -1,10 +1,10 @@
 """What every figure is drawn with: arrays to RGB, boxes, matplotlib figures without pyplot.
 
-Conventions (SPEC §0): images are ``(C, H, W)`` floats in [0, 1] (C = 1 gray or 3 RGB), or signed
-floats in [-1, 1] when ``signed=True`` (Gabor; shown through ``(x + 1) / 2``); ``(H, W, 3)``
-uint8 arrays are also accepted. Boxes are centre/size ``(cx, cy, w, h)`` or keypoints
-``(x, y, side)`` in pixels; pixel centres sit at integer coordinates, so a box covers
-``[cx - w/2, cx + w/2]``. Labels ``< 0`` mark padding and are not drawn.
+Conventions (docs/design.md): images are ``(C, H, W)`` floats in [0, 1] (C = 1 gray or 3 RGB), or
+signed floats in [-1, 1] when ``signed=True`` (Gabor; shown through ``(x + 1) / 2``); ``(H, W, 3)``
+uint8 arrays are also accepted. Boxes are centre/size ``(cx, cy, w, h)`` or keypoints ``(x, y,
+side)`` in pixels; pixel centres sit at integer coordinates, so a box covers ``[cx - w/2, cx +
+w/2]``. Labels ``< 0`` mark padding and are not drawn.
 
 matplotlib (the ``figures`` extra) is imported where a figure is made, and used only through its
 object-oriented API (``matplotlib.figure.Figure`` with the Agg canvas): no pyplot state, no global
