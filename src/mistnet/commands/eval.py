@@ -45,6 +45,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def shown(value: float) -> str:
+    """A metric as printed: a count as an integer, a rate to four decimals."""
+    return f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
+
+
 def run(args: argparse.Namespace) -> int:
     run_or_model(args)
     device = resolve_device(check_device(args.device))
@@ -58,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         model=args.model,
     )
-    out = Path(args.json) if args.json else None
-    if out is None and args.model is None:
+    if args.json:
+        out = Path(args.json)
+    elif args.model is None:
         out = Path(result.run) / f"eval-{args.split}.json"
+    else:
+        out = None  # a pretrained model has no run directory to write into
     if out is not None:
         atomic_write_json(out, result.to_dict())
     print(
@@ -68,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
         f"[{result.split}], {result.images} images, K = {result.k}"
     )
     for name, value in result.metrics.items():
-        shown = f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
-        print(f"  {name:16s} {shown}")
+        print(f"  {name:16s} {shown(value)}")
     for reason in sorted(set(result.not_measured.values())):
         names = [n for n, r in result.not_measured.items() if r == reason]
         print(f"  not measured: {', '.join(names)} ({reason})")

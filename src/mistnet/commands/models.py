@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from mistnet import pretrained
+from mistnet.commands.eval import shown
 
 
 def register(subparsers) -> None:
@@ -44,10 +45,6 @@ def register(subparsers) -> None:
     pack.set_defaults(func=package)
 
 
-def _shown(value: float) -> str:
-    return f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
-
-
 def list_models(args: argparse.Namespace) -> int:
     names = pretrained.names()
     if not names:
@@ -56,7 +53,7 @@ def list_models(args: argparse.Namespace) -> int:
         ckpt, card = pretrained.read(name)
         model, on = ckpt.config["model"], card.evaluated_on
         metrics = ", ".join(
-            f"{key} {_shown(value)}"
+            f"{key} {shown(value)}"
             for key, value in card.metrics.items()
             if "/" not in key and not key.startswith("n_")
         )
