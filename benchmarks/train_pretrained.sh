@@ -46,4 +46,4 @@ for name in $MODELS; do
     "$MIST" models package "$run" --name "$name" --out "$OUT" \
         --command "$make_data && $train && $evaluate"
 done
-"$MIST" models
+MISTNET_MODELS="$OUT" "$MIST" models
