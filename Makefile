@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo pretrained test lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mist demo --out demo
+
+# Trains, evaluates and packages the shipped models into src/mistnet/weights (full MNIST must be
+# in the data cache: mist data download mnist); see benchmarks/train_pretrained.sh.
+pretrained: $(STAMP)
+	MIST=$(BIN)/mist benchmarks/train_pretrained.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -9,6 +9,7 @@ Example::
     import mistnet
     model = mistnet.fit("tiny-cpu", train_set, val_set, out="runs/mine", minutes=5, k=4)
     same = mistnet.load("runs/mine")
+    ready = mistnet.load("mnist-hard-classifier")  # a pretrained model (mist models)
 """
 
 from __future__ import annotations
@@ -22,31 +23,36 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset
 
 from mistnet import config as config_module
-from mistnet import validate
+from mistnet import pretrained, validate
 from mistnet.config import SECTIONS, Config, set_value
 from mistnet.data.memory import IN_MEMORY, SceneItems
 from mistnet.device import check_device
-from mistnet.errors import MistError
+from mistnet.errors import ArgumentError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST
-from mistnet.rundir import Run
 
 
 def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MIST:
-    """The model of a run directory (``best`` or ``last`` checkpoint), in eval mode.
+    """The model of a run directory (``best`` or ``last`` checkpoint), or a pretrained model
+    by name (``mistnet.load("mnist-hard-classifier")``; ``mist models`` lists them), in eval
+    mode.
 
-    The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`: class
-    names in ``config.record.class_names``) and ``.run`` (the directory), and can be passed to
-    :func:`fit` to train on from its weights.
+    An existing path is read as a run directory; anything else must be a pretrained model's
+    name. The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`:
+    class names in ``config.record.class_names``) and ``.run`` (the directory, or the
+    pretrained model's file), and can be passed to :func:`fit` to train on from its weights.
 
     Raises:
         ValueError: ``which`` is neither ``best`` nor ``last``, or ``device`` is no device name.
-        MistError: not a run directory, no checkpoint, or a damaged ``config.json`` or
-            checkpoint (one line naming the file).
+        MistError: neither a run directory nor a pretrained model (one line listing the known
+            names), no checkpoint, or a damaged ``config.json`` or checkpoint (one line naming
+            the file).
     """
     check_device(device, "device")
-    cfg, model, _ = Run(run).load(which, device=device)
-    model.config, model.run = cfg, Path(run)
+    if which not in ("best", "last"):
+        raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
+    cfg, model, ckpt = pretrained.load_any(run, which, device=device)
+    model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
     return model
 
 

@@ -134,6 +134,7 @@ class Checkpoint:
                 f"checkpoint {self.path} is corrupt: its bytes do not match the checksum it "
                 "was written with"
             )
+        self.digest = meta.get(DIGEST)  # None: written before checkpoints carried one
         try:
             self.step = int(meta["step"])
             self.config = json.loads(meta["config"])

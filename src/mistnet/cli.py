@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "eval",
     "detect",
+    "models",
     "show",
     "plot",
     "reproduce",

@@ -443,5 +443,15 @@ def load_json(path: str | Path) -> Config:
     return _from_file(data, str(path), recorded=True)
 
 
+def from_record(data: dict[str, Any], source: str) -> Config:
+    """A resolved config as :meth:`Config.to_dict` wrote it, with its ``record`` section (the
+    config of a packaged model); ``source`` names it in errors.
+
+    Raises:
+        MistError: not a valid config, one line starting with ``source``.
+    """
+    return _from_file(data, source, recorded=True)
+
+
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:
     return apply_overrides(load_preset(preset), overrides or [])

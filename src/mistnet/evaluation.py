@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mistnet import pretrained
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
@@ -29,7 +30,7 @@ class Evaluation:
     """The metrics of one run's checkpoint on one split, and what they were computed on.
 
     Attributes:
-        run: the run directory.
+        run: the run directory, or the name of the pretrained model evaluated.
         checkpoint: file name of the checkpoint evaluated (``best.safetensors`` when it exists).
         step: training steps of that checkpoint.
         data: the dataset directory or generator name.
@@ -58,7 +59,7 @@ class Evaluation:
 
 
 def evaluate_run(
-    run: str | Path,
+    run: str | Path | None,
     data: str | None = None,
     split: str = "test",
     *,
@@ -67,8 +68,10 @@ def evaluate_run(
     batch_size: int = 0,
     device: torch.device | str = "cpu",
     meters: Sequence[Meter] = (),
+    model: str | None = None,
 ) -> Evaluation:
-    """Evaluate the best checkpoint of ``run`` on ``split`` of ``data``.
+    """Evaluate the best checkpoint of ``run`` (or the pretrained ``model``) on ``split`` of
+    ``data``.
 
     Args:
         run: a run directory written by :func:`mistnet.loop.train`.
@@ -81,6 +84,8 @@ def evaluate_run(
         device: where the model runs.
         meters: more meters fed in the same pass (:class:`mistnet.engine.Meter`); the caller
             reads their metrics.
+        model: the name of a pretrained model (:mod:`mistnet.pretrained`) to evaluate instead
+            of ``run`` (then None); its data is that of the run it was trained by.
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
@@ -91,16 +96,18 @@ def evaluate_run(
         raise MistError(f"--k must be positive, got {k}")
     if k and per_image_k:
         raise MistError("--k and --per-image-k exclude each other")
-    run_dir = Run(run)
-    cfg, model, ckpt = run_dir.load("best", device=device)
+    if model is None:
+        cfg, net, ckpt = Run(run).load("best", device=device)
+    else:
+        cfg, net, ckpt = pretrained.load(model, device=device)
     source, dataset = open_data(cfg, data, split)
     if len(dataset) == 0:
         raise MistError(f"{source}: the {split} split is empty")
     check_data(cfg, dataset, source)
-    k = k or model.k
+    k = k or net.k
     annotations = annotations_of(dataset)
     metrics = evaluate(
-        model,
+        net,
         loader(dataset, batch_size or cfg.train.batch_size, 0),
         device=device,
         k=k,
@@ -117,7 +124,7 @@ def evaluate_run(
             "outputs are NaN or infinite on this data"
         )
     return Evaluation(
-        run=str(run_dir.path),
+        run=str(Path(run)) if model is None else model,
         checkpoint=ckpt.path.name,
         step=ckpt.step,
         data=source,

@@ -62,9 +62,34 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_run_data_arguments(p: argparse.ArgumentParser) -> None:
-    """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data."""
-    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
+def add_model_argument(p: argparse.ArgumentParser) -> None:
+    """``--model NAME``: a pretrained model instead of a run directory."""
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="a pretrained model instead of RUN (mist models lists them)",
+    )
+
+
+def run_or_model(args: argparse.Namespace) -> None:
+    """Check that exactly one of RUN and ``--model`` was given.
+
+    Raises:
+        MistError: both or neither.
+    """
+    if (args.run is None) == (args.model is None):
+        which = "both" if args.model else "neither"
+        raise MistError(f"give a run directory RUN or --model NAME ({which} given)")
+
+
+def add_run_data_arguments(p: argparse.ArgumentParser, model: bool = False) -> None:
+    """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data
+    (``model``: RUN is optional, ``--model NAME`` the alternative)."""
+    if model:
+        p.add_argument("run", metavar="RUN", nargs="?", help="run directory written by mist train")
+        add_model_argument(p)
+    else:
+        p.add_argument("run", metavar="RUN", help="run directory written by mist train")
     p.add_argument(
         "--data",
         metavar="DIR|NAME",

@@ -1,5 +1,8 @@
 """``mist detect``: run a trained model on ordinary image files.
 
+The model is the best checkpoint of the run directory RUN, or with --model NAME a pretrained
+model (mist models lists them) in its place.
+
 Any PNG/JPEG (or other format Pillow reads) of any size and mode works: the image is converted to
 the model's channel count (gray for 1 channel, RGB for 3; transparent pixels over black, 16-bit
 gray scaled by 65535) and to floats in [0, 1]. The heatmap network is fully convolutional, so
@@ -28,6 +31,7 @@ Example::
 
     mist detect runs/classify scene.png photos/*.jpg --out detections/ --k 5
     mist detect runs/stars sky-4000x3000.png --tile --side 12 --min-score 0.3 --out stars/
+    mist detect --model mnist-hard-classifier scene.png --out detections/   # pretrained
 """
 
 from __future__ import annotations
@@ -42,7 +46,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mistnet.commands._args import add_device_argument, add_max_pixels_argument, checked_max_pixels
+from mistnet import pretrained
+from mistnet.commands._args import (
+    add_device_argument,
+    add_max_pixels_argument,
+    add_model_argument,
+    checked_max_pixels,
+    run_or_model,
+)
 from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
 from mistnet.data.images import float_pixels, over_black
 from mistnet.detection import detect_image
@@ -68,8 +79,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:" + __doc__.split("Example::", 1)[1],
     )
-    p.add_argument("run", metavar="RUN", help="run directory written by mist train")
+    p.add_argument("run", metavar="RUN", nargs="?", help="run directory written by mist train")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    add_model_argument(p)
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--min-score", type=float, default=None, metavar="S", help="drop boxes below S")
@@ -197,9 +209,22 @@ def _dumps(record: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
+def _load(args: argparse.Namespace, device: torch.device):
+    """The config and model of RUN or of ``--model NAME``; with ``--model`` the first IMAGE
+    lands in ``args.run`` (RUN is optional), so it moves back to ``args.images``."""
+    if args.model is not None and args.run is not None:
+        args.images, args.run = [args.run, *args.images], None
+    run_or_model(args)
+    if args.model is not None:
+        cfg, model, _ = pretrained.load(args.model, device=device)
+    else:
+        cfg, model, _ = Run(args.run).load("best", device=device)
+    return cfg, model
+
+
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(check_device(args.device))
-    cfg, model, _ = Run(args.run).load("best", device=device)
+    cfg, model = _load(args, device)
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")
     k = args.k or model.k

@@ -4,6 +4,7 @@ Examples::
 
     mist eval runs/classify                               # the run's own data, test split
     mist eval runs/classify --data data/mnist-hard --split test --json results/table2.json
+    mist eval --model mnist-hard-classifier --data data/mnist-hard   # a pretrained model
     mist eval runs/classify --data mnist-hard --per-image-k   # generator: run's seed and n_test
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.commands._args import add_device_argument, add_run_data_arguments
+from mistnet.commands._args import add_device_argument, add_run_data_arguments, run_or_model
 from mistnet.device import check_device, resolve_device
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
@@ -22,11 +23,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval",
         help="evaluate a trained run on a dataset split",
-        description="Evaluate RUN's best checkpoint on a split and write its metrics as JSON.",
+        description="Evaluate RUN's best checkpoint, or a pretrained model (--model NAME), on a "
+        "split and write its metrics as JSON.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
-    add_run_data_arguments(p)
+    add_run_data_arguments(p, model=True)
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument(
         "--per-image-k",
@@ -34,12 +36,22 @@ def register(subparsers) -> None:
         help="detect each image's ground-truth count of instances (Table 3)",
     )
     p.add_argument("--batch-size", type=int, default=0, metavar="B", help="default: the run's")
-    p.add_argument("--json", metavar="OUT", help="metrics file (default RUN/eval-<split>.json)")
+    p.add_argument(
+        "--json",
+        metavar="OUT",
+        help="metrics file (default RUN/eval-<split>.json; with --model none unless given)",
+    )
     add_device_argument(p)
     p.set_defaults(func=run)
 
 
+def shown(value: float) -> str:
+    """A metric as printed: a count as an integer, a rate to four decimals."""
+    return f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
+
+
 def run(args: argparse.Namespace) -> int:
+    run_or_model(args)
     device = resolve_device(check_device(args.device))
     result = evaluate_run(
         args.run,
@@ -49,18 +61,25 @@ def run(args: argparse.Namespace) -> int:
         per_image_k=args.per_image_k,
         batch_size=args.batch_size,
         device=device,
+        model=args.model,
     )
-    out = Path(args.json) if args.json else Path(result.run) / f"eval-{args.split}.json"
-    atomic_write_json(out, result.to_dict())
+    if args.json:
+        out = Path(args.json)
+    elif args.model is None:
+        out = Path(result.run) / f"eval-{args.split}.json"
+    else:
+        out = None  # a pretrained model has no run directory to write into
+    if out is not None:
+        atomic_write_json(out, result.to_dict())
     print(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
         f"[{result.split}], {result.images} images, K = {result.k}"
     )
     for name, value in result.metrics.items():
-        shown = f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
-        print(f"  {name:16s} {shown}")
+        print(f"  {name:16s} {shown(value)}")
     for reason in sorted(set(result.not_measured.values())):
         names = [n for n, r in result.not_measured.items() if r == reason]
         print(f"  not measured: {', '.join(names)} ({reason})")
-    print(f"wrote {out}")
+    if out is not None:
+        print(f"wrote {out}")
     return 0

@@ -1,0 +1,201 @@
+"""Pretrained models: small checkpoints shipped with mistnet, loaded by name.
+
+A pretrained model is a checkpoint of the usual format (:mod:`mistnet.checkpoint`) that holds
+only the inference weights (the moving average when its run kept one) under ``model.``, the
+run's resolved config, and under ``extra["pretrained"]`` its :class:`Card`: the test metrics
+``mist eval`` measured, what they were measured on, and the command that trained it. Its digest
+is required: a packaged file whose bytes changed is refused, as is one without a digest.
+
+The registry is the folder ``weights/`` of the installed package, or the folder
+``$MISTNET_MODELS`` names (for models of one's own, and for the tests); a model's name is its
+file name without ``.safetensors``. ``mist models`` lists them, ``mist models package`` makes
+one from a run, ``mist detect --model``, ``mist eval --model`` and :func:`mistnet.load` use one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mistnet.checkpoint import Checkpoint, save_checkpoint
+from mistnet.config import Config, from_record
+from mistnet.errors import MistError
+from mistnet.models.build import build_model
+from mistnet.models.mist import MIST
+from mistnet.rundir import Run
+from mistnet.validate import read_json
+
+ENV = "MISTNET_MODELS"
+SUFFIX = ".safetensors"
+NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def registry() -> Path:
+    """The folder of the pretrained models: ``$MISTNET_MODELS``, else the package's ``weights/``."""
+    root = os.environ.get(ENV)
+    return Path(root) if root else Path(__file__).parent / "weights"
+
+
+def names() -> list[str]:
+    """The names of the models in the registry, sorted (none when the folder does not exist)."""
+    root = registry()
+    if not root.is_dir():
+        return []
+    return sorted(p.name.removesuffix(SUFFIX) for p in root.glob(f"*{SUFFIX}") if p.is_file())
+
+
+def unknown(message: str) -> MistError:
+    """``message`` and the names of the known models, as one line."""
+    known = ", ".join(names()) or f"none in {registry()}"
+    return MistError(f"{message} (known pretrained models: {known})")
+
+
+def path_of(name: str) -> Path:
+    """The file of the pretrained model ``name``.
+
+    Raises:
+        MistError: no such model (one line listing the known names).
+    """
+    if name not in names():
+        raise unknown(f"no pretrained model {name!r}")
+    return registry() / f"{name}{SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a pretrained model's metadata says about it.
+
+    Attributes:
+        name: the model's name.
+        metrics: its test metrics, as ``mist eval`` wrote them.
+        evaluated_on: the data, split, number of images and K of those metrics.
+        command: the command that trained (and evaluated) it, to rerun.
+    """
+
+    name: str
+    metrics: dict[str, float]
+    evaluated_on: dict[str, Any]
+    command: str
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint) -> Card:
+        """The card of a loaded checkpoint.
+
+        Raises:
+            MistError: the checkpoint has no digest or no card (it is no packaged model).
+        """
+        if ckpt.digest is None:
+            raise MistError(f"{ckpt.path} carries no checksum; package the model again")
+        card = ckpt.extra.get("pretrained")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(card, dict) or sorted(card) != sorted(fields):
+            raise MistError(f"{ckpt.path} is a checkpoint but no packaged model (no model card)")
+        return cls(**card)
+
+
+def read(name: str, device: torch.device | str = "cpu") -> tuple[Checkpoint, Card]:
+    """The checkpoint of the pretrained model ``name`` and its card (see :func:`path_of`)."""
+    ckpt = Checkpoint(path_of(name), device=device)
+    return ckpt, Card.of(ckpt)
+
+
+def load(name: str, device: torch.device | str = "cpu") -> tuple[Config, MIST, Checkpoint]:
+    """The pretrained model ``name`` as :meth:`mistnet.rundir.Run.load` gives a run's.
+
+    Raises:
+        MistError: no such model (one line listing the known names), a file whose bytes do not
+            match its checksum, or one that is no packaged model.
+    """
+    ckpt, _ = read(name, device)
+    cfg = from_record(ckpt.config, str(ckpt.path))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.train.method)
+    ckpt.load_model(model)
+    return cfg, model.to(device).eval(), ckpt
+
+
+def load_any(
+    source: str | os.PathLike, which: str = "best", device: torch.device | str = "cpu"
+) -> tuple[Config, MIST, Checkpoint]:
+    """The model of a run directory (``which`` checkpoint) when ``source`` is a path that
+    exists, else the pretrained model of that name.
+
+    Raises:
+        MistError: ``source`` is neither (one line listing the known names).
+    """
+    if Path(source).exists():
+        return Run(source).load(which, device=device)
+    if str(source) not in names():
+        raise unknown(f"{source} is neither a run directory nor a pretrained model")
+    return load(str(source), device)
+
+
+def package(
+    run: str | os.PathLike,
+    name: str,
+    command: str,
+    out: str | os.PathLike,
+    metrics: str | os.PathLike | None = None,
+) -> Path:
+    """Write the best checkpoint of ``run`` as the pretrained model ``out/name.safetensors``.
+
+    Args:
+        run: a run directory.
+        name: the model's name (lowercase letters, digits and dashes).
+        command: the command that trained the run, recorded for anyone to rerun.
+        out: the folder to write into (the registry, or any other).
+        metrics: the ``mist eval`` record of the run's best checkpoint (default
+            ``RUN/eval-test.json``, what ``mist eval RUN`` writes).
+
+    Returns:
+        The file written.
+
+    Raises:
+        MistError: a bad name or empty command, no metrics or metrics of another checkpoint
+            than the best, or a file of that name in ``out`` that is no packaged model.
+    """
+    if not NAME.fullmatch(name):
+        raise MistError(f"--name {name!r}: use lowercase letters, digits and dashes")
+    if not command.strip():
+        raise MistError("--command is empty; give the command that trained the run")
+    cfg, model, ckpt = Run(run).load("best")
+    record = _eval_record(Path(metrics) if metrics else Path(run) / "eval-test.json", ckpt)
+    card = Card(
+        name=name,
+        metrics=record["metrics"],
+        evaluated_on={key: record[key] for key in ("data", "split", "images", "k")},
+        command=command.strip(),
+    )
+    target = Path(out) / f"{name}{SUFFIX}"
+    if target.exists():
+        Card.of(Checkpoint(target))  # replace a packaged model only, never a file of the user's
+    save_checkpoint(
+        target,
+        model,
+        config=cfg.to_dict(),
+        step=ckpt.step,
+        extra={"pretrained": dataclasses.asdict(card)},
+    )
+    return target
+
+
+def _eval_record(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
+    """The ``mist eval`` record at ``path``, once it is checked to be of ``ckpt``."""
+    if not path.is_file():
+        raise MistError(f"{path} does not exist; run mist eval on the run first")
+    record = read_json(path)
+    keys = ("metrics", "data", "split", "images", "k", "step", "checkpoint")
+    if not isinstance(record, dict) or any(key not in record for key in keys):
+        raise MistError(f"{path} is no mist eval record (it needs {', '.join(keys)})")
+    if record["step"] != ckpt.step or record["checkpoint"] != ckpt.path.name:
+        raise MistError(
+            f"{path} measured {record['checkpoint']} at step {record['step']}, not "
+            f"{ckpt.path.name} at step {ckpt.step}; run mist eval on the run again"
+        )
+    return record

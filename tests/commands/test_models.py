@@ -1,0 +1,195 @@
+"""Pretrained models: ``mist models [package]``, ``--model NAME`` and ``mistnet.load("NAME")``.
+
+A tiny-cpu run (with a moving average, so that packaging must take the average) is packaged into
+a registry folder of the test's own ($MISTNET_MODELS), never the package's.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import TINY, assert_user_error, mist
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import mistnet
+from mistnet import cli, loop, pretrained
+from mistnet.checkpoint import Checkpoint
+from mistnet.config import apply_overrides, load_preset
+from mistnet.errors import MistError
+
+NAME = "tiny-test"
+COMMAND = "mist train --preset tiny-cpu --set train.steps=10 --out RUN"
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory) -> tuple[Path, Path]:
+    """``(run, registry)``: a 10-step tiny-cpu run, evaluated and packaged as ``NAME``."""
+    root = tmp_path_factory.mktemp("pretrained")
+    run = root / "run"
+    overrides = [*TINY, "train.steps=10", "train.val_every=10", "train.ema_decay=0.9"]
+    loop.train(apply_overrides(load_preset("tiny-cpu"), overrides), run, progress=False)
+    assert cli.main(["eval", str(run)]) == 0  # writes RUN/eval-test.json
+    package = ["models", "package", str(run), "--name", NAME, "--command", COMMAND]
+    assert cli.main([*package, "--out", str(root)]) == 0
+    return run, root
+
+
+@pytest.fixture
+def registry(packaged, monkeypatch) -> Path:
+    monkeypatch.setenv(pretrained.ENV, str(packaged[1]))
+    return packaged[1]
+
+
+def test_packaging_writes_a_small_checkpoint_with_config_metrics_and_command(packaged):
+    run, root = packaged
+    path = root / f"{NAME}.safetensors"
+    assert path.stat().st_size < 2_000_000
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    card = json.loads(meta["extra"])["pretrained"]
+    recorded = json.loads((run / "eval-test.json").read_text())
+    assert card["name"] == NAME and card["command"] == COMMAND
+    assert card["metrics"] == recorded["metrics"]
+    assert card["evaluated_on"] == {k: recorded[k] for k in ("data", "split", "images", "k")}
+    assert json.loads(meta["config"]) == json.loads((run / "config.json").read_text())
+    assert meta["digest"].startswith("sha256:")
+    # the inference weights only: the run's moving average, no optimiser state
+    tensors = load_file(str(path))
+    average = Checkpoint(run / "best.safetensors").model_state(average=True)
+    assert Checkpoint(run / "best.safetensors").has_average
+    assert sorted(tensors) == sorted(f"model.{k}" for k in average)
+    assert all(torch.equal(tensors[f"model.{k}"], v) for k, v in average.items())
+
+
+def test_mist_models_lists_each_model_with_its_metrics_and_command(capsys, registry, tmp_path):
+    rc, out, _ = mist(capsys, "models")
+    assert rc == 0
+    assert f"{NAME}: classify, K = 9, step 10" in out
+    assert f"trained by: {COMMAND}" in out
+    metrics = json.loads((registry / "run" / "eval-test.json").read_text())["metrics"]
+    assert f"det_iou50 {metrics['det_iou50']:.4f}" in out
+    pretrained_env = str(tmp_path / "none")
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv(pretrained.ENV, pretrained_env)
+        rc, out, _ = mist(capsys, "models")
+    assert rc == 0 and out.strip() == f"no pretrained models in {pretrained_env}"
+
+
+def _scenes(folder: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = [folder / "a.png", folder / "b.png"]
+    for path in paths:
+        Image.fromarray((rng.random((64, 80)) * 255).astype(np.uint8), "L").save(path)
+    return paths
+
+
+def test_detect_with_a_model_gives_the_detections_of_its_run(capsys, registry, tmp_path):
+    images = _scenes(tmp_path)
+    run = registry / "run"
+    assert mist(capsys, "detect", run, *images, "--out", tmp_path / "by-run")[0] == 0
+    assert mist(capsys, "detect", "--model", NAME, *images, "--out", tmp_path / "by-name")[0] == 0
+    written = sorted(p.name for p in (tmp_path / "by-run").iterdir())
+    assert "detections.csv" in written and "a.json" in written
+    for name in written:
+        assert (tmp_path / "by-run" / name).read_bytes() == (
+            tmp_path / "by-name" / name
+        ).read_bytes(), name
+    # one image: RUN is optional with --model
+    rc, _, err = mist(capsys, "detect", "--model", NAME, images[0], "--out", tmp_path / "one")
+    assert rc == 0, err
+    assert (tmp_path / "one" / "a.json").read_bytes() == (
+        tmp_path / "by-run" / "a.json"
+    ).read_bytes()
+
+
+def test_eval_with_a_model_reproduces_its_recorded_metrics(capsys, registry, tmp_path):
+    out = tmp_path / "eval.json"
+    rc, text, err = mist(capsys, "eval", "--model", NAME, "--json", out)
+    assert rc == 0, err
+    card = pretrained.read(NAME)[1]
+    assert json.loads(out.read_text())["metrics"] == card.metrics
+    assert json.loads(out.read_text())["run"] == NAME
+    rc, text, _ = mist(capsys, "eval", "--model", NAME)  # no --json: printed, nothing written
+    assert rc == 0 and "wrote" not in text and "det_iou50" in text
+
+
+def test_run_and_model_exclude_each_other(capsys, registry, tmp_path):
+    run, image = registry / "run", _scenes(tmp_path)[0]
+    assert_user_error(mist(capsys, "eval", run, "--model", NAME), "RUN or --model", "both")
+    assert_user_error(mist(capsys, "eval"), "RUN or --model", "neither")
+    assert_user_error(mist(capsys, "detect", image, "--out", tmp_path / "d"), "neither")
+    assert_user_error(
+        mist(capsys, "detect", "--model", "nope", image, "--out", tmp_path / "d"),
+        "no pretrained model 'nope'",
+        NAME,
+    )
+    assert not (tmp_path / "d").exists()
+
+
+def test_load_takes_a_name_or_a_run_and_refuses_anything_else_in_one_line(registry, tmp_path):
+    by_name, by_run = mistnet.load(NAME), mistnet.load(registry / "run")
+    assert not by_name.training and by_name.config.model.task == "classify"
+    assert by_name.run == registry / f"{NAME}.safetensors"
+    state = by_run.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in by_name.state_dict().items())
+    with pytest.raises(MistError) as err:
+        mistnet.load("mnist-hard-clasifier")
+    message = str(err.value)
+    assert "\n" not in message and "neither a run directory nor a pretrained model" in message
+    assert NAME in message
+    with pytest.raises(ValueError, match="which must be"):
+        mistnet.load(NAME, which="bset")
+
+
+def _copy_model(registry: Path, folder: Path) -> Path:
+    folder.mkdir()
+    return Path(shutil.copy(registry / f"{NAME}.safetensors", folder))
+
+
+def test_a_model_whose_bytes_changed_is_refused(capsys, registry, tmp_path, monkeypatch):
+    path = _copy_model(registry, tmp_path / "models")
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # a bit of the last tensor: a valid file, other weights
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv(pretrained.ENV, str(path.parent))
+    with pytest.raises(MistError, match="corrupt: its bytes do not match the checksum"):
+        mistnet.load(NAME)
+    assert_user_error(mist(capsys, "models"), str(path), "checksum")
+    out = tmp_path / "det"
+    image = _scenes(tmp_path)[0]
+    assert_user_error(mist(capsys, "detect", "--model", NAME, image, "--out", out), "checksum")
+    assert not out.exists()
+
+
+def test_a_model_without_its_checksum_is_refused(registry, tmp_path, monkeypatch):
+    path = _copy_model(registry, tmp_path / "models")
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != "digest"}
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    monkeypatch.setenv(pretrained.ENV, str(path.parent))
+    with pytest.raises(MistError, match="carries no checksum"):
+        mistnet.load(NAME)
+
+
+def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
+    capsys, packaged, tmp_path
+):
+    run = packaged[0]
+    stale = tmp_path / "eval.json"
+    record = json.loads((run / "eval-test.json").read_text())
+    stale.write_text(json.dumps({**record, "step": 5}))
+    package = ["models", "package", run, "--command", COMMAND, "--out", tmp_path]
+    assert_user_error(
+        mist(capsys, *package, "--name", NAME, "--metrics", stale), "step 5", "mist eval"
+    )
+    assert_user_error(mist(capsys, *package, "--name", "Bad Name"), "--name 'Bad Name'")
+    mine = tmp_path / f"{NAME}.safetensors"
+    mine.write_bytes(b"my own file")
+    assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))
+    assert mine.read_bytes() == b"my own file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", mine.name]
