@@ -38,6 +38,7 @@ from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, claim_output, json_text, open_output, remove_empty
 from mistnet.loop import train
+from mistnet.progress import metrics_text
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
@@ -79,6 +80,20 @@ def claim_demo(out: Path) -> list[Path]:
     if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
         shutil.rmtree(run.path)
     return []
+
+
+def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, float]) -> str:
+    """The line at the top of ``figure.png``: what was trained, how long, and how well it did.
+
+    Example:
+        >>> figure_caption("mnist-hard-cpu", {"steps": 2000, "best_step": 1800},
+        ...                {"both": 0.81234, "n_images": 500, "rmse": 0.1})
+        'mnist-hard-cpu, 2000 steps (best checkpoint: step 1800); test: both 0.8123, rmse 0.1000'
+    """
+    return (
+        f"{preset}, {summary['steps']} steps (best checkpoint: step {summary['best_step']}); "
+        f"test: {metrics_text(metrics)}"
+    )
 
 
 def _print(message: str) -> None:
@@ -164,7 +179,8 @@ def run_demo(
         images = batch["image"].to(device)
         with torch.inference_mode():
             output = model(images)
-        output_figure(images, output, out / "figure.png", gt_boxes=batch["boxes"])
+        caption = figure_caption(preset, summary, result.metrics)
+        output_figure(images, output, out / "figure.png", gt_boxes=batch["boxes"], caption=caption)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
     log(f"digits: {pools.describe()}")

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.commands._args import add_device_argument, add_run_data_arguments
-from mistnet.device import check_device, resolve_device
+from mistnet.commands._args import add_compute_arguments, add_run_data_arguments, compute_device
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
 
@@ -35,12 +34,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--batch-size", type=int, default=0, metavar="B", help="default: the run's")
     p.add_argument("--json", metavar="OUT", help="metrics file (default RUN/eval-<split>.json)")
-    add_device_argument(p)
+    add_compute_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(check_device(args.device))
+    device = compute_device(args)
     result = evaluate_run(
         args.run,
         args.data,
