@@ -45,3 +45,41 @@ def test_missing_run_directory(capsys, tmp_path):
 def test_run_directory_without_config(capsys, tmp_path):
     assert_user_error(mist(capsys, "eval", tmp_path), "not a mistnet run")
     assert_user_error(mist(capsys, "train", "--out", tmp_path, "--resume"), "not a mistnet run")
+
+
+#: The commands that run a model, each with its required arguments.
+COMPUTING = {
+    "demo": [],
+    "train": [],
+    "eval": ["RUN"],
+    "detect": ["RUN", "x.png", "--out", "d"],
+    "show": ["RUN", "--out", "f.png"],
+    "reproduce": ["table1", "--budget", "smoke", "--out", "o"],
+}
+
+
+def test_every_computing_command_has_device_and_threads_with_one_default():
+    parser = cli.build_parser()
+    for name, required in COMPUTING.items():
+        args = parser.parse_args([name, *required])
+        assert (args.device, args.threads) == ("auto", 0), name
+        args = parser.parse_args([name, *required, "--device", "cpu", "--threads", "1"])
+        assert (args.device, args.threads) == ("cpu", 1), name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "RUN", "--bogus", "1"],
+        ["detect", "RUN", "x.png", "--out", "d", "--bogus", "1"],
+        ["data", "import-images", "src", "--out", "d", "--bogus", "1"],
+    ],
+)
+def test_an_unknown_argument_shows_the_commands_usage(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    command = " ".join(argv[: 2 if argv[0] == "data" else 1])
+    assert err.startswith(f"usage: mist {command} "), err
+    assert err.splitlines()[-1] == f"mist {command}: error: unrecognized arguments: --bogus 1"

@@ -8,8 +8,10 @@ import pytest
 from cli_helpers import assert_user_error, hide_matplotlib, mist
 from helpers import fill_small_mnist_cache
 
+import mistnet.demo
 from mistnet.cli import main as mist_main
 from mistnet.data.mnist import mnist_cache
+from mistnet.viz import output_figure
 
 # Tiny networks and six steps: checks the job, learns nothing.
 TINY = [
@@ -22,7 +24,14 @@ TINY = [
 SIZES = ["--n-train", "64", "--n-val", "16", "--n-test", "24"]
 
 
-def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path, capsys):
+def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path, capsys, monkeypatch):
+    captions = []
+
+    def drawn(*args, caption="", **kwargs):
+        captions.append(caption)
+        return output_figure(*args, caption=caption, **kwargs)
+
+    monkeypatch.setattr(mistnet.demo, "output_figure", drawn)
     out = tmp_path / "demo"
     assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
     record = json.loads((out / "metrics.json").read_text())
@@ -39,6 +48,13 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path, capsy
     )
     assert (record["split"], record["images"], record["k"]) == ("test", 24, 9)
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The figure names the preset, the steps trained, the best step and the test metrics.
+    m = metrics
+    assert captions == [
+        f"mnist-hard-cpu, 6 steps (best checkpoint: step {record['train']['best_step']}); test: "
+        f"det_iou50 {m['det_iou50']:.4f}, classif {m['classif']:.4f}, both {m['both']:.4f}, "
+        f"ap50 {m['ap50']:.4f}"
+    ]
     assert json.loads((out / "run" / "config.json").read_text())["model"]["task"] == "classify"
 
     eval_json = tmp_path / "eval.json"
@@ -94,7 +110,7 @@ def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(
     [
         (["--minutes", "0"], "--minutes must be a number of minutes > 0, got 0"),
         (["--n-test", "0"], "--n-test must be at least 1"),
-        (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "-1"], "--threads must be 0 or more"),
         (["--device", "tpu"], "--device must be"),
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--set", "train.nope=1"], "train.nope"),

@@ -307,3 +307,29 @@ def test_plot_curves(tmp_path):
     with pytest.raises(ValueError, match="history"):
         plot_curves({}, out)
     assert no_temp_files(tmp_path)
+
+
+def test_mist_figure_has_a_legend_of_the_box_colours_and_the_caption(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr("mistnet.viz.panels.save_figure", lambda fig, *_: figures.append(fig))
+    imgs, boxes, labels = _scene_batch(n=2, k=9)
+    args = (imgs, torch.rand(2, 80, 80), boxes, labels, torch.rand(2, 9, 1, 16, 16))
+    mist_figure(*args, tmp_path / "a.png", gt_boxes=boxes, caption="step 40; test: both 0.5")
+    mist_figure(*args, tmp_path / "b.png")
+    with_truth, without = figures
+
+    def legend(fig):
+        (box,) = fig.legends
+        return {
+            t.get_text(): p.get_edgecolor()[:3]
+            for t, p in zip(box.texts, box.legend_handles, strict=True)
+        }
+
+    predicted = pytest.approx([c / 255 for c in PRED_COLOR])
+    assert legend(with_truth) == {
+        "ground truth": pytest.approx([c / 255 for c in GT_COLOR]),
+        "detections (predicted)": predicted,
+    }
+    assert legend(without) == {"detections (predicted)": predicted}
+    assert [t.get_text() for t in with_truth.texts] == ["step 40; test: both 0.5"]
+    assert without.texts == []

@@ -40,6 +40,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one command: an argument it does not know is refused with the command's
+    own usage (``mist eval RUN --bogus``: eval's usage, not ``mist``'s)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        # Everything after a command's name is its own, so nothing it leaves over could belong
+        # to the parser above; argparse would pass it up, to be refused with that one's usage.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mist",
@@ -47,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recurring things in images without location labels.",
     )
     parser.add_argument("--version", action="version", version=f"mistnet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"mistnet.commands.{name}").register(sub)
     return parser

@@ -38,6 +38,7 @@ from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, claim_output, json_text, open_output, remove_empty
 from mistnet.loop import train
+from mistnet.progress import metrics_text
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
@@ -81,18 +82,32 @@ def claim_demo(out: Path) -> list[Path]:
     return []
 
 
+def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, float]) -> str:
+    """The line at the top of ``figure.png``: what was trained, how long, and how well it did.
+
+    Example:
+        >>> figure_caption("mnist-hard-cpu", {"steps": 2000, "best_step": 1800},
+        ...                {"both": 0.81234, "n_images": 500, "rmse": 0.1})
+        'mnist-hard-cpu, 2000 steps (best checkpoint: step 1800); test: both 0.8123, rmse 0.1000'
+    """
+    return (
+        f"{preset}, {summary['steps']} steps (best checkpoint: step {summary['best_step']}); "
+        f"test: {metrics_text(metrics)}"
+    )
+
+
 def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def draw_figure(run_dir: Path, data_dir: Path, path: Path, device: str) -> None:
+def draw_figure(run_dir: Path, data_dir: Path, path: Path, device: str, caption: str) -> None:
     """The best checkpoint's detections on the first four test scenes, drawn into ``path``."""
     _, model, _ = Run(run_dir).load("best", device=device)
     batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
     images = batch["image"].to(device)
     with torch.inference_mode():
         output = model(images)
-    output_figure(images, output, path, gt_boxes=batch["boxes"])
+    output_figure(images, output, path, gt_boxes=batch["boxes"], caption=caption)
 
 
 def run_demo(
@@ -169,7 +184,8 @@ def run_demo(
     atomic_write_json(out / "metrics.json", record)
     if not no_figure:
         log(f"[4/4] figure -> {out / 'figure.png'}")
-        draw_figure(run_dir, data_dir, out / "figure.png", device)
+        caption = figure_caption(preset, summary, result.metrics)
+        draw_figure(run_dir, data_dir, out / "figure.png", device, caption)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
     log(f"digits: {pools.describe()}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
+
+from mistnet.rundir import MAXIMISE
 
 
 def expected_last_step(steps: int, step: int, start: int, elapsed: float, left: float) -> int:
@@ -22,6 +25,25 @@ def expected_last_step(steps: int, step: int, start: int, elapsed: float, left: 
         return steps
     rate = (step - start) / elapsed
     return min(steps, step + max(1, math.ceil(rate * max(left, 0.0))))
+
+
+def metrics_text(metrics: dict[str, float]) -> str:
+    """The validation metrics of ``metrics`` (those that can pick the best checkpoint), as one
+    line shows them.
+
+    Example:
+        >>> metrics_text({"both": 0.81234, "n_images": 300, "rmse": 0.1})
+        'both 0.8123, rmse 0.1000'
+    """
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in MAXIMISE)
+
+
+def print_validation(step: int, metrics: dict[str, float]) -> None:
+    """One line on stderr per validation (``mist train --no-progress``: a log without a bar).
+
+    This is a :class:`~mistnet.loop.Callbacks` ``on_validate``.
+    """
+    print(f"step {step}: {metrics_text(metrics)}", file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -65,7 +87,7 @@ class Progress:
     def write(self, step: int, metrics: dict[str, float]) -> None:
         """A line of validation metrics under the bar."""
         if self.show and metrics:
-            self.bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            self.bar.write(f"step {step}: {metrics_text(metrics)}")
 
     def close(self) -> None:
         self.bar.close()

@@ -9,6 +9,7 @@ import torch
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
+from mistnet.commands import detect
 from mistnet.commands.detect import ANNOTATION_SIDE, read_image
 from mistnet.config import apply_overrides, load_preset
 from mistnet.detection import detect_image
@@ -199,3 +200,17 @@ def test_detect_side_and_tile_options(capsys, tiny_run, tmp_path):
         "big.png",
         "too small",
     )
+
+
+def test_every_file_detect_writes_is_named_in_the_readme(capsys, tiny_run, tmp_path):
+    """The README's paragraph on detect's outputs names each file (with the image's stem as
+    ``<stem>``), the auto-encoder's reconstruction included."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    paragraph = text[text.index("`mist detect` writes per image") :].split("\n\n", 1)[0]
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "scene.png")
+    rc, _, err = mist(capsys, "detect", tiny_run, tmp_path / "scene.png", "--out", tmp_path / "d")
+    assert rc == 0, err
+    written = {p.name.replace("scene", "<stem>") for p in (tmp_path / "d").iterdir()}
+    assert {".mistnet", "<stem>.json", "<stem>.png", "detections.csv"} <= written
+    for name in written | set(detect._image_files("<stem>", set(detect.FORMATS))):
+        assert f"{name}`" in paragraph, name

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 from cli_helpers import assert_user_error, mist
 
 from mistnet.data import write_dataset
@@ -66,3 +67,16 @@ def test_eval_k_options_are_checked_before_anything_loads(capsys, tmp_path):
     assert_user_error(
         mist(capsys, "eval", missing, "--k", "3", "--per-image-k"), "exclude each other"
     )
+
+
+def test_eval_threads_sets_torchs_threads_and_a_bad_count_is_refused(
+    capsys, tiny_run, tmp_path, monkeypatch
+):
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    out = tmp_path / "m.json"
+    rc, _, err = mist(capsys, "eval", tiny_run, "--threads", "1", "--json", out)
+    assert rc == 0, err
+    assert asked == [1] and out.is_file()
+    assert_user_error(mist(capsys, "eval", tiny_run, "--threads", "-1"), "--threads must be 0")
+    assert asked == [1]

@@ -146,3 +146,21 @@ def test_train_from_a_dataset_directory_then_reconstruct_commands(capsys, tmp_pa
     assert "labels" not in record and len(record["boxes"]) == 9
     with Image.open(tmp_path / "d" / "blank-recon.png") as im:
         assert im.size == (50 * 6, 30 * 6)
+
+
+def test_no_progress_prints_one_line_per_validation(capsys, tmp_path):
+    """Without the bar, each validation still shows: its step and the metric, on stderr."""
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--no-progress"]
+    argv += ["--threads", "1", *(f"--set={o}" for o in TINY)]
+    argv += ["--set", "train.steps=4", "--set", "train.val_every=2", "--set", "train.log_every=2"]
+    rc, stdout, err = mist(capsys, *argv)
+    assert rc == 0, err
+    assert json.loads(stdout)["steps"] == 4  # stdout stays the summary alone
+    vals = [r for r in _records(tmp_path / "r" / "log.jsonl") if r["split"] == "val"]
+    expected = [
+        f"step {r['step']}: det_iou50 {r['det_iou50']:.4f}, classif {r['classif']:.4f}, "
+        f"both {r['both']:.4f}, ap50 {r['ap50']:.4f}"
+        for r in vals
+    ]
+    assert [r["step"] for r in vals] == [2, 4]
+    assert err.splitlines() == expected, err

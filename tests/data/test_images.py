@@ -251,3 +251,56 @@ def test_the_official_layout_refuses_a_dataset_without_boxes(capsys, tmp_path):
         "no boxes and no labels",
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_one_image_with_crop_is_cut_into_disjoint_train_val_test_bands(capsys, tmp_path):
+    """One photograph and --crop: crops of each split come from their own band of the image
+    (bands across its longer side, in proportion to --val and --test), boxes go with the band
+    holding their centre, clipped to it."""
+    H, W = 100, 24  # taller than wide: bands of rows, train 0-79, val 80-89, test 90-99
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (H, W), dtype=np.uint8)
+    (tmp_path / "src").mkdir()
+    Image.fromarray(a).save(tmp_path / "src" / "photo.png")
+    # (cx, cy, w, h): one in each band, and one whose centre (y 77) is in train but which
+    # reaches into val (rows 72-82): it stays in train, clipped at the band's edge (79.5).
+    boxes = [(6, 20, 4, 4), (12, 85, 4, 4), (18, 95, 4, 4), (12, 77, 4, 10)]
+    rows = ["filename,cx,cy,w,h"] + [f"photo.png,{cx},{cy},{w},{h}" for cx, cy, w, h in boxes]
+    (tmp_path / "b.csv").write_text("\n".join(rows))
+    argv = ["data", "import-images", tmp_path / "src", "--out", tmp_path / "d", "--crop", "8"]
+    argv += ["8", "--per-image", "400", "--boxes", tmp_path / "b.csv"]
+    rc, stdout, err = mist(capsys, *argv)
+    assert rc == 0, err
+    assert "train 320, val 40, test 40" in stdout
+    meta = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    bands = {"train": (0, 80), "val": (80, 90), "test": (90, 100)}
+    found = {split: set() for split in bands}
+    for split, (top, bottom) in bands.items():
+        ds = SceneFolder(tmp_path / "d", split)
+        for j, (x0, y0) in enumerate(meta["crop_origins"][split]):
+            assert top <= y0 and y0 + 8 <= bottom, (split, y0)  # inside its band
+            assert np.array_equal(ds.arrays["images"][j, 0], a[y0 : y0 + 8, x0 : x0 + 8])
+            item = ds[j]
+            for cx, cy, w, h in item["boxes"][: int(item["count"])].tolist():
+                assert -0.5 <= cx < 7.5 and -0.5 <= cy < 7.5  # its centre in the crop
+                assert top - 0.5 <= cy + y0 - h / 2 and cy + y0 + h / 2 <= bottom - 0.5
+                found[split].add((cx + x0, cy + y0, w, h))
+    assert found == {
+        "train": {(6, 20, 4, 4), (12, 75.75, 4, 7.5)},  # clipped to rows 72-79.5
+        "val": {(12, 85, 4, 4)},
+        "test": {(18, 95, 4, 4)},
+    }
+
+
+def test_one_image_too_small_for_its_bands_says_what_to_pass(capsys, tmp_path):
+    (tmp_path / "src").mkdir()
+    Image.fromarray(np.zeros((100, 80), np.uint8)).save(tmp_path / "src" / "p.png")
+    out = tmp_path / "d"
+    base = ["data", "import-images", tmp_path / "src", "--out", out]
+    assert_user_error(
+        mist(capsys, *base, "--crop", "16", "16", "--per-image", "10"),
+        "train 80, val 10, test 10 pixels",
+        "pass a smaller --crop",
+    )
+    assert_user_error(mist(capsys, *base), "1 images leave none", "pass --crop H W")
+    assert not out.exists()

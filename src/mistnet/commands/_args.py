@@ -4,19 +4,60 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from mistnet.data.digits import SPLITS
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.validate import DEFAULT_MAX_PIXELS
 
+#: What ``--threads 0`` leaves: torch's own count, the cores of the machine.
+TORCH_THREADS = "torch's choice"
 
-def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    """The one ``--device`` option shared by every command that runs a model."""
+
+def add_compute_arguments(
+    parser: argparse.ArgumentParser, threads_default: str = TORCH_THREADS
+) -> None:
+    """``--device`` and ``--threads``: the two options of every command that runs a model, with
+    one default on every command, so that ``mist train`` and ``mist eval`` of one run agree.
+
+    Args:
+        threads_default: what ``--threads 0`` (the default) means, for the help.
+    """
     parser.add_argument(
         "--device",
-        default=default,
+        default="auto",
         metavar="DEVICE",
-        help=f"cpu, cuda, cuda:N or auto (CUDA when available; default {default})",
+        help="cpu, cuda, cuda:N or auto (default auto: CUDA when available, else the CPU; the "
+        "default of every mist command, so that a CPU-only machine needs no option and a GPU "
+        "is never left idle)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"torch CPU threads (default 0: {threads_default}); speed only; use 1 when other "
+        "jobs share the cores",
+    )
+
+
+def checked_threads(args: argparse.Namespace) -> int:
+    """``args.threads``, checked (0: leave torch's choice)."""
+    if args.threads < 0:
+        raise MistError(f"--threads must be 0 or more, got {args.threads}")
+    return args.threads
+
+
+def compute_device(args: argparse.Namespace) -> torch.device:
+    """The device ``--device`` names, once torch has ``--threads`` CPU threads (0: its choice).
+
+    Raises:
+        MistError: a bad ``--threads`` or ``--device``, or CUDA asked for where there is none.
+    """
+    if checked_threads(args):
+        torch.set_num_threads(args.threads)
+    return resolve_device(check_device(args.device))
 
 
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:

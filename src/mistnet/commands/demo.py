@@ -21,7 +21,12 @@ from __future__ import annotations
 import argparse
 
 from mistnet import validate
-from mistnet.commands._args import add_device_argument, add_digits_argument, add_set_argument
+from mistnet.commands._args import (
+    add_compute_arguments,
+    add_digits_argument,
+    add_set_argument,
+    checked_threads,
+)
 from mistnet.demo import PRESETS, run_demo
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -45,16 +50,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--minutes", type=float, default=12.0, metavar="M", help="training time cap (default 12)"
     )
-    p.add_argument(
-        "--threads", type=int, default=2, metavar="N", help="torch CPU threads (default 2)"
-    )
     p.add_argument("--preset", metavar="NAME|FILE", help="another preset instead of the task's")
     p.add_argument("--n-train", type=int, default=20_000, metavar="N")
     p.add_argument("--n-val", type=int, default=300, metavar="N")
     p.add_argument("--n-test", type=int, default=500, metavar="N")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     add_digits_argument(p)
-    add_device_argument(p, default="cpu")
+    add_compute_arguments(p)
     add_set_argument(p)
     p.set_defaults(func=run)
 
@@ -62,8 +64,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     minutes = validate.minutes(args.minutes, "--minutes")
     seed = validate.seed(args.seed, "--seed")
-    if args.threads < 1:
-        raise MistError(f"--threads must be at least 1, got {args.threads}")
+    threads = checked_threads(args)
     for name in ("n_train", "n_val", "n_test"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         task=args.task,
         preset=args.preset,
         minutes=minutes,
-        threads=args.threads,
+        threads=threads,
         n_train=args.n_train,
         n_val=args.n_val,
         n_test=args.n_test,

@@ -8,8 +8,9 @@ the model's channel count (gray for 1 channel, RGB for 3; transparent pixels ove
 gray scaled by 65535) and to floats in [0, 1]. The heatmap network is fully convolutional, so
 no resizing is done (but see --side); box coordinates are in the file's pixels. For every
 IMAGE, DIR/<stem>.json holds the K boxes as (x, y, side), their scores and (for a classifier) labels, and DIR/<stem>.png
-the image with the boxes drawn, upscaled so that small images stay readable; labels are
-written by class name when the run names its classes. For the whole call, DIR/detections.csv has
+the image with the boxes drawn, upscaled so that small images stay readable (labels are
+written by class name when the run names its classes), and for an auto-encoder
+DIR/<stem>-recon.png its reconstruction. For the whole call, DIR/detections.csv has
 one row per box (image, x, y, side, score, class) and DIR/coco_results.json the COCO results
 list ({image_id, category_id, bbox [x, y, w, h], score}; bbox from the top-left corner of the
 top-left pixel, category_id = class index + 1), with DIR/coco_images.json mapping image ids to
@@ -48,16 +49,16 @@ from PIL import Image, ImageOps
 
 from mistnet import pretrained
 from mistnet.commands._args import (
-    add_device_argument,
+    add_compute_arguments,
     add_max_pixels_argument,
     add_model_argument,
     checked_max_pixels,
+    compute_device,
     run_or_model,
 )
 from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
 from mistnet.data.images import float_pixels, over_black
 from mistnet.detection import detect_image
-from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text, claim_output, json_text, new_directory
 from mistnet.models.heatmap import HeatmapBody
@@ -95,7 +96,7 @@ def register(subparsers) -> None:
         help="outputs to write (repeatable; default all: json, csv, coco)",
     )
     add_max_pixels_argument(p)
-    add_device_argument(p)
+    add_compute_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -223,7 +224,7 @@ def _load(args: argparse.Namespace, device: torch.device):
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(check_device(args.device))
+    device = compute_device(args)
     cfg, model = _load(args, device)
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")

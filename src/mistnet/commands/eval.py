@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.commands._args import add_device_argument, add_run_data_arguments, run_or_model
-from mistnet.device import check_device, resolve_device
+from mistnet.commands._args import (
+    add_compute_arguments,
+    add_run_data_arguments,
+    compute_device,
+    run_or_model,
+)
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
 
@@ -41,7 +45,7 @@ def register(subparsers) -> None:
         metavar="OUT",
         help="metrics file (default RUN/eval-<split>.json; with --model none unless given)",
     )
-    add_device_argument(p)
+    add_compute_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +56,7 @@ def shown(value: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     run_or_model(args)
-    device = resolve_device(check_device(args.device))
+    device = compute_device(args)
     result = evaluate_run(
         args.run,
         args.data,

@@ -21,7 +21,7 @@ import argparse
 import shlex
 import sys
 
-from mistnet.commands._args import add_device_argument, add_digits_argument
+from mistnet.commands._args import TORCH_THREADS, add_compute_arguments, add_digits_argument
 from mistnet.reproduce import reproduce
 from mistnet.reproduce.plan import BUDGETS
 
@@ -48,7 +48,8 @@ def register(subparsers) -> None:
         "--budget", required=True, metavar="BUDGET", help="smoke, cpu or full (see below)"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    add_device_argument(p)
+    budget_threads = (f"{b.name} {b.threads or TORCH_THREADS}" for b in BUDGETS.values())
+    add_compute_arguments(p, threads_default="the budget's: " + ", ".join(budget_threads))
     p.add_argument(
         "--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 (default 1); mean ± std"
     )
@@ -60,14 +61,6 @@ def register(subparsers) -> None:
     )
     p.add_argument("--data-root", metavar="DIR", help="where datasets go (default OUT/data)")
     add_digits_argument(p, directories=False)
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        metavar="N",
-        help="torch threads per run instead of the budget's (cpu: 2); use 1 when other jobs "
-        "share the cores: 2 threads on a busy 2-core machine run many times slower",
-    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.set_defaults(func=run)
 

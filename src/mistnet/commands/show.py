@@ -14,11 +14,15 @@ import argparse
 
 import torch
 
-from mistnet.commands._args import add_device_argument, add_run_data_arguments, checked_png
+from mistnet.commands._args import (
+    add_compute_arguments,
+    add_run_data_arguments,
+    checked_png,
+    compute_device,
+)
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
-from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
@@ -36,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=4, metavar="N", help="number of scenes (default 4)")
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument("--out", required=True, metavar="FIG.png", help="output PNG")
-    add_device_argument(p)
+    add_compute_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise MistError(f"--n must be at least 1, got {args.n}")
     if args.k < 0:
         raise MistError(f"--k must be positive, got {args.k}")
-    device = resolve_device(check_device(args.device))
+    device = compute_device(args)
     cfg, model, _ = Run(args.run).load("best", device=device)
     source, dataset = open_data(cfg, args.data, args.split)
     check_data(cfg, dataset, source)

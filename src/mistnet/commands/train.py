@@ -20,12 +20,13 @@ from pathlib import Path
 
 from mistnet import config
 from mistnet.acceleration import PRECISIONS
-from mistnet.commands._args import add_device_argument, add_set_argument
+from mistnet.commands._args import add_compute_arguments, add_set_argument, checked_threads
 from mistnet.device import check_device
 from mistnet.distributed import World
 from mistnet.errors import MistError
 from mistnet.io import json_text
-from mistnet.loop import train
+from mistnet.loop import Callbacks, train
+from mistnet.progress import print_validation
 from mistnet.rundir import Run
 from mistnet.validate import minutes
 
@@ -55,16 +56,9 @@ def register(subparsers) -> None:
         help="stop after M minutes of this invocation (with --resume: M more minutes; "
         "default: no cap)",
     )
-    add_device_argument(p)
+    add_compute_arguments(p)
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from last.safetensors"
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        metavar="N",
-        help="torch CPU threads (default: torch's choice); speed only, not part of the run",
     )
     p.add_argument(
         "--precision",
@@ -78,7 +72,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="torch.compile the heatmap and task networks; speed only, not part of the run",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar; one line per validation on stderr instead",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise MistError("--out RUN is required")
     device = check_device(args.device)
     max_minutes = 0.0 if args.max_minutes is None else minutes(args.max_minutes, "--max-minutes")
-    if args.threads < 0:
-        raise MistError(f"--threads must be 0 or more, got {args.threads}")
+    threads = checked_threads(args)
     overrides = list(args.overrides)
     if args.data:
         if not Path(args.data).is_dir():
@@ -133,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         max_minutes=max_minutes,
         progress=not args.no_progress,
-        threads=args.threads,
+        threads=threads,
         precision=args.precision,
         compile=args.compile,
+        # Without the bar (which shows the validations under it), one line per validation.
+        callbacks=Callbacks(on_validate=print_validation) if args.no_progress else None,
     )
     if World.from_env().main:  # under torchrun, one summary
         print(json_text({"run": str(args.out), **summary}))

@@ -7,7 +7,10 @@ else three (``channels`` forces either); transparency is composited over black a
 are scaled to 8 bits. One size for all: the images' own when they agree, ``size`` (a resize,
 aspect ratio not kept) or ``crop`` (``per_image`` seeded random crops of each image). The split
 of the images into train / val / test is a seeded permutation of the source images, so the crops
-of one image stay in one split.
+of one image stay in one split. With ``crop`` and too few images for that (one, with the default
+fractions), each image is cut into bands across its longer side instead — train, then val and
+test in proportion to their fractions — and each split's crops come from its band alone (no
+crop crosses a band's edge; a box goes with the band holding its centre, clipped to it).
 
 Ground truth is optional:
 
@@ -29,6 +32,7 @@ Without either the dataset holds images only, for an auto-encoder (``annotations
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ from PIL import Image, ImageOps
 
 from mistnet import validate
 from mistnet.data.annotations import Truth, fit_boxes, read_truth
+from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, write_dataset
 from mistnet.errors import DataError
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
@@ -166,6 +171,7 @@ class _Item:
     image: np.ndarray  # (H, W, C) uint8
     truth: Truth
     origin: tuple[int, int] = (0, 0)  # (x0, y0) of a crop in its file
+    split: str = ""  # the split of a crop from a band of its image; "": its image's split
 
 
 def _crops(
@@ -203,8 +209,11 @@ def _items(
     crop: tuple[int, int] | None,
     per_image: int,
     seed: int,
+    bands: tuple[float, float] | None,
 ) -> tuple[list[_Item], tuple[int, int]]:
     """Every image (resized, cropped or as it is) with its ground truth, and their one size.
+    With ``bands`` (the ``--val`` and ``--test`` fractions) each image is cut into train, val
+    and test bands and cropped within them (:func:`_band_crops`).
 
     Raises:
         DataError: images of different sizes without ``size`` or ``crop``; an image smaller
@@ -222,8 +231,11 @@ def _items(
     for i, (rel, a) in enumerate(zip(rels, pixels, strict=True)):
         t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
         a = to_channels(a, channels)
-        if crop is not None:
-            items += _crops(a, t, crop, per_image, np.random.default_rng([seed, i]), i, root / rel)
+        rng = np.random.default_rng([seed, i])
+        if crop is not None and bands is not None:
+            items += _band_crops(a, t, crop, per_image, rng, i, root / rel, bands)
+        elif crop is not None:
+            items += _crops(a, t, crop, per_image, rng, i, root / rel)
         elif size is not None:
             h, w = a.shape[:2]
             bx = None if t.boxes is None else _scale_boxes(t.boxes, W / w, H / h)
@@ -234,24 +246,14 @@ def _items(
 
 
 def _split_arrays(
-    items: list[_Item], rels: list[str], names: list[str], sizes: tuple[int, int, int], seed: int
+    items: list[_Item], rels: list[str], names: list[str], chosen_of: dict[str, list[_Item]]
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]], dict[str, list[list[int]]]]:
-    """The arrays of each split, and the file name and crop origin of each of its scenes.
-
-    The source images (not the crops: the crops of one image stay in one split) go to train,
-    val and test by a permutation seeded with ``seed``; ``sizes`` are the splits' image counts.
-    """
-    order = np.random.default_rng(seed).permutation(len(rels))
-    split_of = {}
-    for split, lo, hi in (("train", 0, sizes[0]), ("val", sizes[0], sizes[0] + sizes[1])):
-        split_of.update(dict.fromkeys(order[lo:hi].tolist(), split))
+    """The arrays of each split of ``chosen_of`` (:func:`_assign_splits`), and the file name and
+    crop origin of each of its scenes."""
     index = {n: j for j, n in enumerate(names)}
     M = max(len(it.truth.names) for it in items)
     splits, file_names, origins = {}, {}, {}
-    for split, n in zip(("train", "val", "test"), sizes, strict=True):
-        chosen = [it for it in items if split_of.get(it.source, "test") == split]
-        if not n:
-            continue
+    for split, chosen in chosen_of.items():
         N = len(chosen)
         arrays = {
             "images": np.stack([it.image.transpose(2, 0, 1) for it in chosen]),
@@ -270,15 +272,117 @@ def _split_arrays(
     return splits, file_names, origins
 
 
+def _held_out(n: int, fraction: float, name: str) -> int:
+    """How many of ``n`` things the fraction ``--val`` or ``--test`` takes (at least one)."""
+    if not 0 <= fraction < 1:
+        raise DataError(f"{name} must be a fraction in [0, 1), got {fraction}")
+    return max(1, round(fraction * n)) if fraction > 0 else 0
+
+
 def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
-    for name, f in (("--val", val), ("--test", test)):
-        if not 0 <= f < 1:
-            raise DataError(f"{name} must be a fraction in [0, 1), got {f}")
-    n_val = max(1, round(val * n)) if val > 0 else 0
-    n_test = max(1, round(test * n)) if test > 0 else 0
+    n_val, n_test = _held_out(n, val, "--val"), _held_out(n, test, "--test")
     if n - n_val - n_test < 1:
-        raise DataError(f"{n} images leave none for training with --val {val} and --test {test}")
+        raise DataError(
+            f"{n} images leave none for training with --val {val} and --test {test}; add "
+            "images, lower --val/--test, or pass --crop H W (then each image is cut into "
+            "train, val and test bands)"
+        )
     return n - n_val - n_test, n_val, n_test
+
+
+def _by_bands(n_files: int, crop: tuple[int, int] | None, val: float, test: float) -> bool:
+    """Whether each image is split into bands: ``--crop``, and too few images to split them."""
+    held = _held_out(n_files, val, "--val") + _held_out(n_files, test, "--test")
+    return crop is not None and n_files - held < 1
+
+
+def _bands(length: int, val: float, test: float) -> dict[str, tuple[int, int]]:
+    """``[start, stop)`` of the train, val and test bands along a side of ``length`` pixels, in
+    proportion to ``val`` and ``test`` (a split of fraction 0 has no band).
+
+    Example:
+        >>> _bands(100, 0.1, 0.2)
+        {'train': (0, 70), 'val': (70, 80), 'test': (80, 100)}
+    """
+    n_val, n_test = round(val * length) if val else 0, round(test * length) if test else 0
+    cuts = np.cumsum([0, length - n_val - n_test, n_val, n_test]).tolist()
+    spans = dict(zip(("train", "val", "test"), itertools.pairwise(cuts), strict=True))
+    return {split: span for split, span in spans.items() if split == "train" or span[1] > span[0]}
+
+
+def _band_truth(t: Truth, coord: int, start: int, stop: int) -> Truth:
+    """The boxes of ``t`` whose centre lies in the band ``[start, stop)`` of pixel rows
+    (``coord`` 1: y) or columns (``coord`` 0: x), clipped to it, in the band's coordinates."""
+    lo, hi = start - 0.5, stop - 0.5  # the band's edges; pixel centres at integer coordinates
+    centre = t.boxes[:, coord]
+    inside = (centre >= lo) & (centre < hi)
+    boxes = t.boxes[inside].copy()
+    c, size = boxes[:, coord], boxes[:, coord + 2]
+    first, last = np.maximum(c - size / 2, lo), np.minimum(c + size / 2, hi)
+    boxes[:, coord], boxes[:, coord + 2] = (first + last) / 2 - start, last - first
+    return Truth(boxes, [name for name, keep in zip(t.names, inside, strict=True) if keep])
+
+
+def _band_crops(
+    a: np.ndarray,
+    t: Truth,
+    crop: tuple[int, int],
+    n: int,
+    rng: np.random.Generator,
+    source: int,
+    where: Path,
+    fractions: tuple[float, float],
+) -> list[_Item]:
+    """``n`` random ``crop``-sized crops of ``a`` from disjoint bands across its longer side:
+    train, then val and test in proportion to ``fractions``. No crop crosses a band's edge, so
+    no pixel is in two splits; a box belongs to the band holding its centre, clipped to it.
+
+    Raises:
+        DataError: a band is narrower than the crop, or ``n`` is too few for one crop a band.
+    """
+    (h, w), axis = a.shape[:2], int(a.shape[1] > a.shape[0])  # axis 1: bands of columns
+    length, side = (w, crop[1]) if axis else (h, crop[0])
+    bands = _bands(length, *fractions)
+    counts = {s: _held_out(n, f, s) for s, f in zip(("val", "test"), fractions, strict=True)}
+    counts["train"] = n - sum(counts.values())
+    if h < crop[0] or w < crop[1]:
+        raise DataError(f"{where}: {w}x{h} is smaller than the {crop[1]}x{crop[0]} crop")
+    widths = {s: stop - start for s, (start, stop) in bands.items()}
+    if min(widths.values()) < side or counts["train"] < 1:
+        shown = ", ".join(f"{s} {px}" for s, px in widths.items())
+        raise DataError(
+            f"{where}: too few images to split by image, so each is cut into bands across its "
+            f"{length}-pixel side ({shown} pixels), each holding {crop[1]}x{crop[0]} crops from "
+            f"--per-image {n}; pass a smaller --crop, a larger --per-image, other --val/--test, "
+            "or more images"
+        )
+    items = []
+    for split, (start, stop) in bands.items():
+        band = a[:, start:stop] if axis else a[start:stop]
+        found = _crops(band, _band_truth(t, 1 - axis, start, stop), crop, counts[split], rng,
+                       source, where)  # fmt: skip
+        for it in found:  # boxes stay in the crop's coordinates, the origin goes to the file's
+            x0, y0 = it.origin
+            it.origin = (x0 + start, y0) if axis else (x0, y0 + start)
+            it.split = split
+        items += found
+    return items
+
+
+def _assign_splits(
+    items: list[_Item], n_files: int, val: float, test: float, seed: int
+) -> dict[str, list[_Item]]:
+    """The items of each split: a crop from a band goes to its band's split, any other item to
+    its image's, a seeded permutation of the images (so all crops of one image stay together)."""
+    split_of: dict[int, str] = {}
+    if not all(it.split for it in items):
+        sizes = _split_sizes(n_files, val, test)
+        order = np.random.default_rng(seed).permutation(n_files).tolist()
+        bounds = np.cumsum([0, *sizes]).tolist()
+        for split, (lo, hi) in zip(SPLITS, itertools.pairwise(bounds), strict=True):
+            split_of.update(dict.fromkeys(order[lo:hi], split))
+    splits = {s: [it for it in items if (it.split or split_of[it.source]) == s] for s in SPLITS}
+    return {s: chosen for s, chosen in splits.items() if chosen}
 
 
 def _check_arguments(
@@ -361,9 +465,10 @@ def import_images(
         if rel in truth:
             fit_boxes(truth[rel], a.shape[1], a.shape[0], f"{boxes} ({rel})")
     C = channels or (1 if all(is_grey(a) for a in pixels) else 3)
-    items, (H, W) = _items(root, rels, pixels, truth, C, size, crop, per_image, seed)
-    sizes = _split_sizes(len(files), val, test)
-    splits, file_names, origins = _split_arrays(items, rels, names or [], sizes, seed)
+    bands = (val, test) if _by_bands(len(files), crop, val, test) else None
+    items, (H, W) = _items(root, rels, pixels, truth, C, size, crop, per_image, seed, bands)
+    chosen_of = _assign_splits(items, len(files), val, test, seed)
+    splits, file_names, origins = _split_arrays(items, rels, names or [], chosen_of)
     annotations = (["boxes"] if boxes is not None else []) + (["labels"] if names else [])
     manifest = {
         "generator": "images",

@@ -376,7 +376,12 @@ def run_spec(
     Run(spec.run_dir).claim()  # a run directory of mist train's, which the fingerprint joins
     atomic_write_json(spec.fingerprint_file, fingerprint)
     limit = f", at most {spec.minutes:g} min" if spec.minutes > 0 else ""
-    log(f"{name}: training {spec.preset} ({budget.name} budget{limit}) -> {spec.run_dir}")
+    # The row's overrides can replace the preset's method (channelwise on mnist-hard-cpu): name it.
+    method = spec.config().train.method
+    log(
+        f"{name}: training method {method}, preset {spec.preset} ({budget.name} budget{limit}) "
+        f"-> {spec.run_dir}"
+    )
     t0 = time.monotonic()
     summary = train_spec(spec, device, log)
     train_s = time.monotonic() - t0

@@ -126,9 +126,11 @@ def mist_figure(
     gt_boxes: Any = None,
     signed: bool = False,
     class_names: Sequence[str] = (),
+    caption: str = "",
     dpi: int = 100,
 ) -> None:
-    """The paper's Fig. 3 / Fig. 5 panels, one row per image.
+    """The paper's Fig. 3 / Fig. 5 panels, one row per image, under a header: a legend of the
+    box colours (ground truth, when given, and detections) and ``caption``.
 
     Columns: input (with ground-truth boxes if given) | heatmap (detected centres marked) |
     detections with labels | extracted patches | [decoded patches | reconstruction].
@@ -147,6 +149,7 @@ def mist_figure(
         gt_boxes: optional ``(B, N, 4)`` ground-truth boxes (drawn on the input).
         signed: images and patches are signed (Gabor).
         class_names: names of the classes (index ``i`` names label ``i``); default numbers.
+        caption: a line above the legend (what was run, its metrics); empty: none.
         dpi: output resolution.
     """
     per = {
@@ -169,15 +172,40 @@ def mist_figure(
     columns += ["decoded"] * (recon_patches is not None)
     columns += ["reconstruction"] * (reconstructions is not None)
     panel = max(1.8, max(H, W) / 45)
-    fig = new_figure(len(columns) * panel, B * (panel * max(H / W, 0.6) + 0.35), dpi)
+    rows = B * (panel * max(H / W, 0.6) + 0.35)
+    caption_in = 0.25 * bool(caption)  # inches: the caption, then the legend and the titles
+    header = caption_in + 0.5
+    fig = new_figure(len(columns) * panel, rows + header, dpi)
     axes = fig.subplots(B, len(columns), squeeze=False)
     split = [per_image(x, B, name) for name, x in per.items()]  # 7 lists of B entries
     for b, entries in enumerate(zip(*split, strict=True)):
         row = _MistRow(ims[b], *entries)
         titles = columns if b == 0 else [None] * len(columns)
         _mist_row(iter(zip(axes[b], titles, strict=True)), row, signed, class_names)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.1)
+    height = rows + header
+    _header(fig, gt_boxes is not None, caption, 1 - (caption_in + 0.02) / height)
+    top = 1 - header / height
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.05, hspace=0.1)
     save_figure(fig, out_path, dpi)
+
+
+def _header(fig, ground_truth: bool, caption: str, legend_top: float) -> None:
+    """At the top of ``fig``: ``caption``, and under it (from ``legend_top``, a fraction of the
+    height) the legend of the box colours, which a reader could not otherwise tell apart."""
+    from matplotlib.patches import Patch
+
+    entries = [(GT_COLOR, "ground truth")] * ground_truth
+    entries.append((PRED_COLOR, "detections (predicted)"))
+    handles = [
+        Patch(facecolor="none", edgecolor=rgb01(color), linewidth=1.5, label=text)
+        for color, text in entries
+    ]
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, legend_top), ncol=len(handles),
+        fontsize=8, frameon=False, borderaxespad=0.0, handlelength=1.2,
+    )  # fmt: skip
+    if caption:
+        fig.suptitle(caption, y=0.995, va="top", fontsize=8)
 
 
 def _mist_row(panels, row: _MistRow, signed: bool, class_names: Sequence[str]) -> None:
@@ -237,6 +265,7 @@ def output_figure(
     counts: torch.Tensor | None = None,
     signed: bool = False,
     class_names: Sequence[str] = (),
+    caption: str = "",
 ) -> None:
     """:func:`mist_figure` of a model's named output on ``images``.
 
@@ -251,6 +280,7 @@ def output_figure(
             image's count are not drawn (K set to the largest count of the batch).
         signed: images and patches are signed (Gabor).
         class_names: names of the classes, drawn instead of their indices (default numbers).
+        caption: a line at the top (what was run, its metrics); empty: none.
     """
     B, _, H, W = images.shape
     heat = output.heatmaps if output.heatmaps is not None else images.new_zeros(B, 1, H, W)
@@ -271,6 +301,7 @@ def output_figure(
         gt_boxes=gt_boxes,
         signed=signed,
         class_names=class_names,
+        caption=caption,
     )
 
 
