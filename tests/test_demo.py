@@ -92,7 +92,7 @@ def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["--minutes", "0"], "--minutes must be positive"),
+        (["--minutes", "0"], "--minutes must be a number of minutes > 0, got 0"),
         (["--n-test", "0"], "--n-test must be at least 1"),
         (["--threads", "0"], "--threads must be at least 1"),
         (["--device", "tpu"], "--device must be"),

@@ -458,8 +458,10 @@ def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
     """OUT/.lock is flock-ed for the whole invocation; a second one stops with one line."""
     import fcntl
 
+    from mistnet.io import create_directory
+
     out = tmp_path / "out"
-    out.mkdir()
+    create_directory(out, "reproduce")  # made by the reproduction that is still running
     argv = ["reproduce", "table4", "--budget", "smoke", "--out", out, "--device", "cpu"]
     with (out / ".lock").open("a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another process's reproduction
@@ -468,7 +470,7 @@ def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
         assert_user_error(
             mist(capsys, *argv), f"another mist reproduce is writing to {out} (pid 4242)"
         )
-        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing touched
+        assert sorted(p.name for p in out.iterdir()) == [".lock", ".mistnet"]  # nothing touched
     rc, _, err = mist(capsys, *argv)  # released: runs, and releases it in turn
     assert rc == 0, err
     assert (out / "table4.md").is_file()
