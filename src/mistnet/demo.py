@@ -36,10 +36,17 @@ from mistnet.data.sampling import loader
 from mistnet.data.store import claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json, claim_output, json_text, open_output, remove_empty
+from mistnet.io import (
+    atomic_write_json,
+    claim_output,
+    json_text,
+    open_output,
+    remove_empty,
+    require_only_own,
+)
 from mistnet.loop import train
 from mistnet.progress import metrics_text
-from mistnet.rundir import Run
+from mistnet.rundir import RUN_FILES, Run
 from mistnet.viz import output_figure
 
 #: The preset of each demo task.
@@ -63,14 +70,15 @@ def build_data(
 
 def claim_demo(out: Path) -> list[Path]:
     """Create the demo directory ``out``, or accept one an earlier ``mist demo`` made (its
-    ``data/`` and ``run/`` are then replaced, once each is checked to be a dataset and a run).
+    ``data/`` and ``run/`` are then replaced, once each is checked to be a dataset and a run
+    holding nothing but their own files).
 
     Returns:
         The directories created (none when ``out`` was an earlier demo's).
 
     Raises:
         MistError: ``out`` exists and is not a demo's, or holds a ``data/`` or ``run/`` that
-            mistnet did not write.
+            mistnet did not write or that holds a file or folder of the user's.
     """
     created = open_output(out, "demo", "mist demo")
     if created:
@@ -78,6 +86,7 @@ def claim_demo(out: Path) -> list[Path]:
     claim_dataset(out / "data", overwrite=True)
     run = Run(out / "run")
     if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
+        require_only_own(run.path, RUN_FILES, "a run")
         shutil.rmtree(run.path)
     return []
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fnmatch
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import shutil
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,44 @@ def claim_output(
         f"{path}: exists and was not made by {command}; choose a new --out (mistnet never "
         "writes into a directory it did not create)"
     )
+
+
+def _own(entry: Path, patterns: Iterable[str]) -> bool:
+    if _TEMPORARY.match(entry.name):  # an atomic write's, finished or killed
+        return True
+    if entry.is_symlink():
+        return False
+    for pattern in patterns:
+        if pattern.endswith("/"):
+            if entry.is_dir() and fnmatch.fnmatchcase(entry.name, pattern[:-1]):
+                return True
+        elif entry.is_file() and fnmatch.fnmatchcase(entry.name, pattern):
+            return True
+    return False
+
+
+def require_only_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
+    """Check that ``directory`` holds nothing but the entries mistnet writes into ``what``.
+
+    A command that replaces (and so deletes) an output it made earlier must not take along
+    what the user put there since: notes, a run trained into a dataset's folder.
+
+    Args:
+        directory: the output to be replaced.
+        patterns: ``fnmatch`` patterns of its own names: a regular file, or with a trailing
+            ``/`` a directory (never a symbolic link). Temporaries of atomic writes are own too.
+        what: the kind of output, for the message (``"a dataset"``).
+
+    Raises:
+        MistError: naming the first entry (by name) that is not one of its own.
+    """
+    patterns = list(patterns)
+    for entry in sorted(Path(directory).iterdir()):
+        if not _own(entry, patterns):
+            raise MistError(
+                f"{entry}: is not part of {what}, so {Path(directory)} is not replaced; "
+                "move it away and run again"
+            )
 
 
 _RENAME_NOREPLACE = 1

@@ -24,7 +24,15 @@ from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json
 from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError
-from mistnet.io import atomic_write_text, exclusive_lock, json_text, open_output, remove_empty
+from mistnet.io import (
+    LOCK,
+    MARKER,
+    atomic_write_text,
+    exclusive_lock,
+    json_text,
+    open_output,
+    remove_empty,
+)
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
@@ -54,6 +62,22 @@ def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str
     if cfg.model.task == "reconstruct":
         return "rmse"
     return "both" if "both" not in skipped else "classif"
+
+
+#: The names in a run directory (:func:`mistnet.io.require_only_own`): what ``mist train``
+#: writes, its TensorBoard folder and ``mist eval``'s default records; ``mist demo`` replaces
+#: no run that holds anything else.
+RUN_FILES = (
+    MARKER,
+    LOCK,
+    "config.json",
+    "log.jsonl",
+    "summary.json",
+    "last.safetensors",
+    "best.safetensors",
+    "eval-*.json",
+    "tb/",
+)
 
 
 class Run:

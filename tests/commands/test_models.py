@@ -187,7 +187,9 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     assert_user_error(
         mist(capsys, *package, "--name", NAME, "--metrics", stale), "step 5", "mist eval"
     )
-    assert_user_error(mist(capsys, *package, "--name", "Bad Name"), "--name 'Bad Name'")
+    result = mist(capsys, *package, "--name", "Bad Name")
+    assert_user_error(result, "--name 'Bad Name'")
+    assert result[2].startswith("mist models: error:")  # not the --command text as the name
     mine = tmp_path / f"{NAME}.safetensors"
     mine.write_bytes(b"my own file")
     assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))

@@ -24,7 +24,7 @@ from cli_helpers import (
 from PIL import Image
 
 from mistnet.data import store
-from mistnet.io import MARKER, output_kind
+from mistnet.io import MARKER, create_directory, output_kind
 
 CASES = {}
 
@@ -40,6 +40,27 @@ def image(path, seed=0):
     pixels = np.random.default_rng(seed).integers(0, 256, (48, 48), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def dataset(out):
+    """A small dataset written by mistnet (what ``mist data make`` leaves)."""
+    n = 2
+    arrays = {
+        "images": np.zeros((n, 1, 8, 8), np.uint8),
+        "boxes": np.zeros((n, 1, 4), np.float32),
+        "labels": np.zeros((n, 1), np.int64),
+        "counts": np.ones(n, np.int64),
+    }
+    return store.write_dataset(out, "mine", {"train": arrays, "val": arrays, "test": arrays})
+
+
+def earlier_demo(tmp_path, run):
+    """A directory an earlier ``mist demo`` made: its dataset and its run."""
+    out = tmp_path / "dm"
+    create_directory(out, "demo")
+    dataset(out / "data")
+    shutil.copytree(run, out / "run")
+    return out
 
 
 def detections(capsys, run, tmp_path):
@@ -95,6 +116,61 @@ def make_data_overwriting_a_folder_that_is_no_dataset(tmp_path, run):
     image(tmp_path / "photos" / "x.png")
     argv = ["data", "make", "mnist-hard", "--out", tmp_path / "photos", "--overwrite"]
     return argv, ["photos: exists and was not made by mist data"]
+
+
+@case
+def make_data_overwriting_a_dataset_that_holds_a_run_and_notes(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    shutil.copytree(run, ds / "run")  # trained into the dataset's folder
+    (ds / "notes.txt").write_text("mine")
+    argv = ["data", "make", "mnist-easy", "--out", ds, "--overwrite", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["ds/notes.txt: is not part of a dataset"]
+
+
+@case
+def demo_again_over_data_that_holds_the_users_file(tmp_path, run):
+    out = earlier_demo(tmp_path, run)
+    (out / "data" / "photo.png").write_bytes(b"mine")
+    return ["demo", "--out", out], ["data/photo.png: is not part of a dataset"]
+
+
+@case
+def demo_again_over_a_run_that_holds_another_run(tmp_path, run):
+    out = earlier_demo(tmp_path, run)
+    shutil.copytree(run, out / "run" / "inner")
+    return ["demo", "--out", out], ["run/inner: is not part of a run"]
+
+
+@case
+def eval_json_over_the_run_config(tmp_path, run):
+    argv = ["eval", run, "--json", run / "config.json"]
+    return argv, ["config.json: inside the run directory", "only be eval-*.json"]
+
+
+@case
+def eval_json_over_a_checkpoint(tmp_path, run):
+    argv = ["eval", run, "--json", run / "best.safetensors"]
+    return argv, ["best.safetensors: --json must name a file ending in .json"]
+
+
+@case
+def eval_json_over_a_dataset_manifest(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["eval", run, "--data", ds, "--json", ds / "manifest.json"]
+    return argv, ["manifest.json: is inside the dataset directory"]
+
+
+@case
+def eval_json_over_a_file_of_the_users(tmp_path, run):
+    (tmp_path / "results.json").write_text('{"mine": 1}\n')
+    argv = ["eval", run, "--json", tmp_path / "results.json"]
+    return argv, ["results.json: exists and is not a metrics file of mist eval"]
+
+
+@case
+def eval_over_a_file_of_the_users_named_like_its_record(tmp_path, run):
+    (run / "eval-test.json").write_text('{"mine": 1}\n')
+    return ["eval", run], ["eval-test.json: exists and is not a metrics file of mist eval"]
 
 
 @case
@@ -161,6 +237,13 @@ def plot_into_a_text_file(tmp_path, run):
     (tmp_path / "notes.txt").write_text("mine\n")
     argv = ["plot", run, "--out", tmp_path / "notes.txt"]
     return argv, ["notes.txt", "ending in .png"]
+
+
+@case
+def train_more_detections_than_pixels(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "x", "--no-progress"]
+    argv += [a for o in [*TINY, "model.k=100000"] for a in ("--set", o)]
+    return argv, ["80x80 images, too few pixels for model.k = 100000", "at most 6400"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -290,6 +373,17 @@ def test_a_demo_directory_is_reused_only_with_a_dataset_and_a_run_in_it(tmp_path
     with pytest.raises(MistError, match="is a mistnet detections directory"):
         claim_demo(tmp_path / "other")
     assert (out / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_eval_rewrites_its_own_records(capsys, tmp_path, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    for _ in range(2):  # the second time over the records of the first
+        for argv in (["eval", run], ["eval", run, "--json", tmp_path / "m.json"]):
+            rc, _, err = mist(capsys, *argv, "--threads", "1")
+            assert rc == 0, err
+    assert json.loads((run / "eval-test.json").read_text())["split"] == "test"
+    assert (tmp_path / "m.json").read_bytes() == (run / "eval-test.json").read_bytes()
 
 
 def test_overwrite_replaces_a_dataset_of_an_earlier_version(capsys, tmp_path):

@@ -19,8 +19,10 @@ from mistnet.commands._args import (
     compute_device,
     run_or_model,
 )
-from mistnet.evaluation import evaluate_run
+from mistnet.errors import MistError
+from mistnet.evaluation import Evaluation, evaluate_run
 from mistnet.io import atomic_write_json
+from mistnet.validate import read_json
 
 
 def register(subparsers) -> None:
@@ -54,8 +56,43 @@ def shown(value: float) -> str:
     return f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
 
 
+def _within(path: Path, directory: str | None) -> bool:
+    if directory is None or not Path(directory).is_dir():
+        return False  # a generator name, or no run: nothing on disk to protect
+    return Path(directory).resolve() in path.resolve().parents
+
+
+def _is_eval_record(path: Path) -> bool:
+    try:
+        doc = read_json(path)
+    except (MistError, OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and set(Evaluation.__dataclass_fields__) <= set(doc)
+
+
+def check_json_out(out: Path, run: str | None, data: str | None) -> None:
+    """Refuse a metrics file that could replace what eval did not write: it must end in
+    ``.json``; inside the run directory be named ``eval-*.json`` (beside the checkpoints and
+    the config), never inside the dataset; and an existing file must be an earlier record.
+
+    Raises:
+        MistError: the first of these that ``out`` breaks.
+    """
+    if out.suffix != ".json":
+        raise MistError(f"{out}: --json must name a file ending in .json")
+    in_run = _within(out, run)
+    if in_run and not (out.parent.resolve() == Path(run).resolve() and out.match("eval-*.json")):
+        raise MistError(f"{out}: inside the run directory {run}, --json may only be eval-*.json")
+    if not in_run and _within(out, data):
+        raise MistError(f"{out}: is inside the dataset directory {data}; choose another --json")
+    if out.is_symlink() or (out.exists() and not _is_eval_record(out)):
+        raise MistError(f"{out}: exists and is not a metrics file of mist eval; choose another")
+
+
 def run(args: argparse.Namespace) -> int:
     run_or_model(args)
+    if args.json:
+        check_json_out(Path(args.json), args.run, args.data)
     device = compute_device(args)
     result = evaluate_run(
         args.run,
@@ -74,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = None  # a pretrained model has no run directory to write into
     if out is not None:
+        check_json_out(out, args.run, result.data)  # the run's own data is known only now
         atomic_write_json(out, result.to_dict())
     print(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "

@@ -35,7 +35,13 @@ def register(subparsers) -> None:
     pack = sub.add_parser("package", help="write a run's best checkpoint as a pretrained model")
     pack.add_argument("run", metavar="RUN", help="run directory written by mist train")
     pack.add_argument("--name", required=True, help="the model's name (a-z, 0-9 and dashes)")
-    pack.add_argument("--command", required=True, help="the command that trained the run")
+    # Not dest="command": the CLI names the subcommand in its error lines by args.command.
+    pack.add_argument(
+        "--command",
+        dest="trained_by",
+        required=True,
+        help="the command that trained the run",
+    )
     pack.add_argument("--out", required=True, metavar="DIR", help="folder to write NAME into")
     pack.add_argument(
         "--metrics",
@@ -64,6 +70,6 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def package(args: argparse.Namespace) -> int:
-    path = pretrained.package(args.run, args.name, args.command, args.out, args.metrics)
+    path = pretrained.package(args.run, args.name, args.trained_by, args.out, args.metrics)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -54,7 +54,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
 
     Raises:
         MistError: other channels, signed data for a classifier, the auto-encoder's output
-            range does not match, another image size for the grid baseline, a classifier on
+            range does not match, another image size for the grid baseline, images of fewer
+            pixels than ``model.k`` for the heatmap methods, a classifier on
             data without labels or with class ids it does not have (or no instances at all),
             class names other than the run's, or (``training``) the supervised baseline
             without boxes, another class count, or an image without a label.
@@ -80,6 +81,12 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
         raise MistError(
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
             f"{trained[0]}x{trained[1]}"
+        )
+    places = size[0] * size[1]
+    if cfg.train.method in ("mist", "supervised") and m.k > places:  # E_K picks K pixels
+        raise MistError(
+            f"{source} has {size[0]}x{size[1]} images, too few pixels for model.k = {m.k} "
+            f"detections (at most {places})"
         )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(

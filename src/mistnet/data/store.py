@@ -34,13 +34,16 @@ from torch.utils.data import Dataset
 from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
-from mistnet.io import claim_output, json_text, new_directory
+from mistnet.io import MARKER, claim_output, json_text, new_directory, require_only_own
 from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
+#: The names in a dataset directory (:func:`mistnet.io.require_only_own`): ``--overwrite``
+#: replaces no directory that holds anything else.
+DATASET_FILES = (MARKER, MANIFEST, *(f"{split}.npz" for split in SPLITS))
 #: The ground truth a dataset can carry; a dataset's ``annotations`` is a subset.
 ANNOTATIONS: frozenset[str] = frozenset({"boxes", "labels"})
 
@@ -205,14 +208,18 @@ def is_dataset(directory: Path) -> bool:
 
 def claim_dataset(out: str | os.PathLike, overwrite: bool = False) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
-    ``overwrite``) a dataset that mistnet wrote; returns whether one is replaced.
+    ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
+    returns whether one is replaced.
 
     Raises:
-        MistError: anything else at ``out`` (see :func:`mistnet.io.claim_output`).
+        MistError: anything else at ``out`` (see :func:`mistnet.io.claim_output`), or a
+            dataset holding a file or folder of the user's (the first one is named).
     """
     existing = claim_output(out, "dataset", "mist data", legacy=is_dataset)
     if existing and not overwrite:
         raise DataError(f"{out}: already exists (remove it, choose another output or overwrite)")
+    if existing:
+        require_only_own(out, DATASET_FILES, "a dataset")
     return existing
 
 
