@@ -145,3 +145,30 @@ def test_dir_lists_the_public_api():
     assert {"fit", "load", "predict", "Prediction", "__version__"} <= set(names)
     assert set(mistnet.__all__) <= set(names)
     assert mistnet.Prediction.__name__ == "Prediction"
+
+
+def test_score_quality_benchmark_prints_consistent_numbers(tiny_run, capsys, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "score_quality.py"
+    spec = importlib.util.spec_from_file_location("score_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ap = bench.average_precision
+    assert ap(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([True, False, True]), 2) == pytest.approx(
+        5 / 6
+    )
+    assert ap(torch.tensor([0.1, 0.9]), torch.tensor([True, False]), 4) == pytest.approx(0.5 / 4)
+    kp = torch.tensor([[10.0, 10, 20], [11, 10, 20], [50, 50, 20]])
+    truth = torch.tensor([[10.0, 10, 20, 20]])
+    assert bench.match(kp, truth).tolist() == [True, False, False]  # matched once
+    monkeypatch.setattr(sys, "argv", ["score_quality", str(tiny_run), "--scenes", "3"])
+    bench.main()
+    line = json.loads(capsys.readouterr().out)
+    assert line["scenes"] == 3 and line["detections"] == 27 and line["min_score"] == 0.5
+    assert 0 <= line["ap50_classes"] <= line["ap50"] <= 1
+    for key in ("kept_true", "dropped_false", "precision"):
+        assert line[key] is None or 0 <= line[key] <= 1
+    assert all(0 <= v <= 1 for v in (line["true_scores"] or []) + line["false_scores"])
