@@ -131,13 +131,15 @@ def test_tiled_detect_keeps_at_most_max_detections(capsys, tiny_run, tmp_path):
 
 def test_detect_cuts_at_the_default_min_score(capsys, tiny_run, tmp_path):
     paths = scenes(tmp_path, n=1)
-    rc, _, err = mist(capsys, "detect", tiny_run, *paths, "--out", tmp_path / "d")
+    rc, printed, err = mist(capsys, "detect", tiny_run, *paths, "--out", tmp_path / "d")
     assert rc == 0, err
     record = json.loads((tmp_path / "d" / "s0.json").read_text())
     assert record["min_score"] == DEFAULT_MIN_SCORE
     assert all(s >= DEFAULT_MIN_SCORE for s in record["scores"])
     (every,) = mistnet.load(tiny_run).predict(paths, min_score=0)
     assert record["k"] == int((every.scores >= DEFAULT_MIN_SCORE).sum())
+    note = f" ({9 - record['k']} below --min-score 0.5)" if record["k"] < 9 else ""
+    assert f"{record['k']} boxes{note} -> " in printed
 
 
 def test_dir_lists_the_public_api():

@@ -210,8 +210,11 @@ def run(args: argparse.Namespace) -> int:
                 torch.cat([kp.flatten(), scores]), f"{path}: the model's boxes and scores"
             )
             labels = None if pred.logits is None else pred.logits.argmax(-1).cpu()
+            below = ""
             if args.min_score is not None:
                 keep = scores >= args.min_score
+                if not keep.all():  # a run that is still learning scores everything low
+                    below = f" ({int((~keep).sum())} below --min-score {args.min_score:g})"
                 kp, scores = kp[keep], scores[keep]
                 labels = None if labels is None else labels[keep]
             record: dict[str, Any] = {
@@ -246,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
                 rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
                 Image.fromarray(rgb).save(staging / f"{stem}-recon.png")
             done.append(
-                f"{path}: {W}x{H}, {record['k']} boxes -> {out / stem}.json, {out / stem}.png"
+                f"{path}: {W}x{H}, {record['k']} boxes{below} -> {out / stem}.json, "
+                f"{out / stem}.png"
             )
         table.write(staging, formats)
     print("\n".join(done))
