@@ -13,8 +13,9 @@ convolutional). Two options change that:
   non-maximum suppression across windows (IoU > 0.5) merges what neighbours found twice.
   ``k`` is then the number of detections per window, and at most ``max_detections`` of the
   merged ones are kept (by default K for the whole image, scaled by its area over the window's:
-  K per training-sized image, as without tiles, instead of K per window, which on a large image
-  of few instances is mostly boxes on background).
+  K per training-sized image, as without tiles, instead of K per window). Each window is
+  scored on its own: the score is relative to the window's strongest response, so a window of
+  background can still score its best peak high; the cap bounds how many such boxes remain.
 
 Detections come highest score first; the score is :meth:`MIST.detection_scores
 <mistnet.models.MIST.detection_scores>`, in [0, 1]. :data:`DEFAULT_MIN_SCORE` is where ``mist
