@@ -179,17 +179,19 @@ class MIST(PatchModel):
 
         Args:
             logits: ``(B, S, H, W)`` raw heatmap logits.
-            keypoints: ``(B, K, 3)`` E_K's detections (integer pixel positions).
+            keypoints: ``(B, K, 3)`` E_K's detections (integer pixel positions; any other
+                position takes the score of its nearest pixel of the map).
 
         Returns:
             ``(B, K)`` scores.
         """
-        W = logits.shape[-1]
+        _, _, H, W = logits.shape
         log_m = local_window_log_mass(
             logits, self.nms_window, self.softmax_window, self.softmax_strength, self.softmax_eps
         )
         pooled = log_scale_pool(log_m).flatten(1)  # (B, H*W)
-        x, y = keypoints[..., 0].long(), keypoints[..., 1].long()  # (B, K)
+        x = torch.floor(keypoints[..., 0] + 0.5).clamp(0, W - 1).long()  # (B, K)
+        y = torch.floor(keypoints[..., 1] + 0.5).clamp(0, H - 1).long()
         return pooled.gather(1, y * W + x).exp().clamp(0, 1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
