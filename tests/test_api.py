@@ -147,3 +147,16 @@ def test_load_refuses_an_unknown_checkpoint_name_and_a_damaged_config(tmp_path):
     (run / "best.safetensors").write_bytes(b"")
     with pytest.raises(MistError, match="best.safetensors is a file; give the run directory"):
         mistnet.load(run / "best.safetensors")
+
+
+def test_fit_shows_progress_by_default_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import sys
+
+    seen = []
+    monkeypatch.setattr("mistnet.api.train", lambda *a, **kw: seen.append(kw["progress"]))
+    monkeypatch.setattr("mistnet.api.load", lambda *a, **kw: None)
+    for tty in (True, False):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty, raising=False)
+        mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / str(tty), num_classes=2, k=1)
+    mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "x", progress=False, num_classes=2, k=1)
+    assert seen == [True, False, False]

@@ -121,7 +121,18 @@ def test_the_python_example_fits_and_mist_detect_reads_its_run(capsys, tmp_path,
     }
     image = namespace["Spots"](1, 7)[0][0]
     Image.fromarray((image[0].numpy() * 255).astype(np.uint8)).save("picture.png")
-    rc, _, err = mist(capsys, "detect", run, "picture.png", "--out", "found", "--device", "cpu")
+    rc, _, err = mist(
+        capsys,
+        "detect",
+        run,
+        "picture.png",
+        "--out",
+        "found",
+        "--device",
+        "cpu",
+        "--min-score",
+        "0",
+    )
     assert rc == 0, err
     record = json.loads(Path("found/picture.json").read_text())
     assert record["k"] == 3 and set(record["classes"]) <= {"small", "large"}

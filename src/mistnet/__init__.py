@@ -1,11 +1,17 @@
 """mistnet: Multiple Instance Spatial Transformers (MIST) in PyTorch.
 
-``mistnet.fit`` trains on datasets in memory into a run directory and ``mistnet.load`` reads a
-run back (:mod:`mistnet.api`); they are imported on first use, so ``import mistnet`` stays light.
+``mistnet.fit`` trains on datasets in memory into a run directory, ``mistnet.load`` reads a
+run back and ``model.predict`` (:func:`mistnet.predict`) detects in image files, Pillow images
+or tensors, returning a :class:`mistnet.Prediction` per image (:mod:`mistnet.api`); they are
+imported on first use, so ``import mistnet`` stays light.
 """
 
 __version__ = "0.1.0"
-__all__ = ["fit", "load"]
+__all__ = ["Prediction", "fit", "load", "predict"]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
 
 
 def __getattr__(name: str):

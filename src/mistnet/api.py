@@ -15,21 +15,142 @@ Example::
 from __future__ import annotations
 
 import copy
+import math
 import os
+import sys
+import types
 import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mistnet import config as config_module
 from mistnet import pretrained, validate
 from mistnet.config import SECTIONS, Config, set_value
 from mistnet.data.memory import IN_MEMORY, SceneItems
+from mistnet.detection import (
+    DEFAULT_MIN_SCORE,
+    clipped_corners,
+    detect_image,
+    image_tensor,
+    min_image_side,
+    read_image,
+)
 from mistnet.device import check_device
 from mistnet.errors import ArgumentError, MistError
 from mistnet.loop import train
-from mistnet.models.mist import MIST
+from mistnet.models.mist import MIST, GridMIST, PatchModel
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :func:`predict` found in one image: ``N`` detections, highest score first.
+
+    Attributes:
+        boxes: ``(N, 4)`` float corners ``(x0, y0, x1, y1)`` in the image's pixels, clipped to
+            it (pixel ``(0, 0)`` spans ``[0, 1]``, as in COCO and torchvision).
+        scores: ``(N,)`` scores in [0, 1].
+        classes: ``(N,)`` int64 class indices (a classifier), or None.
+        names: each box's class name, when the run names its classes, or None.
+        keypoints: ``(N, 3)`` the model's ``(x, y, side)`` squares (pixel centres on integers),
+            as ``mist detect`` writes them under ``boxes``.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    classes: Tensor | None
+    names: tuple[str, ...] | None
+    keypoints: Tensor
+
+
+def _as_images(images: Any, channels: int) -> list[Tensor]:
+    """Paths, Pillow images and tensors (one or a list; ``(C, H, W)`` or ``(B, C, H, W)``) as
+    ``(C, H, W)`` float tensors in [0, 1]."""
+    if isinstance(images, str | os.PathLike | Image.Image | Tensor):
+        images = [images]
+    if not isinstance(images, Sequence):
+        raise TypeError(f"predict takes paths, PIL images or tensors, got {type(images).__name__}")
+    out = []
+    for n, item in enumerate(images):
+        if isinstance(item, str | os.PathLike):
+            out.append(read_image(item, channels))
+        elif isinstance(item, Image.Image):
+            out.append(image_tensor(item, channels, f"image {n}"))
+        elif isinstance(item, Tensor):
+            out.extend(_tensor_images(item, channels, n))
+        else:
+            raise TypeError(
+                f"image {n}: predict takes paths, PIL images or tensors, got {type(item).__name__}"
+            )
+    return out
+
+
+def _tensor_images(x: Tensor, channels: int, n: int) -> list[Tensor]:
+    batch = x if x.dim() == 4 else x[None]
+    if batch.dim() != 4 or batch.shape[1] != channels or not batch.is_floating_point():
+        raise ValueError(
+            f"image {n}: a tensor must be float (C, H, W) or (B, C, H, W) with C = {channels}, "
+            f"got {x.dtype} {tuple(x.shape)}"
+        )
+    if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
+        raise ValueError(f"image {n}: tensor values must be finite and in [0, 1]")
+    return [im.float().cpu() for im in batch]
+
+
+def predict(
+    model: MIST, images: Any, k: int | None = None, min_score: float = DEFAULT_MIN_SCORE
+) -> list[Prediction]:
+    """Detect in ``images``: the boxes ``mist detect`` finds, as a :class:`Prediction` each.
+
+    Bound to the models :func:`load` and :func:`fit` return as ``model.predict(images, ...)``.
+
+    Args:
+        images: a path, a Pillow image, a float tensor ``(C, H, W)`` or ``(B, C, H, W)`` in
+            [0, 1] with the run's channel count, or a list of these.
+        k: detections per image (None: the model's K).
+        min_score: drop detections scored below this (0 keeps all K).
+
+    Returns:
+        One :class:`Prediction` per image, in order.
+
+    Raises:
+        TypeError: an input of another type.
+        ValueError: a tensor of another shape or outside [0, 1], a bad ``k`` or ``min_score``,
+            an image smaller than the model accepts.
+        DataError: a file that cannot be read as an image.
+    """
+    k = model.k if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if isinstance(model, GridMIST) and k != model.k:
+        raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
+    if not isinstance(min_score, int | float) or not math.isfinite(min_score):
+        raise ValueError(f"min_score must be a number, got {min_score!r}")
+    cfg = model.config
+    names = tuple(cfg.record.class_names)
+    device = next(model.parameters()).device
+    smallest = min_image_side(model)
+    results = []
+    for n, image in enumerate(_as_images(images, cfg.model.in_channels)):
+        _, H, W = image.shape
+        if min(H, W) < smallest or H * W < k:
+            raise ValueError(f"image {n}: {W}x{H} is too small for the model (K = {k})")
+        x = image.to(device)
+        if cfg.model.output == "signed":
+            x = 2 * x - 1  # the Gabor auto-encoder works on signed images
+        pred = detect_image(model, x, k)
+        keep = (pred.scores >= min_score).cpu()
+        kp, scores = pred.keypoints.cpu()[keep], pred.scores.cpu()[keep]
+        classes = None if pred.logits is None else pred.logits.argmax(-1).cpu()[keep]
+        named = None if classes is None or not names else tuple(names[c] for c in classes)
+        results.append(Prediction(clipped_corners(kp, W, H), scores, classes, named, kp))
+    return results
 
 
 def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MIST:
@@ -39,8 +160,9 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
 
     An existing path is read as a run directory; anything else must be a pretrained model's
     name. The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`:
-    class names in ``config.record.class_names``) and ``.run`` (the directory, or the
-    pretrained model's file), and can be passed to :func:`fit` to train on from its weights.
+    class names in ``config.record.class_names``), ``.run`` (the directory, or the pretrained
+    model's file) and ``.predict`` (:func:`predict` on image files, Pillow images or tensors),
+    and can be passed to :func:`fit` to train on from its weights.
 
     Raises:
         ValueError: ``which`` is neither ``best`` nor ``last``, or ``device`` is no device name.
@@ -53,6 +175,7 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
     cfg, model, ckpt = pretrained.load_any(run, which, device=device)
     model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
+    model.predict = types.MethodType(predict, model)
     return model
 
 
@@ -100,7 +223,7 @@ def fit(
     minutes: float | None = None,
     steps: int | None = None,
     device: str = "cpu",
-    progress: bool = False,
+    progress: bool | None = None,
     threads: int = 0,
     **overrides: Any,
 ) -> MIST:
@@ -119,7 +242,8 @@ def fit(
         minutes: stop after this many minutes (``mist train --max-minutes``).
         steps: ``train.steps``.
         device, threads: as ``mist train --device`` / ``--threads``.
-        progress: show the progress bar and validation lines.
+        progress: show the progress bar and validation lines on stderr (None: when stderr is
+            a terminal).
         **overrides: config values by key (``k=4``, ``lr_task=1e-3``, ``num_classes=3``), or
             ``<section>_<key>`` for a key that two sections share (``train_seed``). The
             model's ``in_channels`` follows the data unless given.
@@ -146,13 +270,15 @@ def fit(
     train_set, val_set = _as_dataset(train_data), _as_dataset(val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
         overrides["batch_size"] = train_data.batch_size
-    if "in_channels" not in overrides and not isinstance(model_or_preset, MIST):
+    if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
         overrides["in_channels"] = train_set.channels
     if steps is not None:
         overrides["steps"] = steps
     for name, value in overrides.items():
         _override(cfg, name, value)
     cfg.data.path, cfg.data.name = "", IN_MEMORY
+    if progress is None:
+        progress = sys.stderr.isatty()
     config_module.validate(cfg)
     train(
         cfg,

@@ -109,8 +109,11 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def draw_figure(run_dir: Path, data_dir: Path, path: Path, device: str, caption: str) -> None:
+def draw_figure(
+    run_dir: Path, data_dir: Path, path: Path, device: str, caption: str, log: Callable[[str], None]
+) -> None:
     """The best checkpoint's detections on the first four test scenes, drawn into ``path``."""
+    log(f"[4/4] figure -> {path}")
     _, model, _ = Run(run_dir).load("best", device=device)
     batch = next(iter(loader(open_dataset(data_dir, "test"), 4, 0)))
     images = batch["image"].to(device)
@@ -192,9 +195,8 @@ def run_demo(
     }
     atomic_write_json(out / "metrics.json", record)
     if not no_figure:
-        log(f"[4/4] figure -> {out / 'figure.png'}")
         caption = figure_caption(preset, summary, result.metrics)
-        draw_figure(run_dir, data_dir, out / "figure.png", device, caption)
+        draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
     log(f"digits: {pools.describe()}")

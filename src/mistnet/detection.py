@@ -11,7 +11,15 @@ convolutional). Two options change that:
   centres fall in its *core* (the part of the image nearer to it than to its neighbours, so the
   cores partition the image and a detection is never cut by a window edge), and greedy
   non-maximum suppression across windows (IoU > 0.5) merges what neighbours found twice.
-  ``k`` is then the number of detections per window.
+  ``k`` is then the number of detections per window, and at most ``max_detections`` of the
+  merged ones are kept (by default K for the whole image, scaled by its area over the window's:
+  K per training-sized image, as without tiles, instead of K per window). Each window is
+  scored on its own: the score is relative to the window's strongest response, so a window of
+  background can still score its best peak high; the cap bounds how many such boxes remain.
+
+Detections come highest score first; the score is :meth:`MIST.detection_scores
+<mistnet.models.MIST.detection_scores>`, in [0, 1]. :data:`DEFAULT_MIN_SCORE` is where ``mist
+detect`` and ``model.predict`` cut by default.
 
 Conventions as everywhere: pixel centres at integer coordinates, keypoints ``(x, y, side)``.
 """
@@ -19,13 +27,24 @@ Conventions as everywhere: pixel centres at integer coordinates, keypoints ``(x,
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps
 from torch import Tensor
 
+from mistnet.data.images import float_pixels, over_black
+from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
+from mistnet.validate import DEFAULT_MAX_PIXELS, open_image
+
+#: Detections scored below this are dropped by default: half the mass of the detection's softmax
+#: window inside its NMS window, i.e. the peak holds more of its surroundings than everything
+#: else around it together (a flat patch scores 25 / 225 = 0.11, a clear instance about 1).
+DEFAULT_MIN_SCORE = 0.5
 
 
 @dataclass
@@ -46,6 +65,80 @@ class Detections:
     logits: Tensor | None
     reconstruction: Tensor | None
     windows: int = 1
+
+
+def read_image(
+    path: str | os.PathLike, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Tensor:
+    """Read an image file as a ``(channels, H, W)`` float32 tensor in [0, 1].
+
+    Args:
+        path: any file Pillow can read (turned upright by its EXIF orientation).
+        channels: 1 (gray) or 3 (RGB).
+        max_pixels: refuse an image whose header declares more pixels.
+
+    Raises:
+        DataError: the file is missing, not a regular file, not a readable image, too large,
+            or (a float image) holds NaN or infinite values.
+    """
+    hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
+    im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
+    return image_tensor(im, channels, path)
+
+
+def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "image") -> Tensor:
+    """A Pillow image as a ``(channels, H, W)`` float32 tensor in [0, 1].
+
+    Any mode: transparent pixels over black, 16-bit gray scaled by 65535, float images as they
+    are (``name`` is named if they hold NaN or infinite values).
+    """
+    deep = float_pixels(im, name)
+    if deep is not None:
+        a = deep[None]  # (1, H, W)
+        if channels == 3:
+            a = np.repeat(a, 3, axis=0)
+        return torch.from_numpy(a.astype(np.float32))
+    im = over_black(im).convert("L" if channels == 1 else "RGB")
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def clipped_corners(keypoints: Tensor, width: int, height: int) -> Tensor:
+    """``(N, 3)`` keypoints to ``(N, 4)`` corners ``(x0, y0, x1, y1)`` clipped to the image.
+
+    Corners are in the convention of COCO and torchvision: pixel ``(0, 0)`` spans ``[0, 1]``,
+    so the image is ``[0, width] x [0, height]`` (keypoints centre pixels on integers: a shift
+    of half a pixel).
+
+    Example:
+        >>> clipped_corners(torch.tensor([[2.0, 10.0, 8.0]]), 30, 12).tolist()
+        [[0.0, 6.5, 6.5, 12.0]]
+    """
+    x, y, side = keypoints.unbind(-1)
+    half = side / 2
+    return torch.stack(
+        [
+            (x - half + 0.5).clamp(0, width),
+            (y - half + 0.5).clamp(0, height),
+            (x + half + 0.5).clamp(0, width),
+            (y + half + 0.5).clamp(0, height),
+        ],
+        -1,
+    )
+
+
+def min_image_side(model: PatchModel) -> int:
+    """Smallest image side the model's heatmap network accepts (its reflection padding)."""
+    bodies = [m for m in model.modules() if isinstance(m, HeatmapBody)]
+    if not bodies:
+        return 1
+    pad = max(b.pad for b in bodies)
+    f = min(getattr(model.heatmap_net, "factors", (1.0,)))
+    n = 1
+    while max(1, round(f * n)) <= pad:
+        n += 1
+    return n
 
 
 def resize(image: Tensor, height: int, width: int) -> Tensor:
@@ -132,6 +225,7 @@ def detect_image(
     scale: float = 1.0,
     tile: tuple[int, int] | None = None,
     batch: int = 16,
+    max_detections: int | None = None,
 ) -> Detections:
     """Detect in one ``(C, H, W)`` image (on the model's device), optionally rescaled or tiled.
 
@@ -142,6 +236,8 @@ def detect_image(
         scale: resize factor applied before detection (1: none).
         tile: ``(h, w)`` of the windows, or None for the whole image.
         batch: windows per forward pass.
+        max_detections: how many detections to keep at most (None: ``k``, or with ``tile``
+            :func:`tiled_cap`).
     """
     _, H, W = image.shape
     x = image
@@ -151,17 +247,31 @@ def detect_image(
     sx, sy = w / W, h / H
     if tile is None:
         out = model(x[None], k)
-        kp, scores = out.keypoints[0], out.scores[0]
-        logits = out.task[0] if model.task == "classify" else None
+        order = out.scores[0].argsort(descending=True, stable=True)[:max_detections]
+        kp, scores = out.keypoints[0][order], out.scores[0][order]
+        logits = out.task[0][order] if model.task == "classify" else None
         recon = None if out.reconstruction is None else resize(out.reconstruction[0], H, W)
         windows = 1
     else:
         kp, scores, logits, windows = _tiled(model, x, k, tile, batch)
+        keep = max_detections or tiled_cap(k, h * w, tile)
+        kp, scores = kp[:keep], scores[:keep]
+        logits = None if logits is None else logits[:keep]
         recon = None
     if scale != 1.0:  # back to the file's pixels (pixel centres at integers)
         x_, y_, side = kp.unbind(-1)
         kp = torch.stack([(x_ + 0.5) / sx - 0.5, (y_ + 0.5) / sy - 0.5, side * 2 / (sx + sy)], 1)
     return Detections(kp, scores, logits, recon, windows)
+
+
+def tiled_cap(k: int, pixels: int, tile: tuple[int, int]) -> int:
+    """Default cap on merged tiled detections: ``k`` per ``tile``-sized area, at least ``k``.
+
+    Example:
+        >>> tiled_cap(9, 1000 * 1000, (80, 80))
+        1406
+    """
+    return max(k, round(k * pixels / (tile[0] * tile[1])))
 
 
 def _tiled(

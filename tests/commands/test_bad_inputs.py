@@ -276,9 +276,9 @@ def test_a_detect_that_fails_part_way_leaves_its_output_directory_as_it_was(
     before = files_under(tmp_path)
     real, calls = detect.detect_image, []
 
-    def nan_on_the_second(*args):
+    def nan_on_the_second(*args, **kwargs):
         calls.append(1)
-        pred = real(*args)
+        pred = real(*args, **kwargs)
         if len(calls) == 2:
             with torch.inference_mode():
                 pred.scores.fill_(float("nan"))

@@ -61,7 +61,8 @@ def test_detect_on_odd_sizes_and_modes(capsys, tiny_run, tmp_path):
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
     assert Image.open(tmp_path / "palette.png").mode == "P"
     out = tmp_path / "det"
-    rc, stdout, err = mist(capsys, "detect", tiny_run, *[tmp_path / f for f in sizes], "--out", out)
+    images = [tmp_path / f for f in sizes]
+    rc, stdout, err = mist(capsys, "detect", tiny_run, *images, "--out", out, "--min-score", "0")
     assert rc == 0, err
     for name, (W, H) in sizes.items():
         stem = Path(name).stem
@@ -135,7 +136,8 @@ def test_detect_writes_one_csv_and_coco_results_for_the_call(capsys, tiny_run, t
     sizes = odd_images(tmp_path)
     names = ["gray.png", "photo.jpg"]
     out = tmp_path / "det"
-    rc, _, err = mist(capsys, "detect", tiny_run, *[tmp_path / n for n in names], "--out", out)
+    images = [tmp_path / n for n in names]
+    rc, _, err = mist(capsys, "detect", tiny_run, *images, "--out", out, "--min-score", "0")
     assert rc == 0, err
     records = [json.loads((out / f"{Path(n).stem}.json").read_text()) for n in names]
     with (out / "detections.csv").open() as f:
@@ -155,12 +157,23 @@ def test_detect_writes_one_csv_and_coco_results_for_the_call(capsys, tiny_run, t
     first = results[0]
     x, y, side = records[0]["boxes"][0]
     assert first["image_id"] == 1 and first["category_id"] == records[0]["labels"][0] + 1
-    assert first["bbox"] == pytest.approx([x - side / 2 + 0.5, y - side / 2 + 0.5, side, side])
+    x0, y0, x1, y1 = records[0]["xyxy"][0]
+    W, H = sizes["gray.png"]
+    assert [x0, y0, x1, y1] == pytest.approx(
+        [
+            max(0, x - side / 2 + 0.5),
+            max(0, y - side / 2 + 0.5),
+            min(W, x + side / 2 + 0.5),
+            min(H, y + side / 2 + 0.5),
+        ]
+    )
+    assert first["bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=2e-3)
     coco = pytest.importorskip("pycocotools.coco")
     gt = coco.COCO(str(out / "coco_images.json"))
     dt = gt.loadRes(str(out / "coco_results.json"))
     assert len(dt.getAnnIds(imgIds=[2])) == 9
-    assert dt.loadAnns(dt.getAnnIds(imgIds=[1]))[0]["area"] == pytest.approx(side * side)
+    area = (x1 - x0) * (y1 - y0)
+    assert dt.loadAnns(dt.getAnnIds(imgIds=[1]))[0]["area"] == pytest.approx(area, rel=1e-3)
 
 
 def test_detect_min_score_and_format(capsys, tiny_run, tmp_path):

@@ -119,7 +119,9 @@ def test_label_only_images_train_and_evaluate_by_class_name(capsys, folder):
 
     shots = [root / "images" / name for name in list(truth)[:2]]
     det = root / "det"
-    rc, _, err = mist(capsys, "detect", run, *shots, "--out", det, "--device", "cpu")
+    rc, _, err = mist(
+        capsys, "detect", run, *shots, "--out", det, "--device", "cpu", "--min-score", "0"
+    )
     assert rc == 0, err
     record = json.loads((det / "img00.json").read_text())
     assert record["classes"] == [CLASSES[i] for i in record["labels"]] and record["k"] == 3

@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from mistnet.ops import local_spatial_log_softmax, local_spatial_softmax, log_scale_pool, scale_pool
+from mistnet.ops import (
+    local_spatial_log_softmax,
+    local_spatial_softmax,
+    local_window_log_mass,
+    log_scale_pool,
+    scale_pool,
+)
 
 
 def reference_local_softmax(h, window, strength, eps):
@@ -121,3 +127,29 @@ def test_log_scale_pool_is_the_log_of_scale_pool():
     torch.testing.assert_close(log_scale_pool(log_h), scale_pool(log_h.exp()).log())
     deep = log_h - 500.0  # every scale underflows in float64's exp
     assert torch.isfinite(log_scale_pool(deep)).all()
+
+
+def test_window_mass_is_the_softmax_summed_over_the_inner_box():
+    h = torch.randn(2, 2, 17, 23, dtype=torch.float64)
+    assert torch.equal(local_window_log_mass(h, 1, 7), local_spatial_log_softmax(h, 7))
+    m = local_window_log_mass(h, 3, 7, eps=0).exp()
+    e = torch.exp(10 * (h - h.amax(dim=(2, 3), keepdim=True)))
+    # pixel (5, 9) lies inside: both boxes centred on it
+    want = e[..., 4:7, 8:11].sum((-2, -1)) / e[..., 2:9, 6:13].sum((-2, -1))
+    assert torch.allclose(m[..., 5, 9], want)
+    # corner (0, 0): both boxes shifted inside the map
+    want = e[..., :3, :3].sum((-2, -1)) / e[..., :7, :7].sum((-2, -1))
+    assert torch.allclose(m[..., 0, 0], want)
+    assert (m <= 1).all() and (m >= 0).all()
+
+
+def test_window_mass_scores_a_spread_peak_high_and_a_flat_or_low_window_low():
+    h = torch.zeros(1, 1, 40, 40)
+    h[0, 0, 10, 10:12] = h[0, 0, 11, 10:12] = 1.0  # one peak over 2 x 2 pixels
+    h[0, 0, 25:, 25:] = -5.0  # far below the image's highest logit
+    m = local_window_log_mass(h, 5, 15, 10.0, 1e-6).exp()[0, 0]
+    assert local_spatial_softmax(h)[0, 0, 10, 10] < 0.26 and m[10, 10] > 0.99
+    assert m[5, 30] == pytest.approx(25 / 225, rel=1e-3)  # flat, at the highest level
+    assert m[32, 32] < 1e-6
+    with pytest.raises(ValueError, match="inner"):
+        local_window_log_mass(h, 17, 15)

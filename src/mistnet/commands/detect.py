@@ -7,20 +7,25 @@ Any PNG/JPEG (or other format Pillow reads) of any size and mode works: the imag
 the model's channel count (gray for 1 channel, RGB for 3; transparent pixels over black, 16-bit
 gray scaled by 65535) and to floats in [0, 1]. The heatmap network is fully convolutional, so
 no resizing is done (but see --side); box coordinates are in the file's pixels. For every
-IMAGE, DIR/<stem>.json holds the K boxes as (x, y, side), their scores and (for a classifier) labels, and DIR/<stem>.png
+IMAGE, DIR/<stem>.json holds the K boxes as (x, y, side) (the squares the model read, which may
+reach past the image) and as corners (x0, y0, x1, y1) clipped to the image (pixel (0, 0) spans
+[0, 1]), their scores and (for a classifier) labels, and DIR/<stem>.png
 the image with the boxes drawn, upscaled so that small images stay readable (labels are
 written by class name when the run names its classes), and for an auto-encoder
-DIR/<stem>-recon.png its reconstruction. For the whole call, DIR/detections.csv has
-one row per box (image, x, y, side, score, class) and DIR/coco_results.json the COCO results
+DIR/<stem>-recon.png its reconstruction. For the whole call, DIR/detections.csv has one row per
+box (image, x, y, side, score, class) and DIR/coco_results.json the COCO results
 list ({image_id, category_id, bbox [x, y, w, h], score}; bbox from the top-left corner of the
 top-left pixel, category_id = class index + 1), with DIR/coco_images.json mapping image ids to
 files and category ids to names (a COCO file with no annotations: pycocotools' COCO(...).loadRes
 reads the pair). --format picks among json, csv and coco (default all).
 
---min-score drops boxes scored below S. --side PX resizes each image so that objects of about PX
+A box's score in [0, 1] is the heatmap mass inside its NMS window (about 1 for a clear instance,
+0.11 on a flat patch); --min-score drops boxes scored below S (default 0.5; 0 keeps all K).
+--max-detections keeps the N best boxes per image. --side PX resizes each image so that objects of about PX
 pixels take the model's box side (model.base_side), and maps the boxes back. --tile runs the
 image in windows of the training size that overlap by the box side and merges their detections
-(non-maximum suppression across windows) in bounded memory; --k is then per window.
+(non-maximum suppression across windows) in bounded memory; --k is then per window, and at most
+K per training-sized area of the image are kept (--max-detections overrides).
 
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
@@ -39,13 +44,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mistnet import pretrained
 from mistnet.commands._args import (
@@ -57,14 +61,18 @@ from mistnet.commands._args import (
     run_or_model,
 )
 from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
-from mistnet.data.images import float_pixels, over_black
-from mistnet.detection import detect_image
+from mistnet.detection import (
+    DEFAULT_MIN_SCORE,
+    clipped_corners,
+    detect_image,
+    min_image_side,
+    read_image,
+)
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text, claim_output, json_text, new_directory
-from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST
 from mistnet.rundir import Run
-from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
+from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
@@ -85,7 +93,20 @@ def register(subparsers) -> None:
     add_model_argument(p)
     p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--min-score", type=float, default=None, metavar="S", help="drop boxes below S")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=DEFAULT_MIN_SCORE,
+        metavar="S",
+        help=f"drop boxes scored below S, in [0, 1] (default {DEFAULT_MIN_SCORE}; 0 keeps all)",
+    )
+    p.add_argument(
+        "--max-detections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep at most N boxes per image (default K; with --tile K per training-sized area)",
+    )
     p.add_argument("--side", type=float, default=0.0, metavar="PX", help="object size in pixels")
     p.add_argument("--tile", action="store_true", help="run in training-size windows, merged")
     p.add_argument(
@@ -98,49 +119,6 @@ def register(subparsers) -> None:
     add_max_pixels_argument(p)
     add_compute_arguments(p)
     p.set_defaults(func=run)
-
-
-def read_image(
-    path: str | os.PathLike, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> torch.Tensor:
-    """Read an image file as a ``(channels, H, W)`` float32 tensor in [0, 1].
-
-    Args:
-        path: any file Pillow can read.
-        channels: 1 (gray) or 3 (RGB).
-        max_pixels: refuse an image whose header declares more pixels.
-
-    Raises:
-        DataError: the file is missing, not a regular file, not a readable image, too large,
-            or (a float image) holds NaN or infinite values.
-    """
-
-    hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
-    im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
-    deep = float_pixels(im, path)
-    if deep is not None:
-        a = deep[None]  # (1, H, W)
-        if channels == 3:
-            a = np.repeat(a, 3, axis=0)
-        return torch.from_numpy(a.astype(np.float32))
-    im = over_black(im).convert("L" if channels == 1 else "RGB")
-    a = np.asarray(im, dtype=np.float32) / 255.0
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
-def min_image_side(model) -> int:
-    """Smallest image side the model's heatmap network accepts (its reflection padding)."""
-
-    bodies = [m for m in model.modules() if isinstance(m, HeatmapBody)]
-    if not bodies:
-        return 1
-    pad = max(b.pad for b in bodies)
-    f = min(getattr(model.heatmap_net, "factors", (1.0,)))
-    n = 1
-    while max(1, round(f * n)) <= pad:
-        n += 1
-    return n
 
 
 def _stems(paths: list[str], formats: set[str]) -> list[str]:
@@ -250,14 +228,19 @@ def run(args: argparse.Namespace) -> int:
             x = image.to(device)
             if signed:
                 x = 2 * x - 1  # the Gabor auto-encoder works on signed images
-            pred = detect_image(model, x, k, how.factor, how.tile)
+            pred = detect_image(
+                model, x, k, how.factor, how.tile, max_detections=how.max_detections
+            )
             kp, scores = pred.keypoints.cpu(), pred.scores.cpu()  # (N, 3), (N,)
             require_finite(
                 torch.cat([kp.flatten(), scores]), f"{path}: the model's boxes and scores"
             )
             labels = None if pred.logits is None else pred.logits.argmax(-1).cpu()
+            below = ""
             if args.min_score is not None:
                 keep = scores >= args.min_score
+                if not keep.all():  # a run that is still learning scores everything low
+                    below = f" ({int((~keep).sum())} below --min-score {args.min_score:g})"
                 kp, scores = kp[keep], scores[keep]
                 labels = None if labels is None else labels[keep]
             record: dict[str, Any] = {
@@ -266,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 "height": H,
                 "k": int(kp.shape[0]),
                 "boxes": [[round(float(v), 3) for v in row] for row in kp],
+                "xyxy": [[round(float(v), 3) for v in row] for row in clipped_corners(kp, W, H)],
                 "scores": [round(float(s), 6) for s in scores],
             }
             if labels is not None:
@@ -291,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
                 rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
                 Image.fromarray(rgb).save(staging / f"{stem}-recon.png")
             done.append(
-                f"{path}: {W}x{H}, {record['k']} boxes -> {out / stem}.json, {out / stem}.png"
+                f"{path}: {W}x{H}, {record['k']} boxes{below} -> {out / stem}.json, "
+                f"{out / stem}.png"
             )
         table.write(staging, formats)
     print("\n".join(done))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mistnet.config import Config
+from mistnet.detection import clipped_corners
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
@@ -31,6 +32,7 @@ class DetectOptions:
     factor: float = 1.0
     tile: tuple[int, int] | None = None
     min_score: float | None = None
+    max_detections: int | None = None
 
     def record(self, windows: int) -> dict[str, Any]:
         """The entries these options add to an image's JSON record."""
@@ -56,6 +58,8 @@ def validate_options(
     """
     if args.min_score is not None and not math.isfinite(args.min_score):
         raise MistError(f"--min-score must be a number, got {args.min_score}")
+    if args.max_detections is not None and args.max_detections < 1:
+        raise MistError(f"--max-detections must be at least 1, got {args.max_detections}")
     if args.side < 0 or not math.isfinite(args.side):
         raise MistError(f"--side must be a positive number of pixels, got {args.side}")
     factor = cfg.model.base_side / args.side if args.side else 1.0
@@ -79,7 +83,7 @@ def validate_options(
                 f"{path}: {W}x{H} becomes {w}x{h} with --side {args.side:g}, too small for the "
                 f"model (at least {smallest}x{smallest} pixels)"
             )
-    return DetectOptions(args.side, factor, tile, args.min_score)
+    return DetectOptions(args.side, factor, tile, args.min_score, args.max_detections)
 
 
 def display(image: Tensor, signed: bool) -> np.ndarray:
@@ -87,6 +91,12 @@ def display(image: Tensor, signed: bool) -> np.ndarray:
     x = (image + 1) / 2 if signed else image
     u8 = (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8)  # floor(x * 255 + 0.5), as viz.to_rgb
     return u8.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
+
+
+def _coco_bbox(corners: list[float]) -> list[float]:
+    """``(x0, y0, x1, y1)`` to COCO's ``[x, y, w, h]``."""
+    x0, y0, x1, y1 = corners
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 class DetectionTable:
@@ -113,6 +123,7 @@ class DetectionTable:
     ) -> None:
         """One image's ``(N, 3)`` keypoints, ``(N,)`` scores and ``(N,)`` labels (or None)."""
         image_id = len(self.images) + 1
+        corners = clipped_corners(kp, width, height).tolist()  # COCO's pixel (0, 0) spans [0, 1]
         self.images.append({"id": image_id, "file_name": image, "width": width, "height": height})
         for n, ((x, y, side), score) in enumerate(zip(kp.tolist(), scores.tolist(), strict=True)):
             label = None if labels is None else int(labels[n])
@@ -126,13 +137,11 @@ class DetectionTable:
                     self.class_name(label),
                 )
             )
-            # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
-            corner = [round(x - side / 2 + 0.5, 3), round(y - side / 2 + 0.5, 3)]
             self.results.append(
                 {
                     "image_id": image_id,
                     "category_id": (label or 0) + 1,
-                    "bbox": [*corner, round(side, 3), round(side, 3)],
+                    "bbox": [round(v, 3) for v in _coco_bbox(corners[n])],
                     "score": round(score, 6),
                 }
             )

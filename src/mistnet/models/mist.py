@@ -17,6 +17,8 @@ from mistnet.models.baselines import grid_keypoints
 from mistnet.ops import (
     extract_patches,
     local_spatial_log_softmax,
+    local_window_log_mass,
+    log_scale_pool,
     paste_patches,
     topk_keypoints,
 )
@@ -31,8 +33,9 @@ class MISTOutput:
             baseline, ``None`` for the grid baseline).
         heatmaps: ``(B, S, H, W)`` after the local spatial softmax (per-channel softmax over all
             pixels for the channel-wise baseline, ``None`` for the grid baseline).
-        keypoints: ``(B, K, 3)`` detections ``(x, y, side)``, detached, highest score first.
-        scores: ``(B, K)`` pooled heatmap value at each detection.
+        keypoints: ``(B, K, 3)`` detections ``(x, y, side)``, detached, in E_K's order (highest
+            heatmap value first).
+        scores: ``(B, K)`` each detection's score in [0, 1] (:meth:`MIST.detection_scores`).
         patches: ``(B, K, C, P, P)`` extracted patches.
         task: ``(B, K, classes)`` class logits (classification) or ``(B, K, C, P, P)`` decoded
             patches (reconstruction).
@@ -164,10 +167,39 @@ class MIST(PatchModel):
             log_heatmaps.detach(), k or self.k, self.sides, self.nms_window, log=True
         )
 
+    @torch.no_grad()
+    def detection_scores(self, logits: Tensor, keypoints: Tensor) -> Tensor:
+        """The score of each detection: the heatmap's mass inside its NMS window, in [0, 1].
+
+        E_K ranks detections by the heatmap at one pixel, which the local spatial softmax makes
+        small wherever a peak is blurred over a few pixels (as on photographs), whatever the
+        evidence. The mass that the peak's softmax window puts inside its NMS window
+        (:func:`~mistnet.ops.local_window_log_mass`, scales pooled as E_K pools them) counts the
+        whole peak: about 1 for a clear instance, ``nms_window² / softmax_window²`` on a flat
+        patch, about 0 far below the image's strongest response. Training never reads it.
+
+        Args:
+            logits: ``(B, S, H, W)`` raw heatmap logits.
+            keypoints: ``(B, K, 3)`` E_K's detections (integer pixel positions; any other
+                position takes the score of its nearest pixel of the map).
+
+        Returns:
+            ``(B, K)`` scores.
+        """
+        _, _, H, W = logits.shape
+        log_m = local_window_log_mass(
+            logits, self.nms_window, self.softmax_window, self.softmax_strength, self.softmax_eps
+        )
+        pooled = log_scale_pool(log_m).flatten(1)  # (B, H*W)
+        x = torch.floor(keypoints[..., 0] + 0.5).clamp(0, W - 1).long()  # (B, K)
+        y = torch.floor(keypoints[..., 1] + 0.5).clamp(0, H - 1).long()
+        return pooled.gather(1, y * W + x).exp().clamp(0, 1)
+
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """Detect K instances in ``images`` ``(B, C, H, W)`` and run the task network on them."""
         logits, log_h = self.log_heatmaps(images)
-        keypoints, scores = self.detect(log_h, k)
+        keypoints, _ = self.detect(log_h, k)
+        scores = self.detection_scores(logits, keypoints)
         return _output(logits, log_h.exp(), keypoints, scores, self.run_task(images, keypoints))
 
 

@@ -18,6 +18,7 @@ from mistnet.ops.sampler import extract_patches, paste_patches
 from mistnet.ops.softmax import (
     local_spatial_log_softmax,
     local_spatial_softmax,
+    local_window_log_mass,
     log_scale_pool,
     scale_pool,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "keypoints_to_boxes",
     "local_spatial_log_softmax",
     "local_spatial_softmax",
+    "local_window_log_mass",
     "log_scale_pool",
     "nms",
     "paste_patches",

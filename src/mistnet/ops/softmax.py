@@ -64,10 +64,52 @@ def local_spatial_log_softmax(
         raise ValueError(f"window must be a positive integer, got {window!r}")
     peak = h.detach().amax(dim=(2, 3), keepdim=True)
     a = strength * (h - peak)
+    return a - _log_denominator(a, window, eps)
+
+
+def local_window_log_mass(
+    logits: Tensor, inner: int, window: int = 15, strength: float = 10.0, eps: float = 1e-6
+) -> Tensor:
+    """Log of the share of each pixel's softmax window that lies in the ``inner`` box around it.
+
+    ``log m(u) = log(sum_{v in inner(u)} e(v)) - log(sum_{v in window(u)} e(v) + eps)`` with
+    ``e`` as in :func:`local_spatial_log_softmax` and both boxes shifted inside the map the same
+    way, so ``inner(u)`` lies in ``window(u)`` and ``m`` is in ``[0, 1]``. It generalises the
+    heatmap from a pixel to a box: ``inner = 1`` gives :func:`local_spatial_log_softmax` exactly.
+    With ``inner`` the NMS window of E_K it is the probability mass a detection claims (no other
+    detection lies in that box), which does not shrink when a blurred peak spreads over a few
+    pixels, while a flat window gives ``inner² / window²`` and a window far below the image's
+    highest logit (eps dominates) gives about 0.
+
+    Args:
+        logits: ``(B, S, H, W)`` raw heatmap scores.
+        inner: odd side of the inner box, ``<= window``.
+        window, strength, eps: as :func:`local_spatial_log_softmax`.
+
+    Returns:
+        ``(B, S, H, W)`` log-masses, ``<= 0``.
+
+    Example:
+        >>> h = torch.zeros(1, 1, 20, 20); h[0, 0, 5, 5:7] = 1.0  # a peak spread over 2 pixels
+        >>> round(float(local_spatial_log_softmax(h)[0, 0, 5, 5].exp()), 3)
+        0.497
+        >>> round(float(local_window_log_mass(h, 5)[0, 0, 5, 5].exp()), 3)
+        0.995
+    """
+    h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
+    if not isinstance(inner, int) or not 1 <= inner <= window:
+        raise ValueError(f"inner must be an integer in [1, window={window}], got {inner!r}")
+    peak = h.detach().amax(dim=(2, 3), keepdim=True)
+    a = strength * (h - peak)
+    return _window_logsumexp(a, inner) - _log_denominator(a, window, eps)
+
+
+def _log_denominator(a: Tensor, window: int, eps: float) -> Tensor:
+    """``log(sum_{window(u)} exp a + eps)``: the local spatial softmax's normaliser."""
     denom = _window_logsumexp(a, window)
     if eps > 0:
         denom = torch.logaddexp(denom, torch.full_like(denom, math.log(eps)))
-    return a - denom
+    return denom
 
 
 def local_spatial_softmax(

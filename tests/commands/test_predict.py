@@ -1,0 +1,176 @@
+"""``model.predict`` against ``mist detect``; the box and count limits of ``mist detect``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import assert_user_error, mist
+from PIL import Image
+
+import mistnet
+from mistnet.detection import DEFAULT_MIN_SCORE, tiled_cap
+
+
+def scenes(folder, n=2, size=(48, 56)):
+    """``n`` gray PNGs of bright squares on black (the tiny model finds something in each)."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(n):
+        a = np.zeros(size, np.uint8)
+        for _ in range(3):
+            y, x = rng.integers(0, size[0] - 8), rng.integers(0, size[1] - 8)
+            a[y : y + 8, x : x + 8] = 255
+        paths.append(folder / f"s{i}.png")
+        Image.fromarray(a, "L").save(paths[-1])
+    return paths
+
+
+def test_predict_gives_mist_detects_boxes_for_paths_pil_and_tensors(capsys, tiny_run, tmp_path):
+    paths = scenes(tmp_path)
+    out = tmp_path / "det"
+    rc, _, err = mist(capsys, "detect", tiny_run, *paths, "--out", out, "--min-score", "0.05")
+    assert rc == 0, err
+    model = mistnet.load(tiny_run)
+    by_path = model.predict(paths, min_score=0.05)
+    pil = model.predict([Image.open(p) for p in paths], min_score=0.05)
+    tensors = torch.stack(
+        [torch.from_numpy(np.asarray(Image.open(p)) / 255.0)[None] for p in paths]
+    )
+    from_tensor = model.predict(tensors.float(), min_score=0.05)
+    assert len(by_path) == len(pil) == len(from_tensor) == 2
+    for path, got, same, also in zip(paths, by_path, pil, from_tensor, strict=True):
+        record = json.loads((out / f"{path.stem}.json").read_text())
+        assert record["k"] == len(got.scores) > 0
+        assert np.allclose(got.keypoints.numpy(), record["boxes"], atol=1e-3)
+        assert np.allclose(got.boxes.numpy(), record["xyxy"], atol=1e-3)
+        assert np.allclose(got.scores.numpy(), record["scores"], atol=1e-6)
+        assert got.classes.tolist() == record["labels"]
+        for other in (same, also):
+            assert torch.equal(other.boxes, got.boxes) and torch.equal(other.scores, got.scores)
+    one = model.predict(paths[0], k=3, min_score=0)
+    assert len(one) == 1 and one[0].boxes.shape == (3, 4)
+    assert (one[0].scores[:-1] >= one[0].scores[1:]).all()  # highest score first
+
+
+def test_predict_refuses_what_it_cannot_read(tiny_run, tmp_path):
+    model = mistnet.load(tiny_run)
+    with pytest.raises(TypeError, match="paths, PIL images or tensors"):
+        model.predict(3)
+    with pytest.raises(ValueError, match=r"C = 1"):
+        model.predict(torch.zeros(3, 40, 40))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        model.predict(torch.full((1, 40, 40), 2.0))
+    with pytest.raises(ValueError, match="k must be"):
+        model.predict(torch.zeros(1, 40, 40), k=0)
+    with pytest.raises(ValueError, match="too small"):
+        model.predict(torch.zeros(1, 2, 40))
+    with pytest.raises(mistnet.errors.MistError, match="missing.png"):
+        model.predict(tmp_path / "missing.png")
+
+
+def test_predict_names_classes_when_the_run_names_them(tiny_run):
+    model = mistnet.load(tiny_run)
+    model.config.record.class_names = [f"digit {i}" for i in range(10)]
+    (pred,) = model.predict(torch.rand(1, 40, 40), min_score=0)
+    assert pred.names == tuple(f"digit {c}" for c in pred.classes.tolist())
+
+
+def test_every_box_lies_inside_the_image_in_every_format(capsys, tiny_run, tmp_path):
+    import csv
+
+    path = tmp_path / "edge.png"  # bright corners: the 20-px boxes reach past the image
+    a = np.zeros((30, 44), np.uint8)
+    a[:6, :6] = a[-6:, -6:] = 255
+    Image.fromarray(a, "L").save(path)
+    out = tmp_path / "det"
+    rc, _, err = mist(capsys, "detect", tiny_run, path, "--out", out, "--min-score", "0")
+    assert rc == 0, err
+    record = json.loads((out / "edge.json").read_text())
+    squares = np.array(record["boxes"])
+    assert (squares[:, 0] - squares[:, 2] / 2 + 0.5 < 0).any()  # some square does reach out
+    corners = np.array(record["xyxy"])
+    assert (corners[:, :2] >= 0).all() and (corners[:, 2] <= 44).all()
+    assert (corners[:, 3] <= 30).all()
+    results = json.loads((out / "coco_results.json").read_text())
+    bbox = np.array([r["bbox"] for r in results])
+    assert len(bbox) == 9 and (bbox[:, :2] >= 0).all() and (bbox[:, 2:] > 0).all()
+    assert (bbox[:, 0] + bbox[:, 2] <= 44 + 1e-3).all()
+    assert (bbox[:, 1] + bbox[:, 3] <= 30 + 1e-3).all()
+    assert np.allclose(bbox[:, 2:], corners[:, 2:] - corners[:, :2], atol=2e-3)
+    with (out / "detections.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [[float(r[c]) for c in ("x", "y", "side")] for r in rows] == record["boxes"]
+
+
+def test_tiled_detect_keeps_at_most_max_detections(capsys, tiny_run, tmp_path):
+    big = tmp_path / "sky.png"  # 240 x 320: 12 times the 80 x 80 training size, 9 per window
+    noise = np.random.default_rng(0).integers(0, 12, (240, 320)).astype(np.uint8)
+    Image.fromarray(noise, "L").save(big)
+    args = ["detect", tiny_run, big, "--tile", "--min-score", "0"]
+    records = {}
+    for name, cap in (
+        ("default", []),
+        ("all", ["--max-detections", "100000"]),
+        ("seven", ["--max-detections", "7"]),
+    ):
+        rc, _, err = mist(capsys, *args, "--out", tmp_path / name, *cap)
+        assert rc == 0, err
+        records[name] = json.loads((tmp_path / name / "sky.json").read_text())
+    default, every, seven = records["default"], records["all"], records["seven"]
+    assert default["windows"] == 20 and every["k"] > 9
+    assert default["k"] == min(every["k"], tiled_cap(9, 240 * 320, (80, 80)))
+    assert tiled_cap(9, 240 * 320, (80, 80)) == 108
+    assert default["boxes"] == every["boxes"][: default["k"]]
+    assert seven["k"] == 7 and seven["boxes"] == every["boxes"][:7]
+    assert every["scores"] == sorted(every["scores"], reverse=True)
+    assert_user_error(
+        mist(capsys, *args, "--out", tmp_path / "c", "--max-detections", "0"), "--max-detections"
+    )
+
+
+def test_detect_cuts_at_the_default_min_score(capsys, tiny_run, tmp_path):
+    paths = scenes(tmp_path, n=1)
+    rc, printed, err = mist(capsys, "detect", tiny_run, *paths, "--out", tmp_path / "d")
+    assert rc == 0, err
+    record = json.loads((tmp_path / "d" / "s0.json").read_text())
+    assert record["min_score"] == DEFAULT_MIN_SCORE
+    assert all(s >= DEFAULT_MIN_SCORE for s in record["scores"])
+    (every,) = mistnet.load(tiny_run).predict(paths, min_score=0)
+    assert record["k"] == int((every.scores >= DEFAULT_MIN_SCORE).sum())
+    note = f" ({9 - record['k']} below --min-score 0.5)" if record["k"] < 9 else ""
+    assert f"{record['k']} boxes{note} -> " in printed
+
+
+def test_dir_lists_the_public_api():
+    names = dir(mistnet)
+    assert {"fit", "load", "predict", "Prediction", "__version__"} <= set(names)
+    assert set(mistnet.__all__) <= set(names)
+    assert mistnet.Prediction.__name__ == "Prediction"
+
+
+def test_score_quality_benchmark_prints_consistent_numbers(tiny_run, capsys, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "score_quality.py"
+    spec = importlib.util.spec_from_file_location("score_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ap = bench.average_precision
+    assert ap(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([True, False, True]), 2) == pytest.approx(
+        5 / 6
+    )
+    assert ap(torch.tensor([0.1, 0.9]), torch.tensor([True, False]), 4) == pytest.approx(0.5 / 4)
+    kp = torch.tensor([[10.0, 10, 20], [11, 10, 20], [50, 50, 20]])
+    truth = torch.tensor([[10.0, 10, 20, 20]])
+    assert bench.match(kp, truth).tolist() == [True, False, False]  # matched once
+    monkeypatch.setattr(sys, "argv", ["score_quality", str(tiny_run), "--scenes", "3"])
+    bench.main()
+    line = json.loads(capsys.readouterr().out)
+    assert line["scenes"] == 3 and line["detections"] == 27 and line["min_score"] == 0.5
+    assert 0 <= line["ap50_classes"] <= line["ap50"] <= 1
+    for key in ("kept_true", "dropped_false", "precision"):
+        assert line[key] is None or 0 <= line[key] <= 1
+    assert all(0 <= v <= 1 for v in (line["true_scores"] or []) + line["false_scores"])
