@@ -9,7 +9,7 @@ from helpers import png_size_bomb
 from PIL import Image
 
 from mistnet.errors import DataError
-from mistnet.validate import inside, open_image, read_text, regular_file, require_finite
+from mistnet.validate import inside, open_image, parse_json, read_text, regular_file, require_finite
 
 
 @pytest.fixture
@@ -96,3 +96,10 @@ def test_finiteness_is_checked_in_every_chunk_of_a_large_array():
     images[2999, 0, 1, 1] = np.inf  # in the last chunk of 1024 scenes
     with pytest.raises(DataError, match="holds 1 NaN"):
         require_finite(images, "images")
+
+
+def test_json_with_a_key_twice_in_one_object_is_refused():
+    doc = '{"annotations": [{"image_id": 1, "bbox": [1, 1, 5, 5], "bbox": [30, 30, 5, 5]}]}'
+    with pytest.raises(DataError, match=r"c\.json: not valid JSON \(key 'bbox' appears twice"):
+        parse_json(doc, "c.json")
+    assert parse_json('{"a": {"b": 1}, "b": {"a": 2}}', "ok.json") == {"a": {"b": 1}, "b": {"a": 2}}

@@ -141,7 +141,8 @@ def _no_constant(name: str) -> None:
 
 
 def parse_json(text: str, where: str | os.PathLike) -> object:
-    """``text`` as strict JSON: ``NaN``, ``Infinity`` and deep nesting are refused.
+    """``text`` as strict JSON: ``NaN``, ``Infinity``, a key twice in one object (Python would
+    keep the last silently) and deep nesting are refused.
 
     Raises:
         DataError: ``"<where>: not valid JSON (...)"``.
@@ -153,7 +154,7 @@ def parse_json(text: str, where: str | os.PathLike) -> object:
         mistnet.errors.DataError: a.json: not valid JSON (Infinity is not a JSON number)
     """
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
@@ -162,6 +163,15 @@ def parse_json(text: str, where: str | os.PathLike) -> object:
         raise DataError(f"{where}: not valid JSON ({exc})") from None
     except RecursionError:
         raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice!r} appears twice in one object")
+    return out
 
 
 def read_json(path: str | os.PathLike) -> object:

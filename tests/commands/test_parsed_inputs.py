@@ -86,6 +86,12 @@ def coco_infinite_image_id(tmp_path, run):
 
 
 @case
+def coco_bbox_given_twice(tmp_path, run):
+    text = b'{"images": [], "annotations": [{"bbox": [1, 1, 5, 5], "bbox": [30, 30, 5, 5]}]}'
+    return coco(tmp_path, text=text), ["boxes.json: not valid JSON", "'bbox' appears twice"]
+
+
+@case
 def coco_nested_too_deeply(tmp_path, run):
     return coco(tmp_path, text=b"[" * 100_000), ["boxes.json: not valid JSON (nested too deeply)"]
 
