@@ -42,7 +42,7 @@ from mistnet.detection import (
     min_image_side,
     read_image,
 )
-from mistnet.device import check_device
+from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
@@ -165,7 +165,8 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     and can be passed to :func:`fit` to train on from its weights.
 
     Raises:
-        ValueError: ``which`` is neither ``best`` nor ``last``, or ``device`` is no device name.
+        ValueError: ``which`` is neither ``best`` nor ``last``, ``device`` is no device name,
+            or it names CUDA where there is none.
         MistError: neither a run directory nor a pretrained model (one line listing the known
             names), no checkpoint, or a damaged ``config.json`` or checkpoint (one line naming
             the file).
@@ -173,7 +174,9 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     check_device(device, "device")
     if which not in ("best", "last"):
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
-    cfg, model, ckpt = pretrained.load_any(run, which, device=device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ArgumentError(f"device={device!r}, but no CUDA device is available here")
+    cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device))
     model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
     model.predict = types.MethodType(predict, model)
     return model
