@@ -118,6 +118,22 @@ def boxes_csv_with_a_word_for_a_number(tmp_path, run):
     return [*argv, "--boxes", tmp_path / "boxes.csv"], ["line 2: expected numbers", "1, two, 3, 4"]
 
 
+@case
+def boxes_csv_naming_a_column_twice(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h,cx\n0.png,10,10,5,5,3\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], ["boxes.csv: the header names cx more"]
+
+
+@case
+def boxes_csv_with_both_box_forms(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h,x,y,side\n0.png,1,1,5,5,9,9,5\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], ["both cx,cy,w,h and x,y,side"]
+
+
 # -- numbers on the command line ------------------------------------------------------------
 
 

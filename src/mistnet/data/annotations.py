@@ -113,6 +113,9 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     if not rows:
         raise DataError(f"{path}: empty boxes file")
     header = [c.strip().lower() for c in rows[0]]
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:
+        raise DataError(f"{path}: the header names {', '.join(twice)} more than once")
     file_col = _column(header, "filename", "image")
     centre = [_column(header, n) for n in ("cx", "cy", "w", "h")]
     side = [_column(header, n) for n in ("x", "y", "side")]
@@ -121,6 +124,8 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
         raise DataError(
             f"{path}: the header must name filename (or image) and cx,cy,w,h (or x,y,side)"
         )
+    if None not in centre and None not in side:
+        raise DataError(f"{path}: the header names both cx,cy,w,h and x,y,side; keep one")
     cols = centre if None not in centre else [*side, side[2]]
     truth: dict[str, Truth] = {}
     for i, row in enumerate(rows[1:], 2):
