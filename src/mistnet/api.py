@@ -259,7 +259,7 @@ def fit(
             dataset, an image of another shape, an integer image other than uint8, floats
             outside [0, 1], NaN boxes, a dict item without ``"image"``), or an argument out of
             range (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
-            ``device``); both are checked on the first item before training starts.
+            ``device``, ``threads`` < 0); both are checked on the first item before training starts.
         MistError: unknown or ill-typed overrides, data the config cannot train on, an ``out``
             that already holds a run.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
@@ -269,6 +269,8 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ArgumentError(f"threads must be an integer >= 0 (0: torch's choice), got {threads!r}")
     cfg = _config_of(model_or_preset)
     train_set, val_set = _as_dataset(train_data), _as_dataset(val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:

@@ -63,7 +63,7 @@ def test_eval_writes_metrics_json(capsys, tiny_run, tmp_path):
 
 def test_eval_k_options_are_checked_before_anything_loads(capsys, tmp_path):
     missing = tmp_path / "no-run"
-    assert_user_error(mist(capsys, "eval", missing, "--k", "-1"), "--k must be positive")
+    assert_user_error(mist(capsys, "eval", missing, "--k", "-1"), "--k must be at least 1")
     assert_user_error(
         mist(capsys, "eval", missing, "--k", "3", "--per-image-k"), "exclude each other"
     )

@@ -257,6 +257,21 @@ def train_a_classifier_on_images_without_labels(tmp_path, run):
 
 
 @case
+def eval_with_k_zero(tmp_path, run):
+    return ["eval", run, "--k", "0"], ["--k must be at least 1", "leave it out"]
+
+
+@case
+def eval_with_a_batch_size_of_zero(tmp_path, run):
+    return ["eval", run, "--batch-size", "0"], ["--batch-size must be at least 1"]
+
+
+@case
+def show_with_k_zero(tmp_path, run):
+    return ["show", run, "--k", "0", "--out", tmp_path / "f.png"], ["--k must be at least 1"]
+
+
+@case
 def eval_an_unnamed_run_on_named_classes(tmp_path, run):
     ds = labelled_dataset(tmp_path, ["cat", "dog"] * 4)
     return ["eval", run, "--data", ds], ["names the classes cat, dog", "classes without names"]

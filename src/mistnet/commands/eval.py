@@ -35,13 +35,15 @@ def register(subparsers) -> None:
         epilog=__doc__.split("Examples::", 1)[1],
     )
     add_run_data_arguments(p, model=True)
-    p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
+    p.add_argument(
+        "--k", type=int, default=None, metavar="K", help="detections per image (default the run's)"
+    )
     p.add_argument(
         "--per-image-k",
         action="store_true",
         help="detect each image's ground-truth count of instances (Table 3)",
     )
-    p.add_argument("--batch-size", type=int, default=0, metavar="B", help="default: the run's")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="default: the run's")
     p.add_argument(
         "--json",
         metavar="OUT",
@@ -91,6 +93,11 @@ def check_json_out(out: Path, run: str | None, data: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_or_model(args)
+    for option, value in (("--k", args.k), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise MistError(
+                f"{option} must be at least 1 (leave it out for the run's), got {value}"
+            )
     if args.json:
         check_json_out(Path(args.json), args.run, args.data)
     device = compute_device(args)
@@ -98,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
         args.run,
         args.data,
         args.split,
-        k=args.k,
+        k=args.k or 0,
         per_image_k=args.per_image_k,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 0,
         device=device,
         model=args.model,
     )

@@ -38,7 +38,9 @@ def register(subparsers) -> None:
     )
     add_run_data_arguments(p)
     p.add_argument("--n", type=int, default=4, metavar="N", help="number of scenes (default 4)")
-    p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
+    p.add_argument(
+        "--k", type=int, default=None, metavar="K", help="detections per image (default the run's)"
+    )
     p.add_argument("--out", required=True, metavar="FIG.png", help="output PNG")
     add_compute_arguments(p)
     p.set_defaults(func=run)
@@ -48,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     checked_png(args.out)
     if args.n < 1:
         raise MistError(f"--n must be at least 1, got {args.n}")
-    if args.k < 0:
-        raise MistError(f"--k must be positive, got {args.k}")
+    if args.k is not None and args.k < 1:
+        raise MistError(f"--k must be at least 1 (leave it out for the run's), got {args.k}")
     device = compute_device(args)
     cfg, model, _ = Run(args.run).load("best", device=device)
     source, dataset = open_data(cfg, args.data, args.split)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     batch = collate_scenes([dataset[i] for i in range(n)])
     images = batch["image"].to(device)
     with torch.inference_mode():
-        out = model(images, args.k or None)
+        out = model(images, args.k)
     boxed = "boxes" in annotations_of(dataset)
     gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)] if boxed else None
     output_figure(
