@@ -174,9 +174,7 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     check_device(device, "device")
     if which not in ("best", "last"):
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ArgumentError(f"device={device!r}, but no CUDA device is available here")
-    cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device))
+    cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device, "device"))
     model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
     model.predict = types.MethodType(predict, model)
     return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mistnet.errors import ArgumentError, MistError
+from mistnet.errors import ArgumentError
 
 
 def check_device(name: str, option: str = "--device") -> str:
@@ -25,14 +25,17 @@ def check_device(name: str, option: str = "--device") -> str:
     raise ArgumentError(f"{option} must be cpu, cuda, cuda:N or auto, got {name!r}")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "--device") -> torch.device:
     """The device ``name`` stands for: ``auto`` is CUDA when available, else the CPU.
 
+    Args:
+        option: how the caller names the value, for the message (``device`` in Python).
+
     Raises:
-        MistError: CUDA was asked for but none is available.
+        ArgumentError: CUDA was asked for but none is available.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MistError("--device cuda was asked for but no CUDA device is available")
+        raise ArgumentError(f"{option} {name} was asked for but no CUDA device is available")
     return torch.device(name)
