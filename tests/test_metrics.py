@@ -440,6 +440,32 @@ def test_reconstruction_meter_accumulates():
     assert math.isnan(ReconstructionMeter().compute()["rmse"])
 
 
+def test_reconstruction_meter_measures_the_trivial_baselines_beside_the_model():
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(4, 2, 6, 5, generator=g) * 0.5 + 0.3  # a grey, textured scene
+    m = ReconstructionMeter()
+    m.update(torch.zeros_like(target), target)
+    out = m.compute()
+    assert out["rmse_zero"] == pytest.approx(out["rmse"])  # a black prediction is the baseline
+    flat = target.mean(dim=(-2, -1), keepdim=True).expand_as(target)
+    assert out["rmse_image_mean"] == pytest.approx(rmse(flat, target).item())
+    assert out["rmse_image_mean"] < out["rmse_zero"]
+    # signed images: zero is mid-grey, and both figures are halved like the model's
+    s = ReconstructionMeter(signed=True)
+    s.update(target, 2 * target - 1)
+    want = rmse(torch.zeros_like(target), 2 * target - 1, signed=True).item()
+    assert s.compute()["rmse_zero"] == pytest.approx(want)
+    # meters of disjoint batches add up
+    a, b = ReconstructionMeter(), ReconstructionMeter()
+    a.update(target[:1], target[:1] * 0.5)
+    b.update(target[1:], target[1:] * 0.5)
+    a.load_sums(a.sums() + b.sums())
+    whole = ReconstructionMeter()
+    whole.update(target, target * 0.5)
+    for key, value in whole.compute().items():
+        assert a.compute()[key] == pytest.approx(value)
+
+
 # ----------------------------------------------------------------------- official metric
 
 

@@ -156,7 +156,14 @@ def test_unlabelled_images_train_an_auto_encoder_selected_by_rmse(capsys, folder
     rc, out, err = mist(capsys, "eval", run, "--json", root / "plain.json")
     assert rc == 0, err
     record = json.loads((root / "plain.json").read_text())
-    assert set(record["metrics"]) == {"rmse", "rmse_clipped", "rmse_pooled", "n_images"}
+    assert set(record["metrics"]) == {
+        "rmse",
+        "rmse_clipped",
+        "rmse_pooled",
+        "rmse_zero",
+        "rmse_image_mean",
+        "n_images",
+    }
     assert set(record["not_measured"]) == {"det_iou50", "det_any50"}
 
 

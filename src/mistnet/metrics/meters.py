@@ -371,7 +371,10 @@ class ReconstructionMeter:
         signed: Gabor-style signed images (see :func:`rmse`).
 
     ``compute()`` returns ``rmse`` (mean per-image, unclipped; the Table 1 number),
-    ``rmse_clipped``, ``rmse_pooled`` and ``n_images``.
+    ``rmse_clipped``, ``rmse_pooled``, ``n_images`` and two trivial baselines measured the same
+    way, so that a reader sees at once whether the model beats them: ``rmse_zero`` (an all-zero
+    reconstruction: black, or mid-grey for signed images) and ``rmse_image_mean`` (each image's
+    own mean intensity per channel, a flat plane).
     """
 
     def __init__(self, signed: bool = False) -> None:
@@ -382,27 +385,43 @@ class ReconstructionMeter:
         """Forget everything accumulated."""
         self._rmse_sum = 0.0
         self._rmse_clip_sum = 0.0
+        self._zero_sum = 0.0
+        self._mean_sum = 0.0
         self._sse = 0.0
         self._n_pix = 0
         self._n_img = 0
 
     def sums(self) -> Tensor:
-        """What is accumulated, as float64 ``(5,)``: meters of disjoint batches add up."""
-        values = [self._rmse_sum, self._rmse_clip_sum, self._sse, self._n_pix, self._n_img]
+        """What is accumulated, as float64 ``(7,)``: meters of disjoint batches add up."""
+        values = [
+            self._rmse_sum,
+            self._rmse_clip_sum,
+            self._zero_sum,
+            self._mean_sum,
+            self._sse,
+            self._n_pix,
+            self._n_img,
+        ]
         return torch.tensor(values, dtype=torch.float64)
 
     def load_sums(self, sums: Tensor) -> None:
         """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
-        self._rmse_sum, self._rmse_clip_sum, self._sse, n_pix, n_img = sums.tolist()
-        self._n_pix, self._n_img = round(n_pix), round(n_img)
+        values = sums.tolist()
+        self._rmse_sum, self._rmse_clip_sum, self._zero_sum, self._mean_sum, self._sse = values[:5]
+        self._n_pix, self._n_img = round(values[5]), round(values[6])
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
         """Add one batch: ``pred`` and ``target`` ``(B, C, H, W)``."""
         sse, n = _sse_per_image(pred, target, self.signed, clip=False)
         sse_c, _ = _sse_per_image(pred, target, self.signed, clip=True)
+        sse_0, _ = _sse_per_image(torch.zeros_like(target), target, self.signed, clip=False)
+        flat = target.mean(dim=(-2, -1), keepdim=True).expand_as(target)
+        sse_m, _ = _sse_per_image(flat, target, self.signed, clip=False)
         self._rmse_sum += float((sse / n).sqrt().sum())
         self._rmse_clip_sum += float((sse_c / n).sqrt().sum())
+        self._zero_sum += float((sse_0 / n).sqrt().sum())
+        self._mean_sum += float((sse_m / n).sqrt().sum())
         self._sse += float(sse.sum())
         self._n_pix += n * sse.shape[0]
         self._n_img += sse.shape[0]
@@ -411,10 +430,13 @@ class ReconstructionMeter:
         """Metrics so far (NaN before any image)."""
         if self._n_img == 0:
             nan = math.nan
-            return {"rmse": nan, "rmse_clipped": nan, "rmse_pooled": nan, "n_images": 0}
+            names = ("rmse", "rmse_clipped", "rmse_pooled", "rmse_zero", "rmse_image_mean")
+            return {**dict.fromkeys(names, nan), "n_images": 0}
         return {
             "rmse": self._rmse_sum / self._n_img,
             "rmse_clipped": self._rmse_clip_sum / self._n_img,
             "rmse_pooled": math.sqrt(self._sse / self._n_pix),
+            "rmse_zero": self._zero_sum / self._n_img,
+            "rmse_image_mean": self._mean_sum / self._n_img,
             "n_images": self._n_img,
         }
