@@ -22,9 +22,9 @@ from mistnet.io import (
     output_kind,
     remove_stale_temporaries,
     rename_new,
-    signals_as_exceptions,
     temporary_sibling,
 )
+from mistnet.signals import signals_as_exceptions
 
 
 class Boom(Exception):

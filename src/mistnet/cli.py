@@ -24,7 +24,7 @@ from typing import NoReturn
 from mistnet import __version__
 from mistnet.distributed import World
 from mistnet.errors import MistError, MistWarning
-from mistnet.io import Terminated, signals_as_exceptions
+from mistnet.signals import Terminated, signals_as_exceptions
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (

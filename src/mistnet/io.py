@@ -31,8 +31,6 @@ import math
 import os
 import re
 import shutil
-import signal
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -500,35 +498,3 @@ def _swap(tmp: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-class Terminated(BaseException):
-    """The process got SIGTERM or SIGHUP (see :func:`signals_as_exceptions`)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def signals_as_exceptions() -> Iterator[None]:
-    """Raise :class:`Terminated` on SIGTERM and SIGHUP while the block runs.
-
-    By default these signals end the process at once, so no ``finally`` runs and the
-    temporaries and half-made outputs stay behind; as an exception they unwind like Ctrl-C.
-    Only the main thread can set handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated(signum)
-
-    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
-    previous = {s: signal.signal(s, handler) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)

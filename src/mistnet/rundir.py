@@ -188,7 +188,7 @@ class Run:
         """Hold ``.lock`` while training into the directory, made or accepted by :meth:`claim`.
 
         A fresh run that fails (or, under the CLI, is stopped by a signal:
-        :func:`mistnet.io.signals_as_exceptions`) before its first checkpoint removes the
+        :func:`mistnet.signals.signals_as_exceptions`) before its first checkpoint removes the
         directory it created, or the files it wrote into a run that existed.
 
         Raises:
