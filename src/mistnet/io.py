@@ -18,7 +18,9 @@ NaN or infinite float (an undefined metric, such as a detection rate over no ins
 Output directories are created, never adopted (:func:`claim_output`, :func:`new_directory`): a
 command writes a new directory, or one it made earlier (its ``.mistnet`` marker names the
 kind), built in a temporary sibling and renamed into place in one step that never replaces
-what another process made meanwhile.
+what another process made meanwhile. Outputs are never nested, nor put inside an input
+(:func:`check_outside`), but where a command writes the children of its own output
+(:func:`writing_inside`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -258,28 +261,93 @@ def mark(directory: str | os.PathLike, kind: str) -> None:
     atomic_write_text(Path(directory) / MARKER, kind + "\n")
 
 
+#: How a message names an output of each kind (else by the kind).
+_NOUNS = {"detections": "detections folder", "demo": "demo folder", "reproduce": "reproduction"}
+#: The outputs this process writes children into, with the children's names (writing_inside).
+_HOLDING: ContextVar[tuple[tuple[Path, frozenset[str]], ...]] = ContextVar("holding", default=())
+
+
+@contextmanager
+def writing_inside(directory: str | os.PathLike, children: Iterable[str]) -> Iterator[None]:
+    """While the block runs, let this process claim outputs at ``directory/<child>/...``: the
+    one place where an output lies inside another (a demo's ``data/`` and ``run/``, a
+    reproduction's datasets and runs); :func:`check_outside` refuses it to any other command."""
+    held = (Path(directory).resolve(), frozenset(children))
+    token = _HOLDING.set((*_HOLDING.get(), held))
+    try:
+        yield
+    finally:
+        _HOLDING.reset(token)
+
+
+def _held(real: Path, parent: Path) -> bool:
+    """Whether ``real`` is inside a child of ``parent`` that this process may write."""
+    part = real.relative_to(parent).parts[:1]
+    return any(parent == d and part and part[0] in names for d, names in _HOLDING.get())
+
+
+def check_outside(
+    path: str | os.PathLike,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    option: str = "--out",
+    itself: bool = False,
+) -> None:
+    """Refuse an output ``path`` inside another output or inside one of the command's inputs.
+
+    The parents of ``path`` (symbolic links resolved) are walked: one that is a mistnet output
+    (its marker) refuses ``path``, unless this process is writing that child of it
+    (:func:`writing_inside`). ``inputs`` are ``(description, directory)`` pairs (``("the
+    dataset", DS)``), marked or not. ``itself``: ``path`` is a folder written into, not
+    created, so it may not be an output or an input either.
+
+    Raises:
+        MistError: ``--out DS/run is inside the dataset DS; choose a path outside it``.
+    """
+    path, hint = Path(path), "choose a path outside it"
+    real = path.resolve()
+    for what, directory in inputs:
+        home = Path(directory).resolve()
+        if real.is_relative_to(home) and (itself or real != home):
+            where = "is" if real == home else "is inside"
+            raise MistError(f"{option} {path} {where} {what} {directory}; {hint}")
+    for parent in [real] * itself + list(real.parents):
+        kind = output_kind(parent)
+        if kind is None:
+            continue
+        if parent != real and _held(real, parent):
+            return  # the parent's own parents were checked when it was claimed
+        written = (p for p in (path, *path.parents) if p.parts and p.absolute() == parent)
+        shown = next(written, parent)  # as the user wrote it, unless a link leads there
+        where = "is" if parent == real else "is inside"
+        noun = _NOUNS.get(kind, kind)
+        raise MistError(f"{option} {path} {where} the {noun} {shown}; {hint}")
+
+
 def claim_output(
     path: str | os.PathLike,
     kind: str,
     command: str,
     legacy: Callable[[Path], bool] | None = None,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
 ) -> bool:
     """Check that a command may write the output directory ``path``.
 
     An output is created, never adopted: ``path`` must not exist, be an empty directory (the
     new one replaces it), or be a directory of ``kind`` that mistnet made earlier (its marker
-    says so, or ``legacy(path)`` recognises one written before markers existed).
+    says so, or ``legacy(path)`` recognises one written before markers existed); and it lies
+    neither inside another output nor inside one of ``inputs`` (:func:`check_outside`).
 
     Returns:
         True when ``path`` is an output of ``kind`` made earlier; False when it is new.
 
     Raises:
-        MistError: ``path`` is a symbolic link, a file, another kind of mistnet output, or a
-            directory mistnet did not make.
+        MistError: ``path`` is a symbolic link, a file, another kind of mistnet output, a
+            directory mistnet did not make, or inside another output or an input.
     """
     path = Path(path)
     if path.is_symlink():
         raise MistError(f"{path}: is a symbolic link; --out must name a new directory")
+    check_outside(path, inputs)
     if not path.exists():
         return False
     if not path.is_dir():
@@ -410,6 +478,7 @@ def open_output(
     kind: str,
     command: str,
     legacy: Callable[[Path], bool] | None = None,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
 ) -> list[Path]:
     """Create the output directory ``path`` of ``kind``, or accept one made earlier.
 
@@ -422,7 +491,7 @@ def open_output(
     Raises:
         MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
     """
-    if claim_output(path, kind, command, legacy):
+    if claim_output(path, kind, command, legacy, inputs):
         if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
             mark(path, kind)
         return []

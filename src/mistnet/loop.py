@@ -102,7 +102,7 @@ def train(
     with distributed.process_group(device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it
-        with run.writing(resume) if world.main else contextlib.nullcontext():
+        with run.writing(resume, cfg) if world.main else contextlib.nullcontext():
             return Session(cfg, run, options, world, data, callbacks or Callbacks()).train()
 
 

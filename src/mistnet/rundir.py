@@ -130,16 +130,18 @@ class Run:
             return False
         return True
 
-    def claim(self) -> list[Path]:
+    def claim(self, cfg: Config | None = None) -> list[Path]:
         """Make this run directory for writing, or accept one ``mist train`` made earlier.
 
         Returns:
             The directories created (none when the run existed; a legacy run gets its marker).
 
         Raises:
-            MistError: ``path`` exists and is not a run (see :func:`mistnet.io.claim_output`).
+            MistError: ``path`` exists and is not a run, or lies inside another output or in
+                a folder the run of ``cfg`` reads (see :func:`mistnet.io.claim_output`).
         """
-        return open_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy())
+        legacy, inputs = (lambda path: self.is_legacy()), inputs_of(cfg)
+        return open_output(self.path, "run", "mist train", legacy=legacy, inputs=inputs)
 
     def append_log(self, record: dict[str, Any]) -> None:
         with self.log.open("a") as f:
@@ -184,8 +186,9 @@ class Run:
         return ckpt
 
     @contextmanager
-    def writing(self, resume: bool) -> Iterator[None]:
-        """Hold ``.lock`` while training into the directory, made or accepted by :meth:`claim`.
+    def writing(self, resume: bool, cfg: Config | None = None) -> Iterator[None]:
+        """Hold ``.lock`` while training ``cfg`` into the directory, made or accepted by
+        :meth:`claim`.
 
         A fresh run that fails (or, under the CLI, is stopped by a signal:
         :func:`mistnet.signals.signals_as_exceptions`) before its first checkpoint removes the
@@ -194,7 +197,7 @@ class Run:
         Raises:
             MistError: ``path`` is not a run (:meth:`claim`), or another process holds the lock.
         """
-        created = self.claim()
+        created = self.claim(cfg)
         before = set() if created else {p.name for p in self.path.iterdir()}
         with exclusive_lock(self.path, "mist train"):
             try:
@@ -233,6 +236,15 @@ class Run:
         model = build_model(cfg.model, cfg.train.method)
         ckpt.load_model(model, average=True)
         return cfg, model.to(device).eval(), ckpt
+
+
+def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
+    """The folders a run of ``cfg`` reads (its dataset, the run it starts from), which its
+    directory may not lie in (:func:`mistnet.io.check_outside`)."""
+    if cfg is None:
+        return []
+    found = [("the dataset", cfg.data.path), ("the run", cfg.train.init_from)]
+    return [(what, path) for what, path in found if path and Path(path).is_dir()]
 
 
 def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:

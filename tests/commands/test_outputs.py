@@ -24,7 +24,8 @@ from cli_helpers import (
 from PIL import Image
 
 from mistnet.data import store
-from mistnet.io import MARKER, create_directory, output_kind
+from mistnet.demo import CHILDREN
+from mistnet.io import MARKER, create_directory, output_kind, writing_inside
 
 CASES = {}
 
@@ -58,7 +59,8 @@ def earlier_demo(tmp_path, run):
     """A directory an earlier ``mist demo`` made: its dataset and its run."""
     out = tmp_path / "dm"
     create_directory(out, "demo")
-    dataset(out / "data")
+    with writing_inside(out, CHILDREN):  # as mist demo writes them
+        dataset(out / "data")
     shutil.copytree(run, out / "run")
     return out
 
@@ -177,7 +179,7 @@ def eval_over_a_file_of_the_users_named_like_its_record(tmp_path, run):
 def import_images_into_its_own_folder(tmp_path, run):
     image(tmp_path / "photos" / "x.png")
     argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "photos" / "ds"]
-    return argv, ["ds: is inside", "outside the image folder"]
+    return argv, ["photos/ds is inside the image folder", "choose a path outside it"]
 
 
 @case
@@ -185,6 +187,77 @@ def reproduce_into_a_folder_of_the_users(tmp_path, run):
     image(tmp_path / "photos" / "x.png")
     argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "photos"]
     return argv, ["photos: exists and was not made by mist reproduce"]
+
+
+# -- an output inside another output, or inside an input ------------------------------------
+
+
+@case
+def train_into_the_dataset_it_reads(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", ds / "run", "--no-progress"]
+    return argv, [f"--out {ds}/run is inside the dataset {ds}; choose a path outside it"]
+
+
+@case
+def train_into_an_unmarked_dataset_it_reads(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    (ds / MARKER).unlink()  # written before outputs were marked: known as the input
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", ds / "run", "--no-progress"]
+    return argv, ["ds/run is inside the dataset", "choose a path outside it"]
+
+
+@case
+def detect_into_a_folder_inside_the_run(tmp_path, run):
+    argv = ["detect", run, image(tmp_path / "in" / "a.png"), "--out", run / "found"]
+    return argv, [f"--out {run}/found is inside the run {run}"]
+
+
+@case
+def make_data_inside_a_run(tmp_path, run):
+    argv = ["data", "make", "mnist-easy", "--out", run / "dsub", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["run/dsub is inside the run"]
+
+
+@case
+def make_data_inside_a_demo_directory(tmp_path, run):
+    out = earlier_demo(tmp_path, run)  # its data/ is the demo's own, for mist demo alone
+    argv = ["data", "make", "mnist-easy", "--out", out / "data", "--overwrite", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["dm/data is inside the demo folder"]
+
+
+@case
+def make_data_through_a_link_into_a_dataset(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    (tmp_path / "link").symlink_to(ds)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "link" / "x", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["link/x is inside the dataset", "ds;"]
+
+
+@case
+def reproduce_with_a_dataset_as_the_data_root(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "repro"]
+    return [*argv, "--data-root", ds], [f"--data-root {ds} is the dataset {ds}"]
+
+
+@case
+def reproduce_with_the_data_root_inside_a_run(tmp_path, run):
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "repro"]
+    return [*argv, "--data-root", run / "data"], ["run/data is inside the run"]
+
+
+@case
+def package_a_model_into_a_dataset(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["models", "package", run, "--name", "mine", "--command", "mist train", "--out", ds]
+    return argv, [f"--out {ds} is the dataset {ds}; choose a path outside it"]
+
+
+@case
+def package_a_model_into_its_run(tmp_path, run):
+    argv = ["models", "package", run, "--name", "mine", "--command", "mist train"]
+    return [*argv, "--out", run / "models"], [f"--out {run}/models is inside the run {run}"]
 
 
 # -- escape --------------------------------------------------------------------------------------

@@ -133,7 +133,8 @@ def cmd_make(args: argparse.Namespace) -> int:
         if n < 0:
             raise DataError(f"--n-{split} must be >= 0, got {n}")
     validate.seed(args.seed, "--seed")
-    claim_dataset(args.out, args.overwrite)
+    svhn = [("the SVHN folder", args.svhn)] if args.svhn and Path(args.svhn).is_dir() else []
+    claim_dataset(args.out, args.overwrite, inputs=svhn)
     if args.name == "svhn":
         return _make_svhn(args)
     if args.svhn is not None:

@@ -146,13 +146,15 @@ def _image_files(stem: str, formats: set[str]) -> list[str]:
     return [f"{stem}.json"] * ("json" in formats) + [f"{stem}.png", f"{stem}-recon.png"]
 
 
-def _check_out(out: Path, images: list[str]) -> bool:
-    """Refuse an ``--out`` that is not new or detect's own, or that holds an input image.
+def _check_out(out: Path, images: list[str], run: str | None) -> bool:
+    """Refuse an ``--out`` that is not new or detect's own, lies inside another output or the
+    run ``run``, or holds an input image.
 
     Returns:
         Whether ``out`` is the directory of an earlier ``mist detect``.
     """
-    existing = claim_output(out, "detections", "mist detect")
+    inputs = [("the run", run)] if run is not None else []
+    existing = claim_output(out, "detections", "mist detect", inputs=inputs)
     if existing:
         home = out.resolve()
         for path in images:
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     smallest = min_image_side(model)
     formats = set(args.format or FORMATS)
     out = Path(args.out)
-    existing = _check_out(out, args.images)
+    existing = _check_out(out, args.images, args.run)
     stems = _stems(args.images, formats)
     # Read every image first, so a bad file stops the command before anything is written.
     images = _read_images(args, channels, model, k, smallest)

@@ -414,9 +414,8 @@ def _check_arguments(
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    if root.is_dir() and Path(out).resolve().is_relative_to(root.resolve()):
-        raise DataError(f"{out}: is inside {root}; write the dataset outside the image folder")
-    claim_dataset(out)  # before the images are read: a taken --out is refused at once
+    # before the images are read: a taken --out, or one inside SRC, is refused at once
+    claim_dataset(out, inputs=[("the image folder", root)] if root.is_dir() else [])
 
 
 def import_images(

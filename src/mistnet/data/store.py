@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -206,16 +207,22 @@ def is_dataset(directory: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
-def claim_dataset(out: str | os.PathLike, overwrite: bool = False) -> bool:
+def claim_dataset(
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
     ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
-    returns whether one is replaced.
+    returns whether one is replaced. ``inputs``: the folders it is made from (``("the image
+    folder", SRC)``), which ``out`` may not lie in.
 
     Raises:
-        MistError: anything else at ``out`` (see :func:`mistnet.io.claim_output`), or a
-            dataset holding a file or folder of the user's (the first one is named).
+        MistError: anything else at ``out``, or ``out`` inside another output or an input
+            (see :func:`mistnet.io.claim_output`), or a dataset holding a file or folder of
+            the user's (the first one is named).
     """
-    existing = claim_output(out, "dataset", "mist data", legacy=is_dataset)
+    existing = claim_output(out, "dataset", "mist data", legacy=is_dataset, inputs=inputs)
     if existing and not overwrite:
         raise DataError(f"{out}: already exists (remove it, choose another output or overwrite)")
     if existing:
