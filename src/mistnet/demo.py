@@ -42,7 +42,7 @@ from mistnet.io import (
     json_text,
     open_output,
     remove_empty,
-    require_only_own,
+    remove_own,
     writing_inside,
 )
 from mistnet.loop import train
@@ -90,8 +90,7 @@ def claim_demo(out: Path) -> list[Path]:
         claim_dataset(out / "data", overwrite=True)
         run = Run(out / "run")
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
-            require_only_own(run.path, RUN_FILES, "a run")
-            shutil.rmtree(run.path)
+            remove_own(run.path, RUN_FILES, "a run")
     return []
 
 

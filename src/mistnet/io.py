@@ -379,7 +379,12 @@ def _own(entry: Path, patterns: Iterable[str]) -> bool:
     return False
 
 
-def require_only_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
+def require_only_own(
+    directory: str | os.PathLike,
+    patterns: Iterable[str],
+    what: str,
+    shown: str | os.PathLike | None = None,
+) -> None:
     """Check that ``directory`` holds nothing but the entries mistnet writes into ``what``.
 
     A command that replaces (and so deletes) an output it made earlier must not take along
@@ -390,17 +395,39 @@ def require_only_own(directory: str | os.PathLike, patterns: Iterable[str], what
         patterns: ``fnmatch`` patterns of its own names: a regular file, or with a trailing
             ``/`` a directory (never a symbolic link). Temporaries of atomic writes are own too.
         what: the kind of output, for the message (``"a dataset"``).
+        shown: the name of ``directory`` in the message (default ``directory``).
 
     Raises:
         MistError: naming the first entry (by name) that is not one of its own.
     """
-    patterns = list(patterns)
+    patterns, shown = list(patterns), Path(shown or directory)
     for entry in sorted(Path(directory).iterdir()):
         if not _own(entry, patterns):
             raise MistError(
-                f"{entry}: is not part of {what}, so {Path(directory)} is not replaced; "
+                f"{shown / entry.name}: is not part of {what}, so {shown} is not replaced; "
                 "move it away and run again"
             )
+
+
+def _aside(directory: Path, own: tuple[str, Iterable[str]] | None) -> Path:
+    """Rename ``directory`` to a temporary sibling, which it returns, once that holds only the
+    entries of ``own`` (``(what, patterns)``, see :func:`require_only_own`); else rename it
+    back. Checked after the rename: nothing can be added meanwhile, nobody uses the new name.
+    """
+    old = temporary_sibling(directory)
+    os.rename(directory, old)
+    if own is not None:
+        try:
+            require_only_own(old, own[1], own[0], shown=directory)
+        except BaseException:
+            os.rename(old, directory)
+            raise
+    return old
+
+
+def remove_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
+    """Remove ``directory`` once it is seen to hold only ``what``'s entries (:func:`_aside`)."""
+    shutil.rmtree(_aside(Path(directory), (what, patterns)), ignore_errors=True)
 
 
 _RENAME_NOREPLACE = 1
@@ -505,17 +532,19 @@ def new_directory(
     replace: bool = False,
     merge: bool = False,
     legacy: Callable[[Path], bool] | None = None,
+    own: tuple[str, Iterable[str]] | None = None,
 ) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``target``; on success it becomes ``target``.
 
     Call :func:`claim_output` first: ``target`` is new, or an output of ``kind`` made earlier.
     The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
     in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
-    ``replace`` (the new directory takes its place, the old one is removed) or ``merge`` (each
-    file replaces its namesake in ``target``, every name checked first), and only when it is
-    still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On any exception
-    (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary directory and the
-    parents made for it are removed and ``target`` is as it was.
+    ``replace`` (the new directory takes its place, the old one is removed, once it is seen to
+    hold only the entries of ``own``, ``(what, patterns)`` of :func:`require_only_own`) or
+    ``merge`` (each file replaces its namesake in ``target``, every name checked first), and
+    only when it is still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On
+    any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary
+    directory and the parents made for it are removed and ``target`` is as it was.
     """
     target = Path(target)
     created = make_parents(target.parent)
@@ -529,7 +558,7 @@ def new_directory(
         if merge and ours:
             _merge(tmp, target)
         elif replace and ours:
-            _swap(tmp, target)
+            _swap(tmp, target, own)
         else:
             rename_new(tmp, target)
     except OSError as exc:
@@ -557,10 +586,10 @@ def _merge(tmp: Path, target: Path) -> None:
     tmp.rmdir()
 
 
-def _swap(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` in the place of the directory ``target``, then remove the old one."""
-    old = temporary_sibling(target)
-    os.rename(target, old)
+def _swap(tmp: Path, target: Path, own: tuple[str, Iterable[str]] | None) -> None:
+    """Put ``tmp`` in the place of the directory ``target``, then remove the old one (which
+    holds only ``own``'s entries, see :func:`_aside`)."""
+    old = _aside(target, own)
     try:
         rename_new(tmp, target)
     except BaseException:

@@ -368,6 +368,24 @@ def test_two_imports_into_one_out_one_wins_and_the_other_leaves_it_intact(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "photos"]  # no temporary left
 
 
+def test_a_file_put_into_a_dataset_while_it_is_replaced_is_kept_with_it(
+    capsys, tmp_path, monkeypatch
+):
+    ds = dataset(tmp_path / "ds")
+    before = files_under(tmp_path)
+    real_save = store._save_npz
+
+    def the_user_adds_a_file(path, arrays, compress):  # after the check, before the swap
+        (ds / "notes.txt").write_text("mine")
+        real_save(path, arrays, compress)
+
+    monkeypatch.setattr(store, "_save_npz", the_user_adds_a_file)
+    argv = ["data", "make", "mnist-easy", "--out", ds, "--overwrite", "--n-train", "2"]
+    result = mist(capsys, *argv, "--n-val", "1", "--n-test", "1")
+    assert_user_error(result, "ds/notes.txt: is not part of a dataset", "not replaced")
+    assert files_under(tmp_path) == {**before, "ds/notes.txt": b"mine"}  # no temporary left
+
+
 def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path):
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]

@@ -238,7 +238,8 @@ def dataset_directory(
     ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.io.new_directory`.
     """
     claim_dataset(out, overwrite)
-    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset)
+    own = ("a dataset", DATASET_FILES)  # checked again as the old one is replaced
+    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset, own=own)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
