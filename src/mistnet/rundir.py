@@ -38,6 +38,7 @@ from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.runlog import LogRecord, read_log
 from mistnet.trainer import Trainer
+from mistnet.validate import read_json
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -143,6 +144,21 @@ class Run:
         legacy, inputs = (lambda path: self.is_legacy()), inputs_of(cfg)
         return open_output(self.path, "run", "mist train", legacy=legacy, inputs=inputs)
 
+    def finished(self, steps: int) -> bool:
+        """Whether the run trained ``steps`` steps: its ``summary.json`` (written as training
+        ends; none when it was killed) and its last checkpoint both say so.
+
+        Raises:
+            MistError: a damaged last checkpoint (see :class:`~mistnet.checkpoint.Checkpoint`).
+        """
+        try:
+            done = read_json(self.summary).get("steps")
+        except (MistError, OSError, AttributeError):
+            return False  # a damaged summary is rewritten as the resumed run ends
+        if done != steps or not self.last.is_file():
+            return False
+        return Checkpoint(self.last).step == steps  # past them: check_resume names it
+
     def append_log(self, record: dict[str, Any]) -> None:
         with self.log.open("a") as f:
             f.write(json_text(record, indent=None) + "\n")
@@ -153,13 +169,26 @@ class Run:
             atomic_write_text(self.log, "".join(r.line + "\n" for r in log if r.step <= step))
 
     def resume_config(self, asked: Config | None = None) -> tuple[Config, list[str]]:
-        """The config a resumed run continues with (its own, as saved), and what of ``asked``
-        it ignores (``section.key: saved -> asked`` lines; none when ``asked`` is None).
+        """The config a resumed run continues with (its own, as saved, but a larger
+        ``train.steps`` of ``asked``), and what of ``asked`` it ignores (``section.key: saved
+        -> asked`` lines; none when ``asked`` is None).
+
+        Raises:
+            MistError: not a run, or (``asked`` given) a run that finished, when ``asked``
+                does not raise its ``train.steps``.
         """
         self.require()
         saved = load_json(self.config)
         if asked is None:
             return saved, []
+        # A larger train.steps trains a stopped or finished run further (the batch of step t
+        # depends on the seed and t alone, and no schedule on the number of steps).
+        steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
+        if self.finished(steps):  # nothing to train: a resume would only rewrite its files
+            raise MistError(
+                f"{self.path}: the run finished at train.steps = {steps}; to train it further, "
+                f"resume with --set train.steps=N, N > {steps}"
+            )
         a, b = asked.to_dict(), saved.to_dict()
         diff = [
             f"{section}.{key}: {b[section][key]!r} -> {value!r}"

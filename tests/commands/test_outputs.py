@@ -260,6 +260,12 @@ def package_a_model_into_its_run(tmp_path, run):
     return [*argv, "--out", run / "models"], [f"--out {run}/models is inside the run {run}"]
 
 
+@case
+def resume_a_run_that_finished(tmp_path, run):
+    argv = ["train", "--out", run, "--resume", "--no-progress"]
+    return argv, ["run: the run finished at train.steps = 10", "--set train.steps=N, N > 10"]
+
+
 # -- escape --------------------------------------------------------------------------------------
 
 
@@ -412,9 +418,12 @@ def test_a_run_of_an_earlier_version_resumes_and_gets_its_marker(capsys, tmp_pat
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     (run / MARKER).unlink()  # written before runs were marked
-    rc, _, err = mist(capsys, "train", "--out", run, "--resume", "--no-progress")
+    argv = ["train", "--out", run, "--resume", "--no-progress", "--set", "train.steps=11"]
+    rc, _, err = mist(capsys, *argv)  # a finished run trains further only with more steps
     assert rc == 0, err
     assert output_kind(run) == "run"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 11
+    assert "ignoring" not in err
 
 
 def test_the_csv_of_detect_reads_back_as_the_boxes_of_import_images(
