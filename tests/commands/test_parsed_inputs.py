@@ -68,6 +68,26 @@ def coco_duplicate_image_ids(tmp_path, run):
 
 
 @case
+def coco_two_records_of_one_file(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png"}, {"id": 2, "file_name": "./0.png"}]
+    return coco(tmp_path, images=ims), ["boxes.json: image ids 1 and 2 both name", "'./0.png'"]
+
+
+@case
+def coco_size_of_another_image(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png", "width": 640, "height": 480}]
+    return coco(tmp_path, images=ims), [
+        "boxes.json (0.png): the annotations say 640x480, the image file is 48x48"
+    ]
+
+
+@case
+def coco_width_without_a_height(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png", "width": 48}]
+    return coco(tmp_path, images=ims), ["boxes.json: images[0].height: expected an integer"]
+
+
+@case
 def coco_duplicate_category_names(tmp_path, run):
     cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]
     return coco(tmp_path, categories=cats), ["boxes.json: category name 'cat' appears twice"]
@@ -317,6 +337,13 @@ def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
     )
     with np.load(tmp_path / "ds" / "train.npz") as z:
         assert z["boxes"][0, 0].tolist() == [43.5, 3.5, 8.0, 8.0]  # x from 39.5 to 47.5
+
+
+def test_coco_sizes_of_the_files_and_one_record_per_file_are_accepted(capsys, tmp_path):
+    ims = [{"id": 7, "file_name": "0.png", "width": 48, "height": 48}]
+    argv = coco(tmp_path, images=ims, annotations=[])
+    rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
+    assert rc == 0, err
 
 
 def test_a_run_config_json_is_a_preset(capsys, tmp_path, tiny_run):
