@@ -282,6 +282,18 @@ def eval_with_k_zero(tmp_path, run):
 
 
 @case
+def eval_more_detections_than_pixels(tmp_path, run):
+    argv = ["eval", run, "--k", "100000"]
+    return argv, ["--k 100000", "80x80 images, too few pixels for 100000 detections (at most 6400)"]
+
+
+@case
+def detect_with_k_zero(tmp_path, run):
+    argv = ["detect", run, photos(tmp_path) / "0.png", "--k", "0", "--out", tmp_path / "d"]
+    return argv, ["--k must be at least 1 (leave it out for the model's), got 0"]
+
+
+@case
 def eval_with_a_batch_size_of_zero(tmp_path, run):
     return ["eval", run, "--batch-size", "0"], ["--batch-size must be at least 1"]
 

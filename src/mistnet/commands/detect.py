@@ -91,7 +91,13 @@ def register(subparsers) -> None:
     p.add_argument("run", metavar="RUN", nargs="?", help="run directory written by mist train")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     add_model_argument(p)
-    p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="detections per image (default the model's)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--min-score",
@@ -206,8 +212,8 @@ def _load(args: argparse.Namespace, device: torch.device):
 def run(args: argparse.Namespace) -> int:
     device = compute_device(args)
     cfg, model = _load(args, device)
-    if args.k < 0:
-        raise MistError(f"--k must be positive, got {args.k}")
+    if args.k is not None and args.k < 1:
+        raise MistError(f"--k must be at least 1 (leave it out for the model's), got {args.k}")
     k = args.k or model.k
     if isinstance(model, GridMIST) and args.k and args.k != model.k:
         raise MistError(f"the grid baseline always uses its {model.k} cells; drop --k")
