@@ -164,6 +164,13 @@ def import_images_negative_seed(tmp_path, run):
 
 
 @case
+def import_images_a_hundred_million_crops_per_image(tmp_path, run):
+    argv = ["data", "import-images", photos(tmp_path), "--out", tmp_path / "ds"]
+    argv += ["--crop", "8", "8", "--per-image", "100000000"]
+    return argv, ["--per-image must be at most 10,000, got 100,000,000"]
+
+
+@case
 def data_make_negative_seed(tmp_path, run):
     argv = ["data", "make", "mnist-easy", "--out", tmp_path / "ds", "--n-train", "2"]
     return [*argv, "--n-val", "1", "--n-test", "1", "--seed", "-1"], ["--seed must be", "-1"]

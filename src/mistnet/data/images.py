@@ -48,6 +48,8 @@ from mistnet.errors import DataError
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: The most crops ``per_image`` takes of one image (all of them are held in memory).
+MAX_PER_IMAGE = 10_000
 _GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -409,6 +411,8 @@ def _check_arguments(
         raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
     if per_image < 1 or (per_image > 1 and crop is None):
         raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
+    if per_image > MAX_PER_IMAGE:
+        raise DataError(f"--per-image must be at most {MAX_PER_IMAGE:,}, got {per_image:,}")
     for name, hw in (("--size", size), ("--crop", crop)):
         if hw is not None and min(hw) < 1:
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
