@@ -116,12 +116,19 @@ def test_error_paths(capsys, tmp_path, argv, match):
 def test_an_unknown_name_is_one_short_line_with_the_closest_names(capsys, tmp_path):
     rc, _, err = mist(capsys, "data", "make", "mnist-hard-easy", "--out", tmp_path / "x")
     assert rc == 2 and err == (
-        "mist data: error: unknown scene generator 'mnist-hard-easy'; did you mean "
+        "mist data make: error: unknown scene generator 'mnist-hard-easy'; did you mean "
         "mnist-hard-left or mnist-hard or mnist-easy? (see mist data make --help for the names)\n"
     )
     rc, _, err = mist(capsys, "data", "make", "zzz", "--out", tmp_path / "x")
     assert err.endswith("unknown scene generator 'zzz' (see mist data make --help for the names)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_name_the_action_of_the_group(capsys, tmp_path):
+    argv = ["data", "import-images", tmp_path / "none", "--out", tmp_path / "x"]
+    assert mist(capsys, *argv)[2].startswith("mist data import-images: error: ")
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "x", "--n-train", "0"]
+    assert mist(capsys, *argv)[2].startswith("mist data make: error: ")
 
 
 def test_corrupt_inputs_and_existing_output(capsys, tmp_path):

@@ -352,7 +352,8 @@ def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
     rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
     assert rc == 0, err
     assert err.strip() == (
-        f"mist data: warning: {path} (0.png): 1 box(es) reach past the 48x48 image; clipped to it"
+        f"mist data import-images: warning: {path} (0.png): 1 box(es) reach past the 48x48 "
+        "image; clipped to it"
     )
     with np.load(tmp_path / "ds" / "train.npz") as z:
         assert z["boxes"][0, 0].tolist() == [43.5, 3.5, 8.0, 8.0]  # x from 39.5 to 47.5
