@@ -29,9 +29,9 @@ K per training-sized area of the image are kept (--max-detections overrides).
 
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
-new or a directory an earlier mist detect wrote (its files of the same names are replaced), and
-holds none of the input images; two images whose files would share a name (a/x.png and
-b/x.png, or coco_results.png) are refused.
+new or a directory an earlier mist detect wrote (its files of the same names are replaced),
+lie inside no run, dataset or other mistnet output, and hold none of the input images; two
+images whose files would share a name (a/x.png and b/x.png, or coco_results.png) are refused.
 
 Example::
 
