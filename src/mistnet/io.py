@@ -291,6 +291,7 @@ def check_outside(
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
     option: str = "--out",
     itself: bool = False,
+    parents: bool = True,
 ) -> None:
     """Refuse an output ``path`` inside another output or inside one of the command's inputs.
 
@@ -298,7 +299,8 @@ def check_outside(
     (its marker) refuses ``path``, unless this process is writing that child of it
     (:func:`writing_inside`). ``inputs`` are ``(description, directory)`` pairs (``("the
     dataset", DS)``), marked or not. ``itself``: ``path`` is a folder written into, not
-    created, so it may not be an output or an input either.
+    created, so it may not be an output or an input either. ``parents`` False checks the
+    inputs only.
 
     Raises:
         MistError: ``--out DS/run is inside the dataset DS; choose a path outside it``.
@@ -310,7 +312,7 @@ def check_outside(
         if real.is_relative_to(home) and (itself or real != home):
             where = "is" if real == home else "is inside"
             raise MistError(f"{option} {path} {where} {what} {directory}; {hint}")
-    for parent in [real] * itself + list(real.parents):
+    for parent in ([real] * itself + list(real.parents)) * parents:
         kind = output_kind(parent)
         if kind is None:
             continue
@@ -329,13 +331,16 @@ def claim_output(
     command: str,
     legacy: Callable[[Path], bool] | None = None,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    in_place: bool = False,
 ) -> bool:
     """Check that a command may write the output directory ``path``.
 
     An output is created, never adopted: ``path`` must not exist, be an empty directory (the
     new one replaces it), or be a directory of ``kind`` that mistnet made earlier (its marker
     says so, or ``legacy(path)`` recognises one written before markers existed); and it lies
-    neither inside another output nor inside one of ``inputs`` (:func:`check_outside`).
+    neither inside another output nor inside one of ``inputs`` (:func:`check_outside`). With
+    ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
+    wherever it lies (``mist train --resume`` of a demo's run): only its inputs are checked.
 
     Returns:
         True when ``path`` is an output of ``kind`` made earlier; False when it is new.
@@ -347,12 +352,14 @@ def claim_output(
     path = Path(path)
     if path.is_symlink():
         raise MistError(f"{path}: is a symbolic link; --out must name a new directory")
-    check_outside(path, inputs)
+    found = None
+    if path.is_dir():
+        found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
+    check_outside(path, inputs, parents=not (in_place and found == kind))
     if not path.exists():
         return False
     if not path.is_dir():
         raise MistError(f"{path}: exists and is not a directory; choose a new --out")
-    found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
     if found == kind:
         return True
     if found is not None:
@@ -518,7 +525,7 @@ def open_output(
     Raises:
         MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
     """
-    if claim_output(path, kind, command, legacy, inputs):
+    if claim_output(path, kind, command, legacy, inputs, in_place=True):
         if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
             mark(path, kind)
         return []
