@@ -14,16 +14,18 @@ from mistnet.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    json_text,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
+from mistnet.outputs import (
     check_outside,
     claim_output,
     create_directory,
-    json_text,
     mark,
     new_directory,
     output_kind,
-    remove_stale_temporaries,
     rename_new,
-    temporary_sibling,
     writing_inside,
 )
 from mistnet.signals import signals_as_exceptions

@@ -36,16 +36,9 @@ from mistnet.data.sampling import loader
 from mistnet.data.store import claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import (
-    atomic_write_json,
-    claim_output,
-    json_text,
-    open_output,
-    remove_empty,
-    remove_own,
-    writing_inside,
-)
+from mistnet.io import atomic_write_json, json_text, remove_empty
 from mistnet.loop import train
+from mistnet.outputs import claim_output, open_output, remove_own, writing_inside
 from mistnet.progress import metrics_text
 from mistnet.rundir import RUN_FILES, Run
 from mistnet.viz import output_figure

@@ -26,9 +26,9 @@ import torch
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
 from mistnet.errors import MistError
-from mistnet.io import check_outside
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
+from mistnet.outputs import check_outside
 from mistnet.rundir import Run
 from mistnet.validate import read_json
 

@@ -4,7 +4,7 @@ A run directory holds ``config.json`` (the resolved config), ``last.safetensors`
 ``ckpt_every`` steps and at the end), ``best.safetensors`` (best validation metric),
 ``log.jsonl`` (one JSON line per logged step and per validation, read back by
 :func:`mistnet.runlog.read_log`), ``summary.json``, ``.lock`` (held while a process trains into
-it) and the ``.mistnet`` marker that names it a run (:func:`mistnet.io.claim_output`: training
+it) and the ``.mistnet`` marker that names it a run (:func:`mistnet.outputs.claim_output`: training
 writes only into a directory it made). The training loop (:mod:`mistnet.loop`)
 writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, ``detect``,
 :func:`mistnet.load`, ``mist reproduce``) imports this module and never the loop.
@@ -24,18 +24,11 @@ from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json
 from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError
-from mistnet.io import (
-    LOCK,
-    MARKER,
-    atomic_write_text,
-    exclusive_lock,
-    json_text,
-    open_output,
-    remove_empty,
-)
+from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text, remove_empty
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
+from mistnet.outputs import MARKER, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.trainer import Trainer
 from mistnet.validate import read_json
@@ -65,7 +58,7 @@ def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str
     return "both" if "both" not in skipped else "classif"
 
 
-#: The names in a run directory (:func:`mistnet.io.require_only_own`): what ``mist train``
+#: The names in a run directory (:func:`mistnet.outputs.require_only_own`): what ``mist train``
 #: writes, its TensorBoard folder and ``mist eval``'s default records; ``mist demo`` replaces
 #: no run that holds anything else.
 RUN_FILES = (
@@ -139,7 +132,7 @@ class Run:
 
         Raises:
             MistError: ``path`` exists and is not a run, or lies inside another output or in
-                a folder the run of ``cfg`` reads (see :func:`mistnet.io.claim_output`).
+                a folder the run of ``cfg`` reads (see :func:`mistnet.outputs.claim_output`).
         """
         legacy, inputs = (lambda path: self.is_legacy()), inputs_of(cfg)
         return open_output(self.path, "run", "mist train", legacy=legacy, inputs=inputs)
@@ -269,7 +262,7 @@ class Run:
 
 def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
     """The folders a run of ``cfg`` reads (its dataset, the run it starts from), which its
-    directory may not lie in (:func:`mistnet.io.check_outside`)."""
+    directory may not lie in (:func:`mistnet.outputs.check_outside`)."""
     if cfg is None:
         return []
     found = [("the dataset", cfg.data.path), ("the run", cfg.train.init_from)]

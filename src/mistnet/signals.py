@@ -1,9 +1,10 @@
 """SIGTERM and SIGHUP as an exception, so that a stopped command cleans up like Ctrl-C.
 
 By default these signals end the process at once: no ``finally`` runs, and the temporaries and
-half-made outputs of :mod:`mistnet.io` stay behind. Under :func:`signals_as_exceptions` they
-raise :class:`Terminated`, which unwinds like ``KeyboardInterrupt``; the command line
-(:mod:`mistnet.cli`) turns it into exit status 128 + the signal.
+half-made outputs of :mod:`mistnet.io` and :mod:`mistnet.outputs` stay behind. Under
+:func:`signals_as_exceptions` they raise :class:`Terminated`, which unwinds like
+``KeyboardInterrupt``; the command line (:mod:`mistnet.cli`) turns it into exit status 128 +
+the signal.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from PIL import Image
 
 from mistnet.data import store
 from mistnet.demo import CHILDREN
-from mistnet.io import MARKER, create_directory, output_kind, writing_inside
+from mistnet.outputs import MARKER, create_directory, output_kind, writing_inside
 
 CASES = {}
 
@@ -459,7 +459,7 @@ def test_the_csv_of_detect_reads_back_as_the_boxes_of_import_images(
 def test_a_demo_directory_is_reused_only_with_a_dataset_and_a_run_in_it(tmp_path, tiny_run):
     from mistnet.demo import claim_demo
     from mistnet.errors import MistError
-    from mistnet.io import create_directory
+    from mistnet.outputs import create_directory
 
     out = tmp_path / "demo"
     assert claim_demo(out) == [out] and output_kind(out) == "demo"

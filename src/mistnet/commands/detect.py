@@ -69,8 +69,9 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text, claim_output, json_text, new_directory
+from mistnet.io import atomic_write_text, json_text
 from mistnet.models.mist import GridMIST
+from mistnet.outputs import claim_output, new_directory
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb

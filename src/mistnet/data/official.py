@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mistnet.data.store import claim_dataset, load_split, read_manifest, write_dataset
 from mistnet.errors import DataError
-from mistnet.io import claim_output, new_directory
+from mistnet.outputs import claim_output, new_directory
 from mistnet.validate import (
     DEFAULT_MAX_PIXELS,
     NUMPY_READ_ERRORS,

@@ -35,14 +35,15 @@ from torch.utils.data import Dataset
 from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
-from mistnet.io import MARKER, claim_output, json_text, new_directory, require_only_own
+from mistnet.io import json_text
+from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
-#: The names in a dataset directory (:func:`mistnet.io.require_only_own`): ``--overwrite``
+#: The names in a dataset directory (:func:`mistnet.outputs.require_only_own`): ``--overwrite``
 #: replaces no directory that holds anything else.
 DATASET_FILES = (MARKER, MANIFEST, *(f"{split}.npz" for split in SPLITS))
 #: The ground truth a dataset can carry; a dataset's ``annotations`` is a subset.
@@ -219,7 +220,7 @@ def claim_dataset(
 
     Raises:
         MistError: anything else at ``out``, or ``out`` inside another output or an input
-            (see :func:`mistnet.io.claim_output`), or a dataset holding a file or folder of
+            (see :func:`mistnet.outputs.claim_output`), or a dataset holding a file or folder of
             the user's (the first one is named).
     """
     existing = claim_output(out, "dataset", "mist data", legacy=is_dataset, inputs=inputs)
@@ -235,7 +236,7 @@ def dataset_directory(
 ) -> AbstractContextManager[Path]:
     """A temporary directory that becomes the dataset ``out`` on success, never half-written.
 
-    ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.io.new_directory`.
+    ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.outputs.new_directory`.
     """
     claim_dataset(out, overwrite)
     own = ("a dataset", DATASET_FILES)  # checked again as the old one is replaced

@@ -45,13 +45,8 @@ from typing import Any
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import (
-    atomic_write_json,
-    check_outside,
-    exclusive_lock,
-    open_output,
-    writing_inside,
-)
+from mistnet.io import atomic_write_json, exclusive_lock
+from mistnet.outputs import check_outside, open_output, writing_inside
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
