@@ -426,6 +426,22 @@ def test_a_run_of_an_earlier_version_resumes_and_gets_its_marker(capsys, tmp_pat
     assert "ignoring" not in err
 
 
+def test_the_run_of_an_earlier_demo_resumes_and_the_rest_of_the_demo_is_left_alone(
+    capsys, tmp_path, tiny_run
+):
+    out = earlier_demo(tmp_path, tiny_run)
+    before = entries_under(tmp_path)
+    argv = ["train", "--out", out / "run", "--resume", "--no-progress", "--set", "train.steps=11"]
+    rc, _, err = mist(capsys, *argv)  # the run lies inside the demo, which made it: accepted
+    assert rc == 0, err
+    assert json.loads((out / "run" / "summary.json").read_text())["steps"] == 11
+
+    def outside_the_run(entries):
+        return {k: v for k, v in entries.items() if k != "dm/run" and not k.startswith("dm/run/")}
+
+    assert outside_the_run(entries_under(tmp_path)) == outside_the_run(before)
+
+
 def test_the_csv_of_detect_reads_back_as_the_boxes_of_import_images(
     capsys, tmp_path, tiny_run, monkeypatch
 ):
