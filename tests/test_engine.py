@@ -467,7 +467,8 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
 
 
 def test_a_second_train_into_a_locked_run_directory_stops_with_one_line(tmp_path):
-    from mistnet.io import create_directory, exclusive_lock
+    from mistnet.io import exclusive_lock
+    from mistnet.outputs import create_directory
 
     run = tmp_path / "run"
     create_directory(run, "run")  # made by a train that is still running
@@ -576,7 +577,7 @@ def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
 
 
 def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path):
-    from mistnet.io import create_directory
+    from mistnet.outputs import create_directory
 
     def diverging(trainer, result):
         raise NonFiniteLoss("task loss became nan")

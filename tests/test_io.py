@@ -14,17 +14,21 @@ from mistnet.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    json_text,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
+from mistnet.outputs import (
+    check_outside,
     claim_output,
     create_directory,
-    json_text,
     mark,
     new_directory,
     output_kind,
-    remove_stale_temporaries,
     rename_new,
-    signals_as_exceptions,
-    temporary_sibling,
+    writing_inside,
 )
+from mistnet.signals import signals_as_exceptions
 
 
 class Boom(Exception):
@@ -206,3 +210,27 @@ def test_sigterm_unwinds_as_an_exception_and_the_handler_is_restored(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
     assert os.listdir(tmp_path) == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_output_lies_inside_another_only_where_its_maker_writes_it(tmp_path):
+    demo = tmp_path / "demo"
+    create_directory(demo, "demo")
+    with pytest.raises(MistError, match=r"--out .*demo/run is inside the demo folder .*demo; cho"):
+        claim_output(demo / "run", "run", "mist train")
+    with writing_inside(demo, ("data", "run")):
+        assert claim_output(demo / "run" / "deeper", "run", "mist demo") is False
+        with pytest.raises(MistError, match="notes is inside the demo folder"):
+            claim_output(demo / "notes", "run", "mist demo")  # not one of the demo's children
+    with pytest.raises(MistError, match="inside the demo folder"):  # only while the block runs
+        claim_output(demo / "run", "run", "mist train")
+    create_directory(tmp_path / "ds", "dataset")
+    with pytest.raises(MistError, match=r"a/b is inside the dataset .*ds; choose a path outside"):
+        check_outside(tmp_path / "ds" / "a" / "b")
+    with pytest.raises(MistError, match=r"--data-root .*ds is the dataset"):
+        check_outside(tmp_path / "ds", option="--data-root", itself=True)
+    (tmp_path / "photos").mkdir()  # an input needs no marker
+    photos = [("the image folder", tmp_path / "photos")]
+    with pytest.raises(MistError, match="photos/x is inside the image folder"):
+        check_outside(tmp_path / "photos" / "x", photos)
+    check_outside(tmp_path / "photos", photos)  # the folder itself: claim_output refuses it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "ds", "photos"]

@@ -458,7 +458,7 @@ def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
     """OUT/.lock is flock-ed for the whole invocation; a second one stops with one line."""
     import fcntl
 
-    from mistnet.io import create_directory
+    from mistnet.outputs import create_directory
 
     out = tmp_path / "out"
     create_directory(out, "reproduce")  # made by the reproduction that is still running

@@ -24,7 +24,7 @@ from typing import NoReturn
 from mistnet import __version__
 from mistnet.distributed import World
 from mistnet.errors import MistError, MistWarning
-from mistnet.io import Terminated, signals_as_exceptions
+from mistnet.signals import Terminated, signals_as_exceptions
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -115,8 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     with warnings.catch_warnings():
-        warnings.showwarning = _warning_printer(args.command)
+        warnings.showwarning = _warning_printer(command_name(args))
         return _call(args)
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """What the lines of a command call it: ``eval``, or a group's with its action (``data
+    import-images``), as argparse names it in its usage errors."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {action}" if action else args.command
 
 
 def _warning_printer(command: str):
@@ -134,25 +141,26 @@ def _warning_printer(command: str):
 
 def _call(args: argparse.Namespace) -> int:
     """Run ``args.func``; a user error, a bug or an interrupt ends as one line (see the top)."""
+    name = command_name(args)
     try:
         with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
             return int(args.func(args) or 0)
     except MistError as exc:
-        print(f"mist {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mist {name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"mist {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
+        print(f"mist {name}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mist {args.command}: interrupted", file=sys.stderr)
+        print(f"mist {name}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if not _out_of_memory(exc):
-            return internal_error(args.command, exc)
-        print(f"mist {args.command}: error: out of memory; try smaller inputs", file=sys.stderr)
+            return internal_error(name, exc)
+        print(f"mist {name}: error: out of memory; try smaller inputs", file=sys.stderr)
         return 2
     except Terminated as exc:
-        print(f"mist {args.command}: stopped by {exc}", file=sys.stderr)
+        print(f"mist {name}: stopped by {exc}", file=sys.stderr)
         return 128 + exc.signum
 
 

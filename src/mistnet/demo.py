@@ -36,21 +36,17 @@ from mistnet.data.sampling import loader
 from mistnet.data.store import claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import (
-    atomic_write_json,
-    claim_output,
-    json_text,
-    open_output,
-    remove_empty,
-    require_only_own,
-)
+from mistnet.io import atomic_write_json, json_text, remove_empty
 from mistnet.loop import train
+from mistnet.outputs import claim_output, open_output, remove_own, writing_inside
 from mistnet.progress import metrics_text
 from mistnet.rundir import RUN_FILES, Run
 from mistnet.viz import output_figure
 
 #: The preset of each demo task.
 PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-hard-recon-cpu"}
+#: The outputs a demo directory holds: a dataset and the run trained on it.
+CHILDREN = ("data", "run")
 
 
 def build_data(
@@ -83,11 +79,11 @@ def claim_demo(out: Path) -> list[Path]:
     created = open_output(out, "demo", "mist demo")
     if created:
         return created
-    claim_dataset(out / "data", overwrite=True)
-    run = Run(out / "run")
-    if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
-        require_only_own(run.path, RUN_FILES, "a run")
-        shutil.rmtree(run.path)
+    with writing_inside(out, CHILDREN):
+        claim_dataset(out / "data", overwrite=True)
+        run = Run(out / "run")
+        if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
+            remove_own(run.path, RUN_FILES, "a run")
     return []
 
 
@@ -161,8 +157,7 @@ def run_demo(
     """
     if task not in PRESETS:
         raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
-    preset = preset or PRESETS[task]
-    log = log or _print
+    preset, log = preset or PRESETS[task], log or _print
     out = Path(out)
     t0 = time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
@@ -173,13 +168,14 @@ def run_demo(
         log(f"note: no figure.png: {no_figure}")
     created = claim_demo(out)
     try:
-        log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
-        build_data(data_dir, n_train, n_val, n_test, seed, pools)
-        log(
-            f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} min "
-            f"-> {run_dir}"
-        )
-        summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+        with writing_inside(out, CHILDREN):  # the demo's own dataset and run, inside it
+            log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
+            build_data(data_dir, n_train, n_val, n_test, seed, pools)
+            log(
+                f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} "
+                f"min -> {run_dir}"
+            )
+            summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
     except BaseException:
         if created and not Run(run_dir).last.exists():  # nothing worth keeping
             shutil.rmtree(out, ignore_errors=True)

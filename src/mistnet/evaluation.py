@@ -58,6 +58,17 @@ class Evaluation:
         return dataclasses.asdict(self)
 
 
+def _check_k(k: int, dataset, source: str, method: str) -> None:
+    """Refuse ``--k`` above the pixel count of the images: the heatmap methods' E_K picks K
+    pixels (the run's own ``model.k`` is checked by :func:`~mistnet.data.runs.check_data`)."""
+    places = int(dataset.height) * int(dataset.width)
+    if k > places and method in ("mist", "supervised"):
+        raise MistError(
+            f"--k {k}: {source} has {dataset.height}x{dataset.width} images, too few pixels "
+            f"for {k} detections (at most {places})"
+        )
+
+
 def evaluate_run(
     run: str | Path | None,
     data: str | None = None,
@@ -89,8 +100,8 @@ def evaluate_run(
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
-            split, a negative ``k`` / ``k`` together with ``per_image_k``, or a metric that is
-            not finite (the model's outputs were not).
+            split, a negative ``k``, more than the images have pixels, or ``k`` together with
+            ``per_image_k``, or a metric that is not finite (the model's outputs were not).
     """
     if k < 0:
         raise MistError(f"--k must be positive, got {k}")
@@ -105,6 +116,7 @@ def evaluate_run(
         raise MistError(f"{source}: the {split} split is empty")
     check_data(cfg, dataset, source)
     k = k or net.k
+    _check_k(k, dataset, source, cfg.train.method)
     annotations = annotations_of(dataset)
     metrics = evaluate(
         net,

@@ -15,26 +15,18 @@ Every JSON file and line mistnet writes goes through :func:`json_text`: strict J
 NaN or infinite float (an undefined metric, such as a detection rate over no instances) is
 ``null``, never the bare ``NaN`` that strict parsers reject.
 
-Output directories are created, never adopted (:func:`claim_output`, :func:`new_directory`): a
-command writes a new directory, or one it made earlier (its ``.mistnet`` marker names the
-kind), built in a temporary sibling and renamed into place in one step that never replaces
-what another process made meanwhile.
+Output directories, built in temporaries like these, are :mod:`mistnet.outputs`' job.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
-import fnmatch
 import json
 import math
 import os
 import re
 import shutil
-import signal
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -106,6 +98,16 @@ def _finite_or_none(value: Any) -> Any:
 
 # ``.<target name>.<pid>.<8 hex>.tmp<target suffix>``, see temporary_sibling.
 _TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a name :func:`temporary_sibling` gives (its writer done or killed).
+
+    Example:
+        >>> is_temporary(temporary_sibling("eval.json").name), is_temporary("eval.json")
+        (True, False)
+    """
+    return _TEMPORARY.match(name) is not None
 
 
 def _writer_alive(pid: int) -> bool:
@@ -233,302 +235,3 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, doc: Any) -> Path:
     """Write ``doc`` as :func:`json_text` (indent 2) plus a newline, atomically."""
     return atomic_write_text(path, json_text(doc) + "\n")
-
-
-# -- output directories -------------------------------------------------------------------------
-
-#: The file that says a directory is mistnet's own output, and of which kind.
-MARKER = ".mistnet"
-#: The kinds of output directory mistnet makes (what a marker file may hold).
-KINDS = ("run", "dataset", "detections", "demo", "official", "reproduce")
-
-
-def output_kind(directory: str | os.PathLike) -> str | None:
-    """The kind named by ``directory/.mistnet`` (one of :data:`KINDS`), or None."""
-    marker = Path(directory) / MARKER
-    try:
-        if marker.is_symlink() or not marker.is_file():
-            return None
-        kind = marker.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return kind if kind in KINDS else None
-
-
-def mark(directory: str | os.PathLike, kind: str) -> None:
-    """Write the marker that makes ``directory`` an output of ``kind`` (see :func:`claim_output`)."""
-    atomic_write_text(Path(directory) / MARKER, kind + "\n")
-
-
-def claim_output(
-    path: str | os.PathLike,
-    kind: str,
-    command: str,
-    legacy: Callable[[Path], bool] | None = None,
-) -> bool:
-    """Check that a command may write the output directory ``path``.
-
-    An output is created, never adopted: ``path`` must not exist, be an empty directory (the
-    new one replaces it), or be a directory of ``kind`` that mistnet made earlier (its marker
-    says so, or ``legacy(path)`` recognises one written before markers existed).
-
-    Returns:
-        True when ``path`` is an output of ``kind`` made earlier; False when it is new.
-
-    Raises:
-        MistError: ``path`` is a symbolic link, a file, another kind of mistnet output, or a
-            directory mistnet did not make.
-    """
-    path = Path(path)
-    if path.is_symlink():
-        raise MistError(f"{path}: is a symbolic link; --out must name a new directory")
-    if not path.exists():
-        return False
-    if not path.is_dir():
-        raise MistError(f"{path}: exists and is not a directory; choose a new --out")
-    found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
-    if found == kind:
-        return True
-    if found is not None:
-        raise MistError(f"{path}: is a mistnet {found} directory, not {command}'s output")
-    if not any(path.iterdir()):
-        return False
-    raise MistError(
-        f"{path}: exists and was not made by {command}; choose a new --out (mistnet never "
-        "writes into a directory it did not create)"
-    )
-
-
-def _own(entry: Path, patterns: Iterable[str]) -> bool:
-    if _TEMPORARY.match(entry.name):  # an atomic write's, finished or killed
-        return True
-    if entry.is_symlink():
-        return False
-    for pattern in patterns:
-        if pattern.endswith("/"):
-            if entry.is_dir() and fnmatch.fnmatchcase(entry.name, pattern[:-1]):
-                return True
-        elif entry.is_file() and fnmatch.fnmatchcase(entry.name, pattern):
-            return True
-    return False
-
-
-def require_only_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
-    """Check that ``directory`` holds nothing but the entries mistnet writes into ``what``.
-
-    A command that replaces (and so deletes) an output it made earlier must not take along
-    what the user put there since: notes, a run trained into a dataset's folder.
-
-    Args:
-        directory: the output to be replaced.
-        patterns: ``fnmatch`` patterns of its own names: a regular file, or with a trailing
-            ``/`` a directory (never a symbolic link). Temporaries of atomic writes are own too.
-        what: the kind of output, for the message (``"a dataset"``).
-
-    Raises:
-        MistError: naming the first entry (by name) that is not one of its own.
-    """
-    patterns = list(patterns)
-    for entry in sorted(Path(directory).iterdir()):
-        if not _own(entry, patterns):
-            raise MistError(
-                f"{entry}: is not part of {what}, so {Path(directory)} is not replaced; "
-                "move it away and run again"
-            )
-
-
-_RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
-
-
-def _renameat2() -> Callable | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.renameat2
-    except (OSError, AttributeError):  # not Linux, or a C library without renameat2
-        return None
-
-
-def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
-
-    ``dst`` may be missing (``renameat2(RENAME_NOREPLACE)``: the kernel refuses a ``dst`` that
-    appeared meanwhile) or an empty directory (a plain rename, which the kernel refuses onto a
-    directory that is no longer empty).
-
-    Raises:
-        MistError: ``dst`` exists and is not an empty directory (made by another process).
-    """
-    src, dst = Path(src), Path(dst)
-    try:
-        if dst.is_dir() and not dst.is_symlink():
-            os.rename(src, dst)
-            return
-        renameat2 = _renameat2()
-        if renameat2 is not None:
-            if (
-                renameat2(
-                    _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
-                )
-                == 0
-            ):
-                return
-            code = ctypes.get_errno()
-            if code not in (errno.EINVAL, errno.ENOSYS):  # else: a file system without it
-                raise OSError(code, os.strerror(code), str(dst))
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
-            raise MistError(
-                f"{dst}: was created by another process meanwhile; it is left as it is"
-            ) from None
-        raise
-
-
-def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
-    """Create the output directory ``path`` of ``kind`` (marked) in one step.
-
-    Returns:
-        The directories created, ``path`` first, then the parents made for it.
-
-    Raises:
-        MistError: ``path`` appeared meanwhile (see :func:`rename_new`).
-    """
-    path = Path(path)
-    created = make_parents(path.parent)
-    try:
-        with new_directory(path, kind):
-            pass
-    except BaseException:
-        remove_empty(created)
-        raise
-    return [path, *created]
-
-
-def open_output(
-    path: str | os.PathLike,
-    kind: str,
-    command: str,
-    legacy: Callable[[Path], bool] | None = None,
-) -> list[Path]:
-    """Create the output directory ``path`` of ``kind``, or accept one made earlier.
-
-    For outputs that are written in place over a long time (a run, a reproduction) rather than
-    renamed into place at the end. An output of an earlier version (``legacy``) gets its marker.
-
-    Returns:
-        The directories created (see :func:`create_directory`); none when ``path`` existed.
-
-    Raises:
-        MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
-    """
-    if claim_output(path, kind, command, legacy):
-        if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
-            mark(path, kind)
-        return []
-    return create_directory(path, kind)
-
-
-@contextmanager
-def new_directory(
-    target: str | os.PathLike,
-    kind: str,
-    replace: bool = False,
-    merge: bool = False,
-    legacy: Callable[[Path], bool] | None = None,
-) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``target``; on success it becomes ``target``.
-
-    Call :func:`claim_output` first: ``target`` is new, or an output of ``kind`` made earlier.
-    The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
-    in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
-    ``replace`` (the new directory takes its place, the old one is removed) or ``merge`` (each
-    file replaces its namesake in ``target``, every name checked first), and only when it is
-    still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On any exception
-    (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary directory and the
-    parents made for it are removed and ``target`` is as it was.
-    """
-    target = Path(target)
-    created = make_parents(target.parent)
-    remove_stale_temporaries(target.parent, target.name)
-    tmp = temporary_sibling(target)
-    try:
-        tmp.mkdir()
-        mark(tmp, kind)
-        yield tmp
-        ours = output_kind(target) == kind or (legacy is not None and legacy(target))
-        if merge and ours:
-            _merge(tmp, target)
-        elif replace and ours:
-            _swap(tmp, target)
-        else:
-            rename_new(tmp, target)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_empty(created)
-        if str(exc.filename or tmp).startswith(str(tmp)):
-            # A full disk or a size limit while writing: name the target, not the temporary.
-            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_empty(created)
-        raise
-
-
-def _merge(tmp: Path, target: Path) -> None:
-    """Move the files of ``tmp`` into ``target``, once each name is free or a plain file."""
-    entries = sorted(tmp.iterdir())
-    for entry in entries:
-        there = target / entry.name
-        if there.is_symlink() or (there.exists() and not there.is_file()):
-            raise MistError(f"{there}: is not a file mistnet wrote; move it away and run again")
-    for entry in entries:
-        os.replace(entry, target / entry.name)
-    tmp.rmdir()
-
-
-def _swap(tmp: Path, target: Path) -> None:
-    """Put ``tmp`` in the place of the directory ``target``, then remove the old one."""
-    old = temporary_sibling(target)
-    os.rename(target, old)
-    try:
-        rename_new(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-class Terminated(BaseException):
-    """The process got SIGTERM or SIGHUP (see :func:`signals_as_exceptions`)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def signals_as_exceptions() -> Iterator[None]:
-    """Raise :class:`Terminated` on SIGTERM and SIGHUP while the block runs.
-
-    By default these signals end the process at once, so no ``finally`` runs and the
-    temporaries and half-made outputs stay behind; as an exception they unwind like Ctrl-C.
-    Only the main thread can set handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated(signum)
-
-    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s]
-    previous = {s: signal.signal(s, handler) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)

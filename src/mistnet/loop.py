@@ -86,23 +86,23 @@ def train(
     """Train ``cfg`` into the run directory ``out`` (:meth:`Run.writing`); the summary.
 
     The keyword arguments are :class:`RunOptions`. On ``resume`` the run goes on as it was
-    configured (:meth:`Run.resume_config`), whatever ``cfg`` says. ``data`` gives ``(train,
-    val)`` datasets in memory (``val`` None: no validation; the best checkpoint is the last)
-    instead of the splits ``cfg.data`` names; a resume needs them again.
+    configured (:meth:`Run.resume_config`; a larger ``train.steps`` trains it further).
+    ``data`` gives ``(train, val)`` datasets in memory (``val`` None: no validation; the best
+    checkpoint is the last) instead of the splits ``cfg.data`` names; a resume needs them again.
 
     Raises:
-        MistError: bad data or config, ``out`` neither new nor a run (:meth:`Run.claim`), a
-            non-resumable directory, another process training into ``out``, or divergence
-            (after keeping the last good checkpoint).
+        MistError: bad data or config, ``out`` neither new nor a run nor outside its inputs
+            (:meth:`Run.claim`), a non-resumable or finished run, another process training
+            into ``out``, or divergence (after keeping the last good checkpoint).
     """
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
     run = Run(out)
     if resume:
-        cfg = run.resume_config()[0]
+        cfg = run.resume_config(cfg)[0]
     with distributed.process_group(device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it
-        with run.writing(resume) if world.main else contextlib.nullcontext():
+        with run.writing(resume, cfg) if world.main else contextlib.nullcontext():
             return Session(cfg, run, options, world, data, callbacks or Callbacks()).train()
 
 

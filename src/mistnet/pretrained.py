@@ -28,6 +28,7 @@ from mistnet.config import Config, from_record
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
+from mistnet.outputs import check_outside
 from mistnet.rundir import Run
 from mistnet.validate import read_json
 
@@ -149,7 +150,8 @@ def package(
         run: a run directory.
         name: the model's name (lowercase letters, digits and dashes).
         command: the command that trained the run, recorded for anyone to rerun.
-        out: the folder to write into (the registry, or any other).
+        out: the folder to write into (the registry, or any other but a mistnet output such
+            as a run or a dataset, or a folder inside one).
         metrics: the ``mist eval`` record of the run's best checkpoint (default
             ``RUN/eval-test.json``, what ``mist eval RUN`` writes).
 
@@ -157,11 +159,13 @@ def package(
         The file written.
 
     Raises:
-        MistError: a bad name or empty command, no metrics or metrics of another checkpoint
-            than the best, or a file of that name in ``out`` that is no packaged model.
+        MistError: a bad name or empty command, ``out`` in a mistnet output or in ``run``, no
+            metrics or metrics of another checkpoint than the best, or a file of that name in
+            ``out`` that is no packaged model.
     """
     if not NAME.fullmatch(name):
         raise MistError(f"--name {name!r}: use lowercase letters, digits and dashes")
+    check_outside(out, [("the run", run)], "--out", itself=True)
     if not command.strip():
         raise MistError("--command is empty; give the command that trained the run")
     cfg, model, ckpt = Run(run).load("best")

@@ -4,7 +4,7 @@ A run directory holds ``config.json`` (the resolved config), ``last.safetensors`
 ``ckpt_every`` steps and at the end), ``best.safetensors`` (best validation metric),
 ``log.jsonl`` (one JSON line per logged step and per validation, read back by
 :func:`mistnet.runlog.read_log`), ``summary.json``, ``.lock`` (held while a process trains into
-it) and the ``.mistnet`` marker that names it a run (:func:`mistnet.io.claim_output`: training
+it) and the ``.mistnet`` marker that names it a run (:func:`mistnet.outputs.claim_output`: training
 writes only into a directory it made). The training loop (:mod:`mistnet.loop`)
 writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, ``detect``,
 :func:`mistnet.load`, ``mist reproduce``) imports this module and never the loop.
@@ -24,20 +24,14 @@ from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json
 from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError
-from mistnet.io import (
-    LOCK,
-    MARKER,
-    atomic_write_text,
-    exclusive_lock,
-    json_text,
-    open_output,
-    remove_empty,
-)
+from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text, remove_empty
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
+from mistnet.outputs import MARKER, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.trainer import Trainer
+from mistnet.validate import read_json
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -64,7 +58,7 @@ def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str
     return "both" if "both" not in skipped else "classif"
 
 
-#: The names in a run directory (:func:`mistnet.io.require_only_own`): what ``mist train``
+#: The names in a run directory (:func:`mistnet.outputs.require_only_own`): what ``mist train``
 #: writes, its TensorBoard folder and ``mist eval``'s default records; ``mist demo`` replaces
 #: no run that holds anything else.
 RUN_FILES = (
@@ -130,16 +124,33 @@ class Run:
             return False
         return True
 
-    def claim(self) -> list[Path]:
+    def claim(self, cfg: Config | None = None) -> list[Path]:
         """Make this run directory for writing, or accept one ``mist train`` made earlier.
 
         Returns:
             The directories created (none when the run existed; a legacy run gets its marker).
 
         Raises:
-            MistError: ``path`` exists and is not a run (see :func:`mistnet.io.claim_output`).
+            MistError: ``path`` exists and is not a run, or lies inside another output or in
+                a folder the run of ``cfg`` reads (see :func:`mistnet.outputs.claim_output`).
         """
-        return open_output(self.path, "run", "mist train", legacy=lambda path: self.is_legacy())
+        legacy, inputs = (lambda path: self.is_legacy()), inputs_of(cfg)
+        return open_output(self.path, "run", "mist train", legacy=legacy, inputs=inputs)
+
+    def finished(self, steps: int) -> bool:
+        """Whether the run trained ``steps`` steps: its ``summary.json`` (written as training
+        ends; none when it was killed) and its last checkpoint both say so.
+
+        Raises:
+            MistError: a damaged last checkpoint (see :class:`~mistnet.checkpoint.Checkpoint`).
+        """
+        try:
+            done = read_json(self.summary).get("steps")
+        except (MistError, OSError, AttributeError):
+            return False  # a damaged summary is rewritten as the resumed run ends
+        if done != steps or not self.last.is_file():
+            return False
+        return Checkpoint(self.last).step == steps  # past them: check_resume names it
 
     def append_log(self, record: dict[str, Any]) -> None:
         with self.log.open("a") as f:
@@ -151,13 +162,26 @@ class Run:
             atomic_write_text(self.log, "".join(r.line + "\n" for r in log if r.step <= step))
 
     def resume_config(self, asked: Config | None = None) -> tuple[Config, list[str]]:
-        """The config a resumed run continues with (its own, as saved), and what of ``asked``
-        it ignores (``section.key: saved -> asked`` lines; none when ``asked`` is None).
+        """The config a resumed run continues with (its own, as saved, but a larger
+        ``train.steps`` of ``asked``), and what of ``asked`` it ignores (``section.key: saved
+        -> asked`` lines; none when ``asked`` is None).
+
+        Raises:
+            MistError: not a run, or (``asked`` given) a run that finished, when ``asked``
+                does not raise its ``train.steps``.
         """
         self.require()
         saved = load_json(self.config)
         if asked is None:
             return saved, []
+        # A larger train.steps trains a stopped or finished run further (the batch of step t
+        # depends on the seed and t alone, and no schedule on the number of steps).
+        steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
+        if self.finished(steps):  # nothing to train: a resume would only rewrite its files
+            raise MistError(
+                f"{self.path}: the run finished at train.steps = {steps}; to train it further, "
+                f"resume with --set train.steps=N, N > {steps}"
+            )
         a, b = asked.to_dict(), saved.to_dict()
         diff = [
             f"{section}.{key}: {b[section][key]!r} -> {value!r}"
@@ -184,17 +208,18 @@ class Run:
         return ckpt
 
     @contextmanager
-    def writing(self, resume: bool) -> Iterator[None]:
-        """Hold ``.lock`` while training into the directory, made or accepted by :meth:`claim`.
+    def writing(self, resume: bool, cfg: Config | None = None) -> Iterator[None]:
+        """Hold ``.lock`` while training ``cfg`` into the directory, made or accepted by
+        :meth:`claim`.
 
         A fresh run that fails (or, under the CLI, is stopped by a signal:
-        :func:`mistnet.io.signals_as_exceptions`) before its first checkpoint removes the
+        :func:`mistnet.signals.signals_as_exceptions`) before its first checkpoint removes the
         directory it created, or the files it wrote into a run that existed.
 
         Raises:
             MistError: ``path`` is not a run (:meth:`claim`), or another process holds the lock.
         """
-        created = self.claim()
+        created = self.claim(cfg)
         before = set() if created else {p.name for p in self.path.iterdir()}
         with exclusive_lock(self.path, "mist train"):
             try:
@@ -233,6 +258,15 @@ class Run:
         model = build_model(cfg.model, cfg.train.method)
         ckpt.load_model(model, average=True)
         return cfg, model.to(device).eval(), ckpt
+
+
+def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
+    """The folders a run of ``cfg`` reads (its dataset, the run it starts from), which its
+    directory may not lie in (:func:`mistnet.outputs.check_outside`)."""
+    if cfg is None:
+        return []
+    found = [("the dataset", cfg.data.path), ("the run", cfg.train.init_from)]
+    return [(what, path) for what, path in found if path and Path(path).is_dir()]
 
 
 def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:

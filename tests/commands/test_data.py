@@ -55,7 +55,7 @@ def test_make_show_export_import(capsys, tmp_path):
         "--n-train",
         3,
         "--n-val",
-        0,
+        1,
         "--n-test",
         2,
         "--layout-bank",
@@ -90,7 +90,12 @@ def test_make_with_idx_digits(capsys, tmp_path):
     [
         (("make", "mnist-medium", "--out", "{tmp}/x"), "unknown scene generator 'mnist-medium'"),
         (("make", "mnist-hard-30", "--out", "{tmp}/x", "--n-train", 1), "impossible layout"),
-        (("make", "mnist-hard", "--out", "{tmp}/x", "--n-val", -1), "--n-val must be >= 0"),
+        (("make", "mnist-hard", "--out", "{tmp}/x", "--n-val", -1), "--n-val must be at least 1"),
+        (("make", "mnist-easy", "--out", "{tmp}/x", "--n-train", 0), "--n-train must be at least"),
+        (("make", "mnist-easy", "--out", "{tmp}/x", "--n-val", 0), "--n-val must be at least 1"),
+        (("make", "mnist-easy", "--out", "{tmp}/x", "--n-test", 0), "--n-test must be at least"),
+        (("make", "mnist-hardd", "--out", "{tmp}/x"), "'mnist-hardd'; did you mean mnist-hard"),
+        (("make", "mnist-hard-0to99", "--out", "{tmp}/x"), "number 0..99; give 1 <= a <= b"),
         (
             ("make", "mnist-hard", "--out", "{tmp}/x", "--digits", "{tmp}/nodigits"),
             "nodigits: not a directory",
@@ -106,6 +111,24 @@ def test_make_with_idx_digits(capsys, tmp_path):
 def test_error_paths(capsys, tmp_path, argv, match):
     argv = [a.format(tmp=tmp_path) if isinstance(a, str) else a for a in argv]
     _assert_user_error(capsys, tmp_path, *argv, match=match)
+
+
+def test_an_unknown_name_is_one_short_line_with_the_closest_names(capsys, tmp_path):
+    rc, _, err = mist(capsys, "data", "make", "mnist-hard-easy", "--out", tmp_path / "x")
+    assert rc == 2 and err == (
+        "mist data make: error: unknown scene generator 'mnist-hard-easy'; did you mean "
+        "mnist-hard-left or mnist-hard or mnist-easy? (see mist data make --help for the names)\n"
+    )
+    rc, _, err = mist(capsys, "data", "make", "zzz", "--out", tmp_path / "x")
+    assert err.endswith("unknown scene generator 'zzz' (see mist data make --help for the names)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_name_the_action_of_the_group(capsys, tmp_path):
+    argv = ["data", "import-images", tmp_path / "none", "--out", tmp_path / "x"]
+    assert mist(capsys, *argv)[2].startswith("mist data import-images: error: ")
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "x", "--n-train", "0"]
+    assert mist(capsys, *argv)[2].startswith("mist data make: error: ")
 
 
 def test_corrupt_inputs_and_existing_output(capsys, tmp_path):

@@ -189,7 +189,7 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     )
     result = mist(capsys, *package, "--name", "Bad Name")
     assert_user_error(result, "--name 'Bad Name'")
-    assert result[2].startswith("mist models: error:")  # not the --command text as the name
+    assert result[2].startswith("mist models package: error:")  # not the --command text
     mine = tmp_path / f"{NAME}.safetensors"
     mine.write_bytes(b"my own file")
     assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))

@@ -24,7 +24,8 @@ from cli_helpers import (
 from PIL import Image
 
 from mistnet.data import store
-from mistnet.io import MARKER, create_directory, output_kind
+from mistnet.demo import CHILDREN
+from mistnet.outputs import MARKER, create_directory, output_kind, writing_inside
 
 CASES = {}
 
@@ -58,7 +59,8 @@ def earlier_demo(tmp_path, run):
     """A directory an earlier ``mist demo`` made: its dataset and its run."""
     out = tmp_path / "dm"
     create_directory(out, "demo")
-    dataset(out / "data")
+    with writing_inside(out, CHILDREN):  # as mist demo writes them
+        dataset(out / "data")
     shutil.copytree(run, out / "run")
     return out
 
@@ -177,7 +179,7 @@ def eval_over_a_file_of_the_users_named_like_its_record(tmp_path, run):
 def import_images_into_its_own_folder(tmp_path, run):
     image(tmp_path / "photos" / "x.png")
     argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "photos" / "ds"]
-    return argv, ["ds: is inside", "outside the image folder"]
+    return argv, ["photos/ds is inside the image folder", "choose a path outside it"]
 
 
 @case
@@ -185,6 +187,83 @@ def reproduce_into_a_folder_of_the_users(tmp_path, run):
     image(tmp_path / "photos" / "x.png")
     argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "photos"]
     return argv, ["photos: exists and was not made by mist reproduce"]
+
+
+# -- an output inside another output, or inside an input ------------------------------------
+
+
+@case
+def train_into_the_dataset_it_reads(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", ds / "run", "--no-progress"]
+    return argv, [f"--out {ds}/run is inside the dataset {ds}; choose a path outside it"]
+
+
+@case
+def train_into_an_unmarked_dataset_it_reads(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    (ds / MARKER).unlink()  # written before outputs were marked: known as the input
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", ds / "run", "--no-progress"]
+    return argv, ["ds/run is inside the dataset", "choose a path outside it"]
+
+
+@case
+def detect_into_a_folder_inside_the_run(tmp_path, run):
+    argv = ["detect", run, image(tmp_path / "in" / "a.png"), "--out", run / "found"]
+    return argv, [f"--out {run}/found is inside the run {run}"]
+
+
+@case
+def make_data_inside_a_run(tmp_path, run):
+    argv = ["data", "make", "mnist-easy", "--out", run / "dsub", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["run/dsub is inside the run"]
+
+
+@case
+def make_data_inside_a_demo_directory(tmp_path, run):
+    out = earlier_demo(tmp_path, run)  # its data/ is the demo's own, for mist demo alone
+    argv = ["data", "make", "mnist-easy", "--out", out / "data", "--overwrite", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["dm/data is inside the demo folder"]
+
+
+@case
+def make_data_through_a_link_into_a_dataset(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    (tmp_path / "link").symlink_to(ds)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "link" / "x", "--n-train", "2"]
+    return [*argv, "--n-val", "1", "--n-test", "1"], ["link/x is inside the dataset", "ds;"]
+
+
+@case
+def reproduce_with_a_dataset_as_the_data_root(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "repro"]
+    return [*argv, "--data-root", ds], [f"--data-root {ds} is the dataset {ds}"]
+
+
+@case
+def reproduce_with_the_data_root_inside_a_run(tmp_path, run):
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "repro"]
+    return [*argv, "--data-root", run / "data"], ["run/data is inside the run"]
+
+
+@case
+def package_a_model_into_a_dataset(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["models", "package", run, "--name", "mine", "--command", "mist train", "--out", ds]
+    return argv, [f"--out {ds} is the dataset {ds}; choose a path outside it"]
+
+
+@case
+def package_a_model_into_its_run(tmp_path, run):
+    argv = ["models", "package", run, "--name", "mine", "--command", "mist train"]
+    return [*argv, "--out", run / "models"], [f"--out {run}/models is inside the run {run}"]
+
+
+@case
+def resume_a_run_that_finished(tmp_path, run):
+    argv = ["train", "--out", run, "--resume", "--no-progress"]
+    return argv, ["run: the run finished at train.steps = 10", "--set train.steps=N, N > 10"]
 
 
 # -- escape --------------------------------------------------------------------------------------
@@ -295,6 +374,24 @@ def test_two_imports_into_one_out_one_wins_and_the_other_leaves_it_intact(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "photos"]  # no temporary left
 
 
+def test_a_file_put_into_a_dataset_while_it_is_replaced_is_kept_with_it(
+    capsys, tmp_path, monkeypatch
+):
+    ds = dataset(tmp_path / "ds")
+    before = files_under(tmp_path)
+    real_save = store._save_npz
+
+    def the_user_adds_a_file(path, arrays, compress):  # after the check, before the swap
+        (ds / "notes.txt").write_text("mine")
+        real_save(path, arrays, compress)
+
+    monkeypatch.setattr(store, "_save_npz", the_user_adds_a_file)
+    argv = ["data", "make", "mnist-easy", "--out", ds, "--overwrite", "--n-train", "2"]
+    result = mist(capsys, *argv, "--n-val", "1", "--n-test", "1")
+    assert_user_error(result, "ds/notes.txt: is not part of a dataset", "not replaced")
+    assert files_under(tmp_path) == {**before, "ds/notes.txt": b"mine"}  # no temporary left
+
+
 def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path):
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "mistnet", "train", "--preset", "tiny-cpu", "--out", str(run)]
@@ -321,9 +418,28 @@ def test_a_run_of_an_earlier_version_resumes_and_gets_its_marker(capsys, tmp_pat
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     (run / MARKER).unlink()  # written before runs were marked
-    rc, _, err = mist(capsys, "train", "--out", run, "--resume", "--no-progress")
+    argv = ["train", "--out", run, "--resume", "--no-progress", "--set", "train.steps=11"]
+    rc, _, err = mist(capsys, *argv)  # a finished run trains further only with more steps
     assert rc == 0, err
     assert output_kind(run) == "run"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 11
+    assert "ignoring" not in err
+
+
+def test_the_run_of_an_earlier_demo_resumes_and_the_rest_of_the_demo_is_left_alone(
+    capsys, tmp_path, tiny_run
+):
+    out = earlier_demo(tmp_path, tiny_run)
+    before = entries_under(tmp_path)
+    argv = ["train", "--out", out / "run", "--resume", "--no-progress", "--set", "train.steps=11"]
+    rc, _, err = mist(capsys, *argv)  # the run lies inside the demo, which made it: accepted
+    assert rc == 0, err
+    assert json.loads((out / "run" / "summary.json").read_text())["steps"] == 11
+
+    def outside_the_run(entries):
+        return {k: v for k, v in entries.items() if k != "dm/run" and not k.startswith("dm/run/")}
+
+    assert outside_the_run(entries_under(tmp_path)) == outside_the_run(before)
 
 
 def test_the_csv_of_detect_reads_back_as_the_boxes_of_import_images(
@@ -359,7 +475,7 @@ def test_the_csv_of_detect_reads_back_as_the_boxes_of_import_images(
 def test_a_demo_directory_is_reused_only_with_a_dataset_and_a_run_in_it(tmp_path, tiny_run):
     from mistnet.demo import claim_demo
     from mistnet.errors import MistError
-    from mistnet.io import create_directory
+    from mistnet.outputs import create_directory
 
     out = tmp_path / "demo"
     assert claim_demo(out) == [out] and output_kind(out) == "demo"

@@ -68,6 +68,26 @@ def coco_duplicate_image_ids(tmp_path, run):
 
 
 @case
+def coco_two_records_of_one_file(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png"}, {"id": 2, "file_name": "./0.png"}]
+    return coco(tmp_path, images=ims), ["boxes.json: image ids 1 and 2 both name", "'./0.png'"]
+
+
+@case
+def coco_size_of_another_image(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png", "width": 640, "height": 480}]
+    return coco(tmp_path, images=ims), [
+        "boxes.json (0.png): the annotations say 640x480, the image file is 48x48"
+    ]
+
+
+@case
+def coco_width_without_a_height(tmp_path, run):
+    ims = [{"id": 1, "file_name": "0.png", "width": 48}]
+    return coco(tmp_path, images=ims), ["boxes.json: images[0].height: expected an integer"]
+
+
+@case
 def coco_duplicate_category_names(tmp_path, run):
     cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]
     return coco(tmp_path, categories=cats), ["boxes.json: category name 'cat' appears twice"]
@@ -141,6 +161,13 @@ def boxes_csv_with_both_box_forms(tmp_path, run):
 def import_images_negative_seed(tmp_path, run):
     argv = ["data", "import-images", photos(tmp_path), "--out", tmp_path / "ds", "--seed", "-1"]
     return argv, ["--seed must be an integer in [0, 2**63), got -1"]
+
+
+@case
+def import_images_a_hundred_million_crops_per_image(tmp_path, run):
+    argv = ["data", "import-images", photos(tmp_path), "--out", tmp_path / "ds"]
+    argv += ["--crop", "8", "8", "--per-image", "100000000"]
+    return argv, ["--per-image must be at most 10,000, got 100,000,000"]
 
 
 @case
@@ -262,6 +289,18 @@ def eval_with_k_zero(tmp_path, run):
 
 
 @case
+def eval_more_detections_than_pixels(tmp_path, run):
+    argv = ["eval", run, "--k", "100000"]
+    return argv, ["--k 100000", "80x80 images, too few pixels for 100000 detections (at most 6400)"]
+
+
+@case
+def detect_with_k_zero(tmp_path, run):
+    argv = ["detect", run, photos(tmp_path) / "0.png", "--k", "0", "--out", tmp_path / "d"]
+    return argv, ["--k must be at least 1 (leave it out for the model's), got 0"]
+
+
+@case
 def eval_with_a_batch_size_of_zero(tmp_path, run):
     return ["eval", run, "--batch-size", "0"], ["--batch-size must be at least 1"]
 
@@ -313,10 +352,18 @@ def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
     rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
     assert rc == 0, err
     assert err.strip() == (
-        f"mist data: warning: {path} (0.png): 1 box(es) reach past the 48x48 image; clipped to it"
+        f"mist data import-images: warning: {path} (0.png): 1 box(es) reach past the 48x48 "
+        "image; clipped to it"
     )
     with np.load(tmp_path / "ds" / "train.npz") as z:
         assert z["boxes"][0, 0].tolist() == [43.5, 3.5, 8.0, 8.0]  # x from 39.5 to 47.5
+
+
+def test_coco_sizes_of_the_files_and_one_record_per_file_are_accepted(capsys, tmp_path):
+    ims = [{"id": 7, "file_name": "0.png", "width": 48, "height": 48}]
+    argv = coco(tmp_path, images=ims, annotations=[])
+    rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
+    assert rc == 0, err
 
 
 def test_a_run_config_json_is_a_preset(capsys, tmp_path, tiny_run):

@@ -130,10 +130,11 @@ def _progress() -> bool:
 def cmd_make(args: argparse.Namespace) -> int:
     sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
     for split, n in sizes.items():
-        if n < 0:
-            raise DataError(f"--n-{split} must be >= 0, got {n}")
+        if n < 1:  # training refuses an empty train or val split, evaluation an empty test one
+            raise DataError(f"--n-{split} must be at least 1, got {n}")
     validate.seed(args.seed, "--seed")
-    claim_dataset(args.out, args.overwrite)
+    svhn = [("the SVHN folder", args.svhn)] if args.svhn and Path(args.svhn).is_dir() else []
+    claim_dataset(args.out, args.overwrite, inputs=svhn)
     if args.name == "svhn":
         return _make_svhn(args)
     if args.svhn is not None:

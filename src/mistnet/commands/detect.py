@@ -29,9 +29,9 @@ K per training-sized area of the image are kept (--max-detections overrides).
 
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
-new or a directory an earlier mist detect wrote (its files of the same names are replaced), and
-holds none of the input images; two images whose files would share a name (a/x.png and
-b/x.png, or coco_results.png) are refused.
+new or a directory an earlier mist detect wrote (its files of the same names are replaced),
+lie inside no run, dataset or other mistnet output, and hold none of the input images; two
+images whose files would share a name (a/x.png and b/x.png, or coco_results.png) are refused.
 
 Example::
 
@@ -69,8 +69,9 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text, claim_output, json_text, new_directory
+from mistnet.io import atomic_write_text, json_text
 from mistnet.models.mist import GridMIST
+from mistnet.outputs import claim_output, new_directory
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb
@@ -91,7 +92,13 @@ def register(subparsers) -> None:
     p.add_argument("run", metavar="RUN", nargs="?", help="run directory written by mist train")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     add_model_argument(p)
-    p.add_argument("--k", type=int, default=0, metavar="K", help="detections per image")
+    p.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="detections per image (default the model's)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--min-score",
@@ -146,13 +153,15 @@ def _image_files(stem: str, formats: set[str]) -> list[str]:
     return [f"{stem}.json"] * ("json" in formats) + [f"{stem}.png", f"{stem}-recon.png"]
 
 
-def _check_out(out: Path, images: list[str]) -> bool:
-    """Refuse an ``--out`` that is not new or detect's own, or that holds an input image.
+def _check_out(out: Path, images: list[str], run: str | None) -> bool:
+    """Refuse an ``--out`` that is not new or detect's own, lies inside another output or the
+    run ``run``, or holds an input image.
 
     Returns:
         Whether ``out`` is the directory of an earlier ``mist detect``.
     """
-    existing = claim_output(out, "detections", "mist detect")
+    inputs = [("the run", run)] if run is not None else []
+    existing = claim_output(out, "detections", "mist detect", inputs=inputs)
     if existing:
         home = out.resolve()
         for path in images:
@@ -204,8 +213,8 @@ def _load(args: argparse.Namespace, device: torch.device):
 def run(args: argparse.Namespace) -> int:
     device = compute_device(args)
     cfg, model = _load(args, device)
-    if args.k < 0:
-        raise MistError(f"--k must be positive, got {args.k}")
+    if args.k is not None and args.k < 1:
+        raise MistError(f"--k must be at least 1 (leave it out for the model's), got {args.k}")
     k = args.k or model.k
     if isinstance(model, GridMIST) and args.k and args.k != model.k:
         raise MistError(f"the grid baseline always uses its {model.k} cells; drop --k")
@@ -213,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     smallest = min_image_side(model)
     formats = set(args.format or FORMATS)
     out = Path(args.out)
-    existing = _check_out(out, args.images)
+    existing = _check_out(out, args.images, args.run)
     stems = _stems(args.images, formats)
     # Read every image first, so a bad file stops the command before anything is written.
     images = _read_images(args, channels, model, k, smallest)

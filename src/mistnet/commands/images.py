@@ -13,8 +13,8 @@ import argparse
 
 from mistnet import validate
 from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
+from mistnet.data.images import MAX_PER_IMAGE, import_images
 from mistnet.data.images import __doc__ as FORMAT_DOC
-from mistnet.data.images import import_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     shape.add_argument(
         "--crop", type=int, nargs=2, metavar=("H", "W"), help="random H x W crops instead"
     )
-    p.add_argument("--per-image", type=int, default=1, metavar="N", help="crops per image")
+    p.add_argument(
+        "--per-image",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"crops per image, with --crop (at most {MAX_PER_IMAGE:,})",
+    )
     colour = p.add_mutually_exclusive_group()
     colour.add_argument("--grey", action="store_true", help="one channel (default: detected)")
     colour.add_argument("--rgb", action="store_true", help="three channels (default: detected)")

@@ -26,11 +26,13 @@ class Truth:
     """The ground truth of one image (or crop): ``n`` instances.
 
     ``boxes`` ``(n, 4)`` (cx, cy, w, h), or None when only labels are known; ``names`` the ``n``
-    class names (``""`` for a box without a class).
+    class names (``""`` for a box without a class); ``size`` the ``(width, height)`` the
+    annotations declare for the image (COCO), checked against the file by :func:`fit_boxes`.
     """
 
     boxes: np.ndarray | None
     names: list[str]
+    size: tuple[int, int] | None = None
 
 
 def _resolver(root: Path, images: list[Path], where: str):
@@ -186,6 +188,16 @@ def _coco_bbox(item: dict, where: str) -> list[float]:
     return [x, y, w, h]
 
 
+def _coco_size(image: dict, where: str) -> tuple[int, int] | None:
+    """The ``(width, height)`` an image record declares, or None when it gives neither."""
+    if "width" not in image and "height" not in image:
+        return None
+    w, h = (_coco_field(image, key, int, where) for key in ("width", "height"))
+    if w < 1 or h < 1:
+        raise DataError(f"{where}: width and height must be at least 1, got {w}x{h}")
+    return w, h
+
+
 def _unique(pairs: list[tuple], what: str, path: Path) -> dict:
     out: dict = {}
     for key, value in pairs:
@@ -226,7 +238,18 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
     )
     _unique([(name, cid) for cid, name in by_id.items()], "category name", path)
     rel_of = {iid: resolve(name, f"image {iid}") for iid, name in files.items()}
-    truth = {rel: Truth(np.zeros((0, 4), np.float32), []) for rel in rel_of.values()}
+    first: dict[str, int] = {}
+    for iid, rel in rel_of.items():  # two records of one file would merge their boxes
+        if first.setdefault(rel, iid) != iid:
+            raise DataError(
+                f"{path}: image ids {first[rel]} and {iid} both name the file {files[iid]!r} "
+                f"({rel}); give each image one record"
+            )
+    sizes = [_coco_size(im, f"{path}: images[{n}]") for n, im in enumerate(images)]
+    truth = {
+        rel_of[iid]: Truth(np.zeros((0, 4), np.float32), [], size)
+        for iid, size in zip(files, sizes, strict=True)
+    }
     for n, a in enumerate(_coco_list(doc, "annotations", path)):
         where = f"{path}: annotations[{n}]"
         iid, cid = _coco_field(a, "image_id", int, where), _coco_field(a, "category_id", int, where)
@@ -250,8 +273,15 @@ def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
     it by more than a thousandth of a pixel is cut to it.
 
     Raises:
-        DataError: a box wholly outside the image (a wrong file name or coordinate system).
+        DataError: a box wholly outside the image (a wrong file name or coordinate system), or
+            an image size declared by the annotations (``t.size``) that is not the file's.
     """
+    if t.size is not None and t.size != (width, height):
+        w, h = t.size
+        raise DataError(
+            f"{where}: the annotations say {w}x{h}, the image file is {width}x{height}; "
+            "they describe another image or another version of it"
+        )
     if t.boxes is None or not len(t.boxes):
         return
     cx, cy, w, h = t.boxes.T.astype(np.float64)

@@ -48,6 +48,8 @@ from mistnet.errors import DataError
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: The most crops ``per_image`` takes of one image (all of them are held in memory).
+MAX_PER_IMAGE = 10_000
 _GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -409,14 +411,15 @@ def _check_arguments(
         raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
     if per_image < 1 or (per_image > 1 and crop is None):
         raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
+    if per_image > MAX_PER_IMAGE:
+        raise DataError(f"--per-image must be at most {MAX_PER_IMAGE:,}, got {per_image:,}")
     for name, hw in (("--size", size), ("--crop", crop)):
         if hw is not None and min(hw) < 1:
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    if root.is_dir() and Path(out).resolve().is_relative_to(root.resolve()):
-        raise DataError(f"{out}: is inside {root}; write the dataset outside the image folder")
-    claim_dataset(out)  # before the images are read: a taken --out is refused at once
+    # before the images are read: a taken --out, or one inside SRC, is refused at once
+    claim_dataset(out, inputs=[("the image folder", root)] if root.is_dir() else [])
 
 
 def import_images(

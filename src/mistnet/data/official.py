@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mistnet.data.store import load_split, read_manifest, write_dataset
+from mistnet.data.store import claim_dataset, load_split, read_manifest, write_dataset
 from mistnet.errors import DataError
-from mistnet.io import claim_output, new_directory
+from mistnet.outputs import claim_output, new_directory
 from mistnet.validate import (
     DEFAULT_MAX_PIXELS,
     NUMPY_READ_ERRORS,
@@ -78,7 +78,7 @@ def export_official(
         n = int(a["counts"][0]) if a["counts"].size else 0
         if not np.allclose(a["boxes"][:, :n, 2], a["boxes"][:, :n, 3]):
             raise DataError(f"{where}: the official layout needs square boxes (w == h)")
-    if claim_output(out, "official", "mist data export-official"):
+    if claim_output(out, "official", "mist data export-official", inputs=[("the dataset", src)]):
         raise DataError(f"{out}: already exists (remove it or choose another output)")
     with new_directory(out, "official") as tmp:
         for split, a in loaded.items():
@@ -123,11 +123,7 @@ def read_official(
     """
 
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory")
-    modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").exists()}
-    if not modes:
-        raise DataError(f"{root}: no train.txt, valid.txt or test.txt (not an official layout)")
+    modes = _modes(root)
     out: dict[str, dict[str, np.ndarray]] = {}
     for split, mode in modes.items():
         # The layout's own files are held inside the root too (a symlink out is refused).
@@ -182,6 +178,20 @@ def read_official(
     return out
 
 
+def _modes(root: Path) -> dict[str, str]:
+    """``{split: mode}`` of the modes whose list (``train.txt``, ...) the layout holds.
+
+    Raises:
+        DataError: ``root`` is no directory, or holds no list (no official layout).
+    """
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory")
+    modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").exists()}
+    if not modes:
+        raise DataError(f"{root}: no train.txt, valid.txt or test.txt (not an official layout)")
+    return modes
+
+
 def _read_labels(path: Path) -> list[list[int]]:
     """The rows of a ``<mode>_labels.txt``: comma-separated class ids >= 0."""
     text = read_text(path)
@@ -225,6 +235,8 @@ def import_official(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
     """Convert an official-layout directory into our format (atomically)."""
+    _modes(Path(root))  # a layout, then an out outside it, before any image is read
+    claim_dataset(out, inputs=[("the official layout", root)])
     splits = read_official(root, progress, max_pixels)
     return write_dataset(
         out,

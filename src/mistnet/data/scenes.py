@@ -25,6 +25,7 @@ distinct layouts. ``layout_bank=0`` runs scipy for every scene instead.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -243,7 +244,8 @@ class MnistHard(_DigitSceneGenerator):
     ) -> None:
         counts = sorted({int(c) for c in counts})
         if not counts or counts[0] < 1:
-            raise DataError(f"digit counts must be positive integers, got {counts}")
+            shown = f"{counts[0]}..{counts[-1]}" if counts else "none"
+            raise DataError(f"digit counts must be positive integers, got {shown}")
         if np.ndim(region[0]) == 0:
             self.region = (float(region[0]), float(region[1]))
             self._low = np.full(2, self.region[0])
@@ -460,11 +462,17 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
     if m:
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
-        if hi < lo:
-            raise DataError(f"scene generator {name!r}: empty count range {lo}..{hi}")
+        if hi < lo or lo < 1:
+            raise DataError(
+                f"scene generator {name!r}: the digits of a scene number {lo}..{hi}; "
+                "give 1 <= a <= b (mnist-hard-3to9)"
+            )
         return MnistHard(digits, counts=range(lo, hi + 1), name=name, **kwargs)
-    known = ", ".join([*GENERATORS, "mnist-hard-<a>to<b>"])
-    raise DataError(f"unknown scene generator {name!r} (known: {known})")
+    close = difflib.get_close_matches(name, list(GENERATORS), n=3)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise DataError(
+        f"unknown scene generator {name!r}{hint} (see mist data make --help for the names)"
+    )
 
 
 def make_scenes(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -34,14 +35,15 @@ from torch.utils.data import Dataset
 from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
-from mistnet.io import MARKER, claim_output, json_text, new_directory, require_only_own
+from mistnet.io import json_text
+from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
-#: The names in a dataset directory (:func:`mistnet.io.require_only_own`): ``--overwrite``
+#: The names in a dataset directory (:func:`mistnet.outputs.require_only_own`): ``--overwrite``
 #: replaces no directory that holds anything else.
 DATASET_FILES = (MARKER, MANIFEST, *(f"{split}.npz" for split in SPLITS))
 #: The ground truth a dataset can carry; a dataset's ``annotations`` is a subset.
@@ -206,16 +208,22 @@ def is_dataset(directory: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
-def claim_dataset(out: str | os.PathLike, overwrite: bool = False) -> bool:
+def claim_dataset(
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
     ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
-    returns whether one is replaced.
+    returns whether one is replaced. ``inputs``: the folders it is made from (``("the image
+    folder", SRC)``), which ``out`` may not lie in.
 
     Raises:
-        MistError: anything else at ``out`` (see :func:`mistnet.io.claim_output`), or a
-            dataset holding a file or folder of the user's (the first one is named).
+        MistError: anything else at ``out``, or ``out`` inside another output or an input
+            (see :func:`mistnet.outputs.claim_output`), or a dataset holding a file or folder of
+            the user's (the first one is named).
     """
-    existing = claim_output(out, "dataset", "mist data", legacy=is_dataset)
+    existing = claim_output(out, "dataset", "mist data", legacy=is_dataset, inputs=inputs)
     if existing and not overwrite:
         raise DataError(f"{out}: already exists (remove it, choose another output or overwrite)")
     if existing:
@@ -228,10 +236,11 @@ def dataset_directory(
 ) -> AbstractContextManager[Path]:
     """A temporary directory that becomes the dataset ``out`` on success, never half-written.
 
-    ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.io.new_directory`.
+    ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.outputs.new_directory`.
     """
     claim_dataset(out, overwrite)
-    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset)
+    own = ("a dataset", DATASET_FILES)  # checked again as the old one is replaced
+    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset, own=own)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:

@@ -45,7 +45,8 @@ from typing import Any
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_json, exclusive_lock, open_output
+from mistnet.io import atomic_write_json, exclusive_lock
+from mistnet.outputs import check_outside, open_output, writing_inside
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -55,6 +56,8 @@ from mistnet.reproduce.plan import get_tables as _get_tables
 from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
 
 MARKER = "reproduce.json"
+#: What a reproduction writes inside its directory: the runs of its tables, its datasets.
+CHILDREN = (*TABLE_NAMES, "data")
 NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
 
 
@@ -74,11 +77,20 @@ def _check_writable(path: Path, option: str) -> None:
         ) from None
 
 
-def _claim_out(out: Path) -> None:
-    """Create ``out``, or accept a reproduction's (``reproduce.json``: of an earlier version)."""
+def _claim_out(out: Path, root: Path, svhn: Path | None) -> None:
+    """Create ``out``, or accept a reproduction's (``reproduce.json``: of an earlier version),
+    once neither it nor the data root ``root`` lies in another output or in the SVHN folder
+    (``root`` is no output either: datasets go into it)."""
+    inputs = [("the SVHN folder", svhn)] if svhn is not None else []
+    with writing_inside(out, CHILDREN):  # the default root, out/data, is the reproduction's
+        check_outside(root, inputs, "--data-root", itself=True)
     try:
         open_output(
-            out, "reproduce", "mist reproduce", legacy=lambda path: (path / MARKER).is_file()
+            out,
+            "reproduce",
+            "mist reproduce",
+            legacy=lambda path: (path / MARKER).is_file(),
+            inputs=inputs,
         )
     except OSError as exc:
         raise MistError(f"--out {out}: not a writable directory ({exc.strerror or exc})") from None
@@ -306,10 +318,10 @@ def reproduce(
     needs_svhn = any(r.data == "svhn" for t in tables for r in t.runs())
     # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4.
     svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
-    _claim_out(out)
-    with exclusive_lock(out, "mist reproduce"):
+    root = Path(data_root) if data_root is not None else out / "data"
+    _claim_out(out, root, svhn_path)
+    with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
-        root = Path(data_root) if data_root is not None else out / "data"
         _check_writable(root, "--data-root")
         if command is None:
             command = default_command(

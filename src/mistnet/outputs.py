@@ -1,0 +1,406 @@
+"""mistnet's output directories: what a command writes, and the guarantees it keeps.
+
+- An output is created, never adopted (:func:`claim_output`): a command writes a new directory,
+  or one of its own kind that mistnet made earlier (the ``.mistnet`` marker, :data:`MARKER`,
+  names the kind), never a directory of the user's. Replacing an earlier output removes it only
+  when it holds nothing but mistnet's own entries (:func:`require_only_own`).
+- An output never lies inside another output or inside one of the command's inputs
+  (:func:`check_outside`), but where a command writes the children of its own output (a demo's
+  dataset and run, a reproduction's: :func:`writing_inside`). An output written in place again
+  (:func:`open_output`: ``mist train --resume demo/run``) was checked when it was made; only its
+  inputs are checked again.
+- An output is built in a temporary sibling and renamed into place in one step that never
+  replaces what another process made meanwhile (:func:`new_directory`, :func:`rename_new`); one
+  written in place over a long time (a run, a reproduction) is created that way, empty.
+- Its temporaries are removed on every exit: an error, ``KeyboardInterrupt``, SIGTERM under the
+  CLI; those of a killed process by the next write of the same target
+  (:func:`mistnet.io.remove_stale_temporaries`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fnmatch
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+from mistnet.errors import MistError
+from mistnet.io import (
+    atomic_write_text,
+    is_temporary,
+    make_parents,
+    remove_empty,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
+
+#: The file that says a directory is mistnet's own output, and of which kind.
+MARKER = ".mistnet"
+#: The kinds of output directory mistnet makes (what a marker file may hold).
+KINDS = ("run", "dataset", "detections", "demo", "official", "reproduce")
+
+
+def output_kind(directory: str | os.PathLike) -> str | None:
+    """The kind named by ``directory/.mistnet`` (one of :data:`KINDS`), or None."""
+    marker = Path(directory) / MARKER
+    try:
+        if marker.is_symlink() or not marker.is_file():
+            return None
+        kind = marker.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return kind if kind in KINDS else None
+
+
+def mark(directory: str | os.PathLike, kind: str) -> None:
+    """Write the marker that makes ``directory`` an output of ``kind`` (see :func:`claim_output`)."""
+    atomic_write_text(Path(directory) / MARKER, kind + "\n")
+
+
+#: How a message names an output of each kind (else by the kind).
+_NOUNS = {"detections": "detections folder", "demo": "demo folder", "reproduce": "reproduction"}
+#: The outputs this process writes children into, with the children's names (writing_inside).
+_HOLDING: ContextVar[tuple[tuple[Path, frozenset[str]], ...]] = ContextVar("holding", default=())
+
+
+@contextmanager
+def writing_inside(directory: str | os.PathLike, children: Iterable[str]) -> Iterator[None]:
+    """While the block runs, let this process claim outputs at ``directory/<child>/...``: the
+    one place where an output lies inside another (a demo's ``data/`` and ``run/``, a
+    reproduction's datasets and runs); :func:`check_outside` refuses it to any other command."""
+    held = (Path(directory).resolve(), frozenset(children))
+    token = _HOLDING.set((*_HOLDING.get(), held))
+    try:
+        yield
+    finally:
+        _HOLDING.reset(token)
+
+
+def _held(real: Path, parent: Path) -> bool:
+    """Whether ``real`` is inside a child of ``parent`` that this process may write."""
+    part = real.relative_to(parent).parts[:1]
+    return any(parent == d and part and part[0] in names for d, names in _HOLDING.get())
+
+
+def check_outside(
+    path: str | os.PathLike,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    option: str = "--out",
+    itself: bool = False,
+    parents: bool = True,
+) -> None:
+    """Refuse an output ``path`` inside another output or inside one of the command's inputs.
+
+    The parents of ``path`` (symbolic links resolved) are walked: one that is a mistnet output
+    (its marker) refuses ``path``, unless this process is writing that child of it
+    (:func:`writing_inside`). ``inputs`` are ``(description, directory)`` pairs (``("the
+    dataset", DS)``), marked or not. ``itself``: ``path`` is a folder written into, not
+    created, so it may not be an output or an input either. ``parents`` False checks the
+    inputs only.
+
+    Raises:
+        MistError: ``--out DS/run is inside the dataset DS; choose a path outside it``.
+    """
+    path, hint = Path(path), "choose a path outside it"
+    real = path.resolve()
+    for what, directory in inputs:
+        home = Path(directory).resolve()
+        if real.is_relative_to(home) and (itself or real != home):
+            where = "is" if real == home else "is inside"
+            raise MistError(f"{option} {path} {where} {what} {directory}; {hint}")
+    for parent in ([real] * itself + list(real.parents)) * parents:
+        kind = output_kind(parent)
+        if kind is None:
+            continue
+        if parent != real and _held(real, parent):
+            return  # the parent's own parents were checked when it was claimed
+        written = (p for p in (path, *path.parents) if p.parts and p.absolute() == parent)
+        shown = next(written, parent)  # as the user wrote it, unless a link leads there
+        where = "is" if parent == real else "is inside"
+        noun = _NOUNS.get(kind, kind)
+        raise MistError(f"{option} {path} {where} the {noun} {shown}; {hint}")
+
+
+def claim_output(
+    path: str | os.PathLike,
+    kind: str,
+    command: str,
+    legacy: Callable[[Path], bool] | None = None,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    in_place: bool = False,
+) -> bool:
+    """Check that a command may write the output directory ``path``.
+
+    An output is created, never adopted: ``path`` must not exist, be an empty directory (the
+    new one replaces it), or be a directory of ``kind`` that mistnet made earlier (its marker
+    says so, or ``legacy(path)`` recognises one written before markers existed); and it lies
+    neither inside another output nor inside one of ``inputs`` (:func:`check_outside`). With
+    ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
+    wherever it lies (``mist train --resume`` of a demo's run): only its inputs are checked.
+
+    Returns:
+        True when ``path`` is an output of ``kind`` made earlier; False when it is new.
+
+    Raises:
+        MistError: ``path`` is a symbolic link, a file, another kind of mistnet output, a
+            directory mistnet did not make, or inside another output or an input.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise MistError(f"{path}: is a symbolic link; --out must name a new directory")
+    found = None
+    if path.is_dir():
+        found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
+    check_outside(path, inputs, parents=not (in_place and found == kind))
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise MistError(f"{path}: exists and is not a directory; choose a new --out")
+    if found == kind:
+        return True
+    if found is not None:
+        raise MistError(f"{path}: is a mistnet {found} directory, not {command}'s output")
+    if not any(path.iterdir()):
+        return False
+    raise MistError(
+        f"{path}: exists and was not made by {command}; choose a new --out (mistnet never "
+        "writes into a directory it did not create)"
+    )
+
+
+def _own(entry: Path, patterns: Iterable[str]) -> bool:
+    if is_temporary(entry.name):  # an atomic write's, finished or killed
+        return True
+    if entry.is_symlink():
+        return False
+    for pattern in patterns:
+        if pattern.endswith("/"):
+            if entry.is_dir() and fnmatch.fnmatchcase(entry.name, pattern[:-1]):
+                return True
+        elif entry.is_file() and fnmatch.fnmatchcase(entry.name, pattern):
+            return True
+    return False
+
+
+def require_only_own(
+    directory: str | os.PathLike,
+    patterns: Iterable[str],
+    what: str,
+    shown: str | os.PathLike | None = None,
+) -> None:
+    """Check that ``directory`` holds nothing but the entries mistnet writes into ``what``.
+
+    A command that replaces (and so deletes) an output it made earlier must not take along
+    what the user put there since: notes, a run trained into a dataset's folder.
+
+    Args:
+        directory: the output to be replaced.
+        patterns: ``fnmatch`` patterns of its own names: a regular file, or with a trailing
+            ``/`` a directory (never a symbolic link). Temporaries of atomic writes are own too.
+        what: the kind of output, for the message (``"a dataset"``).
+        shown: the name of ``directory`` in the message (default ``directory``).
+
+    Raises:
+        MistError: naming the first entry (by name) that is not one of its own.
+    """
+    patterns, shown = list(patterns), Path(shown or directory)
+    for entry in sorted(Path(directory).iterdir()):
+        if not _own(entry, patterns):
+            raise MistError(
+                f"{shown / entry.name}: is not part of {what}, so {shown} is not replaced; "
+                "move it away and run again"
+            )
+
+
+def _aside(directory: Path, own: tuple[str, Iterable[str]] | None) -> Path:
+    """Rename ``directory`` to a temporary sibling, which it returns, once that holds only the
+    entries of ``own`` (``(what, patterns)``, see :func:`require_only_own`); else rename it
+    back. Checked after the rename: nothing can be added meanwhile, nobody uses the new name.
+    """
+    old = temporary_sibling(directory)
+    os.rename(directory, old)
+    if own is not None:
+        try:
+            require_only_own(old, own[1], own[0], shown=directory)
+        except BaseException:
+            os.rename(old, directory)
+            raise
+    return old
+
+
+def remove_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
+    """Remove ``directory`` once it is seen to hold only ``what``'s entries (:func:`_aside`)."""
+    shutil.rmtree(_aside(Path(directory), (what, patterns)), ignore_errors=True)
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _renameat2() -> Callable | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without renameat2
+        return None
+
+
+def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
+
+    ``dst`` may be missing (``renameat2(RENAME_NOREPLACE)``: the kernel refuses a ``dst`` that
+    appeared meanwhile) or an empty directory (a plain rename, which the kernel refuses onto a
+    directory that is no longer empty).
+
+    Raises:
+        MistError: ``dst`` exists and is not an empty directory (made by another process).
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        if dst.is_dir() and not dst.is_symlink():
+            os.rename(src, dst)
+            return
+        renameat2 = _renameat2()
+        if renameat2 is not None:
+            if (
+                renameat2(
+                    _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+                )
+                == 0
+            ):
+                return
+            code = ctypes.get_errno()
+            if code not in (errno.EINVAL, errno.ENOSYS):  # else: a file system without it
+                raise OSError(code, os.strerror(code), str(dst))
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise MistError(
+                f"{dst}: was created by another process meanwhile; it is left as it is"
+            ) from None
+        raise
+
+
+def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
+    """Create the output directory ``path`` of ``kind`` (marked) in one step.
+
+    Returns:
+        The directories created, ``path`` first, then the parents made for it.
+
+    Raises:
+        MistError: ``path`` appeared meanwhile (see :func:`rename_new`).
+    """
+    path = Path(path)
+    created = make_parents(path.parent)
+    try:
+        with new_directory(path, kind):
+            pass
+    except BaseException:
+        remove_empty(created)
+        raise
+    return [path, *created]
+
+
+def open_output(
+    path: str | os.PathLike,
+    kind: str,
+    command: str,
+    legacy: Callable[[Path], bool] | None = None,
+    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+) -> list[Path]:
+    """Create the output directory ``path`` of ``kind``, or accept one made earlier.
+
+    For outputs that are written in place over a long time (a run, a reproduction) rather than
+    renamed into place at the end. An output of an earlier version (``legacy``) gets its marker.
+
+    Returns:
+        The directories created (see :func:`create_directory`); none when ``path`` existed.
+
+    Raises:
+        MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
+    """
+    if claim_output(path, kind, command, legacy, inputs, in_place=True):
+        if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
+            mark(path, kind)
+        return []
+    return create_directory(path, kind)
+
+
+@contextmanager
+def new_directory(
+    target: str | os.PathLike,
+    kind: str,
+    replace: bool = False,
+    merge: bool = False,
+    legacy: Callable[[Path], bool] | None = None,
+    own: tuple[str, Iterable[str]] | None = None,
+) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``target``; on success it becomes ``target``.
+
+    Call :func:`claim_output` first: ``target`` is new, or an output of ``kind`` made earlier.
+    The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
+    in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
+    ``replace`` (the new directory takes its place, the old one is removed, once it is seen to
+    hold only the entries of ``own``, ``(what, patterns)`` of :func:`require_only_own`) or
+    ``merge`` (each file replaces its namesake in ``target``, every name checked first), and
+    only when it is still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On
+    any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary
+    directory and the parents made for it are removed and ``target`` is as it was.
+    """
+    target = Path(target)
+    created = make_parents(target.parent)
+    remove_stale_temporaries(target.parent, target.name)
+    tmp = temporary_sibling(target)
+    try:
+        tmp.mkdir()
+        mark(tmp, kind)
+        yield tmp
+        ours = output_kind(target) == kind or (legacy is not None and legacy(target))
+        if merge and ours:
+            _merge(tmp, target)
+        elif replace and ours:
+            _swap(tmp, target, own)
+        else:
+            rename_new(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(created)
+        if str(exc.filename or tmp).startswith(str(tmp)):
+            # A full disk or a size limit while writing: name the target, not the temporary.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(created)
+        raise
+
+
+def _merge(tmp: Path, target: Path) -> None:
+    """Move the files of ``tmp`` into ``target``, once each name is free or a plain file."""
+    entries = sorted(tmp.iterdir())
+    for entry in entries:
+        there = target / entry.name
+        if there.is_symlink() or (there.exists() and not there.is_file()):
+            raise MistError(f"{there}: is not a file mistnet wrote; move it away and run again")
+    for entry in entries:
+        os.replace(entry, target / entry.name)
+    tmp.rmdir()
+
+
+def _swap(tmp: Path, target: Path, own: tuple[str, Iterable[str]] | None) -> None:
+    """Put ``tmp`` in the place of the directory ``target``, then remove the old one (which
+    holds only ``own``'s entries, see :func:`_aside`)."""
+    old = _aside(target, own)
+    try:
+        rename_new(tmp, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
