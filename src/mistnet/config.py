@@ -44,6 +44,9 @@ class ModelConfig:
     patch_levels: int = 5
     patch_blocks: int = 3
     output: Literal["sigmoid", "signed"] = "sigmoid"  # auto-encoder output (signed for Gabor)
+    # What the reconstruction adds to the sum of patches: "none" (paper) or "median", each
+    # image's per-channel median as a flat plane (the table under the coins; 0 on MNIST).
+    background: Literal["none", "median"] = "none"
     softmax_window: int = 15
     softmax_strength: float = 10.0
     # eps of the local softmax's denominator, relative to the image's highest logit: the official

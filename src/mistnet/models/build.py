@@ -37,6 +37,7 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
         softmax_strength=cfg.softmax_strength,
         softmax_eps=cfg.softmax_eps,
         nms_window=cfg.nms_window,
+        background=cfg.background,
     )
     body = dict(width=cfg.heatmap_width, depth=cfg.heatmap_depth, dilations=cfg.heatmap_dilations)
     if method in ("mist", "supervised"):
@@ -49,5 +50,12 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
             heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
         )
     if method == "grid":
-        return GridMIST(task_net, rows=3, cols=3, task=cfg.task, patch_size=cfg.patch_size)
+        return GridMIST(
+            task_net,
+            rows=3,
+            cols=3,
+            task=cfg.task,
+            patch_size=cfg.patch_size,
+            background=cfg.background,
+        )
     raise ValueError(f"unknown method {method!r}; expected mist, supervised, channelwise or grid")

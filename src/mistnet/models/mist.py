@@ -83,6 +83,9 @@ class PatchModel(nn.Module):
         k: default number of patches K.
         sides: the S box sides in pixels, increasing.
         patch_size: P.
+        background: what the reconstruction adds to the sum of patches: ``"none"`` (the paper)
+            or ``"median"``, each image's per-channel median intensity as a flat plane
+            (:func:`median_background`), so the instances explain what differs from it.
     """
 
     def __init__(
@@ -93,10 +96,13 @@ class PatchModel(nn.Module):
         k: int = 9,
         sides: tuple[float, ...] = (20.0,),
         patch_size: int = 32,
+        background: str = "none",
     ) -> None:
         super().__init__()
         if task not in ("classify", "reconstruct"):
             raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
+        if background not in ("none", "median"):
+            raise ValueError(f"background must be 'none' or 'median', got {background!r}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.heatmap_net = heatmap_net
@@ -105,6 +111,7 @@ class PatchModel(nn.Module):
         self.k = k
         self.sides = tuple(float(s) for s in sides)
         self.patch_size = patch_size
+        self.background = background
 
     def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
         """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
@@ -114,7 +121,24 @@ class PatchModel(nn.Module):
         if self.task == "reconstruct":
             _, _, H, W = images.shape
             recon = paste_patches(out, keypoints, H, W)  # (B, C, H, W)
+            if self.background == "median":
+                recon = recon + median_background(images)
         return TaskOutput(patches, out, recon)
+
+
+def median_background(images: Tensor) -> Tensor:
+    """Each image's per-channel median intensity, ``(B, C, H, W)`` images → ``(B, C, 1, 1)``.
+
+    The value most pixels take: the table under the coins, black for MNIST (a scene that is
+    mostly black keeps a zero background, so the sum of patches is unchanged), and
+    instances covering less than half of the image do not move it. It is not learned and has
+    no gradient: the patches must explain everything that differs from it.
+
+    Example:
+        >>> median_background(torch.tensor([[[[0.2, 0.2], [0.2, 0.9]]]])).flatten().tolist()
+        [0.20000000298023224]
+    """
+    return images.detach().flatten(2).median(dim=2).values[..., None, None]
 
 
 class MIST(PatchModel):
@@ -127,6 +151,7 @@ class MIST(PatchModel):
         softmax_window, softmax_strength, softmax_eps: local spatial softmax (15, 10, 1e-6 in the
             official code; ``softmax_eps = 0`` is the exact per-window softmax).
         nms_window: NMS window of E_K (5).
+        background: as :class:`PatchModel`.
     """
 
     def __init__(
@@ -141,8 +166,9 @@ class MIST(PatchModel):
         softmax_strength: float = 10.0,
         softmax_eps: float = 1e-6,
         nms_window: int = 5,
+        background: str = "none",
     ) -> None:
-        super().__init__(heatmap_net, task_net, task, k, sides, patch_size)
+        super().__init__(heatmap_net, task_net, task, k, sides, patch_size, background)
         self.softmax_window = softmax_window
         self.softmax_strength = softmax_strength
         self.softmax_eps = softmax_eps
@@ -236,7 +262,8 @@ class GridMIST(PatchModel):
     ``heatmap_net`` is empty, and its outputs carry no heatmaps.
 
     Args:
-        task_net, task, sides, patch_size: as :class:`PatchModel`; K is ``rows * cols``.
+        task_net, task, sides, patch_size, background: as :class:`PatchModel`; K is
+            ``rows * cols``.
         rows, cols: the tiling.
     """
 
@@ -248,8 +275,9 @@ class GridMIST(PatchModel):
         task: str = "classify",
         sides: tuple[float, ...] = (20.0,),
         patch_size: int = 32,
+        background: str = "none",
     ) -> None:
-        super().__init__(nn.Identity(), task_net, task, rows * cols, sides, patch_size)
+        super().__init__(nn.Identity(), task_net, task, rows * cols, sides, patch_size, background)
         self.rows, self.cols = rows, cols
 
     def keypoints(self, images: Tensor) -> Tensor:
