@@ -18,8 +18,8 @@ unmatched detection (K detections for K digits: each one is a miss elsewhere):
 - ``background``: no digit centre within 10 px.
 (Categories are checked in the order between, background, double, off_centre.)
 
-    python benchmarks/miss_analysis.py RUN [--data DIR] [--split test] [--scenes 2000]
-        [--nms-window N] [--figure misses.png]
+    python benchmarks/miss_analysis.py RUN [--which best|last] [--data DIR] [--split test]
+        [--scenes 2000] [--nms-window N] [--figure misses.png]
 
 ``--nms-window`` re-scores the same trained heatmap with another NMS window (evaluation only).
 ``--figure`` draws the first scenes that have a miss, with the digits (green: found, red:
@@ -106,7 +106,7 @@ def census(
 
 @torch.inference_mode()
 def analyse(args: argparse.Namespace) -> dict:
-    cfg, model, _ = Run(args.run).load("best", device="cpu")
+    cfg, model, ckpt = Run(args.run).load(args.which, device="cpu")
     if args.nms_window:
         model.nms_window = args.nms_window
     _, dataset = open_data(cfg, args.data, args.split)
@@ -133,6 +133,7 @@ def analyse(args: argparse.Namespace) -> dict:
     nm, na = torch.tensor(near_missed or [0.0]), torch.tensor(near_all)
     return {
         "run": args.run,
+        "step": ckpt.step,
         "nms_window": model.nms_window,
         "scenes": len(dataset),
         "digits": n_truth,
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="dataset directory or generator name")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--scenes", type=int, default=2000)
+    parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint")
     parser.add_argument("--nms-window", type=int, default=0, help="0: the model's own")
     parser.add_argument("--figure", default=None, help="draw scenes with misses to this PNG")
     parser.add_argument("--show", type=int, default=6, help="scenes in the figure")
