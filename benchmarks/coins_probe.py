@@ -15,6 +15,10 @@ Three steps, each a plain command, so that anyone can rerun them:
    ``mist train`` of the reconstruction preset at the coins' scale (``RECIPE``), then ``mist eval`` on the test band: ``rmse`` beside ``rmse_image_mean`` and
    ``rmse_zero``, and the class-agnostic detection of the coins (``det_iou50`` with each
    crop's own coin count as K).
+4. ``python benchmarks/coins_probe.py detect OUT NAME``: ``mist detect --tile`` on the whole
+   half-resolution image, then, per band (train: columns 0-95, val: 96-143, test: 144-191),
+   the coins with a box centre inside the coin (within half its smaller side) and the boxes
+   whose centre lies inside a coin.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -117,9 +122,32 @@ def train(out: Path, name: str, minutes: float, steps: int, sets: list[str], thr
     )
 
 
+BANDS = (("train", 0, 96), ("val", 96, 144), ("test", 144, 192))
+
+
+def detect(out: Path, name: str) -> None:
+    found = out / f"{name}-detections"
+    mist("detect", str(out / name), str(out / "src" / "coins.png"), "--tile", "--out", str(found))
+    coins = [
+        (float(r["cx"]), float(r["cy"]), min(float(r["w"]), float(r["h"])) / 2)
+        for r in csv.DictReader(open(out / "coins_boxes.csv"))
+    ]
+    boxes = [(float(r["x"]), float(r["y"])) for r in csv.DictReader(open(found / "detections.csv"))]
+
+    def inside(box, coin):
+        return math.hypot(box[0] - coin[0], box[1] - coin[1]) <= coin[2]
+
+    for band, lo, hi in BANDS:
+        here = [c for c in coins if lo <= c[0] < hi]
+        mine = [b for b in boxes if lo <= b[0] < hi]
+        hit = sum(any(inside(b, c) for b in boxes) for c in here)
+        on = sum(any(inside(b, c) for c in coins) for b in mine)
+        print(f"{band}: coins found {hit}/{len(here)}, boxes on a coin {on}/{len(mine)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("images", "data", "train"))
+    p.add_argument("what", choices=("images", "data", "train", "detect"))
     p.add_argument("out", type=Path)
     p.add_argument("name", nargs="?", default="run")
     p.add_argument("--minutes", type=float, default=6.0, help="training time cap")
@@ -131,8 +159,10 @@ def main() -> None:
         images(a.out)
     elif a.what == "data":
         make_data(a.out)
-    else:
+    elif a.what == "train":
         train(a.out, a.name, a.minutes, a.steps, a.sets, a.threads)
+    else:
+        detect(a.out, a.name)
 
 
 if __name__ == "__main__":
