@@ -102,7 +102,7 @@ def test_the_walkthrough_runs_as_written(capsys, tmp_path, monkeypatch):
     rows = Path("found/detections.csv").read_text().splitlines()
     assert rows[0] == "image,x,y,side,score,class"
     assert {row.split(",")[-1] for row in rows[1:]} <= {"bar", "disc", "square"}
-    assert Path("found/coco_results.json").is_file() and Path("runs/photos/curves.png").is_file()
+    assert Path("found/coco_results.json").is_file() and Path("photos-curves.png").is_file()
     assert "classif" in json.loads(Path("runs/photos/eval-test.json").read_text())["metrics"]
 
 

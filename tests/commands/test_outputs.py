@@ -23,6 +23,7 @@ from cli_helpers import (
 )
 from PIL import Image
 
+from mistnet import cli
 from mistnet.data import store
 from mistnet.demo import CHILDREN
 from mistnet.outputs import MARKER, create_directory, output_kind, writing_inside
@@ -316,6 +317,84 @@ def plot_into_a_text_file(tmp_path, run):
     (tmp_path / "notes.txt").write_text("mine\n")
     argv = ["plot", run, "--out", tmp_path / "notes.txt"]
     return argv, ["notes.txt", "ending in .png"]
+
+
+@case
+def plot_over_a_png_of_the_users(tmp_path, run):
+    argv = ["plot", run, "--out", image(tmp_path / "mypic.png")]
+    return argv, ["mypic.png: exists and was not written by mist plot"]
+
+
+@case
+def show_over_an_input_image(tmp_path, run):
+    argv = ["show", run, "--n", "1", "--out", image(tmp_path / "imgs" / "b.png")]
+    return argv, ["imgs/b.png: exists and was not written by mist show"]
+
+
+@case
+def show_over_a_figure_of_plot(tmp_path, run):
+    figure = tmp_path / "curves.png"
+    assert cli.main(["plot", str(run), "--out", str(figure)]) == 0
+    argv = ["show", run, "--n", "1", "--out", figure]
+    return argv, ["curves.png: exists and was not written by mist show"]
+
+
+@case
+def plot_into_its_run(tmp_path, run):
+    return ["plot", run, "--out", run / "curves.png"], [f"--out {run}/curves.png is inside the run"]
+
+
+@case
+def plot_into_a_dataset(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["plot", run, "--out", ds / "curves.png"]
+    return argv, [f"--out {ds}/curves.png is inside the dataset {ds}"]
+
+
+@case
+def data_show_into_its_dataset(tmp_path, run):
+    ds = dataset(tmp_path / "ds")
+    argv = ["data", "show", ds, "--out", ds / "grid.png"]
+    return argv, [f"--out {ds}/grid.png is inside the dataset {ds}"]
+
+
+@case
+def data_show_over_an_image_of_an_export(tmp_path, run):
+    off = create_directory(tmp_path / "off", "official")[0]
+    argv = ["data", "show", "mnist-easy", "--out", image(off / "images" / "test" / "000000.png")]
+    return argv, ["000000.png is inside the official", "off;"]
+
+
+@case
+def data_show_over_a_png_of_the_users(tmp_path, run):
+    argv = ["data", "show", "mnist-easy", "--n", "1", "--out", image(tmp_path / "mine.png")]
+    return argv, ["mine.png: exists and was not written by mist data show"]
+
+
+@pytest.mark.parametrize("name", ["x.txt", ".png", "imgs", "x.jpg"])
+def test_data_show_writes_only_a_png(capsys, tmp_path, name):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "x.txt").write_text("mine")
+    before = entries_under(tmp_path)
+    result = mist(capsys, "data", "show", "mnist-easy", "--n", "1", "--out", tmp_path / name)
+    assert_user_error(result, name, "give a file name ending in .png")
+    assert entries_under(tmp_path) == before
+
+
+def test_a_figure_is_rewritten_only_by_the_command_that_wrote_it(capsys, tmp_path, tiny_run):
+    for argv in (
+        ["plot", tiny_run],
+        ["show", tiny_run, "--n", "1"],
+        ["data", "show", "mnist-easy", "--n", "1"],
+    ):
+        out = tmp_path / f"{argv[0]}.png"
+        for _ in range(2):  # the second time over its own figure
+            rc, _, err = mist(capsys, *argv, "--out", out)
+            assert rc == 0, err
+        with Image.open(out) as im:
+            im.load()
+            assert im.text["mistnet"] == "mist " + " ".join(argv[: 2 if argv[0] == "data" else 1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.png", "plot.png", "show.png"]
 
 
 @case

@@ -39,6 +39,7 @@ from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
 from mistnet.data.store import claim_dataset, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
+from mistnet.outputs import check_new_file, new_file
 
 CHUNK = 1000
 
@@ -208,6 +209,8 @@ def _make_svhn(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    inputs = [("the dataset", args.dir)] if Path(args.dir).is_dir() else []
+    check_new_file(args.out, "mist data show", inputs)
     if args.n < 1:
         raise DataError(f"--n must be >= 1, got {args.n}")
     validate.seed(args.seed, "--seed")
@@ -217,8 +220,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise DataError(str(exc)) from None
     if len(ds) == 0:
         raise DataError(f"{args.dir}: split {args.split!r} is empty")
-    out = save_scene_grid(ds, args.out, n=args.n, title=f"{ds.name} [{args.split}]")
-    print(f"wrote {out}")
+    with new_file(args.out, "mist data show", inputs) as tmp:
+        save_scene_grid(ds, tmp, n=args.n, title=f"{ds.name} [{args.split}]")
+    print(f"wrote {args.out}")
     return 0
 
 

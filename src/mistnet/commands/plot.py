@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.commands._args import checked_png
 from mistnet.errors import MistError
+from mistnet.outputs import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import plot_runs
 
@@ -51,13 +51,15 @@ def _labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    checked_png(args.out)
+    inputs = [("the run", path) for path in args.runs]
+    check_new_file(args.out, "mist plot", inputs)
     runs = {
         label: Run(path).records()
         for label, path in zip(_labels(args.runs), args.runs, strict=True)
     }
     try:
-        keys = plot_runs(runs, args.out, keys=args.key, minutes=args.minutes)
+        with new_file(args.out, "mist plot", inputs) as tmp:
+            keys = plot_runs(runs, tmp, keys=args.key, minutes=args.minutes)
     except ValueError as exc:
         raise MistError(f"{exc} ({', '.join(args.key) or 'any'})") from None
     print(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")

@@ -11,19 +11,20 @@ Example::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from mistnet.commands._args import (
     add_compute_arguments,
     add_run_data_arguments,
-    checked_png,
     compute_device,
 )
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
 from mistnet.errors import MistError
+from mistnet.outputs import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
 
@@ -46,8 +47,14 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _directory(what: str, data: str | None) -> list[tuple[str, str]]:
+    """``[(what, data)]`` when ``data`` is a folder (not a generator name), else none."""
+    return [(what, data)] if data is not None and Path(data).is_dir() else []
+
+
 def run(args: argparse.Namespace) -> int:
-    checked_png(args.out)
+    inputs = [("the run", args.run), *_directory("the dataset", args.data)]
+    check_new_file(args.out, "mist show", inputs)
     if args.n < 1:
         raise MistError(f"--n must be at least 1, got {args.n}")
     if args.k is not None and args.k < 1:
@@ -56,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     cfg, model, _ = Run(args.run).load("best", device=device)
     source, dataset = open_data(cfg, args.data, args.split)
     check_data(cfg, dataset, source)
+    inputs += _directory("the dataset", source)  # the run's own, when no --data
     n = min(args.n, len(dataset))
     if n == 0:
         raise MistError(f"{source}: the {args.split} split is empty")
@@ -65,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
         out = model(images, args.k)
     boxed = "boxes" in annotations_of(dataset)
     gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)] if boxed else None
-    output_figure(
-        images,
-        out,
-        args.out,
-        gt_boxes=gt,
-        signed=cfg.model.output == "signed",
-        class_names=cfg.record.class_names,
-    )
+    with new_file(args.out, "mist show", inputs) as tmp:
+        output_figure(
+            images,
+            out,
+            tmp,
+            gt_boxes=gt,
+            signed=cfg.model.output == "signed",
+            class_names=cfg.record.class_names,
+        )
     print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0
