@@ -398,6 +398,33 @@ def test_a_figure_is_rewritten_only_by_the_command_that_wrote_it(capsys, tmp_pat
 
 
 @case
+def eval_json_over_the_record_of_another_run(tmp_path, run):
+    other = tmp_path / "run2"
+    shutil.copytree(run, other)
+    return ["eval", run, "--json", other / "eval-test.json"], [
+        "run2/eval-test.json is inside the run"
+    ]
+
+
+@case
+def eval_json_into_an_export_folder(tmp_path, run):
+    off = create_directory(tmp_path / "off", "official")[0]
+    return ["eval", run, "--json", off / "x.json"], [f"--json {off}/x.json is inside the official"]
+
+
+def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny_run):
+    other = tmp_path / "run2"
+    shutil.copytree(tiny_run, other)
+    out = tmp_path / "m.json"
+    assert mist(capsys, "eval", other, "--json", out, "--threads", "1")[0] == 0
+    before = entries_under(tmp_path)
+    result = mist(capsys, "eval", tiny_run, "--json", out, "--threads", "1")
+    assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
+    assert entries_under(tmp_path) == before
+    assert mist(capsys, "eval", other, "--json", out, "--threads", "1")[0] == 0
+
+
+@case
 def train_more_detections_than_pixels(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "x", "--no-progress"]
     argv += [a for o in [*TINY, "model.k=100000"] for a in ("--set", o)]

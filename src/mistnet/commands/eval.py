@@ -22,6 +22,7 @@ from mistnet.commands._args import (
 from mistnet.errors import MistError
 from mistnet.evaluation import Evaluation, evaluate_run
 from mistnet.io import atomic_write_json
+from mistnet.outputs import check_outside
 from mistnet.validate import read_json
 
 
@@ -64,18 +65,26 @@ def _within(path: Path, directory: str | None) -> bool:
     return Path(directory).resolve() in path.resolve().parents
 
 
-def _is_eval_record(path: Path) -> bool:
+def _is_record_of(path: Path, run: str) -> bool:
+    """Whether ``path`` is a metrics file of ``mist eval`` of ``run`` (its ``run`` field)."""
     try:
         doc = read_json(path)
     except (MistError, OSError, ValueError):
         return False
-    return isinstance(doc, dict) and set(Evaluation.__dataclass_fields__) <= set(doc)
+    if not (isinstance(doc, dict) and set(Evaluation.__dataclass_fields__) <= set(doc)):
+        return False
+    named = doc["run"]
+    if not isinstance(named, str):
+        return False
+    return named == run or (Path(run).is_dir() and Path(named).resolve() == Path(run).resolve())
 
 
-def check_json_out(out: Path, run: str | None, data: str | None) -> None:
-    """Refuse a metrics file that could replace what eval did not write: it must end in
-    ``.json``; inside the run directory be named ``eval-*.json`` (beside the checkpoints and
-    the config), never inside the dataset; and an existing file must be an earlier record.
+def check_json_out(out: Path, run: str | None, data: str | None, model: str | None = None) -> None:
+    """Refuse a metrics file that could replace what eval of ``run`` (or of the pretrained
+    ``model``) did not write: it must end in ``.json``; inside the run directory
+    be named ``eval-*.json`` (beside the checkpoints and the config), never inside the dataset
+    nor inside any other mistnet output (:func:`~mistnet.outputs.check_outside`); and an
+    existing file must be an earlier record of eval of the same run.
 
     Raises:
         MistError: the first of these that ``out`` breaks.
@@ -87,8 +96,13 @@ def check_json_out(out: Path, run: str | None, data: str | None) -> None:
         raise MistError(f"{out}: inside the run directory {run}, --json may only be eval-*.json")
     if not in_run and _within(out, data):
         raise MistError(f"{out}: is inside the dataset directory {data}; choose another --json")
-    if out.is_symlink() or (out.exists() and not _is_eval_record(out)):
-        raise MistError(f"{out}: exists and is not a metrics file of mist eval; choose another")
+    if not in_run:
+        check_outside(out, option="--json")
+    this = run or model
+    if out.is_symlink() or (out.exists() and not _is_record_of(out, this)):
+        raise MistError(
+            f"{out}: exists and is not a metrics file of mist eval of {this}; choose another"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{option} must be at least 1 (leave it out for the run's), got {value}"
             )
     if args.json:
-        check_json_out(Path(args.json), args.run, args.data)
+        check_json_out(Path(args.json), args.run, args.data, args.model)
     device = compute_device(args)
     result = evaluate_run(
         args.run,
@@ -118,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = None  # a pretrained model has no run directory to write into
     if out is not None:
-        check_json_out(out, args.run, result.data)  # the run's own data is known only now
+        check_json_out(
+            out, args.run, result.data, args.model
+        )  # the run's own data is known only now
         atomic_write_json(out, result.to_dict())
     print(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
