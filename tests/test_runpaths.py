@@ -20,10 +20,13 @@ def _dataset(path):
 
 def test_a_path_beside_the_run_is_written_relative_to_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    for folder in ("demo1/data", "demo1/old", "elsewhere/ds"):
+        (tmp_path / folder).mkdir(parents=True)
     cfg = stored(_cfg("demo1/data", "demo1/old"), "demo1/run")
     assert (cfg.data.path, cfg.train.init_from) == ("../data", "../old")
     away = stored(_cfg("elsewhere/ds"), "demo1/run")  # not in the run's parent folder
     assert away.data.path == str(tmp_path / "elsewhere" / "ds")
+    assert stored(_cfg("mnist-hard"), "demo1/run").data.path == "mnist-hard"  # no folder
 
 
 def test_a_relative_path_is_read_from_the_run_directory(tmp_path, monkeypatch):

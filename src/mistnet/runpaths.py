@@ -30,7 +30,7 @@ def stored(cfg: Config, run_dir: str | os.PathLike) -> Config:
     run = Path(run_dir).resolve()
     for section, key, _ in PATHS:
         value = getattr(getattr(cfg, section), key)
-        if value:
+        if value and Path(value).exists():  # else not a folder (a generator's name): as given
             target = Path(value).resolve()
             inside = target.is_relative_to(run.parent)
             value = os.path.relpath(target, run) if inside else str(target)
