@@ -82,7 +82,8 @@ def test_fit_writes_a_run_from_a_dataloader_and_trains_on_from_a_loaded_model(tm
         model, train, out=tmp_path / "b", steps=1, lr_task=1e-9, lr_heatmap=1e-9, train_seed=99
     )
     cfg_b = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert cfg_b["train"]["init_from"] == str(tmp_path / "a")
+    assert cfg_b["train"]["init_from"] == "../a"  # relative to the run b, beside it
+    assert mistnet.load(tmp_path / "b").config.train.init_from == str(tmp_path / "a")
     assert cfg_b["train"]["init_parts"] == "all"
     pairs = zip(model.parameters(), more.parameters(), strict=True)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)  # lr 1e-9: the loaded weights

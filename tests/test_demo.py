@@ -75,8 +75,8 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path, capsy
     }
 
 
-def test_demo_on_full_mnist_takes_the_cache_and_says_so(tmp_path, capsys):
-    fill_small_mnist_cache(tmp_path / "mnist")
+def test_demo_on_full_mnist_takes_the_cache_and_says_so(tmp_path, capsys, monkeypatch):
+    fill_small_mnist_cache(monkeypatch, tmp_path / "mnist")
     out = tmp_path / "demo"
     argv = ["demo", "--out", out, "--digits", "mnist", *SIZES, *TINY, "--set", "train.steps=2"]
     rc, printed, err = mist(capsys, *argv)

@@ -594,11 +594,11 @@ def test_test_only_data_gains_its_other_splits_when_trained_on(tmp_path):
     assert len(logged) == 2  # the full one serves both
 
 
-def test_full_mnist_data_has_its_own_folder_and_records_its_digits(tmp_path):
+def test_full_mnist_data_has_its_own_folder_and_records_its_digits(tmp_path, monkeypatch):
     from mistnet.data.store import read_manifest
     from mistnet.reproduce.data import OFFICIAL, data_dir, prepare
 
-    fill_small_mnist_cache(tmp_path / "mnist")
+    fill_small_mnist_cache(monkeypatch, tmp_path / "mnist")
     budget = BUDGETS["smoke"]
     root = tmp_path / "data"
     assert data_dir(root, budget, OFFICIAL, 0, "mnist").parent == root / "smoke-mnist"
@@ -611,8 +611,8 @@ def test_full_mnist_data_has_its_own_folder_and_records_its_digits(tmp_path):
     assert read_manifest(embedded)["digits"] == "embedded"
 
 
-def test_an_out_of_other_digits_is_refused_before_any_work(tmp_path, capsys):
-    fill_small_mnist_cache(tmp_path / "mnist")
+def test_an_out_of_other_digits_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    fill_small_mnist_cache(monkeypatch, tmp_path / "mnist")
     out = tmp_path / "out"
     out.mkdir()
     marker = out / "reproduce.json"

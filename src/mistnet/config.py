@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from mistnet.errors import MistError
 from mistnet.io import json_text
+from mistnet.runpaths import resolved
 from mistnet.validate import read_json, read_text
 
 
@@ -434,7 +435,8 @@ def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Conf
 
 
 def load_json(path: str | Path) -> Config:
-    """Read a resolved config written by :meth:`Config.to_json` (by this or an older version).
+    """Read a resolved config written by :meth:`Config.to_json` (by this or an older version),
+    its paths taken from its folder (:func:`mistnet.runpaths.resolved`).
 
     Raises:
         MistError: not a regular UTF-8 file of strict JSON, not an object, or not a valid
@@ -443,7 +445,7 @@ def load_json(path: str | Path) -> Config:
     data = read_json(path)
     if not isinstance(data, dict):
         raise MistError(f"{path}: not a valid config file (not a JSON object)")
-    return _from_file(data, str(path), recorded=True)
+    return resolved(_from_file(data, str(path), recorded=True), Path(path).parent)
 
 
 def from_record(data: dict[str, Any], source: str) -> Config:

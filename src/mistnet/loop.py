@@ -131,7 +131,7 @@ class Session:
         self.annotations = adopt_data(cfg, self.train_set, self.val_set)
         self.metric = select_metric(cfg, self.annotations)
         if world.main:
-            atomic_write_text(run.config, cfg.to_json())
+            atomic_write_text(run.config, run.stored(cfg).to_json())
         self.trainer = self._build_trainer()
         self.step, self.best, self.best_step, self.wall = 0, None, None, 0.0
         self.last_written: int | None = None  # the step of the newest last.safetensors
@@ -262,7 +262,7 @@ class Session:
             path,
             self.trainer.model,
             self.trainer.optimizers,
-            config=self.cfg.to_dict(),
+            config=self.run.stored(self.cfg).to_dict(),
             step=self.step,
             extra={**history, "wall": self.wall},
             averaged=self.trainer.average,

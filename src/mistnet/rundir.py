@@ -30,6 +30,7 @@ from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import MARKER, open_output
 from mistnet.runlog import LogRecord, read_log
+from mistnet.runpaths import absolute, stored
 from mistnet.trainer import Trainer
 from mistnet.validate import read_json
 
@@ -84,6 +85,11 @@ class Run:
         self.best = self.path / "best.safetensors"
         self.log = self.path / "log.jsonl"
         self.summary = self.path / "summary.json"
+
+    def stored(self, cfg: Config) -> Config:
+        """``cfg`` as this run writes it (:func:`mistnet.runpaths.stored`): its paths relative
+        to the run inside the run's parent folder, else absolute."""
+        return stored(cfg, self.path)
 
     def require(self) -> None:
         if self.path.is_file():
@@ -182,7 +188,7 @@ class Run:
                 f"{self.path}: the run finished at train.steps = {steps}; to train it further, "
                 f"resume with --set train.steps=N, N > {steps}"
             )
-        a, b = asked.to_dict(), saved.to_dict()
+        a, b = absolute(asked).to_dict(), saved.to_dict()  # paths compared as absolute
         diff = [
             f"{section}.{key}: {b[section][key]!r} -> {value!r}"
             for section, values in a.items()

@@ -100,6 +100,24 @@ def coco_empty_category_name(tmp_path, run):
 
 
 @case
+def coco_duplicate_annotation_ids(tmp_path, run):
+    box = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10]}
+    return coco(tmp_path, annotations=[box, box]), ["boxes.json: annotation id 1 appears twice"]
+
+
+@case
+def coco_image_id_a_boolean(tmp_path, run):
+    ims = [{"id": True, "file_name": "0.png"}]
+    return coco(tmp_path, images=ims), ["boxes.json: images[0].id: expected an integer, got True"]
+
+
+@case
+def coco_category_name_a_number(tmp_path, run):
+    cats = [{"id": 1, "name": 7}]
+    return coco(tmp_path, categories=cats), ["boxes.json: categories[0].name: expected a"]
+
+
+@case
 def coco_infinite_image_id(tmp_path, run):
     text = b'{"images": [{"id": Infinity, "file_name": "0.png"}]}'
     return coco(tmp_path, text=text), ["boxes.json: not valid JSON", "Infinity"]

@@ -1,6 +1,7 @@
 """``mist train``: presets, overrides, its error paths, exact resume after SIGKILL."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,7 +131,7 @@ def test_train_from_a_dataset_directory_then_reconstruct_commands(capsys, tmp_pa
     rc, out, err = mist(capsys, *argv, *[a for s in sets for a in ("--set", s)])
     assert rc == 0, err
     assert json.loads(out[out.index("{") :])["steps"] == 4
-    assert json.loads((run / "config.json").read_text())["data"]["path"] == str(data)
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == "../easy"
 
     rc, out, err = mist(capsys, "eval", run, "--json", tmp_path / "m.json")
     assert rc == 0, err
@@ -148,6 +149,43 @@ def test_train_from_a_dataset_directory_then_reconstruct_commands(capsys, tmp_pa
     assert "labels" not in record and len(record["boxes"]) == 9
     with Image.open(tmp_path / "d" / "blank-recon.png") as im:
         assert im.size == (50 * 6, 30 * 6)
+
+
+def _tiny_dataset(path: Path, seed: int = 0) -> Path:
+    gen = build_generator("mnist-easy")
+    sizes = (("train", 16), ("val", 8), ("test", 4))
+    splits = {s: make_scenes(gen, s, range(seed, seed + n)) for s, n in sizes}
+    return write_dataset(path, "mnist-easy", splits)
+
+
+def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatch):
+    """data.path is written relative to the run (`../ds`): `cd o && mist eval ../run` reads
+    the run's dataset, not an `o/ds` made since, and so does a resume; the folder can move."""
+    work = tmp_path / "work"
+    _tiny_dataset(work / "ds")
+    monkeypatch.chdir(work)
+    sets = ["--set=train.steps=2", "--set=train.val_every=2", "--set=model.task=reconstruct"]
+    argv = ["train", "--preset", "tiny-cpu", "--out", "run", "--data", "ds", "--no-progress"]
+    assert mist(capsys, *argv, *sets)[0] == 0
+    assert json.loads(Path("run/config.json").read_text())["data"]["path"] == "../ds"
+    _tiny_dataset(work / "o" / "ds", seed=100)  # a decoy of the same name
+    monkeypatch.chdir(work / "o")
+    rc, _, err = mist(capsys, "eval", "../run", "--json", "../m.json")
+    assert rc == 0, err
+    assert json.loads((work / "m.json").read_text())["data"] == str(work / "ds")
+    rc, _, err = mist(capsys, "train", "--out", "../run", "--resume", "--set=train.steps=4")
+    assert rc == 0 and "ignoring" not in err, err
+    assert json.loads((work / "run/config.json").read_text())["data"]["path"] == "../ds"
+    moved = tmp_path / "moved"
+    work.rename(moved)
+    monkeypatch.chdir(moved / "run")
+    rc, _, err = mist(capsys, "eval", ".", "--json", "../m.json")
+    assert rc == 0, err
+    assert json.loads((moved / "m.json").read_text())["data"] == str(moved / "ds")
+    shutil.rmtree(moved / "ds")
+    assert_user_error(
+        mist(capsys, "eval", "."), f"the run's dataset {moved / 'ds'} (data.path) does not exist"
+    )
 
 
 def test_no_progress_prints_one_line_per_validation(capsys, tmp_path):

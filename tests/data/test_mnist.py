@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import assert_user_error, files_under, mist
-from helpers import md5s, small_mnist
+from helpers import fill_small_mnist_cache, md5s, small_mnist
 
 from mistnet.data import load_digits, mnist
 from mistnet.data.mnist import MNIST_MD5, data_cache, download_mnist, install_mnist, mnist_cache
@@ -30,11 +30,12 @@ needs_shared_mnist = pytest.mark.skipif(
 
 
 def test_from_a_folder_of_plain_and_gzipped_files_fills_the_cache_that_digits_mnist_reads(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
     content = small_mnist(
         tmp_path / "src", gzipped=("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     )
+    monkeypatch.setattr(mnist, "MNIST_MD5", md5s(content))  # what --digits mnist checks
     cache = install_mnist(tmp_path / "src", md5=md5s(content))
     assert cache == data_cache() / "mnist" == mnist_cache()
     # The cache holds the decompressed files, nothing else (no temporary left beside it).
@@ -162,6 +163,22 @@ def test_a_download_tries_the_next_mirror_and_checks_the_content(tmp_path, monke
         download_mnist(cache=tmp_path / "other", progress=False, md5=md5s(content))
     assert not (tmp_path / "other").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_a_cache_file_changed_since_it_was_filled_is_refused_naming_it(
+    capsys, tmp_path, monkeypatch
+):
+    """The MD5s are checked each time --digits mnist reads the cache, not only when filled."""
+    fill_small_mnist_cache(monkeypatch, tmp_path / "src")
+    labels = mnist_cache() / "t10k-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[-1] = (raw[-1] + 1) % 10  # still a valid label: only the digest tells
+    labels.write_bytes(bytes(raw))
+    before = files_under(tmp_path)
+    argv = ["data", "make", "mnist-hard", "--digits", "mnist", "--out", tmp_path / "scenes"]
+    result = mist(capsys, *argv, "--n-train", 2, "--n-val", 2, "--n-test", 2)
+    assert_user_error(result, f"{labels}: damaged", "mist data download mnist --from DIR")
+    assert files_under(tmp_path) == before
 
 
 @pytest.mark.parametrize(

@@ -216,8 +216,8 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
     files = _unique(
         [
             (
-                _coco_field(im, "id", int, f"images[{n}]"),
-                _coco_field(im, "file_name", str, f"images[{n}]"),
+                _coco_field(im, "id", int, f"{path}: images[{n}]"),
+                _coco_field(im, "file_name", str, f"{path}: images[{n}]"),
             )
             for n, im in enumerate(images)
         ],
@@ -228,8 +228,8 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
     by_id = _unique(
         [
             (
-                _coco_field(c, "id", int, f"categories[{n}]"),
-                _coco_field(c, "name", str, f"categories[{n}]").strip(),
+                _coco_field(c, "id", int, f"{path}: categories[{n}]"),
+                _coco_field(c, "name", str, f"{path}: categories[{n}]").strip(),
             )
             for n, c in enumerate(categories)
         ],
@@ -250,7 +250,14 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
         rel_of[iid]: Truth(np.zeros((0, 4), np.float32), [], size)
         for iid, size in zip(files, sizes, strict=True)
     }
-    for n, a in enumerate(_coco_list(doc, "annotations", path)):
+    annotations = _coco_list(doc, "annotations", path)
+    ids = [
+        (_coco_field(a, "id", int, f"{path}: annotations[{n}]"), n)
+        for n, a in enumerate(annotations)
+        if "id" in a
+    ]
+    _unique(ids, "annotation id", path)  # one instance given twice would be counted twice
+    for n, a in enumerate(annotations):
         where = f"{path}: annotations[{n}]"
         iid, cid = _coco_field(a, "image_id", int, where), _coco_field(a, "category_id", int, where)
         if iid not in rel_of:

@@ -34,6 +34,10 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     path = Path(source)
     looks_like_path = os.sep in source or source.startswith(".") or path.exists()
     if looks_like_path and not path.is_dir():
+        if not data and source == d.path:  # moved or removed since the run was trained
+            raise MistError(
+                f"the run's dataset {source} (data.path) does not exist; pass --data DIR"
+            )
         raise MistError(f"data directory {source} does not exist")
     sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
     dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)

@@ -1,0 +1,70 @@
+"""The folders a run's ``config.json`` names (``data.path``, ``train.init_from``), as written and read.
+
+A run must find its dataset from any working directory, and a folder moved with its run (a
+demo's ``data/`` beside its ``run/``) must still be found. So a path inside the run's parent
+folder is written relative to the run directory (``../data``), any other absolute. Reading, a
+relative path is taken from the run directory; one that is not there is a run of an older version,
+written relative to the directory ``mist train`` ran from, and is taken from the current
+directory when a dataset (or run) is there.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mistnet.config import Config
+
+#: ``(section, key)`` of the config's paths, and the file that marks the folder one names (a
+#: dataset's manifest, a run's config; ``init_from`` may also be a checkpoint file).
+PATHS = (("data", "path", "manifest.json"), ("train", "init_from", "config.json"))
+
+
+def stored(cfg: Config, run_dir: str | os.PathLike) -> Config:
+    """A copy of ``cfg`` as the run at ``run_dir`` writes it: its paths (as given, relative to
+    the current directory) relative to ``run_dir`` inside its parent folder, else absolute."""
+    cfg = copy.deepcopy(cfg)
+    run = Path(run_dir).resolve()
+    for section, key, _ in PATHS:
+        value = getattr(getattr(cfg, section), key)
+        if value and Path(value).exists():  # else not a folder (a generator's name): as given
+            target = Path(value).resolve()
+            inside = target.is_relative_to(run.parent)
+            value = os.path.relpath(target, run) if inside else str(target)
+            setattr(getattr(cfg, section), key, value)
+    return cfg
+
+
+def resolved(cfg: Config, run_dir: str | os.PathLike) -> Config:
+    """``cfg`` as read from the ``config.json`` in ``run_dir``, its paths made absolute (in place).
+
+    A relative path is taken from ``run_dir``; where nothing is there, from the current
+    directory (a run of an older version) when that holds a dataset or run, else from
+    ``run_dir`` all the same, for the command that reads it to name as missing.
+    """
+    run = Path(run_dir).resolve()
+    for section, key, marker in PATHS:
+        value = getattr(getattr(cfg, section), key)
+        if not value or Path(value).is_absolute():
+            continue
+        here, old = run / value, Path(value)
+        if not here.exists() and (
+            (old / marker).is_file() or (key == "init_from" and old.is_file())
+        ):
+            here = old
+        setattr(getattr(cfg, section), key, str(here.resolve()))
+    return cfg
+
+
+def absolute(cfg: Config) -> Config:
+    """A copy of ``cfg`` with its paths (relative to the current directory) made absolute, to
+    compare with a run's config as :func:`resolved` reads it."""
+    cfg = copy.deepcopy(cfg)
+    for section, key, _ in PATHS:
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, str(Path(value).resolve()))
+    return cfg

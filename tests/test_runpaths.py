@@ -1,0 +1,62 @@
+"""The paths of a run's config.json: written so that they resolve the same from any directory."""
+
+import json
+
+from mistnet.config import Config, load_json
+from mistnet.runpaths import stored
+
+
+def _cfg(data: str = "", init: str = "") -> Config:
+    cfg = Config()
+    cfg.data.path, cfg.train.init_from = data, init
+    return cfg
+
+
+def _dataset(path):
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text("{}")
+    return path
+
+
+def test_a_path_beside_the_run_is_written_relative_to_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for folder in ("demo1/data", "demo1/old", "elsewhere/ds"):
+        (tmp_path / folder).mkdir(parents=True)
+    cfg = stored(_cfg("demo1/data", "demo1/old"), "demo1/run")
+    assert (cfg.data.path, cfg.train.init_from) == ("../data", "../old")
+    away = stored(_cfg("elsewhere/ds"), "demo1/run")  # not in the run's parent folder
+    assert away.data.path == str(tmp_path / "elsewhere" / "ds")
+    assert stored(_cfg("mnist-hard"), "demo1/run").data.path == "mnist-hard"  # no folder
+
+
+def test_a_relative_path_is_read_from_the_run_directory(tmp_path, monkeypatch):
+    data, run = _dataset(tmp_path / "demo" / "data"), tmp_path / "demo" / "run"
+    run.mkdir()
+    (run / "config.json").write_text(_cfg("../data").to_json())
+    monkeypatch.chdir(run)  # anywhere: the working directory plays no part
+    assert load_json(run / "config.json").data.path == str(data)
+
+
+def test_a_run_of_an_older_version_is_read_from_the_working_directory(tmp_path, monkeypatch):
+    """Written relative to where `mist train` ran: found there, and only when a dataset is."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(_cfg("ds").to_json())
+    monkeypatch.chdir(tmp_path)
+    assert load_json(run / "config.json").data.path == str(run / "ds")  # no dataset: named
+    (tmp_path / "ds").mkdir()
+    assert load_json(run / "config.json").data.path == str(run / "ds")  # a folder, no dataset
+    (tmp_path / "ds" / "manifest.json").write_text("{}")
+    assert load_json(run / "config.json").data.path == str(tmp_path / "ds")
+
+
+def test_stored_then_resolved_is_the_same_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = _dataset(tmp_path / "w" / "ds")
+    (tmp_path / "w" / "run").mkdir()
+    text = stored(_cfg("w/ds", "/abs/run"), "w/run").to_json()
+    assert json.loads(text)["data"]["path"] == "../ds"
+    (tmp_path / "w" / "run" / "config.json").write_text(text)
+    monkeypatch.chdir(tmp_path / "w" / "run")
+    cfg = load_json("config.json")
+    assert (cfg.data.path, cfg.train.init_from) == (str(data), "/abs/run")
