@@ -27,6 +27,7 @@ import math
 import numbers
 import os
 import stat
+import sys
 import tokenize
 import warnings
 import zipfile
@@ -160,9 +161,20 @@ def parse_json(text: str, where: str | os.PathLike) -> object:
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
     except ValueError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc})") from None
+        raise DataError(f"{where}: not valid JSON ({parse_error(exc)})") from None
     except RecursionError:
         raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def parse_error(exc: ValueError) -> str:
+    """The message of a parser's ``ValueError``, Python's integer digit limit said plainly.
+
+    Python refuses to convert an integer of more than ``sys.get_int_max_str_digits()`` digits
+    (a guard against quadratic time); its message advises a call no user can make.
+    """
+    if "integer string conversion" in str(exc):
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

@@ -22,7 +22,6 @@ failed write never leaves a half-written dataset. Any split may be absent.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -37,7 +36,7 @@ from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
 from mistnet.io import json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
-from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
+from mistnet.validate import NUMPY_READ_ERRORS, read_json, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
@@ -202,8 +201,8 @@ def write_dataset(
 def is_dataset(directory: Path) -> bool:
     """Whether ``directory`` holds a manifest of this format (a dataset of any version)."""
     try:
-        meta = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_json(directory / MANIFEST)
+    except DataError:
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
@@ -255,10 +254,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise DataError(f"{d}: no such dataset directory")
     if not path.exists():
         raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
-    try:
-        meta = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: corrupt manifest ({exc})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} manifest")
     splits = meta.get("splits", {})
