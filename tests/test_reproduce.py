@@ -257,7 +257,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     )
     assert_user_error(
         mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--threads", "-1"),
-        "--threads must be 0 or more",
+        "--threads must be 0 (torch's choice) or more",
     )
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -267,8 +267,7 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ArgumentError(f"threads must be an integer >= 0 (0: torch's choice), got {threads!r}")
+    validate.threads(threads, "threads")
     cfg = _config_of(model_or_preset)
     train_set, val_set = _as_dataset(train_data), _as_dataset(val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:

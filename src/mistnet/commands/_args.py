@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from mistnet import validate
 from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -37,16 +38,14 @@ def add_compute_arguments(
         type=int,
         default=0,
         metavar="N",
-        help=f"torch CPU threads (default 0: {threads_default}); speed only; use 1 when other "
-        "jobs share the cores",
+        help=f"torch CPU threads (default 0: {threads_default}; at most "
+        f"{validate.max_threads()}); speed only; use 1 when other jobs share the cores",
     )
 
 
 def checked_threads(args: argparse.Namespace) -> int:
-    """``args.threads``, checked (0: leave torch's choice)."""
-    if args.threads < 0:
-        raise MistError(f"--threads must be 0 or more, got {args.threads}")
-    return args.threads
+    """``args.threads``, checked (0: leave torch's choice; see :func:`mistnet.validate.threads`)."""
+    return validate.threads(args.threads, "--threads")
 
 
 def compute_device(args: argparse.Namespace) -> torch.device:

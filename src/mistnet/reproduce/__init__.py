@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mistnet import validate
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import DataError, MistError
@@ -266,8 +267,7 @@ def reproduce_table(
 def _check_counts(seeds: int, threads: int, digits: str) -> None:
     if seeds < 1:
         raise MistError(f"--seeds must be at least 1, got {seeds}")
-    if threads < 0:
-        raise MistError(f"--threads must be 0 or more, got {threads}")
+    validate.threads(threads, "--threads")
     if digits not in ("embedded", "mnist"):
         raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
 
