@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import math
 import os
 import sys
 import types
@@ -130,8 +129,10 @@ def predict(
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if isinstance(model, GridMIST) and k != model.k:
         raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
-    if not isinstance(min_score, int | float) or not math.isfinite(min_score):
+    if isinstance(min_score, bool) or not isinstance(min_score, int | float):
         raise ValueError(f"min_score must be a number, got {min_score!r}")
+    if not 0 <= min_score <= 1:  # NaN included
+        raise ValueError(f"min_score must be a score in [0, 1], got {min_score!r}")
     cfg = model.config
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
