@@ -78,7 +78,10 @@ def test_gabor_float_round_trip(tmp_path):
 def test_existing_target_refused_and_atomic_failure(tmp_path):
     g, splits = _splits()
     d = write_dataset(tmp_path / "ds", g.name, splits)
-    with pytest.raises(DataError, match="already exists"):
+    with pytest.raises(
+        DataError,
+        match="already holds a dataset; choose another output directory or remove this one$",
+    ):
         write_dataset(d, g.name, splits)
     with pytest.raises(RuntimeError):
         with dataset_directory(tmp_path / "new") as tmp:

@@ -211,11 +211,14 @@ def claim_dataset(
     out: str | os.PathLike,
     overwrite: bool = False,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    overwrite_option: str = "",
 ) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
     ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
     returns whether one is replaced. ``inputs``: the folders it is made from (``("the image
-    folder", SRC)``), which ``out`` may not lie in.
+    folder", SRC)``), which ``out`` may not lie in. ``overwrite_option``: the caller's option
+    that replaces a dataset (``--overwrite`` of ``mist data make``), named in the refusal; the
+    importers have none, so the refusal says only what they can do.
 
     Raises:
         MistError: anything else at ``out``, or ``out`` inside another output or an input
@@ -224,7 +227,11 @@ def claim_dataset(
     """
     existing = claim_output(out, "dataset", "mist data", legacy=is_dataset, inputs=inputs)
     if existing and not overwrite:
-        raise DataError(f"{out}: already exists (remove it, choose another output or overwrite)")
+        also = f", or pass {overwrite_option} to replace it" if overwrite_option else ""
+        raise DataError(
+            f"{out}: already holds a dataset; choose another output directory or remove this "
+            f"one{also}"
+        )
     if existing:
         require_only_own(out, DATASET_FILES, "a dataset")
     return existing
