@@ -127,7 +127,9 @@ def image_item(**change):
         ([torch.rand(1, 32, 32)], {"minutes": "5"}, TypeError, "minutes must be a number"),
         ([torch.rand(1, 32, 32)], {"minutes": float("nan")}, ValueError, "minutes must be a fin"),
         ([torch.rand(1, 32, 32)], {"device": "gpu"}, ValueError, "device must be cpu, cuda"),
-        ([torch.rand(1, 32, 32)], {"threads": -1}, ValueError, "threads must be an integer >= 0"),
+        ([torch.rand(1, 32, 32)], {"threads": -1}, ValueError, "threads must be 0 .* or more"),
+        ([torch.rand(1, 32, 32)], {"threads": 100_000}, ValueError, "threads must be at most"),
+        ([torch.rand(1, 32, 32)], {"threads": "2"}, TypeError, "threads must be an integer"),
     ],
 )
 def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwargs, error, message):

@@ -83,3 +83,36 @@ def test_an_unknown_argument_shows_the_commands_usage(capsys, argv):
     command = " ".join(argv[: 2 if argv[0] == "data" else 1])
     assert err.startswith(f"usage: mist {command} "), err
     assert err.splitlines()[-1] == f"mist {command}: error: unrecognized arguments: --bogus 1"
+
+
+# Run ``python -m mistnet data show ds --out e.png`` with Ctrl-C arriving as the module named
+# by argv[1] is imported (the import hook raises it: a timer would race the interpreter).
+_INTERRUPT_AT_IMPORT = """
+import runpy, sys
+
+AT = sys.argv[1]
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == AT:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["mist", "data", "show", "ds", "--out", "e.png"]
+runpy.run_module("mistnet", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module", ["torch", "mistnet.commands.data", "mistnet.signals"])
+def test_ctrl_c_during_startup_is_one_line_and_exit_130(tmp_path, module):
+    """Ctrl-C while the commands import torch, or while mistnet.cli itself is imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_AT_IMPORT, module],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "mist: interrupted\n", "")
+    assert list(tmp_path.iterdir()) == []

@@ -195,6 +195,21 @@ def test_preset_from_a_toml_path(tmp_path):
         load_preset(str(typo))
 
 
+def test_an_integer_past_pythons_digit_limit_is_one_line_everywhere(tmp_path):
+    huge = "1" + "0" * 5000
+    limit = "an integer of more than 4300 digits"
+    with pytest.raises(MistError, match=rf"^--set model.k: {limit}$"):
+        resolve("tiny-cpu", [f"model.k={huge}"])
+    preset = tmp_path / "huge.toml"
+    preset.write_text(f"[model]\nk = {huge}\n")
+    with pytest.raises(MistError, match=rf"huge.toml: invalid TOML: {limit}$"):
+        load_preset(str(preset))
+    record = tmp_path / "config.json"
+    record.write_text(f'{{"model": {{"k": {huge}}}}}')
+    with pytest.raises(MistError, match=rf"config.json: not valid JSON \({limit}\)$"):
+        load_json(record)
+
+
 # -- round trip ---------------------------------------------------------------------------------
 
 

@@ -110,7 +110,7 @@ def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(
     [
         (["--minutes", "0"], "--minutes must be a number of minutes > 0, got 0"),
         (["--n-test", "0"], "--n-test must be at least 1"),
-        (["--threads", "-1"], "--threads must be 0 or more"),
+        (["--threads", "-1"], "--threads must be 0 (torch's choice) or more"),
         (["--device", "tpu"], "--device must be"),
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--set", "train.nope=1"], "train.nope"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import assert_user_error, mist
+from cli_helpers import assert_user_error, entries_under, mist
 from helpers import fill_small_mnist_cache
 
 from mistnet import cli
@@ -257,7 +257,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     )
     assert_user_error(
         mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--threads", "-1"),
-        "--threads must be 0 or more",
+        "--threads must be 0 (torch's choice) or more",
     )
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -476,6 +476,62 @@ def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):
     assert (out / "table4.md").is_file()
     with (out / ".lock").open("a+") as again:
         fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if still held
+
+
+def _a_finished_reproduction(out: Path) -> Path:
+    """The files a smoke reproduction of table2 leaves that a rerun reads first, without the
+    training: the output's markers, its data root, and the record of one finished run."""
+    from mistnet.io import atomic_write_json
+    from mistnet.outputs import create_directory
+
+    create_directory(out, "reproduce")
+    (out / "data").mkdir()
+    marker = {"format": "mistnet-reproduce", "budget": "smoke", "digits": "embedded"}
+    atomic_write_json(out / "reproduce.json", marker)  # as the reproduction wrote it
+    run = out / "table2" / "mist" / "seed0"
+    run.mkdir(parents=True)
+    record = {"metrics": {"det_iou50": 0.5, "rmse": None}, "extra": {}, "data": "d"}
+    record |= {"train": {"steps": 4}, "wall_s": {"total": 1.0}, "run": str(run)}
+    record |= {"device": "cpu", "commands": [], "evals": {}}
+    (run / "eval.json").write_text(json.dumps(record))
+    return run / "eval.json"
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("eval", b"\xff", "not UTF-8 text"),
+        ("eval", b"5", "(a int, not a JSON object)"),
+        ("eval", b'{"metrics": NaN}', "NaN is not a JSON number"),
+        ("eval", b'{"metrics": {"rmse": "low"}, "data": "d"}', 'metrics.rmse is "low"'),
+        ("eval", b'{"metrics": {}, "data": "d", "evals": {"x": 1}}', "evals is not an object"),
+        ("results", b"\xff", "not UTF-8 text"),
+        ("results", b"5", "not a results.json of mist reproduce"),
+        ("results", b'{"format": "mistnet-reproduce", "tables": {"t": {"figures": 1}}}', "not a"),
+        ("marker", b"\xff", "not UTF-8 text"),
+        ("marker", b"5", "not a JSON object"),
+    ],
+)
+def test_damaged_files_of_a_reproduction_are_refused_in_one_line(
+    tmp_path, capsys, name, content, message
+):
+    """A rerun reads its own eval.json, results.json and reproduce.json strictly: a damaged
+    one is named, with what to do, and nothing is trained or written."""
+    from mistnet.reproduce.runs import read_record
+
+    out = tmp_path / "rp4"
+    record = _a_finished_reproduction(out)
+    assert read_record(record)["metrics"]["det_iou50"] == 0.5  # the faked record is a record
+    path = {"eval": record, "results": out / "results.json", "marker": out / "reproduce.json"}
+    path[name].write_bytes(content)
+    hint = {"eval": "delete it to evaluate the run again", "results": "delete it and run each"}
+    hint["marker"] = "delete it to continue the reproduction"
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "table2", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    assert_user_error(mist(capsys, *argv), f"{path[name]}: ", message, hint[name])
+    after = entries_under(tmp_path)
+    assert after.pop("rp4/.lock").strip().isdigit()  # the lock names its holder's pid
+    assert after == before
 
 
 def _smoke_with(monkeypatch, **changes):

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import math
 import os
 import sys
 import types
@@ -130,8 +129,10 @@ def predict(
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if isinstance(model, GridMIST) and k != model.k:
         raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
-    if not isinstance(min_score, int | float) or not math.isfinite(min_score):
+    if isinstance(min_score, bool) or not isinstance(min_score, int | float):
         raise ValueError(f"min_score must be a number, got {min_score!r}")
+    if not 0 <= min_score <= 1:  # NaN included
+        raise ValueError(f"min_score must be a score in [0, 1], got {min_score!r}")
     cfg = model.config
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
@@ -267,8 +268,7 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        raise ArgumentError(f"threads must be an integer >= 0 (0: torch's choice), got {threads!r}")
+    validate.threads(threads, "threads")
     cfg = _config_of(model_or_preset)
     train_set, val_set = _as_dataset(train_data), _as_dataset(val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:

@@ -22,7 +22,6 @@ import warnings
 from typing import NoReturn
 
 from mistnet import __version__
-from mistnet.distributed import World
 from mistnet.errors import MistError, MistWarning
 from mistnet.signals import Terminated, signals_as_exceptions
 
@@ -109,8 +108,13 @@ def internal_error(command: str, exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        # The command modules import torch: a second or more in which Ctrl-C may come.
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("mist: interrupted", file=sys.stderr)
+        return 130
     if not hasattr(args, "func"):
         parser.print_help()
         return 0 if args.command is None else 2
@@ -167,13 +171,21 @@ def _call(args: argparse.Namespace) -> int:
 def run() -> NoReturn:
     """The ``mist`` and ``python -m mistnet`` entry point: :func:`main`, then exit with its status.
 
-    A torchrun worker (``WORLD_SIZE`` > 1) leaves by ``os._exit`` once its output is flushed:
+    Ctrl-C at any moment, the imports of the commands included, is one line and exit status
+    130; this module imports nothing heavy at its top for that reason (``python -m mistnet``
+    catches it during its own import too). A torchrun worker (``WORLD_SIZE`` > 1) leaves by ``os._exit`` once its output is flushed:
     gloo's worker threads can outlive ``destroy_process_group`` and abort the interpreter's
     finalisation (SIGABRT, "terminate called without an active exception"; seen about once in
     20 two-process runs on a loaded machine), which would fail a run whose files are all written.
     """
-    code = main()
-    if World.from_env().size > 1:
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between the handlers of main, say while a warning is printed
+        print("mist: interrupted", file=sys.stderr)
+        code = 130
+    if (
+        int(os.environ.get("WORLD_SIZE", 1)) > 1
+    ):  # as distributed.World.from_env, not importing torch
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

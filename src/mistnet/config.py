@@ -22,7 +22,7 @@ from typing import Any, Literal
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.runpaths import resolved
-from mistnet.validate import read_json, read_text
+from mistnet.validate import parse_error, read_json, read_text
 
 
 @dataclass
@@ -358,12 +358,29 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     setattr(target, key, _coerce(value, types_[key], f"{section}.{key}"))
 
 
-def _parse_value(text: str) -> Any:
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    """``text`` as TOML; one line naming ``where`` when it is not (or too deep, or too long a
+    number for Python's integer digit limit)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MistError(f"{where}: invalid TOML: {exc}") from None
+    except ValueError as exc:
+        raise MistError(f"{where}: invalid TOML: {parse_error(exc)}") from None
+    except RecursionError:
+        raise MistError(f"{where}: invalid TOML: nested too deeply") from None
+
+
+def _parse_value(text: str, where: str = "value") -> Any:
     """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except ValueError as exc:
+        raise MistError(f"--set {where}: {parse_error(exc)}") from None
+    except RecursionError:
+        raise MistError(f"--set {where}: nested too deeply") from None
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
@@ -378,7 +395,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
-        set_value(cfg, section, key, _parse_value(text.strip()))
+        set_value(cfg, section, key, _parse_value(text.strip(), dotted.strip()))
     return validate(cfg)
 
 
@@ -405,13 +422,7 @@ def load_preset(name_or_path: str) -> Config:
         if not res.is_file():
             raise MistError(f"unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")
         text, where = res.read_text(encoding="utf-8"), f"preset {name_or_path}"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise MistError(f"{where}: invalid TOML: {exc}") from None
-    except RecursionError:
-        raise MistError(f"{where}: invalid TOML: nested too deeply") from None
-    return _from_file(data, where)
+    return _from_file(_parse_toml(text, where), where)
 
 
 def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Config:

@@ -12,7 +12,7 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
 - :func:`read_text`: a UTF-8 text file (a UTF-8 byte-order mark is accepted, UTF-16 and
   UTF-32 are refused by name); :func:`read_json` / :func:`parse_json`: strict JSON (no
   ``NaN`` or ``Infinity``, no nesting deep enough to exhaust Python's stack).
-- :func:`seed`, :func:`minutes`: the numbers a user gives on the command line or to
+- :func:`seed`, :func:`minutes`, :func:`threads`: the numbers a user gives on the command line or to
   :func:`mistnet.fit` (raising :class:`~mistnet.errors.ArgumentError`).
 - :func:`open_image`: an image whose header declares at most ``max_pixels`` pixels, decoded
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded).
@@ -27,6 +27,7 @@ import math
 import numbers
 import os
 import stat
+import sys
 import tokenize
 import warnings
 import zipfile
@@ -160,9 +161,20 @@ def parse_json(text: str, where: str | os.PathLike) -> object:
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
     except ValueError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc})") from None
+        raise DataError(f"{where}: not valid JSON ({parse_error(exc)})") from None
     except RecursionError:
         raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def parse_error(exc: ValueError) -> str:
+    """The message of a parser's ``ValueError``, Python's integer digit limit said plainly.
+
+    Python refuses to convert an integer of more than ``sys.get_int_max_str_digits()`` digits
+    (a guard against quadratic time); its message advises a call no user can make.
+    """
+    if "integer string conversion" in str(exc):
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -198,6 +210,40 @@ def seed(value: object, name: str = "seed") -> int:
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 <= value < 2**63:
         raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {value}")
+    return int(value)
+
+
+def max_threads() -> int:
+    """The most torch CPU threads a command or :func:`mistnet.fit` accepts: 4 x the cores, at
+    least 64 (so that a setting made on a large machine still runs on a laptop)."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+def threads(value: object, name: str = "threads") -> int:
+    """``value`` if it is a thread count in [0, :func:`max_threads`] (0: torch's choice).
+
+    Each torch thread is an operating-system thread with its own stack: 100,000 of them end in
+    an internal error or "Cannot allocate memory" once the run directory is made.
+
+    Raises:
+        TypeError: not an integer.
+        ArgumentError: negative or above the limit.
+
+    Example:
+        >>> threads(-1, "--threads")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.ArgumentError: --threads must be 0 (torch's choice) or more, got -1
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 0:
+        raise ArgumentError(f"{name} must be 0 (torch's choice) or more, got {value}")
+    if value > max_threads():
+        raise ArgumentError(
+            f"{name} must be at most {max_threads()} (4 x the {os.cpu_count()} cores, at least "
+            f"64), got {value}"
+        )
     return int(value)
 
 

@@ -228,6 +228,18 @@ def train_on_a_missing_data_directory(tmp_path, run):
     return argv, ["--data nodata: no such dataset directory"]
 
 
+@case
+def train_with_a_hundred_thousand_threads(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", dataset(tmp_path)]
+    return [*argv, "--threads", "100000"], ["--threads must be at most", "got 100000"]
+
+
+@case
+def eval_with_a_hundred_thousand_threads(tmp_path, run):
+    argv = ["eval", run, "--data", dataset(tmp_path), "--threads", "100000"]
+    return argv, ["--threads must be at most", "got 100000"]
+
+
 # -- run directories ----------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cli_helpers import assert_user_error, mist
+from PIL import Image
 
 from mistnet.data.digits import write_idx
 from mistnet.data.store import SceneFolder
@@ -66,6 +67,30 @@ def test_make_show_export_import(capsys, tmp_path):
     assert mist(capsys, "data", "import-official", tmp_path / "off", tmp_path / "back")[0] == 0
     a, b = SceneFolder(tmp_path / "fixed", "test"), SceneFolder(tmp_path / "back", "test")
     np.testing.assert_array_equal(a.arrays["images"], b.arrays["images"])
+
+
+def test_an_import_into_its_earlier_output_says_what_to_do(capsys, tmp_path):
+    """The importers have no --overwrite: the refusal does not offer one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((48, 48), np.uint8)).save(src / f"{i}.png")
+    assert mist(capsys, "data", "import-images", src, "--out", tmp_path / "ds")[0] == 0
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    assert mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / "e", *sizes)[0] == 0
+    assert mist(capsys, "data", "export-official", tmp_path / "e", tmp_path / "off")[0] == 0
+    assert mist(capsys, "data", "import-official", tmp_path / "off", tmp_path / "back")[0] == 0
+    for argv in (
+        ("import-images", src, "--out", tmp_path / "ds"),
+        ("import-official", tmp_path / "off", tmp_path / "back"),
+    ):
+        _assert_user_error(
+            capsys,
+            tmp_path,
+            *argv,
+            match="already holds a dataset; choose another output directory or remove this one",
+        )
+        assert "overwrite" not in mist(capsys, "data", *argv)[2]
 
 
 def test_make_with_idx_digits(capsys, tmp_path):
@@ -135,7 +160,13 @@ def test_corrupt_inputs_and_existing_output(capsys, tmp_path):
     sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
     assert mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / "e", *sizes)[0] == 0
     _assert_user_error(
-        capsys, tmp_path, "make", "gabor", "--out", tmp_path / "e", match="already exists"
+        capsys,
+        tmp_path,
+        "make",
+        "gabor",
+        "--out",
+        tmp_path / "e",
+        match="or remove this one, or pass --overwrite to replace it",
     )
     (tmp_path / "e" / "test.npz").write_bytes(b"PK\x03\x04garbage")
     _assert_user_error(

@@ -215,6 +215,29 @@ def test_detect_side_and_tile_options(capsys, tiny_run, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--side", "0", "--side must be a positive number of pixels, got 0"),
+        ("--side", "-1", "--side must be a positive number of pixels, got -1"),
+        ("--side", "inf", "--side must be a positive number of pixels, got inf"),
+        ("--min-score", "-1", "--min-score must be a score in [0, 1], got -1"),
+        ("--min-score", "2", "--min-score must be a score in [0, 1], got 2"),
+        ("--min-score", "nan", "--min-score must be a score in [0, 1], got nan"),
+    ],
+)
+def test_detect_refuses_a_side_or_score_out_of_range(
+    capsys, tiny_run, tmp_path, option, value, message
+):
+    """--side 0 meant "no resizing" without saying so (leaving --side out does); a score is a
+    fraction of heatmap mass, so a cut outside [0, 1] keeps all or nothing."""
+    image = tmp_path / "scene.png"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(image)
+    argv = ["detect", tiny_run, image, "--out", tmp_path / "d", option, value]
+    assert_user_error(mist(capsys, *argv), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.png"]
+
+
 def test_every_file_detect_writes_is_named_in_the_readme(capsys, tiny_run, tmp_path):
     """The README's paragraph on detect's outputs names each file (with the image's stem as
     ``<stem>``), the auto-encoder's reconstruction included."""

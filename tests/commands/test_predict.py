@@ -63,6 +63,9 @@ def test_predict_refuses_what_it_cannot_read(tiny_run, tmp_path):
         model.predict(torch.full((1, 40, 40), 2.0))
     with pytest.raises(ValueError, match="k must be"):
         model.predict(torch.zeros(1, 40, 40), k=0)
+    for score in (-1, 2, float("nan")):
+        with pytest.raises(ValueError, match=r"min_score must be a score in \[0, 1\]"):
+            model.predict(torch.zeros(1, 40, 40), min_score=score)
     with pytest.raises(ValueError, match="too small"):
         model.predict(torch.zeros(1, 2, 40))
     with pytest.raises(mistnet.errors.MistError, match="missing.png"):

@@ -78,7 +78,10 @@ def test_gabor_float_round_trip(tmp_path):
 def test_existing_target_refused_and_atomic_failure(tmp_path):
     g, splits = _splits()
     d = write_dataset(tmp_path / "ds", g.name, splits)
-    with pytest.raises(DataError, match="already exists"):
+    with pytest.raises(
+        DataError,
+        match="already holds a dataset; choose another output directory or remove this one$",
+    ):
         write_dataset(d, g.name, splits)
     with pytest.raises(RuntimeError):
         with dataset_directory(tmp_path / "new") as tmp:
@@ -105,7 +108,7 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"test\.npz: split 'test' not in this dataset"):
         SceneFolder(d, "test")
     (d / "manifest.json").write_text("{not json")
-    with pytest.raises(DataError, match="manifest.json: corrupt manifest"):
+    with pytest.raises(DataError, match="manifest.json: not valid JSON"):
         SceneFolder(d, "train")
     with pytest.raises(DataError, match="no such dataset directory"):
         SceneFolder(tmp_path / "missing", "train")
@@ -235,6 +238,26 @@ def test_the_manifest_splits_must_map_split_names_to_counts(tmp_path, splits, me
     (d / "manifest.json").write_text(json.dumps({**meta, "splits": splits}))
     with pytest.raises(DataError, match=rf"manifest.json: 'splits' must map .*{message}"):
         SceneFolder(d, "train")
+
+
+@pytest.mark.parametrize(
+    "seed, message",
+    [
+        ('0, "seed": 1', "'seed' appears twice"),
+        ("NaN", "NaN is not a JSON number"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("1" + "0" * 5000, "not valid JSON"),
+    ],
+    ids=["key-twice", "nan", "deep", "huge-int"],
+)
+def test_a_manifest_is_read_as_strict_json(tmp_path, seed, message):
+    g, arrays = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, arrays)
+    text = (d / "manifest.json").read_text()
+    (d / "manifest.json").write_text(text.replace("{", f'{{"seed": {seed}, ', 1))
+    with pytest.raises(DataError, match=f"manifest.json: .*{message}") as err:
+        SceneFolder(d, "train")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
 
 
 def test_string_arrays_a_fifo_and_a_non_utf8_manifest_give_one_line(tmp_path):

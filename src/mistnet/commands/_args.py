@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from mistnet import validate
 from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -37,16 +38,14 @@ def add_compute_arguments(
         type=int,
         default=0,
         metavar="N",
-        help=f"torch CPU threads (default 0: {threads_default}); speed only; use 1 when other "
-        "jobs share the cores",
+        help=f"torch CPU threads (default 0: {threads_default}; at most "
+        f"{validate.max_threads()}); speed only; use 1 when other jobs share the cores",
     )
 
 
 def checked_threads(args: argparse.Namespace) -> int:
-    """``args.threads``, checked (0: leave torch's choice)."""
-    if args.threads < 0:
-        raise MistError(f"--threads must be 0 or more, got {args.threads}")
-    return args.threads
+    """``args.threads``, checked (0: leave torch's choice; see :func:`mistnet.validate.threads`)."""
+    return validate.threads(args.threads, "--threads")
 
 
 def compute_device(args: argparse.Namespace) -> torch.device:
@@ -137,15 +136,3 @@ def add_run_data_arguments(p: argparse.ArgumentParser, model: bool = False) -> N
         help="dataset directory or generator name (default: the run's own data)",
     )
     p.add_argument("--split", default="test", choices=SPLITS, help="split (default test)")
-
-
-def checked_png(path: str) -> str:
-    """``--out`` of a command that draws a figure: a PNG file name, so that a figure never
-    lands in a file named for another format (``notes.txt``, ``results.json``).
-
-    Raises:
-        MistError: the name does not end in ``.png``.
-    """
-    if not path.lower().endswith(".png"):
-        raise MistError(f"--out {path}: the figure is a PNG image; give a file name ending in .png")
-    return path

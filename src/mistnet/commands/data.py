@@ -135,7 +135,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             raise DataError(f"--n-{split} must be at least 1, got {n}")
     validate.seed(args.seed, "--seed")
     svhn = [("the SVHN folder", args.svhn)] if args.svhn and Path(args.svhn).is_dir() else []
-    claim_dataset(args.out, args.overwrite, inputs=svhn)
+    claim_dataset(args.out, args.overwrite, inputs=svhn, overwrite_option="--overwrite")
     if args.name == "svhn":
         return _make_svhn(args)
     if args.svhn is not None:

@@ -114,7 +114,13 @@ def register(subparsers) -> None:
         metavar="N",
         help="keep at most N boxes per image (default K; with --tile K per training-sized area)",
     )
-    p.add_argument("--side", type=float, default=0.0, metavar="PX", help="object size in pixels")
+    p.add_argument(
+        "--side",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="object size in pixels, > 0 (default: no resizing)",
+    )
     p.add_argument("--tile", action="store_true", help="run in training-size windows, merged")
     p.add_argument(
         "--format",

@@ -28,7 +28,7 @@ CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
 class DetectOptions:
     """How each image is run: resized by ``factor`` (``--side``), in ``tile`` windows or whole."""
 
-    side: float = 0.0
+    side: float | None = None
     factor: float = 1.0
     tile: tuple[int, int] | None = None
     min_score: float | None = None
@@ -37,7 +37,7 @@ class DetectOptions:
     def record(self, windows: int) -> dict[str, Any]:
         """The entries these options add to an image's JSON record."""
         out: dict[str, Any] = {}
-        if self.side:
+        if self.side is not None:
             out.update(side=self.side, scale=round(self.factor, 6))
         if self.tile:
             out.update(tile=list(self.tile), windows=windows)
@@ -52,17 +52,18 @@ def validate_options(
     """Check ``--min-score``, ``--side`` and ``--tile`` against the run and every image.
 
     Raises:
-        MistError: a non-finite score, a side <= 0, tiles for the grid baseline or a run without
+        MistError: a score outside [0, 1], a side <= 0, tiles for the grid baseline or a run without
             its training size, or an image that ``--side`` makes too small for the model or
             larger than ``--max-pixels``.
     """
-    if args.min_score is not None and not math.isfinite(args.min_score):
-        raise MistError(f"--min-score must be a number, got {args.min_score}")
+    if args.min_score is not None and not 0 <= args.min_score <= 1:  # NaN included
+        raise MistError(f"--min-score must be a score in [0, 1], got {args.min_score:g}")
     if args.max_detections is not None and args.max_detections < 1:
         raise MistError(f"--max-detections must be at least 1, got {args.max_detections}")
-    if args.side < 0 or not math.isfinite(args.side):
-        raise MistError(f"--side must be a positive number of pixels, got {args.side}")
-    factor = cfg.model.base_side / args.side if args.side else 1.0
+    if args.side is not None and not 0 < args.side < math.inf:
+        raise MistError(f"--side must be a positive number of pixels, got {args.side:g}")
+    factor = cfg.model.base_side / args.side if args.side is not None else 1.0
+    scaled = f" with --side {args.side:g}" if args.side is not None else ""
     tile = None
     if args.tile:
         if isinstance(model, GridMIST):
@@ -75,12 +76,12 @@ def validate_options(
         h, w = max(1, round(H * factor)), max(1, round(W * factor))
         if h * w > args.max_pixels:  # a tiny --side scales the image up, maybe beyond memory
             raise MistError(
-                f"{path}: {W}x{H} becomes {w}x{h} = {h * w:,} pixels with --side {args.side:g}, "
+                f"{path}: {W}x{H} becomes {w}x{h} = {h * w:,} pixels{scaled}, "
                 f"more than --max-pixels {args.max_pixels:,}; give the objects' size in pixels"
             )
         if min(h, w) < smallest or (tile is None and h * w < (args.k or model.k)):
             raise MistError(
-                f"{path}: {W}x{H} becomes {w}x{h} with --side {args.side:g}, too small for the "
+                f"{path}: {W}x{H} becomes {w}x{h}{scaled}, too small for the "
                 f"model (at least {smallest}x{smallest} pixels)"
             )
     return DetectOptions(args.side, factor, tile, args.min_score, args.max_detections)

@@ -22,7 +22,6 @@ failed write never leaves a half-written dataset. Any split may be absent.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -37,7 +36,7 @@ from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
 from mistnet.io import json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
-from mistnet.validate import NUMPY_READ_ERRORS, read_text, regular_file, require_finite
+from mistnet.validate import NUMPY_READ_ERRORS, read_json, regular_file, require_finite
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
@@ -202,8 +201,8 @@ def write_dataset(
 def is_dataset(directory: Path) -> bool:
     """Whether ``directory`` holds a manifest of this format (a dataset of any version)."""
     try:
-        meta = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_json(directory / MANIFEST)
+    except DataError:
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
@@ -212,11 +211,14 @@ def claim_dataset(
     out: str | os.PathLike,
     overwrite: bool = False,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
+    overwrite_option: str = "",
 ) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
     ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
     returns whether one is replaced. ``inputs``: the folders it is made from (``("the image
-    folder", SRC)``), which ``out`` may not lie in.
+    folder", SRC)``), which ``out`` may not lie in. ``overwrite_option``: the caller's option
+    that replaces a dataset (``--overwrite`` of ``mist data make``), named in the refusal; the
+    importers have none, so the refusal says only what they can do.
 
     Raises:
         MistError: anything else at ``out``, or ``out`` inside another output or an input
@@ -225,7 +227,11 @@ def claim_dataset(
     """
     existing = claim_output(out, "dataset", "mist data", legacy=is_dataset, inputs=inputs)
     if existing and not overwrite:
-        raise DataError(f"{out}: already exists (remove it, choose another output or overwrite)")
+        also = f", or pass {overwrite_option} to replace it" if overwrite_option else ""
+        raise DataError(
+            f"{out}: already holds a dataset; choose another output directory or remove this "
+            f"one{also}"
+        )
     if existing:
         require_only_own(out, DATASET_FILES, "a dataset")
     return existing
@@ -255,10 +261,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise DataError(f"{d}: no such dataset directory")
     if not path.exists():
         raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
-    try:
-        meta = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: corrupt manifest ({exc})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} manifest")
     splits = meta.get("splits", {})

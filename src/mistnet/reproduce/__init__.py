@@ -34,7 +34,6 @@ anything trains: use a fresh ``--out`` or delete that run directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import time
@@ -42,9 +41,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mistnet import validate
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
-from mistnet.errors import MistError
+from mistnet.errors import DataError, MistError
 from mistnet.io import atomic_write_json, exclusive_lock
 from mistnet.outputs import check_outside, open_output, writing_inside
 from mistnet.reproduce import report
@@ -54,6 +54,7 @@ from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
 from mistnet.reproduce.plan import get_tables as _get_tables
 from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
+from mistnet.validate import read_json
 
 MARKER = "reproduce.json"
 #: What a reproduction writes inside its directory: the runs of its tables, its datasets.
@@ -104,10 +105,14 @@ def _check_out(out: Path, budget: Budget, digits: str = "embedded") -> None:
     want = {"budget": budget.name, "digits": digits}
     if marker.is_file():
         try:
-            old = json.loads(marker.read_text())
-            old = {"budget": old.get("budget"), "digits": old.get("digits", "embedded")}
-        except (json.JSONDecodeError, AttributeError):
-            old = {}
+            old = read_json(marker)
+        except DataError as exc:
+            raise DataError(f"{exc}; delete it to continue the reproduction in {out}") from None
+        if not isinstance(old, dict):
+            raise DataError(
+                f"{marker}: not a JSON object; delete it to continue the reproduction in {out}"
+            )
+        old = {"budget": old.get("budget"), "digits": old.get("digits", "embedded")}
         for option, value in old.items():
             if value is not None and value != want[option]:
                 raise MistError(
@@ -262,8 +267,7 @@ def reproduce_table(
 def _check_counts(seeds: int, threads: int, digits: str) -> None:
     if seeds < 1:
         raise MistError(f"--seeds must be at least 1, got {seeds}")
-    if threads < 0:
-        raise MistError(f"--threads must be 0 or more, got {threads}")
+    validate.threads(threads, "--threads")
     if digits not in ("embedded", "mnist"):
         raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
 
@@ -322,6 +326,7 @@ def reproduce(
     _claim_out(out, root, svhn_path)
     with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
+        report.read_results(out)  # a damaged one stops the rerun before any work
         _check_writable(root, "--data-root")
         if command is None:
             command = default_command(
@@ -344,7 +349,7 @@ def reproduce(
                 digits=pools,
                 log=log,
             )
-        return json.loads((out / "results.json").read_text())
+        return report.read_results(out) or {}
 
 
 __all__ = ["BUDGETS", "PAPER", "TABLES", "TABLE_NAMES", "reproduce", "reproduce_table"]

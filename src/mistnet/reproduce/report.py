@@ -18,15 +18,16 @@ markdown then says "(n=2 of 3)".
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+from mistnet.errors import DataError
 from mistnet.io import atomic_write_json, atomic_write_text
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
+from mistnet.validate import read_json
 
 FORMAT = "mistnet-reproduce"
 
@@ -144,29 +145,54 @@ def table_entry(
     }
 
 
+def read_results(out: Path) -> dict[str, Any] | None:
+    """``out/results.json`` checked for what a rerun merges into it; ``None`` if there is none.
+
+    Raises:
+        DataError: (one line) not strict JSON or not a results document, naming the file and
+            how to rebuild it.
+    """
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    again = "delete it and run each table again to rebuild it (finished runs are skipped)"
+    try:
+        doc = read_json(path)
+    except DataError as exc:
+        raise DataError(f"{exc}; {again}") from None
+    tables = doc.get("tables") if isinstance(doc, dict) else None
+    if not (
+        isinstance(doc, dict)
+        and doc.get("format") == FORMAT
+        and isinstance(tables, dict)
+        and all(isinstance(t, dict) for t in tables.values())
+        and all(_figures_ok(t.get("figures", [])) for t in tables.values())
+    ):
+        raise DataError(f"{path}: not a results.json of mist reproduce; {again}")
+    return doc
+
+
+def _figures_ok(figures: Any) -> bool:
+    return isinstance(figures, list) and all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("caption"), str)
+        for f in figures
+    )
+
+
 def previous_figures(out: Path, name: str) -> list[tuple[str, str]]:
     """The figures an earlier invocation listed for table ``name`` that still exist."""
-    path = out / "results.json"
-    try:
-        old = json.loads(path.read_text())["tables"][name]["figures"]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError):
-        return []
+    old = (read_results(out) or {"tables": {}})["tables"].get(name, {}).get("figures", [])
     return [(f["path"], f["caption"]) for f in old if (out / f["path"]).is_file()]
 
 
 def update_results(out: Path, budget: Budget, name: str, entry: dict[str, Any]) -> dict:
     """Merge one table's entry into ``out/results.json`` and return the whole document."""
-    path = out / "results.json"
     doc: dict[str, Any] = {"format": FORMAT, "version": 1, "budget": budget.name, "tables": {}}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-            if old.get("format") == FORMAT:
-                doc["tables"] = old.get("tables", {})
-        except json.JSONDecodeError:
-            pass
+    old = read_results(out)
+    if old is not None:
+        doc["tables"] = old["tables"]
     doc["tables"][name] = entry
-    atomic_write_json(path, doc)
+    atomic_write_json(out / "results.json", doc)
     return doc
 
 

@@ -30,7 +30,7 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json, resolve, upgrade
 from mistnet.engine import Batch, Meter
-from mistnet.errors import MistError
+from mistnet.errors import DataError, MistError
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
 from mistnet.loop import train
@@ -40,6 +40,7 @@ from mistnet.ops import topk_keypoints
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
 from mistnet.rundir import Run
+from mistnet.validate import read_json
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
@@ -174,25 +175,84 @@ def recorded_fingerprint(spec: RunSpec) -> dict[str, Any] | None:
     From ``eval.json``, else ``fingerprint.json``; a run directory from before fingerprints
     gives what it has: its ``config.json`` (and the preset ``eval.json`` recorded).
     """
-    record = None
-    if spec.eval_file.is_file():
-        try:
-            record = json.loads(spec.eval_file.read_text())
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict) and isinstance(record.get("fingerprint"), dict):
-            return record["fingerprint"]
+    record = read_record(spec.eval_file) if spec.eval_file.is_file() else None
+    if record is not None and isinstance(record.get("fingerprint"), dict):
+        return record["fingerprint"]
     for path in (spec.fingerprint_file, spec.run_dir / "config.json"):
         try:
-            doc = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            doc = read_json(path)
+        except DataError:  # missing, or damaged: the next one (or a new run) decides
+            continue
+        if not isinstance(doc, dict):
             continue
         if path.name == FINGERPRINT:
             return doc
         legacy = {"config": _comparable(doc)}
-        if isinstance(record, dict) and "preset" in record:
+        if record is not None and "preset" in record:
             legacy["preset"] = record["preset"]
         return legacy
+    return None
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The ``eval.json`` of a finished run, checked for what the report reads from it.
+
+    A damaged record is refused rather than re-evaluated silently: the file is the user's
+    evidence of the run, and deleting it is one step (the run is then evaluated again from its
+    checkpoint, not retrained).
+
+    Raises:
+        DataError: (one line) not strict JSON, or not a record of this shape, naming the file,
+            the problem and that deleting it evaluates the run again.
+    """
+    again = "delete it to evaluate the run again"
+    try:
+        record = read_json(path)
+    except DataError as exc:
+        raise DataError(f"{exc}; {again}") from None
+    problem = _record_problem(record)
+    if problem is not None:
+        raise DataError(f"{path}: not a record of mist reproduce ({problem}); {again}")
+    return record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _metrics_problem(record: dict[str, Any], where: str) -> str | None:
+    for key in ("metrics", "extra"):
+        values = record.get(key, {})
+        if not isinstance(values, dict):
+            return f"{where}{key} is not an object"
+        bad = [k for k, v in values.items() if v is not None and not _is_number(v)]
+        if bad:
+            return f"{where}{key}.{bad[0]} is {json.dumps(values[bad[0]])}, not a number"
+    if "metrics" not in record or not isinstance(record.get("data"), str):
+        return f"{where}metrics or data missing"
+    return None
+
+
+def _record_problem(record: Any) -> str | None:
+    """What makes ``record`` unusable as an ``eval.json`` of a reproduction, or ``None``."""
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not a JSON object"
+    evals = record.get("evals", {})
+    if not isinstance(evals, dict) or not all(isinstance(e, dict) for e in evals.values()):
+        return "evals is not an object of records"
+    for name, sub in [("", record), *((f"evals.{k}.", v) for k, v in evals.items())]:
+        problem = _metrics_problem(sub, name)
+        if problem is not None:
+            return problem
+    train, wall = record.get("train"), record.get("wall_s")
+    if not (isinstance(train, dict) and isinstance(train.get("steps"), int)):
+        return "train.steps is not an integer"
+    if not (isinstance(wall, dict) and _is_number(wall.get("total"))):
+        return "wall_s.total is not a number"
+    if not all(isinstance(record.get(k), str) for k in ("run", "device")):
+        return "run or device is not a string"
+    if not isinstance(record.get("commands"), list):
+        return "commands is not a list"
     return None
 
 
@@ -228,7 +288,10 @@ def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[s
     progress = sys.stderr.isatty()
     if run.summary.is_file() and run.last.is_file():
         log("  training finished earlier; evaluating")
-        return json.loads(run.summary.read_text())
+        summary = read_json(run.summary)
+        if not isinstance(summary, dict):
+            raise DataError(f"{run.summary}: not a summary of mist train (not a JSON object)")
+        return summary
     if run.last.is_file():
         done = float(Checkpoint(run.last).extra.get("wall", 0.0)) / 60
         left = max(spec.minutes - done, 1e-3) if spec.minutes > 0 else 0.0
@@ -365,13 +428,9 @@ def run_spec(
     name = f"[{spec.table}] {spec.row.key} seed {spec.seed}"
     check_fingerprint(spec)
     if spec.eval_file.is_file():
-        try:
-            record = json.loads(spec.eval_file.read_text())
-        except json.JSONDecodeError:
-            record = None
-        if record is not None:
-            log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
-            return record, False
+        record = read_record(spec.eval_file)
+        log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
+        return record, False
     fingerprint = spec.fingerprint()
     Run(spec.run_dir).claim()  # a run directory of mist train's, which the fingerprint joins
     atomic_write_json(spec.fingerprint_file, fingerprint)
