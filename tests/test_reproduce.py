@@ -171,11 +171,11 @@ def test_results_equal_mist_eval(smoke, capsys, tmp_path):
     for table, key, metric in (("table3", "k6to9", "ap50"), ("table1", "mnist-easy-grid", "rmse")):
         run = out / table / key / "seed0"
         record = json.loads((run / "eval.json").read_text())
-        argv = ["eval", run, "--data", record["data"], "--json", tmp_path / "e.json"]
+        argv = ["eval", run, "--data", record["data"], "--json", tmp_path / f"{key}.json"]
         argv += ["--device", "cpu"] + (["--per-image-k"] if record["k"] == "per-image" else [])
         rc, _, err = mist(capsys, *argv)
         assert rc == 0, err
-        again = json.loads((tmp_path / "e.json").read_text())
+        again = json.loads((tmp_path / f"{key}.json").read_text())
         assert again["metrics"] == record["metrics"]
         assert again["step"] == record["step"] and again["k"] == record["k"]
         assert rows[(table, key)]["ours"][metric]["mean"] == again["metrics"][metric]
