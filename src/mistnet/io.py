@@ -190,25 +190,26 @@ def temporary_sibling(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` to create a temporary file, then move it onto ``path``.
+@contextmanager
+def atomic_path(
+    path: str | os.PathLike, commit: Callable[[Path, Path], object] = os.replace
+) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; on success ``commit(tmp, path)`` moves it
+    into place (``os.replace`` unless said otherwise).
 
     The parent directory is created. On any exception (KeyboardInterrupt included) the
     temporary file and the directories created for it are removed, ``path`` keeps its old
     content and the exception propagates; an ``OSError`` about the temporary file (a full disk,
     a file size limit) is raised again under ``path``'s name. Stale temporary files of ``path``
     left by killed writers are removed first.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
     created = make_parents(path.parent)
     remove_stale_temporaries(path.parent, path.name)
     tmp = temporary_sibling(path)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        yield tmp
+        commit(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         remove_empty(created)
@@ -219,7 +220,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         tmp.unlink(missing_ok=True)
         remove_empty(created)
         raise
-    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` to create a temporary file, then move it onto ``path``
+    (:func:`atomic_path`).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from mistnet.errors import MistError
 from mistnet.io import (
+    atomic_path,
     atomic_write_text,
     is_temporary,
     make_parents,
@@ -498,23 +499,13 @@ def new_file(
     """
     path = Path(path)
     check_new_file(path, command, inputs)
-    created = make_parents(path.parent)
-    remove_stale_temporaries(path.parent, path.name)
-    tmp = temporary_sibling(path)
-    try:
-        yield tmp
+
+    def commit(tmp: Path, path: Path) -> None:
         _stamp(tmp, command)
         if written_by(path) == command:
             os.replace(tmp, path)
         else:
             rename_new(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        remove_empty(created)
-        if exc.filename in (None, str(tmp)):
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        remove_empty(created)
-        raise
+
+    with atomic_path(path, commit) as tmp:
+        yield tmp
