@@ -80,8 +80,7 @@ def cached_mnist() -> Path:
     if not all((cache / stem).is_file() for stem in MNIST_MD5):
         raise DataError(f"--digits mnist: the data cache {cache} holds no MNIST; {HOW_TO_FILL}")
     for stem, want in MNIST_MD5.items():
-        with (cache / stem).open("rb") as f:
-            got = hashlib.file_digest(f, "md5").hexdigest()
+        got = _file_md5(cache / stem)
         if got != want:
             raise DataError(
                 f"{cache / stem}: damaged (MD5 of its content {got}, expected {want}); refill "
@@ -131,16 +130,15 @@ def _copy_checked(source: Path, dest: Path, md5: str, name: str) -> None:
         )
 
 
+def _file_md5(path: Path) -> str:
+    """The MD5 of the file at ``path``, in hex."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
 def _holds_mnist(cache: Path, md5: Mapping[str, str]) -> bool:
     """Whether ``cache`` holds every file of ``md5`` with its content."""
-    for stem, want in md5.items():
-        path = cache / stem
-        if not path.is_file():
-            return False
-        with path.open("rb") as f:
-            if hashlib.file_digest(f, "md5").hexdigest() != want:
-                return False
-    return True
+    return all((cache / s).is_file() and _file_md5(cache / s) == want for s, want in md5.items())
 
 
 def _fill_cache(
