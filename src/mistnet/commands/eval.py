@@ -132,9 +132,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = None  # a pretrained model has no run directory to write into
     if out is not None:
-        check_json_out(
-            out, args.run, result.data, args.model
-        )  # the run's own data is known only now
+        # the run's own data is known only now
+        check_json_out(out, args.run, result.data, args.model)
         atomic_write_json(out, result.to_dict())
     print(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
