@@ -56,6 +56,7 @@ NUMPY_READ_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
     SyntaxError,
     tokenize.TokenError,
+    NotImplementedError,  # zipfile: a zip version or compression method it does not know
 )
 
 # Pillow's own decompression-bomb check refuses images above twice this many pixels.

@@ -323,6 +323,19 @@ def test_random_corruption_of_a_split_file_is_refused_or_harmless(small_split, d
         np.testing.assert_array_equal(got[key], value)
 
 
+def test_a_zip_version_numpy_cannot_read_is_a_data_error(small_split, tmp_path):
+    # Found by the corruption test above: one flipped byte in the "version needed to extract"
+    # field of a central-directory entry makes zipfile raise NotImplementedError ("zip file
+    # version 10.9").
+    d, raw, _ = small_split
+    work = tmp_path / "ds"
+    shutil.copytree(d, work, dirs_exist_ok=True)
+    at = raw.index(b"PK\x01\x02") + 6  # the first central-directory entry's field
+    (work / "test.npz").write_bytes(raw[:at] + bytes([109]) + raw[at + 1 :])
+    with pytest.raises(DataError, match=r"test\.npz: corrupt or truncated split file"):
+        SceneFolder(work, "test")
+
+
 @pytest.mark.parametrize("garbage", [b"ord\n'(", b'ord"\n)'])
 def test_a_damaged_array_header_is_a_data_error(small_split, tmp_path, garbage):
     # Found by the corruption test above: numpy hands a damaged .npy header to Python's parser,
