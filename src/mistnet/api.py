@@ -45,6 +45,7 @@ from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
+from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -68,21 +69,23 @@ class Prediction:
     keypoints: Tensor
 
 
-def _as_images(images: Any, channels: int) -> list[Tensor]:
+def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
     """Paths, Pillow images and tensors (one or a list; ``(C, H, W)`` or ``(B, C, H, W)``) as
-    ``(C, H, W)`` float tensors in [0, 1]."""
+    ``(C, H, W)`` float tensors in [0, 1], each of at most ``max_pixels`` pixels (checked
+    before it is decoded or converted)."""
     if isinstance(images, str | os.PathLike | Image.Image | Tensor):
         images = [images]
-    if not isinstance(images, Sequence):
+    if isinstance(images, bytes | bytearray | memoryview) or not isinstance(images, Sequence):
         raise TypeError(f"predict takes paths, PIL images or tensors, got {type(images).__name__}")
     out = []
     for n, item in enumerate(images):
         if isinstance(item, str | os.PathLike):
-            out.append(read_image(item, channels))
+            out.append(read_image(item, channels, max_pixels))
         elif isinstance(item, Image.Image):
+            validate.pixel_count(*item.size, max_pixels, f"image {n}", _HINT)
             out.append(image_tensor(item, channels, f"image {n}"))
         elif isinstance(item, Tensor):
-            out.extend(_tensor_images(item, channels, n))
+            out.extend(_tensor_images(item, channels, n, max_pixels))
         else:
             raise TypeError(
                 f"image {n}: predict takes paths, PIL images or tensors, got {type(item).__name__}"
@@ -90,20 +93,32 @@ def _as_images(images: Any, channels: int) -> list[Tensor]:
     return out
 
 
-def _tensor_images(x: Tensor, channels: int, n: int) -> list[Tensor]:
+def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Tensor]:
     batch = x if x.dim() == 4 else x[None]
     if batch.dim() != 4 or batch.shape[1] != channels or not batch.is_floating_point():
         raise ValueError(
             f"image {n}: a tensor must be float (C, H, W) or (B, C, H, W) with C = {channels}, "
             f"got {x.dtype} {tuple(x.shape)}"
         )
+    B, _, H, W = batch.shape
+    if B == 0 or H == 0 or W == 0:
+        raise ValueError(f"image {n}: an empty tensor {tuple(x.shape)}; it holds no image")
+    validate.pixel_count(W, H, max_pixels, f"image {n}", _HINT)
     if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
         raise ValueError(f"image {n}: tensor values must be finite and in [0, 1]")
     return [im.float().cpu() for im in batch]
 
 
+#: What the message for an image above ``max_pixels`` suggests.
+_HINT = "crop or downscale it, or pass a larger max_pixels"
+
+
 def predict(
-    model: MIST, images: Any, k: int | None = None, min_score: float = DEFAULT_MIN_SCORE
+    model: MIST,
+    images: Any,
+    k: int | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[Prediction]:
     """Detect in ``images``: the boxes ``mist detect`` finds, as a :class:`Prediction` each.
 
@@ -114,14 +129,16 @@ def predict(
             [0, 1] with the run's channel count, or a list of these.
         k: detections per image (None: the model's K).
         min_score: drop detections scored below this (0 keeps all K).
+        max_pixels: refuse an image of more pixels, before it is decoded or converted (as
+            ``mist detect --max-pixels``).
 
     Returns:
         One :class:`Prediction` per image, in order.
 
     Raises:
         TypeError: an input of another type.
-        ValueError: a tensor of another shape or outside [0, 1], a bad ``k`` or ``min_score``,
-            an image smaller than the model accepts.
+        ValueError: a tensor of another shape, empty or outside [0, 1], a bad ``k`` or
+            ``min_score``, an image smaller than the model accepts or above ``max_pixels``.
         DataError: a file that cannot be read as an image.
     """
     k = model.k if k is None else k
@@ -138,7 +155,7 @@ def predict(
     device = next(model.parameters()).device
     smallest = min_image_side(model)
     results = []
-    for n, image in enumerate(_as_images(images, cfg.model.in_channels)):
+    for n, image in enumerate(_as_images(images, cfg.model.in_channels, max_pixels)):
         _, H, W = image.shape
         if min(H, W) < smallest or H * W < k:
             raise ValueError(f"image {n}: {W}x{H} is too small for the model (K = {k})")

@@ -16,6 +16,8 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   :func:`mistnet.fit` (raising :class:`~mistnet.errors.ArgumentError`).
 - :func:`open_image`: an image whose header declares at most ``max_pixels`` pixels, decoded
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded).
+- :func:`pixel_count`: an image size (a file's header, ``--size``, an image in memory) of at
+  most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor.
 - :data:`NUMPY_READ_ERRORS`: what reading corrupt numpy files raises.
 """
@@ -333,16 +335,44 @@ def open_image(
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
-    W, H = im.size
-    if W * H > max_pixels:
+    try:
+        pixel_count(*im.size, max_pixels, path, hint)
+    except DataError:
         im.close()
-        raise DataError(f"{path}: {W}x{H} = {W * H:,} pixels, more than {limit}")
+        raise
     try:
         im.load()  # closes the file of a single-frame image
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         im.close()
         raise DataError(f"{path}: not a readable image ({exc})") from None
     return im
+
+
+def pixel_count(
+    width: int,
+    height: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    what: str | os.PathLike = "image",
+    hint: str = "crop or downscale it, or raise --max-pixels",
+) -> None:
+    """Refuse an image of ``width`` x ``height`` above ``max_pixels`` pixels, before any of it
+    is allocated: decoded as floats and run through the heatmap network, a 100000 x 100000
+    image would need terabytes.
+
+    Raises:
+        DataError: ``"<what>: <W>x<H> = <n> pixels, more than the limit of <max> pixels ..."``.
+
+    Example:
+        >>> pixel_count(100_000, 100_000, what="--size", hint="choose a smaller size")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: --size: 100000x100000 = 10,000,000,000 pixels, more than the limit of 40,000,000 pixels (--max-pixels); choose a smaller size
+    """
+    if width * height > max_pixels:
+        raise DataError(
+            f"{what}: {width}x{height} = {width * height:,} pixels, more than the limit of "
+            f"{max_pixels:,} pixels (--max-pixels); {hint}"
+        )
 
 
 def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:

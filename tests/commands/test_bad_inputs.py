@@ -206,6 +206,15 @@ def import_images_over_max_pixels(tmp_path, run):
 
 
 @case
+def import_images_a_size_over_max_pixels(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")  # 48x48: the images pass, the size asked does not
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    argv += ["--size", "100", "300", "--max-pixels", "10000"]  # as --size 100000 100000
+    return argv, ["--size 100 300: 300x100 = 30,000 pixels, more than the limit of 10,000"]
+
+
+@case
 def import_images_nan_pixels(tmp_path, run):
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(tmp_path / "photos" / "a.tif")

@@ -72,6 +72,28 @@ def test_predict_refuses_what_it_cannot_read(tiny_run, tmp_path):
         model.predict(tmp_path / "missing.png")
 
 
+def test_predict_refuses_an_image_over_max_pixels_before_converting_it(tiny_run, monkeypatch):
+    model = mistnet.load(tiny_run)
+
+    def never(*args, **kwargs):
+        raise AssertionError("converted before the size was checked")
+
+    monkeypatch.setattr(mistnet.api, "image_tensor", never)
+    huge = torch.zeros(1, 1, 1, 1).expand(2, 1, 300, 400)  # no memory behind it, as 20000^2
+    for image in (huge, huge[0], Image.new("L", (400, 300))):
+        with pytest.raises(ValueError, match=r"image 0: 400x300 = 120,000 pixels, more than"):
+            model.predict(image, max_pixels=100_000)
+
+
+def test_predict_errors_are_value_or_type_errors_naming_the_input(tiny_run):
+    model = mistnet.load(tiny_run)
+    for empty in (torch.zeros(1, 0, 0), torch.zeros(0, 1, 40, 40)):
+        with pytest.raises(ValueError, match=r"image 0: an empty tensor"):
+            model.predict(empty)
+    with pytest.raises(TypeError, match="got bytes"):
+        model.predict(b"..")
+
+
 def test_predict_names_classes_when_the_run_names_them(tiny_run):
     model = mistnet.load(tiny_run)
     model.config.record.class_names = [f"digit {i}" for i in range(10)]

@@ -396,6 +396,7 @@ def _check_arguments(
     crop: tuple[int, int] | None,
     per_image: int,
     channels: int | None,
+    max_pixels: int,
 ) -> None:
     """Refuse what :func:`import_images` is asked before any image is read.
 
@@ -416,6 +417,9 @@ def _check_arguments(
     for name, hw in (("--size", size), ("--crop", crop)):
         if hw is not None and min(hw) < 1:
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
+        if hw is not None:
+            what = f"{name} {hw[0]} {hw[1]}"
+            validate.pixel_count(hw[1], hw[0], max_pixels, what, "choose a smaller size")
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     # before the images are read: a taken --out, or one inside SRC, is refused at once
@@ -449,7 +453,8 @@ def import_images(
         channels: 1 or 3 to force grey or colour; None: detect.
         val, test: fractions of the images for the validation and test splits.
         seed: seeds the split and the crops.
-        max_pixels: refuse an image of more pixels (checked from its header).
+        max_pixels: refuse an image of more pixels (checked from its header), and a ``size``
+            or ``crop`` of more.
 
     Returns:
         The manifest written.
@@ -458,7 +463,7 @@ def import_images(
         DataError: for every problem with the inputs, naming the file.
     """
     root = Path(src)
-    _check_arguments(root, out, labels, boxes, size, crop, per_image, channels)
+    _check_arguments(root, out, labels, boxes, size, crop, per_image, channels, max_pixels)
     seed = validate.seed(seed, "seed")
     files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
     truth, names = read_truth(root, files, labels, boxes)
