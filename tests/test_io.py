@@ -133,8 +133,8 @@ def test_an_os_error_names_the_target_and_leaves_no_directory_behind(tmp_path):
     assert os.listdir(tmp_path) == []  # the directories made for it are gone too
 
 
-def test_a_new_directory_appears_only_on_success_and_merges_only_into_its_own_kind(tmp_path):
-    out = tmp_path / "det"
+def test_a_new_directory_appears_only_on_success_and_replaces_only_its_own_files(tmp_path):
+    out, own = tmp_path / "det", ("detections", (".mistnet", "*.json", "*.png"))
     with pytest.raises(Boom):
         with new_directory(out, "detections") as stage:
             (stage / "a.json").write_text("1")
@@ -143,27 +143,24 @@ def test_a_new_directory_appears_only_on_success_and_merges_only_into_its_own_ki
     with new_directory(out, "detections") as stage:
         (stage / "a.json").write_text("old")
     assert output_kind(out) == "detections"
-    (out / "keep.txt").write_text("mine")
     with pytest.raises(KeyboardInterrupt):
-        with new_directory(out, "detections", merge=True) as stage:
-            (stage / "a.json").write_text("new")
+        with new_directory(out, "detections", replace=True, own=own) as stage:
+            (stage / "b.json").write_text("new")
             raise KeyboardInterrupt
     assert (out / "a.json").read_text() == "old" and os.listdir(tmp_path) == ["det"]
-    with new_directory(out, "detections", merge=True) as stage:
-        (stage / "a.json").write_text("new")
+    (out / "keep.txt").write_text("mine")  # the user's: nothing is replaced
+    with pytest.raises(MistError, match="keep.txt: is not part of detections"):
+        with new_directory(out, "detections", replace=True, own=own) as stage:
+            (stage / "b.json").write_text("new")
+    assert sorted(os.listdir(out)) == [".mistnet", "a.json", "keep.txt"]
+    (out / "keep.txt").unlink()
+    with new_directory(out, "detections", replace=True, own=own) as stage:
         (stage / "b.png").write_bytes(b"png")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {
         ".mistnet": b"detections\n",
-        "a.json": b"new",
         "b.png": b"png",
-        "keep.txt": b"mine",
     }
-    (out / "c.csv").mkdir()  # a name the new files would take is no file: nothing moves
-    with pytest.raises(MistError, match="c.csv: is not a file mistnet wrote"):
-        with new_directory(out, "detections", merge=True) as stage:
-            (stage / "a.json").write_text("newer")
-            (stage / "c.csv").write_text("x")
-    assert (out / "a.json").read_text() == "new" and os.listdir(tmp_path) == ["det"]
+    assert os.listdir(tmp_path) == ["det"]
 
 
 def test_claim_output_accepts_only_new_empty_or_own_directories(tmp_path):

@@ -42,12 +42,16 @@ LOCK = ".lock"
 
 
 @contextmanager
-def exclusive_lock(directory: str | os.PathLike, command: str) -> Iterator[None]:
+def exclusive_lock(
+    directory: str | os.PathLike, command: str, transient: bool = False
+) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``directory/.lock`` while the block runs.
 
     Two processes writing one run or reproduction directory would interleave their logs and
     overwrite each other's checkpoints or results. The lock is the kernel's: it goes with the
     process, so a killed one never leaves a stale lock behind. The file holds the holder's pid.
+    ``transient``: the lock file is removed again (while still held) when this call made it,
+    so a directory that must stay as it was on failure (``mist detect``'s) keeps no ``.lock``.
 
     Raises:
         MistError: another process holds the lock (``command`` names what it runs).
@@ -56,10 +60,14 @@ def exclusive_lock(directory: str | os.PathLike, command: str) -> Iterator[None]
         yield
         return
     path = Path(directory)
+    made = not (path / LOCK).exists()
     f = (path / LOCK).open("a+")
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a transient lock file removed between open and flock: another holds a newer one
+            if os.fstat(f.fileno()).st_nlink == 0:
+                raise BlockingIOError
         except BlockingIOError:
             f.seek(0)
             pid = f.read().strip() or "?"
@@ -73,7 +81,20 @@ def exclusive_lock(directory: str | os.PathLike, command: str) -> Iterator[None]
         f.flush()
         yield
     finally:
+        if transient and made:
+            _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
         f.close()  # releases the lock
+
+
+def _unlink_if_same(path: Path, held: os.stat_result) -> None:
+    """Remove ``path`` if it is still the file ``held`` (not gone with a directory replaced
+    meanwhile, nor another process's newer file)."""
+    try:
+        now = path.stat()
+    except OSError:
+        return
+    if held.st_nlink and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+        path.unlink(missing_ok=True)
 
 
 def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:

@@ -340,7 +340,6 @@ def new_directory(
     target: str | os.PathLike,
     kind: str,
     replace: bool = False,
-    merge: bool = False,
     legacy: Callable[[Path], bool] | None = None,
     own: tuple[str, Iterable[str]] | None = None,
 ) -> Iterator[Path]:
@@ -350,8 +349,7 @@ def new_directory(
     The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
     in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
     ``replace`` (the new directory takes its place, the old one is removed, once it is seen to
-    hold only the entries of ``own``, ``(what, patterns)`` of :func:`require_only_own`) or
-    ``merge`` (each file replaces its namesake in ``target``, every name checked first), and
+    hold only the entries of ``own``, ``(what, patterns)`` of :func:`require_only_own`), and
     only when it is still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On
     any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary
     directory and the parents made for it are removed and ``target`` is as it was.
@@ -365,9 +363,7 @@ def new_directory(
         mark(tmp, kind)
         yield tmp
         ours = output_kind(target) == kind or (legacy is not None and legacy(target))
-        if merge and ours:
-            _merge(tmp, target)
-        elif replace and ours:
+        if replace and ours:
             _swap(tmp, target, own)
         else:
             rename_new(tmp, target)
@@ -382,18 +378,6 @@ def new_directory(
         shutil.rmtree(tmp, ignore_errors=True)
         remove_empty(created)
         raise
-
-
-def _merge(tmp: Path, target: Path) -> None:
-    """Move the files of ``tmp`` into ``target``, once each name is free or a plain file."""
-    entries = sorted(tmp.iterdir())
-    for entry in entries:
-        there = target / entry.name
-        if there.is_symlink() or (there.exists() and not there.is_file()):
-            raise MistError(f"{there}: is not a file mistnet wrote; move it away and run again")
-    for entry in entries:
-        os.replace(entry, target / entry.name)
-    tmp.rmdir()
 
 
 def _swap(tmp: Path, target: Path, own: tuple[str, Iterable[str]] | None) -> None:

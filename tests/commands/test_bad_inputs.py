@@ -293,7 +293,6 @@ def test_a_detect_that_fails_part_way_leaves_its_output_directory_as_it_was(
 ):
     out = tmp_path / "d"
     assert mist(capsys, "detect", tiny_run, image(tmp_path, "a.png"), "--out", out)[0] == 0
-    (out / "mine.txt").write_text("kept")
     before = files_under(tmp_path)
     real, calls = detect.detect_image, []
 

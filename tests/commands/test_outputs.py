@@ -26,6 +26,7 @@ from PIL import Image
 from mistnet import cli
 from mistnet.data import store
 from mistnet.demo import CHILDREN
+from mistnet.io import exclusive_lock
 from mistnet.outputs import MARKER, create_directory, output_kind, writing_inside
 
 CASES = {}
@@ -451,9 +452,31 @@ def test_detect_refuses_an_own_directory_that_holds_its_input_or_a_folder_in_a_n
     (out / "detections.csv" / "mine.txt").write_text("mine")
     before = entries_under(tmp_path)
     result = mist(capsys, "detect", tiny_run, image(tmp_path / "in" / "b.png"), "--out", out)
-    assert_user_error(result, "detections.csv: is not a file mistnet wrote")
+    assert_user_error(result, "detections.csv: is not part of a detections folder")
     before["in/b.png"] = (tmp_path / "in" / "b.png").read_bytes()
     assert entries_under(tmp_path) == before  # not one file moved
+
+
+def test_detect_again_into_its_output_leaves_only_this_calls_files(capsys, tmp_path, tiny_run):
+    out = detections(capsys, tiny_run, tmp_path)  # a.json, a.png, the tables
+    assert (out / "a.json").is_file()
+    b = image(tmp_path / "in" / "b.png", seed=1)
+    assert mist(capsys, "detect", tiny_run, b, "--out", out, "--format", "csv")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.png", "detections.csv"]
+    (out / "notes.txt").write_text("mine")
+    before = entries_under(tmp_path)
+    result = mist(capsys, "detect", tiny_run, b, "--out", out)
+    assert_user_error(result, "notes.txt: is not part of a detections folder", "move it away")
+    assert entries_under(tmp_path) == before
+
+
+def test_a_second_detect_into_one_out_waits_for_none(capsys, tmp_path, tiny_run):
+    out = detections(capsys, tiny_run, tmp_path)
+    with exclusive_lock(out, "mist detect"):  # as a detect still writing it
+        before = entries_under(tmp_path)
+        result = mist(capsys, "detect", tiny_run, tmp_path / "in" / "a.png", "--out", out)
+        assert_user_error(result, f"another mist detect is writing to {out}")
+        assert entries_under(tmp_path) == before
 
 
 def test_two_imports_into_one_out_one_wins_and_the_other_leaves_it_intact(

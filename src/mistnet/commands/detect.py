@@ -29,8 +29,9 @@ K per training-sized area of the image are kept (--max-detections overrides).
 
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
-new or a directory an earlier mist detect wrote (its files of the same names are replaced),
-lie inside no run, dataset or other mistnet output, and hold none of the input images; two
+new or a directory an earlier mist detect wrote (replaced by this call's files, once it holds
+nothing but detect's: .json and .png files and detections.csv; a second detect into it refuses
+while this one runs), lie inside no run, dataset or other mistnet output, and hold none of the input images; two
 images whose files would share a name (a/x.png and b/x.png, or coco_results.png) are refused.
 
 Example::
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +71,9 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text, json_text
+from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
 from mistnet.models.mist import GridMIST
-from mistnet.outputs import claim_output, new_directory
+from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb
@@ -159,9 +161,14 @@ def _image_files(stem: str, formats: set[str]) -> list[str]:
     return [f"{stem}.json"] * ("json" in formats) + [f"{stem}.png", f"{stem}-recon.png"]
 
 
+#: What a detections folder holds (the marker, a lock, the per-image files and the tables); an
+#: earlier one is replaced only while it holds nothing else.
+OWN = ("a detections folder", (MARKER, LOCK, "*.json", "*.png", "detections.csv"))
+
+
 def _check_out(out: Path, images: list[str], run: str | None) -> bool:
     """Refuse an ``--out`` that is not new or detect's own, lies inside another output or the
-    run ``run``, or holds an input image.
+    run ``run``, holds an input image, or (an earlier ``mist detect``'s) anything but its files.
 
     Returns:
         Whether ``out`` is the directory of an earlier ``mist detect``.
@@ -173,6 +180,7 @@ def _check_out(out: Path, images: list[str], run: str | None) -> bool:
         for path in images:
             if Path(path).resolve().is_relative_to(home):
                 raise MistError(f"{out} holds the input image {path}; choose another --out")
+        require_only_own(out, OWN[1], OWN[0])
     return existing
 
 
@@ -224,20 +232,27 @@ def run(args: argparse.Namespace) -> int:
     k = args.k or model.k
     if isinstance(model, GridMIST) and args.k and args.k != model.k:
         raise MistError(f"the grid baseline always uses its {model.k} cells; drop --k")
-    channels, signed = cfg.model.in_channels, cfg.model.output == "signed"
-    smallest = min_image_side(model)
     formats = set(args.format or FORMATS)
     out = Path(args.out)
     existing = _check_out(out, args.images, args.run)
+    # a second detect into this out refuses while this one runs
+    with exclusive_lock(out, "mist detect", transient=True) if existing else nullcontext():
+        return _detect(args, cfg, model, device, k, formats, existing)
+
+
+def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool) -> int:
+    """Detect in every ``IMAGE`` and write ``--out``: new, or in place of an earlier one."""
+    out = Path(args.out)
+    signed, smallest = cfg.model.output == "signed", min_image_side(model)
     stems = _stems(args.images, formats)
     # Read every image first, so a bad file stops the command before anything is written.
-    images = _read_images(args, channels, model, k, smallest)
+    images = _read_images(args, cfg.model.in_channels, model, k, smallest)
     how = validate_options(args, cfg, model, images, smallest)
     names = tuple(cfg.record.class_names)
     done = []
     table = DetectionTable(cfg.model.task == "classify", names)
-    # out changes only once every image is done
-    with new_directory(out, "detections", merge=existing) as staging:
+    # out changes only once every image is done, and holds this call's files alone
+    with new_directory(out, "detections", replace=existing, own=OWN) as staging:
         for path, stem, image in zip(args.images, stems, images, strict=True):
             _, H, W = image.shape
             x = image.to(device)
