@@ -130,11 +130,14 @@ def image_item(**change):
         ([torch.rand(1, 32, 32)], {"threads": -1}, ValueError, "threads must be 0 .* or more"),
         ([torch.rand(1, 32, 32)], {"threads": 100_000}, ValueError, "threads must be at most"),
         ([torch.rand(1, 32, 32)], {"threads": "2"}, TypeError, "threads must be an integer"),
+        ([torch.rand(1, 32, 32)], {"steps": -1}, ValueError, "train.steps must be"),
+        ([torch.rand(1, 32, 32)], {"k": "three"}, ValueError, "model.k must be an integer"),
+        ([torch.rand(1, 32, 32)], {"nope": 1}, ValueError, "unknown config key 'nope'"),
     ],
 )
 def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwargs, error, message):
     with pytest.raises(error, match=message):
-        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", steps=1, **kwargs)
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", **{"steps": 1, **kwargs})
     assert not (tmp_path / "r").exists()
 
 
@@ -148,6 +151,13 @@ def test_load_refuses_an_unknown_checkpoint_name_and_a_damaged_config(tmp_path):
         mistnet.load(run, device="gpu")
     with pytest.raises(MistError, match="config.json: UTF-16 text"):
         mistnet.load(run)
+    for empty in ("", " "):  # Path("") is the working directory: not loaded as a run
+        with pytest.raises(ValueError, match="give a run directory or a model name, got"):
+            mistnet.load(empty)
+    with pytest.raises(ValueError, match="nope is neither a run directory nor a pretrained"):
+        mistnet.load("nope")
+    with pytest.raises(TypeError, match="give a run directory or a model name, got int"):
+        mistnet.load(3)
     (run / "best.safetensors").write_bytes(b"")
     with pytest.raises(MistError, match="best.safetensors is a file; give the run directory"):
         mistnet.load(run / "best.safetensors")

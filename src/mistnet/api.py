@@ -233,6 +233,21 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
     raise TypeError("fit takes a preset name, a Config or a model returned by mistnet.load")
 
 
+def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: dict) -> Config:
+    """The config :func:`fit` trains with; a preset, key or value it refuses is an
+    :class:`~mistnet.errors.ArgumentError` (a ``ValueError``), as every other bad argument."""
+    try:
+        cfg = _config_of(model_or_preset)
+        for name, value in overrides.items():
+            _override(cfg, name, value)
+        cfg.data.path, cfg.data.name = "", IN_MEMORY
+        return config_module.validate(cfg)
+    except MistError as exc:
+        if isinstance(exc, ValueError):
+            raise
+        raise ArgumentError(str(exc)) from None
+
+
 def fit(
     model_or_preset: str | Config | MIST,
     train_data: Dataset | DataLoader,
@@ -276,8 +291,9 @@ def fit(
             outside [0, 1], NaN boxes, a dict item without ``"image"``), or an argument out of
             range (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
             ``device``, ``threads`` < 0); both are checked on the first item before training starts.
-        MistError: unknown or ill-typed overrides, data the config cannot train on, an ``out``
-            that already holds a run.
+        ArgumentError: an unknown preset, unknown or ill-typed overrides, values out of range
+            (``steps=-1``): a ``ValueError``.
+        MistError: data the config cannot train on, an ``out`` that already holds a run.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
             ``train_data``, ``minutes`` or ``device`` of the wrong type.
     """
@@ -286,7 +302,6 @@ def fit(
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
     validate.threads(threads, "threads")
-    cfg = _config_of(model_or_preset)
     train_set, val_set = _as_dataset(train_data), _as_dataset(val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
         overrides["batch_size"] = train_data.batch_size
@@ -294,12 +309,9 @@ def fit(
         overrides["in_channels"] = train_set.channels
     if steps is not None:
         overrides["steps"] = steps
-    for name, value in overrides.items():
-        _override(cfg, name, value)
-    cfg.data.path, cfg.data.name = "", IN_MEMORY
+    cfg = _fit_config(model_or_preset, overrides)
     if progress is None:
         progress = sys.stderr.isatty()
-    config_module.validate(cfg)
     train(
         cfg,
         out,

@@ -25,7 +25,7 @@ import torch
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
-from mistnet.errors import MistError
+from mistnet.errors import ArgumentError, MistError
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
@@ -51,10 +51,10 @@ def names() -> list[str]:
     return sorted(p.name.removesuffix(SUFFIX) for p in root.glob(f"*{SUFFIX}") if p.is_file())
 
 
-def unknown(message: str) -> MistError:
+def unknown(message: str) -> ArgumentError:
     """``message`` and the names of the known models, as one line."""
     known = ", ".join(names()) or f"none in {registry()}"
-    return MistError(f"{message} (known pretrained models: {known})")
+    return ArgumentError(f"{message} (known pretrained models: {known})")
 
 
 def path_of(name: str) -> Path:
@@ -128,8 +128,13 @@ def load_any(
     exists, else the pretrained model of that name.
 
     Raises:
-        MistError: ``source`` is neither (one line listing the known names).
+        TypeError: ``source`` is no string or path.
+        ArgumentError: ``source`` is empty, or neither (one line listing the known names).
     """
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"give a run directory or a model name, got {type(source).__name__}")
+    if not str(source).strip():  # Path("") is the working directory
+        raise ArgumentError(f"give a run directory or a model name, got {str(source)!r}")
     if Path(source).exists():
         return Run(source).load(which, device=device)
     if str(source) not in names():
