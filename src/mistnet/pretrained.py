@@ -25,7 +25,7 @@ import torch
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
-from mistnet.errors import ArgumentError, MistError
+from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
@@ -97,7 +97,42 @@ class Card:
         fields = [f.name for f in dataclasses.fields(cls)]
         if not isinstance(card, dict) or sorted(card) != sorted(fields):
             raise MistError(f"{ckpt.path} is a checkpoint but no packaged model (no model card)")
+        problem = card_problem(card)
+        if problem:
+            raise DataError(f"{ckpt.path}: its model card is damaged ({problem}); package it again")
         return cls(**card)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def card_problem(card: dict[str, Any]) -> str | None:
+    """The first thing wrong in a card's fields (``name``, ``metrics``, ``evaluated_on``,
+    ``command``, as :class:`Card` holds them), or None.
+
+    Metrics map names to numbers (``null`` where ``mist eval`` measured NaN); ``evaluated_on``
+    names the data and split as text, the images and K as counts.
+
+    Example:
+        >>> card_problem({"metrics": {"det": "high"}})
+        "metrics['det'] is 'high', not a number"
+    """
+    metrics = card.get("metrics")
+    if not isinstance(metrics, dict):
+        return f"metrics is {type(metrics).__name__}, not a map of names to numbers"
+    for key, value in metrics.items():
+        if not (value is None or _number(value)):
+            return f"metrics[{key!r}] is {value!r}, not a number"
+    on = card.get("evaluated_on", {})
+    for key, kind in (("data", str), ("split", str), ("images", int), ("k", int)):
+        value = on.get(key) if isinstance(on, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            return f"{key} is {value!r}, not {'text' if kind is str else 'a count'}"
+    for key in ("name", "command"):
+        if key in card and not isinstance(card[key], str):
+            return f"{key} is {card[key]!r}, not text"
+    return None
 
 
 def read(name: str, device: torch.device | str = "cpu") -> tuple[Checkpoint, Card]:
@@ -202,6 +237,9 @@ def _eval_record(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
     keys = ("metrics", "data", "split", "images", "k", "step", "checkpoint")
     if not isinstance(record, dict) or any(key not in record for key in keys):
         raise MistError(f"{path} is no mist eval record (it needs {', '.join(keys)})")
+    problem = card_problem({"metrics": record["metrics"], "evaluated_on": record})
+    if problem:
+        raise MistError(f"{path} is no mist eval record: {problem}")
     if record["step"] != ckpt.step or record["checkpoint"] != ckpt.path.name:
         raise MistError(
             f"{path} measured {record['checkpoint']} at step {record['step']}, not "

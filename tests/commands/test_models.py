@@ -195,3 +195,34 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))
     assert mine.read_bytes() == b"my own file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", mine.name]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"metrics": 5}, "metrics is int, not a map"),
+        ({"metrics": {"det": "high"}}, "metrics['det'] is 'high', not a number"),
+        ({"images": "many"}, "images is 'many', not a count"),
+        ({"data": None}, "data is None, not text"),
+    ],
+)
+def test_packaging_refuses_a_malformed_metrics_record(capsys, packaged, tmp_path, change, message):
+    run = packaged[0]
+    record = json.loads((run / "eval-test.json").read_text())
+    (tmp_path / "eval.json").write_text(json.dumps({**record, **change}))
+    package = ["models", "package", run, "--command", COMMAND, "--out", tmp_path / "m"]
+    result = mist(capsys, *package, "--name", NAME, "--metrics", tmp_path / "eval.json")
+    assert_user_error(result, "eval.json is no mist eval record", message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]
+
+
+def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_path, monkeypatch):
+    run, root = packaged
+    record = json.loads((run / "eval-test.json").read_text())
+    monkeypatch.setattr(pretrained, "_eval_record", lambda *a: {**record, "metrics": [1]})
+    (tmp_path / "m").mkdir()
+    pretrained.package(run, NAME, COMMAND, tmp_path / "m")  # as an older mistnet let it
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
+    assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
+    with pytest.raises(ValueError, match="metrics is list"):
+        mistnet.load(NAME)

@@ -59,7 +59,7 @@ def list_models(args: argparse.Namespace) -> int:
         ckpt, card = pretrained.read(name)
         model, on = ckpt.config["model"], card.evaluated_on
         metrics = ", ".join(
-            f"{key} {shown(value)}"
+            f"{key} {'n/a' if value is None else shown(value)}"
             for key, value in card.metrics.items()
             if "/" not in key and not key.startswith("n_")
         )
