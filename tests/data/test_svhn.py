@@ -131,6 +131,35 @@ def test_svhn_errors(tmp_path, svhn_root):
         read_digit_struct(bad)
 
 
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        (_box(3, 3, 10, 20, 3.7), "label 3.7 is no digit label"),
+        (_box(3, 3, 10, 20, 42), "label 42 is no digit label"),
+        (_box(3, 3, 10, 20, 0), "label 0 is no digit label"),
+        (_box(3, 3, 10, 20, np.nan), "label nan is no digit label"),
+        (_box(np.nan, 3, 10, 20, 4), "left nan is not finite"),
+        (_box(3, 3, np.inf, 20, 4), "width inf is not finite"),
+        (_box(3, 3, 10, -20, 4), "height -20 is not > 0"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_mat_file_and_picture(capsys, tmp_path, box, message):
+    from cli_helpers import assert_user_error, files_under, mist
+
+    root = tmp_path / "svhn"
+    for sub in ("train", "test"):
+        (root / sub).mkdir(parents=True)
+        _picture(root / sub, "1.png", (100, 50), np.random.default_rng(0))
+        write_digit_struct(
+            root / sub / "digitStruct.mat", [("1.png", [_box(40, 8, 22, 35, 3), box])]
+        )
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "make", "svhn", "--svhn", root, "--out", tmp_path / "s")
+    mat = root / "train" / "digitStruct.mat"
+    assert_user_error(result, f"{mat}: picture '1.png': {message}")
+    assert files_under(tmp_path) == before
+
+
 def test_make_svhn_cli(svhn_root, tmp_path):
     from mistnet.cli import main
 

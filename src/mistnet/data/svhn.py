@@ -67,11 +67,30 @@ def _read_field(f, ds) -> np.ndarray:
     return np.asarray(ds, dtype=np.float64).reshape(-1)
 
 
+def _checked(path: Path, r: SvhnRecord) -> SvhnRecord:
+    """``r`` once its labels are digit labels (integers 1..10) and its boxes finite numbers
+    with sides > 0; else a :class:`DataError` naming ``path`` and the picture."""
+    where = f"{path}: picture {r.name!r}"
+    bad = r.label[(r.label != np.round(r.label)) | (r.label < 1) | (r.label > 10)]
+    if bad.size:  # NaN compares unequal to itself: caught by the first test
+        raise DataError(f"{where}: label {bad[0]:g} is no digit label (1..10, 10 for digit 0)")
+    for key in ("left", "top", "width", "height"):
+        value = getattr(r, key)
+        if not np.isfinite(value).all():
+            raise DataError(f"{where}: {key} {value[~np.isfinite(value)][0]} is not finite")
+    for key in ("width", "height"):
+        value = getattr(r, key)
+        if (value <= 0).any():
+            raise DataError(f"{where}: {key} {value[value <= 0][0]:g} is not > 0")
+    return r
+
+
 def read_digit_struct(path: str | os.PathLike, progress: bool = True) -> list[SvhnRecord]:
     """Read every picture's name and boxes from an SVHN ``digitStruct.mat``.
 
     Raises:
-        DataError: naming the file when it is missing, not HDF5 or lacks the expected fields.
+        DataError: naming the file when it is missing, not HDF5 or lacks the expected fields,
+            and the picture when a label is no integer in 1..10 or a box is not finite.
     """
     try:
         import h5py
@@ -99,7 +118,7 @@ def read_digit_struct(path: str | os.PathLike, progress: bool = True) -> list[Sv
                 n = {v.size for v in fields.values()}
                 if len(n) != 1:
                     raise DataError(f"{path}: bbox fields of different lengths")
-                records.append(SvhnRecord(name=_read_string(f, nref), **fields))
+                records.append(_checked(path, SvhnRecord(name=_read_string(f, nref), **fields)))
     except (OSError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
