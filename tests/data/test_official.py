@@ -93,6 +93,22 @@ def size_bomb(off):
     png_size_bomb(first_image(off), 60000, 60000)
 
 
+def far_keypoint(off):
+    kp = np.load(off / "train_keypoints.npy")
+    kp[1, 2, :2] = [5000, 40]
+    np.save(off / "train_keypoints.npy", kp)
+
+
+def listed_twice(off):
+    lines = (off / "train.txt").read_text().splitlines()
+    (off / "train.txt").write_text(f"{lines[0]}\n{lines[0]}\n")
+
+
+def valid_without_its_list(off):
+    for end in ("_labels.txt", "_keypoints.npy"):
+        (off / f"valid{end}").write_bytes((off / f"train{end}").read_bytes())
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -109,6 +125,17 @@ def size_bomb(off):
         (zero_radius, r"train_keypoints.npy: every radius .* must be > 0"),
         (negative_label, r"train_labels.txt: labels must be class ids >= 0"),
         (size_bomb, r"000000.png: more than [\d,]+ pixels \(Pillow's limit\)"),
+        (
+            far_keypoint,
+            r"train_keypoints.npy: keypoint 2 of image 1 \(images/train/000001.png\) "
+            r"is centred at \(5000, 40\), outside its 80x80 image",
+        ),
+        (
+            listed_twice,
+            r"train.txt: entry 2 'images/train/000000.png' is the image of train.txt "
+            r"entry 1",
+        ),
+        (valid_without_its_list, r"valid.txt: missing, but the layout holds valid_labels.txt"),
     ],
 )
 def test_a_bad_layout_is_refused_naming_the_file(layout, damage, message):

@@ -9,7 +9,9 @@ For each mode in ``train``, ``valid``, ``test`` the root holds:
 
 Export needs square boxes, the same count in every image and uint8 images (the official loader
 reads 8-bit images and assumes K labels per row). Import accepts any subset of the modes; grey
-images (all three channels equal) become one channel, 16-bit grey PNGs are scaled to 8 bits.
+images (all three channels equal) become one channel, 16-bit grey PNGs are scaled to 8 bits;
+a mode's labels or keypoints without its list, an image listed twice (in one list or two) and a
+keypoint centred outside its image are refused.
 Import reads only regular files inside the root: a list naming an absolute path, a ``..`` path
 or a symlink out of the root is refused (:mod:`mistnet.validate`), and so is an image whose
 header declares more than ``max_pixels`` pixels.
@@ -125,6 +127,7 @@ def read_official(
     root = Path(root)
     modes = _modes(root)
     out: dict[str, dict[str, np.ndarray]] = {}
+    listed: dict[Path, str] = {}  # each image (resolved) -> where it was listed first
     for split, mode in modes.items():
         # The layout's own files are held inside the root too (a symlink out is refused).
         list_path, lab_path, kp_path = (
@@ -132,6 +135,7 @@ def read_official(
         )
         names = [ln.strip() for ln in read_text(list_path).splitlines() if ln.strip()]
         paths = [inside(root, name, list_path) for name in names]
+        _list_once(listed, names, paths, list_path)
         for p in (lab_path, kp_path):
             if not p.exists():
                 raise DataError(f"{p}: missing (needed with {list_path.name})")
@@ -159,6 +163,7 @@ def read_official(
             images[i] = arr.transpose(2, 0, 1)
         if images is None:
             images = np.zeros((0, 3, 80, 80), dtype=np.uint8)
+        _check_centres(kp, images.shape[2:], kp_path, names)
         kp = kp.astype(np.float32)
         boxes = np.concatenate([kp[..., :2], 2 * kp[..., 2:3], 2 * kp[..., 2:3]], axis=-1)
         out[split] = {
@@ -178,17 +183,52 @@ def read_official(
     return out
 
 
+def _list_once(listed: dict[Path, str], names: list[str], paths: list[Path], where: Path) -> None:
+    """Add the images of the list ``where`` to ``listed`` (resolved path -> first entry),
+    refusing one listed before: twice in a split, or in two splits (a leak between them)."""
+    for i, (name, p) in enumerate(zip(names, paths, strict=True)):
+        entry = f"{where.name} entry {i + 1}"
+        first = listed.setdefault(p.resolve(), entry)
+        if first != entry:
+            raise DataError(
+                f"{where}: entry {i + 1} {name!r} is the image of {first}; list it once"
+            )
+
+
+def _check_centres(kp: np.ndarray, size: tuple[int, ...], where: Path, names: list[str]) -> None:
+    """Refuse a keypoint ``(N, K, 3)`` whose centre lies outside its ``(H, W)`` image (which
+    spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``, pixel centres on integers)."""
+    H, W = size
+    x, y = kp[..., 0], kp[..., 1]
+    out = (x < -0.5) | (x > W - 0.5) | (y < -0.5) | (y > H - 0.5)
+    if out.any():
+        i, k = (int(v) for v in np.argwhere(out)[0])
+        raise DataError(
+            f"{where}: keypoint {k} of image {i} ({names[i]}) is centred at "
+            f"({x[i, k]:g}, {y[i, k]:g}), outside its {W}x{H} image"
+        )
+
+
 def _modes(root: Path) -> dict[str, str]:
     """``{split: mode}`` of the modes whose list (``train.txt``, ...) the layout holds.
 
     Raises:
-        DataError: ``root`` is no directory, or holds no list (no official layout).
+        DataError: ``root`` is no directory, holds no list (no official layout), or holds a
+            mode's labels or keypoints without its list (the mode would be dropped silently).
     """
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
     modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").exists()}
     if not modes:
         raise DataError(f"{root}: no train.txt, valid.txt or test.txt (not an official layout)")
+    for mode in OFFICIAL_MODES.values():
+        orphans = [f"{mode}{end}" for end in ("_labels.txt", "_keypoints.npy")]
+        found = [name for name in orphans if os.path.lexists(root / name)]
+        if mode not in modes.values() and found:
+            raise DataError(
+                f"{root / (mode + '.txt')}: missing, but the layout holds {found[0]}; restore "
+                f"the list or remove the {mode} files"
+            )
     return modes
 
 
