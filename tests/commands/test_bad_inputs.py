@@ -165,6 +165,12 @@ def eval_nan_boxes(tmp_path, run):
 
 
 @case
+def eval_a_classifier_on_float_images_with_labels(tmp_path, run):
+    d = rewrite_test_split(dataset(tmp_path), "images", lambda a: a.astype(np.float32) / 255)
+    return ["eval", run, "--data", d], ["ds holds float32 images", "with class labels"]
+
+
+@case
 def eval_empty_split(tmp_path, run):
     return ["eval", run, "--data", dataset(tmp_path, n_test=0)], ["the test split is empty"]
 

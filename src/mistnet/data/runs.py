@@ -73,7 +73,11 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{source} has {channels}-channel images but the run's model takes {m.in_channels}"
         )
     if dataset.signed and m.task == "classify":
-        raise MistError(f"{source} holds Gabor textures without class labels; the run classifies")
+        has = "with" if "labels" in annotations_of(dataset) else "without"
+        raise MistError(
+            f"{source} holds float32 images (read as signed textures, as Gabor noise) {has} "
+            "class labels; a classifier takes uint8 images (0..255)"
+        )
     if m.task == "reconstruct" and dataset.signed != (m.output == "signed"):
         kind = "signed (Gabor)" if dataset.signed else "[0, 1]"
         raise MistError(
