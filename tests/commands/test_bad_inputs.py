@@ -221,6 +221,16 @@ def import_images_a_size_over_max_pixels(tmp_path, run):
 
 
 @case
+def import_images_with_a_link_to_another_of_its_images(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        image(tmp_path / "photos", name)
+    (tmp_path / "photos" / "z.png").symlink_to("a.png")  # would put a.png in two splits
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["z.png: a symbolic link to", "a.png, which the folder holds too"]
+
+
+@case
 def import_images_nan_pixels(tmp_path, run):
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(tmp_path / "photos" / "a.tif")

@@ -57,18 +57,19 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     """The image files under ``src`` (recursive), sorted by relative path.
 
     Hidden files and the files in ``ignore`` (a labels or boxes file kept in the folder) are
-    passed over. A symbolic link is followed only to a file inside ``src``.
+    passed over. A symbolic link is followed only to a file inside ``src`` that the folder
+    does not hold under another name (else one image would land in two splits).
 
     Raises:
         DataError: ``src`` is no directory, holds a file of another format, a symbolic link
-            to a file outside it, or no image.
+            to a file outside it or to one of its images, or no image.
     """
     root = Path(src)
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
-    found = []
+    found: dict[Path, Path] = {}  # resolved -> the path found
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
@@ -87,10 +88,16 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 f"{path}: unknown image format {path.suffix or '(no extension)'!r} "
                 f"(import-images reads {', '.join(IMAGE_SUFFIXES)}; move other files out)"
             )
-        found.append(path)
+        twin = found.setdefault(path.resolve(), path)
+        if twin != path:  # one of the two is (or lies under) a link: it would be read twice
+            link, real = (path, twin) if path.absolute() != path.resolve() else (twin, path)
+            raise DataError(
+                f"{link}: a symbolic link to {real}, which the folder holds too; import-images "
+                "reads each image once (remove the link)"
+            )
     if not found:
         raise DataError(f"{root}: no PNG, JPEG or TIFF images in this folder")
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    return sorted(found.values(), key=lambda p: p.relative_to(root).as_posix())
 
 
 def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
