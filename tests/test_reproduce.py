@@ -278,6 +278,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         "--svhn",
         "no such directory",
     )
+    for table in ("table1", "table4"):  # table1 runs no SVHN: a mistyped --svhn still is one
+        result = mist(capsys, "reproduce", table, *base, "--out", tmp_path / "b", "--svhn", "nope")
+        assert_user_error(result, "--svhn nope: no such directory")
+    assert not (tmp_path / "b").exists()
     (tmp_path / "half" / "train").mkdir(parents=True)
     assert_user_error(
         mist(

@@ -89,6 +89,19 @@ def _held(real: Path, parent: Path) -> bool:
     return any(parent == d and part and part[0] in names for d, names in _HOLDING.get())
 
 
+def _check_dotdot(path: Path, option: str) -> None:
+    """Refuse a ``path`` with a ``..`` after a folder that does not exist (``new/../out``): the
+    kernel resolves it only once that folder is made, which would leave it behind (or, for
+    ``new/..``, name the working directory)."""
+    parts = path.parts
+    for i, part in enumerate(parts):
+        if part == ".." and i and parts[i - 1] != ".." and not Path(*parts[:i]).is_dir():
+            raise MistError(
+                f"{option} {path}: {Path(*parts[:i])} is no folder, so '..' after it leads "
+                "nowhere; give the path without it"
+            )
+
+
 def check_outside(
     path: str | os.PathLike,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
@@ -96,7 +109,8 @@ def check_outside(
     itself: bool = False,
     parents: bool = True,
 ) -> None:
-    """Refuse an output ``path`` inside another output or inside one of the command's inputs.
+    """Refuse an output ``path`` inside another output or inside one of the command's inputs,
+    or with a ``..`` after a folder that does not exist.
 
     The parents of ``path`` (symbolic links resolved) are walked: one that is a mistnet output
     (its marker) refuses ``path``, unless this process is writing that child of it
@@ -109,6 +123,7 @@ def check_outside(
         MistError: ``--out DS/run is inside the dataset DS; choose a path outside it``.
     """
     path, hint = Path(path), "choose a path outside it"
+    _check_dotdot(path, option)
     real = path.resolve()
     for what, directory in inputs:
         home = Path(directory).resolve()

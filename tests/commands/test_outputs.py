@@ -222,6 +222,19 @@ def make_data_inside_a_run(tmp_path, run):
 
 
 @case
+def make_data_through_a_missing_folder_and_dotdot(tmp_path, run):
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "nonexist" / ".." / "dsx"]
+    argv += ["--n-train", "2", "--n-val", "1", "--n-test", "1"]  # nonexist/ was left behind
+    return argv, ["nonexist is no folder, so '..' after it leads nowhere"]
+
+
+@case
+def export_official_to_a_missing_folder_and_dotdot(tmp_path, run):
+    argv = ["data", "export-official", dataset(tmp_path / "ds"), tmp_path / "newdir" / ".."]
+    return argv, ["newdir is no folder, so '..' after it"]  # "Device or resource busy"
+
+
+@case
 def make_data_inside_a_demo_directory(tmp_path, run):
     out = earlier_demo(tmp_path, run)  # its data/ is the demo's own, for mist demo alone
     argv = ["data", "make", "mnist-easy", "--out", out / "data", "--overwrite", "--n-train", "2"]

@@ -319,9 +319,9 @@ def reproduce(
     pools = load_digits(digits)
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
-    needs_svhn = any(r.data == "svhn" for t in tables for r in t.runs())
-    # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4.
-    svhn_path = None if svhn is None else svhn_usable(svhn) if needs_svhn else Path(svhn)
+    # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4,
+    # and whenever given: a mistyped --svhn is said at once, not when Table 4 is run.
+    svhn_path = None if svhn is None else svhn_usable(svhn)
     root = Path(data_root) if data_root is not None else out / "data"
     _claim_out(out, root, svhn_path)
     with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
