@@ -18,7 +18,8 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded).
 - :func:`pixel_count`: an image size (a file's header, ``--size``, an image in memory) of at
   most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
-- :func:`require_finite`: no NaN or infinity in an array or a tensor.
+- :func:`require_finite`: no NaN or infinity in an array or a tensor;
+  :func:`require_float32`: nor a value that float32 cannot hold.
 - :data:`NUMPY_READ_ERRORS`: what reading corrupt numpy files raises.
 """
 
@@ -406,3 +407,27 @@ def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:
             return
         total = values.size
     raise DataError(f"{what} holds {bad} NaN or infinite values (of {total})")
+
+
+def require_float32(values: np.ndarray | list[float], what: str) -> None:
+    """Raise unless every value is finite and within float32's range, where datasets store
+    boxes (``1e39`` would become infinite there, and be reported against the dataset).
+
+    Raises:
+        DataError: ``"<what> holds <n> NaN or infinite values"`` or ``"... beyond float32"``.
+
+    Example:
+        >>> require_float32([10.0, 1e39], "boxes.csv line 2: the box")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: boxes.csv line 2: the box holds 1 value beyond float32's range (|v| <= 3.4e+38): 1e+39
+    """
+    a = np.asarray(values, dtype=np.float64)
+    require_finite(a, what)
+    big = np.abs(a) > np.finfo(np.float32).max
+    if big.any():
+        n = int(big.sum())
+        raise DataError(
+            f"{what} holds {n} value{'s' * (n > 1)} beyond float32's range (|v| <= "
+            f"{np.finfo(np.float32).max:.2g}): {a[big].flat[0]:g}"
+        )

@@ -157,6 +157,21 @@ def boxes_csv_with_a_word_for_a_number(tmp_path, run):
 
 
 @case
+def boxes_csv_beyond_float32(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\n0.png,10,10,1e39,5\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]  # was clipped, accepted
+    fragments = ["boxes.csv line 2: the box 10, 10, 1e+39, 5 holds 1 value beyond float32's"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], fragments
+
+
+@case
+def coco_bbox_beyond_float32(tmp_path, run):
+    argv = coco(tmp_path, annotations=[{"image_id": 1, "category_id": 1, "bbox": [1e39, 0, 9, 9]}])
+    return argv, ["boxes.json: annotations[0].bbox: the box 1e+39", "value beyond float32's range"]
+
+
+@case
 def boxes_csv_naming_a_column_twice(tmp_path, run):
     src = photos(tmp_path)
     (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h,cx\n0.png,10,10,5,5,3\n")

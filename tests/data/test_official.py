@@ -99,6 +99,12 @@ def far_keypoint(off):
     np.save(off / "train_keypoints.npy", kp)
 
 
+def huge_radius(off):
+    kp = np.load(off / "train_keypoints.npy")
+    kp[0, 1, 2] = 1e39
+    np.save(off / "train_keypoints.npy", kp)
+
+
 def listed_twice(off):
     lines = (off / "train.txt").read_text().splitlines()
     (off / "train.txt").write_text(f"{lines[0]}\n{lines[0]}\n")
@@ -134,6 +140,10 @@ def valid_without_its_list(off):
             listed_twice,
             r"train.txt: entry 2 'images/train/000000.png' is the image of train.txt "
             r"entry 1",
+        ),
+        (
+            huge_radius,
+            r"train_keypoints.npy: keypoints \(the box side is 2r\) holds 1 value beyond",
         ),
         (valid_without_its_list, r"valid.txt: missing, but the layout holds valid_labels.txt"),
     ],

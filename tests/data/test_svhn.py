@@ -141,6 +141,7 @@ def test_svhn_errors(tmp_path, svhn_root):
         (_box(np.nan, 3, 10, 20, 4), "left nan is not finite"),
         (_box(3, 3, np.inf, 20, 4), "width inf is not finite"),
         (_box(3, 3, 10, -20, 4), "height -20 is not > 0"),
+        (_box(3, 3, 1e39, 20, 4), "its resized box holds 2 values beyond float32's range"),
     ],
 )
 def test_bad_values_are_refused_naming_the_mat_file_and_picture(capsys, tmp_path, box, message):

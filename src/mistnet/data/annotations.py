@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import read_json, read_text
+from mistnet.validate import read_json, read_text, require_float32
 
 
 @dataclass
@@ -145,7 +145,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
             raise DataError(f"{path} line {i}: a box needs finite numbers and a positive size")
         name = row[class_col].strip() if class_col is not None else ""
         entry = truth.setdefault(rel, Truth(np.zeros((0, 4), np.float32), []))
-        entry.boxes = np.concatenate([entry.boxes, np.float32([values])])
+        entry.boxes = np.concatenate([entry.boxes, _float32_box(values, f"{path} line {i}")])
         entry.names.append(name)
     if class_col is None:
         return truth, None
@@ -155,6 +155,13 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     if "" in names:
         raise DataError(f"{path}: a row has an empty class; name every box's class or none")
     return truth, names
+
+
+def _float32_box(values: list[float], where: str) -> np.ndarray:
+    """``(1, 4)`` float32 of a box's ``values``, refused (naming ``where``, the input) when
+    one is too large for float32 (1e39 would become infinite in the dataset)."""
+    require_float32(values, f"{where}: the box {', '.join(f'{v:g}' for v in values)}")
+    return np.float32([values])
 
 
 def _coco_list(doc: dict, key: str, path: Path) -> list[dict]:
@@ -266,7 +273,7 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
             raise DataError(f"{where}.category_id: no category {cid} in 'categories'")
         x, y, w, h = _coco_bbox(a, where)
         # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
-        box = np.float32([[x + w / 2 - 0.5, y + h / 2 - 0.5, w, h]])
+        box = _float32_box([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h], f"{where}.bbox")
         entry = truth[rel_of[iid]]
         entry.boxes = np.concatenate([entry.boxes, box])
         entry.names.append(by_id[cid])

@@ -37,6 +37,7 @@ from mistnet.validate import (
     read_text,
     regular_file,
     require_finite,
+    require_float32,
 )
 
 OFFICIAL_MODES: dict[str, str] = {"train": "train", "val": "valid", "test": "test"}
@@ -256,6 +257,7 @@ def _read_keypoints(path: Path) -> np.ndarray:
         kind = getattr(kp, "dtype", type(kp).__name__)
         raise DataError(f"{path}: keypoints must be numbers, got {kind}")
     require_finite(kp, f"{path}: keypoints")
+    require_float32(2 * kp.astype(np.float64), f"{path}: keypoints (the box side is 2r)")
     return kp
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mistnet.errors import DataError
-from mistnet.validate import inside, open_image
+from mistnet.validate import inside, open_image, require_float32
 
 SVHN_HEIGHT = 60
 SVHN_WIDTH = 240
@@ -163,6 +163,7 @@ def load_svhn_split(
             ],
             axis=1,
         )
+        require_float32(b, f"{d / 'digitStruct.mat'}: picture {r.name!r}: its resized box")
         if test and (b[:, 3] < MIN_TEST_BOX_HEIGHT).any():
             continue
         images.append(arr.transpose(2, 0, 1))
