@@ -31,8 +31,9 @@ An image whose header declares more than --max-pixels pixels is refused before i
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
 new or a directory an earlier mist detect wrote (replaced by this call's files, once it holds
 nothing but detect's: .json and .png files and detections.csv; a second detect into it refuses
-while this one runs), lie inside no run, dataset or other mistnet output, and hold none of the input images; two
-images whose files would share a name (a/x.png and b/x.png, or coco_results.png) are refused.
+while this one runs), lie inside no run, dataset or other mistnet output, and hold none of the
+input images; two images whose files would share a name (a/x.png and b/x.png, or
+coco_results.png) are refused.
 
 Example::
 
