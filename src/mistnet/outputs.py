@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fnmatch
+import json
 import os
 import shutil
 import zlib
@@ -53,15 +54,29 @@ def output_kind(directory: str | os.PathLike) -> str | None:
     try:
         if marker.is_symlink() or not marker.is_file():
             return None
-        kind = marker.read_text(encoding="utf-8").strip()
+        kind = marker.read_text(encoding="utf-8").partition("\n")[0].strip()
     except (OSError, UnicodeDecodeError):
         return None
     return kind if kind in KINDS else None
 
 
-def mark(directory: str | os.PathLike, kind: str) -> None:
-    """Write the marker that makes ``directory`` an output of ``kind`` (see :func:`claim_output`)."""
-    atomic_write_text(Path(directory) / MARKER, kind + "\n")
+def mark(directory: str | os.PathLike, kind: str, files: Iterable[str] | None = None) -> None:
+    """Write the marker that makes ``directory`` an output of ``kind`` (see :func:`claim_output`);
+    ``files``: the names of the files the command wrote there, a JSON list on its second line
+    (:func:`marked_files`), so that replacing it never takes along a file of the user's."""
+    listed = "" if files is None else json.dumps(sorted(files)) + "\n"
+    atomic_write_text(Path(directory) / MARKER, kind + "\n" + listed)
+
+
+def marked_files(directory: str | os.PathLike) -> list[str] | None:
+    """The file names the marker of ``directory`` lists (:func:`mark`), or None: no list (an
+    output of an earlier version, or of a kind that keeps none) or an unreadable one."""
+    try:
+        listed = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8").split("\n")[1])
+    except (OSError, UnicodeDecodeError, IndexError, ValueError):
+        return None
+    ok = isinstance(listed, list) and all(isinstance(name, str) for name in listed)
+    return listed if ok else None
 
 
 #: How a message names an output of each kind (else by the kind).
@@ -230,20 +245,27 @@ def require_only_own(
         if not _own(entry, patterns):
             raise MistError(
                 f"{shown / entry.name}: is not part of {what}, so {shown} is not replaced; "
-                "move it away and run again"
+                "move it away and run again, or choose another --out"
             )
 
 
-def _aside(directory: Path, own: tuple[str, Iterable[str]] | None) -> Path:
+#: What an output holds of its own: ``(what, patterns)`` (see :func:`require_only_own`), the
+#: patterns given or found in the directory itself (``patterns(directory)``).
+Own = tuple[str, Iterable[str] | Callable[[Path], Iterable[str]]]
+
+
+def _aside(directory: Path, own: Own | None) -> Path:
     """Rename ``directory`` to a temporary sibling, which it returns, once that holds only the
-    entries of ``own`` (``(what, patterns)``, see :func:`require_only_own`); else rename it
-    back. Checked after the rename: nothing can be added meanwhile, nobody uses the new name.
+    entries of ``own`` (see :data:`Own`); else rename it back. Checked after the rename:
+    nothing can be added meanwhile, nobody uses the new name.
     """
     old = temporary_sibling(directory)
     os.rename(directory, old)
     if own is not None:
         try:
-            require_only_own(old, own[1], own[0], shown=directory)
+            what, patterns = own
+            patterns = patterns(old) if callable(patterns) else patterns
+            require_only_own(old, patterns, what, shown=directory)
         except BaseException:
             os.rename(old, directory)
             raise
@@ -356,7 +378,7 @@ def new_directory(
     kind: str,
     replace: bool = False,
     legacy: Callable[[Path], bool] | None = None,
-    own: tuple[str, Iterable[str]] | None = None,
+    own: Own | None = None,
 ) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``target``; on success it becomes ``target``.
 
@@ -364,7 +386,7 @@ def new_directory(
     The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
     in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
     ``replace`` (the new directory takes its place, the old one is removed, once it is seen to
-    hold only the entries of ``own``, ``(what, patterns)`` of :func:`require_only_own`), and
+    hold only the entries of ``own``, see :data:`Own`), and
     only when it is still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On
     any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) the temporary
     directory and the parents made for it are removed and ``target`` is as it was.
@@ -395,7 +417,7 @@ def new_directory(
         raise
 
 
-def _swap(tmp: Path, target: Path, own: tuple[str, Iterable[str]] | None) -> None:
+def _swap(tmp: Path, target: Path, own: Own | None) -> None:
     """Put ``tmp`` in the place of the directory ``target``, then remove the old one (which
     holds only ``own``'s entries, see :func:`_aside`)."""
     old = _aside(target, own)

@@ -483,6 +483,37 @@ def test_detect_again_into_its_output_leaves_only_this_calls_files(capsys, tmp_p
     assert entries_under(tmp_path) == before
 
 
+@pytest.mark.parametrize("name", ["notes.png", "mine.json"])
+def test_detect_again_keeps_a_png_or_json_of_the_users_in_its_output(
+    capsys, tmp_path, tiny_run, name
+):
+    out = detections(capsys, tiny_run, tmp_path)
+    if name == "notes.png":
+        image(out / name)
+    else:
+        (out / name).write_text('{"a": 1}')
+    before = files_under(tmp_path)
+    result = mist(capsys, "detect", tiny_run, tmp_path / "in" / "a.png", "--out", out)
+    assert_user_error(result, f"{name}: is not part of a detections folder", "choose another")
+    assert files_under(tmp_path) == before  # the user's file and detect's, byte for byte
+
+
+def test_detect_again_into_an_earlier_versions_output_replaces_only_its_own_files(
+    capsys, tmp_path, tiny_run
+):
+    out = detections(capsys, tiny_run, tmp_path)
+    (out / MARKER).write_text("detections\n")  # an earlier mistnet listed no files
+    b = image(tmp_path / "in" / "b.png", seed=1)
+    assert mist(capsys, "detect", tiny_run, b, "--out", out)[0] == 0
+    assert not (out / "a.json").exists() and (out / "b.json").is_file()
+    (out / MARKER).write_text("detections\n")
+    image(out / "x.png")  # a figure of the user's, no detect JSON names it
+    before = files_under(tmp_path)
+    result = mist(capsys, "detect", tiny_run, b, "--out", out)
+    assert_user_error(result, "x.png: is not part of a detections folder")
+    assert files_under(tmp_path) == before
+
+
 def test_a_second_detect_into_one_out_waits_for_none(capsys, tmp_path, tiny_run):
     out = detections(capsys, tiny_run, tmp_path)
     with exclusive_lock(out, "mist detect"):  # as a detect still writing it

@@ -30,8 +30,8 @@ K per training-sized area of the image are kept (--max-detections overrides).
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be
 new or a directory an earlier mist detect wrote (replaced by this call's files, once it holds
-nothing but detect's: .json and .png files and detections.csv; a second detect into it refuses
-while this one runs), lie inside no run, dataset or other mistnet output, and hold none of the
+nothing but the files that detect wrote, as its .mistnet lists them; a file of yours in it is
+never deleted: the call refuses; a second detect into it refuses while this one runs), lie inside no run, dataset or other mistnet output, and hold none of the
 input images; two images whose files would share a name (a/x.png and b/x.png, or
 coco_results.png) are refused.
 
@@ -63,7 +63,7 @@ from mistnet.commands._args import (
     compute_device,
     run_or_model,
 )
-from mistnet.commands.detect_outputs import DetectionTable, display, validate_options
+from mistnet.commands.detect_outputs import DetectionTable, display, own_files, validate_options
 from mistnet.detection import (
     DEFAULT_MIN_SCORE,
     clipped_corners,
@@ -72,9 +72,9 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError
-from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
+from mistnet.io import atomic_write_text, exclusive_lock, json_text
 from mistnet.models.mist import GridMIST
-from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
+from mistnet.outputs import MARKER, claim_output, mark, new_directory, require_only_own
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb
@@ -162,9 +162,9 @@ def _image_files(stem: str, formats: set[str]) -> list[str]:
     return [f"{stem}.json"] * ("json" in formats) + [f"{stem}.png", f"{stem}-recon.png"]
 
 
-#: What a detections folder holds (the marker, a lock, the per-image files and the tables); an
-#: earlier one is replaced only while it holds nothing else.
-OWN = ("a detections folder", (MARKER, LOCK, "*.json", "*.png", "detections.csv"))
+#: What a detections folder holds (the marker, a lock, the files its marker lists); an earlier
+#: one is replaced only while it holds nothing else.
+OWN = ("a detections folder", own_files)
 
 
 def _check_out(out: Path, images: list[str], run: str | None) -> bool:
@@ -181,7 +181,7 @@ def _check_out(out: Path, images: list[str], run: str | None) -> bool:
         for path in images:
             if Path(path).resolve().is_relative_to(home):
                 raise MistError(f"{out} holds the input image {path}; choose another --out")
-        require_only_own(out, OWN[1], OWN[0])
+        require_only_own(out, own_files(out), OWN[0])
     return existing
 
 
@@ -310,5 +310,7 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
                 f"{out / stem}.png"
             )
         table.write(staging, formats)
+        # the files this call wrote, so that the next replaces these and nothing else
+        mark(staging, "detections", [p.name for p in staging.iterdir() if p.name != MARKER])
     print("\n".join(done))
     return 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,9 @@ from torch import Tensor
 from mistnet.config import Config
 from mistnet.detection import clipped_corners
 from mistnet.errors import MistError
-from mistnet.io import atomic_write_text, json_text
+from mistnet.io import LOCK, atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
+from mistnet.outputs import MARKER, marked_files
 
 CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
 
@@ -178,3 +181,53 @@ class DetectionTable:
             atomic_write_text(
                 out / "coco_results.json", json_text(self.results, indent=None) + "\n"
             )
+
+
+#: The keys of every per-image JSON file of ``mist detect`` (those of its earliest version).
+RECORD_KEYS = {"image", "width", "height", "k", "boxes", "scores"}
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _earlier_versions_files(folder: Path) -> list[str]:
+    """The files of ``folder`` (a detections folder whose marker lists none: an earlier
+    version's) that are provably ``mist detect``'s: JSON files of its shapes, a CSV of its
+    columns, and the PNG files named after an image these record."""
+    names, images = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() or not entry.is_file():
+            continue
+        doc = _json(entry) if entry.suffix == ".json" else None
+        if entry.name == "detections.csv":
+            with open(entry, encoding="utf-8", errors="replace", newline="") as f:
+                rows = list(csv.reader(f))
+            if rows and tuple(rows[0]) == CSV_COLUMNS:
+                names.append(entry.name)
+                images += [row[0] for row in rows[1:] if row]
+        elif entry.name == "coco_images.json" and isinstance(doc, dict):
+            listed = doc.get("images")
+            if set(doc) == {"images", "categories", "annotations"} and isinstance(listed, list):
+                names.append(entry.name)
+                images += [i.get("file_name") for i in listed if isinstance(i, dict)]
+        elif entry.name == "coco_results.json" and isinstance(doc, list):
+            if all(isinstance(r, dict) and {"image_id", "bbox"} <= set(r) for r in doc):
+                names.append(entry.name)
+        elif isinstance(doc, dict) and RECORD_KEYS <= set(doc):
+            names.append(entry.name)
+            images.append(doc["image"])
+    stems = {Path(i).stem for i in images if isinstance(i, str)}
+    return names + [f"{s}{end}" for s in stems for end in (".png", "-recon.png")]
+
+
+def own_files(folder: Path) -> list[str]:
+    """The ``fnmatch`` patterns of what an earlier ``mist detect`` wrote into ``folder``: the
+    files its marker lists, else (an earlier version's) those it provably wrote
+    (:func:`mistnet.outputs.require_only_own`); besides, the marker and a lock."""
+    listed = marked_files(folder)
+    names = _earlier_versions_files(folder) if listed is None else listed
+    return [MARKER, LOCK, *(glob.escape(name) for name in names)]
