@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import struct
 
 import numpy as np
@@ -302,6 +303,33 @@ def eval_into_an_unwritable_directory(tmp_path, run):
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_gives_one_line_and_leaves_every_file_as_it_was(capsys, tmp_path, tiny_run, name):
     check_refused(capsys, tmp_path, tiny_run, CASES[name])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", ""],
+        ["detect", "", "a.png", "--out", "d"],
+        ["plot", "", "--out", "p.png"],
+        ["plot", "run", "", "--out", "p.png"],
+        ["show", "", "--out", "s.png"],
+        ["models", "package", "", "--name", "m", "--command", "c", "--out", "o"],
+        ["train", "--resume", "--out", ""],
+    ],
+    ids=["eval", "detect", "plot", "plot_second", "show", "models_package", "train_resume"],
+)
+def test_an_empty_run_path_is_refused_not_taken_for_the_working_directory(
+    capsys, tmp_path, tiny_run, monkeypatch, argv
+):
+    monkeypatch.chdir(tmp_path)  # "" would be this folder: Path("") is "."
+    shutil.copytree(tiny_run, tmp_path / "run")
+    image(tmp_path, "a.png")
+    before = files_under(tmp_path)
+    result = mist(capsys, *argv)
+    assert_user_error(result, "RUN" if argv[0] != "train" else "--out RUN is required")
+    if argv[0] != "train":
+        assert "RUN '' is an empty path" in result[2]
+    assert files_under(tmp_path) == before
 
 
 def test_a_detect_that_fails_part_way_leaves_its_output_directory_as_it_was(
