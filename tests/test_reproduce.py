@@ -228,6 +228,29 @@ def test_interrupted_run_is_resumed(smoke, capsys):
     assert record["train"]["steps"] == 4
 
 
+def test_a_moved_reproduction_continues_without_retraining(tmp_path, capsys, monkeypatch):
+    """The data inside OUT is fingerprinted relative to OUT (here given relative to the working
+    directory, too): a reproduction moved elsewhere skips its finished run and resumes its
+    interrupted one."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--device", "cpu", "--no-figures"]
+    assert mist(capsys, *argv, "--out", "a/rp")[0] == 0
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "rp").rename(tmp_path / "b" / "moved")
+    run = tmp_path / "b" / "moved" / "gabor" / "gabor-mist" / "seed0"
+    checkpoints = {p: p.read_bytes() for p in run.glob("*.safetensors")}
+    rc, stdout, err = mist(capsys, *argv, "--out", "b/moved")
+    assert rc == 0, err
+    assert "skipped" in stdout and "training" not in stdout and "data:" not in stdout
+    assert {p: p.read_bytes() for p in run.glob("*.safetensors")} == checkpoints
+    (run / "eval.json").unlink()
+    (run / "summary.json").unlink()  # as if killed after its last checkpoint
+    (tmp_path / "b" / "moved").rename(tmp_path / "c")
+    rc, stdout, err = mist(capsys, *argv, "--out", tmp_path / "c")
+    assert rc == 0, err
+    assert "resuming the interrupted run" in stdout and "data:" not in stdout
+
+
 def test_table4_without_svhn_says_not_run(tmp_path, capsys):
     rc, stdout, err = mist(
         capsys, "reproduce", "table4", "--budget", "smoke", "--out", tmp_path, "--device", "cpu"

@@ -3,6 +3,7 @@
 import json
 
 from mistnet.config import Config, load_json
+from mistnet.outputs import mark
 from mistnet.runpaths import stored
 
 
@@ -27,6 +28,17 @@ def test_a_path_beside_the_run_is_written_relative_to_it(tmp_path, monkeypatch):
     away = stored(_cfg("elsewhere/ds"), "demo1/run")  # not in the run's parent folder
     assert away.data.path == str(tmp_path / "elsewhere" / "ds")
     assert stored(_cfg("mnist-hard"), "demo1/run").data.path == "mnist-hard"  # no folder
+
+
+def test_a_path_inside_the_reproduction_that_holds_the_run_is_written_relative(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    _dataset(tmp_path / "rp" / "data" / "ds")
+    run = "rp/table2/mist/seed0"
+    assert stored(_cfg("rp/data/ds"), run).data.path == str(tmp_path / "rp" / "data" / "ds")
+    mark(tmp_path / "rp", "reproduce")  # now the run lies in a reproduction
+    assert stored(_cfg("rp/data/ds"), run).data.path == "../../../data/ds"
 
 
 def test_a_relative_path_is_read_from_the_run_directory(tmp_path, monkeypatch):

@@ -1,8 +1,10 @@
 """The folders a run's ``config.json`` names (``data.path``, ``train.init_from``), as written and read.
 
 A run must find its dataset from any working directory, and a folder moved with its run (a
-demo's ``data/`` beside its ``run/``) must still be found. So a path inside the run's parent
-folder is written relative to the run directory (``../data``), any other absolute. Reading, a
+demo's ``data/`` beside its ``run/``, a reproduction's ``OUT/data/`` moved with its
+``OUT/<table>/<row>/seed<s>/``) must still be found. So a path inside the run's parent folder,
+or inside the mistnet output that holds the run (a demo, a reproduction), is written relative
+to the run directory (``../data``, ``../../../data/...``), any other absolute. Reading, a
 relative path is taken from the run directory; one that is not there is a run of an older version,
 written relative to the directory ``mist train`` ran from, and is taken from the current
 directory when a dataset (or run) is there.
@@ -15,6 +17,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mistnet.outputs import output_kind
+
 if TYPE_CHECKING:
     from mistnet.config import Config
 
@@ -23,16 +27,27 @@ if TYPE_CHECKING:
 PATHS = (("data", "path", "manifest.json"), ("train", "init_from", "config.json"))
 
 
+def _home(run: Path) -> Path:
+    """The folder whose contents move with the run ``run``: the demo or reproduction that
+    holds it (its nearest marked ancestor of those kinds), else its parent folder."""
+    for parent in run.parents:
+        if output_kind(parent) in ("demo", "reproduce"):
+            return parent
+    return run.parent
+
+
 def stored(cfg: Config, run_dir: str | os.PathLike) -> Config:
     """A copy of ``cfg`` as the run at ``run_dir`` writes it: its paths (as given, relative to
-    the current directory) relative to ``run_dir`` inside its parent folder, else absolute."""
+    the current directory) relative to ``run_dir`` inside its parent folder or the output that
+    holds it (:func:`_home`), else absolute."""
     cfg = copy.deepcopy(cfg)
     run = Path(run_dir).resolve()
+    home = _home(run)
     for section, key, _ in PATHS:
         value = getattr(getattr(cfg, section), key)
         if value and Path(value).exists():  # else not a folder (a generator's name): as given
             target = Path(value).resolve()
-            inside = target.is_relative_to(run.parent)
+            inside = target.is_relative_to(run.parent) or target.is_relative_to(home)
             value = os.path.relpath(target, run) if inside else str(target)
             setattr(getattr(cfg, section), key, value)
     return cfg

@@ -27,9 +27,10 @@ Output layout::
 
 Running the same command again skips every run with an ``eval.json``, resumes an interrupted
 one and redraws the tables, so an interrupted reproduction simply continues. Each run records
-its fingerprint (preset, resolved config, minutes; not the threads); a run directory
-made under another plan (other overrides, minutes, steps or preset) stops the invocation before
-anything trains: use a fresh ``--out`` or delete that run directory.
+its fingerprint (preset, resolved config, minutes; not the threads; a dataset inside OUT by its
+path relative to OUT, so that OUT may move with its data); a run directory made under another
+plan (other overrides, minutes, steps or preset) stops the invocation before anything trains:
+use a fresh ``--out`` or delete that run directory.
 """
 
 from __future__ import annotations

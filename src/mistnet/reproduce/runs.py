@@ -8,7 +8,8 @@ the row, the training summary, wall times and the equivalent ``mist`` commands. 
 ``summary.json`` was interrupted and is resumed with the minutes it has left.
 
 Reuse is only safe for the same run: every run records its *fingerprint* (the preset, the
-resolved config, and its minutes; not its threads, which only change speed) in
+resolved config, its data inside the reproduction by a path relative to it, and its minutes;
+not its threads, which only change speed) in
 ``fingerprint.json`` before training and in ``eval.json``. Before a run is skipped, resumed or
 evaluated, the fingerprint of the current plan is compared with the recorded one
 (:func:`check_fingerprint`); a run made under another plan is an error, never silently reused.
@@ -71,6 +72,11 @@ class RunSpec:
     def fingerprint_file(self) -> Path:
         return self.run_dir / FINGERPRINT
 
+    @property
+    def home(self) -> Path:
+        """The reproduction directory ``OUT`` of ``OUT/<table>/<row>/seed<s>``."""
+        return self.run_dir.parents[2]
+
     def config(self) -> Config:
         return resolve(self.preset, self.overrides)
 
@@ -78,7 +84,7 @@ class RunSpec:
         """What makes this run this run: preset, resolved config, minutes."""
         return {
             "preset": self.preset,
-            "config": _comparable(self.config().to_dict()),
+            "config": _comparable(self.config().to_dict(), self.home),
             "minutes": self.minutes,
         }
 
@@ -138,9 +144,19 @@ def make_spec(
     )
 
 
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A config dict as JSON has it, with an absolute data path and without what training
-    recorded from the data the plan names (``record``; older runs kept it in ``model``, which
+def _data_path(path: str, home: Path, base: Path | None = None) -> str:
+    """A data path as a fingerprint holds it: relative to the reproduction directory ``home``
+    when inside it (the reproduction may move, its data with it), else absolute. A relative
+    ``path`` is taken from ``base`` (default: the working directory)."""
+    where = ((base or Path.cwd()) / path).resolve()
+    inside = where.is_relative_to(home.resolve())
+    return where.relative_to(home.resolve()).as_posix() if inside else str(where)
+
+
+def _comparable(cfg: dict[str, Any], home: Path, base: Path | None = None) -> dict[str, Any]:
+    """A config dict as JSON has it, with its data path as :func:`_data_path` gives it (a
+    relative one taken from ``base``), and without what training recorded from the data the
+    plan names (``record``; older runs kept it in ``model``, which
     :func:`mistnet.config.upgrade` moves).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
@@ -156,7 +172,7 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     cfg.pop("record", None)
     data = cfg.get("data", {})
     if data.get("path"):
-        data["path"] = str(Path(data["path"]).resolve())
+        data["path"] = _data_path(data["path"], home, base)
     return cfg
 
 
@@ -187,7 +203,7 @@ def recorded_fingerprint(spec: RunSpec) -> dict[str, Any] | None:
             continue
         if path.name == FINGERPRINT:
             return doc
-        legacy = {"config": _comparable(doc)}
+        legacy = {"config": _comparable(doc, spec.home, base=spec.run_dir)}
         if record is not None and "preset" in record:
             legacy["preset"] = record["preset"]
         return legacy
@@ -266,6 +282,10 @@ def check_fingerprint(spec: RunSpec) -> None:
     if have is None:
         return
     want = spec.fingerprint()
+    data = have.get("config", {}).get("data") if isinstance(have.get("config"), dict) else None
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        # recorded absolute by an earlier version: relative to OUT when inside it
+        data["path"] = _data_path(data["path"], spec.home, base=spec.home)
     parts = [k for k in want if k in have]  # a run from before fingerprints has only its config
     old, new = _flat({k: have[k] for k in parts}), _flat({k: want[k] for k in parts})
     diffs = [
