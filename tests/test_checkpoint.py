@@ -2,6 +2,7 @@ import json
 import os
 import re
 import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from mistnet import checkpoint as ckpt_mod
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
 from mistnet.errors import MistError
@@ -129,12 +129,12 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors"]
     before = path.read_bytes()
 
-    def crash(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:  # half a file, then the "power cut"
-            f.write(b"\x00" * 100)
+    def crash(self, data):
+        with open(self, "wb") as f:  # half a file, then the "power cut"
+            f.write(data[: len(data) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt_mod, "save_file", crash)
+    monkeypatch.setattr(Path, "write_bytes", crash)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, model, {"all": opt}, config=cfg.to_dict(), step=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors"]
@@ -218,3 +218,17 @@ def test_a_checkpoint_of_another_width_is_refused_in_one_short_line(tmp_path):
         r"does not fit this model: \d+ tensors of other shapes \(first heatmap_net", message
     )
     assert "another config" in message
+
+
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
+    """Mode 0666 less the umask, as ``open`` gives: safetensors' own writer makes 0600 files,
+    which another user of a shared run directory (or a packaged wheel) cannot read."""
+    cfg, model = tiny()
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c.safetensors", model, config=cfg.to_dict(), step=0)
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "c.safetensors").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain").stat().st_mode & 0o777 == 0o644

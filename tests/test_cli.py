@@ -116,3 +116,17 @@ def test_ctrl_c_during_startup_is_one_line_and_exit_130(tmp_path, module):
     )
     assert (proc.returncode, proc.stderr, proc.stdout) == (130, "mist: interrupted\n", "")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
+    """`mist models | head -1`: no "Broken pipe" error, the status of a filter killed by
+    SIGPIPE (141), as `cat big | head -1` ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mistnet", "models"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    proc.stdout.close()  # before the command has started to write
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from mistnet.errors import MistError
-from mistnet.io import atomic_write, json_text
+from mistnet.io import atomic_write_bytes, json_text
 from mistnet.validate import require_finite
 
 FORMAT = "mistnet-checkpoint/1"
@@ -103,13 +103,9 @@ def save_checkpoint(
     }
     metadata[DIGEST] = _digest(tensors, metadata)
 
-    def write(tmp: Path) -> None:
-        try:
-            save_file(tensors, str(tmp), metadata=metadata)
-        except SafetensorError as exc:  # an I/O error (full disk, size limit) inside the writer
-            raise MistError(f"{path}: cannot write the checkpoint ({exc})") from None
-
-    atomic_write(path, write)
+    # bytes written by Python, not safetensors' own save_file: that one creates its file
+    # readable by its owner only (0600) whatever the umask, so a shared run would be unreadable
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 class Checkpoint:

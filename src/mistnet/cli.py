@@ -152,6 +152,8 @@ def _call(args: argparse.Namespace) -> int:
     except MistError as exc:
         print(f"mist {name}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mist models | head`: the reader has all it wanted
+        return _reader_gone()
     except OSError as exc:
         print(f"mist {name}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
@@ -166,6 +168,13 @@ def _call(args: argparse.Namespace) -> int:
     except Terminated as exc:
         print(f"mist {name}: stopped by {exc}", file=sys.stderr)
         return 128 + exc.signum
+
+
+def _reader_gone() -> int:
+    """Standard output's reader closed the pipe: end quietly, as a killed-by-SIGPIPE filter
+    does (status 141), with stdout on ``/dev/null`` so the exit's flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + 13
 
 
 def run() -> NoReturn:
@@ -183,6 +192,10 @@ def run() -> NoReturn:
     except KeyboardInterrupt:  # between the handlers of main, say while a warning is printed
         print("mist: interrupted", file=sys.stderr)
         code = 130
+    try:
+        sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
+    except BrokenPipeError:
+        code = _reader_gone()
     if (
         int(os.environ.get("WORLD_SIZE", 1)) > 1
     ):  # as distributed.World.from_env, not importing torch

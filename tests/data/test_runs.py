@@ -41,7 +41,9 @@ def test_open_data_refuses_a_missing_directory(tmp_path):
 def test_check_data_reasons():
     classify = load_preset("tiny-cpu")
     gabor = SceneDataset("gabor", "test", size=1)
-    with pytest.raises(MistError, match=r"float32 images .* class labels; a classifier takes uint8"):
+    with pytest.raises(
+        MistError, match=r"float32 images .* class labels; a classifier takes uint8"
+    ):
         check_data(classify, gabor, "gabor")
     recon = apply_overrides(classify, ["model.task=reconstruct"])
     with pytest.raises(MistError, match=r"signed \(Gabor\) images .* sigmoid output"):
