@@ -226,3 +226,35 @@ def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_p
     assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
     with pytest.raises(ValueError, match="metrics is list"):
         mistnet.load(NAME)
+
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"full MNIST not found at {SHARED_MNIST}")
+@pytest.mark.parametrize("name", pretrained.names())
+def test_a_shipped_model_reproduces_its_card_on_data_its_card_remakes(
+    capsys, tmp_path, monkeypatch, name
+):
+    """The package's own models (not a test registry): the `mist data make` of the card's
+    command, with a token training split (the test split does not depend on it), gives the
+    test scenes on which `mist eval --model` reproduces the card's metrics."""
+    monkeypatch.delenv(pretrained.ENV, raising=False)
+    card = pretrained.read(name)[1]
+    assert mist(capsys, "data", "download", "mnist", "--from", SHARED_MNIST)[0] == 0
+    [make] = [c for c in card.command.split(" && ") if c.startswith("mist data make ")]
+    argv = make.split()[1:]
+    assert argv[argv.index("--out") + 1] == card.evaluated_on["data"]
+    argv[argv.index("--out") + 1] = str(tmp_path / "data")
+    argv[argv.index("--n-train") + 1] = "8"
+    argv[argv.index("--n-val") + 1] = "8"
+    assert mist(capsys, *argv)[0] == 0
+    out = tmp_path / "eval.json"
+    split = ["--split", card.evaluated_on["split"]]
+    rc, _, err = mist(
+        capsys, "eval", "--model", name, "--data", tmp_path / "data", *split, "--json", out
+    )
+    assert rc == 0, err
+    got = json.loads(out.read_text())
+    assert got["images"] == card.evaluated_on["images"]
+    assert got["metrics"] == pytest.approx(card.metrics, abs=1e-4)
