@@ -8,12 +8,13 @@ the rest false). It prints one JSON line:
 - ``ap50``: average precision at IoU 0.5 with the detections of all scenes ranked by score
   (all-point interpolated, as PASCAL VOC 2010+), class-agnostic; ``ap50_classes`` also asks for
   the right class (a classifier only);
-- at ``--min-score`` (default ``mist detect``'s): ``kept_true`` (the fraction of true
-  detections kept), ``dropped_false`` (the fraction of false ones dropped), ``precision`` and
-  ``recall`` of what is kept;
+- at ``--min-score`` (default ``mist detect``'s for the model; repeat it for several): ``kept_true`` (the
+  fraction of true detections kept), ``dropped_false`` (the fraction of false ones dropped),
+  ``precision`` and ``recall`` of what is kept, under ``at`` by threshold;
 - the score ranges of true and false detections, and the counts.
 
-    python benchmarks/score_quality.py RUN [--data DIR_OR_GENERATOR] [--split test] [--scenes 500]
+    python benchmarks/score_quality.py RUN|MODEL [--data DIR_OR_GENERATOR] [--split test]
+        [--scenes 500] [--min-score S ...]
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import json
 import torch
 
 from mistnet.data.runs import open_data
-from mistnet.detection import DEFAULT_MIN_SCORE, detect_image
+from mistnet.detection import default_min_score, detect_image
 from mistnet.ops import box_iou, keypoints_to_boxes
-from mistnet.rundir import Run
+from mistnet.pretrained import load_any
 
 
 def average_precision(scores: torch.Tensor, true: torch.Tensor, n_truth: int) -> float:
@@ -67,9 +68,10 @@ def match(
 
 
 @torch.inference_mode()
-def measure(run: str, data: str | None, split: str, scenes: int, min_score: float) -> dict:
+def measure(run: str, data: str | None, split: str, scenes: int, min_scores: list[float] | None = None) -> dict:
     """Detect on the first ``scenes`` scenes of ``split`` and score the scores."""
-    cfg, model, _ = Run(run).load("best", device="cpu")
+    cfg, model, _ = load_any(run, "best", device="cpu")
+    min_scores = min_scores or [default_min_score(model)]
     source, dataset = open_data(cfg, data, split)
     signed = cfg.model.output == "signed"
     scores, true, right, n_truth = [], [], [], 0
@@ -86,7 +88,6 @@ def measure(run: str, data: str | None, split: str, scenes: int, min_score: floa
             right.append(match(pred.keypoints, item["boxes"][:n], same))
         n_truth += n
     s, t = torch.cat(scores), torch.cat(true)
-    kept = s >= min_score
     out = {
         "run": run,
         "data": source,
@@ -95,17 +96,24 @@ def measure(run: str, data: str | None, split: str, scenes: int, min_score: floa
         "truth": n_truth,
         "detections": len(s),
         "ap50": round(average_precision(s, t, n_truth), 4),
-        "min_score": min_score,
-        "kept_true": round(float(kept[t].double().mean()), 4) if t.any() else None,
-        "dropped_false": round(float((~kept[~t]).double().mean()), 4) if (~t).any() else None,
-        "precision": round(float(t[kept].double().mean()), 4) if kept.any() else None,
-        "recall": round(float(t[kept].sum()) / max(n_truth, 1), 4),
+        "at": {str(m): _cut(s, t, n_truth, m) for m in min_scores},
         "true_scores": _range(s[t]),
         "false_scores": _range(s[~t]),
     }
     if right:
         out["ap50_classes"] = round(average_precision(s, torch.cat(right), n_truth), 4)
     return out
+
+
+def _cut(s: torch.Tensor, t: torch.Tensor, n_truth: int, min_score: float) -> dict:
+    """What ``--min-score min_score`` keeps of the detections scored ``s``, true where ``t``."""
+    kept = s >= min_score
+    return {
+        "kept_true": round(float(kept[t].double().mean()), 4) if t.any() else None,
+        "dropped_false": round(float((~kept[~t]).double().mean()), 4) if (~t).any() else None,
+        "precision": round(float(t[kept].double().mean()), 4) if kept.any() else None,
+        "recall": round(float(t[kept].sum()) / max(n_truth, 1), 4),
+    }
 
 
 def _range(s: torch.Tensor) -> list[float] | None:
@@ -117,11 +125,11 @@ def _range(s: torch.Tensor) -> list[float] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="run directory")
+    parser.add_argument("run", help="run directory or shipped model name")
     parser.add_argument("--data", default=None, help="dataset directory or generator name")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--scenes", type=int, default=500, help="scenes to measure on")
-    parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
+    parser.add_argument("--min-score", type=float, action="append", help="threshold(s)")
     args = parser.parse_args()
     print(json.dumps(measure(args.run, args.data, args.split, args.scenes, args.min_score)))
 

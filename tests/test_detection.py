@@ -15,10 +15,31 @@ from mistnet.models.mist import MIST
 from mistnet.models.patch import PatchClassifier
 
 
-def peak_model(k: int = 4, side: float = 20.0) -> MIST:
+def peak_model(k: int = 4, side: float = 20.0, sure: bool = True) -> MIST:
+    """A MIST on identity heatmaps; ``sure``: its classifier says class 0 with probability ~1,
+    so that a detection's score is the heatmap's alone."""
     torch.manual_seed(0)
     task = PatchClassifier(1, 3, patch_size=8, base_width=4, levels=1, blocks=1)
+    if sure:
+        with torch.no_grad():
+            task.head.weight.zero_()
+            task.head.bias.copy_(torch.tensor([30.0, 0.0, 0.0]))
     return MIST(nn.Identity(), task, k=k, sides=(side,), patch_size=8, nms_window=5).eval()
+
+
+def test_a_classifier_scores_a_box_by_its_peak_times_its_class_probability():
+    image = dots(40, 40, [(10, 10), (30, 28)])[None]
+    unsure = peak_model(k=2, sure=False)
+    sure = peak_model(k=2)
+    with torch.no_grad():
+        unsure.task_net.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0]))
+        unsure.task_net.head.weight.zero_()  # uniform: every class at 1/3
+        a, b = sure(image), unsure(image)
+    assert torch.equal(a.keypoints, b.keypoints)
+    peak = unsure.detection_scores(a.heatmap_logits, a.keypoints)
+    assert peak.min() > 0.9  # two clear peaks
+    assert torch.allclose(a.scores, peak, atol=1e-6)
+    assert torch.allclose(b.scores, peak / 3, atol=1e-6)
 
 
 def dots(H: int, W: int, points: list[tuple[int, int]], radius: int = 0) -> torch.Tensor:

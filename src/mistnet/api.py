@@ -34,8 +34,8 @@ from mistnet import pretrained, validate
 from mistnet.config import SECTIONS, Config, set_value
 from mistnet.data.memory import IN_MEMORY, SceneItems
 from mistnet.detection import (
-    DEFAULT_MIN_SCORE,
     clipped_corners,
+    default_min_score,
     detect_image,
     image_tensor,
     min_image_side,
@@ -117,7 +117,7 @@ def predict(
     model: MIST,
     images: Any,
     k: int | None = None,
-    min_score: float = DEFAULT_MIN_SCORE,
+    min_score: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[Prediction]:
     """Detect in ``images``: the boxes ``mist detect`` finds, as a :class:`Prediction` each.
@@ -128,7 +128,8 @@ def predict(
         images: a path, a Pillow image, a float tensor ``(C, H, W)`` or ``(B, C, H, W)`` in
             [0, 1] with the run's channel count, or a list of these.
         k: detections per image (None: the model's K).
-        min_score: drop detections scored below this (0 keeps all K).
+        min_score: drop detections scored below this (0 keeps all K; None:
+            :func:`~mistnet.detection.default_min_score`, as ``mist detect``).
         max_pixels: refuse an image of more pixels, before it is decoded or converted (as
             ``mist detect --max-pixels``).
 
@@ -146,6 +147,8 @@ def predict(
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if isinstance(model, GridMIST) and k != model.k:
         raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
+    if min_score is None:
+        min_score = default_min_score(model)
     if isinstance(min_score, bool) or not isinstance(min_score, int | float):
         raise ValueError(f"min_score must be a number, got {min_score!r}")
     if not 0 <= min_score <= 1:  # NaN included

@@ -87,7 +87,16 @@ def test_detect_on_odd_sizes_and_modes(capsys, tiny_run, tmp_path):
 def test_detect_k_option(capsys, tiny_run, tmp_path):
     odd_images(tmp_path)
     rc, _, err = mist(
-        capsys, "detect", tiny_run, tmp_path / "gray.png", "--k", "4", "--out", tmp_path / "d"
+        capsys,
+        "detect",
+        tiny_run,
+        tmp_path / "gray.png",
+        "--k",
+        "4",
+        "--out",
+        tmp_path / "d",
+        "--min-score",
+        "0",  # the 10-step run is unsure of every class
     )
     assert rc == 0, err
     assert len(json.loads((tmp_path / "d" / "gray.json").read_text())["boxes"]) == 4
@@ -179,7 +188,9 @@ def test_detect_writes_one_csv_and_coco_results_for_the_call(capsys, tiny_run, t
 def test_detect_min_score_and_format(capsys, tiny_run, tmp_path):
     odd_images(tmp_path)
     image = tmp_path / "gray.png"
-    rc, _, err = mist(capsys, "detect", tiny_run, image, "--out", tmp_path / "all")
+    rc, _, err = mist(
+        capsys, "detect", tiny_run, image, "--out", tmp_path / "all", "--min-score", 0
+    )
     assert rc == 0, err
     scores = json.loads((tmp_path / "all" / "gray.json").read_text())["scores"]
     cut = (scores[2] + scores[3]) / 2
@@ -198,7 +209,8 @@ def test_detect_side_and_tile_options(capsys, tiny_run, tmp_path):
     big = tmp_path / "big.png"
     Image.fromarray((np.random.default_rng(0).random((150, 230)) * 255).astype(np.uint8)).save(big)
     out = tmp_path / "d"
-    rc, _, err = mist(capsys, "detect", tiny_run, big, "--out", out, "--tile", "--side", "10")
+    argv = ["detect", tiny_run, big, "--out", out, "--tile", "--side", "10", "--min-score", "0"]
+    rc, _, err = mist(capsys, *argv)
     assert rc == 0, err
     record = json.loads((out / "big.json").read_text())
     assert record["scale"] == 2.0 and record["tile"] == [80, 80]

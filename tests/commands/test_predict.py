@@ -9,7 +9,7 @@ from cli_helpers import assert_user_error, mist
 from PIL import Image
 
 import mistnet
-from mistnet.detection import DEFAULT_MIN_SCORE, tiled_cap
+from mistnet.detection import CLASSIFIER_MIN_SCORE, tiled_cap
 
 
 def scenes(folder, n=2, size=(48, 56)):
@@ -159,11 +159,13 @@ def test_detect_cuts_at_the_default_min_score(capsys, tiny_run, tmp_path):
     rc, printed, err = mist(capsys, "detect", tiny_run, *paths, "--out", tmp_path / "d")
     assert rc == 0, err
     record = json.loads((tmp_path / "d" / "s0.json").read_text())
-    assert record["min_score"] == DEFAULT_MIN_SCORE
-    assert all(s >= DEFAULT_MIN_SCORE for s in record["scores"])
-    (every,) = mistnet.load(tiny_run).predict(paths, min_score=0)
-    assert record["k"] == int((every.scores >= DEFAULT_MIN_SCORE).sum())
-    note = f" ({9 - record['k']} below --min-score 0.5)" if record["k"] < 9 else ""
+    assert record["min_score"] == CLASSIFIER_MIN_SCORE  # tiny_run is a classifier
+    assert all(s >= CLASSIFIER_MIN_SCORE for s in record["scores"])
+    model = mistnet.load(tiny_run)
+    (every,) = model.predict(paths, min_score=0)
+    (default,) = model.predict(paths)
+    assert record["k"] == int((every.scores >= CLASSIFIER_MIN_SCORE).sum()) == len(default.scores)
+    note = f" ({9 - record['k']} below --min-score 0.75)" if record["k"] < 9 else ""
     assert f"{record['k']} boxes{note} -> " in printed
 
 
@@ -191,11 +193,15 @@ def test_score_quality_benchmark_prints_consistent_numbers(tiny_run, capsys, mon
     kp = torch.tensor([[10.0, 10, 20], [11, 10, 20], [50, 50, 20]])
     truth = torch.tensor([[10.0, 10, 20, 20]])
     assert bench.match(kp, truth).tolist() == [True, False, False]  # matched once
-    monkeypatch.setattr(sys, "argv", ["score_quality", str(tiny_run), "--scenes", "3"])
+    argv = ["score_quality", str(tiny_run), "--scenes", "3", "--min-score", "0", "--min-score", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
     bench.main()
     line = json.loads(capsys.readouterr().out)
-    assert line["scenes"] == 3 and line["detections"] == 27 and line["min_score"] == 0.5
+    assert line["scenes"] == 3 and line["detections"] == 27 and set(line["at"]) == {"0.0", "1.0"}
     assert 0 <= line["ap50_classes"] <= line["ap50"] <= 1
-    for key in ("kept_true", "dropped_false", "precision"):
-        assert line[key] is None or 0 <= line[key] <= 1
+    assert line["at"]["0.0"]["kept_true"] in (1.0, None)  # 0 keeps every detection
+    assert line["at"]["0.0"]["recall"] >= line["at"]["1.0"]["recall"]
+    for cut in line["at"].values():
+        for key in ("kept_true", "dropped_false", "precision"):
+            assert cut[key] is None or 0 <= cut[key] <= 1
     assert all(0 <= v <= 1 for v in (line["true_scores"] or []) + line["false_scores"])

@@ -65,6 +65,7 @@ from mistnet.commands._args import (
 )
 from mistnet.commands.detect_outputs import DetectionTable, display, own_files, validate_options
 from mistnet.detection import (
+    CLASSIFIER_MIN_SCORE,
     DEFAULT_MIN_SCORE,
     clipped_corners,
     detect_image,
@@ -106,9 +107,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--min-score",
         type=float,
-        default=DEFAULT_MIN_SCORE,
+        default=None,
         metavar="S",
-        help=f"drop boxes scored below S, in [0, 1] (default {DEFAULT_MIN_SCORE}; 0 keeps all)",
+        help=(
+            f"drop boxes scored below S, in [0, 1] (default {CLASSIFIER_MIN_SCORE} for a "
+            f"classifier, {DEFAULT_MIN_SCORE} for an auto-encoder; 0 keeps all)"
+        ),
     )
     p.add_argument(
         "--max-detections",
@@ -268,10 +272,10 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
             )
             labels = None if pred.logits is None else pred.logits.argmax(-1).cpu()
             below = ""
-            if args.min_score is not None:
-                keep = scores >= args.min_score
+            if how.min_score is not None:
+                keep = scores >= how.min_score
                 if not keep.all():  # a run that is still learning scores everything low
-                    below = f" ({int((~keep).sum())} below --min-score {args.min_score:g})"
+                    below = f" ({int((~keep).sum())} below --min-score {how.min_score:g})"
                 kp, scores = kp[keep], scores[keep]
                 labels = None if labels is None else labels[keep]
             record: dict[str, Any] = {

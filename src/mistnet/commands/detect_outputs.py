@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mistnet.config import Config
-from mistnet.detection import clipped_corners
+from mistnet.detection import clipped_corners, default_min_score
 from mistnet.errors import MistError
 from mistnet.io import LOCK, atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
@@ -87,7 +87,8 @@ def validate_options(
                 f"{path}: {W}x{H} becomes {w}x{h}{scaled}, too small for the "
                 f"model (at least {smallest}x{smallest} pixels)"
             )
-    return DetectOptions(args.side, factor, tile, args.min_score, args.max_detections)
+    min_score = default_min_score(model) if args.min_score is None else args.min_score
+    return DetectOptions(args.side, factor, tile, min_score, args.max_detections)
 
 
 def display(image: Tensor, signed: bool) -> np.ndarray:

@@ -35,7 +35,9 @@ class MISTOutput:
             pixels for the channel-wise baseline, ``None`` for the grid baseline).
         keypoints: ``(B, K, 3)`` detections ``(x, y, side)``, detached, in E_K's order (highest
             heatmap value first).
-        scores: ``(B, K)`` each detection's score in [0, 1] (:meth:`MIST.detection_scores`).
+        scores: ``(B, K)`` each detection's score in [0, 1]: :meth:`MIST.detection_scores`,
+            times the largest class probability for a classifier
+            (:meth:`PatchModel.finish`).
         patches: ``(B, K, C, P, P)`` extracted patches.
         task: ``(B, K, classes)`` class logits (classification) or ``(B, K, C, P, P)`` decoded
             patches (reconstruction).
@@ -124,6 +126,27 @@ class PatchModel(nn.Module):
             if self.background == "median":
                 recon = recon + median_background(images)
         return TaskOutput(patches, out, recon)
+
+    def finish(
+        self,
+        images: Tensor,
+        keypoints: Tensor,
+        scores: Tensor,
+        logits: Tensor | None = None,
+        heatmaps: Tensor | None = None,
+    ) -> MISTOutput:
+        """Run the task at ``keypoints`` and gather the outputs.
+
+        A classifier's detection ``scores`` ``(B, K)`` are multiplied by the largest class
+        probability of each patch: a box is worth keeping when the heatmap is sure something is
+        there *and* the classifier is sure what it is. On scenes where every box sits on ink (a
+        digit found twice, or off-centre) the heatmap alone scores false boxes almost as high as
+        true ones; the classifier, which was trained on centred instances, is unsure of them.
+        """
+        t = self.run_task(images, keypoints)
+        if self.task == "classify":
+            scores = scores * t.task.detach().softmax(-1).amax(-1)
+        return MISTOutput(logits, heatmaps, keypoints, scores, t.patches, t.task, t.reconstruction)
 
 
 def median_background(images: Tensor) -> Tensor:
@@ -226,13 +249,7 @@ class MIST(PatchModel):
         logits, log_h = self.log_heatmaps(images)
         keypoints, _ = self.detect(log_h, k)
         scores = self.detection_scores(logits, keypoints)
-        return _output(logits, log_h.exp(), keypoints, scores, self.run_task(images, keypoints))
-
-
-def _output(
-    logits: Tensor | None, h: Tensor | None, keypoints: Tensor, scores: Tensor, t: TaskOutput
-) -> MISTOutput:
-    return MISTOutput(logits, h, keypoints, scores, t.patches, t.task, t.reconstruction)
+        return self.finish(images, keypoints, scores, logits, log_h.exp())
 
 
 class ChannelWiseMIST(MIST):
@@ -251,7 +268,7 @@ class ChannelWiseMIST(MIST):
         logits, h = self.heatmaps(images)
         keypoints = self.heatmap_net.keypoints(logits)  # (B, K, 3), differentiable
         scores = h.flatten(2).amax(-1)  # (B, K)
-        return _output(logits, h, keypoints, scores, self.run_task(images, keypoints))
+        return self.finish(images, keypoints, scores, logits, h)
 
 
 class GridMIST(PatchModel):
@@ -290,4 +307,4 @@ class GridMIST(PatchModel):
         """The task network on every cell of the tiling (``k`` is ignored: K is fixed)."""
         keypoints = self.keypoints(images)
         scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)
-        return _output(None, None, keypoints, scores, self.run_task(images, keypoints))
+        return self.finish(images, keypoints, scores)
