@@ -306,29 +306,33 @@ def test_bad_input_gives_one_line_and_leaves_every_file_as_it_was(capsys, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "named"),
     [
-        ["eval", ""],
-        ["detect", "", "a.png", "--out", "d"],
-        ["plot", "", "--out", "p.png"],
-        ["plot", "run", "", "--out", "p.png"],
-        ["show", "", "--out", "s.png"],
-        ["models", "package", "", "--name", "m", "--command", "c", "--out", "o"],
-        ["train", "--resume", "--out", ""],
+        (["eval", ""], "RUN"),
+        (["detect", "", "a.png", "--out", "d"], "RUN"),
+        (["detect", "run", "", "--out", "d"], "IMAGE"),
+        (["detect", "run", "a.png", "--out", ""], "--out"),
+        (["plot", "", "--out", "p.png"], "RUN"),
+        (["plot", "run", "", "--out", "p.png"], "RUN"),
+        (["show", "", "--out", "s.png"], "RUN"),
+        (["models", "package", "", "--name", "m", "--command", "c", "--out", "o"], "RUN"),
+        (["train", "--resume", "--out", ""], "--out"),
+        (["train", "--preset", "tiny-cpu", "--out", ""], "--out"),
+        (["train", "--preset", "", "--out", "new"], "--preset"),
+        (["train", "--preset", "tiny-cpu", "--out", "new", "--data", ""], "--data"),
+        (["train", "--preset", "tiny-cpu", "--out", "new", "--set", ""], "--set"),
+        (["eval", "run", "--data", ""], "--data"),
+        (["data", "import-images", "", "--out", "i"], "SRC"),
     ],
-    ids=["eval", "detect", "plot", "plot_second", "show", "models_package", "train_resume"],
 )
-def test_an_empty_run_path_is_refused_not_taken_for_the_working_directory(
-    capsys, tmp_path, tiny_run, monkeypatch, argv
+def test_an_empty_argument_is_refused_not_taken_for_the_working_directory(
+    capsys, tmp_path, tiny_run, monkeypatch, argv, named
 ):
     monkeypatch.chdir(tmp_path)  # "" would be this folder: Path("") is "."
     shutil.copytree(tiny_run, tmp_path / "run")
     image(tmp_path, "a.png")
     before = files_under(tmp_path)
-    result = mist(capsys, *argv)
-    assert_user_error(result, "RUN" if argv[0] != "train" else "--out RUN is required")
-    if argv[0] != "train":
-        assert "RUN '' is an empty path" in result[2]
+    assert_user_error(mist(capsys, *argv), f"{named} '' is an empty argument")
     assert files_under(tmp_path) == before
 
 

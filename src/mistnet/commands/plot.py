@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.commands._args import check_run_paths
 from mistnet.errors import MistError
 from mistnet.outputs import check_new_file, new_file
 from mistnet.rundir import Run
@@ -52,7 +51,6 @@ def _labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_run_paths(args)
     inputs = [("the run", path) for path in args.runs]
     check_new_file(args.out, "mist plot", inputs)
     runs = {
