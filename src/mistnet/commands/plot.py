@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with new_file(args.out, "mist plot", inputs) as tmp:
             keys = plot_runs(runs, tmp, keys=args.key, minutes=args.minutes)
-    except ValueError as exc:
-        raise MistError(f"{exc} ({', '.join(args.key) or 'any'})") from None
+    except MistError:
+        raise
+    except ValueError as exc:  # a --key no run has, or no curve at all
+        raise MistError(str(exc)) from None
     print(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
     return 0
