@@ -288,6 +288,39 @@ def resume_from_a_negative_step(tmp_path, run):
     return ["train", "--out", run, "--resume"], ["damaged metadata (step -5)"]
 
 
+@case
+def resume_a_finished_run_whose_last_checkpoint_was_deleted(tmp_path, run):
+    (run / "last.safetensors").unlink()  # a fresh start would empty the log, overwrite best
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=20"]
+    return argv, ["last.safetensors is missing, but summary.json says the run finished"]
+
+
+@case
+def resume_a_run_whose_last_checkpoint_was_deleted(tmp_path, run):
+    (run / "last.safetensors").unlink()
+    (run / "summary.json").unlink()  # stopped after a checkpoint at step 5
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["train"]["ckpt_every"] = 5
+    (run / "config.json").write_text(json.dumps(cfg))
+    argv = ["train", "--out", run, "--resume"]
+    return argv, ["last.safetensors is missing, but log.jsonl reaches step 10", "every 5)"]
+
+
+@case
+def resume_with_fewer_steps_than_the_run(tmp_path, run):
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=5"]
+    return argv, ["--set train.steps=5 is below the 10 steps of the run", "trains it to 10"]
+
+
+@case
+def resume_on_another_dataset(tmp_path, run):
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=20"]
+    return [*argv, "--data", dataset(tmp_path)], [
+        "was trained on the dataset mnist-hard, not",
+        "a resumed run trains on the data it started with",
+    ]
+
+
 # -- the operating system refuses -----------------------------------------------------------------
 
 
