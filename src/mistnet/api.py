@@ -79,6 +79,8 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
         raise TypeError(f"predict takes paths, PIL images or tensors, got {type(images).__name__}")
     out = []
     for n, item in enumerate(images):
+        if isinstance(item, str | os.PathLike) and not os.fspath(item):
+            raise ArgumentError(f"image {n}: '' is an empty path")
         if isinstance(item, str | os.PathLike):
             out.append(read_image(item, channels, max_pixels))
         elif isinstance(item, Image.Image):
@@ -94,6 +96,9 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
 
 
 def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Tensor]:
+    if x.is_meta or x.layout != torch.strided:  # no values to read, or no dense ones
+        where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
+        raise ValueError(f"image {n}: a tensor {where} holds no pixels to read; give a dense one")
     batch = x if x.dim() == 4 else x[None]
     if batch.dim() != 4 or batch.shape[1] != channels or not batch.is_floating_point():
         raise ValueError(
@@ -136,11 +141,16 @@ def predict(
         One :class:`Prediction` per image, in order.
 
     Raises:
-        TypeError: an input of another type.
-        ValueError: a tensor of another shape, empty or outside [0, 1], a bad ``k`` or
-            ``min_score``, an image smaller than the model accepts or above ``max_pixels``.
+        TypeError: an input of another type, a ``max_pixels`` that is not an integer.
+        ValueError: a tensor of another shape, empty, not dense, on the meta device or outside
+            [0, 1], an empty path, a bad ``k``, ``min_score`` or ``max_pixels``, an image
+            smaller than the model accepts or above ``max_pixels``.
         DataError: a file that cannot be read as an image.
     """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+        raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     k = model.k if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
