@@ -303,12 +303,15 @@ def fit(
             ``device``, ``threads`` < 0); both are checked on the first item before training starts.
         ArgumentError: an unknown preset, unknown or ill-typed overrides, values out of range
             (``steps=-1``): a ``ValueError``.
-        MistError: data the config cannot train on, an ``out`` that already holds a run.
+        ArgumentError: data the config cannot train on, an ``out`` that is a file, already
+            holds a run or lies inside another output, or training that diverged: every refusal of ``fit`` is a ``ValueError``.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
-            ``train_data``, ``minutes`` or ``device`` of the wrong type.
+            ``train_data``, an ``out`` that is no path, ``minutes`` or ``device`` of the
+            wrong type.
     """
     if train_data is None:
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
+    _check_out(out)
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
     validate.threads(threads, "threads")
@@ -322,7 +325,7 @@ def fit(
     cfg = _fit_config(model_or_preset, overrides)
     if progress is None:
         progress = sys.stderr.isatty()
-    train(
+    _train(
         cfg,
         out,
         device=device,
@@ -332,3 +335,22 @@ def fit(
         data=(train_set, val_set),
     )
     return load(out, device=device)
+
+
+def _check_out(out: object) -> None:
+    """Refuse an ``out`` of :func:`fit` that is no path, or empty (the working directory)."""
+    if not isinstance(out, str | os.PathLike):
+        raise TypeError(f"out must be a path (str or os.PathLike), got {type(out).__name__}")
+    if not os.fspath(out):
+        raise ArgumentError("out '' is an empty path; give the run directory to write")
+
+
+def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:
+    """:func:`mistnet.loop.train`, its refusals as :class:`~mistnet.errors.ArgumentError`, as
+    :func:`_fit_config`'s: every refusal of :func:`fit` is a ``ValueError``."""
+    try:
+        train(cfg, out, **options)
+    except MistError as exc:
+        if isinstance(exc, ValueError):
+            raise
+        raise ArgumentError(str(exc)) from exc
