@@ -184,3 +184,20 @@ def test_load_names_a_missing_cuda_device_and_takes_auto():
         mistnet.load("mnist-hard-classifier", device="cuda")
     model = mistnet.load("mnist-hard-classifier", device="auto")
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "" would be this folder
+    data = [torch.rand(1, 32, 32)]
+    for out, error, message in (
+        ("", ValueError, "out '' is an empty path"),
+        (5, TypeError, "out must be a path .*, got int"),
+        (None, TypeError, "out must be a path .*, got NoneType"),
+    ):
+        with pytest.raises(error, match=message):
+            mistnet.fit("tiny-cpu", data, out=out, steps=1)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt: exists and is not a directory"):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "notes.txt", steps=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"

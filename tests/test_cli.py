@@ -33,6 +33,15 @@ def test_sub_command_help(capsys):
         assert f"mist {name}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv", [[], ["data"]], ids=["mist", "mist_data"])
+def test_no_command_is_a_usage_error_on_stderr(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out == ""
+    assert err.startswith("usage: mist") and "the following arguments are required" in err
+
+
 def test_missing_run_directory(capsys, tmp_path):
     for command in (["eval"], ["show", "--out", tmp_path / "f.png"]):
         assert_user_error(mist(capsys, *command, tmp_path / "nope"), "does not exist")

@@ -402,7 +402,8 @@ def test_resume_before_the_first_checkpoint_restarts_with_a_clean_log(tmp_path):
     cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=100")
     run = Run(tmp_path / "run")
     loop.train(cfg, run.path, progress=False)
-    run.last.unlink()  # as if killed before any checkpoint was written
+    run.last.unlink()  # as if killed before any checkpoint was written, which leaves
+    run.summary.unlink()  # no summary either (one would show last.safetensors was deleted)
     old = run.log.read_text().splitlines()
     summary = loop.train(cfg, run.path, resume=True, progress=False)
     steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines()]

@@ -79,6 +79,8 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
         raise TypeError(f"predict takes paths, PIL images or tensors, got {type(images).__name__}")
     out = []
     for n, item in enumerate(images):
+        if isinstance(item, str | os.PathLike) and not os.fspath(item):
+            raise ArgumentError(f"image {n}: '' is an empty path")
         if isinstance(item, str | os.PathLike):
             out.append(read_image(item, channels, max_pixels))
         elif isinstance(item, Image.Image):
@@ -94,6 +96,9 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
 
 
 def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Tensor]:
+    if x.is_meta or x.layout != torch.strided:  # no values to read, or no dense ones
+        where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
+        raise ValueError(f"image {n}: a tensor {where} holds no pixels to read; give a dense one")
     batch = x if x.dim() == 4 else x[None]
     if batch.dim() != 4 or batch.shape[1] != channels or not batch.is_floating_point():
         raise ValueError(
@@ -137,11 +142,16 @@ def predict(
         One :class:`Prediction` per image, in order.
 
     Raises:
-        TypeError: an input of another type.
-        ValueError: a tensor of another shape, empty or outside [0, 1], a bad ``k`` or
-            ``min_score``, an image smaller than the model accepts or above ``max_pixels``.
+        TypeError: an input of another type, a ``max_pixels`` that is not an integer.
+        ValueError: a tensor of another shape, empty, not dense, on the meta device or outside
+            [0, 1], an empty path, a bad ``k``, ``min_score`` or ``max_pixels``, an image
+            smaller than the model accepts or above ``max_pixels``.
         DataError: a file that cannot be read as an image.
     """
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+        raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     k = model.k if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -296,12 +306,15 @@ def fit(
             ``device``, ``threads`` < 0); both are checked on the first item before training starts.
         ArgumentError: an unknown preset, unknown or ill-typed overrides, values out of range
             (``steps=-1``): a ``ValueError``.
-        MistError: data the config cannot train on, an ``out`` that already holds a run.
+        ArgumentError: data the config cannot train on, an ``out`` that is a file, already
+            holds a run or lies inside another output, or training that diverged: every refusal of ``fit`` is a ``ValueError``.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
-            ``train_data``, ``minutes`` or ``device`` of the wrong type.
+            ``train_data``, an ``out`` that is no path, ``minutes`` or ``device`` of the
+            wrong type.
     """
     if train_data is None:
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
+    _check_out(out)
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
     validate.threads(threads, "threads")
@@ -315,7 +328,7 @@ def fit(
     cfg = _fit_config(model_or_preset, overrides)
     if progress is None:
         progress = sys.stderr.isatty()
-    train(
+    _train(
         cfg,
         out,
         device=device,
@@ -325,3 +338,22 @@ def fit(
         data=(train_set, val_set),
     )
     return load(out, device=device)
+
+
+def _check_out(out: object) -> None:
+    """Refuse an ``out`` of :func:`fit` that is no path, or empty (the working directory)."""
+    if not isinstance(out, str | os.PathLike):
+        raise TypeError(f"out must be a path (str or os.PathLike), got {type(out).__name__}")
+    if not os.fspath(out):
+        raise ArgumentError("out '' is an empty path; give the run directory to write")
+
+
+def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:
+    """:func:`mistnet.loop.train`, its refusals as :class:`~mistnet.errors.ArgumentError`, as
+    :func:`_fit_config`'s: every refusal of :func:`fit` is a ``ValueError``."""
+    try:
+        train(cfg, out, **options)
+    except MistError as exc:
+        if isinstance(exc, ValueError):
+            raise
+        raise ArgumentError(str(exc)) from exc

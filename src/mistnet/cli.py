@@ -41,7 +41,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 class CommandParser(argparse.ArgumentParser):
     """The parser of one command: an argument it does not know is refused with the command's
-    own usage (``mist eval RUN --bogus``: eval's usage, not ``mist``'s)."""
+    own usage (``mist eval RUN --bogus``: eval's usage, not ``mist``'s), and the first empty
+    argument it took (``--out ''``) is named in ``empty_argument`` for :func:`_call` to refuse:
+    ``Path("")`` is the working directory, and an empty ``--data`` or ``--preset`` would
+    silently mean "not given"."""
 
     def parse_known_args(self, args=None, namespace=None):
         # Everything after a command's name is its own, so nothing it leaves over could belong
@@ -49,7 +52,28 @@ class CommandParser(argparse.ArgumentParser):
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
+        if getattr(namespace, "empty_argument", None) is None:
+            namespace.empty_argument = next(
+                (
+                    _display_name(a)
+                    for a in self._actions
+                    if _empty(getattr(namespace, a.dest, None))
+                ),
+                None,
+            )
         return namespace, extras
+
+
+def _empty(value: object) -> bool:
+    """An empty string, or a list of values holding one (``mist detect RUN '' --out d``)."""
+    return value == "" or (isinstance(value, list) and "" in value)
+
+
+def _display_name(action: argparse.Action) -> str:
+    """How a command's help names an argument: its long option, else its metavar."""
+    if action.option_strings:
+        return max(action.option_strings, key=len)
+    return action.metavar if isinstance(action.metavar, str) else action.dest.upper()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         "recurring things in images without location labels.",
     )
     parser.add_argument("--version", action="version", version=f"mistnet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=CommandParser, required=True
+    )
     for name in COMMAND_MODULES:
         importlib.import_module(f"mistnet.commands.{name}").register(sub)
     return parser
@@ -115,9 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mist: interrupted", file=sys.stderr)
         return 130
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 0 if args.command is None else 2
     with warnings.catch_warnings():
         warnings.showwarning = _warning_printer(command_name(args))
         return _call(args)
@@ -147,6 +170,8 @@ def _call(args: argparse.Namespace) -> int:
     """Run ``args.func``; a user error, a bug or an interrupt ends as one line (see the top)."""
     name = command_name(args)
     try:
+        if args.empty_argument is not None:
+            raise MistError(f"{args.empty_argument} '' is an empty argument")
         with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
             return int(args.func(args) or 0)
     except MistError as exc:

@@ -128,7 +128,7 @@ class Session:
             raise MistError(f"{run.path} already holds a run; use --resume or another --out")
         remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))
-        self.annotations = adopt_data(cfg, self.train_set, self.val_set)
+        self.annotations = adopt_data(cfg, self.train_set, self.val_set, self.resumed)
         self.metric = select_metric(cfg, self.annotations)
         if world.main:
             atomic_write_text(run.config, run.stored(cfg).to_json())

@@ -180,6 +180,7 @@ class Run:
         saved = load_json(self.config)
         if asked is None:
             return saved, []
+        self._check_last_checkpoint(saved)
         # A larger train.steps trains a stopped or finished run further (the batch of step t
         # depends on the seed and t alone, and no schedule on the number of steps).
         steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
@@ -189,6 +190,11 @@ class Run:
                 f"resume with --set train.steps=N, N > {steps}"
             )
         a, b = absolute(asked).to_dict(), saved.to_dict()  # paths compared as absolute
+        if a["data"]["path"] and a["data"]["path"] != b["data"]["path"]:
+            raise MistError(
+                f"{self.path} was trained on the dataset {b['data']['path'] or b['data']['name']}"
+                f", not {a['data']['path']}; a resumed run trains on the data it started with"
+            )
         diff = [
             f"{section}.{key}: {b[section][key]!r} -> {value!r}"
             for section, values in a.items()
@@ -196,6 +202,29 @@ class Run:
             if b[section][key] != value and section != "record"
         ]
         return saved, diff
+
+    def _check_last_checkpoint(self, saved: Config) -> None:
+        """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
+        start would empty the log and overwrite ``best.safetensors``); a run stopped before
+        its first checkpoint starts again from step 0, as it would have gone.
+
+        Raises:
+            MistError: naming the missing file and what shows it existed.
+        """
+        if self.last.is_file():
+            return
+        every = saved.train.ckpt_every
+        reached = max((r.step for r in self.read_log()), default=0)
+        if reached >= every or self.summary.exists():
+            shown = (
+                f"{self.log.name} reaches step {reached} (a checkpoint is written every {every})"
+                if reached >= every
+                else f"{self.summary.name} says the run finished"
+            )
+            raise MistError(
+                f"{self.last} is missing, but {shown}; restore it to resume, or train afresh "
+                "into another --out"
+            )
 
     def restore(
         self, trainer: Trainer, cfg: Config, device: torch.device, truncate_log: bool

@@ -20,6 +20,7 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor;
   :func:`require_float32`: nor a value that float32 cannot hold.
+- :func:`class_name`: a class name that prints as one line (no control character).
 - :data:`NUMPY_READ_ERRORS`: what reading corrupt numpy files raises.
 """
 
@@ -32,6 +33,7 @@ import os
 import stat
 import sys
 import tokenize
+import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -201,6 +203,34 @@ def _real_number(value: object, name: str) -> float:
     if not math.isfinite(value):
         raise ArgumentError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+#: Unicode categories that break a line or drive a terminal: control characters (newline,
+#: tab, NUL, ESC, ...) and the line and paragraph separators.
+_UNPRINTABLE = {"Cc", "Zl", "Zp"}
+
+
+def class_name(name: str, where: str | os.PathLike) -> str:
+    r"""``name`` if it holds no control character: class names are printed in lines (the
+    import's summary, ``mist eval``'s metrics, ``classif/<name>`` curves), written into CSV
+    files and drawn into figures, where a newline or an escape sequence would garble them.
+
+    Raises:
+        DataError: naming ``where``, the name (escaped) and its first such character.
+
+    Example:
+        >>> class_name("cat\ndog", "labels.csv row 2")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: labels.csv row 2: class name 'cat\ndog' holds the control character '\n'; name the class with printable characters
+    """
+    bad = next((c for c in name if unicodedata.category(c) in _UNPRINTABLE), None)
+    if bad is not None:
+        raise DataError(
+            f"{where}: class name {name!r} holds the control character {bad!r}; name the "
+            "class with printable characters"
+        )
+    return name
 
 
 def seed(value: object, name: str = "seed") -> int:

@@ -288,6 +288,39 @@ def resume_from_a_negative_step(tmp_path, run):
     return ["train", "--out", run, "--resume"], ["damaged metadata (step -5)"]
 
 
+@case
+def resume_a_finished_run_whose_last_checkpoint_was_deleted(tmp_path, run):
+    (run / "last.safetensors").unlink()  # a fresh start would empty the log, overwrite best
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=20"]
+    return argv, ["last.safetensors is missing, but summary.json says the run finished"]
+
+
+@case
+def resume_a_run_whose_last_checkpoint_was_deleted(tmp_path, run):
+    (run / "last.safetensors").unlink()
+    (run / "summary.json").unlink()  # stopped after a checkpoint at step 5
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["train"]["ckpt_every"] = 5
+    (run / "config.json").write_text(json.dumps(cfg))
+    argv = ["train", "--out", run, "--resume"]
+    return argv, ["last.safetensors is missing, but log.jsonl reaches step 10", "every 5)"]
+
+
+@case
+def resume_with_fewer_steps_than_the_run(tmp_path, run):
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=5"]
+    return argv, ["--set train.steps=5 is below the 10 steps of the run", "trains it to 10"]
+
+
+@case
+def resume_on_another_dataset(tmp_path, run):
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=20"]
+    return [*argv, "--data", dataset(tmp_path)], [
+        "was trained on the dataset mnist-hard, not",
+        "a resumed run trains on the data it started with",
+    ]
+
+
 # -- the operating system refuses -----------------------------------------------------------------
 
 
@@ -306,29 +339,33 @@ def test_bad_input_gives_one_line_and_leaves_every_file_as_it_was(capsys, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "named"),
     [
-        ["eval", ""],
-        ["detect", "", "a.png", "--out", "d"],
-        ["plot", "", "--out", "p.png"],
-        ["plot", "run", "", "--out", "p.png"],
-        ["show", "", "--out", "s.png"],
-        ["models", "package", "", "--name", "m", "--command", "c", "--out", "o"],
-        ["train", "--resume", "--out", ""],
+        (["eval", ""], "RUN"),
+        (["detect", "", "a.png", "--out", "d"], "RUN"),
+        (["detect", "run", "", "--out", "d"], "IMAGE"),
+        (["detect", "run", "a.png", "--out", ""], "--out"),
+        (["plot", "", "--out", "p.png"], "RUN"),
+        (["plot", "run", "", "--out", "p.png"], "RUN"),
+        (["show", "", "--out", "s.png"], "RUN"),
+        (["models", "package", "", "--name", "m", "--command", "c", "--out", "o"], "RUN"),
+        (["train", "--resume", "--out", ""], "--out"),
+        (["train", "--preset", "tiny-cpu", "--out", ""], "--out"),
+        (["train", "--preset", "", "--out", "new"], "--preset"),
+        (["train", "--preset", "tiny-cpu", "--out", "new", "--data", ""], "--data"),
+        (["train", "--preset", "tiny-cpu", "--out", "new", "--set", ""], "--set"),
+        (["eval", "run", "--data", ""], "--data"),
+        (["data", "import-images", "", "--out", "i"], "SRC"),
     ],
-    ids=["eval", "detect", "plot", "plot_second", "show", "models_package", "train_resume"],
 )
-def test_an_empty_run_path_is_refused_not_taken_for_the_working_directory(
-    capsys, tmp_path, tiny_run, monkeypatch, argv
+def test_an_empty_argument_is_refused_not_taken_for_the_working_directory(
+    capsys, tmp_path, tiny_run, monkeypatch, argv, named
 ):
     monkeypatch.chdir(tmp_path)  # "" would be this folder: Path("") is "."
     shutil.copytree(tiny_run, tmp_path / "run")
     image(tmp_path, "a.png")
     before = files_under(tmp_path)
-    result = mist(capsys, *argv)
-    assert_user_error(result, "RUN" if argv[0] != "train" else "--out RUN is required")
-    if argv[0] != "train":
-        assert "RUN '' is an empty path" in result[2]
+    assert_user_error(mist(capsys, *argv), f"{named} '' is an empty argument")
     assert files_under(tmp_path) == before
 
 

@@ -187,6 +187,32 @@ def boxes_csv_with_both_box_forms(tmp_path, run):
     return [*argv, "--boxes", tmp_path / "boxes.csv"], ["both cx,cy,w,h and x,y,side"]
 
 
+@case
+def coco_category_name_with_a_newline(tmp_path, run):
+    cats = [{"id": 1, "name": "cat\ndog"}]
+    fragments = ["boxes.json: categories[0].name: class name 'cat\\ndog' holds the control"]
+    return coco(tmp_path, categories=cats), fragments
+
+
+@case
+def boxes_csv_class_with_a_nul(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h,class\n0.png,9,9,5,5,a\tb\x00\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    fragments = ["boxes.csv line 2: class name 'a\\tb\\x00' holds the control character '\\t'"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], fragments
+
+
+@case
+def labels_csv_class_with_an_escape_sequence(tmp_path, run):
+    src = photos(tmp_path, n=3)
+    rows = "".join(f"{i}.png,cat\x1b[31mred\n" for i in range(3))
+    (tmp_path / "labels.csv").write_text(rows)
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    fragments = ["labels.csv row 1: class name 'cat\\x1b[31mred' holds the control character"]
+    return [*argv, "--labels", tmp_path / "labels.csv"], fragments
+
+
 # -- numbers on the command line ------------------------------------------------------------
 
 

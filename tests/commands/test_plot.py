@@ -21,10 +21,13 @@ def test_plot_draws_losses_and_validation_metrics_of_runs(capsys, tiny_run, tmp_
         capsys, "plot", tiny_run, "--key", "val/both", "--minutes", "--out", tmp_path / "b.png"
     )
     assert rc == 0 and "wrote" in stdout and ": val/both of 1 run(s)" in stdout
-    assert_user_error(
-        mist(capsys, "plot", tiny_run, "--key", "val/nope", "--out", tmp_path / "c.png"),
-        "none of the curves",
-    )
+    for keys in (["val/nope"], ["both"], ["val/both", "val/nope"]):
+        argv = [a for k in keys for a in ("--key", k)]
+        assert_user_error(
+            mist(capsys, "plot", tiny_run, *argv, "--out", tmp_path / "c.png"),
+            f"no run has the curve {keys[-1]!r}; the curves are train/",
+            "val/both",
+        )
     assert_user_error(mist(capsys, "plot", tmp_path / "missing"), "does not exist")
     assert not (tmp_path / "c.png").exists()
 

@@ -92,6 +92,20 @@ def test_predict_errors_are_value_or_type_errors_naming_the_input(tiny_run):
             model.predict(empty)
     with pytest.raises(TypeError, match="got bytes"):
         model.predict(b"..")
+    dense = torch.zeros(1, 40, 40)
+    for odd, where in (
+        (dense.to("meta"), "on the meta device"),
+        (dense.to_sparse(), "of torch.sparse_coo"),
+    ):
+        with pytest.raises(ValueError, match=rf"image 0: a tensor {where}.* holds no pixels"):
+            model.predict([odd])
+    with pytest.raises(ValueError, match="image 0: a tensor must be float"):
+        model.predict(dense.to(torch.int64))
+    with pytest.raises(ValueError, match="image 0: '' is an empty path"):
+        model.predict("")
+    for bad, error in (("100", TypeError), (1e3, TypeError), (None, TypeError), (0, ValueError)):
+        with pytest.raises(error, match=r"max_pixels must be"):
+            model.predict(dense, max_pixels=bad)
 
 
 def test_predict_names_classes_when_the_run_names_them(tiny_run):

@@ -188,6 +188,35 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     )
 
 
+@pytest.mark.parametrize("change", ["image_size", "class_names"])
+def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tmp_path, change):
+    """The folder at data.path replaced by a dataset of other images or classes: the resume
+    would train the run's model on data it was not made for, and rewrite its config."""
+    gen = build_generator("mnist-easy")
+    sizes = (("train", 16), ("val", 8), ("test", 4))
+    splits = {s: make_scenes(gen, s, range(n)) for s, n in sizes}
+    data, run = write_dataset(tmp_path / "ds", "mnist-easy", splits), tmp_path / "run"
+    sets = ["--set=train.steps=2", "--set=train.val_every=2", "--set=train.ckpt_every=2"]
+    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--data", data, "--no-progress"]
+    assert mist(capsys, *argv, *sets)[0] == 0
+    shutil.rmtree(data)
+    manifest = None
+    if change == "image_size":
+        for a in splits.values():
+            a["images"] = np.pad(a["images"], ((0, 0), (0, 0), (0, 16), (0, 16)))
+    else:
+        manifest = {"classes": list("abcdefghij")}
+    write_dataset(data, "mnist-easy", splits, manifest=manifest)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = mist(capsys, "train", "--out", run, "--resume", "--set=train.steps=4")
+    expected = {
+        "image_size": "ds has 96x96 images but the run was trained on 80x80 ones",
+        "class_names": "names the classes a, b, c",
+    }
+    assert_user_error(result, expected[change], str(data))
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_no_progress_prints_one_line_per_validation(capsys, tmp_path):
     """Without the bar, each validation still shows: its step and the metric, on stderr."""
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--no-progress"]

@@ -89,6 +89,10 @@ def negative_label(off):
     (off / "train_labels.txt").write_text("-1,2,3,4,5,6,7,8,9\n" * 2)
 
 
+def huge_label(off):  # more than int64 holds
+    (off / "train_labels.txt").write_text("99999999999999999999,2,3,4,5,6,7,8,9\n" * 2)
+
+
 def size_bomb(off):
     png_size_bomb(first_image(off), 60000, 60000)
 
@@ -129,7 +133,8 @@ def valid_without_its_list(off):
         (string_keypoints, r"train_keypoints.npy: keypoints must be numbers, got <U1"),
         (nan_keypoint, r"train_keypoints.npy: keypoints holds 1 NaN or infinite values"),
         (zero_radius, r"train_keypoints.npy: every radius .* must be > 0"),
-        (negative_label, r"train_labels.txt: labels must be class ids >= 0"),
+        (negative_label, r"train_labels.txt line 1: label -\d+ is not a class id"),
+        (huge_label, r"train_labels.txt line 1: label 99999999999999999999 is not a class id"),
         (size_bomb, r"000000.png: more than [\d,]+ pixels \(Pillow's limit\)"),
         (
             far_keypoint,

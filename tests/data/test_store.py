@@ -350,3 +350,14 @@ def test_a_damaged_array_header_is_a_data_error(small_split, tmp_path, garbage):
     (work / "test.npz").write_bytes(raw.replace(b"order'", garbage, 1))
     with pytest.raises(DataError, match=r"test\.npz: corrupt or truncated split file"):
         SceneFolder(work, "test")
+
+
+def test_a_class_name_with_a_control_character_is_refused_escaped(tmp_path):
+    g, arrays = _splits()
+    d = write_dataset(tmp_path / "ds", g.name, arrays)
+    meta = json.loads((d / "manifest.json").read_text())
+    names = [str(i) for i in range(9)] + ["nine\n\x1b[2J"]  # a written dataset edited by hand
+    (d / "manifest.json").write_text(json.dumps({**meta, "classes": names}))
+    with pytest.raises(DataError, match=r"classes: class name 'nine\\n\\x1b\[2J' holds") as err:
+        SceneFolder(d, "train")
+    assert "\n" not in str(err.value)

@@ -111,28 +111,12 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
-def check_run_paths(args: argparse.Namespace) -> None:
-    """Refuse an empty RUN (``mist eval ""``, one of ``mist plot``'s): ``Path("")`` is the
-    working directory, which would be read as a run (or taken as the folder that holds
-    ``--out``), as ``mistnet.load("")`` refuses it.
-
-    Raises:
-        MistError: ``RUN '' is an empty path; ...``.
-    """
-    runs = getattr(args, "runs", None) or [getattr(args, "run", None)]
-    if "" in runs:
-        raise MistError(
-            "RUN '' is an empty path; give the run directory (. for the working directory)"
-        )
-
-
 def run_or_model(args: argparse.Namespace) -> None:
-    """Check that exactly one of RUN and ``--model`` was given, and RUN is not empty.
+    """Check that exactly one of RUN and ``--model`` was given.
 
     Raises:
-        MistError: both or neither, or an empty RUN (:func:`check_run_paths`).
+        MistError: both or neither.
     """
-    check_run_paths(args)
     if (args.run is None) == (args.model is None):
         which = "both" if args.model else "neither"
         raise MistError(f"give a run directory RUN or --model NAME ({which} given)")

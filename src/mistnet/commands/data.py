@@ -51,8 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="make, show, convert and download datasets",
         description="Make, show, convert and download the datasets of the MIST paper.",
     )
-    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    parser.set_defaults(func=lambda args: _help(parser))
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     make = sub.add_parser(
         "make", help="generate a dataset (mnist-easy, mnist-hard[-AtoB], gabor, svhn) to disk"
@@ -117,11 +116,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a folder holding the four MNIST IDX files (plain or .gz) instead of the internet",
     )
     dl.set_defaults(func=cmd_download)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _progress() -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 
 from mistnet import pretrained
-from mistnet.commands._args import check_run_paths
 from mistnet.commands.eval import shown
 
 
@@ -71,7 +70,6 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def package(args: argparse.Namespace) -> int:
-    check_run_paths(args)
     path = pretrained.package(args.run, args.name, args.trained_by, args.out, args.metrics)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.commands._args import check_run_paths
 from mistnet.errors import MistError
 from mistnet.outputs import check_new_file, new_file
 from mistnet.rundir import Run
@@ -52,7 +51,6 @@ def _labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_run_paths(args)
     inputs = [("the run", path) for path in args.runs]
     check_new_file(args.out, "mist plot", inputs)
     runs = {
@@ -62,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with new_file(args.out, "mist plot", inputs) as tmp:
             keys = plot_runs(runs, tmp, keys=args.key, minutes=args.minutes)
-    except ValueError as exc:
-        raise MistError(f"{exc} ({', '.join(args.key) or 'any'})") from None
+    except MistError:
+        raise
+    except ValueError as exc:  # a --key no run has, or no curve at all
+        raise MistError(str(exc)) from None
     print(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
     return 0

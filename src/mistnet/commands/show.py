@@ -18,7 +18,6 @@ import torch
 from mistnet.commands._args import (
     add_compute_arguments,
     add_run_data_arguments,
-    check_run_paths,
     compute_device,
 )
 from mistnet.data import collate_scenes
@@ -54,7 +53,6 @@ def _directory(what: str, data: str | None) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_run_paths(args)
     inputs = [("the run", args.run), *_directory("the dataset", args.data)]
     check_new_file(args.out, "mist show", inputs)
     if args.n < 1:

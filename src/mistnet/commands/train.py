@@ -14,6 +14,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -58,7 +59,12 @@ def register(subparsers) -> None:
     )
     add_compute_arguments(p)
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from last.safetensors"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from last.safetensors, as it was configured: a larger "
+        "train.steps trains it further, other values of --preset and --set are ignored (a note "
+        "names them); a smaller --set train.steps, another --data or dataset, or a deleted "
+        "last.safetensors is refused",
     )
     p.add_argument(
         "--precision",
@@ -103,10 +109,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"data.path={json.dumps(args.data)}")
     if args.resume:
         run_dir = Run(args.out)
+        saved = run_dir.resume_config()[0]
+        steps = config.apply_overrides(copy.deepcopy(saved), args.overrides).train.steps
+        if steps < saved.train.steps:  # said outright; a preset's own is ignored with a note
+            raise MistError(
+                f"--set train.steps={steps} is below the {saved.train.steps} steps of the run "
+                f"{args.out}; --resume trains it to {saved.train.steps}, or further with more"
+            )
         if args.preset:
             asked = config.resolve(args.preset, overrides)
         else:
-            asked = config.apply_overrides(run_dir.resume_config()[0], overrides)
+            asked = config.apply_overrides(copy.deepcopy(saved), overrides)
         cfg, ignored = run_dir.resume_config(asked)
         if ignored:
             print(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import read_json, read_text, require_float32
+from mistnet.validate import class_name, read_json, read_text, require_float32
 
 
 @dataclass
@@ -95,7 +95,7 @@ def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict
         rel = resolve(row[0], f"row {i}")
         if rel in truth:
             raise DataError(f"{path} row {i}: {rel} has a row already")
-        truth[rel] = Truth(None, row[1].split())
+        truth[rel] = Truth(None, [class_name(n, f"{path} row {i}") for n in row[1].split()])
     for p in images:
         rel = p.relative_to(root).as_posix()
         if rel not in truth:
@@ -143,7 +143,9 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
             ) from None
         if not all(np.isfinite(values)) or values[2] <= 0 or values[3] <= 0:
             raise DataError(f"{path} line {i}: a box needs finite numbers and a positive size")
-        name = row[class_col].strip() if class_col is not None else ""
+        name = class_name(
+            row[class_col].strip() if class_col is not None else "", f"{path} line {i}"
+        )
         entry = truth.setdefault(rel, Truth(np.zeros((0, 4), np.float32), []))
         entry.boxes = np.concatenate([entry.boxes, _float32_box(values, f"{path} line {i}")])
         entry.names.append(name)
@@ -236,7 +238,10 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
         [
             (
                 _coco_field(c, "id", int, f"{path}: categories[{n}]"),
-                _coco_field(c, "name", str, f"{path}: categories[{n}]").strip(),
+                class_name(
+                    _coco_field(c, "name", str, f"{path}: categories[{n}]").strip(),
+                    f"{path}: categories[{n}].name",
+                ),
             )
             for n, c in enumerate(categories)
         ],

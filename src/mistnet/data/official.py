@@ -234,16 +234,21 @@ def _modes(root: Path) -> dict[str, str]:
 
 
 def _read_labels(path: Path) -> list[list[int]]:
-    """The rows of a ``<mode>_labels.txt``: comma-separated class ids >= 0."""
-    text = read_text(path)
-    try:
-        rows = [
-            [int(v) for v in ln.split(",") if v.strip()] for ln in text.splitlines() if ln.strip()
-        ]
-    except ValueError as exc:
-        raise DataError(f"{path}: labels must be comma-separated integers ({exc})") from None
-    if any(v < 0 for row in rows for v in row):
-        raise DataError(f"{path}: labels must be class ids >= 0")
+    """The rows of a ``<mode>_labels.txt``: comma-separated class ids in [0, 2**63) (the
+    layout names no class count: whether they fit a model's classes is a run's check)."""
+    rows = []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        try:
+            row = [int(v) for v in line.split(",") if v.strip()]
+        except ValueError as exc:
+            raise DataError(
+                f"{path} line {n}: labels must be comma-separated integers ({exc})"
+            ) from None
+        bad = next((v for v in row if not 0 <= v < 2**63), None)
+        if bad is not None:
+            raise DataError(f"{path} line {n}: label {bad} is not a class id (in [0, 2**63))")
+        if line.strip():
+            rows.append(row)
     return rows
 
 

@@ -145,23 +145,36 @@ def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
         )
 
 
-def adopt_data(cfg: Config, train: Dataset, val: Dataset | None) -> frozenset[str]:
+def adopt_data(
+    cfg: Config, train: Dataset, val: Dataset | None, resumed: bool = False
+) -> frozenset[str]:
     """Check that ``cfg`` can train on ``train`` and validate on ``val`` (:func:`check_data`);
     record the training data's image size and class names in ``cfg.record``; return the ground truth
     that validation can measure (that of ``val``, else of ``train``).
 
+    A ``resumed`` run keeps what it recorded: data of another image size, or naming other
+    classes (:func:`check_data`), is not the data it trained on (its folder was replaced).
+
     Raises:
-        MistError: an empty ``val``, or what :func:`check_data` refuses.
+        MistError: an empty ``val``, ``resumed`` on data of another image size, or what
+            :func:`check_data` refuses.
     """
     source = cfg.data.path or cfg.data.name
     if val is not None and len(val) == 0:
         raise MistError(f"{source}: the val split is empty; training validates on it")
     record = cfg.record
-    record.image_size = (int(train.height), int(train.width))
+    size = (int(train.height), int(train.width))
+    if resumed and record.image_size and tuple(record.image_size) != size:
+        h, w = record.image_size
+        raise MistError(
+            f"{source} has {size[0]}x{size[1]} images but the run was trained on {h}x{w} ones; "
+            "a resumed run trains on the data it started with"
+        )
+    record.image_size = size
     names = classes_of(train)
     if cfg.model.task != "classify":
         record.class_names = ()
-    elif names:
+    elif names and not resumed:
         record.class_names = names
     check_data(cfg, train, f"{source} [train]", training=True)
     if val is not None:

@@ -36,7 +36,13 @@ from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
 from mistnet.io import json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
-from mistnet.validate import NUMPY_READ_ERRORS, read_json, regular_file, require_finite
+from mistnet.validate import (
+    NUMPY_READ_ERRORS,
+    class_name,
+    read_json,
+    regular_file,
+    require_finite,
+)
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
@@ -89,6 +95,8 @@ def manifest_annotations(meta: dict, where: str) -> tuple[frozenset[str], tuple[
         or len(set(names)) != len(names)
     ):
         raise DataError(f"{where}: classes must be a list of distinct non-empty names")
+    for name in names:
+        class_name(name, f"{where}: classes")
     return frozenset(found), tuple(names)
 
 

@@ -116,16 +116,22 @@ def plot_runs(
         The keys drawn.
 
     Raises:
-        ValueError: no run has any of the curves.
+        ValueError: a key no run has a curve of (the message lists those they have), or no
+            curve at all.
     """
     curves = {label: log_curves(records) for label, records in runs.items()}
     found = {k for c in curves.values() for k in c}
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise ValueError(
+            f"no run has the curve {missing[0]!r}; the curves are "
+            f"{', '.join(sorted(found)) or 'none'}"
+        )
     if not keys:
         losses = [k for k in ("train/task", "train/heatmap") if k in found]
         keys = losses + sorted(k for k in found if k.startswith("val/") and k.count("/") == 1)
-    keys = [k for k in keys if k in found]
     if not keys:
-        raise ValueError("the runs have none of the curves asked for")
+        raise ValueError("the runs have no curves to draw")
     fig, axes = _panel_grid(len(keys), ncols, dpi)
     for key, ax in zip(keys, axes, strict=True):
         for label, c in curves.items():
