@@ -68,7 +68,9 @@ def match(
 
 
 @torch.inference_mode()
-def measure(run: str, data: str | None, split: str, scenes: int, min_scores: list[float] | None = None) -> dict:
+def measure(
+    run: str, data: str | None, split: str, scenes: int, min_scores: list[float] | None = None
+) -> dict:
     """Detect on the first ``scenes`` scenes of ``split`` and score the scores."""
     cfg, model, _ = load_any(run, "best", device="cpu")
     min_scores = min_scores or [default_min_score(model)]
