@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo pretrained test lint clean
+.PHONY: install demo demo-recon pretrained test lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mist demo --out demo
+
+# The auto-encoder demo: the same scenes found from the pixels alone, no labels.
+demo-recon: $(STAMP)
+	$(BIN)/mist demo --task reconstruct --out demo-recon
 
 # Trains, evaluates and packages the shipped models into src/mistnet/weights (full MNIST must be
 # in the data cache: mist data download mnist); see benchmarks/train_pretrained.sh.
@@ -33,4 +37,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 clean:
-	rm -rf $(VENV) demo build *.egg-info src/*.egg-info
+	rm -rf $(VENV) demo demo-recon build *.egg-info src/*.egg-info
