@@ -272,11 +272,6 @@ def _aside(directory: Path, own: Own | None) -> Path:
     return old
 
 
-def remove_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
-    """Remove ``directory`` once it is seen to hold only ``what``'s entries (:func:`_aside`)."""
-    shutil.rmtree(_aside(Path(directory), (what, patterns)), ignore_errors=True)
-
-
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -359,6 +354,10 @@ def open_output(
     For outputs that are written in place over a long time (a run, a reproduction) rather than
     renamed into place at the end. An output of an earlier version (``legacy``) gets its marker.
 
+    An empty directory (the user's, perhaps made for it) is kept and marked in place, so that
+    its permissions stay and a failure can leave it as it was: the caller removes what it added
+    (:func:`remove_added`, with the names :func:`entries` gave before the call).
+
     Returns:
         The directories created (see :func:`create_directory`); none when ``path`` existed.
 
@@ -369,7 +368,70 @@ def open_output(
         if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
             mark(path, kind)
         return []
+    if Path(path).is_dir():  # empty (claim_output): never replaced, which would lose it
+        mark(path, kind)
+        return []
     return create_directory(path, kind)
+
+
+def entries(directory: str | os.PathLike) -> set[str]:
+    """The names in ``directory``; none when it does not exist (see :func:`remove_added`)."""
+    try:
+        return {entry.name for entry in Path(directory).iterdir()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def remove_added(directory: str | os.PathLike, before: set[str]) -> None:
+    """Remove the entries of ``directory`` whose names are not in ``before`` (what a failed
+    command added to a directory that existed: :func:`entries` gave ``before``)."""
+    for name in entries(directory) - before:
+        entry = Path(directory) / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def discard_new(directory: str | os.PathLike, created: list[Path], before: set[str]) -> None:
+    """Undo a failed command's output ``directory``: remove the directories it created
+    (``created``, :func:`open_output`'s), else what it added (:func:`remove_added`)."""
+    if created:
+        shutil.rmtree(directory, ignore_errors=True)
+        remove_empty(created[1:])
+    else:
+        remove_added(directory, before)
+
+
+@contextmanager
+def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
+    """Move each existing entry of ``slots`` aside while the block writes new ones in place.
+
+    ``slots`` are ``(path, own)`` pairs: a directory checked to hold only ``own``'s entries
+    (see :func:`_aside`), or a file (``own`` None). On success the old entries are removed; on
+    any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) what the block made
+    at those paths is removed and the old entries are put back, so a failed second ``mist
+    demo`` leaves the first one's dataset, run, metrics and figure as they were.
+    """
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path, own in slots:
+            if os.path.lexists(path):
+                moved.append((path, _aside(path, own)))
+        yield
+    except BaseException:
+        for path, old in reversed(moved):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                path.unlink()
+            os.rename(old, path)
+        raise
+    for _, old in moved:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 @contextmanager
