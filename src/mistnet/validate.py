@@ -233,6 +233,37 @@ def class_name(name: str, where: str | os.PathLike) -> str:
     return name
 
 
+def class_names(names: object, where: str) -> tuple[str, ...]:
+    r"""``names`` as a tuple, if it is a list or tuple of distinct, non-empty class names
+    (each one a :func:`class_name`).
+
+    Raises:
+        TypeError: not a list or tuple of strings (a string ``"ab"`` would be two classes).
+        DataError: an empty name, a name twice, or one holding a control character, naming
+            ``where`` (``"classes"``, ``"manifest.json: classes"``).
+
+    Example:
+        >>> class_names(["cat", "dog"], "classes")
+        ('cat', 'dog')
+        >>> class_names(["cat", "cat"], "classes")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: classes: 'cat' is named twice; give distinct class names
+    """
+    if not isinstance(names, list | tuple):
+        raise TypeError(f"{where} must be a list of class names, got {type(names).__name__}")
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{where} must be class names (str), got {type(name).__name__}")
+        if not name:
+            raise DataError(f"{where}: a class name is empty; give each class a name")
+        if name in seen:
+            raise DataError(f"{where}: {name!r} is named twice; give distinct class names")
+        seen.add(class_name(name, where))
+    return tuple(names)
+
+
 def seed(value: object, name: str = "seed") -> int:
     """``value`` if it is an integer seed in [0, 2**63).
 
