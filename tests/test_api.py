@@ -216,6 +216,8 @@ def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeyp
         ("", ValueError, "out '' is an empty path"),
         (5, TypeError, "out must be a path .*, got int"),
         (None, TypeError, "out must be a path .*, got NoneType"),
+        (".", ValueError, "out . names the working directory; give a new directory"),
+        ("..", ValueError, "out .. names a folder above the working directory"),
     ):
         with pytest.raises(error, match=message):
             mistnet.fit("tiny-cpu", data, out=out, steps=1)

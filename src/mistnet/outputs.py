@@ -10,7 +10,7 @@
   (:func:`open_output`: ``mist train --resume demo/run``) was checked when it was made; only its
   inputs are checked again.
 - An output is built in a temporary sibling and renamed into place in one step that never
-  replaces what another process made meanwhile (:func:`new_directory`, :func:`rename_new`); one
+  replaces what another process made meanwhile (:func:`new_directory`, :func:`~mistnet.io.rename_new`); one
   written in place over a long time (a run, a reproduction) is created that way, empty.
 - Its temporaries are removed on every exit: an error, ``KeyboardInterrupt``, SIGTERM under the
   CLI; those of a killed process by the next write of the same target
@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import fnmatch
 import json
 import os
@@ -39,6 +37,7 @@ from mistnet.io import (
     make_parents,
     remove_empty,
     remove_stale_temporaries,
+    rename_new,
     temporary_sibling,
 )
 
@@ -158,6 +157,29 @@ def check_outside(
         raise MistError(f"{option} {path} {where} the {noun} {shown}; {hint}")
 
 
+def check_named(path: str | os.PathLike, option: str = "--out") -> None:
+    """Refuse an output ``path`` that names no folder of its own (``.``, ``..``, ``a/..``,
+    ``/``): it cannot be built beside its place and renamed into it, and replacing the working
+    directory would leave the shell in a deleted one.
+
+    Raises:
+        MistError: ``--out . names the working directory; give a new directory``.
+    """
+    path = Path(path)
+    if path.name not in ("", ".."):
+        return
+    _check_dotdot(path, option)  # new/..: the folder that is missing, rather
+    real, cwd = path.resolve(), Path.cwd().resolve()
+    where = (
+        "the working directory"
+        if real == cwd
+        else "a folder above the working directory"
+        if cwd.is_relative_to(real)
+        else "no new folder (it ends in '..')"
+    )
+    raise MistError(f"{option} {path} names {where}; give a new directory")
+
+
 def claim_output(
     path: str | os.PathLike,
     kind: str,
@@ -188,6 +210,8 @@ def claim_output(
     found = None
     if path.is_dir():
         found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
+    if not (in_place and found == kind):  # made or replaced: it needs a name of its own
+        check_named(path)
     check_outside(path, inputs, parents=not (in_place and found == kind))
     if not path.exists():
         return False
@@ -272,56 +296,6 @@ def _aside(directory: Path, own: Own | None) -> Path:
     return old
 
 
-_RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
-
-
-def _renameat2() -> Callable | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.renameat2
-    except (OSError, AttributeError):  # not Linux, or a C library without renameat2
-        return None
-
-
-def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
-
-    ``dst`` may be missing (``renameat2(RENAME_NOREPLACE)``: the kernel refuses a ``dst`` that
-    appeared meanwhile) or an empty directory (a plain rename, which the kernel refuses onto a
-    directory that is no longer empty).
-
-    Raises:
-        MistError: ``dst`` exists and is not an empty directory (made by another process).
-    """
-    src, dst = Path(src), Path(dst)
-    try:
-        if dst.is_dir() and not dst.is_symlink():
-            os.rename(src, dst)
-            return
-        renameat2 = _renameat2()
-        if renameat2 is not None:
-            if (
-                renameat2(
-                    _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
-                )
-                == 0
-            ):
-                return
-            code = ctypes.get_errno()
-            if code not in (errno.EINVAL, errno.ENOSYS):  # else: a file system without it
-                raise OSError(code, os.strerror(code), str(dst))
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
-            raise MistError(
-                f"{dst}: was created by another process meanwhile; it is left as it is"
-            ) from None
-        raise
-
-
 def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
     """Create the output directory ``path`` of ``kind`` (marked) in one step.
 
@@ -329,7 +303,7 @@ def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
         The directories created, ``path`` first, then the parents made for it.
 
     Raises:
-        MistError: ``path`` appeared meanwhile (see :func:`rename_new`).
+        MistError: ``path`` appeared meanwhile (see :func:`~mistnet.io.rename_new`).
     """
     path = Path(path)
     created = make_parents(path.parent)
@@ -446,7 +420,7 @@ def new_directory(
 
     Call :func:`claim_output` first: ``target`` is new, or an output of ``kind`` made earlier.
     The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
-    in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
+    in one step (:func:`~mistnet.io.rename_new`). An existing ``target`` is left as it is unless
     ``replace`` (the new directory takes its place, the old one is removed, once it is seen to
     hold only the entries of ``own``, see :data:`Own`), and
     only when it is still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On
@@ -577,7 +551,7 @@ def new_file(
     ``path`` is checked first (:func:`check_new_file`). The temporary gets the text chunk
     naming ``command`` and then takes the place of ``path``: of a file ``command`` wrote (still
     so at that moment), or of none (never of a file another process made meanwhile:
-    :func:`rename_new`). On any exception the temporary and the folders made for it are
+    :func:`~mistnet.io.rename_new`). On any exception the temporary and the folders made for it are
     removed and ``path`` is as it was.
     """
     path = Path(path)

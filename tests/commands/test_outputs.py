@@ -445,6 +445,44 @@ def train_more_detections_than_pixels(tmp_path, run):
     return argv, ["80x80 images, too few pixels for model.k = 100000", "at most 6400"]
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--preset", "tiny-cpu", "--out", "."],
+        ["data", "make", "mnist-hard", "--out", "."],
+        ["data", "import-images", "imgs", "--out", "."],
+        ["data", "export-official", "ds", "."],
+        ["detect", "run", "imgs/a.png", "--out", "."],
+        ["demo", "--out", "."],
+        ["data", "make", "mnist-hard", "--out", "sub/.."],
+    ],
+)
+def test_an_out_naming_the_working_directory_is_refused(
+    capsys, tmp_path, tiny_run, monkeypatch, argv
+):
+    # Before: an internal error, "PosixPath('.') has an empty name" (train: once the empty
+    # folder was kept, a run written into the working directory).
+    shutil.copytree(tiny_run, tmp_path / "run")
+    image(tmp_path / "imgs" / "a.png")
+    dataset(tmp_path / "ds")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = entries_under(tmp_path)
+    assert_user_error(mist(capsys, *argv), f"--out {argv[-1]} names the working directory")
+    assert entries_under(tmp_path) == before
+
+
+def test_an_out_above_the_working_directory_is_refused(capsys, tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for out in ("..", "/"):
+        assert_user_error(
+            mist(capsys, "data", "make", "mnist-hard", "--out", out),
+            f"--out {out} names a folder above the working directory; give a new directory",
+        )
+    assert entries_under(tmp_path) == {"sub": "<dir>"}
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_command_never_writes_what_it_did_not_create(capsys, tmp_path, tiny_run, name):
     check_refused(capsys, tmp_path, tiny_run, CASES[name], snapshot=entries_under)
