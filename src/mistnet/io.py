@@ -184,12 +184,20 @@ def make_parents(directory: Path) -> list[Path]:
     """``directory.mkdir(parents=True, exist_ok=True)``; returns the directories it created.
 
     The list runs from the deepest directory up, ready for :func:`remove_empty`.
+
+    Raises:
+        MistError: the nearest of them that exists is no directory (a file, a symbolic link
+            to nowhere): ``notes.txt is not a directory``, where ``mkdir`` says "File exists".
     """
     missing = []
     d = directory
     while not d.exists() and d != d.parent:
+        if d.is_symlink():
+            raise MistError(f"{d} is a symbolic link to nowhere; nothing can be written inside it")
         missing.append(d)
         d = d.parent
+    if not d.is_dir():
+        raise MistError(f"{d} is not a directory; nothing can be written inside it")
     directory.mkdir(parents=True, exist_ok=True)
     return missing
 

@@ -445,6 +445,40 @@ def train_more_detections_than_pixels(tmp_path, run):
     return argv, ["80x80 images, too few pixels for model.k = 100000", "at most 6400"]
 
 
+def a_file(tmp_path):
+    (tmp_path / "emptyfile").touch()
+    return tmp_path / "emptyfile"
+
+
+@case
+def train_inside_a_file(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", a_file(tmp_path) / "x"]
+    return argv, [f"{tmp_path / 'emptyfile'} is not a directory; nothing can be written"]
+
+
+@case
+def make_data_inside_a_file(tmp_path, run):
+    argv = ["data", "make", "mnist-hard", "--out", a_file(tmp_path) / "x", "--n-train", "2"]
+    return argv, ["emptyfile is not a directory"]  # was "emptyfile: File exists"
+
+
+@case
+def eval_json_inside_a_file(tmp_path, run):
+    return ["eval", run, "--json", a_file(tmp_path) / "m.json"], ["emptyfile is not a directory"]
+
+
+@case
+def plot_inside_a_file(tmp_path, run):
+    return ["plot", run, "--out", a_file(tmp_path) / "p.png"], ["emptyfile is not a directory"]
+
+
+@case
+def detect_inside_a_dangling_link(tmp_path, run):
+    (tmp_path / "dl").symlink_to("nowhere")
+    argv = ["detect", run, image(tmp_path / "a.png"), "--out", tmp_path / "dl" / "x"]
+    return argv, [f"{tmp_path / 'dl'} is a symbolic link to nowhere"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
