@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mistnet.errors import ArgumentError, DataError
+from mistnet.errors import UNPRINTABLE, ArgumentError, DataError
 
 #: Default pixel cap for images read by ``mist detect`` and the importers (``--max-pixels``):
 #: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
@@ -205,11 +205,6 @@ def _real_number(value: object, name: str) -> float:
     return float(value)
 
 
-#: Unicode categories that break a line or drive a terminal: control characters (newline,
-#: tab, NUL, ESC, ...) and the line and paragraph separators.
-_UNPRINTABLE = {"Cc", "Zl", "Zp"}
-
-
 def class_name(name: str, where: str | os.PathLike) -> str:
     r"""``name`` if it holds no control character: class names are printed in lines (the
     import's summary, ``mist eval``'s metrics, ``classif/<name>`` curves), written into CSV
@@ -224,7 +219,7 @@ def class_name(name: str, where: str | os.PathLike) -> str:
         ...
         mistnet.errors.DataError: labels.csv row 2: class name 'cat\ndog' holds the control character '\n'; name the class with printable characters
     """
-    bad = next((c for c in name if unicodedata.category(c) in _UNPRINTABLE), None)
+    bad = next((c for c in name if unicodedata.category(c) in UNPRINTABLE), None)
     if bad is not None:
         raise DataError(
             f"{where}: class name {name!r} holds the control character {bad!r}; name the "
