@@ -191,7 +191,8 @@ def claim_output(
     """Check that a command may write the output directory ``path``.
 
     An output is created, never adopted: ``path`` must not exist, be an empty directory (the
-    new one replaces it), or be a directory of ``kind`` that mistnet made earlier (its marker
+    new one replaces it, or :func:`open_output` writes into it), or be a directory of ``kind``
+    that mistnet made earlier (its marker
     says so, or ``legacy(path)`` recognises one written before markers existed); and it lies
     neither inside another output nor inside one of ``inputs`` (:func:`check_outside`). With
     ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
