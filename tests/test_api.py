@@ -1,6 +1,7 @@
 """mistnet.fit / mistnet.load and the in-memory dataset adapter (data.memory.SceneItems)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -141,6 +142,28 @@ def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwar
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("classes", "error", "message"),
+    [
+        (["", "b"], ValueError, "Named.classes: a class name is empty"),
+        (["a\nb", "c"], ValueError, "Named.classes: class name 'a\\nb' holds the control"),
+        (["a\x1b[31m", "b"], ValueError, "Named.classes: class name 'a\\x1b[31m' holds"),
+        (["a", "a"], ValueError, "Named.classes: 'a' is named twice"),
+        ([1, 2], TypeError, "Named.classes must be class names (str), got int"),
+        ("ab", TypeError, "Named.classes must be a list of class names, got str"),
+    ],
+)
+def test_fit_refuses_class_names_other_entry_points_refuse(
+    tmp_path, monkeypatch, classes, error, message
+):
+    # Before: accepted (empty, a newline, an escape sequence), dropped silently ([1, 2]), read
+    # as two classes ("ab"); a name twice failed only once the whole run was trained and written.
+    monkeypatch.setattr(Named, "classes", classes)
+    with pytest.raises(error, match=re.escape(message)):
+        mistnet.fit("tiny-cpu", Named(squares(4, 0)), out=tmp_path / "r", steps=1, k=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_refuses_an_unknown_checkpoint_name_and_a_damaged_config(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -193,6 +216,8 @@ def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeyp
         ("", ValueError, "out '' is an empty path"),
         (5, TypeError, "out must be a path .*, got int"),
         (None, TypeError, "out must be a path .*, got NoneType"),
+        (".", ValueError, "out . names the working directory; give a new directory"),
+        ("..", ValueError, "out .. names a folder above the working directory"),
     ):
         with pytest.raises(error, match=message):
             mistnet.fit("tiny-cpu", data, out=out, steps=1)

@@ -5,12 +5,13 @@ matplotlib; bad options."""
 import json
 
 import pytest
-from cli_helpers import assert_user_error, hide_matplotlib, mist
+from cli_helpers import assert_user_error, entries_under, hide_matplotlib, mist
 from helpers import fill_small_mnist_cache
 
 import mistnet.demo
 from mistnet.cli import main as mist_main
 from mistnet.data.mnist import mnist_cache
+from mistnet.errors import MistError
 from mistnet.viz import output_figure
 
 # Tiny networks and six steps: checks the job, learns nothing.
@@ -120,3 +121,30 @@ def test_demo_bad_options_are_one_line_errors_before_any_work(capsys, tmp_path, 
     out = tmp_path / "demo"
     assert_user_error(mist(capsys, "demo", "--out", out, *argv), match)
     assert not (out / "data").exists()
+
+
+def _stop_at_evaluation(*args, **kwargs):
+    raise MistError("evaluation failed")
+
+
+@pytest.mark.parametrize(
+    "stop, argv, match",
+    [
+        (None, ["--set", "model.k=100000"], "too few pixels for model.k"),
+        (_stop_at_evaluation, [], "evaluation failed"),
+    ],
+)
+def test_a_failed_second_demo_leaves_the_first_as_it_was(
+    capsys, tmp_path, monkeypatch, stop, argv, match
+):
+    # Before: the second demo deleted the first's run before it began; a failure left
+    # metrics.json and figure.png describing a run that was gone.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)  # a figure is one more file, and slow; the rest is the point
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    before = entries_under(tmp_path)
+    if stop is not None:
+        monkeypatch.setattr(mistnet.demo, "evaluate_run", stop)
+    rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY, *argv)
+    assert rc == 2 and match in err.strip().splitlines()[-1]  # after the progress bars
+    assert entries_under(tmp_path) == before

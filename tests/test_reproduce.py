@@ -285,7 +285,8 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert_user_error(
-        mist(capsys, "reproduce", "table1", *base, "--out", blocker / "sub"), "not a writable"
+        mist(capsys, "reproduce", "table1", *base, "--out", blocker / "sub"),
+        f"{blocker} is not a directory",
     )
     assert_user_error(
         mist(

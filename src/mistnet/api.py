@@ -45,6 +45,7 @@ from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
+from mistnet.outputs import check_named
 from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
@@ -346,6 +347,10 @@ def _check_out(out: object) -> None:
         raise TypeError(f"out must be a path (str or os.PathLike), got {type(out).__name__}")
     if not os.fspath(out):
         raise ArgumentError("out '' is an empty path; give the run directory to write")
+    try:
+        check_named(out, "out")
+    except MistError as exc:
+        raise ArgumentError(str(exc)) from None
 
 
 def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:

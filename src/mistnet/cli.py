@@ -22,7 +22,7 @@ import warnings
 from typing import NoReturn
 
 from mistnet import __version__
-from mistnet.errors import MistError, MistWarning
+from mistnet.errors import MistError, MistWarning, escaped
 from mistnet.signals import Terminated, signals_as_exceptions
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
@@ -100,8 +100,7 @@ def os_error_message(exc: OSError) -> str:
         'runs/a.json: No space left on device'
     """
     reason = exc.strerror or str(exc).strip() or type(exc).__name__
-    line = reason if exc.filename is None else f"{exc.filename}: {reason}"
-    return line.splitlines()[0]
+    return reason.splitlines()[0] if exc.filename is None else f"{exc.filename}: {reason}"
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -159,7 +158,7 @@ def _warning_printer(command: str):
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if issubclass(category, MistWarning):
-            print(f"mist {command}: warning: {message}", file=sys.stderr)
+            print(f"mist {command}: warning: {escaped(str(message))}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)
 
@@ -174,13 +173,13 @@ def _call(args: argparse.Namespace) -> int:
             raise MistError(f"{args.empty_argument} '' is an empty argument")
         with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
             return int(args.func(args) or 0)
-    except MistError as exc:
-        print(f"mist {name}: error: {exc}", file=sys.stderr)
+    except MistError as exc:  # paths and names the user gave, escaped: one line, always
+        print(f"mist {name}: error: {escaped(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `mist models | head`: the reader has all it wanted
         return _reader_gone()
     except OSError as exc:
-        print(f"mist {name}: error: {os_error_message(exc)}", file=sys.stderr)
+        print(f"mist {name}: error: {escaped(os_error_message(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mist {name}: interrupted", file=sys.stderr)

@@ -13,7 +13,6 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,12 +32,21 @@ from mistnet.data import (
     write_dataset,
 )
 from mistnet.data.sampling import loader
-from mistnet.data.store import claim_dataset
+from mistnet.data.store import DATASET_FILES, claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json, json_text, remove_empty
+from mistnet.io import atomic_write_json, json_text
 from mistnet.loop import train
-from mistnet.outputs import claim_output, open_output, remove_own, writing_inside
+from mistnet.outputs import (
+    Own,
+    claim_output,
+    discard_new,
+    entries,
+    open_output,
+    replacing,
+    require_only_own,
+    writing_inside,
+)
 from mistnet.progress import metrics_text
 from mistnet.rundir import RUN_FILES, Run
 from mistnet.viz import output_figure
@@ -65,12 +73,12 @@ def build_data(
 
 
 def claim_demo(out: Path) -> list[Path]:
-    """Create the demo directory ``out``, or accept one an earlier ``mist demo`` made (its
-    ``data/`` and ``run/`` are then replaced, once each is checked to be a dataset and a run
-    holding nothing but their own files).
+    """Create the demo directory ``out``, or accept one an earlier ``mist demo`` made once its
+    ``data/`` and ``run/`` are seen to be a dataset and a run holding nothing but their own
+    files (they are replaced, :func:`demo_slots`, only when the new demo has succeeded).
 
     Returns:
-        The directories created (none when ``out`` was an earlier demo's).
+        The directories created (none when ``out`` existed).
 
     Raises:
         MistError: ``out`` exists and is not a demo's, or holds a ``data/`` or ``run/`` that
@@ -83,8 +91,20 @@ def claim_demo(out: Path) -> list[Path]:
         claim_dataset(out / "data", overwrite=True)
         run = Run(out / "run")
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
-            remove_own(run.path, RUN_FILES, "a run")
+            require_only_own(run.path, RUN_FILES, "a run")
     return []
+
+
+def demo_slots(out: Path) -> list[tuple[Path, Own | None]]:
+    """What a demo writes into ``out``, each with what it may hold (see
+    :func:`mistnet.outputs.replacing`): an earlier demo's are set aside until the new one is
+    made, and put back if it fails."""
+    return [
+        (out / "data", ("a dataset", DATASET_FILES)),
+        (out / "run", ("a run", RUN_FILES)),
+        (out / "metrics.json", None),
+        (out / "figure.png", None),
+    ]
 
 
 def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, float]) -> str:
@@ -116,6 +136,12 @@ def draw_figure(
     with torch.inference_mode():
         output = model(images)
     output_figure(images, output, path, gt_boxes=batch["boxes"], caption=caption)
+
+
+def evaluate_demo(out: Path, summary: dict[str, Any], device: str, log: Callable[[str], None]):
+    """The best checkpoint of ``out/run`` evaluated on the test split of ``out/data``."""
+    log(f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split")
+    return evaluate_run(out / "run", str(out / "data"), "test", batch_size=50, device=device)
 
 
 def run_demo(
@@ -166,9 +192,10 @@ def run_demo(
     no_figure = matplotlib_missing()
     if no_figure:
         log(f"note: no figure.png: {no_figure}")
+    before = entries(out)
     created = claim_demo(out)
     try:
-        with writing_inside(out, CHILDREN):  # the demo's own dataset and run, inside it
+        with writing_inside(out, CHILDREN), replacing(demo_slots(out)):
             log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
             build_data(data_dir, n_train, n_val, n_test, seed, pools)
             log(
@@ -176,23 +203,21 @@ def run_demo(
                 f"min -> {run_dir}"
             )
             summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+            result = evaluate_demo(out, summary, device, log)
+            record = {
+                **result.to_dict(),
+                "digits": pools.record(),
+                "train": summary,
+                "wall_s": round(time.monotonic() - t0, 1),
+            }
+            atomic_write_json(out / "metrics.json", record)
+            if not no_figure:
+                caption = figure_caption(preset, summary, result.metrics)
+                draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
     except BaseException:
-        if created and not Run(run_dir).last.exists():  # nothing worth keeping
-            shutil.rmtree(out, ignore_errors=True)
-            remove_empty(created[1:])
+        if not Run(run_dir).last.exists():  # nothing worth keeping: leave what was there before
+            discard_new(out, created, before)
         raise
-    log(f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split")
-    result = evaluate_run(run_dir, str(data_dir), "test", batch_size=50, device=device)
-    record = {
-        **result.to_dict(),
-        "digits": pools.record(),
-        "train": summary,
-        "wall_s": round(time.monotonic() - t0, 1),
-    }
-    atomic_write_json(out / "metrics.json", record)
-    if not no_figure:
-        caption = figure_caption(preset, summary, result.metrics)
-        draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
     log(f"digits: {pools.describe()}")

@@ -5,6 +5,26 @@ impossible parameter). The command-line interface prints its message on one line
 status 2 instead of showing a traceback. Programming errors stay ordinary exceptions.
 """
 
+from __future__ import annotations
+
+import unicodedata
+
+#: Unicode categories that break a line or drive a terminal: control characters (newline,
+#: tab, NUL, ESC, ...) and the line and paragraph separators.
+UNPRINTABLE = frozenset({"Cc", "Zl", "Zp"})
+
+
+def escaped(text: str) -> str:
+    r"""``text`` with each control character (a newline, an escape sequence's ESC) written as
+    ``repr`` writes it: ``mist`` prints every error and warning so, so that a message quoting a
+    path or a name the user gave stays one line and cannot drive the terminal.
+
+    Example:
+        >>> print(escaped("run directory no\nsuch does not exist"))
+        run directory no\nsuch does not exist
+    """
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in UNPRINTABLE else c for c in text)
+
 
 class MistError(Exception):
     """An error whose message is meant for the user, printed without a traceback by ``mist``."""

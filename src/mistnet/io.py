@@ -15,11 +15,15 @@ Every JSON file and line mistnet writes goes through :func:`json_text`: strict J
 NaN or infinite float (an undefined metric, such as a detection rate over no instances) is
 ``null``, never the bare ``NaN`` that strict parsers reject.
 
-Output directories, built in temporaries like these, are :mod:`mistnet.outputs`' job.
+Output directories, built in temporaries like these and renamed into place by
+:func:`rename_new` (which never replaces what another process made meanwhile), are
+:mod:`mistnet.outputs`' job.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import math
 import os
@@ -180,12 +184,20 @@ def make_parents(directory: Path) -> list[Path]:
     """``directory.mkdir(parents=True, exist_ok=True)``; returns the directories it created.
 
     The list runs from the deepest directory up, ready for :func:`remove_empty`.
+
+    Raises:
+        MistError: the nearest of them that exists is no directory (a file, a symbolic link
+            to nowhere): ``notes.txt is not a directory``, where ``mkdir`` says "File exists".
     """
     missing = []
     d = directory
     while not d.exists() and d != d.parent:
+        if d.is_symlink():
+            raise MistError(f"{d} is a symbolic link to nowhere; nothing can be written inside it")
         missing.append(d)
         d = d.parent
+    if not d.is_dir():
+        raise MistError(f"{d} is not a directory; nothing can be written inside it")
     directory.mkdir(parents=True, exist_ok=True)
     return missing
 
@@ -209,6 +221,56 @@ def temporary_sibling(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _renameat2() -> Callable | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without renameat2
+        return None
+
+
+def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
+
+    ``dst`` may be missing (``renameat2(RENAME_NOREPLACE)``: the kernel refuses a ``dst`` that
+    appeared meanwhile) or an empty directory (a plain rename, which the kernel refuses onto a
+    directory that is no longer empty).
+
+    Raises:
+        MistError: ``dst`` exists and is not an empty directory (made by another process).
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        if dst.is_dir() and not dst.is_symlink():
+            os.rename(src, dst)
+            return
+        renameat2 = _renameat2()
+        if renameat2 is not None:
+            if (
+                renameat2(
+                    _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+                )
+                == 0
+            ):
+                return
+            code = ctypes.get_errno()
+            if code not in (errno.EINVAL, errno.ENOSYS):  # else: a file system without it
+                raise OSError(code, os.strerror(code), str(dst))
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+        os.rename(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise MistError(
+                f"{dst}: was created by another process meanwhile; it is left as it is"
+            ) from None
+        raise
 
 
 @contextmanager

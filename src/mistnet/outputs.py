@@ -10,7 +10,7 @@
   (:func:`open_output`: ``mist train --resume demo/run``) was checked when it was made; only its
   inputs are checked again.
 - An output is built in a temporary sibling and renamed into place in one step that never
-  replaces what another process made meanwhile (:func:`new_directory`, :func:`rename_new`); one
+  replaces what another process made meanwhile (:func:`new_directory`, :func:`~mistnet.io.rename_new`); one
   written in place over a long time (a run, a reproduction) is created that way, empty.
 - Its temporaries are removed on every exit: an error, ``KeyboardInterrupt``, SIGTERM under the
   CLI; those of a killed process by the next write of the same target
@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import fnmatch
 import json
 import os
@@ -39,6 +37,7 @@ from mistnet.io import (
     make_parents,
     remove_empty,
     remove_stale_temporaries,
+    rename_new,
     temporary_sibling,
 )
 
@@ -158,6 +157,29 @@ def check_outside(
         raise MistError(f"{option} {path} {where} the {noun} {shown}; {hint}")
 
 
+def check_named(path: str | os.PathLike, option: str = "--out") -> None:
+    """Refuse an output ``path`` that names no folder of its own (``.``, ``..``, ``a/..``,
+    ``/``): it cannot be built beside its place and renamed into it, and replacing the working
+    directory would leave the shell in a deleted one.
+
+    Raises:
+        MistError: ``--out . names the working directory; give a new directory``.
+    """
+    path = Path(path)
+    if path.name not in ("", ".."):
+        return
+    _check_dotdot(path, option)  # new/..: the folder that is missing, rather
+    real, cwd = path.resolve(), Path.cwd().resolve()
+    where = (
+        "the working directory"
+        if real == cwd
+        else "a folder above the working directory"
+        if cwd.is_relative_to(real)
+        else "no new folder (it ends in '..')"
+    )
+    raise MistError(f"{option} {path} names {where}; give a new directory")
+
+
 def claim_output(
     path: str | os.PathLike,
     kind: str,
@@ -169,7 +191,8 @@ def claim_output(
     """Check that a command may write the output directory ``path``.
 
     An output is created, never adopted: ``path`` must not exist, be an empty directory (the
-    new one replaces it), or be a directory of ``kind`` that mistnet made earlier (its marker
+    new one replaces it, or :func:`open_output` writes into it), or be a directory of ``kind``
+    that mistnet made earlier (its marker
     says so, or ``legacy(path)`` recognises one written before markers existed); and it lies
     neither inside another output nor inside one of ``inputs`` (:func:`check_outside`). With
     ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
@@ -188,6 +211,8 @@ def claim_output(
     found = None
     if path.is_dir():
         found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
+    if not (in_place and found == kind):  # made or replaced: it needs a name of its own
+        check_named(path)
     check_outside(path, inputs, parents=not (in_place and found == kind))
     if not path.exists():
         return False
@@ -272,61 +297,6 @@ def _aside(directory: Path, own: Own | None) -> Path:
     return old
 
 
-def remove_own(directory: str | os.PathLike, patterns: Iterable[str], what: str) -> None:
-    """Remove ``directory`` once it is seen to hold only ``what``'s entries (:func:`_aside`)."""
-    shutil.rmtree(_aside(Path(directory), (what, patterns)), ignore_errors=True)
-
-
-_RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
-
-
-def _renameat2() -> Callable | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.renameat2
-    except (OSError, AttributeError):  # not Linux, or a C library without renameat2
-        return None
-
-
-def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
-
-    ``dst`` may be missing (``renameat2(RENAME_NOREPLACE)``: the kernel refuses a ``dst`` that
-    appeared meanwhile) or an empty directory (a plain rename, which the kernel refuses onto a
-    directory that is no longer empty).
-
-    Raises:
-        MistError: ``dst`` exists and is not an empty directory (made by another process).
-    """
-    src, dst = Path(src), Path(dst)
-    try:
-        if dst.is_dir() and not dst.is_symlink():
-            os.rename(src, dst)
-            return
-        renameat2 = _renameat2()
-        if renameat2 is not None:
-            if (
-                renameat2(
-                    _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
-                )
-                == 0
-            ):
-                return
-            code = ctypes.get_errno()
-            if code not in (errno.EINVAL, errno.ENOSYS):  # else: a file system without it
-                raise OSError(code, os.strerror(code), str(dst))
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
-            raise MistError(
-                f"{dst}: was created by another process meanwhile; it is left as it is"
-            ) from None
-        raise
-
-
 def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
     """Create the output directory ``path`` of ``kind`` (marked) in one step.
 
@@ -334,7 +304,7 @@ def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
         The directories created, ``path`` first, then the parents made for it.
 
     Raises:
-        MistError: ``path`` appeared meanwhile (see :func:`rename_new`).
+        MistError: ``path`` appeared meanwhile (see :func:`~mistnet.io.rename_new`).
     """
     path = Path(path)
     created = make_parents(path.parent)
@@ -359,6 +329,10 @@ def open_output(
     For outputs that are written in place over a long time (a run, a reproduction) rather than
     renamed into place at the end. An output of an earlier version (``legacy``) gets its marker.
 
+    An empty directory (the user's, perhaps made for it) is kept and marked in place, so that
+    its permissions stay and a failure can leave it as it was: the caller removes what it added
+    (:func:`remove_added`, with the names :func:`entries` gave before the call).
+
     Returns:
         The directories created (see :func:`create_directory`); none when ``path`` existed.
 
@@ -369,7 +343,70 @@ def open_output(
         if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
             mark(path, kind)
         return []
+    if Path(path).is_dir():  # empty (claim_output): never replaced, which would lose it
+        mark(path, kind)
+        return []
     return create_directory(path, kind)
+
+
+def entries(directory: str | os.PathLike) -> set[str]:
+    """The names in ``directory``; none when it does not exist (see :func:`remove_added`)."""
+    try:
+        return {entry.name for entry in Path(directory).iterdir()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def remove_added(directory: str | os.PathLike, before: set[str]) -> None:
+    """Remove the entries of ``directory`` whose names are not in ``before`` (what a failed
+    command added to a directory that existed: :func:`entries` gave ``before``)."""
+    for name in entries(directory) - before:
+        entry = Path(directory) / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def discard_new(directory: str | os.PathLike, created: list[Path], before: set[str]) -> None:
+    """Undo a failed command's output ``directory``: remove the directories it created
+    (``created``, :func:`open_output`'s), else what it added (:func:`remove_added`)."""
+    if created:
+        shutil.rmtree(directory, ignore_errors=True)
+        remove_empty(created[1:])
+    else:
+        remove_added(directory, before)
+
+
+@contextmanager
+def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
+    """Move each existing entry of ``slots`` aside while the block writes new ones in place.
+
+    ``slots`` are ``(path, own)`` pairs: a directory checked to hold only ``own``'s entries
+    (see :func:`_aside`), or a file (``own`` None). On success the old entries are removed; on
+    any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) what the block made
+    at those paths is removed and the old entries are put back, so a failed second ``mist
+    demo`` leaves the first one's dataset, run, metrics and figure as they were.
+    """
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path, own in slots:
+            if os.path.lexists(path):
+                moved.append((path, _aside(path, own)))
+        yield
+    except BaseException:
+        for path, old in reversed(moved):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                path.unlink()
+            os.rename(old, path)
+        raise
+    for _, old in moved:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -384,7 +421,7 @@ def new_directory(
 
     Call :func:`claim_output` first: ``target`` is new, or an output of ``kind`` made earlier.
     The temporary holds the marker of ``kind``. On success it is renamed to a new ``target``
-    in one step (:func:`rename_new`). An existing ``target`` is left as it is unless
+    in one step (:func:`~mistnet.io.rename_new`). An existing ``target`` is left as it is unless
     ``replace`` (the new directory takes its place, the old one is removed, once it is seen to
     hold only the entries of ``own``, see :data:`Own`), and
     only when it is still of ``kind`` (its marker, or ``legacy(target)``) at that moment. On
@@ -515,7 +552,7 @@ def new_file(
     ``path`` is checked first (:func:`check_new_file`). The temporary gets the text chunk
     naming ``command`` and then takes the place of ``path``: of a file ``command`` wrote (still
     so at that moment), or of none (never of a file another process made meanwhile:
-    :func:`rename_new`). On any exception the temporary and the folders made for it are
+    :func:`~mistnet.io.rename_new`). On any exception the temporary and the folders made for it are
     removed and ``path`` is as it was.
     """
     path = Path(path)

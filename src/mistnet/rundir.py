@@ -12,7 +12,6 @@ writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, `
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +23,11 @@ from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json
 from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError
-from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text, remove_empty
+from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
-from mistnet.outputs import MARKER, open_output
+from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.runpaths import absolute, stored
 from mistnet.trainer import Trainer
@@ -254,14 +253,15 @@ class Run:
         Raises:
             MistError: ``path`` is not a run (:meth:`claim`), or another process holds the lock.
         """
+        before = entries(self.path)  # an empty folder of the user's stays, empty, on failure
         created = self.claim(cfg)
-        before = set() if created else {p.name for p in self.path.iterdir()}
         with exclusive_lock(self.path, "mist train"):
             try:
                 yield
             except BaseException:
-                if not self.last.exists():  # nothing worth keeping: leave what was there before
-                    _remove_new(self.path, created, before, resume)
+                # nothing worth keeping: leave what was there before
+                if not self.last.exists() and (created or not resume):
+                    discard_new(self.path, created, before)
                 raise
 
     def tensorboard(self):
@@ -342,18 +342,3 @@ def warm_start(model: MIST, source: str, parts: str, device: torch.device | str 
     if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
         raise MistError(f"{path}: its {parts} weights do not fit this model (different sizes?)")
     model.load_state_dict(state, strict=False)
-
-
-def _remove_new(path: Path, created: list[Path], before: set[str], resume: bool) -> None:
-    """Remove what a failed fresh run wrote: the directories it created, else its new files."""
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
-        remove_empty(created[1:])
-    elif not resume:
-        for entry in path.iterdir():
-            if entry.name in before:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)

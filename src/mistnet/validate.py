@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mistnet.errors import ArgumentError, DataError
+from mistnet.errors import UNPRINTABLE, ArgumentError, DataError
 
 #: Default pixel cap for images read by ``mist detect`` and the importers (``--max-pixels``):
 #: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
@@ -205,11 +205,6 @@ def _real_number(value: object, name: str) -> float:
     return float(value)
 
 
-#: Unicode categories that break a line or drive a terminal: control characters (newline,
-#: tab, NUL, ESC, ...) and the line and paragraph separators.
-_UNPRINTABLE = {"Cc", "Zl", "Zp"}
-
-
 def class_name(name: str, where: str | os.PathLike) -> str:
     r"""``name`` if it holds no control character: class names are printed in lines (the
     import's summary, ``mist eval``'s metrics, ``classif/<name>`` curves), written into CSV
@@ -224,13 +219,44 @@ def class_name(name: str, where: str | os.PathLike) -> str:
         ...
         mistnet.errors.DataError: labels.csv row 2: class name 'cat\ndog' holds the control character '\n'; name the class with printable characters
     """
-    bad = next((c for c in name if unicodedata.category(c) in _UNPRINTABLE), None)
+    bad = next((c for c in name if unicodedata.category(c) in UNPRINTABLE), None)
     if bad is not None:
         raise DataError(
             f"{where}: class name {name!r} holds the control character {bad!r}; name the "
             "class with printable characters"
         )
     return name
+
+
+def class_names(names: object, where: str) -> tuple[str, ...]:
+    r"""``names`` as a tuple, if it is a list or tuple of distinct, non-empty class names
+    (each one a :func:`class_name`).
+
+    Raises:
+        TypeError: not a list or tuple of strings (a string ``"ab"`` would be two classes).
+        DataError: an empty name, a name twice, or one holding a control character, naming
+            ``where`` (``"classes"``, ``"manifest.json: classes"``).
+
+    Example:
+        >>> class_names(["cat", "dog"], "classes")
+        ('cat', 'dog')
+        >>> class_names(["cat", "cat"], "classes")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: classes: 'cat' is named twice; give distinct class names
+    """
+    if not isinstance(names, list | tuple):
+        raise TypeError(f"{where} must be a list of class names, got {type(names).__name__}")
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{where} must be class names (str), got {type(name).__name__}")
+        if not name:
+            raise DataError(f"{where}: a class name is empty; give each class a name")
+        if name in seen:
+            raise DataError(f"{where}: {name!r} is named twice; give distinct class names")
+        seen.add(class_name(name, where))
+    return tuple(names)
 
 
 def seed(value: object, name: str = "seed") -> int:

@@ -270,6 +270,12 @@ def eval_with_a_hundred_thousand_threads(tmp_path, run):
 
 
 @case
+def eval_a_path_with_a_newline_and_an_escape_sequence(tmp_path, run):
+    # Before: printed raw, two lines, the second one red
+    return ["eval", tmp_path / "no\nsuch\x1b[31m"], ["no\\nsuch\\x1b[31m does not exist"]
+
+
+@case
 def eval_a_run_without_checkpoints(tmp_path, run):
     (run / "best.safetensors").unlink()
     (run / "last.safetensors").unlink()

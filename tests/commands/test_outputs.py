@@ -445,6 +445,78 @@ def train_more_detections_than_pixels(tmp_path, run):
     return argv, ["80x80 images, too few pixels for model.k = 100000", "at most 6400"]
 
 
+def a_file(tmp_path):
+    (tmp_path / "emptyfile").touch()
+    return tmp_path / "emptyfile"
+
+
+@case
+def train_inside_a_file(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", a_file(tmp_path) / "x"]
+    return argv, [f"{tmp_path / 'emptyfile'} is not a directory; nothing can be written"]
+
+
+@case
+def make_data_inside_a_file(tmp_path, run):
+    argv = ["data", "make", "mnist-hard", "--out", a_file(tmp_path) / "x", "--n-train", "2"]
+    return argv, ["emptyfile is not a directory"]  # was "emptyfile: File exists"
+
+
+@case
+def eval_json_inside_a_file(tmp_path, run):
+    return ["eval", run, "--json", a_file(tmp_path) / "m.json"], ["emptyfile is not a directory"]
+
+
+@case
+def plot_inside_a_file(tmp_path, run):
+    return ["plot", run, "--out", a_file(tmp_path) / "p.png"], ["emptyfile is not a directory"]
+
+
+@case
+def detect_inside_a_dangling_link(tmp_path, run):
+    (tmp_path / "dl").symlink_to("nowhere")
+    argv = ["detect", run, image(tmp_path / "a.png"), "--out", tmp_path / "dl" / "x"]
+    return argv, [f"{tmp_path / 'dl'} is a symbolic link to nowhere"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--preset", "tiny-cpu", "--out", "."],
+        ["data", "make", "mnist-hard", "--out", "."],
+        ["data", "import-images", "imgs", "--out", "."],
+        ["data", "export-official", "ds", "."],
+        ["detect", "run", "imgs/a.png", "--out", "."],
+        ["demo", "--out", "."],
+        ["data", "make", "mnist-hard", "--out", "sub/.."],
+    ],
+)
+def test_an_out_naming_the_working_directory_is_refused(
+    capsys, tmp_path, tiny_run, monkeypatch, argv
+):
+    # Before: an internal error, "PosixPath('.') has an empty name" (train: once the empty
+    # folder was kept, a run written into the working directory).
+    shutil.copytree(tiny_run, tmp_path / "run")
+    image(tmp_path / "imgs" / "a.png")
+    dataset(tmp_path / "ds")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = entries_under(tmp_path)
+    assert_user_error(mist(capsys, *argv), f"--out {argv[-1]} names the working directory")
+    assert entries_under(tmp_path) == before
+
+
+def test_an_out_above_the_working_directory_is_refused(capsys, tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for out in ("..", "/"):
+        assert_user_error(
+            mist(capsys, "data", "make", "mnist-hard", "--out", out),
+            f"--out {out} names a folder above the working directory; give a new directory",
+        )
+    assert entries_under(tmp_path) == {"sub": "<dir>"}
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_command_never_writes_what_it_did_not_create(capsys, tmp_path, tiny_run, name):
     check_refused(capsys, tmp_path, tiny_run, CASES[name], snapshot=entries_under)
@@ -653,7 +725,8 @@ def test_a_demo_directory_is_reused_only_with_a_dataset_and_a_run_in_it(tmp_path
     out = tmp_path / "demo"
     assert claim_demo(out) == [out] and output_kind(out) == "demo"
     shutil.copytree(tiny_run, out / "run")
-    assert claim_demo(out) == [] and not (out / "run").exists()  # the demo's run: replaced
+    assert claim_demo(out) == [] and (out / "run").is_dir()  # replaced once a new one is made
+    shutil.rmtree(out / "run")
     (out / "run").mkdir()
     (out / "run" / "notes.txt").write_text("mine")
     with pytest.raises(MistError, match="run: exists and was not made by mist demo"):

@@ -3,6 +3,7 @@
 import json
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -233,3 +234,28 @@ def test_no_progress_prints_one_line_per_validation(capsys, tmp_path):
     ]
     assert [r["step"] for r in vals] == [2, 4]
     assert err.splitlines() == expected, err
+
+
+@pytest.mark.parametrize(
+    "sets, match",
+    [
+        (["model.k=100000"], "too few pixels for model.k"),
+        (["train.lr_task=1e6", "train.lr_heatmap=1e6", "train.steps=5"], "training diverged"),
+        (["train.steps=2", "train.val_every=2", "train.ckpt_every=2"], None),
+    ],
+)
+def test_train_into_an_empty_folder_of_the_users_keeps_the_folder(capsys, tmp_path, sets, match):
+    # Before: the folder was replaced by a new one (750 became 755), and a failure before the
+    # first checkpoint deleted it.
+    out = tmp_path / "e"
+    out.mkdir()
+    out.chmod(0o750)
+    argv = ["train", "--preset", "tiny-cpu", "--out", out, "--no-progress"]
+    result = mist(capsys, *argv, *(a for s in [*TINY, *sets] for a in ("--set", s)))
+    if match is None:
+        assert result[0] == 0, result[2]
+        assert (out / "last.safetensors").is_file()
+    else:
+        assert_user_error(result, match)
+        assert list(out.iterdir()) == []
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750

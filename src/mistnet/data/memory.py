@@ -12,12 +12,12 @@ An item may be
 
 The first item fixes the image size, the channels and which ground truth the items carry; an
 item that differs stops training with one line. A ``classes`` attribute of the dataset (a list of
-names, as torchvision datasets have) names the classes.
+names, as torchvision datasets have) names the classes: distinct, non-empty and printable, as
+every other entry point asks (:func:`mistnet.validate.class_names`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mistnet.errors import DataError
-from mistnet.validate import require_finite
+from mistnet.validate import class_names, require_finite
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
 IN_MEMORY = "in-memory"
@@ -96,7 +96,8 @@ class SceneItems(Dataset):
         channels, height, width: of the first image.
         annotations: ``{"labels"}`` for ``(image, labels)`` items, ``{"boxes", "labels"}`` for
             dicts with boxes, ``set()`` for bare images.
-        classes: ``dataset.classes`` when it is a list of names, else ``()``.
+        classes: ``dataset.classes`` (a list or tuple of distinct, non-empty, printable names:
+            else a ``TypeError`` / ``DataError`` naming ``classes``), or ``()``.
 
     Example:
         >>> items = SceneItems([(torch.rand(1, 8, 8), [2, 2]), (torch.rand(1, 8, 8), 1)])
@@ -120,8 +121,9 @@ class SceneItems(Dataset):
         image = self[0]["image"]
         self.channels, self.height, self.width = (int(v) for v in image.shape)
         names = getattr(dataset, "classes", ())
-        ok = isinstance(names, Sequence) and all(isinstance(n, str) for n in names)
-        self.classes = tuple(names) if ok and "labels" in self.annotations else ()
+        self.classes = ()
+        if "labels" in self.annotations:  # else no class is named: the attribute is not read
+            self.classes = class_names(names, f"{type(dataset).__name__}.classes")
 
     @staticmethod
     def _unwrap(item: Any) -> Any:

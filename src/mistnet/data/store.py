@@ -38,7 +38,7 @@ from mistnet.io import json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
-    class_name,
+    class_names,
     read_json,
     regular_file,
     require_finite,
@@ -89,15 +89,10 @@ def manifest_annotations(meta: dict, where: str) -> tuple[frozenset[str], tuple[
     if not isinstance(found, list) or not set(found) <= ANNOTATIONS:
         raise DataError(f"{where}: annotations must be a subset of {sorted(ANNOTATIONS)}")
     names = meta.get("classes", [])
-    if (
-        not isinstance(names, list)
-        or not all(isinstance(n, str) and n for n in names)
-        or len(set(names)) != len(names)
-    ):
-        raise DataError(f"{where}: classes must be a list of distinct non-empty names")
-    for name in names:
-        class_name(name, f"{where}: classes")
-    return frozenset(found), tuple(names)
+    try:
+        return frozenset(found), class_names(names, f"{where}: classes")
+    except TypeError as exc:  # a file's content: a data error like the rest
+        raise DataError(str(exc)) from None
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
