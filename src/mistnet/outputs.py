@@ -10,8 +10,9 @@
   (:func:`open_output`: ``mist train --resume demo/run``) was checked when it was made; only its
   inputs are checked again.
 - An output is built in a temporary sibling and renamed into place in one step that never
-  replaces what another process made meanwhile (:func:`new_directory`, :func:`~mistnet.io.rename_new`); one
-  written in place over a long time (a run, a reproduction) is created that way, empty.
+  replaces what another process made meanwhile (:func:`new_directory`,
+  :func:`~mistnet.io.rename_new`); one written in place over a long time (a run, a
+  reproduction) is created that way, empty.
 - Its temporaries are removed on every exit: an error, ``KeyboardInterrupt``, SIGTERM under the
   CLI; those of a killed process by the next write of the same target
   (:func:`mistnet.io.remove_stale_temporaries`).
@@ -192,8 +193,8 @@ def claim_output(
 
     An output is created, never adopted: ``path`` must not exist, be an empty directory (the
     new one replaces it, or :func:`open_output` writes into it), or be a directory of ``kind``
-    that mistnet made earlier (its marker
-    says so, or ``legacy(path)`` recognises one written before markers existed); and it lies
+    that mistnet made earlier (its marker says so, or ``legacy(path)`` recognises one written
+    before markers existed); and it lies
     neither inside another output nor inside one of ``inputs`` (:func:`check_outside`). With
     ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
     wherever it lies (``mist train --resume`` of a demo's run): only its inputs are checked.
