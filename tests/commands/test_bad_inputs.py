@@ -255,6 +255,28 @@ def train_on_a_missing_data_directory(tmp_path, run):
 
 
 @case
+def train_with_data_and_another_data_path(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", dataset(tmp_path)]
+    argv += ["--set", 'data.path="/nonexist"']  # --data won silently
+    return argv, ['and --set data.path="/nonexist" name two datasets; give one']
+
+
+@case
+def train_on_a_dataset_naming_another_generator(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new"]
+    argv += [
+        "--set",
+        f"data.path={json.dumps(str(dataset(tmp_path)))}",
+        "--set",
+        'data.name="gabor"',
+    ]
+    return argv, [
+        '--set data.name="gabor" names another generator than the dataset',
+        "'mnist-hard'",
+    ]
+
+
+@case
 def train_with_a_hundred_thousand_threads(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", dataset(tmp_path)]
     return [*argv, "--threads", "100000"], ["--threads must be at most", "got 100000"]
