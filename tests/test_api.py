@@ -142,6 +142,35 @@ def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwar
     assert not (tmp_path / "r").exists()
 
 
+def labelled(n, label=None, at=None, size=32):
+    """``n`` ``(image, [i % 2])`` items, item ``at`` labelled ``label`` instead."""
+    items = [(torch.rand(1, size, size), [i % 2]) for i in range(n)]
+    if at is not None:
+        items[at] = (torch.rand(1, size, size), label)
+    return items
+
+
+@pytest.mark.parametrize(
+    ("train_data", "val", "message"),
+    [
+        (labelled(8, [5], at=5), None, "train_data item 5: label 5, but the model has 2 classes"),
+        (labelled(8), labelled(4, [7], at=3), "val item 3: label 7, but the model has 2 classes"),
+        (
+            labelled(8, [True], at=2),
+            None,
+            "train_data item 2: labels must be class indices, got booleans",
+        ),
+        (labelled(8), labelled(4, size=24), "val item 0 is (1, 24, 24), train_data item 0 (1, 32"),
+    ],
+)
+def test_fit_names_the_item_and_argument_of_a_bad_label_or_size(tmp_path, train_data, val, message):
+    # Before: a label past the classes failed in losses.py or matching.py, naming no item; True
+    # was class 1; a val set of another image size was accepted.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        mistnet.fit("tiny-cpu", train_data, val, out=tmp_path / "r", steps=3, num_classes=2, k=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("classes", "error", "message"),
     [

@@ -42,7 +42,7 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.device import check_device, resolve_device
-from mistnet.errors import ArgumentError, MistError
+from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.outputs import check_named
@@ -226,12 +226,25 @@ def _override(cfg: Config, name: str, value: Any) -> None:
     set_value(cfg, owners[0], name, value)
 
 
-def _as_dataset(data: Dataset | DataLoader | None) -> Dataset | None:
+def _as_dataset(data: Dataset | DataLoader | None, what: str) -> SceneItems | None:
     if data is None:
         return None
     if isinstance(data, DataLoader):
         data = data.dataset
-    return SceneItems(data)
+    return SceneItems(data, what)
+
+
+def _fit_data(train_data: Dataset | DataLoader, val: Dataset | DataLoader | None) -> tuple:
+    """``train_data`` and ``val`` as :class:`~mistnet.data.memory.SceneItems`, ``val`` of the
+    training image size."""
+    train_set, val_set = _as_dataset(train_data, "train_data"), _as_dataset(val, "val")
+    shape = (train_set.channels, train_set.height, train_set.width)
+    if val_set is not None and (val_set.channels, val_set.height, val_set.width) != shape:
+        raise DataError(
+            f"val item 0 is {(val_set.channels, val_set.height, val_set.width)}, train_data item "
+            f"0 {shape}; validate on images of the training size"
+        )
+    return train_set, val_set
 
 
 def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
@@ -300,15 +313,15 @@ def fit(
         The trained model (best checkpoint), as :func:`load` returns it.
 
     Raises:
-        ValueError: data that cannot be trained on (:class:`~mistnet.errors.DataError`: an empty
-            dataset, an image of another shape, an integer image other than uint8, floats
-            outside [0, 1], NaN boxes, a dict item without ``"image"``), or an argument out of
-            range (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
-            ``device``, ``threads`` < 0); both are checked on the first item before training starts.
-        ArgumentError: an unknown preset, unknown or ill-typed overrides, values out of range
-            (``steps=-1``): a ``ValueError``.
-        ArgumentError: data the config cannot train on, an ``out`` that is a file, already
-            holds a run or lies inside another output, or training that diverged: every refusal of ``fit`` is a ``ValueError``.
+        ValueError: data that cannot be trained on (:class:`~mistnet.errors.DataError`, naming
+            ``train_data`` or ``val`` and the item: an empty dataset, an image of another shape,
+            an integer image other than uint8, floats outside [0, 1], NaN boxes, a dict item
+            without ``"image"``, boolean labels or one past the model's classes (each item as
+            it is read), a ``val`` of another image size), or an argument out of range
+            (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
+            ``device``, ``threads`` < 0, an unknown preset or key, ``steps=-1``, an ``out``
+            that is a file, holds a run or lies inside another output, training that
+            diverged): every refusal of ``fit`` is a ``ValueError``.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
             ``train_data``, an ``out`` that is no path, ``minutes`` or ``device`` of the
             wrong type.
@@ -319,7 +332,7 @@ def fit(
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     check_device(device, "device")
     validate.threads(threads, "threads")
-    train_set, val_set = _as_dataset(train_data), _as_dataset(val)
+    train_set, val_set = _fit_data(train_data, val)
     if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
         overrides["batch_size"] = train_data.batch_size
     if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
@@ -327,6 +340,9 @@ def fit(
     if steps is not None:
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
+    for items in (train_set, val_set) if cfg.model.task == "classify" else ():
+        if items is not None:  # each item's labels are checked as it is read
+            items.num_classes = cfg.model.num_classes
     if progress is None:
         progress = sys.stderr.isatty()
     _train(
