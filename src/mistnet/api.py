@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 import sys
 import types
@@ -115,6 +116,14 @@ def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Te
     return [im.float().cpu() for im in batch]
 
 
+def _scalar(value: Any) -> Any:
+    """A one-element tensor as its Python number (``torch.tensor(0.5)``); else ``value``
+    (numpy scalars are ``numbers.Integral`` / ``numbers.Real`` already)."""
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_meta:
+        return value.item()
+    return value
+
+
 #: What the message for an image above ``max_pixels`` suggests.
 _HINT = "crop or downscale it, or pass a larger max_pixels"
 
@@ -143,25 +152,31 @@ def predict(
         One :class:`Prediction` per image, in order.
 
     Raises:
-        TypeError: an input of another type, a ``max_pixels`` that is not an integer.
+        TypeError: an input of another type, a ``k`` or ``max_pixels`` that is not an integer
+            or a ``min_score`` that is no number (numpy scalars and one-element tensors are).
         ValueError: a tensor of another shape, empty, not dense, on the meta device or outside
-            [0, 1], an empty path, a bad ``k``, ``min_score`` or ``max_pixels``, an image
+            [0, 1], an empty path, a ``k``, ``min_score`` or ``max_pixels`` out of range, an image
             smaller than the model accepts or above ``max_pixels``.
         DataError: a file that cannot be read as an image.
     """
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+    max_pixels = _scalar(max_pixels)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
         raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
+    max_pixels = int(max_pixels)
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    k = model.k if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    k = model.k if k is None else _scalar(k)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be a positive integer, got {k!r}")
+    if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
     if isinstance(model, GridMIST) and k != model.k:
         raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
-    if min_score is None:
-        min_score = default_min_score(model)
-    if isinstance(min_score, bool) or not isinstance(min_score, int | float):
-        raise ValueError(f"min_score must be a number, got {min_score!r}")
+    min_score = default_min_score(model) if min_score is None else _scalar(min_score)
+    if isinstance(min_score, bool) or not isinstance(min_score, numbers.Real):
+        raise TypeError(f"min_score must be a number, got {min_score!r}")
+    min_score = float(min_score)
     if not 0 <= min_score <= 1:  # NaN included
         raise ValueError(f"min_score must be a score in [0, 1], got {min_score!r}")
     cfg = model.config
