@@ -231,7 +231,7 @@ def package(
 
 def _eval_record(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
     """The ``mist eval`` record at ``path``, once it is checked to be of ``ckpt``."""
-    if not path.is_file():
+    if not path.exists():
         raise MistError(f"{path} does not exist; run mist eval on the run first")
     record = read_json(path)
     keys = ("metrics", "data", "split", "images", "k", "step", "checkpoint")

@@ -240,6 +240,27 @@ def import_images_nan_pixels(tmp_path, run):
 
 
 @case
+def eval_a_run_whose_config_is_a_fifo(tmp_path, run):
+    (run / "config.json").unlink()  # was "not a mistnet run (no config.json)"
+    os.mkfifo(run / "config.json")
+    return ["eval", run], ["config.json: a FIFO, not a regular file"]
+
+
+@case
+def plot_a_run_whose_log_is_a_fifo(tmp_path, run):
+    (run / "log.jsonl").unlink()  # was "has no log.jsonl yet"
+    os.mkfifo(run / "log.jsonl")
+    return ["plot", run, "--out", tmp_path / "p.png"], ["log.jsonl: a FIFO, not a regular file"]
+
+
+@case
+def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
+    os.mkfifo(tmp_path / "fifo.json")  # was "does not exist"
+    argv = ["models", "package", run, "--name", "z", "--command", "c", "--out", tmp_path / "pk"]
+    return [*argv, "--metrics", tmp_path / "fifo.json"], ["fifo.json: a FIFO, not a regular file"]
+
+
+@case
 def import_images_labels_from_a_fifo(tmp_path, run):
     (tmp_path / "photos").mkdir()
     image(tmp_path / "photos", "a.png")
