@@ -30,7 +30,7 @@ from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
-from mistnet.validate import read_json
+from mistnet.validate import printable, read_json
 
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"
@@ -208,6 +208,7 @@ def package(
     check_outside(out, [("the run", run)], "--out", itself=True)
     if not command.strip():
         raise MistError("--command is empty; give the command that trained the run")
+    printable(command, "--command", "give the command on one line (mist models prints it)")
     cfg, model, ckpt = Run(run).load("best")
     record = _eval_record(Path(metrics) if metrics else Path(run) / "eval-test.json", ckpt)
     card = Card(

@@ -190,6 +190,9 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     result = mist(capsys, *package, "--name", "Bad Name")
     assert_user_error(result, "--name 'Bad Name'")
     assert result[2].startswith("mist models package: error:")  # not the --command text
+    for command in ("x\ny", "mist train \x1b[31m"):  # was accepted; mist models printed it raw
+        result = mist(capsys, *package[:3], "--command", command, "--out", tmp_path, "--name", NAME)
+        assert_user_error(result, f"--command {command!r} holds the control character")
     mine = tmp_path / f"{NAME}.safetensors"
     mine.write_bytes(b"my own file")
     assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))
