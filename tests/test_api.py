@@ -228,6 +228,12 @@ def test_fit_shows_progress_by_default_only_on_a_terminal(tmp_path, monkeypatch,
     assert seen == [True, False, False]
 
 
+def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
+    # Before: the shipped model's only checkpoint was returned for which="last" silently.
+    with pytest.raises(ValueError, match="which='last': the pretrained model mnist-hard-class"):
+        mistnet.load("mnist-hard-classifier", which="last")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
 def test_load_names_a_missing_cuda_device_and_takes_auto():
     with pytest.raises(

@@ -212,8 +212,9 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     and can be passed to :func:`fit` to train on from its weights.
 
     Raises:
-        ValueError: ``which`` is neither ``best`` nor ``last``, ``device`` is no device name,
-            or it names CUDA where there is none.
+        ValueError: ``which`` is neither ``best`` nor ``last`` (or ``last`` for a pretrained
+            model, which has one checkpoint), ``device`` is no device name, or it names CUDA
+            where there is none.
         MistError: neither a run directory nor a pretrained model (one line listing the known
             names), no checkpoint, or a damaged ``config.json`` or checkpoint (one line naming
             the file).

@@ -164,7 +164,8 @@ def load_any(
 
     Raises:
         TypeError: ``source`` is no string or path.
-        ArgumentError: ``source`` is empty, or neither (one line listing the known names).
+        ArgumentError: ``source`` is empty, or neither (one line listing the known names), or
+            a pretrained model asked for another checkpoint than ``best`` (it has one).
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"give a run directory or a model name, got {type(source).__name__}")
@@ -174,6 +175,11 @@ def load_any(
         return Run(source).load(which, device=device)
     if str(source) not in names():
         raise unknown(f"{source} is neither a run directory nor a pretrained model")
+    if which != "best":  # else the one checkpoint would be given for "last" silently
+        raise ArgumentError(
+            f"which={which!r}: the pretrained model {source} has one checkpoint (the run's "
+            "best); leave which out"
+        )
     return load(str(source), device)
 
 
