@@ -1,5 +1,6 @@
 """mistnet.fit / mistnet.load and the in-memory dataset adapter (data.memory.SceneItems)."""
 
+import functools
 import json
 import re
 
@@ -226,6 +227,28 @@ def test_fit_shows_progress_by_default_only_on_a_terminal(tmp_path, monkeypatch,
         mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / str(tty), num_classes=2, k=1)
     mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "x", progress=False, num_classes=2, k=1)
     assert seen == [True, False, False]
+
+
+def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
+    # Before: "--device cuda:0 was asked for", "use --resume or another --out", "train.batch_size
+    # must be an integer, got None", ".: a directory, not a regular file".
+    data = squares(4, 0)
+    fit = functools.partial(mistnet.fit, num_classes=2, k=1, steps=1, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device cuda:0 was asked for but no CUDA"):
+            fit("tiny-cpu", data, out=tmp_path / "r", device="cuda:0")
+    loader = DataLoader(data, batch_size=None)
+    with pytest.raises(TypeError, match="train_data is a DataLoader without a batch_size"):
+        fit("tiny-cpu", loader, out=tmp_path / "r")
+    for empty in ("", " "):
+        with pytest.raises(ValueError, match=f"model_or_preset {empty!r} is empty"):
+            fit(empty, data, out=tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []
+    fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    with pytest.raises(ValueError, match="already holds a run; give another out$"):
+        fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
 
 
 def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():

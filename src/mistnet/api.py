@@ -47,6 +47,7 @@ from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.outputs import check_named
+from mistnet.rundir import Run
 from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
@@ -250,9 +251,18 @@ def _as_dataset(data: Dataset | DataLoader | None, what: str) -> SceneItems | No
     return SceneItems(data, what)
 
 
-def _fit_data(train_data: Dataset | DataLoader, val: Dataset | DataLoader | None) -> tuple:
+def _fit_data(
+    train_data: Dataset | DataLoader, val: Dataset | DataLoader | None, overrides: dict
+) -> tuple:
     """``train_data`` and ``val`` as :class:`~mistnet.data.memory.SceneItems`, ``val`` of the
-    training image size."""
+    training image size; a DataLoader's batch size put into ``overrides`` unless given."""
+    if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
+        if train_data.batch_size is None:  # a batch_sampler, or batch_size=None
+            raise TypeError(
+                "train_data is a DataLoader without a batch_size (None); give it one, or pass "
+                "fit(..., batch_size=N)"
+            )
+        overrides["batch_size"] = train_data.batch_size
     train_set, val_set = _as_dataset(train_data, "train_data"), _as_dataset(val, "val")
     shape = (train_set.channels, train_set.height, train_set.width)
     if val_set is not None and (val_set.channels, val_set.height, val_set.width) != shape:
@@ -266,6 +276,11 @@ def _fit_data(train_data: Dataset | DataLoader, val: Dataset | DataLoader | None
 def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
     """A copy of the config ``fit`` starts from; a model's also warm-starts from its run."""
     if isinstance(model_or_preset, str | os.PathLike):
+        if not os.fspath(model_or_preset).strip():  # Path("") is the working directory
+            raise ArgumentError(
+                f"model_or_preset {os.fspath(model_or_preset)!r} is empty; give a preset name or "
+                "file, a Config or a model"
+            )
         return config_module.load_preset(str(model_or_preset))
     if isinstance(model_or_preset, Config):
         return copy.deepcopy(model_or_preset)
@@ -346,11 +361,9 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     _check_out(out)
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
-    check_device(device, "device")
+    resolve_device(check_device(device, "device"), "device")
     validate.threads(threads, "threads")
-    train_set, val_set = _fit_data(train_data, val)
-    if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
-        overrides["batch_size"] = train_data.batch_size
+    train_set, val_set = _fit_data(train_data, val, overrides)
     if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
         overrides["in_channels"] = train_set.channels
     if steps is not None:
@@ -383,6 +396,8 @@ def _check_out(out: object) -> None:
         check_named(out, "out")
     except MistError as exc:
         raise ArgumentError(str(exc)) from None
+    if Run(out).last.exists():  # said before any work, in fit's words
+        raise ArgumentError(f"out {out} already holds a run; give another out")
 
 
 def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:
