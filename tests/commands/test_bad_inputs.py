@@ -261,6 +261,12 @@ def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
 
 
 @case
+def plot_the_same_run_twice(tmp_path, run):
+    argv = ["plot", run, f"{run}/.", "--out", tmp_path / "p.png"]  # was drawn as two runs
+    return argv, ["the run", "is given twice (as", "name each run once"]
+
+
+@case
 def import_images_labels_from_a_fifo(tmp_path, run):
     (tmp_path / "photos").mkdir()
     image(tmp_path / "photos", "a.png")
