@@ -231,6 +231,19 @@ def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_p
         mistnet.load(NAME)
 
 
+def test_mist_models_names_a_model_whose_command_holds_a_newline(
+    capsys, packaged, tmp_path, monkeypatch
+):
+    run, _ = packaged
+    monkeypatch.setattr(pretrained, "printable", lambda text, *a: text)  # as an older mistnet
+    (tmp_path / "m").mkdir()
+    pretrained.package(run, NAME, "x\ny", tmp_path / "m")
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
+    assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
+    with pytest.raises(ValueError, match="command 'x\\\\ny' holds a control character"):
+        mistnet.load(NAME)
+
+
 SHARED_MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 
 
