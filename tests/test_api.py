@@ -1,5 +1,6 @@
 """mistnet.fit / mistnet.load and the in-memory dataset adapter (data.memory.SceneItems)."""
 
+import functools
 import json
 import re
 
@@ -142,6 +143,35 @@ def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwar
     assert not (tmp_path / "r").exists()
 
 
+def labelled(n, label=None, at=None, size=32):
+    """``n`` ``(image, [i % 2])`` items, item ``at`` labelled ``label`` instead."""
+    items = [(torch.rand(1, size, size), [i % 2]) for i in range(n)]
+    if at is not None:
+        items[at] = (torch.rand(1, size, size), label)
+    return items
+
+
+@pytest.mark.parametrize(
+    ("train_data", "val", "message"),
+    [
+        (labelled(8, [5], at=5), None, "train_data item 5: label 5, but the model has 2 classes"),
+        (labelled(8), labelled(4, [7], at=3), "val item 3: label 7, but the model has 2 classes"),
+        (
+            labelled(8, [True], at=2),
+            None,
+            "train_data item 2: labels must be class indices, got booleans",
+        ),
+        (labelled(8), labelled(4, size=24), "val item 0 is (1, 24, 24), train_data item 0 (1, 32"),
+    ],
+)
+def test_fit_names_the_item_and_argument_of_a_bad_label_or_size(tmp_path, train_data, val, message):
+    # Before: a label past the classes failed in losses.py or matching.py, naming no item; True
+    # was class 1; a val set of another image size was accepted.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        mistnet.fit("tiny-cpu", train_data, val, out=tmp_path / "r", steps=3, num_classes=2, k=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("classes", "error", "message"),
     [
@@ -197,6 +227,34 @@ def test_fit_shows_progress_by_default_only_on_a_terminal(tmp_path, monkeypatch,
         mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / str(tty), num_classes=2, k=1)
     mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "x", progress=False, num_classes=2, k=1)
     assert seen == [True, False, False]
+
+
+def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
+    # Before: "--device cuda:0 was asked for", "use --resume or another --out", "train.batch_size
+    # must be an integer, got None", ".: a directory, not a regular file".
+    data = squares(4, 0)
+    fit = functools.partial(mistnet.fit, num_classes=2, k=1, steps=1, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device cuda:0 was asked for but no CUDA"):
+            fit("tiny-cpu", data, out=tmp_path / "r", device="cuda:0")
+    loader = DataLoader(data, batch_size=None)
+    with pytest.raises(TypeError, match="train_data is a DataLoader without a batch_size"):
+        fit("tiny-cpu", loader, out=tmp_path / "r")
+    for empty in ("", " "):
+        with pytest.raises(ValueError, match=f"model_or_preset {empty!r} is empty"):
+            fit(empty, data, out=tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []
+    fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    with pytest.raises(ValueError, match="already holds a run; give another out$"):
+        fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+
+
+def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
+    # Before: the shipped model's only checkpoint was returned for which="last" silently.
+    with pytest.raises(ValueError, match="which='last': the pretrained model mnist-hard-class"):
+        mistnet.load("mnist-hard-classifier", which="last")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")

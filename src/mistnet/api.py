@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 import sys
 import types
@@ -42,10 +43,11 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.device import check_device, resolve_device
-from mistnet.errors import ArgumentError, MistError
+from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.outputs import check_named
+from mistnet.rundir import Run
 from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
@@ -115,6 +117,14 @@ def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Te
     return [im.float().cpu() for im in batch]
 
 
+def _scalar(value: Any) -> Any:
+    """A one-element tensor as its Python number (``torch.tensor(0.5)``); else ``value``
+    (numpy scalars are ``numbers.Integral`` / ``numbers.Real`` already)."""
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_meta:
+        return value.item()
+    return value
+
+
 #: What the message for an image above ``max_pixels`` suggests.
 _HINT = "crop or downscale it, or pass a larger max_pixels"
 
@@ -143,25 +153,31 @@ def predict(
         One :class:`Prediction` per image, in order.
 
     Raises:
-        TypeError: an input of another type, a ``max_pixels`` that is not an integer.
+        TypeError: an input of another type, a ``k`` or ``max_pixels`` that is not an integer
+            or a ``min_score`` that is no number (numpy scalars and one-element tensors are).
         ValueError: a tensor of another shape, empty, not dense, on the meta device or outside
-            [0, 1], an empty path, a bad ``k``, ``min_score`` or ``max_pixels``, an image
+            [0, 1], an empty path, a ``k``, ``min_score`` or ``max_pixels`` out of range, an image
             smaller than the model accepts or above ``max_pixels``.
         DataError: a file that cannot be read as an image.
     """
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+    max_pixels = _scalar(max_pixels)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
         raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
+    max_pixels = int(max_pixels)
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    k = model.k if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    k = model.k if k is None else _scalar(k)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be a positive integer, got {k!r}")
+    if k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
     if isinstance(model, GridMIST) and k != model.k:
         raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
-    if min_score is None:
-        min_score = default_min_score(model)
-    if isinstance(min_score, bool) or not isinstance(min_score, int | float):
-        raise ValueError(f"min_score must be a number, got {min_score!r}")
+    min_score = default_min_score(model) if min_score is None else _scalar(min_score)
+    if isinstance(min_score, bool) or not isinstance(min_score, numbers.Real):
+        raise TypeError(f"min_score must be a number, got {min_score!r}")
+    min_score = float(min_score)
     if not 0 <= min_score <= 1:  # NaN included
         raise ValueError(f"min_score must be a score in [0, 1], got {min_score!r}")
     cfg = model.config
@@ -197,8 +213,9 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     and can be passed to :func:`fit` to train on from its weights.
 
     Raises:
-        ValueError: ``which`` is neither ``best`` nor ``last``, ``device`` is no device name,
-            or it names CUDA where there is none.
+        ValueError: ``which`` is neither ``best`` nor ``last`` (or ``last`` for a pretrained
+            model, which has one checkpoint), ``device`` is no device name, or it names CUDA
+            where there is none.
         MistError: neither a run directory nor a pretrained model (one line listing the known
             names), no checkpoint, or a damaged ``config.json`` or checkpoint (one line naming
             the file).
@@ -226,17 +243,44 @@ def _override(cfg: Config, name: str, value: Any) -> None:
     set_value(cfg, owners[0], name, value)
 
 
-def _as_dataset(data: Dataset | DataLoader | None) -> Dataset | None:
+def _as_dataset(data: Dataset | DataLoader | None, what: str) -> SceneItems | None:
     if data is None:
         return None
     if isinstance(data, DataLoader):
         data = data.dataset
-    return SceneItems(data)
+    return SceneItems(data, what)
+
+
+def _fit_data(
+    train_data: Dataset | DataLoader, val: Dataset | DataLoader | None, overrides: dict
+) -> tuple:
+    """``train_data`` and ``val`` as :class:`~mistnet.data.memory.SceneItems`, ``val`` of the
+    training image size; a DataLoader's batch size put into ``overrides`` unless given."""
+    if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
+        if train_data.batch_size is None:  # a batch_sampler, or batch_size=None
+            raise TypeError(
+                "train_data is a DataLoader without a batch_size (None); give it one, or pass "
+                "fit(..., batch_size=N)"
+            )
+        overrides["batch_size"] = train_data.batch_size
+    train_set, val_set = _as_dataset(train_data, "train_data"), _as_dataset(val, "val")
+    shape = (train_set.channels, train_set.height, train_set.width)
+    if val_set is not None and (val_set.channels, val_set.height, val_set.width) != shape:
+        raise DataError(
+            f"val item 0 is {(val_set.channels, val_set.height, val_set.width)}, train_data item "
+            f"0 {shape}; validate on images of the training size"
+        )
+    return train_set, val_set
 
 
 def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
     """A copy of the config ``fit`` starts from; a model's also warm-starts from its run."""
     if isinstance(model_or_preset, str | os.PathLike):
+        if not os.fspath(model_or_preset).strip():  # Path("") is the working directory
+            raise ArgumentError(
+                f"model_or_preset {os.fspath(model_or_preset)!r} is empty; give a preset name or "
+                "file, a Config or a model"
+            )
         return config_module.load_preset(str(model_or_preset))
     if isinstance(model_or_preset, Config):
         return copy.deepcopy(model_or_preset)
@@ -300,15 +344,15 @@ def fit(
         The trained model (best checkpoint), as :func:`load` returns it.
 
     Raises:
-        ValueError: data that cannot be trained on (:class:`~mistnet.errors.DataError`: an empty
-            dataset, an image of another shape, an integer image other than uint8, floats
-            outside [0, 1], NaN boxes, a dict item without ``"image"``), or an argument out of
-            range (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
-            ``device``, ``threads`` < 0); both are checked on the first item before training starts.
-        ArgumentError: an unknown preset, unknown or ill-typed overrides, values out of range
-            (``steps=-1``): a ``ValueError``.
-        ArgumentError: data the config cannot train on, an ``out`` that is a file, already
-            holds a run or lies inside another output, or training that diverged: every refusal of ``fit`` is a ``ValueError``.
+        ValueError: data that cannot be trained on (:class:`~mistnet.errors.DataError`, naming
+            ``train_data`` or ``val`` and the item: an empty dataset, an image of another shape,
+            an integer image other than uint8, floats outside [0, 1], NaN boxes, a dict item
+            without ``"image"``, boolean labels or one past the model's classes (each item as
+            it is read), a ``val`` of another image size), or an argument out of range
+            (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
+            ``device``, ``threads`` < 0, an unknown preset or key, ``steps=-1``, an ``out``
+            that is a file, holds a run or lies inside another output, training that
+            diverged): every refusal of ``fit`` is a ``ValueError``.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
             ``train_data``, an ``out`` that is no path, ``minutes`` or ``device`` of the
             wrong type.
@@ -317,16 +361,17 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     _check_out(out)
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
-    check_device(device, "device")
+    resolve_device(check_device(device, "device"), "device")
     validate.threads(threads, "threads")
-    train_set, val_set = _as_dataset(train_data), _as_dataset(val)
-    if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
-        overrides["batch_size"] = train_data.batch_size
+    train_set, val_set = _fit_data(train_data, val, overrides)
     if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
         overrides["in_channels"] = train_set.channels
     if steps is not None:
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
+    for items in (train_set, val_set) if cfg.model.task == "classify" else ():
+        if items is not None:  # each item's labels are checked as it is read
+            items.num_classes = cfg.model.num_classes
     if progress is None:
         progress = sys.stderr.isatty()
     _train(
@@ -351,6 +396,8 @@ def _check_out(out: object) -> None:
         check_named(out, "out")
     except MistError as exc:
         raise ArgumentError(str(exc)) from None
+    if Run(out).last.exists():  # said before any work, in fit's words
+        raise ArgumentError(f"out {out} already holds a run; give another out")
 
 
 def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:

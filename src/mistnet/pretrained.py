@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,12 @@ import torch
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
-from mistnet.errors import ArgumentError, DataError, MistError
+from mistnet.errors import UNPRINTABLE, ArgumentError, DataError, MistError
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
-from mistnet.validate import read_json
+from mistnet.validate import printable, read_json
 
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"
@@ -132,6 +133,8 @@ def card_problem(card: dict[str, Any]) -> str | None:
     for key in ("name", "command"):
         if key in card and not isinstance(card[key], str):
             return f"{key} is {card[key]!r}, not text"
+        if key in card and any(unicodedata.category(c) in UNPRINTABLE for c in card[key]):
+            return f"{key} {card[key]!r} holds a control character"  # mist models prints it
     return None
 
 
@@ -164,7 +167,8 @@ def load_any(
 
     Raises:
         TypeError: ``source`` is no string or path.
-        ArgumentError: ``source`` is empty, or neither (one line listing the known names).
+        ArgumentError: ``source`` is empty, or neither (one line listing the known names), or
+            a pretrained model asked for another checkpoint than ``best`` (it has one).
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"give a run directory or a model name, got {type(source).__name__}")
@@ -174,6 +178,11 @@ def load_any(
         return Run(source).load(which, device=device)
     if str(source) not in names():
         raise unknown(f"{source} is neither a run directory nor a pretrained model")
+    if which != "best":  # else the one checkpoint would be given for "last" silently
+        raise ArgumentError(
+            f"which={which!r}: the pretrained model {source} has one checkpoint (the run's "
+            "best); leave which out"
+        )
     return load(str(source), device)
 
 
@@ -208,6 +217,7 @@ def package(
     check_outside(out, [("the run", run)], "--out", itself=True)
     if not command.strip():
         raise MistError("--command is empty; give the command that trained the run")
+    printable(command, "--command", "give the command on one line (mist models prints it)")
     cfg, model, ckpt = Run(run).load("best")
     record = _eval_record(Path(metrics) if metrics else Path(run) / "eval-test.json", ckpt)
     card = Card(
@@ -231,7 +241,7 @@ def package(
 
 def _eval_record(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
     """The ``mist eval`` record at ``path``, once it is checked to be of ``ckpt``."""
-    if not path.is_file():
+    if not path.exists():
         raise MistError(f"{path} does not exist; run mist eval on the run first")
     record = read_json(path)
     keys = ("metrics", "data", "split", "images", "k", "step", "checkpoint")

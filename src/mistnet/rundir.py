@@ -31,7 +31,7 @@ from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.runpaths import absolute, stored
 from mistnet.trainer import Trainer
-from mistnet.validate import read_json
+from mistnet.validate import read_json, regular_file
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -95,8 +95,9 @@ class Run:
             raise MistError(f"{self.path} is a file; give the run directory ({self.path.parent})")
         if not self.path.is_dir():
             raise MistError(f"run directory {self.path} does not exist")
-        if not self.config.is_file():
+        if not self.config.exists():
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")
+        regular_file(self.config)  # a FIFO or a folder is no missing file
 
     def records(self) -> list[dict[str, Any]]:
         """The lines of ``log.jsonl`` as dicts (a last line cut short by a kill is left out).
@@ -106,7 +107,7 @@ class Run:
                 :func:`mistnet.runlog.read_log`).
         """
         self.require()
-        if not self.log.is_file():
+        if not self.log.exists():
             raise MistError(f"{self.path} has no log.jsonl yet")
         records = read_log(self.log)
         if not records:

@@ -20,7 +20,8 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor;
   :func:`require_float32`: nor a value that float32 cannot hold.
-- :func:`class_name`: a class name that prints as one line (no control character).
+- :func:`class_name`: a class name that prints as one line (no control character);
+  :func:`printable`: any other such text (``models package --command``).
 - :data:`NUMPY_READ_ERRORS`: what reading corrupt numpy files raises.
 """
 
@@ -219,13 +220,26 @@ def class_name(name: str, where: str | os.PathLike) -> str:
         ...
         mistnet.errors.DataError: labels.csv row 2: class name 'cat\ndog' holds the control character '\n'; name the class with printable characters
     """
-    bad = next((c for c in name if unicodedata.category(c) in UNPRINTABLE), None)
+    return printable(name, f"{where}: class name", "name the class with printable characters")
+
+
+def printable(text: str, what: str, hint: str) -> str:
+    r"""``text`` if it holds no control character (it is printed in a line, or written into
+    one); :func:`class_name` for class names.
+
+    Raises:
+        DataError: ``"<what> <text escaped> holds the control character <c>; <hint>"``.
+
+    Example:
+        >>> printable("x\ny", "--command", "give it on one line")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: --command 'x\ny' holds the control character '\n'; give it on one line
+    """
+    bad = next((c for c in text if unicodedata.category(c) in UNPRINTABLE), None)
     if bad is not None:
-        raise DataError(
-            f"{where}: class name {name!r} holds the control character {bad!r}; name the "
-            "class with printable characters"
-        )
-    return name
+        raise DataError(f"{what} {text!r} holds the control character {bad!r}; {hint}")
+    return text
 
 
 def class_names(names: object, where: str) -> tuple[str, ...]:

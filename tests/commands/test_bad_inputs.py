@@ -240,6 +240,33 @@ def import_images_nan_pixels(tmp_path, run):
 
 
 @case
+def eval_a_run_whose_config_is_a_fifo(tmp_path, run):
+    (run / "config.json").unlink()  # was "not a mistnet run (no config.json)"
+    os.mkfifo(run / "config.json")
+    return ["eval", run], ["config.json: a FIFO, not a regular file"]
+
+
+@case
+def plot_a_run_whose_log_is_a_fifo(tmp_path, run):
+    (run / "log.jsonl").unlink()  # was "has no log.jsonl yet"
+    os.mkfifo(run / "log.jsonl")
+    return ["plot", run, "--out", tmp_path / "p.png"], ["log.jsonl: a FIFO, not a regular file"]
+
+
+@case
+def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
+    os.mkfifo(tmp_path / "fifo.json")  # was "does not exist"
+    argv = ["models", "package", run, "--name", "z", "--command", "c", "--out", tmp_path / "pk"]
+    return [*argv, "--metrics", tmp_path / "fifo.json"], ["fifo.json: a FIFO, not a regular file"]
+
+
+@case
+def plot_the_same_run_twice(tmp_path, run):
+    argv = ["plot", run, f"{run}/.", "--out", tmp_path / "p.png"]  # was drawn as two runs
+    return argv, ["the run", "is given twice (as", "name each run once"]
+
+
+@case
 def import_images_labels_from_a_fifo(tmp_path, run):
     (tmp_path / "photos").mkdir()
     image(tmp_path / "photos", "a.png")
@@ -252,6 +279,28 @@ def import_images_labels_from_a_fifo(tmp_path, run):
 def train_on_a_missing_data_directory(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", "nodata"]
     return argv, ["--data nodata: no such dataset directory"]
+
+
+@case
+def train_with_data_and_another_data_path(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", dataset(tmp_path)]
+    argv += ["--set", 'data.path="/nonexist"']  # --data won silently
+    return argv, ['and --set data.path="/nonexist" name two datasets; give one']
+
+
+@case
+def train_on_a_dataset_naming_another_generator(tmp_path, run):
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new"]
+    argv += [
+        "--set",
+        f"data.path={json.dumps(str(dataset(tmp_path)))}",
+        "--set",
+        'data.name="gabor"',
+    ]
+    return argv, [
+        '--set data.name="gabor" names another generator than the dataset',
+        "'mnist-hard'",
+    ]
 
 
 @case

@@ -80,3 +80,12 @@ def test_eval_threads_sets_torchs_threads_and_a_bad_count_is_refused(
     assert asked == [1] and out.is_file()
     assert_user_error(mist(capsys, "eval", tiny_run, "--threads", "-1"), "--threads must be 0")
     assert asked == [1]
+
+
+def test_eval_json_takes_an_upper_case_suffix_as_plot_does(capsys, tiny_run, tmp_path):
+    # Before: eval --json m.JSON was refused while plot --out x.PNG was accepted.
+    out = tmp_path / "m.JSON"
+    rc, _, err = mist(capsys, "eval", tiny_run, "--json", out)
+    assert rc == 0, err
+    assert json.loads(out.read_text())["split"] == "test"
+    assert_user_error(mist(capsys, "eval", tiny_run, "--json", tmp_path / "m.txt"), "ending in")

@@ -190,6 +190,9 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     result = mist(capsys, *package, "--name", "Bad Name")
     assert_user_error(result, "--name 'Bad Name'")
     assert result[2].startswith("mist models package: error:")  # not the --command text
+    for command in ("x\ny", "mist train \x1b[31m"):  # was accepted; mist models printed it raw
+        result = mist(capsys, *package[:3], "--command", command, "--out", tmp_path, "--name", NAME)
+        assert_user_error(result, f"--command {command!r} holds the control character")
     mine = tmp_path / f"{NAME}.safetensors"
     mine.write_bytes(b"my own file")
     assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))
@@ -225,6 +228,19 @@ def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_p
     monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
     assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
     with pytest.raises(ValueError, match="metrics is list"):
+        mistnet.load(NAME)
+
+
+def test_mist_models_names_a_model_whose_command_holds_a_newline(
+    capsys, packaged, tmp_path, monkeypatch
+):
+    run, _ = packaged
+    monkeypatch.setattr(pretrained, "printable", lambda text, *a: text)  # as an older mistnet
+    (tmp_path / "m").mkdir()
+    pretrained.package(run, NAME, "x\ny", tmp_path / "m")
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
+    assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
+    with pytest.raises(ValueError, match="command 'x\\\\ny' holds a control character"):
         mistnet.load(NAME)
 
 

@@ -188,6 +188,16 @@ def boxes_csv_with_both_box_forms(tmp_path, run):
 
 
 @case
+def boxes_csv_with_a_row_twice(tmp_path, run):
+    src = photos(tmp_path)
+    rows = "filename,cx,cy,w,h,class\n" + "0.png,10,10,5,5,a\n" * 2  # was two instances
+    (tmp_path / "boxes.csv").write_text(rows)
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    fragments = ["boxes.csv lines 2 and 3: the same box of 0.png given twice"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], fragments
+
+
+@case
 def coco_category_name_with_a_newline(tmp_path, run):
     cats = [{"id": 1, "name": "cat\ndog"}]
     fragments = ["boxes.json: categories[0].name: class name 'cat\\ndog' holds the control"]

@@ -1,6 +1,7 @@
 """``mist plot``: losses and validation metrics of several runs on one figure."""
 
 import json
+import shutil
 
 from cli_helpers import assert_user_error, mist
 from PIL import Image
@@ -11,7 +12,8 @@ from mistnet.viz import log_curves
 
 def test_plot_draws_losses_and_validation_metrics_of_runs(capsys, tiny_run, tmp_path):
     out = tmp_path / "curves.png"
-    rc, stdout, err = mist(capsys, "plot", tiny_run, tiny_run, "--out", out)
+    copy = shutil.copytree(tiny_run, tmp_path / "copy" / tiny_run.name)  # one run twice: refused
+    rc, stdout, err = mist(capsys, "plot", tiny_run, copy, "--out", out)
     assert rc == 0, err
     assert "train/task, train/heatmap, val/ap50, val/ap50_agnostic, val/both" in stdout
     assert "of 2 run(s)" in stdout

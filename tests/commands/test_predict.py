@@ -108,6 +108,26 @@ def test_predict_errors_are_value_or_type_errors_naming_the_input(tiny_run):
             model.predict(dense, max_pixels=bad)
 
 
+def test_predict_takes_numpy_and_torch_scalars_for_k_min_score_and_max_pixels(tiny_run):
+    # Before: "k must be a positive integer, got np.int64(3)"; min_score=np.float32(0.5) or
+    # torch.tensor(0.5): "must be a number".
+    model = mistnet.load(tiny_run)
+    image = torch.rand(1, 40, 40)
+    (plain,) = model.predict(image, k=3, min_score=0.5, max_pixels=10_000)
+    for k, score, pixels in (
+        (np.int64(3), np.float32(0.5), np.int32(10_000)),
+        (torch.tensor(3), torch.tensor(0.5), torch.tensor(10_000)),
+    ):
+        (got,) = model.predict(image, k=k, min_score=score, max_pixels=pixels)
+        assert torch.equal(got.boxes, plain.boxes) and torch.equal(got.scores, plain.scores)
+    for k in (2.5, "3", np.float64(3.0), torch.tensor([3, 4])):
+        with pytest.raises(TypeError, match="k must be a positive integer"):
+            model.predict(image, k=k)
+    for score in ("0.5", [0.5], torch.tensor([0.5, 0.6])):
+        with pytest.raises(TypeError, match="min_score must be a number"):
+            model.predict(image, min_score=score)
+
+
 def test_predict_names_classes_when_the_run_names_them(tiny_run):
     model = mistnet.load(tiny_run)
     model.config.record.class_names = [f"digit {i}" for i in range(10)]

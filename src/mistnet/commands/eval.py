@@ -89,7 +89,7 @@ def check_json_out(out: Path, run: str | None, data: str | None, model: str | No
     Raises:
         MistError: the first of these that ``out`` breaks.
     """
-    if out.suffix != ".json":
+    if out.suffix.lower() != ".json":  # as check_new_file takes x.PNG
         raise MistError(f"{out}: --json must name a file ending in .json")
     in_run = _within(out, run)
     if in_run and not (out.parent.resolve() == Path(run).resolve() and out.match("eval-*.json")):

@@ -51,6 +51,13 @@ def _labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    seen: dict[Path, int] = {}
+    for i, path in enumerate(args.runs):  # one run twice would be drawn as two
+        first = seen.setdefault(Path(path).resolve(), i)
+        if first != i:
+            raise MistError(
+                f"the run {path} is given twice (as {args.runs[first]}); name each run once"
+            )
     inputs = [("the run", path) for path in args.runs]
     check_new_file(args.out, "mist plot", inputs)
     runs = {

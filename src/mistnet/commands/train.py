@@ -22,6 +22,7 @@ from pathlib import Path
 from mistnet import config
 from mistnet.acceleration import PRECISIONS
 from mistnet.commands._args import add_compute_arguments, add_set_argument, checked_threads
+from mistnet.data.store import read_manifest
 from mistnet.device import check_device
 from mistnet.distributed import World
 from mistnet.errors import MistError
@@ -103,7 +104,12 @@ def run(args: argparse.Namespace) -> int:
     max_minutes = 0.0 if args.max_minutes is None else minutes(args.max_minutes, "--max-minutes")
     threads = checked_threads(args)
     overrides = list(args.overrides)
+    sets = {item.split("=", 1)[0].strip(): item for item in args.overrides}
     if args.data:
+        if "data.path" in sets:  # one would win silently
+            raise MistError(
+                f"--data {args.data} and --set {sets['data.path']} name two datasets; give one"
+            )
         if not Path(args.data).is_dir():
             raise MistError(f"--data {args.data}: no such dataset directory")
         overrides.append(f"data.path={json.dumps(args.data)}")
@@ -131,6 +137,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.preset:
             raise MistError("--preset NAME is required (see mist train --list-presets)")
         cfg = config.resolve(args.preset, overrides)
+    if cfg.data.path and "data.name" in sets and not args.resume:
+        # The run would record a generator it never used (reproduce's commands name the same).
+        made = str(read_manifest(cfg.data.path).get("name", ""))
+        if made != cfg.data.name:
+            raise MistError(
+                f"--set {sets['data.name']} names another generator than the dataset "
+                f"{cfg.data.path} that training reads (made by {made!r}); leave out data.name"
+            )
     if not cfg.data.path and cfg.data.name == "svhn":
         raise MistError(
             "SVHN is read from a dataset directory: add --data DIR "

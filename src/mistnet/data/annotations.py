@@ -130,6 +130,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
         raise DataError(f"{path}: the header names both cx,cy,w,h and x,y,side; keep one")
     cols = centre if None not in centre else [*side, side[2]]
     truth: dict[str, Truth] = {}
+    seen: dict[tuple, int] = {}  # (file, box, class) -> line: one instance twice counts twice
     for i, row in enumerate(rows[1:], 2):
         if max(file_col, *cols, class_col or 0) >= len(row):
             raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
@@ -146,8 +147,15 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
         name = class_name(
             row[class_col].strip() if class_col is not None else "", f"{path} line {i}"
         )
+        box = _float32_box(values, f"{path} line {i}")
+        first = seen.setdefault((rel, box.tobytes(), name), i)
+        if first != i:
+            raise DataError(
+                f"{path} lines {first} and {i}: the same box of {rel} given twice (it would be "
+                "counted as two instances); give each box once"
+            )
         entry = truth.setdefault(rel, Truth(np.zeros((0, 4), np.float32), []))
-        entry.boxes = np.concatenate([entry.boxes, _float32_box(values, f"{path} line {i}")])
+        entry.boxes = np.concatenate([entry.boxes, box])
         entry.names.append(name)
     if class_col is None:
         return truth, None

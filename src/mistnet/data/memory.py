@@ -71,6 +71,8 @@ def _image(x: Any, where: str) -> torch.Tensor:
 
 def _labels(y: Any, where: str) -> torch.Tensor:
     t = y if isinstance(y, torch.Tensor) else torch.from_numpy(_numbers(y, "labels", where))
+    if t.dtype == torch.bool:  # True would be read as class 1
+        raise DataError(f"{where}: labels must be class indices, got booleans {y!r}")
     if t.ndim == 0:
         t = t[None]
     if t.ndim != 1 or t.is_floating_point() or (t.numel() and int(t.min()) < 0):
@@ -98,6 +100,12 @@ class SceneItems(Dataset):
             dicts with boxes, ``set()`` for bare images.
         classes: ``dataset.classes`` (a list or tuple of distinct, non-empty, printable names:
             else a ``TypeError`` / ``DataError`` naming ``classes``), or ``()``.
+        num_classes: when set (by :func:`mistnet.fit`, from the model), an item with a label
+            of that or more is refused as it is read.
+
+    Args:
+        dataset: a map-style Dataset.
+        what: how the caller named it (``"train_data"``, ``"val"``), for the messages.
 
     Example:
         >>> items = SceneItems([(torch.rand(1, 8, 8), [2, 2]), (torch.rand(1, 8, 8), 1)])
@@ -108,14 +116,15 @@ class SceneItems(Dataset):
     name = IN_MEMORY
     signed = False
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, what: str = "dataset") -> None:
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(
                 f"expected a map-style Dataset (len and indexing), got {type(dataset).__name__}"
             )
-        self.dataset = dataset
+        self.dataset, self.what = dataset, what
+        self.num_classes: int | None = None
         if len(dataset) == 0:  # type: ignore[arg-type]
-            raise DataError("the dataset is empty")
+            raise DataError(f"{what}: the dataset is empty")
         first = dataset[0]
         self.annotations = self._kind(first)
         image = self[0]["image"]
@@ -144,7 +153,7 @@ class SceneItems(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         raw = self._unwrap(self.dataset[index])
-        where = f"item {index}"
+        where = f"{self.what} item {index}"
         if self._kind(raw) != self.annotations:
             raise DataError(f"{where} carries other ground truth than item 0")
         if isinstance(raw, dict):
@@ -169,6 +178,11 @@ class SceneItems(Dataset):
             raise DataError(
                 f"{where} is {tuple(image.shape)}, item 0 ({self.channels}, {self.height}, "
                 f"{self.width}); every image needs one size"
+            )
+        n = self.num_classes
+        if n is not None and labels.numel() and int(labels.max()) >= n:
+            raise DataError(
+                f"{where}: label {int(labels.max())}, but the model has {n} classes (0..{n - 1})"
             )
         return {
             "image": image,

@@ -467,6 +467,9 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
                 f"scene generator {name!r}: the digits of a scene number {lo}..{hi}; "
                 "give 1 <= a <= b (mnist-hard-3to9)"
             )
+        canonical = f"mnist-hard-{lo}" + (f"to{hi}" if m.group(2) else "")
+        if name != canonical:  # the name is recorded: one generator, one name
+            raise DataError(f"scene generator {name!r}: write it {canonical}")
         return MnistHard(digits, counts=range(lo, hi + 1), name=name, **kwargs)
     close = difflib.get_close_matches(name, list(GENERATORS), n=3)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
