@@ -262,3 +262,12 @@ def test_every_file_detect_writes_is_named_in_the_readme(capsys, tiny_run, tmp_p
     assert {".mistnet", "<stem>.json", "<stem>.png", "detections.csv"} <= written
     for name in written | set(detect._image_files("<stem>", set(detect.FORMATS))):
         assert f"{name}`" in paragraph, name
+
+
+def test_detect_help_states_the_min_score_defaults_the_code_uses():
+    """The description and the option both name each task's default cut."""
+    from mistnet.detection import CLASSIFIER_MIN_SCORE, DEFAULT_MIN_SCORE
+
+    text = " ".join((detect.__doc__ or "").split())
+    assert f"default {CLASSIFIER_MIN_SCORE} for a classifier, {DEFAULT_MIN_SCORE} for an" in text
+    assert "default 0.5;" not in text

@@ -20,7 +20,8 @@ files and category ids to names (a COCO file with no annotations: pycocotools' C
 reads the pair). --format picks among json, csv and coco (default all).
 
 A box's score in [0, 1] is the heatmap mass inside its NMS window (about 1 for a clear instance,
-0.11 on a flat patch); --min-score drops boxes scored below S (default 0.5; 0 keeps all K).
+0.11 on a flat patch), times the class probability for a classifier; --min-score drops boxes
+scored below S (default 0.75 for a classifier, 0.5 for an auto-encoder; 0 keeps all K).
 --max-detections keeps the N best boxes per image. --side PX resizes each image so that objects of about PX
 pixels take the model's box side (model.base_side), and maps the boxes back. --tile runs the
 image in windows of the training size that overlap by the box side and merges their detections
