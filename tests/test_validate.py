@@ -8,6 +8,7 @@ import torch
 from helpers import png_size_bomb
 from PIL import Image
 
+from mistnet import errors, validate
 from mistnet.errors import DataError
 from mistnet.validate import inside, open_image, parse_json, read_text, regular_file, require_finite
 
@@ -103,3 +104,18 @@ def test_json_with_a_key_twice_in_one_object_is_refused():
     with pytest.raises(DataError, match=r"c\.json: not valid JSON \(key 'bbox' appears twice"):
         parse_json(doc, "c.json")
     assert parse_json('{"a": {"b": 1}, "b": {"a": 2}}', "ok.json") == {"a": {"b": 1}, "b": {"a": 2}}
+
+
+@pytest.mark.parametrize("name", ["\u202ecat", "cat\u2066", "\ud800"])
+def test_a_class_name_with_a_bidi_control_or_a_lone_surrogate_is_refused_escaped(name):
+    """U+202E reorders what a terminal shows after it; a lone surrogate cannot be encoded, so a
+    run holding it would fail later in ``mist detect``'s CSV. Both are refused, and the message
+    itself stays printable."""
+    with pytest.raises(DataError, match="holds the control character") as caught:
+        validate.class_name(name, "classes")
+    message = str(caught.value)
+    assert message.encode("utf-8") and not any(errors.unprintable(c) for c in message)
+
+
+def test_zero_width_joiners_stay_allowed_in_class_names():
+    assert validate.class_name("\u0645\u06cc\u200c\u0631\u0648\u062f", "classes")  # Persian ZWNJ

@@ -10,8 +10,24 @@ from __future__ import annotations
 import unicodedata
 
 #: Unicode categories that break a line or drive a terminal: control characters (newline,
-#: tab, NUL, ESC, ...) and the line and paragraph separators.
-UNPRINTABLE = frozenset({"Cc", "Zl", "Zp"})
+#: tab, NUL, ESC, ...), the line and paragraph separators, and lone surrogates (which no file or
+#: terminal can encode).
+UNPRINTABLE = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+#: The bidirectional embedding, override and isolate controls: they reorder what a terminal shows
+#: after them (U+202E makes "gpj.exe" read "exe.jpg"). Other format characters (zero-width
+#: joiners, soft hyphens) belong to ordinary text in some scripts and are left alone.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unprintable(c: str) -> bool:
+    r"""Whether the character ``c`` would garble a line: :data:`UNPRINTABLE` or a bidi control.
+
+    Example:
+        >>> [unprintable(c) for c in "a\n\u202e\u200c"]
+        [False, True, True, False]
+    """
+    return unicodedata.category(c) in UNPRINTABLE or c in BIDI_CONTROLS
 
 
 def escaped(text: str) -> str:
@@ -23,7 +39,7 @@ def escaped(text: str) -> str:
         >>> print(escaped("run directory no\nsuch does not exist"))
         run directory no\nsuch does not exist
     """
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) in UNPRINTABLE else c for c in text)
+    return "".join(repr(c)[1:-1] if unprintable(c) else c for c in text)
 
 
 class MistError(Exception):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import torch
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
-from mistnet.errors import UNPRINTABLE, ArgumentError, DataError, MistError
+from mistnet.errors import ArgumentError, DataError, MistError, unprintable
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
@@ -133,7 +132,7 @@ def card_problem(card: dict[str, Any]) -> str | None:
     for key in ("name", "command"):
         if key in card and not isinstance(card[key], str):
             return f"{key} is {card[key]!r}, not text"
-        if key in card and any(unicodedata.category(c) in UNPRINTABLE for c in card[key]):
+        if key in card and any(unprintable(c) for c in card[key]):
             return f"{key} {card[key]!r} holds a control character"  # mist models prints it
     return None
 

@@ -34,7 +34,6 @@ import os
 import stat
 import sys
 import tokenize
-import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mistnet.errors import UNPRINTABLE, ArgumentError, DataError
+from mistnet.errors import ArgumentError, DataError, unprintable
 
 #: Default pixel cap for images read by ``mist detect`` and the importers (``--max-pixels``):
 #: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
@@ -236,7 +235,7 @@ def printable(text: str, what: str, hint: str) -> str:
         ...
         mistnet.errors.DataError: --command 'x\ny' holds the control character '\n'; give it on one line
     """
-    bad = next((c for c in text if unicodedata.category(c) in UNPRINTABLE), None)
+    bad = next((c for c in text if unprintable(c)), None)
     if bad is not None:
         raise DataError(f"{what} {text!r} holds the control character {bad!r}; {hint}")
     return text
