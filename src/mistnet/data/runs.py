@@ -131,7 +131,7 @@ def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
     if names and m.task == "classify" and len(names) != m.num_classes:
         raise MistError(
             f"{source} names {len(names)} classes but model.num_classes = {m.num_classes} "
-            f"(add --set model.num_classes={len(names)})"
+            f"(--set model.num_classes={len(names)}, or num_classes={len(names)} in mistnet.fit)"
         )
     counts = (getattr(dataset, "arrays", None) or {}).get("counts")  # a directory's
     if m.task != "classify" or cfg.train.method == "supervised" or "labels" not in found:
