@@ -187,8 +187,12 @@ def predict(
     results = []
     for n, image in enumerate(_as_images(images, cfg.model.in_channels, max_pixels)):
         _, H, W = image.shape
-        if min(H, W) < smallest or H * W < k:
-            raise ValueError(f"image {n}: {W}x{H} is too small for the model (K = {k})")
+        if min(H, W) < smallest:
+            raise ValueError(
+                f"image {n}: {W}x{H} is too small for the model (at least {smallest}x{smallest})"
+            )
+        if H * W < k:
+            raise ValueError(f"k = {k} asks for more detections than image {n}'s {W}x{H} pixels")
         x = image.to(device)
         if cfg.model.output == "signed":
             x = 2 * x - 1  # the Gabor auto-encoder works on signed images

@@ -126,6 +126,9 @@ def test_predict_takes_numpy_and_torch_scalars_for_k_min_score_and_max_pixels(ti
     for score in ("0.5", [0.5], torch.tensor([0.5, 0.6])):
         with pytest.raises(TypeError, match="min_score must be a number"):
             model.predict(image, min_score=score)
+    for k in (np.uint64(2**64 - 1), torch.tensor(10**6)):  # the k, not the image, is at fault
+        with pytest.raises(ValueError, match=r"^k = \d+ asks for more detections than image 0"):
+            model.predict(image, k=k)
 
 
 def test_predict_names_classes_when_the_run_names_them(tiny_run):
