@@ -121,7 +121,10 @@ def test_make_with_idx_digits(capsys, tmp_path):
         (("make", "mnist-easy", "--out", "{tmp}/x", "--n-test", 0), "--n-test must be at least"),
         (("make", "mnist-hardd", "--out", "{tmp}/x"), "'mnist-hardd'; did you mean mnist-hard"),
         (("make", "mnist-hard-0to99", "--out", "{tmp}/x"), "number 0..99; give 1 <= a <= b"),
-        (("make", "mnist-hard-09", "--out", "{tmp}/x"), "'mnist-hard-09': write it mnist-hard-9"),
+        (("make", "mnist-hard-09", "--out", "{tmp}/x"), "'mnist-hard-09': write it mnist-hard"),
+        (("make", "mnist-hard-9", "--out", "{tmp}/x"), "'mnist-hard-9': write it mnist-hard"),
+        (("make", "mnist-hard-9to9", "--out", "{tmp}/x"), "9to9': write it mnist-hard"),
+        (("make", "mnist-hard-2to2", "--out", "{tmp}/x"), "2to2': write it mnist-hard-2"),
         (("make", "mnist-hard-2to05", "--out", "{tmp}/x"), "write it mnist-hard-2to5"),
         (
             ("make", "mnist-hard", "--out", "{tmp}/x", "--digits", "{tmp}/nodigits"),

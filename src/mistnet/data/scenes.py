@@ -451,7 +451,8 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
     """Build a generator by name.
 
     Names: those in :data:`GENERATORS`, plus ``mnist-hard-<k>`` (exactly k digits) and
-    ``mnist-hard-<a>to<b>`` (uniform count in a..b).
+    ``mnist-hard-<a>to<b>`` (uniform count in a..b, a < b), each written one way only (nine
+    digits is ``mnist-hard``; ``mnist-hard-2to2`` is ``mnist-hard-2``), as the name is recorded.
 
     Raises:
         DataError: unknown name or impossible parameters.
@@ -467,8 +468,10 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
                 f"scene generator {name!r}: the digits of a scene number {lo}..{hi}; "
                 "give 1 <= a <= b (mnist-hard-3to9)"
             )
-        canonical = f"mnist-hard-{lo}" + (f"to{hi}" if m.group(2) else "")
-        if name != canonical:  # the name is recorded: one generator, one name
+        # the name is recorded: one generator, one name (nine digits is mnist-hard itself)
+        canonical = f"mnist-hard-{lo}" + (f"to{hi}" if hi != lo else "")
+        canonical = "mnist-hard" if canonical == "mnist-hard-9" else canonical
+        if name != canonical:
             raise DataError(f"scene generator {name!r}: write it {canonical}")
         return MnistHard(digits, counts=range(lo, hi + 1), name=name, **kwargs)
     close = difflib.get_close_matches(name, list(GENERATORS), n=3)
