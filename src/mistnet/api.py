@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -118,9 +119,12 @@ def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Te
 
 
 def _scalar(value: Any) -> Any:
-    """A one-element tensor as its Python number (``torch.tensor(0.5)``); else ``value``
-    (numpy scalars are ``numbers.Integral`` / ``numbers.Real`` already)."""
+    """A one-element tensor or a 0-d numpy array as its Python number (``torch.tensor(0.5)``,
+    ``np.array(0.5)``); else ``value`` (numpy scalars are ``numbers.Integral`` /
+    ``numbers.Real`` already)."""
     if isinstance(value, Tensor) and value.numel() == 1 and not value.is_meta:
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
         return value.item()
     return value
 

@@ -117,6 +117,7 @@ def test_predict_takes_numpy_and_torch_scalars_for_k_min_score_and_max_pixels(ti
     for k, score, pixels in (
         (np.int64(3), np.float32(0.5), np.int32(10_000)),
         (torch.tensor(3), torch.tensor(0.5), torch.tensor(10_000)),
+        (np.array(3), np.array(0.5), np.array(10_000)),  # 0-d arrays, as 0-d tensors
     ):
         (got,) = model.predict(image, k=k, min_score=score, max_pixels=pixels)
         assert torch.equal(got.boxes, plain.boxes) and torch.equal(got.scores, plain.scores)
