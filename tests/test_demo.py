@@ -3,15 +3,21 @@ is usable by ``mist eval`` with the same numbers; the auto-encoder task; no figu
 matplotlib; bad options."""
 
 import json
+import signal
+from pathlib import Path
 
 import pytest
 from cli_helpers import assert_user_error, entries_under, hide_matplotlib, mist
 from helpers import fill_small_mnist_cache
 
 import mistnet.demo
+import mistnet.outputs
 from mistnet.cli import main as mist_main
 from mistnet.data.mnist import mnist_cache
+from mistnet.demo import run_demo
 from mistnet.errors import MistError
+from mistnet.io import is_temporary
+from mistnet.signals import deferred_signals
 from mistnet.viz import output_figure
 
 # Tiny networks and six steps: checks the job, learns nothing.
@@ -148,3 +154,44 @@ def test_a_failed_second_demo_leaves_the_first_as_it_was(
     rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY, *argv)
     assert rc == 2 and match in err.strip().splitlines()[-1]  # after the progress bars
     assert entries_under(tmp_path) == before
+
+
+def test_a_second_signal_while_a_failed_demo_restores_the_first_keeps_it(tmp_path, monkeypatch):
+    # Before: a second Ctrl-C while the first demo's run was being put back left it set aside
+    # under a temporary name, which the cleanup then removed as the failed demo's own: the
+    # first demo's run held only the new log.jsonl.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    before = entries_under(tmp_path)
+
+    def interrupted_training(cfg, run_dir, **kwargs):
+        (run_dir / "log.jsonl").write_text("{}\n")
+        raise KeyboardInterrupt
+
+    calls = []
+
+    def second_ctrl_c(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_rmtree(*args, **kwargs)
+
+    real_rmtree = mistnet.outputs.shutil.rmtree
+    monkeypatch.setattr(mistnet.demo, "train", interrupted_training)
+    monkeypatch.setattr(mistnet.outputs.shutil, "rmtree", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
+                 overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
+    monkeypatch.undo()
+    assert calls  # the second signal came
+    kept = entries_under(tmp_path)  # but the new run, which the failing removal left
+    assert {k: v for k, v in kept.items() if not any(map(is_temporary, Path(k).parts))} == before
+
+
+def test_signals_during_deferred_signals_come_after_it():
+    got = []
+    with pytest.raises(KeyboardInterrupt), deferred_signals():
+        signal.raise_signal(signal.SIGINT)
+        got.append("the block went on")
+    assert got == ["the block went on"]
