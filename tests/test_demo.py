@@ -2,6 +2,7 @@
 is usable by ``mist eval`` with the same numbers; the auto-encoder task; no figure without
 matplotlib; bad options."""
 
+import fcntl
 import json
 import signal
 from pathlib import Path
@@ -195,3 +196,23 @@ def test_signals_during_deferred_signals_come_after_it():
         signal.raise_signal(signal.SIGINT)
         got.append("the block went on")
     assert got == ["the block went on"]
+
+
+@pytest.mark.parametrize("held", [".", "run"])
+def test_a_demo_into_a_folder_another_demo_or_run_is_writing_is_refused(
+    capsys, tmp_path, monkeypatch, held
+):
+    # Before: a second demo set the first one's live run aside; both failed and the first
+    # demo's run was gone.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    lock = out / held / ".lock"
+    lock.write_text("4242\n")  # as another process's exclusive_lock leaves it
+    before, _ = entries_under(tmp_path), capsys.readouterr()
+    with lock.open() as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "(pid 4242)" in err, err
+    assert entries_under(tmp_path) == before

@@ -33,6 +33,7 @@ from mistnet.errors import MistError
 from mistnet.io import (
     atomic_write_text,
     is_temporary,
+    lock_holder,
     make_parents,
     remove_empty,
     remove_stale_temporaries,
@@ -263,9 +264,16 @@ def require_only_own(
         shown: the name of ``directory`` in the message (default ``directory``).
 
     Raises:
-        MistError: naming the first entry (by name) that is not one of its own.
+        MistError: naming the first entry (by name) that is not one of its own, or the
+            process that holds its ``.lock`` (a run being trained).
     """
     patterns, shown = list(patterns), Path(shown or directory)
+    pid = lock_holder(directory)
+    if pid is not None:
+        raise MistError(
+            f"{shown}: another process (pid {pid}) is writing to it, so it is not replaced; "
+            "wait for it to finish or choose another --out"
+        )
     for entry in sorted(Path(directory).iterdir()):
         if not _own(entry, patterns):
             raise MistError(
