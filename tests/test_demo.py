@@ -216,3 +216,22 @@ def test_a_demo_into_a_folder_another_demo_or_run_is_writing_is_refused(
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "(pid 4242)" in err, err
     assert entries_under(tmp_path) == before
+
+
+def test_a_failed_demo_keeps_a_file_the_user_put_into_its_folder_meanwhile(tmp_path, monkeypatch):
+    # Before: a failure removed every entry new to the folder, the user's notes.txt too.
+    out = tmp_path / "demo"
+    out.mkdir()
+
+    def fails_after_the_user_wrote(cfg, run_dir, **kwargs):
+        run_dir.mkdir()
+        (run_dir / "log.jsonl").write_text("{}\n")
+        (out / "notes.txt").write_text("mine")
+        raise MistError("training failed")
+
+    hide_matplotlib(monkeypatch)
+    monkeypatch.setattr(mistnet.demo, "train", fails_after_the_user_wrote)
+    with pytest.raises(MistError, match="training failed"):
+        run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
+                 overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

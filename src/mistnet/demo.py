@@ -56,6 +56,8 @@ from mistnet.viz import output_figure
 PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-hard-recon-cpu"}
 #: The outputs a demo directory holds: a dataset and the run trained on it.
 CHILDREN = ("data", "run")
+#: The entries a demo writes into its folder (:func:`mistnet.outputs.require_only_own`'s).
+DEMO_FILES = ("data/", "run/", "metrics.json", "figure.png", ".lock")
 
 
 def build_data(
@@ -115,7 +117,7 @@ def demo_folder(out: Path) -> Iterator[None]:
                 yield
         except BaseException:
             if not Run(out / "run").last.exists():  # nothing worth keeping: as it was before
-                discard_new(out, created, before)
+                discard_new(out, created, before, DEMO_FILES)
             raise
 
 

@@ -377,27 +377,31 @@ def entries(directory: str | os.PathLike) -> set[str]:
         return set()
 
 
-def remove_added(directory: str | os.PathLike, before: set[str]) -> None:
+def remove_added(directory: str | os.PathLike, before: set[str], own: Iterable[str]) -> None:
     """Remove the entries of ``directory`` whose names are not in ``before`` (what a failed
-    command added to a directory that existed: :func:`entries` gave ``before``)."""
+    command added to a directory that existed: :func:`entries` gave ``before``) and that are
+    its own (``own``: patterns as :func:`require_only_own` takes them, the marker and
+    temporaries always); a file the user put there meanwhile stays."""
+    own = [MARKER, *own]
     for name in entries(directory) - before:
         entry = Path(directory) / name
         if entry.absolute() in _SET_ASIDE:  # an earlier output, to be put back (replacing)
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        if _own(entry, own):
+            _remove(entry)
 
 
-def discard_new(directory: str | os.PathLike, created: list[Path], before: set[str]) -> None:
+def discard_new(
+    directory: str | os.PathLike, created: list[Path], before: set[str], own: Iterable[str]
+) -> None:
     """Undo a failed command's output ``directory``: remove the directories it created
-    (``created``, :func:`open_output`'s), else what it added (:func:`remove_added`)."""
+    (``created``, :func:`open_output`'s), else what it added of its ``own`` entries
+    (:func:`remove_added`)."""
     if created:
         shutil.rmtree(directory, ignore_errors=True)
         remove_empty(created[1:])
     else:
-        remove_added(directory, before)
+        remove_added(directory, before, own)
 
 
 @contextmanager

@@ -262,7 +262,7 @@ class Run:
             except BaseException:
                 # nothing worth keeping: leave what was there before
                 if not self.last.exists() and (created or not resume):
-                    discard_new(self.path, created, before)
+                    discard_new(self.path, created, before, RUN_FILES)
                 raise
 
     def tensorboard(self):

@@ -18,6 +18,7 @@ from mistnet import loop
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import apply_overrides, load_preset
 from mistnet.data import build_generator, make_scenes, write_dataset
+from mistnet.errors import MistError
 
 
 def test_list_presets(capsys):
@@ -259,3 +260,23 @@ def test_train_into_an_empty_folder_of_the_users_keeps_the_folder(capsys, tmp_pa
         assert_user_error(result, match)
         assert list(out.iterdir()) == []
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
+
+
+def test_a_failed_train_keeps_a_file_the_user_put_into_its_folder_meanwhile(
+    capsys, tmp_path, monkeypatch
+):
+    # Before: a failure before the first checkpoint removed every entry new to the folder,
+    # the user's notes.txt too.
+    out = tmp_path / "e"
+    out.mkdir()
+
+    def fails_after_the_user_wrote(session):
+        (session.run.path / "log.jsonl").write_text("{}\n")
+        (out / "notes.txt").write_text("mine")
+        (out / "mine").mkdir()
+        raise MistError("training failed")
+
+    monkeypatch.setattr(loop.Session, "train", fails_after_the_user_wrote)
+    argv = ["train", "--preset", "tiny-cpu", "--out", out, "--no-progress"]
+    assert_user_error(mist(capsys, *argv, *(a for s in TINY for a in ("--set", s))), "failed")
+    assert sorted(p.name for p in out.iterdir()) == ["mine", "notes.txt"]
