@@ -249,6 +249,9 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     with pytest.raises(ValueError, match="already holds a run; give another out$"):
         fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+    (tmp_path / "r" / "last.safetensors").unlink()  # best.safetensors is still a run's
+    with pytest.raises(ValueError, match="already holds a run; give another out$"):
+        fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
 
 
 def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
