@@ -190,7 +190,7 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     )
 
 
-@pytest.mark.parametrize("change", ["image_size", "class_names"])
+@pytest.mark.parametrize("change", ["image_size", "class_names", "generator"])
 def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tmp_path, change):
     """The folder at data.path replaced by a dataset of other images or classes: the resume
     would train the run's model on data it was not made for, and rewrite its config."""
@@ -206,14 +206,17 @@ def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tm
     if change == "image_size":
         for a in splits.values():
             a["images"] = np.pad(a["images"], ((0, 0), (0, 0), (0, 16), (0, 16)))
-    else:
+    elif change == "class_names":
         manifest = {"classes": list("abcdefghij")}
-    write_dataset(data, "mnist-easy", splits, manifest=manifest)
+    write_dataset(
+        data, "mnist-hard" if change == "generator" else "mnist-easy", splits, manifest=manifest
+    )
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     result = mist(capsys, "train", "--out", run, "--resume", "--set=train.steps=4")
     expected = {
         "image_size": "ds has 96x96 images but the run was trained on 80x80 ones",
         "class_names": "names the classes a, b, c",
+        "generator": "made by 'mnist-hard' but the run was trained on one made by 'mnist-easy'",
     }
     assert_user_error(result, expected[change], str(data))
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
