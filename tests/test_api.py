@@ -249,6 +249,9 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     with pytest.raises(ValueError, match="already holds a run; give another out$"):
         fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+    (tmp_path / "r" / "last.safetensors").unlink()  # best.safetensors is still a run's
+    with pytest.raises(ValueError, match="already holds a run; give another out$"):
+        fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
     with pytest.raises(ValueError, match=r"names 2 classes .* num_classes=2 in mistnet.fit\)$"):
         fit("tiny-cpu", Named(data), out=tmp_path / "s", num_classes=3)
     assert not (tmp_path / "s").exists()

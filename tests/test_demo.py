@@ -2,16 +2,23 @@
 is usable by ``mist eval`` with the same numbers; the auto-encoder task; no figure without
 matplotlib; bad options."""
 
+import fcntl
 import json
+import signal
+from pathlib import Path
 
 import pytest
 from cli_helpers import assert_user_error, entries_under, hide_matplotlib, mist
 from helpers import fill_small_mnist_cache
 
 import mistnet.demo
+import mistnet.outputs
 from mistnet.cli import main as mist_main
 from mistnet.data.mnist import mnist_cache
+from mistnet.demo import run_demo
 from mistnet.errors import MistError
+from mistnet.io import is_temporary
+from mistnet.signals import deferred_signals
 from mistnet.viz import output_figure
 
 # Tiny networks and six steps: checks the job, learns nothing.
@@ -148,3 +155,83 @@ def test_a_failed_second_demo_leaves_the_first_as_it_was(
     rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY, *argv)
     assert rc == 2 and match in err.strip().splitlines()[-1]  # after the progress bars
     assert entries_under(tmp_path) == before
+
+
+def test_a_second_signal_while_a_failed_demo_restores_the_first_keeps_it(tmp_path, monkeypatch):
+    # Before: a second Ctrl-C while the first demo's run was being put back left it set aside
+    # under a temporary name, which the cleanup then removed as the failed demo's own: the
+    # first demo's run held only the new log.jsonl.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    before = entries_under(tmp_path)
+
+    def interrupted_training(cfg, run_dir, **kwargs):
+        (run_dir / "log.jsonl").write_text("{}\n")
+        raise KeyboardInterrupt
+
+    calls = []
+
+    def second_ctrl_c(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_rmtree(*args, **kwargs)
+
+    real_rmtree = mistnet.outputs.shutil.rmtree
+    monkeypatch.setattr(mistnet.demo, "train", interrupted_training)
+    monkeypatch.setattr(mistnet.outputs.shutil, "rmtree", second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
+                 overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
+    monkeypatch.undo()
+    assert calls  # the second signal came
+    kept = entries_under(tmp_path)  # but the new run, which the failing removal left
+    assert {k: v for k, v in kept.items() if not any(map(is_temporary, Path(k).parts))} == before
+
+
+def test_signals_during_deferred_signals_come_after_it():
+    got = []
+    with pytest.raises(KeyboardInterrupt), deferred_signals():
+        signal.raise_signal(signal.SIGINT)
+        got.append("the block went on")
+    assert got == ["the block went on"]
+
+
+@pytest.mark.parametrize("held", [".", "run"])
+def test_a_demo_into_a_folder_another_demo_or_run_is_writing_is_refused(
+    capsys, tmp_path, monkeypatch, held
+):
+    # Before: a second demo set the first one's live run aside; both failed and the first
+    # demo's run was gone.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    lock = out / held / ".lock"
+    lock.write_text("4242\n")  # as another process's exclusive_lock leaves it
+    before, _ = entries_under(tmp_path), capsys.readouterr()
+    with lock.open() as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "(pid 4242)" in err, err
+    assert entries_under(tmp_path) == before
+
+
+def test_a_failed_demo_keeps_a_file_the_user_put_into_its_folder_meanwhile(tmp_path, monkeypatch):
+    # Before: a failure removed every entry new to the folder, the user's notes.txt too.
+    out = tmp_path / "demo"
+    out.mkdir()
+
+    def fails_after_the_user_wrote(cfg, run_dir, **kwargs):
+        run_dir.mkdir()
+        (run_dir / "log.jsonl").write_text("{}\n")
+        (out / "notes.txt").write_text("mine")
+        raise MistError("training failed")
+
+    hide_matplotlib(monkeypatch)
+    monkeypatch.setattr(mistnet.demo, "train", fails_after_the_user_wrote)
+    with pytest.raises(MistError, match="training failed"):
+        run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
+                 overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

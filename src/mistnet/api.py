@@ -404,7 +404,7 @@ def _check_out(out: object) -> None:
         check_named(out, "out")
     except MistError as exc:
         raise ArgumentError(str(exc)) from None
-    if Run(out).last.exists():  # said before any work, in fit's words
+    if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's
         raise ArgumentError(f"out {out} already holds a run; give another out")
 
 

@@ -138,6 +138,9 @@ class RunRecord:
     # The class names of the training data (index i names class i), from a dataset that names
     # them (``mist data import-images --labels``); empty otherwise.
     class_names: tuple[str, ...] = ()
+    # The name the manifest of the training dataset gives (the generator that made it), when
+    # training read a dataset directory; empty otherwise, and for runs of older versions.
+    data_made_by: str = ""
 
 
 @dataclass

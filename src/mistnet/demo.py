@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from mistnet.data.sampling import loader
 from mistnet.data.store import DATASET_FILES, claim_dataset
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json, json_text
+from mistnet.io import atomic_write_json, exclusive_lock, json_text
 from mistnet.loop import train
 from mistnet.outputs import (
     Own,
@@ -55,6 +56,8 @@ from mistnet.viz import output_figure
 PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-hard-recon-cpu"}
 #: The outputs a demo directory holds: a dataset and the run trained on it.
 CHILDREN = ("data", "run")
+#: The entries a demo writes into its folder (:func:`mistnet.outputs.require_only_own`'s).
+DEMO_FILES = ("data/", "run/", "metrics.json", "figure.png", ".lock")
 
 
 def build_data(
@@ -93,6 +96,29 @@ def claim_demo(out: Path) -> list[Path]:
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
             require_only_own(run.path, RUN_FILES, "a run")
     return []
+
+
+@contextmanager
+def demo_folder(out: Path) -> Iterator[None]:
+    """Claim the demo directory ``out`` (:func:`claim_demo`) and hold its ``.lock`` while the
+    block writes a new demo into it: a second ``mist demo`` into the same folder meanwhile is
+    refused, rather than setting the first one's live run aside. The earlier demo's entries
+    are set aside (:func:`demo_slots`) and put back if the block fails, when what it added is
+    removed unless its run reached a checkpoint.
+
+    Raises:
+        MistError: see :func:`claim_demo`; or another ``mist demo`` is writing to ``out``.
+    """
+    before = entries(out)
+    created = claim_demo(out)
+    with exclusive_lock(out, "mist demo", transient=True):
+        try:
+            with writing_inside(out, CHILDREN), replacing(demo_slots(out)):
+                yield
+        except BaseException:
+            if not Run(out / "run").last.exists():  # nothing worth keeping: as it was before
+                discard_new(out, created, before, DEMO_FILES)
+            raise
 
 
 def demo_slots(out: Path) -> list[tuple[Path, Own | None]]:
@@ -192,32 +218,25 @@ def run_demo(
     no_figure = matplotlib_missing()
     if no_figure:
         log(f"note: no figure.png: {no_figure}")
-    before = entries(out)
-    created = claim_demo(out)
-    try:
-        with writing_inside(out, CHILDREN), replacing(demo_slots(out)):
-            log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
-            build_data(data_dir, n_train, n_val, n_test, seed, pools)
-            log(
-                f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} "
-                f"min -> {run_dir}"
-            )
-            summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
-            result = evaluate_demo(out, summary, device, log)
-            record = {
-                **result.to_dict(),
-                "digits": pools.record(),
-                "train": summary,
-                "wall_s": round(time.monotonic() - t0, 1),
-            }
-            atomic_write_json(out / "metrics.json", record)
-            if not no_figure:
-                caption = figure_caption(preset, summary, result.metrics)
-                draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
-    except BaseException:
-        if not Run(run_dir).last.exists():  # nothing worth keeping: leave what was there before
-            discard_new(out, created, before)
-        raise
+    with demo_folder(out):
+        log(f"[1/4] MNIST-hard scenes from {pools.describe()} -> {data_dir}")
+        build_data(data_dir, n_train, n_val, n_test, seed, pools)
+        log(
+            f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} "
+            f"min -> {run_dir}"
+        )
+        summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+        result = evaluate_demo(out, summary, device, log)
+        record = {
+            **result.to_dict(),
+            "digits": pools.record(),
+            "train": summary,
+            "wall_s": round(time.monotonic() - t0, 1),
+        }
+        atomic_write_json(out / "metrics.json", record)
+        if not no_figure:
+            caption = figure_caption(preset, summary, result.metrics)
+            draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
     metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
     log(json_text(metrics))
     log(f"digits: {pools.describe()}")

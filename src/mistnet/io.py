@@ -83,11 +83,40 @@ def exclusive_lock(
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        yield
+        held = os.fstat(f.fileno())
+        _HELD.add((held.st_dev, held.st_ino))
+        try:
+            yield
+        finally:
+            _HELD.discard((held.st_dev, held.st_ino))
     finally:
         if transient and made:
             _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
         f.close()  # releases the lock
+
+
+#: The ``(device, inode)`` of each lock file this process holds (:func:`exclusive_lock`).
+_HELD: set[tuple[int, int]] = set()
+
+
+def lock_holder(directory: str | os.PathLike) -> str | None:
+    """The pid (as ``.lock`` gives it, ``?`` if none) of another live process holding
+    ``directory/.lock`` (:func:`exclusive_lock`), or None when none does."""
+    path = Path(directory) / LOCK
+    if fcntl is None or path.is_symlink() or not path.is_file():
+        return None
+    try:
+        with path.open("r") as f:
+            now = os.fstat(f.fileno())
+            if (now.st_dev, now.st_ino) in _HELD:
+                return None
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().strip() or "?"
+    except OSError:
+        return None
+    return None
 
 
 def _unlink_if_same(path: Path, held: os.stat_result) -> None:

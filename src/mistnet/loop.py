@@ -124,7 +124,7 @@ class Session:
         if options.threads > 0:
             torch.set_num_threads(options.threads)
         self.resumed = options.resume and run.last.is_file()
-        if not options.resume and run.last.exists():
+        if not options.resume and (run.last.exists() or run.best.exists()):
             raise MistError(f"{run.path} already holds a run; use --resume or another --out")
         remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))

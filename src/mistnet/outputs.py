@@ -24,7 +24,6 @@ import fnmatch
 import json
 import os
 import shutil
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,15 +31,16 @@ from pathlib import Path
 
 from mistnet.errors import MistError
 from mistnet.io import (
-    atomic_path,
     atomic_write_text,
     is_temporary,
+    lock_holder,
     make_parents,
     remove_empty,
     remove_stale_temporaries,
     rename_new,
     temporary_sibling,
 )
+from mistnet.signals import deferred_signals
 
 #: The file that says a directory is mistnet's own output, and of which kind.
 MARKER = ".mistnet"
@@ -264,9 +264,16 @@ def require_only_own(
         shown: the name of ``directory`` in the message (default ``directory``).
 
     Raises:
-        MistError: naming the first entry (by name) that is not one of its own.
+        MistError: naming the first entry (by name) that is not one of its own, or the
+            process that holds its ``.lock`` (a run being trained).
     """
     patterns, shown = list(patterns), Path(shown or directory)
+    pid = lock_holder(directory)
+    if pid is not None:
+        raise MistError(
+            f"{shown}: another process (pid {pid}) is writing to it, so it is not replaced; "
+            "wait for it to finish or choose another --out"
+        )
     for entry in sorted(Path(directory).iterdir()):
         if not _own(entry, patterns):
             raise MistError(
@@ -287,15 +294,27 @@ def _aside(directory: Path, own: Own | None) -> Path:
     """
     old = temporary_sibling(directory)
     os.rename(directory, old)
+    _SET_ASIDE.add(old.absolute())
     if own is not None:
         try:
             what, patterns = own
             patterns = patterns(old) if callable(patterns) else patterns
             require_only_own(old, patterns, what, shown=directory)
         except BaseException:
-            os.rename(old, directory)
+            with deferred_signals():
+                _put_back(old, directory)
             raise
     return old
+
+
+#: The earlier outputs this process has set aside (:func:`_aside`) and not yet put back or
+#: removed: :func:`remove_added` never takes them for something a failed command added.
+_SET_ASIDE: set[Path] = set()
+
+
+def _put_back(old: Path, path: Path) -> None:
+    os.rename(old, path)
+    _SET_ASIDE.discard(old.absolute())
 
 
 def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
@@ -358,25 +377,31 @@ def entries(directory: str | os.PathLike) -> set[str]:
         return set()
 
 
-def remove_added(directory: str | os.PathLike, before: set[str]) -> None:
+def remove_added(directory: str | os.PathLike, before: set[str], own: Iterable[str]) -> None:
     """Remove the entries of ``directory`` whose names are not in ``before`` (what a failed
-    command added to a directory that existed: :func:`entries` gave ``before``)."""
+    command added to a directory that existed: :func:`entries` gave ``before``) and that are
+    its own (``own``: patterns as :func:`require_only_own` takes them, the marker and
+    temporaries always); a file the user put there meanwhile stays."""
+    own = [MARKER, *own]
     for name in entries(directory) - before:
         entry = Path(directory) / name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        if entry.absolute() in _SET_ASIDE:  # an earlier output, to be put back (replacing)
+            continue
+        if _own(entry, own):
+            _remove(entry)
 
 
-def discard_new(directory: str | os.PathLike, created: list[Path], before: set[str]) -> None:
+def discard_new(
+    directory: str | os.PathLike, created: list[Path], before: set[str], own: Iterable[str]
+) -> None:
     """Undo a failed command's output ``directory``: remove the directories it created
-    (``created``, :func:`open_output`'s), else what it added (:func:`remove_added`)."""
+    (``created``, :func:`open_output`'s), else what it added of its ``own`` entries
+    (:func:`remove_added`)."""
     if created:
         shutil.rmtree(directory, ignore_errors=True)
         remove_empty(created[1:])
     else:
-        remove_added(directory, before)
+        remove_added(directory, before, own)
 
 
 @contextmanager
@@ -396,18 +421,37 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
                 moved.append((path, _aside(path, own)))
         yield
     except BaseException:
-        for path, old in reversed(moved):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            elif os.path.lexists(path):
-                path.unlink()
-            os.rename(old, path)
+        # Put the old entries back first, with signals held (a second Ctrl-C must not leave
+        # them set aside); only then remove what the block made, set aside in their stead.
+        made: list[Path] = []
+        with deferred_signals():
+            for path, old in reversed(moved):
+                if os.path.lexists(path):
+                    made.append(temporary_sibling(path))
+                    os.rename(path, made[-1])
+                _put_back(old, path)
+            _remove_each(made)
         raise
     for _, old in moved:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+        _remove(old)
+        _SET_ASIDE.discard(old.absolute())
+
+
+def _remove_each(paths: list[Path]) -> None:
+    """Remove each of ``paths``, the rest too when one fails (an error is raised after)."""
+    for i, path in enumerate(paths):
+        try:
+            _remove(path)
+        except BaseException:
+            _remove_each(paths[i + 1 :])
+            raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -462,109 +506,8 @@ def _swap(tmp: Path, target: Path, own: Own | None) -> None:
     try:
         rename_new(tmp, target)
     except BaseException:
-        os.rename(old, target)
+        with deferred_signals():
+            _put_back(old, target)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-#: The key of the PNG text chunk that names the command which wrote a figure (:func:`new_file`).
-STAMP = b"mistnet"
-_PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def written_by(path: str | os.PathLike) -> str | None:
-    """The command named by the ``mistnet`` text chunk of the PNG file ``path``, or None.
-
-    Only the chunks before the image data are read (a few hundred bytes); a file that is not a
-    regular PNG file (a FIFO, a folder, a link) is None, unopened.
-    """
-    path = Path(path)
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as f:
-            if f.read(8) != _PNG:
-                return None
-            for _ in range(32):
-                head = f.read(8)
-                if len(head) < 8 or head[4:] in (b"IDAT", b"IEND"):
-                    return None
-                size = int.from_bytes(head[:4], "big")
-                if head[4:] == b"tEXt" and size < 1024:
-                    key, _, text = f.read(size).partition(b"\0")
-                    if key == STAMP:
-                        return text.decode("latin-1")
-                    f.seek(4, os.SEEK_CUR)
-                else:
-                    f.seek(size + 4, os.SEEK_CUR)
-    except OSError:
-        return None
-    return None
-
-
-def _stamp(path: Path, command: str) -> None:
-    """Insert the text chunk ``mistnet: command`` after the header chunk of the PNG ``path``."""
-    data = path.read_bytes()
-    if data[:8] != _PNG or data[12:16] != b"IHDR":
-        raise ValueError(f"{path}: the figure written is not a PNG file")
-    end = 8 + 12 + int.from_bytes(data[8:12], "big")  # signature, then IHDR and its CRC
-    body = b"tEXt" + STAMP + b"\0" + command.encode("latin-1")
-    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-    path.write_bytes(data[:end] + chunk + data[end:])
-
-
-def check_new_file(
-    path: str | os.PathLike,
-    command: str,
-    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
-    suffix: str = ".png",
-    option: str = "--out",
-) -> None:
-    """Check that ``command`` may write the single file ``path`` (a figure).
-
-    ``path`` ends in ``suffix``; it is new, or a file the same command wrote earlier (its
-    ``mistnet`` PNG text chunk names ``command``, see :func:`written_by`); and it lies neither
-    inside a mistnet output nor inside one of ``inputs`` (:func:`check_outside`).
-
-    Raises:
-        MistError: naming ``path`` and the first of these it breaks.
-    """
-    path = Path(path)
-    if path.suffix.lower() != suffix:
-        raise MistError(f"{option} {path}: give a file name ending in {suffix}")
-    if path.is_symlink():
-        raise MistError(f"{path}: is a symbolic link; {option} must name a new file")
-    check_outside(path, inputs, option)
-    if path.exists() and written_by(path) != command:
-        raise MistError(
-            f"{path}: exists and was not written by {command}; choose a new {option} (mistnet "
-            "never overwrites a file it did not write)"
-        )
-
-
-@contextmanager
-def new_file(
-    path: str | os.PathLike,
-    command: str,
-    inputs: Iterable[tuple[str, str | os.PathLike]] = (),
-) -> Iterator[Path]:
-    """Yield a temporary PNG path to write; on success it becomes ``path``, stamped.
-
-    ``path`` is checked first (:func:`check_new_file`). The temporary gets the text chunk
-    naming ``command`` and then takes the place of ``path``: of a file ``command`` wrote (still
-    so at that moment), or of none (never of a file another process made meanwhile:
-    :func:`~mistnet.io.rename_new`). On any exception the temporary and the folders made for it are
-    removed and ``path`` is as it was.
-    """
-    path = Path(path)
-    check_new_file(path, command, inputs)
-
-    def commit(tmp: Path, path: Path) -> None:
-        _stamp(tmp, command)
-        if written_by(path) == command:
-            os.replace(tmp, path)
-        else:
-            rename_new(tmp, path)
-
-    with atomic_path(path, commit) as tmp:
-        yield tmp
+    _remove(old)
+    _SET_ASIDE.discard(old.absolute())

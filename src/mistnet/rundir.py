@@ -205,8 +205,9 @@ class Run:
 
     def _check_last_checkpoint(self, saved: Config) -> None:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
-        start would empty the log and overwrite ``best.safetensors``); a run stopped before
-        its first checkpoint starts again from step 0, as it would have gone.
+        start would empty the log and overwrite ``best.safetensors``), or while
+        ``best.safetensors`` is there with no log; a run stopped before its first checkpoint
+        starts again from step 0, as it would have gone.
 
         Raises:
             MistError: naming the missing file and what shows it existed.
@@ -224,6 +225,11 @@ class Run:
             raise MistError(
                 f"{self.last} is missing, but {shown}; restore it to resume, or train afresh "
                 "into another --out"
+            )
+        if self.best.exists() and reached == 0:  # a checkpoint, and no log to say how early
+            raise MistError(
+                f"{self.last} is missing but {self.best.name} exists; restore it to resume, or "
+                "train afresh into another --out"
             )
 
     def restore(
@@ -262,7 +268,7 @@ class Run:
             except BaseException:
                 # nothing worth keeping: leave what was there before
                 if not self.last.exists() and (created or not resume):
-                    discard_new(self.path, created, before)
+                    discard_new(self.path, created, before, RUN_FILES)
                 raise
 
     def tensorboard(self):

@@ -43,3 +43,36 @@ def signals_as_exceptions() -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+#: The signals :func:`deferred_signals` holds back.
+_DEFERRED = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back while the block runs; act on them after it.
+
+    For the few steps that put a user's earlier output back (:func:`mistnet.outputs.replacing`):
+    a second Ctrl-C there would leave it set aside under a temporary name, to be removed. A
+    signal that arrives meanwhile is recorded and, once the block is done, handled as it would
+    have been (``KeyboardInterrupt``, :class:`Terminated`, or the default action). Only the
+    main thread can set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    wanted = [getattr(signal, name) for name in _DEFERRED if hasattr(signal, name)]
+    previous = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+        for signum in dict.fromkeys(got):
+            old = previous[signum]
+            if callable(old):
+                old(signum, None)
+            elif old == signal.SIG_DFL:
+                signal.raise_signal(signum)

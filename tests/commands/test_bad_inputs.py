@@ -362,6 +362,22 @@ def resume_a_run_whose_last_checkpoint_was_deleted(tmp_path, run):
 
 
 @case
+def resume_a_run_whose_last_checkpoint_and_log_were_deleted(tmp_path, run):
+    for name in ("last.safetensors", "log.jsonl", "summary.json"):
+        (run / name).unlink()  # before: trained afresh, best.safetensors overwritten
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=30"]
+    return argv, ["last.safetensors is missing but best.safetensors exists"]
+
+
+@case
+def train_over_a_run_holding_only_its_best_checkpoint(tmp_path, run):
+    for name in ("last.safetensors", "log.jsonl", "summary.json"):
+        (run / name).unlink()  # before: trained over it, best.safetensors overwritten
+    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--set", "train.steps=3"]
+    return argv, ["already holds a run; use --resume or another --out"]
+
+
+@case
 def resume_with_fewer_steps_than_the_run(tmp_path, run):
     argv = ["train", "--out", run, "--resume", "--set", "train.steps=5"]
     return argv, ["--set train.steps=5 is below the 10 steps of the run", "trains it to 10"]

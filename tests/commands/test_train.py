@@ -18,6 +18,7 @@ from mistnet import loop
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import apply_overrides, load_preset
 from mistnet.data import build_generator, make_scenes, write_dataset
+from mistnet.errors import MistError
 
 
 def test_list_presets(capsys):
@@ -189,7 +190,7 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     )
 
 
-@pytest.mark.parametrize("change", ["image_size", "class_names"])
+@pytest.mark.parametrize("change", ["image_size", "class_names", "generator"])
 def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tmp_path, change):
     """The folder at data.path replaced by a dataset of other images or classes: the resume
     would train the run's model on data it was not made for, and rewrite its config."""
@@ -205,14 +206,17 @@ def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tm
     if change == "image_size":
         for a in splits.values():
             a["images"] = np.pad(a["images"], ((0, 0), (0, 0), (0, 16), (0, 16)))
-    else:
+    elif change == "class_names":
         manifest = {"classes": list("abcdefghij")}
-    write_dataset(data, "mnist-easy", splits, manifest=manifest)
+    write_dataset(
+        data, "mnist-hard" if change == "generator" else "mnist-easy", splits, manifest=manifest
+    )
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     result = mist(capsys, "train", "--out", run, "--resume", "--set=train.steps=4")
     expected = {
         "image_size": "ds has 96x96 images but the run was trained on 80x80 ones",
         "class_names": "names the classes a, b, c",
+        "generator": "made by 'mnist-hard' but the run was trained on one made by 'mnist-easy'",
     }
     assert_user_error(result, expected[change], str(data))
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
@@ -259,3 +263,23 @@ def test_train_into_an_empty_folder_of_the_users_keeps_the_folder(capsys, tmp_pa
         assert_user_error(result, match)
         assert list(out.iterdir()) == []
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
+
+
+def test_a_failed_train_keeps_a_file_the_user_put_into_its_folder_meanwhile(
+    capsys, tmp_path, monkeypatch
+):
+    # Before: a failure before the first checkpoint removed every entry new to the folder,
+    # the user's notes.txt too.
+    out = tmp_path / "e"
+    out.mkdir()
+
+    def fails_after_the_user_wrote(session):
+        (session.run.path / "log.jsonl").write_text("{}\n")
+        (out / "notes.txt").write_text("mine")
+        (out / "mine").mkdir()
+        raise MistError("training failed")
+
+    monkeypatch.setattr(loop.Session, "train", fails_after_the_user_wrote)
+    argv = ["train", "--preset", "tiny-cpu", "--out", out, "--no-progress"]
+    assert_user_error(mist(capsys, *argv, *(a for s in TINY for a in ("--set", s))), "failed")
+    assert sorted(p.name for p in out.iterdir()) == ["mine", "notes.txt"]

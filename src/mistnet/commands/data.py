@@ -39,7 +39,7 @@ from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
 from mistnet.data.store import claim_dataset, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
-from mistnet.outputs import check_new_file, new_file
+from mistnet.outfiles import check_new_file, new_file
 
 CHUNK = 1000
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from mistnet.errors import MistError
-from mistnet.outputs import check_new_file, new_file
+from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import plot_runs
 

@@ -24,7 +24,7 @@ from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
 from mistnet.errors import MistError
-from mistnet.outputs import check_new_file, new_file
+from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
 

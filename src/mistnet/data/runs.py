@@ -152,11 +152,12 @@ def adopt_data(
     record the training data's image size and class names in ``cfg.record``; return the ground truth
     that validation can measure (that of ``val``, else of ``train``).
 
-    A ``resumed`` run keeps what it recorded: data of another image size, or naming other
-    classes (:func:`check_data`), is not the data it trained on (its folder was replaced).
+    A ``resumed`` run keeps what it recorded: data of another image size, made by another
+    generator, or naming other classes (:func:`check_data`), is not the data it trained on
+    (its folder was replaced).
 
     Raises:
-        MistError: an empty ``val``, ``resumed`` on data of another image size, or what
+        MistError: an empty ``val``, ``resumed`` on data of another image size or generator, or what
             :func:`check_data` refuses.
     """
     source = cfg.data.path or cfg.data.name
@@ -171,6 +172,14 @@ def adopt_data(
             "a resumed run trains on the data it started with"
         )
     record.image_size = size
+    made = str(getattr(train, "name", "")) if cfg.data.path else ""
+    if resumed and record.data_made_by and made != record.data_made_by:
+        raise MistError(
+            f"{source} is a dataset made by {made or 'no generator'!r} but the run was trained "
+            f"on one made by {record.data_made_by!r}; a resumed run trains on the data it "
+            "started with"
+        )
+    record.data_made_by = made
     names = classes_of(train)
     if cfg.model.task != "classify":
         record.class_names = ()
