@@ -201,12 +201,18 @@ def remove_stale_temporaries(directory: str | os.PathLike, target: str | None = 
             continue
         if _writer_alive(int(match["pid"])):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        remove_path(entry)
         removed.append(entry)
     return removed
+
+
+def remove_path(path: Path) -> None:
+    """Remove the file, link or directory tree ``path`` (a link itself, never what it points
+    to); nothing when it is gone already."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def make_parents(directory: Path) -> list[Path]:

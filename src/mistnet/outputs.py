@@ -36,6 +36,7 @@ from mistnet.io import (
     lock_holder,
     make_parents,
     remove_empty,
+    remove_path,
     remove_stale_temporaries,
     rename_new,
     temporary_sibling,
@@ -388,7 +389,7 @@ def remove_added(directory: str | os.PathLike, before: set[str], own: Iterable[s
         if entry.absolute() in _SET_ASIDE:  # an earlier output, to be put back (replacing)
             continue
         if _own(entry, own):
-            _remove(entry)
+            remove_path(entry)
 
 
 def discard_new(
@@ -433,7 +434,7 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
             _remove_each(made)
         raise
     for _, old in moved:
-        _remove(old)
+        remove_path(old)
         _SET_ASIDE.discard(old.absolute())
 
 
@@ -441,17 +442,10 @@ def _remove_each(paths: list[Path]) -> None:
     """Remove each of ``paths``, the rest too when one fails (an error is raised after)."""
     for i, path in enumerate(paths):
         try:
-            _remove(path)
+            remove_path(path)
         except BaseException:
             _remove_each(paths[i + 1 :])
             raise
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -509,5 +503,5 @@ def _swap(tmp: Path, target: Path, own: Own | None) -> None:
         with deferred_signals():
             _put_back(old, target)
         raise
-    _remove(old)
+    remove_path(old)
     _SET_ASIDE.discard(old.absolute())

@@ -28,7 +28,13 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from mistnet.errors import DataError
-from mistnet.io import make_parents, remove_empty, remove_stale_temporaries, temporary_sibling
+from mistnet.io import (
+    make_parents,
+    remove_empty,
+    remove_path,
+    remove_stale_temporaries,
+    temporary_sibling,
+)
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -167,7 +173,7 @@ def _fill_cache(
             old = temporary_sibling(cache)
             os.rename(cache, old)
             os.rename(tmp, cache)
-            _remove(old)
+            remove_path(old)
         else:
             os.rename(tmp, cache)
     except BaseException:
@@ -175,13 +181,6 @@ def _fill_cache(
         remove_empty(created)
         raise
     return cache
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def install_mnist(
