@@ -338,7 +338,7 @@ def test_out_dir_of_another_budget_is_refused(smoke, capsys):
     )
 
 
-LONG = ("table2", "table3")  # the tables the cpu budget trains 3,000 steps per run
+CPU_TABLE_MINUTES = {"table1": 45.0, "table2": 110.0, "table3": 110.0}  # else 18
 
 
 def test_budgets_and_tables_are_consistent():
@@ -353,13 +353,14 @@ def test_budgets_and_tables_are_consistent():
     cpu = BUDGETS["cpu"]
     for name, table in TABLES.items():  # at most 2 hours of training per table on 2 cores
         assert sum(r.time_share for r in table.runs()) == pytest.approx(len(table.runs()))
-        assert len(table.runs()) * cpu.run_minutes(name) <= (110.0 if name in LONG else 18.0), name
+        assert len(table.runs()) * cpu.run_minutes(name) <= CPU_TABLE_MINUTES.get(name, 18.0), name
     assert cpu.run_steps("classify", cpu.run_minutes("table2")) == 3000
     assert BUDGETS["full"].presets == {} and BUDGETS["full"].run_minutes("table2") == 0
 
 
 def test_every_run_config_resolves_under_every_budget(tmp_path):
-    """No budget/row combination has an unknown key; cpu classification runs mnist-hard-cpu."""
+    """No budget/row combination has an unknown key; cpu classification runs mnist-hard-cpu and
+    cpu auto-encoders mnist-hard-recon-cpu, each still on its own dataset, K and output."""
     from mistnet.reproduce.runs import make_spec
 
     for budget in BUDGETS.values():
@@ -375,6 +376,13 @@ def test_every_run_config_resolves_under_every_budget(tmp_path):
                     assert spec.preset == row.preset and spec.minutes == 0
                 elif row.kind == "classify":
                     assert spec.preset == "mnist-hard-cpu"
+                elif budget.name == "cpu":
+                    assert spec.preset == "mnist-hard-recon-cpu"
+                    assert (cfg.model.base_side, cfg.model.patch_size) == (22.0, 23)
+                if row.data in ("mnist-easy", "mnist-hard", "gabor"):
+                    assert cfg.data.name == row.data
+                if row.data == "gabor":
+                    assert (cfg.model.k, cfg.model.output) == (20, "signed")
                 if row.data == "svhn":
                     assert (cfg.model.in_channels, cfg.model.k, cfg.model.factors) == (3, 2, (0.5,))
                 if name == "table3":
