@@ -4,6 +4,7 @@ matplotlib; bad options."""
 
 import fcntl
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -93,6 +94,20 @@ def test_demo_on_full_mnist_takes_the_cache_and_says_so(tmp_path, capsys, monkey
     assert record["digits"] == {"source": "mnist", "train": 50, "val": 10, "test": 20}
     assert f"digits: full MNIST from the data cache ({mnist_cache()})" in printed
     assert json.loads((out / "data" / "manifest.json").read_text())["digits"] == "mnist"
+
+
+def test_a_demo_into_a_folder_whose_name_is_not_utf8(tmp_path, capsys):
+    out = tmp_path / os.fsdecode(b"demo\xff")
+    try:
+        out.mkdir()
+        out.rmdir()
+    except (OSError, UnicodeError):  # a filesystem that refuses such names
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    rc, printed, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY, "--set", "train.steps=2")
+    assert rc == 0, err
+    assert json.loads((out / "metrics.json").read_text())["images"] == 24
+    assert json.loads((out / "run" / "config.json").read_text())["data"]["path"] == "../data"
+    assert "demo\\udcff" in printed  # printed escaped, not a failure after the work
 
 
 def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(

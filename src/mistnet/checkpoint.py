@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 from torch import nn
 
 from mistnet.errors import MistError
@@ -108,6 +108,15 @@ def save_checkpoint(
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
+def _metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file already read by :func:`load`: the file starts
+    with its JSON header's length (8 bytes, little-endian), then the header."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 class Checkpoint:
     """A loaded checkpoint: tensors plus the decoded metadata."""
 
@@ -116,9 +125,11 @@ class Checkpoint:
         if not self.path.is_file():
             raise MistError(f"checkpoint {self.path} does not exist")
         try:
-            with safe_open(str(self.path), framework="pt") as f:
-                meta = f.metadata() or {}
-            self.tensors = load_file(str(self.path), device=str(device))
+            data = self.path.read_bytes()
+            # From bytes, not safetensors' load_file / safe_open: those take the path as UTF-8
+            # and refuse a folder whose name is not (a lone surrogate in Python).
+            self.tensors = {k: v.to(device) for k, v in load(data).items()}
+            meta = _metadata(data)
         except (SafetensorError, OSError, ValueError) as exc:
             raise MistError(f"checkpoint {self.path} is corrupt or truncated ({exc})") from exc
         if meta.get("format") != FORMAT:

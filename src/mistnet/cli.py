@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import sys
 import tempfile
@@ -133,6 +134,7 @@ def internal_error(command: str, exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _printable_streams()
     try:
         # The command modules import torch: a second or more in which Ctrl-C may come.
         parser = build_parser()
@@ -143,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _warning_printer(command_name(args))
         return _call(args)
+
+
+def _printable_streams() -> None:
+    """Print what the output's encoding cannot hold (the lone surrogates of a path that is not
+    UTF-8) as backslash escapes, as the error lines do, rather than fail after the work."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def command_name(args: argparse.Namespace) -> str:

@@ -10,7 +10,9 @@ the resolved config is written beside every run so that a checkpoint can be rebu
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import tomllib
 import types
 import typing
@@ -374,11 +376,29 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
         raise MistError(f"{where}: invalid TOML: nested too deeply") from None
 
 
+def override(key: str, value: Any) -> str:
+    r"""The ``--set`` text that sets ``key`` to ``value`` (a string, number, bool or list).
+
+    JSON's syntax for these is TOML's, except that JSON escapes what is not ASCII as ``\uXXXX``,
+    which TOML refuses for the lone surrogates that stand for the undecodable bytes of a path
+    (a folder whose name is not UTF-8): those stay as characters.
+
+    Example:
+        >>> print(override("data.path", 'runs/"a"'))
+        data.path="runs/\"a\""
+    """
+    return f"{key}={json.dumps(value, ensure_ascii=False)}"
+
+
 def _parse_value(text: str, where: str = "value") -> Any:
-    """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string."""
+    """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string
+    unless it is meant as a quoted string, list or table (then the TOML error is the message)."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if text[:1] in ('"', "'", "[", "{"):
+            why = re.sub(r" \(at line \d+, column \d+\)", "", str(exc))
+            raise MistError(f"--set {where}={text}: invalid TOML value: {why}") from None
         return text
     except ValueError as exc:
         raise MistError(f"--set {where}: {parse_error(exc)}") from None

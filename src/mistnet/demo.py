@@ -12,7 +12,6 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mistnet.config import resolve
+from mistnet.config import override, resolve
 from mistnet.data import (
     DigitPools,
     build_generator,
@@ -213,7 +212,7 @@ def run_demo(
     out = Path(out)
     t0 = time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
-    cfg = resolve(preset, [f"data.path={json.dumps(str(data_dir))}", *overrides])
+    cfg = resolve(preset, [override("data.path", str(data_dir)), *overrides])
     pools = load_digits(digits)
     no_figure = matplotlib_missing()
     if no_figure:

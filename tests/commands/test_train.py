@@ -1,6 +1,7 @@
 """``mist train``: presets, overrides, its error paths, exact resume after SIGKILL."""
 
 import json
+import os
 import shutil
 import signal
 import stat
@@ -46,7 +47,28 @@ def test_bad_set_key_and_value(capsys, tmp_path):
     assert_user_error(mist(capsys, *base, "--set", "train.steps=abc"), "must be an integer")
     assert_user_error(mist(capsys, *base, "--set", "steps=3"), "section.key")
     assert_user_error(mist(capsys, *base, "--device", "tpu"), "--device")
+    # A quoted string that is no TOML is an error, not the bare string with its quotes.
+    bad = ["--set", 'data.path="d\\q"']
+    assert_user_error(mist(capsys, *base, *bad), "invalid TOML value: Unescaped")
     assert not out.exists()
+
+
+def test_a_dataset_folder_whose_name_is_not_utf8_trains(capsys, tmp_path):
+    """A folder name with bytes that are not UTF-8 (Python: lone surrogates) reaches the run as
+    it is, through --data and through the config the run records."""
+    name = os.fsdecode(b"ds\xff")
+    try:
+        data = _tiny_dataset(tmp_path / name)
+    except (OSError, UnicodeError):  # a filesystem that refuses such names
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    run = tmp_path / "r"
+    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--data", data, "--no-progress"]
+    rc, _, err = mist(capsys, *argv, "--set", "train.steps=2", "--set", "train.val_every=2")
+    assert rc == 0, err
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == f"../{name}"
+    rc, _, err = mist(capsys, "eval", run, "--json", tmp_path / "m.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "m.json").read_text())["images"] == 4
 
 
 def test_missing_preset_or_out(capsys, tmp_path):

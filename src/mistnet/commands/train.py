@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if not Path(args.data).is_dir():
             raise MistError(f"--data {args.data}: no such dataset directory")
-        overrides.append(f"data.path={json.dumps(args.data)}")
+        overrides.append(config.override("data.path", args.data))
     if args.resume:
         run_dir = Run(args.out)
         saved = run_dir.resume_config()[0]

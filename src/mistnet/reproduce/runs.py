@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import Config, load_json, resolve, upgrade
+from mistnet.config import Config, load_json, override, resolve, upgrade
 from mistnet.engine import Batch, Meter
 from mistnet.errors import DataError, MistError
 from mistnet.evaluation import evaluate_run
@@ -127,7 +127,7 @@ def make_spec(
         *budget.overrides_for(row.kind),
         *([f"train.steps={steps}"] if steps else []),
         *row.overrides,
-        f"data.path={json.dumps(str(data[row.data]))}",
+        override("data.path", str(data[row.data])),
         f"data.seed={seed}",
         f"train.seed={seed}",
     ]
