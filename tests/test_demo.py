@@ -256,3 +256,27 @@ def test_a_failed_demo_keeps_a_file_the_user_put_into_its_folder_meanwhile(tmp_p
         run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
                  overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("name", ["figure.png", "metrics.json"])
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_demo_again_keeps_a_folder_or_link_of_the_users_named_like_its_files(
+    capsys, tmp_path, monkeypatch, name, kind
+):
+    # Before: a second demo set OUT/figure.png aside whatever it was and removed it once done:
+    # a folder of the user's of that name went with everything in it.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    (out / name).unlink(missing_ok=True)
+    if kind == "folder":
+        (out / name).mkdir()
+        (out / name / "notes.txt").write_text("mine")
+    else:
+        (tmp_path / "mine.png").write_text("mine")
+        (out / name).symlink_to(tmp_path / "mine.png")
+    before, _ = entries_under(tmp_path), capsys.readouterr()
+    rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{out / name}: is a {kind if kind == 'folder' else 'symbolic link'}" in err
+    assert entries_under(tmp_path) == before
