@@ -257,6 +257,25 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_checkpoint(tmp_path):
+    # Before: "nope" (no such path) was a ValueError, but a folder that is no run, a run with
+    # no checkpoint, a file given for the run or a damaged checkpoint a bare MistError, which an
+    # ``except ValueError`` around load() did not catch.
+    (tmp_path / "empty").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    cases = {"empty": "is not a mistnet run", "run": "holds no checkpoint yet"}
+    cases["run/notes.txt"] = "is a file; give the run directory"
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            mistnet.load(tmp_path / name)
+    (run / "best.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="best.safetensors is corrupt or truncated"):
+        mistnet.load(run)
+
+
 def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
     # Before: the shipped model's only checkpoint was returned for which="last" silently.
     with pytest.raises(ValueError, match="which='last': the pretrained model mnist-hard-class"):
