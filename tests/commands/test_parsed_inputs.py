@@ -198,6 +198,15 @@ def boxes_csv_with_a_row_twice(tmp_path, run):
 
 
 @case
+def boxes_csv_with_a_row_longer_than_the_header(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\n0.png,10,10,5,5,cat\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]  # was: "cat" dropped
+    fragments = ["boxes.csv line 2: 6 fields, the header names 5"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], fragments
+
+
+@case
 def coco_category_name_with_a_newline(tmp_path, run):
     cats = [{"id": 1, "name": "cat\ndog"}]
     fragments = ["boxes.json: categories[0].name: class name 'cat\\ndog' holds the control"]

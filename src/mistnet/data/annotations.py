@@ -132,7 +132,9 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     truth: dict[str, Truth] = {}
     seen: dict[tuple, int] = {}  # (file, box, class) -> line: one instance twice counts twice
     for i, row in enumerate(rows[1:], 2):
-        if max(file_col, *cols, class_col or 0) >= len(row):
+        # more fields than the header names: a value no column takes (a class without a
+        # "class" column) would be dropped silently
+        if max(file_col, *cols, class_col or 0) >= len(row) or len(row) > len(header):
             raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
         rel = resolve(row[file_col], f"line {i}")
         try:
