@@ -309,3 +309,11 @@ def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeyp
         mistnet.fit("tiny-cpu", data, out=tmp_path / "notes.txt", steps=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("key", ["path", "data_path", "name", "data_name"])
+def test_fit_refuses_a_dataset_path_or_name_it_would_ignore(tmp_path, key):
+    # Before: fit(..., path="ds") trained on train_data and recorded data.path "" silently.
+    with pytest.raises(ValueError, match=f"{key}='ds': fit trains on train_data and val"):
+        mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "run", num_classes=2, **{key: "ds"})
+    assert list(tmp_path.iterdir()) == []

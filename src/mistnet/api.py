@@ -310,6 +310,11 @@ def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: d
     try:
         cfg = _config_of(model_or_preset)
         for name, value in overrides.items():
+            if name in ("path", "data_path", "name", "data_name"):  # else ignored silently
+                raise ArgumentError(
+                    f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
+                    f"out {name} (mist train --data DIR trains on a dataset directory)"
+                )
             _override(cfg, name, value)
         cfg.data.path, cfg.data.name = "", IN_MEMORY
         return config_module.validate(cfg)
