@@ -354,8 +354,19 @@ def read_boxes(
 
 
 def class_key(name: str):
-    """Sort key of class names: numerically when a name is an integer, else by the text."""
-    return (0, int(name), "") if name.lstrip("-").isdecimal() else (1, 0, name)
+    """Sort key of class names: numerically when a name is an integer, else by the text; the
+    text breaks ties (``1`` before ``01``), so the order never depends on the order read.
+
+    Example:
+        >>> sorted(["10", "b", "01", "2", "1", "--1", "a"], key=class_key)
+        ['01', '1', '2', '10', '--1', 'a', 'b']
+    """
+    if name.lstrip("-").isdecimal():
+        try:
+            return (0, int(name), name)
+        except ValueError:  # "--1", or more digits than Python converts: by the text
+            pass
+    return (1, 0, name)
 
 
 def read_truth(
