@@ -257,6 +257,25 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_checkpoint(tmp_path):
+    # Before: "nope" (no such path) was a ValueError, but a folder that is no run, a run with
+    # no checkpoint, a file given for the run or a damaged checkpoint a bare MistError, which an
+    # ``except ValueError`` around load() did not catch.
+    (tmp_path / "empty").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    cases = {"empty": "is not a mistnet run", "run": "holds no checkpoint yet"}
+    cases["run/notes.txt"] = "is a file; give the run directory"
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            mistnet.load(tmp_path / name)
+    (run / "best.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="best.safetensors is corrupt or truncated"):
+        mistnet.load(run)
+
+
 def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
     # Before: the shipped model's only checkpoint was returned for which="last" silently.
     with pytest.raises(ValueError, match="which='last': the pretrained model mnist-hard-class"):
@@ -290,3 +309,11 @@ def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeyp
         mistnet.fit("tiny-cpu", data, out=tmp_path / "notes.txt", steps=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("key", ["path", "data_path", "name", "data_name"])
+def test_fit_refuses_a_dataset_path_or_name_it_would_ignore(tmp_path, key):
+    # Before: fit(..., path="ds") trained on train_data and recorded data.path "" silently.
+    with pytest.raises(ValueError, match=f"{key}='ds': fit trains on train_data and val"):
+        mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "run", num_classes=2, **{key: "ds"})
+    assert list(tmp_path.iterdir()) == []

@@ -232,3 +232,28 @@ def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
         os.umask(old)
     mode = (tmp_path / "c.safetensors").stat().st_mode & 0o777
     assert mode == (tmp_path / "plain").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    "key, value, why",
+    [
+        ("config", "[" * 100_000, "JSON nested too deeply"),
+        ("step", "1" * 5001, "an integer of more than 4300 digits"),
+        ("extra", "{", "Expecting property name"),
+    ],
+)
+def test_damaged_metadata_is_refused_in_one_line(tmp_path, key, value, why):
+    # Before: metadata JSON nested 100,000 deep (no digest to check: an older checkpoint) was an
+    # internal error (RecursionError); a step of 5,001 digits advised a Python call.
+    from safetensors.torch import load, save
+
+    cfg, model, _ = trained()
+    save_checkpoint(tmp_path / "ok.safetensors", model, config=cfg.to_dict(), step=1)
+    data = (tmp_path / "ok.safetensors").read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + size])["__metadata__"]
+    del meta["digest"]
+    meta[key] = value
+    (tmp_path / "bad.safetensors").write_bytes(save(load(data), metadata=meta))
+    with pytest.raises(MistError, match=rf"bad.safetensors has damaged metadata \({why}"):
+        Checkpoint(tmp_path / "bad.safetensors")

@@ -225,7 +225,12 @@ def test_json_round_trip(tmp_path):
     assert json.loads(back.to_json()) == dataclasses.asdict(cfg) | {
         "model": dataclasses.asdict(cfg.model)
         | {"factors": [1.0, 0.7, 0.5], "heatmap_dilations": []},
-        "record": {"image_size": [], "class_names": [], "data_made_by": ""},
+        "record": {
+            "image_size": [],
+            "class_names": [],
+            "data_made_by": "",
+            "data_manifest": "",
+        },
     }
     assert back.model.factors == (1.0, 0.7, 0.5)
 

@@ -256,3 +256,56 @@ def test_a_failed_demo_keeps_a_file_the_user_put_into_its_folder_meanwhile(tmp_p
         run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
                  overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("name", ["figure.png", "metrics.json"])
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_demo_again_keeps_a_folder_or_link_of_the_users_named_like_its_files(
+    capsys, tmp_path, monkeypatch, name, kind
+):
+    # Before: a second demo set OUT/figure.png aside whatever it was and removed it once done:
+    # a folder of the user's of that name went with everything in it.
+    out = tmp_path / "demo"
+    hide_matplotlib(monkeypatch)
+    assert mist_main(["demo", "--out", str(out), *SIZES, *TINY]) == 0
+    (out / name).unlink(missing_ok=True)
+    if kind == "folder":
+        (out / name).mkdir()
+        (out / name / "notes.txt").write_text("mine")
+    else:
+        (tmp_path / "mine.png").write_text("mine")
+        (out / name).symlink_to(tmp_path / "mine.png")
+    before, _ = entries_under(tmp_path), capsys.readouterr()
+    rc, _, err = mist(capsys, "demo", "--out", out, *SIZES, *TINY)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{out / name}: is a {kind if kind == 'folder' else 'symbolic link'}" in err
+    assert entries_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("item", ["data.path=elsewhere", "data.name=gabor", " data.path = 'x'"])
+def test_a_demo_refuses_to_train_on_or_record_another_dataset(capsys, tmp_path, item):
+    # Before: --set data.path=DS trained on DS while the demo made, and evaluated on, OUT/data;
+    # --set data.name=gabor recorded a generator the run never saw.
+    (tmp_path / "elsewhere").mkdir()
+    before = entries_under(tmp_path)
+    rc, _, err = mist(capsys, "demo", "--out", tmp_path / "demo", *SIZES, *TINY, "--set", item)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in" in err
+    assert entries_under(tmp_path) == before
+
+
+def test_a_demo_records_the_mnist_hard_scenes_it_made_whatever_the_preset(tmp_path, monkeypatch):
+    # Before: --preset mnist-easy-grid trained on the demo's MNIST-hard scenes but recorded
+    # data.name = "mnist-easy" in the run's config.json.
+    trained = []
+
+    def record(cfg, run_dir, **kwargs):
+        trained.append(cfg)
+        raise MistError("stop here")
+
+    monkeypatch.setattr(mistnet.demo, "train", record)
+    with pytest.raises(MistError, match="stop here"):
+        run_demo(tmp_path / "demo", preset="mnist-easy-grid", n_train=16, n_val=4, n_test=4,
+                 log=lambda message: None)  # fmt: skip
+    assert trained[0].data.name == "mnist-hard"
+    assert Path(trained[0].data.path) == tmp_path / "demo" / "data"

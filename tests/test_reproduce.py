@@ -302,6 +302,15 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         "--svhn",
         "no such directory",
     )
+    demo = tmp_path / "demo"  # before: "--data-root demo/data is the dataset demo/data"
+    demo.mkdir()
+    (demo / ".mistnet").write_text("demo\n")
+    (demo / "data").mkdir()
+    (demo / "data" / ".mistnet").write_text("dataset\n")
+    assert_user_error(
+        mist(capsys, "reproduce", "table1", *base, "--out", demo),
+        f"{demo}: is a mistnet demo directory, not mist reproduce's output",
+    )
     for table in ("table1", "table4"):  # table1 runs no SVHN: a mistyped --svhn still is one
         result = mist(capsys, "reproduce", table, *base, "--out", tmp_path / "b", "--svhn", "nope")
         assert_user_error(result, "--svhn nope: no such directory")

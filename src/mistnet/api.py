@@ -224,14 +224,19 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
         ValueError: ``which`` is neither ``best`` nor ``last`` (or ``last`` for a pretrained
             model, which has one checkpoint), ``device`` is no device name, or it names CUDA
             where there is none.
-        MistError: neither a run directory nor a pretrained model (one line listing the known
-            names), no checkpoint, or a damaged ``config.json`` or checkpoint (one line naming
-            the file).
+        ValueError (``MistError``): neither a run directory nor a pretrained model (one line
+            listing the known names), no checkpoint, or a damaged ``config.json`` or checkpoint
+            (one line naming the file).
     """
     check_device(device, "device")
     if which not in ("best", "last"):
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
-    cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device, "device"))
+    try:
+        cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device, "device"))
+    except MistError as exc:  # a folder that is no run, no checkpoint, a damaged file
+        if isinstance(exc, ValueError):
+            raise
+        raise DataError(str(exc)) from None
     model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
     model.predict = types.MethodType(predict, model)
     return model
@@ -305,6 +310,11 @@ def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: d
     try:
         cfg = _config_of(model_or_preset)
         for name, value in overrides.items():
+            if name in ("path", "data_path", "name", "data_name"):  # else ignored silently
+                raise ArgumentError(
+                    f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
+                    f"out {name} (mist train --data DIR trains on a dataset directory)"
+                )
             _override(cfg, name, value)
         cfg.data.path, cfg.data.name = "", IN_MEMORY
         return config_module.validate(cfg)

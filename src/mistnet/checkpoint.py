@@ -29,7 +29,7 @@ from torch import nn
 
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_bytes, json_text
-from mistnet.validate import require_finite
+from mistnet.validate import parse_error, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
 DIGEST = "digest"  # metadata key of the checksum
@@ -130,7 +130,7 @@ class Checkpoint:
             # and refuse a folder whose name is not (a lone surrogate in Python).
             self.tensors = {k: v.to(device) for k, v in load(data).items()}
             meta = _metadata(data)
-        except (SafetensorError, OSError, ValueError) as exc:
+        except (SafetensorError, OSError, ValueError, RecursionError) as exc:
             raise MistError(f"checkpoint {self.path} is corrupt or truncated ({exc})") from exc
         if meta.get("format") != FORMAT:
             raise MistError(
@@ -148,7 +148,12 @@ class Checkpoint:
             self.optimizers = json.loads(meta["optimizers"])
             self.extra = json.loads(meta["extra"])
         except (KeyError, ValueError) as exc:
-            raise MistError(f"checkpoint {self.path} has damaged metadata ({exc})") from None
+            why = parse_error(exc) if isinstance(exc, ValueError) else f"no {exc}"
+            raise MistError(f"checkpoint {self.path} has damaged metadata ({why})") from None
+        except RecursionError:  # JSON nested deeper than the parser's stack
+            raise MistError(
+                f"checkpoint {self.path} has damaged metadata (JSON nested too deeply)"
+            ) from None
         if self.step < 0 or not all(
             isinstance(v, dict) for v in (self.config, self.optimizers, self.extra)
         ):

@@ -143,6 +143,9 @@ class RunRecord:
     # The name the manifest of the training dataset gives (the generator that made it), when
     # training read a dataset directory; empty otherwise, and for runs of older versions.
     data_made_by: str = ""
+    # A digest of that dataset's manifest (its seed, split sizes, parameters, ...): a resume
+    # on a dataset made again with other options is refused. Empty as ``data_made_by`` is.
+    data_manifest: str = ""
 
 
 @dataclass

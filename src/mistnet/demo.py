@@ -33,6 +33,7 @@ from mistnet.data import (
 )
 from mistnet.data.sampling import loader
 from mistnet.data.store import DATASET_FILES, claim_dataset
+from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
@@ -212,7 +213,15 @@ def run_demo(
     out = Path(out)
     t0 = time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
-    cfg = resolve(preset, [override("data.path", str(data_dir)), *overrides])
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in ("data.path", "data.name"):  # trained on, or recorded, but not what it made
+            raise MistError(
+                f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in "
+                f"{data_dir}; leave out {key} (mist train --data DIR trains on a dataset of yours)"
+            )
+    made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
+    cfg = resolve(preset, [*made, *overrides])
     pools = load_digits(digits)
     no_figure = matplotlib_missing()
     if no_figure:

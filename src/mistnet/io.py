@@ -358,8 +358,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`).
+
+    A path in ``text`` whose bytes are not UTF-8 (a folder or image named so: Python holds its
+    undecodable bytes as lone surrogates, :func:`os.fsdecode`) is written as those bytes, the
+    name as the file system has it, rather than failing once the work is done.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_write_json(path: str | os.PathLike, doc: Any) -> Path:

@@ -410,7 +410,8 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
     """Move each existing entry of ``slots`` aside while the block writes new ones in place.
 
     ``slots`` are ``(path, own)`` pairs: a directory checked to hold only ``own``'s entries
-    (see :func:`_aside`), or a file (``own`` None). On success the old entries are removed; on
+    (see :func:`_aside`), or a regular file (``own`` None; a folder or link of its name is
+    refused). On success the old entries are removed; on
     any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) what the block made
     at those paths is removed and the old entries are put back, so a failed second ``mist
     demo`` leaves the first one's dataset, run, metrics and figure as they were.
@@ -419,7 +420,10 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
     try:
         for path, own in slots:
             if os.path.lexists(path):
-                moved.append((path, _aside(path, own)))
+                if own is None:
+                    _require_own_file(path)
+                with deferred_signals():  # set aside and recorded, or neither
+                    moved.append((path, _aside(path, own)))
         yield
     except BaseException:
         # Put the old entries back first, with signals held (a second Ctrl-C must not leave
@@ -436,6 +440,17 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
     for _, old in moved:
         remove_path(old)
         _SET_ASIDE.discard(old.absolute())
+
+
+def _require_own_file(path: Path) -> None:
+    """Refuse to replace ``path`` unless it is a regular file (what a command writes there):
+    a folder or a symbolic link of that name is the user's."""
+    if path.is_symlink() or not path.is_file():
+        what = "a symbolic link" if path.is_symlink() else "a folder" if path.is_dir() else None
+        raise MistError(
+            f"{path}: is {what or 'not a regular file'}, not a file mistnet wrote, so it is "
+            "not replaced; move it away and run again, or choose another --out"
+        )
 
 
 def _remove_each(paths: list[Path]) -> None:

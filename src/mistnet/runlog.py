@@ -88,22 +88,24 @@ def _record(record: Any, line: str, where: str) -> LogRecord:
 def read_log(path: str | os.PathLike) -> list[LogRecord]:
     """The records of the log file ``path``, in file order.
 
-    A last line that is not JSON (cut short by a kill mid-write) is dropped; any other damage
-    is an error.
+    A last line that is not JSON and has no newline (cut short by a kill mid-write) is dropped;
+    any other damage is an error (a whole last line of ``NaN`` or a key twice is no cut).
 
     Raises:
         DataError: the file is not a regular UTF-8 file, or a line is damaged (see
             :func:`parse_record`).
     """
     path = Path(path)
-    lines = [line for line in read_text(path).splitlines() if line.strip()]
+    text = read_text(path)
+    cut = not text.endswith("\n")  # every line is written whole with its newline
+    lines = [line for line in text.splitlines() if line.strip()]
     records = []
     for i, line in enumerate(lines):
         where = f"{path} line {i + 1}"
         try:
             parsed = parse_json(line, where)
         except DataError:
-            if i == len(lines) - 1:
+            if cut and i == len(lines) - 1:
                 break
             raise
         records.append(_record(parsed, line, where))

@@ -271,3 +271,20 @@ def test_detect_help_states_the_min_score_defaults_the_code_uses():
     text = " ".join((detect.__doc__ or "").split())
     assert f"default {CLASSIFIER_MIN_SCORE} for a classifier, {DEFAULT_MIN_SCORE} for an" in text
     assert "default 0.5;" not in text
+
+
+def test_detect_an_image_whose_name_is_not_utf8(capsys, tiny_run, tmp_path):
+    # Before: with a detection to list, writing detections.csv failed once the work was done
+    # (an internal error, UnicodeEncodeError); the CSV now names the file by its own bytes.
+    import os
+
+    image = tmp_path / os.fsdecode(b"a\xff.png")
+    Image.fromarray((np.random.default_rng(0).random((50, 50)) * 255).astype(np.uint8)).save(image)
+    out = tmp_path / "det"
+    rc, _, err = mist(capsys, "detect", tiny_run, image, "--out", out, "--min-score", "0")
+    assert rc == 0, err
+    rows = (out / "detections.csv").read_bytes().splitlines()
+    assert len(rows) > 1 and all(b"a\xff.png" in row for row in rows[1:])
+    assert json.loads((out / "coco_images.json").read_text())["images"][0]["file_name"].endswith(
+        os.fsdecode(b"a\xff.png")
+    )

@@ -198,6 +198,15 @@ def boxes_csv_with_a_row_twice(tmp_path, run):
 
 
 @case
+def boxes_csv_with_a_row_longer_than_the_header(tmp_path, run):
+    src = photos(tmp_path)
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\n0.png,10,10,5,5,cat\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]  # was: "cat" dropped
+    fragments = ["boxes.csv line 2: 6 fields, the header names 5"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], fragments
+
+
+@case
 def coco_category_name_with_a_newline(tmp_path, run):
     cats = [{"id": 1, "name": "cat\ndog"}]
     fragments = ["boxes.json: categories[0].name: class name 'cat\\ndog' holds the control"]
@@ -456,3 +465,21 @@ def test_a_bug_is_one_line_naming_the_file_that_holds_its_traceback(capsys, tmp_
     (written,) = tmp_path.glob("mist-traceback-*.txt")
     assert line.endswith(f"the traceback is in {written}")
     assert "Traceback" in written.read_text() and "broken" in written.read_text()
+
+
+def test_class_names_of_one_number_written_two_ways_sort_the_same_every_time(capsys, tmp_path):
+    # Before: "1" and "01" had one sort key, so their class ids followed the order of a set
+    # (PYTHONHASHSEED): one import made "1" class 0, the next class 1. A name of 5,000 digits
+    # or "--1" was an internal error (int()).
+    src = photos(tmp_path, n=4)
+    huge = "7" * 5000
+    orders = (["1", "01", huge, "--1"], ["--1", huge, "01", "1"])
+    for i, names in enumerate(orders):
+        rows = "".join(f"{n}.png,{name}\n" for n, name in enumerate(names))
+        (tmp_path / f"labels{i}.csv").write_text(rows)
+        out = tmp_path / f"ds{i}"
+        argv = ["data", "import-images", src, "--out", out, "--labels", tmp_path / f"labels{i}.csv"]
+        rc, _, err = mist(capsys, *argv)
+        assert rc == 0, err
+        classes = json.loads((out / "manifest.json").read_text())["classes"]
+        assert classes == ["01", "1", "--1", huge]

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pytest
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
@@ -48,3 +49,26 @@ def test_log_curves_read_back_what_the_run_logged(tiny_run, tmp_path):
     lines = (tiny_run / "log.jsonl").read_text()
     (torn / "log.jsonl").write_text(lines + '{"step": 11, "spl')  # a kill mid-write
     assert Run(torn).records() == [json.loads(line) for line in lines.splitlines()]
+
+
+@pytest.mark.parametrize(
+    "last, why",
+    [
+        ('{"step": 11, "split": "train", "task": NaN}', "NaN is not a JSON number"),
+        ('{"step": 11, "step": 12, "split": "train"}', "appears twice"),
+        ("\x00\x00", "not valid JSON"),
+    ],
+)
+def test_a_whole_damaged_last_log_line_is_named_not_dropped(capsys, tiny_run, tmp_path, last, why):
+    # Before: any last line that was not JSON was taken for one cut by a kill and dropped, a
+    # whole line with its newline too: a one-line log was "empty; the run has not logged a
+    # step yet", a longer one drew its curves without that record.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text((tiny_run / "config.json").read_text())
+    lines = (tiny_run / "log.jsonl").read_text()
+    for log, line in ((last + "\n", 1), (lines + last + "\n", len(lines.splitlines()) + 1)):
+        (run / "log.jsonl").write_text(log)
+        out = tmp_path / "p.png"
+        assert_user_error(mist(capsys, "plot", run, "--out", out), f"log.jsonl line {line}", why)
+        assert not out.exists()

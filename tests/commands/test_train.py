@@ -212,10 +212,14 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     )
 
 
-@pytest.mark.parametrize("change", ["image_size", "class_names", "generator"])
+@pytest.mark.parametrize(
+    "change", ["image_size", "class_names", "generator", "seed", "sizes", "nothing"]
+)
 def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tmp_path, change):
     """The folder at data.path replaced by a dataset of other images or classes: the resume
-    would train the run's model on data it was not made for, and rewrite its config."""
+    would train the run's model on data it was not made for, and rewrite its config. Before:
+    one made again with another seed or other split sizes was trained on silently. The same
+    dataset made again (``nothing``) is the run's."""
     gen = build_generator("mnist-easy")
     sizes = (("train", 16), ("val", 8), ("test", 4))
     splits = {s: make_scenes(gen, s, range(n)) for s, n in sizes}
@@ -224,7 +228,9 @@ def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tm
     argv = ["train", "--preset", "tiny-cpu", "--out", run, "--data", data, "--no-progress"]
     assert mist(capsys, *argv, *sets)[0] == 0
     shutil.rmtree(data)
-    manifest = None
+    manifest = {"seed": 5} if change == "seed" else None
+    if change == "sizes":
+        splits["train"] = {k: v[:12] for k, v in splits["train"].items()}
     if change == "image_size":
         for a in splits.values():
             a["images"] = np.pad(a["images"], ((0, 0), (0, 0), (0, 16), (0, 16)))
@@ -235,7 +241,13 @@ def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tm
     )
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     result = mist(capsys, "train", "--out", run, "--resume", "--set=train.steps=4")
+    if change == "nothing":
+        assert result[0] == 0, result
+        return
+    made_again = "ds: its manifest.json is not that of the dataset the run was trained on"
     expected = {
+        "seed": made_again,
+        "sizes": made_again,
         "image_size": "ds has 96x96 images but the run was trained on 80x80 ones",
         "class_names": "names the classes a, b, c",
         "generator": "made by 'mnist-hard' but the run was trained on one made by 'mnist-easy'",

@@ -132,7 +132,9 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     truth: dict[str, Truth] = {}
     seen: dict[tuple, int] = {}  # (file, box, class) -> line: one instance twice counts twice
     for i, row in enumerate(rows[1:], 2):
-        if max(file_col, *cols, class_col or 0) >= len(row):
+        # more fields than the header names: a value no column takes (a class without a
+        # "class" column) would be dropped silently
+        if max(file_col, *cols, class_col or 0) >= len(row) or len(row) > len(header):
             raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
         rel = resolve(row[file_col], f"line {i}")
         try:
@@ -352,8 +354,19 @@ def read_boxes(
 
 
 def class_key(name: str):
-    """Sort key of class names: numerically when a name is an integer, else by the text."""
-    return (0, int(name), "") if name.lstrip("-").isdecimal() else (1, 0, name)
+    """Sort key of class names: numerically when a name is an integer, else by the text; the
+    text breaks ties (``1`` before ``01``), so the order never depends on the order read.
+
+    Example:
+        >>> sorted(["10", "b", "01", "2", "1", "--1", "a"], key=class_key)
+        ['01', '1', '2', '10', '--1', 'a', 'b']
+    """
+    if name.lstrip("-").isdecimal():
+        try:
+            return (0, int(name), name)
+        except ValueError:  # "--1", or more digits than Python converts: by the text
+            pass
+    return (1, 0, name)
 
 
 def read_truth(

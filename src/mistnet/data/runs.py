@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mistnet.config import Config
 from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import annotations_of, classes_of, counted_instances, open_dataset
 from mistnet.errors import MistError
+from mistnet.io import json_text
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
@@ -188,4 +190,20 @@ def adopt_data(
     check_data(cfg, train, f"{source} [train]", training=True)
     if val is not None:
         check_data(cfg, val, f"{source} [val]")
+    manifest = getattr(train, "manifest", None) if cfg.data.path else None
+    digest = manifest_digest(manifest) if isinstance(manifest, dict) else ""
+    if resumed and record.data_manifest and digest != record.data_manifest:
+        raise MistError(
+            f"{source}: its manifest.json is not that of the dataset the run was trained on "
+            "(made again with another seed, other sizes or other options); a resumed run "
+            "trains on the data it started with"
+        )
+    record.data_manifest = digest
     return annotations_of(train if val is None else val)
+
+
+def manifest_digest(manifest: dict) -> str:
+    """A short digest of a dataset's ``manifest``: the same for the same dataset made again
+    with the same options, another for other ones (seed, split sizes, parameters)."""
+    text = json_text(manifest, indent=None, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -47,7 +47,7 @@ from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import DataError, MistError
 from mistnet.io import atomic_write_json, exclusive_lock
-from mistnet.outputs import check_outside, open_output, writing_inside
+from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
 from mistnet.reproduce.data import data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -84,6 +84,9 @@ def _claim_out(out: Path, root: Path, svhn: Path | None) -> None:
     once neither it nor the data root ``root`` lies in another output or in the SVHN folder
     (``root`` is no output either: datasets go into it)."""
     inputs = [("the SVHN folder", svhn)] if svhn is not None else []
+    legacy = lambda path: (path / MARKER).is_file()  # noqa: E731
+    # --out first, so that a demo's folder is named as such, not by its data/ (the root)
+    claim_output(out, "reproduce", "mist reproduce", legacy, inputs, in_place=True)
     with writing_inside(out, CHILDREN):  # the default root, out/data, is the reproduction's
         check_outside(root, inputs, "--data-root", itself=True)
     try:
@@ -91,7 +94,7 @@ def _claim_out(out: Path, root: Path, svhn: Path | None) -> None:
             out,
             "reproduce",
             "mist reproduce",
-            legacy=lambda path: (path / MARKER).is_file(),
+            legacy=legacy,
             inputs=inputs,
         )
     except OSError as exc:
