@@ -393,6 +393,12 @@ def override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value, ensure_ascii=False)}"
 
 
+def overridden(overrides: list[str]) -> dict[str, str]:
+    """The ``section.key=value`` items of ``overrides`` by the key each sets (the last of a key
+    wins, as in :func:`apply_overrides`); an item without ``=`` is that function's to refuse."""
+    return {item.split("=", 1)[0].strip(): item for item in overrides}
+
+
 def _parse_value(text: str, where: str = "value") -> Any:
     """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string
     unless it is meant as a quoted string, list or table (then the TOML error is the message)."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mistnet.config import override, resolve
+from mistnet.config import overridden, override, resolve
 from mistnet.data import (
     DigitPools,
     build_generator,
@@ -213,8 +213,7 @@ def run_demo(
     out = Path(out)
     t0 = time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
-    for item in overrides:
-        key = item.split("=", 1)[0].strip()
+    for key, item in overridden(list(overrides)).items():
         if key in ("data.path", "data.name"):  # trained on, or recorded, but not what it made
             raise MistError(
                 f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in "

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     max_minutes = 0.0 if args.max_minutes is None else minutes(args.max_minutes, "--max-minutes")
     threads = checked_threads(args)
     overrides = list(args.overrides)
-    sets = {item.split("=", 1)[0].strip(): item for item in args.overrides}
+    sets = config.overridden(args.overrides)
     if args.data:
         if "data.path" in sets:  # one would win silently
             raise MistError(
