@@ -4,11 +4,14 @@ strict JSON; stale temporaries of killed writers; output directories created, ne
 import errno
 import json
 import os
+import signal
 import subprocess
+import sys
+import warnings
 
 import pytest
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 from mistnet.io import (
     atomic_write,
     atomic_write_bytes,
@@ -25,7 +28,9 @@ from mistnet.outputs import (
     mark,
     new_directory,
     output_kind,
+    recover_set_aside,
     rename_new,
+    replacing,
     writing_inside,
 )
 from mistnet.signals import signals_as_exceptions
@@ -231,3 +236,46 @@ def test_an_output_lies_inside_another_only_where_its_maker_writes_it(tmp_path):
         check_outside(tmp_path / "photos" / "x", photos)
     check_outside(tmp_path / "photos", photos)  # the folder itself: claim_output refuses it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "ds", "photos"]
+
+
+_KILLED_WHILE_REPLACING = """
+import os, signal, sys
+from pathlib import Path
+from mistnet.outputs import replacing
+out, write_new = Path(sys.argv[1]), sys.argv[2] == "new"
+with replacing([(out / "run", ("a run", ["log.jsonl"])), (out / "metrics.json", None)]):
+    if write_new:
+        (out / "run").mkdir()
+        (out / "run" / "log.jsonl").write_text("half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("write_new", [False, True])
+def test_what_a_killed_command_set_aside_is_never_removed_as_a_temporary(tmp_path, write_new):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text("first")
+    (tmp_path / "metrics.json").write_text("{}")
+    arg = "new" if write_new else "old"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WHILE_REPLACING, str(tmp_path), arg])
+    assert proc.returncode == -signal.SIGKILL
+    aside = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".aside"))
+    assert [name.split(".")[1] for name in aside] == ["metrics", "run"]
+    assert remove_stale_temporaries(tmp_path) == []  # what a later atomic write clears first
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with replacing([(tmp_path / "run", ("a run", ["log.jsonl"]))]):
+            (tmp_path / "run").mkdir()
+            (tmp_path / "run" / "log.jsonl").write_text("third")
+    messages = [str(w.message) for w in caught]
+    if write_new:  # its place was taken by the killed command's half-new run: kept, named
+        kept = tmp_path / next(name for name in aside if name.startswith(".run."))
+        assert (kept / "log.jsonl").read_text() == "first"
+        assert any(f"{kept}: an earlier run that a killed command set aside" in m for m in messages)
+    else:  # put back, then replaced by the third command as its own
+        assert any(m.endswith("had set it aside as " + aside[1]) for m in messages)
+        assert not (tmp_path / aside[1]).exists()
+    assert (tmp_path / "run" / "log.jsonl").read_text() == "third"
+    with pytest.warns(MistWarning, match="metrics.json: put back"):  # free: put back as it was
+        recover_set_aside(tmp_path / "metrics.json")
+    assert (tmp_path / "metrics.json").read_text() == "{}"

@@ -246,6 +246,40 @@ def remove_empty(directories: list[Path]) -> None:
             return
 
 
+def aside_sibling(path: str | os.PathLike) -> Path:
+    """A fresh hidden name next to ``path`` for an earlier output set aside while a new one is
+    made (``.<name>.<pid>.<8 hex>.aside``): never a temporary, so never removed as one.
+
+    Example:
+        >>> name = aside_sibling("demo/run")
+        >>> name.name.startswith(".run."), name.suffix, is_temporary(name.name)
+        (True, '.aside', False)
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.aside")
+
+
+# ``.<target name>.<pid>.<8 hex>.aside``, see aside_sibling.
+_ASIDE = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.aside$")
+
+
+def stale_set_aside(directory: str | os.PathLike, target: str) -> list[Path]:
+    """The earlier outputs of ``target`` in ``directory`` that a command set aside
+    (:func:`aside_sibling`) and never put back or removed: it was killed (SIGKILL, a power
+    cut). Oldest first."""
+    try:
+        found = [
+            entry
+            for entry in Path(directory).iterdir()
+            if (match := _ASIDE.match(entry.name))
+            and match["target"] == target
+            and not _writer_alive(int(match["pid"]))
+        ]
+    except OSError:
+        return []
+    return sorted(found, key=lambda entry: entry.lstat().st_mtime)
+
+
 def temporary_sibling(path: str | os.PathLike) -> Path:
     """A fresh hidden name next to ``path`` that keeps its suffix (image writers read it).
 

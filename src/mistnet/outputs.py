@@ -15,7 +15,9 @@
   reproduction) is created that way, empty.
 - Its temporaries are removed on every exit: an error, ``KeyboardInterrupt``, SIGTERM under the
   CLI; those of a killed process by the next write of the same target
-  (:func:`mistnet.io.remove_stale_temporaries`).
+  (:func:`mistnet.io.remove_stale_temporaries`). An earlier output set aside while its
+  replacement is made has a name of its own, never taken for a temporary: a killed command's is
+  put back, or kept with a warning when its place is taken (:func:`recover_set_aside`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import fnmatch
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 from mistnet.io import (
+    aside_sibling,
     atomic_write_text,
     is_temporary,
     lock_holder,
@@ -39,6 +43,7 @@ from mistnet.io import (
     remove_path,
     remove_stale_temporaries,
     rename_new,
+    stale_set_aside,
     temporary_sibling,
 )
 from mistnet.signals import deferred_signals
@@ -208,6 +213,7 @@ def claim_output(
             directory mistnet did not make, or inside another output or an input.
     """
     path = Path(path)
+    recover_set_aside(path)
     if path.is_symlink():
         raise MistError(f"{path}: is a symbolic link; --out must name a new directory")
     found = None
@@ -293,7 +299,7 @@ def _aside(directory: Path, own: Own | None) -> Path:
     entries of ``own`` (see :data:`Own`); else rename it back. Checked after the rename:
     nothing can be added meanwhile, nobody uses the new name.
     """
-    old = temporary_sibling(directory)
+    old = aside_sibling(directory)
     os.rename(directory, old)
     _SET_ASIDE.add(old.absolute())
     if own is not None:
@@ -316,6 +322,33 @@ _SET_ASIDE: set[Path] = set()
 def _put_back(old: Path, path: Path) -> None:
     os.rename(old, path)
     _SET_ASIDE.discard(old.absolute())
+
+
+def recover_set_aside(path: str | os.PathLike) -> None:
+    """Put back the earlier output of ``path`` that a killed command set aside
+    (:func:`_aside`) and never put back or removed, when ``path`` is free; else keep it, with a
+    warning naming it, for the user to rename back or remove (never removed here: it may be
+    the only copy of a run)."""
+    path = Path(path)
+    for old in stale_set_aside(path.parent, path.name):
+        if not os.path.lexists(path):
+            try:
+                rename_new(old, path)
+            except MistError:  # taken meanwhile: kept, as below
+                pass
+            else:
+                warnings.warn(
+                    f"{path}: put back; a command that was killed had set it aside as {old.name}",
+                    MistWarning,
+                    stacklevel=2,
+                )
+                continue
+        warnings.warn(
+            f"{old}: an earlier {path.name} that a killed command set aside; it is kept (rename "
+            f"it back to {path.name} to restore it, or remove it)",
+            MistWarning,
+            stacklevel=2,
+        )
 
 
 def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:
@@ -419,6 +452,7 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
     moved: list[tuple[Path, Path]] = []
     try:
         for path, own in slots:
+            recover_set_aside(path)
             if os.path.lexists(path):
                 if own is None:
                     _require_own_file(path)
@@ -485,6 +519,7 @@ def new_directory(
     target = Path(target)
     created = make_parents(target.parent)
     remove_stale_temporaries(target.parent, target.name)
+    recover_set_aside(target)
     tmp = temporary_sibling(target)
     try:
         tmp.mkdir()
