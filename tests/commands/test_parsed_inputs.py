@@ -172,6 +172,19 @@ def coco_bbox_beyond_float32(tmp_path, run):
 
 
 @case
+def coco_crowd_annotation(tmp_path, run):
+    crowd = {"image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 30], "iscrowd": 1}
+    argv = coco(tmp_path, annotations=[crowd])
+    return argv, ["boxes.json: annotations[0]: iscrowd is 1", "how many unknown"]
+
+
+@case
+def coco_iscrowd_not_0_or_1(tmp_path, run):
+    odd = {"image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 30], "iscrowd": "no"}
+    return coco(tmp_path, annotations=[odd]), ["annotations[0].iscrowd: expected 0 or 1, got 'no'"]
+
+
+@case
 def boxes_csv_naming_a_column_twice(tmp_path, run):
     src = photos(tmp_path)
     (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h,cx\n0.png,10,10,5,5,3\n")
@@ -439,9 +452,12 @@ def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
 
 def test_coco_sizes_of_the_files_and_one_record_per_file_are_accepted(capsys, tmp_path):
     ims = [{"id": 7, "file_name": "0.png", "width": 48, "height": 48}]
-    argv = coco(tmp_path, images=ims, annotations=[])
+    box = {"image_id": 7, "category_id": 1, "bbox": [4, 4, 10, 10], "iscrowd": 0}
+    argv = coco(tmp_path, images=ims, annotations=[box])
     rc, _, err = mist(capsys, *argv, "--val", "0", "--test", "0")
     assert rc == 0, err
+    with np.load(tmp_path / "ds" / "train.npz") as z:
+        assert len(z["boxes"][0]) == 1  # a box marked iscrowd 0 is one instance
 
 
 def test_a_run_config_json_is_a_preset(capsys, tmp_path, tiny_run):

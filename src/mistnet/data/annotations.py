@@ -207,6 +207,19 @@ def _coco_bbox(item: dict, where: str) -> list[float]:
     return [x, y, w, h]
 
 
+def _coco_not_crowd(item: dict, where: str) -> None:
+    """Refuse a crowd annotation (``iscrowd`` 1): one box over many instances, whose number
+    the image's instance count and label multiset would then get wrong."""
+    crowd = item.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, float):
+        raise DataError(f"{where}.iscrowd: expected 0 or 1, got {crowd!r}")
+    if crowd:
+        raise DataError(
+            f"{where}: iscrowd is 1 (one box over a crowd of instances, how many unknown); "
+            "MIST counts instances, so leave that image out or give each instance its box"
+        )
+
+
 def _coco_size(image: dict, where: str) -> tuple[int, int] | None:
     """The ``(width, height)`` an image record declares, or None when it gives neither."""
     if "width" not in image and "height" not in image:
@@ -286,6 +299,7 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
             raise DataError(f"{where}.image_id: no image {iid} in 'images'")
         if cid not in by_id:
             raise DataError(f"{where}.category_id: no category {cid} in 'categories'")
+        _coco_not_crowd(a, where)
         x, y, w, h = _coco_bbox(a, where)
         # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
         box = _float32_box([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h], f"{where}.bbox")
