@@ -274,10 +274,11 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         mist(capsys, "reproduce", "table1", "--budget", "huge", "--out", tmp_path / "a"),
         "unknown budget 'huge'",
     )
-    assert_user_error(
-        mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--seeds", "0"),
-        "--seeds must be at least 1",
-    )
+    for seeds in ("0", "100000"):
+        assert_user_error(
+            mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--seeds", seeds),
+            f"--seeds must be from 1 to 100 (each seed trains the whole table again), got {seeds}",
+        )
     assert_user_error(
         mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "a", "--threads", "-1"),
         "--threads must be 0 (torch's choice) or more",

@@ -32,6 +32,7 @@ from mistnet.data import (
     write_dataset,
 )
 from mistnet.data.sampling import loader
+from mistnet.data.scenes import require_memory
 from mistnet.data.store import DATASET_FILES, claim_dataset
 from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
@@ -60,13 +61,17 @@ CHILDREN = ("data", "run")
 DEMO_FILES = ("data/", "run/", "metrics.json", "figure.png", ".lock")
 
 
+def _sizes(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
+    return {"train": n_train, "val": n_val, "test": n_test}
+
+
 def build_data(
     out: Path, n_train: int, n_val: int, n_test: int, seed: int, digits: DigitPools
 ) -> Path:
     generator = build_generator("mnist-hard", digits)
     splits = {}
     chunk = 500
-    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+    for split, n in _sizes(n_train, n_val, n_test).items():
         parts = []
         for start in tqdm(range(0, n, chunk), desc=f"scenes/{split}", leave=False):
             parts.append(make_scenes(generator, split, range(start, min(n, start + chunk)), seed))
@@ -222,6 +227,7 @@ def run_demo(
     made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
     cfg = resolve(preset, [*made, *overrides])
     pools = load_digits(digits)
+    require_memory(build_generator("mnist-hard", pools), _sizes(n_train, n_val, n_test))
     no_figure = matplotlib_missing()
     if no_figure:
         log(f"note: no figure.png: {no_figure}")

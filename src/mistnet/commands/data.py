@@ -35,7 +35,7 @@ from mistnet.commands._args import (
 from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
-from mistnet.data.scenes import build_generator, empty_arrays, make_scenes
+from mistnet.data.scenes import build_generator, empty_arrays, make_scenes, require_memory
 from mistnet.data.store import claim_dataset, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError
@@ -136,6 +136,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         raise DataError("--svhn only applies to 'mist data make svhn'")
 
     gen = build_generator(args.name, args.digits, **_generator_kwargs(args))
+    require_memory(gen, sizes)
     total = sum(sizes.values())
     splits = {}
     start = time.perf_counter()

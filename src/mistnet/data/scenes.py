@@ -42,6 +42,7 @@ from mistnet.data.gabor import (
     render_gabor,
 )
 from mistnet.errors import DataError
+from mistnet.validate import fits_in_memory
 
 SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES: dict[str, int] = {"train": 50_000, "val": 5_000, "test": 10_000}
@@ -506,6 +507,22 @@ def make_scenes(
         out["labels"][n, : s.count] = s.labels
         out["counts"][n] = s.count
     return out
+
+
+def require_memory(generator: SceneGenerator, sizes: dict[str, int]) -> None:
+    """Refuse ``sizes`` (scenes per split, all held in memory at once: :func:`empty_arrays`)
+    before any is made when this machine has not the memory for them.
+
+    Raises:
+        ArgumentError: naming the bytes needed and the flags to lower.
+    """
+    per_scene = sum(a.nbytes for a in empty_arrays(generator, 1).values())
+    total = sum(sizes.values())
+    fits_in_memory(
+        total * per_scene,
+        f"{total:,} scenes of {generator.name}",
+        ", ".join(f"--n-{split}" for split in sizes),
+    )
 
 
 def empty_arrays(generator: SceneGenerator, n: int) -> dict[str, np.ndarray]:
