@@ -34,7 +34,7 @@ from mistnet.data import (
 from mistnet.data.sampling import loader
 from mistnet.data.scenes import require_memory
 from mistnet.data.store import DATASET_FILES, claim_dataset
-from mistnet.errors import MistError
+from mistnet.errors import MistError, say
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
@@ -152,10 +152,6 @@ def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, floa
     )
 
 
-def _print(message: str) -> None:
-    print(message, flush=True)
-
-
 def draw_figure(
     run_dir: Path, data_dir: Path, path: Path, device: str, caption: str, log: Callable[[str], None]
 ) -> None:
@@ -214,7 +210,7 @@ def run_demo(
     """
     if task not in PRESETS:
         raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
-    preset, log = preset or PRESETS[task], log or _print
+    preset, log = preset or PRESETS[task], log or say
     out = Path(out)
     t0 = time.monotonic()
     data_dir, run_dir = out / "data", out / "run"

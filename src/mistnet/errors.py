@@ -42,6 +42,19 @@ def escaped(text: str) -> str:
     return "".join(repr(c)[1:-1] if unprintable(c) else c for c in text)
 
 
+def say(*lines: str) -> None:
+    r"""Print ``lines`` on stdout for the user, each :func:`escaped`: what a command reports
+    (``wrote OUT``, a metric table) quotes paths and names the user chose, and a newline or an
+    escape sequence in one must not split the line or drive the terminal.
+
+    Example:
+        >>> say("wrote new\nline: 8 scenes")
+        wrote new\nline: 8 scenes
+    """
+    for line in lines:
+        print(escaped(line), flush=True)
+
+
 class MistError(Exception):
     """An error whose message is meant for the user, printed without a traceback by ``mist``."""
 

@@ -38,7 +38,7 @@ from mistnet.data.preview import save_scene_grid
 from mistnet.data.scenes import build_generator, empty_arrays, make_scenes, require_memory
 from mistnet.data.store import claim_dataset, open_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
-from mistnet.errors import DataError
+from mistnet.errors import DataError, say
 from mistnet.outfiles import check_new_file, new_file
 
 CHUNK = 1000
@@ -161,7 +161,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         "scene_seeding": "np.random.SeedSequence([seed, split_id, index]); split_id train=0 val=1 test=2",
     }
     write_dataset(args.out, gen.name, splits, manifest, overwrite=args.overwrite)
-    print(
+    say(
         f"wrote {args.out}: {gen.name} "
         + ", ".join(f"{s} {n}" for s, n in sizes.items())
         + f" ({total / max(elapsed, 1e-9):.0f} scenes/s)"
@@ -199,7 +199,7 @@ def _make_svhn(args: argparse.Namespace) -> int:
         "file_names": names,
     }
     write_dataset(args.out, "svhn", splits, manifest, overwrite=args.overwrite)
-    print(f"wrote {args.out}: svhn " + ", ".join(f"{s} {len(n)}" for s, n in names.items()))
+    say(f"wrote {args.out}: svhn " + ", ".join(f"{s} {len(n)}" for s, n in names.items()))
     return 0
 
 
@@ -217,19 +217,19 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise DataError(f"{args.dir}: split {args.split!r} is empty")
     with new_file(args.out, "mist data show", inputs) as tmp:
         save_scene_grid(ds, tmp, n=args.n, title=f"{ds.name} [{args.split}]")
-    print(f"wrote {args.out}")
+    say(f"wrote {args.out}")
     return 0
 
 
 def cmd_export_official(args: argparse.Namespace) -> int:
     export_official(args.dir, args.out, progress=_progress())
-    print(f"wrote {args.out} (official MIST layout)")
+    say(f"wrote {args.out} (official MIST layout)")
     return 0
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
     import_official(args.dir, args.out, progress=_progress(), max_pixels=checked_max_pixels(args))
-    print(f"wrote {args.out}")
+    say(f"wrote {args.out}")
     return 0
 
 
@@ -240,5 +240,5 @@ def cmd_download(args: argparse.Namespace) -> int:
         cache = download_mnist(progress=_progress())
     else:
         cache = install_mnist(args.source)
-    print(f"MNIST verified in the data cache {cache}; use --digits mnist")
+    say(f"MNIST verified in the data cache {cache}; use --digits mnist")
     return 0

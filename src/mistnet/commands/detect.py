@@ -73,7 +73,7 @@ from mistnet.detection import (
     min_image_side,
     read_image,
 )
-from mistnet.errors import MistError
+from mistnet.errors import MistError, say
 from mistnet.io import atomic_write_text, exclusive_lock, json_text
 from mistnet.models.mist import GridMIST
 from mistnet.outputs import MARKER, claim_output, mark, new_directory, require_only_own
@@ -317,5 +317,5 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
         table.write(staging, formats)
         # the files this call wrote, so that the next replaces these and nothing else
         mark(staging, "detections", [p.name for p in staging.iterdir() if p.name != MARKER])
-    print("\n".join(done))
+    say(*done)
     return 0

@@ -19,7 +19,7 @@ from mistnet.commands._args import (
     compute_device,
     run_or_model,
 )
-from mistnet.errors import MistError
+from mistnet.errors import MistError, say
 from mistnet.evaluation import Evaluation, evaluate_run
 from mistnet.io import atomic_write_json
 from mistnet.outputs import check_outside
@@ -135,15 +135,15 @@ def run(args: argparse.Namespace) -> int:
         # the run's own data is known only now
         check_json_out(out, args.run, result.data, args.model)
         atomic_write_json(out, result.to_dict())
-    print(
+    say(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
         f"[{result.split}], {result.images} images, K = {result.k}"
     )
     for name, value in result.metrics.items():
-        print(f"  {name:16s} {shown(value)}")
+        say(f"  {name:16s} {shown(value)}")
     for reason in sorted(set(result.not_measured.values())):
         names = [n for n, r in result.not_measured.items() if r == reason]
-        print(f"  not measured: {', '.join(names)} ({reason})")
+        say(f"  not measured: {', '.join(names)} ({reason})")
     if out is not None:
-        print(f"wrote {out}")
+        say(f"wrote {out}")
     return 0

@@ -15,6 +15,7 @@ from mistnet import validate
 from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
 from mistnet.data.images import MAX_PER_IMAGE, import_images
 from mistnet.data.images import __doc__ as FORMAT_DOC
+from mistnet.errors import say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     splits = ", ".join(f"{s} {len(names)}" for s, names in meta["file_names"].items())
     what = " and ".join(meta["annotations"]) or "no annotations (images only)"
     classes = f"; classes: {', '.join(meta['classes'])}" if meta["classes"] else ""
-    print(
+    say(
         f"wrote {args.out}: {meta['channels']}-channel {meta['height']}x{meta['width']} "
         f"images, {splits}; {what}{classes}"
     )

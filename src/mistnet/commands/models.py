@@ -20,6 +20,7 @@ import argparse
 
 from mistnet import pretrained
 from mistnet.commands.eval import shown
+from mistnet.errors import say
 
 
 def register(subparsers) -> None:
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
 def list_models(args: argparse.Namespace) -> int:
     names = pretrained.names()
     if not names:
-        print(f"no pretrained models in {pretrained.registry()}")
+        say(f"no pretrained models in {pretrained.registry()}")
     for name in names:
         ckpt, card = pretrained.read(name)
         model, on = ckpt.config["model"], card.evaluated_on
@@ -63,13 +64,13 @@ def list_models(args: argparse.Namespace) -> int:
             for key, value in card.metrics.items()
             if "/" not in key and not key.startswith("n_")
         )
-        print(f"{name}: {model['task']}, K = {model['k']}, step {ckpt.step} ({ckpt.path})")
-        print(f"  test: {metrics} on {on['data']} [{on['split']}], {on['images']} images")
-        print(f"  trained by: {card.command}")
+        say(f"{name}: {model['task']}, K = {model['k']}, step {ckpt.step} ({ckpt.path})")
+        say(f"  test: {metrics} on {on['data']} [{on['split']}], {on['images']} images")
+        say(f"  trained by: {card.command}")
     return 0
 
 
 def package(args: argparse.Namespace) -> int:
     path = pretrained.package(args.run, args.name, args.trained_by, args.out, args.metrics)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    say(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, say
 from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import plot_runs
@@ -71,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
         raise
     except ValueError as exc:  # a --key no run has, or no curve at all
         raise MistError(str(exc)) from None
-    print(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
+    say(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
     return 0

@@ -23,7 +23,7 @@ from mistnet.commands._args import (
 from mistnet.data import collate_scenes
 from mistnet.data.runs import check_data, open_data
 from mistnet.data.store import annotations_of
-from mistnet.errors import MistError
+from mistnet.errors import MistError, say
 from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
@@ -82,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
             signed=cfg.model.output == "signed",
             class_names=cfg.record.class_names,
         )
-    print(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
+    say(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
     return 0

@@ -24,7 +24,7 @@ from mistnet.commands._args import add_compute_arguments, add_set_argument, chec
 from mistnet.data.store import read_manifest
 from mistnet.device import check_device
 from mistnet.distributed import World
-from mistnet.errors import MistError
+from mistnet.errors import MistError, escaped
 from mistnet.io import json_text
 from mistnet.loop import Callbacks, train
 from mistnet.progress import print_validation
@@ -127,9 +127,9 @@ def run(args: argparse.Namespace) -> int:
             asked = config.apply_overrides(copy.deepcopy(saved), overrides)
         cfg, ignored = run_dir.resume_config(asked)
         if ignored:
+            note = "; ".join(ignored)
             print(
-                "mist train: note: --resume continues the run as saved; ignoring "
-                + "; ".join(ignored),
+                escaped(f"mist train: note: --resume continues the run as saved; ignoring {note}"),
                 file=sys.stderr,
             )
     else:

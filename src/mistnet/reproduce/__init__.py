@@ -45,7 +45,7 @@ from typing import Any
 from mistnet import validate
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
-from mistnet.errors import DataError, MistError
+from mistnet.errors import DataError, MistError, say
 from mistnet.io import atomic_write_json, exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
@@ -61,10 +61,6 @@ MARKER = "reproduce.json"
 #: What a reproduction writes inside its directory: the runs of its tables, its datasets.
 CHILDREN = (*TABLE_NAMES, "data")
 NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -207,7 +203,7 @@ def reproduce_table(
     figures: bool = True,
     threads: int = 0,
     digits: DigitPools | None = None,
-    log: Callable[[str], None] = _log,
+    log: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     """Reproduce one table into ``out``; returns its ``results.json`` entry.
 
@@ -297,7 +293,7 @@ def reproduce(
     figures: bool = True,
     threads: int = 0,
     digits: str = "embedded",
-    log: Callable[[str], None] = _log,
+    log: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     """Reproduce ``table`` (a table name or ``all``) under ``budget`` into ``out``.
 
