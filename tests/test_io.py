@@ -279,3 +279,23 @@ def test_what_a_killed_command_set_aside_is_never_removed_as_a_temporary(tmp_pat
     with pytest.warns(MistWarning, match="metrics.json: put back"):  # free: put back as it was
         recover_set_aside(tmp_path / "metrics.json")
     assert (tmp_path / "metrics.json").read_text() == "{}"
+
+
+def test_a_set_aside_output_is_not_put_back_where_a_new_one_is_being_made(tmp_path):
+    """A third command replacing the killed command's half-new run asks again, while making its
+    own, whether the place is free: it is not (it set that run aside itself), so the first run
+    stays set aside, and is not removed with what the third command made when it fails."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text("first")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WHILE_REPLACING, str(tmp_path), "new"])
+    assert proc.returncode == -signal.SIGKILL
+    (first,) = (p for p in tmp_path.iterdir() if p.name.startswith(".run."))
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(RuntimeError, match="x"):
+        warnings.simplefilter("always")
+        with replacing([(tmp_path / "run", ("a run", ["log.jsonl"]))]):
+            recover_set_aside(tmp_path / "run")  # as new_directory and claim_output do
+            (tmp_path / "run").mkdir()
+            raise RuntimeError("x")
+    assert (first / "log.jsonl").read_text() == "first"
+    assert (tmp_path / "run" / "log.jsonl").read_text() == "half"  # the killed one's, put back
+    assert [str(w.message).split(":")[0] for w in caught] == [str(first)]  # named once

@@ -301,7 +301,7 @@ def _aside(directory: Path, own: Own | None) -> Path:
     """
     old = aside_sibling(directory)
     os.rename(directory, old)
-    _SET_ASIDE.add(old.absolute())
+    _SET_ASIDE[old.absolute()] = directory.absolute()
     if own is not None:
         try:
             what, patterns = own
@@ -315,13 +315,18 @@ def _aside(directory: Path, own: Own | None) -> Path:
 
 
 #: The earlier outputs this process has set aside (:func:`_aside`) and not yet put back or
-#: removed: :func:`remove_added` never takes them for something a failed command added.
-_SET_ASIDE: set[Path] = set()
+#: removed, each with the path it was at: :func:`remove_added` never takes them for something a
+#: failed command added, and :func:`recover_set_aside` never takes such a path for a free one.
+_SET_ASIDE: dict[Path, Path] = {}
 
 
 def _put_back(old: Path, path: Path) -> None:
     os.rename(old, path)
-    _SET_ASIDE.discard(old.absolute())
+    _SET_ASIDE.pop(old.absolute(), None)
+
+
+#: The set-aside outputs :func:`recover_set_aside` has named as kept (one warning each).
+_WARNED: set[Path] = set()
 
 
 def recover_set_aside(path: str | os.PathLike) -> None:
@@ -330,8 +335,10 @@ def recover_set_aside(path: str | os.PathLike) -> None:
     warning naming it, for the user to rename back or remove (never removed here: it may be
     the only copy of a run)."""
     path = Path(path)
+    # A path whose output this process set aside is not free: its new output is being made.
+    replaced = path.absolute() in _SET_ASIDE.values()
     for old in stale_set_aside(path.parent, path.name):
-        if not os.path.lexists(path):
+        if not replaced and not os.path.lexists(path):
             try:
                 rename_new(old, path)
             except MistError:  # taken meanwhile: kept, as below
@@ -343,6 +350,9 @@ def recover_set_aside(path: str | os.PathLike) -> None:
                     stacklevel=2,
                 )
                 continue
+        if old.absolute() in _WARNED:  # once a command: every step that writes path asks
+            continue
+        _WARNED.add(old.absolute())
         warnings.warn(
             f"{old}: an earlier {path.name} that a killed command set aside; it is kept (rename "
             f"it back to {path.name} to restore it, or remove it)",
@@ -473,7 +483,7 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
         raise
     for _, old in moved:
         remove_path(old)
-        _SET_ASIDE.discard(old.absolute())
+        _SET_ASIDE.pop(old.absolute(), None)
 
 
 def _require_own_file(path: Path) -> None:
@@ -554,4 +564,4 @@ def _swap(tmp: Path, target: Path, own: Own | None) -> None:
             _put_back(old, target)
         raise
     remove_path(old)
-    _SET_ASIDE.discard(old.absolute())
+    _SET_ASIDE.pop(old.absolute(), None)
