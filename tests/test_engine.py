@@ -6,6 +6,7 @@ that they do not depend on the scene generators and so that "the loss falls" mea
 repeated batch, which is reliable within a few dozen steps.
 """
 
+import copy
 import json
 import math
 import subprocess
@@ -559,6 +560,27 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
     run.log.write_text("[1, 2]\n" + log)
     with pytest.raises(MistError, match=r"log.jsonl line 1: not a log record"):
         loop.train(cfg, run.path, resume=True, progress=False)
+
+
+def test_resume_refuses_a_config_json_edited_since_the_last_checkpoint(tmp_path):
+    """The optimisers' learning rates come back from the checkpoint: an edited lr would be
+    ignored while config.json went on claiming it, so any edit but the steps is refused."""
+    cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=2")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    saved = json.loads(run.config.read_text())
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    for section, key, value in (("train", "lr_task", 0.5), ("data", "seed", 7)):
+        edited = copy.deepcopy(saved)
+        edited[section][key] = value
+        run.config.write_text(json.dumps(edited))
+        longer = apply_overrides(copy.deepcopy(cfg), ["train.steps=6"])
+        with pytest.raises(MistError, match=rf"config.json: {section}.{key} is {value} but "):
+            loop.train(longer, run.path, resume=True, progress=False)
+        run.config.write_text(before["config.json"].decode())
+        after = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+        assert after == before  # refused before anything was rewritten
+    assert loop.train(longer, run.path, resume=True, progress=False)["steps"] == 6
 
 
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import Config, load_json
+from mistnet.config import Config, from_record, load_json
 from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError
 from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
@@ -29,7 +29,7 @@ from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
-from mistnet.runpaths import absolute, stored
+from mistnet.runpaths import PATHS, absolute, resolved, stored
 from mistnet.trainer import Trainer
 from mistnet.validate import read_json, regular_file
 
@@ -181,6 +181,7 @@ class Run:
         if asked is None:
             return saved, []
         self._check_last_checkpoint(saved)
+        self._check_config_of_last(saved)
         # A larger train.steps trains a stopped or finished run further (the batch of step t
         # depends on the seed and t alone, and no schedule on the number of steps).
         steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
@@ -202,6 +203,31 @@ class Run:
             if b[section][key] != value and section != "record"
         ]
         return saved, diff
+
+    def _check_config_of_last(self, saved: Config) -> None:
+        """Refuse a ``config.json`` that says otherwise than the config ``last.safetensors`` was
+        trained with: resuming restores the optimisers' state (their learning rates with it)
+        from the checkpoint, so an edit would be half applied and the file would no longer say
+        how the run was trained. Where its folders are (:data:`~mistnet.runpaths.PATHS`, a
+        dataset moved) may change, and ``train.steps`` (checked by :meth:`finished`).
+
+        Raises:
+            MistError: naming the first key that differs and both values.
+        """
+        if not self.last.is_file():
+            return
+        ckpt = Checkpoint(self.last)
+        trained = resolved(from_record(ckpt.config, str(self.last)), self.path).to_dict()
+        free = {(section, key) for section, key, _ in PATHS} | {("train", "steps")}
+        for section, values in saved.to_dict().items():
+            for key, value in values.items():
+                was = trained[section][key]
+                if section != "record" and (section, key) not in free and was != value:
+                    raise MistError(
+                        f"{self.config}: {section}.{key} is {value!r} but {self.last.name} was "
+                        f"trained with {was!r}; a resumed run goes on as it was trained: put "
+                        f"{was!r} back, or start a new run from it (--set train.init_from=RUN)"
+                    )
 
     def _check_last_checkpoint(self, saved: Config) -> None:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
