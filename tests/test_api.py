@@ -56,6 +56,39 @@ def test_scene_items_refuse_what_they_cannot_use():
         SceneItems([(torch.zeros(1, 4, 4), [-1])])
 
 
+def test_scene_items_read_pillow_images_as_image_files_are_read():
+    """16-bit grey scaled (not clipped at 255), float kept, grey with alpha one channel."""
+    a = np.zeros((8, 8), np.float32)
+    a[2:4, 2:4], a[5:7, 5:7] = 1.0, 0.4
+    deep = SceneItems([(Image.fromarray((a * 65535).astype(np.uint16)), [0])])[0]["image"]
+    floats = SceneItems([(Image.fromarray(a, mode="F"), [0])])[0]["image"]
+    alpha = SceneItems([(Image.fromarray((a * 255).astype(np.uint8)).convert("LA"), [0])])
+    for image in (deep, floats):
+        np.testing.assert_allclose(image[0].numpy(), a, atol=1e-4)
+    assert alpha.channels == 1 and alpha[0]["image"].shape == (1, 8, 8)
+
+
+def test_scene_items_take_an_image_without_instances_and_refuse_bad_boxes_and_tensors():
+    """Before: ``[]`` (or a dict without labels) was refused as a float label; a box of negative
+    size or outside the image was trained on; meta, sparse and uint64 inputs failed deep in
+    torch."""
+    x = torch.zeros(1, 8, 8)
+    assert SceneItems([(x, [])])[0]["labels"].tolist() == []
+    assert int(SceneItems([{"image": x}])[0]["count"]) == 0
+    assert SceneItems([(x, np.array([1], np.uint64))])[0]["labels"].tolist() == [1]
+    bad = [
+        ({"image": x, "labels": [0], "boxes": [[4, 4, -5, -5]]}, r"box 0 .* needs w, h > 0"),
+        ({"image": x, "labels": [0], "boxes": [[100, 100, 5, 5]]}, "lies outside the 8x8 image"),
+        ((torch.zeros(1, 8, 8, device="meta"), [0]), "item 0: a tensor on the meta device"),
+        ((x.to_sparse(), [0]), "item 0: a tensor of torch.sparse_coo layout"),
+        ((torch.zeros(1, 0, 0), [0]), r"C = 1 or 3, got \(1, 0, 0\)"),
+        ((x, np.array([2**64 - 1], np.uint64)), "class indices below 2\\*\\*63"),
+    ]
+    for item, message in bad:
+        with pytest.raises(MistError, match=message):
+            SceneItems([item])[0]
+
+
 def squares(n: int, seed: int) -> list:
     g = torch.Generator().manual_seed(seed)
     out = []

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from mistnet import config
@@ -12,6 +13,7 @@ from mistnet.config import (
     load_preset,
     preset_names,
     resolve,
+    set_value,
 )
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
@@ -267,11 +269,38 @@ def test_load_json_rejects_garbage(tmp_path):
         ("train.select_metric=rmse", r"train.select_metric must be one of \['both'.*'classify'"),
         ("train.select_metric=bothh", r"train.select_metric must be one of \['', 'both'"),
         ("data.n_val=-3", r"data.n_val must be >= 0"),
+        # NMS within the local softmax's window; no level below one pixel; workers capped
+        ("model.nms_window=17", r"model.nms_window must be at most model.softmax_window = 15"),
+        (
+            "model.patch_levels=6",
+            r"model.patch_levels must be at most log2\(model.patch_size = 32\)",
+        ),
+        ("model.patch_levels=1000000000", r"model.patch_levels must be at most .* = 5, got"),
+        (
+            "train.seed=18446744073709551616",
+            r"train.seed must be an integer in \(-2\*\*63, 2\*\*63\)",
+        ),
+        (
+            "train.lr_task=1" + "0" * 400,
+            r"train.lr_task must be a finite number, got an integer beyond",
+        ),
+        ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):
     with pytest.raises(MistError, match=message):
         resolve("mnist-hard-classify", [override])
+
+
+def test_numpy_scalars_are_numbers():
+    """``fit(k=np.int64(3))`` from a computed sweep, as ``predict`` takes them."""
+    cfg = resolve("tiny-cpu")
+    set_value(cfg, "model", "k", np.int64(3))
+    set_value(cfg, "train", "lr_task", np.float32(0.5))
+    assert (cfg.model.k, cfg.train.lr_task) == (3, 0.5)
+    assert type(cfg.model.k) is int and type(cfg.train.lr_task) is float
+    with pytest.raises(MistError, match="model.k must be an integer, got np.True_"):
+        set_value(cfg, "model", "k", np.bool_(True))
 
 
 def test_reconstruction_selects_on_rmse_only():

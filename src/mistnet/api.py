@@ -100,9 +100,7 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
 
 
 def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Tensor]:
-    if x.is_meta or x.layout != torch.strided:  # no values to read, or no dense ones
-        where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
-        raise ValueError(f"image {n}: a tensor {where} holds no pixels to read; give a dense one")
+    validate.require_dense(x, f"image {n}")
     batch = x if x.dim() == 4 else x[None]
     if batch.dim() != 4 or batch.shape[1] != channels or not batch.is_floating_point():
         raise ValueError(

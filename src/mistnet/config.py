@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import os
 import re
 import tomllib
 import types
@@ -24,7 +26,7 @@ from typing import Any, Literal
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.runpaths import resolved
-from mistnet.validate import parse_error, read_json, read_text
+from mistnet.validate import max_threads, parse_error, read_json, read_text
 
 
 @dataclass
@@ -186,13 +188,22 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, bool):
             raise MistError(f"{key} must be true or false, got {value!r}")
         return value
+    # numbers.Integral / Real: numpy's scalars too (np.int64(2) from a computed sweep)
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise MistError(f"{key} must be an integer, got {value!r}")
-        return value
+        if not -(2**63) < value < 2**63:  # what torch and numpy hold (seeds, sizes, steps)
+            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {value}")
+        return int(value)
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise MistError(f"{key} must be a number, got {value!r}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise MistError(
+                f"{key} must be a finite number, got an integer beyond floats"
+            ) from None
         if not math.isfinite(value):  # NaN would pass every range check; JSON has no inf
             raise MistError(f"{key} must be a finite number, got {value!r}")
         return float(value)
@@ -236,6 +247,12 @@ def validate(cfg: Config) -> Config:
     for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):
         _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
     _require(m.patch_size >= 2, "model.patch_size", ">= 2", m.patch_size)
+    _require(  # each level halves the patch: beyond one pixel, channels double for nothing
+        m.patch_levels <= m.patch_size.bit_length() - 1,
+        "model.patch_levels",
+        f"at most log2(model.patch_size = {m.patch_size}) = {m.patch_size.bit_length() - 1}",
+        m.patch_levels,
+    )
     _require(math.isfinite(m.base_side) and m.base_side > 0, "model.base_side", "> 0", m.base_side)
     f = m.factors
     _require(
@@ -256,6 +273,12 @@ def validate(cfg: Config) -> Config:
     for key in ("softmax_window", "nms_window"):
         value = getattr(m, key)
         _require(value >= 1 and value % 2 == 1, f"model.{key}", "an odd integer >= 1", value)
+    _require(  # NMS looks within the softmax's window (ops.softmax)
+        m.nms_window <= m.softmax_window,
+        "model.nms_window",
+        f"at most model.softmax_window = {m.softmax_window}",
+        m.nms_window,
+    )
     _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
     _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
     r = cfg.record
@@ -274,6 +297,12 @@ def validate(cfg: Config) -> Config:
     )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
+    _require(  # each a process: 100,000 of them swamp the machine
+        d.workers <= max_threads(),
+        "data.workers",
+        f"at most {max_threads()} (4 x the {os.cpu_count()} cores, at least 64)",
+        d.workers,
+    )
     for key in ("batch_size", "log_every", "val_every", "ckpt_every"):
         _require(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
     for key in ("steps", "keypoint_iters", "val_batches", "seed"):

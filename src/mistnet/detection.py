@@ -31,13 +31,12 @@ import math
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import ImageOps
 from torch import Tensor
 
-from mistnet.data.images import float_pixels, over_black
+from mistnet.data.images import image_tensor
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image
@@ -97,24 +96,6 @@ def read_image(
     hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
     im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
     return image_tensor(im, channels, path)
-
-
-def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "image") -> Tensor:
-    """A Pillow image as a ``(channels, H, W)`` float32 tensor in [0, 1].
-
-    Any mode: transparent pixels over black, 16-bit gray scaled by 65535, float images as they
-    are (``name`` is named if they hold NaN or infinite values).
-    """
-    deep = float_pixels(im, name)
-    if deep is not None:
-        a = deep[None]  # (1, H, W)
-        if channels == 3:
-            a = np.repeat(a, 3, axis=0)
-        return torch.from_numpy(a.astype(np.float32))
-    im = over_black(im).convert("L" if channels == 1 else "RGB")
-    a = np.asarray(im, dtype=np.float32) / 255.0
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
-    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def clipped_corners(keypoints: Tensor, width: int, height: int) -> Tensor:

@@ -480,6 +480,18 @@ def pixel_count(
         )
 
 
+def require_dense(x: torch.Tensor, what: str) -> None:
+    """Refuse a tensor with no values to read: on the meta device, or sparse (any layout but
+    strided), which the checks after it would fail on deep inside torch.
+
+    Raises:
+        DataError: ``"<what>: a tensor on the meta device holds no values ..."``.
+    """
+    if x.is_meta or x.layout != torch.strided:
+        where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
+        raise DataError(f"{what}: a tensor {where} holds no values to read; give a dense one")
+
+
 def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:
     """Raise unless every element of ``values`` is finite (integers always are).
 

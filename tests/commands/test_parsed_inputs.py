@@ -185,6 +185,24 @@ def coco_iscrowd_not_0_or_1(tmp_path, run):
 
 
 @case
+def coco_bbox_of_an_integer_beyond_floats(tmp_path, run):
+    # Before: internal error (OverflowError: int too large to convert to float).
+    huge = {"image_id": 1, "category_id": 1, "bbox": [10**400, 4, 30, 30]}
+    argv = coco(tmp_path, annotations=[huge])
+    return argv, ["annotations[0].bbox: a number beyond the range of floats"]
+
+
+@case
+def file_name_with_a_nul(tmp_path, run):
+    # Before: internal error (ValueError: embedded null byte), from labels, boxes and COCO.
+    src = photos(tmp_path)
+    (tmp_path / "labels.csv").write_text("filename,labels\n0.png\x00,a\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    fragments = ["labels.csv row 1: '0.png\\x00' holds a NUL character; no file is named so"]
+    return [*argv, "--labels", tmp_path / "labels.csv"], fragments
+
+
+@case
 def boxes_csv_naming_a_column_twice(tmp_path, run):
     src = photos(tmp_path)
     (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h,cx\n0.png,10,10,5,5,3\n")

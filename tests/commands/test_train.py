@@ -278,6 +278,11 @@ def test_no_progress_prints_one_line_per_validation(capsys, tmp_path):
     "sets, match",
     [
         (["model.k=100000"], "too few pixels for model.k"),
+        (
+            ["model.heatmap_depth=40"],
+            "80x80 images, 80 px on a side at pyramid factor 1; the heatmap network",
+        ),
+        (["model.factors=[1.0, 1e-30]"], "1 px on a side at pyramid factor 1e-30"),
         (["train.lr_task=1e6", "train.lr_heatmap=1e6", "train.steps=5"], "training diverged"),
         (["train.steps=2", "train.val_every=2", "train.ckpt_every=2"], None),
     ],

@@ -50,6 +50,8 @@ def _resolver(root: Path, images: list[Path], where: str):
 
     def resolve(name: str, line: str) -> str:
         name = name.strip().replace("\\", "/").removeprefix("./")
+        if "\0" in name:  # no file has one: the OS refuses such a name outright
+            raise DataError(f"{where} {line}: {name!r} holds a NUL character; no file is named so")
         if name in rel:
             return name
         real = Path(name).resolve()
@@ -201,7 +203,10 @@ def _coco_bbox(item: dict, where: str) -> list[float]:
         or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
     ):
         raise DataError(f"{where}.bbox: expected [x, y, w, h], got {bbox!r}")
-    x, y, w, h = (float(v) for v in bbox)
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except OverflowError:  # an integer of hundreds of digits
+        raise DataError(f"{where}.bbox: a number beyond the range of floats") from None
     if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
         raise DataError(f"{where}.bbox: expected finite numbers, w and h > 0, got {bbox!r}")
     return [x, y, w, h]

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from mistnet import validate
@@ -126,6 +127,30 @@ def over_black(im: Image.Image) -> Image.Image:
     return im
 
 
+def pil_channels(im: Image.Image) -> int:
+    """The channels an image file or Pillow image is read with: 1 for the grey modes (with or
+    without alpha, 8 or 16 bits, float), else 3."""
+    return 1 if im.mode in _GREY_MODES else 3
+
+
+def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "image") -> torch.Tensor:
+    """A Pillow image as a ``(channels, H, W)`` float32 tensor in [0, 1].
+
+    Any mode: transparent pixels over black, 16-bit gray scaled by 65535, float images as they
+    are (``name`` is named if they hold NaN or infinite values).
+    """
+    deep = float_pixels(im, name)
+    if deep is not None:
+        a = deep[None]  # (1, H, W)
+        if channels == 3:
+            a = np.repeat(a, 3, axis=0)
+        return torch.from_numpy(a.astype(np.float32))
+    im = over_black(im).convert("L" if channels == 1 else "RGB")
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One image file as an ``(H, W, C)`` uint8 array, ``C = 1`` for grey modes, else 3.
 
@@ -137,7 +162,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     deep = float_pixels(im, path)
     if deep is not None:
         return np.round(deep * 255.0).astype(np.uint8)[..., None]
-    grey = im.mode in _GREY_MODES
+    grey = pil_channels(im) == 1
     a = np.asarray(over_black(im).convert("L" if grey else "RGB"), dtype=np.uint8)
     return a[..., None] if a.ndim == 2 else a
 

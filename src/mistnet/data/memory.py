@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mistnet.data.images import image_tensor, pil_channels
 from mistnet.errors import DataError
-from mistnet.validate import class_names, require_finite
+from mistnet.validate import class_names, require_dense, require_finite
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
 IN_MEMORY = "in-memory"
@@ -43,13 +44,14 @@ def _numbers(x: Any, what: str, where: str) -> np.ndarray:
 
 
 def _image(x: Any, where: str) -> torch.Tensor:
-    if hasattr(x, "getbands"):  # a PIL image
-        x = np.asarray(x.convert("L" if len(x.getbands()) == 1 else "RGB"))
-        x = x if x.ndim == 2 else x.transpose(2, 0, 1)
+    if hasattr(x, "getbands"):  # a PIL image, read as an image file is (16-bit and float too)
+        return image_tensor(x, pil_channels(x), where)
+    if isinstance(x, torch.Tensor):
+        require_dense(x, where)
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(_numbers(x, "an image", where))
     if t.ndim == 2:
         t = t[None]
-    if t.ndim != 3 or t.shape[0] not in (1, 3):
+    if t.ndim != 3 or t.shape[0] not in (1, 3) or 0 in t.shape:
         raise DataError(
             f"{where}: expected a (C, H, W) image with C = 1 or 3, got {tuple(t.shape)}"
         )
@@ -61,7 +63,7 @@ def _image(x: Any, where: str) -> torch.Tensor:
             "floats in [0, 1]"
         )
     require_finite(t, f"{where}: image")
-    if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
+    if float(t.min()) < 0 or float(t.max()) > 1:
         raise DataError(
             f"{where}: image values in [{float(t.min()):g}, {float(t.max()):g}]; float images "
             "must lie in [0, 1] (divide 0..255 values by 255, or give uint8)"
@@ -70,24 +72,44 @@ def _image(x: Any, where: str) -> torch.Tensor:
 
 
 def _labels(y: Any, where: str) -> torch.Tensor:
+    if isinstance(y, torch.Tensor):
+        require_dense(y, f"{where}: labels")
     t = y if isinstance(y, torch.Tensor) else torch.from_numpy(_numbers(y, "labels", where))
+    if t.numel() == 0 and t.ndim <= 1:  # no instance: [] is float64 to numpy
+        return torch.zeros(0, dtype=torch.long)
     if t.dtype == torch.bool:  # True would be read as class 1
         raise DataError(f"{where}: labels must be class indices, got booleans {y!r}")
     if t.ndim == 0:
         t = t[None]
-    if t.ndim != 1 or t.is_floating_point() or (t.numel() and int(t.min()) < 0):
+    if t.ndim != 1 or t.is_floating_point() or int(t.double().min()) < 0:
         raise DataError(f"{where}: labels must be class indices >= 0, got {y!r}")
+    if float(t.double().max()) >= 2**63:  # uint64 beyond int64
+        raise DataError(f"{where}: labels must be class indices below 2**63, got {y!r}")
     return t.long()
 
 
-def _boxes(b: Any, n: int, where: str) -> torch.Tensor:
+def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> torch.Tensor:
+    """``(n, 4)`` boxes ``(cx, cy, w, h)`` of an image of ``size`` ``(H, W)``: finite, each of
+    a positive size and reaching into the image (as the importers ask)."""
     try:
         t = torch.as_tensor(b, dtype=torch.float32)
-    except (TypeError, ValueError, RuntimeError):
+    except (TypeError, ValueError, RuntimeError, OverflowError):
         raise DataError(f"{where}: boxes must be numbers, got {type(b).__name__}") from None
     if t.shape != (n, 4):
         raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(t.shape)}")
     require_finite(t, f"{where}: boxes")
+    cx, cy, w, h = t.unbind(-1)
+    H, W = size
+    for i in range(n):
+        if not (w[i] > 0 and h[i] > 0):
+            raise DataError(f"{where}: box {i} {t[i].tolist()} needs w, h > 0 (cx, cy, w, h)")
+        if (
+            cx[i] + w[i] / 2 <= 0
+            or cx[i] - w[i] / 2 >= W
+            or cy[i] + h[i] / 2 <= 0
+            or (cy[i] - h[i] / 2 >= H)
+        ):
+            raise DataError(f"{where}: box {i} {t[i].tolist()} lies outside the {W}x{H} image")
     return t
 
 
@@ -160,7 +182,11 @@ class SceneItems(Dataset):
             if "image" not in raw:
                 raise DataError(f"{where}: a dict item needs an 'image' key, has {sorted(raw)}")
             image, labels = _image(raw["image"], where), _labels(raw.get("labels", []), where)
-            boxes = _boxes(raw.get("boxes", torch.zeros(len(labels), 4)), len(labels), where)
+            boxes = (
+                _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
+                if "boxes" in raw
+                else torch.zeros(len(labels), 4)
+            )
         elif "labels" in self.annotations:
             image, labels = _image(raw[0], where), _labels(raw[1], where)
             boxes = torch.zeros(len(labels), 4)

@@ -13,6 +13,7 @@ from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import annotations_of, classes_of, counted_instances, open_dataset
 from mistnet.errors import MistError
 from mistnet.io import json_text
+from mistnet.models.heatmap import smallest_side
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
@@ -61,7 +62,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
     Raises:
         MistError: other channels, signed data for a classifier, the auto-encoder's output
             range does not match, another image size for the grid baseline, images of fewer
-            pixels than ``model.k`` for the heatmap methods, a classifier on
+            pixels than ``model.k`` for the heatmap methods, or too few on a side (at the
+            smallest pyramid level) for the heatmap network, a classifier on
             data without labels or with class ids it does not have (or no instances at all),
             class names other than the run's, or (``training``) the supervised baseline
             without boxes, another class count, or an image without a label.
@@ -98,6 +100,16 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{source} has {size[0]}x{size[1]} images, too few pixels for model.k = {m.k} "
             f"detections (at most {places})"
         )
+    if cfg.train.method != "grid":  # the grid baseline has no heatmap network
+        need = smallest_side(m.heatmap_depth, m.heatmap_dilations)
+        f = min(m.factors) if cfg.train.method in ("mist", "supervised") else 1.0
+        side = min(max(1, round(f * n)) for n in size)  # HeatmapNet's smallest pyramid level
+        if side < need:
+            raise MistError(
+                f"{source} has {size[0]}x{size[1]} images, {side} px on a side at pyramid "
+                f"factor {f:g}; the heatmap network (model.heatmap_depth / heatmap_dilations) "
+                f"needs {need}: lower those, or raise the smallest of model.factors"
+            )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(
             f"{source} has no labels; a classifier needs them "

@@ -87,6 +87,18 @@ def receptive_field(depth: int, dilations: Sequence[int] = ()) -> int:
     return 1 + sum(2 * d + 2 for d in dilations)
 
 
+def smallest_side(depth: int, dilations: Sequence[int] = ()) -> int:
+    """The fewest pixels on a side an image a :class:`HeatmapBody` scores can have: one more
+    than its widest reflection padding (``2·depth`` at the input, else the largest dilation,
+    padded inside each block), which must mirror pixels of the image.
+
+    Example:
+        >>> smallest_side(4), smallest_side(4, (1, 2, 4, 8))
+        (9, 9)
+    """
+    return 1 + (max(dilations) if dilations else 2 * depth)
+
+
 class HeatmapBody(nn.Module):
     r"""Fully convolutional keypoint-score network without absolute-position information.
 
@@ -162,6 +174,7 @@ class HeatmapBody(nn.Module):
             blocks = [_ValidResBlock(width) for _ in range(depth)]
         self.blocks = nn.Sequential(*blocks)
         self.receptive_field = receptive_field(depth, dilations)
+        self.smallest_side = smallest_side(depth, dilations)
         self.head = nn.Conv2d(width, out_channels, kernel_size=1)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
@@ -169,10 +182,10 @@ class HeatmapBody(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images, self.in_channels)
         _, _, H, W = images.shape
-        pad = max(self.pad, *(b.conv1.dilation[0] for b in self.blocks if hasattr(b, "conv1")))
-        if min(H, W) <= pad:
+        if min(H, W) < self.smallest_side:
             raise ValueError(
-                f"images must be larger than the reflection padding {pad} px, got H×W = {H}×{W}"
+                f"images must be larger than the reflection padding {self.smallest_side - 1} px, "
+                f"got H×W = {H}×{W}"
             )
         x = self.padding(images).contiguous(memory_format=self.memory_format)
         x = self.input_norm(x)  # (B, C, H + 2·pad, W + 2·pad)
