@@ -58,7 +58,7 @@ for name in $MODELS; do
     "$MIST" ${train#mist } --no-progress
     # shellcheck disable=SC2086
     "$MIST" ${evaluate#mist }
-    "$MIST" models package "$run" --name "$name" --out "$OUT" \
+    "$MIST" models package "$run" --name "$name" --out "$OUT" --overwrite \
         --command "$make_data && $train && $evaluate"
 done
 MISTNET_MODELS="$OUT" "$MIST" models

@@ -60,6 +60,19 @@ def _stamp(path: Path, command: str) -> None:
     path.write_bytes(data[:end] + chunk + data[end:])
 
 
+def file_name(path: str | os.PathLike, option: str, suffix: str) -> Path:
+    """``path`` once it names a file ending in ``suffix`` (any case, as ``x.PNG``), not one
+    ending in a separator: ``x.png/`` names a directory, which ``Path`` would silently drop.
+
+    Raises:
+        MistError: ``"<option> <path>: give a file name ending in <suffix>"``.
+    """
+    text = os.fspath(path)
+    if text.endswith(("/", os.sep)) or Path(text).suffix.lower() != suffix:
+        raise MistError(f"{option} {text}: give a file name ending in {suffix}")
+    return Path(text)
+
+
 def check_new_file(
     path: str | os.PathLike,
     command: str,
@@ -76,9 +89,7 @@ def check_new_file(
     Raises:
         MistError: naming ``path`` and the first of these it breaks.
     """
-    path = Path(path)
-    if path.suffix.lower() != suffix:
-        raise MistError(f"{option} {path}: give a file name ending in {suffix}")
+    path = file_name(path, option, suffix)
     if path.is_symlink():
         raise MistError(f"{path}: is a symbolic link; {option} must name a new file")
     check_outside(path, inputs, option)

@@ -191,6 +191,7 @@ def package(
     command: str,
     out: str | os.PathLike,
     metrics: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the best checkpoint of ``run`` as the pretrained model ``out/name.safetensors``.
 
@@ -202,6 +203,8 @@ def package(
             as a run or a dataset, or a folder inside one).
         metrics: the ``mist eval`` record of the run's best checkpoint (default
             ``RUN/eval-test.json``, what ``mist eval RUN`` writes).
+        overwrite: replace a packaged model of that name in ``out`` (its weights may exist
+            nowhere else); never a file that is no packaged model.
 
     Returns:
         The file written.
@@ -226,8 +229,18 @@ def package(
         command=command.strip(),
     )
     target = Path(out) / f"{name}{SUFFIX}"
-    if target.exists():
-        Card.of(Checkpoint(target))  # replace a packaged model only, never a file of the user's
+    if target.exists():  # replace a packaged model only, never a file of the user's
+        try:
+            Card.of(Checkpoint(target))
+        except MistError:
+            raise MistError(
+                f"{target}: exists and is no packaged model; choose another --name or --out "
+                "(mistnet never overwrites a file it did not write)"
+            ) from None
+        if not overwrite:
+            raise MistError(
+                f"{target}: a packaged model of that name exists; --overwrite replaces it"
+            )
     save_checkpoint(
         target,
         model,

@@ -195,9 +195,20 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         assert_user_error(result, f"--command {command!r} holds the control character")
     mine = tmp_path / f"{NAME}.safetensors"
     mine.write_bytes(b"my own file")
-    assert_user_error(mist(capsys, *package, "--name", NAME), str(mine))
+    assert_user_error(mist(capsys, *package, "--name", NAME), f"{mine}: exists and is no packaged")
+    assert mine.read_bytes() == b"my own file"
+    assert_user_error(mist(capsys, *package, "--name", NAME, "--overwrite"), "is no packaged")
     assert mine.read_bytes() == b"my own file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", mine.name]
+    # Before: a second package of that name replaced the first model (perhaps its only copy).
+    mine.unlink()
+    assert mist(capsys, *package, "--name", NAME)[0] == 0
+    first = mine.read_bytes()
+    result = mist(capsys, *package, "--name", NAME, "--command", "mist train again")
+    assert_user_error(result, "a packaged model of that name exists; --overwrite replaces it")
+    assert mine.read_bytes() == first
+    assert mist(capsys, *package, "--name", NAME, "--command", "again", "--overwrite")[0] == 0
+    assert mine.read_bytes() != first
 
 
 @pytest.mark.parametrize(

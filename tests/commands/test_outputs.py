@@ -154,7 +154,7 @@ def eval_json_over_the_run_config(tmp_path, run):
 @case
 def eval_json_over_a_checkpoint(tmp_path, run):
     argv = ["eval", run, "--json", run / "best.safetensors"]
-    return argv, ["best.safetensors: --json must name a file ending in .json"]
+    return argv, ["best.safetensors: give a file name ending in .json"]
 
 
 @case
@@ -385,12 +385,13 @@ def data_show_over_a_png_of_the_users(tmp_path, run):
     return argv, ["mine.png: exists and was not written by mist data show"]
 
 
-@pytest.mark.parametrize("name", ["x.txt", ".png", "imgs", "x.jpg"])
+@pytest.mark.parametrize("name", ["x.txt", ".png", "imgs", "x.jpg", "x.png/"])
 def test_data_show_writes_only_a_png(capsys, tmp_path, name):
+    # Before: x.png/ (a directory, by its slash) was written as the file x.png.
     (tmp_path / "imgs").mkdir()
     (tmp_path / "x.txt").write_text("mine")
     before = entries_under(tmp_path)
-    result = mist(capsys, "data", "show", "mnist-easy", "--n", "1", "--out", tmp_path / name)
+    result = mist(capsys, "data", "show", "mnist-easy", "--n", "1", "--out", f"{tmp_path}/{name}")
     assert_user_error(result, name, "give a file name ending in .png")
     assert entries_under(tmp_path) == before
 

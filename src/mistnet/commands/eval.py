@@ -22,6 +22,7 @@ from mistnet.commands._args import (
 from mistnet.errors import MistError, say
 from mistnet.evaluation import Evaluation, evaluate_run
 from mistnet.io import atomic_write_json
+from mistnet.outfiles import file_name
 from mistnet.outputs import check_outside
 from mistnet.validate import read_json
 
@@ -81,7 +82,8 @@ def _is_record_of(path: Path, run: str) -> bool:
 
 def check_json_out(out: Path, run: str | None, data: str | None, model: str | None = None) -> None:
     """Refuse a metrics file that could replace what eval of ``run`` (or of the pretrained
-    ``model``) did not write: it must end in ``.json``; inside the run directory
+    ``model``) did not write (its name is checked by :func:`~mistnet.outfiles.file_name`):
+    inside the run directory
     be named ``eval-*.json`` (beside the checkpoints and the config), never inside the dataset
     nor inside any other mistnet output (:func:`~mistnet.outputs.check_outside`); and an
     existing file must be an earlier record of eval of the same run.
@@ -89,8 +91,6 @@ def check_json_out(out: Path, run: str | None, data: str | None, model: str | No
     Raises:
         MistError: the first of these that ``out`` breaks.
     """
-    if out.suffix.lower() != ".json":  # as check_new_file takes x.PNG
-        raise MistError(f"{out}: --json must name a file ending in .json")
     in_run = _within(out, run)
     if in_run and not (out.parent.resolve() == Path(run).resolve() and out.match("eval-*.json")):
         raise MistError(f"{out}: inside the run directory {run}, --json may only be eval-*.json")
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{option} must be at least 1 (leave it out for the run's), got {value}"
             )
     if args.json:
-        check_json_out(Path(args.json), args.run, args.data, args.model)
+        check_json_out(file_name(args.json, "--json", ".json"), args.run, args.data, args.model)
     device = compute_device(args)
     result = evaluate_run(
         args.run,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
     )
     if args.json:
-        out = Path(args.json)
+        out = file_name(args.json, "--json", ".json")
     elif args.model is None:
         out = Path(result.run) / f"eval-{args.split}.json"
     else:

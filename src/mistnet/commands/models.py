@@ -49,6 +49,11 @@ def register(subparsers) -> None:
         metavar="FILE",
         help="mist eval's record of the best checkpoint (default RUN/eval-test.json)",
     )
+    pack.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a packaged model of that name in DIR (never a file that is none)",
+    )
     pack.set_defaults(func=package)
 
 
@@ -71,6 +76,8 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def package(args: argparse.Namespace) -> int:
-    path = pretrained.package(args.run, args.name, args.trained_by, args.out, args.metrics)
+    path = pretrained.package(
+        args.run, args.name, args.trained_by, args.out, args.metrics, args.overwrite
+    )
     say(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
