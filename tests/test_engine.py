@@ -560,6 +560,14 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
     run.log.write_text("[1, 2]\n" + log)
     with pytest.raises(MistError, match=r"log.jsonl line 1: not a log record"):
         loop.train(cfg, run.path, resume=True, progress=False)
+    # Before: each refusal left a .lock, and a fresh train refused on a run of an earlier
+    # version (no marker) its .mistnet as well.
+    assert ".lock" not in {p.name for p in run.path.iterdir()}
+    (run.path / ".mistnet").unlink()
+    names = sorted(p.name for p in run.path.iterdir())
+    with pytest.raises(MistError, match="already holds a run"):
+        loop.train(cfg, run.path, progress=False)
+    assert sorted(p.name for p in run.path.iterdir()) == names
 
 
 def test_resume_refuses_a_config_json_edited_since_the_last_checkpoint(tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mistnet import pretrained
-from mistnet.data.runs import check_data, open_data
+from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
 from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
 from mistnet.engine import Meter, evaluate
@@ -112,6 +112,8 @@ def evaluate_run(
     else:
         cfg, net, ckpt = pretrained.load(model, device=device)
     source, dataset = open_data(cfg, data, split)
+    if data is None:
+        require_trained_on(cfg, dataset, source, OTHER_DATA)
     if len(dataset) == 0:
         raise MistError(f"{source}: the {split} split is empty")
     check_data(cfg, dataset, source)

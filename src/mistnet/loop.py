@@ -99,6 +99,8 @@ def train(
     run = Run(out)
     if resume:
         cfg = run.resume_config(cfg)[0]
+    elif run.last.exists() or run.best.exists():  # before anything is written into it
+        raise MistError(f"{run.path} already holds a run; use --resume or another --out")
     with distributed.process_group(device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it

@@ -31,7 +31,7 @@ from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.runpaths import PATHS, absolute, resolved, stored
 from mistnet.trainer import Trainer
-from mistnet.validate import read_json, regular_file
+from mistnet.validate import read_json, regular_file, require_directory
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -93,8 +93,7 @@ class Run:
     def require(self) -> None:
         if self.path.is_file():
             raise MistError(f"{self.path} is a file; give the run directory ({self.path.parent})")
-        if not self.path.is_dir():
-            raise MistError(f"run directory {self.path} does not exist")
+        require_directory(self.path, "run directory")
         if not self.config.exists():
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")
         regular_file(self.config)  # a FIFO or a folder is no missing file
@@ -288,7 +287,8 @@ class Run:
         """
         before = entries(self.path)  # an empty folder of the user's stays, empty, on failure
         created = self.claim(cfg)
-        with exclusive_lock(self.path, "mist train"):
+        # transient: a refused or failed call leaves no .lock in a run it did not change
+        with exclusive_lock(self.path, "mist train", transient=True):
             try:
                 yield
             except BaseException:

@@ -68,6 +68,18 @@ NUMPY_READ_ERRORS: tuple[type[BaseException], ...] = (
 _PILLOW_LIMIT = 2 * (Image.MAX_IMAGE_PIXELS or 0)
 
 
+def _kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message ("a FIFO")."""
+    return {
+        stat.S_IFREG: "a file",
+        stat.S_IFDIR: "a directory",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+    }.get(stat.S_IFMT(mode), "not a file")
+
+
 def regular_file(path: str | os.PathLike) -> Path:
     """``path`` if it is a regular file (symlinks followed).
 
@@ -82,14 +94,32 @@ def regular_file(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
-        kind = {
-            stat.S_IFDIR: "a directory",
-            stat.S_IFIFO: "a FIFO",
-            stat.S_IFSOCK: "a socket",
-            stat.S_IFCHR: "a character device",
-            stat.S_IFBLK: "a block device",
-        }.get(stat.S_IFMT(mode), "not a file")
-        raise DataError(f"{path}: {kind}, not a regular file")
+        raise DataError(f"{path}: {_kind(mode)}, not a regular file")
+    return path
+
+
+def require_directory(path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it is a directory (symlinks followed).
+
+    Raises:
+        DataError: ``"<what> <path> does not exist"``, or ``"<path>: a FIFO, not a <what>"``
+            for anything else there.
+
+    Example:
+        >>> require_directory("/dev/null", "dataset directory")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: /dev/null: a character device, not a dataset directory
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISDIR(mode):
+        raise DataError(f"{path}: {_kind(mode)}, not a {what}")
     return path
 
 

@@ -255,6 +255,26 @@ def plot_a_run_whose_log_is_a_fifo(tmp_path, run):
 
 
 @case
+def eval_a_fifo_as_the_run(tmp_path, run):
+    os.mkfifo(tmp_path / "ff")  # was "run directory ff does not exist"
+    return ["eval", tmp_path / "ff"], ["ff: a FIFO, not a run directory"]
+
+
+@case
+def train_on_a_file_as_the_dataset(tmp_path, run):
+    (tmp_path / "notes").write_text("mine")  # was "no such dataset directory"
+    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "notes", "--out", tmp_path / "r"]
+    return argv, ["notes: a file, not a dataset directory"]
+
+
+@case
+def data_show_a_fifo_as_the_dataset(tmp_path, run):
+    os.mkfifo(tmp_path / "ff")  # was "unknown scene generator 'ff'"
+    argv = ["data", "show", tmp_path / "ff", "--out", tmp_path / "s.png"]
+    return argv, ["ff: a FIFO, not a dataset directory"]
+
+
+@case
 def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
     os.mkfifo(tmp_path / "fifo.json")  # was "does not exist"
     argv = ["models", "package", run, "--name", "z", "--command", "c", "--out", tmp_path / "pk"]

@@ -596,6 +596,25 @@ def test_a_second_detect_into_one_out_waits_for_none(capsys, tmp_path, tiny_run)
         assert entries_under(tmp_path) == before
 
 
+def test_a_second_data_make_overwrite_refuses_while_the_first_replaces_the_dataset(
+    capsys, tmp_path
+):
+    # Before: both said "wrote", and the one that finished last was kept without a word.
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    out = tmp_path / "ds"
+    assert mist(capsys, "data", "make", "mnist-easy", "--out", out, *sizes)[0] == 0
+    with exclusive_lock(out, "mist data make"):  # as a make --overwrite still making it
+        before = files_under(tmp_path)
+        result = mist(capsys, "data", "make", "mnist-easy", "--out", out, "--overwrite", *sizes)
+        assert_user_error(result, f"another mist data make is writing to {out}")
+        assert files_under(tmp_path) == before
+    (out / ".lock").unlink()  # what the lock above left; a make --overwrite leaves none
+    result = mist(capsys, "data", "make", "mnist-easy", "--out", out, "--overwrite", *sizes)
+    assert result[0] == 0 and sorted(p.name for p in out.iterdir()) == [
+        ".mistnet", "manifest.json", "test.npz", "train.npz", "val.npz"
+    ]  # fmt: skip
+
+
 def test_two_imports_into_one_out_one_wins_and_the_other_leaves_it_intact(
     capsys, tmp_path, monkeypatch
 ):

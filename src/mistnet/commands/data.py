@@ -36,7 +36,7 @@ from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
 from mistnet.data.scenes import build_generator, empty_arrays, make_scenes, require_memory
-from mistnet.data.store import claim_dataset, open_dataset, write_dataset
+from mistnet.data.store import claim_dataset, open_dataset, replacing_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError, say
 from mistnet.outfiles import check_new_file, new_file
@@ -130,6 +130,11 @@ def cmd_make(args: argparse.Namespace) -> int:
     validate.seed(args.seed, "--seed")
     svhn = [("the SVHN folder", args.svhn)] if args.svhn and Path(args.svhn).is_dir() else []
     claim_dataset(args.out, args.overwrite, inputs=svhn, overwrite_option="--overwrite")
+    with replacing_dataset(args.out, args.overwrite):  # a dataset now: its .lock is no harm
+        return _make(args, sizes)
+
+
+def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
     if args.name == "svhn":
         return _make_svhn(args)
     if args.svhn is not None:

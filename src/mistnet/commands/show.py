@@ -21,7 +21,7 @@ from mistnet.commands._args import (
     compute_device,
 )
 from mistnet.data import collate_scenes
-from mistnet.data.runs import check_data, open_data
+from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
 from mistnet.data.store import annotations_of
 from mistnet.errors import MistError, say
 from mistnet.outfiles import check_new_file, new_file
@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     device = compute_device(args)
     cfg, model, _ = Run(args.run).load("best", device=device)
     source, dataset = open_data(cfg, args.data, args.split)
+    if args.data is None:
+        require_trained_on(cfg, dataset, source, OTHER_DATA)
     check_data(cfg, dataset, source)
     inputs += _directory("the dataset", source)  # the run's own, when no --data
     n = min(args.n, len(dataset))

@@ -29,7 +29,7 @@ from mistnet.io import json_text
 from mistnet.loop import Callbacks, train
 from mistnet.progress import print_validation
 from mistnet.rundir import Run
-from mistnet.validate import minutes
+from mistnet.validate import minutes, require_directory
 
 
 def register(subparsers) -> None:
@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
             raise MistError(
                 f"--data {args.data} and --set {sets['data.path']} name two datasets; give one"
             )
-        if not Path(args.data).is_dir():
+        if Path(args.data).exists():
+            require_directory(args.data, "dataset directory")
+        else:
             raise MistError(f"--data {args.data}: no such dataset directory")
         overrides.append(config.override("data.path", args.data))
     if args.resume:

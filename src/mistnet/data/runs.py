@@ -14,6 +14,7 @@ from mistnet.data.store import annotations_of, classes_of, counted_instances, op
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.models.heatmap import smallest_side
+from mistnet.validate import require_directory
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
@@ -37,11 +38,11 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     path = Path(source)
     looks_like_path = os.sep in source or source.startswith(".") or path.exists()
     if looks_like_path and not path.is_dir():
-        if not data and source == d.path:  # moved or removed since the run was trained
+        if not data and source == d.path and not path.exists():  # moved or removed since
             raise MistError(
                 f"the run's dataset {source} (data.path) does not exist; pass --data DIR"
             )
-        raise MistError(f"data directory {source} does not exist")
+        require_directory(path, "data directory")
     sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
     dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
     return source, dataset
@@ -202,16 +203,33 @@ def adopt_data(
     check_data(cfg, train, f"{source} [train]", training=True)
     if val is not None:
         check_data(cfg, val, f"{source} [val]")
+    if resumed:
+        require_trained_on(cfg, train, source, "a resumed run trains on the data it started with")
     manifest = getattr(train, "manifest", None) if cfg.data.path else None
-    digest = manifest_digest(manifest) if isinstance(manifest, dict) else ""
-    if resumed and record.data_manifest and digest != record.data_manifest:
-        raise MistError(
-            f"{source}: its manifest.json is not that of the dataset the run was trained on "
-            "(made again with another seed, other sizes or other options); a resumed run "
-            "trains on the data it started with"
-        )
-    record.data_manifest = digest
+    record.data_manifest = manifest_digest(manifest) if isinstance(manifest, dict) else ""
     return annotations_of(train if val is None else val)
+
+
+#: What :func:`require_trained_on` tells a command reading a run's own data to do.
+OTHER_DATA = "name it as the data (--data DIR) to use it all the same"
+
+
+def require_trained_on(cfg: Config, dataset: Dataset, source: str, remedy: str) -> None:
+    """Refuse the run's own dataset folder (``data.path``) once it was made again since the
+    run trained on it (its manifest's digest is not ``record.data_manifest``): another seed
+    can put the run's training images into its test split.
+
+    Raises:
+        MistError: naming ``source``, and ``remedy``, what to do.
+    """
+    manifest = getattr(dataset, "manifest", None)
+    recorded = cfg.record.data_manifest
+    if cfg.data.path and recorded and isinstance(manifest, dict):
+        if manifest_digest(manifest) != recorded:
+            raise MistError(
+                f"{source}: its manifest.json is not that of the dataset the run was trained "
+                f"on (made again with another seed, other sizes or other options); {remedy}"
+            )
 
 
 def manifest_digest(manifest: dict) -> str:

@@ -22,6 +22,7 @@ failed write never leaves a half-written dataset. Any split may be absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -34,13 +35,14 @@ from torch.utils.data import Dataset
 from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import DataError
-from mistnet.io import json_text
+from mistnet.io import LOCK, exclusive_lock, json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
     class_names,
     read_json,
     regular_file,
+    require_directory,
     require_finite,
 )
 
@@ -49,8 +51,8 @@ VERSION = 1
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
 #: The names in a dataset directory (:func:`mistnet.outputs.require_only_own`): ``--overwrite``
-#: replaces no directory that holds anything else.
-DATASET_FILES = (MARKER, MANIFEST, *(f"{split}.npz" for split in SPLITS))
+#: replaces no directory that holds anything else (``.lock``: held while it is replaced).
+DATASET_FILES = (MARKER, MANIFEST, LOCK, *(f"{split}.npz" for split in SPLITS))
 #: The ground truth a dataset can carry; a dataset's ``annotations`` is a subset.
 ANNOTATIONS: frozenset[str] = frozenset({"boxes", "labels"})
 
@@ -252,6 +254,15 @@ def dataset_directory(
     return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset, own=own)
 
 
+def replacing_dataset(out: str | os.PathLike, overwrite: bool) -> AbstractContextManager[None]:
+    """Hold the dataset ``out`` that ``overwrite`` will replace (``.lock``, removed with it)
+    while the new one is made: a second ``mist data make --overwrite`` of it refuses at once,
+    instead of both saying they wrote it and one of them being lost."""
+    if overwrite and Path(out).is_dir() and not Path(out).is_symlink():
+        return exclusive_lock(out, "mist data make", transient=True)
+    return contextlib.nullcontext()
+
+
 def read_manifest(directory: str | os.PathLike) -> dict:
     """Read and check ``manifest.json`` of a dataset directory.
 
@@ -260,6 +271,8 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     """
     d = Path(directory)
     path = d / MANIFEST
+    if d.exists() and not d.is_dir():
+        require_directory(d, "dataset directory")
     if not d.is_dir():
         raise DataError(f"{d}: no such dataset directory")
     if not path.exists():
@@ -373,6 +386,8 @@ def open_dataset(
     path = Path(dir_or_name)
     if path.is_dir():
         return SceneFolder(path, split)
+    if path.exists():  # a file of that name, not a generator's
+        require_directory(path, "dataset directory")
     if os.sep in str(dir_or_name) or path.suffix:
         raise DataError(f"{path}: no such dataset directory")
     return SceneDataset(str(dir_or_name), split, size=size, seed=seed, digits=digits, **kwargs)
