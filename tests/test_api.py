@@ -307,6 +307,14 @@ def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_check
     (run / "best.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="best.safetensors is corrupt or truncated"):
         mistnet.load(run)
+    # Before: a bare OSError (file name too long) and ValueError (embedded null byte).
+    with pytest.raises(ValueError, match="File name too long"):
+        mistnet.load("x" * 5000)
+    with pytest.raises(ValueError, match=r"run 'r\\x00' holds a NUL character"):
+        mistnet.load("r\x00")
+    model = mistnet.load("mnist-hard-classifier")
+    with pytest.raises(ValueError, match=r"image 0 'a.png\\x00' holds a NUL character"):
+        model.predict("a.png\x00")
 
 
 def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():

@@ -284,6 +284,7 @@ def test_load_json_rejects_garbage(tmp_path):
             "train.lr_task=1" + "0" * 400,
             r"train.lr_task must be a finite number, got an integer beyond",
         ),
+        ('data.digits="x\\u0000y"', r"data.digits holds a NUL character, got 'x\\x00y'"),
         ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
     ],
 )

@@ -83,7 +83,7 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
         raise TypeError(f"predict takes paths, PIL images or tensors, got {type(images).__name__}")
     out = []
     for n, item in enumerate(images):
-        if isinstance(item, str | os.PathLike) and not os.fspath(item):
+        if isinstance(item, str | os.PathLike) and not validate.path_argument(item, f"image {n}"):
             raise ArgumentError(f"image {n}: '' is an empty path")
         if isinstance(item, str | os.PathLike):
             out.append(read_image(item, channels, max_pixels))
@@ -229,12 +229,15 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     check_device(device, "device")
     if which not in ("best", "last"):
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
+    validate.path_argument(run, "run")
     try:
         cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device, "device"))
     except MistError as exc:  # a folder that is no run, no checkpoint, a damaged file
         if isinstance(exc, ValueError):
             raise
         raise DataError(str(exc)) from None
+    except OSError as exc:  # a name too long for the file system
+        raise DataError(f"run {os.fspath(run)!r}: {exc.strerror or exc}") from None
     model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
     model.predict = types.MethodType(predict, model)
     return model

@@ -210,6 +210,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is str:
         if not isinstance(value, str):
             raise MistError(f"{key} must be a string, got {value!r}")
+        if "\0" in value:  # no path or name holds one: the OS refuses it deep inside
+            raise MistError(f"{key} holds a NUL character, got {value!r}")
         return value
     raise TypeError(f"unsupported annotation {annotation}")
 

@@ -22,6 +22,7 @@ Output directories, built in temporaries like these and renamed into place by
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -29,6 +30,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -304,6 +306,15 @@ def _renameat2() -> Callable | None:
         return None
 
 
+def _take_mode(src: Path, dst: Path) -> None:
+    """Give the directory ``src`` the permissions and group of ``dst``, the empty folder it is
+    to replace: a folder the user made private (700) or group-shared (setgid) stays so."""
+    st = dst.stat()
+    os.chmod(src, stat.S_IMODE(st.st_mode))
+    with contextlib.suppress(OSError):  # a group this user is not in: the mode is what matters
+        os.chown(src, -1, st.st_gid)
+
+
 def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
 
@@ -317,6 +328,7 @@ def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     src, dst = Path(src), Path(dst)
     try:
         if dst.is_dir() and not dst.is_symlink():
+            _take_mode(src, dst)
             os.rename(src, dst)
             return
         renameat2 = _renameat2()

@@ -166,17 +166,18 @@ def check_outside(
 
 def check_named(path: str | os.PathLike, option: str = "--out") -> None:
     """Refuse an output ``path`` that names no folder of its own (``.``, ``..``, ``a/..``,
-    ``/``): it cannot be built beside its place and renamed into it, and replacing the working
-    directory would leave the shell in a deleted one.
+    ``/``), or the working directory or a folder above it however spelled (``../here``): it
+    cannot be built beside its place and renamed into it, and replacing the working directory
+    would leave the shell in a deleted one.
 
     Raises:
         MistError: ``--out . names the working directory; give a new directory``.
     """
     path = Path(path)
-    if path.name not in ("", ".."):
+    real, cwd = path.resolve(), Path.cwd().resolve()
+    if path.name not in ("", "..") and not cwd.is_relative_to(real):  # ../here is here too
         return
     _check_dotdot(path, option)  # new/..: the folder that is missing, rather
-    real, cwd = path.resolve(), Path.cwd().resolve()
     where = (
         "the working directory"
         if real == cwd

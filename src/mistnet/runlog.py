@@ -44,7 +44,13 @@ class LogRecord:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite JSON number (an integer of hundreds of digits is no float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def parse_record(line: str, where: str) -> LogRecord:
@@ -72,15 +78,15 @@ def _record(record: Any, line: str, where: str) -> LogRecord:
         if key not in record:
             raise DataError(f"{where}: no {key!r} key")
     step, split, wall = record.pop("step"), record.pop("split"), record.pop("wall", None)
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise DataError(f"{where}: 'step' must be an integer >= 0, got {step!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2**63:
+        raise DataError(f"{where}: 'step' must be an integer in [0, 2**63), got {step!r}")
     if not isinstance(split, str):
         raise DataError(f"{where}: 'split' must be a string, got {split!r}")
-    if wall is not None and not (_number(wall) and math.isfinite(wall) and wall >= 0):
-        raise DataError(f"{where}: 'wall' must be a number, got {wall!r}")
+    if wall is not None and not (_number(wall) and wall >= 0):
+        raise DataError(f"{where}: 'wall' must be a number >= 0 (seconds), got {wall!r}")
     for key, value in record.items():
         if value is not None and not _number(value):
-            raise DataError(f"{where}: {key!r} must be a number or null, got {value!r}")
+            raise DataError(f"{where}: {key!r} must be a finite number or null, got {value!r}")
     values = {k: None if v is None else float(v) for k, v in record.items()}
     return LogRecord(step, split, None if wall is None else float(wall), values, line)
 

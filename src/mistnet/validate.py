@@ -80,6 +80,27 @@ def _kind(mode: int) -> str:
     }.get(stat.S_IFMT(mode), "not a file")
 
 
+def path_argument(value: str | os.PathLike, name: str) -> str:
+    """``value`` (a path handed to the Python API) as text, once it could name a file.
+
+    Raises:
+        TypeError: not a str or path-like object.
+        ArgumentError: it holds a NUL character, which the OS refuses deep inside.
+
+    Example:
+        >>> path_argument("run\x00", "run")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.ArgumentError: run 'run\x00' holds a NUL character; no file is named so
+    """
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a path as text, got {type(value).__name__}")
+    if "\0" in text:
+        raise ArgumentError(f"{name} {text!r} holds a NUL character; no file is named so")
+    return text
+
+
 def regular_file(path: str | os.PathLike) -> Path:
     """``path`` if it is a regular file (symlinks followed).
 
@@ -177,9 +198,16 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: Python would read Infinity, which JSON has not
+        raise ValueError(f"{text} is beyond the range of floats")
+    return value
+
+
 def parse_json(text: str, where: str | os.PathLike) -> object:
-    """``text`` as strict JSON: ``NaN``, ``Infinity``, a key twice in one object (Python would
-    keep the last silently) and deep nesting are refused.
+    """``text`` as strict JSON: ``NaN``, ``Infinity`` (also spelled ``1e400``), a key twice in
+    one object (Python would keep the last silently) and deep nesting are refused.
 
     Raises:
         DataError: ``"<where>: not valid JSON (...)"``.
@@ -191,7 +219,12 @@ def parse_json(text: str, where: str | os.PathLike) -> object:
         mistnet.errors.DataError: a.json: not valid JSON (Infinity is not a JSON number)
     """
     try:
-        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+        return json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"

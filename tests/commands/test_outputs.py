@@ -6,6 +6,7 @@ and nothing left behind (TESTING.md, "What a command may write")."""
 import json
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -505,6 +506,35 @@ def test_an_out_naming_the_working_directory_is_refused(
     before = entries_under(tmp_path)
     assert_user_error(mist(capsys, *argv), f"--out {argv[-1]} names the working directory")
     assert entries_under(tmp_path) == before
+
+
+def test_the_empty_working_directory_however_spelled_is_refused(capsys, tmp_path, monkeypatch):
+    # Before: --out ../here (or its absolute path) replaced the empty working directory, the
+    # shell left in a deleted one.
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    inode = here.stat().st_ino
+    for out in ("../here", str(here)):
+        result = mist(capsys, "data", "make", "mnist-easy", "--out", out, "--n-train", 1)
+        assert_user_error(result, f"--out {out} names the working directory")
+    assert here.stat().st_ino == inode and not any(here.iterdir())
+
+
+def test_an_empty_out_folder_keeps_its_permissions(capsys, tmp_path):
+    # Before: the new output took the umask's mode, 700 became 755 (train, demo and reproduce
+    # write into the folder in place and always kept it).
+    for n in range(3):
+        image(tmp_path / "imgs" / f"{n}.png", seed=n)
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    for name in ("made", "imported"):
+        (tmp_path / name).mkdir(mode=0o700)
+    assert mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / "made", *sizes)[0] == 0
+    argv = ["data", "import-images", tmp_path / "imgs", "--out", tmp_path / "imported"]
+    assert mist(capsys, *argv)[0] == 0
+    for name in ("made", "imported"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o700
+        assert (tmp_path / name / "manifest.json").is_file()
 
 
 def test_an_out_above_the_working_directory_is_refused(capsys, tmp_path, monkeypatch):

@@ -370,6 +370,13 @@ log_case("plot_a_line_without_a_step", b'{"split": "train", "task": 1.0}\n', "no
 log_case("plot_a_loss_that_is_text", b'{"step": 1, "split": "train", "task": "1"}\n', "'task'")
 log_case("plot_an_empty_log", b"", "empty; the run has not logged a step yet")
 log_case("plot_a_non_utf8_log", TRAIN + b"\xfe\n", "not UTF-8 text")
+# Before: an internal error; read as infinity and drawn; "'wall' must be a number, got -5".
+log_case("plot_a_step_of_24_digits", b'{"step": 100000000000000000000000, "split": "train"}\n',
+         "'step' must be an integer in [0, 2**63)")  # fmt: skip
+log_case("plot_a_loss_of_1e400", TRAIN + b'{"step": 6, "split": "train", "task": 1e400}\n',
+         "line 2: not valid JSON (1e400 is beyond the range of floats)")  # fmt: skip
+log_case("plot_a_negative_wall", b'{"step": 1, "split": "train", "wall": -5}\n',
+         "'wall' must be a number >= 0 (seconds), got -5")  # fmt: skip
 
 
 # -- what a run fits ------------------------------------------------------------------------
