@@ -1,5 +1,6 @@
 """mistnet.fit / mistnet.load and the in-memory dataset adapter (data.memory.SceneItems)."""
 
+import copy
 import functools
 import json
 import re
@@ -225,6 +226,29 @@ def test_fit_refuses_class_names_other_entry_points_refuse(
     with pytest.raises(error, match=re.escape(message)):
         mistnet.fit("tiny-cpu", Named(squares(4, 0)), out=tmp_path / "r", steps=1, k=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_checks_each_field_of_a_config_it_is_given(tmp_path):
+    # Before: fields set by hand reached deep exceptions (TypeError in validate, ValueError in
+    # nms 12 frames down), a data.path was dropped silently and record.class_names recorded.
+    cfg = mistnet.config.load_preset("tiny-cpu")
+    data = squares(8, seed=0)
+    for section, key, value, error, message in [
+        ("model", "k", "9", ValueError, "model.k must be an integer, got '9'"),
+        ("model", "k", True, ValueError, "model.k must be an integer, got True"),
+        ("model", "task", "detect", ValueError, "model.task must be one of"),
+        ("train", "batch_size", None, ValueError, "train.batch_size must be an integer"),
+        ("data", "path", "ds", ValueError, "the Config's data.path 'ds': fit trains on"),
+    ]:
+        bad = copy.deepcopy(cfg)
+        setattr(getattr(bad, section), key, value)
+        with pytest.raises(error, match=message):
+            mistnet.fit(bad, data, out=tmp_path / "r", steps=1, num_classes=2, progress=False)
+        assert not (tmp_path / "r").exists()
+    named = copy.deepcopy(cfg)
+    named.model.num_classes, named.record.class_names = 2, ("x", "y")
+    model = mistnet.fit(named, data, out=tmp_path / "r", steps=1, progress=False)
+    assert model.config.record.class_names == ()  # the data names none
 
 
 def test_load_refuses_an_unknown_checkpoint_name_and_a_damaged_config(tmp_path):

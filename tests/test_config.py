@@ -258,7 +258,7 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.num_classes=0", r"model.num_classes must be >= 1"),
         ("model.patch_size=0", r"model.patch_size must be >= 1"),
         ("model.patch_size=1", r"model.patch_size must be >= 2, got 1"),
-        ("model.base_side=-20", r"model.base_side must be > 0"),
+        ("model.base_side=-20", r"model.base_side must be >= 1 \(pixels\)"),
         ("model.factors=[]", r"model.factors must be a non-empty, strictly decreasing"),
         ("model.factors=[0.5, 1.0]", r"model.factors must be a non-empty, strictly decreasing"),
         ("model.nms_window=4", r"model.nms_window must be an odd integer >= 1, got 4"),

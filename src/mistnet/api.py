@@ -297,7 +297,16 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
             )
         return config_module.load_preset(str(model_or_preset))
     if isinstance(model_or_preset, Config):
-        return copy.deepcopy(model_or_preset)
+        if model_or_preset.data.path:  # else dropped silently, as fit(path=...) would be
+            raise ArgumentError(
+                f"the Config's data.path {model_or_preset.data.path!r}: fit trains on "
+                "train_data and val, in memory; clear data.path (mist train --data DIR trains "
+                "on a dataset directory)"
+            )
+        # Each field checked as a preset's are (a Config's fields can be set to anything); its
+        # record is what training takes from the data, not from the Config.
+        data = model_or_preset.to_dict()
+        return config_module.from_dict({k: v for k, v in data.items() if k != "record"})
     if isinstance(getattr(model_or_preset, "config", None), Config):
         cfg = copy.deepcopy(model_or_preset.config)
         cfg.train.init_from, cfg.train.init_parts = str(model_or_preset.run), "all"

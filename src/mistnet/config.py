@@ -255,7 +255,12 @@ def validate(cfg: Config) -> Config:
         f"at most log2(model.patch_size = {m.patch_size}) = {m.patch_size.bit_length() - 1}",
         m.patch_levels,
     )
-    _require(math.isfinite(m.base_side) and m.base_side > 0, "model.base_side", "> 0", m.base_side)
+    _require(  # a box of less than a pixel samples nothing (1e-300 is 0 in float32)
+        math.isfinite(m.base_side) and m.base_side >= 1,
+        "model.base_side",
+        ">= 1 (pixels)",
+        m.base_side,
+    )
     f = m.factors
     _require(
         len(f) >= 1

@@ -193,6 +193,22 @@ def coco_bbox_of_an_integer_beyond_floats(tmp_path, run):
 
 
 @case
+def coco_the_same_annotation_twice_without_ids(tmp_path, run):
+    # Before: imported as two instances (only repeated ids were refused).
+    same = {"image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 30]}
+    argv = coco(tmp_path, annotations=[same, dict(same)])
+    return argv, ["annotations[0] and [1] give the same box of image 1"]
+
+
+@case
+def boxes_csv_with_zero_and_minus_zero(tmp_path, run):
+    src = photos(tmp_path)  # before: -0.0 and 0.0 were two boxes
+    (tmp_path / "b.csv").write_text("filename,cx,cy,w,h\n0.png,-0.0,9,5,5\n0.png,0.0,9,5,5\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--boxes", tmp_path / "b.csv"]
+    return argv, ["b.csv lines 2 and 3: the same box of 0.png given twice"]
+
+
+@case
 def file_name_with_a_nul(tmp_path, run):
     # Before: internal error (ValueError: embedded null byte), from labels, boxes and COCO.
     src = photos(tmp_path)

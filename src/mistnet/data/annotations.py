@@ -152,7 +152,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
             row[class_col].strip() if class_col is not None else "", f"{path} line {i}"
         )
         box = _float32_box(values, f"{path} line {i}")
-        first = seen.setdefault((rel, box.tobytes(), name), i)
+        first = seen.setdefault((rel, (box + 0.0).tobytes(), name), i)  # -0.0 is 0.0
         if first != i:
             raise DataError(
                 f"{path} lines {first} and {i}: the same box of {rel} given twice (it would be "
@@ -297,6 +297,7 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
         if "id" in a
     ]
     _unique(ids, "annotation id", path)  # one instance given twice would be counted twice
+    seen: dict[tuple, int] = {}  # (image, box, category) -> n: the same, without ids
     for n, a in enumerate(annotations):
         where = f"{path}: annotations[{n}]"
         iid, cid = _coco_field(a, "image_id", int, where), _coco_field(a, "category_id", int, where)
@@ -308,6 +309,12 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
         x, y, w, h = _coco_bbox(a, where)
         # COCO's pixel (0, 0) spans [0, 1]; ours is centred on 0.
         box = _float32_box([x + w / 2 - 0.5, y + h / 2 - 0.5, w, h], f"{where}.bbox")
+        first = seen.setdefault((iid, (box + 0.0).tobytes(), cid), n)
+        if first != n:
+            raise DataError(
+                f"{path}: annotations[{first}] and [{n}] give the same box of image {iid} (it "
+                "would be counted as two instances); give each box once"
+            )
         entry = truth[rel_of[iid]]
         entry.boxes = np.concatenate([entry.boxes, box])
         entry.names.append(by_id[cid])

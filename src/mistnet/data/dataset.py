@@ -75,6 +75,7 @@ class SceneDataset(Dataset):
         self.height = self.generator.height
         self.width = self.generator.width
         self.max_count = self.generator.max_count
+        self.num_classes = self.generator.num_classes
 
     @property
     def signed(self) -> bool:

@@ -117,6 +117,12 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             "(an auto-encoder does not: model.task=reconstruct)"
         )
     arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
+    drawn = getattr(dataset, "num_classes", None)  # a generator's
+    if m.task == "classify" and arrays is None and drawn is not None and drawn > m.num_classes:
+        raise MistError(
+            f"{source} scenes hold classes 0..{drawn - 1} but the run's classifier has "
+            f"{m.num_classes} (model.num_classes)"
+        )
     if m.task == "classify" and arrays is not None:
         labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
         if labels.size == 0:

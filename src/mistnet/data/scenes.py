@@ -114,11 +114,12 @@ def paste_digits(canvas: np.ndarray, digits: np.ndarray, centres: np.ndarray) ->
 class SceneGenerator:
     """Base class: a named, parameterised, deterministic scene generator.
 
-    Subclasses set ``name``, ``channels``, ``height``, ``width``, ``max_count``, ``dtype`` and
-    implement :meth:`generate`.
+    Subclasses set ``name``, ``channels``, ``height``, ``width``, ``max_count``, ``dtype``,
+    ``num_classes`` (labels lie in ``0 .. num_classes - 1``) and implement :meth:`generate`.
     """
 
     name: str
+    num_classes: int = 1
     channels: int = 1
     height: int = 80
     width: int = 80
@@ -144,6 +145,8 @@ def _round_half_up(p: np.ndarray) -> np.ndarray:
 
 
 class _DigitSceneGenerator(SceneGenerator):
+    num_classes = 10  # the digits
+
     def __init__(self, digits: str | DigitPools = "embedded") -> None:
         self.pools = digits if isinstance(digits, DigitPools) else load_digits(digits)
         self.digits = self.pools.source
