@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 from mistnet.errors import MistError
 from mistnet.io import json_text
+from mistnet.machine import max_threads
 from mistnet.runpaths import resolved
-from mistnet.validate import max_threads, parse_error, read_json, read_text
+from mistnet.validate import parse_error, read_json, read_text
 
 
 @dataclass
@@ -243,7 +244,13 @@ def validate(cfg: Config) -> Config:
 
     Returns ``cfg``; raises :class:`MistError` naming the first offending key.
     """
-    m, d, t = cfg.model, cfg.data, cfg.train
+    _validate_model(cfg.model)
+    _validate_record(cfg.record, cfg.model)
+    _validate_run(cfg.data, cfg.train, cfg.model)
+    return cfg
+
+
+def _validate_model(m: ModelConfig) -> None:
     for key in ("in_channels", "num_classes", "k", "heatmap_width", "heatmap_depth"):
         _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
     for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):
@@ -288,7 +295,9 @@ def validate(cfg: Config) -> Config:
     )
     _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
     _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
-    r = cfg.record
+
+
+def _validate_record(r: RunRecord, m: ModelConfig) -> None:
     _require(
         r.image_size == () or (len(r.image_size) == 2 and min(r.image_size) >= 1),
         "record.image_size",
@@ -302,6 +311,9 @@ def validate(cfg: Config) -> Config:
         f"[] or num_classes = {m.num_classes} distinct names",
         list(r.class_names),
     )
+
+
+def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
     _require(  # each a process: 100,000 of them swamp the machine
@@ -330,7 +342,6 @@ def validate(cfg: Config) -> Config:
             f"one of {list(allowed)} for model.task = {m.task!r}",
             t.select_metric,
         )
-    return cfg
 
 
 # Keys that older versions wrote into a run's config.json, with the values under which dropping

@@ -216,7 +216,10 @@ def claim_output(
     path = Path(path)
     recover_set_aside(path)
     if path.is_symlink():
-        raise MistError(f"{path}: is a symbolic link; --out must name a new directory")
+        # never written through (it may lead anywhere); an output written in place, as a run
+        # resumed, is named by its own path
+        hint = f"give {os.path.realpath(path)} itself" if in_place else "name a new directory"
+        raise MistError(f"{path}: is a symbolic link; --out must {hint}")
     found = None
     if path.is_dir():
         found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mistnet.errors import ArgumentError, DataError, unprintable
+from mistnet.errors import ArgumentError, DataError, MistWarning, unprintable
+from mistnet.machine import max_threads
 
 #: Default pixel cap for images read by ``mist detect`` and the importers (``--max-pixels``):
 #: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
@@ -349,49 +350,8 @@ def seed(value: object, name: str = "seed") -> int:
     return int(value)
 
 
-def max_threads() -> int:
-    """The most torch CPU threads a command or :func:`mistnet.fit` accepts: 4 x the cores, at
-    least 64 (so that a setting made on a large machine still runs on a laptop)."""
-    return max(64, 4 * (os.cpu_count() or 1))
-
-
-def available_memory() -> int | None:
-    """The bytes of memory this machine can still give (``MemAvailable`` of ``/proc/meminfo``,
-    else the free physical pages); None where neither can be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def fits_in_memory(nbytes: int, what: str, fewer: str) -> None:
-    """Refuse work that holds ``nbytes`` in memory at once when the machine has not that much
-    available: it would fail only after minutes or hours, or be killed by the system.
-
-    Raises:
-        ArgumentError: naming ``what`` needs it and what to make ``fewer``.
-    """
-    free = available_memory()
-    if free is not None and nbytes > free:
-        raise ArgumentError(
-            f"{what} need {_bytes(nbytes)} of memory, more than the {_bytes(free)} available; "
-            f"make fewer ({fewer})"
-        )
-
-
-def _bytes(n: int) -> str:
-    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
-
-
 def threads(value: object, name: str = "threads") -> int:
-    """``value`` if it is a thread count in [0, :func:`max_threads`] (0: torch's choice).
+    """``value`` if it is a thread count in [0, :func:`~mistnet.machine.max_threads`] (0: torch's choice).
 
     Each torch thread is an operating-system thread with its own stack: 100,000 of them end in
     an internal error or "Cannot allocate memory" once the run directory is made.
@@ -513,6 +473,9 @@ def open_image(
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         im.close()
         raise DataError(f"{path}: not a readable image ({exc})") from None
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:  # a stack (TIFF) or an animation (GIF): one image is read, say which
+        warnings.warn(f"{path}: {frames} frames; only the first is read", MistWarning, 2)
     return im
 
 

@@ -15,7 +15,7 @@ from cli_helpers import assert_user_error, check_refused, files_under, mist
 from helpers import png_size_bomb
 from PIL import Image
 
-from mistnet import validate
+from mistnet import machine
 from mistnet.commands import detect
 from mistnet.data.official import export_official
 from mistnet.data.scenes import build_generator, make_scenes
@@ -514,7 +514,7 @@ def test_a_full_disk_gives_one_line_naming_the_file_and_writes_nothing(
 def test_more_scenes_than_memory_holds_are_refused_before_any_is_made(
     capsys, tmp_path, monkeypatch, command
 ):
-    monkeypatch.setattr(validate, "available_memory", lambda: 1_000_000)  # 1 MB left
+    monkeypatch.setattr(machine, "available_memory", lambda: 1_000_000)  # 1 MB left
     sizes = ("--n-train", 1000, "--n-val", 1, "--n-test", 1)
     result = mist(capsys, *command, "--out", tmp_path / "x", *sizes)
     assert_user_error(

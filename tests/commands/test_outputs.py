@@ -423,6 +423,21 @@ def eval_json_over_the_record_of_another_run(tmp_path, run):
 
 
 @case
+def eval_json_through_a_link_to_its_own_record(tmp_path, run):
+    (tmp_path / "ok.json").write_text("{}")  # a link is refused whatever it leads to
+    (tmp_path / "lok.json").symlink_to("ok.json")  # was "is not a metrics file of mist eval"
+    argv = ["eval", run, "--json", tmp_path / "lok.json"]
+    return argv, ["lok.json: is a symbolic link; --json must name a file of its own"]
+
+
+@case
+def resume_a_run_through_a_link(tmp_path, run):
+    (tmp_path / "link").symlink_to(run)  # was "--out must name a new directory"
+    argv = ["train", "--out", tmp_path / "link", "--resume", "--set", "train.steps=20"]
+    return argv, ["link: is a symbolic link; --out must give", f"{run.resolve()} itself"]
+
+
+@case
 def eval_json_into_an_export_folder(tmp_path, run):
     off = create_directory(tmp_path / "off", "official")[0]
     return ["eval", run, "--json", off / "x.json"], [f"--json {off}/x.json is inside the official"]

@@ -208,6 +208,37 @@ def boxes_csv_with_zero_and_minus_zero(tmp_path, run):
     return argv, ["b.csv lines 2 and 3: the same box of 0.png given twice"]
 
 
+def boxes_csv_case(name, text, *fragments):
+    def make(tmp_path, run):
+        src = photos(tmp_path)
+        (tmp_path / "b.csv").write_text(text)
+        argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+        return [*argv, "--boxes", tmp_path / "b.csv"], ["b.csv", *fragments]
+
+    make.__name__ = name
+    case(make)
+
+
+# Before: "the header names 10, 5 more than once"; a dataset of no boxes; 1_0 read as 10.
+boxes_csv_case("boxes_csv_without_a_header", "0.png,10,10,5,5\n", "the first line is no header")
+boxes_csv_case("boxes_csv_of_a_header_only", "filename,cx,cy,w,h\n", "no box under its header")
+boxes_csv_case("boxes_csv_with_an_underscore_number", "filename,cx,cy,w,h\n0.png,1_0,9,5,5\n",
+               "line 2: expected numbers in cx, cy, w, h, got 1_0")  # fmt: skip
+
+
+@case
+def import_images_per_image_without_crop(tmp_path, run):
+    src = photos(tmp_path)  # was "--per-image N >= 1 goes with --crop, got 3"
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--per-image", "3"]
+    return argv, ["--per-image 3 takes crops: add --crop H W"]
+
+
+@case
+def plot_a_key_twice(tmp_path, run):
+    argv = ["plot", run, "--key", "task", "--key", "task", "--out", tmp_path / "p.png"]
+    return argv, ["--key task is given twice; name each curve once"]  # was drawn twice
+
+
 @case
 def file_name_with_a_nul(tmp_path, run):
     # Before: internal error (ValueError: embedded null byte), from labels, boxes and COCO.
@@ -489,6 +520,27 @@ def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
     )
     with np.load(tmp_path / "ds" / "train.npz") as z:
         assert z["boxes"][0, 0].tolist() == [43.5, 3.5, 8.0, 8.0]  # x from 39.5 to 47.5
+
+
+def test_a_name_in_another_unicode_form_multiple_frames_and_floats_beyond_1(capsys, tmp_path):
+    """A CSV naming café.png (NFC) finds the file macOS stored as cafe\u0301.png (NFD); a TIFF
+    of two frames and float pixels beyond [0, 1] are read with a warning that says so (before:
+    "no image 'café.png'"; the second frame and the clipping went unsaid)."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    a = np.zeros((32, 32), np.float32)
+    a[4:12, 4:12] = 200.0
+    Image.fromarray(a, mode="F").save(src / "cafe\u0301.tif")
+    frames = [Image.fromarray(np.full((32, 32), v, np.uint8)) for v in (10, 20)]
+    frames[0].save(src / "stack.tif", save_all=True, append_images=frames[1:])
+    (tmp_path / "labels.csv").write_text("filename,labels\ncafé.tif,a\nstack.tif,b\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    rc, _, err = mist(capsys, *argv, "--labels", tmp_path / "labels.csv")
+    assert rc == 0, err
+    assert "stack.tif: 2 frames; only the first is read" in err
+    assert "float pixels in [0, 200] clipped to [0, 1]" in err
+    with np.load(tmp_path / "ds" / "train.npz") as z:
+        assert len(z["images"]) == 2
 
 
 def test_coco_sizes_of_the_files_and_one_record_per_file_are_accepted(capsys, tmp_path):

@@ -97,7 +97,7 @@ def test_predict_errors_are_value_or_type_errors_naming_the_input(tiny_run):
         (dense.to("meta"), "on the meta device"),
         (dense.to_sparse(), "of torch.sparse_coo"),
     ):
-        with pytest.raises(ValueError, match=rf"image 0: a tensor {where}.* holds no pixels"):
+        with pytest.raises(ValueError, match=rf"image 0: a tensor {where}.* holds no values"):
             model.predict([odd])
     with pytest.raises(ValueError, match="image 0: a tensor must be float"):
         model.predict(dense.to(torch.int64))

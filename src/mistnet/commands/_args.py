@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from mistnet import validate
+from mistnet import machine, validate
 from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -39,7 +39,7 @@ def add_compute_arguments(
         default=0,
         metavar="N",
         help=f"torch CPU threads (default 0: {threads_default}; at most "
-        f"{validate.max_threads()}); speed only; use 1 when other jobs share the cores",
+        f"{machine.max_threads()}); speed only; use 1 when other jobs share the cores",
     )
 
 

@@ -99,7 +99,9 @@ def check_json_out(out: Path, run: str | None, data: str | None, model: str | No
     if not in_run:
         check_outside(out, option="--json")
     this = run or model
-    if out.is_symlink() or (out.exists() and not _is_record_of(out, this)):
+    if out.is_symlink():  # never written through: it may lead anywhere
+        raise MistError(f"{out}: is a symbolic link; --json must name a file of its own")
+    if out.exists() and not _is_record_of(out, this):
         raise MistError(
             f"{out}: exists and is not a metrics file of mist eval of {this}; choose another"
         )

@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
             raise MistError(
                 f"the run {path} is given twice (as {args.runs[first]}); name each run once"
             )
+    twice = sorted({key for key in args.key or () if args.key.count(key) > 1})
+    if twice:  # drawn twice, the second on top of the first
+        raise MistError(f"--key {twice[0]} is given twice; name each curve once")
     inputs = [("the run", path) for path in args.runs]
     check_new_file(args.out, "mist plot", inputs)
     runs = {

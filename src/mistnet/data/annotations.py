@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,11 @@ def _resolver(root: Path, images: list[Path], where: str):
     when that names one image only.
     """
     rel = {p.relative_to(root).as_posix(): p.relative_to(root).as_posix() for p in images}
+    # The same name in another Unicode normal form (macOS writes "cafe\u0301.png" for
+    # "café.png"): matched when it names one file only.
+    nfc: dict[str, list[str]] = {}
+    for r in rel:
+        nfc.setdefault(unicodedata.normalize("NFC", r), []).append(r)
     real_root = root.resolve()
     bare: dict[str, list[str]] = {}
     for r in rel:
@@ -54,6 +60,9 @@ def _resolver(root: Path, images: list[Path], where: str):
             raise DataError(f"{where} {line}: {name!r} holds a NUL character; no file is named so")
         if name in rel:
             return name
+        same = nfc.get(unicodedata.normalize("NFC", name), [])
+        if len(same) == 1:
+            return same[0]
         real = Path(name).resolve()
         if real.is_relative_to(real_root) and real.relative_to(real_root).as_posix() in rel:
             return real.relative_to(real_root).as_posix()
@@ -117,10 +126,17 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     if not rows:
         raise DataError(f"{path}: empty boxes file")
     header = [c.strip().lower() for c in rows[0]]
+    file_col = _column(header, "filename", "image")
+    if file_col is None:  # a first row of data, most likely: say what the header is
+        raise DataError(
+            f"{path}: the first line is no header; it must name filename (or image) and "
+            "cx,cy,w,h (or x,y,side)"
+        )
     twice = sorted({c for c in header if c and header.count(c) > 1})
     if twice:
         raise DataError(f"{path}: the header names {', '.join(twice)} more than once")
-    file_col = _column(header, "filename", "image")
+    if len(rows) == 1:  # an image without instances is one without a row
+        raise DataError(f"{path}: no box under its header (every image would hold none)")
     centre = [_column(header, n) for n in ("cx", "cy", "w", "h")]
     side = [_column(header, n) for n in ("x", "y", "side")]
     class_col = _column(header, "class", "label")
@@ -140,6 +156,8 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
             raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
         rel = resolve(row[file_col], f"line {i}")
         try:
+            if any("_" in row[c] for c in cols):  # float("1_0") is 10: Python's, not a number
+                raise ValueError
             values = [float(row[c]) for c in cols]
         except ValueError:
             raise DataError(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from mistnet import validate
 from mistnet.data.annotations import Truth, fit_boxes, read_truth
 from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, write_dataset
-from mistnet.errors import DataError
+from mistnet.errors import DataError, MistWarning
 from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -105,7 +106,7 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
     """``(H, W)`` float64 in [0, 1] of a 16-bit or float image; ``None`` for 8-bit modes.
 
     16-bit grey is scaled (65535 -> 1), not clipped; a float image must be finite and is
-    clipped to [0, 1].
+    clipped to [0, 1] (with a :class:`~mistnet.errors.MistWarning` when that changed it).
 
     Raises:
         DataError: a float image with NaN or infinite values.
@@ -116,6 +117,12 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
     require_finite(a, f"{path}: pixels")
     if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
         a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
+    elif a.size and (a.min() < 0 or a.max() > 1):  # 0..255 floats would all turn white
+        warnings.warn(
+            f"{path}: float pixels in [{a.min():g}, {a.max():g}] clipped to [0, 1]",
+            MistWarning,
+            2,
+        )
     return np.clip(a, 0.0, 1.0)
 
 
@@ -442,8 +449,10 @@ def _check_arguments(
         raise DataError("give --size or --crop, not both")
     if crop is not None and labels is not None:
         raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
-    if per_image < 1 or (per_image > 1 and crop is None):
-        raise DataError(f"--per-image N >= 1 goes with --crop, got {per_image}")
+    if per_image < 1:
+        raise DataError(f"--per-image must be at least 1, got {per_image}")
+    if per_image > 1 and crop is None:
+        raise DataError(f"--per-image {per_image} takes crops: add --crop H W")
     if per_image > MAX_PER_IMAGE:
         raise DataError(f"--per-image must be at most {MAX_PER_IMAGE:,}, got {per_image:,}")
     for name, hw in (("--size", size), ("--crop", crop)):

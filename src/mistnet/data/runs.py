@@ -95,22 +95,7 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
             f"{trained[0]}x{trained[1]}"
         )
-    places = size[0] * size[1]
-    if cfg.train.method in ("mist", "supervised") and m.k > places:  # E_K picks K pixels
-        raise MistError(
-            f"{source} has {size[0]}x{size[1]} images, too few pixels for model.k = {m.k} "
-            f"detections (at most {places})"
-        )
-    if cfg.train.method != "grid":  # the grid baseline has no heatmap network
-        need = smallest_side(m.heatmap_depth, m.heatmap_dilations)
-        f = min(m.factors) if cfg.train.method in ("mist", "supervised") else 1.0
-        side = min(max(1, round(f * n)) for n in size)  # HeatmapNet's smallest pyramid level
-        if side < need:
-            raise MistError(
-                f"{source} has {size[0]}x{size[1]} images, {side} px on a side at pyramid "
-                f"factor {f:g}; the heatmap network (model.heatmap_depth / heatmap_dilations) "
-                f"needs {need}: lower those, or raise the smallest of model.factors"
-            )
+    _check_model_fits(cfg, size, source)
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(
             f"{source} has no labels; a classifier needs them "
@@ -142,6 +127,29 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
         raise MistError(
             f"{source} names the classes {', '.join(names)}; the run was trained on {trained_on}"
         )
+
+
+def _check_model_fits(cfg: Config, size: tuple[int, int], source: str) -> None:
+    """Refuse images of ``size`` ``(H, W)`` too small for the run's detector: fewer pixels
+    than ``model.k``, or fewer on a side (at the smallest pyramid level) than its heatmap
+    network pads by reflection."""
+    m = cfg.model
+    places = size[0] * size[1]
+    if cfg.train.method in ("mist", "supervised") and m.k > places:  # E_K picks K pixels
+        raise MistError(
+            f"{source} has {size[0]}x{size[1]} images, too few pixels for model.k = {m.k} "
+            f"detections (at most {places})"
+        )
+    if cfg.train.method != "grid":  # the grid baseline has no heatmap network
+        need = smallest_side(m.heatmap_depth, m.heatmap_dilations)
+        f = min(m.factors) if cfg.train.method in ("mist", "supervised") else 1.0
+        side = min(max(1, round(f * n)) for n in size)  # HeatmapNet's smallest pyramid level
+        if side < need:
+            raise MistError(
+                f"{source} has {size[0]}x{size[1]} images, {side} px on a side at pyramid "
+                f"factor {f:g}; the heatmap network (model.heatmap_depth / heatmap_dilations) "
+                f"needs {need}: lower those, or raise the smallest of model.factors"
+            )
 
 
 def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:

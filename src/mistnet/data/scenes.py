@@ -42,7 +42,7 @@ from mistnet.data.gabor import (
     render_gabor,
 )
 from mistnet.errors import DataError
-from mistnet.validate import fits_in_memory
+from mistnet.machine import fits_in_memory
 
 SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES: dict[str, int] = {"train": 50_000, "val": 5_000, "test": 10_000}

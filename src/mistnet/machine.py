@@ -1,0 +1,48 @@
+"""What this machine can give a command: CPU threads and memory, checked before work starts."""
+
+from __future__ import annotations
+
+import os
+
+from mistnet.errors import ArgumentError
+
+
+def max_threads() -> int:
+    """The most torch CPU threads a command or :func:`mistnet.fit` accepts: 4 x the cores, at
+    least 64 (so that a setting made on a large machine still runs on a laptop)."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+def available_memory() -> int | None:
+    """The bytes of memory this machine can still give (``MemAvailable`` of ``/proc/meminfo``,
+    else the free physical pages); None where neither can be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def fits_in_memory(nbytes: int, what: str, fewer: str) -> None:
+    """Refuse work that holds ``nbytes`` in memory at once when the machine has not that much
+    available: it would fail only after minutes or hours, or be killed by the system.
+
+    Raises:
+        ArgumentError: naming ``what`` needs it and what to make ``fewer``.
+    """
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise ArgumentError(
+            f"{what} need {_bytes(nbytes)} of memory, more than the {_bytes(free)} available; "
+            f"make fewer ({fewer})"
+        )
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
