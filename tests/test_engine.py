@@ -591,6 +591,17 @@ def test_resume_refuses_a_config_json_edited_since_the_last_checkpoint(tmp_path)
     assert loop.train(longer, run.path, resume=True, progress=False)["steps"] == 6
 
 
+def test_a_finished_run_whose_summary_was_lost_gets_it_back_without_a_made_up_speed(tmp_path):
+    # Before: the summary written again said images_per_s 0.0, a throughput never measured.
+    cfg = tiny_run_config("train.steps=2")
+    run = Run(tmp_path / "run")
+    first = loop.train(cfg, run.path, progress=False)
+    run.summary.unlink()  # as a kill between the last checkpoint and the summary leaves it
+    again = loop.train(cfg, run.path, resume=True, progress=False)
+    assert again["steps"] == first["steps"] == 2 and again["images_per_s"] is None
+    assert json.loads(run.summary.read_text())["images_per_s"] is None
+
+
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
     cfg = tiny_run_config("train.steps=2")
     run = Run(tmp_path / "run")

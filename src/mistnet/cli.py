@@ -195,6 +195,10 @@ def _call(args: argparse.Namespace) -> int:
         print(f"mist {name}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        loop = _symlink_loop(exc)
+        if loop is not None:
+            print(f"mist {name}: error: {escaped(loop)}", file=sys.stderr)
+            return 2
         if not _out_of_memory(exc):
             return internal_error(name, exc)
         print(f"mist {name}: error: out of memory; try smaller inputs", file=sys.stderr)
@@ -202,6 +206,22 @@ def _call(args: argparse.Namespace) -> int:
     except Terminated as exc:
         print(f"mist {name}: stopped by {exc}", file=sys.stderr)
         return 128 + exc.signum
+
+
+def _symlink_loop(exc: Exception) -> str | None:
+    """The message for a path through a symbolic link loop, which ``Path.resolve`` (Python
+    before 3.13) raises as a ``RuntimeError`` rather than the ``OSError`` ELOOP every other
+    call raises; None for any other exception.
+
+    Example:
+        >>> _symlink_loop(RuntimeError("Symlink loop from '/tmp/loop/x'"))
+        '/tmp/loop/x: a symbolic link loop (it leads back to itself)'
+    """
+    text = str(exc)
+    if type(exc) is RuntimeError and text.startswith("Symlink loop from "):
+        path = text.removeprefix("Symlink loop from ").strip("'")
+        return f"{path}: a symbolic link loop (it leads back to itself)"
+    return None
 
 
 def _reader_gone() -> int:

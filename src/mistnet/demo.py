@@ -12,6 +12,7 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +39,7 @@ from mistnet.errors import MistError, say
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
-from mistnet.loop import train
+from mistnet.loop import Callbacks, train
 from mistnet.outputs import (
     Own,
     claim_output,
@@ -49,7 +50,7 @@ from mistnet.outputs import (
     require_only_own,
     writing_inside,
 )
-from mistnet.progress import metrics_text
+from mistnet.progress import metrics_text, print_validation
 from mistnet.rundir import RUN_FILES, Run
 from mistnet.viz import output_figure
 
@@ -234,7 +235,16 @@ def run_demo(
             f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} "
             f"min -> {run_dir}"
         )
-        summary = train(cfg, run_dir, device=device, max_minutes=minutes, threads=threads)
+        bar = sys.stderr.isatty()  # a log file gets one line per validation, not bars
+        summary = train(
+            cfg,
+            run_dir,
+            device=device,
+            max_minutes=minutes,
+            threads=threads,
+            progress=bar,
+            callbacks=None if bar else Callbacks(on_validate=print_validation),
+        )
         result = evaluate_demo(out, summary, device, log)
         record = {
             **result.to_dict(),

@@ -292,7 +292,12 @@ class Session:
             "not_measured": unmeasured(self.cfg.model.task, self.annotations),
             "best": self.best,
             "best_step": self.best_step,
-            "images_per_s": round((self.step - start) * t.batch_size / seconds, 2),
+            # None: this session trained no step (a finished run whose summary was lost)
+            "images_per_s": (
+                round((self.step - start) * t.batch_size / seconds, 2)
+                if self.step > start
+                else None
+            ),
             "device": str(self.dev),
         }
         if world.size > 1:

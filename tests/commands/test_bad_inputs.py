@@ -275,6 +275,19 @@ def data_show_a_fifo_as_the_dataset(tmp_path, run):
 
 
 @case
+def data_make_into_a_symbolic_link_loop(tmp_path, run):
+    (tmp_path / "loop").symlink_to("loop")  # was an internal error (RuntimeError)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "loop" / "x", "--n-train", 1]
+    return argv, ["loop/x: a symbolic link loop (it leads back to itself)"]
+
+
+@case
+def eval_json_into_a_symbolic_link_loop(tmp_path, run):
+    (tmp_path / "loop").symlink_to("loop")
+    return ["eval", run, "--json", tmp_path / "loop" / "m.json"], ["a symbolic link loop"]
+
+
+@case
 def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
     os.mkfifo(tmp_path / "fifo.json")  # was "does not exist"
     argv = ["models", "package", run, "--name", "z", "--command", "c", "--out", tmp_path / "pk"]

@@ -81,7 +81,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--no-progress",
         action="store_true",
-        help="no progress bar; one line per validation on stderr instead",
+        help="no progress bar (none either when stderr is not a terminal); one line per "
+        "validation on stderr instead",
     )
     p.set_defaults(func=run)
 
@@ -151,18 +152,19 @@ def run(args: argparse.Namespace) -> int:
             "SVHN is read from a dataset directory: add --data DIR "
             "(make one with mist data make svhn --svhn SVHN_ROOT --out DIR)"
         )
+    bar = not args.no_progress and sys.stderr.isatty()  # a log file gets lines, not bars
     summary = train(
         cfg,
         args.out,
         device=device,
         resume=args.resume,
         max_minutes=max_minutes,
-        progress=not args.no_progress,
+        progress=bar,
         threads=threads,
         precision=args.precision,
         compile=args.compile,
         # Without the bar (which shows the validations under it), one line per validation.
-        callbacks=Callbacks(on_validate=print_validation) if args.no_progress else None,
+        callbacks=None if bar else Callbacks(on_validate=print_validation),
     )
     if World.from_env().main:  # under torchrun, one summary
         print(json_text({"run": str(args.out), **summary}))
