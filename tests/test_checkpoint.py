@@ -257,3 +257,11 @@ def test_damaged_metadata_is_refused_in_one_line(tmp_path, key, value, why):
     (tmp_path / "bad.safetensors").write_bytes(save(load(data), metadata=meta))
     with pytest.raises(MistError, match=rf"bad.safetensors has damaged metadata \({why}"):
         Checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_a_checkpoint_path_that_is_no_file_says_what_it_is(tmp_path):
+    # Before: "checkpoint /dev/null does not exist" (train.init_from="/dev/null").
+    with pytest.raises(MistError, match="/dev/null: a character device, not a regular file"):
+        Checkpoint("/dev/null")
+    with pytest.raises(MistError, match=f"checkpoint {tmp_path / 'x'} does not exist"):
+        Checkpoint(tmp_path / "x")

@@ -17,6 +17,7 @@ from mistnet.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    exclusive_lock,
     json_text,
     remove_stale_temporaries,
     temporary_sibling,
@@ -299,3 +300,17 @@ def test_a_set_aside_output_is_not_put_back_where_a_new_one_is_being_made(tmp_pa
     assert (first / "log.jsonl").read_text() == "first"
     assert (tmp_path / "run" / "log.jsonl").read_text() == "half"  # the killed one's, put back
     assert [str(w.message).split(":")[0] for w in caught] == [str(first)]  # named once
+
+
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_written(tmp_path):
+    # Before: train --resume wrote its pid into the file a linked .lock led to.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name, make in (("link", lambda p: p.symlink_to(victim)), ("fifo", os.mkfifo)):
+        run = tmp_path / name
+        run.mkdir()
+        make(run / ".lock")
+        with pytest.raises(MistError, match=r"\.lock: is .*, not mistnet's lock; remove it"):
+            with exclusive_lock(run, "mist train"):
+                pass
+    assert victim.read_text() == "precious"

@@ -229,7 +229,8 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     check_device(device, "device")
     if which not in ("best", "last"):
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
-    validate.path_argument(run, "run")
+    if isinstance(run, str | os.PathLike):
+        validate.path_argument(run, "run")
     try:
         cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device, "device"))
     except MistError as exc:  # a folder that is no run, no checkpoint, a damaged file

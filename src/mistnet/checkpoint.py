@@ -29,7 +29,7 @@ from torch import nn
 
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_bytes, json_text
-from mistnet.validate import parse_error, require_finite
+from mistnet.validate import parse_error, regular_file, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
 DIGEST = "digest"  # metadata key of the checksum
@@ -123,6 +123,8 @@ class Checkpoint:
     def __init__(self, path: str | Path, device: torch.device | str = "cpu") -> None:
         self.path = Path(path)
         if not self.path.is_file():
+            if self.path.exists():  # a folder, a device: say which
+                regular_file(self.path)
             raise MistError(f"checkpoint {self.path} does not exist")
         try:
             data = self.path.read_bytes()

@@ -66,8 +66,8 @@ def exclusive_lock(
         yield
         return
     path = Path(directory)
-    made = not (path / LOCK).exists()
-    f = (path / LOCK).open("a+")
+    made = not os.path.lexists(path / LOCK)
+    f = _open_lock(path / LOCK)
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -95,6 +95,26 @@ def exclusive_lock(
         if transient and made:
             _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
         f.close()  # releases the lock
+
+
+def _open_lock(path: Path):
+    """``path`` opened to lock, never through a symbolic link (the pid would be written into
+    whatever file it leads to) and only as a regular file (a FIFO would block or fail).
+
+    Raises:
+        MistError: naming ``path`` and what it is instead.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise MistError(f"{path}: is a symbolic link, not mistnet's lock; remove it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MistError(f"{path}: is not a regular file, not mistnet's lock; remove it")
+    return os.fdopen(fd, "a+")
 
 
 #: The ``(device, inode)`` of each lock file this process holds (:func:`exclusive_lock`).
@@ -280,6 +300,26 @@ def stale_set_aside(directory: str | os.PathLike, target: str) -> list[Path]:
     except OSError:
         return []
     return sorted(found, key=lambda entry: entry.lstat().st_mtime)
+
+
+#: The longest output name a command takes, in bytes: it is built beside its place under a
+#: temporary name some 30 bytes longer, and file systems hold 255.
+MAX_NAME_BYTES = 200
+
+
+def require_short_name(path: str | os.PathLike, option: str) -> None:
+    """Refuse an output ``path`` whose name is over :data:`MAX_NAME_BYTES` (its temporary's
+    would be over the file system's 255, an error naming a file the user never gave).
+
+    Raises:
+        MistError: naming ``option``, the length and the limit.
+    """
+    size = len(os.fsencode(Path(path).name))
+    if size > MAX_NAME_BYTES:
+        raise MistError(
+            f"{option} {path}: a name of {size} bytes; at most {MAX_NAME_BYTES} (the output is "
+            "made under a longer temporary name beside it)"
+        )
 
 
 def temporary_sibling(path: str | os.PathLike) -> Path:

@@ -97,10 +97,7 @@ def train(
     """
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
     run = Run(out)
-    if resume:
-        cfg = run.resume_config(cfg)[0]
-    elif run.last.exists() or run.best.exists():  # before anything is written into it
-        raise MistError(f"{run.path} already holds a run; use --resume or another --out")
+    cfg = run.config_to_train(cfg, resume)  # checked before anything is written
     with distributed.process_group(device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it
@@ -126,8 +123,8 @@ class Session:
         if options.threads > 0:
             torch.set_num_threads(options.threads)
         self.resumed = options.resume and run.last.is_file()
-        if not options.resume and (run.last.exists() or run.best.exists()):
-            raise MistError(f"{run.path} already holds a run; use --resume or another --out")
+        if not options.resume:  # again, under the lock: another train may have ended meanwhile
+            run.require_no_checkpoint()
         remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))
         self.annotations = adopt_data(cfg, self.train_set, self.val_set, self.resumed)
@@ -283,6 +280,7 @@ class Session:
         average = self.trainer.average
         distributed.check_in_sync([self.trainer.model, *([average] if average else [])], self.dev)
         seconds = max(1e-9, self.progress.seconds)
+        trained = (self.step - start) * t.batch_size  # 0: a lost summary of a finished run
         metric = self.metric if self.val_set is not None else "none (no validation data)"
         summary = {
             "steps": self.step,
@@ -292,12 +290,7 @@ class Session:
             "not_measured": unmeasured(self.cfg.model.task, self.annotations),
             "best": self.best,
             "best_step": self.best_step,
-            # None: this session trained no step (a finished run whose summary was lost)
-            "images_per_s": (
-                round((self.step - start) * t.batch_size / seconds, 2)
-                if self.step > start
-                else None
-            ),
+            "images_per_s": round(trained / seconds, 2) if trained else None,
             "device": str(self.dev),
         }
         if world.size > 1:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mistnet.errors import MistError
-from mistnet.io import atomic_path, rename_new
+from mistnet.io import atomic_path, rename_new, require_short_name
 from mistnet.outputs import check_outside
 
 #: The key of the PNG text chunk that names the command which wrote a figure (:func:`new_file`).
@@ -70,6 +70,7 @@ def file_name(path: str | os.PathLike, option: str, suffix: str) -> Path:
     text = os.fspath(path)
     if text.endswith(("/", os.sep)) or Path(text).suffix.lower() != suffix:
         raise MistError(f"{option} {text}: give a file name ending in {suffix}")
+    require_short_name(text, option)
     return Path(text)
 
 

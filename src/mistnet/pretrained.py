@@ -44,8 +44,15 @@ def registry() -> Path:
 
 
 def names() -> list[str]:
-    """The names of the models in the registry, sorted (none when the folder does not exist)."""
+    """The names of the models in the registry, sorted (none when the package's folder does not
+    exist).
+
+    Raises:
+        ArgumentError: ``$MISTNET_MODELS`` names no folder (a typo would read as "no models").
+    """
     root = registry()
+    if os.environ.get(ENV) and not root.is_dir():
+        raise ArgumentError(f"{ENV}={root}: no such folder of pretrained models")
     if not root.is_dir():
         return []
     return sorted(p.name.removesuffix(SUFFIX) for p in root.glob(f"*{SUFFIX}") if p.is_file())

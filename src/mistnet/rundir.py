@@ -166,6 +166,23 @@ class Run:
         if self.log.is_file():
             atomic_write_text(self.log, "".join(r.line + "\n" for r in log if r.step <= step))
 
+    def config_to_train(self, cfg: Config, resume: bool) -> Config:
+        """The config training ``cfg`` into this directory goes on with: on ``resume`` the
+        run's own (:meth:`resume_config`), else ``cfg``, once the directory holds no run.
+
+        Raises:
+            MistError: see :meth:`resume_config` and :meth:`require_no_checkpoint`.
+        """
+        if resume:
+            return self.resume_config(cfg)[0]
+        self.require_no_checkpoint()
+        return cfg
+
+    def require_no_checkpoint(self) -> None:
+        """Refuse a fresh start in a directory that holds a checkpoint of a run."""
+        if self.last.exists() or self.best.exists():
+            raise MistError(f"{self.path} already holds a run; use --resume or another --out")
+
     def resume_config(self, asked: Config | None = None) -> tuple[Config, list[str]]:
         """The config a resumed run continues with (its own, as saved, but a larger
         ``train.steps`` of ``asked``), and what of ``asked`` it ignores (``section.key: saved

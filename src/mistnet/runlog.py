@@ -66,7 +66,7 @@ def parse_record(line: str, where: str) -> LogRecord:
         >>> parse_record('{"step": 5, "split": "train", "wall": "6"}', "log.jsonl line 2")
         Traceback (most recent call last):
         ...
-        mistnet.errors.DataError: log.jsonl line 2: 'wall' must be a number, got '6'
+        mistnet.errors.DataError: log.jsonl line 2: 'wall' must be a number >= 0 (seconds), got '6'
     """
     return _record(parse_json(line, where), line, where)
 

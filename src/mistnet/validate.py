@@ -34,6 +34,7 @@ import os
 import stat
 import sys
 import tokenize
+import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -82,7 +83,7 @@ def _kind(mode: int) -> str:
 
 
 def path_argument(value: str | os.PathLike, name: str) -> str:
-    """``value`` (a path handed to the Python API) as text, once it could name a file.
+    r"""``value`` (a path handed to the Python API) as text, once it could name a file.
 
     Raises:
         TypeError: not a str or path-like object.
@@ -272,7 +273,9 @@ def _real_number(value: object, name: str) -> float:
 def class_name(name: str, where: str | os.PathLike) -> str:
     r"""``name`` if it holds no control character: class names are printed in lines (the
     import's summary, ``mist eval``'s metrics, ``classif/<name>`` curves), written into CSV
-    files and drawn into figures, where a newline or an escape sequence would garble them.
+    files and drawn into figures, where a newline or an escape sequence would garble them. An
+    invisible character (a zero-width space, a space) at either end is refused too: the name
+    would print as another.
 
     Raises:
         DataError: naming ``where``, the name (escaped) and its first such character.
@@ -283,7 +286,14 @@ def class_name(name: str, where: str | os.PathLike) -> str:
         ...
         mistnet.errors.DataError: labels.csv row 2: class name 'cat\ndog' holds the control character '\n'; name the class with printable characters
     """
-    return printable(name, f"{where}: class name", "name the class with printable characters")
+    printable(name, f"{where}: class name", "name the class with printable characters")
+    for end in {name[:1], name[-1:]} - {""}:  # a zero-width space pasted at an end: a class
+        if unicodedata.category(end) == "Cf" or end.isspace():  # that prints as another
+            raise DataError(
+                f"{where}: class name {name!r} starts or ends with the invisible {end!r}; "
+                "remove it (it would print as another class)"
+            )
+    return name
 
 
 def printable(text: str, what: str, hint: str) -> str:

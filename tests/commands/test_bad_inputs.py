@@ -288,6 +288,45 @@ def eval_json_into_a_symbolic_link_loop(tmp_path, run):
 
 
 @case
+def data_make_a_name_too_long_for_its_temporary(tmp_path, run):
+    out = tmp_path / ("a" * 240)  # was "File name too long", naming a temporary
+    argv = ["data", "make", "mnist-easy", "--out", out, "--n-train", 1]
+    return argv, ["a name of 240 bytes; at most 200"]
+
+
+@case
+def data_show_a_name_too_long_for_its_temporary(tmp_path, run):
+    out = tmp_path / ("a" * 240 + ".png")
+    return ["data", "show", "mnist-easy", "--out", out], ["a name of 244 bytes; at most 200"]
+
+
+def edit_manifest(d, **changes):
+    manifest = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+    return d
+
+
+@case
+def eval_on_a_manifest_of_another_image_size(tmp_path, run):
+    ds = edit_manifest(dataset(tmp_path), height=64)  # was read as if it said nothing
+    return ["eval", run, "--data", ds], ["manifest.json: height is 64 but test.npz holds 80"]
+
+
+@case
+def eval_on_boxes_of_side_0_that_the_manifest_claims(tmp_path, run):
+    ds = edit_manifest(dataset(tmp_path), annotations=["boxes", "labels"])
+    rewrite_test_split(ds, "boxes", np.zeros_like)  # was scored: det 0.0 against no boxes
+    return ["eval", run, "--data", ds], ["annotations names boxes but test.npz holds boxes of"]
+
+
+@case
+def data_show_a_dataset_named_with_an_escape_sequence(tmp_path, run):
+    ds = edit_manifest(dataset(tmp_path), name="x\x1b[31m")  # was sent to the terminal raw
+    argv = ["data", "show", ds, "--split", "test", "--out", tmp_path / "s.png"]
+    return argv, ["manifest.json: name 'x\\x1b[31m' holds the control character"]
+
+
+@case
 def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
     os.mkfifo(tmp_path / "fifo.json")  # was "does not exist"
     argv = ["models", "package", run, "--name", "z", "--command", "c", "--out", tmp_path / "pk"]

@@ -74,6 +74,7 @@ def test_mist_models_lists_each_model_with_its_metrics_and_command(capsys, regis
     metrics = json.loads((registry / "run" / "eval-test.json").read_text())["metrics"]
     assert f"det_iou50 {metrics['det_iou50']:.4f}" in out
     pretrained_env = str(tmp_path / "none")
+    (tmp_path / "none").mkdir()
     with pytest.MonkeyPatch.context() as m:
         m.setenv(pretrained.ENV, pretrained_env)
         rc, out, _ = mist(capsys, "models")
@@ -151,6 +152,14 @@ def _copy_model(registry: Path, folder: Path) -> Path:
     return Path(shutil.copy(registry / f"{NAME}.safetensors", folder))
 
 
+def assert_not_listed(result, *fragments):
+    """``mist models`` listed the rest and named the damaged model in one warning line."""
+    code, _, err = result
+    assert code == 0 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"mist models: warning: {NAME}: not listed ("), err
+    assert all(fragment in err for fragment in fragments), err
+
+
 def test_a_model_whose_bytes_changed_is_refused(capsys, registry, tmp_path, monkeypatch):
     path = _copy_model(registry, tmp_path / "models")
     data = bytearray(path.read_bytes())
@@ -159,7 +168,7 @@ def test_a_model_whose_bytes_changed_is_refused(capsys, registry, tmp_path, monk
     monkeypatch.setenv(pretrained.ENV, str(path.parent))
     with pytest.raises(MistError, match="corrupt: its bytes do not match the checksum"):
         mistnet.load(NAME)
-    assert_user_error(mist(capsys, "models"), str(path), "checksum")
+    assert_not_listed(mist(capsys, "models"), str(path), "checksum")
     out = tmp_path / "det"
     image = _scenes(tmp_path)[0]
     assert_user_error(mist(capsys, "detect", "--model", NAME, image, "--out", out), "checksum")
@@ -233,13 +242,19 @@ def test_packaging_refuses_a_malformed_metrics_record(capsys, packaged, tmp_path
 def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_path, monkeypatch):
     run, root = packaged
     record = json.loads((run / "eval-test.json").read_text())
-    monkeypatch.setattr(pretrained, "_eval_record", lambda *a: {**record, "metrics": [1]})
     (tmp_path / "m").mkdir()
+    pretrained.package(run, "good", COMMAND, tmp_path / "m")
+    monkeypatch.setattr(pretrained, "_eval_record", lambda *a: {**record, "metrics": [1]})
     pretrained.package(run, NAME, COMMAND, tmp_path / "m")  # as an older mistnet let it
     monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
-    assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
+    # Before: the whole listing failed on the one damaged file.
+    code, out, err = mist(capsys, "models")
+    assert code == 0 and out.startswith("good: ") and NAME not in out
+    assert f"warning: {NAME}: not listed" in err and "its model card is damaged" in err
     with pytest.raises(ValueError, match="metrics is list"):
         mistnet.load(NAME)
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "nowhere"))  # was "no pretrained models"
+    assert_user_error(mist(capsys, "models"), "nowhere: no such folder of pretrained models")
 
 
 def test_mist_models_names_a_model_whose_command_holds_a_newline(
@@ -250,7 +265,7 @@ def test_mist_models_names_a_model_whose_command_holds_a_newline(
     (tmp_path / "m").mkdir()
     pretrained.package(run, NAME, "x\ny", tmp_path / "m")
     monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
-    assert_user_error(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
+    assert_not_listed(mist(capsys, "models"), f"{NAME}.safetensors: its model card is damaged")
     with pytest.raises(ValueError, match="command 'x\\\\ny' holds a control character"):
         mistnet.load(NAME)
 

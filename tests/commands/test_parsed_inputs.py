@@ -219,13 +219,21 @@ def boxes_csv_case(name, text, *fragments):
     case(make)
 
 
-# Before: "the header names 10, 5 more than once"; a dataset of no boxes; 1_0 read as 10.
+# Before: "the header names 10, 5 more than once"; 1_0 read as 10.
 boxes_csv_case("boxes_csv_without_a_header", "0.png,10,10,5,5\n", "the first line is no header")
 boxes_csv_case("boxes_csv_naming_class_and_label", "filename,cx,cy,w,h,class,label\n0.png,9,9,5,5,a,b\n",
                "the header names both class and label; keep one")  # fmt: skip
-boxes_csv_case("boxes_csv_of_a_header_only", "filename,cx,cy,w,h\n", "no box under its header")
 boxes_csv_case("boxes_csv_with_an_underscore_number", "filename,cx,cy,w,h\n0.png,1_0,9,5,5\n",
                "line 2: expected numbers in cx, cy, w, h, got 1_0")  # fmt: skip
+
+
+@case
+def labels_csv_class_with_a_zero_width_space(tmp_path, run):
+    src = photos(tmp_path)  # was a second class that printed as "a"
+    (tmp_path / "labels.csv").write_text("filename,labels\n0.png,a \u200ba\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    fragments = ["class name '\\u200ba' starts or ends with the invisible '\\u200b'"]
+    return [*argv, "--labels", tmp_path / "labels.csv"], fragments
 
 
 @case

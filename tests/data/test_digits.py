@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import struct
 
 import numpy as np
 import pytest
@@ -102,6 +103,11 @@ def test_idx_truncated_names_file(tmp_path):
         load_digits(tmp_path)
     path.write_bytes(path.read_bytes()[:6])
     with pytest.raises(DataError, match="truncated"):
+        read_idx(path, 3)
+    # A count of 2**31 images (the header's sizes are unsigned): before, read as negative and
+    # the short file called "overlong".
+    path.write_bytes(struct.pack(">iIII", 2051, 2**31, 28, 28) + bytes(100))
+    with pytest.raises(DataError, match=r"truncated IDX file: header says \(2147483648, 28, 28\)"):
         read_idx(path, 3)
 
 

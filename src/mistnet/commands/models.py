@@ -17,10 +17,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from mistnet import pretrained
 from mistnet.commands.eval import shown
-from mistnet.errors import say
+from mistnet.errors import MistError, MistWarning, say
 
 
 def register(subparsers) -> None:
@@ -62,7 +63,11 @@ def list_models(args: argparse.Namespace) -> int:
     if not names:
         say(f"no pretrained models in {pretrained.registry()}")
     for name in names:
-        ckpt, card = pretrained.read(name)
+        try:
+            ckpt, card = pretrained.read(name)
+        except MistError as exc:  # one damaged file: the others are still listed
+            warnings.warn(f"{name}: not listed ({exc})", MistWarning, stacklevel=1)
+            continue
         model, on = ckpt.config["model"], card.evaluated_on
         metrics = ", ".join(
             f"{key} {'n/a' if value is None else shown(value)}"

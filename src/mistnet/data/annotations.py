@@ -138,8 +138,6 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     for one, other in (("filename", "image"), ("class", "label")):  # a column dropped silently
         if one in header and other in header:
             raise DataError(f"{path}: the header names both {one} and {other}; keep one")
-    if len(rows) == 1:  # an image without instances is one without a row
-        raise DataError(f"{path}: no box under its header (every image would hold none)")
     centre = [_column(header, n) for n in ("cx", "cy", "w", "h")]
     side = [_column(header, n) for n in ("x", "y", "side")]
     class_col = _column(header, "class", "label")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 import struct
 import zipfile
@@ -167,8 +168,8 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
             )
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs {header})")
-    shape = struct.unpack(">" + "i" * ndim, raw[4:header])
-    n = int(np.prod(shape))
+    shape = struct.unpack(">" + "I" * ndim, raw[4:header])  # sizes are unsigned
+    n = math.prod(shape)  # a Python int: never wraps
     if len(raw) - header != n:
         what = "truncated" if len(raw) - header < n else "overlong"
         raise DataError(

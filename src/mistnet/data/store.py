@@ -40,6 +40,7 @@ from mistnet.outputs import MARKER, claim_output, new_directory, require_only_ow
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
     class_names,
+    printable,
     read_json,
     regular_file,
     require_directory,
@@ -287,6 +288,10 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     for split, n in splits.items():
         if split not in SPLITS or isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise DataError(f"{path}: {allowed}, got {split!r}: {n!r}")
+    name = meta.get("name", "")
+    if not isinstance(name, str):
+        raise DataError(f"{path}: 'name' must be text, got {name!r}")
+    printable(name, f"{path}: name", "the name is printed in lines and figures")
     return meta
 
 
@@ -314,12 +319,32 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
             f"{path}: corrupt or truncated split file ({type(exc).__name__}: {exc})"
         ) from None
     validate_arrays(arrays, str(path))
+    _check_manifest_says(meta, arrays, path)
     expected = meta.get("splits", {}).get(split)
     if expected is not None and expected != arrays["images"].shape[0]:
         raise DataError(
             f"{path}: holds {arrays['images'].shape[0]} scenes, manifest says {expected}"
         )
     return arrays, meta
+
+
+def _check_manifest_says(meta: dict, arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Refuse a split whose arrays are not what its manifest says (an edited or foreign
+    manifest): the image size, channels and dtype it records, and boxes it claims (a box of
+    side 0 is none: detection would be scored against nothing)."""
+    _, C, H, W = arrays["images"].shape
+    found = {"channels": C, "height": H, "width": W, "dtype": str(arrays["images"].dtype)}
+    for key, value in found.items():
+        if key in meta and meta[key] != value:
+            raise DataError(
+                f"{path.parent / MANIFEST}: {key} is {meta[key]!r} but {path.name} holds {value!r}"
+            )
+    boxes = arrays["boxes"][counted_instances(arrays["counts"], arrays["boxes"].shape[1])]
+    if "boxes" in meta.get("annotations", ()) and (boxes[:, 2:] <= 0).any():
+        raise DataError(
+            f"{path.parent / MANIFEST}: annotations names boxes but {path.name} holds boxes of "
+            "side 0 (none were given)"
+        )
 
 
 class SceneFolder(Dataset):
