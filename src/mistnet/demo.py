@@ -12,7 +12,6 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from mistnet.errors import MistError, say
 from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
-from mistnet.loop import Callbacks, train
+from mistnet.loop import train
 from mistnet.outputs import (
     Own,
     claim_output,
@@ -50,7 +49,7 @@ from mistnet.outputs import (
     require_only_own,
     writing_inside,
 )
-from mistnet.progress import metrics_text, print_validation
+from mistnet.progress import metrics_text, terminal_bar
 from mistnet.rundir import RUN_FILES, Run
 from mistnet.viz import output_figure
 
@@ -212,8 +211,7 @@ def run_demo(
     if task not in PRESETS:
         raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
     preset, log = preset or PRESETS[task], log or say
-    out = Path(out)
-    t0 = time.monotonic()
+    out, t0 = Path(out), time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
     for key, item in overridden(list(overrides)).items():
         if key in ("data.path", "data.name"):  # trained on, or recorded, but not what it made
@@ -235,16 +233,8 @@ def run_demo(
             f"[2/4] training preset {preset} ({cfg.model.task}) for at most {minutes:g} "
             f"min -> {run_dir}"
         )
-        bar = sys.stderr.isatty()  # a log file gets one line per validation, not bars
-        summary = train(
-            cfg,
-            run_dir,
-            device=device,
-            max_minutes=minutes,
-            threads=threads,
-            progress=bar,
-            callbacks=None if bar else Callbacks(on_validate=print_validation),
-        )
+        options = {"device": device, "max_minutes": minutes, "threads": threads}
+        summary = train(cfg, run_dir, **options, **terminal_bar())
         result = evaluate_demo(out, summary, device, log)
         record = {
             **result.to_dict(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any
 
 from mistnet.rundir import MAXIMISE
 
@@ -44,6 +45,16 @@ def print_validation(step: int, metrics: dict[str, float]) -> None:
     This is a :class:`~mistnet.loop.Callbacks` ``on_validate``.
     """
     print(f"step {step}: {metrics_text(metrics)}", file=sys.stderr, flush=True)
+
+
+def terminal_bar(asked: bool = True) -> dict[str, Any]:
+    """``progress`` and ``callbacks`` of :func:`mistnet.loop.train` for a command: the bar on a
+    terminal (when ``asked``), else one line per validation on stderr (:func:`print_validation`:
+    a log file or CI gets lines, not the bar's carriage returns)."""
+    from mistnet.loop import Callbacks  # the loop shows this module's bar
+
+    bar = asked and sys.stderr.isatty()
+    return {"progress": bar, "callbacks": None if bar else Callbacks(on_validate=print_validation)}
 
 
 class Progress:

@@ -169,6 +169,7 @@ def eval_nan_boxes(tmp_path, run):
 @case
 def eval_a_classifier_on_float_images_with_labels(tmp_path, run):
     d = rewrite_test_split(dataset(tmp_path), "images", lambda a: a.astype(np.float32) / 255)
+    edit_manifest(d, dtype="float32")  # as a dataset of float images says
     return ["eval", run, "--data", d], ["ds holds float32 images", "with class labels"]
 
 

@@ -26,8 +26,8 @@ from mistnet.device import check_device
 from mistnet.distributed import World
 from mistnet.errors import MistError, escaped
 from mistnet.io import json_text
-from mistnet.loop import Callbacks, train
-from mistnet.progress import print_validation
+from mistnet.loop import train
+from mistnet.progress import terminal_bar
 from mistnet.rundir import Run
 from mistnet.validate import minutes, require_directory
 
@@ -152,19 +152,16 @@ def run(args: argparse.Namespace) -> int:
             "SVHN is read from a dataset directory: add --data DIR "
             "(make one with mist data make svhn --svhn SVHN_ROOT --out DIR)"
         )
-    bar = not args.no_progress and sys.stderr.isatty()  # a log file gets lines, not bars
     summary = train(
         cfg,
         args.out,
         device=device,
         resume=args.resume,
         max_minutes=max_minutes,
-        progress=bar,
         threads=threads,
         precision=args.precision,
         compile=args.compile,
-        # Without the bar (which shows the validations under it), one line per validation.
-        callbacks=None if bar else Callbacks(on_validate=print_validation),
+        **terminal_bar(not args.no_progress),
     )
     if World.from_env().main:  # under torchrun, one summary
         print(json_text({"run": str(args.out), **summary}))
