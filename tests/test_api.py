@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import mistnet
 from mistnet.data.memory import SceneItems
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 
 
 def test_scene_items_read_images_labels_and_scene_dicts():
@@ -341,6 +341,27 @@ def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_check
         model.predict("a.png\x00")
 
 
+def test_load_of_best_says_when_it_takes_last_and_refuses_a_folder(tmp_path):
+    # Before: which="best" returned the last weights without a word, for a missing
+    # best.safetensors and for a folder of that name alike.
+    run = tmp_path / "run"
+    mistnet.fit("tiny-cpu", squares(8, 0), out=run, steps=2, num_classes=2, progress=False)
+    (run / "best.safetensors").unlink()
+    with pytest.warns(MistWarning, match="no best.safetensors .*; using last.safetensors"):
+        mistnet.load(run)
+    (run / "best.safetensors").mkdir()
+    with pytest.raises(ValueError, match="best.safetensors: a directory, not a regular file"):
+        mistnet.load(run)
+
+
+def test_predict_and_fit_read_premultiplied_alpha_images():
+    # Before: Pillow's "conversion from La to L not supported".
+    model = mistnet.load("mnist-hard-classifier")
+    la = Image.new("LA", (80, 80), (200, 255)).convert("La")
+    assert len(model.predict(la)) == 1
+    assert SceneItems([(la, [0])])[0]["image"].shape == (1, 80, 80)
+
+
 def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
     # Before: the shipped model's only checkpoint was returned for which="last" silently.
     with pytest.raises(ValueError, match="which='last': the pretrained model mnist-hard-class"):
@@ -376,9 +397,12 @@ def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeyp
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("key", ["path", "data_path", "name", "data_name"])
+@pytest.mark.parametrize(
+    "key", ["path", "data_path", "name", "data_name", "n_train", "data_n_test", "digits"]
+)
 def test_fit_refuses_a_dataset_path_or_name_it_would_ignore(tmp_path, key):
-    # Before: fit(..., path="ds") trained on train_data and recorded data.path "" silently.
+    # Before: fit(..., path="ds") (or n_train=5, digits=...) trained on train_data and dropped
+    # or recorded the value silently.
     with pytest.raises(ValueError, match=f"{key}='ds': fit trains on train_data and val"):
         mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "run", num_classes=2, **{key: "ds"})
     assert list(tmp_path.iterdir()) == []

@@ -182,9 +182,9 @@ def test_unknown_preset_lists_the_known_ones():
 
 def test_preset_from_a_toml_path(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('[model]\nk = 4\n[train]\nmethod = "grid"\n')
+    path.write_text('[model]\nk = 4\n[train]\nmethod = "supervised"\n')
     cfg = resolve(str(path), ["train.steps=7"])
-    assert (cfg.model.k, cfg.train.method, cfg.train.steps) == (4, "grid", 7)
+    assert (cfg.model.k, cfg.train.method, cfg.train.steps) == (4, "supervised", 7)
     with pytest.raises(MistError, match="no such file"):
         load_preset(str(tmp_path / "missing.toml"))
     bad = tmp_path / "bad.toml"
@@ -302,6 +302,13 @@ def test_numpy_scalars_are_numbers():
     assert type(cfg.model.k) is int and type(cfg.train.lr_task) is float
     with pytest.raises(MistError, match="model.k must be an integer, got np.True_"):
         set_value(cfg, "model", "k", np.bool_(True))
+
+
+def test_the_grid_baseline_refuses_another_k():
+    # Before: trained with its 9 cells while config.json recorded k = 2.
+    with pytest.raises(MistError, match=r"model.k must be 9 for train.method = grid"):
+        resolve("mnist-hard-classify", ["train.method=grid", "model.k=2"])
+    assert resolve("mnist-easy-grid").model.k == 9
 
 
 def test_reconstruction_selects_on_rmse_only():

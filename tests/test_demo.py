@@ -92,6 +92,9 @@ def test_demo_on_full_mnist_takes_the_cache_and_says_so(tmp_path, capsys, monkey
     assert rc == 0, err
     record = json.loads((out / "metrics.json").read_text())
     assert record["digits"] == {"source": "mnist", "train": 50, "val": 10, "test": 20}
+    # The metrics block is JSON on its lines (was one line of literal \n); no bars in a log.
+    block = printed[printed.index("{\n") : printed.index("\n}\n") + 2]
+    assert json.loads(block)["n_images"] == record["metrics"]["n_images"] and "\r" not in err
     assert f"digits: full MNIST from the data cache ({mnist_cache()})" in printed
     assert json.loads((out / "data" / "manifest.json").read_text())["digits"] == "mnist"
 

@@ -602,6 +602,25 @@ def test_a_finished_run_whose_summary_was_lost_gets_it_back_without_a_made_up_sp
     assert json.loads(run.summary.read_text())["images_per_s"] is None
 
 
+def test_a_run_trained_further_and_interrupted_keeps_no_summary_of_its_earlier_end(tmp_path):
+    # Before: summary.json still said "stopped: steps" at the old end, as if finished.
+    cfg = tiny_run_config("train.steps=2", "train.ckpt_every=1")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    assert run.summary.is_file()
+
+    def interrupt(trainer, result):
+        raise KeyboardInterrupt
+
+    further = apply_overrides(copy.deepcopy(cfg), ["train.steps=4"])
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(
+            further, run.path, resume=True, progress=False, callbacks=loop.Callbacks(interrupt)
+        )
+    assert not run.summary.exists() and run.last.is_file()
+    assert loop.train(further, run.path, resume=True, progress=False)["steps"] == 4
+
+
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
     cfg = tiny_run_config("train.steps=2")
     run = Run(tmp_path / "run")

@@ -315,13 +315,22 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
     raise TypeError("fit takes a preset name, a Config or a model returned by mistnet.load")
 
 
+#: ``fit`` keywords of the data section that in-memory data has no use for (they name or size
+#: a dataset directory or a generator's scenes).
+_NOT_IN_MEMORY = tuple(
+    f"{prefix}{key}"
+    for key in ("path", "name", "n_train", "n_val", "n_test", "digits")
+    for prefix in ("", "data_")
+)
+
+
 def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: dict) -> Config:
     """The config :func:`fit` trains with; a preset, key or value it refuses is an
     :class:`~mistnet.errors.ArgumentError` (a ``ValueError``), as every other bad argument."""
     try:
         cfg = _config_of(model_or_preset)
         for name, value in overrides.items():
-            if name in ("path", "data_path", "name", "data_name"):  # else ignored silently
+            if name in _NOT_IN_MEMORY:  # else ignored silently
                 raise ArgumentError(
                     f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
                     f"out {name} (mist train --data DIR trains on a dataset directory)"

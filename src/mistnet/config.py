@@ -334,6 +334,8 @@ def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
         _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
     _require(t.centre_sigma > 0, "train.centre_sigma", "> 0", t.centre_sigma)
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
+    if t.method == "grid":  # else recorded but ignored: the baseline always has its 3 x 3 cells
+        _require(m.k == 9, "model.k", "9 for train.method = grid (its 3 x 3 cells)", m.k)
     if t.select_metric:
         allowed = ("rmse",) if m.task == "reconstruct" else ("both", "det_iou50", "classif", "ap50")
         _require(

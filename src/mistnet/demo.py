@@ -12,6 +12,7 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -73,7 +74,10 @@ def build_data(
     chunk = 500
     for split, n in _sizes(n_train, n_val, n_test).items():
         parts = []
-        for start in tqdm(range(0, n, chunk), desc=f"scenes/{split}", leave=False):
+        steps = range(0, n, chunk)  # a bar on a terminal only: a log file gets no \r lines
+        for start in tqdm(
+            steps, desc=f"scenes/{split}", leave=False, disable=not sys.stderr.isatty()
+        ):
             parts.append(make_scenes(generator, split, range(start, min(n, start + chunk)), seed))
         splits[split] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     manifest = {"generator": "mnist-hard", "seed": seed, "digits": generator.digits}
@@ -246,8 +250,14 @@ def run_demo(
         if not no_figure:
             caption = figure_caption(preset, summary, result.metrics)
             draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
-    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}
-    log(json_text(metrics))
-    log(f"digits: {pools.describe()}")
-    log(f"demo finished in {time.monotonic() - t0:.0f} s")
+    _report(result.metrics, f"digits: {pools.describe()}", t0, log)
     return record
+
+
+def _report(metrics: dict[str, Any], digits: str, t0: float, log: Callable[[str], None]) -> None:
+    """The demo's last lines: its test metrics as a JSON block (a line each, so that ``log``
+    escapes names in it, not its newlines), the digits and the time taken."""
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    for line in [*json_text(rounded).splitlines(), digits]:
+        log(line)
+    log(f"demo finished in {time.monotonic() - t0:.0f} s")

@@ -26,6 +26,7 @@ import torch
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
 from mistnet.errors import ArgumentError, DataError, MistError, unprintable
+from mistnet.io import require_short_name
 from mistnet.models.build import build_model
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
@@ -223,6 +224,7 @@ def package(
     """
     if not NAME.fullmatch(name):
         raise MistError(f"--name {name!r}: use lowercase letters, digits and dashes")
+    require_short_name(f"{name}{SUFFIX}", "--name: the file")
     check_outside(out, [("the run", run)], "--out", itself=True)
     if not command.strip():
         raise MistError("--command is empty; give the command that trained the run")

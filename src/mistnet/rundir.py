@@ -12,6 +12,8 @@ writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, `
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, from_record, load_json
 from mistnet.data.store import ANNOTATIONS
-from mistnet.errors import ArgumentError, MistError
+from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
@@ -278,7 +280,9 @@ class Run:
         self, trainer: Trainer, cfg: Config, device: torch.device, truncate_log: bool
     ) -> Checkpoint:
         """Load ``last.safetensors`` into ``trainer`` (weights, optimisers, the moving average)
-        once :func:`check_resume` accepts it; ``truncate_log``: drop the log's later lines."""
+        once :func:`check_resume` accepts it; ``truncate_log`` (the writing rank): drop the
+        log's later lines, and the summary of a run to be trained further (interrupted, it has
+        none, as a fresh run has not)."""
         ckpt, log = Checkpoint(self.last, device=device), self.read_log()
         check_resume(ckpt, cfg, log)
         ckpt.load_model(trainer.model)
@@ -288,6 +292,8 @@ class Run:
             ckpt.load_average(trainer.average)
         if truncate_log:
             self.truncate_log(log, ckpt.step)
+            if ckpt.step < cfg.train.steps:  # to be trained further: that end is no more its end
+                self.summary.unlink(missing_ok=True)
         return ckpt
 
     @contextmanager
@@ -333,9 +339,18 @@ class Run:
             raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
         self.require()
         cfg = load_json(self.config)
-        if not self.best.is_file() and not self.last.is_file():
+        if not os.path.lexists(self.best) and not os.path.lexists(self.last):
             raise MistError(f"{self.path} holds no checkpoint yet (no best or last.safetensors)")
-        path = self.best if which == "best" and self.best.is_file() else self.last
+        path = self.best if which == "best" else self.last
+        if which == "best" and not os.path.lexists(self.best):  # stopped before validating
+            warnings.warn(
+                f"{self.path} has no best.safetensors (stopped before its first validation); "
+                "using last.safetensors",
+                MistWarning,
+                stacklevel=2,
+            )
+            path = self.last
+        regular_file(path)  # a folder or a link to one is no checkpoint
         ckpt = Checkpoint(path, device=device)
         if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
             cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])

@@ -328,6 +328,18 @@ def data_show_a_dataset_named_with_an_escape_sequence(tmp_path, run):
 
 
 @case
+def detect_an_image_whose_name_is_too_long_for_its_outputs(tmp_path, run):
+    img = image(tmp_path, "b" * 235 + ".png")  # was "OUT: File name too long", naming --out
+    return ["detect", run, img, "--out", tmp_path / "d"], [f"{img}: its output", "at most 200"]
+
+
+@case
+def package_a_model_whose_name_is_too_long(tmp_path, run):
+    argv = ["models", "package", run, "--name", "c" * 245, "--command", "c"]
+    return [*argv, "--out", tmp_path / "pk"], ["--name: the file", "at most 200"]  # left pk/
+
+
+@case
 def package_a_model_with_metrics_from_a_fifo(tmp_path, run):
     os.mkfifo(tmp_path / "fifo.json")  # was "does not exist"
     argv = ["models", "package", run, "--name", "z", "--command", "c", "--out", tmp_path / "pk"]

@@ -74,7 +74,7 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError, say
-from mistnet.io import atomic_write_text, exclusive_lock, json_text
+from mistnet.io import atomic_write_text, exclusive_lock, json_text, require_short_name
 from mistnet.models.mist import GridMIST
 from mistnet.outputs import MARKER, claim_output, mark, new_directory, require_only_own
 from mistnet.rundir import Run
@@ -148,12 +148,14 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
     Raises:
         MistError: two images would write one file (``a/x.png`` and ``b/x.png``; ``x.png``
             and ``x-recon.png``), or an image's file would be a file of the whole call
-            (``coco_results.png``).
+            (``coco_results.png``), or an image's name is too long for its outputs
+            (:func:`~mistnet.io.require_short_name`).
     """
     stems = [Path(p).stem for p in paths]
     taken = {name: "this call's table" for name in DetectionTable.names(formats)}
     for path, stem in zip(paths, stems, strict=True):
         for name in _image_files(stem, formats):
+            require_short_name(name, f"{path}: its output")
             if name in taken:
                 raise MistError(
                     f"{path}: its output {name} would overwrite {taken[name]}'s; rename the image"

@@ -52,7 +52,7 @@ from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: The most crops ``per_image`` takes of one image (all of them are held in memory).
 MAX_PER_IMAGE = 10_000
-_GREY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
 def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[Path]:
@@ -128,7 +128,9 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
 
 def over_black(im: Image.Image) -> Image.Image:
     """A palette or alpha image composited over black (RGBA); any other image unchanged."""
-    if im.mode == "P" or "A" in im.getbands():
+    bands = im.getbands()
+    if im.mode == "P" or "A" in bands or "a" in bands:  # "a": premultiplied (La, RGBa)
+        im = im.convert("LA") if im.mode == "La" else im  # Pillow has no La -> RGBA
         rgba = im.convert("RGBA")  # transparency (alpha or a palette entry) over black
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
     return im
