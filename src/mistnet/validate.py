@@ -103,6 +103,16 @@ def path_argument(value: str | os.PathLike, name: str) -> str:
     return text
 
 
+def _mode(path: Path, missing: str) -> int:
+    """The ``st_mode`` of ``path`` (symlinks followed), or ``missing`` as a DataError."""
+    try:
+        return path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(missing) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def regular_file(path: str | os.PathLike) -> Path:
     """``path`` if it is a regular file (symlinks followed).
 
@@ -110,12 +120,7 @@ def regular_file(path: str | os.PathLike) -> Path:
         DataError: missing, or a directory, FIFO, socket or device.
     """
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    mode = _mode(path, f"{path}: no such file")
     if not stat.S_ISREG(mode):
         raise DataError(f"{path}: {_kind(mode)}, not a regular file")
     return path
@@ -135,12 +140,7 @@ def require_directory(path: str | os.PathLike, what: str) -> Path:
         mistnet.errors.DataError: /dev/null: a character device, not a dataset directory
     """
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise DataError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    mode = _mode(path, f"{what} {path} does not exist")
     if not stat.S_ISDIR(mode):
         raise DataError(f"{path}: {_kind(mode)}, not a {what}")
     return path

@@ -208,15 +208,25 @@ def boxes_csv_with_zero_and_minus_zero(tmp_path, run):
     return argv, ["b.csv lines 2 and 3: the same box of 0.png given twice"]
 
 
-def boxes_csv_case(name, text, *fragments):
-    def make(tmp_path, run):
-        src = photos(tmp_path)
-        (tmp_path / "b.csv").write_text(text)
-        argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
-        return [*argv, "--boxes", tmp_path / "b.csv"], ["b.csv", *fragments]
+def csv_case(option, file):
+    """A registrar of cases: ``import-images OPTION FILE`` of a CSV ``text``, refused with
+    ``fragments`` (and the file's name) in its line."""
 
-    make.__name__ = name
-    case(make)
+    def register(name, text, *fragments):
+        def make(tmp_path, run):
+            src = photos(tmp_path)
+            (tmp_path / file).write_text(text)
+            argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+            return [*argv, option, tmp_path / file], [file, *fragments]
+
+        make.__name__ = name
+        case(make)
+
+    return register
+
+
+boxes_csv_case = csv_case("--boxes", "b.csv")
+labels_csv_case = csv_case("--labels", "labels.csv")
 
 
 # Before: "the header names 10, 5 more than once"; 1_0 read as 10.
@@ -227,13 +237,12 @@ boxes_csv_case("boxes_csv_with_an_underscore_number", "filename,cx,cy,w,h\n0.png
                "line 2: expected numbers in cx, cy, w, h, got 1_0")  # fmt: skip
 
 
-@case
-def labels_csv_class_with_a_zero_width_space(tmp_path, run):
-    src = photos(tmp_path)  # was a second class that printed as "a"
-    (tmp_path / "labels.csv").write_text("filename,labels\n0.png,a \u200ba\n")
-    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
-    fragments = ["class name '\\u200ba' starts or ends with the invisible '\\u200b'"]
-    return [*argv, "--labels", tmp_path / "labels.csv"], fragments
+# Before: an internal error (ValueError: embedded null byte), from labels, boxes and COCO; a
+# second class "\u200ba" that printed as "a".
+labels_csv_case("file_name_with_a_nul", "filename,labels\n0.png\x00,a\n",
+                "row 1: '0.png\\x00' holds a NUL character; no file is named so")  # fmt: skip
+labels_csv_case("labels_csv_class_with_a_zero_width_space", "filename,labels\n0.png,a \u200ba\n",
+                "class name '\\u200ba' starts or ends with the invisible '\\u200b'")  # fmt: skip
 
 
 @case
@@ -247,16 +256,6 @@ def import_images_per_image_without_crop(tmp_path, run):
 def plot_a_key_twice(tmp_path, run):
     argv = ["plot", run, "--key", "task", "--key", "task", "--out", tmp_path / "p.png"]
     return argv, ["--key task is given twice; name each curve once"]  # was drawn twice
-
-
-@case
-def file_name_with_a_nul(tmp_path, run):
-    # Before: internal error (ValueError: embedded null byte), from labels, boxes and COCO.
-    src = photos(tmp_path)
-    (tmp_path / "labels.csv").write_text("filename,labels\n0.png\x00,a\n")
-    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
-    fragments = ["labels.csv row 1: '0.png\\x00' holds a NUL character; no file is named so"]
-    return [*argv, "--labels", tmp_path / "labels.csv"], fragments
 
 
 @case
