@@ -228,6 +228,20 @@ def test_interrupted_run_is_resumed(smoke, capsys):
     assert record["train"]["steps"] == 4
 
 
+def test_a_run_trained_on_by_hand_is_refused_not_reported(tmp_path, capsys):
+    # Before: its eval.json of the plan's steps was reported while best.safetensors was of
+    # the steps trained on by hand.
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--device", "cpu", "--no-figures"]
+    argv += ["--out", tmp_path / "rp"]
+    assert mist(capsys, *argv)[0] == 0
+    run = next((tmp_path / "rp").glob("**/seed0"))
+    steps = json.loads((run / "config.json").read_text())["train"]["steps"]
+    further = ["train", "--out", run, "--resume", "--set", f"train.steps={steps + 2}"]
+    assert mist(capsys, *further, "--no-progress")[0] == 0
+    result = mist(capsys, *argv)
+    assert_user_error(result, f"{run}: trained on since", f"the plan's {steps}")
+
+
 def test_a_moved_reproduction_continues_without_retraining(tmp_path, capsys, monkeypatch):
     """The data inside OUT is fingerprinted relative to OUT (here given relative to the working
     directory, too): a reproduction moved elsewhere skips its finished run and resumes its

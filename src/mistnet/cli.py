@@ -47,10 +47,24 @@ class CommandParser(argparse.ArgumentParser):
     ``Path("")`` is the working directory, and an empty ``--data`` or ``--preset`` would
     silently mean "not given"."""
 
+    #: Options may come between the positionals (``mist detect RUN --out DIR IMAGE...``): set
+    #: by a command whose positionals argparse would otherwise split at an option.
+    intermixed = False
+    _mixing = False  # inside parse_known_intermixed_args, which calls parse_known_args
+
     def parse_known_args(self, args=None, namespace=None):
-        # Everything after a command's name is its own, so nothing it leaves over could belong
-        # to the parser above; argparse would pass it up, to be refused with that one's usage.
-        namespace, extras = super().parse_known_args(args, namespace)
+        if self._mixing:
+            return super().parse_known_args(args, namespace)
+        if self.intermixed:
+            self._mixing = True
+            try:
+                namespace, extras = self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._mixing = False
+        else:
+            # Everything after a command's name is its own, so nothing it leaves over could
+            # belong to the parser above; argparse would pass it up, refused with its usage.
+            namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         if getattr(namespace, "empty_argument", None) is None:

@@ -251,6 +251,9 @@ def validate(cfg: Config) -> Config:
 
 
 def _validate_model(m: ModelConfig) -> None:
+    _require(  # image files and PIL images are read as one or the other (detect, predict)
+        m.in_channels in (1, 3), "model.in_channels", "1 (grey) or 3 (colour)", m.in_channels
+    )
     for key in ("in_channels", "num_classes", "k", "heatmap_width", "heatmap_depth"):
         _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
     for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):

@@ -362,6 +362,24 @@ def import_images_labels_from_a_fifo(tmp_path, run):
 
 
 @case
+def import_images_of_a_fifo_named_like_an_image(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")
+    os.mkfifo(tmp_path / "photos" / "f.PNG")  # was skipped without a word (never opened now)
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["f.PNG: a FIFO, not a regular file"]
+
+
+@case
+def import_images_of_a_link_to_nowhere(tmp_path, run):
+    (tmp_path / "photos").mkdir()
+    image(tmp_path / "photos", "a.png")
+    (tmp_path / "photos" / "broken.png").symlink_to("nowhere.png")  # was skipped silently
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["broken.png: a symbolic link to nowhere"]
+
+
+@case
 def train_on_a_missing_data_directory(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", "nodata"]
     return argv, ["--data nodata: no such dataset directory"]

@@ -102,6 +102,18 @@ def test_detect_k_option(capsys, tiny_run, tmp_path):
     assert len(json.loads((tmp_path / "d" / "gray.json").read_text())["boxes"]) == 4
 
 
+def test_options_may_come_between_the_run_and_its_images(capsys, tiny_run, tmp_path):
+    # Before: "unrecognized arguments: gray.png" (argparse took the run for the first image).
+    odd_images(tmp_path)
+    images = [tmp_path / "gray.png", tmp_path / "rgba.png"]
+    rc, _, err = mist(capsys, "detect", tiny_run, "--out", tmp_path / "d", *images)
+    assert rc == 0, err
+    assert (tmp_path / "d" / "gray.json").is_file() and (tmp_path / "d" / "rgba.json").is_file()
+    rc, _, err = mist(capsys, "detect", tiny_run, images[0], "--out", tmp_path / "e", images[1])
+    assert rc == 0, err
+    assert (tmp_path / "e" / "rgba.json").is_file()
+
+
 def test_read_image_conversions(tmp_path):
     deep = np.array([[0, 65535], [32768, 1000]], np.uint16)
     Image.fromarray(deep).save(tmp_path / "deep.png")

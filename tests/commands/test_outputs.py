@@ -443,6 +443,16 @@ def eval_json_into_an_export_folder(tmp_path, run):
     return ["eval", run, "--json", off / "x.json"], [f"--json {off}/x.json is inside the official"]
 
 
+def test_a_moved_run_is_evaluated_again_over_its_own_record(capsys, tmp_path, tiny_run):
+    # Before: "rm2/eval-test.json: exists and is not a metrics file of mist eval of rm2".
+    first = tmp_path / "rm1"
+    shutil.copytree(tiny_run, first)
+    assert mist(capsys, "eval", first, "--threads", "1")[0] == 0
+    moved = first.rename(tmp_path / "rm2")
+    assert mist(capsys, "eval", moved, "--threads", "1")[0] == 0
+    assert json.loads((moved / "eval-test.json").read_text())["run"] == str(moved)
+
+
 def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny_run):
     other = tmp_path / "run2"
     shutil.copytree(tiny_run, other)

@@ -431,6 +431,9 @@ log_case("plot_a_step_of_24_digits", b'{"step": 100000000000000000000000, "split
          "'step' must be an integer in [0, 2**63)")  # fmt: skip
 log_case("plot_a_loss_of_1e400", TRAIN + b'{"step": 6, "split": "train", "task": 1e400}\n',
          "line 2: not valid JSON (1e400 is beyond the range of floats)")  # fmt: skip
+log_case("plot_values_too_large_to_draw",
+         b'{"step": 2, "split": "train", "task": 1e308}\n{"step": 4, "split": "train", "task": -1e308}\n',
+         "the curves hold values too large to draw")  # fmt: skip
 log_case("plot_a_negative_wall", b'{"step": 1, "split": "train", "wall": -5}\n',
          "'wall' must be a number >= 0 (seconds), got -5")  # fmt: skip
 

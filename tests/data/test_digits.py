@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import struct
 
 import numpy as np
@@ -109,6 +110,16 @@ def test_idx_truncated_names_file(tmp_path):
     path.write_bytes(struct.pack(">iIII", 2051, 2**31, 28, 28) + bytes(100))
     with pytest.raises(DataError, match=r"truncated IDX file: header says \(2147483648, 28, 28\)"):
         read_idx(path, 3)
+
+
+def test_idx_fifo_is_named_not_missing(tmp_path):
+    # Before: "missing MNIST file (plain or .gz)" for a FIFO of that name (never opened now).
+    _write_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte: a FIFO, not a regular file"):
+        load_digits(tmp_path)
 
 
 def test_idx_truncated_gzip(tmp_path):

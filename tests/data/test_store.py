@@ -21,6 +21,7 @@ from mistnet.data.store import (
     dataset_directory,
     load_split,
     open_dataset,
+    validate_arrays,
     write_dataset,
 )
 from mistnet.errors import DataError
@@ -361,3 +362,16 @@ def test_a_class_name_with_a_control_character_is_refused_escaped(tmp_path):
     with pytest.raises(DataError, match=r"classes: class name 'nine\\n\\x1b\[2J' holds") as err:
         SceneFolder(d, "train")
     assert "\n" not in str(err.value)
+
+
+def test_images_of_two_or_four_channels_are_refused():
+    # Before: trained on, then detect and predict failed on every image file (read as 1 or 3).
+    for channels in (2, 4):
+        arrays = {
+            "images": np.zeros((2, channels, 8, 8), np.uint8),
+            "boxes": np.zeros((2, 1, 4), np.float32),
+            "labels": np.zeros((2, 1), np.int64),
+            "counts": np.zeros(2, np.int64),
+        }
+        with pytest.raises(DataError, match=f"with C = 1 or 3, got \\(2, {channels}, 8, 8\\)"):
+            validate_arrays(arrays, "x.npz")

@@ -96,6 +96,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("run", metavar="RUN", nargs="?", help="run directory written by mist train")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    p.intermixed = True  # mist detect RUN --out DIR IMAGE...: the images after the option
     add_model_argument(p)
     p.add_argument(
         "--k",

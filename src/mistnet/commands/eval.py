@@ -66,8 +66,10 @@ def _within(path: Path, directory: str | None) -> bool:
     return Path(directory).resolve() in path.resolve().parents
 
 
-def _is_record_of(path: Path, run: str) -> bool:
-    """Whether ``path`` is a metrics file of ``mist eval`` of ``run`` (its ``run`` field)."""
+def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
+    """Whether ``path`` is a metrics file of ``mist eval`` of ``run`` (its ``run`` field; any
+    record ``inside`` the run's own directory is of the run, which may have been moved or
+    copied since it was written)."""
     try:
         doc = read_json(path)
     except (MistError, OSError, ValueError):
@@ -77,7 +79,11 @@ def _is_record_of(path: Path, run: str) -> bool:
     named = doc["run"]
     if not isinstance(named, str):
         return False
-    return named == run or (Path(run).is_dir() and Path(named).resolve() == Path(run).resolve())
+    return (
+        inside
+        or named == run
+        or (Path(run).is_dir() and Path(named).resolve() == Path(run).resolve())
+    )
 
 
 def check_json_out(out: Path, run: str | None, data: str | None, model: str | None = None) -> None:
@@ -101,7 +107,7 @@ def check_json_out(out: Path, run: str | None, data: str | None, model: str | No
     this = run or model
     if out.is_symlink():  # never written through: it may lead anywhere
         raise MistError(f"{out}: is a symbolic link; --json must name a file of its own")
-    if out.exists() and not _is_record_of(out, this):
+    if out.exists() and not _is_record_of(out, this, inside=in_run):
         raise MistError(
             f"{out}: exists and is not a metrics file of mist eval of {this}; choose another"
         )

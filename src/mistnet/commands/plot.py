@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from mistnet.errors import MistError, say
@@ -68,10 +69,15 @@ def run(args: argparse.Namespace) -> int:
         for label, path in zip(_labels(args.runs), args.runs, strict=True)
     }
     try:
-        with new_file(args.out, "mist plot", inputs) as tmp:
+        with new_file(args.out, "mist plot", inputs) as tmp, warnings.catch_warnings():
+            # values near 1e308 (a loss about to diverge): matplotlib's axes overflow
+            warnings.simplefilter("error", RuntimeWarning)
             keys = plot_runs(runs, tmp, keys=args.key, minutes=args.minutes)
     except MistError:
         raise
+    except RuntimeWarning as exc:
+        logs = ", ".join(str(Run(path).log) for path in args.runs)
+        raise MistError(f"{logs}: the curves hold values too large to draw ({exc})") from None
     except ValueError as exc:  # a --key no run has, or no curve at all
         raise MistError(str(exc)) from None
     say(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")

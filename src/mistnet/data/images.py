@@ -47,7 +47,7 @@ from mistnet.data.annotations import Truth, fit_boxes, read_truth
 from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, write_dataset
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, require_finite
+from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, regular_file, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: The most crops ``per_image`` takes of one image (all of them are held in memory).
@@ -64,7 +64,8 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
 
     Raises:
         DataError: ``src`` is no directory, holds a file of another format, a symbolic link
-            to a file outside it or to one of its images, or no image.
+            to a file outside it, to one of its images or to nowhere, a FIFO (or other
+            special file) named like an image, or no image.
     """
     root = Path(src)
     if not root.is_dir():
@@ -81,6 +82,12 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 f"{path}: a symbolic link to {path.resolve()}, outside {root}; import-images "
                 "reads only files inside the folder (copy the file in, or remove the link)"
             )
+        if path.is_dir():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_file():  # else dropped unsaid
+            if path.is_symlink() and not path.exists():
+                raise DataError(f"{path}: a symbolic link to nowhere; remove it or its target")
+            regular_file(path)  # a FIFO, a socket, a device: named
         if not path.is_file():
             continue
         if path.resolve() in skip:

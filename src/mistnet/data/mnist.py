@@ -35,6 +35,7 @@ from mistnet.io import (
     remove_stale_temporaries,
     temporary_sibling,
 )
+from mistnet.validate import regular_file
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -99,12 +100,16 @@ def find_idx(directory: Path, stem: str) -> Path:
     """The file of ``stem`` in ``directory`` under any of its usual names, plain or ``.gz``.
 
     Raises:
-        DataError: none of the names is a file.
+        DataError: none of the names is a file (one that is something else is named).
     """
     dotted = stem.replace("-idx", ".idx")  # the spelling of some re-distributions
-    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
-        if (directory / name).is_file():
-            return directory / name
+    names = [directory / name for name in (stem, stem + ".gz", dotted, dotted + ".gz")]
+    for path in names:
+        if path.is_file():
+            return path
+    for path in names:
+        if path.exists():  # a FIFO, a folder: say what it is rather than "missing"
+            regular_file(path)
     raise DataError(f"{directory / stem}: missing MNIST file (plain or .gz)")
 
 

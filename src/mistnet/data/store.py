@@ -117,9 +117,10 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
     if missing:
         raise DataError(f"{where}: missing arrays {missing}")
     im, bx, lb, ct = (arrays[k] for k in ARRAY_KEYS)
-    if im.ndim != 4 or im.dtype not in (np.uint8, np.float32):
+    if im.ndim != 4 or im.dtype not in (np.uint8, np.float32) or im.shape[1] not in (1, 3):
         raise DataError(
-            f"{where}: images must be (N,C,H,W) uint8/float32, got {im.shape} {im.dtype}"
+            f"{where}: images must be (N,C,H,W) uint8/float32 with C = 1 or 3, got {im.shape} "
+            f"{im.dtype}"
         )
     N = im.shape[0]
     if bx.ndim != 3 or bx.shape[0] != N or bx.shape[2] != 4 or bx.dtype != np.float32:

@@ -447,8 +447,9 @@ def run_spec(
     """
     name = f"[{spec.table}] {spec.row.key} seed {spec.seed}"
     check_fingerprint(spec)
-    if spec.eval_file.is_file():
-        record = read_record(spec.eval_file)
+    record = read_record(spec.eval_file) if spec.eval_file.is_file() else None
+    _check_as_planned(spec, record)
+    if record is not None:
         log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
         return record, False
     fingerprint = spec.fingerprint()
@@ -493,6 +494,29 @@ def run_spec(
     shown = {k: v for k, v in {**record["metrics"], **record["extra"]}.items() if _is_rate(k)}
     log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return record, True
+
+
+def _check_as_planned(spec: RunSpec, record: dict[str, Any] | None) -> None:
+    """Refuse a run of the reproduction trained on by hand since (``mist train --resume --set
+    train.steps=N``): its ``config.json`` no longer has the plan's steps, or its best
+    checkpoint is not the one its ``eval.json`` measured. The table would describe weights
+    that are not the plan's, or no longer exist.
+
+    Raises:
+        MistError: naming the run, both step counts, and what to do.
+    """
+    run = Run(spec.run_dir)
+    if not run.config.is_file():
+        return
+    steps, planned = load_json(run.config).train.steps, spec.config().train.steps
+    evaluated = None if record is None else record.get("step")
+    best = Checkpoint(run.best).step if record is not None and run.best.is_file() else evaluated
+    if steps != planned or best != evaluated:
+        raise MistError(
+            f"{spec.run_dir}: trained on since the reproduction made it (train.steps {steps}, "
+            f"the plan's {planned}; best checkpoint at step {best}, eval.json of step "
+            f"{evaluated}); move the run away to have it trained again as planned"
+        )
 
 
 def _is_rate(key: str) -> bool:
