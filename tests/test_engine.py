@@ -232,7 +232,8 @@ def test_eta_step_weights_images():
     [("supervised", "classify"), ("channelwise", "classify"), ("grid", "reconstruct")],
 )
 def test_baseline_step_loss_falls_on_a_repeated_batch(method, task):
-    tr = make_trainer(f"train.method={method}", f"model.task={task}")
+    k = ["model.k=9"] if method == "grid" else []  # the grid's 3 x 3 cells
+    tr = make_trainer(f"train.method={method}", f"model.task={task}", *k)
     batch = scene_batch()
     results = [tr.step(batch) for _ in range(30)]
     assert falls([float(r.task) for r in results])
