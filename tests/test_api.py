@@ -354,6 +354,30 @@ def test_load_of_best_says_when_it_takes_last_and_refuses_a_folder(tmp_path):
         mistnet.load(run)
 
 
+def test_load_and_fit_leave_the_callers_random_generator_and_threads(tmp_path):
+    # Before: every load reseeded torch with 0, fit with train.seed; fit(threads=1) kept 1.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    mistnet.fit("tiny-cpu", squares(8, 0), out=tmp_path / "r", steps=1, num_classes=2,
+                progress=False, threads=1)  # fmt: skip
+    mistnet.load(tmp_path / "r")
+    torch.testing.assert_close(torch.rand(3), expected)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(threads)
+
+
+def test_a_pillow_image_of_a_closed_file_is_named(tmp_path):
+    # Before: Pillow's "Operation on closed image", naming no item.
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    closed = Image.open(tmp_path / "a.png")
+    closed.close()
+    with pytest.raises(MistError, match="item 0: not a readable image"):
+        SceneItems([(closed, [0])])[0]
+
+
 def test_predict_and_fit_read_premultiplied_alpha_images():
     # Before: Pillow's "conversion from La to L not supported".
     model = mistnet.load("mnist-hard-classifier")

@@ -265,3 +265,15 @@ def test_a_checkpoint_path_that_is_no_file_says_what_it_is(tmp_path):
         Checkpoint("/dev/null")
     with pytest.raises(MistError, match=f"checkpoint {tmp_path / 'x'} does not exist"):
         Checkpoint(tmp_path / "x")
+
+
+def test_a_checkpoint_larger_than_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    # Before: a bare MemoryError from reading a huge (or sparse) file whole.
+    from mistnet import checkpoint
+
+    path = tmp_path / "huge.safetensors"
+    with path.open("wb") as f:
+        f.truncate(10_000_000)  # sparse: 10 MB that take no disk
+    monkeypatch.setattr(checkpoint, "available_memory", lambda: 1_000_000)
+    with pytest.raises(MistError, match="10,000,000 bytes, more than the 1,000,000 bytes"):
+        Checkpoint(path)

@@ -622,6 +622,20 @@ def test_a_run_trained_further_and_interrupted_keeps_no_summary_of_its_earlier_e
     assert loop.train(further, run.path, resume=True, progress=False)["steps"] == 4
 
 
+def test_resume_refuses_a_summary_that_is_a_folder_before_training(tmp_path):
+    # Before: trained to the end, then failed writing it ("Is a directory").
+    cfg = tiny_run_config("train.steps=2", "train.ckpt_every=1")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    run.summary.unlink()
+    run.summary.mkdir()
+    log = run.log.read_text()
+    further = apply_overrides(copy.deepcopy(cfg), ["train.steps=4"])
+    with pytest.raises(MistError, match="summary.json: a directory, not a regular file"):
+        loop.train(further, run.path, resume=True, progress=False)
+    assert run.log.read_text() == log
+
+
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
     cfg = tiny_run_config("train.steps=2")
     run = Run(tmp_path / "run")

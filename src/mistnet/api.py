@@ -14,13 +14,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import numbers
 import os
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,11 @@ class Prediction:
     keypoints: Tensor
 
 
-def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
+def _as_images(images: Any, channels: int, max_pixels: int) -> list[tuple[str, Tensor]]:
     """Paths, Pillow images and tensors (one or a list; ``(C, H, W)`` or ``(B, C, H, W)``) as
     ``(C, H, W)`` float tensors in [0, 1], each of at most ``max_pixels`` pixels (checked
-    before it is decoded or converted)."""
+    before it is decoded or converted), with how a message names each (``image 1``, or
+    ``image 1[3]`` for the fourth of a batch)."""
     if isinstance(images, str | os.PathLike | Image.Image | Tensor):
         images = [images]
     if isinstance(images, bytes | bytearray | memoryview) or not isinstance(images, Sequence):
@@ -86,10 +88,10 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[Tensor]:
         if isinstance(item, str | os.PathLike) and not validate.path_argument(item, f"image {n}"):
             raise ArgumentError(f"image {n}: '' is an empty path")
         if isinstance(item, str | os.PathLike):
-            out.append(read_image(item, channels, max_pixels))
+            out.append((f"image {n}", read_image(item, channels, max_pixels)))
         elif isinstance(item, Image.Image):
             validate.pixel_count(*item.size, max_pixels, f"image {n}", _HINT)
-            out.append(image_tensor(item, channels, f"image {n}"))
+            out.append((f"image {n}", image_tensor(item, channels, f"image {n}")))
         elif isinstance(item, Tensor):
             out.extend(_tensor_images(item, channels, n, max_pixels))
         else:
@@ -113,7 +115,9 @@ def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Te
     validate.pixel_count(W, H, max_pixels, f"image {n}", _HINT)
     if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
         raise ValueError(f"image {n}: tensor values must be finite and in [0, 1]")
-    return [im.float().cpu() for im in batch]
+    if x.dim() == 3:
+        return [(f"image {n}", batch[0].float().cpu())]
+    return [(f"image {n}[{b}]", im.float().cpu()) for b, im in enumerate(batch)]
 
 
 def _scalar(value: Any) -> Any:
@@ -129,6 +133,18 @@ def _scalar(value: Any) -> Any:
 
 #: What the message for an image above ``max_pixels`` suggests.
 _HINT = "crop or downscale it, or pass a larger max_pixels"
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block, then in the mode it was: a model in training mode
+    would use each image's batch statistics and overwrite its own BatchNorm running ones."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
 
 
 def predict(
@@ -186,19 +202,27 @@ def predict(
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
     smallest = min_image_side(model)
+    dtype = next(model.parameters()).dtype  # a model made .double() or .half() by its user
     results = []
-    for n, image in enumerate(_as_images(images, cfg.model.in_channels, max_pixels)):
+    for where, image in _as_images(images, cfg.model.in_channels, max_pixels):
         _, H, W = image.shape
         if min(H, W) < smallest:
             raise ValueError(
-                f"image {n}: {W}x{H} is too small for the model (at least {smallest}x{smallest})"
+                f"{where}: {W}x{H} is too small for the model (at least {smallest}x{smallest})"
             )
         if H * W < k:
-            raise ValueError(f"k = {k} asks for more detections than image {n}'s {W}x{H} pixels")
-        x = image.to(device)
+            raise ValueError(f"k = {k} asks for more detections than {where}'s {W}x{H} pixels")
+        trained = tuple(cfg.record.image_size)
+        if isinstance(model, GridMIST) and trained and (H, W) != trained:  # as eval refuses it
+            raise ValueError(
+                f"{where}: {W}x{H}; this grid baseline takes the {trained[1]}x{trained[0]} images "
+                "it was trained on"
+            )
+        x = image.to(device, dtype)
         if cfg.model.output == "signed":
             x = 2 * x - 1  # the Gabor auto-encoder works on signed images
-        pred = detect_image(model, x, k)
+        with evaluating(model):
+            pred = detect_image(model, x, k)
         keep = (pred.scores >= min_score).cpu()
         kp, scores = pred.keypoints.cpu()[keep], pred.scores.cpu()[keep]
         classes = None if pred.logits is None else pred.logits.argmax(-1).cpu()[keep]
@@ -412,16 +436,29 @@ def fit(
             items.num_classes = cfg.model.num_classes
     if progress is None:
         progress = sys.stderr.isatty()
-    _train(
-        cfg,
-        out,
-        device=device,
-        max_minutes=max_minutes,
-        progress=progress,
-        threads=threads,
-        data=(train_set, val_set),
-    )
+    with _callers_torch_state():
+        _train(
+            cfg,
+            out,
+            device=device,
+            max_minutes=max_minutes,
+            progress=progress,
+            threads=threads,
+            data=(train_set, val_set),
+        )
     return load(out, device=device)
+
+
+@contextlib.contextmanager
+def _callers_torch_state() -> Iterator[None]:
+    """Training seeds torch (``train.seed``) and sets its thread count (``threads``): give the
+    caller's random generators and thread count back afterwards."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _check_out(out: object) -> None:

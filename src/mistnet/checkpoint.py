@@ -29,6 +29,7 @@ from torch import nn
 
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_bytes, json_text
+from mistnet.machine import available_memory
 from mistnet.validate import parse_error, regular_file, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
@@ -126,6 +127,12 @@ class Checkpoint:
             if self.path.exists():  # a folder, a device: say which
                 regular_file(self.path)
             raise MistError(f"checkpoint {self.path} does not exist")
+        size, free = self.path.stat().st_size, available_memory()
+        if free is not None and size > free:  # a huge or sparse file: MemoryError deep in read
+            raise MistError(
+                f"checkpoint {self.path}: {size:,} bytes, more than the {free:,} bytes of memory "
+                "available; is it a mistnet checkpoint?"
+            )
         try:
             data = self.path.read_bytes()
             # From bytes, not safetensors' load_file / safe_open: those take the path as UTF-8

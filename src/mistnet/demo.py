@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mistnet.config import overridden, override, resolve
+from mistnet.config import Config, overridden, override, resolve
 from mistnet.data import (
     DigitPools,
     build_generator,
@@ -32,6 +32,8 @@ from mistnet.data import (
     open_dataset,
     write_dataset,
 )
+from mistnet.data.dataset import SceneDataset
+from mistnet.data.runs import check_data
 from mistnet.data.sampling import loader
 from mistnet.data.scenes import require_memory
 from mistnet.data.store import DATASET_FILES, claim_dataset
@@ -64,6 +66,15 @@ DEMO_FILES = ("data/", "run/", "metrics.json", "figure.png", ".lock")
 
 def _sizes(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
     return {"train": n_train, "val": n_val, "test": n_test}
+
+
+def _check_before_making(cfg: Config, pools: DigitPools, sizes: dict[str, int]) -> None:
+    """Refuse, before any scene is made, scenes beyond memory and a config that cannot train on
+    the demo's scenes (``--set model.k=100000`` on 80x80 images): a scene of the generator
+    shows what the dataset will be."""
+    generator = build_generator("mnist-hard", pools)
+    require_memory(generator, sizes)
+    check_data(cfg, SceneDataset(generator, "train", size=1), "the demo's MNIST-hard scenes", True)
 
 
 def build_data(
@@ -226,7 +237,7 @@ def run_demo(
     made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
     cfg = resolve(preset, [*made, *overrides])
     pools = load_digits(digits)
-    require_memory(build_generator("mnist-hard", pools), _sizes(n_train, n_val, n_test))
+    _check_before_making(cfg, pools, _sizes(n_train, n_val, n_test))
     no_figure = matplotlib_missing()
     if no_figure:
         log(f"note: no figure.png: {no_figure}")

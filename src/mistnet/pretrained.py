@@ -56,7 +56,8 @@ def names() -> list[str]:
         raise ArgumentError(f"{ENV}={root}: no such folder of pretrained models")
     if not root.is_dir():
         return []
-    return sorted(p.name.removesuffix(SUFFIX) for p in root.glob(f"*{SUFFIX}") if p.is_file())
+    models = (p for p in root.glob(f"*{SUFFIX}") if p.is_file() and not p.name.startswith("."))
+    return sorted(p.name.removesuffix(SUFFIX) for p in models)  # not a killed write's temporary
 
 
 def unknown(message: str) -> ArgumentError:

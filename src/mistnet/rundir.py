@@ -200,6 +200,8 @@ class Run:
             return saved, []
         self._check_last_checkpoint(saved)
         self._check_config_of_last(saved)
+        if os.path.lexists(self.summary):  # a folder there would fail only as training ends
+            regular_file(self.summary)
         # A larger train.steps trains a stopped or finished run further (the batch of step t
         # depends on the seed and t alone, and no schedule on the number of steps).
         steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
@@ -354,8 +356,9 @@ class Run:
         ckpt = Checkpoint(path, device=device)
         if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
             cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
-        torch.manual_seed(0)
-        model = build_model(cfg.model, cfg.train.method)
+        with torch.random.fork_rng(devices=[]):  # the caller's generator left as it was
+            torch.manual_seed(0)
+            model = build_model(cfg.model, cfg.train.method)
         ckpt.load_model(model, average=True)
         return cfg, model.to(device).eval(), ckpt
 

@@ -130,6 +130,7 @@ def test_make_with_idx_digits(capsys, tmp_path):
         (("make", "mnist-hard-30", "--out", "{tmp}/x", "--n-train", 1), "impossible layout"),
         (("make", "mnist-hard", "--out", "{tmp}/x", "--n-val", -1), "--n-val must be at least 1"),
         (("make", "mnist-easy", "--out", "{tmp}/x", "--n-train", 0), "--n-train must be at least"),
+        (("make", "gabor", "--out", "{tmp}/x", "--digits", "mnist"), "--digits only applies to"),
         (("make", "mnist-easy", "--out", "{tmp}/x", "--n-val", 0), "--n-val must be at least 1"),
         (("make", "mnist-easy", "--out", "{tmp}/x", "--n-test", 0), "--n-test must be at least"),
         (("make", "mnist-hardd", "--out", "{tmp}/x"), "'mnist-hardd'; did you mean mnist-hard"),

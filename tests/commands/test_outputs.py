@@ -431,6 +431,13 @@ def eval_json_through_a_link_to_its_own_record(tmp_path, run):
 
 
 @case
+def eval_whose_own_record_is_a_link(tmp_path, run):
+    (tmp_path / "mine.json").write_text("{}")  # was "--json must name ...", no --json given
+    (run / "eval-test.json").symlink_to(tmp_path / "mine.json")
+    return ["eval", run], ["eval-test.json: is a symbolic link; move it away, or give --json"]
+
+
+@case
 def resume_a_run_through_a_link(tmp_path, run):
     (tmp_path / "link").symlink_to(run)  # was "--out must name a new directory"
     argv = ["train", "--out", tmp_path / "link", "--resume", "--set", "train.steps=20"]

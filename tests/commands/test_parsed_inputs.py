@@ -233,6 +233,8 @@ labels_csv_case = csv_case("--labels", "labels.csv")
 boxes_csv_case("boxes_csv_without_a_header", "0.png,10,10,5,5\n", "the first line is no header")
 boxes_csv_case("boxes_csv_naming_class_and_label", "filename,cx,cy,w,h,class,label\n0.png,9,9,5,5,a,b\n",
                "the header names both class and label; keep one")  # fmt: skip
+boxes_csv_case("boxes_csv_with_a_category_column", "filename,cx,cy,w,h,category\n0.png,9,9,5,5,a\n",
+               "the header names 'category', which import-images does not read")  # fmt: skip
 boxes_csv_case("boxes_csv_with_an_underscore_number", "filename,cx,cy,w,h\n0.png,1_0,9,5,5\n",
                "line 2: expected numbers in cx, cy, w, h, got 1_0")  # fmt: skip
 

@@ -132,6 +132,47 @@ def test_predict_takes_numpy_and_torch_scalars_for_k_min_score_and_max_pixels(ti
             model.predict(image, k=k)
 
 
+def test_predict_leaves_a_training_model_as_it_was_and_takes_its_dtype(tiny_run):
+    # Before: a model in training mode scored with batch statistics and had its BatchNorm
+    # running statistics overwritten; a .double() model raised torch's "mixed dtype".
+    model = mistnet.load(tiny_run)
+    image = torch.rand(1, 80, 80)
+    expected = model.predict(image)[0].scores
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.testing.assert_close(model.predict(image)[0].scores, expected)
+    assert model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key], msg=key)
+    model.eval().double()
+    torch.testing.assert_close(model.predict(image)[0].scores.float(), expected)
+
+
+def test_predict_names_the_list_item_and_the_image_of_a_batch_at_fault(tiny_run):
+    # Before: "image 2" for the first image of item 1 (images were counted across batches).
+    model = mistnet.load(tiny_run)
+    with pytest.raises(ValueError, match=r"image 1\[0\]: 4x4 is too small"):
+        model.predict([torch.rand(2, 1, 80, 80), torch.rand(1, 1, 4, 4)])
+
+
+def test_predict_with_the_grid_baseline_takes_its_trained_size_only():
+    # Before: a 40x60 image failed inside the model; 40x40 was scored though eval refuses it.
+    from mistnet.api import predict
+    from mistnet.config import apply_overrides, load_preset
+    from mistnet.models.build import build_model
+
+    cfg = apply_overrides(load_preset("tiny-cpu"), ["model.task=reconstruct", "train.method=grid"])
+    cfg.record.image_size = (80, 80)
+    model = build_model(cfg.model, "grid").eval()
+    model.config = cfg
+    for shape in ((1, 40, 60), (1, 40, 40)):
+        with pytest.raises(
+            ValueError, match=r"image 0: \d+x40; this grid baseline takes the 80x80"
+        ):
+            predict(model, torch.rand(*shape))
+    assert len(predict(model, torch.rand(1, 80, 80))) == 1
+
+
 def test_predict_names_classes_when_the_run_names_them(tiny_run):
     model = mistnet.load(tiny_run)
     model.config.record.class_names = [f"digit {i}" for i in range(10)]

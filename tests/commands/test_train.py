@@ -261,6 +261,23 @@ def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tm
         assert mist(capsys, "eval", run, "--data", data)[0] == 0  # named: taken as asked
 
 
+def test_a_preset_with_resume_never_raises_the_steps(capsys, tmp_path):
+    # Before: a finished run whose summary was lost was trained on to the preset's 40 steps,
+    # its config and checkpoints rewritten unasked.
+    out = tmp_path / "r"
+    argv = ["train", "--preset", "tiny-cpu", "--out", out, "--no-progress", "--threads", "1"]
+    sets = [
+        f"--set={o}" for o in [*TINY, "train.steps=4", "train.val_every=2", "train.ckpt_every=2"]
+    ]
+    assert mist(capsys, *argv, *sets)[0] == 0
+    best = (out / "best.safetensors").read_bytes()
+    (out / "summary.json").unlink()
+    assert mist(capsys, *argv, "--resume")[0] == 0
+    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 4
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4
+    assert (out / "best.safetensors").read_bytes() == best
+
+
 @pytest.mark.parametrize("flag", [["--no-progress"], []])
 def test_no_progress_prints_one_line_per_validation(capsys, tmp_path, flag):
     """Without the bar, each validation still shows: its step and the metric, on stderr. A

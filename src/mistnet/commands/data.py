@@ -139,6 +139,8 @@ def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
         return _make_svhn(args)
     if args.svhn is not None:
         raise DataError("--svhn only applies to 'mist data make svhn'")
+    if args.name == "gabor" and args.digits != "embedded":  # else ignored silently
+        raise DataError("--digits only applies to the MNIST scenes; gabor draws no digits")
 
     gen = build_generator(args.name, args.digits, **_generator_kwargs(args))
     require_memory(gen, sizes)

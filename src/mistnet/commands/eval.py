@@ -86,13 +86,16 @@ def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
     )
 
 
-def check_json_out(out: Path, run: str | None, data: str | None, model: str | None = None) -> None:
+def check_json_out(
+    out: Path, run: str | None, data: str | None, model: str | None = None, given: bool = True
+) -> None:
     """Refuse a metrics file that could replace what eval of ``run`` (or of the pretrained
     ``model``) did not write (its name is checked by :func:`~mistnet.outfiles.file_name`):
     inside the run directory
     be named ``eval-*.json`` (beside the checkpoints and the config), never inside the dataset
     nor inside any other mistnet output (:func:`~mistnet.outputs.check_outside`); and an
-    existing file must be an earlier record of eval of the same run.
+    existing file must be an earlier record of eval of the same run. ``given``: ``out`` is
+    the user's ``--json`` (else the run's own record), for the message.
 
     Raises:
         MistError: the first of these that ``out`` breaks.
@@ -106,10 +109,12 @@ def check_json_out(out: Path, run: str | None, data: str | None, model: str | No
         check_outside(out, option="--json")
     this = run or model
     if out.is_symlink():  # never written through: it may lead anywhere
-        raise MistError(f"{out}: is a symbolic link; --json must name a file of its own")
+        hint = "--json must name a file of its own" if given else "move it away, or give --json"
+        raise MistError(f"{out}: is a symbolic link; {hint}")
     if out.exists() and not _is_record_of(out, this, inside=in_run):
         raise MistError(
-            f"{out}: exists and is not a metrics file of mist eval of {this}; choose another"
+            f"{out}: exists and is not a metrics file of mist eval of {this}; "
+            + ("choose another" if given else "move it away, or give --json")
         )
 
 
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         out = None  # a pretrained model has no run directory to write into
     if out is not None:
         # the run's own data is known only now
-        check_json_out(out, args.run, result.data, args.model)
+        check_json_out(out, args.run, result.data, args.model, given=bool(args.json))
         atomic_write_json(out, result.to_dict())
     say(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.preset:
             asked = config.resolve(args.preset, overrides)
+            asked.train.steps = steps  # only --set raises them, never the preset's own
         else:
             asked = config.apply_overrides(copy.deepcopy(saved), overrides)
         cfg, ignored = run_dir.resume_config(asked)

@@ -121,6 +121,13 @@ def _column(header: list[str], *names: str) -> int | None:
     return None
 
 
+#: The columns a boxes CSV may name (another would be dropped silently: labels lost); the
+#: ``score`` of the CSV ``mist detect`` writes is read back and not used.
+_BOX_COLUMNS = frozenset(
+    ("filename", "image", "cx", "cy", "w", "h", "x", "y", "side", "class", "label", "score")
+)
+
+
 def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]:
     rows = _csv_rows(path)
     if not rows:
@@ -135,6 +142,12 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     twice = sorted({c for c in header if c and header.count(c) > 1})
     if twice:
         raise DataError(f"{path}: the header names {', '.join(twice)} more than once")
+    unknown = [c for c in header if c not in _BOX_COLUMNS]  # a class column as "category"
+    if unknown:
+        raise DataError(
+            f"{path}: the header names {unknown[0]!r}, which import-images does not read (it "
+            "reads filename or image, cx,cy,w,h or x,y,side, class or label, score); rename or drop it"
+        )
     for one, other in (("filename", "image"), ("class", "label")):  # a column dropped silently
         if one in header and other in header:
             raise DataError(f"{path}: the header names both {one} and {other}; keep one")

@@ -155,14 +155,19 @@ def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "imag
     Any mode: transparent pixels over black, 16-bit gray scaled by 65535, float images as they
     are (``name`` is named if they hold NaN or infinite values).
     """
-    deep = float_pixels(im, name)
-    if deep is not None:
-        a = deep[None]  # (1, H, W)
-        if channels == 3:
-            a = np.repeat(a, 3, axis=0)
-        return torch.from_numpy(a.astype(np.float32))
-    im = over_black(im).convert("L" if channels == 1 else "RGB")
-    a = np.asarray(im, dtype=np.float32) / 255.0
+    try:
+        deep = float_pixels(im, name)
+        if deep is not None:
+            a = deep[None]  # (1, H, W)
+            if channels == 3:
+                a = np.repeat(a, 3, axis=0)
+            return torch.from_numpy(a.astype(np.float32))
+        im = over_black(im).convert("L" if channels == 1 else "RGB")
+        a = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError) as exc:  # a Pillow image of a cut or closed file
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{name}: not a readable image ({exc})") from None
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
     return torch.from_numpy(np.ascontiguousarray(a))
 
