@@ -380,6 +380,13 @@ def import_images_of_a_link_to_nowhere(tmp_path, run):
 
 
 @case
+def train_on_a_dataset_with_generator_sizes(tmp_path, run):
+    ds = dataset(tmp_path)  # was ignored, and recorded in config.json as if used
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]
+    return [*argv, "--set", "data.n_train=5"], ["--set data.n_train=5: training reads the dataset"]
+
+
+@case
 def train_on_a_missing_data_directory(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "new", "--data", "nodata"]
     return argv, ["--data nodata: no such dataset directory"]

@@ -140,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.preset:
             raise MistError("--preset NAME is required (see mist train --list-presets)")
         cfg = config.resolve(args.preset, overrides)
+    unused = [k for k in ("data.n_train", "data.n_val", "data.n_test", "data.digits") if k in sets]
+    if cfg.data.path and unused:  # they size or feed a generator's scenes, not a directory's
+        raise MistError(
+            f"--set {sets[unused[0]]}: training reads the dataset {cfg.data.path}, whose splits "
+            f"and digits are made; leave out {unused[0]} (mist data make sets them)"
+        )
     if cfg.data.path and "data.name" in sets and not args.resume:
         # The run would record a generator it never used (reproduce's commands name the same).
         made = str(read_manifest(cfg.data.path).get("name", ""))
