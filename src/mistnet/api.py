@@ -147,6 +147,24 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
         model.train(was)
 
 
+def _check_size(model: MIST, where: str, H: int, W: int, k: int) -> None:
+    """Refuse an ``H`` x ``W`` image ``model`` cannot take: smaller than its heatmap network
+    reaches, of fewer pixels than ``k``, or (the grid baseline) not the size it trained on."""
+    smallest = min_image_side(model)
+    if min(H, W) < smallest:
+        raise ValueError(
+            f"{where}: {W}x{H} is too small for the model (at least {smallest}x{smallest})"
+        )
+    if H * W < k:
+        raise ValueError(f"k = {k} asks for more detections than {where}'s {W}x{H} pixels")
+    trained = tuple(model.config.record.image_size)
+    if isinstance(model, GridMIST) and trained and (H, W) != trained:  # as eval refuses it
+        raise ValueError(
+            f"{where}: {W}x{H}; this grid baseline takes the {trained[1]}x{trained[0]} images it "
+            "was trained on"
+        )
+
+
 def predict(
     model: MIST,
     images: Any,
@@ -201,23 +219,11 @@ def predict(
     cfg = model.config
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
-    smallest = min_image_side(model)
     dtype = next(model.parameters()).dtype  # a model made .double() or .half() by its user
     results = []
     for where, image in _as_images(images, cfg.model.in_channels, max_pixels):
         _, H, W = image.shape
-        if min(H, W) < smallest:
-            raise ValueError(
-                f"{where}: {W}x{H} is too small for the model (at least {smallest}x{smallest})"
-            )
-        if H * W < k:
-            raise ValueError(f"k = {k} asks for more detections than {where}'s {W}x{H} pixels")
-        trained = tuple(cfg.record.image_size)
-        if isinstance(model, GridMIST) and trained and (H, W) != trained:  # as eval refuses it
-            raise ValueError(
-                f"{where}: {W}x{H}; this grid baseline takes the {trained[1]}x{trained[0]} images "
-                "it was trained on"
-            )
+        _check_size(model, where, H, W, k)
         x = image.to(device, dtype)
         if cfg.model.output == "signed":
             x = 2 * x - 1  # the Gabor auto-encoder works on signed images
