@@ -287,6 +287,8 @@ def class_name(name: str, where: str | os.PathLike) -> str:
         mistnet.errors.DataError: labels.csv row 2: class name 'cat\ndog' holds the control character '\n'; name the class with printable characters
     """
     printable(name, f"{where}: class name", "name the class with printable characters")
+    if "," in name:  # classes are listed comma-separated (the import's summary, messages)
+        raise DataError(f"{where}: class name {name!r} holds a comma; name it without one")
     for end in {name[:1], name[-1:]} - {""}:  # a zero-width space pasted at an end: a class
         if unicodedata.category(end) == "Cf" or end.isspace():  # that prints as another
             raise DataError(

@@ -233,6 +233,15 @@ labels_csv_case = csv_case("--labels", "labels.csv")
 boxes_csv_case("boxes_csv_without_a_header", "0.png,10,10,5,5\n", "the first line is no header")
 boxes_csv_case("boxes_csv_naming_class_and_label", "filename,cx,cy,w,h,class,label\n0.png,9,9,5,5,a,b\n",
                "the header names both class and label; keep one")  # fmt: skip
+# Before: a dataset written with a box of side 0 (every command then blamed its manifest);
+# an unclosed quote swallowed the rows after it ("no row for 1.png"); a class "a,b" listed as
+# two.
+boxes_csv_case("boxes_csv_with_a_side_below_float32", "filename,cx,cy,w,h\n0.png,9,9,1e-50,3\n",
+               "line 2: the box 9, 9, 1e-50, 3 has a side too small for float32")  # fmt: skip
+labels_csv_case("labels_csv_with_an_unclosed_quote", 'filename,labels\n0.png,"a\n',
+                "line 2: not a readable CSV file (unexpected end of data")  # fmt: skip
+labels_csv_case("labels_csv_class_with_a_comma", 'filename,labels\n0.png,"a,b"\n',
+                "class name 'a,b' holds a comma")  # fmt: skip
 boxes_csv_case("boxes_csv_with_a_category_column", "filename,cx,cy,w,h,category\n0.png,9,9,5,5,a\n",
                "the header names 'category', which import-images does not read")  # fmt: skip
 boxes_csv_case("boxes_csv_with_an_underscore_number", "filename,cx,cy,w,h\n0.png,1_0,9,5,5\n",

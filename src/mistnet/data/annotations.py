@@ -78,10 +78,13 @@ def _resolver(root: Path, images: list[Path], where: str):
 
 def _csv_rows(path: Path) -> list[list[str]]:
     text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # a stray quote: refused
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+        rows = list(reader)
+    except csv.Error as exc:  # "unexpected end of data": a quote opened and never closed
+        raise DataError(
+            f"{path} line {reader.line_num}: not a readable CSV file ({exc}; an unclosed quote?)"
+        ) from None
     return [row for row in rows if any(cell.strip() for cell in row)]
 
 
@@ -205,9 +208,14 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
 
 def _float32_box(values: list[float], where: str) -> np.ndarray:
     """``(1, 4)`` float32 of a box's ``values``, refused (naming ``where``, the input) when
-    one is too large for float32 (1e39 would become infinite in the dataset)."""
-    require_float32(values, f"{where}: the box {', '.join(f'{v:g}' for v in values)}")
-    return np.float32([values])
+    one is too large for float32 (1e39 would become infinite in the dataset) or a side too
+    small (1e-50 would become 0)."""
+    shown = f"{where}: the box {', '.join(f'{v:g}' for v in values)}"
+    require_float32(values, shown)
+    box = np.float32([values])
+    if (box[0, 2:] <= 0).any():  # a side of 1e-50 is 0 in float32: a box of no size
+        raise DataError(f"{shown} has a side too small for float32 (it would be 0)")
+    return box
 
 
 def _coco_list(doc: dict, key: str, path: Path) -> list[dict]:
