@@ -11,9 +11,11 @@ from mistnet.config import (
     from_dict,
     load_json,
     load_preset,
+    overridden,
     preset_names,
     resolve,
     set_value,
+    validate,
 )
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
@@ -421,3 +423,22 @@ def test_an_older_run_config_that_used_a_removed_option_is_refused(tmp_path, tra
     path.write_text(json.dumps(old_run_config(**train)))
     with pytest.raises(MistError, match=message):
         load_json(path)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: from_dict(5), "data must be a dict"),
+        (lambda: validate(5), "cfg must be a mistnet.config.Config"),
+        (lambda: load_preset(None), "preset must be a path as text"),
+        (lambda: load_json(5), "path must be a path as text"),
+        (lambda: resolve("mnist-hard-cpu", "model.k=3"), "overrides must be a list"),
+        (lambda: apply_overrides(load_preset("mnist-hard-cpu"), [5]), "overrides must hold"),
+        (lambda: overridden("model.k=3"), "overrides must be a list"),
+    ],
+)
+def test_the_config_functions_name_an_argument_of_the_wrong_type(call, message):
+    """Before: AttributeError / "expected str, bytes or os.PathLike object", and a single
+    string of overrides was read character by character ("override 'm' must look like ...")."""
+    with pytest.raises(TypeError, match=message):
+        call()

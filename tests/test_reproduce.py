@@ -796,3 +796,27 @@ def test_extra_meters_give_the_numbers_of_a_second_pass(extra, preset, data):
     assert extra_meters("", cfg) == []
     with pytest.raises(ValueError, match="unknown extra metric 'nope'"):
         extra_meters("nope", cfg)
+
+
+def test_a_shared_data_root_waits_for_the_other_reproduction_then_reuses(tmp_path):
+    """Two reproductions sharing --data-root: the second waits while the first makes a
+    dataset, then reuses it (before: it failed with "already holds a dataset; remove it")."""
+    import threading
+
+    from mistnet.io import exclusive_lock
+    from mistnet.reproduce.data import _prepare, prepare
+
+    budget, first, second = BUDGETS["smoke"], [], []
+    done: list[Path] = []
+    with exclusive_lock(tmp_path, "mist reproduce"):
+        waiter = threading.Thread(
+            target=lambda: done.append(
+                prepare("mnist-hard", budget, 0, tmp_path, None, second.append)
+            )
+        )
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and len(second) == 1 and second[0].startswith("waiting for")
+        made = _prepare("mnist-hard", budget, 0, tmp_path, None, first.append, False, "embedded")
+    waiter.join(timeout=60)
+    assert done == [made] and len(second) == 1  # reused: no "data: ..." line of its own

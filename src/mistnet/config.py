@@ -27,7 +27,7 @@ from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.machine import max_threads
 from mistnet.runpaths import resolved
-from mistnet.validate import parse_error, read_json, read_text
+from mistnet.validate import parse_error, path_argument, read_json, read_text
 
 
 @dataclass
@@ -222,7 +222,13 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any]) -> Config:
-    """Build a :class:`Config` from nested dicts, rejecting unknown keys and out-of-range values."""
+    """Build a :class:`Config` from nested dicts, rejecting unknown keys and out-of-range values.
+
+    Raises:
+        TypeError: ``data`` is not a dict.
+        MistError: an unknown section or key, a wrong type or an out-of-range value.
+    """
+    _require_dict(data, "data")
     cfg = Config()
     for section, values in data.items():
         if section not in SECTIONS:
@@ -234,6 +240,11 @@ def from_dict(data: dict[str, Any]) -> Config:
     return validate(cfg)
 
 
+def _require_dict(value: object, name: str) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict of config sections, got {type(value).__name__}")
+
+
 def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
     if not ok:
         raise MistError(f"{key} must be {allowed}, got {value!r}")
@@ -242,8 +253,11 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
 def validate(cfg: Config) -> Config:
     """Check the ranges and the cross-section rules that types alone cannot express.
 
-    Returns ``cfg``; raises :class:`MistError` naming the first offending key.
+    Returns ``cfg``; raises :class:`MistError` naming the first offending key (TypeError when
+    ``cfg`` is no :class:`Config`).
     """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a mistnet.config.Config, got {type(cfg).__name__}")
     _validate_model(cfg.model)
     _validate_record(cfg.record, cfg.model)
     _validate_run(cfg.data, cfg.train, cfg.model)
@@ -448,7 +462,21 @@ def override(key: str, value: Any) -> str:
 def overridden(overrides: list[str]) -> dict[str, str]:
     """The ``section.key=value`` items of ``overrides`` by the key each sets (the last of a key
     wins, as in :func:`apply_overrides`); an item without ``=`` is that function's to refuse."""
-    return {item.split("=", 1)[0].strip(): item for item in overrides}
+    return {item.split("=", 1)[0].strip(): item for item in _override_list(overrides)}
+
+
+def _override_list(overrides: object) -> list[str]:
+    """``overrides`` as a list of strings; a single string (whose characters would be taken
+    one by one) or anything else is a TypeError."""
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, (list, tuple)):
+        raise TypeError(
+            f"overrides must be a list of 'section.key=value' strings, got "
+            f"{type(overrides).__name__}"
+        )
+    for item in overrides:
+        if not isinstance(item, str):
+            raise TypeError(f"overrides must hold strings, got {type(item).__name__}")
+    return list(overrides)
 
 
 def _parse_value(text: str, where: str = "value") -> Any:
@@ -468,8 +496,13 @@ def _parse_value(text: str, where: str = "value") -> Any:
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``section.key=value`` strings (TOML values: ``3e-4``, ``true``, ``[1.0, 0.5]``)."""
-    for item in overrides:
+    """Apply ``section.key=value`` strings (TOML values: ``3e-4``, ``true``, ``[1.0, 0.5]``).
+
+    Raises:
+        TypeError: ``overrides`` is not a list (or tuple) of strings.
+        MistError: an item that is not ``section.key=value``, an unknown key or a bad value.
+    """
+    for item in _override_list(overrides):
         if "=" not in item:
             raise MistError(f"override {item!r} must look like section.key=value")
         dotted, text = item.split("=", 1)
@@ -495,8 +528,9 @@ def load_preset(name_or_path: str) -> Config:
     Raises:
         MistError: an unknown name, a missing file, a file that is not UTF-8 or not valid
             TOML / JSON, or a config that does not validate; one line naming the file.
+        TypeError: ``name_or_path`` is not a str or path.
     """
-    path = Path(name_or_path)
+    path = Path(path_argument(name_or_path, "preset"))
     if path.suffix == ".json":
         return load_json(path)
     if path.suffix == ".toml" or path.exists():
@@ -536,8 +570,9 @@ def load_json(path: str | Path) -> Config:
     Raises:
         MistError: not a regular UTF-8 file of strict JSON, not an object, or not a valid
             config; one line naming the file.
+        TypeError: ``path`` is not a str or path.
     """
-    data = read_json(path)
+    data = read_json(path_argument(path, "path"))
     if not isinstance(data, dict):
         raise MistError(f"{path}: not a valid config file (not a JSON object)")
     return resolved(_from_file(data, str(path), recorded=True), Path(path).parent)
@@ -549,9 +584,13 @@ def from_record(data: dict[str, Any], source: str) -> Config:
 
     Raises:
         MistError: not a valid config, one line starting with ``source``.
+        TypeError: ``data`` is not a dict.
     """
+    _require_dict(data, "data")
     return _from_file(data, source, recorded=True)
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:
+    """The config of ``preset`` (:func:`load_preset`) with ``overrides`` applied
+    (:func:`apply_overrides`)."""
     return apply_overrides(load_preset(preset), overrides or [])

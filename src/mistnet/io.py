@@ -49,7 +49,10 @@ LOCK = ".lock"
 
 @contextmanager
 def exclusive_lock(
-    directory: str | os.PathLike, command: str, transient: bool = False
+    directory: str | os.PathLike,
+    command: str,
+    transient: bool = False,
+    wait: Callable[[str], object] | None = None,
 ) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``directory/.lock`` while the block runs.
 
@@ -58,9 +61,12 @@ def exclusive_lock(
     process, so a killed one never leaves a stale lock behind. The file holds the holder's pid.
     ``transient``: the lock file is removed again (while still held) when this call made it,
     so a directory that must stay as it was on failure (``mist detect``'s) keeps no ``.lock``.
+    ``wait``: when another process holds the lock, say so through it and wait for the lock
+    instead of refusing (a shared folder whose holder finishes what this call needs).
 
     Raises:
-        MistError: another process holds the lock (``command`` names what it runs).
+        MistError: another process holds the lock (``command`` names what it runs) and
+            ``wait`` is None.
     """
     if fcntl is None:
         yield
@@ -77,10 +83,14 @@ def exclusive_lock(
         except BlockingIOError:
             f.seek(0)
             pid = f.read().strip() or "?"
-            raise MistError(
-                f"another {command} is writing to {path} (pid {pid}); wait for it to finish or "
-                "use another --out"
-            ) from None
+            if wait is None:
+                raise MistError(
+                    f"another {command} is writing to {path} (pid {pid}); wait for it to "
+                    "finish or use another --out"
+                ) from None
+            holder = "" if pid == "?" else f" (pid {pid})"  # "?": read before it wrote its pid
+            wait(f"waiting for another {command} writing to {path}{holder}")
+            fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")

@@ -95,7 +95,7 @@ def path_argument(value: str | os.PathLike, name: str) -> str:
         ...
         mistnet.errors.ArgumentError: run 'run\x00' holds a NUL character; no file is named so
     """
-    text = os.fspath(value)
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a path as text, got {type(value).__name__}")
     if "\0" in text:

@@ -27,6 +27,7 @@ from mistnet.data.official import export_official, import_official
 from mistnet.data.store import load_split, read_manifest
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
+from mistnet.io import exclusive_lock
 from mistnet.reproduce.plan import Budget
 
 OFFICIAL = "mnist-hard-official"
@@ -77,10 +78,19 @@ def prepare(
     one gets only its test split. A later request for all splits (a run training on it) adds
     the others; the test split comes out the same (scenes are seeded per split and index).
 
+    Two reproductions may share ``root``: the one that comes second waits (saying so through
+    ``log``) while the other makes a dataset (``root/.lock``), then reuses it.
+
     Raises:
         MistError: an existing directory made differently, or SVHN asked for without ``svhn``.
         DataError: corrupt SVHN input.
     """
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(root, "mist reproduce", wait=log):
+        return _prepare(key, budget, seed, root, svhn, log, test_only, digits)
+
+
+def _prepare(key, budget, seed, root, svhn, log, test_only, digits) -> Path:
     if key == "svhn":
         if svhn is None:
             raise MistError("SVHN data needs --svhn DIR")
