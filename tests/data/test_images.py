@@ -304,3 +304,26 @@ def test_one_image_too_small_for_its_bands_says_what_to_pass(capsys, tmp_path):
     )
     assert_user_error(mist(capsys, *base), "1 images leave none", "pass --crop H W")
     assert not out.exists()
+
+
+def test_32_bit_and_float_pixels_out_of_range_are_clipped_with_a_warning():
+    """A 32-bit grey image (Pillow's ``I``) with values below 0 or above 65535 was clipped
+    without a word; a float one outside [0, 1] was already said. In range: no warning."""
+    from mistnet.data.images import float_pixels
+    from mistnet.errors import MistWarning
+
+    wide = Image.fromarray(np.array([[-5, 0], [1000, 70000]], np.int32), mode="I")
+    with pytest.warns(
+        MistWarning, match=r"x.png: 32-bit pixels in \[-5, 70000\] clipped to \[0, 65535\]"
+    ):
+        a = float_pixels(wide, "x.png")
+    np.testing.assert_allclose(a, [[0, 0], [1000 / 65535, 1]])
+    floats = Image.fromarray(np.array([[-0.5, 2.0]], np.float32), mode="F")
+    with pytest.warns(MistWarning, match=r"float pixels in \[-0.5, 2\] clipped to \[0, 1\]"):
+        assert float_pixels(floats, "f.tif").tolist() == [[0.0, 1.0]]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        narrow = Image.fromarray(np.array([[0, 200]], np.int32), mode="I")
+        assert float_pixels(narrow, "n.png").tolist() == [[0.0, 200 / 255]]

@@ -112,8 +112,10 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
 def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
     """``(H, W)`` float64 in [0, 1] of a 16-bit or float image; ``None`` for 8-bit modes.
 
-    16-bit grey is scaled (65535 -> 1), not clipped; a float image must be finite and is
-    clipped to [0, 1] (with a :class:`~mistnet.errors.MistWarning` when that changed it).
+    16-bit grey is scaled (65535 -> 1), not clipped; 32-bit grey (``I``) likewise, or 255 -> 1
+    when it holds no value above 255, clipped to that range; a float image must be finite and
+    is clipped to [0, 1]. A :class:`~mistnet.errors.MistWarning` says when clipping changed
+    a value.
 
     Raises:
         DataError: a float image with NaN or infinite values.
@@ -122,15 +124,17 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
         return None
     a = np.asarray(im, dtype=np.float64)
     require_finite(a, f"{path}: pixels")
+    top = 1.0
     if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
-        a = a / (65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0)
-    elif a.size and (a.min() < 0 or a.max() > 1):  # 0..255 floats would all turn white
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+    if a.size and (a.min() < 0 or a.max() > top):  # 0..255 floats would all turn white
+        kind = "float" if im.mode == "F" else "32-bit"
         warnings.warn(
-            f"{path}: float pixels in [{a.min():g}, {a.max():g}] clipped to [0, 1]",
+            f"{path}: {kind} pixels in [{a.min():g}, {a.max():g}] clipped to [0, {top:g}]",
             MistWarning,
             2,
         )
-    return np.clip(a, 0.0, 1.0)
+    return np.clip(a / top, 0.0, 1.0)
 
 
 def over_black(im: Image.Image) -> Image.Image:
