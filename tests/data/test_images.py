@@ -306,9 +306,10 @@ def test_one_image_too_small_for_its_bands_says_what_to_pass(capsys, tmp_path):
     assert not out.exists()
 
 
-def test_32_bit_and_float_pixels_out_of_range_are_clipped_with_a_warning():
+def test_32_bit_pixels_have_one_scale_and_clipping_is_said():
     """A 32-bit grey image (Pillow's ``I``) with values below 0 or above 65535 was clipped
-    without a word; a float one outside [0, 1] was already said. In range: no warning."""
+    without a word, and scaled by 255 or 65535 as its own maximum chose; a float one outside
+    [0, 1] was already said. In range: no warning."""
     from mistnet.data.images import float_pixels
     from mistnet.errors import MistWarning
 
@@ -325,5 +326,9 @@ def test_32_bit_and_float_pixels_out_of_range_are_clipped_with_a_warning():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        narrow = Image.fromarray(np.array([[0, 200]], np.int32), mode="I")
-        assert float_pixels(narrow, "n.png").tolist() == [[0.0, 200 / 255]]
+        deep = Image.fromarray(np.array([[0, 200, 60000]], np.int32), mode="I")
+        assert float_pixels(deep, "d.tif").tolist() == [[0.0, 200 / 65535, 60000 / 65535]]
+    # one scale for every image: 200 reads the same whether another pixel is above 255 or not
+    narrow = Image.fromarray(np.array([[0, 200]], np.int32), mode="I")
+    with pytest.warns(MistWarning, match="n.png: 32-bit pixels all at most 200, read as 16-bit"):
+        assert float_pixels(narrow, "n.png").tolist() == [[0.0, 200 / 65535]]

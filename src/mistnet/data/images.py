@@ -112,10 +112,10 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
 def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
     """``(H, W)`` float64 in [0, 1] of a 16-bit or float image; ``None`` for 8-bit modes.
 
-    16-bit grey is scaled (65535 -> 1), not clipped; 32-bit grey (``I``) likewise, or 255 -> 1
-    when it holds no value above 255, clipped to that range; a float image must be finite and
-    is clipped to [0, 1]. A :class:`~mistnet.errors.MistWarning` says when clipping changed
-    a value.
+    16-bit grey is scaled (65535 -> 1), not clipped; 32-bit grey (``I``) is taken as 16-bit
+    (65535 -> 1) and clipped to it; a float image must be finite and is clipped to [0, 1]. A
+    :class:`~mistnet.errors.MistWarning` says when clipping changed a value, or when a 32-bit
+    image holds no value above 255 (8-bit values: nearly black as 16-bit).
 
     Raises:
         DataError: a float image with NaN or infinite values.
@@ -124,13 +124,21 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
         return None
     a = np.asarray(im, dtype=np.float64)
     require_finite(a, f"{path}: pixels")
-    top = 1.0
-    if im.mode != "F":  # 16-bit grey (older Pillow opens it as 32-bit "I")
-        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+    # 32-bit grey ("I": a 32-bit TIFF, Image.fromarray of int32, a 16-bit PNG in Pillow < 10)
+    # is read as 16-bit, one scale for every image: not by its own maximum, which made one
+    # pixel above 255 darken the whole image 257 times
+    top = 1.0 if im.mode == "F" else 65535.0
+    kind = "float" if im.mode == "F" else "32-bit"
     if a.size and (a.min() < 0 or a.max() > top):  # 0..255 floats would all turn white
-        kind = "float" if im.mode == "F" else "32-bit"
         warnings.warn(
             f"{path}: {kind} pixels in [{a.min():g}, {a.max():g}] clipped to [0, {top:g}]",
+            MistWarning,
+            2,
+        )
+    elif im.mode == "I" and a.size and 0 < a.max() <= 255:
+        warnings.warn(
+            f"{path}: 32-bit pixels all at most {a.max():g}, read as 16-bit (65535 is white): "
+            "nearly black; save 8-bit values as 8-bit (mode L) images",
             MistWarning,
             2,
         )

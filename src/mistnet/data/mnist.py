@@ -152,6 +152,29 @@ def _holds_mnist(cache: Path, md5: Mapping[str, str]) -> bool:
     return all((cache / s).is_file() and _file_md5(cache / s) == want for s, want in md5.items())
 
 
+def _check_replaceable(cache: Path, md5: Mapping[str, str]) -> None:
+    """Refuse to replace ``cache`` unless it is missing or a folder of nothing but the files of
+    ``md5``: it is replaced as a whole, and a user's files put there (the ``.gz`` originals
+    given to ``--from``, notes) would go with it."""
+    if not os.path.lexists(cache):
+        return
+    if cache.is_symlink() or not cache.is_dir():
+        kind = "a symbolic link" if cache.is_symlink() else "a file"
+        raise DataError(
+            f"{cache}: is {kind}, not the MNIST cache folder; move it away (or set "
+            "MISTNET_DATA to another folder)"
+        )
+    with os.scandir(cache) as entries:
+        foreign = sorted(
+            e.name for e in entries if e.name not in md5 or not e.is_file(follow_symlinks=False)
+        )
+    if foreign:
+        raise DataError(
+            f"{cache}: holds {foreign[0]!r}, which is not one of the four MNIST files kept "
+            "there; the cache is replaced as a whole: move it away first"
+        )
+
+
 def _fill_cache(
     cache: Path | None, md5: Mapping[str, str], put: Callable[[str, Path], None]
 ) -> Path:
@@ -162,11 +185,13 @@ def _fill_cache(
     failure (an interrupt included) the temporary folder and the parents made for it are
     removed. An existing ``cache`` (one that failed the check) is renamed aside first and
     removed after: a kill in between leaves no cache, never half of one, and the next run
-    removes the leftovers (:func:`~mistnet.io.remove_stale_temporaries`).
+    removes the leftovers (:func:`~mistnet.io.remove_stale_temporaries`). A ``cache`` that
+    holds anything else is refused before any file is fetched (:func:`_check_replaceable`).
     """
     cache = mnist_cache() if cache is None else cache
     if _holds_mnist(cache, md5):
         return cache
+    _check_replaceable(cache, md5)
     created = make_parents(cache.parent)
     remove_stale_temporaries(cache.parent, cache.name)
     tmp = temporary_sibling(cache)
