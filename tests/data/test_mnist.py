@@ -226,3 +226,29 @@ def test_the_real_mnist_passes_the_canonical_md5s_and_makes_scenes(capsys, tmp_p
     )
     assert rc == 0, err
     assert SceneFolder(out, "test").manifest["digits"] == "mnist"
+
+
+def test_a_cache_folder_holding_files_of_the_users_is_never_replaced(capsys, tmp_path, monkeypatch):
+    """Before: the cache folder was replaced as a whole, deleting what else it held: the ``.gz``
+    originals when ``--from`` was the cache itself, notes, a file named ``mnist``."""
+    cache = mnist_cache()
+    content = small_mnist(cache, gzipped=tuple(MNIST_MD5))  # the originals kept in the cache
+    monkeypatch.setattr(mnist, "MNIST_MD5", md5s(content))
+    (cache / "notes.txt").write_text("mine")
+    before = files_under(data_cache())
+    result = mist(capsys, "data", "download", "mnist", "--from", cache)
+    assert_user_error(result, str(cache), "'notes.txt'", "move it away first")
+    assert files_under(data_cache()) == before
+
+    (cache / "notes.txt").unlink()  # the .gz originals alone are not the cache's either
+    result = mist(capsys, "data", "download", "mnist", "--from", cache)
+    assert_user_error(result, "'t10k-images-idx3-ubyte.gz'", "replaced as a whole")
+
+    small_mnist(tmp_path / "src", gzipped=tuple(MNIST_MD5))
+    for path in cache.iterdir():
+        path.unlink()
+    cache.rmdir()
+    cache.write_text("a file of mine")
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, str(cache), "is a file, not the MNIST cache folder")
+    assert cache.read_text() == "a file of mine"
