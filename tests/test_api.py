@@ -364,6 +364,7 @@ def test_load_and_fit_leave_the_callers_random_generator_and_threads(tmp_path):
     mistnet.fit("tiny-cpu", squares(8, 0), out=tmp_path / "r", steps=1, num_classes=2,
                 progress=False, threads=1)  # fmt: skip
     mistnet.load(tmp_path / "r")
+    mistnet.load("mnist-hard-classifier")  # a pretrained model: it reseeded torch too
     torch.testing.assert_close(torch.rand(3), expected)
     assert torch.get_num_threads() == 2
     torch.set_num_threads(threads)

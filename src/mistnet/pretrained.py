@@ -27,7 +27,7 @@ from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
 from mistnet.errors import ArgumentError, DataError, MistError, unprintable
 from mistnet.io import require_short_name
-from mistnet.models.build import build_model
+from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
@@ -161,8 +161,7 @@ def load(name: str, device: torch.device | str = "cpu") -> tuple[Config, MIST, C
     """
     ckpt, _ = read(name, device)
     cfg = from_record(ckpt.config, str(ckpt.path))
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.train.method)
+    model = build_to_load(cfg.model, cfg.train.method)
     ckpt.load_model(model)
     return cfg, model.to(device).eval(), ckpt
 

@@ -27,7 +27,7 @@ from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
 from mistnet.metrics import unmeasured
-from mistnet.models.build import build_model
+from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
@@ -356,9 +356,7 @@ class Run:
         ckpt = Checkpoint(path, device=device)
         if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
             cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
-        with torch.random.fork_rng(devices=[]):  # the caller's generator left as it was
-            torch.manual_seed(0)
-            model = build_model(cfg.model, cfg.train.method)
+        model = build_to_load(cfg.model, cfg.train.method)
         ckpt.load_model(model, average=True)
         return cfg, model.to(device).eval(), ckpt
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from mistnet.config import ModelConfig
@@ -59,3 +60,11 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
             background=cfg.background,
         )
     raise ValueError(f"unknown method {method!r}; expected mist, supervised, channelwise or grid")
+
+
+def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
+    """:func:`build_model` for a checkpoint to be loaded into: initialised from torch's seed 0
+    (the same model every time), the caller's random generator left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_model(cfg, method)
