@@ -160,6 +160,7 @@ def image_item(**change):
         ([image_item(image=None)], {}, ValueError, "item 0: expected an image as numbers"),
         ([{"labels": [0]}], {}, ValueError, "item 0: a dict item needs an 'image' key"),
         (None, {}, TypeError, "train_data must be a Dataset"),
+        (image_item(), {}, TypeError, "train_data must be a map-style Dataset .* a dict \\(one"),
         ([torch.rand(1, 32, 32)], {"minutes": "5"}, TypeError, "minutes must be a number"),
         ([torch.rand(1, 32, 32)], {"minutes": float("nan")}, ValueError, "minutes must be a fin"),
         ([torch.rand(1, 32, 32)], {"device": "gpu"}, ValueError, "device must be cpu, cuda"),
@@ -196,11 +197,13 @@ def labelled(n, label=None, at=None, size=32):
             "train_data item 2: labels must be class indices, got booleans",
         ),
         (labelled(8), labelled(4, size=24), "val item 0 is (1, 24, 24), train_data item 0 (1, 32"),
+        (labelled(8, [], at=6), None, "train_data item 6: no label; a classifier learns from"),
     ],
 )
 def test_fit_names_the_item_and_argument_of_a_bad_label_or_size(tmp_path, train_data, val, message):
     # Before: a label past the classes failed in losses.py or matching.py, naming no item; True
-    # was class 1; a val set of another image size was accepted.
+    # was class 1; a val set of another image size was accepted; an image without a label
+    # stopped training at the batch that drew it (a checkpoint written), naming no item.
     with pytest.raises(ValueError, match=re.escape(message)):
         mistnet.fit("tiny-cpu", train_data, val, out=tmp_path / "r", steps=3, num_classes=2, k=1)
     assert list(tmp_path.iterdir()) == []

@@ -189,13 +189,19 @@ def predict(
         One :class:`Prediction` per image, in order.
 
     Raises:
-        TypeError: an input of another type, a ``k`` or ``max_pixels`` that is not an integer
+        TypeError: a ``model`` not returned by :func:`load` or :func:`fit`, an input of
+            another type, a ``k`` or ``max_pixels`` that is not an integer
             or a ``min_score`` that is no number (numpy scalars and one-element tensors are).
         ValueError: a tensor of another shape, empty, not dense, on the meta device or outside
             [0, 1], an empty path, a ``k``, ``min_score`` or ``max_pixels`` out of range, an image
             smaller than the model accepts or above ``max_pixels``.
         DataError: a file that cannot be read as an image.
     """
+    if not isinstance(model, PatchModel) or not isinstance(getattr(model, "config", None), Config):
+        raise TypeError(
+            "predict takes a model returned by mistnet.load or mistnet.fit (a model built by "
+            f"hand has no config to read images by), got {type(model).__name__}"
+        )
     max_pixels = _scalar(max_pixels)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
         raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
@@ -438,8 +444,9 @@ def fit(
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
     for items in (train_set, val_set) if cfg.model.task == "classify" else ():
-        if items is not None:  # each item's labels are checked as it is read
+        if items is not None:  # each item's labels are checked now, and as it is read
             items.num_classes = cfg.model.num_classes
+            items.check_labels(need_one=items is train_set)
     if progress is None:
         progress = sys.stderr.isatty()
     with _callers_torch_state():

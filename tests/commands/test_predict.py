@@ -1,5 +1,6 @@
 """``model.predict`` against ``mist detect``; the box and count limits of ``mist detect``."""
 
+import copy
 import json
 
 import numpy as np
@@ -106,6 +107,11 @@ def test_predict_errors_are_value_or_type_errors_naming_the_input(tiny_run):
     for bad, error in (("100", TypeError), (1e3, TypeError), (None, TypeError), (0, ValueError)):
         with pytest.raises(error, match=r"max_pixels must be"):
             model.predict(dense, max_pixels=bad)
+    bare = copy.deepcopy(model)
+    del bare.config  # a MIST built by hand, as the README's library section does
+    for not_loaded in (bare, torch.nn.Linear(1, 1)):
+        with pytest.raises(TypeError, match="predict takes a model returned by mistnet.load"):
+            mistnet.predict(not_loaded, dense)  # before: AttributeError 'config'
 
 
 def test_predict_takes_numpy_and_torch_scalars_for_k_min_score_and_max_pixels(tiny_run):

@@ -18,6 +18,7 @@ every other entry point asks (:func:`mistnet.validate.class_names`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -139,6 +140,12 @@ class SceneItems(Dataset):
     signed = False
 
     def __init__(self, dataset: Dataset, what: str = "dataset") -> None:
+        if isinstance(dataset, Mapping | str | bytes):  # indexed by keys or characters
+            one = " (one item? put it in a list)" if isinstance(dataset, Mapping) else ""
+            raise TypeError(
+                f"{what} must be a map-style Dataset indexed 0..len-1, such as a list of "
+                f"items, got a {type(dataset).__name__}{one}"
+            )
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(
                 f"expected a map-style Dataset (len and indexing), got {type(dataset).__name__}"
@@ -173,6 +180,37 @@ class SceneItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    def check_labels(self, need_one: bool = False) -> None:
+        """Read every item's labels once, before training, so that a label of
+        :attr:`num_classes` or more, or with ``need_one`` (a classifier's training data, whose
+        loss learns from each image's labels) an image without any, is refused naming the
+        item, not by the loss at the batch that draws it.
+
+        Raises:
+            DataError: naming the first such item.
+        """
+        if "labels" not in self.annotations:
+            return
+        for index in range(len(self)):
+            raw = self._unwrap(self.dataset[index])
+            where = f"{self.what} item {index}"
+            if self._kind(raw) != self.annotations:
+                raise DataError(f"{where} carries other ground truth than item 0")
+            labels = _labels(raw.get("labels", []) if isinstance(raw, dict) else raw[1], where)
+            if need_one and labels.numel() == 0:
+                raise DataError(
+                    f"{where}: no label; a classifier learns from the labels of each training "
+                    "image, so every one needs at least one"
+                )
+            self._check_classes(labels, where)
+
+    def _check_classes(self, labels: torch.Tensor, where: str) -> None:
+        n = self.num_classes
+        if n is not None and labels.numel() and int(labels.max()) >= n:
+            raise DataError(
+                f"{where}: label {int(labels.max())}, but the model has {n} classes (0..{n - 1})"
+            )
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         raw = self._unwrap(self.dataset[index])
         where = f"{self.what} item {index}"
@@ -205,11 +243,7 @@ class SceneItems(Dataset):
                 f"{where} is {tuple(image.shape)}, item 0 ({self.channels}, {self.height}, "
                 f"{self.width}); every image needs one size"
             )
-        n = self.num_classes
-        if n is not None and labels.numel() and int(labels.max()) >= n:
-            raise DataError(
-                f"{where}: label {int(labels.max())}, but the model has {n} classes (0..{n - 1})"
-            )
+        self._check_classes(labels, where)
         return {
             "image": image,
             "boxes": boxes,
