@@ -27,22 +27,26 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import os
+import re
 import stat
 import sys
+import tempfile
 import tokenize
 import unicodedata
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mistnet.errors import ArgumentError, DataError, MistWarning, unprintable
 from mistnet.machine import max_threads
@@ -464,31 +468,77 @@ def open_image(
     """
     path = regular_file(path)
     limit = f"the limit of {max_pixels:,} pixels (--max-pixels); {hint}"
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns between its two limits; the cap below is the check that counts.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except Image.DecompressionBombError:
-        raise DataError(
-            f"{path}: more than {_PILLOW_LIMIT:,} pixels (Pillow's limit), above {limit}"
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-    try:
-        pixel_count(*im.size, max_pixels, path, hint)
-    except DataError:
-        im.close()
-        raise
-    try:
-        im.load()  # closes the file of a single-frame image
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        im.close()
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-    frames = getattr(im, "n_frames", 1)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        # Pillow warns between its two limits; the cap of pixel_count is the check that counts.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im, frames = _decoded(path, max_pixels, limit, hint)
+    for message in dict.fromkeys(str(w.message) for w in said):  # Pillow's, "Corrupt EXIF data"
+        warnings.warn(f"{path}: {message}", MistWarning, 2)
     if frames > 1:  # a stack (TIFF) or an animation (GIF): one image is read, say which
         warnings.warn(f"{path}: {frames} frames; only the first is read", MistWarning, 2)
     return im
+
+
+def _decoded(path: Path, max_pixels: int, limit: str, hint: str) -> tuple[Image.Image, int]:
+    """:func:`open_image`'s work, its warnings caught by the caller. Any exception of Pillow's
+    decoders (their plugins raise ``TypeError``, ``IndexError``, ``struct.error``, ... for a
+    damaged file) is a :class:`DataError` naming the file, with what libtiff said."""
+    said: list[str] = []
+    failed: Exception | None = None
+    im = None
+    with _libtiff_lines(said):
+        try:
+            im = Image.open(path)
+            pixel_count(*im.size, max_pixels, path, hint)
+            im.load()  # closes the file of a single-frame image
+            frames = getattr(im, "n_frames", 1)  # reads every frame's header: may fail too
+        except Exception as exc:  # noqa: BLE001 (MemoryError too: the image is closed below)
+            failed = exc
+            if im is not None:
+                im.close()
+    if isinstance(failed, Image.DecompressionBombError):
+        raise DataError(
+            f"{path}: more than {_PILLOW_LIMIT:,} pixels (Pillow's limit), above {limit}"
+        ) from None
+    if isinstance(failed, MemoryError | DataError):  # DataError: pixel_count's
+        raise failed
+    if failed is not None:
+        why = "; ".join([_reason(failed), *said])
+        raise DataError(f"{path}: not a readable image ({why})") from None
+    for line in said:
+        warnings.warn(line, UserWarning, 2)  # said by open_image with the file's name
+    return im, frames
+
+
+@contextlib.contextmanager
+def _libtiff_lines(said: list[str]) -> Iterator[None]:
+    """Put what libtiff writes straight to file descriptor 2 while it decodes (a damaged TIFF:
+    "tempfile.tif: Using code not yet in table.", naming a file of Pillow's) into ``said``, one
+    entry a line, instead of onto the user's terminal beside mistnet's one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read(4096).decode("utf-8", "replace")
+            for line in text.splitlines():
+                line = re.sub(r"^tempfile\.tif: ", "", line.strip()).rstrip(".")
+                if line:
+                    said.append(line)
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, on one line; a plugin's ``KeyError(255)`` says what it is."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError | ValueError | SyntaxError | EOFError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def pixel_count(

@@ -2,11 +2,15 @@
 through the ``mist`` command line: exit status 2, one stderr line naming the file (or option),
 the field and the value, and no file written, changed or removed (TESTING.md lists them)."""
 
+import io
 import json
+import os
+import struct
+import tempfile
 
 import numpy as np
 import pytest
-from cli_helpers import assert_user_error, check_refused, mist
+from cli_helpers import assert_user_error, check_refused, files_under, mist
 from PIL import Image
 
 from mistnet.commands import plot
@@ -615,3 +619,65 @@ def test_class_names_of_one_number_written_two_ways_sort_the_same_every_time(cap
         assert rc == 0, err
         classes = json.loads((out / "manifest.json").read_text())["classes"]
         assert classes == ["01", "1", "--1", huge]
+
+
+def test_a_damaged_second_frame_or_a_pillow_warning_is_one_line_naming_the_file(capsys, tmp_path):
+    """Before: reading a TIFF's frame count parsed a damaged second frame outside any check
+    (internal error: "TypeError: Missing dimensions"); Pillow's own warnings ("Corrupt EXIF
+    data") were printed raw, with its source line, naming no file."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    frames = [Image.fromarray(np.full((32, 32), v, np.uint8)) for v in (10, 20)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
+    data = bytearray(buffer.getvalue())
+    first = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[first : first + 2])[0]
+    second = struct.unpack("<I", data[first + 2 + 12 * entries : first + 6 + 12 * entries])[0]
+    data[second : second + 2] = struct.pack("<H", 1)  # the second frame: one tag, no size
+    (src / "stack.tif").write_bytes(bytes(data))
+    Image.fromarray(np.full((32, 32), 5, np.uint8)).save(src / "fine.png")
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "import-images", src, "--out", tmp_path / "ds")
+    assert_user_error(result, "stack.tif: not a readable image (TypeError: Missing dimensions)")
+    assert files_under(tmp_path) == before
+
+    (src / "stack.tif").unlink()
+    ifd = struct.pack(">H", 1) + struct.pack(">HHII", 0x010F, 2, 100, 0xFFFF)  # past the end
+    exif = b"Exif\x00\x00MM\x00*" + struct.pack(">I", 8) + ifd + struct.pack(">I", 0)
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(src / "photo.jpg", exif=exif)
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    rc, _, err = mist(capsys, *argv)
+    assert rc == 0, err
+    (said,) = [line for line in err.splitlines() if "photo.jpg" in line]
+    assert (
+        said.startswith("mist data import-images: warning: ")
+        and "photo.jpg: " in said
+        and "Image" not in err
+    )
+
+
+def test_what_libtiff_prints_of_a_damaged_tiff_is_folded_into_the_one_line(capsys, tmp_path):
+    """Before: libtiff wrote "tempfile.tif: Using code not yet in table." straight to the
+    terminal (file descriptor 2, past Python's warnings), naming a file of Pillow's, above
+    mistnet's own line."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    pixels = (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="TIFF", compression="tiff_lzw")
+    data = bytearray(buffer.getvalue())
+    data[8] = 0xFF  # the first LZW code of the strip
+    (src / "scan.tif").write_bytes(bytes(data))
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as terminal:  # what reaches the real stderr, not sys.stderr
+        os.dup2(terminal.fileno(), 2)
+        try:
+            result = mist(capsys, "data", "import-images", src, "--out", tmp_path / "ds")
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        terminal.seek(0)
+        assert terminal.read() == b""
+    assert_user_error(result, "scan.tif: not a readable image (")
+    assert "tempfile.tif" not in result[2]
