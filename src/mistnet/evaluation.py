@@ -41,6 +41,9 @@ class Evaluation:
             when the run names its classes).
         not_measured: the metrics the data's ground truth cannot give, each with the reason
             (:func:`mistnet.metrics.unmeasured`).
+        run_dir: the run directory's absolute path (None for a pretrained model): ``run`` is
+            as given, relative to a working directory that is not recorded, so this is what
+            says which run a record measured.
     """
 
     run: str
@@ -52,6 +55,7 @@ class Evaluation:
     k: int | str
     metrics: dict[str, float]
     not_measured: dict[str, str] = dataclasses.field(default_factory=dict)
+    run_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record ``mist eval`` writes (these keys, in this order)."""
@@ -147,4 +151,5 @@ def evaluate_run(
         k="per-image" if per_image_k else k,
         metrics=metrics,
         not_measured=unmeasured(cfg.model.task, annotations),
+        run_dir=str(Path(run).resolve()) if model is None else None,
     )

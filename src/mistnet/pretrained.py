@@ -230,7 +230,7 @@ def package(
         raise MistError("--command is empty; give the command that trained the run")
     printable(command, "--command", "give the command on one line (mist models prints it)")
     cfg, model, ckpt = Run(run).load("best")
-    record = _eval_record(Path(metrics) if metrics else Path(run) / "eval-test.json", ckpt)
+    record = _eval_record(Path(metrics) if metrics else Path(run) / "eval-test.json", run, ckpt)
     card = Card(
         name=name,
         metrics=record["metrics"],
@@ -260,8 +260,9 @@ def package(
     return target
 
 
-def _eval_record(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
-    """The ``mist eval`` record at ``path``, once it is checked to be of ``ckpt``."""
+def _eval_record(path: Path, run: str | os.PathLike, ckpt: Checkpoint) -> dict[str, Any]:
+    """The ``mist eval`` record at ``path``, once it is checked to be of ``run``'s ``ckpt``
+    (a record inside the run is the run's; another must say it measured this run)."""
     if not path.exists():
         raise MistError(f"{path} does not exist; run mist eval on the run first")
     record = read_json(path)
@@ -271,6 +272,14 @@ def _eval_record(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
     problem = card_problem({"metrics": record["metrics"], "evaluated_on": record})
     if problem:
         raise MistError(f"{path} is no mist eval record: {problem}")
+    here = Path(run).resolve()
+    if not path.resolve().is_relative_to(here):
+        named = record.get("run_dir", record.get("run"))
+        if not isinstance(named, str) or Path(named).resolve() != here:
+            raise MistError(
+                f"{path} measured the run {record.get('run')!r}, not {run}; run mist eval on "
+                "this run"
+            )
     if record["step"] != ckpt.step or record["checkpoint"] != ckpt.path.name:
         raise MistError(
             f"{path} measured {record['checkpoint']} at step {record['step']}, not "

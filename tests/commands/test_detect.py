@@ -207,10 +207,12 @@ def test_detect_min_score_and_format(capsys, tiny_run, tmp_path):
     scores = json.loads((tmp_path / "all" / "gray.json").read_text())["scores"]
     cut = (scores[2] + scores[3]) / 2
     out = tmp_path / "cut"
-    rc, _, err = mist(
+    rc, said, err = mist(
         capsys, "detect", tiny_run, image, "--out", out, "--min-score", cut, "--format", "csv"
     )
     assert rc == 0, err
+    (line,) = [line for line in said.splitlines() if "gray.png: " in line]
+    assert line.endswith(f"-> {out / 'gray.png'}"), line  # before: "-> .../gray.json, ..."
     lines = (out / "detections.csv").read_text().splitlines()
     assert len(lines) == 1 + 3 and all(float(line.split(",")[4]) >= cut for line in lines[1:])
     assert not (out / "gray.json").exists() and not (out / "coco_results.json").exists()

@@ -196,6 +196,10 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     assert_user_error(
         mist(capsys, *package, "--name", NAME, "--metrics", stale), "step 5", "mist eval"
     )
+    # Before: the record of another run at the same step was published with this run's weights.
+    stale.write_text(json.dumps({**record, "run": "runB", "run_dir": str(tmp_path / "runB")}))
+    result = mist(capsys, *package, "--name", NAME, "--metrics", stale)
+    assert_user_error(result, "eval.json measured the run 'runB', not", "run mist eval on this run")
     result = mist(capsys, *package, "--name", "Bad Name")
     assert_user_error(result, "--name 'Bad Name'")
     assert result[2].startswith("mist models package: error:")  # not the --command text

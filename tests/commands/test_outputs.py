@@ -838,3 +838,20 @@ def test_overwrite_replaces_a_dataset_of_an_earlier_version(capsys, tmp_path):
     assert mist(capsys, *argv, "--seed", "3", "--overwrite")[0] == 0
     assert store.read_manifest(tmp_path / "ds")["seed"] == 3 and output_kind(tmp_path / "ds")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_eval_json_refuses_the_record_of_another_run_of_the_same_relative_name(
+    capsys, tmp_path, tiny_run, monkeypatch
+):
+    """Before: ``(cd A && mist eval run --json ../m.json)``, then the same from B replaced A's
+    run's record with B's: the record's ``run`` is "run" both times, compared as text."""
+    for side in ("A", "B"):
+        shutil.copytree(tiny_run, tmp_path / side / "run")
+    monkeypatch.chdir(tmp_path / "A")
+    assert mist(capsys, "eval", "run", "--json", "../m.json", "--threads", "1")[0] == 0
+    assert json.loads((tmp_path / "m.json").read_text())["run_dir"] == str(tmp_path / "A" / "run")
+    before = entries_under(tmp_path)
+    monkeypatch.chdir(tmp_path / "B")
+    result = mist(capsys, "eval", "run", "--json", "../m.json", "--threads", "1")
+    assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of run")
+    assert entries_under(tmp_path) == before

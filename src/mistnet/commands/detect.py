@@ -313,10 +313,10 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
                 rgb = to_rgb(pred.reconstruction.cpu(), signed)
                 rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
                 Image.fromarray(rgb).save(staging / f"{stem}-recon.png")
-            done.append(
-                f"{path}: {W}x{H}, {record['k']} boxes{below} -> {out / stem}.json, "
-                f"{out / stem}.png"
-            )
+            written = [f"{out / stem}.json"] * ("json" in formats) + [f"{out / stem}.png"]
+            if pred.reconstruction is not None:
+                written.append(f"{out / stem}-recon.png")
+            done.append(f"{path}: {W}x{H}, {record['k']} boxes{below} -> {', '.join(written)}")
         table.write(staging, formats)
         # the files this call wrote, so that the next replaces these and nothing else
         mark(staging, "detections", [p.name for p in staging.iterdir() if p.name != MARKER])

@@ -67,23 +67,28 @@ def _within(path: Path, directory: str | None) -> bool:
 
 
 def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
-    """Whether ``path`` is a metrics file of ``mist eval`` of ``run`` (its ``run`` field; any
-    record ``inside`` the run's own directory is of the run, which may have been moved or
-    copied since it was written)."""
+    """Whether ``path`` is a metrics file of ``mist eval`` of ``run``: any record ``inside`` the
+    run's own directory (which may have been moved or copied since it was written); else one
+    whose ``run_dir`` is the run's (a record of an earlier version has only ``run``, as given
+    then: taken from here); of a pretrained model, one naming it."""
     try:
         doc = read_json(path)
     except (MistError, OSError, ValueError):
         return False
-    if not (isinstance(doc, dict) and set(Evaluation.__dataclass_fields__) <= set(doc)):
+    needed = set(Evaluation.__dataclass_fields__) - {"run_dir"}
+    if not (isinstance(doc, dict) and needed <= set(doc)):
         return False
     named = doc["run"]
     if not isinstance(named, str):
         return False
-    return (
-        inside
-        or named == run
-        or (Path(run).is_dir() and Path(named).resolve() == Path(run).resolve())
-    )
+    if inside:
+        return True
+    if not Path(run).is_dir():
+        return named == run  # a pretrained model's name
+    recorded = doc.get("run_dir")
+    if isinstance(recorded, str):
+        return Path(recorded) == Path(run).resolve()
+    return Path(named).resolve() == Path(run).resolve()
 
 
 def check_json_out(
