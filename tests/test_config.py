@@ -289,6 +289,7 @@ def test_load_json_rejects_garbage(tmp_path):
         ('data.digits="x\\u0000y"', r"data.digits holds a NUL character, got 'x\\x00y'"),
         ("model.in_channels=2", r"model.in_channels must be 1 \(grey\) or 3 \(colour\), got 2"),
         ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
+        ('data.name=" "', r"data.name must be a generator or dataset name, got ' '"),  # read .
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):

@@ -119,10 +119,17 @@ def os_error_message(exc: OSError) -> str:
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    """torch's CPU allocator failing, or a device running out (``torch.OutOfMemoryError``)."""
+    """torch's CPU allocator failing, a device running out (``torch.OutOfMemoryError``), or a
+    size no allocator could give (``--set model.num_classes=2**62``: "Storage size calculation
+    overflowed")."""
+    text = str(exc)
     return isinstance(exc, MemoryError) or (
         isinstance(exc, RuntimeError)
-        and (type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc))
+        and (
+            type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text
+            or "Storage size calculation overflowed" in text
+        )
     )
 
 
@@ -215,7 +222,10 @@ def _call(args: argparse.Namespace) -> int:
             return 2
         if not _out_of_memory(exc):
             return internal_error(name, exc)
-        print(f"mist {name}: error: out of memory; try smaller inputs", file=sys.stderr)
+        print(
+            f"mist {name}: error: out of memory; try smaller images, batches or network sizes",
+            file=sys.stderr,
+        )
         return 2
     except Terminated as exc:
         print(f"mist {name}: stopped by {exc}", file=sys.stderr)

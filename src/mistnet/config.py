@@ -331,6 +331,8 @@ def _validate_record(r: RunRecord, m: ModelConfig) -> None:
 
 
 def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
+    # an empty name and no path read the working directory as the dataset
+    _require(d.name.strip() != "", "data.name", "a generator or dataset name", d.name)
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
     _require(  # each a process: 100,000 of them swamp the machine

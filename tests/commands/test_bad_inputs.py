@@ -67,6 +67,25 @@ def detect_size_bomb(tmp_path, run):
 
 
 @case
+def train_a_classifier_of_more_classes_than_memory_holds(tmp_path, run):
+    # before: internal error (RuntimeError: Storage size calculation overflowed)
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--no-progress"]
+    return [*argv, "--set", f"model.num_classes={2**62}"], ["out of memory; try smaller"]
+
+
+@case
+def detect_tiles_of_a_run_whose_image_size_was_edited_below_its_reach(tmp_path, run):
+    # before: internal error (ValueError: images must be larger than the reflection padding)
+    edited = tmp_path / "edited"
+    shutil.copytree(run, edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["record"]["image_size"] = [1, 1]
+    (edited / "config.json").write_text(json.dumps(config))
+    argv = ["detect", edited, image(tmp_path), "--tile", "--out", tmp_path / "d"]
+    return argv, ["record.image_size [1, 1] is smaller than the", "drop --tile"]
+
+
+@case
 def detect_over_max_pixels(tmp_path, run):
     argv = ["detect", run, image(tmp_path), "--out", tmp_path / "d", "--max-pixels", "2000"]
     return argv, ["ok.png: 48x48 = 2,304 pixels", "--max-pixels"]

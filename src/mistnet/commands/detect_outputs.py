@@ -74,6 +74,11 @@ def validate_options(
         if not cfg.record.image_size:
             raise MistError(f"{args.run} does not record its training image size; drop --tile")
         tile = tuple(int(v) for v in cfg.record.image_size)
+        if min(tile) < smallest:  # a hand-edited config.json: its windows could not be scored
+            raise MistError(
+                f"{args.run}: config.json's record.image_size {list(tile)} is smaller than the "
+                f"{smallest}x{smallest} pixels the model needs; drop --tile"
+            )
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
         h, w = max(1, round(H * factor)), max(1, round(W * factor))
