@@ -118,13 +118,36 @@ def test_fit_writes_a_run_from_a_dataloader_and_trains_on_from_a_loaded_model(tm
         model, train, out=tmp_path / "b", steps=1, lr_task=1e-9, lr_heatmap=1e-9, train_seed=99
     )
     cfg_b = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert cfg_b["train"]["init_from"] == "../a"  # relative to the run b, beside it
-    assert mistnet.load(tmp_path / "b").config.train.init_from == str(tmp_path / "a")
+    start = model.checkpoint.name  # the very file the model was loaded from
+    assert cfg_b["train"]["init_from"] == f"../a/{start}"  # relative to the run b, beside it
+    assert mistnet.load(tmp_path / "b").config.train.init_from == str(tmp_path / "a" / start)
     assert cfg_b["train"]["init_parts"] == "all"
     pairs = zip(model.parameters(), more.parameters(), strict=True)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)  # lr 1e-9: the loaded weights
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["select_metric"].startswith("none")
+
+
+def test_fit_of_a_loaded_model_starts_from_the_file_it_was_loaded_from(tmp_path, monkeypatch):
+    """Before: fit(model) read ``model.run`` again: its best checkpoint for a model loaded with
+    ``which="last"``, the run of that relative name in the new working directory after a
+    ``chdir``, and weights changed in memory were dropped without a word."""
+    train = squares(8, 0)
+    options = dict(k=1, num_classes=2, val_every=2, ckpt_every=1, progress=False)
+    mistnet.fit("tiny-cpu", train, train[:4], out=tmp_path / "a", steps=4, **options)
+    monkeypatch.chdir(tmp_path)
+    last = mistnet.load("a", which="last")
+    (tmp_path / "elsewhere" / "a").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # holds another "a"
+    again = mistnet.fit(last, train, out=tmp_path / "b", steps=0, progress=False)
+    assert again.config.train.init_from == str(tmp_path / "a" / "last.safetensors")
+    for a, b in zip(last.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        next(last.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match="its weights differ from .*last.safetensors"):
+        mistnet.fit(last, train, out=tmp_path / "c", steps=0, progress=False)
+    assert not (tmp_path / "c").exists()
 
 
 def test_fit_refuses_unknown_and_ambiguous_keys_and_foreign_models(tmp_path):

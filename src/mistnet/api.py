@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mistnet import config as config_module
 from mistnet import pretrained, validate
+from mistnet.checkpoint import Checkpoint
 from mistnet.config import SECTIONS, Config, set_value
 from mistnet.data.memory import IN_MEMORY, SceneItems
 from mistnet.detection import (
@@ -250,9 +251,10 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
 
     An existing path is read as a run directory; anything else must be a pretrained model's
     name. The returned module carries ``.config`` (the run's :class:`~mistnet.config.Config`:
-    class names in ``config.record.class_names``), ``.run`` (the directory, or the pretrained
-    model's file) and ``.predict`` (:func:`predict` on image files, Pillow images or tensors),
-    and can be passed to :func:`fit` to train on from its weights.
+    class names in ``config.record.class_names``), ``.run`` (the directory's absolute path, or
+    the pretrained model's file), ``.checkpoint`` (the file read) and ``.predict``
+    (:func:`predict` on image files, Pillow images or tensors), and can be passed to
+    :func:`fit` to train on from its weights (those of ``.checkpoint``).
 
     Raises:
         ValueError: ``which`` is neither ``best`` nor ``last`` (or ``last`` for a pretrained
@@ -275,7 +277,8 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
         raise DataError(str(exc)) from None
     except OSError as exc:  # a name too long for the file system
         raise DataError(f"run {os.fspath(run)!r}: {exc.strerror or exc}") from None
-    model.config, model.run = cfg, Path(run) if Path(run).exists() else ckpt.path
+    model.config, model.run = cfg, Path(run).resolve() if Path(run).exists() else ckpt.path
+    model.checkpoint = ckpt.path.resolve()  # what fit(model) trains on from
     model.predict = types.MethodType(predict, model)
     return model
 
@@ -324,6 +327,26 @@ def _fit_data(
     return train_set, val_set
 
 
+def _require_unchanged(model: MIST, start: Path) -> None:
+    """Refuse a loaded model whose weights were changed in memory: a run starts from a
+    checkpoint file (``train.init_from``, recorded in its config, read again on resume), so
+    those changes would be dropped without a word."""
+    if start.is_dir():  # loaded by an earlier version: its run directory
+        return
+    try:
+        saved = Checkpoint(start).model_state(average=True)
+    except MistError as exc:
+        raise ArgumentError(f"model_or_preset: {exc}") from None
+    own = model.state_dict()
+    if set(saved) != set(own) or any(
+        not torch.equal(saved[k], own[k].detach().to("cpu", saved[k].dtype)) for k in own
+    ):
+        raise ArgumentError(
+            f"model_or_preset: its weights differ from {start}, which mistnet.load read; fit "
+            "trains on from a checkpoint file, so changes made in memory would be lost"
+        )
+
+
 def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
     """A copy of the config ``fit`` starts from; a model's also warm-starts from its run."""
     if isinstance(model_or_preset, str | os.PathLike):
@@ -346,7 +369,9 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
         return config_module.from_dict({k: v for k, v in data.items() if k != "record"})
     if isinstance(getattr(model_or_preset, "config", None), Config):
         cfg = copy.deepcopy(model_or_preset.config)
-        cfg.train.init_from, cfg.train.init_parts = str(model_or_preset.run), "all"
+        start = getattr(model_or_preset, "checkpoint", None) or model_or_preset.run
+        _require_unchanged(model_or_preset, Path(start))
+        cfg.train.init_from, cfg.train.init_parts = str(Path(start).resolve()), "all"
         return cfg
     raise TypeError("fit takes a preset name, a Config or a model returned by mistnet.load")
 
