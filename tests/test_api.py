@@ -457,3 +457,18 @@ def test_fit_refuses_a_dataset_path_or_name_it_would_ignore(tmp_path, key):
     with pytest.raises(ValueError, match=f"{key}='ds': fit trains on train_data and val"):
         mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "run", num_classes=2, **{key: "ds"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_load_and_predict_work_under_a_float64_default_dtype(tmp_path):
+    """Before: ``torch.set_default_dtype(torch.float64)`` (common in scientific scripts) made
+    fit fail inside torch ("mixed dtype") and load return a float64 model."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = mistnet.fit("tiny-cpu", squares(8, 0), out=tmp_path / "r", steps=2,
+                            num_classes=2, k=1, progress=False)  # fmt: skip
+        loaded = mistnet.load(tmp_path / "r")
+        assert {p.dtype for p in [*model.parameters(), *loaded.parameters()]} == {torch.float32}
+        (got,) = loaded.predict(squares(1, 3)[0][0].double(), min_score=0)
+        assert got.boxes.shape == (1, 4) and torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)

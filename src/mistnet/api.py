@@ -19,8 +19,10 @@ import copy
 import numbers
 import os
 import sys
+import threading
 import types
 import typing
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ from mistnet.detection import (
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.loop import train
+from mistnet.models.build import float32_default
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.outputs import check_named
 from mistnet.rundir import Run
@@ -60,7 +63,9 @@ class Prediction:
 
     Attributes:
         boxes: ``(N, 4)`` float corners ``(x0, y0, x1, y1)`` in the image's pixels, clipped to
-            it (pixel ``(0, 0)`` spans ``[0, 1]``, as in COCO and torchvision).
+            it (pixel ``(0, 0)`` spans ``[0, 1]``, as in COCO and torchvision). A file or a
+            Pillow image is taken upright, its EXIF orientation applied (a phone's photo as
+            ``ImageOps.exif_transpose`` shows it), as ``mist detect`` and ``import-images`` do.
         scores: ``(N,)`` scores in [0, 1].
         classes: ``(N,)`` int64 class indices (a classifier), or None.
         names: each box's class name, when the run names its classes, or None.
@@ -136,16 +141,33 @@ def _scalar(value: Any) -> Any:
 _HINT = "crop or downscale it, or pass a larger max_pixels"
 
 
+#: Per model, the blocks of :func:`evaluating` running now and the mode it had before them.
+_SCORING: weakref.WeakKeyDictionary[torch.nn.Module, list] = weakref.WeakKeyDictionary()
+_SCORING_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def evaluating(model: torch.nn.Module) -> Iterator[None]:
     """``model`` in eval mode for the block, then in the mode it was: a model in training mode
-    would use each image's batch statistics and overwrite its own BatchNorm running ones."""
-    was = model.training
-    model.eval()
+    would use each image's batch statistics and overwrite its own BatchNorm running ones.
+
+    Safe across threads: blocks on one model overlap in eval mode, and the last to end gives
+    back the mode the model had before the first began (each saving and restoring its own,
+    one thread's restore put the model in training mode under another's forward pass)."""
+    with _SCORING_LOCK:
+        entry = _SCORING.get(model)
+        if entry is None:
+            entry = _SCORING[model] = [0, model.training]
+            model.eval()
+        entry[0] += 1
     try:
         yield
     finally:
-        model.train(was)
+        with _SCORING_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _SCORING[model]
+                model.train(entry[1])
 
 
 def _check_size(model: MIST, where: str, H: int, W: int, k: int) -> None:
@@ -490,9 +512,10 @@ def fit(
 @contextlib.contextmanager
 def _callers_torch_state() -> Iterator[None]:
     """Training seeds torch (``train.seed``) and sets its thread count (``threads``): give the
-    caller's random generators and thread count back afterwards."""
+    caller's random generators and thread count back afterwards. It builds its networks in
+    float32, whatever the caller's default dtype."""
     threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), float32_default():
         try:
             yield
         finally:

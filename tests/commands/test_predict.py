@@ -2,6 +2,7 @@
 
 import copy
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -154,6 +155,39 @@ def test_predict_leaves_a_training_model_as_it_was_and_takes_its_dtype(tiny_run)
     torch.testing.assert_close(model.predict(image)[0].scores.float(), expected)
 
 
+def test_predict_from_two_threads_scores_in_eval_mode_and_gives_the_mode_back(tiny_run):
+    """Before: each call saved and restored the mode itself, so thread A, done first, put the
+    model back in training mode under thread B's forward pass (batch statistics used, the
+    running ones overwritten), and B then left it in eval mode."""
+    model = mistnet.load(tiny_run).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    b_inside, a_done, modes = threading.Event(), threading.Event(), []
+
+    def hook(module, inputs):
+        if threading.current_thread().name == "B":
+            b_inside.set()
+            assert a_done.wait(30)  # A finishes while B is inside predict
+        else:
+            assert b_inside.wait(30)
+        modes.append(module.training)
+
+    model.heatmap_net.register_forward_pre_hook(hook)
+
+    def call():
+        model.predict(torch.rand(1, 80, 80))
+        if threading.current_thread().name == "A":
+            a_done.set()
+
+    threads = [threading.Thread(target=call, name=name) for name in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert modes == [False, False] and model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key], msg=key)
+
+
 def test_predict_names_the_list_item_and_the_image_of_a_batch_at_fault(tiny_run):
     # Before: "image 2" for the first image of item 1 (images were counted across batches).
     model = mistnet.load(tiny_run)
@@ -290,3 +324,19 @@ def test_score_quality_benchmark_prints_consistent_numbers(tiny_run, capsys, mon
         for key in ("kept_true", "dropped_false", "precision"):
             assert cut[key] is None or 0 <= cut[key] <= 1
     assert all(0 <= v <= 1 for v in (line["true_scores"] or []) + line["false_scores"])
+
+
+def test_a_path_and_a_pillow_image_of_a_rotated_photo_give_boxes_in_one_frame(tiny_run, tmp_path):
+    """Before: a path was read upright (EXIF orientation applied), a Pillow image of the same
+    file as stored, so boxes drawn on ``Image.open(path)`` were rotated for phone photos."""
+    canvas = np.zeros((80, 160), np.uint8)
+    canvas[20:40, 10:30] = 255
+    im = Image.fromarray(canvas)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write
+    im.save(tmp_path / "photo.jpg", exif=exif, quality=100)
+    model = mistnet.load(tiny_run)
+    (by_path,) = model.predict(tmp_path / "photo.jpg", min_score=0)
+    (by_pillow,) = model.predict(Image.open(tmp_path / "photo.jpg"), min_score=0)
+    assert torch.equal(by_path.keypoints, by_pillow.keypoints)
+    assert by_path.boxes[:, 2].max() <= 80 and by_path.boxes[:, 3].max() <= 160  # upright: 80 x 160

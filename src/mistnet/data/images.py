@@ -165,9 +165,11 @@ def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "imag
     """A Pillow image as a ``(channels, H, W)`` float32 tensor in [0, 1].
 
     Any mode: transparent pixels over black, 16-bit gray scaled by 65535, float images as they
-    are (``name`` is named if they hold NaN or infinite values).
+    are (``name`` is named if they hold NaN or infinite values). Upright, as an image file is
+    read (:func:`read_image`): a photo's EXIF orientation applied.
     """
     try:
+        im = ImageOps.exif_transpose(im)
         deep = float_pixels(im, name)
         if deep is not None:
             a = deep[None]  # (1, H, W)

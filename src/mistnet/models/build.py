@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -64,7 +67,21 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
 
 def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     """:func:`build_model` for a checkpoint to be loaded into: initialised from torch's seed 0
-    (the same model every time), the caller's random generator left as it was."""
-    with torch.random.fork_rng(devices=[]):
+    (the same model every time), in float32 whatever the caller's default dtype, the caller's
+    random generator left as it was."""
+    with torch.random.fork_rng(devices=[]), float32_default():
         torch.manual_seed(0)
         return build_model(cfg, method)
+
+
+@contextlib.contextmanager
+def float32_default() -> Iterator[None]:
+    """torch's default dtype float32 while the block runs, the caller's after: a script that
+    set ``torch.set_default_dtype(torch.float64)`` would get float64 networks, which the
+    float32 images of the data loaders do not fit ("mixed dtype")."""
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved)
