@@ -110,6 +110,8 @@ def test_fit_writes_a_run_from_a_dataloader_and_trains_on_from_a_loaded_model(tm
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     assert cfg["train"]["batch_size"] == 3 and cfg["train"]["seed"] == 5
     assert cfg["data"]["name"] == "in-memory" and cfg["record"]["class_names"] == ["a", "b"]
+    sizes = [cfg["data"][key] for key in ("n_train", "n_val", "n_test")]
+    assert sizes == [12, 4, 0]  # before: the preset's generator sizes, 64 / 32 / 32
     assert model.config.model.k == 1 and not model.training
     again = mistnet.load(tmp_path / "a")
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
@@ -264,13 +266,18 @@ def test_fit_checks_each_field_of_a_config_it_is_given(tmp_path):
         ("model", "k", True, ValueError, "model.k must be an integer, got True"),
         ("model", "task", "detect", ValueError, "model.task must be one of"),
         ("train", "batch_size", None, ValueError, "train.batch_size must be an integer"),
-        ("data", "path", "ds", ValueError, "the Config's data.path 'ds': fit trains on"),
+        ("data", "path", "ds", ValueError, "the Config has data.path 'ds': fit trains on"),
     ]:
         bad = copy.deepcopy(cfg)
         setattr(getattr(bad, section), key, value)
         with pytest.raises(error, match=message):
             mistnet.fit(bad, data, out=tmp_path / "r", steps=1, num_classes=2, progress=False)
         assert not (tmp_path / "r").exists()
+    # Before: a preset file's data.path was dropped without a word, as the Config's was.
+    preset = tmp_path / "mine.toml"
+    preset.write_text('[data]\nname = "mnist-hard"\npath = "ds"\n')
+    with pytest.raises(ValueError, match=f"the preset {preset} has data.path 'ds'"):
+        mistnet.fit(preset, data, out=tmp_path / "r", steps=1, num_classes=2, progress=False)
     named = copy.deepcopy(cfg)
     named.model.num_classes, named.record.class_names = 2, ("x", "y")
     model = mistnet.fit(named, data, out=tmp_path / "r", steps=1, progress=False)

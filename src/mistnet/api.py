@@ -369,6 +369,15 @@ def _require_unchanged(model: MIST, start: Path) -> None:
         )
 
 
+def _require_no_path(cfg: Config, what: str) -> None:
+    """Refuse a ``data.path``, which :func:`fit` would drop without a word (as ``path=``)."""
+    if cfg.data.path:
+        raise ArgumentError(
+            f"{what} has data.path {cfg.data.path!r}: fit trains on train_data and val, in "
+            "memory; clear data.path (mist train --data DIR trains on a dataset directory)"
+        )
+
+
 def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
     """A copy of the config ``fit`` starts from; a model's also warm-starts from its run."""
     if isinstance(model_or_preset, str | os.PathLike):
@@ -377,14 +386,11 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
                 f"model_or_preset {os.fspath(model_or_preset)!r} is empty; give a preset name or "
                 "file, a Config or a model"
             )
-        return config_module.load_preset(str(model_or_preset))
+        cfg = config_module.load_preset(str(model_or_preset))
+        _require_no_path(cfg, f"the preset {os.fspath(model_or_preset)}")
+        return cfg
     if isinstance(model_or_preset, Config):
-        if model_or_preset.data.path:  # else dropped silently, as fit(path=...) would be
-            raise ArgumentError(
-                f"the Config's data.path {model_or_preset.data.path!r}: fit trains on "
-                "train_data and val, in memory; clear data.path (mist train --data DIR trains "
-                "on a dataset directory)"
-            )
+        _require_no_path(model_or_preset, "the Config")
         # Each field checked as a preset's are (a Config's fields can be set to anything); its
         # record is what training takes from the data, not from the Config.
         data = model_or_preset.to_dict()
@@ -490,6 +496,9 @@ def fit(
     if steps is not None:
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
+    # what the run trained on, not the preset's generator sizes
+    cfg.data.n_train, cfg.data.n_test = len(train_set), 0
+    cfg.data.n_val = 0 if val_set is None else len(val_set)
     for items in (train_set, val_set) if cfg.model.task == "classify" else ():
         if items is not None:  # each item's labels are checked now, and as it is read
             items.num_classes = cfg.model.num_classes
