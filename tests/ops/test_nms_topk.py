@@ -158,3 +158,13 @@ def test_log_topk_finds_a_peak_far_below_the_highest_one():
     kp, score = topk_keypoints(local_spatial_log_softmax(h), 2, [20.0], log=True)
     assert kp[0, :, :2].tolist() == [[5.0, 10.0], [30.0, 10.0]]
     assert score[0, 0] > 0.9
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_keypoints_of_a_reduced_precision_heatmap_are_exact_pixels(dtype):
+    """Before: x and y were made in the heatmap's dtype, which holds integers only to 256
+    (bfloat16) or 2048 (float16): a maximum at x = 3001 came out as 3000 or 3008."""
+    h = torch.zeros(1, 1, 8, 3100, dtype=dtype)
+    h[0, 0, 5, 3001] = 1.0
+    kp, _ = topk_keypoints(h, 1, [20.0])
+    assert kp.dtype == torch.float32 and kp[0, 0].tolist() == [3001.0, 5.0, 20.0]

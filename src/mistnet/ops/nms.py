@@ -62,8 +62,9 @@ def topk_keypoints(
             order, and the scores are returned as responses (``exp``).
 
     Returns:
-        ``keypoints`` ``(B, K, 3)`` as ``(x, y, side)`` and ``scores`` ``(B, K)`` (pooled heatmap
-        values), maxima in decreasing score order first. Both detached.
+        ``keypoints`` ``(B, K, 3)`` as ``(x, y, side)``, float32 at least (exact pixel indices
+        for a bfloat16 or float16 heatmap), and ``scores`` ``(B, K)`` (pooled heatmap values),
+        maxima in decreasing score order first. Both detached.
 
     Example:
         >>> h = torch.zeros(1, 1, 20, 20); h[0, 0, 3, 7] = 1.0; h[0, 0, 12, 2] = 0.5
@@ -89,8 +90,12 @@ def topk_keypoints(
     scores = pooled.gather(1, idx)
     if log:
         scores = scores.exp()
-    x = (idx % W).to(h.dtype)
-    y = torch.div(idx, W, rounding_mode="floor").to(h.dtype)
+    # pixel indices exactly: bfloat16 holds integers only to 256 (float16 to 2048), so in the
+    # heatmap's dtype keypoints on a large image would snap to multiples of 2, 4, 8 px
+    dtype = torch.promote_types(h.dtype, torch.float32)
+    x = (idx % W).to(dtype)
+    y = torch.div(idx, W, rounding_mode="floor").to(dtype)
+    sigma = sigma.to(dtype)
     if S == 1:
         side = sigma.expand(B, k)
     else:
