@@ -195,6 +195,9 @@ def image_item(**change):
         ([torch.rand(1, 32, 32)], {"steps": -1}, ValueError, "train.steps must be"),
         ([torch.rand(1, 32, 32)], {"k": "three"}, ValueError, "model.k must be an integer"),
         ([torch.rand(1, 32, 32)], {"nope": 1}, ValueError, "unknown config key 'nope'"),
+        # before: one of the two kept without a word
+        ([torch.rand(1, 32, 32)], {"k": 4, "model_k": 5}, ValueError, "k and model_k both set"),
+        ([torch.rand(1, 32, 32)], {"train_steps": 3}, ValueError, "train_steps and steps both"),
     ],
 )
 def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwargs, error, message):
@@ -479,3 +482,25 @@ def test_fit_load_and_predict_work_under_a_float64_default_dtype(tmp_path):
         assert got.boxes.shape == (1, 4) and torch.get_default_dtype() == torch.float64
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_the_training_loop_leaves_the_callers_generator_threads_and_dtype(tmp_path):
+    """Before: ``mistnet.loop.train`` (public, with its Callbacks) reseeded torch and left
+    ``threads`` set; only ``fit`` gave them back."""
+    from mistnet.config import load_preset
+    from mistnet.data.memory import SceneItems
+    from mistnet.loop import train
+
+    cfg = load_preset("tiny-cpu")
+    cfg.train.steps, cfg.model.num_classes, cfg.model.k = 1, 2, 1
+    cfg.data.path, cfg.data.name = "", "in-memory"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    data = (SceneItems(squares(8, 0), "train_data"), None)
+    train(cfg, tmp_path / "r", data=data, threads=1, progress=False)
+    torch.testing.assert_close(torch.rand(2), expected)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(threads)

@@ -290,6 +290,10 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.in_channels=2", r"model.in_channels must be 1 \(grey\) or 3 \(colour\), got 2"),
         ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
         ('data.name=" "', r"data.name must be a generator or dataset name, got ' '"),  # read .
+        # before: internal errors ("sides must be positive and finite, got [inf]"; Adam's
+        # "value cannot be converted to type float without overflow")
+        ("model.base_side=1e300", r"model.base_side must be a finite float32 .*, got 1e\+300"),
+        ("train.lr_task=1e300", r"train.lr_task must be a finite float32"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):

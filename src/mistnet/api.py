@@ -49,12 +49,11 @@ from mistnet.detection import (
 )
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, DataError, MistError
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, pixel_count
 from mistnet.loop import train
-from mistnet.models.build import float32_default
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.outputs import check_named
 from mistnet.rundir import Run
-from mistnet.validate import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> list[tuple[str, T
         if isinstance(item, str | os.PathLike):
             out.append((f"image {n}", read_image(item, channels, max_pixels)))
         elif isinstance(item, Image.Image):
-            validate.pixel_count(*item.size, max_pixels, f"image {n}", _HINT)
+            pixel_count(*item.size, max_pixels, f"image {n}", _HINT)
             out.append((f"image {n}", image_tensor(item, channels, f"image {n}")))
         elif isinstance(item, Tensor):
             out.extend(_tensor_images(item, channels, n, max_pixels))
@@ -118,7 +117,7 @@ def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Te
     B, _, H, W = batch.shape
     if B == 0 or H == 0 or W == 0:
         raise ValueError(f"image {n}: an empty tensor {tuple(x.shape)}; it holds no image")
-    validate.pixel_count(W, H, max_pixels, f"image {n}", _HINT)
+    pixel_count(W, H, max_pixels, f"image {n}", _HINT)
     if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
         raise ValueError(f"image {n}: tensor values must be finite and in [0, 1]")
     if x.dim() == 3:
@@ -305,8 +304,9 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     return model
 
 
-def _override(cfg: Config, name: str, value: Any) -> None:
-    """Set ``name`` (a key of one section, or ``<section>_<key>``) to ``value``, type-checked."""
+def _field(name: str) -> tuple[str, str]:
+    """The ``(section, key)`` that ``name`` (a key of one section, or ``<section>_<key>``)
+    sets."""
     fields = {section: typing.get_type_hints(cls) for section, cls in SECTIONS.items()}
     owners = [section for section, keys in fields.items() if name in keys]
     head, _, tail = name.partition("_")
@@ -316,7 +316,19 @@ def _override(cfg: Config, name: str, value: Any) -> None:
         raise MistError(f"unknown config key {name!r}")
     if len(owners) > 1:
         raise MistError(f"{name} is in {' and '.join(owners)}; pass {owners[0]}_{name}=...")
-    set_value(cfg, owners[0], name, value)
+    return owners[0], name
+
+
+def _override(cfg: Config, overrides: dict[str, Any]) -> None:
+    """Set each of ``overrides`` (:func:`_field` names) in ``cfg``, type-checked; one field
+    under two names (``k`` and ``model_k``) is refused, not one of them dropped."""
+    named: dict[tuple[str, str], str] = {}
+    for name, value in overrides.items():
+        section, key = _field(name)
+        if (section, key) in named:
+            raise MistError(f"{named[section, key]} and {name} both set {section}.{key}; give one")
+        named[section, key] = name
+        set_value(cfg, section, key, value)
 
 
 def _as_dataset(data: Dataset | DataLoader | None, what: str) -> SceneItems | None:
@@ -332,7 +344,9 @@ def _fit_data(
 ) -> tuple:
     """``train_data`` and ``val`` as :class:`~mistnet.data.memory.SceneItems`, ``val`` of the
     training image size; a DataLoader's batch size put into ``overrides`` unless given."""
-    if isinstance(train_data, DataLoader) and "batch_size" not in overrides:
+    if isinstance(train_data, DataLoader) and not {"batch_size", "train_batch_size"} & set(
+        overrides
+    ):
         if train_data.batch_size is None:  # a batch_sampler, or batch_size=None
             raise TypeError(
                 "train_data is a DataLoader without a batch_size (None); give it one, or pass "
@@ -424,7 +438,7 @@ def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: d
                     f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
                     f"out {name} (mist train --data DIR trains on a dataset directory)"
                 )
-            _override(cfg, name, value)
+        _override(cfg, overrides)
         cfg.data.path, cfg.data.name = "", IN_MEMORY
         return config_module.validate(cfg)
     except MistError as exc:
@@ -496,39 +510,24 @@ def fit(
     if steps is not None:
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
-    # what the run trained on, not the preset's generator sizes
-    cfg.data.n_train, cfg.data.n_test = len(train_set), 0
-    cfg.data.n_val = 0 if val_set is None else len(val_set)
-    for items in (train_set, val_set) if cfg.model.task == "classify" else ():
-        if items is not None:  # each item's labels are checked now, and as it is read
-            items.num_classes = cfg.model.num_classes
-            items.check_labels(need_one=items is train_set)
+    _fit_items(cfg, train_set, val_set)
     if progress is None:
         progress = sys.stderr.isatty()
-    with _callers_torch_state():
-        _train(
-            cfg,
-            out,
-            device=device,
-            max_minutes=max_minutes,
-            progress=progress,
-            threads=threads,
-            data=(train_set, val_set),
-        )
+    data = (train_set, val_set)
+    _train(cfg, out, device=device, max_minutes=max_minutes, progress=progress, threads=threads,
+           data=data)  # fmt: skip
     return load(out, device=device)
 
 
-@contextlib.contextmanager
-def _callers_torch_state() -> Iterator[None]:
-    """Training seeds torch (``train.seed``) and sets its thread count (``threads``): give the
-    caller's random generators and thread count back afterwards. It builds its networks in
-    float32, whatever the caller's default dtype."""
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]), float32_default():
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
+def _fit_items(cfg: Config, train_set: SceneItems, val_set: SceneItems | None) -> None:
+    """Record the sizes of the data in memory in ``cfg`` (not the preset's generator sizes)
+    and, for a classifier, check every item's labels before training (and as it is read)."""
+    cfg.data.n_train, cfg.data.n_test = len(train_set), 0
+    cfg.data.n_val = 0 if val_set is None else len(val_set)
+    for items in (train_set, val_set) if cfg.model.task == "classify" else ():
+        if items is not None:
+            items.num_classes = cfg.model.num_classes
+            items.check_labels(need_one=items is train_set)
 
 
 def _check_out(out: object) -> None:

@@ -170,6 +170,9 @@ class Config:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
+_FLOAT32_MAX = 3.4028234663852886e38  # a number beyond is infinite in the float32 networks
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check ``value`` against a field annotation, converting only lossless cases."""
     origin = typing.get_origin(annotation)
@@ -207,6 +210,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             ) from None
         if not math.isfinite(value):  # NaN would pass every range check; JSON has no inf
             raise MistError(f"{key} must be a finite number, got {value!r}")
+        if abs(value) > _FLOAT32_MAX:  # infinite in the networks' float32 (a side, a rate)
+            raise MistError(f"{key} must be a finite float32 (at most 3.4e38), got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -470,11 +475,9 @@ def overridden(overrides: list[str]) -> dict[str, str]:
 def _override_list(overrides: object) -> list[str]:
     """``overrides`` as a list of strings; a single string (whose characters would be taken
     one by one) or anything else is a TypeError."""
-    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, (list, tuple)):
-        raise TypeError(
-            f"overrides must be a list of 'section.key=value' strings, got "
-            f"{type(overrides).__name__}"
-        )
+    if not isinstance(overrides, list | tuple):  # a str is neither
+        kind = type(overrides).__name__
+        raise TypeError(f"overrides must be a list of 'section.key=value' strings, got {kind}")
     for item in overrides:
         if not isinstance(item, str):
             raise TypeError(f"overrides must hold strings, got {type(item).__name__}")
@@ -593,6 +596,5 @@ def from_record(data: dict[str, Any], source: str) -> Config:
 
 
 def resolve(preset: str, overrides: list[str] | None = None) -> Config:
-    """The config of ``preset`` (:func:`load_preset`) with ``overrides`` applied
-    (:func:`apply_overrides`)."""
+    """:func:`load_preset` of ``preset``, then :func:`apply_overrides` of ``overrides``."""
     return apply_overrides(load_preset(preset), overrides or [])

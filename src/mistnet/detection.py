@@ -37,9 +37,9 @@ from PIL import ImageOps
 from torch import Tensor
 
 from mistnet.data.images import image_tensor
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
-from mistnet.validate import DEFAULT_MAX_PIXELS, open_image
 
 #: An auto-encoder's detections scored below this are dropped by default: half the mass of the
 #: detection's softmax window inside its NMS window, i.e. the peak holds more of its surroundings

@@ -6,10 +6,8 @@ model and the trainer (:func:`mistnet.trainer.build_trainer`), restores ``last.s
 statistics, validates every ``val_every`` steps (best metric: ``best.safetensors``) and
 checkpoints every ``ckpt_every`` steps (``last.safetensors``). The batch of step ``t`` is a pure
 function of ``(seed, t)`` (:class:`mistnet.data.sampling.StepSampler`), so a resumed run logs
-exactly the losses of an uninterrupted one.
-
-Under torchrun (:mod:`mistnet.distributed`) every rank runs this loop on its shard of each batch;
-rank 0 alone writes the run directory and prints.
+exactly the losses of an uninterrupted one. Under torchrun (:mod:`mistnet.distributed`) every
+rank runs this loop on its shard of each batch; rank 0 alone writes the run directory and prints.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.progress import Progress
 from mistnet.rundir import MAXIMISE, Run, select_metric, warm_start
+from mistnet.torchstate import callers_torch_state
 from mistnet.trainer import Trainer, build_trainer
 
 
@@ -89,6 +88,7 @@ def train(
     configured (:meth:`Run.resume_config`; a larger ``train.steps`` trains it further).
     ``data`` gives ``(train, val)`` datasets in memory (``val`` None: no validation; the best
     checkpoint is the last) instead of the splits ``cfg.data`` names; a resume needs them again.
+    The caller's torch generators, threads and default dtype are kept (:mod:`mistnet.torchstate`).
 
     Raises:
         MistError: bad data or config, ``out`` neither new nor a run nor outside its inputs
@@ -98,7 +98,7 @@ def train(
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
     run = Run(out)
     cfg = run.config_to_train(cfg, resume)  # checked before anything is written
-    with distributed.process_group(device) as (world, rank_device):
+    with callers_torch_state(), distributed.process_group(device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it
         with run.writing(resume, cfg) if world.main else contextlib.nullcontext():

@@ -33,9 +33,12 @@ from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.runpaths import PATHS, absolute, resolved, stored
 from mistnet.trainer import Trainer
-from mistnet.validate import read_json, regular_file, require_directory
+from mistnet.validate import own_file, read_json, regular_file, require_directory
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
+
+
+RUN_DIRECTORY = "run directory"
 
 
 def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str:
@@ -118,7 +121,9 @@ class Run:
     def read_log(self) -> list[LogRecord]:
         """The records of ``log.jsonl`` (none when it does not exist); see
         :func:`mistnet.runlog.read_log`."""
-        return read_log(self.log) if self.log.exists() else []
+        if not self.log.exists():
+            return []
+        return read_log(own_file(self.log, RUN_DIRECTORY))  # appended to: never through a link
 
     def is_legacy(self) -> bool:
         """Whether this is a run written before output directories were marked: its
@@ -195,7 +200,9 @@ class Run:
                 does not raise its ``train.steps``.
         """
         self.require()
-        saved = load_json(self.config)
+        for path in (self.last, self.log):  # read, and the log appended to, once it resumes
+            own_file(path, RUN_DIRECTORY)
+        saved = load_json(own_file(self.config, RUN_DIRECTORY))
         if asked is None:
             return saved, []
         self._check_last_checkpoint(saved)
@@ -285,7 +292,8 @@ class Run:
         once :func:`check_resume` accepts it; ``truncate_log`` (the writing rank): drop the
         log's later lines, and the summary of a run to be trained further (interrupted, it has
         none, as a fresh run has not)."""
-        ckpt, log = Checkpoint(self.last, device=device), self.read_log()
+        ckpt = Checkpoint(own_file(self.last, RUN_DIRECTORY), device=device)
+        log = self.read_log()
         check_resume(ckpt, cfg, log)
         ckpt.load_model(trainer.model)
         for name, opt in trainer.optimizers.items():
@@ -340,7 +348,7 @@ class Run:
         if which not in ("best", "last"):
             raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
         self.require()
-        cfg = load_json(self.config)
+        cfg = load_json(own_file(self.config, RUN_DIRECTORY))
         if not os.path.lexists(self.best) and not os.path.lexists(self.last):
             raise MistError(f"{self.path} holds no checkpoint yet (no best or last.safetensors)")
         path = self.best if which == "best" else self.last
@@ -352,7 +360,7 @@ class Run:
                 stacklevel=2,
             )
             path = self.last
-        regular_file(path)  # a folder or a link to one is no checkpoint
+        regular_file(own_file(path, RUN_DIRECTORY))  # a folder or a link to one is none
         ckpt = Checkpoint(path, device=device)
         if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
             cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
@@ -400,7 +408,7 @@ def warm_start(model: MIST, source: str, parts: str, device: torch.device | str 
     path = Path(source)
     if path.is_dir():
         run = Run(path)
-        path = run.best if run.best.is_file() else run.last
+        path = own_file(run.best if run.best.is_file() else run.last, RUN_DIRECTORY)
     ckpt = Checkpoint(path, device=device)
     prefix = {"heatmap": "heatmap_net.", "task": "task_net.", "all": ""}[parts]
     state = {k: v for k, v in ckpt.model_state(average=True).items() if k.startswith(prefix)}

@@ -14,10 +14,7 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   ``NaN`` or ``Infinity``, no nesting deep enough to exhaust Python's stack).
 - :func:`seed`, :func:`minutes`, :func:`threads`: the numbers a user gives on the command line or to
   :func:`mistnet.fit` (raising :class:`~mistnet.errors.ArgumentError`).
-- :func:`open_image`: an image whose header declares at most ``max_pixels`` pixels, decoded
-  only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded).
-- :func:`pixel_count`: an image size (a file's header, ``--size``, an image in memory) of at
-  most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
+- Image files: :mod:`mistnet.imagefile` (``open_image``, ``pixel_count``).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor;
   :func:`require_float32`: nor a value that float32 cannot hold.
 - :func:`class_name`: a class name that prints as one line (no control character);
@@ -27,34 +24,23 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import numbers
 import os
-import re
 import stat
 import sys
-import tempfile
 import tokenize
 import unicodedata
-import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from mistnet.errors import ArgumentError, DataError, MistWarning, unprintable
+from mistnet.errors import ArgumentError, DataError, unprintable
 from mistnet.machine import max_threads
-
-#: Default pixel cap for images read by ``mist detect`` and the importers (``--max-pixels``):
-#: 40 MP is a large photo; decoded as floats and run through the heatmap network it already
-#: needs several GB of memory.
-DEFAULT_MAX_PIXELS = 40_000_000
 
 #: What numpy raises on corrupt ``.npy`` / ``.npz`` bytes: besides I/O and format errors, a
 #: damaged array header reaches Python's parser (``SyntaxError``, ``tokenize.TokenError``).
@@ -69,9 +55,6 @@ NUMPY_READ_ERRORS: tuple[type[BaseException], ...] = (
     tokenize.TokenError,
     NotImplementedError,  # zipfile: a zip version or compression method it does not know
 )
-
-# Pillow's own decompression-bomb check refuses images above twice this many pixels.
-_PILLOW_LIMIT = 2 * (Image.MAX_IMAGE_PIXELS or 0)
 
 
 def _kind(mode: int) -> str:
@@ -127,6 +110,26 @@ def regular_file(path: str | os.PathLike) -> Path:
     mode = _mode(path, f"{path}: no such file")
     if not stat.S_ISREG(mode):
         raise DataError(f"{path}: {_kind(mode)}, not a regular file")
+    return path
+
+
+def own_file(path: str | os.PathLike, what: str) -> Path:
+    """``path``, a file of the directory it lies in (a run's checkpoint, a dataset's split),
+    once it is no symbolic link leading out of that directory: another run's weights or
+    another dataset's split would be read, and recorded, as this one's. A link inside the
+    directory (``best.safetensors`` to ``last.safetensors``) is its own file.
+
+    Raises:
+        DataError: naming the link, where it leads and ``what`` the directory is.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        folder, real = path.parent.resolve(), path.resolve()
+        if not real.is_relative_to(folder):
+            raise DataError(
+                f"{path}: is a symbolic link to {real}, outside its {what}; mistnet reads only "
+                f"the {what}'s own files (copy the file in, if it is meant to be there)"
+            )
     return path
 
 
@@ -445,127 +448,6 @@ def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path
     if not real.is_relative_to(real_root):
         raise DataError(f"{where}: {name!r} is a link to {real}, outside the dataset root {root}")
     return path
-
-
-def open_image(
-    path: str | os.PathLike,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    hint: str = "crop or downscale it, or raise --max-pixels",
-) -> Image.Image:
-    """Open and decode an image file, checking its size from the header first.
-
-    Args:
-        path: a file Pillow reads (PNG, JPEG, TIFF, ...).
-        max_pixels: refuse an image whose header declares more than this many pixels
-            (Pillow's own limit, about 179 MP, stands above it).
-        hint: what the message for a too large image suggests.
-
-    Returns:
-        The decoded image (``load()`` done).
-
-    Raises:
-        DataError: not a regular file, not an image, truncated, or too large.
-    """
-    path = regular_file(path)
-    limit = f"the limit of {max_pixels:,} pixels (--max-pixels); {hint}"
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        # Pillow warns between its two limits; the cap of pixel_count is the check that counts.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        im, frames = _decoded(path, max_pixels, limit, hint)
-    for message in dict.fromkeys(str(w.message) for w in said):  # Pillow's, "Corrupt EXIF data"
-        warnings.warn(f"{path}: {message}", MistWarning, 2)
-    if frames > 1:  # a stack (TIFF) or an animation (GIF): one image is read, say which
-        warnings.warn(f"{path}: {frames} frames; only the first is read", MistWarning, 2)
-    return im
-
-
-def _decoded(path: Path, max_pixels: int, limit: str, hint: str) -> tuple[Image.Image, int]:
-    """:func:`open_image`'s work, its warnings caught by the caller. Any exception of Pillow's
-    decoders (their plugins raise ``TypeError``, ``IndexError``, ``struct.error``, ... for a
-    damaged file) is a :class:`DataError` naming the file, with what libtiff said."""
-    said: list[str] = []
-    failed: Exception | None = None
-    im = None
-    with _libtiff_lines(said):
-        try:
-            im = Image.open(path)
-            pixel_count(*im.size, max_pixels, path, hint)
-            im.load()  # closes the file of a single-frame image
-            frames = getattr(im, "n_frames", 1)  # reads every frame's header: may fail too
-        except Exception as exc:  # noqa: BLE001 (MemoryError too: the image is closed below)
-            failed = exc
-            if im is not None:
-                im.close()
-    if isinstance(failed, Image.DecompressionBombError):
-        raise DataError(
-            f"{path}: more than {_PILLOW_LIMIT:,} pixels (Pillow's limit), above {limit}"
-        ) from None
-    if isinstance(failed, MemoryError | DataError):  # DataError: pixel_count's
-        raise failed
-    if failed is not None:
-        why = "; ".join([_reason(failed), *said])
-        raise DataError(f"{path}: not a readable image ({why})") from None
-    for line in said:
-        warnings.warn(line, UserWarning, 2)  # said by open_image with the file's name
-    return im, frames
-
-
-@contextlib.contextmanager
-def _libtiff_lines(said: list[str]) -> Iterator[None]:
-    """Put what libtiff writes straight to file descriptor 2 while it decodes (a damaged TIFF:
-    "tempfile.tif: Using code not yet in table.", naming a file of Pillow's) into ``said``, one
-    entry a line, instead of onto the user's terminal beside mistnet's one line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            text = caught.read(4096).decode("utf-8", "replace")
-            for line in text.splitlines():
-                line = re.sub(r"^tempfile\.tif: ", "", line.strip()).rstrip(".")
-                if line:
-                    said.append(line)
-
-
-def _reason(exc: Exception) -> str:
-    """What went wrong, on one line; a plugin's ``KeyError(255)`` says what it is."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, OSError | ValueError | SyntaxError | EOFError) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def pixel_count(
-    width: int,
-    height: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    what: str | os.PathLike = "image",
-    hint: str = "crop or downscale it, or raise --max-pixels",
-) -> None:
-    """Refuse an image of ``width`` x ``height`` above ``max_pixels`` pixels, before any of it
-    is allocated: decoded as floats and run through the heatmap network, a 100000 x 100000
-    image would need terabytes.
-
-    Raises:
-        DataError: ``"<what>: <W>x<H> = <n> pixels, more than the limit of <max> pixels ..."``.
-
-    Example:
-        >>> pixel_count(100_000, 100_000, what="--size", hint="choose a smaller size")
-        Traceback (most recent call last):
-        ...
-        mistnet.errors.DataError: --size: 100000x100000 = 10,000,000,000 pixels, more than the limit of 40,000,000 pixels (--max-pixels); choose a smaller size
-    """
-    if width * height > max_pixels:
-        raise DataError(
-            f"{what}: {width}x{height} = {width * height:,} pixels, more than the limit of "
-            f"{max_pixels:,} pixels (--max-pixels); {hint}"
-        )
 
 
 def require_dense(x: torch.Tensor, what: str) -> None:

@@ -11,15 +11,18 @@ import struct
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_user_error, check_refused, files_under, mist
+from cli_helpers import assert_user_error, check_refused, entries_under, files_under, mist
 from helpers import png_size_bomb
 from PIL import Image
 
+import mistnet
 from mistnet import machine
 from mistnet.commands import detect
+from mistnet.data import open_dataset
 from mistnet.data.official import export_official
 from mistnet.data.scenes import build_generator, make_scenes
 from mistnet.data.store import write_dataset
+from mistnet.errors import DataError
 
 CASES = {}
 
@@ -632,3 +635,52 @@ def test_more_scenes_than_memory_holds_are_refused_before_any_is_made(
         "make fewer (--n-train, --n-val, --n-test)",
     )
     assert files_under(tmp_path) == {}
+
+
+RESUME = ["train", "--resume", "--set", "train.steps=30", "--out"]
+
+
+@pytest.mark.parametrize(
+    ("name", "commands"),
+    [
+        ("best.safetensors", [["eval"]]),  # resume writes a new best in place of the link
+        ("last.safetensors", [RESUME]),
+        ("config.json", [["eval"], RESUME]),
+        ("log.jsonl", [RESUME]),  # appended to
+    ],
+)
+def test_a_run_file_that_links_out_of_the_run_is_refused(
+    capsys, tmp_path, tiny_run, name, commands
+):
+    """Before: a run's ``best.safetensors`` linked to another run's was loaded, evaluated and
+    its metrics recorded as this run's; a linked ``log.jsonl`` was appended to on resume."""
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / name).unlink()
+    (run / name).symlink_to(other / name)
+    before = entries_under(tmp_path)
+    for command in commands:
+        result = mist(capsys, *command, run, "--threads", "1")
+        assert_user_error(result, f"{run / name}: is a symbolic link to", "outside its run")
+    assert entries_under(tmp_path) == before
+    if name != "log.jsonl":
+        with pytest.raises(ValueError, match="outside its run directory"):
+            mistnet.load(run, which="last" if name == "last.safetensors" else "best")
+
+
+def test_a_dataset_split_that_links_out_of_the_dataset_is_refused(tmp_path):
+    """Before: a dataset's ``test.npz`` linked to another dataset's split was scored as its
+    test split."""
+    source = dataset(tmp_path / "a")
+    copy = tmp_path / "b"
+    shutil.copytree(source, copy)
+    (copy / "test.npz").unlink()
+    (copy / "test.npz").symlink_to(source / "test.npz")
+    with pytest.raises(DataError, match="test.npz: is a symbolic link to .* outside its dataset"):
+        open_dataset(copy, "test")
+    (copy / "test.npz").unlink()
+    (copy / "test.npz").symlink_to("manifest.json")  # inside: its own (not an npz: refused so)
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        open_dataset(copy, "test")

@@ -10,7 +10,7 @@ from mistnet import machine, validate
 from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
-from mistnet.validate import DEFAULT_MAX_PIXELS
+from mistnet.imagefile import DEFAULT_MAX_PIXELS
 
 #: What ``--threads 0`` leaves: torch's own count, the cores of the machine.
 TORCH_THREADS = "torch's choice"

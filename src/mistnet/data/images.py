@@ -47,7 +47,8 @@ from mistnet.data.annotations import Truth, fit_boxes, read_truth
 from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, write_dataset
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import DEFAULT_MAX_PIXELS, open_image, regular_file, require_finite
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, pixel_count
+from mistnet.validate import regular_file, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: The most crops ``per_image`` takes of one image (all of them are held in memory).
@@ -488,7 +489,7 @@ def _check_arguments(
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
         if hw is not None:
             what = f"{name} {hw[0]} {hw[1]}"
-            validate.pixel_count(hw[1], hw[0], max_pixels, what, "choose a smaller size")
+            pixel_count(hw[1], hw[0], max_pixels, what, "choose a smaller size")
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     # before the images are read: a taken --out, or one inside SRC, is refused at once

@@ -28,12 +28,11 @@ from tqdm import tqdm
 
 from mistnet.data.store import claim_dataset, load_split, read_manifest, write_dataset
 from mistnet.errors import DataError
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image
 from mistnet.outputs import claim_output, new_directory
 from mistnet.validate import (
-    DEFAULT_MAX_PIXELS,
     NUMPY_READ_ERRORS,
     inside,
-    open_image,
     read_text,
     regular_file,
     require_finite,

@@ -40,6 +40,7 @@ from mistnet.outputs import MARKER, claim_output, new_directory, require_only_ow
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
     class_names,
+    own_file,
     printable,
     read_json,
     regular_file,
@@ -279,7 +280,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise DataError(f"{d}: no such dataset directory")
     if not path.exists():
         raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
-    meta = read_json(path)
+    meta = read_json(own_file(path, "dataset directory"))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} manifest")
     splits = meta.get("splits", {})
@@ -313,7 +314,7 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
         have = ", ".join(sorted(meta.get("splits", {}))) or "none"
         raise DataError(f"{path}: split {split!r} not in this dataset (have: {have})")
     try:
-        with np.load(regular_file(path), allow_pickle=False) as z:
+        with np.load(regular_file(own_file(path, "dataset directory")), allow_pickle=False) as z:
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
     except NUMPY_READ_ERRORS as exc:
         raise DataError(

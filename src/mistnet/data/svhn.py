@@ -31,7 +31,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from mistnet.errors import DataError
-from mistnet.validate import inside, open_image, require_float32
+from mistnet.imagefile import open_image
+from mistnet.validate import inside, require_float32
 
 SVHN_HEIGHT = 60
 SVHN_WIDTH = 240

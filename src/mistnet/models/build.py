@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
@@ -13,6 +10,7 @@ from mistnet.models.baselines import ChannelWiseHeatmap
 from mistnet.models.heatmap import HeatmapNet
 from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST, PatchModel
 from mistnet.models.patch import PatchAutoencoder, PatchClassifier
+from mistnet.torchstate import float32_default
 
 
 def build_task_net(cfg: ModelConfig) -> nn.Module:
@@ -72,16 +70,3 @@ def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     with torch.random.fork_rng(devices=[]), float32_default():
         torch.manual_seed(0)
         return build_model(cfg, method)
-
-
-@contextlib.contextmanager
-def float32_default() -> Iterator[None]:
-    """torch's default dtype float32 while the block runs, the caller's after: a script that
-    set ``torch.set_default_dtype(torch.float64)`` would get float64 networks, which the
-    float32 images of the data loaders do not fit ("mixed dtype")."""
-    saved = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(saved)

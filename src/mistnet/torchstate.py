@@ -1,0 +1,42 @@
+"""torch's process-wide settings that mistnet changes while it works, given back afterwards.
+
+Training seeds torch's generators (``train.seed``) and sets its thread count (``threads``);
+building a network to load a checkpoint into seeds them too; and networks are float32
+whatever default dtype the caller chose. A script calling :func:`mistnet.fit`,
+:func:`mistnet.load` or :func:`mistnet.loop.train` finds these as it left them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def float32_default() -> Iterator[None]:
+    """torch's default dtype float32 while the block runs, the caller's after: a script that
+    set ``torch.set_default_dtype(torch.float64)`` would get float64 networks, which the
+    float32 images of the data loaders do not fit ("mixed dtype")."""
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved)
+
+
+@contextlib.contextmanager
+def callers_torch_state() -> Iterator[None]:
+    """The block may seed torch and set its thread count: the caller's random generators and
+    thread count are given back afterwards; networks it builds are float32."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]), float32_default():
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
+__all__ = ["callers_torch_state", "float32_default"]
