@@ -820,3 +820,18 @@ def test_a_shared_data_root_waits_for_the_other_reproduction_then_reuses(tmp_pat
         made = _prepare("mnist-hard", budget, 0, tmp_path, None, first.append, False, "embedded")
     waiter.join(timeout=60)
     assert done == [made] and len(second) == 1  # reused: no "data: ..." line of its own
+
+
+def test_a_folder_of_the_users_in_the_data_root_is_refused_before_out_is_made(tmp_path, capsys):
+    """Before: refused once --out was made (left with .lock, .mistnet, reproduce.json; a 700
+    empty --out of the user's filled), telling the user to choose another --out."""
+    mine = tmp_path / "root" / "smoke" / "mnist-hard-seed0"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    (tmp_path / "empty").mkdir()
+    for out in ("new", "empty"):
+        argv = ["table2", "--budget", "smoke", "--out", tmp_path / out, "--no-figures"]
+        result = mist(capsys, "reproduce", *argv, "--data-root", tmp_path / "root")
+        assert_user_error(result, f"--data-root {tmp_path / 'root'}: {mine} exists and was not")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "root"]
+    assert list((tmp_path / "empty").iterdir()) == [] and (mine / "notes.txt").read_text() == "mine"

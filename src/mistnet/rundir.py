@@ -89,6 +89,7 @@ class Run:
         self.best = self.path / "best.safetensors"
         self.log = self.path / "log.jsonl"
         self.summary = self.path / "summary.json"
+        self._made_tb = False  # tb/ made by this process (tensorboard), removed on failure
 
     def stored(self, cfg: Config) -> Config:
         """``cfg`` as this run writes it (:func:`mistnet.runpaths.stored`): its paths relative
@@ -327,7 +328,10 @@ class Run:
             except BaseException:
                 # nothing worth keeping: leave what was there before
                 if not self.last.exists() and (created or not resume):
-                    discard_new(self.path, created, before, RUN_FILES)
+                    # what training writes, not a run's every name: an eval-*.json or a tb/
+                    # the user put into their folder meanwhile stays
+                    writes = [n for n in RUN_FILES if n not in ("eval-*.json", "tb/")]
+                    discard_new(self.path, created, before, writes + ["tb/"] * self._made_tb)
                 raise
 
     def tensorboard(self):
@@ -336,6 +340,7 @@ class Run:
             from torch.utils.tensorboard import SummaryWriter
         except Exception:  # tensorboard is optional
             return None
+        self._made_tb = not os.path.lexists(self.path / "tb")
         return SummaryWriter(str(self.path / "tb"))
 
     def load(

@@ -335,7 +335,8 @@ def test_a_failed_train_keeps_a_file_the_user_put_into_its_folder_meanwhile(
     capsys, tmp_path, monkeypatch
 ):
     # Before: a failure before the first checkpoint removed every entry new to the folder,
-    # the user's notes.txt too.
+    # the user's notes.txt too; then every name of a run's (an eval-*.json, a whole tb/),
+    # though training writes neither (tb/ only when tensorboard made it).
     out = tmp_path / "e"
     out.mkdir()
 
@@ -343,9 +344,13 @@ def test_a_failed_train_keeps_a_file_the_user_put_into_its_folder_meanwhile(
         (session.run.path / "log.jsonl").write_text("{}\n")
         (out / "notes.txt").write_text("mine")
         (out / "mine").mkdir()
+        (out / "eval-mine.json").write_text("{}")  # names of a run's, not of training's
+        (out / "tb").mkdir()
+        (out / "tb" / "notes.txt").write_text("mine")
         raise MistError("training failed")
 
     monkeypatch.setattr(loop.Session, "train", fails_after_the_user_wrote)
     argv = ["train", "--preset", "tiny-cpu", "--out", out, "--no-progress"]
     assert_user_error(mist(capsys, *argv, *(a for s in TINY for a in ("--set", s))), "failed")
-    assert sorted(p.name for p in out.iterdir()) == ["mine", "notes.txt"]
+    kept = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert kept == ["eval-mine.json", "mine", "notes.txt", "tb", "tb/notes.txt"]

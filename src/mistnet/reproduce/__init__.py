@@ -49,7 +49,7 @@ from mistnet.errors import DataError, MistError, say
 from mistnet.io import atomic_write_json, exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
-from mistnet.reproduce.data import data_dir, prepare, svhn_usable
+from mistnet.reproduce.data import check_datasets, data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
@@ -331,6 +331,9 @@ def reproduce(
     # and whenever given: a mistyped --svhn is said at once, not when Table 4 is run.
     svhn_path = None if svhn is None else svhn_usable(svhn)
     root = Path(data_root) if data_root is not None else out / "data"
+    for t in tables:  # a folder of the user's in the data root: refused before --out is made
+        if _not_run(t, svhn_path) is None:
+            check_datasets(root, plan, list(_data_keys(t)), list(range(seeds)), digits)
     _claim_out(out, root, svhn_path)
     with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)

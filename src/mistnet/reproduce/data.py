@@ -16,6 +16,7 @@ that it was made for the same sizes, seed and source.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from mistnet.data.store import load_split, read_manifest
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
 from mistnet.io import exclusive_lock
+from mistnet.outputs import MARKER
 from mistnet.reproduce.plan import Budget
 
 OFFICIAL = "mnist-hard-official"
@@ -45,6 +47,31 @@ def data_dir(root: Path, budget: Budget, key: str, seed: int, digits: str = "emb
     if key == OFFICIAL:
         return base / f"mnist-hard-seed{seed}-official-import"
     return base / f"{key}-seed{seed}"
+
+
+def check_datasets(
+    root: Path, budget: Budget, keys: list[str], seeds: list[int], digits: str = "embedded"
+) -> None:
+    """Refuse, before a reproduction claims its ``--out``, a folder of the user's where one of
+    its datasets goes under ``root`` (it failed after ``--out`` was made, naming ``--out``).
+
+    Raises:
+        MistError: naming ``--data-root`` and the folder.
+    """
+    for key in keys:
+        for seed in seeds:
+            path = data_dir(root, budget, key, seed, digits)
+            places = [path, path.parent / f"mnist-hard-seed{seed}-official-layout"]
+            for place in places[: 1 + (key == OFFICIAL)]:
+                marks = (MARKER, "manifest.json", "train.txt")  # the last two: older versions
+                mine = place.is_dir() and not place.is_symlink()
+                if os.path.lexists(place) and not (
+                    mine and any((place / m).is_file() for m in marks)
+                ):
+                    raise MistError(
+                        f"--data-root {root}: {place} exists and was not made by mistnet; move "
+                        "it away, or choose another --data-root"
+                    )
 
 
 def _manifest(path: Path) -> dict | None:
@@ -233,4 +260,11 @@ def svhn_usable(svhn: str | Path) -> Path:
     return root
 
 
-__all__ = ["OFFICIAL", "data_dir", "prepare", "roundtrip_identical", "svhn_usable"]
+__all__ = [
+    "OFFICIAL",
+    "check_datasets",
+    "data_dir",
+    "prepare",
+    "roundtrip_identical",
+    "svhn_usable",
+]
