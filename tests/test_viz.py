@@ -333,3 +333,28 @@ def test_mist_figure_has_a_legend_of_the_box_colours_and_the_caption(tmp_path, m
     assert legend(without) == {"detections (predicted)": predicted}
     assert [t.get_text() for t in with_truth.texts] == ["step 40; test: both 0.5"]
     assert without.texts == []
+
+
+def test_a_signal_while_a_figure_is_drawn_is_acted_on_once_it_is_drawn(tmp_path):
+    """Before: SIGTERM or Ctrl-C raised inside matplotlib's C++ drawing came out as
+    ``ValueError: Invalid bounding box`` (an internal error); now the drawing finishes, then
+    the signal stops the command and the temporary PNG is removed."""
+    import signal
+
+    from matplotlib.artist import Artist
+
+    from mistnet.signals import Terminated, signals_as_exceptions
+    from mistnet.viz.canvas import new_figure, save_figure
+
+    class Signalling(Artist):
+        def draw(self, renderer):
+            signal.raise_signal(signal.SIGTERM)  # as `kill` sends it mid-drawing
+
+    fig = new_figure(1, 1, 20)
+    fig.add_artist(Signalling())
+    finished = []
+    savefig = fig.savefig
+    fig.savefig = lambda *a, **k: (savefig(*a, **k), finished.append(True))
+    with pytest.raises(Terminated), signals_as_exceptions():
+        save_figure(fig, tmp_path / "f.png", 20)
+    assert finished == [True] and list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from mistnet.data.store import annotations_of, classes_of, label_name
 from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
+from mistnet.signals import deferred_signals
 
 
 def save_scene_grid(
@@ -87,11 +88,16 @@ def save_scene_grid(
         ax.set_ylim(H - 0.5, -0.5)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(tmp: Path) -> None:
+        with deferred_signals():  # as viz.canvas.drawn: not raised inside matplotlib's C++
+            fig.tight_layout()
+            fig.savefig(tmp, dpi=150)
+
     try:
-        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=150))
+        atomic_write(out, save)
     finally:
         plt.close(fig)
     return out

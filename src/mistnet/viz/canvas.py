@@ -22,6 +22,7 @@ import torch
 from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
+from mistnet.signals import deferred_signals
 
 #: Ground-truth box colour (RGB, 0-255).
 GT_COLOR: tuple[int, int, int] = (0, 200, 0)
@@ -122,8 +123,16 @@ def new_figure(width_in: float, height_in: float, dpi: int):
 
 
 def save_figure(fig, out_path, dpi: int) -> None:
-    """Write ``fig`` as a PNG atomically."""
-    atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    """Write ``fig`` as a PNG atomically (:func:`drawn`)."""
+    atomic_write(out_path, lambda tmp: drawn(fig.savefig, tmp, format="png", dpi=dpi))
+
+
+def drawn(draw, *args, **kwargs) -> Any:
+    """``draw(*args, **kwargs)`` (matplotlib drawing) with Ctrl-C, SIGTERM and SIGHUP acted on
+    once it returns: raised inside matplotlib's C++ code, their exception came out as
+    ``ValueError: Invalid bounding box``, an internal error instead of "stopped"."""
+    with deferred_signals():
+        return draw(*args, **kwargs)
 
 
 def rgb01(color: tuple[int, int, int]) -> tuple[float, float, float]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mistnet.viz.canvas import new_figure, save_figure
+from mistnet.viz.canvas import drawn, new_figure, save_figure
 
 
 def plot_curves(
@@ -42,7 +42,7 @@ def plot_curves(
         if want_log and len(pts) and (pts[:, 1] > 0).all():
             ax.set_yscale("log")
         _style_panel(ax, key, "step")
-    fig.tight_layout()
+    drawn(fig.tight_layout)
     save_figure(fig, out_path, dpi)
 
 
@@ -144,6 +144,6 @@ def plot_runs(
         _style_panel(ax, key, "training minutes" if minutes else "step")
     if len(runs) > 1:
         axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    drawn(fig.tight_layout)
     save_figure(fig, out_path, dpi)
     return list(keys)
