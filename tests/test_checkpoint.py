@@ -240,6 +240,12 @@ def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
         ("config", "[" * 100_000, "JSON nested too deeply"),
         ("step", "1" * 5001, "an integer of more than 4300 digits"),
         ("extra", "{", "Expecting property name"),
+        # before: a resume trained on, then stopped with a TypeError in the loop (its summary
+        # removed, its log extended); NaN never let best.safetensors be written again
+        ("extra", '{"best": "high"}', "extra.best = 'high'"),
+        ("extra", '{"best": NaN}', "Expecting value|extra.best"),
+        ("extra", '{"wall": "long"}', "extra.wall = 'long'"),
+        ("extra", '{"best_step": -1}', "extra.best_step = -1"),
     ],
 )
 def test_damaged_metadata_is_refused_in_one_line(tmp_path, key, value, why):
@@ -277,3 +283,21 @@ def test_a_checkpoint_larger_than_memory_is_refused_before_it_is_read(tmp_path, 
     monkeypatch.setattr(checkpoint, "available_memory", lambda: 1_000_000)
     with pytest.raises(MistError, match="10,000,000 bytes, more than the 1,000,000 bytes"):
         Checkpoint(path)
+
+
+def test_an_optimiser_tensor_of_a_strange_name_is_refused_in_one_line(tmp_path):
+    """Before: ``optim.all.x`` or ``optim.all.abc.exp_avg`` gave an internal error (the name
+    split and read as an index outside the check)."""
+    from safetensors.torch import load, save
+
+    cfg, model, opt = trained()
+    save_checkpoint(tmp_path / "ok.safetensors", model, {"all": opt}, config=cfg.to_dict(), step=1)
+    data = (tmp_path / "ok.safetensors").read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + size])["__metadata__"]
+    del meta["digest"]
+    for name in ("optim.all.x", "optim.all.abc.exp_avg"):
+        tensors = {**load(data), name: torch.zeros(1)}
+        (tmp_path / "bad.safetensors").write_bytes(save(tensors, metadata=meta))
+        with pytest.raises(MistError, match="the state of optimiser 'all' does not fit"):
+            Checkpoint(tmp_path / "bad.safetensors").load_optimizer("all", opt)

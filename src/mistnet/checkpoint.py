@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,26 @@ def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\0".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return f"sha256:{h.hexdigest()}"
+
+
+def _extra_problem(extra: dict[str, Any]) -> str | None:
+    """What is wrong with the ``extra`` values training resumes from (``best``: a finite
+    number or null; ``best_step``: a step or null; ``wall``: seconds), or None."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    checks = {
+        "best": lambda v: v is None or number(v),
+        "best_step": lambda v: (
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+        ),
+        "wall": lambda v: number(v) and v >= 0,
+    }
+    for key, ok in checks.items():
+        if key in extra and not ok(extra[key]):
+            return f"extra.{key} = {extra[key]!r}"
+    return None
 
 
 def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -167,6 +188,9 @@ class Checkpoint:
             isinstance(v, dict) for v in (self.config, self.optimizers, self.extra)
         ):
             raise MistError(f"checkpoint {self.path} has damaged metadata (step {self.step})")
+        problem = _extra_problem(self.extra)
+        if problem:
+            raise MistError(f"checkpoint {self.path} has damaged metadata ({problem})")
         for name, tensor in self.tensors.items():
             require_finite(tensor, f"checkpoint {self.path}: {name}")
 
@@ -225,11 +249,11 @@ class Checkpoint:
         meta = self.optimizers[name]
         state: dict[int, dict[str, Any]] = {}
         prefix = f"optim.{name}."
-        for key, value in self.tensors.items():
-            if key.startswith(prefix):
-                idx, field = key[len(prefix) :].split(".", 1)
-                state.setdefault(int(idx), {})[field] = value
         try:
+            for key, value in self.tensors.items():
+                if key.startswith(prefix):
+                    idx, field = key[len(prefix) :].split(".", 1)
+                    state.setdefault(int(idx), {})[field] = value
             for key, value in meta["scalars"].items():
                 idx, field = key.split(".", 1)
                 state.setdefault(int(idx), {})[field] = value

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Optimizer
 
-from mistnet.errors import NonFiniteLoss
+from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import SceneMeter
 from mistnet.models.mist import MIST, MISTOutput, PatchModel, TaskOutput
@@ -288,6 +288,12 @@ def evaluate(
             batch = Batch.from_dict(raw, device)
             kk = int(batch.count.max()) if per_image_k else (k or model.k)
             out = model(batch.images, kk)
+            if not all(torch.isfinite(t).all() for t in (out.keypoints, out.scores, out.task)):
+                # else scored as misses, metrics of 0 that look measured
+                raise MistError(
+                    "the model's outputs are NaN or infinite on this data (damaged weights, "
+                    "such as a negative BatchNorm variance?)"
+                )
             labels = out.task.argmax(-1) if model.task == "classify" else None
             truth = (batch.boxes, batch.labels, batch.count)
             det_count = batch.count if per_image_k else None

@@ -124,17 +124,20 @@ def evaluate_run(
     k = k or net.k
     _check_k(k, dataset, source, cfg.train.method)
     annotations = annotations_of(dataset)
-    metrics = evaluate(
-        net,
-        loader(dataset, batch_size or cfg.train.batch_size, 0),
-        device=device,
-        k=k,
-        per_image_k=per_image_k,
-        signed=cfg.model.output == "signed",
-        annotations=annotations,
-        class_names=tuple(cfg.record.class_names),
-        meters=meters,
-    )
+    try:
+        metrics = evaluate(
+            net,
+            loader(dataset, batch_size or cfg.train.batch_size, 0),
+            device=device,
+            k=k,
+            per_image_k=per_image_k,
+            signed=cfg.model.output == "signed",
+            annotations=annotations,
+            class_names=tuple(cfg.record.class_names),
+            meters=meters,
+        )
+    except MistError as exc:  # the model's outputs not finite
+        raise MistError(f"{ckpt.path} on {source} [{split}]: {exc}") from None
     broken = [name for name, value in metrics.items() if not math.isfinite(value)]
     if broken:
         raise MistError(

@@ -256,6 +256,7 @@ class Run:
                         f"trained with {was!r}; a resumed run goes on as it was trained: put "
                         f"{was!r} back, or start a new run from it (--set train.init_from=RUN)"
                     )
+        check_resume(ckpt, saved, self.read_log())  # before config.json is written again
 
     def _check_last_checkpoint(self, saved: Config) -> None:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
@@ -388,7 +389,8 @@ def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
 
     The train line of every ``log_every``-th step is appended before the checkpoint of that step
     is written, so the log of the run a checkpoint belongs to holds the line of the last such
-    step at or before the checkpoint's (a missing log is no contradiction: nothing to keep).
+    step at or before the checkpoint's; a missing or empty log past that step lost the run's
+    history (the resumed log would start mid-run, its summary naming steps it has not).
     """
     t = cfg.train
     if ckpt.step > t.steps:
@@ -398,6 +400,12 @@ def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
         )
     logged = {r.step for r in log if r.split == "train"}
     expected = ckpt.step // t.log_every * t.log_every
+    if not log and expected > 0:
+        raise MistError(
+            f"log.jsonl is missing or empty but {ckpt.path} is at step {ckpt.step}; restore "
+            "the log to resume, or start a new run from these weights (--set "
+            "train.init_from=RUN)"
+        )
     if log and expected > 0 and expected not in logged:
         raise MistError(
             f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "

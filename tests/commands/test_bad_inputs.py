@@ -495,6 +495,13 @@ def resume_a_run_whose_last_checkpoint_was_deleted(tmp_path, run):
 
 
 @case
+def resume_a_run_whose_log_was_deleted(tmp_path, run):
+    (run / "log.jsonl").unlink()  # before: resumed, its new log starting mid-run
+    argv = ["train", "--out", run, "--resume", "--set", "train.steps=30"]
+    return argv, ["log.jsonl is missing or empty but", "at step 10", "train.init_from=RUN"]
+
+
+@case
 def resume_a_run_whose_last_checkpoint_and_log_were_deleted(tmp_path, run):
     for name in ("last.safetensors", "log.jsonl", "summary.json"):
         (run / name).unlink()  # before: trained afresh, best.safetensors overwritten

@@ -1,11 +1,13 @@
 """``mist eval``: the metrics JSON, and data the run cannot be evaluated on."""
 
 import json
+import shutil
 
 import numpy as np
 import torch
 from cli_helpers import assert_user_error, mist
 
+import mistnet
 from mistnet.data import write_dataset
 from mistnet.data.runs import open_data
 from mistnet.data.sampling import loader
@@ -89,3 +91,26 @@ def test_eval_json_takes_an_upper_case_suffix_as_plot_does(capsys, tiny_run, tmp
     assert rc == 0, err
     assert json.loads(out.read_text())["split"] == "test"
     assert_user_error(mist(capsys, "eval", tiny_run, "--json", tmp_path / "m.txt"), "ending in")
+
+
+def test_a_checkpoint_whose_model_outputs_nan_is_refused_not_scored_as_misses(
+    capsys, tmp_path, tiny_run
+):
+    """Before: finite weights whose outputs are NaN (a negative BatchNorm variance) were
+    scored as misses: metrics of 0.0, written as the run's record."""
+    from mistnet.checkpoint import Checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    saved = Checkpoint(run / "best.safetensors")
+    model = mistnet.load(run)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_var"):
+                buffer.copy_(-buffer - 1)
+    save_checkpoint(run / "best.safetensors", model, config=saved.config, step=saved.step,
+                    extra=saved.extra)  # fmt: skip
+    (run / "eval-test.json").unlink(missing_ok=True)
+    result = mist(capsys, "eval", run, "--threads", "1")
+    assert_user_error(result, "best.safetensors on", "the model's outputs are NaN or infinite")
+    assert not (run / "eval-test.json").exists()
