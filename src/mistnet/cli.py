@@ -184,14 +184,15 @@ def command_name(args: argparse.Namespace) -> str:
 
 
 def _warning_printer(command: str):
-    """``warnings.showwarning`` printing a :class:`MistWarning` as one ``mist`` line."""
-    default = warnings.showwarning
+    """``warnings.showwarning`` printing every warning as one ``mist`` line: a
+    :class:`MistWarning` as it is, a library's (matplotlib's "Tight layout not applied")
+    with its category, not Python's two lines of a source file and line."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        if issubclass(category, MistWarning):
-            print(f"mist {command}: warning: {escaped(str(message))}", file=sys.stderr)
-        else:
-            default(message, category, filename, lineno, file, line)
+        text = " ".join(str(message).split())
+        if not issubclass(category, MistWarning):
+            text = f"{category.__name__}: {text}"
+        print(f"mist {command}: warning: {escaped(text)}", file=sys.stderr)
 
     return show
 

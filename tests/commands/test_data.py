@@ -225,3 +225,21 @@ def test_corrupt_inputs_and_existing_output(capsys, tmp_path):
         d,
         match="train-images-idx3-ubyte: wrong IDX magic",
     )
+
+
+def test_data_show_draws_thin_images_and_says_a_librarys_warning_in_one_line(capsys, tmp_path):
+    """Before: a dataset of 1 x 5000 images (import-images takes a 5000 x 1 PNG) gave an
+    internal error ("cannot write empty image") after matplotlib's warning in Python's two raw
+    lines (file, line and source)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.new("L", (5000, 1), 100 + i).save(src / f"{i}.png")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    assert mist(capsys, *argv)[0] == 0
+    rc, _, err = mist(
+        capsys, "data", "show", tmp_path / "ds", "--split", "train", "--out", tmp_path / "a.png"
+    )
+    assert rc == 0, err
+    assert Image.open(tmp_path / "a.png").size[1] > 0
+    assert all(line.startswith("mist data show: warning: ") for line in err.splitlines()), err

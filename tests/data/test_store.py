@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -375,3 +376,25 @@ def test_images_of_two_or_four_channels_are_refused():
         }
         with pytest.raises(DataError, match=f"with C = 1 or 3, got \\(2, {channels}, 8, 8\\)"):
             validate_arrays(arrays, "x.npz")
+
+
+@pytest.mark.parametrize(
+    ("name", "splits", "manifest", "message"),
+    [
+        ("x\x1b[31m", True, None, "name 'x\\x1b[31m' holds the control character"),
+        ("x", True, {"classes": ["a", "a"]}, "classes: 'a' is named twice"),
+        ("x", False, None, "no split given"),
+        (5, True, None, "'name' must be text, got 5"),
+        ("x", True, {"classes": ["a", "b"]}, "classes names 2 classes but train.npz holds label"),
+        ("n" * 300, True, None, "'name' has 300 characters; at most 200"),
+    ],
+)
+def test_write_dataset_refuses_what_its_readers_would(tmp_path, name, splits, manifest, message):
+    """Before: each was written, a complete-looking dataset that open_dataset and every command
+    then refused (a long name held data show for minutes; labels past the named classes were
+    drawn half by name, half by number)."""
+    g = build_generator("mnist-hard", layout_bank=16)
+    arrays = {"train": make_scenes(g, "train", range(3), 0)} if splits else {}
+    with pytest.raises(DataError, match=re.escape(message)):
+        write_dataset(tmp_path / "d", name, arrays, manifest)
+    assert list(tmp_path.iterdir()) == []

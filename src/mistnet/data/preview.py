@@ -14,6 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mistnet.data.store import annotations_of, classes_of, label_name
+from mistnet.errors import DataError
 from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
 from mistnet.signals import deferred_signals
@@ -44,8 +45,11 @@ def save_scene_grid(
     rows = math.ceil(n / cols)
     item0 = dataset[0]
     _, H, W = item0["image"].shape
+    if not H or not W:
+        raise DataError(f"the images are {W}x{H} pixels: nothing to draw")
     panel_h = 1.8 * min(1.0, 3.6 * H / W)  # inches; wide SVHN panels stay readable
-    panel_w = panel_h * W / H
+    # a panel at least a third of an inch on a side, at most 6 (a 1 x 5000 image drew 0 rows)
+    panel_h, panel_w = max(panel_h, 0.35), min(max(panel_h * W / H, 0.35), 6.0)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_w, rows * panel_h), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")

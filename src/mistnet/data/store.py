@@ -177,6 +177,8 @@ def write_dataset(
 
     Raises:
         MistError: the target exists and is not a dataset to overwrite, or inconsistent arrays.
+        DataError: no split, or a manifest its readers would refuse (a name that is no short
+            printable text, class names repeated or empty, a label past the classes).
     """
     out = Path(out_dir)
     claim_dataset(out, overwrite)
@@ -199,6 +201,11 @@ def write_dataset(
         name=name,
         splits={canonical_split(s): int(a["images"].shape[0]) for s, a in splits.items()},
     )
+    if not splits:
+        raise DataError(f"{out}: no split given; a dataset holds train, val or test scenes")
+    check_manifest(meta, out / MANIFEST)  # what every reader would refuse, refused here
+    for split, arrays in splits.items():
+        _check_manifest_says(meta, arrays, out / f"{canonical_split(split)}.npz")
     with dataset_directory(out, overwrite) as tmp:
         for split, arrays in splits.items():
             _save_npz(tmp / f"{canonical_split(split)}.npz", arrays, compress)
@@ -280,7 +287,17 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise DataError(f"{d}: no such dataset directory")
     if not path.exists():
         raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
-    meta = read_json(own_file(path, "dataset directory"))
+    return check_manifest(read_json(own_file(path, "dataset directory")), path)
+
+
+def check_manifest(meta: object, path: Path) -> dict:
+    """``meta`` once it is a manifest every reader takes: the format, split counts, a short
+    printable name, distinct class names (:func:`~mistnet.validate.class_names`). The
+    writer checks what it writes with it too (:func:`write_dataset`).
+
+    Raises:
+        DataError: naming ``path`` and the first entry at fault.
+    """
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} manifest")
     splits = meta.get("splits", {})
@@ -293,7 +310,11 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     name = meta.get("name", "")
     if not isinstance(name, str):
         raise DataError(f"{path}: 'name' must be text, got {name!r}")
+    if len(name) > 200:  # a title of a million characters held data show for minutes
+        raise DataError(f"{path}: 'name' has {len(name):,} characters; at most 200")
     printable(name, f"{path}: name", "the name is printed in lines and figures")
+    if meta.get("classes"):
+        class_names(meta["classes"], f"{path}: classes")
     return meta
 
 
@@ -332,8 +353,9 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
 
 def _check_manifest_says(meta: dict, arrays: dict[str, np.ndarray], path: Path) -> None:
     """Refuse a split whose arrays are not what its manifest says (an edited or foreign
-    manifest): the image size, channels and dtype it records, and boxes it claims (a box of
-    side 0 is none: detection would be scored against nothing)."""
+    manifest): the image size, channels and dtype it records, a label for each class it
+    names, and boxes it claims (a box of side 0 is none: detection would be scored against
+    nothing)."""
     _, C, H, W = arrays["images"].shape
     found = {"channels": C, "height": H, "width": W, "dtype": str(arrays["images"].dtype)}
     for key, value in found.items():
@@ -341,7 +363,14 @@ def _check_manifest_says(meta: dict, arrays: dict[str, np.ndarray], path: Path) 
             raise DataError(
                 f"{path.parent / MANIFEST}: {key} is {meta[key]!r} but {path.name} holds {value!r}"
             )
-    boxes = arrays["boxes"][counted_instances(arrays["counts"], arrays["boxes"].shape[1])]
+    counted = counted_instances(arrays["counts"], arrays["boxes"].shape[1])
+    names, labels = meta.get("classes") or (), arrays["labels"][counted]
+    if names and labels.size and int(labels.max()) >= len(names):  # else drawn half by number
+        raise DataError(
+            f"{path.parent / MANIFEST}: classes names {len(names)} classes but {path.name} "
+            f"holds label {int(labels.max())}"
+        )
+    boxes = arrays["boxes"][counted]
     if "boxes" in meta.get("annotations", ()) and (boxes[:, 2:] <= 0).any():
         raise DataError(
             f"{path.parent / MANIFEST}: annotations names boxes but {path.name} holds boxes of "
