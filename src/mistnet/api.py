@@ -56,9 +56,10 @@ from mistnet.outputs import check_named
 from mistnet.rundir import Run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no truth value: == is identity, as hash
 class Prediction:
     """What :func:`predict` found in one image: ``N`` detections, highest score first.
+    Compare two with ``torch.equal`` on their fields (``==`` is identity).
 
     Attributes:
         boxes: ``(N, 4)`` float corners ``(x0, y0, x1, y1)`` in the image's pixels, clipped to

@@ -16,11 +16,13 @@ from typing import Any
 import torch
 
 from mistnet import pretrained
+from mistnet.data.digits import canonical_split
 from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
 from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
+from mistnet.device import check_device
 from mistnet.engine import Meter, evaluate
-from mistnet.errors import MistError
+from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
 from mistnet.rundir import Run
 
@@ -73,6 +75,28 @@ def _check_k(k: int, dataset, source: str, method: str) -> None:
         )
 
 
+def _check_arguments(run, model, split: str, k: int, batch_size: int, device) -> str:
+    """:func:`evaluate_run`'s arguments, each checked before any work (the command line checks
+    its options itself); the split's canonical name.
+
+    Raises:
+        ArgumentError: ``run`` and ``model`` both given or neither, an unknown split, a ``k``
+            or ``batch_size`` that is no integer >= 0, a ``device`` that is no device name.
+    """
+    if (run is None) == (model is None):
+        raise ArgumentError("give run or model (a pretrained model's name), one of the two")
+    try:
+        split = canonical_split(split) if isinstance(split, str) else canonical_split("?")
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
+    for name, value in (("k", k), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {value!r}")
+    if isinstance(device, str):
+        check_device(device, "device")
+    return split
+
+
 def evaluate_run(
     run: str | Path | None,
     data: str | None = None,
@@ -104,11 +128,12 @@ def evaluate_run(
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
-            split, a negative ``k``, more than the images have pixels, or ``k`` together with
-            ``per_image_k``, or a metric that is not finite (the model's outputs were not).
+            split, more detections than the images have pixels, or ``k`` together with
+            ``per_image_k``, or outputs or metrics that are not finite.
+        ArgumentError: ``run`` and ``model`` both or neither, or an argument of a wrong type
+            or range (:func:`_check_arguments`).
     """
-    if k < 0:
-        raise MistError(f"--k must be positive, got {k}")
+    split = _check_arguments(run, model, split, k, batch_size, device)
     if k and per_image_k:
         raise MistError("--k and --per-image-k exclude each other")
     if model is None:

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from cli_helpers import assert_user_error, mist
 
@@ -114,3 +115,20 @@ def test_a_checkpoint_whose_model_outputs_nan_is_refused_not_scored_as_misses(
     result = mist(capsys, "eval", run, "--threads", "1")
     assert_user_error(result, "best.safetensors on", "the model's outputs are NaN or infinite")
     assert not (run / "eval-test.json").exists()
+
+
+def test_evaluate_run_checks_its_arguments_before_any_work(tiny_run):
+    """Before: a run and a model both given scored the model as the run's (the run ignored);
+    split "valid" a bare KeyError; k=True, batch_size=-1, device="gpu" errors deep in torch."""
+    for kwargs, message in [
+        ({"model": "mnist-hard-classifier"}, "give run or model"),
+        ({"split": "training"}, "split must be one of train, val, test"),
+        ({"k": True}, "k must be an integer >= 0"),
+        ({"batch_size": -1}, "batch_size must be an integer >= 0"),
+        ({"device": "gpu"}, "device must be cpu, cuda"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            evaluate_run(tiny_run, **kwargs)
+    with pytest.raises(ValueError, match="give run or model"):
+        evaluate_run(None)
+    assert evaluate_run(tiny_run, split="valid").split == "val"

@@ -340,3 +340,13 @@ def test_a_path_and_a_pillow_image_of_a_rotated_photo_give_boxes_in_one_frame(ti
     (by_pillow,) = model.predict(Image.open(tmp_path / "photo.jpg"), min_score=0)
     assert torch.equal(by_path.keypoints, by_pillow.keypoints)
     assert by_path.boxes[:, 2].max() <= 80 and by_path.boxes[:, 3].max() <= 160  # upright: 80 x 160
+
+
+def test_predictions_compare_by_identity_not_by_raising(tiny_run):
+    """Before: ``a == b`` raised "Boolean value of Tensor ... is ambiguous" (the dataclass's
+    generated comparison of tensors) and equal-looking predictions hashed apart."""
+    model = mistnet.load(tiny_run)
+    image = torch.rand(1, 80, 80)
+    a, b = model.predict(image, min_score=0)[0], model.predict(image, min_score=0)[0]
+    assert a == a and a != b and len({a, b, a}) == 2
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("boxes", "scores", "keypoints"))
