@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from mistnet.config import load_preset
 from mistnet.detection import _cores, detect_image, merge_detections, window_starts
 from mistnet.models.mist import MIST
 from mistnet.models.patch import PatchClassifier
@@ -109,3 +110,26 @@ def test_tiles_find_every_object_once_in_bounded_batches(monkeypatch):
         map(tuple, bright[:, :2].tolist())
     )
     assert found.logits.shape == (len(found.keypoints), 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 0}, "k must be an integer >= 1, got 0"),  # was the model's K
+        ({"max_detections": -1}, "max_detections must be an integer >= 1"),  # was k - 1
+        ({"max_detections": 0}, "max_detections must be"),  # none, or the tiled default
+        ({"scale": float("nan")}, "scale must be a finite number > 0"),
+        ({"scale": 0}, "scale must be a finite number > 0"),
+        ({"tile": (80,)}, "tile must be \\(h, w\\)"),
+        ({"batch": 0}, "batch must be an integer >= 1"),
+    ],
+)
+def test_detect_image_names_a_bad_argument(kwargs, message):
+    """Before: each was taken silently (k=0 the model's K, max_detections=-1 a slice from the
+    end, 0 none without tiles but the default cap with them) or failed deep inside."""
+    from mistnet.models.build import build_model
+
+    model = build_model(load_preset("tiny-cpu").model).eval()
+    arguments = {"k": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        detect_image(model, torch.rand(1, 40, 40), **arguments)

@@ -660,3 +660,29 @@ def test_scene_meters_of_disjoint_batches_add_up_to_the_whole(task):
     names = ("a", "b", "c")
     assert merged.compute(names) == pytest.approx(whole.compute(names))
     assert merged.compute(names) != pytest.approx(parts[0].compute(names))  # halves differ
+
+
+def test_the_detection_meter_refuses_nan_boxes_bad_counts_labels_and_thresholds():
+    """Before: NaN boxes were scored as misses (0.0), a NaN threshold made a perfect detector
+    score 0, 5 instances claimed of 2 given scored 1.0, label -5 was taken as padding, and
+    num_classes=True was accepted."""
+    gt = torch.tensor([[[10.0, 10, 20, 20], [50, 50, 20, 20]]])
+    labels = torch.tensor([[3, 4]])
+    for bad_args, message in [
+        ((gt * float("nan"), labels, gt, labels), "det_boxes: holds NaN"),
+        ((gt, labels, gt * float("nan"), labels), "gt_boxes: holds NaN"),
+        ((gt, torch.tensor([[-5, 4]]), gt, labels), "det_labels: class indices >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            DetectionMeter(10).update(*bad_args)
+    for count, message in [([5], "gt_count"), ([-1], "gt_count")]:
+        with pytest.raises(ValueError, match=message):
+            DetectionMeter(10).update(gt, labels, gt, labels, gt_count=torch.tensor(count))
+    with pytest.raises(ValueError, match="det_count: whole numbers"):
+        DetectionMeter(10).update(gt, labels, gt, labels, det_count=torch.tensor([1.5]))
+    for args, message in [((True,), "num_classes"), ((10, float("nan")), "iou_threshold")]:
+        with pytest.raises(ValueError, match=message):
+            DetectionMeter(*args)
+    meter = DetectionMeter(10)
+    meter.update(gt, labels, gt, labels)
+    assert meter.compute()["both"] == 1.0

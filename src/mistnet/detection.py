@@ -232,7 +232,13 @@ def detect_image(
         batch: windows per forward pass.
         max_detections: how many detections to keep at most (None: ``k``, or with ``tile``
             :func:`tiled_cap`).
+
+    Raises:
+        ValueError: a ``k``, ``batch`` or ``max_detections`` that is no integer >= 1, a
+            ``scale`` that is no finite number > 0, a ``tile`` that is no pair of them, an
+            ``image`` that is no ``(C, H, W)`` tensor.
     """
+    _check_arguments(image, k, scale, tile, batch, max_detections)
     _, H, W = image.shape
     x = image
     if scale != 1.0:
@@ -256,6 +262,30 @@ def detect_image(
         x_, y_, side = kp.unbind(-1)
         kp = torch.stack([(x_ + 0.5) / sx - 0.5, (y_ + 0.5) / sy - 0.5, side * 2 / (sx + sy)], 1)
     return Detections(kp, scores, logits, recon, windows)
+
+
+def _check_arguments(image, k, scale, tile, batch, max_detections) -> None:
+    """:func:`detect_image`'s arguments (``mist detect`` and ``predict`` check their own)."""
+
+    def count(value: object, name: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    if not isinstance(image, Tensor) or image.dim() != 3:
+        raise ValueError(
+            f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"
+        )
+    count(k, "k")
+    count(batch, "batch")
+    if max_detections is not None:
+        count(max_detections, "max_detections")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < math.inf:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    if tile is not None:
+        if not isinstance(tile, tuple | list) or len(tile) != 2:
+            raise ValueError(f"tile must be (h, w), got {tile!r}")
+        for side in tile:
+            count(side, "each side of tile")
 
 
 def tiled_cap(k: int, pixels: int, tile: tuple[int, int]) -> int:

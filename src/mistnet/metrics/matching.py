@@ -198,6 +198,27 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
             "det_boxes and gt_boxes: batch sizes differ "
             f"({det_boxes.shape[0]} vs {gt_boxes.shape[0]})"
         )
+    for name, boxes in (("det_boxes", det_boxes), ("gt_boxes", gt_boxes)):
+        if not torch.isfinite(boxes).all():  # else scored as misses: plausible zeros
+            raise ValueError(f"{name}: holds NaN or infinite values")
+    for name, labels in (("det_labels", det_labels), ("gt_labels", gt_labels)):
+        if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class
+            raise ValueError(
+                f"{name}: class indices >= 0 (or -1, padding), got {int(labels.min())}"
+            )
+
+
+def check_counts(count: Tensor | None, most: int, name: str) -> None:
+    """Raise ValueError unless ``count`` (None, or ``(B,)``) holds whole numbers in [0, most]."""
+    if count is None:
+        return
+    if count.numel() and (
+        not torch.isfinite(count).all()
+        or bool((count != count.round()).any())
+        or int(count.min()) < 0
+        or int(count.max()) > most
+    ):
+        raise ValueError(f"{name}: whole numbers in [0, {most}] expected, got {count.tolist()}")
 
 
 def pair_iou(det_boxes: Tensor, gt_boxes: Tensor) -> Tensor:

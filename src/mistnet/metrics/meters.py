@@ -30,6 +30,7 @@ from torch import Tensor
 
 from mistnet.metrics.matching import (
     check_batch,
+    check_counts,
     greedy_match,
     multiset_overlap,
     pair_iou,
@@ -77,8 +78,10 @@ class DetectionMeter:
     )
 
     def __init__(self, num_classes: int = 10, iou_threshold: float = 0.5) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes: expected >= 1, got {num_classes}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
+        if not isinstance(iou_threshold, int | float) or not 0 <= iou_threshold < 1:  # NaN too
+            raise ValueError(f"iou_threshold: expected a number in [0, 1), got {iou_threshold!r}")
         self.num_classes = num_classes
         self.iou_threshold = iou_threshold
         self.reset()
@@ -116,6 +119,8 @@ class DetectionMeter:
             det_count: optional ``(B,)`` valid detection count per image (Table 3: = gt count).
         """
         check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+        check_counts(gt_count, gt_boxes.shape[1], "gt_count")
+        check_counts(det_count, det_boxes.shape[1], "det_count")
         t = self.iou_threshold
         gt_valid = valid_mask(gt_labels, gt_count)  # (B, N)
         det_valid = valid_mask(det_labels, det_count)  # (B, K)
