@@ -242,3 +242,28 @@ def test_rectangular_region_feasibility_is_checked():
 
     with pytest.raises(DataError, match=r"in \[10, 30\] x \[10, 70\]"):
         MnistHard(counts=(9,), radius=14.0, region=((10.0, 30.0), (10.0, 70.0)))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        # before: black scenes labelled with 9 digits wholly outside the image
+        (lambda: SceneDataset("mnist-hard", "train", 3, region=(-1000.0, 1000.0)), DataError,
+         "region .* must lie in the 80 x 80 px canvas"),
+        (lambda: SceneDataset("mnist-hard", "train", 3, radius=float("nan")), DataError,
+         "radius must be a finite number > 0"),  # was deep in scipy
+        (lambda: SceneDataset("gabor", "train", 3, a=float("nan")), DataError,
+         "a must be a finite number > 0"),  # was deep in numpy
+        (lambda: SceneDataset("mnist-hard", "train", 3, counts=[3]), DataError,
+         "its digit counts are in its name"),  # was a bare TypeError
+        (lambda: SceneDataset("mnist-hard", "train", 2.5), TypeError, "size must be an integer"),
+        (lambda: SceneDataset("mnist-hard", "train", 3, seed="0"), TypeError, "seed must be"),
+        (lambda: SceneDataset("mnist-hard", "train", 3, seed=2**64), ValueError, "seed must be"),
+        (lambda: SceneDataset("mnist-hard", "train", 3)[2.0], TypeError, "scene index must be"),
+    ],
+)  # fmt: skip
+def test_scene_datasets_check_their_arguments(make, error, message):
+    """Before: each was taken (2.5 scenes were 2, the seeds "0", 1.5 and 2**64 made other
+    scenes than any integer seed, a float index was truncated) or failed deep inside."""
+    with pytest.raises(error, match=message):
+        make()

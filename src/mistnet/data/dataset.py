@@ -7,10 +7,13 @@ format of :mod:`mistnet.data.store`), :class:`SceneDataset` and :func:`collate_s
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mistnet import validate
 from mistnet.data.digits import DigitPools, canonical_split
 from mistnet.data.scenes import DEFAULT_SIZES, Scene, SceneGenerator, build_generator
 
@@ -66,10 +69,13 @@ class SceneDataset(Dataset):
             name if isinstance(name, SceneGenerator) else build_generator(name, digits, **kwargs)
         )
         self.split = canonical_split(split)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)):
+            raise TypeError(f"size must be an integer, got {size!r}")  # 2.5 was cut to 2
         self.size = DEFAULT_SIZES[self.split] if size is None else int(size)
         if self.size < 0:
             raise ValueError(f"size must be >= 0, got {self.size}")
-        self.seed = int(seed)
+        # scene i is a pure function of (i, split, seed): "0", 1.5 or 2**64 made other scenes
+        self.seed = validate.seed(seed)
         self.name = self.generator.name
         self.channels = self.generator.channels
         self.height = self.generator.height
@@ -92,6 +98,8 @@ class SceneDataset(Dataset):
         return self.generator.generate(self.split, index % self.size, self.seed)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"scene index must be an integer, got {index!r}")  # 2.0 was taken
         s = self.scene(int(index))
         return to_item(s.image, s.boxes, s.labels)
 

@@ -26,6 +26,8 @@ distinct layouts. ``layout_bank=0`` runs scipy for every scene instead.
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -182,6 +184,27 @@ class _DigitSceneGenerator(SceneGenerator):
         )
 
 
+def _finite(value: object, name: str, low: float = -math.inf, positive: bool = False) -> float:
+    """``value`` as a float once it is a finite number of at least ``low`` (above 0 with
+    ``positive``); a NaN width failed deep in scipy, NaN Gabor parameters in numpy."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise DataError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < low or (positive and v <= 0):
+        limit = "> 0" if positive else f">= {low:g}"
+        raise DataError(f"{name} must be a finite number {limit}, got {value!r}")
+    return v
+
+
+def _check_region(low: np.ndarray, high: np.ndarray, size: int, region: object) -> None:
+    """Refuse a centre region outside the ``size`` px canvas: its scenes were black, yet
+    labelled with every digit (boxes wholly outside the image, which importers refuse)."""
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise DataError(f"region {region} must hold finite numbers")
+    if (low < 0).any() or (high > size).any():
+        raise DataError(f"region {region} must lie in the {size} x {size} px canvas (0..{size})")
+
+
 class MnistEasy(_DigitSceneGenerator):
     """MNIST-easy (docs/design.md, Data): digits 1..9 in row-major order on a perturbed 3×3 grid.
 
@@ -195,7 +218,7 @@ class MnistEasy(_DigitSceneGenerator):
 
     def __init__(self, digits: str | DigitPools = "embedded", jitter: float = 1 / 8) -> None:
         super().__init__(digits)
-        self.jitter = float(jitter)
+        self.jitter = _finite(jitter, "jitter", low=0.0)
         cell = self.width / 3
         grid = -0.5 + (np.arange(3) + 0.5) * cell
         gx, gy = np.meshgrid(grid, grid)  # row-major: row r = y index
@@ -258,7 +281,9 @@ class MnistHard(_DigitSceneGenerator):
             (x0, x1), (y0, y1) = region
             self.region = ((float(x0), float(x1)), (float(y0), float(y1)))
             self._low, self._high = np.array([x0, y0], float), np.array([x1, y1], float)
-        if radius <= 0 or np.any(self._high <= self._low):
+        _check_region(self._low, self._high, self.width, region)
+        radius = _finite(radius, "radius", positive=True)
+        if np.any(self._high <= self._low):
             raise DataError(f"impossible layout: radius {radius}, region {region}")
         if layout_bank < 0:
             raise ValueError(f"layout_bank must be >= 0, got {layout_bank}")
@@ -385,7 +410,13 @@ class GaborNoise(SceneGenerator):
             raise DataError(f"gabor impulse count must be >= 1, got {count}")
         self.max_count = int(count)
         self.region = (float(region[0]), float(region[1]))
-        self.kernel = {"a": a, "f0": f0, "amplitude": amplitude, "omega": omega}
+        _check_region(np.array(self.region[:1]), np.array(self.region[1:]), self.width, region)
+        self.kernel = {
+            "a": _finite(a, "a", positive=True),
+            "f0": _finite(f0, "f0", low=0.0),
+            "amplitude": _finite(amplitude, "amplitude"),
+            "omega": _finite(omega, "omega"),
+        }
         self.stencil = gabor_stencil(**self.kernel)
 
     def generate(self, split: str, index: int, seed: int = 0) -> Scene:
@@ -461,6 +492,11 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
     Raises:
         DataError: unknown name or impossible parameters.
     """
+    if "counts" in kwargs and name.startswith("mnist-hard"):  # else a bare TypeError
+        raise DataError(
+            f"scene generator {name!r}: its digit counts are in its name; name them so "
+            "(mnist-hard-3to9) instead of counts="
+        )
     if name in GENERATORS:
         return GENERATORS[name](digits=digits, **kwargs)
     m = _HARD_PATTERN.match(name)
