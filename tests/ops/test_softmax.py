@@ -153,3 +153,17 @@ def test_window_mass_scores_a_spread_peak_high_and_a_flat_or_low_window_low():
     assert m[32, 32] < 1e-6
     with pytest.raises(ValueError, match="inner"):
         local_window_log_mass(h, 17, 15)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 4}, "window must be an odd positive integer"),  # the window is centred
+        ({"strength": float("nan")}, "strength must be a finite number > 0"),  # NaN maps
+        ({"strength": -10.0}, "strength must be a finite number > 0"),  # inverted peaks
+        ({"eps": float("inf")}, "eps must be a finite number >= 0"),
+    ],
+)
+def test_the_local_softmax_names_a_bad_window_strength_or_eps(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        local_spatial_softmax(torch.rand(1, 1, 20, 20), **kwargs)

@@ -60,8 +60,12 @@ def local_spatial_log_softmax(
         (0.99, True)
     """
     h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
-    if not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be an odd positive integer, got {window!r}")  # centred
+    if not isinstance(strength, int | float) or not 0 < strength < math.inf:  # NaN: NaN maps
+        raise ValueError(f"strength must be a finite number > 0, got {strength!r}")
+    if not isinstance(eps, int | float) or not 0 <= eps < math.inf:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     peak = h.detach().amax(dim=(2, 3), keepdim=True)
     a = strength * (h - peak)
     return a - _log_denominator(a, window, eps)
