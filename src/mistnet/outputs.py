@@ -220,7 +220,9 @@ def claim_output(
     if path.is_symlink():
         # never written through (it may lead anywhere); an output written in place, as a run
         # resumed, is named by its own path
-        hint = f"give {os.path.realpath(path)} itself" if in_place else "name a new directory"
+        target = Path(os.path.realpath(path))
+        ours = in_place and target.is_dir() and output_kind(target) == kind  # else refused too
+        hint = f"give {target} itself" if ours else "name a new directory"
         raise MistError(f"{path}: is a symbolic link; --out must {hint}")
     found = None
     if path.is_dir():

@@ -445,6 +445,14 @@ def resume_a_run_through_a_link(tmp_path, run):
 
 
 @case
+def train_through_a_link_to_a_file(tmp_path, run):
+    (tmp_path / "file").write_text("mine")  # was "--out must give .../file itself"
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "link", "--no-progress"]
+    return argv, ["link: is a symbolic link; --out must name a new directory"]
+
+
+@case
 def eval_json_into_an_export_folder(tmp_path, run):
     off = create_directory(tmp_path / "off", "official")[0]
     return ["eval", run, "--json", off / "x.json"], [f"--json {off}/x.json is inside the official"]

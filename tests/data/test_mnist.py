@@ -252,3 +252,17 @@ def test_a_cache_folder_holding_files_of_the_users_is_never_replaced(capsys, tmp
     result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
     assert_user_error(result, str(cache), "is a file, not the MNIST cache folder")
     assert cache.read_text() == "a file of mine"
+
+
+def test_the_cache_is_never_filled_inside_a_mistnet_output(capsys, tmp_path, monkeypatch):
+    """Before: MISTNET_DATA=DS put 55 MB into the dataset DS, whose replacement then failed."""
+    from mistnet.data import build_generator, make_scenes, write_dataset
+
+    g = build_generator("mnist-hard", layout_bank=16)
+    ds = write_dataset(tmp_path / "ds", g.name, {"test": make_scenes(g, "test", range(2), 0)})
+    monkeypatch.setenv("MISTNET_DATA", str(ds))
+    small_mnist(tmp_path / "src")
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, "the MNIST cache ($MISTNET_DATA/mnist)", "is inside the dataset")
+    assert files_under(tmp_path) == before

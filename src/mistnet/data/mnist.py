@@ -35,6 +35,7 @@ from mistnet.io import (
     remove_stale_temporaries,
     temporary_sibling,
 )
+from mistnet.outputs import check_outside
 from mistnet.validate import regular_file
 
 IDX_FILES = {
@@ -192,6 +193,8 @@ def _fill_cache(
     if _holds_mnist(cache, md5):
         return cache
     _check_replaceable(cache, md5)
+    # 55 MB inside a run or a dataset would block its replacement ("not part of a dataset")
+    check_outside(cache, option="the MNIST cache ($MISTNET_DATA/mnist)")
     created = make_parents(cache.parent)
     remove_stale_temporaries(cache.parent, cache.name)
     tmp = temporary_sibling(cache)
