@@ -246,6 +246,7 @@ def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
         ("extra", '{"best": NaN}', "Expecting value|extra.best"),
         ("extra", '{"wall": "long"}', "extra.wall = 'long'"),
         ("extra", '{"best_step": -1}', "extra.best_step = -1"),
+        ("config", "[1]", "config is no map"),  # was "(step 1)"
     ],
 )
 def test_damaged_metadata_is_refused_in_one_line(tmp_path, key, value, why):
@@ -301,3 +302,11 @@ def test_an_optimiser_tensor_of_a_strange_name_is_refused_in_one_line(tmp_path):
         (tmp_path / "bad.safetensors").write_bytes(save(tensors, metadata=meta))
         with pytest.raises(MistError, match="the state of optimiser 'all' does not fit"):
             Checkpoint(tmp_path / "bad.safetensors").load_optimizer("all", opt)
+
+
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path):
+    """Before: ``--set train.init_from=RUN/config.json`` said the checkpoint was "corrupt or
+    truncated (Error while deserializing: header too large)"."""
+    (tmp_path / "config.json").write_text('{"model": {}}')
+    with pytest.raises(MistError, match="config.json is no checkpoint .*give a run directory"):
+        Checkpoint(tmp_path / "config.json")

@@ -161,6 +161,11 @@ class Checkpoint:
             self.tensors = {k: v.to(device) for k, v in load(data).items()}
             meta = _metadata(data)
         except (SafetensorError, OSError, ValueError, RecursionError) as exc:
+            if self.path.suffix != ".safetensors":  # a config.json given for the run, say
+                raise MistError(
+                    f"{self.path} is no checkpoint (a .safetensors file); give a run directory "
+                    "or its best.safetensors / last.safetensors"
+                ) from None
             raise MistError(f"checkpoint {self.path} is corrupt or truncated ({exc})") from exc
         if meta.get("format") != FORMAT:
             raise MistError(
@@ -184,10 +189,11 @@ class Checkpoint:
             raise MistError(
                 f"checkpoint {self.path} has damaged metadata (JSON nested too deeply)"
             ) from None
-        if self.step < 0 or not all(
-            isinstance(v, dict) for v in (self.config, self.optimizers, self.extra)
-        ):
+        if self.step < 0:
             raise MistError(f"checkpoint {self.path} has damaged metadata (step {self.step})")
+        for key in ("config", "optimizers", "extra"):
+            if not isinstance(getattr(self, key), dict):
+                raise MistError(f"checkpoint {self.path} has damaged metadata ({key} is no map)")
         problem = _extra_problem(self.extra)
         if problem:
             raise MistError(f"checkpoint {self.path} has damaged metadata ({problem})")

@@ -133,10 +133,15 @@ def card_problem(card: dict[str, Any]) -> str | None:
     for key, value in metrics.items():
         if not (value is None or _number(value)):
             return f"metrics[{key!r}] is {value!r}, not a number"
+        # counts (n_*) and errors (rmse*) are >= 0; every other metric is a fraction
+        fraction = not str(key).startswith(("n_", "rmse"))
+        if value is not None and (value < 0 or (fraction and value > 1)):
+            return f"metrics[{key!r}] is {value!r}, outside {'[0, 1]' if fraction else '>= 0'}"
     on = card.get("evaluated_on", {})
     for key, kind in (("data", str), ("split", str), ("images", int), ("k", int)):
         value = on.get(key) if isinstance(on, dict) else None
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+        low = 1 if key == "k" else 0  # K detections per image: at least one
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < low):
             return f"{key} is {value!r}, not {'text' if kind is str else 'a count'}"
     for key in ("name", "command"):
         if key in card and not isinstance(card[key], str):

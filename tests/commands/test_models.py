@@ -73,6 +73,7 @@ def test_mist_models_lists_each_model_with_its_metrics_and_command(capsys, regis
     assert f"trained by: {COMMAND}" in out
     metrics = json.loads((registry / "run" / "eval-test.json").read_text())["metrics"]
     assert f"det_iou50 {metrics['det_iou50']:.4f}" in out
+    assert "  test: det_iou50" in out  # the split measured on (was "test:" for any split)
     pretrained_env = str(tmp_path / "none")
     (tmp_path / "none").mkdir()
     with pytest.MonkeyPatch.context() as m:
@@ -230,6 +231,9 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         ({"metrics": 5}, "metrics is int, not a map"),
         ({"metrics": {"det": "high"}}, "metrics['det'] is 'high', not a number"),
         ({"images": "many"}, "images is 'many', not a count"),
+        ({"metrics": {"both": 5.0}}, "metrics['both'] is 5.0, outside [0, 1]"),  # was listed
+        ({"metrics": {"rmse": -1.0}}, "metrics['rmse'] is -1.0, outside >= 0"),
+        ({"k": 0}, "k is 0, not a count"),
         ({"data": None}, "data is None, not text"),
     ],
 )

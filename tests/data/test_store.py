@@ -398,3 +398,20 @@ def test_write_dataset_refuses_what_its_readers_would(tmp_path, name, splits, ma
     with pytest.raises(DataError, match=re.escape(message)):
         write_dataset(tmp_path / "d", name, arrays, manifest)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_split_holding_an_array_twice_is_refused(tmp_path):
+    """Before: a .npz with two ``images.npy`` members was read, numpy taking the last (other zip
+    readers take the first)."""
+    import zipfile
+
+    g = build_generator("mnist-hard", layout_bank=16)
+    d = write_dataset(tmp_path / "d", g.name, {"test": make_scenes(g, "test", range(2), 0)})
+    with zipfile.ZipFile(d / "test.npz") as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    with zipfile.ZipFile(d / "test.npz", "w") as z, pytest.warns(UserWarning, match="Duplicate"):
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("images.npy", members["images.npy"])
+    with pytest.raises(DataError, match="test.npz: holds the array 'images' twice"):
+        load_split(d, "test")

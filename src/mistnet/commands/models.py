@@ -75,7 +75,7 @@ def list_models(args: argparse.Namespace) -> int:
             if "/" not in key and not key.startswith("n_")
         )
         say(f"{name}: {model['task']}, K = {model['k']}, step {ckpt.step} ({ckpt.path})")
-        say(f"  test: {metrics} on {on['data']} [{on['split']}], {on['images']} images")
+        say(f"  {on['split']}: {metrics} on {on['data']}, {on['images']} images")
         say(f"  trained by: {card.command}")
     return 0
 

@@ -336,6 +336,9 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
         raise DataError(f"{path}: split {split!r} not in this dataset (have: {have})")
     try:
         with np.load(regular_file(own_file(path, "dataset directory")), allow_pickle=False) as z:
+            twice = sorted({k for k in z.files if z.files.count(k) > 1})
+            if twice:  # numpy reads the last, other zip readers the first
+                raise DataError(f"{path}: holds the array {twice[0]!r} twice")
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
     except NUMPY_READ_ERRORS as exc:
         raise DataError(
