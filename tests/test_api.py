@@ -198,6 +198,7 @@ def image_item(**change):
         # before: one of the two kept without a word
         ([torch.rand(1, 32, 32)], {"k": 4, "model_k": 5}, ValueError, "k and model_k both set"),
         ([torch.rand(1, 32, 32)], {"train_steps": 3}, ValueError, "train_steps and steps both"),
+        ([torch.rand(1, 32, 32)], {"progress": "no"}, TypeError, "progress must be True"),
     ],
 )
 def test_fit_refuses_bad_data_and_arguments_before_any_work(tmp_path, data, kwargs, error, message):
@@ -504,3 +505,14 @@ def test_the_training_loop_leaves_the_callers_generator_threads_and_dtype(tmp_pa
     torch.testing.assert_close(torch.rand(2), expected)
     assert torch.get_num_threads() == 2
     torch.set_num_threads(threads)
+
+
+def test_an_image_that_requires_grad_is_taken_as_data_without_a_warning():
+    """Before: torch warned "Converting a tensor with requires_grad=True to a scalar"."""
+    import warnings
+
+    x = torch.rand(1, 8, 8, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        item = SceneItems([(x, [0])])[0]
+    assert not item["image"].requires_grad and torch.equal(item["image"], x.detach())

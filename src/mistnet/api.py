@@ -517,6 +517,8 @@ def fit(
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
     _fit_items(cfg, train_set, val_set)
+    if progress is not None and not isinstance(progress, bool):  # "no" would show the bar
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
     if progress is None:
         progress = sys.stderr.isatty()
     data = (train_set, val_set)

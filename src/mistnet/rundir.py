@@ -427,5 +427,9 @@ def warm_start(model: MIST, source: str, parts: str, device: torch.device | str 
     state = {k: v for k, v in ckpt.model_state(average=True).items() if k.startswith(prefix)}
     own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
-        raise MistError(f"{path}: its {parts} weights do not fit this model (different sizes?)")
+        which = "weights" if parts == "all" else f"{parts} network's weights"
+        raise MistError(
+            f"{path}: its {which} do not fit this model (other network sizes?); a run started "
+            "from it keeps its architecture"
+        )
     model.load_state_dict(state, strict=False)

@@ -49,7 +49,12 @@ def _image(x: Any, where: str) -> torch.Tensor:
         return image_tensor(x, pil_channels(x), where)
     if isinstance(x, torch.Tensor):
         require_dense(x, where)
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(_numbers(x, "an image", where))
+    # detached: an image that requires grad is data here (its float() warned of gradients)
+    t = (
+        x.detach()
+        if isinstance(x, torch.Tensor)
+        else torch.from_numpy(_numbers(x, "an image", where))
+    )
     if t.ndim == 2:
         t = t[None]
     if t.ndim != 3 or t.shape[0] not in (1, 3) or 0 in t.shape:
