@@ -108,7 +108,22 @@ def test_idx_truncated_names_file(tmp_path):
     # A count of 2**31 images (the header's sizes are unsigned): before, read as negative and
     # the short file called "overlong".
     path.write_bytes(struct.pack(">iIII", 2051, 2**31, 28, 28) + bytes(100))
-    with pytest.raises(DataError, match=r"truncated IDX file: header says \(2147483648, 28, 28\)"):
+    with pytest.raises(DataError, match=r"IDX header says 1,683,627,180,032 bytes of data, more"):
+        read_idx(path, 3)
+
+
+def test_an_idx_file_declaring_more_than_memory_is_refused_before_it_is_inflated(
+    tmp_path, monkeypatch
+):
+    """Before: a 4 MB gzip file declaring 5,000,000 images was inflated whole (4 GB) before
+    its header was compared with anything, ending "out of memory" naming no file."""
+    from mistnet.data import digits
+
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">iIII", 2051, 100, 28, 28) + bytes(100 * 28 * 28))
+    monkeypatch.setattr(digits, "available_memory", lambda: 10_000)
+    with pytest.raises(DataError, match="says 78,400 bytes of data, more than the 10,000 bytes"):
         read_idx(path, 3)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from mistnet.data.mnist import IDX_FILES, cached_mnist, find_idx, mnist_cache, open_idx
 from mistnet.errors import DataError
+from mistnet.machine import available_memory
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_ALIASES: dict[str, str] = {
@@ -135,10 +136,25 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _read_maybe_gz(path: Path) -> bytes:
+def _read_maybe_gz(path: Path, ndim: int) -> bytes:
+    """The header of the IDX file ``path`` (plain or gzipped) and at most one byte more than
+    the data it declares: a small gzip file that inflates to gigabytes (a header of 5,000,000
+    images) is read no further than its header says, and refused when that is more than
+    memory holds."""
+    header = 4 + 4 * ndim
     try:
         with open_idx(path) as f:
-            return f.read()
+            head = f.read(header)
+            if len(head) < header or struct.unpack(">i", head[:4])[0] != _IDX_MAGIC[ndim]:
+                return head  # read_idx names what is wrong
+            n = math.prod(struct.unpack(">" + "I" * ndim, head[4:]))
+            free = available_memory()
+            if free is not None and n > free:
+                raise DataError(
+                    f"{path}: its IDX header says {n:,} bytes of data, more than the {free:,} "
+                    "bytes of memory available"
+                )
+            return head + f.read(n + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
@@ -157,7 +173,7 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
         DataError: naming the file for a wrong magic number, a truncated or overlong file.
     """
     path = Path(path)
-    raw = _read_maybe_gz(path)
+    raw = _read_maybe_gz(path, ndim)
     header = 4 + 4 * ndim
     if len(raw) >= 4:
         (magic,) = struct.unpack(">i", raw[:4])
@@ -171,10 +187,9 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     shape = struct.unpack(">" + "I" * ndim, raw[4:header])  # sizes are unsigned
     n = math.prod(shape)  # a Python int: never wraps
     if len(raw) - header != n:
-        what = "truncated" if len(raw) - header < n else "overlong"
-        raise DataError(
-            f"{path}: {what} IDX file: header says {shape} = {n} bytes, found {len(raw) - header}"
-        )
+        found = len(raw) - header
+        what, found = ("truncated", found) if found < n else ("overlong", "more")
+        raise DataError(f"{path}: {what} IDX file: header says {shape} = {n} bytes, found {found}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 

@@ -20,6 +20,16 @@ from mistnet.io import atomic_write
 from mistnet.signals import deferred_signals
 
 
+def _panel(H: int, W: int) -> tuple[float, float]:
+    """Width and height in inches of the panel of an ``H`` x ``W`` image: wide SVHN panels
+    stay readable, and a panel is at least a third of an inch on a side, at most 6 (a
+    1 x 5000 image drew no row of pixels)."""
+    if not H or not W:
+        raise DataError(f"the images are {W}x{H} pixels: nothing to draw")
+    panel_h = 1.8 * min(1.0, 3.6 * H / W)
+    return min(max(panel_h * W / H, 0.35), 6.0), max(panel_h, 0.35)
+
+
 def save_scene_grid(
     dataset: Dataset, out: str | os.PathLike, n: int = 16, title: str | None = None
 ) -> Path:
@@ -45,11 +55,7 @@ def save_scene_grid(
     rows = math.ceil(n / cols)
     item0 = dataset[0]
     _, H, W = item0["image"].shape
-    if not H or not W:
-        raise DataError(f"the images are {W}x{H} pixels: nothing to draw")
-    panel_h = 1.8 * min(1.0, 3.6 * H / W)  # inches; wide SVHN panels stay readable
-    # a panel at least a third of an inch on a side, at most 6 (a 1 x 5000 image drew 0 rows)
-    panel_h, panel_w = max(panel_h, 0.35), min(max(panel_h * W / H, 0.35), 6.0)
+    panel_w, panel_h = _panel(H, W)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_w, rows * panel_h), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
