@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,31 +77,56 @@ def _check_k(k: int, dataset, source: str, method: str) -> None:
         )
 
 
-def _check_arguments(run, model, split: str, k: int, batch_size: int, device) -> str:
+def _check_arguments(
+    run, model, data, split: str, k, per_image_k, batch_size, device
+) -> tuple[str | None, str, int, int]:
     """:func:`evaluate_run`'s arguments, each checked before any work (the command line checks
-    its options itself); the split's canonical name.
+    its options itself): ``data`` as a string, the split's canonical name, ``k`` and
+    ``batch_size`` as ints.
 
     Raises:
-        ArgumentError: ``run`` and ``model`` both given or neither, an unknown split, a ``k``
-            or ``batch_size`` that is no integer >= 0, a ``device`` that is no device name.
+        ArgumentError: ``run`` and ``model`` both given or neither, ``data`` neither a path
+            nor a name, an unknown split, a ``k`` or ``batch_size`` that is no integer >= 0,
+            a ``per_image_k`` that is no bool or comes with ``k``, a ``device`` that is no
+            device name.
     """
     if (run is None) == (model is None):
         raise ArgumentError("give run or model (a pretrained model's name), one of the two")
+    if data is not None:
+        if not isinstance(data, str | os.PathLike):
+            raise ArgumentError(f"data must be a path or a generator name, got {data!r}")
+        data = os.fspath(data)
     try:
         split = canonical_split(split) if isinstance(split, str) else canonical_split("?")
     except ValueError as exc:
         raise ArgumentError(str(exc)) from None
     for name, value in (("k", k), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {value!r}")
+    if not isinstance(per_image_k, bool):
+        raise ArgumentError(f"per_image_k must be True or False, got {per_image_k!r}")
+    if k and per_image_k:
+        raise ArgumentError("k and per_image_k exclude each other")
     if isinstance(device, str):
         check_device(device, "device")
-    return split
+    return data, split, int(k), int(batch_size)
+
+
+def _open_checked(cfg, data: str | None, split: str):
+    """The source and ``split`` of ``data`` (default: the run's own, refused when made again
+    since), not empty and such as the run can be evaluated on."""
+    source, dataset = open_data(cfg, data, split)
+    if data is None:
+        require_trained_on(cfg, dataset, source, OTHER_DATA)
+    if len(dataset) == 0:
+        raise MistError(f"{source}: the {split} split is empty")
+    check_data(cfg, dataset, source)
+    return source, dataset
 
 
 def evaluate_run(
     run: str | Path | None,
-    data: str | None = None,
+    data: str | os.PathLike | None = None,
     split: str = "test",
     *,
     k: int = 0,
@@ -128,24 +155,19 @@ def evaluate_run(
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
-            split, more detections than the images have pixels, or ``k`` together with
-            ``per_image_k``, or outputs or metrics that are not finite.
+            split, more detections than the images have pixels, or outputs or metrics that
+            are not finite.
         ArgumentError: ``run`` and ``model`` both or neither, or an argument of a wrong type
             or range (:func:`_check_arguments`).
     """
-    split = _check_arguments(run, model, split, k, batch_size, device)
-    if k and per_image_k:
-        raise MistError("--k and --per-image-k exclude each other")
+    data, split, k, batch_size = _check_arguments(
+        run, model, data, split, k, per_image_k, batch_size, device
+    )
     if model is None:
         cfg, net, ckpt = Run(run).load("best", device=device)
     else:
         cfg, net, ckpt = pretrained.load(model, device=device)
-    source, dataset = open_data(cfg, data, split)
-    if data is None:
-        require_trained_on(cfg, dataset, source, OTHER_DATA)
-    if len(dataset) == 0:
-        raise MistError(f"{source}: the {split} split is empty")
-    check_data(cfg, dataset, source)
+    source, dataset = _open_checked(cfg, data, split)
     k = k or net.k
     _check_k(k, dataset, source, cfg.train.method)
     annotations = annotations_of(dataset)
@@ -163,8 +185,7 @@ def evaluate_run(
         )
     except MistError as exc:  # the model's outputs not finite
         raise MistError(f"{ckpt.path} on {source} [{split}]: {exc}") from None
-    broken = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if broken:
+    if broken := [name for name, value in metrics.items() if not math.isfinite(value)]:
         raise MistError(
             f"{ckpt.path} on {source} [{split}]: {', '.join(broken)} not finite; the model's "
             "outputs are NaN or infinite on this data"

@@ -126,9 +126,28 @@ def test_evaluate_run_checks_its_arguments_before_any_work(tiny_run):
         ({"k": True}, "k must be an integer >= 0"),
         ({"batch_size": -1}, "batch_size must be an integer >= 0"),
         ({"device": "gpu"}, "device must be cpu, cuda"),
+        ({"per_image_k": "no"}, "per_image_k must be True or False"),
+        ({"k": 2, "per_image_k": True}, "k and per_image_k exclude each other"),
+        ({"data": 3}, "data must be a path or a generator name"),
     ]:
         with pytest.raises(ValueError, match=message):
             evaluate_run(tiny_run, **kwargs)
     with pytest.raises(ValueError, match="give run or model"):
         evaluate_run(None)
     assert evaluate_run(tiny_run, split="valid").split == "val"
+
+
+def test_evaluate_run_takes_a_path_as_data_and_a_numpy_integer_as_k(tiny_run, tmp_path):
+    """Before: data=Path(...) a TypeError deep in open_data; k=np.int64(2), as a numpy
+    computation gives it, refused as no integer; per_image_k="no" was taken as true."""
+    n = 6
+    scenes = {
+        "images": np.zeros((n, 1, 80, 80), np.uint8),
+        "boxes": np.tile(np.float32([[10, 10, 8, 8], [40, 40, 8, 8]]), (n, 1, 1)),
+        "labels": np.ones((n, 2), np.int64),
+        "counts": np.full(n, 2, np.int64),
+    }
+    write_dataset(tmp_path / "ds", "zeros", {"test": scenes})
+    result = evaluate_run(tiny_run, tmp_path / "ds", k=np.int64(2))
+    assert result.k == 2 and type(result.k) is int and result.images == 6
+    assert result.data == str(tmp_path / "ds")

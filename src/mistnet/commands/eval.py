@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise MistError(
                 f"{option} must be at least 1 (leave it out for the run's), got {value}"
             )
+    if args.k and args.per_image_k:
+        raise MistError("--k and --per-image-k exclude each other")
     if args.json:
         check_json_out(file_name(args.json, "--json", ".json"), args.run, args.data, args.model)
     device = compute_device(args)

@@ -30,6 +30,42 @@ def _panel(H: int, W: int) -> tuple[float, float]:
     return min(max(panel_h * W / H, 0.35), 6.0), max(panel_h, 0.35)
 
 
+def _draw_scene(ax, item: dict, annotations: frozenset[str], classes, mpatches) -> None:
+    """One scene in its panel: the image, its boxes and labels (or a caption of the labels)."""
+    img = item["image"].numpy()
+    if img.shape[0] == 1:
+        im = img[0]
+        signed = im.min() < 0
+        ax.imshow(
+            im,
+            cmap="RdBu_r" if signed else "gray",
+            vmin=-1 if signed else 0,
+            vmax=1,
+            interpolation="nearest",
+        )
+    else:
+        ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1), interpolation="nearest")
+    names = [label_name(lab, classes) for lab in item["labels"].tolist()]
+    if "boxes" not in annotations:  # image-level labels: a caption, no made-up boxes
+        if "labels" in annotations:
+            ax.set_title(" ".join(names) or "(none)", fontsize=6)
+        names = []
+    for (cx, cy, w, h), name in zip(item["boxes"].tolist(), names, strict=False):
+        ax.add_patch(
+            mpatches.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=0.8, ec="lime")
+        )
+        if "labels" in annotations:
+            ax.text(
+                cx - w / 2 + 0.5,
+                cy - h / 2 + 0.5,
+                name,
+                color="yellow",
+                fontsize=6,
+                va="top",
+                ha="left",
+            )
+
+
 def save_scene_grid(
     dataset: Dataset, out: str | os.PathLike, n: int = 16, title: str | None = None
 ) -> Path:
@@ -61,39 +97,7 @@ def save_scene_grid(
         ax.axis("off")
         if k >= n:
             continue
-        item = dataset[k]
-        img = item["image"].numpy()
-        if img.shape[0] == 1:
-            im = img[0]
-            signed = im.min() < 0
-            ax.imshow(
-                im,
-                cmap="RdBu_r" if signed else "gray",
-                vmin=-1 if signed else 0,
-                vmax=1,
-                interpolation="nearest",
-            )
-        else:
-            ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1), interpolation="nearest")
-        names = [label_name(lab, classes) for lab in item["labels"].tolist()]
-        if "boxes" not in annotations:  # image-level labels: a caption, no made-up boxes
-            if "labels" in annotations:
-                ax.set_title(" ".join(names) or "(none)", fontsize=6)
-            names = []
-        for (cx, cy, w, h), name in zip(item["boxes"].tolist(), names, strict=False):
-            ax.add_patch(
-                mpatches.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=0.8, ec="lime")
-            )
-            if "labels" in annotations:
-                ax.text(
-                    cx - w / 2 + 0.5,
-                    cy - h / 2 + 0.5,
-                    name,
-                    color="yellow",
-                    fontsize=6,
-                    va="top",
-                    ha="left",
-                )
+        _draw_scene(ax, dataset[k], annotations, classes, mpatches)
         ax.set_xlim(-0.5, W - 0.5)
         ax.set_ylim(H - 0.5, -0.5)
     if title:

@@ -34,13 +34,15 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     d = cfg.data
     source = data or d.path or d.name
     if source == IN_MEMORY:
-        raise MistError("this run was trained on data in memory (mistnet.fit); pass --data DIR")
+        raise MistError(
+            "this run was trained on data in memory (mistnet.fit); pass the data (--data DIR, data=DIR in Python)"
+        )
     path = Path(source)
     looks_like_path = os.sep in source or source.startswith(".") or path.exists()
     if looks_like_path and not path.is_dir():
         if not data and source == d.path and not path.exists():  # moved or removed since
             raise MistError(
-                f"the run's dataset {source} (data.path) does not exist; pass --data DIR"
+                f"the run's dataset {source} (data.path) does not exist; pass the data (--data DIR, data=DIR in Python)"
             )
         require_directory(path, "data directory")
     sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
@@ -225,7 +227,7 @@ def adopt_data(
 
 
 #: What :func:`require_trained_on` tells a command reading a run's own data to do.
-OTHER_DATA = "name it as the data (--data DIR) to use it all the same"
+OTHER_DATA = "name it as the data (--data DIR, data=DIR in Python) to use it all the same"
 
 
 def require_trained_on(cfg: Config, dataset: Dataset, source: str, remedy: str) -> None:

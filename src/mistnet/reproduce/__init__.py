@@ -280,6 +280,23 @@ def _check_counts(seeds: int, threads: int, digits: str) -> None:
         raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
 
 
+def _data_places(
+    tables: list[Table], plan: Budget, out: Path, svhn, data_root, seeds: int, digits: str
+) -> tuple[Path | None, Path]:
+    """The SVHN root and the data root of a reproduction, checked before ``out`` is made.
+
+    SVHN is checked up front (h5py opens both digitStruct.mat) so that ``all`` cannot fail at
+    Table 4, and whenever given: a mistyped ``--svhn`` is said at once, not when Table 4 is
+    run; a folder of the user's where a dataset of the plan goes is refused.
+    """
+    svhn_path = None if svhn is None else svhn_usable(svhn)
+    root = Path(data_root) if data_root is not None else out / "data"
+    for t in tables:
+        if _not_run(t, svhn_path) is None:
+            check_datasets(root, plan, list(_data_keys(t)), list(range(seeds)), digits)
+    return svhn_path, root
+
+
 def reproduce(
     table: str,
     budget: str,
@@ -327,13 +344,7 @@ def reproduce(
     pools = load_digits(digits)
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
-    # Checked up front (h5py opens both digitStruct.mat) so that `all` cannot fail at Table 4,
-    # and whenever given: a mistyped --svhn is said at once, not when Table 4 is run.
-    svhn_path = None if svhn is None else svhn_usable(svhn)
-    root = Path(data_root) if data_root is not None else out / "data"
-    for t in tables:  # a folder of the user's in the data root: refused before --out is made
-        if _not_run(t, svhn_path) is None:
-            check_datasets(root, plan, list(_data_keys(t)), list(range(seeds)), digits)
+    svhn_path, root = _data_places(tables, plan, out, svhn, data_root, seeds, digits)
     _claim_out(out, root, svhn_path)
     with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
