@@ -133,3 +133,25 @@ def test_detect_image_names_a_bad_argument(kwargs, message):
     arguments = {"k": 3, **kwargs}
     with pytest.raises(ValueError, match=message):
         detect_image(model, torch.rand(1, 40, 40), **arguments)
+
+
+@pytest.mark.parametrize(
+    "dilations, factors", [((), (1.0,)), ((1, 2, 4, 8), (1.0,)), ((1, 2, 4, 8), (1.0, 0.5))]
+)
+def test_the_smallest_image_side_is_the_one_the_heatmap_network_takes(dilations, factors):
+    """Before: 1 for a heatmap network with dilated blocks (the shipped models), so a 6x6 image
+    reached the network and failed there with a bare reflection-padding error."""
+    from dataclasses import replace
+
+    from mistnet.detection import min_image_side
+    from mistnet.models.build import build_model
+
+    cfg = load_preset("tiny-cpu").model
+    cfg = replace(cfg, heatmap_depth=4, heatmap_dilations=dilations, factors=factors)
+    model = build_model(cfg).eval()
+    side = min_image_side(model)
+    assert side > 1
+    with torch.no_grad():
+        model.heatmap_net(torch.rand(1, cfg.in_channels, side, side + 3))
+        with pytest.raises(ValueError, match="reflection padding"):
+            model.heatmap_net(torch.rand(1, cfg.in_channels, side - 1, side + 3))

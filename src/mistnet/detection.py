@@ -123,14 +123,16 @@ def clipped_corners(keypoints: Tensor, width: int, height: int) -> Tensor:
 
 
 def min_image_side(model: PatchModel) -> int:
-    """Smallest image side the model's heatmap network accepts (its reflection padding)."""
+    """Smallest image side the model's heatmap network accepts: at each scale of its pyramid,
+    more pixels than the widest reflection padding (:func:`~mistnet.models.heatmap.
+    smallest_side`; with dilated blocks the padding is inside them, not at the input)."""
     bodies = [m for m in model.modules() if isinstance(m, HeatmapBody)]
     if not bodies:
         return 1
-    pad = max(b.pad for b in bodies)
+    side = max(b.smallest_side for b in bodies)
     f = min(getattr(model.heatmap_net, "factors", (1.0,)))
     n = 1
-    while max(1, round(f * n)) <= pad:
+    while max(1, round(f * n)) < side:
         n += 1
     return n
 
