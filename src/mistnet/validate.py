@@ -278,11 +278,12 @@ def _real_number(value: object, name: str) -> float:
 
 
 def class_name(name: str, where: str | os.PathLike) -> str:
-    r"""``name`` if it holds no control character: class names are printed in lines (the
-    import's summary, ``mist eval``'s metrics, ``classif/<name>`` curves), written into CSV
-    files and drawn into figures, where a newline or an escape sequence would garble them. An
-    invisible character (a zero-width space, a space) at either end is refused too: the name
-    would print as another.
+    r"""``name`` in Unicode normal form C, if it holds no control character: the same name
+    typed on another system (``"cafe\u0301"`` for ``"café"``) is the same class. Class names
+    are printed in lines (the import's summary, ``mist eval``'s metrics, ``classif/<name>``
+    curves), written into CSV files and drawn into figures, where a newline or an escape
+    sequence would garble them. An invisible character (a zero-width space, a space) at either
+    end is refused too: the name would print as another.
 
     Raises:
         DataError: naming ``where``, the name (escaped) and its first such character.
@@ -302,7 +303,7 @@ def class_name(name: str, where: str | os.PathLike) -> str:
                 f"{where}: class name {name!r} starts or ends with the invisible {end!r}; "
                 "remove it (it would print as another class)"
             )
-    return name
+    return unicodedata.normalize("NFC", name)
 
 
 def printable(text: str, what: str, hint: str) -> str:
@@ -330,7 +331,8 @@ def class_names(names: object, where: str) -> tuple[str, ...]:
 
     Raises:
         TypeError: not a list or tuple of strings (a string ``"ab"`` would be two classes).
-        DataError: an empty name, a name twice, or one holding a control character, naming
+        DataError: an empty name, a name twice (in any Unicode normal form: the two would
+            print alike), or one holding a control character, naming
             ``where`` (``"classes"``, ``"manifest.json: classes"``).
 
     Example:
@@ -349,7 +351,7 @@ def class_names(names: object, where: str) -> tuple[str, ...]:
             raise TypeError(f"{where} must be class names (str), got {type(name).__name__}")
         if not name:
             raise DataError(f"{where}: a class name is empty; give each class a name")
-        if name in seen:
+        if unicodedata.normalize("NFC", name) in seen:
             raise DataError(f"{where}: {name!r} is named twice; give distinct class names")
         seen.add(class_name(name, where))
     return tuple(names)

@@ -570,6 +570,25 @@ def test_a_name_in_another_unicode_form_multiple_frames_and_floats_beyond_1(caps
         assert len(z["images"]) == 2
 
 
+def test_a_class_named_in_two_unicode_forms_is_one_class(capsys, tmp_path):
+    """Before: "café" (NFC) and "cafe\u0301" (NFD), which print alike, were two classes; a list
+    of class names holding both was accepted."""
+    from mistnet.validate import class_names
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("0.png", "1.png"):
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(src / name)
+    (tmp_path / "labels.csv").write_text("filename,labels\n0.png,café\n1.png,cafe\u0301 b\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    rc, _, err = mist(capsys, *argv, "--labels", tmp_path / "labels.csv")
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert meta["classes"] == ["b", "café"]
+    with pytest.raises(ValueError, match="named twice"):
+        class_names(["café", "cafe\u0301"], "classes")
+
+
 def test_coco_sizes_of_the_files_and_one_record_per_file_are_accepted(capsys, tmp_path):
     ims = [{"id": 7, "file_name": "0.png", "width": 48, "height": 48}]
     box = {"image_id": 7, "category_id": 1, "bbox": [4, 4, 10, 10], "iscrowd": 0}

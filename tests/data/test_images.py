@@ -168,6 +168,25 @@ def test_boxes_without_classes_carry_boxes_only(tmp_path):
     assert SceneFolder(tmp_path / "d", "train")[0]["labels"].tolist() == [0]
 
 
+def test_a_coco_file_name_no_file_can_have_is_named_not_a_traceback(capsys, tmp_path):
+    """Before: a file_name holding a lone surrogate (JSON "\\ud800") raised UnicodeEncodeError
+    from inside the name lookup."""
+    src = tmp_path / "src"
+    squares(src, n=3)
+    coco = {
+        "images": [{"id": 1, "file_name": "\ud800.png"}],
+        "categories": [{"id": 1, "name": "square"}],
+        "annotations": [{"image_id": 1, "bbox": [1, 1, 8, 8], "category_id": 1}],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(coco))  # ASCII: the surrogate escaped
+    out = tmp_path / "out"
+    result = mist(
+        capsys, "data", "import-images", src, "--out", out, "--boxes", tmp_path / "c.json"
+    )
+    assert_user_error(result, "c.json", "no image '\\ud800.png'")
+    assert not out.exists()
+
+
 def bad_inputs(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     centres = squares(src, n=4)

@@ -63,8 +63,15 @@ def _resolver(root: Path, images: list[Path], where: str):
         same = nfc.get(unicodedata.normalize("NFC", name), [])
         if len(same) == 1:
             return same[0]
-        real = Path(name).resolve()
-        if real.is_relative_to(real_root) and real.relative_to(real_root).as_posix() in rel:
+        try:
+            real = Path(name).resolve()
+        except (UnicodeEncodeError, OSError):  # a lone surrogate ("\ud800"): no file's name
+            real = None
+        if (
+            real
+            and real.is_relative_to(real_root)
+            and real.relative_to(real_root).as_posix() in rel
+        ):
             return real.relative_to(real_root).as_posix()
         hits = bare.get(name, [])
         if len(hits) == 1:
