@@ -356,9 +356,10 @@ def _renameat2() -> Callable | None:
         return None
 
 
-def _take_mode(src: Path, dst: Path) -> None:
-    """Give the directory ``src`` the permissions and group of ``dst``, the empty folder it is
-    to replace: a folder the user made private (700) or group-shared (setgid) stays so."""
+def take_mode(src: Path, dst: Path) -> None:
+    """Give ``src`` the permissions and group of ``dst``, the file or folder it is to replace
+    (an empty folder, an earlier output, a file written again): what the user made private
+    (600, 700) or group-shared (setgid, a group) stays so."""
     st = dst.stat()
     os.chmod(src, stat.S_IMODE(st.st_mode))
     with contextlib.suppress(OSError):  # a group this user is not in: the mode is what matters
@@ -378,7 +379,7 @@ def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     src, dst = Path(src), Path(dst)
     try:
         if dst.is_dir() and not dst.is_symlink():
-            _take_mode(src, dst)
+            take_mode(src, dst)
             os.rename(src, dst)
             return
         renameat2 = _renameat2()
@@ -411,7 +412,8 @@ def atomic_path(
     """Yield a temporary sibling of ``path`` to write; on success ``commit(tmp, path)`` moves it
     into place (``os.replace`` unless said otherwise).
 
-    The parent directory is created. On any exception (KeyboardInterrupt included) the
+    An existing file ``path`` passes its permissions and group on (:func:`take_mode`). The
+    parent directory is created. On any exception (KeyboardInterrupt included) the
     temporary file and the directories created for it are removed, ``path`` keeps its old
     content and the exception propagates; an ``OSError`` about the temporary file (a full disk,
     a file size limit) is raised again under ``path``'s name. Stale temporary files of ``path``
@@ -423,6 +425,8 @@ def atomic_path(
     tmp = temporary_sibling(path)
     try:
         yield tmp
+        if path.is_file() and not path.is_symlink() and tmp.is_file():
+            take_mode(tmp, path)
         commit(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -45,6 +45,7 @@ from mistnet.io import (
     rename_new,
     require_short_name,
     stale_set_aside,
+    take_mode,
     temporary_sibling,
 )
 from mistnet.signals import deferred_signals
@@ -566,6 +567,7 @@ def _swap(tmp: Path, target: Path, own: Own | None) -> None:
     holds only ``own``'s entries, see :func:`_aside`)."""
     old = _aside(target, own)
     try:
+        take_mode(tmp, old)  # a private or group-shared output stays so
         rename_new(tmp, target)
     except BaseException:
         with deferred_signals():

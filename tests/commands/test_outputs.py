@@ -577,6 +577,25 @@ def test_an_empty_out_folder_keeps_its_permissions(capsys, tmp_path):
         assert (tmp_path / name / "manifest.json").is_file()
 
 
+def test_an_output_written_again_keeps_its_permissions(capsys, tmp_path, tiny_run):
+    """Before: a dataset made again with --overwrite and an eval record written again took the
+    umask's mode (a private 700 / 600 output became readable by all)."""
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    made = tmp_path / "made"
+    assert mist(capsys, "data", "make", "mnist-easy", "--out", made, *sizes)[0] == 0
+    made.chmod(0o700)
+    argv = ["data", "make", "mnist-easy", "--out", made, *sizes, "--seed", 1, "--overwrite"]
+    assert mist(capsys, *argv)[0] == 0
+    record = tmp_path / "m.json"
+    assert mist(capsys, "eval", tiny_run, "--json", record)[0] == 0
+    record.chmod(0o600)
+    assert mist(capsys, "eval", tiny_run, "--json", record, "--split", "val")[0] == 0
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert json.loads((made / "manifest.json").read_text())["seed"] == 1
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert json.loads(record.read_text())["split"] == "val"
+
+
 def test_an_out_above_the_working_directory_is_refused(capsys, tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
