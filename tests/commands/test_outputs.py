@@ -676,6 +676,22 @@ def test_detect_again_into_an_earlier_versions_output_replaces_only_its_own_file
     assert files_under(tmp_path) == before
 
 
+def test_a_marker_edited_to_list_a_file_of_the_users_cannot_get_it_removed(
+    capsys, tmp_path, tiny_run
+):
+    """Before: detect removed whatever the marker listed; a file is detect's only when it is
+    also of detect's shapes (a record, its tables, an image a record names)."""
+    out = detections(capsys, tiny_run, tmp_path)
+    (out / "thesis.txt").write_text("mine")
+    (out / "notes.json").write_text('{"a": 1}')
+    listed = json.loads((out / MARKER).read_text().split("\n")[1])
+    (out / MARKER).write_text("detections\n" + json.dumps([*listed, "thesis.txt", "notes.json"]))
+    before = files_under(tmp_path)
+    result = mist(capsys, "detect", tiny_run, tmp_path / "in" / "a.png", "--out", out)
+    assert_user_error(result, "is not part of a detections folder")
+    assert files_under(tmp_path) == before
+
+
 def test_a_second_detect_into_one_out_waits_for_none(capsys, tmp_path, tiny_run):
     out = detections(capsys, tiny_run, tmp_path)
     with exclusive_lock(out, "mist detect"):  # as a detect still writing it

@@ -80,6 +80,7 @@ from mistnet.outputs import MARKER, claim_output, mark, new_directory, require_o
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb
+from mistnet.viz.panels import save_png
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
 ANNOTATION_SIDE = 320
@@ -312,7 +313,7 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
             if pred.reconstruction is not None:
                 rgb = to_rgb(pred.reconstruction.cpu(), signed)
                 rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-                Image.fromarray(rgb).save(staging / f"{stem}-recon.png")
+                save_png(Image.fromarray(rgb), staging / f"{stem}-recon.png")
             written = [f"{out / stem}.json"] * ("json" in formats) + [f"{out / stem}.png"]
             if pred.reconstruction is not None:
                 written.append(f"{out / stem}-recon.png")

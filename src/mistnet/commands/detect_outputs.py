@@ -23,6 +23,7 @@ from mistnet.errors import MistError
 from mistnet.io import LOCK, atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
 from mistnet.outputs import MARKER, marked_files
+from mistnet.viz.panels import made_by_mistnet
 
 CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
 
@@ -232,8 +233,15 @@ def _earlier_versions_files(folder: Path) -> list[str]:
 
 def own_files(folder: Path) -> list[str]:
     """The ``fnmatch`` patterns of what an earlier ``mist detect`` wrote into ``folder``: the
-    files its marker lists, else (an earlier version's) those it provably wrote
-    (:func:`mistnet.outputs.require_only_own`); besides, the marker and a lock."""
+    files it provably wrote (records of its shapes, the images they name, PNG files saying
+    mistnet wrote them: :func:`~mistnet.viz.panels.made_by_mistnet`), and of those only
+    the ones its marker lists when it lists them (an earlier version's lists none): a marker
+    edited to list a file of the user's cannot get that file removed
+    (:func:`mistnet.outputs.require_only_own` refuses the folder instead); besides, the marker
+    and a lock."""
     listed = marked_files(folder)
-    names = _earlier_versions_files(folder) if listed is None else listed
+    names = _earlier_versions_files(folder)
+    if listed is not None:  # an image of no record (csv alone, no box in it): detect's own PNG
+        pngs = {n for n in listed if n.endswith(".png") and made_by_mistnet(folder / n)}
+        names = sorted((set(names) | pngs) & set(listed))
     return [MARKER, LOCK, *(glob.escape(name) for name in names)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from mistnet.data.store import label_name
 from mistnet.io import atomic_write
@@ -305,6 +305,29 @@ def output_figure(
     )
 
 
+#: The ``Software`` text of the PNG files mistnet writes itself (:func:`save_png`).
+PNG_SOFTWARE = "mistnet"
+
+
+def save_png(im: Image.Image, path: str | os.PathLike) -> None:
+    """Write ``im`` to ``path`` as a PNG (atomically) whose ``Software`` text says mistnet made
+    it: an output folder written again tells its own images from the user's by it
+    (:func:`made_by_mistnet`)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)
+    atomic_write(path, lambda tmp: im.save(tmp, format="PNG", pnginfo=info))
+
+
+def made_by_mistnet(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG file :func:`save_png` wrote (read no further than its header
+    chunks); False for anything else, unreadable or not."""
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            return getattr(im, "text", {}).get("Software") == PNG_SOFTWARE
+    except Exception:  # noqa: BLE001 - any file that is no such PNG
+        return False
+
+
 def annotate_image(
     image: Any,
     boxes: Any,
@@ -365,4 +388,4 @@ def annotate_image(
             ty = y0 - th - 2 if y0 - th - 2 >= 0 else y0 + 2  # above the box, else inside
             tx = min(max(x0, 0), max(W - (tx1 - tx0), 0))
             draw.text((tx, ty - ty0), text, fill=color)
-    atomic_write(out_path, lambda tmp: im.save(tmp, format="PNG"))
+    save_png(im, out_path)
