@@ -200,8 +200,10 @@ def _with(d, split, key, change):
         ("boxes", (1, 0, 0), np.inf, "boxes holds 1 NaN or infinite values"),
         ("labels", (0, 0), -3, "labels of counted instances must be class ids >= 0"),
         ("boxes", (0, 0, 2), -20.0, "boxes of counted instances must have width and height >= 0"),
+        ("boxes", (0, 0, 0), 500.0, r"a box \(cx, cy, w, h\) = \(500, .* lies wholly outside"),
+        ("boxes", (1, 0, 1), -30.0, r"a box .* lies wholly outside the \d+x\d+ image; 1 such box"),
     ],
-    ids=["nan-image", "inf-box", "negative-label", "negative-side"],
+    ids=["nan-image", "inf-box", "negative-label", "negative-side", "right-of", "above"],
 )
 def test_bad_values_in_a_split_are_refused_at_load(tmp_path, key, index, value, message):
     g, splits = _splits("gabor", (0, 0, 2))  # float images: NaN is representable
@@ -209,6 +211,20 @@ def test_bad_values_in_a_split_are_refused_at_load(tmp_path, key, index, value, 
     _rewrite(d, "test", **_with(d, "test", key, lambda a: a.__setitem__(index, value)))
     with pytest.raises(DataError, match=rf"test\.npz: {message}"):
         SceneFolder(d, "test")
+
+
+def test_a_box_of_a_written_dataset_wholly_outside_its_image_is_refused(tmp_path):
+    """Before: write_dataset (and eval of it) took a box no detection could reach, scored as a
+    miss whatever the model did; one reaching past the edge is still an instance."""
+    g, splits = _splits("mnist-hard-3to9", (0, 0, 2))
+    test = {k: v.copy() for k, v in splits["test"].items()}
+    W = test["images"].shape[3]
+    test["boxes"][0, 0, :3] = [W + 3.0, 10.0, 4.0]  # x from W+1 to W+5
+    with pytest.raises(DataError, match="lies wholly outside"):
+        write_dataset(tmp_path / "out", g.name, {"test": test})
+    assert not (tmp_path / "out").exists()
+    test["boxes"][0, 0, :3] = [W - 1.0, 10.0, 4.0]  # reaches past the edge: kept
+    assert len(SceneFolder(write_dataset(tmp_path / "in", g.name, {"test": test}), "test")) == 2
 
 
 def test_a_negative_label_in_the_padding_is_fine_but_not_in_a_counted_slot(tmp_path):

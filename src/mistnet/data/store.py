@@ -104,7 +104,8 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
 
     Float images and every box are finite; the instances each scene counts have class ids
     >= 0 (a negative one would be dropped from the metrics as padding) and boxes whose width
-    and height are not negative. Whether the labels fit a model's classes is a run's check
+    and height are not negative, each touching the image (pixel centres at integers: the image
+    spans -0.5 .. W - 0.5). Whether the labels fit a model's classes is a run's check
     (:func:`mistnet.data.runs.check_data`).
 
     Args:
@@ -138,8 +139,18 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
     counted = counted_instances(ct, M)
     if (lb[counted] < 0).any():
         raise DataError(f"{where}: labels of counted instances must be class ids >= 0")
-    if (bx[counted][:, 2:] < 0).any():
+    boxes = bx[counted]
+    if (boxes[:, 2:] < 0).any():
         raise DataError(f"{where}: boxes of counted instances must have width and height >= 0")
+    _, _, H, W = im.shape
+    lo, hi = boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2
+    outside = (hi < -0.5).any(axis=1) | (lo > np.float32([W - 0.5, H - 0.5])).any(axis=1)
+    if outside.any():  # an instance no detection can find: scored as a miss whatever the model
+        cx, cy, w, h = boxes[outside][0].tolist()
+        raise DataError(
+            f"{where}: a box (cx, cy, w, h) = ({cx:g}, {cy:g}, {w:g}, {h:g}) lies wholly outside "
+            f"the {W}x{H} image; {int(outside.sum())} such box(es)"
+        )
 
 
 def counted_instances(counts: np.ndarray, max_count: int) -> np.ndarray:
