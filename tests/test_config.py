@@ -447,3 +447,35 @@ def test_the_config_functions_name_an_argument_of_the_wrong_type(call, message):
     string of overrides was read character by character ("override 'm' must look like ...")."""
     with pytest.raises(TypeError, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("train", "steps", 2.5, "train.steps must be an integer, got 2.5"),
+        ("train", "steps", True, "train.steps must be an integer, got True"),
+        ("model", "k", 2.0, "model.k must be an integer, got 2.0"),
+        ("model", "factors", 1.0, "model.factors must be a list"),
+        ("data", "name", None, "data.name must be a string"),
+    ],
+)
+def test_a_config_built_in_python_is_type_checked_before_training(
+    tmp_path, section, key, value, message
+):
+    """Before: validate and loop.train checked ranges only; train.steps=2.5 trained and wrote a
+    config.json no command could read back."""
+    from mistnet import loop
+
+    cfg = load_preset("tiny-cpu")
+    setattr(getattr(cfg, section), key, value)
+    with pytest.raises(MistError, match=message):
+        validate(cfg)
+    with pytest.raises(MistError, match=message):
+        loop.train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    import numpy as np
+
+    cfg = load_preset("tiny-cpu")
+    cfg.train.steps, cfg.model.factors = np.int64(3), [1.0, 0.5]
+    assert validate(cfg).train.steps == 3 and type(cfg.train.steps) is int
+    assert cfg.model.factors == (1.0, 0.5)

@@ -256,17 +256,33 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
 
 
 def validate(cfg: Config) -> Config:
-    """Check the ranges and the cross-section rules that types alone cannot express.
+    """Check the type of every value (a :class:`Config` built in Python never passed
+    :func:`set_value`: ``steps=2.5`` would be written into a run no command can read), then the
+    ranges and the cross-section rules that types alone cannot express.
 
-    Returns ``cfg``; raises :class:`MistError` naming the first offending key (TypeError when
+    Returns ``cfg``, its lossless conversions made (``np.int64`` to int, a list to a tuple);
+    raises :class:`MistError` naming the first offending key (TypeError when
     ``cfg`` is no :class:`Config`).
     """
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a mistnet.config.Config, got {type(cfg).__name__}")
+    _check_types(cfg)
     _validate_model(cfg.model)
     _validate_record(cfg.record, cfg.model)
     _validate_run(cfg.data, cfg.train, cfg.model)
     return cfg
+
+
+def _check_types(cfg: Config) -> None:
+    """Each section of ``cfg`` of its class, each value of its field's type
+    (:func:`_coerce`), converted in place where lossless."""
+    for section, cls in (*SECTIONS.items(), ("record", RunRecord)):
+        target = getattr(cfg, section)
+        if type(target) is not cls:
+            raise TypeError(f"cfg.{section} must be a {cls.__name__}, got {type(target).__name__}")
+        for key, annotation in _field_types(cls).items():
+            value = _coerce(getattr(target, key), annotation, f"{section}.{key}")
+            setattr(target, key, value)
 
 
 def _validate_model(m: ModelConfig) -> None:

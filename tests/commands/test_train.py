@@ -255,7 +255,7 @@ def test_a_resume_on_a_replaced_dataset_is_refused_and_leaves_the_run(capsys, tm
     assert_user_error(result, expected[change], str(data))
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     if change in ("seed", "sizes"):  # before: eval and show read it silently
-        assert_user_error(mist(capsys, "eval", run), made_again, "(--data DIR)")
+        assert_user_error(mist(capsys, "eval", run), made_again, "(--data DIR, data=DIR in Python)")
         assert_user_error(mist(capsys, "show", run, "--out", tmp_path / "s.png"), made_again)
         assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
         assert mist(capsys, "eval", run, "--data", data)[0] == 0  # named: taken as asked
