@@ -4,6 +4,7 @@ failure of Pillow's decoders one line naming the file.
 - :func:`open_image`: an image whose header declares at most ``max_pixels`` pixels, decoded
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded); whatever
   a damaged file makes Pillow raise, warn, or libtiff print, said in one line naming it.
+- :func:`decoding`: the same for an image opened elsewhere (a Pillow image in memory).
 - :func:`pixel_count`: an image size (a file's header, ``--size``, an image in memory) of at
   most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
 """
@@ -117,6 +118,35 @@ def _libtiff_lines(said: list[str]) -> Iterator[None]:
                 line = re.sub(r"^tempfile\.tif: ", "", line.strip()).rstrip(".")
                 if line:
                     said.append(line)
+
+
+@contextlib.contextmanager
+def decoding(name: str | os.PathLike) -> Iterator[None]:
+    """Decode an image opened elsewhere (a Pillow image given to ``predict``, ``fit``, decoded
+    only when its pixels are read) as :func:`open_image` decodes a file: any exception of
+    Pillow's decoders one :class:`DataError` naming ``name`` (with what libtiff said), its
+    warnings and libtiff's lines re-said as one :class:`MistWarning` each, naming ``name``.
+    :class:`DataError` and ``MemoryError`` pass as they are."""
+    said: list[str] = []
+    failed: Exception | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _libtiff_lines(said):
+            try:
+                yield
+            except (DataError, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a damaged or closed image's, any kind
+                failed = exc
+    if failed is not None:
+        why = "; ".join([_reason(failed), *said])
+        raise DataError(f"{name}: not a readable image ({why})") from None
+    ours = [w.message for w in caught if issubclass(w.category, MistWarning)]
+    theirs = [str(w.message) for w in caught if not issubclass(w.category, MistWarning)]
+    for message in dict.fromkeys([*theirs, *said]):
+        warnings.warn(f"{name}: {message}", MistWarning, 3)
+    for warning in ours:  # mistnet's own (clipped pixels) name the image already
+        warnings.warn(warning, stacklevel=3)
 
 
 def _reason(exc: Exception) -> str:

@@ -700,3 +700,29 @@ def test_what_libtiff_prints_of_a_damaged_tiff_is_folded_into_the_one_line(capsy
         assert terminal.read() == b""
     assert_user_error(result, "scan.tif: not a readable image (")
     assert "tempfile.tif" not in result[2]
+
+
+def test_a_damaged_pillow_image_given_to_predict_is_said_as_a_damaged_file_is(tmp_path, tiny_run):
+    """Before: predict(Image.open(damaged.tif)) let libtiff write to the terminal and raised
+    Pillow's error as it was."""
+    import mistnet
+
+    pixels = (np.arange(80 * 80).reshape(80, 80) % 251).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="TIFF", compression="tiff_lzw")
+    data = bytearray(buffer.getvalue())
+    data[8] = 0xFF  # the first LZW code of the strip
+    (tmp_path / "scan.tif").write_bytes(bytes(data))
+    model = mistnet.load(tiny_run)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as terminal:
+        os.dup2(terminal.fileno(), 2)
+        try:
+            with pytest.raises(ValueError, match=r"image 0: not a readable image \(") as raised:
+                model.predict(Image.open(tmp_path / "scan.tif"))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        terminal.seek(0)
+        assert terminal.read() == b""
+    assert "tempfile.tif" not in str(raised.value)

@@ -47,7 +47,7 @@ from mistnet.data.annotations import Truth, fit_boxes, read_truth
 from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, write_dataset
 from mistnet.errors import DataError, MistWarning
-from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, pixel_count
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, decoding, open_image, pixel_count
 from mistnet.validate import regular_file, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -169,7 +169,7 @@ def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "imag
     are (``name`` is named if they hold NaN or infinite values). Upright, as an image file is
     read (:func:`read_image`): a photo's EXIF orientation applied.
     """
-    try:
+    with decoding(name):  # a Pillow image of a cut, damaged or closed file: decoded here
         im = ImageOps.exif_transpose(im)
         deep = float_pixels(im, name)
         if deep is not None:
@@ -179,10 +179,6 @@ def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "imag
             return torch.from_numpy(a.astype(np.float32))
         im = over_black(im).convert("L" if channels == 1 else "RGB")
         a = np.asarray(im, dtype=np.float32) / 255.0
-    except (OSError, ValueError, SyntaxError) as exc:  # a Pillow image of a cut or closed file
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{name}: not a readable image ({exc})") from None
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
     return torch.from_numpy(np.ascontiguousarray(a))
 
