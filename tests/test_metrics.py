@@ -672,6 +672,9 @@ def test_the_detection_meter_refuses_nan_boxes_bad_counts_labels_and_thresholds(
         ((gt * float("nan"), labels, gt, labels), "det_boxes: holds NaN"),
         ((gt, labels, gt * float("nan"), labels), "gt_boxes: holds NaN"),
         ((gt, torch.tensor([[-5, 4]]), gt, labels), "det_labels: class indices >= 0"),
+        # Before: 3.5 was scored as class 3 by classif and as no class by both
+        ((gt, torch.tensor([[3.5, 4.0]]), gt, labels), "det_labels: class indices are whole"),
+        ((gt, labels, gt * torch.tensor([1, 1, -1, 1]), labels), "gt_boxes: sides must be >= 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             DetectionMeter(10).update(*bad_args)
@@ -685,4 +688,7 @@ def test_the_detection_meter_refuses_nan_boxes_bad_counts_labels_and_thresholds(
             DetectionMeter(*args)
     meter = DetectionMeter(10)
     meter.update(gt, labels, gt, labels)
+    assert meter.compute()["both"] == 1.0
+    padded = torch.cat([gt, torch.tensor([[[0.0, 0, -1, -1]]])], 1)  # padding: not checked
+    meter.update(gt, labels.double(), padded, torch.tensor([[3, 4, -1]]))
     assert meter.compute()["both"] == 1.0

@@ -179,7 +179,8 @@ def greedy_match(
 
 
 def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> None:
-    """Raise ValueError unless the four tensors form one padded detection batch."""
+    """Raise ValueError unless the four tensors form one padded detection batch: finite boxes
+    whose instances have sides >= 0, labels that are whole class indices >= 0 or -1 (padding)."""
     if det_boxes.ndim != 3 or det_boxes.shape[-1] not in (3, 4):
         raise ValueError(f"det_boxes: expected shape (B, K, 3|4), got {tuple(det_boxes.shape)}")
     if gt_boxes.ndim != 3 or gt_boxes.shape[-1] not in (3, 4):
@@ -202,10 +203,19 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
         if not torch.isfinite(boxes).all():  # else scored as misses: plausible zeros
             raise ValueError(f"{name}: holds NaN or infinite values")
     for name, labels in (("det_labels", det_labels), ("gt_labels", gt_labels)):
+        if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+            raise ValueError(f"{name}: class indices are whole numbers, got {labels.tolist()}")
         if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class
             raise ValueError(
                 f"{name}: class indices >= 0 (or -1, padding), got {int(labels.min())}"
             )
+    for name, boxes, labels in (
+        ("det_boxes", det_boxes, det_labels),
+        ("gt_boxes", gt_boxes, gt_labels),
+    ):  # the sides of an instance (padding, label -1, may hold anything)
+        sides = boxes[..., 2:][labels != -1]
+        if sides.numel() and float(sides.min()) < 0:
+            raise ValueError(f"{name}: sides must be >= 0, got {float(sides.min()):g}")
 
 
 def check_counts(count: Tensor | None, most: int, name: str) -> None:
