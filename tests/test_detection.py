@@ -122,6 +122,13 @@ def test_tiles_find_every_object_once_in_bounded_batches(monkeypatch):
         ({"scale": 0}, "scale must be a finite number > 0"),
         ({"tile": (80,)}, "tile must be \\(h, w\\)"),
         ({"batch": 0}, "batch must be an integer >= 1"),
+        # Before: a uint8 image and a NaN one went into the network (a dtype error deep
+        # inside; no detection at all, no error); a scale of 1e-3 or 1e4 failed in the
+        # network or tried to allocate terabytes
+        ({"image": torch.zeros(1, 40, 40, dtype=torch.uint8)}, "image must be a float tensor"),
+        ({"image": torch.full((1, 40, 40), float("nan"))}, "image holds NaN or infinite"),
+        ({"scale": 1e-3}, r"scale 0.001 makes the 40x40 image 1x1, too small for the model"),
+        ({"scale": 1e4}, "the image scaled by 10000: 400000x400000 = "),
     ],
 )
 def test_detect_image_names_a_bad_argument(kwargs, message):
@@ -130,9 +137,23 @@ def test_detect_image_names_a_bad_argument(kwargs, message):
     from mistnet.models.build import build_model
 
     model = build_model(load_preset("tiny-cpu").model).eval()
-    arguments = {"k": 3, **kwargs}
+    arguments = {"k": 3, "image": torch.rand(1, 40, 40), **kwargs}
     with pytest.raises(ValueError, match=message):
-        detect_image(model, torch.rand(1, 40, 40), **arguments)
+        detect_image(model, **arguments)
+
+
+def test_detect_image_takes_numpy_and_tensor_integers():
+    """Before: k=np.int64(3) (from a computed sweep) and a 0-d tensor were refused."""
+    import numpy as np
+
+    from mistnet.models.build import build_model
+
+    model = build_model(load_preset("tiny-cpu").model).eval()
+    image = torch.rand(1, 40, 40)
+    with torch.no_grad():
+        a = detect_image(model, image, np.int64(3), scale=np.float32(1.0))
+        b = detect_image(model, image, torch.tensor(3), max_detections=np.int32(2))
+    assert len(a.keypoints) == 3 and torch.equal(a.keypoints[:2], b.keypoints)
 
 
 @pytest.mark.parametrize(

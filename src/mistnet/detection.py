@@ -28,6 +28,8 @@ Conventions as everywhere: pixel centres at integer coordinates, keypoints ``(x,
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
 from dataclasses import dataclass
 
@@ -37,7 +39,7 @@ from PIL import ImageOps
 from torch import Tensor
 
 from mistnet.data.images import image_tensor
-from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, pixel_count
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
 
@@ -222,6 +224,7 @@ def detect_image(
     tile: tuple[int, int] | None = None,
     batch: int = 16,
     max_detections: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Detections:
     """Detect in one ``(C, H, W)`` image (on the model's device), optionally rescaled or tiled.
 
@@ -234,13 +237,17 @@ def detect_image(
         batch: windows per forward pass.
         max_detections: how many detections to keep at most (None: ``k``, or with ``tile``
             :func:`tiled_cap`).
+        max_pixels: the most pixels the rescaled image may have.
 
     Raises:
         ValueError: a ``k``, ``batch`` or ``max_detections`` that is no integer >= 1, a
-            ``scale`` that is no finite number > 0, a ``tile`` that is no pair of them, an
-            ``image`` that is no ``(C, H, W)`` tensor.
+            ``scale`` that is no finite number > 0 or makes the image smaller than the model
+            takes or larger than ``max_pixels``, a ``tile``
+            that is no pair of them, an ``image`` that is no finite float ``(C, H, W)`` tensor.
     """
-    _check_arguments(image, k, scale, tile, batch, max_detections)
+    k, scale, tile, batch, max_detections = _check_arguments(
+        model, image, k, scale, tile, batch, max_detections, max_pixels
+    )
     _, H, W = image.shape
     x = image
     if scale != 1.0:
@@ -266,28 +273,51 @@ def detect_image(
     return Detections(kp, scores, logits, recon, windows)
 
 
-def _check_arguments(image, k, scale, tile, batch, max_detections) -> None:
-    """:func:`detect_image`'s arguments (``mist detect`` and ``predict`` check their own)."""
+def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pixels) -> tuple:
+    """:func:`detect_image`'s arguments (``mist detect`` and ``predict`` check their own); the
+    counts as ints (numpy's and 0-d tensors' taken), the scale as a float."""
 
-    def count(value: object, name: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    def count(value: object, name: str) -> int:
+        try:
+            n = operator.index(value) if not isinstance(value, bool) else None
+        except TypeError:
+            n = None
+        if n is None or n < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        return n
 
     if not isinstance(image, Tensor) or image.dim() != 3:
         raise ValueError(
             f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"
         )
-    count(k, "k")
-    count(batch, "batch")
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
+    if not bool(torch.isfinite(image).all()):  # else every pixel NaN and no error at all
+        raise ValueError("image holds NaN or infinite values")
+    k, batch = count(k, "k"), count(batch, "batch")
     if max_detections is not None:
-        count(max_detections, "max_detections")
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < math.inf:
+        max_detections = count(max_detections, "max_detections")
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, numbers.Real)
+        or not 0 < float(scale) < math.inf
+    ):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    scale = float(scale)
     if tile is not None:
         if not isinstance(tile, tuple | list) or len(tile) != 2:
             raise ValueError(f"tile must be (h, w), got {tile!r}")
-        for side in tile:
-            count(side, "each side of tile")
+        tile = tuple(count(side, "each side of tile") for side in tile)
+    _, H, W = image.shape
+    h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    smallest = min_image_side(model)
+    if min(h, w) < smallest:
+        raise ValueError(
+            f"scale {scale:g} makes the {W}x{H} image {w}x{h}, too small for the model (at "
+            f"least {smallest}x{smallest})"
+        )
+    pixel_count(w, h, max_pixels, f"the image scaled by {scale:g}", "lower the scale")
+    return k, scale, tile, batch, max_detections
 
 
 def tiled_cap(k: int, pixels: int, tile: tuple[int, int]) -> int:

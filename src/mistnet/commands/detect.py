@@ -269,7 +269,13 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
             if signed:
                 x = 2 * x - 1  # the Gabor auto-encoder works on signed images
             pred = detect_image(
-                model, x, k, how.factor, how.tile, max_detections=how.max_detections
+                model,
+                x,
+                k,
+                how.factor,
+                how.tile,
+                max_detections=how.max_detections,
+                max_pixels=args.max_pixels,
             )
             kp, scores = pred.keypoints.cpu(), pred.scores.cpu()  # (N, 3), (N,)
             require_finite(
