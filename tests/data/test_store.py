@@ -67,6 +67,10 @@ def test_write_read_round_trip(tmp_path):
             assert torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype
     assert isinstance(open_dataset(d, "test"), SceneFolder)
     assert isinstance(open_dataset("gabor", "test", size=2), SceneDataset)
+    # Before: taken and ignored, the folder's scenes returned as they are
+    for extra, name in (({"size": 2}, "size"), ({"seed": 3}, "seed"), ({"k": 1}, "k")):
+        with pytest.raises(ValueError, match=f"holds its scenes; {name} apply to a generator"):
+            open_dataset(d, "test", **extra)
 
 
 def test_gabor_float_round_trip(tmp_path):

@@ -217,7 +217,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise DataError(f"--n must be >= 1, got {args.n}")
     validate.seed(args.seed, "--seed")
     try:
-        ds = open_dataset(args.dir, args.split, size=max(args.n, 1), seed=args.seed)
+        if Path(args.dir).is_dir():  # its own scenes: --seed is the generators'
+            ds = open_dataset(args.dir, args.split)
+        else:
+            ds = open_dataset(args.dir, args.split, size=max(args.n, 1), seed=args.seed)
     except ValueError as exc:  # unknown split name
         raise DataError(str(exc)) from None
     if len(ds) == 0:

@@ -46,7 +46,10 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
             )
         require_directory(path, "data directory")
     sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
-    dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
+    if path.is_dir():
+        dataset = open_dataset(source, split)
+    else:
+        dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
     return source, dataset
 
 

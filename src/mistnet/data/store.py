@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
-from mistnet.errors import DataError
+from mistnet.errors import ArgumentError, DataError
 from mistnet.io import LOCK, exclusive_lock, json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.validate import (
@@ -451,10 +451,18 @@ def open_dataset(
 
     Raises:
         DataError: neither an existing dataset directory nor a known generator name.
+        ArgumentError: a directory with ``size``, ``seed``, ``digits`` or ``kwargs`` (they
+            would be ignored).
     """
 
     path = Path(dir_or_name)
     if path.is_dir():
+        given = {"size": size is not None, "seed": seed != 0, "digits": digits != "embedded"}
+        if extra := [name for name, yes in given.items() if yes] + sorted(kwargs):
+            raise ArgumentError(
+                f"{path}: a dataset directory holds its scenes; {', '.join(extra)} apply to a "
+                "generator's only"
+            )
         return SceneFolder(path, split)
     if path.exists():  # a file of that name, not a generator's
         require_directory(path, "dataset directory")
