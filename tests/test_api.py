@@ -4,6 +4,7 @@ import copy
 import functools
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -88,6 +89,29 @@ def test_scene_items_take_an_image_without_instances_and_refuse_bad_boxes_and_te
     for item, message in bad:
         with pytest.raises(MistError, match=message):
             SceneItems([item])[0]
+
+
+def test_scene_items_clip_boxes_past_the_edge_and_check_counts_and_tuples():
+    """Before: a box reaching past the image was kept as given (import-images cuts it, with a
+    warning), a count of 5 for 3 labels was ignored, and an (image, labels, extra) item was
+    taken for an image ("expected a (C, H, W) image")."""
+    x = torch.zeros(1, 8, 8)
+    item = {"image": x, "labels": [0, 1], "boxes": [[7.0, 3.0, 4.0, 2.0], [3.0, 3.0, 2.0, 2.0]]}
+    with pytest.warns(MistWarning, match="item 0: 1 box\\(es\\) reach past the image; clipped"):
+        items = SceneItems([item, item])
+    boxes = items[0]["boxes"]
+    assert boxes.tolist() == [[6.25, 3.0, 2.5, 2.0], [3.0, 3.0, 2.0, 2.0]]  # x 5..7.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not at every item and epoch
+        assert items[1]["boxes"].tolist() == boxes.tolist()
+    # the edge is at -0.5 and W - 0.5 (pixel centres at integers), as the importers have it
+    with pytest.raises(MistError, match="lies outside the 8x8 image"):
+        SceneItems([{"image": x, "labels": [0], "boxes": [[8.5, 3.0, 2.0, 2.0]]}])
+    with pytest.raises(MistError, match="item 0: count is 5 but the item has 1 labels"):
+        SceneItems([{"image": x, "labels": [0], "count": 5}])
+    assert int(SceneItems([{"image": x, "labels": [0], "count": torch.tensor(1)}])[0]["count"])
+    with pytest.raises(MistError, match="item 0: an item is an image, .* got a tuple of 3"):
+        SceneItems([(x, [0], "extra")])
 
 
 def squares(n: int, seed: int) -> list:

@@ -386,7 +386,25 @@ def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
         )
     if t.boxes is None or not len(t.boxes):
         return
-    cx, cy, w, h = t.boxes.T.astype(np.float64)
+    boxes, past = clip_boxes(t.boxes, width, height, where)
+    if past:
+        warnings.warn(
+            f"{where}: {past} box(es) reach past the {width}x{height} image; clipped to it",
+            MistWarning,
+            stacklevel=2,
+        )
+        t.boxes = boxes
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int, where: str) -> tuple[np.ndarray, int]:
+    """``(N, 4)`` boxes ``(cx, cy, w, h)`` cut to a ``width`` x ``height`` image, and how many
+    reached past it by more than a thousandth of a pixel (the image spans ``[-0.5, width -
+    0.5]``: pixel centres at integers).
+
+    Raises:
+        DataError: a box wholly outside the image (a wrong file name or coordinate system).
+    """
+    cx, cy, w, h = np.asarray(boxes, np.float64).T
     lo, hi = np.stack([cx - w / 2, cy - h / 2], 1), np.stack([cx + w / 2, cy + h / 2], 1)
     edge = np.float64([width - 0.5, height - 0.5])
     outside = (hi <= -0.5).any(1) | (lo >= edge).any(1)
@@ -397,15 +415,10 @@ def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
             f"outside the {width}x{height} image"
         )
     past = (lo < -0.5 - 1e-3).any(1) | (hi > edge + 1e-3).any(1)
-    if past.any():
-        warnings.warn(
-            f"{where}: {int(past.sum())} box(es) reach past the {width}x{height} image; "
-            "clipped to it",
-            MistWarning,
-            stacklevel=2,
-        )
-        lo, hi = np.maximum(lo, -0.5), np.minimum(hi, edge)
-        t.boxes = np.concatenate([(lo + hi) / 2, hi - lo], 1).astype(np.float32)
+    if not past.any():
+        return np.asarray(boxes, np.float32), 0
+    lo, hi = np.maximum(lo, -0.5), np.minimum(hi, edge)
+    return np.concatenate([(lo + hi) / 2, hi - lo], 1).astype(np.float32), int(past.sum())
 
 
 def read_boxes(

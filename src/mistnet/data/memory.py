@@ -18,6 +18,7 @@ every other entry point asks (:func:`mistnet.validate.class_names`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mistnet.data.annotations import clip_boxes
 from mistnet.data.images import image_tensor, pil_channels
-from mistnet.errors import DataError
+from mistnet.errors import DataError, MistWarning
 from mistnet.validate import class_names, require_dense, require_finite
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
@@ -94,9 +96,10 @@ def _labels(y: Any, where: str) -> torch.Tensor:
     return t.long()
 
 
-def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> torch.Tensor:
+def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Tensor, int]:
     """``(n, 4)`` boxes ``(cx, cy, w, h)`` of an image of ``size`` ``(H, W)``: finite, each of
-    a positive size and reaching into the image (as the importers ask)."""
+    a positive size and reaching into the image, cut to it as the importers cut them
+    (:func:`~mistnet.data.annotations.clip_boxes`); and how many were cut."""
     try:
         t = torch.as_tensor(b, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError, OverflowError):
@@ -104,19 +107,12 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> torch.Tensor:
     if t.shape != (n, 4):
         raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(t.shape)}")
     require_finite(t, f"{where}: boxes")
-    cx, cy, w, h = t.unbind(-1)
-    H, W = size
     for i in range(n):
-        if not (w[i] > 0 and h[i] > 0):
+        if not (t[i, 2] > 0 and t[i, 3] > 0):
             raise DataError(f"{where}: box {i} {t[i].tolist()} needs w, h > 0 (cx, cy, w, h)")
-        if (
-            cx[i] + w[i] / 2 <= 0
-            or cx[i] - w[i] / 2 >= W
-            or cy[i] + h[i] / 2 <= 0
-            or (cy[i] - h[i] / 2 >= H)
-        ):
-            raise DataError(f"{where}: box {i} {t[i].tolist()} lies outside the {W}x{H} image")
-    return t
+    H, W = size
+    clipped, past = clip_boxes(t.numpy(), W, H, where)
+    return torch.from_numpy(clipped), past
 
 
 class SceneItems(Dataset):
@@ -157,10 +153,11 @@ class SceneItems(Dataset):
             )
         self.dataset, self.what = dataset, what
         self.num_classes: int | None = None
+        self._said_clipped = False
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise DataError(f"{what}: the dataset is empty")
         first = dataset[0]
-        self.annotations = self._kind(first)
+        self.annotations = self._kind(first, f"{what} item 0")
         image = self[0]["image"]
         self.channels, self.height, self.width = (int(v) for v in image.shape)
         names = getattr(dataset, "classes", ())
@@ -174,12 +171,17 @@ class SceneItems(Dataset):
         return item[0] if isinstance(item, tuple | list) and len(item) == 1 else item
 
     @classmethod
-    def _kind(cls, item: Any) -> frozenset[str]:
+    def _kind(cls, item: Any, where: str) -> frozenset[str]:
         item = cls._unwrap(item)
         if isinstance(item, dict):
             return frozenset({"labels", *(["boxes"] if "boxes" in item else [])})
         if isinstance(item, tuple | list) and len(item) == 2:
             return frozenset({"labels"})
+        if isinstance(item, tuple) and len(item) > 2:  # a list may be an image's rows
+            raise DataError(
+                f"{where}: an item is an image, (image,), (image, labels) or a dict; got a "
+                f"tuple of {len(item)}"
+            )
         return frozenset()
 
     def __len__(self) -> int:
@@ -199,7 +201,7 @@ class SceneItems(Dataset):
         for index in range(len(self)):
             raw = self._unwrap(self.dataset[index])
             where = f"{self.what} item {index}"
-            if self._kind(raw) != self.annotations:
+            if self._kind(raw, where) != self.annotations:
                 raise DataError(f"{where} carries other ground truth than item 0")
             labels = _labels(raw.get("labels", []) if isinstance(raw, dict) else raw[1], where)
             if need_one and labels.numel() == 0:
@@ -216,20 +218,40 @@ class SceneItems(Dataset):
                 f"{where}: label {int(labels.max())}, but the model has {n} classes (0..{n - 1})"
             )
 
+    @staticmethod
+    def _check_count(raw: dict, n: int, where: str) -> None:
+        """A dict item's ``count``, when it has one, must be its number of labels (the item
+        format's padding count: a count beyond the labels would claim instances not given)."""
+        if "count" not in raw:
+            return
+        try:
+            count = int(torch.as_tensor(raw["count"]).item())
+        except (TypeError, ValueError, RuntimeError):
+            count = None
+        if count != n:
+            raise DataError(f"{where}: count is {raw['count']!r} but the item has {n} labels")
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         raw = self._unwrap(self.dataset[index])
         where = f"{self.what} item {index}"
-        if self._kind(raw) != self.annotations:
+        if self._kind(raw, where) != self.annotations:
             raise DataError(f"{where} carries other ground truth than item 0")
         if isinstance(raw, dict):
             if "image" not in raw:
                 raise DataError(f"{where}: a dict item needs an 'image' key, has {sorted(raw)}")
             image, labels = _image(raw["image"], where), _labels(raw.get("labels", []), where)
-            boxes = (
-                _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
-                if "boxes" in raw
-                else torch.zeros(len(labels), 4)
-            )
+            self._check_count(raw, len(labels), where)
+            boxes = torch.zeros(len(labels), 4)
+            if "boxes" in raw:
+                boxes, past = _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
+                if past and not self._said_clipped:  # once: items are read at every epoch
+                    self._said_clipped = True
+                    warnings.warn(
+                        f"{where}: {past} box(es) reach past the image; clipped to it (and "
+                        "any such box of another item)",
+                        MistWarning,
+                        stacklevel=2,
+                    )
         elif "labels" in self.annotations:
             image, labels = _image(raw[0], where), _labels(raw[1], where)
             boxes = torch.zeros(len(labels), 4)

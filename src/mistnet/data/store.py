@@ -144,7 +144,7 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
         raise DataError(f"{where}: boxes of counted instances must have width and height >= 0")
     _, _, H, W = im.shape
     lo, hi = boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2
-    outside = (hi < -0.5).any(axis=1) | (lo > np.float32([W - 0.5, H - 0.5])).any(axis=1)
+    outside = (hi <= -0.5).any(axis=1) | (lo >= np.float32([W - 0.5, H - 0.5])).any(axis=1)
     if outside.any():  # an instance no detection can find: scored as a miss whatever the model
         cx, cy, w, h = boxes[outside][0].tolist()
         raise DataError(
