@@ -250,6 +250,9 @@ boxes_csv_case("boxes_csv_with_a_category_column", "filename,cx,cy,w,h,category\
                "the header names 'category', which import-images does not read")  # fmt: skip
 boxes_csv_case("boxes_csv_with_an_underscore_number", "filename,cx,cy,w,h\n0.png,1_0,9,5,5\n",
                "line 2: expected numbers in cx, cy, w, h, got 1_0")  # fmt: skip
+# Before: Arabic-Indic and full-width digits read as 12 and 4 (Python's float takes them).
+boxes_csv_case("boxes_csv_with_non_ascii_digits", "filename,cx,cy,w,h\n0.png,\u0661\u0662,9,\uff14,5\n",
+               "line 2: expected numbers in cx, cy, w, h, got \u0661\u0662, 9, \uff14, 5")  # fmt: skip
 
 
 # Before: an internal error (ValueError: embedded null byte), from labels, boxes and COCO; a

@@ -288,6 +288,10 @@ def test_string_arrays_a_fifo_and_a_non_utf8_manifest_give_one_line(tmp_path):
     _rewrite(d, "train", labels=arrays["train"]["labels"].astype(str))
     with pytest.raises(DataError, match=r"train.npz: labels must be .* int64, got .* <U"):
         SceneFolder(d, "train")
+    # Before: "corrupt or truncated split file": the file is whole, pickled on purpose
+    _rewrite(d, "train", labels=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="train.npz: holds an array of Python objects"):
+        SceneFolder(d, "train")
     (d / "val.npz").unlink()
     os.mkfifo(d / "val.npz")
     with pytest.raises(DataError, match="val.npz: a FIFO, not a regular file"):

@@ -180,7 +180,8 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
             raise DataError(f"{path} line {i}: {len(row)} fields, the header names {len(header)}")
         rel = resolve(row[file_col], f"line {i}")
         try:
-            if any("_" in row[c] for c in cols):  # float("1_0") is 10: Python's, not a number
+            # float("1_0") is 10 and float("١٢") 12: Python's numbers, not a CSV file's
+            if any("_" in row[c] or not row[c].isascii() for c in cols):
                 raise ValueError
             values = [float(row[c]) for c in cols]
         except ValueError:

@@ -352,6 +352,11 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
                 raise DataError(f"{path}: holds the array {twice[0]!r} twice")
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
     except NUMPY_READ_ERRORS as exc:
+        if "Object arrays cannot be loaded" in str(exc):  # pickled, not damaged
+            raise DataError(
+                f"{path}: holds an array of Python objects (pickled), which mistnet never "
+                "unpickles; a split holds numeric arrays only"
+            ) from None
         raise DataError(
             f"{path}: corrupt or truncated split file ({type(exc).__name__}: {exc})"
         ) from None
