@@ -198,6 +198,7 @@ def claim_output(
     legacy: Callable[[Path], bool] | None = None,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
     in_place: bool = False,
+    option: str = "--out",
 ) -> bool:
     """Check that a command may write the output directory ``path``.
 
@@ -208,6 +209,7 @@ def claim_output(
     neither inside another output nor inside one of ``inputs`` (:func:`check_outside`). With
     ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
     wherever it lies (``mist train --resume`` of a demo's run): only its inputs are checked.
+    ``option``: how the command names ``path`` in its messages (``OUT`` when positional).
 
     Returns:
         True when ``path`` is an output of ``kind`` made earlier; False when it is new.
@@ -224,17 +226,17 @@ def claim_output(
         target = Path(os.path.realpath(path))
         ours = in_place and target.is_dir() and output_kind(target) == kind  # else refused too
         hint = f"give {target} itself" if ours else "name a new directory"
-        raise MistError(f"{path}: is a symbolic link; --out must {hint}")
+        raise MistError(f"{path}: is a symbolic link; {option} must {hint}")
     found = None
     if path.is_dir():
         found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
     if not (in_place and found == kind):  # made or replaced: it needs a name of its own
-        check_named(path)
-    check_outside(path, inputs, parents=not (in_place and found == kind))
+        check_named(path, option)
+    check_outside(path, inputs, option=option, parents=not (in_place and found == kind))
     if not path.exists():
         return False
     if not path.is_dir():
-        raise MistError(f"{path}: exists and is not a directory; choose a new --out")
+        raise MistError(f"{path}: exists and is not a directory; choose a new {option}")
     if found == kind:
         return True
     if found is not None:
@@ -242,7 +244,7 @@ def claim_output(
     if not any(path.iterdir()):
         return False
     raise MistError(
-        f"{path}: exists and was not made by {command}; choose a new --out (mistnet never "
+        f"{path}: exists and was not made by {command}; choose a new {option} (mistnet never "
         "writes into a directory it did not create)"
     )
 

@@ -104,6 +104,16 @@ def test_an_import_into_its_earlier_output_says_what_to_do(capsys, tmp_path):
             match="already holds a dataset; choose another output directory or remove this one",
         )
         assert "overwrite" not in mist(capsys, "data", *argv)[2]
+    # Before: "choose a new --out", an option these commands do not have (OUT is positional)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("mine")
+    for argv in (
+        ("export-official", tmp_path / "e", tmp_path / "busy"),
+        ("import-official", tmp_path / "off", tmp_path / "busy"),
+        ("import-official", tmp_path / "off", tmp_path / "off" / "x"),
+    ):
+        err = mist(capsys, "data", *argv)[2]
+        assert "OUT" in err and "--out" not in err, err
 
 
 def test_make_with_idx_digits(capsys, tmp_path):

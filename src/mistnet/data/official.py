@@ -80,7 +80,9 @@ def export_official(
         n = int(a["counts"][0]) if a["counts"].size else 0
         if not np.allclose(a["boxes"][:, :n, 2], a["boxes"][:, :n, 3]):
             raise DataError(f"{where}: the official layout needs square boxes (w == h)")
-    if claim_output(out, "official", "mist data export-official", inputs=[("the dataset", src)]):
+    if claim_output(
+        out, "official", "mist data export-official", inputs=[("the dataset", src)], option="OUT"
+    ):
         raise DataError(f"{out}: already exists (remove it or choose another output)")
     with new_directory(out, "official") as tmp:
         for split, a in loaded.items():
@@ -282,7 +284,7 @@ def import_official(
 ) -> Path:
     """Convert an official-layout directory into our format (atomically)."""
     _modes(Path(root))  # a layout, then an out outside it, before any image is read
-    claim_dataset(out, inputs=[("the official layout", root)])
+    claim_dataset(out, inputs=[("the official layout", root)], option="OUT")
     splits = read_official(root, progress, max_pixels)
     return write_dataset(
         out,

@@ -238,20 +238,24 @@ def claim_dataset(
     overwrite: bool = False,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
     overwrite_option: str = "",
+    option: str = "--out",
 ) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
     ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
     returns whether one is replaced. ``inputs``: the folders it is made from (``("the image
     folder", SRC)``), which ``out`` may not lie in. ``overwrite_option``: the caller's option
     that replaces a dataset (``--overwrite`` of ``mist data make``), named in the refusal; the
-    importers have none, so the refusal says only what they can do.
+    importers have none, so the refusal says only what they can do. ``option``: how the
+    command names ``out`` (``OUT`` when positional).
 
     Raises:
         MistError: anything else at ``out``, or ``out`` inside another output or an input
             (see :func:`mistnet.outputs.claim_output`), or a dataset holding a file or folder of
             the user's (the first one is named).
     """
-    existing = claim_output(out, "dataset", "mist data", legacy=is_dataset, inputs=inputs)
+    existing = claim_output(
+        out, "dataset", "mist data", legacy=is_dataset, inputs=inputs, option=option
+    )
     if existing and not overwrite:
         also = f", or pass {overwrite_option} to replace it" if overwrite_option else ""
         raise DataError(
