@@ -19,6 +19,7 @@ from mistnet.config import (
 )
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
+from mistnet.validate import typed_value
 
 SHIPPED = {
     "mnist-hard-classify",
@@ -83,11 +84,11 @@ def test_malformed_override_rejected(override):
 
 def test_bool_fields_accept_only_bools():
     # No shipped field is a bool yet; the coercion rule still has to hold for future ones.
-    assert config._coerce(True, bool, "x.flag") is True
+    assert typed_value(True, bool, "x.flag") is True
     with pytest.raises(MistError, match="must be true or false"):
-        config._coerce(1, bool, "x.flag")
+        typed_value(1, bool, "x.flag")
     with pytest.raises(MistError, match="must be true or false"):
-        config._coerce("yes", bool, "x.flag")
+        typed_value("yes", bool, "x.flag")
 
 
 # -- override parsing ---------------------------------------------------------------------------

@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import os
 import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,7 +25,7 @@ from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.machine import max_threads
 from mistnet.runpaths import resolved
-from mistnet.validate import parse_error, path_argument, read_json, read_text
+from mistnet.validate import parse_error, path_argument, read_json, read_text, typed_value
 
 
 @dataclass
@@ -170,58 +168,6 @@ class Config:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-_FLOAT32_MAX = 3.4028234663852886e38  # a number beyond is infinite in the float32 networks
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Check ``value`` against a field annotation, converting only lossless cases."""
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise MistError(f"{key} must be one of {list(choices)}, got {value!r}")
-        return value
-    if origin is tuple:
-        (item, _) = typing.get_args(annotation)
-        if not isinstance(value, list | tuple):
-            raise MistError(f"{key} must be a list, got {value!r}")
-        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported annotation {annotation}")
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise MistError(f"{key} must be true or false, got {value!r}")
-        return value
-    # numbers.Integral / Real: numpy's scalars too (np.int64(2) from a computed sweep)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise MistError(f"{key} must be an integer, got {value!r}")
-        if not -(2**63) < value < 2**63:  # what torch and numpy hold (seeds, sizes, steps)
-            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {value}")
-        return int(value)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise MistError(f"{key} must be a number, got {value!r}")
-        try:
-            value = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            raise MistError(
-                f"{key} must be a finite number, got an integer beyond floats"
-            ) from None
-        if not math.isfinite(value):  # NaN would pass every range check; JSON has no inf
-            raise MistError(f"{key} must be a finite number, got {value!r}")
-        if abs(value) > _FLOAT32_MAX:  # infinite in the networks' float32 (a side, a rate)
-            raise MistError(f"{key} must be a finite float32 (at most 3.4e38), got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise MistError(f"{key} must be a string, got {value!r}")
-        if "\0" in value:  # no path or name holds one: the OS refuses it deep inside
-            raise MistError(f"{key} holds a NUL character, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {annotation}")
-
-
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -281,7 +227,7 @@ def _check_types(cfg: Config) -> None:
         if type(target) is not cls:
             raise TypeError(f"cfg.{section} must be a {cls.__name__}, got {type(target).__name__}")
         for key, annotation in _field_types(cls).items():
-            value = _coerce(getattr(target, key), annotation, f"{section}.{key}")
+            value = typed_value(getattr(target, key), annotation, f"{section}.{key}")
             setattr(target, key, value)
 
 
@@ -452,7 +398,7 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
         if section == "train" and key in _RENAMED:
             raise MistError(f"config key train.{key} is now train.{_RENAMED[key]}")
         raise MistError(f"unknown config key {section}.{key}; known: {sorted(types_)}")
-    setattr(target, key, _coerce(value, types_[key], f"{section}.{key}"))
+    setattr(target, key, typed_value(value, types_[key], f"{section}.{key}"))
 
 
 def _parse_toml(text: str, where: str) -> dict[str, Any]:

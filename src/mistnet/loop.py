@@ -13,7 +13,6 @@ rank runs this loop on its shard of each batch; rank 0 alone writes the run dire
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import math
 import time
@@ -28,7 +27,7 @@ from torch.utils.data import Dataset
 from mistnet import distributed
 from mistnet.acceleration import accelerate
 from mistnet.checkpoint import save_checkpoint
-from mistnet.config import Config, validate
+from mistnet.config import Config
 from mistnet.data.runs import adopt_data, open_data
 from mistnet.data.sampling import StepSampler, loader
 from mistnet.device import resolve_device
@@ -98,8 +97,7 @@ def train(
     """
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
     run = Run(out)
-    # checked before anything is written: a Config built in Python never met the parser
-    cfg = run.config_to_train(validate(copy.deepcopy(cfg)), resume)
+    cfg = run.config_to_train(cfg, resume)  # checked before anything is written
     with callers_torch_state(), distributed.process_group(device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it

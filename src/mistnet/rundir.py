@@ -12,6 +12,7 @@ writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, `
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import Config, from_record, load_json
+from mistnet.config import Config, from_record, load_json, validate
 from mistnet.data.store import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
@@ -176,11 +177,13 @@ class Run:
 
     def config_to_train(self, cfg: Config, resume: bool) -> Config:
         """The config training ``cfg`` into this directory goes on with: on ``resume`` the
-        run's own (:meth:`resume_config`), else ``cfg``, once the directory holds no run.
+        run's own (:meth:`resume_config`), else ``cfg``, once the directory holds no run;
+        ``cfg`` checked (:func:`~mistnet.config.validate`, on a copy) either way.
 
         Raises:
             MistError: see :meth:`resume_config` and :meth:`require_no_checkpoint`.
         """
+        cfg = validate(copy.deepcopy(cfg))  # built in Python, it never met the parser
         if resume:
             return self.resume_config(cfg)[0]
         self.require_no_checkpoint()

@@ -31,15 +31,18 @@ import os
 import stat
 import sys
 import tokenize
+import types
+import typing
 import unicodedata
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from mistnet.errors import ArgumentError, DataError, unprintable
+from mistnet.errors import ArgumentError, DataError, MistError, unprintable
 from mistnet.machine import max_threads
 
 #: What numpy raises on corrupt ``.npy`` / ``.npz`` bytes: besides I/O and format errors, a
@@ -519,3 +522,60 @@ def require_float32(values: np.ndarray | list[float], what: str) -> None:
             f"{what} holds {n} value{'s' * (n > 1)} beyond float32's range (|v| <= "
             f"{np.finfo(np.float32).max:.2g}): {a[big].flat[0]:g}"
         )
+
+
+_FLOAT32_MAX = 3.4028234663852886e38  # a number beyond is infinite in the float32 networks
+
+
+def typed_value(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a config field's annotation (``int``, ``float``, ``bool``,
+    ``str``, a ``Literal`` or a tuple of one of them), converting only lossless cases.
+
+    Raises:
+        MistError: naming ``key``, the value and what it must be.
+    """
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise MistError(f"{key} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        (item, _) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            raise MistError(f"{key} must be a list, got {value!r}")
+        return tuple(typed_value(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation {annotation}")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise MistError(f"{key} must be true or false, got {value!r}")
+        return value
+    # numbers.Integral / Real: numpy's scalars too (np.int64(2) from a computed sweep)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise MistError(f"{key} must be an integer, got {value!r}")
+        if not -(2**63) < value < 2**63:  # what torch and numpy hold (seeds, sizes, steps)
+            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {value}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise MistError(f"{key} must be a number, got {value!r}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise MistError(
+                f"{key} must be a finite number, got an integer beyond floats"
+            ) from None
+        if not math.isfinite(value):  # NaN would pass every range check; JSON has no inf
+            raise MistError(f"{key} must be a finite number, got {value!r}")
+        if abs(value) > _FLOAT32_MAX:  # infinite in the networks' float32 (a side, a rate)
+            raise MistError(f"{key} must be a finite float32 (at most 3.4e38), got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise MistError(f"{key} must be a string, got {value!r}")
+        if "\0" in value:  # no path or name holds one: the OS refuses it deep inside
+            raise MistError(f"{key} holds a NUL character, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation}")
