@@ -2,6 +2,7 @@
 through the ``mist`` command line: exit status 2, one stderr line naming the file (or option),
 the field and the value, and no file written, changed or removed (TESTING.md lists them)."""
 
+import contextlib
 import io
 import json
 import os
@@ -679,28 +680,43 @@ def test_a_damaged_second_frame_or_a_pillow_warning_is_one_line_naming_the_file(
     )
 
 
+def damaged_tiff(path, side: int) -> None:
+    """An LZW TIFF whose first code is out of table: libtiff prints while failing to decode."""
+    pixels = (np.arange(side * side).reshape(side, side) % 251).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="TIFF", compression="tiff_lzw")
+    data = bytearray(buffer.getvalue())
+    data[8] = 0xFF  # the first LZW code of the strip
+    path.write_bytes(bytes(data))
+
+
+@contextlib.contextmanager
+def terminal():
+    """What reaches the real stderr (file descriptor 2, not sys.stderr) in the block: the bytes
+    are in the list yielded, once the block ends."""
+    said: list[bytes] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            said.append(caught.read())
+
+
 def test_what_libtiff_prints_of_a_damaged_tiff_is_folded_into_the_one_line(capsys, tmp_path):
     """Before: libtiff wrote "tempfile.tif: Using code not yet in table." straight to the
     terminal (file descriptor 2, past Python's warnings), naming a file of Pillow's, above
     mistnet's own line."""
     src = tmp_path / "photos"
     src.mkdir()
-    pixels = (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="TIFF", compression="tiff_lzw")
-    data = bytearray(buffer.getvalue())
-    data[8] = 0xFF  # the first LZW code of the strip
-    (src / "scan.tif").write_bytes(bytes(data))
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as terminal:  # what reaches the real stderr, not sys.stderr
-        os.dup2(terminal.fileno(), 2)
-        try:
-            result = mist(capsys, "data", "import-images", src, "--out", tmp_path / "ds")
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        terminal.seek(0)
-        assert terminal.read() == b""
+    damaged_tiff(src / "scan.tif", 32)
+    with terminal() as said:
+        result = mist(capsys, "data", "import-images", src, "--out", tmp_path / "ds")
+    assert said == [b""]
     assert_user_error(result, "scan.tif: not a readable image (")
     assert "tempfile.tif" not in result[2]
 
@@ -710,22 +726,10 @@ def test_a_damaged_pillow_image_given_to_predict_is_said_as_a_damaged_file_is(tm
     Pillow's error as it was."""
     import mistnet
 
-    pixels = (np.arange(80 * 80).reshape(80, 80) % 251).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="TIFF", compression="tiff_lzw")
-    data = bytearray(buffer.getvalue())
-    data[8] = 0xFF  # the first LZW code of the strip
-    (tmp_path / "scan.tif").write_bytes(bytes(data))
+    damaged_tiff(tmp_path / "scan.tif", 80)
     model = mistnet.load(tiny_run)
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as terminal:
-        os.dup2(terminal.fileno(), 2)
-        try:
-            with pytest.raises(ValueError, match=r"image 0: not a readable image \(") as raised:
-                model.predict(Image.open(tmp_path / "scan.tif"))
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        terminal.seek(0)
-        assert terminal.read() == b""
+    with terminal() as said:
+        with pytest.raises(ValueError, match=r"image 0: not a readable image \(") as raised:
+            model.predict(Image.open(tmp_path / "scan.tif"))
+    assert said == [b""]
     assert "tempfile.tif" not in str(raised.value)
