@@ -479,8 +479,20 @@ def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeyp
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="notes.txt: exists and is not a directory"):
         mistnet.fit("tiny-cpu", data, out=tmp_path / "notes.txt", steps=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    # Before: named the command line's --out, and "mist train" for fit's own runs
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / ".mistnet").write_text("dataset\n")
+    for out, message in (
+        ("mine", "mine: exists and was not made by mist train or fit; choose a new out "),
+        ("ds/run", "out ds/run is inside the dataset ds; choose a path outside it"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            mistnet.fit("tiny-cpu", data, out=out, steps=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "mine", "notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == [".mistnet"]
 
 
 @pytest.mark.parametrize(

@@ -129,6 +129,12 @@ def test_tiles_find_every_object_once_in_bounded_batches(monkeypatch):
         ({"image": torch.full((1, 40, 40), float("nan"))}, "image holds NaN or infinite"),
         ({"scale": 1e-3}, r"scale 0.001 makes the 40x40 image 1x1, too small for the model"),
         ({"scale": 1e4}, "the image scaled by 10000: 400000x400000 = "),
+        # Before: a 0..255 image scored as bright as the network saturates; a meta image and
+        # max_pixels=None failed inside torch / in a comparison; -1 blamed the image
+        ({"image": torch.full((1, 40, 40), 255.0)}, r"image values must lie in \[0, 1\]"),
+        ({"image": torch.zeros(1, 40, 40, device="meta")}, "image must be a dense tensor"),
+        ({"max_pixels": None}, "max_pixels must be an integer >= 1, got None"),
+        ({"max_pixels": -1}, "max_pixels must be an integer >= 1, got -1"),
     ],
 )
 def test_detect_image_names_a_bad_argument(kwargs, message):
@@ -140,6 +146,23 @@ def test_detect_image_names_a_bad_argument(kwargs, message):
     arguments = {"k": 3, "image": torch.rand(1, 40, 40), **kwargs}
     with pytest.raises(ValueError, match=message):
         detect_image(model, **arguments)
+
+
+def test_detect_image_takes_any_float_dtype_and_refuses_a_model_that_is_none():
+    """Before: a float64 or float16 image failed inside the network ("mixed dtype"), as
+    ``predict`` (which casts) did not; ``model=None`` an AttributeError."""
+    from mistnet.models.build import build_model
+
+    model = build_model(load_preset("tiny-cpu").model).eval()
+    image = torch.rand(1, 40, 40)
+    with torch.no_grad():
+        want = detect_image(model, image, 3).keypoints
+        for dtype in (torch.float64, torch.float16):
+            got = detect_image(model, image.to(dtype), 3).keypoints
+            assert got.dtype == torch.float32 and got.shape == want.shape
+        assert torch.equal(detect_image(model, image.double(), 3).keypoints, want)
+    with pytest.raises(TypeError, match="model must be a MIST model"):
+        detect_image(None, image, 3)
 
 
 def test_detect_image_takes_numpy_and_tensor_integers():

@@ -52,7 +52,7 @@ from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, pixel_count
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
-from mistnet.outputs import check_named
+from mistnet.outputs import claim_output
 from mistnet.rundir import Run
 
 
@@ -254,6 +254,8 @@ def predict(
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype  # a model made .double() or .half() by its user
+    if device.type == "meta":
+        raise ValueError("the model is on the meta device: it holds no weights to predict with")
     results = []
     for where, image in _as_images(images, cfg.model.in_channels, max_pixels):
         _, H, W = image.shape
@@ -544,8 +546,9 @@ def _check_out(out: object) -> None:
         raise TypeError(f"out must be a path (str or os.PathLike), got {type(out).__name__}")
     if not os.fspath(out):
         raise ArgumentError("out '' is an empty path; give the run directory to write")
-    try:
-        check_named(out, "out")
+    run = Run(out)
+    try:  # what training's own claim would refuse, said of ``out`` rather than ``--out``
+        claim_output(out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out")
     except MistError as exc:
         raise ArgumentError(str(exc)) from None
     if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's

@@ -243,15 +243,18 @@ def detect_image(
         ValueError: a ``k``, ``batch`` or ``max_detections`` that is no integer >= 1, a
             ``scale`` that is no finite number > 0 or makes the image smaller than the model
             takes or larger than ``max_pixels``, a ``tile``
-            that is no pair of them, an ``image`` that is no finite float ``(C, H, W)`` tensor.
+            that is no pair of them, an ``image`` that is no finite float ``(C, H, W)`` tensor
+            in [-1, 1], a ``max_pixels`` that is no integer >= 1.
+        TypeError: a ``model`` that is no torch module.
     """
     k, scale, tile, batch, max_detections = _check_arguments(
         model, image, k, scale, tile, batch, max_detections, max_pixels
     )
+    param = next(model.parameters(), None)
+    x = image if param is None else image.to(param.device, param.dtype)  # as predict does
     _, H, W = image.shape
-    x = image
     if scale != 1.0:
-        x = resize(image, max(1, round(H * scale)), max(1, round(W * scale)))
+        x = resize(x, max(1, round(H * scale)), max(1, round(W * scale)))
     _, h, w = x.shape
     sx, sy = w / W, h / H
     if tile is None:
@@ -273,6 +276,28 @@ def detect_image(
     return Detections(kp, scores, logits, recon, windows)
 
 
+def _check_image(model, image) -> None:
+    """Refuse a ``model`` that is no module and an ``image`` that is no finite, dense float
+    ``(C, H, W)`` tensor in [-1, 1] (a plain model's [0, 1], a signed one's [-1, 1])."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a MIST model (a torch module), got {type(model).__name__}")
+    if not isinstance(image, Tensor) or image.dim() != 3:
+        raise ValueError(
+            f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"
+        )
+    if image.is_meta or image.layout != torch.strided:
+        raise ValueError("image must be a dense tensor with values (not meta, not sparse)")
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
+    if not bool(torch.isfinite(image).all()):  # else every pixel NaN and no error at all
+        raise ValueError("image holds NaN or infinite values")
+    if image.numel() and not -1 <= float(image.min()) <= float(image.max()) <= 1:
+        raise ValueError(
+            f"image values must lie in [0, 1] ([-1, 1] for a signed model), got "
+            f"{float(image.min()):g} .. {float(image.max()):g}; scale 0..255 pixels by 1/255"
+        )
+
+
 def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pixels) -> tuple:
     """:func:`detect_image`'s arguments (``mist detect`` and ``predict`` check their own); the
     counts as ints (numpy's and 0-d tensors' taken), the scale as a float."""
@@ -286,14 +311,8 @@ def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pi
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         return n
 
-    if not isinstance(image, Tensor) or image.dim() != 3:
-        raise ValueError(
-            f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"
-        )
-    if not image.is_floating_point():
-        raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
-    if not bool(torch.isfinite(image).all()):  # else every pixel NaN and no error at all
-        raise ValueError("image holds NaN or infinite values")
+    _check_image(model, image)
+    max_pixels = count(max_pixels, "max_pixels")
     k, batch = count(k, "k"), count(batch, "batch")
     if max_detections is not None:
         max_detections = count(max_detections, "max_detections")

@@ -39,3 +39,15 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ArgumentError(f"{option} {name} was asked for but no CUDA device is available")
     return torch.device(name)
+
+
+def device_argument(device: torch.device | str, option: str = "device") -> torch.device:
+    """The device a Python caller gave, as a name (:func:`check_device`) or a ``torch.device``
+    of those kinds, resolved (:func:`resolve_device`) before any work.
+
+    Raises:
+        TypeError: neither a string nor a ``torch.device``.
+        ArgumentError: any other device, or CUDA where there is none.
+    """
+    name = str(device) if isinstance(device, torch.device) else device
+    return resolve_device(check_device(name, option), option)

@@ -17,16 +17,18 @@ from typing import Any
 
 import torch
 
-from mistnet import pretrained
+from mistnet import pretrained, validate
 from mistnet.data.digits import canonical_split
 from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
 from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
-from mistnet.device import check_device
+from mistnet.device import device_argument
 from mistnet.engine import Meter, evaluate
 from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
 from mistnet.rundir import Run
+
+METER_METHODS = ("update", "sums", "load_sums", "compute")  # engine.Meter's
 
 
 @dataclass(frozen=True)
@@ -71,33 +73,39 @@ def _check_k(k: int, dataset, source: str, method: str) -> None:
     pixels (the run's own ``model.k`` is checked by :func:`~mistnet.data.runs.check_data`)."""
     places = int(dataset.height) * int(dataset.width)
     if k > places and method in ("mist", "supervised"):
-        raise MistError(
-            f"--k {k}: {source} has {dataset.height}x{dataset.width} images, too few pixels "
+        raise ArgumentError(
+            f"--k {k} (k= in Python): {source} has {dataset.height}x{dataset.width} images, too few pixels "
             f"for {k} detections (at most {places})"
         )
 
 
 def _check_arguments(
-    run, model, data, split: str, k, per_image_k, batch_size, device
-) -> tuple[str | None, str, int, int]:
+    run, model, data, split: str, k, per_image_k, batch_size, device, meters
+) -> tuple[str | None, str, int, int, torch.device]:
     """:func:`evaluate_run`'s arguments, each checked before any work (the command line checks
     its options itself): ``data`` as a string, the split's canonical name, ``k`` and
-    ``batch_size`` as ints.
+    ``batch_size`` as ints, the device resolved (``auto``).
 
     Raises:
+        TypeError: ``run`` or ``data`` no path, ``meters`` no sequence of meters, ``device``
+            neither a name nor a ``torch.device``.
         ArgumentError: ``run`` and ``model`` both given or neither, ``data`` neither a path
             nor a name, an unknown split, a ``k`` or ``batch_size`` that is no integer >= 0,
             a ``per_image_k`` that is no bool or comes with ``k``, a ``device`` that is no
-            device name.
+            device name or CUDA where there is none.
     """
     if (run is None) == (model is None):
         raise ArgumentError("give run or model (a pretrained model's name), one of the two")
+    if run is not None and not validate.path_argument(run, "run"):
+        raise ArgumentError("run '' is an empty path; give the run directory")
     if data is not None:
         if not isinstance(data, str | os.PathLike):
             raise ArgumentError(f"data must be a path or a generator name, got {data!r}")
         data = os.fspath(data)
+    if not isinstance(split, str):
+        raise ArgumentError(f"split must be one of train, val, test; got {split!r}")
     try:
-        split = canonical_split(split) if isinstance(split, str) else canonical_split("?")
+        split = canonical_split(split)
     except ValueError as exc:
         raise ArgumentError(str(exc)) from None
     for name, value in (("k", k), ("batch_size", batch_size)):
@@ -107,9 +115,19 @@ def _check_arguments(
         raise ArgumentError(f"per_image_k must be True or False, got {per_image_k!r}")
     if k and per_image_k:
         raise ArgumentError("k and per_image_k exclude each other")
-    if isinstance(device, str):
-        check_device(device, "device")
-    return data, split, int(k), int(batch_size)
+    _check_meters(meters)
+    return data, split, int(k), int(batch_size), device_argument(device)
+
+
+def _check_meters(meters) -> None:
+    """Refuse ``meters`` that are not a sequence of :class:`~mistnet.engine.Meter`."""
+    if not isinstance(meters, Sequence) or isinstance(meters, str):
+        raise TypeError(f"meters must be a sequence of meters, got {type(meters).__name__}")
+    for n, meter in enumerate(meters):
+        if lacking := [m for m in METER_METHODS if not callable(getattr(meter, m, None))]:
+            raise TypeError(
+                f"meters[{n}] ({type(meter).__name__}) is no meter: it has no {', '.join(lacking)}"
+            )
 
 
 def _open_checked(cfg, data: str | None, split: str):
@@ -160,8 +178,8 @@ def evaluate_run(
         ArgumentError: ``run`` and ``model`` both or neither, or an argument of a wrong type
             or range (:func:`_check_arguments`).
     """
-    data, split, k, batch_size = _check_arguments(
-        run, model, data, split, k, per_image_k, batch_size, device
+    data, split, k, batch_size, device = _check_arguments(
+        run, model, data, split, k, per_image_k, batch_size, device, meters
     )
     if model is None:
         cfg, net, ckpt = Run(run).load("best", device=device)
@@ -174,7 +192,7 @@ def evaluate_run(
     try:
         metrics = evaluate(
             net,
-            loader(dataset, batch_size or cfg.train.batch_size, 0),
+            loader(dataset, min(batch_size or cfg.train.batch_size, len(dataset)), 0),
             device=device,
             k=k,
             per_image_k=per_image_k,

@@ -137,6 +137,36 @@ def test_evaluate_run_checks_its_arguments_before_any_work(tiny_run):
     assert evaluate_run(tiny_run, split="valid").split == "val"
 
 
+def test_evaluate_run_resolves_its_device_and_checks_the_rest(tiny_run):
+    """Before: ``device="auto"`` failed on every machine (``Tensor.to("auto")``), ``"cuda"``
+    without CUDA raised torch's AssertionError, ``meters=[5]`` an AttributeError once batches
+    ran, ``batch_size=2**70`` an islice error; ``split=None`` was shown as ``'?'``, bytes and
+    ints as ``run`` gave pathlib's TypeError, and ``k`` was named ``--k`` alone."""
+    import re
+
+    auto = evaluate_run(tiny_run, device="auto", batch_size=2**70)
+    assert auto.metrics == evaluate_run(tiny_run, device=torch.device("cpu")).metrics
+    cuda = [] if torch.cuda.is_available() else [({"device": "cuda"}, ValueError, "no CUDA")]
+    for kwargs, error, message in [
+        *cuda,
+        ({"device": 0}, TypeError, "device must be a string, got 0"),
+        ({"device": torch.device("meta")}, ValueError, "device must be cpu, cuda"),
+        ({"meters": [5]}, TypeError, "meters[0] (int) is no meter: it has no update"),
+        ({"meters": None}, TypeError, "meters must be a sequence of meters"),
+        ({"split": None}, ValueError, "split must be one of train, val, test; got None"),
+        ({"k": 10**6}, ValueError, "--k 1000000 (k= in Python):"),
+    ]:
+        with pytest.raises(error, match=re.escape(message)):
+            evaluate_run(tiny_run, **kwargs)
+    for run, error, message in [
+        (b"run", TypeError, "run must be a path as text, got bytes"),
+        (5, TypeError, "run must be a path as text, got int"),
+        ("", ValueError, "run '' is an empty path"),
+    ]:
+        with pytest.raises(error, match=re.escape(message)):
+            evaluate_run(run)
+
+
 def test_evaluate_run_takes_a_path_as_data_and_a_numpy_integer_as_k(tiny_run, tmp_path):
     """Before: data=Path(...) a TypeError deep in open_data; k=np.int64(2), as a numpy
     computation gives it, refused as no integer; per_image_k="no" was taken as true."""

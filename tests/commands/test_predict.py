@@ -103,6 +103,8 @@ def test_predict_errors_are_value_or_type_errors_naming_the_input(tiny_run):
             model.predict([odd])
     with pytest.raises(ValueError, match="image 0: a tensor must be float"):
         model.predict(dense.to(torch.int64))
+    with pytest.raises(ValueError, match="the model is on the meta device"):  # was torch's
+        copy.deepcopy(model).to("meta").predict(dense)
     with pytest.raises(ValueError, match="image 0: '' is an empty path"):
         model.predict("")
     for bad, error in (("100", TypeError), (1e3, TypeError), (None, TypeError), (0, ValueError)):

@@ -439,3 +439,44 @@ def test_a_split_holding_an_array_twice_is_refused(tmp_path):
         z.writestr("images.npy", members["images.npy"])
     with pytest.raises(DataError, match="test.npz: holds the array 'images' twice"):
         load_split(d, "test")
+
+
+def test_write_dataset_checks_the_types_of_its_arguments(tmp_path):
+    """Before: ``overwrite="no"`` replaced the dataset, ``{"val": a, "valid": b}`` kept one split
+    of the two without a word, and ``splits=None``, images as a list or a numpy seed in the
+    manifest failed deep inside (AttributeError, "int64 is not JSON serializable")."""
+    g = build_generator("mnist-hard", layout_bank=16)
+    arrays = make_scenes(g, "train", range(3), 0)
+    write_dataset(tmp_path / "keep", "mine", {"train": arrays})
+    before = (tmp_path / "keep" / "train.npz").read_bytes()
+    for kwargs, error, message in [
+        ({"overwrite": "no"}, TypeError, "overwrite must be True or False, got 'no'"),
+        ({"compress": 1}, TypeError, "compress must be True or False, got 1"),
+        ({"splits": {"val": arrays, "valid": arrays}}, ValueError, "'val' and 'valid' both"),
+        ({"splits": None}, TypeError, "splits must be a dict of split name to arrays"),
+        ({"splits": {"train": [arrays]}}, TypeError, "splits['train'] must be a dict"),
+        ({"splits": {"train": {**arrays, "images": [[1]]}}}, TypeError, "['images'] must be a"),
+        ({"manifest": {"seed": np.int64(3)}}, TypeError, "manifest must hold JSON values only"),
+        ({"manifest": [1]}, TypeError, "manifest must be a dict, got list"),
+        ({"out_dir": ""}, ValueError, "out_dir '' is an empty path"),
+    ]:
+        call = {"out_dir": tmp_path / "keep", "name": "mine", "splits": {"train": arrays}}
+        call.update(kwargs)
+        with pytest.raises(error, match=re.escape(message)):
+            write_dataset(**call)
+    assert (tmp_path / "keep" / "train.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+def test_open_dataset_names_an_argument_of_the_wrong_type(tmp_path, monkeypatch):
+    """Before: ``""`` read the working directory as the dataset; ``size=2**70`` was accepted
+    and ``len()`` then raised OverflowError; bytes or ``digits=None`` gave pathlib's TypeError."""
+    monkeypatch.chdir(tmp_path)
+    for args, kwargs, error, message in [
+        (("", "train"), {}, ValueError, "dir_or_name '' is empty"),
+        ((b"ds", "train"), {}, TypeError, "dir_or_name must be a path as text, got bytes"),
+        (("mnist-hard", "train"), {"size": 2**70}, ValueError, "size must be an integer in 0.."),
+        (("mnist-hard", "train"), {"digits": None}, TypeError, "digits must be 'embedded'"),
+    ]:
+        with pytest.raises(error, match=re.escape(message)):
+            open_dataset(*args, **kwargs)

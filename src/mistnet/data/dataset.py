@@ -8,6 +8,7 @@ format of :mod:`mistnet.data.store`), :class:`SceneDataset` and :func:`collate_s
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 import torch
@@ -72,8 +73,8 @@ class SceneDataset(Dataset):
         if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)):
             raise TypeError(f"size must be an integer, got {size!r}")  # 2.5 was cut to 2
         self.size = DEFAULT_SIZES[self.split] if size is None else int(size)
-        if self.size < 0:
-            raise ValueError(f"size must be >= 0, got {self.size}")
+        if not 0 <= self.size <= sys.maxsize:  # len() of more raises OverflowError
+            raise ValueError(f"size must be an integer in 0..{sys.maxsize}, got {self.size}")
         # scene i is a pure function of (i, split, seed): "0", 1.5 or 2**64 made other scenes
         self.seed = validate.seed(seed)
         self.name = self.generator.name

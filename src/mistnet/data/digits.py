@@ -255,12 +255,15 @@ def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
 
     Raises:
         DataError: missing or corrupt files, naming the file; an empty cache for ``"mnist"``.
+        TypeError: ``source`` no name or path.
 
     Example:
         >>> pools = load_digits()
         >>> pools.train[0].shape, pools.val[0].shape, pools.test[0].shape
         ((4000, 28, 28), (500, 28, 28), (500, 28, 28))
     """
+    if not isinstance(source, str | os.PathLike) or not isinstance(os.fspath(source), str):
+        raise TypeError(f"digits must be 'embedded', 'mnist' or a directory, got {source!r}")
     if str(source) == "embedded":
         return _load_embedded()
     if str(source) == "mnist":

@@ -41,6 +41,7 @@ from mistnet.validate import (
     NUMPY_READ_ERRORS,
     class_names,
     own_file,
+    path_argument,
     printable,
     read_json,
     regular_file,
@@ -164,6 +165,43 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None
         save(f, **{k: np.ascontiguousarray(arrays[k]) for k in ARRAY_KEYS})
 
 
+def _check_write_arguments(out_dir, splits, manifest, compress, overwrite) -> None:
+    """Refuse :func:`write_dataset` arguments of the wrong type, two names of one split, a
+    manifest that is no JSON object, before anything is checked on disk."""
+    if not path_argument(out_dir, "out_dir"):
+        raise ArgumentError("out_dir '' is an empty path; give the dataset directory to write")
+    for name, value in (("compress", compress), ("overwrite", overwrite)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if not isinstance(splits, dict):
+        raise TypeError(
+            f"splits must be a dict of split name to arrays, got {type(splits).__name__}"
+        )
+    named: dict[str, str] = {}
+    for split, arrays in splits.items():
+        if not isinstance(split, str):
+            raise TypeError(f"splits: a split is named by a string, got {split!r}")
+        key = canonical_split(split)
+        if key in named:
+            raise ArgumentError(f"splits {named[key]!r} and {split!r} both name the {key} split")
+        named[key] = split
+        if not isinstance(arrays, dict):
+            raise TypeError(
+                f"splits[{split!r}] must be a dict of arrays, got {type(arrays).__name__}"
+            )
+        if wrong := [
+            k for k in ARRAY_KEYS if not isinstance(arrays.get(k, np.empty(0)), np.ndarray)
+        ]:
+            kind = type(arrays[wrong[0]]).__name__
+            raise TypeError(f"splits[{split!r}][{wrong[0]!r}] must be a numpy array, got {kind}")
+    if manifest is not None and not isinstance(manifest, dict):
+        raise TypeError(f"manifest must be a dict, got {type(manifest).__name__}")
+    try:
+        json_text(manifest or {})
+    except (TypeError, ValueError) as exc:  # numpy scalars, sets, nesting past the limit
+        raise TypeError(f"manifest must hold JSON values only: {exc}") from None
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     name: str,
@@ -187,11 +225,15 @@ def write_dataset(
         The dataset directory.
 
     Raises:
+        TypeError: an argument of the wrong type (``splits`` not a dict of dicts of numpy
+            arrays, ``compress`` or ``overwrite`` not a bool, a manifest not of JSON values).
+        ArgumentError: an empty ``out_dir``, two keys of one split (``val`` and ``valid``).
         MistError: the target exists and is not a dataset to overwrite, or inconsistent arrays.
         DataError: no split, or a manifest its readers would refuse (a name that is no short
             printable text, class names repeated or empty, a label past the classes).
     """
     out = Path(out_dir)
+    _check_write_arguments(out_dir, splits, manifest, compress, overwrite)
     claim_dataset(out, overwrite)
     first = None
     for split, arrays in splits.items():
@@ -460,10 +502,12 @@ def open_dataset(
 
     Raises:
         DataError: neither an existing dataset directory nor a known generator name.
-        ArgumentError: a directory with ``size``, ``seed``, ``digits`` or ``kwargs`` (they
+        TypeError: ``dir_or_name`` is no path or name (bytes, None).
+        ArgumentError: an empty ``dir_or_name``; a directory with ``size``, ``seed``, ``digits`` or ``kwargs`` (they
             would be ignored).
     """
-
+    if not path_argument(dir_or_name, "dir_or_name"):
+        raise ArgumentError("dir_or_name '' is empty; give a dataset directory or a generator name")
     path = Path(dir_or_name)
     if path.is_dir():
         given = {"size": size is not None, "seed": seed != 0, "digits": digits != "embedded"}
