@@ -114,3 +114,19 @@ def test_run_config_json(data):
 def test_logs(data):
     records = one_line_error(read_log, data, ".jsonl", list) or []
     assert all(isinstance(r, LogRecord) and r.step >= 0 for r in records)
+
+
+def test_a_log_splits_at_newlines_only_and_counts_blank_lines(tmp_path):
+    """Before: a line whose JSON string held U+2028 (valid JSON) was cut there by
+    ``str.splitlines`` and called "not valid JSON"; a damaged line after a blank one was named
+    by its count of non-blank lines."""
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1, "split": "train\u2028x", "wall": 1.0}\n\n{"step": 2}\n')
+    try:
+        read_log(path)
+    except MistError as exc:
+        assert str(exc).startswith(f"{path} line 3: "), exc
+    else:
+        raise AssertionError("a line without 'split' was read")
+    path.write_text('{"step": 1, "split": "train\u2028x", "wall": 1.0}\n')
+    assert [r.split for r in read_log(path)] == ["train\u2028x"]

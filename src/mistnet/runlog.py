@@ -104,10 +104,11 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
     path = Path(path)
     text = read_text(path)
     cut = not text.endswith("\n")  # every line is written whole with its newline
-    lines = [line for line in text.splitlines() if line.strip()]
+    # split at newlines only: str.splitlines() also cuts at U+2028, which JSON strings may hold
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     records = []
-    for i, line in enumerate(lines):
-        where = f"{path} line {i + 1}"
+    for i, (n, line) in enumerate(lines):
+        where = f"{path} line {n}"
         try:
             parsed = parse_json(line, where)
         except DataError:

@@ -165,6 +165,20 @@ _OTHER_BOMS = (
 )
 
 
+def _wide_without_bom(head: bytes) -> str | None:
+    """The encoding whose NUL bytes an ASCII start of text in UTF-16 or UTF-32 (no byte-order
+    mark) shows in its first four bytes: ``c\0\0\0`` UTF-32LE, ``c\0d\0`` UTF-16LE, ..."""
+    if len(head) < 4:
+        return None
+    zero = [b == 0 for b in head]
+    return {
+        (False, True, True, True): "UTF-32-LE",
+        (True, True, True, False): "UTF-32-BE",
+        (False, True, False, True): "UTF-16-LE",
+        (True, False, True, False): "UTF-16-BE",
+    }.get(tuple(zero))
+
+
 def decode_text(data: bytes, where: str | os.PathLike) -> str:
     r"""``data`` decoded as UTF-8, without the byte-order mark some editors write first.
 
@@ -183,6 +197,11 @@ def decode_text(data: bytes, where: str | os.PathLike) -> str:
     for bom, name in _OTHER_BOMS:
         if data.startswith(bom):
             raise DataError(f"{where}: {name} text (from its byte-order mark); save it as UTF-8")
+    if name := _wide_without_bom(data[:4]):  # else valid UTF-8 holding NULs, refused later
+        raise DataError(
+            f"{where}: {name} text (NUL bytes between its characters, no byte-order mark); "
+            "save it as UTF-8"
+        )
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -259,7 +259,27 @@ boxes_csv_case("boxes_csv_with_non_ascii_digits", "filename,cx,cy,w,h\n0.png,\u0
 # Before: an internal error (ValueError: embedded null byte), from labels, boxes and COCO; a
 # second class "\u200ba" that printed as "a".
 labels_csv_case("file_name_with_a_nul", "filename,labels\n0.png\x00,a\n",
-                "row 1: '0.png\\x00' holds a NUL character; no file is named so")  # fmt: skip
+                "line 2: '0.png\\x00' holds a NUL character; no file is named so")  # fmt: skip
+# Before: "line 4" for the bad row on line 7 (blank lines were not counted); \x1c taken as a
+# space between two classes (str.split), where a boxes CSV refused it; a long field blamed on
+# "an unclosed quote?" in a file without quotes.
+boxes_csv_case("boxes_csv_with_blank_lines_before_a_bad_row", "filename,cx,cy,w,h\n\n\n0.png,9,9,5,5\n\n\n0.png,x,9,5,5\n",
+               "line 7: expected numbers in cx, cy, w, h, got x, 9, 5, 5")  # fmt: skip
+labels_csv_case("labels_csv_class_with_a_separator_control", "filename,labels\n0.png,cat\x1cdog\n",
+                "line 2: class name 'cat\\x1cdog' holds the control character")  # fmt: skip
+labels_csv_case("labels_csv_with_a_field_past_the_limit", "filename,labels\n0.png," + "a" * 140_000,
+                "line 2: not a readable CSV file (field larger than field limit (131072))")  # fmt: skip
+
+
+@case
+def labels_csv_in_utf16_without_a_byte_order_mark(tmp_path, run):
+    src = photos(tmp_path)  # was "'f\x00i\x00l\x00...' holds a NUL character"
+    (tmp_path / "labels.csv").write_bytes("filename,labels\n0.png,a\n".encode("utf-16-le"))
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    fragments = ["labels.csv: UTF-16-LE text (NUL bytes between its characters, no byte-order"]
+    return [*argv, "--labels", tmp_path / "labels.csv"], fragments
+
+
 labels_csv_case("labels_csv_class_with_a_zero_width_space", "filename,labels\n0.png,a \u200ba\n",
                 "class name '\\u200ba' starts or ends with the invisible '\\u200b'")  # fmt: skip
 
@@ -334,7 +354,7 @@ def labels_csv_class_with_an_escape_sequence(tmp_path, run):
     rows = "".join(f"{i}.png,cat\x1b[31mred\n" for i in range(3))
     (tmp_path / "labels.csv").write_text(rows)
     argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
-    fragments = ["labels.csv row 1: class name 'cat\\x1b[31mred' holds the control character"]
+    fragments = ["labels.csv line 1: class name 'cat\\x1b[31mred' holds the control character"]
     return [*argv, "--labels", tmp_path / "labels.csv"], fragments
 
 
@@ -537,6 +557,13 @@ def test_a_byte_order_mark_and_unusual_class_names_are_accepted(capsys, tmp_path
     rc, out, err = mist(capsys, *argv, "--labels", tmp_path / "labels.csv")
     assert rc == 0, err
     assert "classes: x, ²" in out or "classes: ², x" in out
+    # Before: the header "image,label" was read as a row naming an image 'image'; a name
+    # holding a no-break space was split in two classes (as boxes CSVs keep it: one)
+    (tmp_path / "labels2.csv").write_text("Image,Label\n0.png,New\u00a0York\n1.png,\n2.png,\n")
+    argv[4] = tmp_path / "ds2"
+    rc, out, err = mist(capsys, *argv, "--labels", tmp_path / "labels2.csv")
+    assert rc == 0, err
+    assert "classes: New\u00a0York" in out
 
 
 def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):

@@ -89,6 +89,29 @@ def negative_label(off):
     (off / "train_labels.txt").write_text("-1,2,3,4,5,6,7,8,9\n" * 2)
 
 
+def tiny_radius(off):  # 0 as float32: a box of side 0 (before: imported, then scored 0.0)
+    kp = np.load(off / "train_keypoints.npy")
+    kp[0, 0, 2] = 1e-50
+    np.save(off / "train_keypoints.npy", kp)
+
+
+def full_width_label(off):  # before: int() read it as 1
+    (off / "train_labels.txt").write_text("\uff11,2,3,4,5,6,7,8,9\n" * 2)
+
+
+def underscored_label(off):  # before: int() read it as 10
+    (off / "train_labels.txt").write_text("1_0,2,3,4,5,6,7,8,9\n" * 2)
+
+
+def val_of_another_size(off):  # before: refused once read, naming the output folder
+    for end in (".txt", "_labels.txt", "_keypoints.npy"):
+        (off / f"valid{end}").write_bytes((off / f"train{end}").read_bytes())
+    (off / "valid.txt").write_text("images/valid/0.png\nimages/valid/1.png\n")
+    (off / "images" / "valid").mkdir()
+    for n in range(2):
+        Image.new("L", (90, 90)).save(off / "images" / "valid" / f"{n}.png")
+
+
 def huge_label(off):  # more than int64 holds
     (off / "train_labels.txt").write_text("99999999999999999999,2,3,4,5,6,7,8,9\n" * 2)
 
@@ -135,6 +158,13 @@ def valid_without_its_list(off):
         (zero_radius, r"train_keypoints.npy: every radius .* must be > 0"),
         (negative_label, r"train_labels.txt line 1: label -\d+ is not a class id"),
         (huge_label, r"train_labels.txt line 1: label 99999999999999999999 is not a class id"),
+        (tiny_radius, r"train_keypoints.npy: a radius too small for a float32 number"),
+        (full_width_label, r"train_labels.txt line 1: .* digits 0-9, got '\uff11'"),
+        (underscored_label, r"train_labels.txt line 1: .* digits 0-9, got '1_0'"),
+        (
+            val_of_another_size,
+            r"valid/0.png: size \(90, 90\) differs from \(80, 80\) of .*000000.png",
+        ),
         (size_bomb, r"000000.png: more than [\d,]+ pixels \(Pillow's limit\)"),
         (
             far_keypoint,
@@ -163,6 +193,23 @@ def test_the_pixel_cap_applies_to_imported_images(layout):
     assert read_official(layout, progress=False, max_pixels=6400)["train"]["images"].shape[0] == 2
     with pytest.raises(DataError, match="80x80 = 6,400 pixels, more than the limit of 6,399"):
         read_official(layout, progress=False, max_pixels=6399)
+
+
+def test_images_are_read_as_import_images_reads_them(layout):
+    """Before: float TIFFs in 0..1 came out all black, 32-bit (``I``) ones were clipped at 255
+    without a word, and transparent pixels kept their colour (import-images puts them over
+    black): the same files made other datasets through the two importers."""
+    names = (layout / "train.txt").read_text().splitlines()
+    # TIFF data under the layout's .png names: Pillow reads a file by its content
+    Image.fromarray(np.full((80, 80), 0.5, np.float32)).save(layout / names[0], "TIFF")
+    Image.fromarray(np.full((80, 80), 40000, np.int32)).save(layout / names[1], "TIFF")
+    images = read_official(layout, progress=False)["train"]["images"]
+    assert images.shape == (2, 1, 80, 80)
+    assert (images[0] == 128).all() and (images[1] == round(40000 / 65535 * 255)).all()
+    Image.new("RGBA", (80, 80), (200, 100, 50, 0)).save(layout / names[0])
+    Image.new("RGB", (80, 80), (200, 100, 50)).save(layout / names[1])
+    images = read_official(layout, progress=False)["train"]["images"]
+    assert (images[0] == 0).all() and images[1, :, 0, 0].tolist() == [200, 100, 50]
 
 
 def test_16_bit_grey_images_are_scaled_not_clipped(layout):

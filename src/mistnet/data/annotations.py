@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import unicodedata
 import warnings
 from dataclasses import dataclass
@@ -83,16 +84,27 @@ def _resolver(root: Path, images: list[Path], where: str):
     return resolve
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The rows of the CSV file ``path`` that hold anything, each with the number of the line
+    it ends on (blank lines skipped, but counted: messages name the line an editor shows)."""
     text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # a stray quote: refused
+    rows = []
     try:
-        rows = list(reader)
-    except csv.Error as exc:  # "unexpected end of data": a quote opened and never closed
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        # "unexpected end of data": a quote opened and never closed
+        hint = "; an unclosed quote?" if "end of data" in str(exc) else ""
         raise DataError(
-            f"{path} line {reader.line_num}: not a readable CSV file ({exc}; an unclosed quote?)"
+            f"{path} line {reader.line_num}: not a readable CSV file ({exc}{hint})"
         ) from None
-    return [row for row in rows if any(cell.strip() for cell in row)]
+    return rows
+
+
+#: The header lines a labels CSV may start with (any case).
+_LABELS_HEADERS = {(f, c) for f in ("filename", "image") for c in ("labels", "label")}
 
 
 def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict[str, Truth]:
@@ -107,16 +119,17 @@ def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict
         raise DataError(f"{path}: unknown labels format (a CSV file filename,labels)")
     resolve = _resolver(root, images, str(path))
     rows = _csv_rows(path)
-    if rows and [c.strip().lower() for c in rows[0]] == ["filename", "labels"]:
+    if rows and tuple(c.strip().lower() for c in rows[0][1]) in _LABELS_HEADERS:
         rows = rows[1:]
     truth: dict[str, Truth] = {}
-    for i, row in enumerate(rows, 1):
+    for i, row in rows:
         if len(row) != 2:
-            raise DataError(f"{path} row {i}: expected filename,labels, got {len(row)} fields")
-        rel = resolve(row[0], f"row {i}")
+            raise DataError(f"{path} line {i}: expected filename,labels, got {len(row)} fields")
+        rel = resolve(row[0], f"line {i}")
         if rel in truth:
-            raise DataError(f"{path} row {i}: {rel} has a row already")
-        truth[rel] = Truth(None, [class_name(n, f"{path} row {i}") for n in row[1].split()])
+            raise DataError(f"{path} line {i}: {rel} has a row already")
+        names = [n for n in re.split("[ \t]", row[1]) if n]  # not str.split(): NBSP, \x1c
+        truth[rel] = Truth(None, [class_name(n, f"{path} line {i}") for n in names])
     for p in images:
         rel = p.relative_to(root).as_posix()
         if rel not in truth:
@@ -142,7 +155,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     rows = _csv_rows(path)
     if not rows:
         raise DataError(f"{path}: empty boxes file")
-    header = [c.strip().lower() for c in rows[0]]
+    header = [c.strip().lower() for c in rows[0][1]]
     file_col = _column(header, "filename", "image")
     if file_col is None:  # a first row of data, most likely: say what the header is
         raise DataError(
@@ -173,7 +186,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     cols = centre if None not in centre else [*side, side[2]]
     truth: dict[str, Truth] = {}
     seen: dict[tuple, int] = {}  # (file, box, class) -> line: one instance twice counts twice
-    for i, row in enumerate(rows[1:], 2):
+    for i, row in rows[1:]:
         # more fields than the header names: a value no column takes (a class without a
         # "class" column) would be dropped silently
         if max(file_col, *cols, class_col or 0) >= len(row) or len(row) > len(header):

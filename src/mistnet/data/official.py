@@ -26,9 +26,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from mistnet.data.images import read_image, to_channels
 from mistnet.data.store import claim_dataset, load_split, read_manifest, write_dataset
 from mistnet.errors import DataError
-from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image
+from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.outputs import claim_output, new_directory
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
@@ -130,12 +131,13 @@ def read_official(
     modes = _modes(root)
     out: dict[str, dict[str, np.ndarray]] = {}
     listed: dict[Path, str] = {}  # each image (resolved) -> where it was listed first
+    sizes: dict[tuple[int, ...], Path] = {}  # each split's (H, W) -> its first image
     for split, mode in modes.items():
         # The layout's own files are held inside the root too (a symlink out is refused).
         list_path, lab_path, kp_path = (
             inside(root, f"{mode}{end}", root) for end in (".txt", "_labels.txt", "_keypoints.npy")
         )
-        names = [ln.strip() for ln in read_text(list_path).splitlines() if ln.strip()]
+        names = [ln.strip() for ln in read_text(list_path).split("\n") if ln.strip()]
         paths = [inside(root, name, list_path) for name in names]
         _list_once(listed, names, paths, list_path)
         for p in (lab_path, kp_path):
@@ -155,18 +157,11 @@ def read_official(
             raise DataError(f"{lab_path}: every row must hold {K} labels (keypoints have K={K})")
         if (kp[..., 2] <= 0).any():
             raise DataError(f"{kp_path}: every radius (the third value) must be > 0")
-        images = None
-        for i, p in enumerate(tqdm(paths, desc=f"import {mode}", disable=not progress or n < 2000)):
-            arr = _rgb8(open_image(p, max_pixels))
-            if images is None:
-                images = np.zeros((n, 3, *arr.shape[:2]), dtype=np.uint8)
-            elif arr.shape[:2] != images.shape[2:]:
-                raise DataError(f"{p}: size {arr.shape[:2]} differs from {images.shape[2:]}")
-            images[i] = arr.transpose(2, 0, 1)
-        if images is None:
-            images = np.zeros((0, 3, 80, 80), dtype=np.uint8)
+        images = _read_images(paths, mode, sizes, progress and n >= 2000, max_pixels)
         _check_centres(kp, images.shape[2:], kp_path, names)
         kp = kp.astype(np.float32)
+        if (kp[..., 2] <= 0).any():  # a radius of 1e-50: 0 as float32, a box of side 0
+            raise DataError(f"{kp_path}: a radius too small for a float32 number (it becomes 0)")
         boxes = np.concatenate([kp[..., :2], 2 * kp[..., 2:3], 2 * kp[..., 2:3]], axis=-1)
         out[split] = {
             "images": images,
@@ -183,6 +178,32 @@ def read_official(
         for a in out.values():
             a["images"] = np.ascontiguousarray(a["images"][:, :1])
     return out
+
+
+def _read_images(
+    paths: list[Path], mode: str, sizes: dict, progress: bool, max_pixels: int
+) -> np.ndarray:
+    """``(N, 3, H, W)`` uint8 of a mode's images, read as ``import-images`` reads them (16-bit
+    and float scaled, transparency over black), all of one size and of the size of the
+    splits read before (``sizes``: each ``(H, W)`` -> its split's first image)."""
+    images = None
+    for i, p in enumerate(tqdm(paths, desc=f"import {mode}", disable=not progress)):
+        arr = to_channels(read_image(p, max_pixels), 3)
+        if images is None:
+            images = np.zeros((len(paths), 3, *arr.shape[:2]), dtype=np.uint8)
+        elif arr.shape[:2] != images.shape[2:]:
+            raise DataError(f"{p}: size {arr.shape[:2]} differs from {images.shape[2:]}")
+        images[i] = arr.transpose(2, 0, 1)
+    if images is None:
+        return np.zeros((0, 3, 80, 80), dtype=np.uint8)
+    if sizes and images.shape[2:] not in sizes:
+        first = next(iter(sizes.items()))
+        raise DataError(  # else written out, then refused naming the output
+            f"{paths[0]}: size {images.shape[2:]} differs from {first[0]} of {first[1]} "
+            "(every split of a dataset has one image size)"
+        )
+    sizes.setdefault(images.shape[2:], paths[0])
+    return images
 
 
 def _list_once(listed: dict[Path, str], names: list[str], paths: list[Path], where: Path) -> None:
@@ -238,19 +259,25 @@ def _read_labels(path: Path) -> list[list[int]]:
     """The rows of a ``<mode>_labels.txt``: comma-separated class ids in [0, 2**63) (the
     layout names no class count: whether they fit a model's classes is a run's check)."""
     rows = []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
-        try:
-            row = [int(v) for v in line.split(",") if v.strip()]
-        except ValueError as exc:
-            raise DataError(
-                f"{path} line {n}: labels must be comma-separated integers ({exc})"
-            ) from None
+    for n, line in enumerate(read_text(path).split("\n"), 1):  # not at U+2028
+        values = [v.strip() for v in line.split(",") if v.strip()]
+        if bad := next((v for v in values if not _ascii_integer(v)), None):
+            raise DataError(  # int() took '１' and '1_0' (as 1 and 10)
+                f"{path} line {n}: labels must be comma-separated integers of digits 0-9, "
+                f"got {bad!r}"
+            )
+        row = [int(v) for v in values]
         bad = next((v for v in row if not 0 <= v < 2**63), None)
         if bad is not None:
             raise DataError(f"{path} line {n}: label {bad} is not a class id (in [0, 2**63))")
         if line.strip():
             rows.append(row)
     return rows
+
+
+def _ascii_integer(text: str) -> bool:
+    digits = text.removeprefix("-")
+    return digits.isascii() and digits.isdigit()
 
 
 def _read_keypoints(path: Path) -> np.ndarray:
@@ -265,15 +292,6 @@ def _read_keypoints(path: Path) -> np.ndarray:
     require_finite(kp, f"{path}: keypoints")
     require_float32(2 * kp.astype(np.float64), f"{path}: keypoints (the box side is 2r)")
     return kp
-
-
-def _rgb8(im: Image.Image) -> np.ndarray:
-    """``(H, W, 3)`` uint8 of a decoded image; 16-bit grey is scaled (65535 -> 255), not clipped."""
-    if im.mode.startswith("I;16"):
-        a = np.asarray(im, dtype=np.uint32)  # (H, W) in 0..65535
-        grey = ((a * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def import_official(
