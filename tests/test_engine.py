@@ -622,18 +622,24 @@ def test_a_run_trained_further_and_interrupted_keeps_no_summary_of_its_earlier_e
     assert loop.train(further, run.path, resume=True, progress=False)["steps"] == 4
 
 
-def test_resume_refuses_a_summary_that_is_a_folder_before_training(tmp_path):
-    # Before: trained to the end, then failed writing it ("Is a directory").
+@pytest.mark.parametrize("name", ["summary", "best", "last", "lock"])
+def test_resume_refuses_a_run_file_that_is_a_folder_before_training(tmp_path, name):
+    """Before: a folder at summary.json trained to the end, then failed writing it ("Is a
+    directory"); at best.safetensors it failed once validation improved, the run's log,
+    config and last checkpoint rewritten by then; at last.safetensors it was "missing"; at
+    .lock the system's bare "Is a directory"."""
     cfg = tiny_run_config("train.steps=2", "train.ckpt_every=1")
     run = Run(tmp_path / "run")
     loop.train(cfg, run.path, progress=False)
-    run.summary.unlink()
-    run.summary.mkdir()
-    log = run.log.read_text()
+    path = run.path / ".lock" if name == "lock" else getattr(run, name)
+    path.unlink(missing_ok=True)
+    path.mkdir()
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
     further = apply_overrides(copy.deepcopy(cfg), ["train.steps=4"])
-    with pytest.raises(MistError, match="summary.json: a directory, not a regular file"):
+    what = "is a directory, not mistnet's lock" if name == "lock" else "a directory, not a"
+    with pytest.raises(MistError, match=f"{path.name}: {what}"):
         loop.train(further, run.path, resume=True, progress=False)
-    assert run.log.read_text() == log
+    assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
 
 
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):

@@ -118,6 +118,8 @@ def _open_lock(path: Path):
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:
+        if exc.errno == errno.EISDIR:  # O_RDWR of a directory
+            raise MistError(f"{path}: is a directory, not mistnet's lock; remove it") from None
         if exc.errno != errno.ELOOP:
             raise
         raise MistError(f"{path}: is a symbolic link, not mistnet's lock; remove it") from None

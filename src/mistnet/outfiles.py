@@ -62,13 +62,17 @@ def _stamp(path: Path, command: str) -> None:
 
 def file_name(path: str | os.PathLike, option: str, suffix: str) -> Path:
     """``path`` once it names a file ending in ``suffix`` (any case, as ``x.PNG``), not one
-    ending in a separator: ``x.png/`` names a directory, which ``Path`` would silently drop.
+    ending in a separator or ``/.``: ``x.png/`` and ``x.png/.`` name a directory, which
+    ``Path`` would silently drop.
 
     Raises:
         MistError: ``"<option> <path>: give a file name ending in <suffix>"``.
     """
     text = os.fspath(path)
-    if text.endswith(("/", os.sep)) or Path(text).suffix.lower() != suffix:
+    last = text.replace(os.sep, "/").rsplit("/", 1)[-1]  # "x.png/." names a directory too
+    if last.lower() == suffix:
+        raise MistError(f"{option} {text}: give a file name before {suffix} (as x{suffix})")
+    if Path(last).name != last or Path(last).suffix.lower() != suffix:
         raise MistError(f"{option} {text}: give a file name ending in {suffix}")
     require_short_name(text, option)
     return Path(text)

@@ -209,10 +209,14 @@ class Run:
         saved = load_json(own_file(self.config, RUN_DIRECTORY))
         if asked is None:
             return saved, []
+        for path in (self.last, self.best, self.summary):
+            # a folder there is no missing file; a folder at best.safetensors or summary.json
+            # would fail only once training had rewritten the run (as validation improves,
+            # as training ends)
+            if os.path.lexists(path):
+                regular_file(path)
         self._check_last_checkpoint(saved)
         self._check_config_of_last(saved)
-        if os.path.lexists(self.summary):  # a folder there would fail only as training ends
-            regular_file(self.summary)
         # A larger train.steps trains a stopped or finished run further (the batch of step t
         # depends on the seed and t alone, and no schedule on the number of steps).
         steps = saved.train.steps = max(saved.train.steps, asked.train.steps)

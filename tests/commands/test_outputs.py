@@ -386,15 +386,22 @@ def data_show_over_a_png_of_the_users(tmp_path, run):
     return argv, ["mine.png: exists and was not written by mist data show"]
 
 
-@pytest.mark.parametrize("name", ["x.txt", ".png", "imgs", "x.jpg", "x.png/"])
+@pytest.mark.parametrize("name", ["x.txt", "imgs", "x.jpg", "x.png/", "x.png/.", "x.png/.."])
 def test_data_show_writes_only_a_png(capsys, tmp_path, name):
-    # Before: x.png/ (a directory, by its slash) was written as the file x.png.
+    # Before: x.png/ and x.png/. (a directory, by the slash) were written as the file x.png.
     (tmp_path / "imgs").mkdir()
     (tmp_path / "x.txt").write_text("mine")
     before = entries_under(tmp_path)
     result = mist(capsys, "data", "show", "mnist-easy", "--n", "1", "--out", f"{tmp_path}/{name}")
     assert_user_error(result, name, "give a file name ending in .png")
     assert entries_under(tmp_path) == before
+
+
+def test_a_png_name_of_the_suffix_alone_asks_for_a_name_before_it(capsys, tmp_path):
+    # Before: ".png" was told to "give a file name ending in .png", which it does.
+    result = mist(capsys, "plot", "x", "--out", tmp_path / ".png")
+    assert_user_error(result, ".png", "give a file name before .png (as x.png)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_figure_is_rewritten_only_by_the_command_that_wrote_it(capsys, tmp_path, tiny_run):
