@@ -382,7 +382,7 @@ def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_check
     (tmp_path / "empty").mkdir()
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text("{}")
+    (run / "config.json").write_text('{"model": {}, "data": {}, "train": {}}')
     (run / "notes.txt").write_text("mine")
     cases = {"empty": "is not a mistnet run", "run": "holds no checkpoint yet"}
     cases["run/notes.txt"] = "is a file; give the run directory"

@@ -245,6 +245,11 @@ def test_load_json_rejects_garbage(tmp_path):
     path.write_text("{not json")
     with pytest.raises(MistError, match="config.json: not valid JSON"):
         load_json(path)
+    # Before: a section deleted from a run's config.json was read as the defaults (a run of
+    # 4 steps "below the 15000 steps of the run")
+    path.write_text('{"model": {}, "data": {}}')
+    with pytest.raises(MistError, match="config.json: config section 'train' is missing"):
+        load_json(path)
 
 
 # -- ranges and older run configs ---------------------------------------------------------------
@@ -291,6 +296,9 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.in_channels=2", r"model.in_channels must be 1 \(grey\) or 3 \(colour\), got 2"),
         ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
         ('data.name=" "', r"data.name must be a generator or dataset name, got ' '"),  # read .
+        # before: recorded and printed raw (a preset's name beside --data is not compared)
+        ('data.name="x\\u001b[31m"', r"data.name must be a name of at most 200 printable"),
+        ('data.name="' + "n" * 201 + '"', r"printable characters, got '201 characters'"),
         # before: internal errors ("sides must be positive and finite, got [inf]"; Adam's
         # "value cannot be converted to type float without overflow")
         ("model.base_side=1e300", r"model.base_side must be a finite float32 .*, got 1e\+300"),

@@ -9,12 +9,14 @@ repeated batch, which is reliable within a few dozen steps.
 import copy
 import json
 import math
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
 
+import mistnet
 from mistnet import engine, loop
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
@@ -26,6 +28,7 @@ from mistnet.engine import (
     evaluate,
 )
 from mistnet.errors import MistError, NonFiniteLoss
+from mistnet.evaluation import evaluate_run
 from mistnet.losses import heatmap_loss
 from mistnet.models.build import build_model
 from mistnet.ops import boxes_to_keypoints
@@ -640,6 +643,43 @@ def test_resume_refuses_a_run_file_that_is_a_folder_before_training(tmp_path, na
     with pytest.raises(MistError, match=f"{path.name}: {what}"):
         loop.train(further, run.path, resume=True, progress=False)
     assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
+
+
+def test_resume_refuses_a_log_emptied_of_its_validation_lines(tmp_path):
+    """Before: with a checkpoint at step 4 below ``log_every`` 5, an emptied log.jsonl was
+    resumed from, the validation lines of steps 2 and 4 lost for good."""
+    cfg = tiny_run_config(
+        "train.steps=4", "train.log_every=5", "train.val_every=2", "train.ckpt_every=4"
+    )
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    run.log.write_text("")
+    further = apply_overrides(copy.deepcopy(cfg), ["train.steps=8"])
+    with pytest.raises(MistError, match="log.jsonl has no validation line for step 4 but"):
+        loop.train(further, run.path, resume=True, progress=False)
+    assert run.log.read_text() == ""
+
+
+def test_a_best_checkpoint_of_another_run_is_refused_by_eval_load_and_resume(tmp_path):
+    """Before: ``cp other/best.safetensors run/`` was evaluated, loaded and kept by a resume
+    as this run's (the other run's metrics written into this run's eval record; ``load``
+    reporting this run's learning rate and seed for the other run's weights)."""
+    cfg = tiny_run_config("train.steps=2", "train.ckpt_every=1", "train.val_every=1")
+    run, other = Run(tmp_path / "run"), Run(tmp_path / "other")
+    loop.train(cfg, run.path, progress=False)
+    loop.train(apply_overrides(copy.deepcopy(cfg), ["train.seed=5"]), other.path, progress=False)
+    shutil.copyfile(other.best, run.best)
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    message = "train.seed is 0 but best.safetensors was trained with 5; it is another run's"
+    with pytest.raises(MistError, match=message):
+        evaluate_run(run.path, split="val")
+    with pytest.raises(ValueError, match=message):
+        mistnet.load(run.path)
+    further = apply_overrides(copy.deepcopy(cfg), ["train.steps=4"])
+    with pytest.raises(MistError, match="trained with 5; a resumed run goes on as it was"):
+        loop.train(further, run.path, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
+    assert mistnet.load(run.path, which="last").checkpoint == run.last
 
 
 def test_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):

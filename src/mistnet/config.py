@@ -25,7 +25,14 @@ from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.machine import max_threads
 from mistnet.runpaths import resolved
-from mistnet.validate import parse_error, path_argument, read_json, read_text, typed_value
+from mistnet.validate import (
+    parse_error,
+    path_argument,
+    read_json,
+    read_text,
+    typed_value,
+    unprintable,
+)
 
 
 @dataclass
@@ -300,6 +307,12 @@ def _validate_record(r: RunRecord, m: ModelConfig) -> None:
 def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
     # an empty name and no path read the working directory as the dataset
     _require(d.name.strip() != "", "data.name", "a generator or dataset name", d.name)
+    _require(  # printed in lines and figures, as a manifest's name (store.check_manifest)
+        len(d.name) <= 200 and not any(unprintable(c) for c in d.name),
+        "data.name",
+        "a name of at most 200 printable characters",
+        d.name if len(d.name) <= 200 else f"{len(d.name):,} characters",
+    )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
     _require(  # each a process: 100,000 of them swamp the machine
@@ -518,6 +531,10 @@ def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Conf
     """
     try:
         data = upgrade(data, where)
+        # a preset gives what it changes; a run's file was written whole, and a section lost
+        # from it would be read as the defaults (15,000 steps for a run of 4)
+        if recorded and (lost := [s for s in ("model", "data", "train") if s not in data]):
+            raise MistError(f"config section {lost[0]!r} is missing (a run's config is whole)")
         record = data.get("record", {}) if recorded else {}
         if not isinstance(record, dict):
             raise MistError("config section 'record' must be a table")

@@ -241,29 +241,51 @@ class Run:
 
     def _check_config_of_last(self, saved: Config) -> None:
         """Refuse a ``config.json`` that says otherwise than the config ``last.safetensors`` was
-        trained with: resuming restores the optimisers' state (their learning rates with it)
-        from the checkpoint, so an edit would be half applied and the file would no longer say
-        how the run was trained. Where its folders are (:data:`~mistnet.runpaths.PATHS`, a
-        dataset moved) may change, and ``train.steps`` (checked by :meth:`finished`).
+        trained with (:meth:`require_trained_with`): resuming restores the optimisers' state
+        (their learning rates with it) from the checkpoint, so an edit would be half applied
+        and the file would no longer say how the run was trained; and a ``best.safetensors``
+        of another run, which the resumed run would keep as its best.
 
         Raises:
             MistError: naming the first key that differs and both values.
         """
+        resume = "a resumed run goes on as it was trained: put {was!r} back, or start a new "
+        resume += "run from it (--set train.init_from=RUN)"
+        if self.best.is_file():
+            self.require_trained_with(Checkpoint(self.best), saved, resume)
         if not self.last.is_file():
             return
         ckpt = Checkpoint(self.last)
-        trained = resolved(from_record(ckpt.config, str(self.last)), self.path).to_dict()
+        self.require_trained_with(ckpt, saved, resume)
+        # before config.json is written again
+        check_resume(ckpt, saved, self.read_log(), validated=self.best.is_file())
+
+    def require_trained_with(self, ckpt: Checkpoint, saved: Config, hint: str = "") -> None:
+        """Refuse the checkpoint ``ckpt`` of this run when the config it records differs from
+        ``saved`` (its ``config.json``): another run's checkpoint copied in, or the file
+        edited since. Where its folders are (:data:`~mistnet.runpaths.PATHS`, a dataset
+        moved) may differ, and ``train.steps`` (a run trained further).
+
+        Args:
+            hint: what to do, ``{was!r}`` the checkpoint's value (default: for a reader).
+
+        Raises:
+            MistError: naming the first key that differs and both values.
+        """
+        trained = resolved(from_record(ckpt.config, str(ckpt.path)), self.path).to_dict()
         free = {(section, key) for section, key, _ in PATHS} | {("train", "steps")}
+        hint = hint or (
+            "it is another run's checkpoint, or config.json was edited since; put {was!r} "
+            "back, or evaluate the run it came from"
+        )
         for section, values in saved.to_dict().items():
             for key, value in values.items():
                 was = trained[section][key]
                 if section != "record" and (section, key) not in free and was != value:
                     raise MistError(
-                        f"{self.config}: {section}.{key} is {value!r} but {self.last.name} was "
-                        f"trained with {was!r}; a resumed run goes on as it was trained: put "
-                        f"{was!r} back, or start a new run from it (--set train.init_from=RUN)"
+                        f"{self.config}: {section}.{key} is {value!r} but {ckpt.path.name} was "
+                        f"trained with {was!r}; " + hint.format(was=was)
                     )
-        check_resume(ckpt, saved, self.read_log())  # before config.json is written again
 
     def _check_last_checkpoint(self, saved: Config) -> None:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
@@ -303,7 +325,7 @@ class Run:
         none, as a fresh run has not)."""
         ckpt = Checkpoint(own_file(self.last, RUN_DIRECTORY), device=device)
         log = self.read_log()
-        check_resume(ckpt, cfg, log)
+        check_resume(ckpt, cfg, log, validated=self.best.is_file())
         ckpt.load_model(trainer.model)
         for name, opt in trainer.optimizers.items():
             ckpt.load_optimizer(name, opt)
@@ -375,6 +397,7 @@ class Run:
             path = self.last
         regular_file(own_file(path, RUN_DIRECTORY))  # a folder or a link to one is none
         ckpt = Checkpoint(path, device=device)
+        self.require_trained_with(ckpt, cfg)
         if not cfg.record.image_size and "image_size" in ckpt.extra:  # a run of an older version
             cfg.record.image_size = tuple(int(v) for v in ckpt.extra["image_size"])
         model = build_to_load(cfg.model, cfg.train.method)
@@ -391,13 +414,17 @@ def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
     return [(what, path) for what, path in found if path and Path(path).is_dir()]
 
 
-def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
+def check_resume(
+    ckpt: Checkpoint, cfg: Config, log: list[LogRecord], validated: bool = False
+) -> None:
     """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
 
     The train line of every ``log_every``-th step is appended before the checkpoint of that step
     is written, so the log of the run a checkpoint belongs to holds the line of the last such
     step at or before the checkpoint's; a missing or empty log past that step lost the run's
     history (the resumed log would start mid-run, its summary naming steps it has not).
+    ``validated``: the run validates (it has a ``best.safetensors``), so the log holds the
+    line of the last ``val_every``-th step too (appended before that step's checkpoint).
     """
     t = cfg.train
     if ckpt.step > t.steps:
@@ -417,6 +444,13 @@ def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
         raise MistError(
             f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "
             "the log and the checkpoint are of different runs"
+        )
+    checked = ckpt.step // t.val_every * t.val_every
+    if validated and checked > 0 and checked not in {r.step for r in log if r.split == "val"}:
+        raise MistError(
+            f"log.jsonl has no validation line for step {checked} but {ckpt.path} is at step "
+            f"{ckpt.step}; restore the log to resume, or start a new run from these weights "
+            "(--set train.init_from=RUN)"
         )
 
 

@@ -24,6 +24,7 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import numbers
@@ -98,8 +99,14 @@ def _mode(path: Path, missing: str) -> int:
     try:
         return path.stat().st_mode
     except FileNotFoundError:
+        if os.path.lexists(path):  # the link is there, what it names is not
+            raise DataError(
+                f"{path}: a symbolic link to nowhere; remove it or its target"
+            ) from None
         raise DataError(missing) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: a symbolic link loop (it leads back to itself)") from None
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
@@ -127,7 +134,10 @@ def own_file(path: str | os.PathLike, what: str) -> Path:
     """
     path = Path(path)
     if path.is_symlink():
-        folder, real = path.parent.resolve(), path.resolve()
+        try:
+            folder, real = path.parent.resolve(), path.resolve()
+        except (RuntimeError, OSError):  # Python's "Symlink loop" (3.11), ELOOP (3.13)
+            raise DataError(f"{path}: a symbolic link loop (it leads back to itself)") from None
         if not real.is_relative_to(folder):
             raise DataError(
                 f"{path}: is a symbolic link to {real}, outside its {what}; mistnet reads only "

@@ -141,7 +141,12 @@ def eval_checkpoint_of_another_width(tmp_path, run):
     cfg = json.loads((run / "config.json").read_text())
     cfg["model"]["heatmap_width"] *= 2
     (run / "config.json").write_text(json.dumps(cfg))
-    return ["eval", run, "--data", "mnist-hard"], ["does not fit this model", "another config"]
+    # the config the checkpoint records, compared first (was: "does not fit this model")
+    return ["eval", run, "--data", "mnist-hard"], [
+        "model.heatmap_width is ",
+        "but best.safetensors was trained with ",
+        "or config.json was edited since",
+    ]
 
 
 # -- datasets (mist eval --data) ------------------------------------------------------------------
@@ -321,6 +326,22 @@ def data_make_a_name_too_long_for_its_temporary(tmp_path, run):
 def data_show_a_name_too_long_for_its_temporary(tmp_path, run):
     out = tmp_path / ("a" * 240 + ".png")
     return ["data", "show", "mnist-easy", "--out", out], ["a name of 244 bytes; at most 200"]
+
+
+@case
+def train_on_a_data_link_loop(tmp_path, run):
+    (tmp_path / "loop").symlink_to("loop")  # was "no such dataset directory"
+    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "loop", "--out", tmp_path / "r"]
+    return argv, ["loop: a symbolic link loop (it leads back to itself)"]
+
+
+@case
+def train_on_fewer_scenes_than_a_batch(tmp_path, run):
+    g = build_generator("mnist-hard", layout_bank=16)  # was "fewer than one batch (32)"
+    scenes = {s: make_scenes(g, s, range(3), 0) for s in ("train", "val")}
+    ds = write_dataset(tmp_path / "ds", g.name, scenes)
+    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]
+    return [*argv, "--set", "train.batch_size=500"], ["lower train.batch_size or give more"]
 
 
 def edit_manifest(d, **changes):

@@ -110,9 +110,33 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
     np.savez(d / "val.npz", images=np.zeros((3, 80, 80), np.uint8))
     with pytest.raises(DataError, match=r"val\.npz: missing arrays"):
         SceneFolder(d, "val")
-    (d / "test.npz").unlink()
-    with pytest.raises(DataError, match=r"test\.npz: split 'test' not in this dataset"):
+    (d / "test.npz").unlink()  # was "split 'test' not in this dataset (have: test, ...)"
+    with pytest.raises(DataError, match=r"test\.npz: missing, but the manifest lists the test"):
         SceneFolder(d, "test")
+    for make, message in [
+        (lambda p: p.symlink_to(p.name), "a symbolic link loop"),
+        (lambda p: p.symlink_to("nowhere.npz"), "a symbolic link to nowhere"),
+        (lambda p: p.mkdir(), "a directory, not a regular file$"),  # was "corrupt or truncated"
+    ]:
+        make(d / "test.npz")
+        with pytest.raises(DataError, match=rf"test\.npz: {message}"):
+            SceneFolder(d, "test")
+        (d / "test.npz").rmdir() if (d / "test.npz").is_dir() else (d / "test.npz").unlink()
+    (d / "manifest.json").rename(d / "m.json")
+    (d / "manifest.json").symlink_to("manifest.json")  # was "missing dataset manifest"
+    with pytest.raises(DataError, match="manifest.json: a symbolic link loop"):
+        SceneFolder(d, "train")
+    (d / "manifest.json").unlink()
+    (d / "manifest.json").write_text('{"format": "mistnet-scenes", "classes": "abc"}')
+    with pytest.raises(DataError, match="classes must be a list of class names, got str"):
+        SceneFolder(d, "train")  # was a TypeError: an internal error of every command
+    for link, message in [
+        ("loop", "a symbolic link loop"),
+        ("dangle", "a symbolic link to nowhere"),
+    ]:
+        (tmp_path / link).symlink_to(link if link == "loop" else "nowhere")
+        with pytest.raises(DataError, match=f"{link}: {message}"):  # was "unknown generator"
+            open_dataset(str(tmp_path / link), "train")
     (d / "manifest.json").write_text("{not json")
     with pytest.raises(DataError, match="manifest.json: not valid JSON"):
         SceneFolder(d, "train")

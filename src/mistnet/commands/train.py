@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
-from pathlib import Path
 
 from mistnet import config
 from mistnet.acceleration import PRECISIONS
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             raise MistError(
                 f"--data {args.data} and --set {sets['data.path']} name two datasets; give one"
             )
-        if Path(args.data).exists():
+        if os.path.lexists(args.data):  # a link loop or to nowhere: said so
             require_directory(args.data, "dataset directory")
         else:
             raise MistError(f"--data {args.data}: no such dataset directory")

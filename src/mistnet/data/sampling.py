@@ -36,7 +36,8 @@ class StepSampler(Sampler[int]):
     ) -> None:
         if n < batch_size:
             raise MistError(
-                f"the training split has {n} scenes, fewer than one batch ({batch_size})"
+                f"the training split has {n} scenes, fewer than one batch (train.batch_size = "
+                f"{batch_size}); lower train.batch_size or give more training scenes"
             )
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start, self.steps = start_step, steps

@@ -342,7 +342,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         require_directory(d, "dataset directory")
     if not d.is_dir():
         raise DataError(f"{d}: no such dataset directory")
-    if not path.exists():
+    if not os.path.lexists(path):  # a link loop or to nowhere is named as such by read_json
         raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
     return check_manifest(read_json(own_file(path, "dataset directory")), path)
 
@@ -370,8 +370,7 @@ def check_manifest(meta: object, path: Path) -> dict:
     if len(name) > 200:  # a title of a million characters held data show for minutes
         raise DataError(f"{path}: 'name' has {len(name):,} characters; at most 200")
     printable(name, f"{path}: name", "the name is printed in lines and figures")
-    if meta.get("classes"):
-        class_names(meta["classes"], f"{path}: classes")
+    manifest_annotations(meta, str(path))  # the class names (a TypeError is the file's fault)
     return meta
 
 
@@ -388,11 +387,16 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
     meta = read_manifest(d)
     split = canonical_split(split)
     path = d / f"{split}.npz"
-    if not path.exists():
-        have = ", ".join(sorted(meta.get("splits", {}))) or "none"
-        raise DataError(f"{path}: split {split!r} not in this dataset (have: {have})")
+    if not os.path.lexists(path):
+        have = sorted(meta.get("splits", {}))
+        if split in have:
+            raise DataError(f"{path}: missing, but the manifest lists the {split} split")
+        raise DataError(
+            f"{path}: split {split!r} not in this dataset (have: {', '.join(have) or 'none'})"
+        )
+    regular_file(own_file(path, "dataset directory"))  # a folder, FIFO or broken link: said so
     try:
-        with np.load(regular_file(own_file(path, "dataset directory")), allow_pickle=False) as z:
+        with np.load(path, allow_pickle=False) as z:
             twice = sorted({k for k in z.files if z.files.count(k) > 1})
             if twice:  # numpy reads the last, other zip readers the first
                 raise DataError(f"{path}: holds the array {twice[0]!r} twice")
@@ -517,7 +521,7 @@ def open_dataset(
                 "generator's only"
             )
         return SceneFolder(path, split)
-    if path.exists():  # a file of that name, not a generator's
+    if os.path.lexists(path):  # a file (or a link to nowhere) of that name, not a generator's
         require_directory(path, "dataset directory")
     if os.sep in str(dir_or_name) or path.suffix:
         raise DataError(f"{path}: no such dataset directory")
