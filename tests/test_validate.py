@@ -11,7 +11,8 @@ from PIL import Image
 from mistnet import errors, validate
 from mistnet.errors import DataError
 from mistnet.imagefile import open_image
-from mistnet.validate import inside, parse_json, read_text, regular_file, require_finite
+from mistnet.textfile import parse_json, read_text
+from mistnet.validate import inside, regular_file, require_finite
 
 
 @pytest.fixture

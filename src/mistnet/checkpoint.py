@@ -31,7 +31,8 @@ from torch import nn
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
-from mistnet.validate import parse_error, regular_file, require_finite
+from mistnet.textfile import parse_error
+from mistnet.validate import regular_file, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
 DIGEST = "digest"  # metadata key of the checksum

@@ -25,14 +25,8 @@ from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.machine import max_threads
 from mistnet.runpaths import resolved
-from mistnet.validate import (
-    parse_error,
-    path_argument,
-    read_json,
-    read_text,
-    typed_value,
-    unprintable,
-)
+from mistnet.textfile import parse_error, read_json, read_text
+from mistnet.validate import path_argument, typed_value, unprintable
 
 
 @dataclass

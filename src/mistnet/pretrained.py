@@ -31,7 +31,8 @@ from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
-from mistnet.validate import printable, read_json
+from mistnet.textfile import read_json
+from mistnet.validate import printable
 
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"

@@ -33,8 +33,9 @@ from mistnet.models.mist import MIST
 from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.runpaths import PATHS, absolute, resolved, stored
+from mistnet.textfile import read_json
 from mistnet.trainer import Trainer
-from mistnet.validate import own_file, read_json, regular_file, require_directory
+from mistnet.validate import own_file, regular_file, require_directory
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mistnet.errors import DataError
-from mistnet.validate import parse_json, read_text
+from mistnet.textfile import parse_json, read_text
 
 
 @dataclass(frozen=True)

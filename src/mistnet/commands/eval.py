@@ -24,7 +24,7 @@ from mistnet.evaluation import Evaluation, evaluate_run
 from mistnet.io import atomic_write_json
 from mistnet.outfiles import file_name
 from mistnet.outputs import check_outside
-from mistnet.validate import read_json
+from mistnet.textfile import read_json
 
 
 def register(subparsers) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import class_name, read_json, read_text, require_float32
+from mistnet.textfile import read_json, read_text
+from mistnet.validate import class_name, require_float32
 
 
 @dataclass

@@ -31,10 +31,10 @@ from mistnet.data.store import claim_dataset, load_split, read_manifest, write_d
 from mistnet.errors import DataError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.outputs import claim_output, new_directory
+from mistnet.textfile import read_text
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
     inside,
-    read_text,
     regular_file,
     require_finite,
     require_float32,

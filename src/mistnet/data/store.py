@@ -37,13 +37,13 @@ from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import ArgumentError, DataError
 from mistnet.io import LOCK, exclusive_lock, json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
+from mistnet.textfile import read_json
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
     class_names,
     own_file,
     path_argument,
     printable,
-    read_json,
     regular_file,
     require_directory,
     require_finite,

@@ -55,7 +55,7 @@ from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
 from mistnet.reproduce.plan import get_tables as _get_tables
 from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
-from mistnet.validate import read_json
+from mistnet.textfile import read_json
 
 MARKER = "reproduce.json"
 #: What a reproduction writes inside its directory: the runs of its tables, its datasets.

@@ -27,7 +27,7 @@ from mistnet.errors import DataError
 from mistnet.io import atomic_write_json, atomic_write_text
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
-from mistnet.validate import read_json
+from mistnet.textfile import read_json
 
 FORMAT = "mistnet-reproduce"
 

@@ -41,7 +41,7 @@ from mistnet.ops import topk_keypoints
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
 from mistnet.rundir import Run
-from mistnet.validate import read_json
+from mistnet.textfile import read_json
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
 IMPULSE_RADIUS = 3.0
