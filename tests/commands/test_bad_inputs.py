@@ -288,11 +288,15 @@ def eval_a_fifo_as_the_run(tmp_path, run):
     return ["eval", tmp_path / "ff"], ["ff: a FIFO, not a run directory"]
 
 
+def train_on(tmp_path, data, *options):
+    """``mist train`` of the tiny preset on ``data`` into ``tmp_path / "r"``."""
+    return ["train", "--preset", "tiny-cpu", "--data", data, "--out", tmp_path / "r", *options]
+
+
 @case
 def train_on_a_file_as_the_dataset(tmp_path, run):
     (tmp_path / "notes").write_text("mine")  # was "no such dataset directory"
-    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "notes", "--out", tmp_path / "r"]
-    return argv, ["notes: a file, not a dataset directory"]
+    return train_on(tmp_path, tmp_path / "notes"), ["notes: a file, not a dataset directory"]
 
 
 @case
@@ -331,8 +335,7 @@ def data_show_a_name_too_long_for_its_temporary(tmp_path, run):
 @case
 def train_on_a_data_link_loop(tmp_path, run):
     (tmp_path / "loop").symlink_to("loop")  # was "no such dataset directory"
-    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "loop", "--out", tmp_path / "r"]
-    return argv, ["loop: a symbolic link loop (it leads back to itself)"]
+    return train_on(tmp_path, tmp_path / "loop"), ["loop: a symbolic link loop (it leads back"]
 
 
 @case
@@ -340,8 +343,8 @@ def train_on_fewer_scenes_than_a_batch(tmp_path, run):
     g = build_generator("mnist-hard", layout_bank=16)  # was "fewer than one batch (32)"
     scenes = {s: make_scenes(g, s, range(3), 0) for s in ("train", "val")}
     ds = write_dataset(tmp_path / "ds", g.name, scenes)
-    argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]
-    return [*argv, "--set", "train.batch_size=500"], ["lower train.batch_size or give more"]
+    argv = train_on(tmp_path, ds, "--set", "train.batch_size=500")
+    return argv, ["lower train.batch_size or give more"]
 
 
 def edit_manifest(d, **changes):
