@@ -692,3 +692,150 @@ def test_the_detection_meter_refuses_nan_boxes_bad_counts_labels_and_thresholds(
     padded = torch.cat([gt, torch.tensor([[[0.0, 0, -1, -1]]])], 1)  # padding: not checked
     meter.update(gt, labels.double(), padded, torch.tensor([[3, 4, -1]]))
     assert meter.compute()["both"] == 1.0
+
+
+# ------------------------------------------------------------------- refused arguments (review)
+
+_GT = torch.tensor([[[10.0, 10, 20, 20], [50, 50, 20, 20]]])
+_LABELS = torch.tensor([[3, 4]])
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "thresholds, message",
+    [
+        # Before: 0.001 overwrote 0.0 under ap00, and 0.505 overwrote 0.5 under ap50
+        ((0.0, 0.001), "thresholds: 0 and 0.001 are both reported as ap00"),
+        ((0.5, 0.505), "thresholds: 0.5 and 0.505 are both reported as ap50"),
+        # Before: the string was iterated per character
+        ("0.5", "thresholds: expected a sequence of numbers, got '0.5'"),
+        # Before: "cannot convert float NaN to integer", after the work
+        ((_NAN,), r"thresholds: expected a finite number in \[0, 1\], got nan"),
+        # Before: a raw RuntimeError from torch.stack
+        ((), "thresholds: expected at least one threshold"),
+        # Before: reported as ap150 and ap-300
+        ((1.5,), r"thresholds: expected a finite number in \[0, 1\], got 1.5"),
+        ((-3,), r"thresholds: expected a finite number in \[0, 1\], got -3"),
+        ((0.5, True), "thresholds: expected a finite number"),
+    ],
+)
+def test_ap_thresholds_are_refused_before_any_work(thresholds, message):
+    with pytest.raises(ValueError, match=message):
+        APMeter(thresholds)
+    with pytest.raises(ValueError, match=message):
+        svhn_ap(_GT, _LABELS, _GT, _LABELS, thresholds)
+    with pytest.raises(ValueError, match=message):
+        ap_at_thresholds(_GT, _LABELS, _GT, _LABELS, thresholds)
+
+
+def test_ap_thresholds_that_differ_in_percent_are_kept():
+    out = svhn_ap(_GT, _LABELS, _GT, _LABELS, (0.0, 0.5, 1.0))
+    assert out == {"ap00": 1.0, "ap50": 1.0, "ap100": 0.0, "n_images": 1}
+
+
+def _counted(name, **counts):
+    """Call the function ``name`` with the ``gt_count`` / ``det_count`` given."""
+    from mistnet.metrics import match_points
+
+    calls = {
+        "svhn_ap": lambda: svhn_ap(_GT, _LABELS, _GT, _LABELS, **counts),
+        "ap_at_thresholds": lambda: ap_at_thresholds(_GT, _LABELS, _GT, _LABELS, **counts),
+        "APMeter.update": lambda: APMeter().update(_GT, _LABELS, _GT, _LABELS, **counts),
+        "match_detections": lambda: match_detections(_GT, _LABELS, _GT, _LABELS, **counts),
+        "any_match": lambda: any_match(_GT, _LABELS, _GT, _LABELS, **counts),
+        "match_points": lambda: match_points(_GT, _GT, 3.0, **counts),
+    }
+    return calls[name]()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["svhn_ap", "ap_at_thresholds", "APMeter.update", "match_detections", "any_match",
+     "match_points"],
+)  # fmt: skip
+@pytest.mark.parametrize("count", [[-2], [_NAN], [1.5], [99]])
+@pytest.mark.parametrize("which", ["gt_count", "det_count"])
+def test_counts_are_refused_wherever_a_count_is_taken(name, count, which):
+    # Before: accepted: 99 scored perfect detections 0, 1.5 counted two, -2 and NaN none
+    with pytest.raises(ValueError, match=rf"{which}: whole numbers in \[0, 2\] expected"):
+        _counted(name, **{which: torch.tensor(count)})
+    _counted(name, **{which: torch.tensor([2])})  # a count in range is taken
+
+
+@pytest.mark.parametrize("threshold", [_NAN, "0.5", 1.0, -0.1, True])
+def test_match_thresholds_are_refused_as_the_detection_meters(threshold):
+    # Before: NaN (and 1.0) matched nothing, silently; "0.5" failed inside the comparison
+    message = r"threshold: expected a finite number in \[0, 1\)"
+    with pytest.raises(ValueError, match=message):
+        match_detections(_GT, _LABELS, _GT, _LABELS, threshold=threshold)
+    with pytest.raises(ValueError, match=message):
+        any_match(_GT, _LABELS, _GT, _LABELS, threshold=threshold)
+    with pytest.raises(ValueError, match="iou_threshold: expected a finite number"):
+        DetectionMeter(10, threshold)
+
+
+@pytest.mark.parametrize("threshold", [_NAN, math.inf, "0.5", None])
+def test_greedy_assign_refuses_a_threshold_that_is_no_finite_number(threshold):
+    # Before: NaN matched nothing, silently (scores of any sign are fine: official passes -1)
+    with pytest.raises(ValueError, match="threshold: expected a finite number, got"):
+        greedy_assign(torch.ones(2, 2), threshold=threshold)
+    assert greedy_assign(torch.ones(2, 2), threshold=-1.0).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("radius", [_NAN, -1, "3", math.inf, True])
+def test_match_points_refuses_a_radius_that_is_no_distance(radius):
+    from mistnet.metrics import match_points
+
+    # Before: NaN and -1 matched nothing, silently; '3' was taken as 3
+    with pytest.raises(ValueError, match=r"radius: expected a finite number in \[0, inf\)"):
+        match_points(_GT, _GT, radius)
+    assert match_points(_GT, _GT, 0).tolist() == [[True, True]]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: 2.7 was counted as class 2
+        (lambda: label_histogram(t([[2.7, 0.2]]), 4), "labels: class indices are whole"),
+        # Before: -5 was dropped as padding (only -1 pads, as in DetectionMeter)
+        (lambda: label_histogram(lab([[-5, 1]]), 4), r"labels: class indices >= 0 \(or -1"),
+        # Before: a raw torch RuntimeError from one_hot
+        (lambda: label_histogram(lab([[1]]), 0), "num_classes: expected an integer >= 1, got 0"),
+        (lambda: multiset_overlap(t([[2.7]]), lab([[2]]), 4), "det_labels: class indices are"),
+        (lambda: multiset_overlap(lab([[2]]), lab([[-5]]), 4), "gt_labels: class indices >= 0"),
+        (lambda: multiset_overlap(lab([[1]]), lab([[2]]), 0), "num_classes: expected an integer"),
+        # Before: accepted, then failed at the first update
+        (lambda: APMeter(num_classes=True), "num_classes: expected an integer >= 1, got True"),
+        # Before: a raw TypeError from one_hot
+        (
+            lambda: svhn_ap(_GT, _LABELS, _GT, _LABELS, num_classes=6.5),
+            "num_classes: expected an integer >= 1, got 6.5",
+        ),
+    ],
+)
+def test_label_histograms_refuse_fractional_labels_and_class_counts(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert label_histogram(t([[2.0, -1.0]]), 4).tolist() == [[0, 0, 1, 0]]  # whole floats: fine
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: the string 'no' was taken as true (RMSE halved)
+        (lambda: rmse(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), signed="no"), "signed: "),
+        (lambda: rmse(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), clip=1), "clip: expected"),
+        (lambda: ReconstructionMeter(signed="no"), "signed: expected True or False, got 'no'"),
+        # Before: IndexError (empty batch) and NaN (images without pixels)
+        (lambda: rmse(torch.zeros(0, 1, 2, 2), torch.zeros(0, 1, 2, 2)), r"pred: .*\(0, 1, 2, 2\)"),
+        (lambda: rmse(torch.zeros(1, 1, 0, 2), torch.zeros(1, 1, 0, 2)), r"pred: .*\(1, 1, 0, 2\)"),
+        # Before: accepted; compute() then raised ZeroDivisionError
+        (
+            lambda: ReconstructionMeter().update(torch.zeros(1, 1, 0, 2), torch.zeros(1, 1, 0, 2)),
+            "pred: expected at least one image with pixels",
+        ),
+    ],
+)
+def test_rmse_refuses_empty_images_and_flags_that_are_no_bool(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

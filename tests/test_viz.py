@@ -129,6 +129,28 @@ def test_annotate_image_overwrites_and_bad_scale(tmp_path):
         annotate_image(np.zeros((8, 8, 3), np.uint8), None, None, None, out, scale=0)
 
 
+@pytest.mark.parametrize("scale", [0, -2, 2.5, True, math.nan, "2"])
+def test_annotate_image_refuses_a_scale_that_is_no_positive_integer(tmp_path, scale):
+    # Before: True was taken as 1; NaN raised "cannot convert float NaN to integer"
+    with pytest.raises(ValueError, match="scale: expected a positive integer, got"):
+        annotate_image(np.zeros((8, 8, 3), np.uint8), None, None, None, tmp_path / "o.png",
+                       scale=scale)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_annotate_image_refuses_non_finite_boxes_but_not_padding(tmp_path):
+    img, out = np.zeros((8, 8, 3), np.uint8), tmp_path / "o.png"
+    box = torch.tensor([[math.nan, 3, 2, 2]])
+    # Before: "cannot convert float NaN to integer", naming neither the box nor the argument
+    with pytest.raises(ValueError, match="boxes: hold NaN or infinite values"):
+        annotate_image(img, box, None, None, out)
+    with pytest.raises(ValueError, match="boxes: hold NaN"):
+        annotate_image(img, box * math.inf, torch.tensor([2]), None, out)
+    assert list(tmp_path.iterdir()) == []
+    annotate_image(img, box, torch.tensor([-1]), None, out)  # padding is not drawn: not read
+    assert read_png(out).shape == (8, 8, 3)
+
+
 # -------------------------------------------------------------------------- draw_scenes_grid
 
 
@@ -307,6 +329,25 @@ def test_plot_curves(tmp_path):
     with pytest.raises(ValueError, match="history"):
         plot_curves({}, out)
     assert no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "history, dpi, message",
+    [
+        # Before: "cannot convert float NaN to integer", naming no argument
+        ({"loss": [(0, 1.0)]}, math.nan, "dpi: expected a finite number > 0, got nan"),
+        ({"loss": [(0, 1.0)]}, 0, "dpi: expected a finite number > 0, got 0"),
+        ({"loss": [(0, 1.0)]}, True, "dpi: expected a finite number > 0, got True"),
+        # Before: a raw TypeError (list indices must be integers)
+        ([("loss", 1)], 100, r"history: expected a mapping \{name: \[\(step, value\)"),
+    ],
+)
+def test_plot_curves_refuses_a_history_that_is_no_mapping_and_a_bad_dpi(
+    tmp_path, history, dpi, message
+):
+    with pytest.raises(ValueError, match=message):
+        plot_curves(history, tmp_path / "f.png", dpi=dpi)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mist_figure_has_a_legend_of_the_box_colours_and_the_caption(tmp_path, monkeypatch):

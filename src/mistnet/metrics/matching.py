@@ -12,6 +12,7 @@ IoU is strictly greater than the threshold, and the detection is then removed.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -47,23 +48,34 @@ def label_histogram(labels: Tensor, num_classes: int, valid: Tensor | None = Non
     """Per-row class counts.
 
     Args:
-        labels: ``(B, N)`` int labels; entries that are not ``valid`` (default: ``labels < 0``)
-            are ignored.
-        num_classes: C.
+        labels: ``(B, N)`` labels, whole class indices ``>= 0`` or ``-1`` (padding); entries that
+            are not ``valid`` (default: ``labels < 0``) are ignored.
+        num_classes: C, an integer >= 1.
         valid: optional ``(B, N)`` bool mask.
 
     Returns:
         ``(B, C)`` int64 counts.
 
+    Raises:
+        ValueError: a fractional label, one below -1, one ``>= num_classes``, or a
+            ``num_classes`` that is no integer >= 1.
+
     Example:
         >>> label_histogram(torch.tensor([[0, 0, 3, -1]]), 4)
         tensor([[2, 0, 0, 1]])
     """
+    return _histogram(labels, num_classes, valid, "labels")
+
+
+def _histogram(labels: Tensor, num_classes: int, valid: Tensor | None, name: str) -> Tensor:
+    """:func:`label_histogram`, naming the labels ``name`` in its errors."""
+    check_num_classes(num_classes)
+    check_labels(labels, name)
     if valid is None:
         valid = labels >= 0
     bad = valid & (labels >= num_classes)
     if bool(bad.any()):
-        raise ValueError(f"labels: values must be < num_classes={num_classes}")
+        raise ValueError(f"{name}: values must be < num_classes={num_classes}")
     onehot = torch.nn.functional.one_hot(labels.clamp(min=0).long(), num_classes)  # (B, N, C)
     return (onehot * valid.unsqueeze(-1)).sum(dim=1)
 
@@ -82,15 +94,15 @@ def multiset_overlap(
     Args:
         det_labels: ``(B, K)`` predicted labels (``-1`` = padding).
         gt_labels: ``(B, N)`` ground-truth labels (``-1`` = padding).
-        num_classes: C (all classes count, class 0 included).
+        num_classes: C (all classes count, class 0 included), an integer >= 1.
         det_valid: optional ``(B, K)`` bool mask.
         gt_valid: optional ``(B, N)`` bool mask.
 
     Returns:
         ``(B,)`` int64.
     """
-    h_det = label_histogram(det_labels, num_classes, det_valid)
-    h_gt = label_histogram(gt_labels, num_classes, gt_valid)
+    h_det = _histogram(det_labels, num_classes, det_valid, "det_labels")
+    h_gt = _histogram(gt_labels, num_classes, gt_valid, "gt_labels")
     return torch.minimum(h_det, h_gt).sum(dim=1)
 
 
@@ -118,7 +130,7 @@ def greedy_assign(
         iou: ``(..., N, M)`` IoU between N ground-truth and M detected boxes.
         eligible: optional ``(..., N, M)`` bool; False pairs can never match (other class,
             padding).
-        threshold: a pair matches only if its IoU is ``> threshold``.
+        threshold: a pair matches only if its IoU is ``> threshold`` (a finite number).
         inclusive: match at ``>= threshold`` instead (the official code's rule, kept for
             :func:`~mistnet.metrics.official_eval_accuracy`).
 
@@ -131,6 +143,7 @@ def greedy_assign(
     """
     if iou.ndim < 2:
         raise ValueError(f"iou: expected shape (..., N, M), got {tuple(iou.shape)}")
+    threshold = check_number(threshold, "threshold")  # NaN matched nothing
     *lead, N, M = iou.shape
     ok = ~torch.isnan(iou)
     if eligible is not None:
@@ -202,13 +215,8 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
     for name, boxes in (("det_boxes", det_boxes), ("gt_boxes", gt_boxes)):
         if not torch.isfinite(boxes).all():  # else scored as misses: plausible zeros
             raise ValueError(f"{name}: holds NaN or infinite values")
-    for name, labels in (("det_labels", det_labels), ("gt_labels", gt_labels)):
-        if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-            raise ValueError(f"{name}: class indices are whole numbers, got {labels.tolist()}")
-        if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class
-            raise ValueError(
-                f"{name}: class indices >= 0 (or -1, padding), got {int(labels.min())}"
-            )
+    check_labels(det_labels, "det_labels")
+    check_labels(gt_labels, "gt_labels")
     for name, boxes, labels in (
         ("det_boxes", det_boxes, det_labels),
         ("gt_boxes", gt_boxes, gt_labels),
@@ -218,10 +226,19 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
             raise ValueError(f"{name}: sides must be >= 0, got {float(sides.min()):g}")
 
 
+def check_labels(labels: Tensor, name: str) -> None:
+    """Raise ValueError unless ``labels`` are whole class indices >= 0, or -1 (padding)."""
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):  # NaN too
+        raise ValueError(f"{name}: class indices are whole numbers, got {labels.tolist()}")
+    if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class
+        raise ValueError(f"{name}: class indices >= 0 (or -1, padding), got {int(labels.min())}")
+
+
 def check_counts(count: Tensor | None, most: int, name: str) -> None:
     """Raise ValueError unless ``count`` (None, or ``(B,)``) holds whole numbers in [0, most]."""
     if count is None:
         return
+    count = torch.as_tensor(count)
     if count.numel() and (
         not torch.isfinite(count).all()
         or bool((count != count.round()).any())
@@ -229,6 +246,59 @@ def check_counts(count: Tensor | None, most: int, name: str) -> None:
         or int(count.max()) > most
     ):
         raise ValueError(f"{name}: whole numbers in [0, {most}] expected, got {count.tolist()}")
+
+
+def check_num_classes(num_classes: object) -> None:
+    """Raise ValueError unless ``num_classes`` is an integer >= 1 (not a bool)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
+
+
+def check_number(
+    value: object,
+    name: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    below_high: bool = False,
+) -> float:
+    """``value`` as a float, if it is a finite real number (not a bool) in ``[low, high]``
+    (``[low, high)`` when ``below_high``); else ValueError naming ``name`` and the value."""
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and low <= value <= high
+        and not (below_high and value == high)
+    )
+    if not ok:
+        span = ""
+        if (low, high) != (-math.inf, math.inf):
+            closing = ")" if below_high or high == math.inf else "]"
+            span = f" in [{low:g}, {high:g}{closing}"
+        raise ValueError(f"{name}: expected a finite number{span}, got {value!r}")
+    return float(value)
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False; else ValueError (a string ``"no"`` is true)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
+def check_detections(
+    det_boxes: Tensor,
+    det_labels: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_count: Tensor | None,
+    det_count: Tensor | None,
+) -> None:
+    """:func:`check_batch`, and :func:`check_counts` of the two optional counts."""
+    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    check_counts(gt_count, gt_boxes.shape[1], "gt_count")
+    check_counts(det_count, det_boxes.shape[1], "det_count")
 
 
 def pair_iou(det_boxes: Tensor, gt_boxes: Tensor) -> Tensor:
@@ -257,13 +327,14 @@ def match_detections(
         gt_labels: ``(B, N)`` ground-truth labels, ``-1`` = padding.
         gt_count: optional ``(B,)`` valid ground-truth count.
         det_count: optional ``(B,)`` valid detection count (the first ``det_count[b]``).
-        threshold: strict IoU threshold.
+        threshold: strict IoU threshold in [0, 1).
         class_aware: only same-label pairs are eligible.
 
     Returns:
         ``(B, N)`` bool: ground-truth instance matched (always False for padding).
     """
-    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    check_detections(det_boxes, det_labels, gt_boxes, gt_labels, gt_count, det_count)
+    threshold = check_number(threshold, "threshold", 0, 1, below_high=True)
     gt_valid = valid_mask(gt_labels, gt_count)
     det_valid = valid_mask(det_labels, det_count)
     eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)  # (B, N, K)
@@ -289,7 +360,8 @@ def any_match(
     Returns:
         ``(B, N)`` bool (False for padding).
     """
-    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    check_detections(det_boxes, det_labels, gt_boxes, gt_labels, gt_count, det_count)
+    threshold = check_number(threshold, "threshold", 0, 1, below_high=True)
     gt_valid = valid_mask(gt_labels, gt_count)
     det_valid = valid_mask(det_labels, det_count)
     iou = pair_iou(det_boxes, gt_boxes).masked_fill(~det_valid.unsqueeze(1), 0.0)
@@ -314,7 +386,7 @@ def match_points(
     Args:
         det_points: ``(B, K, D)`` detections with ``D >= 2`` (keypoints ``(x, y, side)``).
         gt_points: ``(B, N, D)`` ground truth with ``D >= 2`` (boxes ``(cx, cy, w, h)``).
-        radius: largest matching distance in pixels.
+        radius: largest matching distance in pixels, a finite number >= 0.
         gt_count: optional ``(B,)`` valid ground-truth count (the first ``gt_count[b]``).
         det_count: optional ``(B,)`` valid detection count.
 
@@ -338,10 +410,13 @@ def match_points(
         )
     B, N, _ = gt_points.shape
     K = det_points.shape[1]
+    radius = check_number(radius, "radius", 0)  # NaN or -1 matched nothing
+    check_counts(gt_count, N, "gt_count")
+    check_counts(det_count, K, "det_count")
     ones = gt_points.new_zeros(B, N, dtype=torch.long)
     gt_valid = valid_mask(ones, gt_count)
     det_valid = valid_mask(det_points.new_zeros(B, K, dtype=torch.long), det_count)
     dist = torch.cdist(gt_points[..., :2].double(), det_points[..., :2].double())  # (B, N, K)
     eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)
     # -d > -(r + tol)  <=>  d <= r, up to float rounding of integer-pixel distances
-    return greedy_match(-dist, eligible, -(float(radius) + 1e-9)) & gt_valid
+    return greedy_match(-dist, eligible, -(radius + 1e-9)) & gt_valid

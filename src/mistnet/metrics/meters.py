@@ -23,14 +23,16 @@ Every meter has ``update`` (one batch), ``compute`` (the metrics so far) and ``s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from mistnet.metrics.matching import (
-    check_batch,
-    check_counts,
+    check_detections,
+    check_flag,
+    check_num_classes,
+    check_number,
     greedy_match,
     multiset_overlap,
     pair_iou,
@@ -78,12 +80,9 @@ class DetectionMeter:
     )
 
     def __init__(self, num_classes: int = 10, iou_threshold: float = 0.5) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
-        if not isinstance(iou_threshold, int | float) or not 0 <= iou_threshold < 1:  # NaN too
-            raise ValueError(f"iou_threshold: expected a number in [0, 1), got {iou_threshold!r}")
+        check_num_classes(num_classes)
         self.num_classes = num_classes
-        self.iou_threshold = iou_threshold
+        self.iou_threshold = check_number(iou_threshold, "iou_threshold", 0, 1, below_high=True)
         self.reset()
 
     def reset(self) -> None:
@@ -118,9 +117,7 @@ class DetectionMeter:
             gt_count: optional ``(B,)`` valid ground-truth count.
             det_count: optional ``(B,)`` valid detection count per image (Table 3: = gt count).
         """
-        check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
-        check_counts(gt_count, gt_boxes.shape[1], "gt_count")
-        check_counts(det_count, det_boxes.shape[1], "det_count")
+        check_detections(det_boxes, det_labels, gt_boxes, gt_labels, gt_count, det_count)
         t = self.iou_threshold
         gt_valid = valid_mask(gt_labels, gt_count)  # (B, N)
         det_valid = valid_mask(det_labels, det_count)  # (B, K)
@@ -179,6 +176,27 @@ def _ap_key(t: float) -> str:
     return f"ap{round(t * 100):02d}"
 
 
+def check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
+    """``thresholds`` as a tuple of floats, if they are a non-empty sequence of finite numbers in
+    [0, 1] whose keys ``ap`` + round(100 t) differ; else ValueError naming ``thresholds``."""
+    if isinstance(thresholds, Tensor):
+        thresholds = thresholds.tolist()
+    if isinstance(thresholds, str | bytes) or not isinstance(thresholds, Iterable):
+        raise ValueError(f"thresholds: expected a sequence of numbers, got {thresholds!r}")
+    out = tuple(check_number(t, "thresholds", 0, 1) for t in thresholds)
+    if not out:
+        raise ValueError("thresholds: expected at least one threshold, got none")
+    keys: dict[str, float] = {}
+    for t in out:
+        if _ap_key(t) in keys:  # the second one's AP would overwrite the first's
+            raise ValueError(
+                f"thresholds: {keys[_ap_key(t)]:g} and {t:g} are both reported as "
+                f"{_ap_key(t)}; give thresholds that differ in percent"
+            )
+        keys[_ap_key(t)] = t
+    return out
+
+
 def ap_at_thresholds(
     det_boxes: Tensor,
     det_labels: Tensor,
@@ -201,8 +219,8 @@ def ap_at_thresholds(
         det_labels: ``(B, K)`` predicted labels (``-1`` = padding).
         gt_boxes: ``(B, N, 4)`` ground-truth rectangles ``(cx, cy, w, h)``.
         gt_labels: ``(B, N)`` ground-truth labels (``-1`` = padding).
-        thresholds: T thresholds.
-        num_classes: C.
+        thresholds: T thresholds, finite numbers in [0, 1] that differ in percent.
+        num_classes: C, an integer >= 1.
         gt_count: optional ``(B,)``.
         det_count: optional ``(B,)``.
 
@@ -210,7 +228,9 @@ def ap_at_thresholds(
         ``(B, T)`` float64 fractions and ``(B,)`` bool ``included`` (False for images with
         neither detections nor ground truth, which are left out of means).
     """
-    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    check_detections(det_boxes, det_labels, gt_boxes, gt_labels, gt_count, det_count)
+    thresholds = check_thresholds(thresholds)
+    check_num_classes(num_classes)
     gt_valid = valid_mask(gt_labels, gt_count)
     det_valid = valid_mask(det_labels, det_count)
     iou = pair_iou(det_boxes, gt_boxes)
@@ -226,7 +246,7 @@ def ap_at_thresholds(
         if t <= 0:
             m = multiset_overlap(det_labels, gt_labels, num_classes, det_valid, gt_valid)
         else:
-            m = greedy_match(iou, eligible, float(t)).sum(1)
+            m = greedy_match(iou, eligible, t).sum(1)
         cols.append(m)
     matches = torch.stack(cols, dim=1)  # (B, T)
     frac = matches.double() / k_img.clamp(min=1).double().unsqueeze(1)
@@ -237,15 +257,17 @@ class APMeter:
     """Accumulates :func:`ap_at_thresholds` over batches (Table 4).
 
     Args:
-        thresholds: IoU thresholds (default: the paper's 0, .5, ..., .9).
-        num_classes: C.
+        thresholds: IoU thresholds (default: the paper's 0, .5, ..., .9): finite numbers in
+            [0, 1] that differ in percent (each is reported as ``ap`` + round(100 t)).
+        num_classes: C, an integer >= 1.
 
     ``compute()`` returns ``{"ap00": ..., "ap50": ..., ..., "n_images": ...}`` (keys are
     ``ap`` + the threshold in percent, two digits).
     """
 
     def __init__(self, thresholds: Sequence[float] = SVHN_THRESHOLDS, num_classes: int = 10):
-        self.thresholds = tuple(float(t) for t in thresholds)
+        self.thresholds = check_thresholds(thresholds)
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.reset()
 
@@ -323,6 +345,10 @@ def _sse_per_image(pred: Tensor, target: Tensor, signed: bool, clip: bool) -> tu
         )
     if pred.ndim < 2:
         raise ValueError(f"pred: expected shape (B, ...), got {tuple(pred.shape)}")
+    if pred.numel() == 0:  # no image: IndexError; no pixel: NaN, or 0 / 0 in the meter
+        raise ValueError(
+            f"pred: expected at least one image with pixels, got shape {tuple(pred.shape)}"
+        )
     p = pred.double()
     if clip:
         p = p.clamp(-1.0, 1.0) if signed else p.clamp(0.0, 1.0)
@@ -355,11 +381,14 @@ def rmse(
     Returns:
         ``(B,)`` or scalar float64 tensor.
 
+    Raises:
+        ValueError: shapes that differ, no image or no pixel, ``signed`` or ``clip`` not a bool.
+
     Example:
         >>> rmse(torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, 1], [1, 1]]]]))
         tensor(1., dtype=torch.float64)
     """
-    sse, n = _sse_per_image(pred, target, signed, clip)
+    sse, n = _sse_per_image(pred, target, check_flag(signed, "signed"), check_flag(clip, "clip"))
     if reduction == "none":
         return (sse / n).sqrt()
     if reduction == "mean":
@@ -383,7 +412,7 @@ class ReconstructionMeter:
     """
 
     def __init__(self, signed: bool = False) -> None:
-        self.signed = signed
+        self.signed = check_flag(signed, "signed")
         self.reset()
 
     def reset(self) -> None:

@@ -14,6 +14,7 @@ backend switch, never a window.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -111,8 +112,22 @@ def labels_of(x: Any, m: int) -> np.ndarray:
     return a
 
 
+def check_dpi(dpi: object) -> None:
+    """Raise ValueError unless ``dpi`` is a finite number > 0 (not a bool): NaN came out as
+    "cannot convert float NaN to integer" from deep inside matplotlib, naming nothing."""
+    if (
+        isinstance(dpi, bool)
+        or not isinstance(dpi, numbers.Real)
+        or not math.isfinite(dpi)
+        or dpi <= 0
+    ):
+        raise ValueError(f"dpi: expected a finite number > 0, got {dpi!r}")
+
+
 def new_figure(width_in: float, height_in: float, dpi: int):
-    """A matplotlib figure on the Agg canvas (no pyplot, no window)."""
+    """A matplotlib figure on the Agg canvas (no pyplot, no window); ``dpi`` is checked
+    (:func:`check_dpi`)."""
+    check_dpi(dpi)
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

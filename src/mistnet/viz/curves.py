@@ -28,8 +28,13 @@ def plot_curves(
         ncols: subplot columns.
         logy: log-scale y for all keys (True) or for the named keys; keys with non-positive
             values stay linear.
-        dpi: output resolution.
+        dpi: output resolution, a finite number > 0.
     """
+    if not isinstance(history, Mapping):  # a list of pairs: a raw TypeError
+        raise ValueError(
+            "history: expected a mapping {name: [(step, value), ...]}, "
+            f"got {type(history).__name__}"
+        )
     keys = list(history)
     if not keys:
         raise ValueError("history: expected at least one key")

@@ -8,6 +8,7 @@ only and keeps the native size; the others need matplotlib (the ``figures`` extr
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -347,7 +348,7 @@ def annotate_image(
 
     Args:
         image: ``(H, W, 3)`` uint8 or ``(C, H, W)`` float (see :func:`to_rgb`).
-        boxes: ``(K, 3)`` keypoints or ``(K, 4)`` boxes.
+        boxes: ``(K, 3)`` keypoints or ``(K, 4)`` boxes, finite (but for padding).
         labels: ``(K,)`` labels or ``None``; ``-1`` = padding (not drawn).
         scores: ``(K,)`` scores or ``None``.
         out_path: PNG path; the PNG is ``W x H`` pixels (times ``scale``).
@@ -357,9 +358,9 @@ def annotate_image(
             coordinates follow (``x' = scale * (x + 0.5) - 0.5``).
         class_names: the label of class ``i`` is written ``class_names[i]`` (default: ``i``).
     """
-
-    if int(scale) != scale or scale < 1:
-        raise ValueError(f"scale: expected a positive integer, got {scale}")
+    whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
+    if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
+        raise ValueError(f"scale: expected a positive integer, got {scale!r}")
     scale = int(scale)
     rgb = to_rgb(image, signed)
     if scale > 1:
@@ -368,9 +369,11 @@ def annotate_image(
     im = Image.fromarray(rgb)
     draw = ImageDraw.Draw(im)
     b = boxes4(boxes)
+    lab = labels_of(labels, len(b))
+    if not np.isfinite(b[lab != -1]).all():  # padding (label -1) is not drawn: not checked
+        raise ValueError(f"boxes: hold NaN or infinite values, got {b[lab != -1].tolist()}")
     if scale > 1:
         b = np.concatenate([scale * (b[:, :2] + 0.5) - 0.5, scale * b[:, 2:]], axis=1)
-    lab = labels_of(labels, len(b))
     sc = None if scores is None else as_array(scores).reshape(-1)
     for i, (cx, cy, w, h) in enumerate(b):
         if lab[i] == -1:
