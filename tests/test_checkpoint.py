@@ -202,8 +202,40 @@ def test_non_finite_weights_and_a_negative_step_are_refused(tmp_path):
         Checkpoint(tmp_path / "nan.safetensors")
     _, model, _ = trained()
     save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=-5)
-    with pytest.raises(MistError, match=r"neg.safetensors has damaged metadata \(step -5\)"):
+    with pytest.raises(MistError, match=r"neg.safetensors has damaged metadata \(step '-5' is no"):
         Checkpoint(tmp_path / "neg.safetensors")
+
+
+def _rewritten(path, change):
+    """The checkpoint ``path`` written again with ``change(tensors, metadata)`` applied and its
+    digest made again (as a tool that knew the format would)."""
+    from safetensors.torch import load, save
+
+    from mistnet.checkpoint import DIGEST, _digest
+
+    raw = path.read_bytes()
+    tensors = load(raw)
+    n = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8 : 8 + n])["__metadata__"]
+    change(tensors, meta)
+    meta[DIGEST] = _digest(tensors, meta)
+    path.write_bytes(save(tensors, metadata=meta))
+
+
+def test_a_float8_tensor_and_a_step_of_other_digits_are_refused(tmp_path):
+    """Before: a float8 tensor was an internal error (torch has no isfinite of float8);
+    a step of Arabic-Indic digits or with spaces was read as 3 by int()."""
+    cfg, model, _ = trained()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model, config=cfg.to_dict(), step=3)
+    _rewritten(path, lambda t, m: t.update(extra=torch.zeros(3).to(torch.float8_e4m3fn)))
+    with pytest.raises(MistError, match="extra is of dtype torch.float8_e4m3fn, which no"):
+        Checkpoint(path)
+    for step in ("\u0663", " 3 "):
+        save_checkpoint(path, model, config=cfg.to_dict(), step=3)
+        _rewritten(path, lambda t, m, step=step: m.update(step=step))
+        with pytest.raises(MistError, match="has damaged metadata \\(step '.*' is no whole"):
+            Checkpoint(path)
 
 
 def test_a_checkpoint_of_another_width_is_refused_in_one_short_line(tmp_path):

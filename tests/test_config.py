@@ -247,6 +247,9 @@ def test_load_json_rejects_garbage(tmp_path):
         load_json(path)
     # Before: a section deleted from a run's config.json was read as the defaults (a run of
     # 4 steps "below the 15000 steps of the run")
+    path.write_text('{"model": {"a\\nb": 1}, "data": {}, "train": {}}')  # was two lines
+    with pytest.raises(MistError, match=r"unknown config key model.'a\\nb'; known"):
+        load_json(path)
     path.write_text('{"model": {}, "data": {}}')
     with pytest.raises(MistError, match="config.json: config section 'train' is missing"):
         load_json(path)

@@ -179,6 +179,8 @@ class Checkpoint:
             )
         self.digest = meta.get(DIGEST)  # None: written before checkpoints carried one
         try:
+            if not (str(meta["step"]).isascii() and str(meta["step"]).isdigit()):  # " 3", "٣"
+                raise ValueError(f"step {meta['step']!r} is no whole number")
             self.step = int(meta["step"])
             self.config = json.loads(meta["config"])
             self.optimizers = json.loads(meta["optimizers"])
@@ -199,7 +201,13 @@ class Checkpoint:
         if problem:
             raise MistError(f"checkpoint {self.path} has damaged metadata ({problem})")
         for name, tensor in self.tensors.items():
-            require_finite(tensor, f"checkpoint {self.path}: {name}")
+            try:
+                require_finite(tensor, f"checkpoint {self.path}: {name}")
+            except (NotImplementedError, RuntimeError):  # torch has no isfinite of float8
+                raise MistError(
+                    f"checkpoint {self.path}: {name} is of dtype {tensor.dtype}, which no "
+                    "mistnet model holds"
+                ) from None
 
     @property
     def has_average(self) -> bool:

@@ -404,7 +404,8 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     if key not in types_:
         if section == "train" and key in _RENAMED:
             raise MistError(f"config key train.{key} is now train.{_RENAMED[key]}")
-        raise MistError(f"unknown config key {section}.{key}; known: {sorted(types_)}")
+        shown = key if key.isprintable() else repr(key)  # a newline would split the line
+        raise MistError(f"unknown config key {section}.{shown}; known: {sorted(types_)}")
     setattr(target, key, typed_value(value, types_[key], f"{section}.{key}"))
 
 

@@ -57,6 +57,15 @@ NUMPY_READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def too_large_array(path: str | os.PathLike, exc: MemoryError) -> DataError:
+    """The error for a numpy file whose array header asks for more memory than there is (numpy
+    allocates the shape it declares before reading a byte of data)."""
+    return DataError(
+        f"{path}: an array header asks for more memory than there is ({exc}); the file is "
+        "damaged, or too large for this machine"
+    )
+
+
 def _kind(mode: int) -> str:
     """What a file of ``st_mode`` ``mode`` is, for a message ("a FIFO")."""
     return {
@@ -339,7 +348,10 @@ def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path
     if ".." in Path(name).parts:
         raise DataError(f"{where}: {name!r} leaves the dataset root {root} ('..')")
     path = root / name
-    real_root, real = root.resolve(), path.resolve()
+    try:
+        real_root, real = root.resolve(), path.resolve()
+    except (RuntimeError, OSError):  # Python's "Symlink loop" (3.11), ELOOP (3.13)
+        raise DataError(f"{where}: {name!r} leads through a symbolic link loop") from None
     if not real.is_relative_to(real_root):
         raise DataError(f"{where}: {name!r} is a link to {real}, outside the dataset root {root}")
     return path

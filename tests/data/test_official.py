@@ -45,6 +45,22 @@ def symlink_out(off):
     first_image(off).symlink_to(off.parent / "secret.png")
 
 
+def through_a_link_loop(off):  # before: Python's RuntimeError ("Symlink loop") from read_official
+    (off / "images" / "loop").symlink_to("loop")
+    list_first(off, "images/loop/x.png")
+
+
+def label_of_5001_digits(off):  # before: int()'s digit limit, an internal error
+    (off / "train_labels.txt").write_text("9" + "0" * 5000 + ",2,3,4,5,6,7,8,9\n" * 2)
+
+
+def keypoints_of_a_huge_declared_shape(off):  # before: "out of memory", no file named
+    h = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 100000000000, 3), }"
+    h = h + " " * (118 - len(h)) + "\n"
+    header = b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h.encode()
+    (off / "train_keypoints.npy").write_bytes(header + bytes(100))
+
+
 def list_is_a_symlink_out(off):
     (off.parent / "list.txt").write_text((off / "train.txt").read_text())
     (off / "train.txt").unlink()
@@ -159,6 +175,12 @@ def valid_without_its_list(off):
         (negative_label, r"train_labels.txt line 1: label -\d+ is not a class id"),
         (huge_label, r"train_labels.txt line 1: label 99999999999999999999 is not a class id"),
         (tiny_radius, r"train_keypoints.npy: a radius too small for a float32 number"),
+        (through_a_link_loop, r"train.txt: 'images/loop/x.png' leads through a symbolic link"),
+        (label_of_5001_digits, r"line 1: label 90+\.\.\. \(5,001 digits\) is not"),
+        (
+            keypoints_of_a_huge_declared_shape,
+            r"keypoints.npy: an array header asks for more memory",
+        ),
         (full_width_label, r"train_labels.txt line 1: .* digits 0-9, got '\uff11'"),
         (underscored_label, r"train_labels.txt line 1: .* digits 0-9, got '1_0'"),
         (

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -110,6 +111,14 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
     np.savez(d / "val.npz", images=np.zeros((3, 80, 80), np.uint8))
     with pytest.raises(DataError, match=r"val\.npz: missing arrays"):
         SceneFolder(d, "val")
+    # Before: "out of memory; try smaller images, batches or network sizes", no file named
+    # (numpy allocates the shape a header declares before it reads a byte)
+    h = "{'descr': '|u1', 'fortran_order': False, 'shape': (10000000, 1, 1000, 1000), }"
+    h = h + " " * (118 - len(h)) + "\n"
+    with zipfile.ZipFile(d / "test.npz", "w") as z:
+        z.writestr("images.npy", b"\x93NUMPY\x01\x00" + len(h).to_bytes(2, "little") + h.encode())
+    with pytest.raises(DataError, match=r"test\.npz: an array header asks for more memory"):
+        SceneFolder(d, "test")
     (d / "test.npz").unlink()  # was "split 'test' not in this dataset (have: test, ...)"
     with pytest.raises(DataError, match=r"test\.npz: missing, but the manifest lists the test"):
         SceneFolder(d, "test")

@@ -38,6 +38,7 @@ from mistnet.validate import (
     regular_file,
     require_finite,
     require_float32,
+    too_large_array,
 )
 
 OFFICIAL_MODES: dict[str, str] = {"train": "train", "val": "valid", "test": "test"}
@@ -266,10 +267,12 @@ def _read_labels(path: Path) -> list[list[int]]:
                 f"{path} line {n}: labels must be comma-separated integers of digits 0-9, "
                 f"got {bad!r}"
             )
-        row = [int(v) for v in values]
-        bad = next((v for v in row if not 0 <= v < 2**63), None)
+        # more than 19 digits is past int64 (and 5,000 past what int() converts)
+        bad = next((v for v in values if len(v) > 19 or not 0 <= int(v) < 2**63), None)
         if bad is not None:
-            raise DataError(f"{path} line {n}: label {bad} is not a class id (in [0, 2**63))")
+            shown = bad if len(bad) <= 40 else f"{bad[:20]}... ({len(bad):,} digits)"
+            raise DataError(f"{path} line {n}: label {shown} is not a class id (in [0, 2**63))")
+        row = [int(v) for v in values]
         if line.strip():
             rows.append(row)
     return rows
@@ -284,6 +287,8 @@ def _read_keypoints(path: Path) -> np.ndarray:
     """A ``<mode>_keypoints.npy``: finite numbers, never unpickled."""
     try:
         kp = np.load(path, allow_pickle=False)
+    except MemoryError as exc:
+        raise too_large_array(path, exc) from None
     except NUMPY_READ_ERRORS as exc:
         raise DataError(f"{path}: corrupt keypoints file ({exc})") from None
     if not isinstance(kp, np.ndarray) or kp.dtype.kind not in "fiu":

@@ -47,6 +47,7 @@ from mistnet.validate import (
     regular_file,
     require_directory,
     require_finite,
+    too_large_array,
 )
 
 FORMAT = "mistnet-scenes"
@@ -401,6 +402,8 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
             if twice:  # numpy reads the last, other zip readers the first
                 raise DataError(f"{path}: holds the array {twice[0]!r} twice")
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
+    except MemoryError as exc:
+        raise too_large_array(path, exc) from None
     except NUMPY_READ_ERRORS as exc:
         if "Object arrays cannot be loaded" in str(exc):  # pickled, not damaged
             raise DataError(
