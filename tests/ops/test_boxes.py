@@ -1,7 +1,14 @@
+import numpy as np
 import pytest
 import torch
 
-from mistnet.ops import box_iou, boxes_to_xyxy, keypoints_to_boxes, xyxy_to_boxes
+from mistnet.ops import (
+    box_iou,
+    boxes_to_keypoints,
+    boxes_to_xyxy,
+    keypoints_to_boxes,
+    xyxy_to_boxes,
+)
 
 
 def test_iou_hand_values():
@@ -41,3 +48,46 @@ def test_conversions_round_trip():
 def test_bad_box_shape(bad):
     with pytest.raises(ValueError, match="must have shape"):
         box_iou(bad, torch.zeros(1, 4))
+
+
+def _gt():
+    boxes = torch.tensor([[[5.0, 6.0, 28, 28], [1.0, 1.0, 2, 2], [3.0, 3.0, 4, 4]]])
+    return boxes, torch.tensor([[3, 4, 5]])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Before: k=-1 gave N-1 keypoints (a slice from the end), k=True one, k=2.5 a raw
+        # TypeError from slicing
+        ({"k": -1}, "k must be an integer >= 1, got -1"),
+        ({"k": 0}, "k must be an integer >= 1, got 0"),
+        ({"k": True}, "k must be an integer >= 1, got True"),
+        ({"k": 2.5}, "k must be an integer >= 1, got 2.5"),
+        # Before: a side of NaN or -5 went into every keypoint
+        ({"side": float("nan")}, "side must be a finite number > 0, got nan"),
+        ({"side": -5.0}, "side must be a finite number > 0, got -5.0"),
+        ({"side": torch.tensor(20.0)}, "side must be a finite number > 0, got tensor"),
+        # Before: labels of batch 2 gave (1, k, 3) keypoints with (2, k) labels; a list of boxes
+        # an AttributeError, 2-D boxes an IndexError
+        ({"labels": torch.tensor([[3, 4, 5]] * 2)}, r"labels must be a tensor of shape \(B, N\)"),
+        ({"labels": [[3, 4, 5]]}, r"labels must be a tensor of shape \(B, N\)=\(1, 3\)"),
+        ({"labels": torch.zeros(1, 3)}, "labels must be an integer tensor"),
+        ({"boxes": [[[5.0, 6.0, 28, 28]]]}, "boxes must be a torch.Tensor of shape"),
+        ({"boxes": torch.zeros(3, 4)}, r"boxes must have shape \(B, N, 4\)"),
+        ({"boxes": torch.zeros(1, 3, 3)}, r"boxes must have shape \(B, N, 4\)"),
+        ({"boxes": torch.zeros(1, 3, 4, device="meta")}, "boxes must be a dense tensor"),
+    ],
+)
+def test_boxes_to_keypoints_names_a_bad_argument(change, message):
+    boxes, labels = _gt()
+    kwargs = {"boxes": boxes, "labels": labels, "side": 20.0, "k": 2, **change}
+    with pytest.raises(ValueError, match=message):
+        boxes_to_keypoints(**kwargs)
+
+
+@pytest.mark.parametrize("k", [2, np.int64(2), np.int32(2), torch.tensor(2)])
+def test_boxes_to_keypoints_takes_any_integer_k(k):
+    boxes, labels = _gt()
+    kp, lab = boxes_to_keypoints(boxes, labels, np.float32(20.0), k)
+    assert kp.tolist() == [[[5.0, 6.0, 20.0], [1.0, 1.0, 20.0]]] and lab.tolist() == [[3, 4]]

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -48,3 +49,34 @@ def test_detached_even_from_grad_inputs():
 def test_errors(kp, match):
     with pytest.raises(ValueError, match=match):
         render_heatmap(kp, [20.0], 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Before: a non-boolean mask was multiplied in (0.5 drew a half peak, 7 a peak of 7);
+        # a list mask failed with AttributeError
+        ({"mask": torch.tensor([[0.5]])}, r"mask must be a bool tensor of shape \(B, K\)"),
+        ({"mask": torch.tensor([[7]])}, "mask must be a bool tensor .*, got torch.int64"),
+        ({"mask": [[True]]}, "mask must be a bool tensor .*, got list"),
+        ({"mask": torch.tensor([True])}, r"mask must have shape \(B, K\)"),
+        # Before: height=True became 1; 2.5 and NaN failed in zeros(), '8' in a comparison
+        ({"height": True}, "height must be an integer >= 1, got True"),
+        ({"height": 2.5}, "height must be an integer >= 1, got 2.5"),
+        ({"height": float("nan")}, "height must be an integer >= 1, got nan"),
+        ({"height": "8"}, "height must be an integer >= 1, got '8'"),
+        ({"height": 0}, "height must be an integer >= 1, got 0"),
+        ({"width": -3}, "width must be an integer >= 1, got -3"),
+    ],
+)
+def test_render_heatmap_names_a_bad_argument(change, message):
+    kwargs = {"keypoints": torch.tensor([[[5.0, 5.0, 20.0]]]), "sides": [20.0], **change}
+    kwargs = {"height": 8, "width": 8, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        render_heatmap(**kwargs)
+
+
+def test_render_heatmap_takes_numpy_integers_for_its_size():
+    kp = torch.tensor([[[5.0, 5.0, 20.0]]])
+    want = render_heatmap(kp, [20.0], 8, 9)
+    assert torch.equal(render_heatmap(kp, [20.0], np.int64(8), torch.tensor(9)), want)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -81,12 +82,31 @@ def test_output_is_detached_and_typed():
         (dict(h=torch.rand(1, 2, 4, 4), k=1, sides=[20.0]), "sides has 1"),
         (dict(h=torch.rand(1, 2, 4, 4), k=1, sides=[20.0, 10.0]), "increasing"),
         (dict(h=torch.rand(4, 4), k=1, sides=[20.0]), "h must have shape"),
-        (dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], nms_window=4), "nms_window|window"),
+        (
+            dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], nms_window=4),
+            "nms_window must be an odd integer >= 1, got 4",
+        ),
+        # Before: log="no" (or 1) was taken as true: the heatmap read as log-responses.
+        # k=True, 2.5 and a bool tensor stay refused now that numpy ints are taken
+        (dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], log="no"), "log must be True or False"),
+        (dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], log=1), "log must be True or False"),
+        (dict(h=torch.rand(1, 1, 4, 4), k=True, sides=[20.0]), "k must be an integer in"),
+        (dict(h=torch.rand(1, 1, 4, 4), k=2.5, sides=[20.0]), r"k must be .*, got 2.5"),
+        (dict(h=torch.rand(1, 1, 4, 4), k=torch.tensor(True), sides=[20.0]), "k must be"),
     ],
 )
 def test_topk_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         topk_keypoints(**kwargs)
+
+
+@pytest.mark.parametrize("k", [np.int64(2), np.int32(2), torch.tensor(2)])
+def test_topk_takes_numpy_and_tensor_integers_for_k(k):
+    # Before: k=np.int64(2) was refused ("k must be an integer in [1, H*W=16], got np.int64(2)")
+    h = torch.rand(1, 1, 4, 4)
+    kp, score = topk_keypoints(h, k, [20.0], np.int64(3))
+    want_kp, want_score = topk_keypoints(h, 2, [20.0], 3)
+    assert torch.equal(kp, want_kp) and torch.equal(score, want_score)
 
 
 def _distinct_positions(draw, k, H, W):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -110,3 +111,51 @@ def test_overlapping_patches_add():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+_IMG, _KP = torch.rand(1, 1, 8, 8), torch.tensor([[[4.0, 4.0, 3.0]]])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Before: size=2.5 failed in linspace (TypeError), a meta image in grid_sample, meta
+        # keypoints in Tensor.item(), a sparse image with NotImplementedError, a zero-width
+        # image in grid_sampler (RuntimeError)
+        ({"size": 2.5}, "size must be an integer >= 2, got 2.5"),
+        ({"size": 1}, "size must be an integer >= 2, got 1"),
+        ({"size": True}, "size must be an integer >= 2, got True"),
+        ({"images": _IMG.to("meta")}, r"images must be a dense tensor .*device=meta"),
+        ({"keypoints": _KP.to("meta")}, r"keypoints must be a dense tensor .*device=meta"),
+        ({"images": _IMG.to_sparse()}, r"images must be a dense tensor .*sparse_coo"),
+        ({"images": torch.rand(1, 1, 8, 0)}, r"images must have shape .* with H, W >= 1"),
+    ],
+)
+def test_extract_patches_names_a_bad_argument(change, message):
+    kwargs = {"images": _IMG, "keypoints": _KP, "size": 4, **change}
+    with pytest.raises(ValueError, match=message):
+        extract_patches(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Before: height NaN failed in arange ("unsupported range"), 2.5 in expand (TypeError)
+        ({"height": float("nan")}, "height must be an integer >= 1, got nan"),
+        ({"height": 2.5}, "height must be an integer >= 1, got 2.5"),
+        ({"width": True}, "width must be an integer >= 1, got True"),
+        ({"width": 0}, "width must be an integer >= 1, got 0"),
+        ({"patches": torch.rand(1, 1, 1, 4, 4, device="meta")}, "patches must be a dense tensor"),
+    ],
+)
+def test_paste_patches_names_a_bad_argument(change, message):
+    kwargs = {"patches": torch.rand(1, 1, 1, 4, 4), "keypoints": _KP, "height": 8, "width": 8}
+    with pytest.raises(ValueError, match=message):
+        paste_patches(**{**kwargs, **change})
+
+
+def test_the_sampler_takes_numpy_integers_for_sizes():
+    p = extract_patches(_IMG, _KP, np.int64(4))
+    torch.testing.assert_close(p, extract_patches(_IMG, _KP, 4))
+    back = paste_patches(p, _KP, np.int64(8), torch.tensor(8))
+    torch.testing.assert_close(back, paste_patches(p, _KP, 8, 8))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
+
 import torch
 from torch import Tensor
 
@@ -18,6 +22,11 @@ def check_tensor(x: object, name: str, ndim: int, expected: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise ValueError(
             f"{name} must be a torch.Tensor of shape {expected}, got {type(x).__name__}"
+        )
+    if x.is_meta or x.layout != torch.strided:  # metadata only: no value is read
+        raise ValueError(
+            f"{name} must be a dense tensor with values (not meta, not sparse), got "
+            f"device={x.device.type}, layout={x.layout}"
         )
     if x.ndim != ndim:
         raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
@@ -61,7 +70,56 @@ def check_sides(sides: object, device: torch.device, dtype: torch.dtype) -> Tens
     return s
 
 
-def check_window(window: int, name: str) -> int:
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1 or window % 2 == 0:
-        raise ValueError(f"{name} must be a positive odd integer, got {window!r}")
-    return window
+def check_spatial(x: Tensor, name: str, expected: str) -> Tensor:
+    """Raise ``ValueError`` if ``x``'s last two dimensions (H, W) are empty (a shape check)."""
+    if x.shape[-2] < 1 or x.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape {expected} with H, W >= 1, got {tuple(x.shape)}")
+    return x
+
+
+def check_int(
+    value: object,
+    name: str,
+    low: int = 1,
+    high: int | None = None,
+    *,
+    odd: bool = False,
+    high_text: str | None = None,
+) -> int:
+    """``value`` as an ``int`` if it is an integer in ``[low, high]`` (odd if ``odd``).
+
+    Python, numpy and 0-d integer tensor integers are taken (``operator.index``); a bool, a float
+    or a bool tensor is refused. ``high_text`` spells the upper bound, e.g. ``"H*W=16"``.
+    """
+    n = None
+    if not isinstance(value, bool) and not (
+        isinstance(value, Tensor) and value.dtype == torch.bool
+    ):
+        try:
+            n = operator.index(value)
+        except TypeError:
+            pass
+    if n is None or n < low or (high is not None and n > high) or (odd and n % 2 == 0):
+        bound = f">= {low}" if high is None else f"in [{low}, {high_text or high}]"
+        raise ValueError(
+            f"{name} must be {'an odd' if odd else 'an'} integer {bound}, got {value!r}"
+        )
+    return n
+
+
+def check_number(value: object, name: str, *, positive: bool) -> float:
+    """``value`` as a ``float`` if it is a finite real number ``> 0`` (``>= 0`` unless ``positive``).
+
+    Python and numpy scalars are taken; a bool or a tensor is refused (reading a tensor's value
+    would wait for the GPU).
+    """
+    x = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            x = float(value)
+        except OverflowError:  # an int beyond float
+            x = math.inf
+    if not math.isfinite(x) or not (x > 0 if positive else x >= 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return x

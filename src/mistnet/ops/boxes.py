@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mistnet.ops._checks import check_int, check_number, check_tensor
+
 
 def _check_boxes(boxes: object, name: str) -> Tensor:
     if not isinstance(boxes, Tensor) or boxes.ndim < 1 or boxes.shape[-1] not in (3, 4):
@@ -29,8 +31,9 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
     Args:
         boxes: ``(B, N, 4)`` centre/size boxes, padded.
         labels: ``(B, N)`` int64 class ids, -1 = padding.
-        side: the keypoints' box side.
-        k: how many keypoints per image; with ``N < k`` the extra ones sit at ``(0, 0)``.
+        side: the keypoints' box side, a finite number > 0.
+        k: how many keypoints per image, an integer >= 1; with ``N < k`` the extra ones sit at
+            ``(0, 0)``.
 
     Returns:
         ``(B, k, 3)`` keypoints ``(cx, cy, side)`` and ``(B, k)`` labels padded with -1 (a
@@ -41,7 +44,22 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
         >>> kp.tolist(), lab.tolist()
         ([[[5.0, 6.0, 20.0], [0.0, 0.0, 20.0]]], [[3, -1]])
     """
-    pad = max(0, k - boxes.shape[1])
+    boxes = check_tensor(boxes, "boxes", 3, "(B, N, 4) as (cx, cy, w, h)")
+    if boxes.shape[-1] != 4:
+        raise ValueError(
+            f"boxes must have shape (B, N, 4) as (cx, cy, w, h), got {tuple(boxes.shape)}"
+        )
+    B, N, _ = boxes.shape
+    if not isinstance(labels, Tensor) or labels.shape != (B, N):
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(
+            f"labels must be a tensor of shape (B, N)=({B}, {N}) like boxes, got {got}"
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor of class ids, got {labels.dtype}")
+    side = check_number(side, "side", positive=True)
+    k = check_int(k, "k")  # -1 was a slice from the end, True one keypoint
+    pad = max(0, k - N)
     centres = F.pad(boxes[:, :k, :2], (0, 0, 0, pad))  # (B, k, 2)
     keypoints = torch.cat([centres, torch.full_like(centres[..., :1], side)], -1)
     return keypoints, F.pad(labels[:, :k], (0, pad), value=-1)

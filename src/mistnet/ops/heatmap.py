@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mistnet.ops._checks import check_keypoints, check_sides
+from mistnet.ops._checks import check_int, check_keypoints, check_sides
 
 
 @torch.no_grad()
@@ -27,8 +27,8 @@ def render_heatmap(
     Args:
         keypoints: ``(B, K, 3)`` as ``(x, y, side)``, finite.
         sides: the S box sides ``sigma_s``, strictly increasing.
-        height: H of the heatmap.
-        width: W of the heatmap.
+        height: H of the heatmap, an integer >= 1.
+        width: W of the heatmap, an integer >= 1.
         mask: optional ``(B, K)`` bool; keypoints where it is False are not drawn.
 
     Returns:
@@ -43,8 +43,10 @@ def render_heatmap(
     B, K, _ = kp.shape
     sigma = check_sides(sides, kp.device, kp.dtype)
     S = sigma.numel()
-    if height < 1 or width < 1:
-        raise ValueError(f"height and width must be positive, got {height}x{width}")
+    height, width = check_int(height, "height"), check_int(width, "width")
+    if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool):
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor of shape (B, K)=({B}, {K}), got {got}")
     u = torch.floor(kp[..., 0] + 0.5).clamp(0, width - 1).long()
     v = torch.floor(kp[..., 1] + 0.5).clamp(0, height - 1).long()
     pix = v * width + u  # (B, K)

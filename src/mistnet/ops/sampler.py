@@ -13,13 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_keypoints, check_tensor
+from mistnet.ops._checks import check_int, check_keypoints, check_spatial, check_tensor
 
 
 def _unit_grid(size: int, like: Tensor) -> Tensor:
     """``(size,)`` offsets in box sides, from -1/2 to 1/2."""
-    if size < 2:
-        raise ValueError(f"size must be at least 2, got {size}")
     return torch.linspace(-0.5, 0.5, size, device=like.device, dtype=like.dtype)
 
 
@@ -29,7 +27,7 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     Args:
         images: ``(B, C, H, W)``.
         keypoints: ``(B, K, 3)`` as ``(x, y, side)`` in pixels, side > 0.
-        size: patch resolution P.
+        size: patch resolution P, an integer >= 2.
 
     Returns:
         ``(B, K, C, P, P)`` patches; zero where the box leaves the image.
@@ -41,8 +39,10 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
         [1.0, 2.0, 3.0, 4.0, 5.0]
     """
     images = check_tensor(images, "images", 4, "(B, C, H, W)")
+    check_spatial(images, "images", "(B, C, H, W)")  # grid_sample reads no empty image
     B, C, H, W = images.shape
     kp = check_keypoints(keypoints, batch=B).to(images.dtype)
+    size = check_int(size, "size", 2)
     K = kp.shape[1]
     t = _unit_grid(size, images)
     xs = kp[..., 0:1] + t * kp[..., 2:3]  # (B, K, P) sample x per column
@@ -65,8 +65,8 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     Args:
         patches: ``(B, K, C, P, P)``.
         keypoints: ``(B, K, 3)`` as ``(x, y, side)``, side > 0.
-        height: H of the output image.
-        width: W of the output image.
+        height: H of the output image, an integer >= 1.
+        width: W of the output image, an integer >= 1.
 
     Returns:
         ``(B, C, H, W)``.
@@ -85,8 +85,7 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     kp = check_keypoints(keypoints, batch=B).to(patches.dtype)
     if kp.shape[1] != K:
         raise ValueError(f"keypoints has K={kp.shape[1]} but patches has K={K}")
-    if height < 1 or width < 1:
-        raise ValueError(f"height and width must be positive, got {height}x{width}")
+    height, width = check_int(height, "height"), check_int(width, "width")
     u = torch.arange(width, device=patches.device, dtype=patches.dtype)
     v = torch.arange(height, device=patches.device, dtype=patches.dtype)
     side = kp[..., 2:3]

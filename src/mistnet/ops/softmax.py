@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_tensor
+from mistnet.ops._checks import check_int, check_number, check_spatial, check_tensor
 
 
 def _window_logsumexp(a: Tensor, window: int) -> Tensor:
@@ -59,13 +59,7 @@ def local_spatial_log_softmax(
         >>> round(float(lp[0, 0, 5, 5].exp()), 3), float(lp[0, 0, 15, 15]) > -400
         (0.99, True)
     """
-    h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be an odd positive integer, got {window!r}")  # centred
-    if not isinstance(strength, int | float) or not 0 < strength < math.inf:  # NaN: NaN maps
-        raise ValueError(f"strength must be a finite number > 0, got {strength!r}")
-    if not isinstance(eps, int | float) or not 0 <= eps < math.inf:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    h, window, strength, eps = _check_softmax_arguments(logits, window, strength, eps)
     peak = h.detach().amax(dim=(2, 3), keepdim=True)
     a = strength * (h - peak)
     return a - _log_denominator(a, window, eps)
@@ -100,12 +94,22 @@ def local_window_log_mass(
         >>> round(float(local_window_log_mass(h, 5)[0, 0, 5, 5].exp()), 3)
         0.995
     """
-    h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
-    if not isinstance(inner, int) or not 1 <= inner <= window:
-        raise ValueError(f"inner must be an integer in [1, window={window}], got {inner!r}")
+    h, window, strength, eps = _check_softmax_arguments(logits, window, strength, eps)
+    inner = check_int(inner, "inner", 1, window, odd=True, high_text=f"window={window}")
     peak = h.detach().amax(dim=(2, 3), keepdim=True)
     a = strength * (h - peak)
     return _window_logsumexp(a, inner) - _log_denominator(a, window, eps)
+
+
+def _check_softmax_arguments(
+    logits: object, window: object, strength: object, eps: object
+) -> tuple[Tensor, int, float, float]:
+    """The local softmax's arguments, checked (scalars and tensor metadata only)."""
+    h = check_spatial(check_tensor(logits, "logits", 4, "(B, S, H, W)"), "logits", "(B, S, H, W)")
+    window = check_int(window, "window", odd=True)  # the window is centred on its pixel
+    strength = check_number(strength, "strength", positive=True)  # NaN: NaN maps; < 0: inverted
+    eps = check_number(eps, "eps", positive=False)
+    return h, window, strength, eps
 
 
 def _log_denominator(a: Tensor, window: int, eps: float) -> Tensor:
@@ -159,6 +163,7 @@ def scale_pool(h: Tensor, eps: float = 1e-6) -> Tensor:
         ``(B, 1, H, W)``.
     """
     h = check_tensor(h, "h", 4, "(B, S, H, W)")
+    eps = check_number(eps, "eps", positive=False)
     S = h.shape[1]
     return (h * h).sum(1, keepdim=True) / (h.sum(1, keepdim=True) + S * eps)
 
@@ -177,6 +182,7 @@ def log_scale_pool(log_h: Tensor, eps: float = 1e-6) -> Tensor:
         ``(B, 1, H, W)``.
     """
     log_h = check_tensor(log_h, "log_h", 4, "(B, S, H, W)")
+    eps = check_number(eps, "eps", positive=False)
     S = log_h.shape[1]
     num = torch.logsumexp(2 * log_h, dim=1, keepdim=True)
     den = torch.logsumexp(log_h, dim=1, keepdim=True)
