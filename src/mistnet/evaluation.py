@@ -212,7 +212,7 @@ def evaluate_run(
         run=str(Path(run)) if model is None else model,
         checkpoint=ckpt.path.name,
         step=ckpt.step,
-        data=source,
+        data=str(Path(source).resolve()) if Path(source).is_dir() else source,  # as data.path
         split=split,
         images=len(dataset),
         k="per-image" if per_image_k else k,

@@ -279,13 +279,19 @@ def _eval_record(path: Path, run: str | os.PathLike, ckpt: Checkpoint) -> dict[s
     if problem:
         raise MistError(f"{path} is no mist eval record: {problem}")
     here = Path(run).resolve()
-    if not path.resolve().is_relative_to(here):
-        named = record.get("run_dir", record.get("run"))
-        if not isinstance(named, str) or Path(named).resolve() != here:
-            raise MistError(
-                f"{path} measured the run {record.get('run')!r}, not {run}; run mist eval on "
-                "this run"
-            )
+    named = record.get("run_dir", record.get("run"))
+    names_here = isinstance(named, str) and Path(named).resolve() == here
+    if path.resolve().is_relative_to(here):
+        # the run's own record, unless its run_dir (absolute) is another run still there: a
+        # record copied in (a run moved since names a directory that no longer is)
+        other = record.get("run_dir")
+        foreign = isinstance(other, str) and Path(other).resolve() != here and Path(other).is_dir()
+    else:
+        foreign = not names_here
+    if foreign:
+        raise MistError(
+            f"{path} measured the run {record.get('run')!r}, not {run}; run mist eval on this run"
+        )
     if record["step"] != ckpt.step or record["checkpoint"] != ckpt.path.name:
         raise MistError(
             f"{path} measured {record['checkpoint']} at step {record['step']}, not "

@@ -24,7 +24,8 @@ import torch
 
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, from_record, load_json, validate
-from mistnet.data.store import ANNOTATIONS
+from mistnet.data.runs import manifest_digest
+from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
 from mistnet.metrics import unmeasured
@@ -227,6 +228,8 @@ class Run:
                 f"resume with --set train.steps=N, N > {steps}"
             )
         a, b = absolute(asked).to_dict(), saved.to_dict()  # paths compared as absolute
+        if a["data"]["path"] and _moved_here(saved, a["data"]["path"]):
+            saved.data.path = b["data"]["path"] = a["data"]["path"]  # written with the run
         if a["data"]["path"] and a["data"]["path"] != b["data"]["path"]:
             raise MistError(
                 f"{self.path} was trained on the dataset {b['data']['path'] or b['data']['name']}"
@@ -282,7 +285,10 @@ class Run:
         for section, values in saved.to_dict().items():
             for key, value in values.items():
                 was = trained[section][key]
-                if section != "record" and (section, key) not in free and was != value:
+                # the record as training wrote it (class names, the dataset's digest); a run
+                # of an older version recorded less, in the file or in the checkpoint
+                unrecorded = section == "record" and not (was and value)
+                if not unrecorded and (section, key) not in free and was != value:
                     raise MistError(
                         f"{self.config}: {section}.{key} is {value!r} but {ckpt.path.name} was "
                         f"trained with {was!r}; " + hint.format(was=was)
@@ -413,6 +419,19 @@ def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
         return []
     found = [("the dataset", cfg.data.path), ("the run", cfg.train.init_from)]
     return [(what, path) for what, path in found if path and Path(path).is_dir()]
+
+
+def _moved_here(saved: Config, path: str) -> bool:
+    """Whether the dataset at ``path`` is the run's, moved or renamed: the folder at its
+    ``data.path`` is gone, and the manifest at ``path`` has the digest the run recorded."""
+    old = saved.data.path
+    if not old or os.path.lexists(old) or not saved.record.data_manifest:
+        return False
+    try:
+        manifest = read_manifest(path)
+    except MistError:
+        return False  # refused below, naming both
+    return manifest_digest(manifest) == saved.record.data_manifest
 
 
 def check_resume(

@@ -85,7 +85,8 @@ def detect_tiles_of_a_run_whose_image_size_was_edited_below_its_reach(tmp_path, 
     config["record"]["image_size"] = [1, 1]
     (edited / "config.json").write_text(json.dumps(config))
     argv = ["detect", edited, image(tmp_path), "--tile", "--out", tmp_path / "d"]
-    return argv, ["record.image_size [1, 1] is smaller than the", "drop --tile"]
+    # now refused first as an edit: the checkpoint records the size the run was trained on
+    return argv, ["record.image_size is (1, 1) but best.safetensors was trained with (80, 80)"]
 
 
 @case
@@ -497,7 +498,7 @@ def resume_from_a_negative_step(tmp_path, run):
         meta = {**f.metadata(), "step": "-5"}
     meta.pop("digest")  # as an older checkpoint without one
     save_file(load_file(run / "last.safetensors"), str(run / "last.safetensors"), metadata=meta)
-    return ["train", "--out", run, "--resume"], ["damaged metadata (step -5)"]
+    return ["train", "--out", run, "--resume"], ["damaged metadata (step '-5' is no whole"]
 
 
 @case

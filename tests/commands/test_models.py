@@ -201,6 +201,20 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     stale.write_text(json.dumps({**record, "run": "runB", "run_dir": str(tmp_path / "runB")}))
     result = mist(capsys, *package, "--name", NAME, "--metrics", stale)
     assert_user_error(result, "eval.json measured the run 'runB', not", "run mist eval on this run")
+    # Before: the same record copied into the run as its eval-test.json was taken as the run's
+    # own (another run of the same steps' metrics on this run's model card); one whose run
+    # directory is gone (the run moved since) still is
+    copied = tmp_path / "copied"
+    shutil.copytree(run, copied)
+    (tmp_path / "runB").mkdir()
+    (copied / "eval-test.json").write_text(stale.read_text())
+    moved = ["models", "package", copied, "--command", COMMAND, "--out", tmp_path / "m"]
+    result = mist(capsys, *moved, "--name", NAME)
+    assert_user_error(result, "eval-test.json measured the run 'runB', not")
+    (tmp_path / "runB").rmdir()
+    assert mist(capsys, *moved, "--name", NAME)[0] == 0
+    shutil.rmtree(copied)
+    shutil.rmtree(tmp_path / "m")
     result = mist(capsys, *package, "--name", "Bad Name")
     assert_user_error(result, "--name 'Bad Name'")
     assert result[2].startswith("mist models package: error:")  # not the --command text

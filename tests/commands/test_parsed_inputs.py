@@ -771,3 +771,17 @@ def test_the_frames_of_a_long_stack_are_counted_up_to_a_cap(tmp_path):
     many[0].save(tmp_path / "many.tif", save_all=True, append_images=many[1:])
     with pytest.warns(UserWarning, match="many.tif: more than 100 frames; only the first is read"):
         assert (read_image(tmp_path / "many.tif") == 0).all()
+
+
+def test_a_boxes_file_without_any_box_imports_with_a_warning(capsys, tmp_path):
+    """Before: a boxes CSV of its header alone (mist detect's, of no box kept) imported as a
+    dataset "with boxes" without a word; eval then found no instances to classify."""
+    src = photos(tmp_path, n=3)
+    (tmp_path / "b.csv").write_text("filename,cx,cy,w,h,class\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    rc, _, err = mist(capsys, *argv, "--boxes", tmp_path / "b.csv")
+    assert rc == 0, err
+    assert err.strip() == (
+        f"mist data import-images: warning: {tmp_path / 'b.csv'}: no image holds an instance; "
+        "the dataset has none to train or measure on"
+    )

@@ -206,10 +206,27 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     rc, _, err = mist(capsys, "eval", ".", "--json", "../m.json")
     assert rc == 0, err
     assert json.loads((moved / "m.json").read_text())["data"] == str(moved / "ds")
-    shutil.rmtree(moved / "ds")
+    # Before: eval --data REL recorded "ds" as typed (mist models then showed "on ds" from
+    # anywhere); --resume --data NEW of the dataset renamed, as its message advises, was
+    # refused as another dataset
+    monkeypatch.chdir(moved)
+    rc, _, err = mist(capsys, "eval", "run", "--data", "ds", "--json", "m2.json")
+    assert rc == 0, err
+    assert json.loads((moved / "m2.json").read_text())["data"] == str(moved / "ds")
+    (moved / "ds").rename(moved / "renamed")
     assert_user_error(
-        mist(capsys, "eval", "."), f"the run's dataset {moved / 'ds'} (data.path) does not exist"
+        mist(capsys, "eval", "run"), f"the run's dataset {moved / 'ds'} (data.path) does not exist"
     )
+    rc, _, err = mist(capsys, "train", "--out", "run", "--resume", "--set=train.steps=6")
+    assert_user_error((rc, _, err), "does not exist; pass the data (--data DIR")
+    gen, sizes = build_generator("mnist-easy"), (("train", 16), ("val", 8), ("test", 4))
+    splits = {s: make_scenes(gen, s, range(n), 7) for s, n in sizes}  # another dataset: refused
+    write_dataset(moved / "other", "mnist-easy", splits, manifest={"seed": 7})
+    resume = ["train", "--out", "run", "--resume", "--set=train.steps=6", "--data"]
+    assert_user_error(mist(capsys, *resume, "other"), "a resumed run trains on the data it")
+    rc, _, err = mist(capsys, *resume, "renamed")
+    assert rc == 0, err
+    assert json.loads((moved / "run/config.json").read_text())["data"]["path"] == "../renamed"
 
 
 @pytest.mark.parametrize(

@@ -484,7 +484,16 @@ def read_truth(
     """
     if labels is not None:
         truth = read_labels(labels, root, images)
-        return truth, sorted({n for t in truth.values() for n in t.names}, key=class_key)
-    if boxes is not None:
-        return read_boxes(boxes, root, images)
-    return {}, None
+        found = truth, sorted({n for t in truth.values() for n in t.names}, key=class_key)
+    elif boxes is not None:
+        found = read_boxes(boxes, root, images)
+    else:
+        return {}, None
+    if images and not any(t.names for t in found[0].values()):  # mist detect's, say, of 0 boxes
+        warnings.warn(
+            f"{labels or boxes}: no image holds an instance; the dataset has none to train or "
+            "measure on",
+            MistWarning,
+            2,
+        )
+    return found
