@@ -118,12 +118,36 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
         (tmp_path / name).write_text("")
     assert remove_stale_temporaries(tmp_path, "last.safetensors") == [stale]
     assert other.exists() and live.exists()
-    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale_dir, other])
+    assert remove_stale_temporaries(tmp_path) == [other]  # a file writer's: files only
+    assert remove_stale_temporaries(tmp_path, own=lambda p: p.is_dir()) == [stale_dir]
     assert {p.name for p in tmp_path.iterdir()} == kept | {live.name}
     # the next atomic write of a target clears that target's stale temporaries first
     stale.write_bytes(b"half")
     atomic_write_text(tmp_path / "last.safetensors", "new")
     assert not stale.exists() and live.exists()
+
+
+def test_a_folder_or_file_named_like_a_temporary_is_not_removed_by_another_writer(
+    capsys, tmp_path, monkeypatch
+):
+    """Before: any entry named like a killed writer's temporary was removed by the next write
+    beside it, a folder of the user's with everything in it (``eval --json``, ``plot`` and
+    ``data make`` exited 0 and said nothing)."""
+    from cli_helpers import mist
+
+    monkeypatch.chdir(tmp_path)
+    dead = dead_pid()
+    folder = tmp_path / f".m.json.{dead}.abcdef12.tmp.json"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine")
+    mine = tmp_path / f".new.{dead}.00000000.tmp"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    atomic_write_text(tmp_path / "m.json", "{}")
+    rc, _, err = mist(capsys, "data", "make", "mnist-easy", "--out", "new", "--n-train", 1)
+    assert rc == 0, err
+    assert (folder / "thesis.txt").read_text() == "mine"
+    assert (mine / "notes.txt").read_text() == "mine"
 
 
 def test_an_os_error_names_the_target_and_leaves_no_directory_behind(tmp_path):
@@ -314,3 +338,33 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_written(tmp
             with exclusive_lock(run, "mist train"):
                 pass
     assert victim.read_text() == "precious"
+
+
+def _another_group() -> int | None:
+    """A group this process may give its files other than its own (root: any)."""
+    if os.geteuid() == 0:
+        return 2 if os.getegid() != 2 else 3
+    return next((g for g in os.getgroups() if g != os.getegid()), None)
+
+
+def test_the_files_of_an_output_made_beside_a_shared_folder_get_its_group(tmp_path):
+    """Before: a dataset (or detect's folder) built beside a group-shared --out and renamed
+    into it kept the user's own group on every file, and --overwrite took the group away
+    from files given it since: the folder's group could not read them."""
+    from mistnet.data.scenes import build_generator, make_scenes
+    from mistnet.data.store import write_dataset
+
+    gid = _another_group()
+    if gid is None:
+        pytest.skip("no other group to share a folder with")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, -1, gid)
+    os.chmod(shared, 0o2770)
+    arrays = {"train": make_scenes(build_generator("mnist-easy"), "train", range(2), 0)}
+    for overwrite in (False, True):
+        write_dataset(shared, "mnist-easy", arrays, overwrite=overwrite)
+        assert shared.stat().st_gid == gid and shared.stat().st_mode & 0o7777 == 0o2770
+        assert {p.name: p.stat().st_gid for p in shared.iterdir()} == {
+            name: gid for name in (".mistnet", "manifest.json", "train.npz")
+        }

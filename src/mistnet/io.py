@@ -210,7 +210,16 @@ def _writer_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: str | os.PathLike, target: str | None = None) -> list[Path]:
+def a_file(entry: Path) -> bool:
+    """Whether ``entry`` is a regular file (not a link): what an atomic file write leaves."""
+    return entry.is_file() and not entry.is_symlink()
+
+
+def remove_stale_temporaries(
+    directory: str | os.PathLike,
+    target: str | None = None,
+    own: Callable[[Path], bool] = a_file,
+) -> list[Path]:
     """Remove the temporary files and directories in ``directory`` whose writer is gone.
 
     A writer killed mid-write (SIGKILL, a power cut) leaves its temporary sibling behind; its
@@ -219,6 +228,8 @@ def remove_stale_temporaries(directory: str | os.PathLike, target: str | None = 
     Args:
         directory: where to look.
         target: only the temporaries of this file name (default: of every target).
+        own: whether an entry so named is what the caller's writer leaves (default: a regular
+            file); anything else of the name (a folder of the user's) is left alone.
 
     Returns:
         The paths removed.
@@ -233,7 +244,7 @@ def remove_stale_temporaries(directory: str | os.PathLike, target: str | None = 
         match = _TEMPORARY.match(entry.name)
         if not match or (target is not None and match["target"] != target):
             continue
-        if _writer_alive(int(match["pid"])):
+        if _writer_alive(int(match["pid"])) or not own(entry):
             continue
         remove_path(entry)
         removed.append(entry)
@@ -366,6 +377,21 @@ def take_mode(src: Path, dst: Path) -> None:
     os.chmod(src, stat.S_IMODE(st.st_mode))
     with contextlib.suppress(OSError):  # a group this user is not in: the mode is what matters
         os.chown(src, -1, st.st_gid)
+    if src.is_dir() and not src.is_symlink():
+        _take_group_inside(src, st)
+
+
+def _take_group_inside(directory: Path, st: os.stat_result) -> None:
+    """Give what ``directory`` holds the group of ``st`` (and its subfolders its setgid bit),
+    as files written in place into a group-shared folder get: a directory made beside it and
+    renamed into place holds files of the user's own group."""
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            with contextlib.suppress(OSError):
+                os.chown(path, -1, st.st_gid, follow_symlinks=False)
+                if name in dirs and st.st_mode & stat.S_ISGID:
+                    os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | stat.S_ISGID)
 
 
 def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:

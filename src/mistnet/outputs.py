@@ -518,6 +518,14 @@ def _remove_each(paths: list[Path]) -> None:
             raise
 
 
+def _made_directory(entry: Path) -> bool:
+    """Whether ``entry`` is what :func:`new_directory` leaves when killed: a directory (no
+    link) holding its marker, or empty (killed before the marker was written)."""
+    if not entry.is_dir() or entry.is_symlink():
+        return False
+    return (entry / MARKER).is_file() or not any(entry.iterdir())
+
+
 @contextmanager
 def new_directory(
     target: str | os.PathLike,
@@ -539,7 +547,7 @@ def new_directory(
     """
     target = Path(target)
     created = make_parents(target.parent)
-    remove_stale_temporaries(target.parent, target.name)
+    remove_stale_temporaries(target.parent, target.name, own=_made_directory)
     recover_set_aside(target)
     tmp = temporary_sibling(target)
     try:

@@ -340,9 +340,13 @@ def test_a_stale_temporary_directory_of_a_killed_writer_is_removed(tmp_path):
     proc.wait()
     stale = tmp_path / f".ds.{proc.pid}.0123abcd.tmp"
     stale.mkdir()
+    (stale / ".mistnet").write_text("dataset\n")  # written first by the killed writer
     (stale / "train.npz").write_bytes(b"half")
+    mine = tmp_path / f".ds.{proc.pid}.89abcdef.tmp"  # named so, but no writer's: kept
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
     write_dataset(tmp_path / "ds", g.name, arrays)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "ds"]
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from mistnet.errors import DataError
 from mistnet.io import (
+    a_file,
     make_parents,
     remove_empty,
     remove_path,
@@ -153,6 +154,14 @@ def _holds_mnist(cache: Path, md5: Mapping[str, str]) -> bool:
     return all((cache / s).is_file() and _file_md5(cache / s) == want for s, want in md5.items())
 
 
+def _partial(entry: Path, md5: Mapping[str, str]) -> bool:
+    """Whether ``entry`` is what filling the cache leaves when killed: a directory (no link)
+    of MNIST's files (some of them, or none)."""
+    if not entry.is_dir() or entry.is_symlink():
+        return False
+    return all(child.name in md5 and a_file(child) for child in entry.iterdir())
+
+
 def _check_replaceable(cache: Path, md5: Mapping[str, str]) -> None:
     """Refuse to replace ``cache`` unless it is missing or a folder of nothing but the files of
     ``md5``: it is replaced as a whole, and a user's files put there (the ``.gz`` originals
@@ -196,7 +205,7 @@ def _fill_cache(
     # 55 MB inside a run or a dataset would block its replacement ("not part of a dataset")
     check_outside(cache, option="the MNIST cache ($MISTNET_DATA/mnist)")
     created = make_parents(cache.parent)
-    remove_stale_temporaries(cache.parent, cache.name)
+    remove_stale_temporaries(cache.parent, cache.name, own=lambda entry: _partial(entry, md5))
     tmp = temporary_sibling(cache)
     try:
         tmp.mkdir()
