@@ -552,3 +552,16 @@ def test_an_image_that_requires_grad_is_taken_as_data_without_a_warning():
         warnings.simplefilter("error")
         item = SceneItems([(x, [0])])[0]
     assert not item["image"].requires_grad and torch.equal(item["image"], x.detach())
+
+
+def test_a_fit_run_is_refused_by_mist_train_resume_with_what_to_do(capsys, tmp_path):
+    """Before: a fit run without validation data was refused for a log "without the
+    validation line" (it never validated); one with validation data was told to pass
+    --data DIR, which --resume then refused as another dataset."""
+    from cli_helpers import assert_user_error, mist
+
+    for val, out in ((None, tmp_path / "nv"), (squares(4, 1), tmp_path / "v")):
+        mistnet.fit("tiny-cpu", squares(8, 0), val=val, out=out, steps=2, k=2, num_classes=2,
+                    val_every=2, ckpt_every=1, batch_size=4)  # fmt: skip
+        result = mist(capsys, "train", "--out", out, "--resume", "--set", "train.steps=4")
+        assert_user_error(result, "was trained on data in memory (mistnet.fit); mist train cannot")

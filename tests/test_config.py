@@ -491,3 +491,17 @@ def test_a_config_built_in_python_is_type_checked_before_training(
     cfg.train.steps, cfg.model.factors = np.int64(3), [1.0, 0.5]
     assert validate(cfg).train.steps == 3 and type(cfg.train.steps) is int
     assert cfg.model.factors == (1.0, 0.5)
+
+
+def test_a_refused_override_leaves_the_callers_config_as_it_was():
+    """Before: ``apply_overrides(cfg, ["model.k=3", "train.steps=-5"])`` raised but left the
+    caller's config with k=3 and steps=-5; a dict as the config was an AttributeError."""
+    cfg = load_preset("tiny-cpu")
+    before = cfg.to_dict()
+    for overrides in (["model.k=3", "train.steps=-5"], ["model.k=3", "model.nope=1"]):
+        with pytest.raises(MistError):
+            apply_overrides(cfg, overrides)
+        assert cfg.to_dict() == before
+    with pytest.raises(TypeError, match="cfg must be a Config, got dict"):
+        apply_overrides({}, ["model.k=3"])
+    assert apply_overrides(cfg, ["model.k=3"]) is cfg and cfg.model.k == 3

@@ -757,3 +757,28 @@ def test_a_run_directory_written_the_old_way_loads_resumes_and_evaluates(tmp_pat
     saved = json.loads(run.config.read_text())
     assert saved["record"]["image_size"] == [80, 80] and "image_size" not in saved["model"]
     assert math.isfinite(evaluate_run(run.path, split="val").metrics["both"])
+
+
+@pytest.mark.parametrize(
+    "option, error, message",
+    [
+        ({"max_minutes": -1}, ValueError, "max_minutes must be a number of minutes > 0"),
+        ({"max_minutes": float("nan")}, ValueError, "max_minutes must be a finite number"),
+        ({"max_minutes": True}, TypeError, "max_minutes must be a number of minutes"),
+        ({"threads": -1}, ValueError, "threads must be 0"),
+        ({"threads": True}, TypeError, "threads must be an integer"),
+        ({"progress": "no"}, TypeError, "progress must be True or False, got 'no'"),
+        ({"compile": "no"}, TypeError, "compile must be True or False"),
+        ({"resume": "no"}, TypeError, "resume must be True or False"),
+        ({"device": "gpu"}, ValueError, "device must be cpu, cuda, cuda:N or auto"),
+        ({"device": 5}, TypeError, "device must be a string, got 5"),
+    ],
+)
+def test_the_loop_checks_its_run_options_before_any_work(tmp_path, option, error, message):
+    """Before: max_minutes -1, NaN or True trained without a cap, threads=-1 was taken,
+    progress="no" drew the bar, resume="no" resumed; threads=True and device="gpu" failed
+    inside torch (as fit refused them all)."""
+    cfg = tiny_run_config("train.steps=1")
+    with pytest.raises(error, match=message):
+        loop.train(cfg, tmp_path / "run", **{"progress": False, **option})
+    assert list(tmp_path.iterdir()) == []

@@ -839,3 +839,27 @@ def test_label_histograms_refuse_fractional_labels_and_class_counts(call, messag
 def test_rmse_refuses_empty_images_and_flags_that_are_no_bool(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_numpy_class_counts_and_flags_are_taken_and_evaluate_keeps_the_mode():
+    """Before (the first of these since the metrics checked their arguments): a numpy
+    ``num_classes`` or ``signed`` was refused; and a refused ``evaluate`` left a model that was
+    training in eval mode."""
+    import numpy as np
+
+    from mistnet.config import load_preset
+    from mistnet.data.dataset import SceneDataset, collate_scenes
+    from mistnet.engine import evaluate
+    from mistnet.metrics import APMeter, ReconstructionMeter, label_histogram
+    from mistnet.models.build import build_model
+
+    labels = torch.tensor([[1, 2]])
+    assert label_histogram(labels, np.int64(4)).tolist() == [[0, 1, 1, 0]]
+    APMeter(num_classes=np.int64(10))
+    ReconstructionMeter(signed=np.bool_(True))
+    model = build_model(load_preset("tiny-cpu").model)
+    batch = collate_scenes([SceneDataset("mnist-hard", "test", size=2)[i] for i in range(2)])
+    assert model.training
+    with pytest.raises(ValueError, match="signed"):
+        evaluate(model, [batch], signed="no")
+    assert model.training

@@ -835,3 +835,23 @@ def test_a_folder_of_the_users_in_the_data_root_is_refused_before_out_is_made(tm
         assert_user_error(result, f"--data-root {tmp_path / 'root'}: {mine} exists and was not")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "root"]
     assert list((tmp_path / "empty").iterdir()) == [] and (mine / "notes.txt").read_text() == "mine"
+
+
+def test_reproduce_in_python_checks_its_options_before_out_is_made(tmp_path, monkeypatch):
+    """Before: data_root="" made the datasets in the working directory, seeds=True and
+    figures="no" were taken, a command holding a newline was recorded, log=None failed only
+    once OUT was made (its .lock, marker and plan left)."""
+    from mistnet.reproduce import reproduce
+
+    monkeypatch.chdir(tmp_path)
+    for kwargs, error, message in [
+        ({"data_root": ""}, ValueError, "data_root '' is an empty path"),
+        ({"seeds": True}, TypeError, "seeds must be an integer, got True"),
+        ({"figures": "no"}, TypeError, "figures must be True or False"),
+        ({"command": "a\nb"}, ValueError, "command 'a\\\\nb' holds the control character"),
+        ({"command": 5}, TypeError, "command must be a string"),
+        ({"log": None}, TypeError, "log must be a callable"),
+    ]:
+        with pytest.raises(error, match=message):
+            reproduce("table1", "smoke", "out", device="cpu", **kwargs)
+    assert list(tmp_path.iterdir()) == []

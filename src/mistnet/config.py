@@ -9,6 +9,7 @@ the resolved config is written beside every run so that a checkpoint can be rebu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -473,10 +474,15 @@ def _parse_value(text: str, where: str = "value") -> Any:
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``section.key=value`` strings (TOML values: ``3e-4``, ``true``, ``[1.0, 0.5]``).
 
+    ``cfg`` is changed in place and returned, or, when an override is refused, left as it was.
+
     Raises:
-        TypeError: ``overrides`` is not a list (or tuple) of strings.
+        TypeError: ``cfg`` is not a Config; ``overrides`` is not a list (or tuple) of strings.
         MistError: an item that is not ``section.key=value``, an unknown key or a bad value.
     """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a Config, got {type(cfg).__name__}")
+    changed = copy.deepcopy(cfg)  # a refused item leaves the caller's config as it was
     for item in _override_list(overrides):
         if "=" not in item:
             raise MistError(f"override {item!r} must look like section.key=value")
@@ -487,8 +493,11 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
-        set_value(cfg, section, key, _parse_value(text.strip(), dotted.strip()))
-    return validate(cfg)
+        set_value(changed, section, key, _parse_value(text.strip(), dotted.strip()))
+    validate(changed)
+    for f in dataclasses.fields(cfg):
+        setattr(cfg, f.name, getattr(changed, f.name))
+    return cfg
 
 
 def preset_names() -> list[str]:

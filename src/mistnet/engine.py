@@ -279,10 +279,10 @@ def evaluate(
     of every process (sharded validation: :func:`mistnet.distributed.sum_over_ranks`).
     ``meters`` see the same batches and outputs; their metrics are theirs to compute.
     """
+    classes = getattr(model.task_net, "num_classes", 10)
+    meter = SceneMeter(model.task, classes, annotations, signed)  # refuses its arguments first
     was_training = model.training
     model.eval()
-    classes = getattr(model.task_net, "num_classes", 10)
-    meter = SceneMeter(model.task, classes, annotations, signed)
     try:
         for raw in batches:
             batch = Batch.from_dict(raw, device)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mistnet import pretrained, validate
@@ -111,7 +112,7 @@ def _check_arguments(
     for name, value in (("k", k), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {value!r}")
-    if not isinstance(per_image_k, bool):
+    if not isinstance(per_image_k, bool | np.bool_):
         raise ArgumentError(f"per_image_k must be True or False, got {per_image_k!r}")
     if k and per_image_k:
         raise ArgumentError("k and per_image_k exclude each other")

@@ -39,24 +39,9 @@ from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.progress import Progress
 from mistnet.rundir import MAXIMISE, Run, select_metric, warm_start
+from mistnet.runoptions import RunOptions
 from mistnet.torchstate import callers_torch_state
 from mistnet.trainer import Trainer, build_trainer
-
-
-@dataclass
-class RunOptions:
-    """How this process trains, not part of the run (its config): ``threads > 0`` sets torch's
-    intra-op threads; ``precision`` (``"fp32"``, ``"bf16"``) and ``compile`` are speed options
-    (:mod:`mistnet.acceleration`); ``max_minutes > 0`` stops this invocation after that long.
-    """
-
-    device: str = "cpu"
-    resume: bool = False
-    max_minutes: float = 0.0
-    progress: bool = True
-    threads: int = 0
-    precision: str = "fp32"
-    compile: bool = False
 
 
 @dataclass

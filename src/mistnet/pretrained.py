@@ -25,6 +25,7 @@ import torch
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
+from mistnet.device import device_argument
 from mistnet.errors import ArgumentError, DataError, MistError, unprintable
 from mistnet.io import require_short_name
 from mistnet.models.build import build_to_load
@@ -32,7 +33,7 @@ from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
 from mistnet.textfile import read_json
-from mistnet.validate import printable
+from mistnet.validate import path_argument, printable
 
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"
@@ -153,8 +154,12 @@ def card_problem(card: dict[str, Any]) -> str | None:
 
 
 def read(name: str, device: torch.device | str = "cpu") -> tuple[Checkpoint, Card]:
-    """The checkpoint of the pretrained model ``name`` and its card (see :func:`path_of`)."""
-    ckpt = Checkpoint(path_of(name), device=device)
+    """The checkpoint of the pretrained model ``name`` and its card (see :func:`path_of`).
+
+    Raises:
+        ArgumentError: ``device`` is no device name, or CUDA where there is none.
+    """
+    ckpt = Checkpoint(path_of(name), device=device_argument(device))
     return ckpt, Card.of(ckpt)
 
 
@@ -165,6 +170,7 @@ def load(name: str, device: torch.device | str = "cpu") -> tuple[Config, MIST, C
         MistError: no such model (one line listing the known names), a file whose bytes do not
             match its checksum, or one that is no packaged model.
     """
+    device = device_argument(device)
     ckpt, _ = read(name, device)
     cfg = from_record(ckpt.config, str(ckpt.path))
     model = build_to_load(cfg.model, cfg.train.method)
@@ -187,6 +193,7 @@ def load_any(
         raise TypeError(f"give a run directory or a model name, got {type(source).__name__}")
     if not str(source).strip():  # Path("") is the working directory
         raise ArgumentError(f"give a run directory or a model name, got {str(source)!r}")
+    device = device_argument(device)
     if Path(source).exists():
         return Run(source).load(which, device=device)
     if str(source) not in names():
@@ -197,6 +204,19 @@ def load_any(
             "best); leave which out"
         )
     return load(str(source), device)
+
+
+def _check_package_arguments(run, name, command, out, overwrite) -> None:
+    """Refuse :func:`package` arguments of the wrong type, and an empty ``run`` or ``out`` (the
+    working directory), as the command line refuses an empty argument."""
+    for label, value in (("run", run), ("out", out)):
+        if not path_argument(value, label):
+            raise ArgumentError(f"{label} '' is an empty path; give the {label} directory")
+    for label, value in (("name", name), ("command", command)):
+        if not isinstance(value, str):
+            raise TypeError(f"{label} must be a string, got {type(value).__name__}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
 
 
 def package(
@@ -228,6 +248,7 @@ def package(
             metrics or metrics of another checkpoint than the best, or a file of that name in
             ``out`` that is no packaged model.
     """
+    _check_package_arguments(run, name, command, out, overwrite)
     if not NAME.fullmatch(name):
         raise MistError(f"--name {name!r}: use lowercase letters, digits and dashes")
     require_short_name(f"{name}{SUFFIX}", "--name: the file")

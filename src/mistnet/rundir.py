@@ -262,7 +262,7 @@ class Run:
         ckpt = Checkpoint(self.last)
         self.require_trained_with(ckpt, saved, resume)
         # before config.json is written again
-        check_resume(ckpt, saved, self.read_log(), validated=self.best.is_file())
+        check_resume(ckpt, saved, self.read_log())
 
     def require_trained_with(self, ckpt: Checkpoint, saved: Config, hint: str = "") -> None:
         """Refuse the checkpoint ``ckpt`` of this run when the config it records differs from
@@ -332,7 +332,7 @@ class Run:
         none, as a fresh run has not)."""
         ckpt = Checkpoint(own_file(self.last, RUN_DIRECTORY), device=device)
         log = self.read_log()
-        check_resume(ckpt, cfg, log, validated=self.best.is_file())
+        check_resume(ckpt, cfg, log)
         ckpt.load_model(trainer.model)
         for name, opt in trainer.optimizers.items():
             ckpt.load_optimizer(name, opt)
@@ -434,17 +434,15 @@ def _moved_here(saved: Config, path: str) -> bool:
     return manifest_digest(manifest) == saved.record.data_manifest
 
 
-def check_resume(
-    ckpt: Checkpoint, cfg: Config, log: list[LogRecord], validated: bool = False
-) -> None:
+def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
     """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
 
     The train line of every ``log_every``-th step is appended before the checkpoint of that step
     is written, so the log of the run a checkpoint belongs to holds the line of the last such
     step at or before the checkpoint's; a missing or empty log past that step lost the run's
     history (the resumed log would start mid-run, its summary naming steps it has not).
-    ``validated``: the run validates (it has a ``best.safetensors``), so the log holds the
-    line of the last ``val_every``-th step too (appended before that step's checkpoint).
+    A run that validated (its checkpoint names a best step; a run trained without validation
+    data names none) holds the line of the last ``val_every``-th step too.
     """
     t = cfg.train
     if ckpt.step > t.steps:
@@ -466,6 +464,7 @@ def check_resume(
             "the log and the checkpoint are of different runs"
         )
     checked = ckpt.step // t.val_every * t.val_every
+    validated = ckpt.extra.get("best_step") is not None
     if validated and checked > 0 and checked not in {r.step for r in log if r.split == "val"}:
         raise MistError(
             f"log.jsonl has no validation line for step {checked} but {ckpt.path} is at step "

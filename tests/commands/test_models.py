@@ -322,3 +322,23 @@ def test_a_shipped_model_reproduces_its_card_on_data_its_card_remakes(
     got = json.loads(out.read_text())
     assert got["images"] == card.evaluated_on["images"]
     assert got["metrics"] == pytest.approx(card.metrics, abs=1e-4)
+
+
+def test_package_and_pretrained_load_check_their_arguments(packaged, tmp_path, monkeypatch):
+    """Before: package(out="") wrote into the working directory, overwrite="no" replaced a
+    model, command=None an AttributeError; pretrained.load(device="gpu") torch's error."""
+    run = packaged[0]
+    monkeypatch.chdir(tmp_path)
+    for kwargs, error, message in [
+        ({"out": ""}, ValueError, "out '' is an empty path"),
+        ({"run": ""}, ValueError, "run '' is an empty path"),
+        ({"overwrite": "no"}, TypeError, "overwrite must be True or False, got 'no'"),
+        ({"command": None}, TypeError, "command must be a string, got NoneType"),
+        ({"name": 5}, TypeError, "name must be a string, got int"),
+    ]:
+        call = {"run": run, "name": NAME, "command": COMMAND, "out": tmp_path / "o", **kwargs}
+        with pytest.raises(error, match=message):
+            pretrained.package(**call)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto, got 'gpu'"):
+        pretrained.load_any(run, device="gpu")

@@ -785,3 +785,18 @@ def test_a_boxes_file_without_any_box_imports_with_a_warning(capsys, tmp_path):
         f"mist data import-images: warning: {tmp_path / 'b.csv'}: no image holds an instance; "
         "the dataset has none to train or measure on"
     )
+
+
+def test_a_folder_named_with_a_tab_or_220_characters_imports_under_a_cleaned_name(capsys, tmp_path):
+    """Before: refused, the dataset's name (the folder's) blamed on OUT/manifest.json, a file
+    the user never wrote: a folder's name may hold 255 bytes and a tab."""
+    for name, want in (("tab\tphotos", "tab?photos"), ("x" * 220, "x" * 200)):
+        src = tmp_path / name
+        src.mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(src / f"{i}.png")
+        out = tmp_path / f"ds{len(name)}"
+        rc, _, err = mist(capsys, "data", "import-images", src, "--out", out, "--val", "0",
+                          "--test", "0")  # fmt: skip
+        assert rc == 0, err
+        assert json.loads((out / "manifest.json").read_text())["name"] == want

@@ -267,3 +267,33 @@ def test_scene_datasets_check_their_arguments(make, error, message):
     scenes than any integer seed, a float index was truncated) or failed deep inside."""
     with pytest.raises(error, match=message):
         make()
+
+
+def test_scene_indices_seeds_and_generator_arguments_are_checked():
+    """Before: mnist-hard-1to9999999999 enumerated ten billion counts until memory ran out;
+    index 1.7, True and seed 1.5 were cut to scene 1 / seed 1, 2**64 and "1" taken, 2**70 an
+    OverflowError, a name a bare AttributeError; jitter=100 put boxes hundreds of pixels
+    outside the image; layout_bank=2.5 was taken."""
+    with pytest.raises(DataError, match="at most 99 digits a scene"):
+        build_generator("mnist-hard-1to9999999999")
+    g = build_generator("mnist-hard", layout_bank=16)
+    for indices, seed, error, message in [
+        ([1.7], 0, TypeError, "indices must be integers, got float64"),
+        ([True], 0, TypeError, "indices must be integers, got bool"),
+        ([2**70], 0, TypeError, "indices must be integers, got object"),
+        ([-1], 0, ValueError, r"scene index must be an integer in \[0, 2\*\*63\), got -1"),
+        ([1], 1.5, TypeError, "seed must be an integer, got 1.5"),
+        ([1], "1", TypeError, "seed must be an integer, got '1'"),
+        ([1], 2**64, ValueError, r"seed must be an integer in \[0, 2\*\*63\)"),
+    ]:
+        with pytest.raises(error, match=message):
+            make_scenes(g, "train", indices, seed)
+    with pytest.raises(TypeError, match="generator must be a SceneGenerator, got str"):
+        make_scenes("mnist-hard", "train", [1])
+    with pytest.raises(TypeError, match="scene index must be an integer, got 1.5"):
+        SceneDataset("mnist-hard", "train", size=3).scene(1.5)
+    assert make_scenes(g, "train", np.array([1, 2]), np.int64(0))["counts"].shape == (2,)
+    with pytest.raises(DataError, match="jitter must be at most 0.25"):
+        build_generator("mnist-easy", jitter=100.0)
+    with pytest.raises(TypeError, match="layout_bank must be an integer, got 2.5"):
+        build_generator("mnist-hard", layout_bank=2.5)

@@ -21,6 +21,7 @@ import sys
 from mistnet import config
 from mistnet.acceleration import PRECISIONS
 from mistnet.commands._args import add_compute_arguments, add_set_argument, checked_threads
+from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import read_manifest
 from mistnet.device import check_device
 from mistnet.distributed import World
@@ -94,6 +95,27 @@ def list_presets() -> None:
         print(f"{name:24s} {m.task:11s} {t.method:11s} data={cfg.data.name} K={m.k}")
 
 
+def _resumed_steps(args: argparse.Namespace, saved: config.Config) -> int:
+    """The ``train.steps`` a resume of the run ``saved`` trains to (``--set`` may raise them).
+
+    Raises:
+        MistError: a run of data in memory, or fewer steps than the run's.
+    """
+    if saved.data.name == IN_MEMORY:  # its data lives in the script that trained it
+        raise MistError(
+            f"{args.out} was trained on data in memory (mistnet.fit); mist train cannot "
+            "resume it: in Python, train on from its weights with mistnet.fit("
+            "mistnet.load(RUN), data, out=NEW)"
+        )
+    steps = config.apply_overrides(copy.deepcopy(saved), args.overrides).train.steps
+    if steps < saved.train.steps:  # said outright; a preset's own is ignored with a note
+        raise MistError(
+            f"--set train.steps={steps} is below the {saved.train.steps} steps of the run "
+            f"{args.out}; --resume trains it to {saved.train.steps}, or further with more"
+        )
+    return steps
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         list_presets()
@@ -118,12 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Run(args.out)
         saved = run_dir.resume_config()[0]
-        steps = config.apply_overrides(copy.deepcopy(saved), args.overrides).train.steps
-        if steps < saved.train.steps:  # said outright; a preset's own is ignored with a note
-            raise MistError(
-                f"--set train.steps={steps} is below the {saved.train.steps} steps of the run "
-                f"{args.out}; --resume trains it to {saved.train.steps}, or further with more"
-            )
+        steps = _resumed_steps(args, saved)
         if args.preset:
             asked = config.resolve(args.preset, overrides)
             asked.train.steps = steps  # only --set raises them, never the preset's own

@@ -45,7 +45,7 @@ from PIL import Image, ImageOps
 from mistnet import validate
 from mistnet.data.annotations import Truth, fit_boxes, read_truth
 from mistnet.data.digits import SPLITS
-from mistnet.data.store import claim_dataset, write_dataset
+from mistnet.data.store import claim_dataset, folder_name, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, decoding, open_image, pixel_count
 from mistnet.validate import regular_file, require_finite
@@ -563,5 +563,5 @@ def import_images(
     }
     if crop is not None:
         manifest["crop_origins"] = origins  # (x0, y0) of each crop in its file
-    write_dataset(out, root.name or "images", splits, manifest)
+    write_dataset(out, folder_name(root, "images"), splits, manifest)
     return {**manifest, "channels": C, "height": H, "width": W}

@@ -27,7 +27,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from mistnet.data.images import read_image, to_channels
-from mistnet.data.store import claim_dataset, load_split, read_manifest, write_dataset
+from mistnet.data.store import (
+    claim_dataset,
+    folder_name,
+    load_split,
+    read_manifest,
+    write_dataset,
+)
 from mistnet.errors import DataError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.outputs import claim_output, new_directory
@@ -311,7 +317,7 @@ def import_official(
     splits = read_official(root, progress, max_pixels)
     return write_dataset(
         out,
-        Path(root).resolve().name,
+        folder_name(Path(root).resolve(), "official"),
         splits,
         manifest={"generator": "official-import", "source": str(Path(root).resolve())},
     )

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mistnet import validate
 from mistnet.data.digits import DigitPools, canonical_split, load_digits
 from mistnet.data.gabor import (
     GABOR_A,
@@ -76,9 +77,11 @@ class Scene:
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The random generator of scene ``index`` of ``split`` under ``seed`` (pure function)."""
+    """The random generator of scene ``index`` of ``split`` under ``seed`` (pure function);
+    a seed or index that is no integer in [0, 2**63) is refused (1.7 was cut to scene 1)."""
+    seed, index = validate.seed(seed, "seed"), validate.seed(index, "scene index")
     return np.random.default_rng(
-        np.random.SeedSequence([int(seed), SPLIT_IDS[canonical_split(split)], int(index)])
+        np.random.SeedSequence([seed, SPLIT_IDS[canonical_split(split)], index])
     )
 
 
@@ -205,6 +208,9 @@ def _check_region(low: np.ndarray, high: np.ndarray, size: int, region: object) 
         raise DataError(f"region {region} must lie in the {size} x {size} px canvas (0..{size})")
 
 
+MAX_JITTER = 0.25  # cells: a corner digit's box leaves the image 3.5 deviations away
+
+
 class MnistEasy(_DigitSceneGenerator):
     """MNIST-easy (docs/design.md, Data): digits 1..9 in row-major order on a perturbed 3×3 grid.
 
@@ -219,6 +225,11 @@ class MnistEasy(_DigitSceneGenerator):
     def __init__(self, digits: str | DigitPools = "embedded", jitter: float = 1 / 8) -> None:
         super().__init__(digits)
         self.jitter = _finite(jitter, "jitter", low=0.0)
+        if self.jitter > MAX_JITTER:  # 100 put boxes hundreds of pixels outside the image
+            raise DataError(
+                f"jitter must be at most {MAX_JITTER} (of a cell; the paper's is 1/8), got "
+                f"{jitter!r}: centres would leave the image"
+            )
         cell = self.width / 3
         grid = -0.5 + (np.arange(3) + 0.5) * cell
         gx, gy = np.meshgrid(grid, grid)  # row-major: row r = y index
@@ -285,6 +296,8 @@ class MnistHard(_DigitSceneGenerator):
         radius = _finite(radius, "radius", positive=True)
         if np.any(self._high <= self._low):
             raise DataError(f"impossible layout: radius {radius}, region {region}")
+        if isinstance(layout_bank, bool) or not isinstance(layout_bank, numbers.Integral):
+            raise TypeError(f"layout_bank must be an integer, got {layout_bank!r}")
         if layout_bank < 0:
             raise ValueError(f"layout_bank must be >= 0, got {layout_bank}")
         self.counts = np.asarray(counts, dtype=np.int64)
@@ -501,6 +514,10 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
         return GENERATORS[name](digits=digits, **kwargs)
     m = _HARD_PATTERN.match(name)
     if m:
+        if any(len(g) > 2 for g in m.groups() if g):  # counts are enumerated: 10**10 of them
+            raise DataError(
+                f"scene generator {name!r}: at most 99 digits a scene (the name's count)"
+            )
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
         if hi < lo or lo < 1:
@@ -537,9 +554,13 @@ def make_scenes(
         (padding 0), ``labels`` int64 ``(N, M)`` (padding -1), ``counts`` int64 ``(N,)``, with
         ``M = generator.max_count``.
     """
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    out = empty_arrays(generator, indices.size)
-    for n, i in enumerate(indices):
+    if not isinstance(generator, SceneGenerator):  # a name: build_generator(name) makes one
+        raise TypeError(f"generator must be a SceneGenerator, got {type(generator).__name__}")
+    raw = np.asarray(indices).reshape(-1)
+    if raw.size and raw.dtype.kind not in "iu":  # 1.7 and True were cut to scene 1
+        raise TypeError(f"indices must be integers, got {raw.dtype} values")
+    out = empty_arrays(generator, raw.size)
+    for n, i in enumerate(raw):
         s = generator.generate(split, int(i), seed)
         out["images"][n] = s.image
         out["boxes"][n, : s.count] = s.boxes

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from mistnet.data.dataset import SceneDataset, to_item
 from mistnet.data.digits import SPLITS, canonical_split
-from mistnet.errors import ArgumentError, DataError
+from mistnet.errors import ArgumentError, DataError, unprintable
 from mistnet.io import LOCK, exclusive_lock, json_text
 from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
 from mistnet.textfile import read_json
@@ -201,6 +201,14 @@ def _check_write_arguments(out_dir, splits, manifest, compress, overwrite) -> No
         json_text(manifest or {})
     except (TypeError, ValueError) as exc:  # numpy scalars, sets, nesting past the limit
         raise TypeError(f"manifest must hold JSON values only: {exc}") from None
+
+
+def folder_name(folder: str | os.PathLike, fallback: str) -> str:
+    """A dataset name taken from the folder it is imported from, as every reader takes one:
+    control characters as ``?``, at most 200 characters (a folder's name may hold 255 bytes,
+    and a tab)."""
+    name = "".join("?" if unprintable(c) else c for c in Path(folder).name)
+    return name[:200].strip() or fallback
 
 
 def write_dataset(
@@ -537,6 +545,7 @@ __all__ = [
     "SceneFolder",
     "annotations_of",
     "dataset_directory",
+    "folder_name",
     "classes_of",
     "counted_instances",
     "label_name",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -249,8 +250,9 @@ def check_counts(count: Tensor | None, most: int, name: str) -> None:
 
 
 def check_num_classes(num_classes: object) -> None:
-    """Raise ValueError unless ``num_classes`` is an integer >= 1 (not a bool)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    """Raise ValueError unless ``num_classes`` is an integer >= 1 (numpy's too; not a bool)."""
+    integral = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)
+    if not integral or num_classes < 1:
         raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
 
 
@@ -281,10 +283,10 @@ def check_number(
 
 
 def check_flag(value: object, name: str) -> bool:
-    """``value`` if it is True or False; else ValueError (a string ``"no"`` is true)."""
-    if not isinstance(value, bool):
+    """``value`` if it is True or False (numpy's too); else ValueError (``"no"`` is true)."""
+    if not isinstance(value, bool | np.bool_):
         raise ValueError(f"{name}: expected True or False, got {value!r}")
-    return value
+    return bool(value)
 
 
 def check_detections(

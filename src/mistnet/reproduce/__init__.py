@@ -35,6 +35,7 @@ use a fresh ``--out`` or delete that run directory.
 
 from __future__ import annotations
 
+import numbers
 import os
 import shlex
 import time
@@ -45,7 +46,7 @@ from typing import Any
 from mistnet import validate
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
-from mistnet.errors import DataError, MistError, say
+from mistnet.errors import ArgumentError, DataError, MistError, say
 from mistnet.io import atomic_write_json, exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
@@ -270,6 +271,8 @@ MAX_SEEDS = 100
 
 
 def _check_counts(seeds: int, threads: int, digits: str) -> None:
+    if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral):
+        raise TypeError(f"seeds must be an integer, got {seeds!r}")
     if not 1 <= seeds <= MAX_SEEDS:
         raise MistError(
             f"--seeds must be from 1 to {MAX_SEEDS} (each seed trains the whole table again), "
@@ -278,6 +281,22 @@ def _check_counts(seeds: int, threads: int, digits: str) -> None:
     validate.threads(threads, "--threads")
     if digits not in ("embedded", "mnist"):
         raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
+
+
+def _check_options(data_root, figures, log, command) -> None:
+    """Refuse an empty ``data_root`` (the working directory), a ``figures`` that is no bool
+    and a ``log`` that is no callable, before ``out`` is made (the command line refuses an
+    empty argument itself)."""
+    if data_root is not None and not validate.path_argument(data_root, "data_root"):
+        raise ArgumentError("data_root '' is an empty path; give a folder or leave it out")
+    if not isinstance(figures, bool):
+        raise TypeError(f"figures must be True or False, got {figures!r}")
+    if not callable(log):
+        raise TypeError(f"log must be a callable taking a message, got {log!r}")
+    if command is not None:
+        if not isinstance(command, str):
+            raise TypeError(f"command must be a string, got {type(command).__name__}")
+        validate.printable(command, "command", "give the command on one line")
 
 
 def _data_places(
@@ -341,6 +360,7 @@ def reproduce(
     tables = _get_tables(table)
     plan = get_budget(budget)
     _check_counts(seeds, threads, digits)
+    _check_options(data_root, figures, log, command)
     pools = load_digits(digits)
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
