@@ -309,9 +309,10 @@ def _eval_record(path: Path, run: str | os.PathLike, ckpt: Checkpoint) -> dict[s
         foreign = isinstance(other, str) and Path(other).resolve() != here and Path(other).is_dir()
     else:
         foreign = not names_here
-    if foreign:
+    if foreign:  # the directory it measured, as recorded (a relative run name may be the same)
+        measured = record.get("run_dir") or record.get("run")
         raise MistError(
-            f"{path} measured the run {record.get('run')!r}, not {run}; run mist eval on this run"
+            f"{path} measured the run {measured!r}, not {run} ({here}); run mist eval on this run"
         )
     if record["step"] != ckpt.step or record["checkpoint"] != ckpt.path.name:
         raise MistError(

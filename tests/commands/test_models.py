@@ -200,7 +200,8 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     # Before: the record of another run at the same step was published with this run's weights.
     stale.write_text(json.dumps({**record, "run": "runB", "run_dir": str(tmp_path / "runB")}))
     result = mist(capsys, *package, "--name", NAME, "--metrics", stale)
-    assert_user_error(result, "eval.json measured the run 'runB', not", "run mist eval on this run")
+    # the directory it measured, not its relative name (a copied run's is the same)
+    assert_user_error(result, f"eval.json measured the run '{tmp_path / 'runB'}', not", "this run")
     # Before: the same record copied into the run as its eval-test.json was taken as the run's
     # own (another run of the same steps' metrics on this run's model card); one whose run
     # directory is gone (the run moved since) still is
@@ -210,7 +211,7 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     (copied / "eval-test.json").write_text(stale.read_text())
     moved = ["models", "package", copied, "--command", COMMAND, "--out", tmp_path / "m"]
     result = mist(capsys, *moved, "--name", NAME)
-    assert_user_error(result, "eval-test.json measured the run 'runB', not")
+    assert_user_error(result, f"eval-test.json measured the run '{tmp_path / 'runB'}', not")
     (tmp_path / "runB").rmdir()
     assert mist(capsys, *moved, "--name", NAME)[0] == 0
     shutil.rmtree(copied)

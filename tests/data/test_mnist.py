@@ -266,3 +266,19 @@ def test_the_cache_is_never_filled_inside_a_mistnet_output(capsys, tmp_path, mon
     result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
     assert_user_error(result, "the MNIST cache ($MISTNET_DATA/mnist)", "is inside the dataset")
     assert files_under(tmp_path) == before
+
+
+def test_a_file_size_limit_while_filling_the_cache_names_the_cache(tmp_path):
+    """Before: "File too large" alone, naming no file (every other writer names its output)."""
+    import resource
+
+    content = small_mnist(tmp_path / "src")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))  # EFBIG past 100 bytes
+    try:
+        with pytest.raises(OSError) as info:
+            install_mnist(tmp_path / "src", md5=md5s(content))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert info.value.filename == str(mnist_cache())
+    assert not mnist_cache().exists()

@@ -218,9 +218,12 @@ def _fill_cache(
             remove_path(old)
         else:
             os.rename(tmp, cache)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         remove_empty(created)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):
+            # a full disk or a size limit while filling it: name the cache (as an output)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(cache)) from exc
         raise
     return cache
 
