@@ -201,9 +201,24 @@ def test_non_finite_weights_and_a_negative_step_are_refused(tmp_path):
     with pytest.raises(MistError, match=r"nan.safetensors: model\.task_net\.\S+ holds 1 NaN"):
         Checkpoint(tmp_path / "nan.safetensors")
     _, model, _ = trained()
-    save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=-5)
+    # Before: save_checkpoint wrote step -5, which its reader then called damaged
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got -5"):
+        save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=-5)
+    assert not (tmp_path / "neg.safetensors").exists()
+    save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=5)
+    _rewritten(tmp_path / "neg.safetensors", lambda t, m: m.update(step="-5"))
     with pytest.raises(MistError, match=r"neg.safetensors has damaged metadata \(step '-5' is no"):
         Checkpoint(tmp_path / "neg.safetensors")
+    for kwargs, error, message in [
+        ({"config": 5}, TypeError, "config must be a dict, got int"),
+        ({"extra": {"best": "high"}}, ValueError, "extra: "),
+        ({"model": 5}, TypeError, "model must be a torch module, got int"),
+        ({"optimizers": [1]}, TypeError, "optimizers must be a dict"),
+    ]:
+        call = {"model": model, "config": cfg.to_dict(), "step": 1, **kwargs}
+        with pytest.raises(error, match=message):
+            save_checkpoint(tmp_path / "x.safetensors", **call)
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def _rewritten(path, change):

@@ -505,3 +505,21 @@ def test_a_refused_override_leaves_the_callers_config_as_it_was():
     with pytest.raises(TypeError, match="cfg must be a Config, got dict"):
         apply_overrides({}, ["model.k=3"])
     assert apply_overrides(cfg, ["model.k=3"]) is cfg and cfg.model.k == 3
+
+
+def test_override_refuses_values_without_a_toml_form_and_takes_numpy_scalars():
+    """Before: None and NaN became the strings 'null' and 'NaN' (data.path="null"), a key of
+    None the text 'None=1'; a numpy integer was "not JSON serializable"."""
+    import numpy as np
+
+    from mistnet.config import override
+
+    for key, value, error, message in [
+        ("data.path", None, TypeError, "a value must be a string, number, bool or list"),
+        ("data.path", float("nan"), ValueError, "a value must be a finite number, got nan"),
+        (None, 1, TypeError, "key must be a string section.key"),
+    ]:
+        with pytest.raises(error, match=message):
+            override(key, value)
+    assert override("model.k", np.int64(3)) == "model.k=3"
+    assert apply_overrides(load_preset("tiny-cpu"), [override("model.k", np.int64(3))]).model.k == 3

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,25 @@ def _flat(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     return {f"{prefix}{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+def _check_save_arguments(model, optimizers, config, step, extra, averaged) -> None:
+    """Refuse what :class:`Checkpoint` would refuse on reading (a file written, then called
+    damaged): a step that is no integer >= 0, a config or extra that is no dict, extras
+    training could not resume from; and arguments of the wrong type, before anything is
+    written."""
+    for name, module in (("model", model), ("averaged", averaged)):
+        if module is not None and not isinstance(module, nn.Module):
+            raise TypeError(f"{name} must be a torch module, got {type(module).__name__}")
+    if optimizers is not None and not isinstance(optimizers, dict):
+        raise TypeError(f"optimizers must be a dict of name to optimiser, got {optimizers!r}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    for name, value in (("config", config), ("extra", extra or {})):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
+    if problem := _extra_problem(extra or {}):
+        raise ValueError(f"extra: {problem}")
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -108,6 +128,7 @@ def save_checkpoint(
         extra: any JSON-serialisable record (history, best metric, ...).
         averaged: an ``AveragedModel`` of ``model``; stored under ``average.``.
     """
+    _check_save_arguments(model, optimizers, config, step, extra, averaged)
     path = Path(path)
     tensors = _flat("model.", model)
     if averaged is not None:

@@ -22,6 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.machine import max_threads
@@ -433,7 +435,19 @@ def override(key: str, value: Any) -> str:
     Example:
         >>> print(override("data.path", 'runs/"a"'))
         data.path="runs/\"a\""
+
+    Raises:
+        TypeError: ``key`` is no string, or ``value`` none of these (None has no TOML form;
+            a numpy scalar is taken as its Python number).
+        ValueError: a NaN or infinite number (JSON writes it as ``NaN``, a string to TOML).
     """
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a string section.key, got {key!r}")
+    value = value.item() if isinstance(value, np.generic) else value
+    if value is None or not isinstance(value, str | int | float | bool | list | tuple):
+        raise TypeError(f"{key}: a value must be a string, number, bool or list, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: a value must be a finite number, got {value!r}")
     return f"{key}={json.dumps(value, ensure_ascii=False)}"
 
 
