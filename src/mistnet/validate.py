@@ -348,6 +348,9 @@ def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path
     if ".." in Path(name).parts:
         raise DataError(f"{where}: {name!r} leaves the dataset root {root} ('..')")
     path = root / name
+    if not os.path.lexists(path):  # listed in one Unicode form, stored in the other (macOS)
+        forms = (root / unicodedata.normalize(f, name) for f in ("NFC", "NFD"))
+        path = next((p for p in forms if os.path.lexists(p)), path)
     try:
         real_root, real = root.resolve(), path.resolve()
     except (RuntimeError, OSError):  # Python's "Symlink loop" (3.11), ELOOP (3.13)

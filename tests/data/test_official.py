@@ -243,3 +243,13 @@ def test_16_bit_grey_images_are_scaled_not_clipped(layout):
     images = read_official(layout, progress=False)["train"]["images"]
     assert images.shape == (2, 1, 80, 80)  # grey: one channel
     assert images[0, 0, 0, :5].tolist() == [255, 128, 4, 1, 0]  # v / 257, rounded
+
+
+def test_a_list_entry_in_another_unicode_form_than_its_file_is_read(layout):
+    """Before: a list naming café.png (NFC) for a file stored as cafe\u0301.png (NFD, as macOS
+    writes names) was "no such file", showing a name identical to the file's; import-images
+    matched them."""
+    first = first_image(layout)
+    first.rename(first.with_name("cafe\u0301.png"))
+    list_first(layout, "images/train/caf\u00e9.png")
+    assert read_official(layout, progress=False)["train"]["images"].shape[0] == 2
