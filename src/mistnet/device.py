@@ -49,5 +49,16 @@ def device_argument(device: torch.device | str, option: str = "device") -> torch
         TypeError: neither a string nor a ``torch.device``.
         ArgumentError: any other device, or CUDA where there is none.
     """
+    return resolve_device(device_name(device, option), option)
+
+
+def device_name(device: torch.device | str, option: str = "device") -> str:
+    """The name of a device a Python caller gave as a name or a ``torch.device``, once
+    :func:`check_device` takes it (not resolved: ``auto`` stays ``auto``).
+
+    Raises:
+        TypeError: neither a string nor a ``torch.device``.
+        ArgumentError: any other device.
+    """
     name = str(device) if isinstance(device, torch.device) else device
-    return resolve_device(check_device(name, option), option)
+    return check_device(name, option)

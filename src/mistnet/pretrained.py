@@ -33,7 +33,7 @@ from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
 from mistnet.textfile import read_json
-from mistnet.validate import path_argument, printable
+from mistnet.validate import flag, path_argument, printable
 
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"
@@ -215,8 +215,7 @@ def _check_package_arguments(run, name, command, out, overwrite) -> None:
     for label, value in (("name", name), ("command", command)):
         if not isinstance(value, str):
             raise TypeError(f"{label} must be a string, got {type(value).__name__}")
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    flag(overwrite, "overwrite")
 
 
 def package(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from mistnet import validate
-from mistnet.device import check_device
+from mistnet.device import device_name
 from mistnet.errors import ArgumentError
 
 
@@ -33,11 +33,9 @@ class RunOptions:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("resume", "progress", "compile"):  # "no" would be true
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        device = str(self.device) if isinstance(self.device, torch.device) else self.device
-        check_device(device, "device")
+        for name in ("resume", "progress", "compile"):
+            validate.flag(getattr(self, name), name)
+        device_name(self.device, "device")
         if isinstance(self.max_minutes, bool):
             raise TypeError(f"max_minutes must be a number of minutes, got {self.max_minutes!r}")
         if self.max_minutes != 0:  # NaN and -1 are no cap either: refused, not taken as none

@@ -259,6 +259,17 @@ def class_names(names: object, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False (a string ``"no"`` would be true).
+
+    Raises:
+        TypeError: anything else, naming ``name``.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def seed(value: object, name: str = "seed") -> int:
     """``value`` if it is an integer seed in [0, 2**63).
 

@@ -41,6 +41,7 @@ from mistnet.textfile import read_json
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
     class_names,
+    flag,
     own_file,
     path_argument,
     printable,
@@ -171,9 +172,8 @@ def _check_write_arguments(out_dir, splits, manifest, compress, overwrite) -> No
     manifest that is no JSON object, before anything is checked on disk."""
     if not path_argument(out_dir, "out_dir"):
         raise ArgumentError("out_dir '' is an empty path; give the dataset directory to write")
-    for name, value in (("compress", compress), ("overwrite", overwrite)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
+    flag(compress, "compress")
+    flag(overwrite, "overwrite")
     if not isinstance(splits, dict):
         raise TypeError(
             f"splits must be a dict of split name to arrays, got {type(splits).__name__}"

@@ -289,8 +289,7 @@ def _check_options(data_root, figures, log, command) -> None:
     empty argument itself)."""
     if data_root is not None and not validate.path_argument(data_root, "data_root"):
         raise ArgumentError("data_root '' is an empty path; give a folder or leave it out")
-    if not isinstance(figures, bool):
-        raise TypeError(f"figures must be True or False, got {figures!r}")
+    validate.flag(figures, "figures")
     if not callable(log):
         raise TypeError(f"log must be a callable taking a message, got {log!r}")
     if command is not None:
