@@ -149,3 +149,13 @@ def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
     run_dir = tmp_path / f"node{written[0]}" / "run"
     (val,) = [r for r in Run(run_dir).records() if r["split"] == "val"]
     assert val["n_images"] == 16  # validation sharded over both machines' processes
+
+
+@pytest.mark.parametrize(("batch_size", "world_size"), [(0, 1), (8, 3), (8, 0)])
+def test_step_sampler_refuses_a_batch_that_does_not_split_over_the_processes(
+    batch_size, world_size
+):
+    """Before: batch_size 0 failed with ZeroDivisionError when iterated; 8 over 3 processes
+    silently dropped two scenes of every batch."""
+    with pytest.raises(ValueError, match="must be a positive multiple of world_size"):
+        StepSampler(20, batch_size, seed=0, start_step=0, steps=2, world_size=world_size)

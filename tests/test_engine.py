@@ -278,6 +278,30 @@ def test_evaluate_restores_training_mode_and_counts_detections(monkeypatch):
     assert metrics["both"] <= metrics["det_iou50"]
 
 
+@pytest.mark.parametrize(
+    ("batches", "error", "message"),
+    [
+        ([], ValueError, "batches held no image"),
+        (
+            [{"image": torch.zeros(1, 1, 40, 40)}],
+            ValueError,
+            "a batch needs a tensor at 'boxes', got nothing",
+        ),
+        ([("image",)], TypeError, "a batch must be a dict, got tuple"),
+    ],
+)
+def test_evaluate_refuses_no_batches_and_batches_that_are_not_scene_batches(
+    batches, error, message
+):
+    """Before: ``evaluate(model, [])`` returned NaN metrics that looked measured, a batch
+    without ``boxes`` failed with a bare KeyError."""
+    tr = make_trainer()
+    tr.model.train()
+    with pytest.raises(error, match=message):
+        evaluate(tr.model, batches)
+    assert tr.model.training
+
+
 def test_evaluate_scores_the_keypoints_of_a_reconstruction_model(monkeypatch):
     """Reconstruction reports RMSE and, with boxes in the data, class-agnostic detection."""
     tr = make_trainer("model.task=reconstruct")

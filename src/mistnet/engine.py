@@ -51,6 +51,15 @@ class Batch:
     @classmethod
     def from_dict(cls, batch: dict[str, Tensor], device: torch.device | str) -> Batch:
         keys = ("image", "boxes", "labels", "count")
+        if not isinstance(batch, dict):
+            raise TypeError(f"a batch must be a dict, got {type(batch).__name__}")
+        for key in keys:
+            if not isinstance(batch.get(key), Tensor):
+                got = "nothing" if key not in batch else type(batch[key]).__name__
+                raise ValueError(
+                    f"a batch needs a tensor at {key!r}, got {got} (batches are what "
+                    "mistnet.data.collate_scenes makes)"
+                )
         return cls(*(batch[key].to(device, non_blocking=True) for key in keys))
 
 
@@ -302,7 +311,10 @@ def evaluate(
                 extra.update(out, batch)
     finally:
         model.train(was_training)
-    if reduce is not None:
+    if reduce is not None:  # a process may see no batch; the sum over processes decides
         for m in (meter, *meters):
             m.load_sums(reduce(m.sums()))
-    return meter.compute(class_names)
+    metrics = meter.compute(class_names)
+    if not metrics["n_images"]:
+        raise ValueError("evaluate: batches held no image (metrics of nothing would be NaN)")
+    return metrics

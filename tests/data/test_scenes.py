@@ -297,3 +297,16 @@ def test_scene_indices_seeds_and_generator_arguments_are_checked():
         build_generator("mnist-easy", jitter=100.0)
     with pytest.raises(TypeError, match="layout_bank must be an integer, got 2.5"):
         build_generator("mnist-hard", layout_bank=2.5)
+
+
+@pytest.mark.parametrize(
+    ("items", "error", "message"),
+    [
+        ([{}], ValueError, r"items\[0\] lacks 'image', 'boxes', 'labels', 'count'"),
+        ([None], TypeError, r"items\[0\] must be a dict, got NoneType"),
+    ],
+)
+def test_collate_scenes_names_the_item_that_is_not_a_scene(items, error, message):
+    """Before: ``collate_scenes([{}])`` failed with a bare KeyError: 'count'."""
+    with pytest.raises(error, match=message):
+        collate_scenes(items)

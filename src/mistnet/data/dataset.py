@@ -105,6 +105,21 @@ class SceneDataset(Dataset):
         return to_item(s.image, s.boxes, s.labels)
 
 
+_ITEM_KEYS = ("image", "boxes", "labels", "count")
+
+
+def _check_item(item: object, i: int) -> None:
+    """Refuse an item that is not a scene item dict (else a KeyError deep in the stacking)."""
+    if not isinstance(item, dict):
+        raise TypeError(f"collate_scenes: items[{i}] must be a dict, got {type(item).__name__}")
+    missing = [key for key in _ITEM_KEYS if key not in item]
+    if missing:
+        raise ValueError(
+            f"collate_scenes: items[{i}] lacks {', '.join(map(repr, missing))} (a scene item "
+            f"has {', '.join(_ITEM_KEYS)}: see SceneDataset)"
+        )
+
+
 def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack scene items into a batch, padding to the largest count in the batch.
 
@@ -118,6 +133,8 @@ def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     """
     if not items:
         raise ValueError("collate_scenes needs at least one item")
+    for i, it in enumerate(items):
+        _check_item(it, i)
     B = len(items)
     counts = torch.stack([torch.as_tensor(it["count"], dtype=torch.int64) for it in items])
     N = int(counts.max()) if B else 0

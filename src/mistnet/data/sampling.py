@@ -34,6 +34,11 @@ class StepSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        if batch_size < 1 or world_size < 1 or batch_size % world_size:
+            raise ValueError(
+                f"StepSampler: batch_size ({batch_size}) must be a positive multiple of "
+                f"world_size ({world_size})"
+            )
         if n < batch_size:
             raise MistError(
                 f"the training split has {n} scenes, fewer than one batch (train.batch_size = "
