@@ -267,26 +267,25 @@ def _read_labels(path: Path) -> list[list[int]]:
     layout names no class count: whether they fit a model's classes is a run's check)."""
     rows = []
     for n, line in enumerate(read_text(path).split("\n"), 1):  # not at U+2028
-        values = [v.strip() for v in line.split(",") if v.strip()]
-        if bad := next((v for v in values if not _ascii_integer(v)), None):
-            raise DataError(  # int() took '１' and '1_0' (as 1 and 10)
-                f"{path} line {n}: labels must be comma-separated integers of digits 0-9, "
-                f"got {bad!r}"
-            )
-        # more than 19 digits is past int64 (and 5,000 past what int() converts)
-        bad = next((v for v in values if len(v) > 19 or not 0 <= int(v) < 2**63), None)
-        if bad is not None:
-            shown = bad if len(bad) <= 40 else f"{bad[:20]}... ({len(bad):,} digits)"
-            raise DataError(f"{path} line {n}: label {shown} is not a class id (in [0, 2**63))")
-        row = [int(v) for v in values]
+        row = [_class_id(v.strip(), f"{path} line {n}") for v in line.split(",") if v.strip()]
         if line.strip():
             rows.append(row)
     return rows
 
 
-def _ascii_integer(text: str) -> bool:
+def _class_id(text: str, where: str) -> int:
+    """One label of ``digits 0-9`` in [0, 2**63), read once."""
     digits = text.removeprefix("-")
-    return digits.isascii() and digits.isdigit()
+    if not (digits.isascii() and digits.isdigit()):  # int() took '１' and '1_0' (as 1 and 10)
+        raise DataError(
+            f"{where}: labels must be comma-separated integers of digits 0-9, got {text!r}"
+        )
+    # more than 19 digits is past int64 (and 5,000 past what int() converts)
+    value = int(text) if len(text) <= 19 else -1
+    if not 0 <= value < 2**63:
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text):,} digits)"
+        raise DataError(f"{where}: label {shown} is not a class id (in [0, 2**63))")
+    return value
 
 
 def _read_keypoints(path: Path) -> np.ndarray:
