@@ -42,6 +42,7 @@ from mistnet.data.images import image_tensor
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, pixel_count
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
+from mistnet.ops._checks import require_dense
 
 #: An auto-encoder's detections scored below this are dropped by default: half the mass of the
 #: detection's softmax window inside its NMS window, i.e. the peak holds more of its surroundings
@@ -291,8 +292,7 @@ def _check_image(model, image) -> None:
         raise ValueError(
             f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"
         )
-    if image.is_meta or image.layout != torch.strided:
-        raise ValueError("image must be a dense tensor with values (not meta, not sparse)")
+    require_dense(image, "image")
     if not image.is_floating_point():
         raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
     if not bool(torch.isfinite(image).all()):  # else every pixel NaN and no error at all

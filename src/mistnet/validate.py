@@ -41,6 +41,7 @@ import torch
 
 from mistnet.errors import ArgumentError, DataError, MistError, unprintable
 from mistnet.machine import max_threads
+from mistnet.ops import _checks
 
 #: What numpy raises on corrupt ``.npy`` / ``.npz`` bytes: besides I/O and format errors, a
 #: damaged array header reaches Python's parser (``SyntaxError``, ``tokenize.TokenError``).
@@ -372,15 +373,9 @@ def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path
 
 
 def require_dense(x: torch.Tensor, what: str) -> None:
-    """Refuse a tensor with no values to read: on the meta device, or sparse (any layout but
-    strided), which the checks after it would fail on deep inside torch.
-
-    Raises:
-        DataError: ``"<what>: a tensor on the meta device holds no values ..."``.
-    """
-    if x.is_meta or x.layout != torch.strided:
-        where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
-        raise DataError(f"{what}: a tensor {where} holds no values to read; give a dense one")
+    """Refuse a meta or sparse tensor with a :class:`DataError` (see
+    :func:`mistnet.ops._checks.require_dense`, the one check every caller shares)."""
+    _checks.require_dense(x, what, DataError)
 
 
 def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:

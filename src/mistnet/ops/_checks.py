@@ -10,6 +10,19 @@ import torch
 from torch import Tensor
 
 
+def require_dense(x: Tensor, what: str, error: type[Exception] = ValueError) -> None:
+    """Refuse a tensor with no values to read: on the meta device, or sparse (any layout but
+    strided), which every check after this one would fail on deep inside torch. Metadata only:
+    no value is read (no GPU synchronisation).
+
+    Raises:
+        error: ``"<what>: a tensor on the meta device holds no values to read; give a dense one"``.
+    """
+    if x.is_meta or x.layout != torch.strided:
+        where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
+        raise error(f"{what}: a tensor {where} holds no values to read; give a dense one")
+
+
 def check_tensor(x: object, name: str, ndim: int, expected: str) -> Tensor:
     """Raise ``ValueError`` unless ``x`` is a floating tensor of rank ``ndim``.
 
@@ -23,11 +36,7 @@ def check_tensor(x: object, name: str, ndim: int, expected: str) -> Tensor:
         raise ValueError(
             f"{name} must be a torch.Tensor of shape {expected}, got {type(x).__name__}"
         )
-    if x.is_meta or x.layout != torch.strided:  # metadata only: no value is read
-        raise ValueError(
-            f"{name} must be a dense tensor with values (not meta, not sparse), got "
-            f"device={x.device.type}, layout={x.layout}"
-        )
+    require_dense(x, name)
     if x.ndim != ndim:
         raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
     if not x.is_floating_point():
