@@ -114,3 +114,49 @@ def test_the_grid_baseline_is_a_patch_model_without_a_detector():
     assert out.heatmaps is None and out.heatmap_logits is None
     assert torch.equal(out.keypoints, grid_keypoints(60, 60).expand(2, -1, -1))
     assert out.task.shape[:2] == (2, 9)
+
+
+def _small_model(method: str):
+    from mistnet.config import ModelConfig
+    from mistnet.models.build import build_model
+
+    k = 9 if method == "grid" else 3
+    cfg = ModelConfig(k=k, patch_size=8, patch_base_width=4, patch_levels=1, patch_blocks=1)
+    return build_model(cfg, method)
+
+
+@pytest.mark.parametrize("method", ["mist", "channelwise", "grid"])
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        (torch.rand(2, 1, 40, 40, dtype=torch.float64), ValueError, "images are torch.float64"),
+        (torch.zeros(2, 1, 40, 40, dtype=torch.uint8), ValueError, "scale 0..255 pixels"),
+        (torch.rand(2, 1, 40, 40).numpy(), TypeError, "torch.Tensor, got ndarray"),
+        (torch.rand(2, 1, 40, 40, device="meta"), ValueError, "on the meta device holds no"),
+        (torch.rand(2, 1, 40, 40).to_sparse(), ValueError, "sparse_coo layout holds no"),
+        (torch.rand(1, 40, 40), ValueError, r"shape \(B, C, H, W\), got \(1, 40, 40\)"),
+    ],
+)
+def test_a_model_refuses_images_it_cannot_take_naming_them(method, images, error, message):
+    """Before: float64 and uint8 images failed inside a convolution ("Input type (double) and
+    bias type (float) should be the same"), a numpy array with AttributeError, meta and sparse
+    tensors with torch's NotImplementedError."""
+    with pytest.raises(error, match=message):
+        _small_model(method)(images)
+
+
+@pytest.mark.parametrize(
+    ("method", "k", "message"),
+    [
+        ("mist", -1, "k must be an integer >= 0"),
+        ("mist", 2.5, "k must be an integer >= 0"),
+        ("channelwise", 5, "k is fixed at 3 for ChannelWiseMIST, got 5"),
+        ("grid", 4, "k is fixed at 9 for GridMIST, got 4"),
+    ],
+)
+def test_k_is_the_models_when_0_and_a_fixed_k_is_not_silently_replaced(method, k, message):
+    """Before: ``ChannelWiseMIST`` (and the grid) returned K detections for any ``k``."""
+    model, images = _small_model(method), torch.rand(1, 1, 40, 40)
+    assert model(images, 0).keypoints.shape[1] == model.k
+    with pytest.raises(ValueError, match=message):
+        model(images, k)

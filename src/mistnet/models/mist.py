@@ -8,6 +8,7 @@ Training does not call :meth:`MIST.forward` end to end (top-K has no gradient);
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from mistnet.ops import (
     paste_patches,
     topk_keypoints,
 )
+from mistnet.ops._checks import require_dense
 
 
 @dataclass
@@ -114,6 +116,44 @@ class PatchModel(nn.Module):
         self.sides = tuple(float(s) for s in sides)
         self.patch_size = patch_size
         self.background = background
+
+    def check_input(self, images: object, k: object = None, fixed_k: bool = False) -> None:
+        """Refuse what :meth:`forward` cannot take, with a ``TypeError``/``ValueError`` naming
+        it, before torch fails deep inside. Metadata only: no value is read.
+
+        ``k`` is ``None`` or 0 for the model's K, else a positive integer; a model whose K is
+        fixed (``fixed_k``: one heatmap channel per instance, a tiling) takes only its own.
+        """
+        if not isinstance(images, Tensor):
+            raise TypeError(
+                f"images must be a (B, C, H, W) torch.Tensor, got {type(images).__name__}"
+            )
+        require_dense(images, "images")
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+        weight = next(self.parameters(), None)
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be floating point in [0, 1], got {images.dtype} (scale 0..255 "
+                "pixels: images.float() / 255)"
+            )
+        if weight is not None and images.device != weight.device:
+            raise ValueError(
+                f"images are on {images.device} but the model on {weight.device}: "
+                f"images.to('{weight.device}') or model.to('{images.device}')"
+            )
+        autocast = torch.is_autocast_enabled(images.device.type)  # it casts them itself
+        if weight is not None and images.dtype != weight.dtype and not autocast:
+            raise ValueError(
+                f"images are {images.dtype} but the model's weights {weight.dtype}: "
+                f"images.to({weight.dtype}) or model.to({images.dtype})"
+            )
+        if k is None:
+            return
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+            raise ValueError(f"k must be an integer >= 0 (0: the model's K), got {k!r}")
+        if fixed_k and k not in (0, self.k):
+            raise ValueError(f"k is fixed at {self.k} for {type(self).__name__}, got {k}")
 
     def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
         """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
@@ -211,7 +251,8 @@ class MIST(PatchModel):
         return logits, log_h
 
     def detect(self, log_heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
-        """E_K on ``(B, S, H, W)`` log-heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``."""
+        """E_K on ``(B, S, H, W)`` log-heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``
+        (``k`` None or 0: the model's K)."""
         return topk_keypoints(
             log_heatmaps.detach(), k or self.k, self.sides, self.nms_window, log=True
         )
@@ -245,7 +286,9 @@ class MIST(PatchModel):
         return pooled.gather(1, y * W + x).exp().clamp(0, 1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
-        """Detect K instances in ``images`` ``(B, C, H, W)`` and run the task network on them."""
+        """Detect ``k`` instances (None or 0: the model's K) in ``images`` ``(B, C, H, W)`` and
+        run the task network on them."""
+        self.check_input(images, k)
         logits, log_h = self.log_heatmaps(images)
         keypoints, _ = self.detect(log_h, k)
         scores = self.detection_scores(logits, keypoints)
@@ -265,6 +308,8 @@ class ChannelWiseMIST(MIST):
         return logits, probs.view_as(logits)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
+        """The K soft-argmax keypoints (``k``, if given, must be K: one channel each)."""
+        self.check_input(images, k, fixed_k=True)
         logits, h = self.heatmaps(images)
         keypoints = self.heatmap_net.keypoints(logits)  # (B, K, 3), differentiable
         scores = h.flatten(2).amax(-1)  # (B, K)
@@ -304,7 +349,8 @@ class GridMIST(PatchModel):
         return grid.expand(B, -1, -1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
-        """The task network on every cell of the tiling (``k`` is ignored: K is fixed)."""
+        """The task network on every cell of the tiling (``k``, if given, must be K)."""
+        self.check_input(images, k, fixed_k=True)
         keypoints = self.keypoints(images)
         scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)
         return self.finish(images, keypoints, scores)
