@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 import struct
@@ -195,11 +196,19 @@ def test_random_corruption_of_a_checkpoint_is_refused_or_harmless(tmp_path, save
 
 def test_non_finite_weights_and_a_negative_step_are_refused(tmp_path):
     cfg, model, _ = trained()
-    with torch.no_grad():
-        next(model.task_net.parameters())[0] = float("nan")
     save_checkpoint(tmp_path / "nan.safetensors", model, config=cfg.to_dict(), step=1)
+    name = next(k for k in model.state_dict() if k.startswith("task_net."))
+    _rewritten(
+        tmp_path / "nan.safetensors", lambda t, m: t[f"model.{name}"].view(-1)[:1].fill_(math.nan)
+    )
     with pytest.raises(MistError, match=r"nan.safetensors: model\.task_net\.\S+ holds 1 NaN"):
         Checkpoint(tmp_path / "nan.safetensors")
+    # Before: save_checkpoint wrote NaN weights, a file its reader then refused
+    with torch.no_grad():
+        next(model.task_net.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=r"model\.task_net\.\S+ holds NaN or infinite values"):
+        save_checkpoint(tmp_path / "nan2.safetensors", model, config=cfg.to_dict(), step=1)
+    assert not (tmp_path / "nan2.safetensors").exists()
     _, model, _ = trained()
     # Before: save_checkpoint wrote step -5, which its reader then called damaged
     with pytest.raises(ValueError, match="step must be an integer >= 0, got -5"):

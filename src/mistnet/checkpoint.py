@@ -88,6 +88,18 @@ def _flat(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     return {f"{prefix}{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
+def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse NaN or infinite values (on the CPU copies already made): :class:`Checkpoint`
+    refuses them on reading, so such a file could never be loaded or resumed from."""
+    for name, tensor in tensors.items():
+        wide = tensor.is_floating_point() and tensor.dtype.itemsize > 1  # float8: no isfinite
+        if wide and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{name} holds NaN or infinite values; a checkpoint of it could not be loaded "
+                "back (did training diverge?)"
+            )
+
+
 def _check_save_arguments(model, optimizers, config, step, extra, averaged) -> None:
     """Refuse what :class:`Checkpoint` would refuse on reading (a file written, then called
     damaged): a step that is no integer >= 0, a config or extra that is no dict, extras
@@ -138,6 +150,7 @@ def save_checkpoint(
         t, meta = _optimizer_tensors(name, opt)
         tensors.update(t)
         optim_meta[name] = meta
+    _check_finite(tensors)
     metadata = {
         "format": FORMAT,
         "step": str(step),
