@@ -455,13 +455,22 @@ def test_load_refuses_the_last_checkpoint_of_a_pretrained_model():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
-def test_load_names_a_missing_cuda_device_and_takes_auto():
+def test_load_names_a_missing_cuda_device_and_takes_auto(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(
         ValueError, match="device cuda was asked for but no CUDA device is available"
     ):
         mistnet.load("mnist-hard-classifier", device="cuda")
     model = mistnet.load("mnist-hard-classifier", device="auto")
     assert next(model.parameters()).device.type == "cpu"
+    # Before: a torch.device, which evaluate_run and pretrained.load take, was refused
+    model = mistnet.load("mnist-hard-classifier", device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "cpu"
+    with pytest.raises(ValueError, match="device cuda was asked for"):
+        mistnet.load("mnist-hard-classifier", device=torch.device("cuda"))
+    with pytest.raises(ValueError, match="device cuda was asked for"):
+        mistnet.fit("tiny-cpu", [torch.rand(1, 32, 32)], out="r", device=torch.device("cuda"))
+    assert not (tmp_path / "r").exists()
 
 
 def test_fit_names_a_bad_out_and_refuses_it_with_a_value_error(tmp_path, monkeypatch):

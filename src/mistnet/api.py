@@ -47,7 +47,7 @@ from mistnet.detection import (
     min_image_side,
     read_image,
 )
-from mistnet.device import check_device, resolve_device
+from mistnet.device import device_argument, device_name
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, pixel_count
 from mistnet.loop import train
@@ -273,7 +273,7 @@ def predict(
     return results
 
 
-def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MIST:
+def load(run: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu") -> MIST:
     """The model of a run directory (``best`` or ``last`` checkpoint), or a pretrained model
     by name (``mistnet.load("mnist-hard-classifier")``; ``mist models`` lists them), in eval
     mode.
@@ -283,7 +283,8 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
     class names in ``config.record.class_names``), ``.run`` (the directory's absolute path, or
     the pretrained model's file), ``.checkpoint`` (the file read) and ``.predict``
     (:func:`predict` on image files, Pillow images or tensors), and can be passed to
-    :func:`fit` to train on from its weights (those of ``.checkpoint``).
+    :func:`fit` to train on from its weights (those of ``.checkpoint``). ``device`` is
+    ``cpu``, ``cuda``, ``cuda:N``, ``auto`` or a ``torch.device`` of those.
 
     Raises:
         ValueError: ``which`` is neither ``best`` nor ``last`` (or ``last`` for a pretrained
@@ -293,13 +294,13 @@ def load(run: str | os.PathLike, which: str = "best", device: str = "cpu") -> MI
             listing the known names), no checkpoint, or a damaged ``config.json`` or checkpoint
             (one line naming the file).
     """
-    check_device(device, "device")
+    device = device_argument(device)  # a name or a torch.device, CUDA-less "cuda" refused
     if which not in ("best", "last"):
         raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
     if isinstance(run, str | os.PathLike):
         validate.path_argument(run, "run")
     try:
-        cfg, model, ckpt = pretrained.load_any(run, which, device=resolve_device(device, "device"))
+        cfg, model, ckpt = pretrained.load_any(run, which, device=device)
     except MistError as exc:  # a folder that is no run, no checkpoint, a damaged file
         if isinstance(exc, ValueError):
             raise
@@ -463,7 +464,7 @@ def fit(
     out: str | os.PathLike,
     minutes: float | None = None,
     steps: int | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     progress: bool | None = None,
     threads: int = 0,
     **overrides: Any,
@@ -482,7 +483,8 @@ def fit(
         out: the new run directory.
         minutes: stop after this many minutes (``mist train --max-minutes``).
         steps: ``train.steps``.
-        device, threads: as ``mist train --device`` / ``--threads``.
+        device, threads: as ``mist train --device`` / ``--threads`` (``device`` may also be
+            a ``torch.device``).
         progress: show the progress bar and validation lines on stderr (None: when stderr is
             a terminal).
         **overrides: config values by key (``k=4``, ``lr_task=1e-3``, ``num_classes=3``), or
@@ -510,7 +512,8 @@ def fit(
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
     _check_out(out)
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
-    resolve_device(check_device(device, "device"), "device")
+    device = device_name(device, "device")
+    device_argument(device)  # "cuda" where there is none refused before any work
     validate.threads(threads, "threads")
     train_set, val_set = _fit_data(train_data, val, overrides)
     if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
