@@ -33,7 +33,7 @@ from mistnet.errors import MistError
 from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
 from mistnet.textfile import parse_error
-from mistnet.validate import regular_file, require_finite
+from mistnet.validate import flag, regular_file, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
 DIGEST = "digest"  # metadata key of the checksum
@@ -128,6 +128,7 @@ def save_checkpoint(
     step: int,
     extra: dict[str, Any] | None = None,
     averaged: nn.Module | None = None,
+    exclusive: bool = False,
 ) -> None:
     """Write ``model`` (and optimisers) to ``path`` atomically.
 
@@ -139,8 +140,11 @@ def save_checkpoint(
         step: the number of completed training steps.
         extra: any JSON-serialisable record (history, best metric, ...).
         averaged: an ``AveragedModel`` of ``model``; stored under ``average.``.
+        exclusive: refuse (:class:`~mistnet.errors.MistError`) to replace a ``path`` that
+            exists when the file is moved into place, instead of replacing it.
     """
     _check_save_arguments(model, optimizers, config, step, extra, averaged)
+    flag(exclusive, "exclusive")
     path = Path(path)
     tensors = _flat("model.", model)
     if averaged is not None:
@@ -162,7 +166,7 @@ def save_checkpoint(
 
     # bytes written by Python, not safetensors' own save_file: that one creates its file
     # readable by its owner only (0600) whatever the umask, so a shared run would be unreadable
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    atomic_write_bytes(path, save(tensors, metadata=metadata), exclusive)
 
 
 def _metadata(data: bytes) -> dict[str, str]:

@@ -395,7 +395,8 @@ def _take_group_inside(directory: Path, st: os.stat_result) -> None:
 
 
 def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename the directory ``src`` to ``dst`` in one step, never replacing what ``dst`` holds.
+    """Rename the directory (or file) ``src`` to ``dst`` in one step, never replacing what
+    ``dst`` holds.
 
     ``dst`` may be missing (``renameat2(RENAME_NOREPLACE)``: the kernel refuses a ``dst`` that
     appeared meanwhile) or an empty directory (a plain rename, which the kernel refuses onto a
@@ -468,21 +469,24 @@ def atomic_path(
         raise
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Path], object], exclusive: bool = False
+) -> Path:
     """Call ``write(tmp)`` to create a temporary file, then move it onto ``path``
-    (:func:`atomic_path`).
+    (:func:`atomic_path`); ``exclusive``: never replace a ``path`` that exists by then
+    (:func:`rename_new`: the check and the move are one step).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    with atomic_path(path) as tmp:
+    with atomic_path(path, rename_new if exclusive else os.replace) as tmp:
         write(tmp)
     return Path(path)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), exclusive)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -264,7 +264,8 @@ def package(
         command=command.strip(),
     )
     target = Path(out) / f"{name}{SUFFIX}"
-    if target.exists():  # replace a packaged model only, never a file of the user's
+    replacing = target.exists()
+    if replacing:  # replace a packaged model only, never a file of the user's
         try:
             Card.of(Checkpoint(target))
         except MistError:
@@ -282,6 +283,7 @@ def package(
         config=cfg.to_dict(),
         step=ckpt.step,
         extra={"pretrained": dataclasses.asdict(card)},
+        exclusive=not replacing,  # another package of that name meanwhile is kept
     )
     return target
 

@@ -343,3 +343,23 @@ def test_package_and_pretrained_load_check_their_arguments(packaged, tmp_path, m
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto, got 'gpu'"):
         pretrained.load_any(run, device="gpu")
+
+
+def test_a_model_packaged_under_the_same_name_meanwhile_is_kept(packaged, tmp_path, monkeypatch):
+    """Before: two ``mist models package`` of one name without ``--overwrite`` both passed the
+    check that the name was free; the second write replaced the first's model."""
+    run = packaged[0]
+    first = pretrained.package(run, "raced", "mist train --out THE-OTHER", tmp_path)
+    kept = first.read_bytes()  # its card differs from the one this call would write
+    first.rename(tmp_path / "aside")
+    real_save = pretrained.save_checkpoint
+
+    def other_process_first(path, *args, **kwargs):  # the other package lands after the check
+        (tmp_path / "aside").rename(path)
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained, "save_checkpoint", other_process_first)
+    with pytest.raises(MistError, match="raced.safetensors: was created by another process"):
+        pretrained.package(run, "raced", COMMAND, tmp_path)
+    assert first.read_bytes() == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raced.safetensors"]
