@@ -127,6 +127,30 @@ def test_ctrl_c_during_startup_is_one_line_and_exit_130(tmp_path, module):
     assert list(tmp_path.iterdir()) == []
 
 
+_INTERRUPT_AT_SHUTDOWN = """
+import atexit, signal, sys
+atexit.register(signal.raise_signal, signal.SIGINT)  # Ctrl-C while the interpreter shuts down
+sys.argv = ["mist", "models"]
+from mistnet.cli import run
+run()
+"""
+
+
+def test_ctrl_c_once_the_command_is_done_changes_nothing(tmp_path):
+    """Before: a Ctrl-C during the interpreter's shutdown, after the output was whole, printed
+    "Exception ignored in atexit callback ... KeyboardInterrupt" (status 0)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_AT_SHUTDOWN],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert "mnist-hard-classifier" in proc.stdout
+
+
 def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     """`mist models | head -1`: no "Broken pipe" error, the status of a filter killed by
     SIGPIPE (141), as `cat big | head -1` ends."""

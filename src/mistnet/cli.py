@@ -16,6 +16,7 @@ import argparse
 import importlib
 import io
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -271,6 +272,9 @@ def run() -> NoReturn:
     except KeyboardInterrupt:  # between the handlers of main, say while a warning is printed
         print("mist: interrupted", file=sys.stderr)
         code = 130
+    # the work is done and its outputs are in place: a Ctrl-C now, during the interpreter's
+    # shutdown, would print the traceback of an atexit or threading hook and change nothing
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
     except BrokenPipeError:
