@@ -464,8 +464,9 @@ def test_load_names_a_missing_cuda_device_and_takes_auto(tmp_path, monkeypatch):
     model = mistnet.load("mnist-hard-classifier", device="auto")
     assert next(model.parameters()).device.type == "cpu"
     # Before: a torch.device, which evaluate_run and pretrained.load take, was refused
-    model = mistnet.load("mnist-hard-classifier", device=torch.device("cpu"))
-    assert next(model.parameters()).device.type == "cpu"
+    for device in (torch.device("cpu"), torch.device("cpu", 0)):  # cpu:0 was refused
+        model = mistnet.load("mnist-hard-classifier", device=device)
+        assert next(model.parameters()).device.type == "cpu"
     with pytest.raises(ValueError, match="device cuda was asked for"):
         mistnet.load("mnist-hard-classifier", device=torch.device("cuda"))
     with pytest.raises(ValueError, match="device cuda was asked for"):

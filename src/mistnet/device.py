@@ -60,5 +60,6 @@ def device_name(device: torch.device | str, option: str = "device") -> str:
         TypeError: neither a string nor a ``torch.device``.
         ArgumentError: any other device.
     """
-    name = str(device) if isinstance(device, torch.device) else device
-    return check_device(name, option)
+    if isinstance(device, torch.device):  # torch.device("cpu", 0) is the CPU as well
+        device = "cpu" if device.type == "cpu" else str(device)
+    return check_device(device, option)

@@ -75,7 +75,7 @@ def _check_k(k: int, dataset, source: str, method: str) -> None:
     places = int(dataset.height) * int(dataset.width)
     if k > places and method in ("mist", "supervised"):
         raise ArgumentError(
-            f"--k {k} (k= in Python): {source} has {dataset.height}x{dataset.width} images, too few pixels "
+            f"--k {k} (k= in Python): {source} has {dataset.width}x{dataset.height} images, too few pixels "
             f"for {k} detections (at most {places})"
         )
 

@@ -116,6 +116,21 @@ def test_an_import_into_its_earlier_output_says_what_to_do(capsys, tmp_path):
         assert "OUT" in err and "--out" not in err, err
 
 
+def test_image_sizes_read_width_x_height_in_every_line(capsys, tmp_path):
+    """Before: import-images warned of boxes past "the 100x60 image" and then reported
+    "60x100 images" for the same 100-wide, 60-tall files (height first)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((60, 100), np.uint8)).save(src / f"{i}.png")
+    (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\n0.png,95,30,20,20\n")
+    rc, out, err = mist(
+        capsys, "data", "import-images", src, "--out", tmp_path / "ds", "--boxes",
+        tmp_path / "boxes.csv", "--val", 0, "--test", 0,
+    )  # fmt: skip
+    assert rc == 0 and "the 100x60 image" in err and "1-channel 100x60 images" in out
+
+
 def test_make_with_idx_digits(capsys, tmp_path):
     d = tmp_path / "mnist"
     d.mkdir()

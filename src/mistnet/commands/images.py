@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     what = " and ".join(meta["annotations"]) or "no annotations (images only)"
     classes = f"; classes: {', '.join(meta['classes'])}" if meta["classes"] else ""
     say(
-        f"wrote {args.out}: {meta['channels']}-channel {meta['height']}x{meta['width']} "
+        f"wrote {args.out}: {meta['channels']}-channel {meta['width']}x{meta['height']} "
         f"images, {splits}; {what}{classes}"
     )
     return 0

@@ -97,8 +97,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
     trained = tuple(cfg.record.image_size)
     if cfg.train.method == "grid" and trained and size != trained:
         raise MistError(
-            f"{source} has {size[0]}x{size[1]} images but this grid baseline was trained on "
-            f"{trained[0]}x{trained[1]}"
+            f"{source} has {size[1]}x{size[0]} images but this grid baseline was trained on "
+            f"{trained[1]}x{trained[0]}"
         )
     _check_model_fits(cfg, size, source)
     if m.task == "classify" and "labels" not in annotations_of(dataset):
@@ -142,7 +142,7 @@ def _check_model_fits(cfg: Config, size: tuple[int, int], source: str) -> None:
     places = size[0] * size[1]
     if cfg.train.method in ("mist", "supervised") and m.k > places:  # E_K picks K pixels
         raise MistError(
-            f"{source} has {size[0]}x{size[1]} images, too few pixels for model.k = {m.k} "
+            f"{source} has {size[1]}x{size[0]} images, too few pixels for model.k = {m.k} "
             f"detections (at most {places})"
         )
     if cfg.train.method != "grid":  # the grid baseline has no heatmap network
@@ -151,7 +151,7 @@ def _check_model_fits(cfg: Config, size: tuple[int, int], source: str) -> None:
         side = min(max(1, round(f * n)) for n in size)  # HeatmapNet's smallest pyramid level
         if side < need:
             raise MistError(
-                f"{source} has {size[0]}x{size[1]} images, {side} px on a side at pyramid "
+                f"{source} has {size[1]}x{size[0]} images, {side} px on a side at pyramid "
                 f"factor {f:g}; the heatmap network (model.heatmap_depth / heatmap_dilations) "
                 f"needs {need}: lower those, or raise the smallest of model.factors"
             )
@@ -202,7 +202,7 @@ def adopt_data(
     if resumed and record.image_size and tuple(record.image_size) != size:
         h, w = record.image_size
         raise MistError(
-            f"{source} has {size[0]}x{size[1]} images but the run was trained on {h}x{w} ones; "
+            f"{source} has {size[1]}x{size[0]} images but the run was trained on {w}x{h} ones; "
             "a resumed run trains on the data it started with"
         )
     record.image_size = size
