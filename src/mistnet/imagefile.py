@@ -100,6 +100,7 @@ def _decoded(path: Path, max_pixels: int, limit: str, hint: str) -> tuple[Image.
         try:
             im = Image.open(path)
             pixel_count(*im.size, max_pixels, path, hint)
+            _key_in_pixel_units(im)  # before load(): the PNG's bit depth is known until then
             im.load()  # closes the file of a single-frame image
             frames = _frames(im)  # reads frame headers: may fail too
         except Exception as exc:  # noqa: BLE001 (MemoryError too: the image is closed below)
@@ -171,6 +172,38 @@ def decoding(name: str | os.PathLike) -> Iterator[None]:
         warnings.warn(warning, stacklevel=3)
 
 
+#: A PNG's raw mode -> what its ``tRNS`` colour key is multiplied (or divided) by to be in the
+#: units of the decoded pixels: 2- and 4-bit grey are scaled up to 8 bits, 16-bit colour is
+#: read as its high bytes.
+_KEY_SCALE = {"L;2": 85, "L;4": 17, "RGB;16B": 1 / 256}
+
+
+def _key_in_pixel_units(im: Image.Image) -> None:
+    """Put the ``tRNS`` colour key of a 2- or 4-bit grey or a 16-bit colour PNG (in the file's
+    sample units) into ``im.info`` in the units of its decoded pixels (see :func:`colour_key`);
+    16-bit colour: the key's high bytes, so colours within 1/256 of it are transparent too."""
+    key = im.info.get("transparency")
+    rawmode = im.tile[0].args if im.format == "PNG" and len(im.tile) == 1 else None
+    scale = _KEY_SCALE.get(rawmode) if isinstance(rawmode, str) else None
+    if scale is None or key is None:
+        return
+    if isinstance(key, int):
+        im.info["transparency"] = int(key * scale)
+    elif isinstance(key, tuple):
+        im.info["transparency"] = tuple(int(k * scale) for k in key)
+
+
+def colour_key(im: Image.Image) -> int | tuple[int, ...] | None:
+    """The colour a grey or colour image without alpha marks transparent (a PNG ``tRNS`` chunk:
+    ``im.info["transparency"]`` of an ``1``, ``L``, ``RGB``, ``I`` or ``I;16`` image), or None.
+    A palette image's ``transparency`` is a palette index (Pillow's ``convert`` applies it)."""
+    key = im.info.get("transparency")
+    if im.mode == "RGB" and isinstance(key, tuple) and len(key) == 3:
+        return key if all(isinstance(k, int) for k in key) else None
+    grey = im.mode in ("1", "L", "I") or im.mode.startswith("I;16")
+    return key if grey and isinstance(key, int) and not isinstance(key, bool) else None
+
+
 def _reason(exc: Exception) -> str:
     """What went wrong, on one line; a plugin's ``KeyError(255)`` says what it is."""
     text = " ".join(str(exc).split())
@@ -206,4 +239,4 @@ def pixel_count(
         )
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "open_image", "pixel_count"]
+__all__ = ["DEFAULT_MAX_PIXELS", "colour_key", "open_image", "pixel_count"]

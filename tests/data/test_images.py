@@ -1,6 +1,10 @@
 """``mist data import-images``: channels, sizes, seeded splits and crops, labels, boxes, errors."""
 
+import hashlib
 import json
+import struct
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +12,7 @@ import pytest
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
-from mistnet.data.images import import_images
+from mistnet.data.images import image_tensor, import_images, read_image
 from mistnet.data.store import SceneFolder, annotations_of, classes_of
 
 
@@ -351,3 +355,166 @@ def test_32_bit_pixels_have_one_scale_and_clipping_is_said():
     narrow = Image.fromarray(np.array([[0, 200]], np.int32), mode="I")
     with pytest.warns(MistWarning, match="n.png: 32-bit pixels all at most 200, read as 16-bit"):
         assert float_pixels(narrow, "n.png").tolist() == [[0.0, 200 / 65535]]
+
+
+def _png(path: Path, width: int, depth: int, colour: int, rows: bytes, trns: bytes) -> None:
+    """A PNG file written by hand (Pillow writes no 16-bit colour): one IDAT, no filter."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    head = struct.pack(">IIBBBBB", width, 1, depth, colour, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"tRNS", trns)
+        + chunk(b"IDAT", zlib.compress(b"\0" + rows)) + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_a_png_colour_key_is_put_over_black_in_every_mode(tmp_path):
+    """Before: only palette and alpha images were composited; a grey, RGB or 16-bit grey PNG
+    whose tRNS chunk marks one colour transparent (as optipng writes an RGBA file of alpha 0 or
+    255) kept the hidden colour there: 200 for an L key of 200, (10, 200, 30) for an RGB key,
+    156 for a 16-bit key of 40000, while the same picture saved as RGBA read black."""
+    x = np.zeros((6, 6, 4), np.uint8)
+    x[..., :3], x[2:4, 2:4] = (10, 200, 30), (200, 10, 10, 255)
+    Image.fromarray(x, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(x[..., :3]).save(tmp_path / "rgb.png", transparency=(10, 200, 30))
+    grey = np.where(x[..., 3] > 0, 90, 200).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "l.png", transparency=200)
+    deep = np.where(x[..., 3] > 0, 65535, 40000).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png", transparency=40000)
+    Image.fromarray(np.uint8([[0, 85, 170, 255]])).save(tmp_path / "l2.png", bits=2, transparency=2)
+    rgb16 = np.array([[1000, 2000, 3000], [65535, 0, 0]], ">u2").tobytes()
+    _png(tmp_path / "rgb16.png", 2, 16, 2, rgb16, np.array([1000, 2000, 3000], ">u2").tobytes())
+    assert [Image.open(tmp_path / f"{n}.png").mode for n in ("rgb", "l", "deep", "l2")] == [
+        "RGB", "L", "I;16", "L"
+    ]  # fmt: skip
+    hidden = x[..., 3] == 0
+    want_rgb = np.where(hidden[..., None], 0, x[..., :3])
+    assert (read_image(tmp_path / "rgba.png") == want_rgb).all()  # the alpha file: as it was
+    assert (read_image(tmp_path / "rgb.png") == want_rgb).all()
+    assert (read_image(tmp_path / "l.png")[..., 0] == np.where(hidden, 0, 90)).all()
+    assert (read_image(tmp_path / "deep.png")[..., 0] == np.where(hidden, 0, 255)).all()
+    # 2-bit grey: the key (2) is in the file's units, the pixels scaled to 8 bits (2 -> 170)
+    assert read_image(tmp_path / "l2.png")[0, :, 0].tolist() == [0, 85, 0, 255]
+    # 16-bit colour is read as its high bytes, the key too
+    assert read_image(tmp_path / "rgb16.png")[0].tolist() == [[0, 0, 0], [255, 0, 0]]
+    # a Pillow image (predict, fit) the same way
+    for name, channels in (("rgb", 3), ("l", 1), ("deep", 1)):
+        t = image_tensor(Image.open(tmp_path / f"{name}.png"), channels)
+        assert (t[:, hidden] == 0).all() and (t[:, ~hidden] > 0).all(), name
+    # and an import: the RGB + tRNS file reads as the RGBA one
+    for name in ("rgba", "rgb"):
+        src = tmp_path / f"src-{name}"
+        src.mkdir()
+        (tmp_path / f"{name}.png").rename(src / "a.png")
+        import_images(src, tmp_path / f"ds-{name}", val=0, test=0)
+    a, b = (np.load(tmp_path / f"ds-{n}" / "train.npz")["images"] for n in ("rgba", "rgb"))
+    assert (a == b).all() and a[0, :, 0, 0].tolist() == [0, 0, 0]
+
+
+def _noisy_folder(folder: Path, grey_only: bool = False) -> Path:
+    """Seeded noise images of five sizes and modes (grey, colour, colour with equal channels)
+    and a boxes CSV with classes; returns the CSV's path."""
+    rng = np.random.default_rng(12)
+    (folder / "sub").mkdir(parents=True)
+    shapes = [(40, 50), (37, 61), (52, 45), (40, 50), (44, 44)]
+    kinds = ["L", "same", "same", "L", "L"] if grey_only else ["L", "RGB", "same", "L", "RGB"]
+    rows = ["filename,cx,cy,w,h,class"]
+    for i, ((h, w), kind) in enumerate(zip(shapes, kinds, strict=True)):
+        rel = f"{i}.png" if i < 3 else f"sub/{i}.png"
+        a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if kind != "RGB":
+            a[..., 1] = a[..., 2] = a[..., 0]
+        Image.fromarray(a[..., 0] if kind == "L" else a).save(folder / rel)
+        for j in range(3):
+            cx, cy = rng.uniform(4, w - 4), rng.uniform(4, h - 4)
+            rows.append(f"{rel},{cx:.3f},{cy:.3f},{rng.uniform(3, 9):.3f},6,{'ab'[j % 2]}")
+    boxes = folder.parent / f"{folder.name}.csv"
+    boxes.write_text("\n".join(rows) + "\n")
+    return boxes
+
+
+def _digest(meta: dict, out: Path) -> str:
+    """A digest of a dataset's arrays, file names, crop origins and shape."""
+    h = hashlib.sha256()
+    for split in sorted(meta["file_names"]):
+        with np.load(out / f"{split}.npz") as z:
+            for key in sorted(z.files):
+                a = z[key]
+                h.update(f"{split}/{key}/{a.dtype}/{a.shape}".encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+    shown = {k: meta.get(k) for k in ("file_names", "crop_origins", "channels", "height", "width")}
+    h.update(json.dumps(shown, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+#: Digests of datasets written by import_images before images were resized or cropped as they
+#: are read (all images were decoded first, then resized or cropped): the same seed must give
+#: the same datasets.
+_BEFORE = {
+    "size-mixed": "8a5e1152c3619df8",
+    "size-grey-mixed": "436c7c304250f207",
+    "size-colour-mixed": "8a5e1152c3619df8",
+    "crop-mixed": "e6eacf42ef7f9af3",
+    "crop-grey-mixed": "1dc6a498f5a66aee",
+    "size-grey": "790aa46ddb44d303",
+    "size-grey-grey": "790aa46ddb44d303",
+    "size-colour-grey": "43456e9a3e29829f",
+    "crop-grey": "e67e14bbd2d335a3",
+    "crop-grey-grey": "e67e14bbd2d335a3",
+    "bands": "db57bfa25fbddde9",
+}
+
+
+@pytest.mark.filterwarnings("ignore::mistnet.errors.MistWarning")  # boxes past an edge
+def test_resizing_or_cropping_each_image_as_it_is_read_gives_the_datasets_of_before(tmp_path):
+    """Before: every image was decoded at full size before ``--size`` or ``--crop`` (12
+    6000x6000 PNGs of 1.5 MB on disk took 1.9 GB). Now each is resized or cropped as it is
+    read; the datasets are byte for byte those of before (digests recorded then)."""
+    cases = {
+        "size": dict(size=(24, 20)),
+        "size-grey": dict(size=(24, 20), channels=1),
+        "size-colour": dict(size=(24, 20), channels=3),
+        "crop": dict(crop=(16, 16), per_image=3),
+        "crop-grey": dict(crop=(16, 16), per_image=3, channels=1),
+    }
+    found = {}
+    for folder in ("mixed", "grey"):
+        boxes = _noisy_folder(tmp_path / folder, grey_only=folder == "grey")
+        for name, kw in cases.items():
+            out = tmp_path / f"{name}-{folder}"
+            meta = import_images(
+                tmp_path / folder, out, boxes=boxes, val=0.2, test=0.2, seed=5, **kw
+            )
+            found[out.name] = _digest(meta, out)
+    one = tmp_path / "one"
+    one.mkdir()
+    pixels = np.random.default_rng(3).integers(0, 256, (50, 90, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(one / "a.png")
+    (tmp_path / "one.csv").write_text("filename,cx,cy,w,h\na.png,20,20,8,8\na.png,70,30,10,6\n")
+    meta = import_images(
+        one, tmp_path / "bands", boxes=tmp_path / "one.csv", crop=(12, 12), per_image=10,
+        val=0.2, test=0.2, seed=9,
+    )  # fmt: skip
+    found["bands"] = _digest(meta, tmp_path / "bands")
+    assert found == _BEFORE
+
+
+@pytest.mark.parametrize("how", [dict(size=(8, 8)), dict(crop=(8, 8), per_image=2)])
+def test_import_holds_one_full_size_image_at_a_time(tmp_path, how):
+    """Before: ``pixels = [read_image(p) for p in files]`` held every image decoded at full
+    size before resizing (peak memory grew with the number of images, not the output)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):  # 3 MB each decoded (1000 x 1000 x 3), 8 in all
+        Image.new("RGB", (1000, 1000), (10 * i, 50, 90)).save(src / f"{i}.png")
+    tracemalloc.start()
+    try:
+        import_images(src, tmp_path / "out", **how)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 3_000_000  # numpy's arrays: about two images' worth, not eight

@@ -47,7 +47,13 @@ from mistnet.data.annotations import Truth, fit_boxes, read_truth
 from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, folder_name, write_dataset
 from mistnet.errors import DataError, MistWarning
-from mistnet.imagefile import DEFAULT_MAX_PIXELS, decoding, open_image, pixel_count
+from mistnet.imagefile import (
+    DEFAULT_MAX_PIXELS,
+    colour_key,
+    decoding,
+    open_image,
+    pixel_count,
+)
 from mistnet.validate import regular_file, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -124,6 +130,9 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
     if not (im.mode in ("I", "F") or im.mode.startswith("I;16")):
         return None
     a = np.asarray(im, dtype=np.float64)
+    key = colour_key(im)
+    if key is not None:  # a 16-bit grey PNG's tRNS: that value is transparent, over black
+        a = np.where(a == key, 0.0, a)
     require_finite(a, f"{path}: pixels")
     # 32-bit grey ("I": a 32-bit TIFF, Image.fromarray of int32, a 16-bit PNG in Pillow < 10)
     # is read as 16-bit, one scale for every image: not by its own maximum, which made one
@@ -147,13 +156,20 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
 
 
 def over_black(im: Image.Image) -> Image.Image:
-    """A palette or alpha image composited over black (RGBA); any other image unchanged."""
+    """A palette or alpha image composited over black (RGBA); a grey or colour image with a
+    colour key (a PNG ``tRNS`` chunk, :func:`~mistnet.imagefile.colour_key`) with the pixels of
+    that colour made black; any other image unchanged."""
     bands = im.getbands()
     if im.mode == "P" or "A" in bands or "a" in bands:  # "a": premultiplied (La, RGBa)
         im = im.convert("LA") if im.mode == "La" else im  # Pillow has no La -> RGBA
         rgba = im.convert("RGBA")  # transparency (alpha or a palette entry) over black
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-    return im
+    key = colour_key(im)
+    if key is None:
+        return im
+    a = np.array(im.convert("L") if im.mode == "1" else im)  # "1": its key is 0 or 255
+    a[(a == key).all(-1) if a.ndim == 3 else a == key] = 0
+    return Image.fromarray(a)
 
 
 def pil_channels(im: Image.Image) -> int:
@@ -261,54 +277,68 @@ def _crops(
         inside = (cx >= x0 - 0.5) & (cx < x0 + W - 0.5) & (cy >= y0 - 0.5) & (cy < y0 + H - 0.5)
         boxes = t.boxes[inside] - np.float32([x0, y0, 0, 0])
         names = [name for name, keep in zip(t.names, inside, strict=True) if keep]
-        out.append(_Item(source, a[y0 : y0 + H, x0 : x0 + W], Truth(boxes, names), (x0, y0)))
+        piece = a[y0 : y0 + H, x0 : x0 + W].copy()  # not a view: the image is let go
+        out.append(_Item(source, piece, Truth(boxes, names), (x0, y0)))
     return out
 
 
+def _items_of(
+    path: Path, rel: str, i: int, t: Truth, how: dict
+) -> tuple[list[_Item], tuple[int, int], bool]:
+    """The items of the ``i``-th image file (resized, cropped or as it is, see :func:`_items`),
+    its ``(H, W)`` and whether it is grey. Grey is kept as one channel (unless ``channels``
+    says 3) until the other images are read, colour as three."""
+    size, crop, channels = how["size"], how["crop"], how["channels"]
+    a = read_image(path, how["max_pixels"])
+    h, w = a.shape[:2]
+    if t.boxes is not None or t.size is not None:
+        fit_boxes(t, w, h, f"{how['boxes']} ({rel})")
+    grey = is_grey(a)
+    a = to_channels(a, channels or (1 if grey else 3))
+    rng, n, bands = np.random.default_rng([how["seed"], i]), how["per_image"], how["bands"]
+    if crop is not None and bands is not None:
+        return _band_crops(a, t, crop, n, rng, i, path, bands), (h, w), grey
+    if crop is not None:
+        return _crops(a, t, crop, n, rng, i, path), (h, w), grey
+    if size is not None:
+        bx = None if t.boxes is None else _scale_boxes(t.boxes, size[1] / w, size[0] / h)
+        return [_Item(i, _resize(a, size), Truth(bx, t.names))], (h, w), grey
+    return [_Item(i, a, t)], (h, w), grey
+
+
 def _items(
-    root: Path,
-    rels: list[str],
-    pixels: list[np.ndarray],
-    truth: dict[str, Truth],
-    channels: int,
-    size: tuple[int, int] | None,
-    crop: tuple[int, int] | None,
-    per_image: int,
-    seed: int,
-    bands: tuple[float, float] | None,
-) -> tuple[list[_Item], tuple[int, int]]:
-    """Every image (resized, cropped or as it is) with its ground truth, and their one size.
-    With ``bands`` (the ``--val`` and ``--test`` fractions) each image is cut into train, val
+    root: Path, files: list[Path], truth: dict[str, Truth], how: dict
+) -> tuple[list[_Item], tuple[int, int], int]:
+    """Every image (resized, cropped or as it is) with its ground truth, their one size and
+    channels. Each file is resized or cropped as it is read, so only the output is held, not
+    every image decoded at full size. ``how`` holds the ``size``, ``crop``, ``per_image``,
+    ``channels``, ``seed``, ``max_pixels`` and ``boxes`` of :func:`import_images`, and
+    ``bands``: with the ``--val`` and ``--test`` fractions, each image is cut into train, val
     and test bands and cropped within them (:func:`_band_crops`).
 
     Raises:
         DataError: images of different sizes without ``size`` or ``crop``; an image smaller
             than the crop.
     """
-    shapes = {a.shape[:2] for a in pixels}
-    if size is None and crop is None and len(shapes) > 1:
+    items: list[_Item] = []
+    shapes, grey = set(), []
+    for i, path in enumerate(files):  # one at a time: only the output is held, not the image
+        rel = path.relative_to(root).as_posix()
+        t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
+        found, hw, is_grey_image = _items_of(path, rel, i, t, how)
+        items += found
+        shapes.add(hw)
+        grey.append(is_grey_image)
+    if how["size"] is None and how["crop"] is None and len(shapes) > 1:
         (h1, w1), (h2, w2) = sorted(shapes)[:2]
         raise DataError(
             f"{root}: images differ in size ({w1}x{h1}, {w2}x{h2}, ...); "
             "pass --size H W or --crop H W"
         )
-    H, W = size or crop or pixels[0].shape[:2]
-    items: list[_Item] = []
-    for i, (rel, a) in enumerate(zip(rels, pixels, strict=True)):
-        t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
-        a = to_channels(a, channels)
-        rng = np.random.default_rng([seed, i])
-        if crop is not None and bands is not None:
-            items += _band_crops(a, t, crop, per_image, rng, i, root / rel, bands)
-        elif crop is not None:
-            items += _crops(a, t, crop, per_image, rng, i, root / rel)
-        elif size is not None:
-            h, w = a.shape[:2]
-            bx = None if t.boxes is None else _scale_boxes(t.boxes, W / w, H / h)
-            items.append(_Item(i, _resize(a, size), Truth(bx, t.names)))
-        else:
-            items.append(_Item(i, a, t))
-    return items, (H, W)
+    C = how["channels"] or (1 if all(grey) else 3)
+    for it in items:
+        it.image = to_channels(it.image, C)
+    return items, how["size"] or how["crop"] or items[0].image.shape[:2], C
 
 
 def _split_arrays(
@@ -534,13 +564,10 @@ def import_images(
     files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
     truth, names = read_truth(root, files, labels, boxes)
     rels = [p.relative_to(root).as_posix() for p in files]
-    pixels = [read_image(p, max_pixels) for p in files]
-    for rel, a in zip(rels, pixels, strict=True):
-        if rel in truth:
-            fit_boxes(truth[rel], a.shape[1], a.shape[0], f"{boxes} ({rel})")
-    C = channels or (1 if all(is_grey(a) for a in pixels) else 3)
     bands = (val, test) if _by_bands(len(files), crop, val, test) else None
-    items, (H, W) = _items(root, rels, pixels, truth, C, size, crop, per_image, seed, bands)
+    how = dict(size=size, crop=crop, per_image=per_image, channels=channels, seed=seed)
+    how.update(max_pixels=max_pixels, boxes=boxes, bands=bands)
+    items, (H, W), C = _items(root, files, truth, how)
     chosen_of = _assign_splits(items, len(files), val, test, seed)
     splits, file_names, origins = _split_arrays(items, rels, names or [], chosen_of)
     annotations = (["boxes"] if boxes is not None else []) + (["labels"] if names else [])
