@@ -187,3 +187,40 @@ def test_boxes_for_evaluation_make_detection_metrics_measurable(capsys, folder):
     record = json.loads((root / "boxed.json").read_text())
     assert {"det_iou50", "both", "classif", "ap50"} <= set(record["metrics"])
     assert record["not_measured"] == {} and "not measured" not in out
+
+
+def test_detects_csv_reads_back_for_names_with_a_backslash_or_a_leading_space(
+    capsys, tmp_path, monkeypatch, tiny_run
+):
+    """Before: ``mist detect src/*.png --out found`` wrote ``src/a\\b.png``, and ``import-images
+    src --boxes found/detections.csv`` answered ``no image 'src/a/b.png' under src`` (the name
+    was cleaned before any match); `` c.png`` read back only in the working-directory form."""
+    monkeypatch.chdir(tmp_path)
+    src = Path("src")
+    src.mkdir()
+    names = ["a\\b.png", " c.png", "0.png", "1.png", "2.png"]
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((SIZE, SIZE), 40 * i, np.uint8)).save(src / name)
+    images = [str(src / n) for n in names]
+    rc, _, err = mist(capsys, "detect", tiny_run, *images, "--out", "found", "--min-score", "0")
+    assert rc == 0, err
+    with open("found/detections.csv", newline="") as f:
+        written = {row["image"] for row in csv.DictReader(f)}
+    assert written == set(images)  # src/a\b.png, as given
+    rc, _, err = mist(
+        capsys, "data", "import-images", src, "--boxes", "found/detections.csv", "--out", "ds",
+        "--val", "0", "--test", "0",
+    )  # fmt: skip
+    assert rc == 0, err
+    manifest = json.loads(Path("ds/manifest.json").read_text())
+    assert sorted(manifest["file_names"]["train"]) == sorted(names)
+    # bare names (relative to SRC) as written, in a boxes CSV of one's own
+    rows = [f'"{n}",20,20,8,8' for n in names]
+    Path("own.csv").write_text("filename,cx,cy,w,h\n" + "\n".join(rows) + "\n")
+    rc, _, err = mist(
+        capsys, "data", "import-images", src, "--boxes", "own.csv", "--out", "ds2",
+        "--val", "0", "--test", "0",
+    )  # fmt: skip
+    assert rc == 0, err
+    with np.load("ds2/train.npz") as z:
+        assert z["counts"].tolist() == [1] * len(names)

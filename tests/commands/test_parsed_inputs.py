@@ -540,6 +540,28 @@ def train_diverging_at_a_learning_rate_of_1e6(tmp_path, run):
     ]
 
 
+@case
+def labels_csv_naming_a_hidden_image(tmp_path, run):
+    """Before: ``no image '.a.png' under photos``, while photos/.a.png is a readable PNG."""
+    src = photos(tmp_path, n=2)
+    Image.new("L", (48, 48), 100).save(src / ".a.png")
+    (tmp_path / "labels.csv").write_text("filename,labels\n.a.png,cat\n0.png,cat\n1.png,cat\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--labels"]
+    return [*argv, tmp_path / "labels.csv"], [
+        "labels.csv line 2: '.a.png' is a hidden file (.a.png: a name starting with '.'); "
+        "import-images skips hidden files and folders"
+    ]
+
+
+@case
+def labels_csv_naming_a_missing_image_quotes_it_as_written(tmp_path, run):
+    """Before: the name shown was the cleaned one (``'c/d.png'`` for `` c\\d.png``)."""
+    src = photos(tmp_path)
+    (tmp_path / "labels.csv").write_text('filename,labels\n" c\\d.png",cat\n0.png,cat\n')
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--labels"]
+    return [*argv, tmp_path / "labels.csv"], ["labels.csv line 2: no image ' c\\\\d.png' under"]
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_is_one_line_naming_it_and_changes_no_file(capsys, tmp_path, tiny_run, name):
     check_refused(capsys, tmp_path, tiny_run, CASES[name])
@@ -564,6 +586,34 @@ def test_a_byte_order_mark_and_unusual_class_names_are_accepted(capsys, tmp_path
     rc, out, err = mist(capsys, *argv, "--labels", tmp_path / "labels2.csv")
     assert rc == 0, err
     assert "classes: New\u00a0York" in out
+
+
+def test_names_with_a_backslash_or_end_spaces_are_matched_as_written_first(capsys, tmp_path):
+    """Before: a name was stripped and its backslashes made slashes before any match, so the
+    files ``a\\b.png`` and `` c.png`` (valid on Linux) could not be named in a labels CSV or
+    COCO file (``no image 'a/b.png'``, ``no image 'c.png'``). The cleaned form still matches
+    when the name as written does not (``" 0.png "`` names ``0.png``)."""
+    src = photos(tmp_path, n=2)
+    for name, value in (("a\\b.png", 10), (" c.png", 20)):
+        Image.new("L", (48, 48), value).save(src / name)
+    (tmp_path / "labels.csv").write_text(
+        'filename,labels\na\\b.png,ab\n" c.png",c\n" 0.png ",zero\n1.png,one\n'
+    )
+    argv = ["data", "import-images", src, "--val", "0", "--test", "0"]
+    rc, out, err = mist(
+        capsys, *argv, "--out", tmp_path / "ds", "--labels", tmp_path / "labels.csv"
+    )
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    names = manifest["file_names"]["train"]
+    with np.load(tmp_path / "ds" / "train.npz") as z:
+        classes = {n: manifest["classes"][z["labels"][j, 0]] for j, n in enumerate(names)}
+    assert classes == {"a\\b.png": "ab", " c.png": "c", "0.png": "zero", "1.png": "one"}
+    images = [{"id": i, "file_name": n} for i, n in enumerate(["a\\b.png", " c.png"])]
+    doc = {"images": images, "annotations": [], "categories": [{"id": 1, "name": "x"}]}
+    (tmp_path / "boxes.json").write_text(json.dumps(doc))
+    rc, _, err = mist(capsys, *argv, "--out", tmp_path / "coco", "--boxes", tmp_path / "boxes.json")
+    assert rc == 0, err
 
 
 def test_a_box_over_the_edge_is_clipped_with_a_warning(capsys, tmp_path):
@@ -800,3 +850,20 @@ def test_a_folder_named_with_a_tab_or_220_characters_imports_under_a_cleaned_nam
                           "--test", "0")  # fmt: skip
         assert rc == 0, err
         assert json.loads((out / "manifest.json").read_text())["name"] == want
+
+
+def test_coco_category_names_are_stripped_and_a_name_twice_after_that_is_refused(capsys, tmp_path):
+    """TESTING.md said a COCO category ``"cat "`` is refused: it is stripped (``cat``), as a
+    boxes CSV's class column is; ``"cat"`` beside ``"cat "`` is then one name given twice."""
+    boxes = [{"image_id": 1, "category_id": c, "bbox": [4, 4, 10, 10 + c]} for c in (1, 2)]
+    spaced = [{"id": 1, "name": "cat "}, {"id": 2, "name": " dog"}]
+    rc, out, err = mist(capsys, *coco(tmp_path, annotations=boxes, categories=spaced), "--val",
+                        "0", "--test", "0")  # fmt: skip
+    assert rc == 0, err
+    assert "classes: cat, dog" in out
+    twice = [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat "}]
+    (tmp_path / "again").mkdir()
+    assert_user_error(
+        mist(capsys, *coco(tmp_path / "again", annotations=boxes, categories=twice)),
+        "boxes.json: category name 'cat' appears twice",
+    )

@@ -43,7 +43,8 @@ def _resolver(root: Path, images: list[Path], where: str):
 
     A name is the path relative to the folder (``/`` separators), a path from the working
     directory to an image in the folder (as ``mist detect`` writes them), or a bare file name
-    when that names one image only.
+    when that names one image only. The name as written is tried first (a file may be named
+    ``a\\b.png`` or `` c.png``), then with its end spaces stripped and ``\\`` read as ``/``.
     """
     rel = {p.relative_to(root).as_posix(): p.relative_to(root).as_posix() for p in images}
     # The same name in another Unicode normal form (macOS writes "cafe\u0301.png" for
@@ -56,33 +57,51 @@ def _resolver(root: Path, images: list[Path], where: str):
     for r in rel:
         bare.setdefault(r.rsplit("/", 1)[-1], []).append(r)
 
-    def resolve(name: str, line: str) -> str:
-        name = name.strip().replace("\\", "/").removeprefix("./")
-        if "\0" in name:  # no file has one: the OS refuses such a name outright
-            raise DataError(f"{where} {line}: {name!r} holds a NUL character; no file is named so")
+    def match(name: str, written: str, line: str) -> str | None:
         if name in rel:
             return name
         same = nfc.get(unicodedata.normalize("NFC", name), [])
         if len(same) == 1:
             return same[0]
-        try:
-            real = Path(name).resolve()
-        except (UnicodeEncodeError, OSError):  # a lone surrogate ("\ud800"): no file's name
-            real = None
-        if (
-            real
-            and real.is_relative_to(real_root)
-            and real.relative_to(real_root).as_posix() in rel
-        ):
-            return real.relative_to(real_root).as_posix()
+        real = _inside(Path(name), real_root)
+        if real is not None and real.as_posix() in rel:
+            return real.as_posix()
         hits = bare.get(name, [])
-        if len(hits) == 1:
-            return hits[0]
-        if hits:
-            raise DataError(f"{where} {line}: {name!r} matches {', '.join(hits)}; give the path")
-        raise DataError(f"{where} {line}: no image {name!r} under {root}")
+        if len(hits) > 1:
+            raise DataError(f"{where} {line}: {written!r} matches {', '.join(hits)}; give the path")
+        return hits[0] if hits else None
+
+    def resolve(written: str, line: str) -> str:
+        if "\0" in written:  # no file has one: the OS refuses such a name outright
+            raise DataError(
+                f"{where} {line}: {written!r} holds a NUL character; no file is named so"
+            )
+        clean = written.strip().replace("\\", "/").removeprefix("./")
+        for name in dict.fromkeys((written, clean)):
+            found = match(name, written, line)
+            if found is not None:
+                return found
+        for name in dict.fromkeys((written, clean)):
+            for path in (root / name, Path(name)):
+                hidden = _inside(path, real_root)
+                if hidden and path.is_file() and any(p.startswith(".") for p in hidden.parts):
+                    raise DataError(
+                        f"{where} {line}: {written!r} is a hidden file ({hidden.as_posix()}: "
+                        "a name starting with '.'); import-images skips hidden files and "
+                        "folders (rename it to import it, or drop the row)"
+                    )
+        raise DataError(f"{where} {line}: no image {written!r} under {root}")
 
     return resolve
+
+
+def _inside(path: Path, real_root: Path) -> Path | None:
+    """``path`` relative to the folder ``real_root`` (resolved) when it lies inside it."""
+    try:
+        real = path.resolve()
+    except (UnicodeEncodeError, OSError, RuntimeError):  # a lone surrogate: no file's name
+        return None
+    return real.relative_to(real_root) if real.is_relative_to(real_root) else None
 
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
