@@ -67,7 +67,7 @@ def test_section_must_be_a_table():
         ("model.task=segment", r"model\.task must be one of"),
         ("model.factors=0.5", r"model\.factors must be a list"),
         ('model.factors=[1.0, "half"]', r"model\.factors\[1\] must be a number"),
-        ("data.name=3", r"data\.name must be a string"),
+        ("data.name=3", r"data\.name takes a string, and 3 reads as a TOML int"),
     ],
 )
 def test_ill_typed_override_rejected(override, message):
@@ -523,3 +523,26 @@ def test_override_refuses_values_without_a_toml_form_and_takes_numpy_scalars():
             override(key, value)
     assert override("model.k", np.int64(3)) == "model.k=3"
     assert apply_overrides(load_preset("tiny-cpu"), [override("model.k", np.int64(3))]).model.k == 3
+
+
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        ("train.init_from=2024-01-01", "2024-01-01 reads as a TOML date"),
+        ("data.path=2024", "2024 reads as a TOML int"),
+        ("data.digits = 1.5", "1.5 reads as a TOML float"),
+        ("data.path=true", "true reads as a TOML bool"),
+    ],
+)
+def test_a_string_key_given_a_toml_date_or_number_says_to_quote_it(override, shown):
+    """Before: ``train.init_from must be a string, got datetime.date(2024, 1, 1)`` (a Python
+    repr, and no word of quoting) for a folder named by a date or a number."""
+    key, text = (part.strip() for part in override.split("=", 1))
+    with pytest.raises(MistError) as info:
+        apply_overrides(Config(), [override])
+    assert str(info.value) == (
+        f"--set {key}={text}: {key} takes a string, and {shown}; quote it: --set '{key}=\"{text}\"'"
+    )
+    quoted = apply_overrides(Config(), [f'{key}="{text}"'])  # the fix it names works
+    section, name = key.split(".")
+    assert getattr(getattr(quoted, section), name) == text

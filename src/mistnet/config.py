@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import shlex
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -172,10 +173,6 @@ class Config:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def from_dict(data: dict[str, Any]) -> Config:
     """Build a :class:`Config` from nested dicts, rejecting unknown keys and out-of-range values.
 
@@ -230,7 +227,7 @@ def _check_types(cfg: Config) -> None:
         target = getattr(cfg, section)
         if type(target) is not cls:
             raise TypeError(f"cfg.{section} must be a {cls.__name__}, got {type(target).__name__}")
-        for key, annotation in _field_types(cls).items():
+        for key, annotation in typing.get_type_hints(cls).items():
             value = typed_value(getattr(target, key), annotation, f"{section}.{key}")
             setattr(target, key, value)
 
@@ -403,7 +400,7 @@ def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
 def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     """Set ``section.key`` of ``cfg`` to ``value``, type-checked (ranges: :func:`validate`)."""
     target = getattr(cfg, section)
-    types_ = _field_types(type(target))
+    types_ = typing.get_type_hints(type(target))
     if key not in types_:
         if section == "train" and key in _RENAMED:
             raise MistError(f"config key train.{key} is now train.{_RENAMED[key]}")
@@ -500,14 +497,20 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     for item in _override_list(overrides):
         if "=" not in item:
             raise MistError(f"override {item!r} must look like section.key=value")
-        dotted, text = item.split("=", 1)
-        parts = dotted.strip().split(".")
+        dotted, text = (part.strip() for part in item.split("=", 1))
+        parts = dotted.split(".")
         if len(parts) != 2:
             raise MistError(f"override key {dotted!r} must be section.key, e.g. train.lr_keypoints")
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
-        set_value(changed, section, key, _parse_value(text.strip(), dotted.strip()))
+        value, hints = _parse_value(text, dotted), typing.get_type_hints(SECTIONS[section])
+        if hints.get(key) is str and not isinstance(value, str):  # a folder 2024 or 2024-01-01
+            raise MistError(
+                f"--set {dotted}={text}: {dotted} takes a string, and {text} reads as a TOML "
+                f"{type(value).__name__}; quote it: --set {shlex.quote(override(dotted, text))}"
+            )
+        set_value(changed, section, key, value)
     validate(changed)
     for f in dataclasses.fields(cfg):
         setattr(cfg, f.name, getattr(changed, f.name))
