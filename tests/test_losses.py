@@ -352,3 +352,27 @@ def test_mixture_centring_keeps_a_keypoint_without_ink_and_rejects_bad_shapes():
         mixture_centring_loss(torch.zeros(30, 30), kp)
     with pytest.raises(ValueError, match="keypoints must have shape"):
         mixture_centring_loss(torch.zeros(2, 1, 30, 30), kp)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: tensor(nan)
+        (
+            lambda: multi_instance_loss(torch.randn(1, 3, 10), torch.tensor([[1]]), scale=math.nan),
+            "scale must be a finite number > 0, got nan",
+        ),
+        (
+            lambda: multi_instance_loss(torch.randn(1, 3, 10), torch.tensor([[1]]), scale=0),
+            "scale must be a finite number > 0, got 0",
+        ),
+        # Before: tensor([nan, nan])
+        (lambda: task_weight(torch.tensor([0.1, 0.2]), beta=math.nan), "beta must be a finite"),
+        # Before: tensor([1.1052, 1.2214]): the weighting inverted
+        (lambda: task_weight(torch.tensor([0.1, 0.2]), beta=-1.0), r"beta .* >= 0, got -1.0"),
+    ],
+)
+def test_loss_scalars_that_are_nan_or_negative_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert task_weight(torch.tensor([0.1, 0.2]), beta=0).tolist() == [1.0, 1.0]  # 0: switched off

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from mistnet.metrics import (
     APMeter,
     DetectionMeter,
     ReconstructionMeter,
+    SceneMeter,
     any_match,
     ap_at_thresholds,
     greedy_assign,
@@ -19,6 +21,7 @@ from mistnet.metrics import (
     official_eval_accuracy,
     rmse,
     svhn_ap,
+    unmeasured,
     valid_mask,
 )
 from mistnet.ops import box_iou
@@ -822,10 +825,6 @@ def test_label_histograms_refuse_fractional_labels_and_class_counts(call, messag
 @pytest.mark.parametrize(
     "call, message",
     [
-        # Before: the string 'no' was taken as true (RMSE halved)
-        (lambda: rmse(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), signed="no"), "signed: "),
-        (lambda: rmse(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), clip=1), "clip: expected"),
-        (lambda: ReconstructionMeter(signed="no"), "signed: expected True or False, got 'no'"),
         # Before: IndexError (empty batch) and NaN (images without pixels)
         (lambda: rmse(torch.zeros(0, 1, 2, 2), torch.zeros(0, 1, 2, 2)), r"pred: .*\(0, 1, 2, 2\)"),
         (lambda: rmse(torch.zeros(1, 1, 0, 2), torch.zeros(1, 1, 0, 2)), r"pred: .*\(1, 1, 0, 2\)"),
@@ -836,17 +835,48 @@ def test_label_histograms_refuse_fractional_labels_and_class_counts(call, messag
         ),
     ],
 )
-def test_rmse_refuses_empty_images_and_flags_that_are_no_bool(call, message):
+def test_rmse_refuses_empty_images(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: the string 'no' was taken as true (RMSE halved), then a ValueError; a
+        # TypeError now, with the message of every other flag (mistnet.validate.flag)
+        (lambda: rmse(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), signed="no"), "signed"),
+        (lambda: rmse(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), clip=1), "clip"),
+        (lambda: ReconstructionMeter(signed="no"), "signed"),
+        (lambda: SceneMeter("reconstruct", signed="no"), "signed"),
+        # Before: inclusive='no' was taken as true: an IoU of exactly 0.5 matched
+        (lambda: greedy_match(torch.tensor([[0.5]]), inclusive="no"), "inclusive"),
+        (lambda: greedy_assign(torch.tensor([[0.5]]), inclusive="no"), "inclusive"),
+        # Before: class_aware='no' was taken as true
+        (lambda: match_detections(*_one_box(), class_aware="no"), "class_aware"),
+        # Before: background_class='no' was taken as true: ZeroDivisionError on label 0
+        (
+            lambda: official_eval_accuracy(*_one_box()[::2], *_one_box()[1::2], background_class=1),
+            "background_class",
+        ),
+    ],
+)
+def test_flags_that_are_no_bool_are_refused_by_name(call, message):
+    with pytest.raises(TypeError, match=f"^{message} must be True or False, got "):
+        call()
+    assert greedy_match(torch.tensor([[0.5]]), inclusive=np.bool_(True)).tolist() == [True]
+
+
+def _one_box():
+    """One image with one box of label 0, detected exactly: (boxes, labels, boxes, labels)."""
+    b, lab = torch.tensor([[[10.0, 10.0, 4.0, 4.0]]]), torch.tensor([[0]])
+    return b, lab, b, lab
 
 
 def test_numpy_class_counts_and_flags_are_taken_and_evaluate_keeps_the_mode():
     """Before (the first of these since the metrics checked their arguments): a numpy
     ``num_classes`` or ``signed`` was refused; and a refused ``evaluate`` left a model that was
     training in eval mode."""
-    import numpy as np
-
     from mistnet.config import load_preset
     from mistnet.data.dataset import SceneDataset, collate_scenes
     from mistnet.engine import evaluate
@@ -860,6 +890,92 @@ def test_numpy_class_counts_and_flags_are_taken_and_evaluate_keeps_the_mode():
     model = build_model(load_preset("tiny-cpu").model)
     batch = collate_scenes([SceneDataset("mnist-hard", "test", size=2)[i] for i in range(2)])
     assert model.training
-    with pytest.raises(ValueError, match="signed"):
+    with pytest.raises(TypeError, match="signed"):
         evaluate(model, [batch], signed="no")
     assert model.training
+
+
+def test_official_returns_nan_where_c_divides_by_zero():
+    """Before: a raw ZeroDivisionError (acc_det / num_objects) for all-background labels with
+    background_class=True and for an empty batch; the docstring promises NaN."""
+    b, l0 = torch.tensor([[[10.0, 10.0, 4.0, 4.0]]]), torch.tensor([[0]])
+    empty, e0 = torch.zeros(0, 1, 4), torch.zeros(0, 1, dtype=torch.long)
+    for out in (
+        official_eval_accuracy(b, b, l0, l0, background_class=True),
+        official_eval_accuracy(empty, empty, e0, e0),
+    ):
+        assert out["num_objects"] == 0
+        for key in ("acc_det", "acc_class", "recall_iou", "recall_center", "f1_center"):
+            assert math.isnan(out[key]), key
+        assert out["precision_iou"] == 0.0  # [C]'s own guard: 0 without detections
+    # one object: the ratios are numbers again
+    one = official_eval_accuracy(b, b, l0, l0)
+    assert (one["acc_det"], one["acc_class"], one["recall_iou"]) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "count, shown",
+    [([1.5], r"\[1.5\]"), ([-1], r"\[-1\]"), ([5], r"\[5\]"), ([math.nan], r"\[nan\]")],
+)
+def test_valid_mask_refuses_counts_that_are_no_whole_numbers_in_range(count, shown):
+    """Before: count 1.5 was counted as 2, -1 as 0 and 5 (N = 2) as 2, without a word."""
+    labels = torch.tensor([[1, 2]])
+    with pytest.raises(
+        ValueError, match=rf"count: whole numbers in \[0, 2\] expected, got {shown}"
+    ):
+        valid_mask(labels, torch.tensor(count))
+    assert valid_mask(labels, torch.tensor([1.0])).tolist() == [[True, False]]
+
+
+def test_multiset_overlap_refuses_batches_of_different_sizes():
+    """Before: det batch 2 against gt batch 1 broadcast the ground truth: tensor([1, 0])."""
+    with pytest.raises(
+        ValueError, match=r"det_labels and gt_labels: batch sizes differ \(2 vs 1\)"
+    ):
+        multiset_overlap(torch.tensor([[1], [2]]), torch.tensor([[1]]), 10)
+    with pytest.raises(ValueError, match=r"gt_valid: expected shape \(2, 1\), got \(1, 1\)"):
+        multiset_overlap(
+            torch.tensor([[1], [2]]),
+            torch.tensor([[1], [2]]),
+            10,
+            None,
+            torch.ones(1, 1, dtype=torch.bool),
+        )
+    with pytest.raises(ValueError, match=r"labels: expected shape \(B, N\), got \(2,\)"):
+        label_histogram(torch.tensor([1, 2]), 10)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: greedy_match([[0.9]]), "iou: expected a torch.Tensor of shape .*, got list"),
+        (lambda: greedy_assign(torch.ones(1, 1), [[True]]), "eligible: expected a torch.Tensor"),
+        (
+            lambda: valid_mask([[1, 2]]),
+            r"labels: expected a torch.Tensor of shape \(B, N\), got list",
+        ),
+        (lambda: label_histogram([[1]], 3), "labels: expected a torch.Tensor"),
+    ],
+)
+def test_matching_names_a_list_given_for_a_tensor(call, message):
+    """Before: AttributeError: 'list' object has no attribute 'ndim'."""
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        # Before: the string was read as the set of its letters: boxes said to be missing
+        (lambda: unmeasured("classify", "boxes"), TypeError, "annotations must be a set of"),
+        (lambda: SceneMeter("classify", annotations="labels"), TypeError, "annotations must be"),
+        (lambda: unmeasured("classify", {"boxes", "masks"}), ValueError, "got 'masks'"),
+        # Before: an unknown task was accepted: {} (measured as reconstruction)
+        (lambda: unmeasured("detect", {"boxes"}), ValueError, "task must be 'classify' or"),
+        (lambda: SceneMeter("detect"), ValueError, "got 'detect'"),
+    ],
+)
+def test_unmeasured_and_scene_meter_check_task_and_annotations(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+    assert set(unmeasured("classify", ["boxes"])) == {"classif", "both", "ap50"}

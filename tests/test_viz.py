@@ -16,6 +16,7 @@ from mistnet.viz import (
     PRED_COLOR,
     annotate_image,
     draw_scenes_grid,
+    log_curves,
     mist_figure,
     output_figure,
     plot_curves,
@@ -399,3 +400,32 @@ def test_a_signal_while_a_figure_is_drawn_is_acted_on_once_it_is_drawn(tmp_path)
     with pytest.raises(Terminated), signals_as_exceptions():
         save_figure(fig, tmp_path / "f.png", 20)
     assert finished == [True] and list(tmp_path.iterdir()) == []
+
+
+def test_to_rgb_refuses_a_signed_flag_that_is_no_bool_and_nan_pixels():
+    """Before: signed='no' was taken as true ([[[191, 191, 191]]] for 0.5), and NaN pixels
+    were drawn black without a word."""
+    half = torch.full((1, 1, 1), 0.5)
+    with pytest.raises(TypeError, match="signed must be True or False, got 'no'"):
+        to_rgb(half, signed="no")
+    assert to_rgb(half, signed=np.bool_(False)).tolist() == [[[128, 128, 128]]]
+    with pytest.raises(ValueError, match=r"image holds 1 NaN or infinite values \(of 2\)"):
+        to_rgb(torch.tensor([[[0.5, math.nan]]]))
+
+
+@pytest.mark.parametrize(
+    "records, error, message",
+    [
+        # Before: AttributeError: 'str' object has no attribute 'get'
+        ({"step": 1}, TypeError, "records must be a list of log records .*, got dict"),
+        ("log.jsonl", TypeError, "records must be a list of log records .*, got str"),
+        # Before: {} with no error: the record dropped
+        ([{"step": "a", "split": "train"}], ValueError, r"records\[0\]: 'step' must be an integer"),
+        ([{"step": 1}], ValueError, r"records\[0\]: no 'split' key"),
+        ([{"step": 1, "split": "val", "both": 0.5}, 3], ValueError, r"records\[1\]: not a log"),
+    ],
+)
+def test_log_curves_refuses_what_is_no_list_of_log_lines(records, error, message):
+    with pytest.raises(error, match=message):
+        log_curves(records)
+    assert log_curves([{"step": 1, "split": "val", "both": None}]) == {}  # null: no point

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from mistnet.ops._checks import check_number
+
 __all__ = [
     "heatmap_loss",
     "multi_instance_loss",
@@ -110,7 +112,7 @@ def multi_instance_loss(
         reduction: ``"mean"`` → scalar batch mean; ``"none"`` → ``(B,)``.
         patch_mask: optional ``(B, K)`` bool, True for patches that count (per-image K); every
             image needs ≥ 1 patch. ``None`` uses all K.
-        scale: constant factor (1 = paper, 0.5 = official code).
+        scale: constant factor (1 = paper, 0.5 = official code), a finite number > 0.
 
     Example:
         >>> logits = torch.tensor([[[20.0, 0.0], [0.0, 20.0]]])
@@ -118,6 +120,7 @@ def multi_instance_loss(
         tensor(True)
     """
     _check_reduction(reduction)
+    scale = check_number(scale, "scale", positive=True)  # NaN gave a NaN loss
     _check_logits_labels(logits, labels)
     B, K, C = logits.shape
     valid = labels >= 0  # (B, L)
@@ -399,9 +402,10 @@ def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
 
     Args:
         per_image_task_loss: ``(B,)`` per-image task losses.
-        beta: sharpness β (5 in the official code).
+        beta: sharpness β (5 in the official code), a finite number >= 0 (0: every weight 1).
 
     Returns:
         ``(B,)`` weights in (0, 1] for non-negative losses, without gradient.
     """
+    beta = check_number(beta, "beta", positive=False)  # NaN gave NaN weights, < 0 inverted them
     return torch.exp(-beta * per_image_task_loss.detach())

@@ -68,10 +68,12 @@ def parse_record(line: str, where: str) -> LogRecord:
         ...
         mistnet.errors.DataError: log.jsonl line 2: 'wall' must be a number >= 0 (seconds), got '6'
     """
-    return _record(parse_json(line, where), line, where)
+    return check_record(parse_json(line, where), line, where)
 
 
-def _record(record: Any, line: str, where: str) -> LogRecord:
+def check_record(record: Any, line: str, where: str) -> LogRecord:
+    """A decoded log line (``record``, a JSON object; ``line`` its text, for the record) as a
+    :class:`LogRecord`, checked as :func:`parse_record` checks one (``where`` names it)."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: not a log record (a JSON object), got {type(record).__name__}")
     for key in ("step", "split"):
@@ -115,5 +117,5 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
             if cut and i == len(lines) - 1:
                 break
             raise
-        records.append(_record(parsed, line, where))
+        records.append(check_record(parsed, line, where))
     return records

@@ -261,14 +261,12 @@ def class_names(names: object, where: str) -> tuple[str, ...]:
 
 
 def flag(value: object, name: str) -> bool:
-    """``value`` if it is True or False (a string ``"no"`` would be true).
+    """``value`` if it is True or False, numpy's too (a string ``"no"`` would be true).
 
     Raises:
-        TypeError: anything else, naming ``name``.
+        TypeError: anything else, naming ``name`` (:func:`mistnet.ops._checks.check_flag`).
     """
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
+    return _checks.check_flag(value, name)
 
 
 def seed(value: object, name: str = "seed") -> int:

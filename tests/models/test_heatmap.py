@@ -167,7 +167,7 @@ def test_dilated_body_gradcheck():
 def test_dilated_body_errors():
     with pytest.raises(ValueError, match=r"dilations must be 4 integers >= 1"):
         HeatmapBody(1, depth=4, dilations=(1, 2))
-    with pytest.raises(ValueError, match=r"dilations must be 2 integers >= 1"):
+    with pytest.raises(ValueError, match=r"dilations must be an integer >= 1, got 0"):
         HeatmapBody(1, depth=2, dilations=(0, 1))
     with pytest.raises(ValueError, match="larger than the reflection padding 8 px"):
         HeatmapBody(1, depth=2, dilations=(1, 8))(torch.rand(1, 1, 8, 30))

@@ -94,3 +94,17 @@ def test_boxes_to_keypoints_takes_any_integer_k(k):
     boxes, labels = _gt()
     kp, lab = boxes_to_keypoints(boxes, labels, np.float32(20.0), k)
     assert kp.tolist() == [[[5.0, 6.0, 20.0], [1.0, 1.0, 20.0]]] and lab.tolist() == [[3, 4]]
+
+
+def test_box_iou_names_mismatched_and_valueless_inputs():
+    """Before: batch 2 against 3 gave a raw RuntimeError ("The size of tensor a (2) must match
+    ..."), a sparse tensor a 90-word NotImplementedError, a meta one "Tensor on device cpu is not
+    on the expected device meta!"."""
+    b = torch.tensor([[10.0, 10.0, 4.0, 4.0]])
+    with pytest.raises(ValueError, match=r"a and b: leading dimensions \(2,\) and \(3,\) do not"):
+        box_iou(torch.rand(2, 3, 4), torch.rand(3, 5, 4))
+    with pytest.raises(ValueError, match="a: a tensor of torch.sparse_coo layout holds no values"):
+        box_iou(b.to_sparse(), b)
+    with pytest.raises(ValueError, match="b: a tensor on the meta device holds no values"):
+        box_iou(b, b.to("meta"))
+    assert box_iou(torch.rand(2, 3, 4), torch.rand(1, 5, 4)).shape == (2, 3, 5)  # broadcasts

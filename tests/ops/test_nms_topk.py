@@ -86,10 +86,7 @@ def test_output_is_detached_and_typed():
             dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], nms_window=4),
             "nms_window must be an odd integer >= 1, got 4",
         ),
-        # Before: log="no" (or 1) was taken as true: the heatmap read as log-responses.
         # k=True, 2.5 and a bool tensor stay refused now that numpy ints are taken
-        (dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], log="no"), "log must be True or False"),
-        (dict(h=torch.rand(1, 1, 4, 4), k=1, sides=[20.0], log=1), "log must be True or False"),
         (dict(h=torch.rand(1, 1, 4, 4), k=True, sides=[20.0]), "k must be an integer in"),
         (dict(h=torch.rand(1, 1, 4, 4), k=2.5, sides=[20.0]), r"k must be .*, got 2.5"),
         (dict(h=torch.rand(1, 1, 4, 4), k=torch.tensor(True), sides=[20.0]), "k must be"),
@@ -188,3 +185,35 @@ def test_keypoints_of_a_reduced_precision_heatmap_are_exact_pixels(dtype):
     h[0, 0, 5, 3001] = 1.0
     kp, _ = topk_keypoints(h, 1, [20.0])
     assert kp.dtype == torch.float32 and kp[0, 0].tolist() == [3001.0, 5.0, 20.0]
+
+
+@pytest.mark.parametrize("log", ["no", 1, None])
+def test_topk_refuses_a_log_flag_that_is_no_bool(log):
+    """Before: log="no" (or 1) was taken as true: the heatmap read as log-responses (a
+    ValueError since; a TypeError now, as every flag of the library)."""
+    with pytest.raises(TypeError, match=f"log must be True or False, got {log!r}"):
+        topk_keypoints(torch.rand(1, 1, 4, 4), 1, [20.0], log=log)
+    assert topk_keypoints(torch.rand(1, 1, 4, 4), 1, [20.0], log=np.bool_(False))[0].shape == (
+        1,
+        1,
+        3,
+    )
+
+
+@pytest.mark.parametrize("sides", ["4", None, ["4"], [[4.0], [8.0, 2.0]], torch.tensor([True])])
+def test_topk_and_render_name_sides_that_are_no_numbers(sides):
+    """Before: sides='4' gave "new(): invalid data type 'str'", None "must be real number, not
+    NoneType", ['4'] "too many dimensions 'str'": none of them named sides."""
+    with pytest.raises(TypeError, match="sides must be a sequence of box sides in pixels"):
+        topk_keypoints(torch.rand(1, 1, 4, 4), 2, sides=sides)
+    with pytest.raises(TypeError, match="sides must be a sequence of box sides in pixels"):
+        render_heatmap(torch.ones(1, 1, 3), sides, 4, 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 0, 8), (1, 1, 8, 0), (1, 0, 4, 4)])
+def test_nms_refuses_empty_maps(shape):
+    """Before: a raw RuntimeError from max_pool2d ("Expected 3D or 4D (batch mode) tensor ...
+    but got: [1, 1, 0, 8]"); B = 0 still works."""
+    with pytest.raises(ValueError, match=r"h must have shape \(B, C, H, W\) with C, H, W >= 1"):
+        nms(torch.rand(*shape))
+    assert nms(torch.rand(0, 1, 4, 4)).shape == (0, 1, 4, 4)

@@ -168,7 +168,10 @@ def test_window_mass_scores_a_spread_peak_high_and_a_flat_or_low_window_low():
         ({"eps": float("inf")}, "eps must be a finite number >= 0"),
         # Before: strength=True was taken as 1; an empty map failed in amax (IndexError)
         ({"strength": True}, "strength must be a finite number > 0, got True"),
-        ({"logits": torch.zeros(1, 1, 0, 5)}, r"logits must have shape \(B, S, H, W\) with H, W"),
+        (
+            {"logits": torch.zeros(1, 1, 0, 5)},
+            r"logits must have shape \(B, S, H, W\) with S, H, W",
+        ),
     ],
 )
 def test_the_local_softmax_names_a_bad_window_strength_or_eps(kwargs, message):
@@ -213,3 +216,21 @@ def test_the_local_softmax_takes_numpy_scalars():
     want = local_window_log_mass(h, 3, 5, 2.0, 1e-6)
     got = local_window_log_mass(h, np.int64(3), np.int64(5), np.float32(2.0), np.float64(1e-6))
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: a raw RuntimeError from unfold / max_pool ("Expected 3D or 4D ...")
+        (lambda: local_spatial_softmax(torch.rand(1, 0, 4, 4)), r"logits must .* S, H, W >= 1"),
+        (lambda: local_window_log_mass(torch.rand(1, 0, 4, 4), 1), r"logits must .* S, H, W >= 1"),
+        # Before: an all-NaN (1, 1, 4, 4) map, no error
+        (lambda: scale_pool(torch.rand(1, 0, 4, 4)), r"h must have shape .* with S >= 1"),
+        # Before: "ValueError: math domain error", naming nothing
+        (lambda: log_scale_pool(torch.rand(1, 0, 4, 4)), r"log_h must have shape .* with S >= 1"),
+    ],
+)
+def test_softmax_and_pooling_refuse_no_scale_channel(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert scale_pool(torch.rand(0, 2, 4, 4)).shape == (0, 1, 4, 4)  # B = 0 stays fine

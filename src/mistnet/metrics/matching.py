@@ -14,11 +14,22 @@ from __future__ import annotations
 import math
 import numbers
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from mistnet.ops._checks import check_flag, require_dense
 from mistnet.ops.boxes import box_iou
+
+
+def require_tensor(x: object, name: str, expected: str) -> Tensor:
+    """``x`` if it is a dense tensor; else TypeError (a list) or ValueError (meta, sparse) naming
+    ``name`` and the ``expected`` shape. Metadata only."""
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{name}: expected a torch.Tensor of shape {expected}, got {type(x).__name__}"
+        )
+    require_dense(x, name)
+    return x
 
 
 def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
@@ -30,7 +41,13 @@ def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
 
     Returns:
         ``(B, N)`` bool: ``labels >= 0`` and (if ``count`` is given) ``index < count``.
+
+    Raises:
+        TypeError: ``labels`` is no tensor.
+        ValueError: a shape that is not ``(B, N)`` / ``(B,)``, or a count that is no whole number
+            in ``[0, N]``.
     """
+    require_tensor(labels, "labels", "(B, N)")
     if labels.ndim != 2:
         raise ValueError(f"labels: expected shape (B, N), got {tuple(labels.shape)}")
     valid = labels >= 0
@@ -40,6 +57,7 @@ def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
             raise ValueError(
                 f"count: expected shape ({labels.shape[0]},), got {tuple(count.shape)}"
             )
+        check_counts(count, labels.shape[1], "count")  # 1.5 was taken as 2, 5 as N
         idx = torch.arange(labels.shape[1], device=labels.device)
         valid = valid & (idx.unsqueeze(0) < count.unsqueeze(1))
     return valid
@@ -65,15 +83,24 @@ def label_histogram(labels: Tensor, num_classes: int, valid: Tensor | None = Non
         >>> label_histogram(torch.tensor([[0, 0, 3, -1]]), 4)
         tensor([[2, 0, 0, 1]])
     """
-    return _histogram(labels, num_classes, valid, "labels")
+    return _histogram(labels, num_classes, valid, "labels", "valid")
 
 
-def _histogram(labels: Tensor, num_classes: int, valid: Tensor | None, name: str) -> Tensor:
-    """:func:`label_histogram`, naming the labels ``name`` in its errors."""
+def _histogram(
+    labels: Tensor, num_classes: int, valid: Tensor | None, name: str, valid_name: str
+) -> Tensor:
+    """:func:`label_histogram`, naming the labels ``name`` and the mask ``valid_name``."""
     check_num_classes(num_classes)
+    require_tensor(labels, name, "(B, N)")
+    if labels.ndim != 2:
+        raise ValueError(f"{name}: expected shape (B, N), got {tuple(labels.shape)}")
     check_labels(labels, name)
     if valid is None:
         valid = labels >= 0
+    elif require_tensor(valid, valid_name, "(B, N)").shape != labels.shape:
+        raise ValueError(
+            f"{valid_name}: expected shape {tuple(labels.shape)}, got {tuple(valid.shape)}"
+        )
     bad = valid & (labels >= num_classes)
     if bool(bad.any()):
         raise ValueError(f"{name}: values must be < num_classes={num_classes}")
@@ -101,9 +128,17 @@ def multiset_overlap(
 
     Returns:
         ``(B,)`` int64.
+
+    Raises:
+        ValueError: the label tensors' batch sizes differ (the ground truth was broadcast).
     """
-    h_det = _histogram(det_labels, num_classes, det_valid, "det_labels")
-    h_gt = _histogram(gt_labels, num_classes, gt_valid, "gt_labels")
+    h_det = _histogram(det_labels, num_classes, det_valid, "det_labels", "det_valid")
+    h_gt = _histogram(gt_labels, num_classes, gt_valid, "gt_labels", "gt_valid")
+    if det_labels.shape[0] != gt_labels.shape[0]:
+        raise ValueError(
+            "det_labels and gt_labels: batch sizes differ "
+            f"({det_labels.shape[0]} vs {gt_labels.shape[0]})"
+        )
     return torch.minimum(h_det, h_gt).sum(dim=1)
 
 
@@ -142,13 +177,14 @@ def greedy_assign(
         >>> greedy_assign(torch.tensor([[0.9, 0.8], [0.95, 0.1]]))
         tensor([ 0, -1])
     """
-    if iou.ndim < 2:
+    if require_tensor(iou, "iou", "(..., N, M)").ndim < 2:
         raise ValueError(f"iou: expected shape (..., N, M), got {tuple(iou.shape)}")
     threshold = check_number(threshold, "threshold")  # NaN matched nothing
+    inclusive = check_flag(inclusive, "inclusive")  # "no" was taken as true
     *lead, N, M = iou.shape
     ok = ~torch.isnan(iou)
     if eligible is not None:
-        if eligible.shape != iou.shape:
+        if require_tensor(eligible, "eligible", "(..., N, M)").shape != iou.shape:
             raise ValueError(
                 f"eligible: expected shape {tuple(iou.shape)}, got {tuple(eligible.shape)}"
             )
@@ -282,13 +318,6 @@ def check_number(
     return float(value)
 
 
-def check_flag(value: object, name: str) -> bool:
-    """``value`` if it is True or False (numpy's too); else ValueError (``"no"`` is true)."""
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name}: expected True or False, got {value!r}")
-    return bool(value)
-
-
 def check_detections(
     det_boxes: Tensor,
     det_labels: Tensor,
@@ -337,6 +366,7 @@ def match_detections(
     """
     check_detections(det_boxes, det_labels, gt_boxes, gt_labels, gt_count, det_count)
     threshold = check_number(threshold, "threshold", 0, 1, below_high=True)
+    class_aware = check_flag(class_aware, "class_aware")
     gt_valid = valid_mask(gt_labels, gt_count)
     det_valid = valid_mask(det_labels, det_count)
     eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)  # (B, N, K)

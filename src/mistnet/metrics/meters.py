@@ -30,7 +30,6 @@ from torch import Tensor
 
 from mistnet.metrics.matching import (
     check_detections,
-    check_flag,
     check_num_classes,
     check_number,
     greedy_match,
@@ -38,6 +37,7 @@ from mistnet.metrics.matching import (
     pair_iou,
     valid_mask,
 )
+from mistnet.ops._checks import check_flag
 
 #: IoU thresholds of the paper's Table 4; ``0.0`` means "classification only, no localisation".
 SVHN_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from mistnet.metrics.matching import check_batch, greedy_match, label_histogram
+from mistnet.ops._checks import check_flag
 from mistnet.ops.boxes import box_iou, keypoints_to_boxes
 
 
@@ -27,8 +28,10 @@ def official_eval_accuracy(
 
     Do not report these numbers as ours: ``acc_class`` drops class 0, counts assume
     #GT = #det = B·K_det when ``background_class`` is False, greedy IoU matching uses ``>=``
-    while ``acc_det`` uses ``>``. One difference: where [C] would divide by zero in ``f1_center``
-    (its guard tests ``precision_iou``), this returns NaN.
+    while ``acc_det`` uses ``>``. One difference: where [C] would divide by zero, this returns
+    NaN: ``acc_det``, ``acc_class`` and the recalls when there are no objects (an empty batch,
+    or every ground-truth label 0 with ``background_class``), and ``f1_center`` where its
+    guard tests ``precision_iou``. The precisions keep [C]'s guard (0 without detections).
 
     Args:
         det_boxes: ``(B, K, 4)`` detections (or ``(B, K, 3)`` keypoints).
@@ -36,7 +39,7 @@ def official_eval_accuracy(
         det_labels: ``(B, K)`` predicted labels in ``0..num_classes-1``.
         gt_labels: ``(B, L)`` ground-truth labels.
         num_classes: C.
-        background_class: treat label 0 as background (Pascal setting of [C]).
+        background_class: treat label 0 as background (Pascal setting of [C]); True or False.
 
     Returns:
         dict with ``acc_det``, ``acc_class``, ``tp_iou``, ``tp_center``, ``num_objects``,
@@ -44,6 +47,7 @@ def official_eval_accuracy(
         ``precision_center``, ``recall_center``, ``f1_center``.
     """
     check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
+    background_class = check_flag(background_class, "background_class")  # "no" was true
     det = keypoints_to_boxes(det_boxes).double()
     gt = keypoints_to_boxes(gt_boxes).double()
     B, K, _ = det.shape
@@ -56,7 +60,7 @@ def official_eval_accuracy(
         num_detections = int((det_labels != 0).sum())
     else:
         num_objects = num_detections = B * K
-    acc_det = float((iou.amax(dim=2) > min_iou).sum()) / num_objects if K else 0.0
+    acc_det = _ratio(float((iou.amax(dim=2) > min_iou).sum()) if K else 0.0, num_objects)
 
     same = gt_labels.unsqueeze(2) == det_labels.unsqueeze(1)  # (B, L, K)
     dist = _centre_distance(det, gt, same, gt_labels if background_class else None)
@@ -66,7 +70,7 @@ def official_eval_accuracy(
 
     dt_h = label_histogram(det_labels, num_classes)[:, 1:]
     gt_h = label_histogram(gt_labels, num_classes)[:, 1:]
-    acc_class = 1.0 - float((gt_h - dt_h).clamp(min=0).sum()) / num_objects
+    acc_class = 1.0 - _ratio(float((gt_h - dt_h).clamp(min=0).sum()), num_objects)
     return {
         "acc_det": acc_det,
         "acc_class": acc_class,
@@ -76,6 +80,11 @@ def official_eval_accuracy(
         "num_detections": num_detections,
         **_rates(tp_iou, tp_center, num_objects, num_detections),
     }
+
+
+def _ratio(count: float, num_objects: int) -> float:
+    """``count / num_objects``, NaN without objects (where [C] divides by zero)."""
+    return count / num_objects if num_objects else math.nan
 
 
 def _centre_distance(det: Tensor, gt: Tensor, same: Tensor, gt_labels: Tensor | None) -> Tensor:
@@ -96,8 +105,8 @@ def _rates(tp_iou: int, tp_center: int, num_objects: int, num_detections: int) -
     """[C]'s precision, recall and F1 of the IoU and centre matches, with its guards."""
     precision_iou = tp_iou / num_detections if num_detections else 0.0
     precision_center = tp_center / num_detections if num_detections else 0.0
-    recall_iou = tp_iou / num_objects if num_objects else math.nan
-    recall_center = tp_center / num_objects if num_objects else math.nan
+    recall_iou = _ratio(tp_iou, num_objects)
+    recall_center = _ratio(tp_center, num_objects)
 
     def f1(p: float, r: float) -> float:
         return 2 * p * r / (p + r) if (p + r) > 0 else math.nan

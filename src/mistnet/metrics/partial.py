@@ -7,7 +7,7 @@ the data lacks is left out (:func:`unmeasured` names it with the reason), never 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import Tensor
@@ -26,6 +26,31 @@ NEEDS: dict[str, frozenset[str]] = {
     "ap50": frozenset({"boxes", "labels"}),
 }
 _COUNTS = ("n_images", "n_instances", "n_detections")
+_TASKS = ("classify", "reconstruct")
+
+
+def check_task(task: object, annotations: object) -> frozenset[str]:
+    """``annotations`` as a frozenset, once ``task`` is ``"classify"`` or ``"reconstruct"`` and
+    ``annotations`` a collection (not a string) of ``"boxes"`` / ``"labels"``.
+
+    Raises:
+        TypeError: ``annotations`` is a string or no collection (``"boxes"`` was read as the
+            set of its letters).
+        ValueError: another task, or another annotation.
+    """
+    if task not in _TASKS:  # any other task was measured as reconstruction
+        raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
+    if isinstance(annotations, str | bytes) or not isinstance(annotations, Collection):
+        raise TypeError(
+            "annotations must be a set of 'boxes' and/or 'labels' (e.g. {'boxes'}), "
+            f"got {annotations!r}"
+        )
+    unknown = sorted(map(repr, set(annotations) - NEEDS["both"]))
+    if unknown:
+        raise ValueError(
+            f"annotations must be a subset of {{'boxes', 'labels'}}, got {', '.join(unknown)}"
+        )
+    return frozenset(annotations)
 
 
 def unmeasured(task: str, annotations: frozenset[str] | set[str]) -> dict[str, str]:
@@ -39,14 +64,19 @@ def unmeasured(task: str, annotations: frozenset[str] | set[str]) -> dict[str, s
     Returns:
         ``{metric: reason}``, e.g. ``{"both": "the data has no boxes", ...}``.
 
+    Raises:
+        TypeError, ValueError: another task, or ``annotations`` that are no such subset
+            (:func:`check_task`).
+
     Example:
         >>> sorted(unmeasured("classify", {"labels"}))
         ['ap50', 'ap50_agnostic', 'both', 'det_any50', 'det_iou50']
     """
+    annotations = check_task(task, annotations)
     names = NEEDS if task == "classify" else ("det_iou50", "det_any50")
     out = {}
     for name in names:
-        missing = sorted(NEEDS[name] - set(annotations))
+        missing = sorted(NEEDS[name] - annotations)
         if missing:
             out[name] = "the data has no " + " and no ".join(missing)
     return out
@@ -82,8 +112,8 @@ class SceneMeter:
         annotations: frozenset[str] | set[str] = frozenset({"boxes", "labels"}),
         signed: bool = False,
     ) -> None:
+        self.annotations = check_task(task, annotations)  # "detect" was taken as reconstruct
         self.task = task
-        self.annotations = frozenset(annotations)
         self.detection = DetectionMeter(num_classes)
         self.reconstruction = ReconstructionMeter(signed)
         self.num_classes = num_classes

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from mistnet.models.heatmap import HeatmapBody
+from mistnet.ops._checks import check_int, check_number
 
 __all__ = ["ChannelWiseHeatmap", "grid_keypoints", "spatial_soft_argmax"]
 
@@ -85,9 +86,13 @@ def grid_keypoints(
         tensor([[12.8333, 12.8333, 26.6667],
                 [39.5000, 12.8333, 26.6667]])
     """
-    for name, value in (("height", height), ("width", width), ("rows", rows), ("cols", cols)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    height, width, rows, cols = (
+        check_int(value, name)  # 1.5 was told its cells are not square
+        for name, value in (("height", height), ("width", width), ("rows", rows), ("cols", cols))
+    )
+    device = _check_device(device)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     if height * cols != width * rows:
         raise ValueError(
             f"grid cells must be square (height/rows == width/cols), got height={height}, "
@@ -100,6 +105,20 @@ def grid_keypoints(
     sides = torch.full_like(gx, side)
     keypoints = torch.stack((gx, gy, sides), dim=-1).reshape(1, rows * cols, 3)
     return keypoints.to(dtype=dtype or torch.get_default_dtype())
+
+
+def _check_device(device: object) -> torch.device | None:
+    """``device`` as a ``torch.device`` (None stays None); "gpu" failed deep in torch."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str | int) or isinstance(device, bool):
+        raise TypeError(f"device must be a torch.device or its name, got {device!r}")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from None
 
 
 class ChannelWiseHeatmap(nn.Module):
@@ -138,15 +157,11 @@ class ChannelWiseHeatmap(nn.Module):
         dilations: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        if not side > 0:
-            raise ValueError(f"side must be > 0, got {side}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.k = k
-        self.side = float(side)
-        self.temperature = float(temperature)
+        self.k = check_int(k, "k")  # else refused as the body's out_channels
+        self.side = check_number(side, "side", positive=True)
+        self.temperature = check_number(temperature, "temperature", positive=True)
         self.body = HeatmapBody(
-            in_channels, width=width, depth=depth, out_channels=k, dilations=dilations
+            in_channels, width=width, depth=depth, out_channels=self.k, dilations=dilations
         )
 
     def logits(self, images: Tensor) -> Tensor:

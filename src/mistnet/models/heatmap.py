@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mistnet.ops._checks import check_flag, check_int
+
 __all__ = ["HeatmapBody", "HeatmapNet"]
 
 
@@ -73,6 +75,24 @@ class _DilatedResBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
         return F.relu(self.norm2(self.conv2(y)) + x)
+
+
+def _check_dilations(dilations: object, depth: int) -> tuple[int, ...]:
+    """``dilations`` as a tuple: empty, or ``depth`` integers >= 1 (1.5 was truncated to 1)."""
+    try:
+        if isinstance(dilations, str | bytes):
+            raise TypeError
+        items = tuple(dilations)
+    except TypeError:
+        raise TypeError(
+            f"dilations must be a sequence of integers >= 1, got {dilations!r}"
+        ) from None
+    dilations = tuple(check_int(d, "dilations") for d in items)
+    if dilations and len(dilations) != depth:
+        raise ValueError(
+            f"dilations must be {depth} integers >= 1 (one per block), got {dilations}"
+        )
+    return dilations
 
 
 def receptive_field(depth: int, dilations: Sequence[int] = ()) -> int:
@@ -149,19 +169,17 @@ class HeatmapBody(nn.Module):
         dilations: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        dilations = tuple(int(d) for d in dilations)
-        if dilations and (len(dilations) != depth or min(dilations) < 1):
-            raise ValueError(
-                f"dilations must be {depth} integers >= 1 (one per block), got {dilations}"
+        in_channels, width, depth, out_channels = (
+            check_int(value, name)  # "1" and 1.5 failed deep in torch
+            for name, value in (
+                ("in_channels", in_channels),
+                ("width", width),
+                ("depth", depth),
+                ("out_channels", out_channels),
             )
-        for name, value in (
-            ("in_channels", in_channels),
-            ("width", width),
-            ("depth", depth),
-            ("out_channels", out_channels),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        )
+        channels_last = check_flag(channels_last, "channels_last")
+        dilations = _check_dilations(dilations, depth)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.pad = 0 if dilations else 2 * depth
@@ -247,7 +265,6 @@ class HeatmapNet(nn.Module):
         if any(a <= b for a, b in zip(factors, factors[1:], strict=False)):
             raise ValueError(f"factors must be strictly decreasing, got {factors}")
         self.factors = factors
-        self.in_channels = in_channels
         self.body = HeatmapBody(
             in_channels,
             width=width,
@@ -256,6 +273,7 @@ class HeatmapNet(nn.Module):
             channels_last=channels_last,
             dilations=dilations,
         )
+        self.in_channels = self.body.in_channels  # checked there
 
     @property
     def num_scales(self) -> int:

@@ -23,7 +23,7 @@ from mistnet.ops import (
     paste_patches,
     topk_keypoints,
 )
-from mistnet.ops._checks import require_dense
+from mistnet.ops._checks import check_int, check_number, check_sides, require_dense
 
 
 @dataclass
@@ -103,18 +103,19 @@ class PatchModel(nn.Module):
         background: str = "none",
     ) -> None:
         super().__init__()
+        for name, net in (("heatmap_net", heatmap_net), ("task_net", task_net)):
+            if not isinstance(net, nn.Module):  # None failed at the first forward
+                raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
         if task not in ("classify", "reconstruct"):
             raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
         if background not in ("none", "median"):
             raise ValueError(f"background must be 'none' or 'median', got {background!r}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         self.heatmap_net = heatmap_net
         self.task_net = task_net
         self.task = task
-        self.k = k
-        self.sides = tuple(float(s) for s in sides)
-        self.patch_size = patch_size
+        self.k = check_int(k, "k")  # what E_K and the sampler refuse at the first forward
+        self.sides = tuple(check_sides(sides, torch.device("cpu"), torch.float64).tolist())
+        self.patch_size = check_int(patch_size, "patch_size", 2)
         self.background = background
 
     def check_input(self, images: object, k: object = None, fixed_k: bool = False) -> None:
@@ -232,10 +233,14 @@ class MIST(PatchModel):
         background: str = "none",
     ) -> None:
         super().__init__(heatmap_net, task_net, task, k, sides, patch_size, background)
-        self.softmax_window = softmax_window
-        self.softmax_strength = softmax_strength
-        self.softmax_eps = softmax_eps
-        self.nms_window = nms_window
+        # what the local softmax, E_K and the detection scores refuse at the first forward
+        self.softmax_window = check_int(softmax_window, "softmax_window", odd=True)
+        self.softmax_strength = check_number(softmax_strength, "softmax_strength", positive=True)
+        self.softmax_eps = check_number(softmax_eps, "softmax_eps", positive=False)
+        window = self.softmax_window  # the NMS box lies in the softmax window
+        self.nms_window = check_int(
+            nms_window, "nms_window", 1, window, odd=True, high_text=f"softmax_window={window}"
+        )
 
     def log_heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Raw logits and the log of the spatial-softmax heatmaps, both ``(B, S, H, W)``.
@@ -339,6 +344,7 @@ class GridMIST(PatchModel):
         patch_size: int = 32,
         background: str = "none",
     ) -> None:
+        rows, cols = check_int(rows, "rows"), check_int(cols, "cols")  # not named k; 2.5 taken
         super().__init__(nn.Identity(), task_net, task, rows * cols, sides, patch_size, background)
         self.rows, self.cols = rows, cols
 

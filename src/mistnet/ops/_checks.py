@@ -6,6 +6,7 @@ import math
 import numbers
 import operator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -68,8 +69,25 @@ def check_keypoints(keypoints: object, name: str = "keypoints", batch: int | Non
 
 
 def check_sides(sides: object, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Return the S box sides as a 1-D tensor, checking they are positive and strictly increasing."""
-    s = torch.as_tensor(sides, device=device, dtype=dtype).reshape(-1)
+    """Return the S box sides as a 1-D tensor, checking they are positive and strictly increasing.
+
+    Raises:
+        TypeError: ``sides`` is no tensor or sequence of numbers (a string, None, ``["4"]``).
+        ValueError: no side, a side that is not finite and > 0, or sides not increasing.
+    """
+    if isinstance(sides, Tensor):
+        require_dense(sides, "sides")
+    if isinstance(sides, str | bytes) or (
+        isinstance(sides, Tensor) and (sides.dtype == torch.bool or sides.is_complex())
+    ):
+        s = None
+    else:
+        try:
+            s = torch.as_tensor(sides, device=device, dtype=dtype).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):  # None, ["4"], ragged lists
+            s = None
+    if s is None:
+        raise TypeError(f"sides must be a sequence of box sides in pixels, got {sides!r}")
     if s.numel() == 0:
         raise ValueError("sides must hold at least one box side")
     if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
@@ -79,11 +97,36 @@ def check_sides(sides: object, device: torch.device, dtype: torch.dtype) -> Tens
     return s
 
 
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False (numpy's too): ``"no"`` or 1 would be taken as true.
+
+    The one check of a flag (:func:`mistnet.validate.flag` is this one).
+
+    Raises:
+        TypeError: ``"<name> must be True or False, got <value!r>"``.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_nonempty(x: Tensor, name: str, expected: str, dims: str) -> Tensor:
+    """Raise ``ValueError`` if a dimension of ``x`` named in ``dims`` is empty (a shape check).
+
+    ``dims`` spells the dimensions of ``expected`` that need a size >= 1, e.g. ``"S"`` or
+    ``"C, H, W"``; ``expected`` lists them in order (``"(B, C, H, W)"``).
+    """
+    names = [d.strip() for d in expected.strip("()").split(",")]
+    if any(x.shape[names.index(d.strip())] < 1 for d in dims.split(",")):
+        raise ValueError(
+            f"{name} must have shape {expected} with {dims} >= 1, got {tuple(x.shape)}"
+        )
+    return x
+
+
 def check_spatial(x: Tensor, name: str, expected: str) -> Tensor:
     """Raise ``ValueError`` if ``x``'s last two dimensions (H, W) are empty (a shape check)."""
-    if x.shape[-2] < 1 or x.shape[-1] < 1:
-        raise ValueError(f"{name} must have shape {expected} with H, W >= 1, got {tuple(x.shape)}")
-    return x
+    return check_nonempty(x, name, expected, "H, W")
 
 
 def check_int(

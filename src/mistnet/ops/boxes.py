@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_number, check_tensor
+from mistnet.ops._checks import check_int, check_number, check_tensor, require_dense
 
 
 def _check_boxes(boxes: object, name: str) -> Tensor:
@@ -22,6 +22,7 @@ def _check_boxes(boxes: object, name: str) -> Tensor:
             f"{name} must have shape (..., 3) as (x, y, side) or (..., 4) as (cx, cy, w, h), "
             f"got {shape}"
         )
+    require_dense(boxes, name)  # sparse or meta: a long NotImplementedError deep in torch
     return boxes
 
 
@@ -110,10 +111,19 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         >>> box_iou(torch.tensor([[0.0, 0.0, 20.0]]), torch.tensor([[10.0, 0.0, 20.0]]))
         tensor([[0.3333]])
     """
-    ca = boxes_to_xyxy(_check_boxes(a, "a"))
-    cb = boxes_to_xyxy(_check_boxes(b, "b"))
-    if ca.ndim < 2 or cb.ndim < 2:
+    a, b = _check_boxes(a, "a"), _check_boxes(b, "b")
+    if a.ndim < 2 or b.ndim < 2:
         raise ValueError("a and b must have shape (..., N, 3|4) and (..., M, 3|4)")
+    if a.device != b.device:
+        raise ValueError(f"a and b must be on one device, got {a.device} and {b.device}")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"a and b: leading dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} "
+            "do not broadcast"
+        ) from None
+    ca, cb = boxes_to_xyxy(a), boxes_to_xyxy(b)
     lt = torch.maximum(ca[..., :, None, :2], cb[..., None, :, :2])  # (..., N, M, 2)
     rb = torch.minimum(ca[..., :, None, 2:], cb[..., None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_sides, check_tensor
+from mistnet.ops._checks import check_flag, check_int, check_nonempty, check_sides, check_tensor
 from mistnet.ops.softmax import log_scale_pool, scale_pool
 
 
@@ -29,6 +29,7 @@ def nms(h: Tensor, window: int = 5) -> Tensor:
         tensor([[[[  -inf, 1.0000,   -inf,   -inf, 0.0000,   -inf, 0.9000]]]])
     """
     h = check_tensor(h, "h", 4, "(B, C, H, W)")
+    check_nonempty(h, "h", "(B, C, H, W)", "C, H, W")  # max_pool2d takes only B = 0
     window = check_int(window, "window", odd=True)
     local_max = F.max_pool2d(h, window, stride=1, padding=window // 2)
     return torch.where(h >= local_max, h, torch.full_like(h, float("-inf")))
@@ -79,8 +80,7 @@ def topk_keypoints(
         raise ValueError(f"sides has {sigma.numel()} entries but h has S={S} scale channels")
     k = check_int(k, "k", 1, H * W, high_text=f"H*W={H * W}")  # numpy's and 0-d tensors' too
     nms_window = check_int(nms_window, "nms_window", odd=True)
-    if not isinstance(log, bool):  # "no" would be taken as true
-        raise ValueError(f"log must be True or False, got {log!r}")
+    log = check_flag(log, "log")  # "no" would be taken as true
     pooled = log_scale_pool(h) if log else scale_pool(h)  # (B, 1, H, W)
     keep = torch.isfinite(nms(pooled, nms_window).flatten(1))
     pooled = pooled.flatten(1)  # (B, H*W)

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_number, check_spatial, check_tensor
+from mistnet.ops._checks import (
+    check_int,
+    check_nonempty,
+    check_number,
+    check_tensor,
+)
 
 
 def _window_logsumexp(a: Tensor, window: int) -> Tensor:
@@ -105,7 +110,8 @@ def _check_softmax_arguments(
     logits: object, window: object, strength: object, eps: object
 ) -> tuple[Tensor, int, float, float]:
     """The local softmax's arguments, checked (scalars and tensor metadata only)."""
-    h = check_spatial(check_tensor(logits, "logits", 4, "(B, S, H, W)"), "logits", "(B, S, H, W)")
+    h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
+    check_nonempty(h, "logits", "(B, S, H, W)", "S, H, W")  # the windows read no empty map
     window = check_int(window, "window", odd=True)  # the window is centred on its pixel
     strength = check_number(strength, "strength", positive=True)  # NaN: NaN maps; < 0: inverted
     eps = check_number(eps, "eps", positive=False)
@@ -163,6 +169,7 @@ def scale_pool(h: Tensor, eps: float = 1e-6) -> Tensor:
         ``(B, 1, H, W)``.
     """
     h = check_tensor(h, "h", 4, "(B, S, H, W)")
+    check_nonempty(h, "h", "(B, S, H, W)", "S")  # pooling no scale gave NaN
     eps = check_number(eps, "eps", positive=False)
     S = h.shape[1]
     return (h * h).sum(1, keepdim=True) / (h.sum(1, keepdim=True) + S * eps)
@@ -182,6 +189,7 @@ def log_scale_pool(log_h: Tensor, eps: float = 1e-6) -> Tensor:
         ``(B, 1, H, W)``.
     """
     log_h = check_tensor(log_h, "log_h", 4, "(B, S, H, W)")
+    check_nonempty(log_h, "log_h", "(B, S, H, W)", "S")  # log(0 * eps): a math domain error
     eps = check_number(eps, "eps", positive=False)
     S = log_h.shape[1]
     num = torch.logsumexp(2 * log_h, dim=1, keepdim=True)

@@ -23,7 +23,9 @@ import torch
 from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
+from mistnet.ops._checks import check_flag
 from mistnet.signals import deferred_signals
+from mistnet.validate import require_finite
 
 #: Ground-truth box colour (RGB, 0-255).
 GT_COLOR: tuple[int, int, int] = (0, 200, 0)
@@ -44,15 +46,21 @@ def to_rgb(image: Any, signed: bool = False) -> np.ndarray:
     Args:
         image: ``(C, H, W)`` float tensor/array with C in {1, 3}, ``(H, W)`` float, or
             ``(H, W, 3)`` / ``(H, W)`` uint8.
-        signed: float values live in [-1, 1] and are mapped by ``(x + 1) / 2``.
+        signed: float values live in [-1, 1] and are mapped by ``(x + 1) / 2``; True or False.
 
     Returns:
         ``(H, W, 3)`` uint8; float inputs are clipped to [0, 1] and rounded.
+
+    Raises:
+        TypeError: ``signed`` is no bool (``"no"`` was taken as true).
+        ValueError: a shape or dtype other than these, or a float image holding NaN or
+            infinity (NaN was drawn black).
 
     Example:
         >>> to_rgb(np.array([[[-1.0, 0.0, 1.0]]]), signed=True)[0, :, 0].tolist()
         [0, 128, 255]
     """
+    signed = check_flag(signed, "signed")
     a = as_array(image)
     if a.dtype == np.uint8:
         if a.ndim == 2:
@@ -65,9 +73,10 @@ def to_rgb(image: Any, signed: bool = False) -> np.ndarray:
         a = a[None]
     if a.ndim != 3 or a.shape[0] not in (1, 3):
         raise ValueError(f"image: expected float (C, H, W) with C in {{1, 3}}, got {a.shape}")
+    require_finite(a, "image")
     if signed:
         a = (a + 1.0) / 2.0
-    a = np.clip(np.nan_to_num(a), 0.0, 1.0)
+    a = np.clip(a, 0.0, 1.0)
     a = np.transpose(a, (1, 2, 0))  # (H, W, C)
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)

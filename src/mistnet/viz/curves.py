@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mistnet.ops._checks import check_flag
+from mistnet.runlog import check_record
 from mistnet.viz.canvas import drawn, new_figure, save_figure
 
 
@@ -84,17 +86,29 @@ def log_curves(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int
         >>> log_curves([{"step": 5, "split": "train", "wall": 60.0, "task": 2.0},
         ...             {"step": 5, "split": "val", "both": 0.5}])
         {'train/task': [(5, 1.0, 2.0)], 'val/both': [(5, 1.0, 0.5)]}
+
+    Raises:
+        TypeError: ``records`` is no list of records (a dict, a string).
+        mistnet.errors.DataError: ``"records[i]: ..."`` for a record that is no log line
+            (:func:`mistnet.runlog.parse_record`'s checks), e.g. a ``step`` that is no integer.
     """
+    if isinstance(records, Mapping | str | bytes) or not isinstance(records, Iterable):
+        raise TypeError(
+            f"records must be a list of log records (dicts), got {type(records).__name__}"
+        )
+    # each line as the log reader checks it ({'step': 'a'} was dropped without a word)
+    lines = [
+        check_record(dict(r) if isinstance(r, Mapping) else r, "", f"records[{i}]")
+        for i, r in enumerate(records)
+    ]
     curves: dict[str, list[tuple[int, float, float]]] = {}
     minutes = math.nan
-    for r in sorted(records, key=lambda r: (r.get("step", 0), r.get("split") != "train")):
-        if r.get("split") == "train" and "wall" in r:
-            minutes = float(r["wall"]) / 60
-        for key, value in r.items():
-            if key not in _NOT_CURVES and isinstance(value, int | float):
-                curves.setdefault(f"{r.get('split')}/{key}", []).append(
-                    (int(r["step"]), minutes, float(value))
-                )
+    for r in sorted(lines, key=lambda r: (r.step, r.split != "train")):
+        if r.split == "train" and r.wall is not None:
+            minutes = r.wall / 60
+        for key, value in r.values.items():
+            if key not in _NOT_CURVES and value is not None:
+                curves.setdefault(f"{r.split}/{key}", []).append((r.step, minutes, value))
     return curves
 
 
@@ -124,6 +138,7 @@ def plot_runs(
         ValueError: a key no run has a curve of (the message lists those they have), or no
             curve at all.
     """
+    minutes = check_flag(minutes, "minutes")
     curves = {label: log_curves(records) for label, records in runs.items()}
     found = {k for c in curves.values() for k in c}
     missing = [k for k in keys if k not in found]

@@ -1,0 +1,118 @@
+"""The model constructors refuse, by the caller's name for it, what the ops would refuse only at
+the first forward (or never)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mistnet.models import (
+    MIST,
+    ChannelWiseHeatmap,
+    GridMIST,
+    HeatmapBody,
+    HeatmapNet,
+    PatchClassifier,
+    grid_keypoints,
+)
+
+
+def _nets():
+    task = PatchClassifier(1, patch_size=8, base_width=4, levels=1, blocks=1)
+    return HeatmapNet(1, width=4, depth=1), task
+
+
+@pytest.mark.parametrize(
+    "dilations, shown",
+    [([1.5] * 4, "1.5"), ([2.9] * 4, "2.9"), ([1.5], "1.5"), ([2, 2, 2, 2.0], "2.0")],
+)
+def test_dilations_that_are_no_integers_are_refused(dilations, shown):
+    """Before: int() truncated them: 1.5 built no dilated convolution at all, 2.9 dilation 2;
+    [1.5] at depth 4 was shown as "got (1,)", not as given."""
+    with pytest.raises(ValueError, match=f"dilations must be an integer >= 1, got {shown}$"):
+        HeatmapNet(1, depth=4, dilations=dilations)
+
+
+def test_dilations_that_are_integers_are_taken():
+    body = HeatmapBody(1, width=4, depth=2, dilations=np.array([1, 3]))
+    got = [
+        m.dilation
+        for m in body.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.dilation != (1, 1)
+    ]
+    assert got == [(3, 3)]  # numpy integers taken
+    with pytest.raises(TypeError, match="dilations must be a sequence of integers >= 1, got 2"):
+        HeatmapBody(1, depth=1, dilations=2)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: TypeError "'<' not supported between instances of 'str' and 'int'"
+        (lambda: HeatmapNet("1"), "in_channels must be an integer >= 1, got '1'"),
+        # Before: torch's "empty(): argument 'size' (position 1) must be tuple of ints"
+        (lambda: HeatmapNet(1.5), "in_channels must be an integer >= 1, got 1.5"),
+        (lambda: HeatmapBody(1, width=True), "width must be an integer >= 1, got True"),
+        # Before: "out_channels must be >= 1, got 0" (the caller passed k)
+        (lambda: ChannelWiseHeatmap(1, k=0), "k must be an integer >= 1, got 0"),
+        (lambda: ChannelWiseHeatmap(1, side=math.inf), "side must be a finite number > 0"),
+        # Before: "k must be >= 1, got 0" (the caller passed rows)
+        (lambda: GridMIST(_nets()[1], rows=0), "rows must be an integer >= 1, got 0"),
+        # Before: accepted; the forward failed in reshape(): "type must be tuple of ints"
+        (lambda: GridMIST(_nets()[1], rows=2.5, cols=2.5), "rows must be an integer >= 1, got 2.5"),
+        (lambda: GridMIST(_nets()[1], cols="3"), "cols must be an integer >= 1, got '3'"),
+        # Before: TypeError "'<' not supported between instances of 'str' and 'int'"
+        (lambda: MIST(*_nets(), k="2"), "k must be an integer >= 1, got '2'"),
+        # Before: all accepted, refused at the first forward (patch_size as "size")
+        (lambda: MIST(*_nets(), k=2.5), "k must be an integer >= 1, got 2.5"),
+        (lambda: MIST(*_nets(), k=True), "k must be an integer >= 1, got True"),
+        (lambda: MIST(*_nets(), patch_size=1), "patch_size must be an integer >= 2, got 1"),
+        (lambda: MIST(*_nets(), softmax_window=2), "softmax_window must be an odd integer >= 1"),
+        (lambda: MIST(*_nets(), nms_window=4), r"nms_window must be an odd integer in \[1, "),
+        (
+            lambda: MIST(*_nets(), softmax_window=5, nms_window=7),
+            r"nms_window must be an odd integer in \[1, softmax_window=5\], got 7",
+        ),
+        (lambda: MIST(*_nets(), softmax_strength=math.nan), "softmax_strength must be a finite"),
+        (lambda: MIST(*_nets(), softmax_eps=-1), "softmax_eps must be a finite number >= 0"),
+        (lambda: MIST(*_nets(), sides=()), "sides must hold at least one box side"),
+        (lambda: MIST(*_nets(), sides=(40.0, 20.0)), "sides must be strictly increasing"),
+        # Before: TypeError "new(): invalid data type 'str'"
+        (lambda: grid_keypoints(9, 9, rows="3"), "rows must be an integer >= 1, got '3'"),
+        # Before: "grid cells must be square ..." for a height that is no integer
+        (lambda: grid_keypoints(1.5, 9), "height must be an integer >= 1, got 1.5"),
+        # Before: torch's RuntimeError "Expected one of cpu, cuda, ... device type at start"
+        (lambda: grid_keypoints(9, 9, device="gpu"), "device must name a torch device"),
+        (lambda: grid_keypoints(9, 9, dtype=torch.int64), "dtype must be a floating-point"),
+    ],
+)
+def test_constructors_refuse_arguments_by_name(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: accepted; the forward failed: "'NoneType' object is not callable"
+        (lambda: MIST(None, _nets()[1]), "heatmap_net must be a torch.nn.Module, got NoneType"),
+        (lambda: MIST(_nets()[0], "net"), "task_net must be a torch.nn.Module, got str"),
+        (lambda: MIST(*_nets(), sides="20"), "sides must be a sequence of box sides"),
+        (lambda: HeatmapBody(1, channels_last="no"), "channels_last must be True or False"),
+        (lambda: grid_keypoints(9, 9, device=[0]), "device must be a torch.device or its name"),
+    ],
+)
+def test_constructors_refuse_arguments_of_the_wrong_type_by_name(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+def test_constructors_take_numpy_integers_and_still_run():
+    heat, task = _nets()
+    model = MIST(heat, task, k=np.int64(2), sides=np.array([8.0]), patch_size=np.int64(8))
+    assert (model.k, model.sides, model.patch_size) == (2, (8.0,), 8)
+    assert model(torch.rand(1, 1, 24, 24)).keypoints.shape == (1, 2, 3)
+    grid = GridMIST(task, rows=np.int64(2), cols=2, patch_size=8)
+    assert grid(torch.rand(1, 1, 20, 20)).keypoints.shape == (1, 4, 3)
+    assert grid_keypoints(9, 9, device=torch.device("cpu")).shape == (1, 9, 3)
