@@ -264,6 +264,8 @@ def package(
         command=command.strip(),
     )
     target = Path(out) / f"{name}{SUFFIX}"
+    if target.is_symlink():  # replacing it would lose the user's link (its target kept)
+        raise MistError(f"{target}: is a symbolic link; --name must name a file of its own")
     replacing = target.exists()
     if replacing:  # replace a packaged model only, never a file of the user's
         try:

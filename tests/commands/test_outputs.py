@@ -24,7 +24,7 @@ from cli_helpers import (
 )
 from PIL import Image
 
-from mistnet import cli
+from mistnet import cli, pretrained
 from mistnet.data import store
 from mistnet.demo import CHILDREN
 from mistnet.io import exclusive_lock
@@ -261,6 +261,41 @@ def reproduce_with_a_dataset_as_the_data_root(tmp_path, run):
 def reproduce_with_the_data_root_inside_a_run(tmp_path, run):
     argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "repro"]
     return [*argv, "--data-root", run / "data"], ["run/data is inside the run"]
+
+
+@case
+def reproduce_with_the_data_root_equal_to_out(tmp_path, run):
+    """Before: it waited for its own lock forever, leaving R/.lock, R/.mistnet and
+    R/reproduce.json."""
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "R"]
+    return [*argv, "--data-root", tmp_path / "R"], ["--data-root", "is --out itself"]
+
+
+@case
+def reproduce_with_the_data_root_inside_out(tmp_path, run):
+    """Before: refused once R was made and filled, naming a dataset folder as --out."""
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "R"]
+    return [*argv, "--data-root", tmp_path / "R" / "d"], ["R/d lies inside --out", "R/data may"]
+
+
+@case
+def reproduce_with_out_inside_the_data_root(tmp_path, run):
+    """Before: DR/.lock and DR/smoke/{.lock,.mistnet,reproduce.json} left, and "is inside the
+    reproduction DR/smoke" naming a dataset as --out."""
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "DR" / "smoke"]
+    return [*argv, "--data-root", tmp_path / "DR"], ["DR/smoke lies inside --data-root"]
+
+
+@case
+def package_over_a_link_to_a_packaged_model(tmp_path, run):
+    """Before: with --overwrite the user's link was replaced by a regular file."""
+    models, record = tmp_path / "models", tmp_path / "eval.json"
+    assert cli.main(["eval", str(run), "--split", "val", "--json", str(record)]) == 0
+    assert pretrained.package(run, "v1", "mist train", models, metrics=record)
+    (models / "m.safetensors").symlink_to("v1.safetensors")
+    argv = ["models", "package", run, "--name", "m", "--command", "mist train", "--out", models]
+    argv += ["--metrics", record, "--overwrite"]
+    return argv, ["m.safetensors: is a symbolic link; --name must name a file"]
 
 
 @case

@@ -298,6 +298,24 @@ def _check_options(data_root, figures, log, command) -> None:
         validate.printable(command, "command", "give the command on one line")
 
 
+def _check_apart(root: Path, out: Path) -> None:
+    """Refuse a data root that is ``out`` or lies inside it anywhere but ``out/data``, and an
+    ``out`` inside the data root: the datasets would be written into the reproduction (or it
+    among them), and a root equal to ``out`` waited for its own lock."""
+    r, o = root.resolve(), out.resolve()
+    if r == o:
+        raise ArgumentError(f"--data-root {root} is --out itself; leave it out for {out}/data")
+    if r.is_relative_to(o) and not r.is_relative_to(o / "data"):
+        raise ArgumentError(
+            f"--data-root {root} lies inside --out {out}; only {out}/data may (the default)"
+        )
+    if o.is_relative_to(r):
+        raise ArgumentError(
+            f"--out {out} lies inside --data-root {root}, where the datasets are written; "
+            "choose them apart"
+        )
+
+
 def _data_places(
     tables: list[Table], plan: Budget, out: Path, svhn, data_root, seeds: int, digits: str
 ) -> tuple[Path | None, Path]:
@@ -309,6 +327,7 @@ def _data_places(
     """
     svhn_path = None if svhn is None else svhn_usable(svhn)
     root = Path(data_root) if data_root is not None else out / "data"
+    _check_apart(root, out)
     for t in tables:
         if _not_run(t, svhn_path) is None:
             check_datasets(root, plan, list(_data_keys(t)), list(range(seeds)), digits)
