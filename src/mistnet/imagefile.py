@@ -5,6 +5,8 @@ failure of Pillow's decoders one line naming the file.
   only after that check (a 60000 x 60000 PNG is a few kilobytes and 10 GB decoded); whatever
   a damaged file makes Pillow raise, warn, or libtiff print, said in one line naming it.
 - :func:`decoding`: the same for an image opened elsewhere (a Pillow image in memory).
+- :func:`image_format`: the image format a file's suffix names, if Pillow knows it as one.
+- :func:`stored_size`: a file's size as stored, before its EXIF orientation, and that orientation.
 - :func:`pixel_count`: an image size (a file's header, ``--size``, an image in memory) of at
   most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
 """
@@ -204,6 +206,30 @@ def colour_key(im: Image.Image) -> int | tuple[int, ...] | None:
     return key if grey and isinstance(key, int) and not isinstance(key, bool) else None
 
 
+#: Formats Pillow lists that are no pictures: documents and scientific data containers.
+_NOT_PICTURES = frozenset({"PDF", "BUFR", "GRIB", "HDF5"})
+
+
+def image_format(suffix: str) -> str | None:
+    """The image format (Pillow's name: ``"GIF"``, ``"BMP"``, ``"WEBP"``) that a file suffix
+    names, whatever its case, or None for a suffix of no image (``.csv``, ``.txt``, ``.pdf``,
+    ``.h5``, none)."""
+    fmt = Image.registered_extensions().get(suffix.lower())
+    return None if fmt in _NOT_PICTURES else fmt
+
+
+def stored_size(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """``(width, height, orientation)`` of an image file: its size as stored (Pillow's
+    ``Image.open(path).size``) and its EXIF orientation (1 when none; 5 to 8 swap width and
+    height once applied), read from the header; None if the file cannot be opened."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": open_image said it already
+            return (*im.size, int(im.getexif().get(0x0112, 1)))
+    except Exception:  # noqa: BLE001 - asked on the way to an error: that error is said instead
+        return None
+
+
 def _reason(exc: Exception) -> str:
     """What went wrong, on one line; a plugin's ``KeyError(255)`` says what it is."""
     text = " ".join(str(exc).split())
@@ -239,4 +265,11 @@ def pixel_count(
         )
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "colour_key", "open_image", "pixel_count"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "colour_key",
+    "image_format",
+    "open_image",
+    "pixel_count",
+    "stored_size",
+]

@@ -224,3 +224,49 @@ def test_detects_csv_reads_back_for_names_with_a_backslash_or_a_leading_space(
     assert rc == 0, err
     with np.load("ds2/train.npz") as z:
         assert z["counts"].tolist() == [1] * len(names)
+
+
+def test_the_readmes_labels_csv_inside_photos_does_not_stop_a_later_import(
+    capsys, tmp_path, monkeypatch, tiny_run
+):
+    """Before: README step 1 keeps ``photos/labels.csv`` in the folder; importing ``photos/``
+    again without ``--labels`` (images only), or with ``--boxes found/detections.csv`` (the
+    README's read-back of ``mist detect``), failed: "photos/labels.csv: unknown image format
+    '.csv' (... move other files out)"; a ``notes.txt`` or ``Thumbs.db`` did the same. Now files
+    of no image format are skipped with one warning naming the first two."""
+    monkeypatch.chdir(tmp_path)
+    photos = Path("photos")
+    photos.mkdir()
+    names = [f"{i}.png" for i in range(4)]
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((SIZE, SIZE), 50 * i, np.uint8)).save(photos / name)
+    (photos / "labels.csv").write_text("filename,labels\n" + "".join(f"{n},x\n" for n in names))
+    split = ["--val", "0", "--test", "0"]
+    rc, _, err = mist(
+        capsys, "data", "import-images", "photos/", "--out", "labelled", "--labels",
+        "photos/labels.csv", *split,
+    )  # fmt: skip
+    assert (rc, err) == (0, "")  # the labels file given is passed over without a word
+    rc, out, err = mist(capsys, "data", "import-images", "photos/", "--out", "ae", *split)
+    assert rc == 0, err
+    assert err.strip() == (
+        "mist data import-images: warning: photos: skipped 1 file(s) that are no images "
+        "(labels.csv)"
+    )
+    assert "train 4; no annotations" in out
+    images = sorted(map(str, photos.glob("*.png")))
+    rc, _, err = mist(capsys, "detect", tiny_run, *images, "--out", "found", "--min-score", "0")
+    assert rc == 0, err
+    (photos / "notes.txt").write_text("shot on a phone")
+    (photos / "Thumbs.db").write_bytes(b"\0" * 8)
+    rc, out, err = mist(
+        capsys, "data", "import-images", "photos", "--boxes", "found/detections.csv",
+        "--out", "boxed", *split,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert err.splitlines()[0] == (  # then the clipping of the detected boxes
+        "mist data import-images: warning: photos: skipped 3 file(s) that are no images "
+        "(Thumbs.db, labels.csv, ...)"
+    )
+    manifest = json.loads(Path("boxed/manifest.json").read_text())
+    assert sorted(manifest["file_names"]["train"]) == names

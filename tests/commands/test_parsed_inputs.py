@@ -117,6 +117,37 @@ def coco_image_id_a_boolean(tmp_path, run):
 
 
 @case
+def coco_image_id_a_fraction(tmp_path, run):
+    """Before and now refused: 1.5 is no id (``1.0`` is accepted now, as pycocotools reads it)."""
+    ims = [{"id": 1.5, "file_name": "0.png"}]
+    return coco(tmp_path, images=ims), ["boxes.json: images[0].id: expected an integer, got 1.5"]
+
+
+@case
+def coco_category_id_a_float_beyond_int64(tmp_path, run):
+    box = {"image_id": 1.0, "category_id": 1e19, "bbox": [4, 4, 10, 10]}
+    return coco(tmp_path, annotations=[box]), [
+        "boxes.json: annotations[0].category_id: expected an integer, got 1e+19"
+    ]
+
+
+@case
+def coco_size_as_stored_before_the_exif_rotation(tmp_path, run):
+    """Before: "the annotations say 100x60, the image file is 60x100; they describe another
+    image or another version of it", while the file's header, and Pillow's
+    ``Image.open(f).size``, say 100x60: its EXIF orientation 6 turns it upright."""
+    argv = coco(tmp_path, images=[{"id": 1, "file_name": "r.jpg", "width": 100, "height": 60}])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (100, 60), (90, 90, 90)).save(tmp_path / "photos" / "r.jpg", exif=exif)
+    return argv, [
+        "boxes.json (r.jpg): the annotations say 100x60, the image's stored size, but its EXIF "
+        "orientation 6 makes it 60x100 upright; mistnet reads images upright, so boxes must be "
+        "in the upright frame"
+    ]
+
+
+@case
 def coco_category_name_a_number(tmp_path, run):
     cats = [{"id": 1, "name": 7}]
     return coco(tmp_path, categories=cats), ["boxes.json: categories[0].name: expected a"]
@@ -867,3 +898,46 @@ def test_coco_category_names_are_stripped_and_a_name_twice_after_that_is_refused
         mist(capsys, *coco(tmp_path / "again", annotations=boxes, categories=twice)),
         "boxes.json: category name 'cat' appears twice",
     )
+
+
+def test_coco_ids_written_as_floats_read_as_their_integers(capsys, tmp_path):
+    """Before: ``"id": 1.0`` (COCO written through pandas or numpy) was refused: "images[0].id:
+    expected an integer, got 1.0"; pycocotools reads it. Ids, ``image_id``, ``category_id``,
+    ``width``/``height`` and ``iscrowd`` of whole-valued floats now import as the integers do;
+    1.5, NaN, infinity, bools and floats beyond int64 stay refused. The JPEG has EXIF
+    orientation 6: its upright size, 60x100, is what the annotations must say."""
+    from mistnet.data.annotations import _whole
+
+    src = photos(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (100, 60), (90, 90, 90)).save(src / "r.jpg", exif=exif)
+    (src / "0.png").unlink()
+    outs = []
+    for number in (int, float):
+        doc = {
+            "images": [{"id": number(3), "file_name": "r.jpg", "width": number(60), "height": 100}],
+            "annotations": [
+                {"id": number(1), "image_id": number(3), "category_id": number(2),
+                 "bbox": [10, 20, 8, 8], "iscrowd": number(0)}
+            ],
+            "categories": [{"id": number(2), "name": "cat"}],
+        }  # fmt: skip
+        path = tmp_path / f"{number.__name__}.json"
+        path.write_text(json.dumps(doc))
+        out = tmp_path / f"ds-{number.__name__}"
+        argv = ["data", "import-images", src, "--out", out, "--val", "0", "--test", "0"]
+        rc, _, err = mist(capsys, *argv, "--boxes", path)
+        assert rc == 0, err
+        with np.load(out / "train.npz") as z:
+            outs.append((z["boxes"][0, 0].tolist(), z["labels"][0, 0].tolist()))
+    assert outs[0] == outs[1] == ([13.5, 23.5, 8.0, 8.0], 0)
+    assert [_whole(v) for v in (1.0, -2.0, 2.0**62, 1.5, float("nan"), float("inf"))] == [
+        1,
+        -2,
+        2**62,
+        None,
+        None,
+        None,
+    ]
+    assert [_whole(v) for v in (True, 2.0**63, "1", None)] == [None] * 4

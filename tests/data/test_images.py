@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import struct
 import tracemalloc
 import zlib
@@ -228,11 +229,15 @@ def test_unreadable_unknown_empty_and_mixed_sizes(capsys, tmp_path):
     (src / "sub" / "broken.png").write_bytes(b"\x89PNG not really")
     assert_user_error(mist(capsys, "data", "import-images", src, "--out", out), "broken.png")
     (src / "sub" / "broken.png").unlink()
-    (src / "notes.txt").write_text("hello")
+    # Before: "notes.txt: unknown image format '.txt'"; now a GIF (an image that would be lost)
+    # stops the import, and files of no image format are skipped (test_own_images.py)
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(src / "sub" / "extra.GIF")
     assert_user_error(
-        mist(capsys, "data", "import-images", src, "--out", out), "notes.txt", "unknown image"
+        mist(capsys, "data", "import-images", src, "--out", out),
+        f"{src / 'sub' / 'extra.GIF'}: a GIF image; import-images reads .png, .jpg, .jpeg, .tif, "
+        ".tiff (convert it, or move it out)",
     )
-    (src / "notes.txt").unlink()
+    (src / "sub" / "extra.GIF").unlink()
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(src / "small.png")
     assert_user_error(
         mist(capsys, "data", "import-images", src, "--out", out), "differ in size", "--size"
@@ -518,3 +523,32 @@ def test_import_holds_one_full_size_image_at_a_time(tmp_path, how):
     finally:
         tracemalloc.stop()
     assert peak < 4 * 3_000_000  # numpy's arrays: about two images' worth, not eight
+
+
+def test_files_of_no_image_format_are_skipped_with_one_warning_images_of_others_refused(
+    tmp_path,
+):
+    """Before: any file not named .png/.jpg/.jpeg/.tif/.tiff stopped the import ("unknown image
+    format '.csv' ... move other files out"), a labels.csv or README kept beside the images too.
+    Now files that are no images are skipped, said in one warning; an image of a format
+    import-images does not read (``.bmp``, ``.webp``, ``.gif``) still stops it, so no picture is
+    dropped unsaid."""
+    src = tmp_path / "src"
+    squares(src, n=4)
+    for name in ("labels.csv", "coco.json", "README", "notes.md", "doc.pdf", "model.h5"):
+        (src / "sub" / name).write_bytes(b"not an image")
+    with pytest.warns(Warning) as said:
+        meta = import_images(src, tmp_path / "out", val=0, test=0)
+    assert [type(w.message).__name__ for w in said] == ["MistWarning"]
+    assert str(said[0].message) == (
+        f"{src}: skipped 6 file(s) that are no images (sub/README, sub/coco.json, ...)"
+    )
+    assert len(meta["file_names"]["train"]) == 4
+    for suffix, fmt in ((".bmp", "BMP"), (".WEBP", "WEBP"), (".gif", "GIF")):
+        picture = src / f"photo{suffix}"
+        Image.fromarray(np.zeros((48, 64), np.uint8)).save(picture, format=fmt)
+        with pytest.raises(
+            ValueError, match=re.escape(f"{picture}: a {fmt} image; import-images reads")
+        ):
+            import_images(src, tmp_path / f"out{suffix}", val=0, test=0)
+        picture.unlink()

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mistnet.errors import DataError, MistWarning
+from mistnet.imagefile import stored_size
 from mistnet.textfile import read_json, read_text
 from mistnet.validate import class_name, require_float32
 
@@ -266,11 +267,25 @@ def _coco_list(doc: dict, key: str, path: Path) -> list[dict]:
     return items
 
 
+def _whole(value: object) -> int | None:
+    """``value`` as an ``int`` if it is one or a float of a whole value within int64 (``1.0``,
+    as COCO written through pandas or numpy has it; pycocotools reads it), else None (``1.5``,
+    NaN, infinity, a bool, a string)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return None
+
+
 def _coco_field(item: dict, key: str, kind: type, where: str):
-    """``item[key]`` if it is a ``kind`` (an ``int`` id or a non-empty ``str``)."""
+    """``item[key]`` if it is a ``kind`` (an ``int`` id, see :func:`_whole`, or a non-empty
+    ``str``)."""
     value = item.get(key)
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise DataError(f"{where}.{key}: expected an integer, got {value!r}")
+    if kind is int:
+        if (whole := _whole(value)) is None:
+            raise DataError(f"{where}.{key}: expected an integer, got {value!r}")
+        return whole
     if kind is str and (not isinstance(value, str) or not value.strip()):
         raise DataError(f"{where}.{key}: expected a non-empty string, got {value!r}")
     return value
@@ -297,7 +312,7 @@ def _coco_not_crowd(item: dict, where: str) -> None:
     """Refuse a crowd annotation (``iscrowd`` 1): one box over many instances, whose number
     the image's instance count and label multiset would then get wrong."""
     crowd = item.get("iscrowd", 0)
-    if crowd not in (0, 1) or isinstance(crowd, float):
+    if _whole(crowd) not in (0, 1):
         raise DataError(f"{where}.iscrowd: expected 0 or 1, got {crowd!r}")
     if crowd:
         raise DataError(
@@ -402,18 +417,30 @@ def _boxes_coco(path: Path, resolve) -> tuple[dict[str, Truth], list[str]]:
     return truth, [by_id[cid] for cid in sorted(by_id)]
 
 
-def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
-    """Clip the boxes of ``t`` to its ``width`` x ``height`` image, with a warning.
+def fit_boxes(
+    t: Truth, width: int, height: int, where: str, path: str | os.PathLike | None = None
+) -> None:
+    """Clip the boxes of ``t`` to its ``width`` x ``height`` image (upright, its EXIF orientation
+    applied), with a warning.
 
     The image spans ``[-0.5, width - 0.5]`` (pixel centres at integers); a box that reaches past
     it by more than a thousandth of a pixel is cut to it.
 
     Raises:
         DataError: a box wholly outside the image (a wrong file name or coordinate system), or
-            an image size declared by the annotations (``t.size``) that is not the file's.
+            an image size declared by the annotations (``t.size``) that is not the file's
+            (when it is the size of the image file ``path`` as stored, before an EXIF
+            orientation that turns it, the message says so).
     """
     if t.size is not None and t.size != (width, height):
         w, h = t.size
+        stored = stored_size(path) if path is not None else None
+        if stored is not None and stored[:2] == t.size and stored[2] in (5, 6, 7, 8):
+            raise DataError(
+                f"{where}: the annotations say {w}x{h}, the image's stored size, but its EXIF "
+                f"orientation {stored[2]} makes it {width}x{height} upright; mistnet reads "
+                "images upright, so boxes must be in the upright frame"
+            )
         raise DataError(
             f"{where}: the annotations say {w}x{h}, the image file is {width}x{height}; "
             "they describe another image or another version of it"
@@ -428,6 +455,12 @@ def fit_boxes(t: Truth, width: int, height: int, where: str) -> None:
             stacklevel=2,
         )
         t.boxes = boxes
+
+
+def scale_boxes(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Boxes under a resize by ``(sx, sy)``, with pixel centres at integer coordinates."""
+    cx, cy, w, h = boxes.T
+    return np.stack([(cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, w * sx, h * sy], 1)
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int, where: str) -> tuple[np.ndarray, int]:

@@ -43,7 +43,7 @@ import torch
 from PIL import Image, ImageOps
 
 from mistnet import validate
-from mistnet.data.annotations import Truth, fit_boxes, read_truth
+from mistnet.data.annotations import Truth, fit_boxes, read_truth, scale_boxes
 from mistnet.data.digits import SPLITS
 from mistnet.data.store import claim_dataset, folder_name, write_dataset
 from mistnet.errors import DataError, MistWarning
@@ -51,6 +51,7 @@ from mistnet.imagefile import (
     DEFAULT_MAX_PIXELS,
     colour_key,
     decoding,
+    image_format,
     open_image,
     pixel_count,
 )
@@ -66,11 +67,13 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     """The image files under ``src`` (recursive), sorted by relative path.
 
     Hidden files and the files in ``ignore`` (a labels or boxes file kept in the folder) are
-    passed over. A symbolic link is followed only to a file inside ``src`` that the folder
-    does not hold under another name (else one image would land in two splits).
+    passed over, and so, with one warning, are files of no image format (``notes.txt``); an
+    image of another format (``.gif``) is refused. A symbolic link is followed only to a file
+    inside ``src`` that the folder does not hold under another name (else one image would land
+    in two splits).
 
     Raises:
-        DataError: ``src`` is no directory, holds a file of another format, a symbolic link
+        DataError: ``src`` is no directory, holds an image of another format, a symbolic link
             to a file outside it, to one of its images or to nowhere, a FIFO (or other
             special file) named like an image, or no image.
     """
@@ -80,6 +83,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
+    skipped: list[str] = []  # files of no image format, relative to root
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
@@ -100,9 +104,12 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
         if path.resolve() in skip:
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if (fmt := image_format(path.suffix)) is None:  # labels.csv, notes.txt: no image
+                skipped.append(rel.as_posix())
+                continue
             raise DataError(
-                f"{path}: unknown image format {path.suffix or '(no extension)'!r} "
-                f"(import-images reads {', '.join(IMAGE_SUFFIXES)}; move other files out)"
+                f"{path}: a {fmt} image; import-images reads {', '.join(IMAGE_SUFFIXES)} "
+                "(convert it, or move it out)"
             )
         twin = found.setdefault(path.resolve(), path)
         if twin != path:  # one of the two is (or lies under) a link: it would be read twice
@@ -113,6 +120,11 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
             )
     if not found:
         raise DataError(f"{root}: no PNG, JPEG or TIFF images in this folder")
+    if skipped:
+        names = ", ".join(skipped[:2]) + (", ..." if len(skipped) > 2 else "")
+        warnings.warn(
+            f"{root}: skipped {len(skipped)} file(s) that are no images ({names})", MistWarning, 2
+        )
     return sorted(found.values(), key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -241,12 +253,6 @@ def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[..., None] if out.ndim == 2 else out
 
 
-def _scale_boxes(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Boxes under a resize by ``(sx, sy)``, with pixel centres at integer coordinates."""
-    cx, cy, w, h = boxes.T
-    return np.stack([(cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, w * sx, h * sy], 1)
-
-
 @dataclass
 class _Item:
     source: int  # index of the image file it comes from
@@ -292,7 +298,7 @@ def _items_of(
     a = read_image(path, how["max_pixels"])
     h, w = a.shape[:2]
     if t.boxes is not None or t.size is not None:
-        fit_boxes(t, w, h, f"{how['boxes']} ({rel})")
+        fit_boxes(t, w, h, f"{how['boxes']} ({rel})", path)
     grey = is_grey(a)
     a = to_channels(a, channels or (1 if grey else 3))
     rng, n, bands = np.random.default_rng([how["seed"], i]), how["per_image"], how["bands"]
@@ -301,7 +307,7 @@ def _items_of(
     if crop is not None:
         return _crops(a, t, crop, n, rng, i, path), (h, w), grey
     if size is not None:
-        bx = None if t.boxes is None else _scale_boxes(t.boxes, size[1] / w, size[0] / h)
+        bx = None if t.boxes is None else scale_boxes(t.boxes, size[1] / w, size[0] / h)
         return [_Item(i, _resize(a, size), Truth(bx, t.names))], (h, w), grey
     return [_Item(i, a, t)], (h, w), grey
 
