@@ -183,6 +183,24 @@ def test_unknown_preset_lists_the_known_ones():
         load_preset("mnist-medium")
 
 
+def test_a_shipped_name_is_the_shipped_preset_whatever_the_working_directory_holds(
+    tmp_path, monkeypatch
+):
+    """Before: with a folder ``tiny-cpu`` (a run named after its preset) in the working
+    directory, ``--preset tiny-cpu`` said "tiny-cpu: a directory, not a regular file", and
+    ``mist demo`` (no preset given) failed so on a folder ``mnist-hard-cpu``."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-cpu").mkdir()
+    (tmp_path / "mnist-hard-cpu").write_text("not toml [")
+    from importlib import resources
+
+    shipped = resources.files("mistnet") / "configs"
+    for name in ("tiny-cpu", "mnist-hard-cpu"):
+        assert load_preset(name) == load_preset(str(shipped / f"{name}.toml"))
+    with pytest.raises(MistError, match="invalid TOML"):  # the file, when named as one
+        load_preset("./mnist-hard-cpu")
+
+
 def test_preset_from_a_toml_path(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('[model]\nk = 4\n[train]\nmethod = "supervised"\n')

@@ -1,10 +1,9 @@
 """One typed configuration for a run: presets are TOML files, overrides are ``section.key=value``.
 
-A :class:`Config` has three sections. ``model`` fixes the networks and the detector, ``data`` where
-scenes come from, ``train`` the optimisation (Algorithm 1 and its variants). The presets shipped
-with the package live in ``mistnet/configs/*.toml`` (the repository's ``configs/`` points there);
-``--preset`` also takes a path to a TOML file. Unknown keys and ill-typed values are rejected, and
-the resolved config is written beside every run so that a checkpoint can be rebuilt from it alone.
+A :class:`Config` has three sections: ``model`` (the networks and the detector), ``data`` (where
+scenes come from), ``train`` (Algorithm 1 and its variants). Shipped presets live in
+``mistnet/configs/*.toml``; ``--preset`` also takes a TOML file. Unknown keys and ill-typed values
+are rejected; the resolved config is written beside every run, to rebuild a checkpoint from.
 """
 
 from __future__ import annotations
@@ -524,19 +523,20 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name_or_path: str) -> Config:
-    """Load a shipped preset by name, any TOML file by path, or a run's ``config.json``.
+    """Load a shipped preset by name (always the shipped one: a file or folder of that name
+    here is ``./NAME``), any TOML file by path, or a run's ``config.json``.
 
     Raises:
-        MistError: an unknown name, a missing file, a file that is not UTF-8 or not valid
-            TOML / JSON, or a config that does not validate; one line naming the file.
+        MistError: an unknown name; a missing, non-UTF-8 or invalid file (one line naming it).
         TypeError: ``name_or_path`` is not a str or path.
     """
     path = Path(path_argument(name_or_path, "preset"))
+    shipped = isinstance(name_or_path, str) and name_or_path in preset_names()
     if path.suffix == ".json":
         return load_json(path)
-    if path.suffix == ".toml" or path.exists():
+    if not shipped and (path.suffix == ".toml" or path.exists()):
         text, where = read_text(path), str(path)
-    else:
+    else:  # a run folder named like its preset (mkdir tiny-cpu) hid the preset
         res = resources.files("mistnet") / "configs" / f"{name_or_path}.toml"
         if not res.is_file():
             raise MistError(f"unknown preset {name_or_path!r}; known: {', '.join(preset_names())}")

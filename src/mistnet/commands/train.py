@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--preset",
         metavar="NAME|FILE",
-        help="a shipped preset, a .toml file or a run's config.json",
+        help="a shipped preset (its name always means it; ./NAME for a file so named), a .toml "
+        "file or a run's config.json",
     )
     p.add_argument("--list-presets", action="store_true", help="list the shipped presets and exit")
     p.add_argument("--out", metavar="RUN", help="run directory to create (or resume)")
