@@ -366,3 +366,43 @@ def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path):
     (tmp_path / "config.json").write_text('{"model": {}}')
     with pytest.raises(MistError, match="config.json is no checkpoint .*give a run directory"):
         Checkpoint(tmp_path / "config.json")
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        self.b.weight = self.a.weight
+        self.register_buffer("x", torch.arange(6.0))
+        self.register_buffer("y", self.x[2:4])  # a view of x
+
+
+def test_tied_weights_are_saved_and_valueless_or_float8_tensors_refused_by_name(tmp_path):
+    """Before: tied weights (and a buffer viewing another) failed with safetensors' multi-line
+    "Some tensors share memory" RuntimeError, meta and sparse tensors with torch's errors, and
+    a float8 buffer was written, then refused by the reader."""
+    tied = _Tied()
+    save_checkpoint(tmp_path / "tied.safetensors", tied, config={}, step=0)
+    back = _Tied()
+    Checkpoint(tmp_path / "tied.safetensors").load_model(back)
+    assert torch.equal(back.b.weight, tied.a.weight) and torch.equal(back.y, torch.tensor([2.0, 3]))
+    sparse, f8 = torch.nn.Module(), torch.nn.Module()
+    sparse.register_buffer("s", torch.eye(2).to_sparse())
+    f8.register_buffer("s", torch.zeros(2, dtype=torch.float8_e4m3fn))
+    for module, message in [
+        (torch.nn.Linear(2, 2, device="meta"), "model.weight: a tensor on the meta device"),
+        (sparse, "model.s: a tensor of torch.sparse_coo layout"),
+        (f8, "model.s is of dtype torch.float8_e4m3fn"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            save_checkpoint(tmp_path / "x.safetensors", module, config={}, step=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tied.safetensors"]
+
+
+def test_a_dotdot_after_a_missing_folder_leaves_no_folder_behind(tmp_path, monkeypatch):
+    """Before: save_checkpoint("made/../ok.safetensors") (and the figure writers) wrote the
+    file and left the empty folder made/ behind."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MistError, match=r"made is no folder, so '\.\.' after it leads nowhere"):
+        save_checkpoint("made/../ok.safetensors", torch.nn.Linear(1, 1), config={}, step=0)
+    assert list(tmp_path.iterdir()) == []

@@ -32,6 +32,7 @@ from torch import nn
 from mistnet.errors import MistError
 from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
+from mistnet.ops._checks import require_dense
 from mistnet.textfile import parse_error
 from mistnet.validate import flag, regular_file, require_finite
 
@@ -85,15 +86,26 @@ def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict, dic
 
 
 def _flat(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
-    return {f"{prefix}{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    """The module's state as dense CPU tensors, one storage each: tied weights (one tensor
+    under two names, or views of one buffer) are copied apart, as safetensors stores no
+    shared memory; a meta or sparse tensor is refused by name."""
+    out, seen = {}, set()
+    for key, value in module.state_dict().items():
+        require_dense(value, f"{prefix}{key}")
+        t = value.detach().cpu().contiguous()
+        storage = t.untyped_storage().data_ptr()
+        out[f"{prefix}{key}"] = t.clone() if storage in seen else t
+        seen.add(storage)
+    return out
 
 
 def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
-    """Refuse NaN or infinite values (on the CPU copies already made): :class:`Checkpoint`
-    refuses them on reading, so such a file could never be loaded or resumed from."""
+    """Refuse NaN or infinite values (on the CPU copies already made), and float8, which
+    :class:`Checkpoint` refuses on reading: such a file could never be loaded or resumed from."""
     for name, tensor in tensors.items():
-        wide = tensor.is_floating_point() and tensor.dtype.itemsize > 1  # float8: no isfinite
-        if wide and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and tensor.dtype.itemsize == 1:  # no isfinite either
+            raise ValueError(f"{name} is of dtype {tensor.dtype}, which no mistnet model holds")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ValueError(
                 f"{name} holds NaN or infinite values; a checkpoint of it could not be loaded "
                 "back (did training diverge?)"

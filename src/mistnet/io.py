@@ -434,6 +434,19 @@ def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         raise
 
 
+def check_dotdot(path: Path, option: str = "") -> None:
+    """Refuse a ``path`` with a ``..`` after a folder that does not exist (``new/../out``): the
+    kernel resolves it only once that folder is made, which would leave it behind (or, for
+    ``new/..``, name the working directory)."""
+    parts, named = path.parts, f"{option} {path}" if option else str(path)
+    for i, part in enumerate(parts):
+        if part == ".." and i and parts[i - 1] != ".." and not Path(*parts[:i]).is_dir():
+            raise MistError(
+                f"{named}: {Path(*parts[:i])} is no folder, so '..' after it leads nowhere; "
+                "give the path without it"
+            )
+
+
 @contextmanager
 def atomic_path(
     path: str | os.PathLike, commit: Callable[[Path, Path], object] = os.replace
@@ -449,6 +462,7 @@ def atomic_path(
     left by killed writers are removed first.
     """
     path = Path(path)
+    check_dotdot(path)  # new/../x would leave new/ behind
     created = make_parents(path.parent)
     remove_stale_temporaries(path.parent, path.name)
     tmp = temporary_sibling(path)

@@ -36,6 +36,7 @@ from mistnet.errors import MistError, MistWarning
 from mistnet.io import (
     aside_sibling,
     atomic_write_text,
+    check_dotdot,
     is_temporary,
     lock_holder,
     make_parents,
@@ -112,19 +113,6 @@ def _held(real: Path, parent: Path) -> bool:
     return any(parent == d and part and part[0] in names for d, names in _HOLDING.get())
 
 
-def _check_dotdot(path: Path, option: str) -> None:
-    """Refuse a ``path`` with a ``..`` after a folder that does not exist (``new/../out``): the
-    kernel resolves it only once that folder is made, which would leave it behind (or, for
-    ``new/..``, name the working directory)."""
-    parts = path.parts
-    for i, part in enumerate(parts):
-        if part == ".." and i and parts[i - 1] != ".." and not Path(*parts[:i]).is_dir():
-            raise MistError(
-                f"{option} {path}: {Path(*parts[:i])} is no folder, so '..' after it leads "
-                "nowhere; give the path without it"
-            )
-
-
 def check_outside(
     path: str | os.PathLike,
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
@@ -146,7 +134,7 @@ def check_outside(
         MistError: ``--out DS/run is inside the dataset DS; choose a path outside it``.
     """
     path, hint = Path(path), "choose a path outside it"
-    _check_dotdot(path, option)
+    check_dotdot(path, option)
     real = path.resolve()
     for what, directory in inputs:
         home = Path(directory).resolve()
@@ -180,7 +168,7 @@ def check_named(path: str | os.PathLike, option: str = "--out") -> None:
     real, cwd = path.resolve(), Path.cwd().resolve()
     if path.name not in ("", "..") and not cwd.is_relative_to(real):  # ../here is here too
         return
-    _check_dotdot(path, option)  # new/..: the folder that is missing, rather
+    check_dotdot(path, option)  # new/..: the folder that is missing, rather
     where = (
         "the working directory"
         if real == cwd
