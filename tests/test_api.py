@@ -575,3 +575,14 @@ def test_a_fit_run_is_refused_by_mist_train_resume_with_what_to_do(capsys, tmp_p
                     val_every=2, ckpt_every=1, batch_size=4)  # fmt: skip
         result = mist(capsys, "train", "--out", out, "--resume", "--set", "train.steps=4")
         assert_user_error(result, "was trained on data in memory (mistnet.fit); mist train cannot")
+
+
+def test_a_fit_run_evaluated_on_a_generator_says_it_records_no_split_size(capsys, tmp_path):
+    """Before: ``mist eval FIT_RUN --data mnist-hard`` said "mnist-hard: the test split is
+    empty" (fit records 0 test scenes, and a generator made that many)."""
+    from cli_helpers import assert_user_error, mist
+
+    out = tmp_path / "r"
+    mistnet.fit("tiny-cpu", squares(8, 0), out=out, steps=1, k=2, num_classes=2, batch_size=4)
+    result = mist(capsys, "eval", out, "--data", "mnist-hard")
+    assert_user_error(result, "records no test size to make mnist-hard scenes of", "--data DIR")

@@ -534,7 +534,12 @@ def test_override_refuses_values_without_a_toml_form_and_takes_numpy_scalars():
 
     for key, value, error, message in [
         ("data.path", None, TypeError, "a value must be a string, number, bool or list"),
-        ("data.path", float("nan"), ValueError, "a value must be a finite number, got nan"),
+        (
+            "data.path",
+            float("nan"),
+            ValueError,
+            "a value must be a finite number within int64, got nan",
+        ),
         (None, 1, TypeError, "key must be a string section.key"),
     ]:
         with pytest.raises(error, match=message):
@@ -564,3 +569,19 @@ def test_a_string_key_given_a_toml_date_or_number_says_to_quote_it(override, sho
     quoted = apply_overrides(Config(), [f'{key}="{text}"'])  # the fix it names works
     section, name = key.split(".")
     assert getattr(getattr(quoted, section), name) == text
+
+
+def test_override_refuses_what_its_reader_would_and_from_dict_names_a_key_of_no_string():
+    """Before: ``override("model.factors", [nan])`` returned text that ``apply_overrides`` then
+    refused as invalid TOML, ``override("model.k", 10**5000)`` raised Python's digit-limit
+    error, and ``from_dict({"model": {5: 1}})`` an AttributeError."""
+    for value, error, message in [
+        ([float("nan")], ValueError, "model.factors: a value must be a finite number"),
+        ([None, 1.0], TypeError, "model.factors: a value must be a string, number, bool"),
+        (10**5000, ValueError, "within int64, got an integer of 16610 bits"),
+    ]:
+        with pytest.raises(error, match=message):
+            config.override("model.factors", value)
+    assert config.override("model.factors", [1, np.float32(2.5)]) == "model.factors=[1, 2.5]"
+    with pytest.raises(MistError, match=r"unknown config key model\.5;"):
+        from_dict({"model": {5: 1}})

@@ -403,7 +403,7 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     if key not in types_:
         if section == "train" and key in _RENAMED:
             raise MistError(f"config key train.{key} is now train.{_RENAMED[key]}")
-        shown = key if key.isprintable() else repr(key)  # a newline would split the line
+        shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # a newline
         raise MistError(f"unknown config key {section}.{shown}; known: {sorted(types_)}")
     setattr(target, key, typed_value(value, types_[key], f"{section}.{key}"))
 
@@ -422,29 +422,29 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
 
 
 def override(key: str, value: Any) -> str:
-    r"""The ``--set`` text that sets ``key`` to ``value`` (a string, number, bool or list).
-
-    JSON's syntax for these is TOML's, except that JSON escapes what is not ASCII as ``\uXXXX``,
-    which TOML refuses for the lone surrogates that stand for the undecodable bytes of a path
-    (a folder whose name is not UTF-8): those stay as characters.
+    r"""The ``--set`` text setting ``key`` to ``value`` (a string, number, bool or list of them)
+    in JSON's syntax, TOML's for them (a path's lone surrogates stay: TOML refuses ``\uXXXX``).
 
     Example:
         >>> print(override("data.path", 'runs/"a"'))
         data.path="runs/\"a\""
 
     Raises:
-        TypeError: ``key`` is no string, or ``value`` none of these (None has no TOML form;
-            a numpy scalar is taken as its Python number).
-        ValueError: a NaN or infinite number (JSON writes it as ``NaN``, a string to TOML).
+        TypeError: ``key`` is no string, or a value none of these (None has no TOML form).
+        ValueError: a NaN or infinite number (JSON's ``NaN``), an integer beyond int64.
     """
     if not isinstance(key, str):
         raise TypeError(f"key must be a string section.key, got {key!r}")
-    value = value.item() if isinstance(value, np.generic) else value
-    if value is None or not isinstance(value, str | int | float | bool | list | tuple):
-        raise TypeError(f"{key}: a value must be a string, number, bool or list, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{key}: a value must be a finite number, got {value!r}")
-    return f"{key}={json.dumps(value, ensure_ascii=False)}"
+    listed = isinstance(value, list | tuple)
+    items = [v.item() if isinstance(v, np.generic) else v for v in (value if listed else [value])]
+    for v in items:  # a numpy scalar is taken as its Python number
+        if v is None or not isinstance(v, str | int | float | bool):
+            raise TypeError(f"{key}: a value must be a string, number, bool or list, got {v!r}")
+        big = isinstance(v, int) and abs(v) >= 2**63  # repr fails past 4,300 digits
+        if big or isinstance(v, float) and not math.isfinite(v):
+            got = f"an integer of {v.bit_length()} bits" if big else repr(v)
+            raise ValueError(f"{key}: a value must be a finite number within int64, got {got}")
+    return f"{key}={json.dumps(items if listed else items[0], ensure_ascii=False)}"
 
 
 def overridden(overrides: list[str]) -> dict[str, str]:

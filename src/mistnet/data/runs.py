@@ -48,6 +48,11 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     sizes = {"train": d.n_train, "val": d.n_val, "test": d.n_test}
     if path.is_dir():
         dataset = open_dataset(source, split)
+    elif d.name == IN_MEMORY and not sizes[split]:  # fit records the sizes of its data
+        raise MistError(
+            f"this run was trained on data in memory (mistnet.fit) and records no {split} "
+            f"size to make {source} scenes of; give a dataset directory (--data DIR)"
+        )
     else:
         dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
     return source, dataset
