@@ -855,3 +855,48 @@ def test_reproduce_in_python_checks_its_options_before_out_is_made(tmp_path, mon
         with pytest.raises(error, match=message):
             reproduce("table1", "smoke", "out", device="cpu", **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reproduce_refuses_arguments_of_the_wrong_type_or_empty_by_name(tmp_path, monkeypatch):
+    """Before: out=5 and svhn=5 raised "expected str, bytes or os.PathLike object, not int", a
+    list of tables or budgets (and get_budget([])) "unhashable type: 'list'", out="" said
+    "--out . names the working directory", and svhn="" was read as the working directory
+    ("--svhn : no train/digitStruct.mat")."""
+    from mistnet.reproduce import plan, reproduce
+
+    monkeypatch.chdir(tmp_path)
+    for args, kwargs, error, message in [
+        (("gabor", "smoke", 5), {}, TypeError, "^out must be a path as text, got int$"),
+        (("gabor", "smoke", "o1"), {"svhn": 5}, TypeError, "^svhn must be a path as text, got"),
+        (("gabor", ["smoke"], "o1"), {}, TypeError, r"^budget must be a budget name .*\['smoke'\]"),
+        ((["gabor"], "smoke", "o1"), {}, TypeError, "^table must be one table name"),
+        (("gabor", "smoke", ""), {}, ValueError, "^out '' is an empty path; give the output"),
+        (("gabor", "smoke", "o1"), {"svhn": ""}, ValueError, "^svhn '' is an empty path"),
+    ]:
+        with pytest.raises(error, match=message):
+            reproduce(*args, device="cpu", **kwargs)
+    with pytest.raises(TypeError, match=r"^budget must be a budget name \(smoke, cpu, full\)"):
+        plan.get_budget([])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_reader_and_markdown_name_what_is_wrong(tmp_path):
+    """Before: read_results("r") raised "unsupported operand type(s) for /: 'str' and 'str'",
+    read_results(5) a raw TypeError, and render_markdown({}) "KeyError: 'seeds'"."""
+    from mistnet.reproduce import report
+
+    assert report.read_results(str(tmp_path)) is None  # a string is a path: nothing there yet
+    (tmp_path / "results.json").write_text('{"format": "mistnet-reproduce", "tables": {}}')
+    assert report.read_results(str(tmp_path))["tables"] == {}
+    with pytest.raises(TypeError, match="^out must be a path as text, got int$"):
+        report.read_results(5)
+    with pytest.raises(ValueError, match="^out '' is an empty path"):
+        report.read_results("")
+    with pytest.raises(ValueError, match="^entry is no table entry of results.json: it lacks "):
+        report.render_markdown({})
+    entry = {key: [] for key in report.ENTRY_KEYS}
+    del entry["seeds"], entry["notes"]
+    with pytest.raises(ValueError, match="it lacks seeds, notes$"):
+        report.render_markdown(entry)
+    with pytest.raises(TypeError, match="^entry must be a table entry of results.json, got list"):
+        report.render_markdown([])

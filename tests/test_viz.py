@@ -429,3 +429,160 @@ def test_log_curves_refuses_what_is_no_list_of_log_lines(records, error, message
     with pytest.raises(error, match=message):
         log_curves(records)
     assert log_curves([{"step": 1, "split": "val", "both": None}]) == {}  # null: no point
+
+
+# ------------------------------------------------------- arguments checked by name (round 13)
+
+_IMGS = torch.rand(2, 1, 20, 20)
+_BOXES = torch.tensor([[[5.0, 5, 4, 4]], [[10, 10, 4, 4]]])
+_LABELS = torch.tensor([[1], [2]])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        # Before: IndexError "list index out of range"
+        ({"titles": ["a"]}, ValueError, "^titles: expected 2 entries, one per image, got 1$"),
+        # Before: taken, one letter drawn per panel
+        ({"titles": "ab"}, TypeError, "^titles: expected a list of 2 strings, got str$"),
+        ({"titles": ["a", 5]}, TypeError, "^titles: expected strings, got int 5$"),
+        # Before: "'<' not supported between 'str' and 'int'", "an integer is required",
+        # matplotlib's "Number of columns must be a positive integer"
+        ({"ncols": "4"}, ValueError, "^ncols must be an integer >= 1, got '4'$"),
+        ({"ncols": True}, ValueError, "^ncols must be an integer >= 1, got True$"),
+        ({"ncols": 1.5}, ValueError, "^ncols must be an integer >= 1, got 1.5$"),
+        # Before: IndexError "index 0 is out of bounds for axis 0 with size 0"
+        (
+            {"pred_boxes": _BOXES, "pred_labels": _LABELS, "scores": torch.zeros(2, 0)},
+            ValueError,
+            "^scores: expected 1 entries, one per box, got 0$",
+        ),
+        # Before: NaN ground-truth boxes were not drawn, without a word
+        ({"boxes": _BOXES * math.nan}, ValueError, "^boxes: hold NaN or infinite values"),
+        ({"pred_boxes": -_BOXES}, ValueError, "^pred_boxes: expected a width and height >= 0"),
+    ],
+)
+def test_draw_scenes_grid_names_the_argument_it_refuses(tmp_path, kwargs, error, message):
+    call = {"images": _IMGS, "boxes": _BOXES, "labels": _LABELS, **kwargs}
+    with pytest.raises(error, match=message):
+        draw_scenes_grid(out_path=tmp_path / "g.png", **call)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_draw_scenes_grid_refuses_an_iterator_and_an_empty_image(tmp_path):
+    """Before: an iterator raised "object of type 'list_iterator' has no len()", a 0 x 0
+    image "ZeroDivisionError: float division by zero"."""
+    with pytest.raises(TypeError, match="^images: expected a batched tensor or array, or a list"):
+        draw_scenes_grid(iter([_IMGS[0]]), None, None, tmp_path / "g.png")
+    with pytest.raises(ValueError, match=r"^images\[0\]: expected an image of H, W >= 1"):
+        draw_scenes_grid(torch.zeros(1, 1, 0, 0), None, None, tmp_path / "g.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "boxes, labels, scores, kwargs, message",
+    [
+        # Before: Pillow's "x1 must be greater than or equal to x0", naming no argument
+        ([[5.0, 5, -4, -4]], None, None, {}, r"^boxes: expected a width and height >= 0, got"),
+        # Before: IndexError "index 1 is out of bounds for axis 0 with size 1"
+        ([[5.0, 5, 4, 4], [9, 9, 4, 4]], None, [0.5], {}, "^scores: expected 2 entries"),
+        # Before: numpy's "invalid value encountered in cast", the label drawn as none
+        ([[5.0, 5, 4, 4]], [math.nan], None, {}, "^labels: expected whole numbers, got nan$"),
+        # Before: numpy's MemoryError "Unable to allocate 1.07 PiB"
+        (None, None, None, {"scale": 10**6}, "^scale: 1000000 makes the image 20000000x2"),
+    ],
+)
+def test_annotate_image_names_the_argument_it_refuses(tmp_path, boxes, labels, scores, kwargs,
+                                                      message):  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        annotate_image(torch.rand(1, 20, 20), boxes, labels, scores, tmp_path / "a.png", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_annotate_image_clips_a_box_far_outside_the_image(tmp_path):
+    """Before: a finite box at x = 1e20 raised "SystemError: <method 'draw_rectangle' of
+    'ImagingDraw' objects> returned a result with an exception set"."""
+    img, out = np.zeros((20, 20, 3), np.uint8), tmp_path / "a.png"
+    boxes = np.array([[1e20, 5, 4, 4], [0, 5, 1e300, 4], [1.7e308, 5, 1.7e308, 4]])
+    annotate_image(img, boxes, None, None, out, scale=2)
+    red = np.abs(read_png(out).astype(int) - PRED_COLOR).max(-1) <= 40
+    # the first is right of the image, the others span it: their top and bottom rows only
+    assert red.any(axis=1).nonzero()[0].tolist() == [7, 15]
+    assert red[7].all() and red[15].all() and not red[8:15].any()
+
+
+def test_annotate_image_refuses_a_scale_beyond_the_pixel_limit(tmp_path):
+    """Before: scale=10**6 raised numpy's MemoryError "Unable to allocate 1.07 PiB"."""
+    with pytest.raises(
+        ValueError,
+        match=r"^scale: 3163 makes the image 6326x6326 = 40,018,276 pixels, more than the limit of 40,000,000",
+    ):
+        annotate_image(np.zeros((2, 2, 3), np.uint8), None, None, None, tmp_path / "a.png",
+                       scale=3163)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def _figure_args():
+    return (torch.rand(2, 8, 8), torch.rand(2, 3, 3) * 4 + 2, None, torch.rand(2, 3, 1, 4, 4))
+
+
+def test_mist_figure_names_the_argument_holding_nan_and_refuses_no_image(tmp_path):
+    """Before: NaN patches said "image holds 64 NaN or infinite values" though the images were
+    fine, NaN det_boxes were not drawn without a word, and B = 0 gave matplotlib's "Number of
+    rows must be a positive integer, not 0"."""
+    heat, det, labels, patches = _figure_args()
+    out = tmp_path / "m.png"
+    with pytest.raises(ValueError, match=r"^patches holds 16 NaN or infinite values \(of 16\)$"):
+        mist_figure(_IMGS[:, :, :8, :8], heat, det, labels, patches * math.nan, out)
+    with pytest.raises(ValueError, match="^det_boxes: hold NaN or infinite values"):
+        mist_figure(_IMGS[:, :, :8, :8], heat, det * math.nan, labels, patches, out)
+    with pytest.raises(ValueError, match=r"^heatmaps holds 64 NaN or infinite values \(of 64\)$"):
+        mist_figure(_IMGS[:, :, :8, :8], heat * math.nan, det, labels, patches, out)
+    with pytest.raises(ValueError, match=r"^images: expected at least one image .*\(0, 1, 8, 8\)"):
+        mist_figure(_IMGS[:0, :, :8, :8], heat[:0], det[:0], labels, patches[:0], out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_figure_takes_counts_as_a_list_and_names_its_arguments(tmp_path):
+    """Before: counts=[9, 4] or np.array raised "'list' object has no attribute 'cpu'",
+    images.numpy() and output=None an AttributeError naming no argument."""
+    torch.manual_seed(0)
+    imgs, boxes, _ = _scene_batch(n=2, k=9)
+    cls = _output(imgs, 9, torch.randn(2, 9, 10))
+    output_figure(imgs, cls, tmp_path / "a.png", counts=torch.tensor([9, 4]))
+    output_figure(imgs, cls, tmp_path / "b.png", counts=[9, 4])
+    output_figure(imgs, cls, tmp_path / "c.png", counts=np.array([9, 4]))
+    a = read_png(tmp_path / "a.png").tolist()
+    assert a == read_png(tmp_path / "b.png").tolist() == read_png(tmp_path / "c.png").tolist()
+    for args, kwargs, error, message in [
+        ((imgs, cls), {"counts": [1]}, ValueError, r"^counts: expected one count per image"),
+        ((imgs, cls), {"counts": [1.5, 2]}, TypeError, "^counts: expected integer instance"),
+        ((imgs.numpy(), cls), {}, TypeError, "^images: expected a .* torch.Tensor, got ndarray$"),
+        ((imgs, None), {}, TypeError, "^output: expected the model's MISTOutput, got NoneType$"),
+    ]:
+        with pytest.raises(error, match=message):
+            output_figure(*args, tmp_path / "x.png", **kwargs)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_runs_refuses_a_list_of_runs_a_string_of_keys_and_a_bad_ncols(tmp_path):
+    """Before: [records] raised "'list' object has no attribute 'items'", keys="train/task"
+    said "no run has the curve 't'" (read a letter at a time), ncols="3" a raw TypeError."""
+    from mistnet.viz import plot_runs
+
+    records = [
+        {"step": 1, "split": "train", "task": 1.0},
+        {"step": 2, "split": "train", "task": 0.5},
+    ]
+    for args, kwargs, error, message in [
+        (([records],), {}, TypeError, r"^runs: expected a mapping \{label: log records\}, got"),
+        (({"a": records},), {"keys": "train/task"}, TypeError, "^keys: expected a list of curve"),
+        (({"a": records},), {"keys": [5]}, TypeError, "^keys: expected a list of curve names"),
+        (({"a": records},), {"ncols": "3"}, ValueError, "^ncols must be an integer >= 1, got"),
+    ]:
+        with pytest.raises(error, match=message):
+            plot_runs(*args, tmp_path / "p.png", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+    assert plot_runs({"a": records}, tmp_path / "p.png", keys=["train/task"]) == ["train/task"]
+    with pytest.raises(ValueError, match="^ncols must be an integer >= 1, got 0$"):
+        plot_curves({"a": [(1, 1.0)]}, tmp_path / "q.png", ncols=0)

@@ -186,11 +186,14 @@ def load_any(
 
     Raises:
         TypeError: ``source`` is no string or path.
-        ArgumentError: ``source`` is empty, or neither (one line listing the known names), or
-            a pretrained model asked for another checkpoint than ``best`` (it has one).
+        ArgumentError: ``which`` is neither ``best`` nor ``last``, ``source`` is empty, or
+            neither (one line listing the known names), or a pretrained model asked for
+            another checkpoint than ``best`` (it has one).
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"give a run directory or a model name, got {type(source).__name__}")
+    if which not in ("best", "last"):  # before which model: the value is wrong for any
+        raise ArgumentError(f"which must be 'best' or 'last', got {which!r}")
     if not str(source).strip():  # Path("") is the working directory
         raise ArgumentError(f"give a run directory or a model name, got {str(source)!r}")
     device = device_argument(device)
@@ -206,12 +209,17 @@ def load_any(
     return load(str(source), device)
 
 
-def _check_package_arguments(run, name, command, out, overwrite) -> None:
-    """Refuse :func:`package` arguments of the wrong type, and an empty ``run`` or ``out`` (the
-    working directory), as the command line refuses an empty argument."""
+def _check_package_arguments(run, name, command, out, metrics, overwrite) -> None:
+    """Refuse :func:`package` arguments of the wrong type, and an empty ``run``, ``out`` (the
+    working directory) or ``metrics``, as the command line refuses an empty argument."""
     for label, value in (("run", run), ("out", out)):
         if not path_argument(value, label):
             raise ArgumentError(f"{label} '' is an empty path; give the {label} directory")
+    if metrics is not None and not path_argument(metrics, "metrics"):
+        raise ArgumentError(
+            "metrics '' is an empty path; give mist eval's record, or leave it out for "
+            "RUN/eval-test.json"
+        )
     for label, value in (("name", name), ("command", command)):
         if not isinstance(value, str):
             raise TypeError(f"{label} must be a string, got {type(value).__name__}")
@@ -243,11 +251,13 @@ def package(
         The file written.
 
     Raises:
-        MistError: a bad name or empty command, ``out`` in a mistnet output or in ``run``, no
-            metrics or metrics of another checkpoint than the best, or a file of that name in
+        TypeError: ``run``, ``out`` or ``metrics`` that is no path, ``name`` or ``command``
+            that is no string, an ``overwrite`` that is no bool.
+        MistError: an empty path, a bad name or empty command, ``out`` in a mistnet output or
+            in ``run``, no metrics or metrics of another checkpoint than the best, or a file of that name in
             ``out`` that is no packaged model.
     """
-    _check_package_arguments(run, name, command, out, overwrite)
+    _check_package_arguments(run, name, command, out, metrics, overwrite)
     if not NAME.fullmatch(name):
         raise MistError(f"--name {name!r}: use lowercase letters, digits and dashes")
     require_short_name(f"{name}{SUFFIX}", "--name: the file")
@@ -256,7 +266,7 @@ def package(
         raise MistError("--command is empty; give the command that trained the run")
     printable(command, "--command", "give the command on one line (mist models prints it)")
     cfg, model, ckpt = Run(run).load("best")
-    record = _eval_record(Path(metrics) if metrics else Path(run) / "eval-test.json", run, ckpt)
+    record = _eval_record(Path(metrics or Path(run) / "eval-test.json"), run, ckpt)
     card = Card(
         name=name,
         metrics=record["metrics"],

@@ -363,3 +363,29 @@ def test_a_model_packaged_under_the_same_name_meanwhile_is_kept(packaged, tmp_pa
         pretrained.package(run, "raced", COMMAND, tmp_path)
     assert first.read_bytes() == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raced.safetensors"]
+
+
+def test_package_refuses_metrics_that_are_no_path_or_empty(packaged, tmp_path, monkeypatch):
+    """Before: metrics=5 raised "expected str, bytes or os.PathLike object, not int" and
+    metrics=b"x" "argument should be a str object ...", naming no argument; metrics="" was
+    taken as RUN/eval-test.json."""
+    run = packaged[0]
+    monkeypatch.chdir(tmp_path)
+    for metrics, error, message in [
+        (5, TypeError, "^metrics must be a path as text, got int$"),
+        (b"x", TypeError, "^metrics must be a path as text, got bytes$"),
+        ("", ValueError, "^metrics '' is an empty path; give mist eval's record"),
+    ]:
+        with pytest.raises(error, match=message):
+            pretrained.package(run, NAME, COMMAND, tmp_path / "o", metrics=metrics)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_any_says_which_must_be_best_or_last_for_a_pretrained_name(registry):
+    """Before: load_any(NAME, which="bset") said "the pretrained model ... has one checkpoint
+    (the run's best); leave which out", as if "bset" were a checkpoint."""
+    for source in (NAME, registry / "run"):
+        with pytest.raises(ValueError, match=r"^which must be 'best' or 'last', got 'bset'$"):
+            pretrained.load_any(source, which="bset")
+    with pytest.raises(ValueError, match="has one checkpoint"):  # a valid which: still said
+        pretrained.load_any(NAME, which="last")

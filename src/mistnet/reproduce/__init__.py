@@ -283,10 +283,14 @@ def _check_counts(seeds: int, threads: int, digits: str) -> None:
         raise MistError(f"--digits must be embedded or mnist, got {digits!r}")
 
 
-def _check_options(data_root, figures, log, command) -> None:
-    """Refuse an empty ``data_root`` (the working directory), a ``figures`` that is no bool
-    and a ``log`` that is no callable, before ``out`` is made (the command line refuses an
-    empty argument itself)."""
+def _check_options(out, svhn, data_root, figures, log, command) -> None:
+    """Refuse an ``out``, ``svhn`` or ``data_root`` that is no path or empty (the working
+    directory), a ``figures`` that is no bool and a ``log`` that is no callable, before ``out``
+    is made (the command line refuses an empty argument itself)."""
+    if not validate.path_argument(out, "out"):
+        raise ArgumentError("out '' is an empty path; give the output directory")
+    if svhn is not None and not validate.path_argument(svhn, "svhn"):
+        raise ArgumentError("svhn '' is an empty path; give the SVHN folder or leave it out")
     if data_root is not None and not validate.path_argument(data_root, "data_root"):
         raise ArgumentError("data_root '' is an empty path; give a folder or leave it out")
     validate.flag(figures, "figures")
@@ -370,7 +374,9 @@ def reproduce(
         The ``results.json`` document.
 
     Raises:
-        MistError: unknown table or budget, bad seeds or device, an unusable ``out``, ``svhn``
+        TypeError: a ``table``, ``budget``, ``seeds``, ``out``, ``svhn`` or ``data_root`` of
+            the wrong type (a list of tables, a number for a path).
+        MistError: unknown table or budget, an empty path, bad seeds or device, an unusable ``out``, ``svhn``
             or data root, other digits than ``embedded`` or ``mnist`` (or an empty cache),
             another ``mist reproduce`` writing to ``out`` (``out/.lock``), or any user error
             of the runs themselves.
@@ -378,7 +384,7 @@ def reproduce(
     tables = _get_tables(table)
     plan = get_budget(budget)
     _check_counts(seeds, threads, digits)
-    _check_options(data_root, figures, log, command)
+    _check_options(out, svhn, data_root, figures, log, command)
     pools = load_digits(digits)
     dev = str(resolve_device(check_device(device)))
     out = Path(out)

@@ -418,13 +418,30 @@ TABLES: dict[str, Table] = {
 
 
 def get_budget(name: str) -> Budget:
+    """The budget ``name`` (``smoke``, ``cpu`` or ``full``).
+
+    Raises:
+        TypeError: ``name`` is no string (a list raised "unhashable type: 'list'").
+        MistError: no such budget.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"budget must be a budget name ({', '.join(BUDGETS)}), got {name!r}")
     if name not in BUDGETS:
         raise MistError(f"unknown budget {name!r}; choose from {', '.join(BUDGETS)}")
     return BUDGETS[name]
 
 
 def get_tables(name: str) -> list[Table]:
-    """The tables of ``name`` (one table, or all of them for ``all``)."""
+    """The tables of ``name`` (one table, or all of them for ``all``).
+
+    Raises:
+        TypeError: ``name`` is no string (a list of tables is not taken: one name or ``all``).
+        MistError: no such table.
+    """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"table must be one table name ({', '.join(TABLE_NAMES)}) or all, got {name!r}"
+        )
     if name == "all":
         return [TABLES[t] for t in TABLE_NAMES]
     if name not in TABLES:

@@ -19,15 +19,17 @@ markdown then says "(n=2 of 3)".
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from mistnet.errors import DataError
+from mistnet.errors import ArgumentError, DataError
 from mistnet.io import atomic_write_json, atomic_write_text
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
 from mistnet.textfile import read_json
+from mistnet.validate import path_argument
 
 FORMAT = "mistnet-reproduce"
 
@@ -145,14 +147,18 @@ def table_entry(
     }
 
 
-def read_results(out: Path) -> dict[str, Any] | None:
+def read_results(out: str | os.PathLike) -> dict[str, Any] | None:
     """``out/results.json`` checked for what a rerun merges into it; ``None`` if there is none.
 
     Raises:
+        TypeError: ``out`` is no path.
+        ArgumentError: ``out`` is empty.
         DataError: (one line) not strict JSON or not a results document, naming the file and
             how to rebuild it.
     """
-    path = out / "results.json"
+    if not path_argument(out, "out"):
+        raise ArgumentError("out '' is an empty path; give the reproduction's directory")
+    path = Path(out) / "results.json"
     if not path.is_file():
         return None
     again = "delete it and run each table again to rebuild it (finished runs are skipped)"
@@ -270,8 +276,26 @@ def _row_lines(row: dict[str, Any], metrics: list[str]) -> list[str]:
     return lines
 
 
+#: The keys of a table entry (:func:`table_entry`) that :func:`render_markdown` reads.
+ENTRY_KEYS = (
+    "title", "source", "command", "budget", "budget_description", "minutes_per_run", "seeds",
+    "device", "wall_s", "written", "figures", "metrics", "rows", "notes",
+)  # fmt: skip
+
+
 def render_markdown(entry: dict[str, Any]) -> str:
-    """The ``<table>.md`` of one table entry of ``results.json``."""
+    """The ``<table>.md`` of one table entry of ``results.json``.
+
+    Raises:
+        TypeError: ``entry`` is no dict.
+        ValueError: it lacks keys of a table entry (:data:`ENTRY_KEYS`), named
+            (a ``KeyError: 'seeds'`` before).
+    """
+    if not isinstance(entry, dict):
+        raise TypeError(f"entry must be a table entry of results.json, got {type(entry).__name__}")
+    missing = [key for key in ENTRY_KEYS if key not in entry]
+    if missing:
+        raise ValueError(f"entry is no table entry of results.json: it lacks {', '.join(missing)}")
     seeds = entry["seeds"]
     n = len(seeds)
     minutes = entry["minutes_per_run"]

@@ -40,21 +40,22 @@ def as_array(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def to_rgb(image: Any, signed: bool = False) -> np.ndarray:
+def to_rgb(image: Any, signed: bool = False, *, name: str = "image") -> np.ndarray:
     """Convert an image to a displayable ``(H, W, 3)`` uint8 array.
 
     Args:
         image: ``(C, H, W)`` float tensor/array with C in {1, 3}, ``(H, W)`` float, or
             ``(H, W, 3)`` / ``(H, W)`` uint8.
         signed: float values live in [-1, 1] and are mapped by ``(x + 1) / 2``; True or False.
+        name: the argument the image came from, as messages name it (``"patches"``).
 
     Returns:
         ``(H, W, 3)`` uint8; float inputs are clipped to [0, 1] and rounded.
 
     Raises:
         TypeError: ``signed`` is no bool (``"no"`` was taken as true).
-        ValueError: a shape or dtype other than these, or a float image holding NaN or
-            infinity (NaN was drawn black).
+        ValueError: a shape or dtype other than these, an empty one (H or W 0), or a float
+            image holding NaN or infinity (NaN was drawn black).
 
     Example:
         >>> to_rgb(np.array([[[-1.0, 0.0, 1.0]]]), signed=True)[0, :, 0].tolist()
@@ -66,14 +67,18 @@ def to_rgb(image: Any, signed: bool = False) -> np.ndarray:
         if a.ndim == 2:
             a = a[..., None]
         if a.ndim != 3 or a.shape[2] not in (1, 3):
-            raise ValueError(f"image: expected uint8 (H, W, 3) or (H, W), got {a.shape}")
+            raise ValueError(f"{name}: expected uint8 (H, W, 3) or (H, W), got {a.shape}")
+        _not_empty(a.shape[:2], a.shape, name)
         return np.ascontiguousarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a)
+    if a.dtype.kind not in "biuf":  # strings, objects: a raw numpy error in astype
+        raise ValueError(f"{name}: expected an image of numbers, got dtype {a.dtype}")
     a = a.astype(np.float64)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3 or a.shape[0] not in (1, 3):
-        raise ValueError(f"image: expected float (C, H, W) with C in {{1, 3}}, got {a.shape}")
-    require_finite(a, "image")
+        raise ValueError(f"{name}: expected float (C, H, W) with C in {{1, 3}}, got {a.shape}")
+    _not_empty(a.shape[1:], a.shape, name)
+    require_finite(a, name)
     if signed:
         a = (a + 1.0) / 2.0
     a = np.clip(a, 0.0, 1.0)
@@ -83,18 +88,48 @@ def to_rgb(image: Any, signed: bool = False) -> np.ndarray:
     return np.floor(a * 255.0 + 0.5).astype(np.uint8)
 
 
-def boxes4(boxes: Any) -> np.ndarray:
+def _not_empty(size: tuple[int, ...], shape: tuple[int, ...], name: str) -> None:
+    """Refuse an image of no pixels (``size`` is its ``(H, W)``): a figure of it divided by 0."""
+    if 0 in size:
+        raise ValueError(f"{name}: expected an image of H, W >= 1, got shape {shape}")
+
+
+def boxes4(boxes: Any, name: str = "boxes") -> np.ndarray:
     """``(M, 3|4)`` -> ``(M, 4)`` float64 centre/size; ``None`` or empty -> ``(0, 4)``."""
     if boxes is None:
         return np.zeros((0, 4))
-    b = as_array(boxes).astype(np.float64)
+    b = _numbers(boxes, name)
     if b.size == 0:
         return np.zeros((0, 4))
     if b.ndim != 2 or b.shape[1] not in (3, 4):
-        raise ValueError(f"boxes: expected (M, 3) or (M, 4), got {b.shape}")
+        raise ValueError(f"{name}: expected (M, 3) or (M, 4), got {b.shape}")
     if b.shape[1] == 3:
         b = np.concatenate([b, b[:, 2:3]], axis=1)
     return b
+
+
+def _numbers(x: Any, name: str) -> np.ndarray:
+    """``x`` as a float64 array; text or objects are a ``TypeError`` naming ``name``."""
+    a = as_array(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numbers, got {type(x).__name__} of dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
+def batch_size(x: Any, name: str) -> int:
+    """How many images the batch ``x`` (a tensor, an array, a list or a tuple) holds.
+
+    Raises:
+        TypeError: ``x`` is none of these (an iterator, None), which has no length to read.
+    """
+    if not isinstance(x, torch.Tensor | np.ndarray | list | tuple):
+        raise TypeError(
+            f"{name}: expected a batched tensor or array, or a list of images, "
+            f"got {type(x).__name__}"
+        )
+    if isinstance(x, torch.Tensor | np.ndarray) and x.ndim == 0:
+        raise ValueError(f"{name}: expected a batch, got a 0-d {type(x).__name__}")
+    return len(x)
 
 
 def per_image(x: Any, n: int, name: str) -> list:
@@ -105,20 +140,69 @@ def per_image(x: Any, n: int, name: str) -> list:
         if len(x) != n:
             raise ValueError(f"{name}: expected {n} entries, got {len(x)}")
         return list(x)
+    batch_size(x, name)  # an iterator or a number: a TypeError naming it
     a = as_array(x)
     if a.shape[0] != n:
         raise ValueError(f"{name}: expected leading dim {n}, got {a.shape}")
     return [a[i] for i in range(n)]
 
 
-def labels_of(x: Any, m: int) -> np.ndarray:
-    """``m`` int64 labels (``None``: ``-2`` each, boxes drawn without a label)."""
+def labels_of(x: Any, m: int, name: str = "labels") -> np.ndarray:
+    """``m`` int64 labels (``None``: ``-2`` each, boxes drawn without a label).
+
+    Raises:
+        TypeError: labels that are no numbers.
+        ValueError: not ``m`` of them, or a label that is no whole number (NaN was drawn as no
+            label, after numpy's "invalid value encountered in cast" warning).
+    """
     if x is None:
         return np.zeros(m, dtype=np.int64) - 2  # -2: "no label", boxes still drawn
-    a = as_array(x).reshape(-1).astype(np.int64)
+    a = _numbers(x, name).reshape(-1)
     if a.shape[0] != m:
-        raise ValueError(f"labels: expected {m} entries, got {a.shape[0]}")
+        raise ValueError(f"{name}: expected {m} entries, got {a.shape[0]}")
+    whole = np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2**62)
+    if not whole.all():
+        raise ValueError(f"{name}: expected whole numbers, got {float(a[~whole][0])!r}")
+    return a.astype(np.int64)
+
+
+def scores_of(x: Any, m: int, name: str = "scores") -> np.ndarray | None:
+    """``m`` float64 scores, one per box (``None`` stays ``None``: no score written).
+
+    Raises:
+        TypeError: scores that are no numbers.
+        ValueError: not ``m`` of them (the missing ones were read past the end).
+    """
+    if x is None:
+        return None
+    a = _numbers(x, name).reshape(-1)
+    if a.shape[0] != m:
+        raise ValueError(f"{name}: expected {m} entries, one per box, got {a.shape[0]}")
     return a
+
+
+def drawn_boxes(
+    boxes: Any, labels: Any, name: str = "boxes", labels_name: str = "labels"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`boxes4` of ``boxes`` and :func:`labels_of` of ``labels``, once the boxes drawn
+    (label not ``-1``: padding is not read) are finite and of a width and height >= 0.
+
+    Raises:
+        ValueError: ``"<name>: hold NaN or infinite values, got [...]"`` (NaN boxes were not
+            drawn, without a word), or a box of negative width or height (Pillow's "x1 must be
+            greater than or equal to x0" named nothing).
+    """
+    b = boxes4(boxes, name)
+    lab = labels_of(labels, len(b), labels_name)
+    shown = b[lab != -1]
+    if not np.isfinite(shown).all():
+        raise ValueError(f"{name}: hold NaN or infinite values, got {shown.tolist()}")
+    negative = (shown[:, 2:] < 0).any(axis=1)
+    if negative.any():
+        raise ValueError(
+            f"{name}: expected a width and height >= 0, got the box {shown[negative][0].tolist()}"
+        )
+    return b, lab
 
 
 def check_dpi(dpi: object) -> None:
@@ -205,8 +289,11 @@ def show(ax, rgb: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def montage(patches: np.ndarray, signed: bool, pad: int = 1) -> np.ndarray:
-    """``(K, C, P, P)`` patches -> one ``(rows*(P+pad)-pad, cols*(P+pad)-pad, 3)`` uint8 grid."""
+def montage(patches: np.ndarray, signed: bool, pad: int = 1, name: str = "patches") -> np.ndarray:
+    """``(K, C, P, P)`` patches -> one ``(rows*(P+pad)-pad, cols*(P+pad)-pad, 3)`` uint8 grid;
+    messages name the patches ``name``."""
+    if patches.ndim != 4:
+        raise ValueError(f"{name}: expected (K, C, P, P) per image, got {patches.shape}")
     K = patches.shape[0]
     if K == 0:
         return np.full((1, 1, 3), 255, dtype=np.uint8)
@@ -217,5 +304,5 @@ def montage(patches: np.ndarray, signed: bool, pad: int = 1) -> np.ndarray:
     for k in range(K):
         r, c = divmod(k, cols)
         y, x = r * (P_h + pad), c * (P_w + pad)
-        grid[y : y + P_h, x : x + P_w] = to_rgb(patches[k], signed)
+        grid[y : y + P_h, x : x + P_w] = to_rgb(patches[k], signed, name=name)
     return grid

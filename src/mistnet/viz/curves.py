@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mistnet.ops._checks import check_flag
+from mistnet.ops._checks import check_flag, check_int
 from mistnet.runlog import check_record
 from mistnet.viz.canvas import drawn, new_figure, save_figure
 
@@ -40,6 +40,7 @@ def plot_curves(
     keys = list(history)
     if not keys:
         raise ValueError("history: expected at least one key")
+    check_int(ncols, "ncols")
     fig, axes = _panel_grid(len(keys), ncols, dpi)
     for key, ax in zip(keys, axes, strict=True):
         pts = np.asarray(list(history[key]), dtype=np.float64).reshape(-1, 2)
@@ -116,7 +117,7 @@ def plot_runs(
     runs: Mapping[str, Sequence[Mapping[str, Any]]],
     out_path: str | os.PathLike,
     *,
-    keys: Sequence[str] = (),
+    keys: Sequence[str] | None = (),
     minutes: bool = False,
     ncols: int = 3,
     dpi: int = 100,
@@ -126,8 +127,8 @@ def plot_runs(
     Args:
         runs: ``{label: log records}`` (see :func:`log_curves`).
         out_path: PNG path.
-        keys: the curves to draw (``"train/task"``, ``"train/border"``, ``"val/both"``;
-            default: the training losses ``train/task`` and ``train/heatmap`` and every
+        keys: a list of the curves to draw (``"train/task"``, ``"train/border"``,
+            ``"val/both"``; empty or ``None``: the training losses ``train/task`` and ``train/heatmap`` and every
             validation metric but the per-class ``val/classif/<name>``).
         minutes: training minutes on the x axis instead of steps.
 
@@ -135,10 +136,22 @@ def plot_runs(
         The keys drawn.
 
     Raises:
-        ValueError: a key no run has a curve of (the message lists those they have), or no
-            curve at all.
+        TypeError: ``runs`` that is no mapping, ``keys`` that is no list of strings (a string
+            was read a letter at a time: "no run has the curve 't'").
+        ValueError: a key no run has a curve of (the message lists those they have), no
+            curve at all, or an ``ncols`` that is no integer >= 1.
     """
     minutes = check_flag(minutes, "minutes")
+    if not isinstance(runs, Mapping):
+        raise TypeError(
+            f"runs: expected a mapping {{label: log records}}, got {type(runs).__name__}"
+        )
+    keys = () if keys is None else keys
+    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
+        raise TypeError(
+            f"keys: expected a list of curve names such as ['train/task'], got {keys!r}"
+        )
+    check_int(ncols, "ncols")
     curves = {label: log_curves(records) for label, records in runs.items()}
     found = {k for c in curves.values() for k in c}
     missing = [k for k in keys if k not in found]

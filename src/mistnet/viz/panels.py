@@ -19,19 +19,23 @@ import torch
 from PIL import Image, ImageDraw, PngImagePlugin
 
 from mistnet.data.store import label_name
+from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
+from mistnet.ops._checks import check_int
+from mistnet.validate import require_finite
 from mistnet.viz.canvas import (
     GT_COLOR,
     PRED_COLOR,
     as_array,
-    boxes4,
+    batch_size,
     draw_boxes,
-    labels_of,
+    drawn_boxes,
     montage,
     new_figure,
     per_image,
     rgb01,
     save_figure,
+    scores_of,
     show,
     to_rgb,
 )
@@ -63,23 +67,38 @@ def draw_scenes_grid(
         scores: optional ``(N, K)`` or list, shown after the label.
         ncols: grid columns.
         signed: images are signed (Gabor).
-        titles: optional per-image titles.
+        titles: optional per-image titles: a list of N strings (``None`` for no title).
         dpi: output resolution.
+
+    Raises:
+        TypeError: ``images`` that is no batch or list (an iterator), ``titles`` that is no
+            list of strings (a string would be drawn a letter per panel).
+        ValueError: an argument of another shape, an empty image, NaN or infinite boxes drawn,
+            a box of negative size, or ``scores`` not one per predicted box.
     """
-    imgs = per_image(images, len(images), "images")
+    imgs = per_image(images, batch_size(images, "images"), "images")
     n = len(imgs)
     if n == 0:
         raise ValueError("images: expected at least one image")
-    if ncols < 1:
-        raise ValueError(f"ncols: expected >= 1, got {ncols}")
-    gtb = per_image(boxes, n, "boxes")
-    gtl = per_image(labels, n, "labels")
-    pb = per_image(pred_boxes, n, "pred_boxes")
-    pl = per_image(pred_labels, n, "pred_labels")
-    ps = per_image(scores, n, "scores")
-    ncols = min(ncols, n)
+    ncols = min(check_int(ncols, "ncols"), n)
+    titles = _titles(titles, n)
+    gtb, gtl, pb, pl, ps = (
+        per_image(x, n, name)
+        for x, name in [
+            (boxes, "boxes"), (labels, "labels"), (pred_boxes, "pred_boxes"),
+            (pred_labels, "pred_labels"), (scores, "scores"),
+        ]
+    )  # fmt: skip
+    rgbs = [to_rgb(im, signed, name=f"images[{i}]") for i, im in enumerate(imgs)]
+    shown = []  # every image's boxes, checked before anything is drawn
+    for i in range(n):
+        gt = drawn_boxes(gtb[i], gtl[i], "boxes", "labels")
+        pred = None
+        if pb[i] is not None:
+            p, lab = drawn_boxes(pb[i], pl[i], "pred_boxes", "pred_labels")
+            pred = (p, lab, scores_of(ps[i], len(p)))
+        shown.append((gt, pred))
     nrows = math.ceil(n / ncols)
-    rgbs = [to_rgb(im, signed) for im in imgs]
     H, W = rgbs[0].shape[:2]
     panel_w = max(2.0, W / 40)
     panel_h = panel_w * H / W
@@ -89,15 +108,33 @@ def draw_scenes_grid(
         if i >= n:
             ax.axis("off")
             continue
-        show(ax, rgbs[i], titles[i] if titles is not None else None)
-        g = boxes4(gtb[i])
-        draw_boxes(ax, g, labels_of(gtl[i], len(g)), None, GT_COLOR, text=False)
-        if pb[i] is not None:
-            p = boxes4(pb[i])
-            s = None if ps[i] is None else as_array(ps[i]).reshape(-1)
-            draw_boxes(ax, p, labels_of(pl[i], len(p)), s, PRED_COLOR)
+        show(ax, rgbs[i], titles[i])
+        (g, gl), pred = shown[i]
+        draw_boxes(ax, g, gl, None, GT_COLOR, text=False)
+        if pred is not None:
+            draw_boxes(ax, *pred, PRED_COLOR)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.04, hspace=0.12)
     save_figure(fig, out_path, dpi)
+
+
+def _titles(titles: Any, n: int) -> list[str | None]:
+    """``titles`` of :func:`draw_scenes_grid` as ``n`` entries (``None``: no title each).
+
+    Raises:
+        TypeError: no list or tuple (a string's letters were drawn one per panel), or an entry
+            that is no string.
+        ValueError: not ``n`` of them ("list index out of range").
+    """
+    if titles is None:
+        return [None] * n
+    if not isinstance(titles, list | tuple):
+        raise TypeError(f"titles: expected a list of {n} strings, got {type(titles).__name__}")
+    if len(titles) != n:
+        raise ValueError(f"titles: expected {n} entries, one per image, got {len(titles)}")
+    for t in titles:
+        if t is not None and not isinstance(t, str):
+            raise TypeError(f"titles: expected strings, got {type(t).__name__} {t!r}")
+    return list(titles)
 
 
 @dataclass
@@ -152,6 +189,12 @@ def mist_figure(
         class_names: names of the classes (index ``i`` names label ``i``); default numbers.
         caption: a line above the legend (what was run, its metrics); empty: none.
         dpi: output resolution.
+
+    Raises:
+        TypeError: ``images`` that is no tensor, array or list (an iterator).
+        ValueError: no image (B = 0), an argument of another shape or batch size, or NaN or
+            infinite values in it (named: ``patches``, ``det_boxes``, ...), or a box of
+            negative size.
     """
     per = {
         "heatmaps": heatmaps,
@@ -162,12 +205,7 @@ def mist_figure(
         "reconstructions": reconstructions,
         "gt_boxes": gt_boxes,
     }
-    ims = as_array(images)
-    if ims.ndim in (2, 3):  # one image, unbatched
-        ims = ims[None] if ims.ndim == 3 else ims[None, None]
-        per = {name: None if x is None else as_array(x)[None] for name, x in per.items()}
-    if ims.ndim != 4:
-        raise ValueError(f"images: expected (B, C, H, W), got {ims.shape}")
+    ims, per = _batched(images, per)
     B, _, H, W = ims.shape
     columns = ["input", "heatmap", "detections", "patches"]
     columns += ["decoded"] * (recon_patches is not None)
@@ -188,6 +226,27 @@ def mist_figure(
     top = 1 - header / height
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.05, hspace=0.1)
     save_figure(fig, out_path, dpi)
+
+
+def _batched(images: Any, per: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``(B, C, H, W)`` images of :func:`mist_figure` and its other arguments ``per``, given
+    a batch dimension when ``images`` is one image.
+
+    Raises:
+        TypeError: ``images`` is no tensor, array or list (an iterator, None).
+        ValueError: not of rank 4 once batched, or no image (B = 0; matplotlib said "Number of
+            rows must be a positive integer") or an empty one.
+    """
+    batch_size(images, "images")
+    ims = as_array(images)
+    if ims.ndim in (2, 3):  # one image, unbatched
+        ims = ims[None] if ims.ndim == 3 else ims[None, None]
+        per = {name: None if x is None else as_array(x)[None] for name, x in per.items()}
+    if ims.ndim != 4:
+        raise ValueError(f"images: expected (B, C, H, W), got {ims.shape}")
+    if 0 in (ims.shape[0], *ims.shape[2:]):
+        raise ValueError(f"images: expected at least one image of H, W >= 1, got {ims.shape}")
+    return ims, per
 
 
 def _header(fig, ground_truth: bool, caption: str, legend_top: float) -> None:
@@ -211,25 +270,25 @@ def _header(fig, ground_truth: bool, caption: str, legend_top: float) -> None:
 
 def _mist_row(panels, row: _MistRow, signed: bool, class_names: Sequence[str]) -> None:
     """Draw one image's row of :func:`mist_figure`; ``panels`` yields ``(axes, title)``."""
-    rgb = to_rgb(row.image, signed)
+    rgb = to_rgb(row.image, signed, name="images")
     ax, title = next(panels)
     show(ax, rgb, title)
     if row.gt_boxes is not None:
-        g = boxes4(row.gt_boxes)
-        draw_boxes(ax, g, labels_of(None, len(g)), None, GT_COLOR, text=False)
-    d = boxes4(row.det_boxes)
+        g, gl = drawn_boxes(row.gt_boxes, None, "gt_boxes")
+        draw_boxes(ax, g, gl, None, GT_COLOR, text=False)
+    d, dl = drawn_boxes(row.det_boxes, row.det_labels, "det_boxes", "det_labels")
     _heatmap_panel(*next(panels), row.heatmap, d, rgb.shape[:2])
     ax, title = next(panels)
     show(ax, rgb, title)
-    draw_boxes(ax, d, labels_of(row.det_labels, len(d)), None, PRED_COLOR, names=class_names)
+    draw_boxes(ax, d, dl, None, PRED_COLOR, names=class_names)
     ax, title = next(panels)
-    show(ax, montage(as_array(row.patches), signed), title)
+    show(ax, montage(as_array(row.patches), signed, name="patches"), title)
     if row.recon_patches is not None:
         ax, title = next(panels)
-        show(ax, montage(as_array(row.recon_patches), signed), title)
+        show(ax, montage(as_array(row.recon_patches), signed, name="recon_patches"), title)
     if row.reconstruction is not None:
         ax, title = next(panels)
-        show(ax, to_rgb(row.reconstruction, signed), title)
+        show(ax, to_rgb(row.reconstruction, signed, name="reconstructions"), title)
 
 
 def _heatmap_panel(ax, title: str | None, heatmap: Any, boxes: np.ndarray, size) -> None:
@@ -238,8 +297,9 @@ def _heatmap_panel(ax, title: str | None, heatmap: Any, boxes: np.ndarray, size)
     hm = as_array(heatmap).astype(np.float64)
     if hm.ndim == 3:
         hm = hm.max(axis=0)
-    if hm.ndim != 2:
-        raise ValueError(f"heatmaps: expected (H, W) per image, got {hm.shape}")
+    if hm.ndim != 2 or 0 in hm.shape:
+        raise ValueError(f"heatmaps: expected (H, W) per image with H, W >= 1, got {hm.shape}")
+    require_finite(hm, "heatmaps")
     ax.imshow(hm, cmap="viridis", interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -282,13 +342,28 @@ def output_figure(
         signed: images and patches are signed (Gabor).
         class_names: names of the classes, drawn instead of their indices (default numbers).
         caption: a line at the top (what was run, its metrics); empty: none.
+
+    Raises:
+        TypeError: ``images`` that is no tensor, an ``output`` that is no model output,
+            ``counts`` that are no integers.
+        ValueError: ``images`` of another rank, ``counts`` not one per image, or what
+            :func:`mist_figure` refuses.
     """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"images: expected a (B, C, H, W) torch.Tensor, got {type(images).__name__}"
+        )
+    if images.ndim != 4:
+        raise ValueError(f"images: expected (B, C, H, W), got {tuple(images.shape)}")
+    fields = ("heatmaps", "keypoints", "patches", "task", "reconstruction")
+    if not all(hasattr(output, f) for f in fields):
+        raise TypeError(f"output: expected the model's MISTOutput, got {type(output).__name__}")
     B, _, H, W = images.shape
     heat = output.heatmaps if output.heatmaps is not None else images.new_zeros(B, 1, H, W)
     classify = output.reconstruction is None
     labels = output.task.argmax(-1).cpu() if classify else None
     if counts is not None and labels is not None:
-        keep = torch.arange(labels.shape[1])[None] < counts.cpu()[:, None]
+        keep = torch.arange(labels.shape[1])[None] < _counts(counts, B)[:, None]
         labels = labels.masked_fill(~keep, -1)  # -1: not drawn
     mist_figure(
         images.cpu(),
@@ -304,6 +379,34 @@ def output_figure(
         class_names=class_names,
         caption=caption,
     )
+
+
+def _counts(counts: Any, n: int) -> torch.Tensor:
+    """``counts`` of :func:`output_figure` (a tensor, an array or a list) as ``n`` int64s.
+
+    Raises:
+        TypeError: no integers (``'list' object has no attribute 'cpu'`` came of a list).
+        ValueError: not ``n`` of them.
+    """
+    a = as_array(counts)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"counts: expected integer instance counts, got dtype {a.dtype}")
+    if a.shape != (n,):
+        raise ValueError(f"counts: expected one count per image, shape ({n},), got {a.shape}")
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def _pixel_edges(boxes: np.ndarray, scale: int, size: tuple[int, int]) -> np.ndarray:
+    """The ``(M, 4)`` pixel columns and rows ``(x0, x1, y0, y1)`` of the outlines of finite
+    ``boxes`` on an image of ``size`` ``(H, W)`` upscaled ``scale`` times, clipped to a margin
+    around it: edges beyond are outside it anyway, as is a label placed by them, and Pillow
+    overflowed at ``x = 1e20`` ("returned a result with an exception set")."""
+    cx, cy, w, h = boxes.T
+    with np.errstate(over="ignore"):  # beyond float64: +-inf, clipped below
+        edges = np.stack([cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2], axis=1)
+    far = size[0] + size[1] + 64
+    edges = scale * (np.clip(edges, -far, far) + 0.5) - 0.5  # x' = scale * (x + 0.5) - 0.5
+    return np.floor(edges + 0.5).astype(np.int64).reshape(-1, 4)
 
 
 #: The ``Software`` text of the PNG files mistnet writes itself (:func:`save_png`).
@@ -344,46 +447,54 @@ def annotate_image(
     """Draw boxes and "label score" text on an image at its native size (for ``mist detect``).
 
     Box outlines are 1 px wide at columns ``round(cx - w/2)`` and ``round(cx + w/2)`` (rows
-    likewise), i.e. on the pixels whose centres lie on the box edges, clipped to the image.
+    likewise), i.e. on the pixels whose centres lie on the box edges, clipped to the image (a
+    box far outside it, at ``x = 1e20``, draws nothing there).
 
     Args:
         image: ``(H, W, 3)`` uint8 or ``(C, H, W)`` float (see :func:`to_rgb`).
-        boxes: ``(K, 3)`` keypoints or ``(K, 4)`` boxes, finite (but for padding).
-        labels: ``(K,)`` labels or ``None``; ``-1`` = padding (not drawn).
+        boxes: ``(K, 3)`` keypoints or ``(K, 4)`` boxes, finite and of a size >= 0 (but for
+            padding).
+        labels: ``(K,)`` whole-number labels or ``None``; ``-1`` = padding (not drawn).
         scores: ``(K,)`` scores or ``None``.
         out_path: PNG path; the PNG is ``W x H`` pixels (times ``scale``).
         color: RGB outline and text colour.
         signed: float image is signed.
         scale: integer nearest-neighbour upscaling before drawing (1 = native size); box
-            coordinates follow (``x' = scale * (x + 0.5) - 0.5``).
+            coordinates follow (``x' = scale * (x + 0.5) - 0.5``). The upscaled image may have
+            at most :data:`~mistnet.imagefile.DEFAULT_MAX_PIXELS` pixels.
         class_names: the label of class ``i`` is written ``class_names[i]`` (default: ``i``).
+
+    Raises:
+        ValueError: a ``scale`` that is no positive integer or makes the image larger than
+            that, ``boxes`` NaN, infinite or of negative size, ``labels`` or ``scores`` not
+            one per box, or a label that is no whole number.
     """
     whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
     if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
         raise ValueError(f"scale: expected a positive integer, got {scale!r}")
     scale = int(scale)
     rgb = to_rgb(image, signed)
+    H, W = rgb.shape[0] * scale, rgb.shape[1] * scale
+    if scale > 1 and H * W > DEFAULT_MAX_PIXELS:  # numpy asked for petabytes
+        raise ValueError(
+            f"scale: {scale} makes the image {W}x{H} = {H * W:,} pixels, more than the limit "
+            f"of {DEFAULT_MAX_PIXELS:,}; choose a smaller scale"
+        )
+    b, lab = drawn_boxes(boxes, labels)  # padding (label -1) is not drawn: not checked
+    sc = scores_of(scores, len(b))
+    keep = lab != -1
+    edges = _pixel_edges(b[keep], scale, rgb.shape[:2])
     if scale > 1:
         rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-    H, W = rgb.shape[:2]
     im = Image.fromarray(rgb)
     draw = ImageDraw.Draw(im)
-    b = boxes4(boxes)
-    lab = labels_of(labels, len(b))
-    if not np.isfinite(b[lab != -1]).all():  # padding (label -1) is not drawn: not checked
-        raise ValueError(f"boxes: hold NaN or infinite values, got {b[lab != -1].tolist()}")
-    if scale > 1:
-        b = np.concatenate([scale * (b[:, :2] + 0.5) - 0.5, scale * b[:, 2:]], axis=1)
-    sc = None if scores is None else as_array(scores).reshape(-1)
-    for i, (cx, cy, w, h) in enumerate(b):
-        if lab[i] == -1:
-            continue
-        x0, x1 = math.floor(cx - w / 2 + 0.5), math.floor(cx + w / 2 + 0.5)
-        y0, y1 = math.floor(cy - h / 2 + 0.5), math.floor(cy + h / 2 + 0.5)
+    for (x0, x1, y0, y1), label, score in zip(
+        edges.tolist(), lab[keep], [None] * len(edges) if sc is None else sc[keep], strict=True
+    ):
         draw.rectangle([x0, y0, x1, y1], outline=color, width=1)
-        parts = [label_name(int(lab[i]), class_names)] if lab[i] >= 0 else []
-        if sc is not None:
-            parts.append(f"{float(sc[i]):.2f}")
+        parts = [label_name(int(label), class_names)] if label >= 0 else []
+        if score is not None:
+            parts.append(f"{float(score):.2f}")
         if parts:
             text = " ".join(parts)
             tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), text)
