@@ -186,6 +186,8 @@ def evaluate_run(
         cfg, net, ckpt = Run(run).load("best", device=device)
     else:
         cfg, net, ckpt = pretrained.load(model, device=device)
+    if problem := net.k_problem(k, per_image_k):
+        raise ArgumentError(f"{problem}; drop --k / --per-image-k (k=, per_image_k= in Python)")
     source, dataset = _open_checked(cfg, data, split)
     k = k or net.k
     _check_k(k, dataset, source, cfg.train.method)

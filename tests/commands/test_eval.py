@@ -181,3 +181,33 @@ def test_evaluate_run_takes_a_path_as_data_and_a_numpy_integer_as_k(tiny_run, tm
     result = evaluate_run(tiny_run, tmp_path / "ds", k=np.int64(2))
     assert result.k == 2 and type(result.k) is int and result.images == 6
     assert result.data == str(tmp_path / "ds")
+
+
+@pytest.mark.parametrize("method", ["channelwise", "grid"])
+def test_a_k_that_a_fixed_k_baseline_cannot_give_is_refused_by_every_command(
+    capsys, tmp_path, method
+):
+    """Before (once the models refused another k): eval, show and detect with --k 5 (and eval
+    --per-image-k) on a channel-wise or grid run ended in "internal error ... k is fixed";
+    earlier still, --k was silently ignored."""
+    from cli_helpers import TINY
+    from PIL import Image
+
+    from mistnet import loop
+    from mistnet.config import apply_overrides, load_preset
+
+    run = tmp_path / method
+    overrides = [*TINY, "train.steps=1", "train.val_every=1", f"train.method={method}"]
+    overrides += ["model.k=9"] if method == "grid" else []
+    cfg = apply_overrides(load_preset("tiny-cpu"), overrides)
+    loop.train(cfg, run, progress=False)
+    Image.new("L", (48, 48)).save(tmp_path / "p.png")
+    name = {"channelwise": "ChannelWiseMIST", "grid": "GridMIST"}[method]
+    for argv in (
+        ["eval", run, "--k", 5],
+        ["eval", run, "--per-image-k"],
+        ["show", run, "--k", 5, "--out", tmp_path / "s.png"],
+        ["detect", run, tmp_path / "p.png", "--k", 5, "--out", tmp_path / "found"],
+    ):
+        assert_user_error(mist(capsys, *argv), f"{name} always finds its K", "drop --k")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [method, "p.png"]

@@ -215,6 +215,23 @@ def coco_crowd_annotation(tmp_path, run):
 
 
 @case
+def coco_crowd_annotation_given_as_true(tmp_path, run):
+    """Before (once 1.0 ids were read): "iscrowd: expected 0 or 1, got True"."""
+    crowd = {"image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 30], "iscrowd": True}
+    argv = coco(tmp_path, annotations=[crowd])
+    return argv, ["boxes.json: annotations[0]: iscrowd is 1", "how many unknown"]
+
+
+def test_a_coco_iscrowd_of_false_is_no_crowd():
+    """Before (once 1.0 ids were read): "iscrowd: expected 0 or 1, got False" refused a file
+    that had imported."""
+    from mistnet.data.annotations import _coco_not_crowd
+
+    for value in (False, 0, 0.0):
+        _coco_not_crowd({"iscrowd": value}, "annotations[0]")
+
+
+@case
 def coco_iscrowd_not_0_or_1(tmp_path, run):
     odd = {"image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 30], "iscrowd": "no"}
     return coco(tmp_path, annotations=[odd]), ["annotations[0].iscrowd: expected 0 or 1, got 'no'"]

@@ -238,6 +238,14 @@ def test_unreadable_unknown_empty_and_mixed_sizes(capsys, tmp_path):
         ".tiff (convert it, or move it out)",
     )
     (src / "sub" / "extra.GIF").unlink()
+    # Before: "b.jfif: a JPEG image; import-images reads ... .jpg ... (convert it": it is one
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(src / "sub" / "b.jfif", format="JPEG")
+    assert_user_error(
+        mist(capsys, "data", "import-images", src, "--out", out),
+        "b.jfif: a JPEG image",
+        "(rename it",
+    )
+    (src / "sub" / "b.jfif").unlink()
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(src / "small.png")
     assert_user_error(
         mist(capsys, "data", "import-images", src, "--out", out), "differ in size", "--size"

@@ -148,15 +148,17 @@ def test_a_model_refuses_images_it_cannot_take_naming_them(method, images, error
 @pytest.mark.parametrize(
     ("method", "k", "message"),
     [
-        ("mist", -1, "k must be an integer >= 0"),
+        ("mist", -1, "k must be an integer >= 0, got -1"),
         ("mist", 2.5, "k must be an integer >= 0"),
-        ("channelwise", 5, "k is fixed at 3 for ChannelWiseMIST, got 5"),
-        ("grid", 4, "k is fixed at 9 for GridMIST, got 4"),
+        ("channelwise", 5, "ChannelWiseMIST always finds its K = 3 .*, not k = 5"),
+        ("grid", 4, "GridMIST always finds its K = 9 .*, not k = 4"),
     ],
 )
 def test_k_is_the_models_when_0_and_a_fixed_k_is_not_silently_replaced(method, k, message):
     """Before: ``ChannelWiseMIST`` (and the grid) returned K detections for any ``k``."""
     model, images = _small_model(method), torch.rand(1, 1, 40, 40)
     assert model(images, 0).keypoints.shape[1] == model.k
+    # a 0-d integer tensor is an integer, as check_int takes it (refused once, by the new check)
+    assert model(images, torch.tensor(model.k)).keypoints.shape[1] == model.k
     with pytest.raises(ValueError, match=message):
         model(images, k)

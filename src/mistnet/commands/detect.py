@@ -240,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise MistError(f"--k must be at least 1 (leave it out for the model's), got {args.k}")
     k = args.k or model.k
-    if isinstance(model, GridMIST) and args.k and args.k != model.k:
-        raise MistError(f"the grid baseline always uses its {model.k} cells; drop --k")
+    if problem := model.k_problem(args.k or 0):
+        raise MistError(f"{problem}; drop --k")
     formats = set(args.format or FORMATS)
     out = Path(args.out)
     existing = _check_out(out, args.images, args.run)

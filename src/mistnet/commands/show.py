@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise MistError(f"--k must be at least 1 (leave it out for the run's), got {args.k}")
     device = compute_device(args)
     cfg, model, _ = Run(args.run).load("best", device=device)
+    if problem := model.k_problem(args.k or 0):
+        raise MistError(f"{problem}; drop --k")
     source, dataset = open_data(cfg, args.data, args.split)
     if args.data is None:
         require_trained_on(cfg, dataset, source, OTHER_DATA)

@@ -312,7 +312,7 @@ def _coco_not_crowd(item: dict, where: str) -> None:
     """Refuse a crowd annotation (``iscrowd`` 1): one box over many instances, whose number
     the image's instance count and label multiset would then get wrong."""
     crowd = item.get("iscrowd", 0)
-    if _whole(crowd) not in (0, 1):
+    if not (isinstance(crowd, bool) or _whole(crowd) in (0, 1)):  # false/true are 0/1
         raise DataError(f"{where}.iscrowd: expected 0 or 1, got {crowd!r}")
     if crowd:
         raise DataError(

@@ -99,17 +99,16 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
             if path.is_symlink() and not path.exists():
                 raise DataError(f"{path}: a symbolic link to nowhere; remove it or its target")
             regular_file(path)  # a FIFO, a socket, a device: named
-        if not path.is_file():
-            continue
-        if path.resolve() in skip:
+        if not path.is_file() or path.resolve() in skip:
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             if (fmt := image_format(path.suffix)) is None:  # labels.csv, notes.txt: no image
                 skipped.append(rel.as_posix())
                 continue
+            fix = "rename" if fmt in ("JPEG", "PNG", "TIFF") else "convert"  # .jfif, .gif
             raise DataError(
                 f"{path}: a {fmt} image; import-images reads {', '.join(IMAGE_SUFFIXES)} "
-                "(convert it, or move it out)"
+                f"({fix} it, or move it out)"
             )
         twin = found.setdefault(path.resolve(), path)
         if twin != path:  # one of the two is (or lies under) a link: it would be read twice

@@ -8,7 +8,6 @@ Training does not call :meth:`MIST.forward` end to end (top-K has no gradient);
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -118,12 +117,25 @@ class PatchModel(nn.Module):
         self.patch_size = check_int(patch_size, "patch_size", 2)
         self.background = background
 
-    def check_input(self, images: object, k: object = None, fixed_k: bool = False) -> None:
+    #: Why K is fixed, for a model that always finds its own K (``""``: any ``k`` is taken).
+    fixed_k = ""
+
+    def k_problem(self, k: int = 0, per_image_k: bool = False) -> str | None:
+        """What is wrong with asking this model for ``k`` detections (0: its K) or for each
+        image's own count (``per_image_k``): only a model whose K is fixed refuses."""
+        if self.fixed_k and (per_image_k or k not in (0, self.k)):
+            asked = "each image's count" if per_image_k else f"k = {k}"
+            return (
+                f"{type(self).__name__} always finds its K = {self.k} ({self.fixed_k}), not {asked}"
+            )
+        return None
+
+    def check_input(self, images: object, k: object = None) -> None:
         """Refuse what :meth:`forward` cannot take, with a ``TypeError``/``ValueError`` naming
         it, before torch fails deep inside. Metadata only: no value is read.
 
-        ``k`` is ``None`` or 0 for the model's K, else a positive integer; a model whose K is
-        fixed (``fixed_k``: one heatmap channel per instance, a tiling) takes only its own.
+        ``k`` is ``None`` or 0 for the model's K, else a positive integer (Python, numpy or a
+        0-d tensor); a model whose K is fixed takes only its own (:meth:`k_problem`).
         """
         if not isinstance(images, Tensor):
             raise TypeError(
@@ -149,12 +161,8 @@ class PatchModel(nn.Module):
                 f"images are {images.dtype} but the model's weights {weight.dtype}: "
                 f"images.to({weight.dtype}) or model.to({images.dtype})"
             )
-        if k is None:
-            return
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-            raise ValueError(f"k must be an integer >= 0 (0: the model's K), got {k!r}")
-        if fixed_k and k not in (0, self.k):
-            raise ValueError(f"k is fixed at {self.k} for {type(self).__name__}, got {k}")
+        if k is not None and (problem := self.k_problem(check_int(k, "k", 0))):
+            raise ValueError(problem)
 
     def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
         """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
@@ -307,6 +315,8 @@ class ChannelWiseMIST(MIST):
     differentiable, so the baseline trains by plain backpropagation through S (and S^-1).
     """
 
+    fixed_k = "one heatmap channel per instance"
+
     def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.heatmap_net.logits(images)  # (B, K, H, W)
         probs = torch.softmax(logits.flatten(2) / self.heatmap_net.temperature, -1)
@@ -314,7 +324,7 @@ class ChannelWiseMIST(MIST):
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """The K soft-argmax keypoints (``k``, if given, must be K: one channel each)."""
-        self.check_input(images, k, fixed_k=True)
+        self.check_input(images, k)
         logits, h = self.heatmaps(images)
         keypoints = self.heatmap_net.keypoints(logits)  # (B, K, 3), differentiable
         scores = h.flatten(2).amax(-1)  # (B, K)
@@ -333,6 +343,8 @@ class GridMIST(PatchModel):
             ``rows * cols``.
         rows, cols: the tiling.
     """
+
+    fixed_k = "the cells of its tiling"
 
     def __init__(
         self,
@@ -356,7 +368,7 @@ class GridMIST(PatchModel):
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """The task network on every cell of the tiling (``k``, if given, must be K)."""
-        self.check_input(images, k, fixed_k=True)
+        self.check_input(images, k)
         keypoints = self.keypoints(images)
         scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)
         return self.finish(images, keypoints, scores)
