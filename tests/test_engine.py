@@ -806,3 +806,27 @@ def test_the_loop_checks_its_run_options_before_any_work(tmp_path, option, error
     with pytest.raises(error, match=message):
         loop.train(cfg, tmp_path / "run", **{"progress": False, **option})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_it_was():
+    """Before: one NaN pixel raised "the heatmaps became nan" after writing NaN into the
+    BatchNorm running statistics (the model unusable, saving it refused); under no_grad a
+    raw "does not require grad" RuntimeError; float64 images "mixed dtype (CPU)"."""
+    tr = make_trainer()
+    b = scene_batch()
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    nan = b.images.clone()
+    nan[0, 0, 3, 3] = float("nan")
+    cases = [
+        (Batch(nan, b.boxes, b.labels, b.count), "batch.images holds NaN or infinite values"),
+        (Batch(b.images.double(), b.boxes, b.labels, b.count), "images are torch.float64"),
+        (Batch(b.images[:0], b.boxes[:0], b.labels[:0], b.count[:0]), "holds no image"),
+    ]
+    for batch, message in cases:
+        with pytest.raises(ValueError, match=message):
+            tr.train_step(batch)
+    with torch.no_grad(), pytest.raises(ValueError, match="train_step needs gradients"):
+        tr.train_step(b)
+    with pytest.raises(TypeError, match="batch must be a Batch"):
+        tr.train_step({"image": b.images})
+    assert all(torch.equal(v, before[k]) for k, v in tr.model.state_dict().items())

@@ -90,7 +90,14 @@ class Trainer:
     average: ModelEma | None = None
 
     def train_step(self, batch: Batch) -> StepResult:
-        """One training step, then the moving average's update."""
+        """One training step, then the moving average's update.
+
+        Raises:
+            TypeError / ValueError: a ``batch`` that is no :class:`Batch` of finite images the
+                model takes, or gradients switched off; the model is left as it was (a NaN
+                pixel would otherwise reach the BatchNorm statistics before any loss is read).
+        """
+        _check_batch(self.model, batch)
         result = self.step(batch)
         if self.average is not None:
             self.average.update(self.model)
@@ -100,6 +107,18 @@ class Trainer:
     def inference_model(self) -> PatchModel:
         """What validates and is loaded for inference: the moving average when kept."""
         return self.model if self.average is None else self.average.module
+
+
+def _check_batch(model: PatchModel, batch: object) -> None:
+    if not isinstance(batch, Batch):
+        raise TypeError(f"batch must be a Batch (Batch.from_dict), got {type(batch).__name__}")
+    if not torch.is_grad_enabled():
+        raise ValueError("train_step needs gradients: it was called under no_grad/inference_mode")
+    model.check_input(batch.images)
+    if batch.images.shape[0] == 0:
+        raise ValueError("batch.images holds no image")
+    if not bool(torch.isfinite(batch.images).all()):  # one read per step, as the losses' checks
+        raise ValueError("batch.images holds NaN or infinite values; the model is unchanged")
 
 
 def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
