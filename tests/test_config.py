@@ -317,6 +317,9 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.in_channels=2", r"model.in_channels must be 1 \(grey\) or 3 \(colour\), got 2"),
         ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
         ('data.name=" "', r"data.name must be a generator or dataset name, got ' '"),  # read .
+        # before: accepted, and read the working directory's IDX files (recorded as "")
+        ("data.digits=", r"data.digits must be 'embedded', 'mnist' or an IDX folder, got ''"),
+        ('data.digits=" "', r"data.digits must be 'embedded', 'mnist' or an IDX folder, got ' '"),
         # before: recorded and printed raw (a preset's name beside --data is not compared)
         ('data.name="x\\u001b[31m"', r"data.name must be a name of at most 200 printable"),
         ('data.name="' + "n" * 201 + '"', r"printable characters, got '201 characters'"),
@@ -585,3 +588,38 @@ def test_override_refuses_what_its_reader_would_and_from_dict_names_a_key_of_no_
     assert config.override("model.factors", [1, np.float32(2.5)]) == "model.factors=[1, 2.5]"
     with pytest.raises(MistError, match=r"unknown config key model\.5;"):
         from_dict({"model": {5: 1}})
+
+
+def test_a_digits_folder_is_written_relative_to_the_run_and_names_stay_names(tmp_path, monkeypatch):
+    """Before: data.digits was written as typed ("idx", relative to where mist train ran) and
+    read from each command's working directory. Now a folder is written as data.path is
+    (relative to the run inside its parent folder, else absolute); ``embedded`` and ``mnist``
+    stay names even beside a folder of that name; a run of an older version that recorded
+    ``idx`` still finds it in the working directory."""
+    from helpers import small_mnist
+
+    from mistnet.runpaths import absolute, stored
+
+    monkeypatch.chdir(tmp_path)
+    small_mnist(tmp_path / "work" / "idx")
+    small_mnist(tmp_path / "outside", gzipped=("train-images-idx3-ubyte",))
+    for name in ("mnist", "embedded"):
+        small_mnist(tmp_path / name)
+    run = tmp_path / "work" / "run"
+    run.mkdir(parents=True)
+    written = {
+        "work/idx": "../idx",
+        "outside": str(tmp_path / "outside"),
+        "mnist": "mnist",
+        "embedded": "embedded",
+    }
+    for typed, expected in written.items():
+        cfg = resolve("tiny-cpu", [f"data.digits={typed}"])
+        assert stored(cfg, run).data.digits == expected
+        (run / "config.json").write_text(stored(cfg, run).to_json())
+        read = load_json(run / "config.json").data.digits
+        assert read == (typed if typed in ("mnist", "embedded") else str(tmp_path / typed))
+        assert absolute(cfg).data.digits == read
+    old = resolve("tiny-cpu", ["data.digits=outside"])  # as typed, from tmp_path
+    (run / "config.json").write_text(old.to_json())
+    assert load_json(run / "config.json").data.digits == str(tmp_path / "outside")

@@ -297,6 +297,33 @@ def test_a_demo_refuses_to_train_on_or_record_another_dataset(capsys, tmp_path, 
     assert entries_under(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    "item, instead",
+    [
+        (
+            "data.digits=/nonexistent",
+            "leave out data.digits (give --digits SRC, digits= in Python)",
+        ),
+        ("data.n_train=99999", "leave out data.n_train (give --n-train N, n_train= in Python)"),
+        ("data.n_val=7", "leave out data.n_val (give --n-val N"),
+        ("data.n_test=7", "leave out data.n_test (give --n-test N"),
+    ],
+)
+def test_a_demo_refuses_the_digits_and_sizes_of_its_own_scenes_as_overrides(
+    capsys, tmp_path, item, instead
+):
+    """Before: --set data.digits=/nonexistent --set data.n_train=99999 were accepted and written
+    into the run's config.json, while the demo made 64 scenes of the embedded digits."""
+    before = entries_under(tmp_path)
+    rc, _, err = mist(capsys, "demo", "--out", tmp_path / "demo", *SIZES, *TINY, "--set", item)
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in" in err
+    assert instead in err
+    assert entries_under(tmp_path) == before
+    with pytest.raises(MistError, match=f"leave out {item.split('=')[0]}"):
+        run_demo(tmp_path / "api", n_train=4, n_val=4, n_test=4, overrides=[item])
+
+
 def test_a_demo_records_the_mnist_hard_scenes_it_made_whatever_the_preset(tmp_path, monkeypatch):
     # Before: --preset mnist-easy-grid trained on the demo's MNIST-hard scenes but recorded
     # data.name = "mnist-easy" in the run's config.json.

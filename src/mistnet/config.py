@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mistnet.configupgrade import RENAMED, upgrade
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.machine import max_threads
@@ -300,6 +301,9 @@ def _validate_record(r: RunRecord, m: ModelConfig) -> None:
 def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
     # an empty name and no path read the working directory as the dataset
     _require(d.name.strip() != "", "data.name", "a generator or dataset name", d.name)
+    _require(  # an empty one reads the working directory's IDX files
+        d.digits.strip() != "", "data.digits", "'embedded', 'mnist' or an IDX folder", d.digits
+    )
     _require(  # printed in lines and figures, as a manifest's name (store.check_manifest)
         len(d.name) <= 200 and not any(unprintable(c) for c in d.name),
         "data.name",
@@ -338,71 +342,13 @@ def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
         )
 
 
-# Keys that older versions wrote into a run's config.json, with the values under which dropping
-# them keeps the run's behaviour (options that were removed or merged into others).
-_RETIRED = {
-    "x_noise": 0.0,
-    "target_sigma": 0.0,
-    "weighting": "image",
-    "lr_schedule": "constant",
-    "stage_order": "paper",
-}
-
-
-# Keys renamed to say what they are (old name: new name): "k" is the instance count of model.k,
-# so the x-step's keypoint keys say "keypoints"; lambda and the centring weight say what they
-# weigh.
-_RENAMED = {
-    "lr_k": "lr_keypoints",
-    "k_iter": "keypoint_iters",
-    "lam": "proximal_weight",
-    "x_centre": "centre_weight",
-}
-
-# What training records from the data; older versions kept it in the model section.
-_RECORDED = ("image_size", "class_names")
-
-
-def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Rewrite a config written by an older version (a run's ``config.json``, a TOML preset)
-    into the current keys; ``source`` names it in errors."""
-    if not isinstance(data.get("train", {}), dict):
-        return data  # from_dict refuses it
-    model = data.get("model")
-    if isinstance(model, dict) and "record" not in data and any(k in model for k in _RECORDED):
-        record = {key: model[key] for key in _RECORDED if key in model}
-        model = {key: value for key, value in model.items() if key not in _RECORDED}
-        data = {**data, "model": model, "record": record}
-    train = dict(data.get("train", {}))
-    for old, new in _RENAMED.items():
-        if old in train:
-            if new in train:
-                raise MistError(f"{source}: train.{old} is the old name of train.{new}; give one")
-            train[new] = train.pop(old)
-    for key, neutral in _RETIRED.items():
-        if key in train and train.pop(key) != neutral:
-            raise MistError(
-                f"{source}: train.{key} was removed from mistnet; this run used a value other "
-                f"than {neutral!r} and cannot be rebuilt"
-            )
-    train.pop("lr_final", None)  # only read by the cosine schedule, retired above
-    train.pop("threads", None)  # a run-time option now (mist train --threads)
-    if "task_loss" in train or "x_loss" in train:
-        loss = train.pop("task_loss", "eq9")
-        if train.pop("x_loss", loss) != loss:
-            raise MistError(f"{source}: different task and x-step losses are no longer supported")
-        if loss != "recon":
-            train["class_loss"] = loss
-    return {**data, "train": train} if "train" in data else data
-
-
 def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     """Set ``section.key`` of ``cfg`` to ``value``, type-checked (ranges: :func:`validate`)."""
     target = getattr(cfg, section)
     types_ = typing.get_type_hints(type(target))
     if key not in types_:
-        if section == "train" and key in _RENAMED:
-            raise MistError(f"config key train.{key} is now train.{_RENAMED[key]}")
+        if section == "train" and key in RENAMED:
+            raise MistError(f"config key train.{key} is now train.{RENAMED[key]}")
         shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # a newline
         raise MistError(f"unknown config key {section}.{shown}; known: {sorted(types_)}")
     setattr(target, key, typed_value(value, types_[key], f"{section}.{key}"))

@@ -62,6 +62,16 @@ PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-h
 CHILDREN = ("data", "run")
 #: The entries a demo writes into its folder (:func:`mistnet.outputs.require_only_own`'s).
 DEMO_FILES = ("data/", "run/", "metrics.json", "figure.png", ".lock")
+#: The data keys of ``--set`` that the demo's own data sets, each with what to give instead.
+_MADE = {
+    "data.path": "mist train --data DIR trains on a dataset of yours",
+    "data.name": "mist train --data DIR trains on a dataset of yours",
+    "data.digits": "give --digits SRC, digits= in Python",
+    **{
+        f"data.n_{split}": f"give --n-{split} N, n_{split}= in Python"
+        for split in ("train", "val", "test")
+    },
+}
 
 
 def _sizes(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
@@ -229,10 +239,10 @@ def run_demo(
     out, t0 = Path(out), time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
     for key, item in overridden(list(overrides)).items():
-        if key in ("data.path", "data.name"):  # trained on, or recorded, but not what it made
+        if key in _MADE:  # trained on, or recorded, but not what it made
             raise MistError(
                 f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in "
-                f"{data_dir}; leave out {key} (mist train --data DIR trains on a dataset of yours)"
+                f"{data_dir}; leave out {key} ({_MADE[key]})"
             )
     made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
     cfg = resolve(preset, [*made, *overrides])

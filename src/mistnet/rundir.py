@@ -33,7 +33,7 @@ from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import MARKER, discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
-from mistnet.runpaths import PATHS, absolute, resolved, stored
+from mistnet.runpaths import PATHS, absolute, is_folder, resolved, stored
 from mistnet.textfile import read_json
 from mistnet.trainer import Trainer
 from mistnet.validate import own_file, regular_file, require_directory
@@ -288,7 +288,11 @@ class Run:
                 # the record as training wrote it (class names, the dataset's digest); a run
                 # of an older version recorded less, in the file or in the checkpoint
                 unrecorded = section == "record" and not (was and value)
-                if not unrecorded and (section, key) not in free and was != value:
+                # a folder moved; a digits folder, not the digits named (embedded -> mnist)
+                free_here = (section, key) in free and (
+                    key != "digits" or is_folder(key, was) and is_folder(key, value)
+                )
+                if not unrecorded and not free_here and was != value:
                     raise MistError(
                         f"{self.config}: {section}.{key} is {value!r} but {ckpt.path.name} was "
                         f"trained with {was!r}; " + hint.format(was=was)

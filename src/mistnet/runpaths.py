@@ -1,4 +1,5 @@
-"""The folders a run's ``config.json`` names (``data.path``, ``train.init_from``), as written and read.
+"""The folders a run's ``config.json`` names (``data.path``, ``train.init_from``, a folder of
+``data.digits``), as written and read.
 
 A run must find its dataset from any working directory, and a folder moved with its run (a
 demo's ``data/`` beside its ``run/``, a reproduction's ``OUT/data/`` moved with its
@@ -23,8 +24,29 @@ if TYPE_CHECKING:
     from mistnet.config import Config
 
 #: ``(section, key)`` of the config's paths, and the file that marks the folder one names (a
-#: dataset's manifest, a run's config; ``init_from`` may also be a checkpoint file).
-PATHS = (("data", "path", "manifest.json"), ("train", "init_from", "config.json"))
+#: dataset's manifest, a run's config, MNIST's training images, plain or ``.gz``; ``init_from``
+#: may also be a checkpoint file).
+PATHS = (
+    ("data", "path", "manifest.json"),
+    ("train", "init_from", "config.json"),
+    ("data", "digits", "train-images-idx3-ubyte"),
+)
+#: The values of ``data.digits`` that name digits, not a folder (:func:`mistnet.data.load_digits`).
+DIGIT_NAMES = ("embedded", "mnist")
+
+
+def is_folder(key: str, value: str) -> bool:
+    """Whether ``value`` of the path key ``key`` names a folder or file: not empty, and not
+    one of :data:`DIGIT_NAMES` for ``digits`` (a folder ``./mnist`` is not what it reads)."""
+    return bool(value) and not (key == "digits" and value in DIGIT_NAMES)
+
+
+def _marked(folder: Path, key: str, marker: str) -> bool:
+    """Whether ``folder`` holds what the path key ``key`` names, by its ``marker`` file."""
+    if key == "init_from" and folder.is_file():
+        return True
+    names = (marker, f"{marker}.gz") if key == "digits" else (marker,)
+    return any((folder / name).is_file() for name in names)
 
 
 def _home(run: Path) -> Path:
@@ -45,7 +67,7 @@ def stored(cfg: Config, run_dir: str | os.PathLike) -> Config:
     home = _home(run)
     for section, key, _ in PATHS:
         value = getattr(getattr(cfg, section), key)
-        if value and Path(value).exists():  # else not a folder (a generator's name): as given
+        if is_folder(key, value) and Path(value).exists():  # else a name, a missing one: as given
             target = Path(value).resolve()
             inside = target.is_relative_to(run.parent) or target.is_relative_to(home)
             value = os.path.relpath(target, run) if inside else str(target)
@@ -63,12 +85,10 @@ def resolved(cfg: Config, run_dir: str | os.PathLike) -> Config:
     run = Path(run_dir).resolve()
     for section, key, marker in PATHS:
         value = getattr(getattr(cfg, section), key)
-        if not value or Path(value).is_absolute():
+        if not is_folder(key, value) or Path(value).is_absolute():
             continue
         here, old = run / value, Path(value)
-        if not here.exists() and (
-            (old / marker).is_file() or (key == "init_from" and old.is_file())
-        ):
+        if not here.exists() and _marked(old, key, marker):
             here = old
         setattr(getattr(cfg, section), key, str(here.resolve()))
     return cfg
@@ -80,6 +100,6 @@ def absolute(cfg: Config) -> Config:
     cfg = copy.deepcopy(cfg)
     for section, key, _ in PATHS:
         value = getattr(getattr(cfg, section), key)
-        if value:
+        if is_folder(key, value):
             setattr(getattr(cfg, section), key, str(Path(value).resolve()))
     return cfg

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import TINY, assert_user_error, mist, subprocess_env
+from helpers import small_mnist
 from PIL import Image
 
 from mistnet import loop
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import apply_overrides, load_preset
+from mistnet.config import apply_overrides, load_json, load_preset
 from mistnet.data import build_generator, make_scenes, write_dataset
 from mistnet.errors import MistError
 
@@ -227,6 +228,44 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     rc, _, err = mist(capsys, *resume, "renamed")
     assert rc == 0, err
     assert json.loads((moved / "run/config.json").read_text())["data"]["path"] == "../renamed"
+
+
+def test_a_run_finds_its_digits_folder_from_any_directory(capsys, tmp_path, monkeypatch):
+    """Before: --set data.digits=idx was recorded as typed ("idx"), so `cd o && mist eval ../run`
+    scored the run on o/idx (a decoy of all-black digits: det_iou50 0, rc 0), and from a folder
+    without idx/ it failed; --set data.digits= (empty) trained on the working directory's IDX
+    files and recorded "". Now the folder is written relative to the run, as data.path is."""
+    work = tmp_path / "work"
+    small_mnist(work / "idx", n_train=60, n_test=20)
+    monkeypatch.chdir(work)
+    sets = [f"--set={item}" for item in [*TINY, "train.steps=1", "data.digits=idx"]]
+    argv = ["train", "--preset", "tiny-cpu", "--out", "run", "--no-progress", "--threads", "1"]
+    assert mist(capsys, *argv, *sets)[0] == 0
+    assert json.loads(Path("run/config.json").read_text())["data"]["digits"] == "../idx"
+    assert load_json("run/config.json").data.digits == str(work / "idx")
+    rc, _, err = mist(capsys, "eval", "run", "--json", "m.json")
+    assert rc == 0, err
+    small_mnist(work / "o" / "idx", n_train=60, n_test=20)  # a decoy of the same name
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        raw = (work / "o" / "idx" / name).read_bytes()
+        (work / "o" / "idx" / name).write_bytes(raw[:16] + bytes(len(raw) - 16))  # black
+    (work / "far").mkdir()
+    for here in ("o", "far"):
+        monkeypatch.chdir(work / here)
+        rc, _, err = mist(capsys, "eval", "../run", "--json", f"../{here}.json")
+        assert rc == 0, err
+        assert _metrics(work / f"{here}.json") == _metrics(work / "m.json"), here
+    monkeypatch.chdir(work)
+    for empty in ("data.digits=", "data.digits=' '"):
+        assert_user_error(
+            mist(capsys, *argv[:4], "run2", *argv[5:], *sets, f"--set={empty}"),
+            "data.digits must be 'embedded', 'mnist' or an IDX folder, got",
+        )
+    assert not (work / "run2").exists()
+
+
+def _metrics(path: Path) -> dict:
+    return json.loads(path.read_text())["metrics"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,66 @@
+"""Configs written by older versions of mistnet (a run's ``config.json``, a TOML preset), read
+into the current keys: :func:`upgrade`, which :mod:`mistnet.config` applies to every file it reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mistnet.errors import MistError
+
+# Keys that older versions wrote into a run's config.json, with the values under which dropping
+# them keeps the run's behaviour (options that were removed or merged into others).
+_RETIRED = {
+    "x_noise": 0.0,
+    "target_sigma": 0.0,
+    "weighting": "image",
+    "lr_schedule": "constant",
+    "stage_order": "paper",
+}
+
+
+# Keys renamed to say what they are (old name: new name): "k" is the instance count of model.k,
+# so the x-step's keypoint keys say "keypoints"; lambda and the centring weight say what they
+# weigh.
+RENAMED = {
+    "lr_k": "lr_keypoints",
+    "k_iter": "keypoint_iters",
+    "lam": "proximal_weight",
+    "x_centre": "centre_weight",
+}
+
+# What training records from the data; older versions kept it in the model section.
+_RECORDED = ("image_size", "class_names")
+
+
+def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Rewrite a config written by an older version (a run's ``config.json``, a TOML preset)
+    into the current keys; ``source`` names it in errors."""
+    if not isinstance(data.get("train", {}), dict):
+        return data  # from_dict refuses it
+    model = data.get("model")
+    if isinstance(model, dict) and "record" not in data and any(k in model for k in _RECORDED):
+        record = {key: model[key] for key in _RECORDED if key in model}
+        model = {key: value for key, value in model.items() if key not in _RECORDED}
+        data = {**data, "model": model, "record": record}
+    train = dict(data.get("train", {}))
+    for old, new in RENAMED.items():
+        if old in train:
+            if new in train:
+                raise MistError(f"{source}: train.{old} is the old name of train.{new}; give one")
+            train[new] = train.pop(old)
+    for key, neutral in _RETIRED.items():
+        if key in train and train.pop(key) != neutral:
+            raise MistError(
+                f"{source}: train.{key} was removed from mistnet; this run used a value other "
+                f"than {neutral!r} and cannot be rebuilt"
+            )
+    train.pop("lr_final", None)  # only read by the cosine schedule, retired above
+    train.pop("threads", None)  # a run-time option now (mist train --threads)
+    if "task_loss" in train or "x_loss" in train:
+        loss = train.pop("task_loss", "eq9")
+        if train.pop("x_loss", loss) != loss:
+            raise MistError(f"{source}: different task and x-step losses are no longer supported")
+        if loss != "recon":
+            train["class_loss"] = loss
+    return {**data, "train": train} if "train" in data else data
