@@ -2,6 +2,7 @@
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from cli_helpers import assert_user_error, hide_matplotlib, mist
 from PIL import Image
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 from mistnet.models import MISTOutput
 from mistnet.viz import (
     GT_COLOR,
@@ -429,6 +430,45 @@ def test_log_curves_refuses_what_is_no_list_of_log_lines(records, error, message
     with pytest.raises(error, match=message):
         log_curves(records)
     assert log_curves([{"step": 1, "split": "val", "both": None}]) == {}  # null: no point
+
+
+def test_log_curves_places_every_validation_at_its_own_minutes():
+    """Before: a validation logged before the first training line (``val_every`` below
+    ``log_every``) got NaN minutes and ``plot_runs(minutes=True)`` dropped it without a word;
+    a later one took the previous training line's time, not its own."""
+    records = [
+        {"step": 1, "split": "val", "both": 0.1},
+        {"step": 2, "split": "val", "both": 0.2},
+        {"step": 4, "split": "train", "wall": 240.0, "task": 3.0},  # 4 minutes at step 4
+        {"step": 6, "split": "val", "both": 0.3},
+        {"step": 8, "split": "train", "wall": 600.0, "task": 2.0},  # 10 minutes at step 8
+        {"step": 8, "split": "val", "both": 0.4},
+        {"step": 9, "split": "val", "both": 0.5},  # after the last training line
+    ]
+    curves = log_curves(records)
+    assert curves["train/task"] == [(4, 4.0, 3.0), (8, 10.0, 2.0)]
+    minutes = [m for _, m, _ in curves["val/both"]]
+    # from (0, 0) to the first line, then between lines, then at the last pace (1.5 / step)
+    assert minutes == pytest.approx([1.0, 2.0, 7.0, 10.0, 11.5])
+    # no training line with a time: no minutes at all (plot_runs warns and leaves them out)
+    assert math.isnan(log_curves([{"step": 3, "split": "val", "both": 0.5}])["val/both"][0][1])
+
+
+def test_plot_runs_in_minutes_draws_early_validations_and_counts_untimed_ones(tmp_path):
+    """Before: the early validations were left out of the minutes plot with no message."""
+    from mistnet.viz import plot_runs
+
+    timed = [
+        {"step": 1, "split": "val", "both": 0.1},
+        {"step": 2, "split": "train", "wall": 60.0, "task": 1.0},
+    ]
+    untimed = [{"step": 1, "split": "val", "both": 0.1}, {"step": 2, "split": "val", "both": 0.2}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the timed run: every point drawn, no warning
+        plot_runs({"a": timed}, tmp_path / "a.png", keys=["val/both"], minutes=True)
+    with pytest.warns(MistWarning, match=r"^b: 2 point\(s\) left out: its log has no training"):
+        plot_runs({"a": timed, "b": untimed}, tmp_path / "b.png", keys=["val/both"], minutes=True)
+    assert read_png(tmp_path / "b.png").shape[0] > 100
 
 
 # ------------------------------------------------------- arguments checked by name (round 13)

@@ -69,13 +69,20 @@ class Evaluation:
         return dataclasses.asdict(self)
 
 
-def _check_k(k: int, dataset, source: str, method: str) -> None:
+def check_k(k: int, dataset, source: str, method: str, python: bool = True) -> None:
     """Refuse ``--k`` above the pixel count of the images: the heatmap methods' E_K picks K
-    pixels (the run's own ``model.k`` is checked by :func:`~mistnet.data.runs.check_data`)."""
+    pixels (the run's own ``model.k`` is checked by :func:`~mistnet.data.runs.check_data`).
+    ``mist eval`` and ``mist show`` share it (``python``: name ``k=`` too, as
+    :func:`evaluate_run` takes it).
+
+    Raises:
+        ArgumentError: ``k`` above ``dataset.height * dataset.width``, naming ``source``.
+    """
     places = int(dataset.height) * int(dataset.width)
     if k > places and method in ("mist", "supervised"):
+        name = f"--k {k} (k= in Python)" if python else f"--k {k}"
         raise ArgumentError(
-            f"--k {k} (k= in Python): {source} has {dataset.width}x{dataset.height} images, too few pixels "
+            f"{name}: {source} has {dataset.width}x{dataset.height} images, too few pixels "
             f"for {k} detections (at most {places})"
         )
 
@@ -190,7 +197,7 @@ def evaluate_run(
         raise ArgumentError(f"{problem}; drop --k / --per-image-k (k=, per_image_k= in Python)")
     source, dataset = _open_checked(cfg, data, split)
     k = k or net.k
-    _check_k(k, dataset, source, cfg.train.method)
+    check_k(k, dataset, source, cfg.train.method)
     annotations = annotations_of(dataset)
     try:
         metrics = evaluate(

@@ -268,3 +268,71 @@ def test_data_show_draws_thin_images_and_says_a_librarys_warning_in_one_line(cap
     assert rc == 0, err
     assert Image.open(tmp_path / "a.png").size[1] > 0
     assert all(line.startswith("mist data show: warning: ") for line in err.splitlines()), err
+
+
+@pytest.mark.parametrize(
+    "name, option, value, where",
+    [
+        ("svhn", "--n-train", 1, "the generators (svhn takes the splits of --svhn)"),
+        ("svhn", "--n-val", 1, "the generators (svhn takes the splits of --svhn)"),
+        ("svhn", "--n-test", 0, "the generators (svhn takes the splits of --svhn)"),
+        ("svhn", "--digits", "mnist", "the MNIST scenes"),
+        ("svhn", "--layout-bank", 7, "the mnist-hard scenes"),
+        ("mnist-easy", "--layout-bank", -5, "the mnist-hard scenes"),
+        ("gabor", "--layout-bank", 99, "the mnist-hard scenes"),
+        ("gabor", "--digits", "mnist", "the MNIST scenes"),
+        ("mnist-hard", "--svhn", "{tmp}", "'mist data make svhn'"),
+    ],
+)
+def test_make_refuses_an_option_the_generator_does_not_read(
+    capsys, tmp_path, name, option, value, where
+):
+    """Before: `data make svhn --n-train 1 --n-val 1 --n-test 1 --digits mnist --layout-bank 7`
+    wrote the svhn splits whole (rc 0), and mnist-easy / gabor took --layout-bank -5 / 99."""
+    value = value.format(tmp=tmp_path) if isinstance(value, str) else value
+    source = ("--svhn", tmp_path / "nosvhn") if name == "svhn" else ()
+    _assert_user_error(
+        capsys, tmp_path, "make", name, "--out", tmp_path / "x", *source, option, value,
+        match=f"mist data make: error: {option} only applies to {where}; {name} does not read it",
+    )  # fmt: skip
+
+
+def test_make_takes_the_options_its_generator_reads_and_their_defaults(capsys, tmp_path):
+    """The refusal above is of options given other than their default, and of no option a
+    generator reads; an unknown generator is still named as unknown."""
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    argv = ("--digits", "embedded", "--layout-bank", 1024)
+    assert mist(capsys, "data", "make", "gabor", "--out", tmp_path / "g", *sizes, *argv)[0] == 0
+    argv = ("--layout-bank", 0, "--digits", "embedded")
+    assert (
+        mist(capsys, "data", "make", "mnist-hard-2", "--out", tmp_path / "h", *sizes, *argv)[0] == 0
+    )
+    rc, _, err = mist(capsys, "data", "make", "zzz", "--out", tmp_path / "z", "--layout-bank", 3)
+    assert rc == 2 and "unknown scene generator 'zzz'" in err, err
+
+
+def test_show_refuses_a_seed_with_a_dataset_directory(capsys, tmp_path):
+    """Before: `mist data show DIR --seed 5` drew the same PNG as --seed 0 (the folder holds its
+    scenes), without a word; open_dataset(DIR, seed=5) refuses it in Python."""
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 2)
+    assert mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / "d", *sizes)[0] == 0
+    _assert_user_error(
+        capsys, tmp_path, "show", tmp_path / "d", "--seed", 5, "--out", tmp_path / "a.png",
+        match=f"--seed 5: {tmp_path / 'd'} is a dataset directory, which holds its scenes; "
+        "--seed draws a generator's (mist data show mnist-hard --seed S)",
+    )  # fmt: skip
+    assert (
+        mist(capsys, "data", "show", tmp_path / "d", "--seed", 0, "--out", tmp_path / "b.png")[0]
+        == 0
+    )
+    assert (
+        mist(capsys, "data", "show", "mnist-easy", "--seed", 5, "--out", tmp_path / "c.png")[0] == 0
+    )
+
+
+def test_show_refuses_more_scenes_than_one_figure_holds(capsys, tmp_path):
+    """Before: ``mist data show mnist-hard --n 10000000`` set out to make ten million scenes
+    (a generator makes them all before drawing); ``mist show --n`` is capped at 100 too."""
+    result = mist(capsys, "data", "show", "mnist-hard", "--n", 257, "--out", tmp_path / "g.png")
+    assert_user_error(result, "--n must be in [1, 256] (one panel each), got 257")
+    assert list(tmp_path.iterdir()) == []

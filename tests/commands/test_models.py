@@ -389,3 +389,13 @@ def test_load_any_says_which_must_be_best_or_last_for_a_pretrained_name(registry
             pretrained.load_any(source, which="bset")
     with pytest.raises(ValueError, match="has one checkpoint"):  # a valid which: still said
         pretrained.load_any(NAME, which="last")
+
+
+def test_detect_refuses_a_run_directory_with_model(capsys, registry, tmp_path):
+    """Before: ``mist detect --model NAME RUN IMAGE`` took RUN for an image and said
+    "RUN: a directory, not a regular file"; now it says, as ``mist eval`` does, that RUN and
+    ``--model`` exclude each other."""
+    run, image, out = registry / "run", _scenes(tmp_path)[0], tmp_path / "d"
+    result = mist(capsys, "detect", "--model", NAME, run, image, "--out", out)
+    assert_user_error(result, "give a run directory RUN or --model NAME (both given)")
+    assert "not a regular file" not in result[2] and not out.exists()

@@ -72,3 +72,34 @@ def test_a_whole_damaged_last_log_line_is_named_not_dropped(capsys, tiny_run, tm
         out = tmp_path / "p.png"
         assert_user_error(mist(capsys, "plot", run, "--out", out), f"log.jsonl line {line}", why)
         assert not out.exists()
+
+
+def test_plot_minutes_keeps_early_validations_and_names_untimed_points(capsys, tiny_run, tmp_path):
+    """Before: ``mist plot --minutes`` left out, with no message, every validation logged before
+    the first training line (``train.val_every`` below ``train.log_every``)."""
+    logs = {
+        "early": [
+            {"step": 1, "split": "val", "both": 0.1},
+            {"step": 2, "split": "val", "both": 0.2},
+            {"step": 3, "split": "train", "wall": 30.0, "task": 1.0},
+            {"step": 3, "split": "val", "both": 0.3},
+        ],
+        "stopped": [{"step": 1, "split": "val", "both": 0.1}],  # stopped before a training line
+    }
+    for name, records in logs.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text((tiny_run / "config.json").read_text())
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    early = log_curves(Run(tmp_path / "early").records())["val/both"]
+    assert [round(m, 6) for _, m, _ in early] == [round(m, 6) for m in (1 / 6, 1 / 3, 0.5)]
+    out = tmp_path / "m.png"
+    rc, _, err = mist(capsys, "plot", tmp_path / "early", "--minutes", "--out", out)
+    assert rc == 0 and err == "" and out.exists()
+    argv = ["plot", tmp_path / "early", tmp_path / "stopped", "--minutes"]
+    rc, _, err = mist(capsys, *argv, "--out", tmp_path / "n.png")
+    assert rc == 0, err
+    assert err.strip() == (
+        "mist plot: warning: stopped: 1 point(s) left out: its log has no training line with a "
+        "time ('wall') to place them in minutes"
+    )

@@ -170,3 +170,16 @@ def test_make_svhn_cli(svhn_root, tmp_path):
     ds = SceneFolder(tmp_path / "s", "test")
     assert (ds.channels, ds.height, ds.width, ds.max_count, len(ds)) == (3, 60, 240, 2, 3)
     assert ds.manifest["file_names"]["test"] == ["1.png", "4.png", "5.png"]
+
+
+def test_make_svhn_refuses_the_generators_options(capsys, svhn_root, tmp_path):
+    """Before: `data make svhn --svhn ROOT --n-train 1 --n-val 1 --n-test 1 --digits mnist
+    --layout-bank 7` wrote all of ROOT's pictures (train 38, val 2, test 5) with rc 0."""
+    from mistnet.cli import main
+
+    argv = ["data", "make", "svhn", "--svhn", str(svhn_root), "--out", str(tmp_path / "s")]
+    for option, value in (("--n-train", "1"), ("--digits", "mnist"), ("--layout-bank", "7")):
+        assert main([*argv, option, value]) == 2
+        assert f"{option} only applies to" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main(argv) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import torch
 
@@ -14,6 +15,52 @@ from mistnet.imagefile import DEFAULT_MAX_PIXELS
 
 #: What ``--threads 0`` leaves: torch's own count, the cores of the machine.
 TORCH_THREADS = "torch's choice"
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE
+)
+
+
+def integer(text: str) -> int:
+    """The ``type`` of every integer option: ASCII digits with an optional sign, as the file
+    parsers read numbers. Python's ``int`` also takes ``'１'``, ``'٣'``, ``'1_6'`` and
+    ``' 5 '``, which labels, box CSVs and checkpoints refuse.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (argparse: ``argument --k: invalid int
+            value: '１' ...``, with exit status 2).
+
+    Example:
+        >>> integer("-3"), integer("+07")
+        (-3, 7)
+    """
+    if not _INTEGER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid int value: {text!r} (ASCII digits 0-9 with an optional sign)"
+        )
+    return int(text)
+
+
+def number(text: str) -> float:
+    """The ``type`` of every real-valued option: ASCII ``12``, ``-0.5``, ``.5``, ``1e-3`` (and
+    ``inf`` / ``nan``, which each option's range check refuses by name, as before), never the
+    full-width, Arabic-Indic, ``_``-separated or space-padded spellings Python's ``float``
+    takes.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (argparse names the option).
+
+    Example:
+        >>> number("1e-3"), number("-.5")
+        (0.001, -0.5)
+    """
+    if not _NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid float value: {text!r} (ASCII digits 0-9 with an optional sign, '.' "
+            "and exponent, as in -0.5 or 1e-3)"
+        )
+    return float(text)
 
 
 def add_compute_arguments(
@@ -35,7 +82,7 @@ def add_compute_arguments(
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=integer,
         default=0,
         metavar="N",
         help=f"torch CPU threads (default 0: {threads_default}; at most "
@@ -63,7 +110,7 @@ def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
     """``--max-pixels``: the pixel cap of every command that reads image files."""
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=integer,
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
         help=f"refuse images of more pixels, from the header (default {DEFAULT_MAX_PIXELS:,})",

@@ -31,17 +31,26 @@ from mistnet.commands._args import (
     add_digits_argument,
     add_max_pixels_argument,
     checked_max_pixels,
+    integer,
 )
 from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
-from mistnet.data.scenes import build_generator, empty_arrays, make_scenes, require_memory
+from mistnet.data.scenes import (
+    GENERATORS,
+    build_generator,
+    empty_arrays,
+    make_scenes,
+    require_memory,
+)
 from mistnet.data.store import claim_dataset, open_dataset, replacing_dataset, write_dataset
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError, say
 from mistnet.outfiles import check_new_file, new_file
 
 CHUNK = 1000
+#: The most scenes `data show` draws: one panel each, in one figure.
+MAX_GRID = 256
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,28 +71,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mnist-hard-<a>to<b>, mnist-hard-left, mnist-hard-right, gabor or svhn",
     )
     make.add_argument("--out", required=True, help="new output directory")
-    make.add_argument("--n-train", type=int, default=50_000)
-    make.add_argument("--n-val", type=int, default=5_000)
-    make.add_argument("--n-test", type=int, default=10_000)
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--n-train", type=integer, default=50_000)
+    make.add_argument("--n-val", type=integer, default=5_000)
+    make.add_argument("--n-test", type=integer, default=10_000)
+    make.add_argument("--seed", type=integer, default=0)
     add_digits_argument(make)
     make.add_argument(
         "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"
     )
     make.add_argument(
         "--layout-bank",
-        type=int,
+        type=integer,
         default=1024,
         help="cached Poisson-disk samples per split (0: fresh scipy sample per scene)",
     )
     make.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     make.set_defaults(func=cmd_make)
+    make.set_defaults(make_defaults={dest: make.get_default(dest) for dest in _READ_BY})
 
     show = sub.add_parser("show", help="draw scenes with their ground-truth boxes and labels")
     show.add_argument("dir", help="dataset directory (or a generator name for on-the-fly scenes)")
     show.add_argument("--split", default="test")
-    show.add_argument("--n", type=int, default=16)
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument("--n", type=integer, default=16, help=f"scenes (at most {MAX_GRID})")
+    show.add_argument(
+        "--seed", type=integer, default=0, help="seed of a generator's scenes (not a directory's)"
+    )
     show.add_argument("--out", required=True, help="PNG file to write")
     show.set_defaults(func=cmd_show)
 
@@ -122,7 +134,33 @@ def _progress() -> bool:
     return sys.stderr.isatty()
 
 
+#: The options of ``mist data make`` that some sources do not read (their ``args`` names): a
+#: test of the generator's name whether it reads one, and the words for those that do.
+_READ_BY = {
+    "n_train": (lambda name: name != "svhn", "the generators (svhn takes the splits of --svhn)"),
+    "n_val": (lambda name: name != "svhn", "the generators (svhn takes the splits of --svhn)"),
+    "n_test": (lambda name: name != "svhn", "the generators (svhn takes the splits of --svhn)"),
+    "digits": (lambda name: name.startswith("mnist"), "the MNIST scenes"),
+    "layout_bank": (lambda name: name.startswith("mnist-hard"), "the mnist-hard scenes"),
+    "svhn": (lambda name: name == "svhn", "'mist data make svhn'"),
+}
+
+
+def _refuse_unread(args: argparse.Namespace) -> None:
+    """Refuse an option of :data:`_READ_BY` given (other than its default) to a generator that
+    does not read it: else ignored silently. An unknown name is left to
+    :func:`~mistnet.data.scenes.build_generator` to refuse."""
+    name = args.name
+    if not (name == "svhn" or name in GENERATORS or name.startswith("mnist-hard")):
+        return
+    for dest, (reads, where) in _READ_BY.items():
+        if getattr(args, dest) != args.make_defaults[dest] and not reads(name):
+            option = "--" + dest.replace("_", "-")
+            raise DataError(f"{option} only applies to {where}; {name} does not read it")
+
+
 def cmd_make(args: argparse.Namespace) -> int:
+    _refuse_unread(args)
     sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test}
     for split, n in sizes.items():
         if n < 1:  # training refuses an empty train or val split, evaluation an empty test one
@@ -137,11 +175,6 @@ def cmd_make(args: argparse.Namespace) -> int:
 def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
     if args.name == "svhn":
         return _make_svhn(args)
-    if args.svhn is not None:
-        raise DataError("--svhn only applies to 'mist data make svhn'")
-    if args.name == "gabor" and args.digits != "embedded":  # else ignored silently
-        raise DataError("--digits only applies to the MNIST scenes; gabor draws no digits")
-
     gen = build_generator(args.name, args.digits, **_generator_kwargs(args))
     require_memory(gen, sizes)
     total = sum(sizes.values())
@@ -213,9 +246,14 @@ def _make_svhn(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     inputs = [("the dataset", args.dir)] if Path(args.dir).is_dir() else []
     check_new_file(args.out, "mist data show", inputs)
-    if args.n < 1:
-        raise DataError(f"--n must be >= 1, got {args.n}")
+    if not 1 <= args.n <= MAX_GRID:  # a generator would make them all first
+        raise DataError(f"--n must be in [1, {MAX_GRID}] (one panel each), got {args.n}")
     validate.seed(args.seed, "--seed")
+    if Path(args.dir).is_dir() and args.seed != 0:  # else ignored: as open_dataset(seed=)
+        raise DataError(
+            f"--seed {args.seed}: {args.dir} is a dataset directory, which holds its scenes; "
+            "--seed draws a generator's (mist data show mnist-hard --seed S)"
+        )
     try:
         if Path(args.dir).is_dir():  # its own scenes: --seed is the generators'
             ds = open_dataset(args.dir, args.split)

@@ -26,6 +26,8 @@ from mistnet.commands._args import (
     add_digits_argument,
     add_set_argument,
     checked_threads,
+    integer,
+    number,
 )
 from mistnet.demo import PRESETS, run_demo
 from mistnet.device import check_device, resolve_device
@@ -48,13 +50,13 @@ def register(subparsers) -> None:
         help="classify (preset mnist-hard-cpu, default) or reconstruct (mnist-hard-recon-cpu)",
     )
     p.add_argument(
-        "--minutes", type=float, default=12.0, metavar="M", help="training time cap (default 12)"
+        "--minutes", type=number, default=12.0, metavar="M", help="training time cap (default 12)"
     )
     p.add_argument("--preset", metavar="NAME|FILE", help="another preset instead of the task's")
-    p.add_argument("--n-train", type=int, default=20_000, metavar="N")
-    p.add_argument("--n-val", type=int, default=300, metavar="N")
-    p.add_argument("--n-test", type=int, default=500, metavar="N")
-    p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    p.add_argument("--n-train", type=integer, default=20_000, metavar="N")
+    p.add_argument("--n-val", type=integer, default=300, metavar="N")
+    p.add_argument("--n-test", type=integer, default=500, metavar="N")
+    p.add_argument("--seed", type=integer, default=0, help="data seed (default 0)")
     add_digits_argument(p)
     add_compute_arguments(p)
     add_set_argument(p)

@@ -62,6 +62,8 @@ from mistnet.commands._args import (
     add_model_argument,
     checked_max_pixels,
     compute_device,
+    integer,
+    number,
     run_or_model,
 )
 from mistnet.commands.detect_outputs import DetectionTable, display, own_files, validate_options
@@ -101,7 +103,7 @@ def register(subparsers) -> None:
     add_model_argument(p)
     p.add_argument(
         "--k",
-        type=int,
+        type=integer,
         default=None,
         metavar="K",
         help="detections per image (default the model's)",
@@ -109,7 +111,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--min-score",
-        type=float,
+        type=number,
         default=None,
         metavar="S",
         help=(
@@ -119,14 +121,14 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--max-detections",
-        type=int,
+        type=integer,
         default=None,
         metavar="N",
         help="keep at most N boxes per image (default K; with --tile K per training-sized area)",
     )
     p.add_argument(
         "--side",
-        type=float,
+        type=number,
         default=None,
         metavar="PX",
         help="object size in pixels, > 0 (default: no resizing)",
@@ -223,8 +225,9 @@ def _dumps(record: dict[str, Any]) -> str:
 
 def _load(args: argparse.Namespace, device: torch.device):
     """The config and model of RUN or of ``--model NAME``; with ``--model`` the first IMAGE
-    lands in ``args.run`` (RUN is optional), so it moves back to ``args.images``."""
-    if args.model is not None and args.run is not None:
+    lands in ``args.run`` (RUN is optional), so it moves back to ``args.images``, unless it is
+    a directory: no image, so RUN given with ``--model``, refused as ``mist eval`` does."""
+    if args.model is not None and args.run is not None and not Path(args.run).is_dir():
         args.images, args.run = [args.run, *args.images], None
     run_or_model(args)
     if args.model is not None:

@@ -17,6 +17,7 @@ from mistnet.commands._args import (
     add_compute_arguments,
     add_run_data_arguments,
     compute_device,
+    integer,
     run_or_model,
 )
 from mistnet.errors import MistError, say
@@ -38,14 +39,20 @@ def register(subparsers) -> None:
     )
     add_run_data_arguments(p, model=True)
     p.add_argument(
-        "--k", type=int, default=None, metavar="K", help="detections per image (default the run's)"
+        "--k",
+        type=integer,
+        default=None,
+        metavar="K",
+        help="detections per image (default the run's)",
     )
     p.add_argument(
         "--per-image-k",
         action="store_true",
         help="detect each image's ground-truth count of instances (Table 3)",
     )
-    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="default: the run's")
+    p.add_argument(
+        "--batch-size", type=integer, default=None, metavar="B", help="default: the run's"
+    )
     p.add_argument(
         "--json",
         metavar="OUT",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from mistnet import validate
-from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels
+from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels, integer, number
 from mistnet.data.images import MAX_PER_IMAGE, import_images
 from mistnet.data.images import __doc__ as FORMAT_DOC
 from mistnet.errors import say
@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", metavar="FILE.csv", help="CSV filename,labels (class names)")
     p.add_argument("--boxes", metavar="FILE", help="CSV or COCO .json boxes, for evaluation")
     shape = p.add_mutually_exclusive_group()
-    shape.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize to H x W")
+    shape.add_argument("--size", type=integer, nargs=2, metavar=("H", "W"), help="resize to H x W")
     shape.add_argument(
-        "--crop", type=int, nargs=2, metavar=("H", "W"), help="random H x W crops instead"
+        "--crop", type=integer, nargs=2, metavar=("H", "W"), help="random H x W crops instead"
     )
     p.add_argument(
         "--per-image",
-        type=int,
+        type=integer,
         default=1,
         metavar="N",
         help=f"crops per image, with --crop (at most {MAX_PER_IMAGE:,})",
@@ -46,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     colour = p.add_mutually_exclusive_group()
     colour.add_argument("--grey", action="store_true", help="one channel (default: detected)")
     colour.add_argument("--rgb", action="store_true", help="three channels (default: detected)")
-    p.add_argument("--val", type=float, default=0.1, metavar="F", help="validation fraction")
-    p.add_argument("--test", type=float, default=0.1, metavar="F", help="test fraction")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the split and crops")
+    p.add_argument("--val", type=number, default=0.1, metavar="F", help="validation fraction")
+    p.add_argument("--test", type=number, default=0.1, metavar="F", help="test fraction")
+    p.add_argument("--seed", type=integer, default=0, metavar="S", help="seeds the split and crops")
     add_max_pixels_argument(p)
     p.set_defaults(func=run)
 

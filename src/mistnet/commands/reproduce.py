@@ -21,7 +21,12 @@ import argparse
 import shlex
 import sys
 
-from mistnet.commands._args import TORCH_THREADS, add_compute_arguments, add_digits_argument
+from mistnet.commands._args import (
+    TORCH_THREADS,
+    add_compute_arguments,
+    add_digits_argument,
+    integer,
+)
 from mistnet.reproduce import reproduce
 from mistnet.reproduce.plan import BUDGETS
 
@@ -51,7 +56,7 @@ def register(subparsers) -> None:
     budget_threads = (f"{b.name} {b.threads or TORCH_THREADS}" for b in BUDGETS.values())
     add_compute_arguments(p, threads_default="the budget's: " + ", ".join(budget_threads))
     p.add_argument(
-        "--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 (default 1); mean ± std"
+        "--seeds", type=integer, default=1, metavar="N", help="seeds 0..N-1 (default 1); mean ± std"
     )
     p.add_argument(
         "--svhn",

@@ -19,14 +19,20 @@ from mistnet.commands._args import (
     add_compute_arguments,
     add_run_data_arguments,
     compute_device,
+    integer,
 )
 from mistnet.data import collate_scenes
 from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
 from mistnet.data.store import annotations_of
 from mistnet.errors import MistError, say
+from mistnet.evaluation import check_k
 from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.viz import output_figure
+
+#: The most scenes ``--n`` draws: one row each, 100 rows already make a PNG some 20,000 pixels
+#: tall (``--n 3000`` ran out of memory).
+MAX_SCENES = 100
 
 
 def register(subparsers) -> None:
@@ -38,9 +44,20 @@ def register(subparsers) -> None:
         epilog="example:" + __doc__.split("Example::", 1)[1],
     )
     add_run_data_arguments(p)
-    p.add_argument("--n", type=int, default=4, metavar="N", help="number of scenes (default 4)")
     p.add_argument(
-        "--k", type=int, default=None, metavar="K", help="detections per image (default the run's)"
+        "--n",
+        type=integer,
+        default=4,
+        metavar="N",
+        help=f"number of scenes, one row each (default 4, at most {MAX_SCENES}; fewer if the "
+        "split holds fewer)",
+    )
+    p.add_argument(
+        "--k",
+        type=integer,
+        default=None,
+        metavar="K",
+        help="detections per image (default the run's)",
     )
     p.add_argument("--out", required=True, metavar="FIG.png", help="output PNG")
     add_compute_arguments(p)
@@ -55,8 +72,8 @@ def _directory(what: str, data: str | None) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> int:
     inputs = [("the run", args.run), *_directory("the dataset", args.data)]
     check_new_file(args.out, "mist show", inputs)
-    if args.n < 1:
-        raise MistError(f"--n must be at least 1, got {args.n}")
+    if not 1 <= args.n <= MAX_SCENES:
+        raise MistError(f"--n must be in [1, {MAX_SCENES}] (one row per scene), got {args.n}")
     if args.k is not None and args.k < 1:
         raise MistError(f"--k must be at least 1 (leave it out for the run's), got {args.k}")
     device = compute_device(args)
@@ -67,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None:
         require_trained_on(cfg, dataset, source, OTHER_DATA)
     check_data(cfg, dataset, source)
+    if args.k is not None:
+        check_k(args.k, dataset, source, cfg.train.method, python=False)
     inputs += _directory("the dataset", source)  # the run's own, when no --data
     n = min(args.n, len(dataset))
     if n == 0:

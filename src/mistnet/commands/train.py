@@ -20,7 +20,12 @@ import sys
 
 from mistnet import config
 from mistnet.acceleration import PRECISIONS
-from mistnet.commands._args import add_compute_arguments, add_set_argument, checked_threads
+from mistnet.commands._args import (
+    add_compute_arguments,
+    add_set_argument,
+    checked_threads,
+    number,
+)
 from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import read_manifest
 from mistnet.device import check_device
@@ -54,7 +59,7 @@ def register(subparsers) -> None:
     add_set_argument(p)
     p.add_argument(
         "--max-minutes",
-        type=float,
+        type=number,
         metavar="M",
         help="stop after M minutes of this invocation (with --resume: M more minutes; "
         "default: no cap)",

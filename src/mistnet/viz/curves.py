@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mistnet.errors import MistWarning
 from mistnet.ops._checks import check_flag, check_int
 from mistnet.runlog import check_record
 from mistnet.viz.canvas import drawn, new_figure, save_figure
@@ -79,14 +81,21 @@ _NOT_CURVES = {"step", "split", "wall", "n_images", "n_instances", "n_detections
 def log_curves(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int, float, float]]]:
     """A run's ``log.jsonl`` lines as curves ``{"train/task": [(step, minutes, value)], ...}``.
 
-    Training lines give ``train/<loss>``, validation lines ``val/<metric>``; a validation takes
-    the wall time of the training line logged at its step or the last one before it (NaN when
-    none was).
+    Training lines give ``train/<loss>``, validation lines ``val/<metric>``. A training line's
+    minutes are its own ``wall``. A validation line has no time of its own (the loop writes
+    ``wall`` on training lines only), so its minutes are read off the training times at its
+    step: interpolated linearly in the step between the training lines around it, with
+    training starting at step 0, minute 0 (``val_every`` below ``log_every``: the validations
+    before the first training line are placed between 0 and that line's time); after the last
+    training line (a final validation once ``--max-minutes`` stopped the run), extrapolated at
+    the pace of the last two logged points. A log with no timed training line gives NaN
+    minutes, which :func:`plot_runs` counts and leaves out with a warning.
 
     Example:
-        >>> log_curves([{"step": 5, "split": "train", "wall": 60.0, "task": 2.0},
-        ...             {"step": 5, "split": "val", "both": 0.5}])
-        {'train/task': [(5, 1.0, 2.0)], 'val/both': [(5, 1.0, 0.5)]}
+        >>> log_curves([{"step": 5, "split": "val", "both": 0.25},
+        ...             {"step": 10, "split": "train", "wall": 60.0, "task": 2.0},
+        ...             {"step": 10, "split": "val", "both": 0.5}])
+        {'val/both': [(5, 0.5, 0.25), (10, 1.0, 0.5)], 'train/task': [(10, 1.0, 2.0)]}
 
     Raises:
         TypeError: ``records`` is no list of records (a dict, a string).
@@ -102,15 +111,29 @@ def log_curves(records: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[int
         check_record(dict(r) if isinstance(r, Mapping) else r, "", f"records[{i}]")
         for i, r in enumerate(records)
     ]
+    timed = {0: 0.0}  # wall counts from the start of training (a resumed run's goes on)
+    timed.update({r.step: r.wall / 60 for r in lines if r.split == "train" and r.wall is not None})
+    ordered = sorted(lines, key=lambda r: (r.step, r.split != "train"))
     curves: dict[str, list[tuple[int, float, float]]] = {}
-    minutes = math.nan
-    for r in sorted(lines, key=lambda r: (r.step, r.split != "train")):
-        if r.split == "train" and r.wall is not None:
-            minutes = r.wall / 60
+    for r, minutes in zip(ordered, _minutes_at([r.step for r in ordered], timed), strict=True):
         for key, value in r.values.items():
             if key not in _NOT_CURVES and value is not None:
                 curves.setdefault(f"{r.split}/{key}", []).append((r.step, minutes, value))
     return curves
+
+
+def _minutes_at(steps: Sequence[int], timed: Mapping[int, float]) -> list[float]:
+    """The training minutes at each of ``steps`` from ``{step: minutes}`` of the timed lines
+    (step 0 included): a timed step's own, linear between them, at the last pace beyond the
+    last, NaN where only step 0 is timed."""
+    known = np.array(sorted(timed), dtype=np.float64)
+    at = np.array([timed[s] for s in sorted(timed)], dtype=np.float64)
+    x = np.asarray(steps, dtype=np.float64)
+    if len(known) < 2:
+        return [timed.get(s, math.nan) for s in steps]
+    pace = (at[-1] - at[-2]) / (known[-1] - known[-2])
+    out = np.where(x <= known[-1], np.interp(x, known, at), at[-1] + pace * (x - known[-1]))
+    return [timed.get(s, float(m)) for s, m in zip(steps, out, strict=True)]
 
 
 def plot_runs(
@@ -130,7 +153,9 @@ def plot_runs(
         keys: a list of the curves to draw (``"train/task"``, ``"train/border"``,
             ``"val/both"``; empty or ``None``: the training losses ``train/task`` and ``train/heatmap`` and every
             validation metric but the per-class ``val/classif/<name>``).
-        minutes: training minutes on the x axis instead of steps.
+        minutes: training minutes on the x axis instead of steps (a validation's are
+            interpolated, see :func:`log_curves`); a run whose log has no timed training
+            line has none: its points are left out, and a warning says how many.
 
     Returns:
         The keys drawn.
@@ -166,15 +191,26 @@ def plot_runs(
     if not keys:
         raise ValueError("the runs have no curves to draw")
     fig, axes = _panel_grid(len(keys), ncols, dpi)
+    untimed = dict.fromkeys(curves, 0)
     for key, ax in zip(keys, axes, strict=True):
         for label, c in curves.items():
             pts = np.asarray([(m if minutes else s, v) for s, m, v in c.get(key, [])]).reshape(
                 -1, 2
             )
             pts = pts[np.isfinite(pts).all(axis=1)]
+            if minutes:
+                untimed[label] += sum(not math.isfinite(m) for _, m, _ in c.get(key, []))
             marker = "o" if key.startswith("val/") or len(pts) < 30 else ""
             ax.plot(pts[:, 0], pts[:, 1], marker=marker, linewidth=1.0, markersize=3, label=label)
         _style_panel(ax, key, "training minutes" if minutes else "step")
+    for label, n in untimed.items():
+        if n:
+            warnings.warn(
+                f"{label}: {n} point(s) left out: its log has no training line with a time "
+                "('wall') to place them in minutes",
+                MistWarning,
+                stacklevel=2,
+            )
     if len(runs) > 1:
         axes[0].legend(fontsize=7)
     drawn(fig.tight_layout)
