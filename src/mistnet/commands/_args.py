@@ -169,6 +169,13 @@ def run_or_model(args: argparse.Namespace) -> None:
         raise MistError(f"give a run directory RUN or --model NAME ({which} given)")
 
 
+def add_k_argument(p: argparse.ArgumentParser, whose: str = "run") -> None:
+    """``--k K``: the detections per image (default the run's or the model's K)."""
+    p.add_argument(
+        "--k", type=integer, metavar="K", help=f"detections per image (default the {whose}'s)"
+    )
+
+
 def add_run_data_arguments(p: argparse.ArgumentParser, model: bool = False) -> None:
     """RUN, ``--data`` and ``--split``: the arguments of every command that reads a run's data
     (``model``: RUN is optional, ``--model NAME`` the alternative)."""

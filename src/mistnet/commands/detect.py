@@ -58,6 +58,7 @@ from PIL import Image
 from mistnet import pretrained
 from mistnet.commands._args import (
     add_compute_arguments,
+    add_k_argument,
     add_max_pixels_argument,
     add_model_argument,
     checked_max_pixels,
@@ -101,13 +102,7 @@ def register(subparsers) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     p.intermixed = True  # mist detect RUN --out DIR IMAGE...: the images after the option
     add_model_argument(p)
-    p.add_argument(
-        "--k",
-        type=integer,
-        default=None,
-        metavar="K",
-        help="detections per image (default the model's)",
-    )
+    add_k_argument(p, "model")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--min-score",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mistnet.commands._args import (
     add_compute_arguments,
+    add_k_argument,
     add_run_data_arguments,
     compute_device,
     integer,
@@ -38,13 +39,7 @@ def register(subparsers) -> None:
         epilog=__doc__.split("Examples::", 1)[1],
     )
     add_run_data_arguments(p, model=True)
-    p.add_argument(
-        "--k",
-        type=integer,
-        default=None,
-        metavar="K",
-        help="detections per image (default the run's)",
-    )
+    add_k_argument(p)
     p.add_argument(
         "--per-image-k",
         action="store_true",

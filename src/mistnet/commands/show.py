@@ -17,6 +17,7 @@ import torch
 
 from mistnet.commands._args import (
     add_compute_arguments,
+    add_k_argument,
     add_run_data_arguments,
     compute_device,
     integer,
@@ -52,13 +53,7 @@ def register(subparsers) -> None:
         help=f"number of scenes, one row each (default 4, at most {MAX_SCENES}; fewer if the "
         "split holds fewer)",
     )
-    p.add_argument(
-        "--k",
-        type=integer,
-        default=None,
-        metavar="K",
-        help="detections per image (default the run's)",
-    )
+    add_k_argument(p)
     p.add_argument("--out", required=True, metavar="FIG.png", help="output PNG")
     add_compute_arguments(p)
     p.set_defaults(func=run)
