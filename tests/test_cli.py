@@ -163,3 +163,27 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     proc.stdout.close()  # before the command has started to write
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_a_torchrun_variable_it_cannot_have_is_one_line_and_only_where_it_is_read(tmp_path):
+    """Before: ``WORLD_SIZE=two mist data make ...`` wrote the dataset, then printed a raw
+    ``int()`` traceback at exit (status 1); ``mist train`` an internal error."""
+    env = {**subprocess_env(), "WORLD_SIZE": "two"}
+    make = ["data", "make", "mnist-easy", "--out", "ds", "--n-train", "8", "--n-val", "8"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mistnet", *make, "--n-test", "8"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stderr) == (0, "")
+    train = ["train", "--preset", "tiny-cpu", "--data", "ds", "--out", "r"]
+    for rank, size, message in (
+        ("0", "two", "WORLD_SIZE='two'"),
+        ("3", "2", "RANK=3, WORLD_SIZE=2"),
+    ):
+        env = {**subprocess_env(), "RANK": rank, "WORLD_SIZE": size}
+        proc = subprocess.run(
+            [sys.executable, "-m", "mistnet", *train],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert message in proc.stderr and not (tmp_path / "r").exists()

@@ -257,6 +257,17 @@ def _reader_gone() -> int:
     return 128 + 13
 
 
+def _several_processes() -> bool:
+    """Whether torchrun started this process as one of several (``WORLD_SIZE`` > 1; a value
+    it cannot have was the command's to refuse, where it read it)."""
+    from mistnet.machine import torchrun_world  # no torch: it is read at exit
+
+    try:
+        return torchrun_world()[1] > 1
+    except MistError:
+        return False
+
+
 def run() -> NoReturn:
     """The ``mist`` and ``python -m mistnet`` entry point: :func:`main`, then exit with its status.
 
@@ -279,9 +290,7 @@ def run() -> NoReturn:
         sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
     except BrokenPipeError:
         code = _reader_gone()
-    if (
-        int(os.environ.get("WORLD_SIZE", 1)) > 1
-    ):  # as distributed.World.from_env, not importing torch
+    if _several_processes():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -38,6 +38,7 @@ from mistnet.config import TrainConfig
 from mistnet.device import resolve_device
 from mistnet.engine import StepResult
 from mistnet.errors import MistError
+from mistnet.machine import torchrun_world
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class World:
 
     @classmethod
     def from_env(cls) -> World:
-        """The world torchrun describes in ``RANK`` and ``WORLD_SIZE`` (one process without)."""
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+        """The world torchrun describes in ``RANK`` and ``WORLD_SIZE`` (one process without;
+        another value is refused by name, :func:`~mistnet.machine.torchrun_world`)."""
+        return cls(*torchrun_world())
 
 
 @contextmanager

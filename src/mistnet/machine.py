@@ -46,3 +46,25 @@ def fits_in_memory(nbytes: int, what: str, fewer: str) -> None:
 
 def _bytes(n: int) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
+
+
+def torchrun_world() -> tuple[int, int]:
+    """``(RANK, WORLD_SIZE)`` as torchrun sets them (``(0, 1)`` without): decimal integers,
+    ``0 <= RANK < WORLD_SIZE``. Read without importing torch (:func:`mistnet.cli.run` reads it
+    at exit).
+
+    Raises:
+        ArgumentError: another value, naming the variable (``WORLD_SIZE=two``).
+    """
+    values = {}
+    for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
+        text = os.environ.get(name, default)
+        if not (text.isascii() and text.isdigit()):
+            raise ArgumentError(f"{name}={text!r} in the environment: torchrun sets an integer")
+        values[name] = int(text)
+    rank, size = values["RANK"], values["WORLD_SIZE"]
+    if not 0 <= rank < size:
+        raise ArgumentError(
+            f"RANK={rank}, WORLD_SIZE={size} in the environment: a rank in [0, WORLD_SIZE)"
+        )
+    return rank, size
