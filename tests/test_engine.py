@@ -821,6 +821,14 @@ def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_i
         (Batch(nan, b.boxes, b.labels, b.count), "batch.images holds NaN or infinite values"),
         (Batch(b.images.double(), b.boxes, b.labels, b.count), "images are torch.float64"),
         (Batch(b.images[:0], b.boxes[:0], b.labels[:0], b.count[:0]), "holds no image"),
+        # labels 12 of 10 classes, -4 as padding, an image without a label: BatchNorm's
+        # statistics changed before torch's IndexError or "the task loss became nan"
+        (Batch(b.images, b.boxes, b.labels.clamp(max=0) + 12, b.count), "class ids in"),
+        (
+            Batch(b.images, b.boxes, torch.cat([b.labels, b.labels[:, :1] * 0 - 4], 1), b.count),
+            "then -1 padding",
+        ),
+        (Batch(b.images, b.boxes, b.labels, b.count * 0), "its count \\(>= 1\\)"),
     ]
     for batch, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -830,3 +838,48 @@ def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_i
     with pytest.raises(TypeError, match="batch must be a Batch"):
         tr.train_step({"image": b.images})
     assert all(torch.equal(v, before[k]) for k, v in tr.model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(data="train"), r"data must be a \(train, val\) pair of Datasets .*got str"),
+        (dict(data=([1, 2], None)), r"pair of Datasets .*got \(list, NoneType\)"),
+        (dict(data=("x",)), r"pair of Datasets .*got \(str\)"),
+        (dict(callbacks={"on_step": print}), "callbacks must be a mistnet.loop.Callbacks, got dict"),
+    ],
+)
+def test_the_loop_refuses_data_and_callbacks_of_the_wrong_type_before_any_work(
+    tmp_path, kw, message
+):
+    """Before: raw unpacking and attribute errors ("too many values to unpack", "'list' object
+    has no attribute 'height'", "'dict' object has no attribute 'on_step'"), some only once
+    training had started."""
+    cfg = load_preset("tiny-cpu")
+    with pytest.raises(TypeError, match=message):
+        loop.train(cfg, tmp_path / "r", progress=False, **kw)
+    assert not (tmp_path / "r").exists()
+
+
+def test_callbacks_refuse_a_hook_that_is_not_callable():
+    """Before: ``Callbacks(on_step=5)`` was taken and raised "'int' object is not callable"
+    after the run directory was made and training had started."""
+    with pytest.raises(TypeError, match="callbacks.on_step must be callable or None, got 5"):
+        loop.Callbacks(on_step=5)
+    with pytest.raises(TypeError, match="callbacks.on_log must be callable"):
+        loop.Callbacks(on_log="print")
+    assert loop.Callbacks(on_validate=print).on_validate is print
+
+
+def test_the_loop_names_the_data_it_was_given_when_it_refuses_it(tmp_path):
+    """Before: Gabor scenes given as ``data=`` were refused as "mnist-easy [train] holds float32
+    images ...", blaming the config's generator for the data given."""
+    from mistnet.data import SceneDataset
+
+    cfg = load_preset("tiny-cpu")
+    cfg.data.name = "mnist-easy"
+    gabor = SceneDataset("gabor", "train", size=8)
+    with pytest.raises(MistError, match=r"^data \[train\] holds float32 images") as err:
+        loop.train(cfg, tmp_path / "r", data=(gabor, None), progress=False)
+    assert "mnist-easy" not in str(err.value)
+    assert cfg.data.name == "mnist-easy"

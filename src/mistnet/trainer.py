@@ -115,10 +115,29 @@ def _check_batch(model: PatchModel, batch: object) -> None:
     if not torch.is_grad_enabled():
         raise ValueError("train_step needs gradients: it was called under no_grad/inference_mode")
     model.check_input(batch.images)
-    if batch.images.shape[0] == 0:
+    B, N = batch.images.shape[0], batch.labels.shape[-1]
+    if B == 0:
         raise ValueError("batch.images holds no image")
-    if not bool(torch.isfinite(batch.images).all()):  # one read per step, as the losses' checks
+    if (
+        batch.labels.shape != (B, N)
+        or batch.count.shape != (B,)
+        or batch.labels.is_floating_point()
+    ):
+        raise ValueError(f"batch.labels must be (B, N) integers and batch.count (B,), for B = {B}")
+    flags = [~torch.isfinite(batch.images).all()]
+    if model.task == "classify":  # each image's count of class ids, then -1 padding
+        listed = torch.arange(N, device=batch.labels.device) < batch.count[:, None]
+        ids = (batch.labels >= 0) & (batch.labels < model.task_net.num_classes)
+        wrong = torch.where(listed, ~ids, batch.labels != -1)
+        flags.append(wrong.any() | (batch.count < 1).any())
+    bad = torch.stack(flags).tolist()  # one read per step, as the losses' checks
+    if bad[0]:
         raise ValueError("batch.images holds NaN or infinite values; the model is unchanged")
+    if bad[-1] and len(bad) == 2:
+        raise ValueError(
+            "batch.labels must hold, for each image, its count (>= 1) of class ids in "
+            f"[0, {model.task_net.num_classes}), then -1 padding; the model is unchanged"
+        )
 
 
 def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
