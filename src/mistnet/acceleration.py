@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from mistnet.device import device_argument
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -51,6 +53,9 @@ def accelerate(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = device_argument(device)  # "cpu" as well as torch.device("cpu")
+    if not all(isinstance(net, nn.Module) for net in nets):
+        raise TypeError("nets must be torch modules")
     for net in nets:
         if precision == "bf16":
             autocast_forward(net, device.type)

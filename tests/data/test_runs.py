@@ -53,3 +53,33 @@ def test_check_data_reasons():
     grid.record.image_size = (60, 60)
     with pytest.raises(MistError, match="80x80 images but this grid baseline was trained on 60x60"):
         check_data(grid, SceneDataset("mnist-hard", "test", size=1), "mnist-hard")
+
+
+def test_the_data_helpers_name_what_they_refuse():
+    """Before: ``open_data(cfg, None, "valid")`` was a bare KeyError (``valid`` is ``val``
+    everywhere else), ``open_data(cfg, 5, ...)`` pathlib's TypeError; ``load_digits("")`` read
+    the working directory's IDX files; ``build_generator(None)`` the regex module's TypeError;
+    ``accelerate(nets, "cpu", "bf16")`` an AttributeError ('str' has no 'type')."""
+    import torch
+
+    from mistnet.acceleration import accelerate
+    from mistnet.config import load_preset
+    from mistnet.data.digits import load_digits
+    from mistnet.data.runs import open_data
+    from mistnet.data.scenes import build_generator
+    from mistnet.errors import DataError
+
+    cfg = load_preset("tiny-cpu")
+    assert len(open_data(cfg, None, "valid")[1]) == cfg.data.n_val
+    for call, error, message in [
+        (lambda: open_data(cfg, None, "bogus"), ValueError, "split must be one of train"),
+        (lambda: open_data(cfg, 5, "val"), TypeError, "data must be a directory or generator"),
+        (lambda: load_digits(""), DataError, "digits '' is empty"),
+        (lambda: build_generator(None), TypeError, "name must be a generator name"),
+        (lambda: accelerate([5], "cpu"), TypeError, "nets must be torch modules"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    net = torch.nn.Linear(2, 2)
+    accelerate([net], "cpu", "bf16")
+    assert net(torch.rand(1, 2)).dtype == torch.float32

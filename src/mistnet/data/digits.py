@@ -264,6 +264,8 @@ def load_digits(source: str | os.PathLike = "embedded") -> DigitPools:
     """
     if not isinstance(source, str | os.PathLike) or not isinstance(os.fspath(source), str):
         raise TypeError(f"digits must be 'embedded', 'mnist' or a directory, got {source!r}")
+    if not str(source).strip():  # else the working directory's IDX files
+        raise DataError(f"digits {str(source)!r} is empty; give 'embedded', 'mnist' or a folder")
     if str(source) == "embedded":
         return _load_embedded()
     if str(source) == "mnist":

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mistnet.config import Config
+from mistnet.data.digits import canonical_split
 from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import annotations_of, classes_of, counted_instances, open_dataset
 from mistnet.errors import MistError
@@ -31,6 +32,9 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
         MistError: ``data`` looks like a path but is no directory.
         DataError: neither a dataset directory nor a generator name.
     """
+    if data is not None and not isinstance(data, str):
+        raise TypeError(f"data must be a directory or generator name, got {type(data).__name__}")
+    split = canonical_split(split)  # "valid" is "val"; another name a ValueError
     d = cfg.data
     source = data or d.path or d.name
     if source == IN_MEMORY:

@@ -505,6 +505,8 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
     Raises:
         DataError: unknown name or impossible parameters.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a generator name, got {type(name).__name__}")
     if "counts" in kwargs and name.startswith("mnist-hard"):  # else a bare TypeError
         raise DataError(
             f"scene generator {name!r}: its digit counts are in its name; name them so "
