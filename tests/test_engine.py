@@ -846,7 +846,10 @@ def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_i
         (dict(data="train"), r"data must be a \(train, val\) pair of Datasets .*got str"),
         (dict(data=([1, 2], None)), r"pair of Datasets .*got \(list, NoneType\)"),
         (dict(data=("x",)), r"pair of Datasets .*got \(str\)"),
-        (dict(callbacks={"on_step": print}), "callbacks must be a mistnet.loop.Callbacks, got dict"),
+        (
+            dict(callbacks={"on_step": print}),
+            "callbacks must be a mistnet.loop.Callbacks, got dict",
+        ),
     ],
 )
 def test_the_loop_refuses_data_and_callbacks_of_the_wrong_type_before_any_work(

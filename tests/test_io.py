@@ -368,3 +368,43 @@ def test_the_files_of_an_output_made_beside_a_shared_folder_get_its_group(tmp_pa
         assert {p.name: p.stat().st_gid for p in shared.iterdir()} == {
             name: gid for name in (".mistnet", "manifest.json", "train.npz")
         }
+
+
+@pytest.mark.parametrize(
+    "doc, error, message",
+    [
+        ({1: "a", "1": "b"}, TypeError, "key 1 is no string (JSON keys are strings)"),
+        ({True: 1, "true": 2}, TypeError, "key True is no string"),
+        ({"a": [{None: 1}]}, TypeError, "key None is no string"),
+        ({"x": 10**5000}, ValueError, "an integer of 16610 bits is too long to write"),
+    ],
+)
+def test_json_text_refuses_keys_that_are_no_strings_and_huge_ints(tmp_path, doc, error, message):
+    """Before: ``{1: "a", "1": "b"}`` was written as ``{"1": "a", "1": "b"}``, which mistnet's
+    own reader refuses ("key '1' appears twice"), and ``{True: 1, "true": 2}`` likewise; a huge
+    int gave Python's "Exceeds the limit (4300 digits)" naming nothing."""
+    import re
+
+    with pytest.raises(error, match=re.escape(message)):
+        json_text(doc)
+    with pytest.raises(error, match=re.escape(message)):
+        atomic_write_json(tmp_path / "doc.json", doc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_text_takes_numpy_floats_and_refuses_deep_nesting():
+    """Before: ``np.float32("nan")`` gave "Object of type float32 is not JSON serializable"
+    (np.float64's NaN was null), and a list nested 5,000 deep a RecursionError."""
+    import numpy as np
+
+    doc = {"a": np.float32("nan"), "b": np.float32(1.5), "c": np.float16(np.inf)}
+    assert json_text(doc, indent=None) == '{"a": null, "b": 1.5, "c": null}'
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested deeper than 200 levels"):
+        json_text(deep)
+    ok: list = []
+    for _ in range(150):
+        ok = [ok]
+    assert json.loads(json_text(ok, indent=None)) == ok

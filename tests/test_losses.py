@@ -376,3 +376,67 @@ def test_loss_scalars_that_are_nan_or_negative_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
     assert task_weight(torch.tensor([0.1, 0.2]), beta=0).tolist() == [1.0, 1.0]  # 0: switched off
+
+
+def test_a_label_below_minus_one_is_refused_not_taken_as_padding():
+    """Before: label -5 was taken as padding, silently (multi_instance_loss gave the loss of
+    ``[[2, -1]]``); the metrics refused it since round 12."""
+    logits = torch.zeros(1, 3, 10)
+    for loss in (multi_instance_loss, set_classification_loss):
+        with pytest.raises(
+            ValueError, match=r"labels: class indices >= 0 \(or -1, padding\), got -5"
+        ):
+            loss(logits, torch.tensor([[2, -5]]))
+    assert multi_instance_loss(logits, torch.tensor([[2, -1]])).item() == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("eps", [math.nan, -1.0, True, math.inf, "0.1"])
+def test_heatmap_nll_eps_must_be_a_finite_number_at_least_zero(eps):
+    """Before: NaN and -1 were ignored (the exact loss), True gave a negative NLL, inf NaN, and a
+    string a raw TypeError."""
+    from mistnet.losses import heatmap_nll_loss
+
+    log_h = torch.full((1, 1, 4, 4), 1 / 16).log()
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 1, 1] = 1
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+        heatmap_nll_loss(log_h, target, eps=eps)
+    assert heatmap_nll_loss(log_h, target, eps=0).item() == pytest.approx(math.log(16))
+
+
+@pytest.mark.parametrize("sigma", [0, -0.5, math.nan, "0.4"])
+def test_centring_sigma_must_be_a_finite_number_above_zero(sigma):
+    """Before: sigma 0 gave NaN (centring_loss) or a loss of 0 for a keypoint 5 px off its ink
+    (mixture_centring_loss), NaN gave 0, and a string a raw TypeError."""
+    image = torch.zeros(1, 1, 9, 40)
+    image[0, 0, 4, 3] = 1
+    kp = torch.tensor([[[8.0, 4.0, 10.0]]])
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+        mixture_centring_loss(image, kp, sigma=sigma)
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+        centring_loss(torch.rand(1, 2, 1, 5, 5), torch.full((1, 2), 8.0), sigma=sigma)
+    assert mixture_centring_loss(image, kp).tolist() == [25.0]
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: multi_instance_loss([[[0.0]]], torch.tensor([[0]])), TypeError, "logits: expected a torch.Tensor"),
+        (lambda: multi_instance_loss(torch.ones(1, 3, 10, dtype=torch.long), torch.tensor([[0]])), ValueError, "logits must be a floating-point tensor .* got torch.int64"),
+        (lambda: reconstruction_loss(torch.ones(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, 1, 2, 2, dtype=torch.uint8)), ValueError, "images must be a floating-point tensor .* got torch.uint8"),
+        (lambda: heatmap_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), weight=[1.0, 1.0]), TypeError, r"weight: expected a torch.Tensor of shape \(B,\)"),
+        (lambda: heatmap_loss(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), weight=torch.tensor([1.0, -1.0])), ValueError, r"weight must hold numbers >= 0, got \[1.0, -1.0\]"),
+        (lambda: task_weight([1.0]), TypeError, "per_image_task_loss: expected a torch.Tensor"),
+        (lambda: multi_instance_loss(torch.zeros(2, 3, 4), torch.zeros(2, 1, dtype=torch.long), patch_mask=[[True] * 3] * 2), TypeError, "patch_mask: expected a torch.Tensor"),
+        (lambda: multi_instance_loss(torch.zeros(0, 3, 10), torch.zeros(0, 1, dtype=torch.long)), ValueError, r"logits must have shape \(B, K, C\) with B, K, C >= 1, got \(0, 3, 10\)"),
+        (lambda: reconstruction_loss(torch.zeros(0, 1, 2, 2), torch.zeros(0, 1, 2, 2)), ValueError, r"images must have shape \(B, C, H, W\) with B >= 1"),
+        (lambda: heatmap_loss(torch.zeros(0, 1, 2, 2), torch.zeros(0, 1, 2, 2)), ValueError, r"heatmaps must have shape .* >= 1, got \(0, 1, 2, 2\)"),
+        (lambda: set_classification_loss(torch.full((1, 3, 4), math.nan), torch.tensor([[1]])), ValueError, "logits contains NaN or infinite values"),
+    ],
+)  # fmt: skip
+def test_losses_name_an_argument_of_the_wrong_type_dtype_or_an_empty_batch(call, error, message):
+    """Before: AttributeError ('list' object has no attribute 'dim'), torch's NotImplementedError
+    or RuntimeError for integer tensors, NaN for an empty batch, scipy's "matrix contains invalid
+    numeric entries", and a negative weight was taken (it turned the weighting around)."""
+    with pytest.raises(error, match=message):
+        call()

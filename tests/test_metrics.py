@@ -979,3 +979,85 @@ def test_unmeasured_and_scene_meter_check_task_and_annotations(call, error, mess
     with pytest.raises(error, match=message):
         call()
     assert set(unmeasured("classify", ["boxes"])) == {"classif", "both", "ap50"}
+
+
+def _scene_batch():
+    kp = torch.tensor([[[10.0, 10, 20], [50, 50, 20]]])
+    gt = torch.tensor([[[10.0, 10, 20, 20]]])
+    return kp, torch.tensor([[1, 2]]), gt, torch.tensor([[1]]), torch.tensor([1])
+
+
+def test_scene_meter_class_names_must_be_at_most_c_strings():
+    """Before: ``class_names="ab"`` was read as the names 'a' and 'b', and 5 names for 3
+    classes raised IndexError "index 3 is out of bounds"."""
+    from mistnet.metrics import SceneMeter
+
+    meter = SceneMeter("classify", num_classes=3)
+    meter.update(*_scene_batch())
+    with pytest.raises(TypeError, match="class_names must be a sequence of strings, got 'ab'"):
+        meter.compute(class_names="ab")
+    with pytest.raises(TypeError, match="class_names must be a sequence of strings"):
+        meter.compute(class_names=[0, 1])
+    with pytest.raises(ValueError, match="class_names: at most num_classes=3 names, got 5"):
+        meter.compute(class_names=list("abcde"))
+    assert meter.compute(class_names=list("abc"))["classif/b"] == 1.0
+
+
+def test_scene_meter_update_names_what_the_task_needs():
+    """Before: AttributeError "'NoneType' object has no attribute 'shape'" for a classifier
+    without det_labels or a reconstruction without reconstruction; int images gave torch's
+    "mean(): could not infer output dtype"."""
+    from mistnet.metrics import ReconstructionMeter, SceneMeter
+
+    kp, _, gt, gl, gc = _scene_batch()
+    with pytest.raises(ValueError, match="det_labels: a classify meter needs it, got None"):
+        SceneMeter("classify", 3).update(kp, None, gt, gl, gc)
+    with pytest.raises(ValueError, match="reconstruction: a reconstruct meter needs it, got None"):
+        SceneMeter("reconstruct", 3).update(kp, None, gt, gl, gc)
+    ints = torch.ones(1, 1, 2, 2, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="images must be a floating-point tensor .* torch.uint8"):
+        SceneMeter("reconstruct", 3).update(
+            kp, None, gt, gl, gc, None, torch.ones(1, 1, 2, 2), ints
+        )
+    with pytest.raises(ValueError, match="pred must be a floating-point tensor .* torch.int64"):
+        ReconstructionMeter().update(ints.long(), ints.long())
+
+
+def test_load_sums_refuses_another_length_no_tensor_and_nan():
+    """Before: a short vector gave torch's split_with_sizes RuntimeError (SceneMeter) or zip()'s
+    ValueError (DetectionMeter), a list AttributeError, NaN "cannot convert float NaN to integer",
+    a 0-d tensor IndexError (APMeter), and ReconstructionMeter silently read the first 7 of 14."""
+    from mistnet.metrics import APMeter, DetectionMeter, ReconstructionMeter, SceneMeter
+
+    scene = SceneMeter("classify", num_classes=3)
+    scene.update(*_scene_batch())
+    sums = scene.sums()
+    with pytest.raises(
+        ValueError, match=r"sums: expected shape \(23,\) as sums\(\) gives, got \(4,\)"
+    ):
+        SceneMeter("classify", 3).load_sums(sums[:4])
+    with pytest.raises(TypeError, match="sums: expected a torch.Tensor of shape"):
+        DetectionMeter().load_sums(sums[:10].tolist())
+    with pytest.raises(ValueError, match="sums: expected finite sums and counts >= 0"):
+        DetectionMeter().load_sums(sums[:10] * math.nan)
+    with pytest.raises(ValueError, match=r"sums: expected finite sums and counts >= 0"):
+        DetectionMeter().load_sums(-sums[:10])
+    with pytest.raises(ValueError, match=r"expected shape \(7,\) as sums\(\) gives, got \(\)"):
+        APMeter().load_sums(torch.tensor(1.0))
+    rec = ReconstructionMeter()
+    rec.update(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"got \(14,\)"):
+        ReconstructionMeter().load_sums(torch.cat([rec.sums(), rec.sums()]))
+    again = SceneMeter("classify", 3)
+    again.load_sums(sums)
+    assert again.compute(list("abc")) == scene.compute(list("abc"))
+
+
+def test_reconstruction_meter_of_no_pixel_is_nan_not_zero_division():
+    """Before: loaded sums with n_pix 0 and 2 images raised ZeroDivisionError in compute()."""
+    from mistnet.metrics import ReconstructionMeter
+
+    meter = ReconstructionMeter()
+    meter.load_sums(torch.tensor([1.0, 1, 1, 1, 1, 0, 2], dtype=torch.float64))
+    out = meter.compute()
+    assert math.isnan(out["rmse_pooled"]) and out["rmse"] == 0.5 and out["n_images"] == 2

@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mistnet.errors import MistError
 
 try:
@@ -165,7 +167,13 @@ def _unlink_if_same(path: Path, held: os.stat_result) -> None:
 
 
 def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
-    """``doc`` as strict JSON (``allow_nan=False``), NaN and infinite floats written as ``null``.
+    """``doc`` as strict JSON (``allow_nan=False``), NaN and infinite floats (numpy's too)
+    written as ``null``.
+
+    Raises:
+        TypeError: a key that is no string (``{1: "a", "1": "b"}`` was written with the key
+            ``"1"`` twice, which no reader takes), or a value JSON has no form for.
+        ValueError: an integer too long to write, or nesting deeper than 200 levels.
 
     Example:
         >>> json_text({"det": float("nan"), "n": [1, 2.5, float("inf")]}, indent=None)
@@ -174,13 +182,25 @@ def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
     return json.dumps(_finite_or_none(doc), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+_JSON_DEPTH = 200  # far deeper ran out of stack (RecursionError) in this walk or in json
+_JSON_INT_BITS = 13_000  # about 3,900 digits: Python refuses int -> str past 4,300 by default
+
+
+def _finite_or_none(value: Any, depth: int = 0) -> Any:
+    if depth > _JSON_DEPTH:
+        raise ValueError(f"nested deeper than {_JSON_DEPTH} levels")
+    if isinstance(value, float | np.floating):
+        x = float(value)
+        return x if math.isfinite(x) else None
+    if isinstance(value, int) and value.bit_length() > _JSON_INT_BITS:
+        raise ValueError(f"an integer of {value.bit_length()} bits is too long to write")
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        for k in value:  # 1 and "1", True and "true" became one key written twice
+            if not isinstance(k, str):
+                raise TypeError(f"key {k!r} is no string (JSON keys are strings)")
+        return {k: _finite_or_none(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_or_none(v) for v in value]
+        return [_finite_or_none(v, depth + 1) for v in value]
     return value
 
 

@@ -39,7 +39,7 @@ from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
 from mistnet.progress import Progress
 from mistnet.rundir import MAXIMISE, Run, select_metric, warm_start
-from mistnet.runoptions import RunOptions
+from mistnet.runoptions import RunOptions, as_given, check_callbacks, check_data_pair, check_hooks
 from mistnet.torchstate import callers_torch_state
 from mistnet.trainer import Trainer, build_trainer
 
@@ -52,6 +52,9 @@ class Callbacks:
     on_step: Callable[[Trainer, StepResult], None] | None = None
     on_log: Callable[[int, dict[str, float]], None] | None = None
     on_validate: Callable[[int, dict[str, float]], None] | None = None
+
+    def __post_init__(self) -> None:
+        check_hooks(self)  # on_step=5 was called once training had started
 
 
 def train(
@@ -79,8 +82,11 @@ def train(
         MistError: bad data or config, ``out`` neither new nor a run nor outside its inputs
             (:meth:`Run.claim`), a non-resumable or finished run, another process training
             into ``out``, or divergence (after keeping the last good checkpoint).
+        TypeError: ``data`` no ``(train, val)`` pair of Datasets, ``callbacks`` no Callbacks.
     """
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
+    check_data_pair(data)
+    check_callbacks(callbacks, Callbacks)
     run = Run(out)
     cfg = run.config_to_train(cfg, resume)  # checked before anything is written
     with callers_torch_state(), distributed.process_group(device) as (world, rank_device):
@@ -112,7 +118,8 @@ class Session:
             run.require_no_checkpoint()
         remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))
-        self.annotations = adopt_data(cfg, self.train_set, self.val_set, self.resumed)
+        named = as_given(cfg) if data else cfg  # data= was named as cfg.data's
+        self.annotations = adopt_data(named, self.train_set, self.val_set, self.resumed)
         self.metric = select_metric(cfg, self.annotations)
         if world.main:
             atomic_write_text(run.config, run.stored(cfg).to_json())

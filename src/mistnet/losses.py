@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from mistnet.ops._checks import check_number
+from mistnet.metrics.matching import check_labels, require_tensor
+from mistnet.ops._checks import check_nonempty, check_number, check_tensor
 
 __all__ = [
     "heatmap_loss",
@@ -41,9 +42,18 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _input(x: object, name: str, expected: str, nonempty: str = "B") -> Tensor:
+    """``x`` if it is a floating tensor of shape ``expected`` whose ``nonempty`` dimensions are
+    not empty: TypeError for no tensor (a list), ValueError for an integer dtype, another rank
+    or an empty batch (whose mean was NaN). Metadata only."""
+    require_tensor(x, name, expected)
+    check_tensor(x, name, expected.count(",") + 1, expected)
+    return check_nonempty(x, name, expected, nonempty)
+
+
 def _check_logits_labels(logits: Tensor, labels: Tensor) -> None:
-    if logits.dim() != 3:
-        raise ValueError(f"logits must have shape (B, K, C), got {tuple(logits.shape)}")
+    _input(logits, "logits", "(B, K, C)", "B, K, C")
+    require_tensor(labels, "labels", "(B, L)")
     if labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
         raise ValueError(
             f"labels must have shape (B, L) with B = {logits.shape[0]}, got {tuple(labels.shape)}"
@@ -52,8 +62,9 @@ def _check_logits_labels(logits: Tensor, labels: Tensor) -> None:
         raise ValueError(f"labels must be an int64 tensor, got {labels.dtype}")
     C = logits.shape[2]
     count = (labels >= 0).sum(dim=1)  # (B,)
-    # One host sync for both checks; both are data errors that would otherwise pass silently.
-    if bool((count == 0).any() | (labels >= C).any()):
+    # One host sync for the checks; all are data errors that would otherwise pass silently.
+    if bool((count == 0).any() | (labels >= C).any() | (labels < -1).any()):
+        check_labels(labels, "labels")  # -5 was taken as padding, as the metrics refuse it
         if bool((labels >= C).any()):
             raise ValueError(
                 f"labels must lie in [0, {C}) or be -1 padding, got {labels.max().item()}"
@@ -77,8 +88,8 @@ def reconstruction_loss(images: Tensor, reconstruction: Tensor, reduction: str =
         tensor(4.)
     """
     _check_reduction(reduction)
-    if images.dim() != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    _input(images, "images", "(B, C, H, W)")
+    _input(reconstruction, "reconstruction", "(B, C, H, W)")
     if reconstruction.shape != images.shape:
         raise ValueError(
             f"reconstruction must have the shape of images {tuple(images.shape)}, "
@@ -132,6 +143,7 @@ def multi_instance_loss(
     if patch_mask is None:
         prediction = probs.mean(dim=1)  # (B, C)
     else:
+        require_tensor(patch_mask, "patch_mask", "(B, K)")
         if patch_mask.shape != (B, K) or patch_mask.dtype != torch.bool:
             raise ValueError(
                 f"patch_mask must be a bool tensor of shape (B, K) = {(B, K)}, "
@@ -174,6 +186,8 @@ def set_patch_costs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     cost = -log_probs.gather(2, index)  # (B, K, L): cost[b, k, l] = −log p_k(y_l)
 
     cost_np = cost.detach().float().cpu().numpy()  # numpy has no bfloat16
+    if not np.isfinite(cost_np).all():  # scipy's "matrix contains invalid numeric entries"
+        raise ValueError("logits contains NaN or infinite values")
     valid_np = (labels >= 0).cpu().numpy()
     label_of = np.full((B, K), -1, dtype=np.int64)  # matched label column per patch
     for b in range(B):  # Hungarian matching has no batched form; B is small
@@ -239,8 +253,8 @@ def heatmap_loss(
 
 def _check_heatmap_pair(heatmaps: Tensor, target: Tensor, reduction: str) -> None:
     _check_reduction(reduction)
-    if heatmaps.dim() != 4:
-        raise ValueError(f"heatmaps must have shape (B, S, H, W), got {tuple(heatmaps.shape)}")
+    _input(heatmaps, "heatmaps", "(B, S, H, W)", "B, S, H, W")
+    require_tensor(target, "target", "(B, S, H, W)")
     if target.shape != heatmaps.shape:
         raise ValueError(
             f"target must have the shape of heatmaps {tuple(heatmaps.shape)}, "
@@ -249,12 +263,19 @@ def _check_heatmap_pair(heatmaps: Tensor, target: Tensor, reduction: str) -> Non
 
 
 def _weighted(per_image: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
-    """Multiply per-image losses by a detached ``(B,)`` weight, then reduce."""
+    """Multiply per-image losses by a detached ``(B,)`` weight, then reduce.
+
+    A weight < 0 (or NaN) is refused: it turned the regression around, as ``task_weight(beta=-1)``
+    would (refused there). Reading it costs a host sync, only when a weight is given.
+    """
     if weight is not None:
+        require_tensor(weight, "weight", "(B,)")
         if weight.shape != per_image.shape:
             raise ValueError(
                 f"weight must have shape (B,) = {tuple(per_image.shape)}, got {tuple(weight.shape)}"
             )
+        if not bool((weight >= 0).all()):
+            raise ValueError(f"weight must hold numbers >= 0, got {weight.tolist()}")
         per_image = per_image * weight.detach()
     return _reduce(per_image, reduction)
 
@@ -289,9 +310,11 @@ def heatmap_nll_loss(
         target: ``(B, S, H, W)`` detached target from :func:`mistnet.ops.render_heatmap`.
         weight: optional ``(B,)`` per-image weight (detached).
         reduction: ``"mean"`` or ``"none"``.
-        eps: added to ``h`` inside the log (0, the default: the exact log-likelihood).
+        eps: added to ``h`` inside the log (0, the default: the exact log-likelihood), a finite
+            number >= 0.
     """
     _check_heatmap_pair(log_heatmaps, target, reduction)
+    eps = check_number(eps, "eps", positive=False)  # NaN, -1 were ignored; True gave a loss < 0
     t = target.detach()
     mass = t.sum(dim=(1, 2, 3)).clamp(min=torch.finfo(t.dtype).eps)  # (B,)
     log_h = log_heatmaps
@@ -313,7 +336,7 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
     Args:
         patches: ``(B, K, C, P, P)`` patches from :func:`mistnet.ops.extract_patches`.
         sides: ``(B, K)`` box sides in image pixels.
-        sigma: window std as a fraction of the side.
+        sigma: window std as a fraction of the side, a finite number > 0.
 
     Returns:
         ``(B,)`` the mean over K of the squared offsets, in pixels².
@@ -323,6 +346,9 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
         >>> centring_loss(p, torch.tensor([[8.0]]))  # 4 px off centre
         tensor([16.])
     """
+    sigma = check_number(sigma, "sigma", positive=True)  # 0 gave NaN
+    require_tensor(patches, "patches", "(B, K, C, P, P)")
+    require_tensor(sides, "sides", "(B, K)")
     if patches.dim() != 5 or patches.shape[-1] != patches.shape[-2]:
         raise ValueError(f"patches must have shape (B, K, C, P, P), got {tuple(patches.shape)}")
     if sides.shape != patches.shape[:2]:
@@ -357,7 +383,7 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
     Args:
         images: ``(B, C, H, W)`` images.
         keypoints: ``(B, K, 3)`` as ``(x, y, side)`` in pixels.
-        sigma: window std as a fraction of the side.
+        sigma: window std as a fraction of the side, a finite number > 0.
 
     Returns:
         ``(B,)`` the mean over K of the squared offsets, in pixels².
@@ -368,8 +394,9 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
         >>> mixture_centring_loss(img, kp).round(decimals=2)
         tensor([2.5000])
     """
-    if images.dim() != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    sigma = check_number(sigma, "sigma", positive=True)  # 0 or NaN scored an offset keypoint 0
+    _input(images, "images", "(B, C, H, W)")
+    require_tensor(keypoints, "keypoints", "(B, K, 3)")
     B, _, H, W = images.shape
     if keypoints.dim() != 3 or keypoints.shape[0] != B or keypoints.shape[-1] != 3:
         raise ValueError(f"keypoints must have shape ({B}, K, 3), got {tuple(keypoints.shape)}")
@@ -408,4 +435,5 @@ def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
         ``(B,)`` weights in (0, 1] for non-negative losses, without gradient.
     """
     beta = check_number(beta, "beta", positive=False)  # NaN gave NaN weights, < 0 inverted them
+    require_tensor(per_image_task_loss, "per_image_task_loss", "(B,)")
     return torch.exp(-beta * per_image_task_loss.detach())

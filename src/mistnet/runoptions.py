@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 from mistnet import validate
+from mistnet.config import Config
 from mistnet.device import device_name
 from mistnet.errors import ArgumentError
 
@@ -43,3 +47,48 @@ class RunOptions:
         self.threads = validate.threads(self.threads, "threads")
         if not isinstance(self.precision, str):
             raise ArgumentError(f"precision must be a name, got {self.precision!r}")
+
+
+def check_data_pair(data: object) -> None:
+    """Refuse ``data`` of :func:`mistnet.loop.train` unless None or a ``(train, val)`` pair of
+    Datasets (``val`` may be None), before any work (it was unpacked deep in the loop).
+
+    Raises:
+        TypeError: ``"data must be a (train, val) pair of Datasets (val may be None), got ..."``.
+    """
+    if data is None:
+        return
+    pair = isinstance(data, tuple | list) and len(data) == 2
+    if not pair or not isinstance(data[0], Dataset) or not isinstance(data[1], Dataset | None):
+        shown = type(data).__name__
+        if isinstance(data, tuple | list):  # the types, as a dataset's repr may be long
+            shown = "(" + ", ".join(type(x).__name__ for x in data) + ")"
+        raise TypeError(
+            f"data must be a (train, val) pair of Datasets (val may be None), got {shown}"
+        )
+
+
+def check_callbacks(callbacks: Any, kind: type) -> None:
+    """Refuse ``callbacks`` unless None or a ``kind`` (:class:`mistnet.loop.Callbacks`)."""
+    if callbacks is not None and not isinstance(callbacks, kind):
+        raise TypeError(
+            f"callbacks must be a mistnet.loop.Callbacks, got {type(callbacks).__name__}"
+        )
+
+
+def check_hooks(callbacks: Any) -> None:
+    """Refuse a field of a :class:`mistnet.loop.Callbacks` that is neither None nor callable
+    (it was called after training had started)."""
+    for field in dataclasses.fields(callbacks):
+        hook = getattr(callbacks, field.name)
+        if hook is not None and not callable(hook):
+            raise TypeError(f"callbacks.{field.name} must be callable or None, got {hook!r}")
+
+
+def as_given(cfg: Config) -> Config:
+    """``cfg`` naming its data ``data`` (the datasets given in memory), for the messages of
+    :func:`mistnet.data.runs.adopt_data`; ``model``, ``train`` and ``record`` are ``cfg``'s own
+    objects (what it records lands in ``cfg``). A path stays a path (which it tests)."""
+    d = cfg.data
+    named = dataclasses.replace(d, path="data") if d.path else dataclasses.replace(d, name="data")
+    return dataclasses.replace(cfg, data=named)

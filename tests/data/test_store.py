@@ -415,6 +415,20 @@ def test_a_damaged_array_header_is_a_data_error(small_split, tmp_path, garbage):
         SceneFolder(work, "test")
 
 
+def test_a_member_that_is_no_npy_array_is_a_data_error(small_split, tmp_path):
+    # Found by the corruption test above: zeroed bytes in a central-directory entry turned a
+    # deflated member into a "stored" one without its .npy magic, and numpy then hands back the
+    # member's raw bytes instead of raising, which failed later as an AttributeError.
+    d, _, _ = small_split
+    work = tmp_path / "ds"
+    shutil.copytree(d, work, dirs_exist_ok=True)
+    with zipfile.ZipFile(d / "test.npz") as src, zipfile.ZipFile(work / "test.npz", "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, b"no array" if name == "counts.npy" else src.read(name))
+    with pytest.raises(DataError, match=r"test\.npz: corrupt split file \(the array 'counts'"):
+        SceneFolder(work, "test")
+
+
 def test_a_class_name_with_a_control_character_is_refused_escaped(tmp_path):
     g, arrays = _splits()
     d = write_dataset(tmp_path / "ds", g.name, arrays)
@@ -517,3 +531,19 @@ def test_open_dataset_names_an_argument_of_the_wrong_type(tmp_path, monkeypatch)
     ]:
         with pytest.raises(error, match=re.escape(message)):
             open_dataset(*args, **kwargs)
+
+
+def test_write_dataset_refuses_a_manifest_key_that_is_no_string(tmp_path):
+    """Before: ``manifest={1: "a"}`` passed the pre-check (run without sort_keys) and the write
+    then raised TypeError "'<' not supported between instances of 'str' and 'int'"; a huge int
+    was refused as a TypeError."""
+    g = build_generator("mnist-hard", layout_bank=16)
+    arrays = make_scenes(g, "train", range(3), 0)
+    for manifest, error, message in [
+        ({1: "a"}, TypeError, "manifest must hold JSON values only: key 1 is no string"),
+        ({"a": {2: "b"}}, TypeError, "manifest must hold JSON values only: key 2 is no string"),
+        ({"x": 10**5000}, ValueError, "manifest must hold JSON values only: an integer of"),
+    ]:
+        with pytest.raises(error, match=re.escape(message)):
+            write_dataset(tmp_path / "ds", "mine", {"train": arrays}, manifest=manifest)
+    assert list(tmp_path.iterdir()) == []

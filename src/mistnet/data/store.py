@@ -197,10 +197,10 @@ def _check_write_arguments(out_dir, splits, manifest, compress, overwrite) -> No
             raise TypeError(f"splits[{split!r}][{wrong[0]!r}] must be a numpy array, got {kind}")
     if manifest is not None and not isinstance(manifest, dict):
         raise TypeError(f"manifest must be a dict, got {type(manifest).__name__}")
-    try:
-        json_text(manifest or {})
-    except (TypeError, ValueError) as exc:  # numpy scalars, sets, nesting past the limit
-        raise TypeError(f"manifest must hold JSON values only: {exc}") from None
+    try:  # sorted as written: keys 1 and "a" passed here and failed in the write
+        json_text(manifest or {}, sort_keys=True)
+    except (TypeError, ValueError) as exc:  # numpy ints, sets, int keys, nesting past the limit
+        raise type(exc)(f"manifest must hold JSON values only: {exc}") from None
 
 
 def folder_name(folder: str | os.PathLike, fallback: str) -> str:
@@ -410,6 +410,9 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
             if twice:  # numpy reads the last, other zip readers the first
                 raise DataError(f"{path}: holds the array {twice[0]!r} twice")
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
+        raw = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+        if raw:  # a member whose .npy header is damaged reads as its raw bytes
+            raise DataError(f"{path}: corrupt split file (the array {raw[0]!r} is no .npy array)")
     except MemoryError as exc:
         raise too_large_array(path, exc) from None
     except NUMPY_READ_ERRORS as exc:

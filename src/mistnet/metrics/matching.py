@@ -17,7 +17,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from mistnet.ops._checks import check_flag, require_dense
+from mistnet.ops._checks import check_flag, check_tensor, require_dense
 from mistnet.ops.boxes import box_iou
 
 
@@ -30,6 +30,28 @@ def require_tensor(x: object, name: str, expected: str) -> Tensor:
         )
     require_dense(x, name)
     return x
+
+
+def require_float(x: object, name: str, expected: str = "(B, C, H, W)") -> Tensor:
+    """``x`` if it is a floating tensor (:func:`require_tensor`, then ``check_tensor``'s dtype
+    check at ``x``'s own rank): integer images gave torch's "could not infer output dtype"."""
+    require_tensor(x, name, expected)
+    return check_tensor(x, name, x.ndim, expected)
+
+
+def check_sums(sums: object, size: int, name: str = "sums") -> list[float]:
+    """``sums`` as ``size`` floats, if it is a 1-D tensor of ``size`` finite values >= 0, as a
+    meter's ``sums()`` gives (a meter's ``load_sums``); else TypeError (no tensor) or ValueError
+    naming ``name`` (another length was truncated or read as other sums)."""
+    require_tensor(sums, name, f"({size},)")
+    if sums.shape != (size,):
+        raise ValueError(
+            f"{name}: expected shape ({size},) as sums() gives, got {tuple(sums.shape)}"
+        )
+    values = sums.detach().double().cpu().tolist()
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"{name}: expected finite sums and counts >= 0, got {values}")
+    return values
 
 
 def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:

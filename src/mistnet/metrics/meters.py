@@ -32,9 +32,11 @@ from mistnet.metrics.matching import (
     check_detections,
     check_num_classes,
     check_number,
+    check_sums,
     greedy_match,
     multiset_overlap,
     pair_iou,
+    require_float,
     valid_mask,
 )
 from mistnet.ops._checks import check_flag
@@ -94,8 +96,12 @@ class DetectionMeter:
         return torch.tensor([self._s[k] for k in self._SUMS], dtype=torch.float64)
 
     def load_sums(self, sums: Tensor) -> None:
-        """Replace what is accumulated by ``sums`` (e.g. the sum of several meters' :meth:`sums`)."""
-        self._s = dict(zip(self._SUMS, sums.tolist(), strict=True))
+        """Replace what is accumulated by ``sums`` (e.g. the sum of several meters' :meth:`sums`).
+
+        Raises:
+            TypeError, ValueError: ``sums`` no tensor of ``sums()``'s length, finite and >= 0.
+        """
+        self._s = dict(zip(self._SUMS, check_sums(sums, len(self._SUMS)), strict=True))
 
     @torch.no_grad()
     def update(
@@ -281,9 +287,11 @@ class APMeter:
         return torch.cat([self._sum, torch.tensor([self._n], dtype=torch.float64)])
 
     def load_sums(self, sums: Tensor) -> None:
-        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
-        self._sum, n = sums[:-1].double().cpu().clone(), sums[-1]
-        self._n = round(float(n))
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`; checked as
+        :meth:`DetectionMeter.load_sums`)."""
+        values = check_sums(sums, len(self.thresholds) + 1)
+        self._sum = torch.tensor(values[:-1], dtype=torch.float64)
+        self._n = round(values[-1])
 
     @torch.no_grad()
     def update(
@@ -439,14 +447,17 @@ class ReconstructionMeter:
         return torch.tensor(values, dtype=torch.float64)
 
     def load_sums(self, sums: Tensor) -> None:
-        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
-        values = sums.tolist()
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`; checked as
+        :meth:`DetectionMeter.load_sums`)."""
+        values = check_sums(sums, 7)
         self._rmse_sum, self._rmse_clip_sum, self._zero_sum, self._mean_sum, self._sse = values[:5]
         self._n_pix, self._n_img = round(values[5]), round(values[6])
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
-        """Add one batch: ``pred`` and ``target`` ``(B, C, H, W)``."""
+        """Add one batch: ``pred`` and ``target`` ``(B, C, H, W)``, floating tensors."""
+        require_float(pred, "pred")
+        require_float(target, "target")
         sse, n = _sse_per_image(pred, target, self.signed, clip=False)
         sse_c, _ = _sse_per_image(pred, target, self.signed, clip=True)
         sse_0, _ = _sse_per_image(torch.zeros_like(target), target, self.signed, clip=False)
@@ -461,7 +472,7 @@ class ReconstructionMeter:
         self._n_img += sse.shape[0]
 
     def compute(self) -> dict[str, float]:
-        """Metrics so far (NaN before any image)."""
+        """Metrics so far (NaN before any image, or a pooled RMSE of no pixel)."""
         if self._n_img == 0:
             nan = math.nan
             names = ("rmse", "rmse_clipped", "rmse_pooled", "rmse_zero", "rmse_image_mean")
@@ -469,7 +480,7 @@ class ReconstructionMeter:
         return {
             "rmse": self._rmse_sum / self._n_img,
             "rmse_clipped": self._rmse_clip_sum / self._n_img,
-            "rmse_pooled": math.sqrt(self._sse / self._n_pix),
+            "rmse_pooled": math.sqrt(self._sse / self._n_pix) if self._n_pix else math.nan,
             "rmse_zero": self._zero_sum / self._n_img,
             "rmse_image_mean": self._mean_sum / self._n_img,
             "n_images": self._n_img,

@@ -12,7 +12,13 @@ from collections.abc import Collection, Sequence
 import torch
 from torch import Tensor
 
-from mistnet.metrics.matching import label_histogram, valid_mask
+from mistnet.metrics.matching import (
+    check_sums,
+    label_histogram,
+    require_float,
+    require_tensor,
+    valid_mask,
+)
 from mistnet.metrics.meters import DetectionMeter, ReconstructionMeter
 
 #: The ground truth each detection metric needs: ``boxes`` (where the instances are) and/or
@@ -140,8 +146,14 @@ class SceneMeter:
             gt_boxes, gt_labels, gt_count: the padded ground truth (``(B, N, 4)``, ``(B, N)``,
                 ``(B,)``); boxes are not read when the data has none.
             det_count: optional ``(B,)`` detections that count per image (Table 3).
-            reconstruction, images: ``(B, C, H, W)`` for a reconstruction task.
+            reconstruction, images: ``(B, C, H, W)`` floating tensors for a reconstruction task.
+
+        Raises:
+            ValueError: ``det_labels`` None for a classifier, ``reconstruction`` or ``images``
+                None or of an integer dtype for a reconstruction task (and what
+                :meth:`DetectionMeter.update` refuses).
         """
+        self._check_needs(det_labels, reconstruction, images)
         if self.task != "classify":  # detection alone: every instance and keypoint is one class
             self.reconstruction.update(reconstruction, images)
             det_labels, gt_labels = keypoints[..., 0].long() * 0, gt_labels.clamp(max=0)
@@ -153,6 +165,21 @@ class SceneMeter:
             self._hits += torch.minimum(h_det, h_gt).sum(0).cpu()
             self._instances += h_gt.sum(0).cpu()
 
+    def _check_needs(self, det_labels: object, reconstruction: object, images: object) -> None:
+        """Refuse a batch without what the task measures (it gave "'NoneType' object has no
+        attribute 'shape'"). Metadata only."""
+        if self.task == "classify":
+            needs = {"det_labels": det_labels}
+        else:
+            needs = {"reconstruction": reconstruction, "images": images}
+        for name, value in needs.items():
+            if value is None:
+                raise ValueError(f"{name}: a {self.task} meter needs it, got None")
+            if name == "det_labels":
+                require_tensor(value, name, "(B, K)")
+            else:
+                require_float(value, name)
+
     def sums(self) -> Tensor:
         """Everything accumulated, as one float64 vector: the meters of disjoint batches add up
         to the meter of all of them (how sharded validation reduces over processes)."""
@@ -160,9 +187,15 @@ class SceneMeter:
         return torch.cat([p.double() for p in parts])
 
     def load_sums(self, sums: Tensor) -> None:
-        """Replace what is accumulated by ``sums`` (see :meth:`sums`)."""
+        """Replace what is accumulated by ``sums`` (see :meth:`sums`).
+
+        Raises:
+            TypeError, ValueError: ``sums`` no tensor of ``sums()``'s length, finite and >= 0.
+        """
         sizes = [len(self.detection.sums()), len(self.reconstruction.sums())]
-        d, r, hits, instances = sums.cpu().split([*sizes, self.num_classes, self.num_classes])
+        sizes += [self.num_classes, self.num_classes]
+        values = torch.tensor(check_sums(sums, sum(sizes)), dtype=torch.float64)
+        d, r, hits, instances = values.split(sizes)
         self.detection.load_sums(d)
         self.reconstruction.load_sums(r)
         self._hits, self._instances = hits.round().long(), instances.round().long()
@@ -172,8 +205,14 @@ class SceneMeter:
 
         Args:
             class_names: when given (index ``i`` names class ``i``), also ``classif/<name>``:
-                the multiset recall of each class that has ground-truth instances.
+                the multiset recall of each class that has ground-truth instances; a sequence
+                of at most ``num_classes`` strings.
+
+        Raises:
+            TypeError: ``class_names`` a string (read as its letters) or no sequence of strings.
+            ValueError: more names than classes.
         """
+        self._check_class_names(class_names)
         found = self.detection.compute()
         skipped = unmeasured(self.task, self.annotations)
         if self.task != "classify":
@@ -185,3 +224,15 @@ class SceneMeter:
             if "labels" in self.annotations and int(self._instances[i]):
                 out[f"classif/{name}"] = int(self._hits[i]) / int(self._instances[i])
         return {**out, **{k: found[k] for k in _COUNTS}}
+
+    def _check_class_names(self, class_names: object) -> None:
+        if (
+            isinstance(class_names, str | bytes)
+            or not isinstance(class_names, Sequence)
+            or not all(isinstance(n, str) for n in class_names)
+        ):
+            raise TypeError(f"class_names must be a sequence of strings, got {class_names!r}")
+        if len(class_names) > self.num_classes:
+            raise ValueError(
+                f"class_names: at most num_classes={self.num_classes} names, got {len(class_names)}"
+            )
