@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import numbers
+import os
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,11 @@ class Checkpoint:
         if not self.path.is_file():
             if self.path.exists():  # a folder, a device: say which
                 regular_file(self.path)
+            if self.path.is_symlink():
+                raise MistError(
+                    f"checkpoint {self.path} is a link to {os.readlink(self.path)}, "
+                    "which does not exist"
+                )
             raise MistError(f"checkpoint {self.path} does not exist")
         size, free = self.path.stat().st_size, available_memory()
         if free is not None and size > free:  # a huge or sparse file: MemoryError deep in read

@@ -58,7 +58,11 @@ def names() -> list[str]:
         raise ArgumentError(f"{ENV}={root}: no such folder of pretrained models")
     if not root.is_dir():
         return []
-    models = (p for p in root.glob(f"*{SUFFIX}") if p.is_file() and not p.name.startswith("."))
+    models = (  # a link to nothing is named, so that reading it says so rather than skipping it
+        p
+        for p in root.glob(f"*{SUFFIX}")
+        if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith(".")
+    )
     return sorted(p.name.removesuffix(SUFFIX) for p in models)  # not a killed write's temporary
 
 

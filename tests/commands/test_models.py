@@ -176,6 +176,17 @@ def test_a_model_whose_bytes_changed_is_refused(capsys, registry, tmp_path, monk
     assert not out.exists()
 
 
+def test_a_link_to_nothing_among_the_models_is_named_not_skipped(capsys, tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / f"{NAME}.safetensors").symlink_to(tmp_path / "moved.safetensors")
+    monkeypatch.setenv(pretrained.ENV, str(folder))
+    assert pretrained.names() == [NAME]  # was []: "no pretrained models", the link unmentioned
+    assert_not_listed(mist(capsys, "models"), "is a link to", "which does not exist")
+    with pytest.raises(MistError, match="does not exist"):
+        mistnet.load(NAME)
+
+
 def test_a_model_without_its_checksum_is_refused(registry, tmp_path, monkeypatch):
     path = _copy_model(registry, tmp_path / "models")
     with safe_open(str(path), framework="pt") as f:
