@@ -7,6 +7,7 @@ import pytest
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
+from mistnet.commands.plot import _labels
 from mistnet.rundir import Run
 from mistnet.viz import log_curves
 
@@ -103,3 +104,16 @@ def test_plot_minutes_keeps_early_validations_and_names_untimed_points(capsys, t
         "mist plot: warning: stopped: 1 point(s) left out: its log has no training line with a "
         "time ('wall') to place them in minutes"
     )
+
+
+@pytest.mark.parametrize(
+    "paths, want",
+    [
+        (["rr", "sub/rr"], ["rr", "sub/rr"]),  # was "/rr": a parent named by an empty name
+        (["a/rr", "b/rr"], ["a/rr", "b/rr"]),
+        (["x/a/rr", "y/a/rr"], ["a/rr (1)", "a/rr (2)"]),
+        (["runs/x", "runs/y"], ["x", "y"]),
+    ],
+)
+def test_each_run_is_labelled_by_its_name_and_a_parent_where_two_share_it(paths, want):
+    assert _labels(paths) == want

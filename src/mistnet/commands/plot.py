@@ -42,7 +42,7 @@ def _labels(paths: list[str]) -> list[str]:
     """Each run's directory name, with its parent where two share a name, then a number."""
     names = [Path(p).name or str(p) for p in paths]
     labels = [
-        f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n
+        f"{Path(p).parent.name}/{n}" if names.count(n) > 1 and Path(p).parent.name else n
         for p, n in zip(paths, names, strict=True)
     ]
     return [
