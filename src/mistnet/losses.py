@@ -186,8 +186,11 @@ def set_patch_costs(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     cost = -log_probs.gather(2, index)  # (B, K, L): cost[b, k, l] = −log p_k(y_l)
 
     cost_np = cost.detach().float().cpu().numpy()  # numpy has no bfloat16
-    if not np.isfinite(cost_np).all():  # scipy's "matrix contains invalid numeric entries"
+    if np.isnan(cost_np).any():  # scipy's "matrix contains invalid numeric entries"
         raise ValueError("logits contains NaN or infinite values")
+    # A probability of 0 (float16 logits 1e5 apart) costs +inf: kept the largest for scipy,
+    # which calls a matrix with a row of infinities infeasible.
+    cost_np = np.minimum(cost_np, np.finfo(np.float32).max)
     valid_np = (labels >= 0).cpu().numpy()
     label_of = np.full((B, K), -1, dtype=np.int64)  # matched label column per patch
     for b in range(B):  # Hungarian matching has no batched form; B is small
@@ -255,6 +258,8 @@ def _check_heatmap_pair(heatmaps: Tensor, target: Tensor, reduction: str) -> Non
     _check_reduction(reduction)
     _input(heatmaps, "heatmaps", "(B, S, H, W)", "B, S, H, W")
     require_tensor(target, "target", "(B, S, H, W)")
+    if not target.is_floating_point():  # a bool mask failed inside torch's subtraction
+        raise ValueError(f"target must be a floating-point tensor, got {target.dtype}")
     if target.shape != heatmaps.shape:
         raise ValueError(
             f"target must have the shape of heatmaps {tuple(heatmaps.shape)}, "
@@ -265,8 +270,9 @@ def _check_heatmap_pair(heatmaps: Tensor, target: Tensor, reduction: str) -> Non
 def _weighted(per_image: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
     """Multiply per-image losses by a detached ``(B,)`` weight, then reduce.
 
-    A weight < 0 (or NaN) is refused: it turned the regression around, as ``task_weight(beta=-1)``
-    would (refused there). Reading it costs a host sync, only when a weight is given.
+    Only the weight's type and shape are checked: its values (>= 0, as :func:`task_weight` makes
+    them) would cost a host sync every training step. A NaN weight gives a NaN loss, which the
+    trainer reports as divergence.
     """
     if weight is not None:
         require_tensor(weight, "weight", "(B,)")
@@ -274,8 +280,6 @@ def _weighted(per_image: Tensor, weight: Tensor | None, reduction: str) -> Tenso
             raise ValueError(
                 f"weight must have shape (B,) = {tuple(per_image.shape)}, got {tuple(weight.shape)}"
             )
-        if not bool((weight >= 0).all()):
-            raise ValueError(f"weight must hold numbers >= 0, got {weight.tolist()}")
         per_image = per_image * weight.detach()
     return _reduce(per_image, reduction)
 

@@ -589,6 +589,18 @@ def train_diverging_at_a_learning_rate_of_1e6(tmp_path, run):
 
 
 @case
+def train_diverging_with_no_keypoint_step(tmp_path, run):
+    """Before: the heatmap loss's weight, NaN from the diverged task loss, was refused as a bad
+    argument: an internal error (exit 1) instead of the divergence message."""
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--no-progress"]
+    sets = ["train.lr_task=1e6", "train.keypoint_iters=0", "train.steps=5", "data.n_train=16"]
+    return [*argv, *(a for s in sets for a in ("--set", s))], [
+        "training diverged at step 1",
+        "lower the learning rate",
+    ]
+
+
+@case
 def labels_csv_naming_a_hidden_image(tmp_path, run):
     """Before: ``no image '.a.png' under photos``, while photos/.a.png is a readable PNG."""
     src = photos(tmp_path, n=2)

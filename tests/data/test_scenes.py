@@ -310,3 +310,36 @@ def test_collate_scenes_names_the_item_that_is_not_a_scene(items, error, message
     """Before: ``collate_scenes([{}])`` failed with a bare KeyError: 'count'."""
     with pytest.raises(error, match=message):
         collate_scenes(items)
+
+
+_SCENE = SceneDataset("mnist-hard", "train", 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        # Before: taken without a word (3.7 as 3, True as class 1, -1 / 2.5 as counts, a
+        # 0..255 image beside a 0..1 one) or a raw torch error from the stacking.
+        (dict(labels=_SCENE[1]["labels"].float() + 0.7), ValueError, r"\['labels'\] must be"),
+        (dict(labels=_SCENE[1]["labels"] > 4), ValueError, r"\['labels'\] must be .* torch\.bool"),
+        (dict(labels=_SCENE[1]["labels"][:2]), ValueError, r"\['labels'\] must be \(9,\)"),
+        (dict(count=torch.tensor(-1)), ValueError, r"\['count'\] is -1, outside 0\.\.9"),
+        (dict(count=torch.tensor(99)), ValueError, r"\['count'\] is 99, outside 0\.\.9"),
+        (dict(count=torch.tensor(2.5)), ValueError, r"\['count'\] must be a 0-d integer"),
+        (dict(image=(_SCENE[1]["image"] * 255).byte()), ValueError, r"\['image'\] must be a"),
+        (dict(image=_SCENE[1]["image"][0]), ValueError, r"\['image'\] must be a \(C, H, W\)"),
+        (
+            dict(image=_SCENE[1]["image"][:, :40]),
+            ValueError,
+            r"\['image'\] is .*a batch holds one size",
+        ),
+        (dict(boxes=_SCENE[1]["boxes"][:, :3]), ValueError, r"\['boxes'\] must be \(N, 4\)"),
+        (dict(boxes=_SCENE[1]["boxes"].tolist()), TypeError, r"\['boxes'\] must be a tensor"),
+    ],
+)
+def test_collate_scenes_names_a_value_of_an_item_that_the_batch_cannot_hold(change, error, message):
+    items = [_SCENE[0], {**_SCENE[1], **change}]
+    with pytest.raises(error, match=r"collate_scenes: items\[1\]" + message):
+        collate_scenes(items)
+    batch = collate_scenes([_SCENE[0], _SCENE[1]])  # the items as they are
+    assert batch["labels"].shape == (2, 9) and batch["image"].shape == (2, 1, 80, 80)

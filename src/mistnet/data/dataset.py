@@ -108,8 +108,10 @@ class SceneDataset(Dataset):
 _ITEM_KEYS = ("image", "boxes", "labels", "count")
 
 
-def _check_item(item: object, i: int) -> None:
-    """Refuse an item that is not a scene item dict (else a KeyError deep in the stacking)."""
+def _check_item(item: object, i: int, first: dict | None) -> None:
+    """Refuse an item that is not a scene item dict, or whose values are not what the batch
+    holds: a KeyError or a torch error deep in the stacking, or a batch wrong without a word
+    (labels 3.7 taken as 3, a count past the labels read as padding)."""
     if not isinstance(item, dict):
         raise TypeError(f"collate_scenes: items[{i}] must be a dict, got {type(item).__name__}")
     missing = [key for key in _ITEM_KEYS if key not in item]
@@ -117,6 +119,40 @@ def _check_item(item: object, i: int) -> None:
         raise ValueError(
             f"collate_scenes: items[{i}] lacks {', '.join(map(repr, missing))} (a scene item "
             f"has {', '.join(_ITEM_KEYS)}: see SceneDataset)"
+        )
+    where = f"collate_scenes: items[{i}]"
+    wrong = [key for key in _ITEM_KEYS if not isinstance(item[key], torch.Tensor)]
+    if wrong:
+        kind = type(item[wrong[0]]).__name__
+        raise TypeError(f"{where}[{wrong[0]!r}] must be a tensor, got {kind}")
+    image, boxes, labels, count = (item[key] for key in _ITEM_KEYS)
+    if image.dim() != 3 or not image.is_floating_point():
+        raise ValueError(
+            f"{where}['image'] must be a (C, H, W) float image, got {tuple(image.shape)} "
+            f"{image.dtype}"
+        )
+    if first is not None and (image.shape, image.dtype) != (
+        first["image"].shape,
+        first["image"].dtype,
+    ):
+        raise ValueError(
+            f"{where}['image'] is {tuple(image.shape)} {image.dtype}, items[0]['image'] "
+            f"{tuple(first['image'].shape)} {first['image'].dtype}: a batch holds one size"
+        )
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or not boxes.is_floating_point():
+        raise ValueError(
+            f"{where}['boxes'] must be (N, 4) floats, got {tuple(boxes.shape)} {boxes.dtype}"
+        )
+    if labels.shape != boxes.shape[:1] or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(
+            f"{where}['labels'] must be ({boxes.shape[0]},) integers, one per box, got "
+            f"{tuple(labels.shape)} {labels.dtype}"
+        )
+    if count.dim() != 0 or count.is_floating_point() or count.dtype == torch.bool:
+        raise ValueError(f"{where}['count'] must be a 0-d integer tensor, got {count!r}")
+    if not 0 <= int(count) <= boxes.shape[0]:
+        raise ValueError(
+            f"{where}['count'] is {int(count)}, outside 0..{boxes.shape[0]} (its boxes)"
         )
 
 
@@ -134,7 +170,7 @@ def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     if not items:
         raise ValueError("collate_scenes needs at least one item")
     for i, it in enumerate(items):
-        _check_item(it, i)
+        _check_item(it, i, items[0] if i else None)
     B = len(items)
     counts = torch.stack([torch.as_tensor(it["count"], dtype=torch.int64) for it in items])
     N = int(counts.max()) if B else 0
