@@ -1061,3 +1061,29 @@ def test_reconstruction_meter_of_no_pixel_is_nan_not_zero_division():
     meter.load_sums(torch.tensor([1.0, 1, 1, 1, 1, 0, 2], dtype=torch.float64))
     out = meter.compute()
     assert math.isnan(out["rmse_pooled"]) and out["rmse"] == 0.5 and out["n_images"] == 2
+
+
+_BX = torch.tensor([[[10.0, 10, 8, 8], [30, 30, 8, 8]]])
+
+
+@pytest.mark.parametrize(
+    "score",
+    [
+        lambda b, lb, g, gl: match_detections(b, lb, g, gl),
+        lambda b, lb, g, gl: any_match(b, lb, g, gl),
+        lambda b, lb, g, gl: svhn_ap(b, lb, g, gl, num_classes=2),
+        lambda b, lb, g, gl: official_eval_accuracy(b, g, lb, gl, num_classes=2),
+        lambda b, lb, g, gl: DetectionMeter(num_classes=2).update(b, lb, g, gl),
+    ],
+)
+def test_the_detection_metrics_refuse_bool_labels_lists_and_meta_tensors(score):
+    """Before: bool labels were scored as classes 0 and 1 (classif 1.0); a list failed with
+    "'list' object has no attribute 'ndim'", a meta tensor inside torch's .item()."""
+    labels = torch.tensor([[0, 1]])
+    with pytest.raises(ValueError, match="det_labels: class indices are numbers, got a bool"):
+        score(_BX, labels > 0, _BX, labels)
+    with pytest.raises(TypeError, match=r"det_boxes: expected a torch.Tensor .* got list"):
+        score(_BX.tolist(), labels, _BX, labels)
+    with pytest.raises(ValueError, match="det_boxes: a tensor on the meta device"):
+        score(_BX.to("meta"), labels, _BX, labels)
+    score(_BX, labels, _BX, labels)  # the same batch as numbers

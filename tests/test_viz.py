@@ -626,3 +626,40 @@ def test_plot_runs_refuses_a_list_of_runs_a_string_of_keys_and_a_bad_ncols(tmp_p
     assert plot_runs({"a": records}, tmp_path / "p.png", keys=["train/task"]) == ["train/task"]
     with pytest.raises(ValueError, match="^ncols must be an integer >= 1, got 0$"):
         plot_curves({"a": [(1, 1.0)]}, tmp_path / "q.png", ncols=0)
+
+
+def test_to_rgb_draws_bfloat16_and_refuses_integer_images_other_than_uint8():
+    """Before: an int64 0..255 image was clipped to a white one; bfloat16 failed in numpy
+    ("Got unsupported ScalarType BFloat16"); a meta tensor inside torch."""
+    im = torch.rand(1, 8, 8)
+    np.testing.assert_array_equal(to_rgb(im.bfloat16()), to_rgb(im.bfloat16().float()))
+    with pytest.raises(ValueError, match="image: expected a float .* or uint8 .* got dtype int64"):
+        to_rgb((im * 255).long())
+    with pytest.raises(ValueError, match="meta device"):
+        to_rgb(im.to("meta"))
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        (dict(class_names="ab"), TypeError, "class_names: expected a sequence of names, got 'ab'"),
+        (dict(class_names=[1, 2]), TypeError, "class_names: expected a sequence of names"),
+        (dict(color=(0.5, 0.5, 0.5)), ValueError, r"color: expected 3 integers in 0..255"),
+        (dict(color=(255, 0)), ValueError, r"color: expected 3 integers in 0..255"),
+        (dict(color=(300, 0, 0)), ValueError, r"color: expected 3 integers in 0..255"),
+        (dict(labels=torch.tensor([True])), TypeError, "labels: expected numbers, got Tensor"),
+    ],
+)
+def test_annotate_image_names_class_names_colours_and_labels_it_cannot_draw(
+    tmp_path, kw, error, message
+):
+    """Before: the string "ab" named class 1 "b", a bool label was drawn as class 1, and a
+    float colour failed inside Pillow naming nothing."""
+    args = {"labels": torch.tensor([1]), "color": PRED_COLOR, "class_names": ("a", "b"), **kw}
+    labels = args.pop("labels")
+    out = tmp_path / "a.png"
+    with pytest.raises(error, match=message):
+        annotate_image(
+            torch.rand(1, 8, 8), torch.tensor([[4.0, 4, 3, 3]]), labels, None, out, **args
+        )
+    assert not out.exists()

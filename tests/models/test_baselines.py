@@ -162,3 +162,18 @@ def test_k_is_the_models_when_0_and_a_fixed_k_is_not_silently_replaced(method, k
     assert model(images, torch.tensor(model.k)).keypoints.shape[1] == model.k
     with pytest.raises(ValueError, match=message):
         model(images, k)
+
+
+@pytest.mark.parametrize(
+    ("logits", "temperature", "message"),
+    [
+        (torch.zeros(1, 1, 2, 3), True, "temperature must be a finite number > 0, got True"),
+        (torch.zeros(1, 1, 2, 3), float("nan"), "temperature must be a finite number > 0"),
+        ([[[[1.0]]]], 1.0, r"logits must be a torch.Tensor of shape \(B, K, H, W\), got list"),
+        (torch.zeros(1, 1, 0, 3), 1.0, r"with H, W >= 1, got \(1, 1, 0, 3\)"),  # was 0.0
+    ],
+)
+def test_spatial_soft_argmax_names_what_it_refuses(logits, temperature, message):
+    """Before: True was a temperature of 1, a list an AttributeError, an empty map (0, 0)."""
+    with pytest.raises(ValueError, match=message):
+        spatial_soft_argmax(logits, temperature)

@@ -171,3 +171,19 @@ def test_dilated_body_errors():
         HeatmapBody(1, depth=2, dilations=(0, 1))
     with pytest.raises(ValueError, match="larger than the reflection padding 8 px"):
         HeatmapBody(1, depth=2, dilations=(1, 8))(torch.rand(1, 1, 8, 30))
+
+
+@pytest.mark.parametrize(
+    ("factors", "error", "message"),
+    [
+        ([True], ValueError, "factors must be a finite number > 0, got True"),  # was (1.0,)
+        ("1", TypeError, "factors must be a sequence of numbers"),  # was its characters
+        ("0.5", TypeError, "factors must be a sequence of numbers"),  # float('.') failed
+        ([1.0, "0.5"], ValueError, "factors must be a finite number > 0, got '0.5'"),
+        ([1.0, 1.5], ValueError, r"factors must lie in \(0, 1\]"),
+    ],
+)
+def test_heatmap_net_names_factors_that_are_no_numbers(factors, error, message):
+    with pytest.raises(error, match=message):
+        HeatmapNet(1, factors=factors)
+    assert HeatmapNet(1, factors=[1.0, 0.5]).factors == (1.0, 0.5)

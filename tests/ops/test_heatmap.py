@@ -80,3 +80,11 @@ def test_render_heatmap_takes_numpy_integers_for_its_size():
     kp = torch.tensor([[[5.0, 5.0, 20.0]]])
     want = render_heatmap(kp, [20.0], 8, 9)
     assert torch.equal(render_heatmap(kp, [20.0], np.int64(8), torch.tensor(9)), want)
+
+
+@pytest.mark.parametrize("sides", [[True], np.array([True]), [np.True_], ["8"]])
+def test_render_heatmap_refuses_sides_that_are_no_numbers(sides):
+    """Before: ``[True]`` (a list or array of bools) was a side of 1 pixel."""
+    with pytest.raises(TypeError, match="sides must be a sequence of box sides in pixels"):
+        render_heatmap(torch.tensor([[[8.0, 8.0, 6.0]]]), sides, 16, 16)
+    assert render_heatmap(torch.tensor([[[8.0, 8.0, 6.0]]]), np.array([6]), 16, 16).shape[1] == 1

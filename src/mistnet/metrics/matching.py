@@ -253,6 +253,10 @@ def greedy_match(
 def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> None:
     """Raise ValueError unless the four tensors form one padded detection batch: finite boxes
     whose instances have sides >= 0, labels that are whole class indices >= 0 or -1 (padding)."""
+    require_tensor(det_boxes, "det_boxes", "(B, K, 3|4)")
+    require_tensor(gt_boxes, "gt_boxes", "(B, N, 3|4)")
+    require_tensor(det_labels, "det_labels", "(B, K)")
+    require_tensor(gt_labels, "gt_labels", "(B, N)")
     if det_boxes.ndim != 3 or det_boxes.shape[-1] not in (3, 4):
         raise ValueError(f"det_boxes: expected shape (B, K, 3|4), got {tuple(det_boxes.shape)}")
     if gt_boxes.ndim != 3 or gt_boxes.shape[-1] not in (3, 4):
@@ -287,6 +291,8 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
 
 def check_labels(labels: Tensor, name: str) -> None:
     """Raise ValueError unless ``labels`` are whole class indices >= 0, or -1 (padding)."""
+    if labels.dtype == torch.bool:  # True and False were read as classes 1 and 0
+        raise ValueError(f"{name}: class indices are numbers, got a bool tensor")
     if labels.is_floating_point() and not bool((labels == labels.round()).all()):  # NaN too
         raise ValueError(f"{name}: class indices are whole numbers, got {labels.tolist()}")
     if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from mistnet.models.heatmap import HeatmapBody
-from mistnet.ops._checks import check_int, check_number
+from mistnet.ops._checks import check_int, check_nonempty, check_number, check_tensor
 
 __all__ = ["ChannelWiseHeatmap", "grid_keypoints", "spatial_soft_argmax"]
 
@@ -44,10 +44,10 @@ def spatial_soft_argmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
         >>> spatial_soft_argmax(logits)
         tensor([[[1., 2.]]])
     """
-    if logits.dim() != 4:
-        raise ValueError(f"logits must have shape (B, K, H, W), got {tuple(logits.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_nonempty(
+        check_tensor(logits, "logits", 4, "(B, K, H, W)"), "logits", "(B, K, H, W)", "H, W"
+    )
+    temperature = check_number(temperature, "temperature", positive=True)  # True was 1.0
     B, K, H, W = logits.shape
     probs = torch.softmax(logits.reshape(B, K, H * W) / temperature, dim=-1)
     probs = probs.reshape(B, K, H, W)

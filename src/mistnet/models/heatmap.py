@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.ops._checks import check_flag, check_int
+from mistnet.ops._checks import check_flag, check_int, check_number
 
 __all__ = ["HeatmapBody", "HeatmapNet"]
 
@@ -93,6 +93,27 @@ def _check_dilations(dilations: object, depth: int) -> tuple[int, ...]:
             f"dilations must be {depth} integers >= 1 (one per block), got {dilations}"
         )
     return dilations
+
+
+def _check_factors(factors: object) -> tuple[float, ...]:
+    """``factors`` as floats in (0, 1], strictly decreasing (a string was read as its characters,
+    ``True`` as 1.0)."""
+    try:
+        if isinstance(factors, str | bytes):
+            raise TypeError
+        items = tuple(factors)
+    except TypeError:
+        raise TypeError(
+            f"factors must be a sequence of numbers in (0, 1], got {factors!r}"
+        ) from None
+    if not items:
+        raise ValueError("factors must contain at least one scale factor, got ()")
+    out = tuple(check_number(f, "factors", positive=True) for f in items)
+    if any(f > 1.0 for f in out):
+        raise ValueError(f"factors must lie in (0, 1], got {out}")
+    if any(a <= b for a, b in zip(out, out[1:], strict=False)):
+        raise ValueError(f"factors must be strictly decreasing, got {out}")
+    return out
 
 
 def receptive_field(depth: int, dilations: Sequence[int] = ()) -> int:
@@ -257,14 +278,7 @@ class HeatmapNet(nn.Module):
         dilations: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        factors = tuple(float(f) for f in factors)
-        if not factors:
-            raise ValueError("factors must contain at least one scale factor, got ()")
-        if any(not 0.0 < f <= 1.0 for f in factors):
-            raise ValueError(f"factors must lie in (0, 1], got {factors}")
-        if any(a <= b for a, b in zip(factors, factors[1:], strict=False)):
-            raise ValueError(f"factors must be strictly decreasing, got {factors}")
-        self.factors = factors
+        self.factors = factors = _check_factors(factors)
         self.body = HeatmapBody(
             in_channels,
             width=width,

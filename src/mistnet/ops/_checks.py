@@ -83,8 +83,10 @@ def check_sides(sides: object, device: torch.device, dtype: torch.dtype) -> Tens
         s = None
     else:
         try:
+            if not isinstance(sides, Tensor) and np.asarray(sides).dtype.kind not in "iuf":
+                raise TypeError  # [True] was side 1; None, ["4"]
             s = torch.as_tensor(sides, device=device, dtype=dtype).reshape(-1)
-        except (TypeError, ValueError, RuntimeError):  # None, ["4"], ragged lists
+        except (TypeError, ValueError, RuntimeError):  # ragged lists
             s = None
     if s is None:
         raise TypeError(f"sides must be a sequence of box sides in pixels, got {sides!r}")

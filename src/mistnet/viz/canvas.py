@@ -23,7 +23,7 @@ import torch
 from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
-from mistnet.ops._checks import check_flag
+from mistnet.ops._checks import check_flag, require_dense
 from mistnet.signals import deferred_signals
 from mistnet.validate import require_finite
 
@@ -34,8 +34,12 @@ PRED_COLOR: tuple[int, int, int] = (255, 40, 40)
 
 
 def as_array(x: Any) -> np.ndarray:
-    """A tensor (detached, on the CPU) or anything array-like as a numpy array."""
+    """A tensor (detached, on the CPU; bfloat16 as float32, which numpy lacks) or anything
+    array-like as a numpy array. A meta or sparse tensor is a ValueError."""
     if isinstance(x, torch.Tensor):
+        require_dense(x, "a tensor to draw")
+        if x.dtype == torch.bfloat16:
+            x = x.float()
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
@@ -70,8 +74,10 @@ def to_rgb(image: Any, signed: bool = False, *, name: str = "image") -> np.ndarr
             raise ValueError(f"{name}: expected uint8 (H, W, 3) or (H, W), got {a.shape}")
         _not_empty(a.shape[:2], a.shape, name)
         return np.ascontiguousarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a)
-    if a.dtype.kind not in "biuf":  # strings, objects: a raw numpy error in astype
-        raise ValueError(f"{name}: expected an image of numbers, got dtype {a.dtype}")
+    if a.dtype.kind not in "bf":  # strings, objects: a raw numpy error in astype
+        raise ValueError(  # int64 0..255 was clipped to 1: a white image
+            f"{name}: expected a float (C, H, W) or uint8 (H, W, 3) image, got dtype {a.dtype}"
+        )
     a = a.astype(np.float64)
     if a.ndim == 2:
         a = a[None]
@@ -108,10 +114,11 @@ def boxes4(boxes: Any, name: str = "boxes") -> np.ndarray:
     return b
 
 
-def _numbers(x: Any, name: str) -> np.ndarray:
-    """``x`` as a float64 array; text or objects are a ``TypeError`` naming ``name``."""
+def _numbers(x: Any, name: str, kinds: str = "biuf") -> np.ndarray:
+    """``x`` as a float64 array; text, objects (or another numpy kind than ``kinds``) are a
+    ``TypeError`` naming ``name``."""
     a = as_array(x)
-    if a.dtype.kind not in "biuf":
+    if a.dtype.kind not in kinds:
         raise TypeError(f"{name}: expected numbers, got {type(x).__name__} of dtype {a.dtype}")
     return a.astype(np.float64)
 
@@ -157,7 +164,7 @@ def labels_of(x: Any, m: int, name: str = "labels") -> np.ndarray:
     """
     if x is None:
         return np.zeros(m, dtype=np.int64) - 2  # -2: "no label", boxes still drawn
-    a = _numbers(x, name).reshape(-1)
+    a = _numbers(x, name, "iuf").reshape(-1)  # True was drawn as class 1
     if a.shape[0] != m:
         raise ValueError(f"{name}: expected {m} entries, got {a.shape[0]}")
     whole = np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2**62)

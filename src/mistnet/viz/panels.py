@@ -473,6 +473,15 @@ def annotate_image(
     if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
         raise ValueError(f"scale: expected a positive integer, got {scale!r}")
     scale = int(scale)
+    if isinstance(class_names, str | bytes) or not all(isinstance(n, str) for n in class_names):
+        raise TypeError(f"class_names: expected a sequence of names, got {class_names!r}")
+    if not (
+        isinstance(color, tuple | list)
+        and len(color) == 3
+        and all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in color)
+        and all(0 <= c <= 255 for c in color)
+    ):
+        raise ValueError(f"color: expected 3 integers in 0..255 (R, G, B), got {color!r}")
     rgb = to_rgb(image, signed)
     H, W = rgb.shape[0] * scale, rgb.shape[1] * scale
     if scale > 1 and H * W > DEFAULT_MAX_PIXELS:  # numpy asked for petabytes
