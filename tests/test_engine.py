@@ -840,6 +840,13 @@ def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_i
     assert all(torch.equal(v, before[k]) for k, v in tr.model.state_dict().items())
 
 
+def _later(**hooks):
+    callbacks = loop.Callbacks()
+    for name, hook in hooks.items():
+        setattr(callbacks, name, hook)
+    return callbacks
+
+
 @pytest.mark.parametrize(
     "kw, message",
     [
@@ -850,6 +857,8 @@ def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_i
             dict(callbacks={"on_step": print}),
             "callbacks must be a mistnet.loop.Callbacks, got dict",
         ),
+        # A hook set after construction passed __post_init__ and failed after the first step.
+        (dict(callbacks=_later(on_step=5)), "callbacks.on_step must be callable or None, got 5"),
     ],
 )
 def test_the_loop_refuses_data_and_callbacks_of_the_wrong_type_before_any_work(

@@ -450,3 +450,24 @@ def test_the_set_loss_matches_logits_whose_probabilities_underflow():
     assert loss.item() == 0.0  # each patch matched to the label it gives probability 1
     both = set_classification_loss(logits, torch.tensor([[0, 0]]))
     assert both.item() == math.inf  # one patch must take the label it gives probability 0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: NaN (sigma 1e-30 underflowed to 0 once squared in float32), an OverflowError
+        (lambda: centring_loss(torch.rand(2, 3, 1, 5, 5), torch.full((2, 3), 8.0), 1e-30), r"sigma must be a window of 1e-6 to 1e6 sides, got 1e-30"),
+        (lambda: centring_loss(torch.rand(2, 3, 1, 5, 5), torch.full((2, 3), 8.0), 1e200), r"sigma must be a window .* got 1e\+200"),
+        (lambda: mixture_centring_loss(torch.rand(2, 1, 8, 8), torch.ones(2, 1, 3), 1e-9), "sigma must be a window"),
+        # Before: the mean over no patch or keypoint, NaN; integer patches a loss of 0
+        (lambda: centring_loss(torch.rand(2, 0, 1, 5, 5), torch.zeros(2, 0)), r"patches must have shape \(B, K, C, P, P\) with B, K >= 1"),
+        (lambda: mixture_centring_loss(torch.rand(2, 1, 8, 8), torch.zeros(2, 0, 3)), r"with K >= 1, got \(2, 0, 3\)"),
+        (lambda: centring_loss((torch.rand(2, 3, 1, 5, 5) * 10).long(), torch.full((2, 3), 8.0)), "patches must be a floating-point tensor"),
+    ],
+)  # fmt: skip
+def test_centring_losses_refuse_windows_and_batches_that_give_no_number(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+    p = torch.zeros(1, 1, 1, 5, 5)
+    p[..., 2, 4] = 1.0
+    assert centring_loss(p, torch.tensor([[8.0]]), sigma=1e6).tolist() == [16.0]  # no window

@@ -328,6 +328,15 @@ def heatmap_nll_loss(
     return _weighted(per_image, weight, reduction)
 
 
+def _window_sigma(sigma: object) -> float:
+    """A centring window's std, in sides: a number in [1e-6, 1e6] (0 and 1e-30 gave NaN
+    once squared in float32, 1e200 an OverflowError)."""
+    sigma = check_number(sigma, "sigma", positive=True)
+    if not 1e-6 <= sigma <= 1e6:
+        raise ValueError(f"sigma must be a window of 1e-6 to 1e6 sides, got {sigma!r}")
+    return sigma
+
+
 def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
     r"""Squared distance (px²) between each patch's centre and its weighted centre of mass.
 
@@ -350,10 +359,10 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
         >>> centring_loss(p, torch.tensor([[8.0]]))  # 4 px off centre
         tensor([16.])
     """
-    sigma = check_number(sigma, "sigma", positive=True)  # 0 gave NaN
-    require_tensor(patches, "patches", "(B, K, C, P, P)")
+    sigma = _window_sigma(sigma)
+    _input(patches, "patches", "(B, K, C, P, P)", "B, K")  # K = 0 gave NaN, integers a wrong 0
     require_tensor(sides, "sides", "(B, K)")
-    if patches.dim() != 5 or patches.shape[-1] != patches.shape[-2]:
+    if patches.shape[-1] != patches.shape[-2]:
         raise ValueError(f"patches must have shape (B, K, C, P, P), got {tuple(patches.shape)}")
     if sides.shape != patches.shape[:2]:
         raise ValueError(
@@ -361,7 +370,7 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
         )
     P = patches.shape[-1]
     u = torch.linspace(-0.5, 0.5, P, device=patches.device, dtype=patches.dtype)  # (P,)
-    window = torch.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))  # (P, P)
+    window = torch.exp(-((u[:, None] / sigma) ** 2 + (u[None, :] / sigma) ** 2) / 2)  # (P, P)
     mass = patches.abs().sum(2) * window  # (B, K, P, P)
     total = mass.sum((-2, -1)).clamp(min=1e-6)  # (B, K)
     cx = (mass * u[None, :]).sum((-2, -1)) / total  # (B, K), x runs along the last axis
@@ -398,12 +407,14 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
         >>> mixture_centring_loss(img, kp).round(decimals=2)
         tensor([2.5000])
     """
-    sigma = check_number(sigma, "sigma", positive=True)  # 0 or NaN scored an offset keypoint 0
+    sigma = _window_sigma(sigma)
     _input(images, "images", "(B, C, H, W)")
     require_tensor(keypoints, "keypoints", "(B, K, 3)")
     B, _, H, W = images.shape
     if keypoints.dim() != 3 or keypoints.shape[0] != B or keypoints.shape[-1] != 3:
         raise ValueError(f"keypoints must have shape ({B}, K, 3), got {tuple(keypoints.shape)}")
+    if keypoints.shape[1] == 0:  # the mean over no keypoint was NaN
+        raise ValueError(f"keypoints must have shape ({B}, K, 3) with K >= 1, got {B, 0, 3}")
     with torch.no_grad():
         ink = images.abs().sum(1)  # (B, H, W)
         kp = keypoints.detach()

@@ -69,11 +69,14 @@ def check_data_pair(data: object) -> None:
 
 
 def check_callbacks(callbacks: Any, kind: type) -> None:
-    """Refuse ``callbacks`` unless None or a ``kind`` (:class:`mistnet.loop.Callbacks`)."""
+    """Refuse ``callbacks`` unless None or a ``kind`` (:class:`mistnet.loop.Callbacks`) whose
+    hooks are callable or None."""
     if callbacks is not None and not isinstance(callbacks, kind):
         raise TypeError(
             f"callbacks must be a mistnet.loop.Callbacks, got {type(callbacks).__name__}"
         )
+    if callbacks is not None:  # a hook set after construction is checked here
+        check_hooks(callbacks)
 
 
 def check_hooks(callbacks: Any) -> None:

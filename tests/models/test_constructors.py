@@ -13,7 +13,10 @@ from mistnet.models import (
     GridMIST,
     HeatmapBody,
     HeatmapNet,
+    PatchAutoencoder,
     PatchClassifier,
+    PatchEncoder,
+    PreNormResBlock,
     grid_keypoints,
 )
 
@@ -51,6 +54,15 @@ def test_dilations_that_are_integers_are_taken():
     [
         # Before: TypeError "'<' not supported between instances of 'str' and 'int'"
         (lambda: HeatmapNet("1"), "in_channels must be an integer >= 1, got '1'"),
+        # Before: accepted as 1 channel / 1.5 px, a raw comparison error, a torch error, or
+        # 2**10**12 channels grown until memory ran out
+        (lambda: PatchEncoder(True), "in_channels must be an integer >= 1, got True"),
+        (lambda: PatchEncoder(1, patch_size=1.5), "patch_size must be an integer >= 1, got 1.5"),
+        (lambda: PatchEncoder("2"), "in_channels must be an integer >= 1, got '2'"),
+        (lambda: PatchEncoder(1, levels=10**12), r"levels must be an integer in \[1, 12\]"),
+        (lambda: PatchClassifier(1, True), "num_classes must be an integer >= 1, got True"),
+        (lambda: PatchAutoencoder(True), "_channels must be an integer >= 1, got True"),
+        (lambda: PreNormResBlock(-1), "channels must be an integer >= 1, got -1"),
         # Before: torch's "empty(): argument 'size' (position 1) must be tuple of ints"
         (lambda: HeatmapNet(1.5), "in_channels must be an integer >= 1, got 1.5"),
         (lambda: HeatmapBody(1, width=True), "width must be an integer >= 1, got True"),

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mistnet.ops._checks import check_int
+
 __all__ = [
     "PatchAutoencoder",
     "PatchClassifier",
@@ -30,9 +32,10 @@ _OUTPUTS = ("sigmoid", "signed")
 
 
 def _check_positive(**values: int) -> None:
+    """Each value an integer >= 1 (``check_int``: 1.5 was taken, True was 1, "2" a raw
+    comparison error); ``levels`` at most 12 (a channel count of ``base_width * 2**levels``)."""
     for name, value in values.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+        check_int(value, name, 1, 12 if name == "levels" else None)
 
 
 def _padded_size(patch_size: int, levels: int) -> int:
@@ -82,6 +85,7 @@ class PreNormResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
+        check_int(channels, "channels")
         self.norm1 = nn.GroupNorm(1, channels)
         self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
         self.norm2 = nn.GroupNorm(1, channels)
@@ -308,7 +312,7 @@ class PatchClassifier(nn.Module):
         blocks: int = 3,
     ) -> None:
         super().__init__()
-        _check_positive(num_classes=num_classes)
+        _check_positive(in_channels=in_channels, num_classes=num_classes)
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.num_classes = num_classes
