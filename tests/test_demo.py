@@ -16,7 +16,7 @@ import mistnet.demo
 import mistnet.outputs
 from mistnet.cli import main as mist_main
 from mistnet.data.mnist import mnist_cache
-from mistnet.demo import run_demo
+from mistnet.demo import demo_slots, run_demo
 from mistnet.errors import MistError
 from mistnet.io import is_temporary
 from mistnet.signals import deferred_signals
@@ -57,6 +57,9 @@ def test_demo_writes_run_metrics_and_figure_that_eval_reproduces(tmp_path, capsy
     )
     assert (record["split"], record["images"], record["k"]) == ("test", 24, 9)
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A demo again over this one takes its metrics and figure for its own (a user's file of
+    # those names is refused: commands/test_outputs.py).
+    assert all(own(path) for path, own in demo_slots(out)[2:])
     # The figure names the preset, the steps trained, the best step and the test metrics.
     m = metrics
     assert captions == [

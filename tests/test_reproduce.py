@@ -17,7 +17,7 @@ from cli_helpers import assert_user_error, entries_under, mist
 from helpers import fill_small_mnist_cache
 
 from mistnet import cli
-from mistnet.reproduce import TABLE_NAMES, TABLES
+from mistnet.reproduce import TABLE_NAMES, TABLES, report
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, PaperOnly
 
@@ -90,6 +90,7 @@ def test_every_table_runs_and_has_its_files(smoke):
         assert entry["figures"], name
         for fig in entry["figures"]:
             assert (out / fig["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        report.check_own_files(out, name)  # a rerun takes its table and figures for its own
     # data made once per (generator, budget, seed) and shared: Table 1, 2 and 3 use one mnist-hard
     hard = {
         json.loads((out / "table1/mnist-hard-mist/seed0/eval.json").read_text())["data"],

@@ -43,6 +43,7 @@ from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
 from mistnet.loop import train
 from mistnet.outputs import (
+    Mine,
     Own,
     claim_output,
     discard_new,
@@ -51,6 +52,8 @@ from mistnet.outputs import (
     replacing,
     require_only_own,
     writing_inside,
+    written_json,
+    written_png,
 )
 from mistnet.progress import metrics_text, terminal_bar
 from mistnet.rundir import RUN_FILES, Run
@@ -151,15 +154,15 @@ def demo_folder(out: Path) -> Iterator[None]:
             raise
 
 
-def demo_slots(out: Path) -> list[tuple[Path, Own | None]]:
+def demo_slots(out: Path) -> list[tuple[Path, Own | Mine]]:
     """What a demo writes into ``out``, each with what it may hold (see
     :func:`mistnet.outputs.replacing`): an earlier demo's are set aside until the new one is
     made, and put back if it fails."""
     return [
         (out / "data", ("a dataset", DATASET_FILES)),
         (out / "run", ("a run", RUN_FILES)),
-        (out / "metrics.json", None),
-        (out / "figure.png", None),
+        (out / "metrics.json", written_json("digits", "train", "wall_s")),
+        (out / "figure.png", written_png),
     ]
 
 

@@ -293,6 +293,11 @@ def require_only_own(
 Own = tuple[str, Iterable[str] | Callable[[Path], Iterable[str]]]
 
 
+#: Whether an existing file at one of an output's names is the one the command wrote there
+#: (:func:`replacing`; :func:`written_json`, :func:`written_png`).
+Mine = Callable[[Path], bool]
+
+
 def _aside(directory: Path, own: Own | None) -> Path:
     """Rename ``directory`` to a temporary sibling, which it returns, once that holds only the
     entries of ``own`` (see :data:`Own`); else rename it back. Checked after the rename:
@@ -448,12 +453,13 @@ def discard_new(
 
 
 @contextmanager
-def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
+def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
     """Move each existing entry of ``slots`` aside while the block writes new ones in place.
 
     ``slots`` are ``(path, own)`` pairs: a directory checked to hold only ``own``'s entries
-    (see :func:`_aside`), or a regular file (``own`` None; a folder or link of its name is
-    refused). On success the old entries are removed; on
+    (see :func:`_aside`), or a regular file that ``own`` (a :data:`Mine`) sees to be the one
+    the command wrote (a file of the user's of that name, or a folder or link, is refused).
+    On success the old entries are removed; on
     any exception (KeyboardInterrupt and, under the CLI, SIGTERM included) what the block made
     at those paths is removed and the old entries are put back, so a failed second ``mist
     demo`` leaves the first one's dataset, run, metrics and figure as they were.
@@ -463,10 +469,10 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
         for path, own in slots:
             recover_set_aside(path)
             if os.path.lexists(path):
-                if own is None:
-                    _require_own_file(path)
+                if callable(own):
+                    _require_own_file(path, own)
                 with deferred_signals():  # set aside and recorded, or neither
-                    moved.append((path, _aside(path, own)))
+                    moved.append((path, _aside(path, None if callable(own) else own)))
         yield
     except BaseException:
         # Put the old entries back first, with signals held (a second Ctrl-C must not leave
@@ -485,15 +491,43 @@ def replacing(slots: Iterable[tuple[Path, Own | None]]) -> Iterator[None]:
         _SET_ASIDE.pop(old.absolute(), None)
 
 
-def _require_own_file(path: Path) -> None:
-    """Refuse to replace ``path`` unless it is a regular file (what a command writes there):
-    a folder or a symbolic link of that name is the user's."""
+def _require_own_file(path: Path, mine: Mine) -> None:
+    """Refuse to replace ``path`` unless it is a regular file that ``mine`` sees to be the one
+    the command wrote: a folder, a symbolic link or another file of that name is the user's."""
+    what = None
     if path.is_symlink() or not path.is_file():
         what = "a symbolic link" if path.is_symlink() else "a folder" if path.is_dir() else None
+        what = what or "not a regular file"
+    elif not mine(path):
+        what = "a file of another content"
+    if what is not None:
         raise MistError(
-            f"{path}: is {what or 'not a regular file'}, not a file mistnet wrote, so it is "
-            "not replaced; move it away and run again, or choose another --out"
+            f"{path}: is {what}, not a file mistnet wrote, so it is not replaced; move it "
+            "away and run again, or choose another --out"
         )
+
+
+def written_json(*keys: str) -> Mine:
+    """A :data:`Mine` for a JSON record a command writes: an object holding each of ``keys``
+    (a file of the user's of that name, JSON or not, is refused)."""
+
+    def mine(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                record = json.loads(f.read(1 << 24).decode("utf-8-sig"))
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(record, dict) and all(key in record for key in keys)
+
+    return mine
+
+
+def written_png(path: Path) -> bool:
+    """A :data:`Mine` for a figure: a PNG file whose ``Software`` text says mistnet made it
+    (:func:`mistnet.viz.canvas.made_by_mistnet`)."""
+    from mistnet.viz.canvas import made_by_mistnet  # torch and Pillow: only when asked
+
+    return made_by_mistnet(path)
 
 
 def _remove_each(paths: list[Path]) -> None:

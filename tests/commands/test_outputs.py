@@ -147,6 +147,52 @@ def demo_again_over_a_run_that_holds_another_run(tmp_path, run):
 
 
 @case
+def demo_again_over_a_metrics_record_of_the_users(tmp_path, run):
+    # Before: a regular file of the demo's names was taken for the demo's own and replaced.
+    out = earlier_demo(tmp_path, run)
+    (out / "metrics.json").write_text('{"my": "notes"}\n')
+    return ["demo", "--out", out], ["metrics.json: is a file of another content"]
+
+
+@case
+def demo_again_over_a_figure_of_the_users(tmp_path, run):
+    out = earlier_demo(tmp_path, run)
+    image(out / "figure.png")  # a PNG, but not one mistnet drew
+    return ["demo", "--out", out], ["figure.png: is a file of another content"]
+
+
+def earlier_reproduction(tmp_path):
+    out = tmp_path / "R"
+    create_directory(out, "reproduce")
+    return out
+
+
+@case
+def reproduce_again_over_a_table_of_the_users(tmp_path, run):
+    out = earlier_reproduction(tmp_path)
+    (out / "table1.md").write_text("# my notes on table 1\n")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", out]
+    return argv, ["table1.md: is not a file mist reproduce wrote"]
+
+
+@case
+def reproduce_again_over_a_figure_of_the_users(tmp_path, run):
+    out = earlier_reproduction(tmp_path)
+    image(out / "figures" / "table1-curves.png")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", out]
+    return argv, ["figures/table1-curves.png: is not a file mist reproduce wrote"]
+
+
+@case
+def reproduce_again_with_figures_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (out / "figures").symlink_to(tmp_path / "elsewhere")
+    argv = ["reproduce", "table1", "--budget", "smoke", "--out", out]
+    return argv, ["figures: is not a folder mist reproduce made"]
+
+
+@case
 def eval_json_over_the_run_config(tmp_path, run):
     argv = ["eval", run, "--json", run / "config.json"]
     return argv, ["config.json: inside the run directory", "only be eval-*.json"]

@@ -23,7 +23,7 @@ from mistnet.errors import MistError
 from mistnet.io import LOCK, atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
 from mistnet.outputs import MARKER, marked_files
-from mistnet.viz.panels import made_by_mistnet
+from mistnet.viz.canvas import made_by_mistnet
 
 CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
 
@@ -234,7 +234,7 @@ def _earlier_versions_files(folder: Path) -> list[str]:
 def own_files(folder: Path) -> list[str]:
     """The ``fnmatch`` patterns of what an earlier ``mist detect`` wrote into ``folder``: the
     files it provably wrote (records of its shapes, the images they name, PNG files saying
-    mistnet wrote them: :func:`~mistnet.viz.panels.made_by_mistnet`), and of those only
+    mistnet wrote them: :func:`~mistnet.viz.canvas.made_by_mistnet`), and of those only
     the ones its marker lists when it lists them (an earlier version's lists none): a marker
     edited to list a file of the user's cannot get that file removed
     (:func:`mistnet.outputs.require_only_own` refuses the folder instead); besides, the marker

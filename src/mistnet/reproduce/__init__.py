@@ -212,6 +212,7 @@ def reproduce_table(
     """
 
     t0 = time.monotonic()
+    report.check_own_files(out, table.name)  # before hours of training, not after
     digits = digits or load_digits()
     not_run = _not_run(table, svhn)
     records: dict[tuple[str, int], dict] = {}
@@ -390,6 +391,8 @@ def reproduce(
     out = Path(out)
     svhn_path, root = _data_places(tables, plan, out, svhn, data_root, seeds, digits)
     _claim_out(out, root, svhn_path)
+    for t in tables:  # the user's own table1.md or figure there: refused before anything
+        report.check_own_files(out, t.name)
     with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
         report.read_results(out)  # a damaged one stops the rerun before any work

@@ -22,6 +22,7 @@ from mistnet.data import collate_scenes, open_dataset
 from mistnet.data.gabor import gabor_stencil
 from mistnet.metrics import greedy_assign, valid_mask
 from mistnet.models.build import build_model
+from mistnet.reproduce.report import require_own_figure
 from mistnet.reproduce.runs import IMPULSE_RADIUS, RunSpec
 from mistnet.rundir import Run
 from mistnet.runlog import read_log
@@ -130,9 +131,17 @@ def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
     draw_scenes_grid(panels, None, None, out, ncols=1 + len(stages), titles=titles)
 
 
+def _figure(fig_dir: Path, name: str) -> Path:
+    """``fig_dir/name``, once it is free or a figure mistnet drew (never a file of the user's:
+    :func:`~mistnet.reproduce.report.require_own_figure`)."""
+    path = fig_dir / name
+    require_own_figure(path)
+    return path
+
+
 def _gabor(spec: RunSpec, fig_dir: Path, n: int, device: str) -> list[tuple[str, str]]:
     figs = []
-    path = fig_dir / "gabor-fig3-panels.png"
+    path = _figure(fig_dir, "gabor-fig3-panels.png")
     model, batch, res = _mist_panels(spec, path, n, device)
     figs.append(
         (
@@ -153,7 +162,7 @@ def _gabor(spec: RunSpec, fig_dir: Path, n: int, device: str) -> list[tuple[str,
     titles = [
         f"impulses found: {int((assign[b] >= 0).sum())}/{int(count[b])}" for b in range(kp.shape[0])
     ]
-    path = fig_dir / "gabor-fig4-localisation.png"
+    path = _figure(fig_dir, "gabor-fig4-localisation.png")
     draw_scenes_grid(
         list(batch["image"]), good, None, path, pred_boxes=bad, ncols=n, signed=True, titles=titles
     )
@@ -161,7 +170,7 @@ def _gabor(spec: RunSpec, fig_dir: Path, n: int, device: str) -> list[tuple[str,
     decoded = res.task.cpu()  # (B, K, 1, P, P)
     true = torch.from_numpy(gabor_stencil()).float()[None]
     learned = decoded.flatten(0, 1).mean(0)  # (1, P, P)
-    path = fig_dir / "gabor-kernel.png"
+    path = _figure(fig_dir, "gabor-kernel.png")
     draw_scenes_grid(
         [true, learned],
         None,
@@ -206,20 +215,20 @@ def table_figures(
     figs: list[tuple[Path, str]] = []
     if table == "table1":
         for ds, name in (("mnist-easy", "MNIST easy"), ("mnist-hard", "MNIST hard")):
-            path = fig_dir / f"table1-fig2-{ds}.png"
+            path = _figure(fig_dir, f"table1-fig2-{ds}.png")
             methods = {"MIST": "mist", "Grid": "grid", "Ch.-wise": "channelwise"}
             _recon_comparison({m: specs[f"{ds}-{k}"] for m, k in methods.items()}, path, n, device)
             figs.append((path, f"Fig. 2 ({name}): input and the reconstructions of each method"))
-        path = fig_dir / "table1-fig3-mnist-hard.png"
+        path = _figure(fig_dir, "table1-fig3-mnist-hard.png")
         _mist_panels(specs["mnist-hard-mist"], path, n, device)
         figs.append((path, "Fig. 3: MIST auto-encoding MNIST hard (patches and decoded patches)"))
-        path = fig_dir / "table1-curves.png"
+        path = _figure(fig_dir, "table1-curves.png")
         runs = [(k, s) for k, s in specs.items()]
         if _curves(runs, ("task", "rmse@val"), path):
             figs.append((path, "training loss (eq. 8) and validation RMSE of every run"))
     elif table == "gabor":
         figs += _gabor(specs["gabor-mist"], fig_dir, n, device)
-        path = fig_dir / "gabor-curves.png"
+        path = _figure(fig_dir, "gabor-curves.png")
         if _curves([("MIST", specs["gabor-mist"])], ("task", "heatmap", "rmse@val"), path):
             figs.append((path, "Fig. 7-style curves: task loss, heatmap loss, validation RMSE"))
     elif table == "table2":
@@ -228,31 +237,31 @@ def table_figures(
             ("channelwise", "Ch.-wise"),
             ("supervised", "Supervised"),
         ):
-            path = fig_dir / f"table2-fig5-{key}.png"
+            path = _figure(fig_dir, f"table2-fig5-{key}.png")
             _mist_panels(specs[key], path, n, device)
             figs.append((path, f"Fig. 5 ({name}): ground truth (green), detections with labels"))
-        path = fig_dir / "table2-fig7-curves.png"
+        path = _figure(fig_dir, "table2-fig7-curves.png")
         if _curves(
             [("MIST", specs["mist"])], ("task", "heatmap", "det_iou50@val", "both@val"), path
         ):
             figs.append((path, "Fig. 7a/b: task and heatmap losses of MIST, validation metrics"))
-        path = fig_dir / "table2-fig7-heatmaps.png"
+        path = _figure(fig_dir, "table2-fig7-heatmaps.png")
         _heatmap_evolution(specs["mist"], path, min(n, 2), device)
         figs.append((path, "Fig. 7c: the heatmap at initialisation, best and last checkpoint"))
-        path = fig_dir / "table2-fig8-uneven.png"
+        path = _figure(fig_dir, "table2-fig8-uneven.png")
         _uneven(specs["uneven"], path, n, device)
         figs.append((path, "Fig. 8 / App. E: trained on the left band, tested on three layouts"))
     elif table == "table3":
         for key, spec in specs.items():
-            path = fig_dir / f"table3-{key}.png"
+            path = _figure(fig_dir, f"table3-{key}.png")
             _mist_panels(spec, path, n, device, per_image_k=True)
             figs.append((path, f"{spec.row.label}: detections with K = the scene's count"))
     elif table == "table4":
         for key, spec in specs.items():
-            path = fig_dir / f"table4-fig6-{key}.png"
+            path = _figure(fig_dir, f"table4-fig6-{key}.png")
             _mist_panels(spec, path, n, device)
             figs.append((path, f"Fig. 6 ({spec.row.label}): SVHN detections and labels"))
-        path = fig_dir / "table4-curves.png"
+        path = _figure(fig_dir, "table4-curves.png")
         if _curves([(s.row.label, s) for s in specs.values()], ("task", "ap50@val"), path):
             figs.append((path, "task loss and validation AP IoU=.50"))
     return [(str(p.relative_to(out)), caption) for p, caption in figs]

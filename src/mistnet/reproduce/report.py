@@ -18,18 +18,20 @@ markdown then says "(n=2 of 3)".
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from mistnet.errors import ArgumentError, DataError
+from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.io import atomic_write_json, atomic_write_text
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
 from mistnet.textfile import read_json
 from mistnet.validate import path_argument
+from mistnet.viz.canvas import made_by_mistnet
 
 FORMAT = "mistnet-reproduce"
 
@@ -306,6 +308,7 @@ def render_markdown(entry: dict[str, Any]) -> str:
     elif minutes:
         limit = f"; at most {minutes:g} min of training per run"
     lines = [
+        STAMP,
         f"# {entry['title']}",
         "",
         f"Reproduced with `{entry['command']}`.",
@@ -347,17 +350,66 @@ def render_markdown(entry: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_markdown(out: Path, name: str, entry: dict[str, Any]) -> Path:
+#: The first line of every ``<table>.md`` (hidden when the markdown is shown): a file of that
+#: name without it is the user's, never replaced (:func:`check_own_files`).
+STAMP = "<!-- written by mist reproduce from results.json; rewritten on each run -->"
+
+
+def _require_own(path: Path, ours: bool) -> None:
+    if os.path.islink(path) or (os.path.lexists(path) and not (path.is_file() and ours)):
+        raise MistError(
+            f"{path}: is not a file mist reproduce wrote, so it is not replaced; move it away "
+            "and run again, or choose another --out"
+        )
+
+
+def _stamped(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(STAMP) + 1).decode("utf-8", "replace") == STAMP + "\n"
+    except OSError:
+        return False
+
+
+def require_own_figure(path: Path) -> None:
+    """Refuse a figure ``path`` that exists and is no PNG mistnet wrote (a file of the user's
+    of that name), or that is a link or a folder."""
+    _require_own(path, os.path.lexists(path) and made_by_mistnet(path))
+
+
+def check_own_files(out: Path, name: str) -> None:
+    """Refuse, before any work, to reproduce table ``name`` into ``out`` when a file it would
+    replace is not one mist reproduce wrote: ``<name>.md`` without :data:`STAMP`, a PNG of
+    ``figures/<name>-*.png`` without mistnet's stamp, or ``figures`` that is no folder."""
     path = out / f"{name}.md"
+    _require_own(path, _stamped(path))
+    figures = out / "figures"
+    if os.path.islink(figures) or (os.path.lexists(figures) and not figures.is_dir()):
+        raise MistError(
+            f"{figures}: is not a folder mist reproduce made, so nothing is written into it; "
+            "move it away and run again, or choose another --out"
+        )
+    if figures.is_dir():
+        for png in sorted(figures.glob(f"{glob.escape(name)}-*")):
+            require_own_figure(png)
+
+
+def write_markdown(out: Path, name: str, entry: dict[str, Any]) -> Path:
+    """Write ``out/<name>.md`` (:func:`render_markdown`), never over a file of the user's."""
+    path = out / f"{name}.md"
+    _require_own(path, _stamped(path))
     atomic_write_text(path, render_markdown(entry))
     return path
 
 
 __all__ = [
     "FORMAT",
+    "STAMP",
+    "check_own_files",
     "METRIC_NAMES",
     "previous_figures",
     "render_markdown",
+    "require_own_figure",
     "table_entry",
     "table_rows",
     "update_results",

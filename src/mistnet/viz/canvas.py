@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
@@ -237,9 +239,31 @@ def new_figure(width_in: float, height_in: float, dpi: int):
     return fig
 
 
+#: The ``Software`` text of the PNG files mistnet writes itself (:func:`save_figure`,
+#: :func:`mistnet.viz.panels.save_png`).
+PNG_SOFTWARE = "mistnet"
+
+
 def save_figure(fig, out_path, dpi: int) -> None:
-    """Write ``fig`` as a PNG atomically (:func:`drawn`)."""
-    atomic_write(out_path, lambda tmp: drawn(fig.savefig, tmp, format="png", dpi=dpi))
+    """Write ``fig`` as a PNG atomically (:func:`drawn`), its ``Software`` text saying mistnet
+    made it (:func:`made_by_mistnet`)."""
+    meta = {"Software": PNG_SOFTWARE}
+    atomic_write(
+        out_path, lambda tmp: drawn(fig.savefig, tmp, format="png", dpi=dpi, metadata=meta)
+    )
+
+
+def made_by_mistnet(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG file mistnet wrote (:func:`save_figure`,
+    :func:`mistnet.viz.panels.save_png`; read no further than its header chunks); False for
+    anything else, unreadable or not, and for a symbolic link."""
+    if os.path.islink(path):
+        return False
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            return getattr(im, "text", {}).get("Software") == PNG_SOFTWARE
+    except Exception:  # noqa: BLE001 - any file that is no such PNG
+        return False
 
 
 def drawn(draw, *args, **kwargs) -> Any:

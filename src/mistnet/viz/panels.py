@@ -25,6 +25,7 @@ from mistnet.ops._checks import check_int
 from mistnet.validate import require_finite
 from mistnet.viz.canvas import (
     GT_COLOR,
+    PNG_SOFTWARE,
     PRED_COLOR,
     as_array,
     batch_size,
@@ -409,27 +410,13 @@ def _pixel_edges(boxes: np.ndarray, scale: int, size: tuple[int, int]) -> np.nda
     return np.floor(edges + 0.5).astype(np.int64).reshape(-1, 4)
 
 
-#: The ``Software`` text of the PNG files mistnet writes itself (:func:`save_png`).
-PNG_SOFTWARE = "mistnet"
-
-
 def save_png(im: Image.Image, path: str | os.PathLike) -> None:
     """Write ``im`` to ``path`` as a PNG (atomically) whose ``Software`` text says mistnet made
     it: an output folder written again tells its own images from the user's by it
-    (:func:`made_by_mistnet`)."""
+    (:func:`~mistnet.viz.canvas.made_by_mistnet`)."""
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", PNG_SOFTWARE)
     atomic_write(path, lambda tmp: im.save(tmp, format="PNG", pnginfo=info))
-
-
-def made_by_mistnet(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a PNG file :func:`save_png` wrote (read no further than its header
-    chunks); False for anything else, unreadable or not."""
-    try:
-        with Image.open(path, formats=["PNG"]) as im:
-            return getattr(im, "text", {}).get("Software") == PNG_SOFTWARE
-    except Exception:  # noqa: BLE001 - any file that is no such PNG
-        return False
 
 
 def annotate_image(
