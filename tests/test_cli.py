@@ -187,3 +187,28 @@ def test_a_torchrun_variable_it_cannot_have_is_one_line_and_only_where_it_is_rea
         )  # fmt: skip
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
         assert message in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_a_closed_standard_stream_is_taken_for_dev_null(tmp_path):
+    # Before: `mist ... >&-` did the work, then failed at exit flushing a stdout of None
+    # (internal error, status 1); with stderr closed, reading a TIFF failed the same way.
+    make = "data make mnist-easy --n-train 2 --n-val 1 --n-test 1 --out"
+    for closed, argv, code in (
+        (">&-", f"{make} {tmp_path / 'e'}", 0),
+        ("2>&-", f"eval {tmp_path / 'none'}", 2),
+        ("<&- >&- 2>&-", f"{make} {tmp_path / 'f'}", 0),
+    ):
+        line = f"exec {sys.executable} -m mistnet {argv} {closed}"
+        proc = subprocess.run(
+            ["bash", "-c", line], capture_output=True, text=True, env=subprocess_env(), timeout=120
+        )
+        assert proc.returncode == code, (line, proc.stderr)
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    for name in ("e", "f"):  # whole datasets, no line of the command's in one of their files
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == [
+            ".mistnet",
+            "manifest.json",
+            "test.npz",
+            "train.npz",
+            "val.npz",
+        ]

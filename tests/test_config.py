@@ -199,6 +199,12 @@ def test_a_shipped_name_is_the_shipped_preset_whatever_the_working_directory_hol
         assert load_preset(name) == load_preset(str(shipped / f"{name}.toml"))
     with pytest.raises(MistError, match="invalid TOML"):  # the file, when named as one
         load_preset("./mnist-hard-cpu")
+    # Before: a path to a file that is not there fell through to the shipped preset of its name.
+    for missing in ("./mnist-easy-recon", "sub/tiny-cpu", tmp_path / "tiny-cpu-x" / "tiny-cpu"):
+        with pytest.raises(MistError, match="no such file"):
+            load_preset(missing)
+    with pytest.raises(MistError, match=r"^\./gabor-recon: no such file \(the shipped preset is"):
+        load_preset("./gabor-recon")
 
 
 def test_preset_from_a_toml_path(tmp_path):
@@ -327,6 +333,9 @@ def test_load_json_rejects_garbage(tmp_path):
         # "value cannot be converted to type float without overflow")
         ("model.base_side=1e300", r"model.base_side must be a finite float32 .*, got 1e\+300"),
         ("train.lr_task=1e300", r"train.lr_task must be a finite float32"),
+        # before: Adam's overflow again, from lr 3.4e37 (its first step is 10 x lr)
+        ("train.lr_task=3.4e38", r"train.lr_task must be a number > 0 and <= 1e\+30"),
+        ("train.lr_heatmap=1e31", r"train.lr_heatmap must be a number > 0 and <= 1e\+30"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):

@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
 
 from mistnet.errors import MistError, MistWarning
 from mistnet.io import (
+    LOCK,
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
@@ -408,3 +410,34 @@ def test_json_text_takes_numpy_floats_and_refuses_deep_nesting():
     for _ in range(150):
         ok = [ok]
     assert json.loads(json_text(ok, indent=None)) == ok
+
+
+def test_a_waiter_on_a_transient_lock_holds_the_file_that_keeps_others_out(tmp_path):
+    # Before: the waiter held the lock of the file its holder had removed on leaving, so a
+    # third writer made a new .lock and took it too: two reproductions in one data root.
+    import threading
+
+    said, inside, release = [], threading.Event(), threading.Event()
+
+    def waiter():
+        with exclusive_lock(tmp_path, "mist reproduce", transient=True, wait=said.append):
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=waiter)
+    with exclusive_lock(tmp_path, "mist reproduce", transient=True):
+        thread.start()
+        for _ in range(300):
+            if said:
+                break
+            time.sleep(0.01)
+        assert said and said[0].startswith("waiting for another mist reproduce")
+    try:
+        assert inside.wait(30)
+        with pytest.raises(MistError, match="another mist reproduce is writing to"):
+            with exclusive_lock(tmp_path, "mist reproduce"):
+                pass
+    finally:
+        release.set()
+        thread.join(30)
+    assert not (tmp_path / LOCK).exists()  # each removed the file it made

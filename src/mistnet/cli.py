@@ -171,7 +171,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _printable_streams() -> None:
     """Print what the output's encoding cannot hold (the lone surrogates of a path that is not
-    UTF-8) as backslash escapes, as the error lines do, rather than fail after the work."""
+    UTF-8) as backslash escapes, as the error lines do, rather than fail after the work.
+
+    A standard stream the shell closed (``mist models >&-``: Python makes it None, and its
+    ``flush`` at exit was an internal error) is put on ``/dev/null``, its descriptor too: a
+    file the command opens must not take descriptor 1 or 2 and receive its lines.
+    """
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # the lowest free descriptor is the closed one; to be sure
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                mode = "r" if fd == 0 else "w"
+                setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")

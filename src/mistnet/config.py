@@ -202,6 +202,11 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise MistError(f"{key} must be {allowed}, got {value!r}")
 
 
+#: The largest learning rate of the networks' optimisers: any larger is a typo, and from about
+#: 3.4e37 Adam's first step (10 x lr) overflows float32, an error inside torch.
+MAX_LR = 1e30
+
+
 def validate(cfg: Config) -> Config:
     """Check the type of every value (a :class:`Config` built in Python never passed
     :func:`set_value`: ``steps=2.5`` would be written into a run no command can read), then the
@@ -322,9 +327,9 @@ def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
         _require(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
     for key in ("steps", "keypoint_iters", "val_batches", "seed"):
         _require(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))
-    for key in ("lr_task", "lr_heatmap"):
+    for key in ("lr_task", "lr_heatmap"):  # Adam's first step is 10 x lr: 3.4e37 overflowed
         value = getattr(t, key)
-        _require(math.isfinite(value) and value > 0, f"train.{key}", "a number > 0", value)
+        _require(0 < value <= MAX_LR, f"train.{key}", f"a number > 0 and <= {MAX_LR:g}", value)
     for key in ("lr_keypoints", "proximal_weight", "centre_weight", "max_step_px", "weight_beta"):
         value = getattr(t, key)
         _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
@@ -478,9 +483,16 @@ def load_preset(name_or_path: str) -> Config:
     """
     path = Path(path_argument(name_or_path, "preset"))
     shipped = isinstance(name_or_path, str) and name_or_path in preset_names()
+    # ./tiny-cpu, dir/x or a Path is a file: never the shipped preset of the name Path leaves
+    named = isinstance(name_or_path, str) and not {"/", os.sep} & set(name_or_path)
     if path.suffix == ".json":
         return load_json(path)
-    if not shipped and (path.suffix == ".toml" or path.exists()):
+    if not shipped and (not named or path.suffix == ".toml" or path.exists()):
+        if not os.path.lexists(path) and path.name in preset_names():
+            raise MistError(
+                f"{os.fspath(name_or_path)}: no such file (the shipped preset is "
+                f"{path.name}, without a folder)"
+            )
         text, where = read_text(path), str(path)
     else:  # a run folder named like its preset (mkdir tiny-cpu) hid the preset
         res = resources.files("mistnet") / "configs" / f"{name_or_path}.toml"

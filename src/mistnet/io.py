@@ -74,25 +74,8 @@ def exclusive_lock(
         yield
         return
     path = Path(directory)
-    made = not os.path.lexists(path / LOCK)
-    f = _open_lock(path / LOCK)
+    f, made = _take_lock(path, command, wait)
     try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # a transient lock file removed between open and flock: another holds a newer one
-            if os.fstat(f.fileno()).st_nlink == 0:
-                raise BlockingIOError
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            if wait is None:
-                raise MistError(
-                    f"another {command} is writing to {path} (pid {pid}); wait for it to "
-                    "finish or use another --out"
-                ) from None
-            holder = "" if pid == "?" else f" (pid {pid})"  # "?": read before it wrote its pid
-            wait(f"waiting for another {command} writing to {path}{holder}")
-            fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
@@ -107,6 +90,40 @@ def exclusive_lock(
         if transient and made:
             _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
         f.close()  # releases the lock
+
+
+def _take_lock(path: Path, command: str, wait: Callable[[str], object] | None):
+    """``path/.lock`` opened and ``flock``-ed (see :func:`exclusive_lock`), with whether this
+    call made the file. A lock file its holder removed (a transient one) while this call
+    waited for it, or between open and flock, is let go and a new one taken: holding the
+    removed file would not keep out a third process that makes a new one."""
+    while True:
+        made = not os.path.lexists(path / LOCK)
+        f = _open_lock(path / LOCK)
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(f.fileno()).st_nlink:
+                    return f, made
+                f.close()
+                continue  # removed between open and flock: take the new one
+            except BlockingIOError:
+                f.seek(0)
+                pid = f.read().strip() or "?"
+                if wait is None:
+                    raise MistError(
+                        f"another {command} is writing to {path} (pid {pid}); wait for it to "
+                        "finish or use another --out"
+                    ) from None
+                holder = "" if pid == "?" else f" (pid {pid})"  # "?": read before its pid
+                wait(f"waiting for another {command} writing to {path}{holder}")
+                fcntl.flock(f, fcntl.LOCK_EX)
+                if os.fstat(f.fileno()).st_nlink:
+                    return f, made
+                f.close()  # its holder removed it on leaving: take the new one
+        except BaseException:
+            f.close()
+            raise
 
 
 def _open_lock(path: Path):

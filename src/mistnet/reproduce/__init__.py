@@ -393,7 +393,7 @@ def reproduce(
     _claim_out(out, root, svhn_path)
     for t in tables:  # the user's own table1.md or figure there: refused before anything
         report.check_own_files(out, t.name)
-    with exclusive_lock(out, "mist reproduce"), writing_inside(out, CHILDREN):
+    with exclusive_lock(out, "mist reproduce", transient=True), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
         report.read_results(out)  # a damaged one stops the rerun before any work
         _check_writable(root, "--data-root")

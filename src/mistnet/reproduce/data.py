@@ -113,7 +113,7 @@ def prepare(
         DataError: corrupt SVHN input.
     """
     root.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(root, "mist reproduce", wait=log):
+    with exclusive_lock(root, "mist reproduce", transient=True, wait=log):
         return _prepare(key, budget, seed, root, svhn, log, test_only, digits)
 
 
