@@ -42,6 +42,7 @@ from mistnet.evaluation import evaluate_run
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
 from mistnet.loop import train
+from mistnet.outfiles import written_json, written_png
 from mistnet.outputs import (
     Mine,
     Own,
@@ -52,8 +53,6 @@ from mistnet.outputs import (
     replacing,
     require_only_own,
     writing_inside,
-    written_json,
-    written_png,
 )
 from mistnet.progress import metrics_text, terminal_bar
 from mistnet.rundir import RUN_FILES, Run

@@ -4,9 +4,10 @@ overwrites a file of the user's (see :mod:`mistnet.outputs` for output directori
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -131,3 +132,26 @@ def new_file(
 
     with atomic_path(path, commit) as tmp:
         yield tmp
+
+
+def written_json(*keys: str) -> Callable[[Path], bool]:
+    """A :data:`~mistnet.outputs.Mine` for a JSON record a command writes: an object holding each of ``keys``
+    (a file of the user's of that name, JSON or not, is refused)."""
+
+    def mine(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                record = json.loads(f.read(1 << 24).decode("utf-8-sig"))
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(record, dict) and all(key in record for key in keys)
+
+    return mine
+
+
+def written_png(path: Path) -> bool:
+    """A :data:`~mistnet.outputs.Mine` for a figure: a PNG file whose ``Software`` text says mistnet made it
+    (:func:`mistnet.viz.canvas.made_by_mistnet`)."""
+    from mistnet.viz.canvas import made_by_mistnet  # torch and Pillow: only when asked
+
+    return made_by_mistnet(path)

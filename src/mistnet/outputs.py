@@ -294,7 +294,7 @@ Own = tuple[str, Iterable[str] | Callable[[Path], Iterable[str]]]
 
 
 #: Whether an existing file at one of an output's names is the one the command wrote there
-#: (:func:`replacing`; :func:`written_json`, :func:`written_png`).
+#: (:func:`replacing`; :func:`mistnet.outfiles.written_json`, :func:`~mistnet.outfiles.written_png`).
 Mine = Callable[[Path], bool]
 
 
@@ -505,29 +505,6 @@ def _require_own_file(path: Path, mine: Mine) -> None:
             f"{path}: is {what}, not a file mistnet wrote, so it is not replaced; move it "
             "away and run again, or choose another --out"
         )
-
-
-def written_json(*keys: str) -> Mine:
-    """A :data:`Mine` for a JSON record a command writes: an object holding each of ``keys``
-    (a file of the user's of that name, JSON or not, is refused)."""
-
-    def mine(path: Path) -> bool:
-        try:
-            with open(path, "rb") as f:
-                record = json.loads(f.read(1 << 24).decode("utf-8-sig"))
-        except (OSError, ValueError, RecursionError):
-            return False
-        return isinstance(record, dict) and all(key in record for key in keys)
-
-    return mine
-
-
-def written_png(path: Path) -> bool:
-    """A :data:`Mine` for a figure: a PNG file whose ``Software`` text says mistnet made it
-    (:func:`mistnet.viz.canvas.made_by_mistnet`)."""
-    from mistnet.viz.canvas import made_by_mistnet  # torch and Pillow: only when asked
-
-    return made_by_mistnet(path)
 
 
 def _remove_each(paths: list[Path]) -> None:
