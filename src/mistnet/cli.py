@@ -156,6 +156,7 @@ def internal_error(command: str, exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _closed_streams_to_devnull()
     _printable_streams()
     try:
         # The command modules import torch: a second or more in which Ctrl-C may come.
@@ -169,14 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         return _call(args)
 
 
-def _printable_streams() -> None:
-    """Print what the output's encoding cannot hold (the lone surrogates of a path that is not
-    UTF-8) as backslash escapes, as the error lines do, rather than fail after the work.
-
-    A standard stream the shell closed (``mist models >&-``: Python makes it None, and its
-    ``flush`` at exit was an internal error) is put on ``/dev/null``, its descriptor too: a
-    file the command opens must not take descriptor 1 or 2 and receive its lines.
-    """
+def _closed_streams_to_devnull() -> None:
+    """Put a standard stream the shell closed (``mist models >&-``: Python makes it None, and
+    its ``flush`` at exit was an internal error) on ``/dev/null``, its descriptor too: a file
+    the command opens must not take descriptor 1 or 2 and receive its lines."""
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
@@ -188,6 +185,11 @@ def _printable_streams() -> None:
             if getattr(sys, name) is None:
                 mode = "r" if fd == 0 else "w"
                 setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
+def _printable_streams() -> None:
+    """Print what the output's encoding cannot hold (the lone surrogates of a path that is not
+    UTF-8) as backslash escapes, as the error lines do, rather than fail after the work."""
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")

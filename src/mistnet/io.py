@@ -103,10 +103,6 @@ def _take_lock(path: Path, command: str, wait: Callable[[str], object] | None):
         try:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if os.fstat(f.fileno()).st_nlink:
-                    return f, made
-                f.close()
-                continue  # removed between open and flock: take the new one
             except BlockingIOError:
                 f.seek(0)
                 pid = f.read().strip() or "?"
@@ -118,12 +114,12 @@ def _take_lock(path: Path, command: str, wait: Callable[[str], object] | None):
                 holder = "" if pid == "?" else f" (pid {pid})"  # "?": read before its pid
                 wait(f"waiting for another {command} writing to {path}{holder}")
                 fcntl.flock(f, fcntl.LOCK_EX)
-                if os.fstat(f.fileno()).st_nlink:
-                    return f, made
-                f.close()  # its holder removed it on leaving: take the new one
         except BaseException:
             f.close()
             raise
+        if os.fstat(f.fileno()).st_nlink:
+            return f, made
+        f.close()  # removed by its holder, on leaving or before our flock: take the new one
 
 
 def _open_lock(path: Path):

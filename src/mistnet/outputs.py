@@ -294,7 +294,8 @@ Own = tuple[str, Iterable[str] | Callable[[Path], Iterable[str]]]
 
 
 #: Whether an existing file at one of an output's names is the one the command wrote there
-#: (:func:`replacing`; :func:`mistnet.outfiles.written_json`, :func:`~mistnet.outfiles.written_png`).
+#: (:func:`replacing`; :func:`mistnet.outfiles.written_json`,
+#: :func:`~mistnet.outfiles.written_png`).
 Mine = Callable[[Path], bool]
 
 
@@ -494,17 +495,20 @@ def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
 def _require_own_file(path: Path, mine: Mine) -> None:
     """Refuse to replace ``path`` unless it is a regular file that ``mine`` sees to be the one
     the command wrote: a folder, a symbolic link or another file of that name is the user's."""
-    what = None
-    if path.is_symlink() or not path.is_file():
-        what = "a symbolic link" if path.is_symlink() else "a folder" if path.is_dir() else None
-        what = what or "not a regular file"
+    if path.is_symlink():
+        what = "a symbolic link"
+    elif path.is_dir():
+        what = "a folder"
+    elif not path.is_file():
+        what = "not a regular file"
     elif not mine(path):
         what = "a file of another content"
-    if what is not None:
-        raise MistError(
-            f"{path}: is {what}, not a file mistnet wrote, so it is not replaced; move it "
-            "away and run again, or choose another --out"
-        )
+    else:
+        return
+    raise MistError(
+        f"{path}: is {what}, not a file mistnet wrote, so it is not replaced; move it "
+        "away and run again, or choose another --out"
+    )
 
 
 def _remove_each(paths: list[Path]) -> None:

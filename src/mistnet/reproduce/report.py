@@ -374,7 +374,7 @@ def _stamped(path: Path) -> bool:
 def require_own_figure(path: Path) -> None:
     """Refuse a figure ``path`` that exists and is no PNG mistnet wrote (a file of the user's
     of that name), or that is a link or a folder."""
-    _require_own(path, os.path.lexists(path) and made_by_mistnet(path))
+    _require_own(path, made_by_mistnet(path))
 
 
 def check_own_files(out: Path, name: str) -> None:
