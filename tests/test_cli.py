@@ -1,5 +1,6 @@
 """The ``mist`` entry point: help, sub-command help, and user errors every command shares."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,32 @@ def test_a_closed_standard_stream_is_taken_for_dev_null(tmp_path):
             "train.npz",
             "val.npz",
         ]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_standard_stream_costs_no_work(tmp_path):
+    # Before: `mist train 2>/dev/full` died at its first progress line (the message could not
+    # be printed either: internal error, the run removed); `mist models >/dev/full` said "No
+    # space left on device" naming no file.
+    make = "data make mnist-easy --n-train 4 --n-val 2 --n-test 2 --out ds"
+    train = "train --preset tiny-cpu --data ds --out r --no-progress " + " ".join(
+        f"--set train.{key}" for key in ("steps=4", "batch_size=2", "val_every=2")
+    )
+    for argv, redirect, code in (
+        (make, ">/dev/full", 2),
+        (train, "2>/dev/full", 0),
+        ("models", ">/dev/full", 2),
+        ("--help", ">/dev/full", 2),
+    ):
+        line = f"exec {sys.executable} -m mistnet {argv} {redirect}"
+        proc = subprocess.run(
+            ["bash", "-c", line], capture_output=True, text=True, env=subprocess_env(),
+            cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == code, (line, proc.stderr)
+        if code == 2:
+            assert proc.stderr.count("\n") == 1, proc.stderr
+            assert "cannot write to standard output: No space left on device" in proc.stderr
+    assert (tmp_path / "ds" / "manifest.json").is_file()  # written before its summary failed
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["stopped"] == "steps"

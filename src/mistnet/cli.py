@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
 import os
 import signal
 import sys
@@ -26,6 +25,12 @@ from typing import NoReturn
 from mistnet import __version__
 from mistnet.errors import MistError, MistWarning, escaped
 from mistnet.signals import Terminated, signals_as_exceptions
+from mistnet.streams import (
+    OutputStreamError,
+    closed_streams_to_devnull,
+    guarded_streams,
+    printable_streams,
+)
 
 # Modules under mistnet.commands, in the order they appear in ``mist --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -156,43 +161,22 @@ def internal_error(command: str, exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _closed_streams_to_devnull()
-    _printable_streams()
-    try:
-        # The command modules import torch: a second or more in which Ctrl-C may come.
-        parser = build_parser()
-        args = parser.parse_args(argv)
-    except KeyboardInterrupt:
-        print("mist: interrupted", file=sys.stderr)
-        return 130
-    with warnings.catch_warnings():
-        warnings.showwarning = _warning_printer(command_name(args))
-        return _call(args)
-
-
-def _closed_streams_to_devnull() -> None:
-    """Put a standard stream the shell closed (``mist models >&-``: Python makes it None, and
-    its ``flush`` at exit was an internal error) on ``/dev/null``, its descriptor too: a file
-    the command opens must not take descriptor 1 or 2 and receive its lines."""
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+    closed_streams_to_devnull()
+    printable_streams()
+    with guarded_streams():
         try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:  # the lowest free descriptor is the closed one; to be sure
-                os.dup2(null, fd)
-                os.close(null)
-            if getattr(sys, name) is None:
-                mode = "r" if fd == 0 else "w"
-                setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
-
-
-def _printable_streams() -> None:
-    """Print what the output's encoding cannot hold (the lone surrogates of a path that is not
-    UTF-8) as backslash escapes, as the error lines do, rather than fail after the work."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
+            # The command modules import torch: a second or more in which Ctrl-C may come.
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        except KeyboardInterrupt:
+            print("mist: interrupted", file=sys.stderr)
+            return 130
+        except OutputStreamError as exc:  # `mist --help >/dev/full`
+            print(f"mist: error: {exc}", file=sys.stderr)
+            return 2
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(command_name(args))
+            return _call(args)
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -223,7 +207,9 @@ def _call(args: argparse.Namespace) -> int:
         if args.empty_argument is not None:
             raise MistError(f"{args.empty_argument} '' is an empty argument")
         with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a full disk under `>out.txt` fails here, as this command's error
+            return code
     except MistError as exc:  # paths and names the user gave, escaped: one line, always
         print(f"mist {name}: error: {escaped(str(exc))}", file=sys.stderr)
         return 2
@@ -308,6 +294,9 @@ def run() -> NoReturn:
         sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
     except BrokenPipeError:
         code = _reader_gone()
+    except OSError as exc:
+        print(f"mist: error: cannot write to standard output: {exc.strerror}", file=sys.stderr)
+        code = 2
     if _several_processes():
         sys.stdout.flush()
         sys.stderr.flush()
