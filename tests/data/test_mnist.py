@@ -126,6 +126,29 @@ def test_from_a_folder_that_is_missing_or_incomplete_is_one_line(capsys, tmp_pat
     assert files_under(tmp_path) == before and not data_cache().exists()
 
 
+def test_a_link_out_of_the_folder_is_refused_naming_it(capsys, tmp_path):
+    # Before: `--from DIR` and `--digits DIR` read an IDX file that a symbolic link in DIR
+    # pointed at anywhere on the disk; only the folder given is read now, as import-images does.
+    small_mnist(tmp_path / "src")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "src" / "t10k-labels-idx1-ubyte").rename(tmp_path / "elsewhere" / "labels")
+    (tmp_path / "src" / "t10k-labels-idx1-ubyte").symlink_to(tmp_path / "elsewhere" / "labels")
+    (tmp_path / "src" / "t10k-images-idx3-ubyte").rename(tmp_path / "src" / "images")
+    (tmp_path / "src" / "t10k-images-idx3-ubyte").symlink_to("images")  # inside: read
+    before = files_under(tmp_path)
+    message = "t10k-labels-idx1-ubyte: a symbolic link to "
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, message, "elsewhere/labels, outside", "copy it in")
+    out = tmp_path / "ds"
+    result = mist(capsys, "data", "make", "mnist-easy", "--digits", tmp_path / "src", "--out", out)
+    assert_user_error(result, message, "outside")
+    assert files_under(tmp_path) == before and not data_cache().exists()
+    (tmp_path / "src" / "t10k-labels-idx1-ubyte").unlink()
+    (tmp_path / "elsewhere" / "labels").rename(tmp_path / "src" / "t10k-labels-idx1-ubyte")
+    pools = load_digits(str(tmp_path / "src"))  # the link inside the folder is followed
+    assert len(pools.split("test")[1]) == 6
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -102,12 +102,19 @@ def find_idx(directory: Path, stem: str) -> Path:
     """The file of ``stem`` in ``directory`` under any of its usual names, plain or ``.gz``.
 
     Raises:
-        DataError: none of the names is a file (one that is something else is named).
+        DataError: none of the names is a file (one that is something else is named), or the
+            file is a symbolic link out of ``directory`` (only the folder given is read).
     """
     dotted = stem.replace("-idx", ".idx")  # the spelling of some re-distributions
     names = [directory / name for name in (stem, stem + ".gz", dotted, dotted + ".gz")]
     for path in names:
         if path.is_file():
+            real = path.resolve()
+            if not real.is_relative_to(directory.resolve()):
+                raise DataError(
+                    f"{path}: a symbolic link to {real}, outside {directory}; give the folder "
+                    "that holds the file (or copy it in)"
+                )
             return path
     for path in names:
         if path.exists():  # a FIFO, a folder: say what it is rather than "missing"
