@@ -181,7 +181,7 @@ def _unlink_if_same(path: Path, held: os.stat_result) -> None:
 
 def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
     """``doc`` as strict JSON (``allow_nan=False``), NaN and infinite floats (numpy's too)
-    written as ``null``.
+    written as ``null``; numpy's integers and bools are written as Python's.
 
     Raises:
         TypeError: a key that is no string (``{1: "a", "1": "b"}`` was written with the key
@@ -191,6 +191,8 @@ def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
     Example:
         >>> json_text({"det": float("nan"), "n": [1, 2.5, float("inf")]}, indent=None)
         '{"det": null, "n": [1, 2.5, null]}'
+        >>> json_text({"seed": np.int64(3), "flip": np.True_}, indent=None)
+        '{"seed": 3, "flip": true}'
     """
     return json.dumps(_finite_or_none(doc), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
@@ -205,6 +207,8 @@ def _finite_or_none(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float | np.floating):
         x = float(value)
         return x if math.isfinite(x) else None
+    if isinstance(value, np.integer | np.bool_):  # json.dumps has no form for them
+        value = value.item()
     if isinstance(value, int) and value.bit_length() > _JSON_INT_BITS:
         raise ValueError(f"an integer of {value.bit_length()} bits is too long to write")
     if isinstance(value, dict):

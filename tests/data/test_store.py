@@ -495,7 +495,8 @@ def test_a_split_holding_an_array_twice_is_refused(tmp_path):
 def test_write_dataset_checks_the_types_of_its_arguments(tmp_path):
     """Before: ``overwrite="no"`` replaced the dataset, ``{"val": a, "valid": b}`` kept one split
     of the two without a word, and ``splits=None``, images as a list or a numpy seed in the
-    manifest failed deep inside (AttributeError, "int64 is not JSON serializable")."""
+    manifest failed deep inside (AttributeError, "int64 is not JSON serializable"; a numpy
+    integer or bool is now written as Python's, a value JSON has no form for refused)."""
     g = build_generator("mnist-hard", layout_bank=16)
     arrays = make_scenes(g, "train", range(3), 0)
     write_dataset(tmp_path / "keep", "mine", {"train": arrays})
@@ -507,7 +508,7 @@ def test_write_dataset_checks_the_types_of_its_arguments(tmp_path):
         ({"splits": None}, TypeError, "splits must be a dict of split name to arrays"),
         ({"splits": {"train": [arrays]}}, TypeError, "splits['train'] must be a dict"),
         ({"splits": {"train": {**arrays, "images": [[1]]}}}, TypeError, "['images'] must be a"),
-        ({"manifest": {"seed": np.int64(3)}}, TypeError, "manifest must hold JSON values only"),
+        ({"manifest": {"seed": {3}}}, TypeError, "manifest must hold JSON values only"),
         ({"manifest": [1]}, TypeError, "manifest must be a dict, got list"),
         ({"out_dir": ""}, ValueError, "out_dir '' is an empty path"),
     ]:
@@ -517,6 +518,10 @@ def test_write_dataset_checks_the_types_of_its_arguments(tmp_path):
             write_dataset(**call)
     assert (tmp_path / "keep" / "train.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+    manifest = {"seed": np.int64(3), "flip": np.True_}
+    write_dataset(tmp_path / "np", "mine", {"train": arrays}, manifest=manifest)
+    written = json.loads((tmp_path / "np" / "manifest.json").read_text())
+    assert (written["seed"], written["flip"]) == (3, True)
 
 
 def test_open_dataset_names_an_argument_of_the_wrong_type(tmp_path, monkeypatch):
