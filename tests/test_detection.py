@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from mistnet.config import load_preset
-from mistnet.detection import _cores, detect_image, merge_detections, window_starts
+from mistnet.detection import (
+    CLASSIFIER_MIN_SCORE,
+    _cores,
+    default_min_score,
+    detect_image,
+    merge_detections,
+    min_image_side,
+    window_starts,
+)
 from mistnet.models.mist import MIST
 from mistnet.models.patch import PatchClassifier
 
@@ -166,6 +174,11 @@ def test_detect_image_takes_any_float_dtype_and_refuses_a_model_that_is_none():
         assert torch.equal(detect_image(model, image.double(), 3).keypoints, want)
     with pytest.raises(TypeError, match="model must be a MIST model"):
         detect_image(None, image, 3)
+    # the module's other public functions too (an AttributeError on .task / .modules before)
+    for public in (default_min_score, min_image_side):
+        with pytest.raises(TypeError, match="model must be a MIST model, got str"):
+            public("model.safetensors")
+    assert default_min_score(model) == CLASSIFIER_MIN_SCORE  # tiny-cpu classifies
     # a signed (Gabor) model's own textures reach past 1 (was refused for leaving [-1, 1])
     with torch.no_grad():
         assert len(detect_image(model, 2.6 * image - 1.3, 3).keypoints) == 3

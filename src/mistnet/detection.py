@@ -23,6 +23,9 @@ Detections come highest score first; the score, in [0, 1], is :meth:`MIST.detect
 and ``model.predict`` cut by default.
 
 Conventions as everywhere: pixel centres at integer coordinates, keypoints ``(x, y, side)``.
+
+The public functions (``__all__``) check their arguments; the others serve them and ``mist
+detect`` on arguments already checked, and take them as they come.
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
 from mistnet.ops._checks import require_dense
 
+__all__ = [
+    "CLASSIFIER_MIN_SCORE",
+    "DEFAULT_MIN_SCORE",
+    "default_min_score",
+    "detect_image",
+    "min_image_side",
+    "read_image",
+]
+
 #: An auto-encoder's detections scored below this are dropped by default: half the mass of the
 #: detection's softmax window inside its NMS window, i.e. the peak holds more of its surroundings
 #: than everything else around it together (a flat patch scores 25 / 225 = 0.11, a clear
@@ -57,8 +69,14 @@ DEFAULT_MIN_SCORE = 0.5
 CLASSIFIER_MIN_SCORE = 0.75
 
 
+def _require_model(model: object) -> None:
+    if not isinstance(model, PatchModel):
+        raise TypeError(f"model must be a MIST model, got {type(model).__name__}")
+
+
 def default_min_score(model: PatchModel) -> float:
     """Where ``mist detect`` and ``model.predict`` cut ``model``'s detections by default."""
+    _require_model(model)
     return CLASSIFIER_MIN_SCORE if model.task == "classify" else DEFAULT_MIN_SCORE
 
 
@@ -129,6 +147,7 @@ def min_image_side(model: PatchModel) -> int:
     """Smallest image side the model's heatmap network accepts: at each scale of its pyramid,
     more pixels than the widest reflection padding (:func:`~mistnet.models.heatmap.
     smallest_side`; with dilated blocks the padding is inside them, not at the input)."""
+    _require_model(model)
     bodies = [m for m in model.modules() if isinstance(m, HeatmapBody)]
     if not bodies:
         return 1
