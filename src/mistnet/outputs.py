@@ -471,7 +471,7 @@ def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
             recover_set_aside(path)
             if os.path.lexists(path):
                 if callable(own):
-                    _require_own_file(path, own)
+                    require_own_file(path, own)
                 with deferred_signals():  # set aside and recorded, or neither
                     moved.append((path, _aside(path, None if callable(own) else own)))
         yield
@@ -492,9 +492,12 @@ def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
         _SET_ASIDE.pop(old.absolute(), None)
 
 
-def _require_own_file(path: Path, mine: Mine) -> None:
+def require_own_file(path: Path, mine: Mine, writer: str = "mistnet") -> None:
     """Refuse to replace ``path`` unless it is a regular file that ``mine`` sees to be the one
-    the command wrote: a folder, a symbolic link or another file of that name is the user's."""
+    the command (``writer``, as the message names it) wrote: a folder, a symbolic link or
+    another file of that name is the user's. A missing ``path`` passes."""
+    if not os.path.lexists(path):
+        return
     if path.is_symlink():
         what = "a symbolic link"
     elif path.is_dir():
@@ -506,7 +509,7 @@ def _require_own_file(path: Path, mine: Mine) -> None:
     else:
         return
     raise MistError(
-        f"{path}: is {what}, not a file mistnet wrote, so it is not replaced; move it "
+        f"{path}: is {what}, not a file {writer} wrote, so it is not replaced; move it "
         "away and run again, or choose another --out"
     )
 

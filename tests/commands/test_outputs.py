@@ -172,7 +172,7 @@ def reproduce_again_over_a_table_of_the_users(tmp_path, run):
     out = earlier_reproduction(tmp_path)
     (out / "table1.md").write_text("# my notes on table 1\n")
     argv = ["reproduce", "table1", "--budget", "smoke", "--out", out]
-    return argv, ["table1.md: is not a file mist reproduce wrote"]
+    return argv, ["table1.md: is a file of another content, not a file mist reproduce wrote"]
 
 
 @case
@@ -180,7 +180,9 @@ def reproduce_again_over_a_figure_of_the_users(tmp_path, run):
     out = earlier_reproduction(tmp_path)
     image(out / "figures" / "table1-curves.png")
     argv = ["reproduce", "table1", "--budget", "smoke", "--out", out]
-    return argv, ["figures/table1-curves.png: is not a file mist reproduce wrote"]
+    return argv, [
+        "figures/table1-curves.png: is a file of another content, not a file mist reproduce"
+    ]
 
 
 @case

@@ -27,6 +27,7 @@ from typing import Any
 
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.io import atomic_write_json, atomic_write_text
+from mistnet.outputs import require_own_file
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
 from mistnet.textfile import read_json
@@ -354,13 +355,7 @@ def render_markdown(entry: dict[str, Any]) -> str:
 #: name without it is the user's, never replaced (:func:`check_own_files`).
 STAMP = "<!-- written by mist reproduce from results.json; rewritten on each run -->"
 
-
-def _require_own(path: Path, ours: bool) -> None:
-    if os.path.islink(path) or (os.path.lexists(path) and not (path.is_file() and ours)):
-        raise MistError(
-            f"{path}: is not a file mist reproduce wrote, so it is not replaced; move it away "
-            "and run again, or choose another --out"
-        )
+WRITER = "mist reproduce"  # as a refusal to replace a file of the user's names the writer
 
 
 def _stamped(path: Path) -> bool:
@@ -374,7 +369,7 @@ def _stamped(path: Path) -> bool:
 def require_own_figure(path: Path) -> None:
     """Refuse a figure ``path`` that exists and is no PNG mistnet wrote (a file of the user's
     of that name), or that is a link or a folder."""
-    _require_own(path, made_by_mistnet(path))
+    require_own_file(path, made_by_mistnet, WRITER)
 
 
 def check_own_files(out: Path, name: str) -> None:
@@ -382,7 +377,7 @@ def check_own_files(out: Path, name: str) -> None:
     replace is not one mist reproduce wrote: ``<name>.md`` without :data:`STAMP`, a PNG of
     ``figures/<name>-*.png`` without mistnet's stamp, or ``figures`` that is no folder."""
     path = out / f"{name}.md"
-    _require_own(path, _stamped(path))
+    require_own_file(path, _stamped, WRITER)
     figures = out / "figures"
     if os.path.islink(figures) or (os.path.lexists(figures) and not figures.is_dir()):
         raise MistError(
@@ -397,7 +392,7 @@ def check_own_files(out: Path, name: str) -> None:
 def write_markdown(out: Path, name: str, entry: dict[str, Any]) -> Path:
     """Write ``out/<name>.md`` (:func:`render_markdown`), never over a file of the user's."""
     path = out / f"{name}.md"
-    _require_own(path, _stamped(path))
+    require_own_file(path, _stamped, WRITER)
     atomic_write_text(path, render_markdown(entry))
     return path
 
