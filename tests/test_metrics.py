@@ -1087,3 +1087,78 @@ def test_the_detection_metrics_refuse_bool_labels_lists_and_meta_tensors(score):
     with pytest.raises(ValueError, match="det_boxes: a tensor on the meta device"):
         score(_BX.to("meta"), labels, _BX, labels)
     score(_BX, labels, _BX, labels)  # the same batch as numbers
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        # Before: AttributeError: 'list' object has no attribute 'shape'
+        (lambda: rmse([[1.0, 2.0]], t([[0.0, 0.0]])), TypeError, r"pred: expected a torch\.Tensor"),
+        (lambda: rmse(t([[0.0, 0.0]]), [[1.0, 2.0]]), TypeError, "target: expected a torch.Tensor"),
+        # Before: RuntimeError: Tensor on device cpu is not on the expected device meta!
+        (
+            lambda: rmse(torch.zeros(1, 2, device="meta"), t([[0.0, 0.0]])),
+            ValueError,
+            "pred: a tensor on the meta device holds no values",
+        ),
+        (
+            lambda: rmse(t([[0.0, 0.0]]), torch.zeros(1, 2, device="meta")),
+            ValueError,
+            "target: a tensor on the meta device holds no values",
+        ),
+    ],
+)
+def test_rmse_names_a_list_or_a_meta_tensor(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["svhn_ap", "ap_at_thresholds", "APMeter.update", "match_detections", "any_match",
+     "match_points", "DetectionMeter.update"],
+)  # fmt: skip
+@pytest.mark.parametrize("count", [torch.tensor([True]), [True], torch.tensor([1j])])
+@pytest.mark.parametrize("which", ["gt_count", "det_count"])
+def test_counts_that_are_no_numbers_are_refused(name, count, which):
+    """Before: NotImplementedError: "round_vml_cpu" not implemented for 'Bool' (a count of True
+    would have been 1)."""
+    message = rf"^{which}: whole numbers in \[0, 2\] expected, got a torch\.(bool|complex64) "
+    with pytest.raises(ValueError, match=message):
+        if name == "DetectionMeter.update":
+            DetectionMeter().update(_GT, _LABELS, _GT, _LABELS, **{which: count})
+        else:
+            _counted(name, **{which: count})
+
+
+def test_greedy_matching_takes_integer_scores_and_refuses_bool_ones():
+    """Before: integer IoUs failed with "value cannot be converted to type int64 without
+    overflow" (the -inf of a masked pair); bool ones were matched as IoUs of 0 and 1."""
+    scores = torch.tensor([[3, 1], [4, 2]])  # e.g. counts of shared pixels
+    assert greedy_assign(scores, threshold=0).tolist() == [0, 1]
+    assert (
+        greedy_assign(scores, threshold=0).tolist()
+        == greedy_assign(scores.double(), None, 0).tolist()
+    )
+    assert greedy_match(scores, scores > 1, 2).tolist() == [True, False]
+    with pytest.raises(ValueError, match=r"^iou: expected real numbers .*, got torch\.bool"):
+        greedy_match(torch.tensor([[True, False]]))
+
+
+@pytest.mark.parametrize(
+    "score",
+    [
+        lambda b, lb, g, gl: match_detections(b, lb, g, gl),
+        lambda b, lb, g, gl: svhn_ap(b, lb, g, gl, num_classes=2),
+        lambda b, lb, g, gl: official_eval_accuracy(b, g, lb, gl, num_classes=2),
+        lambda b, lb, g, gl: DetectionMeter(num_classes=2).update(b, lb, g, gl),
+    ],
+)
+def test_the_detection_metrics_refuse_bool_boxes(score):
+    """Before: bool boxes were cast to boxes of 0 and 1 px and scored."""
+    labels = torch.tensor([[0, 1]])
+    with pytest.raises(ValueError, match=r"^det_boxes: expected real numbers .*, got torch\.bool"):
+        score(_BX > 0, labels, _BX, labels)
+    with pytest.raises(ValueError, match=r"^gt_boxes: expected real numbers .*, got torch\.bool"):
+        score(_BX, labels, _BX > 0, labels)
+    score(_BX.long(), labels, _BX, labels)  # integer pixel boxes are numbers

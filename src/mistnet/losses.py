@@ -316,6 +316,13 @@ def heatmap_nll_loss(
         reduction: ``"mean"`` or ``"none"``.
         eps: added to ``h`` inside the log (0, the default: the exact log-likelihood), a finite
             number >= 0.
+
+    Raises:
+        TypeError: ``log_heatmaps``, ``target`` or ``weight`` is no tensor.
+        ValueError: a bad shape or dtype, an empty dimension, a ``reduction`` other than
+            ``"mean"`` or ``"none"``, or an ``eps`` that is no finite number >= 0. The values of
+            ``target`` (>= 0, as :func:`~mistnet.ops.render_heatmap` makes them) and ``weight``
+            are not checked: that would cost a host sync every training step.
     """
     _check_heatmap_pair(log_heatmaps, target, reduction)
     eps = check_number(eps, "eps", positive=False)  # NaN, -1 were ignored; True gave a loss < 0

@@ -108,3 +108,43 @@ def test_box_iou_names_mismatched_and_valueless_inputs():
     with pytest.raises(ValueError, match="b: a tensor on the meta device holds no values"):
         box_iou(b, b.to("meta"))
     assert box_iou(torch.rand(2, 3, 4), torch.rand(1, 5, 4)).shape == (2, 3, 5)  # broadcasts
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda x: box_iou(x, x.real.float() if x.is_complex() else x.float()), "a"),
+        (lambda x: box_iou(torch.ones(1, 3), x), "b"),
+        (boxes_to_xyxy, "boxes"),
+        (keypoints_to_boxes, "keypoints"),
+        (lambda x: xyxy_to_boxes(torch.cat([x, x[..., :1]], -1)), "corners"),
+    ],
+)
+def test_the_box_ops_refuse_boxes_that_hold_no_real_numbers(call, name, dtype):
+    """Before: bool boxes failed inside torch's subtraction (box_iou, boxes_to_xyxy,
+    xyxy_to_boxes) or came back as bool boxes (keypoints_to_boxes: True as a side of 1); complex
+    ones failed in torch.maximum or passed through."""
+    boxes = torch.ones(1, 3, dtype=dtype)
+    with pytest.raises(ValueError, match=rf"^{name}: expected real numbers .*, got {dtype}"):
+        call(boxes)
+
+
+def test_the_box_ops_take_integer_boxes_as_numbers():
+    # integer coordinates are exact pixel positions: the metrics hand them on (then cast)
+    a, b = torch.tensor([[0, 0, 20]]), torch.tensor([[10, 0, 20]])
+    assert box_iou(a, b).tolist() == box_iou(a.float(), b.float()).tolist()
+    assert keypoints_to_boxes(a).tolist() == [[0, 0, 20, 20]]
+    assert boxes_to_xyxy(a).tolist() == [[-10.0, -10.0, 10.0, 10.0]]
+
+
+def test_boxes_to_keypoints_refuses_a_k_beyond_memory_before_allocating(monkeypatch):
+    """Before: k=10**9 tried to allocate 8 GB (a raw RuntimeError from the allocator, or the
+    machine swapped); 10**15 can be held by no machine."""
+    boxes, labels = _gt()
+    with pytest.raises(ValueError, match=r"^k=1000000000000000: the keypoints .* of memory"):
+        boxes_to_keypoints(boxes, labels, 20.0, 10**15)
+    monkeypatch.setattr("mistnet.machine.available_memory", lambda: 2 * 10**9)  # 2 GB left
+    with pytest.raises(ValueError, match=r"^k=1000000000: .* more than the 2.0 GB available"):
+        boxes_to_keypoints(boxes, labels, 20.0, 10**9)
+    assert boxes_to_keypoints(boxes, labels, 20.0, 10**6)[0].shape == (1, 10**6, 3)

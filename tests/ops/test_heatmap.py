@@ -88,3 +88,11 @@ def test_render_heatmap_refuses_sides_that_are_no_numbers(sides):
     with pytest.raises(TypeError, match="sides must be a sequence of box sides in pixels"):
         render_heatmap(torch.tensor([[[8.0, 8.0, 6.0]]]), sides, 16, 16)
     assert render_heatmap(torch.tensor([[[8.0, 8.0, 6.0]]]), np.array([6]), 16, 16).shape[1] == 1
+
+
+def test_render_heatmap_refuses_a_size_beyond_memory_before_allocating():
+    """Before: a 4 TB zeros() failed in the allocator (a raw RuntimeError), or the machine
+    swapped."""
+    message = r"^height=1000000, width=1000000: the heatmap \(B, S, height, width\) .* of memory"
+    with pytest.raises(ValueError, match=message):
+        render_heatmap(torch.tensor([[[5.0, 5.0, 20.0]]]), [20.0], 10**6, 10**6)

@@ -162,3 +162,46 @@ def test_the_sampler_takes_numpy_integers_for_sizes():
     torch.testing.assert_close(p, extract_patches(_IMG, _KP, 4))
     back = paste_patches(p, _KP, np.int64(8), torch.tensor(8))
     torch.testing.assert_close(back, paste_patches(p, _KP, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: extract_patches(_IMG, _KP, 10**6), r"^size=1000000: the patches \(B, K, C, "),
+        (
+            lambda: paste_patches(torch.rand(1, 1, 1, 4, 4), _KP, 10**6, 10**6),
+            r"^height=1000000, width=1000000: the pasted patches \(B, K, C, height, width\)",
+        ),
+        (  # no patch: the (B, C, H, W) zeros alone are too many
+            lambda: paste_patches(torch.rand(1, 0, 1, 4, 4), _KP[:, :0], 10**7, 10**7),
+            r"^height=10000000, width=10000000: ",
+        ),
+    ],
+)
+def test_the_sampler_refuses_sizes_beyond_memory_before_allocating(call, message):
+    """Before: an 8 TB allocation failed in the allocator with a raw RuntimeError ("can't
+    allocate memory"), or the machine swapped."""
+    with pytest.raises(ValueError, match=message + ".* need .* of memory, more than"):
+        call()
+
+
+def test_a_gpu_result_is_weighed_against_the_gpus_memory(monkeypatch):
+    """On a GPU the bound is its whole memory (the host's free memory says nothing of it)."""
+    from types import SimpleNamespace
+
+    from mistnet.ops._checks import check_memory
+
+    like = SimpleNamespace(device=torch.device("cuda", 0), element_size=lambda: 4)
+    total = SimpleNamespace(total_memory=80 * 10**9)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: total)
+    monkeypatch.setattr("mistnet.machine.available_memory", lambda: 10**6)  # not read for a GPU
+    check_memory((10**10,), like, "what", "fewer")  # 40 GB of 80
+    with pytest.raises(ValueError, match=r"^what need 400.0 GB of memory, more than the 80.0 GB"):
+        check_memory((10**11,), like, "what", "fewer")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_sampler_refuses_a_gpu_result_beyond_the_gpus_memory():
+    img, kp = _IMG.cuda(), _KP.cuda()
+    with pytest.raises(ValueError, match=r"^size=1000000: .* GB of cuda:0; make fewer"):
+        extract_patches(img, kp, 10**6)

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -234,3 +235,26 @@ def test_softmax_and_pooling_refuse_no_scale_channel(call, message):
     with pytest.raises(ValueError, match=message):
         call()
     assert scale_pool(torch.rand(0, 2, 4, 4)).shape == (0, 1, 4, 4)  # B = 0 stays fine
+
+
+@pytest.mark.parametrize(
+    "dtype, strength, largest",
+    [
+        (torch.float32, 1e300, "3.40282e+38"),
+        (torch.float32, 1e39, "3.40282e+38"),
+        (torch.float16, 1e5, "65504"),
+        (torch.bfloat16, 3.4e38, "3.38953e+38"),
+    ],
+)
+@pytest.mark.parametrize("fn", [local_spatial_softmax, local_spatial_log_softmax])
+def test_a_strength_beyond_the_logits_dtype_is_refused(fn, dtype, strength, largest):
+    """Before: the strength became inf in the logits' dtype and inf * 0 made the map all NaN."""
+    h = torch.zeros(1, 1, 20, 20, dtype=dtype)
+    h[0, 0, 5, 5] = 1.0
+    with pytest.raises(
+        ValueError,
+        match=rf"^strength must be a finite number > 0 and <= {re.escape(largest)} \(the",
+    ):
+        fn(h, strength=strength)
+    p = local_spatial_softmax(h.float(), strength=3e38)  # the largest float32: a hard maximum
+    assert p[0, 0, 5, 5] == pytest.approx(1.0, abs=1e-5) and p[0, 0, 5, 6] == 0.0

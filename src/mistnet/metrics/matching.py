@@ -17,7 +17,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from mistnet.ops._checks import check_flag, check_tensor, require_dense
+from mistnet.ops._checks import check_flag, check_tensor, require_dense, require_real
 from mistnet.ops.boxes import box_iou
 
 
@@ -182,7 +182,7 @@ def greedy_assign(
     strictly greater than ``threshold`` (at least ``threshold`` when ``inclusive``), and the
     detection is then no longer available. NaN IoUs are never eligible. Leading dimensions are
     independent problems (batched). Any score where higher is better works in place of the IoU
-    (:func:`match_points` passes negated distances).
+    (:func:`match_points` passes negated distances); integer scores are taken as float64.
 
     Args:
         iou: ``(..., N, M)`` IoU between N ground-truth and M detected boxes.
@@ -195,12 +195,21 @@ def greedy_assign(
     Returns:
         ``(..., N)`` int64: the matched detection index per ground-truth row, ``-1`` if none.
 
+    Raises:
+        TypeError: ``iou`` or ``eligible`` is no tensor.
+        ValueError: ``iou`` of rank < 2, on the meta device or of no real numbers (bool,
+            complex: ``"iou: expected real numbers (a floating or integer tensor), got ..."``),
+            an ``eligible`` of another shape, a ``threshold`` that is no finite number, or an
+            ``inclusive`` that is no bool.
+
     Example:
         >>> greedy_assign(torch.tensor([[0.9, 0.8], [0.95, 0.1]]))
         tensor([ 0, -1])
     """
     if require_tensor(iou, "iou", "(..., N, M)").ndim < 2:
         raise ValueError(f"iou: expected shape (..., N, M), got {tuple(iou.shape)}")
+    if not require_real(iou, "iou").is_floating_point():  # True was an IoU of 1
+        iou = iou.double()  # the -inf of a masked pair: "cannot be converted to type int64"
     threshold = check_number(threshold, "threshold")  # NaN matched nothing
     inclusive = check_flag(inclusive, "inclusive")  # "no" was taken as true
     *lead, N, M = iou.shape
@@ -246,15 +255,19 @@ def greedy_match(
 
     Returns:
         ``(..., N_gt)`` bool.
+
+    Raises:
+        TypeError, ValueError: as :func:`greedy_assign`.
     """
     return greedy_assign(iou, eligible, threshold, inclusive=inclusive) >= 0
 
 
 def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> None:
-    """Raise ValueError unless the four tensors form one padded detection batch: finite boxes
-    whose instances have sides >= 0, labels that are whole class indices >= 0 or -1 (padding)."""
-    require_tensor(det_boxes, "det_boxes", "(B, K, 3|4)")
-    require_tensor(gt_boxes, "gt_boxes", "(B, N, 3|4)")
+    """Raise ValueError unless the four tensors form one padded detection batch: finite boxes of
+    real numbers (floating or integer; bool ones were scored as boxes of 0 and 1 px) whose
+    instances have sides >= 0, labels that are whole class indices >= 0 or -1 (padding)."""
+    require_real(require_tensor(det_boxes, "det_boxes", "(B, K, 3|4)"), "det_boxes")
+    require_real(require_tensor(gt_boxes, "gt_boxes", "(B, N, 3|4)"), "gt_boxes")
     require_tensor(det_labels, "det_labels", "(B, K)")
     require_tensor(gt_labels, "gt_labels", "(B, N)")
     if det_boxes.ndim != 3 or det_boxes.shape[-1] not in (3, 4):
@@ -300,10 +313,17 @@ def check_labels(labels: Tensor, name: str) -> None:
 
 
 def check_counts(count: Tensor | None, most: int, name: str) -> None:
-    """Raise ValueError unless ``count`` (None, or ``(B,)``) holds whole numbers in [0, most]."""
+    """Raise ValueError unless ``count`` (None, or ``(B,)``) holds whole numbers in [0, most]:
+    not a bool or complex tensor (torch failed on rounding one), not one with no values."""
     if count is None:
         return
+    if isinstance(count, Tensor):
+        require_dense(count, name)
     count = torch.as_tensor(count)
+    if count.dtype == torch.bool or count.is_complex():
+        raise ValueError(
+            f"{name}: whole numbers in [0, {most}] expected, got a {count.dtype} tensor"
+        )
     if count.numel() and (
         not torch.isfinite(count).all()
         or bool((count != count.round()).any())

@@ -37,6 +37,7 @@ from mistnet.metrics.matching import (
     multiset_overlap,
     pair_iou,
     require_float,
+    require_tensor,
     valid_mask,
 )
 from mistnet.ops._checks import check_flag
@@ -390,12 +391,16 @@ def rmse(
         ``(B,)`` or scalar float64 tensor.
 
     Raises:
-        ValueError: shapes that differ, no image or no pixel, ``signed`` or ``clip`` not a bool.
+        TypeError: ``pred`` or ``target`` is no tensor (a list).
+        ValueError: shapes that differ, no image or no pixel, a tensor with no values (meta,
+            sparse), ``signed`` or ``clip`` not a bool.
 
     Example:
         >>> rmse(torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, 1], [1, 1]]]]))
         tensor(1., dtype=torch.float64)
     """
+    require_tensor(pred, "pred", "(B, ...)")  # a list: 'list' object has no attribute 'shape'
+    require_tensor(target, "target", "(B, ...)")  # meta: "not on the expected device meta!"
     sse, n = _sse_per_image(pred, target, check_flag(signed, "signed"), check_flag(clip, "clip"))
     if reduction == "none":
         return (sse / n).sqrt()

@@ -10,6 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mistnet.errors import ArgumentError
+from mistnet.machine import fits_in_memory
+
+#: Results of fewer bytes are not weighed against the memory (:func:`check_memory`): a training
+#: step's tensors are far smaller, and their check costs a few multiplications.
+MEMORY_CHECKED_FROM = 2**30
+
 
 def require_dense(x: Tensor, what: str, error: type[Exception] = ValueError) -> None:
     """Refuse a tensor with no values to read: on the meta device, or sparse (any layout but
@@ -22,6 +29,44 @@ def require_dense(x: Tensor, what: str, error: type[Exception] = ValueError) -> 
     if x.is_meta or x.layout != torch.strided:
         where = "on the meta device" if x.is_meta else f"of {x.layout} layout"
         raise error(f"{what}: a tensor {where} holds no values to read; give a dense one")
+
+
+def require_real(x: Tensor, what: str) -> Tensor:
+    """Refuse a bool or complex tensor where numbers are read (coordinates, scores, counts): True
+    was read as 1, and complex ones failed deep inside torch. Metadata only (no GPU sync).
+
+    Raises:
+        ValueError: ``"<what>: expected real numbers (a floating or integer tensor), got <dtype>"``.
+    """
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(
+            f"{what}: expected real numbers (a floating or integer tensor), got {x.dtype}"
+        )
+    return x
+
+
+def check_memory(shape: tuple[int, ...], like: Tensor, what: str, fewer: str) -> None:
+    """Refuse, before it is allocated, work that holds ``prod(shape)`` values of ``like``'s dtype
+    at once when ``like``'s device has not that much memory: the host's available memory
+    (:func:`mistnet.machine.fits_in_memory`), a GPU's whole memory. An 8 TB tensor otherwise
+    failed deep inside the allocator, and one a little beyond the host's memory made it swap.
+    Below :data:`MEMORY_CHECKED_FROM` bytes nothing is read (no file, no GPU sync).
+
+    Raises:
+        ArgumentError: a ``ValueError`` naming ``what`` needs it and what to make ``fewer``.
+    """
+    nbytes = math.prod(shape) * like.element_size()
+    if nbytes < MEMORY_CHECKED_FROM:
+        return
+    if like.device.type != "cuda":
+        fits_in_memory(nbytes, what, fewer)
+        return
+    total = torch.cuda.get_device_properties(like.device).total_memory
+    if nbytes > total:
+        raise ArgumentError(
+            f"{what} need {nbytes / 1e9:,.1f} GB of memory, more than the {total / 1e9:,.1f} GB "
+            f"of {like.device}; make fewer ({fewer})"
+        )
 
 
 def check_tensor(x: object, name: str, ndim: int, expected: str) -> Tensor:
@@ -161,8 +206,11 @@ def check_int(
     return n
 
 
-def check_number(value: object, name: str, *, positive: bool) -> float:
-    """``value`` as a ``float`` if it is a finite real number ``> 0`` (``>= 0`` unless ``positive``).
+def check_number(
+    value: object, name: str, *, positive: bool, high: float = math.inf, high_text: str = ""
+) -> float:
+    """``value`` as a ``float`` if it is a finite real number ``> 0`` (``>= 0`` unless ``positive``)
+    and ``<= high``; ``high_text`` spells a finite ``high``, e.g. ``"65504 (the largest float16)"``.
 
     Python and numpy scalars are taken; a bool or a tensor is refused (reading a tensor's value
     would wait for the GPU).
@@ -173,7 +221,9 @@ def check_number(value: object, name: str, *, positive: bool) -> float:
             x = float(value)
         except OverflowError:  # an int beyond float
             x = math.inf
-    if not math.isfinite(x) or not (x > 0 if positive else x >= 0):
+    if not math.isfinite(x) or not (x > 0 if positive else x >= 0) or x > high:
         bound = "> 0" if positive else ">= 0"
+        if x > high and math.isfinite(x):
+            bound += f" and <= {high_text or f'{high:g}'}"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return x

@@ -12,18 +12,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_number, check_tensor, require_dense
+from mistnet.ops._checks import (
+    check_int,
+    check_memory,
+    check_number,
+    check_tensor,
+    require_dense,
+    require_real,
+)
+
+_BOXES = "(..., 3) as (x, y, side) or (..., 4) as (cx, cy, w, h)"
 
 
-def _check_boxes(boxes: object, name: str) -> Tensor:
-    if not isinstance(boxes, Tensor) or boxes.ndim < 1 or boxes.shape[-1] not in (3, 4):
+def _check_boxes(
+    boxes: object, name: str, expected: str = _BOXES, sizes: tuple[int, ...] = (3, 4)
+) -> Tensor:
+    """``boxes`` if it is a dense tensor of real numbers (floating or integer) whose last
+    dimension is one of ``sizes``; else ValueError naming ``name``. Metadata only."""
+    if not isinstance(boxes, Tensor) or boxes.ndim < 1 or boxes.shape[-1] not in sizes:
         shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-        raise ValueError(
-            f"{name} must have shape (..., 3) as (x, y, side) or (..., 4) as (cx, cy, w, h), "
-            f"got {shape}"
-        )
+        raise ValueError(f"{name} must have shape {expected}, got {shape}")
     require_dense(boxes, name)  # sparse or meta: a long NotImplementedError deep in torch
-    return boxes
+    return require_real(boxes, name)  # bool: True as 1 px, or torch's "Subtraction ... bool"
 
 
 def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tuple[Tensor, Tensor]:
@@ -39,6 +49,11 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
     Returns:
         ``(B, k, 3)`` keypoints ``(cx, cy, side)`` and ``(B, k)`` labels padded with -1 (a
         label < 0 marks a keypoint that is not an instance).
+
+    Raises:
+        ValueError: a bad shape or dtype of ``boxes`` or ``labels``, a ``side`` that is no finite
+            number > 0, a ``k`` that is no integer >= 1, or one whose keypoints would not fit
+            in memory (``"k=...: the keypoints ... need ... GB of memory, more than ..."``).
 
     Example:
         >>> kp, lab = boxes_to_keypoints(torch.tensor([[[5.0, 6.0, 28, 28]]]), torch.tensor([[3]]), 20, 2)
@@ -60,6 +75,10 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
         raise ValueError(f"labels must be an integer tensor of class ids, got {labels.dtype}")
     side = check_number(side, "side", positive=True)
     k = check_int(k, "k")  # -1 was a slice from the end, True one keypoint
+    # the keypoints, their parts and labels at once; k=10**9 asked the allocator for 8 GB
+    check_memory(
+        (B, k, 8), boxes, f"k={k}: the keypoints (B, k, 3) = {(B, k, 3)}", "keypoints: lower k"
+    )
     pad = max(0, k - N)
     centres = F.pad(boxes[:, :k, :2], (0, 0, 0, pad))  # (B, k, 2)
     keypoints = torch.cat([centres, torch.full_like(centres[..., :1], side)], -1)
@@ -69,29 +88,50 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
 def keypoints_to_boxes(keypoints: Tensor) -> Tensor:
     """``(..., 3)`` keypoints ``(x, y, side)`` to ``(..., 4)`` centre/size boxes ``(x, y, side, side)``.
 
-    Centre/size boxes (last dimension 4) pass through unchanged.
+    Centre/size boxes (last dimension 4) pass through unchanged. Floating and integer tensors are
+    taken.
+
+    Raises:
+        ValueError: another shape, a tensor with no values (meta, sparse) or of no real numbers
+            (``"keypoints: expected real numbers (a floating or integer tensor), got torch.bool"``).
 
     Example:
         >>> keypoints_to_boxes(torch.tensor([[10.0, 12.0, 20.0]]))
         tensor([[10., 12., 20., 20.]])
     """
-    kp = _check_boxes(keypoints, "keypoints")
+    return _centre_size(_check_boxes(keypoints, "keypoints"))
+
+
+def _centre_size(kp: Tensor) -> Tensor:
+    """:func:`keypoints_to_boxes` of checked boxes."""
     if kp.shape[-1] == 4:
         return kp
     return torch.cat([kp[..., :2], kp[..., 2:3], kp[..., 2:3]], dim=-1)
 
 
 def boxes_to_xyxy(boxes: Tensor) -> Tensor:
-    """Centre/size boxes ``(..., 4)`` (or keypoints ``(..., 3)``) to corners ``(..., 4)``."""
-    b = keypoints_to_boxes(boxes)
+    """Centre/size boxes ``(..., 4)`` (or keypoints ``(..., 3)``) to corners ``(..., 4)``.
+
+    Raises:
+        ValueError: as :func:`keypoints_to_boxes`, naming ``boxes``.
+    """
+    return _corners(_check_boxes(boxes, "boxes"))
+
+
+def _corners(boxes: Tensor) -> Tensor:
+    """:func:`boxes_to_xyxy` of checked boxes."""
+    b = _centre_size(boxes)
     half = b[..., 2:] / 2
     return torch.cat([b[..., :2] - half, b[..., :2] + half], dim=-1)
 
 
 def xyxy_to_boxes(corners: Tensor) -> Tensor:
-    """Corner boxes ``(..., 4)`` ``(x0, y0, x1, y1)`` to centre/size boxes ``(cx, cy, w, h)``."""
-    if not isinstance(corners, Tensor) or corners.shape[-1] != 4:
-        raise ValueError("corners must have shape (..., 4) as (x0, y0, x1, y1)")
+    """Corner boxes ``(..., 4)`` ``(x0, y0, x1, y1)`` to centre/size boxes ``(cx, cy, w, h)``.
+
+    Raises:
+        ValueError: as :func:`keypoints_to_boxes`, naming ``corners``.
+    """
+    corners = _check_boxes(corners, "corners", "(..., 4) as (x0, y0, x1, y1)", (4,))
     return torch.cat(
         [(corners[..., :2] + corners[..., 2:]) / 2, corners[..., 2:] - corners[..., :2]], -1
     )
@@ -106,6 +146,10 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
     Returns:
         ``(..., N, M)`` IoU in [0, 1]; 0 where both boxes are empty.
+
+    Raises:
+        ValueError: boxes as :func:`keypoints_to_boxes` refuses them (naming ``a`` or ``b``),
+            leading dimensions that do not broadcast, or two devices.
 
     Example:
         >>> box_iou(torch.tensor([[0.0, 0.0, 20.0]]), torch.tensor([[10.0, 0.0, 20.0]]))
@@ -123,7 +167,7 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
             f"a and b: leading dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} "
             "do not broadcast"
         ) from None
-    ca, cb = boxes_to_xyxy(a), boxes_to_xyxy(b)
+    ca, cb = _corners(a), _corners(b)
     lt = torch.maximum(ca[..., :, None, :2], cb[..., None, :, :2])  # (..., N, M, 2)
     rb = torch.minimum(ca[..., :, None, 2:], cb[..., None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)

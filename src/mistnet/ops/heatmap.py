@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_keypoints, check_sides
+from mistnet.ops._checks import check_int, check_keypoints, check_memory, check_sides
 
 
 @torch.no_grad()
@@ -34,6 +34,12 @@ def render_heatmap(
     Returns:
         ``(B, S, H, W)`` target, dtype and device of ``keypoints``.
 
+    Raises:
+        ValueError: keypoints, sides or a mask that are refused, a ``height`` or ``width`` that is
+            no integer >= 1, or sizes whose heatmap would not fit in memory
+            (``"height=..., width=...: the heatmap (B, S, height, width) = ... need ..."``).
+        TypeError: ``sides`` that are no numbers.
+
     Example:
         >>> render_heatmap(torch.tensor([[[1.4, 0.5, 20.0]]]), [20.0], 2, 3)
         tensor([[[[0., 0., 0.],
@@ -44,6 +50,13 @@ def render_heatmap(
     sigma = check_sides(sides, kp.device, kp.dtype)
     S = sigma.numel()
     height, width = check_int(height, "height"), check_int(width, "width")
+    what = f"height={height}, width={width}: the heatmap (B, S, height, width) = "
+    check_memory(
+        (B, S, height, width),
+        kp,
+        what + f"{(B, S, height, width)}",
+        "pixels: lower height or width",
+    )
     if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool):
         got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"mask must be a bool tensor of shape (B, K)=({B}, {K}), got {got}")

@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_keypoints, check_spatial, check_tensor
+from mistnet.ops._checks import (
+    check_int,
+    check_keypoints,
+    check_memory,
+    check_spatial,
+    check_tensor,
+)
 
 
 def _unit_grid(size: int, like: Tensor) -> Tensor:
@@ -32,6 +38,11 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     Returns:
         ``(B, K, C, P, P)`` patches; zero where the box leaves the image.
 
+    Raises:
+        ValueError: a bad shape or dtype, keypoints that are not finite with side > 0, a ``size``
+            that is no integer >= 2, or one whose patches would not fit in memory
+            (``"size=...: the patches (B, K, C, size, size) = ... need ... GB of memory, ..."``).
+
     Example:
         >>> ramp = torch.arange(8.0).expand(1, 1, 8, 8)  # value = x
         >>> p = extract_patches(ramp, torch.tensor([[[3.0, 3.0, 4.0]]]), size=5)
@@ -44,6 +55,9 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     kp = check_keypoints(keypoints, batch=B).to(images.dtype)
     size = check_int(size, "size", 2)
     K = kp.shape[1]
+    what = f"size={size}: the patches (B, K, C, size, size) = {(B, K, C, size, size)}"
+    # with their (B, K, size, size, 2) grid; size=10**6 asked the allocator for 8 TB
+    check_memory((B, K, C + 2, size, size), images, what, "samples: lower size, K or B")
     t = _unit_grid(size, images)
     xs = kp[..., 0:1] + t * kp[..., 2:3]  # (B, K, P) sample x per column
     ys = kp[..., 1:2] + t * kp[..., 2:3]  # (B, K, P) sample y per row
@@ -71,6 +85,11 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     Returns:
         ``(B, C, H, W)``.
 
+    Raises:
+        ValueError: a bad shape or dtype, keypoints that are not finite with side > 0 or whose
+            K differs, a ``height`` or ``width`` that is no integer >= 1, or sizes whose result
+            would not fit in memory (``"height=..., width=...: the pasted patches ... need ..."``).
+
     Example:
         >>> img = torch.rand(1, 1, 16, 16)
         >>> kp = torch.tensor([[[7.0, 7.0, 6.0]]])
@@ -86,6 +105,14 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     if kp.shape[1] != K:
         raise ValueError(f"keypoints has K={kp.shape[1]} but patches has K={K}")
     height, width = check_int(height, "height"), check_int(width, "width")
+    what = f"height={height}, width={width}: the pasted patches (B, K, C, height, width) = "
+    # each patch's grid (2), samples (C) and mask (1), and the sum (C): 8 TB at 10**6 x 10**6
+    check_memory(
+        (B, K * (C + 3) + C, height, width),
+        patches,
+        what + f"{(B, K, C, height, width)}",
+        "pixels: lower height or width, K or B",
+    )
     u = torch.arange(width, device=patches.device, dtype=patches.dtype)
     v = torch.arange(height, device=patches.device, dtype=patches.dtype)
     side = kp[..., 2:3]

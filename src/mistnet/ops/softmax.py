@@ -52,11 +52,16 @@ def local_spatial_log_softmax(
     Args:
         logits: ``(B, S, H, W)`` raw heatmap scores, one channel per scale.
         window: odd side of the square window in pixels (15 in the paper).
-        strength: inverse temperature ``beta`` (10 in the official code).
+        strength: inverse temperature ``beta`` (10 in the official code), a finite number > 0
+            that the dtype of ``logits`` holds (at most 65504 for float16).
         eps: added to the denominator (relative to the image's highest logit, as in the code).
 
     Returns:
         ``(B, S, H, W)`` log-responses, all ``< 0``, same dtype and device as ``logits``.
+
+    Raises:
+        ValueError: an argument refused (naming it), e.g. ``"strength must be a finite number >
+            0 and <= 3.40282e+38 (the largest torch.float32), got 1e+300"``.
 
     Example:
         >>> h = torch.zeros(1, 1, 20, 20); h[0, 0, 5, 5] = 1.0; h[0, 0, 15, 15] = -30.0
@@ -109,11 +114,25 @@ def local_window_log_mass(
 def _check_softmax_arguments(
     logits: object, window: object, strength: object, eps: object
 ) -> tuple[Tensor, int, float, float]:
-    """The local softmax's arguments, checked (scalars and tensor metadata only)."""
+    """The local softmax's arguments, checked (scalars and tensor metadata only).
+
+    Raises:
+        ValueError: ``logits`` no ``(B, S, H, W)`` floating tensor with S, H, W >= 1, a
+            ``window`` that is no odd integer >= 1, an ``eps`` that is no finite number >= 0, or
+            a ``strength`` that is no finite number > 0 the logits' dtype holds (beyond, it is
+            infinite there and ``inf * 0`` made every map NaN).
+    """
     h = check_tensor(logits, "logits", 4, "(B, S, H, W)")
     check_nonempty(h, "logits", "(B, S, H, W)", "S, H, W")  # the windows read no empty map
     window = check_int(window, "window", odd=True)  # the window is centred on its pixel
-    strength = check_number(strength, "strength", positive=True)  # NaN: NaN maps; < 0: inverted
+    largest = torch.finfo(h.dtype).max
+    strength = check_number(  # NaN: NaN maps; < 0: inverted
+        strength,
+        "strength",
+        positive=True,
+        high=largest,
+        high_text=f"{largest:g} (the largest {h.dtype})",
+    )
     eps = check_number(eps, "eps", positive=False)
     return h, window, strength, eps
 
@@ -141,11 +160,15 @@ def local_spatial_softmax(
     Args:
         logits: ``(B, S, H, W)`` raw heatmap scores, one channel per scale.
         window: odd side of the square window in pixels (15 in the paper).
-        strength: inverse temperature ``beta`` (10 in the official code).
+        strength: inverse temperature ``beta`` (10 in the official code); as
+            :func:`local_spatial_log_softmax`.
         eps: added to the denominator.
 
     Returns:
         ``(B, S, H, W)`` responses in ``[0, 1)``, same dtype and device as ``logits``.
+
+    Raises:
+        ValueError: as :func:`local_spatial_log_softmax`.
 
     Example:
         >>> h = torch.zeros(1, 1, 20, 20); h[0, 0, 5, 5] = 1.0
