@@ -586,3 +586,35 @@ def test_a_fit_run_evaluated_on_a_generator_says_it_records_no_split_size(capsys
     mistnet.fit("tiny-cpu", squares(8, 0), out=out, steps=1, k=2, num_classes=2, batch_size=4)
     result = mist(capsys, "eval", out, "--data", "mnist-hard")
     assert_user_error(result, "records no test size to make mnist-hard scenes of", "--data DIR")
+
+
+def test_fit_and_evaluate_run_take_numpy_bools_and_0d_integer_tensors(tmp_path, monkeypatch):
+    """Before: ``progress=np.False_`` was refused ("progress must be True, False or None"),
+    ``k=torch.tensor(2)`` too ("model.k must be an integer, got tensor(2)", and
+    ``evaluate_run``'s "k must be an integer >= 0 (0: the run's), got tensor(2)")."""
+    from mistnet.errors import ArgumentError
+    from mistnet.evaluation import evaluate_run
+
+    seen = []
+    monkeypatch.setattr(
+        "mistnet.api.train",
+        lambda cfg, out, **kw: seen.append((cfg.model.k, kw["progress"], kw["threads"])),
+    )
+    monkeypatch.setattr("mistnet.api.load", lambda *a, **kw: None)
+    mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "a", num_classes=2, k=torch.tensor(2),
+                progress=np.False_, threads=np.int64(1))  # fmt: skip
+    assert seen == [(2, False, 1)] and [type(v) for v in seen[0]] == [int, bool, int]
+    for kwargs, error, message in [
+        ({"k": torch.tensor([2])}, ValueError, r"model\.k must be an integer, got tensor\(\[2\]\)"),
+        ({"k": torch.tensor(2.0)}, ValueError, r"model\.k must be an integer, got tensor\(2\.\)"),
+        ({"k": torch.tensor(True)}, ValueError, r"model\.k must be an integer, got tensor\(True"),
+        ({"progress": 1}, TypeError, "progress must be True or False, got 1"),
+    ]:
+        with pytest.raises(error, match=message):
+            mistnet.fit("tiny-cpu", squares(2, 0), out=tmp_path / "b", num_classes=2, **kwargs)
+    assert len(seen) == 1 and not (tmp_path / "b").exists()
+    with pytest.raises(MistError, match="run directory .* does not exist"):  # past the checks
+        evaluate_run(tmp_path / "none", k=torch.tensor(2), batch_size=np.int64(2))
+    for k in (torch.tensor([2]), torch.tensor(2.0), np.True_, 2.0):
+        with pytest.raises(ArgumentError, match=r"^k must be an integer >= 0 \(0: the run's\)"):
+            evaluate_run(tmp_path / "none", k=k)

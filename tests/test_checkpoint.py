@@ -406,3 +406,41 @@ def test_a_dotdot_after_a_missing_folder_leaves_no_folder_behind(tmp_path, monke
     with pytest.raises(MistError, match=r"made is no folder, so '\.\.' after it leads nowhere"):
         save_checkpoint("made/../ok.safetensors", torch.nn.Linear(1, 1), config={}, step=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_path_and_extras_json_cannot_write_are_refused_by_name(tmp_path):
+    """Before: a directory as ``path`` raised IsADirectoryError from the final rename, numpy
+    scalars as ``best`` / ``best_step`` were refused ("extra: extra.best = np.float32(0.5)")
+    and a numpy array in ``extra`` raised json's "Object of type ndarray is not JSON
+    serializable", naming no key."""
+    import numpy as np
+
+    model = torch.nn.Linear(2, 2)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(MistError, match=r"checkpoint path .*run is a directory; give the file"):
+        save_checkpoint(tmp_path / "run", model, config={}, step=0)
+    for extra, error, message in [
+        (
+            {"history": [1, {"x": np.zeros(2)}]},
+            TypeError,
+            r"^extra\['history'\]\[1\]\['x'\]: "
+            "Object of type ndarray is not JSON serializable",
+        ),  # fmt: skip
+        ({"lr": torch.tensor(1.0)}, TypeError, r"^extra\['lr'\]: Object of type Tensor"),
+        ({"wall": torch.tensor(1.0)}, ValueError, r"^extra: extra\.wall = tensor\(1\.\)"),
+        ({"best": np.float32("nan")}, ValueError, r"^extra: extra\.best = np\.float32\(nan\)"),
+        ({"best_step": np.bool_(True)}, ValueError, r"^extra: extra\.best_step = np\.True_"),
+    ]:
+        with pytest.raises(error, match=message):
+            save_checkpoint(tmp_path / "x.safetensors", model, config={}, step=0, extra=extra)
+    with pytest.raises(TypeError, match=r"^config\['model'\]\['k'\]: Object of type Tensor"):
+        save_checkpoint(tmp_path / "x.safetensors", model, config={"model": {"k": torch.tensor(3)}},
+                        step=0)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written
+    extra = {"best": np.float32(0.5), "best_step": np.int64(3), "wall": np.float64(2.0),
+             "flags": [np.True_]}  # fmt: skip
+    save_checkpoint(tmp_path / "ok.safetensors", model, config={}, step=np.int64(4), extra=extra)
+    ckpt = Checkpoint(tmp_path / "ok.safetensors")
+    assert ckpt.step == 4 and ckpt.extra == {"best": 0.5, "best_step": 3, "wall": 2.0,
+                                             "flags": [True]}  # fmt: skip
+    assert [type(ckpt.extra[k]) for k in ("best", "best_step")] == [float, int]

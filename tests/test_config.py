@@ -51,6 +51,19 @@ def test_unknown_key_rejected():
         apply_overrides(Config(), ["train.learning_rate=1e-3"])
 
 
+def test_set_value_refuses_an_unknown_section_listing_the_known_ones():
+    """Before: AttributeError "'Config' object has no attribute 'nosuch'" (TypeError
+    "attribute name must be string" for None)."""
+    known = r"known: \['data', 'model', 'record', 'train'\]"
+    for section in ("nosuch", None, "to_dict"):
+        with pytest.raises(MistError, match=rf"^unknown config section {section!r}; {known}$"):
+            set_value(Config(), section, "key", 1)
+    with pytest.raises(TypeError, match="cfg must be a Config, got dict"):
+        set_value({}, "model", "k", 1)
+    with pytest.raises(MistError, match=r"^unknown config key model\.nosuch; known: \["):
+        set_value(Config(), "model", "nosuch", 1)
+
+
 def test_section_must_be_a_table():
     with pytest.raises(MistError, match="must be a table"):
         from_dict({"model": 3})
@@ -352,6 +365,23 @@ def test_numpy_scalars_are_numbers():
     assert type(cfg.model.k) is int and type(cfg.train.lr_task) is float
     with pytest.raises(MistError, match="model.k must be an integer, got np.True_"):
         set_value(cfg, "model", "k", np.bool_(True))
+
+
+def test_numpy_bools_are_flags_and_0d_integer_tensors_integers():
+    """Before: ``np.True_`` for a flag and ``torch.tensor(3)`` for an integer were refused
+    ("must be true or false, got np.True_", "must be an integer, got tensor(3)")."""
+    import torch
+
+    cfg = resolve("tiny-cpu")
+    set_value(cfg, "model", "k", torch.tensor(3))
+    assert cfg.model.k == 3 and type(cfg.model.k) is int
+    for value in (torch.tensor([3]), torch.tensor(3.0), torch.tensor(True), np.array([3])):
+        with pytest.raises(MistError, match=r"^model\.k must be an integer, got "):
+            set_value(cfg, "model", "k", value)
+    flag = typed_value(np.False_, bool, "x.flag")
+    assert flag is False
+    with pytest.raises(MistError, match=r"^x\.flag must be true or false, got 1"):
+        typed_value(1, bool, "x.flag")
 
 
 def test_the_grid_baseline_refuses_another_k():

@@ -121,3 +121,40 @@ def test_a_class_name_with_a_bidi_control_or_a_lone_surrogate_is_refused_escaped
 
 def test_zero_width_joiners_stay_allowed_in_class_names():
     assert validate.class_name("\u0645\u06cc\u200c\u0631\u0648\u062f", "classes")  # Persian ZWNJ
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, 3),
+        (np.int64(3), 3),
+        (np.uint8(3), 3),
+        (torch.tensor(3), 3),
+        (np.array(3), 3),
+        (True, None),
+        (np.True_, None),
+        (torch.tensor(True), None),
+        (3.0, None),
+        (torch.tensor(3.0), None),
+        (torch.tensor([3]), None),
+        (np.array([3]), None),
+        (torch.tensor(3, device="meta"), None),
+        ("3", None),
+    ],
+)
+def test_as_integer_takes_numpy_integers_and_0d_integer_tensors_only(value, expected):
+    """Before: ``seed``, ``threads`` and the config's integers refused ``torch.tensor(3)``
+    ("must be an integer, got tensor(3)"); a meta tensor was a RuntimeError."""
+    n = validate.as_integer(value)
+    assert n == expected and type(n) is type(expected)
+
+
+def test_seed_and_threads_take_0d_integer_tensors_and_name_what_they_refuse():
+    assert validate.seed(torch.tensor(5)) == 5 and validate.threads(np.int64(2)) == 2
+    with pytest.raises(TypeError, match=r"^seed must be an integer, got tensor\(\[5\]\)$"):
+        validate.seed(torch.tensor([5]))
+    with pytest.raises(TypeError, match=r"^threads must be an integer, got np\.True_$"):
+        validate.threads(np.True_)
+    with pytest.raises(errors.ArgumentError, match=r"^seed must be an integer in \[0, 2\*\*63\)"):
+        validate.seed(torch.tensor(-1))
+    assert validate.flag(np.False_, "progress") is False

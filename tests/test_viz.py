@@ -663,3 +663,22 @@ def test_annotate_image_names_class_names_colours_and_labels_it_cannot_draw(
             torch.rand(1, 8, 8), torch.tensor([[4.0, 4, 3, 3]]), labels, None, out, **args
         )
     assert not out.exists()
+
+
+def test_annotate_image_refuses_a_directory_and_a_label_that_is_no_class_id(tmp_path):
+    """Before: a directory as ``out_path`` raised IsADirectoryError from the final rename,
+    label -5 was drawn as "-5" and label 2 among two class names as "2"."""
+    img, box = np.zeros((8, 8, 3), np.uint8), torch.tensor([[4.0, 4, 3, 3]])
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match="^out_path: expected a PNG file to write, got the dir"):
+        annotate_image(img, box, None, None, tmp_path / "d")
+    out = tmp_path / "a.png"
+    with pytest.raises(ValueError, match=r"^labels: expected class ids >= 0 \(-1: padding, not "
+                       r"drawn\), got -5$"):  # fmt: skip
+        annotate_image(img, box, torch.tensor([-5]), None, out)
+    with pytest.raises(ValueError, match="^labels: expected class ids below the 2 class_names, "
+                       "got 2$"):  # fmt: skip
+        annotate_image(img, box, [2], None, out, class_names=("a", "b"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    annotate_image(img, box, [7], None, out)  # no names: any class id >= 0 is drawn
+    annotate_image(img, box, [-1], None, out, class_names=("a", "b"))  # padding: not drawn

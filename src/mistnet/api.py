@@ -505,8 +505,9 @@ def fit(
             that is a file, holds a run or lies inside another output, training that
             diverged): every refusal of ``fit`` is a ``ValueError``.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
-            ``train_data``, an ``out`` that is no path, ``minutes`` or ``device`` of the
-            wrong type.
+            ``train_data``, an ``out`` that is no path, ``minutes``, ``device``, ``threads``
+            or ``progress`` of the wrong type (numpy's bools and integers, and 0-d integer
+            tensors, are of the right one).
     """
     if train_data is None:
         raise TypeError("train_data must be a Dataset or a DataLoader, got None")
@@ -514,7 +515,9 @@ def fit(
     max_minutes = 0.0 if minutes is None else validate.minutes(minutes, "minutes")
     device = device_name(device, "device")
     device_argument(device)  # "cuda" where there is none refused before any work
-    validate.threads(threads, "threads")
+    threads = validate.threads(threads, "threads")
+    if progress is not None:  # "no" would show the bar; numpy's False is False
+        progress = validate.flag(progress, "progress")
     train_set, val_set = _fit_data(train_data, val, overrides)
     if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
         overrides["in_channels"] = train_set.channels
@@ -522,8 +525,6 @@ def fit(
         overrides["steps"] = steps
     cfg = _fit_config(model_or_preset, overrides)
     _fit_items(cfg, train_set, val_set)
-    if progress is not None and not isinstance(progress, bool):  # "no" would show the bar
-        raise TypeError(f"progress must be True, False or None, got {progress!r}")
     if progress is None:
         progress = sys.stderr.isatty()
     data = (train_set, val_set)

@@ -35,7 +35,7 @@ from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
 from mistnet.ops._checks import require_dense
 from mistnet.textfile import parse_error
-from mistnet.validate import flag, regular_file, require_finite
+from mistnet.validate import flag, path_argument, regular_file, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
 DIGEST = "digest"  # metadata key of the checksum
@@ -58,13 +58,13 @@ def _extra_problem(extra: dict[str, Any]) -> str | None:
     """What is wrong with the ``extra`` values training resumes from (``best``: a finite
     number or null; ``best_step``: a step or null; ``wall``: seconds), or None."""
 
-    def number(v: Any) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    def number(v: Any) -> bool:  # numpy's scalars too: json_text writes them as Python's
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
     checks = {
         "best": lambda v: v is None or number(v),
         "best_step": lambda v: (
-            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+            v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0)
         ),
         "wall": lambda v: number(v) and v >= 0,
     }
@@ -132,6 +132,60 @@ def _check_save_arguments(model, optimizers, config, step, extra, averaged) -> N
         raise ValueError(f"extra: {problem}")
 
 
+def _json_field(name: str, value: dict[str, Any]) -> str:
+    """``value`` as the JSON of the metadata entry ``name`` (:func:`~mistnet.io.json_text`:
+    numpy's numbers and bools written as Python's), or refused naming the first entry JSON has
+    no form for (an array, a tensor, a set), before anything is written.
+
+    Raises:
+        TypeError: ``"extra['history'][2]: Object of type ndarray is not JSON serializable"``.
+        ValueError: an integer too long to write, or nesting too deep.
+    """
+    try:
+        return json_text(value, indent=None)
+    except TypeError as exc:
+        where = f"{name}{_unwritable(value)}"
+        hint = "give numbers, strings, bools, None, lists or dicts"
+        raise TypeError(f"{where}: {exc}; {hint}") from None
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _unwritable(value: Any) -> str:
+    """The index path (``['history'][2]``) of the first entry of ``value`` that JSON cannot
+    write (``""``: ``value`` itself, or one of its keys that is no string)."""
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return ""
+    for key, item in items:
+        try:
+            json_text(item, indent=None)
+        except TypeError:
+            return f"[{key!r}]{_unwritable(item)}"
+        except ValueError:  # too deep or too long: json_text says so of the whole
+            pass
+    return ""
+
+
+def _check_path(path: object) -> Path:
+    """``path`` as a Path, once it could name the checkpoint file.
+
+    Raises:
+        TypeError: no str or path-like object.
+        MistError: a directory there (the file would replace it, or fail to), or a NUL.
+    """
+    path = Path(path_argument(path, "path"))
+    if path.is_dir():
+        raise MistError(
+            f"checkpoint path {path} is a directory; give the file to write, such as "
+            f"{path / 'last.safetensors'}"
+        )
+    return path
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -155,10 +209,18 @@ def save_checkpoint(
         averaged: an ``AveragedModel`` of ``model``; stored under ``average.``.
         exclusive: refuse (:class:`~mistnet.errors.MistError`) to replace a ``path`` that
             exists when the file is moved into place, instead of replacing it.
+
+    Raises:
+        TypeError: an argument of the wrong type, or a ``config`` or ``extra`` entry JSON has
+            no form for (a numpy array, a tensor), naming it.
+        ValueError: a ``step`` < 0, extras training could not resume from, NaN or infinite
+            weights.
+        MistError: ``path`` is a directory, or (``exclusive``) a file there.
     """
     _check_save_arguments(model, optimizers, config, step, extra, averaged)
     flag(exclusive, "exclusive")
-    path = Path(path)
+    path = _check_path(path)
+    config_text, extra_text = _json_field("config", config), _json_field("extra", extra or {})
     tensors = _flat("model.", model)
     if averaged is not None:
         tensors.update(_flat("average.", averaged))
@@ -171,9 +233,9 @@ def save_checkpoint(
     metadata = {
         "format": FORMAT,
         "step": str(step),
-        "config": json_text(config, indent=None),
+        "config": config_text,
         "optimizers": json_text(optim_meta, indent=None),
-        "extra": json_text(extra or {}, indent=None),
+        "extra": extra_text,
     }
     metadata[DIGEST] = _digest(tensors, metadata)
 

@@ -348,7 +348,18 @@ def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
 
 
 def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
-    """Set ``section.key`` of ``cfg`` to ``value``, type-checked (ranges: :func:`validate`)."""
+    """Set ``section.key`` of ``cfg`` to ``value``, type-checked (ranges: :func:`validate`).
+
+    Raises:
+        TypeError: ``cfg`` is not a Config.
+        MistError: an unknown section or key (listing the known ones), a renamed key, or a
+            value of the wrong type.
+    """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"cfg must be a Config, got {type(cfg).__name__}")
+    known = sorted(f.name for f in dataclasses.fields(Config))  # and "record", training's
+    if not isinstance(section, str) or section not in known:
+        raise MistError(f"unknown config section {section!r}; known: {known}")
     target = getattr(cfg, section)
     types_ = typing.get_type_hints(type(target))
     if key not in types_:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,9 +97,10 @@ def _check_arguments(
         TypeError: ``run`` or ``data`` no path, ``meters`` no sequence of meters, ``device``
             neither a name nor a ``torch.device``.
         ArgumentError: ``run`` and ``model`` both given or neither, ``data`` neither a path
-            nor a name, an unknown split, a ``k`` or ``batch_size`` that is no integer >= 0,
-            a ``per_image_k`` that is no bool or comes with ``k``, a ``device`` that is no
-            device name or CUDA where there is none.
+            nor a name, an unknown split, a ``k`` or ``batch_size`` that is no integer >= 0
+            (numpy's integers and 0-d integer tensors are), a ``per_image_k`` that is no bool
+            or comes with ``k``, a ``device`` that is no device name or CUDA where there is
+            none.
     """
     if (run is None) == (model is None):
         raise ArgumentError("give run or model (a pretrained model's name), one of the two")
@@ -116,15 +116,26 @@ def _check_arguments(
         split = canonical_split(split)
     except ValueError as exc:
         raise ArgumentError(str(exc)) from None
-    for name, value in (("k", k), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {value!r}")
+    k, batch_size = (_count(k, "k"), _count(batch_size, "batch_size"))
     if not isinstance(per_image_k, bool | np.bool_):
         raise ArgumentError(f"per_image_k must be True or False, got {per_image_k!r}")
     if k and per_image_k:
         raise ArgumentError("k and per_image_k exclude each other")
     _check_meters(meters)
-    return data, split, int(k), int(batch_size), device_argument(device)
+    return data, split, k, batch_size, device_argument(device)
+
+
+def _count(value: object, name: str) -> int:
+    """``value`` as an int if it is an integer >= 0 (:func:`~mistnet.validate.as_integer`:
+    numpy's and 0-d integer tensors too).
+
+    Raises:
+        ArgumentError: ``"<name> must be an integer >= 0 (0: the run's), got <value>"``.
+    """
+    n = validate.as_integer(value)
+    if n is None or n < 0:
+        raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {value!r}")
+    return n
 
 
 def _check_meters(meters) -> None:

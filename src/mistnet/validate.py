@@ -11,7 +11,8 @@ values are) and what is allowed, which ``mist`` prints without a traceback.
   ever, a device would stream without end).
 - Text and JSON files: :mod:`mistnet.textfile` (``read_text``, ``read_json``).
 - :func:`seed`, :func:`minutes`, :func:`threads`: the numbers a user gives on the command line or to
-  :func:`mistnet.fit` (raising :class:`~mistnet.errors.ArgumentError`).
+  :func:`mistnet.fit` (raising :class:`~mistnet.errors.ArgumentError`); :func:`as_integer`: what
+  counts as an integer there, :func:`flag`: as a flag.
 - Image files: :mod:`mistnet.imagefile` (``open_image``, ``pixel_count``).
 - :func:`require_finite`: no NaN or infinity in an array or a tensor;
   :func:`require_float32`: nor a value that float32 cannot hold.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import errno
 import math
 import numbers
+import operator
 import os
 import stat
 import tokenize
@@ -269,18 +271,44 @@ def flag(value: object, name: str) -> bool:
     return _checks.check_flag(value, name)
 
 
+def as_integer(value: object) -> int | None:
+    """``value`` as an ``int`` if it is an integer: Python's, numpy's, or a 0-d integer tensor
+    or array (a ``k`` computed with torch); None for anything else: a bool (numpy's, a bool
+    tensor), a float, a string, a tensor of one or more dimensions, a meta tensor. The one
+    test of an integer argument of :func:`seed`, :func:`threads`, :func:`typed_value` and
+    :func:`mistnet.evaluation.evaluate_run`.
+
+    Example:
+        >>> as_integer(torch.tensor(2)), as_integer(np.int64(3)), as_integer(np.True_)
+        (2, 3, None)
+        >>> as_integer(2.0), as_integer(torch.tensor([2])), as_integer("2")
+        (None, None, None)
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, torch.Tensor) and (
+        value.ndim != 0 or value.dtype == torch.bool or value.is_meta
+    ):
+        return None
+    try:
+        return operator.index(value)  # a 0-d numpy array: its integer; of floats, TypeError
+    except TypeError:
+        return None
+
+
 def seed(value: object, name: str = "seed") -> int:
-    """``value`` if it is an integer seed in [0, 2**63).
+    """``value`` if it is an integer seed in [0, 2**63) (:func:`as_integer`).
 
     Raises:
         TypeError: not an integer.
         ArgumentError: negative or too large (numpy and torch refuse it deep inside).
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    n = as_integer(value)
+    if n is None:
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not 0 <= value < 2**63:
-        raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {value}")
-    return int(value)
+    if not 0 <= n < 2**63:
+        raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {n}")
+    return n
 
 
 def threads(value: object, name: str = "threads") -> int:
@@ -299,16 +327,17 @@ def threads(value: object, name: str = "threads") -> int:
         ...
         mistnet.errors.ArgumentError: --threads must be 0 (torch's choice) or more, got -1
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    n = as_integer(value)
+    if n is None:
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 0:
-        raise ArgumentError(f"{name} must be 0 (torch's choice) or more, got {value}")
-    if value > max_threads():
+    if n < 0:
+        raise ArgumentError(f"{name} must be 0 (torch's choice) or more, got {n}")
+    if n > max_threads():
         raise ArgumentError(
             f"{name} must be at most {max_threads()} (4 x the {os.cpu_count()} cores, at least "
-            f"64), got {value}"
+            f"64), got {n}"
         )
-    return int(value)
+    return n
 
 
 def minutes(value: object, name: str = "minutes") -> float:
@@ -457,16 +486,16 @@ def typed_value(value: Any, annotation: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported annotation {annotation}")
     if annotation is bool:
-        if not isinstance(value, bool):
+        if not isinstance(value, bool | np.bool_):  # numpy's True from a computed sweep
             raise MistError(f"{key} must be true or false, got {value!r}")
-        return value
-    # numbers.Integral / Real: numpy's scalars too (np.int64(2) from a computed sweep)
+        return bool(value)
+    # numpy's scalars too (np.int64(2) from a computed sweep), and 0-d integer tensors
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if (n := as_integer(value)) is None:
             raise MistError(f"{key} must be an integer, got {value!r}")
-        if not -(2**63) < value < 2**63:  # what torch and numpy hold (seeds, sizes, steps)
-            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {value}")
-        return int(value)
+        if not -(2**63) < n < 2**63:  # what torch and numpy hold (seeds, sizes, steps)
+            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {n}")
+        return n
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise MistError(f"{key} must be a number, got {value!r}")

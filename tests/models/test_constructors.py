@@ -128,3 +128,47 @@ def test_constructors_take_numpy_integers_and_still_run():
     grid = GridMIST(task, rows=np.int64(2), cols=2, patch_size=8)
     assert grid(torch.rand(1, 1, 20, 20)).keypoints.shape == (1, 4, 3)
     assert grid_keypoints(9, 9, device=torch.device("cpu")).shape == (1, 9, 3)
+
+
+@pytest.mark.parametrize(
+    ("task", "task_net", "message"),
+    [
+        (
+            "reconstruct",
+            PatchClassifier(1, levels=1, blocks=1),
+            "task='reconstruct' needs a PatchAutoencoder as task_net, got a PatchClassifier",
+        ),  # fmt: skip
+        (
+            "classify",
+            PatchAutoencoder(1, levels=1, blocks=1),
+            "task='classify' needs a PatchClassifier as task_net, got a PatchAutoencoder",
+        ),  # fmt: skip
+    ],
+)
+def test_a_task_network_of_the_other_task_is_refused_naming_both(task, task_net, message):
+    """Before: accepted; a classifier's logits were pasted back as patches at the first
+    forward (or decoded patches read as class logits)."""
+    with pytest.raises(ValueError, match=message):
+        MIST(_nets()[0], task_net, task=task)
+    with pytest.raises(ValueError, match=message):
+        GridMIST(task_net, task=task)
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        (torch.zeros(1, 1, 24, 24, dtype=torch.int64), ValueError, "images must be floating"),
+        (torch.rand(1, 1, 24, 24).bfloat16(), ValueError, "images are torch.bfloat16 but the"),
+        (torch.rand(1, 1, 24, 24, device="meta"), ValueError, "images: a tensor on the meta"),
+        ([[[[0.5] * 24] * 24]], TypeError, r"images must be a \(B, C, H, W\) torch.Tensor"),
+    ],
+)
+def test_the_parts_of_mist_refuse_images_as_its_forward_does(images, error, message):
+    """Before: ``log_heatmaps`` (a part training calls) raised torch's NotImplementedError,
+    RuntimeError or AttributeError for what ``forward`` refused, ``run_task`` torch's
+    RuntimeError for bfloat16 images."""
+    model = MIST(*_nets(), k=2, patch_size=8)
+    keypoints = torch.tensor([[[8.0, 8.0, 8.0]]])
+    for call in (model, model.log_heatmaps, lambda x: model.run_task(x, keypoints)):
+        with pytest.raises(error, match=message):
+            call(images)

@@ -187,3 +187,21 @@ def test_heatmap_net_names_factors_that_are_no_numbers(factors, error, message):
     with pytest.raises(error, match=message):
         HeatmapNet(1, factors=factors)
     assert HeatmapNet(1, factors=[1.0, 0.5]).factors == (1.0, 0.5)
+
+
+_BAD_IMAGES = [
+    (torch.zeros(1, 1, 16, 16, dtype=torch.int64), ValueError, "images must be floating point"),
+    (torch.rand(1, 1, 16, 16).bfloat16(), ValueError, "images are torch.bfloat16 but the model"),
+    (torch.rand(1, 1, 16, 16, device="meta"), ValueError, "images: a tensor on the meta device"),
+    ([[[[0.5] * 16] * 16]], TypeError, r"images must be a \(B, 1, H, W\) torch.Tensor, got list"),
+]
+
+
+@pytest.mark.parametrize(("images", "error", "message"), _BAD_IMAGES)
+def test_net_refuses_images_it_cannot_take_naming_them(images, error, message):
+    """Before: torch's NotImplementedError ("batch_norm" not implemented for 'Long'),
+    RuntimeError ("Input type (c10::BFloat16) and bias type (float) should be the same",
+    "Tensor on device cpu is not on the expected device meta!") or AttributeError ("'list'
+    object has no attribute 'dim'")."""
+    with pytest.raises(error, match=message):
+        HeatmapNet(1, width=4, depth=1)(images)

@@ -19,21 +19,62 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.ops._checks import check_flag, check_int, check_number
+from mistnet.ops._checks import check_flag, check_int, check_number, require_dense
 
-__all__ = ["HeatmapBody", "HeatmapNet"]
+__all__ = ["HeatmapBody", "HeatmapNet", "check_images"]
 
 
-def _check_images(images: Tensor, in_channels: int, name: str = "images") -> None:
-    if images.dim() != 4:
+def check_images(
+    images: object, module: nn.Module, channels: int | None = None, name: str = "images"
+) -> Tensor:
+    """``images`` once ``module`` can take them: the one check of images that
+    :class:`HeatmapBody`, :class:`HeatmapNet` and :class:`~mistnet.models.MIST` (its
+    ``forward``, ``log_heatmaps`` and ``run_task``) share, before torch fails deep inside
+    ("batch_norm" not implemented for 'Long', "'list' object has no attribute 'dim'").
+    Metadata only: no value is read (no GPU synchronisation).
+
+    Args:
+        images: the argument, ``(B, C, H, W)``.
+        module: the network that runs on them; its first weight gives the device and dtype
+            (any floating dtype under autocast, which casts them itself).
+        channels: C, where the network fixes it.
+        name: the argument's name in messages.
+
+    Raises:
+        TypeError: no tensor (a list, a numpy array).
+        ValueError: on the meta device or sparse, not 4-D (or not ``channels`` channels), not
+            floating point (an integer or bool tensor), or on another device or of another
+            dtype (bfloat16 for float32 weights) than ``module``'s weights.
+    """
+    shape = f"(B, {'C' if channels is None else channels}, H, W)"
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a {shape} torch.Tensor, got {type(images).__name__}")
+    require_dense(images, name)
+    if images.ndim != 4:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(images.shape)}")
+    if channels is not None and images.shape[1] != channels:
         raise ValueError(
-            f"{name} must have shape (B, {in_channels}, H, W), got {tuple(images.shape)}"
+            f"{name} must have {channels} channels, shape {shape}, got {tuple(images.shape)}"
         )
-    if images.shape[1] != in_channels:
+    if not images.is_floating_point():
         raise ValueError(
-            f"{name} must have {in_channels} channels, shape (B, {in_channels}, H, W), "
-            f"got {tuple(images.shape)}"
+            f"{name} must be floating point in [0, 1], got {images.dtype} (scale 0..255 "
+            f"pixels: {name}.float() / 255)"
         )
+    weight = next(module.parameters(), None)
+    if weight is None:
+        return images
+    if images.device != weight.device:
+        raise ValueError(
+            f"{name} are on {images.device} but the model on {weight.device}: "
+            f"{name}.to('{weight.device}') or model.to('{images.device}')"
+        )
+    if images.dtype != weight.dtype and not torch.is_autocast_enabled(images.device.type):
+        raise ValueError(
+            f"{name} are {images.dtype} but the model's weights {weight.dtype}: "
+            f"{name}.to({weight.dtype}) or model.to({images.dtype})"
+        )
+    return images
 
 
 class _ValidResBlock(nn.Module):
@@ -219,7 +260,13 @@ class HeatmapBody(nn.Module):
         self.to(memory_format=self.memory_format)
 
     def forward(self, images: Tensor) -> Tensor:
-        _check_images(images, self.in_channels)
+        """Logits ``(B, out_channels, H, W)`` of ``images`` ``(B, in_channels, H, W)``.
+
+        Raises:
+            TypeError, ValueError: images the body cannot take (:func:`check_images`), or
+                smaller than its reflection padding.
+        """
+        check_images(images, self, self.in_channels)
         _, _, H, W = images.shape
         if min(H, W) < self.smallest_side:
             raise ValueError(
@@ -298,7 +345,14 @@ class HeatmapNet(nn.Module):
         return tuple(base_side / f for f in self.factors)
 
     def forward(self, images: Tensor) -> Tensor:
-        _check_images(images, self.in_channels)
+        """Logits ``(B, S, H, W)`` of ``images`` ``(B, in_channels, H, W)``.
+
+        Raises:
+            TypeError, ValueError: images the network cannot take (:func:`check_images`: no
+                tensor, integer, bfloat16 for float32 weights, on the meta device), or a
+                pyramid level smaller than the body's reflection padding.
+        """
+        check_images(images, self, self.in_channels)
         _, _, H, W = images.shape
         maps = []
         for f in self.factors:  # S is a handful of pyramid levels, each of a different size

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from mistnet.models.baselines import grid_keypoints
+from mistnet.models.heatmap import check_images
+from mistnet.models.patch import PatchAutoencoder, PatchClassifier
 from mistnet.ops import (
     extract_patches,
     local_spatial_log_softmax,
@@ -22,7 +24,7 @@ from mistnet.ops import (
     paste_patches,
     topk_keypoints,
 )
-from mistnet.ops._checks import check_int, check_number, check_sides, require_dense
+from mistnet.ops._checks import check_int, check_number, check_sides
 
 
 @dataclass
@@ -89,6 +91,12 @@ class PatchModel(nn.Module):
         background: what the reconstruction adds to the sum of patches: ``"none"`` (the paper)
             or ``"median"``, each image's per-channel median intensity as a flat plane
             (:func:`median_background`), so the instances explain what differs from it.
+
+    Raises:
+        TypeError: a network that is no ``nn.Module``.
+        ValueError: an unknown ``task`` or ``background``, a :class:`PatchClassifier` as
+            ``task_net`` of ``task="reconstruct"`` (a :class:`PatchAutoencoder` of
+            ``"classify"``), or a ``k``, ``sides`` or ``patch_size`` out of range.
     """
 
     def __init__(
@@ -107,6 +115,7 @@ class PatchModel(nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
         if task not in ("classify", "reconstruct"):
             raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
+        _check_task_net(task_net, task)
         if background not in ("none", "median"):
             raise ValueError(f"background must be 'none' or 'median', got {background!r}")
         self.heatmap_net = heatmap_net
@@ -136,36 +145,24 @@ class PatchModel(nn.Module):
 
         ``k`` is ``None`` or 0 for the model's K, else a positive integer (Python, numpy or a
         0-d tensor); a model whose K is fixed takes only its own (:meth:`k_problem`).
+
+        Raises:
+            TypeError, ValueError: ``images`` no ``(B, C, H, W)`` floating tensor on the
+                model's device and of its dtype (:func:`~mistnet.models.heatmap.check_images`),
+                or a ``k`` this model cannot find.
         """
-        if not isinstance(images, Tensor):
-            raise TypeError(
-                f"images must be a (B, C, H, W) torch.Tensor, got {type(images).__name__}"
-            )
-        require_dense(images, "images")
-        if images.ndim != 4:
-            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-        weight = next(self.parameters(), None)
-        if not images.is_floating_point():
-            raise ValueError(
-                f"images must be floating point in [0, 1], got {images.dtype} (scale 0..255 "
-                "pixels: images.float() / 255)"
-            )
-        if weight is not None and images.device != weight.device:
-            raise ValueError(
-                f"images are on {images.device} but the model on {weight.device}: "
-                f"images.to('{weight.device}') or model.to('{images.device}')"
-            )
-        autocast = torch.is_autocast_enabled(images.device.type)  # it casts them itself
-        if weight is not None and images.dtype != weight.dtype and not autocast:
-            raise ValueError(
-                f"images are {images.dtype} but the model's weights {weight.dtype}: "
-                f"images.to({weight.dtype}) or model.to({images.dtype})"
-            )
+        check_images(images, self)
         if k is not None and (problem := self.k_problem(check_int(k, "k", 0))):
             raise ValueError(problem)
 
     def run_task(self, images: Tensor, keypoints: Tensor) -> TaskOutput:
-        """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``."""
+        """S then T (then S^-1 for reconstruction) at ``keypoints`` ``(B, K, 3)``.
+
+        Raises:
+            TypeError, ValueError: ``images`` as :meth:`check_input` refuses them, or
+                ``keypoints`` no ``(B, K, 3)`` floating tensor of finite boxes.
+        """
+        self.check_input(images)
         patches = extract_patches(images, keypoints, self.patch_size)  # (B, K, C, P, P)
         out = self.task_net(patches)
         recon = None
@@ -196,6 +193,26 @@ class PatchModel(nn.Module):
         if self.task == "classify":
             scores = scores * t.task.detach().softmax(-1).amax(-1)
         return MISTOutput(logits, heatmaps, keypoints, scores, t.patches, t.task, t.reconstruction)
+
+
+#: The task each of mistnet's task networks does (a network of the user's may do either).
+_TASK_OF = {PatchClassifier: "classify", PatchAutoencoder: "reconstruct"}
+
+
+def _check_task_net(task_net: nn.Module, task: str) -> None:
+    """Refuse a task network of mistnet's that does the other task: a classifier's logits
+    were pasted back as patches (or decoded patches read as logits) at the first forward.
+
+    Raises:
+        ValueError: naming ``task`` and ``task_net``'s class.
+    """
+    does = next((t for cls, t in _TASK_OF.items() if isinstance(task_net, cls)), task)
+    if does != task:
+        wanted = next(cls.__name__ for cls, t in _TASK_OF.items() if t == task)
+        raise ValueError(
+            f"task={task!r} needs a {wanted} as task_net, got a {type(task_net).__name__} "
+            f"(which does {does!r}); pass task={does!r} or another task_net"
+        )
 
 
 def median_background(images: Tensor) -> Tensor:
@@ -256,7 +273,11 @@ class MIST(PatchModel):
         The heatmaps are kept in the log domain for E_K and the heatmap loss: a window far below
         the image's highest logit would otherwise underflow to exactly 0 (see
         :func:`~mistnet.ops.local_spatial_log_softmax`).
+
+        Raises:
+            TypeError, ValueError: ``images`` as :meth:`check_input` refuses them.
         """
+        self.check_input(images)
         logits = self.heatmap_net(images)
         log_h = local_spatial_log_softmax(
             logits, self.softmax_window, self.softmax_strength, self.softmax_eps

@@ -22,7 +22,7 @@ from mistnet.data.store import label_name
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
 from mistnet.ops._checks import check_int
-from mistnet.validate import require_finite
+from mistnet.validate import path_argument, require_finite
 from mistnet.viz.canvas import (
     GT_COLOR,
     PNG_SOFTWARE,
@@ -419,6 +419,50 @@ def save_png(im: Image.Image, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: im.save(tmp, format="PNG", pnginfo=info))
 
 
+def _check_annotation(out_path: object, scale: object, color: object, class_names: object) -> int:
+    """:func:`annotate_image`'s ``scale`` as an int, once it and ``out_path``, ``color`` and
+    ``class_names`` are such as it can draw and write (before any work).
+
+    Raises:
+        TypeError: ``out_path`` no path, ``class_names`` no sequence of names.
+        ValueError: ``out_path`` a directory (the PNG would replace it, or fail to), a
+            ``scale`` that is no positive integer, a ``color`` that is no RGB triple.
+    """
+    path = path_argument(out_path, "out_path")
+    if os.path.isdir(path):
+        raise ValueError(f"out_path: expected a PNG file to write, got the directory {path}")
+    whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
+    if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
+        raise ValueError(f"scale: expected a positive integer, got {scale!r}")
+    if isinstance(class_names, str | bytes) or not all(isinstance(n, str) for n in class_names):
+        raise TypeError(f"class_names: expected a sequence of names, got {class_names!r}")
+    if not (
+        isinstance(color, tuple | list)
+        and len(color) == 3
+        and all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in color)
+        and all(0 <= c <= 255 for c in color)
+    ):
+        raise ValueError(f"color: expected 3 integers in 0..255 (R, G, B), got {color!r}")
+    return int(scale)
+
+
+def _check_class_ids(labels: np.ndarray, classes: int) -> None:
+    """Refuse a drawn label that is no class id: below 0 (-5 was written "-5") or, where the
+    ``classes`` names are known (> 0), not below their count (5 was written "5" among 2).
+
+    Raises:
+        ValueError: ``"labels: expected class ids >= 0 (-1: padding, not drawn), got -5"``.
+    """
+    if (labels < 0).any():
+        raise ValueError(
+            f"labels: expected class ids >= 0 (-1: padding, not drawn), got {labels.min()}"
+        )
+    if classes and (labels >= classes).any():
+        raise ValueError(
+            f"labels: expected class ids below the {classes} class_names, got {labels.max()}"
+        )
+
+
 def annotate_image(
     image: Any,
     boxes: Any,
@@ -452,23 +496,13 @@ def annotate_image(
         class_names: the label of class ``i`` is written ``class_names[i]`` (default: ``i``).
 
     Raises:
+        TypeError: ``out_path`` no path, ``class_names`` no sequence of names.
         ValueError: a ``scale`` that is no positive integer or makes the image larger than
             that, ``boxes`` NaN, infinite or of negative size, ``labels`` or ``scores`` not
-            one per box, or a label that is no whole number.
+            one per box, a label that is no whole number, below 0 (but the padding -1) or
+            not below the number of ``class_names``, or an ``out_path`` that is a directory.
     """
-    whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
-    if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
-        raise ValueError(f"scale: expected a positive integer, got {scale!r}")
-    scale = int(scale)
-    if isinstance(class_names, str | bytes) or not all(isinstance(n, str) for n in class_names):
-        raise TypeError(f"class_names: expected a sequence of names, got {class_names!r}")
-    if not (
-        isinstance(color, tuple | list)
-        and len(color) == 3
-        and all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in color)
-        and all(0 <= c <= 255 for c in color)
-    ):
-        raise ValueError(f"color: expected 3 integers in 0..255 (R, G, B), got {color!r}")
+    scale = _check_annotation(out_path, scale, color, class_names)
     rgb = to_rgb(image, signed)
     H, W = rgb.shape[0] * scale, rgb.shape[1] * scale
     if scale > 1 and H * W > DEFAULT_MAX_PIXELS:  # numpy asked for petabytes
@@ -477,6 +511,8 @@ def annotate_image(
             f"of {DEFAULT_MAX_PIXELS:,}; choose a smaller scale"
         )
     b, lab = drawn_boxes(boxes, labels)  # padding (label -1) is not drawn: not checked
+    if labels is not None:
+        _check_class_ids(lab[lab != -1], len(class_names))
     sc = scores_of(scores, len(b))
     keep = lab != -1
     edges = _pixel_edges(b[keep], scale, rgb.shape[:2])
