@@ -136,7 +136,10 @@ def test_tiles_find_every_object_once_in_bounded_batches(monkeypatch):
         ({"image": torch.zeros(1, 40, 40, dtype=torch.uint8)}, "image must be a float tensor"),
         ({"image": torch.full((1, 40, 40), float("nan"))}, "image holds NaN or infinite"),
         ({"scale": 1e-3}, r"scale 0.001 makes the 40x40 image 1x1, too small for the model"),
-        ({"scale": 1e4}, "the image scaled by 10000: 400000x400000 = "),
+        ({"scale": 1e4}, "the image scaled by 10000: 40x40 becomes 400000x400000 = "),
+        # Before: OverflowError from round() of an infinite size; 1e300 spelt 600 digits
+        ({"scale": 1e307}, "the image scaled by 1e\\+307: 40x40 becomes beyond 1e308 x 1e308"),
+        ({"scale": 1e300}, "the image scaled by 1e\\+300: 40x40 becomes 4e\\+301x4e\\+301 pixels"),
         # Before: a 0..255 image scored as bright as the network saturates; a meta image and
         # max_pixels=None failed inside torch / in a comparison; -1 blamed the image
         ({"image": torch.full((1, 40, 40), 255.0)}, r"image values reach 255; a model takes"),

@@ -732,8 +732,8 @@ def test_a_non_finite_loss_before_any_checkpoint_names_no_checkpoint(tmp_path):
     with pytest.raises(MistError) as info:
         loop.train(tiny_run_config("train.steps=5"), tmp_path / "new" / "run", callbacks=diverge)
     assert str(info.value) == (
-        "training diverged at step 1 (task loss became nan); lower the learning rate "
-        "(no checkpoint had been written yet)"
+        "training diverged at step 1 (task loss became nan); lower the learning rates or "
+        "model.softmax_strength (no checkpoint had been written yet)"
     )
     assert not (tmp_path / "new").exists()  # nor the parent made for it
     create_directory(tmp_path / "mine", "run")  # a run made earlier, killed before a checkpoint

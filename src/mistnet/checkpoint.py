@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, NonFiniteState
 from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
 from mistnet.ops._checks import require_dense
@@ -107,7 +107,7 @@ def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
         if tensor.is_floating_point() and tensor.dtype.itemsize == 1:  # no isfinite either
             raise ValueError(f"{name} is of dtype {tensor.dtype}, which no mistnet model holds")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(
+            raise NonFiniteState(
                 f"{name} holds NaN or infinite values; a checkpoint of it could not be loaded "
                 "back (did training diverge?)"
             )

@@ -42,7 +42,7 @@ from PIL import ImageOps
 from torch import Tensor
 
 from mistnet.data.images import image_tensor
-from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, pixel_count
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
 from mistnet.ops._checks import require_dense
@@ -355,14 +355,13 @@ def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pi
             raise ValueError(f"tile must be (h, w), got {tile!r}")
         tile = tuple(count(side, "each side of tile") for side in tile)
     _, H, W = image.shape
-    h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    h, w = scaled_size(H, W, scale, max_pixels, f"the image scaled by {scale:g}", "lower the scale")
     smallest = min_image_side(model)
     if min(h, w) < smallest:
         raise ValueError(
             f"scale {scale:g} makes the {W}x{H} image {w}x{h}, too small for the model (at "
             f"least {smallest}x{smallest})"
         )
-    pixel_count(w, h, max_pixels, f"the image scaled by {scale:g}", "lower the scale")
     return k, scale, tile, batch, max_detections
 
 

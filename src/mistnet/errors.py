@@ -74,5 +74,10 @@ class NonFiniteLoss(MistError):
     """
 
 
+class NonFiniteState(NonFiniteLoss, ValueError):
+    """Weights or an optimiser's state hold NaN or infinite values (an Adam second moment that
+    overflowed while the loss stayed finite): no checkpoint of them could be loaded back."""
+
+
 class MistWarning(UserWarning):
     """Something a user should know that did not stop the command (``mist`` prints one line)."""

@@ -8,12 +8,14 @@ failure of Pillow's decoders one line naming the file.
 - :func:`image_format`: the image format a file's suffix names, if Pillow knows it as one.
 - :func:`stored_size`: a file's size as stored, before its EXIF orientation, and that orientation.
 - :func:`pixel_count`: an image size (a file's header, ``--size``, an image in memory) of at
-  most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default).
+  most ``max_pixels`` pixels (:data:`DEFAULT_MAX_PIXELS` by default); :func:`scaled_size`: the
+  same for an image resized by a factor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -265,11 +267,47 @@ def pixel_count(
         )
 
 
+def scaled_size(
+    height: int, width: int, factor: float, max_pixels: int, what: str, hint: str
+) -> tuple[int, int]:
+    """``(h, w)``: a ``height`` x ``width`` image resized by ``factor`` (at least 1 px a side),
+    once it has at most ``max_pixels`` pixels (:func:`pixel_count`). Huge sizes are refused
+    before they are rounded: an infinite one (a factor of 1e307) is no integer, and one of
+    1e300 pixels was spelt in full, 600 digits.
+
+    Raises:
+        DataError: ``"<what>: <W>x<H> becomes <w>x<h> ... pixels, more than the limit ..."``.
+
+    Example:
+        >>> scaled_size(48, 64, 0.5, 10_000, "x.png", "lower the scale")
+        (24, 32)
+        >>> scaled_size(48, 64, 1e300, 10_000, "x.png", "lower the scale")
+        Traceback (most recent call last):
+        ...
+        mistnet.errors.DataError: x.png: 64x48 becomes 6.4e+301x4.8e+301 pixels, more than the limit of 10,000 pixels (--max-pixels); lower the scale
+    """
+    hf, wf = height * factor, width * factor
+    if hf * wf > max(max_pixels, 1e15):
+        size = f"{wf:.3g}x{hf:.3g}" if math.isfinite(hf + wf) else "beyond 1e308 x 1e308"
+        raise DataError(
+            f"{what}: {width}x{height} becomes {size} pixels, more than the limit of "
+            f"{max_pixels:,} pixels (--max-pixels); {hint}"
+        )
+    h, w = max(1, round(hf)), max(1, round(wf))
+    if h * w > max_pixels:
+        raise DataError(
+            f"{what}: {width}x{height} becomes {w}x{h} = {w * h:,} pixels, more than the limit "
+            f"of {max_pixels:,} pixels (--max-pixels); {hint}"
+        )
+    return h, w
+
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "colour_key",
     "image_format",
     "open_image",
     "pixel_count",
+    "scaled_size",
     "stored_size",
 ]

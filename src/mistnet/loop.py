@@ -30,10 +30,11 @@ from mistnet.checkpoint import save_checkpoint
 from mistnet.config import Config
 from mistnet.data.runs import adopt_data, open_data
 from mistnet.data.sampling import StepSampler, loader
+from mistnet.data.store import read_manifest
 from mistnet.device import resolve_device
 from mistnet.distributed import World
 from mistnet.engine import Batch, StepResult, evaluate
-from mistnet.errors import MistError, NonFiniteLoss
+from mistnet.errors import MistError, NonFiniteLoss, NonFiniteState
 from mistnet.io import atomic_write_text, json_text, remove_stale_temporaries
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_model
@@ -136,6 +137,24 @@ class Session:
         self.writer = run.tensorboard() if world.main else None
 
     def _split(self, split: str) -> Dataset:
+        """The ``split`` of the run's data (``data.path``, else the generator ``data.name``).
+
+        Raises:
+            MistError: a dataset directory without a val split (imported with ``--val 0``):
+                the command line trains only with validation.
+        """
+        path = self.cfg.data.path
+        if (
+            split == "val"
+            and path
+            and Path(path).is_dir()
+            and "val" not in read_manifest(path).get("splits", {})
+        ):
+            raise MistError(
+                f"{path} has no val split, which mist train validates on: import the data "
+                "again with --val N (N > 0), or train without validation in Python "
+                "(mistnet.fit(..., val=None))"
+            )
         return open_data(self.cfg, None, split)[1]
 
     def _build_trainer(self) -> Trainer:
@@ -176,11 +195,7 @@ class Session:
                     stopped = "max_minutes"
                     break
         except NonFiniteLoss as exc:
-            kept = "no checkpoint had been written yet"
-            if self.last_written is not None:
-                kept = f"last good checkpoint: {self.run.last}, step {self.last_written}"
-            why = f"training diverged at step {self.step} ({exc}); lower the learning rate"
-            raise MistError(f"{why} ({kept})") from exc
+            raise self._diverged(exc) from exc
         finally:
             self.progress.close()
             if self.writer:
@@ -244,20 +259,37 @@ class Session:
         self._record("val", val, self.callbacks.on_validate)
         return val
 
+    def _diverged(self, exc: NonFiniteLoss) -> MistError:
+        """The one line of a run that diverged, naming its last good checkpoint."""
+        kept = "no checkpoint had been written yet"
+        if self.last_written is not None:
+            kept = f"last good checkpoint: {self.run.last}, step {self.last_written}"
+        why = f"training diverged at step {self.step} ({exc}); lower the learning rates"
+        why += " or model.softmax_strength"
+        return MistError(f"{why} ({kept})")
+
     def snapshot(self, path: Path) -> None:
-        """Rank 0: a checkpoint of the weights, optimisers, average and history at ``path``."""
+        """Rank 0: a checkpoint of the weights, optimisers, average and history at ``path``.
+
+        Raises:
+            MistError: training diverged (weights or an optimiser's state not finite, though
+                the loss was: ``model.softmax_strength = 1e30``); ``path`` is not written.
+        """
         if not self.world.main:
             return
         history = {"step": self.step, "best": self.best, "best_step": self.best_step}
-        save_checkpoint(
-            path,
-            self.trainer.model,
-            self.trainer.optimizers,
-            config=self.run.stored(self.cfg).to_dict(),
-            step=self.step,
-            extra={**history, "wall": self.wall},
-            averaged=self.trainer.average,
-        )
+        try:
+            save_checkpoint(
+                path,
+                self.trainer.model,
+                self.trainer.optimizers,
+                config=self.run.stored(self.cfg).to_dict(),
+                step=self.step,
+                extra={**history, "wall": self.wall},
+                averaged=self.trainer.average,
+            )
+        except NonFiniteState as exc:
+            raise self._diverged(exc) from exc
         if path == self.run.last:
             self.last_written = self.step
 

@@ -493,7 +493,23 @@ def detect_given_a_checkpoint_file(tmp_path, run):
 def detect_side_far_too_small(tmp_path, run):
     image = photos(tmp_path) / "0.png"
     argv = ["detect", run, image, "--side", "0.001", "--out", tmp_path / "d"]
-    return argv, ["0.png: 48x48 becomes", "--side 0.001", "more than --max-pixels"]
+    return argv, ["0.png with --side 0.001: 48x48 becomes 960000x960000 = ", "(--max-pixels)"]
+
+
+@case
+def detect_side_of_1e_minus_308(tmp_path, run):
+    """Before: ``round()`` of an infinite size, an internal error (1e-300 was refused with a
+    message of 1,560 characters, spelling the pixel count in full)."""
+    image = photos(tmp_path) / "0.png"
+    argv = ["detect", run, image, "--side", "1e-308", "--tile", "--out", tmp_path / "d"]
+    return argv, ["0.png with --side 1e-308: 48x48 becomes beyond 1e308 x 1e308 pixels, more than"]
+
+
+@case
+def detect_side_of_1e_minus_290(tmp_path, run):
+    image = photos(tmp_path) / "0.png"
+    argv = ["detect", run, image, "--side", "1e-290", "--out", tmp_path / "d"]
+    return argv, ["0.png with --side 1e-290: 48x48 becomes 9.6e+292x9.6e+292 pixels, more than"]
 
 
 def log_case(name, content, *fragments):
@@ -535,6 +551,22 @@ def labelled_dataset(tmp_path, labels):
     (tmp_path / "labels.csv").write_text("filename,labels\n" + rows)
     import_images(src, tmp_path / "ds", labels=tmp_path / "labels.csv", val=0.25, test=0.25)
     return tmp_path / "ds"
+
+
+@case
+def train_on_a_dataset_imported_without_a_val_split(tmp_path, run):
+    """Before: "ds/val.npz: split 'val' not in this dataset (have: train)", as if the dataset
+    were damaged, for data imported with --val 0 on purpose."""
+    src = photos(tmp_path, n=4)
+    (tmp_path / "labels.csv").write_text(
+        "filename,labels\n" + "".join(f"{i}.png,a\n" for i in range(4))
+    )
+    import_images(src, tmp_path / "ds", labels=tmp_path / "labels.csv", val=0, test=0)
+    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "ds", "--out", tmp_path / "r"]
+    overrides = ["--set", "model.num_classes=1", "--set", "train.batch_size=2"]
+    return [*argv, *overrides], [
+        "ds has no val split, which mist train validates on: import the data again with --val N"
+    ]
 
 
 @case
@@ -597,6 +629,19 @@ def train_diverging_with_no_keypoint_step(tmp_path, run):
     return [*argv, *(a for s in sets for a in ("--set", s))], [
         "training diverged at step 1",
         "lower the learning rate",
+    ]
+
+
+@case
+def train_diverging_in_the_optimiser_state_alone(tmp_path, run):
+    """Before: with a softmax strength of 1e30 the loss stayed finite while Adam's second
+    moment overflowed; saving the best checkpoint refused it: an internal error (exit 1)."""
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--no-progress"]
+    sets = ["model.softmax_strength=1e30", "train.steps=2", "data.n_train=16"]
+    return [*argv, *(a for s in sets for a in ("--set", s))], [
+        "training diverged at step",
+        "exp_avg_sq holds NaN or infinite values",
+        "model.softmax_strength",
     ]
 
 

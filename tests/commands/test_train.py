@@ -361,6 +361,7 @@ def test_no_progress_prints_one_line_per_validation(capsys, tmp_path, flag):
         (["model.k=100000"], "too few pixels for model.k"),
         (["model.num_classes=2"], "scenes hold classes 0..9 but the run's classifier has 2"),
         (["model.base_side=1e-300"], "model.base_side must be"),
+        (["model.base_side=1e12"], "boxes of model.base_side = 1e+12 px are larger than them"),
         (
             ["model.heatmap_depth=40"],
             "80x80 images, 80 px on a side at pyramid factor 1; the heatmap network",

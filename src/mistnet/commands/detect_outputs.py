@@ -20,6 +20,7 @@ from torch import Tensor
 from mistnet.config import Config
 from mistnet.detection import clipped_corners, default_min_score
 from mistnet.errors import MistError
+from mistnet.imagefile import scaled_size
 from mistnet.io import LOCK, atomic_write_text, json_text
 from mistnet.models.mist import MIST, GridMIST
 from mistnet.outputs import MARKER, marked_files
@@ -82,12 +83,8 @@ def validate_options(
             )
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
-        h, w = max(1, round(H * factor)), max(1, round(W * factor))
-        if h * w > args.max_pixels:  # a tiny --side scales the image up, maybe beyond memory
-            raise MistError(
-                f"{path}: {W}x{H} becomes {w}x{h} = {h * w:,} pixels{scaled}, "
-                f"more than --max-pixels {args.max_pixels:,}; give the objects' size in pixels"
-            )
+        hint = "give the objects' size in pixels"
+        h, w = scaled_size(H, W, factor, args.max_pixels, f"{path}{scaled}", hint)
         if min(h, w) < smallest or (tile is None and h * w < (args.k or model.k)):
             raise MistError(
                 f"{path}: {W}x{H} becomes {w}x{h}{scaled}, too small for the "

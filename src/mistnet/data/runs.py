@@ -81,7 +81,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             smallest pyramid level) for the heatmap network, a classifier on
             data without labels or with class ids it does not have (or no instances at all),
             class names other than the run's, or (``training``) the supervised baseline
-            without boxes, another class count, or an image without a label.
+            without boxes, another class count, an image without a label, or a
+            ``model.base_side`` larger than the images.
     """
     if training:
         _check_training_data(cfg, dataset, source)
@@ -110,6 +111,11 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{trained[1]}x{trained[0]}"
         )
     _check_model_fits(cfg, size, source)
+    if training and m.base_side > max(size):  # 1e12: every box covered the image many times
+        raise MistError(
+            f"{source} has {size[1]}x{size[0]} images; boxes of model.base_side = "
+            f"{m.base_side:g} px are larger than them: give at most {max(size)}"
+        )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(
             f"{source} has no labels; a classifier needs them "
