@@ -28,9 +28,8 @@ from mistnet import distributed
 from mistnet.acceleration import accelerate
 from mistnet.checkpoint import save_checkpoint
 from mistnet.config import Config
-from mistnet.data.runs import adopt_data, open_data
+from mistnet.data.runs import adopt_data, training_split
 from mistnet.data.sampling import StepSampler, loader
-from mistnet.data.store import read_manifest
 from mistnet.device import resolve_device
 from mistnet.distributed import World
 from mistnet.engine import Batch, StepResult, evaluate
@@ -137,25 +136,7 @@ class Session:
         self.writer = run.tensorboard() if world.main else None
 
     def _split(self, split: str) -> Dataset:
-        """The ``split`` of the run's data (``data.path``, else the generator ``data.name``).
-
-        Raises:
-            MistError: a dataset directory without a val split (imported with ``--val 0``):
-                the command line trains only with validation.
-        """
-        path = self.cfg.data.path
-        if (
-            split == "val"
-            and path
-            and Path(path).is_dir()
-            and "val" not in read_manifest(path).get("splits", {})
-        ):
-            raise MistError(
-                f"{path} has no val split, which mist train validates on: import the data "
-                "again with --val N (N > 0), or train without validation in Python "
-                "(mistnet.fit(..., val=None))"
-            )
-        return open_data(self.cfg, None, split)[1]
+        return training_split(self.cfg, split)
 
     def _build_trainer(self) -> Trainer:
         cfg, world = self.cfg, self.world
@@ -264,17 +245,12 @@ class Session:
         kept = "no checkpoint had been written yet"
         if self.last_written is not None:
             kept = f"last good checkpoint: {self.run.last}, step {self.last_written}"
-        why = f"training diverged at step {self.step} ({exc}); lower the learning rates"
-        why += " or model.softmax_strength"
-        return MistError(f"{why} ({kept})")
+        why = f"lower the learning rates or model.softmax_strength ({kept})"
+        return MistError(f"training diverged at step {self.step} ({exc}); {why}")
 
     def snapshot(self, path: Path) -> None:
-        """Rank 0: a checkpoint of the weights, optimisers, average and history at ``path``.
-
-        Raises:
-            MistError: training diverged (weights or an optimiser's state not finite, though
-                the loss was: ``model.softmax_strength = 1e30``); ``path`` is not written.
-        """
+        """Rank 0: a checkpoint of the weights, optimisers, average and history at ``path``
+        (an optimiser's state no longer finite while the loss is: training diverged)."""
         if not self.world.main:
             return
         history = {"step": self.step, "best": self.best, "best_step": self.best_step}

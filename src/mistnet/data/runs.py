@@ -11,11 +11,36 @@ from torch.utils.data import Dataset
 from mistnet.config import Config
 from mistnet.data.digits import canonical_split
 from mistnet.data.memory import IN_MEMORY
-from mistnet.data.store import annotations_of, classes_of, counted_instances, open_dataset
+from mistnet.data.store import (
+    annotations_of,
+    classes_of,
+    counted_instances,
+    open_dataset,
+    read_manifest,
+)
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.models.heatmap import smallest_side
 from mistnet.validate import require_directory
+
+
+def training_split(cfg: Config, split: str) -> Dataset:
+    """The ``split`` of the run's own data (:func:`open_data`), which ``mist train`` trains or
+    validates on.
+
+    Raises:
+        MistError: a dataset directory without a val split (imported with ``--val 0``): the
+            command line trains only with validation.
+    """
+    path = cfg.data.path
+    if split == "val" and path and Path(path).is_dir():
+        if "val" not in read_manifest(path).get("splits", {}):
+            raise MistError(
+                f"{path} has no val split, which mist train validates on: import the data "
+                "again with --val N (N > 0), or train without validation in Python "
+                "(mistnet.fit(..., val=None))"
+            )
+    return open_data(cfg, None, split)[1]
 
 
 def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
@@ -111,11 +136,6 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{trained[1]}x{trained[0]}"
         )
     _check_model_fits(cfg, size, source)
-    if training and m.base_side > max(size):  # 1e12: every box covered the image many times
-        raise MistError(
-            f"{source} has {size[1]}x{size[0]} images; boxes of model.base_side = "
-            f"{m.base_side:g} px are larger than them: give at most {max(size)}"
-        )
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(
             f"{source} has no labels; a classifier needs them "
@@ -174,6 +194,12 @@ def _check_model_fits(cfg: Config, size: tuple[int, int], source: str) -> None:
 
 def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
     m, found = cfg.model, annotations_of(dataset)
+    H, W = int(dataset.height), int(dataset.width)
+    if m.base_side > max(H, W):  # 1e12: every box covered the image many times
+        raise MistError(
+            f"{source} has {W}x{H} images; boxes of model.base_side = {m.base_side:g} px are "
+            f"larger than them: give at most {max(H, W)}"
+        )
     if cfg.train.method == "supervised" and "boxes" not in found:
         raise MistError(f"{source}: train.method = supervised trains on boxes, which it lacks")
     names = classes_of(dataset)
