@@ -211,7 +211,7 @@ def test_non_finite_weights_and_a_negative_step_are_refused(tmp_path):
     assert not (tmp_path / "nan2.safetensors").exists()
     _, model, _ = trained()
     # Before: save_checkpoint wrote step -5, which its reader then called damaged
-    with pytest.raises(ValueError, match="step must be an integer >= 0, got -5"):
+    with pytest.raises(ValueError, match="step must be an integer in \\[0, 2\\*\\*63\\), got -5"):
         save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=-5)
     assert not (tmp_path / "neg.safetensors").exists()
     save_checkpoint(tmp_path / "neg.safetensors", model, config=cfg.to_dict(), step=5)
@@ -444,3 +444,32 @@ def test_a_directory_path_and_extras_json_cannot_write_are_refused_by_name(tmp_p
     assert ckpt.step == 4 and ckpt.extra == {"best": 0.5, "best_step": 3, "wall": 2.0,
                                              "flags": [True]}  # fmt: skip
     assert [type(ckpt.extra[k]) for k in ("best", "best_step")] == [float, int]
+
+
+def test_save_checkpoint_replaces_only_a_checkpoint(tmp_path):
+    """Before: ``save_checkpoint("notes.txt", ...)`` replaced the user's notes with safetensors
+    bytes, a symbolic link by a file and a FIFO too; ``model=None`` was an AttributeError and
+    a step of 10**30 was written (config refuses anything from 2**63)."""
+    import os
+
+    model = torch.nn.Linear(2, 2)
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "notes.txt")
+    os.mkfifo(tmp_path / "fifo.safetensors")
+    for name, message in (
+        ("notes.txt", "notes.txt exists and is no mistnet checkpoint; give a new file name"),
+        ("link.safetensors", "link.safetensors is a symbolic link; give a new file name"),
+        ("fifo.safetensors", "fifo.safetensors exists and is no mistnet checkpoint"),
+    ):
+        with pytest.raises(MistError, match=message):
+            save_checkpoint(tmp_path / name, model, config={}, step=1)
+    with pytest.raises(TypeError, match="^model must be a torch module, got NoneType$"):
+        save_checkpoint(tmp_path / "new.safetensors", None, config={}, step=1)
+    with pytest.raises(ValueError, match=r"step must be an integer in \[0, 2\*\*63\), got 10{30}"):
+        save_checkpoint(tmp_path / "new.safetensors", model, config={}, step=10**30)
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
+    assert (tmp_path / "link.safetensors").is_symlink()
+    assert not (tmp_path / "new.safetensors").exists()
+    for step in (1, 2):  # a checkpoint of its own is replaced
+        save_checkpoint(tmp_path / "c.safetensors", model, config={}, step=step)
+    assert Checkpoint(tmp_path / "c.safetensors").step == 2

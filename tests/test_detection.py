@@ -6,6 +6,7 @@ pixels of the image, so where detections must land is known by construction.
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from mistnet.detection import (
     detect_image,
     merge_detections,
     min_image_side,
+    read_image,
     window_starts,
 )
 from mistnet.models.mist import MIST
@@ -221,3 +223,23 @@ def test_the_smallest_image_side_is_the_one_the_heatmap_network_takes(dilations,
         model.heatmap_net(torch.rand(1, cfg.in_channels, side, side + 3))
         with pytest.raises(ValueError, match="reflection padding"):
             model.heatmap_net(torch.rand(1, cfg.in_channels, side - 1, side + 3))
+
+
+@pytest.mark.parametrize(
+    ("channels", "error"),
+    [(2, ValueError), (0, ValueError), ("1", TypeError), (True, TypeError), (1.0, TypeError)],
+)
+def test_read_image_refuses_channels_other_than_1_or_3_by_name(tmp_path, channels, error):
+    """Before: 2, 0 and "1" read a 3-channel image, True a 1-channel one."""
+    from PIL import Image
+
+    path = tmp_path / "gray.png"
+    Image.new("L", (6, 4), 128).save(path)
+    with pytest.raises(
+        error, match=f"channels must be .*1 \\(gray\\) or 3 \\(RGB\\), got {channels!r}"
+    ):
+        read_image(path, channels)
+    with pytest.raises(error, match="channels must be"):  # before the file is read
+        read_image(tmp_path / "missing.png", channels)
+    assert read_image(path, np.int64(3)).shape == (3, 4, 6)
+    assert read_image(path, 1).shape == (1, 4, 6)

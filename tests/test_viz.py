@@ -682,3 +682,47 @@ def test_annotate_image_refuses_a_directory_and_a_label_that_is_no_class_id(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
     annotate_image(img, box, [7], None, out)  # no names: any class id >= 0 is drawn
     annotate_image(img, box, [-1], None, out, class_names=("a", "b"))  # padding: not drawn
+
+
+def test_every_figure_writer_replaces_only_its_own_figures(tmp_path):
+    """Before: ``annotate_image``, ``plot_curves``, ``draw_scenes_grid`` and ``plot_runs``
+    replaced whatever was at ``out_path``: notes.txt became a PNG, a photo of the user's and a
+    symbolic link were replaced, ``x.png/`` wrote ``x.png``, and a folder was a raw
+    IsADirectoryError; a dpi of 10**6 was matplotlib's ``MemoryError: std::bad_alloc``."""
+    import os
+
+    from mistnet.viz import plot_curves
+
+    history = {"loss": [(0, 1.0), (1, 0.5)]}
+    (tmp_path / "notes.txt").write_text("my notes")
+    Image.new("L", (4, 4)).save(tmp_path / "photo.png")
+    (tmp_path / "link.png").symlink_to(tmp_path / "photo.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "folder").mkdir()
+    before = {
+        p.name: p.read_bytes()
+        for p in tmp_path.iterdir()
+        if p.is_file() and p.suffix != ".png" or p.name == "photo.png"
+    }
+    img, box = np.zeros((8, 8, 3), np.uint8), torch.tensor([[4.0, 4, 3, 3]])
+    for path, message in (
+        ("notes.txt", "notes.txt: give a file name ending in .png"),
+        ("photo.png", "photo.png exists and is no figure mistnet wrote"),
+        ("link.png", "link.png is a symbolic link"),
+        ("fifo.png", "fifo.png exists and is no figure mistnet wrote"),
+        ("folder", "out_path: expected a PNG file to write, got the directory"),
+        ("x.png/", "out_path: expected a PNG file to write, got the directory"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            plot_curves(history, f"{tmp_path}/{path}")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            annotate_image(img, box, None, None, f"{tmp_path}/{path}")
+    with pytest.raises(ValueError, match=r"^dpi: 1e\+06 makes the .* inch figure .* pixels, more"):
+        plot_curves(history, tmp_path / "big.png", dpi=10**6)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before}
+    assert after == before and (tmp_path / "link.png").is_symlink()
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "big.png").exists()
+    plot_curves(history, tmp_path / "mine.png")  # a figure of mistnet's is replaced
+    plot_curves(history, tmp_path / "mine.png")
+    annotate_image(img, box, None, None, tmp_path / "mine.png")
+    assert Image.open(tmp_path / "mine.png").size == (8, 8)

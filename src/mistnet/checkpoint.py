@@ -119,12 +119,12 @@ def _check_save_arguments(model, optimizers, config, step, extra, averaged) -> N
     training could not resume from; and arguments of the wrong type, before anything is
     written."""
     for name, module in (("model", model), ("averaged", averaged)):
-        if module is not None and not isinstance(module, nn.Module):
+        if (module is not None or name == "model") and not isinstance(module, nn.Module):
             raise TypeError(f"{name} must be a torch module, got {type(module).__name__}")
     if optimizers is not None and not isinstance(optimizers, dict):
         raise TypeError(f"optimizers must be a dict of name to optimiser, got {optimizers!r}")
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= step < 2**63:
+        raise ValueError(f"step must be an integer in [0, 2**63), got {step!r}")
     for name, value in (("config", config), ("extra", extra or {})):
         if not isinstance(value, dict):
             raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
@@ -171,11 +171,14 @@ def _unwritable(value: Any) -> str:
 
 
 def _check_path(path: object) -> Path:
-    """``path`` as a Path, once it could name the checkpoint file.
+    """``path`` as a Path, once the checkpoint may be written there: new, or a mistnet
+    checkpoint (:func:`is_checkpoint`); a file of the user's, a link or a FIFO is never
+    replaced.
 
     Raises:
         TypeError: no str or path-like object.
-        MistError: a directory there (the file would replace it, or fail to), or a NUL.
+        MistError: a directory there (the file would replace it, or fail to), a NUL, a
+            symbolic link, or anything else that is no checkpoint.
     """
     path = Path(path_argument(path, "path"))
     if path.is_dir():
@@ -183,7 +186,31 @@ def _check_path(path: object) -> Path:
             f"checkpoint path {path} is a directory; give the file to write, such as "
             f"{path / 'last.safetensors'}"
         )
+    if path.is_symlink():
+        raise MistError(f"checkpoint path {path} is a symbolic link; give a new file name")
+    if os.path.lexists(path) and not is_checkpoint(path):
+        raise MistError(
+            f"checkpoint path {path} exists and is no mistnet checkpoint; give a new file name "
+            "(mistnet replaces only its own checkpoints)"
+        )
     return path
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file whose safetensors header names :data:`FORMAT` (the
+    header alone is read; its tensors are not checked)."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= 1 << 24:
+                return False
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, RecursionError):
+        return False
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def save_checkpoint(

@@ -111,9 +111,16 @@ def read_image(
         max_pixels: refuse an image whose header declares more pixels.
 
     Raises:
+        TypeError: ``channels`` no integer (``"1"`` and True were taken as 3 and 1).
+        ValueError: ``channels`` neither 1 nor 3 (2 and 0 read RGB), before the file is read.
         DataError: the file is missing, not a regular file, not a readable image, too large,
             or (a float image) holds NaN or infinite values.
     """
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
+        raise TypeError(f"channels must be the integer 1 (gray) or 3 (RGB), got {channels!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
+    channels = int(channels)
     hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
     im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
     return image_tensor(im, channels, path)

@@ -343,3 +343,14 @@ def test_collate_scenes_names_a_value_of_an_item_that_the_batch_cannot_hold(chan
         collate_scenes(items)
     batch = collate_scenes([_SCENE[0], _SCENE[1]])  # the items as they are
     assert batch["labels"].shape == (2, 9) and batch["image"].shape == (2, 1, 80, 80)
+
+
+def test_make_scenes_refuses_more_scenes_than_fit_in_memory_naming_indices(monkeypatch):
+    """Before: ``make_scenes(gabor, "train", range(10**9))`` grew to 24 GB and was killed."""
+    monkeypatch.setattr("mistnet.machine.available_memory", lambda: 10**9)  # 1 GB free
+    gabor = build_generator("gabor")
+    with pytest.raises(ValueError, match=r"1,000,000,000 scenes of gabor need .*\(indices\)"):
+        make_scenes(gabor, "train", range(10**9))
+    with pytest.raises(ValueError, match=r"100,000 scenes of gabor need .*\(indices\)"):
+        make_scenes(gabor, "train", np.arange(10**5))  # 2.6 GB
+    assert make_scenes(gabor, "train", range(2))["images"].shape == (2, 1, 80, 80)

@@ -97,6 +97,22 @@ def test_dilations_that_are_integers_are_taken():
         # Before: torch's RuntimeError "Expected one of cpu, cuda, ... device type at start"
         (lambda: grid_keypoints(9, 9, device="gpu"), "device must name a torch device"),
         (lambda: grid_keypoints(9, 9, dtype=torch.int64), "dtype must be a floating-point"),
+        # Before: accepted; every detection scored 0
+        (
+            lambda: MIST(*_nets(), softmax_eps=1e300),
+            r"softmax_eps must be in \[0, 1\), got 1e\+300",
+        ),
+        (lambda: MIST(*_nets(), softmax_eps=1.0), r"softmax_eps must be in \[0, 1\), got 1.0"),
+        # Before: every soft-argmax position NaN
+        (
+            lambda: ChannelWiseHeatmap(1, temperature=1e-320),
+            r"temperature must be >= 2.94e-39 \(its reciprocal a float32\), got 1e-320",
+        ),
+        # Before: RuntimeError "value cannot be converted to type float without overflow"
+        (
+            lambda: ChannelWiseHeatmap(1, side=1e39),
+            r"side must be a finite number > 0 and <= 3.4e38 \(the largest float32\), got 1e\+39",
+        ),
     ],
 )
 def test_constructors_refuse_arguments_by_name(call, message):
@@ -172,3 +188,40 @@ def test_the_parts_of_mist_refuse_images_as_its_forward_does(images, error, mess
     for call in (model, model.log_heatmaps, lambda x: model.run_task(x, keypoints)):
         with pytest.raises(error, match=message):
             call(images)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: HeatmapNet(1, width=10**6), r"HeatmapBody\(width=1000000, depth=4, "),
+        (lambda: HeatmapBody(1, depth=10**9), r"HeatmapBody\(width=32, depth=1000000000, "),
+        (lambda: PatchClassifier(1, base_width=10**6), "base_width=1000000, levels=5, blocks=3"),
+        (lambda: PatchAutoencoder(1, base_width=10**6), "base_width=1000000, levels=5"),
+        (lambda: PatchClassifier(1, num_classes=10**12), "head of num_classes=1000000000000"),
+        (
+            lambda: PatchClassifier(1, patch_size=10**6),
+            "head of num_classes=10, patch_size=1000000",
+        ),
+        (lambda: ChannelWiseHeatmap(1, k=10**9), "k=1000000000: its 32,000,000,000 weights"),
+        (
+            lambda: grid_keypoints(10**6, 10**6, 10**6, 10**6),
+            r"rows=1000000, cols=1000000: the grid's keypoints need 24,000.0 GB",
+        ),
+    ],
+)
+def test_sizes_beyond_the_memory_are_refused_before_allocating_naming_them(
+    monkeypatch, call, message
+):
+    """Before: torch's allocator failed ("DefaultCPUAllocator: can't allocate memory: you tried
+    to allocate 36000000000000 bytes"), or (depth=10**9) Python built blocks until killed."""
+    monkeypatch.setattr("mistnet.machine.available_memory", lambda: 10**9)  # 1 GB free
+    with pytest.raises(ValueError, match=message + ".* of memory, more than the 1.0 GB available"):
+        call()
+
+
+def test_a_cuda_grid_is_refused_where_there_is_no_cuda(monkeypatch):
+    """Before: AssertionError "Torch not compiled with CUDA enabled" from torch.arange."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", torch.device("cuda", 0)):
+        with pytest.raises(ValueError, match="device cuda.* was asked for but no CUDA device"):
+            grid_keypoints(9, 9, device=device)

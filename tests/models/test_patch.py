@@ -123,3 +123,27 @@ def test_errors_name_the_argument():
         PatchEncoder(3, **SMALL)(torch.rand(1, 2, 3, 32, 32))
     with pytest.raises(ValueError, match="latent"):
         ae.decoder(torch.rand(2, 7))
+
+
+@pytest.mark.parametrize("net", [PatchClassifier, PatchAutoencoder])
+@pytest.mark.parametrize(
+    ("patches", "error", "message"),
+    [
+        # Before: AttributeError "'list' object has no attribute 'dim'"
+        ([1], TypeError, "patches must be a torch.Tensor of shape"),
+        # Before: RuntimeError "Input type (double) and bias type (float) should be the same"
+        (torch.rand(2, 1, 16, 16, dtype=torch.float64), ValueError, "patches are torch.float64"),
+        (torch.zeros(2, 1, 16, 16, dtype=torch.int64), ValueError, "patches must be floating"),
+        (torch.rand(2, 3, 1, 16, 16).bfloat16(), ValueError, "patches are torch.bfloat16"),
+        # Before: RuntimeError "Tensor on device cpu is not on the expected device meta!"
+        (torch.rand(2, 1, 16, 16, device="meta"), ValueError, "patches: a tensor on the meta"),
+    ],
+)
+def test_patch_networks_refuse_patches_they_cannot_take_by_name(net, patches, error, message):
+    model = net(1, patch_size=16, base_width=4, levels=2, blocks=1)
+    with pytest.raises(error, match=message):
+        model(patches)
+    with pytest.raises(error, match=message):
+        model.encoder(
+            patches.reshape(-1, 1, 16, 16) if isinstance(patches, torch.Tensor) else patches
+        )

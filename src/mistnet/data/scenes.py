@@ -88,21 +88,18 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 def square_boxes(centres: np.ndarray, side: float = BOX_SIDE) -> np.ndarray:
     """``(N, 2)`` centres ``(x, y)`` -> float32 ``(N, 4)`` boxes ``(cx, cy, side, side)``."""
     centres = np.asarray(centres, dtype=np.float32).reshape(-1, 2)
-    sides = np.full_like(centres, side)
-    return np.concatenate([centres, sides], axis=1)
+    return np.concatenate([centres, np.full_like(centres, side)], axis=1)
 
 
 def paste_digits(canvas: np.ndarray, digits: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Paste 28×28 digit frames by pixel-wise max, cropping at the edges (in place).
+    """Paste 28×28 digit frames by pixel-wise max, cropping at the edges (in place); returns
+    ``canvas``.
 
     Args:
         canvas: ``(H, W)`` array (uint8), modified in place.
         digits: ``(N, 28, 28)`` frames.
         centres: int ``(N, 2)`` frame centres ``(x, y)``; the frame covers
             ``x-14 .. x+13`` by ``y-14 .. y+13``.
-
-    Returns:
-        ``canvas``.
     """
     H, W = canvas.shape
     for digit, (x, y) in zip(digits, np.asarray(centres, dtype=np.int64), strict=True):
@@ -555,9 +552,15 @@ def make_scenes(
         dict with ``images`` ``(N, C, H, W)`` (generator dtype), ``boxes`` float32 ``(N, M, 4)``
         (padding 0), ``labels`` int64 ``(N, M)`` (padding -1), ``counts`` int64 ``(N,)``, with
         ``M = generator.max_count``.
+
+    Raises:
+        TypeError: no generator, or indices that are no integers.
+        ArgumentError: more scenes than this machine has the memory for, naming ``indices``.
     """
     if not isinstance(generator, SceneGenerator):  # a name: build_generator(name) makes one
         raise TypeError(f"generator must be a SceneGenerator, got {type(generator).__name__}")
+    count = len(indices) if isinstance(indices, Sequence) else np.asarray(indices).size
+    require_memory(generator, {"": count}, "indices")  # range(10**9) grew to 24 GB, was killed
     raw = np.asarray(indices).reshape(-1)
     if raw.size and raw.dtype.kind not in "iu":  # 1.7 and True were cut to scene 1
         raise TypeError(f"indices must be integers, got {raw.dtype} values")
@@ -571,20 +574,17 @@ def make_scenes(
     return out
 
 
-def require_memory(generator: SceneGenerator, sizes: dict[str, int]) -> None:
+def require_memory(generator: SceneGenerator, sizes: dict[str, int], fewer: str = "") -> None:
     """Refuse ``sizes`` (scenes per split, all held in memory at once: :func:`empty_arrays`)
     before any is made when this machine has not the memory for them.
 
     Raises:
-        ArgumentError: naming the bytes needed and the flags to lower.
+        ArgumentError: naming the bytes needed and ``fewer`` (else the flags) to lower.
     """
     per_scene = sum(a.nbytes for a in empty_arrays(generator, 1).values())
     total = sum(sizes.values())
-    fits_in_memory(
-        total * per_scene,
-        f"{total:,} scenes of {generator.name}",
-        ", ".join(f"--n-{split}" for split in sizes),
-    )
+    fewer = fewer or ", ".join(f"--n-{split}" for split in sizes)
+    fits_in_memory(total * per_scene, f"{total:,} scenes of {generator.name}", fewer)
 
 
 def empty_arrays(generator: SceneGenerator, n: int) -> dict[str, np.ndarray]:

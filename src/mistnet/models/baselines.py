@@ -17,8 +17,18 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mistnet.models.heatmap import HeatmapBody
-from mistnet.ops._checks import check_int, check_nonempty, check_number, check_tensor
+from mistnet.device import resolve_device
+from mistnet.models.heatmap import HeatmapBody, check_weights
+from mistnet.ops._checks import (
+    check_int,
+    check_memory,
+    check_nonempty,
+    check_number,
+    check_tensor,
+)
+
+#: The largest float32: a box side beyond it, or a temperature whose reciprocal is, overflows.
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 __all__ = ["ChannelWiseHeatmap", "grid_keypoints", "spatial_soft_argmax"]
 
@@ -81,6 +91,12 @@ def grid_keypoints(
     Returns:
         ``(1, rows·cols, 3)`` keypoints (x, y, side); expand over the batch as needed.
 
+    Raises:
+        TypeError: a ``device`` that is no device or name of one.
+        ValueError: a size that is no integer >= 1, cells that are not square, a ``dtype``
+            that is not floating, a CUDA ``device`` where there is none, or more ``rows`` and
+            ``cols`` than the memory holds keypoints for (each naming the argument).
+
     Example:
         >>> grid_keypoints(80, 80)[0, :2]
         tensor([[12.8333, 12.8333, 26.6667],
@@ -91,6 +107,12 @@ def grid_keypoints(
         for name, value in (("height", height), ("width", width), ("rows", rows), ("cols", cols))
     )
     device = _check_device(device)
+    check_memory(  # (1, rows·cols, 3) in float64 first: 10**12 cells failed in the allocator
+        (rows * cols, 3),
+        torch.empty(0, dtype=torch.float64, device=device),
+        f"rows={rows}, cols={cols}: the grid's keypoints",
+        "cells: lower rows or cols",
+    )
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     if height * cols != width * rows:
@@ -108,17 +130,27 @@ def grid_keypoints(
 
 
 def _check_device(device: object) -> torch.device | None:
-    """``device`` as a ``torch.device`` (None stays None); "gpu" failed deep in torch."""
-    if device is None or isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str | int) or isinstance(device, bool):
-        raise TypeError(f"device must be a torch.device or its name, got {device!r}")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ValueError(
-            f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}"
-        ) from None
+    """``device`` as a ``torch.device`` (None stays None); "gpu" failed deep in torch, "cuda"
+    where there is none with an AssertionError "Torch not compiled with CUDA enabled".
+
+    Raises:
+        TypeError: no device or name of one.
+        ValueError: an unknown name, or CUDA where there is none (:func:`resolve_device`).
+    """
+    if device is None:
+        return None
+    if not isinstance(device, torch.device):
+        if not isinstance(device, str | int) or isinstance(device, bool):
+            raise TypeError(f"device must be a torch.device or its name, got {device!r}")
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}"
+            ) from None
+    if device.type == "cuda":
+        resolve_device(str(device), "device")
+    return device
 
 
 class ChannelWiseHeatmap(nn.Module):
@@ -133,12 +165,17 @@ class ChannelWiseHeatmap(nn.Module):
         in_channels: image channels C.
         k: number of keypoints K (one output channel each).
         width, depth, dilations: body sizes, as for MIST's heatmap network.
-        side: fixed box side in pixels.
-        temperature: soft-argmax temperature.
+        side: fixed box side in pixels, at most the largest float32.
+        temperature: soft-argmax temperature, whose reciprocal is a float32.
 
     Shape:
         - Input: ``(B, C, H, W)``.
         - Output: ``(B, K, 3)`` keypoints (x, y, side).
+
+    Raises:
+        TypeError, ValueError: a size the body refuses (:class:`HeatmapBody`), more ``k``
+            than the memory holds weights for, a ``side`` beyond float32 (a raw error at the
+            forward) or a ``temperature`` whose reciprocal is (NaN positions), naming it.
 
     Example:
         >>> net = ChannelWiseHeatmap(in_channels=1, k=9)
@@ -158,8 +195,16 @@ class ChannelWiseHeatmap(nn.Module):
     ) -> None:
         super().__init__()
         self.k = check_int(k, "k")  # else refused as the body's out_channels
-        self.side = check_number(side, "side", positive=True)
+        check_weights(self.k * check_int(width, "width"), f"k={k}", "weights: lower k or width")
+        self.side = check_number(
+            side, "side", positive=True, high=FLOAT32_MAX, high_text="3.4e38 (the largest float32)"
+        )
         self.temperature = check_number(temperature, "temperature", positive=True)
+        if self.temperature < 1 / FLOAT32_MAX:  # 1e-320: every position NaN
+            raise ValueError(
+                f"temperature must be >= {1 / FLOAT32_MAX:.3g} (its reciprocal a float32), "
+                f"got {temperature!r}"
+            )
         self.body = HeatmapBody(
             in_channels, width=width, depth=depth, out_channels=self.k, dilations=dilations
         )

@@ -19,9 +19,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.ops._checks import check_flag, check_int, check_number, require_dense
+from mistnet.ops._checks import check_flag, check_int, check_memory, check_number, require_dense
 
-__all__ = ["HeatmapBody", "HeatmapNet", "check_images"]
+__all__ = ["HeatmapBody", "HeatmapNet", "check_images", "check_weights"]
+
+
+def check_weights(count: int, what: str, fewer: str) -> None:
+    """Refuse, before it is built, a network of about ``count`` weights (of torch's default
+    dtype, on its default device) that this machine has not the memory for
+    (:func:`~mistnet.ops._checks.check_memory`): torch's allocator failed ("DefaultCPUAllocator:
+    can't allocate memory") or the host swapped. Below 1 GB nothing is read.
+
+    Raises:
+        ArgumentError: a ``ValueError`` naming ``what`` (the arguments) and what to lower.
+    """
+    check_memory((count,), torch.empty(0), f"{what}: its {count:,} weights", fewer)
 
 
 def check_images(
@@ -215,6 +227,10 @@ class HeatmapBody(nn.Module):
         - Input: ``(B, in_channels, H, W)`` with H, W > ``2 * depth`` (reflection padding limit).
         - Output: ``(B, out_channels, H, W)`` raw logits.
 
+    Raises:
+        TypeError, ValueError: a size that is no integer >= 1 (naming it), or weights this
+            machine has not the memory for (:func:`check_weights`, naming the sizes).
+
     Example:
         >>> body = HeatmapBody(in_channels=1)
         >>> body(torch.rand(2, 1, 80, 80)).shape
@@ -242,6 +258,11 @@ class HeatmapBody(nn.Module):
         )
         channels_last = check_flag(channels_last, "channels_last")
         dilations = _check_dilations(dilations, depth)
+        check_weights(  # two 3×3 convolutions a block, the 1×1 stem and head
+            (18 * depth * width + in_channels + out_channels) * width,
+            f"HeatmapBody(width={width}, depth={depth}, out_channels={out_channels})",
+            "weights: lower width, depth or out_channels",
+        )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.pad = 0 if dilations else 2 * depth
@@ -306,6 +327,10 @@ class HeatmapNet(nn.Module):
     Shape:
         - Input: ``(B, in_channels, H, W)``; each downsampled side must exceed ``2 * depth``.
         - Output: ``(B, S, H, W)`` raw logits, S = ``len(factors)``.
+
+    Raises:
+        TypeError, ValueError: ``factors`` not decreasing in (0, 1], or a body size
+            :class:`HeatmapBody` refuses (``width=10**6``: more weights than memory).
 
     Example:
         >>> net = HeatmapNet(in_channels=1, factors=(1.0, 0.5))

@@ -241,6 +241,10 @@ class MIST(PatchModel):
             official code; ``softmax_eps = 0`` is the exact per-window softmax).
         nms_window: NMS window of E_K (5).
         background: as :class:`PatchModel`.
+
+    Raises:
+        TypeError, ValueError: what :class:`PatchModel` refuses, or a ``softmax_window``,
+            ``softmax_strength``, ``softmax_eps`` (in [0, 1)) or ``nms_window`` out of range.
     """
 
     def __init__(
@@ -262,6 +266,8 @@ class MIST(PatchModel):
         self.softmax_window = check_int(softmax_window, "softmax_window", odd=True)
         self.softmax_strength = check_number(softmax_strength, "softmax_strength", positive=True)
         self.softmax_eps = check_number(softmax_eps, "softmax_eps", positive=False)
+        if self.softmax_eps >= 1:  # 1e300 scored every detection 0; the config's bound
+            raise ValueError(f"softmax_eps must be in [0, 1), got {softmax_eps!r}")
         window = self.softmax_window  # the NMS box lies in the softmax window
         self.nms_window = check_int(
             nms_window, "nms_window", 1, window, odd=True, high_text=f"softmax_window={window}"

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.ops._checks import check_int
+from mistnet.models.heatmap import check_images, check_weights
+from mistnet.ops._checks import check_int, require_dense
 
 __all__ = [
     "PatchAutoencoder",
@@ -38,6 +39,22 @@ def _check_positive(**values: int) -> None:
         check_int(value, name, 1, 12 if name == "levels" else None)
 
 
+def _check_weights(in_channels: int, base_width: int, levels: int, blocks: int) -> None:
+    """Refuse an encoder (or its mirror, the decoder) of more weights than this machine has the
+    memory for (:func:`~mistnet.models.heatmap.check_weights`): ``base_width=10**6`` failed in
+    torch's allocator. Counted per level: two 3×3 convolutions a block, the projection."""
+    widths = [base_width * 2**level for level in range(levels)]
+    count = sum(
+        18 * blocks * w * w + 4 * c * w
+        for c, w in zip([in_channels, *widths], widths, strict=False)
+    )
+    check_weights(
+        count + 18 * blocks * widths[-1] ** 2,  # the bottleneck
+        f"base_width={base_width}, levels={levels}, blocks={blocks}",
+        "weights: lower base_width, levels or blocks",
+    )
+
+
 def _padded_size(patch_size: int, levels: int) -> int:
     """The side the networks run at: ``patch_size`` rounded up to a multiple of ``2**levels``.
 
@@ -54,22 +71,33 @@ def _padded_size(patch_size: int, levels: int) -> int:
     return -(-patch_size // step) * step
 
 
-def _flatten_patches(patches: Tensor, in_channels: int, patch_size: int) -> Tensor:
-    """Validate ``(N, C, P, P)`` or ``(B, K, C, P, P)`` patches and return them as 4-D."""
-    expected = f"(N, {in_channels}, {patch_size}, {patch_size}) or (B, K, {in_channels}, ...)"
-    if patches.dim() not in (4, 5):
+def _flatten_patches(patches: object, module: nn.Module, ranks: tuple[int, ...] = (4, 5)) -> Tensor:
+    """``patches`` as ``(N, C, P, P)`` once ``module`` (its ``in_channels`` and ``patch_size``)
+    can take them: ``(N, C, P, P)`` or ``(B, K, C, P, P)`` (of ``ranks``), then what
+    :func:`~mistnet.models.heatmap.check_images` checks of images. Metadata only (no GPU sync).
+
+    Raises:
+        TypeError: no tensor (a list, a numpy array).
+        ValueError: on the meta device or sparse, of another rank, channel count or side, not
+            floating point, or on another device or of another dtype than ``module``'s weights.
+    """
+    C, P = module.in_channels, module.patch_size
+    expected = f"(N, {C}, {P}, {P})" + (f" or (B, K, {C}, {P}, {P})" if 5 in ranks else "")
+    if not isinstance(patches, Tensor):  # "'list' object has no attribute 'dim'"
+        raise TypeError(
+            f"patches must be a torch.Tensor of shape {expected}, got {type(patches).__name__}"
+        )
+    require_dense(patches, "patches")  # "Tensor on device cpu is not on the expected device meta!"
+    if patches.dim() not in ranks:
         raise ValueError(f"patches must have shape {expected}, got {tuple(patches.shape)}")
-    if patches.shape[-3] != in_channels:
+    if patches.shape[-3] != C:
         raise ValueError(
-            f"patches must have {in_channels} channels, shape {expected}, "
-            f"got {tuple(patches.shape)}"
+            f"patches must have {C} channels, shape {expected}, got {tuple(patches.shape)}"
         )
-    if patches.shape[-2:] != (patch_size, patch_size):
-        raise ValueError(
-            f"patches must be {patch_size}×{patch_size}, shape {expected}, "
-            f"got {tuple(patches.shape)}"
-        )
-    return patches.reshape(-1, *patches.shape[-3:])  # (N, C, P, P), N = B·K for 5-D input
+    if patches.shape[-2:] != (P, P):
+        raise ValueError(f"patches must be {P}×{P}, shape {expected}, got {tuple(patches.shape)}")
+    x = patches.reshape(-1, *patches.shape[-3:])  # (N, C, P, P), N = B·K for 5-D input
+    return check_images(x, module, C, "patches")  # "Input type (double) and bias type (float)"
 
 
 class PreNormResBlock(nn.Module):
@@ -119,6 +147,10 @@ class PatchEncoder(nn.Module):
         - Input: ``(N, in_channels, P, P)``.
         - Output: ``(N, latent_dim)``.
 
+    Raises:
+        ValueError: a size that is no integer >= 1 (naming it), or weights this machine has not
+            the memory for (``base_width=10**6``), naming the sizes.
+
     Example:
         >>> enc = PatchEncoder(in_channels=1)
         >>> enc(torch.rand(3, 1, 32, 32)).shape
@@ -141,6 +173,7 @@ class PatchEncoder(nn.Module):
             levels=levels,
             blocks=blocks,
         )
+        _check_weights(in_channels, base_width, levels, blocks)
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.pad = _padded_size(patch_size, levels) - patch_size
@@ -159,12 +192,14 @@ class PatchEncoder(nn.Module):
         self.latent_dim = channels * self.out_size**2
 
     def forward(self, patches: Tensor) -> Tensor:
-        if patches.dim() != 4:
-            raise ValueError(
-                f"patches must have shape (N, {self.in_channels}, {self.patch_size}, "
-                f"{self.patch_size}), got {tuple(patches.shape)}"
-            )
-        x = _flatten_patches(patches, self.in_channels, self.patch_size)
+        """The latents ``(N, latent_dim)`` of ``patches`` ``(N, C, P, P)``.
+
+        Raises:
+            TypeError, ValueError: patches the encoder cannot take, naming ``patches``: no tensor, on
+                the meta device, of another shape, integer, or another dtype (float64,
+                bfloat16) or device than its weights.
+        """
+        x = _flatten_patches(patches, self, ranks=(4,))
         if self.pad:
             x = F.pad(x, (0, self.pad, 0, self.pad))
         return self.stages(x).flatten(1)  # (N, latent_dim)
@@ -191,6 +226,10 @@ class PatchDecoder(nn.Module):
     Shape:
         - Input: ``(N, latent_dim)`` with latent_dim = base_width·2^(levels−1)·r².
         - Output: ``(N, out_channels, P, P)``.
+
+    Raises:
+        ValueError: a size that is no integer >= 1 or an unknown ``output`` (naming it), or
+            weights this machine has not the memory for (``base_width=10**6``).
     """
 
     def __init__(
@@ -210,6 +249,7 @@ class PatchDecoder(nn.Module):
             levels=levels,
             blocks=blocks,
         )
+        _check_weights(out_channels, base_width, levels, blocks)
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
         self.output = output
@@ -255,6 +295,10 @@ class PatchAutoencoder(nn.Module):
         - Input: ``(N, C, P, P)`` or ``(B, K, C, P, P)``.
         - Output: reconstructions of the same shape.
 
+    Raises:
+        ValueError: a size that is no integer >= 1 (naming it), or weights this machine has not
+            the memory for (``base_width=10**6``), naming the sizes.
+
     Example:
         >>> ae = PatchAutoencoder(in_channels=1, levels=3, blocks=1)
         >>> ae(torch.rand(2, 9, 1, 32, 32)).shape
@@ -277,7 +321,14 @@ class PatchAutoencoder(nn.Module):
         self.decoder = PatchDecoder(in_channels, patch_size, base_width, levels, blocks, output)
 
     def forward(self, patches: Tensor) -> Tensor:
-        x = _flatten_patches(patches, self.in_channels, self.patch_size)  # (N, C, P, P)
+        """Reconstructions of ``patches`` ``(N, C, P, P)`` or ``(B, K, C, P, P)``, same shape.
+
+        Raises:
+            TypeError, ValueError: patches the auto-encoder cannot take, naming ``patches``: no tensor, on
+                the meta device, of another shape, integer, or another dtype (float64,
+                bfloat16) or device than its weights.
+        """
+        x = _flatten_patches(patches, self)  # (N, C, P, P)
         recon = self.decoder(self.encoder(x))  # (N, C, P, P)
         return recon.reshape(patches.shape)  # (N, C, P, P) or (B, K, C, P, P)
 
@@ -296,6 +347,10 @@ class PatchClassifier(nn.Module):
         - Input: ``(N, C, P, P)`` or ``(B, K, C, P, P)``.
         - Output: ``(N, num_classes)`` or ``(B, K, num_classes)`` logits.
 
+    Raises:
+        ValueError: a size that is no integer >= 1 (naming it), or weights (``num_classes=10**12``) this machine has not
+            the memory for (``base_width=10**6``), naming the sizes.
+
     Example:
         >>> clf = PatchClassifier(in_channels=3)
         >>> clf(torch.rand(2, 9, 3, 32, 32)).shape
@@ -312,7 +367,15 @@ class PatchClassifier(nn.Module):
         blocks: int = 3,
     ) -> None:
         super().__init__()
-        _check_positive(in_channels=in_channels, num_classes=num_classes)
+        sizes = dict(patch_size=patch_size, base_width=base_width, levels=levels, blocks=blocks)
+        _check_positive(in_channels=in_channels, num_classes=num_classes, **sizes)
+        side = _padded_size(patch_size, levels) // 2**levels  # the encoder's last map
+        check_weights(  # the head's, before the encoder's are built
+            base_width * 2 ** (levels - 1) * side**2 * num_classes,
+            f"the head of num_classes={num_classes}, patch_size={patch_size}, "
+            f"base_width={base_width}",
+            "weights: lower num_classes, patch_size or base_width",
+        )
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.num_classes = num_classes
@@ -320,6 +383,14 @@ class PatchClassifier(nn.Module):
         self.head = nn.Linear(self.encoder.latent_dim, num_classes)
 
     def forward(self, patches: Tensor) -> Tensor:
-        x = _flatten_patches(patches, self.in_channels, self.patch_size)  # (N, C, P, P)
+        """Logits ``(N, classes)`` or ``(B, K, classes)`` of ``patches`` ``(N, C, P, P)`` or
+        ``(B, K, C, P, P)``.
+
+        Raises:
+            TypeError, ValueError: patches the classifier cannot take, naming ``patches``: no tensor, on
+                the meta device, of another shape, integer, or another dtype (float64,
+                bfloat16) or device than its weights.
+        """
+        x = _flatten_patches(patches, self)  # (N, C, P, P)
         logits = self.head(self.encoder(x))  # (N, num_classes)
         return logits.reshape(*patches.shape[:-3], self.num_classes)  # (N | B, K, classes)

@@ -24,10 +24,11 @@ from PIL import Image
 
 from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
+from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
 from mistnet.ops._checks import check_flag, require_dense
 from mistnet.signals import deferred_signals
-from mistnet.validate import require_finite
+from mistnet.validate import path_argument, require_finite
 
 #: Ground-truth box colour (RGB, 0-255).
 GT_COLOR: tuple[int, int, int] = (0, 200, 0)
@@ -228,8 +229,20 @@ def check_dpi(dpi: object) -> None:
 
 def new_figure(width_in: float, height_in: float, dpi: int):
     """A matplotlib figure on the Agg canvas (no pyplot, no window); ``dpi`` is checked
-    (:func:`check_dpi`)."""
+    (:func:`check_dpi`), and so is the figure's size in pixels.
+
+    Raises:
+        ValueError: a ``dpi`` that is no finite number > 0, or one that makes the figure larger
+            than :data:`~mistnet.imagefile.DEFAULT_MAX_PIXELS` pixels (10**6 was matplotlib's
+            ``MemoryError: std::bad_alloc``).
+    """
     check_dpi(dpi)
+    pixels = width_in * dpi * height_in * dpi
+    if pixels > DEFAULT_MAX_PIXELS:
+        raise ValueError(
+            f"dpi: {dpi:g} makes the {width_in:g} x {height_in:g} inch figure {pixels:.3g} "
+            f"pixels, more than {DEFAULT_MAX_PIXELS:,}; lower dpi"
+        )
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -244,9 +257,34 @@ def new_figure(width_in: float, height_in: float, dpi: int):
 PNG_SOFTWARE = "mistnet"
 
 
+def figure_path(out_path: object, name: str = "out_path") -> str:
+    """``out_path`` once a figure may be written there: a name ending in ``.png`` that is new
+    or a PNG mistnet wrote (:func:`made_by_mistnet`). A file of the user's, a symbolic link, a
+    folder or a FIFO is never replaced (every figure writer checks before drawing).
+
+    Raises:
+        TypeError: no path.
+        ValueError: naming ``name``, the path and what it is.
+    """
+    path = path_argument(out_path, name)
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise ValueError(f"{name}: expected a PNG file to write, got the directory {path}")
+    if os.path.splitext(path)[1].lower() != ".png":
+        raise ValueError(f"{name} {path}: give a file name ending in .png (a figure is a PNG)")
+    if os.path.islink(path):
+        raise ValueError(f"{name} {path} is a symbolic link; give a new file name")
+    if os.path.lexists(path) and not made_by_mistnet(path):
+        raise ValueError(
+            f"{name} {path} exists and is no figure mistnet wrote; give a new file name "
+            "(mistnet replaces only its own figures)"
+        )
+    return path
+
+
 def save_figure(fig, out_path, dpi: int) -> None:
     """Write ``fig`` as a PNG atomically (:func:`drawn`), its ``Software`` text saying mistnet
-    made it (:func:`made_by_mistnet`)."""
+    made it (:func:`made_by_mistnet`), at a path :func:`figure_path` takes."""
+    out_path = figure_path(out_path)
     meta = {"Software": PNG_SOFTWARE}
     atomic_write(
         out_path, lambda tmp: drawn(fig.savefig, tmp, format="png", dpi=dpi, metadata=meta)
@@ -257,7 +295,7 @@ def made_by_mistnet(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a PNG file mistnet wrote (:func:`save_figure`,
     :func:`mistnet.viz.panels.save_png`; read no further than its header chunks); False for
     anything else, unreadable or not, and for a symbolic link."""
-    if os.path.islink(path):
+    if os.path.islink(path) or not os.path.isfile(path):  # a FIFO would never end reading
         return False
     try:
         with Image.open(path, formats=["PNG"]) as im:

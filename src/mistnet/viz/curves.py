@@ -13,7 +13,7 @@ import numpy as np
 from mistnet.errors import MistWarning
 from mistnet.ops._checks import check_flag, check_int
 from mistnet.runlog import check_record
-from mistnet.viz.canvas import drawn, new_figure, save_figure
+from mistnet.viz.canvas import drawn, figure_path, new_figure, save_figure
 
 
 def plot_curves(
@@ -34,6 +34,7 @@ def plot_curves(
             values stay linear.
         dpi: output resolution, a finite number > 0.
     """
+    figure_path(out_path)  # before any drawing
     if not isinstance(history, Mapping):  # a list of pairs: a raw TypeError
         raise ValueError(
             "history: expected a mapping {name: [(step, value), ...]}, "
@@ -149,7 +150,7 @@ def plot_runs(
 
     Args:
         runs: ``{label: log records}`` (see :func:`log_curves`).
-        out_path: PNG path.
+        out_path: PNG path, new or a figure mistnet wrote.
         keys: a list of the curves to draw (``"train/task"``, ``"train/border"``,
             ``"val/both"``; empty or ``None``: the training losses ``train/task`` and ``train/heatmap`` and every
             validation metric but the per-class ``val/classif/<name>``).
@@ -161,11 +162,11 @@ def plot_runs(
         The keys drawn.
 
     Raises:
-        TypeError: ``runs`` that is no mapping, ``keys`` that is no list of strings (a string
-            was read a letter at a time: "no run has the curve 't'").
+        TypeError: ``runs`` no mapping, ``keys`` no list of strings ("no run has the curve 't'").
         ValueError: a key no run has a curve of (the message lists those they have), no
-            curve at all, or an ``ncols`` that is no integer >= 1.
+            curve at all, an ``ncols`` that is no integer >= 1, or an ``out_path`` refused.
     """
+    figure_path(out_path)  # before any drawing
     minutes = check_flag(minutes, "minutes")
     if not isinstance(runs, Mapping):
         raise TypeError(

@@ -22,7 +22,7 @@ from mistnet.data.store import label_name
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
 from mistnet.ops._checks import check_int
-from mistnet.validate import path_argument, require_finite
+from mistnet.validate import require_finite
 from mistnet.viz.canvas import (
     GT_COLOR,
     PNG_SOFTWARE,
@@ -31,6 +31,7 @@ from mistnet.viz.canvas import (
     batch_size,
     draw_boxes,
     drawn_boxes,
+    figure_path,
     montage,
     new_figure,
     per_image,
@@ -77,6 +78,7 @@ def draw_scenes_grid(
         ValueError: an argument of another shape, an empty image, NaN or infinite boxes drawn,
             a box of negative size, or ``scores`` not one per predicted box.
     """
+    figure_path(out_path)  # before any drawing
     imgs = per_image(images, batch_size(images, "images"), "images")
     n = len(imgs)
     if n == 0:
@@ -197,6 +199,7 @@ def mist_figure(
             infinite values in it (named: ``patches``, ``det_boxes``, ...), or a box of
             negative size.
     """
+    figure_path(out_path)  # before any drawing
     per = {
         "heatmaps": heatmaps,
         "det_boxes": det_boxes,
@@ -350,6 +353,7 @@ def output_figure(
         ValueError: ``images`` of another rank, ``counts`` not one per image, or what
             :func:`mist_figure` refuses.
     """
+    figure_path(out_path)  # before any drawing
     if not isinstance(images, torch.Tensor):
         raise TypeError(
             f"images: expected a (B, C, H, W) torch.Tensor, got {type(images).__name__}"
@@ -414,6 +418,7 @@ def save_png(im: Image.Image, path: str | os.PathLike) -> None:
     """Write ``im`` to ``path`` as a PNG (atomically) whose ``Software`` text says mistnet made
     it: an output folder written again tells its own images from the user's by it
     (:func:`~mistnet.viz.canvas.made_by_mistnet`)."""
+    path = figure_path(path, "path")
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", PNG_SOFTWARE)
     atomic_write(path, lambda tmp: im.save(tmp, format="PNG", pnginfo=info))
@@ -428,9 +433,7 @@ def _check_annotation(out_path: object, scale: object, color: object, class_name
         ValueError: ``out_path`` a directory (the PNG would replace it, or fail to), a
             ``scale`` that is no positive integer, a ``color`` that is no RGB triple.
     """
-    path = path_argument(out_path, "out_path")
-    if os.path.isdir(path):
-        raise ValueError(f"out_path: expected a PNG file to write, got the directory {path}")
+    figure_path(out_path)
     whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
     if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
         raise ValueError(f"scale: expected a positive integer, got {scale!r}")
