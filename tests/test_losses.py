@@ -471,3 +471,15 @@ def test_centring_losses_refuse_windows_and_batches_that_give_no_number(call, me
     p = torch.zeros(1, 1, 1, 5, 5)
     p[..., 2, 4] = 1.0
     assert centring_loss(p, torch.tensor([[8.0]]), sigma=1e6).tolist() == [16.0]  # no window
+
+
+def test_heatmap_loss_refuses_a_bool_weight():
+    h, t = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)
+    with pytest.raises(ValueError, match="^weight: expected real numbers"):
+        heatmap_loss(h, t, torch.tensor([True, False]))  # True was read as 1
+
+
+@pytest.mark.parametrize("loss", [torch.ones(2, 2), torch.tensor([1, 2])])
+def test_task_weight_refuses_no_floating_vector(loss):
+    with pytest.raises(ValueError, match="^per_image_task_loss must be a floating-point"):
+        task_weight(loss)

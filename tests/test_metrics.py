@@ -1162,3 +1162,22 @@ def test_the_detection_metrics_refuse_bool_boxes(score):
     with pytest.raises(ValueError, match=r"^gt_boxes: expected real numbers .*, got torch\.bool"):
         score(_BX, labels, _BX > 0, labels)
     score(_BX.long(), labels, _BX, labels)  # integer pixel boxes are numbers
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: label_histogram(torch.tensor([[0, 1]]), 3, torch.tensor([[2, 0]])), "valid"),
+        (lambda: label_histogram(torch.tensor([[0, 1]]), 3, torch.tensor([[1.0, 0.0]])), "valid"),
+        (lambda: greedy_assign(torch.tensor([[0.9]]), torch.tensor([[0.5]])), "eligible"),
+    ],
+)
+def test_masks_must_be_bool(call, name):
+    # an integer mask was read as counts ([[2, 0]] counted class 0 twice), 0.5 as True
+    with pytest.raises(TypeError, match=f"^{name}: expected a bool mask"):
+        call()
+
+
+def test_valid_mask_refuses_a_meta_count():
+    with pytest.raises(ValueError, match="^count: a tensor on the meta device"):
+        valid_mask(torch.tensor([[0, 1]]), torch.tensor([1], device="meta"))

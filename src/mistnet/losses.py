@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mistnet.metrics.matching import check_labels, require_tensor
-from mistnet.ops._checks import check_nonempty, check_number, check_tensor
+from mistnet.ops._checks import check_nonempty, check_number, check_tensor, require_real
 
 __all__ = [
     "heatmap_loss",
@@ -245,6 +245,11 @@ def heatmap_loss(
         weight: optional ``(B,)`` per-image weights; detached here. ``None`` = all ones.
         reduction: ``"mean"`` → scalar batch mean; ``"none"`` → ``(B,)``.
 
+    Raises:
+        ValueError: a bad shape or dtype, or a bool or complex ``weight`` (``"weight: expected
+            real numbers (a floating or integer tensor), got torch.bool"``). The weight's values
+            (negative, NaN) are not read: that would wait for the GPU every step.
+
     Example:
         >>> heatmap_loss(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.tensor([0.5]))
         tensor(0.5000)
@@ -275,7 +280,7 @@ def _weighted(per_image: Tensor, weight: Tensor | None, reduction: str) -> Tenso
     trainer reports as divergence.
     """
     if weight is not None:
-        require_tensor(weight, "weight", "(B,)")
+        require_real(require_tensor(weight, "weight", "(B,)"), "weight")  # True was 1
         if weight.shape != per_image.shape:
             raise ValueError(
                 f"weight must have shape (B,) = {tuple(per_image.shape)}, got {tuple(weight.shape)}"
@@ -455,7 +460,19 @@ def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
 
     Returns:
         ``(B,)`` weights in (0, 1] for non-negative losses, without gradient.
+
+    Raises:
+        TypeError: ``per_image_task_loss`` is no tensor.
+        ValueError: a ``beta`` that is no finite number >= 0, or a loss that is no floating
+            ``(B,)`` tensor (``"per_image_task_loss must be a floating-point tensor of shape
+            (B,), got torch.int64 of shape (2,)"``). Its values (NaN, negative) are not read: that
+            would wait for the GPU every step.
     """
     beta = check_number(beta, "beta", positive=False)  # NaN gave NaN weights, < 0 inverted them
-    require_tensor(per_image_task_loss, "per_image_task_loss", "(B,)")
+    loss = require_tensor(per_image_task_loss, "per_image_task_loss", "(B,)")
+    if loss.ndim != 1 or not loss.is_floating_point():  # (B, K) or counts: not per-image losses
+        raise ValueError(
+            "per_image_task_loss must be a floating-point tensor of shape (B,), "
+            f"got {loss.dtype} of shape {tuple(loss.shape)}"
+        )
     return torch.exp(-beta * per_image_task_loss.detach())

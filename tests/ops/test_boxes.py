@@ -148,3 +148,31 @@ def test_boxes_to_keypoints_refuses_a_k_beyond_memory_before_allocating(monkeypa
     with pytest.raises(ValueError, match=r"^k=1000000000: .* more than the 2.0 GB available"):
         boxes_to_keypoints(boxes, labels, 20.0, 10**9)
     assert boxes_to_keypoints(boxes, labels, 20.0, 10**6)[0].shape == (1, 10**6, 3)
+
+
+@pytest.mark.parametrize(
+    "box, dtype", [([0.0, 0.0, 300.0], torch.float16), ([0.0, 0.0, 1e20], torch.float32)]
+)
+def test_box_iou_of_identical_boxes_whose_area_overflows_is_one(box, dtype):
+    b = torch.tensor([box], dtype=dtype)
+    iou = box_iou(b, b)  # 300 * 300 > 65504: was inf / inf -> 0
+    assert iou.dtype == dtype and iou.tolist() == [[1.0]]
+
+
+def test_box_iou_refuses_nan_boxes():
+    with pytest.raises(ValueError, match="^a contains NaN or infinite"):
+        box_iou(torch.tensor([[0.0, 0.0, float("nan")]]), torch.tensor([[0.0, 0.0, 1.0]]))
+
+
+def test_boxes_to_keypoints_refuses_a_side_beyond_the_dtype_and_sparse_labels():
+    from mistnet.ops import boxes_to_keypoints
+
+    labels = torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="side must .* largest torch.float16"):
+        boxes_to_keypoints(torch.rand(1, 2, 4).half(), labels, 1e5, 2)
+    with pytest.raises(ValueError, match="side must .* largest torch.float32"):
+        boxes_to_keypoints(torch.rand(1, 2, 4), labels, 1e300, 2)
+    with pytest.raises(ValueError, match="^labels: .*sparse"):
+        boxes_to_keypoints(torch.rand(1, 2, 4), labels.to_sparse(), 1.0, 4)
+    _, lab = boxes_to_keypoints(torch.rand(1, 2, 4), labels.to(torch.uint8), 1.0, 4)
+    assert lab.tolist() == [[1, 2, -1, -1]]  # uint8 held no -1 to pad with

@@ -96,3 +96,15 @@ def test_render_heatmap_refuses_a_size_beyond_memory_before_allocating():
     message = r"^height=1000000, width=1000000: the heatmap \(B, S, height, width\) .* of memory"
     with pytest.raises(ValueError, match=message):
         render_heatmap(torch.tensor([[[5.0, 5.0, 20.0]]]), [20.0], 10**6, 10**6)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        torch.ones(1, 1, dtype=torch.bool, device="meta"),
+        torch.ones(1, 1, dtype=torch.bool).to_sparse(),
+    ],
+)
+def test_render_refuses_a_mask_with_no_values(mask):
+    with pytest.raises(ValueError, match="^mask: a tensor .* holds no values"):
+        render_heatmap(torch.tensor([[[7.0, 7.0, 6.0]]]), [6.0], 16, 16, mask=mask)

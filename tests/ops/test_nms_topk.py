@@ -217,3 +217,12 @@ def test_nms_refuses_empty_maps(shape):
     with pytest.raises(ValueError, match=r"h must have shape \(B, C, H, W\) with C, H, W >= 1"):
         nms(torch.rand(*shape))
     assert nms(torch.rand(0, 1, 4, 4)).shape == (0, 1, 4, 4)
+
+
+def test_a_window_wider_than_the_map_acts_as_the_whole_map():
+    h = torch.rand(2, 3, 4, 5)
+    # 2**63 - 1 failed in max_pool2d: "cannot be converted to type int without overflow"
+    assert torch.equal(nms(h, 2**63 - 1), nms(h, 9))
+    kp, score = topk_keypoints(h[:, :1], 2, [4.0], nms_window=2**63 - 1)
+    kp9, score9 = topk_keypoints(h[:, :1], 2, [4.0], nms_window=9)
+    assert torch.equal(kp, kp9) and torch.equal(score, score9)

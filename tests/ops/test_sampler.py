@@ -205,3 +205,33 @@ def test_the_sampler_refuses_a_gpu_result_beyond_the_gpus_memory():
     img, kp = _IMG.cuda(), _KP.cuda()
     with pytest.raises(ValueError, match=r"^size=1000000: .* GB of cuda:0; make fewer"):
         extract_patches(img, kp, 10**6)
+
+
+@pytest.mark.parametrize(
+    "images, kp, match",
+    [
+        (torch.rand(1, 1, 16, 16).half(), torch.tensor([[[70000.0, 7, 6]]]), "float16"),
+        (torch.rand(1, 1, 16, 16), torch.tensor([[[1e300, 7, 6]]], dtype=torch.float64), "float32"),
+        (torch.rand(1, 1, 16, 16), torch.tensor([[[7, 7, 1e-300]]], dtype=torch.float64), "side"),
+    ],
+)
+def test_extract_checks_keypoints_in_the_images_dtype(images, kp, match):
+    # finite keypoints became inf (NaN patches) or a side 0 once cast to the images' dtype
+    with pytest.raises(ValueError, match=f"keypoints.*{match}"):
+        extract_patches(images, kp, 3)
+
+
+def test_paste_refuses_a_subnormal_side_and_empty_patches():
+    kp = torch.tensor([[[7.0, 7.0, 1e-45]]])  # 1 / side overflowed: 255 of 256 pixels NaN
+    with pytest.raises(ValueError, match=r"keypoints\[\.\.\., 2\] \(box side\)"):
+        paste_patches(torch.rand(1, 1, 1, 5, 5), kp, 16, 16)
+    with pytest.raises(ValueError, match="patches must have shape .* P >= 1"):
+        paste_patches(torch.rand(1, 1, 1, 0, 0), torch.tensor([[[7.0, 7.0, 3.0]]]), 16, 16)
+
+
+def test_far_finite_keypoints_sample_zero_not_nan():
+    # the grid's unnormalisation overflowed to inf, and grid_sample read NaN
+    kp = torch.tensor([[[3e38, 7.0, 3e38]]])
+    assert torch.equal(extract_patches(torch.rand(1, 1, 16, 16), kp, 3), torch.zeros(1, 1, 1, 3, 3))
+    back = paste_patches(torch.rand(1, 1, 1, 5, 5), torch.tensor([[[3e38, 7.0, 3.0]]]), 8, 8)
+    assert torch.equal(back, torch.zeros(1, 1, 8, 8))

@@ -258,3 +258,16 @@ def test_a_strength_beyond_the_logits_dtype_is_refused(fn, dtype, strength, larg
         fn(h, strength=strength)
     p = local_spatial_softmax(h.float(), strength=3e38)  # the largest float32: a hard maximum
     assert p[0, 0, 5, 5] == pytest.approx(1.0, abs=1e-5) and p[0, 0, 5, 6] == 0.0
+
+
+def test_eps_zero_gives_no_nan():
+    # 0 / 0 and -inf - -inf were NaN; eps > 0 gives 0 and -inf there
+    assert torch.equal(scale_pool(torch.zeros(1, 1, 2, 2), eps=0), torch.zeros(1, 1, 2, 2))
+    lp = log_scale_pool(torch.full((1, 1, 2, 2), -math.inf), eps=0)
+    assert torch.equal(lp, log_scale_pool(torch.full((1, 1, 2, 2), -math.inf)))
+    h = torch.full((1, 1, 8, 8), -1e4).half()
+    h[0, 0, 0, 0] = 1e4  # strength * -2e4 is -inf in float16: whole windows of -inf
+    for eps in (0.0, 1e-6):
+        out = local_spatial_log_softmax(h, window=3, eps=eps)
+        assert not out.isnan().any() and out[0, 0, 7, 7] == -math.inf
+        assert abs(float(out[0, 0, 0, 0])) < 1e-5  # the peak takes its whole window

@@ -32,6 +32,22 @@ def require_tensor(x: object, name: str, expected: str) -> Tensor:
     return x
 
 
+def require_mask(x: object, name: str, shape: tuple[int, ...]) -> Tensor:
+    """``x`` if it is a dense bool tensor of ``shape``: an integer mask was read as counts (2 counted
+    a label twice), a float one as true or failed in torch's ``bitwise_and``. Metadata only.
+
+    Raises:
+        TypeError: no tensor, or ``"<name>: expected a bool mask, got <dtype>"``.
+        ValueError: meta or sparse, or another shape.
+    """
+    require_tensor(x, name, str(shape))
+    if x.dtype != torch.bool:
+        raise TypeError(f"{name}: expected a bool mask, got {x.dtype} (compare it: {name} > 0)")
+    if x.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+    return x
+
+
 def require_float(x: object, name: str, expected: str = "(B, C, H, W)") -> Tensor:
     """``x`` if it is a floating tensor (:func:`require_tensor`, then ``check_tensor``'s dtype
     check at ``x``'s own rank): integer images gave torch's "could not infer output dtype"."""
@@ -67,13 +83,16 @@ def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
     Raises:
         TypeError: ``labels`` is no tensor.
         ValueError: a shape that is not ``(B, N)`` / ``(B,)``, or a count that is no whole number
-            in ``[0, N]``.
+            in ``[0, N]`` or holds no values (meta, sparse: ``"count: a tensor on the meta
+            device holds no values to read; give a dense one"``).
     """
     require_tensor(labels, "labels", "(B, N)")
     if labels.ndim != 2:
         raise ValueError(f"labels: expected shape (B, N), got {tuple(labels.shape)}")
     valid = labels >= 0
     if count is not None:
+        if isinstance(count, Tensor):
+            require_dense(count, "count")  # meta: "Cannot copy out of meta tensor"
         count = torch.as_tensor(count, device=labels.device)
         if count.shape != labels.shape[:1]:
             raise ValueError(
@@ -98,8 +117,10 @@ def label_histogram(labels: Tensor, num_classes: int, valid: Tensor | None = Non
         ``(B, C)`` int64 counts.
 
     Raises:
-        ValueError: a fractional label, one below -1, one ``>= num_classes``, or a
-            ``num_classes`` that is no integer >= 1.
+        TypeError: a ``valid`` that is no bool tensor (``"valid: expected a bool mask, got
+            torch.int64 ..."``).
+        ValueError: a fractional label, one below -1, one ``>= num_classes``, a ``valid`` of
+            another shape, or a ``num_classes`` that is no integer >= 1.
 
     Example:
         >>> label_histogram(torch.tensor([[0, 0, 3, -1]]), 4)
@@ -119,10 +140,8 @@ def _histogram(
     check_labels(labels, name)
     if valid is None:
         valid = labels >= 0
-    elif require_tensor(valid, valid_name, "(B, N)").shape != labels.shape:
-        raise ValueError(
-            f"{valid_name}: expected shape {tuple(labels.shape)}, got {tuple(valid.shape)}"
-        )
+    else:
+        require_mask(valid, valid_name, tuple(labels.shape))
     bad = valid & (labels >= num_classes)
     if bool(bad.any()):
         raise ValueError(f"{name}: values must be < num_classes={num_classes}")
@@ -196,7 +215,8 @@ def greedy_assign(
         ``(..., N)`` int64: the matched detection index per ground-truth row, ``-1`` if none.
 
     Raises:
-        TypeError: ``iou`` or ``eligible`` is no tensor.
+        TypeError: ``iou`` or ``eligible`` is no tensor, or ``eligible`` is no bool tensor
+            (``"eligible: expected a bool mask, got torch.float32 ..."``).
         ValueError: ``iou`` of rank < 2, on the meta device or of no real numbers (bool,
             complex: ``"iou: expected real numbers (a floating or integer tensor), got ..."``),
             an ``eligible`` of another shape, a ``threshold`` that is no finite number, or an
@@ -215,11 +235,7 @@ def greedy_assign(
     *lead, N, M = iou.shape
     ok = ~torch.isnan(iou)
     if eligible is not None:
-        if require_tensor(eligible, "eligible", "(..., N, M)").shape != iou.shape:
-            raise ValueError(
-                f"eligible: expected shape {tuple(iou.shape)}, got {tuple(eligible.shape)}"
-            )
-        ok = ok & eligible.bool()
+        ok = ok & require_mask(eligible, "eligible", tuple(iou.shape))
     Bf = math.prod(lead)
     neg_inf = torch.tensor(float("-inf"), dtype=iou.dtype, device=iou.device)
     score = torch.where(ok, iou, neg_inf).reshape(Bf, N, M)

@@ -98,8 +98,23 @@ def check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def check_keypoints(keypoints: object, name: str = "keypoints", batch: int | None = None) -> Tensor:
-    """Validate a ``(B, K, 3)`` keypoint tensor ``(x, y, side)`` with finite values and side > 0."""
+def check_keypoints(
+    keypoints: object,
+    name: str = "keypoints",
+    batch: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Validate a ``(B, K, 3)`` keypoint tensor ``(x, y, side)``: finite values, and sides that are
+    normal positive numbers (at least the dtype's smallest normal, so ``1 / side`` is finite).
+
+    With ``dtype`` the keypoints are converted to it first and returned so: a value checked before
+    the conversion could become infinite (70000 in float16) or a side 0 (1e-300 in float32).
+
+    Raises:
+        ValueError: a bad shape or batch, ``"<name> contains NaN or infinite values[ once
+            converted to <dtype>]"``, or ``"<name>[..., 2] (box side) must be positive, at least
+            <tiny> (the smallest normal <dtype>)[ once converted ...]"``.
+    """
     kp = check_tensor(keypoints, name, 3, "(B, K, 3) holding (x, y, side)")
     if kp.shape[-1] != 3:
         raise ValueError(
@@ -107,9 +122,18 @@ def check_keypoints(keypoints: object, name: str = "keypoints", batch: int | Non
         )
     if batch is not None and kp.shape[0] != batch:
         raise ValueError(f"{name} has batch size {kp.shape[0]} but the images have {batch}")
-    check_finite(kp, name)
-    if kp.numel() and not bool((kp[..., 2] > 0).all()):
-        raise ValueError(f"{name}[..., 2] (box side) must be positive")
+    where = ""
+    if dtype is not None and kp.dtype != dtype:
+        kp = kp.to(dtype)
+        where = f" once converted to {dtype} (the dtype they are used in)"
+    if not bool(torch.isfinite(kp).all()):
+        raise ValueError(f"{name} contains NaN or infinite values{where}")
+    tiny = torch.finfo(kp.dtype).tiny  # a subnormal side: 1 / side overflows to inf
+    if kp.numel() and not bool((kp[..., 2] >= tiny).all()):
+        raise ValueError(
+            f"{name}[..., 2] (box side) must be positive, at least {tiny:g} "
+            f"(the smallest normal {kp.dtype}){where}"
+        )
     return kp
 
 

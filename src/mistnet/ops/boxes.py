@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mistnet.ops._checks import (
+    check_finite,
     check_int,
     check_memory,
     check_number,
@@ -20,6 +21,11 @@ from mistnet.ops._checks import (
     require_dense,
     require_real,
 )
+
+#: The dtype box_iou works in: areas (products of two sides) fit it whenever the sides fit the
+#: boxes' dtype (float64 boxes overflow only beyond sides of 1e154).
+_WIDER = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float64}
+_FLOAT = torch.float32  # integer boxes' corners are float32 (a half side)
 
 _BOXES = "(..., 3) as (x, y, side) or (..., 4) as (cx, cy, w, h)"
 
@@ -41,7 +47,7 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
 
     Args:
         boxes: ``(B, N, 4)`` centre/size boxes, padded.
-        labels: ``(B, N)`` int64 class ids, -1 = padding.
+        labels: ``(B, N)`` int64 class ids, -1 = padding (unsigned ones are taken as int64).
         side: the keypoints' box side, a finite number > 0.
         k: how many keypoints per image, an integer >= 1; with ``N < k`` the extra ones sit at
             ``(0, 0)``.
@@ -51,8 +57,9 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
         label < 0 marks a keypoint that is not an instance).
 
     Raises:
-        ValueError: a bad shape or dtype of ``boxes`` or ``labels``, a ``side`` that is no finite
-            number > 0, a ``k`` that is no integer >= 1, or one whose keypoints would not fit
+        ValueError: a bad shape or dtype of ``boxes`` or ``labels`` (sparse or meta labels too), a
+            ``side`` that is no finite number > 0 the boxes' dtype holds (``"side must be a finite
+            number > 0 and <= 65504 (the largest torch.float16), got 100000.0"``), a ``k`` that is no integer >= 1, or one whose keypoints would not fit
             in memory (``"k=...: the keypoints ... need ... GB of memory, more than ..."``).
 
     Example:
@@ -71,9 +78,19 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
         raise ValueError(
             f"labels must be a tensor of shape (B, N)=({B}, {N}) like boxes, got {got}"
         )
+    require_dense(labels, "labels")  # sparse: "Cannot access storage of SparseTensorImpl"
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor of class ids, got {labels.dtype}")
-    side = check_number(side, "side", positive=True)
+    if not labels.dtype.is_signed:  # uint8 holds no -1 to pad with
+        labels = labels.long()
+    largest = torch.finfo(boxes.dtype).max  # a side beyond: "cannot be converted to c10::Half"
+    side = check_number(
+        side,
+        "side",
+        positive=True,
+        high=largest,
+        high_text=f"{largest:g} (the largest {boxes.dtype})",
+    )
     k = check_int(k, "k")  # -1 was a slice from the end, True one keypoint
     # the keypoints, their parts and labels at once; k=10**9 asked the allocator for 8 GB
     check_memory(
@@ -145,11 +162,13 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
         b: ``(..., M, 3)`` or ``(..., M, 4)``, same leading dimensions as ``a`` (broadcastable).
 
     Returns:
-        ``(..., N, M)`` IoU in [0, 1]; 0 where both boxes are empty.
+        ``(..., N, M)`` IoU in [0, 1]; 0 where both boxes are empty. Computed in a wider dtype
+        (float32 for float16 and bfloat16 boxes, float64 for float32 ones), so areas do not
+        overflow, and returned in the boxes' dtype.
 
     Raises:
         ValueError: boxes as :func:`keypoints_to_boxes` refuses them (naming ``a`` or ``b``),
-            leading dimensions that do not broadcast, or two devices.
+            boxes holding NaN or infinity (``"a contains NaN or infinite values"``), leading dimensions that do not broadcast, or two devices.
 
     Example:
         >>> box_iou(torch.tensor([[0.0, 0.0, 20.0]]), torch.tensor([[10.0, 0.0, 20.0]]))
@@ -167,11 +186,16 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
             f"a and b: leading dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} "
             "do not broadcast"
         ) from None
-    ca, cb = _corners(a), _corners(b)
+    for name, x in (("a", a), ("b", b)):
+        check_finite(x, name)  # NaN boxes had IoU 0: plausible misses (evaluation only: a sync)
+    out = torch.promote_types(*(x.dtype if x.is_floating_point() else _FLOAT for x in (a, b)))
+    work = _WIDER.get(out, out)  # areas of float16 boxes of side 300 overflowed: IoU 0
+    ca, cb = _corners(a.to(work)), _corners(b.to(work))
     lt = torch.maximum(ca[..., :, None, :2], cb[..., None, :, :2])  # (..., N, M, 2)
     rb = torch.minimum(ca[..., :, None, 2:], cb[..., None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
     area_a = (ca[..., 2:] - ca[..., :2]).clamp(min=0).prod(-1)
     area_b = (cb[..., 2:] - cb[..., :2]).clamp(min=0).prod(-1)
     union = area_a[..., :, None] + area_b[..., None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+    iou = torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+    return iou.to(out)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mistnet.ops._checks import check_int, check_keypoints, check_memory, check_sides
+from mistnet.ops._checks import (
+    check_int,
+    check_keypoints,
+    check_memory,
+    check_sides,
+    require_dense,
+)
 
 
 @torch.no_grad()
@@ -35,7 +41,9 @@ def render_heatmap(
         ``(B, S, H, W)`` target, dtype and device of ``keypoints``.
 
     Raises:
-        ValueError: keypoints, sides or a mask that are refused, a ``height`` or ``width`` that is
+        ValueError: keypoints, sides or a mask that are refused (a mask that is no dense bool
+            tensor on the keypoints' device: ``"mask: a tensor on the meta device holds no values
+            to read; give a dense one"``), a ``height`` or ``width`` that is
             no integer >= 1, or sizes whose heatmap would not fit in memory
             (``"height=..., width=...: the heatmap (B, S, height, width) = ... need ..."``).
         TypeError: ``sides`` that are no numbers.
@@ -60,6 +68,10 @@ def render_heatmap(
     if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool):
         got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"mask must be a bool tensor of shape (B, K)=({B}, {K}), got {got}")
+    if mask is not None:
+        require_dense(mask, "mask")  # meta or sparse: raw errors from scatter_reduce_
+        if mask.device != kp.device:
+            raise ValueError(f"mask is on {mask.device} but keypoints on {kp.device}")
     u = torch.floor(kp[..., 0] + 0.5).clamp(0, width - 1).long()
     v = torch.floor(kp[..., 1] + 0.5).clamp(0, height - 1).long()
     pix = v * width + u  # (B, K)

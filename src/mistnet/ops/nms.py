@@ -18,10 +18,15 @@ def nms(h: Tensor, window: int = 5) -> Tensor:
 
     Args:
         h: ``(B, C, H, W)`` heatmap.
-        window: odd window side in pixels (5 in the official code).
+        window: odd window side in pixels (5 in the official code); one wider than the map
+            acts as the whole map.
 
     Returns:
         ``(B, C, H, W)`` with suppressed values set to ``-inf``.
+
+    Raises:
+        ValueError: ``h`` no ``(B, C, H, W)`` floating tensor with C, H, W >= 1, or a ``window``
+            that is no odd integer >= 1.
 
     Example:
         >>> h = torch.tensor([[[[0.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.9]]]])
@@ -31,6 +36,9 @@ def nms(h: Tensor, window: int = 5) -> Tensor:
     h = check_tensor(h, "h", 4, "(B, C, H, W)")
     check_nonempty(h, "h", "(B, C, H, W)", "C, H, W")  # max_pool2d takes only B = 0
     window = check_int(window, "window", odd=True)
+    # a window of 2 max(H, W) - 1 already covers the map from every pixel, so any wider one gives
+    # the same maxima; 2**63 - 1 failed in max_pool2d ("cannot be converted to type int")
+    window = min(window, 2 * max(h.shape[2:]) - 1)
     local_max = F.max_pool2d(h, window, stride=1, padding=window // 2)
     return torch.where(h >= local_max, h, torch.full_like(h, float("-inf")))
 

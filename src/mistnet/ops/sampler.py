@@ -17,9 +17,16 @@ from mistnet.ops._checks import (
     check_int,
     check_keypoints,
     check_memory,
+    check_nonempty,
     check_spatial,
     check_tensor,
 )
+
+#: Grid coordinates beyond +-_FAR lie a whole pixel outside any map of >= 2 pixels (and a map of
+#: one pixel reads it whatever the coordinate), so clamping to it changes no sample; it keeps
+#: grid_sample from unnormalising an infinite coordinate (finite keypoints far out, a tiny side)
+#: into NaN.
+_FAR = 3.0
 
 
 def _unit_grid(size: int, like: Tensor) -> Tensor:
@@ -39,7 +46,9 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
         ``(B, K, C, P, P)`` patches; zero where the box leaves the image.
 
     Raises:
-        ValueError: a bad shape or dtype, keypoints that are not finite with side > 0, a ``size``
+        ValueError: a bad shape or dtype, keypoints that are not finite with side > 0 once
+            converted to the images' dtype (``"keypoints contains NaN or infinite values once
+            converted to torch.float16 ..."``), a ``size``
             that is no integer >= 2, or one whose patches would not fit in memory
             (``"size=...: the patches (B, K, C, size, size) = ... need ... GB of memory, ..."``).
 
@@ -52,7 +61,7 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     images = check_tensor(images, "images", 4, "(B, C, H, W)")
     check_spatial(images, "images", "(B, C, H, W)")  # grid_sample reads no empty image
     B, C, H, W = images.shape
-    kp = check_keypoints(keypoints, batch=B).to(images.dtype)
+    kp = check_keypoints(keypoints, batch=B, dtype=images.dtype)  # checked once cast
     size = check_int(size, "size", 2)
     K = kp.shape[1]
     what = f"size={size}: the patches (B, K, C, size, size) = {(B, K, C, size, size)}"
@@ -63,7 +72,7 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     ys = kp[..., 1:2] + t * kp[..., 2:3]  # (B, K, P) sample y per row
     gx = (2 * xs / max(W - 1, 1) - 1)[:, :, None, :].expand(B, K, size, size)
     gy = (2 * ys / max(H - 1, 1) - 1)[:, :, :, None].expand(B, K, size, size)
-    grid = torch.stack([gx, gy], dim=-1).reshape(B, K * size, size, 2)
+    grid = torch.stack([gx, gy], dim=-1).reshape(B, K * size, size, 2).clamp(-_FAR, _FAR)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.view(B, C, K, size, size).permute(0, 2, 1, 3, 4)  # (B, K, C, P, P)
 
@@ -86,8 +95,8 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
         ``(B, C, H, W)``.
 
     Raises:
-        ValueError: a bad shape or dtype, keypoints that are not finite with side > 0 or whose
-            K differs, a ``height`` or ``width`` that is no integer >= 1, or sizes whose result
+        ValueError: a bad shape or dtype, empty patches (P = 0), keypoints that are not finite
+            with side > 0 once converted to the patches' dtype or whose K differs, a ``height`` or ``width`` that is no integer >= 1, or sizes whose result
             would not fit in memory (``"height=..., width=...: the pasted patches ... need ..."``).
 
     Example:
@@ -101,7 +110,8 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     B, K, C, P, P2 = patches.shape
     if P != P2:
         raise ValueError(f"patches must be square (B, K, C, P, P), got {tuple(patches.shape)}")
-    kp = check_keypoints(keypoints, batch=B).to(patches.dtype)
+    check_nonempty(patches, "patches", "(B, K, C, P, P)", "P")  # grid_sample reads no empty patch
+    kp = check_keypoints(keypoints, batch=B, dtype=patches.dtype)
     if kp.shape[1] != K:
         raise ValueError(f"keypoints has K={kp.shape[1]} but patches has K={K}")
     height, width = check_int(height, "height"), check_int(width, "width")
@@ -118,7 +128,7 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     side = kp[..., 2:3]
     gx = (2 * (u - kp[..., 0:1]) / side)[:, :, None, :].expand(B, K, height, width)
     gy = (2 * (v - kp[..., 1:2]) / side)[:, :, :, None].expand(B, K, height, width)
-    grid = torch.stack([gx, gy], dim=-1).reshape(B * K, height, width, 2)
+    grid = torch.stack([gx, gy], dim=-1).reshape(B * K, height, width, 2).clamp(-_FAR, _FAR)
     placed = F.grid_sample(
         patches.reshape(B * K, C, P, P),
         grid,

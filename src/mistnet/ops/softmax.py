@@ -54,7 +54,9 @@ def local_spatial_log_softmax(
         window: odd side of the square window in pixels (15 in the paper).
         strength: inverse temperature ``beta`` (10 in the official code), a finite number > 0
             that the dtype of ``logits`` holds (at most 65504 for float16).
-        eps: added to the denominator (relative to the image's highest logit, as in the code).
+        eps: added to the denominator (relative to the image's highest logit, as in the code),
+            a finite number >= 0; with 0 a window whose responses all underflow gives ``-inf``
+            (log 0), as with ``eps > 0``, not NaN.
 
     Returns:
         ``(B, S, H, W)`` log-responses, all ``< 0``, same dtype and device as ``logits``.
@@ -142,6 +144,8 @@ def _log_denominator(a: Tensor, window: int, eps: float) -> Tensor:
     denom = _window_logsumexp(a, window)
     if eps > 0:
         denom = torch.logaddexp(denom, torch.full_like(denom, math.log(eps)))
+    else:  # a window of zeros (-inf): log 0 - log 0 was NaN; 0 / (0 + eps) is 0 for eps > 0
+        denom = denom.masked_fill(denom == -math.inf, 0.0)
     return denom
 
 
@@ -189,13 +193,20 @@ def scale_pool(h: Tensor, eps: float = 1e-6) -> Tensor:
         eps: added per scale to the denominator.
 
     Returns:
-        ``(B, 1, H, W)``.
+        ``(B, 1, H, W)``; 0 where all scales are 0, even with ``eps = 0``.
+
+    Raises:
+        ValueError: ``h`` no ``(B, S, H, W)`` floating tensor with S >= 1, or an ``eps`` that is
+            no finite number >= 0.
     """
     h = check_tensor(h, "h", 4, "(B, S, H, W)")
     check_nonempty(h, "h", "(B, S, H, W)", "S")  # pooling no scale gave NaN
     eps = check_number(eps, "eps", positive=False)
     S = h.shape[1]
-    return (h * h).sum(1, keepdim=True) / (h.sum(1, keepdim=True) + S * eps)
+    den = h.sum(1, keepdim=True) + S * eps
+    if eps == 0:  # all scales 0: 0 / 0 was NaN; 0 as for eps > 0
+        den = den.masked_fill(den == 0, 1.0)
+    return (h * h).sum(1, keepdim=True) / den
 
 
 def log_scale_pool(log_h: Tensor, eps: float = 1e-6) -> Tensor:
@@ -209,7 +220,10 @@ def log_scale_pool(log_h: Tensor, eps: float = 1e-6) -> Tensor:
         eps: added per scale to the denominator.
 
     Returns:
-        ``(B, 1, H, W)``.
+        ``(B, 1, H, W)``; ``-inf`` where all scales are ``-inf``, even with ``eps = 0``.
+
+    Raises:
+        ValueError: as :func:`scale_pool`, naming ``log_h``.
     """
     log_h = check_tensor(log_h, "log_h", 4, "(B, S, H, W)")
     check_nonempty(log_h, "log_h", "(B, S, H, W)", "S")  # log(0 * eps): a math domain error
@@ -219,4 +233,6 @@ def log_scale_pool(log_h: Tensor, eps: float = 1e-6) -> Tensor:
     den = torch.logsumexp(log_h, dim=1, keepdim=True)
     if eps > 0:
         den = torch.logaddexp(den, torch.full_like(den, math.log(S * eps)))
+    else:  # all scales 0 (-inf): -inf - -inf was NaN; -inf (log 0) as for eps > 0
+        den = den.masked_fill(den == -math.inf, 0.0)
     return num - den
