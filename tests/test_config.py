@@ -349,6 +349,12 @@ def test_load_json_rejects_garbage(tmp_path):
         # before: Adam's overflow again, from lr 3.4e37 (its first step is 10 x lr)
         ("train.lr_task=3.4e38", r"train.lr_task must be a number > 0 and <= 1e\+30"),
         ("train.lr_heatmap=1e31", r"train.lr_heatmap must be a number > 0 and <= 1e\+30"),
+        # before: the centring loss's own refusal at step 1, an internal error; a strength of
+        # 1e-300 was 0 in float32, a uniform softmax trained without a word
+        ("train.centre_sigma=1e-7", r"train.centre_sigma must be in \[1e-6, 1e6\], got 1e-07"),
+        ("train.centre_sigma=2e6", r"train.centre_sigma must be in \[1e-6, 1e6\]"),
+        ("model.softmax_strength=1e-300", r"model.softmax_strength must be a number float32"),
+        ("model.softmax_strength=1e-45", r"model.softmax_strength must be a number float32"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):

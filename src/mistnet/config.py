@@ -283,7 +283,12 @@ def _validate_model(m: ModelConfig) -> None:
         f"at most model.softmax_window = {m.softmax_window}",
         m.nms_window,
     )
-    _require(m.softmax_strength > 0, "model.softmax_strength", "> 0", m.softmax_strength)
+    _require(  # float32 holds it: 1e-300 was 0, a uniform softmax; 1e39 infinite
+        1.2e-38 <= m.softmax_strength <= 3.4e38,
+        "model.softmax_strength",
+        "a number float32 holds, in [1.2e-38, 3.4e38]",
+        m.softmax_strength,
+    )
     _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
 
 
@@ -333,7 +338,9 @@ def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
     for key in ("lr_keypoints", "proximal_weight", "centre_weight", "max_step_px", "weight_beta"):
         value = getattr(t, key)
         _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
-    _require(t.centre_sigma > 0, "train.centre_sigma", "> 0", t.centre_sigma)
+    _require(  # the centring losses refuse a window outside it (float32 squares it)
+        1e-6 <= t.centre_sigma <= 1e6, "train.centre_sigma", "in [1e-6, 1e6]", t.centre_sigma
+    )
     _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
     if t.method == "grid":  # else recorded but ignored: the baseline always has its 3 x 3 cells
         _require(m.k == 9, "model.k", "9 for train.method = grid (its 3 x 3 cells)", m.k)

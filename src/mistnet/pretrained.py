@@ -136,6 +136,8 @@ def card_problem(card: dict[str, Any]) -> str | None:
     metrics = card.get("metrics")
     if not isinstance(metrics, dict):
         return f"metrics is {type(metrics).__name__}, not a map of names to numbers"
+    if not metrics:  # the card read "test:  on ..."
+        return "metrics is empty; a card names what the model measured"
     for key, value in metrics.items():
         if not (value is None or _number(value)):
             return f"metrics[{key!r}] is {value!r}, not a number"
@@ -143,12 +145,20 @@ def card_problem(card: dict[str, Any]) -> str | None:
         fraction = not str(key).startswith(("n_", "rmse"))
         if value is not None and (value < 0 or (fraction and value > 1)):
             return f"metrics[{key!r}] is {value!r}, outside {'[0, 1]' if fraction else '>= 0'}"
+        if value is not None and str(key).startswith("n_") and value != int(value):
+            return f"metrics[{key!r}] is {value!r}, not a count"
     on = card.get("evaluated_on", {})
     for key, kind in (("data", str), ("split", str), ("images", int), ("k", int)):
         value = on.get(key) if isinstance(on, dict) else None
         low = 1 if key == "k" else 0  # K detections per image: at least one
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < low):
+        if (
+            not isinstance(value, kind)
+            or isinstance(value, bool)
+            or (kind is int and not low <= value < 2**63)  # 10**30 images was printed in full
+        ):
             return f"{key} is {value!r}, not {'text' if kind is str else 'a count'}"
+    if metrics.get("n_images", on["images"]) != on["images"]:
+        return f"metrics['n_images'] is {metrics['n_images']!r} but images {on['images']!r}"
     for key in ("name", "command"):
         if key in card and not isinstance(card[key], str):
             return f"{key} is {card[key]!r}, not text"
@@ -331,6 +341,8 @@ def _eval_record(path: Path, run: str | os.PathLike, ckpt: Checkpoint) -> dict[s
         raise MistError(
             f"{path} measured the run {measured!r}, not {run} ({here}); run mist eval on this run"
         )
+    if not isinstance(record["step"], int) or isinstance(record["step"], bool):  # "4" as 4
+        raise MistError(f"{path} is no mist eval record: step is {record['step']!r}, not a count")
     if record["step"] != ckpt.step or record["checkpoint"] != ckpt.path.name:
         raise MistError(
             f"{path} measured {record['checkpoint']} at step {record['step']}, not "

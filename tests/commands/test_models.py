@@ -261,6 +261,13 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         ({"metrics": {"rmse": -1.0}}, "metrics['rmse'] is -1.0, outside >= 0"),
         ({"k": 0}, "k is 0, not a count"),
         ({"data": None}, "data is None, not text"),
+        # Before: packaged, the card then printing "test:  on ...", 31 digits of images, a
+        # count of 36.5 instances, or refused a string step as "at step 4, not ... at step 4"
+        ({"metrics": {}}, "metrics is empty"),
+        ({"images": 10**30}, f"images is {10**30}, not a count"),
+        ({"metrics": {"n_instances": 36.5}}, "metrics['n_instances'] is 36.5, not a count"),
+        ({"metrics": {"n_images": 10**6}}, "metrics['n_images'] is 1000000 but images"),
+        ({"step": "4"}, "step is '4', not a count"),
     ],
 )
 def test_packaging_refuses_a_malformed_metrics_record(capsys, packaged, tmp_path, change, message):

@@ -239,9 +239,10 @@ def new_figure(width_in: float, height_in: float, dpi: int):
     check_dpi(dpi)
     pixels = width_in * dpi * height_in * dpi
     if pixels > DEFAULT_MAX_PIXELS:
-        raise ValueError(
-            f"dpi: {dpi:g} makes the {width_in:g} x {height_in:g} inch figure {pixels:.3g} "
-            f"pixels, more than {DEFAULT_MAX_PIXELS:,}; lower dpi"
+        raise ValueError(  # plot's 2,000 --key panels too: not only a dpi's doing
+            f"the figure would be {width_in:g} x {height_in:g} inches at dpi {dpi:g}, "
+            f"{pixels:.3g} pixels, more than {DEFAULT_MAX_PIXELS:,}: draw fewer panels or "
+            "lower the dpi"
         )
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
