@@ -112,6 +112,18 @@ def test_scene_items_clip_boxes_past_the_edge_and_check_counts_and_tuples():
     assert int(SceneItems([{"image": x, "labels": [0], "count": torch.tensor(1)}])[0]["count"])
     with pytest.raises(MistError, match="item 0: an item is an image, .* got a tuple of 3"):
         SceneItems([(x, [0], "extra")])
+    # Before: a count of True or 1.5 was taken as 1, bool boxes as 1 px sides, complex ones
+    # lost their imaginary part with a torch warning, a meta box was "Tensor.item() ... meta"
+    for count in (True, 1.5):
+        with pytest.raises(MistError, match=f"item 0: count is {count!r}, not an integer"):
+            SceneItems([{"image": x, "labels": [0], "count": count}])
+    for boxes, message in (
+        ([[True] * 4], "boxes must be real numbers, got bool"),
+        (torch.ones(1, 4, dtype=torch.complex64), "boxes must be real numbers, got torch.comp"),
+        (torch.ones(1, 4, device="meta"), "boxes: a tensor on the meta device holds no values"),
+    ):
+        with pytest.raises(MistError, match=re.escape(message)):
+            SceneItems([{"image": x, "labels": [0], "boxes": boxes}])
 
 
 def squares(n: int, seed: int) -> list:

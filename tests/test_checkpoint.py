@@ -473,3 +473,14 @@ def test_save_checkpoint_replaces_only_a_checkpoint(tmp_path):
     for step in (1, 2):  # a checkpoint of its own is replaced
         save_checkpoint(tmp_path / "c.safetensors", model, config={}, step=step)
     assert Checkpoint(tmp_path / "c.safetensors").step == 2
+
+
+def test_checkpoint_checks_its_device_before_reading(tmp_path):
+    """Before: ``device="meta"`` was "Cannot copy out of meta tensor", ``device=5`` "Cannot
+    access accelerator device when none is available", both after the file was read."""
+    save_checkpoint(tmp_path / "c.safetensors", torch.nn.Linear(2, 2), config={}, step=1)
+    with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto, got 'meta'"):
+        Checkpoint(tmp_path / "c.safetensors", device="meta")
+    with pytest.raises(TypeError, match="device must be a string, got 5"):
+        Checkpoint(tmp_path / "c.safetensors", device=5)
+    assert Checkpoint(tmp_path / "c.safetensors", device="cpu:0").step == 1  # torch's spelling

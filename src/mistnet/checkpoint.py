@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
+from mistnet.device import device_argument
 from mistnet.errors import MistError, NonFiniteState
 from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
@@ -284,6 +285,7 @@ class Checkpoint:
     """A loaded checkpoint: tensors plus the decoded metadata."""
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu") -> None:
+        device = device_argument(device)  # "meta" and 5 failed after the file was read
         self.path = Path(path)
         if not self.path.is_file():
             if self.path.exists():  # a folder, a device: say which

@@ -22,6 +22,8 @@ def check_device(name: str, option: str = "--device") -> str:
     index = name.removeprefix("cuda:")
     if name in ("cpu", "auto", "cuda") or (index != name and index.isascii() and index.isdigit()):
         return name
+    if name == "cpu:0":  # torch's own spelling of the CPU (str(torch.device("cpu", 0)))
+        return "cpu"
     raise ArgumentError(f"{option} must be cpu, cuda, cuda:N or auto, got {name!r}")
 
 

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from mistnet.data.annotations import clip_boxes
 from mistnet.data.images import image_tensor, pil_channels
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import class_names, require_dense, require_finite
+from mistnet.validate import as_integer, class_names, require_dense, require_finite
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
 IN_MEMORY = "in-memory"
@@ -100,6 +100,17 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
     """``(n, 4)`` boxes ``(cx, cy, w, h)`` of an image of ``size`` ``(H, W)``: finite, each of
     a positive size and reaching into the image, cut to it as the importers cut them
     (:func:`~mistnet.data.annotations.clip_boxes`); and how many were cut."""
+    if isinstance(b, torch.Tensor):
+        require_dense(b, f"{where}: boxes")  # a meta tensor: "Tensor.item() ... meta tensors"
+        kind = str(b.dtype) if b.dtype == torch.bool or b.is_complex() else None
+    else:
+        try:
+            dtype = np.asarray(b).dtype
+            kind = str(dtype) if dtype.kind in "bc" else None
+        except (TypeError, ValueError):  # ragged lists: as_tensor below names them
+            kind = None
+    if kind:  # True was a 1 px side; a complex box lost its imaginary part with a warning
+        raise DataError(f"{where}: boxes must be real numbers, got {kind}")
     try:
         t = torch.as_tensor(b, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError, OverflowError):
@@ -224,10 +235,9 @@ class SceneItems(Dataset):
         format's padding count: a count beyond the labels would claim instances not given)."""
         if "count" not in raw:
             return
-        try:
-            count = int(torch.as_tensor(raw["count"]).item())
-        except (TypeError, ValueError, RuntimeError):
-            count = None
+        count = as_integer(raw["count"])  # True was 1, 1.5 was 1
+        if count is None:
+            raise DataError(f"{where}: count is {raw['count']!r}, not an integer")
         if count != n:
             raise DataError(f"{where}: count is {raw['count']!r} but the item has {n} labels")
 
