@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
@@ -268,6 +269,30 @@ def test_data_show_draws_thin_images_and_says_a_librarys_warning_in_one_line(cap
     assert rc == 0, err
     assert Image.open(tmp_path / "a.png").size[1] > 0
     assert all(line.startswith("mist data show: warning: ") for line in err.splitlines()), err
+
+
+def test_data_show_draws_a_box_far_larger_than_its_image(capsys, tmp_path):
+    """Before: a box of side 1e9 (finite in float32) in a dataset, or in ``draw_scenes_grid``,
+    overflowed FreeType's rasteriser: an internal error ("FT_Render_Glyph ... raster
+    overflow"); 3e38 was matplotlib's TypeError."""
+    import numpy as np
+
+    from mistnet.viz import draw_scenes_grid
+
+    out = tmp_path / "ds"
+    argv = ["data", "make", "mnist-easy", "--n-train", 2, "--n-val", 1, "--n-test", 2]
+    assert mist(capsys, *argv, "--out", out)[0] == 0
+    with np.load(out / "test.npz") as z:
+        arrays = dict(z)
+    arrays["boxes"][0, 0] = [40, 40, 1e9, 1e9]
+    arrays["boxes"][1, 0] = [40, 40, 3e38, 3]
+    np.savez_compressed(out / "test.npz", **arrays)
+    rc, _, err = mist(capsys, "data", "show", out, "--split", "test", "--out", tmp_path / "a.png")
+    assert rc == 0 and err == "", err
+    images = torch.as_tensor(arrays["images"]).float() / 255  # (N, 1, H, W) as stored
+    boxes, labels = torch.as_tensor(arrays["boxes"]), torch.as_tensor(arrays["labels"])
+    draw_scenes_grid(images, boxes, labels, tmp_path / "b.png", boxes, labels)
+    assert Image.open(tmp_path / "b.png").size[0] > 0
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from mistnet.errors import DataError
 from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write
 from mistnet.signals import deferred_signals
+from mistnet.viz.canvas import drawable_box
 
 
 def _panel(H: int, W: int) -> tuple[float, float]:
@@ -50,19 +51,19 @@ def _draw_scene(ax, item: dict, annotations: frozenset[str], classes, mpatches) 
         if "labels" in annotations:
             ax.set_title(" ".join(names) or "(none)", fontsize=6)
         names = []
-    for (cx, cy, w, h), name in zip(item["boxes"].tolist(), names, strict=False):
-        ax.add_patch(
-            mpatches.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, lw=0.8, ec="lime")
-        )
+    for box, name in zip(item["boxes"].tolist(), names, strict=False):
+        x0, y0, w, h = drawable_box(*box, img.shape[2], img.shape[1])  # 1e9: FreeType overflow
+        ax.add_patch(mpatches.Rectangle((x0, y0), w, h, fill=False, lw=0.8, ec="lime"))
         if "labels" in annotations:
             ax.text(
-                cx - w / 2 + 0.5,
-                cy - h / 2 + 0.5,
+                x0 + 0.5,
+                y0 + 0.5,
                 name,
                 color="yellow",
                 fontsize=6,
                 va="top",
                 ha="left",
+                clip_on=True,  # a label far outside the image would widen the layout
             )
 
 

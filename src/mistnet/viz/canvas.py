@@ -318,17 +318,33 @@ def rgb01(color: tuple[int, int, int]) -> tuple[float, float, float]:
     return (color[0] / 255, color[1] / 255, color[2] / 255)
 
 
+def drawable_box(cx: float, cy: float, w: float, h: float, width: int, height: int) -> tuple:
+    """``(x0, y0, w, h)`` of a centre/size box, its edges far outside a ``width`` x ``height``
+    image brought to a distance of the image's size (a side of 1e9 overflowed FreeType's
+    rasteriser in matplotlib: an internal error); a box near the image is as it was.
+
+    Example:
+        >>> drawable_box(40.0, 40.0, 1e9, 4.0, 80, 80)
+        (-160.5, 38.0, 400.0, 4.0)
+    """
+    far = width + height
+    x0, x1 = np.clip([cx - w / 2, cx + w / 2], -0.5 - far, width - 0.5 + far)
+    y0, y1 = np.clip([cy - h / 2, cy + h / 2], -0.5 - far, height - 0.5 + far)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
 def draw_boxes(ax, boxes, labels, scores, color, text: bool = True, names=()) -> None:
-    """Outline ``(M, 4)`` boxes on ``ax``, each with "label score" unless its label is -1."""
+    """Outline ``(M, 4)`` boxes on ``ax`` (an image :func:`show` drew), each with "label
+    score" unless its label is -1 (edges far outside the image: :func:`drawable_box`)."""
     from matplotlib.patches import Rectangle
 
     c = rgb01(color)
-    for i, (cx, cy, w, h) in enumerate(boxes):
+    width, height = (round(abs(b - a)) for a, b in (ax.get_xlim(), ax.get_ylim()))
+    for i, box in enumerate(boxes):
         if labels[i] == -1:
             continue
-        ax.add_patch(
-            Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, edgecolor=c, linewidth=1.2)
-        )
+        x0, y0, w, h = drawable_box(*box, width, height)
+        ax.add_patch(Rectangle((x0, y0), w, h, fill=False, edgecolor=c, linewidth=1.2))
         parts = []
         if labels[i] >= 0:
             parts.append(label_name(int(labels[i]), names))
@@ -336,8 +352,8 @@ def draw_boxes(ax, boxes, labels, scores, color, text: bool = True, names=()) ->
             parts.append(f"{float(scores[i]):.2f}")
         if text and parts:
             ax.text(
-                cx - w / 2,
-                cy - h / 2,
+                x0,
+                y0,
                 " ".join(parts),
                 color="white",
                 fontsize=7,
