@@ -211,3 +211,24 @@ def test_a_k_that_a_fixed_k_baseline_cannot_give_is_refused_by_every_command(
     ):
         assert_user_error(mist(capsys, *argv), f"{name} always finds its K", "drop --k")
     assert sorted(p.name for p in tmp_path.iterdir()) == [method, "p.png"]
+
+
+def test_a_run_whose_config_lost_its_dataset_folder_is_not_scored_on_a_generator(capsys, tmp_path):
+    """Before: with ``data.path`` emptied in config.json, ``mist eval`` scored the run on
+    freshly generated scenes of ``data.name`` (it was trained on a dataset folder, its record
+    says so) and ``train --resume`` called the generator "a dataset made by 'no generator'"."""
+    make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
+    assert mist(capsys, *make, "--out", tmp_path / "ds")[0] == 0
+    train = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "ds", "--no-progress"]
+    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
+    run = tmp_path / "run"
+    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["path"] = ""
+    (run / "config.json").write_text(json.dumps(cfg))
+    message = "the run was trained on a dataset folder (record.data_manifest) but its config"
+    assert_user_error(mist(capsys, "eval", run), message, "--data DIR")
+    resume = ["train", "--out", run, "--resume", "--set", "train.steps=4"]
+    assert_user_error(mist(capsys, *resume), message, "a resumed run trains on the data")
+    assert not list(run.glob("eval-*.json"))
+    assert mist(capsys, "eval", run, "--data", tmp_path / "ds")[0] == 0  # named: it is used

@@ -238,6 +238,9 @@ def adopt_data(
     source = cfg.data.path or cfg.data.name
     if val is not None and len(val) == 0:
         raise MistError(f"{source}: the val split is empty; training validates on it")
+    remedy = "a resumed run trains on the data it started with"
+    if resumed and not cfg.data.path:  # its folder's name lost: said before the checks below
+        require_trained_on(cfg, train, source, remedy)
     record = cfg.record
     size = (int(train.height), int(train.width))
     if resumed and record.image_size and tuple(record.image_size) != size:
@@ -264,7 +267,7 @@ def adopt_data(
     if val is not None:
         check_data(cfg, val, f"{source} [val]")
     if resumed:
-        require_trained_on(cfg, train, source, "a resumed run trains on the data it started with")
+        require_trained_on(cfg, train, source, remedy)
     manifest = getattr(train, "manifest", None) if cfg.data.path else None
     record.data_manifest = manifest_digest(manifest) if isinstance(manifest, dict) else ""
     return annotations_of(train if val is None else val)
@@ -280,10 +283,17 @@ def require_trained_on(cfg: Config, dataset: Dataset, source: str, remedy: str) 
     can put the run's training images into its test split.
 
     Raises:
-        MistError: naming ``source``, and ``remedy``, what to do.
+        MistError: naming ``source``, and ``remedy``, what to do; also a run that recorded a
+            dataset folder while its ``data.path`` is empty (its config.json edited).
     """
     manifest = getattr(dataset, "manifest", None)
     recorded = cfg.record.data_manifest
+    if recorded and not cfg.data.path:  # config.json edited: a generator's scenes were scored
+        raise MistError(
+            f"the run was trained on a dataset folder (record.data_manifest) but its "
+            f"config.json names none (data.path is empty, data.name {cfg.data.name!r}); "
+            f"{remedy}"
+        )
     if cfg.data.path and recorded and isinstance(manifest, dict):
         if manifest_digest(manifest) != recorded:
             raise MistError(
