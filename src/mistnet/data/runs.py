@@ -247,15 +247,14 @@ def adopt_data(
         h, w = record.image_size
         raise MistError(
             f"{source} has {size[1]}x{size[0]} images but the run was trained on {w}x{h} ones; "
-            "a resumed run trains on the data it started with"
+            f"{remedy}"
         )
     record.image_size = size
     made = str(getattr(train, "name", "")) if cfg.data.path else ""
     if resumed and record.data_made_by and made != record.data_made_by:
         raise MistError(
             f"{source} is a dataset made by {made or 'no generator'!r} but the run was trained "
-            f"on one made by {record.data_made_by!r}; a resumed run trains on the data it "
-            "started with"
+            f"on one made by {record.data_made_by!r}; {remedy}"
         )
     record.data_made_by = made
     names = classes_of(train)
