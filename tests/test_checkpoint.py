@@ -457,9 +457,9 @@ def test_save_checkpoint_replaces_only_a_checkpoint(tmp_path):
     (tmp_path / "link.safetensors").symlink_to(tmp_path / "notes.txt")
     os.mkfifo(tmp_path / "fifo.safetensors")
     for name, message in (
-        ("notes.txt", "notes.txt exists and is no mistnet checkpoint; give a new file name"),
+        ("notes.txt", "notes.txt exists and is no checkpoint mistnet wrote; give a new file name"),
         ("link.safetensors", "link.safetensors is a symbolic link; give a new file name"),
-        ("fifo.safetensors", "fifo.safetensors exists and is no mistnet checkpoint"),
+        ("fifo.safetensors", "fifo.safetensors exists and is no checkpoint mistnet wrote"),
     ):
         with pytest.raises(MistError, match=message):
             save_checkpoint(tmp_path / name, model, config={}, step=1)

@@ -36,7 +36,7 @@ from mistnet.io import atomic_write_bytes, json_text
 from mistnet.machine import available_memory
 from mistnet.ops._checks import require_dense
 from mistnet.textfile import parse_error
-from mistnet.validate import flag, path_argument, regular_file, require_finite
+from mistnet.validate import flag, path_argument, regular_file, replaceable, require_finite
 
 FORMAT = "mistnet-checkpoint/1"
 DIGEST = "digest"  # metadata key of the checksum
@@ -187,13 +187,7 @@ def _check_path(path: object) -> Path:
             f"checkpoint path {path} is a directory; give the file to write, such as "
             f"{path / 'last.safetensors'}"
         )
-    if path.is_symlink():
-        raise MistError(f"checkpoint path {path} is a symbolic link; give a new file name")
-    if os.path.lexists(path) and not is_checkpoint(path):
-        raise MistError(
-            f"checkpoint path {path} exists and is no mistnet checkpoint; give a new file name "
-            "(mistnet replaces only its own checkpoints)"
-        )
+    replaceable(str(path), "checkpoint path", "checkpoint", is_checkpoint, MistError)
     return path
 
 

@@ -154,6 +154,23 @@ def own_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
+def replaceable(path: str, what: str, kind: str, mine, error: type[Exception]) -> None:
+    """Refuse to write over ``path`` unless it is new or a regular file ``mine`` sees to be a
+    ``kind`` mistnet wrote: a symbolic link, a FIFO or a file of the user's is never replaced
+    (the figure writers and ``save_checkpoint`` of the Python API).
+
+    Raises:
+        error: ``"<what> <path> exists and is no <kind> mistnet wrote; give a new file name"``.
+    """
+    if os.path.islink(path):
+        raise error(f"{what} {path} is a symbolic link; give a new file name")
+    if os.path.lexists(path) and not mine(path):
+        raise error(
+            f"{what} {path} exists and is no {kind} mistnet wrote; give a new file name "
+            f"(mistnet replaces only its own {kind}s)"
+        )
+
+
 def require_directory(path: str | os.PathLike, what: str) -> Path:
     """``path`` if it is a directory (symlinks followed).
 

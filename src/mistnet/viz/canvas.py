@@ -28,7 +28,7 @@ from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
 from mistnet.ops._checks import check_flag, require_dense
 from mistnet.signals import deferred_signals
-from mistnet.validate import path_argument, require_finite
+from mistnet.validate import path_argument, replaceable, require_finite
 
 #: Ground-truth box colour (RGB, 0-255).
 GT_COLOR: tuple[int, int, int] = (0, 200, 0)
@@ -272,13 +272,7 @@ def figure_path(out_path: object, name: str = "out_path") -> str:
         raise ValueError(f"{name}: expected a PNG file to write, got the directory {path}")
     if os.path.splitext(path)[1].lower() != ".png":
         raise ValueError(f"{name} {path}: give a file name ending in .png (a figure is a PNG)")
-    if os.path.islink(path):
-        raise ValueError(f"{name} {path} is a symbolic link; give a new file name")
-    if os.path.lexists(path) and not made_by_mistnet(path):
-        raise ValueError(
-            f"{name} {path} exists and is no figure mistnet wrote; give a new file name "
-            "(mistnet replaces only its own figures)"
-        )
+    replaceable(path, name, "figure", made_by_mistnet, ValueError)
     return path
 
 
