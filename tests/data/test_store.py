@@ -26,7 +26,7 @@ from mistnet.data.store import (
     validate_arrays,
     write_dataset,
 )
-from mistnet.errors import DataError
+from mistnet.errors import DataError, MistError
 
 
 def _splits(name="mnist-hard-3to9", sizes=(6, 3, 4), seed=0):
@@ -87,14 +87,20 @@ def test_existing_target_refused_and_atomic_failure(tmp_path):
     d = write_dataset(tmp_path / "ds", g.name, splits)
     with pytest.raises(
         DataError,
-        match="already holds a dataset; choose another output directory or remove this one$",
+        match="already holds a dataset; choose another output directory or remove this one, "
+        "or pass overwrite=True to replace it$",  # its argument, not the command's --overwrite
     ):
         write_dataset(d, g.name, splits)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    with pytest.raises(MistError, match="choose a new out_dir"):  # was "--out", no such thing
+        write_dataset(tmp_path / "mine", g.name, splits)
     with pytest.raises(RuntimeError):
         with dataset_directory(tmp_path / "new") as tmp:
             (tmp / "train.npz").write_bytes(b"partial")
             raise RuntimeError("interrupted")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no partial dir, no temp dir
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "mine"]  # no partial, no temp
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     bad = dict(splits["train"], labels=splits["train"]["labels"][:, :3])
     with pytest.raises(DataError, match="labels must be"):
         write_dataset(tmp_path / "bad", g.name, {"train": bad})

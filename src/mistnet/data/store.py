@@ -243,7 +243,7 @@ def write_dataset(
     """
     out = Path(out_dir)
     _check_write_arguments(out_dir, splits, manifest, compress, overwrite)
-    claim_dataset(out, overwrite)
+    claim_dataset(out, overwrite, overwrite_option="overwrite=True", option="out_dir")
     first = None
     for split, arrays in splits.items():
         validate_arrays(arrays, f"{out / canonical_split(split)}.npz")
