@@ -29,6 +29,16 @@ def test_soft_argmax_hand_values():
     )
 
 
+def test_a_tiny_temperature_gives_the_hard_argmax_not_nan():
+    """Before: ``spatial_soft_argmax(x, 1e-45)`` divided the logits to infinity, and the
+    softmax of inf - inf gave NaN positions."""
+    x = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    flat = x.flatten(2).argmax(-1)
+    hard = torch.stack([flat % 5, flat // 5], dim=-1).float()  # (x, y) of each maximum
+    for temperature in (1e-45, 1e-30):
+        torch.testing.assert_close(spatial_soft_argmax(x, temperature), hard)
+
+
 def test_soft_argmax_gradcheck():
     logits = torch.randn(2, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(spatial_soft_argmax, (logits,))

@@ -59,7 +59,10 @@ def spatial_soft_argmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
     )
     temperature = check_number(temperature, "temperature", positive=True)  # True was 1.0
     B, K, H, W = logits.shape
-    probs = torch.softmax(logits.reshape(B, K, H * W) / temperature, dim=-1)
+    flat = logits.reshape(B, K, H * W)
+    # shifted before the division: a tiny temperature makes the others -inf, never inf - inf
+    # (1e-45 gave NaN positions); the softmax is the same
+    probs = torch.softmax((flat - flat.amax(dim=-1, keepdim=True)) / temperature, dim=-1)
     probs = probs.reshape(B, K, H, W)
     xs = torch.arange(W, device=logits.device, dtype=logits.dtype)
     ys = torch.arange(H, device=logits.device, dtype=logits.dtype)
