@@ -311,7 +311,7 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.factors=[0.5, 1.0]", r"model.factors must be a non-empty, strictly decreasing"),
         ("model.nms_window=4", r"model.nms_window must be an odd integer >= 1, got 4"),
         ("train.lr_task=nan", r"train.lr_task must be a finite number, got nan"),
-        ("train.lr_heatmap=-1e-3", r"train.lr_heatmap must be a number > 0"),
+        ("train.lr_heatmap=-1e-3", r"train.lr_heatmap must be a number in \[1.2e-38"),
         ("train.lr_keypoints=-1", r"train.lr_keypoints must be a number >= 0"),
         ("train.ema_decay=1", r"train.ema_decay must be in \[0, 1\), got 1.0"),
         ("train.select_metric=rmse", r"train.select_metric must be one of \['both'.*'classify'"),
@@ -347,8 +347,10 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.base_side=1e300", r"model.base_side must be a finite float32 .*, got 1e\+300"),
         ("train.lr_task=1e300", r"train.lr_task must be a finite float32"),
         # before: Adam's overflow again, from lr 3.4e37 (its first step is 10 x lr)
-        ("train.lr_task=3.4e38", r"train.lr_task must be a number > 0 and <= 1e\+30"),
-        ("train.lr_heatmap=1e31", r"train.lr_heatmap must be a number > 0 and <= 1e\+30"),
+        ("train.lr_task=3.4e38", r"train.lr_task must be a number in \[1.2e-38, 1e\+30\]"),
+        ("train.lr_heatmap=1e31", r"train.lr_heatmap must be a number in \[1.2e-38, 1e\+30\]"),
+        # before: accepted, 0 in float32: a run that trained nothing
+        ("train.lr_task=1e-320", r"train.lr_task must be a number in \[1.2e-38, 1e\+30\]"),
         # before: the centring loss's own refusal at step 1, an internal error; a strength of
         # 1e-300 was 0 in float32, a uniform softmax trained without a word
         ("train.centre_sigma=1e-7", r"train.centre_sigma must be in \[1e-6, 1e6\], got 1e-07"),

@@ -333,8 +333,10 @@ def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
     for key in ("steps", "keypoint_iters", "val_batches", "seed"):
         _require(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))
     for key in ("lr_task", "lr_heatmap"):  # Adam's first step is 10 x lr: 3.4e37 overflowed
-        value = getattr(t, key)
-        _require(0 < value <= MAX_LR, f"train.{key}", f"a number > 0 and <= {MAX_LR:g}", value)
+        value = getattr(t, key)  # and below float32's smallest normal, 1e-320 is 0: no training
+        _require(
+            1.2e-38 <= value <= MAX_LR, f"train.{key}", f"a number in [1.2e-38, {MAX_LR:g}]", value
+        )
     for key in ("lr_keypoints", "proximal_weight", "centre_weight", "max_step_px", "weight_beta"):
         value = getattr(t, key)
         _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)

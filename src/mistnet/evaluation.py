@@ -110,6 +110,8 @@ def _check_arguments(
         if not isinstance(data, str | os.PathLike):
             raise ArgumentError(f"data must be a path or a generator name, got {data!r}")
         data = os.fspath(data)
+        if not data.strip():  # "" evaluated the run's own data without a word
+            raise ArgumentError(f"data {data!r} is empty; give a dataset, or None for the run's")
     if not isinstance(split, str):
         raise ArgumentError(f"split must be one of train, val, test; got {split!r}")
     try:

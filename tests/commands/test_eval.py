@@ -129,6 +129,8 @@ def test_evaluate_run_checks_its_arguments_before_any_work(tiny_run):
         ({"per_image_k": "no"}, "per_image_k must be True or False"),
         ({"k": 2, "per_image_k": True}, "k and per_image_k exclude each other"),
         ({"data": 3}, "data must be a path or a generator name"),
+        # before: "" evaluated the run's own data, where `mist eval --data ""` is refused
+        ({"data": ""}, "data '' is empty; give a dataset, or None for the run's"),
     ]:
         with pytest.raises(ValueError, match=message):
             evaluate_run(tiny_run, **kwargs)
