@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import os
 from dataclasses import dataclass
 
@@ -45,7 +44,7 @@ from mistnet.data.images import image_tensor
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import PatchModel
-from mistnet.ops._checks import require_dense
+from mistnet.ops._checks import check_int, require_dense
 
 __all__ = [
     "CLASSIFIER_MIN_SCORE",
@@ -334,22 +333,13 @@ def _check_image(model, image) -> None:
 
 def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pixels) -> tuple:
     """:func:`detect_image`'s arguments (``mist detect`` and ``predict`` check their own); the
-    counts as ints (numpy's and 0-d tensors' taken), the scale as a float."""
-
-    def count(value: object, name: str) -> int:
-        try:
-            n = operator.index(value) if not isinstance(value, bool) else None
-        except TypeError:
-            n = None
-        if n is None or n < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        return n
-
+    counts as ints (numpy's and 0-d tensors' taken: :func:`~mistnet.ops._checks.check_int`), the
+    scale as a float."""
     _check_image(model, image)
-    max_pixels = count(max_pixels, "max_pixels")
-    k, batch = count(k, "k"), count(batch, "batch")
+    max_pixels = check_int(max_pixels, "max_pixels")
+    k, batch = check_int(k, "k"), check_int(batch, "batch")
     if max_detections is not None:
-        max_detections = count(max_detections, "max_detections")
+        max_detections = check_int(max_detections, "max_detections")
     if (
         isinstance(scale, bool)
         or not isinstance(scale, numbers.Real)
@@ -360,7 +350,7 @@ def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pi
     if tile is not None:
         if not isinstance(tile, tuple | list) or len(tile) != 2:
             raise ValueError(f"tile must be (h, w), got {tile!r}")
-        tile = tuple(count(side, "each side of tile") for side in tile)
+        tile = tuple(check_int(side, "each side of tile") for side in tile)
     _, H, W = image.shape
     h, w = scaled_size(H, W, scale, max_pixels, f"the image scaled by {scale:g}", "lower the scale")
     smallest = min_image_side(model)

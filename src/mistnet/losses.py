@@ -475,4 +475,4 @@ def task_weight(per_image_task_loss: Tensor, beta: float = 5.0) -> Tensor:
             "per_image_task_loss must be a floating-point tensor of shape (B,), "
             f"got {loss.dtype} of shape {tuple(loss.shape)}"
         )
-    return torch.exp(-beta * per_image_task_loss.detach())
+    return torch.exp(-beta * loss.detach())

@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import math
 import numbers
-import operator
 import os
 import stat
 import tokenize
@@ -288,29 +287,8 @@ def flag(value: object, name: str) -> bool:
     return _checks.check_flag(value, name)
 
 
-def as_integer(value: object) -> int | None:
-    """``value`` as an ``int`` if it is an integer: Python's, numpy's, or a 0-d integer tensor
-    or array (a ``k`` computed with torch); None for anything else: a bool (numpy's, a bool
-    tensor), a float, a string, a tensor of one or more dimensions, a meta tensor. The one
-    test of an integer argument of :func:`seed`, :func:`threads`, :func:`typed_value` and
-    :func:`mistnet.evaluation.evaluate_run`.
-
-    Example:
-        >>> as_integer(torch.tensor(2)), as_integer(np.int64(3)), as_integer(np.True_)
-        (2, 3, None)
-        >>> as_integer(2.0), as_integer(torch.tensor([2])), as_integer("2")
-        (None, None, None)
-    """
-    if isinstance(value, bool | np.bool_):
-        return None
-    if isinstance(value, torch.Tensor) and (
-        value.ndim != 0 or value.dtype == torch.bool or value.is_meta
-    ):
-        return None
-    try:
-        return operator.index(value)  # a 0-d numpy array: its integer; of floats, TypeError
-    except TypeError:
-        return None
+#: What counts as an integer argument: :func:`mistnet.ops._checks.as_integer`, the one test.
+as_integer = _checks.as_integer
 
 
 def seed(value: object, name: str = "seed") -> int:

@@ -195,9 +195,9 @@ class PatchEncoder(nn.Module):
         """The latents ``(N, latent_dim)`` of ``patches`` ``(N, C, P, P)``.
 
         Raises:
-            TypeError, ValueError: patches the encoder cannot take, naming ``patches``: no tensor, on
-                the meta device, of another shape, integer, or another dtype (float64,
-                bfloat16) or device than its weights.
+            TypeError, ValueError: patches the encoder cannot take, naming ``patches``: no
+                tensor, on the meta device, of another shape, integer, or another dtype
+                (float64, bfloat16) or device than its weights.
         """
         x = _flatten_patches(patches, self, ranks=(4,))
         if self.pad:
@@ -324,9 +324,8 @@ class PatchAutoencoder(nn.Module):
         """Reconstructions of ``patches`` ``(N, C, P, P)`` or ``(B, K, C, P, P)``, same shape.
 
         Raises:
-            TypeError, ValueError: patches the auto-encoder cannot take, naming ``patches``: no tensor, on
-                the meta device, of another shape, integer, or another dtype (float64,
-                bfloat16) or device than its weights.
+            TypeError, ValueError: patches the auto-encoder cannot take, as
+                :class:`PatchEncoder` names them.
         """
         x = _flatten_patches(patches, self)  # (N, C, P, P)
         recon = self.decoder(self.encoder(x))  # (N, C, P, P)
@@ -348,8 +347,8 @@ class PatchClassifier(nn.Module):
         - Output: ``(N, num_classes)`` or ``(B, K, num_classes)`` logits.
 
     Raises:
-        ValueError: a size that is no integer >= 1 (naming it), or weights (``num_classes=10**12``) this machine has not
-            the memory for (``base_width=10**6``), naming the sizes.
+        ValueError: a size that is no integer >= 1 (naming it), or weights this machine has not
+            the memory for (``base_width=10**6``, ``num_classes=10**12``), naming the sizes.
 
     Example:
         >>> clf = PatchClassifier(in_channels=3)
@@ -387,9 +386,8 @@ class PatchClassifier(nn.Module):
         ``(B, K, C, P, P)``.
 
         Raises:
-            TypeError, ValueError: patches the classifier cannot take, naming ``patches``: no tensor, on
-                the meta device, of another shape, integer, or another dtype (float64,
-                bfloat16) or device than its weights.
+            TypeError, ValueError: patches the classifier cannot take, as
+                :class:`PatchEncoder` names them.
         """
         x = _flatten_patches(patches, self)  # (N, C, P, P)
         logits = self.head(self.encoder(x))  # (N, num_classes)

@@ -200,6 +200,31 @@ def check_spatial(x: Tensor, name: str, expected: str) -> Tensor:
     return check_nonempty(x, name, expected, "H, W")
 
 
+def as_integer(value: object) -> int | None:
+    """``value`` as an ``int`` if it is an integer: Python's, numpy's, or a 0-d integer tensor
+    or array (a ``k`` computed with torch); None for anything else: a bool (numpy's, a bool
+    tensor), a float, a string, a tensor of one or more dimensions, a meta tensor. The one
+    test of an integer argument: :func:`check_int` and :mod:`mistnet.validate`'s ``seed``,
+    ``threads``, ``typed_value`` (and :func:`mistnet.evaluation.evaluate_run`).
+
+    Example:
+        >>> as_integer(torch.tensor(2)), as_integer(np.int64(3)), as_integer(np.True_)
+        (2, 3, None)
+        >>> as_integer(2.0), as_integer(torch.tensor([2])), as_integer("2")
+        (None, None, None)
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, Tensor) and (
+        value.ndim != 0 or value.dtype == torch.bool or value.is_meta
+    ):
+        return None
+    try:
+        return operator.index(value)  # a 0-d numpy array: its integer; of floats, TypeError
+    except TypeError:
+        return None
+
+
 def check_int(
     value: object,
     name: str,
@@ -211,17 +236,10 @@ def check_int(
 ) -> int:
     """``value`` as an ``int`` if it is an integer in ``[low, high]`` (odd if ``odd``).
 
-    Python, numpy and 0-d integer tensor integers are taken (``operator.index``); a bool, a float
-    or a bool tensor is refused. ``high_text`` spells the upper bound, e.g. ``"H*W=16"``.
+    Python, numpy and 0-d integer tensor integers are taken (:func:`as_integer`); a bool, a
+    float or a bool tensor is refused. ``high_text`` spells the upper bound, e.g. ``"H*W=16"``.
     """
-    n = None
-    if not isinstance(value, bool) and not (
-        isinstance(value, Tensor) and value.dtype == torch.bool
-    ):
-        try:
-            n = operator.index(value)
-        except TypeError:
-            pass
+    n = as_integer(value)
     if n is None or n < low or (high is not None and n > high) or (odd and n % 2 == 0):
         bound = f">= {low}" if high is None else f"in [{low}, {high_text or high}]"
         raise ValueError(

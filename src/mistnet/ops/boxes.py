@@ -59,8 +59,9 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
     Raises:
         ValueError: a bad shape or dtype of ``boxes`` or ``labels`` (sparse or meta labels too), a
             ``side`` that is no finite number > 0 the boxes' dtype holds (``"side must be a finite
-            number > 0 and <= 65504 (the largest torch.float16), got 100000.0"``), a ``k`` that is no integer >= 1, or one whose keypoints would not fit
-            in memory (``"k=...: the keypoints ... need ... GB of memory, more than ..."``).
+            number > 0 and <= 65504 (the largest torch.float16), got 100000.0"``), a ``k`` that
+            is no integer >= 1, or one whose keypoints would not fit in memory (``"k=...: the
+            keypoints ... need ... GB of memory, more than ..."``).
 
     Example:
         >>> kp, lab = boxes_to_keypoints(torch.tensor([[[5.0, 6.0, 28, 28]]]), torch.tensor([[3]]), 20, 2)
@@ -168,7 +169,8 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
     Raises:
         ValueError: boxes as :func:`keypoints_to_boxes` refuses them (naming ``a`` or ``b``),
-            boxes holding NaN or infinity (``"a contains NaN or infinite values"``), leading dimensions that do not broadcast, or two devices.
+            boxes holding NaN or infinity (``"a contains NaN or infinite values"``), leading
+            dimensions that do not broadcast, or two devices.
 
     Example:
         >>> box_iou(torch.tensor([[0.0, 0.0, 20.0]]), torch.tensor([[10.0, 0.0, 20.0]]))

@@ -96,8 +96,8 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
 
     Raises:
         ValueError: a bad shape or dtype, empty patches (P = 0), keypoints that are not finite
-            with side > 0 once converted to the patches' dtype or whose K differs, a ``height`` or ``width`` that is no integer >= 1, or sizes whose result
-            would not fit in memory (``"height=..., width=...: the pasted patches ... need ..."``).
+            with side > 0 once converted to the patches' dtype or whose K differs, a ``height``
+            or ``width`` that is no integer >= 1, or sizes whose result would not fit in memory (``"height=..., width=...: the pasted patches ... need ..."``).
 
     Example:
         >>> img = torch.rand(1, 1, 16, 16)
