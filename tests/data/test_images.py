@@ -339,6 +339,10 @@ def test_one_image_too_small_for_its_bands_says_what_to_pass(capsys, tmp_path):
         "pass a smaller --crop",
     )
     assert_user_error(mist(capsys, *base), "1 images leave none", "pass --crop H W")
+    # --val and --test too small for a pixel of the 100-pixel side: their bands are refused,
+    # not dropped with two of the three crops
+    tiny = ["--crop", "40", "5", "--per-image", "3", "--val", "0.001", "--test", "0.001"]
+    assert_user_error(mist(capsys, *base, *tiny), "val 0, test 0 pixels", "--per-image 3")
     assert not out.exists()
 
 

@@ -399,7 +399,8 @@ def _by_bands(n_files: int, crop: tuple[int, int] | None, val: float, test: floa
 
 def _bands(length: int, val: float, test: float) -> dict[str, tuple[int, int]]:
     """``[start, stop)`` of the train, val and test bands along a side of ``length`` pixels, in
-    proportion to ``val`` and ``test`` (a split of fraction 0 has no band).
+    proportion to ``val`` and ``test``. A split of fraction 0 has no band; one of a fraction
+    too small for a pixel keeps its empty band, so that the caller refuses it, not drops it.
 
     Example:
         >>> _bands(100, 0.1, 0.2)
@@ -408,7 +409,8 @@ def _bands(length: int, val: float, test: float) -> dict[str, tuple[int, int]]:
     n_val, n_test = round(val * length) if val else 0, round(test * length) if test else 0
     cuts = np.cumsum([0, length - n_val - n_test, n_val, n_test]).tolist()
     spans = dict(zip(("train", "val", "test"), itertools.pairwise(cuts), strict=True))
-    return {split: span for split, span in spans.items() if split == "train" or span[1] > span[0]}
+    asked = {"train": True, "val": val > 0, "test": test > 0}
+    return {split: span for split, span in spans.items() if asked[split]}
 
 
 def _band_truth(t: Truth, coord: int, start: int, stop: int) -> Truth:
