@@ -224,6 +224,9 @@ def image_item(**change):
         (image_item(), {}, TypeError, "train_data must be a map-style Dataset .* a dict \\(one"),
         ([torch.rand(1, 32, 32)], {"minutes": "5"}, TypeError, "minutes must be a number"),
         ([torch.rand(1, 32, 32)], {"minutes": float("nan")}, ValueError, "minutes must be a fin"),
+        ([torch.rand(1, 32, 32)], {"minutes": torch.tensor(-1.0)}, ValueError, "minutes > 0"),
+        ([torch.rand(1, 32, 32)], {"minutes": torch.ones(2)}, TypeError, "minutes must be a n"),
+        ([torch.rand(1, 32, 32)], {"minutes": 10**400}, ValueError, "beyond floats"),
         ([torch.rand(1, 32, 32)], {"device": "gpu"}, ValueError, "device must be cpu, cuda"),
         ([torch.rand(1, 32, 32)], {"threads": -1}, ValueError, "threads must be 0 .* or more"),
         ([torch.rand(1, 32, 32)], {"threads": 100_000}, ValueError, "threads must be at most"),
@@ -320,7 +323,9 @@ def test_fit_checks_each_field_of_a_config_it_is_given(tmp_path):
         mistnet.fit(preset, data, out=tmp_path / "r", steps=1, num_classes=2, progress=False)
     named = copy.deepcopy(cfg)
     named.model.num_classes, named.record.class_names = 2, ("x", "y")
-    model = mistnet.fit(named, data, out=tmp_path / "r", steps=1, progress=False)
+    # a 0-d tensor is a number of minutes, as it is an integer elsewhere (before: refused)
+    model = mistnet.fit(named, data, out=tmp_path / "r", steps=1, progress=False,
+                        minutes=torch.tensor(5.0))  # fmt: skip
     assert model.config.record.class_names == ()  # the data names none
 
 

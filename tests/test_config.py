@@ -375,7 +375,7 @@ def test_numpy_scalars_are_numbers():
         set_value(cfg, "model", "k", np.bool_(True))
 
 
-def test_numpy_bools_are_flags_and_0d_integer_tensors_integers():
+def test_numpy_bools_are_flags_and_0d_tensors_numbers():
     """Before: ``np.True_`` for a flag and ``torch.tensor(3)`` for an integer were refused
     ("must be true or false, got np.True_", "must be an integer, got tensor(3)")."""
     import torch
@@ -386,6 +386,15 @@ def test_numpy_bools_are_flags_and_0d_integer_tensors_integers():
     for value in (torch.tensor([3]), torch.tensor(3.0), torch.tensor(True), np.array([3])):
         with pytest.raises(MistError, match=r"^model\.k must be an integer, got "):
             set_value(cfg, "model", "k", value)
+    # 0-d tensors and arrays are numbers too, as they are integers (before: "must be a number,
+    # got tensor(0.5000)"); one of more dimensions, a bool or a complex one is not
+    set_value(cfg, "train", "lr_task", torch.tensor(0.25, dtype=torch.float64))
+    set_value(cfg, "train", "lr_heatmap", np.array(2))
+    assert (cfg.train.lr_task, cfg.train.lr_heatmap) == (0.25, 2.0)
+    assert type(cfg.train.lr_task) is float and type(cfg.train.lr_heatmap) is float
+    for value in (torch.tensor([0.5]), torch.tensor(True), torch.tensor(1j), np.array("1")):
+        with pytest.raises(MistError, match=r"^train\.lr_task must be a number, got "):
+            set_value(cfg, "train", "lr_task", value)
     flag = typed_value(np.False_, bool, "x.flag")
     assert flag is False
     with pytest.raises(MistError, match=r"^x\.flag must be true or false, got 1"):

@@ -191,11 +191,19 @@ def require_directory(path: str | os.PathLike, what: str) -> Path:
 
 
 def _real_number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if (x := _checks.as_real(value)) is None:
         raise TypeError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ArgumentError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    if not math.isfinite(x):
+        raise ArgumentError(f"{name} must be a finite number, got {_shown(value)}")
+    return x
+
+
+def _shown(value: object) -> str:
+    """``value`` as a message shows it: an integer beyond floats by what it is, not by its
+    hundreds of digits."""
+    if isinstance(value, numbers.Integral) and math.isinf(_checks.as_real(value)):
+        return "an integer beyond floats"
+    return repr(value)
 
 
 def class_name(name: str, where: str | os.PathLike) -> str:
@@ -484,7 +492,7 @@ def typed_value(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, bool | np.bool_):  # numpy's True from a computed sweep
             raise MistError(f"{key} must be true or false, got {value!r}")
         return bool(value)
-    # numpy's scalars too (np.int64(2) from a computed sweep), and 0-d integer tensors
+    # numpy's scalars too (np.int64(2) from a computed sweep), and 0-d tensors
     if annotation is int:
         if (n := as_integer(value)) is None:
             raise MistError(f"{key} must be an integer, got {value!r}")
@@ -492,19 +500,13 @@ def typed_value(value: Any, annotation: Any, key: str) -> Any:
             raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {n}")
         return n
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if (x := _checks.as_real(value)) is None:  # 0-d tensors too, as for int
             raise MistError(f"{key} must be a number, got {value!r}")
-        try:
-            value = float(value)
-        except OverflowError:  # an integer of hundreds of digits
-            raise MistError(
-                f"{key} must be a finite number, got an integer beyond floats"
-            ) from None
-        if not math.isfinite(value):  # NaN would pass every range check; JSON has no inf
-            raise MistError(f"{key} must be a finite number, got {value!r}")
-        if abs(value) > _FLOAT32_MAX:  # infinite in the networks' float32 (a side, a rate)
+        if not math.isfinite(x):  # NaN would pass every range check; JSON has no inf
+            raise MistError(f"{key} must be a finite number, got {_shown(value)}")
+        if abs(x) > _FLOAT32_MAX:  # infinite in the networks' float32 (a side, a rate)
             raise MistError(f"{key} must be a finite float32 (at most 3.4e38), got {value!r}")
-        return float(value)
+        return x
     if annotation is str:
         if not isinstance(value, str):
             raise MistError(f"{key} must be a string, got {value!r}")

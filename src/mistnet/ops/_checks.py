@@ -225,6 +225,36 @@ def as_integer(value: object) -> int | None:
         return None
 
 
+def as_real(value: object) -> float | None:
+    """``value`` as a ``float`` if it is a real number: Python's or numpy's, or a 0-d integer or
+    floating tensor or array (a rate computed with torch); None for anything else: a bool, a
+    string, a complex number, a tensor of one or more dimensions, a meta tensor. An integer
+    beyond floats is infinite. Reads a tensor's value: for settings, not per-step arguments.
+
+    Example:
+        >>> as_real(torch.tensor(0.5)), as_real(np.float32(2)), as_real(np.array(3))
+        (0.5, 2.0, 3.0)
+        >>> as_real(True), as_real(torch.tensor([0.5])), as_real("1"), as_real(10**400)
+        (None, None, None, inf)
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, Tensor):
+        if value.ndim != 0 or value.is_meta or value.dtype == torch.bool or value.is_complex():
+            return None
+        value = value.item()
+    elif isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind not in "iuf":
+            return None
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond floats
+        return math.inf if value > 0 else -math.inf
+
+
 def check_int(
     value: object,
     name: str,
