@@ -344,6 +344,12 @@ def test_load_refuses_an_unknown_checkpoint_name_and_a_damaged_config(tmp_path):
             mistnet.load(empty)
     with pytest.raises(ValueError, match="nope is neither a run directory nor a pretrained"):
         mistnet.load("nope")
+    # a link to nothing, or a loop: said so, not "neither a run directory nor a model"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "gone").symlink_to(tmp_path / "nothing")
+    for link, message in (("loop", "a symbolic link loop"), ("gone", "a symbolic link to nowhere")):
+        with pytest.raises(ValueError, match=f"{link}: {message}"):
+            mistnet.load(tmp_path / link)
     with pytest.raises(TypeError, match="give a run directory or a model name, got int"):
         mistnet.load(3)
     (run / "best.safetensors").write_bytes(b"")

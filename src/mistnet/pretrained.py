@@ -33,7 +33,7 @@ from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
 from mistnet.rundir import Run
 from mistnet.textfile import read_json
-from mistnet.validate import flag, path_argument, printable
+from mistnet.validate import flag, path_argument, printable, require_directory
 
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"
@@ -201,8 +201,8 @@ def load_any(
     Raises:
         TypeError: ``source`` is no string or path.
         ArgumentError: ``which`` is neither ``best`` nor ``last``, ``source`` is empty, or
-            neither (one line listing the known names), or a pretrained model asked for
-            another checkpoint than ``best`` (it has one).
+            neither (one line listing the known names; a link to nothing says so), or a
+            pretrained model asked for another checkpoint than ``best`` (it has one).
     """
     if not isinstance(source, str | os.PathLike):
         raise TypeError(f"give a run directory or a model name, got {type(source).__name__}")
@@ -213,6 +213,8 @@ def load_any(
     device = device_argument(device)
     if Path(source).exists():
         return Run(source).load(which, device=device)
+    if str(source) not in names() and os.path.lexists(source):  # a link to nowhere, a loop
+        require_directory(source, "run directory")  # says which
     if str(source) not in names():
         raise unknown(f"{source} is neither a run directory nor a pretrained model")
     if which != "best":  # else the one checkpoint would be given for "last" silently
