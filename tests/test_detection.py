@@ -203,6 +203,23 @@ def test_detect_image_takes_numpy_and_tensor_integers():
     assert len(a.keypoints) == 3 and torch.equal(a.keypoints[:2], b.keypoints)
 
 
+def test_detect_image_runs_a_model_in_training_mode_as_in_eval_and_gives_its_mode_back():
+    """Before: a model left in training mode scored each image by its own batch statistics
+    (other scores, without a word) and overwrote its BatchNorm running statistics."""
+    from mistnet.models.build import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_preset("tiny-cpu").model).eval()
+    image = torch.rand(1, 40, 40)
+    want = detect_image(model, image, 3)
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    got = detect_image(model, image, 3)
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(got.scores, want.scores) and torch.equal(got.keypoints, want.keypoints)
+    assert all(torch.equal(v, stats[k]) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize(
     "dilations, factors", [((), (1.0,)), ((1, 2, 4, 8), (1.0,)), ((1, 2, 4, 8), (1.0, 0.5))]
 )

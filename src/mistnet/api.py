@@ -14,15 +14,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import numbers
 import os
 import sys
-import threading
 import types
 import typing
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +40,7 @@ from mistnet.detection import (
     clipped_corners,
     default_min_score,
     detect_image,
+    evaluating,
     image_tensor,
     min_image_side,
     read_image,
@@ -144,35 +142,6 @@ def _scalar(value: Any) -> Any:
 
 #: What the message for an image above ``max_pixels`` suggests.
 _HINT = "crop or downscale it, or pass a larger max_pixels"
-
-
-#: Per model, the blocks of :func:`evaluating` running now and the mode it had before them.
-_SCORING: weakref.WeakKeyDictionary[torch.nn.Module, list] = weakref.WeakKeyDictionary()
-_SCORING_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """``model`` in eval mode for the block, then in the mode it was: a model in training mode
-    would use each image's batch statistics and overwrite its own BatchNorm running ones.
-
-    Safe across threads: blocks on one model overlap in eval mode, and the last to end gives
-    back the mode the model had before the first began (each saving and restoring its own,
-    one thread's restore put the model in training mode under another's forward pass)."""
-    with _SCORING_LOCK:
-        entry = _SCORING.get(model)
-        if entry is None:
-            entry = _SCORING[model] = [0, model.training]
-            model.eval()
-        entry[0] += 1
-    try:
-        yield
-    finally:
-        with _SCORING_LOCK:
-            entry[0] -= 1
-            if entry[0] == 0:
-                del _SCORING[model]
-                model.train(entry[1])
 
 
 def _check_size(model: MIST, where: str, H: int, W: int, k: int) -> None:

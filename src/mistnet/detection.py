@@ -30,9 +30,13 @@ detect`` on arguments already checked, and take them as they come.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
+import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -241,6 +245,35 @@ def _square_iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+#: Per model, the blocks of :func:`evaluating` running now and the mode it had before them.
+_SCORING: weakref.WeakKeyDictionary[torch.nn.Module, list] = weakref.WeakKeyDictionary()
+_SCORING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block, then in the mode it was: a model in training mode
+    would use each image's batch statistics and overwrite its own BatchNorm running ones.
+
+    Safe across threads: blocks on one model overlap in eval mode, and the last to end gives
+    back the mode the model had before the first began (each saving and restoring its own,
+    one thread's restore put the model in training mode under another's forward pass)."""
+    with _SCORING_LOCK:
+        entry = _SCORING.get(model)
+        if entry is None:
+            entry = _SCORING[model] = [0, model.training]
+            model.eval()
+        entry[0] += 1
+    try:
+        yield
+    finally:
+        with _SCORING_LOCK:
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _SCORING[model]
+                model.train(entry[1])
+
+
 @torch.inference_mode()
 def detect_image(
     model: PatchModel,
@@ -255,7 +288,8 @@ def detect_image(
     """Detect in one ``(C, H, W)`` image (on the model's device), optionally rescaled or tiled.
 
     Args:
-        model: a MIST model (or a baseline) in eval mode.
+        model: a MIST model (or a baseline); run in eval mode (:func:`evaluating`), then left
+            in the mode it had.
         image: the image, as the model takes it.
         k: detections per image, or per window with ``tile``.
         scale: resize factor applied before detection (1: none).
@@ -277,6 +311,20 @@ def detect_image(
     k, scale, tile, batch, max_detections = _check_arguments(
         model, image, k, scale, tile, batch, max_detections, max_pixels
     )
+    with evaluating(model):  # in training mode, BatchNorm would learn from this image
+        return _detect(model, image, k, scale, tile, batch, max_detections)
+
+
+def _detect(
+    model: PatchModel,
+    image: Tensor,
+    k: int,
+    scale: float,
+    tile: tuple[int, int] | None,
+    batch: int,
+    max_detections: int | None,
+) -> Detections:
+    """:func:`detect_image` of checked arguments, ``model`` in eval mode."""
     param = next(model.parameters(), None)
     x = image if param is None else image.to(param.device, param.dtype)  # as predict does
     _, H, W = image.shape
