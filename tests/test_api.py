@@ -641,3 +641,27 @@ def test_fit_and_evaluate_run_take_numpy_bools_and_0d_integer_tensors(tmp_path, 
     for k in (torch.tensor([2]), torch.tensor(2.0), np.True_, 2.0):
         with pytest.raises(ArgumentError, match=r"^k must be an integer >= 0 \(0: the run's\)"):
             evaluate_run(tmp_path / "none", k=k)
+
+
+def test_every_error_a_user_can_fix_is_a_value_error(tmp_path):
+    """Before: ``MistError`` itself was no ``ValueError``, so ``except ValueError`` missed what
+    ``mistnet.config``, checkpoints and datasets refused (an unknown preset, a bad value, a
+    missing checkpoint, a folder of the user's as a dataset's out), while ``fit`` and ``load``
+    raised ``ValueError`` for the same problems."""
+    from mistnet.checkpoint import Checkpoint
+    from mistnet.config import load_preset, resolve, set_value
+    from mistnet.data.store import write_dataset
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    calls = [
+        lambda: set_value(resolve("tiny-cpu"), "model", "k", "three"),
+        lambda: load_preset("nope"),
+        lambda: Checkpoint(tmp_path / "none.safetensors"),
+        lambda: write_dataset(tmp_path / "mine", "d", {}, overwrite=True),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"

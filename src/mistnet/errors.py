@@ -55,15 +55,20 @@ def say(*lines: str) -> None:
         print(escaped(line), flush=True)
 
 
-class MistError(Exception):
-    """An error whose message is meant for the user, printed without a traceback by ``mist``."""
+class MistError(ValueError):
+    """An error whose message is meant for the user, printed without a traceback by ``mist``.
+
+    A ``ValueError``: every problem a user can fix (a value, a file, an output that is taken)
+    is caught by ``except ValueError`` in Python, whichever module refused it. Types that are
+    wrong stay ``TypeError``.
+    """
 
 
-class DataError(MistError, ValueError):
+class DataError(MistError):
     """Missing, corrupt or inconsistent data, on disk or handed over in memory."""
 
 
-class ArgumentError(MistError, ValueError):
+class ArgumentError(MistError):
     """A number or name given to a command or to the Python API that is out of range."""
 
 
@@ -74,7 +79,7 @@ class NonFiniteLoss(MistError):
     """
 
 
-class NonFiniteState(NonFiniteLoss, ValueError):
+class NonFiniteState(NonFiniteLoss):
     """Weights or an optimiser's state hold NaN or infinite values (an Adam second moment that
     overflowed while the loss stayed finite): no checkpoint of them could be loaded back."""
 
