@@ -44,6 +44,22 @@ def test_conversions_round_trip():
     torch.testing.assert_close(xyxy_to_boxes(boxes_to_xyxy(kp)), keypoints_to_boxes(kp))
 
 
+@pytest.mark.parametrize(
+    ("corners", "dtype", "want"),
+    [
+        ([200, 200, 250, 250], torch.uint8, [225.0, 225.0, 50.0, 50.0]),  # was 97, 97
+        ([100, 100, 120, 120], torch.int8, [110.0, 110.0, 20.0, 20.0]),  # was -18, -18
+        ([60000, 60000, 65000, 65000], torch.float16, [62496.0, 62496.0, 4992.0, 4992.0]),
+    ],
+)
+def test_corners_convert_without_overflowing_their_dtype(corners, dtype, want):
+    """Before: the corners were summed in their own dtype, so uint8 and int8 centres wrapped
+    round and float16 ones were infinite, without a word."""
+    got = xyxy_to_boxes(torch.tensor([corners], dtype=dtype))
+    assert got.dtype == (dtype if dtype.is_floating_point else torch.float32)
+    assert got.tolist() == [want]
+
+
 @pytest.mark.parametrize("bad", [torch.zeros(2, 5), torch.zeros(5)])
 def test_bad_box_shape(bad):
     with pytest.raises(ValueError, match="must have shape"):

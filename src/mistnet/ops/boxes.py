@@ -146,13 +146,21 @@ def _corners(boxes: Tensor) -> Tensor:
 def xyxy_to_boxes(corners: Tensor) -> Tensor:
     """Corner boxes ``(..., 4)`` ``(x0, y0, x1, y1)`` to centre/size boxes ``(cx, cy, w, h)``.
 
+    Integer corners give float32 boxes (as :func:`boxes_to_xyxy` gives float32 corners of
+    integer boxes): uint8 corners (200, 250) summed to 194 in their own dtype. A centre is
+    the sum of halves, so float16 corners near its largest value do not overflow.
+
     Raises:
         ValueError: as :func:`keypoints_to_boxes`, naming ``corners``.
+
+    Example:
+        >>> xyxy_to_boxes(torch.tensor([[200, 200, 250, 250]], dtype=torch.uint8))
+        tensor([[225., 225.,  50.,  50.]])
     """
-    corners = _check_boxes(corners, "corners", "(..., 4) as (x0, y0, x1, y1)", (4,))
-    return torch.cat(
-        [(corners[..., :2] + corners[..., 2:]) / 2, corners[..., 2:] - corners[..., :2]], -1
-    )
+    c = _check_boxes(corners, "corners", "(..., 4) as (x0, y0, x1, y1)", (4,))
+    if not c.is_floating_point():
+        c = c.to(_FLOAT)
+    return torch.cat([c[..., :2] / 2 + c[..., 2:] / 2, c[..., 2:] - c[..., :2]], -1)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
