@@ -425,6 +425,12 @@ def test_rmse_bad_args():
         rmse(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
     with pytest.raises(ValueError, match="reduction"):
         rmse(torch.zeros(1, 2), torch.zeros(1, 2), reduction="sum")
+    # integer pixels: uint8 200 against 190 gave 10 (the [0, 1] error is 0.04), 189 with clip
+    a = torch.full((1, 1, 2, 2), 200, dtype=torch.uint8)
+    for pred, target, name in ((a, a - 10, "pred"), (a / 255, a, "target")):
+        for clip in (False, True):
+            with pytest.raises(ValueError, match=f"^{name} must be a floating-point tensor"):
+                rmse(pred, target, clip=clip)
 
 
 def test_reconstruction_meter_accumulates():
@@ -575,6 +581,14 @@ def test_match_points_one_to_one_inclusive_radius():
     assert out.tolist() == [[True, True], [True, False]]
     with pytest.raises(ValueError, match="det_points"):
         match_points(t([[1.0, 2.0]]), gt, 3.0)
+    # NaN or infinite positions: refused as match_detections refuses them (were misses)
+    nan = t([[[float("nan"), 5.0, 20.0]]])
+    for found, truth, name in ((nan, gt, "det_points"), (det, nan, "gt_points")):
+        with pytest.raises(ValueError, match=f"^{name}: holds NaN or infinite values"):
+            match_points(found, truth, 3.0)
+    assert match_points(det, t([[[11.0, 5.0, float("inf"), 20.0]]]), 3.0).tolist() == [[True]]
+    with pytest.raises(TypeError, match="det_points"):  # an AttributeError on .ndim before
+        match_points([[[1.0, 2.0]]], gt, 3.0)
 
 
 # ------------------------------------------------------------------------ partial ground truth

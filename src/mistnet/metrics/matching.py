@@ -304,9 +304,7 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
             "det_boxes and gt_boxes: batch sizes differ "
             f"({det_boxes.shape[0]} vs {gt_boxes.shape[0]})"
         )
-    for name, boxes in (("det_boxes", det_boxes), ("gt_boxes", gt_boxes)):
-        if not torch.isfinite(boxes).all():  # else scored as misses: plausible zeros
-            raise ValueError(f"{name}: holds NaN or infinite values")
+    _require_finite(det_boxes=det_boxes, gt_boxes=gt_boxes)
     check_labels(det_labels, "det_labels")
     check_labels(gt_labels, "gt_labels")
     for name, boxes, labels in (
@@ -464,6 +462,14 @@ def any_match(
     return ((iou > threshold).any(dim=2)) & gt_valid
 
 
+def _require_finite(**named: Tensor) -> None:
+    """Refuse boxes or points holding NaN or infinity, naming them: else they were scored as
+    misses, plausible zeros."""
+    for name, boxes in named.items():
+        if not torch.isfinite(boxes).all():
+            raise ValueError(f"{name}: holds NaN or infinite values")
+
+
 def match_points(
     det_points: Tensor,
     gt_points: Tensor,
@@ -489,12 +495,19 @@ def match_points(
     Returns:
         ``(B, N)`` bool: ground-truth point matched (False for padding).
 
+    Raises:
+        TypeError: a point set that is no tensor.
+        ValueError: shapes other than these, no real numbers, positions holding NaN or
+            infinity (as :func:`match_detections`), a bad ``radius`` or count.
+
     Example:
         >>> det = torch.tensor([[[10.0, 10.0, 20.0], [13.0, 10.0, 20.0]]])
         >>> gt = torch.tensor([[[11.0, 10.0, 20.0, 20.0], [16.0, 10.0, 20.0, 20.0]]])
         >>> match_points(det, gt, 3.0)
         tensor([[True, True]])
     """
+    require_real(require_tensor(det_points, "det_points", "(B, K, >=2)"), "det_points")
+    require_real(require_tensor(gt_points, "gt_points", "(B, N, >=2)"), "gt_points")
     if det_points.ndim != 3 or det_points.shape[-1] < 2:
         raise ValueError(f"det_points: expected shape (B, K, >=2), got {tuple(det_points.shape)}")
     if gt_points.ndim != 3 or gt_points.shape[-1] < 2:
@@ -504,6 +517,7 @@ def match_points(
             f"det_points and gt_points: batch sizes differ "
             f"({det_points.shape[0]} vs {gt_points.shape[0]})"
         )
+    _require_finite(det_points=det_points[..., :2], gt_points=gt_points[..., :2])
     B, N, _ = gt_points.shape
     K = det_points.shape[1]
     radius = check_number(radius, "radius", 0)  # NaN or -1 matched nothing

@@ -37,7 +37,6 @@ from mistnet.metrics.matching import (
     multiset_overlap,
     pair_iou,
     require_float,
-    require_tensor,
     valid_mask,
 )
 from mistnet.ops._checks import check_flag
@@ -393,14 +392,17 @@ def rmse(
     Raises:
         TypeError: ``pred`` or ``target`` is no tensor (a list).
         ValueError: shapes that differ, no image or no pixel, a tensor with no values (meta,
-            sparse), ``signed`` or ``clip`` not a bool.
+            sparse) or of no floats (integer pixels: scale them to [0, 1]), ``signed`` or
+            ``clip`` not a bool. Values are not read: a NaN pixel gives a NaN error.
 
     Example:
         >>> rmse(torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, 1], [1, 1]]]]))
         tensor(1., dtype=torch.float64)
     """
-    require_tensor(pred, "pred", "(B, ...)")  # a list: 'list' object has no attribute 'shape'
-    require_tensor(target, "target", "(B, ...)")  # meta: "not on the expected device meta!"
+    # a list: 'list' object has no attribute 'shape'; meta: "not on the expected device meta!";
+    # integer pixels: uint8 200 against 190 gave 10 (not 0.04), and 189 with clip
+    require_float(pred, "pred", "(B, ...)")
+    require_float(target, "target", "(B, ...)")
     sse, n = _sse_per_image(pred, target, check_flag(signed, "signed"), check_flag(clip, "clip"))
     if reduction == "none":
         return (sse / n).sqrt()
