@@ -436,6 +436,14 @@ def test_a_directory_path_and_extras_json_cannot_write_are_refused_by_name(tmp_p
     with pytest.raises(TypeError, match=r"^config\['model'\]\['k'\]: Object of type Tensor"):
         save_checkpoint(tmp_path / "x.safetensors", model, config={"model": {"k": torch.tensor(3)}},
                         step=0)  # fmt: skip
+    # optimisers that are not: an AttributeError on .state_dict; a list's many-line repr
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for optimizers, message in (
+        ({"a": 5}, r"^optimizers\['a'\] must be a torch optimiser, got a int$"),
+        ([opt], r"^optimizers must be a dict of name to optimiser, got a list$"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            save_checkpoint(tmp_path / "x.safetensors", model, optimizers, config={}, step=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written
     extra = {"best": np.float32(0.5), "best_step": np.int64(3), "wall": np.float64(2.0),
              "flags": [np.True_]}  # fmt: skip
@@ -444,6 +452,14 @@ def test_a_directory_path_and_extras_json_cannot_write_are_refused_by_name(tmp_p
     assert ckpt.step == 4 and ckpt.extra == {"best": 0.5, "best_step": 3, "wall": 2.0,
                                              "flags": [True]}  # fmt: skip
     assert [type(ckpt.extra[k]) for k in ("best", "best_step")] == [float, int]
+    with pytest.raises(TypeError, match="^model must be a torch module, got NoneType$"):
+        ckpt.load_model(None)  # an AttributeError before
+    # a path that is no path: pathlib's "expected str, bytes or os.PathLike object, not int";
+    # a NUL: "does not exist", while save_checkpoint said what it was
+    with pytest.raises(TypeError, match="^path must be a path as text, got int$"):
+        Checkpoint(5)
+    with pytest.raises(ValueError, match="holds a NUL character"):
+        Checkpoint(tmp_path / "a\0b.safetensors")
 
 
 def test_save_checkpoint_replaces_only_a_checkpoint(tmp_path):

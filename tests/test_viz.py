@@ -342,6 +342,10 @@ def test_plot_curves(tmp_path):
         ({"loss": [(0, 1.0)]}, True, "dpi: expected a finite number > 0, got True"),
         # Before: a raw TypeError (list indices must be integers)
         ([("loss", 1)], 100, r"history: expected a mapping \{name: \[\(step, value\)"),
+        # Before: numpy's "cannot reshape array of size 3 into shape (2)"; a TypeError
+        ({"loss": [(0, 1.0, 2.0)]}, 100, r"^history\['loss'\]: expected \(step, value\) pa"),
+        ({"loss": [(0, "a")]}, 100, r"^history\['loss'\]: expected \(step, value\) pairs"),
+        ({"loss": 5}, 100, r"^history\['loss'\]: expected \(step, value\) pairs"),
     ],
 )
 def test_plot_curves_refuses_a_history_that_is_no_mapping_and_a_bad_dpi(
@@ -349,6 +353,9 @@ def test_plot_curves_refuses_a_history_that_is_no_mapping_and_a_bad_dpi(
 ):
     with pytest.raises(ValueError, match=message):
         plot_curves(history, tmp_path / "f.png", dpi=dpi)
+    # a logy key the history lacks was ignored without a word (a typo drew it linear)
+    with pytest.raises(ValueError, match="^logy names 'los', which is no key of history"):
+        plot_curves({"loss": [(0, 1.0)]}, tmp_path / "f.png", logy=["los"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -599,6 +606,8 @@ def test_output_figure_takes_counts_as_a_list_and_names_its_arguments(tmp_path):
         ((imgs, cls), {"counts": [1.5, 2]}, TypeError, "^counts: expected integer instance"),
         ((imgs.numpy(), cls), {}, TypeError, "^images: expected a .* torch.Tensor, got ndarray$"),
         ((imgs, None), {}, TypeError, "^output: expected the model's MISTOutput, got NoneType$"),
+        # an output of other images: "heatmaps: ..." before, an argument never passed
+        ((imgs[:1], cls), {}, ValueError, "^output: made of 2 images, but images holds 1$"),
     ]:
         with pytest.raises(error, match=message):
             output_figure(*args, tmp_path / "x.png", **kwargs)

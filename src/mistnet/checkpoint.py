@@ -122,8 +122,13 @@ def _check_save_arguments(model, optimizers, config, step, extra, averaged) -> N
     for name, module in (("model", model), ("averaged", averaged)):
         if (module is not None or name == "model") and not isinstance(module, nn.Module):
             raise TypeError(f"{name} must be a torch module, got {type(module).__name__}")
-    if optimizers is not None and not isinstance(optimizers, dict):
-        raise TypeError(f"optimizers must be a dict of name to optimiser, got {optimizers!r}")
+    if optimizers is not None and not isinstance(optimizers, dict):  # named by type: an
+        kind = type(optimizers).__name__  # optimiser's repr runs over many lines
+        raise TypeError(f"optimizers must be a dict of name to optimiser, got a {kind}")
+    for name, opt in (optimizers or {}).items():  # 5: "'int' object has no attribute ..."
+        if not isinstance(opt, torch.optim.Optimizer):
+            kind = type(opt).__name__
+            raise TypeError(f"optimizers[{name!r}] must be a torch optimiser, got a {kind}")
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= step < 2**63:
         raise ValueError(f"step must be an integer in [0, 2**63), got {step!r}")
     for name, value in (("config", config), ("extra", extra or {})):
@@ -280,7 +285,7 @@ class Checkpoint:
 
     def __init__(self, path: str | Path, device: torch.device | str = "cpu") -> None:
         device = device_argument(device)  # "meta" and 5 failed after the file was read
-        self.path = Path(path)
+        self.path = Path(path_argument(path, "path"))  # 5: pathlib's words; a NUL: "missing"
         if not self.path.is_file():
             if self.path.exists():  # a folder, a device: say which
                 regular_file(self.path)
@@ -360,7 +365,14 @@ class Checkpoint:
         return self._section("average.module." if average and self.has_average else "model.")
 
     def load_model(self, model: nn.Module, average: bool = False) -> None:
-        """Load the raw weights into ``model`` (``average=True``: the moving average if kept)."""
+        """Load the raw weights into ``model`` (``average=True``: the moving average if kept).
+
+        Raises:
+            TypeError: ``model`` is no torch module (None: an AttributeError before).
+            MistError: the weights do not fit ``model``, naming the tensors.
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch module, got {type(model).__name__}")
         self._load(model, self.model_state(average), "this model")
 
     def load_average(self, averaged: nn.Module) -> None:

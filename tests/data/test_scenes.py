@@ -285,6 +285,9 @@ def test_scene_indices_seeds_and_generator_arguments_are_checked():
         ([1], 1.5, TypeError, "seed must be an integer, got 1.5"),
         ([1], "1", TypeError, "seed must be an integer, got '1'"),
         ([1], 2**64, ValueError, r"seed must be an integer in \[0, 2\*\*63\)"),
+        # one number: scene 5 alone (N = 1), not 5 scenes; a 2-D array was flattened
+        (5, 0, TypeError, r"indices must be a sequence of scene indices \(N,\), got 5"),
+        (np.zeros((2, 2), np.int64), 0, TypeError, r"indices must be a sequence of scene"),
     ]:
         with pytest.raises(error, match=message):
             make_scenes(g, "train", indices, seed)

@@ -210,6 +210,24 @@ def test_topk_and_render_name_sides_that_are_no_numbers(sides):
         render_heatmap(torch.ones(1, 1, 3), sides, 4, 4)
 
 
+@pytest.mark.parametrize(
+    ("sides", "message"),
+    [
+        ([1e39], r"sides must be at most 3.40282e\+38 \(the largest torch.float32\), got \[1e\+39"),
+        (
+            torch.tensor([8.0, 1e39], dtype=torch.float64),
+            r"at most 3.40282e\+38 .* got \[8.0, 1e\+39",
+        ),
+        ([-1.0], r"sides must be positive and finite, got \[-1.0\]"),
+    ],
+)
+def test_sides_beyond_the_heatmaps_dtype_are_shown_as_given(sides, message):
+    """Before: "sides must be positive and finite, got [inf]" for the finite side 1e39, which
+    float32 cannot hold."""
+    with pytest.raises(ValueError, match=message):
+        topk_keypoints(torch.rand(1, 1, 4, 4), 1, sides=sides)
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 0, 8), (1, 1, 8, 0), (1, 0, 4, 4)])
 def test_nms_refuses_empty_maps(shape):
     """Before: a raw RuntimeError from max_pool2d ("Expected 3D or 4D (batch mode) tensor ...

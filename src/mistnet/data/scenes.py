@@ -554,11 +554,13 @@ def make_scenes(
         ``M = generator.max_count``.
 
     Raises:
-        TypeError: no generator, or indices that are no integers.
+        TypeError: no generator, or indices that are no 1-D sequence of integers.
         ArgumentError: more scenes than this machine has the memory for, naming ``indices``.
     """
     if not isinstance(generator, SceneGenerator):  # a name: build_generator(name) makes one
         raise TypeError(f"generator must be a SceneGenerator, got {type(generator).__name__}")
+    if not isinstance(indices, range) and np.ndim(indices) != 1:  # 5 was one scene, number 5
+        raise TypeError(f"indices must be a sequence of scene indices (N,), got {indices!r}")
     count = len(indices) if isinstance(indices, Sequence) else np.asarray(indices).size
     require_memory(generator, {"": count}, "indices")  # range(10**9) grew to 24 GB, was killed
     raw = np.asarray(indices).reshape(-1)

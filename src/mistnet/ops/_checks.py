@@ -162,7 +162,15 @@ def check_sides(sides: object, device: torch.device, dtype: torch.dtype) -> Tens
     if s.numel() == 0:
         raise ValueError("sides must hold at least one box side")
     if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
-        raise ValueError(f"sides must be positive and finite, got {s.tolist()}")
+        # as given: 1e39 was shown as the inf it became
+        given = np.asarray(sides.cpu() if isinstance(sides, Tensor) else sides, np.float64)
+        given = given.reshape(-1)
+        largest = torch.finfo(dtype).max
+        if np.isfinite(given).all() and (given > largest).any():
+            raise ValueError(
+                f"sides must be at most {largest:g} (the largest {dtype}), got {given.tolist()}"
+            )
+        raise ValueError(f"sides must be positive and finite, got {given.tolist()}")
     if s.numel() > 1 and not bool((s[1:] > s[:-1]).all()):
         raise ValueError(f"sides must be strictly increasing, got {s.tolist()}")
     return s

@@ -33,6 +33,10 @@ def plot_curves(
         logy: log-scale y for all keys (True) or for the named keys; keys with non-positive
             values stay linear.
         dpi: output resolution, a finite number > 0.
+
+    Raises:
+        ValueError: no key, a curve that is no list of ``(step, value)`` pairs, a ``logy``
+            naming a key ``history`` lacks, a bad ``ncols``, ``dpi`` or ``out_path``.
     """
     figure_path(out_path)  # before any drawing
     if not isinstance(history, Mapping):  # a list of pairs: a raw TypeError
@@ -44,10 +48,12 @@ def plot_curves(
     if not keys:
         raise ValueError("history: expected at least one key")
     check_int(ncols, "ncols")
+    curves = {key: _points(history[key], key) for key in keys}  # all before any drawing
+    if not isinstance(logy, bool) and (unknown := [k for k in logy if k not in history]):
+        raise ValueError(f"logy names {unknown[0]!r}, which is no key of history")
     fig, axes = _panel_grid(len(keys), ncols, dpi)
     for key, ax in zip(keys, axes, strict=True):
-        pts = np.asarray(list(history[key]), dtype=np.float64).reshape(-1, 2)
-        pts = pts[np.isfinite(pts).all(axis=1)]
+        pts = curves[key][np.isfinite(curves[key]).all(axis=1)]
         ax.plot(pts[:, 0], pts[:, 1], linewidth=1.0)
         want_log = logy is True or (not isinstance(logy, bool) and key in logy)
         if want_log and len(pts) and (pts[:, 1] > 0).all():
@@ -55,6 +61,18 @@ def plot_curves(
         _style_panel(ax, key, "step")
     drawn(fig.tight_layout)
     save_figure(fig, out_path, dpi)
+
+
+def _points(points: Any, key: str) -> np.ndarray:
+    """The ``(step, value)`` pairs of the curve ``key`` as an ``(N, 2)`` array; a curve of
+    triples or of no numbers is refused naming it (numpy's "cannot reshape array" before)."""
+    try:
+        pts = np.asarray(list(points), dtype=np.float64)
+    except (TypeError, ValueError):
+        pts = None
+    if pts is None or (pts.size and (pts.ndim != 2 or pts.shape[1] != 2)):
+        raise ValueError(f"history[{key!r}]: expected (step, value) pairs of numbers")
+    return pts.reshape(-1, 2)
 
 
 def _panel_grid(n: int, ncols: int, dpi: int):

@@ -350,8 +350,8 @@ def output_figure(
     Raises:
         TypeError: ``images`` that is no tensor, an ``output`` that is no model output,
             ``counts`` that are no integers.
-        ValueError: ``images`` of another rank, ``counts`` not one per image, or what
-            :func:`mist_figure` refuses.
+        ValueError: ``images`` of another rank, an ``output`` of another batch, ``counts``
+            not one per image, or what :func:`mist_figure` refuses.
     """
     figure_path(out_path)  # before any drawing
     if not isinstance(images, torch.Tensor):
@@ -364,6 +364,9 @@ def output_figure(
     if not all(hasattr(output, f) for f in fields):
         raise TypeError(f"output: expected the model's MISTOutput, got {type(output).__name__}")
     B, _, H, W = images.shape
+    made_of = getattr(output.keypoints, "shape", (None,))[0]
+    if made_of != B:  # blamed the heatmaps, which the caller never passed
+        raise ValueError(f"output: made of {made_of} images, but images holds {B}")
     heat = output.heatmaps if output.heatmaps is not None else images.new_zeros(B, 1, H, W)
     classify = output.reconstruction is None
     labels = output.task.argmax(-1).cpu() if classify else None
