@@ -516,6 +516,9 @@ def test_write_dataset_checks_the_types_of_its_arguments(tmp_path):
         ({"splits": {"train": {**arrays, "images": [[1]]}}}, TypeError, "['images'] must be a"),
         ({"manifest": {"seed": {3}}}, TypeError, "manifest must hold JSON values only"),
         ({"manifest": [1]}, TypeError, "manifest must be a dict, got list"),
+        # replaced by what the arrays say, without a word
+        ({"manifest": {"splits": 5}}, ValueError, "manifest: 'splits' is written by write_da"),
+        ({"manifest": {"height": 9}}, ValueError, "manifest: 'height' is written by write_da"),
         ({"out_dir": ""}, ValueError, "out_dir '' is an empty path"),
     ]:
         call = {"out_dir": tmp_path / "keep", "name": "mine", "splits": {"train": arrays}}

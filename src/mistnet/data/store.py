@@ -53,6 +53,11 @@ from mistnet.validate import (
 
 FORMAT = "mistnet-scenes"
 VERSION = 1
+
+#: The manifest entries :func:`write_dataset` writes itself, from its arguments and arrays.
+WRITTEN_KEYS = frozenset(
+    {"format", "version", "name", "splits", "channels", "height", "width", "dtype", "max_count"}
+)
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
 #: The names in a dataset directory (:func:`mistnet.outputs.require_only_own`): ``--overwrite``
@@ -201,6 +206,10 @@ def _check_write_arguments(out_dir, splits, manifest, compress, overwrite) -> No
         json_text(manifest or {}, sort_keys=True)
     except (TypeError, ValueError) as exc:  # numpy ints, sets, int keys, nesting past the limit
         raise type(exc)(f"manifest must hold JSON values only: {exc}") from None
+    if taken := sorted(set(manifest or {}) & WRITTEN_KEYS):  # {"splits": 5} was replaced
+        raise ArgumentError(
+            f"manifest: {taken[0]!r} is written by write_dataset from the arrays; leave it out"
+        )
 
 
 def folder_name(folder: str | os.PathLike, fallback: str) -> str:
@@ -236,7 +245,8 @@ def write_dataset(
     Raises:
         TypeError: an argument of the wrong type (``splits`` not a dict of dicts of numpy
             arrays, ``compress`` or ``overwrite`` not a bool, a manifest not of JSON values).
-        ArgumentError: an empty ``out_dir``, two keys of one split (``val`` and ``valid``).
+        ArgumentError: an empty ``out_dir``, two keys of one split (``val`` and ``valid``), a
+            manifest entry that is written from the arrays (:data:`WRITTEN_KEYS`).
         MistError: the target exists and is not a dataset to overwrite, or inconsistent arrays.
         DataError: no split, or a manifest its readers would refuse (a name that is no short
             printable text, class names repeated or empty, a label past the classes).
