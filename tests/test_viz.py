@@ -533,6 +533,8 @@ def test_draw_scenes_grid_refuses_an_iterator_and_an_empty_image(tmp_path):
         ([[5.0, 5, -4, -4]], None, None, {}, r"^boxes: expected a width and height >= 0, got"),
         # Before: IndexError "index 1 is out of bounds for axis 0 with size 1"
         ([[5.0, 5, 4, 4], [9, 9, 4, 4]], None, [0.5], {}, "^scores: expected 2 entries"),
+        # Before: "nan" written beside the box
+        ([[5.0, 5, 4, 4]], None, [math.nan], {}, "^scores"),
         # Before: numpy's "invalid value encountered in cast", the label drawn as none
         ([[5.0, 5, 4, 4]], [math.nan], None, {}, "^labels: expected whole numbers, got nan$"),
         # Before: numpy's MemoryError "Unable to allocate 1.07 PiB"

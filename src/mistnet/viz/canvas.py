@@ -181,13 +181,15 @@ def scores_of(x: Any, m: int, name: str = "scores") -> np.ndarray | None:
 
     Raises:
         TypeError: scores that are no numbers.
-        ValueError: not ``m`` of them (the missing ones were read past the end).
+        ValueError: not ``m`` of them (the missing ones were read past the end), or a NaN or
+            infinite one (written "nan" beside its box).
     """
     if x is None:
         return None
     a = _numbers(x, name).reshape(-1)
     if a.shape[0] != m:
         raise ValueError(f"{name}: expected {m} entries, one per box, got {a.shape[0]}")
+    require_finite(a, name)
     return a
 
 
