@@ -276,6 +276,28 @@ def test_a_checkpoint_of_another_width_is_refused_in_one_short_line(tmp_path):
     assert "another config" in message
 
 
+def test_integer_or_bool_weights_are_refused_not_cast(tmp_path):
+    """Before: a checkpoint whose float weights were stored as int64 or bool (a file rewritten
+    without its digest) was cast into the float parameters: a model that scored 0, without a
+    word. Float weights of another width are still taken (a double model loads float32)."""
+    cfg, model = tiny()
+    for dtype in (torch.int64, torch.bool):
+        path = tmp_path / f"{dtype}.safetensors"
+        save_checkpoint(path, model, config=cfg.to_dict(), step=1)
+        ckpt = Checkpoint(path)
+        ckpt.tensors = {k: v.to(dtype) if v.is_floating_point() else v
+                        for k, v in ckpt.tensors.items()}  # fmt: skip
+        with pytest.raises(MistError, match=r"tensors of another kind of number \(first .*: "
+                           f"{dtype} here, torch.float32 in this model"):  # fmt: skip
+            ckpt.load_model(tiny()[1])
+    path = tmp_path / "f.safetensors"
+    save_checkpoint(path, model, config=cfg.to_dict(), step=1)
+    double = tiny()[1].double()
+    Checkpoint(path).load_model(double)
+    pairs = zip(model.parameters(), double.parameters(), strict=True)
+    assert all(torch.equal(a.double(), b) for a, b in pairs)
+
+
 def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
     """Mode 0666 less the umask, as ``open`` gives: safetensors' own writer makes 0600 files,
     which another user of a shared run directory (or a packaged wheel) cannot read."""

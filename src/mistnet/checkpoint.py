@@ -388,15 +388,27 @@ class Checkpoint:
     def _load(self, module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
         own = module.state_dict()
         shapes = [k for k in own if k in state and state[k].shape != own[k].shape]
+        # integer or bool weights were cast into float parameters (a damaged file scored 0)
+        kinds = [
+            k
+            for k in own
+            if k in state and state[k].is_floating_point() != own[k].is_floating_point()
+        ]
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
-        if shapes or missing or unexpected:
+        if shapes or kinds or missing or unexpected:
             found = []
             if shapes:
                 k = shapes[0]
                 found.append(
                     f"{len(shapes)} tensors of other shapes (first {k}: "
                     f"{list(state[k].shape)} here, {list(own[k].shape)} in {what})"
+                )
+            if kinds:
+                k = kinds[0]
+                found.append(
+                    f"{len(kinds)} tensors of another kind of number (first {k}: "
+                    f"{state[k].dtype} here, {own[k].dtype} in {what})"
                 )
             for n, keys in (("missing", missing), ("unexpected", unexpected)):
                 if keys:
