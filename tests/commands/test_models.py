@@ -5,6 +5,7 @@ a registry folder of the test's own ($MISTNET_MODELS), never the package's.
 """
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -194,6 +195,28 @@ def test_a_model_without_its_checksum_is_refused(registry, tmp_path, monkeypatch
     save_file(load_file(str(path)), str(path), metadata=meta)
     monkeypatch.setenv(pretrained.ENV, str(path.parent))
     with pytest.raises(MistError, match="carries no checksum"):
+        mistnet.load(NAME)
+
+
+def test_mist_models_does_not_list_a_model_whose_config_loading_refuses(
+    capsys, registry, tmp_path, monkeypatch
+):
+    """Before: ``mist models`` listed a packaged model whose config (read with plain JSON:
+    NaN taken) every load refused ("model.softmax_strength must be a finite number")."""
+    from mistnet.checkpoint import _digest
+
+    path = _copy_model(registry, tmp_path / "models")
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    config = json.loads(meta["config"])
+    config["model"]["softmax_strength"] = math.nan
+    meta["config"] = json.dumps(config)  # NaN written as JSON's NaN, which json.loads takes
+    meta["digest"] = _digest(tensors, meta)  # a file of intact bytes
+    save_file(tensors, str(path), metadata=meta)
+    monkeypatch.setenv(pretrained.ENV, str(path.parent))
+    assert_not_listed(mist(capsys, "models"), "softmax_strength must be a finite number")
+    with pytest.raises(MistError, match="softmax_strength must be a finite number"):
         mistnet.load(NAME)
 
 

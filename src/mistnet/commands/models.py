@@ -21,6 +21,7 @@ import warnings
 
 from mistnet import pretrained
 from mistnet.commands.eval import shown
+from mistnet.config import from_record
 from mistnet.errors import MistError, MistWarning, say
 
 
@@ -65,16 +66,18 @@ def list_models(args: argparse.Namespace) -> int:
     for name in names:
         try:
             ckpt, card = pretrained.read(name)
+            # checked as loading checks it: a config detect refuses was listed as usable
+            model = from_record(ckpt.config, str(ckpt.path)).model
         except MistError as exc:  # one damaged file: the others are still listed
             warnings.warn(f"{name}: not listed ({exc})", MistWarning, stacklevel=1)
             continue
-        model, on = ckpt.config["model"], card.evaluated_on
+        on = card.evaluated_on
         metrics = ", ".join(
             f"{key} {'n/a' if value is None else shown(value)}"
             for key, value in card.metrics.items()
             if "/" not in key and not key.startswith("n_")
         )
-        say(f"{name}: {model['task']}, K = {model['k']}, step {ckpt.step} ({ckpt.path})")
+        say(f"{name}: {model.task}, K = {model.k}, step {ckpt.step} ({ckpt.path})")
         say(f"  {on['split']}: {metrics} on {on['data']}, {on['images']} images")
         say(f"  trained by: {card.command}")
     return 0
