@@ -126,6 +126,28 @@ def test_from_a_folder_that_is_missing_or_incomplete_is_one_line(capsys, tmp_pat
     assert files_under(tmp_path) == before and not data_cache().exists()
 
 
+def test_a_plain_and_a_gzipped_file_of_one_name_must_agree(capsys, tmp_path):
+    """Before: with both NAME and NAME.gz in the folder, the plain one was read and the other
+    never looked at, whatever it held. The same content (``gunzip -k``) is read; different
+    contents are refused, naming both."""
+    import gzip
+
+    content = small_mnist(tmp_path / "src")
+    labels = tmp_path / "src" / "t10k-labels-idx1-ubyte"
+    with gzip.open(f"{labels}.gz", "wb") as f:
+        f.write(content[labels.name][:-1] + b"\x07")  # the last label another
+    before = files_under(tmp_path)
+    out = tmp_path / "ds"
+    result = mist(capsys, "data", "make", "mnist-easy", "--digits", tmp_path / "src", "--out", out)
+    assert_user_error(result, f"{labels} and {labels.name}.gz hold different", "keep the one")
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, "hold different t10k-labels-idx1-ubyte files")
+    assert files_under(tmp_path) == before and not data_cache().exists()
+    with gzip.open(f"{labels}.gz", "wb") as f:
+        f.write(content[labels.name])  # as gunzip -k leaves them: read
+    assert len(load_digits(str(tmp_path / "src")).split("test")[1]) == 6
+
+
 def test_a_link_out_of_the_folder_is_refused_naming_it(capsys, tmp_path):
     # Before: `--from DIR` and `--digits DIR` read an IDX file that a symbolic link in DIR
     # pointed at anywhere on the disk; only the folder given is read now, as import-images does.

@@ -102,20 +102,27 @@ def find_idx(directory: Path, stem: str) -> Path:
     """The file of ``stem`` in ``directory`` under any of its usual names, plain or ``.gz``.
 
     Raises:
-        DataError: none of the names is a file (one that is something else is named), or the
-            file is a symbolic link out of ``directory`` (only the folder given is read).
+        DataError: none of the names is a file (one that is something else is named), the
+            file is a symbolic link out of ``directory`` (only the folder given is read), or
+            two of the names are files of different contents (``gunzip -k`` keeps two of one).
     """
     dotted = stem.replace("-idx", ".idx")  # the spelling of some re-distributions
     names = [directory / name for name in (stem, stem + ".gz", dotted, dotted + ".gz")]
-    for path in names:
-        if path.is_file():
-            real = path.resolve()
-            if not real.is_relative_to(directory.resolve()):
-                raise DataError(
-                    f"{path}: a symbolic link to {real}, outside {directory}; give the folder "
-                    "that holds the file (or copy it in)"
-                )
-            return path
+    found = [path for path in names if path.is_file()]
+    for path in found:
+        real = path.resolve()
+        if not real.is_relative_to(directory.resolve()):
+            raise DataError(
+                f"{path}: a symbolic link to {real}, outside {directory}; give the folder "
+                "that holds the file (or copy it in)"
+            )
+    for other in found[1:]:  # the first was read, the others never looked at
+        if not _same_content(found[0], other):
+            raise DataError(
+                f"{found[0]} and {other.name} hold different {stem} files; keep the one to read"
+            )
+    if found:
+        return found[0]
     for path in names:
         if path.exists():  # a FIFO, a folder: say what it is rather than "missing"
             regular_file(path)
@@ -130,6 +137,17 @@ def open_idx(path: Path) -> BinaryIO:
         return gzip.open(path, "rb")
     f.seek(0)
     return f
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    """Whether the IDX files ``a`` and ``b`` hold the same bytes once decompressed."""
+    with open_idx(a) as fa, open_idx(b) as fb:
+        while True:
+            chunk = fa.read(1 << 20)
+            if chunk != fb.read(1 << 20):
+                return False
+            if not chunk:
+                return True
 
 
 def _copy_checked(source: Path, dest: Path, md5: str, name: str) -> None:
