@@ -503,6 +503,21 @@ def test_the_record_is_not_set_by_a_preset_or_an_override(tmp_path):
         load_preset(str(preset))
 
 
+@pytest.mark.parametrize("names", [["a", "\x1b[31m"], ["a", " "], ["a\nb", "c"]])
+def test_recorded_class_names_are_printable_text(names):
+    """Before: a class name holding an escape (a packaged model's, a run's config.json) was
+    taken, and written raw into detections.csv, which import-images then refused."""
+    from mistnet.config import from_record
+
+    data = load_preset("tiny-cpu").to_dict()
+    data["model"]["num_classes"] = 2
+    data["record"] = {"image_size": [], "class_names": names}
+    with pytest.raises(MistError, match=r"^m.json: record.class_names must be names of print"):
+        from_record(data, "m.json")
+    data["record"]["class_names"] = ["a", "b"]
+    assert from_record(data, "m.json").record.class_names == ("a", "b")
+
+
 @pytest.mark.parametrize(
     "train, message",
     [

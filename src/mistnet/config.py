@@ -306,6 +306,12 @@ def _validate_record(r: RunRecord, m: ModelConfig) -> None:
         f"[] or num_classes = {m.num_classes} distinct names",
         list(r.class_names),
     )
+    _require(  # written raw into detections.csv, which import-images then refused
+        all(n.strip() and not any(unprintable(c) for c in n) for n in r.class_names),
+        "record.class_names",
+        "names of printable text (no control character), none empty",
+        list(r.class_names),
+    )
 
 
 def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
