@@ -838,6 +838,19 @@ def test_a_folder_of_the_users_in_the_data_root_is_refused_before_out_is_made(tm
     assert list((tmp_path / "empty").iterdir()) == [] and (mine / "notes.txt").read_text() == "mine"
 
 
+def test_a_data_root_that_cannot_be_a_folder_is_refused_before_out_is_made(tmp_path, capsys):
+    """Before: refused only once --out was made (a new one left with .mistnet and
+    reproduce.json, an empty one of the user's filled with them)."""
+    (tmp_path / "afile").write_text("notes")
+    (tmp_path / "empty").mkdir()
+    for out in ("new", "empty"):
+        argv = ["table2", "--budget", "smoke", "--out", tmp_path / out, "--no-figures"]
+        result = mist(capsys, "reproduce", *argv, "--data-root", tmp_path / "afile" / "x")
+        assert_user_error(result, "afile/x: not a writable directory", "afile is no directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "empty"]
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
 def test_reproduce_in_python_checks_its_options_before_out_is_made(tmp_path, monkeypatch):
     """Before: data_root="" made the datasets in the working directory, seeds=True and
     figures="no" were taken, a command holding a newline was recorded, log=None failed only

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numbers
 import os
 import shlex
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,24 @@ MARKER = "reproduce.json"
 #: What a reproduction writes inside its directory: the runs of its tables, its datasets.
 CHILDREN = (*TABLE_NAMES, "data")
 NO_SVHN = "SVHN not available (pass --svhn DIR with SVHN format 1)"
+
+
+def _check_could_make(path: Path, option: str) -> None:
+    """Refuse a ``path`` that cannot become a directory, leaving nothing: it, or the nearest
+    of its parents that exists, is no directory (a file on the way) or one where no folder
+    can be made (a folder is made there and removed). Run before ``--out`` is made, so that
+    a bad ``--data-root`` leaves no output behind."""
+    found = path.absolute()
+    while not os.path.lexists(found) and found != found.parent:
+        found = found.parent
+    if not found.is_dir():
+        raise MistError(f"{option} {path}: not a writable directory ({found} is no directory)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mistnet-probe-", dir=found))
+    except OSError as exc:
+        raise MistError(
+            f"{option} {path}: not a writable directory ({found}: {exc.strerror or exc})"
+        ) from None
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -390,6 +409,7 @@ def reproduce(
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
     svhn_path, root = _data_places(tables, plan, out, svhn, data_root, seeds, digits)
+    _check_could_make(root, "--data-root")  # before out is made: a refusal leaves nothing
     _claim_out(out, root, svhn_path)
     for t in tables:  # the user's own table1.md or figure there: refused before anything
         report.check_own_files(out, t.name)
