@@ -409,7 +409,8 @@ def reproduce(
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
     svhn_path, root = _data_places(tables, plan, out, svhn, data_root, seeds, digits)
-    _check_could_make(root, "--data-root")  # before out is made: a refusal leaves nothing
+    if not root.absolute().is_relative_to(out.absolute()):  # out/data: made with out
+        _check_could_make(root, "--data-root")  # before out is made: a refusal leaves nothing
     _claim_out(out, root, svhn_path)
     for t in tables:  # the user's own table1.md or figure there: refused before anything
         report.check_own_files(out, t.name)
