@@ -409,8 +409,7 @@ def _bands(length: int, val: float, test: float) -> dict[str, tuple[int, int]]:
     n_val, n_test = round(val * length) if val else 0, round(test * length) if test else 0
     cuts = np.cumsum([0, length - n_val - n_test, n_val, n_test]).tolist()
     spans = dict(zip(("train", "val", "test"), itertools.pairwise(cuts), strict=True))
-    asked = {"train": True, "val": val > 0, "test": test > 0}
-    return {split: span for split, span in spans.items() if asked[split]}
+    return {s: span for s, span in spans.items() if {"train": 1, "val": val, "test": test}[s]}
 
 
 def _band_truth(t: Truth, coord: int, start: int, stop: int) -> Truth:

@@ -8,11 +8,10 @@ something that can be written to disk (:func:`make_scenes`, ``mist data make``).
 
 Conventions (docs/design.md, Conventions and Data): canvas 80×80, one channel; pixel centres at
 integers, x before y; boxes are ``(cx, cy, w, h)`` with ``w = h = 20`` centred on the digit centre
-(or the Gabor impulse). A 28×28 digit frame centred at integer ``(cx, cy)`` covers
-columns ``cx-14 .. cx+13`` and rows ``cy-14 .. cy+13``, so frame pixel (14, 14), where MNIST
-puts the centre of mass, lands on the box centre. Digits are combined by a pixel-wise max and
-cropped at the canvas edges. MNIST scenes are uint8 (mapped to [0, 1] by the Dataset); Gabor
-scenes are signed float32.
+(or the Gabor impulse). A 28×28 digit frame centred at integer ``(cx, cy)`` covers columns ``cx-14
+.. cx+13`` and rows ``cy-14 .. cy+13``, so frame pixel (14, 14), where MNIST puts the centre of
+mass, lands on the box centre. Digits are combined by a pixel-wise max and cropped at the canvas
+edges. MNIST scenes are uint8 (mapped to [0, 1] by the Dataset); Gabor scenes are signed float32.
 
 Poisson-disk layouts (MNIST-hard) come from ``scipy.stats.qmc.PoissonDisk`` (Bridson, radius
 14 px in [10, 70]^2, 30 candidates). One scipy call costs ~4 ms, far too slow to feed training, so
@@ -549,12 +548,11 @@ def make_scenes(
         seed: dataset seed.
 
     Returns:
-        dict with ``images`` ``(N, C, H, W)`` (generator dtype), ``boxes`` float32 ``(N, M, 4)``
-        (padding 0), ``labels`` int64 ``(N, M)`` (padding -1), ``counts`` int64 ``(N,)``, with
-        ``M = generator.max_count``.
+        ``images`` ``(N, C, H, W)`` (generator dtype), ``boxes`` float32 ``(N, M, 4)`` (padding
+        0), ``labels`` int64 ``(N, M)`` (padding -1), ``counts`` int64 ``(N,)``; M: max_count.
 
     Raises:
-        TypeError: no generator, or indices that are no 1-D sequence of integers.
+        TypeError: no generator, indices that are no 1-D sequence of integers.
         ArgumentError: more scenes than this machine has the memory for, naming ``indices``.
     """
     if not isinstance(generator, SceneGenerator):  # a name: build_generator(name) makes one

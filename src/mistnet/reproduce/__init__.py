@@ -347,11 +347,14 @@ def _data_places(
 
     SVHN is checked up front (h5py opens both digitStruct.mat) so that ``all`` cannot fail at
     Table 4, and whenever given: a mistyped ``--svhn`` is said at once, not when Table 4 is
-    run; a folder of the user's where a dataset of the plan goes is refused.
+    run; a folder of the user's where a dataset of the plan goes is refused, as is a data root
+    that cannot be made.
     """
     svhn_path = None if svhn is None else svhn_usable(svhn)
     root = Path(data_root) if data_root is not None else out / "data"
     _check_apart(root, out)
+    if not root.absolute().is_relative_to(out.absolute()):  # out/data: made with out
+        _check_could_make(root, "--data-root")
     for t in tables:
         if _not_run(t, svhn_path) is None:
             check_datasets(root, plan, list(_data_keys(t)), list(range(seeds)), digits)
@@ -409,8 +412,6 @@ def reproduce(
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
     svhn_path, root = _data_places(tables, plan, out, svhn, data_root, seeds, digits)
-    if not root.absolute().is_relative_to(out.absolute()):  # out/data: made with out
-        _check_could_make(root, "--data-root")  # before out is made: a refusal leaves nothing
     _claim_out(out, root, svhn_path)
     for t in tables:  # the user's own table1.md or figure there: refused before anything
         report.check_own_files(out, t.name)
