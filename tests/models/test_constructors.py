@@ -26,6 +26,11 @@ def _nets():
     return HeatmapNet(1, width=4, depth=1), task
 
 
+def _mist(**kwargs):
+    """A MIST of :func:`_nets` at their patch side (another is refused first)."""
+    return MIST(*_nets(), patch_size=8, **kwargs)
+
+
 @pytest.mark.parametrize(
     "dilations, shown",
     [([1.5] * 4, "1.5"), ([2.9] * 4, "2.9"), ([1.5], "1.5"), ([2, 2, 2, 2.0], "2.0")],
@@ -75,21 +80,21 @@ def test_dilations_that_are_integers_are_taken():
         (lambda: GridMIST(_nets()[1], rows=2.5, cols=2.5), "rows must be an integer >= 1, got 2.5"),
         (lambda: GridMIST(_nets()[1], cols="3"), "cols must be an integer >= 1, got '3'"),
         # Before: TypeError "'<' not supported between instances of 'str' and 'int'"
-        (lambda: MIST(*_nets(), k="2"), "k must be an integer >= 1, got '2'"),
+        (lambda: _mist(k="2"), "k must be an integer >= 1, got '2'"),
         # Before: all accepted, refused at the first forward (patch_size as "size")
-        (lambda: MIST(*_nets(), k=2.5), "k must be an integer >= 1, got 2.5"),
-        (lambda: MIST(*_nets(), k=True), "k must be an integer >= 1, got True"),
+        (lambda: _mist(k=2.5), "k must be an integer >= 1, got 2.5"),
+        (lambda: _mist(k=True), "k must be an integer >= 1, got True"),
         (lambda: MIST(*_nets(), patch_size=1), "patch_size must be an integer >= 2, got 1"),
-        (lambda: MIST(*_nets(), softmax_window=2), "softmax_window must be an odd integer >= 1"),
-        (lambda: MIST(*_nets(), nms_window=4), r"nms_window must be an odd integer in \[1, "),
+        (lambda: _mist(softmax_window=2), "softmax_window must be an odd integer >= 1"),
+        (lambda: _mist(nms_window=4), r"nms_window must be an odd integer in \[1, "),
         (
-            lambda: MIST(*_nets(), softmax_window=5, nms_window=7),
+            lambda: _mist(softmax_window=5, nms_window=7),
             r"nms_window must be an odd integer in \[1, softmax_window=5\], got 7",
         ),
-        (lambda: MIST(*_nets(), softmax_strength=math.nan), "softmax_strength must be a finite"),
-        (lambda: MIST(*_nets(), softmax_eps=-1), "softmax_eps must be a finite number >= 0"),
-        (lambda: MIST(*_nets(), sides=()), "sides must hold at least one box side"),
-        (lambda: MIST(*_nets(), sides=(40.0, 20.0)), "sides must be strictly increasing"),
+        (lambda: _mist(softmax_strength=math.nan), "softmax_strength must be a finite"),
+        (lambda: _mist(softmax_eps=-1), "softmax_eps must be a finite number >= 0"),
+        (lambda: _mist(sides=()), "sides must hold at least one box side"),
+        (lambda: _mist(sides=(40.0, 20.0)), "sides must be strictly increasing"),
         # Before: TypeError "new(): invalid data type 'str'"
         (lambda: grid_keypoints(9, 9, rows="3"), "rows must be an integer >= 1, got '3'"),
         # Before: "grid cells must be square ..." for a height that is no integer
@@ -99,10 +104,10 @@ def test_dilations_that_are_integers_are_taken():
         (lambda: grid_keypoints(9, 9, dtype=torch.int64), "dtype must be a floating-point"),
         # Before: accepted; every detection scored 0
         (
-            lambda: MIST(*_nets(), softmax_eps=1e300),
+            lambda: _mist(softmax_eps=1e300),
             r"softmax_eps must be in \[0, 1\), got 1e\+300",
         ),
-        (lambda: MIST(*_nets(), softmax_eps=1.0), r"softmax_eps must be in \[0, 1\), got 1.0"),
+        (lambda: _mist(softmax_eps=1.0), r"softmax_eps must be in \[0, 1\), got 1.0"),
         # Before: every soft-argmax position NaN
         (
             lambda: ChannelWiseHeatmap(1, temperature=1e-320),
@@ -126,7 +131,7 @@ def test_constructors_refuse_arguments_by_name(call, message):
         # Before: accepted; the forward failed: "'NoneType' object is not callable"
         (lambda: MIST(None, _nets()[1]), "heatmap_net must be a torch.nn.Module, got NoneType"),
         (lambda: MIST(_nets()[0], "net"), "task_net must be a torch.nn.Module, got str"),
-        (lambda: MIST(*_nets(), sides="20"), "sides must be a sequence of box sides"),
+        (lambda: _mist(sides="20"), "sides must be a sequence of box sides"),
         (lambda: HeatmapBody(1, channels_last="no"), "channels_last must be True or False"),
         (lambda: grid_keypoints(9, 9, device=[0]), "device must be a torch.device or its name"),
     ],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mistnet.models.baselines import grid_keypoints
+from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints
 from mistnet.models.heatmap import check_images
 from mistnet.models.patch import PatchAutoencoder, PatchClassifier
 from mistnet.ops import (
@@ -78,6 +78,7 @@ class PatchModel(nn.Module):
 
     Subclasses say where the K patches are in :meth:`forward`: :class:`MIST` by E_K on its
     heatmaps, :class:`ChannelWiseMIST` by soft-argmax, :class:`GridMIST` by a fixed tiling.
+    ``PatchModel`` itself is abstract and cannot be built.
 
     Args:
         heatmap_net: the network that finds the instances (``nn.Identity`` for a fixed tiling);
@@ -93,10 +94,12 @@ class PatchModel(nn.Module):
             (:func:`median_background`), so the instances explain what differs from it.
 
     Raises:
-        TypeError: a network that is no ``nn.Module``.
+        TypeError: ``PatchModel`` itself (abstract), a network that is no ``nn.Module``, or a
+            ``heatmap_net`` of a kind the subclass cannot read.
         ValueError: an unknown ``task`` or ``background``, a :class:`PatchClassifier` as
             ``task_net`` of ``task="reconstruct"`` (a :class:`PatchAutoencoder` of
-            ``"classify"``), or a ``k``, ``sides`` or ``patch_size`` out of range.
+            ``"classify"``), one of those built for patches of another side than
+            ``patch_size``, or a ``k``, ``sides`` or ``patch_size`` out of range.
     """
 
     def __init__(
@@ -109,13 +112,20 @@ class PatchModel(nn.Module):
         patch_size: int = 32,
         background: str = "none",
     ) -> None:
+        if type(self) is PatchModel:  # was built; its forward raised NotImplementedError
+            raise TypeError(
+                "PatchModel is abstract (it does not say where the patches are): build a MIST, "
+                "ChannelWiseMIST or GridMIST"
+            )
         super().__init__()
         for name, net in (("heatmap_net", heatmap_net), ("task_net", task_net)):
             if not isinstance(net, nn.Module):  # None failed at the first forward
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
+        self._check_heatmap_net(heatmap_net)
         if task not in ("classify", "reconstruct"):
             raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
-        _check_task_net(task_net, task)
+        patch_size = check_int(patch_size, "patch_size", 2)
+        _check_task_net(task_net, task, patch_size)
         if background not in ("none", "median"):
             raise ValueError(f"background must be 'none' or 'median', got {background!r}")
         self.heatmap_net = heatmap_net
@@ -123,8 +133,16 @@ class PatchModel(nn.Module):
         self.task = task
         self.k = check_int(k, "k")  # what E_K and the sampler refuse at the first forward
         self.sides = tuple(check_sides(sides, torch.device("cpu"), torch.float64).tolist())
-        self.patch_size = check_int(patch_size, "patch_size", 2)
+        self.patch_size = patch_size
         self.background = background
+
+    def _check_heatmap_net(self, heatmap_net: nn.Module) -> None:
+        """Refuse a ``heatmap_net`` of a kind this model cannot read; here any module is taken
+        (a subclass that reads its outputs says which it needs).
+
+        Raises:
+            TypeError: in a subclass, naming the kind it needs.
+        """
 
     #: Why K is fixed, for a model that always finds its own K (``""``: any ``k`` is taken).
     fixed_k = ""
@@ -199,19 +217,28 @@ class PatchModel(nn.Module):
 _TASK_OF = {PatchClassifier: "classify", PatchAutoencoder: "reconstruct"}
 
 
-def _check_task_net(task_net: nn.Module, task: str) -> None:
-    """Refuse a task network of mistnet's that does the other task: a classifier's logits
-    were pasted back as patches (or decoded patches read as logits) at the first forward.
+def _check_task_net(task_net: nn.Module, task: str, patch_size: int) -> None:
+    """Refuse a task network of mistnet's that does the other task, or that was built for
+    patches of another side than ``patch_size`` (the side it keeps as ``patch_size``). Before, a
+    classifier's logits were pasted back as patches (or decoded patches read as logits) at the
+    first forward, and a side that differs was refused only there ("patches must be 32×32").
 
     Raises:
-        ValueError: naming ``task`` and ``task_net``'s class.
+        ValueError: naming ``task`` (or ``patch_size``) and ``task_net``'s class.
     """
+    name = type(task_net).__name__
     does = next((t for cls, t in _TASK_OF.items() if isinstance(task_net, cls)), task)
     if does != task:
         wanted = next(cls.__name__ for cls, t in _TASK_OF.items() if t == task)
         raise ValueError(
-            f"task={task!r} needs a {wanted} as task_net, got a {type(task_net).__name__} "
+            f"task={task!r} needs a {wanted} as task_net, got a {name} "
             f"(which does {does!r}); pass task={does!r} or another task_net"
+        )
+    side = task_net.patch_size if isinstance(task_net, tuple(_TASK_OF)) else patch_size
+    if side != patch_size:
+        raise ValueError(
+            f"patch_size={patch_size} but task_net (a {name}) takes {side}×{side} patches; "
+            f"pass patch_size={side} or build the {name} with patch_size={patch_size}"
         )
 
 
@@ -243,7 +270,10 @@ class MIST(PatchModel):
         background: as :class:`PatchModel`.
 
     Raises:
-        TypeError, ValueError: what :class:`PatchModel` refuses, or a ``softmax_window``,
+        TypeError: what :class:`PatchModel` refuses, or a
+            :class:`~mistnet.models.ChannelWiseHeatmap` as ``heatmap_net`` (its forward gives
+            keypoints, not logits: it goes in a :class:`ChannelWiseMIST`).
+        ValueError: what :class:`PatchModel` refuses, or a ``softmax_window``,
             ``softmax_strength``, ``softmax_eps`` (in [0, 1)) or ``nms_window`` out of range.
     """
 
@@ -272,6 +302,22 @@ class MIST(PatchModel):
         self.nms_window = check_int(
             nms_window, "nms_window", 1, window, odd=True, high_text=f"softmax_window={window}"
         )
+
+    def _check_heatmap_net(self, heatmap_net: nn.Module) -> None:
+        """Refuse a :class:`~mistnet.models.ChannelWiseHeatmap`: its forward gives K keypoints
+        ``(B, K, 3)``, not the ``(B, S, H, W)`` logits E_K reads. Before, the first forward
+        failed in the local softmax ("logits must have shape (B, S, H, W), got (1, 2, 3)"),
+        naming an argument the caller never passed.
+
+        Raises:
+            TypeError: saying to build a :class:`ChannelWiseMIST` with it.
+        """
+        if isinstance(heatmap_net, ChannelWiseHeatmap):
+            raise TypeError(
+                "MIST needs a heatmap_net of (B, S, H, W) logits such as HeatmapNet, got a "
+                "ChannelWiseHeatmap (whose forward gives K keypoints): build a ChannelWiseMIST "
+                "with it"
+            )
 
     def log_heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Raw logits and the log of the spatial-softmax heatmaps, both ``(B, S, H, W)``.
@@ -340,9 +386,72 @@ class ChannelWiseMIST(MIST):
 
     ``heatmap_net`` is a :class:`~mistnet.models.ChannelWiseHeatmap`; its keypoints are
     differentiable, so the baseline trains by plain backpropagation through S (and S^-1).
+
+    Args:
+        heatmap_net: a :class:`~mistnet.models.ChannelWiseHeatmap` of K channels.
+        k: K, that of ``heatmap_net`` (None: taken from it).
+        task_net, task, sides, patch_size, softmax_window, softmax_strength, softmax_eps,
+            nms_window, background: as :class:`MIST`.
+
+    Raises:
+        TypeError: what :class:`MIST` refuses, or a ``heatmap_net`` that is no
+            :class:`~mistnet.models.ChannelWiseHeatmap` (a :class:`~mistnet.models.HeatmapNet`
+            goes in a :class:`MIST`).
+        ValueError: what :class:`MIST` refuses, or a ``k`` other than ``heatmap_net``'s K.
     """
 
     fixed_k = "one heatmap channel per instance"
+
+    def __init__(
+        self,
+        heatmap_net: nn.Module,
+        task_net: nn.Module,
+        task: str = "classify",
+        k: int | None = None,
+        sides: tuple[float, ...] = (20.0,),
+        patch_size: int = 32,
+        softmax_window: int = 15,
+        softmax_strength: float = 10.0,
+        softmax_eps: float = 1e-6,
+        nms_window: int = 5,
+        background: str = "none",
+    ) -> None:
+        if k is None and isinstance(heatmap_net, ChannelWiseHeatmap):
+            k = heatmap_net.k  # else refused by _check_heatmap_net before k is read
+        super().__init__(
+            heatmap_net,
+            task_net,
+            task,
+            k,
+            sides,
+            patch_size,
+            softmax_window,
+            softmax_strength,
+            softmax_eps,
+            nms_window,
+            background,
+        )
+        if self.k != heatmap_net.k:  # was taken: model.k said 3, every forward found 2
+            raise ValueError(
+                f"k={self.k} but heatmap_net has K={heatmap_net.k} channels (one per keypoint); "
+                f"pass k={heatmap_net.k} or a ChannelWiseHeatmap of k={self.k}"
+            )
+
+    def _check_heatmap_net(self, heatmap_net: nn.Module) -> None:
+        """Refuse a ``heatmap_net`` that is no :class:`~mistnet.models.ChannelWiseHeatmap`, whose
+        ``logits``, ``keypoints`` and ``temperature`` the forward reads. Before, a
+        :class:`~mistnet.models.HeatmapNet` was taken and the first forward raised
+        AttributeError ("'HeatmapNet' object has no attribute 'logits'").
+
+        Raises:
+            TypeError: naming the class given.
+        """
+        if not isinstance(heatmap_net, ChannelWiseHeatmap):
+            raise TypeError(
+                "ChannelWiseMIST needs a ChannelWiseHeatmap as heatmap_net (one soft-argmax "
+                f"channel per keypoint), got a {type(heatmap_net).__name__}; a heatmap network "
+                "of (B, S, H, W) logits such as HeatmapNet goes in a MIST"
+            )
 
     def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.heatmap_net.logits(images)  # (B, K, H, W)
@@ -369,6 +478,10 @@ class GridMIST(PatchModel):
         task_net, task, sides, patch_size, background: as :class:`PatchModel`; K is
             ``rows * cols``.
         rows, cols: the tiling.
+
+    Raises:
+        TypeError, ValueError: what :class:`PatchModel` refuses, or ``rows`` or ``cols`` no
+            integer >= 1.
     """
 
     fixed_k = "the cells of its tiling"
@@ -388,13 +501,31 @@ class GridMIST(PatchModel):
         self.rows, self.cols = rows, cols
 
     def keypoints(self, images: Tensor) -> Tensor:
-        """The tiling of ``images`` ``(B, C, H, W)`` as keypoints ``(B, rows·cols, 3)``."""
+        """The tiling of ``images`` ``(B, C, H, W)`` as keypoints ``(B, rows·cols, 3)``.
+
+        Raises:
+            ValueError: more cells than the images have pixels (as :class:`MIST` refuses a
+                ``k`` beyond ``H*W``), or a tiling :func:`~mistnet.models.grid_keypoints`
+                refuses (cells that are not square).
+        """
         B, _, H, W = images.shape
+        if self.k > H * W:  # 1000×1000 cells of a 40×40 image: torch's allocator, for 65 GB
+            raise ValueError(
+                f"rows={self.rows}, cols={self.cols}: {self.k:,} cells, more than the "
+                f"H*W={H * W} pixels of the images; lower rows and cols"
+            )
         grid = grid_keypoints(H, W, self.rows, self.cols, device=images.device, dtype=images.dtype)
         return grid.expand(B, -1, -1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
-        """The task network on every cell of the tiling (``k``, if given, must be K)."""
+        """The task network on every cell of the tiling (``k``, if given, must be K).
+
+        Raises:
+            TypeError, ValueError: ``images`` as :meth:`check_input` refuses them, a ``k``
+                other than K, a tiling :meth:`keypoints` refuses, or patches (and the task
+                network's maps of them) that would not fit in memory
+                (:func:`~mistnet.ops.extract_patches`, :class:`~mistnet.models.PatchEncoder`).
+        """
         self.check_input(images, k)
         keypoints = self.keypoints(images)
         scores = torch.ones(keypoints.shape[:2], device=images.device, dtype=images.dtype)

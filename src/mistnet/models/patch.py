@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mistnet.models.heatmap import check_images, check_weights
-from mistnet.ops._checks import check_int, require_dense
+from mistnet.ops._checks import check_int, check_memory, require_dense
 
 __all__ = [
     "PatchAutoencoder",
@@ -109,17 +109,29 @@ class PreNormResBlock(nn.Module):
 
     Shape:
         - Input / output: ``(N, channels, H, W)``.
+
+    Raises:
+        ValueError: a ``channels`` that is no integer >= 1.
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        check_int(channels, "channels")
+        self.channels = check_int(channels, "channels")
         self.norm1 = nn.GroupNorm(1, channels)
         self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
         self.norm2 = nn.GroupNorm(1, channels)
         self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``(N, channels, H, W)`` through the block, same shape.
+
+        Raises:
+            TypeError, ValueError: ``x`` no ``(N, channels, H, W)`` floating tensor on the
+                block's device and of its dtype (:func:`~mistnet.models.heatmap.check_images`;
+                metadata only). Before, torch's RuntimeError from group_norm ("Expected weight
+                to be a vector of size equal to the number of channels") or "mixed dtype (CPU)".
+        """
+        check_images(x, self, self.channels, "x")
         y = F.relu(self.conv1(self.norm1(x)))
         y = self.conv2(self.norm2(y))
         return F.relu(y + x)
@@ -176,6 +188,7 @@ class PatchEncoder(nn.Module):
         _check_weights(in_channels, base_width, levels, blocks)
         self.in_channels = in_channels
         self.patch_size = patch_size
+        self.base_width = base_width
         self.pad = _padded_size(patch_size, levels) - patch_size
         stages: list[nn.Module] = []
         channels = in_channels
@@ -197,9 +210,19 @@ class PatchEncoder(nn.Module):
         Raises:
             TypeError, ValueError: patches the encoder cannot take, naming ``patches``: no
                 tensor, on the meta device, of another shape, integer, or another dtype
-                (float64, bfloat16) or device than its weights.
+                (float64, bfloat16) or device than its weights; or so many that its first
+                feature maps would not fit in memory (:func:`~mistnet.ops._checks.check_memory`).
         """
         x = _flatten_patches(patches, self, ranks=(4,))
+        N, _, P, _ = x.shape
+        first = (N, self.base_width, P + self.pad, P + self.pad)  # the least it holds at once
+        # a million patches of a 1000×1000 tiling failed in torch's allocator (65 GB)
+        check_memory(
+            first,
+            x,
+            f"patches: the encoder's first feature maps (N, base_width, P, P) = {first}",
+            "patches: lower B or K, base_width or patch_size",
+        )
         if self.pad:
             x = F.pad(x, (0, self.pad, 0, self.pad))
         return self.stages(x).flatten(1)  # (N, latent_dim)
