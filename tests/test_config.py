@@ -357,6 +357,8 @@ def test_load_json_rejects_garbage(tmp_path):
         ("train.centre_sigma=2e6", r"train.centre_sigma must be in \[1e-6, 1e6\]"),
         ("model.softmax_strength=1e-300", r"model.softmax_strength must be a number float32"),
         ("model.softmax_strength=1e-45", r"model.softmax_strength must be a number float32"),
+        # before: trained on x, while predict and detect fed the classifier 2x - 1
+        ("model.output=signed", r"model.output must be 'sigmoid' for a classifier"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):

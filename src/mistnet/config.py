@@ -246,6 +246,12 @@ def _validate_model(m: ModelConfig) -> None:
     for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):
         _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
     _require(m.patch_size >= 2, "model.patch_size", ">= 2", m.patch_size)
+    _require(  # a classifier has none: predict and detect fed it 2x - 1, training x
+        m.task == "reconstruct" or m.output == "sigmoid",
+        "model.output",
+        "'sigmoid' for a classifier (the auto-encoder's output; 'signed' needs task reconstruct)",
+        m.output,
+    )
     _require(  # each level halves the patch: beyond one pixel, channels double for nothing
         m.patch_levels <= m.patch_size.bit_length() - 1,
         "model.patch_levels",
