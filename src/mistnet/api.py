@@ -50,6 +50,7 @@ from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, pixel_count
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
+from mistnet.ops._checks import as_real
 from mistnet.outputs import claim_output
 from mistnet.rundir import Run
 
@@ -209,16 +210,15 @@ def predict(
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k must be a positive integer, got {k!r}")
     if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise ValueError(f"k must be a positive integer, got {validate.shown(k)}")
     k = int(k)
     if isinstance(model, GridMIST) and k != model.k:
         raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
-    min_score = default_min_score(model) if min_score is None else _scalar(min_score)
-    if isinstance(min_score, bool) or not isinstance(min_score, numbers.Real):
-        raise TypeError(f"min_score must be a number, got {min_score!r}")
-    min_score = float(min_score)
+    given = default_min_score(model) if min_score is None else _scalar(min_score)
+    if (min_score := as_real(given)) is None:  # 10**400: an OverflowError in float()
+        raise TypeError(f"min_score must be a number, got {given!r}")
     if not 0 <= min_score <= 1:  # NaN included
-        raise ValueError(f"min_score must be a score in [0, 1], got {min_score!r}")
+        raise ValueError(f"min_score must be a score in [0, 1], got {validate.shown(given)}")
     cfg = model.config
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
@@ -270,11 +270,7 @@ def load(run: str | os.PathLike, which: str = "best", device: str | torch.device
         validate.path_argument(run, "run")
     try:
         cfg, model, ckpt = pretrained.load_any(run, which, device=device)
-    except MistError as exc:  # a folder that is no run, no checkpoint, a damaged file
-        if isinstance(exc, ValueError):
-            raise
-        raise DataError(str(exc)) from None
-    except OSError as exc:  # a name too long for the file system
+    except OSError as exc:  # a folder it cannot read
         raise DataError(f"run {os.fspath(run)!r}: {exc.strerror or exc}") from None
     model.config, model.run = cfg, Path(run).resolve() if Path(run).exists() else ckpt.path
     model.checkpoint = ckpt.path.resolve()  # what fit(model) trains on from
@@ -406,23 +402,18 @@ _NOT_IN_MEMORY = tuple(
 
 
 def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: dict) -> Config:
-    """The config :func:`fit` trains with; a preset, key or value it refuses is an
-    :class:`~mistnet.errors.ArgumentError` (a ``ValueError``), as every other bad argument."""
-    try:
-        cfg = _config_of(model_or_preset)
-        for name, value in overrides.items():
-            if name in _NOT_IN_MEMORY:  # else ignored silently
-                raise ArgumentError(
-                    f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
-                    f"out {name} (mist train --data DIR trains on a dataset directory)"
-                )
-        _override(cfg, overrides)
-        cfg.data.path, cfg.data.name = "", IN_MEMORY
-        return config_module.validate(cfg)
-    except MistError as exc:
-        if isinstance(exc, ValueError):
-            raise
-        raise ArgumentError(str(exc)) from None
+    """The config :func:`fit` trains with; a preset, key or value it refuses is a
+    ``ValueError`` (:class:`~mistnet.errors.MistError`), as every other bad argument."""
+    cfg = _config_of(model_or_preset)
+    for name, value in overrides.items():
+        if name in _NOT_IN_MEMORY:  # else ignored silently
+            raise ArgumentError(
+                f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
+                f"out {name} (mist train --data DIR trains on a dataset directory)"
+            )
+    _override(cfg, overrides)
+    cfg.data.path, cfg.data.name = "", IN_MEMORY
+    return config_module.validate(cfg)
 
 
 def fit(
@@ -497,7 +488,7 @@ def fit(
     if progress is None:
         progress = sys.stderr.isatty()
     data = (train_set, val_set)
-    _train(cfg, out, device=device, max_minutes=max_minutes, progress=progress, threads=threads,
+    train(cfg, out, device=device, max_minutes=max_minutes, progress=progress, threads=threads,
            data=data)  # fmt: skip
     return load(out, device=device)
 
@@ -517,23 +508,10 @@ def _check_out(out: object) -> None:
     """Refuse an ``out`` of :func:`fit` that is no path, or empty (the working directory)."""
     if not isinstance(out, str | os.PathLike):
         raise TypeError(f"out must be a path (str or os.PathLike), got {type(out).__name__}")
-    if not os.fspath(out):
+    if not validate.path_argument(out, "out"):  # a NUL: "embedded null byte", naming nothing
         raise ArgumentError("out '' is an empty path; give the run directory to write")
     run = Run(out)
-    try:  # what training's own claim would refuse, said of ``out`` rather than ``--out``
-        claim_output(out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out")
-    except MistError as exc:
-        raise ArgumentError(str(exc)) from None
+    # what training's own claim would refuse, said of ``out`` rather than ``--out``
+    claim_output(out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out")
     if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's
         raise ArgumentError(f"out {out} already holds a run; give another out")
-
-
-def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:
-    """:func:`mistnet.loop.train`, its refusals as :class:`~mistnet.errors.ArgumentError`, as
-    :func:`_fit_config`'s: every refusal of :func:`fit` is a ``ValueError``."""
-    try:
-        train(cfg, out, **options)
-    except MistError as exc:
-        if isinstance(exc, ValueError):
-            raise
-        raise ArgumentError(str(exc)) from exc

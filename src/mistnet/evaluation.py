@@ -136,7 +136,8 @@ def _count(value: object, name: str) -> int:
     """
     n = validate.as_integer(value)
     if n is None or n < 0:
-        raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {value!r}")
+        got = validate.shown(value)
+        raise ArgumentError(f"{name} must be an integer >= 0 (0: the run's), got {got}")
     return n
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import math
-import numbers
 import os
 import stat
 import tokenize
@@ -85,7 +84,8 @@ def path_argument(value: str | os.PathLike, name: str) -> str:
 
     Raises:
         TypeError: not a str or path-like object.
-        ArgumentError: it holds a NUL character, which the OS refuses deep inside.
+        ArgumentError: it holds a NUL character, which the OS refuses deep inside, or a name
+            longer than a file system takes (255 bytes: "File name too long" from the OS).
 
     Example:
         >>> path_argument("run\x00", "run")
@@ -98,7 +98,18 @@ def path_argument(value: str | os.PathLike, name: str) -> str:
         raise TypeError(f"{name} must be a path as text, got {type(value).__name__}")
     if "\0" in text:
         raise ArgumentError(f"{name} {text!r} holds a NUL character; no file is named so")
+    for part in text.split(os.sep):
+        size = len(part.encode("utf-8", "replace"))  # os.fsencode's bytes, or about
+        if size > NAME_MAX:
+            raise ArgumentError(
+                f"{name} {text[:60]!r}...: a name of {size} bytes, more than the {NAME_MAX} a "
+                "file system takes"
+            )
     return text
+
+
+#: The longest name of a file or folder most file systems take, in bytes (ext4, XFS, APFS).
+NAME_MAX = 255
 
 
 def _mode(path: Path, missing: str) -> int:
@@ -194,16 +205,8 @@ def _real_number(value: object, name: str) -> float:
     if (x := _checks.as_real(value)) is None:
         raise TypeError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(x):
-        raise ArgumentError(f"{name} must be a finite number, got {_shown(value)}")
+        raise ArgumentError(f"{name} must be a finite number, got {shown(value)}")
     return x
-
-
-def _shown(value: object) -> str:
-    """``value`` as a message shows it: an integer beyond floats by what it is, not by its
-    hundreds of digits."""
-    if isinstance(value, numbers.Integral) and math.isinf(_checks.as_real(value)):
-        return "an integer beyond floats"
-    return repr(value)
 
 
 def class_name(name: str, where: str | os.PathLike) -> str:
@@ -297,6 +300,7 @@ def flag(value: object, name: str) -> bool:
 
 #: What counts as an integer argument: :func:`mistnet.ops._checks.as_integer`, the one test.
 as_integer = _checks.as_integer
+shown = _checks.shown
 
 
 def seed(value: object, name: str = "seed") -> int:
@@ -310,7 +314,7 @@ def seed(value: object, name: str = "seed") -> int:
     if n is None:
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 <= n < 2**63:
-        raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {n}")
+        raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {shown(n)}")
     return n
 
 
@@ -334,11 +338,11 @@ def threads(value: object, name: str = "threads") -> int:
     if n is None:
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if n < 0:
-        raise ArgumentError(f"{name} must be 0 (torch's choice) or more, got {n}")
+        raise ArgumentError(f"{name} must be 0 (torch's choice) or more, got {shown(n)}")
     if n > max_threads():
         raise ArgumentError(
             f"{name} must be at most {max_threads()} (4 x the {os.cpu_count()} cores, at least "
-            f"64), got {n}"
+            f"64), got {shown(n)}"
         )
     return n
 
@@ -497,13 +501,13 @@ def typed_value(value: Any, annotation: Any, key: str) -> Any:
         if (n := as_integer(value)) is None:
             raise MistError(f"{key} must be an integer, got {value!r}")
         if not -(2**63) < n < 2**63:  # what torch and numpy hold (seeds, sizes, steps)
-            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {n}")
+            raise MistError(f"{key} must be an integer in (-2**63, 2**63), got {shown(n)}")
         return n
     if annotation is float:
         if (x := _checks.as_real(value)) is None:  # 0-d tensors too, as for int
             raise MistError(f"{key} must be a number, got {value!r}")
         if not math.isfinite(x):  # NaN would pass every range check; JSON has no inf
-            raise MistError(f"{key} must be a finite number, got {_shown(value)}")
+            raise MistError(f"{key} must be a finite number, got {shown(value)}")
         if abs(x) > _FLOAT32_MAX:  # infinite in the networks' float32 (a side, a rate)
             raise MistError(f"{key} must be a finite float32 (at most 3.4e38), got {value!r}")
         return x

@@ -136,6 +136,13 @@ def test_predict_takes_numpy_and_torch_scalars_for_k_min_score_and_max_pixels(ti
     for score in ("0.5", [0.5], torch.tensor([0.5, 0.6])):
         with pytest.raises(TypeError, match="min_score must be a number"):
             model.predict(image, min_score=score)
+    # an int beyond floats: an OverflowError before; one beyond 4,300 digits: Python's own
+    # "Exceeds the limit" ValueError, naming no argument
+    for score in (10**400, 10**5000):
+        with pytest.raises(ValueError, match=r"^min_score must be a score in \[0, 1\], got an"):
+            model.predict(image, min_score=score)
+    with pytest.raises(ValueError, match=r"^k must be a positive integer, got an integer of"):
+        model.predict(image, k=-(10**5000))
     for k in (np.uint64(2**64 - 1), torch.tensor(10**6)):  # the k, not the image, is at fault
         with pytest.raises(ValueError, match=r"^k = \d+ asks for more detections than image 0"):
             model.predict(image, k=k)

@@ -74,7 +74,9 @@ class SceneDataset(Dataset):
             raise TypeError(f"size must be an integer, got {size!r}")  # 2.5 was cut to 2
         self.size = DEFAULT_SIZES[self.split] if size is None else int(size)
         if not 0 <= self.size <= sys.maxsize:  # len() of more raises OverflowError
-            raise ValueError(f"size must be an integer in 0..{sys.maxsize}, got {self.size}")
+            raise ValueError(
+                f"size must be an integer in 0..{sys.maxsize}, got {validate.shown(size)}"
+            )
         # scene i is a pure function of (i, split, seed): "0", 1.5 or 2**64 made other scenes
         self.seed = validate.seed(seed)
         self.name = self.generator.name

@@ -208,6 +208,21 @@ def check_spatial(x: Tensor, name: str, expected: str) -> Tensor:
     return check_nonempty(x, name, expected, "H, W")
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` as a message quotes it, an integer beyond 64 bits by its size: Python
+    refuses to write one of more than 4,300 digits ("Exceeds the limit ... for integer string
+    conversion", naming no argument), and hundreds of digits would bury the message.
+
+    Example:
+        >>> shown(3), shown(2**64), shown(10**5000)
+        ('3', 'an integer of 65 bits', 'an integer of 16610 bits')
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        if int(value).bit_length() > 64:
+            return f"an integer of {int(value).bit_length()} bits"
+    return repr(value)
+
+
 def as_integer(value: object) -> int | None:
     """``value`` as an ``int`` if it is an integer: Python's, numpy's, or a 0-d integer tensor
     or array (a ``k`` computed with torch); None for anything else: a bool (numpy's, a bool
@@ -281,7 +296,7 @@ def check_int(
     if n is None or n < low or (high is not None and n > high) or (odd and n % 2 == 0):
         bound = f">= {low}" if high is None else f"in [{low}, {high_text or high}]"
         raise ValueError(
-            f"{name} must be {'an odd' if odd else 'an'} integer {bound}, got {value!r}"
+            f"{name} must be {'an odd' if odd else 'an'} integer {bound}, got {shown(value)}"
         )
     return n
 
@@ -305,5 +320,5 @@ def check_number(
         bound = "> 0" if positive else ">= 0"
         if x > high and math.isfinite(x):
             bound += f" and <= {high_text or f'{high:g}'}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {shown(value)}")
     return x
