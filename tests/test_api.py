@@ -425,7 +425,9 @@ def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_check
     with pytest.raises(ValueError, match="best.safetensors is corrupt or truncated"):
         mistnet.load(run)
     # Before: a bare OSError (file name too long) and ValueError (embedded null byte).
-    with pytest.raises(ValueError, match="a name of 5000 bytes, more than the 255 a file system takes"):
+    with pytest.raises(
+        ValueError, match="a name of 5000 bytes, more than the 255 a file system takes"
+    ):
         mistnet.load("x" * 5000)
     with pytest.raises(ValueError, match=r"run 'r\\x00' holds a NUL character"):
         mistnet.load("r\x00")

@@ -66,6 +66,13 @@ def test_write_read_round_trip(tmp_path):
         assert set(a) == set(b)
         for k in a:
             assert torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype
+    # indexed as SceneDataset is: 1.0 and True were numpy's IndexError, a slice its TypeError
+    assert torch.equal(ds[-1]["image"], ref[2]["image"]) and len(list(ds)) == 3
+    for index, error in ((1.0, TypeError), (True, TypeError), (slice(0, 2), TypeError),
+                         (3, IndexError), (-4, IndexError)):  # fmt: skip
+        for dataset in (ds, ref):
+            with pytest.raises(error, match="^scene index"):
+                dataset[index]
     assert isinstance(open_dataset(d, "test"), SceneFolder)
     assert isinstance(open_dataset("gabor", "test", size=2), SceneDataset)
     # Before: taken and ignored, the folder's scenes returned as they are

@@ -96,15 +96,27 @@ class SceneDataset(Dataset):
 
     def scene(self, index: int) -> Scene:
         """The raw :class:`Scene` (numpy, with pool indices) of item ``index``."""
-        if not -self.size <= index < self.size:
-            raise IndexError(f"scene index {index} out of range for size {self.size}")
-        return self.generator.generate(self.split, index % self.size, self.seed)
+        return self.generator.generate(self.split, scene_index(index, self.size), self.seed)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"scene index must be an integer, got {index!r}")  # 2.0 was taken
-        s = self.scene(int(index))
+        s = self.scene(index)
         return to_item(s.image, s.boxes, s.labels)
+
+
+def scene_index(index: object, size: int) -> int:
+    """The scene ``index`` names among ``size`` (a negative one counts from the end), as every
+    dataset of scenes takes it: :class:`SceneDataset`, :class:`~mistnet.data.store.SceneFolder`.
+
+    Raises:
+        TypeError: no integer: 2.0 and True were taken as scenes 2 and 1, a slice gave numpy's
+            errors.
+        IndexError: out of range (ends iteration over the dataset).
+    """
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"scene index must be an integer, got {index!r}")
+    if not -size <= index < size:
+        raise IndexError(f"scene index {validate.shown(index)} out of range for size {size}")
+    return int(index) % size
 
 
 _ITEM_KEYS = ("image", "boxes", "labels", "count")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mistnet.data.dataset import SceneDataset, to_item
+from mistnet.data.dataset import SceneDataset, scene_index, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import ArgumentError, DataError, unprintable
 from mistnet.io import LOCK, exclusive_lock, json_text
@@ -505,6 +505,7 @@ class SceneFolder(Dataset):
         return int(self.arrays["images"].shape[0])
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index = scene_index(index, len(self))  # 1.0, True, a slice: numpy's errors
         n = int(self.arrays["counts"][index])
         return to_item(
             self.arrays["images"][index],
