@@ -62,6 +62,11 @@ def test_set_value_refuses_an_unknown_section_listing_the_known_ones():
         set_value({}, "model", "k", 1)
     with pytest.raises(MistError, match=r"^unknown config key model\.nosuch; known: \["):
         set_value(Config(), "model", "nosuch", 1)
+    for key in (["k"], None):  # ["k"]: "unhashable type: 'list'"
+        with pytest.raises(MistError, match=r"^unknown config key model\.(\['k'\]|None); kno"):
+            set_value(Config(), "model", key, 1)
+    with pytest.raises(MistError, match=r"^unknown config key train\.\['lr'\]; known: \["):
+        set_value(Config(), "train", ["lr"], 1)  # past the renamed keys too
 
 
 def test_section_must_be_a_table():
@@ -359,6 +364,8 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.softmax_strength=1e-45", r"model.softmax_strength must be a number float32"),
         # before: trained on x, while predict and detect fed the classifier 2x - 1
         ("model.output=signed", r"model.output must be 'sigmoid' for a classifier"),
+        # before: accepted and recorded, while training started from scratch
+        ("train.init_parts=task", r"train.init_parts must be left out without train.init_from"),
     ],
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):

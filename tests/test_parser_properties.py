@@ -5,6 +5,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,6 +115,16 @@ def test_run_config_json(data):
 def test_logs(data):
     records = one_line_error(read_log, data, ".jsonl", list) or []
     assert all(isinstance(r, LogRecord) and r.step >= 0 for r in records)
+
+
+def test_the_readers_name_an_argument_of_the_wrong_type():
+    """Before: ``read_log(None)`` gave pathlib's "argument should be a str or an os.PathLike
+    object", ``card_problem(None)`` an AttributeError."""
+    from mistnet.pretrained import card_problem
+
+    with pytest.raises(TypeError, match="^path must be a path as text, got NoneType$"):
+        read_log(None)
+    assert card_problem(None) == "the card is NoneType, not a map of its fields"
 
 
 def test_a_log_splits_at_newlines_only_and_counts_blank_lines(tmp_path):

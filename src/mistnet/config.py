@@ -321,6 +321,12 @@ def _validate_record(r: RunRecord, m: ModelConfig) -> None:
 
 
 def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
+    _require(  # which parts of train.init_from to start from: alone it trained from scratch
+        t.init_from != "" or t.init_parts == "heatmap",
+        "train.init_parts",
+        "left out without train.init_from (the checkpoint whose parts it names)",
+        t.init_parts,
+    )
     # an empty name and no path read the working directory as the dataset
     _require(d.name.strip() != "", "data.name", "a generator or dataset name", d.name)
     _require(  # an empty one reads the working directory's IDX files
@@ -383,8 +389,8 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
         raise MistError(f"unknown config section {section!r}; known: {known}")
     target = getattr(cfg, section)
     types_ = typing.get_type_hints(type(target))
-    if key not in types_:
-        if section == "train" and key in RENAMED:
+    if not isinstance(key, str) or key not in types_:  # ["k"]: "unhashable type: 'list'"
+        if section == "train" and isinstance(key, str) and key in RENAMED:
             raise MistError(f"config key train.{key} is now train.{RENAMED[key]}")
         shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # a newline
         raise MistError(f"unknown config key {section}.{shown}; known: {sorted(types_)}")

@@ -133,6 +133,8 @@ def card_problem(card: dict[str, Any]) -> str | None:
         >>> card_problem({"metrics": {"det": "high"}})
         "metrics['det'] is 'high', not a number"
     """
+    if not isinstance(card, dict):  # None: an AttributeError on .get
+        return f"the card is {type(card).__name__}, not a map of its fields"
     metrics = card.get("metrics")
     if not isinstance(metrics, dict):
         return f"metrics is {type(metrics).__name__}, not a map of names to numbers"

@@ -17,6 +17,7 @@ from typing import Any
 
 from mistnet.errors import DataError
 from mistnet.textfile import parse_json, read_text
+from mistnet.validate import path_argument
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,10 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
     Raises:
         DataError: the file is not a regular UTF-8 file, or a line is damaged (see
             :func:`parse_record`).
+        TypeError: ``path`` is no path (None: "argument should be a str or an os.PathLike
+            object", naming nothing).
     """
-    path = Path(path)
+    path = Path(path_argument(path, "path"))
     text = read_text(path)
     cut = not text.endswith("\n")  # every line is written whole with its newline
     # split at newlines only: str.splitlines() also cuts at U+2028, which JSON strings may hold
