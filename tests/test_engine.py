@@ -838,6 +838,13 @@ def test_train_step_refuses_a_batch_it_cannot_train_on_and_leaves_the_model_as_i
     with pytest.raises(TypeError, match="batch must be a Batch"):
         tr.train_step({"image": b.images})
     assert all(torch.equal(v, before[k]) for k, v in tr.model.state_dict().items())
+    # a model built (or loaded) under inference_mode: torch's "Inplace update to inference
+    # tensor outside InferenceMode" at the first step
+    cfg = tiny_config()
+    with torch.inference_mode():
+        frozen = build_model(cfg.model, cfg.train.method)
+    with pytest.raises(ValueError, match="^model: its weights were made under torch.inference_"):
+        build_trainer(frozen, cfg.train)
 
 
 def _later(**hooks):

@@ -180,7 +180,17 @@ def x_step_schedule(cfg: TrainConfig) -> XStep:
 
 def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:
     """Optimisers (Adam), the step function of ``cfg.method`` and the moving average for
-    ``model``."""
+    ``model``.
+
+    Raises:
+        ValueError: ``model``'s weights were made under ``torch.inference_mode()``: no step
+            can change them (torch's "Inplace update to inference tensor" at the first one).
+    """
+    if any(t.is_inference() for t in (*model.parameters(), *model.buffers())):
+        raise ValueError(
+            "model: its weights were made under torch.inference_mode(), which no step can "
+            "change; build or load it outside inference_mode"
+        )
     trainer = _bind_step(model, cfg)
     if cfg.ema_decay > 0:
         trainer.average = ModelEma(model, cfg.ema_decay)
