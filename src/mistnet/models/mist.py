@@ -9,6 +9,7 @@ Training does not call :meth:`MIST.forward` end to end (top-K has no gradient);
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -390,8 +391,8 @@ class ChannelWiseMIST(MIST):
     Args:
         heatmap_net: a :class:`~mistnet.models.ChannelWiseHeatmap` of K channels.
         k: K, that of ``heatmap_net`` (None: taken from it).
-        task_net, task, sides, patch_size, softmax_window, softmax_strength, softmax_eps,
-            nms_window, background: as :class:`MIST`.
+        task_net, task: as :class:`MIST`.
+        options: the other arguments of :class:`MIST` by name (``sides``, ``patch_size``, ...).
 
     Raises:
         TypeError: what :class:`MIST` refuses, or a ``heatmap_net`` that is no
@@ -408,29 +409,11 @@ class ChannelWiseMIST(MIST):
         task_net: nn.Module,
         task: str = "classify",
         k: int | None = None,
-        sides: tuple[float, ...] = (20.0,),
-        patch_size: int = 32,
-        softmax_window: int = 15,
-        softmax_strength: float = 10.0,
-        softmax_eps: float = 1e-6,
-        nms_window: int = 5,
-        background: str = "none",
+        **options: Any,
     ) -> None:
         if k is None and isinstance(heatmap_net, ChannelWiseHeatmap):
             k = heatmap_net.k  # else refused by _check_heatmap_net before k is read
-        super().__init__(
-            heatmap_net,
-            task_net,
-            task,
-            k,
-            sides,
-            patch_size,
-            softmax_window,
-            softmax_strength,
-            softmax_eps,
-            nms_window,
-            background,
-        )
+        super().__init__(heatmap_net, task_net, task, k, **options)
         if self.k != heatmap_net.k:  # was taken: model.k said 3, every forward found 2
             raise ValueError(
                 f"k={self.k} but heatmap_net has K={heatmap_net.k} channels (one per keypoint); "
