@@ -24,6 +24,7 @@ import torch
 
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, from_record, load_json, validate
+from mistnet.configupgrade import upgrade
 from mistnet.data.runs import manifest_digest
 from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
@@ -277,6 +278,8 @@ class Run:
             MistError: naming the first key that differs and both values.
         """
         trained = resolved(from_record(ckpt.config, str(ckpt.path)), self.path).to_dict()
+        recorded = upgrade(ckpt.config, str(ckpt.path)).get("record")
+        recorded = recorded if isinstance(recorded, dict) else {}
         free = {(section, key) for section, key, _ in PATHS} | {("train", "steps")}
         hint = hint or (
             "it is another run's checkpoint, or config.json was edited since; put {was!r} "
@@ -285,9 +288,11 @@ class Run:
         for section, values in saved.to_dict().items():
             for key, value in values.items():
                 was = trained[section][key]
-                # the record as training wrote it (class names, the dataset's digest); a run
-                # of an older version recorded less, in the file or in the checkpoint
-                unrecorded = section == "record" and not (was and value)
+                # the record as training wrote it (class names, the dataset's digest), empty
+                # ones too; a checkpoint of an older version recorded less. (Before: a value
+                # empty on either side passed: names added to a run of unnamed classes, a
+                # digest blanked to resume on other data.)
+                unrecorded = section == "record" and key not in recorded
                 # a folder moved; a digits folder, not the digits named (embedded -> mnist)
                 free_here = (section, key) in free and (
                     key != "digits" or is_folder(key, was) and is_folder(key, value)
