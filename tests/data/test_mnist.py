@@ -313,6 +313,20 @@ def test_the_cache_is_never_filled_inside_a_mistnet_output(capsys, tmp_path, mon
     assert files_under(tmp_path) == before
 
 
+def test_a_cache_under_an_unknown_home_is_one_line(capsys, tmp_path, monkeypatch):
+    """Before: MISTNET_DATA='~nosuchuser/cache' was an internal error (pathlib's RuntimeError
+    "Could not determine home directory")."""
+    monkeypatch.setenv("MISTNET_DATA", "~nosuchuser/cache")
+    small_mnist(tmp_path / "src")
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, "MISTNET_DATA='~nosuchuser/cache': Could not determine home")
+    out = tmp_path / "d"
+    result = mist(capsys, "data", "make", "mnist-hard", "--digits", "mnist", "--out", out)
+    assert_user_error(result, "MISTNET_DATA='~nosuchuser/cache'", "set MISTNET_DATA to")
+    assert files_under(tmp_path) == before
+
+
 def test_a_file_size_limit_while_filling_the_cache_names_the_cache(tmp_path):
     """Before: "File too large" alone, naming no file (every other writer names its output)."""
     import resource

@@ -66,9 +66,19 @@ _BLOCK = 1 << 20
 
 
 def data_cache() -> Path:
-    """The data cache: ``$MISTNET_DATA``, or ``~/.cache/mistnet`` when it is unset or empty."""
+    """The data cache: ``$MISTNET_DATA``, or ``~/.cache/mistnet`` when it is unset or empty.
+
+    Raises:
+        DataError: a ``~user`` of no such user, or no home directory for the default (pathlib's
+            RuntimeError "Could not determine home directory" before).
+    """
     root = os.environ.get("MISTNET_DATA")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "mistnet"
+    try:
+        return Path(root).expanduser() if root else Path.home() / ".cache" / "mistnet"
+    except RuntimeError as exc:
+        where = f"MISTNET_DATA={root!r}" if root else "the data cache ~/.cache/mistnet"
+        why = str(exc).rstrip(".")
+        raise DataError(f"{where}: {why}; set MISTNET_DATA to the cache folder") from None
 
 
 def mnist_cache() -> Path:
