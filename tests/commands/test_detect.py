@@ -239,6 +239,16 @@ def test_detect_side_and_tile_options(capsys, tiny_run, tmp_path):
         "big.png",
         "too small",
     )
+    # an image too small as it is, which --side enlarges: checked at the size it becomes
+    # (was refused: "4x4 is too small; the heatmap network needs at least ...")
+    small = tmp_path / "four.png"
+    Image.fromarray((np.random.default_rng(1).random((4, 4)) * 255).astype(np.uint8)).save(small)
+    rc, _, err = mist(capsys, "detect", tiny_run, small, "--out", tmp_path / "d4", "--side", "1")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "d4" / "four.json").read_text())["scale"] == 20.0
+    assert_user_error(
+        mist(capsys, "detect", tiny_run, small, "--out", tmp_path / "d5"), "4x4 is too small"
+    )
 
 
 @pytest.mark.parametrize(

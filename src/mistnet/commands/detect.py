@@ -194,17 +194,20 @@ def _check_out(out: Path, images: list[str], run: str | None) -> bool:
 def _read_images(
     args: argparse.Namespace, channels: int, model, k: int, smallest: int
 ) -> list[torch.Tensor]:
-    """Every ``IMAGE`` as a ``(C, H, W)`` tensor, once each is checked to fit the model."""
+    """Every ``IMAGE`` as a ``(C, H, W)`` tensor, once each is checked to fit the model (with
+    ``--side``, at the size it is scaled to: :func:`validate_options`)."""
     images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
     for path, image in zip(args.images, images, strict=True):
         _, H, W = image.shape
+        if isinstance(model, GridMIST) and H != W:
+            raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
+        if args.side is not None:  # a 4x4 image that --side 2 makes 40x40 was refused
+            continue
         if min(H, W) < smallest:
             raise MistError(
                 f"{path}: {W}x{H} is too small; the heatmap network needs at least "
                 f"{smallest}x{smallest} pixels"
             )
-        if isinstance(model, GridMIST) and H != W:
-            raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
         if H * W < k:
             raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
     return images
