@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from mistnet import pretrained, validate
 from mistnet.data.digits import canonical_split
@@ -26,6 +27,7 @@ from mistnet.device import device_argument
 from mistnet.engine import Meter, evaluate
 from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
+from mistnet.models.mist import PatchModel
 from mistnet.rundir import Run
 
 METER_METHODS = ("update", "sums", "load_sums", "compute")  # engine.Meter's
@@ -164,6 +166,26 @@ def _open_checked(cfg, data: str | None, split: str):
     return source, dataset
 
 
+def _detections(
+    net: PatchModel, k: int, per_image_k: bool, dataset: Dataset, source: str, method: str
+) -> tuple[int, frozenset[str]]:
+    """The K to detect (``k``, 0: the model's) and the annotations of ``dataset``, once the
+    model can find them (:func:`check_k`) and ``per_image_k`` has counts to read: on data
+    without annotations every count was 0, so the model's K was used and the record said
+    per-image K."""
+    if problem := net.k_problem(k, per_image_k):
+        raise ArgumentError(f"{problem}; drop --k / --per-image-k (k=, per_image_k= in Python)")
+    k = k or net.k
+    check_k(k, dataset, source, method)
+    annotations = annotations_of(dataset)
+    if per_image_k and not annotations:
+        raise ArgumentError(
+            f"{source}: per-image K needs each image's instance count, and this data has no "
+            "annotations (images only); drop --per-image-k (per_image_k= in Python)"
+        )
+    return k, annotations
+
+
 def evaluate_run(
     run: str | Path | None,
     data: str | os.PathLike | None = None,
@@ -185,7 +207,8 @@ def evaluate_run(
             :func:`mistnet.data.runs.open_data`).
         split: ``train``, ``val`` or ``test``.
         k: detections per image (0: the model's K).
-        per_image_k: detect each scene's ground-truth count instead (Table 3).
+        per_image_k: detect each scene's ground-truth count instead (Table 3); the data
+            must be annotated.
         batch_size: evaluation batch size (0: the run's training batch size).
         device: where the model runs.
         meters: more meters fed in the same pass (:class:`mistnet.engine.Meter`); the caller
@@ -207,12 +230,8 @@ def evaluate_run(
         cfg, net, ckpt = Run(run).load("best", device=device)
     else:
         cfg, net, ckpt = pretrained.load(model, device=device)
-    if problem := net.k_problem(k, per_image_k):
-        raise ArgumentError(f"{problem}; drop --k / --per-image-k (k=, per_image_k= in Python)")
     source, dataset = _open_checked(cfg, data, split)
-    k = k or net.k
-    check_k(k, dataset, source, cfg.train.method)
-    annotations = annotations_of(dataset)
+    k, annotations = _detections(net, k, per_image_k, dataset, source, cfg.train.method)
     try:
         metrics = evaluate(
             net,

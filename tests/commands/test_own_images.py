@@ -165,6 +165,10 @@ def test_unlabelled_images_train_an_auto_encoder_selected_by_rmse(capsys, folder
         "n_images",
     }
     assert set(record["not_measured"]) == {"det_iou50", "det_any50"}
+    # before: the same metrics as with the run's K, recorded as "k": "per-image"
+    result = mist(capsys, "eval", run, "--per-image-k", "--json", root / "pik.json")
+    assert_user_error(result, "per-image K needs each image's instance count", "images only")
+    assert not (root / "pik.json").exists()
 
 
 def test_boxes_for_evaluation_make_detection_metrics_measurable(capsys, folder):
