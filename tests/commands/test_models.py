@@ -131,6 +131,11 @@ def test_run_and_model_exclude_each_other(capsys, registry, tmp_path):
         "no pretrained model 'nope'",
         NAME,
     )
+    # a model's name where RUN goes (the README: "by name where a run directory goes", which
+    # mistnet.load takes): "run directory NAME does not exist", with no word of --model
+    hint = f"{NAME} is a pretrained model: give it as --model {NAME}"
+    assert_user_error(mist(capsys, "eval", NAME), hint)
+    assert_user_error(mist(capsys, "detect", NAME, image, "--out", tmp_path / "d"), hint)
     assert not (tmp_path / "d").exists()
 
 

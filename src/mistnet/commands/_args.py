@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 
 import torch
 
-from mistnet import machine, validate
+from mistnet import machine, pretrained, validate
 from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
@@ -159,14 +160,21 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
 
 
 def run_or_model(args: argparse.Namespace) -> None:
-    """Check that exactly one of RUN and ``--model`` was given.
+    """Check that exactly one of RUN and ``--model`` was given, and that a RUN that is no path
+    but a pretrained model's name is said to go as ``--model``.
 
     Raises:
-        MistError: both or neither.
+        MistError: both or neither; a pretrained model's name as RUN ("run directory ... does
+            not exist" before, with no word of ``--model``).
     """
     if (args.run is None) == (args.model is None):
         which = "both" if args.model else "neither"
         raise MistError(f"give a run directory RUN or --model NAME ({which} given)")
+    if args.run is not None and not os.path.lexists(args.run) and args.run in pretrained.names():
+        raise MistError(
+            f"run directory {args.run} does not exist; {args.run} is a pretrained model: give "
+            f"it as --model {args.run}"
+        )
 
 
 def add_k_argument(p: argparse.ArgumentParser, whose: str = "run") -> None:
