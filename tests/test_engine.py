@@ -598,6 +598,33 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
     assert sorted(p.name for p in run.path.iterdir()) == names
 
 
+@pytest.mark.parametrize("best", [False, True])
+def test_a_run_killed_while_writing_its_first_checkpoint_resumes_from_the_start(tmp_path, best):
+    """A SIGKILL in the first checkpoint's validation (its log lines written, no checkpoint)
+    or between its best and last files: before, --resume refused for good ("last.safetensors
+    is missing, but log.jsonl reaches step 2"), and a fresh train into it too ("already holds
+    a run"). It starts again from step 0, as it would have gone."""
+    cfg = tiny_run_config("train.steps=4", "train.log_every=1", "train.ckpt_every=2",
+                          "train.val_every=2")  # fmt: skip
+    ref = Run(tmp_path / "ref")
+    loop.train(cfg, ref.path, progress=False)
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    run.last.unlink()
+    run.summary.unlink()
+    if not best:
+        run.best.unlink()
+    first = [line for line in run.log.read_text().splitlines() if json.loads(line)["step"] <= 2]
+    run.log.write_text("\n".join(first) + "\n")
+    loop.train(cfg, run.path, resume=True, progress=False)
+    for name in ("last", "best"):
+        a, b = Checkpoint(getattr(run, name)), Checkpoint(getattr(ref, name))
+        assert a.step == b.step and all(torch.equal(v, b.tensors[k]) for k, v in a.tensors.items())
+    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "wall"}  # noqa: E731
+                          for line in text.splitlines()]  # fmt: skip
+    assert strip(run.log.read_text()) == strip(ref.log.read_text())
+
+
 def test_resume_refuses_a_config_json_edited_since_the_last_checkpoint(tmp_path):
     """The optimisers' learning rates come back from the checkpoint: an edited lr would be
     ignored while config.json went on claiming it, so any edit but the steps is refused."""

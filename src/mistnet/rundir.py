@@ -307,7 +307,8 @@ class Run:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
         start would empty the log and overwrite ``best.safetensors``), or while
         ``best.safetensors`` is there with no log; a run stopped before its first checkpoint
-        starts again from step 0, as it would have gone.
+        was whole (its log at that step at most) starts again from step 0, as it would have
+        gone.
 
         Raises:
             MistError: naming the missing file and what shows it existed.
@@ -316,10 +317,14 @@ class Run:
             return
         every = saved.train.ckpt_every
         reached = max((r.step for r in self.read_log()), default=0)
-        if reached >= every or self.summary.exists():
+        # past the first checkpoint's step: it was written. At that step the log's lines come
+        # before the checkpoint (a kill in its validation, or between best and last, left a
+        # run that --resume refused for good, naming a checkpoint that never existed).
+        if reached > every or self.summary.exists():
             shown = (
-                f"{self.log.name} reaches step {reached} (a checkpoint is written every {every})"
-                if reached >= every
+                f"{self.log.name} reaches step {reached}, past the first checkpoint (one is "
+                f"written every {every})"
+                if reached > every
                 else f"{self.summary.name} says the run finished"
             )
             raise MistError(
