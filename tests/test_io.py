@@ -441,3 +441,55 @@ def test_a_waiter_on_a_transient_lock_holds_the_file_that_keeps_others_out(tmp_p
         release.set()
         thread.join(30)
     assert not (tmp_path / LOCK).exists()  # each removed the file it made
+
+
+_KILLED_WHILE_REMOVING_THE_OLD = """
+import os, signal, sys
+from pathlib import Path
+import mistnet.outputs as outputs
+real, removed = outputs.remove_path, []
+
+def dying(path):
+    real(path)
+    removed.append(path)
+    if len(removed) == 1:  # the old output's first file gone, the rest not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+outputs.remove_path = dying
+own = ("a dataset", [".mistnet", "a.txt", "b.txt"])
+with outputs.new_directory(Path(sys.argv[1]) / "ds", "dataset", replace=True, own=own) as tmp:
+    (tmp / "a.txt").write_text("new")
+"""
+
+
+def test_an_old_output_half_removed_by_a_kill_is_removed_later_not_offered_back(tmp_path):
+    """Before: a kill while the replaced output was being removed left it set aside, marked and
+    half removed, kept for ever and offered back ("rename it back to ds to restore it"), which
+    then failed for the files it lacked."""
+    create_directory(tmp_path / "ds", "dataset")
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "ds" / name).write_text("old")
+    script = _KILLED_WHILE_REMOVING_THE_OLD
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)])
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "ds" / "a.txt").read_text() == "new"  # the new one was in place
+    left = [p.name for p in tmp_path.iterdir() if p.name != "ds"]
+    assert len(left) == 1 and left[0].startswith(".ds.") and ".tmp" in left[0]  # no .aside
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing said to be kept or put back
+        with new_directory(tmp_path / "ds", "dataset", replace=True, own=("a dataset", ["*"])):
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+def test_an_output_killed_while_its_marker_was_written_is_removed_later(tmp_path):
+    """Before: a folder holding only the marker's temporary (killed before the marker's rename)
+    was no output of the command's to the cleanup, and stayed for ever."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    left = tmp_path / f".ds.{proc.pid}.0123abcd.tmp"
+    left.mkdir()
+    (left / f"..mistnet.{proc.pid}.4567cdef.tmp").write_text("dataset\n")
+    with new_directory(tmp_path / "ds", "dataset"):
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]

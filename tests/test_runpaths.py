@@ -3,7 +3,7 @@
 import json
 
 from mistnet.config import Config, load_json
-from mistnet.outputs import mark
+from mistnet.markers import mark
 from mistnet.runpaths import stored
 
 

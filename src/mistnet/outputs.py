@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import shutil
 import warnings
@@ -34,8 +33,8 @@ from pathlib import Path
 
 from mistnet.errors import MistError, MistWarning
 from mistnet.io import (
+    a_file,
     aside_sibling,
-    atomic_write_text,
     check_dotdot,
     is_temporary,
     lock_holder,
@@ -49,44 +48,8 @@ from mistnet.io import (
     take_mode,
     temporary_sibling,
 )
+from mistnet.markers import MARKER, mark, output_kind
 from mistnet.signals import deferred_signals
-
-#: The file that says a directory is mistnet's own output, and of which kind.
-MARKER = ".mistnet"
-#: The kinds of output directory mistnet makes (what a marker file may hold).
-KINDS = ("run", "dataset", "detections", "demo", "official", "reproduce")
-
-
-def output_kind(directory: str | os.PathLike) -> str | None:
-    """The kind named by ``directory/.mistnet`` (one of :data:`KINDS`), or None."""
-    marker = Path(directory) / MARKER
-    try:
-        if marker.is_symlink() or not marker.is_file():
-            return None
-        kind = marker.read_text(encoding="utf-8").partition("\n")[0].strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return kind if kind in KINDS else None
-
-
-def mark(directory: str | os.PathLike, kind: str, files: Iterable[str] | None = None) -> None:
-    """Write the marker that makes ``directory`` an output of ``kind`` (see :func:`claim_output`);
-    ``files``: the names of the files the command wrote there, a JSON list on its second line
-    (:func:`marked_files`), so that replacing it never takes along a file of the user's."""
-    listed = "" if files is None else json.dumps(sorted(files)) + "\n"
-    atomic_write_text(Path(directory) / MARKER, kind + "\n" + listed)
-
-
-def marked_files(directory: str | os.PathLike) -> list[str] | None:
-    """The file names the marker of ``directory`` lists (:func:`mark`), or None: no list (an
-    output of an earlier version, or of a kind that keeps none) or an unreadable one."""
-    try:
-        listed = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8").split("\n")[1])
-    except (OSError, UnicodeDecodeError, IndexError, ValueError):
-        return None
-    ok = isinstance(listed, list) and all(isinstance(name, str) for name in listed)
-    return listed if ok else None
-
 
 #: How a message names an output of each kind (else by the kind).
 _NOUNS = {"detections": "detections folder", "demo": "demo folder", "reproduce": "reproduction"}
@@ -468,6 +431,7 @@ def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
     moved: list[tuple[Path, Path]] = []
     try:
         for path, own in slots:
+            remove_stale_temporaries(path.parent, path.name, own=_left_by_a_writer)
             recover_set_aside(path)
             if os.path.lexists(path):
                 if callable(own):
@@ -487,9 +451,8 @@ def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
                 _put_back(old, path)
             _remove_each(made)
         raise
-    for _, old in moved:
-        remove_path(old)
-        _SET_ASIDE.pop(old.absolute(), None)
+    for path, old in moved:
+        _discard(old, path)
 
 
 def require_own_file(path: Path, mine: Mine, writer: str = "mistnet") -> None:
@@ -525,11 +488,35 @@ def _remove_each(paths: list[Path]) -> None:
 
 
 def _made_directory(entry: Path) -> bool:
-    """Whether ``entry`` is what :func:`new_directory` leaves when killed: a directory (no
-    link) holding its marker, or empty (killed before the marker was written)."""
+    """Whether ``entry`` is what :func:`new_directory` or :func:`_discard` leaves when killed:
+    a directory (no link) holding its marker, or nothing but the marker's temporary (killed
+    while the marker was written; such a folder was kept for ever), or empty."""
     if not entry.is_dir() or entry.is_symlink():
         return False
-    return (entry / MARKER).is_file() or not any(entry.iterdir())
+    if (entry / MARKER).is_file():
+        return True
+    return all(e.name.startswith(f".{MARKER}.") and is_temporary(e.name) for e in entry.iterdir())
+
+
+def _left_by_a_writer(entry: Path) -> bool:
+    """A temporary file, or a directory :func:`_made_directory` takes."""
+    return a_file(entry) or _made_directory(entry)
+
+
+def _discard(old: Path, path: Path) -> None:
+    """Remove ``old``, the earlier output of ``path`` set aside (:func:`_aside`), once the new
+    one is in place: renamed to a temporary of ``path`` first (no longer an earlier output that
+    :func:`recover_set_aside` offers back), then emptied with its marker last, so that a kill
+    midway leaves a marked temporary the next command writing ``path`` removes. (A kill in the
+    middle of removing it left it set aside, half removed, and offered back for ever.)"""
+    trash = temporary_sibling(path)
+    os.rename(old, trash)
+    _SET_ASIDE.pop(old.absolute(), None)
+    if trash.is_dir() and not trash.is_symlink():
+        for entry in trash.iterdir():
+            if entry.name != MARKER:
+                remove_path(entry)
+    remove_path(trash)
 
 
 @contextmanager
@@ -589,5 +576,4 @@ def _swap(tmp: Path, target: Path, own: Own | None) -> None:
         with deferred_signals():
             _put_back(old, target)
         raise
-    remove_path(old)
-    _SET_ASIDE.pop(old.absolute(), None)
+    _discard(old, target)

@@ -29,10 +29,11 @@ from mistnet.data.runs import manifest_digest
 from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
+from mistnet.markers import MARKER
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
-from mistnet.outputs import MARKER, discard_new, entries, open_output
+from mistnet.outputs import discard_new, entries, open_output
 from mistnet.runlog import LogRecord, read_log
 from mistnet.runpaths import PATHS, absolute, is_folder, resolved, stored
 from mistnet.textfile import read_json

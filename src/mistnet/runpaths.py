@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mistnet.outputs import output_kind
+from mistnet.markers import output_kind
 
 if TYPE_CHECKING:
     from mistnet.config import Config

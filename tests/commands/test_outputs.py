@@ -28,7 +28,8 @@ from mistnet import cli, pretrained
 from mistnet.data import store
 from mistnet.demo import CHILDREN
 from mistnet.io import exclusive_lock
-from mistnet.outputs import MARKER, create_directory, output_kind, writing_inside
+from mistnet.markers import MARKER, output_kind
+from mistnet.outputs import create_directory, writing_inside
 
 CASES = {}
 

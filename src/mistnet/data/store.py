@@ -36,7 +36,8 @@ from mistnet.data.dataset import SceneDataset, scene_index, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import ArgumentError, DataError, unprintable
 from mistnet.io import LOCK, exclusive_lock, json_text
-from mistnet.outputs import MARKER, claim_output, new_directory, require_only_own
+from mistnet.markers import MARKER
+from mistnet.outputs import claim_output, new_directory, require_only_own
 from mistnet.textfile import read_json
 from mistnet.validate import (
     NUMPY_READ_ERRORS,

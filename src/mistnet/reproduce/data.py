@@ -29,7 +29,7 @@ from mistnet.data.store import load_split, read_manifest
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
 from mistnet.io import exclusive_lock
-from mistnet.outputs import MARKER
+from mistnet.markers import MARKER
 from mistnet.reproduce.plan import Budget
 
 OFFICIAL = "mnist-hard-official"
