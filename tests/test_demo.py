@@ -342,3 +342,14 @@ def test_a_demo_records_the_mnist_hard_scenes_it_made_whatever_the_preset(tmp_pa
                  log=lambda message: None)  # fmt: skip
     assert trained[0].data.name == "mnist-hard"
     assert Path(trained[0].data.path) == tmp_path / "demo" / "data"
+
+
+def test_run_demo_refuses_a_time_cap_that_is_none_before_making_the_scenes(tmp_path):
+    """Before: run_demo(minutes=-1) made every scene, printed "[2/4] ... for at most -1 min",
+    then raised (the command line checked --minutes itself)."""
+    said = []
+    for minutes, error in ((-1, ValueError), (float("nan"), ValueError), ("5", TypeError)):
+        with pytest.raises(error, match="^minutes must be a"):
+            run_demo(tmp_path / "demo", n_train=4, n_val=4, n_test=4, minutes=minutes,
+                     log=said.append)  # fmt: skip
+    assert said == [] and list(tmp_path.iterdir()) == []

@@ -936,3 +936,18 @@ def test_the_loop_names_the_data_it_was_given_when_it_refuses_it(tmp_path):
         loop.train(cfg, tmp_path / "r", data=(gabor, None), progress=False)
     assert "mnist-easy" not in str(err.value)
     assert cfg.data.name == "mnist-easy"
+
+
+def test_evaluate_names_a_model_meter_or_device_it_cannot_use():
+    """Before: AttributeErrors on ``task_net`` (a module that is no MIST) and on ``update``
+    (after the forward passes), and torch's errors for device "gpu" or 5."""
+    cfg = tiny_config()
+    model = build_model(cfg.model, cfg.train.method)
+    for kwargs, error, message in [
+        ({"model": None}, TypeError, "^model must be a MIST model"),
+        ({"model": torch.nn.Linear(1, 1)}, TypeError, "^model must be a MIST model"),
+        ({"meters": [5]}, TypeError, "^meters must be Meters"),
+        ({"device": "gpu"}, ValueError, "device must be"),
+    ]:
+        with pytest.raises(error, match=message):
+            engine.evaluate(**{"model": model, "batches": [], **kwargs})

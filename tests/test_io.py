@@ -493,3 +493,17 @@ def test_an_output_killed_while_its_marker_was_written_is_removed_later(tmp_path
     with new_directory(tmp_path / "ds", "dataset"):
         pass
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+def test_an_atomic_write_of_a_name_too_long_names_the_target_and_leaves_no_folder(tmp_path):
+    """Before: the removal of the temporary raised "File name too long" itself, naming the
+    temporary, and the folders made for it were left behind; text that is no str raised an
+    AttributeError on ``encode``."""
+    target = tmp_path / "new" / "sub" / ("m" * 240 + ".json")
+    with pytest.raises(OSError, match="File name too long") as caught:
+        atomic_write_json(target, {"a": 1})
+    assert caught.value.filename == str(target) and list(tmp_path.iterdir()) == []
+    for text in (None, b"x"):
+        with pytest.raises(TypeError, match="^text must be a str, got "):
+            atomic_write_text(tmp_path / "t.txt", text)
+    assert list(tmp_path.iterdir()) == []

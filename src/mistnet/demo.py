@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mistnet import validate
 from mistnet.config import Config, overridden, override, resolve
 from mistnet.data import (
     DigitPools,
@@ -232,11 +233,12 @@ def run_demo(
         log: progress messages (default: printed to stdout, flushed).
 
     Raises:
-        MistError: an unknown task or preset, a bad override, digits not found (an empty data
-            cache for ``mnist``), or any user error of the run.
+        MistError: an unknown task or preset, ``minutes`` no number > 0, a bad override,
+            digits not found (an empty data cache for ``mnist``), or any user error of the run.
     """
     if task not in PRESETS:
         raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
+    minutes = validate.minutes(minutes, "minutes")  # -1 was refused once the scenes were made
     preset, log = preset or PRESETS[task], log or say
     out, t0 = Path(out), time.monotonic()
     data_dir, run_dir = out / "data", out / "run"

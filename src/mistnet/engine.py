@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Optimizer
 
+from mistnet.device import device_argument
 from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import SceneMeter
@@ -287,7 +288,20 @@ def evaluate(
     instances per image (Table 3) instead of ``k``. ``reduce`` maps the meter's sums to those
     of every process (sharded validation: :func:`mistnet.distributed.sum_over_ranks`).
     ``meters`` see the same batches and outputs; their metrics are theirs to compute.
+
+    Raises:
+        TypeError: a ``model`` that is no MIST model (or baseline), or a meter without
+            ``update``, ``sums`` and ``compute`` (AttributeErrors before, some after the
+            forward passes).
+        ValueError: a ``device`` that is no device name (torch's errors before), or what
+            :class:`~mistnet.metrics.SceneMeter` refuses.
     """
+    if not isinstance(model, PatchModel):
+        raise TypeError(f"model must be a MIST model (a PatchModel), got {type(model).__name__}")
+    for extra in meters:
+        if not all(callable(getattr(extra, name, None)) for name in ("update", "sums", "compute")):
+            raise TypeError(f"meters must be Meters (update, sums, compute), got {extra!r}")
+    device = device_argument(device)
     classes = getattr(model.task_net, "num_classes", 10)
     meter = SceneMeter(model.task, classes, annotations, signed)  # refuses its arguments first
     was_training = model.training

@@ -509,15 +509,23 @@ def atomic_path(
             take_mode(tmp, path)
         commit(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _drop(tmp)
         remove_empty(created)
         if exc.filename in (None, str(tmp)):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _drop(tmp)
         remove_empty(created)
         raise
+
+
+def _drop(tmp: Path) -> None:
+    """Remove the temporary ``tmp`` if it is there; one that cannot be (its name too long to
+    make: "File name too long" raised again by the removal) is no error of its own, so the
+    folders made for it are still removed and the error is said of the target."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write(
@@ -546,7 +554,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     A path in ``text`` whose bytes are not UTF-8 (a folder or image named so: Python holds its
     undecodable bytes as lone surrogates, :func:`os.fsdecode`) is written as those bytes, the
     name as the file system has it, rather than failing once the work is done.
+
+    Raises:
+        TypeError: ``text`` is no str (bytes or None: an AttributeError on ``encode``).
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
