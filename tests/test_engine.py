@@ -951,3 +951,25 @@ def test_evaluate_names_a_model_meter_or_device_it_cannot_use():
     ]:
         with pytest.raises(error, match=message):
             engine.evaluate(**{"model": model, "batches": [], **kwargs})
+
+
+def test_build_trainer_and_task_loss_name_a_setting_they_cannot_use():
+    """Before: method "chanelwise" built MIST's lifted step without a word, task
+    "reconstruction" the classification loss; an unknown loss name a KeyError, a whole Config
+    an AttributeError."""
+    from dataclasses import replace
+
+    cfg = tiny_config()
+    model = build_model(cfg.model, cfg.train.method)
+    for train, message in (
+        (replace(cfg.train, method="chanelwise"), "^train.method must be one of"),
+        (replace(cfg.train, heatmap_loss="x"), "^train.heatmap_loss must be one of"),
+        (replace(cfg.train, class_loss="bogus"), "^train.class_loss must be one of"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            build_trainer(model, train)
+    with pytest.raises(TypeError, match="^cfg must be a TrainConfig"):
+        build_trainer(model, cfg)
+    for args in (("reconstruction",), ("classify", "bogus")):
+        with pytest.raises(ValueError, match="^task must be 'classify' or 'reconstruct' and"):
+            task_loss(*args)

@@ -232,9 +232,15 @@ def _check_types(cfg: Config) -> None:
         target = getattr(cfg, section)
         if type(target) is not cls:
             raise TypeError(f"cfg.{section} must be a {cls.__name__}, got {type(target).__name__}")
-        for key, annotation in typing.get_type_hints(cls).items():
-            value = typed_value(getattr(target, key), annotation, f"{section}.{key}")
-            setattr(target, key, value)
+        check_section(target, section)
+
+
+def check_section(target: Any, section: str) -> None:
+    """Each value of the config section ``target`` (a :class:`TrainConfig`, ...) of its field's
+    type, a name one of its choices (``train.method = "chanelwise"`` is refused), converted in
+    place where lossless; ``section`` names it in errors."""
+    for key, annotation in typing.get_type_hints(type(target)).items():
+        setattr(target, key, typed_value(getattr(target, key), annotation, f"{section}.{key}"))
 
 
 def _validate_model(m: ModelConfig) -> None:

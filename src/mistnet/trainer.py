@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
-from mistnet.config import TrainConfig
+from mistnet.config import TrainConfig, check_section
 from mistnet.engine import (
     Batch,
     HeatmapLoss,
@@ -144,7 +144,16 @@ def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
     """The per-image task loss ``(TaskOutput, Batch) -> (B,)`` for ``task``.
 
     Reconstruction is eq. 8; classification is eq. 9 (``"eq9"``) or the set loss (``"set"``).
+
+    Raises:
+        ValueError: another ``task`` ("reconstruction" was taken as classification) or
+            ``class_loss`` (a KeyError before).
     """
+    if task not in ("classify", "reconstruct") or class_loss not in ("eq9", "set"):
+        raise ValueError(
+            "task must be 'classify' or 'reconstruct' and class_loss 'eq9' or 'set', got "
+            f"{task!r} and {class_loss!r}"
+        )
     if task == "reconstruct":
         return lambda out, batch: reconstruction_loss(batch.images, out.reconstruction, "none")
     classify = {"eq9": multi_instance_loss, "set": set_classification_loss}[class_loss]
@@ -183,9 +192,14 @@ def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:
     ``model``.
 
     Raises:
-        ValueError: ``model``'s weights were made under ``torch.inference_mode()``: no step
-            can change them (torch's "Inplace update to inference tensor" at the first one).
+        TypeError: ``cfg`` is no :class:`~mistnet.config.TrainConfig`.
+        ValueError: a value of ``cfg`` of the wrong type or no choice of its key (MistError),
+            or ``model``'s weights made under ``torch.inference_mode()``: no step can change
+            them (torch's "Inplace update to inference tensor" at the first one).
     """
+    if not isinstance(cfg, TrainConfig):  # a Config: an AttributeError deep inside
+        raise TypeError(f"cfg must be a TrainConfig (a Config's train), got {type(cfg).__name__}")
+    check_section(cfg, "train")  # method "chanelwise" built MIST's step; a loss name a KeyError
     if any(t.is_inference() for t in (*model.parameters(), *model.buffers())):
         raise ValueError(
             "model: its weights were made under torch.inference_mode(), which no step can "
