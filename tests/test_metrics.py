@@ -1014,6 +1014,9 @@ def test_scene_meter_class_names_must_be_at_most_c_strings():
         meter.compute(class_names=[0, 1])
     with pytest.raises(ValueError, match="class_names: at most num_classes=3 names, got 5"):
         meter.compute(class_names=list("abcde"))
+    # a name twice: one classif/a key holding whichever class came last, without a word
+    with pytest.raises(ValueError, match="class_names: 'a' names two classes; each needs its"):
+        meter.compute(class_names=list("aba"))
     assert meter.compute(class_names=list("abc"))["classif/b"] == 1.0
 
 

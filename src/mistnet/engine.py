@@ -304,6 +304,7 @@ def evaluate(
     device = device_argument(device)
     classes = getattr(model.task_net, "num_classes", 10)
     meter = SceneMeter(model.task, classes, annotations, signed)  # refuses its arguments first
+    meter.check_class_names(class_names)  # before the forward passes, not after
     was_training = model.training
     model.eval()
     try:

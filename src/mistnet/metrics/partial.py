@@ -210,9 +210,9 @@ class SceneMeter:
 
         Raises:
             TypeError: ``class_names`` a string (read as its letters) or no sequence of strings.
-            ValueError: more names than classes.
+            ValueError: more names than classes, or a name twice.
         """
-        self._check_class_names(class_names)
+        self.check_class_names(class_names)
         found = self.detection.compute()
         skipped = unmeasured(self.task, self.annotations)
         if self.task != "classify":
@@ -225,7 +225,9 @@ class SceneMeter:
                 out[f"classif/{name}"] = int(self._hits[i]) / int(self._instances[i])
         return {**out, **{k: found[k] for k in _COUNTS}}
 
-    def _check_class_names(self, class_names: object) -> None:
+    def check_class_names(self, class_names: object) -> None:
+        """Refuse what :meth:`compute` cannot name classes by: no sequence of strings, more
+        names than classes, or a name twice (two classes were one ``classif/<name>`` key)."""
         if (
             isinstance(class_names, str | bytes)
             or not isinstance(class_names, Sequence)
@@ -236,3 +238,6 @@ class SceneMeter:
             raise ValueError(
                 f"class_names: at most num_classes={self.num_classes} names, got {len(class_names)}"
             )
+        if len(set(class_names)) < len(class_names):
+            twice = next(n for i, n in enumerate(class_names) if n in class_names[:i])
+            raise ValueError(f"class_names: {twice!r} names two classes; each needs its own")
