@@ -226,8 +226,7 @@ def validate(cfg: Config) -> Config:
 
 
 def _check_types(cfg: Config) -> None:
-    """Each section of ``cfg`` of its class, each value of its field's type
-    (:func:`_coerce`), converted in place where lossless."""
+    """Each section of ``cfg`` of its class, its values checked by :func:`check_section`."""
     for section, cls in (*SECTIONS.items(), ("record", RunRecord)):
         target = getattr(cfg, section)
         if type(target) is not cls:
@@ -237,8 +236,7 @@ def _check_types(cfg: Config) -> None:
 
 def check_section(target: Any, section: str) -> None:
     """Each value of the config section ``target`` (a :class:`TrainConfig`, ...) of its field's
-    type, a name one of its choices (``train.method = "chanelwise"`` is refused), converted in
-    place where lossless; ``section`` names it in errors."""
+    type or one of its choices, converted in place where lossless; ``section`` names it."""
     for key, annotation in typing.get_type_hints(type(target)).items():
         setattr(target, key, typed_value(getattr(target, key), annotation, f"{section}.{key}"))
 
