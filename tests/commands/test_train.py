@@ -362,6 +362,8 @@ def test_no_progress_prints_one_line_per_validation(capsys, tmp_path, flag):
         (["model.num_classes=2"], "scenes hold classes 0..9 but the run's classifier has 2"),
         (["model.base_side=1e-300"], "model.base_side must be"),
         (["model.base_side=1e12"], "boxes of model.base_side = 1e+12 px are larger than them"),
+        # before: accepted, 100 px boxes at the coarsest level of 80 px images
+        (["model.factors=[1.0, 0.2]"], "model.base_side / min(model.factors) = 20 / 0.2 = 100"),
         (
             ["model.heatmap_depth=40"],
             "80x80 images, 80 px on a side at pyramid factor 1; the heatmap network",

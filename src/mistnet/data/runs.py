@@ -109,8 +109,6 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             without boxes, another class count, an image without a label, or a
             ``model.base_side`` larger than the images.
     """
-    if training:
-        _check_training_data(cfg, dataset, source)
     m = cfg.model
     channels = int(dataset.channels)
     if channels != m.in_channels:
@@ -136,6 +134,8 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             f"{trained[1]}x{trained[0]}"
         )
     _check_model_fits(cfg, size, source)
+    if training:  # after the pyramid's sizes: a factor of 1e-30 is said of its level
+        _check_training_data(cfg, dataset, source)
     if m.task == "classify" and "labels" not in annotations_of(dataset):
         raise MistError(
             f"{source} has no labels; a classifier needs them "
@@ -195,10 +195,17 @@ def _check_model_fits(cfg: Config, size: tuple[int, int], source: str) -> None:
 def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
     m, found = cfg.model, annotations_of(dataset)
     H, W = int(dataset.height), int(dataset.width)
-    if m.base_side > max(H, W):  # 1e12: every box covered the image many times
+    # the largest boxes, at the coarsest pyramid level: base_side / min(factors) (a factor
+    # of 0.2 made 100 px boxes on 80 px images while base_side = 100 was refused)
+    f = min(m.factors) if cfg.train.method in ("mist", "supervised") else 1.0
+    if m.base_side / f > max(H, W):  # 1e12: every box covered the image many times
+        sides = f"model.base_side = {m.base_side:g}" if f == 1 else (
+            f"model.base_side / min(model.factors) = {m.base_side:g} / {f:g} = "
+            f"{m.base_side / f:g}"
+        )  # fmt: skip
         raise MistError(
-            f"{source} has {W}x{H} images; boxes of model.base_side = {m.base_side:g} px are "
-            f"larger than them: give at most {max(H, W)}"
+            f"{source} has {W}x{H} images; boxes of {sides} px are larger than them: give at "
+            f"most {max(H, W)}"
         )
     if cfg.train.method == "supervised" and "boxes" not in found:
         raise MistError(f"{source}: train.method = supervised trains on boxes, which it lacks")
