@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -252,6 +252,7 @@ def end_to_end_step(
     return StepResult(loss.detach())
 
 
+@runtime_checkable
 class Meter(Protocol):
     """A meter :func:`evaluate` feeds besides its own: each batch and the model's output on it.
 
@@ -290,17 +291,18 @@ def evaluate(
     ``meters`` see the same batches and outputs; their metrics are theirs to compute.
 
     Raises:
-        TypeError: a ``model`` that is no MIST model (or baseline), or a meter without
-            ``update``, ``sums`` and ``compute`` (AttributeErrors before, some after the
-            forward passes).
+        TypeError: a ``model`` that is no MIST model (or baseline), or a meter that is no
+            :class:`Meter` (AttributeErrors before, some after the forward passes).
         ValueError: a ``device`` that is no device name (torch's errors before), or what
             :class:`~mistnet.metrics.SceneMeter` refuses.
     """
     if not isinstance(model, PatchModel):
         raise TypeError(f"model must be a MIST model (a PatchModel), got {type(model).__name__}")
     for extra in meters:
-        if not all(callable(getattr(extra, name, None)) for name in ("update", "sums", "compute")):
-            raise TypeError(f"meters must be Meters (update, sums, compute), got {extra!r}")
+        if not isinstance(extra, Meter):
+            raise TypeError(
+                f"meters must be Meters (update, sums, load_sums, compute), got {extra!r}"
+            )
     device = device_argument(device)
     classes = getattr(model.task_net, "num_classes", 10)
     meter = SceneMeter(model.task, classes, annotations, signed)  # refuses its arguments first

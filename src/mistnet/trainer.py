@@ -140,6 +140,10 @@ def _check_batch(model: PatchModel, batch: object) -> None:
         )
 
 
+#: The classification losses by ``train.class_loss``: eq. 9 and the set loss.
+CLASS_LOSSES = {"eq9": multi_instance_loss, "set": set_classification_loss}
+
+
 def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
     """The per-image task loss ``(TaskOutput, Batch) -> (B,)`` for ``task``.
 
@@ -149,14 +153,14 @@ def task_loss(task: str, class_loss: str = "eq9") -> TaskLoss:
         ValueError: another ``task`` ("reconstruction" was taken as classification) or
             ``class_loss`` (a KeyError before).
     """
-    if task not in ("classify", "reconstruct") or class_loss not in ("eq9", "set"):
+    if task not in ("classify", "reconstruct") or class_loss not in CLASS_LOSSES:
         raise ValueError(
             "task must be 'classify' or 'reconstruct' and class_loss 'eq9' or 'set', got "
             f"{task!r} and {class_loss!r}"
         )
     if task == "reconstruct":
         return lambda out, batch: reconstruction_loss(batch.images, out.reconstruction, "none")
-    classify = {"eq9": multi_instance_loss, "set": set_classification_loss}[class_loss]
+    classify = CLASS_LOSSES[class_loss]
     return lambda out, batch: classify(out.task, batch.labels, reduction="none")
 
 
