@@ -198,6 +198,11 @@ def test_fit_refuses_unknown_and_ambiguous_keys_and_foreign_models(tmp_path):
         mistnet.fit("tiny-cpu", data, out=tmp_path / "r", k="three")
     with pytest.raises(TypeError, match="mistnet.load"):
         mistnet.fit(torch.nn.Linear(1, 1), data, out=tmp_path / "r")
+    # a key the method never reads (was recorded as used); the preset's own are put back
+    with pytest.raises(ValueError, match=r"train.lr_heatmap = 0.001: not read under train.meth"):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", method="grid", lr_heatmap=1e-3)
+    cfg = mistnet.api._fit_config("mnist-hard-cpu", {"method": "grid"})
+    assert (cfg.train.lr_heatmap, cfg.train.centre_weight, cfg.model.k) == (1e-4, 0.0, 9)
     assert not (tmp_path / "r").exists()
 
 

@@ -17,6 +17,7 @@ from mistnet.config import (
     set_value,
     validate,
 )
+from mistnet.configrules import unread_keys
 from mistnet.errors import MistError
 from mistnet.models.build import build_model
 from mistnet.validate import typed_value
@@ -703,3 +704,52 @@ def test_a_digits_folder_is_written_relative_to_the_run_and_names_stay_names(tmp
     old = resolve("tiny-cpu", ["data.digits=outside"])  # as typed, from tmp_path
     (run / "config.json").write_text(old.to_json())
     assert load_json(run / "config.json").data.digits == str(tmp_path / "outside")
+
+
+@pytest.mark.parametrize(
+    "overrides, said",
+    [
+        (["train.method=grid", "train.lr_heatmap=1e-3"], "train.lr_heatmap = 0.001"),
+        (["train.method=grid", "model.factors=[1.0, 0.5]"], "model.factors = [1.0, 0.5]"),
+        (["train.method=grid", "model.heatmap_width=8"], "model.heatmap_width = 8"),
+        (["train.method=channelwise", "train.heatmap_loss='nll'"], "train.heatmap_loss = 'nll'"),
+        (["train.method=channelwise", "train.keypoint_iters=4"], "train.keypoint_iters = 4"),
+        (["train.method=supervised", "train.weight_beta=0"], "train.weight_beta = 0.0"),
+        (["train.method=supervised", "train.class_loss='set'"], "train.class_loss = 'set'"),
+        (["model.background='median'"], "model.background = 'median'"),
+    ],
+)
+def test_a_key_the_method_or_task_never_reads_is_refused(overrides, said):
+    # Before: taken, recorded in config.json as used, and the run trained as without it.
+    with pytest.raises(MistError, match=r"not read under (train\.method|model\.task) = ") as err:
+        resolve("mnist-hard-classify", overrides)
+    assert said in str(err.value) and "\n" not in str(err.value)
+    cfg = resolve("mnist-easy-recon")
+    with pytest.raises(MistError, match=r"train.class_loss = 'set': not read under model.task"):
+        apply_overrides(cfg, ["train.class_loss='set'"])
+
+
+def test_a_method_set_over_a_preset_puts_its_unread_keys_back_to_their_defaults(tmp_path):
+    # The cpu preset's x-step, heatmap-loss and heatmap sizes are not the grid's: the run
+    # records the defaults it trains as, and a key given with the method is refused instead.
+    cfg = resolve("mnist-hard-cpu", ["train.method=grid"])
+    default = config.Config()
+    for section, key, _ in unread_keys("grid", "classify"):
+        assert getattr(getattr(cfg, section), key) == getattr(getattr(default, section), key)
+    assert cfg.train.lr_task == 1e-3 and cfg.train.ema_decay == 0.99  # what it reads stays
+    assert resolve("mnist-hard-recon", ["train.method=channelwise"]).train.lr_keypoints == 1e4
+    # a preset naming the method itself is the user's: refused
+    (tmp_path / "grid.toml").write_text('[train]\nmethod = "grid"\nlr_heatmap = 1e-3\n')
+    with pytest.raises(MistError, match=r"grid.toml: train.lr_heatmap = 0.001: not read"):
+        load_preset(str(tmp_path / "grid.toml"))
+
+
+def test_a_run_recorded_with_keys_its_method_never_read_still_loads(tmp_path):
+    # Older versions recorded them; the run loads with them at their defaults (what it used).
+    cfg = resolve("mnist-easy-grid").to_dict()
+    cfg["train"]["lr_heatmap"] = 1e-3
+    cfg["model"]["heatmap_width"] = 8
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    loaded = load_json(tmp_path / "config.json")
+    assert (loaded.train.lr_heatmap, loaded.model.heatmap_width) == (1e-4, 32)
+    assert config.from_record(cfg, "model").train.lr_heatmap == 1e-4

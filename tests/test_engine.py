@@ -20,6 +20,7 @@ import mistnet
 from mistnet import engine, loop
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
+from mistnet.configrules import unread_keys
 from mistnet.engine import (
     Batch,
     StepResult,
@@ -63,10 +64,8 @@ def scene_batch(B: int = 4, seed: int = 0) -> Batch:
 
 
 def tiny_config(*overrides: str):
-    return apply_overrides(
-        load_preset("tiny-cpu"),
-        ["model.k=3", "train.lr_task=1e-3", "train.lr_heatmap=1e-3", *overrides],
-    )
+    base = ["model.k=3", "train.lr_task=1e-3", "train.lr_heatmap=1e-3"]  # the test's preset
+    return apply_overrides(apply_overrides(load_preset("tiny-cpu"), base), list(overrides))
 
 
 def make_trainer(*overrides: str) -> Trainer:
@@ -965,6 +964,10 @@ def test_build_trainer_and_task_loss_name_a_setting_they_cannot_use():
         (replace(cfg.train, method="chanelwise"), "^train.method must be one of"),
         (replace(cfg.train, heatmap_loss="x"), "^train.heatmap_loss must be one of"),
         (replace(cfg.train, class_loss="bogus"), "^train.class_loss must be one of"),
+        # ranges too: an average of weight 2 left the weights; -3 x-steps ran none
+        (replace(cfg.train, ema_decay=2.0), r"^train.ema_decay must be in \[0, 1\), got 2.0"),
+        (replace(cfg.train, ema_decay=math.nan), "^train.ema_decay must be a finite number"),
+        (replace(cfg.train, keypoint_iters=-3), "^train.keypoint_iters must be >= 0, got -3"),
     ):
         with pytest.raises(ValueError, match=message):
             build_trainer(model, train)
@@ -973,3 +976,50 @@ def test_build_trainer_and_task_loss_name_a_setting_they_cannot_use():
     for args in (("reconstruction",), ("classify", "bogus")):
         with pytest.raises(ValueError, match="^task must be 'classify' or 'reconstruct' and"):
             task_loss(*args)
+
+
+# A value each key takes that its default is not (the config's ranges allowing it).
+OTHER_VALUES = {
+    "lr_heatmap": 1e-2,
+    "heatmap_loss": "nll",
+    "lr_keypoints": 1.0,
+    "keypoint_iters": 5,
+    "proximal_weight": 1.0,
+    "centre_weight": 1.0,
+    "centre_sigma": 0.3,
+    "centre_mode": "mixture",
+    "max_step_px": 2.0,
+    "weight_beta": 0.0,
+    "class_loss": "set",
+    "factors": (1.0, 0.5),
+    "heatmap_width": 4,
+    "heatmap_depth": 3,
+    "heatmap_dilations": (1, 2),
+    "background": "median",
+}
+
+
+@pytest.mark.parametrize("method", ["supervised", "channelwise", "grid"])
+@pytest.mark.parametrize("task", ["classify", "reconstruct"])
+def test_the_keys_a_method_is_said_not_to_read_change_nothing_it_trains(method, task):
+    # The table of mistnet.configrules, checked: each key it names changed alone gives the same
+    # weights after two steps (the config refuses them; here they are set past it).
+    cfg = tiny_config(f"train.method={method}", f"model.task={task}", "model.k=9")
+    batch = scene_batch()
+
+    def trained(model_cfg, train_cfg):
+        torch.manual_seed(0)
+        tr = build_trainer(build_model(model_cfg, method), train_cfg)
+        for _ in range(2):
+            tr.step(batch)
+        return [p.detach().clone() for p in tr.model.parameters()]
+
+    before = trained(cfg.model, cfg.train)
+    keys = [(s, k) for s, k, _ in unread_keys(method, task) if k != "k"]
+    assert keys
+    for section, key in keys:
+        changed = copy.deepcopy(cfg)
+        setattr(getattr(changed, section), key, OTHER_VALUES[key])
+        after = trained(changed.model, changed.train)
+        assert len(after) == len(before), f"{section}.{key}"
+        assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True)), key

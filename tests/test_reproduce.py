@@ -420,6 +420,27 @@ def test_every_run_config_resolves_under_every_budget(tmp_path):
                 assert one.threads == 1 and spec.threads == budget.threads
                 assert "--threads 1" in one.commands("cpu")[0]
                 assert one.config() == cfg  # threads change speed, not the run
+                # the budget sizes what the row's method has: the grid no heatmap network
+                widths = [o for o in spec.overrides if o.startswith("model.heatmap_width")]
+                assert bool(widths) == (budget.name == "smoke" and method != "grid")
+
+
+def test_a_run_recorded_with_keys_its_method_never_read_keeps_its_fingerprint(tmp_path):
+    """A grid run of an earlier version recorded the cpu preset's heatmap and x-step keys (now
+    put back to their defaults): the reproduction still takes it as the same run."""
+    from mistnet.reproduce.runs import _comparable, make_spec
+
+    row = next(r for r in TABLES["table1"].runs() if r.key.endswith("-grid"))
+    data = {ev.data: tmp_path / ev.data for ev in row.all_evals()}
+    spec = make_spec("table1", row, 0, BUDGETS["cpu"], tmp_path, data)
+    new = spec.config().to_dict()
+    old = json.loads(json.dumps(new))
+    old["train"].update(lr_heatmap=1e-3, centre_weight=1.0, heatmap_loss="nll")
+    old["model"].update(heatmap_width=8, heatmap_dilations=[1, 2, 4, 8])
+    assert new["train"]["lr_heatmap"] == 1e-4 and new["model"]["heatmap_width"] == 32
+    assert _comparable(old, tmp_path) == _comparable(new, tmp_path)
+    old["train"]["lr_task"] = 5e-4  # what the grid reads still tells runs apart
+    assert _comparable(old, tmp_path) != _comparable(new, tmp_path)
 
 
 def test_help_says_a_rerun_continues(capsys):

@@ -35,6 +35,7 @@ from mistnet import config as config_module
 from mistnet import pretrained, validate
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import SECTIONS, Config, set_value
+from mistnet.configrules import reset_unread
 from mistnet.data.memory import IN_MEMORY, SceneItems
 from mistnet.detection import (
     clipped_corners,
@@ -295,7 +296,9 @@ def _field(name: str) -> tuple[str, str]:
 
 def _override(cfg: Config, overrides: dict[str, Any]) -> None:
     """Set each of ``overrides`` (:func:`_field` names) in ``cfg``, type-checked; one field
-    under two names (``k`` and ``model_k``) is refused, not one of them dropped."""
+    under two names (``k`` and ``model_k``) is refused, not one of them dropped. A ``method``
+    or ``task`` puts the keys it does not read back to their defaults, unless given too
+    (:func:`~mistnet.config.apply_overrides`)."""
     named: dict[tuple[str, str], str] = {}
     for name, value in overrides.items():
         section, key = _field(name)
@@ -303,6 +306,7 @@ def _override(cfg: Config, overrides: dict[str, Any]) -> None:
             raise MistError(f"{named[section, key]} and {name} both set {section}.{key}; give one")
         named[section, key] = name
         set_value(cfg, section, key, value)
+    reset_unread(cfg, set(named))
 
 
 def _as_dataset(data: Dataset | DataLoader | None, what: str) -> SceneItems | None:

@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mistnet.configrules import check_values, reset_unread
 from mistnet.configupgrade import RENAMED, upgrade
 from mistnet.errors import MistError
 from mistnet.io import json_text
-from mistnet.machine import max_threads
 from mistnet.runpaths import resolved
 from mistnet.textfile import parse_error, read_json, read_text
-from mistnet.validate import path_argument, typed_value, unprintable
+from mistnet.validate import path_argument, typed_value
 
 
 @dataclass
@@ -180,6 +180,11 @@ def from_dict(data: dict[str, Any]) -> Config:
         TypeError: ``data`` is not a dict.
         MistError: an unknown section or key, a wrong type or an out-of-range value.
     """
+    return validate(_built(data))
+
+
+def _built(data: dict[str, Any]) -> Config:
+    """``data``'s sections and keys set on the defaults, each type-checked (not yet validated)."""
     _require_dict(data, "data")
     cfg = Config()
     for section, values in data.items():
@@ -189,22 +194,12 @@ def from_dict(data: dict[str, Any]) -> Config:
             raise MistError(f"config section {section!r} must be a table")
         for key, value in values.items():
             set_value(cfg, section, key, value)
-    return validate(cfg)
+    return cfg
 
 
 def _require_dict(value: object, name: str) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"{name} must be a dict of config sections, got {type(value).__name__}")
-
-
-def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
-    if not ok:
-        raise MistError(f"{key} must be {allowed}, got {value!r}")
-
-
-#: The largest learning rate of the networks' optimisers: any larger is a typo, and from about
-#: 3.4e37 Adam's first step (10 x lr) overflows float32, an error inside torch.
-MAX_LR = 1e30
 
 
 def validate(cfg: Config) -> Config:
@@ -219,9 +214,7 @@ def validate(cfg: Config) -> Config:
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a mistnet.config.Config, got {type(cfg).__name__}")
     _check_types(cfg)
-    _validate_model(cfg.model)
-    _validate_record(cfg.record, cfg.model)
-    _validate_run(cfg.data, cfg.train, cfg.model)
+    check_values(cfg)
     return cfg
 
 
@@ -239,143 +232,6 @@ def check_section(target: Any, section: str) -> None:
     type or one of its choices, converted in place where lossless; ``section`` names it."""
     for key, annotation in typing.get_type_hints(type(target)).items():
         setattr(target, key, typed_value(getattr(target, key), annotation, f"{section}.{key}"))
-
-
-def _validate_model(m: ModelConfig) -> None:
-    _require(  # image files and PIL images are read as one or the other (detect, predict)
-        m.in_channels in (1, 3), "model.in_channels", "1 (grey) or 3 (colour)", m.in_channels
-    )
-    for key in ("in_channels", "num_classes", "k", "heatmap_width", "heatmap_depth"):
-        _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
-    for key in ("patch_size", "patch_base_width", "patch_levels", "patch_blocks"):
-        _require(getattr(m, key) >= 1, f"model.{key}", ">= 1", getattr(m, key))
-    _require(m.patch_size >= 2, "model.patch_size", ">= 2", m.patch_size)
-    _require(  # a classifier has none: predict and detect fed it 2x - 1, training x
-        m.task == "reconstruct" or m.output == "sigmoid",
-        "model.output",
-        "'sigmoid' for a classifier (the auto-encoder's output; 'signed' needs task reconstruct)",
-        m.output,
-    )
-    _require(  # each level halves the patch: beyond one pixel, channels double for nothing
-        m.patch_levels <= m.patch_size.bit_length() - 1,
-        "model.patch_levels",
-        f"at most log2(model.patch_size = {m.patch_size}) = {m.patch_size.bit_length() - 1}",
-        m.patch_levels,
-    )
-    _require(  # a box of less than a pixel samples nothing (1e-300 is 0 in float32)
-        math.isfinite(m.base_side) and m.base_side >= 1,
-        "model.base_side",
-        ">= 1 (pixels)",
-        m.base_side,
-    )
-    f = m.factors
-    _require(
-        len(f) >= 1
-        and all(0 < x <= 1 for x in f)
-        and all(a > b for a, b in zip(f, f[1:], strict=False)),
-        "model.factors",
-        "a non-empty, strictly decreasing list of numbers in (0, 1]",
-        list(f),
-    )
-    _require(
-        m.heatmap_dilations == ()
-        or (len(m.heatmap_dilations) == m.heatmap_depth and min(m.heatmap_dilations) >= 1),
-        "model.heatmap_dilations",
-        f"[] or heatmap_depth = {m.heatmap_depth} integers >= 1",
-        list(m.heatmap_dilations),
-    )
-    for key in ("softmax_window", "nms_window"):
-        value = getattr(m, key)
-        _require(value >= 1 and value % 2 == 1, f"model.{key}", "an odd integer >= 1", value)
-    _require(  # NMS looks within the softmax's window (ops.softmax)
-        m.nms_window <= m.softmax_window,
-        "model.nms_window",
-        f"at most model.softmax_window = {m.softmax_window}",
-        m.nms_window,
-    )
-    _require(  # float32 holds it: 1e-300 was 0, a uniform softmax; 1e39 infinite
-        1.2e-38 <= m.softmax_strength <= 3.4e38,
-        "model.softmax_strength",
-        "a number float32 holds, in [1.2e-38, 3.4e38]",
-        m.softmax_strength,
-    )
-    _require(0 <= m.softmax_eps < 1, "model.softmax_eps", "in [0, 1)", m.softmax_eps)
-
-
-def _validate_record(r: RunRecord, m: ModelConfig) -> None:
-    _require(
-        r.image_size == () or (len(r.image_size) == 2 and min(r.image_size) >= 1),
-        "record.image_size",
-        "[] or [H, W] with H, W >= 1",
-        list(r.image_size),
-    )
-    _require(
-        r.class_names == ()
-        or (len(r.class_names) == m.num_classes and len(set(r.class_names)) == m.num_classes),
-        "record.class_names",
-        f"[] or num_classes = {m.num_classes} distinct names",
-        list(r.class_names),
-    )
-    _require(  # written raw into detections.csv, which import-images then refused
-        all(n.strip() and not any(unprintable(c) for c in n) for n in r.class_names),
-        "record.class_names",
-        "names of printable text (no control character), none empty",
-        list(r.class_names),
-    )
-
-
-def _validate_run(d: DataConfig, t: TrainConfig, m: ModelConfig) -> None:
-    _require(  # which parts of train.init_from to start from: alone it trained from scratch
-        t.init_from != "" or t.init_parts == "heatmap",
-        "train.init_parts",
-        "left out without train.init_from (the checkpoint whose parts it names)",
-        t.init_parts,
-    )
-    # an empty name and no path read the working directory as the dataset
-    _require(d.name.strip() != "", "data.name", "a generator or dataset name", d.name)
-    _require(  # an empty one reads the working directory's IDX files
-        d.digits.strip() != "", "data.digits", "'embedded', 'mnist' or an IDX folder", d.digits
-    )
-    _require(  # printed in lines and figures, as a manifest's name (store.check_manifest)
-        len(d.name) <= 200 and not any(unprintable(c) for c in d.name),
-        "data.name",
-        "a name of at most 200 printable characters",
-        d.name if len(d.name) <= 200 else f"{len(d.name):,} characters",
-    )
-    for key in ("n_train", "n_val", "n_test", "workers", "seed"):
-        _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
-    _require(  # each a process: 100,000 of them swamp the machine
-        d.workers <= max_threads(),
-        "data.workers",
-        f"at most {max_threads()} (4 x the {os.cpu_count()} cores, at least 64)",
-        d.workers,
-    )
-    for key in ("batch_size", "log_every", "val_every", "ckpt_every"):
-        _require(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
-    for key in ("steps", "keypoint_iters", "val_batches", "seed"):
-        _require(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))
-    for key in ("lr_task", "lr_heatmap"):  # Adam's first step is 10 x lr: 3.4e37 overflowed
-        value = getattr(t, key)  # and below float32's smallest normal, 1e-320 is 0: no training
-        _require(
-            1.2e-38 <= value <= MAX_LR, f"train.{key}", f"a number in [1.2e-38, {MAX_LR:g}]", value
-        )
-    for key in ("lr_keypoints", "proximal_weight", "centre_weight", "max_step_px", "weight_beta"):
-        value = getattr(t, key)
-        _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
-    _require(  # the centring losses refuse a window outside it (float32 squares it)
-        1e-6 <= t.centre_sigma <= 1e6, "train.centre_sigma", "in [1e-6, 1e6]", t.centre_sigma
-    )
-    _require(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)", t.ema_decay)
-    if t.method == "grid":  # else recorded but ignored: the baseline always has its 3 x 3 cells
-        _require(m.k == 9, "model.k", "9 for train.method = grid (its 3 x 3 cells)", m.k)
-    if t.select_metric:
-        allowed = ("rmse",) if m.task == "reconstruct" else ("both", "det_iou50", "classif", "ap50")
-        _require(
-            t.select_metric in allowed,
-            "train.select_metric",
-            f"one of {list(allowed)} for model.task = {m.task!r}",
-            t.select_metric,
-        )
 
 
 def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
@@ -486,6 +342,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     if not isinstance(cfg, Config):
         raise TypeError(f"cfg must be a Config, got {type(cfg).__name__}")
     changed = copy.deepcopy(cfg)  # a refused item leaves the caller's config as it was
+    given = set()
     for item in _override_list(overrides):
         if "=" not in item:
             raise MistError(f"override {item!r} must look like section.key=value")
@@ -503,6 +360,8 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"{type(value).__name__}; quote it: --set {shlex.quote(override(dotted, text))}"
             )
         set_value(changed, section, key, value)
+        given.add((section, key))
+    reset_unread(changed, given)  # a preset's keys for the method or task it had
     validate(changed)
     for f in dataclasses.fields(cfg):
         setattr(cfg, f.name, getattr(changed, f.name))
@@ -559,9 +418,11 @@ def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Conf
         record = data.get("record", {}) if recorded else {}
         if not isinstance(record, dict):
             raise MistError("config section 'record' must be a table")
-        cfg = from_dict({k: v for k, v in data.items() if not (recorded and k == "record")})
+        cfg = _built({k: v for k, v in data.items() if not (recorded and k == "record")})
         for key, value in record.items():
             set_value(cfg, "record", key, value)
+        if recorded:  # older versions recorded keys its method never read
+            reset_unread(cfg)
         return validate(cfg)
     except MistError as exc:
         message = str(exc)

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
 from mistnet.config import TrainConfig, check_section
+from mistnet.configrules import check_train
 from mistnet.engine import (
     Batch,
     HeatmapLoss,
@@ -197,13 +198,15 @@ def build_trainer(model: PatchModel, cfg: TrainConfig) -> Trainer:
 
     Raises:
         TypeError: ``cfg`` is no :class:`~mistnet.config.TrainConfig`.
-        ValueError: a value of ``cfg`` of the wrong type or no choice of its key (MistError),
+        ValueError: a value of ``cfg`` of the wrong type, no choice of its key or out of its
+            range (MistError: ``ema_decay = 2``, ``keypoint_iters = -3``),
             or ``model``'s weights made under ``torch.inference_mode()``: no step can change
             them (torch's "Inplace update to inference tensor" at the first one).
     """
     if not isinstance(cfg, TrainConfig):  # a Config: an AttributeError deep inside
         raise TypeError(f"cfg must be a TrainConfig (a Config's train), got {type(cfg).__name__}")
     check_section(cfg, "train")  # method "chanelwise" built MIST's step; a loss name a KeyError
+    check_train(cfg)  # ema_decay = 2 averaged away from the weights; keypoint_iters = -3
     if any(t.is_inference() for t in (*model.parameters(), *model.buffers())):
         raise ValueError(
             "model: its weights were made under torch.inference_mode(), which no step can "

@@ -451,6 +451,23 @@ def train_a_huge_config_seed(tmp_path, run):
     return argv, ["data.seed must be >= 0, got -1"]
 
 
+@case
+def train_a_key_the_method_never_reads(tmp_path, run):
+    # Before: the grid baseline trained as without it, and config.json recorded it as used.
+    sets = ["--set", "train.method=grid", "--set", "train.lr_heatmap=1e-3"]
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", *sets]
+    return argv, ["train.lr_heatmap = 0.001: not read under train.method = 'grid'"]
+
+
+@case
+def train_a_toml_with_a_key_its_task_never_reads(tmp_path, run):
+    (tmp_path / "mine.toml").write_text(
+        '[model]\ntask = "reconstruct"\n[train]\nclass_loss = "set"\n'
+    )
+    argv = ["train", "--preset", tmp_path / "mine.toml", "--out", tmp_path / "r"]
+    return argv, ["mine.toml: train.class_loss = 'set': not read under model.task = 'reconstruct'"]
+
+
 # -- config files, run files and logs -------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ import torch
 
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json, override, resolve, upgrade
+from mistnet.configrules import unread_keys
 from mistnet.engine import Batch, Meter
 from mistnet.errors import DataError, MistError
 from mistnet.evaluation import evaluate_run
@@ -123,8 +124,10 @@ def make_spec(
     """
     minutes = budget.run_minutes(table) * row.time_share
     steps = budget.run_steps(row.kind, minutes)
-    overrides = [
-        *budget.overrides_for(row.kind),
+    asked = resolve(budget.presets.get(row.kind, row.preset), list(row.overrides))
+    unread = {f"{s}.{k}" for s, k, _ in unread_keys(asked.train.method, asked.model.task)}
+    overrides = [  # the budget's sizes of what the row's method has (the grid no heatmap)
+        *(o for o in budget.overrides_for(row.kind) if o.split("=")[0].strip() not in unread),
         *([f"train.steps={steps}"] if steps else []),
         *row.overrides,
         override("data.path", str(data[row.data])),
@@ -170,6 +173,10 @@ def _comparable(cfg: dict[str, Any], home: Path, base: Path | None = None) -> di
         if isinstance(values, dict) and isinstance(cfg[section], dict):
             cfg[section] = {**values, **cfg[section]}
     cfg.pop("record", None)
+    train, model = cfg.get("train"), cfg.get("model")
+    if isinstance(train, dict) and isinstance(model, dict):  # as load_json reads the run's
+        for section, key, _ in unread_keys(str(train.get("method")), str(model.get("task"))):
+            cfg[section][key] = defaults[section][key]
     data = cfg.get("data", {})
     if data.get("path"):
         data["path"] = _data_path(data["path"], home, base)
