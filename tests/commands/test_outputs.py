@@ -307,6 +307,21 @@ def reproduce_with_a_dataset_as_the_data_root(tmp_path, run):
 
 
 @case
+def reproduce_with_a_dataset_made_for_another_seed_in_the_data_root(tmp_path, run):
+    """Before: refused once --out was made, which was left behind (.mistnet, reproduce.json)."""
+    arrays = {
+        "images": np.zeros((2, 1, 8, 8), np.float32),
+        "boxes": np.zeros((2, 1, 4), np.float32),
+        "labels": np.zeros((2, 1), np.int64),
+        "counts": np.ones(2, np.int64),
+    }
+    made = tmp_path / "root" / "smoke" / "gabor-seed0"
+    store.write_dataset(made, "gabor", {"train": arrays}, {"generator": "gabor", "seed": 5})
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", tmp_path / "repro"]
+    return [*argv, "--data-root", tmp_path / "root"], [f"{made} was made with seed = 5, not 0"]
+
+
+@case
 def reproduce_with_the_data_root_inside_a_run(tmp_path, run):
     argv = ["reproduce", "table1", "--budget", "smoke", "--out", tmp_path / "repro"]
     return [*argv, "--data-root", run / "data"], ["run/data is inside the run"]

@@ -357,7 +357,8 @@ def _data_places(
         _check_could_make(root, "--data-root")
     for t in tables:
         if _not_run(t, svhn_path) is None:
-            check_datasets(root, plan, list(_data_keys(t)), list(range(seeds)), digits)
+            keys = list(_data_keys(t))
+            check_datasets(root, plan, keys, list(range(seeds)), digits, svhn_path)
     return svhn_path, root
 
 

@@ -50,13 +50,20 @@ def data_dir(root: Path, budget: Budget, key: str, seed: int, digits: str = "emb
 
 
 def check_datasets(
-    root: Path, budget: Budget, keys: list[str], seeds: list[int], digits: str = "embedded"
+    root: Path,
+    budget: Budget,
+    keys: list[str],
+    seeds: list[int],
+    digits: str = "embedded",
+    svhn: Path | None = None,
 ) -> None:
     """Refuse, before a reproduction claims its ``--out``, a folder of the user's where one of
-    its datasets goes under ``root`` (it failed after ``--out`` was made, naming ``--out``).
+    its datasets goes under ``root`` (it failed after ``--out`` was made, naming ``--out``),
+    and a dataset there made for other sizes, seed or source (it failed after ``--out`` was
+    made too, leaving it behind).
 
     Raises:
-        MistError: naming ``--data-root`` and the folder.
+        MistError: naming ``--data-root`` and the folder, or the dataset and what differs.
     """
     for key in keys:
         for seed in seeds:
@@ -72,19 +79,44 @@ def check_datasets(
                         f"--data-root {root}: {place} exists and was not made by mistnet; move "
                         "it away, or choose another --data-root"
                     )
+            source = data_dir(root, budget, "mnist-hard", seed, digits)
+            made = (source, "mnist-hard") if key == OFFICIAL else (path, key)
+            _reusable(*made, budget, seed, digits, svhn)
 
 
 def _manifest(path: Path) -> dict | None:
     return read_manifest(path) if (path / "manifest.json").is_file() else None
 
 
-def _check_reuse(path: Path, meta: dict, want: dict) -> None:
-    for key, value in want.items():
-        if meta.get(key) != value:
+def _reusable(
+    path: Path, key: str, budget: Budget, seed: int, digits: str, svhn: Path | None
+) -> dict | None:
+    """The manifest of the dataset ``key`` at ``path`` (None where there is none), refused when
+    it was made for other split sizes, seed, digits or SVHN source than ``budget`` and ``seed``
+    make (``svhn`` None: the source is not compared).
+
+    Raises:
+        MistError: naming the dataset and what differs.
+    """
+    meta = _manifest(path)
+    if meta is None:
+        return None
+    if key == "svhn":
+        want = {"generator": "svhn", "seed": seed}
+        want.update({"source": str(Path(svhn).resolve())} if svhn is not None else {})
+    else:
+        full, have = budget.split_sizes(key), meta.get("splits", {})
+        if not set(have) <= set(full) or any(have[s] != full[s] for s in have):
+            have = full  # made with other sizes: the error names them
+        made_of = build_generator(key, digits).digits
+        want = {"generator": key, "seed": seed, "splits": have, "digits": made_of}
+    for name, value in want.items():
+        if meta.get(name) != value:
             raise MistError(
-                f"{path} was made with {key} = {meta.get(key)!r}, not {value!r}; "
+                f"{path} was made with {name} = {meta.get(name)!r}, not {value!r}; "
                 "remove it or choose another --data-root"
             )
+    return meta
 
 
 def prepare(
@@ -139,18 +171,13 @@ def _generated(
     path = data_dir(root, budget, key, seed, digits)
     full = budget.split_sizes(key)
     sizes = {"test": full["test"]} if test_only else full
-    generator = build_generator(key, digits)
-    meta = _manifest(path)
+    meta = _reusable(path, key, budget, seed, digits, None)
     replace = False
     if meta is not None:
-        have = meta.get("splits", {})
-        if not set(have) <= set(full) or any(have[s] != full[s] for s in have):
-            have = full  # made with other sizes: the error names them
-        want = {"generator": key, "seed": seed, "splits": have, "digits": generator.digits}
-        _check_reuse(path, meta, want)
-        if all(s in have for s in sizes):
+        if all(s in meta["splits"] for s in sizes):
             return path
         replace = True  # an evaluation-only dataset that a run now trains on: add the splits
+    generator = build_generator(key, digits)
     only = " (test split only: evaluation data)" if set(sizes) == {"test"} else ""
     counts = "/".join(str(n) for n in sizes.values())
     log(f"data: {key} seed {seed}, {counts}{only} -> {path}")
@@ -182,9 +209,7 @@ def _official(budget: Budget, seed: int, root: Path, log, digits: str) -> Path:
 def _svhn(budget: Budget, seed: int, root: Path, svhn: Path, log) -> Path:
     path = data_dir(root, budget, "svhn", seed)
     source = str(Path(svhn).resolve())
-    meta = _manifest(path)
-    if meta is not None:
-        _check_reuse(path, meta, {"generator": "svhn", "seed": seed, "source": source})
+    if _reusable(path, "svhn", budget, seed, "embedded", svhn) is not None:
         return path
     log(f"data: SVHN from {svhn} (seed {seed} validation hold-out) -> {path}")
     data = load_svhn(svhn, seed=seed, progress=sys.stderr.isatty())
