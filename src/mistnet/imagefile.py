@@ -26,6 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from mistnet import validate
 from mistnet.errors import DataError, MistWarning
 from mistnet.validate import regular_file
 
@@ -58,6 +59,7 @@ def open_image(
         DataError: not a regular file, not an image, truncated, or too large.
     """
     path = regular_file(path)
+    max_pixels = validate.max_pixels(max_pixels, "max_pixels")
     limit = f"the limit of {max_pixels:,} pixels (--max-pixels); {hint}"
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")

@@ -300,6 +300,7 @@ def flag(value: object, name: str) -> bool:
 
 #: What counts as an integer argument: :func:`mistnet.ops._checks.as_integer`, the one test.
 as_integer = _checks.as_integer
+as_real = _checks.as_real
 shown = _checks.shown
 
 
@@ -315,6 +316,22 @@ def seed(value: object, name: str = "seed") -> int:
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 <= n < 2**63:
         raise ArgumentError(f"{name} must be an integer in [0, 2**63), got {shown(n)}")
+    return n
+
+
+def max_pixels(value: object, name: str = "max_pixels") -> int:
+    """``value`` if it is an integer limit of pixels >= 1 (``--max-pixels``).
+
+    Raises:
+        TypeError: not an integer (``"9"`` was a comparison of int and str in Pillow's header
+            check).
+        ArgumentError: below 1 (every image refused, saying the limit is -1 pixels).
+    """
+    n = as_integer(value)
+    if n is None:
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if n < 1:
+        raise ArgumentError(f"{name} must be >= 1, got {shown(n)}")
     return n
 
 

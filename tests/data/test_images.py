@@ -564,3 +564,43 @@ def test_files_of_no_image_format_are_skipped_with_one_warning_images_of_others_
         ):
             import_images(src, tmp_path / f"out{suffix}", val=0, test=0)
         picture.unlink()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"size": "32"}, TypeError, r"^size must be \(H, W\), two integers, got '32'"),
+        ({"size": (16, 16, 3)}, TypeError, r"^size must be \(H, W\), two integers, got \(16,"),
+        ({"size": (32.5, 32)}, TypeError, r"^size must be \(H, W\), two integers"),
+        ({"crop": 16}, TypeError, r"^crop must be \(H, W\), two integers, got 16"),
+        ({"val": "0.1"}, TypeError, r"^val must be a number, got '0.1'"),
+        ({"test": float("nan")}, ValueError, r"^--test must be a fraction in \[0, 1\), got nan"),
+        ({"val": 1.0}, ValueError, r"^--val must be a fraction in \[0, 1\), got 1.0"),
+        ({"per_image": 2.0}, TypeError, r"^per_image must be an integer, got 2.0"),
+        ({"channels": "3"}, TypeError, r"^channels must be an integer, got '3'"),
+        ({"max_pixels": -1}, ValueError, r"^max_pixels must be >= 1, got -1"),
+        ({"max_pixels": "9"}, TypeError, r"^max_pixels must be an integer, got '9'"),
+    ],
+)
+def test_import_options_of_the_wrong_type_or_range_are_named_before_any_image(
+    tmp_path, kwargs, error, message
+):
+    # Before: numpy's "invalid literal", "'<=' not supported between str and float" once every
+    # image was read, or a limit of -1 pixels refusing each image.
+    src = tmp_path / "src"
+    squares(src, 3)
+    with pytest.raises(error, match=message):
+        import_images(src, tmp_path / "ds", **kwargs)
+    assert not (tmp_path / "ds").exists()
+    with pytest.raises(TypeError, match=r"^max_pixels must be an integer, got '9'"):
+        read_image(src / "00.png", max_pixels="9")
+
+
+def test_import_options_take_numpy_and_tensor_sizes(tmp_path):
+    import torch
+
+    squares(tmp_path / "src", 5)
+    meta = import_images(
+        tmp_path / "src", tmp_path / "a", size=np.array([16, 12]), val=torch.tensor(0.25)
+    )
+    assert (meta["height"], meta["width"], meta["params"]["val"]) == (16, 12, 0.25)

@@ -120,9 +120,7 @@ def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
 
 def checked_max_pixels(args: argparse.Namespace) -> int:
     """``args.max_pixels``, checked."""
-    if args.max_pixels < 1:
-        raise MistError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-    return args.max_pixels
+    return validate.max_pixels(args.max_pixels, "--max-pixels")
 
 
 def add_digits_argument(parser: argparse.ArgumentParser, directories: bool = True) -> None:

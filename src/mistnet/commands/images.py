@@ -13,8 +13,9 @@ import argparse
 
 from mistnet import validate
 from mistnet.commands._args import add_max_pixels_argument, checked_max_pixels, integer, number
-from mistnet.data.images import MAX_PER_IMAGE, import_images
 from mistnet.data.images import __doc__ as FORMAT_DOC
+from mistnet.data.images import import_images
+from mistnet.data.importoptions import MAX_PER_IMAGE
 from mistnet.errors import say
 
 

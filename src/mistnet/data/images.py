@@ -32,6 +32,7 @@ Without either the dataset holds images only, for an auto-encoder (``annotations
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import warnings
@@ -42,9 +43,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mistnet import validate
 from mistnet.data.annotations import Truth, fit_boxes, read_truth, scale_boxes
 from mistnet.data.digits import SPLITS
+from mistnet.data.importoptions import ImportOptions, import_options
 from mistnet.data.store import claim_dataset, folder_name, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import (
@@ -53,13 +54,10 @@ from mistnet.imagefile import (
     decoding,
     image_format,
     open_image,
-    pixel_count,
 )
 from mistnet.validate import regular_file, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-#: The most crops ``per_image`` takes of one image (all of them are held in memory).
-MAX_PER_IMAGE = 10_000
 _GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -373,15 +371,14 @@ def _split_arrays(
     return splits, file_names, origins
 
 
-def _held_out(n: int, fraction: float, name: str) -> int:
-    """How many of ``n`` things the fraction ``--val`` or ``--test`` takes (at least one)."""
-    if not 0 <= fraction < 1:
-        raise DataError(f"{name} must be a fraction in [0, 1), got {fraction}")
+def _held_out(n: int, fraction: float) -> int:
+    """How many of ``n`` things the fraction ``--val`` or ``--test`` takes (at least one; the
+    fraction in [0, 1), :func:`~mistnet.data.importoptions.import_options`)."""
     return max(1, round(fraction * n)) if fraction > 0 else 0
 
 
 def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
-    n_val, n_test = _held_out(n, val, "--val"), _held_out(n, test, "--test")
+    n_val, n_test = _held_out(n, val), _held_out(n, test)
     if n - n_val - n_test < 1:
         raise DataError(
             f"{n} images leave none for training with --val {val} and --test {test}; add "
@@ -393,7 +390,7 @@ def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
 
 def _by_bands(n_files: int, crop: tuple[int, int] | None, val: float, test: float) -> bool:
     """Whether each image is split into bands: ``--crop``, and too few images to split them."""
-    held = _held_out(n_files, val, "--val") + _held_out(n_files, test, "--test")
+    held = _held_out(n_files, val) + _held_out(n_files, test)
     return crop is not None and n_files - held < 1
 
 
@@ -445,7 +442,7 @@ def _band_crops(
     (h, w), axis = a.shape[:2], int(a.shape[1] > a.shape[0])  # axis 1: bands of columns
     length, side = (w, crop[1]) if axis else (h, crop[0])
     bands = _bands(length, *fractions)
-    counts = {s: _held_out(n, f, s) for s, f in zip(("val", "test"), fractions, strict=True)}
+    counts = {s: _held_out(n, f) for s, f in zip(("val", "test"), fractions, strict=True)}
     counts["train"] = n - sum(counts.values())
     if h < crop[0] or w < crop[1]:
         raise DataError(f"{where}: {w}x{h} is smaller than the {crop[1]}x{crop[0]} crop")
@@ -487,45 +484,25 @@ def _assign_splits(
     return {s: chosen for s, chosen in splits.items() if chosen}
 
 
-def _check_arguments(
-    root: Path,
-    out: str | os.PathLike,
-    labels: str | os.PathLike | None,
-    boxes: str | os.PathLike | None,
-    size: tuple[int, int] | None,
-    crop: tuple[int, int] | None,
-    per_image: int,
-    channels: int | None,
-    max_pixels: int,
-) -> None:
-    """Refuse what :func:`import_images` is asked before any image is read.
-
-    Raises:
-        DataError: options that do not go together, out of range, or an ``out`` that is
-            inside ``root`` or taken (:func:`~mistnet.data.store.claim_dataset`).
-    """
-    if labels is not None and boxes is not None:
-        raise DataError("give --labels or --boxes, not both (a box file can name the classes)")
-    if size is not None and crop is not None:
-        raise DataError("give --size or --crop, not both")
-    if crop is not None and labels is not None:
-        raise DataError("--crop needs boxes: an image's labels do not say what a crop holds")
-    if per_image < 1:
-        raise DataError(f"--per-image must be at least 1, got {per_image}")
-    if per_image > 1 and crop is None:
-        raise DataError(f"--per-image {per_image} takes crops: add --crop H W")
-    if per_image > MAX_PER_IMAGE:
-        raise DataError(f"--per-image must be at most {MAX_PER_IMAGE:,}, got {per_image:,}")
-    for name, hw in (("--size", size), ("--crop", crop)):
-        if hw is not None and min(hw) < 1:
-            raise DataError(f"{name} needs H, W >= 1, got {hw}")
-        if hw is not None:
-            what = f"{name} {hw[0]} {hw[1]}"
-            pixel_count(hw[1], hw[0], max_pixels, what, "choose a smaller size")
-    if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
-    # before the images are read: a taken --out, or one inside SRC, is refused at once
-    claim_dataset(out, inputs=[("the image folder", root)] if root.is_dir() else [])
+def _manifest(root: Path, asked: ImportOptions, labels, boxes, names, file_names) -> dict:
+    """The manifest of a dataset imported from ``root`` as ``asked``."""
+    return {
+        "generator": "images",
+        "source": str(root),
+        "seed": asked.seed,
+        "annotations": (["boxes"] if boxes is not None else []) + (["labels"] if names else []),
+        "classes": names,
+        "params": {
+            "size": list(asked.size) if asked.size else None,
+            "crop": list(asked.crop) if asked.crop else None,
+            "per_image": asked.per_image,
+            "val": asked.val,
+            "test": asked.test,
+            "labels": str(labels) if labels else None,
+            "boxes": str(boxes) if boxes else None,
+        },
+        "file_names": file_names,
+    }
 
 
 def import_images(
@@ -562,38 +539,35 @@ def import_images(
         The manifest written.
 
     Raises:
-        DataError: for every problem with the inputs, naming the file.
+        DataError: for every problem with the inputs, naming the file, and options out of
+            range or that do not go together (:func:`~mistnet.data.importoptions.import_options`).
+        TypeError: an option of the wrong type, named (``size="32"``, ``val="0.1"``).
     """
     root = Path(src)
-    _check_arguments(root, out, labels, boxes, size, crop, per_image, channels, max_pixels)
-    seed = validate.seed(seed, "seed")
+    asked = import_options(
+        labels=labels,
+        boxes=boxes,
+        size=size,
+        crop=crop,
+        per_image=per_image,
+        channels=channels,
+        val=val,
+        test=test,
+        seed=seed,
+        max_pixels=max_pixels,
+    )
+    size, crop, val, test, seed = asked.size, asked.crop, asked.val, asked.test, asked.seed
+    # before the images are read: a taken --out, or one inside SRC, is refused at once
+    claim_dataset(out, inputs=[("the image folder", root)] if root.is_dir() else [])
     files = find_images(root, tuple(Path(p) for p in (labels, boxes) if p is not None))
     truth, names = read_truth(root, files, labels, boxes)
     rels = [p.relative_to(root).as_posix() for p in files]
     bands = (val, test) if _by_bands(len(files), crop, val, test) else None
-    how = dict(size=size, crop=crop, per_image=per_image, channels=channels, seed=seed)
-    how.update(max_pixels=max_pixels, boxes=boxes, bands=bands)
+    how = {**dataclasses.asdict(asked), "boxes": boxes, "bands": bands}
     items, (H, W), C = _items(root, files, truth, how)
     chosen_of = _assign_splits(items, len(files), val, test, seed)
     splits, file_names, origins = _split_arrays(items, rels, names or [], chosen_of)
-    annotations = (["boxes"] if boxes is not None else []) + (["labels"] if names else [])
-    manifest = {
-        "generator": "images",
-        "source": str(root),
-        "seed": seed,
-        "annotations": annotations,
-        "classes": names or [],
-        "params": {
-            "size": list(size) if size else None,
-            "crop": list(crop) if crop else None,
-            "per_image": per_image,
-            "val": val,
-            "test": test,
-            "labels": str(labels) if labels else None,
-            "boxes": str(boxes) if boxes else None,
-        },
-        "file_names": file_names,
-    }
+    manifest = _manifest(root, asked, labels, boxes, names or [], file_names)
     if crop is not None:
         manifest["crop_origins"] = origins  # (x0, y0) of each crop in its file
     write_dataset(out, folder_name(root, "images"), splits, manifest)
