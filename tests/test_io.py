@@ -507,3 +507,20 @@ def test_an_atomic_write_of_a_name_too_long_names_the_target_and_leaves_no_folde
         with pytest.raises(TypeError, match="^text must be a str, got "):
             atomic_write_text(tmp_path / "t.txt", text)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_exclusive_write_onto_a_file_says_whether_it_was_there_or_came_meanwhile(tmp_path):
+    # Before: a file there before the call was said to be "created by another process".
+    (tmp_path / "mine.bin").write_bytes(b"mine")
+    with pytest.raises(MistError, match=r"mine.bin: exists; it is left as it is$"):
+        atomic_write(tmp_path / "mine.bin", lambda tmp: tmp.write_bytes(b"new"), exclusive=True)
+
+    def another_process_meanwhile(tmp):
+        tmp.write_bytes(b"new")
+        (tmp_path / "theirs.bin").write_bytes(b"theirs")
+
+    with pytest.raises(MistError, match="theirs.bin: was created by another process meanwhile"):
+        atomic_write(tmp_path / "theirs.bin", another_process_meanwhile, exclusive=True)
+    assert (tmp_path / "mine.bin").read_bytes() == b"mine"
+    assert (tmp_path / "theirs.bin").read_bytes() == b"theirs"
+    assert sorted(os.listdir(tmp_path)) == ["mine.bin", "theirs.bin"]

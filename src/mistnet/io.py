@@ -537,7 +537,13 @@ def atomic_write(
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        MistError: (``exclusive``) ``path`` exists before the write, or was made by another
+            process while it ran; either is left as it is.
     """
+    if exclusive and os.path.lexists(path):  # else said to be "created meanwhile"
+        raise MistError(f"{path}: exists; it is left as it is")
     with atomic_path(path, rename_new if exclusive else os.replace) as tmp:
         write(tmp)
     return Path(path)

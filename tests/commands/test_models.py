@@ -405,7 +405,7 @@ def test_a_model_packaged_under_the_same_name_meanwhile_is_kept(packaged, tmp_pa
         return real_save(path, *args, **kwargs)
 
     monkeypatch.setattr(pretrained, "save_checkpoint", other_process_first)
-    with pytest.raises(MistError, match="raced.safetensors: was created by another process"):
+    with pytest.raises(MistError, match="raced.safetensors: exists; it is left as it is"):
         pretrained.package(run, "raced", COMMAND, tmp_path)
     assert first.read_bytes() == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raced.safetensors"]
