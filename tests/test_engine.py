@@ -277,6 +277,21 @@ def test_evaluate_restores_training_mode_and_counts_detections(monkeypatch):
     assert metrics["both"] <= metrics["det_iou50"]
 
 
+def test_per_image_k_reconstructs_each_image_from_its_own_count():
+    """Before: every image of a batch was rebuilt from the batch's largest count of patches,
+    so an image's RMSE depended on the images batched with it."""
+    tr = make_trainer("model.task=reconstruct")
+    b = scene_batch()
+    count = torch.tensor([1, 3, 2, 3])
+    labels = torch.where(torch.arange(3) < count[:, None], b.labels, -1)
+    raw = {"image": b.images, "boxes": b.boxes, "labels": labels, "count": count}
+    alone = [{key: v[i : i + 1] for key, v in raw.items()} for i in range(4)]
+    together = evaluate(tr.model, [raw], per_image_k=True)
+    one_by_one = evaluate(tr.model, alone, per_image_k=True)
+    assert together["rmse"] == pytest.approx(one_by_one["rmse"], rel=1e-5)
+    assert together["rmse"] != pytest.approx(evaluate(tr.model, [raw], k=3)["rmse"], rel=1e-3)
+
+
 @pytest.mark.parametrize(
     ("batches", "error", "message"),
     [

@@ -286,7 +286,8 @@ def evaluate(
 
     Metrics that need ground truth the data lacks (``annotations``) are left out, never 0;
     ``class_names`` adds each class's ``classif/<name>``. ``per_image_k`` detects ``count[b]``
-    instances per image (Table 3) instead of ``k``. ``reduce`` maps the meter's sums to those
+    instances per image (Table 3) instead of ``k``, and reconstructs each image from as many
+    patches. ``reduce`` maps the meter's sums to those
     of every process (sharded validation: :func:`mistnet.distributed.sum_over_ranks`).
     ``meters`` see the same batches and outputs; their metrics are theirs to compute.
 
@@ -323,7 +324,10 @@ def evaluate(
             labels = out.task.argmax(-1) if model.task == "classify" else None
             truth = (batch.boxes, batch.labels, batch.count)
             det_count = batch.count if per_image_k else None
-            meter.update(out.keypoints, labels, *truth, det_count, out.reconstruction, batch.images)
+            recon = out.reconstruction
+            if det_count is not None and recon is not None:  # not the batch's largest count
+                recon = model.reconstruct(batch.images, out.keypoints, out.task, det_count)
+            meter.update(out.keypoints, labels, *truth, det_count, recon, batch.images)
             for extra in meters:
                 extra.update(out, batch)
     finally:

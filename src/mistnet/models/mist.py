@@ -184,13 +184,26 @@ class PatchModel(nn.Module):
         self.check_input(images)
         patches = extract_patches(images, keypoints, self.patch_size)  # (B, K, C, P, P)
         out = self.task_net(patches)
-        recon = None
-        if self.task == "reconstruct":
-            _, _, H, W = images.shape
-            recon = paste_patches(out, keypoints, H, W)  # (B, C, H, W)
-            if self.background == "median":
-                recon = recon + median_background(images)
+        recon = self.reconstruct(images, keypoints, out) if self.task == "reconstruct" else None
         return TaskOutput(patches, out, recon)
+
+    def reconstruct(
+        self, images: Tensor, keypoints: Tensor, decoded: Tensor, count: Tensor | None = None
+    ) -> Tensor:
+        """The reconstruction ``(B, C, H, W)`` of ``images``: the ``decoded`` patches
+        ``(B, K, C, P, P)`` pasted at ``keypoints`` and summed (S^-1), plus the background.
+
+        ``count`` ``(B,)``: only each image's first ``count[b]`` patches (its best-scored
+        detections), as an image of ``count[b]`` instances is rebuilt (``--per-image-k``).
+        """
+        if count is not None:
+            keep = torch.arange(decoded.shape[1], device=decoded.device) < count[:, None]
+            decoded = decoded * keep[:, :, None, None, None].to(decoded.dtype)
+        _, _, H, W = images.shape
+        recon = paste_patches(decoded, keypoints, H, W)
+        if self.background == "median":
+            recon = recon + median_background(images)
+        return recon
 
     def finish(
         self,
