@@ -935,3 +935,45 @@ def test_report_reader_and_markdown_name_what_is_wrong(tmp_path):
         report.render_markdown(entry)
     with pytest.raises(TypeError, match="^entry must be a table entry of results.json, got list"):
         report.render_markdown([])
+
+
+def test_render_markdown_names_the_field_of_an_entry_it_cannot_read():
+    """Before: rows=[{"key": "x"}] raised "KeyError: 'paper'", metrics="ap50" "KeyError: 'a'"
+    and seeds=3 "object of type 'int' has no len()"."""
+    from mistnet.reproduce import report
+
+    stats = {"mean": 0.5, "std": None, "n": 1, "values": [0.5]}
+    ran = {
+        "key": "mist", "label": "MIST", "status": "run", "paper": {"ap50": 0.9},
+        "ours": {"ap50": stats}, "runs": ["runs/mist-seed0"], "steps": [10], "device": ["cpu"],
+        "wall_s": 12.0, "commands": {"seed0": ["mist train ..."]}, "data": "data/mnist",
+    }  # fmt: skip
+    entry = {
+        "title": "Table 1", "source": "the paper", "command": "mist reproduce table1",
+        "budget": "smoke", "budget_description": "tiny", "minutes_per_run": 1.0, "seeds": [0],
+        "device": "cpu", "wall_s": 12.0, "written": "today", "figures": [], "metrics": ["ap50"],
+        "rows": [ran, {"key": "base", "label": "Base", "status": "paper only", "paper": {}}],
+        "notes": ["a note"],
+    }  # fmt: skip
+    assert "| MIST | AP IoU=.50 | 90.0% | 50.0% | 1 | 10 | cpu | 12 s |" in (
+        report.render_markdown(entry)
+    )
+    for change, error, message in [
+        ({"rows": [{"key": "x"}]}, ValueError,
+         r"^entry\['rows'\]\[0\] is no row of a table entry: it lacks label, status, paper$"),
+        ({"rows": [{**ran, "ours": {}}]}, ValueError,
+         r"^entry\['rows'\]\[0\]\['ours'\] holds no statistics of the metric 'ap50'$"),
+        ({"rows": [{k: v for k, v in ran.items() if k != "steps"}]}, ValueError,
+         r"^entry\['rows'\]\[0\] is no row of a table entry: it lacks steps$"),
+        ({"metrics": "ap50"}, TypeError,
+         r"^entry\['metrics'\]: expected a list of metric names, got 'ap50'$"),
+        ({"seeds": 3}, TypeError, r"^entry\['seeds'\]: expected a list of seeds \(integers\), got 3$"),
+        ({"seeds": [True]}, TypeError, r"^entry\['seeds'\]: expected a list of seeds"),
+        ({"rows": [5]}, TypeError, r"^entry\['rows'\]: expected a list of rows \(dicts\), got"),
+        ({"wall_s": "12"}, TypeError, r"^entry\['wall_s'\]: expected a number, got '12'$"),
+        ({"figures": ["a.png"]}, TypeError, r"^entry\['figures'\]: expected a list of \{'path'"),
+        ({"rows": [{**ran, "paper": None}]}, TypeError,
+         r"^entry\['rows'\]\[0\]\['paper'\]: expected a dict \{metric: value\}, got None$"),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            report.render_markdown({**entry, **change})

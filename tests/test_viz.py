@@ -653,8 +653,23 @@ def test_to_rgb_draws_bfloat16_and_refuses_integer_images_other_than_uint8():
 @pytest.mark.parametrize(
     ("kw", "error", "message"),
     [
-        (dict(class_names="ab"), TypeError, "class_names: expected a sequence of names, got 'ab'"),
-        (dict(class_names=[1, 2]), TypeError, "class_names: expected a sequence of names"),
+        (
+            dict(class_names="ab"),
+            TypeError,
+            "class_names: expected a list or tuple of names, got 'ab'",
+        ),
+        (dict(class_names=[1, 2]), TypeError, "class_names: expected a list or tuple of names"),
+        # Before: a raw "KeyError: 0" and "object of type 'generator' has no len()"
+        (
+            dict(class_names={"a": 1}),
+            TypeError,
+            "^class_names: expected a list or tuple of names, got dict$",
+        ),
+        (
+            dict(class_names=(n for n in "ab")),
+            TypeError,
+            "^class_names: expected a list or tuple of names, got generator$",
+        ),
         (dict(color=(0.5, 0.5, 0.5)), ValueError, r"color: expected 3 integers in 0..255"),
         (dict(color=(255, 0)), ValueError, r"color: expected 3 integers in 0..255"),
         (dict(color=(300, 0, 0)), ValueError, r"color: expected 3 integers in 0..255"),
@@ -737,3 +752,145 @@ def test_every_figure_writer_replaces_only_its_own_figures(tmp_path):
     plot_curves(history, tmp_path / "mine.png")
     annotate_image(img, box, None, None, tmp_path / "mine.png")
     assert Image.open(tmp_path / "mine.png").size == (8, 8)
+
+
+# ------------------------------------------------------- arguments checked by name (round 14)
+
+
+def test_plot_curves_refuses_a_logy_that_is_no_bool_or_list_of_keys(tmp_path):
+    """Before: logy=None raised "'NoneType' object is not iterable", logy="loss" said "logy
+    names 'l'" (read a letter at a time), and logy="ab" was taken for the keys a and b."""
+    history = {"a": [(0, 1.0), (1, 2.0)], "b": [(0, 1.0)]}
+    for logy in (None, "loss", "ab", 1, ["a", 2]):
+        with pytest.raises(TypeError, match="^logy must be True, False or a list of keys of hi"):
+            plot_curves(history, tmp_path / "c.png", logy=logy)
+    assert list(tmp_path.iterdir()) == []
+    plot_curves(history, tmp_path / "c.png", logy=("a", "b"))
+    plot_curves(history, tmp_path / "c.png", logy=np.bool_(True))
+
+
+def test_plot_curves_and_plot_runs_name_values_too_large_to_draw(tmp_path):
+    """Before: matplotlib's "ValueError: arange: cannot compute length", naming nothing (only
+    ``mist plot`` caught it)."""
+    from mistnet.viz import plot_runs
+
+    with pytest.raises(ValueError, match=re.escape(
+        "the curves hold values too large to draw: history['loss'] holds 1e+308 (steps and "
+        "values of at most ±1e+300 are drawn)"
+    )):  # fmt: skip
+        plot_curves({"ok": [(0, 1.0)], "loss": [(0, 1e308), (1, -1e308)]}, tmp_path / "f.png")
+    with pytest.raises(ValueError, match=r"^the curves hold .*: history\['x'\] holds 1.7e\+308"):
+        plot_curves({"x": [(1.7e308, 1.0)]}, tmp_path / "f.png")  # a step too
+    records = [
+        {"step": 0, "split": "train", "task": 1e308},
+        {"step": 1, "split": "train", "task": -1e308},
+    ]
+    with pytest.raises(ValueError, match="^the curves .*: train/task of the run 'r' holds 1e"):
+        plot_runs({"r": records}, tmp_path / "f.png")
+    assert list(tmp_path.iterdir()) == []
+    plot_curves({"loss": [(0, 1e300), (1, -1e300)]}, tmp_path / "f.png")  # the largest drawn
+
+
+def _one_run():
+    return {"r": [{"step": 1, "split": "train", "wall": 1.0, "task": 1.0, "foo": 2.0}]}
+
+
+def test_plot_runs_refuses_a_key_given_twice(tmp_path):
+    """Before: keys=["train/task", "train/task"] drew the curve twice, one on the other, which
+    ``mist plot --key X --key X`` refused."""
+    from mistnet.viz import plot_runs
+
+    with pytest.raises(ValueError, match="^keys: 'train/task' is given twice; name each curve"):
+        plot_runs(_one_run(), tmp_path / "p.png", keys=["train/task", "train/foo", "train/task"])
+    assert list(tmp_path.iterdir()) == []
+    assert plot_runs(_one_run(), tmp_path / "p.png", keys=("train/foo",)) == ["train/foo"]
+
+
+def test_plot_runs_without_a_default_curve_lists_the_curves_there_are(tmp_path):
+    """Before: "the runs have no curves to draw", though keys=["train/foo"] drew one."""
+    from mistnet.viz import plot_runs
+
+    runs = {
+        "r": [
+            {"step": 1, "split": "train", "wall": 1.0, "foo": 1.0},
+            {"step": 1, "split": "val", "classif/zero": 1.0},
+        ]
+    }
+    with pytest.raises(ValueError, match=re.escape(
+        "the runs have none of the curves drawn by default (train/task, train/heatmap, "
+        "val/<metric>); the curves are train/foo, val/classif/zero: name those to draw with "
+        "keys (--key of mist plot)"
+    )):  # fmt: skip
+        plot_runs(runs, tmp_path / "p.png")
+    with pytest.raises(ValueError, match="^the runs have no curves to draw$"):
+        plot_runs({"r": [{"step": 1, "split": "train", "wall": 1.0}]}, tmp_path / "p.png")
+    assert list(tmp_path.iterdir()) == []
+    assert plot_runs(runs, tmp_path / "p.png", keys=["train/foo"]) == ["train/foo"]
+
+
+def test_draw_scenes_grid_refuses_scores_or_pred_labels_without_pred_boxes(tmp_path):
+    """Before: scores and pred_labels without pred_boxes were ignored without a word."""
+    out = tmp_path / "g.png"
+    scores = torch.rand(2, 1)
+    for kwargs, message in [
+        ({"scores": scores}, "^scores: given without pred_boxes; predicted labels and scores"),
+        ({"pred_labels": _LABELS}, "^pred_labels: given without pred_boxes; predicted labels"),
+        (
+            {"pred_boxes": [_BOXES[0], None], "scores": [scores[0], scores[1]]},
+            "^scores: given without pred_boxes for image 1; predicted labels and scores are",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            draw_scenes_grid(_IMGS, _BOXES, _LABELS, out, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+    draw_scenes_grid(_IMGS, _BOXES, _LABELS, out, [_BOXES[0], None], scores=[scores[0], None])
+
+
+def test_mist_figure_and_output_figure_check_class_names_and_labels_as_annotate_image(tmp_path):
+    """Before: class_names="cat" drew the labels "c", "a", "t", None raised "object of type
+    'NoneType' has no len()", [1, 2] a raw TypeError in draw_boxes; label 7 among two names
+    was drawn "7", label -5 without a label."""
+    heat, det, _, patches = _figure_args()
+    imgs, out = _IMGS[:, :, :8, :8], tmp_path / "m.png"
+    labels = torch.tensor([[0, 1, 1], [1, 0, -1]])  # -1: padding, not drawn
+    for names, message in [
+        ("cat", "^class_names: expected a list or tuple of names, got 'cat'$"),
+        (None, "^class_names: expected a list or tuple of names, got NoneType$"),
+        ([1, 2], r"^class_names: expected a list or tuple of names, got \[1, 2\]$"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            mist_figure(imgs, heat, det, labels, patches, out, class_names=names)
+        with pytest.raises(TypeError, match=message):
+            output_figure(*_classifier(), out, class_names=names)
+    for bad, names, message in [
+        (7, ("a", "b"), "^det_labels: expected class ids below the 2 class_names, got 7$"),
+        (-5, (), r"^det_labels: expected class ids >= 0 \(-1: padding, not drawn\), got -5$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            mist_figure(imgs, heat, det, labels.masked_fill(labels == 1, bad), patches, out,
+                        class_names=names)  # fmt: skip
+    with pytest.raises(ValueError, match="^det_labels: expected class ids below the 2 class_"):
+        output_figure(*_classifier(), out, class_names=["a", "b"])  # 10 classes, 2 names
+    assert list(tmp_path.iterdir()) == []
+    mist_figure(imgs, heat, det, labels, patches, out, class_names=["a", "b"])
+    output_figure(*_classifier(), out, class_names=[str(i) for i in range(10)])
+
+
+def _classifier():
+    imgs, _, _ = _scene_batch(n=2, k=3)
+    return imgs, _output(imgs, 3, torch.randn(2, 3, 10))
+
+
+def test_mist_figure_refuses_heatmaps_that_are_no_real_numbers(tmp_path):
+    """Before: complex heatmaps were drawn (their real part) after numpy's ComplexWarning, and
+    text ones raised "could not convert string to float"."""
+    heat, det, labels, patches = _figure_args()
+    imgs, out = _IMGS[:, :, :8, :8], tmp_path / "m.png"
+    for bad, dtype in [(heat.numpy() * (1 + 5j), "complex64"), (np.full((2, 8, 8), "a"), "<U1")]:
+        with pytest.raises(TypeError, match=f"^heatmaps: expected real numbers, got ndarray of "
+                           f"dtype {re.escape(dtype)}$"):  # fmt: skip
+            mist_figure(imgs, bad, det, labels, patches, out)
+    with pytest.raises(TypeError, match="^heatmaps: expected real numbers, got ndarray of dtype c"):
+        mist_figure(imgs, heat * (1 + 5j), det, labels, patches, out)  # a complex tensor
+    assert list(tmp_path.iterdir()) == []
+    mist_figure(imgs, (heat * 10).long(), det, labels, patches, out)  # integers: drawn

@@ -117,3 +117,45 @@ def test_plot_minutes_keeps_early_validations_and_names_untimed_points(capsys, t
 )
 def test_each_run_is_labelled_by_its_name_and_a_parent_where_two_share_it(paths, want):
     assert _labels(paths) == want
+
+
+def _run_with_log(tiny_run, run, records):
+    run.mkdir()
+    (run / "config.json").write_text((tiny_run / "config.json").read_text())
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
+def test_plot_of_runs_without_a_default_curve_lists_the_curves_and_points_to_key(
+    capsys, tiny_run, tmp_path
+):
+    """Before: "the runs have no curves to draw", though ``--key train/foo`` drew one."""
+    run = _run_with_log(
+        tiny_run,
+        tmp_path / "run",
+        [
+            {"step": 1, "split": "train", "wall": 1.0, "foo": 1.0},
+            {"step": 1, "split": "val", "classif/zero": 1.0},
+        ],
+    )
+    out = tmp_path / "x.png"
+    assert_user_error(
+        mist(capsys, "plot", run, "--out", out),
+        "the runs have none of the curves drawn by default (train/task, train/heatmap, "
+        "val/<metric>); the curves are train/foo, val/classif/zero: name those to draw with "
+        "keys (--key of mist plot)",
+    )
+    assert not out.exists()
+    rc, stdout, err = mist(capsys, "plot", run, "--key", "train/foo", "--out", out)
+    assert rc == 0 and ": train/foo of 1 run(s)" in stdout, err
+
+
+def test_plot_refuses_an_out_name_holding_a_control_character(capsys, tiny_run, tmp_path):
+    """Before: ``--out $'new\\nline.png'`` wrote a file with a newline in its name."""
+    out = tmp_path / "new\nline.png"
+    assert_user_error(
+        mist(capsys, "plot", tiny_run, "--out", out),
+        "--out",
+        "holds the control character '\\n'; give a file name of printable characters",
+    )
+    assert list(tmp_path.iterdir()) == []

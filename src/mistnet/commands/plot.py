@@ -12,13 +12,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
-from mistnet.errors import MistError, say
+from mistnet.errors import DataError, MistError, say
 from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
+from mistnet.validate import printable
 from mistnet.viz import plot_runs
+from mistnet.viz.curves import check_keys
 
 
 def register(subparsers) -> None:
@@ -59,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
             raise MistError(
                 f"the run {path} is given twice (as {args.runs[first]}); name each run once"
             )
-    twice = sorted({key for key in args.key or () if args.key.count(key) > 1})
-    if twice:  # drawn twice, the second on top of the first
-        raise MistError(f"--key {twice[0]} is given twice; name each curve once")
+    printable(args.out, "--out", "give a file name of printable characters")
+    try:
+        check_keys(args.key, "--key")  # the check of plot_runs, before the runs are read
+    except ValueError as exc:
+        raise MistError(str(exc)) from None
     inputs = [("the run", path) for path in args.runs]
     check_new_file(args.out, "mist plot", inputs)
     runs = {
@@ -69,16 +72,14 @@ def run(args: argparse.Namespace) -> int:
         for label, path in zip(_labels(args.runs), args.runs, strict=True)
     }
     try:
-        with new_file(args.out, "mist plot", inputs) as tmp, warnings.catch_warnings():
-            # values near 1e308 (a loss about to diverge): matplotlib's axes overflow
-            warnings.simplefilter("error", RuntimeWarning)
+        with new_file(args.out, "mist plot", inputs) as tmp:
             keys = plot_runs(runs, tmp, keys=args.key, minutes=args.minutes)
+    except DataError as exc:  # values too large to draw: the logs they were read from
+        logs = ", ".join(str(Run(path).log) for path in args.runs)
+        raise MistError(f"{logs}: {exc}") from None
     except MistError:
         raise
-    except RuntimeWarning as exc:
-        logs = ", ".join(str(Run(path).log) for path in args.runs)
-        raise MistError(f"{logs}: the curves hold values too large to draw ({exc})") from None
-    except ValueError as exc:  # a --key no run has, or no curve at all
+    except ValueError as exc:  # a --key no run has, none of the default curves, no curve
         raise MistError(str(exc)) from None
     say(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
     return 0

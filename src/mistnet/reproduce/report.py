@@ -286,19 +286,81 @@ ENTRY_KEYS = (
 )  # fmt: skip
 
 
+#: The keys of a row of a table entry that :func:`render_markdown` reads, and those it reads
+#: of a row that was run (``status`` ``"run"``).
+ROW_KEYS = ("key", "label", "status", "paper")
+RUN_KEYS = ("ours", "runs", "steps", "device", "wall_s", "commands", "data")
+
+#: The list fields of a table entry: what each holds, and as what a message names it.
+_LISTS = (
+    ("seeds", int, "seeds (integers)"),
+    ("metrics", str, "metric names"),
+    ("notes", str, "notes (text)"),
+    ("rows", dict, "rows (dicts)"),
+)
+
+
+def _check_type(value: Any, kind: Any, where: str, what: str) -> None:
+    """Raise ``TypeError: "<where>: expected <what>, got <value>"`` unless ``value`` is a
+    ``kind`` (a bool is no number)."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        shown = repr(value) if len(repr(value)) <= 60 else type(value).__name__
+        raise TypeError(f"{where}: expected {what}, got {shown}")
+
+
+def _check_entry(entry: dict[str, Any]) -> None:
+    """Refuse a table entry whose fields :func:`render_markdown` cannot read, naming the field:
+    ``rows=[{"key": "x"}]`` was ``KeyError: 'paper'``, ``metrics="ap50"`` ``KeyError: 'a'``
+    and ``seeds=3`` "object of type 'int' has no len()".
+
+    Raises:
+        TypeError: a field of another type (``"entry['seeds']: expected a list of seeds ..."``).
+        ValueError: a row that lacks keys of a row (:data:`ROW_KEYS`, and :data:`RUN_KEYS` for
+            one that was run), or a run row without a result for a metric of the table.
+    """
+    for key, kind, what in _LISTS:
+        _check_type(entry[key], list | tuple, f"entry[{key!r}]", f"a list of {what}")
+        for value in entry[key]:
+            _check_type(value, kind, f"entry[{key!r}]", f"a list of {what}")
+    for key in ("minutes_per_run", "wall_s"):
+        _check_type(entry[key], int | float, f"entry[{key!r}]", "a number")
+    if not _figures_ok(entry["figures"]):
+        raise TypeError("entry['figures']: expected a list of {'path': ..., 'caption': ...}")
+    for i, row in enumerate(entry["rows"]):
+        where = f"entry['rows'][{i}]"
+        run = row.get("status") == "run"
+        missing = [key for key in ROW_KEYS + RUN_KEYS * run if key not in row]
+        if missing:
+            raise ValueError(f"{where} is no row of a table entry: it lacks {', '.join(missing)}")
+        _check_type(row["status"], str, f"{where}['status']", "text")
+        _check_type(row["paper"], dict, f"{where}['paper']", "a dict {metric: value}")
+        if not run:
+            continue
+        _check_type(row["ours"], dict, f"{where}['ours']", "a dict {metric: statistics}")
+        lacking = [m for m in entry["metrics"] if not isinstance(row["ours"].get(m), dict)]
+        if lacking:
+            raise ValueError(f"{where}['ours'] holds no statistics of the metric {lacking[0]!r}")
+        for key in ("runs", "steps", "device"):
+            _check_type(row[key], list | tuple, f"{where}[{key!r}]", "a list")
+        _check_type(row["wall_s"], int | float, f"{where}['wall_s']", "a number")
+        _check_type(row["commands"], dict, f"{where}['commands']", "a dict {seed: commands}")
+
+
 def render_markdown(entry: dict[str, Any]) -> str:
     """The ``<table>.md`` of one table entry of ``results.json``.
 
     Raises:
-        TypeError: ``entry`` is no dict.
-        ValueError: it lacks keys of a table entry (:data:`ENTRY_KEYS`), named
-            (a ``KeyError: 'seeds'`` before).
+        TypeError: ``entry`` is no dict, or a field of it of another type, named
+            (``"entry['seeds']: expected a list of seeds (integers), got 3"``).
+        ValueError: it lacks keys of a table entry (:data:`ENTRY_KEYS`), or a row keys of a
+            row (:data:`ROW_KEYS`, :data:`RUN_KEYS`), named (a ``KeyError: 'seeds'`` before).
     """
     if not isinstance(entry, dict):
         raise TypeError(f"entry must be a table entry of results.json, got {type(entry).__name__}")
     missing = [key for key in ENTRY_KEYS if key not in entry]
     if missing:
         raise ValueError(f"entry is no table entry of results.json: it lacks {', '.join(missing)}")
+    _check_entry(entry)
     seeds = entry["seeds"]
     n = len(seeds)
     minutes = entry["minutes_per_run"]

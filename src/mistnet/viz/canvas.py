@@ -107,7 +107,7 @@ def boxes4(boxes: Any, name: str = "boxes") -> np.ndarray:
     """``(M, 3|4)`` -> ``(M, 4)`` float64 centre/size; ``None`` or empty -> ``(0, 4)``."""
     if boxes is None:
         return np.zeros((0, 4))
-    b = _numbers(boxes, name)
+    b = number_array(boxes, name)
     if b.size == 0:
         return np.zeros((0, 4))
     if b.ndim != 2 or b.shape[1] not in (3, 4):
@@ -117,12 +117,12 @@ def boxes4(boxes: Any, name: str = "boxes") -> np.ndarray:
     return b
 
 
-def _numbers(x: Any, name: str, kinds: str = "biuf") -> np.ndarray:
+def number_array(x: Any, name: str, kinds: str = "biuf", what: str = "numbers") -> np.ndarray:
     """``x`` as a float64 array; text, objects (or another numpy kind than ``kinds``) are a
-    ``TypeError`` naming ``name``."""
+    ``TypeError`` naming ``name`` and saying ``what`` it takes."""
     a = as_array(x)
     if a.dtype.kind not in kinds:
-        raise TypeError(f"{name}: expected numbers, got {type(x).__name__} of dtype {a.dtype}")
+        raise TypeError(f"{name}: expected {what}, got {type(x).__name__} of dtype {a.dtype}")
     return a.astype(np.float64)
 
 
@@ -167,7 +167,7 @@ def labels_of(x: Any, m: int, name: str = "labels") -> np.ndarray:
     """
     if x is None:
         return np.zeros(m, dtype=np.int64) - 2  # -2: "no label", boxes still drawn
-    a = _numbers(x, name, "iuf").reshape(-1)  # True was drawn as class 1
+    a = number_array(x, name, "iuf").reshape(-1)  # True was drawn as class 1
     if a.shape[0] != m:
         raise ValueError(f"{name}: expected {m} entries, got {a.shape[0]}")
     whole = np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2**62)
@@ -186,7 +186,7 @@ def scores_of(x: Any, m: int, name: str = "scores") -> np.ndarray | None:
     """
     if x is None:
         return None
-    a = _numbers(x, name).reshape(-1)
+    a = number_array(x, name).reshape(-1)
     if a.shape[0] != m:
         raise ValueError(f"{name}: expected {m} entries, one per box, got {a.shape[0]}")
     require_finite(a, name)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mistnet.errors import MistWarning
+from mistnet.errors import DataError, MistWarning
 from mistnet.ops._checks import check_flag, check_int
 from mistnet.runlog import check_record
 from mistnet.viz.canvas import drawn, figure_path, new_figure, save_figure
@@ -35,7 +35,10 @@ def plot_curves(
         dpi: output resolution, a finite number > 0.
 
     Raises:
-        ValueError: no key, a curve that is no list of ``(step, value)`` pairs, a ``logy``
+        TypeError: a ``logy`` that is neither a bool nor a list or tuple of keys (``"loss"``
+            was read a letter at a time).
+        ValueError: no key, a curve that is no list of ``(step, value)`` pairs, or one holding
+            a step or value beyond ``±1e300`` (too large to draw: a ``DataError``), a ``logy``
             naming a key ``history`` lacks, a bad ``ncols``, ``dpi`` or ``out_path``.
     """
     figure_path(out_path)  # before any drawing
@@ -49,11 +52,12 @@ def plot_curves(
         raise ValueError("history: expected at least one key")
     check_int(ncols, "ncols")
     curves = {key: _points(history[key], key) for key in keys}  # all before any drawing
+    logy = _logy(logy)
     if not isinstance(logy, bool) and (unknown := [k for k in logy if k not in history]):
         raise ValueError(f"logy names {unknown[0]!r}, which is no key of history")
     fig, axes = _panel_grid(len(keys), ncols, dpi)
     for key, ax in zip(keys, axes, strict=True):
-        pts = curves[key][np.isfinite(curves[key]).all(axis=1)]
+        pts = curves[key]
         ax.plot(pts[:, 0], pts[:, 1], linewidth=1.0)
         want_log = logy is True or (not isinstance(logy, bool) and key in logy)
         if want_log and len(pts) and (pts[:, 1] > 0).all():
@@ -64,15 +68,48 @@ def plot_curves(
 
 
 def _points(points: Any, key: str) -> np.ndarray:
-    """The ``(step, value)`` pairs of the curve ``key`` as an ``(N, 2)`` array; a curve of
-    triples or of no numbers is refused naming it (numpy's "cannot reshape array" before)."""
+    """The finite ``(step, value)`` pairs of the curve ``key`` as an ``(N, 2)`` array; a curve
+    of triples or of no numbers is refused naming it (numpy's "cannot reshape array" before),
+    and so is one too large to draw (:func:`_drawable`)."""
     try:
         pts = np.asarray(list(points), dtype=np.float64)
     except (TypeError, ValueError):
         pts = None
     if pts is None or (pts.size and (pts.ndim != 2 or pts.shape[1] != 2)):
         raise ValueError(f"history[{key!r}]: expected (step, value) pairs of numbers")
-    return pts.reshape(-1, 2)
+    pts = pts.reshape(-1, 2)
+    return _drawable(pts[np.isfinite(pts).all(axis=1)], f"history[{key!r}]")
+
+
+def _logy(logy: object) -> bool | list[str] | tuple[str, ...]:
+    """``logy`` of :func:`plot_curves` once it is a bool or a list or tuple of key names: None
+    was "'NoneType' object is not iterable", and "loss" was read a letter at a time."""
+    if isinstance(logy, list | tuple) and all(isinstance(k, str) for k in logy):
+        return logy
+    if isinstance(logy, bool | np.bool_):
+        return bool(logy)
+    raise TypeError(f"logy must be True, False or a list of keys of history, got {logy!r}")
+
+
+#: The largest step, minute or value a curve may hold, either sign: matplotlib's axes overflow
+#: beyond about 8e307 ("ValueError: arange: cannot compute length", naming nothing).
+_DRAWABLE = 1e300
+
+
+def _drawable(pts: np.ndarray, what: str) -> np.ndarray:
+    """``pts``, the finite points of the curve ``what``, once none lies beyond :data:`_DRAWABLE`.
+
+    Raises:
+        mistnet.errors.DataError: (a ValueError) ``"the curves hold values too large to draw:
+            <what> holds 1e+308 ..."``.
+    """
+    big = np.abs(pts) > _DRAWABLE
+    if big.any():
+        raise DataError(
+            f"the curves hold values too large to draw: {what} holds {pts[big][0]:g} "
+            f"(steps and values of at most ±{_DRAWABLE:g} are drawn)"
+        )
+    return pts
 
 
 def _panel_grid(n: int, ncols: int, dpi: int):
@@ -155,6 +192,64 @@ def _minutes_at(steps: Sequence[int], timed: Mapping[int, float]) -> list[float]
     return [timed.get(s, float(m)) for s, m in zip(steps, out, strict=True)]
 
 
+def check_keys(keys: object, name: str = "keys") -> list[str]:
+    """``keys`` of :func:`plot_runs` (``name``; ``"--key"`` for ``mist plot``) as a list, once
+    it is a list or tuple of curve names that names each curve once.
+
+    Raises:
+        TypeError: no list or tuple of strings (``"train/task"`` was read a letter at a time:
+            "no run has the curve 't'").
+        ValueError: a curve named twice (it was drawn twice, the second on top of the first).
+    """
+    keys = () if keys is None else keys
+    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
+        raise TypeError(
+            f"{name}: expected a list of curve names such as ['train/task'], got {keys!r}"
+        )
+    twice = [k for i, k in enumerate(keys) if k in keys[:i]]
+    if twice:
+        shown = f"{name} {twice[0]}" if name.startswith("--") else f"{name}: {twice[0]!r}"
+        raise ValueError(f"{shown} is given twice; name each curve once")
+    return list(keys)
+
+
+def _keys_to_draw(keys: list[str], found: set[str]) -> list[str]:
+    """The curves :func:`plot_runs` draws: ``keys`` once each is one of the ``found``, else
+    the default ones (the training losses and the validation metrics but the per-class ones).
+
+    Raises:
+        ValueError: a key no run has, or none of the default curves (the message lists the
+            curves there are, which ``keys`` may name).
+    """
+    there = ", ".join(sorted(found)) or "none"
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise ValueError(f"no run has the curve {missing[0]!r}; the curves are {there}")
+    if keys:
+        return keys
+    if not found:
+        raise ValueError("the runs have no curves to draw")
+    losses = [k for k in ("train/task", "train/heatmap") if k in found]
+    keys = losses + sorted(k for k in found if k.startswith("val/") and k.count("/") == 1)
+    if not keys:  # "no curves to draw" before, though --key train/foo drew one
+        raise ValueError(
+            "the runs have none of the curves drawn by default (train/task, train/heatmap, "
+            f"val/<metric>); the curves are {there}: name those to draw with keys "
+            "(--key of mist plot)"
+        )
+    return keys
+
+
+def _run_points(curve: list[tuple[int, float, float]], minutes: bool, what: str):
+    """The finite ``(x, value)`` points of a curve of :func:`log_curves`, ``x`` its steps or
+    its minutes, checked (:func:`_drawable`, naming ``what``), and how many points had no
+    minutes."""
+    pts = np.asarray([(m if minutes else s, v) for s, m, v in curve], dtype=np.float64)
+    pts = pts.reshape(-1, 2)
+    untimed = sum(not math.isfinite(m) for _, m, _ in curve) if minutes else 0
+    return _drawable(pts[np.isfinite(pts).all(axis=1)], what), untimed
+
+
 def plot_runs(
     runs: Mapping[str, Sequence[Mapping[str, Any]]],
     out_path: str | os.PathLike,
@@ -170,8 +265,9 @@ def plot_runs(
         runs: ``{label: log records}`` (see :func:`log_curves`).
         out_path: PNG path, new or a figure mistnet wrote.
         keys: a list of the curves to draw (``"train/task"``, ``"train/border"``,
-            ``"val/both"``; empty or ``None``: the training losses ``train/task`` and ``train/heatmap`` and every
-            validation metric but the per-class ``val/classif/<name>``).
+            ``"val/both"``), each once; empty or ``None``: the training losses ``train/task``
+            and ``train/heatmap`` and every validation metric but the per-class
+            ``val/classif/<name>``.
         minutes: training minutes on the x axis instead of steps (a validation's are
             interpolated, see :func:`log_curves`); a run whose log has no timed training
             line has none: its points are left out, and a warning says how many.
@@ -181,8 +277,10 @@ def plot_runs(
 
     Raises:
         TypeError: ``runs`` no mapping, ``keys`` no list of strings ("no run has the curve 't'").
-        ValueError: a key no run has a curve of (the message lists those they have), no
-            curve at all, an ``ncols`` that is no integer >= 1, or an ``out_path`` refused.
+        ValueError: a key given twice, a key no run has a curve of, or no default curve (the
+            message lists those they have), no curve at all, a step, minute or value beyond
+            ``±1e300`` (too large to draw, named: a ``DataError``), an ``ncols`` that is no
+            integer >= 1, or an ``out_path`` refused.
     """
     figure_path(out_path)  # before any drawing
     minutes = check_flag(minutes, "minutes")
@@ -190,39 +288,24 @@ def plot_runs(
         raise TypeError(
             f"runs: expected a mapping {{label: log records}}, got {type(runs).__name__}"
         )
-    keys = () if keys is None else keys
-    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
-        raise TypeError(
-            f"keys: expected a list of curve names such as ['train/task'], got {keys!r}"
-        )
+    keys = check_keys(keys)
     check_int(ncols, "ncols")
     curves = {label: log_curves(records) for label, records in runs.items()}
-    found = {k for c in curves.values() for k in c}
-    missing = [k for k in keys if k not in found]
-    if missing:
-        raise ValueError(
-            f"no run has the curve {missing[0]!r}; the curves are "
-            f"{', '.join(sorted(found)) or 'none'}"
-        )
-    if not keys:
-        losses = [k for k in ("train/task", "train/heatmap") if k in found]
-        keys = losses + sorted(k for k in found if k.startswith("val/") and k.count("/") == 1)
-    if not keys:
-        raise ValueError("the runs have no curves to draw")
+    keys = _keys_to_draw(keys, {k for c in curves.values() for k in c})
+    points = {  # all checked before any drawing
+        (key, label): _run_points(c.get(key, []), minutes, f"{key} of the run {label!r}")
+        for key in keys
+        for label, c in curves.items()
+    }
     fig, axes = _panel_grid(len(keys), ncols, dpi)
-    untimed = dict.fromkeys(curves, 0)
     for key, ax in zip(keys, axes, strict=True):
-        for label, c in curves.items():
-            pts = np.asarray([(m if minutes else s, v) for s, m, v in c.get(key, [])]).reshape(
-                -1, 2
-            )
-            pts = pts[np.isfinite(pts).all(axis=1)]
-            if minutes:
-                untimed[label] += sum(not math.isfinite(m) for _, m, _ in c.get(key, []))
+        for label in curves:
+            pts = points[key, label][0]
             marker = "o" if key.startswith("val/") or len(pts) < 30 else ""
             ax.plot(pts[:, 0], pts[:, 1], marker=marker, linewidth=1.0, markersize=3, label=label)
         _style_panel(ax, key, "training minutes" if minutes else "step")
-    for label, n in untimed.items():
+    for label in curves:
+        n = sum(points[key, label][1] for key in keys)
         if n:
             warnings.warn(
                 f"{label}: {n} point(s) left out: its log has no training line with a time "

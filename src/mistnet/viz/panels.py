@@ -34,6 +34,7 @@ from mistnet.viz.canvas import (
     figure_path,
     montage,
     new_figure,
+    number_array,
     per_image,
     rgb01,
     save_figure,
@@ -76,7 +77,8 @@ def draw_scenes_grid(
         TypeError: ``images`` that is no batch or list (an iterator), ``titles`` that is no
             list of strings (a string would be drawn a letter per panel).
         ValueError: an argument of another shape, an empty image, NaN or infinite boxes drawn,
-            a box of negative size, or ``scores`` not one per predicted box.
+            a box of negative size, ``scores`` not one per predicted box, or ``scores`` or
+            ``pred_labels`` without ``pred_boxes`` (of that image) to draw them on.
     """
     figure_path(out_path)  # before any drawing
     imgs = per_image(images, batch_size(images, "images"), "images")
@@ -96,6 +98,7 @@ def draw_scenes_grid(
     shown = []  # every image's boxes, checked before anything is drawn
     for i in range(n):
         gt = drawn_boxes(gtb[i], gtl[i], "boxes", "labels")
+        _on_pred_boxes(pb[i], pl[i], ps[i], "" if pred_boxes is None else f" for image {i}")
         pred = None
         if pb[i] is not None:
             p, lab = drawn_boxes(pb[i], pl[i], "pred_boxes", "pred_labels")
@@ -118,6 +121,21 @@ def draw_scenes_grid(
             draw_boxes(ax, *pred, PRED_COLOR)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.04, hspace=0.12)
     save_figure(fig, out_path, dpi)
+
+
+def _on_pred_boxes(boxes: Any, labels: Any, scores: Any, where: str) -> None:
+    """Refuse an image's predicted ``labels`` or ``scores`` of :func:`draw_scenes_grid` without
+    its predicted ``boxes`` to draw them beside (they were ignored without a word).
+
+    Raises:
+        ValueError: ``"scores: given without pred_boxes<where>; ..."``.
+    """
+    given = [name for name, x in (("pred_labels", labels), ("scores", scores)) if x is not None]
+    if boxes is None and given:
+        raise ValueError(
+            f"{given[0]}: given without pred_boxes{where}; predicted labels and scores are drawn "
+            "beside the predicted boxes"
+        )
 
 
 def _titles(titles: Any, n: int) -> list[str | None]:
@@ -189,17 +207,21 @@ def mist_figure(
         reconstructions: optional ``(B, C, H, W)`` reconstructed images.
         gt_boxes: optional ``(B, N, 4)`` ground-truth boxes (drawn on the input).
         signed: images and patches are signed (Gabor).
-        class_names: names of the classes (index ``i`` names label ``i``); default numbers.
+        class_names: a list or tuple of the class names (index ``i`` names label ``i``);
+            default numbers.
         caption: a line above the legend (what was run, its metrics); empty: none.
         dpi: output resolution.
 
     Raises:
-        TypeError: ``images`` that is no tensor, array or list (an iterator).
+        TypeError: ``images`` that is no tensor, array or list (an iterator), ``class_names``
+            no list or tuple of names, ``heatmaps`` that are no real numbers (complex, text).
         ValueError: no image (B = 0), an argument of another shape or batch size, or NaN or
-            infinite values in it (named: ``patches``, ``det_boxes``, ...), or a box of
-            negative size.
+            infinite values in it (named: ``patches``, ``det_boxes``, ...), a box of negative
+            size, or a ``det_labels`` label below 0 (but the padding -1) or not below the
+            number of ``class_names`` (as :func:`annotate_image`).
     """
     figure_path(out_path)  # before any drawing
+    _check_class_names(class_names)  # "cat" drew the labels "c", "a", "t"
     per = {
         "heatmaps": heatmaps,
         "det_boxes": det_boxes,
@@ -281,6 +303,8 @@ def _mist_row(panels, row: _MistRow, signed: bool, class_names: Sequence[str]) -
         g, gl = drawn_boxes(row.gt_boxes, None, "gt_boxes")
         draw_boxes(ax, g, gl, None, GT_COLOR, text=False)
     d, dl = drawn_boxes(row.det_boxes, row.det_labels, "det_boxes", "det_labels")
+    if row.det_labels is not None:  # 7 among 2 names was drawn "7", -5 without a label
+        _check_class_ids(dl[dl != -1], len(class_names), "det_labels")
     _heatmap_panel(*next(panels), row.heatmap, d, rgb.shape[:2])
     ax, title = next(panels)
     show(ax, rgb, title)
@@ -298,7 +322,7 @@ def _mist_row(panels, row: _MistRow, signed: bool, class_names: Sequence[str]) -
 def _heatmap_panel(ax, title: str | None, heatmap: Any, boxes: np.ndarray, size) -> None:
     """The heatmap (max over scales) with the detected centres marked, rescaled from the
     image's ``size`` ``(H, W)`` to the heatmap's."""
-    hm = as_array(heatmap).astype(np.float64)
+    hm = number_array(heatmap, "heatmaps", "iuf", "real numbers")  # complex: drawn as its real part
     if hm.ndim == 3:
         hm = hm.max(axis=0)
     if hm.ndim != 2 or 0 in hm.shape:
@@ -344,14 +368,17 @@ def output_figure(
         counts: optional ``(B,)`` instance counts: the predicted labels of detections past an
             image's count are not drawn (K set to the largest count of the batch).
         signed: images and patches are signed (Gabor).
-        class_names: names of the classes, drawn instead of their indices (default numbers).
+        class_names: a list or tuple of the class names, drawn instead of their indices
+            (default numbers).
         caption: a line at the top (what was run, its metrics); empty: none.
 
     Raises:
         TypeError: ``images`` that is no tensor, an ``output`` that is no model output,
-            ``counts`` that are no integers.
+            ``counts`` that are no integers, or what :func:`mist_figure` refuses
+            (``class_names`` no list or tuple of names).
         ValueError: ``images`` of another rank, an ``output`` of another batch, ``counts``
-            not one per image, or what :func:`mist_figure` refuses.
+            not one per image, or what :func:`mist_figure` refuses (a predicted class not
+            below the number of ``class_names``, named ``det_labels``).
     """
     figure_path(out_path)  # before any drawing
     if not isinstance(images, torch.Tensor):
@@ -432,16 +459,15 @@ def _check_annotation(out_path: object, scale: object, color: object, class_name
     ``class_names`` are such as it can draw and write (before any work).
 
     Raises:
-        TypeError: ``out_path`` no path, ``class_names`` no sequence of names.
+        TypeError: ``out_path`` no path, ``class_names`` no list or tuple of names (strings).
         ValueError: ``out_path`` a directory (the PNG would replace it, or fail to), a
             ``scale`` that is no positive integer, a ``color`` that is no RGB triple.
     """
     figure_path(out_path)
+    _check_class_names(class_names)
     whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
     if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
         raise ValueError(f"scale: expected a positive integer, got {scale!r}")
-    if isinstance(class_names, str | bytes) or not all(isinstance(n, str) for n in class_names):
-        raise TypeError(f"class_names: expected a sequence of names, got {class_names!r}")
     if not (
         isinstance(color, tuple | list)
         and len(color) == 3
@@ -452,20 +478,37 @@ def _check_annotation(out_path: object, scale: object, color: object, class_name
     return int(scale)
 
 
-def _check_class_ids(labels: np.ndarray, classes: int) -> None:
-    """Refuse a drawn label that is no class id: below 0 (-5 was written "-5") or, where the
-    ``classes`` names are known (> 0), not below their count (5 was written "5" among 2).
+def _check_class_names(class_names: object) -> None:
+    """Refuse ``class_names`` that are no list or tuple of strings: "cat" named class 1 "a", a
+    dict raised ``KeyError: 0``, a generator or None "has no len()".
+
+    Raises:
+        TypeError: ``"class_names: expected a list or tuple of names, got ..."``.
+    """
+    if not isinstance(class_names, list | tuple) or not all(
+        isinstance(n, str) for n in class_names
+    ):
+        shown = type(class_names).__name__  # a generator's repr says nothing more
+        if isinstance(class_names, list | tuple | str):
+            shown = repr(class_names)
+        raise TypeError(f"class_names: expected a list or tuple of names, got {shown}")
+
+
+def _check_class_ids(labels: np.ndarray, classes: int, name: str = "labels") -> None:
+    """Refuse a drawn label (of the argument ``name``) that is no class id: below 0 (-5 was
+    written "-5") or, where the ``classes`` names are known (> 0), not below their count (5
+    was written "5" among 2).
 
     Raises:
         ValueError: ``"labels: expected class ids >= 0 (-1: padding, not drawn), got -5"``.
     """
     if (labels < 0).any():
         raise ValueError(
-            f"labels: expected class ids >= 0 (-1: padding, not drawn), got {labels.min()}"
+            f"{name}: expected class ids >= 0 (-1: padding, not drawn), got {labels.min()}"
         )
     if classes and (labels >= classes).any():
         raise ValueError(
-            f"labels: expected class ids below the {classes} class_names, got {labels.max()}"
+            f"{name}: expected class ids below the {classes} class_names, got {labels.max()}"
         )
 
 
@@ -499,10 +542,11 @@ def annotate_image(
         scale: integer nearest-neighbour upscaling before drawing (1 = native size); box
             coordinates follow (``x' = scale * (x + 0.5) - 0.5``). The upscaled image may have
             at most :data:`~mistnet.imagefile.DEFAULT_MAX_PIXELS` pixels.
-        class_names: the label of class ``i`` is written ``class_names[i]`` (default: ``i``).
+        class_names: a list or tuple of names: the label of class ``i`` is written
+            ``class_names[i]`` (default: ``i``).
 
     Raises:
-        TypeError: ``out_path`` no path, ``class_names`` no sequence of names.
+        TypeError: ``out_path`` no path, ``class_names`` no list or tuple of names (strings).
         ValueError: a ``scale`` that is no positive integer or makes the image larger than
             that, ``boxes`` NaN, infinite or of negative size, ``labels`` or ``scores`` not
             one per box, a label that is no whole number, below 0 (but the padding -1) or
