@@ -124,6 +124,7 @@ def test_override_values_are_parsed_as_toml():
             "data.name=mnist-easy",  # a bare word falls back to a string
             'data.path="/tmp/a b/c=d"',  # quoted: spaces and "=" survive
             "train.centre_mode = mixture",  # spaces around "=" are fine
+            "train.centre_weight=1",  # (which the centring prior's weight makes read)
         ],
     )
     assert cfg.train.lr_keypoints == 3e-4 and isinstance(cfg.train.lr_keypoints, float)
@@ -264,7 +265,7 @@ def test_an_integer_past_pythons_digit_limit_is_one_line_everywhere(tmp_path):
 def test_json_round_trip(tmp_path):
     cfg = resolve(
         "svhn-classify",
-        ["model.factors=[1.0, 0.7, 0.5]", "data.path=/x/y", "train.centre_mode=mixture"],
+        ["model.factors=[1.0, 0.7, 0.5]", "data.path=/x/y", "train.centre_weight=1"],
     )
     path = tmp_path / "config.json"
     path.write_text(cfg.to_json())
@@ -318,7 +319,14 @@ def test_load_json_rejects_garbage(tmp_path):
         ("model.nms_window=4", r"model.nms_window must be an odd integer >= 1, got 4"),
         ("train.lr_task=nan", r"train.lr_task must be a finite number, got nan"),
         ("train.lr_heatmap=-1e-3", r"train.lr_heatmap must be a number in \[1.2e-38"),
-        ("train.lr_keypoints=-1", r"train.lr_keypoints must be a number >= 0"),
+        ("train.lr_keypoints=-1", r"train.lr_keypoints must be 0 or a number in \[1.2e-38, inf"),
+        (  # the grid has no heatmap network to start from
+            "train.method=grid\0train.init_from=r/best.safetensors",
+            r"train.init_parts must be 'task' or 'all' for train.method = grid",
+        ),
+        # 0 in float32: a clip of 1e-320 px froze the keypoints, where 0 means no clip
+        ("train.max_step_px=1e-320", r"train.max_step_px must be 0 or a number in \[1.2e-38"),
+        ("train.proximal_weight=1e-320", r"train.proximal_weight must be 0 or a number in"),
         ("train.ema_decay=1", r"train.ema_decay must be in \[0, 1\), got 1.0"),
         ("train.select_metric=rmse", r"train.select_metric must be one of \['both'.*'classify'"),
         ("train.select_metric=bothh", r"train.select_metric must be one of \['', 'both'"),
@@ -371,7 +379,7 @@ def test_load_json_rejects_garbage(tmp_path):
 )
 def test_out_of_range_values_are_refused_with_the_key(override, message):
     with pytest.raises(MistError, match=message):
-        resolve("mnist-hard-classify", [override])
+        resolve("mnist-hard-classify", override.split("\0"))  # a NUL: two overrides
 
 
 def test_numpy_scalars_are_numbers():
@@ -717,11 +725,19 @@ def test_a_digits_folder_is_written_relative_to_the_run_and_names_stay_names(tmp
         (["train.method=supervised", "train.weight_beta=0"], "train.weight_beta = 0.0"),
         (["train.method=supervised", "train.class_loss='set'"], "train.class_loss = 'set'"),
         (["model.background='median'"], "model.background = 'median'"),
+        (["train.method=grid", "model.softmax_window=21"], "model.softmax_window = 21"),
+        (["train.method=grid", "model.base_side=30"], "model.base_side = 30.0"),
+        (["train.method=channelwise", "model.nms_window=7"], "model.nms_window = 7"),
+        (["model.task=reconstruct", "train.select_metric=''", "model.num_classes=3"], "= 3"),
+        # a switch that leaves keys unread: no x-step, no centring prior, no digits
+        (["train.keypoint_iters=0", "train.lr_keypoints=5"], "train.lr_keypoints = 5.0"),
+        (["train.centre_mode='mixture'"], "not read under train.centre_weight = 0.0"),
+        (["data.name=gabor", "data.digits=mnist"], "data.digits = 'mnist'"),
     ],
 )
 def test_a_key_the_method_or_task_never_reads_is_refused(overrides, said):
     # Before: taken, recorded in config.json as used, and the run trained as without it.
-    with pytest.raises(MistError, match=r"not read under (train\.method|model\.task) = ") as err:
+    with pytest.raises(MistError, match=r"not read under (train|model|data)\.\w+ = ") as err:
         resolve("mnist-hard-classify", overrides)
     assert said in str(err.value) and "\n" not in str(err.value)
     cfg = resolve("mnist-easy-recon")
@@ -734,10 +750,15 @@ def test_a_method_set_over_a_preset_puts_its_unread_keys_back_to_their_defaults(
     # records the defaults it trains as, and a key given with the method is refused instead.
     cfg = resolve("mnist-hard-cpu", ["train.method=grid"])
     default = config.Config()
-    for section, key, _ in unread_keys("grid", "classify"):
+    for section, key, _ in unread_keys(cfg):
         assert getattr(getattr(cfg, section), key) == getattr(getattr(default, section), key)
     assert cfg.train.lr_task == 1e-3 and cfg.train.ema_decay == 0.99  # what it reads stays
     assert resolve("mnist-hard-recon", ["train.method=channelwise"]).train.lr_keypoints == 1e4
+    # a switch puts its keys back too: no centring prior, no x-step
+    off = resolve("mnist-hard-cpu", ["train.centre_weight=0"]).train
+    assert (off.centre_sigma, off.centre_mode, off.lr_keypoints) == (0.4, "patch", 1e3)
+    off = resolve("mnist-hard-cpu", ["train.keypoint_iters=0"]).train
+    assert (off.lr_keypoints, off.max_step_px, off.centre_weight) == (1e4, 0.0, 0.0)
     # a preset naming the method itself is the user's: refused
     (tmp_path / "grid.toml").write_text('[train]\nmethod = "grid"\nlr_heatmap = 1e-3\n')
     with pytest.raises(MistError, match=r"grid.toml: train.lr_heatmap = 0.001: not read"):
@@ -753,3 +774,11 @@ def test_a_run_recorded_with_keys_its_method_never_read_still_loads(tmp_path):
     loaded = load_json(tmp_path / "config.json")
     assert (loaded.train.lr_heatmap, loaded.model.heatmap_width) == (1e-4, 32)
     assert config.from_record(cfg, "model").train.lr_heatmap == 1e-4
+    # as the preset of a new run, the same file is an ask: refused, as a TOML file's key is;
+    # what the run took from its data is the new run's to take
+    with pytest.raises(MistError, match=r"config.json: train.lr_heatmap = 0.001, .*: not read"):
+        load_preset(str(tmp_path / "config.json"))
+    cfg = resolve("tiny-cpu").to_dict()
+    cfg["record"] = {"image_size": [40, 40], "class_names": [f"c{i}" for i in range(10)]}
+    (tmp_path / "named.json").write_text(json.dumps(cfg))
+    assert load_preset(str(tmp_path / "named.json")).record == config.RunRecord()

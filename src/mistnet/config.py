@@ -386,8 +386,8 @@ def load_preset(name_or_path: str) -> Config:
     shipped = isinstance(name_or_path, str) and name_or_path in preset_names()
     # ./tiny-cpu, dir/x or a Path is a file: never the shipped preset of the name Path leaves
     named = isinstance(name_or_path, str) and not {"/", os.sep} & set(name_or_path)
-    if path.suffix == ".json":
-        return load_json(path)
+    if path.suffix == ".json":  # what the run asked for; what it took from its data is not
+        return dataclasses.replace(load_json(path, preset=True), record=RunRecord())
     if not shipped and (not named or path.suffix == ".toml" or path.exists()):
         if not os.path.lexists(path) and path.name in preset_names():
             raise MistError(
@@ -403,11 +403,15 @@ def load_preset(name_or_path: str) -> Config:
     return _from_file(_parse_toml(text, where), where)
 
 
-def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Config:
+def _from_file(
+    data: dict[str, Any], where: str, recorded: bool = False, preset: bool = False
+) -> Config:
     """:func:`from_dict` of a file's content, its messages prefixed with the file.
 
     ``recorded``: a run's ``config.json``, whose ``record`` section training wrote; a preset
-    has none (it is not asked for).
+    has none (it is not asked for). Unless it is read as a ``preset`` too (whose keys are
+    asked for, checked as a TOML file's), keys its run never read are put back to their
+    defaults: older versions recorded them (:func:`~mistnet.configrules.reset_unread`).
     """
     try:
         data = upgrade(data, where)
@@ -421,7 +425,7 @@ def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Conf
         cfg = _built({k: v for k, v in data.items() if not (recorded and k == "record")})
         for key, value in record.items():
             set_value(cfg, "record", key, value)
-        if recorded:  # older versions recorded keys its method never read
+        if recorded and not preset:
             reset_unread(cfg)
         return validate(cfg)
     except MistError as exc:
@@ -429,9 +433,10 @@ def _from_file(data: dict[str, Any], where: str, recorded: bool = False) -> Conf
         raise MistError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
-def load_json(path: str | Path) -> Config:
+def load_json(path: str | Path, preset: bool = False) -> Config:
     """Read a resolved config written by :meth:`Config.to_json` (by this or an older version),
-    its paths taken from its folder (:func:`mistnet.runpaths.resolved`).
+    its paths taken from its folder (:func:`mistnet.runpaths.resolved`); ``preset``: to start
+    a new run from (a key no part of training reads is refused, not reset: an edit).
 
     Raises:
         MistError: not a regular UTF-8 file of strict JSON, not an object, or not a valid
@@ -441,7 +446,7 @@ def load_json(path: str | Path) -> Config:
     data = read_json(path_argument(path, "path"))
     if not isinstance(data, dict):
         raise MistError(f"{path}: not a valid config file (not a JSON object)")
-    return resolved(_from_file(data, str(path), recorded=True), Path(path).parent)
+    return resolved(_from_file(data, str(path), recorded=True, preset=preset), Path(path).parent)
 
 
 def from_record(data: dict[str, Any], source: str) -> Config:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mistnet.errors import MistError
@@ -163,8 +164,13 @@ def check_train(t: TrainConfig) -> None:
             1.2e-38 <= value <= MAX_LR, f"train.{key}", f"a number in [1.2e-38, {MAX_LR:g}]", value
         )
     for key in ("lr_keypoints", "proximal_weight", "centre_weight", "max_step_px", "weight_beta"):
-        value = getattr(t, key)
-        _require(math.isfinite(value) and value >= 0, f"train.{key}", "a number >= 0", value)
+        value = getattr(t, key)  # 1e-320 is 0 in float32: max_step_px froze the keypoints
+        _require(
+            value == 0 or 1.2e-38 <= value < math.inf,
+            f"train.{key}",
+            "0 or a number in [1.2e-38, inf) (float32 holds it)",
+            value,
+        )
     _require(  # the centring losses refuse a window outside it (float32 squares it)
         1e-6 <= t.centre_sigma <= 1e6, "train.centre_sigma", "in [1e-6, 1e6]", t.centre_sigma
     )
@@ -172,6 +178,12 @@ def check_train(t: TrainConfig) -> None:
 
 
 def _validate_across(t: TrainConfig, m: ModelConfig) -> None:
+    _require(  # else: "its heatmap network's weights do not fit this model (other sizes?)"
+        not (t.method == "grid" and t.init_from and t.init_parts == "heatmap"),
+        "train.init_parts",
+        "'task' or 'all' for train.method = grid (it has no heatmap network)",
+        t.init_parts,
+    )
     if t.method == "grid":  # else recorded but ignored: the baseline always has its 3 x 3 cells
         _require(m.k == 9, "model.k", "9 for train.method = grid (its 3 x 3 cells)", m.k)
     if t.select_metric:
@@ -208,49 +220,97 @@ _X_STEP = (
 )
 # The heatmap network's regression (eq. 7): the lifted and the supervised steps.
 _HEATMAP = ("lr_heatmap", "heatmap_loss")
+# The local spatial softmax and E_K's NMS of MIST's heatmap (the channel-wise detector has its
+# own softmax over all pixels, the grid none).
+_SOFTMAX = ("softmax_window", "softmax_strength", "softmax_eps", "nms_window")
 
-# (section, key)s a method does not read, and why, said in the refusal.
-_BY_METHOD: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
-    "mist": ((), ""),
-    "supervised": (
-        tuple(("train", key) for key in (*_X_STEP, "class_loss")),
-        "its keypoints come from the labelled boxes: no x-step; its patches are classified one by one",
+
+def _train(*keys: str) -> tuple[tuple[str, str], ...]:
+    return tuple(("train", key) for key in keys)
+
+
+def _model(*keys: str) -> tuple[tuple[str, str], ...]:
+    return tuple(("model", key) for key in keys)
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """The ``keys`` no part of training reads while the key ``by`` has the value ``value``
+    (``!=``: any other value), and why (said in the refusal)."""
+
+    keys: tuple[tuple[str, str], ...]
+    by: tuple[str, str]
+    value: Any
+    why: str
+    other: bool = False
+
+    def holds(self, cfg: Any) -> bool:
+        value = getattr(getattr(cfg, self.by[0]), self.by[1])
+        return (value != self.value) if self.other else (value == self.value)
+
+    def said(self, cfg: Any) -> str:
+        section, key = self.by
+        return f"{section}.{key} = {_shown(getattr(getattr(cfg, section), key))} ({self.why})"
+
+
+_METHOD, _TASK = ("train", "method"), ("model", "task")
+#: What each method, task and switch leaves unread; a key is said under the first that holds.
+RULES = (
+    _Unread(
+        _train(*_X_STEP, "class_loss"),
+        _METHOD,
+        "supervised",
+        "its keypoints come from the labelled boxes: no x-step; its patches are classified one "
+        "by one",
     ),
-    "channelwise": (
-        (*(("train", key) for key in (*_X_STEP, *_HEATMAP)), ("model", "factors")),
-        "it learns end to end with train.lr_task: no x-step, no heatmap regression, one box side",
+    _Unread(
+        _train(*_X_STEP, *_HEATMAP) + _model("factors", *_SOFTMAX),
+        _METHOD,
+        "channelwise",
+        "it learns end to end with train.lr_task: no x-step, no heatmap regression, one box "
+        "side, a softmax over all pixels",
     ),
-    "grid": (
-        (
-            *(("train", key) for key in (*_X_STEP, *_HEATMAP)),
-            *(("model", key) for key in ("k", "factors")),
-            *(("model", key) for key in ("heatmap_width", "heatmap_depth", "heatmap_dilations")),
-        ),
+    _Unread(
+        _train(*_X_STEP, *_HEATMAP)
+        + _model("k", "base_side", "factors", *_SOFTMAX)
+        + _model("heatmap_width", "heatmap_depth", "heatmap_dilations"),
+        _METHOD,
+        "grid",
         "its 3 x 3 cells are fixed: no heatmap network, no keypoints to learn",
     ),
-}
-_BY_TASK: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
-    "classify": ((("model", "background"),), "a background is added to a reconstruction"),
-    "reconstruct": ((("train", "class_loss"),), "it learns by eq. 8, the reconstruction error"),
-}
+    _Unread(_model("background"), _TASK, "classify", "a background is added to a reconstruction"),
+    _Unread(
+        _train("class_loss") + _model("num_classes"),
+        _TASK,
+        "reconstruct",
+        "it learns by eq. 8, the reconstruction error: no classes",
+    ),
+    _Unread(
+        _train(*(k for k in _X_STEP if k not in ("keypoint_iters", "weight_beta"))),
+        ("train", "keypoint_iters"),
+        0,
+        "no x-step",
+    ),
+    _Unread(
+        _train("centre_sigma", "centre_mode"), ("train", "centre_weight"), 0.0, "no centring prior"
+    ),
+    _Unread(
+        (("data", "digits"),), ("data", "name"), "gabor", "a texture of Gabor kernels: no digits"
+    ),
+)
 
 
-def unread_keys(method: str, task: str) -> list[tuple[str, str, str]]:
-    """``(section, key, why)`` of each key that ``train.method`` and ``model.task`` do not
-    read, each key once (an unknown choice reads everything: the config refuses it)."""
-    keys, why = _BY_METHOD.get(method, ((), ""))
-    task_keys, task_why = _BY_TASK.get(task, ((), ""))
+def unread_keys(cfg: Any) -> list[tuple[str, str, str]]:
+    """``(section, key, why)`` of each key that no part of training reads under ``cfg`` (its
+    ``train.method``, ``model.task``, or a switch such as ``train.keypoint_iters = 0``), each
+    key once. ``cfg``: a :class:`~mistnet.config.Config` or any object of its sections'
+    attributes."""
     unread: dict[tuple[str, str], str] = {}
-    for (section, key), said in (
-        *((key, f"train.method = {method!r} ({why})") for key in keys),
-        *((key, f"model.task = {task!r} ({task_why})") for key in task_keys),
-    ):
-        unread.setdefault((section, key), said)  # the method's why first
+    for rule in RULES:
+        if rule.holds(cfg):
+            for key in rule.keys:
+                unread.setdefault(key, rule.said(cfg))
     return [(section, key, said) for (section, key), said in unread.items()]
-
-
-def _unread(cfg: Any) -> list[tuple[str, str, str]]:
-    return unread_keys(cfg.train.method, cfg.model.task)
 
 
 def _default(cfg: Any, section: str, key: str) -> Any:
@@ -258,27 +318,29 @@ def _default(cfg: Any, section: str, key: str) -> Any:
 
 
 def reset_unread(cfg: Any, given: set[tuple[str, str]] | None = None) -> None:
-    """Put each key ``cfg``'s method and task do not read back to its default, in place.
+    """Put each key that no part of training reads under ``cfg`` back to its default, in place.
 
     ``given``: the ``(section, key)``s a user set over a preset (``--set``, :func:`mistnet.fit`'s
-    keywords); then only when they change ``train.method`` or ``model.task``, and never a key
-    among them (:func:`check_read` refuses it). None: every such key (a run's config).
+    keywords); then only the keys of a rule whose switch is among them (``train.method``,
+    ``train.keypoint_iters``, ...: the preset's keys for what it had), never a key among them
+    (:func:`check_read` refuses it). None: every such key (a run's config).
     """
-    if given is not None and not given & {("train", "method"), ("model", "task")}:
-        return
-    for section, key, _ in _unread(cfg):
-        if given is None or (section, key) not in given:
-            setattr(getattr(cfg, section), key, _default(cfg, section, key))
+    for rule in RULES:
+        if rule.holds(cfg) and (given is None or rule.by in given):
+            for section, key in rule.keys:
+                if given is None or (section, key) not in given:
+                    setattr(getattr(cfg, section), key, _default(cfg, section, key))
 
 
 def check_read(cfg: Any) -> None:
-    """Refuse keys ``cfg``'s method and task do not read, set to other than their defaults.
+    """Refuse keys no part of training reads under ``cfg`` (:data:`RULES`), set to other than
+    their defaults.
 
     Raises:
         MistError: one line naming every such key, its value and why it is not read.
     """
     unused: dict[str, list[str]] = {}
-    for section, key, why in _unread(cfg):
+    for section, key, why in unread_keys(cfg):
         value = getattr(getattr(cfg, section), key)
         if value != _default(cfg, section, key):
             unused.setdefault(why, []).append(f"{section}.{key} = {_shown(value)}")

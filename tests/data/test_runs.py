@@ -83,3 +83,19 @@ def test_the_data_helpers_name_what_they_refuse():
     net = torch.nn.Linear(2, 2)
     accelerate([net], "cpu", "bf16")
     assert net(torch.rand(1, 2)).dtype == torch.float32
+
+
+def test_adopting_a_dataset_records_its_generator_and_only_its_class_names(tmp_path):
+    """Before: a run on a mnist-hard dataset recorded the preset's data.name 'mnist-easy', and
+    class names of its config (an edited config.json as preset) beside unnamed data."""
+    from mistnet.data.runs import adopt_data
+
+    generator = build_generator("mnist-hard")
+    splits = {s: make_scenes(generator, s, range(4)) for s in ("train", "val")}
+    ds = write_dataset(tmp_path / "ds", "mnist-hard", splits)
+    cfg = apply_overrides(load_preset("mnist-hard-cpu"), ["data.name=mnist-easy"])
+    cfg.data.path = str(ds)
+    cfg.record.class_names = tuple(f"c{i}" for i in range(10))
+    adopt_data(cfg, SceneFolder(ds, "train"), SceneFolder(ds, "val"))
+    assert cfg.data.name == "mnist-hard" and cfg.record.class_names == ()
+    assert cfg.record.data_made_by == "mnist-hard"

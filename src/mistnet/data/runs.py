@@ -231,8 +231,9 @@ def adopt_data(
     cfg: Config, train: Dataset, val: Dataset | None, resumed: bool = False
 ) -> frozenset[str]:
     """Check that ``cfg`` can train on ``train`` and validate on ``val`` (:func:`check_data`);
-    record the training data's image size and class names in ``cfg.record``; return the ground truth
-    that validation can measure (that of ``val``, else of ``train``).
+    record the training data's image size and class names in ``cfg.record`` (a dataset
+    directory's generator name, too, as ``cfg.data.name``); return the ground truth that
+    validation can measure (that of ``val``, else of ``train``).
 
     A ``resumed`` run keeps what it recorded: data of another image size, made by another
     generator, or naming other classes (:func:`check_data`), is not the data it trained on
@@ -264,10 +265,12 @@ def adopt_data(
             f"on one made by {record.data_made_by!r}; {remedy}"
         )
     record.data_made_by = made
+    if made and not resumed:  # the preset's generator name was recorded beside another's data
+        cfg.data.name = made
     names = classes_of(train)
     if cfg.model.task != "classify":
         record.class_names = ()
-    elif names and not resumed:
+    elif not resumed:  # a config's names (an edited config.json) beside unnamed data: none
         record.class_names = names
     check_data(cfg, train, f"{source} [train]", training=True)
     if val is not None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -125,7 +126,7 @@ def make_spec(
     minutes = budget.run_minutes(table) * row.time_share
     steps = budget.run_steps(row.kind, minutes)
     asked = resolve(budget.presets.get(row.kind, row.preset), list(row.overrides))
-    unread = {f"{s}.{k}" for s, k, _ in unread_keys(asked.train.method, asked.model.task)}
+    unread = {f"{s}.{k}" for s, k, _ in unread_keys(asked)}
     overrides = [  # the budget's sizes of what the row's method has (the grid no heatmap)
         *(o for o in budget.overrides_for(row.kind) if o.split("=")[0].strip() not in unread),
         *([f"train.steps={steps}"] if steps else []),
@@ -173,9 +174,9 @@ def _comparable(cfg: dict[str, Any], home: Path, base: Path | None = None) -> di
         if isinstance(values, dict) and isinstance(cfg[section], dict):
             cfg[section] = {**values, **cfg[section]}
     cfg.pop("record", None)
-    train, model = cfg.get("train"), cfg.get("model")
-    if isinstance(train, dict) and isinstance(model, dict):  # as load_json reads the run's
-        for section, key, _ in unread_keys(str(train.get("method")), str(model.get("task"))):
+    if all(isinstance(cfg.get(s), dict) for s in ("model", "data", "train")):
+        sections = SimpleNamespace(**{s: SimpleNamespace(**cfg[s]) for s in defaults if s in cfg})
+        for section, key, _ in unread_keys(sections):  # as load_json reads the run's
             cfg[section][key] = defaults[section][key]
     data = cfg.get("data", {})
     if data.get("path"):
