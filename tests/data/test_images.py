@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import re
 import struct
 import tracemalloc
@@ -15,6 +16,7 @@ from PIL import Image
 
 from mistnet.data.images import image_tensor, import_images, read_image
 from mistnet.data.store import SceneFolder, annotations_of, classes_of
+from mistnet.errors import DataError
 
 
 def squares(folder: Path, n: int = 10, size=(48, 64), colour_at: int | None = None) -> dict:
@@ -122,6 +124,7 @@ def test_boxes_from_csv_follow_a_resize(tmp_path):
         assert item["labels"].tolist() == [0 if rel == "00.png" else 1]
 
 
+@pytest.mark.filterwarnings("ignore::mistnet.errors.MistWarning")  # boxes past a crop
 def test_coco_boxes_shift_to_pixel_centres_and_crops_keep_their_boxes(tmp_path):
     centres = squares(tmp_path / "src", n=4, size=(64, 64))
     rels = list(centres)
@@ -157,7 +160,10 @@ def test_coco_boxes_shift_to_pixel_centres_and_crops_keep_their_boxes(tmp_path):
         assert int(item["count"]) == int(inside)
         if inside:
             kept += 1
-            assert item["boxes"][0].tolist() == [cx - x0, cy - y0, 8.0, 8.0]
+            # clipped to the crop, which spans -0.5 .. 31.5 (pixel centres at integers)
+            lo = np.maximum(np.float32([cx - x0, cy - y0]) - 4, -0.5)
+            hi = np.minimum(np.float32([cx - x0, cy - y0]) + 4, 31.5)
+            assert item["boxes"][0].tolist() == [*((lo + hi) / 2), *(hi - lo)]
             assert float(item["image"][0, int(cy - y0), int(cx - x0)]) == 1.0
     assert 0 < kept < 20
 
@@ -310,6 +316,11 @@ def test_one_image_with_crop_is_cut_into_disjoint_train_val_test_bands(capsys, t
     assert "train 320, val 40, test 40" in stdout
     meta = json.loads((tmp_path / "d" / "manifest.json").read_text())
     bands = {"train": (0, 80), "val": (80, 90), "test": (90, 100)}
+    in_band = {  # the boxes clipped to their band: (12, 77, 4, 10) to rows 72-79.5
+        "train": {(6, 20, 4, 4), (12, 75.75, 4, 7.5)},
+        "val": {(12, 85, 4, 4)},
+        "test": {(18, 95, 4, 4)},
+    }
     found = {split: set() for split in bands}
     for split, (top, bottom) in bands.items():
         ds = SceneFolder(tmp_path / "d", split)
@@ -320,12 +331,18 @@ def test_one_image_with_crop_is_cut_into_disjoint_train_val_test_bands(capsys, t
             for cx, cy, w, h in item["boxes"][: int(item["count"])].tolist():
                 assert -0.5 <= cx < 7.5 and -0.5 <= cy < 7.5  # its centre in the crop
                 assert top - 0.5 <= cy + y0 - h / 2 and cy + y0 + h / 2 <= bottom - 0.5
-                found[split].add((cx + x0, cy + y0, w, h))
-    assert found == {
-        "train": {(6, 20, 4, 4), (12, 75.75, 4, 7.5)},  # clipped to rows 72-79.5
-        "val": {(12, 85, 4, 4)},
-        "test": {(18, 95, 4, 4)},
-    }
+                # clipped to the crop too (-0.5 .. 7.5), so it is the box clipped to both
+                assert -0.5 <= min(cx - w / 2, cy - h / 2) and max(cx + w / 2, cy + h / 2) <= 7.5
+                band_box = next(b for b in in_band[split] if abs(b[0] - cx - x0) < 4)
+                lo = np.maximum(
+                    np.subtract(band_box[:2], np.divide(band_box[2:], 2)), [x0 - 0.5, y0 - 0.5]
+                )
+                hi = np.minimum(
+                    np.add(band_box[:2], np.divide(band_box[2:], 2)), [x0 + 7.5, y0 + 7.5]
+                )
+                assert [cx + x0, cy + y0, w, h] == [*((lo + hi) / 2), *(hi - lo)]
+                found[split].add(band_box)
+    assert found == in_band
 
 
 def test_one_image_too_small_for_its_bands_says_what_to_pass(capsys, tmp_path):
@@ -470,19 +487,20 @@ def _digest(meta: dict, out: Path) -> str:
 
 #: Digests of datasets written by import_images before images were resized or cropped as they
 #: are read (all images were decoded first, then resized or cropped): the same seed must give
-#: the same datasets.
+#: the same datasets. The crop digests were recorded again when boxes came to be clipped to
+#: their crop: the same datasets but for the boxes reaching past a crop (checked then).
 _BEFORE = {
     "size-mixed": "8a5e1152c3619df8",
     "size-grey-mixed": "436c7c304250f207",
     "size-colour-mixed": "8a5e1152c3619df8",
-    "crop-mixed": "e6eacf42ef7f9af3",
-    "crop-grey-mixed": "1dc6a498f5a66aee",
+    "crop-mixed": "5fcdcf28c0575c30",
+    "crop-grey-mixed": "43d7938253834cc3",
     "size-grey": "790aa46ddb44d303",
     "size-grey-grey": "790aa46ddb44d303",
     "size-colour-grey": "43456e9a3e29829f",
-    "crop-grey": "e67e14bbd2d335a3",
-    "crop-grey-grey": "e67e14bbd2d335a3",
-    "bands": "db57bfa25fbddde9",
+    "crop-grey": "8b39518b01453633",
+    "crop-grey-grey": "8b39518b01453633",
+    "bands": "d322eb0f6c6ad5b8",
 }
 
 
@@ -604,3 +622,84 @@ def test_import_options_take_numpy_and_tensor_sizes(tmp_path):
         tmp_path / "src", tmp_path / "a", size=np.array([16, 12]), val=torch.tensor(0.25)
     )
     assert (meta["height"], meta["width"], meta["params"]["val"]) == (16, 12, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("args", "kw", "error", "message"),
+    [
+        (("", "OUT"), {}, ValueError, "src '' is an empty path; give the image folder"),
+        (("SRC", ""), {}, ValueError, "out '' is an empty path; give the new dataset directory"),
+        (("SRC", "OUT\0"), {}, ValueError, "out 'OUT\\x00' holds a NUL character"),
+        (("SRC", None), {}, TypeError, "out must be a path as text, got NoneType"),
+        (("SRC", 5), {}, TypeError, "out must be a path as text, got int"),
+        ((None, "OUT"), {}, TypeError, "src must be a path as text, got NoneType"),
+        (("SRC", "OUT"), {"labels": ""}, ValueError, "labels '' is an empty path"),
+        (("SRC", "OUT"), {"labels": "l\0"}, ValueError, "labels 'l\\x00' holds a NUL"),
+        (("SRC", "OUT"), {"labels": 123}, TypeError, "labels must be a path as text, got int"),
+        (("SRC", "OUT"), {"boxes": 123}, TypeError, "boxes must be a path as text, got int"),
+    ],
+)
+def test_import_images_refuses_a_path_argument_that_names_no_file_first(
+    tmp_path, monkeypatch, args, kw, error, message
+):
+    """Before: ``src=""`` imported the working directory, ``labels=""`` was "unknown labels
+    format", a NUL "embedded null byte" and ``5`` pathlib's TypeError, none naming the argument."""
+    squares(tmp_path / "src", n=3)
+    monkeypatch.chdir(tmp_path / "src")  # "" would be the image folder itself
+    named = {"SRC": str(tmp_path / "src"), "OUT": str(tmp_path / "d")}
+    with pytest.raises(error, match="^" + re.escape(message)):
+        import_images(*(named.get(a, a) for a in args), **kw)
+    assert not (tmp_path / "d").exists() and sorted(os.listdir(tmp_path)) == ["src"]
+
+
+def test_a_box_reaching_past_its_crop_is_clipped_to_it_with_a_warning(capsys, tmp_path):
+    """Before: a box whose centre is in a crop was kept whole (x 6..14 in a 12-pixel crop),
+    while boxes past the image, or past a band, were clipped: the dataset held boxes past its
+    images."""
+    (tmp_path / "src").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((24, 24), 128, np.uint8)).save(tmp_path / "src" / f"a{i}.png")
+    (tmp_path / "bx.csv").write_text("filename,cx,cy,w,h,class\na0.png,2,2,10,10,cat\n"
+                                     "a1.png,16,16,8,8,dog\n")  # fmt: skip
+    argv = ["data", "import-images", tmp_path / "src", "--out", tmp_path / "d", "--boxes"]
+    rc, _, err = mist(
+        capsys,
+        *argv,
+        tmp_path / "bx.csv",
+        "--crop",
+        12,
+        12,
+        "--per-image",
+        20,
+        "--val",
+        0,
+        "--test",
+        0,
+    )
+    assert rc == 0, err
+    assert "box(es) reach past their 12x12 crop; clipped to it" in err
+    ds = SceneFolder(tmp_path / "d", "train")
+    n = ds.arrays["counts"]
+    boxes = ds.arrays["boxes"][np.arange(ds.max_count)[None] < n[:, None]]
+    assert len(boxes) > 0
+    assert (boxes[:, :2] - boxes[:, 2:] / 2 >= -0.5).all()
+    assert (boxes[:, :2] + boxes[:, 2:] / 2 <= 11.5).all()
+
+
+def test_an_import_that_finds_its_out_taken_at_the_end_offers_no_overwrite(tmp_path, monkeypatch):
+    """Two imports to one --out at once: the loser's claim at the end said "or pass
+    overwrite=True to replace it", an option import_images (and import-images) does not have."""
+    import mistnet.data.images as images
+
+    squares(tmp_path / "src", n=3)
+    read_truth = images.read_truth
+
+    def other_import_wins(*args):  # the other import writes --out while this one reads
+        monkeypatch.setattr(images, "read_truth", read_truth)
+        import_images(tmp_path / "src", tmp_path / "d", val=0, test=0)
+        return read_truth(*args)
+
+    monkeypatch.setattr(images, "read_truth", other_import_wins)
+    with pytest.raises(DataError, match="already holds a dataset") as caught:
+        import_images(tmp_path / "src", tmp_path / "d", val=0, test=0)
+    assert "overwrite" not in str(caught.value) and "\n" not in str(caught.value)

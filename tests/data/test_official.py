@@ -2,13 +2,15 @@
 images, and scales 16-bit grey PNGs instead of clipping them."""
 
 import os
+import re
 
 import numpy as np
 import pytest
+from cli_helpers import assert_user_error, mist
 from helpers import png16, png_size_bomb
 from PIL import Image
 
-from mistnet.data.official import export_official, read_official
+from mistnet.data.official import export_official, import_official, read_official
 from mistnet.data.scenes import build_generator, make_scenes
 from mistnet.data.store import write_dataset
 from mistnet.errors import DataError
@@ -253,3 +255,61 @@ def test_a_list_entry_in_another_unicode_form_than_its_file_is_read(layout):
     first.rename(first.with_name("cafe\u0301.png"))
     list_first(layout, "images/train/caf\u00e9.png")
     assert read_official(layout, progress=False)["train"]["images"].shape[0] == 2
+
+
+def test_export_refuses_images_without_instances_which_the_layout_cannot_hold(capsys, tmp_path):
+    """Before: a dataset whose counts are all 0 (an import with a COCO file of no annotations)
+    was exported as blank label rows and (N, 0, 3) keypoints, which import-official then refused
+    ("0 label rows for 8 images"): the official loader (``np.genfromtxt``) skips a blank row and
+    takes K >= 1 patches, so such an image has no place in the layout."""
+    (tmp_path / "imgs").mkdir()
+    for i in range(10):
+        Image.fromarray(np.full((16, 16), 20 * i, np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    coco = '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}'
+    (tmp_path / "coco_empty.json").write_text(coco)
+    argv = ["data", "import-images", tmp_path / "imgs", "--out", tmp_path / "ds", "--boxes"]
+    assert mist(capsys, *argv, tmp_path / "coco_empty.json")[0] == 0
+    assert_user_error(
+        mist(capsys, "data", "export-official", tmp_path / "ds", tmp_path / "off"),
+        "train.npz: the official layout needs at least one instance in every image",
+    )
+    assert not (tmp_path / "off").exists()
+
+
+@pytest.mark.parametrize(
+    ("root", "out", "error", "message"),
+    [
+        (None, "OUT", TypeError, "root must be a path as text, got NoneType"),
+        ("", "OUT", ValueError, "root '' is an empty path; give the official layout's folder"),
+        ("ROOT", "", ValueError, "out '' is an empty path"),
+        ("ROOT", "o\0", ValueError, "out 'o\\x00' holds a NUL character"),
+        ("ROOT", 5, TypeError, "out must be a path as text, got int"),
+    ],
+)
+def test_import_official_refuses_a_path_argument_that_names_no_file_first(
+    layout, tmp_path, root, out, error, message
+):
+    named = {"ROOT": layout, "OUT": tmp_path / "d"}
+    with pytest.raises(error, match="^" + re.escape(message)):
+        import_official(named.get(root, root), named.get(out, out))
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_import_official_that_finds_its_out_taken_at_the_end_offers_no_overwrite(
+    layout, tmp_path, monkeypatch
+):
+    """The loser of two imports at once was told "or pass overwrite=True", an option
+    import_official and import-official do not have."""
+    import mistnet.data.official as official
+
+    read = official.read_official
+
+    def other_import_wins(*args):
+        monkeypatch.setattr(official, "read_official", read)
+        import_official(layout, tmp_path / "d")
+        return read(*args)
+
+    monkeypatch.setattr(official, "read_official", other_import_wins)
+    with pytest.raises(DataError, match="already holds a dataset") as caught:
+        import_official(layout, tmp_path / "d")
+    assert "overwrite" not in str(caught.value)

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_user_error, mist
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -568,3 +569,67 @@ def test_write_dataset_refuses_a_manifest_key_that_is_no_string(tmp_path):
         with pytest.raises(error, match=re.escape(message)):
             write_dataset(tmp_path / "ds", "mine", {"train": arrays}, manifest=manifest)
     assert list(tmp_path.iterdir()) == []
+
+
+def _labels_only():
+    """One split of 3 grey 8x8 images with one labelled instance each and no boxes (zeros)."""
+    return {
+        "images": np.zeros((3, 1, 8, 8), np.uint8),
+        "boxes": np.zeros((3, 1, 4), np.float32),
+        "labels": np.zeros((3, 1), np.int64),
+        "counts": np.ones(3, np.int64),
+    }
+
+
+def test_write_dataset_reads_a_missing_annotations_entry_as_its_readers_do(tmp_path):
+    """Before: the writer's check read an absent "annotations" as none, its readers as boxes
+    and labels, so boxes of side 0 were written and then scored as real (det_iou50 0.0)."""
+    with pytest.raises(DataError, match=r"annotations absent \(read as boxes and labels\), but "):
+        write_dataset(tmp_path / "ds", "x", {"train": _labels_only()}, {"generator": "mine"})
+    assert not (tmp_path / "ds").exists()
+    write_dataset(tmp_path / "ok", "x", {"train": _labels_only()}, {"annotations": ["labels"]})
+
+
+def test_a_manifest_whose_annotations_entry_was_removed_is_refused_at_load(tmp_path):
+    """An import with labels (no boxes) whose manifest lost "annotations": read as boxes too."""
+    d = write_dataset(tmp_path / "ds", "x", {"train": _labels_only()}, {"annotations": ["labels"]})
+    meta = json.loads((d / "manifest.json").read_text())
+    del meta["annotations"]
+    (d / "manifest.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"manifest.json: annotations absent .* boxes of side 0"):
+        SceneFolder(d, "train")
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (2, "version 2 was made by a newer mistnet (this one reads version 1)"),
+        (99, "version 99 was made by a newer mistnet"),
+        ("1", "'version' must be a whole number >= 1, got '1'"),
+        (0, "'version' must be a whole number >= 1, got 0"),
+    ],
+)
+def test_a_manifest_of_a_version_this_mistnet_does_not_write_is_refused(tmp_path, version, message):
+    """Before: "version": 2 or 99 was read as version 1 without a word."""
+    d = write_dataset(tmp_path / "ds", "x", {"train": _labels_only()}, {"annotations": ["labels"]})
+    meta = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**meta, "version": version}))
+    with pytest.raises(DataError, match=re.escape(f"{d / 'manifest.json'}: {message}")):
+        load_split(d, "train")
+
+
+def test_a_split_file_the_manifest_does_not_list_is_refused(capsys, tmp_path):
+    """Before: train.npz was read by ``mist data show --split train`` and ``mist train`` though
+    the manifest's splits no longer listed train."""
+    splits = {"train": _labels_only(), "val": _labels_only()}
+    d = write_dataset(tmp_path / "ds", "x", splits, {"annotations": ["labels"]})
+    meta = json.loads((d / "manifest.json").read_text())
+    del meta["splits"]["train"]
+    (d / "manifest.json").write_text(json.dumps(meta))
+    message = f"{d / 'manifest.json'}: lists no train split (have: val), though train.npz is there"
+    with pytest.raises(DataError, match=re.escape(message)):
+        SceneFolder(d, "train")
+    assert len(SceneFolder(d, "val")) == 3
+    argv = ["data", "show", d, "--split", "train", "--out", tmp_path / "s.png"]
+    assert_user_error(mist(capsys, *argv), "lists no train split")
+    assert not (tmp_path / "s.png").exists()

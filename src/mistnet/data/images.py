@@ -24,8 +24,8 @@ Ground truth is optional:
   ``class`` (or ``label``); or COCO annotations (``.json``: ``images``, ``annotations`` with
   ``bbox = [x, y, w, h]`` from the top-left corner of the top-left pixel, ``categories``). An
   image without a row has no instance. Boxes follow the resize or crop (a box is kept in a crop
-  when its centre is inside). Boxes with classes give labels too; ``labels`` and ``boxes``
-  together are refused (which label is which box would be unknown).
+  when its centre is inside, clipped to it with a warning). Boxes with classes give labels too;
+  ``labels`` and ``boxes`` together are refused (which label is which box would be unknown).
 
 Without either the dataset holds images only, for an auto-encoder (``annotations = []``).
 """
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mistnet.data.annotations import Truth, fit_boxes, read_truth, scale_boxes
+from mistnet.data.annotations import Truth, clip_boxes, fit_boxes, read_truth, scale_boxes
 from mistnet.data.digits import SPLITS
-from mistnet.data.importoptions import ImportOptions, import_options
+from mistnet.data.importoptions import ImportOptions, import_options, import_paths
 from mistnet.data.store import claim_dataset, folder_name, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import (
@@ -268,20 +268,27 @@ def _crops(
     source: int,
     where: Path,
 ) -> list[_Item]:
-    """``n`` random ``crop``-sized crops of ``a``; a box stays when its centre is inside."""
+    """``n`` random ``crop``-sized crops of ``a``; a box stays when its centre is inside,
+    clipped to the crop with a warning (as one past the image: a dataset holds no box past
+    its images)."""
     H, W = crop
     h, w = a.shape[:2]
     if h < H or w < W:
         raise DataError(f"{where}: {w}x{h} is smaller than the {W}x{H} crop")
-    out = []
+    out, cut = [], 0
     for _ in range(n):
         y0, x0 = int(rng.integers(0, h - H + 1)), int(rng.integers(0, w - W + 1))
         cx, cy = t.boxes[:, 0], t.boxes[:, 1]
         inside = (cx >= x0 - 0.5) & (cx < x0 + W - 0.5) & (cy >= y0 - 0.5) & (cy < y0 + H - 0.5)
-        boxes = t.boxes[inside] - np.float32([x0, y0, 0, 0])
+        boxes, past = clip_boxes(t.boxes[inside] - np.float32([x0, y0, 0, 0]), W, H, str(where))
+        cut += past
         names = [name for name, keep in zip(t.names, inside, strict=True) if keep]
         piece = a[y0 : y0 + H, x0 : x0 + W].copy()  # not a view: the image is let go
         out.append(_Item(source, piece, Truth(boxes, names), (x0, y0)))
+    if cut:  # one warning an image (a band's crops: a band), not one a crop
+        warnings.warn(
+            f"{where}: {cut} box(es) reach past their {W}x{H} crop; clipped to it", MistWarning, 2
+        )
     return out
 
 
@@ -541,8 +548,11 @@ def import_images(
     Raises:
         DataError: for every problem with the inputs, naming the file, and options out of
             range or that do not go together (:func:`~mistnet.data.importoptions.import_options`).
-        TypeError: an option of the wrong type, named (``size="32"``, ``val="0.1"``).
+        TypeError: an option of the wrong type, named (``size="32"``, ``val="0.1"``), or a
+            path argument that is no path (:func:`~mistnet.data.importoptions.import_paths`).
+        ArgumentError: an empty path argument, or one holding a NUL character.
     """
+    import_paths(src=src, out=out, labels=labels, boxes=boxes)
     root = Path(src)
     asked = import_options(
         labels=labels,
@@ -570,5 +580,5 @@ def import_images(
     manifest = _manifest(root, asked, labels, boxes, names or [], file_names)
     if crop is not None:
         manifest["crop_origins"] = origins  # (x0, y0) of each crop in its file
-    write_dataset(out, folder_name(root, "images"), splits, manifest)
+    write_dataset(out, folder_name(root, "images"), splits, manifest, overwrite_option="")
     return {**manifest, "channels": C, "height": H, "width": W}

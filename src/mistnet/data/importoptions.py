@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mistnet import validate
-from mistnet.errors import DataError
+from mistnet.errors import ArgumentError, DataError
 from mistnet.imagefile import pixel_count
 
 #: The most crops ``per_image`` takes of one image (all of them are held in memory).
@@ -88,6 +88,32 @@ def import_options(
         seed=validate.seed(seed, "seed"),
         max_pixels=max_pixels,
     )
+
+
+#: What each path argument of the importers names, said when it is empty.
+_PATHS = {
+    "src": "the image folder",
+    "root": "the official layout's folder",
+    "out": "the new dataset directory",
+    "labels": "the labels CSV",
+    "boxes": "the boxes CSV or COCO .json",
+}
+
+
+def import_paths(**paths: object) -> None:
+    """Refuse a path argument of the importers (``src``, ``root``, ``out``; ``labels`` and
+    ``boxes`` unless None) before any work: ``""`` read the working directory (``src``) or the
+    folder as a labels file, ``5`` and a NUL failed deep inside naming nothing.
+
+    Raises:
+        TypeError: a value that is no path (:func:`~mistnet.validate.path_argument`).
+        ArgumentError: an empty path, or one holding a NUL character.
+    """
+    for name, value in paths.items():
+        if value is None and name in ("labels", "boxes"):
+            continue
+        if not validate.path_argument(value, name):
+            raise ArgumentError(f"{name} '' is an empty path; give {_PATHS[name]}")
 
 
 def _integer(value: object, name: str) -> int:

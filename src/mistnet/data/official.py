@@ -7,11 +7,12 @@ For each mode in ``train``, ``valid``, ``test`` the root holds:
 - ``<mode>_keypoints.npy``: float ``(N, K, 3)`` of ``(x, y, r)`` with ``r`` the *half* box side;
 - the images: 3-channel PNGs (we write ``images/<mode>/<i>.png``).
 
-Export needs square boxes, the same count in every image and uint8 images (the official loader
-reads 8-bit images and assumes K labels per row). Import accepts any subset of the modes; grey
-images (all three channels equal) become one channel, 16-bit grey PNGs are scaled to 8 bits;
-a mode's labels or keypoints without its list, an image listed twice (in one list or two) and a
-keypoint centred outside its image are refused.
+Export needs square boxes, the same count K >= 1 in every image and uint8 images (the official
+loader reads 8-bit images and assumes K labels per row; its ``np.genfromtxt`` skips a blank row,
+so an image without instances has no row, and the model takes K >= 1 patches). Import accepts
+any subset of the modes; grey images (all three channels equal) become one channel, 16-bit grey
+PNGs are scaled to 8 bits; a mode's labels or keypoints without its list, an image listed twice
+(in one list or two) and a keypoint centred outside its image are refused.
 Import reads only regular files inside the root: a list naming an absolute path, a ``..`` path
 or a symlink out of the root is refused (:mod:`mistnet.validate`), and so is an image whose
 header declares more than ``max_pixels`` pixels.
@@ -27,6 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mistnet.data.images import read_image, to_channels
+from mistnet.data.importoptions import import_paths
 from mistnet.data.store import (
     claim_dataset,
     folder_name,
@@ -63,8 +65,8 @@ def export_official(
         ``out``.
 
     Raises:
-        DataError: float images, non-square boxes, a variable count per image, or a dataset
-            without boxes or labels.
+        DataError: float images, non-square boxes, a variable count per image, images without
+            instances, or a dataset without boxes or labels.
     """
 
     src = Path(directory)
@@ -86,6 +88,11 @@ def export_official(
         if a["counts"].size and (a["counts"] != a["counts"][0]).any():
             raise DataError(f"{where}: the official layout needs the same count in every image")
         n = int(a["counts"][0]) if a["counts"].size else 0
+        if a["counts"].size and n == 0:  # a blank labels row: skipped by the official loader
+            raise DataError(
+                f"{where}: the official layout needs at least one instance in every image (K "
+                "labels a row); these images have none"
+            )
         if not np.allclose(a["boxes"][:, :n, 2], a["boxes"][:, :n, 3]):
             raise DataError(f"{where}: the official layout needs square boxes (w == h)")
     if claim_output(
@@ -310,7 +317,14 @@ def import_official(
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
-    """Convert an official-layout directory into our format (atomically)."""
+    """Convert an official-layout directory into our format (atomically).
+
+    Raises:
+        TypeError: ``root`` or ``out`` is no path.
+        ArgumentError: an empty ``root`` or ``out``, or one holding a NUL character.
+        DataError: see :func:`read_official`; ``out`` is taken or lies inside ``root``.
+    """
+    import_paths(root=root, out=out)
     _modes(Path(root))  # a layout, then an out outside it, before any image is read
     claim_dataset(out, inputs=[("the official layout", root)], option="OUT")
     splits = read_official(root, progress, max_pixels)
@@ -319,4 +333,5 @@ def import_official(
         folder_name(Path(root).resolve(), "official"),
         splits,
         manifest={"generator": "official-import", "source": str(Path(root).resolve())},
+        overwrite_option="",  # import-official has no option that replaces a dataset
     )

@@ -228,6 +228,8 @@ def write_dataset(
     manifest: dict | None = None,
     compress: bool = True,
     overwrite: bool = False,
+    *,
+    overwrite_option: str = "overwrite=True",
 ) -> Path:
     """Write a dataset atomically (temporary directory, then rename).
 
@@ -239,6 +241,8 @@ def write_dataset(
         manifest: extra manifest entries (generator, params, seed, digits, ...).
         compress: write ``np.savez_compressed`` (MNIST scenes shrink ~5×).
         overwrite: replace an existing dataset.
+        overwrite_option: the caller's option that replaces a dataset, named when ``out_dir``
+            is taken (:func:`claim_dataset`); ``""`` for the importers, which have none.
 
     Returns:
         The dataset directory.
@@ -254,7 +258,7 @@ def write_dataset(
     """
     out = Path(out_dir)
     _check_write_arguments(out_dir, splits, manifest, compress, overwrite)
-    claim_dataset(out, overwrite, overwrite_option="overwrite=True", option="out_dir")
+    claim_dataset(out, overwrite, overwrite_option=overwrite_option, option="out_dir")
     first = None
     for split, arrays in splits.items():
         validate_arrays(arrays, f"{out / canonical_split(split)}.npz")
@@ -368,15 +372,24 @@ def read_manifest(directory: str | os.PathLike) -> dict:
 
 
 def check_manifest(meta: object, path: Path) -> dict:
-    """``meta`` once it is a manifest every reader takes: the format, split counts, a short
-    printable name, distinct class names (:func:`~mistnet.validate.class_names`). The
-    writer checks what it writes with it too (:func:`write_dataset`).
+    """``meta`` once it is a manifest every reader takes: the format, a version this mistnet
+    reads (:data:`VERSION` or older), split counts, a short printable name, distinct class
+    names (:func:`~mistnet.validate.class_names`). The writer checks what it writes with it
+    too (:func:`write_dataset`).
 
     Raises:
         DataError: naming ``path`` and the first entry at fault.
     """
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{path}: not a {FORMAT} manifest")
+    version = meta.get("version", VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DataError(f"{path}: 'version' must be a whole number >= 1, got {version!r}")
+    if version > VERSION:  # its arrays or entries may mean what this mistnet cannot read
+        raise DataError(
+            f"{path}: version {version} was made by a newer mistnet (this one reads version "
+            f"{VERSION}); upgrade mistnet to read it"
+        )
     splits = meta.get("splits", {})
     allowed = f"'splits' must map {', '.join(SPLITS)} to scene counts >= 0"
     if not isinstance(splits, dict):
@@ -401,14 +414,20 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
         ``(arrays, manifest)`` with the arrays of :func:`validate_arrays`.
 
     Raises:
-        DataError: naming the file when missing, truncated or inconsistent.
+        DataError: naming the file when missing, truncated or inconsistent, or the manifest
+            when it does not list the split (a stray ``<split>.npz`` is not read).
     """
     d = Path(directory)
     meta = read_manifest(d)
     split = canonical_split(split)
     path = d / f"{split}.npz"
+    have = sorted(meta.get("splits", {}))
+    if split not in have and os.path.lexists(path):  # a stray file: not read as the split
+        raise DataError(
+            f"{d / MANIFEST}: lists no {split} split (have: {', '.join(have) or 'none'}), "
+            f"though {path.name} is there; the dataset has no such split"
+        )
     if not os.path.lexists(path):
-        have = sorted(meta.get("splits", {}))
         if split in have:
             raise DataError(f"{path}: missing, but the manifest lists the {split} split")
         raise DataError(
@@ -465,10 +484,12 @@ def _check_manifest_says(meta: dict, arrays: dict[str, np.ndarray], path: Path) 
             f"holds label {int(labels.max())}"
         )
     boxes = arrays["boxes"][counted]
-    if "boxes" in meta.get("annotations", ()) and (boxes[:, 2:] <= 0).any():
+    claimed, _ = manifest_annotations(meta, str(path.parent / MANIFEST))  # as readers read it
+    if "boxes" in claimed and (boxes[:, 2:] <= 0).any():
+        said = "names boxes" if "annotations" in meta else "absent (read as boxes and labels)"
         raise DataError(
-            f"{path.parent / MANIFEST}: annotations names boxes but {path.name} holds boxes of "
-            "side 0 (none were given)"
+            f"{path.parent / MANIFEST}: annotations {said}, but {path.name} holds boxes of side 0 "
+            "(none were given)"
         )
 
 
