@@ -45,3 +45,18 @@ def test_bf16_forward_gives_float32_losses_close_to_fp32():
 def test_unknown_precision():
     with pytest.raises(ValueError, match="precision must be one of"):
         accelerate([torch.nn.Linear(1, 1)], torch.device("cpu"), "fp16")
+
+
+@pytest.mark.parametrize(
+    ("nets", "compile", "message"),
+    [
+        ([torch.nn.Linear(1, 1)], "no", "compile must be True or False, got 'no'"),
+        (torch.nn.Linear(1, 1), False, "nets must be a list or tuple of torch modules, got Linear"),
+        ([torch.nn.Linear(1, 1), 3], False, "nets must be a list or tuple of torch modules, got"),
+    ],
+)
+def test_accelerate_checks_its_arguments(nets, compile, message):
+    """Before: ``compile="no"`` compiled (a non-empty string is true) and one module failed
+    with "'Linear' object is not iterable"."""
+    with pytest.raises(TypeError, match=message):
+        accelerate(nets, "cpu", compile=compile)

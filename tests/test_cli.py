@@ -1,6 +1,7 @@
 """The ``mist`` entry point: help, sub-command help, and user errors every command shares."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,7 @@ def test_a_torchrun_variable_it_cannot_have_is_one_line_and_only_where_it_is_rea
     for rank, size, message in (
         ("0", "two", "WORLD_SIZE='two'"),
         ("3", "2", "RANK=3, WORLD_SIZE=2"),
+        ("-1", "2", "RANK='-1' in the environment: torchrun sets an integer in [0, WORLD_SIZE)"),
     ):
         env = {**subprocess_env(), "RANK": rank, "WORLD_SIZE": size}
         proc = subprocess.run(
@@ -242,3 +244,50 @@ def test_a_full_standard_stream_costs_no_work(tmp_path):
     assert (tmp_path / "ds" / "manifest.json").is_file()  # written before its summary failed
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["stopped"] == "steps"
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["eval", "RUN"], "eval"),
+        (["detect", "RUN", "x.png", "--out", "d"], "detect"),
+        (["data", "make", "mnist-easy", "--out", "ds"], "data make"),
+        (["demo", "--out", "demo"], "demo"),
+    ],
+)
+def test_only_train_runs_under_torchrun(capsys, monkeypatch, tmp_path, argv, name):
+    """Before: under torchrun every copy ran: eval wrote its JSON twice, detect and data make
+    raced and one copy failed with a misleading "created by another process"."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.chdir(tmp_path)
+    message = f"mist {name} runs in one process (WORLD_SIZE=2 in the environment): only mist train"
+    assert_user_error(mist(capsys, *argv), message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("threads", [1, -1, "lots", 100000, [1, 2]])
+def test_a_preset_s_train_threads_is_refused_with_where_it_went(threads):
+    """Before: ``[train] threads = 1`` in a TOML preset was dropped silently (``--set
+    train.threads=1`` is refused); an old run's recorded config.json still drops it."""
+    from mistnet.configupgrade import upgrade
+    from mistnet.errors import MistError
+
+    data = {"train": {"threads": threads, "steps": 4}}
+    message = "p.toml: train.threads is now a run-time option: mist train --threads N "
+    with pytest.raises(MistError, match=re.escape(message + "(mistnet.fit(threads=N))")):
+        upgrade(data, "p.toml", recorded=False)
+    assert upgrade(data, "config.json") == {"train": {"steps": 4}}
+
+
+def test_ctrl_c_while_the_arguments_are_parsed_is_an_interrupt(capsys, monkeypatch):
+    """Before: a Ctrl-C as Python 3.11's intermixed parsing began (``mist detect``) ended in
+    a traceback, its cleanup's AttributeError ('save_nargs') in place of the interrupt."""
+    import argparse
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(argparse.ArgumentParser, "format_usage", interrupted)
+    assert cli.main(["detect", "r", "a.png", "--out", "d"]) == 130
+    assert capsys.readouterr().err == "mist: interrupted\n"

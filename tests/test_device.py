@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -23,3 +25,38 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(MistError, match="no CUDA device"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("name", ["cuda:007", "cuda:01", "cuda:+1", "cuda:-1", "cuda: 1"])
+def test_check_device_refuses_an_index_torch_does_not_write(name):
+    """Before: ``cuda:007`` passed, and torch's own RuntimeError was an internal error."""
+    with pytest.raises(
+        MistError, match=re.escape(f"must be cpu, cuda, cuda:N or auto, got '{name}'")
+    ):
+        check_device(name)
+
+
+@pytest.mark.parametrize("name", ["cuda:1", "cuda:99", "cuda:99999999999999999999"])
+def test_resolve_device_refuses_an_index_past_the_machine_s_gpus(monkeypatch, name):
+    """Before: ``cuda:99`` on a one-GPU machine was taken, and failed at the first tensor put
+    there (a huge index in torch, a RuntimeError: an internal error)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(MistError, match=f"--device {name}: this machine has one CUDA device, "):
+        resolve_device(check_device(name))
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("device", [torch.device("cpu"), torch.device("cpu", 0), "cpu:0"])
+def test_loop_train_takes_a_torch_device_and_records_its_name(tmp_path, device):
+    """Before: a ``torch.device`` failed with AttributeError ('startswith') in resolve_device;
+    ``"cpu:0"`` was recorded as ``cpu:0`` where the command line records ``cpu``."""
+    import json
+
+    from mistnet import loop
+    from mistnet.config import resolve
+
+    cfg = resolve("tiny-cpu", ["train.steps=1", "data.n_val=8", "train.val_batches=1"])
+    summary = loop.train(cfg, tmp_path / "run", device=device, progress=False, threads=1)
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["device"] == written["device"] == "cpu"

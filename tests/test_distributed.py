@@ -2,15 +2,19 @@
 process at the same global batch, only rank 0 writes, and the run resumes in one process."""
 
 import json
+import re
+import select
+import signal
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 import torch
 from cli_helpers import subprocess_env
 
-from mistnet import loop
+from mistnet import distributed, loop
 from mistnet.config import apply_overrides, load_json, load_preset
 from mistnet.data.sampling import StepSampler
 from mistnet.distributed import GlobalBatchNorm2d, World, shard_config
@@ -159,3 +163,135 @@ def test_step_sampler_refuses_a_batch_that_does_not_split_over_the_processes(
     silently dropped two scenes of every batch."""
     with pytest.raises(ValueError, match="must be a positive multiple of world_size"):
         StepSampler(20, batch_size, seed=0, start_step=0, steps=2, world_size=world_size)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "RANK is not set in the environment (WORLD_SIZE=2)"),
+        ({"RANK": "0"}, "MASTER_ADDR is not set in the environment (WORLD_SIZE=2)"),
+        ({"RANK": "0", "MASTER_ADDR": "localhost"}, "MASTER_PORT is not set"),
+        (
+            {"RANK": "0", "MASTER_ADDR": "localhost", "MASTER_PORT": "notaport"},
+            "MASTER_PORT='notaport' in the environment: a port number, 1 to 65535",
+        ),
+        (
+            {"RANK": "1", "MASTER_ADDR": "localhost", "MASTER_PORT": "65536"},
+            "MASTER_PORT='65536'",
+        ),
+    ],
+)
+def test_several_processes_need_rank_and_the_rendezvous_address(
+    monkeypatch, capsys, tmp_path, env, message
+):
+    """Before: torchrun_world took a missing RANK for 0 and torch's ValueError ("RANK expected,
+    but not set") was an internal error (exit 1)."""
+    from cli_helpers import assert_user_error, mist
+
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--threads", "1"]
+    assert_user_error(mist(capsys, *argv, "--no-progress"), message)
+    cfg = load_preset("tiny-cpu")
+    with pytest.raises(MistError, match=re.escape(message)):  # fit's ValueError too
+        loop.train(cfg, tmp_path / "r", progress=False, threads=1)
+    assert not (tmp_path / "r").exists()
+
+
+def _fake_gpus(monkeypatch, count: int) -> list:
+    """Pretend a machine with ``count`` GPUs under torchrun; the joins that would happen."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    joins = []
+    monkeypatch.setattr(distributed, "_join", lambda *args: joins.append(args))
+    monkeypatch.setattr(torch.distributed, "destroy_process_group", lambda: None)
+    env = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29533"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return joins
+
+
+@pytest.mark.parametrize(
+    ("local_rank", "device", "message"),
+    [
+        ("abc", "cuda", "LOCAL_RANK='abc' in the environment: this process's GPU, an integer"),
+        (
+            "2",
+            "cuda",
+            "LOCAL_RANK='2' in the environment: this process's GPU, an integer in [0, 2)",
+        ),
+        (None, "cuda", "LOCAL_RANK is not set in the environment (WORLD_SIZE=2, on CUDA)"),
+        ("0", "cuda:1", "cuda:1 under torchrun (WORLD_SIZE=2): each process takes the GPU"),
+    ],
+)
+def test_cuda_under_torchrun_takes_the_gpu_local_rank(monkeypatch, local_rank, device, message):
+    """Before: LOCAL_RANK=abc was a raw ValueError, LOCAL_RANK=7 gave cuda:7 on a machine of
+    fewer GPUs, and ``--device cuda:1`` was silently cuda:LOCAL_RANK."""
+    joins = _fake_gpus(monkeypatch, 2)
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    with pytest.raises(MistError, match=re.escape(message)):
+        with distributed.process_group(device):
+            pass
+    assert joins == []  # refused before joining
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with distributed.process_group("cuda") as (world, rank_device):
+        assert (world, rank_device) == (World(0, 2), "cuda:1")
+    assert joins[0][0] == "nccl"
+
+
+def test_a_process_whose_others_never_come_says_so_and_gives_up(monkeypatch, capsys):
+    """Before: one process of WORLD_SIZE=2 waited silently 30 minutes in torch's rendezvous."""
+    port = _free_port()
+    env = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "JOIN_TIMEOUT", timedelta(seconds=2))
+    monkeypatch.setattr(distributed, "WAIT_NOTICE_S", 0.0)
+    message = f"the 2 processes of WORLD_SIZE did not all join at 127.0.0.1:{port} within 2 seconds"
+    with pytest.raises(MistError, match=re.escape(message)) as exc:
+        with distributed.process_group("cpu"):
+            pass
+    assert "\n" not in str(exc.value)
+    err = capsys.readouterr().err
+    assert f"waiting for the 2 processes of WORLD_SIZE at 127.0.0.1:{port} (up to 2 seconds)" in err
+    assert not torch.distributed.is_initialized()
+
+
+def test_sigterm_ends_a_process_waiting_for_the_others(tmp_path):
+    """Before: SIGTERM and Ctrl-C did nothing while torch's C++ join waited (mistnet's handler
+    raises an exception that cannot run there): the process had to be killed."""
+    script = (
+        "from mistnet import distributed\n"
+        "from mistnet.signals import signals_as_exceptions\n"
+        "distributed.WAIT_NOTICE_S = 0.0\n"
+        "with signals_as_exceptions(), distributed.process_group('cpu'):\n"
+        "    pass\n"
+    )
+    env = {**subprocess_env(), "WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    env["MASTER_PORT"] = str(_free_port())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    try:
+        # the line says the join has begun (import torch first: a few seconds)
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        assert ready and "waiting for the 2 processes" in proc.stderr.readline()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()

@@ -524,3 +524,16 @@ def test_an_exclusive_write_onto_a_file_says_whether_it_was_there_or_came_meanwh
     assert (tmp_path / "mine.bin").read_bytes() == b"mine"
     assert (tmp_path / "theirs.bin").read_bytes() == b"theirs"
     assert sorted(os.listdir(tmp_path)) == ["mine.bin", "theirs.bin"]
+
+
+def test_a_lock_left_by_a_killed_holder_goes_with_the_next_call(tmp_path):
+    # Before: a .lock a SIGKILL left (its holder's pid in it, no holder) stayed in the run or
+    # demo folder for good: a transient lock was removed only by the call that made the file.
+    (tmp_path / LOCK).write_text("12345\n")
+    with exclusive_lock(tmp_path, "mist train", transient=True):
+        assert (tmp_path / LOCK).read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / LOCK).exists()
+    (tmp_path / LOCK).write_text("12345\n")
+    with exclusive_lock(tmp_path, "mist reproduce"):  # a lasting lock stays, as it was
+        pass
+    assert (tmp_path / LOCK).exists()

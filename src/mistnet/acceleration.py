@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from mistnet import validate
 from mistnet.device import device_argument
 
 PRECISIONS = ("fp32", "bf16")
@@ -49,13 +50,19 @@ def accelerate(
     copy the wrapped forward of the original.
 
     Raises:
-        ValueError: an unknown ``precision``.
+        ValueError: an unknown ``precision`` or ``device``.
+        TypeError: ``nets`` no list or tuple of torch modules (one module is not), ``compile``
+            no bool (``"no"`` would compile).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = device_argument(device)  # "cpu" as well as torch.device("cpu")
-    if not all(isinstance(net, nn.Module) for net in nets):
-        raise TypeError("nets must be torch modules")
+    compile = validate.flag(compile, "compile")
+    if not isinstance(nets, list | tuple) or not all(isinstance(n, nn.Module) for n in nets):
+        shown = type(nets).__name__
+        if isinstance(nets, list | tuple):  # the types, as a module's repr is long
+            shown = "[" + ", ".join(type(n).__name__ for n in nets) + "]"
+        raise TypeError(f"nets must be a list or tuple of torch modules, got {shown}")
     for net in nets:
         if precision == "bf16":
             autocast_forward(net, device.type)

@@ -65,6 +65,12 @@ class CommandParser(argparse.ArgumentParser):
             self._mixing = True
             try:
                 namespace, extras = self.parse_known_intermixed_args(args, namespace)
+            except AttributeError as exc:
+                # Ctrl-C before Python 3.11's intermixed parsing saved its actions' nargs: its
+                # cleanup's AttributeError ('save_nargs') replaced the interrupt
+                if isinstance(exc.__context__, KeyboardInterrupt):
+                    raise exc.__context__ from None
+                raise
             finally:
                 self._mixing = False
         else:
@@ -206,6 +212,7 @@ def _call(args: argparse.Namespace) -> int:
     try:
         if args.empty_argument is not None:
             raise MistError(f"{args.empty_argument} '' is an empty argument")
+        _one_process(args.command, name)
         with signals_as_exceptions():  # SIGTERM unwinds, so every command removes its temporaries
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a full disk under `>out.txt` fails here, as this command's error
@@ -259,6 +266,20 @@ def _reader_gone() -> int:
     does (status 141), with stdout on ``/dev/null`` so the exit's flush cannot fail again."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 128 + 13
+
+
+def _one_process(command: str, name: str) -> None:
+    """Refuse a command other than ``mist train`` under torchrun: its N copies would race
+    (``eval`` writing its JSON N times, ``detect`` failing on "created by another process").
+
+    Raises:
+        MistError: ``WORLD_SIZE`` > 1 in the environment.
+    """
+    if command != "train" and _several_processes():
+        raise MistError(
+            f"mist {name} runs in one process (WORLD_SIZE={os.environ['WORLD_SIZE']} in the "
+            "environment): only mist train runs under torchrun"
+        )
 
 
 def _several_processes() -> bool:

@@ -414,7 +414,7 @@ def _from_file(
     defaults: older versions recorded them (:func:`~mistnet.configrules.reset_unread`).
     """
     try:
-        data = upgrade(data, where)
+        data = upgrade(data, where, recorded=recorded)  # a preset's train.threads refused
         # a preset gives what it changes; a run's file was written whole, and a section lost
         # from it would be read as the defaults (15,000 steps for a run of 4)
         if recorded and (lost := [s for s in ("model", "data", "train") if s not in data]):

@@ -33,9 +33,19 @@ RENAMED = {
 _RECORDED = ("image_size", "class_names")
 
 
-def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
+def upgrade(data: dict[str, Any], source: str, *, recorded: bool = True) -> dict[str, Any]:
     """Rewrite a config written by an older version (a run's ``config.json``, a TOML preset)
-    into the current keys; ``source`` names it in errors."""
+    into the current keys; ``source`` names it in errors.
+
+    ``recorded``: a config an older version wrote (a run's ``config.json``), whose run-time
+    options are dropped; else a file a user wrote (a TOML preset), which is told where they
+    went.
+
+    Raises:
+        MistError: an old and a new name of one key, a retired key at another value than the
+            one dropping it keeps, two different losses, or a run-time option in a file that is
+            not ``recorded``.
+    """
     if not isinstance(data.get("train", {}), dict):
         return data  # from_dict refuses it
     model = data.get("model")
@@ -56,6 +66,12 @@ def upgrade(data: dict[str, Any], source: str) -> dict[str, Any]:
                 f"than {neutral!r} and cannot be rebuilt"
             )
     train.pop("lr_final", None)  # only read by the cosine schedule, retired above
+    # a user's file is told: dropped, a preset's threads = 1 would silently run on all cores
+    if "threads" in train and not recorded:
+        raise MistError(
+            f"{source}: train.threads is now a run-time option: mist train --threads N "
+            "(mistnet.fit(threads=N))"
+        )
     train.pop("threads", None)  # a run-time option now (mist train --threads)
     if "task_loss" in train or "x_loss" in train:
         loss = train.pop("task_loss", "eq9")

@@ -8,7 +8,8 @@ from mistnet.errors import ArgumentError
 
 
 def check_device(name: str, option: str = "--device") -> str:
-    """``name`` itself when it is ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    """``name`` itself when it is ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (``N`` as torch
+    writes it: ``cuda:7``, not ``cuda:007`` or ``cuda:+7``).
 
     Args:
         option: how the caller names the value, for the message (``device`` in Python).
@@ -20,11 +21,17 @@ def check_device(name: str, option: str = "--device") -> str:
     if not isinstance(name, str):
         raise TypeError(f"{option} must be a string, got {name!r}")
     index = name.removeprefix("cuda:")
-    if name in ("cpu", "auto", "cuda") or (index != name and index.isascii() and index.isdigit()):
+    if name in ("cpu", "auto", "cuda") or (index != name and _canonical(index)):
         return name
     if name == "cpu:0":  # torch's own spelling of the CPU (str(torch.device("cpu", 0)))
         return "cpu"
     raise ArgumentError(f"{option} must be cpu, cuda, cuda:N or auto, got {name!r}")
+
+
+def _canonical(index: str) -> bool:
+    """A decimal index as ``str(int)`` writes it (torch refuses ``cuda:007`` with a
+    RuntimeError)."""
+    return index.isascii() and index.isdigit() and str(int(index)) == index
 
 
 def resolve_device(name: str, option: str = "--device") -> torch.device:
@@ -34,13 +41,25 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
         option: how the caller names the value, for the message (``device`` in Python).
 
     Raises:
-        ArgumentError: CUDA was asked for but none is available.
+        ArgumentError: CUDA was asked for but none is available, or ``cuda:N`` past this
+            machine's devices.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ArgumentError(f"{option} {name} was asked for but no CUDA device is available")
+    index = name.removeprefix("cuda:")
+    if index != name and _canonical(index) and int(index) >= (count := torch.cuda.device_count()):
+        # torch takes cuda:99 and fails at the first tensor put there
+        raise ArgumentError(f"{option} {name}: {cuda_devices(count)}")
     return torch.device(name)
+
+
+def cuda_devices(count: int) -> str:
+    """What a message says of this machine's ``count`` CUDA devices."""
+    if count == 1:
+        return "this machine has one CUDA device, cuda:0"
+    return f"this machine has {count} CUDA devices, cuda:0 to cuda:{count - 1}"
 
 
 def device_argument(device: torch.device | str, option: str = "device") -> torch.device:

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -35,10 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mistnet.config import TrainConfig
-from mistnet.device import resolve_device
+from mistnet.device import cuda_devices, resolve_device
 from mistnet.engine import StepResult
-from mistnet.errors import MistError
+from mistnet.errors import ArgumentError, MistError
 from mistnet.machine import torchrun_world
+from mistnet.signals import default_signals
 
 
 @dataclass(frozen=True)
@@ -60,32 +64,129 @@ class World:
         return cls(*torchrun_world())
 
 
+#: How long the processes wait for each other to join: torch's default, 30 minutes, was spent
+#: silently (and deaf to SIGTERM) when one of them was never started.
+JOIN_TIMEOUT = timedelta(minutes=5)
+#: After this many seconds of waiting to join, a line on stderr says what for.
+WAIT_NOTICE_S = 5.0
+
+
 @contextmanager
 def process_group(device: str) -> Iterator[tuple[World, str]]:
     """Join torchrun's process group for the block; yields the world and this rank's device.
 
     With one process nothing is joined and ``device`` is kept. With several, CUDA means the GPU
     ``LOCAL_RANK`` and the NCCL backend; the CPU means gloo. A group initialised by the caller is
-    used as it is and left open.
+    used as it is and left open. The join waits at most :data:`JOIN_TIMEOUT` for the other
+    processes (a line on stderr says so after :data:`WAIT_NOTICE_S`); SIGINT, SIGTERM and SIGHUP
+    end the process meanwhile, as no Python handler can run during torch's wait.
+
+    Raises:
+        ArgumentError: with ``WORLD_SIZE`` > 1, ``RANK``, ``MASTER_ADDR`` or ``MASTER_PORT``
+            missing or malformed, on CUDA a ``LOCAL_RANK`` that is no GPU of this machine or a
+            device ``cuda:N`` (each process takes ``cuda:LOCAL_RANK``), or a join that failed
+            or timed out; one line naming the variable, before any work.
     """
     world = World.from_env()
     if world.size == 1:
         yield world, device
         return
-    dev = resolve_device(device)
+    address = _rendezvous_address(world)
+    dev = _rank_device(device, world)
     backend = "gloo"
     if dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
         backend = "nccl"
     owned = not dist.is_initialized()
     if owned:
-        dist.init_process_group(backend, device_id=dev if backend == "nccl" else None)
+        _join(backend, dev, world, address)
     try:
         yield world, str(dev)
     finally:
         if owned:
             dist.destroy_process_group()
+
+
+def _rendezvous_address(world: World) -> str:
+    """``MASTER_ADDR:MASTER_PORT``, where the processes of ``world`` meet, once ``RANK`` is
+    known to be set (:func:`~mistnet.machine.torchrun_world` takes a missing one for 0)."""
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name, "").strip():
+            raise ArgumentError(
+                f"{name} is not set in the environment (WORLD_SIZE={world.size}): start the "
+                "processes with torchrun, which sets RANK, MASTER_ADDR and MASTER_PORT"
+            )
+    port = os.environ["MASTER_PORT"]
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ArgumentError(f"MASTER_PORT={port!r} in the environment: a port number, 1 to 65535")
+    return f"{os.environ['MASTER_ADDR']}:{port}"
+
+
+def _rank_device(device: str, world: World) -> torch.device:
+    """This rank's device: the CPU, or this machine's GPU ``LOCAL_RANK`` (one per process)."""
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        return dev
+    if dev.index is not None:  # every rank would take the same GPU, or the index be ignored
+        raise ArgumentError(
+            f"{device} under torchrun (WORLD_SIZE={world.size}): each process takes the GPU "
+            "cuda:LOCAL_RANK; ask for the device cuda"
+        )
+    text, count = os.environ.get("LOCAL_RANK"), torch.cuda.device_count()
+    if text is None:
+        raise ArgumentError(
+            f"LOCAL_RANK is not set in the environment (WORLD_SIZE={world.size}, on CUDA): "
+            "start the processes with torchrun, which sets it"
+        )
+    if not (text.isascii() and text.isdigit() and int(text) < count):
+        raise ArgumentError(
+            f"LOCAL_RANK={text!r} in the environment: this process's GPU, an integer in "
+            f"[0, {count}) ({cuda_devices(count)})"
+        )
+    return torch.device("cuda", int(text))
+
+
+def _join(backend: str, dev: torch.device, world: World, address: str) -> None:
+    """Initialise the process group, waiting at most :data:`JOIN_TIMEOUT` for the others."""
+    limit = _duration(JOIN_TIMEOUT)
+    notice = threading.Timer(
+        WAIT_NOTICE_S,
+        lambda: print(
+            f"waiting for the {world.size} processes of WORLD_SIZE at {address} "
+            f"(up to {limit}) ...",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    notice.daemon = True
+    try:
+        with default_signals():  # a Terminated raised by mistnet's handler would wait too
+            notice.start()
+            # the join alone is bounded: the group's collectives keep torch's default timeout
+            store, rank, size = next(
+                dist.rendezvous("env://", world.rank, world.size, timeout=JOIN_TIMEOUT)
+            )
+            device_id = dev if backend == "nccl" else None
+            dist.init_process_group(
+                backend, store=store, rank=rank, world_size=size, device_id=device_id
+            )
+    except dist.DistError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "timed out" in reason.lower():
+            raise ArgumentError(
+                f"the {world.size} processes of WORLD_SIZE did not all join at {address} "
+                f"within {limit}: start every rank (torchrun starts them all) ({reason})"
+            ) from None
+        raise ArgumentError(
+            f"could not join the {world.size} processes of WORLD_SIZE at {address}: {reason}"
+        ) from None
+    finally:
+        notice.cancel()
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} seconds"
 
 
 def shard_config(cfg: TrainConfig, world: World) -> TrainConfig:

@@ -61,8 +61,9 @@ def exclusive_lock(
     Two processes writing one run or reproduction directory would interleave their logs and
     overwrite each other's checkpoints or results. The lock is the kernel's: it goes with the
     process, so a killed one never leaves a stale lock behind. The file holds the holder's pid.
-    ``transient``: the lock file is removed again (while still held) when this call made it,
-    so a directory that must stay as it was on failure (``mist detect``'s) keeps no ``.lock``.
+    ``transient``: the lock file is removed again (while still held) on leaving, so a
+    directory that must stay as it was on failure (``mist detect``'s) keeps no ``.lock``, and
+    one a killed holder left (SIGKILL) goes with the next call.
     ``wait``: when another process holds the lock, say so through it and wait for the lock
     instead of refusing (a shared folder whose holder finishes what this call needs).
 
@@ -87,7 +88,7 @@ def exclusive_lock(
         finally:
             _HELD.discard((held.st_dev, held.st_ino))
     finally:
-        if transient and made:
+        if transient:  # a waiter on the removed file takes a new one (_take_lock)
             _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
         f.close()  # releases the lock
 

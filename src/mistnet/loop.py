@@ -60,7 +60,7 @@ class Callbacks:
 def train(
     cfg: Config,
     out: str | Path,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     resume: bool = False,
     max_minutes: float = 0.0,
     progress: bool = True,
@@ -79,9 +79,9 @@ def train(
     The caller's torch generators, threads and default dtype are kept (:mod:`mistnet.torchstate`).
 
     Raises:
-        MistError: bad data or config, ``out`` neither new nor a run nor outside its inputs
-            (:meth:`Run.claim`), a non-resumable or finished run, another process training
-            into ``out``, or divergence (after keeping the last good checkpoint).
+        MistError: bad data, config, options or torchrun variables, ``out`` neither new nor a
+            run nor outside its inputs (:meth:`Run.claim`), a finished or non-resumable run,
+            another process training into ``out``, divergence (the last good checkpoint kept).
         TypeError: ``data`` no ``(train, val)`` pair of Datasets, ``callbacks`` no Callbacks.
     """
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
@@ -89,7 +89,7 @@ def train(
     check_callbacks(callbacks, Callbacks)
     run = Run(out)
     cfg = run.config_to_train(cfg, resume)  # checked before anything is written
-    with callers_torch_state(), distributed.process_group(device) as (world, rank_device):
+    with callers_torch_state(), distributed.process_group(options.device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
         # rank 0 writes the run directory; the other ranks only read it
         with run.writing(resume, cfg) if world.main else contextlib.nullcontext():

@@ -60,7 +60,8 @@ def torchrun_world() -> tuple[int, int]:
     for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
         text = os.environ.get(name, default)
         if not (text.isascii() and text.isdigit()):
-            raise ArgumentError(f"{name}={text!r} in the environment: torchrun sets an integer")
+            wanted = "an integer in [0, WORLD_SIZE)" if name == "RANK" else "a positive integer"
+            raise ArgumentError(f"{name}={text!r} in the environment: torchrun sets {wanted}")
         values[name] = int(text)
     rank, size = values["RANK"], values["WORLD_SIZE"]
     if not 0 <= rank < size:

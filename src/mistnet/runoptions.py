@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from mistnet import validate
 from mistnet.config import Config
-from mistnet.device import device_name
+from mistnet.device import device_name, resolve_device
 from mistnet.errors import ArgumentError
 
 
@@ -25,7 +25,8 @@ class RunOptions:
     Raises:
         TypeError: a flag that is no bool, a count or time that is no number, a device that is
             neither a name nor a ``torch.device``.
-        ArgumentError: a negative or NaN time, threads past the machine's, an unknown device.
+        ArgumentError: a negative or NaN time, threads past the machine's, an unknown device
+            or CUDA where there is none.
     """
 
     device: str | torch.device = "cpu"
@@ -39,7 +40,9 @@ class RunOptions:
     def __post_init__(self) -> None:
         for name in ("resume", "progress", "compile"):
             validate.flag(getattr(self, name), name)
-        device_name(self.device, "device")
+        # by name from here on (torch.device("cpu", 0) is "cpu"), resolvable before any work
+        self.device = device_name(self.device, "device")
+        resolve_device(self.device, "device")
         if isinstance(self.max_minutes, bool):
             raise TypeError(f"max_minutes must be a number of minutes, got {self.max_minutes!r}")
         if self.max_minutes != 0:  # NaN and -1 are no cap either: refused, not taken as none

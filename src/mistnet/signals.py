@@ -76,3 +76,24 @@ def deferred_signals() -> Iterator[None]:
                 old(signum, None)
             elif old == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+@contextmanager
+def default_signals() -> Iterator[None]:
+    """Give SIGINT, SIGTERM and SIGHUP their default action (end the process) while the block
+    runs; the handlers before it are put back after.
+
+    For a wait in C++ that a Python handler cannot interrupt (torch's join of the training
+    processes, :func:`mistnet.distributed.process_group`): its exception would only be raised
+    once the wait is over. Only the main thread can set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [getattr(signal, name) for name in _DEFERRED if hasattr(signal, name)]
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)

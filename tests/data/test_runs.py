@@ -76,7 +76,7 @@ def test_the_data_helpers_name_what_they_refuse():
         (lambda: open_data(cfg, 5, "val"), TypeError, "data must be a directory or generator"),
         (lambda: load_digits(""), DataError, "digits '' is empty"),
         (lambda: build_generator(None), TypeError, "name must be a generator name"),
-        (lambda: accelerate([5], "cpu"), TypeError, "nets must be torch modules"),
+        (lambda: accelerate([5], "cpu"), TypeError, "nets must be a list or tuple of torch modul"),
     ]:
         with pytest.raises(error, match=message):
             call()
