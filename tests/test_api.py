@@ -681,3 +681,74 @@ def test_every_error_a_user_can_fix_is_a_value_error(tmp_path):
             call()
         assert "\n" not in str(caught.value)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_scene_items_take_big_endian_arrays_and_refuse_longdouble_naming_the_item():
+    """Before: a big-endian image or label array failed in torch ("byte order different from
+    the native byte order"), big-endian boxes were "boxes must be numbers, got ndarray" and a
+    longdouble image a raw TypeError; boxes of 1e39 were "NaN or infinite", 1e-46 a w of 0.0,
+    and a float64 image of 1 + 1e-12 was "in [1, 1]"."""
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 8, 8))
+    items = SceneItems([(image.astype(">f4"), np.array([1, 0], ">i8"))], "train_data")
+    assert torch.equal(items[0]["image"], torch.from_numpy(image.astype(np.float32)))
+    assert items[0]["labels"].tolist() == [1, 0]
+    boxes = np.array([[4, 4, 2, 2]], ">f8")
+    scene = SceneItems([{"image": image.astype(">f8"), "labels": [0], "boxes": boxes}])
+    assert scene[0]["boxes"].tolist() == [[4.0, 4.0, 2.0, 2.0]]
+    x = torch.rand(1, 8, 8)
+    for item, message in [
+        (image.astype(np.longdouble), "train_data item 0: an image of numpy float128"),
+        ((x, np.array([1], np.longdouble)), "train_data item 0: labels of numpy float128"),
+        (
+            {"image": x, "labels": [0], "boxes": [[4, 4, 1e39, 2]]},
+            "train_data item 0: box 0 [4.0, 4.0, 1e+39, 2.0] lies beyond float32's range",
+        ),
+        (
+            {"image": x, "labels": [0], "boxes": [[4, 4, 1e-46, 2]]},
+            "train_data item 0: box 0 [4.0, 4.0, 1e-46, 2.0] has a side too small for float32",
+        ),
+        (
+            torch.full((1, 8, 8), 1 + 1e-12, dtype=torch.float64),
+            "image values in [1.000000000001, 1.000000000001]",
+        ),
+    ]:
+        with pytest.raises(MistError, match=re.escape(message)):
+            SceneItems([item], "train_data")
+
+
+def test_fit_of_a_loaded_model_takes_the_new_datas_record_and_refuses_another_head(
+    tmp_path, monkeypatch
+):
+    """Before: ``fit(model, data, num_classes=3)`` (or ``task="reconstruct"``) was refused for
+    "record.class_names must be [] or num_classes = 3 distinct names, got ['a', 'b']", a field
+    the caller never set: the loaded model's record was checked against the new setting,
+    while the weights fit trains on from could not take either."""
+    model = mistnet.fit("tiny-cpu", Named(squares(8, 0)), out=tmp_path / "a", steps=1, k=1,
+                        num_classes=2, progress=False)  # fmt: skip
+    assert model.config.record.class_names == ("a", "b")
+    seen = []
+    monkeypatch.setattr("mistnet.api.train", lambda cfg, out, **kw: seen.append(cfg))
+    monkeypatch.setattr("mistnet.api.load", lambda *a, **kw: None)
+    for kwargs, message in [
+        ({"num_classes": 3}, "num_classes=3: the model's classifier has 2 classes; fit trains on"),
+        ({"task": "reconstruct"}, "task='reconstruct': the model does 'classify'; fit trains on"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            mistnet.fit(model, squares(8, 0), out=tmp_path / "b", **kwargs)
+    assert not seen
+    mistnet.fit(model, squares(8, 0), out=tmp_path / "c")  # unnamed classes: none recorded
+    assert seen[0].record.class_names == () and seen[0].model.num_classes == 2
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_fit_trains_with_gradients_under_the_callers_no_grad_or_inference_mode(tmp_path, mode):
+    """Before: under ``torch.no_grad()`` fit failed with "train_step needs gradients: it was
+    called under no_grad/inference_mode", under ``torch.inference_mode()`` with "model: its
+    weights were made under torch.inference_mode()", though the caller called neither."""
+    with mode():
+        model = mistnet.fit("tiny-cpu", squares(8, 0), out=tmp_path / "r", steps=1, k=1,
+                            num_classes=2, progress=False)  # fmt: skip
+        assert not torch.is_grad_enabled()  # the caller's mode, given back
+        assert torch.is_inference_mode_enabled() == (mode is torch.inference_mode)
+    assert model.checkpoint.exists()

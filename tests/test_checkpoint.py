@@ -5,11 +5,13 @@ import re
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
+from torch import nn
 
 from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import apply_overrides, load_preset
@@ -522,3 +524,22 @@ def test_checkpoint_checks_its_device_before_reading(tmp_path):
     with pytest.raises(TypeError, match="device must be a string, got 5"):
         Checkpoint(tmp_path / "c.safetensors", device=5)
     assert Checkpoint(tmp_path / "c.safetensors", device="cpu:0").step == 1  # torch's spelling
+
+
+@pytest.mark.parametrize(
+    "config, extra, named",
+    [
+        ({"train": {"lr": float("nan")}}, None, "config['train']['lr'] is nan"),
+        ({}, {"note": float("inf")}, "extra['note'] is inf"),
+        ({}, {"history": [{"loss": np.float32("-inf")}]}, "extra['history'][0]['loss'] is -inf"),
+    ],
+)
+def test_save_checkpoint_refuses_nan_or_infinity_in_config_or_extra_naming_the_key(
+    tmp_path, config, extra, named
+):
+    """Before: NaN and infinity were written as null without a word (strict JSON), and read
+    back as None."""
+    path = tmp_path / "c.safetensors"
+    with pytest.raises(ValueError, match=re.escape(f"{named}; a checkpoint's JSON holds no NaN")):
+        save_checkpoint(path, nn.Linear(2, 2), config=config, step=1, extra=extra)
+    assert not path.exists()

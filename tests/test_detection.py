@@ -5,6 +5,7 @@ pixels of the image, so where detections must land is known by construction.
 """
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -260,3 +261,58 @@ def test_read_image_refuses_channels_other_than_1_or_3_by_name(tmp_path, channel
         read_image(tmp_path / "missing.png", channels)
     assert read_image(path, np.int64(3)).shape == (3, 4, 6)
     assert read_image(path, 1).shape == (1, 4, 6)
+
+
+def test_slots_filled_past_the_maxima_score_0_and_rank_after_every_maximum():
+    """Before: with more slots than maxima, E_K's fillers (a strong peak's suppressed
+    neighbours) kept their window mass, about the peak's, and sorted by score four of them
+    ranked above the weaker second peak."""
+    image = torch.maximum(dots(40, 40, [(10, 10)], 60), 0.8 * dots(40, 40, [(30, 28)], 60))
+    found = detect_image(peak_model(k=6), image, 6)
+    assert found.keypoints[:2, :2].tolist() == [[10.0, 10.0], [30.0, 28.0]]
+    assert found.scores[1] > 0.1 and found.scores[2:].tolist() == [0.0] * 4
+    neighbours = {(10.0, 11.0), (11.0, 10.0), (9.0, 10.0), (10.0, 9.0)}
+    assert {tuple(p) for p in found.keypoints[2:, :2].tolist()} == neighbours
+
+
+def test_detect_image_refuses_a_loaded_grid_baseline_on_another_size_as_predict_does():
+    """Before: ``predict`` refused a 48x48 image for a grid baseline trained on 32x32, but
+    ``detect_image`` tiled it into other cells without a word (also at ``scale=1.5`` of 32x32)."""
+    from mistnet.config import apply_overrides
+    from mistnet.models.build import build_model
+
+    cfg = apply_overrides(load_preset("tiny-cpu"), ["model.task=reconstruct", "train.method=grid"])
+    cfg.record.image_size = (32, 32)
+    model = build_model(cfg.model, "grid").eval()
+    model.config = cfg  # as mistnet.load gives it
+    for image, kwargs, seen in [
+        (torch.rand(1, 48, 48), {}, "image: 48x48"),
+        (torch.rand(1, 32, 32), {"scale": 1.5}, "scale 1.5 makes the 32x32 image 48x48"),
+        (
+            torch.rand(1, 70, 70),
+            {"tile": (30, 30)},
+            "tile (30, 30): 30x30 windows of the 70x70 image",
+        ),
+    ]:
+        with pytest.raises(
+            ValueError, match=re.escape(f"{seen}; this grid baseline takes the 32x32")
+        ):
+            detect_image(model, image, model.k, **kwargs)
+    assert len(detect_image(model, torch.rand(1, 32, 32), model.k).scores) == model.k
+    assert detect_image(model, torch.rand(1, 70, 70), model.k, tile=(32, 32)).windows > 1
+
+
+def test_detect_image_names_a_tile_too_small_for_the_model_and_an_empty_image():
+    """Before: ``tile=(2, 2)`` failed in the network ("images must be larger than the
+    reflection padding ..."), naming no tile; a 0x0 image was "scale 1 makes the 0x0 image
+    1x1, too small"."""
+    from mistnet.models.build import build_model
+
+    model = build_model(load_preset("tiny-cpu").model).eval()
+    side = min_image_side(model)
+    message = f"tile (2, 2) is smaller than the {side}x{side} windows the model needs"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        detect_image(model, torch.rand(1, 70, 70), 3, tile=(2, 2))
+    for shape in ((1, 0, 0), (1, 0, 40)):
+        with pytest.raises(ValueError, match=re.escape(f"image is empty: {shape} holds no")):
+            detect_image(model, torch.rand(*shape), 3)

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import numbers
 import os
 import sys
@@ -34,10 +35,11 @@ from torch.utils.data import DataLoader, Dataset
 from mistnet import config as config_module
 from mistnet import pretrained, validate
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import SECTIONS, Config, set_value
+from mistnet.config import SECTIONS, Config, RunRecord, set_value
 from mistnet.configrules import reset_unread
 from mistnet.data.memory import IN_MEMORY, SceneItems
 from mistnet.detection import (
+    check_trained_size,
     clipped_corners,
     default_min_score,
     detect_image,
@@ -156,12 +158,7 @@ def _check_size(model: MIST, where: str, H: int, W: int, k: int) -> None:
         )
     if H * W < k:
         raise ValueError(f"k = {k} asks for more detections than {where}'s {W}x{H} pixels")
-    trained = tuple(model.config.record.image_size)
-    if isinstance(model, GridMIST) and trained and (H, W) != trained:  # as eval refuses it
-        raise ValueError(
-            f"{where}: {W}x{H}; this grid baseline takes the {trained[1]}x{trained[0]} images it "
-            "was trained on"
-        )
+    check_trained_size(model, f"{where}: {W}x{H}", H, W)
 
 
 def predict(
@@ -388,7 +385,9 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
         data = model_or_preset.to_dict()
         return config_module.from_dict({k: v for k, v in data.items() if k != "record"})
     if isinstance(getattr(model_or_preset, "config", None), Config):
-        cfg = copy.deepcopy(model_or_preset.config)
+        # its record is what training took from the model's data: the new run's comes from
+        # train_data (checked against it, its class names refused num_classes=3)
+        cfg = dataclasses.replace(copy.deepcopy(model_or_preset.config), record=RunRecord())
         start = getattr(model_or_preset, "checkpoint", None) or model_or_preset.run
         _require_unchanged(model_or_preset, Path(start))
         cfg.train.init_from, cfg.train.init_parts = str(Path(start).resolve()), "all"
@@ -416,8 +415,28 @@ def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: d
                 f"out {name} (mist train --data DIR trains on a dataset directory)"
             )
     _override(cfg, overrides)
+    if isinstance(model_or_preset, PatchModel):
+        _require_same_head(model_or_preset.config, cfg)
     cfg.data.path, cfg.data.name = "", IN_MEMORY
     return config_module.validate(cfg)
+
+
+def _require_same_head(trained: Config, cfg: Config) -> None:
+    """Refuse a ``task`` or ``num_classes`` other than the loaded model's: fit trains on from
+    its weights, whose task network does that task for those classes (a record of the model's
+    class names was named instead, a field the caller never set)."""
+    was, now = trained.model, cfg.model
+    if now.task != was.task:
+        raise ArgumentError(
+            f"task={now.task!r}: the model does {was.task!r}; fit trains on from its weights "
+            "(start from a preset or Config for another task)"
+        )
+    if now.task == "classify" and now.num_classes != was.num_classes:
+        raise ArgumentError(
+            f"num_classes={now.num_classes}: the model's classifier has {was.num_classes} "
+            "classes; fit trains on from its weights (start from a preset or Config for "
+            "another number)"
+        )
 
 
 def fit(
@@ -455,18 +474,23 @@ def fit(
             ``<section>_<key>`` for a key that two sections share (``train_seed``). The
             model's ``in_channels`` follows the data unless given.
 
+    Training runs with gradients whatever the caller's grad mode (``torch.no_grad()``,
+    ``torch.inference_mode()``), which is given back afterwards.
+
     Returns:
         The trained model (best checkpoint), as :func:`load` returns it.
 
     Raises:
         ValueError: data that cannot be trained on (:class:`~mistnet.errors.DataError`, naming
             ``train_data`` or ``val`` and the item: an empty dataset, an image of another shape,
-            an integer image other than uint8, floats outside [0, 1], NaN boxes, a dict item
+            an integer image other than uint8, floats outside [0, 1], a numpy longdouble
+            array (big-endian ones are taken), NaN boxes or beyond float32, a dict item
             without ``"image"``, boolean labels or one past the model's classes (each item as
             it is read), a ``val`` of another image size), or an argument out of range
             (:class:`~mistnet.errors.ArgumentError`: ``minutes`` <= 0 or NaN, an unknown
-            ``device``, ``threads`` < 0, an unknown preset or key, ``steps=-1``, an ``out``
-            that is a file, holds a run or lies inside another output, training that
+            ``device``, ``threads`` < 0, an unknown preset or key, ``steps=-1``, a ``task`` or
+            ``num_classes`` other than a loaded model's (fit trains on from its weights), an
+            ``out`` that is a file, holds a run or lies inside another output, training that
             diverged): every refusal of ``fit`` is a ``ValueError``.
         TypeError: ``model_or_preset`` is a module that :func:`load` did not return, no
             ``train_data``, an ``out`` that is no path, ``minutes``, ``device``, ``threads``
@@ -492,9 +516,17 @@ def fit(
     if progress is None:
         progress = sys.stderr.isatty()
     data = (train_set, val_set)
-    train(cfg, out, device=device, max_minutes=max_minutes, progress=progress, threads=threads,
-           data=data)  # fmt: skip
+    _train(cfg, out, device=device, max_minutes=max_minutes, progress=progress,
+           threads=threads, data=data)  # fmt: skip
     return load(out, device=device)
+
+
+def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:
+    """:func:`~mistnet.loop.train` with gradients whatever the caller's grad mode, given back
+    after: under ``no_grad`` no step could run, under ``inference_mode`` the networks built
+    were inference tensors that no step could change."""
+    with torch.inference_mode(False), torch.enable_grad():
+        train(cfg, out, **options)
 
 
 def _fit_items(cfg: Config, train_set: SceneItems, val_set: SceneItems | None) -> None:

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
@@ -145,16 +146,43 @@ def _json_field(name: str, value: dict[str, Any]) -> str:
 
     Raises:
         TypeError: ``"extra['history'][2]: Object of type ndarray is not JSON serializable"``.
-        ValueError: an integer too long to write, or nesting too deep.
+        ValueError: an integer too long to write, nesting too deep, or a NaN or infinite
+            number (``"config['train']['lr'] is nan; ..."``).
     """
     try:
-        return json_text(value, indent=None)
+        text = json_text(value, indent=None)
     except TypeError as exc:
         where = f"{name}{_unwritable(value)}"
         hint = "give numbers, strings, bools, None, lists or dicts"
         raise TypeError(f"{where}: {exc}; {hint}") from None
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
+    # json_text writes them as null: read back, the number would be None without a word
+    if (found := _non_finite(value)) is not None:
+        where, x = found
+        raise ValueError(
+            f"{name}{where} is {x!r}; a checkpoint's JSON holds no NaN or infinity (give a "
+            "finite number, or None)"
+        )
+    return text
+
+
+def _non_finite(value: Any) -> tuple[str, float] | None:
+    """The index path (``['train']['lr']``) and value of the first NaN or infinite float
+    (numpy's too) in ``value``, or None; ``value`` is one :func:`json_text` wrote (its depth
+    checked)."""
+    if isinstance(value, float | np.floating):
+        return None if math.isfinite(value) else ("", float(value))
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := _non_finite(item)) is not None:
+            return f"[{key!r}]{found[0]}", found[1]
+    return None
 
 
 def _unwritable(value: Any) -> str:
@@ -241,7 +269,8 @@ def save_checkpoint(
         TypeError: an argument of the wrong type, or a ``config`` or ``extra`` entry JSON has
             no form for (a numpy array, a tensor), naming it.
         ValueError: a ``step`` < 0, extras training could not resume from, NaN or infinite
-            weights.
+            weights, or a NaN or infinite number in ``config`` or ``extra`` (naming its key:
+            it was written as null), before anything is written.
         MistError: ``path`` is a directory, or (``exclusive``) a file there.
     """
     _check_save_arguments(model, optimizers, config, step, extra, averaged)

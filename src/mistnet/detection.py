@@ -19,8 +19,10 @@ convolutional). Two options change that:
 
 Detections come highest score first; the score, in [0, 1], is :meth:`MIST.detection_scores
 <mistnet.models.MIST.detection_scores>`, times the class probability for a classifier
-(:meth:`~mistnet.models.PatchModel.finish`). :func:`default_min_score` is where ``mist detect``
-and ``model.predict`` cut by default.
+(:meth:`~mistnet.models.PatchModel.finish`); a MIST's detection that is no maximum of its
+non-maximum suppression (a slot E_K filled because the image has fewer than K maxima) scores 0
+(``MIST._maxima``). :func:`default_min_score` is where ``mist detect`` and ``model.predict``
+cut by default.
 
 Conventions as everywhere: pixel centres at integer coordinates, keypoints ``(x, y, side)``.
 
@@ -47,7 +49,7 @@ from torch import Tensor
 from mistnet.data.images import image_tensor
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size
 from mistnet.models.heatmap import HeatmapBody
-from mistnet.models.mist import PatchModel
+from mistnet.models.mist import GridMIST, PatchModel
 from mistnet.ops._checks import check_int, require_dense
 
 __all__ = [
@@ -89,7 +91,7 @@ class Detections:
 
     Attributes:
         keypoints: ``(N, 3)`` ``(x, y, side)`` in the image's pixels.
-        scores: ``(N,)`` heatmap score of each.
+        scores: ``(N,)`` heatmap score of each (0: no maximum of the suppression).
         logits: ``(N, classes)`` class logits (classification), or None.
         reconstruction: ``(C, H, W)`` the auto-encoder's reconstruction of the whole image
             (not assembled from tiles: None there), or None.
@@ -303,9 +305,11 @@ def detect_image(
         ValueError: a ``k``, ``batch`` or ``max_detections`` that is no integer >= 1, a
             ``scale`` that is no finite number > 0 or makes the image smaller than the model
             takes or larger than ``max_pixels``, a ``tile``
-            that is no pair of them, an ``image`` that is no finite float ``(C, H, W)`` tensor
-            of values at most :data:`MAX_PIXEL_VALUE` in size, a ``max_pixels`` that is no
-            integer >= 1.
+            that is no pair of them or smaller than the model takes, an ``image`` that is
+            empty or no finite float ``(C, H, W)`` tensor of values at most
+            :data:`MAX_PIXEL_VALUE` in size, a ``max_pixels`` that is no integer >= 1, or a
+            grid baseline loaded by :func:`mistnet.load` run (scaled, or in windows) on another
+            size than it was trained on (:func:`check_trained_size`, as ``predict`` refuses).
         TypeError: a ``model`` that is no torch module.
     """
     k, scale, tile, batch, max_detections = _check_arguments(
@@ -368,6 +372,8 @@ def _check_image(model, image) -> None:
     require_dense(image, "image")
     if not image.is_floating_point():
         raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
+    if 0 in image.shape:  # else "scale 1 makes the 0x0 image 1x1, too small"
+        raise ValueError(f"image is empty: {tuple(image.shape)} holds no pixels")
     if not bool(torch.isfinite(image).all()):  # else every pixel NaN and no error at all
         raise ValueError("image holds NaN or infinite values")
     # images as the model takes them: [0, 1], or about [-1, 1] for a signed model (Gabor
@@ -402,12 +408,32 @@ def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pi
     _, H, W = image.shape
     h, w = scaled_size(H, W, scale, max_pixels, f"the image scaled by {scale:g}", "lower the scale")
     smallest = min_image_side(model)
+    seen = f"image: {W}x{H}" if scale == 1 else f"scale {scale:g} makes the {W}x{H} image {w}x{h}"
     if min(h, w) < smallest:
-        raise ValueError(
-            f"scale {scale:g} makes the {W}x{H} image {w}x{h}, too small for the model (at "
-            f"least {smallest}x{smallest})"
-        )
+        raise ValueError(f"{seen}, too small for the model (at least {smallest}x{smallest})")
+    if tile is not None:  # the windows the model runs on (the image, where it is smaller)
+        th, tw = min(tile[0], h), min(tile[1], w)
+        if min(th, tw) < smallest:  # else the network's own "reflection padding" error
+            raise ValueError(
+                f"tile {tile} is smaller than the {smallest}x{smallest} windows the model needs"
+            )
+        seen = f"tile {tile}: {tw}x{th} windows of the {w}x{h} image"
+        h, w = th, tw
+    check_trained_size(model, seen, h, w)
     return k, scale, tile, batch, max_detections
+
+
+def check_trained_size(model: PatchModel, seen: str, H: int, W: int) -> None:
+    """Refuse to run the grid baseline on ``H`` x ``W`` images, ``seen`` (what the message
+    says of them), when its run recorded another training size: its cells are a tiling of the
+    image, so on another size they are other cells (as ``mist eval`` refuses it)."""
+    record = getattr(getattr(model, "config", None), "record", None)
+    trained = tuple(getattr(record, "image_size", ()) or ())
+    if isinstance(model, GridMIST) and trained and (H, W) != trained:
+        raise ValueError(
+            f"{seen}; this grid baseline takes the {trained[1]}x{trained[0]} images it was "
+            "trained on"
+        )
 
 
 def tiled_cap(k: int, pixels: int, tile: tuple[int, int]) -> int:

@@ -29,6 +29,7 @@ from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
 from mistnet.models.mist import PatchModel
 from mistnet.rundir import Run
+from mistnet.torchstate import callers_torch_state
 
 METER_METHODS = ("update", "sums", "load_sums", "compute")  # engine.Meter's
 
@@ -216,6 +217,8 @@ def evaluate_run(
         model: the name of a pretrained model (:mod:`mistnet.pretrained`) to evaluate instead
             of ``run`` (then None); its data is that of the run it was trained by.
 
+    torch's random generators, thread count and default dtype are left as the caller had them.
+
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty
             split, more detections than the images have pixels, or outputs or metrics that
@@ -226,6 +229,14 @@ def evaluate_run(
     data, split, k, batch_size, device = _check_arguments(
         run, model, data, split, k, per_image_k, batch_size, device, meters
     )
+    # the loader's iterator draws its base seed from torch's global generator: each call
+    # advanced the caller's random numbers by two draws
+    with callers_torch_state():
+        return _evaluate(run, model, data, split, k, per_image_k, batch_size, device, meters)
+
+
+def _evaluate(run, model, data, split, k, per_image_k, batch_size, device, meters) -> Evaluation:
+    """:func:`evaluate_run` of checked arguments."""
     if model is None:
         cfg, net, ckpt = Run(run).load("best", device=device)
     else:

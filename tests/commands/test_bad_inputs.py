@@ -368,7 +368,7 @@ def eval_on_a_manifest_of_another_image_size(tmp_path, run):
 def eval_on_boxes_of_side_0_that_the_manifest_claims(tmp_path, run):
     ds = edit_manifest(dataset(tmp_path), annotations=["boxes", "labels"])
     rewrite_test_split(ds, "boxes", np.zeros_like)  # was scored: det 0.0 against no boxes
-    return ["eval", run, "--data", ds], ["annotations names boxes but test.npz holds boxes of"]
+    return ["eval", run, "--data", ds], ["annotations names boxes, but test.npz holds boxes of"]
 
 
 @case

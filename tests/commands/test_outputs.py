@@ -52,7 +52,7 @@ def dataset(out):
     n = 2
     arrays = {
         "images": np.zeros((n, 1, 8, 8), np.uint8),
-        "boxes": np.zeros((n, 1, 4), np.float32),
+        "boxes": np.tile(np.float32([4, 4, 2, 2]), (n, 1, 1)),  # a box: annotations absent
         "labels": np.zeros((n, 1), np.int64),
         "counts": np.ones(n, np.int64),
     }
@@ -311,7 +311,7 @@ def reproduce_with_a_dataset_made_for_another_seed_in_the_data_root(tmp_path, ru
     """Before: refused once --out was made, which was left behind (.mistnet, reproduce.json)."""
     arrays = {
         "images": np.zeros((2, 1, 8, 8), np.float32),
-        "boxes": np.zeros((2, 1, 4), np.float32),
+        "boxes": np.tile(np.float32([4, 4, 2, 2]), (2, 1, 1)),
         "labels": np.zeros((2, 1), np.int64),
         "counts": np.ones(2, np.int64),
     }

@@ -380,3 +380,15 @@ def test_predict_of_a_list_decodes_each_image_as_it_is_detected(tiny_run, tmp_pa
     with pytest.raises(TypeError, match="image 2: predict takes paths"):
         model.predict([tmp_path / "0.png", tmp_path / "1.png", 5])
     assert len(decoded) == 3  # every item's kind checked before any is decoded
+
+
+def test_evaluate_run_leaves_the_callers_random_generator(tiny_run):
+    """Before: each ``evaluate_run`` advanced torch's global generator by two draws (the data
+    loader's iterator draws its base seed from it), so a seeded script's numbers changed."""
+    from mistnet.evaluation import evaluate_run
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    evaluate_run(tiny_run, "mnist-hard", "test", batch_size=4)
+    torch.testing.assert_close(torch.rand(3), expected)

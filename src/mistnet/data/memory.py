@@ -43,7 +43,19 @@ def _numbers(x: Any, what: str, where: str) -> np.ndarray:
         a = None
     if a is None or a.dtype.kind not in "biuf":
         raise DataError(f"{where}: expected {what} as numbers, got {type(x).__name__}")
-    return a
+    return _native(a, what, where)
+
+
+def _native(a: np.ndarray, what: str, where: str) -> np.ndarray:
+    """``a`` in the machine's byte order (torch takes no other: "byte order different from
+    the native byte order"; the conversion is lossless); a longdouble refused, which torch
+    has no dtype for and float64 would round."""
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        raise DataError(
+            f"{where}: {what} of numpy {a.dtype} (longdouble), which torch cannot hold; give "
+            "float64, float32 or uint8"
+        )
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def _image(x: Any, where: str) -> torch.Tensor:
@@ -72,8 +84,8 @@ def _image(x: Any, where: str) -> torch.Tensor:
         )
     require_finite(t, f"{where}: image")
     if float(t.min()) < 0 or float(t.max()) > 1:
-        raise DataError(
-            f"{where}: image values in [{float(t.min()):g}, {float(t.max()):g}]; float images "
+        raise DataError(  # repr: %g showed 1 + 1e-12 as "in [1, 1]"
+            f"{where}: image values in [{float(t.min())!r}, {float(t.max())!r}]; float images "
             "must lie in [0, 1] (divide 0..255 values by 255, or give uint8)"
         )
     return t.float()
@@ -105,22 +117,31 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
         kind = str(b.dtype) if b.dtype == torch.bool or b.is_complex() else None
     else:
         try:
-            dtype = np.asarray(b).dtype
-            kind = str(dtype) if dtype.kind in "bc" else None
+            a = np.asarray(b)
         except (TypeError, ValueError):  # ragged lists: as_tensor below names them
-            kind = None
+            a = None
+        kind = str(a.dtype) if a is not None and a.dtype.kind in "bc" else None
+        if a is not None and a.dtype.kind in "iuf":  # big-endian: "boxes must be numbers"
+            b = _native(a, "boxes", where)
     if kind:  # True was a 1 px side; a complex box lost its imaginary part with a warning
         raise DataError(f"{where}: boxes must be real numbers, got {kind}")
-    try:
-        t = torch.as_tensor(b, dtype=torch.float32)
+    try:  # checked as given, then as float32: 1e39 was "NaN or infinite", 1e-46 a w of 0.0
+        given = torch.as_tensor(b, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise DataError(f"{where}: boxes must be numbers, got {type(b).__name__}") from None
-    if t.shape != (n, 4):
-        raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(t.shape)}")
-    require_finite(t, f"{where}: boxes")
+    if given.shape != (n, 4):
+        raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(given.shape)}")
+    require_finite(given, f"{where}: boxes")
+    t = given.float()
     for i in range(n):
+        if not (given[i, 2] > 0 and given[i, 3] > 0):
+            raise DataError(f"{where}: box {i} {given[i].tolist()} needs w, h > 0 (cx, cy, w, h)")
+        if not torch.isfinite(t[i]).all():
+            raise DataError(f"{where}: box {i} {given[i].tolist()} lies beyond float32's range")
         if not (t[i, 2] > 0 and t[i, 3] > 0):
-            raise DataError(f"{where}: box {i} {t[i].tolist()} needs w, h > 0 (cx, cy, w, h)")
+            raise DataError(
+                f"{where}: box {i} {given[i].tolist()} has a side too small for float32"
+            )
     H, W = size
     clipped, past = clip_boxes(t.numpy(), W, H, where)
     return torch.from_numpy(clipped), past

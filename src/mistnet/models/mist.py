@@ -22,6 +22,7 @@ from mistnet.ops import (
     local_spatial_log_softmax,
     local_window_log_mass,
     log_scale_pool,
+    nms,
     paste_patches,
     topk_keypoints,
 )
@@ -381,9 +382,7 @@ class MIST(PatchModel):
             logits, self.nms_window, self.softmax_window, self.softmax_strength, self.softmax_eps
         )
         pooled = log_scale_pool(log_m).flatten(1)  # (B, H*W)
-        x = torch.floor(keypoints[..., 0] + 0.5).clamp(0, W - 1).long()  # (B, K)
-        y = torch.floor(keypoints[..., 1] + 0.5).clamp(0, H - 1).long()
-        return pooled.gather(1, y * W + x).exp().clamp(0, 1)
+        return pooled.gather(1, _pixel_index(keypoints, H, W)).exp().clamp(0, 1)
 
     def forward(self, images: Tensor, k: int | None = None) -> MISTOutput:
         """Detect ``k`` instances (None or 0: the model's K) in ``images`` ``(B, C, H, W)`` and
@@ -392,7 +391,26 @@ class MIST(PatchModel):
         logits, log_h = self.log_heatmaps(images)
         keypoints, _ = self.detect(log_h, k)
         scores = self.detection_scores(logits, keypoints)
+        scores = scores * self._maxima(log_h, keypoints).to(scores.dtype)  # NaN stays NaN
         return self.finish(images, keypoints, scores, logits, log_h.exp())
+
+    @torch.no_grad()
+    def _maxima(self, log_heatmaps: Tensor, keypoints: Tensor) -> Tensor:
+        """``(B, K)`` True where a detection is a maximum of E_K's suppression (a filler's
+        score is 0, so it comes after every maximum and any ``min_score`` drops it): an image
+        of fewer than K maxima fills the slots with suppressed pixels
+        (:func:`~mistnet.ops.topk_keypoints`), often a peak's neighbour, whose window mass is
+        about the peak's own; scored by it, the neighbour ranked above true peaks."""
+        _, _, H, W = log_heatmaps.shape
+        peak = torch.isfinite(nms(log_scale_pool(log_heatmaps), self.nms_window)).flatten(1)
+        return peak.gather(1, _pixel_index(keypoints, H, W))
+
+
+def _pixel_index(keypoints: Tensor, H: int, W: int) -> Tensor:
+    """``(B, K)`` the index in a flattened ``H x W`` map of each keypoint's nearest pixel."""
+    x = torch.floor(keypoints[..., 0] + 0.5).clamp(0, W - 1).long()
+    y = torch.floor(keypoints[..., 1] + 0.5).clamp(0, H - 1).long()
+    return y * W + x
 
 
 class ChannelWiseMIST(MIST):
