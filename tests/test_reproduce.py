@@ -17,6 +17,7 @@ from cli_helpers import assert_user_error, entries_under, mist
 from helpers import fill_small_mnist_cache
 
 from mistnet import cli
+from mistnet.errors import MistError
 from mistnet.reproduce import TABLE_NAMES, TABLES, report
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, PaperOnly
@@ -537,6 +538,29 @@ def test_failing_figures_keep_the_table(smoke, capsys, monkeypatch):
     assert "| 0.095 |" in md
     assert _results(out)["tables"]["gabor"]["figures"] == listed  # the earlier ones still exist
     assert all(f["path"] in md for f in listed)
+
+
+def test_without_matplotlib_no_figures_line_and_no_figures_folder(smoke, capsys, monkeypatch):
+    """Before: "[gabor] figures -> OUT/figures" was printed, then the warning, and an empty
+    figures/ folder was left."""
+    import mistnet.reproduce
+    from mistnet.reproduce import figures
+
+    def missing():
+        raise MistError("drawing figures needs matplotlib: pip install 'mistnet[figures]'")
+
+    out = smoke["out"]
+    (out / "gabor.md").unlink()
+    monkeypatch.setattr(mistnet.reproduce, "require_matplotlib", missing)
+    rc, stdout, err = mist(
+        capsys, "reproduce", "gabor", "--budget", "smoke", "--out", out, "--device", "cpu"
+    )
+    assert rc == 0, err
+    assert "figures ->" not in stdout and "figures not drawn (MistError: drawing" in stdout
+    monkeypatch.setattr(figures, "require_matplotlib", missing)
+    with pytest.raises(MistError, match="needs matplotlib"):
+        figures.table_figures("gabor", {}, smoke["out"].parent / "new", 1, "cpu")
+    assert not (smoke["out"].parent / "new").exists()
 
 
 def test_a_second_reproduction_into_the_same_out_is_refused(tmp_path, capsys):

@@ -312,3 +312,16 @@ def test_detect_an_image_whose_name_is_not_utf8(capsys, tiny_run, tmp_path):
     assert json.loads((out / "coco_images.json").read_text())["images"][0]["file_name"].endswith(
         os.fsdecode(b"a\xff.png")
     )
+
+
+def test_coco_categories_are_the_models_classes_whichever_were_found(capsys, tmp_path, tiny_run):
+    """Before: coco_images.json listed only the classes this call detected (none kept: one
+    category), so two calls of one model disagreed on the category list."""
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(image)
+    out = tmp_path / "found"
+    rc, _, err = mist(capsys, "detect", tiny_run, image, "--out", out, "--min-score", "1")
+    assert rc == 0, err
+    assert json.loads((out / "coco_results.json").read_text()) == []
+    categories = json.loads((out / "coco_images.json").read_text())["categories"]
+    assert [c["id"] for c in categories] == list(range(1, 11))

@@ -235,3 +235,16 @@ def test_a_run_whose_config_lost_its_dataset_folder_is_not_scored_on_a_generator
     assert_user_error(mist(capsys, *resume), message, "a resumed run trains on the data")
     assert not list(run.glob("eval-*.json"))
     assert mist(capsys, "eval", run, "--data", tmp_path / "ds")[0] == 0  # named: it is used
+
+
+def test_a_per_image_k_evaluation_is_written_beside_the_fixed_k_record(capsys, tmp_path, tiny_run):
+    """Before: --per-image-k replaced RUN/eval-test.json, which models package then refused
+    ("k is 'per-image', not a count") though mist eval had written it."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert mist(capsys, "eval", run, "--threads", "1")[0] == 0
+    fixed = (run / "eval-test.json").read_bytes()
+    rc, _, err = mist(capsys, "eval", run, "--per-image-k", "--threads", "1")
+    assert rc == 0, err
+    assert (run / "eval-test.json").read_bytes() == fixed
+    assert json.loads((run / "eval-test-per-image-k.json").read_text())["k"] == "per-image"

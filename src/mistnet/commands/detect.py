@@ -262,7 +262,7 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
     how = validate_options(args, cfg, model, images, smallest)
     names = tuple(cfg.record.class_names)
     done = []
-    table = DetectionTable(cfg.model.task == "classify", names)
+    table = DetectionTable(cfg.model.task == "classify", names, cfg.model.num_classes)
     # out changes only once every image is done, and holds this call's files alone
     with new_directory(out, "detections", replace=existing, own=OWN) as staging:
         for path, stem, image in zip(args.images, stems, images, strict=True):

@@ -113,10 +113,12 @@ class DetectionTable:
     Args:
         classify: the run classifies (else every box is one class, ``object``).
         names: the run's class names (index ``i`` names class ``i``), or ``()``.
+        classes: how many classes the run's classifier has (0: as many as ``names``): every
+            one is a COCO category, whichever this call found.
     """
 
-    def __init__(self, classify: bool, names: tuple[str, ...]) -> None:
-        self.classify, self.names = classify, names
+    def __init__(self, classify: bool, names: tuple[str, ...], classes: int = 0) -> None:
+        self.classify, self.names, self.classes = classify, names, classes
         self.images: list[dict[str, Any]] = []
         self.rows: list[tuple] = []
         self.results: list[dict[str, Any]] = []
@@ -157,9 +159,8 @@ class DetectionTable:
     def categories(self) -> list[dict[str, Any]]:
         if not self.classify:
             return [{"id": 1, "name": "object"}]
-        count = max(
-            len(self.names), 1 + max((r["category_id"] - 1 for r in self.results), default=0)
-        )
+        found = 1 + max((r["category_id"] - 1 for r in self.results), default=0)
+        count = max(self.classes, len(self.names), found)  # not only the classes found
         return [{"id": i + 1, "name": self.class_name(i)} for i in range(count)]
 
     @staticmethod

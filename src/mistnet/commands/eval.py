@@ -51,7 +51,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--json",
         metavar="OUT",
-        help="metrics file (default RUN/eval-<split>.json; with --model none unless given)",
+        help="metrics file (default RUN/eval-<split>.json, RUN/eval-<split>-per-image-k.json "
+        "with --per-image-k; with --model none unless given)",
     )
     add_compute_arguments(p)
     p.set_defaults(func=run)
@@ -151,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = file_name(args.json, "--json", ".json")
     elif args.model is None:
-        out = Path(result.run) / f"eval-{args.split}.json"
+        # a per-image-K record beside the fixed-K one, which models package reads
+        kind = "-per-image-k" if args.per_image_k else ""
+        out = Path(result.run) / f"eval-{args.split}{kind}.json"
     else:
         out = None  # a pretrained model has no run directory to write into
     if out is not None:

@@ -48,6 +48,7 @@ from mistnet import validate
 from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, DataError, MistError, say
+from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write_json, exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
@@ -272,8 +273,9 @@ def reproduce_table(
     drawn = report.previous_figures(out, table.name) if specs else []
     entry, path = write(drawn)
     if figures and specs:
-        log(f"[{table.name}] figures -> {out / 'figures'}")
         try:
+            require_matplotlib()  # said as the warning below, before "figures ->"
+            log(f"[{table.name}] figures -> {out / 'figures'}")
             new = table_figures(table.name, specs, out, budget.figure_scenes, device)
         except Exception as exc:  # matplotlib, a font, a full disk: the table stands without it
             reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -20,6 +20,7 @@ import torch
 
 from mistnet.data import collate_scenes, open_dataset
 from mistnet.data.gabor import gabor_stencil
+from mistnet.extras import require_matplotlib
 from mistnet.metrics import greedy_assign, valid_mask
 from mistnet.models.build import build_model
 from mistnet.reproduce.report import require_own_figure
@@ -210,6 +211,7 @@ def table_figures(
     Returns:
         ``(path relative to out, caption)`` for each figure written.
     """
+    require_matplotlib()  # before the folder: without it, an empty figures/ was left
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs: list[tuple[Path, str]] = []
