@@ -352,14 +352,20 @@ def test_one_image_too_small_for_its_bands_says_what_to_pass(capsys, tmp_path):
     base = ["data", "import-images", tmp_path / "src", "--out", out]
     assert_user_error(
         mist(capsys, *base, "--crop", "16", "16", "--per-image", "10"),
-        "train 80, val 10, test 10 pixels",
+        "train 80, val 10, test 10 pixels); the val and test bands are narrower than the 16",
         "pass a smaller --crop",
+    )
+    # a larger --per-image helps only where it is the crops that are too few (before: the
+    # same advice for either cause)
+    assert_user_error(
+        mist(capsys, *base, "--crop", "8", "8", "--per-image", "2"),
+        "--per-image 2 leaves no crop for the train band; pass a larger --per-image",
     )
     assert_user_error(mist(capsys, *base), "1 images leave none", "pass --crop H W")
     # --val and --test too small for a pixel of the 100-pixel side: their bands are refused,
     # not dropped with two of the three crops
     tiny = ["--crop", "40", "5", "--per-image", "3", "--val", "0.001", "--test", "0.001"]
-    assert_user_error(mist(capsys, *base, *tiny), "val 0, test 0 pixels", "--per-image 3")
+    assert_user_error(mist(capsys, *base, *tiny), "val 0, test 0 pixels", "narrower than the 40")
     assert not out.exists()
 
 

@@ -456,11 +456,16 @@ def _band_crops(
     widths = {s: stop - start for s, (start, stop) in bands.items()}
     if min(widths.values()) < side or counts["train"] < 1:
         shown = ", ".join(f"{s} {px}" for s, px in widths.items())
+        narrow = [s for s, px in widths.items() if px < side]  # else too few crops for train
+        why = (
+            f"the {' and '.join(narrow)} band{'s are' if len(narrow) > 1 else ' is'} narrower "
+            f"than the {side}-pixel crop; pass a smaller --crop, other --val/--test"
+            if narrow
+            else f"--per-image {n} leaves no crop for the train band; pass a larger --per-image"
+        )
         raise DataError(
             f"{where}: too few images to split by image, so each is cut into bands across its "
-            f"{length}-pixel side ({shown} pixels), each holding {crop[1]}x{crop[0]} crops from "
-            f"--per-image {n}; pass a smaller --crop, a larger --per-image, other --val/--test, "
-            "or more images"
+            f"{length}-pixel side ({shown} pixels); {why}, or more images"
         )
     items = []
     for split, (start, stop) in bands.items():
