@@ -537,3 +537,102 @@ def test_a_lock_left_by_a_killed_holder_goes_with_the_next_call(tmp_path):
     with exclusive_lock(tmp_path, "mist reproduce"):  # a lasting lock stays, as it was
         pass
     assert (tmp_path / LOCK).exists()
+
+
+def _draw_figure_into(path, monkeypatch):
+    """Draw a figure as ``mist plot`` does (into new_file's temporary); the temporaries made."""
+    pytest.importorskip("matplotlib")
+    from mistnet import io as mio
+    from mistnet.outfiles import new_file
+    from mistnet.viz.canvas import new_figure, save_figure
+
+    made, sibling = [], mio.temporary_sibling
+    monkeypatch.setattr(mio, "temporary_sibling", lambda p: made.append(sibling(p)) or made[-1])
+    fig = new_figure(1, 1, 20)
+    with new_file(path, "mist plot") as tmp:
+        save_figure(fig, tmp, 20)
+    return made
+
+
+def test_a_figure_is_drawn_once_into_one_temporary_of_its_target(tmp_path, monkeypatch):
+    """Before: the figure went to a temporary of new_file's temporary; a kill at its first
+    rename left ``..p.png.PID.HEX.tmp.png.PID.HEX.tmp.png``, which no later run removed."""
+    made = _draw_figure_into(tmp_path / "p.png", monkeypatch)
+    assert [p.name.startswith(".p.png.") for p in made] == [True]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+def test_a_temporary_of_a_temporary_left_by_a_killed_plot_is_removed_by_the_next(
+    tmp_path, monkeypatch
+):
+    dead = dead_pid()
+    nested = tmp_path / f"..p.png.{dead}.0123abcd.tmp.png.{dead}.89abcdef.tmp.png"
+    nested.write_bytes(b"half a figure")
+    other = tmp_path / f"..q.png.{dead}.0123abcd.tmp.png.{dead}.89abcdef.tmp.png"
+    other.write_bytes(b"another target's")
+    _draw_figure_into(tmp_path / "p.png", monkeypatch)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p.png", other.name])
+
+
+_OLD_NOT_REMOVED = """
+import errno, os, sys, warnings
+from pathlib import Path
+import mistnet.outputs as outputs
+faults = sys.argv[2].split(",")
+real_rename, real_unlink, real_rmdir = os.rename, os.unlink, os.rmdir
+
+def eio(path):
+    raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+
+def rename(src, dst):  # the old output, set aside, to a temporary for removal
+    if "rename" in faults and str(src).endswith(".aside") and ".tmp" in str(dst):
+        eio(src)
+    real_rename(src, dst)
+
+def unlink(path, **kw):
+    if "unlink" in faults and Path(path).name == "a.txt" and Path(path).parent.name != "ds":
+        eio(path)
+    real_unlink(path, **kw)
+
+def rmdir(path, **kw):
+    if "rmdir" in faults and Path(path).name.startswith(".ds."):
+        eio(path)
+    real_rmdir(path, **kw)
+
+os.rename, os.unlink, os.rmdir = rename, unlink, rmdir
+warnings.simplefilter("always")
+own = ("a dataset", [".mistnet", "a.txt", "b.txt"])
+with outputs.new_directory(Path(sys.argv[1]) / "ds", "dataset", replace=True, own=own) as tmp:
+    (tmp / "a.txt").write_text("new")
+"""
+
+
+@pytest.mark.parametrize("faults", ["rename", "unlink", "rmdir", "rename,unlink"])
+def test_an_old_output_that_cannot_be_removed_is_a_warning_and_removed_later(tmp_path, faults):
+    """EIO while removing the replaced output, once the new one is in place: before, exit 2
+    naming the old one's file (or, for its folder, nothing said and an empty folder left), and
+    where its rename failed it stayed set aside, offered back for ever as a killed command's
+    ("rename it back to ds to restore it"). Now one warning naming what is left, which the
+    next command writing ds removes."""
+    create_directory(tmp_path / "ds", "dataset")
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "ds" / name).write_text("old")
+    script = _OLD_NOT_REMOVED
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), faults], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ds" / "a.txt").read_text() == "new"
+    left = [p for p in tmp_path.iterdir() if p.name != "ds"]
+    said = [line for line in proc.stderr.splitlines() if "MistWarning" in line]
+    if faults == "rename":  # removed where it lay
+        assert left == [] and said == []
+    else:
+        assert len(left) == 1 and len(said) == 1, proc.stderr
+        assert f"{left[0]}: the earlier ds, replaced, could not be removed" in said[0]
+        assert "the next command writing ds removes it" in said[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing said to be kept or put back
+        with new_directory(tmp_path / "ds", "dataset", replace=True, own=("a dataset", ["*"])):
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]

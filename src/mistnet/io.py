@@ -280,13 +280,28 @@ def remove_stale_temporaries(
         return removed
     for entry in entries:
         match = _TEMPORARY.match(entry.name)
-        if not match or (target is not None and match["target"] != target):
+        if not match or (target is not None and _first_target(match["target"]) != target):
             continue
         if _writer_alive(int(match["pid"])) or not own(entry):
             continue
         remove_path(entry)
         removed.append(entry)
     return removed
+
+
+def _first_target(name: str) -> str:
+    """The target of a temporary of a temporary (a figure an earlier version drew atomically
+    into a command's temporary), or ``name``."""
+    while match := _TEMPORARY.match(name):
+        name = match["target"]
+    return name
+
+
+def _own_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary of this process (:func:`temporary_sibling`): the file
+    an atomic write of it is already writing."""
+    match = _TEMPORARY.match(path.name)
+    return match is not None and int(match["pid"]) == os.getpid()
 
 
 def remove_path(path: Path) -> None:
@@ -497,9 +512,17 @@ def atomic_path(
     temporary file and the directories created for it are removed, ``path`` keeps its old
     content and the exception propagates; an ``OSError`` about the temporary file (a full disk,
     a file size limit) is raised again under ``path``'s name. Stale temporary files of ``path``
-    left by killed writers are removed first.
+    left by killed writers are removed first. A ``path`` that is a temporary of this process
+    (an atomic write's, which a figure is drawn into) is yielded itself, to be moved by its
+    own writer.
     """
     path = Path(path)
+    if _own_temporary(path):
+        # a figure drawn into new_file's temporary: written once, in place, as its writer
+        # commits it (before: a temporary of the temporary, which a kill left under a name
+        # no later run removed)
+        yield path
+        return
     check_dotdot(path)  # new/../x would leave new/ behind
     created = make_parents(path.parent)
     remove_stale_temporaries(path.parent, path.name)

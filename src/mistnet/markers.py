@@ -6,17 +6,30 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from mistnet.io import atomic_write_text
+from mistnet.io import atomic_write_text, remove_path
 
-__all__ = ["KINDS", "MARKER", "mark", "marked_files", "output_kind"]
+__all__ = [
+    "DISCARDED",
+    "KINDS",
+    "MARKER",
+    "discarded",
+    "mark",
+    "mark_discarded",
+    "marked_files",
+    "output_kind",
+    "remove_marker_last",
+]
 
 #: The file that says a directory is mistnet's own output, and of which kind.
 MARKER = ".mistnet"
 #: The kinds of output directory mistnet makes (what a marker file may hold).
 KINDS = ("run", "dataset", "detections", "demo", "official", "reproduce")
+#: What the marker of an earlier output says once its replacement is in place and it is being
+#: removed where it lies (:func:`mark_discarded`): no kind, never an output to offer back.
+DISCARDED = "discarded"
 
 
 def output_kind(directory: str | os.PathLike) -> str | None:
@@ -48,3 +61,46 @@ def marked_files(directory: str | os.PathLike) -> list[str] | None:
         return None
     ok = isinstance(listed, list) and all(isinstance(name, str) for name in listed)
     return listed if ok else None
+
+
+def mark_discarded(directory: str | os.PathLike) -> None:
+    """Overwrite the marker of ``directory`` (or write one) with :data:`DISCARDED`: in place,
+    as a rename has just failed (an atomic write renames).
+
+    Raises:
+        OSError: the marker could not be written.
+    """
+    with open(Path(directory) / MARKER, "w", encoding="utf-8") as f:
+        f.write(DISCARDED + "\n")
+
+
+def discarded(directory: str | os.PathLike) -> bool:
+    """Whether the marker of ``directory`` says :data:`DISCARDED` (:func:`mark_discarded`)."""
+    marker = Path(directory) / MARKER
+    try:
+        if marker.is_symlink() or not marker.is_file():
+            return False
+        return marker.read_text(encoding="utf-8").partition("\n")[0].strip() == DISCARDED
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def remove_marker_last(
+    path: str | os.PathLike, remove: Callable[[Path], None] = remove_path
+) -> None:
+    """Remove the file or output directory ``path`` (each entry by ``remove``): a directory's
+    entries first, its marker only once nothing else is left, so that a failure midway leaves
+    a marked directory (or an empty one) that the next command writing there removes.
+
+    Raises:
+        OSError: the first entry that could not be removed; ``path`` left, marked.
+    """
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        for entry in path.iterdir():
+            if entry.name != MARKER:
+                remove(entry)  # a folder's tree removed as far as it goes
+        left = [entry for entry in path.iterdir() if entry.name != MARKER]
+        if left:
+            raise OSError(None, "could not be removed", str(left[0]))
+    remove(path)

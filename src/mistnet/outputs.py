@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
@@ -48,7 +49,7 @@ from mistnet.io import (
     take_mode,
     temporary_sibling,
 )
-from mistnet.markers import MARKER, mark, output_kind
+from mistnet.markers import MARKER, discarded, mark, mark_discarded, output_kind, remove_marker_last
 from mistnet.signals import deferred_signals
 
 #: How a message names an output of each kind (else by the kind).
@@ -306,6 +307,10 @@ def recover_set_aside(path: str | os.PathLike) -> None:
     # A path whose output this process set aside is not free: its new output is being made.
     replaced = path.absolute() in _SET_ASIDE.values()
     for old in stale_set_aside(path.parent, path.name):
+        if discarded(old):  # replaced, but its removal failed: no earlier output to offer
+            with contextlib.suppress(OSError):
+                remove_marker_last(old, remove_path)
+            continue
         if not replaced and not os.path.lexists(path):
             try:
                 rename_new(old, path)
@@ -508,15 +513,31 @@ def _discard(old: Path, path: Path) -> None:
     one is in place: renamed to a temporary of ``path`` first (no longer an earlier output that
     :func:`recover_set_aside` offers back), then emptied with its marker last, so that a kill
     midway leaves a marked temporary the next command writing ``path`` removes. (A kill in the
-    middle of removing it left it set aside, half removed, and offered back for ever.)"""
+    middle of removing it left it set aside, half removed, and offered back for ever.) If that
+    rename fails it is marked discarded and removed where it is; what is left is a warning:
+    the new output is in place (before: exit 2, the old one offered back as a killed one's)."""
     trash = temporary_sibling(path)
-    os.rename(old, trash)
+    try:
+        os.rename(old, trash)
+    except OSError:
+        trash = old
+        if old.is_dir() and not old.is_symlink():
+            with contextlib.suppress(OSError):  # then left to the user, as the warning says
+                mark_discarded(old)
     _SET_ASIDE.pop(old.absolute(), None)
-    if trash.is_dir() and not trash.is_symlink():
-        for entry in trash.iterdir():
-            if entry.name != MARKER:
-                remove_path(entry)
-    remove_path(trash)
+    reason = ""
+    try:
+        remove_marker_last(trash, remove_path)  # looked up now: a test stands in for it
+    except OSError as exc:
+        reason = f" ({exc.strerror})"
+    if os.path.lexists(trash):
+        later = is_temporary(trash.name) or discarded(trash)
+        warnings.warn(
+            f"{trash}: the earlier {path.name}, replaced, could not be removed{reason}; "
+            + (f"the next command writing {path.name} removes it" if later else "remove it"),
+            MistWarning,
+            stacklevel=2,
+        )
 
 
 @contextmanager

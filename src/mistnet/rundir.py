@@ -171,8 +171,19 @@ class Run:
         return Checkpoint(self.last).step == steps  # past them: check_resume names it
 
     def append_log(self, record: dict[str, Any]) -> None:
-        with self.log.open("a") as f:
-            f.write(json_text(record, indent=None) + "\n")
+        """Append ``record`` as one line of ``log.jsonl``.
+
+        Raises:
+            OSError: the line could not be written (a full disk), under ``log.jsonl``'s name
+                as every other write of the run says its error (before: none named).
+        """
+        try:
+            with self.log.open("a") as f:
+                f.write(json_text(record, indent=None) + "\n")
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.log)) from exc
 
     def truncate_log(self, log: list[LogRecord], step: int) -> None:
         """Rewrite ``log.jsonl`` without the lines past ``step`` (written after the checkpoint)."""
@@ -308,11 +319,12 @@ class Run:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
         start would empty the log and overwrite ``best.safetensors``), or while
         ``best.safetensors`` is there with no log; a run stopped before its first checkpoint
-        was whole (its log at that step at most) starts again from step 0, as it would have
-        gone.
+        was whole (its log, empty too, at that step at most; its best no later) starts again
+        from step 0, as it would have gone.
 
         Raises:
-            MistError: naming the missing file and what shows it existed.
+            MistError: naming the missing file and what shows it existed, or a damaged
+                ``best.safetensors``.
         """
         if self.last.is_file():
             return
@@ -332,11 +344,23 @@ class Run:
                 f"{self.last} is missing, but {shown}; restore it to resume, or train afresh "
                 "into another --out"
             )
-        if self.best.exists() and reached == 0:  # a checkpoint, and no log to say how early
+        # best.safetensors is written before its validation's log line: a kill between them
+        # leaves best, an empty log and no last (refused for good before). A best past the
+        # first checkpoint's step, or no log at all, says nothing of how early it stopped.
+        if self.best.exists() and reached == 0 and self._best_past(every):
             raise MistError(
                 f"{self.last} is missing but {self.best.name} exists; restore it to resume, or "
                 "train afresh into another --out"
             )
+
+    def _best_past(self, every: int) -> bool:
+        """Whether ``best.safetensors`` may be of a later step than the first checkpoint's:
+        there is no log, or its step is past ``every``.
+
+        Raises:
+            MistError: a damaged ``best.safetensors``.
+        """
+        return not self.log.exists() or Checkpoint(self.best).step > every
 
     def restore(
         self, trainer: Trainer, cfg: Config, device: torch.device, truncate_log: bool
