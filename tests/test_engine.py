@@ -1055,3 +1055,25 @@ def test_the_keys_said_not_to_be_read_change_nothing_that_trains(overrides):
         after = trained(changed.model, changed.train)
         assert len(after) == len(before), f"{section}.{key}"
         assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True)), key
+
+
+def test_batch_from_dict_refuses_what_no_collated_batch_is():
+    from mistnet.errors import ArgumentError
+
+    good = {
+        "image": torch.rand(2, 1, 8, 8),
+        "boxes": torch.zeros(2, 3, 4),
+        "labels": torch.zeros(2, 3, dtype=torch.long),
+        "count": torch.ones(2, dtype=torch.long),
+    }
+    assert engine.Batch.from_dict(good, "cpu").images.shape == (2, 1, 8, 8)
+    # each was taken: a 3-D image, float labels, the count of another batch size
+    for key, value, message in [
+        ("image", torch.rand(1, 8, 8), r"'image' must be \(B, C, H, W\) floats"),
+        ("labels", torch.zeros(2, 3), r"'labels' must be \(B, N\) with B = 2, integers"),
+        ("count", torch.ones(3, dtype=torch.long), r"'count' must be \(B,\) = \(2,\)"),
+    ]:
+        with pytest.raises(ValueError, match=f"^a batch's {message}"):
+            engine.Batch.from_dict({**good, key: value}, "cpu")
+    with pytest.raises(ArgumentError, match="^device must be cpu, cuda, cuda:N or auto, got 'gpu'"):
+        engine.Batch.from_dict(good, "gpu")  # torch's RuntimeError

@@ -483,3 +483,50 @@ def test_heatmap_loss_refuses_a_bool_weight():
 def test_task_weight_refuses_no_floating_vector(loss):
     with pytest.raises(ValueError, match="^per_image_task_loss must be a floating-point"):
         task_weight(loss)
+
+
+def test_heatmap_nll_loss_is_zero_off_the_targets_where_h_is_zero():
+    from mistnet.losses import heatmap_nll_loss
+
+    # 0 * log 0 = 0 * -inf was NaN: a pixel whose softmax underflowed, off every target
+    lh = torch.tensor([[[[-0.1, -math.inf]]]], requires_grad=True)
+    loss = heatmap_nll_loss(lh, torch.tensor([[[[1.0, 0.0]]]]))
+    loss.backward()
+    assert math.isclose(loss.item(), 0.1, rel_tol=1e-6)
+    assert lh.grad.tolist() == [[[[-1.0, 0.0]]]]
+    # on a target, h = 0 still costs inf
+    assert heatmap_nll_loss(lh.detach(), torch.tensor([[[[0.0, 1.0]]]])).item() == math.inf
+
+
+def test_heatmap_nll_loss_names_log_heatmaps():
+    from mistnet.losses import heatmap_nll_loss
+
+    with pytest.raises(ValueError, match=r"^log_heatmaps must have shape \(B, S, H, W\)"):
+        heatmap_nll_loss(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match="^target must have the shape of log_heatmaps"):
+        heatmap_nll_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
+
+
+def test_centring_loss_of_one_sample_is_zero_and_of_none_refused():
+    # linspace(-1/2, 1/2, 1) is [-1/2]: the centre sample sat half a side off (loss 32)
+    assert centring_loss(torch.ones(1, 1, 1, 1, 1), torch.tensor([[8.0]])).tolist() == [0.0]
+    with pytest.raises(ValueError, match=r"^patches must have shape .* with P >= 1"):
+        centring_loss(torch.ones(1, 1, 1, 0, 0), torch.tensor([[8.0]]))  # was a loss of 0
+    with pytest.raises(ValueError, match="^sides: expected real numbers"):
+        centring_loss(torch.ones(1, 1, 1, 5, 5), torch.tensor([[True]]))  # True was 1 px
+
+
+def test_mixture_centring_loss_side_zero_keeps_the_other_terms():
+    img = torch.zeros(1, 1, 8, 8)
+    img[0, 0, 3, 3] = 1.0
+    img[0, 0, 5, 7] = 1.0
+    kp = torch.tensor([[[3.0, 3.0, 0.0], [5.0, 5.0, 4.0]]])
+    # 0 / 0 windows made every responsibility NaN: the loss was 0, the 2 px offset lost;
+    # now the limit of a narrowing window (about (0 + 2²) / 2)
+    narrow = kp.clone()
+    narrow[0, 0, 2] = 1e-3
+    loss = mixture_centring_loss(img, kp)
+    assert 1.8 < loss.item() < 2.0
+    assert torch.allclose(loss, mixture_centring_loss(img, narrow))
+    with pytest.raises(ValueError, match="^keypoints: expected real numbers"):
+        mixture_centring_loss(img, torch.ones(1, 1, 3, dtype=torch.bool))

@@ -1198,3 +1198,81 @@ def test_masks_must_be_bool(call, name):
 def test_valid_mask_refuses_a_meta_count():
     with pytest.raises(ValueError, match="^count: a tensor on the meta device"):
         valid_mask(torch.tensor([[0, 1]]), torch.tensor([1], device="meta"))
+
+
+def test_scene_meter_refused_batch_leaves_the_meter_unchanged():
+    # the reconstruction meter counted the batch before the NaN boxes were refused
+    m = SceneMeter("reconstruct")
+    img = torch.rand(1, 1, 8, 8)
+    before = m.sums()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="gt_boxes: holds NaN"):
+            m.update(
+                torch.tensor([[[3.0, 3.0, 4.0]]]), None, torch.full((1, 1, 4), math.nan),
+                torch.tensor([[0]]), torch.tensor([1]), reconstruction=img, images=img,
+            )  # fmt: skip
+    assert torch.equal(m.sums(), before) and m.compute()["n_images"] == 0
+    m.update(
+        torch.tensor([[[3.0, 3.0, 4.0]]]), None, torch.tensor([[[3.0, 3.0, 4.0, 4.0]]]),
+        torch.tensor([[0]]), torch.tensor([1]), reconstruction=img, images=img,
+    )  # fmt: skip
+    assert m.compute()["n_images"] == 1 and m.compute()["rmse"] == 0.0
+
+
+def test_reconstruction_meter_refuses_what_is_no_image_batch():
+    # (B, N) rows were read as images of one row: rmse_image_mean depended on the batching
+    a = torch.tensor([[0.0, 1.0], [10.0, 11.0]])
+    m = ReconstructionMeter()
+    with pytest.raises(ValueError, match=r"^pred must have shape \(B, C, H, W\), got \(2, 2\)"):
+        m.update(a, a)
+    with pytest.raises(ValueError, match=r"^target must have shape \(B, C, H, W\)"):
+        m.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 1, 2, 2))
+    assert m.compute()["n_images"] == 0
+
+
+def test_padding_rows_may_hold_anything():
+    # NaN and negative sides in padding (label -1, or index >= count) were refused
+    det = torch.tensor([[[10.0, 10.0, 20.0], [math.nan, 0.0, -5.0]]])
+    det_labels = torch.tensor([[3, 4]])
+    gt = torch.tensor(
+        [[[10.0, 10.0, 20.0, 20.0], [math.nan, 1.0, -3.0, 2.0], [1.0, 1.0, -1.0, 1.0]]]
+    )
+    gt_labels = torch.tensor([[3, -1, 5]])
+    count, det_count = torch.tensor([1]), torch.tensor([1])
+    kw = dict(gt_count=count, det_count=det_count)
+    assert match_detections(det, det_labels, gt, gt_labels, **kw).tolist() == [[True, False, False]]
+    assert any_match(det, det_labels, gt, gt_labels, **kw).tolist() == [[True, False, False]]
+    meter = DetectionMeter()
+    meter.update(det, det_labels, gt, gt_labels, count, det_count)
+    assert meter.compute()["both"] == 1.0 and meter.compute()["n_instances"] == 1
+    frac, _ = ap_at_thresholds(det, det_labels, gt, gt_labels, (0.5,), **kw)
+    assert frac.tolist() == [[1.0]]
+    # a valid row is still checked
+    with pytest.raises(ValueError, match="gt_boxes: holds NaN"):
+        match_detections(
+            det,
+            det_labels,
+            gt,
+            torch.tensor([[3, 4, 5]]),
+            gt_count=torch.tensor([2]),
+            det_count=det_count,
+        )
+    with pytest.raises(ValueError, match="det_boxes: holds NaN"):
+        match_detections(det, det_labels, gt, gt_labels, gt_count=count)
+    with pytest.raises(ValueError, match="gt_boxes: sides must be >= 0"):
+        match_detections(
+            det, det_labels, gt, gt_labels, gt_count=torch.tensor([3]), det_count=det_count
+        )
+
+
+def test_labels_and_counts_are_named():
+    det = torch.tensor([[[10.0, 10.0, 20.0]]])
+    gt = torch.tensor([[[10.0, 10.0, 20.0, 20.0]]])
+    with pytest.raises(
+        ValueError, match=r"^det_labels: class indices are real numbers, got torch.complex64"
+    ):
+        match_detections(det, torch.tensor([[3 + 0j]]), gt, torch.tensor([[3]]))
+    with pytest.raises(ValueError, match=r"^gt_count: expected shape \(1,\), got \(\)"):
+        match_detections(det, torch.tensor([[3]]), gt, torch.tensor([[3]]), gt_count=1)
+    with pytest.raises(ValueError, match=r"^labels: expected real numbers .* got torch.bool"):
+        valid_mask(torch.tensor([[True, False]]))  # every entry was valid

@@ -51,6 +51,14 @@ class Batch:
 
     @classmethod
     def from_dict(cls, batch: dict[str, Tensor], device: torch.device | str) -> Batch:
+        """The batch ``batch`` (as :func:`mistnet.data.collate_scenes` makes it) on ``device``.
+
+        Raises:
+            TypeError: ``batch`` no dict, or ``device`` neither a string nor a ``torch.device``.
+            ValueError: a missing entry, or one of another rank, batch size or dtype (float
+                labels, a 3-D image), naming its key; or a device name that is none
+                (``"device must be cpu, cuda, cuda:N or auto, got 'gpu'"``). Metadata only.
+        """
         keys = ("image", "boxes", "labels", "count")
         if not isinstance(batch, dict):
             raise TypeError(f"a batch must be a dict, got {type(batch).__name__}")
@@ -61,7 +69,33 @@ class Batch:
                     f"a batch needs a tensor at {key!r}, got {got} (batches are what "
                     "mistnet.data.collate_scenes makes)"
                 )
+        _check_batch_entries(*(batch[key] for key in keys))
+        device = device_argument(device)  # "gpu": torch's RuntimeError at the first .to
         return cls(*(batch[key].to(device, non_blocking=True) for key in keys))
+
+
+def _check_batch_entries(image: Tensor, boxes: Tensor, labels: Tensor, count: Tensor) -> None:
+    """Refuse entries that are not one batch of :func:`mistnet.data.collate_scenes`: a 3-D image
+    or float labels were taken and failed (or were misread) later. Shapes and dtypes only."""
+    B = image.shape[0] if image.ndim else 0
+    N = labels.shape[1] if labels.ndim == 2 else 0
+    wants = {
+        "image": (image, image.ndim == 4 and image.is_floating_point(), "(B, C, H, W) floats"),
+        "boxes": (boxes, boxes.shape == (B, N, 4), f"(B, N, 4) = ({B}, {N}, 4)"),
+        "labels": (labels, labels.ndim == 2 and labels.shape[0] == B, f"(B, N) with B = {B}"),
+        "count": (count, count.shape == (B,), f"(B,) = ({B},)"),
+    }
+    for key, (x, ok, expected) in wants.items():
+        integer = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+        if key in ("labels", "count") and not integer:
+            ok, expected = False, f"{expected}, integers"
+        if key == "boxes" and not (x.is_floating_point() or integer):
+            ok, expected = False, f"{expected}, real numbers"
+        if not ok:
+            raise ValueError(
+                f"a batch's {key!r} must be {expected}, got {x.dtype} of shape {tuple(x.shape)} "
+                "(batches are what mistnet.data.collate_scenes makes)"
+            )
 
 
 @dataclass

@@ -259,15 +259,18 @@ def heatmap_loss(
     return _weighted(per_image, weight, reduction)
 
 
-def _check_heatmap_pair(heatmaps: Tensor, target: Tensor, reduction: str) -> None:
+def _check_heatmap_pair(
+    heatmaps: Tensor, target: Tensor, reduction: str, name: str = "heatmaps"
+) -> None:
+    """Metadata checks of a loss's heatmaps (the argument ``name``) and their target."""
     _check_reduction(reduction)
-    _input(heatmaps, "heatmaps", "(B, S, H, W)", "B, S, H, W")
+    _input(heatmaps, name, "(B, S, H, W)", "B, S, H, W")
     require_tensor(target, "target", "(B, S, H, W)")
     if not target.is_floating_point():  # a bool mask failed inside torch's subtraction
         raise ValueError(f"target must be a floating-point tensor, got {target.dtype}")
     if target.shape != heatmaps.shape:
         raise ValueError(
-            f"target must have the shape of heatmaps {tuple(heatmaps.shape)}, "
+            f"target must have the shape of {name} {tuple(heatmaps.shape)}, "
             f"got {tuple(target.shape)}"
         )
 
@@ -298,7 +301,8 @@ def heatmap_nll_loss(
 ) -> Tensor:
     r"""Negative log-likelihood of the target keypoints under the local spatial softmax.
 
-    Per image, ``-sum_u T(u) log(h(u) + eps) / sum_u T(u)``: the spatial-softmax output ``h`` is a
+    Per image, ``-sum_u T(u) log(h(u) + eps) / sum_u T(u)``, a term 0 wherever ``T(u) = 0`` (even
+    where ``h(u) = 0``): the spatial-softmax output ``h`` is a
     distribution over each 15 x 15 window, and this is its cross-entropy against G's unit spikes.
     It has the same minimiser as eq. 7 (a peak of 1 at each keypoint) but its gradient does not
     vanish while ``h`` is still flat, so the heatmap network learns several times faster on a CPU
@@ -329,14 +333,17 @@ def heatmap_nll_loss(
             ``target`` (>= 0, as :func:`~mistnet.ops.render_heatmap` makes them) and ``weight``
             are not checked: that would cost a host sync every training step.
     """
-    _check_heatmap_pair(log_heatmaps, target, reduction)
+    _check_heatmap_pair(log_heatmaps, target, reduction, "log_heatmaps")
     eps = check_number(eps, "eps", positive=False)  # NaN, -1 were ignored; True gave a loss < 0
     t = target.detach()
     mass = t.sum(dim=(1, 2, 3)).clamp(min=torch.finfo(t.dtype).eps)  # (B,)
     log_h = log_heatmaps
     if eps > 0:
         log_h = torch.logaddexp(log_h, torch.full_like(log_h, math.log(eps)))
-    per_image = -(t * log_h).sum(dim=(1, 2, 3)) / mass
+    # 0 where the target is 0 (xlogy's rule): a pixel of h = 0 (log -inf) off the targets gave
+    # 0 * -inf = NaN; chosen by the target, no value is read
+    terms = torch.where(t != 0, t * log_h, torch.zeros((), dtype=log_h.dtype, device=t.device))
+    per_image = -terms.sum(dim=(1, 2, 3)) / mass
     return _weighted(per_image, weight, reduction)
 
 
@@ -364,7 +371,13 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
         sigma: window std as a fraction of the side, a finite number > 0.
 
     Returns:
-        ``(B,)`` the mean over K of the squared offsets, in pixels².
+        ``(B,)`` the mean over K of the squared offsets, in pixels² (0 for a patch of one
+        sample, which sits at the centre).
+
+    Raises:
+        TypeError: ``patches`` or ``sides`` is no tensor.
+        ValueError: a bad shape or dtype (bool ``sides``: ``"sides: expected real numbers ..."``),
+            an empty B, K or P, or a ``sigma`` out of range. Values are not read (every step).
 
     Example:
         >>> p = torch.zeros(1, 1, 1, 5, 5); p[..., 2, 4] = 1.0  # all mass at the right edge
@@ -373,7 +386,8 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
     """
     sigma = _window_sigma(sigma)
     _input(patches, "patches", "(B, K, C, P, P)", "B, K")  # K = 0 gave NaN, integers a wrong 0
-    require_tensor(sides, "sides", "(B, K)")
+    check_nonempty(patches, "patches", "(B, K, C, P, P)", "P")  # P = 0: a loss 0 of no sample
+    require_real(require_tensor(sides, "sides", "(B, K)"), "sides")  # True was a side of 1 px
     if patches.shape[-1] != patches.shape[-2]:
         raise ValueError(f"patches must have shape (B, K, C, P, P), got {tuple(patches.shape)}")
     if sides.shape != patches.shape[:2]:
@@ -382,6 +396,8 @@ def centring_loss(patches: Tensor, sides: Tensor, sigma: float = 0.4) -> Tensor:
         )
     P = patches.shape[-1]
     u = torch.linspace(-0.5, 0.5, P, device=patches.device, dtype=patches.dtype)  # (P,)
+    if P == 1:  # one sample, at the centre: linspace gave it -1/2 (a loss of side² / 2)
+        u = torch.zeros_like(u)
     window = torch.exp(-((u[:, None] / sigma) ** 2 + (u[None, :] / sigma) ** 2) / 2)  # (P, P)
     mass = patches.abs().sum(2) * window  # (B, K, P, P)
     total = mass.sum((-2, -1)).clamp(min=1e-6)  # (B, K)
@@ -411,7 +427,15 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
         sigma: window std as a fraction of the side, a finite number > 0.
 
     Returns:
-        ``(B,)`` the mean over K of the squared offsets, in pixels².
+        ``(B,)`` the mean over K of the squared offsets, in pixels². A keypoint of side 0 gets
+        the narrowest window (its variance the dtype's smallest normal): it claims at most its
+        own pixel, and the other keypoints' terms stay finite.
+
+    Raises:
+        TypeError: ``images`` or ``keypoints`` is no tensor.
+        ValueError: a bad shape or dtype (bool ``keypoints``: ``"keypoints: expected real
+            numbers ..."``), no keypoint, or a ``sigma`` out of range. Values are not read
+            (it runs every step): NaN keypoints give a NaN loss.
 
     Example:
         >>> img = torch.zeros(1, 1, 9, 40); img[0, 0, 4, 3] = 1.0; img[0, 0, 4, 35] = 1.0
@@ -421,7 +445,8 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
     """
     sigma = _window_sigma(sigma)
     _input(images, "images", "(B, C, H, W)")
-    require_tensor(keypoints, "keypoints", "(B, K, 3)")
+    # bool: torch's "Subtraction, the `-` operator, with a bool tensor is not supported"
+    require_real(require_tensor(keypoints, "keypoints", "(B, K, 3)"), "keypoints")
     B, _, H, W = images.shape
     if keypoints.dim() != 3 or keypoints.shape[0] != B or keypoints.shape[-1] != 3:
         raise ValueError(f"keypoints must have shape ({B}, K, 3), got {tuple(keypoints.shape)}")
@@ -431,6 +456,9 @@ def mixture_centring_loss(images: Tensor, keypoints: Tensor, sigma: float = 0.25
         ink = images.abs().sum(1)  # (B, H, W)
         kp = keypoints.detach()
         s2 = 2 * (sigma * kp[..., 2:3]) ** 2  # (B, K, 1)
+        # a side of 0 (values are not read: this runs every step) gave 0 / 0 = NaN windows,
+        # which wiped the other keypoints' terms; the narrowest window claims its own pixel
+        s2 = s2.clamp(min=torch.finfo(s2.dtype).tiny)
         xs = torch.arange(W, device=images.device, dtype=images.dtype)
         ys = torch.arange(H, device=images.device, dtype=images.dtype)
         # Log-windows, separable in x and y; responsibilities by a softmax over the K keypoints.

@@ -230,3 +230,19 @@ def test_a_cuda_grid_is_refused_where_there_is_no_cuda(monkeypatch):
     for device in ("cuda", torch.device("cuda", 0)):
         with pytest.raises(ValueError, match="device cuda.* was asked for but no CUDA device"):
             grid_keypoints(9, 9, device=device)
+
+
+def test_mist_refuses_sides_and_strength_its_forward_cannot_take():
+    hn = HeatmapNet(1, width=8, depth=2)
+    # both were built and the first forward failed ("sides has 2 entries but h has S=1",
+    # "strength must be a finite number ...")
+    with pytest.raises(ValueError, match="^sides has 2 entries but heatmap_net has S=1"):
+        MIST(hn, PatchClassifier(1), sides=(10.0, 20.0))
+    with pytest.raises(ValueError, match=r"^softmax_strength must be .* <= 3.40282e\+38"):
+        MIST(hn, PatchClassifier(1), softmax_strength=1e300)
+    two = HeatmapNet(1, factors=(1.0, 0.5), width=8, depth=2)
+    assert MIST(two, PatchClassifier(1), sides=(10.0, 20.0)).sides == (10.0, 20.0)
+    assert (
+        MIST(hn.double(), PatchClassifier(1).double(), softmax_strength=1e300).softmax_strength
+        == 1e300
+    )

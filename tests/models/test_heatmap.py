@@ -205,3 +205,10 @@ def test_net_refuses_images_it_cannot_take_naming_them(images, error, message):
     object has no attribute 'dim'")."""
     with pytest.raises(error, match=message):
         HeatmapNet(1, width=4, depth=1)(images)
+
+
+def test_heatmap_net_takes_factors_as_a_tensor():
+    # the tensor's items were 0-d tensors: "factors must be a finite number > 0, got tensor(1.)"
+    assert HeatmapNet(1, factors=torch.tensor([1.0, 0.5])).factors == (1.0, 0.5)
+    with pytest.raises(TypeError, match="^factors must be a sequence of numbers"):
+        HeatmapNet(1, factors=torch.tensor([True]))

@@ -192,3 +192,17 @@ def test_boxes_to_keypoints_refuses_a_side_beyond_the_dtype_and_sparse_labels():
         boxes_to_keypoints(torch.rand(1, 2, 4), labels.to_sparse(), 1.0, 4)
     _, lab = boxes_to_keypoints(torch.rand(1, 2, 4), labels.to(torch.uint8), 1.0, 4)
     assert lab.tolist() == [[1, 2, -1, -1]]  # uint8 held no -1 to pad with
+
+
+@pytest.mark.parametrize(
+    "dtype, side",
+    [(torch.float32, 1e-50), (torch.float16, 1e-10), (torch.bfloat16, 1e-45)],
+)
+def test_boxes_to_keypoints_refuses_a_side_below_the_smallest_normal(dtype, side):
+    # the side became 0 in the boxes' dtype: keypoints of side 0.0, which every op refuses
+    boxes = torch.tensor([[[5.0, 6.0, 28.0, 28.0]]], dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    with pytest.raises(ValueError, match=f"^side must be at least {tiny:g} .*smallest normal"):
+        boxes_to_keypoints(boxes, torch.tensor([[3]]), side, 1)
+    kp, _ = boxes_to_keypoints(boxes, torch.tensor([[3]]), tiny, 1)  # the smallest is taken
+    assert kp[0, 0, 2].item() == tiny

@@ -244,3 +244,21 @@ def test_a_window_wider_than_the_map_acts_as_the_whole_map():
     kp, score = topk_keypoints(h[:, :1], 2, [4.0], nms_window=2**63 - 1)
     kp9, score9 = topk_keypoints(h[:, :1], 2, [4.0], nms_window=9)
     assert torch.equal(kp, kp9) and torch.equal(score, score9)
+
+
+def test_topk_log_fills_with_the_highest_finite_non_maxima_despite_minus_inf():
+    # -inf in the span made the non-maxima's shift inf: all tied at -inf, and pixel 7 (h = 0)
+    # was taken third instead of pixel 3 (h = e^-2)
+    lh = torch.full((1, 1, 1, 12), -math.inf)
+    lh[0, 0, 0, 2], lh[0, 0, 0, 3], lh[0, 0, 0, 9] = -1.0, -2.0, -3.0
+    kp, score = topk_keypoints(lh, 3, [10.0], log=True)
+    assert kp[0, :, 0].tolist() == [2.0, 9.0, 3.0]
+    assert torch.allclose(score[0], torch.tensor([-1.0, -3.0, -2.0]).exp(), rtol=1e-4)
+    # an all -inf map: no NaN key, scores 0
+    kp, score = topk_keypoints(torch.full((1, 1, 2, 3), -math.inf), 2, [10.0], log=True)
+    assert score.tolist() == [[0.0, 0.0]] and torch.isfinite(kp).all()
+
+
+def test_topk_blames_an_empty_map_not_k():
+    with pytest.raises(ValueError, match=r"^h must have shape \(B, S, H, W\) with S, H, W >= 1"):
+        topk_keypoints(torch.rand(1, 2, 0, 6), 1, [10.0, 20.0])

@@ -235,3 +235,19 @@ def test_far_finite_keypoints_sample_zero_not_nan():
     assert torch.equal(extract_patches(torch.rand(1, 1, 16, 16), kp, 3), torch.zeros(1, 1, 1, 3, 3))
     back = paste_patches(torch.rand(1, 1, 1, 5, 5), torch.tensor([[[3e38, 7.0, 3.0]]]), 8, 8)
     assert torch.equal(back, torch.zeros(1, 1, 8, 8))
+
+
+def test_extract_reads_zero_off_an_image_one_pixel_high_or_wide():
+    # align_corners=True mapped every coordinate of an axis of one pixel onto it: a box 97 px
+    # below a 1 x 8 image read all ones, one at (50, 50) of a 1 x 1 image read its pixel
+    row = extract_patches(torch.ones(1, 1, 1, 8), torch.tensor([[[3.0, 100.0, 2.0]]]), 3)
+    assert torch.equal(row, torch.zeros(1, 1, 1, 3, 3))
+    dot = extract_patches(torch.ones(1, 1, 1, 1), torch.tensor([[[50.0, 50.0, 2.0]]]), 3)
+    assert torch.equal(dot, torch.zeros(1, 1, 1, 3, 3))
+    # on the image, bilinear against the zero outside, as a wider image samples its edge
+    centred = extract_patches(torch.ones(1, 1, 1, 1), torch.tensor([[[0.0, 0.0, 1.0]]]), 3)
+    assert centred[0, 0, 0].tolist() == [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]
+    column = extract_patches(
+        torch.arange(8.0).view(1, 1, 8, 1), torch.tensor([[[0.0, 3.0, 2.0]]]), 3
+    )
+    assert column[0, 0, 0].tolist() == [[0.0, 2.0, 0.0], [0.0, 3.0, 0.0], [0.0, 4.0, 0.0]]

@@ -82,11 +82,12 @@ def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
 
     Raises:
         TypeError: ``labels`` is no tensor.
-        ValueError: a shape that is not ``(B, N)`` / ``(B,)``, or a count that is no whole number
+        ValueError: ``labels`` of no real numbers (bool: every entry was valid), a shape that is
+            not ``(B, N)`` / ``(B,)``, or a count that is no whole number
             in ``[0, N]`` or holds no values (meta, sparse: ``"count: a tensor on the meta
             device holds no values to read; give a dense one"``).
     """
-    require_tensor(labels, "labels", "(B, N)")
+    require_real(require_tensor(labels, "labels", "(B, N)"), "labels")  # bool: all valid
     if labels.ndim != 2:
         raise ValueError(f"labels: expected shape (B, N), got {tuple(labels.shape)}")
     valid = labels >= 0
@@ -278,10 +279,38 @@ def greedy_match(
     return greedy_assign(iou, eligible, threshold, inclusive=inclusive) >= 0
 
 
-def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> None:
+def check_batch(
+    det_boxes: Tensor,
+    det_labels: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    det_valid: Tensor | None = None,
+    gt_valid: Tensor | None = None,
+) -> None:
     """Raise ValueError unless the four tensors form one padded detection batch: finite boxes of
     real numbers (floating or integer; bool ones were scored as boxes of 0 and 1 px) whose
-    instances have sides >= 0, labels that are whole class indices >= 0 or -1 (padding)."""
+    instances have sides >= 0, labels that are whole class indices >= 0 or -1 (padding).
+
+    With the ``(B, K)`` / ``(B, N)`` masks of the valid rows (:func:`valid_mask`), only those
+    rows' values are checked: padding may hold anything. Without, every box must be finite and
+    every box of a label other than -1 have sides >= 0."""
+    _check_batch_shapes(det_boxes, det_labels, gt_boxes, gt_labels)
+    check_labels(det_labels, "det_labels")
+    check_labels(gt_labels, "gt_labels")
+    for name, boxes, labels, valid in (
+        ("det_boxes", det_boxes, det_labels, det_valid),
+        ("gt_boxes", gt_boxes, gt_labels, gt_valid),
+    ):
+        _require_finite(**{name: boxes if valid is None else boxes[valid]})
+        sides = boxes[..., 2:][labels != -1 if valid is None else valid]
+        if sides.numel() and float(sides.min()) < 0:
+            raise ValueError(f"{name}: sides must be >= 0, got {float(sides.min()):g}")
+
+
+def _check_batch_shapes(
+    det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labels: Tensor
+) -> None:
+    """:func:`check_batch`'s metadata part: tensors of real boxes, shapes that agree."""
     require_real(require_tensor(det_boxes, "det_boxes", "(B, K, 3|4)"), "det_boxes")
     require_real(require_tensor(gt_boxes, "gt_boxes", "(B, N, 3|4)"), "gt_boxes")
     require_tensor(det_labels, "det_labels", "(B, K)")
@@ -304,36 +333,31 @@ def check_batch(det_boxes: Tensor, det_labels: Tensor, gt_boxes: Tensor, gt_labe
             "det_boxes and gt_boxes: batch sizes differ "
             f"({det_boxes.shape[0]} vs {gt_boxes.shape[0]})"
         )
-    _require_finite(det_boxes=det_boxes, gt_boxes=gt_boxes)
-    check_labels(det_labels, "det_labels")
-    check_labels(gt_labels, "gt_labels")
-    for name, boxes, labels in (
-        ("det_boxes", det_boxes, det_labels),
-        ("gt_boxes", gt_boxes, gt_labels),
-    ):  # the sides of an instance (padding, label -1, may hold anything)
-        sides = boxes[..., 2:][labels != -1]
-        if sides.numel() and float(sides.min()) < 0:
-            raise ValueError(f"{name}: sides must be >= 0, got {float(sides.min()):g}")
 
 
 def check_labels(labels: Tensor, name: str) -> None:
     """Raise ValueError unless ``labels`` are whole class indices >= 0, or -1 (padding)."""
     if labels.dtype == torch.bool:  # True and False were read as classes 1 and 0
         raise ValueError(f"{name}: class indices are numbers, got a bool tensor")
+    if labels.is_complex():  # torch's raw NotImplementedError ("min_all" for ComplexFloat)
+        raise ValueError(f"{name}: class indices are real numbers, got {labels.dtype}")
     if labels.is_floating_point() and not bool((labels == labels.round()).all()):  # NaN too
         raise ValueError(f"{name}: class indices are whole numbers, got {labels.tolist()}")
     if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class
         raise ValueError(f"{name}: class indices >= 0 (or -1, padding), got {int(labels.min())}")
 
 
-def check_counts(count: Tensor | None, most: int, name: str) -> None:
-    """Raise ValueError unless ``count`` (None, or ``(B,)``) holds whole numbers in [0, most]:
-    not a bool or complex tensor (torch failed on rounding one), not one with no values."""
+def check_counts(count: Tensor | None, most: int, name: str, batch: int | None = None) -> None:
+    """Raise ValueError unless ``count`` (None, or ``(B,)``, of ``(batch,)`` when given) holds
+    whole numbers in [0, most]: not a bool or complex tensor (torch failed on rounding one), not
+    one with no values."""
     if count is None:
         return
     if isinstance(count, Tensor):
         require_dense(count, name)
     count = torch.as_tensor(count)
+    if batch is not None and count.shape != (batch,):  # valid_mask blamed "count"
+        raise ValueError(f"{name}: expected shape ({batch},), got {tuple(count.shape)}")
     if count.dtype == torch.bool or count.is_complex():
         raise ValueError(
             f"{name}: whole numbers in [0, {most}] expected, got a {count.dtype} tensor"
@@ -388,15 +412,34 @@ def check_detections(
     gt_count: Tensor | None,
     det_count: Tensor | None,
 ) -> None:
-    """:func:`check_batch`, and :func:`check_counts` of the two optional counts."""
-    check_batch(det_boxes, det_labels, gt_boxes, gt_labels)
-    check_counts(gt_count, gt_boxes.shape[1], "gt_count")
-    check_counts(det_count, det_boxes.shape[1], "det_count")
+    """:func:`check_batch` of the valid rows (padding, by label or count, may hold anything),
+    and :func:`check_counts` of the two optional ``(B,)`` counts, naming them."""
+    _check_batch_shapes(det_boxes, det_labels, gt_boxes, gt_labels)
+    check_labels(det_labels, "det_labels")
+    check_labels(gt_labels, "gt_labels")
+    B = det_boxes.shape[0]
+    check_counts(gt_count, gt_boxes.shape[1], "gt_count", B)
+    check_counts(det_count, det_boxes.shape[1], "det_count", B)
+    det_valid, gt_valid = valid_mask(det_labels, det_count), valid_mask(gt_labels, gt_count)
+    check_batch(det_boxes, det_labels, gt_boxes, gt_labels, det_valid, gt_valid)
 
 
-def pair_iou(det_boxes: Tensor, gt_boxes: Tensor) -> Tensor:
-    """``(B, N_gt, K)`` IoU, computed in float64 so thresholds are not blurred by rounding."""
-    return box_iou(gt_boxes.double(), det_boxes.double())
+def pair_iou(
+    det_boxes: Tensor,
+    gt_boxes: Tensor,
+    det_valid: Tensor | None = None,
+    gt_valid: Tensor | None = None,
+) -> Tensor:
+    """``(B, N_gt, K)`` IoU, computed in float64 so thresholds are not blurred by rounding.
+
+    Rows not ``det_valid`` / ``gt_valid`` (padding, which may hold NaN) are read as empty boxes
+    at 0: IoU 0."""
+    det, gt = det_boxes.double(), gt_boxes.double()
+    if det_valid is not None:
+        det = torch.where(det_valid[..., None], det, 0.0)
+    if gt_valid is not None:
+        gt = torch.where(gt_valid[..., None], gt, 0.0)
+    return box_iou(gt, det)
 
 
 def match_detections(
@@ -434,7 +477,7 @@ def match_detections(
     eligible = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)  # (B, N, K)
     if class_aware:
         eligible = eligible & (gt_labels.unsqueeze(2) == det_labels.unsqueeze(1))
-    return greedy_match(pair_iou(det_boxes, gt_boxes), eligible, threshold)
+    return greedy_match(pair_iou(det_boxes, gt_boxes, det_valid, gt_valid), eligible, threshold)
 
 
 def any_match(
@@ -458,7 +501,7 @@ def any_match(
     threshold = check_number(threshold, "threshold", 0, 1, below_high=True)
     gt_valid = valid_mask(gt_labels, gt_count)
     det_valid = valid_mask(det_labels, det_count)
-    iou = pair_iou(det_boxes, gt_boxes).masked_fill(~det_valid.unsqueeze(1), 0.0)
+    iou = pair_iou(det_boxes, gt_boxes, det_valid, gt_valid)
     return ((iou > threshold).any(dim=2)) & gt_valid
 
 

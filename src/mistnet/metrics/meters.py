@@ -39,7 +39,7 @@ from mistnet.metrics.matching import (
     require_float,
     valid_mask,
 )
-from mistnet.ops._checks import check_flag
+from mistnet.ops._checks import check_flag, check_tensor
 
 #: IoU thresholds of the paper's Table 4; ``0.0`` means "classification only, no localisation".
 SVHN_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -127,7 +127,7 @@ class DetectionMeter:
         t = self.iou_threshold
         gt_valid = valid_mask(gt_labels, gt_count)  # (B, N)
         det_valid = valid_mask(det_labels, det_count)  # (B, K)
-        iou = pair_iou(det_boxes, gt_boxes)  # (B, N, K)
+        iou = pair_iou(det_boxes, gt_boxes, det_valid, gt_valid)  # (B, N, K)
         pair_valid = gt_valid.unsqueeze(2) & det_valid.unsqueeze(1)
         same = gt_labels.unsqueeze(2) == det_labels.unsqueeze(1)
         m_agn = greedy_match(iou, pair_valid, t).sum(1)  # (B,)
@@ -239,7 +239,7 @@ def ap_at_thresholds(
     check_num_classes(num_classes)
     gt_valid = valid_mask(gt_labels, gt_count)
     det_valid = valid_mask(det_labels, det_count)
-    iou = pair_iou(det_boxes, gt_boxes)
+    iou = pair_iou(det_boxes, gt_boxes, det_valid, gt_valid)
     eligible = (
         gt_valid.unsqueeze(2)
         & det_valid.unsqueeze(1)
@@ -462,21 +462,34 @@ class ReconstructionMeter:
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
-        """Add one batch: ``pred`` and ``target`` ``(B, C, H, W)``, floating tensors."""
-        require_float(pred, "pred")
-        require_float(target, "target")
+        """Add one batch: ``pred`` and ``target`` ``(B, C, H, W)``, floating tensors.
+
+        Raises:
+            TypeError, ValueError: as :meth:`batch_sums`; the meter is then unchanged.
+        """
+        self.load_sums(self.sums() + self.batch_sums(pred, target))
+
+    @torch.no_grad()
+    def batch_sums(self, pred: Tensor, target: Tensor) -> Tensor:
+        """What :meth:`update` would add to :meth:`sums` for one batch, the meter unchanged: a
+        caller that checks more (:class:`~mistnet.metrics.SceneMeter`) adds it once all passed.
+
+        Raises:
+            TypeError: ``pred`` or ``target`` is no tensor.
+            ValueError: no ``(B, C, H, W)`` floating tensors of one shape (a ``(B, N)`` one made
+                ``rmse_image_mean`` depend on the batching: each row was one image's "plane").
+        """
+        for name, x in (("pred", pred), ("target", target)):
+            check_tensor(require_float(x, name), name, 4, "(B, C, H, W)")
         sse, n = _sse_per_image(pred, target, self.signed, clip=False)
         sse_c, _ = _sse_per_image(pred, target, self.signed, clip=True)
         sse_0, _ = _sse_per_image(torch.zeros_like(target), target, self.signed, clip=False)
         flat = target.mean(dim=(-2, -1), keepdim=True).expand_as(target)
         sse_m, _ = _sse_per_image(flat, target, self.signed, clip=False)
-        self._rmse_sum += float((sse / n).sqrt().sum())
-        self._rmse_clip_sum += float((sse_c / n).sqrt().sum())
-        self._zero_sum += float((sse_0 / n).sqrt().sum())
-        self._mean_sum += float((sse_m / n).sqrt().sum())
-        self._sse += float(sse.sum())
-        self._n_pix += n * sse.shape[0]
-        self._n_img += sse.shape[0]
+        per_image = [(x / n).sqrt().sum() for x in (sse, sse_c, sse_0, sse_m)]
+        B = sse.shape[0]
+        values = [float(v) for v in (*per_image, sse.sum())]
+        return torch.tensor([*values, n * B, B], dtype=torch.float64)
 
     def compute(self) -> dict[str, float]:
         """Metrics so far (NaN before any image, or a pooled RMSE of no pixel)."""

@@ -151,13 +151,18 @@ class SceneMeter:
         Raises:
             ValueError: ``det_labels`` None for a classifier, ``reconstruction`` or ``images``
                 None or of an integer dtype for a reconstruction task (and what
-                :meth:`DetectionMeter.update` refuses).
+                :meth:`DetectionMeter.update` or :meth:`ReconstructionMeter.update` refuses). A
+                refused batch leaves the meter unchanged.
         """
         self._check_needs(det_labels, reconstruction, images)
         if self.task != "classify":  # detection alone: every instance and keypoint is one class
-            self.reconstruction.update(reconstruction, images)
+            # measured now, added once the detections passed too: a refused batch (NaN boxes)
+            # was already counted in the reconstruction meter
+            rmse_sums = self.reconstruction.batch_sums(reconstruction, images)
             det_labels, gt_labels = keypoints[..., 0].long() * 0, gt_labels.clamp(max=0)
         self.detection.update(keypoints, det_labels, gt_boxes, gt_labels, gt_count, det_count)
+        if self.task != "classify":
+            self.reconstruction.load_sums(self.reconstruction.sums() + rmse_sums)
         if self.task == "classify" and "labels" in self.annotations:
             C = self.num_classes
             h_det = label_histogram(det_labels, C, valid_mask(det_labels, det_count))  # (B, C)

@@ -152,9 +152,14 @@ def _check_factors(factors: object) -> tuple[float, ...]:
     """``factors`` as floats in (0, 1], strictly decreasing (a string was read as its characters,
     ``True`` as 1.0)."""
     try:
-        if isinstance(factors, str | bytes):
+        if isinstance(factors, str | bytes) or (
+            isinstance(factors, Tensor)
+            and (factors.dtype == torch.bool or factors.is_complex() or factors.ndim != 1)
+        ):
             raise TypeError
-        items = tuple(factors)
+        # a tensor's items were 0-d tensors, refused as "got tensor(1.)": its numbers (at
+        # construction, reading values is fine)
+        items = tuple(factors.tolist() if isinstance(factors, Tensor) else factors)
     except TypeError:
         raise TypeError(
             f"factors must be a sequence of numbers in (0, 1], got {factors!r}"
@@ -316,8 +321,9 @@ class HeatmapNet(nn.Module):
 
     Args:
         in_channels: image channels C.
-        factors: pyramid factors f_s in (0, 1], strictly decreasing. ``(1.0,)`` for MNIST and
-            Gabor, ``(0.5,)`` for SVHN, ``(1.0, 2**-0.5, 0.5)`` for the multi-scale tests.
+        factors: pyramid factors f_s in (0, 1], strictly decreasing (a sequence or a 1-D
+            tensor). ``(1.0,)`` for MNIST and Gabor, ``(0.5,)`` for SVHN, ``(1.0, 2**-0.5, 0.5)``
+            for the multi-scale tests.
         width: channels of the body's residual blocks.
         depth: number of residual blocks in the body.
         channels_last: run the body in the ``channels_last`` memory format (see

@@ -288,8 +288,11 @@ class MIST(PatchModel):
         TypeError: what :class:`PatchModel` refuses, or a
             :class:`~mistnet.models.ChannelWiseHeatmap` as ``heatmap_net`` (its forward gives
             keypoints, not logits: it goes in a :class:`ChannelWiseMIST`).
-        ValueError: what :class:`PatchModel` refuses, or a ``softmax_window``,
-            ``softmax_strength``, ``softmax_eps`` (in [0, 1)) or ``nms_window`` out of range.
+        ValueError: what :class:`PatchModel` refuses, a ``softmax_window``,
+            ``softmax_strength`` (at most the largest number of ``heatmap_net``'s dtype),
+            ``softmax_eps`` (in [0, 1)) or ``nms_window`` out of range, or ``sides`` of another
+            length than the S scales of a ``heatmap_net`` that has ``num_scales``
+            (:class:`~mistnet.models.HeatmapNet`).
     """
 
     def __init__(
@@ -309,7 +312,23 @@ class MIST(PatchModel):
         super().__init__(heatmap_net, task_net, task, k, sides, patch_size, background)
         # what the local softmax, E_K and the detection scores refuse at the first forward
         self.softmax_window = check_int(softmax_window, "softmax_window", odd=True)
-        self.softmax_strength = check_number(softmax_strength, "softmax_strength", positive=True)
+        # bounded by the heatmap network's dtype (float32 without parameters), as the local
+        # softmax bounds it: 1e300 was built and refused at the first forward, as "strength"
+        dtype = next((p.dtype for p in heatmap_net.parameters() if p.is_floating_point()), None)
+        largest = torch.finfo(dtype or torch.get_default_dtype()).max
+        self.softmax_strength = check_number(
+            softmax_strength,
+            "softmax_strength",
+            positive=True,
+            high=largest,
+            high_text=f"{largest:g} (the largest {dtype or torch.get_default_dtype()})",
+        )
+        scales = getattr(heatmap_net, "num_scales", None)  # HeatmapNet's S
+        if isinstance(scales, int) and scales != len(self.sides):  # E_K failed at the first forward
+            raise ValueError(
+                f"sides has {len(self.sides)} entries but heatmap_net has S={scales} scales "
+                "(one side per scale)"
+            )
         self.softmax_eps = check_number(softmax_eps, "softmax_eps", positive=False)
         if self.softmax_eps >= 1:  # 1e300 scored every detection 0; the config's bound
             raise ValueError(f"softmax_eps must be in [0, 1), got {softmax_eps!r}")

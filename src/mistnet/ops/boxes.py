@@ -48,7 +48,8 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
     Args:
         boxes: ``(B, N, 4)`` centre/size boxes, padded.
         labels: ``(B, N)`` int64 class ids, -1 = padding (unsigned ones are taken as int64).
-        side: the keypoints' box side, a finite number > 0.
+        side: the keypoints' box side, a finite number the boxes' dtype holds as a normal number
+            (> 0).
         k: how many keypoints per image, an integer >= 1; with ``N < k`` the extra ones sit at
             ``(0, 0)``.
 
@@ -59,7 +60,9 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
     Raises:
         ValueError: a bad shape or dtype of ``boxes`` or ``labels`` (sparse or meta labels too), a
             ``side`` that is no finite number > 0 the boxes' dtype holds (``"side must be a finite
-            number > 0 and <= 65504 (the largest torch.float16), got 100000.0"``), a ``k`` that
+            number > 0 and <= 65504 (the largest torch.float16), got 100000.0"``) and at least
+            its smallest normal (``"side must be at least 1.17549e-38 (the smallest normal
+            torch.float32), got 1e-50"``, as :func:`~mistnet.ops.extract_patches` bounds sides), a ``k`` that
             is no integer >= 1, or one whose keypoints would not fit in memory (``"k=...: the
             keypoints ... need ... GB of memory, more than ..."``).
 
@@ -92,6 +95,11 @@ def boxes_to_keypoints(boxes: Tensor, labels: Tensor, side: float, k: int) -> tu
         high=largest,
         high_text=f"{largest:g} (the largest {boxes.dtype})",
     )
+    tiny = torch.finfo(boxes.dtype).tiny  # below, the side became 0 (or a subnormal) there
+    if side < tiny:
+        raise ValueError(
+            f"side must be at least {tiny:g} (the smallest normal {boxes.dtype}), got {side!r}"
+        )
     k = check_int(k, "k")  # -1 was a slice from the end, True one keypoint
     # the keypoints, their parts and labels at once; k=10**9 asked the allocator for 8 GB
     check_memory(

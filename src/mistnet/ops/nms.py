@@ -57,8 +57,9 @@ def topk_keypoints(
     taken. Positions are integer pixels ``x = i mod W``, ``y = i div W``. The side is the
     normalised first moment over scales at the chosen pixel,
     ``s = sum_s h_s sigma_s / sum_s h_s`` (exactly ``sigma_1`` when S = 1; the mean side where all
-    scales are zero), so that ``topk_keypoints(render_heatmap(x)) == x`` (docs/design.md, Departures
-    from the paper). If fewer than K local maxima exist, the remaining slots take the highest
+    scales are zero), so that ``topk_keypoints(render_heatmap(x))`` recovers ``x`` (its sides up to
+    rounding with several scales; keypoints not within one NMS window; docs/design.md,
+    Departures from the paper). If fewer than K local maxima exist, the remaining slots take the highest
     non-maximal pixels, after all maxima.
 
     Args:
@@ -69,6 +70,11 @@ def topk_keypoints(
         log: ``h`` holds log-responses (:func:`local_spatial_log_softmax`); maxima are ranked
             by their log values, so windows whose responses underflow in float keep their
             order, and the scores are returned as responses (``exp``).
+
+    Raises:
+        ValueError: ``h`` no ``(B, S, H, W)`` floating tensor with S, H, W >= 1, ``sides`` not
+            S increasing positive numbers, or a ``k``, ``nms_window`` or ``log`` out of range.
+            Values are not read: a ``-inf`` (a log map's zero) ranks below every finite value.
 
     Returns:
         ``keypoints`` ``(B, K, 3)`` as ``(x, y, side)``, float32 at least (exact pixel indices
@@ -82,6 +88,7 @@ def topk_keypoints(
         [[7.0, 3.0, 20.0], [2.0, 12.0, 20.0]]
     """
     h = check_tensor(h, "h", 4, "(B, S, H, W)")
+    check_nonempty(h, "h", "(B, S, H, W)", "S, H, W")  # an empty map blamed k (H*W = 0)
     B, S, H, W = h.shape
     sigma = check_sides(sides, h.device, h.dtype)
     if sigma.numel() != S:
@@ -92,11 +99,7 @@ def topk_keypoints(
     pooled = log_scale_pool(h) if log else scale_pool(h)  # (B, 1, H, W)
     keep = torch.isfinite(nms(pooled, nms_window).flatten(1))
     pooled = pooled.flatten(1)  # (B, H*W)
-    # Rank every maximum above every non-maximum, each group by value.
-    lo = pooled.amin(1, keepdim=True)
-    hi = pooled.amax(1, keepdim=True)
-    key = torch.where(keep, pooled, pooled - (hi - lo + 1))
-    _, idx = key.topk(k, dim=1)  # (B, K)
+    _, idx = _rank_key(pooled, keep).topk(k, dim=1)  # (B, K)
     scores = pooled.gather(1, idx)
     if log:
         scores = scores.exp()
@@ -118,3 +121,14 @@ def topk_keypoints(
             mass > 0, moment / mass.clamp(min=torch.finfo(h.dtype).tiny), sigma.mean()
         )
     return torch.stack([x, y, side], dim=-1), scores
+
+
+def _rank_key(pooled: Tensor, keep: Tensor) -> Tensor:
+    """``(B, N)`` keys that rank every maximum (``keep``) above every non-maximum, each group by
+    its value: the non-maxima shifted below the lowest maximum by the span of the finite values.
+    With -inf (a log map's zeros) in the span the shift was inf, and every non-maximum tied at
+    -inf (all -inf: NaN). Torch ops only: no value is read on the host."""
+    finite = torch.isfinite(pooled)
+    lo = torch.where(finite, pooled, float("inf")).amin(1, keepdim=True)
+    hi = torch.where(finite, pooled, float("-inf")).amax(1, keepdim=True)
+    return torch.where(keep, pooled, pooled - (hi - lo + 1).clamp(min=1))

@@ -22,10 +22,9 @@ from mistnet.ops._checks import (
     check_tensor,
 )
 
-#: Grid coordinates beyond +-_FAR lie a whole pixel outside any map of >= 2 pixels (and a map of
-#: one pixel reads it whatever the coordinate), so clamping to it changes no sample; it keeps
-#: grid_sample from unnormalising an infinite coordinate (finite keypoints far out, a tiny side)
-#: into NaN.
+#: Grid coordinates beyond +-_FAR lie a whole pixel outside any map of >= 2 pixels (extract_patches
+#: pads a map of one pixel to two), so clamping to it changes no sample; it keeps grid_sample from
+#: unnormalising an infinite coordinate (finite keypoints far out, a tiny side) into NaN.
 _FAR = 3.0
 
 
@@ -43,7 +42,8 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
         size: patch resolution P, an integer >= 2.
 
     Returns:
-        ``(B, K, C, P, P)`` patches; zero where the box leaves the image.
+        ``(B, K, C, P, P)`` patches; zero where the box leaves the image (an image one pixel
+        high or wide too: its pixel is not spread over the whole axis).
 
     Raises:
         ValueError: a bad shape or dtype, keypoints that are not finite with side > 0 once
@@ -60,8 +60,12 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     """
     images = check_tensor(images, "images", 4, "(B, C, H, W)")
     check_spatial(images, "images", "(B, C, H, W)")  # grid_sample reads no empty image
+    kp = check_keypoints(keypoints, batch=images.shape[0], dtype=images.dtype)  # checked once cast
+    # align_corners=True maps every coordinate of an axis of one pixel onto that pixel (a box
+    # far out read it); a zero pixel after it is the zero padding the samples between read
+    if 1 in images.shape[2:]:  # a shape test: no copy of a larger image
+        images = F.pad(images, (0, int(images.shape[3] == 1), 0, int(images.shape[2] == 1)))
     B, C, H, W = images.shape
-    kp = check_keypoints(keypoints, batch=B, dtype=images.dtype)  # checked once cast
     size = check_int(size, "size", 2)
     K = kp.shape[1]
     what = f"size={size}: the patches (B, K, C, size, size) = {(B, K, C, size, size)}"
@@ -70,8 +74,8 @@ def extract_patches(images: Tensor, keypoints: Tensor, size: int = 32) -> Tensor
     t = _unit_grid(size, images)
     xs = kp[..., 0:1] + t * kp[..., 2:3]  # (B, K, P) sample x per column
     ys = kp[..., 1:2] + t * kp[..., 2:3]  # (B, K, P) sample y per row
-    gx = (2 * xs / max(W - 1, 1) - 1)[:, :, None, :].expand(B, K, size, size)
-    gy = (2 * ys / max(H - 1, 1) - 1)[:, :, :, None].expand(B, K, size, size)
+    gx = (2 * xs / (W - 1) - 1)[:, :, None, :].expand(B, K, size, size)
+    gy = (2 * ys / (H - 1) - 1)[:, :, :, None].expand(B, K, size, size)
     grid = torch.stack([gx, gy], dim=-1).reshape(B, K * size, size, 2).clamp(-_FAR, _FAR)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.view(B, C, K, size, size).permute(0, 2, 1, 3, 4)  # (B, K, C, P, P)
