@@ -519,6 +519,10 @@ def test_the_record_is_not_set_by_a_preset_or_an_override(tmp_path):
     preset.write_text("[record]\nimage_size = [40, 40]\n")
     with pytest.raises(MistError, match=r"unknown config section 'record'"):
         load_preset(str(preset))
+    # as an older version's key: named, not "unknown config section 'record'" (never written)
+    preset.write_text("[model]\nimage_size = [80, 80]\n")
+    with pytest.raises(MistError, match=r"p.toml: model.image_size is what training records"):
+        load_preset(str(preset))
 
 
 @pytest.mark.parametrize("names", [["a", "\x1b[31m"], ["a", " "], ["a\nb", "c"]])

@@ -43,13 +43,19 @@ def upgrade(data: dict[str, Any], source: str, *, recorded: bool = True) -> dict
 
     Raises:
         MistError: an old and a new name of one key, a retired key at another value than the
-            one dropping it keeps, two different losses, or a run-time option in a file that is
-            not ``recorded``.
+            one dropping it keeps, two different losses, or a run-time option or a recorded
+            value (``model.image_size``) in a file that is not ``recorded``.
     """
     if not isinstance(data.get("train", {}), dict):
         return data  # from_dict refuses it
     model = data.get("model")
     if isinstance(model, dict) and "record" not in data and any(k in model for k in _RECORDED):
+        if not recorded:  # else "unknown config section 'record'", a section not written
+            key = next(k for k in _RECORDED if k in model)
+            raise MistError(
+                f"{source}: model.{key} is what training records from the data "
+                f"(record.{key} of a run's config.json), not a setting; leave it out"
+            )
         record = {key: model[key] for key in _RECORDED if key in model}
         model = {key: value for key, value in model.items() if key not in _RECORDED}
         data = {**data, "model": model, "record": record}

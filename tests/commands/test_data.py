@@ -361,3 +361,19 @@ def test_show_refuses_more_scenes_than_one_figure_holds(capsys, tmp_path):
     result = mist(capsys, "data", "show", "mnist-hard", "--n", 257, "--out", tmp_path / "g.png")
     assert_user_error(result, "--n must be in [1, 256] (one panel each), got 257")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_make_losing_the_race_for_out_names_its_own_option(capsys, tmp_path, monkeypatch):
+    """Before: a dataset that another process wrote into --out meanwhile was refused with
+    write_dataset's Python hint, "or pass overwrite=True to replace it"."""
+    from mistnet.commands import data as data_command
+    from mistnet.data import store
+
+    def another_process_first(out, *args, **kwargs):
+        store.write_dataset(out, *args[:2])  # the other one lands first
+        return store.write_dataset(out, *args, **kwargs)
+
+    monkeypatch.setattr(data_command, "write_dataset", another_process_first)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "x"]
+    rc, _, err = mist(capsys, *argv, "--n-train", 1, "--n-val", 1, "--n-test", 1)
+    assert rc == 2 and "pass --overwrite to replace it" in err and "overwrite=True" not in err

@@ -357,3 +357,14 @@ def test_make_scenes_refuses_more_scenes_than_fit_in_memory_naming_indices(monke
     with pytest.raises(ValueError, match=r"100,000 scenes of gabor need .*\(indices\)"):
         make_scenes(gabor, "train", np.arange(10**5))  # 2.6 GB
     assert make_scenes(gabor, "train", range(2))["images"].shape == (2, 1, 80, 80)
+
+
+def test_a_generator_object_takes_no_digits_or_parameters_beside_it():
+    """Before: SceneDataset(generator, ..., layout_bank=0, digits="/nonexistent") ignored both
+    without a word (the object holds its own)."""
+    from mistnet.data import SceneDataset, build_generator
+
+    g = build_generator("mnist-hard")
+    with pytest.raises(TypeError, match=r"^digits, layout_bank: a SceneGenerator given as name"):
+        SceneDataset(g, "train", size=1, layout_bank=0, digits="/nonexistent")
+    assert len(SceneDataset(g, "train", size=2)) == 2

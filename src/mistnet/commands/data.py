@@ -200,7 +200,14 @@ def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
         "digits": gen.digits,
         "scene_seeding": "np.random.SeedSequence([seed, split_id, index]); split_id train=0 val=1 test=2",
     }
-    write_dataset(args.out, gen.name, splits, manifest, overwrite=args.overwrite)
+    write_dataset(
+        args.out,
+        gen.name,
+        splits,
+        manifest,
+        overwrite=args.overwrite,
+        overwrite_option="--overwrite",
+    )
     say(
         f"wrote {args.out}: {gen.name} "
         + ", ".join(f"{s} {n}" for s, n in sizes.items())
@@ -238,7 +245,9 @@ def _make_svhn(args: argparse.Namespace) -> int:
         "source": str(Path(args.svhn).resolve()),
         "file_names": names,
     }
-    write_dataset(args.out, "svhn", splits, manifest, overwrite=args.overwrite)
+    write_dataset(
+        args.out, "svhn", splits, manifest, overwrite=args.overwrite, overwrite_option="--overwrite"
+    )
     say(f"wrote {args.out}: svhn " + ", ".join(f"{s} {len(n)}" for s, n in names.items()))
     return 0
 

@@ -35,6 +35,9 @@ def to_item(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> dict[st
     }
 
 
+_EMBEDDED = "embedded"  # the default digits, told apart from digits given
+
+
 class SceneDataset(Dataset):
     """On-the-fly scenes: item ``i`` is scene ``i`` of ``split`` under ``seed``.
 
@@ -63,9 +66,15 @@ class SceneDataset(Dataset):
         split: str,
         size: int | None = None,
         seed: int = 0,
-        digits: str | DigitPools = "embedded",
+        digits: str | DigitPools = _EMBEDDED,
         **kwargs,
     ) -> None:
+        if isinstance(name, SceneGenerator) and (kwargs or digits is not _EMBEDDED):
+            given = ", ".join([*(["digits"] if digits is not _EMBEDDED else []), *kwargs])
+            raise TypeError(  # else ignored: the generator object holds its own
+                f"{given}: a SceneGenerator given as name holds its own digits and parameters; "
+                "pass them to build_generator, or give the generator's name"
+            )
         self.generator = (
             name if isinstance(name, SceneGenerator) else build_generator(name, digits, **kwargs)
         )
