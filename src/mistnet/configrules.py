@@ -1,11 +1,12 @@
 """The rules a config's values keep beyond their types: ranges, rules across keys, and which
-keys a training method and a task read (the others stay at their defaults).
+keys a run reads under its method, task and switches (the others stay at their defaults).
 
-A key that the chosen ``train.method`` or ``model.task`` never reads was once taken and written
-into ``config.json`` as if it had been used (``train.lr_heatmap`` of the grid baseline, which
-has no heatmap network; ``train.class_loss`` of an auto-encoder). :func:`check_read` refuses
-such a key at a value other than its default; :func:`reset_unread` puts the keys a preset set
-for another method back to their defaults when ``train.method`` or ``model.task`` is changed
+A key that nothing reads under the chosen ``train.method``, ``model.task`` or a switch such
+as ``train.keypoint_iters = 0`` (:data:`RULES`) was once taken and written into
+``config.json`` as if it had been used (``train.lr_heatmap`` of the grid baseline, which has
+no heatmap network; ``train.class_loss`` of an auto-encoder). :func:`check_read` refuses such
+a key at a value other than its default; :func:`reset_unread` puts the keys a preset set for
+what it had back to their defaults when the method, task or switch is set over it
 (``--preset mnist-hard-recon --set train.method=channelwise``), and when a run's
 ``config.json`` of an older version is read.
 """
@@ -235,18 +236,16 @@ def _model(*keys: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class _Unread:
-    """The ``keys`` no part of training reads while the key ``by`` has the value ``value``
-    (``!=``: any other value), and why (said in the refusal)."""
+    """The ``keys`` no part of training reads while the key ``by`` has the value ``value``,
+    and why (said in the refusal)."""
 
     keys: tuple[tuple[str, str], ...]
     by: tuple[str, str]
     value: Any
     why: str
-    other: bool = False
 
     def holds(self, cfg: Any) -> bool:
-        value = getattr(getattr(cfg, self.by[0]), self.by[1])
-        return (value != self.value) if self.other else (value == self.value)
+        return getattr(getattr(cfg, self.by[0]), self.by[1]) == self.value
 
     def said(self, cfg: Any) -> str:
         section, key = self.by
