@@ -59,7 +59,9 @@ def local_spatial_log_softmax(
             (log 0), as with ``eps > 0``, not NaN.
 
     Returns:
-        ``(B, S, H, W)`` log-responses, all ``< 0``, same dtype and device as ``logits``.
+        ``(B, S, H, W)`` log-responses, all ``<= 0`` (``0`` only with ``eps = 0`` where a
+        window holds one pixel, or where rounding in half precision reaches it), same dtype and
+        device as ``logits``.
 
     Raises:
         ValueError: an argument refused (naming it), e.g. ``"strength must be a finite number >
@@ -157,7 +159,8 @@ def local_spatial_softmax(
     ``p(u) = e(u) / (sum_{v in window(u)} e(v) + eps)`` with ``e = exp(strength * (h - max h))``,
     the max taken over each image's channel. The ``window x window`` box is centred on ``u`` and
     shifted to lie inside the image near borders, so it always holds ``u`` and outputs lie in
-    ``[0, 1)``. This is the official code's function; it is computed as the exponential of
+    ``[0, 1]`` (``1`` only as the log-responses reach ``0``: see
+    :func:`local_spatial_log_softmax`). This is the official code's function; it is computed as the exponential of
     :func:`local_spatial_log_softmax`, so windows far below the image's highest logit come out
     as small positive numbers (or float underflow) rather than the official code's 0 / eps.
 
@@ -169,7 +172,7 @@ def local_spatial_softmax(
         eps: added to the denominator.
 
     Returns:
-        ``(B, S, H, W)`` responses in ``[0, 1)``, same dtype and device as ``logits``.
+        ``(B, S, H, W)`` responses in ``[0, 1]``, same dtype and device as ``logits``.
 
     Raises:
         ValueError: as :func:`local_spatial_log_softmax`.
