@@ -99,3 +99,6 @@ def test_adopting_a_dataset_records_its_generator_and_only_its_class_names(tmp_p
     adopt_data(cfg, SceneFolder(ds, "train"), SceneFolder(ds, "val"))
     assert cfg.data.name == "mnist-hard" and cfg.record.class_names == ()
     assert cfg.record.data_made_by == "mnist-hard"
+    # and its sizes and digits, not the preset's 20,000 / 300 / 500 it never read
+    d = cfg.data
+    assert (d.n_train, d.n_val, d.n_test, d.digits) == (4, 4, 0, "embedded")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from mistnet.config import Config
+from mistnet.config import Config, DataConfig
 from mistnet.data.digits import canonical_split
 from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import (
@@ -85,6 +85,19 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
     else:
         dataset = open_dataset(source, split, size=sizes[split], seed=d.seed, digits=d.digits)
     return source, dataset
+
+
+def _adopt_dataset(cfg: Config, made: str) -> None:
+    """Record in ``cfg.data`` what the dataset directory ``data.path`` was ``made`` of: its
+    generator's name, split sizes and digits (the default where it has none). A preset's,
+    which training never read, were recorded before; ``mist eval RUN --data <generator>``
+    reads them."""
+    meta, d = read_manifest(cfg.data.path), cfg.data
+    splits = meta.get("splits", {})
+    d.name = made
+    d.n_train, d.n_val, d.n_test = (int(splits.get(s, 0)) for s in ("train", "val", "test"))
+    digits = meta.get("digits")
+    d.digits = digits if isinstance(digits, str) and digits.strip() else DataConfig().digits
 
 
 def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = False) -> None:
@@ -265,8 +278,8 @@ def adopt_data(
             f"on one made by {record.data_made_by!r}; {remedy}"
         )
     record.data_made_by = made
-    if made and not resumed:  # the preset's generator name was recorded beside another's data
-        cfg.data.name = made
+    if made and not resumed:  # the preset's generator and sizes were recorded beside the data
+        _adopt_dataset(cfg, made)
     names = classes_of(train)
     if cfg.model.task != "classify":
         record.class_names = ()

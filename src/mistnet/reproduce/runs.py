@@ -161,7 +161,8 @@ def _comparable(cfg: dict[str, Any], home: Path, base: Path | None = None) -> di
     """A config dict as JSON has it, with its data path as :func:`_data_path` gives it (a
     relative one taken from ``base``), and without what training recorded from the data the
     plan names (``record``; older runs kept it in ``model``, which
-    :func:`mistnet.config.upgrade` moves).
+    :func:`mistnet.config.upgrade` moves), nor a dataset directory's split sizes and digits
+    (a run records the dataset's, its path stands for them).
 
     Keys a recorded config lacks (added to :class:`~mistnet.config.Config` since) take their
     defaults, and older keys their current names, as :func:`mistnet.config.load_json` gives
@@ -181,6 +182,8 @@ def _comparable(cfg: dict[str, Any], home: Path, base: Path | None = None) -> di
     data = cfg.get("data", {})
     if data.get("path"):
         data["path"] = _data_path(data["path"], home, base)
+        for key in ("n_train", "n_val", "n_test", "digits"):  # the dataset's, as a run records
+            data.pop(key, None)  # them (data.runs.adopt_data); the path stands for them
     return cfg
 
 
