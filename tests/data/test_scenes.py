@@ -368,3 +368,20 @@ def test_a_generator_object_takes_no_digits_or_parameters_beside_it():
     with pytest.raises(TypeError, match=r"^digits, layout_bank: a SceneGenerator given as name"):
         SceneDataset(g, "train", size=1, layout_bank=0, digits="/nonexistent")
     assert len(SceneDataset(g, "train", size=2)) == 2
+
+
+def test_collate_scenes_gives_float32_images_whatever_the_items_float_dtype():
+    """Before: items of float64 images made a float64 batch (documented: float32)."""
+    import torch
+
+    from mistnet.data import collate_scenes
+
+    item = {
+        "image": torch.rand(1, 8, 8, dtype=torch.float64),
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "count": torch.tensor(0),
+    }
+    batch = collate_scenes([item, item])
+    assert batch["image"].dtype == torch.float32
+    assert torch.equal(batch["image"][0], item["image"].float())

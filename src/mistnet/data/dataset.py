@@ -204,7 +204,8 @@ def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
         boxes[b, :n] = it["boxes"][:n]
         labels[b, :n] = it["labels"][:n]
     return {
-        "image": torch.stack([it["image"] for it in items]),
+        # float32 as documented: a float64 item made a float64 batch
+        "image": torch.stack([it["image"] for it in items]).to(torch.float32),
         "boxes": boxes,
         "labels": labels,
         "count": counts,
