@@ -286,6 +286,10 @@ def end_to_end_step(
     return StepResult(loss.detach())
 
 
+#: The methods of a :class:`Meter`, named where one is refused.
+METER_METHODS = ("update", "sums", "load_sums", "compute")
+
+
 @runtime_checkable
 class Meter(Protocol):
     """A meter :func:`evaluate` feeds besides its own: each batch and the model's output on it.
@@ -335,9 +339,7 @@ def evaluate(
         raise TypeError(f"model must be a MIST model (a PatchModel), got {type(model).__name__}")
     for extra in meters:
         if not isinstance(extra, Meter):
-            raise TypeError(
-                f"meters must be Meters (update, sums, load_sums, compute), got {extra!r}"
-            )
+            raise TypeError(f"meters must be Meters ({', '.join(METER_METHODS)}), got {extra!r}")
     device = device_argument(device)
     classes = getattr(model.task_net, "num_classes", 10)
     meter = SceneMeter(model.task, classes, annotations, signed)  # refuses its arguments first

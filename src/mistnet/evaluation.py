@@ -24,14 +24,12 @@ from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained
 from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
 from mistnet.device import device_argument
-from mistnet.engine import Meter, evaluate
+from mistnet.engine import METER_METHODS, Meter, evaluate
 from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
 from mistnet.models.mist import PatchModel
 from mistnet.rundir import Run
 from mistnet.torchstate import callers_torch_state
-
-METER_METHODS = ("update", "sums", "load_sums", "compute")  # engine.Meter's
 
 
 @dataclass(frozen=True)
