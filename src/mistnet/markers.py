@@ -34,14 +34,20 @@ DISCARDED = "discarded"
 
 def output_kind(directory: str | os.PathLike) -> str | None:
     """The kind named by ``directory/.mistnet`` (one of :data:`KINDS`), or None."""
+    kind = _marker_says(directory)
+    return kind if kind in KINDS else None
+
+
+def _marker_says(directory: str | os.PathLike) -> str | None:
+    """The first line of ``directory/.mistnet`` (a kind, or :data:`DISCARDED`), or None: no
+    marker, a link or no regular file there, or an unreadable one."""
     marker = Path(directory) / MARKER
     try:
         if marker.is_symlink() or not marker.is_file():
             return None
-        kind = marker.read_text(encoding="utf-8").partition("\n")[0].strip()
+        return marker.read_text(encoding="utf-8").partition("\n")[0].strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return kind if kind in KINDS else None
 
 
 def mark(directory: str | os.PathLike, kind: str, files: Iterable[str] | None = None) -> None:
@@ -76,13 +82,7 @@ def mark_discarded(directory: str | os.PathLike) -> None:
 
 def discarded(directory: str | os.PathLike) -> bool:
     """Whether the marker of ``directory`` says :data:`DISCARDED` (:func:`mark_discarded`)."""
-    marker = Path(directory) / MARKER
-    try:
-        if marker.is_symlink() or not marker.is_file():
-            return False
-        return marker.read_text(encoding="utf-8").partition("\n")[0].strip() == DISCARDED
-    except (OSError, UnicodeDecodeError):
-        return False
+    return _marker_says(directory) == DISCARDED
 
 
 def remove_marker_last(
