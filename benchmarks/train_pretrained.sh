@@ -59,6 +59,6 @@ for name in $MODELS; do
     # shellcheck disable=SC2086
     "$MIST" ${evaluate#mist }
     "$MIST" models package "$run" --name "$name" --out "$OUT" --overwrite \
-        --command "$make_data && $train && $evaluate"
+        --command "mist data download mnist && $make_data && $train && $evaluate"
 done
 MISTNET_MODELS="$OUT" "$MIST" models
