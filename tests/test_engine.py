@@ -1077,3 +1077,42 @@ def test_batch_from_dict_refuses_what_no_collated_batch_is():
             engine.Batch.from_dict({**good, key: value}, "cpu")
     with pytest.raises(ArgumentError, match="^device must be cpu, cuda, cuda:N or auto, got 'gpu'"):
         engine.Batch.from_dict(good, "gpu")  # torch's RuntimeError
+
+
+class _Outputs:
+    """A meter keeping the model's task outputs, to compare two evaluations bit for bit."""
+
+    def __init__(self):
+        self.seen = []
+
+    def update(self, out, batch):
+        self.seen.append(out.task.clone())
+
+    def sums(self):
+        return torch.zeros(0)
+
+    def load_sums(self, sums):
+        pass
+
+    def compute(self):
+        return {}
+
+
+def test_training_and_evaluation_keep_out_the_callers_autocast(tmp_path):
+    """Before: under a script's ``torch.autocast("cpu", dtype=torch.bfloat16)`` a run trained
+    and was evaluated in bf16 (other losses, other metrics than ``mist eval``), while its
+    config and records said nothing of it."""
+    cfg = tiny_run_config("train.steps=2")
+    plain, under = Run(tmp_path / "plain"), Run(tmp_path / "under")
+    loop.train(copy.deepcopy(cfg), plain.path, progress=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loop.train(copy.deepcopy(cfg), under.path, progress=False)
+        assert torch.is_autocast_enabled("cpu")  # the caller's, given back
+    first, second = Checkpoint(plain.best), Checkpoint(under.best)
+    assert all(torch.equal(t, second.tensors[n]) for n, t in first.tensors.items())
+    meters = _Outputs(), _Outputs()
+    evaluate_run(plain.path, split="val", meters=[meters[0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        evaluate_run(plain.path, split="val", meters=[meters[1]])
+    assert meters[0].seen[0].dtype == torch.float32
+    assert all(torch.equal(a, b) for a, b in zip(*(m.seen for m in meters), strict=True))

@@ -475,7 +475,8 @@ def fit(
             model's ``in_channels`` follows the data unless given.
 
     Training runs with gradients whatever the caller's grad mode (``torch.no_grad()``,
-    ``torch.inference_mode()``), which is given back afterwards.
+    ``torch.inference_mode()``), which is given back afterwards, and in float32 whatever
+    ``torch.autocast`` the caller entered (its config records no other precision).
 
     Returns:
         The trained model (best checkpoint), as :func:`load` returns it.

@@ -215,7 +215,9 @@ def evaluate_run(
         model: the name of a pretrained model (:mod:`mistnet.pretrained`) to evaluate instead
             of ``run`` (then None); its data is that of the run it was trained by.
 
-    torch's random generators, thread count and default dtype are left as the caller had them.
+    torch's random generators, thread count and default dtype are left as the caller had them,
+    and the caller's ``torch.autocast`` does not reach the model: the numbers are those
+    ``mist eval`` writes.
 
     Raises:
         MistError: not a run, data the run cannot be evaluated on (with the reason), an empty

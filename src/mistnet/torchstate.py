@@ -2,8 +2,9 @@
 
 Training seeds torch's generators (``train.seed``) and sets its thread count (``threads``);
 building a network to load a checkpoint into seeds them too; and networks are float32
-whatever default dtype the caller chose. A script calling :func:`mistnet.fit`,
-:func:`mistnet.load` or :func:`mistnet.loop.train` finds these as it left them.
+whatever default dtype the caller chose, in the precision the run's config asks whatever
+autocast the caller entered. A script calling :func:`mistnet.fit`, :func:`mistnet.load` or
+:func:`mistnet.loop.train` finds these as it left them.
 """
 
 from __future__ import annotations
@@ -30,9 +31,17 @@ def float32_default() -> Iterator[None]:
 @contextlib.contextmanager
 def callers_torch_state() -> Iterator[None]:
     """The block may seed torch and set its thread count: the caller's random generators and
-    thread count are given back afterwards; networks it builds are float32."""
+    thread count are given back afterwards; networks it builds are float32, and the caller's
+    ``torch.autocast`` does not reach it (a run's precision is its config's, ``--precision``:
+    under a script's bf16 autocast, training and evaluation computed other numbers than the
+    run records say, without a word)."""
     threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]), float32_default():
+    with (
+        torch.random.fork_rng(devices=[]),
+        float32_default(),
+        torch.autocast("cpu", enabled=False),
+        torch.autocast("cuda", enabled=False),
+    ):
         try:
             yield
         finally:
