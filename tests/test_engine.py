@@ -31,6 +31,7 @@ from mistnet.engine import (
 from mistnet.errors import MistError, NonFiniteLoss
 from mistnet.evaluation import evaluate_run
 from mistnet.losses import heatmap_loss
+from mistnet.metrics import DetectionMeter
 from mistnet.models.build import build_model
 from mistnet.ops import boxes_to_keypoints
 from mistnet.progress import expected_last_step
@@ -960,7 +961,8 @@ def test_evaluate_names_a_model_meter_or_device_it_cannot_use():
     for kwargs, error, message in [
         ({"model": None}, TypeError, "^model must be a MIST model"),
         ({"model": torch.nn.Linear(1, 1)}, TypeError, "^model must be a MIST model"),
-        ({"meters": [5]}, TypeError, "^meters must be Meters"),
+        ({"meters": [5]}, TypeError, r"^meters\[0\] \(int\) is no meter: it has no update"),
+        ({"meters": [DetectionMeter()]}, TypeError, "does not take \\(out, batch\\)"),
         ({"device": "gpu"}, ValueError, "device must be"),
     ]:
         with pytest.raises(error, match=message):

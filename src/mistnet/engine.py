@@ -13,6 +13,7 @@ keypoints. :func:`supervised_step` puts the ground truth in place of the x-step;
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -307,6 +308,24 @@ class Meter(Protocol):
     def compute(self) -> dict[str, float]: ...
 
 
+def meter_problem(meter: object) -> str | None:
+    """What keeps ``meter`` from being a :class:`Meter`, or None: a method it lacks, or an
+    ``update`` that cannot take ``(out, batch)`` (mistnet's metric meters, such as
+    :class:`~mistnet.metrics.DetectionMeter`, take boxes and labels: given as a meter, they
+    failed with a TypeError naming no argument after the first forward pass)."""
+    if lacking := [m for m in METER_METHODS if not callable(getattr(meter, m, None))]:
+        return f"it has no {', '.join(lacking)}"
+    try:
+        signature = inspect.signature(meter.update)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):  # a builtin without one: taken on trust
+        return None
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        return f"its update({', '.join(signature.parameters)}) does not take (out, batch)"
+    return None
+
+
 @torch.inference_mode()
 def evaluate(
     model: PatchModel,
@@ -337,9 +356,9 @@ def evaluate(
     """
     if not isinstance(model, PatchModel):
         raise TypeError(f"model must be a MIST model (a PatchModel), got {type(model).__name__}")
-    for extra in meters:
-        if not isinstance(extra, Meter):
-            raise TypeError(f"meters must be Meters ({', '.join(METER_METHODS)}), got {extra!r}")
+    for n, extra in enumerate(meters):
+        if (problem := meter_problem(extra)) is not None:
+            raise TypeError(f"meters[{n}] ({type(extra).__name__}) is no meter: {problem}")
     device = device_argument(device)
     classes = getattr(model.task_net, "num_classes", 10)
     meter = SceneMeter(model.task, classes, annotations, signed)  # refuses its arguments first

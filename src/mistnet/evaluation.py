@@ -24,7 +24,7 @@ from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained
 from mistnet.data.sampling import loader
 from mistnet.data.store import annotations_of
 from mistnet.device import device_argument
-from mistnet.engine import METER_METHODS, Meter, evaluate
+from mistnet.engine import Meter, evaluate, meter_problem
 from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
 from mistnet.models.mist import PatchModel
@@ -147,10 +147,8 @@ def _check_meters(meters) -> None:
     if not isinstance(meters, Sequence) or isinstance(meters, str):
         raise TypeError(f"meters must be a sequence of meters, got {type(meters).__name__}")
     for n, meter in enumerate(meters):
-        if lacking := [m for m in METER_METHODS if not callable(getattr(meter, m, None))]:
-            raise TypeError(
-                f"meters[{n}] ({type(meter).__name__}) is no meter: it has no {', '.join(lacking)}"
-            )
+        if (problem := meter_problem(meter)) is not None:
+            raise TypeError(f"meters[{n}] ({type(meter).__name__}) is no meter: {problem}")
 
 
 def _open_checked(cfg, data: str | None, split: str):

@@ -14,6 +14,7 @@ from mistnet.data.runs import open_data
 from mistnet.data.sampling import loader
 from mistnet.engine import evaluate
 from mistnet.evaluation import evaluate_run
+from mistnet.metrics import DetectionMeter
 from mistnet.rundir import Run
 
 
@@ -155,6 +156,8 @@ def test_evaluate_run_resolves_its_device_and_checks_the_rest(tiny_run):
         ({"device": 0}, TypeError, "device must be a string, got 0"),
         ({"device": torch.device("meta")}, ValueError, "device must be cpu, cuda"),
         ({"meters": [5]}, TypeError, "meters[0] (int) is no meter: it has no update"),
+        # Before: mistnet's metric meter passed, and failed after the first forward pass
+        ({"meters": [DetectionMeter()]}, TypeError, "meters[0] (DetectionMeter) is no meter: its"),
         ({"meters": None}, TypeError, "meters must be a sequence of meters"),
         ({"split": None}, ValueError, "split must be one of train, val, test; got None"),
         ({"k": 10**6}, ValueError, "--k 1000000 (k= in Python):"),
