@@ -21,10 +21,14 @@ from mistnet.metrics.matching import check_labels, require_tensor
 from mistnet.ops._checks import check_nonempty, check_number, check_tensor, require_real
 
 __all__ = [
+    "centring_loss",
     "heatmap_loss",
+    "heatmap_nll_loss",
+    "mixture_centring_loss",
     "multi_instance_loss",
     "reconstruction_loss",
     "set_classification_loss",
+    "set_patch_costs",
     "task_weight",
 ]
 
