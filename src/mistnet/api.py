@@ -475,8 +475,7 @@ def fit(
             model's ``in_channels`` follows the data unless given.
 
     Training runs with gradients whatever the caller's grad mode (``torch.no_grad()``,
-    ``torch.inference_mode()``), which is given back afterwards, and in float32 whatever
-    ``torch.autocast`` the caller entered (its config records no other precision).
+    ``torch.inference_mode()``, given back after), in float32 whatever its ``torch.autocast``.
 
     Returns:
         The trained model (best checkpoint), as :func:`load` returns it.
