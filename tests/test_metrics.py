@@ -1276,3 +1276,129 @@ def test_labels_and_counts_are_named():
         match_detections(det, torch.tensor([[3]]), gt, torch.tensor([[3]]), gt_count=1)
     with pytest.raises(ValueError, match=r"^labels: expected real numbers .* got torch.bool"):
         valid_mask(torch.tensor([[True, False]]))  # every entry was valid
+
+
+def test_scene_meter_reconstruction_refuses_a_batch_whose_parts_disagree():
+    """Before: 2 reconstructions against 1 keypoint row were taken (the RMSE counted 2 images,
+    the detection 1), and a numpy ``keypoints`` or a list ``gt_labels`` gave a raw
+    AttributeError ("no attribute 'long'", "no attribute 'clamp'")."""
+    kp, gb = torch.tensor([[[10.0, 10.0, 20.0]]]), torch.tensor([[[11.0, 10.0, 20.0, 20.0]]])
+    gl, gc, one, two = lab([[0]]), torch.tensor([1]), torch.rand(1, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    m = SceneMeter("reconstruct")
+    before = m.sums()
+    for error, message, args in [
+        (ValueError, r"^reconstruction: expected a batch of 1 .*, got shape \(2, 1, 8, 8\)",
+         (kp, None, gb, gl, gc, None, two, two)),
+        (ValueError, r"^images: expected a batch of 1 .*, got shape \(2, 1, 8, 8\)",
+         (kp, None, gb, gl, gc, None, one, two)),
+        (TypeError, r"^keypoints: expected a torch\.Tensor .*, got ndarray",
+         (kp.numpy(), None, gb, gl, gc, None, one, one)),
+        (ValueError, r"^keypoints: expected shape \(B, K, 3\), got \(\)",
+         (torch.tensor(1.0), None, gb, gl, gc, None, one, one)),
+        (TypeError, r"^gt_labels: expected a torch\.Tensor .*, got list",
+         (kp, None, gb, [[0]], gc, None, one, one)),
+        (ValueError, r"^gt_labels: expected real numbers .*, got torch\.bool",
+         (kp, None, gb, gl >= 0, gc, None, one, one)),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            m.update(*args)
+    assert torch.equal(m.sums(), before) and m.compute()["n_images"] == 0
+    m.update(kp, None, gb, gl, gc, None, one, one)
+    assert m.compute()["n_images"] == m.detection.compute()["n_images"] == 1
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: OverflowError "cannot convert float infinity to integer" (check_labels)
+        (lambda: label_histogram(t([[math.inf]]), 4), "labels: class indices are whole numbers"),
+        (lambda: label_histogram(t([[-math.inf]]), 4), "labels: class indices are whole"),
+        (lambda: match_detections(_GT, t([[3, -math.inf]]), _GT, _LABELS), "det_labels: class"),
+        (lambda: DetectionMeter().update(_GT, _LABELS, _GT, t([[-math.inf, 4]])), "gt_labels: "),
+        (lambda: svhn_ap(_GT, _LABELS, _GT, t([[-math.inf, 4]])), "gt_labels: class indices"),
+        (
+            lambda: official_eval_accuracy(_GT, _GT, t([[math.inf, 4]]), _LABELS),
+            "det_labels: class indices are whole numbers",
+        ),
+        # Before: OverflowError "int too large to convert to float" (check_number)
+        (
+            lambda: greedy_assign(torch.rand(2, 2), threshold=10**400),
+            "threshold: expected a finite number, got an integer of 1329 bits",
+        ),
+        (
+            lambda: match_detections(_GT, _LABELS, _GT, _LABELS, threshold=-(10**400)),
+            r"threshold: expected a finite number in \[0, 1\), got an integer of 1329 bits",
+        ),
+        (lambda: _match_points(_GT, _GT, 10**400), r"radius: expected a finite number in \[0, "),
+        (lambda: APMeter([10**400]), r"thresholds: expected a finite number in \[0, 1\], got an"),
+        # Before: NotImplementedError "Cannot copy out of meta tensor"
+        (
+            lambda: APMeter(torch.tensor([0.5], device="meta")),
+            "thresholds: a tensor on the meta device holds no values",
+        ),
+    ],
+)
+def test_infinite_labels_and_numbers_beyond_floats_are_refused_by_name(call, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        call()
+    assert APMeter(torch.tensor([0.5])).thresholds == (0.5,)
+
+
+def _match_points(*args, **kwargs):
+    from mistnet.metrics import match_points
+
+    return match_points(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: RuntimeError "DefaultCPUAllocator: can't allocate memory: you tried to allocate
+        # 8000000000000 bytes", after the labels were checked
+        (lambda: label_histogram(lab([[0]]), 10**12), r"num_classes=1000000000000: .* GB of mem"),
+        (lambda: SceneMeter("classify", 10**12), r"num_classes=1000000000000: .* GB of memory"),
+        (lambda: DetectionMeter(np.int64(10**12)), r"num_classes=1000000000000: .* GB of memo"),
+        # the counts of a whole batch: (B, N, C) one-hot rows
+        (
+            lambda: label_histogram(torch.zeros(10**4, 10**3, dtype=torch.long), 10**6),
+            r"num_classes=1000000: the one-hot counts of labels \(10000, 1000\) need .* GB",
+        ),
+        # Before: OverflowError "int too big to convert"
+        (
+            lambda: label_histogram(lab([[0]]), 10**400),
+            r"num_classes: expected an integer >= 1 and < 2\*\*63, got an integer of 1329 bits",
+        ),
+        (lambda: APMeter(num_classes=2**63), r"num_classes: expected an integer >= 1 and < 2\*\*"),
+    ],
+)
+def test_num_classes_beyond_memory_is_refused_before_allocating(call, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        call()
+    assert label_histogram(lab([[0, 2]]), np.int64(3)).tolist() == [[1, 0, 1]]
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        # Before: RuntimeError "Could not infer dtype of NoneType"
+        (lambda: valid_mask(lab([[0]]), [None]), TypeError, r"count: .*, got \[None\]"),
+        # Before: TypeError "new(): invalid data type 'str'"
+        (lambda: valid_mask(lab([[0]]), "1"), TypeError, r"count: .*, got '1'"),
+        (lambda: _counted("match_detections", gt_count="1"), TypeError, "gt_count: .*, got '1'"),
+        (lambda: _counted("any_match", det_count=[None]), TypeError, "det_count: .*, got"),
+        (lambda: _counted("svhn_ap", det_count={}), TypeError, r"det_count: .*, got \{\}"),
+        (lambda: _counted("match_points", gt_count="2"), TypeError, "gt_count: .*, got '2'"),
+        (
+            lambda: DetectionMeter().update(_GT, _LABELS, _GT, _LABELS, "1"),
+            TypeError,
+            "gt_count: .*, got '1'",
+        ),
+        # Before: ValueError "Overflow when unpacking long long", naming no count
+        (lambda: valid_mask(lab([[0]]), [2**70]), ValueError, "count: .*, got "),
+        (lambda: _counted("ap_at_thresholds", gt_count=[[1], [1, 2]]), ValueError, "gt_count: "),
+    ],
+)
+def test_counts_that_hold_no_numbers_are_named(call, error, message):
+    with pytest.raises(error, match=rf"^{message}"):
+        call()
+    assert valid_mask(lab([[0, 1]]), [1]).tolist() == [[True, False]]

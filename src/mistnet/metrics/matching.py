@@ -17,7 +17,14 @@ import numbers
 import torch
 from torch import Tensor
 
-from mistnet.ops._checks import check_flag, check_tensor, require_dense, require_real
+from mistnet.ops._checks import (
+    check_flag,
+    check_memory,
+    check_tensor,
+    require_dense,
+    require_real,
+    shown,
+)
 from mistnet.ops.boxes import box_iou
 
 
@@ -81,7 +88,7 @@ def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
         ``(B, N)`` bool: ``labels >= 0`` and (if ``count`` is given) ``index < count``.
 
     Raises:
-        TypeError: ``labels`` is no tensor.
+        TypeError: ``labels`` is no tensor, or ``count`` holds no numbers (``"1"``, ``[None]``).
         ValueError: ``labels`` of no real numbers (bool: every entry was valid), a shape that is
             not ``(B, N)`` / ``(B,)``, or a count that is no whole number
             in ``[0, N]`` or holds no values (meta, sparse: ``"count: a tensor on the meta
@@ -92,14 +99,8 @@ def valid_mask(labels: Tensor, count: Tensor | None = None) -> Tensor:
         raise ValueError(f"labels: expected shape (B, N), got {tuple(labels.shape)}")
     valid = labels >= 0
     if count is not None:
-        if isinstance(count, Tensor):
-            require_dense(count, "count")  # meta: "Cannot copy out of meta tensor"
+        check_counts(count, labels.shape[1], "count", labels.shape[0])  # 1.5 was taken as 2
         count = torch.as_tensor(count, device=labels.device)
-        if count.shape != labels.shape[:1]:
-            raise ValueError(
-                f"count: expected shape ({labels.shape[0]},), got {tuple(count.shape)}"
-            )
-        check_counts(count, labels.shape[1], "count")  # 1.5 was taken as 2, 5 as N
         idx = torch.arange(labels.shape[1], device=labels.device)
         valid = valid & (idx.unsqueeze(0) < count.unsqueeze(1))
     return valid
@@ -120,8 +121,9 @@ def label_histogram(labels: Tensor, num_classes: int, valid: Tensor | None = Non
     Raises:
         TypeError: a ``valid`` that is no bool tensor (``"valid: expected a bool mask, got
             torch.int64 ..."``).
-        ValueError: a fractional label, one below -1, one ``>= num_classes``, a ``valid`` of
-            another shape, or a ``num_classes`` that is no integer >= 1.
+        ValueError: a fractional or infinite label, one below -1, one ``>= num_classes``, a
+            ``valid`` of another shape, a ``num_classes`` that is no integer >= 1, or one whose
+            ``(B, N, C)`` one-hot counts this machine has not the memory for.
 
     Example:
         >>> label_histogram(torch.tensor([[0, 0, 3, -1]]), 4)
@@ -134,10 +136,13 @@ def _histogram(
     labels: Tensor, num_classes: int, valid: Tensor | None, name: str, valid_name: str
 ) -> Tensor:
     """:func:`label_histogram`, naming the labels ``name`` and the mask ``valid_name``."""
-    check_num_classes(num_classes)
+    C = check_num_classes(num_classes)
     require_tensor(labels, name, "(B, N)")
     if labels.ndim != 2:
         raise ValueError(f"{name}: expected shape (B, N), got {tuple(labels.shape)}")
+    B, N = labels.shape
+    what = f"num_classes={C}: the one-hot counts of {name} {(B, N)}"  # one_hot and its product
+    check_memory((2, B, N, C), labels.new_empty(0, dtype=torch.long), what, "lower num_classes")
     check_labels(labels, name)
     if valid is None:
         valid = labels >= 0
@@ -146,7 +151,7 @@ def _histogram(
     bad = valid & (labels >= num_classes)
     if bool(bad.any()):
         raise ValueError(f"{name}: values must be < num_classes={num_classes}")
-    onehot = torch.nn.functional.one_hot(labels.clamp(min=0).long(), num_classes)  # (B, N, C)
+    onehot = torch.nn.functional.one_hot(labels.clamp(min=0).long(), C)  # (B, N, C)
     return (onehot * valid.unsqueeze(-1)).sum(dim=1)
 
 
@@ -336,12 +341,14 @@ def _check_batch_shapes(
 
 
 def check_labels(labels: Tensor, name: str) -> None:
-    """Raise ValueError unless ``labels`` are whole class indices >= 0, or -1 (padding)."""
+    """Raise ValueError unless ``labels`` are whole class indices >= 0, or -1 (padding): not
+    NaN, not infinite (``int(inf)`` raised a raw OverflowError)."""
     if labels.dtype == torch.bool:  # True and False were read as classes 1 and 0
         raise ValueError(f"{name}: class indices are numbers, got a bool tensor")
     if labels.is_complex():  # torch's raw NotImplementedError ("min_all" for ComplexFloat)
         raise ValueError(f"{name}: class indices are real numbers, got {labels.dtype}")
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):  # NaN too
+    # x - round(x) is 0 for whole numbers only: NaN for NaN and for both infinities
+    if labels.is_floating_point() and not bool((labels - labels.round() == 0).all()):
         raise ValueError(f"{name}: class indices are whole numbers, got {labels.tolist()}")
     if labels.numel() and int(labels.min()) < -1:  # -1 pads; below, no class
         raise ValueError(f"{name}: class indices >= 0 (or -1, padding), got {int(labels.min())}")
@@ -350,12 +357,16 @@ def check_labels(labels: Tensor, name: str) -> None:
 def check_counts(count: Tensor | None, most: int, name: str, batch: int | None = None) -> None:
     """Raise ValueError unless ``count`` (None, or ``(B,)``, of ``(batch,)`` when given) holds
     whole numbers in [0, most]: not a bool or complex tensor (torch failed on rounding one), not
-    one with no values."""
+    one with no values; TypeError for what holds no numbers (``"1"``, ``[None]``)."""
     if count is None:
         return
     if isinstance(count, Tensor):
         require_dense(count, name)
-    count = torch.as_tensor(count)
+    try:  # "1": "new(): invalid data type 'str'"; [None]: "Could not infer dtype of NoneType"
+        count = torch.as_tensor(count)
+    except (TypeError, RuntimeError, ValueError) as e:  # ValueError: ragged, beyond int64
+        error = ValueError if isinstance(e, ValueError) else TypeError
+        raise error(f"{name}: whole numbers in [0, {most}] expected, got {shown(count)}") from None
     if batch is not None and count.shape != (batch,):  # valid_mask blamed "count"
         raise ValueError(f"{name}: expected shape ({batch},), got {tuple(count.shape)}")
     if count.dtype == torch.bool or count.is_complex():
@@ -371,11 +382,19 @@ def check_counts(count: Tensor | None, most: int, name: str, batch: int | None =
         raise ValueError(f"{name}: whole numbers in [0, {most}] expected, got {count.tolist()}")
 
 
-def check_num_classes(num_classes: object) -> None:
-    """Raise ValueError unless ``num_classes`` is an integer >= 1 (numpy's too; not a bool)."""
+def check_num_classes(num_classes: object, rows: int = 1) -> int:
+    """``num_classes`` as an int if it is an integer >= 1 (numpy's too; not a bool) whose
+    ``(rows, C)`` int64 class counts fit in memory (:func:`~mistnet.ops._checks.check_memory`:
+    10**12 classes reached torch's allocator); else ValueError naming it."""
     integral = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)
     if not integral or num_classes < 1:
-        raise ValueError(f"num_classes: expected an integer >= 1, got {num_classes!r}")
+        raise ValueError(f"num_classes: expected an integer >= 1, got {shown(num_classes)}")
+    C = int(num_classes)
+    if C.bit_length() > 63:  # no tensor size: 10**400 gave "int too big to convert"
+        raise ValueError(f"num_classes: expected an integer >= 1 and < 2**63, got {shown(C)}")
+    what = f"num_classes={C}: the class counts {(rows, C)}"
+    check_memory((rows, C), torch.empty(0, dtype=torch.long), what, "lower num_classes")
+    return C
 
 
 def check_number(
@@ -387,21 +406,21 @@ def check_number(
     below_high: bool = False,
 ) -> float:
     """``value`` as a float, if it is a finite real number (not a bool) in ``[low, high]``
-    (``[low, high)`` when ``below_high``); else ValueError naming ``name`` and the value."""
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and math.isfinite(value)
-        and low <= value <= high
-        and not (below_high and value == high)
-    )
-    if not ok:
+    (``[low, high)`` when ``below_high``); else ValueError naming ``name`` and the value (an
+    integer beyond floats by its size, as :func:`mistnet.ops._checks.check_number` does)."""
+    x = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            x = float(value)
+        except OverflowError:  # 10**400: math.isfinite raised "int too large to convert"
+            x = math.inf
+    if not (math.isfinite(x) and low <= x <= high and not (below_high and x == high)):
         span = ""
         if (low, high) != (-math.inf, math.inf):
             closing = ")" if below_high or high == math.inf else "]"
             span = f" in [{low:g}, {high:g}{closing}"
-        raise ValueError(f"{name}: expected a finite number{span}, got {value!r}")
-    return float(value)
+        raise ValueError(f"{name}: expected a finite number{span}, got {shown(value)}")
+    return x
 
 
 def check_detections(

@@ -39,7 +39,7 @@ from mistnet.metrics.matching import (
     require_float,
     valid_mask,
 )
-from mistnet.ops._checks import check_flag, check_tensor
+from mistnet.ops._checks import check_flag, check_tensor, require_dense
 
 #: IoU thresholds of the paper's Table 4; ``0.0`` means "classification only, no localisation".
 SVHN_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -186,6 +186,7 @@ def check_thresholds(thresholds: Iterable[float]) -> tuple[float, ...]:
     """``thresholds`` as a tuple of floats, if they are a non-empty sequence of finite numbers in
     [0, 1] whose keys ``ap`` + round(100 t) differ; else ValueError naming ``thresholds``."""
     if isinstance(thresholds, Tensor):
+        require_dense(thresholds, "thresholds")  # meta: "Cannot copy out of meta tensor"
         thresholds = thresholds.tolist()
     if isinstance(thresholds, str | bytes) or not isinstance(thresholds, Iterable):
         raise ValueError(f"thresholds: expected a sequence of numbers, got {thresholds!r}")

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from mistnet.metrics.matching import (
+    check_num_classes,
     check_sums,
     label_histogram,
     require_float,
@@ -20,6 +21,7 @@ from mistnet.metrics.matching import (
     valid_mask,
 )
 from mistnet.metrics.meters import DetectionMeter, ReconstructionMeter
+from mistnet.ops._checks import require_real
 
 #: The ground truth each detection metric needs: ``boxes`` (where the instances are) and/or
 #: ``labels`` (what they are).
@@ -99,7 +101,8 @@ class SceneMeter:
 
     Args:
         task: ``"classify"`` or ``"reconstruct"``.
-        num_classes: C of the classifier.
+        num_classes: C of the classifier, an integer >= 1 (refused where its per-class counts
+            do not fit in memory).
         annotations: the ground truth the data carries, a subset of ``{"boxes", "labels"}``.
         signed: signed (Gabor) images for the RMSE.
 
@@ -120,6 +123,7 @@ class SceneMeter:
     ) -> None:
         self.annotations = check_task(task, annotations)  # "detect" was taken as reconstruct
         self.task = task
+        check_num_classes(num_classes, rows=2)  # the two per-class count vectors below
         self.detection = DetectionMeter(num_classes)
         self.reconstruction = ReconstructionMeter(signed)
         self.num_classes = num_classes
@@ -149,13 +153,16 @@ class SceneMeter:
             reconstruction, images: ``(B, C, H, W)`` floating tensors for a reconstruction task.
 
         Raises:
+            TypeError: for a reconstruction task, ``keypoints`` or ``gt_labels`` no tensor.
             ValueError: ``det_labels`` None for a classifier, ``reconstruction`` or ``images``
-                None or of an integer dtype for a reconstruction task (and what
-                :meth:`DetectionMeter.update` or :meth:`ReconstructionMeter.update` refuses). A
-                refused batch leaves the meter unchanged.
+                None, of an integer dtype or of another batch size than ``keypoints`` for a
+                reconstruction task (and what :meth:`DetectionMeter.update` or
+                :meth:`ReconstructionMeter.update` refuses). A refused batch leaves the meter
+                unchanged.
         """
         self._check_needs(det_labels, reconstruction, images)
         if self.task != "classify":  # detection alone: every instance and keypoint is one class
+            _check_reconstruction_batch(keypoints, gt_labels, reconstruction, images)
             # measured now, added once the detections passed too: a refused batch (NaN boxes)
             # was already counted in the reconstruction meter
             rmse_sums = self.reconstruction.batch_sums(reconstruction, images)
@@ -246,3 +253,22 @@ class SceneMeter:
         if len(set(class_names)) < len(class_names):
             twice = next(n for i, n in enumerate(class_names) if n in class_names[:i])
             raise ValueError(f"class_names: {twice!r} names two classes; each needs its own")
+
+
+def _check_reconstruction_batch(
+    keypoints: object, gt_labels: object, reconstruction: Tensor, images: Tensor
+) -> None:
+    """Refuse what a reconstruction meter reads before :class:`DetectionMeter` checks it (a
+    numpy ``keypoints``: "no attribute 'long'"; a list ``gt_labels``: "no attribute 'clamp'"),
+    and images of another batch than the keypoints (the RMSE counted 2 images, the detection 1).
+    Metadata only."""
+    require_tensor(keypoints, "keypoints", "(B, K, 3)")
+    if keypoints.ndim != 3:
+        raise ValueError(f"keypoints: expected shape (B, K, 3), got {tuple(keypoints.shape)}")
+    require_real(require_tensor(gt_labels, "gt_labels", "(B, N)"), "gt_labels")  # bool: all 0
+    B = keypoints.shape[0]
+    for name, x in (("reconstruction", reconstruction), ("images", images)):
+        if x.shape[:1] != (B,):
+            raise ValueError(
+                f"{name}: expected a batch of {B} images as keypoints, got shape {tuple(x.shape)}"
+            )
