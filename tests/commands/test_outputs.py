@@ -584,6 +584,13 @@ def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny
     assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
     assert entries_under(tmp_path) == before
     assert mist(capsys, "eval", other, "--json", out, "--threads", "1")[0] == 0
+    # Before: once run2 was moved (or deleted), its record was taken for any run's and replaced
+    archived = other.rename(tmp_path / "run2-archived")
+    before = entries_under(tmp_path)
+    result = mist(capsys, "eval", tiny_run, "--json", out, "--threads", "1")
+    assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
+    assert entries_under(tmp_path) == before
+    assert mist(capsys, "eval", archived.rename(tmp_path / "run2"), "--json", out)[0] == 0
 
 
 @case
