@@ -3,6 +3,7 @@ is usable by ``mist eval`` with the same numbers; the auto-encoder task; no figu
 matplotlib; bad options."""
 
 import fcntl
+import fnmatch
 import json
 import os
 import signal
@@ -353,3 +354,22 @@ def test_run_demo_refuses_a_time_cap_that_is_none_before_making_the_scenes(tmp_p
             run_demo(tmp_path / "demo", n_train=4, n_val=4, n_test=4, minutes=minutes,
                      log=said.append)  # fmt: skip
     assert said == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_demo_removes_with_its_run_only_eval_records_and_tensorboard_events(tmp_path):
+    """Before: every ``eval-*.json`` and any ``tb/`` were the run's by their names alone."""
+    from mistnet.demo import run_files
+    from mistnet.evaluation import Evaluation
+
+    run = tmp_path / "run"
+    (run / "tb" / "sub").mkdir(parents=True)
+    record = Evaluation("run", "best.safetensors", 6, "data", "test", 24, 9, {"both": 0.5})
+    (run / "eval-test.json").write_text(json.dumps(record.to_dict()))
+    (run / "eval-[x].json").write_text(json.dumps(record.to_dict()))  # fnmatch's brackets
+    (run / "eval-notes.json").write_text('{"my": "notes"}')
+    (run / "tb" / "sub" / "events.out.tfevents.1.host").write_bytes(b"")
+    names = run_files(run)
+    assert {"eval-test.json", "eval-[[]x].json", "tb/", "config.json"} <= set(names)
+    assert not any(fnmatch.fnmatchcase("eval-notes.json", n) for n in names)
+    (run / "tb" / "notes.txt").write_text("mine")
+    assert "tb/" not in run_files(run)

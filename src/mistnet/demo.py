@@ -12,6 +12,8 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 
 from __future__ import annotations
 
+import glob
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +41,7 @@ from mistnet.data.sampling import loader
 from mistnet.data.scenes import require_memory
 from mistnet.data.store import DATASET_FILES, claim_dataset
 from mistnet.errors import MistError, say
-from mistnet.evaluation import evaluate_run
+from mistnet.evaluation import evaluate_run, read_record
 from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
 from mistnet.loop import train
@@ -127,7 +129,7 @@ def claim_demo(out: Path) -> list[Path]:
         claim_dataset(out / "data", overwrite=True)
         run = Run(out / "run")
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
-            require_only_own(run.path, RUN_FILES, "a run")
+            require_only_own(run.path, run_files(run.path), "a run")
     return []
 
 
@@ -160,10 +162,35 @@ def demo_slots(out: Path) -> list[tuple[Path, Own | Mine]]:
     made, and put back if it fails."""
     return [
         (out / "data", ("a dataset", DATASET_FILES)),
-        (out / "run", ("a run", RUN_FILES)),
+        (out / "run", ("a run", run_files)),
         (out / "metrics.json", written_json("digits", "train", "wall_s")),
         (out / "figure.png", written_png),
     ]
+
+
+def run_files(run_dir: Path) -> list[str]:
+    """The entries of ``run_dir`` that a demo may remove with its run: what ``mist train``
+    writes, each ``eval-*.json`` that is a record of ``mist eval`` and ``tb/`` while it holds
+    TensorBoard's event files alone (a second demo removed ``eval-notes.json`` and a ``tb/``
+    of the user's by their names)."""
+    names = [n for n in RUN_FILES if n not in ("eval-*.json", "tb/")]
+    records = [p.name for p in run_dir.glob("eval-*.json") if p.is_file() and not p.is_symlink()]
+    names += [glob.escape(n) for n in records if read_record(run_dir / n) is not None]
+    if _tensorboard_only(run_dir / "tb"):
+        names.append("tb/")
+    return names
+
+
+def _tensorboard_only(folder: Path) -> bool:
+    """Whether ``folder`` is a directory holding TensorBoard's event files and nothing else."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for root, dirs, files in os.walk(folder):
+        if any(os.path.islink(os.path.join(root, d)) for d in dirs):
+            return False
+        if not all(f.startswith("events.out.tfevents.") for f in files):
+            return False
+    return True
 
 
 def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, float]) -> str:

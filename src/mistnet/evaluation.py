@@ -29,6 +29,7 @@ from mistnet.errors import ArgumentError, MistError
 from mistnet.metrics import unmeasured
 from mistnet.models.mist import PatchModel
 from mistnet.rundir import Run
+from mistnet.textfile import read_json
 from mistnet.torchstate import callers_torch_state
 
 
@@ -67,6 +68,20 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         """The JSON record ``mist eval`` writes (these keys, in this order)."""
         return dataclasses.asdict(self)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The record at ``path`` if it is one ``mist eval`` writes (a JSON object with the fields
+    of :class:`Evaluation`, ``run_dir`` only since it was added, ``run`` as text), else None:
+    a file of the user's, unreadable or of other content."""
+    try:
+        doc = read_json(path)
+    except (MistError, OSError, ValueError):
+        return None
+    needed = set(Evaluation.__dataclass_fields__) - {"run_dir"}
+    if not (isinstance(doc, dict) and needed <= set(doc) and isinstance(doc["run"], str)):
+        return None
+    return doc
 
 
 def check_k(k: int, dataset, source: str, method: str, python: bool = True) -> None:

@@ -148,6 +148,23 @@ def demo_again_over_a_run_that_holds_another_run(tmp_path, run):
 
 
 @case
+def demo_again_over_a_run_that_holds_a_json_of_the_users_named_like_a_record(tmp_path, run):
+    # Before: removed with the run: an eval-*.json was the run's by its name alone.
+    out = earlier_demo(tmp_path, run)
+    (out / "run" / "eval-notes.json").write_text('{"my": "comparison notes"}\n')
+    return ["demo", "--out", out], ["run/eval-notes.json: is not part of a run"]
+
+
+@case
+def demo_again_over_a_run_that_holds_a_tb_folder_of_the_users(tmp_path, run):
+    # Before: removed with the run, though no TensorBoard wrote it.
+    out = earlier_demo(tmp_path, run)
+    (out / "run" / "tb").mkdir()
+    (out / "run" / "tb" / "notes.txt").write_text("mine")
+    return ["demo", "--out", out], ["run/tb: is not part of a run"]
+
+
+@case
 def demo_again_over_a_metrics_record_of_the_users(tmp_path, run):
     # Before: a regular file of the demo's names was taken for the demo's own and replaced.
     out = earlier_demo(tmp_path, run)

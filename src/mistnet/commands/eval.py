@@ -22,11 +22,10 @@ from mistnet.commands._args import (
     run_or_model,
 )
 from mistnet.errors import MistError, say
-from mistnet.evaluation import Evaluation, evaluate_run
+from mistnet.evaluation import evaluate_run, read_record
 from mistnet.io import atomic_write_json
 from mistnet.outfiles import file_name
 from mistnet.outputs import check_outside
-from mistnet.textfile import read_json
 
 
 def register(subparsers) -> None:
@@ -76,16 +75,10 @@ def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
     folder name (moved, with its records: this run, perhaps; one of another name was another
     run's, whose metrics may exist nowhere else); a record of an earlier version has only
     ``run``, as given then: taken from here; of a pretrained model, one naming it."""
-    try:
-        doc = read_json(path)
-    except (MistError, OSError, ValueError):
-        return False
-    needed = set(Evaluation.__dataclass_fields__) - {"run_dir"}
-    if not (isinstance(doc, dict) and needed <= set(doc)):
+    doc = read_record(path)
+    if doc is None:
         return False
     named = doc["run"]
-    if not isinstance(named, str):
-        return False
     if inside:
         return True
     if not Path(run).is_dir():
