@@ -543,3 +543,20 @@ def test_save_checkpoint_refuses_nan_or_infinity_in_config_or_extra_naming_the_k
     with pytest.raises(ValueError, match=re.escape(f"{named}; a checkpoint's JSON holds no NaN")):
         save_checkpoint(path, nn.Linear(2, 2), config=config, step=1, extra=extra)
     assert not path.exists()
+
+
+def test_load_model_refuses_a_module_on_the_meta_device(tmp_path):
+    """Before: returned as if it had loaded; nothing was (torch only warned that copying into a
+    meta parameter "is a no-op")."""
+    path = tmp_path / "lin.safetensors"
+    save_checkpoint(path, nn.Linear(2, 2), config={}, step=0)
+    meta = nn.Linear(2, 2, device="meta")
+    message = (
+        r"^model: its parameter weight is on the meta device and holds no values to load "
+        r"into; build it on a real device"
+    )
+    with pytest.raises(ValueError, match=message):
+        Checkpoint(path).load_model(meta)
+    assert meta.weight.is_meta  # untouched
+    back = nn.Linear(2, 2)
+    Checkpoint(path).load_model(back)  # a real module still loads

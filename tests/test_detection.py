@@ -131,6 +131,8 @@ def test_tiles_find_every_object_once_in_bounded_batches(monkeypatch):
         ({"max_detections": 0}, "max_detections must be"),  # none, or the tiled default
         ({"scale": float("nan")}, "scale must be a finite number > 0"),
         ({"scale": 0}, "scale must be a finite number > 0"),
+        # Before: OverflowError "int too large to convert to float", naming no argument
+        ({"scale": 10**400}, "^scale must be a finite number > 0, got an integer of 1329 bits$"),
         ({"tile": (80,)}, "tile must be \\(h, w\\)"),
         ({"batch": 0}, "batch must be an integer >= 1"),
         # Before: a uint8 image and a NaN one went into the network (a dtype error deep

@@ -398,10 +398,19 @@ class Checkpoint:
 
         Raises:
             TypeError: ``model`` is no torch module (None: an AttributeError before).
+            ValueError: ``model`` has a parameter or buffer on the meta device, which holds no
+                values to load into (torch only warned that the copy "is a no-op").
             MistError: the weights do not fit ``model``, naming the tensors.
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch module, got {type(model).__name__}")
+        for kind, named in (("parameter", model.named_parameters), ("buffer", model.named_buffers)):
+            name = next((n for n, t in named() if t.is_meta), None)
+            if name is not None:
+                raise ValueError(
+                    f"model: its {kind} {name} is on the meta device and holds no values to load "
+                    "into; build it on a real device (or model.to_empty(device='cpu') first)"
+                )
         self._load(model, self.model_state(average), "this model")
 
     def load_average(self, averaged: nn.Module) -> None:

@@ -50,7 +50,7 @@ from mistnet.data.images import image_tensor
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST, PatchModel
-from mistnet.ops._checks import check_int, require_dense
+from mistnet.ops._checks import check_int, check_number, require_dense
 
 __all__ = [
     "CLASSIFIER_MIN_SCORE",
@@ -394,13 +394,7 @@ def _check_arguments(model, image, k, scale, tile, batch, max_detections, max_pi
     k, batch = check_int(k, "k"), check_int(batch, "batch")
     if max_detections is not None:
         max_detections = check_int(max_detections, "max_detections")
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, numbers.Real)
-        or not 0 < float(scale) < math.inf
-    ):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    scale = float(scale)
+    scale = check_number(scale, "scale", positive=True)  # 10**400: float()'s OverflowError
     if tile is not None:
         if not isinstance(tile, tuple | list) or len(tile) != 2:
             raise ValueError(f"tile must be (h, w), got {tile!r}")

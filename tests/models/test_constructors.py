@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from mistnet.config import ModelConfig
 from mistnet.models import (
     MIST,
     ChannelWiseHeatmap,
@@ -15,10 +16,12 @@ from mistnet.models import (
     HeatmapNet,
     PatchAutoencoder,
     PatchClassifier,
+    PatchDecoder,
     PatchEncoder,
     PreNormResBlock,
     grid_keypoints,
 )
+from mistnet.models.build import build_model
 
 
 def _nets():
@@ -246,3 +249,28 @@ def test_mist_refuses_sides_and_strength_its_forward_cannot_take():
         MIST(hn.double(), PatchClassifier(1).double(), softmax_strength=1e300).softmax_strength
         == 1e300
     )
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        # Before: the encoder was built (drawing its initial weights) before the decoder
+        # refused its output
+        (lambda: PatchAutoencoder(1, output="relu"), "^output must be one of"),
+        (lambda: PatchAutoencoder(1, blocks=1, output=None), "^output must be one of"),
+        (lambda: PatchDecoder(1, output="relu"), "^output must be one of"),
+        (lambda: PatchClassifier(1, num_classes=0), "^num_classes must be"),
+        (lambda: HeatmapNet(1, dilations=(1, 2)), "^dilations must be 4 integers"),
+        (lambda: HeatmapBody(1, channels_last="no"), "^channels_last must be True or False"),
+        (lambda: ChannelWiseHeatmap(1, temperature=0), "^temperature must be"),
+        (lambda: PreNormResBlock(0), "^channels must be"),
+        # Before: the task network was built before the method was read
+        (lambda: build_model(ModelConfig(), "nope"), "^unknown method 'nope'"),
+    ],
+)
+def test_a_refused_constructor_leaves_the_random_generator_as_it_was(call, message):
+    """A seeded script that catches the error draws the same numbers afterwards."""
+    state = torch.get_rng_state()
+    with pytest.raises((TypeError, ValueError), match=message):
+        call()
+    assert torch.equal(torch.get_rng_state(), state)

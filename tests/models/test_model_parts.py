@@ -117,3 +117,58 @@ def test_the_abstract_patch_model_cannot_be_built():
     message = r"^PatchModel is abstract .*build a MIST, ChannelWiseMIST or GridMIST$"
     with pytest.raises(TypeError, match=message):
         PatchModel(HeatmapNet(1, width=4, depth=1), _task(), patch_size=8)
+
+
+def _mist() -> MIST:
+    return MIST(HeatmapNet(1, width=4, depth=1), _task(), k=3, sides=(10.0,), patch_size=8)
+
+
+@pytest.mark.parametrize(
+    ("logits", "keypoints", "message"),
+    [
+        # Before: RuntimeError "index -9223372036854775808 is out of bounds for dimension 1"
+        (None, torch.full((1, 3, 3), float("nan")), "^keypoints contains NaN or infinite values$"),
+        # Before: RuntimeError "Index tensor must have the same number of dimensions as input"
+        (None, torch.zeros(3, 3), r"^keypoints must have shape \(B, K, 3\) holding"),
+        (None, [[[8.0, 8.0, 10.0]]], "^keypoints must be a torch.Tensor of shape"),
+        (None, torch.zeros(1, 3, 3, device="meta"), "^keypoints: a tensor on the meta device"),
+        # Before: a RuntimeError from gather (or, keypoints of one image for logits of two,
+        # the scores of the first image alone)
+        (None, torch.full((2, 3, 3), 8.0), "^keypoints has batch size 2 but the images have 1$"),
+        ([[0.0]], None, r"^logits must be a torch.Tensor of shape \(B, S, H, W\)"),
+        (torch.zeros(24, 24), None, r"^logits must have shape \(B, S, H, W\), got \(24, 24\)$"),
+    ],
+)
+def test_detection_scores_refuses_logits_and_keypoints_by_name(logits, keypoints, message):
+    model = _mist()
+    images = torch.rand(1, 1, 24, 24)
+    good_logits, log_h = model.log_heatmaps(images)
+    good_keypoints, _ = model.detect(log_h)
+    with pytest.raises(ValueError, match=message):
+        model.detection_scores(
+            good_logits if logits is None else logits,
+            good_keypoints if keypoints is None else keypoints,
+        )
+    scores = model.detection_scores(good_logits, good_keypoints)
+    assert scores.shape == (1, 3) and bool(((scores >= 0) & (scores <= 1)).all())
+
+
+@pytest.mark.parametrize(
+    ("log_heatmaps", "message"),
+    [
+        # Before: AttributeError "'list' object has no attribute 'detach'"
+        ([[[[0.0] * 24] * 24]], r"^log_heatmaps must be a torch.Tensor of shape \(B, S, H, W\)"),
+        # Before: "h must have shape ..." and "sides has 1 entries but h has S=2" (h: the op's
+        # name, no argument of the caller's)
+        (torch.zeros(1, 24, 24), r"^log_heatmaps must have shape \(B, S, H, W\), got"),
+        (torch.zeros(1, 2, 24, 24), r"^log_heatmaps must have S=1 channels \(one per side\)"),
+        (torch.zeros(1, 1, 0, 24), r"^log_heatmaps must have shape \(B, S, H, W\) with S, H, W"),
+        (torch.zeros(1, 1, 24, 24, device="meta"), "^log_heatmaps: a tensor on the meta device"),
+    ],
+)
+def test_detect_refuses_log_heatmaps_by_name(log_heatmaps, message):
+    model = _mist()
+    with pytest.raises(ValueError, match=message):
+        model.detect(log_heatmaps)
+    keypoints, scores = model.detect(model.log_heatmaps(torch.rand(1, 1, 24, 24))[1])
+    assert keypoints.shape == (1, 3, 3) and scores.shape == (1, 3)

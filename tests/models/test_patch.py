@@ -147,3 +147,24 @@ def test_patch_networks_refuse_patches_they_cannot_take_by_name(net, patches, er
         model.encoder(
             patches.reshape(-1, 1, 16, 16) if isinstance(patches, torch.Tensor) else patches
         )
+
+
+@pytest.mark.parametrize(
+    ("latent", "error", "message"),
+    [
+        # Before: AttributeError "'list' object has no attribute 'dim'"
+        ([[1.0] * 16], TypeError, r"^latent must be a torch.Tensor of shape \(N, 16\), got list$"),
+        # Before: RuntimeError "expected scalar type Long but found Float"
+        (torch.zeros(2, 16, dtype=torch.int64), ValueError, "^latent must be a floating-point"),
+        # Before: "x: a tensor on the meta device ..." (x: no argument of the caller's)
+        (torch.rand(2, 16, device="meta"), ValueError, "^latent: a tensor on the meta device"),
+        # Before: RuntimeError "expected scalar type Double but found Float"
+        (torch.rand(2, 16, dtype=torch.float64), ValueError, "^latent are torch.float64 but"),
+        (torch.rand(2, 7), ValueError, r"^latent must have shape \(N, 16\), got \(2, 7\)$"),
+    ],
+)
+def test_a_decoder_refuses_latents_it_cannot_take_by_name(latent, error, message):
+    decoder = PatchDecoder(1, patch_size=8, base_width=2, levels=2, blocks=1)  # latent 4·2·2
+    with pytest.raises(error, match=message):
+        decoder(latent)
+    assert decoder(torch.rand(2, 16)).shape == (2, 1, 8, 8)

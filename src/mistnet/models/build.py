@@ -31,7 +31,16 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
 
     ``mist`` and ``supervised`` share the MIST architecture; ``channelwise`` swaps the heatmap
     network for a K-channel soft-argmax detector; ``grid`` tiles each image with 3 x 3 cells.
+
+    Raises:
+        ValueError: an unknown ``method``, before any network is built (drawing its weights
+            from torch's generator), or what the networks refuse of ``cfg`` (which
+            :func:`mistnet.config.validate` refuses first, as the commands do).
     """
+    if method not in ("mist", "supervised", "channelwise", "grid"):
+        raise ValueError(
+            f"unknown method {method!r}; expected mist, supervised, channelwise or grid"
+        )
     task_net = build_task_net(cfg)
     common = dict(
         patch_size=cfg.patch_size,
@@ -51,16 +60,14 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
         return ChannelWiseMIST(
             heat, task_net, task=cfg.task, k=cfg.k, sides=(cfg.base_side,), **common
         )
-    if method == "grid":
-        return GridMIST(
-            task_net,
-            rows=3,
-            cols=3,
-            task=cfg.task,
-            patch_size=cfg.patch_size,
-            background=cfg.background,
-        )
-    raise ValueError(f"unknown method {method!r}; expected mist, supervised, channelwise or grid")
+    return GridMIST(
+        task_net,
+        rows=3,
+        cols=3,
+        task=cfg.task,
+        patch_size=cfg.patch_size,
+        background=cfg.background,
+    )
 
 
 def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from mistnet.ops._checks import check_flag, check_int, check_memory, check_number, require_dense
 
-__all__ = ["HeatmapBody", "HeatmapNet", "check_images", "check_weights"]
+__all__ = ["HeatmapBody", "HeatmapNet", "check_images", "check_like_weights", "check_weights"]
 
 
 def check_weights(count: int, what: str, fewer: str) -> None:
@@ -73,20 +73,31 @@ def check_images(
             f"{name} must be floating point in [0, 1], got {images.dtype} (scale 0..255 "
             f"pixels: {name}.float() / 255)"
         )
+    return check_like_weights(images, module, name)
+
+
+def check_like_weights(x: Tensor, module: nn.Module, name: str) -> Tensor:
+    """``x`` once it is on ``module``'s device and of its dtype (the first weight's; any
+    floating dtype under autocast, which casts itself): the tail of :func:`check_images`, for
+    inputs that are no images (:class:`~mistnet.models.PatchDecoder`'s latent). Metadata only.
+
+    Raises:
+        ValueError: on another device, or of another dtype, naming ``name`` and the fix.
+    """
     weight = next(module.parameters(), None)
     if weight is None:
-        return images
-    if images.device != weight.device:
+        return x
+    if x.device != weight.device:
         raise ValueError(
-            f"{name} are on {images.device} but the model on {weight.device}: "
-            f"{name}.to('{weight.device}') or model.to('{images.device}')"
+            f"{name} are on {x.device} but the model on {weight.device}: "
+            f"{name}.to('{weight.device}') or model.to('{x.device}')"
         )
-    if images.dtype != weight.dtype and not torch.is_autocast_enabled(images.device.type):
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise ValueError(
-            f"{name} are {images.dtype} but the model's weights {weight.dtype}: "
-            f"{name}.to({weight.dtype}) or model.to({images.dtype})"
+            f"{name} are {x.dtype} but the model's weights {weight.dtype}: "
+            f"{name}.to({weight.dtype}) or model.to({x.dtype})"
         )
-    return images
+    return x
 
 
 class _ValidResBlock(nn.Module):

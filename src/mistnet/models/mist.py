@@ -26,7 +26,14 @@ from mistnet.ops import (
     paste_patches,
     topk_keypoints,
 )
-from mistnet.ops._checks import check_int, check_number, check_sides
+from mistnet.ops._checks import (
+    check_int,
+    check_keypoints,
+    check_nonempty,
+    check_number,
+    check_sides,
+    check_tensor,
+)
 
 
 @dataclass
@@ -372,12 +379,23 @@ class MIST(PatchModel):
 
     def detect(self, log_heatmaps: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
         """E_K on ``(B, S, H, W)`` log-heatmaps: keypoints ``(B, K, 3)`` and scores ``(B, K)``
-        (``k`` None or 0: the model's K)."""
-        return topk_keypoints(
-            log_heatmaps.detach(), k or self.k, self.sides, self.nms_window, log=True
-        )
+        (``k`` None or 0: the model's K).
 
-    @torch.no_grad()
+        Raises:
+            ValueError: ``log_heatmaps`` no ``(B, S, H, W)`` floating tensor with H, W >= 1
+                and one channel per side (metadata only: training calls it every step), or a
+                ``k`` E_K refuses.
+        """
+        expected = "(B, S, H, W)"  # E_K would name its own argument, h (a list: no "detach")
+        h = check_tensor(log_heatmaps, "log_heatmaps", 4, expected)
+        check_nonempty(h, "log_heatmaps", expected, "S, H, W")
+        if h.shape[1] != len(self.sides):
+            raise ValueError(
+                f"log_heatmaps must have S={len(self.sides)} channels (one per side), shape "
+                f"{expected}, got {tuple(h.shape)}"
+            )
+        return topk_keypoints(h.detach(), k or self.k, self.sides, self.nms_window, log=True)
+
     def detection_scores(self, logits: Tensor, keypoints: Tensor) -> Tensor:
         """The score of each detection: the heatmap's mass inside its NMS window, in [0, 1].
 
@@ -395,7 +413,22 @@ class MIST(PatchModel):
 
         Returns:
             ``(B, K)`` scores.
+
+        Raises:
+            ValueError: ``logits`` no ``(B, S, H, W)`` floating tensor, or ``keypoints`` no
+                ``(B, K, 3)`` floating tensor of finite boxes of their batch and device (values
+                read here, not in :meth:`forward`, whose keypoints E_K made).
         """
+        logits = check_tensor(logits, "logits", 4, "(B, S, H, W)")
+        # NaN: an index out of bounds in gather; fewer images than the logits': taken silently
+        keypoints = check_keypoints(keypoints, batch=logits.shape[0])
+        if keypoints.device != logits.device:  # gather's RuntimeError
+            raise ValueError(f"keypoints are on {keypoints.device} but logits on {logits.device}")
+        return self._detection_scores(logits, keypoints)
+
+    @torch.no_grad()
+    def _detection_scores(self, logits: Tensor, keypoints: Tensor) -> Tensor:
+        """:meth:`detection_scores` of checked arguments (E_K's keypoints: no value is read)."""
         _, _, H, W = logits.shape
         log_m = local_window_log_mass(
             logits, self.nms_window, self.softmax_window, self.softmax_strength, self.softmax_eps
@@ -409,7 +442,7 @@ class MIST(PatchModel):
         self.check_input(images, k)
         logits, log_h = self.log_heatmaps(images)
         keypoints, _ = self.detect(log_h, k)
-        scores = self.detection_scores(logits, keypoints)
+        scores = self._detection_scores(logits, keypoints)  # E_K's keypoints: none to check
         scores = scores * self._maxima(log_h, keypoints).to(scores.dtype)  # NaN stays NaN
         return self.finish(images, keypoints, scores, logits, log_h.exp())
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.models.heatmap import check_images, check_weights
-from mistnet.ops._checks import check_int, check_memory, require_dense
+from mistnet.models.heatmap import check_images, check_like_weights, check_weights
+from mistnet.ops._checks import check_int, check_memory, check_tensor, require_dense
 
 __all__ = [
     "PatchAutoencoder",
@@ -37,6 +37,12 @@ def _check_positive(**values: int) -> None:
     comparison error); ``levels`` at most 12 (a channel count of ``base_width * 2**levels``)."""
     for name, value in values.items():
         check_int(value, name, 1, 12 if name == "levels" else None)
+
+
+def _check_output(output: object) -> None:
+    """``output`` one of :data:`_OUTPUTS` (the decoder's activation)."""
+    if output not in _OUTPUTS:
+        raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
 
 
 def _check_weights(in_channels: int, base_width: int, levels: int, blocks: int) -> None:
@@ -273,8 +279,7 @@ class PatchDecoder(nn.Module):
             blocks=blocks,
         )
         _check_weights(out_channels, base_width, levels, blocks)
-        if output not in _OUTPUTS:
-            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
+        _check_output(output)
         self.output = output
         self.in_channels = base_width * 2 ** (levels - 1)
         self.patch_size = patch_size
@@ -291,10 +296,23 @@ class PatchDecoder(nn.Module):
         self.stages = nn.Sequential(*stages)
 
     def forward(self, latent: Tensor) -> Tensor:
-        if latent.dim() != 2 or latent.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"latent must have shape (N, {self.latent_dim}), got {tuple(latent.shape)}"
+        """The patches ``(N, out_channels, P, P)`` decoded from ``latent`` ``(N, latent_dim)``.
+
+        Raises:
+            TypeError: ``latent`` no tensor (a list: "'list' object has no attribute 'dim'").
+            ValueError: ``latent`` on the meta device or sparse, of another shape, not floating
+                point, or on another device or of another dtype than the decoder's weights
+                (:func:`~mistnet.models.heatmap.check_like_weights`). Metadata only.
+        """
+        expected = f"(N, {self.latent_dim})"
+        if not isinstance(latent, Tensor):
+            raise TypeError(
+                f"latent must be a torch.Tensor of shape {expected}, got {type(latent).__name__}"
             )
+        check_tensor(latent, "latent", 2, expected)  # meta was named "x", int64 a raw error
+        if latent.shape[1] != self.latent_dim:
+            raise ValueError(f"latent must have shape {expected}, got {tuple(latent.shape)}")
+        check_like_weights(latent, self, "latent")
         N = latent.shape[0]
         x = latent.reshape(N, self.in_channels, self.in_size, self.in_size)  # (N, c_last, r, r)
         z = self.stages(x)[..., : self.patch_size, : self.patch_size]  # (N, C, P, P)
@@ -319,8 +337,9 @@ class PatchAutoencoder(nn.Module):
         - Output: reconstructions of the same shape.
 
     Raises:
-        ValueError: a size that is no integer >= 1 (naming it), or weights this machine has not
-            the memory for (``base_width=10**6``), naming the sizes.
+        ValueError: a size that is no integer >= 1 or an unknown ``output`` (naming it), or
+            weights this machine has not the memory for (``base_width=10**6``), naming the
+            sizes; all before any weight is drawn from torch's generator.
 
     Example:
         >>> ae = PatchAutoencoder(in_channels=1, levels=3, blocks=1)
@@ -338,6 +357,9 @@ class PatchAutoencoder(nn.Module):
         output: str = "sigmoid",
     ) -> None:
         super().__init__()
+        # the decoder's own check came after the encoder was built, drawing from torch's
+        # generator; the encoder checks the sizes (the decoder's are the same) before it builds
+        _check_output(output)
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.encoder = PatchEncoder(in_channels, patch_size, base_width, levels, blocks)
