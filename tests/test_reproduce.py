@@ -781,9 +781,50 @@ def test_an_out_of_other_digits_is_refused_before_any_work(tmp_path, capsys, mon
     marker = out / "reproduce.json"
     marker.write_text('{"format": "mistnet-reproduce", "budget": "smoke"}')  # before --digits
     argv = ["reproduce", "table2", "--budget", "smoke", "--out", out, "--digits", "mnist"]
+    before = entries_under(out)
     assert_user_error(mist(capsys, *argv), "--digits embedded; use another --out", "mnist")
-    assert not {"data", "results.json", "table2"} & {p.name for p in out.iterdir()}
-    assert marker.read_text() == '{"format": "mistnet-reproduce", "budget": "smoke"}'
+    assert entries_under(out) == before  # before: a .mistnet marker was left
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"title": "my reproduction notes", "todo": ["table1", "gabor"]}\n', b"steps:\n1. ...\n"],
+    ids=["json", "text"],
+)
+def test_a_folder_of_the_users_holding_a_reproduce_json_is_refused_untouched(
+    tmp_path, capsys, content
+):
+    """Before: any reproduce.json made a folder an earlier version's reproduction: a JSON object
+    of the user's was overwritten and mistnet's files added beside the user's; other text was
+    refused, telling the user to delete their file, and left a .mistnet marker behind."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "reproduce.json").write_bytes(content)
+    (proj / "notes.txt").write_text("my notes")
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "table4", "--budget", "smoke", "--out", proj, "--device", "cpu"]
+    result = mist(capsys, *argv)
+    assert_user_error(result, f"{proj}: exists and was not made by mist reproduce", "new --out")
+    assert entries_under(tmp_path) == before
+
+
+def test_an_earlier_versions_reproduction_is_continued_and_left_unmarked_when_refused(
+    tmp_path, capsys
+):
+    """A folder holding the reproduce.json an earlier version wrote (no .mistnet) is continued
+    and marked; one of another budget is refused with no marker added (before: marked)."""
+    out = tmp_path / "old"
+    out.mkdir()
+    marker = out / "reproduce.json"
+    marker.write_text('{"format": "mistnet-reproduce", "budget": "cpu"}')
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "table4", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    assert_user_error(mist(capsys, *argv), f"{out} holds a reproduction with --budget cpu")
+    assert entries_under(tmp_path) == before
+    marker.write_text('{"format": "mistnet-reproduce", "budget": "smoke"}')
+    rc, _, err = mist(capsys, *argv)
+    assert rc == 0, err
+    assert (out / ".mistnet").read_text().startswith("reproduce") and (out / "table4.md").is_file()
 
 
 def _extra_by_a_second_pass(model, batches, extra):
@@ -855,7 +896,8 @@ def test_a_shared_data_root_waits_for_the_other_reproduction_then_reuses(tmp_pat
 
     budget, first, second = BUDGETS["smoke"], [], []
     done: list[Path] = []
-    with exclusive_lock(tmp_path, "mist reproduce"):
+    (tmp_path / "smoke").mkdir()
+    with exclusive_lock(tmp_path / "smoke", "mist reproduce"):  # the budget's folder, made
         waiter = threading.Thread(
             target=lambda: done.append(
                 prepare("mnist-hard", budget, 0, tmp_path, None, second.append)
@@ -869,19 +911,50 @@ def test_a_shared_data_root_waits_for_the_other_reproduction_then_reuses(tmp_pat
     assert done == [made] and len(second) == 1  # reused: no "data: ..." line of its own
 
 
-def test_a_folder_of_the_users_in_the_data_root_is_refused_before_out_is_made(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["notes.txt", "train.txt"])
+def test_a_folder_of_the_users_in_the_data_root_is_refused_before_out_is_made(
+    tmp_path, capsys, name
+):
     """Before: refused once --out was made (left with .lock, .mistnet, reproduce.json; a 700
-    empty --out of the user's filled), telling the user to choose another --out."""
+    empty --out of the user's filled), telling the user to choose another --out (with a
+    train.txt, taken for an older official layout, another "out_dir")."""
     mine = tmp_path / "root" / "smoke" / "mnist-hard-seed0"
     mine.mkdir(parents=True)
-    (mine / "notes.txt").write_text("mine")
+    (mine / name).write_text("mine")
     (tmp_path / "empty").mkdir()
     for out in ("new", "empty"):
         argv = ["table2", "--budget", "smoke", "--out", tmp_path / out, "--no-figures"]
         result = mist(capsys, "reproduce", *argv, "--data-root", tmp_path / "root")
         assert_user_error(result, f"--data-root {tmp_path / 'root'}: {mine} exists and was not")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "root"]
-    assert list((tmp_path / "empty").iterdir()) == [] and (mine / "notes.txt").read_text() == "mine"
+    assert list((tmp_path / "empty").iterdir()) == [] and (mine / name).read_text() == "mine"
+
+
+def test_a_lock_file_of_the_users_in_the_data_root_is_left_as_it_was(tmp_path, capsys):
+    """The datasets of a budget are made under the lock of its own folder (root/<budget>/.lock,
+    removed after), never root/.lock, a file of the user's that was emptied, then deleted; a
+    .lock of the user's in the budget's folder is refused before anything is made; one a killed
+    reproduction left (its pid) is taken and removed."""
+    from mistnet.reproduce.data import prepare
+
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / ".lock").write_text("owner=alice\n")
+    path = prepare("gabor", BUDGETS["smoke"], 0, root, log=lambda _: None, test_only=True)
+    assert path == root / "smoke" / "gabor-seed0"
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "smoke"]
+    assert (root / ".lock").read_text() == "owner=alice\n"
+    assert not (root / "smoke" / ".lock").exists()
+    (root / "smoke" / ".lock").write_text("4242\n")  # left by a killed reproduction
+    prepare("mnist-hard-right", BUDGETS["smoke"], 0, root, log=lambda _: None, test_only=True)
+    assert not (root / "smoke" / ".lock").exists()
+    (root / "smoke" / ".lock").write_text("owner=alice\n")
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", tmp_path / "rep"]
+    result = mist(capsys, *argv, "--data-root", root, "--no-figures")
+    lock = root / "smoke" / ".lock"
+    assert_user_error(result, f"--data-root {root}: {lock} is no lock of mistnet's")
+    assert entries_under(tmp_path) == before
 
 
 def test_a_data_root_that_cannot_be_a_folder_is_refused_before_out_is_made(tmp_path, capsys):

@@ -96,16 +96,40 @@ def _check_writable(path: Path, option: str) -> None:
         ) from None
 
 
-def _claim_out(out: Path, root: Path, svhn: Path | None) -> None:
-    """Create ``out``, or accept a reproduction's (``reproduce.json``: of an earlier version),
-    once neither it nor the data root ``root`` lies in another output or in the SVHN folder
-    (``root`` is no output either: datasets go into it)."""
+def _earlier_reproduction(path: Path) -> bool:
+    """Whether the unmarked folder ``path`` is a reproduction of a version before the
+    ``.mistnet`` markers: each wrote ``reproduce.json`` first, ``{"format":
+    "mistnet-reproduce", "budget": ...}`` (later with ``digits``), and nothing else always (an
+    interrupted one may hold no table yet). A ``reproduce.json`` of the user's is no such file."""
+    try:
+        doc = read_json(path / MARKER)
+    except DataError:
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.get("format") == "mistnet-reproduce"
+        and isinstance(doc.get("budget"), str)
+    )
+
+
+def _claim_out(
+    out: Path, root: Path, svhn: Path | None, tables: list[Table], budget: Budget, digits: str
+) -> None:
+    """Create ``out``, or accept a reproduction's (:func:`_earlier_reproduction` too), once
+    neither it nor the data root ``root`` lies in another output or in the SVHN folder (``root``
+    is no output either: datasets go into it), and a reproduction's is of ``budget`` and
+    ``digits`` and holds no file of the user's where ``tables`` write: only then is ``out``
+    made or marked, so a refused command leaves no marker."""
     inputs = [("the SVHN folder", svhn)] if svhn is not None else []
-    legacy = lambda path: (path / MARKER).is_file()  # noqa: E731
+    legacy = _earlier_reproduction
     # --out first, so that a demo's folder is named as such, not by its data/ (the root)
-    claim_output(out, "reproduce", "mist reproduce", legacy, inputs, in_place=True)
+    ours = claim_output(out, "reproduce", "mist reproduce", legacy, inputs, in_place=True)
     with writing_inside(out, CHILDREN):  # the default root, out/data, is the reproduction's
         check_outside(root, inputs, "--data-root", itself=True)
+    if ours:
+        _check_marker(out, budget, digits)
+    for t in tables:  # the user's own table1.md or figure there: refused before anything
+        report.check_own_files(out, t.name)
     try:
         open_output(
             out,
@@ -120,8 +144,20 @@ def _claim_out(out: Path, root: Path, svhn: Path | None) -> None:
 
 def _check_out(out: Path, budget: Budget, digits: str = "embedded") -> None:
     """Create ``out`` if needed, check it is writable and belongs to ``budget`` and ``digits``
-    (a marker without digits predates the choice: embedded)."""
+    (:func:`_check_marker`), and write its ``reproduce.json``."""
     _check_writable(out, "--out")
+    want = _check_marker(out, budget, digits)
+    atomic_write_json(out / MARKER, {"format": "mistnet-reproduce", **want})
+
+
+def _check_marker(out: Path, budget: Budget, digits: str) -> dict[str, str]:
+    """The budget and digits ``out/reproduce.json`` is to say, once the one there (if any) says
+    the same (a marker without digits predates the choice: embedded).
+
+    Raises:
+        DataError: the file is damaged (mistnet's, in its own output).
+        MistError: another budget or other digits.
+    """
     marker = out / MARKER
     want = {"budget": budget.name, "digits": digits}
     if marker.is_file():
@@ -140,7 +176,7 @@ def _check_out(out: Path, budget: Budget, digits: str = "embedded") -> None:
                     f"{out} holds a reproduction with --{option} {value}; use another --out "
                     f"for --{option} {want[option]}"
                 )
-    atomic_write_json(marker, {"format": "mistnet-reproduce", **want})
+    return want
 
 
 def default_command(
@@ -404,8 +440,10 @@ def reproduce(
             the wrong type (a list of tables, a number for a path).
         MistError: unknown table or budget, an empty path, bad seeds or device, an unusable ``out``, ``svhn``
             or data root, other digits than ``embedded`` or ``mnist`` (or an empty cache),
-            another ``mist reproduce`` writing to ``out`` (``out/.lock``), or any user error
-            of the runs themselves.
+            another ``mist reproduce`` writing to ``out`` (``out/.lock``), a folder of the
+            user's as ``out`` (one holding a ``reproduce.json`` of the user's too) or in the
+            data root where a dataset or a budget's ``.lock`` goes, or any user error of the
+            runs themselves.
     """
     tables = _get_tables(table)
     plan = get_budget(budget)
@@ -415,9 +453,7 @@ def reproduce(
     dev = str(resolve_device(check_device(device)))
     out = Path(out)
     svhn_path, root = _data_places(tables, plan, out, svhn, data_root, seeds, digits)
-    _claim_out(out, root, svhn_path)
-    for t in tables:  # the user's own table1.md or figure there: refused before anything
-        report.check_own_files(out, t.name)
+    _claim_out(out, root, svhn_path, tables, plan, digits)
     with exclusive_lock(out, "mist reproduce", transient=True), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
         report.read_results(out)  # a damaged one stops the rerun before any work

@@ -8,6 +8,7 @@ Layout under the data root (``--data-root``, default ``OUT/data``)::
     <budget>/svhn-seed<s>/                           SVHN format 1 under the paper's protocol
     <budget>-mnist/mnist-...                         the MNIST scenes above from full MNIST
                                                      (``--digits mnist``)
+    <budget>/.lock                                   held while a dataset there is made
 
 Every directory is written atomically (:func:`mistnet.data.store.write_dataset`), so an
 interrupted reproduction never leaves half a dataset; an existing one is reused after checking
@@ -17,6 +18,7 @@ that it was made for the same sizes, seed and source.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +27,11 @@ import numpy as np
 
 from mistnet.data import build_generator, make_scenes, write_dataset
 from mistnet.data.official import export_official, import_official
-from mistnet.data.store import load_split, read_manifest
+from mistnet.data.store import is_dataset, load_split, read_manifest
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
-from mistnet.io import exclusive_lock
-from mistnet.markers import MARKER
+from mistnet.io import LOCK, exclusive_lock
+from mistnet.markers import output_kind
 from mistnet.reproduce.plan import Budget
 
 OFFICIAL = "mnist-hard-official"
@@ -58,22 +60,27 @@ def check_datasets(
     svhn: Path | None = None,
 ) -> None:
     """Refuse, before a reproduction claims its ``--out``, a folder of the user's where one of
-    its datasets goes under ``root`` (it failed after ``--out`` was made, naming ``--out``),
-    and a dataset there made for other sizes, seed or source (it failed after ``--out`` was
-    made too, leaving it behind).
+    its datasets goes under ``root`` (it failed after ``--out`` was made, naming ``--out``), a
+    ``.lock`` of the user's in a budget's folder there (:func:`check_lock`), and a dataset
+    there made for other sizes, seed or source (it failed after ``--out`` was made too,
+    leaving it behind).
 
     Raises:
-        MistError: naming ``--data-root`` and the folder, or the dataset and what differs.
+        MistError: naming ``--data-root`` and the folder or file, or the dataset and what
+            differs.
     """
     for key in keys:
         for seed in seeds:
             path = data_dir(root, budget, key, seed, digits)
-            places = [path, path.parent / f"mnist-hard-seed{seed}-official-layout"]
-            for place in places[: 1 + (key == OFFICIAL)]:
-                marks = (MARKER, "manifest.json", "train.txt")  # the last two: older versions
+            check_lock(root, path.parent)
+            layout = path.parent / f"mnist-hard-seed{seed}-official-layout"
+            # mistnet's: its marker, or what an older version wrote there: a dataset's
+            # manifest; train.txt in the official layout only (a user's list of images else)
+            places = [(path, "dataset", is_dataset), (layout, "official", _older_layout)]
+            for place, kind, older in places[: 1 + (key == OFFICIAL)]:
                 mine = place.is_dir() and not place.is_symlink()
                 if os.path.lexists(place) and not (
-                    mine and any((place / m).is_file() for m in marks)
+                    mine and (output_kind(place) == kind or older(place))
                 ):
                     raise MistError(
                         f"--data-root {root}: {place} exists and was not made by mistnet; move "
@@ -82,6 +89,38 @@ def check_datasets(
             source = data_dir(root, budget, "mnist-hard", seed, digits)
             made = (source, "mnist-hard") if key == OFFICIAL else (path, key)
             _reusable(*made, budget, seed, digits, svhn)
+
+
+def _older_layout(path: Path) -> bool:
+    return (path / "train.txt").is_file()
+
+
+def check_lock(root: Path, base: Path) -> None:
+    """Refuse a ``.lock`` in ``base``, the folder of the data root ``root`` whose lock
+    :func:`prepare` takes (and removes: a file of the user's there would be lost), that is no
+    lock of mistnet's: a link, no regular file, or one holding anything but a pid (a killed
+    reproduction's, or none yet: it is taken over).
+
+    Raises:
+        MistError: naming ``--data-root`` and the file.
+    """
+    lock = base / LOCK
+    if not os.path.lexists(lock):
+        return
+    try:
+        ours = (
+            not lock.is_symlink()
+            and lock.is_file()
+            and lock.stat().st_size <= 32
+            and re.fullmatch(rb"(\d+\n)?", lock.read_bytes()) is not None
+        )
+    except OSError:
+        ours = False
+    if not ours:
+        raise MistError(
+            f"--data-root {root}: {lock} is no lock of mistnet's; move it away, or choose "
+            "another --data-root"
+        )
 
 
 def _manifest(path: Path) -> dict | None:
@@ -138,14 +177,19 @@ def prepare(
     the others; the test split comes out the same (scenes are seeded per split and index).
 
     Two reproductions may share ``root``: the one that comes second waits (saying so through
-    ``log``) while the other makes a dataset (``root/.lock``), then reuses it.
+    ``log``) while the other makes a dataset, then reuses it. The lock is that of the folder
+    the dataset goes in (``root/<budget>/.lock``, removed on leaving), never ``root/.lock``:
+    ``root`` is a folder of the user's.
 
     Raises:
-        MistError: an existing directory made differently, or SVHN asked for without ``svhn``.
+        MistError: an existing directory made differently, a ``.lock`` of the user's where the
+            lock goes (:func:`check_lock`), or SVHN asked for without ``svhn``.
         DataError: corrupt SVHN input.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(root, "mist reproduce", transient=True, wait=log):
+    base = data_dir(root, budget, key, seed, digits).parent  # that of the official's source too
+    check_lock(root, base)
+    base.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(base, "mist reproduce", transient=True, wait=log):
         return _prepare(key, budget, seed, root, svhn, log, test_only, digits)
 
 
@@ -288,6 +332,7 @@ def svhn_usable(svhn: str | Path) -> Path:
 __all__ = [
     "OFFICIAL",
     "check_datasets",
+    "check_lock",
     "data_dir",
     "prepare",
     "roundtrip_identical",
