@@ -251,7 +251,7 @@ def test_rectangular_region_feasibility_is_checked():
         (lambda: SceneDataset("mnist-hard", "train", 3, region=(-1000.0, 1000.0)), DataError,
          "region .* must lie in the 80 x 80 px canvas"),
         (lambda: SceneDataset("mnist-hard", "train", 3, radius=float("nan")), DataError,
-         "radius must be a finite number > 0"),  # was deep in scipy
+         "radius must be a finite number >= 1"),  # was deep in scipy
         (lambda: SceneDataset("gabor", "train", 3, a=float("nan")), DataError,
          "a must be a finite number > 0"),  # was deep in numpy
         (lambda: SceneDataset("mnist-hard", "train", 3, counts=[3]), DataError,
@@ -385,3 +385,92 @@ def test_collate_scenes_gives_float32_images_whatever_the_items_float_dtype():
     batch = collate_scenes([item, item])
     assert batch["image"].dtype == torch.float32
     assert torch.equal(batch["image"][0], item["image"].float())
+
+
+@pytest.mark.parametrize("key", ["image", "boxes", "labels", "count"])
+def test_collate_scenes_refuses_an_item_tensor_that_holds_no_values(key):
+    """Before: a meta ``count`` failed in ``Tensor.item()``, meta ``boxes`` with "Cannot copy out
+    of meta tensor", and a meta ``image`` was taken: the batch's image was on the meta device."""
+    items = [_SCENE[0], {**_SCENE[1], key: _SCENE[1][key].to("meta")}]
+    with pytest.raises(ValueError, match=rf"collate_scenes: items\[1\]\['{key}'\]: a tensor on "
+                       "the meta device holds no values to read"):  # fmt: skip
+        collate_scenes(items)
+    sparse = {**_SCENE[0], key: _SCENE[0][key].to_sparse()}
+    with pytest.raises(ValueError, match=rf"items\[0\]\['{key}'\]: a tensor of torch.sparse_coo"):
+        collate_scenes([sparse])
+
+
+def _hard_with(**kw):
+    from mistnet.data.scenes import MnistHard
+
+    return MnistHard(layout_bank=4, **kw)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        # gabor: 2.5 and True were 2 and 1 impulses, None a bare '<' TypeError, 10**12 failed
+        # (or swapped) making its scenes, a = 1e-5 a 298 GiB MemoryError naming nothing
+        (lambda: build_generator("gabor", count=2.5), TypeError, r"^count must be an integer, got 2\.5"),
+        (lambda: build_generator("gabor", count=True), TypeError, "^count must be an integer, got True"),
+        (lambda: build_generator("gabor", count=None), TypeError, "^count must be an integer, got None"),
+        (lambda: build_generator("gabor", count="3"), TypeError, "^count must be an integer, got '3'"),
+        (lambda: build_generator("gabor", count=0), DataError, r"^count must be an integer in 1\.\.6400"),
+        (lambda: build_generator("gabor", count=10**12), DataError, r"^count must be .* in 1\.\.6400"),
+        (lambda: build_generator("gabor", a=1e-5), DataError, r"^a must be >= 0\.0125 .*got 1e-05"),
+        # region: (10.,) an IndexError, (10, 70, 5) cut to (10, 70), (70, 10) and True taken,
+        # a rectangle for gabor and the others raw TypeErrors/ValueErrors naming nothing
+        (lambda: build_generator("gabor", region=(10.0,)), DataError, r"^region must be \(low, high\), got \(10\.0,\)"),
+        (lambda: build_generator("gabor", region=(10, 70, 5)), DataError, r"^region must be \(low, high\)"),
+        (lambda: build_generator("gabor", region=None), DataError, r"^region must be \(low, high\), got None"),
+        (lambda: build_generator("gabor", region="ab"), DataError, r"^region must be \(low, high\)"),
+        (lambda: build_generator("gabor", region=((10, 45), (10, 70))), DataError, r"^region must be \(low, high\), got"),
+        (lambda: build_generator("gabor", region=(70, 10)), DataError, r"^region \(70, 10\) must have low < high"),
+        (lambda: build_generator("gabor", region=(True, 70)), DataError, r"^region must hold numbers, got \(True, 70\)"),
+        (lambda: build_generator("mnist-hard", region=(10.0,)), DataError, r"^region must be \(low, high\) or \(\(x_low"),
+        (lambda: build_generator("mnist-hard", region=None), DataError, r"^region must be \(low, high\) or"),
+        (lambda: build_generator("mnist-hard", region="ab"), DataError, r"^region must be \(low, high\) or"),
+        (lambda: build_generator("mnist-hard", region=((10, 45),)), DataError, r"^region must be \(low, high\) or"),
+        (lambda: build_generator("mnist-hard", region=((10, 45, 3), (10, 70))), DataError, r"^region must be \(low, high\) or"),
+        (lambda: build_generator("mnist-hard", region=(10, (10, 70))), DataError, r"^region must be \(low, high\) or"),
+        (lambda: build_generator("mnist-hard", region=(10, 70, 5)), DataError, r"^region must be \(low, high\) or"),
+        (lambda: build_generator("mnist-hard", region=(True, 70)), DataError, r"^region must hold numbers"),
+        (lambda: build_generator("mnist-hard", region=((10, 45), (70, 10))), DataError, r"^region .* must have low < high"),
+        # radius 1e-6: Bridson filled the region with ~10**15 points (no end)
+        (lambda: build_generator("mnist-hard", radius=1e-6), DataError, r"^radius must be a finite number >= 1, got 1e-06"),
+        # the uneven layouts' radius and region: "MnistHard() got multiple values for keyword"
+        (lambda: build_generator("mnist-hard-left", radius=10.0), DataError, r"'mnist-hard-left': its radius and region are"),
+        (lambda: build_generator("mnist-hard-right", region=(10, 70)), DataError, r"'mnist-hard-right': its radius and region"),
+        (lambda: build_generator("mnist-hard-3", counts=[2]), DataError, "its digit counts are in its name"),
+        # MnistHard's counts: 2.5 and True were 2 and 1 digits, "9" nine, None a bare TypeError
+        (lambda: _hard_with(counts=(2.5,)), TypeError, r"^counts must be a sequence of integers, got \(2\.5,\)"),
+        (lambda: _hard_with(counts=[True, 3]), TypeError, r"^counts must be a sequence of integers"),
+        (lambda: _hard_with(counts="9"), TypeError, r"^counts must be a sequence of integers, got '9'"),
+        (lambda: _hard_with(counts=None), TypeError, r"^counts must be a sequence of integers, got None"),
+        (lambda: _hard_with(counts=(0, 3)), DataError, r"^digit counts must be integers in 1\.\.99, got \(0, 3\)"),
+        (lambda: _hard_with(counts=range(10**10)), DataError, r"^digit counts must be integers in 1\.\.99"),
+        (lambda: _hard_with(name=5), TypeError, "^name must be a string, got 5"),
+    ],
+)  # fmt: skip
+def test_generator_parameters_are_checked_naming_them(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_generator_parameters_of_every_accepted_kind_still_build():
+    """The checks above refuse no value that was right: numpy and 0-d integers, arrays as a
+    region, a rectangle for mnist-hard, the default digits named."""
+    g = build_generator("gabor", count=np.int64(3), region=np.array([20, 60]), a=0.0125)
+    assert (g.max_count, g.region) == (3, (20.0, 60.0))
+    assert g.generate("train", 0).boxes.shape == (3, 4)
+    h = build_generator(
+        "mnist-hard-3to5", region=((10, 45), (10.0, 70.0)), radius=12, layout_bank=4
+    )
+    assert h.params()["region"] == [[10.0, 45.0], [10.0, 70.0]] and h.counts.tolist() == [3, 4, 5]
+    assert build_generator("mnist-hard", region=(10, 70), layout_bank=4).params()["region"] == [
+        10.0,
+        70.0,
+    ]
+    assert _hard_with(counts=np.array([4, 3, 4])).counts.tolist() == [3, 4]
+    assert build_generator("mnist-hard-left", layout_bank=4).region == ((10.0, 45.0), (10.0, 70.0))
+    assert len(SceneDataset("gabor", "train", 2, digits="embedded")) == 2

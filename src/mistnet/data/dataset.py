@@ -46,8 +46,15 @@ class SceneDataset(Dataset):
         split: ``train``, ``val`` (``valid``) or ``test``.
         size: number of scenes (default: 50k / 5k / 10k as in the paper).
         seed: dataset seed.
-        digits: digit source for MNIST scenes (``"embedded"`` or an IDX directory).
+        digits: digit source for MNIST scenes (``"embedded"`` or an IDX directory); Gabor
+            scenes have none and ignore it (a run's or a reproduction's one choice is given
+            to every generator it makes scenes of).
         **kwargs: generator parameters (e.g. ``layout_bank``).
+
+    Raises:
+        TypeError: ``digits`` or ``kwargs`` beside a :class:`SceneGenerator` (it holds its
+            own), a ``size`` that is no integer; and what :func:`build_generator` refuses.
+        ValueError: ``size`` or ``seed`` out of range.
 
     Item:
         dict with ``image`` float32 ``(C, H, W)`` ([0, 1] for MNIST, signed for Gabor),
@@ -148,6 +155,8 @@ def _check_item(item: object, i: int, first: dict | None) -> None:
     if wrong:
         kind = type(item[wrong[0]]).__name__
         raise TypeError(f"{where}[{wrong[0]!r}] must be a tensor, got {kind}")
+    for key in _ITEM_KEYS:  # meta: a raw error reading the count or boxes, a meta batch image
+        validate.require_dense(item[key], f"{where}[{key!r}]")
     image, boxes, labels, count = (item[key] for key in _ITEM_KEYS)
     if image.dim() != 3 or not image.is_floating_point():
         raise ValueError(
@@ -189,6 +198,12 @@ def collate_scenes(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     Returns:
         ``{"image": (B, C, H, W) float32, "boxes": (B, N, 4) float32 (padding 0),
         "labels": (B, N) int64 (padding -1), "count": (B,) int64}`` with ``N = max N_b``.
+
+    Raises:
+        TypeError: an item that is no dict, or a value that is no tensor.
+        ValueError: no items; an item lacking a key, or whose tensor holds no values (meta,
+            sparse: a :class:`~mistnet.errors.DataError`) or has another shape or dtype than
+            the batch holds, naming the item and key.
     """
     if not items:
         raise ValueError("collate_scenes needs at least one item")

@@ -1,4 +1,5 @@
-"""Scene generators for MNIST-easy, MNIST-hard (and its Table 3 variants) and Gabor noise.
+"""Scene generators for MNIST-easy, MNIST-hard (and its Table 3 variants) and Gabor noise
+(:class:`~mistnet.data.gabor.GaborNoise`, beside its kernel).
 
 Every scene is a pure function of ``(index, split, seed)``: its random numbers come from
 ``np.random.default_rng(np.random.SeedSequence([seed, split_id, index]))``. A generator is
@@ -28,21 +29,13 @@ import difflib
 import math
 import numbers
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from mistnet import validate
 from mistnet.data.digits import DigitPools, canonical_split, load_digits
-from mistnet.data.gabor import (
-    GABOR_A,
-    GABOR_AMPLITUDE,
-    GABOR_F0,
-    GABOR_OMEGA,
-    gabor_stencil,
-    render_gabor,
-)
 from mistnet.errors import DataError
 from mistnet.machine import fits_in_memory
 
@@ -52,6 +45,7 @@ _BANK_TAG = 7_777_777  # distinguishes bank seeds [seed, split, tag, j] from sce
 FRAME = 28
 FRAME_HALF = 14
 BOX_SIDE = 20.0
+MAX_DIGITS = 99  # a scene's digits: the counts are enumerated (mnist-hard-1to9999999999)
 
 
 @dataclass
@@ -186,22 +180,59 @@ class _DigitSceneGenerator(SceneGenerator):
 def _finite(value: object, name: str, low: float = -math.inf, positive: bool = False) -> float:
     """``value`` as a float once it is a finite number of at least ``low`` (above 0 with
     ``positive``); a NaN width failed deep in scipy, NaN Gabor parameters in numpy."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if (v := validate.as_real(value)) is None:  # 10**400: inf, not float()'s OverflowError
         raise DataError(f"{name} must be a number, got {value!r}")
-    v = float(value)
     if not math.isfinite(v) or v < low or (positive and v <= 0):
         limit = "> 0" if positive else f">= {low:g}"
-        raise DataError(f"{name} must be a finite number {limit}, got {value!r}")
+        raise DataError(f"{name} must be a finite number {limit}, got {validate.shown(value)}")
     return v
 
 
-def _check_region(low: np.ndarray, high: np.ndarray, size: int, region: object) -> None:
-    """Refuse a centre region outside the ``size`` px canvas: its scenes were black, yet
-    labelled with every digit (boxes wholly outside the image, which importers refuse)."""
-    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+def _is_sequence(x: object) -> bool:
+    if isinstance(x, np.ndarray):
+        return x.ndim != 0
+    return isinstance(x, Sequence) and not isinstance(x, str | bytes)
+
+
+def _is_pair(x: object) -> bool:
+    return _is_sequence(x) and len(x) == 2
+
+
+def _region(region: object, size: int, rectangle: bool = True) -> tuple:
+    """``region`` as floats: ``(low, high)`` of a square or, where ``rectangle``, ``((x_low,
+    x_high), (y_low, y_high))``. Refused unless so shaped, of finite numbers with low < high in
+    the ``size`` px canvas: (10.0,) was an IndexError, (10, 70, 5) cut to (10, 70), True taken
+    as 1, a region off the canvas made black scenes labelled with digits outside the image."""
+    square = _is_pair(region) and not any(map(_is_sequence, region))
+    if not (square or (rectangle and _is_pair(region) and all(map(_is_pair, region)))):
+        form = " or ((x_low, x_high), (y_low, y_high))" if rectangle else ""
+        raise DataError(f"region must be (low, high){form}, got {region!r}")
+    axes = [[validate.as_real(v) for v in axis] for axis in ([region] if square else region)]
+    if any(v is None for axis in axes for v in axis):
+        raise DataError(f"region must hold numbers, got {region!r}")
+    bounds = np.array(axes)  # (axes, 2): low, high
+    if not np.isfinite(bounds).all():
         raise DataError(f"region {region} must hold finite numbers")
-    if (low < 0).any() or (high > size).any():
+    if (bounds < 0).any() or (bounds > size).any():
         raise DataError(f"region {region} must lie in the {size} x {size} px canvas (0..{size})")
+    if (bounds[:, 1] <= bounds[:, 0]).any():
+        raise DataError(f"region {region} must have low < high")
+    return tuple(axes[0]) if square else tuple(map(tuple, axes))
+
+
+def _counts(counts: object) -> list[int]:
+    """The distinct digit ``counts`` of a scene, sorted: integers in 1..:data:`MAX_DIGITS`
+    (2.5 and True were cut to 2 and 1 digits, "9" taken as nine, range(10**10) enumerated)."""
+    if isinstance(counts, str | bytes) or not isinstance(counts, Collection):
+        raise TypeError(f"counts must be a sequence of integers, got {counts!r}")
+    if not 0 < len(counts) <= MAX_DIGITS:
+        raise DataError(f"digit counts must be integers in 1..{MAX_DIGITS}, got {counts!r}")
+    values = [validate.as_integer(c) for c in counts]
+    if None in values:
+        raise TypeError(f"counts must be a sequence of integers, got {counts!r}")
+    if not all(1 <= c <= MAX_DIGITS for c in values):
+        raise DataError(f"digit counts must be integers in 1..{MAX_DIGITS}, got {counts!r}")
+    return sorted(set(values))
 
 
 MAX_JITTER = 0.25  # cells: a corner digit's box leaves the image 3.5 deviations away
@@ -257,6 +288,13 @@ class MnistHard(_DigitSceneGenerator):
         region: ``(low, high)`` of the square that holds the centres, or
             ``((x_low, x_high), (y_low, y_high))`` for a rectangle (uneven layouts, App. E).
         layout_bank: number of cached Bridson samples per (seed, split); 0 = fresh per scene.
+        name: the name recorded (default ``mnist-hard``).
+
+    Raises:
+        TypeError: ``counts`` no sequence of integers, ``layout_bank`` no integer, ``name``
+            no string.
+        DataError: counts outside 1..99, a ``region`` of another shape, not in the canvas or
+            of low >= high, a ``radius`` below 1 px or not finite, an impossible layout.
 
     Bank layouts are varied by the symmetries of the region about its centre: the 8 of the
     square, or the 4 flips of a rectangle (a transpose would move the centres out of it).
@@ -276,22 +314,14 @@ class MnistHard(_DigitSceneGenerator):
         layout_bank: int = 1024,
         name: str | None = None,
     ) -> None:
-        counts = sorted({int(c) for c in counts})
-        if not counts or counts[0] < 1:
-            shown = f"{counts[0]}..{counts[-1]}" if counts else "none"
-            raise DataError(f"digit counts must be positive integers, got {shown}")
-        if np.ndim(region[0]) == 0:
-            self.region = (float(region[0]), float(region[1]))
-            self._low = np.full(2, self.region[0])
-            self._high = np.full(2, self.region[1])
-        else:
-            (x0, x1), (y0, y1) = region
-            self.region = ((float(x0), float(x1)), (float(y0), float(y1)))
-            self._low, self._high = np.array([x0, y0], float), np.array([x1, y1], float)
-        _check_region(self._low, self._high, self.width, region)
-        radius = _finite(radius, "radius", positive=True)
-        if np.any(self._high <= self._low):
-            raise DataError(f"impossible layout: radius {radius}, region {region}")
+        counts = _counts(counts)
+        self.region = _region(region, self.width)
+        axes = self.region if isinstance(self.region[0], tuple) else (self.region,) * 2
+        self._low, self._high = np.array(axes, float).T  # (x, y) each
+        # closer centres round onto one pixel, and Bridson's points grow as 1 / radius**2
+        radius = _finite(radius, "radius", low=1.0)
+        if name is not None and not isinstance(name, str):  # recorded in the manifest
+            raise TypeError(f"name must be a string, got {name!r}")
         if isinstance(layout_bank, bool) or not isinstance(layout_bank, numbers.Integral):
             raise TypeError(f"layout_bank must be an integer, got {layout_bank!r}")
         if layout_bank < 0:
@@ -395,61 +425,6 @@ class MnistHard(_DigitSceneGenerator):
         }
 
 
-class GaborNoise(SceneGenerator):
-    """Gabor noise textures (docs/design.md): ``count`` unit-weight kernels at Poisson impulses.
-
-    Impulses are i.i.d. uniform in ``[low, high]^2`` (a Poisson process conditioned on its
-    count), rounded half up. Images are signed float32 ``(1, 80, 80)``; boxes are 20×20 at the
-    impulses; labels are 0.
-    """
-
-    name = "gabor"
-    dtype = np.float32
-
-    def __init__(
-        self,
-        count: int = 20,
-        region: tuple[float, float] = (10.0, 70.0),
-        a: float = GABOR_A,
-        f0: float = GABOR_F0,
-        amplitude: float = GABOR_AMPLITUDE,
-        omega: float = GABOR_OMEGA,
-    ) -> None:
-        if count < 1:
-            raise DataError(f"gabor impulse count must be >= 1, got {count}")
-        self.max_count = int(count)
-        self.region = (float(region[0]), float(region[1]))
-        _check_region(np.array(self.region[:1]), np.array(self.region[1:]), self.width, region)
-        self.kernel = {
-            "a": _finite(a, "a", positive=True),
-            "f0": _finite(f0, "f0", low=0.0),
-            "amplitude": _finite(amplitude, "amplitude"),
-            "omega": _finite(omega, "omega"),
-        }
-        self.stencil = gabor_stencil(**self.kernel)
-
-    def generate(self, split: str, index: int, seed: int = 0) -> Scene:
-        split = canonical_split(split)
-        rng = scene_rng(seed, split, index)
-        pts = rng.uniform(self.region[0], self.region[1], size=(self.max_count, 2))
-        centres = _round_half_up(pts)
-        image = render_gabor(centres, self.height, self.width, self.stencil)
-        return Scene(
-            image=image[None],
-            boxes=square_boxes(centres),
-            labels=np.zeros(self.max_count, dtype=np.int64),
-            sources=np.full(self.max_count, -1, dtype=np.int64),
-        )
-
-    def params(self) -> dict:
-        return {
-            "count": self.max_count,
-            "region": list(self.region),
-            "kernel": {k: float(v) for k, v in self.kernel.items()},
-            "canvas": [self.height, self.width],
-        }
-
-
 # Uneven layouts (App. E, Fig. 8): the 9 digits of MNIST-hard packed into a vertical band of the
 # canvas, the left one (centres at x in [10, 45]) or its mirror image (x in [35, 70]). Nine
 # digits fit such a band only at a smaller minimum distance (12 px instead of 14). Trained on one
@@ -461,32 +436,46 @@ UNEVEN_REGIONS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "mnist-hard-right": ((35.0, 70.0), (10.0, 70.0)),
 }
 
+
+def _hard(counts: Sequence[int], name: str = "mnist-hard", **fixed) -> Callable[..., MnistHard]:
+    """The builder of the MNIST-hard variant ``name``: ``counts`` and ``fixed`` are its own."""
+
+    def build(digits: str | DigitPools = "embedded", **kwargs) -> MnistHard:
+        if "counts" in kwargs:  # else a bare TypeError: "got multiple values for keyword"
+            raise DataError(
+                f"scene generator {name!r}: its digit counts are in its name; name them so "
+                "(mnist-hard-3to9) instead of counts="
+            )
+        if set(fixed) & set(kwargs):
+            raise DataError(
+                f"scene generator {name!r}: its {' and '.join(fixed)} are those of its name; "
+                "give them to mnist-hard instead"
+            )
+        return MnistHard(digits, counts=counts, name=name, **fixed, **kwargs)
+
+    return build
+
+
+def _gabor(digits: object = None, **kwargs) -> SceneGenerator:
+    """Gabor textures: no digits to read. build_generator takes them for any name (mist
+    reproduce --digits mnist gives every generator one choice), and ignores them."""
+    from mistnet.data.gabor import GaborNoise  # which builds on this module's SceneGenerator
+
+    return GaborNoise(**kwargs)
+
+
+def _uneven(name: str) -> Callable[..., MnistHard]:
+    return _hard((9,), name, radius=UNEVEN_RADIUS, region=UNEVEN_REGIONS[name])
+
+
 GENERATORS: dict[str, Callable[..., SceneGenerator]] = {
     "mnist-easy": lambda digits="embedded", **kw: MnistEasy(digits, **kw),
-    "mnist-hard": lambda digits="embedded", **kw: MnistHard(digits, counts=(9,), **kw),
-    "mnist-hard-6to9": lambda digits="embedded", **kw: MnistHard(
-        digits, counts=range(6, 10), name="mnist-hard-6to9", **kw
-    ),
-    "mnist-hard-3to9": lambda digits="embedded", **kw: MnistHard(
-        digits, counts=range(3, 10), name="mnist-hard-3to9", **kw
-    ),
-    "mnist-hard-left": lambda digits="embedded", **kw: MnistHard(
-        digits,
-        counts=(9,),
-        radius=UNEVEN_RADIUS,
-        region=UNEVEN_REGIONS["mnist-hard-left"],
-        name="mnist-hard-left",
-        **kw,
-    ),
-    "mnist-hard-right": lambda digits="embedded", **kw: MnistHard(
-        digits,
-        counts=(9,),
-        radius=UNEVEN_RADIUS,
-        region=UNEVEN_REGIONS["mnist-hard-right"],
-        name="mnist-hard-right",
-        **kw,
-    ),
-    "gabor": lambda digits=None, **kw: GaborNoise(**kw),
+    "mnist-hard": _hard((9,)),
+    "mnist-hard-6to9": _hard(range(6, 10), "mnist-hard-6to9"),
+    "mnist-hard-3to9": _hard(range(3, 10), "mnist-hard-3to9"),
+    "mnist-hard-left": _uneven("mnist-hard-left"),
+    "mnist-hard-right": _uneven("mnist-hard-right"),
+    "gabor": _gabor,
 }
 _HARD_PATTERN = re.compile(r"^mnist-hard-(\d+)(?:to(\d+))?$")
 
@@ -498,16 +487,17 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
     ``mnist-hard-<a>to<b>`` (uniform count in a..b, a < b), each written one way only (nine
     digits is ``mnist-hard``; ``mnist-hard-2to2`` is ``mnist-hard-2``), as the name is recorded.
 
+    ``digits`` is read by the MNIST generators only (gabor ignores it). ``kwargs``: the
+    parameters of :class:`MnistEasy`, :class:`MnistHard` (its counts, and for the uneven
+    layouts radius and region, are those of the name) or
+    :class:`~mistnet.data.gabor.GaborNoise`.
+
     Raises:
-        DataError: unknown name or impossible parameters.
+        TypeError: a name that is no string, a parameter of another type or of no such name.
+        DataError: unknown name, a parameter the name sets, or impossible parameters.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a generator name, got {type(name).__name__}")
-    if "counts" in kwargs and name.startswith("mnist-hard"):  # else a bare TypeError
-        raise DataError(
-            f"scene generator {name!r}: its digit counts are in its name; name them so "
-            "(mnist-hard-3to9) instead of counts="
-        )
     if name in GENERATORS:
         return GENERATORS[name](digits=digits, **kwargs)
     m = _HARD_PATTERN.match(name)
@@ -528,7 +518,7 @@ def build_generator(name: str, digits: str | DigitPools = "embedded", **kwargs) 
         canonical = "mnist-hard" if canonical == "mnist-hard-9" else canonical
         if name != canonical:
             raise DataError(f"scene generator {name!r}: write it {canonical}")
-        return MnistHard(digits, counts=range(lo, hi + 1), name=name, **kwargs)
+        return _hard(range(lo, hi + 1), name)(digits, **kwargs)
     close = difflib.get_close_matches(name, list(GENERATORS), n=3)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise DataError(
