@@ -128,6 +128,22 @@ def _mode(path: Path, missing: str) -> int:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+def require_npz(path: Path, what: str) -> None:
+    """Refuse ``path`` unless it begins as a zip archive (an ``.npz``) does: ``np.load`` reads
+    a ``.npy`` array as one (an array, where an archive was expected: a TypeError deep in the
+    reader) and calls any other bytes pickled, advising ``pickle.load``. ``what`` names the
+    file's role (``"split file"``).
+
+    Raises:
+        DataError: naming the file and what it begins as.
+    """
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(b"PK"):
+        kind = "a .npy array" if head.startswith(b"\x93NUMPY") else "no zip archive"
+        raise DataError(f"{path}: not a {what} ({kind}; an .npz archive expected)")
+
+
 def regular_file(path: str | os.PathLike) -> Path:
     """``path`` if it is a regular file (symlinks followed).
 

@@ -122,6 +122,15 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
     (d / "train.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match=r"train\.npz: corrupt or truncated"):
         SceneFolder(d, "train")
+    # Before: a .npy array: "TypeError: 'numpy.ndarray' object does not support the context
+    # manager protocol" (an internal error); text: "This file contains pickled (object) data
+    # ... load it unsafely using ... pickle.load()"
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    for content, kind in [((tmp_path / "x.npy").read_bytes(), "a .npy array"),
+                          (b"hello world\n", "no zip archive")]:  # fmt: skip
+        (d / "train.npz").write_bytes(content)
+        with pytest.raises(DataError, match=rf"train\.npz: not a split file \({kind}; an"):
+            SceneFolder(d, "train")
     np.savez(d / "val.npz", images=np.zeros((3, 80, 80), np.uint8))
     with pytest.raises(DataError, match=r"val\.npz: missing arrays"):
         SceneFolder(d, "val")
