@@ -15,6 +15,7 @@ one from a run, ``mist detect --model``, ``mist eval --model`` and :func:`mistne
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -119,7 +120,9 @@ class Card:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number: a card's NaN is written null (a NaN or Infinity read back from the
+    JSON failed ``int()`` in the count check, an internal error of ``mist models``)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def card_problem(card: dict[str, Any]) -> str | None:
@@ -131,7 +134,7 @@ def card_problem(card: dict[str, Any]) -> str | None:
 
     Example:
         >>> card_problem({"metrics": {"det": "high"}})
-        "metrics['det'] is 'high', not a number"
+        "metrics['det'] is 'high', not a finite number (or null)"
     """
     if not isinstance(card, dict):  # None: an AttributeError on .get
         return f"the card is {type(card).__name__}, not a map of its fields"
@@ -142,7 +145,7 @@ def card_problem(card: dict[str, Any]) -> str | None:
         return "metrics is empty; a card names what the model measured"
     for key, value in metrics.items():
         if not (value is None or _number(value)):
-            return f"metrics[{key!r}] is {value!r}, not a number"
+            return f"metrics[{key!r}] is {value!r}, not a finite number (or null)"
         # counts (n_*) and errors (rmse*) are >= 0; every other metric is a fraction
         fraction = not str(key).startswith(("n_", "rmse"))
         if value is not None and (value < 0 or (fraction and value > 1)):

@@ -6,6 +6,7 @@ a registry folder of the test's own ($MISTNET_MODELS), never the package's.
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -225,6 +226,32 @@ def test_mist_models_does_not_list_a_model_whose_config_loading_refuses(
         mistnet.load(NAME)
 
 
+@pytest.mark.parametrize("key, value", [("n_images", math.nan), ("n_instances", math.inf),
+                                        ("both", math.nan)])  # fmt: skip
+def test_a_card_whose_metrics_are_not_finite_is_named_damaged(
+    capsys, registry, tmp_path, monkeypatch, key, value
+):
+    """Before: a NaN or infinite count made ``mist models`` (the whole listing), ``detect
+    --model`` and ``load`` an internal error ("cannot convert float NaN to integer"); a NaN
+    fraction was listed as ``nan``, though a card writes one as null."""
+    from mistnet.checkpoint import _digest
+
+    path = _copy_model(registry, tmp_path / "models")
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    extra = json.loads(meta["extra"])
+    extra["pretrained"]["metrics"][key] = value
+    meta["extra"] = json.dumps(extra)  # written as JSON's NaN, which json.loads takes
+    meta["digest"] = _digest(tensors, meta)  # a file of intact bytes
+    save_file(tensors, str(path), metadata=meta)
+    monkeypatch.setenv(pretrained.ENV, str(path.parent))
+    message = f"its model card is damaged (metrics[{key!r}] is {value!r}, not a finite number"
+    assert_not_listed(mist(capsys, "models"), message)
+    with pytest.raises(MistError, match=re.escape(message)):
+        mistnet.load(NAME)
+
+
 def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     capsys, packaged, tmp_path
 ):
@@ -283,7 +310,7 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     "change, message",
     [
         ({"metrics": 5}, "metrics is int, not a map"),
-        ({"metrics": {"det": "high"}}, "metrics['det'] is 'high', not a number"),
+        ({"metrics": {"det": "high"}}, "metrics['det'] is 'high', not a finite number"),
         ({"images": "many"}, "images is 'many', not a count"),
         ({"metrics": {"both": 5.0}}, "metrics['both'] is 5.0, outside [0, 1]"),  # was listed
         ({"metrics": {"rmse": -1.0}}, "metrics['rmse'] is -1.0, outside >= 0"),
