@@ -655,6 +655,8 @@ def test_resume_refuses_a_config_json_edited_since_the_last_checkpoint(tmp_path)
         ("data", "seed", 7),
         ("record", "class_names", list("abcdefghij")),
         ("record", "data_manifest", "sha256:0123456789abcdef"),
+        # Before: taken for a moved folder: a warm start recorded for a run trained from scratch
+        ("train", "init_from", str(tmp_path / "other")),
     ):
         edited = copy.deepcopy(saved)
         edited[section][key] = value

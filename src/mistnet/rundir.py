@@ -292,7 +292,7 @@ class Run:
         trained = resolved(from_record(ckpt.config, str(ckpt.path)), self.path).to_dict()
         recorded = upgrade(ckpt.config, str(ckpt.path)).get("record")
         recorded = recorded if isinstance(recorded, dict) else {}
-        free = {(section, key) for section, key, _ in PATHS} | {("train", "steps")}
+        paths = {(section, key) for section, key, _ in PATHS}
         hint = hint or (
             "it is another run's checkpoint, or config.json was edited since; put {was!r} "
             "back, or evaluate the run it came from"
@@ -305,9 +305,11 @@ class Run:
                 # empty on either side passed: names added to a run of unnamed classes, a
                 # digest blanked to resume on other data.)
                 unrecorded = section == "record" and key not in recorded
-                # a folder moved; a digits folder, not the digits named (embedded -> mnist)
-                free_here = (section, key) in free and (
-                    key != "digits" or is_folder(key, was) and is_folder(key, value)
+                # a folder moved, a run trained further; not a folder named where there was
+                # none (init_from "" -> x: a warm start recorded for a run trained from
+                # scratch), nor other digits named (embedded -> mnist)
+                free_here = (section, key) == ("train", "steps") or (
+                    (section, key) in paths and is_folder(key, was) and is_folder(key, value)
                 )
                 if not unrecorded and not free_here and was != value:
                     raise MistError(
