@@ -158,3 +158,12 @@ def test_seed_and_threads_take_0d_integer_tensors_and_name_what_they_refuse():
     with pytest.raises(errors.ArgumentError, match=r"^seed must be an integer in \[0, 2\*\*63\)"):
         validate.seed(torch.tensor(-1))
     assert validate.flag(np.False_, "progress") is False
+
+
+def test_a_json_syntax_error_names_where_once():
+    # Before: "Unterminated string starting at at line 1 column 7" (json's message ends in "at")
+    for doc, what in [('{"a": "x', "Unterminated string starting"),
+                      ('{"a": "\x01"}', "Invalid control character"),
+                      ('{"a" 1}', "Expecting ':' delimiter")]:  # fmt: skip
+        with pytest.raises(DataError, match=rf"^c\.json: not valid JSON \({what} at line 1 col"):
+            parse_json(doc, "c.json")

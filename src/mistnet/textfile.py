@@ -119,8 +119,9 @@ def parse_json(text: str, where: str | os.PathLike) -> object:
             object_pairs_hook=_unique_keys,
         )
     except json.JSONDecodeError as exc:
+        what = exc.msg.removesuffix(" at")  # "Unterminated string starting at at line 4"
         raise DataError(
-            f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            f"{where}: not valid JSON ({what} at line {exc.lineno} column {exc.colno})"
         ) from None
     except ValueError as exc:
         raise DataError(f"{where}: not valid JSON ({parse_error(exc)})") from None
