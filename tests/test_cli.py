@@ -291,3 +291,17 @@ def test_ctrl_c_while_the_arguments_are_parsed_is_an_interrupt(capsys, monkeypat
     monkeypatch.setattr(argparse.ArgumentParser, "format_usage", interrupted)
     assert cli.main(["detect", "r", "a.png", "--out", "d"]) == 130
     assert capsys.readouterr().err == "mist: interrupted\n"
+
+
+def test_a_mount_point_that_cannot_be_replaced_is_named_so(monkeypatch):
+    """Before: ``--out`` an empty folder that is a mount point: "mp: Device or resource busy"."""
+    import errno
+
+    from mistnet.cli import os_error_message
+
+    monkeypatch.setattr("os.path.ismount", lambda p: p == "mp")
+    busy = OSError(errno.EBUSY, "Device or resource busy", ".mp.123.tmp", None, "mp")
+    assert os_error_message(busy).endswith("busy (a mount point, which cannot be replaced: give "
+                                           "a new directory in it)")  # fmt: skip
+    other = OSError(errno.EBUSY, "Device or resource busy", "x")
+    assert os_error_message(other) == "x: Device or resource busy"

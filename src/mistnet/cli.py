@@ -13,6 +13,7 @@ half-made outputs as on any error.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import signal
@@ -127,6 +128,10 @@ def os_error_message(exc: OSError) -> str:
         'runs/a.json: No space left on device'
     """
     reason = exc.strerror or str(exc).strip() or type(exc).__name__
+    names = [n for n in (exc.filename, exc.filename2) if isinstance(n, str | bytes)]
+    if exc.errno == errno.EBUSY and any(os.path.ismount(n) for n in names):
+        # an empty --out is replaced by the new output: a mount point cannot be
+        reason += " (a mount point, which cannot be replaced: give a new directory in it)"
     return reason.splitlines()[0] if exc.filename is None else f"{exc.filename}: {reason}"
 
 
