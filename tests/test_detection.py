@@ -318,3 +318,18 @@ def test_detect_image_names_a_tile_too_small_for_the_model_and_an_empty_image():
     for shape in ((1, 0, 0), (1, 0, 40)):
         with pytest.raises(ValueError, match=re.escape(f"image is empty: {shape} holds no")):
             detect_image(model, torch.rand(*shape), 3)
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.5])
+def test_the_shipped_auto_encoder_finds_nothing_in_a_flat_image(fill):
+    """Before: its 11x11 NMS window in a 15x15 softmax window scores a flat patch
+    121 / 225 = 0.54, above the default cut of 0.5: nine boxes in a blank image."""
+    import mistnet
+
+    model = mistnet.load("mnist-hard-autoencoder")
+    flat = (model.nms_window / model.softmax_window) ** 2
+    assert default_min_score(model) == max(0.5, round(flat + (1 - flat) / 10, 2)) == 0.58
+    (found,) = model.predict(torch.full((1, 80, 80), fill))
+    assert len(found.boxes) == 0
+    (all_k,) = model.predict(torch.full((1, 80, 80), fill), min_score=0)
+    assert len(all_k.boxes) == 9 and torch.allclose(all_k.scores, torch.tensor(flat), atol=1e-5)
