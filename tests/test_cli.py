@@ -305,3 +305,36 @@ def test_a_mount_point_that_cannot_be_replaced_is_named_so(monkeypatch):
                                            "a new directory in it)")  # fmt: skip
     other = OSError(errno.EBUSY, "Device or resource busy", "x")
     assert os_error_message(other) == "x: Device or resource busy"
+
+
+def test_a_warning_made_an_error_by_the_filter_is_one_line_and_no_bug(capsys, tmp_path):
+    """Before: under ``PYTHONWARNINGS=error`` a warning (mistnet's "skipped 1 file(s) that are
+    no images", matplotlib's missing glyph) was "internal error, please report it"."""
+    import warnings
+
+    import numpy as np
+    from cli_helpers import entries_under
+    from PIL import Image
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20), 60 * i, np.uint8)).save(src / f"{i}.png")
+    (src / "notes.txt").write_text("mine")
+    before = entries_under(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = mist(capsys, "data", "import-images", src, "--out", tmp_path / "ds")
+    assert_user_error(result, "MistWarning:", "notes.txt", "made an error by the warnings filter")
+    assert entries_under(tmp_path) == before
+
+
+def test_torch_compile_failing_for_want_of_a_compiler_is_no_bug():
+    """Before: ``--compile`` without a C++ compiler was "internal error, please report it"."""
+    from mistnet.cli import _not_a_bug
+
+    InductorError = type("InductorError", (RuntimeError,), {})
+    said = _not_a_bug(InductorError("InvalidCxxCompiler: No working C++ compiler found\nmore"))
+    assert said.startswith("--compile: torch.compile failed (InvalidCxxCompiler: No working C++")
+    assert "run without --compile" in said and "\n" not in said
+    assert _not_a_bug(RuntimeError("a bug")) is None

@@ -234,9 +234,9 @@ def _call(args: argparse.Namespace) -> int:
         print(f"mist {name}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        loop = _symlink_loop(exc)
-        if loop is not None:
-            print(f"mist {name}: error: {escaped(loop)}", file=sys.stderr)
+        said = _symlink_loop(exc) or _not_a_bug(exc)
+        if said is not None:
+            print(f"mist {name}: error: {escaped(said)}", file=sys.stderr)
             return 2
         if not _out_of_memory(exc):
             return internal_error(name, exc)
@@ -263,6 +263,30 @@ def _symlink_loop(exc: Exception) -> str | None:
     if type(exc) is RuntimeError and text.startswith("Symlink loop from "):
         path = text.removeprefix("Symlink loop from ").strip("'")
         return f"{path}: a symbolic link loop (it leads back to itself)"
+    return None
+
+
+def _not_a_bug(exc: Exception) -> str | None:
+    """The one line of a failure that is the machine's or the user's settings, not mistnet's
+    bug (each was "internal error, please report it"): a warning that the warnings filter
+    turned into an error (``PYTHONWARNINGS=error``), and ``--compile`` on a machine without
+    the C++ compiler or Python headers torch.compile needs. None for any other exception.
+
+    Example:
+        >>> _not_a_bug(UserWarning("Glyph 29483 missing"))
+        'UserWarning: Glyph 29483 missing (a warning, made an error by the warnings filter: PYTHONWARNINGS or -W)'
+    """
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, Warning):
+        return (
+            f"{type(exc).__name__}: {first} (a warning, made an error by the warnings filter: "
+            "PYTHONWARNINGS or -W)"
+        )
+    if type(exc).__name__ in ("InductorError", "BackendCompilerFailed", "CppCompileError"):
+        return (
+            f"--compile: torch.compile failed ({first}); it needs a working C++ compiler and "
+            "Python's headers (python3-dev); run without --compile"
+        )
     return None
 
 
