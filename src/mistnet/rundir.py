@@ -307,9 +307,11 @@ class Run:
                 unrecorded = section == "record" and key not in recorded
                 # a folder moved, a run trained further; not a folder named where there was
                 # none (init_from "" -> x: a warm start recorded for a run trained from
-                # scratch), nor other digits named (embedded -> mnist)
+                # scratch), nor other digits named (embedded -> mnist). data.path may be
+                # emptied: the record's dataset digest says what the run needs then
                 free_here = (section, key) == ("train", "steps") or (
-                    (section, key) in paths and is_folder(key, was) and is_folder(key, value)
+                    (section, key) in paths
+                    and (key == "path" or is_folder(key, was) and is_folder(key, value))
                 )
                 if not unrecorded and not free_here and was != value:
                     raise MistError(
