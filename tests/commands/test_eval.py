@@ -251,3 +251,23 @@ def test_a_per_image_k_evaluation_is_written_beside_the_fixed_k_record(capsys, t
     assert rc == 0, err
     assert (run / "eval-test.json").read_bytes() == fixed
     assert json.loads((run / "eval-test-per-image-k.json").read_text())["k"] == "per-image"
+
+
+def test_eval_into_a_run_this_user_cannot_write_is_refused_before_evaluating(
+    capsys, tiny_run, tmp_path, monkeypatch
+):
+    """Before: the whole evaluation ran, then "eval-test.json: Permission denied", the
+    metrics never shown. (Root writes anywhere: the permission is stood in for.)"""
+    import mistnet.commands.eval as command
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "eval-test.json").unlink(missing_ok=True)
+    monkeypatch.setattr(command, "_can_write", lambda folder: folder != run)
+    monkeypatch.setattr(command, "evaluate_run", lambda *a, **k: pytest.fail("evaluated"))
+    result = mist(capsys, "eval", run, "--threads", "1")
+    assert_user_error(result, f"{run}: this user cannot write into it", "give --json FILE")
+    assert not (run / "eval-test.json").exists()
+    monkeypatch.undo()
+    code, out, _ = mist(capsys, "eval", run, "--json", tmp_path / "m.json", "--threads", "1")
+    assert code == 0 and out.index("det_iou50") < out.index("wrote")  # shown, then written

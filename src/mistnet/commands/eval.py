@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from mistnet.commands._args import (
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise MistError("--k and --per-image-k exclude each other")
     if args.json:
         check_json_out(file_name(args.json, "--json", ".json"), args.run, args.data, args.model)
+    _check_writable(args)
     device = compute_device(args)
     result = evaluate_run(
         args.run,
@@ -154,10 +156,6 @@ def run(args: argparse.Namespace) -> int:
         out = Path(result.run) / f"eval-{args.split}{kind}.json"
     else:
         out = None  # a pretrained model has no run directory to write into
-    if out is not None:
-        # the run's own data is known only now
-        check_json_out(out, args.run, result.data, args.model, given=bool(args.json))
-        atomic_write_json(out, result.to_dict())
     say(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
         f"[{result.split}], {result.images} images, K = {result.k}"
@@ -167,6 +165,36 @@ def run(args: argparse.Namespace) -> int:
     for reason in sorted(set(result.not_measured.values())):
         names = [n for n, r in result.not_measured.items() if r == reason]
         say(f"  not measured: {', '.join(names)} ({reason})")
-    if out is not None:
+    if out is not None:  # after the metrics are shown: a failed write loses none of them
+        # the run's own data is known only now
+        check_json_out(out, args.run, result.data, args.model, given=bool(args.json))
+        atomic_write_json(out, result.to_dict())
         say(f"wrote {out}")
     return 0
+
+
+def _check_writable(args: argparse.Namespace) -> None:
+    """Refuse, before the evaluation, a record that could not be written: the run directory
+    (or the folder ``--json`` names, or the nearest one of it that exists) not writable by
+    this user (the whole evaluation ran, then failed to write, its metrics never shown).
+
+    Raises:
+        MistError: naming the folder, and ``--json`` as the way out.
+    """
+    if args.json:
+        folder = file_name(args.json, "--json", ".json").absolute().parent
+    elif args.model is None:
+        folder = Path(args.run)
+    else:
+        return  # a pretrained model's record is written nowhere
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not _can_write(folder):
+        hint = "choose another --json" if args.json else "give --json FILE elsewhere"
+        raise MistError(
+            f"{folder}: this user cannot write into it, so the record cannot be kept; {hint}"
+        )
+
+
+def _can_write(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
