@@ -58,9 +58,17 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def shown(value: float) -> str:
-    """A metric as printed: a count as an integer, a rate to four decimals."""
-    return f"{int(value)}" if float(value).is_integer() and value > 1 else f"{value:.4f}"
+def shown(value: float, name: str) -> str:
+    """The metric ``name`` as printed: a count (``n_*``) as an integer, a rate or an error to
+    four decimals (a count of 1 read "1.0000", a rate of 2.0 would have read "2").
+
+    Example:
+        >>> shown(1.0, "n_images"), shown(1.0, "both"), shown(0.12345, "rmse")
+        ('1', '1.0000', '0.1235')
+    """
+    return (
+        f"{int(value)}" if name.startswith("n_") and float(value).is_integer() else f"{value:.4f}"
+    )
 
 
 def _within(path: Path, directory: str | None) -> bool:
@@ -161,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         f"[{result.split}], {result.images} images, K = {result.k}"
     )
     for name, value in result.metrics.items():
-        say(f"  {name:16s} {shown(value)}")
+        say(f"  {name:16s} {shown(value, name)}")
     for reason in sorted(set(result.not_measured.values())):
         names = [n for n, r in result.not_measured.items() if r == reason]
         say(f"  not measured: {', '.join(names)} ({reason})")

@@ -73,7 +73,7 @@ def list_models(args: argparse.Namespace) -> int:
             continue
         on = card.evaluated_on
         metrics = ", ".join(
-            f"{key} {'n/a' if value is None else shown(value)}"
+            f"{key} {'n/a' if value is None else shown(value, key)}"
             for key, value in card.metrics.items()
             if "/" not in key and not key.startswith("n_")
         )
