@@ -197,7 +197,7 @@ def _check_writable(args: argparse.Namespace) -> None:
         return  # a pretrained model's record is written nowhere
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not _can_write(folder):
+    if folder.is_dir() and not _can_write(folder):  # a file there: the write names it so
         hint = "choose another --json" if args.json else "give --json FILE elsewhere"
         raise MistError(
             f"{folder}: this user cannot write into it, so the record cannot be kept; {hint}"
