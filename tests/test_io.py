@@ -31,11 +31,10 @@ from mistnet.outputs import (
     mark,
     new_directory,
     output_kind,
-    recover_set_aside,
     rename_new,
-    replacing,
     writing_inside,
 )
+from mistnet.setaside import recover_set_aside, replacing
 from mistnet.signals import signals_as_exceptions
 
 
@@ -268,7 +267,7 @@ def test_an_output_lies_inside_another_only_where_its_maker_writes_it(tmp_path):
 _KILLED_WHILE_REPLACING = """
 import os, signal, sys
 from pathlib import Path
-from mistnet.outputs import replacing
+from mistnet.setaside import replacing
 out, write_new = Path(sys.argv[1]), sys.argv[2] == "new"
 with replacing([(out / "run", ("a run", ["log.jsonl"])), (out / "metrics.json", None)]):
     if write_new:
@@ -447,7 +446,8 @@ _KILLED_WHILE_REMOVING_THE_OLD = """
 import os, signal, sys
 from pathlib import Path
 import mistnet.outputs as outputs
-real, removed = outputs.remove_path, []
+import mistnet.setaside as setaside
+real, removed = setaside.remove_path, []
 
 def dying(path):
     real(path)
@@ -455,7 +455,7 @@ def dying(path):
     if len(removed) == 1:  # the old output's first file gone, the rest not yet
         os.kill(os.getpid(), signal.SIGKILL)
 
-outputs.remove_path = dying
+setaside.remove_path = dying
 own = ("a dataset", [".mistnet", "a.txt", "b.txt"])
 with outputs.new_directory(Path(sys.argv[1]) / "ds", "dataset", replace=True, own=own) as tmp:
     (tmp / "a.txt").write_text("new")

@@ -46,26 +46,18 @@ from mistnet.extras import matplotlib_missing
 from mistnet.io import atomic_write_json, exclusive_lock, json_text
 from mistnet.loop import train
 from mistnet.outfiles import written_json, written_png
-from mistnet.outputs import (
-    Mine,
-    Own,
-    claim_output,
-    discard_new,
-    entries,
-    open_output,
-    replacing,
-    require_only_own,
-    writing_inside,
-)
+from mistnet.outputs import claim_output, discard_new, entries, open_output, writing_inside
+from mistnet.ownership import Mine, Own, require_only_own
 from mistnet.progress import metrics_text, terminal_bar
 from mistnet.rundir import RUN_FILES, Run
+from mistnet.setaside import replacing
 from mistnet.viz import output_figure
 
 #: The preset of each demo task.
 PRESETS: dict[str, str] = {"classify": "mnist-hard-cpu", "reconstruct": "mnist-hard-recon-cpu"}
 #: The outputs a demo directory holds: a dataset and the run trained on it.
 CHILDREN = ("data", "run")
-#: The entries a demo writes into its folder (:func:`mistnet.outputs.require_only_own`'s).
+#: The entries a demo writes into its folder (:func:`mistnet.ownership.require_only_own`'s).
 DEMO_FILES = ("data/", "run/", "metrics.json", "figure.png", ".lock")
 #: The data keys of ``--set`` that the demo's own data sets, each with what to give instead.
 _MADE = {
@@ -158,7 +150,7 @@ def demo_folder(out: Path) -> Iterator[None]:
 
 def demo_slots(out: Path) -> list[tuple[Path, Own | Mine]]:
     """What a demo writes into ``out``, each with what it may hold (see
-    :func:`mistnet.outputs.replacing`): an earlier demo's are set aside until the new one is
+    :func:`mistnet.setaside.replacing`): an earlier demo's are set aside until the new one is
     made, and put back if it fails."""
     return [
         (out / "data", ("a dataset", DATASET_FILES)),

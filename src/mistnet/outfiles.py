@@ -135,7 +135,7 @@ def new_file(
 
 
 def written_json(*keys: str) -> Callable[[Path], bool]:
-    """A :data:`~mistnet.outputs.Mine` for a JSON record a command writes: an object holding
+    """A :data:`~mistnet.ownership.Mine` for a JSON record a command writes: an object holding
     each of ``keys`` (a file of the user's of that name, JSON or not, is refused)."""
 
     def mine(path: Path) -> bool:
@@ -150,7 +150,7 @@ def written_json(*keys: str) -> Callable[[Path], bool]:
 
 
 def written_png(path: Path) -> bool:
-    """A :data:`~mistnet.outputs.Mine` for a figure: a PNG file whose ``Software`` text says
+    """A :data:`~mistnet.ownership.Mine` for a figure: a PNG file whose ``Software`` text says
     mistnet made it (:func:`mistnet.viz.canvas.made_by_mistnet`)."""
     from mistnet.viz.canvas import made_by_mistnet  # torch and Pillow: only when asked
 

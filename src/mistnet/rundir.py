@@ -68,7 +68,7 @@ def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str
     return "both" if "both" not in skipped else "classif"
 
 
-#: The names in a run directory (:func:`mistnet.outputs.require_only_own`): what ``mist train``
+#: The names in a run directory (:func:`mistnet.ownership.require_only_own`): what ``mist train``
 #: writes, its TensorBoard folder and ``mist eval``'s default records; ``mist demo`` replaces
 #: no run that holds anything else.
 RUN_FILES = (

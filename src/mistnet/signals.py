@@ -53,7 +53,7 @@ _DEFERRED = ("SIGINT", "SIGTERM", "SIGHUP")
 def deferred_signals() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP back while the block runs; act on them after it.
 
-    For the few steps that put a user's earlier output back (:func:`mistnet.outputs.replacing`):
+    For the few steps that put a user's earlier output back (:func:`mistnet.setaside.replacing`):
     a second Ctrl-C there would leave it set aside under a temporary name, to be removed. A
     signal that arrives meanwhile is recorded and, once the block is done, handled as it would
     have been (``KeyboardInterrupt``, :class:`Terminated`, or the default action). Only the

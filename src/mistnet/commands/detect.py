@@ -82,7 +82,8 @@ from mistnet.errors import MistError, say
 from mistnet.io import atomic_write_text, exclusive_lock, json_text, require_short_name
 from mistnet.markers import MARKER, mark
 from mistnet.models.mist import GridMIST
-from mistnet.outputs import claim_output, new_directory, require_only_own
+from mistnet.outputs import claim_output, new_directory
+from mistnet.ownership import require_only_own
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb

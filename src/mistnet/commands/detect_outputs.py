@@ -235,7 +235,7 @@ def own_files(folder: Path) -> list[str]:
     mistnet wrote them: :func:`~mistnet.viz.canvas.made_by_mistnet`), and of those only
     the ones its marker lists when it lists them (an earlier version's lists none): a marker
     edited to list a file of the user's cannot get that file removed
-    (:func:`mistnet.outputs.require_only_own` refuses the folder instead); besides, the marker
+    (:func:`mistnet.ownership.require_only_own` refuses the folder instead); besides, the marker
     and a lock."""
     listed = marked_files(folder)
     names = _earlier_versions_files(folder)

@@ -37,7 +37,8 @@ from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import ArgumentError, DataError, unprintable
 from mistnet.io import LOCK, exclusive_lock, json_text
 from mistnet.markers import MARKER
-from mistnet.outputs import claim_output, new_directory, require_only_own
+from mistnet.outputs import claim_output, new_directory
+from mistnet.ownership import require_only_own
 from mistnet.textfile import read_json
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
@@ -62,7 +63,7 @@ WRITTEN_KEYS = frozenset(
 )
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
-#: The names in a dataset directory (:func:`mistnet.outputs.require_only_own`): ``--overwrite``
+#: The names in a dataset directory (:func:`mistnet.ownership.require_only_own`): ``--overwrite``
 #: replaces no directory that holds anything else (``.lock``: held while it is replaced).
 DATASET_FILES = (MARKER, MANIFEST, LOCK, *(f"{split}.npz" for split in SPLITS))
 #: The ground truth a dataset can carry; a dataset's ``annotations`` is a subset.

@@ -27,7 +27,7 @@ from typing import Any
 
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.io import atomic_write_json, atomic_write_text
-from mistnet.outputs import require_own_file
+from mistnet.ownership import require_own_file
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
 from mistnet.textfile import read_json
