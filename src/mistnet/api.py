@@ -251,7 +251,8 @@ def load(run: str | os.PathLike, which: str = "best", device: str | torch.device
     the pretrained model's file), ``.checkpoint`` (the file read) and ``.predict``
     (:func:`predict` on image files, Pillow images or tensors), and can be passed to
     :func:`fit` to train on from its weights (those of ``.checkpoint``). ``device`` is
-    ``cpu``, ``cuda``, ``cuda:N``, ``auto`` or a ``torch.device`` of those.
+    ``cpu`` (the default, unlike the commands' ``auto``), ``cuda``, ``cuda:N``, ``auto`` (CUDA
+    when present) or a ``torch.device`` of those.
 
     Raises:
         ValueError: ``which`` is neither ``best`` nor ``last`` (or ``last`` for a pretrained
@@ -466,8 +467,8 @@ def fit(
         out: the new run directory.
         minutes: stop after this many minutes (``mist train --max-minutes``).
         steps: ``train.steps``.
-        device, threads: as ``mist train --device`` / ``--threads`` (``device`` may also be
-            a ``torch.device``).
+        device, threads: as ``mist train --device`` / ``--threads`` (or a ``torch.device``),
+            but ``device`` defaults to ``cpu``, not ``auto`` (``"auto"``: CUDA when present).
         progress: show the progress bar and validation lines on stderr (None: when stderr is
             a terminal).
         **overrides: config values by key (``k=4``, ``lr_task=1e-3``, ``num_classes=3``), or

@@ -62,37 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    make = sub.add_parser(
-        "make", help="generate a dataset (mnist-easy, mnist-hard[-AtoB], gabor, svhn) to disk"
-    )
-    make.add_argument(
-        "name",
-        help="mnist-easy, mnist-hard, mnist-hard-6to9, mnist-hard-3to9, "
-        "mnist-hard-<a>to<b>, mnist-hard-left, mnist-hard-right, gabor or svhn",
-    )
-    make.add_argument("--out", required=True, help="new output directory")
-    make.add_argument("--n-train", type=integer, default=50_000)
-    make.add_argument("--n-val", type=integer, default=5_000)
-    make.add_argument("--n-test", type=integer, default=10_000)
-    make.add_argument("--seed", type=integer, default=0)
-    add_digits_argument(make)
-    make.add_argument(
-        "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"
-    )
-    make.add_argument(
-        "--layout-bank",
-        type=integer,
-        default=1024,
-        help="cached Poisson-disk samples per split (0: fresh scipy sample per scene)",
-    )
-    make.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    make.set_defaults(func=cmd_make)
-    make.set_defaults(make_defaults={dest: make.get_default(dest) for dest in _READ_BY})
+    _add_make(sub)
 
     show = sub.add_parser("show", help="draw scenes with their ground-truth boxes and labels")
     show.add_argument("dir", help="dataset directory (or a generator name for on-the-fly scenes)")
-    show.add_argument("--split", default="test")
-    show.add_argument("--n", type=integer, default=16, help=f"scenes (at most {MAX_GRID})")
+    show.add_argument("--split", default="test", help="train, val or test (default test)")
+    show.add_argument(
+        "--n", type=integer, default=16, help=f"the first N scenes (default 16, at most {MAX_GRID})"
+    )
     show.add_argument(
         "--seed", type=integer, default=0, help="seed of a generator's scenes (not a directory's)"
     )
@@ -128,6 +105,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a folder holding the four MNIST IDX files (plain or .gz) instead of the internet",
     )
     dl.set_defaults(func=cmd_download)
+
+
+def _add_make(sub: argparse._SubParsersAction) -> None:
+    """Add ``make`` to the ``mist data`` actions."""
+    make = sub.add_parser(
+        "make",
+        help="generate a dataset (mnist-easy, mnist-hard[-AtoB], gabor, svhn) to disk",
+        description="Generate the train, val and test scenes of a generator (or read SVHN) "
+        "into a new dataset directory. A generator's split sizes default to the paper's, "
+        "50,000 / 5,000 / 10,000 scenes: give smaller --n-train, --n-val and --n-test for a "
+        "quick dataset.",
+    )
+    make.add_argument(
+        "name",
+        help="mnist-easy, mnist-hard, mnist-hard-6to9, mnist-hard-3to9, "
+        "mnist-hard-<a>to<b>, mnist-hard-left, mnist-hard-right, gabor or svhn",
+    )
+    make.add_argument("--out", required=True, help="new output directory")
+    make.add_argument(
+        "--n-train", type=integer, default=50_000, help="train scenes (default 50,000)"
+    )
+    make.add_argument("--n-val", type=integer, default=5_000, help="val scenes (default 5,000)")
+    make.add_argument("--n-test", type=integer, default=10_000, help="test scenes (default 10,000)")
+    make.add_argument("--seed", type=integer, default=0, help="seeds the scenes (default 0)")
+    add_digits_argument(make)
+    make.add_argument(
+        "--svhn", default=None, help="SVHN format-1 root with train/ and test/ (for svhn)"
+    )
+    make.add_argument(
+        "--layout-bank",
+        type=integer,
+        default=1024,
+        help="cached Poisson-disk samples per split (default 1024; 0: a fresh scipy sample "
+        "per scene)",
+    )
+    make.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    make.set_defaults(func=cmd_make)
+    make.set_defaults(make_defaults={dest: make.get_default(dest) for dest in _READ_BY})
 
 
 def _progress() -> bool:

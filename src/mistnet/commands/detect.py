@@ -16,8 +16,10 @@ DIR/<stem>-recon.png its reconstruction. For the whole call, DIR/detections.csv 
 box (image, x, y, side, score, class) and DIR/coco_results.json the COCO results
 list ({image_id, category_id, bbox [x, y, w, h], score}; bbox from the top-left corner of the
 top-left pixel, category_id = class index + 1), with DIR/coco_images.json mapping image ids to
-files and category ids to names (a COCO file with no annotations: pycocotools' COCO(...).loadRes
-reads the pair). --format picks among json, csv and coco (default all).
+files and category ids to names (a COCO file with no annotations: pycocotools'
+COCO(coco_images.json).loadRes(coco_results.json) reads the pair, except when no box passed
+--min-score: coco_results.json is then [], which loadRes cannot take). --format picks among
+json, csv and coco (default all).
 
 A box's score in [0, 1] is the heatmap mass inside its NMS window (about 1 for a clear instance;
 on a flat patch the NMS window's share of the softmax window: 0.54 for an 11x11 one in 15x15),

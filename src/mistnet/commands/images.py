@@ -42,14 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=integer,
         default=1,
         metavar="N",
-        help=f"crops per image, with --crop (at most {MAX_PER_IMAGE:,})",
+        help=f"crops per image, with --crop (default 1, at most {MAX_PER_IMAGE:,})",
     )
     colour = p.add_mutually_exclusive_group()
     colour.add_argument("--grey", action="store_true", help="one channel (default: detected)")
     colour.add_argument("--rgb", action="store_true", help="three channels (default: detected)")
-    p.add_argument("--val", type=number, default=0.1, metavar="F", help="validation fraction")
-    p.add_argument("--test", type=number, default=0.1, metavar="F", help="test fraction")
-    p.add_argument("--seed", type=integer, default=0, metavar="S", help="seeds the split and crops")
+    p.add_argument(
+        "--val", type=number, default=0.1, metavar="F", help="validation fraction (default 0.1)"
+    )
+    p.add_argument(
+        "--test", type=number, default=0.1, metavar="F", help="test fraction (default 0.1)"
+    )
+    p.add_argument(
+        "--seed", type=integer, default=0, metavar="S", help="seeds the split and crops (default 0)"
+    )
     add_max_pixels_argument(p)
     p.set_defaults(func=run)
 

@@ -536,7 +536,8 @@ def import_images(
 
     Args:
         src: folder searched recursively for PNG/JPEG/TIFF files.
-        out: new dataset directory (see :mod:`mistnet.data.store`).
+        out: new (or empty) dataset directory (see :mod:`mistnet.data.store`); a dataset
+            already there, an earlier import's included, is refused.
         labels: CSV of image-level class multisets (see the module docstring).
         boxes: CSV or COCO box file (see the module docstring).
         size: ``(H, W)`` to resize every image to.
