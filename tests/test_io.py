@@ -636,3 +636,43 @@ def test_an_old_output_that_cannot_be_removed_is_a_warning_and_removed_later(tmp
         with new_directory(tmp_path / "ds", "dataset", replace=True, own=("a dataset", ["*"])):
             pass
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+
+
+@pytest.mark.parametrize("at", ["aside", "in place", "trash"])
+def test_a_sigterm_while_an_output_is_swapped_acts_once_the_new_one_is_whole(
+    tmp_path, monkeypatch, at
+):
+    """Before: a SIGTERM as the old output was renamed aside left it there with nothing at
+    its place; one as the new output was renamed in failed to put the old one back onto it
+    ("Directory not empty", exit 2, kept for ever); one as the old one went to its trash name
+    left a half-removed temporary."""
+    import signal
+
+    import mistnet.setaside as setaside
+
+    create_directory(tmp_path / "ds", "dataset")
+    (tmp_path / "ds" / "a.txt").write_text("old")
+    real = {"rename": os.rename, "rename_new": setaside.rename_new}
+
+    def rename(src, dst):  # the old output: aside (first), then to its trash name
+        real["rename"](src, dst)
+        if (at == "aside" and str(dst).endswith(".aside")) or (
+            at == "trash" and str(src).endswith(".aside")
+        ):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def rename_new(src, dst):
+        real["rename_new"](src, dst)
+        if at == "in place":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(setaside.os, "rename", rename)
+    monkeypatch.setattr(setaside, "rename_new", rename_new)
+    own = ("a dataset", [".mistnet", "a.txt"])
+    with pytest.raises(BaseException, match="SIGTERM"):
+        with signals_as_exceptions():
+            with new_directory(tmp_path / "ds", "dataset", replace=True, own=own) as tmp:
+                (tmp / "a.txt").write_text("new")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["ds"]  # no .aside, no .tmp
+    assert (tmp_path / "ds" / "a.txt").read_text() == "new"

@@ -139,8 +139,9 @@ def replacing(slots: Iterable[tuple[Path, Own | Mine]]) -> Iterator[None]:
                 _put_back(old, path)
             _remove_each(made)
         raise
-    for path, old in moved:
-        _discard(old, path)
+    with deferred_signals():  # a signal halfway through left a half-removed temporary
+        for path, old in moved:
+            _discard(old, path)
 
 
 def _remove_each(paths: list[Path]) -> None:
@@ -187,16 +188,22 @@ def _discard(old: Path, path: Path) -> None:
 
 def swap_in(tmp: Path, target: Path, own: Own | None) -> None:
     """Put ``tmp`` in the place of the directory ``target``, then remove the old one (which
-    holds only ``own``'s entries, see :func:`_aside`)."""
-    old = _aside(target, own)
-    try:
-        take_mode(tmp, old)  # a private or group-shared output stays so
-        rename_new(tmp, target)
-    except BaseException:
-        with deferred_signals():
+    holds only ``own``'s entries, see :func:`_aside`).
+
+    Signals are held from the old one's set-aside to its removal, then acted on: a SIGTERM or
+    Ctrl-C between the renames left the old output set aside with nothing at ``target``, or,
+    once the new one was in place, failed to put it back ("Directory not empty", exit 2, kept
+    for ever), and one during the removal left a half-removed temporary.
+    """
+    with deferred_signals():
+        old = _aside(target, own)
+        try:
+            take_mode(tmp, old)  # a private or group-shared output stays so
+            rename_new(tmp, target)
+        except BaseException:
             _put_back(old, target)
-        raise
-    _discard(old, target)
+            raise
+        _discard(old, target)
 
 
 def is_set_aside(path: Path) -> bool:
