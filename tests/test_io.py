@@ -676,3 +676,48 @@ def test_a_sigterm_while_an_output_is_swapped_acts_once_the_new_one_is_whole(
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["ds"]  # no .aside, no .tmp
     assert (tmp_path / "ds" / "a.txt").read_text() == "new"
+
+
+_UNDER_A_UMASK = """
+import os, sys
+os.umask(int(sys.argv[1], 8))
+from mistnet.cli import main
+sys.exit(main(["data", "make", "mnist-hard", "--out", "d", "--n-train", "4", "--n-val", "2",
+               "--n-test", "2"]))
+"""
+
+
+def test_a_umask_without_the_owners_bits_leaves_no_unreadable_temporary():
+    """Before: under ``umask 777`` the temporary output was made mode 000; rmtree could not
+    open it, so it stayed, and every later command writing there ended naming it
+    (".d.PID.HEX.tmp/.mistnet: Permission denied"). Root reads anything: run as nobody."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import mistnet
+
+    work = Path(tempfile.mkdtemp(prefix="mist-umask-", dir="/tmp"))
+    try:
+        work.chmod(0o777)
+        user = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+        env = {**os.environ, "PYTHONPATH": str(Path(mistnet.__file__).parents[1])}
+
+        def make(umask: str) -> subprocess.CompletedProcess:
+            argv = [sys.executable, "-c", _UNDER_A_UMASK, umask]
+            return subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, **user)
+
+        try:
+            first = make("777")
+        except PermissionError as exc:  # the interpreter under a folder only root may enter
+            pytest.skip(f"another user cannot run this interpreter: {exc}")
+        if "ModuleNotFoundError" in first.stderr or "Permission denied: '/" in first.stderr:
+            pytest.skip(f"another user cannot read this checkout: {first.stderr[-200:]}")
+        assert first.returncode == 2 and "Permission denied" in first.stderr, first.stderr
+        assert os.listdir(work) == []  # no .d.PID.HEX.tmp left
+        second = make("022")
+        assert second.returncode == 0, second.stderr
+        assert os.listdir(work) == ["d"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

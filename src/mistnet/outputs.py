@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -276,7 +277,7 @@ def discard_new(
     (``created``, :func:`open_output`'s), else what it added of its ``own`` entries
     (:func:`remove_added`)."""
     if created:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_made(Path(directory))
         remove_empty(created[1:])
     else:
         remove_added(directory, before, own)
@@ -316,13 +317,24 @@ def new_directory(
         else:
             rename_new(tmp, target)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_made(tmp)
         remove_empty(created)
         if str(exc.filename or tmp).startswith(str(tmp)):
             # A full disk or a size limit while writing: name the target, not the temporary.
             raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_made(tmp)
         remove_empty(created)
         raise
+
+
+def _remove_made(directory: Path) -> None:
+    """Remove ``directory``, which this command made, even where it cannot read it: under a
+    umask without the owner's bits (``umask 777``) it was made mode 000, which ``rmtree``
+    cannot open, and it stayed, blocking every later command writing there."""
+    shutil.rmtree(directory, ignore_errors=True)
+    if directory.is_dir() and not directory.is_symlink():
+        with contextlib.suppress(OSError):
+            directory.chmod(0o700)  # ours: opened to be removed
+            shutil.rmtree(directory, ignore_errors=True)
