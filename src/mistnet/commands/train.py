@@ -61,8 +61,9 @@ def register(subparsers) -> None:
         "--max-minutes",
         type=number,
         metavar="M",
-        help="stop after M minutes of this invocation (with --resume: M more minutes; "
-        "default: no cap)",
+        help="stop training after M minutes of this invocation (with --resume: M more "
+        "minutes; default: no cap); a last validation (train.val_batches of the validation "
+        "split, 0: all of it) and the checkpoints follow, outside the M minutes",
     )
     add_compute_arguments(p)
     p.add_argument(
