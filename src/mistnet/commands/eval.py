@@ -4,7 +4,9 @@ Examples::
 
     mist eval runs/classify                               # the run's own data, test split
     mist eval runs/classify --data data/mnist-hard --split test --json results/table2.json
-    mist eval --model mnist-hard-classifier --data data/mnist-hard   # a pretrained model
+    mist eval --model mnist-hard-classifier --data data/t10k   # a pretrained model, on
+        # scenes of t10k digits (mist data make ... --digits mnist): the embedded digits are
+        # in the training pool the shipped models learnt from
     mist eval runs/classify --data mnist-hard --per-image-k   # generator: run's seed and n_test
 """
 
