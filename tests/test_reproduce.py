@@ -334,6 +334,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
         result = mist(capsys, "reproduce", table, *base, "--out", tmp_path / "b", "--svhn", "nope")
         assert_user_error(result, "--svhn nope: no such directory")
     assert not (tmp_path / "b").exists()
+    (tmp_path / "svhn.tar").write_bytes(b"")  # Before: "no such directory", though it exists
+    result = mist(capsys, "reproduce", "table1", *base, "--out", tmp_path / "b", "--svhn",
+                  tmp_path / "svhn.tar")  # fmt: skip
+    assert_user_error(result, "svhn.tar: a file, not a directory")
     (tmp_path / "half" / "train").mkdir(parents=True)
     assert_user_error(
         mist(

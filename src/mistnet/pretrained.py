@@ -287,7 +287,7 @@ def package(
         raise MistError("--command is empty; give the command that trained the run")
     printable(command, "--command", "give the command on one line (mist models prints it)")
     cfg, model, ckpt = Run(run).load("best")
-    record = _eval_record(Path(metrics or Path(run) / "eval-test.json"), run, ckpt)
+    record = _eval_record(Path(metrics or Path(run) / "eval-test.json"), run, ckpt, metrics)
     card = Card(
         name=name,
         metrics=record["metrics"],
@@ -321,10 +321,15 @@ def package(
     return target
 
 
-def _eval_record(path: Path, run: str | os.PathLike, ckpt: Checkpoint) -> dict[str, Any]:
+def _eval_record(
+    path: Path, run: str | os.PathLike, ckpt: Checkpoint, given: object = None
+) -> dict[str, Any]:
     """The ``mist eval`` record at ``path``, once it is checked to be of ``run``'s ``ckpt``
-    (a record inside the run is the run's; another must say it measured this run)."""
+    (a record inside the run is the run's; another must say it measured this run). ``given``:
+    the ``--metrics`` the user named (a typo there was told to run mist eval)."""
     if not path.exists():
+        if given is not None:
+            raise MistError(f"--metrics {path} does not exist; name the record mist eval wrote")
         raise MistError(f"{path} does not exist; run mist eval on the run first")
     record = read_json(path)
     keys = ("metrics", "data", "split", "images", "k", "step", "checkpoint")

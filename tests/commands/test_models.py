@@ -259,6 +259,10 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     stale = tmp_path / "eval.json"
     record = json.loads((run / "eval-test.json").read_text())
     stale.write_text(json.dumps({**record, "step": 5}))
+    # Before: a mistyped --metrics was told "run mist eval on the run first"
+    typo = ["models", "package", run, "--command", COMMAND, "--out", tmp_path, "--name", NAME]
+    assert_user_error(mist(capsys, *typo, "--metrics", tmp_path / "eval-tst.json"),
+                      "eval-tst.json does not exist; name the record mist eval wrote")  # fmt: skip
     package = ["models", "package", run, "--command", COMMAND, "--out", tmp_path]
     assert_user_error(
         mist(capsys, *package, "--name", NAME, "--metrics", stale), "step 5", "mist eval"

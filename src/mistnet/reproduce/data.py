@@ -299,7 +299,8 @@ def svhn_usable(svhn: str | Path) -> Path:
     """
     root = Path(svhn)
     if not root.is_dir():
-        raise MistError(f"--svhn {svhn}: no such directory")
+        what = "a file, not a directory" if root.exists() else "no such directory"
+        raise MistError(f"--svhn {svhn}: {what}")
     for sub in ("train", "test"):
         if not (root / sub / "digitStruct.mat").is_file():
             raise MistError(
