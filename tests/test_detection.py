@@ -23,8 +23,9 @@ from mistnet.detection import (
     read_image,
     window_starts,
 )
+from mistnet.models.heatmap import HeatmapNet
 from mistnet.models.mist import MIST
-from mistnet.models.patch import PatchClassifier
+from mistnet.models.patch import PatchAutoencoder, PatchClassifier
 
 
 def peak_model(k: int = 4, side: float = 20.0, sure: bool = True) -> MIST:
@@ -333,3 +334,17 @@ def test_the_shipped_auto_encoder_finds_nothing_in_a_flat_image(fill):
     assert len(found.boxes) == 0
     (all_k,) = model.predict(torch.full((1, 80, 80), fill), min_score=0)
     assert len(all_k.boxes) == 9 and torch.allclose(all_k.scores, torch.tensor(flat), atol=1e-5)
+
+
+def test_the_default_cut_stays_below_the_scores_an_nms_window_as_wide_as_the_softmax_gives():
+    """Before: nms_window = softmax_window made the cut 1.0, above every score (0.999999 in
+    float32): mist detect kept no box, "9 below --min-score 1"."""
+    model = MIST(
+        HeatmapNet(1, width=4, depth=1),
+        PatchAutoencoder(1, patch_size=8, base_width=2, levels=2, blocks=1),
+        task="reconstruct", k=3, sides=(10.0,), patch_size=8, nms_window=15, softmax_window=15,
+    )  # fmt: skip
+    assert default_min_score(model) == 0.9
+    with torch.no_grad():
+        scores = model(torch.rand(1, 1, 40, 40), 3).scores
+    assert bool((scores >= default_min_score(model)).all())

@@ -86,10 +86,10 @@ def default_min_score(model: PatchModel) -> float:
 
     A classifier's: :data:`CLASSIFIER_MIN_SCORE`. An auto-encoder's: :data:`DEFAULT_MIN_SCORE`,
     or a tenth of the way from a flat patch's score ``f = (nms_window / softmax_window)**2``
-    to 1 where that is higher: the presets' 11x11 NMS window in a 15x15 softmax window gives a
-    flat patch (a blank image) 0.54, above 0.5, so the shipped auto-encoder found 9 objects in
-    a blank image; its cut is 0.58, which kept 99 % of its true detections on validation
-    scenes (RESULTS.md).
+    to 1 where that is higher, at most 0.9: the presets' 11x11 NMS window in a 15x15 softmax
+    window gives a flat patch (a blank image) 0.54, above 0.5, so the shipped auto-encoder
+    found 9 objects in a blank image; its cut is 0.58, which kept 99 % of its true detections
+    on validation scenes (RESULTS.md).
     """
     _require_model(model)
     if model.task == "classify":
@@ -98,7 +98,9 @@ def default_min_score(model: PatchModel) -> float:
     if nms is None or window is None:  # the baselines: no window mass
         return DEFAULT_MIN_SCORE
     flat = min(nms / window, 1.0) ** 2
-    return max(DEFAULT_MIN_SCORE, round(flat + (1 - flat) / 10, 2))
+    # at most 0.9: an NMS window of about the softmax window's size scores every pixel near 1
+    # (equal sizes: a cut of 1.0 dropped every detection, scored 0.999999 in float32)
+    return min(max(DEFAULT_MIN_SCORE, round(flat + (1 - flat) / 10, 2)), 0.9)
 
 
 @dataclass
