@@ -657,6 +657,8 @@ def test_resume_refuses_a_config_json_edited_since_the_last_checkpoint(tmp_path)
         ("record", "data_manifest", "sha256:0123456789abcdef"),
         # Before: taken for a moved folder: a warm start recorded for a run trained from scratch
         ("train", "init_from", str(tmp_path / "other")),
+        # ... and a dataset named for a run whose scenes were generated
+        ("data", "path", str(tmp_path)),
     ):
         edited = copy.deepcopy(saved)
         edited[section][key] = value
@@ -1120,3 +1122,24 @@ def test_training_and_evaluation_keep_out_the_callers_autocast(tmp_path):
         evaluate_run(plain.path, split="val", meters=[meters[1]])
     assert meters[0].seen[0].dtype == torch.float32
     assert all(torch.equal(a, b) for a, b in zip(*(m.seen for m in meters), strict=True))
+
+
+def test_a_path_key_may_name_another_folder_only_where_the_first_is_gone(tmp_path):
+    """Before: any folder-to-folder edit of ``train.init_from`` passed as a move, so a run
+    warm-started from ``a`` was resumed recording ``b`` (which still existed) as its start."""
+    first = tiny_run_config("train.steps=2")
+    loop.train(first, tmp_path / "a", progress=False)
+    loop.train(copy.deepcopy(first), tmp_path / "b", progress=False)
+    cfg = tiny_run_config("train.steps=2", f"train.init_from='{tmp_path / 'a'}'")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    saved = json.loads(run.config.read_text())
+    longer = apply_overrides(copy.deepcopy(cfg), ["train.steps=4"])
+    saved["train"]["init_from"] = str(tmp_path / "b")
+    run.config.write_text(json.dumps(saved))
+    with pytest.raises(MistError, match=r"train.init_from is .*b. but best.safetensors was"):
+        loop.train(longer, run.path, resume=True, progress=False)
+    (tmp_path / "a").rename(tmp_path / "a-moved")  # gone: the edit follows a move
+    saved["train"]["init_from"] = str(tmp_path / "a-moved")
+    run.config.write_text(json.dumps(saved))
+    assert loop.train(longer, run.path, resume=True, progress=False)["steps"] == 4

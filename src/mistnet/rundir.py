@@ -84,6 +84,17 @@ RUN_FILES = (
 )
 
 
+def _moved(key: str, was: str, value: str) -> bool:
+    """Whether the path key ``key`` going from ``was`` (a checkpoint's) to ``value`` (the
+    config's) is a move: from a folder to a folder, the first no longer there or the same
+    place. Else the config names what the run did not train with: init_from "" -> a run (a
+    warm start recorded for a run trained from scratch), from one run to another that is
+    still there, other digits named (embedded -> mnist), a dataset named for a generator's."""
+    if not (is_folder(key, was) and is_folder(key, value)):
+        return False
+    return not os.path.lexists(was) or Path(was).resolve() == Path(value).resolve()
+
+
 class Run:
     """Paths of a run directory, and the reading and writing of its log."""
 
@@ -305,13 +316,16 @@ class Run:
                 # empty on either side passed: names added to a run of unnamed classes, a
                 # digest blanked to resume on other data.)
                 unrecorded = section == "record" and key not in recorded
-                # a folder moved, a run trained further; not a folder named where there was
-                # none (init_from "" -> x: a warm start recorded for a run trained from
-                # scratch), nor other digits named (embedded -> mnist). data.path may be
-                # emptied: the record's dataset digest says what the run needs then
+                # a run trained further, a folder moved (or a dataset's path emptied: the
+                # record's digest says what the run needs then)
                 free_here = (section, key) == ("train", "steps") or (
                     (section, key) in paths
-                    and (key == "path" or is_folder(key, was) and is_folder(key, value))
+                    and (
+                        _moved(key, was, value)
+                        or key == "path"
+                        and is_folder(key, was)
+                        and not value
+                    )
                 )
                 if not unrecorded and not free_here and was != value:
                     raise MistError(
