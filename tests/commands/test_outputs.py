@@ -608,6 +608,14 @@ def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny
     assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
     assert entries_under(tmp_path) == before
     assert mist(capsys, "eval", archived.rename(tmp_path / "run2"), "--json", out)[0] == 0
+    # Before: a deleted run's record was replaced by any run of its folder name (exp1/run2)
+    (tmp_path / "exp1").mkdir()
+    namesake = shutil.copytree(tiny_run, tmp_path / "exp1" / "run2")
+    shutil.rmtree(tmp_path / "run2")
+    before = entries_under(tmp_path)
+    result = mist(capsys, "eval", namesake, "--json", out, "--threads", "1")
+    assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
+    assert entries_under(tmp_path) == before
 
 
 @case

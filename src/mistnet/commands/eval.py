@@ -82,10 +82,10 @@ def _within(path: Path, directory: str | None) -> bool:
 def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
     """Whether ``path`` is a metrics file of ``mist eval`` of ``run``: any record ``inside`` the
     run's own directory (which may have been moved or copied since it was written); else one
-    whose ``run_dir`` is the run's, or names no run directory any more and ends in the run's
-    folder name (moved, with its records: this run, perhaps; one of another name was another
-    run's, whose metrics may exist nowhere else); a record of an earlier version has only
-    ``run``, as given then: taken from here; of a pretrained model, one naming it."""
+    whose ``run_dir`` is the run's (a record of a run moved or deleted since is not taken for
+    this one's, even of its folder name: its metrics may exist nowhere else); a record of an
+    earlier version has only ``run``, as given then: taken from here; of a pretrained model,
+    one naming it."""
     doc = read_record(path)
     if doc is None:
         return False
@@ -95,11 +95,8 @@ def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
     if not Path(run).is_dir():
         return named == run  # a pretrained model's name
     recorded = doc.get("run_dir")
-    if isinstance(recorded, str):  # this run, or one no longer there (moved: this one, maybe)
-        here = Path(run).resolve()
-        return Path(recorded) == here or (
-            not Path(recorded).is_dir() and Path(recorded).name == here.name
-        )
+    if isinstance(recorded, str):  # this run; a record of a run gone since may be its only copy
+        return Path(recorded) == Path(run).resolve()
     return Path(named).resolve() == Path(run).resolve()
 
 
