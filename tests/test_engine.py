@@ -512,7 +512,7 @@ def test_runs_with_a_moving_average_validate_load_and_resume_with_it(tmp_path):
 
 
 def test_a_second_train_into_a_locked_run_directory_stops_with_one_line(tmp_path):
-    from mistnet.io import exclusive_lock
+    from mistnet.locks import exclusive_lock
     from mistnet.outputs import create_directory
 
     run = tmp_path / "run"

@@ -14,16 +14,15 @@ import pytest
 
 from mistnet.errors import MistError, MistWarning
 from mistnet.io import (
-    LOCK,
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    exclusive_lock,
     json_text,
     remove_stale_temporaries,
     temporary_sibling,
 )
+from mistnet.locks import LOCK, exclusive_lock
 from mistnet.outputs import (
     check_outside,
     claim_output,

@@ -895,7 +895,7 @@ def test_a_shared_data_root_waits_for_the_other_reproduction_then_reuses(tmp_pat
     dataset, then reuses it (before: it failed with "already holds a dataset; remove it")."""
     import threading
 
-    from mistnet.io import exclusive_lock
+    from mistnet.locks import exclusive_lock
     from mistnet.reproduce.data import _prepare, prepare
 
     budget, first, second = BUDGETS["smoke"], [], []

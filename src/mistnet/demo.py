@@ -43,7 +43,8 @@ from mistnet.data.store import DATASET_FILES, claim_dataset
 from mistnet.errors import MistError, say
 from mistnet.evaluation import evaluate_run, read_record
 from mistnet.extras import matplotlib_missing
-from mistnet.io import atomic_write_json, exclusive_lock, json_text
+from mistnet.io import atomic_write_json, json_text
+from mistnet.locks import exclusive_lock
 from mistnet.loop import train
 from mistnet.outfiles import written_json, written_png
 from mistnet.outputs import claim_output, discard_new, entries, open_output, writing_inside

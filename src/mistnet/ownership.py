@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mistnet.errors import MistError
-from mistnet.io import a_file, is_temporary, lock_holder
+from mistnet.io import a_file, is_temporary
+from mistnet.locks import lock_holder
 from mistnet.markers import MARKER
 
 

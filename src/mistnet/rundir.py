@@ -28,7 +28,8 @@ from mistnet.configupgrade import upgrade
 from mistnet.data.runs import manifest_digest
 from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
-from mistnet.io import LOCK, atomic_write_text, exclusive_lock, json_text
+from mistnet.io import atomic_write_text, json_text
+from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import MARKER
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_to_load

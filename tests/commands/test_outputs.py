@@ -27,7 +27,7 @@ from PIL import Image
 from mistnet import cli, pretrained
 from mistnet.data import store
 from mistnet.demo import CHILDREN
-from mistnet.io import exclusive_lock
+from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, output_kind
 from mistnet.outputs import create_directory, writing_inside
 

@@ -81,7 +81,8 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError, say
-from mistnet.io import atomic_write_text, exclusive_lock, json_text, require_short_name
+from mistnet.io import atomic_write_text, json_text, require_short_name
+from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, mark
 from mistnet.models.mist import GridMIST
 from mistnet.outputs import claim_output, new_directory

@@ -21,7 +21,8 @@ from mistnet.config import Config
 from mistnet.detection import clipped_corners, default_min_score
 from mistnet.errors import MistError
 from mistnet.imagefile import scaled_size
-from mistnet.io import LOCK, atomic_write_text, json_text
+from mistnet.io import atomic_write_text, json_text
+from mistnet.locks import LOCK
 from mistnet.markers import MARKER, marked_files
 from mistnet.models.mist import MIST, GridMIST
 from mistnet.viz.canvas import made_by_mistnet

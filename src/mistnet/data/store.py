@@ -35,7 +35,8 @@ from torch.utils.data import Dataset
 from mistnet.data.dataset import SceneDataset, scene_index, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import ArgumentError, DataError, unprintable
-from mistnet.io import LOCK, exclusive_lock, json_text
+from mistnet.io import json_text
+from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import MARKER
 from mistnet.outputs import claim_output, new_directory
 from mistnet.ownership import require_only_own

@@ -49,7 +49,8 @@ from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, DataError, MistError, say
 from mistnet.extras import require_matplotlib
-from mistnet.io import atomic_write_json, exclusive_lock
+from mistnet.io import atomic_write_json
+from mistnet.locks import exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
 from mistnet.reproduce.data import check_datasets, data_dir, prepare, svhn_usable

@@ -30,7 +30,7 @@ from mistnet.data.official import export_official, import_official
 from mistnet.data.store import is_dataset, load_split, read_manifest
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
-from mistnet.io import LOCK, exclusive_lock
+from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import output_kind
 from mistnet.reproduce.plan import Budget
 
