@@ -681,13 +681,14 @@ _UNDER_A_UMASK = """
 import os, sys
 os.umask(int(sys.argv[1], 8))
 from mistnet.cli import main
-sys.exit(main(["data", "make", "mnist-hard", "--out", "d", "--n-train", "4", "--n-val", "2",
-               "--n-test", "2"]))
+sys.exit(main(["data", "make", "mnist-hard", "--out", sys.argv[2], "--n-train", "4",
+               "--n-val", "2", "--n-test", "2"]))
 """
 
 
 def test_a_umask_without_the_owners_bits_leaves_no_unreadable_temporary():
-    """Before: under ``umask 777`` the temporary output was made mode 000; rmtree could not
+    """Before: under ``umask 777`` the temporary output (and a parent made for it) was made
+    mode 000; rmtree could not
     open it, so it stayed, and every later command writing there ended naming it
     (".d.PID.HEX.tmp/.mistnet: Permission denied"). Root reads anything: run as nobody."""
     import shutil
@@ -703,8 +704,8 @@ def test_a_umask_without_the_owners_bits_leaves_no_unreadable_temporary():
         user = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
         env = {**os.environ, "PYTHONPATH": str(Path(mistnet.__file__).parents[1])}
 
-        def make(umask: str) -> subprocess.CompletedProcess:
-            argv = [sys.executable, "-c", _UNDER_A_UMASK, umask]
+        def make(umask: str, out: str = "d") -> subprocess.CompletedProcess:
+            argv = [sys.executable, "-c", _UNDER_A_UMASK, umask, out]
             return subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, **user)
 
         try:
@@ -715,6 +716,8 @@ def test_a_umask_without_the_owners_bits_leaves_no_unreadable_temporary():
             pytest.skip(f"another user cannot read this checkout: {first.stderr[-200:]}")
         assert first.returncode == 2 and "Permission denied" in first.stderr, first.stderr
         assert os.listdir(work) == []  # no .d.PID.HEX.tmp left
+        # Before: the parent made for pl/a/d, mode 000, stayed and refused every later call
+        assert make("777", "pl/a/d").returncode == 2 and os.listdir(work) == []
         second = make("022")
         assert second.returncode == 0, second.stderr
         assert os.listdir(work) == ["d"]

@@ -193,7 +193,12 @@ def make_parents(directory: Path) -> list[Path]:
         d = d.parent
     if not d.is_dir():
         raise MistError(f"{d} is not a directory; nothing can be written inside it")
-    directory.mkdir(parents=True, exist_ok=True)
+    for n, d in enumerate(reversed(missing)):  # from the top: a failure takes back its own
+        try:  # (under umask 777 a parent made mode 000 refused the next; it stayed)
+            d.mkdir(exist_ok=True)
+        except OSError:
+            remove_empty(missing[len(missing) - n :])
+            raise
     return missing
 
 
