@@ -122,7 +122,9 @@ class Card:
 def _number(value: object) -> bool:
     """A finite number: a card's NaN is written null (a NaN or Infinity read back from the
     JSON failed ``int()`` in the count check, an internal error of ``mist models``)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # an int of 400 digits: no float
 
 
 def card_problem(card: dict[str, Any]) -> str | None:

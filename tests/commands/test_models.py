@@ -326,6 +326,8 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         ({"images": 10**30}, f"images is {10**30}, not a count"),
         ({"metrics": {"n_instances": 36.5}}, "metrics['n_instances'] is 36.5, not a count"),
         ({"metrics": {"n_images": 10**6}}, "metrics['n_images'] is 1000000 but images"),
+        # Before: an internal error, "int too large to convert to float"
+        ({"metrics": {"both": 10**400}}, "metrics['both'] is 1000"),
         ({"step": "4"}, "step is '4', not a count"),
     ],
 )
