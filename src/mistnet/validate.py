@@ -128,20 +128,29 @@ def _mode(path: Path, missing: str) -> int:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def require_npz(path: Path, what: str) -> None:
-    """Refuse ``path`` unless it begins as a zip archive (an ``.npz``) does: ``np.load`` reads
-    a ``.npy`` array as one (an array, where an archive was expected: a TypeError deep in the
-    reader) and calls any other bytes pickled, advising ``pickle.load``. ``what`` names the
-    file's role (``"split file"``).
+def require_numpy_file(path: Path, what: str, archive: bool = True) -> None:
+    """Refuse ``path`` unless it begins as an ``.npz`` (a zip archive; ``archive``) or a
+    ``.npy`` array does, before ``np.load`` reads it: that reads either kind whatever the
+    name (an array where an archive was expected: a TypeError deep in the reader) and calls
+    any other bytes pickled, advising ``pickle.load``. ``what`` names the file's role
+    (``"split file"``).
 
     Raises:
         DataError: naming the file and what it begins as.
     """
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if not head.startswith(b"PK"):
-        kind = "a .npy array" if head.startswith(b"\x93NUMPY") else "no zip archive"
-        raise DataError(f"{path}: not a {what} ({kind}; an .npz archive expected)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:  # unreadable: a raw PermissionError from the Python API
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    npy, npz = head.startswith(b"\x93NUMPY"), head.startswith(b"PK")
+    if (npz, npy) != (archive, not archive):
+        kind = {(True, False): "an .npz archive", (False, True): "a .npy array"}.get((npz, npy))
+        if kind is None:
+            other = "no zip archive" if archive else "no .npy header"
+            kind = "pickled Python objects" if head[:1] == b"\x80" else other
+        expected = "an .npz archive" if archive else "a .npy array"
+        raise DataError(f"{path}: not a {what} ({kind}; {expected} expected)")
 
 
 def regular_file(path: str | os.PathLike) -> Path:

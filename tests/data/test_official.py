@@ -150,6 +150,15 @@ def huge_radius(off):
     np.save(off / "train_keypoints.npy", kp)
 
 
+def text_keypoints(off):
+    (off / "train_keypoints.npy").write_text("hello world\n")
+
+
+def archive_keypoints(off):
+    np.savez(off / "k.npz", kp=np.load(off / "train_keypoints.npy"))
+    (off / "k.npz").replace(off / "train_keypoints.npy")
+
+
 def listed_twice(off):
     lines = (off / "train.txt").read_text().splitlines()
     (off / "train.txt").write_text(f"{lines[0]}\n{lines[0]}\n")
@@ -172,6 +181,10 @@ def valid_without_its_list(off):
         (latin1_labels, r"train_labels.txt: not UTF-8 text \(byte 3 is 0xe9\); save it as UTF-8$"),
         (latin1_list, r"train.txt: not UTF-8 text"),
         (string_keypoints, r"train_keypoints.npy: keypoints must be numbers, got <U1"),
+        # Before: "corrupt keypoints file (This file contains pickled (object) data ...
+        # pickle.load())"; "keypoints must be numbers, got NpzFile"
+        (text_keypoints, r"keypoints.npy: not a keypoints file \(no .npy header; a .npy array"),
+        (archive_keypoints, r"keypoints.npy: not a keypoints file \(an .npz archive; a .npy arr"),
         (nan_keypoint, r"train_keypoints.npy: keypoints holds 1 NaN or infinite values"),
         (zero_radius, r"train_keypoints.npy: every radius .* must be > 0"),
         (negative_label, r"train_labels.txt line 1: label -\d+ is not a class id"),

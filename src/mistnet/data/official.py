@@ -46,6 +46,7 @@ from mistnet.validate import (
     regular_file,
     require_finite,
     require_float32,
+    require_numpy_file,
     too_large_array,
 )
 
@@ -297,6 +298,7 @@ def _class_id(text: str, where: str) -> int:
 
 def _read_keypoints(path: Path) -> np.ndarray:
     """A ``<mode>_keypoints.npy``: finite numbers, never unpickled."""
+    require_numpy_file(path, "keypoints file", archive=False)  # text: "pickled ... pickle.load()"
     try:
         kp = np.load(path, allow_pickle=False)
     except MemoryError as exc:

@@ -51,7 +51,7 @@ from mistnet.validate import (
     regular_file,
     require_directory,
     require_finite,
-    require_npz,
+    require_numpy_file,
     too_large_array,
 )
 
@@ -437,7 +437,7 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
             f"{path}: split {split!r} not in this dataset (have: {', '.join(have) or 'none'})"
         )
     regular_file(own_file(path, "dataset directory"))  # a folder, FIFO or broken link: said so
-    require_npz(path, "split file")
+    require_numpy_file(path, "split file")
     try:
         with np.load(path, allow_pickle=False) as z:
             twice = sorted({k for k in z.files if z.files.count(k) > 1})
