@@ -171,7 +171,7 @@ def test_make_with_idx_digits(capsys, tmp_path):
             "nodigits: not a directory",
         ),
         (("make", "svhn", "--out", "{tmp}/x"), "svhn needs --svhn"),
-        (("make", "svhn", "--out", "{tmp}/x", "--svhn", "{tmp}/nosvhn"), "missing SVHN folder"),
+        (("make", "svhn", "--out", "{tmp}/x", "--svhn", "{tmp}/nosvhn"), "nosvhn does not exist"),
         (("show", "{tmp}/nodata", "--out", "{tmp}/g.png"), "no such dataset directory"),
         (("show", "mnist-hard", "--split", "dev", "--out", "{tmp}/g.png"), "split must be one of"),
         (("export-official", "{tmp}/nodata", "{tmp}/x"), "no such dataset directory"),
@@ -181,6 +181,23 @@ def test_make_with_idx_digits(capsys, tmp_path):
 def test_error_paths(capsys, tmp_path, argv, match):
     argv = [a.format(tmp=tmp_path) if isinstance(a, str) else a for a in argv]
     _assert_user_error(capsys, tmp_path, *argv, match=match)
+
+
+def test_a_file_where_a_folder_is_read_is_named_a_file(capsys, tmp_path):
+    """Before: "FILE: no such directory" (import-images, import-official), "FILE/train:
+    missing SVHN folder", and a folder given as --labels "unknown labels format"."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "imgs").mkdir()
+    Image.new("L", (20, 20)).save(tmp_path / "imgs" / "a.png")
+    file = tmp_path / "notes.txt"
+    for argv, match in [
+        (("import-images", file, "--out", tmp_path / "x"), "notes.txt: a file, not a folder of images"),
+        (("import-official", file, tmp_path / "x"), "notes.txt: a file, not a folder in the official layout"),
+        (("make", "svhn", "--out", tmp_path / "x", "--svhn", file), "notes.txt: a file, not a folder of SVHN"),
+        (("import-images", tmp_path / "imgs", "--out", tmp_path / "x", "--labels", tmp_path / "imgs"),
+         "imgs: a directory, not a labels file"),
+    ]:  # fmt: skip
+        _assert_user_error(capsys, tmp_path, *argv, match=match)
 
 
 def test_an_unknown_name_is_one_short_line_with_the_closest_names(capsys, tmp_path):

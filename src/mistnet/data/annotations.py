@@ -136,6 +136,8 @@ def read_labels(path: str | os.PathLike, root: Path, images: list[Path]) -> dict
             ``root``, or an image without a row.
     """
     path = Path(path)
+    if path.is_dir():  # was "unknown labels format"
+        raise DataError(f"{path}: a directory, not a labels file (a CSV file filename,labels)")
     if path.suffix.lower() != ".csv":
         raise DataError(f"{path}: unknown labels format (a CSV file filename,labels)")
     resolve = _resolver(root, images, str(path))

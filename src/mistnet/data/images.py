@@ -55,7 +55,7 @@ from mistnet.imagefile import (
     image_format,
     open_image,
 )
-from mistnet.validate import regular_file, require_finite
+from mistnet.validate import regular_file, require_directory, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
@@ -75,9 +75,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
             to a file outside it, to one of its images or to nowhere, a FIFO (or other
             special file) named like an image, or no image.
     """
-    root = Path(src)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory")
+    root = require_directory(src, "folder of images")  # a file there was "no such directory"
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found

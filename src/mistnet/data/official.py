@@ -44,6 +44,7 @@ from mistnet.validate import (
     NUMPY_READ_ERRORS,
     inside,
     regular_file,
+    require_directory,
     require_finite,
     require_float32,
     require_numpy_file,
@@ -254,8 +255,7 @@ def _modes(root: Path) -> dict[str, str]:
         DataError: ``root`` is no directory, holds no list (no official layout), or holds a
             mode's labels or keypoints without its list (the mode would be dropped silently).
     """
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory")
+    require_directory(root, "folder in the official layout")  # a file: "no such directory"
     modes = {s: m for s, m in OFFICIAL_MODES.items() if (root / f"{m}.txt").exists()}
     if not modes:
         raise DataError(f"{root}: no train.txt, valid.txt or test.txt (not an official layout)")

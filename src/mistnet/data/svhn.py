@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from mistnet.errors import DataError
 from mistnet.imagefile import open_image
-from mistnet.validate import inside, require_float32
+from mistnet.validate import inside, require_directory, require_float32
 
 SVHN_HEIGHT = 60
 SVHN_WIDTH = 240
@@ -192,7 +192,7 @@ def load_svhn(
     Returns:
         ``{"train": arrays, "val": arrays, "test": arrays}`` (each as :func:`load_svhn_split`).
     """
-    root = Path(directory)
+    root = require_directory(directory, "folder of SVHN")  # a file: "FILE/train: missing"
     for sub in ("train", "test"):
         if not (root / sub).is_dir():
             raise DataError(f"{root / sub}: missing SVHN folder (expected train/ and test/)")
