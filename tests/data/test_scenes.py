@@ -411,6 +411,10 @@ def _hard_with(**kw):
     [
         # gabor: 2.5 and True were 2 and 1 impulses, None a bare '<' TypeError, 10**12 failed
         # (or swapped) making its scenes, a = 1e-5 a 298 GiB MemoryError naming nothing
+        # a = 1e300 made NaN scenes, amplitude = 1e300 scenes of inf
+        (lambda: build_generator("gabor", a=1e300), DataError, r"^a=1e\+300 and amplitude=0.5 give a texture beyond float32"),
+        (lambda: build_generator("gabor", amplitude=1e300), DataError, "amplitude=1e\\+300 give a texture beyond"),
+        (lambda: build_generator("gabor", omega=float("nan")), DataError, "^omega must be a finite number, got nan$"),
         (lambda: build_generator("gabor", count=2.5), TypeError, r"^count must be an integer, got 2\.5"),
         (lambda: build_generator("gabor", count=True), TypeError, "^count must be an integer, got True"),
         (lambda: build_generator("gabor", count=None), TypeError, "^count must be an integer, got None"),

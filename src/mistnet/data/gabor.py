@@ -8,6 +8,8 @@ same integer-offset stencil. :class:`GaborNoise` is the generator of the Gabor s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mistnet import validate
@@ -147,7 +149,16 @@ class GaborNoise(SceneGenerator):
             "amplitude": _finite(amplitude, "amplitude"),
             "omega": _finite(omega, "omega"),
         }
-        self.stencil = gabor_stencil(**self.kernel)
+        with np.errstate(all="ignore"):  # checked below, named: not numpy's warnings
+            self.stencil = gabor_stencil(**self.kernel)
+        # a=1e300 made NaN kernels (inf x 0), amplitude=1e300 images of inf
+        finite = bool(np.isfinite(self.stencil).all())
+        peak = float(np.abs(self.stencil).max()) * n if finite else math.inf
+        if not peak <= float(np.finfo(np.float32).max):
+            raise DataError(
+                f"a={a:g} and amplitude={self.kernel['amplitude']:g} give a texture beyond float32 "
+                f"(its {n} kernels sum to {peak:g}); lower them"
+            )
 
     def generate(self, split: str, index: int, seed: int = 0) -> Scene:
         split = canonical_split(split)

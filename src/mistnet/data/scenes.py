@@ -183,8 +183,8 @@ def _finite(value: object, name: str, low: float = -math.inf, positive: bool = F
     if (v := validate.as_real(value)) is None:  # 10**400: inf, not float()'s OverflowError
         raise DataError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(v) or v < low or (positive and v <= 0):
-        limit = "> 0" if positive else f">= {low:g}"
-        raise DataError(f"{name} must be a finite number {limit}, got {validate.shown(value)}")
+        limit = " > 0" if positive else f" >= {low:g}" if low > -math.inf else ""  # not ">= -inf"
+        raise DataError(f"{name} must be a finite number{limit}, got {validate.shown(value)}")
     return v
 
 
