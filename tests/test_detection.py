@@ -183,6 +183,9 @@ def test_detect_image_takes_any_float_dtype_and_refuses_a_model_that_is_none():
         assert torch.equal(detect_image(model, image.double(), 3).keypoints, want)
     with pytest.raises(TypeError, match="model must be a MIST model"):
         detect_image(None, image, 3)
+    # Before: "images: a tensor on the meta device holds no values to read", of the image
+    with pytest.raises(ValueError, match="^model is on the meta device: it holds no weights"):
+        detect_image(build_model(load_preset("tiny-cpu").model).to("meta"), image, 3)
     # the module's other public functions too (an AttributeError on .task / .modules before)
     for public in (default_min_score, min_image_side):
         with pytest.raises(TypeError, match="model must be a MIST model, got str"):

@@ -383,6 +383,9 @@ def _check_image(model, image) -> None:
     ``(C, H, W)`` tensor of values up to :data:`MAX_PIXEL_VALUE` in size."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a MIST model (a torch module), got {type(model).__name__}")
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.is_meta:  # else "images: a tensor on the meta device"
+        raise ValueError("model is on the meta device: it holds no weights to detect with")
     if not isinstance(image, Tensor) or image.dim() != 3:
         raise ValueError(
             f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"

@@ -134,7 +134,7 @@ def _mist() -> MIST:
         (None, torch.zeros(1, 3, 3, device="meta"), "^keypoints: a tensor on the meta device"),
         # Before: a RuntimeError from gather (or, keypoints of one image for logits of two,
         # the scores of the first image alone)
-        (None, torch.full((2, 3, 3), 8.0), "^keypoints has batch size 2 but the images have 1$"),
+        (None, torch.full((2, 3, 3), 8.0), "^keypoints has batch size 2 but the logits have 1$"),
         ([[0.0]], None, r"^logits must be a torch.Tensor of shape \(B, S, H, W\)"),
         (torch.zeros(24, 24), None, r"^logits must have shape \(B, S, H, W\), got \(24, 24\)$"),
     ],

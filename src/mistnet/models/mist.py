@@ -421,7 +421,7 @@ class MIST(PatchModel):
         """
         logits = check_tensor(logits, "logits", 4, "(B, S, H, W)")
         # NaN: an index out of bounds in gather; fewer images than the logits': taken silently
-        keypoints = check_keypoints(keypoints, batch=logits.shape[0])
+        keypoints = check_keypoints(keypoints, batch=logits.shape[0], batch_of="the logits")
         if keypoints.device != logits.device:  # gather's RuntimeError
             raise ValueError(f"keypoints are on {keypoints.device} but logits on {logits.device}")
         return self._detection_scores(logits, keypoints)

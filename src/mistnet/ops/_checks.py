@@ -103,9 +103,11 @@ def check_keypoints(
     name: str = "keypoints",
     batch: int | None = None,
     dtype: torch.dtype | None = None,
+    batch_of: str = "the images",
 ) -> Tensor:
     """Validate a ``(B, K, 3)`` keypoint tensor ``(x, y, side)``: finite values, and sides that are
     normal positive numbers (at least the dtype's smallest normal, so ``1 / side`` is finite).
+    ``batch``: the batch size of ``batch_of`` (what the message names), which they must have.
 
     With ``dtype`` the keypoints are converted to it first and returned so: a value checked before
     the conversion could become infinite (70000 in float16) or a side 0 (1e-300 in float32).
@@ -121,7 +123,7 @@ def check_keypoints(
             f"{name} must have shape (B, K, 3) holding (x, y, side), got {tuple(kp.shape)}"
         )
     if batch is not None and kp.shape[0] != batch:
-        raise ValueError(f"{name} has batch size {kp.shape[0]} but the images have {batch}")
+        raise ValueError(f"{name} has batch size {kp.shape[0]} but {batch_of} have {batch}")
     where = ""
     if dtype is not None and kp.dtype != dtype:
         kp = kp.to(dtype)

@@ -115,7 +115,7 @@ def paste_patches(patches: Tensor, keypoints: Tensor, height: int, width: int) -
     if P != P2:
         raise ValueError(f"patches must be square (B, K, C, P, P), got {tuple(patches.shape)}")
     check_nonempty(patches, "patches", "(B, K, C, P, P)", "P")  # grid_sample reads no empty patch
-    kp = check_keypoints(keypoints, batch=B, dtype=patches.dtype)
+    kp = check_keypoints(keypoints, batch=B, dtype=patches.dtype, batch_of="the patches")
     if kp.shape[1] != K:
         raise ValueError(f"keypoints has K={kp.shape[1]} but patches has K={K}")
     height, width = check_int(height, "height"), check_int(width, "width")
