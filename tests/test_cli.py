@@ -338,3 +338,4 @@ def test_torch_compile_failing_for_want_of_a_compiler_is_no_bug():
     assert said.startswith("--compile: torch.compile failed (InvalidCxxCompiler: No working C++")
     assert "run without --compile" in said and "\n" not in said
     assert _not_a_bug(RuntimeError("a bug")) is None
+    assert _not_a_bug(InductorError("AssertionError: a bug of inductor's")) is None

@@ -282,7 +282,12 @@ def _not_a_bug(exc: Exception) -> str | None:
             f"{type(exc).__name__}: {first} (a warning, made an error by the warnings filter: "
             "PYTHONWARNINGS or -W)"
         )
-    if type(exc).__name__ in ("InductorError", "BackendCompilerFailed", "CppCompileError"):
+    # the compiler's absence only: any other inductor failure is a bug, with its traceback
+    compiler = ("InvalidCxxCompiler", "CppCompileError")
+    if type(exc).__name__ in compiler or (
+        type(exc).__name__ in ("InductorError", "BackendCompilerFailed")
+        and first.startswith(compiler)
+    ):
         return (
             f"--compile: torch.compile failed ({first}); it needs a working C++ compiler and "
             "Python's headers (python3-dev); run without --compile"
