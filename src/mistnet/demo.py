@@ -50,7 +50,7 @@ from mistnet.outfiles import written_json, written_png
 from mistnet.outputs import claim_output, discard_new, entries, open_output, writing_inside
 from mistnet.ownership import Mine, Own, require_only_own
 from mistnet.progress import metrics_text, terminal_bar
-from mistnet.rundir import RUN_FILES, Run
+from mistnet.rundir import TRAINING_FILES, Run
 from mistnet.setaside import replacing
 from mistnet.viz import output_figure
 
@@ -166,7 +166,7 @@ def run_files(run_dir: Path) -> list[str]:
     writes, each ``eval-*.json`` that is a record of ``mist eval`` and ``tb/`` while it holds
     TensorBoard's event files alone (a second demo removed ``eval-notes.json`` and a ``tb/``
     of the user's by their names)."""
-    names = [n for n in RUN_FILES if n not in ("eval-*.json", "tb/")]
+    names = list(TRAINING_FILES)
     records = [p.name for p in run_dir.glob("eval-*.json") if p.is_file() and not p.is_symlink()]
     names += [glob.escape(n) for n in records if read_record(run_dir / n) is not None]
     if _tensorboard_only(run_dir / "tb"):

@@ -69,10 +69,10 @@ def select_metric(cfg: Config, annotations: frozenset[str] = ANNOTATIONS) -> str
     return "both" if "both" not in skipped else "classif"
 
 
-#: The names in a run directory (:func:`mistnet.ownership.require_only_own`): what ``mist train``
-#: writes, its TensorBoard folder and ``mist eval``'s default records; ``mist demo`` replaces
-#: no run that holds anything else.
-RUN_FILES = (
+#: What ``mist train`` writes into a run directory by name; besides, a ``tb/`` of TensorBoard's
+#: and ``mist eval``'s records ``eval-*.json``, told by their content where a run is replaced
+#: (``demo.run_files``) or a failed one undone (only a ``tb/`` this training made).
+TRAINING_FILES = (
     MARKER,
     LOCK,
     "config.json",
@@ -80,8 +80,6 @@ RUN_FILES = (
     "summary.json",
     "last.safetensors",
     "best.safetensors",
-    "eval-*.json",
-    "tb/",
 )
 
 
@@ -425,8 +423,8 @@ class Run:
                 if not self.last.exists() and (created or not resume):
                     # what training writes, not a run's every name: an eval-*.json or a tb/
                     # the user put into their folder meanwhile stays
-                    writes = [n for n in RUN_FILES if n not in ("eval-*.json", "tb/")]
-                    discard_new(self.path, created, before, writes + ["tb/"] * self._made_tb)
+                    writes = [*TRAINING_FILES, *["tb/"] * self._made_tb]
+                    discard_new(self.path, created, before, writes)
                 raise
 
     def tensorboard(self):
