@@ -271,3 +271,19 @@ def test_eval_into_a_run_this_user_cannot_write_is_refused_before_evaluating(
     monkeypatch.undo()
     code, out, _ = mist(capsys, "eval", run, "--json", tmp_path / "m.json", "--threads", "1")
     assert code == 0 and out.index("det_iou50") < out.index("wrote")  # shown, then written
+
+
+def test_a_file_of_the_users_at_the_runs_record_is_refused_before_evaluating(
+    capsys, tiny_run, tmp_path, monkeypatch
+):
+    """Before: the whole evaluation ran and printed, then "RUN/eval-test.json: exists and is
+    not a metrics file of mist eval of RUN"."""
+    import mistnet.commands.eval as command
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "eval-test.json").write_text('{"my": "notes"}')
+    monkeypatch.setattr(command, "evaluate_run", lambda *a, **k: pytest.fail("evaluated"))
+    result = mist(capsys, "eval", run, "--threads", "1")
+    assert_user_error(result, "eval-test.json: exists and is not a metrics file of mist eval")
+    assert (run / "eval-test.json").read_text() == '{"my": "notes"}'

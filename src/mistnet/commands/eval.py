@@ -141,8 +141,9 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.k and args.per_image_k:
         raise MistError("--k and --per-image-k exclude each other")
-    if args.json:
-        check_json_out(file_name(args.json, "--json", ".json"), args.run, args.data, args.model)
+    out = _record(args)
+    if out is not None:  # before the evaluation: a record of another's there is refused first
+        check_json_out(out, args.run, args.data, args.model, given=bool(args.json))
     _check_writable(args)
     device = compute_device(args)
     result = evaluate_run(
@@ -155,14 +156,6 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         model=args.model,
     )
-    if args.json:
-        out = file_name(args.json, "--json", ".json")
-    elif args.model is None:
-        # a per-image-K record beside the fixed-K one, which models package reads
-        kind = "-per-image-k" if args.per_image_k else ""
-        out = Path(result.run) / f"eval-{args.split}{kind}.json"
-    else:
-        out = None  # a pretrained model has no run directory to write into
     say(
         f"{result.run} ({result.checkpoint}, step {result.step}) on {result.data} "
         f"[{result.split}], {result.images} images, K = {result.k}"
@@ -178,6 +171,18 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(out, result.to_dict())
         say(f"wrote {out}")
     return 0
+
+
+def _record(args: argparse.Namespace) -> Path | None:
+    """Where the record goes: ``--json``, else the run's ``eval-<split>.json`` (a per-image-K
+    record beside the fixed-K one, which ``models package`` reads); a pretrained model's
+    goes nowhere without ``--json``."""
+    if args.json:
+        return file_name(args.json, "--json", ".json")
+    if args.model is not None:
+        return None
+    kind = "-per-image-k" if args.per_image_k else ""
+    return Path(args.run) / f"eval-{args.split}{kind}.json"
 
 
 def _check_writable(args: argparse.Namespace) -> None:
