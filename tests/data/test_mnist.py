@@ -41,6 +41,13 @@ def test_from_a_folder_of_plain_and_gzipped_files_fills_the_cache_that_digits_mn
     # The cache holds the decompressed files, nothing else (no temporary left beside it).
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == content
     assert sorted(p.name for p in cache.parent.iterdir()) == ["mnist"]
+    # Before: with the cache full, a folder of damaged files was "verified" (the files unread)
+    (tmp_path / "bad").mkdir()
+    for name in content:
+        (tmp_path / "bad" / name).write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"bad/train-images-idx3-ubyte: not the canonical MNIST"):
+        install_mnist(tmp_path / "bad", md5=md5s(content))
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == content
     pools = load_digits("mnist")
     assert pools.source == "mnist"
     assert [len(pools.split(s)[1]) for s in ("train", "val", "test")] == [10, 2, 6]

@@ -160,12 +160,13 @@ def _same_content(a: Path, b: Path) -> bool:
                 return True
 
 
-def _copy_checked(source: Path, dest: Path, md5: str, name: str) -> None:
-    """Write the decompressed content of ``source`` to ``dest``; refuse it unless its MD5 is
-    ``md5``. ``name`` is how errors call the source (its path, or the URL it came from)."""
+def _copy_checked(source: Path, dest: Path | None, md5: str, name: str, stem: str = "") -> None:
+    """Write the decompressed content of ``source`` to ``dest`` (None: only read it); refuse it
+    unless its MD5 is ``md5``. ``name`` is how errors call the source (its path, or the URL it
+    came from), ``stem`` the MNIST file it should be (default ``dest``'s name)."""
     digest = hashlib.md5()
     try:
-        with open_idx(source) as f, dest.open("wb") as out:
+        with open_idx(source) as f, open(dest or os.devnull, "wb") as out:
             for block in iter(lambda: f.read(_BLOCK), b""):
                 digest.update(block)
                 out.write(block)
@@ -173,7 +174,7 @@ def _copy_checked(source: Path, dest: Path, md5: str, name: str) -> None:
         raise DataError(f"{name}: damaged gzip file ({exc})") from None
     if digest.hexdigest() != md5:
         raise DataError(
-            f"{name}: not the canonical MNIST {dest.name} (MD5 of its content "
+            f"{name}: not the canonical MNIST {stem or dest.name} (MD5 of its content "
             f"{digest.hexdigest()}, expected {md5})"
         )
 
@@ -288,6 +289,11 @@ def install_mnist(
     if not folder.is_dir():
         raise DataError(f"--from {source}: not a directory")
     files = {stem: find_idx(folder, stem) for stem in md5}
+    if _holds_mnist(mnist_cache() if cache is None else cache, md5):
+        # the cache needs none of them, but the files named are checked all the same (a
+        # folder of damaged files was "verified" when the cache was full)
+        for stem, path in files.items():
+            _copy_checked(path, None, md5[stem], str(path), stem)
 
     def put(stem: str, dest: Path) -> None:
         _copy_checked(files[stem], dest, md5[stem], str(files[stem]))
