@@ -319,6 +319,8 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         ({"metrics": {"both": 5.0}}, "metrics['both'] is 5.0, outside [0, 1]"),  # was listed
         ({"metrics": {"rmse": -1.0}}, "metrics['rmse'] is -1.0, outside >= 0"),
         ({"k": 0}, "k is 0, not a count"),
+        # Before: packaged; mist models showed "K = 9" beside metrics measured at K = 3
+        ({"k": 3}, "it measured K = 3, the model's K ="),
         ({"data": None}, "data is None, not text"),
         # Before: packaged, the card then printing "test:  on ...", 31 digits of images, a
         # count of 36.5 instances, or refused a string step as "at step 4, not ... at step 4"
