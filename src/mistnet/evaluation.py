@@ -52,6 +52,9 @@ class Evaluation:
         run_dir: the run directory's absolute path (None for a pretrained model): ``run`` is
             as given, relative to a working directory that is not recorded, so this is what
             says which run a record measured.
+        checkpoint_digest: the checkpoint's checksum: the record of a run moved since is
+            told by it from a namesake's (``mist eval --json`` replaces only a record of the
+            same weights there).
     """
 
     run: str
@@ -64,6 +67,7 @@ class Evaluation:
     metrics: dict[str, float]
     not_measured: dict[str, str] = dataclasses.field(default_factory=dict)
     run_dir: str | None = None
+    checkpoint_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record ``mist eval`` writes (these keys, in this order)."""
@@ -72,13 +76,13 @@ class Evaluation:
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
     """The record at ``path`` if it is one ``mist eval`` writes (a JSON object with the fields
-    of :class:`Evaluation`, ``run_dir`` only since it was added, ``run`` as text), else None:
+    of :class:`Evaluation`, the last two only since they were added, ``run`` as text), else None:
     a file of the user's, unreadable or of other content."""
     try:
         doc = read_json(path)
     except (MistError, OSError, ValueError):
         return None
-    needed = set(Evaluation.__dataclass_fields__) - {"run_dir"}
+    needed = set(Evaluation.__dataclass_fields__) - {"run_dir", "checkpoint_digest"}
     if not (isinstance(doc, dict) and needed <= set(doc) and isinstance(doc["run"], str)):
         return None
     return doc
@@ -286,4 +290,5 @@ def _evaluate(run, model, data, split, k, per_image_k, batch_size, device, meter
         metrics=metrics,
         not_measured=unmeasured(cfg.model.task, annotations),
         run_dir=str(Path(run).resolve()) if model is None else None,
+        checkpoint_digest=ckpt.digest,
     )

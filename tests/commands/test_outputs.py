@@ -602,20 +602,28 @@ def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny
     assert entries_under(tmp_path) == before
     assert mist(capsys, "eval", other, "--json", out, "--threads", "1")[0] == 0
     # Before: once run2 was moved (or deleted), its record was taken for any run's and replaced
+    # (run2 is a copy of tiny_run: its checksum stands for other weights here)
     archived = other.rename(tmp_path / "run2-archived")
+    record = json.loads(out.read_text())
+    out.write_text(json.dumps({**record, "checkpoint_digest": "sha256:" + "0" * 64}))
     before = entries_under(tmp_path)
     result = mist(capsys, "eval", tiny_run, "--json", out, "--threads", "1")
     assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
     assert entries_under(tmp_path) == before
     assert mist(capsys, "eval", archived.rename(tmp_path / "run2"), "--json", out)[0] == 0
-    # Before: a deleted run's record was replaced by any run of its folder name (exp1/run2)
+    # Before: a deleted run's record was replaced by any run of its folder name (exp1/run2);
+    # now only by the same weights (a moved run), told by the checkpoint's checksum
     (tmp_path / "exp1").mkdir()
     namesake = shutil.copytree(tiny_run, tmp_path / "exp1" / "run2")
     shutil.rmtree(tmp_path / "run2")
+    record = json.loads(out.read_text())
+    out.write_text(json.dumps({**record, "checkpoint_digest": "sha256:" + "0" * 64}))
     before = entries_under(tmp_path)
     result = mist(capsys, "eval", namesake, "--json", out, "--threads", "1")
     assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
     assert entries_under(tmp_path) == before
+    out.write_text(json.dumps(record))  # its own checksum: the same weights, moved
+    assert mist(capsys, "eval", namesake, "--json", out, "--threads", "1")[0] == 0
 
 
 @case

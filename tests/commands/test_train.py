@@ -204,9 +204,11 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     moved = tmp_path / "moved"
     work.rename(moved)
     monkeypatch.chdir(moved / "run")
-    rc, _, err = mist(capsys, "eval", ".", "--json", "../m.json")
+    # m.json measured the weights of step 2, trained further since: not this run's to replace
+    assert_user_error(mist(capsys, "eval", ".", "--json", "../m.json"), "m.json: exists and")
+    rc, _, err = mist(capsys, "eval", ".", "--json", "../m2.json")
     assert rc == 0, err
-    assert json.loads((moved / "m.json").read_text())["data"] == str(moved / "ds")
+    assert json.loads((moved / "m2.json").read_text())["data"] == str(moved / "ds")
     # Before: eval --data REL recorded "ds" as typed (mist models then showed "on ds" from
     # anywhere); --resume --data NEW of the dataset renamed, as its message advises, was
     # refused as another dataset

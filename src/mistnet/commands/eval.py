@@ -16,6 +16,7 @@ import argparse
 import os
 from pathlib import Path
 
+from mistnet.checkpoint import Checkpoint
 from mistnet.commands._args import (
     add_compute_arguments,
     add_k_argument,
@@ -82,8 +83,8 @@ def _within(path: Path, directory: str | None) -> bool:
 def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
     """Whether ``path`` is a metrics file of ``mist eval`` of ``run``: any record ``inside`` the
     run's own directory (which may have been moved or copied since it was written); else one
-    whose ``run_dir`` is the run's (a record of a run moved or deleted since is not taken for
-    this one's, even of its folder name: its metrics may exist nowhere else); a record of an
+    whose ``run_dir`` is the run's, or no run directory any more with the checksum of this
+    run's checkpoint (:func:`_same_weights`); a record of an
     earlier version has only ``run``, as given then: taken from here; of a pretrained model,
     one naming it."""
     doc = read_record(path)
@@ -95,9 +96,25 @@ def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
     if not Path(run).is_dir():
         return named == run  # a pretrained model's name
     recorded = doc.get("run_dir")
-    if isinstance(recorded, str):  # this run; a record of a run gone since may be its only copy
-        return Path(recorded) == Path(run).resolve()
+    if isinstance(recorded, str):  # this run, or the same weights moved (with their record)
+        return Path(recorded) == Path(run).resolve() or (
+            not Path(recorded).is_dir() and _same_weights(doc, Path(run))
+        )
     return Path(named).resolve() == Path(run).resolve()
+
+
+def _same_weights(doc: dict, run: Path) -> bool:
+    """Whether the record ``doc`` of a run no longer where it was measured the checkpoint of
+    ``run`` it names, by its checksum: the run moved, its record with it. A namesake's record
+    (``exp2/run`` deleted, ``exp1/run`` evaluated) was replaced by its folder name alone, and
+    its metrics may exist nowhere else; a record without a checksum is not taken."""
+    digest, name = doc.get("checkpoint_digest"), doc.get("checkpoint")
+    if not isinstance(digest, str) or name not in ("best.safetensors", "last.safetensors"):
+        return False
+    try:
+        return Checkpoint(run / name).digest == digest
+    except (MistError, OSError):
+        return False
 
 
 def check_json_out(
