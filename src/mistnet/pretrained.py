@@ -43,8 +43,8 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 def registry() -> Path:
     """The folder of the pretrained models: ``$MISTNET_MODELS``, else the package's ``weights/``."""
-    root = os.environ.get(ENV)
-    return Path(root) if root else Path(__file__).parent / "weights"
+    root = os.environ.get(ENV)  # "~/models" expanded, as $MISTNET_DATA is
+    return Path(root).expanduser() if root else Path(__file__).parent / "weights"
 
 
 def names() -> list[str]:

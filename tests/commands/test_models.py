@@ -480,3 +480,11 @@ def test_detect_refuses_a_run_directory_with_model(capsys, registry, tmp_path):
     result = mist(capsys, "detect", "--model", NAME, run, image, "--out", out)
     assert_user_error(result, "give a run directory RUN or --model NAME (both given)")
     assert "not a regular file" not in result[2] and not out.exists()
+
+
+def test_the_models_folder_of_the_environment_may_start_with_a_tilde(packaged, monkeypatch):
+    """Before: MISTNET_MODELS='~/models' was "no such folder of pretrained models" (the
+    tilde not expanded, as it is in MISTNET_DATA)."""
+    monkeypatch.setenv("HOME", str(packaged[1].parent))
+    monkeypatch.setenv(pretrained.ENV, f"~/{packaged[1].name}")
+    assert pretrained.registry() == packaged[1] and NAME in pretrained.names()

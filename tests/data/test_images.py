@@ -395,6 +395,11 @@ def test_32_bit_pixels_have_one_scale_and_clipping_is_said():
     narrow = Image.fromarray(np.array([[0, 200]], np.int32), mode="I")
     with pytest.warns(MistWarning, match="n.png: 32-bit pixels all at most 200, read as 16-bit"):
         assert float_pixels(narrow, "n.png").tolist() == [[0.0, 200 / 65535]]
+    # Before: no word for 16-bit (Image.fromarray of uint16, the usual numpy route)
+    sixteen = Image.fromarray(np.array([[0, 200]], np.uint16))
+    assert sixteen.mode.startswith("I;16")
+    with pytest.warns(MistWarning, match="s.png: 16-bit pixels all at most 200, read as 16-bit"):
+        assert float_pixels(sixteen, "s.png").tolist() == [[0.0, 200 / 65535]]
 
 
 def _png(path: Path, width: int, depth: int, colour: int, rows: bytes, trns: bytes) -> None:

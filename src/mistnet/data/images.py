@@ -128,8 +128,8 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
 
     16-bit grey is scaled (65535 -> 1), not clipped; 32-bit grey (``I``) is taken as 16-bit
     (65535 -> 1) and clipped to it; a float image must be finite and is clipped to [0, 1]. A
-    :class:`~mistnet.errors.MistWarning` says when clipping changed a value, or when a 32-bit
-    image holds no value above 255 (8-bit values: nearly black as 16-bit).
+    :class:`~mistnet.errors.MistWarning` says when clipping changed a value, or when a 16- or
+    32-bit image holds no value above 255 (8-bit values: nearly black as 16-bit).
 
     Raises:
         DataError: a float image with NaN or infinite values.
@@ -152,9 +152,10 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
             MistWarning,
             2,
         )
-    elif im.mode == "I" and a.size and 0 < a.max() <= 255:
+    elif im.mode != "F" and a.size and 0 < a.max() <= 255:  # 16-bit too: fromarray(uint16)
+        bits = "32-bit" if im.mode == "I" else "16-bit"
         warnings.warn(
-            f"{path}: 32-bit pixels all at most {a.max():g}, read as 16-bit (65535 is white): "
+            f"{path}: {bits} pixels all at most {a.max():g}, read as 16-bit (65535 is white): "
             "nearly black; save 8-bit values as 8-bit (mode L) images",
             MistWarning,
             2,
