@@ -113,7 +113,15 @@ class Run:
 
     def require(self) -> None:
         if self.path.is_file():
-            raise MistError(f"{self.path} is a file; give the run directory ({self.path.parent})")
+            if (self.path.parent / "config.json").is_file():  # a checkpoint of the run
+                raise MistError(
+                    f"{self.path} is a file; give the run directory ({self.path.parent})"
+                )
+            raise MistError(  # a packaged model's .safetensors: its folder is no run either
+                f"{self.path} is a file, not a run directory; a packaged model is used by "
+                f"name: MISTNET_MODELS={self.path.parent} and --model {self.path.stem} "
+                "(mistnet.load(name) in Python)"
+            )
         require_directory(self.path, "run directory")
         if not self.config.exists():
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")

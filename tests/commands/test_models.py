@@ -488,3 +488,13 @@ def test_the_models_folder_of_the_environment_may_start_with_a_tilde(packaged, m
     monkeypatch.setenv("HOME", str(packaged[1].parent))
     monkeypatch.setenv(pretrained.ENV, f"~/{packaged[1].name}")
     assert pretrained.registry() == packaged[1] and NAME in pretrained.names()
+
+
+def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(capsys, registry):
+    """Before: "models/m.safetensors is a file; give the run directory (models)", then, given
+    that, "models is not a mistnet run (no config.json)": advice in a circle."""
+    path = registry / f"{NAME}.safetensors"
+    hint = f"a packaged model is used by name: MISTNET_MODELS={registry} and --model {NAME}"
+    assert_user_error(mist(capsys, "eval", path), hint)
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        mistnet.load(path)
