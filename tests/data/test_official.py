@@ -326,3 +326,16 @@ def test_an_import_official_that_finds_its_out_taken_at_the_end_offers_no_overwr
     with pytest.raises(DataError, match="already holds a dataset") as caught:
         import_official(layout, tmp_path / "d")
     assert "overwrite" not in str(caught.value)
+
+
+def test_export_says_the_class_names_it_cannot_keep(tmp_path):
+    """Before: dropped without a word; a run trained on the import was then refused on the
+    original dataset ("names the classes ...; the run was trained on classes without names")."""
+    from mistnet.errors import MistWarning
+
+    g = build_generator("mnist-hard", layout_bank=16)
+    names = [f"c{i}" for i in range(10)]
+    splits = {"train": make_scenes(g, "train", range(2), 0)}
+    d = write_dataset(tmp_path / "ds", g.name, splits, manifest={"classes": names})
+    with pytest.warns(MistWarning, match="holds class ids only; the names c0, c1, .* are not kept"):
+        export_official(d, tmp_path / "off")

@@ -21,6 +21,7 @@ header declares more than ``max_pixels`` pixels.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from mistnet.data.store import (
     read_manifest,
     write_dataset,
 )
-from mistnet.errors import DataError
+from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.outputs import claim_output, new_directory
 from mistnet.textfile import read_text
@@ -122,6 +123,13 @@ def export_official(
             boxes = a["boxes"][:, :k].astype(np.float64)
             kp = np.concatenate([boxes[..., :2], boxes[..., 2:3] / 2.0], axis=-1)  # (N, K, 3)
             np.save(tmp / f"{mode}_keypoints.npy", kp)
+    if names := meta.get("classes"):  # dropped without a word: a run on the import refused
+        warnings.warn(  # the original dataset ("names the classes ...")
+            f"{out}: the official layout holds class ids only; the names "
+            f"{', '.join(map(str, names))} are not kept (import-images --labels keeps names)",
+            MistWarning,
+            2,
+        )
     return Path(out)
 
 
