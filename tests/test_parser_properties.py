@@ -141,3 +141,16 @@ def test_a_log_splits_at_newlines_only_and_counts_blank_lines(tmp_path):
         raise AssertionError("a line without 'split' was read")
     path.write_text('{"step": 1, "split": "train\u2028x", "wall": 1.0}\n')
     assert [r.split for r in read_log(path)] == ["train\u2028x"]
+
+
+def test_a_log_whose_steps_go_back_is_refused(tmp_path):
+    """Before: a log of two runs joined (steps 20 then 5) was plotted zig-zag, and a resume
+    kept its stale lines."""
+    path = tmp_path / "log.jsonl"
+    lines = [{"step": s, "split": sp, "wall": 1.0} for s, sp in [(5, "train"), (5, "val"),
+                                                                 (20, "train"), (5, "train")]]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(MistError, match=r"log.jsonl line 4: step 5 after step 20; a run's log"):
+        read_log(path)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines[:3]))
+    assert [r.step for r in read_log(path)] == [5, 5, 20]  # equal steps: train and val lines

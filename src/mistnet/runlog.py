@@ -101,8 +101,8 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
     any other damage is an error (a whole last line of ``NaN`` or a key twice is no cut).
 
     Raises:
-        DataError: the file is not a regular UTF-8 file, or a line is damaged (see
-            :func:`parse_record`).
+        DataError: the file is not a regular UTF-8 file, a line is damaged (see
+            :func:`parse_record`), or a step is lower than the line's before.
         TypeError: ``path`` is no path (None: "argument should be a str or an os.PathLike
             object", naming nothing).
     """
@@ -120,5 +120,11 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
             if cut and i == len(lines) - 1:
                 break
             raise
-        records.append(check_record(parsed, line, where))
+        record = check_record(parsed, line, where)
+        if records and record.step < records[-1].step:  # plotted zig-zag, kept by a resume
+            raise DataError(
+                f"{where}: step {record.step} after step {records[-1].step}; a run's log only "
+                "goes forward (two logs joined?)"
+            )
+        records.append(record)
     return records
