@@ -339,3 +339,8 @@ def test_torch_compile_failing_for_want_of_a_compiler_is_no_bug():
     assert "run without --compile" in said and "\n" not in said
     assert _not_a_bug(RuntimeError("a bug")) is None
     assert _not_a_bug(InductorError("AssertionError: a bug of inductor's")) is None
+    # older torch: BackendCompilerFailed's first line is "backend='inductor' raised:"
+    Failed = type("BackendCompilerFailed", (RuntimeError,), {})
+    wrapped = Failed("backend='inductor' raised:\nInvalidCxxCompiler: none")
+    wrapped.inner_exception = type("InvalidCxxCompiler", (RuntimeError,), {})()
+    assert _not_a_bug(wrapped).startswith("--compile: torch.compile failed (backend='inductor'")

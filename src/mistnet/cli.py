@@ -284,9 +284,14 @@ def _not_a_bug(exc: Exception) -> str | None:
         )
     # the compiler's absence only: any other inductor failure is a bug, with its traceback
     compiler = ("InvalidCxxCompiler", "CppCompileError")
-    if type(exc).__name__ in compiler or (
-        type(exc).__name__ in ("InductorError", "BackendCompilerFailed")
-        and first.startswith(compiler)
+    inner = type(getattr(exc, "inner_exception", None)).__name__  # older torch: line 2 names it
+    if (
+        compiler.count(type(exc).__name__)
+        or compiler.count(inner)
+        or (
+            type(exc).__name__ in ("InductorError", "BackendCompilerFailed")
+            and first.startswith(compiler)
+        )
     ):
         return (
             f"--compile: torch.compile failed ({first}); it needs a working C++ compiler and "

@@ -117,11 +117,13 @@ class Run:
                 raise MistError(
                     f"{self.path} is a file; give the run directory ({self.path.parent})"
                 )
-            raise MistError(  # a packaged model's .safetensors: its folder is no run either
-                f"{self.path} is a file, not a run directory; a packaged model is used by "
-                f"name: MISTNET_MODELS={self.path.parent} and --model {self.path.stem} "
-                "(mistnet.load(name) in Python)"
-            )
+            hint = ""
+            if self.path.suffix == ".safetensors":  # its folder is no run either
+                hint = (
+                    f"; a packaged model is used by name: MISTNET_MODELS={self.path.parent}, "
+                    f"then mist eval or detect --model {self.path.stem} (mistnet.load(name))"
+                )
+            raise MistError(f"{self.path} is a file, not a run directory{hint}")
         require_directory(self.path, "run directory")
         if not self.config.exists():
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")

@@ -494,7 +494,12 @@ def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(capsys,
     """Before: "models/m.safetensors is a file; give the run directory (models)", then, given
     that, "models is not a mistnet run (no config.json)": advice in a circle."""
     path = registry / f"{NAME}.safetensors"
-    hint = f"a packaged model is used by name: MISTNET_MODELS={registry} and --model {NAME}"
+    hint = f"a packaged model is used by name: MISTNET_MODELS={registry}, then mist eval or "
+    hint += f"detect --model {NAME}"
     assert_user_error(mist(capsys, "eval", path), hint)
     with pytest.raises(ValueError, match=re.escape(hint)):
         mistnet.load(path)
+    (registry / "notes.txt").write_text("mine")  # no model: no such hint
+    result = mist(capsys, "eval", registry / "notes.txt")
+    assert_user_error(result, "notes.txt is a file, not a run directory")
+    assert "packaged" not in result[2]
