@@ -621,6 +621,7 @@ def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny
     before = entries_under(tmp_path)
     result = mist(capsys, "eval", namesake, "--json", out, "--threads", "1")
     assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of")
+    assert f"(it is the record of {tmp_path / 'run2'}, no longer there, of other" in result[2]
     assert entries_under(tmp_path) == before
     out.write_text(json.dumps(record))  # its own checksum: the same weights, moved
     assert mist(capsys, "eval", namesake, "--json", out, "--threads", "1")[0] == 0

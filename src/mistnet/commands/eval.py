@@ -143,8 +143,13 @@ def check_json_out(
         hint = "--json must name a file of its own" if given else "move it away, or give --json"
         raise MistError(f"{out}: is a symbolic link; {hint}")
     if out.exists() and not _is_record_of(out, this, inside=in_run):
+        doc, whose = read_record(out), ""
+        if doc is not None:  # a record: say of what ("not a metrics file" read as untrue)
+            where = doc.get("run_dir") or doc["run"]
+            gone = "" if Path(where).is_dir() else ", no longer there, of other or unknown weights"
+            whose = f" (it is the record of {where}{gone})"
         raise MistError(
-            f"{out}: exists and is not a metrics file of mist eval of {this}; "
+            f"{out}: exists and is not a metrics file of mist eval of {this}{whose}; "
             + ("choose another" if given else "move it away, or give --json")
         )
 
