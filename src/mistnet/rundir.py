@@ -489,9 +489,11 @@ def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
 
 def _moved_here(saved: Config, path: str) -> bool:
     """Whether the dataset at ``path`` is the run's, moved or renamed: the folder at its
-    ``data.path`` is gone, and the manifest at ``path`` has the digest the run recorded."""
+    ``data.path`` is gone (or the path was emptied: its name lost, "trained on the dataset
+    mnist-easy" refused the very dataset), and the manifest at ``path`` has the digest the run
+    recorded."""
     old = saved.data.path
-    if not old or os.path.lexists(old) or not saved.record.data_manifest:
+    if (old and os.path.lexists(old)) or not saved.record.data_manifest:
         return False
     try:
         manifest = read_manifest(path)

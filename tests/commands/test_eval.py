@@ -238,6 +238,10 @@ def test_a_run_whose_config_lost_its_dataset_folder_is_not_scored_on_a_generator
     assert_user_error(mist(capsys, *resume), message, "a resumed run trains on the data")
     assert not list(run.glob("eval-*.json"))
     assert mist(capsys, "eval", run, "--data", tmp_path / "ds")[0] == 0  # named: it is used
+    # Before: "was trained on the dataset mnist-easy, not DS" of the very dataset it trained on
+    rc, _, err = mist(capsys, *resume, "--data", tmp_path / "ds")
+    assert rc == 0, err
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == "../ds"
 
 
 def test_a_per_image_k_evaluation_is_written_beside_the_fixed_k_record(capsys, tmp_path, tiny_run):
