@@ -48,6 +48,16 @@ def test_from_a_folder_of_plain_and_gzipped_files_fills_the_cache_that_digits_mn
     with pytest.raises(DataError, match=r"bad/train-images-idx3-ubyte: not the canonical MNIST"):
         install_mnist(tmp_path / "bad", md5=md5s(content))
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == content
+    # Before: a cache of links to the files was "verified", then refused by every reader
+    # (a link out of its folder) with nothing that said to remove it
+    for name in content:
+        (cache / name).rename(tmp_path / name)
+        (cache / name).symlink_to(tmp_path / name)
+    with pytest.raises(DataError, match="holds 't10k-images-idx3-ubyte', which is a symbolic link"):
+        install_mnist(tmp_path / "src", md5=md5s(content))
+    for name in content:  # as it was, for what follows
+        (cache / name).unlink()
+        (tmp_path / name).rename(cache / name)
     pools = load_digits("mnist")
     assert pools.source == "mnist"
     assert [len(pools.split(s)[1]) for s in ("train", "val", "test")] == [10, 2, 6]

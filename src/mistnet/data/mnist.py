@@ -186,8 +186,12 @@ def _file_md5(path: Path) -> str:
 
 
 def _holds_mnist(cache: Path, md5: Mapping[str, str]) -> bool:
-    """Whether ``cache`` holds every file of ``md5`` with its content."""
-    return all((cache / s).is_file() and _file_md5(cache / s) == want for s, want in md5.items())
+    """Whether ``cache`` holds every file of ``md5`` with its content, each a file of its own (a
+    link was "verified" here, then refused by every ``--digits mnist`` reader)."""
+    return all(
+        (cache / s).is_file() and not (cache / s).is_symlink() and _file_md5(cache / s) == want
+        for s, want in md5.items()
+    )
 
 
 def _partial(entry: Path, md5: Mapping[str, str]) -> bool:
@@ -215,8 +219,9 @@ def _check_replaceable(cache: Path, md5: Mapping[str, str]) -> None:
             e.name for e in entries if e.name not in md5 or not e.is_file(follow_symlinks=False)
         )
     if foreign:
+        what = "a symbolic link, not" if (cache / foreign[0]).is_symlink() else "not"
         raise DataError(
-            f"{cache}: holds {foreign[0]!r}, which is not one of the four MNIST files kept "
+            f"{cache}: holds {foreign[0]!r}, which is {what} one of the four MNIST files kept "
             "there; the cache is replaced as a whole: move it away first"
         )
 
