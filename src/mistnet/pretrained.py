@@ -289,10 +289,11 @@ def package(
         raise MistError("--command is empty; give the command that trained the run")
     printable(command, "--command", "give the command on one line (mist models prints it)")
     cfg, model, ckpt = Run(run).load("best")
-    record = _eval_record(Path(metrics or Path(run) / "eval-test.json"), run, ckpt, metrics)
+    where = Path(metrics or Path(run) / "eval-test.json")
+    record = _eval_record(where, run, ckpt, metrics)
     if record["k"] != model.k:  # the card says "K = 9" beside metrics measured at --k 3
         raise MistError(
-            f"{metrics or Path(run) / 'eval-test.json'} is no mist eval record at the model's K: "
+            f"{where} is no mist eval record at the model's K: "
             f"it measured K = {record['k']}, the model's K = {model.k}; package a record of "
             "mist eval without --k"
         )

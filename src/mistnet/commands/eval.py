@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     out = _record(args)
     if out is not None:  # before the evaluation: a record of another's there is refused first
         check_json_out(out, args.run, args.data, args.model, given=bool(args.json))
-    _check_writable(args)
+        _check_writable(out, given=bool(args.json))
     device = compute_device(args)
     result = evaluate_run(
         args.run,
@@ -207,24 +207,20 @@ def _record(args: argparse.Namespace) -> Path | None:
     return Path(args.run) / f"eval-{args.split}{kind}.json"
 
 
-def _check_writable(args: argparse.Namespace) -> None:
-    """Refuse, before the evaluation, a record that could not be written: the run directory
-    (or the folder ``--json`` names, or the nearest one of it that exists) not writable by
-    this user (the whole evaluation ran, then failed to write, its metrics never shown).
+def _check_writable(out: Path, given: bool) -> None:
+    """Refuse, before the evaluation, a record ``out`` (:func:`_record`) that could not be
+    written: its folder, or the nearest one of it that exists, not writable by this user (the
+    whole evaluation ran, then failed to write, its metrics never shown). ``given``: ``out``
+    is the user's ``--json``.
 
     Raises:
         MistError: naming the folder, and ``--json`` as the way out.
     """
-    if args.json:
-        folder = file_name(args.json, "--json", ".json").absolute().parent
-    elif args.model is None:
-        folder = Path(args.run)
-    else:
-        return  # a pretrained model's record is written nowhere
+    folder = out.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if folder.is_dir() and not _can_write(folder):  # a file there: the write names it so
-        hint = "choose another --json" if args.json else "give --json FILE elsewhere"
+        hint = "choose another --json" if given else "give --json FILE elsewhere"
         raise MistError(
             f"{folder}: this user cannot write into it, so the record cannot be kept; {hint}"
         )
