@@ -294,11 +294,13 @@ def install_mnist(
     if not folder.is_dir():
         raise DataError(f"--from {source}: not a directory")
     files = {stem: find_idx(folder, stem) for stem in md5}
-    if _holds_mnist(mnist_cache() if cache is None else cache, md5):
+    cache = mnist_cache() if cache is None else cache
+    if _holds_mnist(cache, md5):
         # the cache needs none of them, but the files named are checked all the same (a
         # folder of damaged files was "verified" when the cache was full)
         for stem, path in files.items():
             _copy_checked(path, None, md5[stem], str(path), stem)
+        return cache  # verified once: _fill_cache would read the whole cache again
 
     def put(stem: str, dest: Path) -> None:
         _copy_checked(files[stem], dest, md5[stem], str(files[stem]))
