@@ -1307,6 +1307,27 @@ def test_scene_meter_reconstruction_refuses_a_batch_whose_parts_disagree():
     assert m.compute()["n_images"] == m.detection.compute()["n_images"] == 1
 
 
+def test_scene_meter_classifier_names_its_own_keypoints_argument():
+    """Before: a classifier's meter handed ``keypoints`` to DetectionMeter unchecked, whose
+    message named its own argument ("det_boxes: expected shape (B, K, 3|4)"), and took
+    4-column boxes that ``update`` documents as ``(B, K, 3)`` keypoints."""
+    kp, gb = torch.tensor([[[10.0, 10.0, 20.0]]]), torch.tensor([[[11.0, 10.0, 20.0, 20.0]]])
+    gl, gc = lab([[0]]), torch.tensor([1])
+    m = SceneMeter("classify", 3)
+    before = m.sums()
+    for error, message, keypoints in [
+        (ValueError, r"^keypoints: expected shape \(B, K, 3\), got \(1, 3\)", kp[0]),
+        (ValueError, r"^keypoints: expected shape \(B, K, 3\), got \(1, 1, 4\)", gb),
+        (TypeError, r"^keypoints: expected a torch\.Tensor .*, got ndarray", kp.numpy()),
+        (ValueError, r"^keypoints: expected real numbers .*, got torch\.bool", kp > 0),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            m.update(keypoints, gl, gb, gl, gc)
+    assert torch.equal(m.sums(), before)
+    m.update(kp, gl, gb, gl, gc)
+    assert m.compute()["both"] == 1.0
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -1384,6 +1405,9 @@ def test_num_classes_beyond_memory_is_refused_before_allocating(call, message):
         (lambda: valid_mask(lab([[0]]), [None]), TypeError, r"count: .*, got \[None\]"),
         # Before: TypeError "new(): invalid data type 'str'"
         (lambda: valid_mask(lab([[0]]), "1"), TypeError, r"count: .*, got '1'"),
+        # Before: ValueError "too many dimensions 'str'" (a string inside a list)
+        (lambda: valid_mask(lab([[0]]), ["1"]), TypeError, r"count: .*, got \['1'\]"),
+        (lambda: _counted("match_points", gt_count=[b"1"]), TypeError, "gt_count: .*, got "),
         (lambda: _counted("match_detections", gt_count="1"), TypeError, "gt_count: .*, got '1'"),
         (lambda: _counted("any_match", det_count=[None]), TypeError, "det_count: .*, got"),
         (lambda: _counted("svhn_ap", det_count={}), TypeError, r"det_count: .*, got \{\}"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -357,12 +358,14 @@ def check_labels(labels: Tensor, name: str) -> None:
 def check_counts(count: Tensor | None, most: int, name: str, batch: int | None = None) -> None:
     """Raise ValueError unless ``count`` (None, or ``(B,)``, of ``(batch,)`` when given) holds
     whole numbers in [0, most]: not a bool or complex tensor (torch failed on rounding one), not
-    one with no values; TypeError for what holds no numbers (``"1"``, ``[None]``)."""
+    one with no values; TypeError for what holds no numbers (``"1"``, ``["1"]``, ``[None]``)."""
     if count is None:
         return
     if isinstance(count, Tensor):
         require_dense(count, name)
     try:  # "1": "new(): invalid data type 'str'"; [None]: "Could not infer dtype of NoneType"
+        if not isinstance(count, Tensor) and np.asarray(count).dtype.kind in "US":
+            raise TypeError  # ["1"]: torch's ValueError "too many dimensions 'str'"
         count = torch.as_tensor(count)
     except (TypeError, RuntimeError, ValueError) as e:  # ValueError: ragged, beyond int64
         error = ValueError if isinstance(e, ValueError) else TypeError

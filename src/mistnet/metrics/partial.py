@@ -153,14 +153,16 @@ class SceneMeter:
             reconstruction, images: ``(B, C, H, W)`` floating tensors for a reconstruction task.
 
         Raises:
-            TypeError: for a reconstruction task, ``keypoints`` or ``gt_labels`` no tensor.
-            ValueError: ``det_labels`` None for a classifier, ``reconstruction`` or ``images``
+            TypeError: ``keypoints`` no tensor, or for a reconstruction task ``gt_labels`` no
+                tensor.
+            ValueError: ``keypoints`` not ``(B, K, 3)`` real numbers, ``det_labels`` None for a classifier, ``reconstruction`` or ``images``
                 None, of an integer dtype or of another batch size than ``keypoints`` for a
                 reconstruction task (and what :meth:`DetectionMeter.update` or
                 :meth:`ReconstructionMeter.update` refuses). A refused batch leaves the meter
                 unchanged.
         """
         self._check_needs(det_labels, reconstruction, images)
+        _check_keypoints(keypoints)  # DetectionMeter names its own argument, det_boxes
         if self.task != "classify":  # detection alone: every instance and keypoint is one class
             _check_reconstruction_batch(keypoints, gt_labels, reconstruction, images)
             # measured now, added once the detections passed too: a refused batch (NaN boxes)
@@ -255,6 +257,13 @@ class SceneMeter:
             raise ValueError(f"class_names: {twice!r} names two classes; each needs its own")
 
 
+def _check_keypoints(keypoints: object) -> None:
+    """Refuse ``keypoints`` that are no ``(B, K, 3)`` tensor of real numbers. Metadata only."""
+    require_real(require_tensor(keypoints, "keypoints", "(B, K, 3)"), "keypoints")
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
+        raise ValueError(f"keypoints: expected shape (B, K, 3), got {tuple(keypoints.shape)}")
+
+
 def _check_reconstruction_batch(
     keypoints: object, gt_labels: object, reconstruction: Tensor, images: Tensor
 ) -> None:
@@ -262,9 +271,6 @@ def _check_reconstruction_batch(
     numpy ``keypoints``: "no attribute 'long'"; a list ``gt_labels``: "no attribute 'clamp'"),
     and images of another batch than the keypoints (the RMSE counted 2 images, the detection 1).
     Metadata only."""
-    require_tensor(keypoints, "keypoints", "(B, K, 3)")
-    if keypoints.ndim != 3:
-        raise ValueError(f"keypoints: expected shape (B, K, 3), got {tuple(keypoints.shape)}")
     require_real(require_tensor(gt_labels, "gt_labels", "(B, N)"), "gt_labels")  # bool: all 0
     B = keypoints.shape[0]
     for name, x in (("reconstruction", reconstruction), ("images", images)):
