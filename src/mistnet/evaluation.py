@@ -258,6 +258,13 @@ def _evaluate(run, model, data, split, k, per_image_k, batch_size, device, meter
         cfg, net, ckpt = Run(run).load("best", device=device)
     else:
         cfg, net, ckpt = pretrained.load(model, device=device)
+        if data is None and cfg.data.path and not os.path.isdir(cfg.data.path):
+            # the path its training run recorded, on the machine that trained it
+            raise MistError(
+                f"{model}: the dataset it was trained on ({cfg.data.path}) is not on this "
+                "machine; pass the data (--data DIR, data=DIR in Python; `mist models` shows "
+                "the commands that made it)"
+            )
     source, dataset = _open_checked(cfg, data, split)
     k, annotations = _detections(net, k, per_image_k, dataset, source, cfg.train.method)
     try:

@@ -503,3 +503,19 @@ def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(capsys,
     result = mist(capsys, "eval", registry / "notes.txt")
     assert_user_error(result, "notes.txt is a file, not a run directory")
     assert "packaged" not in result[2]
+
+
+def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(capsys, monkeypatch):
+    """Before: "the run's dataset /work/pre/... (data.path) does not exist": a folder of the
+    machine that trained the model, named as if it were the user's run."""
+    monkeypatch.delenv(pretrained.ENV, raising=False)  # the models mistnet ships
+    name = "mnist-hard-classifier"
+    recorded = pretrained.load(name)[0].data.path
+    if not recorded or Path(recorded).is_dir():
+        pytest.skip(f"{name} records no dataset folder, or it is on this machine")
+    assert_user_error(
+        mist(capsys, "eval", "--model", name),
+        f"{name}: the dataset it was trained on ({recorded}) is not on this machine",
+        "--data DIR",
+        "mist models",
+    )
