@@ -94,6 +94,30 @@ def _moved(key: str, was: str, value: str) -> bool:
     return not os.path.lexists(was) or Path(was).resolve() == Path(value).resolve()
 
 
+def _path_may_differ(key: str, was: str, value: str, recorded: dict[str, Any]) -> bool:
+    """Whether the path key ``key`` of a config may be ``value`` where its checkpoint, whose
+    record is ``recorded``, says ``was``: a folder moved (:func:`_moved`), a dataset's path
+    emptied, or another folder holding the dataset the run recorded (a copy: a project copied
+    whole, its config pointed at its own copy of the data, was "another run's checkpoint").
+    The record's digest says what the run needs in the last two."""
+    if _moved(key, was, value):
+        return True
+    if key != "path" or not is_folder(key, was):
+        return False
+    return not value or same_dataset(value, recorded.get("data_manifest"))
+
+
+def same_dataset(path: str, digest: object) -> bool:
+    """Whether the dataset folder ``path`` has the manifest ``digest`` a run recorded: the
+    run's dataset, moved, copied or made again with the same options."""
+    if not (digest and isinstance(digest, str) and os.path.isdir(path)):
+        return False
+    try:
+        return manifest_digest(read_manifest(path)) == digest
+    except MistError:
+        return False  # refused by the caller, naming both
+
+
 class Run:
     """Paths of a run directory, and the reading and writing of its log."""
 
@@ -325,16 +349,8 @@ class Run:
                 # empty on either side passed: names added to a run of unnamed classes, a
                 # digest blanked to resume on other data.)
                 unrecorded = section == "record" and key not in recorded
-                # a run trained further, a folder moved (or a dataset's path emptied: the
-                # record's digest says what the run needs then)
                 free_here = (section, key) == ("train", "steps") or (
-                    (section, key) in paths
-                    and (
-                        _moved(key, was, value)
-                        or key == "path"
-                        and is_folder(key, was)
-                        and not value
-                    )
+                    (section, key) in paths and _path_may_differ(key, was, value, recorded)
                 )
                 if not unrecorded and not free_here and was != value:
                     raise MistError(
@@ -488,18 +504,10 @@ def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
 
 
 def _moved_here(saved: Config, path: str) -> bool:
-    """Whether the dataset at ``path`` is the run's, moved or renamed: the folder at its
-    ``data.path`` is gone (or the path was emptied: its name lost, "trained on the dataset
-    mnist-easy" refused the very dataset), and the manifest at ``path`` has the digest the run
-    recorded."""
-    old = saved.data.path
-    if (old and os.path.lexists(old)) or not saved.record.data_manifest:
-        return False
-    try:
-        manifest = read_manifest(path)
-    except MistError:
-        return False  # refused below, naming both
-    return manifest_digest(manifest) == saved.record.data_manifest
+    """Whether the dataset at ``path`` is the run's, moved, renamed or copied: its manifest
+    has the digest the run recorded (a path emptied lost its name: "trained on the dataset
+    mnist-easy" refused the very dataset; a copy beside the original was refused too)."""
+    return same_dataset(path, saved.record.data_manifest)
 
 
 def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:

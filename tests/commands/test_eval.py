@@ -244,6 +244,43 @@ def test_a_run_whose_config_lost_its_dataset_folder_is_not_scored_on_a_generator
     assert json.loads((run / "config.json").read_text())["data"]["path"] == "../ds"
 
 
+def test_a_run_copied_with_its_dataset_takes_its_own_copy(capsys, tmp_path):
+    """Before: a project copied whole (dataset and run), its run's ``data.path`` pointed at the
+    copy while the original was still there, was "another run's checkpoint, or config.json
+    was edited since" for eval and resume, and ``--resume --data COPY`` "trained on the
+    dataset ..., not COPY": the data the run trained on, byte for byte."""
+    make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
+    assert mist(capsys, *make, "--out", tmp_path / "a")[0] == 0
+    assert mist(capsys, *make, "--seed", 1, "--out", tmp_path / "other")[0] == 0
+    train = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "a", "--no-progress"]
+    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
+    run = tmp_path / "run"
+    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+
+    def point_at(folder: str) -> None:
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["data"]["path"] = str(tmp_path / folder)
+        (run / "config.json").write_text(json.dumps(cfg))
+
+    point_at("other")  # another dataset is still refused
+    assert_user_error(mist(capsys, "eval", run), "data.path is", "but best.safetensors was")
+    point_at("b")
+    rc, _, err = mist(capsys, "eval", run)
+    assert rc == 0, err
+    resume = ["train", "--out", run, "--resume", "--no-progress", "--set"]
+    rc, _, err = mist(capsys, *resume, "train.steps=3")
+    assert rc == 0, err
+    point_at("a")  # the original named; the copy given
+    rc, _, err = mist(capsys, *resume, "train.steps=4", "--data", tmp_path / "b")
+    assert rc == 0, err
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == "../b"
+    assert_user_error(
+        mist(capsys, *resume, "train.steps=5", "--data", tmp_path / "other"),
+        "a resumed run trains on the data it started with",
+    )
+
+
 def test_a_per_image_k_evaluation_is_written_beside_the_fixed_k_record(capsys, tmp_path, tiny_run):
     """Before: --per-image-k replaced RUN/eval-test.json, which models package then refused
     ("k is 'per-image', not a count") though mist eval had written it."""
