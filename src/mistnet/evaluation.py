@@ -76,14 +76,17 @@ class Evaluation:
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
     """The record at ``path`` if it is one ``mist eval`` writes (a JSON object with the fields
-    of :class:`Evaluation`, the last two only since they were added, ``run`` as text), else None:
-    a file of the user's, unreadable or of other content."""
+    of :class:`Evaluation`, the last two only since they were added and text or null, ``run`` as
+    text), else None: a file of the user's, unreadable or of other content."""
     try:
         doc = read_json(path)
     except (MistError, OSError, ValueError):
         return None
-    needed = set(Evaluation.__dataclass_fields__) - {"run_dir", "checkpoint_digest"}
+    later = {"run_dir", "checkpoint_digest"}
+    needed = set(Evaluation.__dataclass_fields__) - later
     if not (isinstance(doc, dict) and needed <= set(doc) and isinstance(doc["run"], str)):
+        return None
+    if any(not isinstance(doc.get(key), str | None) for key in later):  # run_dir 5: a TypeError
         return None
     return doc
 

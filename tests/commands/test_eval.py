@@ -328,3 +328,22 @@ def test_a_file_of_the_users_at_the_runs_record_is_refused_before_evaluating(
     result = mist(capsys, "eval", run, "--threads", "1")
     assert_user_error(result, "eval-test.json: exists and is not a metrics file of mist eval")
     assert (run / "eval-test.json").read_text() == '{"my": "notes"}'
+
+
+@pytest.mark.parametrize("way", ["file", "dangling link"])
+def test_a_json_under_a_file_is_refused_before_evaluating(
+    capsys, tiny_run, tmp_path, monkeypatch, way
+):
+    """Before: ``--json afile/m.json`` ran the whole evaluation, then "afile is not a
+    directory"."""
+    import mistnet.commands.eval as command
+
+    blocker = tmp_path / "afile"
+    if way == "file":
+        blocker.write_text("notes")
+    else:
+        blocker.symlink_to(tmp_path / "nowhere")
+    monkeypatch.setattr(command, "evaluate_run", lambda *a, **k: pytest.fail("evaluated"))
+    result = mist(capsys, "eval", tiny_run, "--json", blocker / "sub" / "m.json")
+    assert_user_error(result, f"{blocker}: is not a directory", "choose another --json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

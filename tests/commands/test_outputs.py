@@ -627,6 +627,27 @@ def test_eval_json_replaces_only_a_record_of_the_same_run(capsys, tmp_path, tiny
     assert mist(capsys, "eval", namesake, "--json", out, "--threads", "1")[0] == 0
 
 
+def test_eval_json_names_whose_record_it_refuses(capsys, tmp_path, tiny_run):
+    """Before: a record whose ``run_dir`` was no text (5, a list) ended in "internal error
+    (TypeError: expected str, bytes or os.PathLike object, not int)", and a pretrained model's
+    record was "of mnist-hard-classifier, no longer there, of other or unknown weights"."""
+    out = tmp_path / "m.json"
+    assert mist(capsys, "eval", tiny_run, "--json", out, "--threads", "1")[0] == 0
+    record = json.loads(out.read_text())
+    for run_dir, whose in [
+        (5, ""),
+        ([str(tiny_run)], ""),
+        (None, " (it is the record of the pretrained model mnist-hard-classifier)"),
+    ]:
+        out.write_text(json.dumps({**record, "run": "mnist-hard-classifier", "run_dir": run_dir}))
+        before = entries_under(tmp_path)
+        result = mist(capsys, "eval", tiny_run, "--json", out, "--threads", "1")
+        assert_user_error(
+            result, f"m.json: exists and is not a metrics file of mist eval of {tiny_run}{whose}; "
+        )
+        assert entries_under(tmp_path) == before
+
+
 @case
 def train_more_detections_than_pixels(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "x", "--no-progress"]

@@ -144,7 +144,9 @@ def check_json_out(
         raise MistError(f"{out}: is a symbolic link; {hint}")
     if out.exists() and not _is_record_of(out, this, inside=in_run):
         doc, whose = read_record(out), ""
-        if doc is not None:  # a record: say of what ("not a metrics file" read as untrue)
+        if doc is not None and "run_dir" in doc and doc["run_dir"] is None:
+            whose = f" (it is the record of the pretrained model {doc['run']})"
+        elif doc is not None:  # a record: say of what ("not a metrics file" read as untrue)
             where = doc.get("run_dir") or doc["run"]
             gone = "" if Path(where).is_dir() else ", no longer there, of other or unknown weights"
             whose = f" (it is the record of {where}{gone})"
@@ -197,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> Path | None:
     """Where the record goes: ``--json``, else the run's ``eval-<split>.json`` (a per-image-K
-    record beside the fixed-K one, which ``models package`` reads); a pretrained model's
-    goes nowhere without ``--json``."""
+    record beside the fixed-K one, which alone ``models package`` reads); a pretrained
+    model's goes nowhere without ``--json``."""
     if args.json:
         return file_name(args.json, "--json", ".json")
     if args.model is not None:
@@ -209,18 +211,22 @@ def _record(args: argparse.Namespace) -> Path | None:
 
 def _check_writable(out: Path, given: bool) -> None:
     """Refuse, before the evaluation, a record ``out`` (:func:`_record`) that could not be
-    written: its folder, or the nearest one of it that exists, not writable by this user (the
-    whole evaluation ran, then failed to write, its metrics never shown). ``given``: ``out``
-    is the user's ``--json``.
+    written: its folder, or the nearest one of it that exists, not writable by this user or
+    no directory (the whole evaluation ran, then failed to write). ``given``: ``out`` is the
+    user's ``--json``.
 
     Raises:
         MistError: naming the folder, and ``--json`` as the way out.
     """
     folder = out.absolute().parent
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.lexists(folder) and folder != folder.parent:
         folder = folder.parent
-    if folder.is_dir() and not _can_write(folder):  # a file there: the write names it so
-        hint = "choose another --json" if given else "give --json FILE elsewhere"
+    hint = "choose another --json" if given else "give --json FILE elsewhere"
+    if not folder.is_dir():  # a file in the way: found only once the whole evaluation ran
+        if not given:  # RUN itself a file: the run's own checks say what it is
+            return
+        raise MistError(f"{folder}: is not a directory, so {out} cannot be written; {hint}")
+    if not _can_write(folder):
         raise MistError(
             f"{folder}: this user cannot write into it, so the record cannot be kept; {hint}"
         )
