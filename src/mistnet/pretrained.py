@@ -344,6 +344,12 @@ def _eval_record(
     keys = ("metrics", "data", "split", "images", "k", "step", "checkpoint")
     if not isinstance(record, dict) or any(key not in record for key in keys):
         raise MistError(f"{path} is no mist eval record (it needs {', '.join(keys)})")
+    if record["k"] == "per-image":  # "no mist eval record: k is 'per-image', not a count"
+        raise MistError(
+            f"{path} is mist eval's record with each scene's own K (--per-image-k); a model "
+            f"card holds the record at the model's K: name {Path(path).parent / 'eval-test.json'}"
+            " or run mist eval on the run without --per-image-k"
+        )
     problem = card_problem({"metrics": record["metrics"], "evaluated_on": record})
     if problem:
         raise MistError(f"{path} is no mist eval record: {problem}")
@@ -368,5 +374,11 @@ def _eval_record(
         raise MistError(
             f"{path} measured {record['checkpoint']} at step {record['step']}, not "
             f"{ckpt.path.name} at step {ckpt.step}; run mist eval on the run again"
+        )
+    digest = record.get("checkpoint_digest")  # absent from the records of older versions
+    if isinstance(digest, str) and digest != ckpt.digest:  # a record copied in from a namesake
+        raise MistError(
+            f"{path} measured other weights than {ckpt.path.name} of {run} (another checksum); "
+            "run mist eval on the run again"
         )
     return record

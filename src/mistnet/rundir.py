@@ -118,6 +118,20 @@ def same_dataset(path: str, digest: object) -> bool:
         return False  # refused by the caller, naming both
 
 
+def _packaged(path: Path) -> bool:
+    """Whether the file ``path`` is a packaged model ``--model`` would take by its file name
+    (any checkpoint was told to go by name, which then failed: "no model card")."""
+    from mistnet import pretrained  # which reads runs: imported here, not at the top
+
+    if not pretrained.NAME.fullmatch(path.stem):
+        return False
+    try:
+        pretrained.Card.of(Checkpoint(path))
+    except (MistError, OSError):
+        return False
+    return True
+
+
 class Run:
     """Paths of a run directory, and the reading and writing of its log."""
 
@@ -143,6 +157,8 @@ class Run:
                 )
             hint = ""
             if self.path.suffix == ".safetensors":  # its folder is no run either
+                hint = "; a checkpoint is read from its run directory, beside its config.json"
+            if hint and _packaged(self.path):
                 hint = (
                     f"; a packaged model is used by name: MISTNET_MODELS={self.path.parent}, "
                     f"then mist eval or detect --model {self.path.stem} (mistnet.load(name))"

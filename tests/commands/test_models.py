@@ -343,6 +343,26 @@ def test_packaging_refuses_a_malformed_metrics_record(capsys, packaged, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]
 
 
+def test_packaging_names_a_per_image_k_record_and_a_record_of_other_weights(
+    capsys, packaged, tmp_path
+):
+    """Before: ``--metrics RUN/eval-test-per-image-k.json``, mist eval's own record, was "no
+    mist eval record: k is 'per-image', not a count"; a record of other weights at the same
+    step and checkpoint name (copied in from a namesake run) was packaged as the run's."""
+    run = shutil.copytree(packaged[0], tmp_path / "run")
+    assert mist(capsys, "eval", run, "--per-image-k", "--threads", "1")[0] == 0
+    package = ["models", "package", run, "--command", COMMAND, "--out", tmp_path / "m"]
+    result = mist(capsys, *package, "--name", NAME, "--metrics", run / "eval-test-per-image-k.json")
+    assert_user_error(result, "is mist eval's record with each scene's own K (--per-image-k)")
+    record = json.loads((run / "eval-test.json").read_text())
+    (run / "eval-test.json").write_text(
+        json.dumps({**record, "run_dir": str(run), "checkpoint_digest": "sha256:" + "0" * 64})
+    )
+    result = mist(capsys, *package, "--name", NAME)
+    assert_user_error(result, "measured other weights than best.safetensors of", "mist eval")
+    assert not (tmp_path / "m").exists()
+
+
 def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_path, monkeypatch):
     run, root = packaged
     record = json.loads((run / "eval-test.json").read_text())
@@ -490,7 +510,9 @@ def test_the_models_folder_of_the_environment_may_start_with_a_tilde(packaged, m
     assert pretrained.registry() == packaged[1] and NAME in pretrained.names()
 
 
-def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(capsys, registry):
+def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(
+    capsys, registry, packaged
+):
     """Before: "models/m.safetensors is a file; give the run directory (models)", then, given
     that, "models is not a mistnet run (no config.json)": advice in a circle."""
     path = registry / f"{NAME}.safetensors"
@@ -502,6 +524,11 @@ def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(capsys,
     (registry / "notes.txt").write_text("mine")  # no model: no such hint
     result = mist(capsys, "eval", registry / "notes.txt")
     assert_user_error(result, "notes.txt is a file, not a run directory")
+    assert "packaged" not in result[2]
+    # Before: any checkpoint was told to go by name, which then said "no model card"
+    loose = shutil.copy(packaged[0] / "best.safetensors", registry / "mine.safetensors")
+    result = mist(capsys, "eval", loose)
+    assert_user_error(result, "is a file, not a run directory; a checkpoint is read from its run")
     assert "packaged" not in result[2]
 
 
