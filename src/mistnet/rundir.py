@@ -35,7 +35,7 @@ from mistnet.metrics import unmeasured
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import discard_new, entries, open_output
-from mistnet.runlog import LogRecord, read_log
+from mistnet.runlog import LogRecord, check_resume, read_log
 from mistnet.runpaths import PATHS, absolute, is_folder, resolved, stored
 from mistnet.textfile import read_json
 from mistnet.trainer import Trainer
@@ -524,45 +524,6 @@ def _moved_here(saved: Config, path: str) -> bool:
     has the digest the run recorded (a path emptied lost its name: "trained on the dataset
     mnist-easy" refused the very dataset; a copy beside the original was refused too)."""
     return same_dataset(path, saved.record.data_manifest)
-
-
-def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
-    """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
-
-    The train line of every ``log_every``-th step is appended before the checkpoint of that step
-    is written, so the log of the run a checkpoint belongs to holds the line of the last such
-    step at or before the checkpoint's; a missing or empty log past that step lost the run's
-    history (the resumed log would start mid-run, its summary naming steps it has not).
-    A run that validated (its checkpoint names a best step; a run trained without validation
-    data names none) holds the line of the last ``val_every``-th step too.
-    """
-    t = cfg.train
-    if ckpt.step > t.steps:
-        raise MistError(
-            f"{ckpt.path}: step {ckpt.step} is past train.steps = {t.steps}; "
-            "the checkpoint does not belong to this run"
-        )
-    logged = {r.step for r in log if r.split == "train"}
-    expected = ckpt.step // t.log_every * t.log_every
-    if not log and expected > 0:
-        raise MistError(
-            f"log.jsonl is missing or empty but {ckpt.path} is at step {ckpt.step}; restore "
-            "the log to resume, or start a new run from these weights (--set "
-            "train.init_from=RUN)"
-        )
-    if log and expected > 0 and expected not in logged:
-        raise MistError(
-            f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "
-            "the log and the checkpoint are of different runs"
-        )
-    checked = ckpt.step // t.val_every * t.val_every
-    validated = ckpt.extra.get("best_step") is not None
-    if validated and checked > 0 and checked not in {r.step for r in log if r.split == "val"}:
-        raise MistError(
-            f"log.jsonl has no validation line for step {checked} but {ckpt.path} is at step "
-            f"{ckpt.step}; restore the log to resume, or start a new run from these weights "
-            "(--set train.init_from=RUN)"
-        )
 
 
 def warm_start(model: MIST, source: str, parts: str, device: torch.device | str = "cpu") -> None:

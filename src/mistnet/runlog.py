@@ -13,11 +13,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mistnet.errors import DataError
+from mistnet.errors import DataError, MistError
 from mistnet.textfile import parse_json, read_text
 from mistnet.validate import path_argument
+
+if TYPE_CHECKING:
+    from mistnet.checkpoint import Checkpoint
+    from mistnet.config import Config
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,42 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
             )
         records.append(record)
     return records
+
+
+def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
+    """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
+
+    The train line of every ``log_every``-th step is appended before the checkpoint of that step
+    is written, so the log of the run a checkpoint belongs to holds the line of the last such
+    step at or before the checkpoint's; a missing or empty log past that step lost the run's
+    history (the resumed log would start mid-run, its summary naming steps it has not).
+    A run that validated (its checkpoint names a best step; a run trained without validation
+    data names none) holds the line of the last ``val_every``-th step too.
+    """
+    t = cfg.train
+    if ckpt.step > t.steps:
+        raise MistError(
+            f"{ckpt.path}: step {ckpt.step} is past train.steps = {t.steps}; "
+            "the checkpoint does not belong to this run"
+        )
+    logged = {r.step for r in log if r.split == "train"}
+    expected = ckpt.step // t.log_every * t.log_every
+    if not log and expected > 0:
+        raise MistError(
+            f"log.jsonl is missing or empty but {ckpt.path} is at step {ckpt.step}; restore "
+            "the log to resume, or start a new run from these weights (--set "
+            "train.init_from=RUN)"
+        )
+    if log and expected > 0 and expected not in logged:
+        raise MistError(
+            f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "
+            "the log and the checkpoint are of different runs"
+        )
+    checked = ckpt.step // t.val_every * t.val_every
+    validated = ckpt.extra.get("best_step") is not None
+    if validated and checked > 0 and checked not in {r.step for r in log if r.split == "val"}:
+        raise MistError(
+            f"log.jsonl has no validation line for step {checked} but {ckpt.path} is at step "
+            f"{ckpt.step}; restore the log to resume, or start a new run from these weights "
+            "(--set train.init_from=RUN)"
+        )
