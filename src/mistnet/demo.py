@@ -13,7 +13,6 @@ the ``figures`` extra). The run directory works with ``mist eval``, ``mist detec
 from __future__ import annotations
 
 import glob
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,7 +49,7 @@ from mistnet.outfiles import written_json, written_png
 from mistnet.outputs import claim_output, discard_new, entries, open_output, writing_inside
 from mistnet.ownership import Mine, Own, require_only_own
 from mistnet.progress import metrics_text, terminal_bar
-from mistnet.rundir import TRAINING_FILES, Run
+from mistnet.rundir import TRAINING_FILES, Run, tensorboard_only
 from mistnet.setaside import replacing
 from mistnet.viz import output_figure
 
@@ -169,21 +168,9 @@ def run_files(run_dir: Path) -> list[str]:
     names = list(TRAINING_FILES)
     records = [p.name for p in run_dir.glob("eval-*.json") if p.is_file() and not p.is_symlink()]
     names += [glob.escape(n) for n in records if read_record(run_dir / n) is not None]
-    if _tensorboard_only(run_dir / "tb"):
+    if tensorboard_only(run_dir / "tb"):
         names.append("tb/")
     return names
-
-
-def _tensorboard_only(folder: Path) -> bool:
-    """Whether ``folder`` is a directory holding TensorBoard's event files and nothing else."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    for root, dirs, files in os.walk(folder):
-        if any(os.path.islink(os.path.join(root, d)) for d in dirs):
-            return False
-        if not all(f.startswith("events.out.tfevents.") for f in files):
-            return False
-    return True
 
 
 def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, float]) -> str:

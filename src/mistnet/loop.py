@@ -133,7 +133,7 @@ class Session:
             self.wall = ckpt.extra.get("wall", 0.0)
         elif world.main:  # a fresh start (also a resume killed before its first checkpoint)
             run.log.unlink(missing_ok=True)
-        self.writer = run.tensorboard() if world.main else None
+        self.writer = run.tensorboard(self.step if self.resumed else None) if world.main else None
 
     def _split(self, split: str) -> Dataset:
         return training_split(self.cfg, split)

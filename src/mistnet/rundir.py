@@ -28,7 +28,7 @@ from mistnet.configupgrade import upgrade
 from mistnet.data.runs import manifest_digest
 from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
-from mistnet.io import atomic_write_text, json_text
+from mistnet.io import atomic_write_text, json_text, remove_path
 from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import MARKER
 from mistnet.metrics import unmeasured
@@ -129,6 +129,18 @@ def _packaged(path: Path) -> bool:
         pretrained.Card.of(Checkpoint(path))
     except (MistError, OSError):
         return False
+    return True
+
+
+def tensorboard_only(folder: Path) -> bool:
+    """Whether ``folder`` is a directory holding TensorBoard's event files and nothing else."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    for root, dirs, files in os.walk(folder):
+        if any(os.path.islink(os.path.join(root, d)) for d in dirs):
+            return False
+        if not all(f.startswith("events.out.tfevents.") for f in files):
+            return False
     return True
 
 
@@ -259,10 +271,22 @@ class Run:
             MistError: see :meth:`resume_config` and :meth:`require_no_checkpoint`.
         """
         cfg = validate(copy.deepcopy(cfg))  # built in Python, it never met the parser
+        self.require_tensorboard_folder()
         if resume:
             return self.resume_config(cfg)[0]
         self.require_no_checkpoint()
         return cfg
+
+    def require_tensorboard_folder(self) -> None:
+        """Refuse a ``tb/`` that training would not write its TensorBoard scalars into: a
+        file (the writer failed with "File exists" once config.json was rewritten and a
+        finished run's summary removed) or a symbolic link (followed out of the run)."""
+        tb = self.path / "tb"
+        if tb.is_symlink() or (os.path.lexists(tb) and not tb.is_dir()):
+            what = "a symbolic link" if tb.is_symlink() else "not a folder"
+            raise MistError(
+                f"{tb}: {what}; the run's TensorBoard scalars are written there: move it away"
+            )
 
     def require_no_checkpoint(self) -> None:
         """Refuse a fresh start in a directory that holds a checkpoint of a run."""
@@ -469,14 +493,23 @@ class Run:
                     discard_new(self.path, created, before, writes)
                 raise
 
-    def tensorboard(self):
-        """A TensorBoard writer into ``tb/``, or None without the optional package."""
+    def tensorboard(self, resumed_at: int | None = None):
+        """A TensorBoard writer into ``tb/``, or None without the optional package.
+
+        A fresh start removes the event files of an attempt killed before its first checkpoint,
+        a run resumed at step ``resumed_at`` hides its events past that step (an attempt killed
+        past the checkpoint): TensorBoard showed both attempts' curves over the same steps.
+        """
         try:
             from torch.utils.tensorboard import SummaryWriter
         except Exception:  # tensorboard is optional
             return None
-        self._made_tb = not os.path.lexists(self.path / "tb")
-        return SummaryWriter(str(self.path / "tb"))
+        tb = self.path / "tb"
+        if resumed_at is None and tensorboard_only(tb):
+            remove_path(tb)
+        self._made_tb = not os.path.lexists(tb)
+        purge_step = None if resumed_at is None else resumed_at + 1
+        return SummaryWriter(str(tb), purge_step=purge_step)
 
     def load(
         self, which: str = "best", device: torch.device | str = "cpu"

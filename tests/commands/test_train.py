@@ -415,3 +415,72 @@ def test_a_failed_train_keeps_a_file_the_user_put_into_its_folder_meanwhile(
     assert_user_error(mist(capsys, *argv, *(a for s in TINY for a in ("--set", s))), "failed")
     kept = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert kept == ["eval-mine.json", "mine", "notes.txt", "tb", "tb/notes.txt"]
+
+
+def _bytes_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("blocker", ["file", "link out", "dangling link"])
+def test_a_tb_that_is_no_folder_of_the_run_is_refused_before_a_resume(
+    capsys, tmp_path, tiny_run, blocker
+):
+    """Before (with tensorboard installed): a file or a dangling link at RUN/tb gave "RUN/tb:
+    File exists" once config.json was rewritten and a finished run's summary.json removed; a
+    link to a folder of the user's had the event files written into it."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    if blocker == "file":
+        (run / "tb").write_text("my notes")
+    else:
+        (run / "tb").symlink_to(mine if blocker == "link out" else tmp_path / "nowhere")
+    before = _bytes_under(tmp_path)
+    result = mist(capsys, "train", "--out", run, "--resume", "--set", "train.steps=12")
+    what = "not a folder" if blocker == "file" else "a symbolic link"
+    assert_user_error(result, f"{run / 'tb'}: {what}", "move it away")
+    assert _bytes_under(tmp_path) == before
+
+
+class _Writer:
+    """Stands in for TensorBoard's SummaryWriter (not installed here): an event file per
+    writer, and the arguments it was opened with."""
+
+    opened: list[tuple[str, int | None]] = []
+
+    def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+        os.makedirs(log_dir, exist_ok=True)
+        name = f"events.out.tfevents.{len(self.opened)}"
+        Path(log_dir, name).write_text("")
+        self.opened.append((log_dir, purge_step))
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_tensorboard_drops_a_killed_attempts_events(tmp_path, monkeypatch):
+    """Before: a fresh start into a run killed before its first checkpoint kept that attempt's
+    event files beside its own, and a resume kept the events past its checkpoint: TensorBoard
+    drew two curves over the same steps."""
+    import types
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = _Writer
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    monkeypatch.setattr(_Writer, "opened", [])
+    run = tmp_path / "run"
+    cfg = apply_overrides(load_preset("tiny-cpu"), [*TINY, "train.steps=4", "train.val_every=2"])
+    cfg.train.ckpt_every = 2
+    (run / "tb").mkdir(parents=True)  # as a killed first attempt left it, with its files
+    (run / "tb" / "events.out.tfevents.killed").write_text("")
+    (run / "config.json").write_text(cfg.to_json())
+    (run / ".mistnet").write_text("run\n")
+    loop.train(cfg, run, progress=False)
+    assert sorted(p.name for p in (run / "tb").iterdir()) == ["events.out.tfevents.0"]
+    cfg.train.steps = 6
+    loop.train(cfg, run, resume=True, progress=False)
+    assert _Writer.opened == [(str(run / "tb"), None), (str(run / "tb"), 5)]
