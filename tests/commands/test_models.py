@@ -546,3 +546,24 @@ def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(capsys, 
         "--data DIR",
         "mist models",
     )
+
+
+def test_a_run_folder_named_like_a_model_and_the_model_keep_their_own_records(
+    capsys, registry, packaged, tmp_path, monkeypatch
+):
+    """Before: with a run folder called NAME in the working directory, ``eval --model NAME
+    --json m.json`` replaced the run's record with the model's, and the reverse: the record's
+    ``run`` was compared as a name."""
+    shutil.copytree(packaged[0], tmp_path / NAME)
+    monkeypatch.chdir(tmp_path)
+    for first, second, whose in [
+        (["--model", NAME], [NAME], f"(it is the record of the pretrained model {NAME})"),
+        ([NAME], ["--model", NAME], f"(it is the record of {tmp_path / NAME})"),
+    ]:
+        Path("m.json").unlink(missing_ok=True)
+        assert mist(capsys, "eval", *first, "--json", "m.json", "--threads", "1")[0] == 0
+        before = Path("m.json").read_bytes()
+        result = mist(capsys, "eval", *second, "--json", "m.json", "--threads", "1")
+        assert_user_error(result, "m.json: exists and is not a metrics file of mist eval", whose)
+        assert Path("m.json").read_bytes() == before
+        assert mist(capsys, "eval", *first, "--json", "m.json", "--threads", "1")[0] == 0

@@ -80,21 +80,23 @@ def _within(path: Path, directory: str | None) -> bool:
     return Path(directory).resolve() in path.resolve().parents
 
 
-def _is_record_of(path: Path, run: str, inside: bool = False) -> bool:
-    """Whether ``path`` is a metrics file of ``mist eval`` of ``run``: any record ``inside`` the
-    run's own directory (which may have been moved or copied since it was written); else one
-    whose ``run_dir`` is the run's, or no run directory any more with the checksum of this
-    run's checkpoint (:func:`_same_weights`); a record of an
-    earlier version has only ``run``, as given then: taken from here; of a pretrained model,
-    one naming it."""
+def _is_record_of(path: Path, run: str, inside: bool = False, model: bool = False) -> bool:
+    """Whether ``path`` is a metrics file of ``mist eval`` of ``run`` (the pretrained model of
+    that name where ``model``): any record ``inside`` the run's own directory (which may have
+    been moved or copied since it was written); else one whose ``run_dir`` is the run's, or no
+    run directory any more with the checksum of this run's checkpoint (:func:`_same_weights`);
+    a record of an earlier version has only ``run``, as given then: taken from here; of a
+    pretrained model, one naming it, whose ``run_dir`` is null (a run folder of the model's
+    name and the model took each other's records)."""
     doc = read_record(path)
     if doc is None:
         return False
     named = doc["run"]
     if inside:
         return True
-    if not Path(run).is_dir():
-        return named == run  # a pretrained model's name
+    of_a_model = "run_dir" in doc and doc["run_dir"] is None
+    if model or of_a_model:
+        return model and named == run and doc.get("run_dir") is None
     recorded = doc.get("run_dir")
     if isinstance(recorded, str):  # this run, or the same weights moved (with their record)
         return Path(recorded) == Path(run).resolve() or (
@@ -142,7 +144,7 @@ def check_json_out(
     if out.is_symlink():  # never written through: it may lead anywhere
         hint = "--json must name a file of its own" if given else "move it away, or give --json"
         raise MistError(f"{out}: is a symbolic link; {hint}")
-    if out.exists() and not _is_record_of(out, this, inside=in_run):
+    if out.exists() and not _is_record_of(out, this, inside=in_run, model=run is None):
         doc, whose = read_record(out), ""
         if doc is not None and "run_dir" in doc and doc["run_dir"] is None:
             whose = f" (it is the record of the pretrained model {doc['run']})"
