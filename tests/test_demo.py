@@ -373,3 +373,18 @@ def test_a_demo_removes_with_its_run_only_eval_records_and_tensorboard_events(tm
     assert not any(fnmatch.fnmatchcase("eval-notes.json", n) for n in names)
     (run / "tb" / "notes.txt").write_text("mine")
     assert "tb/" not in run_files(run)
+
+
+def test_a_task_that_the_preset_does_not_train_is_refused_before_the_scenes(capsys, tmp_path):
+    """Before: ``mist demo --task reconstruct --preset mnist-hard-cpu`` trained a classifier
+    without a word (the preset took the place of the task's)."""
+    before = entries_under(tmp_path)
+    result = mist(capsys, "demo", "--out", tmp_path / "d", "--task", "reconstruct",
+                  "--preset", "mnist-hard-cpu", *SIZES)  # fmt: skip
+    message = "task reconstruct (--task) but the preset mnist-hard-cpu trains model.task = classify"
+    assert_user_error(result, message)
+    assert entries_under(tmp_path) == before
+    with pytest.raises(MistError, match="task classify .* model.task = reconstruct"):
+        run_demo(tmp_path / "d", task="classify", preset="mnist-hard-recon-cpu",
+                 n_train=4, n_val=4, n_test=4, log=lambda message: None)  # fmt: skip
+    assert entries_under(tmp_path) == before

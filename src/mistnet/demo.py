@@ -209,7 +209,7 @@ def evaluate_demo(out: Path, summary: dict[str, Any], device: str, log: Callable
 def run_demo(
     out: str | Path,
     *,
-    task: str = "classify",
+    task: str | None = None,
     preset: str | None = None,
     minutes: float = 12.0,
     threads: int = 2,
@@ -227,8 +227,10 @@ def run_demo(
     Args:
         out: a new output directory, or one an earlier demo made (its ``data/`` and ``run/``
             are replaced); see :func:`claim_demo`.
-        task: ``classify`` or ``reconstruct``; selects the preset of :data:`PRESETS`.
-        preset: another preset name or TOML file instead.
+        task: ``classify`` or ``reconstruct``; selects the preset of :data:`PRESETS` (default:
+            the preset's task, else ``classify``).
+        preset: another preset name or TOML file instead (its task must be ``task`` when
+            both are given).
         minutes: training time cap.
         threads: torch CPU threads.
         n_train, n_val, n_test: scenes per split.
@@ -240,13 +242,14 @@ def run_demo(
         log: progress messages (default: printed to stdout, flushed).
 
     Raises:
-        MistError: an unknown task or preset, ``minutes`` no number > 0, a bad override,
+        MistError: an unknown task or preset, a preset (or ``model.task`` override) of
+            another task than ``task``, ``minutes`` no number > 0, a bad override,
             digits not found (an empty data cache for ``mnist``), or any user error of the run.
     """
-    if task not in PRESETS:
+    if task is not None and task not in PRESETS:
         raise ValueError(f"task must be one of {', '.join(PRESETS)}, got {task!r}")
     minutes = validate.minutes(minutes, "minutes")  # -1 was refused once the scenes were made
-    preset, log = preset or PRESETS[task], log or say
+    preset, log = preset or PRESETS[task or "classify"], log or say
     out, t0 = Path(out), time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
     for key, item in overridden(list(overrides)).items():
@@ -257,6 +260,11 @@ def run_demo(
             )
     made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
     cfg = resolve(preset, [*made, *overrides])
+    if task is not None and cfg.model.task != task:  # trained a classifier without a word
+        raise MistError(
+            f"task {task} (--task) but the preset {preset} trains model.task = "
+            f"{cfg.model.task}; leave out one of them"
+        )
     pools = load_digits(digits)
     _check_before_making(cfg, pools, _sizes(n_train, n_val, n_test))
     no_figure = matplotlib_missing()

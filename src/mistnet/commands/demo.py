@@ -46,8 +46,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--task",
         choices=sorted(PRESETS),
-        default="classify",
-        help="classify (preset mnist-hard-cpu, default) or reconstruct (mnist-hard-recon-cpu)",
+        help="classify (preset mnist-hard-cpu, default) or reconstruct (mnist-hard-recon-cpu); "
+        "with --preset, that preset's task",
     )
     p.add_argument(
         "--minutes", type=number, default=12.0, metavar="M", help="training time cap (default 12)"
