@@ -432,6 +432,15 @@ def detect_two_images_of_one_name(tmp_path, run):
 
 
 @case
+def detect_one_image_given_twice(tmp_path, run):
+    # Before: "its output x.json would overwrite x.png's; rename the image" (one file, named
+    # twice by overlapping globs: renaming cannot help)
+    a = image(tmp_path / "a" / "x.png")
+    argv = ["detect", run, a, tmp_path / "a" / "." / "x.png", "--out", tmp_path / "d"]
+    return argv, [f"x.png: given twice (as {a}); name each image once"]
+
+
+@case
 def detect_an_image_named_like_the_coco_results(tmp_path, run):
     argv = ["detect", run, image(tmp_path / "coco_results.png"), "--out", tmp_path / "d"]
     return argv, ["coco_results.png: its output coco_results.json would overwrite"]

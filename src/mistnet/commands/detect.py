@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,8 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
     """The stem each image's files are named after, once no two files would share a name.
 
     Raises:
-        MistError: two images would write one file (``a/x.png`` and ``b/x.png``; ``x.png``
-            and ``x-recon.png``), or an image's file would be a file of the whole call
+        MistError: an image given twice, two images would write one file (``a/x.png`` and
+            ``b/x.png``; ``x.png`` and ``x-recon.png``), or an image's file would be a file of the whole call
             (``coco_results.png``), or an image's name is too long for its outputs
             (:func:`~mistnet.io.require_short_name`).
     """
@@ -164,8 +165,11 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
         for name in _image_files(stem, formats):
             require_short_name(name, f"{path}: its output")
             if name in taken:
+                earlier = taken[name]
+                if earlier in paths and os.path.realpath(earlier) == os.path.realpath(path):
+                    raise MistError(f"{path}: given twice (as {earlier}); name each image once")
                 raise MistError(
-                    f"{path}: its output {name} would overwrite {taken[name]}'s; rename the image"
+                    f"{path}: its output {name} would overwrite {earlier}'s; rename the image"
                 )
             taken[name] = str(path)
     return stems
