@@ -422,6 +422,20 @@ def import_images_of_a_fifo_named_like_an_image(tmp_path, run):
 
 
 @case
+def import_images_of_a_folder_holding_detections(tmp_path, run):
+    # Before: `mist detect RUN photos/*.png --out photos/found`, then an import of photos took
+    # the annotated 320x320 RGB PNGs as half of the dataset (after --size, which it asked for)
+    from mistnet.markers import mark
+
+    (tmp_path / "photos" / "found").mkdir(parents=True)
+    image(tmp_path / "photos", "a.png")
+    image(tmp_path / "photos" / "found", "a.png")
+    mark(tmp_path / "photos" / "found", "detections")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["found: a mistnet output (detections) inside", "move it out of the folder"]
+
+
+@case
 def import_images_of_a_link_to_nowhere(tmp_path, run):
     (tmp_path / "photos").mkdir()
     image(tmp_path / "photos", "a.png")

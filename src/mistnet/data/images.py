@@ -55,6 +55,7 @@ from mistnet.imagefile import (
     image_format,
     open_image,
 )
+from mistnet.markers import output_kind
 from mistnet.validate import regular_file, require_directory, require_finite
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -71,9 +72,10 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     in two splits).
 
     Raises:
-        DataError: ``src`` is no directory, holds an image of another format, a symbolic link
-            to a file outside it, to one of its images or to nowhere, a FIFO (or other
-            special file) named like an image, or no image.
+        DataError: ``src`` is no directory, holds a mistnet output (detections, a run), an
+            image of another format, a symbolic link to a file outside it, to one of its
+            images or to nowhere, a FIFO (or other special file) named like an image, or no
+            image.
     """
     root = require_directory(src, "folder of images")  # a file there was "no such directory"
     real_root = root.resolve()
@@ -90,6 +92,11 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 "reads only files inside the folder (copy the file in, or remove the link)"
             )
         if path.is_dir():
+            if kind := output_kind(path):  # detect's annotated PNGs were imported as photos
+                raise DataError(
+                    f"{path}: a mistnet output ({kind}) inside {root}; import-images reads "
+                    "only your images (move it out of the folder)"
+                )
             continue
         if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_file():  # else dropped unsaid
             if path.is_symlink() and not path.exists():
