@@ -345,5 +345,5 @@ def test_a_json_under_a_file_is_refused_before_evaluating(
         blocker.symlink_to(tmp_path / "nowhere")
     monkeypatch.setattr(command, "evaluate_run", lambda *a, **k: pytest.fail("evaluated"))
     result = mist(capsys, "eval", tiny_run, "--json", blocker / "sub" / "m.json")
-    assert_user_error(result, f"{blocker}: is not a directory", "choose another --json")
+    assert_user_error(result, f"{blocker} is not a directory", "choose another --json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -227,7 +227,7 @@ def _check_writable(out: Path, given: bool) -> None:
     if not folder.is_dir():  # a file in the way: found only once the whole evaluation ran
         if not given:  # RUN itself a file: the run's own checks say what it is
             return
-        raise MistError(f"{folder}: is not a directory, so {out} cannot be written; {hint}")
+        raise MistError(f"{folder} is not a directory, so {out} cannot be written; {hint}")
     if not _can_write(folder):
         raise MistError(
             f"{folder}: this user cannot write into it, so the record cannot be kept; {hint}"
