@@ -752,3 +752,44 @@ def test_fit_trains_with_gradients_under_the_callers_no_grad_or_inference_mode(t
         assert not torch.is_grad_enabled()  # the caller's mode, given back
         assert torch.is_inference_mode_enabled() == (mode is torch.inference_mode)
     assert model.checkpoint.exists()
+
+
+@pytest.mark.parametrize("damaged", ["first weight", "heatmap running_var", "task head"])
+def test_predict_refuses_a_models_non_finite_boxes_and_scores_as_mist_detect_does(damaged):
+    """Before: NaN scores failed every min_score, so a diverged model gave no detection and
+    no error, even at min_score=0 ("0 keeps all K")."""
+    model = mistnet.load("mnist-hard-classifier")
+    image = torch.rand(1, 80, 80)
+    assert len(model.predict(image, min_score=0)[0].scores) == model.k
+    name = {
+        "first weight": next(n for n, _ in model.named_parameters()),
+        "heatmap running_var": "heatmap_net.body.input_norm.running_var",
+        "task head": "task_net.head.bias",
+    }[damaged]
+    with torch.no_grad():
+        model.state_dict(keep_vars=True)[name].fill_(float("nan"))  # the tensor itself
+    with pytest.raises(
+        mistnet.errors.DataError, match="^image 0: the model's boxes and scores holds 9 NaN"
+    ):
+        model.predict([image, image], min_score=0)
+
+
+def test_predict_checks_that_every_path_is_a_file_before_detecting_any(tmp_path, monkeypatch):
+    """Before: 30 images were detected (6.5 s) before "nofile.png: no such file", which gave no
+    item index."""
+    model = mistnet.load("mnist-hard-classifier")
+    Image.new("L", (80, 80)).save(tmp_path / "a.png")
+
+    def detect_image(*args, **kwargs):
+        raise AssertionError("an image was detected before every path was checked")
+
+    monkeypatch.setattr(mistnet.api, "detect_image", detect_image)
+    image = torch.rand(1, 80, 80)
+    for bad, message in [
+        (tmp_path / "nofile.png", "no such file"),
+        (tmp_path, "a directory, not a regular file"),
+    ]:
+        with pytest.raises(mistnet.errors.DataError, match=f"^image 2: {re.escape(str(bad))}: "):
+            model.predict([tmp_path / "a.png", image, bad])
+        with pytest.raises(mistnet.errors.DataError, match=message):
+            model.predict([image, image, str(bad)])

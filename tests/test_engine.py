@@ -161,6 +161,52 @@ def test_x_step_clip_bounds_every_iteration():
     torch.testing.assert_close(x[..., 1:], x0[..., 1:])
 
 
+def test_lifted_step_refuses_a_bad_x_step_or_weight_beta_before_any_work():
+    """Before: lr=nan raised "the keypoints became nan", iters="3" a TypeError naming nothing,
+    weight_beta=inf "beta must be ..." (no such argument), each once the task network and Adam
+    had stepped; a negative lr (ascent) or iters was taken silently."""
+    objective = XObjective()
+    for kwargs, name in [
+        ({"lr": float("nan"), "iters": 2}, "lr"),
+        ({"lr": -5.0, "iters": 2}, "lr"),
+        ({"lr": 1.0, "iters": "3"}, "iters"),
+        ({"lr": 1.0, "iters": -3}, "iters"),
+        ({"lr": 1.0, "iters": 2.0}, "iters"),
+        ({"lr": 1.0, "iters": 2, "max_px": float("inf")}, "max_px"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{name} must be a"):
+            XStep(objective, **kwargs)
+    with pytest.raises(TypeError, match="^objective must be an XObjective, got str"):
+        XStep("centre", lr=1.0, iters=2)
+    with pytest.raises(ValueError, match="^proximal must be a finite number >= 0, got nan"):
+        XObjective(proximal=float("nan"))
+    with pytest.raises(ValueError, match="^weights\\['centre'\\] must be a finite number >= 0"):
+        XObjective(weights={"centre": -1.0})
+    with pytest.raises(TypeError, match="^priors\\['centre'\\] must be callable, got float"):
+        XObjective(priors={"centre": 0.5})
+    assert XStep(objective, lr=0, iters=0).iters == 0  # as the config allows: no x-step
+
+    tr = make_trainer()
+    model, opt_task, opt_heat, loss, heat, xs, beta = tr.step.args
+    batch = scene_batch()
+    tr.step(batch)  # Adam holds state to compare
+    before = copy.deepcopy((model.state_dict(), opt_task.state_dict(), opt_heat.state_dict()))
+    for bad_xs, bad_beta, error, message in [
+        (xs, float("inf"), ValueError, "^weight_beta must be a finite number >= 0, got inf"),
+        (xs, -1.0, ValueError, "^weight_beta must be a finite number >= 0, got -1.0"),
+        (xs, "5", ValueError, "^weight_beta must be a finite number >= 0, got '5'"),
+        ({"lr": 1.0}, beta, TypeError, "^xs must be an XStep, got dict"),
+    ]:
+        with pytest.raises(error, match=message):
+            engine.lifted_step(model, opt_task, opt_heat, loss, heat, bad_xs, bad_beta, batch)
+    after = (model.state_dict(), opt_task.state_dict(), opt_heat.state_dict())
+    assert all(torch.equal(v, before[0][k]) for k, v in after[0].items())
+    for old, new in zip(before[1:], after[1:], strict=True):
+        assert [s["step"] for s in old["state"].values()] == [
+            s["step"] for s in new["state"].values()
+        ]
+
+
 @pytest.mark.parametrize(
     "mode, lr_keypoints, sigma",
     # The mixture prior's gradient is 2 (x - c) / (B K): lr_keypoints < B K / 2 = 6 keeps it a contraction.

@@ -1426,3 +1426,46 @@ def test_counts_that_hold_no_numbers_are_named(call, error, message):
     with pytest.raises(error, match=rf"^{message}"):
         call()
     assert valid_mask(lab([[0, 1]]), [1]).tolist() == [[True, False]]
+
+
+def test_reconstruction_meter_names_the_tensor_that_holds_nan():
+    """Before: "sums: expected finite sums and counts >= 0", naming an argument never passed."""
+    from mistnet.metrics import ReconstructionMeter
+
+    meter = ReconstructionMeter()
+    meter.update(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4))
+    before = meter.sums()
+    nan = torch.full((1, 1, 4, 4), math.nan)
+    for pred, target, name in [
+        (nan, torch.rand(1, 1, 4, 4), "pred"),
+        (torch.rand(1, 1, 4, 4), nan, "target"),
+        (torch.rand(1, 1, 4, 4), nan.clone().fill_(math.inf), "target"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{name} holds NaN or infinite values"):
+            meter.update(pred, target)
+    assert torch.equal(meter.sums(), before)
+
+
+def test_load_sums_refuses_counts_that_are_not_whole_and_bool_tensors():
+    """Before: 0.5 of everything gave ap50 = 1.0 over n_images 0, a bool tensor was read as
+    ones, and APMeter rounded 2.5 images to 2."""
+    from mistnet.metrics import APMeter, DetectionMeter, ReconstructionMeter
+
+    half = torch.tensor([0.5] * 10, dtype=torch.float64)
+    for meter, sums, message in [
+        (DetectionMeter(), half, "sums: the count n_images must be a whole number, got 0.5"),
+        (DetectionMeter(), torch.ones(10, dtype=torch.bool), "sums: expected real numbers"),
+        (APMeter(), torch.tensor([1.0] * 6 + [2.5]), "sums: the count n_images .* got 2.5"),
+        (ReconstructionMeter(), torch.tensor([1.0] * 5 + [16.5, 1]), "sums: the count n_pixels"),
+    ]:
+        before = meter.sums()
+        with pytest.raises(ValueError, match=f"^{message}"):
+            meter.load_sums(sums)
+        assert torch.equal(meter.sums(), before)
+    ap = torch.tensor([0.5, 0.25, 0, 0, 0, 0, 2.0])  # AP sums are fractions of images
+    meter = APMeter()
+    meter.load_sums(ap)
+    assert meter.compute()["ap00"] == 0.25 and meter.compute()["n_images"] == 2
+    detection = DetectionMeter()
+    detection.load_sums(torch.tensor([2.0, 4, 4, 3, 2, 3, 3, 0.75, 1.25, 2]))
+    assert detection.compute()["ap50"] == 0.375

@@ -153,6 +153,18 @@ def test_annotate_image_refuses_non_finite_boxes_but_not_padding(tmp_path):
     assert read_png(out).shape == (8, 8, 3)
 
 
+def test_annotate_image_names_boxes_of_none_given_with_labels_or_scores(tmp_path):
+    """Before: "labels: expected 0 entries, got 1": boxes=None was read as no boxes and the
+    labels took the blame."""
+    img, out = np.zeros((8, 8, 3), np.uint8), tmp_path / "o.png"
+    for labels, scores, given in [([3], [0.9], "labels and scores"), (None, [0.9], "scores")]:
+        with pytest.raises(ValueError, match=f"^boxes: None \\(no boxes\\) but {given} given"):
+            annotate_image(img, None, labels, scores, out)
+    assert list(tmp_path.iterdir()) == []
+    annotate_image(img, None, None, None, out)  # no boxes at all: the image alone
+    assert read_png(out).shape == (8, 8, 3)
+
+
 # -------------------------------------------------------------------------- draw_scenes_grid
 
 

@@ -86,16 +86,21 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> Iterator[tuple[st
     """Paths, Pillow images and tensors (one or a list; ``(C, H, W)`` or ``(B, C, H, W)``) as
     ``(C, H, W)`` float tensors in [0, 1], each of at most ``max_pixels`` pixels (checked
     before it is decoded or converted), with how a message names each (``image 1``, or
-    ``image 1[3]`` for the fourth of a batch). Every item's kind is checked first; the
-    images are then decoded one at a time, as they are detected (a list of 100 photos was
-    held decoded, 14 GB, before the first was)."""
+    ``image 1[3]`` for the fourth of a batch). Every item's kind is checked first, and that
+    each path is a file; the images are then decoded one at a time, as they are detected (a
+    list of 100 photos was held decoded, 14 GB, before the first was)."""
     if isinstance(images, str | os.PathLike | Image.Image | Tensor):
         images = [images]
     if isinstance(images, bytes | bytearray | memoryview) or not isinstance(images, Sequence):
         raise TypeError(f"predict takes paths, PIL images or tensors, got {type(images).__name__}")
     for n, item in enumerate(images):
-        if isinstance(item, str | os.PathLike) and not validate.path_argument(item, f"image {n}"):
-            raise ArgumentError(f"image {n}: '' is an empty path")
+        if isinstance(item, str | os.PathLike):
+            if not validate.path_argument(item, f"image {n}"):
+                raise ArgumentError(f"image {n}: '' is an empty path")
+            try:  # before any image is detected: a missing 31st file failed after 30 were
+                validate.regular_file(item)
+            except DataError as exc:
+                raise DataError(f"image {n}: {exc}") from None
         if not isinstance(item, str | os.PathLike | Image.Image | Tensor):
             raise TypeError(
                 f"image {n}: predict takes paths, PIL images or tensors, got {type(item).__name__}"
@@ -161,6 +166,32 @@ def _check_size(model: MIST, where: str, H: int, W: int, k: int) -> None:
     check_trained_size(model, f"{where}: {W}x{H}", H, W)
 
 
+def _predict_options(
+    model: MIST, k: Any, min_score: Any, max_pixels: Any
+) -> tuple[int, float, int]:
+    """:func:`predict`'s ``k``, ``min_score`` and ``max_pixels``, checked (its Raises)."""
+    max_pixels = _scalar(max_pixels)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
+        raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
+    max_pixels = int(max_pixels)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    k = model.k if k is None else _scalar(k)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be a positive integer, got {k!r}")
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {validate.shown(k)}")
+    k = int(k)
+    if isinstance(model, GridMIST) and k != model.k:
+        raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
+    given = default_min_score(model) if min_score is None else _scalar(min_score)
+    if (min_score := as_real(given)) is None:  # 10**400: an OverflowError in float()
+        raise TypeError(f"min_score must be a number, got {given!r}")
+    if not 0 <= min_score <= 1:  # NaN included
+        raise ValueError(f"min_score must be a score in [0, 1], got {validate.shown(given)}")
+    return k, min_score, max_pixels
+
+
 def predict(
     model: MIST,
     images: Any,
@@ -191,32 +222,16 @@ def predict(
         ValueError: a tensor of another shape, empty, not dense, on the meta device or outside
             [0, 1], an empty path, a ``k``, ``min_score`` or ``max_pixels`` out of range, an image
             smaller than the model accepts or above ``max_pixels``.
-        DataError: a file that cannot be read as an image.
+        DataError: a path that is no file (``"image 3: x.png: no such file"``, before any
+            image is detected), a file that cannot be read as an image, or boxes or scores
+            the model gave that are NaN or infinite (damaged or diverged weights).
     """
     if not isinstance(model, PatchModel) or not isinstance(getattr(model, "config", None), Config):
         raise TypeError(
             "predict takes a model returned by mistnet.load or mistnet.fit (a model built by "
             f"hand has no config to read images by), got {type(model).__name__}"
         )
-    max_pixels = _scalar(max_pixels)
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
-        raise TypeError(f"max_pixels must be an integer, got {max_pixels!r}")
-    max_pixels = int(max_pixels)
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    k = model.k if k is None else _scalar(k)
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be a positive integer, got {k!r}")
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {validate.shown(k)}")
-    k = int(k)
-    if isinstance(model, GridMIST) and k != model.k:
-        raise ValueError(f"the grid baseline always uses its {model.k} cells; drop k")
-    given = default_min_score(model) if min_score is None else _scalar(min_score)
-    if (min_score := as_real(given)) is None:  # 10**400: an OverflowError in float()
-        raise TypeError(f"min_score must be a number, got {given!r}")
-    if not 0 <= min_score <= 1:  # NaN included
-        raise ValueError(f"min_score must be a score in [0, 1], got {validate.shown(given)}")
+    k, min_score, max_pixels = _predict_options(model, k, min_score, max_pixels)
     cfg = model.config
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
@@ -232,8 +247,13 @@ def predict(
             x = 2 * x - 1  # the Gabor auto-encoder works on signed images
         with evaluating(model):
             pred = detect_image(model, x, k)
-        keep = (pred.scores >= min_score).cpu()
-        kp, scores = pred.keypoints.cpu()[keep], pred.scores.cpu()[keep]
+        kp, scores = pred.keypoints.cpu(), pred.scores.cpu()  # (N, 3), (N,)
+        # as mist detect: a NaN score fails every min_score, so a diverged model found nothing
+        validate.require_finite(
+            torch.cat([kp.flatten(), scores]), f"{where}: the model's boxes and scores"
+        )
+        keep = scores >= min_score
+        kp, scores = kp[keep], scores[keep]
         classes = None if pred.logits is None else pred.logits.argmax(-1).cpu()[keep]
         named = None if classes is None or not names else tuple(names[c] for c in classes)
         results.append(Prediction(clipped_corners(kp, W, H), scores, classes, named, kp))

@@ -29,6 +29,7 @@ from mistnet.losses import reconstruction_loss, task_weight
 from mistnet.metrics import SceneMeter
 from mistnet.models.mist import MIST, MISTOutput, PatchModel, TaskOutput
 from mistnet.ops import boxes_to_keypoints, render_heatmap
+from mistnet.ops._checks import check_int, check_number
 
 TaskLoss = Callable[[TaskOutput, "Batch"], Tensor]  # -> per-image task loss (B,)
 # (log-heatmaps, target G(x), both (B, S, H, W); image weights (B,) or None) -> scalar
@@ -139,11 +140,24 @@ class XObjective:
 
     As DETR's ``weight_dict``: ``priors`` names each term and ``weights`` scales it (weight 0:
     not computed). ``proximal`` weighs the paper's ``||x - x0||^2`` per image.
+
+    Raises:
+        TypeError: a prior that is not callable.
+        ValueError: a weight or ``proximal`` that is no finite number >= 0 (NaN made the
+            keypoints NaN only after the task network had stepped).
     """
 
     priors: dict[str, Prior] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     proximal: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, prior in self.priors.items():
+            if not callable(prior):
+                raise TypeError(f"priors[{name!r}] must be callable, got {type(prior).__name__}")
+        for name, weight in self.weights.items():
+            check_number(weight, f"weights[{name!r}]", positive=False)
+        check_number(self.proximal, "proximal", positive=False)
 
     def __call__(self, task_losses: Tensor, images: Tensor, x: Tensor, x0: Tensor, out) -> Tensor:
         objective = task_losses.mean()
@@ -157,12 +171,27 @@ class XObjective:
 
 @dataclass(frozen=True)
 class XStep:
-    """The x-step's schedule: ``iters`` SGD steps of size ``lr``, each clipped to ``max_px``."""
+    """The x-step's schedule: ``iters`` SGD steps of size ``lr``, each clipped to ``max_px``.
+
+    Raises:
+        TypeError: an ``objective`` that is not callable.
+        ValueError: an ``lr`` or ``max_px`` that is no finite number >= 0 (a negative ``lr``
+            climbed the objective, NaN made the keypoints NaN), or an ``iters`` that is no
+            integer >= 0 (``"3"``: a TypeError naming nothing once the task network had stepped).
+    """
 
     objective: XObjective
     lr: float
     iters: int
     max_px: float = 0.0  # 0: no clip
+
+    def __post_init__(self) -> None:
+        # Checked here, once: lifted_step ran the tau-step before a bad value failed.
+        if not callable(self.objective):
+            raise TypeError(f"objective must be an XObjective, got {type(self.objective).__name__}")
+        object.__setattr__(self, "lr", check_number(self.lr, "lr", positive=False))
+        object.__setattr__(self, "iters", check_int(self.iters, "iters", low=0))
+        object.__setattr__(self, "max_px", check_number(self.max_px, "max_px", positive=False))
 
 
 def _require_finite(values: Tensor, what: str) -> None:
@@ -240,7 +269,17 @@ def lifted_step(
     weight_beta: float,
     batch: Batch,
 ) -> StepResult:
-    """Algorithm 1 on one batch (see the module docstring)."""
+    """Algorithm 1 on one batch (see the module docstring).
+
+    Raises:
+        TypeError: ``xs`` is no :class:`XStep`.
+        ValueError: a ``weight_beta`` that is no finite number >= 0. Both before any work: the
+            task network had stepped (and BatchNorm counted the batch) when they failed.
+        NonFiniteLoss: the heatmaps, a loss or the keypoints became NaN or infinite.
+    """
+    if not isinstance(xs, XStep):
+        raise TypeError(f"xs must be an XStep, got {type(xs).__name__}")
+    check_number(weight_beta, "weight_beta", positive=False)
     _, log_h = model.log_heatmaps(batch.images)
     # Diverged weights give NaN heatmaps, whose NaN keypoints would fail inside the sampler.
     _require_finite(log_h, "heatmaps")

@@ -537,6 +537,13 @@ def test_write_dataset_checks_the_types_of_its_arguments(tmp_path):
         ({"manifest": {"splits": 5}}, ValueError, "manifest: 'splits' is written by write_da"),
         ({"manifest": {"height": 9}}, ValueError, "manifest: 'height' is written by write_da"),
         ({"out_dir": ""}, ValueError, "out_dir '' is an empty path"),
+        # Before: os's and pathlib's TypeErrors, naming no argument
+        ({"out_dir": None}, TypeError, "out_dir must be a path as text, got NoneType"),
+        ({"out_dir": b"/tmp/x"}, TypeError, "out_dir must be a path as text, got bytes"),
+        # Before: written, and then "trained on the dataset , not ..." in messages
+        ({"name": ""}, ValueError, "name '' must be a dataset name: not blank, no / in it"),
+        ({"name": " "}, ValueError, "name ' ' must be a dataset name"),
+        ({"name": "a/b"}, ValueError, "name 'a/b' must be a dataset name"),
     ]:
         call = {"out_dir": tmp_path / "keep", "name": "mine", "splits": {"train": arrays}}
         call.update(kwargs)

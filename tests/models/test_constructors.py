@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mistnet.config import ModelConfig
+from mistnet.config import ModelConfig, load_preset
 from mistnet.models import (
     MIST,
     ChannelWiseHeatmap,
@@ -212,6 +212,10 @@ def test_the_parts_of_mist_refuse_images_as_its_forward_does(images, error, mess
         ),
         (lambda: ChannelWiseHeatmap(1, k=10**9), "k=1000000000: its 32,000,000,000 weights"),
         (
+            lambda: PreNormResBlock(100_000),
+            r"^PreNormResBlock\(channels=100000\): its 180,000,000,000 weights need 720",
+        ),
+        (
             lambda: grid_keypoints(10**6, 10**6, 10**6, 10**6),
             r"rows=1000000, cols=1000000: the grid's keypoints need 24,000.0 GB",
         ),
@@ -274,3 +278,34 @@ def test_a_refused_constructor_leaves_the_random_generator_as_it_was(call, messa
     with pytest.raises((TypeError, ValueError), match=message):
         call()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize(
+    "cfg, shown", [(load_preset("tiny-cpu"), "Config"), (None, "NoneType"), ({"k": 3}, "dict")]
+)
+def test_build_model_names_a_config_that_is_no_model_config(cfg, shown):
+    """Before: an AttributeError ("'Config' object has no attribute 'patch_size'") for the whole
+    config the README's wording invited."""
+    state = torch.get_rng_state()
+    with pytest.raises(
+        TypeError, match=f"^cfg must be a ModelConfig \\(a Config's model\\), got {shown}$"
+    ):
+        build_model(cfg)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_mist_refuses_networks_built_for_other_channels_naming_both():
+    """Before: built; the first forward refused "patches must have 1 channels ... got (2, 3, 3,
+    16, 16)", naming patches, which the caller never passed."""
+    from mistnet.models import ChannelWiseMIST
+
+    message = "^heatmap_net takes images of 3 channels but task_net \\(a PatchClassifier\\) "
+    for heatmap_net, model in [
+        (HeatmapNet(3), MIST),
+        (ChannelWiseHeatmap(3, k=9), ChannelWiseMIST),
+    ]:
+        with pytest.raises(ValueError, match=message + "patches of 1; build both"):
+            model(heatmap_net, PatchClassifier(1))
+    with pytest.raises(ValueError, match="takes images of 1 channels but task_net \\(a PatchAuto"):
+        MIST(HeatmapNet(1), PatchAutoencoder(3), task="reconstruct")
+    assert MIST(HeatmapNet(3), PatchClassifier(3)).task_net.in_channels == 3

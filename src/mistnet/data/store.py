@@ -127,8 +127,7 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
     Raises:
         DataError: naming ``where`` and the array for any inconsistency.
     """
-    missing = [k for k in ARRAY_KEYS if k not in arrays]
-    if missing:
+    if missing := [k for k in ARRAY_KEYS if k not in arrays]:
         raise DataError(f"{where}: missing arrays {missing}")
     im, bx, lb, ct = (arrays[k] for k in ARRAY_KEYS)
     if im.ndim != 4 or im.dtype not in (np.uint8, np.float32) or im.shape[1] not in (1, 3):
@@ -176,11 +175,13 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None
         save(f, **{k: np.ascontiguousarray(arrays[k]) for k in ARRAY_KEYS})
 
 
-def _check_write_arguments(out_dir, splits, manifest, compress, overwrite) -> None:
-    """Refuse :func:`write_dataset` arguments of the wrong type, two names of one split, a
-    manifest that is no JSON object, before anything is checked on disk."""
+def _check_write_arguments(out_dir, name, splits, manifest, compress, overwrite) -> None:
+    """Refuse what :func:`write_dataset` refuses of its arguments, before anything on disk."""
     if not path_argument(out_dir, "out_dir"):
         raise ArgumentError("out_dir '' is an empty path; give the dataset directory to write")
+    # "trained on the dataset , not ..."; "a/b" reads as a path (no text: check_manifest's)
+    if isinstance(name, str) and (not name.strip() or "/" in name or os.sep in name):
+        raise ArgumentError(f"name {name!r} must be a dataset name: not blank, no / in it")
     flag(compress, "compress")
     flag(overwrite, "overwrite")
     if not isinstance(splits, dict):
@@ -251,16 +252,16 @@ def write_dataset(
         The dataset directory.
 
     Raises:
-        TypeError: an argument of the wrong type (``splits`` not a dict of dicts of numpy
-            arrays, ``compress`` or ``overwrite`` not a bool, a manifest not of JSON values).
-        ArgumentError: an empty ``out_dir``, two keys of one split (``val`` and ``valid``), a
-            manifest entry that is written from the arrays (:data:`WRITTEN_KEYS`).
+        TypeError: ``out_dir`` no text, ``splits`` no dict of dicts of numpy arrays,
+            ``compress`` or ``overwrite`` no bool, a manifest not of JSON values.
+        ArgumentError: an empty ``out_dir``, a blank ``name`` or one with a ``/``, two keys of
+            one split (``val`` and ``valid``), a manifest entry written from the arrays.
         MistError: the target exists and is not a dataset to overwrite, or inconsistent arrays.
         DataError: no split, or a manifest its readers would refuse (a name that is no short
             printable text, class names repeated or empty, a label past the classes).
     """
-    out = Path(out_dir)
-    _check_write_arguments(out_dir, splits, manifest, compress, overwrite)
+    _check_write_arguments(out_dir, name, splits, manifest, compress, overwrite)
+    out = Path(out_dir)  # after the check: None, bytes failed here naming no argument
     claim_dataset(out, overwrite, overwrite_option=overwrite_option, option="out_dir")
     first = None
     for split, arrays in splits.items():
@@ -444,8 +445,8 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
             if twice:  # numpy reads the last, other zip readers the first
                 raise DataError(f"{path}: holds the array {twice[0]!r} twice")
             arrays = {k: z[k] for k in ARRAY_KEYS if k in z.files}
-        raw = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
-        if raw:  # a member whose .npy header is damaged reads as its raw bytes
+        # a member whose .npy header is damaged reads as its raw bytes
+        if raw := [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]:
             raise DataError(f"{path}: corrupt split file (the array {raw[0]!r} is no .npy array)")
     except MemoryError as exc:
         raise too_large_array(path, exc) from None
@@ -558,8 +559,8 @@ def open_dataset(
     Raises:
         DataError: neither an existing dataset directory nor a known generator name.
         TypeError: ``dir_or_name`` is no path or name (bytes, None).
-        ArgumentError: an empty ``dir_or_name``; a directory with ``size``, ``seed``, ``digits`` or ``kwargs`` (they
-            would be ignored).
+        ArgumentError: an empty ``dir_or_name``; a directory with ``size``, ``seed``,
+            ``digits`` or ``kwargs`` (they would be ignored).
     """
     if not path_argument(dir_or_name, "dir_or_name"):
         raise ArgumentError("dir_or_name '' is empty; give a dataset directory or a generator name")

@@ -39,10 +39,26 @@ from mistnet.metrics.matching import (
     require_float,
     valid_mask,
 )
-from mistnet.ops._checks import check_flag, check_tensor, require_dense
+from mistnet.ops._checks import check_flag, check_tensor, require_dense, require_real
 
 #: IoU thresholds of the paper's Table 4; ``0.0`` means "classification only, no localisation".
 SVHN_THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _checked_sums(sums: object, keys: Sequence[str], fractional: Sequence[str] = ()) -> list[float]:
+    """``sums`` as :func:`~mistnet.metrics.matching.check_sums` gives them (``len(keys)``
+    entries named ``keys``), once they are no bool tensor and every entry of ``keys`` but
+    ``fractional`` is a whole number: 0.5 images gave metrics of 1.0 over no image.
+
+    Raises:
+        ValueError: naming ``sums`` and the count that is not whole.
+    """
+    values = check_sums(sums, len(keys))
+    require_real(sums, "sums")  # True was read as a count of 1
+    for key, value in zip(keys, values, strict=True):
+        if key not in fractional and value != int(value):  # finite: check_sums
+            raise ValueError(f"sums: the count {key} must be a whole number, got {value}")
+    return values
 
 
 def _per_image_fraction(matches: Tensor, k_image: Tensor, n_gt: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,9 +115,11 @@ class DetectionMeter:
         """Replace what is accumulated by ``sums`` (e.g. the sum of several meters' :meth:`sums`).
 
         Raises:
-            TypeError, ValueError: ``sums`` no tensor of ``sums()``'s length, finite and >= 0.
+            TypeError, ValueError: ``sums`` no tensor of ``sums()``'s length, finite and >= 0,
+                of real numbers (no bool) whose counts (all but the AP sums) are whole numbers.
         """
-        self._s = dict(zip(self._SUMS, check_sums(sums, len(self._SUMS)), strict=True))
+        fractional = ("ap_aware_sum", "ap_agnostic_sum")
+        self._s = dict(zip(self._SUMS, _checked_sums(sums, self._SUMS, fractional), strict=True))
 
     @torch.no_grad()
     def update(
@@ -290,9 +308,10 @@ class APMeter:
     def load_sums(self, sums: Tensor) -> None:
         """Replace what is accumulated by ``sums`` (see :meth:`sums`; checked as
         :meth:`DetectionMeter.load_sums`)."""
-        values = check_sums(sums, len(self.thresholds) + 1)
+        keys = [*(f"{_ap_key(t)}_sum" for t in self.thresholds), "n_images"]
+        values = _checked_sums(sums, keys, keys[:-1])  # 2.5 images was read as 2
         self._sum = torch.tensor(values[:-1], dtype=torch.float64)
-        self._n = round(values[-1])
+        self._n = int(values[-1])
 
     @torch.no_grad()
     def update(
@@ -457,9 +476,10 @@ class ReconstructionMeter:
     def load_sums(self, sums: Tensor) -> None:
         """Replace what is accumulated by ``sums`` (see :meth:`sums`; checked as
         :meth:`DetectionMeter.load_sums`)."""
-        values = check_sums(sums, 7)
+        keys = ("rmse_sum", "rmse_clipped_sum", "rmse_zero_sum", "rmse_image_mean_sum", "sse")
+        values = _checked_sums(sums, (*keys, "n_pixels", "n_images"), keys)
         self._rmse_sum, self._rmse_clip_sum, self._zero_sum, self._mean_sum, self._sse = values[:5]
-        self._n_pix, self._n_img = round(values[5]), round(values[6])
+        self._n_pix, self._n_img = int(values[5]), int(values[6])
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
@@ -478,7 +498,9 @@ class ReconstructionMeter:
         Raises:
             TypeError: ``pred`` or ``target`` is no tensor.
             ValueError: no ``(B, C, H, W)`` floating tensors of one shape (a ``(B, N)`` one made
-                ``rmse_image_mean`` depend on the batching: each row was one image's "plane").
+                ``rmse_image_mean`` depend on the batching: each row was one image's "plane"),
+                or errors that are not finite, naming ``target`` or ``pred`` where it holds NaN
+                or infinity (read only once a sum is not finite: no extra GPU wait).
         """
         for name, x in (("pred", pred), ("target", target)):
             check_tensor(require_float(x, name), name, 4, "(B, C, H, W)")
@@ -490,6 +512,11 @@ class ReconstructionMeter:
         per_image = [(x / n).sqrt().sum() for x in (sse, sse_c, sse_0, sse_m)]
         B = sse.shape[0]
         values = [float(v) for v in (*per_image, sse.sum())]
+        if not all(map(math.isfinite, values)):  # load_sums blamed "sums", never passed
+            for name, x in (("target", target), ("pred", pred)):
+                if not bool(x.isfinite().all()):
+                    raise ValueError(f"{name} holds NaN or infinite values; no RMSE of them")
+            raise ValueError("pred and target: their squared errors overflow (values too large)")
         return torch.tensor([*values, n * B, B], dtype=torch.float64)
 
     def compute(self) -> dict[str, float]:

@@ -33,10 +33,14 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     network for a K-channel soft-argmax detector; ``grid`` tiles each image with 3 x 3 cells.
 
     Raises:
+        TypeError: ``cfg`` is no :class:`~mistnet.config.ModelConfig` (a whole ``Config``: pass
+            its ``.model``, and its ``.train.method`` as ``method``).
         ValueError: an unknown ``method``, before any network is built (drawing its weights
             from torch's generator), or what the networks refuse of ``cfg`` (which
             :func:`mistnet.config.validate` refuses first, as the commands do).
     """
+    if not isinstance(cfg, ModelConfig):  # a Config: an AttributeError naming patch_size
+        raise TypeError(f"cfg must be a ModelConfig (a Config's model), got {type(cfg).__name__}")
     if method not in ("mist", "supervised", "channelwise", "grid"):
         raise ValueError(
             f"unknown method {method!r}; expected mist, supervised, channelwise or grid"

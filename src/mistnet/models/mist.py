@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mistnet.models.baselines import ChannelWiseHeatmap, grid_keypoints
 from mistnet.models.heatmap import check_images
-from mistnet.models.patch import PatchAutoencoder, PatchClassifier
+from mistnet.models.patch import check_task_net
 from mistnet.ops import (
     extract_patches,
     local_spatial_log_softmax,
@@ -108,7 +108,9 @@ class PatchModel(nn.Module):
         ValueError: an unknown ``task`` or ``background``, a :class:`PatchClassifier` as
             ``task_net`` of ``task="reconstruct"`` (a :class:`PatchAutoencoder` of
             ``"classify"``), one of those built for patches of another side than
-            ``patch_size``, or a ``k``, ``sides`` or ``patch_size`` out of range.
+            ``patch_size`` or for other channels than ``heatmap_net``'s images
+            (:func:`~mistnet.models.patch.check_task_net`), or a ``k``, ``sides`` or
+            ``patch_size`` out of range.
     """
 
     def __init__(
@@ -134,7 +136,7 @@ class PatchModel(nn.Module):
         if task not in ("classify", "reconstruct"):
             raise ValueError(f"task must be 'classify' or 'reconstruct', got {task!r}")
         patch_size = check_int(patch_size, "patch_size", 2)
-        _check_task_net(task_net, task, patch_size)
+        check_task_net(task_net, task, patch_size, heatmap_net)
         if background not in ("none", "median"):
             raise ValueError(f"background must be 'none' or 'median', got {background!r}")
         self.heatmap_net = heatmap_net
@@ -233,35 +235,6 @@ class PatchModel(nn.Module):
         if self.task == "classify":
             scores = scores * t.task.detach().softmax(-1).amax(-1)
         return MISTOutput(logits, heatmaps, keypoints, scores, t.patches, t.task, t.reconstruction)
-
-
-#: The task each of mistnet's task networks does (a network of the user's may do either).
-_TASK_OF = {PatchClassifier: "classify", PatchAutoencoder: "reconstruct"}
-
-
-def _check_task_net(task_net: nn.Module, task: str, patch_size: int) -> None:
-    """Refuse a task network of mistnet's that does the other task, or that was built for
-    patches of another side than ``patch_size`` (the side it keeps as ``patch_size``). Before, a
-    classifier's logits were pasted back as patches (or decoded patches read as logits) at the
-    first forward, and a side that differs was refused only there ("patches must be 32×32").
-
-    Raises:
-        ValueError: naming ``task`` (or ``patch_size``) and ``task_net``'s class.
-    """
-    name = type(task_net).__name__
-    does = next((t for cls, t in _TASK_OF.items() if isinstance(task_net, cls)), task)
-    if does != task:
-        wanted = next(cls.__name__ for cls, t in _TASK_OF.items() if t == task)
-        raise ValueError(
-            f"task={task!r} needs a {wanted} as task_net, got a {name} "
-            f"(which does {does!r}); pass task={does!r} or another task_net"
-        )
-    side = task_net.patch_size if isinstance(task_net, tuple(_TASK_OF)) else patch_size
-    if side != patch_size:
-        raise ValueError(
-            f"patch_size={patch_size} but task_net (a {name}) takes {side}×{side} patches; "
-            f"pass patch_size={side} or build the {name} with patch_size={patch_size}"
-        )
 
 
 def median_background(images: Tensor) -> Tensor:

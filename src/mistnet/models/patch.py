@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.models.heatmap import check_images, check_like_weights, check_weights
+from mistnet.models.heatmap import HeatmapBody, check_images, check_like_weights, check_weights
 from mistnet.ops._checks import check_int, check_memory, check_tensor, require_dense
 
 __all__ = [
@@ -117,12 +117,19 @@ class PreNormResBlock(nn.Module):
         - Input / output: ``(N, channels, H, W)``.
 
     Raises:
-        ValueError: a ``channels`` that is no integer >= 1.
+        ValueError: a ``channels`` that is no integer >= 1, or (an ``ArgumentError``) one of
+            more weights than this machine has the memory for
+            (:func:`~mistnet.models.heatmap.check_weights`).
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = check_int(channels, "channels")
+        check_weights(  # two 3×3 convolutions: 100_000 channels failed in torch's allocator
+            18 * self.channels**2,
+            f"PreNormResBlock(channels={self.channels})",
+            "weights: lower channels",
+        )
         self.norm1 = nn.GroupNorm(1, channels)
         self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
         self.norm2 = nn.GroupNorm(1, channels)
@@ -437,3 +444,43 @@ class PatchClassifier(nn.Module):
         x = _flatten_patches(patches, self)  # (N, C, P, P)
         logits = self.head(self.encoder(x))  # (N, num_classes)
         return logits.reshape(*patches.shape[:-3], self.num_classes)  # (N | B, K, classes)
+
+
+#: The task each of mistnet's task networks does (a network of the user's may do either).
+_TASK_OF = {PatchClassifier: "classify", PatchAutoencoder: "reconstruct"}
+
+
+def check_task_net(task_net: nn.Module, task: str, patch_size: int, heatmap_net: nn.Module) -> None:
+    """Refuse a task network of mistnet's that does the other task, that was built for
+    patches of another side than ``patch_size`` (the side it keeps as ``patch_size``), or for
+    patches of other channels than the images a ``heatmap_net`` of mistnet's takes. Before, a
+    classifier's logits were pasted back as patches (or decoded patches read as logits) at the
+    first forward, and a side or channel count that differs was refused only there
+    ("patches must be 32×32", "patches must have 1 channels": an argument never passed).
+
+    Raises:
+        ValueError: naming ``task`` (or ``patch_size``, or both networks' channels) and
+            ``task_net``'s class.
+    """
+    name = type(task_net).__name__
+    does = next((t for cls, t in _TASK_OF.items() if isinstance(task_net, cls)), task)
+    if does != task:
+        wanted = next(cls.__name__ for cls, t in _TASK_OF.items() if t == task)
+        raise ValueError(
+            f"task={task!r} needs a {wanted} as task_net, got a {name} "
+            f"(which does {does!r}); pass task={does!r} or another task_net"
+        )
+    side = task_net.patch_size if isinstance(task_net, tuple(_TASK_OF)) else patch_size
+    if side != patch_size:
+        raise ValueError(
+            f"patch_size={patch_size} but task_net (a {name}) takes {side}×{side} patches; "
+            f"pass patch_size={side} or build the {name} with patch_size={patch_size}"
+        )
+    # HeatmapNet and ChannelWiseHeatmap keep their image channels in their HeatmapBody
+    body = next((m for m in heatmap_net.modules() if isinstance(m, HeatmapBody)), None)
+    if body is not None and isinstance(task_net, tuple(_TASK_OF)):
+        if body.in_channels != task_net.in_channels:
+            raise ValueError(
+                f"heatmap_net takes images of {body.in_channels} channels but task_net (a "
+                f"{name}) patches of {task_net.in_channels}; build both for the images' channels"
+            )

@@ -533,7 +533,7 @@ def annotate_image(
     Args:
         image: ``(H, W, 3)`` uint8 or ``(C, H, W)`` float (see :func:`to_rgb`).
         boxes: ``(K, 3)`` keypoints or ``(K, 4)`` boxes, finite and of a size >= 0 (but for
-            padding).
+            padding); ``None`` for none (then ``labels`` and ``scores`` are ``None`` too).
         labels: ``(K,)`` whole-number labels or ``None``; ``-1`` = padding (not drawn).
         scores: ``(K,)`` scores or ``None``.
         out_path: PNG path; the PNG is ``W x H`` pixels (times ``scale``).
@@ -548,11 +548,15 @@ def annotate_image(
     Raises:
         TypeError: ``out_path`` no path, ``class_names`` no list or tuple of names (strings).
         ValueError: a ``scale`` that is no positive integer or makes the image larger than
-            that, ``boxes`` NaN, infinite or of negative size, ``labels`` or ``scores`` not
-            one per box, a label that is no whole number, below 0 (but the padding -1) or
-            not below the number of ``class_names``, or an ``out_path`` that is a directory.
+            that, ``boxes`` NaN, infinite or of negative size (or ``None`` with ``labels`` or
+            ``scores`` given), ``labels`` or ``scores`` not one per box, a label that is no
+            whole number, below 0 (but the padding -1) or not below the number of
+            ``class_names``, or an ``out_path`` that is a directory.
     """
     scale = _check_annotation(out_path, scale, color, class_names)
+    given = [name for name, x in (("labels", labels), ("scores", scores)) if x is not None]
+    if boxes is None and given:  # else "labels: expected 0 entries, got 1", blaming labels
+        raise ValueError(f"boxes: None (no boxes) but {' and '.join(given)} given; pass the boxes")
     rgb = to_rgb(image, signed)
     H, W = rgb.shape[0] * scale, rgb.shape[1] * scale
     if scale > 1 and H * W > DEFAULT_MAX_PIXELS:  # numpy asked for petabytes
