@@ -177,9 +177,9 @@ class Run:
                 )
             raise MistError(f"{self.path} is a file, not a run directory{hint}")
         require_directory(self.path, "run directory")
-        if not self.config.exists():
+        if not os.path.lexists(self.config):  # a link to nowhere was "no config.json"
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")
-        regular_file(self.config)  # a FIFO or a folder is no missing file
+        regular_file(self.config)  # a FIFO, a folder or a link to nowhere is no missing file
 
     def records(self) -> list[dict[str, Any]]:
         """The lines of ``log.jsonl`` as dicts (a last line cut short by a kill is left out).
@@ -189,9 +189,9 @@ class Run:
                 :func:`mistnet.runlog.read_log`).
         """
         self.require()
-        if not self.log.exists():
+        if not os.path.lexists(self.log):  # a link to nowhere is named below
             raise MistError(f"{self.path} has no log.jsonl yet")
-        records = read_log(self.log)
+        records = read_log(own_file(self.log, RUN_DIRECTORY))  # plot read a link out of the run
         if not records:
             raise MistError(f"{self.log}: empty; the run has not logged a step yet")
         return [r.as_dict() for r in records]

@@ -159,3 +159,23 @@ def test_plot_refuses_an_out_name_holding_a_control_character(capsys, tiny_run, 
         "holds the control character '\\n'; give a file name of printable characters",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("leads", ["out", "nowhere"])
+def test_plot_and_eval_name_a_run_file_that_is_a_link_out_or_to_nowhere(
+    capsys, tiny_run, tmp_path, leads
+):
+    """Before: ``plot`` drew a ``log.jsonl`` linked from outside the run as the run's curves
+    (``--resume`` refused it), and a ``config.json`` linked to nowhere was "not a mistnet run
+    (no config.json)"."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    shutil.move(run / "log.jsonl", elsewhere)
+    (run / "log.jsonl").symlink_to(elsewhere if leads == "out" else run / "gone.jsonl")
+    why = "is a symbolic link to" if leads == "out" else "a symbolic link to nowhere"
+    assert_user_error(mist(capsys, "plot", run, "--out", tmp_path / "p.png"), "log.jsonl", why)
+    assert not (tmp_path / "p.png").exists()
+    if leads == "nowhere":
+        (run / "config.json").unlink()
+        (run / "config.json").symlink_to(run / "gone.json")
+        assert_user_error(mist(capsys, "eval", run), "config.json: a symbolic link to nowhere")
