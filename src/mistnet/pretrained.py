@@ -59,11 +59,9 @@ def names() -> list[str]:
         raise ArgumentError(f"{ENV}={root}: no such folder of pretrained models")
     if not root.is_dir():
         return []
-    models = (  # a link to nothing is named, so that reading it says so rather than skipping it
-        p
-        for p in root.glob(f"*{SUFFIX}")
-        if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith(".")
-    )
+    # a link to nothing, a folder or a FIFO of the name is named, so that reading it says what
+    # it is ("no pretrained model 'ff'" of a folder ff.safetensors)
+    models = (p for p in root.glob(f"*{SUFFIX}") if not p.name.startswith("."))
     return sorted(p.name.removesuffix(SUFFIX) for p in models)  # not a killed write's temporary
 
 

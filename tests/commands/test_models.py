@@ -6,6 +6,7 @@ a registry folder of the test's own ($MISTNET_MODELS), never the package's.
 
 import json
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -192,6 +193,27 @@ def test_a_link_to_nothing_among_the_models_is_named_not_skipped(capsys, tmp_pat
     assert_not_listed(mist(capsys, "models"), "is a link to", "which does not exist")
     with pytest.raises(MistError, match="does not exist"):
         mistnet.load(NAME)
+
+
+@pytest.mark.parametrize("kind, what", [("folder", "a directory"), ("fifo", "a FIFO")])
+def test_a_folder_or_fifo_among_the_models_is_named_not_skipped(
+    capsys, tmp_path, monkeypatch, kind, what
+):
+    """Before: left out of ``mist models`` without a word, then ``--model NAME`` said "no
+    pretrained model 'NAME' (known pretrained models: none in ...)"."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path = folder / f"{NAME}.safetensors"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    monkeypatch.setenv(pretrained.ENV, str(folder))
+    assert pretrained.names() == [NAME]
+    assert_not_listed(mist(capsys, "models"), f"{what}, not a regular file")
+    assert_user_error(
+        mist(capsys, "eval", "--model", NAME, "--data", "x"), f"{what}, not a regular"
+    )
 
 
 def test_a_model_without_its_checksum_is_refused(registry, tmp_path, monkeypatch):

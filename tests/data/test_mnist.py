@@ -137,6 +137,11 @@ def test_from_a_folder_that_is_missing_or_incomplete_is_one_line(capsys, tmp_pat
     before = files_under(tmp_path)
     result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
     assert_user_error(result, "t10k-labels-idx1-ubyte: missing MNIST file")
+    # Before: a link to nowhere in its place was "missing MNIST file (plain or .gz)" too
+    (tmp_path / "src" / "t10k-labels-idx1-ubyte").symlink_to(tmp_path / "src" / "moved")
+    before = files_under(tmp_path)
+    result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "src")
+    assert_user_error(result, "t10k-labels-idx1-ubyte: a symbolic link to nowhere")
     result = mist(capsys, "data", "download", "mnist", "--from", tmp_path / "none")
     assert_user_error(result, "--from", "none: not a directory")
     assert_user_error(mist(capsys, "data", "download", "cifar"), "unknown download 'cifar'")

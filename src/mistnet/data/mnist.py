@@ -134,7 +134,7 @@ def find_idx(directory: Path, stem: str) -> Path:
     if found:
         return found[0]
     for path in names:
-        if path.exists():  # a FIFO, a folder: say what it is rather than "missing"
+        if os.path.lexists(path):  # a FIFO, a folder, a link to nowhere: not "missing"
             regular_file(path)
     raise DataError(f"{directory / stem}: missing MNIST file (plain or .gz)")
 
