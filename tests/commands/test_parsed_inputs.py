@@ -89,7 +89,19 @@ def coco_size_of_another_image(tmp_path, run):
 @case
 def coco_width_without_a_height(tmp_path, run):
     ims = [{"id": 1, "file_name": "0.png", "width": 48}]
-    return coco(tmp_path, images=ims), ["boxes.json: images[0].height: expected an integer"]
+    return coco(tmp_path, images=ims), ["boxes.json: images[0]: no 'height' key"]
+
+
+@case
+def coco_keys_left_out(tmp_path, run):
+    # Before: "images[0].id: expected an integer, got None" of a key that is not there
+    return coco(tmp_path, images=[{"file_name": "0.png"}]), ["images[0]: no 'id' key"]
+
+
+@case
+def coco_annotation_without_bbox(tmp_path, run):
+    argv = coco(tmp_path, annotations=[{"image_id": 1, "category_id": 1}])
+    return argv, ["boxes.json: annotations[0]: no 'bbox' key"]
 
 
 @case

@@ -283,7 +283,9 @@ def _whole(value: object) -> int | None:
 def _coco_field(item: dict, key: str, kind: type, where: str):
     """``item[key]`` if it is a ``kind`` (an ``int`` id, see :func:`_whole`, or a non-empty
     ``str``)."""
-    value = item.get(key)
+    if key not in item:  # "expected an integer, got None" of a key that is not there
+        raise DataError(f"{where}: no {key!r} key")
+    value = item[key]
     if kind is int:
         if (whole := _whole(value)) is None:
             raise DataError(f"{where}.{key}: expected an integer, got {value!r}")
@@ -294,7 +296,9 @@ def _coco_field(item: dict, key: str, kind: type, where: str):
 
 
 def _coco_bbox(item: dict, where: str) -> list[float]:
-    bbox = item.get("bbox")
+    if "bbox" not in item:
+        raise DataError(f"{where}: no 'bbox' key")
+    bbox = item["bbox"]
     if (
         not isinstance(bbox, list)
         or len(bbox) != 4
