@@ -252,19 +252,7 @@ def run_demo(
     preset, log = preset or PRESETS[task or "classify"], log or say
     out, t0 = Path(out), time.monotonic()
     data_dir, run_dir = out / "data", out / "run"
-    for key, item in overridden(list(overrides)).items():
-        if key in _MADE:  # trained on, or recorded, but not what it made
-            raise MistError(
-                f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in "
-                f"{data_dir}; leave out {key} ({_MADE[key]})"
-            )
-    made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
-    cfg = resolve(preset, [*made, *overrides])
-    if task is not None and cfg.model.task != task:  # trained a classifier without a word
-        raise MistError(
-            f"task {task} (--task) but the preset {preset} trains model.task = "
-            f"{cfg.model.task}; leave out one of them"
-        )
+    cfg = _demo_config(preset, task, data_dir, overrides)
     pools = load_digits(digits)
     _check_before_making(cfg, pools, _sizes(n_train, n_val, n_test))
     no_figure = matplotlib_missing()
@@ -292,6 +280,25 @@ def run_demo(
             draw_figure(run_dir, data_dir, out / "figure.png", device, caption, log)
     _report(result.metrics, f"digits: {pools.describe()}", t0, log)
     return record
+
+
+def _demo_config(preset: str, task: str | None, data_dir: Path, overrides: Sequence[str]) -> Config:
+    """The preset with the demo's own data and the user's overrides; refuses an override of
+    what the demo makes, and a preset of another task than the ``task`` asked for."""
+    for key, item in overridden(list(overrides)).items():
+        if key in _MADE:  # trained on, or recorded, but not what it made
+            raise MistError(
+                f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in "
+                f"{data_dir}; leave out {key} ({_MADE[key]})"
+            )
+    made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
+    cfg = resolve(preset, [*made, *overrides])
+    if task is not None and cfg.model.task != task:  # trained a classifier without a word
+        raise MistError(
+            f"task {task} (--task) but the preset {preset} trains model.task = "
+            f"{cfg.model.task}; leave out one of them"
+        )
+    return cfg
 
 
 def _report(metrics: dict[str, Any], digits: str, t0: float, log: Callable[[str], None]) -> None:
