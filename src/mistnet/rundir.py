@@ -25,7 +25,7 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, from_record, load_json, validate
 from mistnet.configupgrade import upgrade
-from mistnet.data.runs import manifest_digest
+from mistnet.data.runs import manifest_digest, same_files
 from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import atomic_write_text, json_text, remove_path
@@ -104,18 +104,22 @@ def _path_may_differ(key: str, was: str, value: str, recorded: dict[str, Any]) -
         return True
     if key != "path" or not is_folder(key, was):
         return False
-    return not value or same_dataset(value, recorded.get("data_manifest"))
+    return not value or same_dataset(value, recorded.get("data_manifest"), was)
 
 
-def same_dataset(path: str, digest: object) -> bool:
-    """Whether the dataset folder ``path`` has the manifest ``digest`` a run recorded: the
-    run's dataset, moved, copied or made again with the same options."""
+def same_dataset(path: str, digest: object, was: str) -> bool:
+    """Whether the dataset folder ``path`` is the one a run trained on at ``was``, with the
+    manifest ``digest``: the run's dataset moved (``was`` gone), made again with the same
+    options where ``was`` is gone, or a copy of ``was`` (the same files, byte for byte: photos
+    changed and imported again keep the manifest's digest)."""
     if not (digest and isinstance(digest, str) and os.path.isdir(path)):
         return False
     try:
-        return manifest_digest(read_manifest(path)) == digest
+        if manifest_digest(read_manifest(path)) != digest:
+            return False
     except MistError:
         return False  # refused by the caller, naming both
+    return not os.path.lexists(was) or same_files(was, path)
 
 
 def _packaged(path: Path) -> bool:
@@ -556,7 +560,7 @@ def _moved_here(saved: Config, path: str) -> bool:
     """Whether the dataset at ``path`` is the run's, moved, renamed or copied: its manifest
     has the digest the run recorded (a path emptied lost its name: "trained on the dataset
     mnist-easy" refused the very dataset; a copy beside the original was refused too)."""
-    return same_dataset(path, saved.record.data_manifest)
+    return same_dataset(path, saved.record.data_manifest, saved.data.path)
 
 
 def warm_start(model: MIST, source: str, parts: str, device: torch.device | str = "cpu") -> None:

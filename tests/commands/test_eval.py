@@ -281,6 +281,38 @@ def test_a_run_copied_with_its_dataset_takes_its_own_copy(capsys, tmp_path):
     )
 
 
+def test_a_dataset_of_the_same_manifest_but_other_pixels_is_no_copy(capsys, tmp_path):
+    """Before: a dataset whose manifest had the run's digest was taken for the run's own copy
+    while the original was still there, though its pixels differ (photos changed and
+    imported again keep the digest): eval scored it and ``--resume --data`` trained on it."""
+    make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
+    assert mist(capsys, *make, "--out", tmp_path / "a")[0] == 0
+    train = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "a", "--no-progress"]
+    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
+    run = tmp_path / "run"
+    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    with np.load(tmp_path / "b" / "test.npz") as z:
+        arrays = dict(z)
+    arrays["images"] = 255 - arrays["images"]
+    np.savez(tmp_path / "b" / "test.npz", **arrays)
+    config = run / "config.json"
+    cfg = json.loads(config.read_text())
+    cfg["data"]["path"] = str(tmp_path / "b")
+    config.write_text(json.dumps(cfg))
+    assert_user_error(mist(capsys, "eval", run), "data.path is", "but best.safetensors was")
+    assert not list(run.glob("eval-*.json"))
+    cfg["data"]["path"] = "../a"
+    config.write_text(json.dumps(cfg))
+    before = config.read_bytes()
+    resume = ["train", "--out", run, "--resume", "--no-progress", "--set", "train.steps=3"]
+    assert_user_error(
+        mist(capsys, *resume, "--data", tmp_path / "b"),
+        "a resumed run trains on the data it started with",
+    )
+    assert config.read_bytes() == before
+
+
 def test_a_per_image_k_evaluation_is_written_beside_the_fixed_k_record(capsys, tmp_path, tiny_run):
     """Before: --per-image-k replaced RUN/eval-test.json, which models package then refused
     ("k is 'per-image', not a count") though mist eval had written it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import os
 from pathlib import Path
@@ -12,6 +13,8 @@ from mistnet.config import Config, DataConfig
 from mistnet.data.digits import canonical_split
 from mistnet.data.memory import IN_MEMORY
 from mistnet.data.store import (
+    MANIFEST,
+    SPLITS,
     annotations_of,
     classes_of,
     counted_instances,
@@ -329,3 +332,20 @@ def manifest_digest(manifest: dict) -> str:
     with the same options, another for other ones (seed, split sizes, parameters)."""
     text = json_text(manifest, indent=None, sort_keys=True)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def same_files(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether the dataset folders ``a`` and ``b`` hold the same manifest and splits, byte for
+    byte: a copy. (The manifest's digest names the options a dataset was made with, not its
+    pixels: photos changed and imported again have the digest of the first import.)"""
+    names = [MANIFEST, *(f"{split}.npz" for split in SPLITS)]
+    for name in names:
+        x, y = os.path.join(a, name), os.path.join(b, name)
+        if os.path.lexists(x) != os.path.lexists(y):
+            return False
+        try:
+            if os.path.lexists(x) and not filecmp.cmp(x, y, shallow=False):
+                return False
+        except OSError:
+            return False  # refused by the caller, naming both
+    return True
