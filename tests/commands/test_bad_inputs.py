@@ -436,6 +436,18 @@ def import_images_of_a_folder_holding_detections(tmp_path, run):
 
 
 @case
+def import_images_of_detections(tmp_path, run):
+    # Before: `mist data import-images found` of detect's own --out imported its overlays
+    from mistnet.markers import mark
+
+    (tmp_path / "found").mkdir()
+    image(tmp_path / "found", "a.png")
+    mark(tmp_path / "found", "detections")
+    argv = ["data", "import-images", tmp_path / "found", "--out", tmp_path / "i"]
+    return argv, ["found: a mistnet output (detections); import-images reads only your images"]
+
+
+@case
 def import_images_of_a_link_to_nowhere(tmp_path, run):
     (tmp_path / "photos").mkdir()
     image(tmp_path / "photos", "a.png")

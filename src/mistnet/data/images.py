@@ -72,12 +72,14 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     in two splits).
 
     Raises:
-        DataError: ``src`` is no directory, holds a mistnet output (detections, a run), an
+        DataError: ``src`` is no directory, is or holds a mistnet output (detections, a run), an
             image of another format, a symbolic link to a file outside it, to one of its
             images or to nowhere, a FIFO (or other special file) named like an image, or no
             image.
     """
     root = require_directory(src, "folder of images")  # a file there was "no such directory"
+    if kind := output_kind(root):  # detect's own folder given as SRC: its overlays imported
+        raise DataError(f"{root}: a mistnet output ({kind}); import-images reads only your images")
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
