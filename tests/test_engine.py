@@ -184,6 +184,11 @@ def test_lifted_step_refuses_a_bad_x_step_or_weight_beta_before_any_work():
         XObjective(weights={"centre": -1.0})
     with pytest.raises(TypeError, match="^priors\\['centre'\\] must be callable, got float"):
         XObjective(priors={"centre": 0.5})
+    # Before: AttributeError "'NoneType' object has no attribute 'items'"
+    with pytest.raises(TypeError, match="^weights must be a dict of name -> value, got NoneType"):
+        XObjective(weights=None)
+    with pytest.raises(TypeError, match="^priors must be a dict of name -> value, got list"):
+        XObjective(priors=[1])
     assert XStep(objective, lr=0, iters=0).iters == 0  # as the config allows: no x-step
 
     tr = make_trainer()

@@ -1320,6 +1320,8 @@ def test_scene_meter_classifier_names_its_own_keypoints_argument():
         (ValueError, r"^keypoints: expected shape \(B, K, 3\), got \(1, 1, 4\)", gb),
         (TypeError, r"^keypoints: expected a torch\.Tensor .*, got ndarray", kp.numpy()),
         (ValueError, r"^keypoints: expected real numbers .*, got torch\.bool", kp > 0),
+        # Before: "det_boxes: holds NaN or infinite values"
+        (ValueError, r"^keypoints: holds NaN or infinite values", kp * float("nan")),
     ]:  # fmt: skip
         with pytest.raises(error, match=message):
             m.update(keypoints, gl, gb, gl, gc)

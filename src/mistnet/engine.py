@@ -14,7 +14,7 @@ keypoints. :func:`supervised_step` puts the ground truth in place of the x-step;
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -142,7 +142,7 @@ class XObjective:
     not computed). ``proximal`` weighs the paper's ``||x - x0||^2`` per image.
 
     Raises:
-        TypeError: a prior that is not callable.
+        TypeError: ``priors`` or ``weights`` no mapping, a prior that is not callable.
         ValueError: a weight or ``proximal`` that is no finite number >= 0 (NaN made the
             keypoints NaN only after the task network had stepped).
     """
@@ -152,6 +152,10 @@ class XObjective:
     proximal: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("priors", "weights"):  # a list was "'list' object has no attribute 'items'"
+            if not isinstance(getattr(self, name), Mapping):
+                kind = type(getattr(self, name)).__name__
+                raise TypeError(f"{name} must be a dict of name -> value, got {kind}")
         for name, prior in self.priors.items():
             if not callable(prior):
                 raise TypeError(f"priors[{name!r}] must be callable, got {type(prior).__name__}")

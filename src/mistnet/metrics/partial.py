@@ -258,10 +258,13 @@ class SceneMeter:
 
 
 def _check_keypoints(keypoints: object) -> None:
-    """Refuse ``keypoints`` that are no ``(B, K, 3)`` tensor of real numbers. Metadata only."""
+    """Refuse ``keypoints`` that are no ``(B, K, 3)`` tensor of finite real numbers (else
+    :class:`DetectionMeter` named them by its own argument, ``det_boxes``)."""
     require_real(require_tensor(keypoints, "keypoints", "(B, K, 3)"), "keypoints")
     if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
         raise ValueError(f"keypoints: expected shape (B, K, 3), got {tuple(keypoints.shape)}")
+    if not torch.isfinite(keypoints).all():
+        raise ValueError("keypoints: holds NaN or infinite values")
 
 
 def _check_reconstruction_batch(
