@@ -388,3 +388,9 @@ def test_a_task_that_the_preset_does_not_train_is_refused_before_the_scenes(caps
         run_demo(tmp_path / "d", task="classify", preset="mnist-hard-recon-cpu",
                  n_train=4, n_val=4, n_test=4, log=lambda message: None)  # fmt: skip
     assert entries_under(tmp_path) == before
+    # Before: the preset was blamed for what --set model.task changed
+    result = mist(capsys, "demo", "--out", tmp_path / "d", "--task", "classify", "--set",
+                  "model.task=reconstruct", "--set", "train.select_metric=rmse", *SIZES)  # fmt: skip
+    message = "task classify (--task) but --set model.task=reconstruct trains model.task ="
+    assert_user_error(result, message)
+    assert entries_under(tmp_path) == before

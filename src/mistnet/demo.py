@@ -285,7 +285,8 @@ def run_demo(
 def _demo_config(preset: str, task: str | None, data_dir: Path, overrides: Sequence[str]) -> Config:
     """The preset with the demo's own data and the user's overrides; refuses an override of
     what the demo makes, and a preset of another task than the ``task`` asked for."""
-    for key, item in overridden(list(overrides)).items():
+    given = overridden(list(overrides))
+    for key, item in given.items():
         if key in _MADE:  # trained on, or recorded, but not what it made
             raise MistError(
                 f"--set {item}: mist demo trains on the MNIST-hard scenes it makes in "
@@ -294,9 +295,10 @@ def _demo_config(preset: str, task: str | None, data_dir: Path, overrides: Seque
     made = [override("data.path", str(data_dir)), override("data.name", "mnist-hard")]
     cfg = resolve(preset, [*made, *overrides])
     if task is not None and cfg.model.task != task:  # trained a classifier without a word
+        source = f"--set {given['model.task']}" if "model.task" in given else f"the preset {preset}"
         raise MistError(
-            f"task {task} (--task) but the preset {preset} trains model.task = "
-            f"{cfg.model.task}; leave out one of them"
+            f"task {task} (--task) but {source} trains model.task = {cfg.model.task}; leave "
+            "out one of them"
         )
     return cfg
 

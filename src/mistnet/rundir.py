@@ -122,18 +122,23 @@ def same_dataset(path: str, digest: object, was: str) -> bool:
     return not os.path.lexists(was) or same_files(was, path)
 
 
-def _packaged(path: Path) -> bool:
-    """Whether the file ``path`` is a packaged model ``--model`` would take by its file name
-    (any checkpoint was told to go by name, which then failed: "no model card")."""
+def _packaged_hint(path: Path) -> str:
+    """How to use the file ``path`` if it is a packaged model (it has a model card), which
+    ``--model`` takes by its file name (any checkpoint was told to go by name, which then
+    failed: "no model card"); else ""."""
     from mistnet import pretrained  # which reads runs: imported here, not at the top
 
-    if not pretrained.NAME.fullmatch(path.stem):
-        return False
     try:
         pretrained.Card.of(Checkpoint(path))
     except (MistError, OSError):
-        return False
-    return True
+        return ""
+    use = f"MISTNET_MODELS={path.parent}, then mist eval or detect --model"
+    if not pretrained.NAME.fullmatch(path.stem):  # was told to read it from a run directory
+        return (
+            f"; a packaged model is used by name, and {path.stem!r} is none (lower-case "
+            f"letters, digits and -): rename the file, then {use} NAME"
+        )
+    return f"; a packaged model is used by name: {use} {path.stem} (mistnet.load(name))"
 
 
 def tensorboard_only(folder: Path) -> bool:
@@ -174,11 +179,7 @@ class Run:
             hint = ""
             if self.path.suffix == ".safetensors":  # its folder is no run either
                 hint = "; a checkpoint is read from its run directory, beside its config.json"
-            if hint and _packaged(self.path):
-                hint = (
-                    f"; a packaged model is used by name: MISTNET_MODELS={self.path.parent}, "
-                    f"then mist eval or detect --model {self.path.stem} (mistnet.load(name))"
-                )
+            hint = hint and (_packaged_hint(self.path) or hint)
             raise MistError(f"{self.path} is a file, not a run directory{hint}")
         require_directory(self.path, "run directory")
         if not os.path.lexists(self.config):  # a link to nowhere was "no config.json"

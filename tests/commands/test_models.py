@@ -552,6 +552,10 @@ def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(
     result = mist(capsys, "eval", loose)
     assert_user_error(result, "is a file, not a run directory; a checkpoint is read from its run")
     assert "packaged" not in result[2]
+    # Before: a packaged model under a name --model cannot take was "read from its run directory"
+    odd = shutil.copy(path, registry / "My_Model.safetensors")
+    result = mist(capsys, "eval", odd)
+    assert_user_error(result, "a packaged model is used by name, and 'My_Model' is none")
 
 
 def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(capsys, monkeypatch):

@@ -652,7 +652,8 @@ def test_eval_json_names_whose_record_it_refuses(capsys, tmp_path, tiny_run):
         before = entries_under(tmp_path)
         result = mist(capsys, "eval", tiny_run, "--json", out, "--threads", "1")
         assert_user_error(
-            result, f"m.json: exists and is not a metrics file of mist eval of {tiny_run}{whose}; "
+            result,
+            f"m.json: exists and is not a metrics file of mist eval of the run {tiny_run}{whose}; ",
         )
         assert entries_under(tmp_path) == before
 
@@ -1074,5 +1075,7 @@ def test_eval_json_refuses_the_record_of_another_run_of_the_same_relative_name(
     before = entries_under(tmp_path)
     monkeypatch.chdir(tmp_path / "B")
     result = mist(capsys, "eval", "run", "--json", "../m.json", "--threads", "1")
-    assert_user_error(result, "m.json: exists and is not a metrics file of mist eval of run")
+    assert_user_error(
+        result, "m.json: exists and is not a metrics file of mist eval of the run run"
+    )
     assert entries_under(tmp_path) == before

@@ -140,11 +140,11 @@ def check_json_out(
         raise MistError(f"{out}: is inside the dataset directory {data}; choose another --json")
     if not in_run:
         check_outside(out, option="--json")
-    this = run or model
+    this = f"the run {run}" if run is not None else f"the pretrained model {model}"
     if out.is_symlink():  # never written through: it may lead anywhere
         hint = "--json must name a file of its own" if given else "move it away, or give --json"
         raise MistError(f"{out}: is a symbolic link; {hint}")
-    if out.exists() and not _is_record_of(out, this, inside=in_run, model=run is None):
+    if out.exists() and not _is_record_of(out, run or model, inside=in_run, model=run is None):
         doc, whose = read_record(out), ""
         if doc is not None and "run_dir" in doc and doc["run_dir"] is None:
             whose = f" (it is the record of the pretrained model {doc['run']})"
