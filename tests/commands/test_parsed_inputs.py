@@ -189,6 +189,24 @@ def coco_in_utf16(tmp_path, run):
 
 
 @case
+def coco_without_an_images_key(tmp_path, run):
+    # Before: "'images' must be a list of objects", as if one were written
+    text = json.dumps({"annotations": [], "categories": []}).encode()
+    return coco(tmp_path, text=text), ["boxes.json: no 'images' key (COCO annotations have"]
+
+
+@case
+def boxes_csv_with_one_class_left_empty(tmp_path, run):
+    # Before: "boxes.csv: a row has an empty class", naming no line
+    src = photos(tmp_path, n=2)
+    (tmp_path / "boxes.csv").write_text(
+        "filename,cx,cy,w,h,class\n0.png,10,10,8,8,cat\n1.png,20,20,8,8,\n"
+    )
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return [*argv, "--boxes", tmp_path / "boxes.csv"], ["boxes.csv line 3: an empty class"]
+
+
+@case
 def boxes_csv_naming_a_missing_image(tmp_path, run):
     src = photos(tmp_path)
     (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\nnope.png,1,2,3,4\n")

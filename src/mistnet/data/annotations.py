@@ -209,6 +209,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     cols = centre if None not in centre else [*side, side[2]]
     truth: dict[str, Truth] = {}
     seen: dict[tuple, int] = {}  # (file, box, class) -> line: one instance twice counts twice
+    unnamed = 0  # the first line whose class is empty
     for i, row in rows[1:]:
         # more fields than the header names: a value no column takes (a class without a
         # "class" column) would be dropped silently
@@ -230,6 +231,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
         name = class_name(
             row[class_col].strip() if class_col is not None else "", f"{path} line {i}"
         )
+        unnamed = unnamed or (i if not name else 0)
         box = _float32_box(values, f"{path} line {i}")
         first = seen.setdefault((rel, (box + 0.0).tobytes(), name), i)  # -0.0 is 0.0
         if first != i:
@@ -246,7 +248,7 @@ def _boxes_csv(path: Path, resolve) -> tuple[dict[str, Truth], list[str] | None]
     if names == [""]:  # a class column left empty (mist detect of an auto-encoder): no classes
         return truth, None
     if "" in names:
-        raise DataError(f"{path}: a row has an empty class; name every box's class or none")
+        raise DataError(f"{path} line {unnamed}: an empty class; name every box's class or none")
     return truth, names
 
 
@@ -263,7 +265,11 @@ def _float32_box(values: list[float], where: str) -> np.ndarray:
 
 
 def _coco_list(doc: dict, key: str, path: Path) -> list[dict]:
-    items = doc.get(key)
+    if key not in doc:  # was "must be a list", as if one were written
+        raise DataError(
+            f"{path}: no {key!r} key (COCO annotations have images, annotations, categories)"
+        )
+    items = doc[key]
     if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
         raise DataError(f"{path}: {key!r} must be a list of objects (COCO annotations)")
     return items
