@@ -234,6 +234,29 @@ def stored_size(path: str | os.PathLike) -> tuple[int, int, int] | None:
         return None
 
 
+def upright_size(
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    hint: str = "crop or downscale it, or raise --max-pixels",
+) -> tuple[int, int]:
+    """``(width, height)`` of an image file once turned upright by its EXIF orientation, read
+    from its header (nothing decoded: a command checks every file before it decodes the
+    first, one at a time).
+
+    Raises:
+        DataError: as :func:`open_image`: not a regular file, too large, or a header Pillow
+            cannot read (a body damaged past the header is found when it is decoded).
+    """
+    regular_file(path)
+    size = stored_size(path)
+    if size is None:  # the header is unreadable: open_image says why, naming the file
+        with open_image(path, max_pixels, hint) as im:
+            size = (*im.size, 1)
+    width, height, orientation = size
+    pixel_count(width, height, validate.max_pixels(max_pixels, "max_pixels"), path, hint)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def _reason(exc: Exception) -> str:
     """What went wrong, on one line; a plugin's ``KeyError(255)`` says what it is."""
     text = " ".join(str(exc).split())

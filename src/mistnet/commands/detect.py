@@ -82,6 +82,7 @@ from mistnet.detection import (
     read_image,
 )
 from mistnet.errors import MistError, say
+from mistnet.imagefile import upright_size
 from mistnet.io import atomic_write_text, json_text, require_short_name
 from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, mark
@@ -203,26 +204,36 @@ def _check_out(out: Path, images: list[str], run: str | None) -> bool:
     return existing
 
 
-def _read_images(
-    args: argparse.Namespace, channels: int, model, k: int, smallest: int
-) -> list[torch.Tensor]:
-    """Every ``IMAGE`` as a ``(C, H, W)`` tensor, once each is checked to fit the model (with
-    ``--side``, at the size it is scaled to: :func:`validate_options`)."""
-    images = [read_image(path, channels, checked_max_pixels(args)) for path in args.images]
-    for path, image in zip(args.images, images, strict=True):
-        _, H, W = image.shape
+def _image_sizes(args: argparse.Namespace, model, k: int, smallest: int) -> list[tuple[int, int]]:
+    """Every ``IMAGE``'s upright ``(H, W)`` from its header, once each is checked to fit the
+    model (with ``--side``, at the size it is scaled to: :func:`validate_options`). Nothing is
+    decoded: the images are decoded one at a time as they are detected (all at once, 100
+    photos of 12 MP held 14 GB)."""
+    hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
+    sizes = []
+    for path in args.images:
+        W, H = upright_size(path, checked_max_pixels(args), hint)
         if isinstance(model, GridMIST) and H != W:
             raise MistError(f"{path}: {W}x{H}; the grid baseline's 3 x 3 cells need a square image")
-        if args.side is not None:  # a 4x4 image that --side 2 makes 40x40 was refused
-            continue
-        if min(H, W) < smallest:
-            raise MistError(
-                f"{path}: {W}x{H} is too small; the heatmap network needs at least "
-                f"{smallest}x{smallest} pixels"
-            )
-        if H * W < k:
-            raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
-    return images
+        if args.side is None:  # a 4x4 image that --side 2 makes 40x40 was refused
+            if min(H, W) < smallest:
+                raise MistError(
+                    f"{path}: {W}x{H} is too small; the heatmap network needs at least "
+                    f"{smallest}x{smallest} pixels"
+                )
+            if H * W < k:
+                raise MistError(f"{path}: {W}x{H} has fewer pixels than K = {k}")
+        sizes.append((H, W))
+    return sizes
+
+
+def _decoded(args: argparse.Namespace, path: str, channels: int, size: tuple[int, int]):
+    """``path`` decoded as a ``(C, H, W)`` tensor of the ``size`` its header said."""
+    image = read_image(path, channels, checked_max_pixels(args))
+    if tuple(image.shape[1:]) != size:
+        H, W = size
+        raise MistError(f"{path}: its header said {W}x{H}; the file changed while detect ran")
+    return image
 
 
 def _dumps(record: dict[str, Any]) -> str:
@@ -268,17 +279,17 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
     out = Path(args.out)
     signed, smallest = cfg.model.output == "signed", min_image_side(model)
     stems = _stems(args.images, formats)
-    # Read every image first, so a bad file stops the command before anything is written.
-    images = _read_images(args, cfg.model.in_channels, model, k, smallest)
-    how = validate_options(args, cfg, model, images, smallest)
+    # Every header first, so a bad file stops the command before any work; a file damaged
+    # past its header stops it when decoded, and the output is not made (new_directory)
+    sizes = _image_sizes(args, model, k, smallest)
+    how = validate_options(args, cfg, model, sizes, smallest)
     names = tuple(cfg.record.class_names)
     done = []
     table = DetectionTable(cfg.model.task == "classify", names, cfg.model.num_classes)
     # out changes only once every image is done, and holds this call's files alone
     with new_directory(out, "detections", replace=existing, own=OWN) as staging:
-        for path, stem, image in zip(args.images, stems, images, strict=True):
-            _, H, W = image.shape
-            x = image.to(device)
+        for path, stem, (H, W) in zip(args.images, stems, sizes, strict=True):
+            x = _decoded(args, path, cfg.model.in_channels, (H, W)).to(device)
             if signed:
                 x = 2 * x - 1  # the Gabor auto-encoder works on signed images
             pred = detect_image(

@@ -53,9 +53,14 @@ class DetectOptions:
 
 
 def validate_options(
-    args: argparse.Namespace, cfg: Config, model: MIST, images: list[Tensor], smallest: int
+    args: argparse.Namespace,
+    cfg: Config,
+    model: MIST,
+    sizes: list[tuple[int, int]],
+    smallest: int,
 ) -> DetectOptions:
-    """Check ``--min-score``, ``--side`` and ``--tile`` against the run and every image.
+    """Check ``--min-score``, ``--side`` and ``--tile`` against the run and every image's
+    ``(H, W)``.
 
     Raises:
         MistError: a score outside [0, 1], a side <= 0, tiles for the grid baseline or a run without
@@ -82,8 +87,7 @@ def validate_options(
                 f"{args.run}: config.json's record.image_size {list(tile)} is smaller than the "
                 f"{smallest}x{smallest} pixels the model needs; drop --tile"
             )
-    for path, image in zip(args.images, images, strict=True):
-        _, H, W = image.shape
+    for path, (H, W) in zip(args.images, sizes, strict=True):
         hint = "give the objects' size in pixels"
         h, w = scaled_size(H, W, factor, args.max_pixels, f"{path}{scaled}", hint)
         if min(h, w) < smallest or (tile is None and h * w < (args.k or model.k)):
