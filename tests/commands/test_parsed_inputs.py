@@ -207,6 +207,22 @@ def boxes_csv_with_one_class_left_empty(tmp_path, run):
 
 
 @case
+def import_of_a_photo_turned_by_its_exif_among_others(tmp_path, run):
+    # Before: "photos: images differ in size (48x64, 64x48, ...)", naming no file, and only
+    # once every image was decoded
+    src = photos(tmp_path, n=3, size=48)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 64x48, read upright as 48x64
+    Image.new("L", (64, 48), 90).save(src / "1.jpg", exif=exif)
+    Image.new("L", (64, 48), 90).save(src / "0.png")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return argv, [
+        "photos: images differ in size: 0.png is 64x48, 1.jpg 48x64, read upright by its EXIF",
+        "pass --size H W or --crop H W",
+    ]
+
+
+@case
 def boxes_csv_naming_a_missing_image(tmp_path, run):
     src = photos(tmp_path)
     (tmp_path / "boxes.csv").write_text("filename,cx,cy,w,h\nnope.png,1,2,3,4\n")

@@ -339,20 +339,22 @@ def _items(
             than the crop.
     """
     items: list[_Item] = []
-    shapes, grey = set(), []
+    first: dict[tuple[int, int], str] = {}  # (h, w) -> the first file of that size
+    grey = []
     for i, path in enumerate(files):  # one at a time: only the output is held, not the image
         rel = path.relative_to(root).as_posix()
         t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
-        found, hw, is_grey_image = _items_of(path, rel, i, t, how)
+        found, (h, w), is_grey_image = _items_of(path, rel, i, t, how)
         items += found
-        shapes.add(hw)
         grey.append(is_grey_image)
-    if how["size"] is None and how["crop"] is None and len(shapes) > 1:
-        (h1, w1), (h2, w2) = sorted(shapes)[:2]
-        raise DataError(
-            f"{root}: images differ in size ({w1}x{h1}, {w2}x{h2}, ...); "
-            "pass --size H W or --crop H W"
-        )
+        first.setdefault((h, w), rel)
+        if len(first) > 1 and how["size"] is None and how["crop"] is None:  # named, at once
+            (h1, w1), one = next(iter(first.items()))
+            turned = ", read upright by its EXIF orientation" if (h1, w1) == (w, h) else ""
+            raise DataError(
+                f"{root}: images differ in size: {one} is {w1}x{h1}, {rel} {w}x{h}{turned}; "
+                "pass --size H W or --crop H W"
+            )
     C = how["channels"] or (1 if all(grey) else 3)
     for it in items:
         it.image = to_channels(it.image, C)
