@@ -250,6 +250,17 @@ def stale_set_aside(directory: str | os.PathLike, target: str) -> list[Path]:
 MAX_NAME_BYTES = 200
 
 
+def first_unwritable(paths: list[Path]) -> Path | None:
+    """The first of ``paths`` that exists and this user cannot write: a folder it cannot
+    create files in, a file it cannot append to; None if there is none."""
+    for path in paths:
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            return path
+        if path.is_file() and not os.access(path, os.W_OK):
+            return path
+    return None
+
+
 def require_short_name(path: str | os.PathLike, option: str) -> None:
     """Refuse an output ``path`` whose name is over :data:`MAX_NAME_BYTES` (its temporary's
     would be over the file system's 255, an error naming a file the user never gave).

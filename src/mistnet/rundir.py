@@ -28,7 +28,7 @@ from mistnet.configupgrade import upgrade
 from mistnet.data.runs import manifest_digest, same_files
 from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
-from mistnet.io import atomic_write_text, json_text, remove_path
+from mistnet.io import atomic_write_text, first_unwritable, json_text, remove_path
 from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import MARKER
 from mistnet.metrics import unmeasured
@@ -276,22 +276,27 @@ class Run:
             MistError: see :meth:`resume_config` and :meth:`require_no_checkpoint`.
         """
         cfg = validate(copy.deepcopy(cfg))  # built in Python, it never met the parser
-        self.require_tensorboard_folder()
+        self.require_writable(resume)
         if resume:
             return self.resume_config(cfg)[0]
         self.require_no_checkpoint()
         return cfg
 
-    def require_tensorboard_folder(self) -> None:
+    def require_writable(self, resume: bool) -> None:
         """Refuse a ``tb/`` that training would not write its TensorBoard scalars into: a
         file (the writer failed with "File exists" once config.json was rewritten and a
-        finished run's summary removed) or a symbolic link (followed out of the run)."""
+        finished run's summary removed), a symbolic link (followed out of the run) or a folder
+        this user cannot write (a traceback of the writer's thread); on ``resume``, a run this
+        user cannot write (config.json was rewritten, the summary removed and steps trained
+        before "log.jsonl: Permission denied")."""
         tb = self.path / "tb"
         if tb.is_symlink() or (os.path.lexists(tb) and not tb.is_dir()):
             what = "a symbolic link" if tb.is_symlink() else "not a folder"
             raise MistError(
                 f"{tb}: {what}; the run's TensorBoard scalars are written there: move it away"
             )
+        if denied := first_unwritable([*[self.path, self.log] * resume, tb]):
+            raise MistError(f"{denied}: this user cannot write it, and training writes there")
 
     def require_no_checkpoint(self) -> None:
         """Refuse a fresh start in a directory that holds a checkpoint of a run."""

@@ -443,6 +443,25 @@ def test_a_tb_that_is_no_folder_of_the_run_is_refused_before_a_resume(
     assert _bytes_under(tmp_path) == before
 
 
+@pytest.mark.parametrize("denied", ["log.jsonl", "the run", "tb"])
+def test_a_run_this_user_cannot_write_is_refused_before_a_resume(
+    capsys, tmp_path, tiny_run, monkeypatch, denied
+):
+    """Before (as a user who cannot write the run): config.json was rewritten, a finished
+    run's summary.json removed and steps trained, then "log.jsonl: Permission denied"; a
+    read-only tb/ printed the TensorBoard writer thread's traceback. (Root writes anywhere:
+    the permission is stood in for.)"""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "tb").mkdir(exist_ok=True)
+    place = {"log.jsonl": run / "log.jsonl", "the run": run, "tb": run / "tb"}[denied]
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != place and access(p, mode))
+    before = _bytes_under(tmp_path)
+    result = mist(capsys, "train", "--out", run, "--resume", "--set", "train.steps=12")
+    assert_user_error(result, f"{place}: this user cannot write it, and training writes there")
+    assert _bytes_under(tmp_path) == before
+
+
 class _Writer:
     """Stands in for TensorBoard's SummaryWriter (not installed here): an event file per
     writer, and the arguments it was opened with."""
