@@ -3,8 +3,10 @@
 import copy
 import functools
 import json
+import os
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -410,6 +412,21 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     with pytest.raises(ValueError, match=r"names 2 classes .* num_classes=2 in mistnet.fit\)$"):
         fit("tiny-cpu", Named(data), out=tmp_path / "s", num_classes=3)
     assert not (tmp_path / "s").exists()
+
+
+def test_fit_into_a_folder_this_user_cannot_write_is_a_value_error(tmp_path, monkeypatch):
+    """Before (as a user who cannot write there): a bare PermissionError chained from a
+    temporary's name, once the data and config were checked. (Root writes anywhere: the
+    permission is stood in for; checked by hand as user 65534.)"""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != ro and access(p, mode))
+    fit = functools.partial(mistnet.fit, num_classes=2, k=1, steps=1, progress=False)
+    for out in (ro / "run", ro / "a" / "b", ro):
+        with pytest.raises(ValueError, match=f"^out {out}: this user cannot write into {ro};"):
+            fit("tiny-cpu", squares(4, 0), out=out)
+    assert list(ro.iterdir()) == []
 
 
 def test_load_raises_a_value_error_for_a_folder_that_is_no_run_or_holds_no_checkpoint(tmp_path):

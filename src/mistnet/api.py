@@ -572,3 +572,8 @@ def _check_out(out: object) -> None:
     claim_output(out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out")
     if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's
         raise ArgumentError(f"out {out} already holds a run; give another out")
+    place = Path(out).absolute()  # out itself, or the folder it would be made in
+    while not os.path.lexists(place) and place != place.parent:
+        place = place.parent
+    if place.is_dir() and not os.access(place, os.W_OK | os.X_OK):  # was a bare PermissionError
+        raise ArgumentError(f"out {out}: this user cannot write into {place}; give another out")
