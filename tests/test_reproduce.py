@@ -961,6 +961,36 @@ def test_a_lock_file_of_the_users_in_the_data_root_is_left_as_it_was(tmp_path, c
     assert entries_under(tmp_path) == before
 
 
+def test_a_file_where_a_budgets_folder_goes_is_refused_before_out_is_made(tmp_path, capsys):
+    """Before: a file at ``ROOT/smoke`` was found once ``--out`` was made ("ROOT/smoke: File
+    exists"), leaving it marked with its reproduce.json."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "smoke").write_text("my notes")
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", tmp_path / "o", "--no-figures"]
+    result = mist(capsys, *argv, "--data-root", root)
+    assert_user_error(result, f"--data-root {root}: {root / 'smoke'} is not a folder")
+    assert entries_under(tmp_path) == before
+
+
+def test_a_refused_plan_makes_no_data_root(tmp_path, capsys, monkeypatch):
+    """Before: the data root (``--data-root newr/a/b``, or ``OUT/data``) was made before the
+    plan was checked, and stayed when an earlier run of another plan refused the rerun."""
+    import mistnet.reproduce as rep
+
+    def refuses(*args, **kwargs):
+        raise MistError("OUT/gabor/gabor-mist/seed0 was made under another plan")
+
+    monkeypatch.setattr(rep, "check_plan", refuses)
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", tmp_path / "o", "--no-figures"]
+    assert_user_error(mist(capsys, *argv), "was made under another plan")  # makes OUT
+    before = entries_under(tmp_path)
+    for root in ([], ["--data-root", tmp_path / "newr" / "a" / "b"]):
+        assert_user_error(mist(capsys, *argv, *root), "was made under another plan")
+        assert entries_under(tmp_path) == before
+
+
 def test_a_data_root_that_cannot_be_a_folder_is_refused_before_out_is_made(tmp_path, capsys):
     """Before: refused only once --out was made (a new one left with .mistnet and
     reproduce.json, an empty one of the user's filled with them)."""

@@ -458,12 +458,12 @@ def reproduce(
     with exclusive_lock(out, "mist reproduce", transient=True), writing_inside(out, CHILDREN):
         _check_out(out, plan, digits)
         report.read_results(out)  # a damaged one stops the rerun before any work
-        _check_writable(root, "--data-root")
         if command is None:
             command = default_command(
                 table, budget, out, seeds, device, svhn, data_root, threads, digits
             )
         check_plan(tables, plan, out, list(range(seeds)), svhn_path, root, threads, digits)
+        _check_writable(root, "--data-root")  # made here: a refused plan left it made
         log(f"digits: {pools.describe()}")
         for t in tables:
             reproduce_table(

@@ -59,7 +59,8 @@ def check_datasets(
     digits: str = "embedded",
     svhn: Path | None = None,
 ) -> None:
-    """Refuse, before a reproduction claims its ``--out``, a folder of the user's where one of
+    """Refuse, before a reproduction claims its ``--out``, a file where a budget's folder goes
+    (left ``--out`` made, "File exists"), a folder of the user's where one of
     its datasets goes under ``root`` (it failed after ``--out`` was made, naming ``--out``), a
     ``.lock`` of the user's in a budget's folder there (:func:`check_lock`), and a dataset
     there made for other sizes, seed or source (it failed after ``--out`` was made too,
@@ -72,6 +73,12 @@ def check_datasets(
     for key in keys:
         for seed in seeds:
             path = data_dir(root, budget, key, seed, digits)
+            if os.path.lexists(path.parent) and not path.parent.is_dir():  # "File exists"
+                raise MistError(
+                    f"--data-root {root}: {path.parent} is not a folder, and the datasets of "
+                    f"the {budget.name} budget go into it; move it away, or choose another "
+                    "--data-root"
+                )
             check_lock(root, path.parent)
             layout = path.parent / f"mnist-hard-seed{seed}-official-layout"
             # mistnet's: its marker, or what an older version wrote there: a dataset's
