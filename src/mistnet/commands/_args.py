@@ -87,7 +87,8 @@ def add_compute_arguments(
         default=0,
         metavar="N",
         help=f"torch CPU threads (default 0: {threads_default}; at most "
-        f"{machine.max_threads()}); speed only; use 1 when other jobs share the cores",
+        f"{machine.max_threads()}); changes speed and the last bits of the sums (resume "
+        "with the same N to continue bit for bit); use 1 when other jobs share the cores",
     )
 
 

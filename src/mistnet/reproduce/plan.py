@@ -40,7 +40,8 @@ class Budget:
         steps_per_minute: by row kind, the step rate that sets ``train.steps`` of a run from
             its minutes, so that a run's step count does not depend on machine load; the
             minutes stay a cap. Kinds without a rate keep their preset's steps.
-        threads: torch threads per run (0: torch's default); speed only.
+        threads: torch threads per run (0: torch's default); speed, and the last bits of
+            the sums.
     """
 
     name: str

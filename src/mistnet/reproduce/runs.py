@@ -9,7 +9,7 @@ the row, the training summary, wall times and the equivalent ``mist`` commands. 
 
 Reuse is only safe for the same run: every run records its *fingerprint* (the preset, the
 resolved config, its data inside the reproduction by a path relative to it, and its minutes;
-not its threads, which only change speed) in
+not its threads, which change speed and only the last bits of the sums) in
 ``fingerprint.json`` before training and in ``eval.json``. Before a run is skipped, resumed or
 evaluated, the fingerprint of the current plan is compared with the recorded one
 (:func:`check_fingerprint`); a run made under another plan is an error, never silently reused.
@@ -64,7 +64,7 @@ class RunSpec:
     overrides: list[str]
     minutes: float
     data: dict[str, Path]  # evaluation name -> dataset directory (its test split)
-    threads: int = 0  # torch threads (0: torch's default); speed only, not in the fingerprint
+    threads: int = 0  # torch threads (0: torch's default); not in the fingerprint
 
     @property
     def eval_file(self) -> Path:
@@ -121,7 +121,7 @@ def make_spec(
 ) -> RunSpec:
     """The run of ``row`` under ``budget`` with ``seed``, training on ``data[row.data]``.
 
-    ``threads > 0`` replaces the budget's threads (speed only).
+    ``threads > 0`` replaces the budget's threads (speed, and the last bits of the sums).
     """
     minutes = budget.run_minutes(table) * row.time_share
     steps = budget.run_steps(row.kind, minutes)
