@@ -55,7 +55,8 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 
 def entries_under(root: Path) -> dict[str, bytes | str]:
-    """Every entry below ``root``: a file's bytes, a link's target, or ``<dir>``."""
+    """Every entry below ``root``: a file's bytes, a link's target, ``<dir>`` or, for a FIFO
+    (which a read would wait on) or other special file, ``<special>``."""
     out: dict[str, bytes | str] = {}
     for p in sorted(Path(root).rglob("*")):
         key = str(p.relative_to(root))
@@ -63,6 +64,8 @@ def entries_under(root: Path) -> dict[str, bytes | str]:
             out[key] = f"-> {os.readlink(p)}"
         elif p.is_dir():
             out[key] = "<dir>"
+        elif not p.is_file():
+            out[key] = "<special>"
         else:
             out[key] = p.read_bytes()
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -643,6 +644,31 @@ def test_damaged_files_of_a_reproduction_are_refused_in_one_line(
     argv = ["reproduce", "table2", "--budget", "smoke", "--out", out, "--device", "cpu"]
     assert_user_error(mist(capsys, *argv), f"{path[name]}: ", message, hint[name])
     assert entries_under(tmp_path) == before  # its .lock too is gone
+
+
+@pytest.mark.parametrize("what", ["fifo", "folder", "link"])
+def test_a_reproduce_json_that_is_no_file_of_its_own_is_refused(tmp_path, capsys, what):
+    """Before: ``OUT/reproduce.json`` as a FIFO was replaced unread (exit 0); as a folder it
+    was a bare "Is a directory"; as a link to a file outside OUT it was read through, then
+    replaced by a regular file."""
+    out = tmp_path / "rp"
+    _a_finished_reproduction(out)
+    marker = out / "reproduce.json"
+    elsewhere = tmp_path / "mine.json"
+    elsewhere.write_bytes(marker.read_bytes())
+    marker.unlink()
+    if what == "fifo":
+        os.mkfifo(marker)
+    elif what == "folder":
+        marker.mkdir()
+    else:
+        marker.symlink_to(elsewhere)
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "table2", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    message = {"fifo": "a FIFO, not a regular file", "folder": "a directory, not a regular file"}
+    message["link"] = "a symbolic link; it is the reproduction's record: move it away"
+    assert_user_error(mist(capsys, *argv), f"{marker}: {message[what]}")
+    assert entries_under(tmp_path) == before
 
 
 def _smoke_with(monkeypatch, **changes):

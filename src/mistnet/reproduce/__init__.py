@@ -156,11 +156,16 @@ def _check_marker(out: Path, budget: Budget, digits: str) -> dict[str, str]:
     the same (a marker without digits predates the choice: embedded).
 
     Raises:
-        DataError: the file is damaged (mistnet's, in its own output).
+        DataError: the file is damaged (mistnet's, in its own output), a symbolic link or no
+            regular file.
         MistError: another budget or other digits.
     """
     marker = out / MARKER
     want = {"budget": budget.name, "digits": digits}
+    if marker.is_symlink():  # was read through, then replaced by a file; a FIFO replaced unread
+        raise DataError(f"{marker}: a symbolic link; it is the reproduction's record: move it away")
+    if os.path.lexists(marker):
+        validate.regular_file(marker)  # a folder: a bare "Is a directory"
     if marker.is_file():
         try:
             old = read_json(marker)
