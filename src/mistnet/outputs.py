@@ -163,7 +163,9 @@ def claim_output(
 
     Raises:
         MistError: ``path`` is a symbolic link, a file, another kind of mistnet output, a
-            directory mistnet did not make, or inside another output or an input.
+            directory mistnet did not make, an empty one this user cannot write into (it
+            would be replaced by one of this user's, its owner and group lost), or inside
+            another output or an input.
     """
     path = Path(path)
     recover_set_aside(path)
@@ -189,6 +191,8 @@ def claim_output(
     if found is not None:
         raise MistError(f"{path}: is a mistnet {found} directory, not {command}'s output")
     if not any(path.iterdir()):
+        if not os.access(path, os.W_OK | os.X_OK):  # was replaced by a folder of this user's
+            raise MistError(f"{path}: this user cannot write into it; choose another {option}")
         return False
     raise MistError(
         f"{path}: exists and was not made by {command}; choose a new {option} (mistnet never "

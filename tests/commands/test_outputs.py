@@ -4,12 +4,14 @@ line naming the problem, every file, directory and link under the test's directo
 and nothing left behind (TESTING.md, "What a command may write")."""
 
 import json
+import os
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -754,6 +756,22 @@ def test_an_empty_out_folder_keeps_its_permissions(capsys, tmp_path):
     for name in ("made", "imported"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o700
         assert (tmp_path / name / "manifest.json").is_file()
+
+
+def test_an_empty_out_folder_this_user_cannot_write_is_refused(capsys, tmp_path, monkeypatch):
+    """Before (as a user who cannot write into it, in a folder it can write): ``data make
+    --out E`` replaced the empty folder E by one of its own, owner and group lost, where
+    ``train`` said "Permission denied". (Root writes anywhere: the permission is stood in for;
+    checked by hand as user 65534.)"""
+    out = tmp_path / "E"
+    out.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != out and access(p, mode))
+    before = entries_under(tmp_path)
+    sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
+    result = mist(capsys, "data", "make", "mnist-easy", "--out", out, *sizes)
+    assert_user_error(result, f"{out}: this user cannot write into it; choose another --out")
+    assert entries_under(tmp_path) == before
 
 
 def test_an_output_written_again_keeps_its_permissions(capsys, tmp_path, tiny_run):
