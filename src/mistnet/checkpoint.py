@@ -367,7 +367,7 @@ class Checkpoint:
             raise MistError(
                 f"checkpoint {self.path} has damaged metadata (JSON nested too deeply)"
             ) from None
-        if self.step < 0:
+        if not 0 <= self.step < 2**63:  # as written (2**63 was an internal error of package)
             raise MistError(f"checkpoint {self.path} has damaged metadata (step {self.step})")
         for key in ("config", "optimizers", "extra"):
             if not isinstance(getattr(self, key), dict):

@@ -537,8 +537,8 @@ class Run:
         path = self.best if which == "best" else self.last
         if which == "best" and not os.path.lexists(self.best):  # stopped before validating
             warnings.warn(
-                f"{self.path} has no best.safetensors (stopped before its first validation); "
-                "using last.safetensors",
+                f"{self.path} has no best.safetensors (a run stopped before its first "
+                "validation, or the file was removed); using last.safetensors",
                 MistWarning,
                 stacklevel=2,
             )

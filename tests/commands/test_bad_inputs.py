@@ -532,6 +532,21 @@ def resume_from_a_negative_step(tmp_path, run):
 
 
 @case
+def package_a_checkpoint_of_step_2_to_the_63(tmp_path, run):
+    # Before: eval recorded the step, models package ended in an internal error ("step must be
+    # an integer in [0, 2**63)", the writer's check)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(run / "best.safetensors"), "pt") as f:
+        meta = {**f.metadata(), "step": str(2**63)}
+    meta.pop("digest")  # as an older checkpoint without one
+    save_file(load_file(run / "best.safetensors"), str(run / "best.safetensors"), metadata=meta)
+    argv = ["models", "package", run, "--name", "m", "--out", tmp_path / "m", "--command", "x"]
+    return argv, [f"best.safetensors has damaged metadata (step {2**63})"]
+
+
+@case
 def resume_a_finished_run_whose_last_checkpoint_was_deleted(tmp_path, run):
     (run / "last.safetensors").unlink()  # a fresh start would empty the log, overwrite best
     argv = ["train", "--out", run, "--resume", "--set", "train.steps=20"]
