@@ -56,7 +56,8 @@ def names() -> list[str]:
     """
     root = registry()
     if os.environ.get(ENV) and not root.is_dir():
-        raise ArgumentError(f"{ENV}={root}: no such folder of pretrained models")
+        what = "not a folder" if os.path.lexists(root) else "no such folder"  # a file, a FIFO
+        raise ArgumentError(f"{ENV}={root}: {what} of pretrained models")
     if not root.is_dir():
         return []
     # a link to nothing, a folder or a FIFO of the name is named, so that reading it says what
@@ -162,6 +163,10 @@ def card_problem(card: dict[str, Any]) -> str | None:
             or (kind is int and not low <= value < 2**63)  # 10**30 images was printed in full
         ):
             return f"{key} is {value!r}, not {'text' if kind is str else 'a count'}"
+    if not on["data"].strip():  # printed "on , 16 images"
+        return "data is empty; a card names the data it was measured on"
+    if on["split"] not in ("train", "val", "test"):
+        return f"split is {on['split']!r}, not train, val or test"
     if metrics.get("n_images", on["images"]) != on["images"]:
         return f"metrics['n_images'] is {metrics['n_images']!r} but images {on['images']!r}"
     for key in ("name", "command"):
@@ -374,6 +379,8 @@ def _eval_record(
             f"{ckpt.path.name} at step {ckpt.step}; run mist eval on the run again"
         )
     digest = record.get("checkpoint_digest")  # absent from the records of older versions
+    if digest is not None and not isinstance(digest, str):  # 5 skipped the comparison
+        raise MistError(f"{path} is no mist eval record: checkpoint_digest is {digest!r}")
     if isinstance(digest, str) and digest != ckpt.digest:  # a record copied in from a namesake
         raise MistError(
             f"{path} measured other weights than {ckpt.path.name} of {run} (another checksum); "

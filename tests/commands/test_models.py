@@ -353,6 +353,11 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         # Before: an internal error, "int too large to convert to float"
         ({"metrics": {"both": 10**400}}, "metrics['both'] is 1000"),
         ({"step": "4"}, "step is '4', not a count"),
+        # Before: packaged, mist models then printing "bogus: ..." and "on , 16 images", or the
+        # checksum comparison skipped
+        ({"split": "bogus"}, "split is 'bogus', not train, val or test"),
+        ({"data": " "}, "data is empty"),
+        ({"checkpoint_digest": 5}, "checkpoint_digest is 5"),
     ],
 )
 def test_packaging_refuses_a_malformed_metrics_record(capsys, packaged, tmp_path, change, message):
@@ -401,6 +406,14 @@ def test_mist_models_names_a_model_whose_card_is_damaged(capsys, packaged, tmp_p
         mistnet.load(NAME)
     monkeypatch.setenv(pretrained.ENV, str(tmp_path / "nowhere"))  # was "no pretrained models"
     assert_user_error(mist(capsys, "models"), "nowhere: no such folder of pretrained models")
+    # Before: a file or FIFO there was "no such folder"
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m" / "good.safetensors"))
+    assert_user_error(mist(capsys, "models"), "good.safetensors: not a folder of pretrained")
+    # Before: every model damaged, the warnings alone and nothing on stdout (exit 0)
+    (tmp_path / "m" / "good.safetensors").unlink()
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "m"))
+    code, out, err = mist(capsys, "models")
+    assert code == 0 and out.startswith("no usable pretrained models in ") and NAME in err
 
 
 def test_mist_models_names_a_model_whose_command_holds_a_newline(

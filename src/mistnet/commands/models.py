@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def list_models(args: argparse.Namespace) -> int:
-    names = pretrained.names()
+    names, listed = pretrained.names(), 0
     if not names:
         say(f"no pretrained models in {pretrained.registry()}")
     for name in names:
@@ -80,6 +80,9 @@ def list_models(args: argparse.Namespace) -> int:
         say(f"{name}: {model.task}, K = {model.k}, step {ckpt.step} ({ckpt.path})")
         say(f"  {on['split']}: {metrics} on {on['data']}, {on['images']} images")
         say(f"  trained by: {card.command}")
+        listed += 1
+    if names and not listed:  # the warnings alone, nothing on stdout, read as a listing
+        say(f"no usable pretrained models in {pretrained.registry()} (each is named above)")
     return 0
 
 
