@@ -104,6 +104,10 @@ def test_plot_minutes_keeps_early_validations_and_names_untimed_points(capsys, t
         "mist plot: warning: stopped: 1 point(s) left out: its log has no training line with a "
         "time ('wall') to place them in minutes"
     )
+    # Before: with no point left to place, the warning, then an empty figure written (exit 0)
+    result = mist(capsys, "plot", tmp_path / "stopped", "--minutes", "--out", tmp_path / "o.png")
+    assert_user_error(result, "no point to draw in minutes", "leave out --minutes")
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize(

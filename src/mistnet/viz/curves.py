@@ -279,7 +279,8 @@ def plot_runs(
         TypeError: ``runs`` no mapping, ``keys`` no list of strings ("no run has the curve 't'").
         ValueError: a key given twice, a key no run has a curve of, or no default curve (the
             message lists those they have), no curve at all, a step, minute or value beyond
-            ``±1e300`` (too large to draw, named: a ``DataError``), an ``ncols`` that is no
+            ``±1e300`` (too large to draw, named: a ``DataError``), with ``minutes`` no point
+            to place (a ``DataError``), an ``ncols`` that is no
             integer >= 1, or an ``out_path`` refused.
     """
     figure_path(out_path)  # before any drawing
@@ -297,6 +298,11 @@ def plot_runs(
         for key in keys
         for label, c in curves.items()
     }
+    if minutes and not any(len(pts) for pts, _ in points.values()):  # an empty figure was written
+        raise DataError(
+            "no point to draw in minutes: no run's log has a training line with a time ('wall'); "
+            "draw the curves by step (leave out --minutes)"
+        )
     fig, axes = _panel_grid(len(keys), ncols, dpi)
     for key, ax in zip(keys, axes, strict=True):
         for label in curves:
