@@ -117,6 +117,10 @@ def test_a_checkpoint_whose_model_outputs_nan_is_refused_not_scored_as_misses(
     result = mist(capsys, "eval", run, "--threads", "1")
     assert_user_error(result, "best.safetensors on", "the model's outputs are NaN or infinite")
     assert not (run / "eval-test.json").exists()
+    # Before: "heatmaps holds 6400 NaN or infinite values (of 6400)", naming no file
+    result = mist(capsys, "show", run, "--out", tmp_path / "s.png", "--n", "1")
+    assert_user_error(result, "best.safetensors on", "the model's outputs are NaN or infinite")
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_evaluate_run_checks_its_arguments_before_any_work(tiny_run):

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise MistError(f"--k must be at least 1 (leave it out for the run's), got {args.k}")
     device = compute_device(args)
-    cfg, model, _ = Run(args.run).load("best", device=device)
+    cfg, model, ckpt = Run(args.run).load("best", device=device)
     if problem := model.k_problem(args.k or 0):
         raise MistError(f"{problem}; drop --k")
     source, dataset = open_data(cfg, args.data, args.split)
@@ -89,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
     images = batch["image"].to(device)
     with torch.inference_mode():
         out = model(images, args.k)
+    drawn = (out.heatmaps, out.keypoints, out.scores, out.task, out.reconstruction)
+    if not all(torch.isfinite(t).all() for t in drawn if t is not None):  # "heatmaps holds NaN"
+        raise MistError(
+            f"{ckpt.path} on {source} [{args.split}]: the model's outputs are NaN or infinite "
+            "on this data (damaged weights, such as a negative BatchNorm variance?)"
+        )
     boxed = "boxes" in annotations_of(dataset)
     gt = [batch["boxes"][b, : int(batch["count"][b])] for b in range(n)] if boxed else None
     with new_file(args.out, "mist show", inputs) as tmp:
