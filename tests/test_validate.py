@@ -1,6 +1,7 @@
 """The boundary checks: contained paths, regular files, UTF-8 text, image size caps, finiteness."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,22 @@ def test_a_json_syntax_error_names_where_once():
                       ('{"a" 1}', "Expecting ':' delimiter")]:  # fmt: skip
         with pytest.raises(DataError, match=rf"^c\.json: not valid JSON \({what} at line 1 col"):
             parse_json(doc, "c.json")
+
+
+def test_read_text_refuses_a_file_larger_than_it_reads_naming_it(tmp_path, monkeypatch):
+    """Before: a 4 GB (sparse) config.json was read whole: under a memory limit "out of
+    memory", naming no file; without one, 6.6 GB of memory before the JSON error."""
+    big = tmp_path / "config.json"
+    with big.open("wb") as f:
+        f.truncate(2**30 + 2**29)  # sparse: nothing written to the disk
+    with pytest.raises(DataError, match=r"config\.json: 1\.5 GiB, more than the 1 GiB of text"):
+        read_text(big)
+    small = tmp_path / "log.jsonl"
+    small.write_text("{}\n")
+
+    def no_memory(self):
+        raise MemoryError
+
+    monkeypatch.setattr(Path, "read_bytes", no_memory)
+    with pytest.raises(DataError, match=r"log\.jsonl: too large to read into this machine's"):
+        read_text(small)

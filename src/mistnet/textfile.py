@@ -73,18 +73,33 @@ def decode_text(data: bytes, where: str | os.PathLike) -> str:
         ) from None
 
 
+#: The largest text file read (a config, a record, a log, labels or COCO annotations: COCO's
+#: own train2017 instances are 448 MB); a larger one is refused by name, not read until memory
+#: runs out ("out of memory", naming nothing; a 3 GB sparse config.json took 6.6 GB).
+MAX_TEXT_BYTES = 2**30
+
+
 def read_text(path: str | os.PathLike) -> str:
     """The content of the regular file ``path`` decoded as UTF-8 (see :func:`decode_text`).
 
     Raises:
-        DataError: not a regular file, unreadable, or not UTF-8 (with the byte offset).
+        DataError: not a regular file, unreadable, larger than :data:`MAX_TEXT_BYTES` or than
+            memory, or not UTF-8 (with the byte offset).
     """
     path = regular_file(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise DataError(
+                f"{path}: {size / 2**30:.1f} GiB, more than the {MAX_TEXT_BYTES // 2**30} GiB "
+                "of text mistnet reads (a damaged or wrong file?)"
+            )
         data = path.read_bytes()
+        return decode_text(data, path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_text(data, path)
+    except MemoryError:
+        raise DataError(f"{path}: too large to read into this machine's memory") from None
 
 
 def _no_constant(name: str) -> None:
