@@ -45,11 +45,29 @@ def dataset(tmp_path, n_test=3, compress=False):
 
 
 def rewrite_test_split(d, key, change):
+    """``d`` with the array ``key`` of its test split changed, as a dataset written without
+    the splits' digests (else refused as a swapped split before the change is read)."""
     with np.load(d / "test.npz") as z:
         arrays = {k: z[k].copy() for k in z.files}
     arrays[key] = change(arrays[key])
     np.savez(d / "test.npz", **arrays)
+    manifest = json.loads((d / "manifest.json").read_text())
+    del manifest["split_digests"]
+    (d / "manifest.json").write_text(json.dumps(manifest))
     return d
+
+
+@case
+def eval_on_a_test_split_copied_from_another_dataset(tmp_path, run):
+    # Before: scored as this dataset's test split (only its manifest was compared)
+    d, g = dataset(tmp_path), build_generator("mnist-hard", layout_bank=16)
+    other = write_dataset(
+        tmp_path / "other", g.name, {"test": make_scenes(g, "test", range(3, 6), 0)}
+    )
+    (d / "test.npz").write_bytes((other / "test.npz").read_bytes())  # the same manifest else
+    return ["eval", run, "--data", d], [
+        "test.npz: its scenes are not those manifest.json recorded for the test split"
+    ]
 
 
 def set_label(value):

@@ -649,3 +649,30 @@ def test_a_split_file_the_manifest_does_not_list_is_refused(capsys, tmp_path):
     argv = ["data", "show", d, "--split", "train", "--out", tmp_path / "s.png"]
     assert_user_error(mist(capsys, *argv), "lists no train split")
     assert not (tmp_path / "s.png").exists()
+
+
+def test_a_split_swapped_in_is_refused_by_the_digest_the_manifest_records(tmp_path):
+    """Before: only the manifest was compared with a run's record, so ``cp val.npz test.npz``
+    (or a test split of another dataset) was scored as the test split. The digest is of the
+    arrays: the same scenes written again have it, and a dataset written before it (none
+    recorded) is read as it was."""
+    from mistnet.data.runs import manifest_digest
+
+    a = write_dataset(tmp_path / "a", "x", _splits()[1])
+    b = write_dataset(tmp_path / "b", "x", _splits()[1], compress=False)  # other bytes
+    meta = json.loads((a / "manifest.json").read_text())
+    assert meta["split_digests"] == json.loads((b / "manifest.json").read_text())["split_digests"]
+    assert len(set(meta["split_digests"].values())) == 3
+    shutil.copy(a / "val.npz", a / "test.npz")
+    edit = {**meta, "splits": {**meta["splits"], "test": meta["splits"]["val"]}}
+    (a / "manifest.json").write_text(json.dumps(edit))
+    with pytest.raises(DataError, match="test.npz: its scenes are not those manifest.json"):
+        load_split(a, "test")
+    assert load_split(a, "val")[0]["images"].shape[0] == 3
+    del edit["split_digests"]  # as written before digests: read unchecked
+    (a / "manifest.json").write_text(json.dumps(edit))
+    assert load_split(a, "test")[0]["images"].shape[0] == 3
+    assert manifest_digest(edit) == manifest_digest({**edit, "split_digests": {"test": "x"}})
+    (a / "manifest.json").write_text(json.dumps({**edit, "split_digests": ["x"]}))
+    with pytest.raises(DataError, match="split_digests must map each split to a digest"):
+        load_split(a, "test")

@@ -9,15 +9,12 @@ Layout of a dataset directory::
     val.npz            labels (N, M) int64 (padding -1), counts (N,) int64
     test.npz
 
-Optional manifest entries: ``"annotations"``, the ground truth the items carry, a subset of
-``["boxes", "labels"]`` (absent: both). Without ``"boxes"`` the box arrays are zeros and no metric
-reads them; without ``"labels"`` every instance has label 0 (a box file without classes) or
-there are no instances at all (``M = 0``, images only). ``"classes"``: the class names, index
-``i`` naming label ``i`` (``mist data import-images --labels``).
-
-Files are plain ``.npz`` (no pickle; read with ``allow_pickle=False``). A dataset is written
-into a temporary sibling directory and renamed into place at the end, so an interrupted or
-failed write never leaves a half-written dataset. Any split may be absent.
+Optional manifest entries: ``"annotations"``, a subset of ``["boxes", "labels"]`` (absent:
+both; without boxes the box arrays are zeros, without labels every instance has label 0 or
+there are none, ``M = 0``), ``"classes"`` (label ``i``'s name), ``"split_digests"`` (each
+split's content, :mod:`mistnet.data.checksums`). Files are plain ``.npz`` (no pickle), written
+into a temporary sibling directory renamed into place at the end, so an interrupted or failed
+write never leaves a half-written dataset. Any split may be absent.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mistnet.data.checksums import SPLIT_DIGESTS, arrays_digest, check_split_digest
 from mistnet.data.dataset import SceneDataset, scene_index, to_item
 from mistnet.data.digits import SPLITS, canonical_split
 from mistnet.errors import ArgumentError, DataError, unprintable
@@ -61,6 +59,7 @@ VERSION = 1
 #: The manifest entries :func:`write_dataset` writes itself, from its arguments and arrays.
 WRITTEN_KEYS = frozenset(
     {"format", "version", "name", "splits", "channels", "height", "width", "dtype", "max_count"}
+    | {SPLIT_DIGESTS}
 )
 MANIFEST = "manifest.json"
 ARRAY_KEYS = ("images", "boxes", "labels", "counts")
@@ -282,6 +281,7 @@ def write_dataset(
         name=name,
         splits={canonical_split(s): int(a["images"].shape[0]) for s, a in splits.items()},
     )
+    meta[SPLIT_DIGESTS] = {canonical_split(s): arrays_digest(a) for s, a in splits.items()}
     if not splits:
         raise DataError(f"{out}: no split given; a dataset holds train, val or test scenes")
     check_manifest(meta, out / MANIFEST)  # what every reader would refuse, refused here
@@ -466,6 +466,7 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
         raise DataError(
             f"{path}: holds {arrays['images'].shape[0]} scenes, manifest says {expected}"
         )
+    check_split_digest(meta, split, arrays, path)  # last: a damaged split is named as such
     return arrays, meta
 
 
