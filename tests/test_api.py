@@ -423,9 +423,11 @@ def test_fit_into_a_folder_this_user_cannot_write_is_a_value_error(tmp_path, mon
     access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != ro and access(p, mode))
     fit = functools.partial(mistnet.fit, num_classes=2, k=1, steps=1, progress=False)
-    for out in (ro / "run", ro / "a" / "b", ro):
+    for out in (ro / "run", ro / "a" / "b"):
         with pytest.raises(ValueError, match=f"^out {out}: this user cannot write into {ro};"):
             fit("tiny-cpu", squares(4, 0), out=out)
+    with pytest.raises(ValueError, match=f"^{ro}: this user cannot write into it; choose another"):
+        fit("tiny-cpu", squares(4, 0), out=ro)  # an empty folder, as every writer refuses it
     assert list(ro.iterdir()) == []
 
 
