@@ -676,3 +676,12 @@ def test_a_split_swapped_in_is_refused_by_the_digest_the_manifest_records(tmp_pa
     (a / "manifest.json").write_text(json.dumps({**edit, "split_digests": ["x"]}))
     with pytest.raises(DataError, match="split_digests must map each split to a digest"):
         load_split(a, "test")
+
+
+def test_a_split_given_an_array_that_is_not_saved_is_read_back(tmp_path):
+    """Before: the digest took every array given, ``_save_npz`` saved the four it reads, so a
+    split given an extra ``ids`` array was written and then refused by every read."""
+    splits = _splits()[1]
+    splits["train"]["ids"] = np.arange(len(splits["train"]["images"]))
+    d = write_dataset(tmp_path / "d", "x", splits)
+    assert load_split(d, "train")[0]["images"].shape[0] == 6

@@ -6,8 +6,7 @@ Layout of a dataset directory::
                         "seed", "digits", "channels", "height", "width", "max_count", "dtype",
                         "splits": {"train": N, ...}, ...}
     train.npz          images (N, C, H, W) uint8 | float32, boxes (N, M, 4) float32 (cx, cy, w, h),
-    val.npz            labels (N, M) int64 (padding -1), counts (N,) int64
-    test.npz
+    val.npz, test.npz  labels (N, M) int64 (padding -1), counts (N,) int64
 
 Optional manifest entries: ``"annotations"``, a subset of ``["boxes", "labels"]`` (absent:
 both; without boxes the box arrays are zeros, without labels every instance has label 0 or
@@ -281,7 +280,8 @@ def write_dataset(
         name=name,
         splits={canonical_split(s): int(a["images"].shape[0]) for s, a in splits.items()},
     )
-    meta[SPLIT_DIGESTS] = {canonical_split(s): arrays_digest(a) for s, a in splits.items()}
+    saved = {s: {k: a[k] for k in ARRAY_KEYS if k in a} for s, a in splits.items()}  # as read
+    meta[SPLIT_DIGESTS] = {canonical_split(s): arrays_digest(a) for s, a in saved.items()}
     if not splits:
         raise DataError(f"{out}: no split given; a dataset holds train, val or test scenes")
     check_manifest(meta, out / MANIFEST)  # what every reader would refuse, refused here
