@@ -225,11 +225,18 @@ def image_format(suffix: str) -> str | None:
 def stored_size(path: str | os.PathLike) -> tuple[int, int, int] | None:
     """``(width, height, orientation)`` of an image file: its size as stored (Pillow's
     ``Image.open(path).size``) and its EXIF orientation (1 when none; 5 to 8 swap width and
-    height once applied), read from the header; None if the file cannot be opened."""
+    height once applied; only an integer turns the image, as ``ImageOps.exif_transpose``
+    reads it: "6" as text does not), read from the header; None if the file cannot be opened.
+    A PNG whose EXIF is not before its pixels is not decoded to find it (Pillow's
+    ``getexif`` would): its orientation is 1 here."""
     try:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": open_image said it already
-            return (*im.size, int(im.getexif().get(0x0112, 1)))
+            if im.format == "PNG" and "exif" not in im.info:
+                return (*im.size, 1)
+            orientation = im.getexif().get(0x0112, 1)
+            turned = isinstance(orientation, int) and 1 <= orientation <= 8
+            return (*im.size, orientation if turned else 1)
     except Exception:  # noqa: BLE001 - asked on the way to an error: that error is said instead
         return None
 
@@ -248,12 +255,19 @@ def upright_size(
             cannot read (a body damaged past the header is found when it is decoded).
     """
     regular_file(path)
+    max_pixels = validate.max_pixels(max_pixels, "max_pixels")
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:  # the size: nothing decoded
+            warnings.simplefilter("ignore")  # said when it is decoded
+            pixel_count(*im.size, max_pixels, path, hint)
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - an unreadable header: open_image says why, naming it
+        open_image(path, max_pixels, hint).close()
     size = stored_size(path)
-    if size is None:  # the header is unreadable: open_image says why, naming the file
-        with open_image(path, max_pixels, hint) as im:
-            size = (*im.size, 1)
+    if size is None:  # opened a moment ago: changed since
+        raise DataError(f"{path}: not a readable image (it changed while it was read)")
     width, height, orientation = size
-    pixel_count(width, height, validate.max_pixels(max_pixels, "max_pixels"), path, hint)
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 

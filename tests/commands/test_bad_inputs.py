@@ -466,6 +466,17 @@ def import_images_of_detections(tmp_path, run):
 
 
 @case
+def import_images_of_an_official_layout(tmp_path, run):
+    from mistnet.markers import mark
+
+    (tmp_path / "lay").mkdir()
+    image(tmp_path / "lay", "a.png")
+    mark(tmp_path / "lay", "official")
+    argv = ["data", "import-images", tmp_path / "lay", "--out", tmp_path / "i"]
+    return argv, ["lay: a mistnet output (official: mist data import-official reads it)"]
+
+
+@case
 def import_images_of_a_link_to_nowhere(tmp_path, run):
     (tmp_path / "photos").mkdir()
     image(tmp_path / "photos", "a.png")

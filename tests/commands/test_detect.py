@@ -362,3 +362,39 @@ def test_detect_decodes_one_image_at_a_time_after_checking_every_header(
     assert_user_error(result, "damaged.png: not a readable image")
     assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_detect_turns_an_image_as_its_pixels_are_read_and_checks_a_png_undecoded(
+    capsys, tiny_run, tmp_path, monkeypatch
+):
+    """Before: an EXIF orientation written as text ("6") swapped the header's width and height
+    though the decoder does not turn such an image: "its header said 60x100; the file
+    changed while detect ran". And Pillow's ``getexif`` decoded every PNG in the header pass
+    (an oversized one before it was refused)."""
+    import struct
+
+    from PIL import PngImagePlugin
+
+    from mistnet.imagefile import upright_size
+
+    ifd = struct.pack(">H", 1) + struct.pack(">HHI", 0x0112, 2, 2) + b"6\x00\x00\x00"
+    exif = b"Exif\x00\x00MM\x00*" + struct.pack(">I", 8) + ifd + struct.pack(">I", 0)
+    text = tmp_path / "text6.jpg"
+    Image.fromarray(np.full((60, 100), 90, np.uint8)).save(text, exif=exif)
+    turned = tmp_path / "turned.jpg"
+    exif6 = Image.Exif()
+    exif6[0x0112] = 6
+    Image.fromarray(np.full((60, 100), 90, np.uint8)).save(turned, exif=exif6)
+    out = tmp_path / "d"
+    rc, _, err = mist(capsys, "detect", tiny_run, text, turned, "--out", out)
+    assert rc == 0, err
+    sizes = [json.loads((out / f"{n}.json").read_text()) for n in ("text6", "turned")]
+    assert [(r["width"], r["height"]) for r in sizes] == [(100, 60), (60, 100)]
+    png = tmp_path / "p.png"
+    Image.fromarray(np.zeros((50, 70), np.uint8)).save(png)
+
+    def decoded(self):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", decoded)
+    assert upright_size(png) == (70, 50)

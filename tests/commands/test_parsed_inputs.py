@@ -217,9 +217,19 @@ def import_of_a_photo_turned_by_its_exif_among_others(tmp_path, run):
     Image.new("L", (64, 48), 90).save(src / "0.png")
     argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
     return argv, [
-        "photos: images differ in size: 0.png is 64x48, 1.jpg 48x64, read upright by its EXIF",
+        "photos: images differ in size: 0.png is 64x48, 1.jpg 48x64 (1.jpg read upright by its",
         "pass --size H W or --crop H W",
     ]
+
+
+@case
+def import_of_two_sizes_neither_turned(tmp_path, run):
+    # Before: "(read upright by its EXIF orientation)" said of any two transposed sizes
+    src = photos(tmp_path, n=1, size=48)
+    Image.new("L", (64, 48), 90).save(src / "0.png")
+    Image.new("L", (48, 64), 90).save(src / "1.png")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds"]
+    return argv, ["images differ in size: 0.png is 64x48, 1.png 48x64; pass --size H W"]
 
 
 @case

@@ -228,9 +228,11 @@ def _image_sizes(args: argparse.Namespace, model, k: int, smallest: int) -> list
 
 
 def _decoded(args: argparse.Namespace, path: str, channels: int, size: tuple[int, int]):
-    """``path`` decoded as a ``(C, H, W)`` tensor of the ``size`` its header said."""
+    """``path`` decoded as a ``(C, H, W)`` tensor of the ``size`` its header said, or turned
+    (a PNG's EXIF orientation after its pixels is found only when decoded; every check of
+    :func:`_image_sizes` holds either way)."""
     image = read_image(path, channels, checked_max_pixels(args))
-    if tuple(image.shape[1:]) != size:
+    if tuple(image.shape[1:]) not in (size, size[::-1]):
         H, W = size
         raise MistError(f"{path}: its header said {W}x{H}; the file changed while detect ran")
     return image
@@ -288,8 +290,9 @@ def _detect(args, cfg, model, device, k: int, formats: set[str], existing: bool)
     table = DetectionTable(cfg.model.task == "classify", names, cfg.model.num_classes)
     # out changes only once every image is done, and holds this call's files alone
     with new_directory(out, "detections", replace=existing, own=OWN) as staging:
-        for path, stem, (H, W) in zip(args.images, stems, sizes, strict=True):
-            x = _decoded(args, path, cfg.model.in_channels, (H, W)).to(device)
+        for path, stem, size in zip(args.images, stems, sizes, strict=True):
+            x = _decoded(args, path, cfg.model.in_channels, size).to(device)
+            _, H, W = x.shape
             if signed:
                 x = 2 * x - 1  # the Gabor auto-encoder works on signed images
             pred = detect_image(

@@ -11,7 +11,6 @@ of one image stay in one split. With ``crop`` and too few images for that (one, 
 fractions), each image is cut into bands across its longer side instead — train, then val and
 test in proportion to their fractions — and each split's crops come from its band alone (no
 crop crosses a band's edge; a box goes with the band holding its centre, clipped to it).
-
 Ground truth is optional:
 
 - ``labels``: a CSV ``filename,labels`` (header optional) whose second field is a
@@ -26,8 +25,7 @@ Ground truth is optional:
   image without a row has no instance. Boxes follow the resize or crop (a box is kept in a crop
   when its centre is inside, clipped to it with a warning). Boxes with classes give labels too;
   ``labels`` and ``boxes`` together are refused (which label is which box would be unknown).
-
-Without either the dataset holds images only, for an auto-encoder (``annotations = []``).
+  Without either the dataset holds images only, for an auto-encoder (``annotations = []``).
 """
 
 from __future__ import annotations
@@ -54,6 +52,7 @@ from mistnet.imagefile import (
     decoding,
     image_format,
     open_image,
+    stored_size,
 )
 from mistnet.markers import output_kind
 from mistnet.validate import regular_file, require_directory, require_finite
@@ -79,7 +78,8 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     """
     root = require_directory(src, "folder of images")  # a file there was "no such directory"
     if kind := output_kind(root):  # detect's own folder given as SRC: its overlays imported
-        raise DataError(f"{root}: a mistnet output ({kind}); import-images reads only your images")
+        shown = f"{kind}: mist data import-official reads it" if kind == "official" else kind
+        raise DataError(f"{root}: a mistnet output ({shown}); import-images reads only your images")
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
@@ -150,9 +150,8 @@ def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
     if key is not None:  # a 16-bit grey PNG's tRNS: that value is transparent, over black
         a = np.where(a == key, 0.0, a)
     require_finite(a, f"{path}: pixels")
-    # 32-bit grey ("I": a 32-bit TIFF, Image.fromarray of int32, a 16-bit PNG in Pillow < 10)
-    # is read as 16-bit, one scale for every image: not by its own maximum, which made one
-    # pixel above 255 darken the whole image 257 times
+    # 32-bit grey ("I": a 32-bit TIFF, int32 arrays, 16-bit PNGs in Pillow < 10) is read as
+    # 16-bit, one scale for all: by its own maximum, one pixel above 255 darkened it 257 times
     top = 1.0 if im.mode == "F" else 65535.0
     kind = "float" if im.mode == "F" else "32-bit"
     if a.size and (a.min() < 0 or a.max() > top):  # 0..255 floats would all turn white
@@ -350,10 +349,11 @@ def _items(
         first.setdefault((h, w), rel)
         if len(first) > 1 and how["size"] is None and how["crop"] is None:  # named, at once
             (h1, w1), one = next(iter(first.items()))
-            turned = ", read upright by its EXIF orientation" if (h1, w1) == (w, h) else ""
+            turned = [f for f in (one, rel) if (stored_size(root / f) or (0, 0, 1))[2] > 4]
             raise DataError(
-                f"{root}: images differ in size: {one} is {w1}x{h1}, {rel} {w}x{h}{turned}; "
-                "pass --size H W or --crop H W"
+                f"{root}: images differ in size: {one} is {w1}x{h1}, {rel} {w}x{h}"
+                + "".join(f" ({f} read upright by its EXIF orientation)" for f in turned[:1])
+                + "; pass --size H W or --crop H W"
             )
     C = how["channels"] or (1 if all(grey) else 3)
     for it in items:
