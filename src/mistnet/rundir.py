@@ -13,6 +13,7 @@ writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, `
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import warnings
 from collections.abc import Iterator
@@ -295,7 +296,8 @@ class Run:
             raise MistError(
                 f"{tb}: {what}; the run's TensorBoard scalars are written there: move it away"
             )
-        if denied := first_unwritable([*[self.path, self.log] * resume, tb]):
+        writes_tb = importlib.util.find_spec("tensorboard") is not None  # else tb/ is not written
+        if denied := first_unwritable([*[self.path, self.log] * resume, *[tb] * writes_tb]):
             raise MistError(f"{denied}: this user cannot write it, and training writes there")
 
     def require_no_checkpoint(self) -> None:
