@@ -723,3 +723,20 @@ def test_a_umask_without_the_owners_bits_leaves_no_unreadable_temporary():
         assert os.listdir(work) == ["d"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_huge_file_named_like_a_marker_is_not_read_whole(tmp_path, monkeypatch):
+    """Before: a 3 GB ``.mistnet`` (sparse) in a folder given as ``--out`` was read whole to
+    find its first line, 47 s and 6.6 GB, before "exists and was not made by"."""
+    from pathlib import Path
+
+    from mistnet.markers import marked_files, output_kind
+
+    with (tmp_path / ".mistnet").open("wb") as f:
+        f.truncate(3 * 2**30)
+
+    def whole(self, *args, **kwargs):
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(Path, "read_text", whole)
+    assert output_kind(tmp_path) is None and marked_files(tmp_path) is None

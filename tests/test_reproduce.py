@@ -998,6 +998,16 @@ def test_a_file_where_a_budgets_folder_goes_is_refused_before_out_is_made(tmp_pa
     result = mist(capsys, *argv, "--data-root", root)
     assert_user_error(result, f"--data-root {root}: {root / 'smoke'} is not a folder")
     assert entries_under(tmp_path) == before
+    # Before (as a user who cannot write ROOT/smoke): "ROOT/smoke/.lock: Permission denied",
+    # --out left made. (Root writes anywhere: the permission is stood in for.)
+    (root / "smoke").unlink()
+    (root / "smoke").mkdir()
+    access = os.access
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(os, "access", lambda p, mode: Path(p) != root / "smoke" and access(p, mode))
+        result = mist(capsys, *argv, "--data-root", root)
+    assert_user_error(result, f"this user cannot write into {root / 'smoke'}, where the datasets")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_refused_plan_makes_no_data_root(tmp_path, capsys, monkeypatch):

@@ -25,6 +25,7 @@ from mistnet.io import atomic_write_text, json_text
 from mistnet.locks import LOCK
 from mistnet.markers import MARKER, marked_files
 from mistnet.models.mist import MIST, GridMIST
+from mistnet.textfile import MAX_TEXT_BYTES
 from mistnet.viz.canvas import made_by_mistnet
 
 CSV_COLUMNS = ("image", "x", "y", "side", "score", "class")
@@ -199,6 +200,8 @@ RECORD_KEYS = {"image", "width", "height", "k", "boxes", "scores"}
 
 def _json(path: Path) -> Any:
     try:
+        if path.stat().st_size > MAX_TEXT_BYTES:  # none of detect's: not read whole
+            return None
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
@@ -213,7 +216,7 @@ def _earlier_versions_files(folder: Path) -> list[str]:
         if entry.is_symlink() or not entry.is_file():
             continue
         doc = _json(entry) if entry.suffix == ".json" else None
-        if entry.name == "detections.csv":
+        if entry.name == "detections.csv" and entry.stat().st_size <= MAX_TEXT_BYTES:
             with open(entry, encoding="utf-8", errors="replace", newline="") as f:
                 rows = list(csv.reader(f))
             if rows and tuple(rows[0]) == CSV_COLUMNS:

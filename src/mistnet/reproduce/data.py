@@ -79,6 +79,11 @@ def check_datasets(
                     f"the {budget.name} budget go into it; move it away, or choose another "
                     "--data-root"
                 )
+            if path.parent.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
+                raise MistError(  # was "<budget>/.lock: Permission denied", --out left made
+                    f"--data-root {root}: this user cannot write into {path.parent}, where "
+                    f"the datasets of the {budget.name} budget go; choose another --data-root"
+                )
             check_lock(root, path.parent)
             layout = path.parent / f"mnist-hard-seed{seed}-official-layout"
             # mistnet's: its marker, or what an older version wrote there: a dataset's
