@@ -131,7 +131,7 @@ def test_annotate_image_overwrites_and_bad_scale(tmp_path):
         annotate_image(np.zeros((8, 8, 3), np.uint8), None, None, None, out, scale=0)
 
 
-@pytest.mark.parametrize("scale", [0, -2, 2.5, True, math.nan, "2"])
+@pytest.mark.parametrize("scale", [0, -2, 2.5, True, math.nan, "2", 10**400])
 def test_annotate_image_refuses_a_scale_that_is_no_positive_integer(tmp_path, scale):
     # Before: True was taken as 1; NaN raised "cannot convert float NaN to integer"
     with pytest.raises(ValueError, match="scale: expected a positive integer, got"):
@@ -349,9 +349,15 @@ def test_plot_curves(tmp_path):
     "history, dpi, message",
     [
         # Before: "cannot convert float NaN to integer", naming no argument
-        ({"loss": [(0, 1.0)]}, math.nan, "dpi: expected a finite number > 0, got nan"),
-        ({"loss": [(0, 1.0)]}, 0, "dpi: expected a finite number > 0, got 0"),
-        ({"loss": [(0, 1.0)]}, True, "dpi: expected a finite number > 0, got True"),
+        ({"loss": [(0, 1.0)]}, math.nan, "dpi: expected a finite number >= 10, got nan"),
+        ({"loss": [(0, 1.0)]}, 0, "dpi: expected a finite number >= 10, got 0"),
+        ({"loss": [(0, 1.0)]}, True, "dpi: expected a finite number >= 10, got True"),
+        # Before: matplotlib's "FT_Set_Char_Size ... invalid ppem value"; PIL's "cannot write
+        # empty image"; an OverflowError of 10**400, naming nothing
+        ({"loss": [(0, 1.0)]}, 5, "dpi: expected a finite number >= 10, got 5"),
+        ({"loss": [(0, 1.0)]}, 0.3, "dpi: expected a finite number >= 10, got 0.3"),
+        ({"loss": [(0, 1.0)]}, 10**400, "dpi: .* got an integer of 1329 bits"),
+        ({"loss": [(0, 10**400)]}, 100, r"history\['loss'\] holds an integer beyond floats"),
         # Before: a raw TypeError (list indices must be integers)
         ([("loss", 1)], 100, r"history: expected a mapping \{name: \[\(step, value\)"),
         # Before: numpy's "cannot reshape array of size 3 into shape (2)"; a TypeError

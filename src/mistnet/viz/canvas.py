@@ -26,7 +26,7 @@ from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
-from mistnet.ops._checks import check_flag, require_dense
+from mistnet.ops._checks import as_real, check_flag, require_dense, shown
 from mistnet.signals import deferred_signals
 from mistnet.validate import path_argument, replaceable, require_finite
 
@@ -217,16 +217,18 @@ def drawn_boxes(
     return b, lab
 
 
+#: The lowest resolution a figure is drawn at: below about 6 matplotlib's fonts fail
+#: ("FT_Set_Char_Size ... invalid ppem value"), below 1 PIL writes no image.
+MIN_DPI = 10
+
+
 def check_dpi(dpi: object) -> None:
-    """Raise ValueError unless ``dpi`` is a finite number > 0 (not a bool): NaN came out as
-    "cannot convert float NaN to integer" from deep inside matplotlib, naming nothing."""
-    if (
-        isinstance(dpi, bool)
-        or not isinstance(dpi, numbers.Real)
-        or not math.isfinite(dpi)
-        or dpi <= 0
-    ):
-        raise ValueError(f"dpi: expected a finite number > 0, got {dpi!r}")
+    """Raise ValueError unless ``dpi`` is a finite number >= :data:`MIN_DPI` (not a bool): NaN
+    came out as "cannot convert float NaN to integer" from deep inside matplotlib, 10**400 as
+    an OverflowError, naming nothing."""
+    x = as_real(dpi) if isinstance(dpi, numbers.Real) else None  # 10**400: inf
+    if x is None or not math.isfinite(x) or x < MIN_DPI:
+        raise ValueError(f"dpi: expected a finite number >= {MIN_DPI}, got {shown(dpi)}")
 
 
 def new_figure(width_in: float, height_in: float, dpi: int):

@@ -73,6 +73,11 @@ def _points(points: Any, key: str) -> np.ndarray:
     and so is one too large to draw (:func:`_drawable`)."""
     try:
         pts = np.asarray(list(points), dtype=np.float64)
+    except OverflowError:  # 10**400: "int too large to convert to float"
+        raise DataError(
+            f"the curves hold values too large to draw: history[{key!r}] holds an integer "
+            f"beyond floats (steps and values of at most ±{_DRAWABLE:g} are drawn)"
+        ) from None
     except (TypeError, ValueError):
         pts = None
     if pts is None or (pts.size and (pts.ndim != 2 or pts.shape[1] != 2)):

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, PngImagePlugin
 from mistnet.data.store import label_name
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
-from mistnet.ops._checks import check_int
+from mistnet.ops._checks import as_real, check_int, shown
 from mistnet.validate import require_finite
 from mistnet.viz.canvas import (
     GT_COLOR,
@@ -465,9 +465,10 @@ def _check_annotation(out_path: object, scale: object, color: object, class_name
     """
     figure_path(out_path)
     _check_class_names(class_names)
-    whole = isinstance(scale, numbers.Real) and math.isfinite(scale) and int(scale) == scale
-    if isinstance(scale, bool) or not whole or scale < 1:  # True was taken as 1
-        raise ValueError(f"scale: expected a positive integer, got {scale!r}")
+    real = as_real(scale) if isinstance(scale, numbers.Real) else None  # 10**400: inf
+    whole = real is not None and math.isfinite(real) and int(scale) == scale
+    if not whole or scale < 1:  # True was taken as 1
+        raise ValueError(f"scale: expected a positive integer, got {shown(scale)}")
     if not (
         isinstance(color, tuple | list)
         and len(color) == 3
