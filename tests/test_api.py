@@ -394,6 +394,9 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="^device cuda:0 was asked for but no CUDA"):
             fit("tiny-cpu", data, out=tmp_path / "r", device="cuda:0")
+    # Before: "expected a map-style Dataset (len and indexing), got int", of either argument
+    with pytest.raises(TypeError, match="^val must be a map-style Dataset .*, got int"):
+        fit("tiny-cpu", data, 5, out=tmp_path / "r")
     loader = DataLoader(data, batch_size=None)
     with pytest.raises(TypeError, match="train_data is a DataLoader without a batch_size"):
         fit("tiny-cpu", loader, out=tmp_path / "r")

@@ -912,3 +912,21 @@ def test_mist_figure_refuses_heatmaps_that_are_no_real_numbers(tmp_path):
         mist_figure(imgs, heat * (1 + 5j), det, labels, patches, out)  # a complex tensor
     assert list(tmp_path.iterdir()) == []
     mist_figure(imgs, (heat * 10).long(), det, labels, patches, out)  # integers: drawn
+
+
+def test_figures_refuse_negative_counts_and_class_names_no_reader_takes(tmp_path):
+    """Before: ``output_figure(counts=[-1, 2])`` drew -1 as 0; ``annotate_image`` took class
+    names given twice or holding a newline, which every other entry point refuses."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    for names, message in [
+        (["a", "a"], "'a' is named twice"),
+        (["a", "b\nc"], "control character"),
+        (["a", ""], "a class name is empty"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            annotate_image(image, None, None, None, tmp_path / "o.png", class_names=names)
+    from mistnet.viz.panels import _counts
+
+    with pytest.raises(ValueError, match=r"^counts: expected counts >= 0, got -1"):
+        _counts([-1, 2], 2)
+    assert list(tmp_path.iterdir()) == []

@@ -79,13 +79,14 @@ def _kind(mode: int) -> str:
     }.get(stat.S_IFMT(mode), "not a file")
 
 
-def path_argument(value: str | os.PathLike, name: str) -> str:
+def path_argument(value: str | os.PathLike, name: str, empty: bool = True) -> str:
     r"""``value`` (a path handed to the Python API) as text, once it could name a file.
 
     Raises:
         TypeError: not a str or path-like object.
-        ArgumentError: it holds a NUL character, which the OS refuses deep inside, or a name
-            longer than a file system takes (255 bytes: "File name too long" from the OS).
+        ArgumentError: it holds a NUL character, which the OS refuses deep inside, a name
+            longer than a file system takes (255 bytes: "File name too long" from the OS), or
+            (``empty`` False) it is empty: the working directory, read without a word.
 
     Example:
         >>> path_argument("run\x00", "run")
@@ -98,6 +99,8 @@ def path_argument(value: str | os.PathLike, name: str) -> str:
         raise TypeError(f"{name} must be a path as text, got {type(value).__name__}")
     if "\0" in text:
         raise ArgumentError(f"{name} {text!r} holds a NUL character; no file is named so")
+    if not (empty or text.strip()):
+        raise ArgumentError(f"{name} {text!r} is empty; give the folder to read")
     for part in text.split(os.sep):
         size = len(part.encode("utf-8", "replace"))  # os.fsencode's bytes, or about
         if size > NAME_MAX:

@@ -685,3 +685,17 @@ def test_a_split_given_an_array_that_is_not_saved_is_read_back(tmp_path):
     splits["train"]["ids"] = np.arange(len(splits["train"]["images"]))
     d = write_dataset(tmp_path / "d", "x", splits)
     assert load_split(d, "train")[0]["images"].shape[0] == 6
+
+
+def test_load_split_and_scene_folder_name_a_directory_that_is_no_path(tmp_path, monkeypatch):
+    """Before: None was pathlib's "expected str, bytes or os.PathLike object", naming nothing;
+    a 300-byte name a raw OSError; "" read the working directory as the dataset."""
+    write_dataset(tmp_path / "ds", "x", _splits()[1])
+    monkeypatch.chdir(tmp_path / "ds")
+    for read in (load_split, SceneFolder):
+        with pytest.raises(TypeError, match="^directory must be a path as text, got NoneType"):
+            read(None, "train")
+        with pytest.raises(ValueError, match="^directory '' is empty; give the folder to read"):
+            read("", "train")
+        with pytest.raises(ValueError, match="a name of 300 bytes"):
+            read("x" * 300, "train")

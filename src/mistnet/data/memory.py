@@ -181,7 +181,8 @@ class SceneItems(Dataset):
             )
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(
-                f"expected a map-style Dataset (len and indexing), got {type(dataset).__name__}"
+                f"{what} must be a map-style Dataset (len and indexing), got "
+                f"{type(dataset).__name__}"
             )
         self.dataset, self.what = dataset, what
         self.num_classes: int | None = None

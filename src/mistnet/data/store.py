@@ -421,7 +421,7 @@ def load_split(directory: str | os.PathLike, split: str) -> tuple[dict[str, np.n
         DataError: naming the file when missing, truncated or inconsistent, or the manifest
             when it does not list the split (a stray ``<split>.npz`` is not read).
     """
-    d = Path(directory)
+    d = Path(path_argument(directory, "directory", empty=False))  # None, b"", "": named
     meta = read_manifest(d)
     split = canonical_split(split)
     path = d / f"{split}.npz"
@@ -515,7 +515,7 @@ class SceneFolder(Dataset):
     """
 
     def __init__(self, directory: str | os.PathLike, split: str) -> None:
-        self.directory = Path(directory)
+        self.directory = Path(path_argument(directory, "directory", empty=False))
         self.split = canonical_split(split)
         self.arrays, self.manifest = load_split(self.directory, self.split)
         _, self.channels, self.height, self.width = self.arrays["images"].shape

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from mistnet import validate
 from mistnet.data.store import label_name
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.io import atomic_write
@@ -428,6 +429,8 @@ def _counts(counts: Any, n: int) -> torch.Tensor:
         raise TypeError(f"counts: expected integer instance counts, got dtype {a.dtype}")
     if a.shape != (n,):
         raise ValueError(f"counts: expected one count per image, shape ({n},), got {a.shape}")
+    if (a < 0).any():  # drawn as 0
+        raise ValueError(f"counts: expected counts >= 0, got {int(a.min())}")
     return torch.from_numpy(a.astype(np.int64))
 
 
@@ -485,6 +488,7 @@ def _check_class_names(class_names: object) -> None:
 
     Raises:
         TypeError: ``"class_names: expected a list or tuple of names, got ..."``.
+        ValueError: a name empty, given twice or holding a control character (a DataError).
     """
     if not isinstance(class_names, list | tuple) or not all(
         isinstance(n, str) for n in class_names
@@ -493,6 +497,7 @@ def _check_class_names(class_names: object) -> None:
         if isinstance(class_names, list | tuple | str):
             shown = repr(class_names)
         raise TypeError(f"class_names: expected a list or tuple of names, got {shown}")
+    validate.class_names(class_names, "class_names")  # twice, empty, a control character
 
 
 def _check_class_ids(labels: np.ndarray, classes: int, name: str = "labels") -> None:
