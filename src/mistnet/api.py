@@ -162,7 +162,9 @@ def _check_size(model: MIST, where: str, H: int, W: int, k: int) -> None:
             f"{where}: {W}x{H} is too small for the model (at least {smallest}x{smallest})"
         )
     if H * W < k:
-        raise ValueError(f"k = {k} asks for more detections than {where}'s {W}x{H} pixels")
+        raise ValueError(
+            f"k = {validate.shown(k)} asks for more detections than {where}'s {W}x{H} pixels"
+        )
     check_trained_size(model, f"{where}: {W}x{H}", H, W)
 
 

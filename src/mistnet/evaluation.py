@@ -102,10 +102,10 @@ def check_k(k: int, dataset, source: str, method: str, python: bool = True) -> N
     """
     places = int(dataset.height) * int(dataset.width)
     if k > places and method in ("mist", "supervised"):
-        name = f"--k {k} (k= in Python)" if python else f"--k {k}"
+        name = f"--k {validate.shown(k)} (k= in Python)" if python else f"--k {validate.shown(k)}"
         raise ArgumentError(
             f"{name}: {source} has {dataset.width}x{dataset.height} images, too few pixels "
-            f"for {k} detections (at most {places})"
+            f"for {validate.shown(k)} detections (at most {places})"
         )
 
 

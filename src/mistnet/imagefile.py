@@ -300,9 +300,15 @@ def pixel_count(
         mistnet.errors.DataError: --size: 100000x100000 = 10,000,000,000 pixels, more than the limit of 40,000,000 pixels (--max-pixels); choose a smaller size
     """
     if width * height > max_pixels:
+        n = width * height  # 10**400 was spelt in full, 1,400 characters
+        size = (
+            f"{width}x{height} = {n:,}"
+            if n < 2**64
+            else f"{validate.shown(width)} x {validate.shown(height)}"
+        )
         raise DataError(
-            f"{what}: {width}x{height} = {width * height:,} pixels, more than the limit of "
-            f"{max_pixels:,} pixels (--max-pixels); {hint}"
+            f"{what}: {size} pixels, more than the limit of {max_pixels:,} pixels (--max-pixels); "
+            f"{hint}"
         )
 
 

@@ -392,3 +392,26 @@ def test_evaluate_run_leaves_the_callers_random_generator(tiny_run):
     torch.manual_seed(7)
     evaluate_run(tiny_run, "mnist-hard", "test", batch_size=4)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_an_integer_of_400_digits_is_named_by_its_size_not_spelt(tmp_path, tiny_run):
+    """Before: ``predict(k=10**400)``, ``evaluate_run(k=10**400)``, ``import_images(size=
+    (10**400, 2))`` and ``reproduce(seeds=10**400)`` spelt the integer in full, messages of
+    450 to 1,400 characters."""
+    from mistnet.data.images import import_images
+    from mistnet.evaluation import evaluate_run
+    from mistnet.reproduce import reproduce
+
+    model, huge = mistnet.load(tiny_run), 10**400
+    (tmp_path / "imgs").mkdir()
+    Image.new("L", (40, 40), 9).save(tmp_path / "imgs" / "a.png")
+    for call in [
+        lambda: model.predict(torch.rand(1, 80, 80), k=huge),
+        lambda: evaluate_run(tiny_run, "mnist-easy", k=huge),
+        lambda: import_images(tmp_path / "imgs", tmp_path / "o", size=(huge, 2)),
+        lambda: reproduce("table1", "smoke", tmp_path / "r", seeds=huge),
+    ]:
+        with pytest.raises(ValueError, match="an integer of 1329 bits") as caught:
+            call()
+        assert len(str(caught.value)) < 200, str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]

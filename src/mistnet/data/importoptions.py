@@ -72,9 +72,8 @@ def import_options(
         if hw is not None and min(hw) < 1:
             raise DataError(f"{name} needs H, W >= 1, got {hw}")
         if hw is not None:
-            pixel_count(
-                hw[1], hw[0], max_pixels, f"{name} {hw[0]} {hw[1]}", "choose a smaller size"
-            )
+            given = f"{name} {validate.shown(hw[0])} {validate.shown(hw[1])}"  # not 400 digits
+            pixel_count(hw[1], hw[0], max_pixels, given, "choose a smaller size")
     if channels is not None and _integer(channels, "channels") not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     fractions = [_fraction(value, name) for value, name in ((val, "val"), (test, "test"))]

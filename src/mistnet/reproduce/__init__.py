@@ -340,7 +340,7 @@ def _check_counts(seeds: int, threads: int, digits: str) -> None:
     if not 1 <= seeds <= MAX_SEEDS:
         raise MistError(
             f"--seeds must be from 1 to {MAX_SEEDS} (each seed trains the whole table again), "
-            f"got {seeds}"
+            f"got {validate.shown(seeds)}"
         )
     validate.threads(threads, "--threads")
     if digits not in ("embedded", "mnist"):
