@@ -930,3 +930,16 @@ def test_figures_refuse_negative_counts_and_class_names_no_reader_takes(tmp_path
     with pytest.raises(ValueError, match=r"^counts: expected counts >= 0, got -1"):
         _counts([-1, 2], 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_runs_takes_numpy_numbers_in_records_built_in_python(tmp_path):
+    """Before: ``{"step": np.int64(1), ...}`` was "'step' must be an integer in [0, 2**63),
+    got np.int64(1)" and ``np.float32(1)`` "must be a finite number or null"."""
+    from mistnet.viz import plot_runs
+
+    records = [
+        {"step": np.int64(s), "split": "train", "task": np.float32(1 / s)} for s in (1, 2, 3)
+    ]
+    assert plot_runs({"a": records}, tmp_path / "r.png") == ["train/task"]
+    with pytest.raises(ValueError, match=r"'step' must be .*, got an integer of 1329 bits"):
+        plot_runs({"a": [{"step": 10**400, "split": "train", "task": 1.0}]}, tmp_path / "s.png")

@@ -10,14 +10,17 @@ which refuses a damaged log with one line naming the file, the line, the key and
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mistnet.errors import DataError, MistError
 from mistnet.textfile import parse_json, read_text
-from mistnet.validate import path_argument
+from mistnet.validate import path_argument, shown
 
 if TYPE_CHECKING:
     from mistnet.checkpoint import Checkpoint
@@ -49,8 +52,9 @@ class LogRecord:
 
 
 def _number(value: Any) -> bool:
-    """A finite JSON number (an integer of hundreds of digits is no float)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A finite JSON number (an integer of hundreds of digits is no float), or numpy's (a
+    record built in Python: ``np.float32(1)`` was "must be a finite number")."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         return False
     try:
         return math.isfinite(value)
@@ -85,8 +89,10 @@ def check_record(record: Any, line: str, where: str) -> LogRecord:
         if key not in record:
             raise DataError(f"{where}: no {key!r} key")
     step, split, wall = record.pop("step"), record.pop("split"), record.pop("wall", None)
-    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < 2**63:
-        raise DataError(f"{where}: 'step' must be an integer in [0, 2**63), got {step!r}")
+    whole = isinstance(step, numbers.Integral) and not isinstance(step, bool | np.bool_)
+    if not whole or not 0 <= step < 2**63:  # np.int64(1) is one
+        raise DataError(f"{where}: 'step' must be an integer in [0, 2**63), got {shown(step)}")
+    step = int(step)
     if not isinstance(split, str):
         raise DataError(f"{where}: 'split' must be a string, got {split!r}")
     if wall is not None and not (_number(wall) and wall >= 0):
