@@ -412,6 +412,8 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
         # train_data (checked against it, its class names refused num_classes=3)
         cfg = dataclasses.replace(copy.deepcopy(model_or_preset.config), record=RunRecord())
         start = getattr(model_or_preset, "checkpoint", None) or model_or_preset.run
+        if any(p.is_meta for p in model_or_preset.parameters()):  # "Cannot copy out of meta"
+            raise ArgumentError("model_or_preset is on the meta device: it holds no weights")
         _require_unchanged(model_or_preset, Path(start))
         cfg.train.init_from, cfg.train.init_parts = str(Path(start).resolve()), "all"
         return cfg

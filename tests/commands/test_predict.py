@@ -415,3 +415,30 @@ def test_an_integer_of_400_digits_is_named_by_its_size_not_spelt(tmp_path, tiny_
             call()
         assert len(str(caught.value)) < 200, str(caught.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+
+
+def test_meta_tensors_are_named_where_values_are_needed(tmp_path, tiny_run):
+    """Before: NotImplementedError "Cannot copy out of meta tensor" from fit of a model moved
+    to the meta device, output_figure of meta images and import_images of a meta size."""
+    from mistnet.data.images import import_images
+    from mistnet.viz import output_figure
+
+    model = mistnet.load(tiny_run)
+    x = torch.rand(1, 1, 80, 80)
+    with torch.inference_mode():
+        out = model(x)
+    (tmp_path / "imgs").mkdir()
+    Image.new("L", (40, 40), 9).save(tmp_path / "imgs" / "a.png")
+    items = [(torch.rand(1, 80, 80), [i % 2]) for i in range(4)]
+    for call, error, message in [
+        (lambda: mistnet.fit(model.to("meta"), items, out=tmp_path / "r", steps=1),
+         ValueError, "model_or_preset is on the meta device"),
+        (lambda: output_figure(x.to("meta"), out, tmp_path / "o.png"),
+         ValueError, "images: expected .* values, got on the meta device"),
+        (lambda: import_images(tmp_path / "imgs", tmp_path / "o",
+                               size=torch.tensor([16, 16], device="meta")),
+         TypeError, "size must be \\(H, W\\), two integers"),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]

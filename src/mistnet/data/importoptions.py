@@ -125,7 +125,8 @@ def _side_pair(value: object, name: str) -> tuple[int, int] | None:
     """``value`` as ``(H, W)`` integers (a list, tuple or 1-d array of two), or None."""
     if value is None:
         return None
-    items = value.tolist() if hasattr(value, "tolist") else value
+    meta = getattr(value, "is_meta", False)  # a meta tensor: "Cannot copy out of meta tensor"
+    items = value.tolist() if hasattr(value, "tolist") and not meta else value
     pair = [validate.as_integer(v) for v in items] if isinstance(items, list | tuple) else []
     if len(pair) != 2 or None in pair:
         raise TypeError(f"{name} must be (H, W), two integers, got {validate.shown(value)}")

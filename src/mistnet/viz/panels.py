@@ -386,8 +386,9 @@ def output_figure(
         raise TypeError(
             f"images: expected a (B, C, H, W) torch.Tensor, got {type(images).__name__}"
         )
-    if images.ndim != 4:
-        raise ValueError(f"images: expected (B, C, H, W), got {tuple(images.shape)}")
+    if images.ndim != 4 or images.is_meta:  # meta: "Cannot copy out of meta tensor"
+        where = "on the meta device, no values" if images.is_meta else tuple(images.shape)
+        raise ValueError(f"images: expected (B, C, H, W) values, got {where}")
     fields = ("heatmaps", "keypoints", "patches", "task", "reconstruction")
     if not all(hasattr(output, f) for f in fields):
         raise TypeError(f"output: expected the model's MISTOutput, got {type(output).__name__}")
