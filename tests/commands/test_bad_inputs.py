@@ -453,26 +453,26 @@ def import_images_of_a_folder_holding_detections(tmp_path, run):
     return argv, ["found: a mistnet output (detections) inside", "move it out of the folder"]
 
 
+def import_of_an_output(tmp_path, name, kind):
+    """An import-images argv of the folder ``name``, an output of ``kind`` holding a PNG."""
+    from mistnet.markers import mark
+
+    (tmp_path / name).mkdir()
+    image(tmp_path / name, "a.png")
+    mark(tmp_path / name, kind)
+    return ["data", "import-images", tmp_path / name, "--out", tmp_path / "i"]
+
+
 @case
 def import_images_of_detections(tmp_path, run):
     # Before: `mist data import-images found` of detect's own --out imported its overlays
-    from mistnet.markers import mark
-
-    (tmp_path / "found").mkdir()
-    image(tmp_path / "found", "a.png")
-    mark(tmp_path / "found", "detections")
-    argv = ["data", "import-images", tmp_path / "found", "--out", tmp_path / "i"]
+    argv = import_of_an_output(tmp_path, "found", "detections")
     return argv, ["found: a mistnet output (detections); import-images reads only your images"]
 
 
 @case
 def import_images_of_an_official_layout(tmp_path, run):
-    from mistnet.markers import mark
-
-    (tmp_path / "lay").mkdir()
-    image(tmp_path / "lay", "a.png")
-    mark(tmp_path / "lay", "official")
-    argv = ["data", "import-images", tmp_path / "lay", "--out", tmp_path / "i"]
+    argv = import_of_an_output(tmp_path, "lay", "official")
     return argv, ["lay: a mistnet output (official: mist data import-official reads it)"]
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,12 +228,7 @@ def test_a_run_whose_config_lost_its_dataset_folder_is_not_scored_on_a_generator
     """Before: with ``data.path`` emptied in config.json, ``mist eval`` scored the run on
     freshly generated scenes of ``data.name`` (it was trained on a dataset folder, its record
     says so) and ``train --resume`` called the generator "a dataset made by 'no generator'"."""
-    make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
-    assert mist(capsys, *make, "--out", tmp_path / "ds")[0] == 0
-    train = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "ds", "--no-progress"]
-    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
-    run = tmp_path / "run"
-    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
+    run = _trained_on(capsys, tmp_path / "ds")
     cfg = json.loads((run / "config.json").read_text())
     cfg["data"]["path"] = ""
     (run / "config.json").write_text(json.dumps(cfg))
@@ -253,13 +249,9 @@ def test_a_run_copied_with_its_dataset_takes_its_own_copy(capsys, tmp_path):
     copy while the original was still there, was "another run's checkpoint, or config.json
     was edited since" for eval and resume, and ``--resume --data COPY`` "trained on the
     dataset ..., not COPY": the data the run trained on, byte for byte."""
+    run = _trained_on(capsys, tmp_path / "a")
     make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
-    assert mist(capsys, *make, "--out", tmp_path / "a")[0] == 0
     assert mist(capsys, *make, "--seed", 1, "--out", tmp_path / "other")[0] == 0
-    train = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "a", "--no-progress"]
-    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
-    run = tmp_path / "run"
-    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
     shutil.copytree(tmp_path / "a", tmp_path / "b")
 
     def point_at(folder: str) -> None:
@@ -289,12 +281,7 @@ def test_a_dataset_of_the_same_manifest_but_other_pixels_is_no_copy(capsys, tmp_
     """Before: a dataset whose manifest had the run's digest was taken for the run's own copy
     while the original was still there, though its pixels differ (photos changed and
     imported again keep the digest): eval scored it and ``--resume --data`` trained on it."""
-    make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
-    assert mist(capsys, *make, "--out", tmp_path / "a")[0] == 0
-    train = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "a", "--no-progress"]
-    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
-    run = tmp_path / "run"
-    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
+    run = _trained_on(capsys, tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with np.load(tmp_path / "b" / "test.npz") as z:
         arrays = dict(z)
@@ -383,3 +370,15 @@ def test_a_json_under_a_file_is_refused_before_evaluating(
     result = mist(capsys, "eval", tiny_run, "--json", blocker / "sub" / "m.json")
     assert_user_error(result, f"{blocker} is not a directory", "choose another --json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def _trained_on(capsys, data: Path) -> Path:
+    """``data`` made (mnist-easy, 4/2/2 scenes) and a two-step run ``run`` beside it trained
+    on it; returns the run."""
+    make = ["data", "make", "mnist-easy", "--n-train", 4, "--n-val", 2, "--n-test", 2]
+    assert mist(capsys, *make, "--out", data)[0] == 0
+    train = ["train", "--preset", "tiny-cpu", "--data", data, "--no-progress"]
+    sets = ["train.steps=2", "train.batch_size=2", "train.val_every=2"]
+    run = data.parent / "run"
+    assert mist(capsys, *train, "--out", run, *(a for s in sets for a in ("--set", s)))[0] == 0
+    return run
