@@ -941,5 +941,7 @@ def test_plot_runs_takes_numpy_numbers_in_records_built_in_python(tmp_path):
         {"step": np.int64(s), "split": "train", "task": np.float32(1 / s)} for s in (1, 2, 3)
     ]
     assert plot_runs({"a": records}, tmp_path / "r.png") == ["train/task"]
-    with pytest.raises(ValueError, match=r"'step' must be .*, got an integer of 1329 bits"):
-        plot_runs({"a": [{"step": 10**400, "split": "train", "task": 1.0}]}, tmp_path / "s.png")
+    for bad in ({"step": 10**400}, {"wall": 10**400}, {"task": 10**400}):  # was spelt in full
+        record = {"step": 1, "split": "train", "task": 1.0, **bad}
+        with pytest.raises(ValueError, match=r"must be .*, got an integer of 1329 bits$"):
+            plot_runs({"a": [record]}, tmp_path / "s.png")

@@ -238,7 +238,7 @@ def predict(
     names = tuple(cfg.record.class_names)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype  # a model made .double() or .half() by its user
-    if device.type == "meta":
+    if device.type == "meta" or any(b.is_meta for b in model.buffers()):
         raise ValueError("the model is on the meta device: it holds no weights to predict with")
     results = []
     for where, image in _as_images(images, cfg.model.in_channels, max_pixels):
@@ -412,7 +412,7 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
         # train_data (checked against it, its class names refused num_classes=3)
         cfg = dataclasses.replace(copy.deepcopy(model_or_preset.config), record=RunRecord())
         start = getattr(model_or_preset, "checkpoint", None) or model_or_preset.run
-        if any(p.is_meta for p in model_or_preset.parameters()):  # "Cannot copy out of meta"
+        if any(t.is_meta for t in [*model_or_preset.parameters(), *model_or_preset.buffers()]):
             raise ArgumentError("model_or_preset is on the meta device: it holds no weights")
         _require_unchanged(model_or_preset, Path(start))
         cfg.train.init_from, cfg.train.init_parts = str(Path(start).resolve()), "all"

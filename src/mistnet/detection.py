@@ -43,11 +43,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from PIL import ImageOps
 from torch import Tensor
 
 from mistnet.data.images import image_tensor
-from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size
+from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size, upright
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST, PatchModel
 from mistnet.ops._checks import check_int, check_number, require_dense
@@ -145,7 +144,7 @@ def read_image(
         raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
     channels = int(channels)
     hint = "crop or downscale it, or raise --max-pixels (--tile keeps the memory bounded)"
-    im = ImageOps.exif_transpose(open_image(path, max_pixels, hint))
+    im = upright(open_image(path, max_pixels, hint), path)
     return image_tensor(im, channels, path)
 
 

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mistnet import validate
 from mistnet.errors import DataError, MistWarning
@@ -222,23 +222,36 @@ def image_format(suffix: str) -> str | None:
     return None if fmt in _NOT_PICTURES else fmt
 
 
-def stored_size(path: str | os.PathLike) -> tuple[int, int, int] | None:
+def stored_size(path: str | os.PathLike, decode: bool = True) -> tuple[int, int, int] | None:
     """``(width, height, orientation)`` of an image file: its size as stored (Pillow's
-    ``Image.open(path).size``) and its EXIF orientation (1 when none; 5 to 8 swap width and
-    height once applied; only an integer turns the image, as ``ImageOps.exif_transpose``
-    reads it: "6" as text does not), read from the header; None if the file cannot be opened.
-    A PNG whose EXIF is not before its pixels is not decoded to find it (Pillow's
+    ``Image.open(path).size``) and its EXIF orientation as ``ImageOps.exif_transpose`` reads
+    it (1 when none, or one it does not turn by: "6" as text; 5 to 8 swap width and height
+    once applied); None if the file cannot be opened or its EXIF read. Without ``decode``, a
+    PNG whose EXIF (or XMP) is not before its pixels is not decoded to find it (Pillow's
     ``getexif`` would): its orientation is 1 here."""
     try:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": open_image said it already
-            if im.format == "PNG" and "exif" not in im.info:
+            if not decode and im.format == "PNG" and "exif" not in im.info:
                 return (*im.size, 1)
             orientation = im.getexif().get(0x0112, 1)
-            turned = isinstance(orientation, int) and 1 <= orientation <= 8
-            return (*im.size, orientation if turned else 1)
+            turned = orientation in range(1, 9) and not isinstance(orientation, str | bytes)
+            return (*im.size, int(orientation) if turned else 1)  # 6.0 turns as 6
     except Exception:  # noqa: BLE001 - asked on the way to an error: that error is said instead
         return None
+
+
+def upright(im: Image.Image, name: str | os.PathLike) -> Image.Image:
+    """``im`` turned by its EXIF orientation (``ImageOps.exif_transpose``); EXIF that is no
+    TIFF data is named, not a raw ``SyntaxError``.
+
+    Raises:
+        DataError: ``"<name>: not a readable image (...)"``.
+    """
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception as exc:  # noqa: BLE001 - Pillow's EXIF parser raises SyntaxError, ...
+        raise DataError(f"{name}: not a readable image ({_reason(exc)})") from None
 
 
 def upright_size(
@@ -264,9 +277,10 @@ def upright_size(
         raise
     except Exception:  # noqa: BLE001 - an unreadable header: open_image says why, naming it
         open_image(path, max_pixels, hint).close()
-    size = stored_size(path)
-    if size is None:  # opened a moment ago: changed since
-        raise DataError(f"{path}: not a readable image (it changed while it was read)")
+    size = stored_size(path, decode=False)
+    if size is None:  # its EXIF unreadable: the decoder says why
+        with open_image(path, max_pixels, hint) as im:
+            size = (*upright(im, path).size, 1)
     width, height, orientation = size
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 

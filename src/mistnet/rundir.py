@@ -13,7 +13,6 @@ writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, `
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import warnings
 from collections.abc import Iterator
@@ -140,6 +139,15 @@ def _packaged_hint(path: Path) -> str:
             f"letters, digits and -): rename the file, then {use} NAME"
         )
     return f"; a packaged model is used by name: {use} {path.stem} (mistnet.load(name))"
+
+
+def _tensorboard_installed() -> bool:
+    """Whether :meth:`Run.tensorboard` makes a writer: its import works (not merely found)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except Exception:  # noqa: BLE001 - optional: any failure means no writer
+        return False
+    return True
 
 
 def tensorboard_only(folder: Path) -> bool:
@@ -284,19 +292,18 @@ class Run:
         return cfg
 
     def require_writable(self, resume: bool) -> None:
-        """Refuse a ``tb/`` that training would not write its TensorBoard scalars into: a
-        file (the writer failed with "File exists" once config.json was rewritten and a
-        finished run's summary removed), a symbolic link (followed out of the run) or a folder
-        this user cannot write (a traceback of the writer's thread); on ``resume``, a run this
-        user cannot write (config.json was rewritten, the summary removed and steps trained
-        before "log.jsonl: Permission denied")."""
+        """Refuse a ``tb/`` training would not write its TensorBoard scalars into: a file
+        ("File exists" once config.json was rewritten and a finished run's summary removed), a
+        link (followed out of the run) or a folder this user cannot write (a thread's traceback);
+        on ``resume``, a run this user cannot write (config.json rewritten, the summary removed
+        and steps trained before "log.jsonl: Permission denied")."""
         tb = self.path / "tb"
         if tb.is_symlink() or (os.path.lexists(tb) and not tb.is_dir()):
             what = "a symbolic link" if tb.is_symlink() else "not a folder"
             raise MistError(
                 f"{tb}: {what}; the run's TensorBoard scalars are written there: move it away"
             )
-        writes_tb = importlib.util.find_spec("tensorboard") is not None  # else tb/ is not written
+        writes_tb = _tensorboard_installed()  # else tb/ is not written
         if denied := first_unwritable([*[self.path, self.log] * resume, *[tb] * writes_tb]):
             raise MistError(f"{denied}: this user cannot write it, and training writes there")
 
@@ -512,10 +519,10 @@ class Run:
         a run resumed at step ``resumed_at`` hides its events past that step (an attempt killed
         past the checkpoint): TensorBoard showed both attempts' curves over the same steps.
         """
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard is optional
+        if not _tensorboard_installed():  # tensorboard is optional
             return None
+        from torch.utils.tensorboard import SummaryWriter
+
         tb = self.path / "tb"
         if resumed_at is None and tensorboard_only(tb):
             remove_path(tb)

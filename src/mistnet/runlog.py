@@ -96,10 +96,10 @@ def check_record(record: Any, line: str, where: str) -> LogRecord:
     if not isinstance(split, str):
         raise DataError(f"{where}: 'split' must be a string, got {split!r}")
     if wall is not None and not (_number(wall) and wall >= 0):
-        raise DataError(f"{where}: 'wall' must be a number >= 0 (seconds), got {wall!r}")
+        raise DataError(f"{where}: 'wall' must be a number >= 0 (seconds), got {shown(wall)}")
     for key, value in record.items():
         if value is not None and not _number(value):
-            raise DataError(f"{where}: {key!r} must be a finite number or null, got {value!r}")
+            raise DataError(f"{where}: {key!r} must be a finite number or null, got {shown(value)}")
     values = {k: None if v is None else float(v) for k, v in record.items()}
     return LogRecord(step, split, None if wall is None else float(wall), values, line)
 

@@ -398,3 +398,21 @@ def test_detect_turns_an_image_as_its_pixels_are_read_and_checks_a_png_undecoded
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", decoded)
     assert upright_size(png) == (70, 50)
+
+
+def test_an_image_whose_exif_is_no_tiff_data_is_named_by_every_reader(capsys, tiny_run, tmp_path):
+    """Before: detect said the file "changed while it was read", import-images ended in an
+    internal error and predict raised a raw SyntaxError ("not a TIFF file")."""
+    src = tmp_path / "s"
+    src.mkdir()
+    bad = src / "bad.png"
+    Image.fromarray(np.zeros((60, 100), np.uint8)).save(bad, exif=b"garbagegarbage")
+    result = mist(capsys, "detect", tiny_run, bad, "--out", tmp_path / "d")
+    assert_user_error(result, "bad.png: not a readable image (", "not a TIFF file")
+    result = mist(capsys, "data", "import-images", src, "--out", tmp_path / "i")
+    assert_user_error(result, "bad.png: not a readable image (", "not a TIFF file")
+    import mistnet
+
+    with pytest.raises(ValueError, match="bad.png: not a readable image"):
+        mistnet.load(tiny_run).predict(bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

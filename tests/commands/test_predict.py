@@ -1,6 +1,7 @@
 """``model.predict`` against ``mist detect``; the box and count limits of ``mist detect``."""
 
 import copy
+import dataclasses
 import json
 import threading
 
@@ -424,6 +425,13 @@ def test_meta_tensors_are_named_where_values_are_needed(tmp_path, tiny_run):
     from mistnet.viz import output_figure
 
     model = mistnet.load(tiny_run)
+    half_meta = mistnet.load(tiny_run)  # one buffer on the meta device, the weights not
+    norm = next(m for m in half_meta.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    norm.running_mean = norm.running_mean.to("meta")
+    with pytest.raises(ValueError, match="model_or_preset is on the meta device"):
+        mistnet.fit(half_meta, [(torch.rand(1, 80, 80), [0])] * 4, out=tmp_path / "r", steps=1)
+    with pytest.raises(ValueError, match="the model is on the meta device"):
+        half_meta.predict(torch.rand(1, 80, 80))
     x = torch.rand(1, 1, 80, 80)
     with torch.inference_mode():
         out = model(x)
@@ -435,6 +443,9 @@ def test_meta_tensors_are_named_where_values_are_needed(tmp_path, tiny_run):
          ValueError, "model_or_preset is on the meta device"),
         (lambda: output_figure(x.to("meta"), out, tmp_path / "o.png"),
          ValueError, "images: expected .* values, got on the meta device"),
+        (lambda: output_figure(x, dataclasses.replace(out, keypoints=out.keypoints.to("meta")),
+                               tmp_path / "o.png"),
+         ValueError, "output: its tensors are on the meta device"),
         (lambda: import_images(tmp_path / "imgs", tmp_path / "o",
                                size=torch.tensor([16, 16], device="meta")),
          TypeError, "size must be \\(H, W\\), two integers"),

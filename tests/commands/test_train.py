@@ -451,21 +451,20 @@ def test_a_run_this_user_cannot_write_is_refused_before_a_resume(
     run's summary.json removed and steps trained, then "log.jsonl: Permission denied"; a
     read-only tb/ printed the TensorBoard writer thread's traceback. (Root writes anywhere:
     the permission is stood in for.)"""
-    import importlib.util
+    from mistnet import rundir
 
     run = shutil.copytree(tiny_run, tmp_path / "run")
     (run / "tb").mkdir(exist_ok=True)
     place = {"log.jsonl": run / "log.jsonl", "the run": run, "tb": run / "tb"}[denied]
-    access, find_spec = os.access, importlib.util.find_spec
+    access, installed = os.access, rundir._tensorboard_installed()
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != place and access(p, mode))
-    installed = lambda name, *a: object() if name == "tensorboard" else find_spec(name, *a)  # noqa: E731
     with monkeypatch.context() as m:  # tb/ is written only with tensorboard installed
-        m.setattr(importlib.util, "find_spec", installed)
+        m.setattr(rundir, "_tensorboard_installed", lambda: True)
         before = _bytes_under(tmp_path)
         result = mist(capsys, "train", "--out", run, "--resume", "--set", "train.steps=12")
     assert_user_error(result, f"{place}: this user cannot write it, and training writes there")
     assert _bytes_under(tmp_path) == before
-    if denied == "tb" and find_spec("tensorboard") is None:  # nothing goes into it: resumed
+    if denied == "tb" and not installed:  # nothing goes into it: resumed
         rc, _, err = mist(capsys, "train", "--out", run, "--resume", "--set", "train.steps=12")
         assert rc == 0, err
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mistnet.data.annotations import Truth, clip_boxes, fit_boxes, read_truth, scale_boxes
 from mistnet.data.digits import SPLITS
@@ -53,6 +53,7 @@ from mistnet.imagefile import (
     image_format,
     open_image,
     stored_size,
+    upright,
 )
 from mistnet.markers import output_kind
 from mistnet.validate import regular_file, require_directory, require_finite
@@ -198,11 +199,10 @@ def image_tensor(im: Image.Image, channels: int, name: str | os.PathLike = "imag
     """A Pillow image as a ``(channels, H, W)`` float32 tensor in [0, 1].
 
     Any mode: transparent pixels over black, 16-bit gray scaled by 65535, float images as they
-    are (``name`` is named if they hold NaN or infinite values). Upright, as an image file is
-    read (:func:`read_image`): a photo's EXIF orientation applied.
+    are (``name`` named if NaN or infinite), upright (a photo's EXIF orientation applied).
     """
     with decoding(name):  # a Pillow image of a cut, damaged or closed file: decoded here
-        im = ImageOps.exif_transpose(im)
+        im = upright(im, name)
         deep = float_pixels(im, name)
         if deep is not None:
             a = deep[None]  # (1, H, W)
@@ -222,7 +222,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         DataError: the file is not a readable image, has more than ``max_pixels`` pixels
             (checked from its header) or (a float image) NaN or infinite values.
     """
-    im = ImageOps.exif_transpose(open_image(path, max_pixels))
+    im = upright(open_image(path, max_pixels), path)
     deep = float_pixels(im, path)
     if deep is not None:
         return np.round(deep * 255.0).astype(np.uint8)[..., None]

@@ -392,6 +392,8 @@ def output_figure(
     fields = ("heatmaps", "keypoints", "patches", "task", "reconstruction")
     if not all(hasattr(output, f) for f in fields):
         raise TypeError(f"output: expected the model's MISTOutput, got {type(output).__name__}")
+    if any(getattr(getattr(output, f), "is_meta", False) for f in fields):  # as images
+        raise ValueError("output: its tensors are on the meta device, no values to draw")
     B, _, H, W = images.shape
     made_of = getattr(output.keypoints, "shape", (None,))[0]
     if made_of != B:  # blamed the heatmaps, which the caller never passed
