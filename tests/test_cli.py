@@ -131,18 +131,20 @@ def test_ctrl_c_during_startup_is_one_line_and_exit_130(tmp_path, module):
 
 _INTERRUPT_AT_SHUTDOWN = """
 import atexit, signal, sys
-atexit.register(signal.raise_signal, signal.SIGINT)  # Ctrl-C while the interpreter shuts down
+atexit.register(signal.raise_signal, signal.{})  # a signal while the interpreter shuts down
 sys.argv = ["mist", "models"]
 from mistnet.cli import run
 run()
 """
 
 
-def test_ctrl_c_once_the_command_is_done_changes_nothing(tmp_path):
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_once_the_command_is_done_changes_nothing(tmp_path, name):
     """Before: a Ctrl-C during the interpreter's shutdown, after the output was whole, printed
-    "Exception ignored in atexit callback ... KeyboardInterrupt" (status 0)."""
+    "Exception ignored in atexit callback ... KeyboardInterrupt" (status 0); SIGTERM and
+    SIGHUP, which stop a command as Ctrl-C does, ended it silently with 143 and 129."""
     proc = subprocess.run(
-        [sys.executable, "-c", _INTERRUPT_AT_SHUTDOWN],
+        [sys.executable, "-c", _INTERRUPT_AT_SHUTDOWN.format(name)],
         capture_output=True,
         text=True,
         env=subprocess_env(),

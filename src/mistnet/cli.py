@@ -348,8 +348,10 @@ def run() -> NoReturn:
         print("mist: interrupted", file=sys.stderr)
         code = 130
     # the work is done and its outputs are in place: a Ctrl-C now, during the interpreter's
-    # shutdown, would print the traceback of an atexit or threading hook and change nothing
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # shutdown, would print the traceback of an atexit or threading hook and change nothing;
+    # SIGTERM and SIGHUP, stopping a command as Ctrl-C does, ended it silently (143, 129)
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
     try:
         sys.stdout.flush()  # what is still buffered, while a closed pipe can still be told apart
     except BrokenPipeError:
