@@ -945,3 +945,13 @@ def test_plot_runs_takes_numpy_numbers_in_records_built_in_python(tmp_path):
         record = {"step": 1, "split": "train", "task": 1.0, **bad}
         with pytest.raises(ValueError, match=r"must be .*, got an integer of 1329 bits$"):
             plot_runs({"a": [record]}, tmp_path / "s.png")
+
+
+def test_plot_curves_takes_a_curve_of_bfloat16_as_one_of_float32(tmp_path):
+    """Before: a bfloat16 tensor of (step, value) pairs was "expected (step, value) pairs of
+    numbers" (numpy has no bfloat16); float32 was taken."""
+    pairs = torch.tensor([[0.0, 1.0], [1.0, 0.5], [2.0, 0.25]])
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        out = tmp_path / f"{dtype}.png".replace("torch.", "")
+        plot_curves({"loss": pairs.to(dtype)}, out)
+        assert read_png(out).shape[2] in (3, 4)

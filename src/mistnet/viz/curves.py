@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from mistnet.errors import DataError, MistWarning
 from mistnet.ops._checks import check_flag, check_int
@@ -71,6 +72,8 @@ def _points(points: Any, key: str) -> np.ndarray:
     """The finite ``(step, value)`` pairs of the curve ``key`` as an ``(N, 2)`` array; a curve
     of triples or of no numbers is refused naming it (numpy's "cannot reshape array" before),
     and so is one too large to draw (:func:`_drawable`)."""
+    if isinstance(points, torch.Tensor) and points.is_floating_point() and not points.is_meta:
+        points = points.detach().to("cpu", torch.float64)  # bfloat16: numpy has no such type
     try:
         pts = np.asarray(list(points), dtype=np.float64)
     except OverflowError:  # 10**400: "int too large to convert to float"
