@@ -51,6 +51,7 @@ from mistnet.detection import (
 from mistnet.device import device_argument, device_name
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, pixel_count
+from mistnet.io import first_unwritable
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.ops._checks import as_real
@@ -579,5 +580,5 @@ def _check_out(out: object) -> None:
     place = Path(out).absolute()  # out itself, or the folder it would be made in
     while not os.path.lexists(place) and place != place.parent:
         place = place.parent
-    if place.is_dir() and not os.access(place, os.W_OK | os.X_OK):  # was a bare PermissionError
+    if place.is_dir() and first_unwritable([place]):  # was a bare PermissionError
         raise ArgumentError(f"out {out}: this user cannot write into {place}; give another out")

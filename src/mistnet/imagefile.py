@@ -232,13 +232,18 @@ def stored_size(path: str | os.PathLike, decode: bool = True) -> tuple[int, int,
     try:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")  # "Corrupt EXIF data": open_image said it already
-            if not decode and im.format == "PNG" and "exif" not in im.info:
-                return (*im.size, 1)
-            orientation = im.getexif().get(0x0112, 1)
-            turned = orientation in range(1, 9) and not isinstance(orientation, str | bytes)
-            return (*im.size, int(orientation) if turned else 1)  # 6.0 turns as 6
+            return (*im.size, _orientation(im, decode))
     except Exception:  # noqa: BLE001 - asked on the way to an error: that error is said instead
         return None
+
+
+def _orientation(im: Image.Image, decode: bool) -> int:
+    """The EXIF orientation of the opened ``im`` as :func:`stored_size` reads it."""
+    if not decode and im.format == "PNG" and "exif" not in im.info:
+        return 1
+    orientation = im.getexif().get(0x0112, 1)
+    turned = orientation in range(1, 9) and not isinstance(orientation, str | bytes)
+    return int(orientation) if turned else 1  # 6.0 turns as 6
 
 
 def upright(im: Image.Image, name: str | os.PathLike) -> Image.Image:
@@ -270,15 +275,13 @@ def upright_size(
     regular_file(path)
     max_pixels = validate.max_pixels(max_pixels, "max_pixels")
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:  # the size: nothing decoded
+        with warnings.catch_warnings(), Image.open(path) as im:  # the header: nothing decoded
             warnings.simplefilter("ignore")  # said when it is decoded
-            pixel_count(*im.size, max_pixels, path, hint)
+            pixel_count(*im.size, max_pixels, path, hint)  # before any EXIF is read
+            size = (*im.size, _orientation(im, decode=False))
     except DataError:
         raise
-    except Exception:  # noqa: BLE001 - an unreadable header: open_image says why, naming it
-        open_image(path, max_pixels, hint).close()
-    size = stored_size(path, decode=False)
-    if size is None:  # its EXIF unreadable: the decoder says why
+    except Exception:  # noqa: BLE001 - an unreadable header or EXIF: the decoder says why
         with open_image(path, max_pixels, hint) as im:
             size = (*upright(im, path).size, 1)
     width, height, orientation = size

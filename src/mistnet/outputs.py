@@ -35,6 +35,7 @@ from pathlib import Path
 from mistnet.errors import MistError
 from mistnet.io import (
     check_dotdot,
+    first_unwritable,
     make_parents,
     remove_empty,
     remove_path,
@@ -191,7 +192,7 @@ def claim_output(
     if found is not None:
         raise MistError(f"{path}: is a mistnet {found} directory, not {command}'s output")
     if not any(path.iterdir()):
-        if not os.access(path, os.W_OK | os.X_OK):  # was replaced by a folder of this user's
+        if first_unwritable([path]):  # was replaced by a folder of this user's
             raise MistError(f"{path}: this user cannot write into it; choose another {option}")
         return False
     raise MistError(

@@ -30,6 +30,7 @@ from mistnet.data.official import export_official, import_official
 from mistnet.data.store import is_dataset, load_split, read_manifest
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
+from mistnet.io import first_unwritable
 from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import output_kind
 from mistnet.reproduce.plan import Budget
@@ -79,7 +80,7 @@ def check_datasets(
                     f"the {budget.name} budget go into it; move it away, or choose another "
                     "--data-root"
                 )
-            if path.parent.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
+            if first_unwritable([path.parent]):
                 raise MistError(  # was "<budget>/.lock: Permission denied", --out left made
                     f"--data-root {root}: this user cannot write into {path.parent}, where "
                     f"the datasets of the {budget.name} budget go; choose another --data-root"
