@@ -677,6 +677,35 @@ def test_a_sigterm_while_an_output_is_swapped_acts_once_the_new_one_is_whole(
     assert (tmp_path / "ds" / "a.txt").read_text() == "new"
 
 
+@pytest.mark.parametrize("how", ["new_directory", "replacing"])
+def test_an_output_that_became_a_link_while_it_was_made_is_left_as_it_is(tmp_path, how):
+    """Before: ``mist detect --out found`` where ``found`` was moved away and a link to it put
+    in its place while detect ran: the link was set aside, the new output renamed in and the
+    link removed (the user's link lost, detect's ``.lock`` left in the folder it led to)."""
+    create_directory(tmp_path / "ds", "dataset")
+    (tmp_path / "ds" / "a.txt").write_text("old")
+    own = ("a dataset", [".mistnet", LOCK, "a.txt"])
+
+    def move_and_link():  # what the user did meanwhile
+        os.rename(tmp_path / "ds", tmp_path / "real")
+        (tmp_path / "ds").symlink_to("real")
+
+    with pytest.raises(MistError, match="ds: became a symbolic link while this command ran"):
+        with exclusive_lock(tmp_path / "ds", "mist test", transient=True):
+            if how == "new_directory":
+                with new_directory(tmp_path / "ds", "dataset", replace=True, own=own) as tmp:
+                    (tmp / "a.txt").write_text("new")
+                    move_and_link()
+            else:
+                move_and_link()
+                with replacing([(tmp_path / "ds", own)]):
+                    pass
+    assert sorted(os.listdir(tmp_path)) == ["ds", "real"]  # no .aside, no .tmp
+    assert os.readlink(tmp_path / "ds") == "real"
+    assert sorted(os.listdir(tmp_path / "real")) == [".mistnet", "a.txt"]  # no .lock
+    assert (tmp_path / "real" / "a.txt").read_text() == "old"
+
+
 _UNDER_A_UMASK = """
 import os, sys
 os.umask(int(sys.argv[1], 8))

@@ -41,6 +41,12 @@ def _aside(directory: Path, own: Own | None) -> Path:
     old = aside_sibling(directory)
     os.rename(directory, old)
     _SET_ASIDE[old.absolute()] = directory.absolute()
+    if old.is_symlink():  # put there while the command ran: the link would be lost
+        with deferred_signals():
+            _put_back(old, directory)
+        raise MistError(
+            f"{directory}: became a symbolic link while this command ran; it is left as it is"
+        )
     if own is not None:
         try:
             what, patterns = own
