@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mistnet.data.images import image_tensor
+from mistnet.data.imagefiles import image_tensor
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size, upright
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST, PatchModel

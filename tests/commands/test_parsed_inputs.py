@@ -993,7 +993,7 @@ def test_a_damaged_pillow_image_given_to_predict_is_said_as_a_damaged_file_is(tm
 def test_the_frames_of_a_long_stack_are_counted_up_to_a_cap(tmp_path):
     """Before: every frame's header was read only to count them (a 30,000-frame TIFF of 11 MB:
     6 s) for the warning that one frame is read."""
-    from mistnet.data.images import read_image
+    from mistnet.data.imagefiles import read_image
 
     many = [Image.fromarray(np.full((4, 4), v, np.uint8)) for v in range(150)]
     many[0].save(tmp_path / "many.tif", save_all=True, append_images=many[1:])

@@ -14,7 +14,8 @@ import pytest
 from cli_helpers import assert_user_error, mist
 from PIL import Image
 
-from mistnet.data.images import image_tensor, import_images, read_image
+from mistnet.data.imagefiles import image_tensor, read_image
+from mistnet.data.images import import_images
 from mistnet.data.store import SceneFolder, annotations_of, classes_of
 from mistnet.errors import DataError
 
@@ -373,7 +374,7 @@ def test_32_bit_pixels_have_one_scale_and_clipping_is_said():
     """A 32-bit grey image (Pillow's ``I``) with values below 0 or above 65535 was clipped
     without a word, and scaled by 255 or 65535 as its own maximum chose; a float one outside
     [0, 1] was already said. In range: no warning."""
-    from mistnet.data.images import float_pixels
+    from mistnet.data.imagefiles import float_pixels
     from mistnet.errors import MistWarning
 
     wide = Image.fromarray(np.array([[-5, 0], [1000, 70000]], np.int32), mode="I")

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mistnet.data.annotations import clip_boxes
-from mistnet.data.images import image_tensor, pil_channels
+from mistnet.data.imagefiles import image_tensor, pil_channels
 from mistnet.errors import DataError, MistWarning
 from mistnet.validate import as_integer, class_names, require_dense, require_finite
 

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mistnet.data.images import read_image, to_channels
+from mistnet.data.imagefiles import read_image, to_channels
 from mistnet.data.importoptions import import_paths
 from mistnet.data.store import (
     claim_dataset,
