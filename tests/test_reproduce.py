@@ -758,7 +758,7 @@ def test_table3_evaluates_with_the_per_image_k(smoke):
 
 @pytest.mark.slow
 def test_evaluation_only_data_has_only_a_test_split(smoke):
-    from mistnet.data.store import read_manifest
+    from mistnet.data.manifest import read_manifest
 
     right = smoke["out"] / "data" / "smoke" / "mnist-hard-right-seed0"
     assert read_manifest(right)["splits"] == {"test": 32}
@@ -769,7 +769,8 @@ def test_evaluation_only_data_has_only_a_test_split(smoke):
 
 def test_test_only_data_gains_its_other_splits_when_trained_on(tmp_path):
     """A test-only data set asked for with all splits is completed; its test split is kept."""
-    from mistnet.data.store import load_split, read_manifest
+    from mistnet.data.manifest import read_manifest
+    from mistnet.data.store import load_split
     from mistnet.reproduce.data import prepare
 
     budget, logged = BUDGETS["smoke"], []
@@ -788,7 +789,7 @@ def test_test_only_data_gains_its_other_splits_when_trained_on(tmp_path):
 
 
 def test_full_mnist_data_has_its_own_folder_and_records_its_digits(tmp_path, monkeypatch):
-    from mistnet.data.store import read_manifest
+    from mistnet.data.manifest import read_manifest
     from mistnet.reproduce.data import OFFICIAL, data_dir, prepare
 
     fill_small_mnist_cache(monkeypatch, tmp_path / "mnist")

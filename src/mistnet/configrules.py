@@ -125,7 +125,7 @@ def _validate_data(d: DataConfig) -> None:
     _require(  # an empty one reads the working directory's IDX files
         d.digits.strip() != "", "data.digits", "'embedded', 'mnist' or an IDX folder", d.digits
     )
-    _require(  # printed in lines and figures, as a manifest's name (store.check_manifest)
+    _require(  # printed in lines and figures, as a manifest's name (manifest.check_manifest)
         len(d.name) <= 200 and not any(unprintable(c) for c in d.name),
         "data.name",
         "a name of at most 200 printable characters",

@@ -25,8 +25,8 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, from_record, load_json, validate
 from mistnet.configupgrade import upgrade
+from mistnet.data.manifest import ANNOTATIONS, read_manifest
 from mistnet.data.runs import manifest_digest, same_files
-from mistnet.data.store import ANNOTATIONS, read_manifest
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import atomic_write_text, first_unwritable, json_text, remove_path
 from mistnet.locks import LOCK, exclusive_lock

@@ -28,6 +28,7 @@ from PIL import Image
 
 from mistnet import cli, pretrained
 from mistnet.data import store
+from mistnet.data.manifest import read_manifest
 from mistnet.demo import CHILDREN
 from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, output_kind
@@ -1076,7 +1077,7 @@ def test_overwrite_replaces_a_dataset_of_an_earlier_version(capsys, tmp_path):
     assert mist(capsys, *argv)[0] == 0
     (tmp_path / "ds" / MARKER).unlink()  # written before datasets were marked
     assert mist(capsys, *argv, "--seed", "3", "--overwrite")[0] == 0
-    assert store.read_manifest(tmp_path / "ds")["seed"] == 3 and output_kind(tmp_path / "ds")
+    assert read_manifest(tmp_path / "ds")["seed"] == 3 and output_kind(tmp_path / "ds")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 

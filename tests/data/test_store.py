@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mistnet.data.dataset import SceneDataset
+from mistnet.data.manifest import validate_arrays
 from mistnet.data.official import export_official, import_official, read_official
 from mistnet.data.scenes import build_generator, make_scenes
 from mistnet.data.store import (
@@ -24,7 +25,6 @@ from mistnet.data.store import (
     dataset_directory,
     load_split,
     open_dataset,
-    validate_arrays,
     write_dataset,
 )
 from mistnet.errors import DataError, MistError

@@ -26,8 +26,8 @@ from mistnet.commands._args import (
     checked_threads,
     number,
 )
+from mistnet.data.manifest import read_manifest
 from mistnet.data.memory import IN_MEMORY
-from mistnet.data.store import read_manifest
 from mistnet.device import check_device
 from mistnet.distributed import World
 from mistnet.errors import MistError, escaped

@@ -30,13 +30,8 @@ from tqdm import tqdm
 
 from mistnet.data.imagefiles import read_image, to_channels
 from mistnet.data.importoptions import import_paths
-from mistnet.data.store import (
-    claim_dataset,
-    folder_name,
-    load_split,
-    read_manifest,
-    write_dataset,
-)
+from mistnet.data.manifest import read_manifest
+from mistnet.data.store import claim_dataset, folder_name, load_split, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.outputs import claim_output, new_directory
@@ -144,7 +139,7 @@ def read_official(
 
     Returns:
         ``{split: arrays}`` (split names ``train``/``val``/``test``) in the format of
-        :func:`mistnet.data.store.validate_arrays`.
+        :func:`mistnet.data.manifest.validate_arrays`.
 
     Raises:
         DataError: naming the file for missing/inconsistent lists, keypoints or images, a path

@@ -12,16 +12,9 @@ from torch.utils.data import Dataset
 from mistnet.config import Config, DataConfig
 from mistnet.data.checksums import SPLIT_DIGESTS
 from mistnet.data.digits import canonical_split
+from mistnet.data.manifest import MANIFEST, counted_instances, read_manifest
 from mistnet.data.memory import IN_MEMORY
-from mistnet.data.store import (
-    MANIFEST,
-    SPLITS,
-    annotations_of,
-    classes_of,
-    counted_instances,
-    open_dataset,
-    read_manifest,
-)
+from mistnet.data.store import SPLITS, annotations_of, classes_of, open_dataset
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.models.heatmap import smallest_side

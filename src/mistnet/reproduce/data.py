@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from mistnet.data import build_generator, make_scenes, write_dataset
+from mistnet.data.manifest import read_manifest
 from mistnet.data.official import export_official, import_official
-from mistnet.data.store import is_dataset, load_split, read_manifest
+from mistnet.data.store import is_dataset, load_split
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
 from mistnet.io import first_unwritable
