@@ -23,10 +23,8 @@ from typing import Any
 import torch
 
 from mistnet.checkpoint import Checkpoint
-from mistnet.config import Config, from_record, load_json, validate
-from mistnet.configupgrade import upgrade
-from mistnet.data.manifest import ANNOTATIONS, read_manifest
-from mistnet.data.runs import manifest_digest, same_files
+from mistnet.config import Config, load_json, validate
+from mistnet.data.manifest import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import atomic_write_text, first_unwritable, json_text, remove_path
 from mistnet.locks import LOCK, exclusive_lock
@@ -36,7 +34,8 @@ from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import discard_new, entries, open_output
 from mistnet.runlog import LogRecord, check_resume, read_log
-from mistnet.runpaths import PATHS, absolute, is_folder, resolved, stored
+from mistnet.runmatch import moved_here, require_trained_with
+from mistnet.runpaths import absolute, stored
 from mistnet.textfile import read_json
 from mistnet.trainer import Trainer
 from mistnet.validate import own_file, regular_file, require_directory
@@ -81,45 +80,6 @@ TRAINING_FILES = (
     "last.safetensors",
     "best.safetensors",
 )
-
-
-def _moved(key: str, was: str, value: str) -> bool:
-    """Whether the path key ``key`` going from ``was`` (a checkpoint's) to ``value`` (the
-    config's) is a move: from a folder to a folder, the first no longer there or the same
-    place. Else the config names what the run did not train with: init_from "" -> a run (a
-    warm start recorded for a run trained from scratch), from one run to another that is
-    still there, other digits named (embedded -> mnist), a dataset named for a generator's."""
-    if not (is_folder(key, was) and is_folder(key, value)):
-        return False
-    return not os.path.lexists(was) or Path(was).resolve() == Path(value).resolve()
-
-
-def _path_may_differ(key: str, was: str, value: str, recorded: dict[str, Any]) -> bool:
-    """Whether the path key ``key`` of a config may be ``value`` where its checkpoint, whose
-    record is ``recorded``, says ``was``: a folder moved (:func:`_moved`), a dataset's path
-    emptied, or another folder holding the dataset the run recorded (a copy: a project copied
-    whole, its config pointed at its own copy of the data, was "another run's checkpoint").
-    The record's digest says what the run needs in the last two."""
-    if _moved(key, was, value):
-        return True
-    if key != "path" or not is_folder(key, was):
-        return False
-    return not value or same_dataset(value, recorded.get("data_manifest"), was)
-
-
-def same_dataset(path: str, digest: object, was: str) -> bool:
-    """Whether the dataset folder ``path`` is the one a run trained on at ``was``, with the
-    manifest ``digest``: the run's dataset moved (``was`` gone), made again with the same
-    options where ``was`` is gone, or a copy of ``was`` (the same files, byte for byte: photos
-    changed and imported again keep the manifest's digest)."""
-    if not (digest and isinstance(digest, str) and os.path.isdir(path)):
-        return False
-    try:
-        if manifest_digest(read_manifest(path)) != digest:
-            return False
-    except MistError:
-        return False  # refused by the caller, naming both
-    return not os.path.lexists(was) or same_files(was, path)
 
 
 def _packaged_hint(path: Path) -> str:
@@ -344,7 +304,7 @@ class Run:
                 f"resume with --set train.steps=N, N > {steps}"
             )
         a, b = absolute(asked).to_dict(), saved.to_dict()  # paths compared as absolute
-        if a["data"]["path"] and _moved_here(saved, a["data"]["path"]):
+        if a["data"]["path"] and moved_here(saved, a["data"]["path"]):
             saved.data.path = b["data"]["path"] = a["data"]["path"]  # written with the run
         if a["data"]["path"] and a["data"]["path"] != b["data"]["path"]:
             raise MistError(
@@ -382,40 +342,8 @@ class Run:
 
     def require_trained_with(self, ckpt: Checkpoint, saved: Config, hint: str = "") -> None:
         """Refuse the checkpoint ``ckpt`` of this run when the config it records differs from
-        ``saved`` (its ``config.json``): another run's checkpoint copied in, or the file
-        edited since. Where its folders are (:data:`~mistnet.runpaths.PATHS`, a dataset
-        moved) may differ, and ``train.steps`` (a run trained further).
-
-        Args:
-            hint: what to do, ``{was!r}`` the checkpoint's value (default: for a reader).
-
-        Raises:
-            MistError: naming the first key that differs and both values.
-        """
-        trained = resolved(from_record(ckpt.config, str(ckpt.path)), self.path).to_dict()
-        recorded = upgrade(ckpt.config, str(ckpt.path)).get("record")
-        recorded = recorded if isinstance(recorded, dict) else {}
-        paths = {(section, key) for section, key, _ in PATHS}
-        hint = hint or (
-            "it is another run's checkpoint, or config.json was edited since; put {was!r} "
-            "back, or evaluate the run it came from"
-        )
-        for section, values in saved.to_dict().items():
-            for key, value in values.items():
-                was = trained[section][key]
-                # the record as training wrote it (class names, the dataset's digest), empty
-                # ones too; a checkpoint of an older version recorded less. (Before: a value
-                # empty on either side passed: names added to a run of unnamed classes, a
-                # digest blanked to resume on other data.)
-                unrecorded = section == "record" and key not in recorded
-                free_here = (section, key) == ("train", "steps") or (
-                    (section, key) in paths and _path_may_differ(key, was, value, recorded)
-                )
-                if not unrecorded and not free_here and was != value:
-                    raise MistError(
-                        f"{self.config}: {section}.{key} is {value!r} but {ckpt.path.name} was "
-                        f"trained with {was!r}; " + hint.format(was=was)
-                    )
+        ``saved`` (its ``config.json``): see :func:`~mistnet.runmatch.require_trained_with`."""
+        require_trained_with(ckpt, saved, self.config, hint)
 
     def _check_last_checkpoint(self, saved: Config) -> None:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh
@@ -569,13 +497,6 @@ def inputs_of(cfg: Config | None) -> list[tuple[str, str]]:
         return []
     found = [("the dataset", cfg.data.path), ("the run", cfg.train.init_from)]
     return [(what, path) for what, path in found if path and Path(path).is_dir()]
-
-
-def _moved_here(saved: Config, path: str) -> bool:
-    """Whether the dataset at ``path`` is the run's, moved, renamed or copied: its manifest
-    has the digest the run recorded (a path emptied lost its name: "trained on the dataset
-    mnist-easy" refused the very dataset; a copy beside the original was refused too)."""
-    return same_dataset(path, saved.record.data_manifest, saved.data.path)
 
 
 def warm_start(model: MIST, source: str, parts: str, device: torch.device | str = "cpu") -> None:
