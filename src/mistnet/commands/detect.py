@@ -92,7 +92,7 @@ from mistnet.ownership import require_only_own
 from mistnet.rundir import Run
 from mistnet.validate import require_finite
 from mistnet.viz import annotate_image, to_rgb
-from mistnet.viz.panels import save_png
+from mistnet.viz.annotate import save_png
 
 #: Annotated images are upscaled by an integer factor up to about this many pixels.
 ANNOTATION_SIDE = 320

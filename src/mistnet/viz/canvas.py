@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mistnet import validate
 from mistnet.data.store import label_name
 from mistnet.extras import require_matplotlib
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
@@ -258,7 +259,7 @@ def new_figure(width_in: float, height_in: float, dpi: int):
 
 
 #: The ``Software`` text of the PNG files mistnet writes itself (:func:`save_figure`,
-#: :func:`mistnet.viz.panels.save_png`).
+#: :func:`mistnet.viz.annotate.save_png`).
 PNG_SOFTWARE = "mistnet"
 
 
@@ -292,7 +293,7 @@ def save_figure(fig, out_path, dpi: int) -> None:
 
 def made_by_mistnet(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a PNG file mistnet wrote (:func:`save_figure`,
-    :func:`mistnet.viz.panels.save_png`; read no further than its header chunks); False for
+    :func:`mistnet.viz.annotate.save_png`; read no further than its header chunks); False for
     anything else, unreadable or not, and for a symbolic link."""
     if os.path.islink(path) or not os.path.isfile(path):  # a FIFO would never end reading
         return False
@@ -390,3 +391,39 @@ def montage(patches: np.ndarray, signed: bool, pad: int = 1, name: str = "patche
         y, x = r * (P_h + pad), c * (P_w + pad)
         grid[y : y + P_h, x : x + P_w] = to_rgb(patches[k], signed, name=name)
     return grid
+
+
+def check_class_names(class_names: object) -> None:
+    """Refuse ``class_names`` that are no list or tuple of strings: "cat" named class 1 "a", a
+    dict raised ``KeyError: 0``, a generator or None "has no len()".
+
+    Raises:
+        TypeError: ``"class_names: expected a list or tuple of names, got ..."``.
+        ValueError: a name empty, given twice or holding a control character (a DataError).
+    """
+    if not isinstance(class_names, list | tuple) or not all(
+        isinstance(n, str) for n in class_names
+    ):
+        shown = type(class_names).__name__  # a generator's repr says nothing more
+        if isinstance(class_names, list | tuple | str):
+            shown = repr(class_names)
+        raise TypeError(f"class_names: expected a list or tuple of names, got {shown}")
+    validate.class_names(class_names, "class_names")  # twice, empty, a control character
+
+
+def check_class_ids(labels: np.ndarray, classes: int, name: str = "labels") -> None:
+    """Refuse a drawn label (of the argument ``name``) that is no class id: below 0 (-5 was
+    written "-5") or, where the ``classes`` names are known (> 0), not below their count (5
+    was written "5" among 2).
+
+    Raises:
+        ValueError: ``"labels: expected class ids >= 0 (-1: padding, not drawn), got -5"``.
+    """
+    if (labels < 0).any():
+        raise ValueError(
+            f"{name}: expected class ids >= 0 (-1: padding, not drawn), got {labels.min()}"
+        )
+    if classes and (labels >= classes).any():
+        raise ValueError(
+            f"{name}: expected class ids below the {classes} class_names, got {labels.max()}"
+        )
