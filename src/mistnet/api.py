@@ -51,7 +51,7 @@ from mistnet.detection import (
 from mistnet.device import device_argument, device_name
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, pixel_count
-from mistnet.io import first_unwritable
+from mistnet.io import first_unwritable, nearest_existing
 from mistnet.loop import train
 from mistnet.models.mist import MIST, GridMIST, PatchModel
 from mistnet.ops._checks import as_real
@@ -577,8 +577,6 @@ def _check_out(out: object) -> None:
     claim_output(out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out")
     if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's
         raise ArgumentError(f"out {out} already holds a run; give another out")
-    place = Path(out).absolute()  # out itself, or the folder it would be made in
-    while not os.path.lexists(place) and place != place.parent:
-        place = place.parent
+    place = nearest_existing(out)  # out itself, or the folder it would be made in
     if place.is_dir() and first_unwritable([place]):  # was a bare PermissionError
         raise ArgumentError(f"out {out}: this user cannot write into {place}; give another out")

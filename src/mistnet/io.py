@@ -250,6 +250,15 @@ def stale_set_aside(directory: str | os.PathLike, target: str) -> list[Path]:
 MAX_NAME_BYTES = 200
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` made absolute, or the nearest of its parents that exists (a link to nowhere
+    exists): where a file or folder made at ``path`` would be made, to check before any work."""
+    found = Path(path).absolute()
+    while not os.path.lexists(found) and found != found.parent:
+        found = found.parent
+    return found
+
+
 def first_unwritable(paths: list[Path]) -> Path | None:
     """The first of ``paths`` that exists and this user cannot write: a folder it cannot
     create files in, a file it cannot append to; None if there is none."""

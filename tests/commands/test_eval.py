@@ -1,6 +1,7 @@
 """``mist eval``: the metrics JSON, and data the run cannot be evaluated on."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -327,7 +328,8 @@ def test_eval_into_a_run_this_user_cannot_write_is_refused_before_evaluating(
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     (run / "eval-test.json").unlink(missing_ok=True)
-    monkeypatch.setattr(command, "_can_write", lambda folder: folder != run)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != run and access(path, mode))
     monkeypatch.setattr(command, "evaluate_run", lambda *a, **k: pytest.fail("evaluated"))
     result = mist(capsys, "eval", run, "--threads", "1")
     assert_user_error(result, f"{run}: this user cannot write into it", "give --json FILE")

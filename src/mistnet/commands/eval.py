@@ -13,7 +13,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from mistnet.checkpoint import Checkpoint
@@ -27,7 +26,7 @@ from mistnet.commands._args import (
 )
 from mistnet.errors import MistError, say
 from mistnet.evaluation import evaluate_run, read_record
-from mistnet.io import atomic_write_json
+from mistnet.io import atomic_write_json, first_unwritable, nearest_existing
 from mistnet.outfiles import file_name
 from mistnet.outputs import check_outside
 
@@ -220,19 +219,13 @@ def _check_writable(out: Path, given: bool) -> None:
     Raises:
         MistError: naming the folder, and ``--json`` as the way out.
     """
-    folder = out.absolute().parent
-    while not os.path.lexists(folder) and folder != folder.parent:
-        folder = folder.parent
+    folder = nearest_existing(out.absolute().parent)
     hint = "choose another --json" if given else "give --json FILE elsewhere"
     if not folder.is_dir():  # a file in the way: found only once the whole evaluation ran
         if not given:  # RUN itself a file: the run's own checks say what it is
             return
         raise MistError(f"{folder} is not a directory, so {out} cannot be written; {hint}")
-    if not _can_write(folder):
+    if first_unwritable([folder]):
         raise MistError(
             f"{folder}: this user cannot write into it, so the record cannot be kept; {hint}"
         )
-
-
-def _can_write(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)

@@ -49,7 +49,7 @@ from mistnet.data import DigitPools, load_digits
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import ArgumentError, DataError, MistError, say
 from mistnet.extras import require_matplotlib
-from mistnet.io import atomic_write_json
+from mistnet.io import atomic_write_json, nearest_existing
 from mistnet.locks import exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
 from mistnet.reproduce import report
@@ -72,9 +72,7 @@ def _check_could_make(path: Path, option: str) -> None:
     of its parents that exists, is no directory (a file on the way) or one where no folder
     can be made (a folder is made there and removed). Run before ``--out`` is made, so that
     a bad ``--data-root`` leaves no output behind."""
-    found = path.absolute()
-    while not os.path.lexists(found) and found != found.parent:
-        found = found.parent
+    found = nearest_existing(path)
     if not found.is_dir():
         raise MistError(f"{option} {path}: not a writable directory ({found} is no directory)")
     try:
