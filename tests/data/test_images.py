@@ -262,6 +262,15 @@ def test_unreadable_unknown_empty_and_mixed_sizes(capsys, tmp_path):
         mist(capsys, "data", "import-images", tmp_path / "empty", "--out", out), "no PNG"
     )
     assert not out.exists()
+    # Before: "no PNG, JPEG or TIFF images in this folder" of a folder of hidden images alone
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty" / ".a.png")
+    (tmp_path / "empty" / ".cache").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty" / ".cache" / "b.png")
+    assert_user_error(
+        mist(capsys, "data", "import-images", tmp_path / "empty", "--out", out),
+        "no PNG, JPEG or TIFF images in this folder, only 2 hidden one(s)",
+        "passed over",
+    )
     rc, stdout, _ = mist(
         capsys, "data", "import-images", src, "--out", out, "--size", "16", "16", "--val", "0.2"
     )

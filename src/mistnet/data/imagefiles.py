@@ -53,9 +53,11 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
     skipped: list[str] = []  # files of no image format, relative to root
+    hidden = 0  # images passed over as hidden, said when there is no other
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
+            hidden += path.suffix.lower() in IMAGE_SUFFIXES
             continue
         if not path.resolve().is_relative_to(real_root):
             raise DataError(
@@ -92,7 +94,12 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 "reads each image once (remove the link)"
             )
     if not found:
-        raise DataError(f"{root}: no PNG, JPEG or TIFF images in this folder")
+        why = (
+            f", only {hidden} hidden one(s) (named '.*' or in a '.*' folder), which are passed over"
+        )
+        raise DataError(
+            f"{root}: no PNG, JPEG or TIFF images in this folder{why if hidden else ''}"
+        )
     if skipped:
         names = ", ".join(skipped[:2]) + (", ..." if len(skipped) > 2 else "")
         warnings.warn(
