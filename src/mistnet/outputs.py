@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -194,11 +195,26 @@ def claim_output(
     if not any(path.iterdir()):
         if first_unwritable([path]):  # was replaced by a folder of this user's
             raise MistError(f"{path}: this user cannot write into it; choose another {option}")
+        if not in_place and _sticky_for_others(path):  # the rename at the end: EPERM
+            raise MistError(
+                f"{path}: an empty folder of another user in {path.absolute().parent}, where "
+                f"only a file's owner may replace it (the sticky bit); choose another {option}"
+            )
         return False
     raise MistError(
         f"{path}: exists and was not made by {command}; choose a new {option} (mistnet never "
         "writes into a directory it did not create)"
     )
+
+
+def _sticky_for_others(path: Path) -> bool:
+    """Whether this user may not replace the folder ``path`` by a rename: its parent has the
+    sticky bit (``/tmp``) and neither it nor the parent is this user's (root may)."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    parent = path.absolute().parent.stat()
+    if uid == 0 or not parent.st_mode & stat.S_ISVTX:
+        return False
+    return uid not in (path.stat().st_uid, parent.st_uid)
 
 
 def create_directory(path: str | os.PathLike, kind: str) -> list[Path]:

@@ -775,6 +775,35 @@ def test_an_empty_out_folder_this_user_cannot_write_is_refused(capsys, tmp_path,
     assert entries_under(tmp_path) == before
 
 
+@pytest.mark.parametrize("command", ["data make", "import-images"])
+def test_an_empty_out_folder_of_another_user_in_a_sticky_folder_is_refused_first(
+    capsys, tmp_path, monkeypatch, command
+):
+    """Before (as user 65534, ``--out /tmp/E`` an empty folder of mode 777 another user made in
+    the sticky /tmp): the whole dataset was made, then the rename onto E failed, "Operation
+    not permitted". (Root replaces anything: the user is stood in for by ``os.geteuid``;
+    checked by hand as user 65534.)"""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    out = shared / "E"
+    out.mkdir(mode=0o777)
+    for n in range(3):
+        image(tmp_path / "imgs" / f"{n}.png", seed=n)
+    before = entries_under(tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    if command == "data make":
+        argv = ["data", "make", "mnist-easy", "--out", out, "--n-train", 1, "--n-val", 1]
+        argv += ["--n-test", 1]
+    else:
+        argv = ["data", "import-images", tmp_path / "imgs", "--out", out]
+    result = mist(capsys, *argv)
+    assert_user_error(result, f"{out}: an empty folder of another user in {shared}", "sticky")
+    assert entries_under(tmp_path) == before
+    monkeypatch.undo()  # the folder's own user (root here) may
+    assert mist(capsys, *argv)[0] == 0 and (out / "manifest.json").is_file()
+
+
 def test_an_output_written_again_keeps_its_permissions(capsys, tmp_path, tiny_run):
     """Before: a dataset made again with --overwrite and an eval record written again took the
     umask's mode (a private 700 / 600 output became readable by all)."""
