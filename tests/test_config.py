@@ -349,6 +349,10 @@ def test_load_json_rejects_garbage(tmp_path):
         ('data.digits="x\\u0000y"', r"data.digits holds a NUL character, got 'x\\x00y'"),
         ("model.in_channels=2", r"model.in_channels must be 1 \(grey\) or 3 \(colour\), got 2"),
         ("data.workers=100000", r"data.workers must be at most \d+ \(4 x the \d+ cores"),
+        # before: 0 steps trained and exit 0 at 2**63 - 1; numpy's "array is too big" (an
+        # internal error) from 2**60; "out of memory" naming nothing at 2**40
+        ("data.n_train=9223372036854775807", r"data.n_train must be at most 100,000,000"),
+        ("data.n_train=1099511627776", r"data.n_train must be at most 100,000,000 \(an epoch"),
         ('data.name=" "', r"data.name must be a generator or dataset name, got ' '"),  # read .
         # before: accepted, and read the working directory's IDX files (recorded as "")
         ("data.digits=", r"data.digits must be 'embedded', 'mnist' or an IDX folder, got ''"),
@@ -485,6 +489,11 @@ def test_a_toml_preset_with_the_old_key_names_loads_to_the_same_config(tmp_path)
     path.write_text("[train]\nlr_k = 300.0\nlr_keypoints = 300.0\n")
     with pytest.raises(MistError, match=r"train.lr_k is the old name of train.lr_keypoints"):
         load_preset(str(path))
+    # Before: the old task_loss took class_loss's place without a word ("set" trained "eq9")
+    for old in ("task_loss", "x_loss"):
+        path.write_text(f'[train]\nclass_loss = "set"\n{old} = "eq9"\n')
+        with pytest.raises(MistError, match=rf"train.{old} is the old name of train.class_loss"):
+            load_preset(str(path))
 
 
 def test_an_override_with_an_old_key_name_names_the_new_one():

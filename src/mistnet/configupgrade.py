@@ -80,6 +80,9 @@ def upgrade(data: dict[str, Any], source: str, *, recorded: bool = True) -> dict
         )
     train.pop("threads", None)  # a run-time option now (mist train --threads)
     if "task_loss" in train or "x_loss" in train:
+        if "class_loss" in train:  # the old name's value took its place without a word
+            old = "task_loss" if "task_loss" in train else "x_loss"
+            raise MistError(f"{source}: train.{old} is the old name of train.class_loss; give one")
         loss = train.pop("task_loss", "eq9")
         if train.pop("x_loss", loss) != loss:
             raise MistError(f"{source}: different task and x-step losses are no longer supported")
