@@ -34,6 +34,9 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
 #: The largest learning rate of the networks' optimisers: any larger is a typo, and from about
 #: 3.4e37 Adam's first step (10 x lr) overflows float32, an error inside torch.
 MAX_LR = 1e30
+#: The most on-the-fly training scenes of one epoch: their order is a permutation held in
+#: memory (8 bytes a scene); from 2**60 numpy refused it, and at 2**63 - 1 gave none (0 steps).
+MAX_TRAIN_SCENES = 100_000_000
 
 
 def _validate_model(m: ModelConfig) -> None:
@@ -133,6 +136,12 @@ def _validate_data(d: DataConfig) -> None:
     )
     for key in ("n_train", "n_val", "n_test", "workers", "seed"):
         _require(getattr(d, key) >= 0, f"data.{key}", ">= 0", getattr(d, key))
+    _require(
+        d.n_train <= MAX_TRAIN_SCENES,
+        "data.n_train",
+        f"at most {MAX_TRAIN_SCENES:,} (an epoch's order is shuffled in memory)",
+        d.n_train,
+    )
     _require(  # each a process: 100,000 of them swamp the machine
         d.workers <= max_threads(),
         "data.workers",
