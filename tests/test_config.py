@@ -651,6 +651,11 @@ def test_override_refuses_values_without_a_toml_form_and_takes_numpy_scalars():
             override(key, value)
     assert override("model.k", np.int64(3)) == "model.k=3"
     assert apply_overrides(load_preset("tiny-cpu"), [override("model.k", np.int64(3))]).model.k == 3
+    # Before: a folder named with DEL (legal) gave "--set data.path=...: invalid TOML value:
+    # Illegal character" from train --data, demo --out and reproduce, naming a --set never given
+    for path in ("D\x7f", "a\x7fb\x01c\u00e9"):
+        cfg = apply_overrides(load_preset("tiny-cpu"), [override("data.path", path)])
+        assert cfg.data.path == path
 
 
 @pytest.mark.parametrize(

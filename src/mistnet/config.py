@@ -293,7 +293,8 @@ def override(key: str, value: Any) -> str:
         if big or isinstance(v, float) and not math.isfinite(v):
             got = f"an integer of {v.bit_length()} bits" if big else repr(v)
             raise ValueError(f"{key}: a value must be a finite number within int64, got {got}")
-    return f"{key}={json.dumps(items if listed else items[0], ensure_ascii=False)}"
+    text = json.dumps(items if listed else items[0], ensure_ascii=False)
+    return f"{key}=" + text.replace("\x7f", "\\u007f")  # DEL: JSON leaves it, TOML refuses it
 
 
 def overridden(overrides: list[str]) -> dict[str, str]:
