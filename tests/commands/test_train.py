@@ -183,6 +183,17 @@ def _tiny_dataset(path: Path, seed: int = 0) -> Path:
     return write_dataset(path, "mnist-easy", splits)
 
 
+def test_a_data_path_without_a_slash_that_is_not_there_is_named_as_a_path(
+    capsys, tmp_path, monkeypatch
+):
+    """Before: ``--set data.path=mydata`` (or a preset's ``path = "mydata"``) that does not
+    exist said "unknown scene generator 'mydata'": data.path names a folder, never one."""
+    monkeypatch.chdir(tmp_path)
+    result = mist(capsys, "train", "--preset", "tiny-cpu", "--out", "o", "--set=data.path=mydata")
+    assert_user_error(result, "dataset mydata (data.path) does not exist")
+    assert "generator" not in result[2] and os.listdir(tmp_path) == []
+
+
 def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatch):
     """data.path is written relative to the run (`../ds`): `cd o && mist eval ../run` reads
     the run's dataset, not an `o/ds` made since, and so does a resume; the folder can move."""

@@ -64,9 +64,10 @@ def open_data(cfg: Config, data: str | None, split: str) -> tuple[str, Dataset]:
             "this run was trained on data in memory (mistnet.fit); pass the data (--data DIR, data=DIR in Python)"
         )
     path = Path(source)
-    looks_like_path = os.sep in source or source.startswith(".") or os.path.lexists(path)
+    named = not data and source == d.path  # data.path names a folder, never a generator
+    looks_like_path = named or os.sep in source or source.startswith(".") or os.path.lexists(path)
     if looks_like_path and not path.is_dir():
-        if not data and source == d.path and not path.exists():  # moved or removed since
+        if named and not path.exists():  # moved or removed since
             raise MistError(
                 f"the run's dataset {source} (data.path) does not exist; pass the data (--data DIR, data=DIR in Python)"
             )
