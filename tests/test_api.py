@@ -250,6 +250,8 @@ def image_item(**change):
         # before: one of the two kept without a word
         ([torch.rand(1, 32, 32)], {"k": 4, "model_k": 5}, ValueError, "k and model_k both set"),
         ([torch.rand(1, 32, 32)], {"train_steps": 3}, ValueError, "train_steps and steps both"),
+        # before: "model_in_channels and in_channels both set", in_channels never given
+        ([torch.rand(3, 32, 32)], {"model_in_channels": 1}, ValueError, "3-channel images but"),
         ([torch.rand(1, 32, 32)], {"progress": "no"}, TypeError, "progress must be True"),
     ],
 )
@@ -335,8 +337,15 @@ def test_fit_checks_each_field_of_a_config_it_is_given(tmp_path):
     # Before: a preset file's data.path was dropped without a word, as the Config's was.
     preset = tmp_path / "mine.toml"
     preset.write_text('[data]\nname = "mnist-hard"\npath = "ds"\n')
-    with pytest.raises(ValueError, match=f"the preset {preset} has data.path 'ds'"):
+    with pytest.raises(ValueError, match=f"the preset {preset} has data.path 'ds'.*path=''"):
         mistnet.fit(preset, data, out=tmp_path / "r", steps=1, num_classes=2, progress=False)
+    # Before: path="" (the way out it named: "clear data.path") was refused the same way
+    for key in ("path", "data_path"):
+        cleared = mistnet.fit(preset, data, out=tmp_path / key, steps=1, num_classes=2, k=2,
+                              batch_size=8, progress=False, **{key: ""})  # fmt: skip
+        assert cleared.config.data.path == "" and cleared.config.data.name == "in-memory"
+    with pytest.raises(ValueError, match="path='elsewhere': fit trains on train_data"):
+        mistnet.fit("tiny-cpu", data, out=tmp_path / "r", steps=1, path="elsewhere")
     named = copy.deepcopy(cfg)
     named.model.num_classes, named.record.class_names = 2, ("x", "y")
     # a 0-d tensor is a number of minutes, as it is an integer elsewhere (before: refused)
@@ -755,6 +764,10 @@ def test_fit_of_a_loaded_model_takes_the_new_datas_record_and_refuses_another_he
     for kwargs, message in [
         ({"num_classes": 3}, "num_classes=3: the model's classifier has 2 classes; fit trains on"),
         ({"task": "reconstruct"}, "task='reconstruct': the model does 'classify'; fit trains on"),
+        # before: "train.init_parts must be left out without train.init_from, got 'all'", a
+        # value fit had set itself
+        ({"init_from": ""}, "init_from: fit(model) trains on from the model's own weights"),
+        ({"train_init_from": str(tmp_path / "a")}, "pass its config (model.config) instead"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             mistnet.fit(model, squares(8, 0), out=tmp_path / "b", **kwargs)

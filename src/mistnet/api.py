@@ -382,17 +382,20 @@ def _require_unchanged(model: MIST, start: Path) -> None:
         )
 
 
-def _require_no_path(cfg: Config, what: str) -> None:
-    """Refuse a ``data.path``, which :func:`fit` would drop without a word (as ``path=``)."""
-    if cfg.data.path:
+def _require_no_path(cfg: Config, what: str, cleared: bool) -> None:
+    """Refuse a ``data.path``, which :func:`fit` would drop without a word (as ``path=``),
+    unless the caller ``cleared`` it (``path=""``)."""
+    if cfg.data.path and not cleared:
         raise ArgumentError(
             f"{what} has data.path {cfg.data.path!r}: fit trains on train_data and val, in "
-            "memory; clear data.path (mist train --data DIR trains on a dataset directory)"
+            "memory; pass path='' to clear it (mist train --data DIR trains on a dataset "
+            "directory)"
         )
 
 
-def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
-    """A copy of the config ``fit`` starts from; a model's also warm-starts from its run."""
+def _config_of(model_or_preset: str | os.PathLike | Config | MIST, cleared: bool) -> Config:
+    """A copy of the config ``fit`` starts from; a model's also warm-starts from its run.
+    ``cleared``: the caller passed ``path=""`` (a preset's or Config's ``data.path`` is let go)."""
     if isinstance(model_or_preset, str | os.PathLike):
         if not os.fspath(model_or_preset).strip():  # Path("") is the working directory
             raise ArgumentError(
@@ -400,10 +403,10 @@ def _config_of(model_or_preset: str | os.PathLike | Config | MIST) -> Config:
                 "file, a Config or a model"
             )
         cfg = config_module.load_preset(str(model_or_preset))
-        _require_no_path(cfg, f"the preset {os.fspath(model_or_preset)}")
+        _require_no_path(cfg, f"the preset {os.fspath(model_or_preset)}", cleared)
         return cfg
     if isinstance(model_or_preset, Config):
-        _require_no_path(model_or_preset, "the Config")
+        _require_no_path(model_or_preset, "the Config", cleared)
         # Each field checked as a preset's are (a Config's fields can be set to anything); its
         # record is what training takes from the data, not from the Config.
         data = model_or_preset.to_dict()
@@ -433,13 +436,24 @@ _NOT_IN_MEMORY = tuple(
 def _fit_config(model_or_preset: str | os.PathLike | Config | MIST, overrides: dict) -> Config:
     """The config :func:`fit` trains with; a preset, key or value it refuses is a
     ``ValueError`` (:class:`~mistnet.errors.MistError`), as every other bad argument."""
-    cfg = _config_of(model_or_preset)
+    cleared = [n for n in ("path", "data_path") if isinstance(overrides.get(n), str | bytes)]
+    cleared = [n for n in cleared if not overrides[n]]
+    for name in cleared:  # the one value of these fit takes: a preset's data.path let go
+        overrides.pop(name)
+    cfg = _config_of(model_or_preset, bool(cleared))
     for name, value in overrides.items():
         if name in _NOT_IN_MEMORY:  # else ignored silently
             raise ArgumentError(
                 f"{name}={value!r}: fit trains on train_data and val, in memory; leave "
                 f"out {name} (mist train --data DIR trains on a dataset directory)"
             )
+    if isinstance(model_or_preset, PatchModel) and {"init_from", "train_init_from"} & set(
+        overrides
+    ):  # init_from="" was refused for the init_parts fit had set itself
+        raise ArgumentError(
+            "init_from: fit(model) trains on from the model's own weights; to start from "
+            "others or from scratch, pass its config (model.config) instead of the model"
+        )
     _override(cfg, overrides)
     if isinstance(model_or_preset, PatchModel):
         _require_same_head(model_or_preset.config, cfg)
@@ -498,7 +512,9 @@ def fit(
             a terminal).
         **overrides: config values by key (``k=4``, ``lr_task=1e-3``, ``num_classes=3``), or
             ``<section>_<key>`` for a key that two sections share (``train_seed``). The
-            model's ``in_channels`` follows the data unless given.
+            model's ``in_channels`` follows the data unless given. A preset or Config naming
+            a dataset (``data.path``, a run's ``config.json``) is refused unless ``path=""``
+            lets it go (fit trains on ``train_data``); ``init_from`` is refused with a model.
 
     Training runs with gradients whatever the caller's grad mode (``torch.no_grad()``,
     ``torch.inference_mode()``, given back after), in float32 whatever its ``torch.autocast``.
@@ -533,7 +549,8 @@ def fit(
     if progress is not None:  # "no" would show the bar; numpy's False is False
         progress = validate.flag(progress, "progress")
     train_set, val_set = _fit_data(train_data, val, overrides)
-    if "in_channels" not in overrides and not isinstance(model_or_preset, PatchModel):
+    given = {"in_channels", "model_in_channels"} & set(overrides)  # either spelling: the user's
+    if not given and not isinstance(model_or_preset, PatchModel):
         overrides["in_channels"] = train_set.channels
     if steps is not None:
         overrides["steps"] = steps
