@@ -28,6 +28,10 @@ def test_list_presets(capsys):
     assert rc == 0
     for name in ("mnist-hard-classify", "gabor-recon", "svhn-classify", "tiny-cpu"):
         assert name in out
+    # Before: listed, every other option (a run to resume, --set) ignored without a word
+    for extra in (["--resume", "--out", "r"], ["--set", "bogus.key=1"], ["--preset", "nope"]):
+        result = mist(capsys, "train", "--list-presets", *extra)
+        assert_user_error(result, "--list-presets lists the presets and trains nothing; drop")
 
 
 def test_unknown_preset(capsys, tmp_path):
