@@ -353,6 +353,8 @@ def test_load_json_rejects_garbage(tmp_path):
         # internal error) from 2**60; "out of memory" naming nothing at 2**40
         ("data.n_train=9223372036854775807", r"data.n_train must be at most 100,000,000"),
         ("data.n_train=1099511627776", r"data.n_train must be at most 100,000,000 \(an epoch"),
+        # before: train.steps=5 kept, the line after it dropped without a word
+        ("train.steps=5\nmodel.k=3", r"train.steps='5\\nmodel.k=3': more than one value"),
         ('data.name=" "', r"data.name must be a generator or dataset name, got ' '"),  # read .
         # before: accepted, and read the working directory's IDX files (recorded as "")
         ("data.digits=", r"data.digits must be 'embedded', 'mnist' or an IDX folder, got ''"),

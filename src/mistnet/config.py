@@ -319,7 +319,7 @@ def _parse_value(text: str, where: str = "value") -> Any:
     """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string
     unless it is meant as a quoted string, list or table (then the TOML error is the message)."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        parsed = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError as exc:
         if text[:1] in ('"', "'", "[", "{"):
             why = re.sub(r" \(at line \d+, column \d+\)", "", str(exc))
@@ -329,6 +329,9 @@ def _parse_value(text: str, where: str = "value") -> Any:
         raise MistError(f"--set {where}: {parse_error(exc)}") from None
     except RecursionError:
         raise MistError(f"--set {where}: nested too deeply") from None
+    if len(parsed) > 1:  # "5\nmodel.k=3": the line after the value was dropped unsaid
+        raise MistError(f"--set {where}={text!r}: more than one value (a line break?)")
+    return parsed["v"]
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
