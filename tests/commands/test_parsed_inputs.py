@@ -829,6 +829,61 @@ def test_a_name_in_another_unicode_form_multiple_frames_and_floats_beyond_1(caps
         assert len(z["images"]) == 2
 
 
+def _grey_png(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(path)
+
+
+def test_a_boxes_row_that_names_two_images_two_ways_is_refused(capsys, tmp_path, monkeypatch):
+    """Before: detect run from the folder above ``photos`` wrote the row ``photos/x.png``;
+    imported with ``photos`` as SRC, whose subfolder ``photos/photos`` holds an ``x.png`` too,
+    that row was read as the path inside SRC: its boxes went to the other image, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("photos/x.png", "photos/photos/x.png", "photos/y.png"):
+        _grey_png(tmp_path / name)
+    (tmp_path / "boxes.csv").write_text("filename,x,y,side\nphotos/x.png,10,10,8\n")
+    argv = ["data", "import-images", "photos", "--out", "ds", "--boxes", "boxes.csv"]
+    result = mist(capsys, *argv, "--val", "0", "--test", "0")
+    assert_user_error(
+        result, "'photos/x.png' is photos/x.png inside photos but x.png from the working directory"
+    )
+    assert not (tmp_path / "ds").exists()
+    (tmp_path / "boxes.csv").write_text(f"filename,x,y,side\n{tmp_path}/photos/x.png,10,10,8\n")
+    assert mist(capsys, *argv, "--val", "0", "--test", "0")[0] == 0  # absolute: one reading
+
+
+def test_a_bare_name_in_another_unicode_form_is_matched(capsys, tmp_path):
+    """Before: a row ``café.png`` (NFC) for ``sub/cafe\u0301.png`` (NFD, as macOS stores it)
+    said "no image 'café.png'"; the path ``sub/café.png`` was matched."""
+    src = tmp_path / "photos"
+    _grey_png(src / "sub" / "cafe\u0301.png")
+    _grey_png(src / "other.png")
+    (tmp_path / "labels.csv").write_text("filename,labels\ncafé.png,a\nother.png,b\n")
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    rc, _, err = mist(capsys, *argv, "--labels", tmp_path / "labels.csv")
+    assert rc == 0, err
+    with np.load(tmp_path / "ds" / "train.npz") as z:
+        assert sorted(z["counts"].tolist()) == [1, 1]
+
+
+def test_a_folder_inside_src_that_cannot_be_read_is_refused(capsys, tmp_path, monkeypatch):
+    """Before (as a user who cannot read ``S/locked``): its images were left out without a
+    word, the dataset made of the rest. (Root reads anything: the permission is stood in for;
+    checked by hand as user 65534.)"""
+    src = tmp_path / "S"
+    _grey_png(src / "a.png")
+    _grey_png(src / "locked" / "b.png")
+    access = os.access
+    locked = src / "locked"
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: os.fspath(p) != str(locked) and access(p, mode)
+    )
+    before = files_under(tmp_path)
+    argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
+    assert_user_error(mist(capsys, *argv), f"{locked}: a folder this user cannot read")
+    assert files_under(tmp_path) == before
+
+
 def test_a_class_named_in_two_unicode_forms_is_one_class(capsys, tmp_path):
     """Before: "café" (NFC) and "cafe\u0301" (NFD), which print alike, were two classes; a list
     of class names holding both was accepted."""

@@ -54,20 +54,23 @@ def _resolver(root: Path, images: list[Path], where: str):
     for r in rel:
         nfc.setdefault(unicodedata.normalize("NFC", r), []).append(r)
     real_root = root.resolve()
-    bare: dict[str, list[str]] = {}
+    bare: dict[str, list[str]] = {}  # by the name's NFC form, as nfc
     for r in rel:
-        bare.setdefault(r.rsplit("/", 1)[-1], []).append(r)
+        bare.setdefault(unicodedata.normalize("NFC", r.rsplit("/", 1)[-1]), []).append(r)
 
     def match(name: str, written: str, line: str) -> str | None:
-        if name in rel:
-            return name
         same = nfc.get(unicodedata.normalize("NFC", name), [])
-        if len(same) == 1:
-            return same[0]
+        inside = name if name in rel else same[0] if len(same) == 1 else None
         real = _inside(Path(name), real_root)
-        if real is not None and real.as_posix() in rel:
-            return real.as_posix()
-        hits = bare.get(name, [])
+        here = real.as_posix() if real is not None and real.as_posix() in rel else None
+        if inside and here and inside != here:  # the first was taken without a word
+            raise DataError(
+                f"{where} {line}: {written!r} is {inside} inside {root} but {here} from the "
+                "working directory; write it as an absolute path"
+            )
+        if inside or here:
+            return inside or here
+        hits = bare.get(unicodedata.normalize("NFC", name), [])
         if len(hits) > 1:
             raise DataError(f"{where} {line}: {written!r} matches {', '.join(hits)}; give the path")
         return hits[0] if hits else None

@@ -49,6 +49,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     if kind := output_kind(root):  # detect's own folder given as SRC: its overlays imported
         shown = f"{kind}: mist data import-official reads it" if kind == "official" else kind
         raise DataError(f"{root}: a mistnet output ({shown}); import-images reads only your images")
+    _require_listable(root)
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
@@ -65,6 +66,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 "reads only files inside the folder (copy the file in, or remove the link)"
             )
         if path.is_dir():
+            _require_listable(path)
             if kind := output_kind(path):  # detect's annotated PNGs were imported as photos
                 raise DataError(
                     f"{path}: a mistnet output ({kind}) inside {root}; import-images reads "
@@ -106,6 +108,16 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
             f"{root}: skipped {len(skipped)} file(s) that are no images ({names})", MistWarning, 2
         )
     return sorted(found.values(), key=lambda p: p.relative_to(root).as_posix())
+
+
+def _require_listable(folder: Path) -> None:
+    """Refuse a folder whose entries this user cannot list: its images were passed over
+    without a word (``rglob`` skips it), the import made of the rest."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DataError(
+            f"{folder}: a folder this user cannot read, so its images would be left out; make "
+            "it readable, or move it out of the folder"
+        )
 
 
 def float_pixels(im: Image.Image, path: str | os.PathLike) -> np.ndarray | None:
