@@ -64,8 +64,11 @@ class CommandParser(argparse.ArgumentParser):
             return super().parse_known_args(args, namespace)
         if self.intermixed:
             self._mixing = True
+            args, after = _after_double_dash(sys.argv[1:] if args is None else list(args))
             try:
                 namespace, extras = self.parse_known_intermixed_args(args, namespace)
+                _restore(namespace, after)
+                extras = [after.get(arg, arg) for arg in extras]
             except AttributeError as exc:
                 # Ctrl-C before Python 3.11's intermixed parsing saved its actions' nargs: its
                 # cleanup's AttributeError ('save_nargs') replaced the interrupt
@@ -90,6 +93,27 @@ class CommandParser(argparse.ArgumentParser):
                 None,
             )
         return namespace, extras
+
+
+def _after_double_dash(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``args`` with each argument after ``--`` replaced by a stand-in, and the stand-ins'
+    arguments: intermixed parsing read ``-x.png`` after ``--`` as an option (``mist detect
+    --out F -- RUN -x.png``: "unrecognized arguments"). A stand-in starts with a NUL, which
+    no argument from the command line holds; :func:`_restore` puts the arguments back."""
+    if "--" not in args:
+        return args, {}
+    i = args.index("--")
+    after = {f"\0{n}": arg for n, arg in enumerate(args[i + 1 :])}
+    return args[:i] + list(after), after
+
+
+def _restore(namespace: argparse.Namespace, after: dict[str, str]) -> None:
+    """Put back the arguments :func:`_after_double_dash` stood in for."""
+    for name, value in vars(namespace).items():
+        if isinstance(value, str) and value in after:
+            setattr(namespace, name, after[value])
+        elif isinstance(value, list):
+            setattr(namespace, name, [after.get(v, v) if isinstance(v, str) else v for v in value])
 
 
 def _empty(value: object) -> bool:

@@ -28,6 +28,22 @@ def test_detect_unreadable_image(capsys, tiny_run, tmp_path):
     assert not out.exists()
 
 
+def test_images_named_like_options_after_a_double_dash(capsys, tiny_run, tmp_path, monkeypatch):
+    """Before: ``mist detect --out F -- RUN -x.png`` said "unrecognized arguments: -x.png" and
+    ``--model NAME --out F -- -x.png`` "the following arguments are required: IMAGE" (the
+    images must come after the options, as the other commands take them)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("-x.png", "--y.png"):
+        Image.fromarray(np.zeros((40, 40), np.uint8), "L").save(tmp_path / name)
+    assert mist(capsys, "detect", "--out", "a", "--", tiny_run, "-x.png", "--y.png")[0] == 0
+    assert {"-x.json", "--y.json"} <= {p.name for p in (tmp_path / "a").iterdir()}
+    model = ["--model", "mnist-hard-classifier"]
+    assert mist(capsys, "detect", *model, "--out", "b", "--", "-x.png")[0] == 0
+    assert (tmp_path / "b" / "-x.json").is_file()
+    result = mist(capsys, "detect", *model, "--out", "c", "--", "-x.png", "--bogus")
+    assert_user_error(result, "--bogus: no such file")  # after --, an image's name
+
+
 def test_detect_too_small_image(capsys, tiny_run, tmp_path):
     path = tmp_path / "thin.png"
     Image.fromarray(np.zeros((3, 40), np.uint8), "L").save(path)
