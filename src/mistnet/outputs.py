@@ -175,7 +175,7 @@ def claim_output(
         # never written through (it may lead anywhere); an output written in place, as a run
         # resumed, is named by its own path
         target = Path(os.path.realpath(path))
-        ours = in_place and target.is_dir() and output_kind(target) == kind  # else refused too
+        ours = target.is_dir() and output_kind(target) == kind  # else refused too
         hint = f"give {target} itself" if ours else "name a new directory"
         raise MistError(f"{path}: is a symbolic link; {option} must {hint}")
     found = None

@@ -580,6 +580,14 @@ def resume_a_run_through_a_link(tmp_path, run):
 
 
 @case
+def data_make_overwrite_through_a_link_to_its_dataset(tmp_path, run):
+    made = dataset(tmp_path / "D")  # was "--out must name a new directory", though D may be
+    (tmp_path / "Dl").symlink_to(made)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "Dl", "--overwrite"]
+    return argv + ["--n-train", 1], ["Dl: is a symbolic link; --out must give", f"{made} itself"]
+
+
+@case
 def train_through_a_link_to_a_file(tmp_path, run):
     (tmp_path / "file").write_text("mine")  # was "--out must give .../file itself"
     (tmp_path / "link").symlink_to(tmp_path / "file")
