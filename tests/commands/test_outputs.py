@@ -435,6 +435,16 @@ def detect_two_images_of_one_name(tmp_path, run):
 
 
 @case
+def detect_two_images_whose_names_differ_in_case_or_unicode_form(tmp_path, run):
+    # Before: accepted; on a file system that ignores case (macOS, Windows) cat.json replaced
+    # Cat.json, one image's files holding the other's results (and so for café in NFC / NFD)
+    a, b = image(tmp_path / "a" / "Cat.png"), image(tmp_path / "a" / "cat.png", seed=1)
+    c, d = image(tmp_path / "b" / "caf\u00e9.png"), image(tmp_path / "b" / "cafe\u0301.png")
+    argv = ["detect", run, a, c, b, d, "--out", tmp_path / "d"]
+    return argv, ["cat.png: its output cat.json would overwrite", "(Cat.json) where case and"]
+
+
+@case
 def detect_one_image_given_twice(tmp_path, run):
     # Before: "its output x.json would overwrite x.png's; rename the image" (one file, named
     # twice by overlapping globs: renaming cannot help)

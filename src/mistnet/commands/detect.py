@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import unicodedata
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -161,19 +162,26 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
             (:func:`~mistnet.io.require_short_name`).
     """
     stems = [Path(p).stem for p in paths]
-    taken = {name: "this call's table" for name in DetectionTable.names(formats)}
+    # by the name as a file system that ignores case or Unicode forms (macOS, Windows) sees it
+    taken = {_folded(n): ("this call's table", n) for n in DetectionTable.names(formats)}
     for path, stem in zip(paths, stems, strict=True):
         for name in _image_files(stem, formats):
             require_short_name(name, f"{path}: its output")
-            if name in taken:
-                earlier = taken[name]
+            if (key := _folded(name)) in taken:
+                earlier, its = taken[key]
                 if earlier in paths and os.path.realpath(earlier) == os.path.realpath(path):
                     raise MistError(f"{path}: given twice (as {earlier}); name each image once")
+                where = "" if its == name else f" ({its}) where case and Unicode forms are one"
                 raise MistError(
-                    f"{path}: its output {name} would overwrite {earlier}'s; rename the image"
+                    f"{path}: its output {name} would overwrite {earlier}'s{where}; rename the "
+                    "image"
                 )
-            taken[name] = str(path)
+            taken[key] = (str(path), name)
     return stems
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def _image_files(stem: str, formats: set[str]) -> list[str]:
