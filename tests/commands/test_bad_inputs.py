@@ -284,6 +284,16 @@ def import_images_with_a_link_to_another_of_its_images(tmp_path, run):
 
 
 @case
+def import_images_with_a_hard_link_to_another_of_its_images(tmp_path, run):
+    (tmp_path / "photos").mkdir()  # before: a.png imported twice, in train and in test
+    for name in ("a.png", "b.png", "c.png"):
+        image(tmp_path / "photos", name)
+    os.link(tmp_path / "photos" / "a.png", tmp_path / "photos" / "z.png")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "i"]
+    return argv, ["z.png: a hard link to", "a.png (one file under two names)"]
+
+
+@case
 def import_images_nan_pixels(tmp_path, run):
     (tmp_path / "photos").mkdir()
     Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(tmp_path / "photos" / "a.tif")

@@ -53,6 +53,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
+    inodes: dict[tuple[int, int], Path] = {}  # the file -> the path found
     skipped: list[str] = []  # files of no image format, relative to root
     hidden = 0  # images passed over as hidden, said when there is no other
     for path in sorted(root.rglob("*")):
@@ -94,6 +95,13 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
             raise DataError(
                 f"{link}: a symbolic link to {real}, which the folder holds too; import-images "
                 "reads each image once (remove the link)"
+            )
+        info = path.stat()
+        first = inodes.setdefault((info.st_dev, info.st_ino), path)
+        if first != path:  # one image in two splits, as a link would put it
+            raise DataError(
+                f"{path}: a hard link to {first} (one file under two names); import-images "
+                "reads each image once (remove one)"
             )
     if not found:
         why = (
