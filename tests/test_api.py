@@ -789,6 +789,21 @@ def test_fit_trains_with_gradients_under_the_callers_no_grad_or_inference_mode(t
     assert model.checkpoint.exists()
 
 
+def test_predict_keeps_out_the_callers_autocast():
+    """Before: under a script's ``torch.autocast("cpu", dtype=torch.bfloat16)`` predict (and
+    ``detect_image``) computed in bf16: other boxes, scores and classes than ``mist detect``
+    gives, float32 tensors all the same, without a word."""
+    model = mistnet.load("mnist-hard-classifier")
+    images = torch.rand(3, 1, 80, 80, generator=torch.Generator().manual_seed(0))
+    plain = model.predict(images, min_score=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = model.predict(images, min_score=0)
+        assert torch.is_autocast_enabled("cpu")  # the caller's, given back
+    for a, b in zip(plain, under, strict=True):
+        assert torch.equal(a.scores, b.scores) and torch.equal(a.boxes, b.boxes)
+        assert torch.equal(a.classes, b.classes)
+
+
 @pytest.mark.parametrize("damaged", ["first weight", "heatmap running_var", "task head"])
 def test_predict_refuses_a_models_non_finite_boxes_and_scores_as_mist_detect_does(damaged):
     """Before: NaN scores failed every min_score, so a diverged model gave no detection and

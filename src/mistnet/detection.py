@@ -50,6 +50,7 @@ from mistnet.imagefile import DEFAULT_MAX_PIXELS, open_image, scaled_size, uprig
 from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST, PatchModel
 from mistnet.ops._checks import check_int, check_number, require_dense
+from mistnet.torchstate import without_autocast
 
 __all__ = [
     "CLASSIFIER_MIN_SCORE",
@@ -294,6 +295,7 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
 
 
 @torch.inference_mode()
+@without_autocast()
 def detect_image(
     model: PatchModel,
     image: Tensor,

@@ -36,16 +36,20 @@ def callers_torch_state() -> Iterator[None]:
     under a script's bf16 autocast, training and evaluation computed other numbers than the
     run records say, without a word)."""
     threads = torch.get_num_threads()
-    with (
-        torch.random.fork_rng(devices=[]),
-        float32_default(),
-        torch.autocast("cpu", enabled=False),
-        torch.autocast("cuda", enabled=False),
-    ):
+    with torch.random.fork_rng(devices=[]), float32_default(), without_autocast():
         try:
             yield
         finally:
             torch.set_num_threads(threads)
 
 
-__all__ = ["callers_torch_state", "float32_default"]
+@contextlib.contextmanager
+def without_autocast() -> Iterator[None]:
+    """The caller's ``torch.autocast`` (CPU or CUDA) off in the block, on again after; also a
+    decorator. What the model computes is then what ``mist detect`` and the run's records say
+    (under a script's bf16 autocast, ``predict`` gave other boxes and classes, unsaid)."""
+    with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+        yield
+
+
+__all__ = ["callers_torch_state", "float32_default", "without_autocast"]
