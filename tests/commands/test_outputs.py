@@ -216,6 +216,18 @@ def reproduce_again_with_figures_a_link(tmp_path, run):
 
 
 @case
+def eval_of_a_checkpoint_file(tmp_path, run):
+    # Before: "--json RUN/best.safetensors/eval-test.json is inside the run RUN", no --json given
+    return ["eval", run / "best.safetensors"], ["best.safetensors is a file; give the run dir"]
+
+
+@case
+def eval_of_a_typo_inside_a_run(tmp_path, run):
+    # Before: "--json RUN/rnu/eval-test.json is inside the run RUN; choose a path outside it"
+    return ["eval", run / "rnu"], [f"run directory {run / 'rnu'} does not exist"]
+
+
+@case
 def eval_json_over_the_run_config(tmp_path, run):
     argv = ["eval", run, "--json", run / "config.json"]
     return argv, ["config.json: inside the run directory", "only be eval-*.json"]

@@ -29,6 +29,7 @@ from mistnet.evaluation import evaluate_run, read_record
 from mistnet.io import atomic_write_json, first_unwritable, nearest_existing
 from mistnet.outfiles import file_name
 from mistnet.outputs import check_outside
+from mistnet.rundir import Run
 
 
 def register(subparsers) -> None:
@@ -159,6 +160,8 @@ def check_json_out(
 
 def run(args: argparse.Namespace) -> int:
     run_or_model(args)
+    if args.run is not None:  # before its record's path: a file or typo was told of --json
+        Run(args.run).require()
     for option, value in (("--k", args.k), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise MistError(
