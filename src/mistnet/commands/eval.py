@@ -160,8 +160,6 @@ def check_json_out(
 
 def run(args: argparse.Namespace) -> int:
     run_or_model(args)
-    if args.run is not None:  # before its record's path: a file or typo was told of --json
-        Run(args.run).require()
     for option, value in (("--k", args.k), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise MistError(
@@ -169,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.k and args.per_image_k:
         raise MistError("--k and --per-image-k exclude each other")
+    if args.run is not None:  # before its record's path: a file or typo was told of --json
+        Run(args.run).require()
     out = _record(args)
     if out is not None:  # before the evaluation: a record of another's there is refused first
         check_json_out(out, args.run, args.data, args.model, given=bool(args.json))
