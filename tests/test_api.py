@@ -843,3 +843,8 @@ def test_predict_checks_that_every_path_is_a_file_before_detecting_any(tmp_path,
             model.predict([tmp_path / "a.png", image, bad])
         with pytest.raises(mistnet.errors.DataError, match=message):
             model.predict([image, image, str(bad)])
+    # Before: "p1.py: not a readable image ...", the only message of predict without its index
+    monkeypatch.undo()
+    (tmp_path / "p1.py").write_text("print(1)\n")
+    with pytest.raises(mistnet.errors.DataError, match=r"^image 1: .*p1.py: not a readable"):
+        model.predict([image, tmp_path / "p1.py"])

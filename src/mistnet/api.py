@@ -112,7 +112,11 @@ def _as_images(images: Any, channels: int, max_pixels: int) -> Iterator[tuple[st
 def _decoded(items: list, channels: int, max_pixels: int) -> Iterator[tuple[str, Tensor]]:
     for n, item in enumerate(items):
         if isinstance(item, str | os.PathLike):
-            yield f"image {n}", read_image(item, channels, max_pixels)
+            try:
+                image = read_image(item, channels, max_pixels)
+            except DataError as exc:  # as every other message of predict names the image
+                raise DataError(f"image {n}: {exc}") from None
+            yield f"image {n}", image
         elif isinstance(item, Image.Image):
             pixel_count(*item.size, max_pixels, f"image {n}", _HINT)
             yield f"image {n}", image_tensor(item, channels, f"image {n}")

@@ -228,6 +228,13 @@ def eval_of_a_typo_inside_a_run(tmp_path, run):
 
 
 @case
+def eval_json_of_the_right_name_in_a_subfolder_of_the_run(tmp_path, run):
+    (run / "sub").mkdir()  # was "--json may only be eval-*.json", which it was
+    argv = ["eval", run, "--json", run / "sub" / "eval-x.json"]
+    return argv, ["--json may only be an eval-*.json directly in it"]
+
+
+@case
 def eval_json_over_the_run_config(tmp_path, run):
     argv = ["eval", run, "--json", run / "config.json"]
     return argv, ["config.json: inside the run directory", "only be eval-*.json"]

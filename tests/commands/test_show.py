@@ -8,10 +8,13 @@ from mistnet.commands.show import MAX_SCENES
 
 def test_show_writes_a_figure(capsys, tiny_run, tmp_path):
     out = tmp_path / "fig.png"
-    rc, _, err = mist(capsys, "show", tiny_run, "--n", "2", "--out", out)
+    rc, said, err = mist(capsys, "show", tiny_run, "--n", "2", "--out", out)
     assert rc == 0, err
+    assert f"wrote {out} (2 scenes of " in said
     with Image.open(out) as im:
         assert im.size[0] > im.size[1] > 100
+    rc, said, err = mist(capsys, "show", tiny_run, "--n", "1", "--out", out)
+    assert rc == 0 and f"wrote {out} (1 scene of " in said, err  # was "1 scenes"
 
 
 def test_show_refuses_more_detections_than_pixels_and_too_many_scenes(capsys, tiny_run, tmp_path):

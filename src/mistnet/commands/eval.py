@@ -135,7 +135,10 @@ def check_json_out(
     """
     in_run = _within(out, run)
     if in_run and not (out.parent.resolve() == Path(run).resolve() and out.match("eval-*.json")):
-        raise MistError(f"{out}: inside the run directory {run}, --json may only be eval-*.json")
+        raise MistError(
+            f"{out}: inside the run directory {run}, --json may only be an eval-*.json directly "
+            "in it"
+        )
     if not in_run and _within(out, data):
         raise MistError(f"{out}: is inside the dataset directory {data}; choose another --json")
     if not in_run:

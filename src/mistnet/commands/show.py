@@ -106,5 +106,5 @@ def run(args: argparse.Namespace) -> int:
             signed=cfg.model.output == "signed",
             class_names=cfg.record.class_names,
         )
-    say(f"wrote {args.out} ({n} scenes of {source} [{args.split}])")
+    say(f"wrote {args.out} ({n} scene{'s' * (n != 1)} of {source} [{args.split}])")
     return 0
