@@ -165,6 +165,15 @@ def test_step_sampler_refuses_a_batch_that_does_not_split_over_the_processes(
         StepSampler(20, batch_size, seed=0, start_step=0, steps=2, world_size=world_size)
 
 
+def test_step_sampler_refuses_an_epoch_whose_order_does_not_fit_in_memory(monkeypatch):
+    """Before: ``data.n_train = 2**40`` on-the-fly scenes failed as "out of memory; try smaller
+    images, batches or network sizes", naming nothing the user had set."""
+    monkeypatch.setattr("mistnet.machine.available_memory", lambda: 10**9)
+    with pytest.raises(ValueError, match=r"1,099,511,627,776 training scenes need .* \(data.n_tra"):
+        StepSampler(2**40, 8, seed=0, start_step=0, steps=2)
+    assert len(StepSampler(10**6, 8, seed=0, start_step=0, steps=2)) == 16  # 8 MB: fits
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -73,7 +73,7 @@ class DataConfig:
     path: str = ""  # a dataset directory written by ``mist data make`` / ``import-official``
     digits: str = "embedded"  # "embedded", "mnist" (the data cache) or a directory of IDX files
     seed: int = 0
-    n_train: int = 50_000  # on-the-fly scenes per epoch (generators only; at most 100,000,000)
+    n_train: int = 50_000  # on-the-fly scenes per epoch (generators only; at most 2**40)
     n_val: int = 500
     n_test: int = 500
     workers: int = 0

@@ -34,9 +34,10 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
 #: The largest learning rate of the networks' optimisers: any larger is a typo, and from about
 #: 3.4e37 Adam's first step (10 x lr) overflows float32, an error inside torch.
 MAX_LR = 1e30
-#: The most on-the-fly training scenes of one epoch: their order is a permutation held in
-#: memory (8 bytes a scene); from 2**60 numpy refused it, and at 2**63 - 1 gave none (0 steps).
-MAX_TRAIN_SCENES = 100_000_000
+#: The most on-the-fly training scenes of one epoch, whose order is a permutation held in
+#: memory (8 bytes a scene: what the machine can hold is checked when training starts). From
+#: 2**60 numpy refused it, an internal error, and at 2**63 - 1 gave none: 0 steps, exit 0.
+MAX_TRAIN_SCENES = 2**40
 
 
 def _validate_model(m: ModelConfig) -> None:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mistnet.data.dataset import collate_scenes
 from mistnet.errors import MistError
+from mistnet.machine import fits_in_memory
 
 
 class StepSampler(Sampler[int]):
@@ -44,6 +45,8 @@ class StepSampler(Sampler[int]):
                 f"the training split has {n} scenes, fewer than one batch (train.batch_size = "
                 f"{batch_size}); lower train.batch_size or give more training scenes"
             )
+        # an epoch's order is held whole: 2**40 scenes failed as "out of memory", naming nothing
+        fits_in_memory(8 * n, f"the order of an epoch's {n:,} training scenes", "data.n_train")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start, self.steps = start_step, steps
         self.shard = batch_size // world_size
