@@ -237,7 +237,7 @@ def eval_json_of_the_right_name_in_a_subfolder_of_the_run(tmp_path, run):
 @case
 def eval_json_over_the_run_config(tmp_path, run):
     argv = ["eval", run, "--json", run / "config.json"]
-    return argv, ["config.json: inside the run directory", "only be eval-*.json"]
+    return argv, ["config.json: inside the run directory", "only be an eval-*.json directly in it"]
 
 
 @case

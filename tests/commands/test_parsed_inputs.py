@@ -866,21 +866,26 @@ def test_a_bare_name_in_another_unicode_form_is_matched(capsys, tmp_path):
         assert sorted(z["counts"].tolist()) == [1, 1]
 
 
-def test_a_folder_inside_src_that_cannot_be_read_is_refused(capsys, tmp_path, monkeypatch):
+def test_a_folder_inside_src_that_cannot_be_read_is_said(capsys, tmp_path, monkeypatch):
     """Before (as a user who cannot read ``S/locked``): its images were left out without a
-    word, the dataset made of the rest. (Root reads anything: the permission is stood in for;
-    checked by hand as user 65534.)"""
+    word, the dataset made of the rest. Now a warning names it (not refused: the root of a
+    drive holds a ``lost+found`` only root reads). An unreadable SRC was "no images in this
+    folder". (Root reads anything: the permission is stood in for; checked as user 65534.)"""
     src = tmp_path / "S"
     _grey_png(src / "a.png")
     _grey_png(src / "locked" / "b.png")
     access = os.access
-    locked = src / "locked"
+    locked = {str(src / "locked")}
     monkeypatch.setattr(
-        os, "access", lambda p, mode: os.fspath(p) != str(locked) and access(p, mode)
+        os, "access", lambda p, mode: os.fspath(p) not in locked and access(p, mode)
     )
-    before = files_under(tmp_path)
     argv = ["data", "import-images", src, "--out", tmp_path / "ds", "--val", "0", "--test", "0"]
-    assert_user_error(mist(capsys, *argv), f"{locked}: a folder this user cannot read")
+    rc, _, err = mist(capsys, *argv)
+    assert rc == 0 and f"{src / 'locked'}: a folder this user cannot read; its images" in err
+    locked.add(str(src))
+    before = files_under(tmp_path)
+    argv[4] = tmp_path / "ds2"
+    assert_user_error(mist(capsys, *argv), f"{src}: a folder this user cannot read")
     assert files_under(tmp_path) == before
 
 

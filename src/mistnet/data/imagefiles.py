@@ -49,7 +49,8 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     if kind := output_kind(root):  # detect's own folder given as SRC: its overlays imported
         shown = f"{kind}: mist data import-official reads it" if kind == "official" else kind
         raise DataError(f"{root}: a mistnet output ({shown}); import-images reads only your images")
-    _require_listable(root)
+    if not os.access(root, os.R_OK | os.X_OK):  # else "no images in this folder"
+        raise DataError(f"{root}: a folder this user cannot read")
     real_root = root.resolve()
     skip = {p.resolve() for p in ignore}
     found: dict[Path, Path] = {}  # resolved -> the path found
@@ -67,7 +68,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 "reads only files inside the folder (copy the file in, or remove the link)"
             )
         if path.is_dir():
-            _require_listable(path)
+            _warn_unlistable(path)
             if kind := output_kind(path):  # detect's annotated PNGs were imported as photos
                 raise DataError(
                     f"{path}: a mistnet output ({kind}) inside {root}; import-images reads "
@@ -89,20 +90,7 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
                 f"{path}: a {fmt} image; import-images reads {', '.join(IMAGE_SUFFIXES)} "
                 f"({fix} it, or move it out)"
             )
-        twin = found.setdefault(path.resolve(), path)
-        if twin != path:  # one of the two is (or lies under) a link: it would be read twice
-            link, real = (path, twin) if path.absolute() != path.resolve() else (twin, path)
-            raise DataError(
-                f"{link}: a symbolic link to {real}, which the folder holds too; import-images "
-                "reads each image once (remove the link)"
-            )
-        info = path.stat()
-        first = inodes.setdefault((info.st_dev, info.st_ino), path)
-        if first != path:  # one image in two splits, as a link would put it
-            raise DataError(
-                f"{path}: a hard link to {first} (one file under two names); import-images "
-                "reads each image once (remove one)"
-            )
+        _require_once(path, found, inodes)
     if not found:
         why = (
             f", only {hidden} hidden one(s) (named '.*' or in a '.*' folder), which are passed over"
@@ -118,13 +106,35 @@ def find_images(src: str | os.PathLike, ignore: tuple[Path, ...] = ()) -> list[P
     return sorted(found.values(), key=lambda p: p.relative_to(root).as_posix())
 
 
-def _require_listable(folder: Path) -> None:
-    """Refuse a folder whose entries this user cannot list: its images were passed over
-    without a word (``rglob`` skips it), the import made of the rest."""
-    if not os.access(folder, os.R_OK | os.X_OK):
+def _require_once(path: Path, found: dict[Path, Path], inodes: dict[tuple[int, int], Path]):
+    """Record the image file ``path`` in ``found`` (by its resolved path) and ``inodes`` (by
+    its file), once it is seen to be no second name of one found before: a symbolic or hard
+    link to another of the folder's images would put one image in two splits."""
+    twin = found.setdefault(path.resolve(), path)
+    if twin != path:  # one of the two is (or lies under) a link: it would be read twice
+        link, real = (path, twin) if path.absolute() != path.resolve() else (twin, path)
         raise DataError(
-            f"{folder}: a folder this user cannot read, so its images would be left out; make "
-            "it readable, or move it out of the folder"
+            f"{link}: a symbolic link to {real}, which the folder holds too; import-images "
+            "reads each image once (remove the link)"
+        )
+    info = path.stat()
+    first = inodes.setdefault((info.st_dev, info.st_ino), path)
+    if first != path:
+        raise DataError(
+            f"{path}: a hard link to {first} (one file under two names); import-images reads "
+            "each image once (remove one)"
+        )
+
+
+def _warn_unlistable(folder: Path) -> None:
+    """Say so of a folder whose entries this user cannot list: its images, if any, were left
+    out without a word (``rglob`` skips it). Not refused: the root of a drive holds a
+    ``lost+found`` that only its owner reads, which the user can neither open nor move."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        warnings.warn(
+            f"{folder}: a folder this user cannot read; its images, if it holds any, are left out",
+            MistWarning,
+            3,
         )
 
 
