@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 import mistnet
+import mistnet.prediction
 from mistnet.data.memory import SceneItems
 from mistnet.errors import MistError, MistWarning
 
@@ -833,7 +834,7 @@ def test_predict_checks_that_every_path_is_a_file_before_detecting_any(tmp_path,
     def detect_image(*args, **kwargs):
         raise AssertionError("an image was detected before every path was checked")
 
-    monkeypatch.setattr(mistnet.api, "detect_image", detect_image)
+    monkeypatch.setattr(mistnet.prediction, "detect_image", detect_image)
     image = torch.rand(1, 80, 80)
     for bad, message in [
         (tmp_path / "nofile.png", "no such file"),

@@ -12,6 +12,7 @@ from cli_helpers import assert_user_error, mist
 from PIL import Image
 
 import mistnet
+import mistnet.prediction
 from mistnet.detection import CLASSIFIER_MIN_SCORE, tiled_cap
 
 
@@ -81,7 +82,7 @@ def test_predict_refuses_an_image_over_max_pixels_before_converting_it(tiny_run,
     def never(*args, **kwargs):
         raise AssertionError("converted before the size was checked")
 
-    monkeypatch.setattr(mistnet.api, "image_tensor", never)
+    monkeypatch.setattr(mistnet.prediction, "image_tensor", never)
     huge = torch.zeros(1, 1, 1, 1).expand(2, 1, 300, 400)  # no memory behind it, as 20000^2
     for image in (huge, huge[0], Image.new("L", (400, 300))):
         with pytest.raises(ValueError, match=r"image 0: 400x300 = 120,000 pixels, more than"):
@@ -207,9 +208,9 @@ def test_predict_names_the_list_item_and_the_image_of_a_batch_at_fault(tiny_run)
 
 def test_predict_with_the_grid_baseline_takes_its_trained_size_only():
     # Before: a 40x60 image failed inside the model; 40x40 was scored though eval refuses it.
-    from mistnet.api import predict
     from mistnet.config import apply_overrides, load_preset
     from mistnet.models.build import build_model
+    from mistnet.prediction import predict
 
     cfg = apply_overrides(load_preset("tiny-cpu"), ["model.task=reconstruct", "train.method=grid"])
     cfg.record.image_size = (80, 80)
@@ -365,7 +366,7 @@ def test_predictions_compare_by_identity_not_by_raising(tiny_run):
 def test_predict_of_a_list_decodes_each_image_as_it_is_detected(tiny_run, tmp_path, monkeypatch):
     """Before: every image of the list was decoded before the first was detected (a list of
     100 photos held 14 GB)."""
-    from mistnet import api
+    from mistnet import prediction as api
 
     for i in range(3):
         Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / f"{i}.png")
