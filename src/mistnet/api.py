@@ -376,7 +376,9 @@ def _check_out(out: object) -> None:
         raise ArgumentError("out '' is an empty path; give the run directory to write")
     run = Run(out)
     # what training's own claim would refuse, said of ``out`` rather than ``--out``
-    claim_output(out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out")
+    claim_output(
+        out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out", again=False
+    )
     if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's
         raise ArgumentError(f"out {out} already holds a run; give another out")
     place = nearest_existing(out)  # out itself, or the folder it would be made in

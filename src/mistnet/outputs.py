@@ -148,6 +148,7 @@ def claim_output(
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
     in_place: bool = False,
     option: str = "--out",
+    again: bool = True,
 ) -> bool:
     """Check that a command may write the output directory ``path``.
 
@@ -159,6 +160,8 @@ def claim_output(
     ``in_place`` (:func:`open_output`) an output of ``kind`` made earlier is written into again
     wherever it lies (``mist train --resume`` of a demo's run): only its inputs are checked.
     ``option``: how the command names ``path`` in its messages (``OUT`` when positional).
+    ``again``: whether this call may write an output of ``kind`` made earlier (``data make``
+    with ``--overwrite``), which a symbolic link to one is then told to give instead.
 
     Returns:
         True when ``path`` is an output of ``kind`` made earlier; False when it is new.
@@ -175,7 +178,7 @@ def claim_output(
         # never written through (it may lead anywhere); an output written in place, as a run
         # resumed, is named by its own path
         target = Path(os.path.realpath(path))
-        ours = target.is_dir() and output_kind(target) == kind  # else refused too
+        ours = again and target.is_dir() and output_kind(target) == kind  # else refused too
         hint = f"give {target} itself" if ours else "name a new directory"
         raise MistError(f"{path}: is a symbolic link; {option} must {hint}")
     found = None

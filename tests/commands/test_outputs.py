@@ -617,6 +617,23 @@ def data_make_overwrite_through_a_link_to_its_dataset(tmp_path, run):
 
 
 @case
+def data_make_without_overwrite_through_a_link_to_its_dataset(tmp_path, run):
+    made = dataset(tmp_path / "D")  # without --overwrite D cannot be given either
+    (tmp_path / "Dl").symlink_to(made)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "Dl", "--n-train", 1]
+    return argv, ["Dl: is a symbolic link; --out must name a new directory"]
+
+
+@case
+def import_images_through_a_link_to_a_dataset(tmp_path, run):
+    made = dataset(tmp_path / "D")  # import-images never replaces a dataset
+    (tmp_path / "Dl").symlink_to(made)
+    image(tmp_path / "photos" / "a.png")
+    argv = ["data", "import-images", tmp_path / "photos", "--out", tmp_path / "Dl"]
+    return argv, ["Dl: is a symbolic link; --out must name a new directory"]
+
+
+@case
 def train_through_a_link_to_a_file(tmp_path, run):
     (tmp_path / "file").write_text("mine")  # was "--out must give .../file itself"
     (tmp_path / "link").symlink_to(tmp_path / "file")

@@ -93,8 +93,9 @@ def export_official(
             )
         if not np.allclose(a["boxes"][:, :n, 2], a["boxes"][:, :n, 3]):
             raise DataError(f"{where}: the official layout needs square boxes (w == h)")
+    inputs = [("the dataset", src)]
     if claim_output(
-        out, "official", "mist data export-official", inputs=[("the dataset", src)], option="OUT"
+        out, "official", "mist data export-official", None, inputs, option="OUT", again=False
     ):
         raise DataError(f"{out}: already exists (remove it or choose another output)")
     with new_directory(out, "official") as tmp:

@@ -253,7 +253,7 @@ def claim_dataset(
             the user's (the first one is named).
     """
     existing = claim_output(
-        out, "dataset", "mist data", legacy=is_dataset, inputs=inputs, option=option
+        out, "dataset", "mist data", is_dataset, inputs, option=option, again=overwrite
     )
     if existing and not overwrite:
         also = f", or pass {overwrite_option} to replace it" if overwrite_option else ""
