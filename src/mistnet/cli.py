@@ -59,6 +59,13 @@ class CommandParser(argparse.ArgumentParser):
     intermixed = False
     _mixing = False  # inside parse_known_intermixed_args, which calls parse_known_args
 
+    def error(self, message: str):
+        # an option that took an argument after -- as its value failed its type or choices
+        # naming the stand-in (_after_double_dash): said as argparse says "--out --"
+        if "\0" in message or "\\x00" in message:
+            message = message.split(": ", 1)[0] + ": expected one argument"
+        super().error(message)
+
     def parse_known_args(self, args=None, namespace=None):
         if self._mixing:
             return super().parse_known_args(args, namespace)
@@ -67,6 +74,7 @@ class CommandParser(argparse.ArgumentParser):
             args, after = _after_double_dash(sys.argv[1:] if args is None else list(args))
             try:
                 namespace, extras = self.parse_known_intermixed_args(args, namespace)
+                self._refuse_options_after(namespace, after)
                 _restore(namespace, after)
                 extras = [after.get(arg, arg) for arg in extras]
             except AttributeError as exc:
@@ -93,6 +101,15 @@ class CommandParser(argparse.ArgumentParser):
                 None,
             )
         return namespace, extras
+
+    def _refuse_options_after(self, namespace: argparse.Namespace, after: dict[str, str]):
+        """Refuse an option that took an argument after ``--`` as its value (``--out -- F``),
+        as argparse does: after ``--`` every argument is a positional."""
+        for action in self._actions:
+            value = getattr(namespace, action.dest, None)
+            values = value if isinstance(value, list) else [value]
+            if action.option_strings and any(isinstance(v, str) and v in after for v in values):
+                self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
 
 
 def _after_double_dash(args: list[str]) -> tuple[list[str], dict[str, str]]:

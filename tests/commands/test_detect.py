@@ -42,6 +42,13 @@ def test_images_named_like_options_after_a_double_dash(capsys, tiny_run, tmp_pat
     assert (tmp_path / "b" / "-x.json").is_file()
     result = mist(capsys, "detect", *model, "--out", "c", "--", "-x.png", "--bogus")
     assert_user_error(result, "--bogus: no such file")  # after --, an image's name
+    # an option's value is never taken from after -- (its type or choices named a stand-in)
+    for option in (["--out"], ["--out", "d", "--max-detections"], ["--out", "d", "--format"]):
+        with pytest.raises(SystemExit) as exited:  # argparse's usage error
+            mist(capsys, "detect", *model, *option, "--", "3", "-x.png")
+        said = capsys.readouterr().err.splitlines()[-1]
+        assert exited.value.code == 2 and said.endswith(f"{option[-1]}: expected one argument")
+    assert not (tmp_path / "3").exists() and not (tmp_path / "d").exists()
 
 
 def test_detect_too_small_image(capsys, tiny_run, tmp_path):
