@@ -459,7 +459,8 @@ def detect_two_images_whose_names_differ_in_case_or_unicode_form(tmp_path, run):
     # Cat.json, one image's files holding the other's results (and so for café in NFC / NFD)
     a, b = image(tmp_path / "a" / "Cat.png"), image(tmp_path / "a" / "cat.png", seed=1)
     c, d = image(tmp_path / "b" / "caf\u00e9.png"), image(tmp_path / "b" / "cafe\u0301.png")
-    argv = ["detect", run, a, c, b, d, "--out", tmp_path / "d"]
+    e, f = image(tmp_path / "c" / "\u00df.png"), image(tmp_path / "c" / "ss.png")  # two names
+    argv = ["detect", run, e, f, a, c, b, d, "--out", tmp_path / "d"]
     return argv, ["cat.png: its output cat.json would overwrite", "(Cat.json) where case and"]
 
 

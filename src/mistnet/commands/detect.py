@@ -181,7 +181,9 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
 
 
 def _folded(name: str) -> str:
-    return unicodedata.normalize("NFC", name).casefold()
+    """``name`` as a file system that ignores case and Unicode forms sees it: NFC, lower case
+    (one letter for one; full folding made ``ß`` and ``ss`` one name, which none does)."""
+    return unicodedata.normalize("NFC", name).lower()
 
 
 def _image_files(stem: str, formats: set[str]) -> list[str]:
