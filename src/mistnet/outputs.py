@@ -192,6 +192,11 @@ def claim_output(
     if not path.is_dir():
         raise MistError(f"{path}: exists and is not a directory; choose a new {option}")
     if found == kind:
+        if not in_place and _sticky_for_others(path):  # set aside at the end: EPERM
+            raise MistError(
+                f"{path}: an earlier output of another user in {path.absolute().parent}, where "
+                f"only a file's owner may move it (the sticky bit); choose another {option}"
+            )
         return True
     if found is not None:
         raise MistError(f"{path}: is a mistnet {found} directory, not {command}'s output")

@@ -857,6 +857,12 @@ def test_an_empty_out_folder_of_another_user_in_a_sticky_folder_is_refused_first
     assert entries_under(tmp_path) == before
     monkeypatch.undo()  # the folder's own user (root here) may
     assert mist(capsys, *argv)[0] == 0 and (out / "manifest.json").is_file()
+    if command == "data make":  # Before: made again, then "Operation not permitted" at the end
+        before = entries_under(tmp_path)
+        monkeypatch.setattr(os, "geteuid", lambda: 65534)
+        result = mist(capsys, *argv, "--overwrite", "--seed", 1)
+        assert_user_error(result, f"{out}: an earlier output of another user in {shared}")
+        assert entries_under(tmp_path) == before
 
 
 def test_an_output_written_again_keeps_its_permissions(capsys, tmp_path, tiny_run):
