@@ -29,7 +29,9 @@ def test_list_presets(capsys):
     for name in ("mnist-hard-classify", "gabor-recon", "svhn-classify", "tiny-cpu"):
         assert name in out
     # Before: listed, every other option (a run to resume, --set) ignored without a word
-    for extra in (["--resume", "--out", "r"], ["--set", "bogus.key=1"], ["--preset", "nope"]):
+    for extra in (["--resume", "--out", "r"], ["--set", "bogus.key=1"], ["--preset", "nope"],
+                  ["--max-minutes", "5"], ["--threads", "1"], ["--precision", "bf16"],
+                  ["--compile"], ["--device", "cpu"]):  # fmt: skip
         result = mist(capsys, "train", "--list-presets", *extra)
         assert_user_error(result, "--list-presets lists the presets and trains nothing; drop")
 

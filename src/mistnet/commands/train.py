@@ -126,7 +126,10 @@ def _resumed_steps(args: argparse.Namespace, saved: config.Config) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         given = {"--preset": args.preset, "--out": args.out, "--data": args.data}
-        given |= {"--set": args.overrides, "--resume": args.resume}
+        given |= {"--set": args.overrides, "--resume": args.resume, "--compile": args.compile}
+        given |= {"--max-minutes": args.max_minutes is not None, "--threads": args.threads != 0}
+        given |= {"--device": args.device != "auto", "--precision": args.precision != "fp32"}
+        given |= {"--no-progress": args.no_progress}
         if extra := [option for option, value in given.items() if value]:  # else ignored unsaid
             raise MistError(f"--list-presets lists the presets and trains nothing; drop {extra[0]}")
         list_presets()
