@@ -848,6 +848,10 @@ def test_a_boxes_row_that_names_two_images_two_ways_is_refused(capsys, tmp_path,
         result, "'photos/x.png' is photos/x.png inside photos but x.png from the working directory"
     )
     assert not (tmp_path / "ds").exists()
+    for spelled in ("photos//x.png", "photos/./x.png", "photos/photos/../x.png"):
+        (tmp_path / "boxes.csv").write_text(f"filename,x,y,side\n{spelled},10,10,8\n")
+        result = mist(capsys, *argv, "--val", "0", "--test", "0")
+        assert_user_error(result, f"'{spelled}' is photos/x.png inside photos but x.png from")
     (tmp_path / "boxes.csv").write_text(f"filename,x,y,side\n{tmp_path}/photos/x.png,10,10,8\n")
     assert mist(capsys, *argv, "--val", "0", "--test", "0")[0] == 0  # absolute: one reading
 

@@ -58,11 +58,14 @@ def _resolver(root: Path, images: list[Path], where: str):
     for r in rel:
         bare.setdefault(unicodedata.normalize("NFC", r.rsplit("/", 1)[-1]), []).append(r)
 
+    def _found(path: Path) -> str | None:  # the image at path (a//b, a/./b, a/c/../b too)
+        real = _inside(path, real_root)
+        return real.as_posix() if real is not None and real.as_posix() in rel else None
+
     def match(name: str, written: str, line: str) -> str | None:
         same = nfc.get(unicodedata.normalize("NFC", name), [])
-        inside = name if name in rel else same[0] if len(same) == 1 else None
-        real = _inside(Path(name), real_root)
-        here = real.as_posix() if real is not None and real.as_posix() in rel else None
+        inside = name if name in rel else same[0] if len(same) == 1 else _found(root / name)
+        here = _found(Path(name))  # from the working directory
         if inside and here and inside != here:  # the first was taken without a word
             raise DataError(
                 f"{where} {line}: {written!r} is {inside} inside {root} but {here} from the "
