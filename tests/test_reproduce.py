@@ -9,12 +9,13 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import assert_user_error, entries_under, mist
+from cli_helpers import assert_user_error, entries_under, mist, subprocess_env
 from helpers import fill_small_mnist_cache
 
 from mistnet import cli
@@ -231,6 +232,36 @@ def test_interrupted_run_is_resumed(smoke, capsys):
     assert stdout.count("skipped") == len(TABLES["table3"].runs()) - 1
     record = json.loads((run / "eval.json").read_text())
     assert record["train"]["steps"] == 4
+
+
+_KILLED_BEFORE_LAST = """
+import os, sys
+from mistnet import cli, loop
+snapshot = loop.Session.snapshot
+def dies_at_last(self, path):
+    if path.name == "last.safetensors":
+        os._exit(9)  # as a SIGKILL: best.safetensors written, last not yet
+    snapshot(self, path)
+loop.Session.snapshot = dies_at_last
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_between_its_best_and_last_checkpoints_is_resumed(tmp_path, capsys):
+    """Before: ``reproduce`` killed after a run's first ``best.safetensors`` and before its
+    ``last.safetensors`` could never go on: "already holds a run; use --resume or another
+    --out", an option reproduce does not have."""
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--device", "cpu", "--no-figures"]
+    argv += ["--threads", "1", "--out", str(tmp_path / "rp")]
+    env = subprocess_env()
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BEFORE_LAST, *argv], env=env)
+    assert killed.returncode == 9
+    run = tmp_path / "rp" / "gabor" / "gabor-mist" / "seed0"
+    assert (run / "best.safetensors").is_file() and not (run / "last.safetensors").exists()
+    rc, stdout, err = mist(capsys, *argv)
+    assert rc == 0, err
+    assert "resuming the interrupted run" in stdout
+    assert json.loads((run / "eval.json").read_text())["train"]["steps"] == 4
 
 
 def test_a_run_trained_on_by_hand_is_refused_not_reported(tmp_path, capsys):

@@ -323,8 +323,11 @@ def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[s
         if not isinstance(summary, dict):
             raise DataError(f"{run.summary}: not a summary of mist train (not a JSON object)")
         return summary
-    if run.last.is_file():
-        done = float(Checkpoint(run.last).extra.get("wall", 0.0)) / 60
+    # a run killed before its first last.safetensors (its best written) resumes too: train
+    # refused it as "already holds a run; use --resume", an option reproduce does not have
+    if run.last.is_file() or run.config.is_file():
+        wall = Checkpoint(run.last).extra.get("wall", 0.0) if run.last.is_file() else 0.0
+        done = float(wall) / 60
         left = max(spec.minutes - done, 1e-3) if spec.minutes > 0 else 0.0
         log(f"  resuming the interrupted run ({done:.1f} min done)")
         return train(
