@@ -216,6 +216,58 @@ def reproduce_again_with_figures_a_link(tmp_path, run):
 
 
 @case
+def reproduce_again_with_a_table_folder_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)  # before: a run trained into the folder it led to
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    (out / "gabor").symlink_to(tmp_path / "mine")
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    return argv, ["gabor: is a symbolic link, not a folder mist reproduce made"]
+
+
+@case
+def reproduce_again_with_a_row_folder_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (out / "gabor").mkdir()
+    (out / "gabor" / "gabor-mist").symlink_to(tmp_path / "mine")
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    return argv, ["gabor-mist: is a symbolic link, not a folder mist reproduce made"]
+
+
+@case
+def reproduce_again_with_its_data_folder_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)  # before: the datasets written into the user's folder
+    (tmp_path / "mine").mkdir()
+    (out / "data").symlink_to(tmp_path / "mine")
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    return argv, ["data: is a symbolic link, not a folder mist reproduce made"]
+
+
+@pytest.mark.parametrize("what", ["link", "fifo", "folder"])
+def test_a_reproduction_whose_results_json_is_no_file_of_its_own_is_refused_first(
+    capsys, tmp_path, what
+):
+    """Before: a link at OUT/results.json was read through and replaced by a file (the user's
+    link gone); a FIFO was replaced unread; a folder was "Is a directory" once every run was
+    trained."""
+    out = earlier_reproduction(tmp_path)
+    if what == "link":
+        (tmp_path / "mine.json").write_text("{}")
+        (out / "results.json").symlink_to(tmp_path / "mine.json")
+    elif what == "fifo":
+        os.mkfifo(out / "results.json")
+    else:
+        (out / "results.json").mkdir()
+        (out / "results.json" / "notes.txt").write_text("mine")
+    before = entries_under(tmp_path)
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out, "--device", "cpu"]
+    shown = {"link": "a symbolic link", "fifo": "not a regular file", "folder": "a folder"}[what]
+    assert_user_error(mist(capsys, *argv), f"results.json: is {shown}, not a file mist reproduce")
+    assert entries_under(tmp_path) == before
+
+
+@case
 def eval_of_a_checkpoint_file(tmp_path, run):
     # Before: "--json RUN/best.safetensors/eval-test.json is inside the run RUN", no --json given
     return ["eval", run / "best.safetensors"], ["best.safetensors is a file; give the run dir"]

@@ -436,10 +436,22 @@ def require_own_figure(path: Path) -> None:
 
 def check_own_files(out: Path, name: str) -> None:
     """Refuse, before any work, to reproduce table ``name`` into ``out`` when a file it would
-    replace is not one mist reproduce wrote: ``<name>.md`` without :data:`STAMP`, a PNG of
-    ``figures/<name>-*.png`` without mistnet's stamp, or ``figures`` that is no folder."""
+    replace is not one mist reproduce wrote: ``<name>.md`` without :data:`STAMP`, a
+    ``results.json`` that is no regular file, a PNG of ``figures/<name>-*.png`` without
+    mistnet's stamp, ``figures`` that is no folder, or a symbolic link at the table's folder
+    or one of its rows' (it would be trained into)."""
     path = out / f"{name}.md"
     require_own_file(path, _stamped, WRITER)
+    results = out / "results.json"  # a link was read through and replaced, a FIFO replaced
+    if results.is_symlink() or (os.path.lexists(results) and not results.is_file()):
+        require_own_file(results, lambda _: True, WRITER)
+    table = out / name  # a link there was trained into: the runs written in its target
+    for folder in [table, *(sorted(table.iterdir()) if _real_folder(table) else [])]:
+        if folder.is_symlink():
+            raise MistError(
+                f"{folder}: is a symbolic link, not a folder mist reproduce made, so nothing "
+                "is written through it; move it away and run again, or choose another --out"
+            )
     figures = out / "figures"
     if os.path.islink(figures) or (os.path.lexists(figures) and not figures.is_dir()):
         raise MistError(
@@ -449,6 +461,10 @@ def check_own_files(out: Path, name: str) -> None:
     if figures.is_dir():
         for png in sorted(figures.glob(f"{glob.escape(name)}-*")):
             require_own_figure(png)
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def write_markdown(out: Path, name: str, entry: dict[str, Any]) -> Path:
