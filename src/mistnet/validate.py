@@ -280,6 +280,9 @@ def printable(text: str, what: str, hint: str) -> str:
         mistnet.errors.DataError: --command 'x\ny' holds the control character '\n'; give it on one line
     """
     bad = next((c for c in text if unprintable(c)), None)
+    if bad is not None and 0xDC80 <= ord(bad) <= 0xDCFF:  # a file name's byte read raw
+        byte = ord(bad) - 0xDC00
+        raise DataError(f"{what} {text!r} holds the byte {byte:#x}, which is not UTF-8; {hint}")
     if bad is not None:
         raise DataError(f"{what} {text!r} holds the control character {bad!r}; {hint}")
     return text

@@ -1,6 +1,7 @@
 """``mist plot``: losses and validation metrics of several runs on one figure."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -162,6 +163,10 @@ def test_plot_refuses_an_out_name_holding_a_control_character(capsys, tiny_run, 
         "--out",
         "holds the control character '\\n'; give a file name of printable characters",
     )
+    assert list(tmp_path.iterdir()) == []
+    # Before: a name's byte that is not UTF-8 was "holds the control character '\\udce9'"
+    out = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.png")
+    assert_user_error(mist(capsys, "plot", tiny_run, "--out", out), "the byte 0xe9, which is not")
     assert list(tmp_path.iterdir()) == []
 
 
