@@ -144,6 +144,11 @@ def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(
         (["--device", "tpu"], "--device must be"),
         (["--preset", "nope"], "unknown preset 'nope'"),
         (["--set", "train.nope=1"], "train.nope"),
+        # before: every scene made, then "the training split has 31 scenes, fewer than one batch"
+        (
+            ["--n-train", "31"],
+            "--n-train 31 is fewer scenes than one batch (train.batch_size = 32)",
+        ),
     ],
 )
 def test_demo_bad_options_are_one_line_errors_before_any_work(capsys, tmp_path, argv, match):
