@@ -153,6 +153,14 @@ def test_plot_of_runs_without_a_default_curve_lists_the_curves_and_points_to_key
     assert not out.exists()
     rc, stdout, err = mist(capsys, "plot", run, "--key", "train/foo", "--out", out)
     assert rc == 0 and ": train/foo of 1 run(s)" in stdout, err
+    # Before: a run with no value at all, "the runs have no curves to draw", naming none; beside
+    # a run that draws, counted as drawn ("of 2 run(s)") without a word
+    bare = _run_with_log(tiny_run, tmp_path / "bare", [{"step": 1, "split": "train"}])
+    result = mist(capsys, "plot", bare, "--out", tmp_path / "y.png")
+    assert_user_error(result, f"{bare / 'log.jsonl'}: no curve to draw (no logged value)")
+    rc, stdout, err = mist(capsys, "plot", tiny_run, bare, "--out", tmp_path / "y.png")
+    assert rc == 0 and "of 1 run(s)" in stdout, err
+    assert f"{bare / 'log.jsonl'}: none of the curves drawn" in err
 
 
 def test_plot_refuses_an_out_name_holding_a_control_character(capsys, tiny_run, tmp_path):

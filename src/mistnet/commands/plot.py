@@ -15,14 +15,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
-from mistnet.errors import DataError, MistError, say
+from mistnet.errors import DataError, MistError, MistWarning, say
 from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
 from mistnet.validate import printable
 from mistnet.viz import plot_runs
-from mistnet.viz.curves import check_keys
+from mistnet.viz.curves import check_keys, log_curves
 
 
 def register(subparsers) -> None:
@@ -83,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     except MistError:
         raise
     except ValueError as exc:  # a --key no run has, none of the default curves, no curve
+        if "no curves to draw" in str(exc):  # which runs: every one
+            logs = ", ".join(str(Run(path).log) for path in args.runs)
+            raise MistError(f"{logs}: no curve to draw (no logged value)") from None
         raise MistError(str(exc)) from None
-    say(f"wrote {args.out}: {', '.join(keys)} of {len(runs)} run(s)")
+    drawn = [label for label, records in runs.items() if set(log_curves(records)) & set(keys)]
+    for label, path in zip(runs, args.runs, strict=True):
+        if label not in drawn:  # counted as drawn, unsaid
+            warnings.warn(f"{Run(path).log}: none of the curves drawn", MistWarning, 2)
+    say(f"wrote {args.out}: {', '.join(keys)} of {len(drawn)} run(s)")
     return 0
