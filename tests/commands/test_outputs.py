@@ -236,6 +236,15 @@ def reproduce_again_with_a_row_folder_a_link(tmp_path, run):
 
 
 @case
+def reproduce_again_with_a_run_folder_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)  # was "seed0: ... --out must name a new directory"
+    (out / "gabor" / "gabor-mist").mkdir(parents=True)
+    (out / "gabor" / "gabor-mist" / "seed0").symlink_to(run)
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    return argv, ["seed0: is a symbolic link, not a folder mist reproduce made"]
+
+
+@case
 def reproduce_again_with_its_data_folder_a_link(tmp_path, run):
     out = earlier_reproduction(tmp_path)  # before: the datasets written into the user's folder
     (tmp_path / "mine").mkdir()

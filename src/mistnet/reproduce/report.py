@@ -446,7 +446,9 @@ def check_own_files(out: Path, name: str) -> None:
     if results.is_symlink() or (os.path.lexists(results) and not results.is_file()):
         require_own_file(results, lambda _: True, WRITER)
     table = out / name  # a link there was trained into: the runs written in its target
-    for folder in [table, *(sorted(table.iterdir()) if _real_folder(table) else [])]:
+    rows = sorted(table.iterdir()) if _real_folder(table) else []
+    runs = [run for row in rows if _real_folder(row) for run in sorted(row.iterdir())]
+    for folder in [table, *rows, *runs]:  # a run's: "--out must name a new directory"
         if folder.is_symlink():
             raise MistError(
                 f"{folder}: is a symbolic link, not a folder mist reproduce made, so nothing "
