@@ -57,6 +57,21 @@ def test_a_best_checkpoint_past_the_first_checkpoint_with_an_empty_log_is_still_
         loop.train(cfg, run.path, resume=True, progress=False)
 
 
+def test_a_deleted_best_checkpoint_is_refused_not_made_of_the_last_weights(tmp_path):
+    """Before: with best.safetensors deleted, a resume ended by saving the last weights as
+    best.safetensors, while summary.json and the checkpoint still said the best was of the
+    earlier step (``mist eval`` then scored the last weights as the best)."""
+    cfg = _config("train.val_every=2", "train.ckpt_every=2")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    assert Checkpoint(run.last).extra.get("best_step") is not None
+    run.best.unlink()
+    longer = apply_overrides(copy.deepcopy(cfg), ["train.steps=6"])
+    with pytest.raises(MistError, match=r"best.safetensors is missing, but last.safetensors rec"):
+        loop.train(longer, run.path, resume=True, progress=False)
+    assert not run.best.exists() and Checkpoint(run.last).step == 4  # nothing changed
+
+
 def test_a_full_disk_while_appending_to_the_log_names_log_jsonl(tmp_path, capsys, monkeypatch):
     """ENOSPC while appending a line to log.jsonl: before, "mist train: error: No space left
     on device", naming no file, where every other write of the run names its own."""

@@ -357,6 +357,13 @@ class Run:
                 ``best.safetensors``.
         """
         if self.last.is_file():
+            best_step = Checkpoint(self.last).extra.get("best_step")
+            if best_step is not None and not os.path.lexists(self.best):  # else the last
+                # weights were kept as the best at the end, recorded as of the old best step
+                raise MistError(
+                    f"{self.best} is missing, but {self.last.name} records a best at step "
+                    f"{best_step}; restore it to resume, or train afresh into another --out"
+                )
             return
         every = saved.train.ckpt_every
         reached = max((r.step for r in self.read_log()), default=0)
