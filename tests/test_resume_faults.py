@@ -72,6 +72,20 @@ def test_a_deleted_best_checkpoint_is_refused_not_made_of_the_last_weights(tmp_p
     assert not run.best.exists() and Checkpoint(run.last).step == 4  # nothing changed
 
 
+def test_a_run_killed_before_its_config_was_written_says_to_train_again(tmp_path, capsys):
+    """Before: a SIGKILL between making the run's folder and writing its config.json left
+    ``.mistnet`` and ``.lock``; ``--resume`` said "is not a mistnet run (no config.json)"."""
+    from mistnet.outputs import create_directory
+
+    run = create_directory(tmp_path / "K", "run")[0]  # as the kill left it
+    (run / ".lock").write_text("12345\n")
+    result = mist(capsys, "train", "--out", run, "--resume", "--threads", "1")
+    assert_user_error(result, "a run stopped before it wrote its config.json", "without --resume")
+    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--no-progress", *TINY]
+    rc, _, err = mist(capsys, *argv)  # as the message says
+    assert rc == 0 and (run / "config.json").is_file() and not (run / ".lock").exists(), err
+
+
 def test_a_full_disk_while_appending_to_the_log_names_log_jsonl(tmp_path, capsys, monkeypatch):
     """ENOSPC while appending a line to log.jsonl: before, "mist train: error: No space left
     on device", naming no file, where every other write of the run names its own."""

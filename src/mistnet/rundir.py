@@ -28,7 +28,7 @@ from mistnet.data.manifest import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError, MistWarning
 from mistnet.io import atomic_write_text, first_unwritable, json_text, remove_path
 from mistnet.locks import LOCK, exclusive_lock
-from mistnet.markers import MARKER
+from mistnet.markers import MARKER, output_kind
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
@@ -152,6 +152,11 @@ class Run:
             raise MistError(f"{self.path} is a file, not a run directory{hint}")
         require_directory(self.path, "run directory")
         if not os.path.lexists(self.config):  # a link to nowhere was "no config.json"
+            if output_kind(self.path) == "run":  # killed as it began: "not a mistnet run"
+                raise MistError(
+                    f"{self.path}: a run stopped before it wrote its config.json, so it holds "
+                    "nothing to read or resume; train into it again without --resume"
+                )
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")
         regular_file(self.config)  # a FIFO, a folder or a link to nowhere is no missing file
 
