@@ -81,7 +81,8 @@ def test_a_run_killed_before_its_config_was_written_says_to_train_again(tmp_path
     (run / ".lock").write_text("12345\n")
     result = mist(capsys, "train", "--out", run, "--resume", "--threads", "1")
     assert_user_error(result, "a run stopped before it wrote its config.json", "without --resume")
-    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--no-progress", *TINY]
+    argv = ["train", "--preset", "tiny-cpu", "--out", run, "--no-progress", "--threads", "1"]
+    argv += [f"--set={s}" for s in [*TINY, "train.steps=2"]]
     rc, _, err = mist(capsys, *argv)  # as the message says
     assert rc == 0 and (run / "config.json").is_file() and not (run / ".lock").exists(), err
 
