@@ -123,15 +123,20 @@ def _resumed_steps(args: argparse.Namespace, saved: config.Config) -> int:
     return steps
 
 
+def _list_presets_alone(args: argparse.Namespace) -> None:
+    """Refuse ``--list-presets`` beside an option that trains: it was ignored without a word."""
+    given = {"--preset": args.preset, "--out": args.out, "--data": args.data}
+    given |= {"--set": args.overrides, "--resume": args.resume, "--compile": args.compile}
+    given |= {"--max-minutes": args.max_minutes is not None, "--threads": args.threads != 0}
+    given |= {"--device": args.device != "auto", "--precision": args.precision != "fp32"}
+    given |= {"--no-progress": args.no_progress}
+    if extra := [option for option, value in given.items() if value]:
+        raise MistError(f"--list-presets lists the presets and trains nothing; drop {extra[0]}")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list_presets:
-        given = {"--preset": args.preset, "--out": args.out, "--data": args.data}
-        given |= {"--set": args.overrides, "--resume": args.resume, "--compile": args.compile}
-        given |= {"--max-minutes": args.max_minutes is not None, "--threads": args.threads != 0}
-        given |= {"--device": args.device != "auto", "--precision": args.precision != "fp32"}
-        given |= {"--no-progress": args.no_progress}
-        if extra := [option for option, value in given.items() if value]:  # else ignored unsaid
-            raise MistError(f"--list-presets lists the presets and trains nothing; drop {extra[0]}")
+        _list_presets_alone(args)
         list_presets()
         return 0
     if not args.out:
