@@ -635,6 +635,24 @@ def test_an_image_that_requires_grad_is_taken_as_data_without_a_warning():
     assert not item["image"].requires_grad and torch.equal(item["image"], x.detach())
 
 
+def test_an_exact_resume_of_a_fit_run_refuses_data_of_other_sizes(tmp_path):
+    """Before: ``loop.train(cfg, RUN, resume=True, data=...)`` of a fit run resumed on 16 items
+    where it had trained on 8 (config.json still saying 8), without a word."""
+    from mistnet import loop
+    from mistnet.config import apply_overrides, load_json
+
+    out = tmp_path / "r"
+    mistnet.fit("tiny-cpu", squares(8, 0), squares(4, 1), out=out, steps=2, k=1, num_classes=2,
+                batch_size=4, ckpt_every=2, progress=False)  # fmt: skip
+    cfg = apply_overrides(load_json(out / "config.json"), ["train.steps=4"])
+    for train, val in [(squares(16, 0), squares(4, 1)), (squares(8, 0), squares(6, 1))]:
+        with pytest.raises(MistError, match=r"data has \d+ items but the run was trained on"):
+            loop.train(copy.deepcopy(cfg), out, resume=True, progress=False,
+                       data=(SceneItems(train), SceneItems(val)))  # fmt: skip
+    same = (SceneItems(squares(8, 0)), SceneItems(squares(4, 1)))
+    assert loop.train(cfg, out, resume=True, progress=False, data=same)["steps"] == 4
+
+
 def test_a_fit_run_is_refused_by_mist_train_resume_with_what_to_do(capsys, tmp_path):
     """Before: a fit run without validation data was refused for a log "without the
     validation line" (it never validated); one with validation data was told to pass

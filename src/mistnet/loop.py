@@ -2,12 +2,11 @@
 
 A :class:`Session` is one process's training of a run: it opens and checks the data, builds the
 model and the trainer (:func:`mistnet.trainer.build_trainer`), restores ``last.safetensors`` on
-``--resume``, and then each step calls ``trainer.train_step(batch)``, logs the step's
-statistics, validates every ``val_every`` steps (best metric: ``best.safetensors``) and
-checkpoints every ``ckpt_every`` steps (``last.safetensors``). The batch of step ``t`` is a pure
-function of ``(seed, t)`` (:class:`mistnet.data.sampling.StepSampler`), so a resumed run logs
-exactly the losses of an uninterrupted one. Under torchrun (:mod:`mistnet.distributed`) every
-rank runs this loop on its shard of each batch; rank 0 alone writes the run directory and prints.
+``--resume``, then each step calls ``trainer.train_step(batch)``, logs its statistics, validates
+every ``val_every`` steps (best: ``best.safetensors``) and checkpoints every ``ckpt_every``
+steps (``last.safetensors``). Step ``t``'s batch is a pure function of ``(seed, t)``
+(:class:`mistnet.data.sampling.StepSampler`): a resumed run logs an uninterrupted one's losses.
+Under torchrun (:mod:`mistnet.distributed`) each rank trains on its shard; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from mistnet import distributed
 from mistnet.acceleration import accelerate
 from mistnet.checkpoint import save_checkpoint
 from mistnet.config import Config
-from mistnet.data.runs import adopt_data, training_split
+from mistnet.data.runs import adopt_data, require_same_sizes, training_split
 from mistnet.data.sampling import StepSampler, loader
 from mistnet.device import resolve_device
 from mistnet.distributed import World
@@ -118,6 +117,7 @@ class Session:
             run.require_no_checkpoint()
         remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))
+        require_same_sizes(cfg, data, self.resumed)  # fit's data, given again
         named = as_given(cfg) if data else cfg  # data= was named as cfg.data's
         self.annotations = adopt_data(named, self.train_set, self.val_set, self.resumed)
         self.metric = select_metric(cfg, self.annotations)

@@ -297,6 +297,25 @@ def adopt_data(
 OTHER_DATA = "name it as the data (--data DIR, data=DIR in Python) to use it all the same"
 
 
+def require_same_sizes(cfg: Config, data: tuple | None, resumed: bool) -> None:
+    """Refuse ``data`` given in memory, ``(train, val)``, to resume (``resumed``) a run trained
+    in memory (``mistnet.fit``, which records its data's sizes and nothing more of it) when it
+    is of other sizes: it was taken without a word, the run going on on other items.
+
+    Raises:
+        MistError: naming the split, both sizes and what to do.
+    """
+    if not (data and resumed and cfg.data.name == IN_MEMORY):
+        return
+    train, val = data
+    for split, n in (("train", len(train)), ("val", 0 if val is None else len(val))):
+        if n != (was := getattr(cfg.data, f"n_{split}")):
+            raise MistError(
+                f"the {split} data has {n} items but the run was trained on {was}; a resumed "
+                "run trains on the data it started with"
+            )
+
+
 def require_trained_on(cfg: Config, dataset: Dataset, source: str, remedy: str) -> None:
     """Refuse the run's own dataset folder (``data.path``) once it was made again since the
     run trained on it (its manifest's digest is not ``record.data_manifest``): another seed
