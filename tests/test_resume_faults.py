@@ -87,6 +87,17 @@ def test_a_run_killed_before_its_config_was_written_says_to_train_again(tmp_path
     assert rc == 0 and (run / "config.json").is_file() and not (run / ".lock").exists(), err
 
 
+def test_a_lock_left_by_a_kill_after_the_run_finished_goes_with_the_next_resume(tmp_path, capsys):
+    """Before: a SIGKILL once summary.json was written left ``.lock``; every later ``--resume``
+    was refused as finished before it took the lock, so nothing ever removed it."""
+    run = Run(tmp_path / "run")
+    loop.train(_config(), run.path, progress=False)
+    (run.path / ".lock").write_text("12345\n")  # as the kill left it
+    result = mist(capsys, "train", "--out", run.path, "--resume", "--threads", "1")
+    assert_user_error(result, "the run finished at train.steps = 4")
+    assert not (run.path / ".lock").exists()
+
+
 def test_a_full_disk_while_appending_to_the_log_names_log_jsonl(tmp_path, capsys, monkeypatch):
     """ENOSPC while appending a line to log.jsonl: before, "mist train: error: No space left
     on device", naming no file, where every other write of the run names its own."""

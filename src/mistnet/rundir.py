@@ -304,6 +304,9 @@ class Run:
         # depends on the seed and t alone, and no schedule on the number of steps).
         steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
         if self.finished(steps):  # nothing to train: a resume would only rewrite its files
+            if os.path.lexists(self.path / LOCK):  # a kill once it finished: no call took it
+                with exclusive_lock(self.path, "mist train", transient=True):
+                    pass
             raise MistError(
                 f"{self.path}: the run finished at train.steps = {steps}; to train it further, "
                 f"resume with --set train.steps=N, N > {steps}"
