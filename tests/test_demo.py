@@ -147,7 +147,7 @@ def test_reconstruct_demo_without_matplotlib_reports_rmse_and_names_the_extra(
         # before: every scene made, then "the training split has 31 scenes, fewer than one batch"
         (
             ["--n-train", "31"],
-            "--n-train 31 is fewer scenes than one batch (train.batch_size = 32)",
+            "--n-train 31 (n_train= in Python) is fewer scenes than one batch",
         ),
     ],
 )
@@ -344,7 +344,7 @@ def test_a_demo_records_the_mnist_hard_scenes_it_made_whatever_the_preset(tmp_pa
 
     monkeypatch.setattr(mistnet.demo, "train", record)
     with pytest.raises(MistError, match="stop here"):
-        run_demo(tmp_path / "demo", preset="mnist-easy-grid", n_train=16, n_val=4, n_test=4,
+        run_demo(tmp_path / "demo", preset="mnist-easy-grid", n_train=32, n_val=4, n_test=4,
                  log=lambda message: None)  # fmt: skip
     assert trained[0].data.name == "mnist-hard"
     assert Path(trained[0].data.path) == tmp_path / "demo" / "data"

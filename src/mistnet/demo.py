@@ -84,8 +84,8 @@ def _check_before_making(cfg: Config, pools: DigitPools, sizes: dict[str, int]) 
     check_data(cfg, SceneDataset(generator, "train", size=1), "the demo's MNIST-hard scenes", True)
     if sizes["train"] < cfg.train.batch_size:  # said by training, once every scene was made
         raise MistError(
-            f"--n-train {sizes['train']} is fewer scenes than one batch (train.batch_size = "
-            f"{cfg.train.batch_size}); give at least {cfg.train.batch_size}"
+            f"--n-train {sizes['train']} (n_train= in Python) is fewer scenes than one batch "
+            f"(train.batch_size = {cfg.train.batch_size}); give at least {cfg.train.batch_size}"
         )
 
 
