@@ -15,6 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 import mistnet
 from mistnet import engine, loop
@@ -964,6 +965,11 @@ def _later(**hooks):
         (dict(data="train"), r"data must be a \(train, val\) pair of Datasets .*got str"),
         (dict(data=([1, 2], None)), r"pair of Datasets .*got \(list, NoneType\)"),
         (dict(data=("x",)), r"pair of Datasets .*got \(str\)"),
+        # before: "'TensorDataset' object has no attribute 'height'", naming no argument
+        (
+            dict(data=(TensorDataset(torch.zeros(4, 1, 8, 8)), None)),
+            r"data: its train dataset is a plain TensorDataset; wrap it as scenes",
+        ),
         (
             dict(callbacks={"on_step": print}),
             "callbacks must be a mistnet.loop.Callbacks, got dict",

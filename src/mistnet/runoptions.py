@@ -69,6 +69,12 @@ def check_data_pair(data: object) -> None:
         raise TypeError(
             f"data must be a (train, val) pair of Datasets (val may be None), got {shown}"
         )
+    for name, d in zip(("train", "val"), data, strict=True):  # "has no attribute 'height'"
+        if d is not None and not all(hasattr(d, a) for a in ("height", "width", "channels")):
+            raise TypeError(
+                f"data: its {name} dataset is a plain {type(d).__name__}; wrap it as scenes "
+                "(mistnet.data.memory.SceneItems, as mistnet.fit does)"
+            )
 
 
 def check_callbacks(callbacks: Any, kind: type) -> None:
