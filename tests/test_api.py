@@ -664,6 +664,8 @@ def test_a_fit_run_is_refused_by_mist_train_resume_with_what_to_do(capsys, tmp_p
                     val_every=2, ckpt_every=1, batch_size=4)  # fmt: skip
         result = mist(capsys, "train", "--out", out, "--resume", "--set", "train.steps=4")
         assert_user_error(result, "was trained on data in memory (mistnet.fit); mist train cannot")
+        # before: only fit(load(RUN)), which starts the optimisers and the steps afresh
+        assert "resume it exactly with mistnet.loop.train(config, RUN, resume=True" in result[2]
 
 
 def test_a_fit_run_evaluated_on_a_generator_says_it_records_no_split_size(capsys, tmp_path):

@@ -111,8 +111,9 @@ def _resumed_steps(args: argparse.Namespace, saved: config.Config) -> int:
     if saved.data.name == IN_MEMORY:  # its data lives in the script that trained it
         raise MistError(
             f"{args.out} was trained on data in memory (mistnet.fit); mist train cannot "
-            "resume it: in Python, train on from its weights with mistnet.fit("
-            "mistnet.load(RUN), data, out=NEW)"
+            "resume it: in Python, resume it exactly with mistnet.loop.train(config, RUN, "
+            "resume=True, data=(SceneItems(train), SceneItems(val))), or train on from its "
+            "weights with mistnet.fit(mistnet.load(RUN), data, out=NEW)"
         )
     steps = config.apply_overrides(copy.deepcopy(saved), args.overrides).train.steps
     if steps < saved.train.steps:  # said outright; a preset's own is ignored with a note
