@@ -647,9 +647,11 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
     with pytest.raises(MistError, match=r"last.safetensors: step 9 is past train.steps = 4"):
         loop.train(cfg, run.path, resume=True, progress=False)
     assert run.log.read_text() == log  # untouched
-    run.log.write_text(log.splitlines()[0] + "\n")  # a log of one step: not this checkpoint's
+    run.log.write_text(log.splitlines()[0] + "\n")  # a log of one step: cut short
     last_at(3)
-    with pytest.raises(MistError, match=r"log.jsonl has no line for step 3 but .* is at step 3"):
+    # before: "the log and the checkpoint are of different runs", of a log that lost its end
+    with pytest.raises(MistError, match=r"log.jsonl has no line for step 3 but .* is at step 3;"
+                       r" the log was cut short: restore it"):  # fmt: skip
         loop.train(cfg, run.path, resume=True, progress=False)
     assert run.log.read_text() == log.splitlines()[0] + "\n"
     run.log.write_text("[1, 2]\n" + log)

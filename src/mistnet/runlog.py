@@ -165,9 +165,16 @@ def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
             "train.init_from=RUN)"
         )
     if log and expected > 0 and expected not in logged:
+        cut = expected > max(logged, default=0)  # lines lost at its end, not another run's
         raise MistError(
-            f"log.jsonl has no line for step {expected} but {ckpt.path} is at step {ckpt.step}; "
-            "the log and the checkpoint are of different runs"
+            f"{ckpt.path.parent / 'log.jsonl'} has no line for step {expected} but "
+            f"{ckpt.path} is at step {ckpt.step}; "
+            + (
+                "the log was cut short: restore it to resume, or start a new run from these "
+                "weights (--set train.init_from=RUN)"
+                if cut
+                else "the log and the checkpoint are of different runs"
+            )
         )
     checked = ckpt.step // t.val_every * t.val_every
     validated = ckpt.extra.get("best_step") is not None
