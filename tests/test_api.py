@@ -650,6 +650,13 @@ def test_an_exact_resume_of_a_fit_run_refuses_data_of_other_sizes(tmp_path):
             loop.train(copy.deepcopy(cfg), out, resume=True, progress=False,
                        data=(SceneItems(train), SceneItems(val)))  # fmt: skip
     same = (SceneItems(squares(8, 0)), SceneItems(squares(4, 1)))
+    # killed before its first checkpoint (no last.safetensors): the resume starts again from
+    # step 0, on the data it was given; before, on other sizes than config.json says
+    for name in ("last.safetensors", "best.safetensors", "log.jsonl", "summary.json"):
+        (out / name).unlink(missing_ok=True)
+    with pytest.raises(MistError, match=r"the train data has 16 items but the run was trained"):
+        loop.train(copy.deepcopy(cfg), out, resume=True, progress=False,
+                   data=(SceneItems(squares(16, 0)), SceneItems(squares(4, 1))))  # fmt: skip
     assert loop.train(cfg, out, resume=True, progress=False, data=same)["steps"] == 4
 
 

@@ -85,9 +85,16 @@ def test_a_run_killed_before_its_config_was_written_says_to_train_again(tmp_path
     argv += [f"--set={s}" for s in [*TINY, "train.steps=2"]]
     rc, _, err = mist(capsys, *argv)  # as the message says
     assert rc == 0 and (run / "config.json").is_file() and not (run / ".lock").exists(), err
+    # a run that lost only its config.json (its checkpoints and log are there) is no run that
+    # stopped as it began: training into it again would refuse it ("already holds a run")
+    (run / "config.json").unlink()
+    result = mist(capsys, "train", "--out", run, "--resume", "--threads", "1")
+    assert_user_error(result, "is not a mistnet run (no config.json)")
 
 
-def test_a_lock_left_by_a_kill_after_the_run_finished_goes_with_the_next_resume(tmp_path, capsys):
+def test_a_lock_left_by_a_kill_after_the_run_finished_goes_with_the_next_resume(
+    tmp_path, capsys, monkeypatch
+):
     """Before: a SIGKILL once summary.json was written left ``.lock``; every later ``--resume``
     was refused as finished before it took the lock, so nothing ever removed it."""
     run = Run(tmp_path / "run")
@@ -96,6 +103,14 @@ def test_a_lock_left_by_a_kill_after_the_run_finished_goes_with_the_next_resume(
     result = mist(capsys, "train", "--out", run.path, "--resume", "--threads", "1")
     assert_user_error(result, "the run finished at train.steps = 4")
     assert not (run.path / ".lock").exists()
+    # Before (as a user who cannot write the run): "R/.lock: Permission denied" where the run
+    # was said to be finished. Root writes anywhere: the permission is stood in for.
+    (run.path / ".lock").write_text("12345\n")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != run.path and access(p, mode))
+    result = mist(capsys, "train", "--out", run.path, "--resume", "--threads", "1")
+    assert_user_error(result, "the run finished at train.steps = 4")
+    assert (run.path / ".lock").exists()  # not this user's to remove
 
 
 def test_a_full_disk_while_appending_to_the_log_names_log_jsonl(tmp_path, capsys, monkeypatch):

@@ -58,11 +58,12 @@ class CommandParser(argparse.ArgumentParser):
     #: by a command whose positionals argparse would otherwise split at an option.
     intermixed = False
     _mixing = False  # inside parse_known_intermixed_args, which calls parse_known_args
+    _after: dict[str, str] = {}  # the stand-ins of the arguments after -- being parsed
 
     def error(self, message: str):
         # an option that took an argument after -- as its value failed its type or choices
         # naming the stand-in (_after_double_dash): said as argparse says "--out --"
-        if "\0" in message or "\\x00" in message:
+        if any(token in message or repr(token)[1:-1] in message for token in self._after):
             message = message.split(": ", 1)[0] + ": expected one argument"
         super().error(message)
 
@@ -72,6 +73,7 @@ class CommandParser(argparse.ArgumentParser):
         if self.intermixed:
             self._mixing = True
             args, after = _after_double_dash(sys.argv[1:] if args is None else list(args))
+            self._after = after
             try:
                 namespace, extras = self.parse_known_intermixed_args(args, namespace)
                 self._refuse_options_after(namespace, after)

@@ -117,7 +117,7 @@ class Session:
             run.require_no_checkpoint()
         remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))
-        require_same_sizes(cfg, data, self.resumed)  # fit's data, given again
+        require_same_sizes(cfg, data, options.resume)  # fit's data, given again
         named = as_given(cfg) if data else cfg  # data= was named as cfg.data's
         self.annotations = adopt_data(named, self.train_set, self.val_set, self.resumed)
         self.metric = select_metric(cfg, self.annotations)

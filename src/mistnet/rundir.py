@@ -12,6 +12,7 @@ writes it; everything that only reads runs (``mist eval``, ``show``, ``plot``, `
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
@@ -152,7 +153,8 @@ class Run:
             raise MistError(f"{self.path} is a file, not a run directory{hint}")
         require_directory(self.path, "run directory")
         if not os.path.lexists(self.config):  # a link to nowhere was "no config.json"
-            if output_kind(self.path) == "run":  # killed as it began: "not a mistnet run"
+            began = not any(os.path.lexists(p) for p in (self.last, self.best, self.log))
+            if began and output_kind(self.path) == "run":  # killed as it began
                 raise MistError(
                     f"{self.path}: a run stopped before it wrote its config.json, so it holds "
                     "nothing to read or resume; train into it again without --resume"
@@ -304,9 +306,7 @@ class Run:
         # depends on the seed and t alone, and no schedule on the number of steps).
         steps = saved.train.steps = max(saved.train.steps, asked.train.steps)
         if self.finished(steps):  # nothing to train: a resume would only rewrite its files
-            if os.path.lexists(self.path / LOCK):  # a kill once it finished: no call took it
-                with exclusive_lock(self.path, "mist train", transient=True):
-                    pass
+            self._remove_stale_lock()
             raise MistError(
                 f"{self.path}: the run finished at train.steps = {steps}; to train it further, "
                 f"resume with --set train.steps=N, N > {steps}"
@@ -352,6 +352,17 @@ class Run:
         """Refuse the checkpoint ``ckpt`` of this run when the config it records differs from
         ``saved`` (its ``config.json``): see :func:`~mistnet.runmatch.require_trained_with`."""
         require_trained_with(ckpt, saved, self.config, hint)
+
+    def _remove_stale_lock(self) -> None:
+        """Remove the ``.lock`` a kill left once the run had finished (a resume, refused as
+        finished, never took it): where this user may, and not through a link; held by a
+        live process, or not removable, it stays (the refusal says what matters)."""
+        lock = self.path / LOCK
+        if not os.path.lexists(lock) or self.path.is_symlink() or first_unwritable([self.path]):
+            return
+        with contextlib.suppress(MistError, OSError):
+            with exclusive_lock(self.path, "mist train", transient=True):
+                pass
 
     def _check_last_checkpoint(self, saved: Config) -> None:
         """Refuse to resume without ``last.safetensors`` once one had been written (a fresh

@@ -48,6 +48,10 @@ def test_images_named_like_options_after_a_double_dash(capsys, tiny_run, tmp_pat
             mist(capsys, "detect", *model, *option, "--", "3", "-x.png")
         said = capsys.readouterr().err.splitlines()[-1]
         assert exited.value.code == 2 and said.endswith(f"{option[-1]}: expected one argument")
+    # a value that holds the text \x00 is no stand-in: its own error stays
+    with pytest.raises(SystemExit):
+        mist(capsys, "detect", *model, "--out", "d", "--format", "csv\\x00", "--", "-x.png")
+    assert "invalid choice" in capsys.readouterr().err
     assert not (tmp_path / "3").exists() and not (tmp_path / "d").exists()
 
 

@@ -253,6 +253,27 @@ def reproduce_again_with_its_data_folder_a_link(tmp_path, run):
     return argv, ["data: is a symbolic link, not a folder mist reproduce made"]
 
 
+@case
+def reproduce_again_with_a_budget_folder_of_its_data_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)  # before: the datasets written into the user's folder
+    (tmp_path / "mine").mkdir()
+    (out / "data").mkdir()
+    (out / "data" / "smoke").symlink_to(tmp_path / "mine")
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    return argv, ["data/smoke: is a symbolic link, not a folder mist reproduce made"]
+
+
+@case
+def reproduce_again_with_a_runs_record_a_link(tmp_path, run):
+    out = earlier_reproduction(tmp_path)  # before: read through, its numbers in the table
+    seed = out / "gabor" / "gabor-mist" / "seed0"
+    seed.mkdir(parents=True)
+    (tmp_path / "mine.json").write_text("{}")
+    (seed / "eval.json").symlink_to(tmp_path / "mine.json")
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    return argv, ["eval.json: is a symbolic link, not a file mist reproduce made"]
+
+
 @pytest.mark.parametrize("what", ["link", "fifo", "folder"])
 def test_a_reproduction_whose_results_json_is_no_file_of_its_own_is_refused_first(
     capsys, tmp_path, what
@@ -523,6 +544,16 @@ def detect_two_images_whose_names_differ_in_case_or_unicode_form(tmp_path, run):
     e, f = image(tmp_path / "c" / "\u00df.png"), image(tmp_path / "c" / "ss.png")  # two names
     argv = ["detect", run, e, f, a, c, b, d, "--out", tmp_path / "d"]
     return argv, ["cat.png: its output cat.json would overwrite", "(Cat.json) where case and"]
+
+
+@case
+def detect_two_images_named_with_a_final_and_a_plain_sigma(tmp_path, run):
+    # Before: accepted (str.lower made the final capital sigma a final small one); one file
+    # where case is ignored
+    a = image(tmp_path / "e" / "\u0391\u03a31.png")
+    b = image(tmp_path / "e" / "\u03b1\u03c31.png", seed=1)
+    argv = ["detect", run, a, b, "--out", tmp_path / "d"]
+    return argv, ["\u03b1\u03c31.png: its output", "where case and"]
 
 
 @case

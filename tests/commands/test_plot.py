@@ -161,6 +161,11 @@ def test_plot_of_runs_without_a_default_curve_lists_the_curves_and_points_to_key
     rc, stdout, err = mist(capsys, "plot", tiny_run, bare, "--out", tmp_path / "y.png")
     assert rc == 0 and "of 1 run(s)" in stdout, err
     assert f"{bare / 'log.jsonl'}: none of the curves drawn" in err
+    # with --minutes a run of validation lines alone gives no point (no training time)
+    val = _run_with_log(tiny_run, tmp_path / "val", [{"step": 1, "split": "val", "both": 0.5}])
+    argv = ["plot", tiny_run, val, "--minutes", "--key", "val/both", "--out", tmp_path / "z.png"]
+    rc, stdout, err = mist(capsys, *argv)
+    assert rc == 0 and "of 1 run(s)" in stdout, err  # was "of 2 run(s)"
 
 
 def test_plot_refuses_an_out_name_holding_a_control_character(capsys, tiny_run, tmp_path):

@@ -181,9 +181,11 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
 
 
 def _folded(name: str) -> str:
-    """``name`` as a file system that ignores case and Unicode forms sees it: NFC, lower case
-    (one letter for one; full folding made ``ß`` and ``ss`` one name, which none does)."""
-    return unicodedata.normalize("NFC", name).lower()
+    """``name`` as a file system that ignores case and Unicode forms sees it: NFC, each letter
+    in lower case on its own (full folding made ``ß`` and ``ss`` one name, which none does;
+    ``str.lower`` made a final ``Σ`` a ``ς``, which ``σ`` is on those systems)."""
+    lower = "".join(c.lower() for c in unicodedata.normalize("NFC", name))  # no context rule
+    return lower.replace("\u03c2", "\u03c3")  # final sigma: one letter with sigma
 
 
 def _image_files(stem: str, formats: set[str]) -> list[str]:

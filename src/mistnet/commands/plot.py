@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from pathlib import Path
 
@@ -88,9 +89,17 @@ def run(args: argparse.Namespace) -> int:
             logs = ", ".join(str(Run(path).log) for path in args.runs)
             raise MistError(f"{logs}: no curve to draw (no logged value)") from None
         raise MistError(str(exc)) from None
-    drawn = [label for label, records in runs.items() if set(log_curves(records)) & set(keys)]
+    drawn = [label for label, records in runs.items() if _draws(records, keys, args.minutes)]
     for label, path in zip(runs, args.runs, strict=True):
         if label not in drawn:  # counted as drawn, unsaid
             warnings.warn(f"{Run(path).log}: none of the curves drawn", MistWarning, 2)
     say(f"wrote {args.out}: {', '.join(keys)} of {len(drawn)} run(s)")
     return 0
+
+
+def _draws(records: list, keys: list[str], minutes: bool) -> bool:
+    """Whether a run's log gives a point to one of the curves ``keys`` (with ``minutes``, a
+    point with its minutes: the others are left out)."""
+    curves = log_curves(records)
+    points = [p for key in keys for p in curves.get(key, [])]
+    return any(math.isfinite(m) for _, m, _ in points) if minutes else bool(points)

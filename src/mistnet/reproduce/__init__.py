@@ -129,12 +129,15 @@ def _claim_out(
         _check_marker(out, budget, digits)
     for t in tables:  # the user's own table1.md or figure there: refused before anything
         report.check_own_files(out, t.name)
-    default = Path(root).absolute() == (out / "data").absolute()
-    if default and (out / "data").is_symlink():  # the datasets went into the folder it led to
-        raise MistError(
-            f"{out / 'data'}: is a symbolic link, not a folder mist reproduce made, so nothing "
-            "is written through it; move it away, or give --data-root for the datasets"
-        )
+    data = out / "data"  # the default root, where links led the datasets into the user's
+    if Path(root).absolute() == data.absolute():
+        inside = sorted(data.iterdir()) if data.is_dir() and not data.is_symlink() else []
+        for folder in [data, *inside]:
+            if folder.is_symlink():
+                raise MistError(
+                    f"{folder}: is a symbolic link, not a folder mist reproduce made, so nothing "
+                    "is written through it; move it away, or give a --data-root of its own"
+                )
     try:
         open_output(
             out,

@@ -448,11 +448,13 @@ def check_own_files(out: Path, name: str) -> None:
     table = out / name  # a link there was trained into: the runs written in its target
     rows = sorted(table.iterdir()) if _real_folder(table) else []
     runs = [run for row in rows if _real_folder(row) for run in sorted(row.iterdir())]
-    for folder in [table, *rows, *runs]:  # a run's: "--out must name a new directory"
+    records = [run / "eval.json" for run in runs if _real_folder(run)]  # read through: used
+    for folder in [table, *rows, *runs, *records]:  # a run's: "--out must name a new directory"
         if folder.is_symlink():
+            what = "a file" if folder.suffix == ".json" else "a folder"  # a run's record
             raise MistError(
-                f"{folder}: is a symbolic link, not a folder mist reproduce made, so nothing "
-                "is written through it; move it away and run again, or choose another --out"
+                f"{folder}: is a symbolic link, not {what} mist reproduce made, so nothing is "
+                "read or written through it; move it away and run again, or choose another --out"
             )
     figures = out / "figures"
     if os.path.islink(figures) or (os.path.lexists(figures) and not figures.is_dir()):
