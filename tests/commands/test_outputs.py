@@ -215,62 +215,55 @@ def reproduce_again_with_figures_a_link(tmp_path, run):
     return argv, ["figures: is not a folder mist reproduce made"]
 
 
+def _reproduce_through_a_link(tmp_path, at: str, to=None) -> list:
+    """``reproduce`` again into an earlier reproduction whose ``OUT/<at>`` is a symbolic link
+    to ``to`` (a folder of the user's): before, each was trained, written or read through."""
+    out = earlier_reproduction(tmp_path)
+    (out / at).parent.mkdir(parents=True, exist_ok=True)
+    if to is None:
+        to = tmp_path / "mine"
+        to.mkdir()
+        (to / "notes.txt").write_text("mine")
+    (out / at).symlink_to(to)
+    return ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+
+
+_NOT_ITS_FOLDER = ": is a symbolic link, not a folder mist reproduce made"
+
+
 @case
 def reproduce_again_with_a_table_folder_a_link(tmp_path, run):
-    out = earlier_reproduction(tmp_path)  # before: a run trained into the folder it led to
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("mine")
-    (out / "gabor").symlink_to(tmp_path / "mine")
-    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
-    return argv, ["gabor: is a symbolic link, not a folder mist reproduce made"]
+    return _reproduce_through_a_link(tmp_path, "gabor"), ["gabor" + _NOT_ITS_FOLDER]
 
 
 @case
 def reproduce_again_with_a_row_folder_a_link(tmp_path, run):
-    out = earlier_reproduction(tmp_path)
-    (tmp_path / "mine").mkdir()
-    (out / "gabor").mkdir()
-    (out / "gabor" / "gabor-mist").symlink_to(tmp_path / "mine")
-    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
-    return argv, ["gabor-mist: is a symbolic link, not a folder mist reproduce made"]
+    argv = _reproduce_through_a_link(tmp_path, "gabor/gabor-mist")
+    return argv, ["gabor-mist" + _NOT_ITS_FOLDER]
 
 
 @case
 def reproduce_again_with_a_run_folder_a_link(tmp_path, run):
-    out = earlier_reproduction(tmp_path)  # was "seed0: ... --out must name a new directory"
-    (out / "gabor" / "gabor-mist").mkdir(parents=True)
-    (out / "gabor" / "gabor-mist" / "seed0").symlink_to(run)
-    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
-    return argv, ["seed0: is a symbolic link, not a folder mist reproduce made"]
+    # was "seed0: ... --out must name a new directory"
+    argv = _reproduce_through_a_link(tmp_path, "gabor/gabor-mist/seed0", to=run)
+    return argv, ["seed0" + _NOT_ITS_FOLDER]
 
 
 @case
 def reproduce_again_with_its_data_folder_a_link(tmp_path, run):
-    out = earlier_reproduction(tmp_path)  # before: the datasets written into the user's folder
-    (tmp_path / "mine").mkdir()
-    (out / "data").symlink_to(tmp_path / "mine")
-    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
-    return argv, ["data: is a symbolic link, not a folder mist reproduce made"]
+    return _reproduce_through_a_link(tmp_path, "data"), ["data" + _NOT_ITS_FOLDER]
 
 
 @case
 def reproduce_again_with_a_budget_folder_of_its_data_a_link(tmp_path, run):
-    out = earlier_reproduction(tmp_path)  # before: the datasets written into the user's folder
-    (tmp_path / "mine").mkdir()
-    (out / "data").mkdir()
-    (out / "data" / "smoke").symlink_to(tmp_path / "mine")
-    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
-    return argv, ["data/smoke: is a symbolic link, not a folder mist reproduce made"]
+    return _reproduce_through_a_link(tmp_path, "data/smoke"), ["data/smoke" + _NOT_ITS_FOLDER]
 
 
 @case
 def reproduce_again_with_a_runs_record_a_link(tmp_path, run):
-    out = earlier_reproduction(tmp_path)  # before: read through, its numbers in the table
-    seed = out / "gabor" / "gabor-mist" / "seed0"
-    seed.mkdir(parents=True)
-    (tmp_path / "mine.json").write_text("{}")
-    (seed / "eval.json").symlink_to(tmp_path / "mine.json")
-    argv = ["reproduce", "gabor", "--budget", "smoke", "--out", out]
+    (tmp_path / "mine.json").write_text("{}")  # its numbers were read into the table
+    at = "gabor/gabor-mist/seed0/eval.json"
+    argv = _reproduce_through_a_link(tmp_path, at, to=tmp_path / "mine.json")
     return argv, ["eval.json: is a symbolic link, not a file mist reproduce made"]
 
 
