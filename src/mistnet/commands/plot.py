@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise MistError(str(exc)) from None
     drawn = [label for label, records in runs.items() if _draws(records, keys, args.minutes)]
     for label, path in zip(runs, args.runs, strict=True):
-        if label not in drawn:  # counted as drawn, unsaid
+        # counted as drawn, unsaid; points without minutes: plot_runs said they were left out
+        if not _draws(runs[label], keys, minutes=False):
             warnings.warn(f"{Run(path).log}: none of the curves drawn", MistWarning, 2)
     say(f"wrote {args.out}: {', '.join(keys)} of {len(drawn)} run(s)")
     return 0
