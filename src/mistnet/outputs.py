@@ -192,6 +192,11 @@ def claim_output(
     if not path.is_dir():
         raise MistError(f"{path}: exists and is not a directory; choose a new {option}")
     if found == kind:
+        if not in_place and first_unwritable([path]):  # its .lock: "Permission denied"
+            raise MistError(
+                f"{path}: an earlier output this user cannot write into, so it cannot be "
+                f"replaced; choose another {option}"
+            )
         if not in_place and _sticky_for_others(path):  # set aside at the end: EPERM
             raise MistError(
                 f"{path}: an earlier output of another user in {path.absolute().parent}, where "

@@ -950,6 +950,21 @@ def test_an_empty_out_folder_of_another_user_in_a_sticky_folder_is_refused_first
         assert entries_under(tmp_path) == before
 
 
+def test_an_earlier_output_this_user_cannot_write_is_refused_first(capsys, tmp_path, monkeypatch):
+    """Before (as a user who cannot write into an earlier dataset of another user's, in a
+    folder everyone may write): ``data make --overwrite`` said "D/.lock: Permission denied".
+    (Root writes anywhere: the permission is stood in for; checked by hand as user 65534.)"""
+    sizes = ["--n-train", 1, "--n-val", 1, "--n-test", 1]
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "D", *sizes]
+    assert mist(capsys, *argv)[0] == 0
+    before = entries_under(tmp_path)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p) != tmp_path / "D" and access(p, m))
+    result = mist(capsys, *argv, "--overwrite", "--seed", 1)
+    assert_user_error(result, f"{tmp_path / 'D'}: an earlier output this user cannot write into")
+    assert entries_under(tmp_path) == before
+
+
 def test_an_output_written_again_keeps_its_permissions(capsys, tmp_path, tiny_run):
     """Before: a dataset made again with --overwrite and an eval record written again took the
     umask's mode (a private 700 / 600 output became readable by all)."""
