@@ -123,6 +123,12 @@ def claim_demo(out: Path) -> list[Path]:
     if created:
         return created
     with writing_inside(out, CHILDREN):
+        for child in (out / "data", out / "run"):  # was "--out must give <its target> itself"
+            if child.is_symlink():
+                raise MistError(
+                    f"{child}: is a symbolic link, not a folder mist demo made, so nothing is "
+                    "written through it; move it away, or choose another --out"
+                )
         claim_dataset(out / "data", overwrite=True)
         run = Run(out / "run")
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):

@@ -137,6 +137,14 @@ def make_data_overwriting_a_dataset_that_holds_a_run_and_notes(tmp_path, run):
 
 
 @case
+def demo_again_with_its_run_a_link_to_a_run(tmp_path, run):
+    out = earlier_demo(tmp_path, run)  # was "--out must give <the run> itself", naming --out
+    shutil.move(out / "run", tmp_path / "myrun")
+    (out / "run").symlink_to(tmp_path / "myrun")
+    return ["demo", "--out", out], ["dm/run: is a symbolic link, not a folder mist demo made"]
+
+
+@case
 def demo_again_over_data_that_holds_the_users_file(tmp_path, run):
     out = earlier_demo(tmp_path, run)
     (out / "data" / "photo.png").write_bytes(b"mine")
