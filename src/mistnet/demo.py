@@ -47,7 +47,7 @@ from mistnet.locks import exclusive_lock
 from mistnet.loop import train
 from mistnet.outfiles import written_json, written_png
 from mistnet.outputs import claim_output, discard_new, entries, open_output, writing_inside
-from mistnet.ownership import Mine, Own, require_only_own
+from mistnet.ownership import Mine, Own, refuse_links, require_only_own
 from mistnet.progress import metrics_text, terminal_bar
 from mistnet.rundir import TRAINING_FILES, Run, tensorboard_only
 from mistnet.setaside import replacing
@@ -123,12 +123,10 @@ def claim_demo(out: Path) -> list[Path]:
     if created:
         return created
     with writing_inside(out, CHILDREN):
-        for child in (out / "data", out / "run"):  # was "--out must give <its target> itself"
-            if child.is_symlink():
-                raise MistError(
-                    f"{child}: is a symbolic link, not a folder mist demo made, so nothing is "
-                    "written through it; move it away, or choose another --out"
-                )
+        # was "--out must give <its target> itself"
+        refuse_links(
+            [out / "data", out / "run"], "mist demo", "move it away, or choose another --out"
+        )
         claim_dataset(out / "data", overwrite=True)
         run = Run(out / "run")
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):

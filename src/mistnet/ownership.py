@@ -104,6 +104,22 @@ def require_own_file(path: Path, mine: Mine, writer: str = "mistnet") -> None:
     )
 
 
+def refuse_links(paths: Iterable[Path], writer: str, way_out: str) -> None:
+    """Refuse the first of ``paths``, the folders and files ``writer`` makes inside its output,
+    that is a symbolic link: it was written or read through, into a folder of the user's.
+
+    Raises:
+        MistError: naming the link and ``way_out``, what to do.
+    """
+    for path in paths:
+        if path.is_symlink():
+            what = "a folder" if path.is_dir() else "a file"
+            raise MistError(
+                f"{path}: is a symbolic link, not {what} {writer} made, so nothing is read or "
+                f"written through it; {way_out}"
+            )
+
+
 def made_directory(entry: Path) -> bool:
     """Whether ``entry`` is what :func:`new_directory` or :func:`_discard` leaves when killed:
     a directory (no link) holding its marker, or nothing but the marker's temporary (killed

@@ -52,6 +52,7 @@ from mistnet.extras import require_matplotlib
 from mistnet.io import atomic_write_json, nearest_existing
 from mistnet.locks import exclusive_lock
 from mistnet.outputs import check_outside, claim_output, open_output, writing_inside
+from mistnet.ownership import refuse_links
 from mistnet.reproduce import report
 from mistnet.reproduce.data import check_datasets, data_dir, prepare, svhn_usable
 from mistnet.reproduce.figures import table_figures
@@ -132,12 +133,8 @@ def _claim_out(
     data = out / "data"  # the default root, where links led the datasets into the user's
     if Path(root).absolute() == data.absolute():
         inside = sorted(data.iterdir()) if data.is_dir() and not data.is_symlink() else []
-        for folder in [data, *inside]:
-            if folder.is_symlink():
-                raise MistError(
-                    f"{folder}: is a symbolic link, not a folder mist reproduce made, so nothing "
-                    "is written through it; move it away, or give a --data-root of its own"
-                )
+        way_out = "move it away, or give a --data-root of its own"
+        refuse_links([data, *inside], "mist reproduce", way_out)
     try:
         open_output(
             out,

@@ -27,7 +27,7 @@ from typing import Any
 
 from mistnet.errors import ArgumentError, DataError, MistError
 from mistnet.io import atomic_write_json, atomic_write_text
-from mistnet.ownership import require_own_file
+from mistnet.ownership import refuse_links, require_own_file
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
 from mistnet.textfile import read_json
@@ -449,13 +449,12 @@ def check_own_files(out: Path, name: str) -> None:
     rows = sorted(table.iterdir()) if _real_folder(table) else []
     runs = [run for row in rows if _real_folder(row) for run in sorted(row.iterdir())]
     records = [run / "eval.json" for run in runs if _real_folder(run)]  # read through: used
-    for folder in [table, *rows, *runs, *records]:  # a run's: "--out must name a new directory"
-        if folder.is_symlink():
-            what = "a file" if folder.suffix == ".json" else "a folder"  # a run's record
-            raise MistError(
-                f"{folder}: is a symbolic link, not {what} mist reproduce made, so nothing is "
-                "read or written through it; move it away and run again, or choose another --out"
-            )
+    # a run's was "--out must name a new directory"
+    refuse_links(
+        [table, *rows, *runs, *records],
+        WRITER,
+        "move it away and run again, or choose another --out",
+    )
     figures = out / "figures"
     if os.path.islink(figures) or (os.path.lexists(figures) and not figures.is_dir()):
         raise MistError(
