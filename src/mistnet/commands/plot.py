@@ -80,27 +80,24 @@ def run(args: argparse.Namespace) -> int:
         with new_file(args.out, "mist plot", inputs) as tmp:
             keys = plot_runs(runs, tmp, keys=args.key, minutes=args.minutes)
     except DataError as exc:  # values too large to draw: the logs they were read from
-        logs = ", ".join(str(Run(path).log) for path in args.runs)
-        raise MistError(f"{logs}: {exc}") from None
+        raise MistError(f"{_logs(args.runs)}: {exc}") from None
     except MistError:
         raise
     except ValueError as exc:  # a --key no run has, none of the default curves, no curve
         if "no curves to draw" in str(exc):  # which runs: every one
-            logs = ", ".join(str(Run(path).log) for path in args.runs)
-            raise MistError(f"{logs}: no curve to draw (no logged value)") from None
+            raise MistError(f"{_logs(args.runs)}: no curve to draw (no logged value)") from None
         raise MistError(str(exc)) from None
-    drawn = [label for label, records in runs.items() if _draws(records, keys, args.minutes)]
-    for label, path in zip(runs, args.runs, strict=True):
-        # counted as drawn, unsaid; points without minutes: plot_runs said they were left out
-        if not _draws(runs[label], keys, minutes=False):
+    drawn = 0
+    for records, path in zip(runs.values(), args.runs, strict=True):
+        curves = log_curves(records)
+        points = [p for key in keys for p in curves.get(key, [])]
+        # with minutes, a point without them is left out (plot_runs said so)
+        drawn += any(math.isfinite(m) for _, m, _ in points) if args.minutes else bool(points)
+        if not points:  # counted as drawn, unsaid
             warnings.warn(f"{Run(path).log}: none of the curves drawn", MistWarning, 2)
-    say(f"wrote {args.out}: {', '.join(keys)} of {len(drawn)} run(s)")
+    say(f"wrote {args.out}: {', '.join(keys)} of {drawn} run(s)")
     return 0
 
 
-def _draws(records: list, keys: list[str], minutes: bool) -> bool:
-    """Whether a run's log gives a point to one of the curves ``keys`` (with ``minutes``, a
-    point with its minutes: the others are left out)."""
-    curves = log_curves(records)
-    points = [p for key in keys for p in curves.get(key, [])]
-    return any(math.isfinite(m) for _, m, _ in points) if minutes else bool(points)
+def _logs(runs: list[str]) -> str:
+    return ", ".join(str(Run(path).log) for path in runs)
