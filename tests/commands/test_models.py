@@ -461,6 +461,19 @@ def test_a_shipped_model_reproduces_its_card_on_data_its_card_remakes(
     assert got["metrics"] == pytest.approx(card.metrics, abs=1e-4)
 
 
+@pytest.mark.parametrize("name", pretrained.names())
+def test_a_shipped_model_records_the_dataset_its_card_names(monkeypatch, name):
+    """Before: the stored config named /work/pre/mnist-hard-full, a folder of the machine
+    that trained the models, while the card's commands make and train on another; `mist eval
+    --model` without --data named the former."""
+    monkeypatch.delenv(pretrained.ENV, raising=False)
+    cfg = pretrained.load(name)[0]
+    card = pretrained.read(name)[1]
+    [train] = [c for c in card.command.split(" && ") if c.startswith("mist train ")]
+    argv = train.split()
+    assert cfg.data.path == card.evaluated_on["data"] == argv[argv.index("--data") + 1]
+
+
 def test_package_and_pretrained_load_check_their_arguments(packaged, tmp_path, monkeypatch):
     """Before: package(out="") wrote into the working directory, overwrite="no" replaced a
     model, command=None an AttributeError; pretrained.load(device="gpu") torch's error."""
@@ -571,10 +584,13 @@ def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(
     assert_user_error(result, "a packaged model is used by name, and 'My_Model' is none")
 
 
-def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(capsys, monkeypatch):
+def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(
+    capsys, monkeypatch, tmp_path
+):
     """Before: "the run's dataset /work/pre/... (data.path) does not exist": a folder of the
     machine that trained the model, named as if it were the user's run."""
     monkeypatch.delenv(pretrained.ENV, raising=False)  # the models mistnet ships
+    monkeypatch.chdir(tmp_path)  # the recorded folder is relative: not here
     name = "mnist-hard-classifier"
     recorded = pretrained.load(name)[0].data.path
     if not recorded or Path(recorded).is_dir():
