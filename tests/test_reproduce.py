@@ -264,6 +264,25 @@ def test_a_run_killed_between_its_best_and_last_checkpoints_is_resumed(tmp_path,
     assert json.loads((run / "eval.json").read_text())["train"]["steps"] == 4
 
 
+def test_a_run_that_cannot_resume_is_told_in_reproduces_terms(tmp_path, capsys):
+    """Before: a reproduction's interrupted run whose log was lost said "start a new run from
+    these weights (--set train.init_from=RUN)", an option reproduce does not have."""
+    argv = ["reproduce", "gabor", "--budget", "smoke", "--device", "cpu", "--no-figures"]
+    argv += ["--threads", "1", "--out", str(tmp_path / "rp")]
+    assert mist(capsys, *argv)[0] == 0
+    run = tmp_path / "rp" / "gabor" / "gabor-mist" / "seed0"
+    (run / "eval.json").unlink()
+    (run / "summary.json").unlink()  # as if killed during training, after its last checkpoint
+    (run / "log.jsonl").write_text("")
+    kept = {p: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = mist(capsys, *argv)
+    assert_user_error(
+        result, "log.jsonl is missing or empty", f"or move {run} away to have it trained again"
+    )
+    assert "--set" not in result[2] and "--out" not in result[2]
+    assert {p: p.read_bytes() for p in run.iterdir() if p.is_file()} == kept
+
+
 def test_a_run_trained_on_by_hand_is_refused_not_reported(tmp_path, capsys):
     # Before: its eval.json of the plan's steps was reported while best.safetensors was of
     # the steps trained on by hand.

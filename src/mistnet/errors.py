@@ -72,6 +72,16 @@ class ArgumentError(MistError):
     """A number or name given to a command or to the Python API that is out of range."""
 
 
+class ResumeRefused(MistError):
+    """A run that cannot be resumed as it is. ``problem`` says what is wrong and how to mend
+    the run in place; the message adds ``afresh``, how ``mist train`` starts over instead
+    (``mist reproduce``, which has no such options, says its own)."""
+
+    def __init__(self, problem: str, afresh: str) -> None:
+        super().__init__(f"{problem}, or {afresh}")
+        self.problem = problem
+
+
 class NonFiniteLoss(MistError):
     """A training loss or the keypoints became NaN or infinite: training diverged.
 

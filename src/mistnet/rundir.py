@@ -26,7 +26,7 @@ import torch
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json, validate
 from mistnet.data.manifest import ANNOTATIONS
-from mistnet.errors import ArgumentError, MistError, MistWarning
+from mistnet.errors import ArgumentError, MistError, MistWarning, ResumeRefused
 from mistnet.io import atomic_write_text, first_unwritable, json_text, remove_path
 from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import MARKER, output_kind
@@ -34,7 +34,7 @@ from mistnet.metrics import unmeasured
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import discard_new, entries, open_output
-from mistnet.runlog import LogRecord, check_resume, read_log
+from mistnet.runlog import AFRESH, FROM_WEIGHTS, LogRecord, check_resume, read_log
 from mistnet.runmatch import moved_here, require_trained_with
 from mistnet.runpaths import absolute, stored
 from mistnet.textfile import read_json
@@ -337,21 +337,22 @@ class Run:
         Raises:
             MistError: naming the first key that differs and both values.
         """
-        resume = "a resumed run goes on as it was trained: put {was!r} back, or start a new "
-        resume += "run from it (--set train.init_from=RUN)"
+        resume = "a resumed run goes on as it was trained: put {was!r} back"
         if self.best.is_file():
-            self.require_trained_with(Checkpoint(self.best), saved, resume)
+            self.require_trained_with(Checkpoint(self.best), saved, resume, FROM_WEIGHTS)
         if not self.last.is_file():
             return
         ckpt = Checkpoint(self.last)
-        self.require_trained_with(ckpt, saved, resume)
+        self.require_trained_with(ckpt, saved, resume, FROM_WEIGHTS)
         # before config.json is written again
         check_resume(ckpt, saved, self.read_log())
 
-    def require_trained_with(self, ckpt: Checkpoint, saved: Config, hint: str = "") -> None:
+    def require_trained_with(
+        self, ckpt: Checkpoint, saved: Config, hint: str = "", afresh: str = ""
+    ) -> None:
         """Refuse the checkpoint ``ckpt`` of this run when the config it records differs from
         ``saved`` (its ``config.json``): see :func:`~mistnet.runmatch.require_trained_with`."""
-        require_trained_with(ckpt, saved, self.config, hint)
+        require_trained_with(ckpt, saved, self.config, hint, afresh)
 
     def _remove_stale_lock(self) -> None:
         """Remove the ``.lock`` a kill left once the run had finished (a resume, refused as
@@ -379,9 +380,10 @@ class Run:
             best_step = Checkpoint(self.last).extra.get("best_step")
             if best_step is not None and not os.path.lexists(self.best):  # else the last
                 # weights were kept as the best at the end, recorded as of the old best step
-                raise MistError(
+                raise ResumeRefused(
                     f"{self.best} is missing, but {self.last.name} records a best at step "
-                    f"{best_step}; restore it to resume, or train afresh into another --out"
+                    f"{best_step}; restore it to resume",
+                    AFRESH,
                 )
             return
         every = saved.train.ckpt_every
@@ -396,17 +398,15 @@ class Run:
                 if reached > every
                 else f"{self.summary.name} says the run finished"
             )
-            raise MistError(
-                f"{self.last} is missing, but {shown}; restore it to resume, or train afresh "
-                "into another --out"
+            raise ResumeRefused(
+                f"{self.last} is missing, but {shown}; restore it to resume", AFRESH
             )
         # best.safetensors is written before its validation's log line: a kill between them
         # leaves best, an empty log and no last (refused for good before). A best past the
         # first checkpoint's step, or no log at all, says nothing of how early it stopped.
         if self.best.exists() and reached == 0 and self._best_past(every):
-            raise MistError(
-                f"{self.last} is missing but {self.best.name} exists; restore it to resume, or "
-                "train afresh into another --out"
+            raise ResumeRefused(
+                f"{self.last} is missing but {self.best.name} exists; restore it to resume", AFRESH
             )
 
     def _best_past(self, every: int) -> bool:

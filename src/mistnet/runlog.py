@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mistnet.errors import DataError, MistError
+from mistnet.errors import DataError, MistError, ResumeRefused
 from mistnet.textfile import parse_json, read_text
 from mistnet.validate import path_argument, shown
 
@@ -140,6 +140,11 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
     return records
 
 
+# how `mist train` starts over from a run it refuses to resume (ResumeRefused)
+FROM_WEIGHTS = "start a new run from these weights (--set train.init_from=RUN)"
+AFRESH = "train afresh into another --out"
+
+
 def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
     """Refuse a checkpoint whose step does not fit the run, before anything is rewritten.
 
@@ -159,28 +164,26 @@ def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
     logged = {r.step for r in log if r.split == "train"}
     expected = ckpt.step // t.log_every * t.log_every
     if not log and expected > 0:
-        raise MistError(
+        raise ResumeRefused(
             f"log.jsonl is missing or empty but {ckpt.path} is at step {ckpt.step}; restore "
-            "the log to resume, or start a new run from these weights (--set "
-            "train.init_from=RUN)"
+            "the log to resume",
+            FROM_WEIGHTS,
         )
     if log and expected > 0 and expected not in logged:
-        cut = expected > max(logged, default=0)  # lines lost at its end, not another run's
-        raise MistError(
+        problem = (
             f"{ckpt.path.parent / 'log.jsonl'} has no line for step {expected} but "
             f"{ckpt.path} is at step {ckpt.step}; "
-            + (
-                "the log was cut short: restore it to resume, or start a new run from these "
-                "weights (--set train.init_from=RUN)"
-                if cut
-                else "the log and the checkpoint are of different runs"
-            )
         )
+        if expected > max(logged, default=0):  # lines lost at its end, not another run's
+            raise ResumeRefused(
+                problem + "the log was cut short: restore it to resume", FROM_WEIGHTS
+            )
+        raise MistError(problem + "the log and the checkpoint are of different runs")
     checked = ckpt.step // t.val_every * t.val_every
     validated = ckpt.extra.get("best_step") is not None
     if validated and checked > 0 and checked not in {r.step for r in log if r.split == "val"}:
-        raise MistError(
+        raise ResumeRefused(
             f"log.jsonl has no validation line for step {checked} but {ckpt.path} is at step "
-            f"{ckpt.step}; restore the log to resume, or start a new run from these weights "
-            "(--set train.init_from=RUN)"
+            f"{ckpt.step}; restore the log to resume",
+            FROM_WEIGHTS,
         )

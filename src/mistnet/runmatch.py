@@ -14,7 +14,7 @@ from mistnet.config import Config, from_record
 from mistnet.configupgrade import upgrade
 from mistnet.data.manifest import read_manifest
 from mistnet.data.runs import manifest_digest, same_files
-from mistnet.errors import MistError
+from mistnet.errors import MistError, ResumeRefused
 from mistnet.runpaths import PATHS, is_folder, resolved
 
 
@@ -64,7 +64,9 @@ def moved_here(saved: Config, path: str) -> bool:
     return same_dataset(path, saved.record.data_manifest, saved.data.path)
 
 
-def require_trained_with(ckpt: Checkpoint, saved: Config, config: Path, hint: str = "") -> None:
+def require_trained_with(
+    ckpt: Checkpoint, saved: Config, config: Path, hint: str = "", afresh: str = ""
+) -> None:
     """Refuse the checkpoint ``ckpt`` of a run, whose ``config.json`` is ``config``, when the config it records differs from
     ``saved`` (its ``config.json``): another run's checkpoint copied in, or the file
     edited since. Where its folders are (:data:`~mistnet.runpaths.PATHS`, a dataset
@@ -72,6 +74,8 @@ def require_trained_with(ckpt: Checkpoint, saved: Config, config: Path, hint: st
 
     Args:
         hint: what to do, ``{was!r}`` the checkpoint's value (default: for a reader).
+        afresh: where the run is to be resumed, how to start over instead (then
+            :class:`~mistnet.errors.ResumeRefused` is raised).
 
     Raises:
         MistError: naming the first key that differs and both values.
@@ -96,7 +100,8 @@ def require_trained_with(ckpt: Checkpoint, saved: Config, config: Path, hint: st
                 (section, key) in paths and path_may_differ(key, was, value, recorded)
             )
             if not unrecorded and not free_here and was != value:
-                raise MistError(
+                problem = (
                     f"{config}: {section}.{key} is {value!r} but {ckpt.path.name} was "
                     f"trained with {was!r}; " + hint.format(was=was)
                 )
+                raise ResumeRefused(problem, afresh) if afresh else MistError(problem)

@@ -33,7 +33,7 @@ from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json, override, resolve, upgrade
 from mistnet.configrules import unread_keys
 from mistnet.engine import Batch, Meter
-from mistnet.errors import DataError, MistError
+from mistnet.errors import DataError, MistError, ResumeRefused
 from mistnet.evaluation import evaluate_run
 from mistnet.io import atomic_write_json
 from mistnet.loop import train
@@ -330,15 +330,20 @@ def train_spec(spec: RunSpec, device: str, log: Callable[[str], None]) -> dict[s
         done = float(wall) / 60
         left = max(spec.minutes - done, 1e-3) if spec.minutes > 0 else 0.0
         log(f"  resuming the interrupted run ({done:.1f} min done)")
-        return train(
-            spec.config(),
-            run.path,
-            device=device,
-            resume=True,
-            max_minutes=left,
-            progress=progress,
-            threads=spec.threads,
-        )
+        try:
+            return train(
+                spec.config(),
+                run.path,
+                device=device,
+                resume=True,
+                max_minutes=left,
+                progress=progress,
+                threads=spec.threads,
+            )
+        except ResumeRefused as e:  # its hint is of mist train's options
+            raise MistError(
+                f"{e.problem}, or move {run.path} away to have it trained again as planned"
+            ) from None
     return train(
         spec.config(),
         run.path,
