@@ -769,3 +769,29 @@ def test_a_huge_file_named_like_a_marker_is_not_read_whole(tmp_path, monkeypatch
 
     monkeypatch.setattr(Path, "read_text", whole)
     assert output_kind(tmp_path) is None and marked_files(tmp_path) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_child_forked_while_a_lock_is_held_does_not_keep_it(tmp_path):
+    """Before: a DataLoader worker (forked while `mist train` held its run's lock) kept the
+    lock's descriptor: its parent SIGKILLed, the orphan held the lock for seconds and a resume
+    at once was refused as "another mist train is writing"."""
+    r, w = os.pipe()
+    started_r, started_w = os.pipe()
+    with exclusive_lock(tmp_path, "mist train"):
+        pid = os.fork()
+        if pid == 0:  # the worker: says it runs (past the fork), lives until let go
+            os.close(w)
+            os.write(started_w, b"!")
+            os.read(r, 1)
+            os._exit(0)
+    os.close(r)
+    assert os.read(started_r, 1) == b"!"
+    try:
+        with exclusive_lock(tmp_path, "mist train"):  # the child lives on
+            assert (tmp_path / LOCK).read_text() == f"{os.getpid()}\n"
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
+        os.close(started_r)
+        os.close(started_w)

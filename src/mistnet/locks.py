@@ -5,6 +5,7 @@ that finds it taken (:func:`lock_holder`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -56,10 +57,12 @@ def exclusive_lock(
         f.flush()
         held = os.fstat(f.fileno())
         _HELD.add((held.st_dev, held.st_ino))
+        _FDS.add(f.fileno())
         try:
             yield
         finally:
             _HELD.discard((held.st_dev, held.st_ino))
+            _FDS.discard(f.fileno())
     finally:
         if transient:  # a waiter on the removed file takes a new one (_take_lock)
             _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
@@ -120,6 +123,28 @@ def _open_lock(path: Path):
 
 #: The ``(device, inode)`` of each lock file this process holds (:func:`exclusive_lock`).
 _HELD: set[tuple[int, int]] = set()
+#: Their file descriptors.
+_FDS: set[int] = set()
+
+
+def _let_go_in_child() -> None:
+    """In a child forked while a lock is held (a DataLoader worker), let go of its copy of the
+    lock's descriptor: a ``flock`` lasts while any copy is open, so a worker orphaned by a
+    SIGKILL of its parent held the run's lock until it noticed (seconds later), and a resume
+    at once was refused as "another mist train is writing". The number is pointed at
+    ``/dev/null`` rather than closed: the parent's file object, copied, still names it."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in _FDS:
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
+        os.close(null)
+    _FDS.clear()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 def lock_holder(directory: str | os.PathLike) -> str | None:
