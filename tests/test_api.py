@@ -502,6 +502,20 @@ def test_load_and_fit_leave_the_callers_random_generator_and_threads(tmp_path):
     torch.set_num_threads(threads)
 
 
+def test_load_and_fit_leave_the_callers_gpu_generators_unseeded(tmp_path, monkeypatch):
+    """Before: torch.manual_seed seeded every CUDA (and MPS, XPU) generator too, queued until
+    CUDA starts where it has not, and fork_rng(devices=[]) gave back the CPU one alone: a
+    script's CUDA random numbers after `load` were seed 0's, after `fit` train.seed's."""
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: seeded.append(seed))
+    mistnet.fit("tiny-cpu", squares(8, 0), out=tmp_path / "r", steps=1, num_classes=2,
+                progress=False, threads=1, train_seed=7)  # fmt: skip
+    mistnet.load(tmp_path / "r")
+    mistnet.load("mnist-hard-classifier")
+    assert seeded == []
+
+
 def test_a_pillow_image_of_a_closed_file_is_named(tmp_path):
     # Before: Pillow's "Operation on closed image", naming no item.
     Image.new("L", (8, 8)).save(tmp_path / "a.png")

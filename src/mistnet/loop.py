@@ -140,7 +140,7 @@ class Session:
 
     def _build_trainer(self) -> Trainer:
         cfg, world = self.cfg, self.world
-        torch.manual_seed(cfg.train.seed)
+        torch.default_generator.manual_seed(cfg.train.seed)  # not the caller's CUDA ones
         model = build_model(cfg.model, cfg.train.method).to(self.dev)
         if cfg.train.init_from and not self.resumed:
             warm_start(model, cfg.train.init_from, cfg.train.init_parts, self.dev)

@@ -79,5 +79,5 @@ def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     (the same model every time), in float32 whatever the caller's default dtype, the caller's
     random generator left as it was."""
     with torch.random.fork_rng(devices=[]), float32_default():
-        torch.manual_seed(0)
+        torch.default_generator.manual_seed(0)  # the CPU one: not the caller's CUDA one
         return build_model(cfg, method)

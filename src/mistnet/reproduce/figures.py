@@ -110,7 +110,7 @@ def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
     cfg, best, ckpt_best = _load(spec, "best", device)
     _, last, ckpt_last = _load(spec, "last", device)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)  # as loop.train does before building the model
+        torch.default_generator.manual_seed(cfg.train.seed)  # as loop.train does
         init = build_model(cfg.model, cfg.train.method).to(device).eval()
     batch = _scenes(spec.data["test"], n)
     images = batch["image"].to(device)
