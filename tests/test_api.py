@@ -649,6 +649,32 @@ def test_an_image_that_requires_grad_is_taken_as_data_without_a_warning():
     assert not item["image"].requires_grad and torch.equal(item["image"], x.detach())
 
 
+def test_boxes_that_require_grad_are_taken_as_data():
+    """Before: torch's "Can't call numpy() on Tensor that requires grad", as a tensor and as a
+    list of rows."""
+    x = torch.rand(1, 48, 48)
+    boxes = torch.tensor([[10.0, 10, 5, 5]], requires_grad=True)
+    for given in (boxes, [boxes[0]]):
+        item = SceneItems([{"image": x, "labels": [0], "boxes": given}])[0]
+        assert item["boxes"].tolist() == [[10.0, 10.0, 5.0, 5.0]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_a_float8_image_is_refused_naming_the_image(dtype):
+    """Before: torch's NotImplementedError ("isfinite" / "min_all" not implemented for
+    Float8) from fit's items, predict and detect_image."""
+    from mistnet.detection import detect_image
+
+    x = torch.rand(1, 48, 48).to(dtype)
+    model = mistnet.load("mnist-hard-classifier")
+    with pytest.raises(ValueError, match="item 0: a float8_e.* image; give uint8 .*16 bits"):
+        SceneItems([(x, [0])])[0]
+    with pytest.raises(ValueError, match="image 0: a tensor must be float \\(16 bits or more"):
+        model.predict(x)
+    with pytest.raises(ValueError, match="image must be a float tensor \\(16 bits or more\\)"):
+        detect_image(model, x, 3)
+
+
 def test_an_exact_resume_of_a_fit_run_refuses_data_of_other_sizes(tmp_path):
     """Before: ``loop.train(cfg, RUN, resume=True, data=...)`` of a fit run resumed on 16 items
     where it had trained on 8 (config.json still saying 8), without a word."""

@@ -51,6 +51,7 @@ from mistnet.models.heatmap import HeatmapBody
 from mistnet.models.mist import GridMIST, PatchModel
 from mistnet.ops._checks import check_int, check_number, require_dense
 from mistnet.torchstate import without_autocast
+from mistnet.validate import image_float
 
 __all__ = [
     "CLASSIFIER_MIN_SCORE",
@@ -392,8 +393,10 @@ def _check_image(model, image) -> None:
             f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', image)!r}"
         )
     require_dense(image, "image")
-    if not image.is_floating_point():
-        raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
+    if not image_float(image):  # float8: torch has no isfinite of it
+        raise ValueError(
+            f"image must be a float tensor (16 bits or more) in [0, 1], got {image.dtype}"
+        )
     if 0 in image.shape:  # else "scale 1 makes the 0x0 image 1x1, too small"
         raise ValueError(f"image is empty: {tuple(image.shape)} holds no pixels")
     if not bool(torch.isfinite(image).all()):  # else every pixel NaN and no error at all

@@ -102,10 +102,10 @@ def _decoded(items: list, channels: int, max_pixels: int) -> Iterator[tuple[str,
 def _tensor_images(x: Tensor, channels: int, n: int, max_pixels: int) -> list[Tensor]:
     validate.require_dense(x, f"image {n}")
     batch = x if x.dim() == 4 else x[None]
-    if batch.dim() != 4 or batch.shape[1] != channels or not batch.is_floating_point():
+    if batch.dim() != 4 or batch.shape[1] != channels or not validate.image_float(batch):
         raise ValueError(
-            f"image {n}: a tensor must be float (C, H, W) or (B, C, H, W) with C = {channels}, "
-            f"got {x.dtype} {tuple(x.shape)}"
+            f"image {n}: a tensor must be float (16 bits or more) (C, H, W) or (B, C, H, W) "
+            f"with C = {channels}, got {x.dtype} {tuple(x.shape)}"
         )
     B, _, H, W = batch.shape
     if B == 0 or H == 0 or W == 0:

@@ -460,6 +460,12 @@ def require_dense(x: torch.Tensor, what: str) -> None:
     _checks.require_dense(x, what, DataError)
 
 
+def image_float(x: torch.Tensor) -> bool:
+    """Whether ``x`` is of a float dtype images are taken in: 16 bits or more (torch has no
+    ``isfinite`` nor ``min`` of float8, which failed deep in torch)."""
+    return x.is_floating_point() and x.element_size() >= 2
+
+
 def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:
     """Raise unless every element of ``values`` is finite (integers always are).
 

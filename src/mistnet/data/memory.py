@@ -29,7 +29,13 @@ from torch.utils.data import Dataset
 from mistnet.data.annotations import clip_boxes
 from mistnet.data.imagefiles import image_tensor, pil_channels
 from mistnet.errors import DataError, MistWarning
-from mistnet.validate import as_integer, class_names, require_dense, require_finite
+from mistnet.validate import (
+    as_integer,
+    class_names,
+    image_float,
+    require_dense,
+    require_finite,
+)
 
 #: ``data.name`` of a run trained on datasets in memory (the run's config cannot reopen them).
 IN_MEMORY = "in-memory"
@@ -77,10 +83,10 @@ def _image(x: Any, where: str) -> torch.Tensor:
         )
     if t.dtype == torch.uint8:
         return t.float() / 255.0
-    if not t.is_floating_point():
+    if not image_float(t):  # float8 too: torch has no isfinite of it
         raise DataError(
             f"{where}: a {str(t.dtype).removeprefix('torch.')} image; give uint8 (0..255) or "
-            "floats in [0, 1]"
+            "floats (16 bits or more) in [0, 1]"
         )
     require_finite(t, f"{where}: image")
     if float(t.min()) < 0 or float(t.max()) > 1:
@@ -114,8 +120,11 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
     (:func:`~mistnet.data.annotations.clip_boxes`); and how many were cut."""
     if isinstance(b, torch.Tensor):
         require_dense(b, f"{where}: boxes")  # a meta tensor: "Tensor.item() ... meta tensors"
+        b = b.detach()  # data here, as an image that requires grad (numpy() refused it)
         kind = str(b.dtype) if b.dtype == torch.bool or b.is_complex() else None
     else:
+        if isinstance(b, list | tuple):  # rows that require grad: np.asarray's RuntimeError
+            b = [r.detach() if isinstance(r, torch.Tensor) else r for r in b]
         try:
             a = np.asarray(b)
         except (TypeError, ValueError):  # ragged lists: as_tensor below names them
