@@ -23,6 +23,7 @@ import mistnet
 from mistnet import cli, loop, pretrained
 from mistnet.checkpoint import Checkpoint
 from mistnet.config import apply_overrides, load_preset
+from mistnet.data.runs import manifest_digest
 from mistnet.errors import MistError
 
 NAME = "tiny-test"
@@ -447,9 +448,14 @@ def test_a_shipped_model_reproduces_its_card_on_data_its_card_remakes(
     argv = make.split()[1:]
     assert argv[argv.index("--out") + 1] == card.evaluated_on["data"]
     argv[argv.index("--out") + 1] = str(tmp_path / "data")
+    sizes = {s: int(argv[argv.index(f"--n-{s}") + 1]) for s in ("train", "val", "test")}
     argv[argv.index("--n-train") + 1] = "8"
     argv[argv.index("--n-val") + 1] = "8"
     assert mist(capsys, *argv)[0] == 0
+    # the model records the dataset the card's command makes: the same manifest, but sizes
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    manifest["splits"] = sizes
+    assert pretrained.load(name)[0].record.data_manifest == manifest_digest(manifest)
     out = tmp_path / "eval.json"
     split = ["--split", card.evaluated_on["split"]]
     rc, _, err = mist(
@@ -465,13 +471,22 @@ def test_a_shipped_model_reproduces_its_card_on_data_its_card_remakes(
 def test_a_shipped_model_records_the_dataset_its_card_names(monkeypatch, name):
     """Before: the stored config named /work/pre/mnist-hard-full, a folder of the machine
     that trained the models, while the card's commands make and train on another; `mist eval
-    --model` without --data named the former."""
+    --model` without --data named the former. And it said embedded digits and 500 test scenes
+    (an older version's record): `--data mnist-hard` drew scenes of embedded digits, which the
+    models trained on, and a folder of other options at the recorded path was scored."""
     monkeypatch.delenv(pretrained.ENV, raising=False)
     cfg = pretrained.load(name)[0]
     card = pretrained.read(name)[1]
     [train] = [c for c in card.command.split(" && ") if c.startswith("mist train ")]
     argv = train.split()
     assert cfg.data.path == card.evaluated_on["data"] == argv[argv.index("--data") + 1]
+    [make] = [c for c in card.command.split(" && ") if c.startswith("mist data make ")]
+    argv = make.split()
+    assert cfg.data.name == argv[3] == cfg.record.data_made_by
+    for option, value in [("--digits", cfg.data.digits), ("--seed", str(cfg.data.seed))] + [
+        (f"--n-{s}", str(getattr(cfg.data, f"n_{s}"))) for s in ("train", "val", "test")
+    ]:
+        assert argv[argv.index(option) + 1] == value, option
 
 
 def test_package_and_pretrained_load_check_their_arguments(packaged, tmp_path, monkeypatch):
@@ -600,6 +615,24 @@ def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(
         f"{name}: the dataset it was trained on ({recorded}) is not on this machine",
         "--data DIR",
         "mist models",
+    )
+
+
+def test_eval_of_a_shipped_model_refuses_other_data_at_its_recorded_folder(
+    capsys, monkeypatch, tmp_path
+):
+    """Before: a folder of other options (embedded digits, 4 test scenes) at the path the
+    model records was scored as if it were the card's data, without a word."""
+    monkeypatch.delenv(pretrained.ENV, raising=False)
+    name = "mnist-hard-classifier"
+    monkeypatch.chdir(tmp_path)
+    recorded = pretrained.load(name)[0].data.path
+    make = ["data", "make", "mnist-hard", "--out", recorded, "--n-train", "1", "--n-val", "1"]
+    assert mist(capsys, *make, "--n-test", "4")[0] == 0
+    assert_user_error(
+        mist(capsys, "eval", "--model", name),
+        f"{recorded}: its manifest.json is not that of the dataset",
+        "--data DIR",
     )
 
 
