@@ -649,6 +649,22 @@ def test_an_image_that_requires_grad_is_taken_as_data_without_a_warning():
     assert not item["image"].requires_grad and torch.equal(item["image"], x.detach())
 
 
+def test_a_dict_item_with_a_key_mistnet_does_not_read_is_refused(tmp_path):
+    """Before: ``label`` or ``bbox`` for ``labels`` / ``boxes`` in validation items was taken as
+    an item without ground truth: classif null, best null, without a word."""
+    x = torch.rand(1, 48, 48)
+    val = [{"image": x, "label": [0], "bbox": [[10, 10, 5, 5]]} for _ in range(4)]
+    with pytest.raises(
+        ValueError, match="val item 0: a dict item has the key\\(s\\) 'label', 'bbox'"
+    ):
+        mistnet.fit("tiny-cpu", squares(8, 0), val, out=tmp_path / "r", steps=1, num_classes=2,
+                    progress=False)  # fmt: skip
+    assert not (tmp_path / "r").exists()
+    items = SceneItems([{"image": x, "labels": [0]}, {"image": x, "labels": [0], "box": 1}])
+    with pytest.raises(ValueError, match="item 1: a dict item has the key\\(s\\) 'box', which"):
+        items.check_labels()
+
+
 def test_boxes_that_require_grad_are_taken_as_data():
     """Before: torch's "Can't call numpy() on Tensor that requires grad", as a tensor and as a
     list of rows."""

@@ -156,6 +156,10 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
     return torch.from_numpy(clipped), past
 
 
+#: The keys of a dict item (the :class:`~mistnet.data.SceneDataset` item format).
+ITEM_KEYS = ("image", "labels", "boxes", "count")
+
+
 class SceneItems(Dataset):
     """``dataset``'s items in the :class:`~mistnet.data.SceneDataset` item format.
 
@@ -216,6 +220,12 @@ class SceneItems(Dataset):
     def _kind(cls, item: Any, where: str) -> frozenset[str]:
         item = cls._unwrap(item)
         if isinstance(item, dict):
+            unknown = [repr(key) for key in item if key not in ITEM_KEYS]
+            if unknown:  # "label" or "bbox": the ground truth was dropped without a word
+                raise DataError(
+                    f"{where}: a dict item has the key(s) {', '.join(unknown)}, which mistnet "
+                    f"does not read; its keys are {', '.join(ITEM_KEYS)}"
+                )
             return frozenset({"labels", *(["boxes"] if "boxes" in item else [])})
         if isinstance(item, tuple | list) and len(item) == 2:
             return frozenset({"labels"})
