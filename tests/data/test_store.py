@@ -498,6 +498,25 @@ def test_write_dataset_refuses_what_its_readers_would(tmp_path, name, splits, ma
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", [" ", "", "../x/y"])
+def test_a_manifest_name_the_writer_refuses_is_refused_as_read(capsys, tmp_path, name):
+    """Before: a manifest edited to a blank name trained a run whose config.json no command
+    could read again ("data.name must be a generator or dataset name", blaming the run); an
+    empty one recorded the preset's dataset and sizes instead of this one."""
+    g = build_generator("mnist-hard", layout_bank=16)
+    d = write_dataset(
+        tmp_path / "d",
+        g.name,
+        {s: make_scenes(g, s, range(4), 0) for s in ("train", "val", "test")},
+    )
+    meta = json.loads((d / "manifest.json").read_text())
+    meta["name"] = name
+    (d / "manifest.json").write_text(json.dumps(meta))
+    argv = ["train", "--preset", "tiny-cpu", "--data", d, "--out", tmp_path / "r", "--threads", "1"]
+    assert_user_error(mist(capsys, *argv), f"manifest.json: 'name' {name!r} must be a dataset name")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_split_holding_an_array_twice_is_refused(tmp_path):
     """Before: a .npz with two ``images.npy`` members was read, numpy taking the last (other zip
     readers take the first)."""

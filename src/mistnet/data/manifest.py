@@ -147,6 +147,9 @@ def check_manifest(meta: object, path: Path) -> dict:
         raise DataError(f"{path}: 'name' must be text, got {name!r}")
     if len(name) > 200:  # a title of a million characters held data show for minutes
         raise DataError(f"{path}: 'name' has {len(name):,} characters; at most 200")
+    if not name.strip() or "/" in name or os.sep in name:  # as the writer refuses it: a
+        # run trained on it recorded a data.name its config.json could not be read with
+        raise DataError(f"{path}: 'name' {name!r} must be a dataset name: not blank, no / in it")
     printable(name, f"{path}: name", "the name is printed in lines and figures")
     manifest_annotations(meta, str(path))  # the class names (a TypeError is the file's fault)
     return meta
