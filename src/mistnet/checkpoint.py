@@ -336,6 +336,8 @@ class Checkpoint:
             # and refuse a folder whose name is not (a lone surrogate in Python).
             self.tensors = {k: v.to(device) for k, v in load(data).items()}
             meta = _metadata(data)
+        except PermissionError:  # was "corrupt or truncated ([Errno 13] Permission denied)"
+            raise MistError(f"checkpoint {self.path}: this user cannot read it") from None
         except (SafetensorError, OSError, ValueError, RecursionError) as exc:
             if self.path.suffix != ".safetensors":  # a config.json given for the run, say
                 raise MistError(

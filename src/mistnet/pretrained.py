@@ -39,6 +39,8 @@ from mistnet.validate import flag, path_argument, printable, require_directory
 ENV = "MISTNET_MODELS"
 SUFFIX = ".safetensors"
 NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+NAME_RULE = "lowercase letters, digits and dashes, starting with a letter or digit"
+MAX_COMMAND = 65_536  # characters of a card's command: its header is read whole
 
 
 def registry() -> Path:
@@ -60,6 +62,9 @@ def names() -> list[str]:
         raise ArgumentError(f"{ENV}={root}: {what} of pretrained models")
     if not root.is_dir():
         return []
+    if not os.access(root, os.R_OK | os.X_OK):  # glob saw nothing: "no pretrained models"
+        where = f"{ENV}={root}" if os.environ.get(ENV) else str(root)
+        raise ArgumentError(f"{where}: this user cannot read the folder of pretrained models")
     # a link to nothing, a folder or a FIFO of the name is named, so that reading it says what
     # it is ("no pretrained model 'ff'" of a folder ff.safetensors)
     models = (p for p in root.glob(f"*{SUFFIX}") if not p.name.startswith("."))
@@ -120,10 +125,14 @@ class Card:
 
 def _number(value: object) -> bool:
     """A finite number: a card's NaN is written null (a NaN or Infinity read back from the
-    JSON failed ``int()`` in the count check, an internal error of ``mist models``)."""
+    JSON failed ``int()`` in the count check, an internal error of ``mist models``), and an
+    int of 400 digits is none (``mist models`` failed to print it as a float)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return isinstance(value, int) or math.isfinite(value)  # an int of 400 digits: no float
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def card_problem(card: dict[str, Any]) -> str | None:
@@ -285,12 +294,14 @@ def package(
     """
     _check_package_arguments(run, name, command, out, metrics, overwrite)
     if not NAME.fullmatch(name):
-        raise MistError(f"--name {name!r}: use lowercase letters, digits and dashes")
+        raise MistError(f"--name {name!r}: use {NAME_RULE}")
     require_short_name(f"{name}{SUFFIX}", "--name: the file")
     check_outside(out, [("the run", run)], "--out", itself=True)
     if not command.strip():
         raise MistError("--command is empty; give the command that trained the run")
     printable(command, "--command", "give the command on one line (mist models prints it)")
+    if len(command) > MAX_COMMAND:  # written, then refused as no checkpoint (header > 16 MiB)
+        raise MistError(f"--command has {len(command):,} characters; at most {MAX_COMMAND:,}")
     cfg, model, ckpt = Run(run).load("best")
     where = Path(metrics or Path(run) / "eval-test.json")
     record = _eval_record(where, run, ckpt, metrics)
@@ -333,6 +344,12 @@ def package(
     return target
 
 
+def _recorded_path(value: object) -> Path | None:
+    """A record's ``run_dir`` or ``run`` as a path; None where it names none (no text, empty,
+    or holding a NUL, which ``resolve`` fails on: an internal error of ``models package``)."""
+    return Path(value) if isinstance(value, str) and value and "\0" not in value else None
+
+
 def _eval_record(
     path: Path, run: str | os.PathLike, ckpt: Checkpoint, given: object = None
 ) -> dict[str, Any]:
@@ -357,13 +374,13 @@ def _eval_record(
     if problem:
         raise MistError(f"{path} is no mist eval record: {problem}")
     here = Path(run).resolve()
-    named = record.get("run_dir", record.get("run"))
-    names_here = isinstance(named, str) and Path(named).resolve() == here
+    named = _recorded_path(record.get("run_dir", record.get("run")))
+    names_here = named is not None and named.resolve() == here
     if path.resolve().is_relative_to(here):
         # the run's own record, unless its run_dir (absolute) is another run still there: a
         # record copied in (a run moved since names a directory that no longer is)
-        other = record.get("run_dir")
-        foreign = isinstance(other, str) and Path(other).resolve() != here and Path(other).is_dir()
+        other = _recorded_path(record.get("run_dir"))
+        foreign = other is not None and other.resolve() != here and other.is_dir()
     else:
         foreign = not names_here
     if foreign:  # the directory it measured, as recorded (a relative run name may be the same)

@@ -96,8 +96,8 @@ def _packaged_hint(path: Path) -> str:
     use = f"MISTNET_MODELS={path.parent}, then mist eval or detect --model"
     if not pretrained.NAME.fullmatch(path.stem):  # was told to read it from a run directory
         return (
-            f"; a packaged model is used by name, and {path.stem!r} is none (lower-case "
-            f"letters, digits and -): rename the file, then {use} NAME"
+            f"; a packaged model is used by name, and {path.stem!r} is none "
+            f"({pretrained.NAME_RULE}): rename the file, then {use} NAME"
         )
     return f"; a packaged model is used by name: {use} {path.stem} (mistnet.load(name))"
 

@@ -353,6 +353,8 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         ({"metrics": {"n_images": 10**6}}, "metrics['n_images'] is 1000000 but images"),
         # Before: an internal error, "int too large to convert to float"
         ({"metrics": {"both": 10**400}}, "metrics['both'] is 1000"),
+        # Before: packaged (an error >= 0 has no upper bound), mist models then failing whole
+        ({"metrics": {"rmse": 10**400}}, "metrics['rmse'] is 1000"),
         ({"step": "4"}, "step is '4', not a count"),
         # Before: packaged, mist models then printing "bogus: ..." and "on , 16 images", or the
         # checksum comparison skipped
@@ -369,6 +371,45 @@ def test_packaging_refuses_a_malformed_metrics_record(capsys, packaged, tmp_path
     result = mist(capsys, *package, "--name", NAME, "--metrics", tmp_path / "eval.json")
     assert_user_error(result, "eval.json is no mist eval record", message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]
+
+
+def test_packaging_names_a_nul_run_a_dash_name_and_an_endless_command(capsys, packaged, tmp_path):
+    """Before: a record whose run_dir held a NUL was an internal error ("embedded null byte");
+    --name=-a was told to use "lowercase letters, digits and dashes", which it does; a command
+    of 17 million characters was written, then refused as no checkpoint by --overwrite."""
+    run = packaged[0]
+    record = json.loads((run / "eval-test.json").read_text())
+    (tmp_path / "eval.json").write_text(json.dumps({**record, "run_dir": "a\0b"}))
+    package = ["models", "package", run, "--out", tmp_path / "m"]
+    result = mist(capsys, *package, "--name", NAME, "--command", COMMAND, "--metrics",
+                  tmp_path / "eval.json")  # fmt: skip
+    assert_user_error(result, "eval.json measured the run 'a\\x00b', not")
+    result = mist(capsys, *package, "--name=-a", "--command", COMMAND)
+    assert_user_error(result, "--name '-a': use lowercase letters, digits and dashes, starting")
+    with pytest.raises(ValueError, match="--command has 65,537 characters; at most 65,536"):
+        pretrained.package(run, NAME, "x" * 65_537, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_unreadable_registry_or_model_file_is_named_so(capsys, registry, monkeypatch):
+    """Before (as a user who may not read them): a folder of models of mode 700 was "no
+    pretrained models in M" (glob saw nothing), a model file of mode 600 "corrupt or
+    truncated ([Errno 13] Permission denied)". Run by hand as user 65534 too."""
+    real_access, real_read = os.access, Path.read_bytes
+    denied = {str(registry)}
+    monkeypatch.setattr(os, "access", lambda p, m, **k: str(p) not in denied and real_access(p, m))
+    result = mist(capsys, "models")
+    assert_user_error(result, f"MISTNET_MODELS={registry}: this user cannot read the folder")
+    denied.clear()
+
+    def read_bytes(path):
+        if path.suffix == ".safetensors":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(ValueError, match=f"{NAME}.safetensors: this user cannot read it"):
+        mistnet.load(NAME)
 
 
 def test_packaging_names_a_per_image_k_record_and_a_record_of_other_weights(
