@@ -616,6 +616,36 @@ def test_fit_load_and_predict_work_under_a_float64_default_dtype(tmp_path):
         torch.set_default_dtype(torch.float32)
 
 
+def test_the_training_loop_names_an_out_that_is_no_path(tmp_path, monkeypatch):
+    """Before: pathlib's "argument should be a str or an os.PathLike object ..., not
+    <class 'bytes'>" and "expected str, bytes or os.PathLike object, not int", naming nothing."""
+    from mistnet import loop
+    from mistnet.config import load_preset
+
+    monkeypatch.chdir(tmp_path)
+    for out, error, message in [
+        (b"g", TypeError, "out must be a path as text, got bytes"),
+        (3, TypeError, "out must be a path as text, got int"),
+        ("a\0b", ValueError, r"out 'a\\x00b' holds a NUL character"),
+    ]:
+        with pytest.raises(error, match=message):
+            loop.train(load_preset("tiny-cpu"), out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_and_load_under_a_meta_default_device_are_refused_naming_it(tmp_path):
+    """Before: fit failed deep in torch ("Cannot copy out of meta tensor"), load blamed a
+    parameter of the model ("build it on a real device"), a device the caller never passed."""
+    items = squares(8, 0)
+    with torch.device("meta"):
+        with pytest.raises(ValueError, match="torch's default device is meta"):
+            mistnet.fit("tiny-cpu", items, out=tmp_path / "r", steps=1, num_classes=2,
+                        progress=False)  # fmt: skip
+        with pytest.raises(ValueError, match="torch's default device is meta"):
+            mistnet.load("mnist-hard-classifier")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_training_loop_leaves_the_callers_generator_threads_and_dtype(tmp_path):
     """Before: ``mistnet.loop.train`` (public, with its Callbacks) reseeded torch and left
     ``threads`` set; only ``fit`` gave them back."""

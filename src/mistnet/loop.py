@@ -86,7 +86,7 @@ def train(
     options = RunOptions(device, resume, max_minutes, progress, threads, precision, compile)
     check_data_pair(data)
     check_callbacks(callbacks, Callbacks)
-    run = Run(out)
+    run = Run(out, "out")
     cfg = run.config_to_train(cfg, resume)  # checked before anything is written
     with callers_torch_state(), distributed.process_group(options.device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main

@@ -39,7 +39,7 @@ from mistnet.runmatch import moved_here, require_trained_with
 from mistnet.runpaths import absolute, stored
 from mistnet.textfile import read_json
 from mistnet.trainer import Trainer
-from mistnet.validate import own_file, regular_file, require_directory
+from mistnet.validate import own_file, path_argument, regular_file, require_directory
 
 MAXIMISE = {"both": True, "det_iou50": True, "classif": True, "ap50": True, "rmse": False}
 
@@ -126,8 +126,10 @@ def tensorboard_only(folder: Path) -> bool:
 class Run:
     """Paths of a run directory, and the reading and writing of its log."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, what: str = "run directory") -> None:
+        """``what``: how a message names ``path`` where it is no path (``out``: pathlib's
+        "argument should be a str or an os.PathLike object" named nothing)."""
+        self.path = Path(path_argument(path, what))
         self.config = self.path / "config.json"
         self.last = self.path / "last.safetensors"
         self.best = self.path / "best.safetensors"

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import torch
 
+from mistnet.errors import ArgumentError
+
 
 @contextlib.contextmanager
 def float32_default() -> Iterator[None]:
@@ -35,12 +37,28 @@ def callers_torch_state() -> Iterator[None]:
     ``torch.autocast`` does not reach it (a run's precision is its config's, ``--precision``:
     under a script's bf16 autocast, training and evaluation computed other numbers than the
     run records say, without a word)."""
+    require_real_default_device()
     threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]), float32_default(), without_autocast():
         try:
             yield
         finally:
             torch.set_num_threads(threads)
+
+
+def require_real_default_device() -> None:
+    """Refuse to work under a caller's default device ``meta`` (``torch.set_default_device``,
+    ``with torch.device("meta")``): networks built there hold no weights, and training failed
+    deep in torch ("Cannot copy out of meta tensor"), loading blamed a parameter.
+
+    Raises:
+        ArgumentError: naming the default device.
+    """
+    if torch.get_default_device().type == "meta":
+        raise ArgumentError(
+            "torch's default device is meta (torch.set_default_device, or a with "
+            "torch.device block): mistnet's networks hold weights; call it outside"
+        )
 
 
 @contextlib.contextmanager
@@ -52,4 +70,9 @@ def without_autocast() -> Iterator[None]:
         yield
 
 
-__all__ = ["callers_torch_state", "float32_default", "without_autocast"]
+__all__ = [
+    "callers_torch_state",
+    "float32_default",
+    "require_real_default_device",
+    "without_autocast",
+]

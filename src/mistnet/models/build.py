@@ -10,7 +10,7 @@ from mistnet.models.baselines import ChannelWiseHeatmap
 from mistnet.models.heatmap import HeatmapNet
 from mistnet.models.mist import MIST, ChannelWiseMIST, GridMIST, PatchModel
 from mistnet.models.patch import PatchAutoencoder, PatchClassifier
-from mistnet.torchstate import float32_default
+from mistnet.torchstate import float32_default, require_real_default_device
 
 
 def build_task_net(cfg: ModelConfig) -> nn.Module:
@@ -78,6 +78,7 @@ def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     """:func:`build_model` for a checkpoint to be loaded into: initialised from torch's seed 0
     (the same model every time), in float32 whatever the caller's default dtype, the caller's
     random generator left as it was."""
+    require_real_default_device()
     with torch.random.fork_rng(devices=[]), float32_default():
         torch.default_generator.manual_seed(0)  # the CPU one: not the caller's CUDA one
         return build_model(cfg, method)
