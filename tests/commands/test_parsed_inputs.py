@@ -638,8 +638,24 @@ def train_on_a_dataset_imported_without_a_val_split(tmp_path, run):
     argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "ds", "--out", tmp_path / "r"]
     overrides = ["--set", "model.num_classes=1", "--set", "train.batch_size=2"]
     return [*argv, *overrides], [
-        "ds has no val split, which mist train validates on: import the data again with --val N"
+        "ds has no val split, which mist train validates on: import the data again with --val F "
+        "(a fraction in (0, 1), e.g. 0.1)"
     ]
+
+
+@case
+def train_on_a_made_dataset_without_a_val_split(tmp_path, run):
+    """Before: told to import it again with --val N, an option of import-images (a fraction
+    there); a dataset of a generator is made again with --n-val."""
+    from mistnet.data.scenes import build_generator, make_scenes
+    from mistnet.data.store import write_dataset
+
+    g = build_generator("mnist-hard", layout_bank=16)
+    splits = {s: make_scenes(g, s, range(4), 0) for s in ("train", "test")}
+    write_dataset(tmp_path / "ds", g.name, splits, {"generator": g.name})
+    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "ds", "--out", tmp_path / "r"]
+    return argv, ["ds has no val split, which mist train validates on: make the data again with "
+                  "--n-val N (N > 0)"]  # fmt: skip
 
 
 @case

@@ -14,6 +14,7 @@ from mistnet.data.checksums import SPLIT_DIGESTS
 from mistnet.data.digits import canonical_split
 from mistnet.data.manifest import MANIFEST, counted_instances, read_manifest
 from mistnet.data.memory import IN_MEMORY
+from mistnet.data.scenes import GENERATORS
 from mistnet.data.store import SPLITS, annotations_of, classes_of, open_dataset
 from mistnet.errors import MistError
 from mistnet.io import json_text
@@ -31,11 +32,19 @@ def training_split(cfg: Config, split: str) -> Dataset:
     """
     path = cfg.data.path
     if split == "val" and path and Path(path).is_dir():
-        if "val" not in read_manifest(path).get("splits", {}):
+        meta = read_manifest(path)
+        if "val" not in meta.get("splits", {}):
+            made = meta.get("generator")
+            again = (  # --val of import-images is a fraction ("--val 2" was then refused)
+                "import the data again with --val F (a fraction in (0, 1), e.g. 0.1)"
+                if made == "images"
+                else "make the data again with --n-val N (N > 0)"
+                if made in GENERATORS
+                else "make the data again with a val split"
+            )
             raise MistError(
-                f"{path} has no val split, which mist train validates on: import the data "
-                "again with --val N (N > 0), or train without validation in Python "
-                "(mistnet.fit(..., val=None))"
+                f"{path} has no val split, which mist train validates on: {again}, or train "
+                "without validation in Python (mistnet.fit(..., val=None))"
             )
     return open_data(cfg, None, split)[1]
 
