@@ -159,7 +159,7 @@ def test_corrupt_and_missing_files_name_the_file(tmp_path):
     with pytest.raises(DataError, match="manifest.json: a symbolic link loop"):
         SceneFolder(d, "train")
     (d / "manifest.json").unlink()
-    (d / "manifest.json").write_text('{"format": "mistnet-scenes", "classes": "abc"}')
+    (d / "manifest.json").write_text('{"format": "mistnet-scenes", "name": "x", "classes": "abc"}')
     with pytest.raises(DataError, match="classes must be a list of class names, got str"):
         SceneFolder(d, "train")  # was a TypeError: an internal error of every command
     for link, message in [
@@ -461,6 +461,20 @@ def test_a_class_name_with_a_control_character_is_refused_escaped(tmp_path):
     with pytest.raises(DataError, match=r"classes: class name 'nine\\n\\x1b\[2J' holds") as err:
         SceneFolder(d, "train")
     assert "\n" not in str(err.value)
+
+
+def test_a_split_whose_arrays_disagree_in_scenes_names_them_all():
+    """Before: images cut to 6 of 8 scenes was "boxes must be (6,M,4) float32, got (8, 9, 4)",
+    blaming the array left whole."""
+    arrays = {
+        "images": np.zeros((6, 1, 8, 8), np.uint8),
+        "boxes": np.zeros((8, 1, 4), np.float32),
+        "labels": np.zeros((8, 1), np.int64),
+        "counts": np.zeros(8, np.int64),
+    }
+    message = "x.npz: the arrays hold different numbers of scenes (images 6, boxes 8, labels 8, "
+    with pytest.raises(DataError, match=re.escape(message + "counts 8)")):
+        validate_arrays(arrays, "x.npz")
 
 
 def test_images_of_two_or_four_channels_are_refused():

@@ -66,6 +66,10 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
             f"{im.dtype}"
         )
     N = im.shape[0]
+    scenes = {k: arrays[k].shape[0] for k in ARRAY_KEYS if arrays[k].ndim}
+    if len(set(scenes.values())) > 1:  # images cut short was blamed on the boxes
+        counts = ", ".join(f"{k} {n}" for k, n in scenes.items())
+        raise DataError(f"{where}: the arrays hold different numbers of scenes ({counts})")
     if bx.ndim != 3 or bx.shape[0] != N or bx.shape[2] != 4 or bx.dtype != np.float32:
         raise DataError(f"{where}: boxes must be ({N},M,4) float32, got {bx.shape} {bx.dtype}")
     M = bx.shape[1]
