@@ -324,10 +324,11 @@ def package(
     if replacing:  # replace a packaged model only, never a file of the user's
         try:
             Card.of(Checkpoint(target))
-        except MistError:
+        except MistError as exc:  # a damaged model of ours too: said why, not "did not write"
             raise MistError(
-                f"{target}: exists and is no packaged model; choose another --name or --out "
-                "(mistnet never overwrites a file it did not write)"
+                f"{target}: exists and is no packaged model mistnet can read ({exc}); choose "
+                "another --name or --out, or remove it (mistnet never overwrites a file it "
+                "cannot tell it wrote)"
             ) from None
         if not overwrite:
             raise MistError(

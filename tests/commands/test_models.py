@@ -331,6 +331,12 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
     assert mine.read_bytes() == first
     assert mist(capsys, *package, "--name", NAME, "--command", "again", "--overwrite")[0] == 0
     assert mine.read_bytes() != first
+    # Before: a packaged model cut short was "no packaged model ... (mistnet never overwrites a
+    # file it did not write)": it did write it; why it cannot tell is said
+    mine.write_bytes(mine.read_bytes()[:1000])
+    result = mist(capsys, *package, "--name", NAME, "--overwrite")
+    assert_user_error(result, "no packaged model mistnet can read (checkpoint", "or remove it")
+    assert len(mine.read_bytes()) == 1000
 
 
 @pytest.mark.parametrize(
