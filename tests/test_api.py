@@ -416,14 +416,29 @@ def test_fit_names_its_own_arguments_not_the_command_lines(tmp_path):
     assert list(tmp_path.iterdir()) == []
     fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
     before = sorted(p.name for p in (tmp_path / "r").iterdir())
-    with pytest.raises(ValueError, match="already holds a run; give another out$"):
+    with pytest.raises(
+        ValueError,
+        match="already holds a run; give another out, or resume it exactly with mistnet.loop",
+    ):
         fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
     (tmp_path / "r" / "last.safetensors").unlink()  # best.safetensors is still a run's
-    with pytest.raises(ValueError, match="already holds a run; give another out$"):
+    with pytest.raises(
+        ValueError,
+        match="already holds a run; give another out, or resume it exactly with mistnet.loop",
+    ):
         fit("tiny-cpu", data, out=tmp_path / "r", batch_size=2)
     with pytest.raises(ValueError, match=r"names 2 classes .* num_classes=2 in mistnet.fit\)$"):
         fit("tiny-cpu", Named(data), out=tmp_path / "s", num_classes=3)
+    assert not (tmp_path / "s").exists()
+    # Before: a loaded model was told to pass num_classes=2, which fit(model) then refused
+    model = mistnet.load(tmp_path / "r")
+    three = Named(data)
+    three.classes = ["a", "b", "c"]
+    message = "train_data names 3 classes but the model's classifier has 2; fit trains on"
+    assert model.config.model.num_classes == 2
+    with pytest.raises(ValueError, match=message):
+        fit(model, three, out=tmp_path / "s")
     assert not (tmp_path / "s").exists()
 
 

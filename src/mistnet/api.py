@@ -330,7 +330,7 @@ def fit(
     train_set, val_set = _fit_data(train_data, val, overrides)
     _set_by_fit(model_or_preset, overrides, train_set.channels, steps)
     cfg = _fit_config(model_or_preset, overrides)
-    _fit_items(cfg, train_set, val_set)
+    _fit_items(cfg, train_set, val_set, isinstance(model_or_preset, PatchModel))
     progress = sys.stderr.isatty() if progress is None else progress
     data = (train_set, val_set)
     _train(cfg, out, device=device, max_minutes=max_minutes, progress=progress,
@@ -357,11 +357,21 @@ def _train(cfg: Config, out: str | os.PathLike, **options: Any) -> None:
         train(cfg, out, **options)
 
 
-def _fit_items(cfg: Config, train_set: SceneItems, val_set: SceneItems | None) -> None:
+def _fit_items(
+    cfg: Config, train_set: SceneItems, val_set: SceneItems | None, fit_model: bool
+) -> None:
     """Record the sizes of the data in memory in ``cfg`` (not the preset's generator sizes)
-    and, for a classifier, check every item's labels before training (and as it is read)."""
+    and, for a classifier, check every item's labels before training (and as it is read);
+    ``fit_model``: training goes on from a loaded model, whose classes the data must name."""
     cfg.data.n_train, cfg.data.n_test = len(train_set), 0
     cfg.data.n_val = 0 if val_set is None else len(val_set)
+    named, m = len(train_set.classes), cfg.model
+    if fit_model and named and m.task == "classify" and named != m.num_classes:
+        raise ArgumentError(  # was told to pass num_classes, which fit(model) then refused
+            f"train_data names {named} classes but the model's classifier has {m.num_classes}; "
+            f"fit trains on from its weights (start from a preset or Config with "
+            f"num_classes={named})"
+        )
     for items in (train_set, val_set) if cfg.model.task == "classify" else ():
         if items is not None:
             items.num_classes = cfg.model.num_classes
@@ -380,7 +390,11 @@ def _check_out(out: object) -> None:
         out, "run", "mist train or fit", lambda path: run.is_legacy(), option="out", again=False
     )
     if Run(out).last.exists() or Run(out).best.exists():  # said before any work, as fit's
-        raise ArgumentError(f"out {out} already holds a run; give another out")
+        raise ArgumentError(
+            f"out {out} already holds a run; give another out, or resume it exactly with "
+            "mistnet.loop.train(config, out, resume=True, data=(SceneItems(train), "
+            "SceneItems(val)))"
+        )
     place = nearest_existing(out)  # out itself, or the folder it would be made in
     if place.is_dir() and first_unwritable([place]):  # was a bare PermissionError
         raise ArgumentError(f"out {out}: this user cannot write into {place}; give another out")
