@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, unprintable
 
 
 def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
@@ -282,6 +282,26 @@ def require_short_name(path: str | os.PathLike, option: str) -> None:
         raise MistError(
             f"{option} {path}: a name of {size} bytes; at most {MAX_NAME_BYTES} (the output is "
             "made under a longer temporary name beside it)"
+        )
+
+
+def require_output_name(path: str | os.PathLike, option: str) -> None:
+    """:func:`require_short_name`, and a name without control characters: an output named with
+    a newline or an escape sequence breaks every line that names it (``mist plot`` refused one,
+    ``show``, ``eval --json``, ``detect`` and the others wrote it). A byte that is not UTF-8
+    (a Latin-1 name, read by Python as a lone surrogate) is a name of the user's file system,
+    printed escaped: taken.
+
+    Raises:
+        MistError: naming ``option`` and the length, or the first control character.
+    """
+    require_short_name(path, option)
+    name = Path(path).name
+    bad = next((c for c in name if unprintable(c) and not 0xDC80 <= ord(c) <= 0xDCFF), None)
+    if bad is not None:
+        raise MistError(
+            f"{option} {name!r} holds the control character {bad!r}; give a name of "
+            "printable characters"
         )
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mistnet.errors import MistError
-from mistnet.io import atomic_path, rename_new, require_short_name
+from mistnet.io import atomic_path, rename_new, require_output_name
 from mistnet.outputs import check_outside
 
 #: The key of the PNG text chunk that names the command which wrote a figure (:func:`new_file`).
@@ -75,7 +75,7 @@ def file_name(path: str | os.PathLike, option: str, suffix: str) -> Path:
         raise MistError(f"{option} {text}: give a file name before {suffix} (as x{suffix})")
     if Path(last).name != last or Path(last).suffix.lower() != suffix:
         raise MistError(f"{option} {text}: give a file name ending in {suffix}")
-    require_short_name(text, option)
+    require_output_name(text, option)
     return Path(text)
 
 

@@ -42,7 +42,7 @@ from mistnet.io import (
     remove_path,
     remove_stale_temporaries,
     rename_new,
-    require_short_name,
+    require_output_name,
     temporary_sibling,
 )
 from mistnet.markers import MARKER, mark, output_kind
@@ -125,7 +125,7 @@ def check_named(path: str | os.PathLike, option: str = "--out") -> None:
         MistError: ``--out . names the working directory; give a new directory``.
     """
     path = Path(path)
-    require_short_name(path, option)
+    require_output_name(path, option)
     real, cwd = path.resolve(), Path.cwd().resolve()
     if path.name not in ("", "..") and not cwd.is_relative_to(real):  # ../here is here too
         return

@@ -28,7 +28,7 @@ from mistnet.checkpoint import Checkpoint, save_checkpoint
 from mistnet.config import Config, from_record
 from mistnet.device import device_argument
 from mistnet.errors import ArgumentError, DataError, MistError, unprintable
-from mistnet.io import require_short_name
+from mistnet.io import require_output_name, require_short_name
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
@@ -297,6 +297,8 @@ def package(
         raise MistError(f"--name {name!r}: use {NAME_RULE}")
     require_short_name(f"{name}{SUFFIX}", "--name: the file")
     check_outside(out, [("the run", run)], "--out", itself=True)
+    if not os.path.lexists(out):  # a folder this makes: named as every new output is
+        require_output_name(out, "--out")
     if not command.strip():
         raise MistError("--command is empty; give the command that trained the run")
     printable(command, "--command", "give the command on one line (mist models prints it)")

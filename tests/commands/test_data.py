@@ -73,16 +73,23 @@ def test_make_show_export_import(capsys, tmp_path):
 
 
 def test_what_a_command_reports_quotes_a_strange_name_on_one_escaped_line(capsys, tmp_path):
-    """A newline or an escape sequence in an --out the user chose neither splits the ``wrote``
-    line nor reaches the terminal raw: it is written as in error lines."""
+    """A newline or an escape sequence in a folder of the user's that holds an --out neither
+    splits the ``wrote`` line nor reaches the terminal raw: it is written as in error lines.
+    A new output is not named so (a script's line read with its newline made "run\\n",
+    which every line naming it then broke): refused, as ``mist plot`` refused it."""
     sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
     name = "new\nline\x1b[31m"
-    code, stdout, _ = mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / name, *sizes)
-    assert code == 0 and (tmp_path / name).is_dir()
+    refused = mist(capsys, "data", "make", "mnist-easy", "--out", tmp_path / name, *sizes)
+    assert_user_error(refused, "holds the control character '\\n'; give a name of printable")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / name).mkdir()
+    ds = tmp_path / name / "ds"
+    code, stdout, _ = mist(capsys, "data", "make", "mnist-easy", "--out", ds, *sizes)
+    assert code == 0 and ds.is_dir()
     assert stdout.count("\n") == 1 and "\x1b" not in stdout
     assert "new\\nline\\x1b[31m" in stdout
-    code, stdout, _ = mist(capsys, "data", "show", tmp_path / name, "--out", tmp_path / "a\nb.png")
-    assert code == 0 and stdout.count("\n") == 1 and "a\\nb.png" in stdout
+    code, stdout, _ = mist(capsys, "data", "show", ds, "--out", tmp_path / name / "a.png")
+    assert code == 0 and stdout.count("\n") == 1 and "new\\nline\\x1b[31m/a.png" in stdout
 
 
 def test_an_import_into_its_earlier_output_says_what_to_do(capsys, tmp_path):

@@ -1296,3 +1296,32 @@ def test_eval_json_refuses_the_record_of_another_run_of_the_same_relative_name(
         result, "m.json: exists and is not a metrics file of mist eval of the run run"
     )
     assert entries_under(tmp_path) == before
+
+
+def test_a_new_output_named_with_a_control_character_is_refused(capsys, tiny_run, tmp_path):
+    """Before: ``show``, ``data show``, ``eval --json``, ``detect --out``, ``models package
+    --out`` and ``train --out`` wrote a file or folder with a newline or an escape in its name
+    (``mist plot`` alone refused one), which every line naming it then broke."""
+    image = tmp_path / "scene.png"
+    Image.new("L", (48, 48)).save(image)
+    before = entries_under(tmp_path)
+    for argv in [
+        ("show", tiny_run, "--out", tmp_path / "a\nb.png"),
+        ("eval", tiny_run, "--json", tmp_path / "e\nj.json"),
+        ("detect", "--model", "mnist-hard-classifier", image, "--out", tmp_path / "f\x1bg"),
+        (
+            "models",
+            "package",
+            tiny_run,
+            "--name",
+            "m",
+            "--command",
+            "c",
+            "--out",
+            tmp_path / "M\nN",
+        ),
+        ("train", "--preset", "tiny-cpu", "--out", tmp_path / "r\n"),
+    ]:
+        result = mist(capsys, *argv)
+        assert_user_error(result, "holds the control character", "give a name of printable")
+    assert entries_under(tmp_path) == before
