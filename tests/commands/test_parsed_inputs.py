@@ -659,11 +659,31 @@ def train_on_a_made_dataset_without_a_val_split(tmp_path, run):
 
 
 @case
+def train_an_auto_encoder_on_float_images_of_a_dataset(tmp_path, run):
+    """Before: "holds signed (Gabor) images" of float32 images that were neither."""
+    from mistnet.data.scenes import build_generator, make_scenes
+    from mistnet.data.store import write_dataset
+
+    g = build_generator("mnist-hard", layout_bank=16)
+    splits = {s: make_scenes(g, s, range(4), 0) for s in ("train", "val", "test")}
+    for arrays in splits.values():
+        arrays["images"] = arrays["images"].astype("float32") / 255
+    write_dataset(tmp_path / "ds", g.name, splits)
+    argv = ["train", "--preset", "tiny-cpu", "--data", tmp_path / "ds", "--out", tmp_path / "r"]
+    return [*argv, "--set", "model.task=reconstruct"], [
+        "holds float32 (read as signed textures, as Gabor noise) images but the run's "
+        "auto-encoder has sigmoid output"
+    ]
+
+
+@case
 def train_a_classifier_on_images_without_labels(tmp_path, run):
     ds = labelled_dataset(tmp_path, ["a b", "", "a", "", "b", "a", "b", "a"])
     argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]
     overrides = ["--set", "model.num_classes=2", "--set", "train.batch_size=2"]
-    return [*argv, *overrides], ["of the 4 training images have no label (an empty labels"]
+    return [*argv, *overrides], [
+        "of the 4 training images have no label (a count of 0: an empty labels"
+    ]
 
 
 @case

@@ -142,7 +142,7 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
             "class labels; a classifier takes uint8 images (0..255)"
         )
     if m.task == "reconstruct" and dataset.signed != (m.output == "signed"):
-        kind = "signed (Gabor)" if dataset.signed else "[0, 1]"
+        kind = "float32 (read as signed textures, as Gabor noise)" if dataset.signed else "[0, 1]"
         raise MistError(
             f"{source} holds {kind} images but the run's auto-encoder has {m.output} output"
         )
@@ -240,10 +240,11 @@ def _check_training_data(cfg: Config, dataset: Dataset, source: str) -> None:
         return
     empty = 0 if counts is None else int((counts == 0).sum())
     if empty:  # eq. 9 and the set loss compare each image's labels with its K patches
-        raise MistError(
-            f"{source}: {empty} of the {len(counts)} training images have no label (an empty "
-            "labels field); a classifier needs at least one per image: leave them out, or "
-            "train an auto-encoder (--set model.task=reconstruct)"
+        raise MistError(  # "(an empty labels field)": of an import's CSV, not every dataset
+            f"{source}: {empty} of the {len(counts)} training images have no label (a count of 0: "
+            "an empty labels field, imported); "
+            "a classifier needs at least one per image: leave them out, or train an "
+            "auto-encoder (--set model.task=reconstruct)"
         )
 
 
