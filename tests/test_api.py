@@ -715,9 +715,13 @@ def test_boxes_that_require_grad_are_taken_as_data():
     list of rows."""
     x = torch.rand(1, 48, 48)
     boxes = torch.tensor([[10.0, 10, 5, 5]], requires_grad=True)
-    for given in (boxes, [boxes[0]]):
+    side = torch.tensor(5.0, requires_grad=True)
+    for given in (boxes, [boxes[0]], [[10.0, 10.0, side, 5.0]]):  # a tensor, rows, elements
         item = SceneItems([{"image": x, "labels": [0], "boxes": given}])[0]
         assert item["boxes"].tolist() == [[10.0, 10.0, 5.0, 5.0]]
+    # labels that require grad are floats (refused as such, not by numpy()'s RuntimeError)
+    with pytest.raises(ValueError, match="labels must be class indices >= 0"):
+        SceneItems([(x, [torch.tensor(1.0, requires_grad=True)])])[0]
 
 
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])

@@ -9,6 +9,7 @@ repeated batch, which is reliable within a few dozen steps.
 import copy
 import json
 import math
+import pickle
 import shutil
 import subprocess
 
@@ -651,9 +652,12 @@ def test_resume_checks_the_checkpoint_against_the_log_before_rewriting_it(tmp_pa
     last_at(3)
     # before: "the log and the checkpoint are of different runs", of a log that lost its end
     with pytest.raises(MistError, match=r"log.jsonl has no line for step 3 but .* is at step 3;"
-                       r" the log was cut short: restore it"):  # fmt: skip
+                       r" the log was cut short: restore it") as refused:  # fmt: skip
         loop.train(cfg, run.path, resume=True, progress=False)
     assert run.log.read_text() == log.splitlines()[0] + "\n"
+    # Before: not pickled (its two arguments lost): a process pool running loop.train broke
+    again = pickle.loads(pickle.dumps(refused.value))
+    assert (str(again), again.problem) == (str(refused.value), refused.value.problem)
     run.log.write_text("[1, 2]\n" + log)
     with pytest.raises(MistError, match=r"log.jsonl line 1: not a log record"):
         loop.train(cfg, run.path, resume=True, progress=False)

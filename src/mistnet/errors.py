@@ -79,7 +79,10 @@ class ResumeRefused(MistError):
 
     def __init__(self, problem: str, afresh: str) -> None:
         super().__init__(f"{problem}, or {afresh}")
-        self.problem = problem
+        self.problem, self.afresh = problem, afresh
+
+    def __reduce__(self) -> tuple:  # pickled (a worker process's error) and copied whole
+        return type(self), (self.problem, self.afresh)
 
 
 class NonFiniteLoss(MistError):

@@ -35,7 +35,7 @@ from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss, NonFiniteState
 from mistnet.io import atomic_write_text, json_text, remove_stale_temporaries
 from mistnet.metrics import unmeasured
-from mistnet.models.build import build_model
+from mistnet.models.build import build_seeded
 from mistnet.progress import Progress
 from mistnet.rundir import MAXIMISE, Run, select_metric, warm_start
 from mistnet.runoptions import RunOptions, as_given, check_callbacks, check_data_pair, check_hooks
@@ -140,8 +140,7 @@ class Session:
 
     def _build_trainer(self) -> Trainer:
         cfg, world = self.cfg, self.world
-        torch.default_generator.manual_seed(cfg.train.seed)  # not the caller's CUDA ones
-        model = build_model(cfg.model, cfg.train.method).to(self.dev)
+        model = build_seeded(cfg.model, cfg.train.method, cfg.train.seed).to(self.dev)
         if cfg.train.init_from and not self.resumed:
             warm_start(model, cfg.train.init_from, cfg.train.init_parts, self.dev)
         if world.size > 1:

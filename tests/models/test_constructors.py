@@ -21,7 +21,8 @@ from mistnet.models import (
     PreNormResBlock,
     grid_keypoints,
 )
-from mistnet.models.build import build_model
+from mistnet.models import build as build_module
+from mistnet.models.build import build_model, build_seeded
 
 
 def _nets():
@@ -309,3 +310,18 @@ def test_mist_refuses_networks_built_for_other_channels_naming_both():
     with pytest.raises(ValueError, match="takes images of 1 channels but task_net \\(a PatchAuto"):
         MIST(HeatmapNet(1), PatchAutoencoder(3), task="reconstruct")
     assert MIST(HeatmapNet(3), PatchClassifier(3)).task_net.in_channels == 3
+
+
+def test_a_seeded_build_is_the_same_whatever_the_callers_default_device(monkeypatch):
+    """Before: the model was built on the caller's default device (``torch.set_default_device
+    ("cuda")``), its weights drawn from the CUDA generator, which training no longer seeds:
+    another model for the same ``train.seed``. A meta default device stands in for CUDA here
+    (``build_seeded`` refuses meta itself, so that check is lifted for the test)."""
+    cfg = load_preset("tiny-cpu").model
+    torch.manual_seed(3)
+    expected = build_model(cfg, "mist").state_dict()
+    monkeypatch.setattr(build_module, "require_real_default_device", lambda: None)
+    with torch.device("meta"):
+        model = build_seeded(cfg, "mist", 3)
+    got = model.state_dict()
+    assert all(v.device.type == "cpu" and torch.equal(v, expected[k]) for k, v in got.items())

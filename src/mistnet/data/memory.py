@@ -97,7 +97,18 @@ def _image(x: Any, where: str) -> torch.Tensor:
     return t.float()
 
 
+def _detached(x: Any) -> Any:
+    """``x`` with every tensor in it (in nested lists and tuples) detached: ground truth is
+    data (numpy() refused a tensor that requires grad, as a box row or an element of one)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, list | tuple):
+        return [_detached(v) for v in x]
+    return x
+
+
 def _labels(y: Any, where: str) -> torch.Tensor:
+    y = _detached(y)
     if isinstance(y, torch.Tensor):
         require_dense(y, f"{where}: labels")
     t = y if isinstance(y, torch.Tensor) else torch.from_numpy(_numbers(y, "labels", where))
@@ -118,13 +129,11 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
     """``(n, 4)`` boxes ``(cx, cy, w, h)`` of an image of ``size`` ``(H, W)``: finite, each of
     a positive size and reaching into the image, cut to it as the importers cut them
     (:func:`~mistnet.data.annotations.clip_boxes`); and how many were cut."""
+    b = _detached(b)  # data here, as an image that requires grad
     if isinstance(b, torch.Tensor):
         require_dense(b, f"{where}: boxes")  # a meta tensor: "Tensor.item() ... meta tensors"
-        b = b.detach()  # data here, as an image that requires grad (numpy() refused it)
         kind = str(b.dtype) if b.dtype == torch.bool or b.is_complex() else None
     else:
-        if isinstance(b, list | tuple):  # rows that require grad: np.asarray's RuntimeError
-            b = [r.detach() if isinstance(r, torch.Tensor) else r for r in b]
         try:
             a = np.asarray(b)
         except (TypeError, ValueError):  # ragged lists: as_tensor below names them

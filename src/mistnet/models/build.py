@@ -74,11 +74,20 @@ def build_model(cfg: ModelConfig, method: str = "mist") -> PatchModel:
     )
 
 
-def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
-    """:func:`build_model` for a checkpoint to be loaded into: initialised from torch's seed 0
-    (the same model every time), in float32 whatever the caller's default dtype, the caller's
-    random generator left as it was."""
+def build_seeded(cfg: ModelConfig, method: str, seed: int) -> PatchModel:
+    """:func:`build_model` initialised from ``seed`` on the CPU, in float32, whatever the
+    caller's default device or dtype: the CPU generator alone is seeded (``torch.manual_seed``
+    seeded the caller's CUDA ones too), and under a default device ``cuda``
+    (``torch.set_default_device``) the weights were drawn from the CUDA generator, unseeded.
+    Move the model to its device after."""
     require_real_default_device()
-    with torch.random.fork_rng(devices=[]), float32_default():
-        torch.default_generator.manual_seed(0)  # the CPU one: not the caller's CUDA one
+    with torch.device("cpu"), float32_default():
+        torch.default_generator.manual_seed(seed)
         return build_model(cfg, method)
+
+
+def build_to_load(cfg: ModelConfig, method: str = "mist") -> PatchModel:
+    """:func:`build_seeded` with seed 0 (the same model every time) for a checkpoint to be
+    loaded into, the caller's random generator left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return build_seeded(cfg, method, 0)

@@ -22,7 +22,7 @@ from mistnet.data import collate_scenes, open_dataset
 from mistnet.data.gabor import gabor_stencil
 from mistnet.extras import require_matplotlib
 from mistnet.metrics import greedy_assign, valid_mask
-from mistnet.models.build import build_model
+from mistnet.models.build import build_seeded
 from mistnet.reproduce.report import require_own_figure
 from mistnet.reproduce.runs import IMPULSE_RADIUS, RunSpec
 from mistnet.rundir import Run
@@ -109,9 +109,8 @@ def _heatmap_evolution(spec: RunSpec, out: Path, n: int, device: str) -> None:
 
     cfg, best, ckpt_best = _load(spec, "best", device)
     _, last, ckpt_last = _load(spec, "last", device)
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(cfg.train.seed)  # as loop.train does
-        init = build_model(cfg.model, cfg.train.method).to(device).eval()
+    with torch.random.fork_rng(devices=[]):  # as loop.train builds it
+        init = build_seeded(cfg.model, cfg.train.method, cfg.train.seed).to(device).eval()
     batch = _scenes(spec.data["test"], n)
     images = batch["image"].to(device)
     stages = [
