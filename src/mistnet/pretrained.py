@@ -316,7 +316,10 @@ def package(
     card = Card(
         name=name,
         metrics=record["metrics"],
-        evaluated_on={key: record[key] for key in ("data", "split", "images", "k")},
+        evaluated_on={
+            **{key: record[key] for key in ("split", "images", "k")},
+            "data": _portable(record["data"]),
+        },
         command=command.strip(),
     )
     target = Path(out) / f"{name}{SUFFIX}"
@@ -339,12 +342,24 @@ def package(
     save_checkpoint(
         target,
         model,
-        config=cfg.to_dict(),
+        config=dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, path=_portable(cfg.data.path))
+        ).to_dict(),
         step=ckpt.step,
         extra={"pretrained": dataclasses.asdict(card)},
         exclusive=not replacing,  # another package of that name meanwhile is kept
     )
     return target
+
+
+def _portable(path: str) -> str:
+    """A dataset folder as a model records it: relative to the working directory when it lies
+    inside it, as the card's commands (run there) name it; the packaging machine's absolute
+    path (``/home/me/work/...``) names nothing on another."""
+    if not path or not Path(path).is_absolute():
+        return path
+    here = Path.cwd().resolve()
+    return os.path.relpath(path, here) if Path(path).resolve().is_relative_to(here) else path
 
 
 def _recorded_path(value: object) -> Path | None:

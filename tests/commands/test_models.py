@@ -536,6 +536,26 @@ def test_a_shipped_model_records_the_dataset_its_card_names(monkeypatch, name):
         assert argv[argv.index(option) + 1] == value, option
 
 
+def test_a_model_records_a_dataset_under_the_working_directory_as_its_card_names_it(
+    capsys, tmp_path, monkeypatch
+):
+    """Before: ``models package`` (so ``make pretrained``) stored the absolute path of the
+    packaging machine's dataset, in the config and the card, where the card's commands name
+    ``pretrained-work/...`` from the working directory."""
+    monkeypatch.chdir(tmp_path)
+    data = Path("work") / "d"
+    sizes = ["--n-train", "8", "--n-val", "4", "--n-test", "4"]
+    assert mist(capsys, "data", "make", "mnist-hard", "--out", data, *sizes)[0] == 0
+    train = ["train", "--preset", "tiny-cpu", "--data", data, "--out", "work/r", "--threads", "1"]
+    assert mist(capsys, *train, "--set", "train.steps=2", "--no-progress")[0] == 0
+    assert mist(capsys, "eval", "work/r", "--threads", "1")[0] == 0
+    package = ["models", "package", "work/r", "--name", "m", "--command", COMMAND, "--out", "M"]
+    assert mist(capsys, *package)[0] == 0
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "M"))
+    assert pretrained.load("m")[0].data.path == str(data)
+    assert pretrained.read("m")[1].evaluated_on["data"] == str(data)
+
+
 def test_package_and_pretrained_load_check_their_arguments(packaged, tmp_path, monkeypatch):
     """Before: package(out="") wrote into the working directory, overwrite="no" replaced a
     model, command=None an AttributeError; pretrained.load(device="gpu") torch's error."""
