@@ -560,3 +560,16 @@ def test_load_model_refuses_a_module_on_the_meta_device(tmp_path):
     assert meta.weight.is_meta  # untouched
     back = nn.Linear(2, 2)
     Checkpoint(path).load_model(back)  # a real module still loads
+
+
+def test_a_checkpoint_whose_header_the_reader_would_refuse_is_not_written(tmp_path):
+    """Before: 17 MB of extra records (a packaged model's card with a huge data name or
+    half a million metrics) were written, then refused by ``--overwrite`` as "no checkpoint
+    mistnet wrote" (is_checkpoint reads a header of at most 16 MiB)."""
+    cfg, model = tiny()
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(MistError, match="m.safetensors: a header of .* bytes .*; at most 16,777"):
+        save_checkpoint(path, model, config=cfg.to_dict(), step=1, extra={"x": "y" * (1 << 24)})
+    assert list(tmp_path.iterdir()) == []
+    save_checkpoint(path, model, config=cfg.to_dict(), step=1, extra={"x": "y" * (1 << 20)})
+    assert Checkpoint(path).extra["x"] == "y" * (1 << 20)

@@ -224,6 +224,11 @@ def _check_path(path: object) -> Path:
     return path
 
 
+#: The largest safetensors header :func:`is_checkpoint` reads, and :func:`save_checkpoint`
+#: writes (a header of megabytes of metadata: a huge ``extra`` or config).
+MAX_HEADER = 1 << 24
+
+
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a regular file whose safetensors header names :data:`FORMAT` (the
     header alone is read; its tensors are not checked)."""
@@ -232,7 +237,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
-            if not 0 < size <= 1 << 24:
+            if not 0 < size <= MAX_HEADER:
                 return False
             header = json.loads(f.read(size))
     except (OSError, ValueError, RecursionError):
@@ -294,10 +299,16 @@ def save_checkpoint(
         "extra": extra_text,
     }
     metadata[DIGEST] = _digest(tensors, metadata)
-
     # bytes written by Python, not safetensors' own save_file: that one creates its file
     # readable by its owner only (0600) whatever the umask, so a shared run would be unreadable
-    atomic_write_bytes(path, save(tensors, metadata=metadata), exclusive)
+    data = save(tensors, metadata=metadata)
+    header = int.from_bytes(data[:8], "little")
+    if header > MAX_HEADER:  # was written, then refused as "no checkpoint mistnet wrote"
+        raise MistError(
+            f"{path}: a header of {header:,} bytes (its config and extra records); at most "
+            f"{MAX_HEADER:,}, so that the file reads back as a checkpoint"
+        )
+    atomic_write_bytes(path, data, exclusive)
 
 
 def _metadata(data: bytes) -> dict[str, str]:
