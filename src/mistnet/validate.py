@@ -461,9 +461,9 @@ def require_dense(x: torch.Tensor, what: str) -> None:
 
 
 def image_float(x: torch.Tensor) -> bool:
-    """Whether ``x`` is of a float dtype images are taken in: 16 bits or more (torch has no
-    ``isfinite`` nor ``min`` of float8, which failed deep in torch)."""
-    return x.is_floating_point() and x.element_size() >= 2
+    """Whether ``x`` is of a float dtype images are taken in (:func:`mistnet.ops._checks.
+    wide_float`: 16 bits or more)."""
+    return _checks.wide_float(x)
 
 
 def require_finite(values: np.ndarray | torch.Tensor, what: str) -> None:

@@ -262,3 +262,13 @@ def test_topk_log_fills_with_the_highest_finite_non_maxima_despite_minus_inf():
 def test_topk_blames_an_empty_map_not_k():
     with pytest.raises(ValueError, match=r"^h must have shape \(B, S, H, W\) with S, H, W >= 1"):
         topk_keypoints(torch.rand(1, 2, 0, 6), 1, [10.0, 20.0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_a_float8_heatmap_is_refused_naming_the_argument(dtype):
+    """Before: torch's NotImplementedError ("max_pool2d" / "isfinite" not implemented for
+    Float8) from nms, topk_keypoints and the local softmax."""
+    h = torch.rand(1, 1, 16, 16).to(dtype)
+    for call in (lambda: nms(h), lambda: topk_keypoints(h, 3, [20.0])):
+        with pytest.raises(ValueError, match=r"h must be a floating-point tensor \(16 bits"):
+            call()

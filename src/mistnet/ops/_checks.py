@@ -85,11 +85,18 @@ def check_tensor(x: object, name: str, ndim: int, expected: str) -> Tensor:
     require_dense(x, name)
     if x.ndim != ndim:
         raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
-    if not x.is_floating_point():
+    if not wide_float(x):
         raise ValueError(
-            f"{name} must be a floating-point tensor of shape {expected}, got {x.dtype}"
+            f"{name} must be a floating-point tensor (16 bits or more) of shape {expected}, "
+            f"got {x.dtype}"
         )
     return x
+
+
+def wide_float(x: Tensor) -> bool:
+    """Whether ``x`` is of a float dtype of 16 bits or more: torch has no ``isfinite``,
+    ``max_pool2d`` nor ``min`` of float8, which failed deep in torch."""
+    return x.is_floating_point() and x.element_size() >= 2
 
 
 def check_finite(x: Tensor, name: str) -> None:
