@@ -254,8 +254,18 @@ def test_a_cache_file_changed_since_it_was_filled_is_refused_naming_it(
         ("data", "make", "mnist-easy", "--out", "{tmp}/scenes", "--digits", "mnist"),
         ("demo", "--out", "{tmp}/demo", "--digits", "mnist", "--minutes", "1"),
         ("reproduce", "table2", "--budget", "smoke", "--out", "{tmp}/r", "--digits", "mnist"),
+        # Before: "--digits mnist: ...", an option not given (the model records its digits)
+        (
+            "eval",
+            "--model",
+            "mnist-hard-classifier",
+            "--data",
+            "mnist-hard",
+            "--json",
+            "{tmp}/e.json",
+        ),
     ],
-    ids=["data make", "demo", "reproduce"],
+    ids=["data make", "demo", "reproduce", "eval --model"],
 )
 def test_digits_mnist_with_an_empty_cache_says_how_to_fill_it(capsys, tmp_path, argv):
     result = mist(capsys, *(a.format(tmp=tmp_path) for a in argv))
@@ -265,6 +275,7 @@ def test_digits_mnist_with_an_empty_cache_says_how_to_fill_it(capsys, tmp_path, 
         "mist data download mnist",
         "--from DIR",
     )
+    assert "--digits" in argv or "--digits" not in result[2]  # no option the user never gave
     assert list(tmp_path.iterdir()) == []
 
 

@@ -97,7 +97,10 @@ def cached_mnist() -> Path:
     """
     cache = mnist_cache()
     if not all((cache / stem).is_file() for stem in MNIST_MD5):
-        raise DataError(f"--digits mnist: the data cache {cache} holds no MNIST; {HOW_TO_FILL}")
+        raise DataError(  # "--digits mnist" named an option a model's recorded digits are not
+            f"full MNIST digits (digits mnist) are asked for, but the data cache {cache} holds "
+            f"no MNIST; {HOW_TO_FILL}"
+        )
     for stem, want in MNIST_MD5.items():
         got = _file_md5(cache / stem)
         if got != want:
