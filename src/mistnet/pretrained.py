@@ -153,6 +153,8 @@ def card_problem(card: dict[str, Any]) -> str | None:
         return f"metrics is {type(metrics).__name__}, not a map of names to numbers"
     if not metrics:  # the card read "test:  on ..."
         return "metrics is empty; a card names what the model measured"
+    if any(not str(key).strip() for key in metrics):  # printed ": 0.5" beside the others
+        return "metrics has a metric of no name"
     for key, value in metrics.items():
         if not (value is None or _number(value)):
             return f"metrics[{key!r}] is {value!r}, not a finite number (or null)"
@@ -162,6 +164,8 @@ def card_problem(card: dict[str, Any]) -> str | None:
             return f"metrics[{key!r}] is {value!r}, outside {'[0, 1]' if fraction else '>= 0'}"
         if value is not None and str(key).startswith("n_") and value != int(value):
             return f"metrics[{key!r}] is {value!r}, not a count"
+    if all(str(key).startswith("n_") for key in metrics):  # "test:  on ..." too
+        return "metrics holds counts alone (n_*); a card names what the model measured"
     on = card.get("evaluated_on", {})
     for key, kind in (("data", str), ("split", str), ("images", int), ("k", int)):
         value = on.get(key) if isinstance(on, dict) else None

@@ -354,9 +354,11 @@ def test_packaging_refuses_stale_metrics_a_bad_name_and_a_file_of_the_users(
         # Before: packaged, the card then printing "test:  on ...", 31 digits of images, a
         # count of 36.5 instances, or refused a string step as "at step 4, not ... at step 4"
         ({"metrics": {}}, "metrics is empty"),
+        ({"metrics": {"n_images": 16}}, "metrics holds counts alone (n_*)"),
+        ({"metrics": {"": 0.5, "both": 0.5}}, "metrics has a metric of no name"),
         ({"images": 10**30}, f"images is {10**30}, not a count"),
         ({"metrics": {"n_instances": 36.5}}, "metrics['n_instances'] is 36.5, not a count"),
-        ({"metrics": {"n_images": 10**6}}, "metrics['n_images'] is 1000000 but images"),
+        ({"metrics": {"n_images": 10**6, "both": 0.5}}, "metrics['n_images'] is 1000000 but"),
         # Before: an internal error, "int too large to convert to float"
         ({"metrics": {"both": 10**400}}, "metrics['both'] is 1000"),
         # Before: packaged (an error >= 0 has no upper bound), mist models then failing whole
