@@ -82,6 +82,13 @@ def set_label(value):
 
 
 @case
+def show_of_a_pretrained_models_name(tmp_path, run):
+    # Before: "run directory mnist-hard-classifier does not exist", no word of the model
+    argv = ["show", "mnist-hard-classifier", "--out", tmp_path / "x.png"]
+    return argv, ["mnist-hard-classifier is a pretrained model, and mist show draws runs only"]
+
+
+@case
 def detect_size_bomb(tmp_path, run):
     png_size_bomb(tmp_path / "bomb.png", 60000, 60000)
     return ["detect", run, tmp_path / "bomb.png", "--out", tmp_path / "d"], ["bomb.png", "Pillow"]

@@ -11,10 +11,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
 
+from mistnet import pretrained
 from mistnet.commands._args import (
     add_compute_arguments,
     add_k_argument,
@@ -65,6 +67,11 @@ def _directory(what: str, data: str | None) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not os.path.lexists(args.run) and args.run in pretrained.names():  # "does not exist"
+        raise MistError(
+            f"run directory {args.run} does not exist; {args.run} is a pretrained model, and "
+            "mist show draws runs only (mist detect --model draws a model's detections)"
+        )
     inputs = [("the run", args.run), *_directory("the dataset", args.data)]
     check_new_file(args.out, "mist show", inputs)
     if not 1 <= args.n <= MAX_SCENES:
