@@ -795,3 +795,43 @@ def test_a_child_forked_while_a_lock_is_held_does_not_keep_it(tmp_path):
         os.waitpid(pid, 0)
         os.close(started_r)
         os.close(started_w)
+
+
+def test_a_second_interrupt_while_a_failed_output_is_taken_back_leaves_nothing(
+    tmp_path, monkeypatch
+):
+    """Before: a second Ctrl-C (or SIGTERM) while a stopped command removed its temporary
+    output left it half removed (its marker, removed in directory order, perhaps gone first:
+    no later command removed it) and the parents made for it; and one while the parents were
+    made left them."""
+    import shutil
+    from pathlib import Path
+
+    from mistnet.outputs import new_directory
+
+    real = shutil.rmtree
+
+    def interrupted(path, *args, **kwargs):  # the second signal, as the removal starts
+        monkeypatch.setattr(shutil, "rmtree", real)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(path, *args, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        with new_directory(tmp_path / "a" / "b" / "out", "detections") as tmp:
+            (tmp / "sub").mkdir()
+            for i in range(5):
+                (tmp / "sub" / f"{i}.json").write_text("x")
+            monkeypatch.setattr(shutil, "rmtree", interrupted)
+            raise KeyboardInterrupt  # the first
+    assert list(tmp_path.iterdir()) == []
+    real_mkdir = Path.mkdir
+
+    def mkdir(path, *args, **kwargs):  # a signal once the first parent is made
+        real_mkdir(path, *args, **kwargs)
+        if path.name == "a":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(tmp_path / "a" / "b" / "x.json", "{}")
+    assert list(tmp_path.iterdir()) == []

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from mistnet.errors import MistError, unprintable
+from mistnet.signals import deferred_signals
 
 
 def json_text(doc: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
@@ -198,6 +199,9 @@ def make_parents(directory: Path) -> list[Path]:
             d.mkdir(exist_ok=True)
         except OSError:
             remove_empty(missing[len(missing) - n :])
+            raise
+        except BaseException:  # a Ctrl-C: this one may be made too (it and those above stayed)
+            remove_empty(missing[len(missing) - n - 1 :])
             raise
     return missing
 
@@ -432,22 +436,19 @@ def atomic_path(
         return
     check_dotdot(path)  # new/../x would leave new/ behind
     created = make_parents(path.parent)
-    remove_stale_temporaries(path.parent, path.name)
-    tmp = temporary_sibling(path)
-    try:
+    tmp = temporary_sibling(path)  # a name only
+    try:  # a signal from here on takes back the parents made (it left them)
+        remove_stale_temporaries(path.parent, path.name)
         yield tmp
         if path.is_file() and not path.is_symlink() and tmp.is_file():
             take_mode(tmp, path)
         commit(tmp, path)
-    except OSError as exc:
-        _drop(tmp)
-        remove_empty(created)
-        if exc.filename in (None, str(tmp)):
+    except BaseException as exc:
+        with deferred_signals():  # a second Ctrl-C midway left the parents made
+            _drop(tmp)
+            remove_empty(created)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
-    except BaseException:
-        _drop(tmp)
-        remove_empty(created)
         raise
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -45,9 +44,10 @@ from mistnet.io import (
     require_output_name,
     temporary_sibling,
 )
-from mistnet.markers import MARKER, mark, output_kind
+from mistnet.markers import MARKER, mark, output_kind, remove_marker_last
 from mistnet.ownership import Own, is_own, made_directory
 from mistnet.setaside import is_set_aside, recover_set_aside, swap_in
+from mistnet.signals import deferred_signals
 
 #: How a message names an output of each kind (else by the kind).
 _NOUNS = {"detections": "detections folder", "demo": "demo folder", "reproduce": "reproduction"}
@@ -311,8 +311,7 @@ def discard_new(
     (``created``, :func:`open_output`'s), else what it added of its ``own`` entries
     (:func:`remove_added`)."""
     if created:
-        _remove_made(Path(directory))
-        remove_empty(created[1:])
+        _take_back(Path(directory), created[1:])
     else:
         remove_added(directory, before, own)
 
@@ -338,10 +337,10 @@ def new_directory(
     """
     target = Path(target)
     created = make_parents(target.parent)
-    remove_stale_temporaries(target.parent, target.name, own=made_directory)
-    recover_set_aside(target)
-    tmp = temporary_sibling(target)
-    try:
+    tmp = temporary_sibling(target)  # a name only
+    try:  # a signal from here on takes back the parents made (it left them)
+        remove_stale_temporaries(target.parent, target.name, own=made_directory)
+        recover_set_aside(target)
         tmp.mkdir()
         mark(tmp, kind)
         yield tmp
@@ -351,24 +350,34 @@ def new_directory(
         else:
             rename_new(tmp, target)
     except OSError as exc:
-        _remove_made(tmp)
-        remove_empty(created)
+        _take_back(tmp, created)
         if str(exc.filename or tmp).startswith(str(tmp)):
             # A full disk or a size limit while writing: name the target, not the temporary.
             raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
     except BaseException:
+        _take_back(tmp, created)
+        raise
+
+
+def _take_back(tmp: Path, created: list[Path]) -> None:
+    """Remove the temporary ``tmp`` and the parents ``created`` for it, signals held until
+    both are gone (a second Ctrl-C midway left parents, or a half-removed temporary)."""
+    with deferred_signals():
         _remove_made(tmp)
         remove_empty(created)
-        raise
 
 
 def _remove_made(directory: Path) -> None:
     """Remove ``directory``, which this command made, even where it cannot read it: under a
     umask without the owner's bits (``umask 777``) it was made mode 000, which ``rmtree``
-    cannot open, and it stayed, blocking every later command writing there."""
-    shutil.rmtree(directory, ignore_errors=True)
-    if directory.is_dir() and not directory.is_symlink():
+    cannot open, and it stayed, blocking every later command writing there. Its marker goes
+    last and signals wait until it is gone: a second Ctrl-C midway left a half-removed
+    temporary without its marker, which no later command removes."""
+    with deferred_signals():
         with contextlib.suppress(OSError):
-            directory.chmod(0o700)  # ours: opened to be removed
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_marker_last(directory)
+        if directory.is_dir() and not directory.is_symlink():
+            with contextlib.suppress(OSError):
+                directory.chmod(0o700)  # ours: opened to be removed
+                remove_marker_last(directory)

@@ -374,3 +374,30 @@ def test_a_file_size_limit_while_filling_the_cache_names_the_cache(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert info.value.filename == str(mnist_cache())
     assert not mnist_cache().exists()
+
+
+def test_an_interrupt_while_the_cache_is_swapped_in_leaves_one_cache_and_no_temporary(
+    tmp_path, monkeypatch
+):
+    """Before: Ctrl-C between the renames left no cache (the old one aside under a temporary
+    name), and a SIGTERM once the new one was in place left the old one for ever."""
+    import signal
+
+    from mistnet.data import mnist as mnist_module
+
+    md5 = {"f": hashlib.md5(b"new").hexdigest()}
+    cache = tmp_path / "mnist"
+    cache.mkdir()
+    (cache / "f").write_bytes(b"old, damaged")
+    real = os.rename
+
+    def rename(src, dst):  # the signal as the old cache is set aside
+        real(src, dst)
+        if str(src) == str(cache):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(mnist_module.os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        mnist_module._fill_cache(cache, md5, lambda stem, dest: dest.write_bytes(b"new"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist"]
+    assert (cache / "f").read_bytes() == b"new"

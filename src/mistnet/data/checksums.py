@@ -46,5 +46,6 @@ def check_split_digest(meta: dict, split: str, arrays: dict[str, np.ndarray], pa
     if split in recorded and recorded[split] != arrays_digest(arrays):
         raise DataError(
             f"{path}: its scenes are not those {manifest.name} recorded for the {split} split "
-            "(a split of another dataset copied in?); make or import the dataset again"
+            "(a split of another dataset copied in, or the dataset made again while this "
+            "read it?); run this again, else make or import the dataset again"
         )

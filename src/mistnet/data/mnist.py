@@ -37,6 +37,7 @@ from mistnet.io import (
     temporary_sibling,
 )
 from mistnet.outputs import check_outside
+from mistnet.signals import deferred_signals
 from mistnet.validate import regular_file
 
 IDX_FILES = {
@@ -249,22 +250,30 @@ def _fill_cache(
     # 55 MB inside a run or a dataset would block its replacement ("not part of a dataset")
     check_outside(cache, option="the MNIST cache ($MISTNET_DATA/mnist)")
     created = make_parents(cache.parent)
-    remove_stale_temporaries(cache.parent, cache.name, own=lambda entry: _partial(entry, md5))
     tmp = temporary_sibling(cache)
     try:
+        remove_stale_temporaries(cache.parent, cache.name, own=lambda entry: _partial(entry, md5))
         tmp.mkdir()
         for stem in md5:
             put(stem, tmp / stem)
-        if cache.exists() or cache.is_symlink():
-            old = temporary_sibling(cache)
-            os.rename(cache, old)
-            os.rename(tmp, cache)
-            remove_path(old)
-        else:
-            os.rename(tmp, cache)
+        # signals wait from the old cache's set-aside to its removal (a Ctrl-C between the
+        # renames left no cache, the old one aside; one after, the old one for ever)
+        with deferred_signals():
+            if cache.exists() or cache.is_symlink():
+                old = temporary_sibling(cache)
+                os.rename(cache, old)
+                try:
+                    os.rename(tmp, cache)
+                except BaseException:
+                    os.rename(old, cache)
+                    raise
+                remove_path(old)
+            else:
+                os.rename(tmp, cache)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_empty(created)
+        with deferred_signals():  # a second Ctrl-C midway left half of it
+            shutil.rmtree(tmp, ignore_errors=True)
+            remove_empty(created)
         if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):
             # a full disk or a size limit while filling it: name the cache (as an output)
             raise OSError(exc.errno, exc.strerror or str(exc), str(cache)) from exc
