@@ -6,6 +6,7 @@ import fcntl
 import fnmatch
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -205,9 +206,9 @@ def test_a_second_signal_while_a_failed_demo_restores_the_first_keeps_it(tmp_pat
             raise KeyboardInterrupt
         return real_rmtree(*args, **kwargs)
 
-    real_rmtree = mistnet.outputs.shutil.rmtree
+    real_rmtree = shutil.rmtree
     monkeypatch.setattr(mistnet.demo, "train", interrupted_training)
-    monkeypatch.setattr(mistnet.outputs.shutil, "rmtree", second_ctrl_c)
+    monkeypatch.setattr(shutil, "rmtree", second_ctrl_c)  # the removal's, in io
     with pytest.raises(KeyboardInterrupt):
         run_demo(out, preset="tiny-cpu", n_train=64, n_val=16, n_test=16,
                  overrides=["train.steps=3"], log=lambda message: None)  # fmt: skip
