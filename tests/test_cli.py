@@ -44,6 +44,26 @@ def test_no_command_is_a_usage_error_on_stderr(capsys, argv):
     assert err.startswith("usage: mist") and "the following arguments are required" in err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # Before: argparse dropped the value '--': --data became [], read as not given (the
+        # run trained on the preset's generated scenes, exit 0); other options an internal
+        # error. The innermost command names itself.
+        (["train", "--preset", "tiny-cpu", "--data=--", "--out", "{tmp}/r"], "mist train: error: --data=--: '--' is no value"),
+        (["data", "make", "mnist-hard", "--out=--"], "mist data make: error: --out=--: '--' is no"),
+        # Before: completed to --seeds 3 (seeds 0, 1, 2 trained, seed 3 never)
+        (["reproduce", "table1", "--budget", "smoke", "--out", "{tmp}/rp", "--seed", "3"], "mist reproduce: error: unrecognized arguments: --seed 3"),
+    ],
+    ids=["option=--", "data make --out=--", "abbreviation"],
+)  # fmt: skip
+def test_an_option_valued_double_dash_or_abbreviated_is_refused(capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([a.format(tmp=tmp_path) for a in argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_run_directory(capsys, tmp_path):
     for command in (["eval"], ["show", "--out", tmp_path / "f.png"]):
         assert_user_error(mist(capsys, *command, tmp_path / "nope"), "does not exist")

@@ -57,6 +57,13 @@ class CommandParser(argparse.ArgumentParser):
     #: Options may come between the positionals (``mist detect RUN --out DIR IMAGE...``): set
     #: by a command whose positionals argparse would otherwise split at an option.
     intermixed = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        # an abbreviation is refused, not completed: "reproduce --seed 3" was taken as
+        # "--seeds 3" (three seeds trained, seed 3 never), "--data" as "--data-root"
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
     _mixing = False  # inside parse_known_intermixed_args, which calls parse_known_args
     _after: dict[str, str] = {}  # the stand-ins of the arguments after -- being parsed
 
@@ -70,6 +77,7 @@ class CommandParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         if self._mixing:
             return super().parse_known_args(args, namespace)
+        self._refuse_double_dash_values(sys.argv[1:] if args is None else list(args))
         if self.intermixed:
             self._mixing = True
             args, after = _after_double_dash(sys.argv[1:] if args is None else list(args))
@@ -103,6 +111,20 @@ class CommandParser(argparse.ArgumentParser):
                 None,
             )
         return namespace, extras
+
+    def _refuse_double_dash_values(self, args: list[str]) -> None:
+        """Refuse ``--out=--``: argparse drops a value ``--`` (the end of the options) and the
+        option became an empty list, read as not given (``train --data=--`` trained on the
+        preset's scenes) or failing deep inside (an internal error)."""
+        if self._subparsers is not None:  # its action's parser checks (and names itself)
+            return
+        for arg in args:
+            if arg == "--":
+                return
+            if arg.startswith("-") and arg.partition("=")[1] and arg.partition("=")[2] == "--":
+                self.error(
+                    f"{arg}: '--' is no value (it ends the options); a file of that name is ./--"
+                )
 
     def _refuse_options_after(self, namespace: argparse.Namespace, after: dict[str, str]):
         """Refuse an option that took an argument after ``--`` as its value (``--out -- F``),
@@ -150,6 +172,7 @@ def _display_name(action: argparse.Action) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mist",
+        allow_abbrev=False,
         description="MIST: Multiple Instance Spatial Transformers. Find K instances of "
         "recurring things in images without location labels.",
     )
