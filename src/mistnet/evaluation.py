@@ -103,9 +103,10 @@ def check_k(k: int, dataset, source: str, method: str, python: bool = True) -> N
     places = int(dataset.height) * int(dataset.width)
     if k > places and method in ("mist", "supervised"):
         name = f"--k {validate.shown(k)} (k= in Python)" if python else f"--k {validate.shown(k)}"
+        many = str(k) if validate.shown(k) == str(k) else "that many"  # "an integer of 67 bits"
         raise ArgumentError(
             f"{name}: {source} has {dataset.width}x{dataset.height} images, too few pixels "
-            f"for {validate.shown(k)} detections (at most {places})"
+            f"for {many} detections (at most {places})"
         )
 
 

@@ -59,9 +59,13 @@ def torchrun_world() -> tuple[int, int]:
     values = {}
     for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
         text = os.environ.get(name, default)
-        if not (text.isascii() and text.isdigit()):
+        # 18 digits at most: int() refuses 4,300 (a traceback at exit), and no world is larger
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
             wanted = "an integer in [0, WORLD_SIZE)" if name == "RANK" else "a positive integer"
-            raise ArgumentError(f"{name}={text!r} in the environment: torchrun sets {wanted}")
+            shown = (
+                repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"
+            )
+            raise ArgumentError(f"{name}={shown} in the environment: torchrun sets {wanted}")
         values[name] = int(text)
     rank, size = values["RANK"], values["WORLD_SIZE"]
     if not 0 <= rank < size:

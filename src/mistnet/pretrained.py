@@ -46,7 +46,11 @@ MAX_COMMAND = 65_536  # characters of a card's command: its header is read whole
 def registry() -> Path:
     """The folder of the pretrained models: ``$MISTNET_MODELS``, else the package's ``weights/``."""
     root = os.environ.get(ENV)  # "~/models" expanded, as $MISTNET_DATA is
-    return Path(root).expanduser() if root else Path(__file__).parent / "weights"
+    try:
+        return Path(root).expanduser() if root else Path(__file__).parent / "weights"
+    except RuntimeError as exc:  # ~nosuchuser, or no home: an internal error before
+        why = str(exc).rstrip(".")
+        raise ArgumentError(f"{ENV}={root!r}: {why}; set it to the folder of the models") from None
 
 
 def names() -> list[str]:

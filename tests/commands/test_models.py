@@ -420,6 +420,24 @@ def test_an_unreadable_registry_or_model_file_is_named_so(capsys, registry, monk
         mistnet.load(NAME)
 
 
+def test_a_registry_under_an_unknown_home_is_one_line(capsys, monkeypatch):
+    """Before: MISTNET_MODELS='~nosuchuser/m' was an internal error (pathlib's RuntimeError
+    "Could not determine home directory"), as MISTNET_DATA had been."""
+    monkeypatch.setenv(pretrained.ENV, "~nosuchuser/m")
+    result = mist(capsys, "models")
+    assert_user_error(result, "MISTNET_MODELS='~nosuchuser/m': Could not determine home")
+
+
+def test_a_missing_run_is_not_blamed_on_a_bad_registry(capsys, tmp_path, monkeypatch):
+    """Before: with MISTNET_MODELS naming a file, `mist eval nosuchrun` (detect, show) said
+    "MISTNET_MODELS=afile: not a folder of pretrained models", looking RUN up as a model."""
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "afile"))
+    monkeypatch.chdir(tmp_path)
+    for argv in (["eval", "nosuchrun"], ["show", "nosuchrun", "--out", "x.png"]):
+        assert_user_error(mist(capsys, *argv), "run directory nosuchrun does not exist")
+
+
 def test_packaging_names_a_per_image_k_record_and_a_record_of_other_weights(
     capsys, packaged, tmp_path
 ):

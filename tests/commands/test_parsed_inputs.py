@@ -677,6 +677,21 @@ def train_an_auto_encoder_on_float_images_of_a_dataset(tmp_path, run):
 
 
 @case
+def data_make_with_a_layout_bank_past_numpys_integers(tmp_path, run):
+    """Before: 2**64 - 1 was an internal error as scenes were drawn (numpy's "high is out of
+    bounds for int64")."""
+    argv = ["data", "make", "mnist-hard", "--out", tmp_path / "d", "--layout-bank", 2**64 - 1]
+    return argv, ["--layout-bank must be in [0, 4,294,967,296], got 18446744073709551615"]
+
+
+@case
+def eval_with_a_k_of_67_bits(tmp_path, run):
+    """Before: "... too few pixels for an integer of 67 bits detections"."""
+    argv = ["eval", run, "--k", 10**20, "--json", tmp_path / "e.json"]
+    return argv, ["too few pixels for that many detections (at most"]
+
+
+@case
 def train_a_classifier_on_images_without_labels(tmp_path, run):
     ds = labelled_dataset(tmp_path, ["a b", "", "a", "", "b", "a", "b", "a"])
     argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]

@@ -38,6 +38,7 @@ from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
 from mistnet.data.scenes import (
     GENERATORS,
+    MAX_LAYOUT_BANK,
     build_generator,
     empty_arrays,
     make_scenes,
@@ -233,8 +234,11 @@ def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
 
 def _generator_kwargs(args: argparse.Namespace) -> dict:
     if args.name.startswith("mnist-hard"):
-        if args.layout_bank < 0:
-            raise DataError(f"--layout-bank must be >= 0, got {args.layout_bank}")
+        if not 0 <= args.layout_bank <= MAX_LAYOUT_BANK:  # 2**64: numpy's error, exit 1
+            raise DataError(
+                f"--layout-bank must be in [0, {MAX_LAYOUT_BANK:,}], got "
+                f"{validate.shown(args.layout_bank)}"
+            )
         return {"layout_bank": args.layout_bank}
     return {}
 

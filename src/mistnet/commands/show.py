@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from mistnet import pretrained
 from mistnet.commands._args import (
     add_compute_arguments,
     add_k_argument,
     add_run_data_arguments,
     compute_device,
     integer,
+    names_a_model,
 )
 from mistnet.data import collate_scenes
 from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
@@ -67,7 +67,7 @@ def _directory(what: str, data: str | None) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not os.path.lexists(args.run) and args.run in pretrained.names():  # "does not exist"
+    if not os.path.lexists(args.run) and names_a_model(args.run):  # "does not exist" alone
         raise MistError(
             f"run directory {args.run} does not exist; {args.run} is a pretrained model, and "
             "mist show draws runs only (mist detect --model draws a model's detections)"

@@ -45,6 +45,7 @@ _BANK_TAG = 7_777_777  # distinguishes bank seeds [seed, split, tag, j] from sce
 FRAME = 28
 FRAME_HALF = 14
 BOX_SIDE = 20.0
+MAX_LAYOUT_BANK = 2**32  # layouts drawn lazily: any bank fits; past 2**63 numpy cannot index
 MAX_DIGITS = 99  # a scene's digits: the counts are enumerated (mnist-hard-1to9999999999)
 
 
@@ -327,8 +328,10 @@ class MnistHard(_DigitSceneGenerator):
             raise TypeError(f"name must be a string, got {name!r}")
         if isinstance(layout_bank, bool) or not isinstance(layout_bank, numbers.Integral):
             raise TypeError(f"layout_bank must be an integer, got {layout_bank!r}")
-        if layout_bank < 0:
-            raise ValueError(f"layout_bank must be >= 0, got {layout_bank}")
+        if not 0 <= layout_bank <= MAX_LAYOUT_BANK:  # 2**64 failed in numpy as scenes were drawn
+            raise ValueError(
+                f"layout_bank must be in [0, {MAX_LAYOUT_BANK:,}], got {validate.shown(layout_bank)}"
+            )
         self.counts = np.asarray(counts, dtype=np.int64)
         self.max_count = int(counts[-1])
         self.radius = float(radius)
