@@ -368,3 +368,12 @@ def test_torch_compile_failing_for_want_of_a_compiler_is_no_bug():
     wrapped = Failed("backend='inductor' raised:\nInvalidCxxCompiler: none")
     wrapped.inner_exception = type("InvalidCxxCompiler", (RuntimeError,), {})()
     assert _not_a_bug(wrapped).startswith("--compile: torch.compile failed (backend='inductor'")
+
+
+def test_a_torchrun_variable_with_leading_zeros_is_its_number(monkeypatch):
+    """The digit cap (int() refuses 4,300) counts digits past the leading zeros."""
+    from mistnet.machine import torchrun_world
+
+    monkeypatch.setenv("RANK", "0" * 30)
+    monkeypatch.setenv("WORLD_SIZE", "0" * 30 + "1")
+    assert torchrun_world() == (0, 1)

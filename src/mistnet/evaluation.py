@@ -263,11 +263,17 @@ def _evaluate(run, model, data, split, k, per_image_k, batch_size, device, meter
     else:
         cfg, net, ckpt = pretrained.load(model, device=device)
         if data is None and cfg.data.path and not os.path.isdir(cfg.data.path):
-            # the path its training run recorded, on the machine that trained it
+            # the path its training run recorded, on the machine that trained it; relative:
+            # to the folder it was packaged in (the card's commands ran there)
+            where = (
+                "here (the path is relative to the folder the model was packaged in)"
+                if not os.path.isabs(cfg.data.path)
+                else "on this machine"
+            )
             raise MistError(
-                f"{model}: the dataset it was trained on ({cfg.data.path}) is not on this "
-                "machine; pass the data (--data DIR, data=DIR in Python; `mist models` shows "
-                "the commands that made it)"
+                f"{model}: the dataset it was trained on ({cfg.data.path}) is not {where}; "
+                "pass the data (--data DIR, data=DIR in Python; `mist models` shows the "
+                "commands that made it)"
             )
     source, dataset = _open_checked(cfg, data, split)
     k, annotations = _detections(net, k, per_image_k, dataset, source, cfg.train.method)

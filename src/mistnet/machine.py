@@ -60,7 +60,7 @@ def torchrun_world() -> tuple[int, int]:
     for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
         text = os.environ.get(name, default)
         # 18 digits at most: int() refuses 4,300 (a traceback at exit), and no world is larger
-        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 18:
             wanted = "an integer in [0, WORLD_SIZE)" if name == "RANK" else "a positive integer"
             shown = (
                 repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"

@@ -331,22 +331,7 @@ def package(
         command=command.strip(),
     )
     target = Path(out) / f"{name}{SUFFIX}"
-    if target.is_symlink():  # replacing it would lose the user's link (its target kept)
-        raise MistError(f"{target}: is a symbolic link; --name must name a file of its own")
-    replacing = target.exists()
-    if replacing:  # replace a packaged model only, never a file of the user's
-        try:
-            Card.of(Checkpoint(target))
-        except MistError as exc:  # a damaged model of ours too: said why, not "did not write"
-            raise MistError(
-                f"{target}: exists and is no packaged model mistnet can read ({exc}); choose "
-                "another --name or --out, or remove it (mistnet never overwrites a file it "
-                "cannot tell it wrote)"
-            ) from None
-        if not overwrite:
-            raise MistError(
-                f"{target}: a packaged model of that name exists; --overwrite replaces it"
-            )
+    replacing = _replaces(target, overwrite)
     save_checkpoint(
         target,
         model,
@@ -358,6 +343,31 @@ def package(
         exclusive=not replacing,  # another package of that name meanwhile is kept
     )
     return target
+
+
+def _replaces(target: Path, overwrite: bool) -> bool:
+    """Whether :func:`package` replaces the model ``target``: a packaged model there, with
+    ``overwrite``; never a link or a file of the user's (refused, as is a model without
+    ``overwrite``).
+
+    Raises:
+        MistError: naming ``target`` and what to do.
+    """
+    if target.is_symlink():  # replacing it would lose the user's link (its target kept)
+        raise MistError(f"{target}: is a symbolic link; --name must name a file of its own")
+    if not target.exists():
+        return False
+    try:  # replace a packaged model only, never a file of the user's
+        Card.of(Checkpoint(target))
+    except MistError as exc:  # a damaged model of ours too: said why, not "did not write"
+        raise MistError(
+            f"{target}: exists and is no packaged model mistnet can read ({exc}); choose "
+            "another --name or --out, or remove it (mistnet never overwrites a file it "
+            "cannot tell it wrote)"
+        ) from None
+    if not overwrite:
+        raise MistError(f"{target}: a packaged model of that name exists; --overwrite replaces it")
+    return True
 
 
 def _portable(path: str) -> str:

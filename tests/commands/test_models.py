@@ -699,7 +699,8 @@ def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(
         pytest.skip(f"{name} records no dataset folder, or it is on this machine")
     assert_user_error(
         mist(capsys, "eval", "--model", name),
-        f"{name}: the dataset it was trained on ({recorded}) is not on this machine",
+        f"{name}: the dataset it was trained on ({recorded}) is not here (the path is relative "
+        "to the folder the model was packaged in)",
         "--data DIR",
         "mist models",
     )

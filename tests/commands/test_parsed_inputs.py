@@ -681,7 +681,9 @@ def data_make_with_a_layout_bank_past_numpys_integers(tmp_path, run):
     """Before: 2**64 - 1 was an internal error as scenes were drawn (numpy's "high is out of
     bounds for int64")."""
     argv = ["data", "make", "mnist-hard", "--out", tmp_path / "d", "--layout-bank", 2**64 - 1]
-    return argv, ["--layout-bank must be in [0, 4,294,967,296], got 18446744073709551615"]
+    return argv, [
+        "--layout-bank must be in [0, 9,223,372,036,854,775,807], got 18446744073709551615"
+    ]
 
 
 @case

@@ -46,7 +46,10 @@ def test_check_data_reasons():
     ):
         check_data(classify, gabor, "gabor")
     recon = apply_overrides(classify, ["model.task=reconstruct"])
-    with pytest.raises(MistError, match=r"signed \(Gabor\) images .* sigmoid output"):
+    with pytest.raises(
+        MistError,
+        match=r"float32 \(read as signed textures, as Gabor noise\) images .* sigmoid output",
+    ):
         check_data(recon, gabor, "gabor")
     check_data(recon, SceneDataset("mnist-hard", "test", size=1), "mnist-hard")
     grid = apply_overrides(classify, ["train.method=grid"])

@@ -45,7 +45,7 @@ _BANK_TAG = 7_777_777  # distinguishes bank seeds [seed, split, tag, j] from sce
 FRAME = 28
 FRAME_HALF = 14
 BOX_SIDE = 20.0
-MAX_LAYOUT_BANK = 2**32  # layouts drawn lazily: any bank fits; past 2**63 numpy cannot index
+MAX_LAYOUT_BANK = 2**63 - 1  # layouts drawn lazily: any bank fits; numpy draws below 2**63
 MAX_DIGITS = 99  # a scene's digits: the counts are enumerated (mnist-hard-1to9999999999)
 
 
