@@ -397,7 +397,12 @@ def test_an_interrupt_while_the_cache_is_swapped_in_leaves_one_cache_and_no_temp
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(mnist_module.os, "rename", rename)
-    with pytest.raises(KeyboardInterrupt):
-        mnist_module._fill_cache(cache, md5, lambda stem, dest: dest.write_bytes(b"new"))
+    # Python's own Ctrl-C handler, whatever the runner set (pytest-xdist's workers ignore it)
+    runner = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mnist_module._fill_cache(cache, md5, lambda stem, dest: dest.write_bytes(b"new"))
+    finally:
+        signal.signal(signal.SIGINT, runner)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist"]
     assert (cache / "f").read_bytes() == b"new"
