@@ -694,6 +694,15 @@ def eval_with_a_k_of_67_bits(tmp_path, run):
 
 
 @case
+def detect_with_a_min_score_just_above_one(tmp_path, run):
+    """Before: "--min-score must be a score in [0, 1], got 1" (:g)."""
+    image = tmp_path / "a.png"
+    Image.new("L", (48, 48)).save(image)
+    argv = ["detect", run, image, "--out", tmp_path / "d", "--min-score", "1.0000001"]
+    return argv, ["--min-score must be a score in [0, 1], got 1.0000001"]
+
+
+@case
 def train_a_classifier_on_images_without_labels(tmp_path, run):
     ds = labelled_dataset(tmp_path, ["a b", "", "a", "", "b", "a", "b", "a"])
     argv = ["train", "--preset", "tiny-cpu", "--data", ds, "--out", tmp_path / "r"]
@@ -799,6 +808,19 @@ def test_bad_input_is_one_line_naming_it_and_changes_no_file(capsys, tmp_path, t
 
 
 # -- accepted -------------------------------------------------------------------------------
+
+
+def test_a_boxes_row_naming_a_file_without_an_image_name_says_so(capsys, tmp_path):
+    """Before: "no image 'photos/noext' under photos" of a file that is there (detect read it
+    and wrote its row), skipped by import-images for its name (warned just before)."""
+    src = photos(tmp_path, n=2)
+    (src / "1.png").rename(src / "noext")
+    (tmp_path / "b.csv").write_text("filename,cx,cy,w,h\n0.png,5,5,4,4\nnoext,5,5,4,4\n")
+    argv = ["data", "import-images", src, "--boxes", tmp_path / "b.csv", "--out", tmp_path / "d"]
+    rc, _, err = mist(capsys, *argv)
+    assert rc == 2 and err.splitlines()[0].endswith("skipped 1 file(s) that are no images (noext)")
+    assert "b.csv line 3: 'noext' is no image file by its name (one ends in .png" in err
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_byte_order_mark_and_unusual_class_names_are_accepted(capsys, tmp_path):

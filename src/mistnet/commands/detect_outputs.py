@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mistnet import validate
 from mistnet.config import Config
 from mistnet.detection import clipped_corners, default_min_score
 from mistnet.errors import MistError
@@ -69,7 +70,9 @@ def validate_options(
             larger than ``--max-pixels``.
     """
     if args.min_score is not None and not 0 <= args.min_score <= 1:  # NaN included
-        raise MistError(f"--min-score must be a score in [0, 1], got {args.min_score:g}")
+        raise MistError(  # :g showed 1.0000001 as "got 1"
+            f"--min-score must be a score in [0, 1], got {validate.shown(args.min_score)}"
+        )
     if args.max_detections is not None and args.max_detections < 1:
         raise MistError(f"--max-detections must be at least 1, got {args.max_detections}")
     if args.side is not None and not 0 < args.side < math.inf:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mistnet.data.imagefiles import IMAGE_SUFFIXES
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import stored_size
 from mistnet.textfile import read_json, read_text
@@ -96,6 +97,12 @@ def _resolver(root: Path, images: list[Path], where: str):
                         f"{where} {line}: {written!r} is a hidden file ({hidden.as_posix()}: "
                         "a name starting with '.'); import-images skips hidden files and "
                         "folders (rename it to import it, or drop the row)"
+                    )
+                if hidden and path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+                    raise DataError(  # there, skipped for its name: "no image" said otherwise
+                        f"{where} {line}: {written!r} is no image file by its name (one ends "
+                        f"in {', '.join(IMAGE_SUFFIXES)}): import-images skipped it; rename it "
+                        "to import it, or drop the row"
                     )
         raise DataError(f"{where} {line}: no image {written!r} under {root}")
 
