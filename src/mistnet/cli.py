@@ -121,7 +121,8 @@ class CommandParser(argparse.ArgumentParser):
         for arg in args:
             if arg == "--":
                 return
-            if arg.startswith("-") and arg.partition("=")[1] and arg.partition("=")[2] == "--":
+            _, equals, value = arg.partition("=")
+            if arg.startswith("-") and equals and value == "--":
                 self.error(
                     f"{arg}: '--' is no value (it ends the options); a file of that name is ./--"
                 )

@@ -56,13 +56,11 @@ def exclusive_lock(
         f.write(f"{os.getpid()}\n")
         f.flush()
         held = os.fstat(f.fileno())
-        _HELD.add((held.st_dev, held.st_ino))
-        _FDS.add(f.fileno())
+        _HELD[f.fileno()] = (held.st_dev, held.st_ino)
         try:
             yield
         finally:
-            _HELD.discard((held.st_dev, held.st_ino))
-            _FDS.discard(f.fileno())
+            del _HELD[f.fileno()]
     finally:
         if transient:  # a waiter on the removed file takes a new one (_take_lock)
             _unlink_if_same(path / LOCK, os.fstat(f.fileno()))
@@ -121,10 +119,9 @@ def _open_lock(path: Path):
     return os.fdopen(fd, "a+")
 
 
-#: The ``(device, inode)`` of each lock file this process holds (:func:`exclusive_lock`).
-_HELD: set[tuple[int, int]] = set()
-#: Their file descriptors.
-_FDS: set[int] = set()
+#: The ``(device, inode)`` of each lock file this process holds (:func:`exclusive_lock`), by
+#: the descriptor that holds it.
+_HELD: dict[int, tuple[int, int]] = {}
 
 
 def _let_go_in_child() -> None:
@@ -135,11 +132,10 @@ def _let_go_in_child() -> None:
     ``/dev/null`` rather than closed: the parent's file object, copied, still names it."""
     with contextlib.suppress(OSError):
         null = os.open(os.devnull, os.O_RDWR)
-        for fd in _FDS:
+        for fd in _HELD:
             with contextlib.suppress(OSError):
                 os.dup2(null, fd)
         os.close(null)
-    _FDS.clear()
     _HELD.clear()
 
 
@@ -156,7 +152,7 @@ def lock_holder(directory: str | os.PathLike) -> str | None:
     try:
         with path.open("r") as f:
             now = os.fstat(f.fileno())
-            if (now.st_dev, now.st_ino) in _HELD:
+            if (now.st_dev, now.st_ino) in _HELD.values():
                 return None
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -372,12 +372,11 @@ def _remove_made(directory: Path) -> None:
     """Remove ``directory``, which this command made, even where it cannot read it: under a
     umask without the owner's bits (``umask 777``) it was made mode 000, which ``rmtree``
     cannot open, and it stayed, blocking every later command writing there. Its marker goes
-    last and signals wait until it is gone: a second Ctrl-C midway left a half-removed
+    last (signals wait, :func:`_take_back`): a second Ctrl-C midway left a half-removed
     temporary without its marker, which no later command removes."""
-    with deferred_signals():
+    with contextlib.suppress(OSError):
+        remove_marker_last(directory)
+    if directory.is_dir() and not directory.is_symlink():
         with contextlib.suppress(OSError):
+            directory.chmod(0o700)  # ours: opened to be removed
             remove_marker_last(directory)
-        if directory.is_dir() and not directory.is_symlink():
-            with contextlib.suppress(OSError):
-                directory.chmod(0o700)  # ours: opened to be removed
-                remove_marker_last(directory)
