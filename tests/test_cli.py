@@ -206,6 +206,8 @@ def test_a_torchrun_variable_it_cannot_have_is_one_line_and_only_where_it_is_rea
         ("-1", "2", "RANK='-1' in the environment: torchrun sets an integer in [0, WORLD_SIZE)"),
         # Before: int() refused 5,000 digits: a raw traceback at exit (exit 1)
         ("0", "1" * 5000, "WORLD_SIZE='11111111111111111111'... (5,000 characters)"),
+        # Before: the cap counted digits after the leading zeros, int() took them all: the same
+        ("0", "0" * 5000 + "2", "MASTER_ADDR is not set in the environment (WORLD_SIZE=2)"),
     ):
         env = {**subprocess_env(), "RANK": rank, "WORLD_SIZE": size}
         proc = subprocess.run(

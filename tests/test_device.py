@@ -36,6 +36,14 @@ def test_check_device_refuses_an_index_torch_does_not_write(name):
         check_device(name)
 
 
+def test_check_device_refuses_an_index_of_thousands_of_digits(monkeypatch):
+    """Before: int() raised on 5,000 digits, a ValueError out of the check (internal error)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    name = "cuda:" + "1" * 5000
+    with pytest.raises(MistError, match=re.escape("got 'cuda:111111111111111'... (5,005 char")):
+        check_device(name)
+
+
 @pytest.mark.parametrize("name", ["cuda:1", "cuda:99", "cuda:99999999999999999999"])
 def test_resolve_device_refuses_an_index_past_the_machine_s_gpus(monkeypatch, name):
     """Before: ``cuda:99`` on a one-GPU machine was taken, and failed at the first tensor put

@@ -194,6 +194,10 @@ def _free_port() -> int:
             {"RANK": "1", "MASTER_ADDR": "localhost", "MASTER_PORT": "65536"},
             "MASTER_PORT='65536'",
         ),
+        (  # Before: int() of 5,000 digits, a ValueError at exit (internal error, exit 1)
+            {"RANK": "1", "MASTER_ADDR": "localhost", "MASTER_PORT": "0" * 5000 + "70000"},
+            "MASTER_PORT='00000000000000000000'... (5,005 characters) in the environment",
+        ),
     ],
 )
 def test_several_processes_need_rank_and_the_rendezvous_address(
@@ -239,6 +243,7 @@ def _fake_gpus(monkeypatch, count: int) -> list:
             "cuda",
             "LOCAL_RANK='2' in the environment: this process's GPU, an integer in [0, 2)",
         ),
+        ("0" * 5000 + "2", "cuda", "LOCAL_RANK='00000000000000000000'... (5,001 characters)"),
         (None, "cuda", "LOCAL_RANK is not set in the environment (WORLD_SIZE=2, on CUDA)"),
         ("0", "cuda:1", "cuda:1 under torchrun (WORLD_SIZE=2): each process takes the GPU"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mistnet.errors import ArgumentError
+from mistnet.machine import decimal, shown_value
 
 
 def check_device(name: str, option: str = "--device") -> str:
@@ -25,13 +26,13 @@ def check_device(name: str, option: str = "--device") -> str:
         return name
     if name == "cpu:0":  # torch's own spelling of the CPU (str(torch.device("cpu", 0)))
         return "cpu"
-    raise ArgumentError(f"{option} must be cpu, cuda, cuda:N or auto, got {name!r}")
+    raise ArgumentError(f"{option} must be cpu, cuda, cuda:N or auto, got {shown_value(name)}")
 
 
 def _canonical(index: str) -> bool:
     """A decimal index as ``str(int)`` writes it (torch refuses ``cuda:007`` with a
     RuntimeError)."""
-    return index.isascii() and index.isdigit() and str(int(index)) == index
+    return str(decimal(index, digits=4000)) == index  # int() raised past 4,300 digits
 
 
 def resolve_device(name: str, option: str = "--device") -> torch.device:

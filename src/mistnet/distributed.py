@@ -41,7 +41,7 @@ from mistnet.config import TrainConfig
 from mistnet.device import cuda_devices, resolve_device
 from mistnet.engine import StepResult
 from mistnet.errors import ArgumentError, MistError
-from mistnet.machine import torchrun_world
+from mistnet.machine import decimal, shown_value, torchrun_world
 from mistnet.signals import default_signals
 
 
@@ -117,8 +117,10 @@ def _rendezvous_address(world: World) -> str:
                 "processes with torchrun, which sets RANK, MASTER_ADDR and MASTER_PORT"
             )
     port = os.environ["MASTER_PORT"]
-    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        raise ArgumentError(f"MASTER_PORT={port!r} in the environment: a port number, 1 to 65535")
+    if not 1 <= (decimal(port) or 0) <= 65535:
+        raise ArgumentError(
+            f"MASTER_PORT={shown_value(port)} in the environment: a port number, 1 to 65535"
+        )
     return f"{os.environ['MASTER_ADDR']}:{port}"
 
 
@@ -138,12 +140,13 @@ def _rank_device(device: str, world: World) -> torch.device:
             f"LOCAL_RANK is not set in the environment (WORLD_SIZE={world.size}, on CUDA): "
             "start the processes with torchrun, which sets it"
         )
-    if not (text.isascii() and text.isdigit() and int(text) < count):
+    index = decimal(text)
+    if index is None or index >= count:
         raise ArgumentError(
-            f"LOCAL_RANK={text!r} in the environment: this process's GPU, an integer in "
-            f"[0, {count}) ({cuda_devices(count)})"
+            f"LOCAL_RANK={shown_value(text)} in the environment: this process's GPU, an integer "
+            f"in [0, {count}) ({cuda_devices(count)})"
         )
-    return torch.device("cuda", int(text))
+    return torch.device("cuda", index)
 
 
 def _join(backend: str, dev: torch.device, world: World, address: str) -> None:

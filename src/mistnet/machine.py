@@ -48,6 +48,26 @@ def _bytes(n: int) -> str:
     return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
 
 
+def decimal(text: str, digits: int = 18) -> int | None:
+    """``text`` as a whole number when it is decimal digits 0-9, at most ``digits`` of them
+    once leading zeros are dropped; else None. (``int()`` takes ``'１'``, ``' 3'`` and
+    ``'1_0'``, and raises past 4,300 digits: a traceback at exit.)
+
+    Example:
+        >>> decimal("007"), decimal("1_0"), decimal("0" * 5000 + "2"), decimal("9" * 19)
+        (7, None, 2, None)
+    """
+    significant = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or len(significant) > digits:
+        return None
+    return int(significant or "0")
+
+
+def shown_value(text: str) -> str:
+    """``text`` quoted for a message, cut to its first 20 characters when longer than 40."""
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"
+
+
 def torchrun_world() -> tuple[int, int]:
     """``(RANK, WORLD_SIZE)`` as torchrun sets them (``(0, 1)`` without): decimal integers,
     ``0 <= RANK < WORLD_SIZE``. Read without importing torch (:func:`mistnet.cli.run` reads it
@@ -59,14 +79,13 @@ def torchrun_world() -> tuple[int, int]:
     values = {}
     for name, default in (("RANK", "0"), ("WORLD_SIZE", "1")):
         text = os.environ.get(name, default)
-        # 18 digits at most: int() refuses 4,300 (a traceback at exit), and no world is larger
-        if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 18:
+        value = decimal(text)  # no world is larger than 18 digits
+        if value is None:
             wanted = "an integer in [0, WORLD_SIZE)" if name == "RANK" else "a positive integer"
-            shown = (
-                repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"
+            raise ArgumentError(
+                f"{name}={shown_value(text)} in the environment: torchrun sets {wanted}"
             )
-            raise ArgumentError(f"{name}={shown} in the environment: torchrun sets {wanted}")
-        values[name] = int(text)
+        values[name] = value
     rank, size = values["RANK"], values["WORLD_SIZE"]
     if not 0 <= rank < size:
         raise ArgumentError(
