@@ -124,7 +124,7 @@ class CommandParser(argparse.ArgumentParser):
             _, equals, value = arg.partition("=")
             if arg.startswith("-") and equals and value == "--":
                 self.error(
-                    f"{arg}: '--' is no value (it ends the options); a file of that name is ./--"
+                    f"{arg}: '--' is no value (it ends the options); a path named -- is written ./--"
                 )
 
     def _refuse_options_after(self, namespace: argparse.Namespace, after: dict[str, str]):

@@ -29,6 +29,7 @@ from mistnet.config import Config, from_record
 from mistnet.device import device_argument
 from mistnet.errors import ArgumentError, DataError, MistError, unprintable
 from mistnet.io import require_output_name, require_short_name
+from mistnet.machine import shown_value
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import check_outside
@@ -61,6 +62,15 @@ def names() -> list[str]:
         ArgumentError: ``$MISTNET_MODELS`` names no folder (a typo would read as "no models").
     """
     root = registry()
+    try:
+        return _names(root)
+    except OSError as exc:  # a name too long, a folder above it this user cannot enter
+        where = f"{ENV}={shown_value(str(root))}" if os.environ.get(ENV) else str(root)
+        why = exc.strerror or str(exc)
+        raise ArgumentError(f"{where}: {why}; set it to the folder of the models") from None
+
+
+def _names(root: Path) -> list[str]:
     if os.environ.get(ENV) and not root.is_dir():
         what = "not a folder" if os.path.lexists(root) else "no such folder"  # a file, a FIFO
         raise ArgumentError(f"{ENV}={root}: {what} of pretrained models")
@@ -373,11 +383,12 @@ def _replaces(target: Path, overwrite: bool) -> bool:
 def _portable(path: str) -> str:
     """A dataset folder as a model records it: relative to the working directory when it lies
     inside it, as the card's commands (run there) name it; the packaging machine's absolute
-    path (``/home/me/work/...``) names nothing on another."""
+    path (``/home/me/work/...``) names nothing on another. The working directory itself stays
+    absolute: ``.`` names wherever the reader is (a card said "on ., 4 images")."""
     if not path or not Path(path).is_absolute():
         return path
-    here = Path.cwd().resolve()
-    return os.path.relpath(path, here) if Path(path).resolve().is_relative_to(here) else path
+    here, there = Path.cwd().resolve(), Path(path).resolve()
+    return os.path.relpath(path, here) if there != here and there.is_relative_to(here) else path
 
 
 def _recorded_path(value: object) -> Path | None:

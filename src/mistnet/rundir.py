@@ -102,6 +102,21 @@ def _packaged_hint(path: Path) -> str:
     return f"; a packaged model is used by name: {use} {path.stem} (mistnet.load(name))"
 
 
+def pretrained_file(name: str | os.PathLike) -> Path | None:
+    """The file of the pretrained model ``name`` when ``name`` is one's (none where the
+    registry cannot be read: a missing run is then said as missing, not blamed on it)."""
+    from mistnet import pretrained
+
+    try:
+        return (
+            pretrained.registry() / f"{name}{pretrained.SUFFIX}"
+            if str(name) in pretrained.names()
+            else None
+        )
+    except MistError:
+        return None
+
+
 def _tensorboard_installed() -> bool:
     """Whether :meth:`Run.tensorboard` makes a writer: its import works (not merely found)."""
     try:
@@ -153,6 +168,11 @@ class Run:
                 hint = "; a checkpoint is read from its run directory, beside its config.json"
             hint = hint and (_packaged_hint(self.path) or hint)
             raise MistError(f"{self.path} is a file, not a run directory{hint}")
+        if not os.path.lexists(self.path) and pretrained_file(self.path):  # "does not exist"
+            raise MistError(
+                f"run directory {self.path} does not exist; {self.path} is a pretrained model, "
+                f"which is no run (mist eval and detect read it as --model {self.path})"
+            )
         require_directory(self.path, "run directory")
         if not os.path.lexists(self.config):  # a link to nowhere was "no config.json"
             began = not any(os.path.lexists(p) for p in (self.last, self.best, self.log))
@@ -533,6 +553,11 @@ def warm_start(model: MIST, source: str, parts: str, device: torch.device | str 
     The source's moving-average weights are taken when it kept them.
     """
     path = Path(source)
+    if not os.path.lexists(path) and (file := pretrained_file(source)):  # "does not exist"
+        raise MistError(
+            f"train.init_from {source}: no such checkpoint or run; {source} is a pretrained "
+            f"model: give its file, {file}"
+        )
     if path.is_dir():
         run = Run(path)
         path = own_file(run.best if run.best.is_file() else run.last, RUN_DIRECTORY)

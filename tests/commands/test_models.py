@@ -436,6 +436,32 @@ def test_a_missing_run_is_not_blamed_on_a_bad_registry(capsys, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     for argv in (["eval", "nosuchrun"], ["show", "nosuchrun", "--out", "x.png"]):
         assert_user_error(mist(capsys, *argv), "run directory nosuchrun does not exist")
+    # Before: one that cannot even be looked at (a name too long, a folder above it this user
+    # cannot enter) was an OSError, said as "File name too long" of the run (and of no
+    # variable by `mist models`)
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / ("m" * 300)))
+    for argv in (["eval", "nosuchrun"], ["show", "nosuchrun", "--out", "x.png"]):
+        assert_user_error(mist(capsys, *argv), "run directory nosuchrun does not exist")
+    result = mist(capsys, "models")
+    assert_user_error(result, "MISTNET_MODELS='/", "characters): File name too long; set it to")
+
+
+def test_a_model_s_name_where_a_run_is_read_says_it_is_a_model(capsys, registry, tmp_path):
+    """Before: `mist plot NAME`, `models package NAME` said "run directory NAME does not exist"
+    and `--set train.init_from=NAME` "checkpoint NAME does not exist", with no word of the
+    pretrained model of that name (as `show` and `eval` had been)."""
+    said = f"run directory {NAME} does not exist; {NAME} is a pretrained model, which is no run"
+    assert_user_error(mist(capsys, "plot", NAME, "--out", tmp_path / "p.png"), said)
+    package = ["models", "package", NAME, "--name", "m", "--command", COMMAND]
+    assert_user_error(mist(capsys, *package, "--out", tmp_path / "m"), said)
+    train = ["train", "--preset", "tiny-cpu", "--out", tmp_path / "r", "--threads", "1"]
+    result = mist(capsys, *train, "--set", f"train.init_from={NAME}", "--no-progress")
+    file = registry / f"{NAME}.safetensors"
+    assert_user_error(result, f"{NAME} is a pretrained model: give its file, {file}")
+    assert sorted(tmp_path.iterdir()) == []
+    # as told: the file starts a run from the model's weights
+    result = mist(capsys, *train, "--set", f"train.init_from={file}", "--set", "train.steps=1")
+    assert result[0] == 0, result
 
 
 def test_packaging_names_a_per_image_k_record_and_a_record_of_other_weights(
@@ -574,6 +600,13 @@ def test_a_model_records_a_dataset_under_the_working_directory_as_its_card_names
     monkeypatch.setenv(pretrained.ENV, str(tmp_path / "M"))
     assert pretrained.load("m")[0].data.path == str(data)
     assert pretrained.read("m")[1].evaluated_on["data"] == str(data)
+    # Before: packaged from inside the dataset, it was stored as "." (the card: "on .")
+    monkeypatch.chdir(data)
+    package[2], package[-1] = str(tmp_path / "work" / "r"), str(tmp_path / "M2")
+    assert mist(capsys, *package)[0] == 0
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "M2"))
+    assert pretrained.load("m")[0].data.path == str(tmp_path / data)
+    assert pretrained.read("m")[1].evaluated_on["data"] == str(tmp_path / data)
 
 
 def test_package_and_pretrained_load_check_their_arguments(packaged, tmp_path, monkeypatch):

@@ -8,11 +8,12 @@ import re
 
 import torch
 
-from mistnet import machine, pretrained, validate
+from mistnet import machine, validate
 from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
+from mistnet.rundir import pretrained_file
 
 #: What ``--threads 0`` leaves: torch's own count, the cores of the machine.
 TORCH_THREADS = "torch's choice"
@@ -169,21 +170,11 @@ def run_or_model(args: argparse.Namespace) -> None:
     if (args.run is None) == (args.model is None):
         which = "both" if args.model else "neither"
         raise MistError(f"give a run directory RUN or --model NAME ({which} given)")
-    if args.run is not None and not os.path.lexists(args.run) and names_a_model(args.run):
+    if args.run is not None and not os.path.lexists(args.run) and pretrained_file(args.run):
         raise MistError(
             f"run directory {args.run} does not exist; {args.run} is a pretrained model: give "
             f"it as --model {args.run}"
         )
-
-
-def names_a_model(name: str) -> bool:
-    """Whether ``name`` is a pretrained model's; a registry that cannot be read
-    (``$MISTNET_MODELS`` naming no folder) names none here: the missing run is what is said
-    (it was blamed on the registry)."""
-    try:
-        return name in pretrained.names()
-    except MistError:
-        return False
 
 
 def add_k_argument(p: argparse.ArgumentParser, whose: str = "run") -> None:

@@ -22,7 +22,6 @@ from mistnet.commands._args import (
     add_run_data_arguments,
     compute_device,
     integer,
-    names_a_model,
 )
 from mistnet.data import collate_scenes
 from mistnet.data.runs import OTHER_DATA, check_data, open_data, require_trained_on
@@ -30,7 +29,7 @@ from mistnet.data.store import annotations_of
 from mistnet.errors import MistError, say
 from mistnet.evaluation import check_k
 from mistnet.outfiles import check_new_file, new_file
-from mistnet.rundir import Run
+from mistnet.rundir import Run, pretrained_file
 from mistnet.viz import output_figure
 
 #: The most scenes ``--n`` draws: one row each, 100 rows already make a PNG some 20,000 pixels
@@ -67,7 +66,7 @@ def _directory(what: str, data: str | None) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not os.path.lexists(args.run) and names_a_model(args.run):  # "does not exist" alone
+    if not os.path.lexists(args.run) and pretrained_file(args.run):  # "does not exist" alone
         raise MistError(
             f"run directory {args.run} does not exist; {args.run} is a pretrained model, and "
             "mist show draws runs only (mist detect --model draws a model's detections)"
