@@ -206,3 +206,19 @@ def test_boxes_to_keypoints_refuses_a_side_below_the_smallest_normal(dtype, side
         boxes_to_keypoints(boxes, torch.tensor([[3]]), side, 1)
     kp, _ = boxes_to_keypoints(boxes, torch.tensor([[3]]), tiny, 1)  # the smallest is taken
     assert kp[0, 0, 2].item() == tiny
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_float8_boxes_are_refused_naming_the_argument(dtype):
+    """Before: box_iou, boxes_to_xyxy and xyxy_to_boxes took them, then torch's
+    NotImplementedError ("isfinite" / "div_cpu_reduced_float" not implemented for Float8) or
+    "Promotion for Float8 Types is not supported"."""
+    b = torch.tensor([[4.0, 4.0, 2.0, 2.0]]).to(dtype)
+    for call, name in (
+        (lambda: box_iou(b, b), "a"),
+        (lambda: box_iou(b.float(), b), "b"),
+        (lambda: boxes_to_xyxy(b), "boxes"),
+        (lambda: xyxy_to_boxes(b), "corners"),
+    ):
+        with pytest.raises(ValueError, match=rf"^{name}: expected real numbers \(a floating \(16"):
+            call()

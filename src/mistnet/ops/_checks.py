@@ -32,15 +32,22 @@ def require_dense(x: Tensor, what: str, error: type[Exception] = ValueError) -> 
 
 
 def require_real(x: Tensor, what: str) -> Tensor:
-    """Refuse a bool or complex tensor where numbers are read (coordinates, scores, counts): True
-    was read as 1, and complex ones failed deep inside torch. Metadata only (no GPU sync).
+    """Refuse a bool, complex or float8 tensor where numbers are read (coordinates, scores,
+    counts): True was read as 1, and complex and float8 ones failed deep inside torch
+    (:func:`wide_float`). Metadata only (no GPU sync).
 
     Raises:
-        ValueError: ``"<what>: expected real numbers (a floating or integer tensor), got <dtype>"``.
+        ValueError: ``"<what>: expected real numbers (a floating or integer tensor), got <dtype>"``
+            (``"floating (16 bits or more)"`` of a float8 one).
     """
     if x.dtype == torch.bool or x.is_complex():
         raise ValueError(
             f"{what}: expected real numbers (a floating or integer tensor), got {x.dtype}"
+        )
+    if x.is_floating_point() and not wide_float(x):
+        raise ValueError(
+            f"{what}: expected real numbers (a floating (16 bits or more) or integer tensor), "
+            f"got {x.dtype}"
         )
     return x
 
