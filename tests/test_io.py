@@ -840,3 +840,14 @@ def test_a_second_interrupt_while_a_failed_output_is_taken_back_leaves_nothing(
     with pytest.raises(KeyboardInterrupt):
         atomic_write_text(tmp_path / "a" / "b" / "x.json", "{}")
     assert list(tmp_path.iterdir()) == []
+
+    def mkdir_not_made(path, *args, **kwargs):  # a signal before the deepest one is made
+        if path.name == "b":
+            raise KeyboardInterrupt
+        real_mkdir(path, *args, **kwargs)
+
+    # Before: its rmdir failed ("No such file") and every folder above it stayed
+    monkeypatch.setattr(Path, "mkdir", mkdir_not_made)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(tmp_path / "a" / "b" / "x.json", "{}")
+    assert list(tmp_path.iterdir()) == []

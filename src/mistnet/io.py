@@ -207,10 +207,14 @@ def make_parents(directory: Path) -> list[Path]:
 
 
 def remove_empty(directories: list[Path]) -> None:
-    """Remove each of ``directories`` (deepest first) that is empty; keep any that is not."""
+    """Remove each of ``directories`` (deepest first) that is empty; keep any that is not (and
+    those above it). One that is missing is passed over (a Ctrl-C before its ``mkdir`` kept
+    every folder above it)."""
     for d in directories:
         try:
             d.rmdir()
+        except FileNotFoundError:
+            continue
         except OSError:
             return
 
