@@ -298,12 +298,15 @@ def require_output_name(path: str | os.PathLike, option: str) -> None:
     a newline or an escape sequence breaks every line that names it (``mist plot`` refused one,
     ``show``, ``eval --json``, ``detect`` and the others wrote it). A byte that is not UTF-8
     (a Latin-1 name, read by Python as a lone surrogate) is a name of the user's file system,
-    printed escaped: taken.
+    printed escaped: taken. A name that exists is taken: the output an earlier version made
+    there is replaced (what is not the command's own is refused by the callers' checks).
 
     Raises:
         MistError: naming ``option`` and the length, or the first control character.
     """
     require_short_name(path, option)
+    if os.path.lexists(path):  # an earlier output of the command's (else refused as a user's)
+        return
     name = Path(path).name
     bad = next((c for c in name if unprintable(c) and not 0xDC80 <= ord(c) <= 0xDCFF), None)
     if bad is not None:

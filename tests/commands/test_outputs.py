@@ -1325,3 +1325,11 @@ def test_a_new_output_named_with_a_control_character_is_refused(capsys, tiny_run
         result = mist(capsys, *argv)
         assert_user_error(result, "holds the control character", "give a name of printable")
     assert entries_under(tmp_path) == before
+    # an output made so by an earlier version is the command's own to replace (it was refused)
+    detect = ["detect", "--model", "mnist-hard-classifier", image, "--k", "2", "--out"]
+    assert mist(capsys, *detect, tmp_path / "found")[0] == 0
+    (tmp_path / "found").rename(tmp_path / "f\tg")
+    assert mist(capsys, *detect, tmp_path / "f\tg")[0] == 0
+    (tmp_path / "u\t").mkdir()  # and a folder of the user's of such a name is still refused
+    (tmp_path / "u\t" / "notes.txt").write_text("mine")
+    assert_user_error(mist(capsys, *detect, tmp_path / "u\t"), "exists and was not made by")
