@@ -501,6 +501,10 @@ def test_a_toml_preset_with_the_old_key_names_loads_to_the_same_config(tmp_path)
 def test_an_override_with_an_old_key_name_names_the_new_one():
     with pytest.raises(MistError, match=r"^config key train.k_iter is now train.keypoint_iters$"):
         resolve("tiny-cpu", ["train.k_iter=3"])
+    # Before: "unknown config key train.threads; known: [...]", where a preset's train.threads
+    # was told it is the option --threads
+    with pytest.raises(MistError, match=r"^config key train.threads is now a run-time option: "):
+        resolve("tiny-cpu", ["train.threads=1"])
 
 
 def test_a_run_config_of_an_older_version_loads_with_the_same_behaviour(tmp_path):

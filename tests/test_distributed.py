@@ -155,6 +155,88 @@ def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
     assert val["n_images"] == 16  # validation sharded over both machines' processes
 
 
+def _agents(tmp_path, extra: list[list[str]], steps: int = 6) -> list[tuple[int, str]]:
+    """Two torchrun agents of one process each (``node0/``, ``node1/``) training tiny-cpu into
+    ``run``, each with its own extra arguments; their exit statuses and stderr."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agents = []
+    for node in (0, 1):
+        (tmp_path / f"node{node}").mkdir(exist_ok=True)
+        launch = ["--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1"]
+        launch += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+        argv = ["train", "--preset", "tiny-cpu", "--out", "run", "--no-progress", "--threads", "1"]
+        argv += ["--set", f"train.steps={steps}", *extra[node]]
+        agents.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "mistnet", *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**subprocess_env(), "OMP_NUM_THREADS": "1"},
+                cwd=tmp_path / f"node{node}",
+            )
+        )
+    outputs = [agent.communicate(timeout=180) for agent in agents]
+    return [(a.returncode, err) for a, (_, err) in zip(agents, outputs, strict=True)]
+
+
+def _mist_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("mist train:")]
+
+
+def test_processes_given_other_settings_refuse_together_before_training(tmp_path):
+    """Before: two machines given other --set values trained all their steps, then said their
+    weights "diverged (a bug: please report it)", the run's config naming one side's values;
+    datasets of one path made with other seeds trained mixed, silently."""
+    ended = _agents(tmp_path, [[], ["--set", "train.lr_task=0.01"]])
+    for code, err in ended:
+        assert code != 0 and _mist_lines(err) == [
+            "mist train: error: the 2 processes of this run were given other settings or data; "
+            "start each with the same command and the same dataset"
+        ], err[-2000:]
+    assert not (tmp_path / "node0" / "run").exists() and not (tmp_path / "node1" / "run").exists()
+
+
+def test_other_processes_wait_for_rank_0_s_claim_of_the_run_directory(tmp_path):
+    """Before: with rank 0 refusing --out (a folder of the user's), rank 1 went on: it removed
+    what looked like a killed writer's temporary in that folder, then stopped at its first
+    collective with an internal error quoting gloo."""
+    for node in (0, 1):
+        user = tmp_path / f"node{node}" / "run"
+        user.mkdir(parents=True)
+        (user / "notes.txt").write_text("mine")
+        (user / ".notes.txt.3999999.deadbeef.tmp").write_text("draft")
+    ended = _agents(tmp_path, [[], []])
+    lines = sorted(line for _, err in ended for line in _mist_lines(err))
+    assert [code for code, _ in ended] != [0, 0] and len(lines) == 2, ended
+    assert "run: exists and was not made by mist train" in lines[1]
+    assert lines[0].endswith(
+        "of 2: process 0 could not claim the run directory (its own message says why); "
+        "this one stops too"
+    )
+    for node in (0, 1):
+        names = sorted(p.name for p in (tmp_path / f"node{node}" / "run").iterdir())
+        assert names == [".notes.txt.3999999.deadbeef.tmp", "notes.txt"]
+
+
+def test_a_process_whose_peer_stopped_says_so_in_one_line(monkeypatch):
+    """Before: when one process stopped (SIGTERM, a damaged split on its machine, a refused
+    --out), the others' next collective raised gloo's RuntimeError ("Connection closed by
+    peer ... GLHF!"): an internal error with a traceback file, beside the real message."""
+    joins = _fake_gpus(monkeypatch, 0)
+    monkeypatch.setenv("RANK", "1")
+    gloo = "[/w/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [::1]:5"
+    with pytest.raises(MistError, match=r"^process 1 of 2: another process of this run stopped"):
+        with distributed.process_group("cpu"):
+            raise RuntimeError(gloo)
+    with pytest.raises(RuntimeError, match="^some other failure$"):  # a bug stays one
+        with distributed.process_group("cpu"):
+            raise RuntimeError("some other failure")
+    assert len(joins) == 2
+
+
 @pytest.mark.parametrize(("batch_size", "world_size"), [(0, 1), (8, 3), (8, 0)])
 def test_step_sampler_refuses_a_batch_that_does_not_split_over_the_processes(
     batch_size, world_size

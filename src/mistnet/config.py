@@ -252,6 +252,11 @@ def set_value(cfg: Config, section: str, key: str, value: Any) -> None:
     if not isinstance(key, str) or key not in types_:  # ["k"]: "unhashable type: 'list'"
         if section == "train" and isinstance(key, str) and key in RENAMED:
             raise MistError(f"config key train.{key} is now train.{RENAMED[key]}")
+        if (section, key) == ("train", "threads"):  # as a preset file's train.threads is told
+            raise MistError(
+                "config key train.threads is now a run-time option: mist train --threads N "
+                "(mistnet.fit(threads=N))"
+            )
         shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # a newline
         raise MistError(f"unknown config key {section}.{shown}; known: {sorted(types_)}")
     setattr(target, key, typed_value(value, types_[key], f"{section}.{key}"))

@@ -23,12 +23,14 @@ needs a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,11 +39,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistnet.config import TrainConfig
+from mistnet.config import Config, TrainConfig
 from mistnet.device import cuda_devices, resolve_device
 from mistnet.engine import StepResult
 from mistnet.errors import ArgumentError, MistError
 from mistnet.machine import decimal, shown_value, torchrun_world
+from mistnet.runpaths import settings_text
 from mistnet.signals import default_signals
 
 
@@ -102,9 +105,81 @@ def process_group(device: str) -> Iterator[tuple[World, str]]:
         _join(backend, dev, world, address)
     try:
         yield world, str(dev)
+    except RuntimeError as exc:
+        if not _peer_lost(exc):
+            raise
+        raise MistError(  # was an internal error quoting gloo ("GLHF!") beside the real one
+            f"process {world.rank} of {world.size}: another process of this run stopped (its "
+            "own message says why); this one stops too"
+        ) from exc
     finally:
         if owned:
             dist.destroy_process_group()
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is a collective's failure because another process ended (gloo's
+    "Connection closed by peer", torch's distributed errors)."""
+    text = str(exc)
+    return isinstance(exc, dist.DistError) or (
+        "/gloo/" in text and ("closed by peer" in text or "reset by peer" in text)
+    )
+
+
+@contextmanager
+def main_holds(
+    world: World, device: str, hold: Callable[[], AbstractContextManager]
+) -> Iterator[None]:
+    """Hold ``hold()`` (the run directory's claim and lock) in rank 0 alone for the block,
+    which the other processes enter only once rank 0 has: they went on, removing stale
+    temporaries in an ``--out`` rank 0 had refused, and then stopped with an internal error.
+
+    Raises:
+        MistError: in the other processes, when rank 0 could not (its own error says why).
+    """
+    with contextlib.ExitStack() as held:
+        try:
+            if world.main:
+                held.enter_context(hold())
+        except BaseException:
+            if world.size > 1:
+                with contextlib.suppress(Exception):  # the others wait for this word
+                    _all_true(False, device)
+            raise
+        if world.size > 1 and not _all_true(True, device):
+            raise MistError(
+                f"process {world.rank} of {world.size}: process 0 could not claim the run "
+                "directory (its own message says why); this one stops too"
+            )
+        yield
+
+
+def _all_true(flag: bool, device: str) -> bool:
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def require_same_run(cfg: Config, world: World, device: torch.device | str) -> None:
+    """Refuse unless every process trains the same config on the same data (compared by the
+    digest of :func:`~mistnet.runpaths.settings_text`, once the data is read): two machines
+    given other ``--set`` values trained to the end, then said their weights "diverged (a
+    bug)"; datasets of one path made with other seeds trained mixed, silently.
+
+    Raises:
+        MistError: on every process at once.
+    """
+    if world.size == 1:
+        return
+    text = settings_text(cfg)
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+    t = torch.tensor([digest, -digest], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    if int(t[0]) != -int(t[1]):
+        raise MistError(
+            f"the {world.size} processes of this run were given other settings or data; start "
+            "each with the same command and the same dataset"
+        )
 
 
 def _rendezvous_address(world: World) -> str:

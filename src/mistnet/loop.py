@@ -11,7 +11,6 @@ Under torchrun (:mod:`mistnet.distributed`) each rank trains on its shard; rank 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -33,7 +32,7 @@ from mistnet.device import resolve_device
 from mistnet.distributed import World
 from mistnet.engine import Batch, StepResult, evaluate
 from mistnet.errors import MistError, NonFiniteLoss, NonFiniteState
-from mistnet.io import atomic_write_text, json_text, remove_stale_temporaries
+from mistnet.io import atomic_write_text, json_text
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_seeded
 from mistnet.progress import Progress
@@ -90,8 +89,8 @@ def train(
     cfg = run.config_to_train(cfg, resume)  # checked before anything is written
     with callers_torch_state(), distributed.process_group(options.device) as (world, rank_device):
         options.device, options.progress = rank_device, progress and world.main
-        # rank 0 writes the run directory; the other ranks only read it
-        with run.writing(resume, cfg) if world.main else contextlib.nullcontext():
+        # rank 0 writes the run directory; the other ranks only read it, once it is claimed
+        with distributed.main_holds(world, rank_device, lambda: run.writing(resume, cfg)):
             return Session(cfg, run, options, world, data, callbacks or Callbacks()).train()
 
 
@@ -113,13 +112,13 @@ class Session:
         if options.threads > 0:
             torch.set_num_threads(options.threads)
         self.resumed = options.resume and run.last.is_file()
-        if not options.resume:  # again, under the lock: another train may have ended meanwhile
-            run.require_no_checkpoint()
-        remove_stale_temporaries(run.path)  # files of a writer killed mid-write; we hold the lock
+        if world.main:  # under the lock (Run.writing); the other processes only read the run
+            run.begin(options.resume)
         self.train_set, self.val_set = data or (self._split("train"), self._split("val"))
         require_same_sizes(cfg, data, options.resume)  # fit's data, given again
         named = as_given(cfg) if data else cfg  # data= was named as cfg.data's
         self.annotations = adopt_data(named, self.train_set, self.val_set, self.resumed)
+        distributed.require_same_run(cfg, world, self.dev)
         self.metric = select_metric(cfg, self.annotations)
         if world.main:
             atomic_write_text(run.config, run.stored(cfg).to_json())

@@ -27,7 +27,13 @@ from mistnet.checkpoint import Checkpoint
 from mistnet.config import Config, load_json, validate
 from mistnet.data.manifest import ANNOTATIONS
 from mistnet.errors import ArgumentError, MistError, MistWarning, ResumeRefused
-from mistnet.io import atomic_write_text, first_unwritable, json_text, remove_path
+from mistnet.io import (
+    atomic_write_text,
+    first_unwritable,
+    json_text,
+    remove_path,
+    remove_stale_temporaries,
+)
 from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import MARKER, output_kind
 from mistnet.metrics import unmeasured
@@ -156,6 +162,14 @@ class Run:
         """``cfg`` as this run writes it (:func:`mistnet.runpaths.stored`): its paths relative
         to the run inside the run's parent folder, else absolute."""
         return stored(cfg, self.path)
+
+    def begin(self, resume: bool) -> None:
+        """Before training into the run, its lock held (:meth:`writing`): refuse a checkpoint
+        a fresh run would overwrite (another process may have trained into it meanwhile), and
+        remove the temporaries of a writer killed mid-write."""
+        if not resume:
+            self.require_no_checkpoint()
+        remove_stale_temporaries(self.path)
 
     def require(self) -> None:
         if self.path.is_file():

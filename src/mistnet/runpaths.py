@@ -14,6 +14,7 @@ directory when a dataset (or run) is there.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,3 +104,12 @@ def absolute(cfg: Config) -> Config:
         if is_folder(key, value):
             setattr(getattr(cfg, section), key, str(Path(value).resolve()))
     return cfg
+
+
+def settings_text(cfg: Config) -> str:
+    """``cfg`` as JSON without its paths: what the processes of one run must agree on (each
+    machine may keep the dataset elsewhere; ``record.data_manifest`` names its content)."""
+    settings = cfg.to_dict()
+    for section, key, _ in PATHS:
+        settings[section][key] = ""
+    return json.dumps(settings, sort_keys=True)

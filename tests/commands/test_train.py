@@ -217,6 +217,11 @@ def test_a_run_finds_its_dataset_from_any_directory(capsys, tmp_path, monkeypatc
     assert json.loads((work / "m.json").read_text())["data"] == str(work / "ds")
     rc, _, err = mist(capsys, "train", "--out", "../run", "--resume", "--set=train.steps=4")
     assert rc == 0 and "ignoring" not in err, err
+    # Before: "ignoring data.n_train: 16 -> 5", then refused for naming it with a dataset
+    resume = ["train", "--out", "../run", "--resume", "--set=train.steps=5"]
+    rc, _, err = mist(capsys, *resume, "--set=data.n_train=5")
+    note = "mist train: note: --resume continues the run as saved; ignoring data.n_train: 16 -> 5"
+    assert rc == 0 and err.splitlines()[0] == note, err
     assert json.loads((work / "run/config.json").read_text())["data"]["path"] == "../ds"
     moved = tmp_path / "moved"
     work.rename(moved)

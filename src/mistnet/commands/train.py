@@ -18,7 +18,7 @@ import copy
 import os
 import sys
 
-from mistnet import config
+from mistnet import config, machine
 from mistnet.acceleration import PRECISIONS
 from mistnet.commands._args import (
     add_compute_arguments,
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             asked = config.apply_overrides(copy.deepcopy(saved), overrides)
         cfg, ignored = run_dir.resume_config(asked)
-        if ignored:
+        if ignored and machine.torchrun_world()[0] == 0:  # once, not by every process
             note = "; ".join(ignored)
             print(
                 escaped(f"mist train: note: --resume continues the run as saved; ignoring {note}"),
@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             raise MistError("--preset NAME is required (see mist train --list-presets)")
         cfg = config.resolve(args.preset, overrides)
     unused = [k for k in ("data.n_train", "data.n_val", "data.n_test", "data.digits") if k in sets]
-    if cfg.data.path and unused:  # they size or feed a generator's scenes, not a directory's
+    if cfg.data.path and unused and not args.resume:  # they size a generator's scenes
+        # (a resume ignores them, as its note says: it was refused after the note)
         raise MistError(
             f"--set {sets[unused[0]]}: training reads the dataset {cfg.data.path}, whose splits "
             f"and digits are made; leave out {unused[0]} (mist data make sets them)"
