@@ -21,6 +21,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from common import count
 
 from mistnet.data.runs import open_data
 from mistnet.ops import paste_patches
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("run", nargs="?", default="mnist-hard-autoencoder")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
-    parser.add_argument("--scenes", type=int, default=300)
+    parser.add_argument("--scenes", type=count, default=300)
     args = parser.parse_args()
     cfg, model, _ = load_any(args.run, "best", device="cpu")
     _, dataset = open_data(cfg, args.data, args.split)

@@ -21,6 +21,8 @@ import json
 import shutil
 from pathlib import Path
 
+from common import own_folders
+
 from mistnet.config import resolve
 from mistnet.data import open_dataset
 from mistnet.data.sampling import loader
@@ -42,11 +44,13 @@ def main() -> None:
     args = parser.parse_args()
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    own_folders("average_probe.py", out)  # its run/ is removed below
     data = out / "data"
     if not (data / "manifest.json").exists():
         build_data(data, 20_000, 300, 500, seed=0)
-    shutil.rmtree(out / "run", ignore_errors=True)  # OUT is scratch: the data is kept, not the run
+    shutil.rmtree(
+        out / "run", ignore_errors=True
+    )  # the script's own: the data is kept, not the run
     (out / "averages.jsonl").unlink(missing_ok=True)
     base = [f"data.path={json.dumps(str(data))}", "train.ema_decay=0"]
     cfg = resolve(args.preset, [*base, *args.overrides])

@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from common import count, positive
 
 from mistnet.config import resolve
 from mistnet.data import open_dataset
@@ -40,11 +41,11 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--preset", default="mnist-hard-cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=count, default=1500)
+    parser.add_argument("--lr", type=positive, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW")
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-every", type=count, default=250)
+    parser.add_argument("--threads", type=count, default=1)
     parser.add_argument("--label", default="")
     parser.add_argument("--out", default="")
     args = parser.parse_args()

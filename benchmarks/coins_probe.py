@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import own_folders
+
 # a 28 px box sampled by 29 px patches (pixel-aligned, as the preset's 22 / 23) holds all but
 # the largest coins; a 48 px crop holds up to four coins, whole or cut by its edge
 RECIPE = ["model.k=4", "model.base_side=28", "model.patch_size=29"]
@@ -50,7 +52,7 @@ def images(out: Path) -> None:
     half = transform.rescale(full, 0.5, anti_aliasing=True)  # float in [0, 1]
     (out / "src").mkdir(parents=True)
     io.imsave(out / "src" / "coins.png", (half * 255).round().astype(np.uint8))
-    with open(out / "coins_boxes.csv", "w", newline="") as f:
+    with open(out / "coins_boxes.csv", "x", newline="") as f:  # never over a file of OUT's
         w = csv.writer(f)
         w.writerow(["filename", "cx", "cy", "w", "h"])
         for r in regions:
@@ -109,7 +111,7 @@ def train(out: Path, name: str, minutes: float, steps: int, sets: list[str], thr
         str(threads),
         "--no-progress",
         "--set",
-        "train.steps=100000",
+        f"train.steps={steps}",
         *overrides,
     )
     mist("eval", str(run), "--per-image-k")
@@ -155,6 +157,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], dest="sets")
     a = p.parse_args()
+    own_folders("coins_probe.py", a.out)  # its image, boxes, dataset, runs and detections
     if a.what == "images":
         images(a.out)
     elif a.what == "data":

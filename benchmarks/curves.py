@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mistnet.errors import MistError
 from mistnet.rundir import Run
 from mistnet.viz import log_curves, plot_runs
 
@@ -27,8 +28,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="figure file (PNG); no figure without it")
     args = parser.parse_args()
     metrics = args.metric or ["both"]
+    if len(args.label) > len(args.runs):
+        parser.error(f"{len(args.label)} --label for {len(args.runs)} runs")
     labels = args.label + [run.name for run in args.runs[len(args.label) :]]
-    records = {lab: Run(r).records() for lab, r in zip(labels, args.runs, strict=True)}
+    try:
+        records = {lab: Run(r).records() for lab, r in zip(labels, args.runs, strict=True)}
+    except MistError as exc:  # no run there, a damaged log
+        parser.error(str(exc))
     curves = {lab: log_curves(recs) for lab, recs in records.items()}
     for metric in metrics:
         print(f"\n{metric} at validation (step / minutes: value)\n")
@@ -39,7 +45,10 @@ def main() -> None:
                 f"| {label} | " + ", ".join(f"{s} / {m:.1f}: {v:.3f}" for s, m, v in points) + " |"
             )
     if args.out:
-        plot_runs(records, args.out, keys=[f"val/{m}" for m in metrics], minutes=True)
+        try:  # never over a file of the user's (a figure mistnet wrote is replaced)
+            plot_runs(records, args.out, keys=[f"val/{m}" for m in metrics], minutes=True)
+        except MistError as exc:
+            parser.error(str(exc))
         print(f"\nwrote {args.out}")
 
 

@@ -13,9 +13,20 @@
 #
 # Usage: benchmarks/gpu_check.sh [RESULTS_FILE]   (default benchmarks/gpu_check_results.txt)
 #        PYTHON=/path/to/python benchmarks/gpu_check.sh   (default .venv/bin/python, else python)
+# RESULTS_FILE is read from the directory it is called in; it is a new file or one this script
+# wrote (its first line), never another.
 set -euo pipefail
+HEADER="mistnet GPU check"
+if [ $# -ge 1 ]; then
+    case $1 in /*) OUT=$1 ;; *) OUT=$PWD/$1 ;; esac
+else
+    OUT=$(cd "$(dirname "$0")" && pwd)/gpu_check_results.txt
+fi
+if [ -L "$OUT" ] || { [ -e "$OUT" ] && ! head -c ${#HEADER} "$OUT" 2>/dev/null | grep -qxF "$HEADER"; }; then
+    echo "gpu_check.sh: error: $OUT exists and is no results file of this script; give a new one" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
-OUT=${1:-benchmarks/gpu_check_results.txt}
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python
 RUN=$(mktemp -d)
@@ -37,7 +48,7 @@ section() {  # section NAME SECONDS COMMAND...: run it, output into $OUT, failur
     echo >>"$OUT"
 }
 
-echo "mistnet GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >"$OUT"
+echo "$HEADER, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >"$OUT"
 section "machine" 30 bash -c "nvidia-smi || echo 'no nvidia-smi'; $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else \"\")'; nproc"
 section "cuda tests" 80 "$PY" -m pytest -q -rs -p no:xdist -p no:cacheprovider -m cuda tests/test_cuda.py
 for preset in mnist-hard-cpu mnist-hard-classify; do

@@ -34,11 +34,16 @@ from collections import Counter
 
 import torch
 import torch.nn.functional as F
+from common import count
 
 from mistnet.data.runs import open_data
 from mistnet.data.sampling import loader
+from mistnet.errors import MistError
 from mistnet.ops import box_iou, keypoints_to_boxes, scale_pool
+from mistnet.outfiles import check_new_file, new_file
 from mistnet.rundir import Run
+
+FIGURE_WRITER = "benchmarks/miss_analysis.py"  # named in its PNGs: a rerun replaces its own
 
 
 def greedy(iou: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -173,7 +178,8 @@ def draw(shown: list, path: str) -> None:
         "circles: digits (green found, red missed); +: detections (blue matched, orange not)"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with new_file(path, FIGURE_WRITER) as tmp:
+        fig.savefig(tmp, dpi=90)
 
 
 def main() -> None:
@@ -181,12 +187,18 @@ def main() -> None:
     parser.add_argument("run", help="run directory")
     parser.add_argument("--data", default=None, help="dataset directory or generator name")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--scenes", type=int, default=2000)
+    parser.add_argument("--scenes", type=count, default=2000)
     parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint")
     parser.add_argument("--nms-window", type=int, default=0, help="0: the model's own")
     parser.add_argument("--figure", default=None, help="draw scenes with misses to this PNG")
     parser.add_argument("--show", type=int, default=6, help="scenes in the figure")
-    print(json.dumps(analyse(parser.parse_args()), indent=1))
+    args = parser.parse_args()
+    try:  # a PNG of this script's, or none: never a file of the user's
+        if args.figure:
+            check_new_file(args.figure, FIGURE_WRITER, option="--figure")
+    except MistError as exc:
+        parser.error(str(exc))
+    print(json.dumps(analyse(args), indent=1))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import argparse
 
 import numpy as np
 import torch
+from common import count, positive
 
 from mistnet.data.scenes import build_generator, paste_digits
 from mistnet.ops import extract_patches, paste_patches
@@ -35,9 +36,9 @@ def _rmse(recon: torch.Tensor, image: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist-hard", help="scene generator name")
-    parser.add_argument("--scenes", type=int, default=500, help="test scenes")
-    parser.add_argument("--sides", type=float, nargs="+", default=[20.0, 24.0, 28.0])
-    parser.add_argument("--patches", type=int, nargs="+", default=[16, 20, 24, 28, 32])
+    parser.add_argument("--scenes", type=count, default=500, help="test scenes")
+    parser.add_argument("--sides", type=positive, nargs="+", default=[20.0, 24.0, 28.0])
+    parser.add_argument("--patches", type=count, nargs="+", default=[16, 20, 24, 28, 32])
     args = parser.parse_args()
 
     gen = build_generator(args.data)

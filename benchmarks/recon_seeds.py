@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import own_folders
+
 
 def mist(*args: str) -> list[str]:
     return [sys.executable, "-m", "mistnet", *map(str, args)]
@@ -55,6 +57,9 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("bench-work/seeds"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/recon_seeds"))
     args = p.parse_args()
+    if any("=" not in item or not item.split("=", 1)[0].isdigit() for item in args.run):
+        p.error("--run takes S=DIR: a seed, then the run directory of that seed")
+    own_folders("recon_seeds.py", args.work, args.out)  # its logs and runs; copies of their files
 
     given = {int(s): Path(d) for s, d in (item.split("=", 1) for item in args.run)}
     data = {s: dataset(args.work, s, args.n_test) for s in args.seeds}

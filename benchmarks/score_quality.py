@@ -23,6 +23,7 @@ import argparse
 import json
 
 import torch
+from common import count
 
 from mistnet.data.runs import open_data
 from mistnet.detection import default_min_score, detect_image
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("run", help="run directory or shipped model name")
     parser.add_argument("--data", default=None, help="dataset directory or generator name")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--scenes", type=int, default=500, help="scenes to measure on")
+    parser.add_argument("--scenes", type=count, default=500, help="scenes to measure on")
     parser.add_argument("--min-score", type=float, action="append", help="threshold(s)")
     args = parser.parse_args()
     print(json.dumps(measure(args.run, args.data, args.split, args.scenes, args.min_score)))

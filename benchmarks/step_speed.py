@@ -18,6 +18,8 @@ import statistics
 import time
 
 import torch
+from common import count
+from common import device as device_name
 
 from mistnet import engine
 from mistnet.acceleration import PRECISIONS, accelerate
@@ -75,9 +77,9 @@ def variant_times(cfg, batch, device, repeats: int, precisions, compiles) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="mnist-hard-cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=count, default=1)
+    parser.add_argument("--repeats", type=count, default=5)
+    parser.add_argument("--device", type=device_name, default="cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()

@@ -30,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common import own_folders
+
 from mistnet.rundir import Run
 from mistnet.viz import log_curves, plot_runs
 
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/time_to_accuracy"))
     args = parser.parse_args()
+    own_folders("time_to_accuracy.py", args.work, args.out)  # its data, runs, logs; copies
     names = args.recipe or list(RECIPES)
     data = args.work / "mnist-hard"
     if not data.exists():

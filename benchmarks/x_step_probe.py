@@ -17,6 +17,7 @@ import argparse
 import json
 
 import torch
+from common import count
 from miss_analysis import greedy
 
 from mistnet.config import apply_overrides
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--which", default="last", choices=("best", "last"))
     parser.add_argument("--data", default=None, help="dataset directory or generator name")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--scenes", type=int, default=500)
+    parser.add_argument("--scenes", type=count, default=500)
     parser.add_argument("--set", action="append", default=[], dest="sets", help="train.KEY=V")
     print(json.dumps(probe(parser.parse_args())))
 

@@ -1,0 +1,78 @@
+"""What the benchmark scripts share: the folders they write, and their arguments' types.
+
+The folders a script writes are made by it, or by it earlier, never a user's: a script that copies a run's files into its ``--out``, writes logs into its ``--work`` or
+removes its own earlier run there first claims the folder (:func:`own_folders`): a new or empty
+folder gets a ``.written-by`` file naming the script; an existing one must hold that file (the
+script's earlier output), else the script stops with one line, touching nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mistnet.device import check_device
+from mistnet.errors import MistError
+
+MARKER = ".written-by"
+
+
+def own_folders(script: str, *folders: Path) -> None:
+    """Make each of ``folders`` (with its parents) ``script``'s own, or accept it as such, once
+    every one is checked (:func:`_check`): a refusal leaves nothing made or marked."""
+    for folder in folders:
+        _check(folder, script)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MARKER).is_file():
+            (folder / MARKER).write_text(script + "\n", encoding="utf-8")
+
+
+def _check(folder: Path, script: str) -> None:
+    """Exit status 2 with one line unless ``folder`` is missing, empty or marked ``script``'s."""
+    marker = folder / MARKER
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        _refuse(f"{folder} is no folder of its own; give a new --out or --work")
+    if folder.is_dir() and any(folder.iterdir()):
+        mine = marker.is_file() and not marker.is_symlink()
+        if not (mine and marker.read_text(encoding="utf-8", errors="replace").strip() == script):
+            _refuse(
+                f"{folder} exists and was not made by {script} (no {MARKER} naming it); give "
+                "a new folder"
+            )
+
+
+def _refuse(message: str) -> None:
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def count(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1 (steps, scenes, repeats, threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An ``argparse`` type: a finite number above 0 (a side, a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
+    return value
+
+
+def device(text: str) -> str:
+    """An ``argparse`` type: a device mistnet takes (cpu, cuda, cuda:N, auto)."""
+    try:
+        return check_device(text, "device")
+    except MistError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
