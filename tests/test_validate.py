@@ -30,8 +30,10 @@ def root(tmp_path):
     "name, message",
     [
         ("/etc/passwd", "is an absolute path"),
-        ("../outside.png", r"leaves the dataset root .* \('\.\.'\)"),
-        ("images/../../outside.png", r"leaves the dataset root"),
+        ("../outside.png", r"holds '\.\.'; give paths inside the dataset root .* without it"),
+        ("images/../../outside.png", r"holds '\.\.'"),
+        # Before: said to leave the root, which it does not (refused all the same: '..')
+        ("images/../images/x.png", r"'images/\.\./images/x.png' holds '\.\.'; give paths"),
         ("images/out.png", "is a link to .*outside.png, outside the dataset root"),
         ("images/\0.png", "holds a NUL byte"),
     ],

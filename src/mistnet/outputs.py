@@ -50,7 +50,12 @@ from mistnet.setaside import is_set_aside, recover_set_aside, swap_in
 from mistnet.signals import deferred_signals
 
 #: How a message names an output of each kind (else by the kind).
-_NOUNS = {"detections": "detections folder", "demo": "demo folder", "reproduce": "reproduction"}
+_NOUNS = {
+    "detections": "detections folder",
+    "demo": "demo folder",
+    "reproduce": "reproduction",
+    "official": "official layout",
+}
 #: The outputs this process writes children into, with the children's names (writing_inside).
 _HOLDING: ContextVar[tuple[tuple[Path, frozenset[str]], ...]] = ContextVar("holding", default=())
 

@@ -432,15 +432,17 @@ def inside(root: str | os.PathLike, name: str, where: str | os.PathLike) -> Path
         >>> inside("data", "../secret.png", "data/train.txt")
         Traceback (most recent call last):
         ...
-        mistnet.errors.DataError: data/train.txt: '../secret.png' leaves the dataset root data ('..')
+        mistnet.errors.DataError: data/train.txt: '../secret.png' holds '..'; give paths inside the dataset root data without it
     """
     root = Path(root)
     if "\0" in name:
         raise DataError(f"{where}: {name!r} holds a NUL byte")
     if os.path.isabs(name) or Path(name).is_absolute():
         raise DataError(f"{where}: {name!r} is an absolute path; paths are relative to {root}")
-    if ".." in Path(name).parts:
-        raise DataError(f"{where}: {name!r} leaves the dataset root {root} ('..')")
+    if ".." in Path(name).parts:  # refused even where it comes back in (images/../images/x)
+        raise DataError(
+            f"{where}: {name!r} holds '..'; give paths inside the dataset root {root} without it"
+        )
     path = root / name
     if not os.path.lexists(path):  # listed in one Unicode form, stored in the other (macOS)
         forms = (root / unicodedata.normalize(f, name) for f in ("NFC", "NFD"))

@@ -249,7 +249,7 @@ def import_path_outside_the_root(tmp_path, run):
     off = official(tmp_path)
     (off / "test.txt").write_text("../ds/manifest.json\n" * 3)
     argv = ["data", "import-official", off, tmp_path / "imported"]
-    return argv, ["test.txt: '../ds/manifest.json' leaves the dataset root"]
+    return argv, ["test.txt: '../ds/manifest.json' holds '..'; give paths inside the dataset root"]
 
 
 @case

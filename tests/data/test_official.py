@@ -173,7 +173,7 @@ def valid_without_its_list(off):
     "damage, message",
     [
         (absolute, r"train.txt: '/.*secret.png' is an absolute path"),
-        (dotdot, r"train.txt: '\.\./secret.png' leaves the dataset root"),
+        (dotdot, r"train.txt: '\.\./secret.png' holds '\.\.'; give paths inside the dataset root"),
         (symlink_out, r"train.txt: 'images/train/000000.png' is a link to .*secret.png, outside"),
         (list_is_a_symlink_out, r"'train.txt' is a link to .*list.txt, outside the dataset root"),
         (fifo_image, r"000000.png: a FIFO, not a regular file"),
@@ -306,6 +306,55 @@ def test_import_official_refuses_a_path_argument_that_names_no_file_first(
     with pytest.raises(error, match="^" + re.escape(message)):
         import_official(named.get(root, root), named.get(out, out))
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda d, o: export_official(d, 5), TypeError, "out must be a path as text, got int"),
+        (lambda d, o: export_official(None, o), TypeError, "directory must be a path as text"),
+        (lambda d, o: export_official("", o), ValueError, "directory '' is an empty path; give"),
+        (lambda d, o: export_official(d, ""), ValueError, "out '' is an empty path"),
+        (lambda d, o: export_official(d, o, progress="x"), TypeError, "progress must be"),
+        (lambda d, o: read_official(5), TypeError, "root must be a path as text, got int"),
+        (lambda d, o: read_official(d, progress="x"), TypeError, "progress must be"),
+    ],
+)
+def test_export_and_read_official_refuse_a_bad_argument_first(
+    layout, tmp_path, call, error, message
+):
+    """Before: pathlib's "expected str, bytes or os.PathLike object, not int" naming no argument;
+    export_official("", out) exported the working directory's dataset, (d, "") said "OUT ."."""
+    with pytest.raises(error, match="^" + re.escape(message)):
+        call(tmp_path / "ds", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_split_takes_the_image_size_of_the_others(layout, tmp_path, capsys):
+    """Before: an empty valid split of a layout of 64 x 48 images was (0, 3, 80, 80), so the
+    import was refused naming the output: "splits disagree on image shape ... 80, 80"; and an
+    export into a layout said "inside the official OFF" (the word layout missing)."""
+    off = tmp_path / "L"
+    (off / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(off / "images" / "0.png")
+    (off / "train.txt").write_text("images/0.png\n")
+    (off / "test.txt").write_text("images/0.png\n")
+    (off / "valid.txt").write_text("")
+    for mode in ("train", "valid", "test"):
+        (off / f"{mode}_labels.txt").write_text("" if mode == "valid" else "3\n")
+        kp = np.zeros((0, 0, 3)) if mode == "valid" else np.array([[[20.0, 30.0, 5.0]]])
+        np.save(off / f"{mode}_keypoints.npy", kp)
+    with pytest.raises(DataError, match="is the image of train.txt entry 1"):  # listed twice
+        read_official(off)
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(off / "images" / "1.png")
+    (off / "test.txt").write_text("images/1.png\n")
+    split = read_official(off)
+    assert split["val"]["images"].shape == (0, 1, 64, 48)
+    assert import_official(off, tmp_path / "d") == tmp_path / "d"
+    assert_user_error(
+        mist(capsys, "data", "export-official", tmp_path / "d", layout / "sub"),
+        f"OUT {layout / 'sub'} is inside the official layout {layout}",
+    )
 
 
 def test_an_import_official_that_finds_its_out_taken_at_the_end_offers_no_overwrite(

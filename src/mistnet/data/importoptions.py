@@ -93,6 +93,7 @@ def import_options(
 _PATHS = {
     "src": "the image folder",
     "root": "the official layout's folder",
+    "directory": "the dataset directory",
     "out": "the new dataset directory",
     "labels": "the labels CSV",
     "boxes": "the boxes CSV or COCO .json",
@@ -100,7 +101,8 @@ _PATHS = {
 
 
 def import_paths(**paths: object) -> None:
-    """Refuse a path argument of the importers (``src``, ``root``, ``out``; ``labels`` and
+    """Refuse a path argument of the importers and of ``export_official`` (``src``, ``root``,
+    ``directory``, ``out``; ``labels`` and
     ``boxes`` unless None) before any work: ``""`` read the working directory (``src``) or the
     folder as a labels file, ``5`` and a NUL failed deep inside naming nothing.
 

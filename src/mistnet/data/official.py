@@ -38,6 +38,7 @@ from mistnet.outputs import claim_output, new_directory
 from mistnet.textfile import read_text
 from mistnet.validate import (
     NUMPY_READ_ERRORS,
+    flag,
     inside,
     regular_file,
     require_directory,
@@ -63,10 +64,15 @@ def export_official(
         ``out``.
 
     Raises:
-        DataError: float images, non-square boxes, a variable count per image, images without
-            instances, or a dataset without boxes or labels.
+        TypeError: ``directory`` or ``out`` no path, ``progress`` no bool.
+        ArgumentError: an empty ``directory`` or ``out``, or one holding a NUL character.
+        DataError: float images, boxes that are not square (``w`` and ``h`` equal within
+            ``numpy.allclose``'s tolerance, 1e-5 relative: the side written is ``w``), a
+            variable count per image, images without instances, or a dataset without boxes or
+            labels.
     """
-
+    import_paths(directory=directory, out=out)  # "" exported the working directory
+    flag(progress, "progress")
     src = Path(directory)
     meta = read_manifest(src)
     lacking = {"boxes", "labels"} - set(meta.get("annotations", ["boxes", "labels"]))
@@ -145,8 +151,10 @@ def read_official(
     Raises:
         DataError: naming the file for missing/inconsistent lists, keypoints or images, a path
             that leaves ``root``, a file that is not a regular file, or a too large image.
+        TypeError, ArgumentError: ``root`` no path or an empty one, ``progress`` no bool.
     """
-
+    import_paths(root=root)
+    flag(progress, "progress")
     root = Path(root)
     modes = _modes(root)
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -189,6 +197,10 @@ def read_official(
             "labels": np.asarray(rows, dtype=np.int64).reshape(n, K),
             "counts": np.full(n, K, dtype=np.int64),
         }
+    shape = next((a["images"].shape[1:] for a in out.values() if len(a["images"])), None)
+    for a in out.values():  # an empty split has the others' image size (it was said 80 x 80)
+        if shape and not len(a["images"]):
+            a["images"] = np.zeros((0, *shape), dtype=np.uint8)
     grey = all(
         (a["images"][:, 0] == a["images"][:, 1]).all()
         and (a["images"][:, 0] == a["images"][:, 2]).all()
@@ -331,6 +343,7 @@ def import_official(
         DataError: see :func:`read_official`; ``out`` is taken or lies inside ``root``.
     """
     import_paths(root=root, out=out)
+    flag(progress, "progress")
     _modes(Path(root))  # a layout, then an out outside it, before any image is read
     claim_dataset(out, inputs=[("the official layout", root)], option="OUT")
     splits = read_official(root, progress, max_pixels)
