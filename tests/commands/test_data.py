@@ -182,7 +182,10 @@ def test_make_with_idx_digits(capsys, tmp_path):
         (("make", "svhn", "--out", "{tmp}/x"), "svhn needs --svhn"),
         (("make", "svhn", "--out", "{tmp}/x", "--svhn", "{tmp}/nosvhn"), "nosvhn does not exist"),
         (("show", "{tmp}/nodata", "--out", "{tmp}/g.png"), "no such dataset directory"),
-        (("show", "mnist-hard", "--split", "dev", "--out", "{tmp}/g.png"), "split must be one of"),
+        (
+            ("show", "mnist-hard", "--split", "dev", "--out", "{tmp}/g.png"),
+            "--split must be one of train, val, test; got 'dev'",
+        ),
         (("export-official", "{tmp}/nodata", "{tmp}/x"), "no such dataset directory"),
         (("import-official", "{tmp}", "{tmp}/x"), "not an official layout"),
     ],

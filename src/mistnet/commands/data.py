@@ -33,6 +33,7 @@ from mistnet.commands._args import (
     checked_max_pixels,
     integer,
 )
+from mistnet.data.digits import SPLIT_ALIASES
 from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
@@ -277,6 +278,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not 1 <= args.n <= MAX_GRID:  # a generator would make them all first
         raise DataError(f"--n must be in [1, {MAX_GRID}] (one panel each), got {args.n}")
     validate.seed(args.seed, "--seed")
+    if args.split not in SPLIT_ALIASES:  # was "split must be one of", naming no option
+        raise DataError(f"--split must be one of train, val, test; got {args.split!r}")
     if Path(args.dir).is_dir() and args.seed != 0:  # else ignored: as open_dataset(seed=)
         raise DataError(
             f"--seed {args.seed}: {args.dir} is a dataset directory, which holds its scenes; "
@@ -287,7 +290,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             ds = open_dataset(args.dir, args.split)
         else:
             ds = open_dataset(args.dir, args.split, size=max(args.n, 1), seed=args.seed)
-    except ValueError as exc:  # unknown split name
+    except ValueError as exc:
         raise DataError(str(exc)) from None
     if len(ds) == 0:
         raise DataError(f"{args.dir}: split {args.split!r} is empty")
