@@ -111,5 +111,6 @@ def settings_text(cfg: Config) -> str:
     machine may keep the dataset elsewhere; ``record.data_manifest`` names its content)."""
     settings = cfg.to_dict()
     for section, key, _ in PATHS:
-        settings[section][key] = ""
+        if is_folder(key, settings[section][key]):  # data.digits "mnist" is no path: compared
+            settings[section][key] = ""
     return json.dumps(settings, sort_keys=True)
