@@ -119,48 +119,10 @@ def test_two_gloo_processes_match_one_and_resume_in_one(tmp_path):
     _assert_close(resumed, reference, range(21, 25))
 
 
-def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
-    """Two torchrun agents, one process each, meeting through the c10d rendezvous as two
-    machines would (here both on 127.0.0.1): one run of 2 processes, written once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    agents = []
-    for node in (0, 1):
-        (tmp_path / f"node{node}").mkdir()
-        launch = ["--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1"]
-        launch += ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
-        argv = ["train", "--preset", "tiny-cpu", "--out", "run", "--no-progress", "--threads", "1"]
-        argv += ["--set", "train.steps=6", "--set", "data.n_val=16"]
-        agents.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "mistnet", *argv],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={**subprocess_env(), "OMP_NUM_THREADS": "1"},
-                cwd=tmp_path / f"node{node}",
-            )
-        )
-    outputs = [agent.communicate(timeout=180) for agent in agents]
-    for agent, (_, err) in zip(agents, outputs, strict=True):
-        assert agent.returncode == 0, err[-3000:]
-    written = [node for node in (0, 1) if (tmp_path / f"node{node}" / "run").exists()]
-    assert len(written) == 1  # global rank 0's machine, whichever the rendezvous chose
-    (out,) = [o for o, _ in outputs if o.strip()]
-    summary = json.loads(out)
-    assert summary["processes"] == 2 and summary["steps"] == 6
-    run_dir = tmp_path / f"node{written[0]}" / "run"
-    (val,) = [r for r in Run(run_dir).records() if r["split"] == "val"]
-    assert val["n_images"] == 16  # validation sharded over both machines' processes
-
-
-def _agents(tmp_path, extra: list[list[str]], steps: int = 6) -> list[tuple[int, str]]:
+def _agents(tmp_path, extra: list[list[str]], steps: int = 6) -> list[tuple[int, str, str]]:
     """Two torchrun agents of one process each (``node0/``, ``node1/``) training tiny-cpu into
-    ``run``, each with its own extra arguments; their exit statuses and stderr."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    ``run``, each with its own extra arguments; their exit statuses, stdout and stderr."""
+    port = _free_port()
     agents = []
     for node in (0, 1):
         (tmp_path / f"node{node}").mkdir(exist_ok=True)
@@ -179,7 +141,23 @@ def _agents(tmp_path, extra: list[list[str]], steps: int = 6) -> list[tuple[int,
             )
         )
     outputs = [agent.communicate(timeout=180) for agent in agents]
-    return [(a.returncode, err) for a, (_, err) in zip(agents, outputs, strict=True)]
+    return [(a.returncode, out, err) for a, (out, err) in zip(agents, outputs, strict=True)]
+
+
+def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
+    """Two torchrun agents, one process each, meeting through the c10d rendezvous as two
+    machines would (here both on 127.0.0.1): one run of 2 processes, written once."""
+    ended = _agents(tmp_path, [["--set", "data.n_val=16"]] * 2)
+    for code, _, err in ended:
+        assert code == 0, err[-3000:]
+    written = [node for node in (0, 1) if (tmp_path / f"node{node}" / "run").exists()]
+    assert len(written) == 1  # global rank 0's machine, whichever the rendezvous chose
+    (out,) = [o for _, o, _ in ended if o.strip()]
+    summary = json.loads(out)
+    assert summary["processes"] == 2 and summary["steps"] == 6
+    run_dir = tmp_path / f"node{written[0]}" / "run"
+    (val,) = [r for r in Run(run_dir).records() if r["split"] == "val"]
+    assert val["n_images"] == 16  # validation sharded over both machines' processes
 
 
 def _mist_lines(err: str) -> list[str]:
@@ -191,7 +169,7 @@ def test_processes_given_other_settings_refuse_together_before_training(tmp_path
     weights "diverged (a bug: please report it)", the run's config naming one side's values;
     datasets of one path made with other seeds trained mixed, silently."""
     ended = _agents(tmp_path, [[], ["--set", "train.lr_task=0.01"]])
-    for code, err in ended:
+    for code, _, err in ended:
         assert code != 0 and _mist_lines(err) == [
             "mist train: error: the 2 processes of this run were given other settings or data; "
             "start each with the same command and the same dataset"
@@ -209,8 +187,8 @@ def test_other_processes_wait_for_rank_0_s_claim_of_the_run_directory(tmp_path):
         (user / "notes.txt").write_text("mine")
         (user / ".notes.txt.3999999.deadbeef.tmp").write_text("draft")
     ended = _agents(tmp_path, [[], []])
-    lines = sorted(line for _, err in ended for line in _mist_lines(err))
-    assert [code for code, _ in ended] != [0, 0] and len(lines) == 2, ended
+    lines = sorted(line for _, _, err in ended for line in _mist_lines(err))
+    assert [code for code, _, _ in ended] != [0, 0] and len(lines) == 2, ended
     assert "run: exists and was not made by mist train" in lines[1]
     assert lines[0].endswith(
         "of 2: process 0 could not claim the run directory (its own message says why); "
