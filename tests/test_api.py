@@ -710,6 +710,22 @@ def test_a_dict_item_with_a_key_mistnet_does_not_read_is_refused(tmp_path):
         items.check_labels()
 
 
+def test_a_dict_item_of_boxes_without_labels_is_told_what_counts_its_instances(tmp_path):
+    """Before: "boxes must be (0, 4), got (1, 4)": the missing labels were read as no
+    instance, and the boxes blamed."""
+    items = [{"image": torch.rand(1, 48, 48), "boxes": [[10, 10, 5, 5]]}] * 8
+    with pytest.raises(
+        ValueError, match="boxes must be \\(0, 4\\), got \\(1, 4\\); the item has no 'labels'"
+    ):
+        mistnet.fit("tiny-cpu", items, out=tmp_path / "r", task="reconstruct", steps=1,
+                    progress=False)  # fmt: skip
+    assert not (tmp_path / "r").exists()
+    with_labels = [{**item, "labels": [0]} for item in items]  # as told: it trains
+    mistnet.fit("tiny-cpu", with_labels, out=tmp_path / "r", task="reconstruct", steps=1,
+                progress=False, threads=1)  # fmt: skip
+    assert (tmp_path / "r" / "best.safetensors").is_file()
+
+
 def test_boxes_that_require_grad_are_taken_as_data():
     """Before: torch's "Can't call numpy() on Tensor that requires grad", as a tensor and as a
     list of rows."""

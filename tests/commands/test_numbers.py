@@ -97,3 +97,8 @@ def test_the_types_themselves():
     for bad in ["０.５", "1_0.5", " 1", "1e", "e3", ".", "1.2.3", "0x1p3", "infinit", "1e-3 "]:
         with pytest.raises(argparse.ArgumentTypeError, match="invalid float value"):
             number(bad)
+    # Before: 1e-400 was 0.0 (import-images --val 1e-400 made no validation split, silently)
+    for tiny in ["1e-400", "-5E-999", "0.000001e-320"]:
+        with pytest.raises(argparse.ArgumentTypeError, match="too small for a float .*reads as 0"):
+            number(tiny)
+    assert number("0e-400") == 0.0 and number("-0.000") == 0.0 and number("5e-324") > 0

@@ -724,3 +724,20 @@ def test_an_import_that_finds_its_out_taken_at_the_end_offers_no_overwrite(tmp_p
     with pytest.raises(DataError, match="already holds a dataset") as caught:
         import_images(tmp_path / "src", tmp_path / "d", val=0, test=0)
     assert "overwrite" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_more_crops_than_fit_in_memory_are_refused_before_any_image_is_read(
+    capsys, tmp_path, monkeypatch
+):
+    """Before: --per-image is capped per image (10,000), not in all: 3 images of 10,000 crops of
+    1000 x 1000 grew to 30 GB, then "out of memory; try smaller images, batches or network
+    sizes" (or the system killed it)."""
+    squares(tmp_path / "src", n=3)
+    monkeypatch.setattr("mistnet.machine.available_memory", lambda: 10**7)  # 10 MB free
+    argv = ["data", "import-images", tmp_path / "src", "--out", tmp_path / "o", "--crop", "40"]
+    assert_user_error(
+        mist(capsys, *argv, "40", "--per-image", "10000"),
+        "30,000 images of 40 x 40 need 96.0 MB of memory, more than the 10.0 MB available; "
+        "make fewer (--per-image, a smaller --crop or --size, or fewer images)",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

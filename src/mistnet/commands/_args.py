@@ -62,7 +62,13 @@ def number(text: str) -> float:
             f"invalid float value: {text!r} (ASCII digits 0-9 with an optional sign, '.' "
             "and exponent, as in -0.5 or 1e-3)"
         )
-    return float(text)
+    value = float(text)
+    if value == 0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+        # --val 1e-400 read as 0: "no validation split", silently
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too small for a float (it reads as 0); give 0 or a larger number"
+        )
+    return value
 
 
 def add_compute_arguments(

@@ -47,6 +47,7 @@ from mistnet.data.importoptions import ImportOptions, import_options, import_pat
 from mistnet.data.store import claim_dataset, folder_name, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, stored_size
+from mistnet.machine import fits_in_memory
 
 
 def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -136,6 +137,14 @@ def _items(
         DataError: images of different sizes without ``size`` or ``crop``; an image smaller
             than the crop.
     """
+    if out_size := how["crop"] or how["size"]:  # known before any image is read
+        n = len(files) * (how["per_image"] if how["crop"] else 1)
+        # each held once as read and once stacked into its split (at least one channel each)
+        fits_in_memory(
+            2 * n * out_size[0] * out_size[1] * (how["channels"] or 1),
+            f"{n:,} images of {out_size[0]} x {out_size[1]}",
+            "--per-image, a smaller --crop or --size, or fewer images",
+        )
     items: list[_Item] = []
     first: dict[tuple[int, int], str] = {}  # (h, w) -> the first file of that size
     grey = []

@@ -303,7 +303,15 @@ class SceneItems(Dataset):
             self._check_count(raw, len(labels), where)
             boxes = torch.zeros(len(labels), 4)
             if "boxes" in raw:
-                boxes, past = _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
+                try:
+                    boxes, past = _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
+                except DataError as exc:  # "boxes must be (0, 4)" of boxes without labels
+                    if "labels" in raw:
+                        raise
+                    raise DataError(
+                        f"{exc}; the item has no 'labels': give one class id per box (they "
+                        "count its instances; any ids for an auto-encoder)"
+                    ) from None
                 if past and not self._said_clipped:  # once: items are read at every epoch
                     self._said_clipped = True
                     warnings.warn(
