@@ -2,6 +2,7 @@
 process at the same global batch, only rank 0 writes, and the run resumes in one process."""
 
 import json
+import os
 import re
 import select
 import signal
@@ -147,7 +148,8 @@ def _agents(tmp_path, extra: list[list[str]], steps: int = 6) -> list[tuple[int,
 def test_two_machines_rendezvous_and_only_global_rank_0_writes(tmp_path):
     """Two torchrun agents, one process each, meeting through the c10d rendezvous as two
     machines would (here both on 127.0.0.1): one run of 2 processes, written once."""
-    ended = _agents(tmp_path, [["--set", "data.n_val=16"]] * 2)
+    val = ["--set", "data.n_val=16"]  # data.workers is each machine's own (it was refused)
+    ended = _agents(tmp_path, [[*val, "--set", "data.workers=1"], val])
     for code, _, err in ended:
         assert code == 0, err[-3000:]
     written = [node for node in (0, 1) if (tmp_path / f"node{node}" / "run").exists()]
@@ -164,15 +166,23 @@ def _mist_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("mist train:")]
 
 
-def test_processes_given_other_settings_refuse_together_before_training(tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "differs"),
+    [
+        (["--set", "train.lr_task=0.01"], "train.lr_task differs"),
+        (["--max-minutes", "5"], "--max-minutes differs"),  # Before: gloo's abort (exit 134)
+    ],
+)
+def test_processes_given_other_settings_refuse_together_before_training(tmp_path, extra, differs):
     """Before: two machines given other --set values trained all their steps, then said their
     weights "diverged (a bug: please report it)", the run's config naming one side's values;
-    datasets of one path made with other seeds trained mixed, silently."""
-    ended = _agents(tmp_path, [[], ["--set", "train.lr_task=0.01"]])
+    datasets of one path made with other seeds trained mixed, silently; --max-minutes given to
+    one only put the collectives out of step."""
+    ended = _agents(tmp_path, [[], extra])
     for code, _, err in ended:
         assert code != 0 and _mist_lines(err) == [
-            "mist train: error: the 2 processes of this run were given other settings or data; "
-            "start each with the same command and the same dataset"
+            "mist train: error: the 2 processes of this run were given other settings or data "
+            f"({differs}); start each with the same command and the same dataset"
         ], err[-2000:]
     assert not (tmp_path / "node0" / "run").exists() and not (tmp_path / "node1" / "run").exists()
 
@@ -213,6 +223,16 @@ def test_a_process_whose_peer_stopped_says_so_in_one_line(monkeypatch):
         with distributed.process_group("cpu"):
             raise RuntimeError("some other failure")
     assert len(joins) == 2
+
+
+def test_a_port_of_leading_zeros_reaches_torch_as_its_number(monkeypatch):
+    """Before: taken as 29533, but torch's env:// rendezvous read the variable itself (int() of
+    5,005 digits): an internal error."""
+    joins = _fake_gpus(monkeypatch, 0)
+    monkeypatch.setenv("MASTER_PORT", "0" * 5000 + "29533")
+    with distributed.process_group("cpu"):
+        assert os.environ["MASTER_PORT"] == "29533"
+    assert joins[0][3] == "127.0.0.1:29533"
 
 
 @pytest.mark.parametrize(("batch_size", "world_size"), [(0, 1), (8, 3), (8, 0)])

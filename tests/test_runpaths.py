@@ -75,20 +75,21 @@ def test_stored_then_resolved_is_the_same_folder(tmp_path, monkeypatch):
 
 
 def test_the_settings_processes_compare_leave_out_where_each_keeps_its_data():
-    """Under torchrun the processes compare :func:`settings_text` (two machines may keep one
-    dataset at other paths; its manifest's digest in ``record`` names the content)."""
+    """Under torchrun the processes compare :func:`shared_settings` (two machines may keep one
+    dataset at other paths, its manifest's digest in ``record`` naming the content, and choose
+    their own ``data.workers``)."""
     from mistnet.config import apply_overrides, load_preset
-    from mistnet.runpaths import settings_text
+    from mistnet.runpaths import shared_settings
 
     def made(*settings: str):  # apply_overrides changes the config it is given
         return apply_overrides(load_preset("tiny-cpu"), list(settings))
 
-    here = made("data.path=/a/ds", "train.init_from=/a/run")
-    there = made("data.path=../b/ds", "train.init_from=run")
-    assert settings_text(here) == settings_text(there)
+    here = shared_settings(made("data.path=/a/ds", "train.init_from=/a/run"))
+    there = shared_settings(made("data.path=../b/ds", "train.init_from=run", "data.workers=2"))
+    assert here == there and "data.path" not in here and "data.workers" not in here
     for other in ("train.lr_task=0.123", "data.digits=mnist", "data.seed=3"):
-        changed = made("data.path=/a/ds", "train.init_from=/a/run", other)
-        assert settings_text(changed) != settings_text(here), other
+        changed = shared_settings(made("data.path=/a/ds", "train.init_from=/a/run", other))
+        assert [k for k in here if changed[k] != here[k]] == [other.split("=")[0]], other
     recorded = made("data.path=/a/ds", "train.init_from=/a/run")
     recorded.record.data_manifest = "sha256:" + "1" * 64
-    assert settings_text(recorded) != settings_text(here)
+    assert shared_settings(recorded)["record.data_manifest"] != here["record.data_manifest"]

@@ -44,7 +44,7 @@ from mistnet.device import cuda_devices, resolve_device
 from mistnet.engine import StepResult
 from mistnet.errors import ArgumentError, MistError
 from mistnet.machine import decimal, shown_value, torchrun_world
-from mistnet.runpaths import settings_text
+from mistnet.runpaths import shared_settings
 from mistnet.signals import default_signals
 
 
@@ -160,25 +160,35 @@ def _all_true(flag: bool, device: str) -> bool:
     return bool(t.item())
 
 
-def require_same_run(cfg: Config, world: World, device: torch.device | str) -> None:
-    """Refuse unless every process trains the same config on the same data (compared by the
-    digest of :func:`~mistnet.runpaths.settings_text`, once the data is read): two machines
+def require_same_run(cfg: Config, world: World, device: torch.device | str, timed: bool) -> None:
+    """Refuse unless every process trains the same config on the same data, and every one or
+    none has a time limit (``timed``), compared setting by setting
+    (:func:`~mistnet.runpaths.shared_settings`, by digest) once the data is read: two machines
     given other ``--set`` values trained to the end, then said their weights "diverged (a
-    bug)"; datasets of one path made with other seeds trained mixed, silently.
+    bug)"; datasets of one path made with other seeds trained mixed, silently; a
+    ``--max-minutes`` of one process only put the collectives out of step (gloo's abort).
 
     Raises:
-        MistError: on every process at once.
+        MistError: on every process at once, naming the settings that differ.
     """
     if world.size == 1:
         return
-    text = settings_text(cfg)
-    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
-    t = torch.tensor([digest, -digest], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    if int(t[0]) != -int(t[1]):
+    settings = {**shared_settings(cfg), "--max-minutes": "given" if timed else "not given"}
+    names = sorted(settings)
+    digests = [
+        int.from_bytes(hashlib.sha256(settings[n].encode()).digest()[:7], "big") for n in names
+    ]
+    low = torch.tensor(digests, dtype=torch.int64, device=device)
+    high = low.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    differ = [n for n, a, b in zip(names, low.tolist(), high.tolist(), strict=True) if a != b]
+    if differ:
+        shown = ", ".join(differ[:3]) + (f" and {len(differ) - 3} more" if len(differ) > 3 else "")
         raise MistError(
-            f"the {world.size} processes of this run were given other settings or data; start "
-            "each with the same command and the same dataset"
+            f"the {world.size} processes of this run were given other settings or data "
+            f"({shown} {'differs' if len(differ) == 1 else 'differ'}); start each with the same "
+            "command and the same dataset"
         )
 
 
@@ -196,6 +206,8 @@ def _rendezvous_address(world: World) -> str:
         raise ArgumentError(
             f"MASTER_PORT={shown_value(port)} in the environment: a port number, 1 to 65535"
         )
+    # as torch reads it (int() of 5,000 zeros and a port raised past 4,300 digits)
+    os.environ["MASTER_PORT"] = port = str(decimal(port))
     return f"{os.environ['MASTER_ADDR']}:{port}"
 
 

@@ -106,11 +106,19 @@ def absolute(cfg: Config) -> Config:
     return cfg
 
 
-def settings_text(cfg: Config) -> str:
-    """``cfg`` as JSON without its paths: what the processes of one run must agree on (each
-    machine may keep the dataset elsewhere; ``record.data_manifest`` names its content)."""
+#: Settings each machine of a run may choose for itself: they change its speed, not the data.
+PER_MACHINE = (("data", "workers"),)
+
+
+def shared_settings(cfg: Config) -> dict[str, str]:
+    """``{"section.key": value as JSON}`` of ``cfg`` that the processes of one run must agree
+    on: all but its folder paths (each machine may keep the dataset elsewhere;
+    ``record.data_manifest`` names its content) and :data:`PER_MACHINE`."""
     settings = cfg.to_dict()
-    for section, key, _ in PATHS:
-        if is_folder(key, settings[section][key]):  # data.digits "mnist" is no path: compared
-            settings[section][key] = ""
-    return json.dumps(settings, sort_keys=True)
+    left_out = {(s, k) for s, k, _ in PATHS if is_folder(k, settings[s][k])}  # not "mnist"
+    return {
+        f"{section}.{key}": json.dumps(value, sort_keys=True)
+        for section, values in settings.items()
+        for key, value in values.items()
+        if (section, key) not in left_out | set(PER_MACHINE)
+    }
