@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import count, positive
+from common import count, own_lines, positive
 
 from mistnet.config import resolve
 from mistnet.data import open_dataset
@@ -49,6 +50,8 @@ def main() -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
+    if args.out:  # appended to: a file of its own lines, or a new one
+        own_lines(Path(args.out), "classifier_probe.py", {"label", "step", "val_acc"})
     torch.set_num_threads(args.threads)
     cfg = resolve(args.preset, args.overrides)
     m = cfg.model

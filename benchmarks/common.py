@@ -9,6 +9,8 @@ script's earlier output), else the script stops with one line, touching nothing.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,10 +25,19 @@ def own_folders(script: str, *folders: Path) -> None:
     every one is checked (:func:`_check`): a refusal leaves nothing made or marked."""
     for folder in folders:
         _check(folder, script)
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / MARKER).is_file():
-            (folder / MARKER).write_text(script + "\n", encoding="utf-8")
+    made: list[Path] = []
+    try:
+        for folder in folders:
+            missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+            folder.mkdir(parents=True, exist_ok=True)
+            made += reversed(missing)
+            if not (folder / MARKER).is_file():
+                (folder / MARKER).write_text(script + "\n", encoding="utf-8")
+    except OSError as exc:  # a folder this user cannot write into, a full disk
+        for path in reversed(made):
+            (path / MARKER).unlink(missing_ok=True)
+            path.rmdir()
+        _refuse(f"{exc.filename}: {exc.strerror}; give another --out or --work")
 
 
 def _check(folder: Path, script: str) -> None:
@@ -34,6 +45,9 @@ def _check(folder: Path, script: str) -> None:
     marker = folder / MARKER
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         _refuse(f"{folder} is no folder of its own; give a new --out or --work")
+    above = next(p for p in folder.absolute().parents if os.path.lexists(p))
+    if not above.is_dir():  # a file where a parent would be made
+        _refuse(f"{above} is not a folder; nothing can be made inside it")
     if folder.is_dir() and any(folder.iterdir()):
         mine = marker.is_file() and not marker.is_symlink()
         if not (mine and marker.read_text(encoding="utf-8", errors="replace").strip() == script):
@@ -41,6 +55,21 @@ def _check(folder: Path, script: str) -> None:
                 f"{folder} exists and was not made by {script} (no {MARKER} naming it); give "
                 "a new folder"
             )
+
+
+def own_lines(path: Path, script: str, keys: set[str]) -> None:
+    """Refuse (exit status 2) a ``path`` that ``script`` would append JSON lines to unless it is
+    new, or a file of such lines already (each an object holding ``keys``)."""
+    if not os.path.lexists(path):
+        return
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        mine = path.is_file() and not path.is_symlink() and rows
+        mine = mine and all(isinstance(r, dict) and keys <= set(r) for r in rows)
+    except (OSError, ValueError):
+        mine = False
+    if not mine:
+        _refuse(f"{path} exists and holds no JSON lines of {script}; give a new --out")
 
 
 def _refuse(message: str) -> None:

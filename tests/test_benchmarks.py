@@ -72,6 +72,40 @@ def test_a_script_refuses_a_folder_it_did_not_make(tmp_path, argv):
     assert _tree(tmp_path) == before  # nothing made either (W is checked, then made)
 
 
+def test_a_folder_that_cannot_be_made_is_refused_with_nothing_made(tmp_path):
+    """Before: NotADirectoryError (a traceback), --work made and marked, when --out lay under
+    a file."""
+    (tmp_path / "afile").write_text("mine")
+    for argv in (
+        ["average_probe.py", "--out", "afile/sub"],
+        ["time_to_accuracy.py", "--work", "tw2", "--out", "afile/sub"],
+    ):
+        done = _script(tmp_path, *argv)
+        assert done.returncode == 2 and done.stderr.splitlines() == [
+            f"{argv[0]}: error: {tmp_path / 'afile'} is not a folder; nothing can be made inside it"
+        ]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_the_classifier_probe_appends_only_to_its_own_lines(tmp_path):
+    """Before: ``--out notes.txt`` had JSON lines appended to whatever file it named."""
+    (tmp_path / "notes.txt").write_text("mine\n")
+    before = _tree(tmp_path)
+    done = _script(tmp_path, "classifier_probe.py", "--data", "d", "--out", "notes.txt")
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "classifier_probe.py: error: notes.txt exists and holds no JSON lines of "
+        "classifier_probe.py; give a new --out"
+    ]
+    assert _tree(tmp_path) == before
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from common import own_lines
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    (tmp_path / "probe.jsonl").write_text('{"label": "a", "step": 5, "val_acc": 0.5}\n')
+    own_lines(tmp_path / "probe.jsonl", "classifier_probe.py", {"label", "step", "val_acc"})
+
+
 def test_a_script_s_own_folder_is_its_to_write_again(tmp_path):
     """The folder a script made (its .written-by) is taken again, the committed results too."""
     sys.path.insert(0, str(BENCHMARKS))

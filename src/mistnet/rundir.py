@@ -114,13 +114,11 @@ def pretrained_file(name: str | os.PathLike) -> Path | None:
     from mistnet import pretrained
 
     try:
-        return (
-            pretrained.registry() / f"{name}{pretrained.SUFFIX}"
-            if str(name) in pretrained.names()
-            else None
-        )
+        known = str(name) in pretrained.names()
     except MistError:
         return None
+    file = pretrained.registry() / f"{name}{pretrained.SUFFIX}"
+    return file if known and file.is_file() else None  # a folder of the name is no model
 
 
 def _tensorboard_installed() -> bool:

@@ -444,6 +444,12 @@ def test_a_missing_run_is_not_blamed_on_a_bad_registry(capsys, tmp_path, monkeyp
         assert_user_error(mist(capsys, *argv), "run directory nosuchrun does not exist")
     result = mist(capsys, "models")
     assert_user_error(result, "MISTNET_MODELS='/", "characters): File name too long; set it to")
+    # a folder named as a model is none: plot was told "bar is a pretrained model"
+    (tmp_path / "reg" / "bar.safetensors").mkdir(parents=True)
+    monkeypatch.setenv(pretrained.ENV, str(tmp_path / "reg"))
+    result = mist(capsys, "plot", "bar", "--out", "p.png")
+    assert_user_error(result, "run directory bar does not exist")
+    assert "pretrained" not in result[2]
 
 
 def test_a_model_s_name_where_a_run_is_read_says_it_is_a_model(capsys, registry, tmp_path):

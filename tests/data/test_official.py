@@ -342,7 +342,7 @@ def test_an_empty_split_takes_the_image_size_of_the_others(layout, tmp_path, cap
     (off / "valid.txt").write_text("")
     for mode in ("train", "valid", "test"):
         (off / f"{mode}_labels.txt").write_text("" if mode == "valid" else "3\n")
-        kp = np.zeros((0, 0, 3)) if mode == "valid" else np.array([[[20.0, 30.0, 5.0]]])
+        kp = np.zeros((0, 3, 3)) if mode == "valid" else np.array([[[20.0, 30.0, 5.0]]])
         np.save(off / f"{mode}_keypoints.npy", kp)
     with pytest.raises(DataError, match="is the image of train.txt entry 1"):  # listed twice
         read_official(off)
@@ -350,6 +350,7 @@ def test_an_empty_split_takes_the_image_size_of_the_others(layout, tmp_path, cap
     (off / "test.txt").write_text("images/1.png\n")
     split = read_official(off)
     assert split["val"]["images"].shape == (0, 1, 64, 48)
+    assert split["val"]["boxes"].shape == (0, 1, 4)  # and K (its K of 3 was the dataset's)
     assert import_official(off, tmp_path / "d") == tmp_path / "d"
     assert_user_error(
         mist(capsys, "data", "export-official", tmp_path / "d", layout / "sub"),

@@ -197,10 +197,10 @@ def read_official(
             "labels": np.asarray(rows, dtype=np.int64).reshape(n, K),
             "counts": np.full(n, K, dtype=np.int64),
         }
-    shape = next((a["images"].shape[1:] for a in out.values() if len(a["images"])), None)
+    full = next((a for a in out.values() if len(a["images"])), None)
     for a in out.values():  # an empty split has the others' image size (it was said 80 x 80)
-        if shape and not len(a["images"]):
-            a["images"] = np.zeros((0, *shape), dtype=np.uint8)
+        if full is not None and not len(a["images"]):  # and K (its (0, 3, 3) made max_count 3)
+            a.update({key: full[key][:0] for key in ("images", "boxes", "labels", "counts")})
     grey = all(
         (a["images"][:, 0] == a["images"][:, 1]).all()
         and (a["images"][:, 0] == a["images"][:, 2]).all()
