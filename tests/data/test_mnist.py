@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -168,6 +169,18 @@ def test_a_plain_and_a_gzipped_file_of_one_name_must_agree(capsys, tmp_path):
     with gzip.open(f"{labels}.gz", "wb") as f:
         f.write(content[labels.name])  # as gunzip -k leaves them: read
     assert len(load_digits(str(tmp_path / "src")).split("test")[1]) == 6
+    # Before: the .gz cut short was an internal error (EOFError), one of a bad header said
+    # "Unknown compression method" naming no file
+    whole = Path(f"{labels}.gz").read_bytes()
+    for i, damaged in enumerate((whole[:-8], b"\x1f\x8b\x07\0\0\0\0\0\0\x03abcdefgh")):
+        src = shutil.copytree(tmp_path / "src", tmp_path / f"damaged{i}")  # not read before
+        (src / f"{labels.name}.gz").write_bytes(damaged)
+        before = files_under(tmp_path)
+        for argv in (["make", "mnist-easy", "--digits", src, "--out", out],
+                     ["download", "mnist", "--from", src]):  # fmt: skip
+            result = mist(capsys, "data", *argv)
+            assert_user_error(result, f"{src / labels.name}.gz: damaged gzip file (")
+        assert files_under(tmp_path) == before and not data_cache().exists()
 
 
 def test_a_link_out_of_the_folder_is_refused_naming_it(capsys, tmp_path):

@@ -154,14 +154,26 @@ def open_idx(path: Path) -> BinaryIO:
 
 
 def _same_content(a: Path, b: Path) -> bool:
-    """Whether the IDX files ``a`` and ``b`` hold the same bytes once decompressed."""
+    """Whether the IDX files ``a`` and ``b`` hold the same bytes once decompressed.
+
+    Raises:
+        DataError: one is a damaged gzip file (``gunzip -k`` beside a cut download), naming it:
+            it was an internal error (``EOFError``), or "Unknown compression method" alone.
+    """
     with open_idx(a) as fa, open_idx(b) as fb:
         while True:
-            chunk = fa.read(1 << 20)
-            if chunk != fb.read(1 << 20):
+            chunk = _read_block(fa, a)
+            if chunk != _read_block(fb, b):
                 return False
             if not chunk:
                 return True
+
+
+def _read_block(f: BinaryIO, path: Path) -> bytes:
+    try:
+        return f.read(1 << 20)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: damaged gzip file ({exc})") from None
 
 
 def _copy_checked(source: Path, dest: Path | None, md5: str, name: str, stem: str = "") -> None:
