@@ -905,6 +905,15 @@ def test_an_empty_out_folder_keeps_its_permissions(capsys, tmp_path):
     for name in ("made", "imported"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o700
         assert (tmp_path / name / "manifest.json").is_file()
+    # Before: with --overwrite the empty folder got the .lock of a dataset being replaced, and
+    # was then refused as the user's once every scene was made (a kill left the lock for ever)
+    (tmp_path / "over").mkdir(mode=0o700)
+    argv = ["data", "make", "mnist-easy", "--out", tmp_path / "over", "--overwrite", *sizes]
+    assert mist(capsys, *argv)[0] == 0
+    assert stat.S_IMODE((tmp_path / "over").stat().st_mode) == 0o700
+    assert sorted(p.name for p in (tmp_path / "over").iterdir()) == sorted(
+        p.name for p in (tmp_path / "made").iterdir()
+    )
 
 
 def test_an_empty_out_folder_this_user_cannot_write_is_refused(capsys, tmp_path, monkeypatch):

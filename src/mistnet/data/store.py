@@ -281,8 +281,10 @@ def dataset_directory(
 def replacing_dataset(out: str | os.PathLike, overwrite: bool) -> AbstractContextManager[None]:
     """Hold the dataset ``out`` that ``overwrite`` will replace (``.lock``, removed with it)
     while the new one is made: a second ``mist data make --overwrite`` of it refuses at once,
-    instead of both saying they wrote it and one of them being lost."""
-    if overwrite and Path(out).is_dir() and not Path(out).is_symlink():
+    instead of both saying they wrote it and one of them being lost. An empty folder (which
+    the new dataset replaces) is not held: its ``.lock`` made it a folder of the user's, refused
+    once every scene was made, and a kill left the lock there for ever."""
+    if overwrite and Path(out).is_dir() and not Path(out).is_symlink() and is_dataset(Path(out)):
         return exclusive_lock(out, "mist data make", transient=True)
     return contextlib.nullcontext()
 
