@@ -142,6 +142,9 @@ def test_svhn_errors(tmp_path, svhn_root):
         (_box(3, 3, np.inf, 20, 4), "width inf is not finite"),
         (_box(3, 3, 10, -20, 4), "height -20 is not > 0"),
         (_box(3, 3, 1e39, 20, 4), "its resized box holds 2 values beyond float32's range"),
+        # Before: named the output's train.npz / manifest.json, where no box is given
+        (_box(5000, 3, 10, 20, 4), "box 1 lies wholly outside the picture"),
+        (_box(3, 3, 1e-46, 1e-46, 4), "box 1 is of side 0 once resized (w 0, h 0)"),
     ],
 )
 def test_bad_values_are_refused_naming_the_mat_file_and_picture(capsys, tmp_path, box, message):
@@ -159,6 +162,43 @@ def test_bad_values_are_refused_naming_the_mat_file_and_picture(capsys, tmp_path
     mat = root / "train" / "digitStruct.mat"
     assert_user_error(result, f"{mat}: picture '1.png': {message}")
     assert files_under(tmp_path) == before
+
+
+def test_a_folder_that_makes_an_empty_split_or_lists_a_picture_twice_is_refused(capsys, tmp_path):
+    """Before: written with exit 0: "svhn train 9, val 1, test 0" (every test picture's boxes
+    under 30 px), a train split of one picture with no val split, a picture listed six times
+    in train and val at once; a 16-bit picture clipped at 255."""
+    from cli_helpers import assert_user_error, files_under, mist
+
+    rng = np.random.default_rng(0)
+    two = [_box(5, 5, 20, 30, 1), _box(50, 5, 20, 30, 2)]
+    cases = {
+        "test 0": ({"train": ["1.png", "2.png"], "test": ["1.png"]}, [_box(5, 5, 20, 10, 1)] * 2),
+        "train 1": ({"train": ["1.png"], "test": ["1.png"]}, two),
+        "twice": ({"train": ["1.png", "1.png"], "test": ["1.png"]}, two),
+        "16-bit": ({"train": ["1.png", "2.png"], "test": ["1.png"]}, two),
+    }
+    said = {
+        "test 0": "test: 0 picture(s) of two digits with both boxes 30 px tall once resized; "
+        "SVHN's test split needs at least 1",
+        "train 1": "train: 1 picture(s) of two digits; SVHN's train and val splits need at least 2",
+        "twice": "train/digitStruct.mat: picture '1.png' is listed twice (as '1.png')",
+        "16-bit": "train/2.png: a I;16 picture; SVHN's pictures are 8-bit colour",
+    }
+    for case, (names, boxes) in cases.items():
+        root = tmp_path / case
+        for sub, listed in names.items():
+            (root / sub).mkdir(parents=True)
+            for name in sorted(set(listed)):
+                _picture(root / sub, name, (100, 50), rng)
+            pictures = [(n, two if sub == "train" else boxes) for n in listed]
+            write_digit_struct(root / sub / "digitStruct.mat", pictures)
+        if case == "16-bit":
+            Image.fromarray(np.full((50, 100), 60000, np.uint16)).save(root / "train" / "2.png")
+        before = files_under(tmp_path)
+        result = mist(capsys, "data", "make", "svhn", "--svhn", root, "--out", tmp_path / "s")
+        assert_user_error(result, said[case])
+        assert files_under(tmp_path) == before
 
 
 def test_make_svhn_cli(svhn_root, tmp_path):

@@ -129,6 +129,26 @@ def read_digit_struct(path: str | os.PathLike, progress: bool = True) -> list[Sv
     return records
 
 
+#: The PIL modes of 8-bit pictures, which ``convert("RGB")`` reads as they are.
+_EIGHT_BIT = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr")
+
+
+def _require_inside(b: np.ndarray, where: str) -> None:
+    """Refuse resized boxes ``(cx, cy, w, h)`` of side 0 in float32 or wholly outside the
+    resized picture: the dataset's own check named its ``train.npz``, not the picture."""
+    b32 = b.astype(np.float32)
+    for i, (cx, cy, w, h) in enumerate(b32.tolist()):
+        if not (w > 0 and h > 0):
+            raise DataError(f"{where}: box {i} is of side 0 once resized (w {w:g}, h {h:g})")
+        if (
+            cx + w / 2 <= -0.5
+            or cx - w / 2 >= SVHN_WIDTH - 0.5
+            or cy + h / 2 <= -0.5
+            or (cy - h / 2 >= SVHN_HEIGHT - 0.5)
+        ):
+            raise DataError(f"{where}: box {i} lies wholly outside the picture")
+
+
 def load_svhn_split(
     directory: str | os.PathLike, test: bool, progress: bool = True
 ) -> dict[str, np.ndarray]:
@@ -148,9 +168,20 @@ def load_svhn_split(
         r for r in read_digit_struct(d / "digitStruct.mat", progress) if r.label.size == SVHN_DIGITS
     ]
     images, boxes, labels, names = [], [], [], []
-    for r in tqdm(records, desc=f"load {d.name}", disable=not progress or len(records) < 2000):
-        p = inside(d, r.name, d / "digitStruct.mat")
+    listed: dict[Path, int] = {}  # each picture (resolved) -> its first record
+    mat = d / "digitStruct.mat"
+    shown = tqdm(records, desc=f"load {d.name}", disable=not progress or len(records) < 2000)
+    for i, r in enumerate(shown):
+        p = inside(d, r.name, mat)
+        first = listed.setdefault(p.resolve(), i)
+        if first != i:  # it went into train and val at once, or twice into one
+            raise DataError(
+                f"{mat}: picture {r.name!r} is listed twice (as {records[first].name!r}); "
+                "list it once"
+            )
         with open_image(p) as im:  # a regular file of at most DEFAULT_MAX_PIXELS, decoded
+            if im.mode not in _EIGHT_BIT:  # convert("RGB") clipped 16-bit values at 255
+                raise DataError(f"{p}: a {im.mode} picture; SVHN's pictures are 8-bit colour")
             W0, H0 = im.size
             resized = im.convert("RGB").resize((SVHN_WIDTH, SVHN_HEIGHT), Image.BILINEAR)
             arr = np.asarray(resized, dtype=np.uint8)
@@ -164,7 +195,8 @@ def load_svhn_split(
             ],
             axis=1,
         )
-        require_float32(b, f"{d / 'digitStruct.mat'}: picture {r.name!r}: its resized box")
+        require_float32(b, f"{mat}: picture {r.name!r}: its resized box")
+        _require_inside(b, f"{mat}: picture {r.name!r}")
         if test and (b[:, 3] < MIN_TEST_BOX_HEIGHT).any():
             continue
         images.append(arr.transpose(2, 0, 1))
@@ -199,6 +231,14 @@ def load_svhn(
     train = load_svhn_split(root / "train", test=False, progress=progress)
     test = load_svhn_split(root / "test", test=True, progress=progress)
     n = train["images"].shape[0]
+    for what, count, need in (("train", n, 2), ("test", len(test["images"]), 1)):
+        if count < need:  # training refuses an empty train or val split, evaluation a test one
+            raise DataError(
+                f"{root / what}: {count} picture(s) of two digits"
+                + (" with both boxes 30 px tall once resized" if what == "test" else "")
+                + f"; SVHN's {'train and val splits need' if need == 2 else 'test split needs'} "
+                f"at least {need}"
+            )
     n_val = max(1, int(round(VAL_FRACTION * n))) if n > 1 else 0
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 5]))
     is_val = np.zeros(n, dtype=bool)
