@@ -81,7 +81,7 @@ def _check_before_making(cfg: Config, pools: DigitPools, sizes: dict[str, int]) 
     shows what the dataset will be."""
     generator = build_generator("mnist-hard", pools)
     require_memory(generator, sizes)
-    check_data(cfg, SceneDataset(generator, "train", size=1), "the demo's MNIST-hard scenes", True)
+    check_data(cfg, SceneDataset(generator, "train", size=1), "the demo's MNIST-hard", True)
     if sizes["train"] < cfg.train.batch_size:  # said by training, once every scene was made
         raise MistError(
             f"--n-train {sizes['train']} (n_train= in Python) is fewer scenes than one batch "
@@ -191,9 +191,20 @@ def figure_caption(preset: str, summary: dict[str, Any], metrics: dict[str, floa
         'mnist-hard-cpu, 2000 steps (best checkpoint: step 1800); test: both 0.8123, rmse 0.1000'
     """
     return (
-        f"{preset}, {summary['steps']} steps (best checkpoint: step {summary['best_step']}); "
+        f"{preset}, {summary['steps']} steps (best checkpoint: step {best_step(summary)}); "
         f"test: {metrics_text(metrics)}"
     )
+
+
+def best_step(summary: dict[str, Any]) -> int:
+    """The step of the best checkpoint: the last one where no validation gave a value (a run of
+    0 steps; it was said "step None").
+
+    Example:
+        >>> best_step({"steps": 0, "best_step": None}), best_step({"steps": 9, "best_step": 4})
+        (0, 4)
+    """
+    return summary["steps"] if summary["best_step"] is None else summary["best_step"]
 
 
 def draw_figure(
@@ -211,7 +222,7 @@ def draw_figure(
 
 def evaluate_demo(out: Path, summary: dict[str, Any], device: str, log: Callable[[str], None]):
     """The best checkpoint of ``out/run`` evaluated on the test split of ``out/data``."""
-    log(f"[3/4] evaluating the best checkpoint (step {summary['best_step']}) on the test split")
+    log(f"[3/4] evaluating the best checkpoint (step {best_step(summary)}) on the test split")
     return evaluate_run(out / "run", str(out / "data"), "test", batch_size=50, device=device)
 
 
