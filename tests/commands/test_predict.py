@@ -312,6 +312,7 @@ def test_score_quality_benchmark_prints_consistent_numbers(tiny_run, capsys, mon
     from pathlib import Path
 
     path = Path(__file__).parents[2] / "benchmarks" / "score_quality.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as run: its folder's common.py
     spec = importlib.util.spec_from_file_location("score_quality", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -58,10 +58,7 @@ def export_official(
 
     Args:
         directory: dataset directory in our format.
-        out: new directory for the official layout.
-
-    Returns:
-        ``out``.
+        out: new directory for the official layout; returned.
 
     Raises:
         TypeError: ``directory`` or ``out`` no path, ``progress`` no bool.
