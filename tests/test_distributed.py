@@ -171,6 +171,8 @@ def _mist_lines(err: str) -> list[str]:
     [
         (["--set", "train.lr_task=0.01"], "train.lr_task differs"),
         (["--max-minutes", "5"], "--max-minutes differs"),  # Before: gloo's abort (exit 134)
+        # Before: a folder path on one process only left the key out there: gloo's abort
+        (["--data", "{D}"], "data.n_test, data.n_train, data.n_val and 3 more differ"),
     ],
 )
 def test_processes_given_other_settings_refuse_together_before_training(tmp_path, extra, differs):
@@ -178,6 +180,14 @@ def test_processes_given_other_settings_refuse_together_before_training(tmp_path
     weights "diverged (a bug: please report it)", the run's config naming one side's values;
     datasets of one path made with other seeds trained mixed, silently; --max-minutes given to
     one only put the collectives out of step."""
+    if "{D}" in extra:
+        data = tmp_path / "D"
+        make = ["data", "make", "mnist-hard", "--out", data, "--n-train", "16", "--n-val", "8"]
+        subprocess.run(
+            [sys.executable, "-m", "mistnet", *map(str, make), "--n-test", "4"],
+            check=True, capture_output=True, env=subprocess_env(), timeout=120,
+        )  # fmt: skip
+        extra = [str(data) if a == "{D}" else a for a in extra]
     ended = _agents(tmp_path, [[], extra])
     for code, _, err in ended:
         assert code != 0 and _mist_lines(err) == [

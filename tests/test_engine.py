@@ -36,7 +36,7 @@ from mistnet.losses import heatmap_loss
 from mistnet.metrics import DetectionMeter
 from mistnet.models.build import build_model
 from mistnet.ops import boxes_to_keypoints
-from mistnet.progress import expected_last_step
+from mistnet.progress import Progress, expected_last_step
 from mistnet.rundir import Run, select_metric, warm_start
 from mistnet.trainer import (
     ModelEma,
@@ -621,6 +621,13 @@ def test_expected_last_step_follows_the_deadline_or_the_steps():
     assert expected_last_step(25, 10, 0, 5.0, 10.0) == 25  # the steps end it first
     assert expected_last_step(1000, 10, 0, 5.0, -1.0) == 11  # past the deadline: this step
     assert expected_last_step(1000, 110, 100, 5.0, 10.0) == 130  # this session's rate
+
+
+def test_a_deadline_too_far_to_reach_is_still_a_deadline():
+    """Before: --max-minutes 1e308 made an infinite deadline, read as none: under torchrun that
+    process skipped the others' agreement to stop, and the collectives fell out of step."""
+    far, none = Progress(0, 10, 1e308, False), Progress(0, 10, 0.0, False)
+    assert (far.timed, far.late(), none.timed) == (True, False, False)
 
 
 def test_train_without_progress_prints_nothing(tmp_path, capfd):

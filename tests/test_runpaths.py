@@ -86,7 +86,9 @@ def test_the_settings_processes_compare_leave_out_where_each_keeps_its_data():
 
     here = shared_settings(made("data.path=/a/ds", "train.init_from=/a/run"))
     there = shared_settings(made("data.path=../b/ds", "train.init_from=run", "data.workers=2"))
-    assert here == there and "data.path" not in here and "data.workers" not in here
+    assert here == there and here["data.path"] == '"(a folder)"' and "data.workers" not in here
+    generated = shared_settings(made("train.init_from=/a/run"))  # no data.path: the same keys
+    assert sorted(generated) == sorted(here) and generated["data.path"] == '""'
     for other in ("train.lr_task=0.123", "data.digits=mnist", "data.seed=3"):
         changed = shared_settings(made("data.path=/a/ds", "train.init_from=/a/run", other))
         assert [k for k in here if changed[k] != here[k]] == [other.split("=")[0]], other

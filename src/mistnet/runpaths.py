@@ -113,12 +113,16 @@ PER_MACHINE = (("data", "workers"),)
 def shared_settings(cfg: Config) -> dict[str, str]:
     """``{"section.key": value as JSON}`` of ``cfg`` that the processes of one run must agree
     on: all but its folder paths (each machine may keep the dataset elsewhere;
-    ``record.data_manifest`` names its content) and :data:`PER_MACHINE`."""
+    ``record.data_manifest`` names its content: each is said to be a folder) and
+    :data:`PER_MACHINE`. Every config gives the same keys (the processes compare them in
+    order: a key left out on one process only put the collective out of step)."""
     settings = cfg.to_dict()
-    left_out = {(s, k) for s, k, _ in PATHS if is_folder(k, settings[s][k])}  # not "mnist"
+    for section, key, _ in PATHS:
+        if is_folder(key, settings[section][key]):  # not data.digits "mnist": compared
+            settings[section][key] = "(a folder)"
     return {
         f"{section}.{key}": json.dumps(value, sort_keys=True)
         for section, values in settings.items()
         for key, value in values.items()
-        if (section, key) not in left_out | set(PER_MACHINE)
+        if (section, key) not in PER_MACHINE
     }
