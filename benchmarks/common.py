@@ -9,6 +9,7 @@ script's earlier output), else the script stops with one line, touching nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,18 +26,19 @@ def own_folders(script: str, *folders: Path) -> None:
     every one is checked (:func:`_check`): a refusal leaves nothing made or marked."""
     for folder in folders:
         _check(folder, script)
-    made: list[Path] = []
+    made: list[Path] = []  # folders and markers, in the order made
     try:
         for folder in folders:
-            missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+            # listed first: a mkdir failing deep down leaves the parents it made
+            made += reversed([p for p in (folder, *folder.parents) if not os.path.lexists(p)])
             folder.mkdir(parents=True, exist_ok=True)
-            made += reversed(missing)
             if not (folder / MARKER).is_file():
+                made.append(folder / MARKER)
                 (folder / MARKER).write_text(script + "\n", encoding="utf-8")
-    except OSError as exc:  # a folder this user cannot write into, a full disk
+    except OSError as exc:  # a folder this user cannot write into, a name too long, a full disk
         for path in reversed(made):
-            (path / MARKER).unlink(missing_ok=True)
-            path.rmdir()
+            with contextlib.suppress(OSError):
+                path.unlink() if path.name == MARKER else path.rmdir()
         _refuse(f"{exc.filename}: {exc.strerror}; give another --out or --work")
 
 
@@ -61,6 +63,8 @@ def own_lines(path: Path, script: str, keys: set[str]) -> None:
     """Refuse (exit status 2) a ``path`` that ``script`` would append JSON lines to unless it is
     new, or a file of such lines already (each an object holding ``keys``)."""
     if not os.path.lexists(path):
+        if not path.absolute().parent.is_dir():  # else found after the whole training
+            _refuse(f"{path.parent} is no folder; give an --out in an existing folder")
         return
     try:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

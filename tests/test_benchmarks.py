@@ -85,6 +85,10 @@ def test_a_folder_that_cannot_be_made_is_refused_with_nothing_made(tmp_path):
             f"{argv[0]}: error: {tmp_path / 'afile'} is not a folder; nothing can be made inside it"
         ]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    # Before: the parents a failing mkdir had made stayed (a name too long at the bottom)
+    done = _script(tmp_path, "average_probe.py", "--out", "a/b/" + "z" * 300)
+    assert done.returncode == 2 and "File name too long; give another --out" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_the_classifier_probe_appends_only_to_its_own_lines(tmp_path):
@@ -97,6 +101,13 @@ def test_the_classifier_probe_appends_only_to_its_own_lines(tmp_path):
         "classifier_probe.py; give a new --out"
     ]
     assert _tree(tmp_path) == before
+    for out in ("afile/p.jsonl", "nosuch/p.jsonl"):  # Before: found after the whole training
+        (tmp_path / "afile").write_text("mine")
+        done = _script(tmp_path, "classifier_probe.py", "--data", "d", "--out", out)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines()[-1].endswith(
+            "is no folder; give an --out in an existing folder"
+        )
     sys.path.insert(0, str(BENCHMARKS))
     try:
         from common import own_lines

@@ -507,6 +507,21 @@ def test_an_override_with_an_old_key_name_names_the_new_one():
         resolve("tiny-cpu", ["train.threads=1"])
 
 
+def test_a_setting_that_reads_as_0_without_being_0_is_refused(tmp_path):
+    """Before: ``--set train.max_step_px=1e-400`` (a preset's ``ema_decay = 1e-400``, a JSON
+    config's) was 0.0, a setting of its own (no clip, no average), taken silently."""
+    said = r"'1e-400' is too small for a float \(it reads as 0\); give 0 or a larger number"
+    with pytest.raises(MistError, match=r"^--set train.max_step_px: " + said):
+        resolve("tiny-cpu", ["train.max_step_px=1e-400"])
+    (tmp_path / "p.toml").write_text("[train]\nema_decay = 1e-400\n")
+    with pytest.raises(MistError, match=r"p.toml: invalid TOML: " + said):
+        load_preset(str(tmp_path / "p.toml"))
+    (tmp_path / "config.json").write_text('{"train": {"ema_decay": 1e-400}}')
+    with pytest.raises(MistError, match=said):
+        load_json(tmp_path / "config.json")
+    assert resolve("tiny-cpu", ["train.max_step_px=0e-400"]).train.max_step_px == 0.0
+
+
 def test_a_run_config_of_an_older_version_loads_with_the_same_behaviour(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(old_run_config()))

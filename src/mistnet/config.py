@@ -29,7 +29,7 @@ from mistnet.configupgrade import RENAMED, upgrade
 from mistnet.errors import MistError
 from mistnet.io import json_text
 from mistnet.runpaths import resolved
-from mistnet.textfile import parse_error, read_json, read_text
+from mistnet.textfile import parse_error, read_float, read_json, read_text
 from mistnet.validate import path_argument, typed_value
 
 
@@ -266,7 +266,7 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
     """``text`` as TOML; one line naming ``where`` when it is not (or too deep, or too long a
     number for Python's integer digit limit)."""
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text, parse_float=read_float)  # 1e-400 is no 0
     except tomllib.TOMLDecodeError as exc:
         raise MistError(f"{where}: invalid TOML: {exc}") from None
     except ValueError as exc:
@@ -324,7 +324,7 @@ def _parse_value(text: str, where: str = "value") -> Any:
     """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string
     unless it is meant as a quoted string, list or table (then the TOML error is the message)."""
     try:
-        parsed = tomllib.loads(f"v = {text}")
+        parsed = tomllib.loads(f"v = {text}", parse_float=read_float)
     except tomllib.TOMLDecodeError as exc:
         if text[:1] in ('"', "'", "[", "{"):
             why = re.sub(r" \(at line \d+, column \d+\)", "", str(exc))

@@ -106,8 +106,24 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite_float(text: str) -> float:
+def read_float(text: str) -> float:
+    """``float(text)``, refusing a number that is not 0 but reads as 0 (``1e-400``: a setting
+    of 0, no validation split or no step clip, taken silently).
+
+    Raises:
+        ValueError: ``"'1e-400' is too small for a float (it reads as 0); give 0 or a larger
+            number"``.
+    """
     value = float(text)
+    if value == 0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+        raise ValueError(
+            f"{text!r} is too small for a float (it reads as 0); give 0 or a larger number"
+        )
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = read_float(text)
     if not math.isfinite(value):  # 1e400: Python would read Infinity, which JSON has not
         raise ValueError(f"{text} is beyond the range of floats")
     return value

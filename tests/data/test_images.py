@@ -740,4 +740,8 @@ def test_more_crops_than_fit_in_memory_are_refused_before_any_image_is_read(
         "30,000 images of 40 x 40 need 96.0 MB of memory, more than the 10.0 MB available; "
         "make fewer (--per-image, a smaller --crop or --size, or fewer images)",
     )
+    # a crop larger than the images is said first (fewer --per-image would not have helped)
+    argv[-2:] = ["--crop", "4000"]
+    result = mist(capsys, *argv, "4000", "--per-image", "10000")
+    assert_user_error(result, "is smaller than the 4000x4000 crop")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -14,6 +14,7 @@ from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
 from mistnet.rundir import pretrained_file
+from mistnet.textfile import read_float
 
 #: What ``--threads 0`` leaves: torch's own count, the cores of the machine.
 TORCH_THREADS = "torch's choice"
@@ -62,13 +63,10 @@ def number(text: str) -> float:
             f"invalid float value: {text!r} (ASCII digits 0-9 with an optional sign, '.' "
             "and exponent, as in -0.5 or 1e-3)"
         )
-    value = float(text)
-    if value == 0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
-        # --val 1e-400 read as 0: "no validation split", silently
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is too small for a float (it reads as 0); give 0 or a larger number"
-        )
-    return value
+    try:  # --val 1e-400 was read as 0: "no validation split", silently
+        return read_float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_compute_arguments(

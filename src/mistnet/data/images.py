@@ -123,6 +123,19 @@ def _items_of(
     return [_Item(i, a, t)], (h, w), grey
 
 
+def _check_memory(n_files: int, how: dict) -> None:
+    """Refuse crops or resized images that need more memory than the machine has, each held
+    once as read and once stacked into its split (one channel each at least): --per-image is
+    capped per image, and 3 images of 10,000 crops of 1000 x 1000 grew to 30 GB."""
+    if out_size := how["crop"] or how["size"]:
+        n = n_files * (how["per_image"] if how["crop"] else 1)
+        fits_in_memory(
+            2 * n * out_size[0] * out_size[1] * (how["channels"] or 1),
+            f"{n:,} images of {out_size[0]} x {out_size[1]}",
+            "--per-image, a smaller --crop or --size, or fewer images",
+        )
+
+
 def _items(
     root: Path, files: list[Path], truth: dict[str, Truth], how: dict
 ) -> tuple[list[_Item], tuple[int, int], int]:
@@ -137,14 +150,6 @@ def _items(
         DataError: images of different sizes without ``size`` or ``crop``; an image smaller
             than the crop.
     """
-    if out_size := how["crop"] or how["size"]:  # known before any image is read
-        n = len(files) * (how["per_image"] if how["crop"] else 1)
-        # each held once as read and once stacked into its split (at least one channel each)
-        fits_in_memory(
-            2 * n * out_size[0] * out_size[1] * (how["channels"] or 1),
-            f"{n:,} images of {out_size[0]} x {out_size[1]}",
-            "--per-image, a smaller --crop or --size, or fewer images",
-        )
     items: list[_Item] = []
     first: dict[tuple[int, int], str] = {}  # (h, w) -> the first file of that size
     grey = []
@@ -152,6 +157,8 @@ def _items(
         rel = path.relative_to(root).as_posix()
         t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
         found, (h, w), is_grey_image = _items_of(path, rel, i, t, how)
+        if i == 0:  # once the first shows the crop fits: its refusal was said after this one
+            _check_memory(len(files), how)
         items += found
         grey.append(is_grey_image)
         first.setdefault((h, w), rel)

@@ -147,6 +147,8 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
         given = torch.as_tensor(b, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise DataError(f"{where}: boxes must be numbers, got {type(b).__name__}") from None
+    if n == 0 and given.numel() == 0:  # [] of an item without instances (it was refused)
+        given = given.reshape(0, 4)
     if given.shape != (n, 4):
         raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(given.shape)}")
     require_finite(given, f"{where}: boxes")
@@ -306,7 +308,7 @@ class SceneItems(Dataset):
                 try:
                     boxes, past = _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
                 except DataError as exc:  # "boxes must be (0, 4)" of boxes without labels
-                    if "labels" in raw:
+                    if "labels" in raw or "boxes must be (0, 4)" not in str(exc):
                         raise
                     raise DataError(
                         f"{exc}; the item has no 'labels': give one class id per box (they "
