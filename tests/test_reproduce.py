@@ -661,6 +661,13 @@ def _a_finished_reproduction(out: Path) -> Path:
     return run / "eval.json"
 
 
+def _record(**changed) -> bytes:
+    """A finished run's eval.json, as the reproduction reads it, with ``changed`` fields."""
+    record = {"metrics": {"det_iou50": 0.5}, "extra": {}, "data": "d", "step": 4, "run": "r"}
+    record |= {"train": {"steps": 4}, "wall_s": {"total": 1.0}, "device": "cpu"}
+    return json.dumps({**record, "commands": [], "evals": {}, **changed}).encode()
+
+
 @pytest.mark.parametrize(
     "name, content, message",
     [
@@ -669,6 +676,12 @@ def _a_finished_reproduction(out: Path) -> Path:
         ("eval", b'{"metrics": NaN}', "NaN is not a JSON number"),
         ("eval", b'{"metrics": {"rmse": "low"}, "data": "d"}', 'metrics.rmse is "low"'),
         ("eval", b'{"metrics": {}, "data": "d", "evals": {"x": 1}}', "evals is not an object"),
+        # Before: internal errors (OverflowError, a TypeError joining the commands); a step of
+        # null was blamed on training by hand
+        ("eval", _record(metrics={"rmse": 10**400}), "not a number"),
+        ("eval", _record(wall_s={"total": 10**400}), "wall_s.total is not a number"),
+        ("eval", _record(commands=[1, 2]), "commands is not a list of command lines"),
+        ("eval", _record(step=None), "step is null, not the step of a checkpoint"),
         ("results", b"\xff", "not UTF-8 text"),
         ("results", b"5", "not a results.json of mist reproduce"),
         ("results", b'{"format": "mistnet-reproduce", "tables": {"t": {"figures": 1}}}', "not a"),
@@ -1196,3 +1209,21 @@ def test_render_markdown_names_the_field_of_an_entry_it_cannot_read():
     ]:  # fmt: skip
         with pytest.raises(error, match=message):
             report.render_markdown({**entry, **change})
+
+
+def test_only_the_reproduction_s_own_figures_are_listed_again(tmp_path):
+    """Before: a results.json entry edited to ``/etc/passwd`` or ``../../x`` was listed as one of
+    the table's figures whenever they were not drawn again (``--no-figures``)."""
+    from mistnet.reproduce.report import previous_figures
+
+    out = tmp_path / "rp"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "t-a.png").write_bytes(b"png")
+    (tmp_path / "x.png").write_bytes(b"png")
+    (out / "figures" / "link.png").symlink_to(tmp_path / "x.png")
+    paths = ["figures/t-a.png", "/etc/passwd", "../x.png", "figures/../../x.png"]
+    paths += ["figures/link.png", "figures/gone.png"]
+    doc = {"format": "mistnet-reproduce", "version": 1, "budget": "smoke"}
+    doc["tables"] = {"t": {"figures": [{"path": p, "caption": "c"} for p in paths]}}
+    (out / "results.json").write_text(json.dumps(doc))
+    assert previous_figures(out, "t") == [("figures/t-a.png", "c")]

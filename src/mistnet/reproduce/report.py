@@ -189,9 +189,18 @@ def _figures_ok(figures: Any) -> bool:
 
 
 def previous_figures(out: Path, name: str) -> list[tuple[str, str]]:
-    """The figures an earlier invocation listed for table ``name`` that still exist."""
+    """The figures an earlier invocation listed for table ``name`` that still exist: its own
+    PNGs under ``out/figures/`` (an entry edited to ``/etc/passwd`` or ``../x`` was listed)."""
     old = (read_results(out) or {"tables": {}})["tables"].get(name, {}).get("figures", [])
-    return [(f["path"], f["caption"]) for f in old if (out / f["path"]).is_file()]
+    return [(f["path"], f["caption"]) for f in old if _own_figure(out, f.get("path"))]
+
+
+def _own_figure(out: Path, path: object) -> bool:
+    """Whether ``path`` (from ``results.json``) names a file of ``out/figures/`` itself."""
+    if not isinstance(path, str) or os.path.isabs(path) or ".." in Path(path).parts:
+        return False
+    file = out / path
+    return Path(path).parts[:1] == ("figures",) and file.is_file() and not file.is_symlink()
 
 
 def update_results(out: Path, budget: Budget, name: str, entry: dict[str, Any]) -> dict:

@@ -244,7 +244,19 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number the report can read as a float (an integer of 400 digits overflowed in
+    ``math.isfinite``: an internal error)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _metrics_problem(record: dict[str, Any], where: str) -> str | None:
@@ -272,14 +284,17 @@ def _record_problem(record: Any) -> str | None:
         if problem is not None:
             return problem
     train, wall = record.get("train"), record.get("wall_s")
-    if not (isinstance(train, dict) and isinstance(train.get("steps"), int)):
-        return "train.steps is not an integer"
+    if not (isinstance(train, dict) and _is_count(train.get("steps"))):
+        return "train.steps is not a whole number of steps"
+    if "step" in record and not _is_count(record["step"]):  # blamed on training by hand
+        return f"step is {json.dumps(record['step'])}, not the step of a checkpoint"
     if not (isinstance(wall, dict) and _is_number(wall.get("total"))):
         return "wall_s.total is not a number"
     if not all(isinstance(record.get(k), str) for k in ("run", "device")):
         return "run or device is not a string"
-    if not isinstance(record.get("commands"), list):
-        return "commands is not a list"
+    commands = record.get("commands")
+    if not (isinstance(commands, list) and all(isinstance(c, str) for c in commands)):
+        return "commands is not a list of command lines"
     return None
 
 
