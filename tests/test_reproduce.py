@@ -1227,3 +1227,19 @@ def test_only_the_reproduction_s_own_figures_are_listed_again(tmp_path):
     doc["tables"] = {"t": {"figures": [{"path": p, "caption": "c"} for p in paths]}}
     (out / "results.json").write_text(json.dumps(doc))
     assert previous_figures(out, "t") == [("figures/t-a.png", "c")]
+
+
+def test_a_recorded_command_names_a_path_of_control_characters_on_one_line():
+    """Before: ``reproduce ... --out $'p\\nq/n4'`` (a folder above the output, which mist train
+    takes) was refused: "command ... holds the control character"; the command is now recorded
+    with bash's ``$'...'`` words, which give the path back."""
+    import shutil
+
+    from mistnet.commands.reproduce import shell_word
+
+    for arg in ["runs/a b", "p\nq/n4", "it's\t", "a\\b\x1b[1m", "é\x85z", "x\udcff y"]:
+        word = shell_word(arg)
+        assert word.isprintable() and "\n" not in word
+        if shutil.which("bash"):
+            said = subprocess.run(["bash", "-c", f"printf '%s' {word}"], capture_output=True)
+            assert said.stdout == os.fsencode(arg), arg

@@ -70,8 +70,31 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def shell_word(arg: str) -> str:
+    r"""``arg`` quoted for a shell, on one line: a control character (a newline in a folder's
+    name) in bash's ``$'...'`` form, so the recorded command still names the path (such a
+    command was refused, where ``mist train`` takes such folders).
+
+    Example:
+        >>> print(shell_word("runs/a b"), shell_word("p\nq/n4"), shell_word("it's\t"))
+        'runs/a b' $'p\x0aq/n4' $'it\'s\x09'
+    """
+    if arg.isprintable():
+        return shlex.quote(arg)
+    chars = []
+    for c in arg:
+        if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte of a name that is not UTF-8
+            chars.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif not c.isprintable():
+            chars.append(f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}")
+        else:
+            chars.append({"\\": "\\\\", "'": "\\'"}.get(c, c))
+    return "$'" + "".join(chars) + "'"
+
+
 def run(args: argparse.Namespace) -> int:
-    command = shlex.join(["mist", "reproduce", *sys.argv[2:]]) if _from_shell() else None
+    words = ["mist", "reproduce", *sys.argv[2:]]
+    command = " ".join(shell_word(w) for w in words) if _from_shell() else None
     reproduce(
         args.table,
         args.budget,
