@@ -312,6 +312,11 @@ def test_a_moved_reproduction_continues_without_retraining(tmp_path, capsys, mon
     assert rc == 0, err
     assert "skipped" in stdout and "training" not in stdout and "data:" not in stdout
     assert {p: p.read_bytes() for p in run.glob("*.safetensors")} == checkpoints
+    # Before: the table and results.json named a/rp's run, data and commands
+    report = (tmp_path / "b" / "moved" / "gabor.md").read_text()
+    report += (tmp_path / "b" / "moved" / "results.json").read_text()
+    assert "a/rp" not in report and str(tmp_path / "a") not in report
+    assert "b/moved/gabor/gabor-mist/seed0" in report
     (run / "eval.json").unlink()
     (run / "summary.json").unlink()  # as if killed after its last checkpoint
     (tmp_path / "b" / "moved").rename(tmp_path / "c")

@@ -485,7 +485,7 @@ def run_spec(
     _check_as_planned(spec, record)
     if record is not None:
         log(f"{name}: finished earlier ({spec.eval_file} exists), skipped")
-        return record, False
+        return _named_here(spec, record), False
     fingerprint = spec.fingerprint()
     Run(spec.run_dir).claim()  # a run directory of mist train's, which the fingerprint joins
     atomic_write_json(spec.fingerprint_file, fingerprint)
@@ -528,6 +528,21 @@ def run_spec(
     shown = {k: v for k, v in {**record["metrics"], **record["extra"]}.items() if _is_rate(k)}
     log(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     return record, True
+
+
+def _named_here(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` naming its run, data and commands where the reproduction is now: one moved
+    or copied elsewhere reported the first one's paths (its commands pointed at them)."""
+    here = {
+        "run": str(spec.run_dir),
+        "commands": spec.commands(record["device"]),
+        "data": str(Path(spec.data["test"]).resolve()),
+    }
+    evals = {
+        k: {**v, "data": str(Path(spec.data[k]).resolve())} if k in spec.data else v
+        for k, v in record.get("evals", {}).items()
+    }
+    return {**record, **here, "evals": evals}
 
 
 def _check_as_planned(spec: RunSpec, record: dict[str, Any] | None) -> None:
