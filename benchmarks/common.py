@@ -27,6 +27,7 @@ def own_folders(script: str, *folders: Path) -> None:
     for folder in folders:
         _check(folder, script)
     made: list[Path] = []  # folders and markers, in the order made
+    markers: set[Path] = set()  # (a folder may be named like one)
     try:
         for folder in folders:
             # listed first: a mkdir failing deep down leaves the parents it made
@@ -34,11 +35,12 @@ def own_folders(script: str, *folders: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             if not (folder / MARKER).is_file():
                 made.append(folder / MARKER)
+                markers.add(folder / MARKER)
                 (folder / MARKER).write_text(script + "\n", encoding="utf-8")
     except OSError as exc:  # a folder this user cannot write into, a name too long, a full disk
         for path in reversed(made):
             with contextlib.suppress(OSError):
-                path.unlink() if path.name == MARKER else path.rmdir()
+                path.unlink() if path in markers else path.rmdir()
         _refuse(f"{exc.filename}: {exc.strerror}; give another --out or --work")
 
 

@@ -722,6 +722,8 @@ def test_a_dict_item_of_boxes_without_labels_is_told_what_counts_its_instances(t
     assert not (tmp_path / "r").exists()
     empty = SceneItems([{"image": torch.rand(1, 48, 48), "boxes": [], "labels": []}])[0]
     assert empty["boxes"].shape == (0, 4)  # Before: "boxes must be (0, 4), got (0,)"
+    with pytest.raises(ValueError, match=r"boxes must be \(0, 4\), got \(1, 0\)"):  # [[]]: no
+        SceneItems([{"image": torch.rand(1, 48, 48), "boxes": [[]], "labels": []}])[0]
     with pytest.raises(ValueError, match="^dataset item 0: boxes must be numbers, got str$"):
         SceneItems([{"image": torch.rand(1, 48, 48), "boxes": "abc"}])[0]
     with_labels = [{**item, "labels": [0]} for item in items]  # as told: it trains

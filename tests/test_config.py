@@ -520,6 +520,9 @@ def test_a_setting_that_reads_as_0_without_being_0_is_refused(tmp_path):
     with pytest.raises(MistError, match=said):
         load_json(tmp_path / "config.json")
     assert resolve("tiny-cpu", ["train.max_step_px=0e-400"]).train.max_step_px == 0.0
+    # a string key is told to quote it, as 1e5 is (not the float's advice)
+    with pytest.raises(MistError, match=r"data.path takes a string, and 1e-400 reads as a TOML"):
+        resolve("tiny-cpu", ["data.path=1e-400"])
 
 
 def test_a_run_config_of_an_older_version_loads_with_the_same_behaviour(tmp_path):

@@ -317,6 +317,11 @@ def test_a_moved_reproduction_continues_without_retraining(tmp_path, capsys, mon
     report += (tmp_path / "b" / "moved" / "results.json").read_text()
     assert "a/rp" not in report and str(tmp_path / "a") not in report
     assert "b/moved/gabor/gabor-mist/seed0" in report
+    # ... with the threads it was trained with (the command rebuilt took this rerun's)
+    assert mist(capsys, *argv, "--out", "b/moved", "--threads", "2")[0] == 0
+    report = (tmp_path / "b" / "moved" / "gabor.md").read_text()
+    trains = [line for line in report.splitlines() if line.startswith("mist train ")]
+    assert trains and not any("--threads 2" in line for line in trains), trains
     (run / "eval.json").unlink()
     (run / "summary.json").unlink()  # as if killed after its last checkpoint
     (tmp_path / "b" / "moved").rename(tmp_path / "c")
@@ -1242,7 +1247,9 @@ def test_a_recorded_command_names_a_path_of_control_characters_on_one_line():
 
     from mistnet.commands.reproduce import shell_word
 
-    for arg in ["runs/a b", "p\nq/n4", "it's\t", "a\\b\x1b[1m", "é\x85z", "x\udcff y"]:
+    # a tag character (a flag emoji's) needs bash's \U: \u reads four hex digits at most
+    tags = "flag\U0001f3f4\U000e0067\U000e0062\U000e007f"
+    for arg in ["runs/a b", "p\nq/n4", "it's\t", "a\\b\x1b[1m", "é\x85z", "x\udcff y", tags]:
         word = shell_word(arg)
         assert word.isprintable() and "\n" not in word
         if shutil.which("bash"):

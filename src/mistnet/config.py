@@ -17,6 +17,7 @@ import re
 import shlex
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -320,11 +321,13 @@ def _override_list(overrides: object) -> list[str]:
     return list(overrides)
 
 
-def _parse_value(text: str, where: str = "value") -> Any:
+def _parse_value(
+    text: str, where: str = "value", parse_float: Callable[[str], float] = read_float
+) -> Any:
     """Parse the right-hand side of ``--set`` as a TOML value, falling back to a bare string
     unless it is meant as a quoted string, list or table (then the TOML error is the message)."""
     try:
-        parsed = tomllib.loads(f"v = {text}", parse_float=read_float)
+        parsed = tomllib.loads(f"v = {text}", parse_float=parse_float)
     except tomllib.TOMLDecodeError as exc:
         if text[:1] in ('"', "'", "[", "{"):
             why = re.sub(r" \(at line \d+, column \d+\)", "", str(exc))
@@ -362,8 +365,12 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         section, key = parts
         if section not in SECTIONS:
             raise MistError(f"unknown config section {section!r}; known: {sorted(SECTIONS)}")
-        value, hints = _parse_value(text, dotted), typing.get_type_hints(SECTIONS[section])
-        if hints.get(key) is str and not isinstance(value, str):  # a folder 2024 or 2024-01-01
+        hints = typing.get_type_hints(SECTIONS[section])
+        if hints.get(key) is str:  # a folder 2024, 2024-01-01 or 1e-400: a float's check aside
+            value = _parse_value(text, dotted, parse_float=float)
+        else:
+            value = _parse_value(text, dotted)
+        if hints.get(key) is str and not isinstance(value, str):
             raise MistError(
                 f"--set {dotted}={text}: {dotted} takes a string, and {text} reads as a TOML "
                 f"{type(value).__name__}; quote it: --set {shlex.quote(override(dotted, text))}"

@@ -734,6 +734,11 @@ def test_more_crops_than_fit_in_memory_are_refused_before_any_image_is_read(
     sizes" (or the system killed it)."""
     squares(tmp_path / "src", n=3)
     monkeypatch.setattr("mistnet.machine.available_memory", lambda: 10**7)  # 10 MB free
+
+    def unread(*args):  # the first image's crops alone could fill the memory
+        raise AssertionError("an image was read")
+
+    monkeypatch.setattr("mistnet.data.images.read_image", unread)
     argv = ["data", "import-images", tmp_path / "src", "--out", tmp_path / "o", "--crop", "40"]
     assert_user_error(
         mist(capsys, *argv, "40", "--per-image", "10000"),

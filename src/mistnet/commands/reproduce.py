@@ -86,7 +86,14 @@ def shell_word(arg: str) -> str:
         if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte of a name that is not UTF-8
             chars.append(f"\\x{ord(c) - 0xDC00:02x}")
         elif not c.isprintable():
-            chars.append(f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}")
+            code = ord(c)  # \u reads four hex digits at most: a tag character needs \U
+            chars.append(
+                f"\\x{code:02x}"
+                if code < 0x80
+                else f"\\u{code:04x}"
+                if code <= 0xFFFF
+                else f"\\U{code:08x}"
+            )
         else:
             chars.append({"\\": "\\\\", "'": "\\'"}.get(c, c))
     return "$'" + "".join(chars) + "'"

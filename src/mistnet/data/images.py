@@ -45,7 +45,7 @@ from mistnet.data.digits import SPLITS
 from mistnet.data.imagefiles import find_images, is_grey, read_image, to_channels
 from mistnet.data.importoptions import ImportOptions, import_options, import_paths
 from mistnet.data.store import claim_dataset, folder_name, write_dataset
-from mistnet.errors import DataError, MistWarning
+from mistnet.errors import DataError, MistError, MistWarning
 from mistnet.imagefile import DEFAULT_MAX_PIXELS, stored_size
 from mistnet.machine import fits_in_memory
 
@@ -123,17 +123,29 @@ def _items_of(
     return [_Item(i, a, t)], (h, w), grey
 
 
-def _check_memory(n_files: int, how: dict) -> None:
+def _check_memory(files: list[Path], how: dict) -> None:
     """Refuse crops or resized images that need more memory than the machine has, each held
     once as read and once stacked into its split (one channel each at least): --per-image is
-    capped per image, and 3 images of 10,000 crops of 1000 x 1000 grew to 30 GB."""
-    if out_size := how["crop"] or how["size"]:
-        n = n_files * (how["per_image"] if how["crop"] else 1)
+    capped per image, and 3 images of 10,000 crops of 1000 x 1000 grew to 30 GB. A crop larger
+    than the first image (by its header) is said instead: fewer crops would not help."""
+    if not (out_size := how["crop"] or how["size"]):
+        return
+    n = len(files) * (how["per_image"] if how["crop"] else 1)
+    try:
         fits_in_memory(
             2 * n * out_size[0] * out_size[1] * (how["channels"] or 1),
             f"{n:,} images of {out_size[0]} x {out_size[1]}",
             "--per-image, a smaller --crop or --size, or fewer images",
         )
+    except MistError:
+        stored = stored_size(files[0]) if how["crop"] and files else None
+        if stored is not None:
+            w, h = stored[:2] if stored[2] < 5 else stored[1::-1]  # 5 to 8 turn it upright
+            if h < out_size[0] or w < out_size[1]:
+                raise DataError(
+                    f"{files[0]}: {w}x{h} is smaller than the {out_size[1]}x{out_size[0]} crop"
+                ) from None
+        raise
 
 
 def _items(
@@ -150,6 +162,7 @@ def _items(
         DataError: images of different sizes without ``size`` or ``crop``; an image smaller
             than the crop.
     """
+    _check_memory(files, how)  # before any image is read: the first one's crops can fill it
     items: list[_Item] = []
     first: dict[tuple[int, int], str] = {}  # (h, w) -> the first file of that size
     grey = []
@@ -157,8 +170,6 @@ def _items(
         rel = path.relative_to(root).as_posix()
         t = truth.get(rel, Truth(np.zeros((0, 4), np.float32), []))
         found, (h, w), is_grey_image = _items_of(path, rel, i, t, how)
-        if i == 0:  # once the first shows the crop fits: its refusal was said after this one
-            _check_memory(len(files), how)
         items += found
         grey.append(is_grey_image)
         first.setdefault((h, w), rel)

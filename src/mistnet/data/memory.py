@@ -147,7 +147,7 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
         given = torch.as_tensor(b, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise DataError(f"{where}: boxes must be numbers, got {type(b).__name__}") from None
-    if n == 0 and given.numel() == 0:  # [] of an item without instances (it was refused)
+    if n == 0 and given.shape == (0,):  # [] of an item without instances (it was refused)
         given = given.reshape(0, 4)
     if given.shape != (n, 4):
         raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(given.shape)}")

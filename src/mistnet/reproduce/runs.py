@@ -22,7 +22,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -533,9 +533,12 @@ def run_spec(
 def _named_here(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
     """``record`` naming its run, data and commands where the reproduction is now: one moved
     or copied elsewhere reported the first one's paths (its commands pointed at them)."""
+    trained = record["commands"][0].split() if record["commands"] else []
+    threads = trained[trained.index("--threads") + 1] if "--threads" in trained else "0"
+    then = replace(spec, threads=int(threads) if threads.isdigit() else 0)  # as it was trained
     here = {
         "run": str(spec.run_dir),
-        "commands": spec.commands(record["device"]),
+        "commands": then.commands(record["device"]),
         "data": str(Path(spec.data["test"]).resolve()),
     }
     evals = {
