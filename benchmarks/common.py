@@ -1,9 +1,10 @@
 """What the benchmark scripts share: the folders they write, and their arguments' types.
 
-The folders a script writes are made by it, or by it earlier, never a user's: a script that copies a run's files into its ``--out``, writes logs into its ``--work`` or
-removes its own earlier run there first claims the folder (:func:`own_folders`): a new or empty
-folder gets a ``.written-by`` file naming the script; an existing one must hold that file (the
-script's earlier output), else the script stops with one line, touching nothing.
+The folders a script writes are made by it, or by it earlier, never a user's: a script that
+copies a run's files into its ``--out``, writes logs into its ``--work`` or removes its own
+earlier run there first claims the folder (:func:`own_folders`): a new or empty folder gets a
+``.written-by`` file naming the script; an existing one must hold that file (the script's
+earlier output), else the script stops with one line, touching nothing.
 """
 
 from __future__ import annotations

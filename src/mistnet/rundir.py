@@ -114,11 +114,10 @@ def pretrained_file(name: str | os.PathLike) -> Path | None:
     from mistnet import pretrained
 
     try:
-        known = str(name) in pretrained.names()
-    except MistError:
+        file = pretrained.path_of(str(name))
+    except MistError:  # no model of that name, or no registry to read
         return None
-    file = pretrained.registry() / f"{name}{pretrained.SUFFIX}"
-    return file if known and file.is_file() else None  # a folder of the name is no model
+    return file if file.is_file() else None  # a folder of the name is no model
 
 
 def _tensorboard_installed() -> bool:

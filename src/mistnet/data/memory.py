@@ -125,10 +125,24 @@ def _labels(y: Any, where: str) -> torch.Tensor:
     return t.long()
 
 
-def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Tensor, int]:
+def _no_labels(raw: dict) -> str:
+    """What the refusal of a dict item's boxes adds when the item has no ``labels``: they
+    count its instances (boxes alone were said to be of the wrong shape)."""
+    if "labels" in raw:
+        return ""
+    return (
+        "; the item has no 'labels': give one class id per box (they count its instances; "
+        "any ids for an auto-encoder)"
+    )
+
+
+def _boxes(
+    b: Any, n: int, size: tuple[int, int], where: str, count_hint: str = ""
+) -> tuple[torch.Tensor, int]:
     """``(n, 4)`` boxes ``(cx, cy, w, h)`` of an image of ``size`` ``(H, W)``: finite, each of
     a positive size and reaching into the image, cut to it as the importers cut them
-    (:func:`~mistnet.data.annotations.clip_boxes`); and how many were cut."""
+    (:func:`~mistnet.data.annotations.clip_boxes`); and how many were cut. ``count_hint``
+    ends the message of boxes of another count than ``n``."""
     b = _detached(b)  # data here, as an image that requires grad
     if isinstance(b, torch.Tensor):
         require_dense(b, f"{where}: boxes")  # a meta tensor: "Tensor.item() ... meta tensors"
@@ -150,7 +164,7 @@ def _boxes(b: Any, n: int, size: tuple[int, int], where: str) -> tuple[torch.Ten
     if n == 0 and given.shape == (0,):  # [] of an item without instances (it was refused)
         given = given.reshape(0, 4)
     if given.shape != (n, 4):
-        raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(given.shape)}")
+        raise DataError(f"{where}: boxes must be ({n}, 4), got {tuple(given.shape)}{count_hint}")
     require_finite(given, f"{where}: boxes")
     t = given.float()
     for i in range(n):
@@ -305,15 +319,8 @@ class SceneItems(Dataset):
             self._check_count(raw, len(labels), where)
             boxes = torch.zeros(len(labels), 4)
             if "boxes" in raw:
-                try:
-                    boxes, past = _boxes(raw["boxes"], len(labels), tuple(image.shape[1:]), where)
-                except DataError as exc:  # "boxes must be (0, 4)" of boxes without labels
-                    if "labels" in raw or "boxes must be (0, 4)" not in str(exc):
-                        raise
-                    raise DataError(
-                        f"{exc}; the item has no 'labels': give one class id per box (they "
-                        "count its instances; any ids for an auto-encoder)"
-                    ) from None
+                size = tuple(image.shape[1:])
+                boxes, past = _boxes(raw["boxes"], len(labels), size, where, _no_labels(raw))
                 if past and not self._said_clipped:  # once: items are read at every epoch
                     self._said_clipped = True
                     warnings.warn(

@@ -231,14 +231,17 @@ def load_svhn(
     train = load_svhn_split(root / "train", test=False, progress=progress)
     test = load_svhn_split(root / "test", test=True, progress=progress)
     n = train["images"].shape[0]
-    for what, count, need in (("train", n, 2), ("test", len(test["images"]), 1)):
-        if count < need:  # training refuses an empty train or val split, evaluation a test one
-            raise DataError(
-                f"{root / what}: {count} picture(s) of two digits"
-                + (" with both boxes 30 px tall once resized" if what == "test" else "")
-                + f"; SVHN's {'train and val splits need' if need == 2 else 'test split needs'} "
-                f"at least {need}"
-            )
+    # training refuses an empty train or val split, evaluation an empty test one
+    if n < 2:
+        raise DataError(
+            f"{root / 'train'}: {n} picture(s) of two digits; SVHN's train and val splits need "
+            "at least 2"
+        )
+    if not len(test["images"]):
+        raise DataError(
+            f"{root / 'test'}: 0 picture(s) of two digits with both boxes 30 px tall once "
+            "resized; SVHN's test split needs at least 1"
+        )
     n_val = max(1, int(round(VAL_FRACTION * n))) if n > 1 else 0
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 5]))
     is_val = np.zeros(n, dtype=bool)
