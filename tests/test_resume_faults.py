@@ -86,10 +86,11 @@ def test_a_run_killed_before_its_config_was_written_says_to_train_again(tmp_path
     rc, _, err = mist(capsys, *argv)  # as the message says
     assert rc == 0 and (run / "config.json").is_file() and not (run / ".lock").exists(), err
     # a run that lost only its config.json (its checkpoints and log are there) is no run that
-    # stopped as it began: training into it again would refuse it ("already holds a run")
+    # stopped as it began: training into it again would refuse it ("already holds a run");
+    # "is not a mistnet run (no config.json)" said nothing of what to do
     (run / "config.json").unlink()
     result = mist(capsys, "train", "--out", run, "--resume", "--threads", "1")
-    assert_user_error(result, "is not a mistnet run (no config.json)")
+    assert_user_error(result, "the run's config.json is missing", "restore it")
 
 
 def test_a_lock_left_by_a_kill_after_the_run_finished_goes_with_the_next_resume(

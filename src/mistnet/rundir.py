@@ -192,6 +192,12 @@ class Run:
                     f"{self.path}: a run stopped before it wrote its config.json, so it holds "
                     "nothing to read or resume; train into it again without --resume"
                 )
+            if output_kind(self.path) == "run":  # "not a mistnet run" left no way out
+                raise MistError(
+                    f"{self.path}: the run's config.json is missing, though its checkpoints "
+                    "or log are there; restore it to read or resume the run, or train afresh "
+                    "into another --out"
+                )
             raise MistError(f"{self.path} is not a mistnet run (no config.json)")
         regular_file(self.config)  # a FIFO, a folder or a link to nowhere is no missing file
 
