@@ -127,7 +127,7 @@ def claim_demo(out: Path) -> list[Path]:
         refuse_links(
             [out / "data", out / "run"], "mist demo", "move it away, or choose another --out"
         )
-        claim_dataset(out / "data", overwrite=True)
+        claim_dataset(out / "data", overwrite=True, command="mist demo")  # not "mist data's"
         run = Run(out / "run")
         if claim_output(run.path, "run", "mist demo", legacy=lambda path: run.is_legacy()):
             require_only_own(run.path, run_files(run.path), "a run")

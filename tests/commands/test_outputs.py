@@ -152,6 +152,14 @@ def demo_again_over_data_that_holds_the_users_file(tmp_path, run):
 
 
 @case
+def demo_again_with_its_data_replaced_by_a_run(tmp_path, run):
+    out = earlier_demo(tmp_path, run)
+    shutil.rmtree(out / "data")
+    shutil.copytree(run, out / "data")  # was "not mist data's output", a command not run
+    return ["demo", "--out", out], ["dm/data: is a mistnet run directory, not mist demo's output"]
+
+
+@case
 def demo_again_over_a_run_that_holds_another_run(tmp_path, run):
     out = earlier_demo(tmp_path, run)
     shutil.copytree(run, out / "run" / "inner")

@@ -238,6 +238,7 @@ def claim_dataset(
     inputs: Iterable[tuple[str, str | os.PathLike]] = (),
     overwrite_option: str = "",
     option: str = "--out",
+    command: str = "mist data",
 ) -> bool:
     """Check that a dataset may be written to ``out``: a new directory, or (with
     ``overwrite``) a dataset that mistnet wrote and that holds nothing but its own files;
@@ -245,7 +246,8 @@ def claim_dataset(
     folder", SRC)``), which ``out`` may not lie in. ``overwrite_option``: the caller's option
     that replaces a dataset (``--overwrite`` of ``mist data make``), named in the refusal; the
     importers have none, so the refusal says only what they can do. ``option``: how the
-    command names ``out`` (``OUT`` when positional).
+    command names ``out`` (``OUT`` when positional); ``command`` the command writing it
+    (``mist demo`` for its ``data/``).
 
     Raises:
         MistError: anything else at ``out``, or ``out`` inside another output or an input
@@ -253,7 +255,7 @@ def claim_dataset(
             the user's (the first one is named).
     """
     existing = claim_output(
-        out, "dataset", "mist data", is_dataset, inputs, option=option, again=overwrite
+        out, "dataset", command, is_dataset, inputs, option=option, again=overwrite
     )
     if existing and not overwrite:
         also = f", or pass {overwrite_option} to replace it" if overwrite_option else ""
