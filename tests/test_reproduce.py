@@ -690,6 +690,9 @@ def _record(**changed) -> bytes:
         # null was blamed on training by hand
         ("eval", _record(metrics={"rmse": 10**400}), "not a number"),
         ("eval", _record(wall_s={"total": 10**400}), "wall_s.total is not a number"),
+        # Before: an edited record's impossible metrics were put in the tables as given
+        ("eval", _record(metrics={"rmse": -3}), "metrics.rmse is -3, outside >= 0"),
+        ("eval", _record(evals={"k": {"metrics": {"both": 1.5}, "data": "d"}}), "outside [0, 1]"),
         ("eval", _record(commands=[1, 2]), "commands is not a list of command lines"),
         ("eval", _record(step=None), "step is null, not the step of a checkpoint"),
         ("results", b"\xff", "not UTF-8 text"),

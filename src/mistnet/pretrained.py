@@ -149,6 +149,27 @@ def _number(value: object) -> bool:
         return False
 
 
+def metric_problem(key: str, value: object) -> str | None:
+    """What is wrong with ``value`` as the metric ``key`` of ``mist eval``'s record, or None:
+    a finite number (or null, a NaN measured), counts (``n_*``) whole and errors (``rmse*``)
+    >= 0, every other metric a fraction in [0, 1].
+
+    Example:
+        >>> metric_problem("rmse", -3)
+        'outside >= 0'
+    """
+    if value is None:
+        return None
+    if not _number(value):
+        return "not a finite number (or null)"
+    fraction = not str(key).startswith(("n_", "rmse"))
+    if value < 0 or (fraction and value > 1):
+        return f"outside {'[0, 1]' if fraction else '>= 0'}"
+    if str(key).startswith("n_") and value != int(value):
+        return "not a count"
+    return None
+
+
 def card_problem(card: dict[str, Any]) -> str | None:
     """The first thing wrong in a card's fields (``name``, ``metrics``, ``evaluated_on``,
     ``command``, as :class:`Card` holds them), or None.
@@ -170,14 +191,9 @@ def card_problem(card: dict[str, Any]) -> str | None:
     if any(not str(key).strip() for key in metrics):  # printed ": 0.5" beside the others
         return "metrics has a metric of no name"
     for key, value in metrics.items():
-        if not (value is None or _number(value)):
-            return f"metrics[{key!r}] is {value!r}, not a finite number (or null)"
-        # counts (n_*) and errors (rmse*) are >= 0; every other metric is a fraction
-        fraction = not str(key).startswith(("n_", "rmse"))
-        if value is not None and (value < 0 or (fraction and value > 1)):
-            return f"metrics[{key!r}] is {value!r}, outside {'[0, 1]' if fraction else '>= 0'}"
-        if value is not None and str(key).startswith("n_") and value != int(value):
-            return f"metrics[{key!r}] is {value!r}, not a count"
+        problem = metric_problem(key, value)
+        if problem is not None:
+            return f"metrics[{key!r}] is {value!r}, {problem}"
     if all(str(key).startswith("n_") for key in metrics):  # "test:  on ..." too
         return "metrics holds counts alone (n_*); a card names what the model measured"
     on = card.get("evaluated_on", {})

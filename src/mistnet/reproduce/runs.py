@@ -40,6 +40,7 @@ from mistnet.loop import train
 from mistnet.metrics import APMeter, match_points
 from mistnet.models import MISTOutput
 from mistnet.ops import topk_keypoints
+from mistnet.pretrained import metric_problem
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
 from mistnet.rundir import Run
@@ -264,9 +265,13 @@ def _metrics_problem(record: dict[str, Any], where: str) -> str | None:
         values = record.get(key, {})
         if not isinstance(values, dict):
             return f"{where}{key} is not an object"
-        bad = [k for k, v in values.items() if v is not None and not _is_number(v)]
-        if bad:
-            return f"{where}{key}.{bad[0]} is {json.dumps(values[bad[0]])}, not a number"
+        for name, value in values.items():
+            # a metric as mist eval measures one (an edited rmse of -3 was shown as given)
+            problem = metric_problem(name, value) if key == "metrics" else None
+            if value is not None and not _is_number(value):
+                problem = "not a number"
+            if problem is not None:
+                return f"{where}{key}.{name} is {json.dumps(value)}, {problem}"
     if "metrics" not in record or not isinstance(record.get("data"), str):
         return f"{where}metrics or data missing"
     return None
