@@ -2,6 +2,7 @@
 or raises one ``ValueError`` / ``MistError`` line, never another exception."""
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -132,15 +133,15 @@ def test_a_log_splits_at_newlines_only_and_counts_blank_lines(tmp_path):
     ``str.splitlines`` and called "not valid JSON"; a damaged line after a blank one was named
     by its count of non-blank lines."""
     path = tmp_path / "log.jsonl"
-    path.write_text('{"step": 1, "split": "train\u2028x", "wall": 1.0}\n\n{"step": 2}\n')
+    path.write_text('{"step": 1, "split": "train", "a\u2028x": 1.0}\n\n{"step": 2}\n')
     try:
         read_log(path)
     except MistError as exc:
         assert str(exc).startswith(f"{path} line 3: "), exc
     else:
         raise AssertionError("a line without 'split' was read")
-    path.write_text('{"step": 1, "split": "train\u2028x", "wall": 1.0}\n')
-    assert [r.split for r in read_log(path)] == ["train\u2028x"]
+    path.write_text('{"step": 1, "split": "train", "a\u2028x": 1.0}\n')
+    assert [list(r.values) for r in read_log(path)] == [["a\u2028x"]]
 
 
 def test_a_log_whose_steps_go_back_is_refused(tmp_path):
@@ -154,3 +155,27 @@ def test_a_log_whose_steps_go_back_is_refused(tmp_path):
         read_log(path)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines[:3]))
     assert [r.step for r in read_log(path)] == [5, 5, 20]  # equal steps: train and val lines
+
+
+@pytest.mark.parametrize(
+    "last, message",
+    [
+        (
+            {"step": 20, "split": "test", "both": 0.5},
+            "'split' must be \"train\" or \"val\", got 'test'",
+        ),
+        ({"step": 20, "split": "", "both": 0.5}, "'split' must be \"train\" or \"val\", got ''"),
+        ({"step": 20, "split": "val", "both": 0.5}, "a second val line of step 20"),
+    ],
+)
+def test_a_log_line_of_another_split_or_a_step_logged_twice_is_refused(tmp_path, last, message):
+    """Before: a line of split "test" (or "") was drawn by ``mist plot`` as curves of its own,
+    and a step logged twice in one split as two points at that step; the loop writes train
+    and val lines, each step once."""
+    path = tmp_path / "log.jsonl"
+    lines = [{"step": 20, "split": "train", "wall": 1.0}, {"step": 20, "split": "val", "both": 0.4}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in [*lines, last]))
+    with pytest.raises(MistError, match=f"log.jsonl line 3: {re.escape(message)}"):
+        read_log(path)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert [(r.step, r.split) for r in read_log(path)] == [(20, "train"), (20, "val")]

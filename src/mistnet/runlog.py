@@ -67,7 +67,8 @@ def parse_record(line: str, where: str) -> LogRecord:
 
     Raises:
         DataError: ``"<where>: ..."`` for a line that is not JSON, not an object, without a
-            ``step`` >= 0 or a ``split`` string, or with a value that is not a number.
+            ``step`` >= 0 or a ``split`` of ``"train"`` or ``"val"``, or with a value that is
+            not a number.
 
     Example:
         >>> parse_record('{"step": 5, "split": "train", "wall": 6.0, "task": null}', "log").values
@@ -93,8 +94,8 @@ def check_record(record: Any, line: str, where: str) -> LogRecord:
     if not whole or not 0 <= step < 2**63:  # np.int64(1) is one
         raise DataError(f"{where}: 'step' must be an integer in [0, 2**63), got {shown(step)}")
     step = int(step)
-    if not isinstance(split, str):
-        raise DataError(f"{where}: 'split' must be a string, got {split!r}")
+    if split not in ("train", "val"):  # a "test" line was drawn as curves of its own
+        raise DataError(f"{where}: 'split' must be \"train\" or \"val\", got {shown(split)}")
     if wall is not None and not (_number(wall) and wall >= 0):
         raise DataError(f"{where}: 'wall' must be a number >= 0 (seconds), got {shown(wall)}")
     for key, value in record.items():
@@ -112,7 +113,8 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
 
     Raises:
         DataError: the file is not a regular UTF-8 file, a line is damaged (see
-            :func:`parse_record`), or a step is lower than the line's before.
+            :func:`parse_record`), a step is lower than the line's before, or a step and split
+            come twice.
         TypeError: ``path`` is no path (None: "argument should be a str or an os.PathLike
             object", naming nothing).
     """
@@ -121,7 +123,8 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
     cut = not text.endswith("\n")  # every line is written whole with its newline
     # split at newlines only: str.splitlines() also cuts at U+2028, which JSON strings may hold
     lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
-    records = []
+    records: list[LogRecord] = []
+    seen: set[tuple[int, str]] = set()
     for i, (n, line) in enumerate(lines):
         where = f"{path} line {n}"
         try:
@@ -136,6 +139,12 @@ def read_log(path: str | os.PathLike) -> list[LogRecord]:
                 f"{where}: step {record.step} after step {records[-1].step}; a run's log only "
                 "goes forward (two logs joined?)"
             )
+        if (record.step, record.split) in seen:  # drawn as two points at one step
+            raise DataError(
+                f"{where}: a second {record.split} line of step {record.step}; a run logs each "
+                "step once (two logs joined?)"
+            )
+        seen.add((record.step, record.split))
         records.append(record)
     return records
 
