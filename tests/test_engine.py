@@ -38,6 +38,7 @@ from mistnet.models.build import build_model
 from mistnet.ops import boxes_to_keypoints
 from mistnet.progress import Progress, expected_last_step
 from mistnet.rundir import Run, select_metric, warm_start
+from mistnet.runoptions import RunOptions
 from mistnet.trainer import (
     ModelEma,
     Trainer,
@@ -626,8 +627,8 @@ def test_expected_last_step_follows_the_deadline_or_the_steps():
 def test_a_deadline_too_far_to_reach_is_still_a_deadline():
     """Before: --max-minutes 1e308 made an infinite deadline, read as none: under torchrun that
     process skipped the others' agreement to stop, and the collectives fell out of step."""
-    far, none = Progress(0, 10, 1e308, False), Progress(0, 10, 0.0, False)
-    assert (far.timed, far.late(), none.timed) == (True, False, False)
+    far, none = RunOptions(max_minutes=1e308), RunOptions(max_minutes=0.0)
+    assert (far.timed, Progress(0, 10, 1e308, False).late(), none.timed) == (True, False, False)
 
 
 def test_train_without_progress_prints_nothing(tmp_path, capfd):

@@ -118,7 +118,7 @@ class Session:
         require_same_sizes(cfg, data, options.resume)  # fit's data, given again
         named = as_given(cfg) if data else cfg  # data= was named as cfg.data's
         self.annotations = adopt_data(named, self.train_set, self.val_set, self.resumed)
-        distributed.require_same_run(cfg, world, self.dev, timed=options.max_minutes > 0)
+        distributed.require_same_run(cfg, world, self.dev, timed=options.timed)
         self.metric = select_metric(cfg, self.annotations)
         if world.main:
             atomic_write_text(run.config, run.stored(cfg).to_json())
@@ -170,7 +170,7 @@ class Session:
                 result = self.trainer.train_step(Batch.from_dict(raw, self.dev))
                 self.wall = time.monotonic() - t0
                 self._after_step(result)
-                if self.progress.timed and distributed.any_rank(self.progress.late(), self.dev):
+                if o.timed and distributed.any_rank(self.progress.late(), self.dev):
                     stopped = "max_minutes"
                     break
         except NonFiniteLoss as exc:

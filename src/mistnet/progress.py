@@ -67,9 +67,6 @@ class Progress:
         self.start, self.steps, self.show = start, steps, show
         self.began = time.monotonic()
         self.deadline = self.began + 60 * max_minutes if max_minutes > 0 else math.inf
-        # given, whatever its size: 1e308 minutes made an infinite deadline read as none, so
-        # a process of them skipped the others' agreement to stop (the collectives fell apart)
-        self._timed = max_minutes > 0
         self.bar = tqdm(
             total=steps, initial=start, disable=not show, desc="train", dynamic_ncols=True
         )
@@ -78,11 +75,6 @@ class Progress:
     def seconds(self) -> float:
         """Seconds since the session began."""
         return time.monotonic() - self.began
-
-    @property
-    def timed(self) -> bool:
-        """Whether the session was given a deadline (``--max-minutes``)."""
-        return self._timed
 
     def late(self) -> bool:
         """Whether the deadline has passed."""

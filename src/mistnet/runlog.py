@@ -95,7 +95,7 @@ def check_record(record: Any, line: str, where: str) -> LogRecord:
         raise DataError(f"{where}: 'step' must be an integer in [0, 2**63), got {shown(step)}")
     step = int(step)
     if split not in ("train", "val"):  # a "test" line was drawn as curves of its own
-        raise DataError(f"{where}: 'split' must be \"train\" or \"val\", got {shown(split)}")
+        raise DataError(f'{where}: \'split\' must be "train" or "val", got {shown(split)}')
     if wall is not None and not (_number(wall) and wall >= 0):
         raise DataError(f"{where}: 'wall' must be a number >= 0 (seconds), got {shown(wall)}")
     for key, value in record.items():

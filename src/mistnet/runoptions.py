@@ -51,6 +51,13 @@ class RunOptions:
         if not isinstance(self.precision, str):
             raise ArgumentError(f"precision must be a name, got {self.precision!r}")
 
+    @property
+    def timed(self) -> bool:
+        """Whether this invocation was given a deadline (``--max-minutes``), whatever its
+        size: 1e308 minutes made an infinite deadline, read as none, so a process of them
+        skipped the others' agreement to stop (the collectives fell apart)."""
+        return self.max_minutes > 0
+
 
 def check_data_pair(data: object) -> None:
     """Refuse ``data`` of :func:`mistnet.loop.train` unless None or a ``(train, val)`` pair of
