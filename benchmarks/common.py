@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from mistnet.commands._args import integer, number
 from mistnet.device import check_device
 from mistnet.errors import MistError
 
@@ -85,22 +86,18 @@ def _refuse(message: str) -> None:
 
 
 def count(text: str) -> int:
-    """An ``argparse`` type: a whole number of at least 1 (steps, scenes, repeats, threads)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    """An ``argparse`` type: a whole number of at least 1 (steps, scenes, repeats, threads),
+    spelled as ``mist``'s options take one (``'１'`` or ``'1_0'`` refused)."""
+    value = integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
     return value
 
 
 def positive(text: str) -> float:
-    """An ``argparse`` type: a finite number above 0 (a side, a learning rate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    """An ``argparse`` type: a finite number above 0 (a side, a learning rate), spelled as
+    ``mist``'s options take one."""
+    value = number(text)
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
     return value

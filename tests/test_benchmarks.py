@@ -177,6 +177,9 @@ def test_gpu_check_writes_the_results_file_named_from_where_it_is_called(tmp_pat
             "--device: device must be cpu, cuda, cuda:N or auto",
         ),
         (["recon_bound.py", "--sides", "-4"], "--sides: expected a finite number above 0, got -4"),
+        # Before: Python's own spellings taken ('１', '1_0'), which mist's options refuse
+        (["recon_bound.py", "--sides", "1_0"], "--sides: invalid float value: '1_0'"),
+        (["classifier_probe.py", "--data", "d", "--eval-every", "１"], "invalid int value: '１'"),
         (["recon_seeds.py", "--config", "c", "--steps", "1", "--run", "R"], "--run takes S=DIR"),
         (["curves.py", "nonexist"], "run directory nonexist does not exist"),
     ],
