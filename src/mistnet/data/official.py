@@ -34,6 +34,7 @@ from mistnet.data.manifest import read_manifest
 from mistnet.data.store import claim_dataset, folder_name, load_split, write_dataset
 from mistnet.errors import DataError, MistWarning
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
+from mistnet.machine import shown_value
 from mistnet.outputs import claim_output, new_directory
 from mistnet.textfile import read_text
 from mistnet.validate import (
@@ -304,8 +305,7 @@ def _class_id(text: str, where: str) -> int:
     # more than 19 digits is past int64 (and 5,000 past what int() converts)
     value = int(text) if len(text) <= 19 else -1
     if not 0 <= value < 2**63:
-        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text):,} digits)"
-        raise DataError(f"{where}: label {shown} is not a class id (in [0, 2**63))")
+        raise DataError(f"{where}: label {shown_value(text)} is not a class id (in [0, 2**63))")
     return value
 
 
