@@ -393,6 +393,9 @@ def import_images(
         TypeError: an option of the wrong type, named (``size="32"``, ``val="0.1"``), or a
             path argument that is no path (:func:`~mistnet.data.importoptions.import_paths`).
         ArgumentError: an empty path argument, or one holding a NUL character.
+
+    The messages name the options as ``mist data import-images`` spells them: ``--crop`` is
+    ``crop``, ``--per-image`` is ``per_image``.
     """
     import_paths(src=src, out=out, labels=labels, boxes=boxes)
     root = Path(src)

@@ -454,6 +454,9 @@ def reproduce(
             user's as ``out`` (one holding a ``reproduce.json`` of the user's too) or in the
             data root where a dataset or a budget's ``.lock`` goes, or any user error of the
             runs themselves.
+
+    The messages name the arguments as ``mist reproduce`` spells them: ``--out`` is ``out``,
+    ``--data-root`` is ``data_root``.
     """
     tables = _get_tables(table)
     plan = get_budget(budget)
