@@ -226,23 +226,30 @@ def _cores(starts: list[int], window: int) -> list[tuple[float, float]]:
     return list(zip([-math.inf, *bounds], [*bounds, math.inf], strict=True))
 
 
-def merge_detections(keypoints: Tensor, scores: Tensor, iou: float = 0.5) -> Tensor:
+def merge_detections(
+    keypoints: Tensor, scores: Tensor, iou: float = 0.5, groups: Tensor | None = None
+) -> Tensor:
     """Greedy NMS on ``(N, 3)`` square detections: indices kept, highest score first.
 
-    A detection is dropped when its IoU with a higher-scoring kept one is above ``iou``. Only
-    neighbours closer than the largest side are compared (a spatial hash), so the cost grows with
-    N, not N².
+    A detection is dropped when its IoU with a higher-scoring kept one is above ``iou``; with
+    ``groups`` (``(N,)`` ids, e.g. the window each was found in), only with one of another
+    group: a model's own detections of one window stand as it chose them. Only neighbours
+    closer than the largest side are compared (a spatial hash), so the cost grows with N,
+    not N².
 
     Example:
         >>> kp = torch.tensor([[10.0, 10, 20], [12, 10, 20], [50, 10, 20]])
         >>> merge_detections(kp, torch.tensor([0.5, 0.9, 0.4])).tolist()
         [1, 2]
+        >>> merge_detections(kp, torch.tensor([0.5, 0.9, 0.4]), groups=torch.zeros(3)).tolist()
+        [1, 0, 2]
     """
     N = keypoints.shape[0]
     if N == 0:
         return torch.zeros(0, dtype=torch.long)
     cell = max(float(keypoints[:, 2].max()), 1e-6)
     kp = keypoints.tolist()
+    group = list(range(N)) if groups is None else groups.tolist()  # None: each its own
     grid: dict[tuple[int, int], list[int]] = {}
     keep = []
     for i in scores.argsort(descending=True, stable=True).tolist():
@@ -251,7 +258,7 @@ def merge_detections(keypoints: Tensor, scores: Tensor, iou: float = 0.5) -> Ten
         near = (
             j for dx in (-1, 0, 1) for dy in (-1, 0, 1) for j in grid.get((cx + dx, cy + dy), ())
         )
-        if any(_square_iou(kp[i], kp[j]) > iou for j in near):
+        if any(group[j] != group[i] and _square_iou(kp[i], kp[j]) > iou for j in near):
             continue
         keep.append(i)
         grid.setdefault((cx, cy), []).append(i)
@@ -470,11 +477,13 @@ def _tiled(
 ) -> tuple[Tensor, Tensor, Tensor | None, int]:
     _, H, W = x.shape
     th, tw = min(tile[0], H), min(tile[1], W)
-    overlap = math.ceil(max(model.sides))
-    rows, cols = window_starts(H, th, overlap), window_starts(W, tw, overlap)
+    # windows overlap by the box side, at most half a window: a box as large as the window
+    # (a base_side above the training images) made a stride of 1, windows by the thousand
+    side = math.ceil(max(model.sides))
+    rows, cols = window_starts(H, th, min(side, th // 2)), window_starts(W, tw, min(side, tw // 2))
     row_core, col_core = _cores(rows, th), _cores(cols, tw)
     cells = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
-    kps, scores, logits = [], [], []
+    kps, scores, logits, found_in = [], [], [], []
     for lo in range(0, len(cells), batch):
         part = cells[lo : lo + batch]
         windows = torch.stack(
@@ -497,9 +506,13 @@ def _tiled(
         )  # (B, K)
         kps.append(kp[own])
         scores.append(out.scores[own])
+        window = torch.arange(lo, lo + len(part), device=x.device)[:, None].expand_as(own)
+        found_in.append(window[own])
         if model.task == "classify":
             logits.append(out.task[own])
     kp, score = torch.cat(kps), torch.cat(scores)
-    keep = merge_detections(kp.cpu(), score.cpu()).to(x.device)
+    # duplicates are of neighbouring windows; a window's own boxes are the model's choice
+    keep = merge_detections(kp.cpu(), score.cpu(), groups=torch.cat(found_in).cpu())
+    keep = keep.to(x.device)
     logit = torch.cat(logits)[keep] if logits else None
     return kp[keep], score[keep], logit, len(cells)
