@@ -409,3 +409,32 @@ def test_data_make_losing_the_race_for_out_names_its_own_option(capsys, tmp_path
     argv = ["data", "make", "mnist-easy", "--out", tmp_path / "x"]
     rc, _, err = mist(capsys, *argv, "--n-train", 1, "--n-val", 1, "--n-test", 1)
     assert rc == 2 and "pass --overwrite to replace it" in err and "overwrite=True" not in err
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_make_overwrite_never_replaces_a_dataset_another_process_wrote_meanwhile(
+    tmp_path, capsys, monkeypatch, empty
+):
+    """Before: two ``data make --overwrite`` into one new (or empty) folder both said "wrote",
+    and the first one's dataset was replaced by the second's: the --overwrite given for a
+    folder with no dataset replaced the one that appeared while the scenes were made."""
+    import mistnet.commands.data as data_command
+    from mistnet.data.manifest import read_manifest
+
+    out = tmp_path / "E"
+    if empty:
+        out.mkdir()
+    make_scenes, other = data_command.make_scenes, []
+
+    def and_the_other_process_finishes(*args, **kwargs):
+        if not other:  # the other command, run in here while this one makes its scenes
+            other.append(["data", "make", "mnist-hard", "--out", out, "--n-train", "2"])
+            assert mist(capsys, *other[0], "--n-val", "1", "--n-test", "1", "--seed", "7")[0] == 0
+        return make_scenes(*args, **kwargs)
+
+    monkeypatch.setattr(data_command, "make_scenes", and_the_other_process_finishes)
+    argv = ["data", "make", "mnist-hard", "--out", out, "--n-train", "3", "--overwrite"]
+    result = mist(capsys, *argv, "--n-val", "1", "--n-test", "1")
+    assert_user_error(result, "E: already holds a dataset; choose another output directory")
+    assert read_manifest(out)["seed"] == 7  # the other process's, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["E"]  # no temporary left

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mistnet.data.dataset import SceneDataset
-from mistnet.data.manifest import validate_arrays
+from mistnet.data.manifest import read_manifest, validate_arrays
 from mistnet.data.official import export_official, import_official, read_official
 from mistnet.data.scenes import build_generator, make_scenes
 from mistnet.data.store import (
@@ -113,6 +113,22 @@ def test_existing_target_refused_and_atomic_failure(tmp_path):
     with pytest.raises(DataError, match="labels must be"):
         write_dataset(tmp_path / "bad", g.name, {"train": bad})
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_overwrite_never_replaces_a_dataset_written_meanwhile(tmp_path, empty):
+    """Before: two ``data make --overwrite`` into one new (or empty) folder both said they wrote
+    it, and the first one's dataset was replaced by the second's without a word."""
+    g, splits = _splits()
+    out = tmp_path / "E"
+    if empty:
+        out.mkdir()
+    with pytest.raises(MistError, match="E"):
+        with dataset_directory(out, overwrite=True) as tmp:
+            (tmp / "train.npz").write_bytes(b"ours")
+            write_dataset(out, "theirs", splits)  # the other process, finished first
+    assert read_manifest(out)["name"] == "theirs"  # theirs, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["E"]  # no temporary left
 
 
 def test_corrupt_and_missing_files_name_the_file(tmp_path):

@@ -184,14 +184,22 @@ def cmd_make(args: argparse.Namespace) -> int:
             raise DataError(f"--n-{split} must be at least 1, got {n}")
     validate.seed(args.seed, "--seed")
     svhn = [("the SVHN folder", args.svhn)] if args.svhn and Path(args.svhn).is_dir() else []
-    claim_dataset(args.out, args.overwrite, inputs=svhn, overwrite_option="--overwrite")
-    with replacing_dataset(args.out, args.overwrite):  # a dataset now: its .lock is no harm
-        return _make(args, sizes)
+    existing = claim_dataset(args.out, args.overwrite, inputs=svhn, overwrite_option="--overwrite")
+    with replacing_dataset(args.out, existing):  # a dataset now: its .lock is no harm
+        return _make(args, sizes, existing)
 
 
-def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
+def _write(args: argparse.Namespace, name: str, splits, manifest, existing: bool) -> None:
+    """Write the dataset, replacing only one that was at ``--out`` when the command began: one
+    another process wrote into a new or empty ``--out`` meanwhile is refused, not replaced
+    (both said they wrote it, the first one's lost)."""
+    option = "" if args.overwrite else "--overwrite"  # given: not suggested again
+    write_dataset(args.out, name, splits, manifest, overwrite=existing, overwrite_option=option)
+
+
+def _make(args: argparse.Namespace, sizes: dict[str, int], existing: bool) -> int:
     if args.name == "svhn":
-        return _make_svhn(args)
+        return _make_svhn(args, existing)
     gen = build_generator(args.name, args.digits, **_generator_kwargs(args))
     require_memory(gen, sizes)
     total = sum(sizes.values())
@@ -217,14 +225,7 @@ def _make(args: argparse.Namespace, sizes: dict[str, int]) -> int:
         "digits": gen.digits,
         "scene_seeding": "np.random.SeedSequence([seed, split_id, index]); split_id train=0 val=1 test=2",
     }
-    write_dataset(
-        args.out,
-        gen.name,
-        splits,
-        manifest,
-        overwrite=args.overwrite,
-        overwrite_option="--overwrite",
-    )
+    _write(args, gen.name, splits, manifest, existing)
     say(
         f"wrote {args.out}: {gen.name} "
         + ", ".join(f"{s} {n}" for s, n in sizes.items())
@@ -244,7 +245,7 @@ def _generator_kwargs(args: argparse.Namespace) -> dict:
     return {}
 
 
-def _make_svhn(args: argparse.Namespace) -> int:
+def _make_svhn(args: argparse.Namespace, existing: bool) -> int:
     if args.svhn is None:
         raise DataError("svhn needs --svhn DIR (the SVHN format-1 root with train/ and test/)")
     data = load_svhn(args.svhn, seed=args.seed, progress=_progress())
@@ -265,9 +266,7 @@ def _make_svhn(args: argparse.Namespace) -> int:
         "source": str(Path(args.svhn).resolve()),
         "file_names": names,
     }
-    write_dataset(
-        args.out, "svhn", splits, manifest, overwrite=args.overwrite, overwrite_option="--overwrite"
-    )
+    _write(args, "svhn", splits, manifest, existing)
     say(f"wrote {args.out}: svhn " + ", ".join(f"{s} {len(n)}" for s, n in names.items()))
     return 0
 

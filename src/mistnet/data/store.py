@@ -274,10 +274,13 @@ def dataset_directory(
     """A temporary directory that becomes the dataset ``out`` on success, never half-written.
 
     ``out`` is checked by :func:`claim_dataset`; see :func:`mistnet.outputs.new_directory`.
+    Only a dataset there when it was claimed is replaced: one that another process wrote into
+    a new or empty ``out`` meanwhile is left as it is, and this call refuses (both said they
+    wrote it, one of them lost).
     """
-    claim_dataset(out, overwrite)
+    existing = claim_dataset(out, overwrite)
     own = ("a dataset", DATASET_FILES)  # checked again as the old one is replaced
-    return new_directory(out, "dataset", replace=overwrite, legacy=is_dataset, own=own)
+    return new_directory(out, "dataset", replace=existing, legacy=is_dataset, own=own)
 
 
 def replacing_dataset(out: str | os.PathLike, overwrite: bool) -> AbstractContextManager[None]:
