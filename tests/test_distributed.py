@@ -11,12 +11,15 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import subprocess_env
+from helpers import small_mnist
 
 from mistnet import distributed, loop
 from mistnet.config import apply_overrides, load_json, load_preset
+from mistnet.data.digits import read_idx, write_idx
 from mistnet.data.sampling import StepSampler
 from mistnet.distributed import GlobalBatchNorm2d, World, shard_config
 from mistnet.errors import MistError
@@ -172,7 +175,7 @@ def _mist_lines(err: str) -> list[str]:
         (["--set", "train.lr_task=0.01"], "train.lr_task differs"),
         (["--max-minutes", "5"], "--max-minutes differs"),  # Before: gloo's abort (exit 134)
         # Before: a folder path on one process only left the key out there: gloo's abort
-        (["--data", "{D}"], "data.n_test, data.n_train, data.n_val and 3 more differ"),
+        (["--data", "{D}"], "data.n_test, data.n_train, data.n_val and 5 more differ"),
     ],
 )
 def test_processes_given_other_settings_refuse_together_before_training(tmp_path, extra, differs):
@@ -195,6 +198,46 @@ def test_processes_given_other_settings_refuse_together_before_training(tmp_path
             f"({differs}); start each with the same command and the same dataset"
         ], err[-2000:]
     assert not (tmp_path / "node0" / "run").exists() and not (tmp_path / "node1" / "run").exists()
+
+
+def test_processes_given_data_digits_folders_of_other_digits_refuse_together(tmp_path):
+    """Before: each machine's ``data.digits`` folder was compared as "(a folder)" only: with
+    other digits in one (here inverted), the two processes trained on mixed data, exit 0."""
+    for node in (0, 1):
+        idx = tmp_path / f"node{node}" / "idx"
+        small_mnist(idx, n_train=120, n_test=40)
+        if node == 1:
+            stem = idx / "train-images-idx3-ubyte"
+            write_idx(stem, 255 - read_idx(stem, 3))
+    digits = ["--set", "data.digits=idx", "--set", "data.n_train=16", "--set", "data.n_val=8"]
+    ended = _agents(tmp_path, [digits, digits])
+    for code, _, err in ended:
+        assert code != 0 and _mist_lines(err) == [
+            "mist train: error: the 2 processes of this run were given other settings or data "
+            "(the training data, the validation data differ); start each with the same "
+            "command and the same dataset"
+        ], err[-2000:]
+    assert not (tmp_path / "node0" / "run").exists() and not (tmp_path / "node1" / "run").exists()
+
+
+def test_the_content_digest_tells_imported_photos_of_other_pixels_apart(tmp_path):
+    """Before: processes compared ``record.data_manifest``, the digest of the options a dataset
+    was made with: two machines' imports of other photos under the same names trained mixed."""
+    from mistnet.data.runs import content_digest, manifest_digest
+    from mistnet.data.store import SceneFolder, write_dataset
+
+    def photos(folder, value):
+        arrays = {"images": np.full((2, 1, 8, 8), value, np.uint8)}
+        arrays |= {"boxes": np.zeros((2, 0, 4), np.float32), "labels": np.zeros((2, 0), np.int64)}
+        arrays["counts"] = np.zeros(2, np.int64)
+        write_dataset(folder, "images", {"train": arrays, "val": arrays}, {"generator": "images"})
+        return SceneFolder(folder, "train")
+
+    a, b = photos(tmp_path / "a", 1), photos(tmp_path / "b", 2)
+    assert manifest_digest(a.manifest) == manifest_digest(b.manifest)  # the options agree
+    assert content_digest(a) != content_digest(b)
+    assert content_digest(a) == content_digest(photos(tmp_path / "c", 1))
+    assert content_digest(None) == "none"
 
 
 def test_other_processes_wait_for_rank_0_s_claim_of_the_run_directory(tmp_path):

@@ -38,8 +38,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from mistnet.config import Config, TrainConfig
+from mistnet.data.runs import content_digest
 from mistnet.device import cuda_devices, resolve_device
 from mistnet.engine import StepResult
 from mistnet.errors import ArgumentError, MistError
@@ -160,13 +162,22 @@ def _all_true(flag: bool, device: str) -> bool:
     return bool(t.item())
 
 
-def require_same_run(cfg: Config, world: World, device: torch.device | str, timed: bool) -> None:
+def require_same_run(
+    cfg: Config,
+    world: World,
+    device: torch.device | str,
+    timed: bool,
+    data: tuple[Dataset, Dataset | None] | None = None,
+) -> None:
     """Refuse unless every process trains the same config on the same data, and every one or
     none has a time limit (``timed``), compared setting by setting
-    (:func:`~mistnet.runpaths.shared_settings`, by digest) once the data is read: two machines
-    given other ``--set`` values trained to the end, then said their weights "diverged (a
-    bug)"; datasets of one path made with other seeds trained mixed, silently; a
-    ``--max-minutes`` of one process only put the collectives out of step (gloo's abort).
+    (:func:`~mistnet.runpaths.shared_settings`, by digest) once the data is read, and the
+    ``(train, val)`` splits of ``data`` by content (:func:`~mistnet.data.runs.content_digest`):
+    two machines given other ``--set`` values trained to the end, then said their weights
+    "diverged (a bug)"; datasets of one path made with other seeds, photos imported with the
+    same options from other pixels or ``data.digits`` folders of other digits trained mixed,
+    silently; a ``--max-minutes`` of one process only put the collectives out of step (gloo's
+    abort).
 
     Raises:
         MistError: on every process at once, naming the settings that differ.
@@ -174,6 +185,9 @@ def require_same_run(cfg: Config, world: World, device: torch.device | str, time
     if world.size == 1:
         return
     settings = {**shared_settings(cfg), "--max-minutes": "given" if timed else "not given"}
+    if data is not None:
+        settings["the training data"] = content_digest(data[0])
+        settings["the validation data"] = content_digest(data[1])
     names = sorted(settings)
     digests = [
         int.from_bytes(hashlib.sha256(settings[n].encode()).digest()[:7], "big") for n in names

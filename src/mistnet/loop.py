@@ -118,7 +118,9 @@ class Session:
         require_same_sizes(cfg, data, options.resume)  # fit's data, given again
         named = as_given(cfg) if data else cfg  # data= was named as cfg.data's
         self.annotations = adopt_data(named, self.train_set, self.val_set, self.resumed)
-        distributed.require_same_run(cfg, world, self.dev, timed=options.timed)
+        distributed.require_same_run(
+            cfg, world, self.dev, options.timed, (self.train_set, self.val_set)
+        )
         self.metric = select_metric(cfg, self.annotations)
         if world.main:
             atomic_write_text(run.config, run.stored(cfg).to_json())

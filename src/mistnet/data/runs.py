@@ -10,7 +10,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from mistnet.config import Config, DataConfig
-from mistnet.data.checksums import SPLIT_DIGESTS
+from mistnet.data.checksums import SPLIT_DIGESTS, arrays_digest
 from mistnet.data.digits import canonical_split
 from mistnet.data.manifest import MANIFEST, counted_instances, read_manifest
 from mistnet.data.memory import IN_MEMORY
@@ -359,6 +359,30 @@ def manifest_digest(manifest: dict) -> str:
     said = {k: v for k, v in manifest.items() if k != SPLIT_DIGESTS}
     text = json_text(said, indent=None, sort_keys=True)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def content_digest(dataset: Dataset | None) -> str:
+    """What ``dataset`` holds, as a digest that processes training one run compare: a dataset
+    folder's split (its manifest's digest, checked as the split was read, or the arrays'),
+    a generator's digit pool of the split (the scenes are a function of it, the seed and the
+    parameters, which the config names); ``"none"`` for no dataset, the type's name for other
+    data (in-memory items: told apart by their sizes only).
+
+    Example:
+        >>> content_digest(None)
+        'none'
+    """
+    if dataset is None:
+        return "none"
+    arrays, manifest = getattr(dataset, "arrays", None), getattr(dataset, "manifest", None)
+    if isinstance(arrays, dict):  # a SceneFolder (imported photos keep the options' digest)
+        recorded = manifest.get(SPLIT_DIGESTS, {}) if isinstance(manifest, dict) else {}
+        return str(recorded.get(dataset.split) or arrays_digest(arrays))
+    pools = getattr(getattr(dataset, "generator", None), "pools", None)
+    if pools is not None:  # two machines' data.digits folders of other digits
+        images, labels = pools.split(dataset.split)
+        return arrays_digest({"images": images, "labels": labels})
+    return type(dataset).__name__
 
 
 def same_files(a: str | os.PathLike, b: str | os.PathLike) -> bool:
