@@ -1248,13 +1248,34 @@ def test_a_recorded_command_names_a_path_of_control_characters_on_one_line():
     with bash's ``$'...'`` words, which give the path back."""
     import shutil
 
-    from mistnet.commands.reproduce import shell_word
+    from mistnet.reproduce.runs import make_spec
+    from mistnet.shellwords import shell_word
 
-    # a tag character (a flag emoji's) needs bash's \U: \u reads four hex digits at most
+    # a tag character (a flag emoji's) needed bash's \U; \u and \U give a character back only
+    # in a UTF-8 locale (under LANG=C a zero-width space was not): UTF-8 bytes as \xHH now
     tags = "flag\U0001f3f4\U000e0067\U000e0062\U000e007f"
-    for arg in ["runs/a b", "p\nq/n4", "it's\t", "a\\b\x1b[1m", "é\x85z", "x\udcff y", tags]:
+    for arg in [
+        "runs/a b",
+        "p\nq/n4",
+        "it's\t",
+        "a\\b\x1b[1m",
+        "é\x85z",
+        "x\udcff y",
+        tags,
+        "a\u200bb",
+    ]:
         word = shell_word(arg)
         assert word.isprintable() and "\n" not in word
         if shutil.which("bash"):
-            said = subprocess.run(["bash", "-c", f"printf '%s' {word}"], capture_output=True)
-            assert said.stdout == os.fsencode(arg), arg
+            for env in ({}, {"LC_ALL": "C"}):
+                said = subprocess.run(
+                    ["bash", "-c", f"printf '%s' {word}"], capture_output=True, env=env
+                )
+                assert said.stdout == os.fsencode(arg), (arg, env)
+    # Before: each run's mist train / eval commands were joined by shlex: a newline in the
+    # reproduction's folder cut them in two in TABLE.md, results.json and eval.json
+    row = TABLES["table1"].runs()[0]
+    home = Path("p\nq/REP")
+    data = {ev.data: home / ev.data for ev in row.all_evals()}
+    lines = make_spec("table1", row, 0, BUDGETS["smoke"], home, data).commands("cpu")
+    assert lines and all("\n" not in line and "$'p\\x0aq/REP" in line for line in lines)

@@ -18,7 +18,6 @@ directories with eval.json), OUT/figures/ and OUT/data/ (or --data-root).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 from mistnet.commands._args import (
@@ -29,6 +28,7 @@ from mistnet.commands._args import (
 )
 from mistnet.reproduce import reproduce
 from mistnet.reproduce.plan import BUDGETS
+from mistnet.shellwords import shell_join
 
 TABLE_CHOICES = "table1, gabor, table2, table3, table4 or all"
 
@@ -70,38 +70,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def shell_word(arg: str) -> str:
-    r"""``arg`` quoted for a shell, on one line: a control character (a newline in a folder's
-    name) in bash's ``$'...'`` form, so the recorded command still names the path (such a
-    command was refused, where ``mist train`` takes such folders).
-
-    Example:
-        >>> print(shell_word("runs/a b"), shell_word("p\nq/n4"), shell_word("it's\t"))
-        'runs/a b' $'p\x0aq/n4' $'it\'s\x09'
-    """
-    if arg.isprintable():
-        return shlex.quote(arg)
-    chars = []
-    for c in arg:
-        if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte of a name that is not UTF-8
-            chars.append(f"\\x{ord(c) - 0xDC00:02x}")
-        elif not c.isprintable():
-            code = ord(c)  # \u reads four hex digits at most: a tag character needs \U
-            chars.append(
-                f"\\x{code:02x}"
-                if code < 0x80
-                else f"\\u{code:04x}"
-                if code <= 0xFFFF
-                else f"\\U{code:08x}"
-            )
-        else:
-            chars.append({"\\": "\\\\", "'": "\\'"}.get(c, c))
-    return "$'" + "".join(chars) + "'"
-
-
 def run(args: argparse.Namespace) -> int:
     words = ["mist", "reproduce", *sys.argv[2:]]
-    command = " ".join(shell_word(w) for w in words) if _from_shell() else None
+    command = shell_join(words) if _from_shell() else None
     reproduce(
         args.table,
         args.budget,

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -60,6 +59,7 @@ from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import BUDGETS, TABLE_NAMES, TABLES, Budget, Table, get_budget
 from mistnet.reproduce.plan import get_tables as _get_tables
 from mistnet.reproduce.runs import check_fingerprint, make_spec, run_spec
+from mistnet.shellwords import shell_join
 from mistnet.textfile import read_json
 
 MARKER = "reproduce.json"
@@ -210,7 +210,7 @@ def default_command(
         argv += ["--svhn", str(svhn)]
     if data_root is not None:
         argv += ["--data-root", str(data_root)]
-    return shlex.join(argv)
+    return shell_join(argv)
 
 
 def _data_keys(table: Table) -> dict[str, bool]:

@@ -30,6 +30,7 @@ from mistnet.io import atomic_write_json, atomic_write_text
 from mistnet.ownership import refuse_links, require_own_file
 from mistnet.reproduce.paper import PAPER
 from mistnet.reproduce.plan import Budget, PaperOnly, Table
+from mistnet.shellwords import shell_word
 from mistnet.textfile import read_json
 from mistnet.validate import path_argument
 from mistnet.viz.canvas import made_by_mistnet
@@ -412,10 +413,11 @@ def render_markdown(entry: dict[str, Any]) -> str:
     if runs:
         lines += ["", "## Runs and equivalent commands", ""]
         for r in runs:
-            lines.append(f"**{r['label']}** (data `{r['data']}`)")
+            lines.append(f"**{r['label']}** (data `{shell_word(str(r['data']))}`)")  # one line
             lines.append("")
             for (seed, cmds), run in zip(r["commands"].items(), r["runs"], strict=True):
-                lines += [f"{seed}, run directory `{run}`:", "", "```", *cmds, "```", ""]
+                shown = shell_word(str(run))
+                lines += [f"{seed}, run directory `{shown}`:", "", "```", *cmds, "```", ""]
     if entry["figures"]:
         lines += ["## Figures", ""]
         lines += [f"- [{f['path']}]({f['path']}): {f['caption']}" for f in entry["figures"]]

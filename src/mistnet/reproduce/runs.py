@@ -18,7 +18,6 @@ evaluated, the fingerprint of the current plan is compared with the recorded one
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from mistnet.pretrained import metric_problem
 from mistnet.reproduce.data import roundtrip_identical
 from mistnet.reproduce.plan import Budget, Row
 from mistnet.rundir import Run
+from mistnet.shellwords import shell_join
 from mistnet.textfile import read_json
 
 #: Distance (px) within which a detection counts as finding a Gabor impulse.
@@ -101,13 +101,13 @@ class RunSpec:
             train += ["--threads", str(self.threads)]
         for item in self.overrides:
             train += ["--set", item]
-        lines = [shlex.join(train)]
+        lines = [shell_join(train)]
         for ev in self.row.all_evals():
             cmd = ["mist", "eval", str(self.run_dir), "--data", str(self.data[ev.name])]
             if self.row.per_image_k:
                 cmd.append("--per-image-k")
             cmd += ["--json", str(self.run_dir / f"eval-{ev.name}.json"), "--device", device]
-            lines.append(shlex.join(cmd))
+            lines.append(shell_join(cmd))
         return lines
 
 
