@@ -198,7 +198,13 @@ class Run:
                     "or log are there; restore it to read or resume the run, or train afresh "
                     "into another --out"
                 )
-            raise MistError(f"{self.path} is not a mistnet run (no config.json)")
+            hidden = ""
+            if pretrained_file(self.path):  # the folder is read first: the model went unsaid
+                hidden = (
+                    f"; this folder hides the pretrained model {self.path}, which is read by "
+                    "name from another working directory (mist eval and detect: --model NAME)"
+                )
+            raise MistError(f"{self.path} is not a mistnet run (no config.json){hidden}")
         regular_file(self.config)  # a FIFO, a folder or a link to nowhere is no missing file
 
     def records(self) -> list[dict[str, Any]]:

@@ -725,6 +725,22 @@ def test_a_packaged_model_file_given_as_a_run_says_how_to_use_it_by_name(
     assert_user_error(result, "a packaged model is used by name, and 'My_Model' is none")
 
 
+def test_a_folder_named_like_a_model_says_it_hides_the_model(
+    capsys, registry, monkeypatch, tmp_path
+):
+    """Before: ``mistnet.load(NAME)`` beside a folder of that name (detect's output, say) said
+    "NAME is not a mistnet run (no config.json)", never that the model was there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / NAME).mkdir()
+    hint = f"{NAME} is not a mistnet run (no config.json); this folder hides the pretrained model"
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        mistnet.load(NAME)
+    assert_user_error(mist(capsys, "eval", NAME), hint, "--model NAME")
+    (tmp_path / "other").mkdir()  # no model of that name: no such hint
+    with pytest.raises(ValueError, match=r"other is not a mistnet run \(no config.json\)$"):
+        mistnet.load("other")
+
+
 def test_eval_of_a_shipped_model_without_data_says_its_data_is_not_here(
     capsys, monkeypatch, tmp_path
 ):
