@@ -11,10 +11,13 @@ import torch
 from cli_helpers import assert_user_error, mist
 
 import mistnet
+from mistnet.config import load_json
 from mistnet.data import write_dataset
-from mistnet.data.runs import open_data
+from mistnet.data.runs import check_data, open_data
 from mistnet.data.sampling import loader
+from mistnet.data.store import SceneFolder
 from mistnet.engine import evaluate
+from mistnet.errors import MistError
 from mistnet.evaluation import evaluate_run
 from mistnet.metrics import DetectionMeter
 from mistnet.rundir import Run
@@ -39,6 +42,34 @@ def test_eval_with_data_the_run_cannot_use(capsys, tiny_run, tmp_path):
     }
     data = write_dataset(tmp_path / "rgb", "rgb-test", {"test": rgb})
     assert_user_error(mist(capsys, "eval", tiny_run, "--data", data), "3-channel", "takes 1")
+
+
+def test_a_classifier_is_evaluated_on_boxes_without_labels_class_agnostically(
+    capsys, tiny_run, tmp_path
+):
+    """Before: refused ("has no labels; a classifier needs them (an auto-encoder does not:
+    model.task=reconstruct)", advice for training), though its boxes measure the detector."""
+    n = 4
+    arrays = {
+        "images": np.zeros((n, 1, 80, 80), np.uint8),
+        "boxes": np.tile(np.float32([20, 20, 20, 20]), (n, 2, 1)),
+        "labels": np.zeros((n, 2), np.int64),
+        "counts": np.full(n, 2, np.int64),
+    }
+    boxes = write_dataset(tmp_path / "b", "b", {"test": arrays}, {"annotations": ["boxes"]})
+    rc, out, err = mist(capsys, "eval", tiny_run, "--data", boxes, "--json", tmp_path / "m.json")
+    assert rc == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert {"det_iou50", "det_any50", "ap50_agnostic"} <= set(metrics)
+    assert not {"classif", "both", "ap50"} & set(metrics)
+    assert "not measured: classif, both, ap50 (the data has no labels)" in out
+    bare = write_dataset(tmp_path / "n", "n", {"test": arrays}, {"annotations": []})
+    result = mist(capsys, "eval", tiny_run, "--data", bare)
+    assert_user_error(result, "has no labels; a classifier needs them or boxes to be evaluated on")
+    # training still needs the labels, and says what trains without them
+    cfg = load_json(tiny_run / "config.json")
+    with pytest.raises(MistError, match=r"no labels; a classifier needs them \(an auto-encoder"):
+        check_data(cfg, SceneFolder(boxes, "test"), "b", training=True)
 
 
 def test_eval_writes_metrics_json(capsys, tiny_run, tmp_path):

@@ -156,10 +156,16 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
     _check_model_fits(cfg, size, source)
     if training:  # after the pyramid's sizes: a factor of 1e-30 is said of its level
         _check_training_data(cfg, dataset, source)
-    if m.task == "classify" and "labels" not in annotations_of(dataset):
+    held = annotations_of(dataset)
+    if m.task == "classify" and "labels" not in held and (training or "boxes" not in held):
+        # evaluated on boxes alone, the class-agnostic metrics are measured (left out: the rest)
         raise MistError(
             f"{source} has no labels; a classifier needs them "
-            "(an auto-encoder does not: model.task=reconstruct)"
+            + (
+                "(an auto-encoder does not: model.task=reconstruct)"
+                if training
+                else "or boxes to be evaluated on"
+            )
         )
     arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
     drawn = getattr(dataset, "num_classes", None)  # a generator's
