@@ -14,6 +14,7 @@ from pathlib import Path
 from mistnet.errors import MistError
 from mistnet.io import atomic_path, rename_new, require_output_name
 from mistnet.outputs import check_outside
+from mistnet.ownership import require_readable
 
 #: The key of the PNG text chunk that names the command which wrote a figure (:func:`new_file`).
 STAMP = b"mistnet"
@@ -99,6 +100,7 @@ def check_new_file(
     if path.is_symlink():
         raise MistError(f"{path}: is a symbolic link; {option} must name a new file")
     check_outside(path, inputs, option)
+    require_readable(path, command, f"choose a new {option}")  # else "not written by"
     if path.exists() and written_by(path) != command:
         raise MistError(
             f"{path}: exists and was not written by {command}; choose a new {option} (mistnet "

@@ -34,6 +34,25 @@ def is_own(entry: Path, patterns: Iterable[str]) -> bool:
     return False
 
 
+def require_readable(path: Path, writer: str, way_out: str) -> None:
+    """Refuse an earlier output ``path`` that this user cannot read (a file) or enter (a
+    folder): whether ``writer`` wrote it cannot be told, and it was called the user's ("not
+    written by", "of another content"). ``way_out``: what else to do, for the message.
+
+    Example:
+        >>> require_readable(Path("no-such-file"), "mist plot", "choose a new --out")
+    """
+    if path.is_symlink() or not os.path.lexists(path):
+        return
+    folder = path.is_dir()
+    if not os.access(path, os.X_OK if folder else os.R_OK):
+        raise MistError(
+            f"{path}: this user cannot {'enter' if folder else 'read'} it, so whether "
+            f"{writer} wrote it cannot be told, and it is not replaced; make it readable, "
+            f"or {way_out}"
+        )
+
+
 def require_only_own(
     directory: str | os.PathLike,
     patterns: Iterable[str],
@@ -65,6 +84,7 @@ def require_only_own(
         )
     for entry in sorted(Path(directory).iterdir()):
         if not is_own(entry, patterns):
+            require_readable(entry, "mistnet", "choose another --out")  # unread: not "not part"
             raise MistError(
                 f"{shown / entry.name}: is not part of {what}, so {shown} is not replaced; "
                 "move it away and run again, or choose another --out"
@@ -94,7 +114,7 @@ def require_own_file(path: Path, mine: Mine, writer: str = "mistnet") -> None:
         what = "a folder"
     elif not path.is_file():
         what = "not a regular file"
-    elif not mine(path):
+    elif require_readable(path, writer, "choose another --out") or not mine(path):
         what = "a file of another content"
     else:
         return

@@ -30,6 +30,7 @@ from mistnet import cli, pretrained
 from mistnet.data import store
 from mistnet.data.manifest import read_manifest
 from mistnet.demo import CHILDREN
+from mistnet.errors import MistError
 from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, output_kind
 from mistnet.outputs import create_directory, writing_inside
@@ -1350,3 +1351,32 @@ def test_a_new_output_named_with_a_control_character_is_refused(capsys, tiny_run
     (tmp_path / "u\t").mkdir()  # and a folder of the user's of such a name is still refused
     (tmp_path / "u\t" / "notes.txt").write_text("mine")
     assert_user_error(mist(capsys, *detect, tmp_path / "u\t"), "exists and was not made by")
+
+
+def test_an_earlier_output_this_user_cannot_read_is_said_so(
+    tmp_path, capsys, monkeypatch, tiny_run
+):
+    """Before: a command's own earlier figure, metrics record or demo file that this user could
+    not read was called the user's ("exists and was not written by mist data show", "is not
+    a metrics file of mist eval", "a file of another content"), and a dataset folder it could
+    not enter "was not made by mistnet". (Root reads anything: the permission is stood in for.)"""
+    from mistnet.ownership import require_own_file, require_readable
+
+    data = dataset(tmp_path / "D")
+    figure, record = tmp_path / "ds.png", tmp_path / "e.json"
+    assert mist(capsys, "data", "show", data, "--out", figure)[0] == 0
+    assert mist(capsys, "eval", tiny_run, "--json", record, "--threads", "1")[0] == 0
+    before = entries_under(tmp_path)
+    unread = {figure, record, data}
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) not in unread and access(p, mode))
+    said = "this user cannot read it, so whether {} wrote it cannot be told"
+    result = mist(capsys, "data", "show", data, "--out", figure)
+    assert_user_error(result, f"{figure}: " + said.format("mist data show"), "choose a new --out")
+    result = mist(capsys, "eval", tiny_run, "--json", record, "--threads", "1")
+    assert_user_error(result, f"{record}: " + said.format("mist eval"), "choose another --json")
+    with pytest.raises(MistError, match="cannot read it, so whether mist demo wrote it"):
+        require_own_file(figure, lambda path: True, "mist demo")  # a demo's, a reproduction's
+    with pytest.raises(MistError, match=f"{data}: this user cannot enter it, so whether mistnet"):
+        require_readable(data, "mistnet", "choose another --data-root")
+    assert entries_under(tmp_path) == before

@@ -34,6 +34,7 @@ from mistnet.errors import MistError
 from mistnet.io import first_unwritable
 from mistnet.locks import LOCK, exclusive_lock
 from mistnet.markers import output_kind
+from mistnet.ownership import require_readable
 from mistnet.reproduce.plan import Budget
 
 OFFICIAL = "mnist-hard-official"
@@ -93,6 +94,7 @@ def check_datasets(
             places = [(path, "dataset", is_dataset), (layout, "official", _older_layout)]
             for place, kind, older in places[: 1 + (key == OFFICIAL)]:
                 mine = place.is_dir() and not place.is_symlink()
+                require_readable(place, "mistnet", "choose another --data-root")
                 if os.path.lexists(place) and not (
                     mine and (output_kind(place) == kind or older(place))
                 ):
