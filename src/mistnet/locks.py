@@ -110,6 +110,17 @@ def _open_lock(path: Path):
     except OSError as exc:
         if exc.errno == errno.EISDIR:  # O_RDWR of a directory
             raise MistError(f"{path}: is a directory, not mistnet's lock; remove it") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):  # was a bare "Permission denied"
+            there = os.path.lexists(path)
+            raise MistError(
+                f"{path}: this user cannot "
+                + (
+                    "open the lock (another user's, left by a command of theirs); remove it "
+                    "once no command of theirs is writing there"
+                    if there
+                    else f"write into {path.parent}, so cannot lock it; choose another --out"
+                )
+            ) from None
         if exc.errno != errno.ELOOP:
             raise
         raise MistError(f"{path}: is a symbolic link, not mistnet's lock; remove it") from None

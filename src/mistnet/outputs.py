@@ -278,6 +278,10 @@ def open_output(
         MistError: ``path`` is not new and not of ``kind`` (see :func:`claim_output`).
     """
     if claim_output(path, kind, command, legacy, inputs, in_place=True):
+        if first_unwritable([Path(path)]):  # was "<path>/.lock: Permission denied"
+            raise MistError(
+                f"{path}: an earlier output this user cannot write into; choose another --out"
+            )
         if output_kind(path) != kind:  # an earlier version's: marked once, then left alone
             mark(path, kind)
         return []

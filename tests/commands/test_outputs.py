@@ -1380,3 +1380,34 @@ def test_an_earlier_output_this_user_cannot_read_is_said_so(
     with pytest.raises(MistError, match=f"{data}: this user cannot enter it, so whether mistnet"):
         require_readable(data, "mistnet", "choose another --data-root")
     assert entries_under(tmp_path) == before
+
+
+def test_an_earlier_output_or_lock_this_user_cannot_write_is_said_so(
+    tmp_path, capsys, monkeypatch, tiny_run
+):
+    """Before: ``mist demo`` (or ``reproduce``) into its own earlier output owned by another
+    user, and any command finding another user's ``.lock`` in its output, said only
+    "OUT/.lock: Permission denied". (Root writes anywhere: the permission is stood in for.)"""
+    import mistnet.locks
+
+    out = earlier_demo(tmp_path, tiny_run)
+    before = entries_under(tmp_path)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != out and access(p, mode))
+    result = mist(capsys, "demo", "--out", out, "--minutes", "0.1", "--threads", "1")
+    assert_user_error(result, f"{out}: an earlier output this user cannot write into")
+    monkeypatch.undo()
+    (out / ".lock").write_text("")  # another user's, say
+    opened = os.open
+
+    def denied(path, *args, **kwargs):
+        if Path(path) == out / ".lock":
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(mistnet.locks.os, "open", denied)
+    with pytest.raises(MistError, match=r"\.lock: this user cannot open the lock \(another"):
+        with mistnet.locks.exclusive_lock(out, "mist demo"):
+            pass
+    (out / ".lock").unlink()
+    assert entries_under(tmp_path) == before
