@@ -717,9 +717,12 @@ def test_damaged_files_of_a_reproduction_are_refused_in_one_line(
     hint = {"eval": "delete it to evaluate the run again", "results": "delete it and run each"}
     hint["marker"] = "delete it to continue the reproduction"
     before = entries_under(tmp_path)
+    stamp = os.stat(out / "reproduce.json").st_mtime_ns
     argv = ["reproduce", "table2", "--budget", "smoke", "--out", out, "--device", "cpu"]
     assert_user_error(mist(capsys, *argv), f"{path[name]}: ", message, hint[name])
     assert entries_under(tmp_path) == before  # its .lock too is gone
+    # Before: reproduce.json was written again (the same bytes) before the refusal
+    assert os.stat(out / "reproduce.json").st_mtime_ns == stamp
 
 
 @pytest.mark.parametrize("what", ["fifo", "folder", "link"])

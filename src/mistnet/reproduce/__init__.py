@@ -149,10 +149,12 @@ def _claim_out(
 
 def _check_out(out: Path, budget: Budget, digits: str = "embedded") -> None:
     """Create ``out`` if needed, check it is writable and belongs to ``budget`` and ``digits``
-    (:func:`_check_marker`), and write its ``reproduce.json``."""
+    (:func:`_check_marker`), and write its ``reproduce.json`` unless it says so already (a
+    rerun refused further on touched it)."""
     _check_writable(out, "--out")
-    want = _check_marker(out, budget, digits)
-    atomic_write_json(out / MARKER, {"format": "mistnet-reproduce", **want})
+    record = {"format": "mistnet-reproduce", **_check_marker(out, budget, digits)}
+    if not (out / MARKER).is_file() or read_json(out / MARKER) != record:
+        atomic_write_json(out / MARKER, record)
 
 
 def _check_marker(out: Path, budget: Budget, digits: str) -> dict[str, str]:
