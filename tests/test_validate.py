@@ -88,6 +88,22 @@ def test_an_image_is_sized_from_its_header_before_it_is_decoded(tmp_path):
         open_image(tmp_path / "cut.png")
 
 
+def test_an_image_this_user_cannot_read_is_said_so(tmp_path, monkeypatch):
+    """Before: "X.png: not a readable image ([Errno 13] Permission denied: 'X.png')", read as
+    a format error, the path twice (the image in a folder it cannot enter was said plainly).
+    (Root reads anything: the refusal is stood in for.)"""
+    import mistnet.imagefile
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(mistnet.imagefile.Image, "open", denied)
+    with pytest.raises(DataError, match=r"x.png: cannot read \(Permission denied\)$"):
+        open_image(tmp_path / "x.png")
+
+
 @pytest.mark.parametrize("make", [np.array, torch.tensor], ids=["numpy", "torch"])
 def test_non_finite_values_are_counted_and_named(make):
     require_finite(make([[1.0, 2.0]]), "x")

@@ -119,6 +119,8 @@ def _decoded(path: Path, max_pixels: int, limit: str, hint: str) -> tuple[Image.
         ) from None
     if isinstance(failed, MemoryError | DataError):  # DataError: pixel_count's
         raise failed
+    if isinstance(failed, PermissionError):  # read as a format error, the path said twice
+        raise DataError(f"{path}: cannot read ({failed.strerror or 'Permission denied'})") from None
     if failed is not None:
         why = "; ".join([_reason(failed), *said])
         raise DataError(f"{path}: not a readable image ({why})") from None
