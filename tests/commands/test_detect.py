@@ -341,6 +341,21 @@ def test_detect_an_image_whose_name_is_not_utf8(capsys, tiny_run, tmp_path):
     )
 
 
+def test_a_control_character_of_an_images_name_is_no_part_of_its_files_names(
+    capsys, tiny_run, tmp_path
+):
+    """Before: an image named ``a<newline>b.png`` gave ``a<newline>b.json`` and ``.png`` in the
+    output folder, whose own name may hold no control character."""
+    image = tmp_path / "a\nb\x1b.png"
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(image)
+    out = tmp_path / "det"
+    rc, _, err = mist(capsys, "detect", tiny_run, image, "--out", out)
+    assert rc == 0, err
+    assert {"a_b_.json", "a_b_.png"} <= {p.name for p in out.iterdir()}
+    assert all(p.name.isprintable() for p in out.iterdir())
+    assert json.loads((out / "a_b_.json").read_text())["image"] == str(image)  # its own name
+
+
 def test_coco_categories_are_the_models_classes_whichever_were_found(capsys, tmp_path, tiny_run):
     """Before: coco_images.json listed only the classes this call detected (none kept: one
     category), so two calls of one model disagreed on the category list."""

@@ -162,7 +162,11 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
             (``coco_results.png``), or an image's name is too long for its outputs
             (:func:`~mistnet.io.require_short_name`).
     """
-    stems = [Path(p).stem for p in paths]
+    # a control character (a newline) of an image's name is "_" in its files' names, which
+    # the call's own lines and outputs never hold (the records keep the image's own path)
+    stems = [
+        "".join("_" if unicodedata.category(c) == "Cc" else c for c in Path(p).stem) for p in paths
+    ]
     # by the name as a file system that ignores case or Unicode forms (macOS, Windows) sees it
     taken = {_folded(n): ("this call's table", n) for n in DetectionTable.names(formats)}
     for path, stem in zip(paths, stems, strict=True):
