@@ -322,6 +322,34 @@ def test_without_matplotlib_figures_name_the_extra(capsys, monkeypatch, tmp_path
     assert read_png(tmp_path / "a.png").shape == (80, 80, 3)
 
 
+def test_matplotlibs_complaint_of_an_unwritable_config_folder_is_one_warning(tmp_path):
+    """Before: with HOME not writable, ``plot``, ``show`` and ``data show`` printed
+    matplotlib's own two lines ("mkdir -p failed ...", "Matplotlib created a temporary cache
+    directory ...") beside mistnet's. (A folder under a file stands in: root writes anywhere.)"""
+    import subprocess
+    import sys
+
+    from cli_helpers import subprocess_env
+
+    (tmp_path / "file").write_text("")
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as said:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from mistnet.extras import require_matplotlib\n"
+        "    require_matplotlib()\n"
+        "print(len(said), said[0].category.__name__, said[0].message)\n"
+    )
+    env = {**subprocess_env(), "MPLCONFIGDIR": str(tmp_path / "file" / "mpl")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    count, kind, message = done.stdout.split(" ", 2)
+    assert (count, kind) == ("1", "MistWarning") and message.startswith("matplotlib: ")
+    assert "\n" not in message.strip() and "set MPLCONFIGDIR to a writable folder" in message
+
+
 # ------------------------------------------------------------------------------- plot_curves
 
 

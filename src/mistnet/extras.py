@@ -8,9 +8,12 @@ names the extra to install instead of a traceback.
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
+import warnings
 from types import ModuleType
 
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 
 
 def missing(module: str, extra: str, purpose: str) -> str | None:
@@ -23,10 +26,36 @@ def missing(module: str, extra: str, purpose: str) -> str | None:
         "drawing figures needs no_such_module (pip install 'mistnet[figures]')"
     """
     try:
-        importlib.import_module(module)
+        _import(module)
     except ImportError:
         return f"{purpose} needs {module.partition('.')[0]} (pip install 'mistnet[{extra}]')"
     return None
+
+
+def _import(module: str) -> ModuleType:
+    """Import ``module``; what matplotlib logs as it is first imported (a config folder it
+    cannot write under an unwritable HOME: two lines of its own beside mistnet's) is said as
+    one warning."""
+    if module.partition(".")[0] != "matplotlib" or "matplotlib" in sys.modules:
+        return importlib.import_module(module)
+    said: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = said.append  # type: ignore[method-assign]
+    logger = logging.getLogger("matplotlib")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        return importlib.import_module(module)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        if said:
+            lines = [" ".join(r.getMessage().split()).partition("; it is highly")[0] for r in said]
+            warnings.warn(
+                "matplotlib: " + "; ".join(lines) + " (set MPLCONFIGDIR to a writable folder)",
+                MistWarning,
+                stacklevel=3,
+            )
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:
@@ -34,7 +63,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     message = missing(module, extra, purpose)
     if message is not None:
         raise MistError(message)
-    return importlib.import_module(module)
+    return _import(module)
 
 
 def matplotlib_missing() -> str | None:
