@@ -30,17 +30,19 @@ def test_eval_with_missing_data_directory(capsys, tiny_run, tmp_path):
     assert_user_error(mist(capsys, "eval", tiny_run, "--data", "mnist-medium"), "mnist-medium")
 
 
-def test_eval_with_data_the_run_cannot_use(capsys, tiny_run, tmp_path):
-    assert_user_error(mist(capsys, "eval", tiny_run, "--data", "gabor"), "class labels")
-
-    n = 4
-    rgb = {
-        "images": np.zeros((n, 3, 80, 80), np.uint8),
-        "boxes": np.tile(np.float32([10, 10, 20, 20]), (n, 2, 1)),
+def _scenes(channels: int, n: int = 4) -> dict[str, np.ndarray]:
+    """``n`` blank 80x80 scenes of two boxes of class 0 each."""
+    return {
+        "images": np.zeros((n, channels, 80, 80), np.uint8),
+        "boxes": np.tile(np.float32([20, 20, 20, 20]), (n, 2, 1)),
         "labels": np.zeros((n, 2), np.int64),
         "counts": np.full(n, 2, np.int64),
     }
-    data = write_dataset(tmp_path / "rgb", "rgb-test", {"test": rgb})
+
+
+def test_eval_with_data_the_run_cannot_use(capsys, tiny_run, tmp_path):
+    assert_user_error(mist(capsys, "eval", tiny_run, "--data", "gabor"), "class labels")
+    data = write_dataset(tmp_path / "rgb", "rgb-test", {"test": _scenes(3)})
     assert_user_error(mist(capsys, "eval", tiny_run, "--data", data), "3-channel", "takes 1")
 
 
@@ -49,13 +51,7 @@ def test_a_classifier_is_evaluated_on_boxes_without_labels_class_agnostically(
 ):
     """Before: refused ("has no labels; a classifier needs them (an auto-encoder does not:
     model.task=reconstruct)", advice for training), though its boxes measure the detector."""
-    n = 4
-    arrays = {
-        "images": np.zeros((n, 1, 80, 80), np.uint8),
-        "boxes": np.tile(np.float32([20, 20, 20, 20]), (n, 2, 1)),
-        "labels": np.zeros((n, 2), np.int64),
-        "counts": np.full(n, 2, np.int64),
-    }
+    arrays = _scenes(1)
     boxes = write_dataset(tmp_path / "b", "b", {"test": arrays}, {"annotations": ["boxes"]})
     rc, out, err = mist(capsys, "eval", tiny_run, "--data", boxes, "--json", tmp_path / "m.json")
     assert rc == 0, err
