@@ -13,7 +13,7 @@ from cli_helpers import assert_user_error, mist
 import mistnet
 from mistnet.config import load_json
 from mistnet.data import write_dataset
-from mistnet.data.runs import check_data, open_data
+from mistnet.data.runs import adopt_data, check_data, open_data
 from mistnet.data.sampling import loader
 from mistnet.data.store import SceneFolder
 from mistnet.engine import evaluate
@@ -66,6 +66,14 @@ def test_a_classifier_is_evaluated_on_boxes_without_labels_class_agnostically(
     cfg = load_json(tiny_run / "config.json")
     with pytest.raises(MistError, match=r"no labels; a classifier needs them \(an auto-encoder"):
         check_data(cfg, SceneFolder(boxes, "test"), "b", training=True)
+    # and validates on them: boxes alone as the val split chose best.safetensors by an
+    # unmeasured classif (a review found it trained so, "best": null)
+    labelled = write_dataset(
+        tmp_path / "l", "l", {"train": arrays}, {"annotations": ["boxes", "labels"]}
+    )
+    pair = (SceneFolder(labelled, "train"), SceneFolder(boxes, "test"))
+    with pytest.raises(MistError, match=r"\[val\] has no labels; a classifier validates on them"):
+        adopt_data(cfg, *pair)
 
 
 def test_eval_writes_metrics_json(capsys, tiny_run, tmp_path):

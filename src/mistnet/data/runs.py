@@ -301,6 +301,9 @@ def adopt_data(
         record.class_names = names
     check_data(cfg, train, f"{source} [train]", training=True)
     if val is not None:
+        if cfg.model.task == "classify" and "labels" not in annotations_of(val):
+            # evaluated on boxes alone (check_data), but best.safetensors is chosen by classif
+            raise MistError(f"{source} [val] has no labels; a classifier validates on them")
         check_data(cfg, val, f"{source} [val]")
     if resumed:
         require_trained_on(cfg, train, source, remedy)
