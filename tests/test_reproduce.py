@@ -1065,6 +1065,20 @@ def test_a_lock_file_of_the_users_in_the_data_root_is_left_as_it_was(tmp_path, c
     lock = root / "smoke" / ".lock"
     assert_user_error(result, f"--data-root {root}: {lock} is no lock of mistnet's")
     assert entries_under(tmp_path) == before
+    # another user's lock (600, unreadable here) was "no lock of mistnet's; move it away"
+    from mistnet.reproduce.data import check_lock
+
+    read = Path.read_bytes
+
+    def denied(path):
+        if path == lock:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_bytes", denied)
+        with pytest.raises(MistError, match=r"\.lock: this user cannot open the lock \(another"):
+            check_lock(root, root / "smoke")
 
 
 def test_a_file_where_a_budgets_folder_goes_is_refused_before_out_is_made(tmp_path, capsys):

@@ -293,6 +293,13 @@ def require_short_name(path: str | os.PathLike, option: str) -> None:
         )
 
 
+def unsafe_in_name(c: str) -> bool:
+    """Whether the character ``c`` may not be in a name mistnet gives a new output: one that
+    would garble a line (:func:`~mistnet.errors.unprintable`), but a byte of a name that is not
+    UTF-8 (a Latin-1 name, read by Python as a lone surrogate: printed escaped)."""
+    return unprintable(c) and not 0xDC80 <= ord(c) <= 0xDCFF
+
+
 def require_output_name(path: str | os.PathLike, option: str) -> None:
     """:func:`require_short_name`, and a name without control characters: an output named with
     a newline or an escape sequence breaks every line that names it (``mist plot`` refused one,
@@ -308,7 +315,7 @@ def require_output_name(path: str | os.PathLike, option: str) -> None:
     if os.path.lexists(path):  # an earlier output of the command's (else refused as a user's)
         return
     name = Path(path).name
-    bad = next((c for c in name if unprintable(c) and not 0xDC80 <= ord(c) <= 0xDCFF), None)
+    bad = next((c for c in name if unsafe_in_name(c)), None)
     if bad is not None:
         raise MistError(
             f"{option} {name!r} holds the control character {bad!r}; give a name of "

@@ -100,7 +100,8 @@ def check_new_file(
     if path.is_symlink():
         raise MistError(f"{path}: is a symbolic link; {option} must name a new file")
     check_outside(path, inputs, option)
-    require_readable(path, command, f"choose a new {option}")  # else "not written by"
+    if not path.is_dir():  # a folder is never the figure: "was not written by" is right
+        require_readable(path, command, f"choose a new {option}")  # else "not written by"
     if path.exists() and written_by(path) != command:
         raise MistError(
             f"{path}: exists and was not written by {command}; choose a new {option} (mistnet "

@@ -45,7 +45,7 @@ from mistnet.io import (
     temporary_sibling,
 )
 from mistnet.markers import MARKER, mark, output_kind, remove_marker_last
-from mistnet.ownership import Own, is_own, made_directory
+from mistnet.ownership import Own, is_own, made_directory, require_readable
 from mistnet.setaside import is_set_aside, recover_set_aside, swap_in
 from mistnet.signals import deferred_signals
 
@@ -188,6 +188,8 @@ def claim_output(
         raise MistError(f"{path}: is a symbolic link; {option} must {hint}")
     found = None
     if path.is_dir():
+        # a marker this user cannot read: "was not made by", and a resume marked it again
+        require_readable(path / MARKER, command, f"choose another {option}")
         found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
     if not (in_place and found == kind):  # made or replaced: it needs a name of its own
         check_named(path, option)

@@ -33,7 +33,7 @@ from mistnet.demo import CHILDREN
 from mistnet.errors import MistError
 from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, output_kind
-from mistnet.outputs import create_directory, writing_inside
+from mistnet.outputs import claim_output, create_directory, writing_inside
 
 CASES = {}
 
@@ -1366,8 +1366,9 @@ def test_an_earlier_output_this_user_cannot_read_is_said_so(
     figure, record = tmp_path / "ds.png", tmp_path / "e.json"
     assert mist(capsys, "data", "show", data, "--out", figure)[0] == 0
     assert mist(capsys, "eval", tiny_run, "--json", record, "--threads", "1")[0] == 0
+    detections = create_directory(tmp_path / "dt", "detections")[0]
     before = entries_under(tmp_path)
-    unread = {figure, record, data}
+    unread = {figure, record, data, detections / MARKER}
     access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) not in unread and access(p, mode))
     said = "this user cannot read it, so whether {} wrote it cannot be told"
@@ -1379,6 +1380,9 @@ def test_an_earlier_output_this_user_cannot_read_is_said_so(
         require_own_file(figure, lambda path: True, "mist demo")  # a demo's, a reproduction's
     with pytest.raises(MistError, match=f"{data}: this user cannot enter it, so whether mistnet"):
         require_readable(data, "mistnet", "choose another --data-root")
+    # its marker unreadable: "exists and was not made by mist detect" (a resume marked it again)
+    with pytest.raises(MistError, match=r"dt/\.mistnet: this user cannot read it, so whether"):
+        claim_output(detections, "detections", "mist detect")
     assert entries_under(tmp_path) == before
 
 

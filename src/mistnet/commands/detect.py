@@ -85,7 +85,7 @@ from mistnet.detection import (
 )
 from mistnet.errors import MistError, say
 from mistnet.imagefile import upright_size
-from mistnet.io import atomic_write_text, json_text, require_short_name
+from mistnet.io import atomic_write_text, json_text, require_short_name, unsafe_in_name
 from mistnet.locks import exclusive_lock
 from mistnet.markers import MARKER, mark
 from mistnet.models.mist import GridMIST
@@ -162,11 +162,9 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
             (``coco_results.png``), or an image's name is too long for its outputs
             (:func:`~mistnet.io.require_short_name`).
     """
-    # a control character (a newline) of an image's name is "_" in its files' names, which
-    # the call's own lines and outputs never hold (the records keep the image's own path)
-    stems = [
-        "".join("_" if unicodedata.category(c) == "Cc" else c for c in Path(p).stem) for p in paths
-    ]
+    # a control character (a newline, a bidi override) of an image's name is "_" in its files'
+    # names, as an output's own name may hold none (the records keep the image's own path)
+    stems = [_printable(Path(p).stem) for p in paths]
     # by the name as a file system that ignores case or Unicode forms (macOS, Windows) sees it
     taken = {_folded(n): ("this call's table", n) for n in DetectionTable.names(formats)}
     for path, stem in zip(paths, stems, strict=True):
@@ -183,6 +181,12 @@ def _stems(paths: list[str], formats: set[str]) -> list[str]:
                 )
             taken[key] = (str(path), name)
     return stems
+
+
+def _printable(stem: str) -> str:
+    """``stem`` with ``_`` for each character an output's name may not hold
+    (:func:`~mistnet.io.unsafe_in_name`)."""
+    return "".join("_" if unsafe_in_name(c) else c for c in stem)
 
 
 def _folded(name: str) -> str:

@@ -148,7 +148,8 @@ def check_json_out(
     if out.is_symlink():  # never written through: it may lead anywhere
         hint = "--json must name a file of its own" if given else "move it away, or give --json"
         raise MistError(f"{out}: is a symbolic link; {hint}")
-    require_readable(out, "mist eval", "choose another --json" if given else "give --json")
+    if not out.is_dir():  # a folder is never a record: "is not a metrics file" is right
+        require_readable(out, "mist eval", "choose another --json" if given else "give --json")
     if out.exists() and not _is_record_of(out, run or model, inside=in_run, model=run is None):
         doc, whose = read_record(out), ""
         if doc is not None and "run_dir" in doc and doc["run_dir"] is None:

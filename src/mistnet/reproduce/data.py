@@ -130,6 +130,12 @@ def check_lock(root: Path, base: Path) -> None:
             and lock.stat().st_size <= 32
             and re.fullmatch(rb"(\d+\n)?", lock.read_bytes()) is not None
         )
+    except PermissionError:  # another user's (a 600 lock): not to be moved while theirs runs
+        raise MistError(
+            f"--data-root {root}: {lock}: this user cannot open the lock (another user's, left "
+            "by a command of theirs); remove it once no command of theirs is writing there, or "
+            "choose another --data-root"
+        ) from None
     except OSError:
         ours = False
     if not ours:
