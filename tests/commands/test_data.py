@@ -435,6 +435,6 @@ def test_make_overwrite_never_replaces_a_dataset_another_process_wrote_meanwhile
     monkeypatch.setattr(data_command, "make_scenes", and_the_other_process_finishes)
     argv = ["data", "make", "mnist-hard", "--out", out, "--n-train", "3", "--overwrite"]
     result = mist(capsys, *argv, "--n-val", "1", "--n-test", "1")
-    assert_user_error(result, "E: already holds a dataset; choose another output directory")
+    assert_user_error(result, "E: another command wrote a dataset there while this one made")
     assert read_manifest(out)["seed"] == 7  # the other process's, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["E"]  # no temporary left

@@ -45,7 +45,13 @@ from mistnet.data.scenes import (
     make_scenes,
     require_memory,
 )
-from mistnet.data.store import claim_dataset, open_dataset, replacing_dataset, write_dataset
+from mistnet.data.store import (
+    claim_dataset,
+    is_dataset,
+    open_dataset,
+    replacing_dataset,
+    write_dataset,
+)
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import DataError, say
 from mistnet.outfiles import check_new_file, new_file
@@ -194,6 +200,12 @@ def _write(args: argparse.Namespace, name: str, splits, manifest, existing: bool
     another process wrote into a new or empty ``--out`` meanwhile is refused, not replaced
     (both said they wrote it, the first one's lost)."""
     option = "" if args.overwrite else "--overwrite"  # given: not suggested again
+    if args.overwrite and not existing and is_dataset(Path(args.out)):  # "already holds"
+        raise DataError(
+            f"{args.out}: another command wrote a dataset there while this one made its "
+            "scenes; it is kept (--overwrite replaces what was there when a command began): "
+            "choose another --out, or run again to replace it"
+        )
     write_dataset(args.out, name, splits, manifest, overwrite=existing, overwrite_option=option)
 
 
