@@ -803,6 +803,22 @@ def test_resume_refuses_a_log_emptied_of_its_validation_lines(tmp_path):
     assert run.log.read_text() == ""
 
 
+@pytest.mark.parametrize("log", ["emptied", "deleted"])
+def test_resume_refuses_a_lost_log_below_log_every_and_val_every(tmp_path, log):
+    """Before: with the checkpoint at step 4 below both ``log_every`` and ``val_every`` (a
+    4-step run, or one stopped by --max-minutes), an emptied or deleted log.jsonl was resumed
+    from: the new log began at step 5, the history lost for good (every later resume passed)."""
+    cfg = tiny_run_config("train.steps=4", "train.log_every=5", "train.val_every=5")
+    run = Run(tmp_path / "run")
+    loop.train(cfg, run.path, progress=False)
+    assert Checkpoint(run.last).extra["best_step"] == 4  # validated at the end, line logged
+    run.log.write_text("") if log == "emptied" else run.log.unlink()
+    further = apply_overrides(copy.deepcopy(cfg), ["train.steps=6"])
+    with pytest.raises(MistError, match=r"log.jsonl is missing or empty but .* its best at step 4"):
+        loop.train(further, run.path, resume=True, progress=False)
+    assert Checkpoint(run.last).step == 4 and run.log.exists() == (log == "emptied")
+
+
 def test_a_best_checkpoint_of_another_run_is_refused_by_eval_load_and_resume(tmp_path):
     """Before: ``cp other/best.safetensors run/`` was evaluated, loaded and kept by a resume
     as this run's (the other run's metrics written into this run's eval record; ``load``

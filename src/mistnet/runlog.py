@@ -189,10 +189,20 @@ def check_resume(ckpt: Checkpoint, cfg: Config, log: list[LogRecord]) -> None:
             )
         raise MistError(problem + "the log and the checkpoint are of different runs")
     checked = ckpt.step // t.val_every * t.val_every
-    validated = ckpt.extra.get("best_step") is not None
-    if validated and checked > 0 and checked not in {r.step for r in log if r.split == "val"}:
+    best = ckpt.extra.get("best_step")
+    validated = {r.step for r in log if r.split == "val"}
+    if best is not None and checked > 0 and checked not in validated:
         raise ResumeRefused(
             f"log.jsonl has no validation line for step {checked} but {ckpt.path} is at step "
             f"{ckpt.step}; restore the log to resume",
+            FROM_WEIGHTS,
+        )
+    # the best step's line is logged before any later checkpoint: below log_every and
+    # val_every (a run stopped at step 4), an emptied log was taken, its history lost for good
+    if isinstance(best, int) and best > 0 and best not in validated:
+        what = "is missing or empty" if not log else f"has no validation line for step {best}"
+        raise ResumeRefused(
+            f"log.jsonl {what} but {ckpt.path} is at step {ckpt.step}, its best at step "
+            f"{best}; restore the log to resume",
             FROM_WEIGHTS,
         )
