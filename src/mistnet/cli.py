@@ -24,7 +24,7 @@ import warnings
 from typing import NoReturn
 
 from mistnet import __version__
-from mistnet.errors import MistError, MistWarning, escaped
+from mistnet.errors import MistError, MistWarning, bounded, escaped
 from mistnet.signals import Terminated, signals_as_exceptions
 from mistnet.streams import (
     OutputStreamError,
@@ -273,7 +273,7 @@ def _warning_printer(command: str):
         text = " ".join(str(message).split())
         if not issubclass(category, MistWarning):
             text = f"{category.__name__}: {text}"
-        print(f"mist {command}: warning: {escaped(text)}", file=sys.stderr)
+        print(f"mist {command}: warning: {bounded(escaped(text))}", file=sys.stderr)
 
     return show
 
@@ -290,12 +290,12 @@ def _call(args: argparse.Namespace) -> int:
             sys.stdout.flush()  # a full disk under `>out.txt` fails here, as this command's error
             return code
     except MistError as exc:  # paths and names the user gave, escaped: one line, always
-        print(f"mist {name}: error: {escaped(str(exc))}", file=sys.stderr)
+        print(f"mist {name}: error: {bounded(escaped(str(exc)))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `mist models | head`: the reader has all it wanted
         return _reader_gone()
     except OSError as exc:
-        print(f"mist {name}: error: {escaped(os_error_message(exc))}", file=sys.stderr)
+        print(f"mist {name}: error: {bounded(escaped(os_error_message(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mist {name}: interrupted", file=sys.stderr)
@@ -303,7 +303,7 @@ def _call(args: argparse.Namespace) -> int:
     except Exception as exc:
         said = _symlink_loop(exc) or _not_a_bug(exc)
         if said is not None:
-            print(f"mist {name}: error: {escaped(said)}", file=sys.stderr)
+            print(f"mist {name}: error: {bounded(escaped(said))}", file=sys.stderr)
             return 2
         if not _out_of_memory(exc):
             return internal_error(name, exc)

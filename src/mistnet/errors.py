@@ -42,6 +42,25 @@ def escaped(text: str) -> str:
     return "".join(repr(c)[1:-1] if unprintable(c) else c for c in text)
 
 
+#: The longest error or warning line ``mist`` prints: a value read from a file (a 100,000
+#: character string in a config.json) was quoted whole, one line of 100 KB.
+MESSAGE_LIMIT = 2000
+
+
+def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut in its middle to about ``limit`` characters, keeping its start (the file,
+    the key) and its end (what to do).
+
+    Example:
+        >>> bounded("a" * 10 + "b" * 10, 8)
+        'aaaaaa ... (12 characters left out) ... bb'
+    """
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 3 // 4, limit // 4
+    return f"{text[:head]} ... ({len(text) - head - tail:,} characters left out) ... {text[-tail:]}"
+
+
 def say(*lines: str) -> None:
     r"""Print ``lines`` on stdout for the user, each :func:`escaped`: what a command reports
     (``wrote OUT``, a metric table) quotes paths and names the user chose, and a newline or an

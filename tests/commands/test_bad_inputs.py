@@ -311,6 +311,15 @@ def import_images_nan_pixels(tmp_path, run):
 
 
 @case
+def eval_a_run_whose_config_holds_a_value_of_100_000_characters(tmp_path, run):
+    # Before: the value was quoted whole, one line of 100 KB (the case's check: one line)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["model"]["output"] = "x" * 100_000
+    (run / "config.json").write_text(json.dumps(cfg))
+    return ["eval", run], ["model.output must be one of", "characters left out) ... xxx"]
+
+
+@case
 def eval_a_run_whose_config_is_a_fifo(tmp_path, run):
     (run / "config.json").unlink()  # was "not a mistnet run (no config.json)"
     os.mkfifo(run / "config.json")
