@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from mistnet.data.runs import adopt_data, check_data, open_data
 from mistnet.data.sampling import loader
 from mistnet.data.store import SceneFolder
 from mistnet.engine import evaluate
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 from mistnet.evaluation import evaluate_run
 from mistnet.metrics import DetectionMeter
 from mistnet.rundir import Run
@@ -74,6 +75,22 @@ def test_a_classifier_is_evaluated_on_boxes_without_labels_class_agnostically(
     pair = (SceneFolder(labelled, "train"), SceneFolder(boxes, "test"))
     with pytest.raises(MistError, match=r"\[val\] has no labels; a classifier validates on them"):
         adopt_data(cfg, *pair)
+
+
+def test_data_naming_no_classes_for_a_run_of_named_classes_is_said_to_be_read_by_id(
+    tiny_run, tmp_path
+):
+    """Before: a run trained on classes a..j evaluated on data naming none (generated scenes)
+    was scored by class id as a..j without a word; the other way round is refused."""
+    cfg = load_json(tiny_run / "config.json")
+    unnamed = SceneFolder(write_dataset(tmp_path / "u", "u", {"test": _scenes(1)}), "test")
+    cfg.record.class_names = tuple("abcdefghij")
+    with pytest.warns(MistWarning, match=r"u names no classes: its class ids 0..9 are read as "):
+        check_data(cfg, unnamed, "u")
+    cfg.record.class_names = tuple(map(str, range(10)))  # named by their ids: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_data(cfg, unnamed, "u")
 
 
 def test_eval_writes_metrics_json(capsys, tiny_run, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -16,7 +17,7 @@ from mistnet.data.manifest import MANIFEST, counted_instances, read_manifest
 from mistnet.data.memory import IN_MEMORY
 from mistnet.data.scenes import GENERATORS
 from mistnet.data.store import SPLITS, annotations_of, classes_of, open_dataset
-from mistnet.errors import MistError
+from mistnet.errors import MistError, MistWarning
 from mistnet.io import json_text
 from mistnet.models.heatmap import smallest_side
 from mistnet.validate import require_directory
@@ -192,6 +193,15 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
         trained_on = ", ".join(recorded) if recorded else "classes without names (0, 1, ...)"
         raise MistError(
             f"{source} names the classes {', '.join(names)}; the run was trained on {trained_on}"
+        )
+    if m.task == "classify" and not names and recorded != tuple(map(str, range(len(recorded)))):
+        # the other way round: scored by class id as the run's names, which was unsaid
+        shown = ", ".join(recorded[:4]) + (", ..." if len(recorded) > 4 else "")
+        warnings.warn(
+            f"{source} names no classes: its class ids 0..{len(recorded) - 1} are read as the "
+            f"run's classes {shown}",
+            MistWarning,
+            stacklevel=2,
         )
 
 
