@@ -157,8 +157,15 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
     _check_model_fits(cfg, size, source)
     if training:  # after the pyramid's sizes: a factor of 1e-30 is said of its level
         _check_training_data(cfg, dataset, source)
-    held = annotations_of(dataset)
-    if m.task == "classify" and "labels" not in held and (training or "boxes" not in held):
+    if m.task == "classify":
+        _check_classes(cfg, dataset, source, training)
+
+
+def _check_classes(cfg: Config, dataset: Dataset, source: str, training: bool) -> None:
+    """:func:`check_data`'s checks of a classifier's data: labels (boxes alone, to be
+    evaluated on), class ids the classifier has, class names the run's."""
+    m, held = cfg.model, annotations_of(dataset)
+    if "labels" not in held and (training or "boxes" not in held):
         # evaluated on boxes alone, the class-agnostic metrics are measured (left out: the rest)
         raise MistError(
             f"{source} has no labels; a classifier needs them "
@@ -170,12 +177,12 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
         )
     arrays = getattr(dataset, "arrays", None)  # a directory; generators draw their own labels
     drawn = getattr(dataset, "num_classes", None)  # a generator's
-    if m.task == "classify" and arrays is None and drawn is not None and drawn > m.num_classes:
+    if arrays is None and drawn is not None and drawn > m.num_classes:
         raise MistError(
             f"{source} scenes hold classes 0..{drawn - 1} but the run's classifier has "
             f"{m.num_classes} (model.num_classes)"
         )
-    if m.task == "classify" and arrays is not None:
+    if arrays is not None:
         labels = arrays["labels"][counted_instances(arrays["counts"], arrays["labels"].shape[1])]
         if labels.size == 0:
             raise MistError(f"{source} holds no instances to classify")
@@ -189,19 +196,19 @@ def check_data(cfg: Config, dataset: Dataset, source: str, training: bool = Fals
     # other than "i" would be scored against the wrong ids.
     recorded = tuple(cfg.record.class_names)
     trained_names = recorded or tuple(str(i) for i in range(len(names)))
-    if m.task == "classify" and names and names != trained_names:
+    if names and names != trained_names:
         trained_on = ", ".join(recorded) if recorded else "classes without names (0, 1, ...)"
         raise MistError(
             f"{source} names the classes {', '.join(names)}; the run was trained on {trained_on}"
         )
-    if m.task == "classify" and not names and recorded != tuple(map(str, range(len(recorded)))):
+    if not names and recorded != tuple(map(str, range(len(recorded)))):
         # the other way round: scored by class id as the run's names, which was unsaid
         shown = ", ".join(recorded[:4]) + (", ..." if len(recorded) > 4 else "")
         warnings.warn(
             f"{source} names no classes: its class ids 0..{len(recorded) - 1} are read as the "
             f"run's classes {shown}",
             MistWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
 

@@ -450,15 +450,11 @@ def reproduce(
     Raises:
         TypeError: a ``table``, ``budget``, ``seeds``, ``out``, ``svhn`` or ``data_root`` of
             the wrong type (a list of tables, a number for a path).
-        MistError: unknown table or budget, an empty path, bad seeds or device, an unusable ``out``, ``svhn``
-            or data root, other digits than ``embedded`` or ``mnist`` (or an empty cache),
-            another ``mist reproduce`` writing to ``out`` (``out/.lock``), a folder of the
-            user's as ``out`` (one holding a ``reproduce.json`` of the user's too) or in the
-            data root where a dataset or a budget's ``.lock`` goes, or any user error of the
-            runs themselves.
-
-    The messages name the arguments as ``mist reproduce`` spells them: ``--out`` is ``out``,
-    ``--data-root`` is ``data_root``.
+        MistError: unknown table or budget, an empty path, bad seeds or device, an unusable
+            ``out``, ``svhn`` or data root, other digits than ``embedded`` or ``mnist`` (or an
+            empty cache), another ``mist reproduce`` writing to ``out``, a folder of the user's
+            as ``out`` or where the data root's datasets or locks go, or any user error of the
+            runs; each names an argument as the command does (``--data-root``: ``data_root``).
     """
     tables = _get_tables(table)
     plan = get_budget(budget)
