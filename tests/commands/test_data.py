@@ -67,9 +67,14 @@ def test_make_show_export_import(capsys, tmp_path):
     )
     assert code == 0
     assert mist(capsys, "data", "export-official", tmp_path / "fixed", tmp_path / "off")[0] == 0
-    assert mist(capsys, "data", "import-official", tmp_path / "off", tmp_path / "back")[0] == 0
+    code, out, _ = mist(capsys, "data", "import-official", tmp_path / "off", tmp_path / "back")
+    assert code == 0
     a, b = SceneFolder(tmp_path / "fixed", "test"), SceneFolder(tmp_path / "back", "test")
     np.testing.assert_array_equal(a.arrays["images"], b.arrays["images"])
+    # Before: "wrote back" alone; a 3-channel grey dataset came back 1-channel without a word
+    assert out.strip().endswith(
+        "back: 1-channel 80x80 images (the layout's three channels are equal: grey)"
+    )
 
 
 def test_what_a_command_reports_quotes_a_strange_name_on_one_escaped_line(capsys, tmp_path):

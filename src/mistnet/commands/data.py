@@ -34,6 +34,7 @@ from mistnet.commands._args import (
     integer,
 )
 from mistnet.data.digits import SPLIT_ALIASES
+from mistnet.data.manifest import read_manifest
 from mistnet.data.mnist import download_mnist, install_mnist
 from mistnet.data.official import export_official, import_official
 from mistnet.data.preview import save_scene_grid
@@ -84,14 +85,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--out", required=True, help="PNG file to write")
     show.set_defaults(func=cmd_show)
 
-    exp = sub.add_parser("export-official", help="write a dataset in the official MIST layout")
-    exp.add_argument("dir")
-    exp.add_argument("out")
+    exp = sub.add_parser(
+        "export-official",
+        help="write a dataset in the official MIST layout",
+        description="Write the dataset DIR in the official MIST code's layout (<mode>.txt, "
+        "<mode>_labels.txt, <mode>_keypoints.npy, 3-channel PNGs) into the new folder OUT. "
+        "It needs boxes and labels, square boxes, the same count K >= 1 in every image and "
+        "8-bit images.",
+    )
+    exp.add_argument("dir", metavar="DIR", help="a dataset folder (mist data make, import-images)")
+    exp.add_argument("out", metavar="OUT", help="the new folder of the layout")
     exp.set_defaults(func=cmd_export_official)
 
-    imp = sub.add_parser("import-official", help="read an official MIST layout into our format")
-    imp.add_argument("dir")
-    imp.add_argument("out")
+    imp = sub.add_parser(
+        "import-official",
+        help="read an official MIST layout into our format",
+        description="Read the official MIST code's layout DIR (any of train, valid, test) into "
+        "the new dataset folder OUT. Images whose three channels are equal become one-channel "
+        "(grey), as an exported grey dataset was; 16-bit grey PNGs are scaled to 8 bits.",
+    )
+    imp.add_argument("dir", metavar="DIR", help="the layout's root folder")
+    imp.add_argument("out", metavar="OUT", help="the new dataset folder")
     add_max_pixels_argument(imp)
     imp.set_defaults(func=cmd_import_official)
 
@@ -318,8 +332,14 @@ def cmd_export_official(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    import_official(args.dir, args.out, progress=_progress(), max_pixels=checked_max_pixels(args))
-    say(f"wrote {args.out}")
+    out = import_official(
+        args.dir, args.out, progress=_progress(), max_pixels=checked_max_pixels(args)
+    )
+    meta = read_manifest(out)
+    grey = " (the layout's three channels are equal: grey)" if meta["channels"] == 1 else ""
+    say(
+        f"wrote {args.out}: {meta['channels']}-channel {meta['width']}x{meta['height']} images{grey}"
+    )
     return 0
 
 
