@@ -1,8 +1,8 @@
 """``mist plot``: training losses and validation metrics of one or more runs, on one figure.
 
 By default the training losses ``train/task`` and ``train/heatmap`` and every validation
-metric of the runs' ``log.jsonl`` but the per-class ``val/classif/<name>`` (``val/both``,
-``val/rmse``, ...) get a panel each, each run a line in it. --key picks the curves instead,
+metric of the runs' ``log.jsonl`` (``val/both``, ``val/rmse``, ...; training logs no
+per-class ``val/classif/<name>``, which ``mist eval`` reports) get a panel each, each run a line in it. --key picks the curves instead,
 the logged training diagnostics included (``train/move_mean``, ``train/move_median``,
 ``train/moved_1px``, ``train/border``).
 
