@@ -44,6 +44,17 @@ def test_no_command_is_a_usage_error_on_stderr(capsys, argv):
     assert err.startswith("usage: mist") and "the following arguments are required" in err
 
 
+def test_a_usage_error_quoting_a_huge_value_is_cut(capsys):
+    """Before: ``--split`` of 100,000 characters was quoted whole by argparse ("invalid
+    choice: 'aaa...'"), one line of 100 KB."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "--model", "x", "--split", "a" * 100_000])
+    err = capsys.readouterr()[1]
+    last = err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and "invalid choice" in last and "characters left out" in last
+    assert len(last) < 2100
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

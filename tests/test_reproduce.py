@@ -1077,7 +1077,10 @@ def test_a_lock_file_of_the_users_in_the_data_root_is_left_as_it_was(tmp_path, c
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Path, "read_bytes", denied)
-        with pytest.raises(MistError, match=r"\.lock: this user cannot open the lock \(another"):
+        with pytest.raises(MistError, match=r"\.lock: this user cannot open the lock \(this"):
+            check_lock(root, root / "smoke")  # root's own here: made unreadable
+        patch.setattr(os, "geteuid", lambda: 4242)
+        with pytest.raises(MistError, match=r"open the lock \(another user's.*--data-root$"):
             check_lock(root, root / "smoke")
 
 

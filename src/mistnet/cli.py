@@ -72,7 +72,7 @@ class CommandParser(argparse.ArgumentParser):
         # naming the stand-in (_after_double_dash): said as argparse says "--out --"
         if any(token in message or repr(token)[1:-1] in message for token in self._after):
             message = message.split(": ", 1)[0] + ": expected one argument"
-        super().error(message)
+        super().error(bounded(message))  # "invalid choice: 'aaa...'" of 100,000 characters
 
     def parse_known_args(self, args=None, namespace=None):
         if self._mixing:

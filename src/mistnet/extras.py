@@ -51,11 +51,9 @@ def _import(module: str) -> ModuleType:
         logger.propagate = propagate
         if said:
             lines = [" ".join(r.getMessage().split()).partition("; it is highly")[0] for r in said]
-            warnings.warn(
-                "matplotlib: " + "; ".join(lines) + " (set MPLCONFIGDIR to a writable folder)",
-                MistWarning,
-                stacklevel=3,
-            )
+            folder = any("MPLCONFIGDIR" in r.getMessage() for r in said)  # else: its own advice
+            advice = " (set MPLCONFIGDIR to a writable folder)" if folder else ""
+            warnings.warn("matplotlib: " + "; ".join(lines) + advice, MistWarning, stacklevel=3)
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:

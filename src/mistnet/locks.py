@@ -97,6 +97,22 @@ def _take_lock(path: Path, command: str, wait: Callable[[str], object] | None):
         f.close()  # removed by its holder, on leaving or before our flock: take the new one
 
 
+def unopened_lock(path: Path, way_out: str = "") -> MistError:
+    """The error for a lock file ``path`` this user may not open: another user's (a command of
+    theirs may be writing there), or this user's own made unreadable."""
+    try:
+        theirs = os.lstat(path).st_uid != os.geteuid()
+    except OSError:  # a folder it cannot enter: whose it is cannot be told
+        theirs = True
+    whose = (
+        "another user's, left by a command of theirs; remove it once no command of theirs is "
+        "writing there"
+        if theirs
+        else "this user's own, made unreadable; remove it once no mistnet command is writing there"
+    )
+    return MistError(f"{path}: this user cannot open the lock ({whose}){way_out}")
+
+
 def _open_lock(path: Path):
     """``path`` opened to lock, never through a symbolic link (the pid would be written into
     whatever file it leads to) and only as a regular file (a FIFO would block or fail).
@@ -111,15 +127,11 @@ def _open_lock(path: Path):
         if exc.errno == errno.EISDIR:  # O_RDWR of a directory
             raise MistError(f"{path}: is a directory, not mistnet's lock; remove it") from None
         if exc.errno in (errno.EACCES, errno.EPERM):  # was a bare "Permission denied"
-            there = os.path.lexists(path)
+            if os.path.lexists(path):
+                raise unopened_lock(path) from None
             raise MistError(
-                f"{path}: this user cannot "
-                + (
-                    "open the lock (another user's, left by a command of theirs); remove it "
-                    "once no command of theirs is writing there"
-                    if there
-                    else f"write into {path.parent}, so cannot lock it; choose another --out"
-                )
+                f"{path}: this user cannot write into {path.parent}, so cannot lock it; "
+                "choose another --out"
             ) from None
         if exc.errno != errno.ELOOP:
             raise

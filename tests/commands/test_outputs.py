@@ -1383,6 +1383,9 @@ def test_an_earlier_output_this_user_cannot_read_is_said_so(
     # its marker unreadable: "exists and was not made by mist detect" (a resume marked it again)
     with pytest.raises(MistError, match=r"dt/\.mistnet: this user cannot read it, so whether"):
         claim_output(detections, "detections", "mist detect")
+    # a folder it cannot enter: "D/.mistnet: Permission denied", naming the marker
+    with pytest.raises(MistError, match=f"{data}: this user cannot enter it, so whether mist"):
+        claim_output(data, "dataset", "mist data")
     assert entries_under(tmp_path) == before
 
 
@@ -1410,6 +1413,10 @@ def test_an_earlier_output_or_lock_this_user_cannot_write_is_said_so(
         return opened(path, *args, **kwargs)
 
     monkeypatch.setattr(mistnet.locks.os, "open", denied)
+    with pytest.raises(MistError, match=r"\.lock: this user cannot open the lock \(this user's"):
+        with mistnet.locks.exclusive_lock(out, "mist demo"):
+            pass  # its own, chmod 000: not another user's (a review found it called so)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # another user, the lock root's
     with pytest.raises(MistError, match=r"\.lock: this user cannot open the lock \(another"):
         with mistnet.locks.exclusive_lock(out, "mist demo"):
             pass

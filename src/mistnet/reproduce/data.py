@@ -32,7 +32,7 @@ from mistnet.data.store import is_dataset, load_split
 from mistnet.data.svhn import load_svhn
 from mistnet.errors import MistError
 from mistnet.io import first_unwritable
-from mistnet.locks import LOCK, exclusive_lock
+from mistnet.locks import LOCK, exclusive_lock, unopened_lock
 from mistnet.markers import output_kind
 from mistnet.ownership import require_readable
 from mistnet.reproduce.plan import Budget
@@ -131,11 +131,7 @@ def check_lock(root: Path, base: Path) -> None:
             and re.fullmatch(rb"(\d+\n)?", lock.read_bytes()) is not None
         )
     except PermissionError:  # another user's (a 600 lock): not to be moved while theirs runs
-        raise MistError(
-            f"--data-root {root}: {lock}: this user cannot open the lock (another user's, left "
-            "by a command of theirs); remove it once no command of theirs is writing there, or "
-            "choose another --data-root"
-        ) from None
+        raise unopened_lock(lock, ", or choose another --data-root") from None
     except OSError:
         ours = False
     if not ours:
