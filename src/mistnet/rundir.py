@@ -198,7 +198,11 @@ class Run:
                     "or log are there; restore it to read or resume the run, or train afresh "
                     "into another --out"
                 )
-            hidden = ""
+            hidden, kind = "", output_kind(self.path)
+            if kind == "demo":  # its run is inside it
+                hidden = f"; it is a demo's folder, whose run is {self.path / 'run'}"
+            elif kind is not None:
+                hidden = f"; it is a mistnet {kind} directory"
             if pretrained_file(self.path):  # the folder is read first: the model went unsaid
                 hidden = (
                     f"; this folder hides the pretrained model {self.path}, which is read by "

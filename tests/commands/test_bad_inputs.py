@@ -245,6 +245,23 @@ def official(tmp_path):
 
 
 @case
+def data_show_of_an_official_layout(tmp_path, run):
+    # Before: "missing dataset manifest (not a mistnet dataset directory)", no way on
+    argv = ["data", "show", official(tmp_path), "--out", tmp_path / "s.png"]
+    return argv, ["missing dataset manifest", "an official layout: mist data import-official"]
+
+
+@case
+def plot_of_a_demo_folder(tmp_path, run):
+    # Before: "dm is not a mistnet run (no config.json)", its run not named
+    from mistnet.outputs import create_directory
+
+    demo = create_directory(tmp_path / "dm", "demo")[0]
+    argv = ["plot", demo, "--out", tmp_path / "p.png"]
+    return argv, [f"not a mistnet run (no config.json); it is a demo's folder, whose run is {demo}"]
+
+
+@case
 def import_path_outside_the_root(tmp_path, run):
     off = official(tmp_path)
     (off / "test.txt").write_text("../ds/manifest.json\n" * 3)

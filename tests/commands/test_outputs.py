@@ -933,7 +933,10 @@ def test_an_empty_out_folder_this_user_cannot_write_is_refused(capsys, tmp_path,
     out = tmp_path / "E"
     out.mkdir()
     access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != out and access(p, mode))
+    # unwritable, still enterable and readable (a folder of mode 555)
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: not (Path(p) == out and mode & os.W_OK) and access(p, mode)
+    )
     before = entries_under(tmp_path)
     sizes = ("--n-train", 1, "--n-val", 1, "--n-test", 1)
     result = mist(capsys, "data", "make", "mnist-easy", "--out", out, *sizes)
@@ -985,7 +988,9 @@ def test_an_earlier_output_this_user_cannot_write_is_refused_first(capsys, tmp_p
     assert mist(capsys, *argv)[0] == 0
     before = entries_under(tmp_path)
     access = os.access
-    monkeypatch.setattr(os, "access", lambda p, m: Path(p) != tmp_path / "D" and access(p, m))
+    monkeypatch.setattr(
+        os, "access", lambda p, m: not (Path(p) == tmp_path / "D" and m & os.W_OK) and access(p, m)
+    )
     result = mist(capsys, *argv, "--overwrite", "--seed", 1)
     assert_user_error(result, f"{tmp_path / 'D'}: an earlier output this user cannot write into")
     assert entries_under(tmp_path) == before
@@ -1400,7 +1405,10 @@ def test_an_earlier_output_or_lock_this_user_cannot_write_is_said_so(
     out = earlier_demo(tmp_path, tiny_run)
     before = entries_under(tmp_path)
     access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != out and access(p, mode))
+    # unwritable, still enterable and readable (a folder of mode 555)
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: not (Path(p) == out and mode & os.W_OK) and access(p, mode)
+    )
     result = mist(capsys, "demo", "--out", out, "--minutes", "0.1", "--threads", "1")
     assert_user_error(result, f"{out}: an earlier output this user cannot write into")
     monkeypatch.undo()

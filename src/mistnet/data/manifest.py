@@ -12,6 +12,7 @@ import numpy as np
 
 from mistnet.data.digits import SPLITS
 from mistnet.errors import DataError
+from mistnet.markers import output_kind
 from mistnet.textfile import read_json
 from mistnet.validate import class_names, own_file, printable, require_directory, require_finite
 
@@ -116,7 +117,14 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     if not d.is_dir():
         raise DataError(f"{d}: no such dataset directory")
     if not os.path.lexists(path):  # a link loop or to nowhere is named as such by read_json
-        raise DataError(f"{path}: missing dataset manifest (not a mistnet dataset directory)")
+        kind = output_kind(d)  # an official layout, a run: said what it is and what reads it
+        what = {"official": "an official layout: mist data import-official reads it"}.get(
+            kind or "", f"a mistnet {kind} directory" if kind else ""
+        )
+        raise DataError(
+            f"{path}: missing dataset manifest (not a mistnet dataset directory"
+            + (f"; {what})" if what else ")")
+        )
     return check_manifest(read_json(own_file(path, "dataset directory")), path)
 
 
