@@ -53,6 +53,10 @@ def test_a_usage_error_quoting_a_huge_value_is_cut(capsys):
     last = err.strip().splitlines()[-1]
     assert exc.value.code == 2 and "invalid choice" in last and "characters left out" in last
     assert len(last) < 2100
+    with pytest.raises(SystemExit):  # mist's own parser too (a command of that name)
+        cli.main(["a" * 100_000])
+    last = capsys.readouterr()[1].strip().splitlines()[-1]
+    assert "invalid choice" in last and len(last) < 2100
 
 
 @pytest.mark.parametrize(

@@ -1082,6 +1082,14 @@ def test_a_lock_file_of_the_users_in_the_data_root_is_left_as_it_was(tmp_path, c
         patch.setattr(os, "geteuid", lambda: 4242)
         with pytest.raises(MistError, match=r"open the lock \(another user's.*--data-root$"):
             check_lock(root, root / "smoke")
+        # readable but not writable (root's 644): --out was made, then left, before the lock
+        patch.setattr(Path, "read_bytes", read)
+        access = os.access
+        patch.setattr(
+            os, "access", lambda p, m: not (Path(p) == lock and m & os.W_OK) and access(p, m)
+        )
+        with pytest.raises(MistError, match=r"open the lock \(another user's.*--data-root$"):
+            check_lock(root, root / "smoke")
 
 
 def test_a_file_where_a_budgets_folder_goes_is_refused_before_out_is_made(tmp_path, capsys):

@@ -170,8 +170,16 @@ def _display_name(action: argparse.Action) -> str:
     return action.metavar if isinstance(action.metavar, str) else action.dest.upper()
 
 
+class _TopParser(argparse.ArgumentParser):
+    """``mist``'s own parser: its usage errors cut as every other line (``mist <100,000
+    characters>`` quoted the word whole as an invalid choice)."""
+
+    def error(self, message: str):
+        super().error(bounded(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _TopParser(
         prog="mist",
         allow_abbrev=False,
         description="MIST: Multiple Instance Spatial Transformers. Find K instances of "

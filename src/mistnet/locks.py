@@ -99,7 +99,7 @@ def _take_lock(path: Path, command: str, wait: Callable[[str], object] | None):
 
 def unopened_lock(path: Path, way_out: str = "") -> MistError:
     """The error for a lock file ``path`` this user may not open: another user's (a command of
-    theirs may be writing there), or this user's own made unreadable."""
+    theirs may be writing there), or this user's own made read-only or unreadable."""
     try:
         theirs = os.lstat(path).st_uid != os.geteuid()
     except OSError:  # a folder it cannot enter: whose it is cannot be told
@@ -108,7 +108,8 @@ def unopened_lock(path: Path, way_out: str = "") -> MistError:
         "another user's, left by a command of theirs; remove it once no command of theirs is "
         "writing there"
         if theirs
-        else "this user's own, made unreadable; remove it once no mistnet command is writing there"
+        else "this user's own, made read-only or unreadable; remove it once no mistnet "
+        "command is writing there"
     )
     return MistError(f"{path}: this user cannot open the lock ({whose}){way_out}")
 

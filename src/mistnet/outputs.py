@@ -188,10 +188,8 @@ def claim_output(
         raise MistError(f"{path}: is a symbolic link; {option} must {hint}")
     found = None
     if path.is_dir():
-        # a folder or marker this user cannot read: "was not made by" (or "Permission
-        # denied" naming the marker), and a resume marked it again
-        require_readable(path, command, f"choose another {option}")
-        require_readable(path / MARKER, command, f"choose another {option}")
+        for place in (path, path / MARKER):  # unread: "was not made by", then marked again
+            require_readable(place, command, f"choose another {option}")
         found = output_kind(path) or (kind if legacy is not None and legacy(path) else None)
     if not (in_place and found == kind):  # made or replaced: it needs a name of its own
         check_named(path, option)

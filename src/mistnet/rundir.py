@@ -35,11 +35,12 @@ from mistnet.io import (
     remove_stale_temporaries,
 )
 from mistnet.locks import LOCK, exclusive_lock
-from mistnet.markers import MARKER, output_kind
+from mistnet.markers import MARKER
 from mistnet.metrics import unmeasured
 from mistnet.models.build import build_to_load
 from mistnet.models.mist import MIST
 from mistnet.outputs import discard_new, entries, open_output
+from mistnet.runhints import no_config, packaged_hint, pretrained_file
 from mistnet.runlog import AFRESH, FROM_WEIGHTS, LogRecord, check_resume, read_log
 from mistnet.runmatch import moved_here, require_trained_with
 from mistnet.runpaths import absolute, stored
@@ -87,37 +88,6 @@ TRAINING_FILES = (
     "last.safetensors",
     "best.safetensors",
 )
-
-
-def _packaged_hint(path: Path) -> str:
-    """How to use the file ``path`` if it is a packaged model (it has a model card), which
-    ``--model`` takes by its file name (any checkpoint was told to go by name, which then
-    failed: "no model card"); else ""."""
-    from mistnet import pretrained  # which reads runs: imported here, not at the top
-
-    try:
-        pretrained.Card.of(Checkpoint(path))
-    except (MistError, OSError):
-        return ""
-    use = f"MISTNET_MODELS={path.parent}, then mist eval or detect --model"
-    if not pretrained.NAME.fullmatch(path.stem):  # was told to read it from a run directory
-        return (
-            f"; a packaged model is used by name, and {path.stem!r} is none "
-            f"({pretrained.NAME_RULE}): rename the file, then {use} NAME"
-        )
-    return f"; a packaged model is used by name: {use} {path.stem} (mistnet.load(name))"
-
-
-def pretrained_file(name: str | os.PathLike) -> Path | None:
-    """The file of the pretrained model ``name`` when ``name`` is one's (none where the
-    registry cannot be read: a missing run is then said as missing, not blamed on it)."""
-    from mistnet import pretrained
-
-    try:
-        file = pretrained.path_of(str(name))
-    except MistError:  # no model of that name, or no registry to read
-        return None
-    return file if file.is_file() else None  # a folder of the name is no model
 
 
 def _tensorboard_installed() -> bool:
@@ -177,7 +147,7 @@ class Run:
             hint = ""
             if self.path.suffix == ".safetensors":  # its folder is no run either
                 hint = "; a checkpoint is read from its run directory, beside its config.json"
-            hint = hint and (_packaged_hint(self.path) or hint)
+            hint = hint and (packaged_hint(self.path) or hint)
             raise MistError(f"{self.path} is a file, not a run directory{hint}")
         if not os.path.lexists(self.path) and pretrained_file(self.path):  # "does not exist"
             raise MistError(
@@ -186,29 +156,7 @@ class Run:
             )
         require_directory(self.path, "run directory")
         if not os.path.lexists(self.config):  # a link to nowhere was "no config.json"
-            began = not any(os.path.lexists(p) for p in (self.last, self.best, self.log))
-            if began and output_kind(self.path) == "run":  # killed as it began
-                raise MistError(
-                    f"{self.path}: a run stopped before it wrote its config.json, so it holds "
-                    "nothing to read or resume; train into it again without --resume"
-                )
-            if output_kind(self.path) == "run":  # "not a mistnet run" left no way out
-                raise MistError(
-                    f"{self.path}: the run's config.json is missing, though its checkpoints "
-                    "or log are there; restore it to read or resume the run, or train afresh "
-                    "into another --out"
-                )
-            hidden, kind = "", output_kind(self.path)
-            if kind == "demo":  # its run is inside it
-                hidden = f"; it is a demo's folder, whose run is {self.path / 'run'}"
-            elif kind is not None:
-                hidden = f"; it is a mistnet {kind} directory"
-            if pretrained_file(self.path):  # the folder is read first: the model went unsaid
-                hidden = (
-                    f"; this folder hides the pretrained model {self.path}, which is read by "
-                    "name from another working directory (mist eval and detect: --model NAME)"
-                )
-            raise MistError(f"{self.path} is not a mistnet run (no config.json){hidden}")
+            raise no_config(self.path, (self.last, self.best, self.log))
         regular_file(self.config)  # a FIFO, a folder or a link to nowhere is no missing file
 
     def records(self) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ def test_make_show_export_import(capsys, tmp_path):
     np.testing.assert_array_equal(a.arrays["images"], b.arrays["images"])
     # Before: "wrote back" alone; a 3-channel grey dataset came back 1-channel without a word
     assert out.strip().endswith(
-        "back: 1-channel 80x80 images (the layout's three channels are equal: grey)"
+        "back: 1-channel 80x80 images (the layout's images are grey: one channel, or three equal ones)"
     )
 
 

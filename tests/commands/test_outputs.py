@@ -1391,6 +1391,10 @@ def test_an_earlier_output_this_user_cannot_read_is_said_so(
     # a folder it cannot enter: "D/.mistnet: Permission denied", naming the marker
     with pytest.raises(MistError, match=f"{data}: this user cannot enter it, so whether mist"):
         claim_output(data, "dataset", "mist data")
+    # read as a run or a dataset: "not a mistnet run", "missing dataset manifest"
+    assert_user_error(mist(capsys, "eval", data), f"{data}: this user cannot enter it, so it is")
+    result = mist(capsys, "data", "show", data, "--out", tmp_path / "s.png")
+    assert_user_error(result, f"{data}: this user cannot enter it, so it is read as no dataset")
     assert entries_under(tmp_path) == before
 
 

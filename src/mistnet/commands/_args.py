@@ -13,7 +13,7 @@ from mistnet.data.digits import SPLITS
 from mistnet.device import check_device, resolve_device
 from mistnet.errors import MistError
 from mistnet.imagefile import DEFAULT_MAX_PIXELS
-from mistnet.rundir import pretrained_file
+from mistnet.runhints import pretrained_file
 from mistnet.textfile import read_float
 
 #: What ``--threads 0`` leaves: torch's own count, the cores of the machine.

@@ -336,7 +336,11 @@ def cmd_import_official(args: argparse.Namespace) -> int:
         args.dir, args.out, progress=_progress(), max_pixels=checked_max_pixels(args)
     )
     meta = read_manifest(out)
-    grey = " (the layout's three channels are equal: grey)" if meta["channels"] == 1 else ""
+    grey = (
+        " (the layout's images are grey: one channel, or three equal ones)"
+        if meta["channels"] == 1
+        else ""
+    )
     say(
         f"wrote {args.out}: {meta['channels']}-channel {meta['width']}x{meta['height']} images{grey}"
     )

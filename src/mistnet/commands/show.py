@@ -29,7 +29,8 @@ from mistnet.data.store import annotations_of
 from mistnet.errors import MistError, say
 from mistnet.evaluation import check_k
 from mistnet.outfiles import check_new_file, new_file
-from mistnet.rundir import Run, pretrained_file
+from mistnet.rundir import Run
+from mistnet.runhints import pretrained_file
 from mistnet.viz import output_figure
 
 #: The most scenes ``--n`` draws: one row each, 100 rows already make a PNG some 20,000 pixels

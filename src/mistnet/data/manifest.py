@@ -116,8 +116,12 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         require_directory(d, "dataset directory")
     if not d.is_dir():
         raise DataError(f"{d}: no such dataset directory")
+    if not os.access(d, os.X_OK):  # cannot enter it: was "missing dataset manifest"
+        raise DataError(f"{d}: this user cannot enter it, so it is read as no dataset")
     if not os.path.lexists(path):  # a link loop or to nowhere is named as such by read_json
         kind = output_kind(d)  # an official layout, a run: said what it is and what reads it
+        if kind is None and any((d / f"{m}.txt").is_file() for m in ("train", "valid", "test")):
+            kind = "official"  # one the official code made: no marker, its lists
         what = {"official": "an official layout: mist data import-official reads it"}.get(
             kind or "", f"a mistnet {kind} directory" if kind else ""
         )

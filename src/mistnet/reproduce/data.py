@@ -123,6 +123,8 @@ def check_lock(root: Path, base: Path) -> None:
     lock = base / LOCK
     if not os.path.lexists(lock):
         return
+    if lock.is_file() and not os.access(lock, os.R_OK | os.W_OK):  # else --out was made first
+        raise unopened_lock(lock, ", or choose another --data-root")
     try:
         ours = (
             not lock.is_symlink()
