@@ -1090,6 +1090,13 @@ def test_a_lock_file_of_the_users_in_the_data_root_is_left_as_it_was(tmp_path, c
         )
         with pytest.raises(MistError, match=r"open the lock \(another user's.*--data-root$"):
             check_lock(root, root / "smoke")
+        # a link there is named as one (its target's access made it "this user's own lock")
+        lock.unlink()
+        (tmp_path / "elsewhere").write_text("")
+        lock.symlink_to(tmp_path / "elsewhere")
+        patch.setattr(os, "access", lambda p, m: False)
+        with pytest.raises(MistError, match=r"\.lock is no lock of mistnet's; move it away"):
+            check_lock(root, root / "smoke")
 
 
 def test_a_file_where_a_budgets_folder_goes_is_refused_before_out_is_made(tmp_path, capsys):

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mistnet.checkpoint import Checkpoint
+from mistnet.data.manifest import official_lists
 from mistnet.errors import MistError
 from mistnet.markers import output_kind
 
@@ -49,7 +50,7 @@ def no_config(path: Path, files: Iterable[Path]) -> MistError:
     one this user cannot enter, a run that lost its config or stopped as it began (none of its
     ``files``, checkpoints and log, there), another output (a demo's names its run), a folder
     hiding the pretrained model of its name."""
-    kind = output_kind(path)
+    kind = output_kind(path) or ("official" if official_lists(path) else None)
     if not os.access(path, os.X_OK):  # cannot enter it: was "not a mistnet run (no config.json)"
         return MistError(f"{path}: this user cannot enter it, so it is read as no run")
     if kind == "run" and not any(os.path.lexists(p) for p in files):

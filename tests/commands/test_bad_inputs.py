@@ -254,6 +254,21 @@ def data_show_of_an_official_layout(tmp_path, run):
 
 
 @case
+def eval_of_an_official_layout_without_its_marker(tmp_path, run):
+    layout = official(tmp_path)
+    (layout / ".mistnet").unlink()  # as the official code makes one (was "not a mistnet run")
+    return ["eval", layout], ["no config.json); it is an official layout (mist data import-off"]
+
+
+@case
+def data_show_of_a_folder_holding_a_train_txt_of_the_users(tmp_path, run):
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "train.txt").write_text("a.png\n")  # a list of images, no layout
+    argv = ["data", "show", tmp_path / "lists", "--out", tmp_path / "s.png"]
+    return argv, ["missing dataset manifest (not a mistnet dataset directory)"]
+
+
+@case
 def plot_of_a_demo_folder(tmp_path, run):
     # Before: "dm is not a mistnet run (no config.json)", its run not named
     from mistnet.outputs import create_directory

@@ -104,6 +104,15 @@ def counted_instances(counts: np.ndarray, max_count: int) -> np.ndarray:
     return np.arange(max_count)[None, :] < counts[:, None]
 
 
+def official_lists(directory: Path) -> bool:
+    """Whether ``directory`` holds an official layout's lists: a mode's ``<mode>.txt`` beside
+    its ``<mode>_labels.txt`` (a ``train.txt`` alone may be a user's list of images)."""
+    modes = ("train", "valid", "test")
+    return any((directory / f"{m}.txt").is_file() for m in modes) and any(
+        (directory / f"{m}_labels.txt").is_file() for m in modes
+    )
+
+
 def read_manifest(directory: str | os.PathLike) -> dict:
     """Read and check ``manifest.json`` of a dataset directory.
 
@@ -120,11 +129,12 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         raise DataError(f"{d}: this user cannot enter it, so it is read as no dataset")
     if not os.path.lexists(path):  # a link loop or to nowhere is named as such by read_json
         kind = output_kind(d)  # an official layout, a run: said what it is and what reads it
-        if kind is None and any((d / f"{m}.txt").is_file() for m in ("train", "valid", "test")):
-            kind = "official"  # one the official code made: no marker, its lists
-        what = {"official": "an official layout: mist data import-official reads it"}.get(
-            kind or "", f"a mistnet {kind} directory" if kind else ""
-        )
+        if kind is None and official_lists(d):  # one the official code made: no marker
+            kind = "official"
+        what = {
+            "official": "an official layout: mist data import-official reads it",
+            "demo": f"a demo's folder, whose dataset is {d / 'data'}",
+        }.get(kind or "", f"a mistnet {kind} directory" if kind else "")
         raise DataError(
             f"{path}: missing dataset manifest (not a mistnet dataset directory"
             + (f"; {what})" if what else ")")

@@ -123,7 +123,8 @@ def check_lock(root: Path, base: Path) -> None:
     lock = base / LOCK
     if not os.path.lexists(lock):
         return
-    if lock.is_file() and not os.access(lock, os.R_OK | os.W_OK):  # else --out was made first
+    if not lock.is_symlink() and lock.is_file() and not os.access(lock, os.R_OK | os.W_OK):
+        # else --out was made first (a link is named as one below)
         raise unopened_lock(lock, ", or choose another --data-root")
     try:
         ours = (
