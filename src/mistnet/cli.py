@@ -24,7 +24,7 @@ import warnings
 from typing import NoReturn
 
 from mistnet import __version__
-from mistnet.errors import MistError, MistWarning, bounded, escaped
+from mistnet.errors import MistError, MistWarning, bounded, printed
 from mistnet.signals import Terminated, signals_as_exceptions
 from mistnet.streams import (
     OutputStreamError,
@@ -47,7 +47,15 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-class CommandParser(argparse.ArgumentParser):
+class _TopParser(argparse.ArgumentParser):
+    """``mist``'s parser and its commands': usage errors cut as every other line (``mist
+    <100,000 characters>`` quoted the word whole as an invalid choice)."""
+
+    def error(self, message: str):
+        super().error(bounded(message))
+
+
+class CommandParser(_TopParser):
     """The parser of one command: an argument it does not know is refused with the command's
     own usage (``mist eval RUN --bogus``: eval's usage, not ``mist``'s), and the first empty
     argument it took (``--out ''``) is named in ``empty_argument`` for :func:`_call` to refuse:
@@ -72,7 +80,7 @@ class CommandParser(argparse.ArgumentParser):
         # naming the stand-in (_after_double_dash): said as argparse says "--out --"
         if any(token in message or repr(token)[1:-1] in message for token in self._after):
             message = message.split(": ", 1)[0] + ": expected one argument"
-        super().error(bounded(message))  # "invalid choice: 'aaa...'" of 100,000 characters
+        super().error(message)
 
     def parse_known_args(self, args=None, namespace=None):
         if self._mixing:
@@ -168,14 +176,6 @@ def _display_name(action: argparse.Action) -> str:
     if action.option_strings:
         return max(action.option_strings, key=len)
     return action.metavar if isinstance(action.metavar, str) else action.dest.upper()
-
-
-class _TopParser(argparse.ArgumentParser):
-    """``mist``'s own parser: its usage errors cut as every other line (``mist <100,000
-    characters>`` quoted the word whole as an invalid choice)."""
-
-    def error(self, message: str):
-        super().error(bounded(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,7 +281,7 @@ def _warning_printer(command: str):
         text = " ".join(str(message).split())
         if not issubclass(category, MistWarning):
             text = f"{category.__name__}: {text}"
-        print(f"mist {command}: warning: {bounded(escaped(text))}", file=sys.stderr)
+        print(f"mist {command}: warning: {printed(text)}", file=sys.stderr)
 
     return show
 
@@ -298,12 +298,12 @@ def _call(args: argparse.Namespace) -> int:
             sys.stdout.flush()  # a full disk under `>out.txt` fails here, as this command's error
             return code
     except MistError as exc:  # paths and names the user gave, escaped: one line, always
-        print(f"mist {name}: error: {bounded(escaped(str(exc)))}", file=sys.stderr)
+        print(f"mist {name}: error: {printed(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `mist models | head`: the reader has all it wanted
         return _reader_gone()
     except OSError as exc:
-        print(f"mist {name}: error: {bounded(escaped(os_error_message(exc)))}", file=sys.stderr)
+        print(f"mist {name}: error: {printed(os_error_message(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mist {name}: interrupted", file=sys.stderr)
@@ -311,7 +311,7 @@ def _call(args: argparse.Namespace) -> int:
     except Exception as exc:
         said = _symlink_loop(exc) or _not_a_bug(exc)
         if said is not None:
-            print(f"mist {name}: error: {bounded(escaped(said))}", file=sys.stderr)
+            print(f"mist {name}: error: {printed(said)}", file=sys.stderr)
             return 2
         if not _out_of_memory(exc):
             return internal_error(name, exc)

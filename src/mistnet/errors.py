@@ -61,6 +61,12 @@ def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
     return f"{text[:head]} ... ({len(text) - head - tail:,} characters left out) ... {text[-tail:]}"
 
 
+def printed(text: str) -> str:
+    """``text`` as ``mist`` prints an error, warning or note line: :func:`escaped`, then
+    :func:`bounded`."""
+    return bounded(escaped(text))
+
+
 def say(*lines: str) -> None:
     r"""Print ``lines`` on stdout for the user, each :func:`escaped`: what a command reports
     (``wrote OUT``, a metric table) quotes paths and names the user chose, and a newline or an

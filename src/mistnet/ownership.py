@@ -114,10 +114,11 @@ def require_own_file(path: Path, mine: Mine, writer: str = "mistnet") -> None:
         what = "a folder"
     elif not path.is_file():
         what = "not a regular file"
-    elif require_readable(path, writer, "choose another --out") or not mine(path):
-        what = "a file of another content"
     else:
-        return
+        require_readable(path, writer, "choose another --out")  # unread: "another content"
+        if mine(path):
+            return
+        what = "a file of another content"
     raise MistError(
         f"{path}: is {what}, not a file {writer} wrote, so it is not replaced; move it "
         "away and run again, or choose another --out"

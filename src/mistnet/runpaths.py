@@ -112,8 +112,8 @@ PER_MACHINE = (("data", "workers"),)
 
 def shared_settings(cfg: Config) -> dict[str, str]:
     """``{"section.key": value as JSON}`` of ``cfg`` that the processes of one run must agree
-    on: all but its folder paths (each machine may keep the dataset elsewhere;
-    ``record.data_manifest`` names its content: each is said to be a folder) and
+    on: all but its folder paths (each machine may keep the dataset elsewhere, each is said to
+    be a folder: the data's content is compared apart, :func:`mistnet.data.runs.content_digest`) and
     :data:`PER_MACHINE`. Every config gives the same keys (the processes compare them in
     order: a key left out on one process only put the collective out of step)."""
     settings = cfg.to_dict()

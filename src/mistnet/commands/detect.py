@@ -29,9 +29,9 @@ to 1 where higher: 0.58 for the CPU presets; 0 keeps all K).
 --max-detections keeps the N best boxes per image. --side PX resizes each image so that objects of about PX
 pixels take the model's box side (model.base_side), and maps the boxes back. --tile runs the
 image in windows of the training size that overlap by the box side (at most half a window)
-and merges their detections (non-maximum suppression across windows) in bounded memory; --k is then per window (at most a
-window's pixels), and at most K per training-sized area of the image are kept
-(--max-detections overrides).
+and merges their detections (non-maximum suppression across windows) in bounded memory; --k is
+then per window (at most a window's pixels), and at most K per training-sized area of the image
+are kept (--max-detections overrides).
 
 An image whose header declares more than --max-pixels pixels is refused before it is decoded.
 Every image is read and detected before DIR changes: a failure leaves DIR as it was. DIR must be

@@ -30,7 +30,7 @@ from mistnet.data.manifest import read_manifest
 from mistnet.data.memory import IN_MEMORY
 from mistnet.device import check_device
 from mistnet.distributed import World
-from mistnet.errors import MistError, bounded, escaped
+from mistnet.errors import MistError, printed
 from mistnet.io import json_text
 from mistnet.loop import train
 from mistnet.progress import terminal_bar
@@ -170,11 +170,7 @@ def run(args: argparse.Namespace) -> int:
         if ignored and machine.torchrun_world()[0] == 0:  # once, not by every process
             note = "; ".join(ignored)
             print(
-                bounded(
-                    escaped(
-                        f"mist train: note: --resume continues the run as saved; ignoring {note}"
-                    )
-                ),
+                printed(f"mist train: note: --resume continues the run as saved; ignoring {note}"),
                 file=sys.stderr,
             )
     else:

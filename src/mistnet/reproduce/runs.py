@@ -266,10 +266,10 @@ def _metrics_problem(record: dict[str, Any], where: str) -> str | None:
         if not isinstance(values, dict):
             return f"{where}{key} is not an object"
         for name, value in values.items():
-            # a metric as mist eval measures one (an edited rmse of -3 was shown as given)
-            problem = metric_problem(name, value) if key == "metrics" else None
             if value is not None and not _is_number(value):
                 problem = "not a number"
+            else:  # a metric as mist eval measures one (an edited rmse of -3 was shown as given)
+                problem = metric_problem(name, value) if key == "metrics" else None
             if problem is not None:
                 return f"{where}{key}.{name} is {json.dumps(value)}, {problem}"
     if "metrics" not in record or not isinstance(record.get("data"), str):
